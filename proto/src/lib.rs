@@ -1,0 +1,16 @@
+//! Generated protocol code for Ocean.
+//!
+//! - [`v1`]: the replicated `Command`s and the client gRPC API (`OceanApi`).
+//! - [`raft`]: master-to-master transport (raft messages, forwarded writes).
+
+#![allow(missing_debug_implementations, clippy::all)]
+
+/// Client API and replicated commands.
+pub mod v1 {
+    tonic::include_proto!("ocean.v1");
+}
+
+/// Master-to-master transport.
+pub mod raft {
+    tonic::include_proto!("ocean.raft.v1");
+}

@@ -1,0 +1,1 @@
+//! Ocean job spec (being written).
