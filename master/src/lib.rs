@@ -1,1 +1,37 @@
-//! master
+//! Ocean's master: the replicated keeper of the cluster's intent.
+//!
+//! ```text
+//!  REST (api::http) ─┐                          ┌─► RaftStore (RocksDB: log, hard state,
+//!  gRPC (api::grpc) ─┼─► Master::propose ─► node::Driver (one thread owns RawNode)
+//!                    │   (forwards to leader)   │     state machine, compaction)
+//!                    │                          ├─► transport::GrpcTransport ─► peers
+//!                    │                          └─► ClusterState::apply ─► feed ─► watchers
+//!  watch / SSE ◄─────┴─────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! - [`config`]: settings and their validation.
+//! - [`state`]: the deterministic state machine.
+//! - [`storage`]: raft log, hard state, snapshots and the persisted state on RocksDB.
+//! - [`node`]: the raft driver (Ready loop, group commit, apply, compaction).
+//! - [`transport`]: gRPC between masters.
+//! - [`feed`]: the versioned change feed.
+//! - [`master`]: the handle the APIs use, and [`run`].
+//! - [`api`]: REST, gRPC, watch.
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod feed;
+pub mod master;
+pub mod metrics;
+pub mod node;
+pub mod state;
+pub mod storage;
+pub mod transport;
+
+#[cfg(test)]
+mod harness;
+
+pub use config::{parse_peers, MasterConfig, RaftSettings};
+pub use error::{Error, Result};
+pub use master::{bind, run, start, Master};

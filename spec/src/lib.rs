@@ -1,1 +1,49 @@
-//! Ocean job spec (being written).
+//! Ocean's job spec: the document a user submits to run a job.
+//!
+//! A spec names the job by its service-tree id, says what to run (a shell
+//! command, an argument vector or a Docker image), how many instances, with
+//! which resources, ports, health checks, placement constraints and rollout
+//! settings. The master and the CLI both use this crate, so a spec is judged
+//! the same way everywhere.
+//!
+//! ```text
+//!   JSON / YAML bytes
+//!        |  parse::parse_job_spec(input, Format)
+//!        v
+//!   serde (+ serde_path_to_error) ---> spec::JobSpec (defaults filled in)
+//!        |                                  |  validate::JobSpec::validate
+//!        v                                  v
+//!   error::SpecError { errors: [FieldError { field: "ports[1].name", reason }] }
+//! ```
+//!
+//! Modules:
+//! - [`spec`]: [`JobSpec`] and its small sections (resources, back-off,
+//!   upgrade strategy, flapping, placement policy) with named defaults;
+//! - [`ports`], [`health`], [`container`], [`constraint`]: the larger
+//!   sections; constraints keep Marathon's array form on the wire;
+//! - [`id`]: the service-tree id `cop.<c>_owt.<o>_pdl.<p>..._cluster.<cl>`;
+//! - [`validate`]: every semantic rule, collecting all errors at once;
+//! - [`parse`]: JSON/YAML input and the mapping of serde errors to field paths;
+//! - [`error`]: [`FieldError`] and [`SpecError`].
+//!
+//! The user-facing reference is `docs/job-spec.md`, the machine-readable one
+//! `docs/job-spec.schema.json`; tests keep both in step with this code.
+
+pub mod constraint;
+pub mod container;
+pub mod error;
+pub mod health;
+pub mod id;
+pub mod parse;
+pub mod ports;
+pub mod spec;
+pub mod validate;
+
+pub use constraint::{Constraint, ConstraintOperator};
+pub use container::{Container, DockerContainer, DockerNetwork, PortMapping, Volume};
+pub use error::{FieldError, SpecError};
+pub use health::{HealthCheck, HealthCheckProtocol};
+pub use id::ServiceTreeId;
+pub use parse::{deserialize_job_spec, parse_job_spec, Format};
+pub use ports::{PortProtocol, PortSpec};
+pub use spec::{Backoff, Flapping, JobSpec, PlacementPolicy, Resources, UpgradeStrategy};

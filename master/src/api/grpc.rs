@@ -1,0 +1,228 @@
+//! gRPC services on every master: the client API (`OceanApi`) and the
+//! master-to-master transport (`RaftTransport`: raft messages and writes
+//! forwarded to the leader).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use futures::{Stream, StreamExt};
+use ocean_proto::raft::raft_transport_server::{RaftTransport, RaftTransportServer};
+use ocean_proto::raft::{forward_request, ForwardRequest, ForwardResponse, RaftAck, RaftBatch};
+use ocean_proto::v1::ocean_api_server::{OceanApi, OceanApiServer};
+use ocean_proto::v1::{
+    event, Command, DeleteJobResponse, Event, Job, JobRef, LeaderRequest, LeaderResponse,
+    ListJobsRequest, ListJobsResponse, Member, PutJobRequest, PutJobResponse, Snapshot,
+    WatchRequest,
+};
+use ocean_spec::{parse_job_spec, Format};
+use prost::Message as _;
+use protobuf::Message as _;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{Request, Response, Status};
+
+use super::error::{spec_status, to_status};
+use super::watch::{watch, WatchItem};
+use crate::error::{Error, Result};
+use crate::master::Master;
+use crate::node::{MemberChange, Msg};
+use crate::state::{delete_job_command, put_job_command, Change, Outcome};
+
+/// Serves both gRPC services on `listener` until `shutdown` resolves.
+pub async fn serve(
+    master: Master,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let api = OceanApiServer::new(Api(master.clone()))
+        .max_decoding_message_size(16 * 1024 * 1024)
+        .max_encoding_message_size(usize::MAX);
+    let transport = RaftTransportServer::new(Transport(master))
+        .max_decoding_message_size(usize::MAX)
+        .max_encoding_message_size(usize::MAX);
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(api)
+        .add_service(transport)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+        .map_err(|e| Error::Io {
+            context: "serve gRPC".into(),
+            source: std::io::Error::other(e),
+        })
+}
+
+/// The client API.
+#[derive(Debug, Clone)]
+pub struct Api(pub Master);
+
+/// The master-to-master transport.
+#[derive(Debug, Clone)]
+pub struct Transport(pub Master);
+
+type WatchStream = Pin<Box<dyn Stream<Item = std::result::Result<Event, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl OceanApi for Api {
+    async fn put_job(&self, req: Request<PutJobRequest>) -> std::result::Result<Response<PutJobResponse>, Status> {
+        let req = req.into_inner();
+        let format = match req.format.as_str() {
+            "json" => Format::Json,
+            "yaml" => Format::Yaml,
+            "" => Format::Auto,
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "format: '{other}' is not one of json, yaml"
+                )))
+            }
+        };
+        let spec = parse_job_spec(&req.spec, format).map_err(|e| spec_status(&e))?;
+        let id = spec.id.clone();
+        let applied = self
+            .0
+            .propose(put_job_command(id.clone(), spec.to_canonical_json()))
+            .await
+            .map_err(to_status)?;
+        let created = applied.outcome == Outcome::Created
+            || self
+                .0
+                .read(|st| st.jobs.get(&id).map(|j| j.created_version == applied.version))
+                .unwrap_or(false);
+        Ok(Response::new(PutJobResponse {
+            id,
+            version: applied.version,
+            created,
+        }))
+    }
+
+    async fn get_job(&self, req: Request<JobRef>) -> std::result::Result<Response<Job>, Status> {
+        let id = req.into_inner().id;
+        self.0
+            .read(|st| st.jobs.get(&id).cloned())
+            .map(Response::new)
+            .ok_or_else(|| to_status(Error::NotFound { kind: "job", id }))
+    }
+
+    async fn delete_job(&self, req: Request<JobRef>) -> std::result::Result<Response<DeleteJobResponse>, Status> {
+        let id = req.into_inner().id;
+        let applied = self
+            .0
+            .propose(delete_job_command(id.clone()))
+            .await
+            .map_err(to_status)?;
+        if applied.outcome == Outcome::NotFound {
+            return Err(to_status(Error::NotFound { kind: "job", id }));
+        }
+        Ok(Response::new(DeleteJobResponse {
+            version: applied.version,
+        }))
+    }
+
+    async fn list_jobs(&self, _req: Request<ListJobsRequest>) -> std::result::Result<Response<ListJobsResponse>, Status> {
+        Ok(Response::new(self.0.read(|st| ListJobsResponse {
+            jobs: st.jobs.values().cloned().collect(),
+            version: st.version,
+        })))
+    }
+
+    async fn leader(&self, _req: Request<LeaderRequest>) -> std::result::Result<Response<LeaderResponse>, Status> {
+        let term = self.0.status().term;
+        match self.0.leader() {
+            Some(l) => Ok(Response::new(LeaderResponse {
+                id: l.id,
+                grpc_addr: l.grpc_addr,
+                http_addr: l.http_addr,
+                term,
+            })),
+            None => Err(Status::unavailable("no leader known")),
+        }
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(&self, req: Request<WatchRequest>) -> std::result::Result<Response<WatchStream>, Status> {
+        let from = req.into_inner().from_version;
+        let stream = watch(self.0.clone(), from).map(|item| {
+            Ok(match item {
+                WatchItem::Snapshot { version, jobs } => Event {
+                    version,
+                    kind: Some(event::Kind::Snapshot(Snapshot { version, jobs })),
+                },
+                WatchItem::Change(version, Change::JobPut(job)) => Event {
+                    version,
+                    kind: Some(event::Kind::JobPut(job)),
+                },
+                WatchItem::Change(version, Change::JobDeleted(id)) => Event {
+                    version,
+                    kind: Some(event::Kind::JobDeleted(id)),
+                },
+            })
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+#[tonic::async_trait]
+impl RaftTransport for Transport {
+    async fn send(&self, req: Request<RaftBatch>) -> std::result::Result<Response<RaftAck>, Status> {
+        let batch = req.into_inner();
+        for bytes in batch.messages {
+            let msg = raft::eraftpb::Message::parse_from_bytes(&bytes).map_err(|e| {
+                Status::invalid_argument(format!("messages: not a raft message: {e}"))
+            })?;
+            self.0
+                .driver()
+                .send(Msg::Raft(Box::new(msg)))
+                .map_err(|_| Status::unavailable("master is shutting down"))?;
+        }
+        Ok(Response::new(RaftAck {}))
+    }
+
+    async fn forward(&self, req: Request<ForwardRequest>) -> std::result::Result<Response<ForwardResponse>, Status> {
+        let master = &self.0;
+        if master.status().leader != master.id() {
+            return Err(Status::unavailable(format!(
+                "master {} is not the leader",
+                master.id()
+            )));
+        }
+        match req.into_inner().kind {
+            Some(forward_request::Kind::Command(bytes)) => {
+                let cmd = Command::decode(&*bytes)
+                    .map_err(|e| Status::invalid_argument(format!("command: {e}")))?;
+                let applied = master.propose_local(cmd).await.map_err(to_status)?;
+                if applied.outcome == Outcome::NotFound {
+                    return Err(Status::not_found("not found"));
+                }
+                Ok(Response::new(ForwardResponse {
+                    version: applied.version,
+                }))
+            }
+            Some(forward_request::Kind::AddMember(m)) => {
+                if master.status().voters.contains(&m.id) {
+                    return Err(Status::already_exists(format!(
+                        "master {} is already a member",
+                        m.id
+                    )));
+                }
+                let index = master
+                    .change_members_local(MemberChange::Add(Member {
+                        id: m.id,
+                        grpc_addr: m.grpc_addr,
+                        http_addr: m.http_addr,
+                    }))
+                    .await
+                    .map_err(to_status)?;
+                Ok(Response::new(ForwardResponse { version: index }))
+            }
+            Some(forward_request::Kind::RemoveMember(id)) => {
+                let index = master
+                    .change_members_local(MemberChange::Remove(id))
+                    .await
+                    .map_err(to_status)?;
+                Ok(Response::new(ForwardResponse { version: index }))
+            }
+            None => Err(Status::invalid_argument("kind: missing")),
+        }
+    }
+}

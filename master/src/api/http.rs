@@ -1,0 +1,399 @@
+//! REST+JSON API (axum). Writes sent to a follower are forwarded to the
+//! leader over gRPC, so clients may talk to any master.
+//!
+//! | method and path              | what                                        |
+//! |------------------------------|---------------------------------------------|
+//! | `GET /v1/leader`             | the leader's id and addresses               |
+//! | `GET /v1/status`             | raft status, members and their health       |
+//! | `POST /v1/jobs`              | create or replace a job (JSON or YAML)      |
+//! | `GET /v1/jobs`               | list jobs (`?prefix=` a service-tree node)  |
+//! | `GET /v1/jobs/{id}`          | one job                                     |
+//! | `DELETE /v1/jobs/{id}`       | delete a job                                |
+//! | `GET /v1/members`            | masters and their addresses                 |
+//! | `POST /v1/members`           | add a master `{id, grpc_addr, http_addr}`   |
+//! | `DELETE /v1/members/{id}`    | remove a master                             |
+//! | `GET /v1/events?from=N`      | server-sent change events from version N    |
+//! | `GET /metrics`               | Prometheus metrics                          |
+//!
+//! Reads are served from this master's state; every response carries the
+//! `X-Ocean-Version` it reflects, and `?min_version=N` waits (up to 5 s)
+//! until this master has applied version N (read-your-writes anywhere).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use futures::StreamExt;
+use ocean_proto::v1::{Job, Member};
+use ocean_spec::{parse_job_spec, Format};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+use super::error::ApiError;
+use super::watch::{watch, WatchItem};
+use crate::error::{Error, Result};
+use crate::master::{Master, WRITE_TIMEOUT};
+use crate::node::MemberChange;
+use crate::state::{delete_job_command, put_job_command, Change, Outcome};
+
+type ApiResult<T> = std::result::Result<T, ApiError>;
+
+/// Builds the router.
+pub fn router(master: Master) -> Router {
+    Router::new()
+        .route("/v1/leader", get(leader))
+        .route("/v1/status", get(status))
+        .route("/v1/jobs", get(list_jobs).post(put_job))
+        .route("/v1/jobs/{id}", get(get_job).delete(delete_job))
+        .route("/v1/members", get(members).post(add_member))
+        .route("/v1/members/{id}", delete(remove_member))
+        .route("/v1/events", get(events))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(4 * 1024 * 1024))
+        .with_state(master)
+}
+
+/// Serves the REST API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    master: Master,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    axum::serve(listener, router(master))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|source| Error::Io {
+            context: "serve REST API".into(),
+            source,
+        })
+}
+
+async fn not_found() -> ApiError {
+    ApiError::from(Error::NotFound {
+        kind: "route",
+        id: "no such API path; see docs/api.md".into(),
+    })
+}
+
+fn with_version(version: u64, body: Value) -> Response {
+    let mut resp = Json(body).into_response();
+    if let Ok(v) = HeaderValue::from_str(&version.to_string()) {
+        resp.headers_mut().insert("x-ocean-version", v);
+    }
+    resp
+}
+
+fn member_json(m: &Member) -> Value {
+    json!({"id": m.id, "grpc_addr": m.grpc_addr, "http_addr": m.http_addr})
+}
+
+async fn leader(State(m): State<Master>) -> ApiResult<Json<Value>> {
+    let status = m.status();
+    match m.leader() {
+        Some(l) => Ok(Json(json!({
+            "id": l.id,
+            "grpc_addr": l.grpc_addr,
+            "http_addr": l.http_addr,
+            "term": status.term,
+        }))),
+        None => Err(Error::NoLeader(format!(
+            "master {} knows no leader (term {}): an election is in progress or a majority is unreachable",
+            m.id(),
+            status.term
+        ))
+        .into()),
+    }
+}
+
+async fn status(State(m): State<Master>) -> Json<Value> {
+    let s = m.status();
+    let members: Vec<Value> = m.read(|st| {
+        st.members
+            .values()
+            .map(|mem| {
+                let progress = s.progress.iter().find(|p| p.id == mem.id);
+                let since = if mem.id == m.id() {
+                    Some(0)
+                } else {
+                    m.peer_since_ok(mem.id)
+                };
+                let healthy = match progress {
+                    Some(p) => p.recent_active,
+                    None => since.is_some_and(|ms| ms < 2_000) || mem.id == m.id(),
+                };
+                json!({
+                    "id": mem.id,
+                    "grpc_addr": mem.grpc_addr,
+                    "http_addr": mem.http_addr,
+                    "voter": s.voters.contains(&mem.id),
+                    "leader": mem.id == s.leader,
+                    "healthy": healthy,
+                    "match_index": progress.map(|p| p.matched),
+                    "last_contact_ms": since,
+                })
+            })
+            .collect()
+    });
+    let jobs = m.read(|st| st.jobs.len());
+    Json(json!({
+        "id": s.id,
+        "role": s.role,
+        "term": s.term,
+        "leader": if s.leader == 0 { Value::Null } else { json!(s.leader) },
+        "commit_index": s.commit_index,
+        "applied_index": s.applied_index,
+        "first_index": s.first_index,
+        "version": s.version,
+        "jobs": jobs,
+        "removed": s.removed,
+        "members": members,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FormatQuery {
+    format: Option<String>,
+}
+
+async fn put_job(
+    State(m): State<Master>,
+    Query(q): Query<FormatQuery>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let ctype = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let format = match q.format.as_deref() {
+        Some("json") => Format::Json,
+        Some("yaml") => Format::Yaml,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "format",
+                format!("'{other}' is not one of json, yaml"),
+            ))
+        }
+        None if ctype.contains("yaml") => Format::Yaml,
+        None if ctype.contains("json") => Format::Json,
+        None => Format::Auto,
+    };
+    let spec = parse_job_spec(&body, format)?;
+    let id = spec.id.clone();
+    let applied = m
+        .propose(put_job_command(id.clone(), spec.to_canonical_json()))
+        .await?;
+    let created = m.read(|st| st.jobs.get(&id).map(|j| j.created_version == applied.version));
+    let outcome = match applied.outcome {
+        Outcome::Created => "created",
+        Outcome::Updated => "updated",
+        Outcome::Unchanged => "unchanged",
+        _ if created == Some(true) => "created",
+        _ => "updated",
+    };
+    let code = if outcome == "created" {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let mut resp = with_version(
+        applied.version,
+        json!({"id": id, "version": applied.version, "outcome": outcome}),
+    );
+    *resp.status_mut() = code;
+    Ok(resp)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReadQuery {
+    min_version: Option<u64>,
+    prefix: Option<String>,
+}
+
+async fn wait_version(m: &Master, q: &ReadQuery) -> ApiResult<()> {
+    if let Some(v) = q.min_version {
+        if !m.wait_for_version(v, WRITE_TIMEOUT).await {
+            return Err(Error::NotCommitted(format!(
+                "master {} has not applied version {v} within {}s",
+                m.id(),
+                WRITE_TIMEOUT.as_secs()
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// A job as the API shows it.
+pub fn job_json(job: &Job) -> Value {
+    let spec: Value = serde_json::from_slice(&job.spec_json).unwrap_or(Value::Null);
+    json!({
+        "id": job.id,
+        "spec": spec,
+        "created_version": job.created_version,
+        "updated_version": job.updated_version,
+    })
+}
+
+async fn list_jobs(State(m): State<Master>, Query(q): Query<ReadQuery>) -> ApiResult<Response> {
+    wait_version(&m, &q).await?;
+    let (version, jobs) = m.read(|st| {
+        let jobs: Vec<Value> = match &q.prefix {
+            Some(p) => st
+                .jobs
+                .range(p.clone()..)
+                .take_while(|(k, _)| k.starts_with(p.as_str()))
+                .map(|(_, j)| job_json(j))
+                .collect(),
+            None => st.jobs.values().map(job_json).collect(),
+        };
+        (st.version, jobs)
+    });
+    Ok(with_version(version, json!({"version": version, "jobs": jobs})))
+}
+
+async fn get_job(
+    State(m): State<Master>,
+    Path(id): Path<String>,
+    Query(q): Query<ReadQuery>,
+) -> ApiResult<Response> {
+    wait_version(&m, &q).await?;
+    let (version, job) = m.read(|st| (st.version, st.jobs.get(&id).map(job_json)));
+    match job {
+        Some(j) => Ok(with_version(version, j)),
+        None => Err(Error::NotFound { kind: "job", id }.into()),
+    }
+}
+
+async fn delete_job(State(m): State<Master>, Path(id): Path<String>) -> ApiResult<Response> {
+    if !m.read(|st| st.jobs.contains_key(&id)) {
+        return Err(Error::NotFound { kind: "job", id }.into());
+    }
+    let applied = m.propose(delete_job_command(id.clone())).await?;
+    if applied.outcome == Outcome::NotFound {
+        return Err(Error::NotFound { kind: "job", id }.into());
+    }
+    Ok(with_version(
+        applied.version,
+        json!({"id": id, "version": applied.version, "outcome": "deleted"}),
+    ))
+}
+
+async fn members(State(m): State<Master>) -> Json<Value> {
+    let s = m.status();
+    let list: Vec<Value> = m.read(|st| {
+        st.members
+            .values()
+            .map(|mem| {
+                let mut v = member_json(mem);
+                v["voter"] = json!(s.voters.contains(&mem.id));
+                v
+            })
+            .collect()
+    });
+    Json(json!({"members": list}))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddMemberBody {
+    id: u64,
+    grpc_addr: String,
+    #[serde(default)]
+    http_addr: String,
+}
+
+async fn add_member(State(m): State<Master>, body: axum::body::Bytes) -> ApiResult<Response> {
+    let req: AddMemberBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("body", format!("expected {{id, grpc_addr, http_addr}}: {e}")))?;
+    if req.id == 0 {
+        return Err(ApiError::bad_request("id", "must be a positive integer"));
+    }
+    if !req.grpc_addr.contains(':') {
+        return Err(ApiError::bad_request("grpc_addr", "must be HOST:PORT"));
+    }
+    if m.status().voters.contains(&req.id) {
+        return Err(Error::Conflict(format!("master {} is already a member", req.id)).into());
+    }
+    let index = m
+        .change_members(MemberChange::Add(Member {
+            id: req.id,
+            grpc_addr: req.grpc_addr,
+            http_addr: req.http_addr,
+        }))
+        .await?;
+    let mut resp = Json(json!({"id": req.id, "index": index, "outcome": "added"})).into_response();
+    *resp.status_mut() = StatusCode::CREATED;
+    Ok(resp)
+}
+
+async fn remove_member(State(m): State<Master>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let id: u64 = id
+        .parse()
+        .map_err(|_| ApiError::bad_request("id", format!("'{id}' is not a master id")))?;
+    if !m.status().voters.contains(&id) {
+        return Err(Error::NotFound {
+            kind: "master",
+            id: id.to_string(),
+        }
+        .into());
+    }
+    let index = m.change_members(MemberChange::Remove(id)).await?;
+    Ok(Json(json!({"id": id, "index": index, "outcome": "removed"})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    from: Option<u64>,
+}
+
+async fn events(
+    State(m): State<Master>,
+    Query(q): Query<EventsQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Sse<impl futures::Stream<Item = std::result::Result<SseEvent, Infallible>>>> {
+    let last_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let from = q.from.or(last_id).unwrap_or(0);
+    let stream = watch(m, from).map(|item| {
+        let ev = match item {
+            WatchItem::Snapshot { version, jobs } => SseEvent::default()
+                .id(version.to_string())
+                .event("snapshot")
+                .data(
+                    json!({"version": version, "jobs": jobs.iter().map(job_json).collect::<Vec<_>>()})
+                        .to_string(),
+                ),
+            WatchItem::Change(v, Change::JobPut(job)) => SseEvent::default()
+                .id(v.to_string())
+                .event("job_put")
+                .data(json!({"version": v, "job": job_json(&job)}).to_string()),
+            WatchItem::Change(v, Change::JobDeleted(id)) => SseEvent::default()
+                .id(v.to_string())
+                .event("job_deleted")
+                .data(json!({"version": v, "id": id}).to_string()),
+        };
+        Ok(ev)
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+async fn metrics(State(m): State<Master>) -> impl IntoResponse {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        m.metrics().render(),
+    )
+}

@@ -1,0 +1,8 @@
+//! The masters' APIs: REST+JSON ([`http`]), gRPC ([`grpc`]) and the watch
+//! stream both of them serve ([`watch`]). Errors are mapped to HTTP and gRPC
+//! status codes in one place ([`error`]).
+
+pub mod error;
+pub mod grpc;
+pub mod http;
+pub mod watch;

@@ -1,0 +1,253 @@
+//! Master configuration: flags and an optional TOML file map onto
+//! [`MasterConfig`]; defaults make `ocean dev` work with no file at all.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// One master's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MasterConfig {
+    /// This master's raft id (non-zero, unique in the cluster).
+    pub id: u64,
+    /// Where RocksDB keeps the raft log, hard state and the cluster state.
+    pub data_dir: PathBuf,
+    /// REST+JSON listen address.
+    #[serde(default = "default_http")]
+    pub http: SocketAddr,
+    /// gRPC listen address (client API and master-to-master raft traffic).
+    #[serde(default = "default_grpc")]
+    pub grpc: SocketAddr,
+    /// The initial cluster: raft id -> gRPC address of every master,
+    /// including this one. Used only to bootstrap an empty data dir.
+    #[serde(default)]
+    pub peers: BTreeMap<u64, String>,
+    /// gRPC addresses of running masters to ask to add this one. When set and
+    /// the data dir is empty, the master starts empty and waits for the
+    /// leader's snapshot instead of bootstrapping.
+    #[serde(default)]
+    pub join: Vec<String>,
+    /// Address other masters and clients should use for this master's REST
+    /// API (defaults to `http`).
+    #[serde(default)]
+    pub advertise_http: Option<String>,
+    /// Address other masters should use for this master's gRPC API (defaults
+    /// to this master's entry in `peers`, else `grpc`).
+    #[serde(default)]
+    pub advertise_grpc: Option<String>,
+    /// Raft settings.
+    #[serde(default)]
+    pub raft: RaftSettings,
+}
+
+/// Timing and log-compaction settings of the raft driver.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RaftSettings {
+    /// Length of one raft tick in milliseconds.
+    #[serde(default = "default_tick_ms")]
+    pub tick_ms: u64,
+    /// Ticks without a heartbeat before a follower campaigns; the actual
+    /// timeout is randomised in [election_ticks, 2 * election_ticks).
+    #[serde(default = "default_election_ticks")]
+    pub election_ticks: usize,
+    /// Ticks between leader heartbeats.
+    #[serde(default = "default_heartbeat_ticks")]
+    pub heartbeat_ticks: usize,
+    /// Applied entries kept in the log before it is compacted behind a
+    /// snapshot.
+    #[serde(default = "default_snapshot_entries")]
+    pub snapshot_entries: u64,
+    /// fsync every write batch of the raft log (turn off only for tests of
+    /// something else; durability depends on it).
+    #[serde(default = "default_true")]
+    pub fsync: bool,
+}
+
+fn default_http() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7700))
+}
+fn default_grpc() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7701))
+}
+fn default_tick_ms() -> u64 {
+    50
+}
+fn default_election_ticks() -> usize {
+    5
+}
+fn default_heartbeat_ticks() -> usize {
+    1
+}
+fn default_snapshot_entries() -> u64 {
+    10_000
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Default for RaftSettings {
+    fn default() -> Self {
+        RaftSettings {
+            tick_ms: default_tick_ms(),
+            election_ticks: default_election_ticks(),
+            heartbeat_ticks: default_heartbeat_ticks(),
+            snapshot_entries: default_snapshot_entries(),
+            fsync: true,
+        }
+    }
+}
+
+impl RaftSettings {
+    /// The tick as a duration.
+    pub fn tick(&self) -> Duration {
+        Duration::from_millis(self.tick_ms)
+    }
+}
+
+impl MasterConfig {
+    /// A single-master config, as `ocean dev` uses.
+    pub fn single(id: u64, data_dir: PathBuf, http: SocketAddr, grpc: SocketAddr) -> Self {
+        MasterConfig {
+            id,
+            data_dir,
+            http,
+            grpc,
+            peers: BTreeMap::from([(id, grpc.to_string())]),
+            join: Vec::new(),
+            advertise_http: None,
+            advertise_grpc: None,
+            raft: RaftSettings::default(),
+        }
+    }
+
+    /// Checks the settings, naming the first wrong field.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &str, reason: String| {
+            Err(Error::Config {
+                field: field.to_string(),
+                reason,
+            })
+        };
+        if self.id == 0 {
+            return bad("id", "must be a positive integer".into());
+        }
+        if self.peers.is_empty() && self.join.is_empty() {
+            return bad(
+                "peers",
+                "give the initial cluster (--peers) or masters to join (--join)".into(),
+            );
+        }
+        if !self.peers.is_empty() && !self.peers.contains_key(&self.id) && self.join.is_empty() {
+            return bad(
+                "peers",
+                format!("must include this master's own id {}", self.id),
+            );
+        }
+        if self.peers.contains_key(&0) {
+            return bad("peers", "raft ids must be positive integers".into());
+        }
+        for (id, addr) in &self.peers {
+            if addr.parse::<SocketAddr>().is_err() && !addr.contains(':') {
+                return bad(
+                    &format!("peers.{id}"),
+                    format!("'{addr}' is not HOST:PORT"),
+                );
+            }
+        }
+        let r = &self.raft;
+        if r.tick_ms == 0 || r.tick_ms > 10_000 {
+            return bad("raft.tick_ms", "must be in 1..=10000".into());
+        }
+        if r.heartbeat_ticks == 0 {
+            return bad("raft.heartbeat_ticks", "must be at least 1".into());
+        }
+        if r.election_ticks <= r.heartbeat_ticks {
+            return bad(
+                "raft.election_ticks",
+                "must be greater than raft.heartbeat_ticks".into(),
+            );
+        }
+        if r.snapshot_entries == 0 {
+            return bad("raft.snapshot_entries", "must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The gRPC address other masters reach this one at.
+    pub fn advertised_grpc(&self) -> String {
+        self.advertise_grpc
+            .clone()
+            .or_else(|| self.peers.get(&self.id).cloned())
+            .unwrap_or_else(|| self.grpc.to_string())
+    }
+
+    /// The REST address clients reach this one at.
+    pub fn advertised_http(&self) -> String {
+        self.advertise_http
+            .clone()
+            .unwrap_or_else(|| self.http.to_string())
+    }
+}
+
+/// Parses `1=host:port,2=host:port` into a peer map.
+pub fn parse_peers(s: &str) -> Result<BTreeMap<u64, String>> {
+    let mut peers = BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((id, addr)) = part.split_once('=') else {
+            return Err(Error::Config {
+                field: "peers".into(),
+                reason: format!("'{part}' is not ID=HOST:PORT"),
+            });
+        };
+        let id: u64 = id.trim().parse().map_err(|_| Error::Config {
+            field: "peers".into(),
+            reason: format!("'{id}' in '{part}' is not a positive integer id"),
+        })?;
+        if peers.insert(id, addr.trim().to_string()).is_some() {
+            return Err(Error::Config {
+                field: "peers".into(),
+                reason: format!("id {id} appears twice"),
+            });
+        }
+    }
+    Ok(peers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_parse_and_reject() {
+        let p = parse_peers("1=127.0.0.1:1,2=127.0.0.1:2").unwrap();
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[&2], "127.0.0.1:2");
+        assert!(parse_peers("1=a:1,1=b:2").is_err());
+        assert!(parse_peers("x=a:1").is_err());
+        assert!(parse_peers("127.0.0.1:1").is_err());
+    }
+
+    #[test]
+    fn validate_names_the_field() {
+        let mut c = MasterConfig::single(
+            1,
+            "/tmp/x".into(),
+            default_http(),
+            default_grpc(),
+        );
+        assert!(c.validate().is_ok());
+        c.raft.election_ticks = 1;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("raft.election_ticks"), "{e}");
+        c.raft.election_ticks = 5;
+        c.id = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("id"));
+    }
+}

@@ -1,0 +1,591 @@
+//! The raft driver: one owner of the `RawNode`, fed by one channel.
+//!
+//! ```text
+//!   proposals, raft messages, conf changes ──► Driver::handle ──► RawNode
+//!   ticks ──────────────────────────────────► Driver::tick
+//!   Driver::on_ready:  send ─► persist (one fsync per Ready) ─► apply ─► advance
+//!                                                 │
+//!                               state, change feed, waiting proposers
+//! ```
+//! The driver does no socket I/O and keeps no clock: [`run`] wraps it in a
+//! thread with a channel and a tick timer, and the tests in `harness.rs`
+//! drive several drivers over an in-memory network instead.
+
+use std::collections::BTreeMap;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::Instant;
+
+use ocean_proto::v1::{command, Command, Member};
+use prost::Message as _;
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChange, ConfChangeType, Entry, EntryType, Message};
+use raft::{RawNode, SnapshotStatus, StateRole};
+use tokio::sync::{oneshot, watch};
+use tracing::{debug, info, warn};
+
+use crate::config::RaftSettings;
+use crate::error::{corrupt, Error, Result};
+use crate::feed::Feed;
+use crate::metrics::Metrics;
+use crate::state::{Applied, Change};
+use crate::storage::RaftStore;
+
+/// Where the driver sends raft messages. One small trait per boundary: gRPC
+/// in production, an in-memory router in the harness.
+pub trait Transport: Send {
+    /// Sends messages to their `to` peers; delivery is best effort (raft
+    /// retransmits).
+    fn send(&mut self, msgs: Vec<Message>);
+}
+
+/// A membership change.
+#[derive(Debug, Clone)]
+pub enum MemberChange {
+    /// Add a voting master with these addresses.
+    Add(Member),
+    /// Remove a master.
+    Remove(u64),
+}
+
+/// Input to the driver.
+#[derive(Debug)]
+pub enum Msg {
+    /// A raft message from a peer.
+    Raft(Box<Message>),
+    /// Propose a command; the reply comes when it is applied here.
+    Propose {
+        cmd: Command,
+        reply: oneshot::Sender<Result<Applied>>,
+    },
+    /// Propose a membership change; the reply carries the applied index.
+    ChangeMembers {
+        change: MemberChange,
+        reply: oneshot::Sender<Result<u64>>,
+    },
+    /// A peer could not be reached.
+    Unreachable(u64),
+    /// A snapshot send to a peer finished or failed.
+    SnapshotDone { to: u64, ok: bool },
+    /// Stop the driver.
+    Shutdown,
+}
+
+/// A raft peer's replication progress, as the leader sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PeerProgress {
+    /// Raft id.
+    pub id: u64,
+    /// Highest index known to be replicated there.
+    pub matched: u64,
+    /// Whether the peer answered within the last election timeout.
+    pub recent_active: bool,
+}
+
+/// What the driver publishes after each round, for the APIs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NodeStatus {
+    /// This master's raft id.
+    pub id: u64,
+    /// `leader`, `follower`, `candidate` or `pre_candidate`.
+    pub role: &'static str,
+    /// Current term.
+    pub term: u64,
+    /// Known leader id (0 if none).
+    pub leader: u64,
+    /// Commit index.
+    pub commit_index: u64,
+    /// Applied index.
+    pub applied_index: u64,
+    /// State version.
+    pub version: u64,
+    /// First index still in the log.
+    pub first_index: u64,
+    /// Voting members.
+    pub voters: Vec<u64>,
+    /// Replication progress (filled on the leader only).
+    pub progress: Vec<PeerProgress>,
+    /// True once this master has applied its own removal.
+    pub removed: bool,
+}
+
+enum Waiter {
+    Command(oneshot::Sender<Result<Applied>>),
+    Members(oneshot::Sender<Result<u64>>),
+}
+
+struct Pending {
+    proposal: u64,
+    waiter: Waiter,
+}
+
+/// The raft driver.
+pub struct Driver<T: Transport> {
+    id: u64,
+    raw: RawNode<RaftStore>,
+    store: RaftStore,
+    transport: T,
+    feed: Arc<Feed>,
+    metrics: Metrics,
+    status: watch::Sender<NodeStatus>,
+    snapshot_entries: u64,
+    next_proposal: u64,
+    /// Proposals waiting to be applied, by log index.
+    pending: BTreeMap<u64, Pending>,
+    removed: bool,
+}
+
+impl<T: Transport> std::fmt::Debug for Driver<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver").field("id", &self.id).finish()
+    }
+}
+
+fn role_name(r: StateRole) -> &'static str {
+    match r {
+        StateRole::Leader => "leader",
+        StateRole::Follower => "follower",
+        StateRole::Candidate => "candidate",
+        StateRole::PreCandidate => "pre_candidate",
+    }
+}
+
+impl<T: Transport> Driver<T> {
+    /// Builds a driver over an opened (and bootstrapped, unless joining)
+    /// store.
+    pub fn new(
+        id: u64,
+        store: RaftStore,
+        settings: &RaftSettings,
+        transport: T,
+        feed: Arc<Feed>,
+        metrics: Metrics,
+        status: watch::Sender<NodeStatus>,
+    ) -> Result<Self> {
+        let applied = store.state().read().map(|s| s.applied_index).unwrap_or(0);
+        let cfg = raft::Config {
+            id,
+            election_tick: settings.election_ticks,
+            heartbeat_tick: settings.heartbeat_ticks,
+            applied,
+            max_size_per_msg: 4 * 1024 * 1024,
+            max_inflight_msgs: 4096,
+            check_quorum: true,
+            pre_vote: true,
+            max_committed_size_per_ready: 64 * 1024 * 1024,
+            ..Default::default()
+        };
+        cfg.validate()?;
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let raw = RawNode::new(&cfg, store.clone(), &logger)?;
+        Ok(Driver {
+            id,
+            raw,
+            store,
+            transport,
+            feed,
+            metrics,
+            status,
+            snapshot_entries: settings.snapshot_entries,
+            next_proposal: 1,
+            pending: BTreeMap::new(),
+            removed: false,
+        })
+    }
+
+    fn new_proposal_id(&mut self) -> u64 {
+        self.next_proposal += 1;
+        (self.id << 40) | (self.next_proposal & ((1 << 40) - 1))
+    }
+
+    /// Handles one input. Returns false on shutdown.
+    pub fn handle(&mut self, msg: Msg) -> bool {
+        match msg {
+            Msg::Raft(m) => {
+                if let Err(e) = self.raw.step(*m) {
+                    debug!(error = %e, "raft step rejected a message");
+                }
+            }
+            Msg::Propose { cmd, reply } => self.propose(cmd, reply),
+            Msg::ChangeMembers { change, reply } => self.change_members(change, reply),
+            Msg::Unreachable(peer) => self.raw.report_unreachable(peer),
+            Msg::SnapshotDone { to, ok } => {
+                let status = if ok {
+                    SnapshotStatus::Finish
+                } else {
+                    SnapshotStatus::Failure
+                };
+                self.raw.report_snapshot(to, status);
+            }
+            Msg::Shutdown => return false,
+        }
+        true
+    }
+
+    fn not_leader(&self) -> Error {
+        Error::NoLeader(format!(
+            "master {} is not the leader (leader: {})",
+            self.id,
+            self.raw.raft.leader_id
+        ))
+    }
+
+    fn propose(&mut self, cmd: Command, reply: oneshot::Sender<Result<Applied>>) {
+        if self.raw.raft.state != StateRole::Leader {
+            let _ = reply.send(Err(self.not_leader()));
+            return;
+        }
+        let proposal = self.new_proposal_id();
+        let before = self.raw.raft.raft_log.last_index();
+        match self.raw.propose(proposal.to_be_bytes().to_vec(), cmd.encode_to_vec()) {
+            Ok(()) => {
+                let index = self.raw.raft.raft_log.last_index();
+                if index == before {
+                    let _ = reply.send(Err(self.not_leader()));
+                    return;
+                }
+                self.metrics.proposals.inc();
+                self.pending.insert(
+                    index,
+                    Pending {
+                        proposal,
+                        waiter: Waiter::Command(reply),
+                    },
+                );
+            }
+            Err(e) => {
+                let _ = reply.send(Err(Error::from(e)));
+            }
+        }
+    }
+
+    fn change_members(&mut self, change: MemberChange, reply: oneshot::Sender<Result<u64>>) {
+        if self.raw.raft.state != StateRole::Leader {
+            let _ = reply.send(Err(self.not_leader()));
+            return;
+        }
+        if self.raw.raft.has_pending_conf() {
+            let _ = reply.send(Err(Error::Conflict(
+                "another membership change is still being applied; retry shortly".into(),
+            )));
+            return;
+        }
+        let mut cc = ConfChange::default();
+        match &change {
+            MemberChange::Add(m) => {
+                cc.set_change_type(ConfChangeType::AddNode);
+                cc.node_id = m.id;
+                cc.context = m.encode_to_vec().into();
+            }
+            MemberChange::Remove(id) => {
+                cc.set_change_type(ConfChangeType::RemoveNode);
+                cc.node_id = *id;
+            }
+        }
+        let proposal = self.new_proposal_id();
+        let before = self.raw.raft.raft_log.last_index();
+        match self.raw.propose_conf_change(proposal.to_be_bytes().to_vec(), cc) {
+            Ok(()) if self.raw.raft.raft_log.last_index() > before => {
+                let index = self.raw.raft.raft_log.last_index();
+                self.pending.insert(
+                    index,
+                    Pending {
+                        proposal,
+                        waiter: Waiter::Members(reply),
+                    },
+                );
+            }
+            Ok(()) => {
+                let _ = reply.send(Err(Error::Conflict(
+                    "membership change was dropped; retry".into(),
+                )));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(Error::from(e)));
+            }
+        }
+    }
+
+    /// Advances the raft clock by one tick.
+    pub fn tick(&mut self) {
+        self.raw.tick();
+    }
+
+    /// Processes a Ready if there is one: send, persist, apply, advance.
+    pub fn on_ready(&mut self) -> Result<()> {
+        if !self.raw.has_ready() {
+            self.publish_status();
+            return Ok(());
+        }
+        let mut ready = self.raw.ready();
+        if !ready.messages().is_empty() {
+            self.transport.send(ready.take_messages());
+        }
+        if !ready.snapshot().is_empty() {
+            let snap = ready.snapshot().clone();
+            self.store.apply_snapshot(&snap)?;
+            let version = self.store.state().read().map(|s| s.version).unwrap_or(0);
+            self.feed.reset(version);
+            self.metrics.snapshots_installed.inc();
+            info!(index = snap.get_metadata().index, version, "installed snapshot from leader");
+        }
+        self.apply(ready.take_committed_entries())?;
+        if !ready.entries().is_empty() || ready.hs().is_some() {
+            let timing = self.store.persist(ready.entries(), ready.hs())?;
+            if timing.synced {
+                self.metrics.fsync_seconds.observe(timing.elapsed.as_secs_f64());
+                self.metrics
+                    .entries_per_write
+                    .observe(ready.entries().len() as f64);
+            }
+        }
+        if !ready.persisted_messages().is_empty() {
+            self.transport.send(ready.take_persisted_messages());
+        }
+        let mut light = self.raw.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            self.store.set_commit(commit)?;
+        }
+        if !light.messages().is_empty() {
+            self.transport.send(light.take_messages());
+        }
+        self.apply(light.take_committed_entries())?;
+        self.raw.advance_apply();
+        self.maybe_compact()?;
+        self.publish_status();
+        Ok(())
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let state = self.store.state();
+        let mut changes: Vec<(u64, Change)> = Vec::new();
+        let mut plain_changes: Vec<Change> = Vec::new();
+        let mut members = Vec::new();
+        let mut removed = Vec::new();
+        let mut conf_state = None;
+        let mut replies: Vec<(Pending, Option<Result<Applied>>, u64)> = Vec::new();
+        let (applied_index, version) = {
+            let mut st = state.write().unwrap_or_else(|p| p.into_inner());
+            for entry in entries {
+                let index = entry.index;
+                let mut result = None;
+                match entry.get_entry_type() {
+                    EntryType::EntryNormal if entry.data.is_empty() => {}
+                    EntryType::EntryNormal => {
+                        let cmd = Command::decode(&*entry.data)
+                            .map_err(|e| corrupt("command in the raft log", e))?;
+                        if let Some(command::Kind::SetMember(m)) = &cmd.kind {
+                            members.push(m.clone());
+                        }
+                        let applied = st.apply(&cmd);
+                        if let Some(c) = &applied.change {
+                            changes.push((applied.version, c.clone()));
+                            plain_changes.push(c.clone());
+                        }
+                        result = Some(Ok(applied));
+                    }
+                    EntryType::EntryConfChange => {
+                        let cc = ConfChange::parse_from_bytes(&entry.data)
+                            .map_err(|e| corrupt("conf change in the raft log", e))?;
+                        let cs = self.raw.apply_conf_change(&cc)?;
+                        match cc.get_change_type() {
+                            ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                                if let Ok(m) = Member::decode(&*cc.context) {
+                                    st.set_member(m.clone());
+                                    members.push(m);
+                                }
+                            }
+                            ConfChangeType::RemoveNode => {
+                                st.remove_member(cc.node_id);
+                                removed.push(cc.node_id);
+                                if cc.node_id == self.id {
+                                    warn!(id = self.id, "this master was removed from the cluster");
+                                    self.removed = true;
+                                }
+                            }
+                        }
+                        info!(voters = ?cs.voters, "membership changed");
+                        conf_state = Some(cs);
+                    }
+                    EntryType::EntryConfChangeV2 => {
+                        return Err(corrupt("raft log", "unexpected ConfChangeV2 entry"));
+                    }
+                }
+                st.applied_index = index;
+                self.metrics.applied_entries.inc();
+                if let Some(p) = self.pending.remove(&index) {
+                    let mine = entry.context.len() == 8
+                        && entry.context[..] == p.proposal.to_be_bytes()[..];
+                    replies.push((p, if mine { result } else { None }, index));
+                }
+            }
+            self.metrics.jobs.set(st.jobs.len() as i64);
+            (st.applied_index, st.version)
+        };
+        self.store.persist_applied(
+            &plain_changes,
+            &members,
+            &removed,
+            conf_state.as_ref(),
+            applied_index,
+            version,
+        )?;
+        self.feed.publish(changes);
+        // Proposals at indexes below the applied one that never came back
+        // were overwritten by another leader's entries.
+        let stale: Vec<u64> = self.pending.range(..=applied_index).map(|(i, _)| *i).collect();
+        for i in stale {
+            if let Some(p) = self.pending.remove(&i) {
+                replies.push((p, None, i));
+            }
+        }
+        for (p, result, index) in replies {
+            match (p.waiter, result) {
+                (Waiter::Command(tx), Some(r)) => {
+                    let _ = tx.send(r);
+                }
+                (Waiter::Members(tx), Some(_)) => {
+                    let _ = tx.send(Ok(index));
+                }
+                (Waiter::Command(tx), None) => {
+                    let _ = tx.send(Err(Error::NotCommitted(
+                        "leadership changed before the write committed; retry".into(),
+                    )));
+                }
+                (Waiter::Members(tx), None) => {
+                    let _ = tx.send(Err(Error::NotCommitted(
+                        "leadership changed before the membership change committed; retry".into(),
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn maybe_compact(&mut self) -> Result<()> {
+        let applied = self.raw.raft.raft_log.applied;
+        if applied.saturating_sub(self.store.truncated_index()) > self.snapshot_entries
+            && self.store.compact(applied)?
+        {
+            self.metrics.compactions.inc();
+            debug!(index = applied, "compacted the raft log");
+        }
+        Ok(())
+    }
+
+    fn publish_status(&mut self) {
+        let raft = &self.raw.raft;
+        let progress = if raft.state == StateRole::Leader {
+            raft.prs()
+                .iter()
+                .map(|(id, pr)| PeerProgress {
+                    id: *id,
+                    matched: pr.matched,
+                    recent_active: pr.recent_active || *id == self.id,
+                })
+                .collect::<Vec<_>>()
+        } else {
+            Vec::new()
+        };
+        let mut voters: Vec<u64> = raft.prs().conf().voters().ids().iter().collect();
+        voters.sort_unstable();
+        let (applied, version) = {
+            let st = self.store.state();
+            let st = st.read().unwrap_or_else(|p| p.into_inner());
+            (st.applied_index, st.version)
+        };
+        let mut progress = progress;
+        progress.sort_by_key(|p| p.id);
+        let status = NodeStatus {
+            id: self.id,
+            role: role_name(raft.state),
+            term: raft.term,
+            leader: raft.leader_id,
+            commit_index: raft.raft_log.committed,
+            applied_index: applied,
+            version,
+            first_index: self.store.truncated_index() + 1,
+            voters,
+            progress,
+            removed: self.removed,
+        };
+        self.metrics.term.set(status.term as i64);
+        self.metrics
+            .is_leader
+            .set(i64::from(raft.state == StateRole::Leader));
+        self.metrics.commit_index.set(status.commit_index as i64);
+        self.metrics.applied_index.set(applied as i64);
+        self.metrics
+            .apply_lag
+            .set(status.commit_index.saturating_sub(applied) as i64);
+        self.metrics.state_version.set(version as i64);
+        self.status.send_if_modified(|old| {
+            if *old != status {
+                *old = status;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// The transport (for the harness).
+    pub fn transport_mut(&mut self) -> &mut T {
+        &mut self.transport
+    }
+
+    /// This driver's raft id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+/// Runs the driver on the current thread until shutdown or a fatal error.
+/// Many inputs are taken per round, so many proposals share one Ready and
+/// one fsync (group commit).
+pub fn run<T: Transport>(mut driver: Driver<T>, rx: Receiver<Msg>, settings: &RaftSettings) {
+    let tick = settings.tick();
+    let mut next_tick = Instant::now() + tick;
+    loop {
+        let wait = next_tick.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(wait) {
+            Ok(msg) => {
+                if !driver.handle(msg) {
+                    break;
+                }
+                let mut taken = 1;
+                while taken < 65_536 {
+                    match rx.try_recv() {
+                        Ok(msg) => {
+                            if !driver.handle(msg) {
+                                return;
+                            }
+                            taken += 1;
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        let now = Instant::now();
+        if now >= next_tick {
+            driver.tick();
+            next_tick += tick;
+            if next_tick < now {
+                next_tick = now + tick;
+            }
+        }
+        if let Err(e) = driver.on_ready() {
+            // A storage failure leaves this master unable to keep its
+            // promises; stop rather than diverge.
+            tracing::error!(error = %e, "raft driver failed; stopping this master");
+            std::process::exit(70);
+        }
+    }
+    info!(id = driver.id, "raft driver stopped");
+}

@@ -1,0 +1,229 @@
+//! The replicated state machine: [`ClusterState`] and the deterministic
+//! [`ClusterState::apply`] of committed [`Command`]s.
+//!
+//! Every master applies the same log in the same order, so every master
+//! reaches the same state and the same `version`. The version counts the
+//! commands that changed something; watchers resume from it on any master.
+
+use std::collections::BTreeMap;
+
+use ocean_proto::v1::{command, Command, Job, Member, StateImage};
+use prost::Message;
+
+use crate::error::{corrupt, Result};
+
+/// One change to the state, as the change feed publishes it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// A job was created or its spec replaced.
+    JobPut(Job),
+    /// A job was deleted.
+    JobDeleted(String),
+}
+
+/// What applying one command did, reported to whoever proposed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new job was stored.
+    Created,
+    /// An existing job's spec was replaced.
+    Updated,
+    /// The spec was identical; nothing changed.
+    Unchanged,
+    /// The job was deleted.
+    Deleted,
+    /// The job to delete did not exist.
+    NotFound,
+    /// Nothing to do (no-op command).
+    Noop,
+}
+
+/// The in-memory cluster state every master holds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClusterState {
+    /// Number of state-changing commands applied so far.
+    pub version: u64,
+    /// Raft index of the last applied entry.
+    pub applied_index: u64,
+    /// Jobs by service-tree id.
+    pub jobs: BTreeMap<String, Job>,
+    /// Masters by raft id, with their addresses.
+    pub members: BTreeMap<u64, Member>,
+}
+
+/// The effect of one applied command.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    /// What happened, for the proposer.
+    pub outcome: Outcome,
+    /// The state version after the command.
+    pub version: u64,
+    /// The change, if any, stamped with `version`.
+    pub change: Option<Change>,
+}
+
+impl ClusterState {
+    /// Applies one committed command. Must stay deterministic: no clocks,
+    /// no randomness, no I/O.
+    pub fn apply(&mut self, cmd: &Command) -> Applied {
+        let (outcome, change) = match &cmd.kind {
+            Some(command::Kind::PutJob(put)) => self.put_job(&put.id, &put.spec_json),
+            Some(command::Kind::DeleteJob(del)) => match self.jobs.remove(&del.id) {
+                Some(_) => {
+                    self.version += 1;
+                    (Outcome::Deleted, Some(Change::JobDeleted(del.id.clone())))
+                }
+                None => (Outcome::NotFound, None),
+            },
+            Some(command::Kind::SetMember(m)) => {
+                // Membership addresses are not versioned state: watchers of
+                // jobs need not see them.
+                self.set_member(m.clone());
+                (Outcome::Noop, None)
+            }
+            Some(command::Kind::Noop(_)) | None => (Outcome::Noop, None),
+        };
+        Applied {
+            outcome,
+            version: self.version,
+            change,
+        }
+    }
+
+    fn put_job(&mut self, id: &str, spec_json: &[u8]) -> (Outcome, Option<Change>) {
+        let next = self.version + 1;
+        let outcome = match self.jobs.get_mut(id) {
+            Some(existing) if existing.spec_json == spec_json => return (Outcome::Unchanged, None),
+            Some(existing) => {
+                existing.spec_json = spec_json.to_vec();
+                existing.updated_version = next;
+                Outcome::Updated
+            }
+            None => {
+                self.jobs.insert(
+                    id.to_string(),
+                    Job {
+                        id: id.to_string(),
+                        spec_json: spec_json.to_vec(),
+                        created_version: next,
+                        updated_version: next,
+                    },
+                );
+                Outcome::Created
+            }
+        };
+        self.version = next;
+        let job = self.jobs.get(id).cloned();
+        (outcome, job.map(Change::JobPut))
+    }
+
+    /// Records a member's addresses (from a conf change's context).
+    pub fn set_member(&mut self, member: Member) {
+        self.members.insert(member.id, member);
+    }
+
+    /// Forgets a removed member.
+    pub fn remove_member(&mut self, id: u64) {
+        self.members.remove(&id);
+    }
+
+    /// Encodes the whole state as a snapshot image.
+    pub fn to_image(&self) -> Vec<u8> {
+        StateImage {
+            version: self.version,
+            applied_index: self.applied_index,
+            jobs: self.jobs.values().cloned().collect(),
+            members: self.members.values().cloned().collect(),
+        }
+        .encode_to_vec()
+    }
+
+    /// Decodes a snapshot image.
+    pub fn from_image(bytes: &[u8]) -> Result<Self> {
+        let image = StateImage::decode(bytes).map_err(|e| corrupt("snapshot image", e))?;
+        Ok(ClusterState {
+            version: image.version,
+            applied_index: image.applied_index,
+            jobs: image.jobs.into_iter().map(|j| (j.id.clone(), j)).collect(),
+            members: image.members.into_iter().map(|m| (m.id, m)).collect(),
+        })
+    }
+}
+
+/// Builds a put-job command.
+pub fn put_job_command(id: String, spec_json: Vec<u8>) -> Command {
+    Command {
+        kind: Some(command::Kind::PutJob(ocean_proto::v1::PutJob { id, spec_json })),
+    }
+}
+
+/// Builds a delete-job command.
+pub fn delete_job_command(id: String) -> Command {
+    Command {
+        kind: Some(command::Kind::DeleteJob(ocean_proto::v1::DeleteJob { id })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(id: &str, spec: &str) -> Command {
+        put_job_command(id.into(), spec.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn put_update_delete_advance_version() {
+        let mut s = ClusterState::default();
+        let a = s.apply(&put("a", "{}"));
+        assert_eq!((a.outcome, a.version), (Outcome::Created, 1));
+        let a = s.apply(&put("a", "{}"));
+        assert_eq!((a.outcome, a.version), (Outcome::Unchanged, 1));
+        assert_eq!(a.change, None);
+        let a = s.apply(&put("a", "{\"x\":1}"));
+        assert_eq!((a.outcome, a.version), (Outcome::Updated, 2));
+        assert_eq!(s.jobs["a"].created_version, 1);
+        assert_eq!(s.jobs["a"].updated_version, 2);
+        let a = s.apply(&delete_job_command("a".into()));
+        assert_eq!(a.outcome, Outcome::Deleted);
+        assert_eq!(a.change, Some(Change::JobDeleted("a".into())));
+        let a = s.apply(&delete_job_command("a".into()));
+        assert_eq!((a.outcome, a.version), (Outcome::NotFound, 3));
+    }
+
+    #[test]
+    fn same_log_same_state() {
+        let log: Vec<Command> = (0..200)
+            .map(|i| match i % 3 {
+                0 | 1 => put(&format!("j{}", i % 17), &format!("{{\"n\":{i}}}")),
+                _ => delete_job_command(format!("j{}", i % 13)),
+            })
+            .collect();
+        let mut a = ClusterState::default();
+        let mut b = ClusterState::default();
+        for c in &log {
+            a.apply(c);
+        }
+        for c in &log {
+            b.apply(c);
+        }
+        assert_eq!(a, b);
+        assert!(a.version > 0);
+    }
+
+    #[test]
+    fn image_round_trip() {
+        let mut s = ClusterState::default();
+        s.apply(&put("a", "{}"));
+        s.apply(&put("b", "{}"));
+        s.set_member(Member {
+            id: 1,
+            grpc_addr: "127.0.0.1:1".into(),
+            http_addr: "127.0.0.1:2".into(),
+        });
+        s.applied_index = 42;
+        let back = ClusterState::from_image(&s.to_image()).unwrap();
+        assert_eq!(back, s);
+        assert!(ClusterState::from_image(&[0xff, 0xff, 0xff]).is_err());
+    }
+}

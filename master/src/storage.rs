@@ -1,0 +1,578 @@
+//! Durable raft storage on RocksDB, and the persisted cluster state.
+//!
+//! ```text
+//!  RocksDB (one DB, one WAL, so writes reach disk in the order made)
+//!  ├─ r:hs                 HardState            fsynced with the log
+//!  ├─ r:cs                 ConfState
+//!  ├─ r:trunc              index,term of the compaction point
+//!  ├─ r:log:<be64 index>   Entry                fsynced per Ready (group commit)
+//!  ├─ s:applied            applied index, state version
+//!  ├─ s:job:<id>           Job
+//!  └─ s:member:<be64 id>   Member
+//! ```
+//!
+//! The uncompacted tail of the log is mirrored in memory so raft-rs reads it
+//! without touching disk; the state machine is written through on apply
+//! (without fsync: a later synced log write flushes the WAL before it), so a
+//! restart loads the state and replays only the entries after `s:applied`.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+use ocean_proto::v1::{Job, Member};
+use prost::Message as _;
+use protobuf::Message as _;
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
+use raft::{GetEntriesContext, RaftState, StorageError};
+use rocksdb::{IteratorMode, WriteBatch, WriteOptions, DB};
+
+use crate::error::{corrupt, storage, Result};
+use crate::state::{Change, ClusterState};
+
+const HARD_STATE: &[u8] = b"r:hs";
+const CONF_STATE: &[u8] = b"r:cs";
+const TRUNCATED: &[u8] = b"r:trunc";
+const LOG_PREFIX: &[u8] = b"r:log:";
+const LOG_END: &[u8] = b"r:log;";
+const APPLIED: &[u8] = b"s:applied";
+const JOB_PREFIX: &[u8] = b"s:job:";
+const MEMBER_PREFIX: &[u8] = b"s:member:";
+const STATE_START: &[u8] = b"s:";
+const STATE_END: &[u8] = b"s;";
+
+/// The index and term every bootstrapped master starts its log at. Starting
+/// above zero means a master that joins later can only catch up through a
+/// snapshot, so it learns the initial membership from it (as TiKV does).
+pub const INIT_INDEX: u64 = 5;
+const INIT_TERM: u64 = 5;
+
+fn log_key(index: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(LOG_PREFIX.len() + 8);
+    k.extend_from_slice(LOG_PREFIX);
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
+fn two_u64(a: u64, b: u64) -> Vec<u8> {
+    let mut v = a.to_be_bytes().to_vec();
+    v.extend_from_slice(&b.to_be_bytes());
+    v
+}
+
+fn read_two_u64(bytes: &[u8], what: &'static str) -> Result<(u64, u64)> {
+    if bytes.len() != 16 {
+        return Err(corrupt(what, format!("expected 16 bytes, got {}", bytes.len())));
+    }
+    let a = u64::from_be_bytes(bytes[..8].try_into().map_err(|e| corrupt(what, e))?);
+    let b = u64::from_be_bytes(bytes[8..].try_into().map_err(|e| corrupt(what, e))?);
+    Ok((a, b))
+}
+
+/// The raft log's in-memory mirror.
+#[derive(Debug, Default)]
+struct LogCore {
+    hard_state: HardState,
+    conf_state: ConfState,
+    /// Index and term of the last entry folded into the state machine and
+    /// dropped from the log.
+    trunc_index: u64,
+    trunc_term: u64,
+    /// Entries `trunc_index + 1 ..= last_index`.
+    entries: VecDeque<Entry>,
+}
+
+impl LogCore {
+    fn first_index(&self) -> u64 {
+        self.trunc_index + 1
+    }
+
+    fn last_index(&self) -> u64 {
+        self.trunc_index + self.entries.len() as u64
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        if idx == self.trunc_index {
+            return Ok(self.trunc_term);
+        }
+        if idx < self.trunc_index {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        match self.entries.get((idx - self.trunc_index - 1) as usize) {
+            Some(e) => Ok(e.term),
+            None => Err(raft::Error::Store(StorageError::Unavailable)),
+        }
+    }
+}
+
+/// What a persisted write cost, for the fsync histogram.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteTiming {
+    /// Whether the write was synced to disk.
+    pub synced: bool,
+    /// How long the write took.
+    pub elapsed: Duration,
+}
+
+/// RocksDB-backed raft storage plus the state machine it feeds. Cloning is
+/// cheap; clones share the DB and the in-memory state.
+#[derive(Clone)]
+pub struct RaftStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: DB,
+    core: RwLock<LogCore>,
+    state: Arc<RwLock<ClusterState>>,
+    fsync: bool,
+}
+
+impl std::fmt::Debug for RaftStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let core = self.core();
+        f.debug_struct("RaftStore")
+            .field("first_index", &core.first_index())
+            .field("last_index", &core.last_index())
+            .finish()
+    }
+}
+
+impl RaftStore {
+    /// Opens (or creates) the store in `dir` and loads what it holds.
+    pub fn open(dir: &Path, fsync: bool) -> Result<Self> {
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(true);
+        opts.set_max_background_jobs(2);
+        let db = DB::open(&opts, dir).map_err(storage("open"))?;
+
+        let mut core = LogCore::default();
+        if let Some(b) = db.get(HARD_STATE).map_err(storage("read hard state"))? {
+            core.hard_state = HardState::parse_from_bytes(&b).map_err(|e| corrupt("hard state", e))?;
+        }
+        if let Some(b) = db.get(CONF_STATE).map_err(storage("read conf state"))? {
+            core.conf_state = ConfState::parse_from_bytes(&b).map_err(|e| corrupt("conf state", e))?;
+        }
+        if let Some(b) = db.get(TRUNCATED).map_err(storage("read truncation"))? {
+            (core.trunc_index, core.trunc_term) = read_two_u64(&b, "truncation point")?;
+        }
+        for item in db.iterator(IteratorMode::From(LOG_PREFIX, rocksdb::Direction::Forward)) {
+            let (k, v) = item.map_err(storage("scan log"))?;
+            if !k.starts_with(LOG_PREFIX) {
+                break;
+            }
+            let e = Entry::parse_from_bytes(&v).map_err(|e| corrupt("log entry", e))?;
+            if e.index != core.last_index() + 1 {
+                return Err(corrupt(
+                    "log",
+                    format!("gap: entry {} after {}", e.index, core.last_index()),
+                ));
+            }
+            core.entries.push_back(e);
+        }
+
+        let mut state = ClusterState::default();
+        if let Some(b) = db.get(APPLIED).map_err(storage("read applied index"))? {
+            (state.applied_index, state.version) = read_two_u64(&b, "applied index")?;
+        }
+        for item in db.iterator(IteratorMode::From(JOB_PREFIX, rocksdb::Direction::Forward)) {
+            let (k, v) = item.map_err(storage("scan jobs"))?;
+            if !k.starts_with(JOB_PREFIX) {
+                break;
+            }
+            let job = Job::decode(&*v).map_err(|e| corrupt("job", e))?;
+            state.jobs.insert(job.id.clone(), job);
+        }
+        for item in db.iterator(IteratorMode::From(MEMBER_PREFIX, rocksdb::Direction::Forward)) {
+            let (k, v) = item.map_err(storage("scan members"))?;
+            if !k.starts_with(MEMBER_PREFIX) {
+                break;
+            }
+            let m = Member::decode(&*v).map_err(|e| corrupt("member", e))?;
+            state.members.insert(m.id, m);
+        }
+
+        Ok(RaftStore {
+            inner: Arc::new(Inner {
+                db,
+                core: RwLock::new(core),
+                state: Arc::new(RwLock::new(state)),
+                fsync,
+            }),
+        })
+    }
+
+    fn core(&self) -> RwLockReadGuard<'_, LogCore> {
+        self.inner.core.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn core_mut(&self) -> RwLockWriteGuard<'_, LogCore> {
+        self.inner.core.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The shared cluster state (read by the APIs, written by the driver).
+    pub fn state(&self) -> Arc<RwLock<ClusterState>> {
+        self.inner.state.clone()
+    }
+
+    /// True when nothing was ever stored: no conf state, no log.
+    pub fn is_empty(&self) -> bool {
+        let core = self.core();
+        core.conf_state == ConfState::default() && core.last_index() == 0
+    }
+
+    /// Writes the initial cluster on an empty store: every bootstrapped
+    /// master must be given the same `members`.
+    pub fn bootstrap(&self, members: &[Member]) -> Result<()> {
+        let mut cs = ConfState::default();
+        cs.voters = members.iter().map(|m| m.id).collect();
+        let mut hs = HardState::default();
+        hs.term = INIT_TERM;
+        hs.commit = INIT_INDEX;
+
+        let mut batch = WriteBatch::default();
+        batch.put(CONF_STATE, cs.write_to_bytes().map_err(|e| corrupt("conf state", e))?);
+        batch.put(HARD_STATE, hs.write_to_bytes().map_err(|e| corrupt("hard state", e))?);
+        batch.put(TRUNCATED, two_u64(INIT_INDEX, INIT_TERM));
+        batch.put(APPLIED, two_u64(INIT_INDEX, 0));
+        for m in members {
+            batch.put(member_key(m.id), m.encode_to_vec());
+        }
+        self.write(batch, true)?;
+
+        let mut core = self.core_mut();
+        core.conf_state = cs;
+        core.hard_state = hs;
+        core.trunc_index = INIT_INDEX;
+        core.trunc_term = INIT_TERM;
+        let mut state = self.inner.state.write().unwrap_or_else(|p| p.into_inner());
+        state.applied_index = INIT_INDEX;
+        for m in members {
+            state.members.insert(m.id, m.clone());
+        }
+        Ok(())
+    }
+
+    fn write(&self, batch: WriteBatch, sync: bool) -> Result<WriteTiming> {
+        let mut opts = WriteOptions::default();
+        let synced = sync && self.inner.fsync;
+        opts.set_sync(synced);
+        let start = Instant::now();
+        self.inner.db.write_opt(batch, &opts).map_err(storage("write"))?;
+        Ok(WriteTiming {
+            synced,
+            elapsed: start.elapsed(),
+        })
+    }
+
+    /// Persists new log entries and the hard state in one synced write: the
+    /// group commit of one Ready.
+    pub fn persist(&self, entries: &[Entry], hs: Option<&HardState>) -> Result<WriteTiming> {
+        let mut batch = WriteBatch::default();
+        let old_last = self.core().last_index();
+        for e in entries {
+            batch.put(log_key(e.index), e.write_to_bytes().map_err(|e| corrupt("log entry", e))?);
+        }
+        if let Some(last) = entries.last() {
+            if last.index < old_last {
+                // A new leader overwrote a conflicting tail: drop what follows.
+                batch.delete_range(log_key(last.index + 1), log_key(old_last + 1));
+            }
+        }
+        if let Some(hs) = hs {
+            batch.put(HARD_STATE, hs.write_to_bytes().map_err(|e| corrupt("hard state", e))?);
+        }
+        let timing = self.write(batch, true)?;
+
+        let mut core = self.core_mut();
+        if let Some(first) = entries.first() {
+            let keep = first.index.saturating_sub(core.trunc_index + 1) as usize;
+            core.entries.truncate(keep);
+            core.entries.extend(entries.iter().cloned());
+        }
+        if let Some(hs) = hs {
+            core.hard_state = hs.clone();
+        }
+        Ok(timing)
+    }
+
+    /// Records a new commit index (from a LightReady); not synced because the
+    /// commit index can always be recovered from the quorum.
+    pub fn set_commit(&self, commit: u64) -> Result<()> {
+        let hs = {
+            let mut core = self.core_mut();
+            if commit <= core.hard_state.commit {
+                return Ok(());
+            }
+            core.hard_state.commit = commit;
+            core.hard_state.clone()
+        };
+        let mut batch = WriteBatch::default();
+        batch.put(HARD_STATE, hs.write_to_bytes().map_err(|e| corrupt("hard state", e))?);
+        self.write(batch, false)?;
+        Ok(())
+    }
+
+    /// Writes what applying a batch of entries changed (state, applied
+    /// index, membership).
+    pub fn persist_applied(
+        &self,
+        changes: &[Change],
+        members: &[Member],
+        removed: &[u64],
+        conf_state: Option<&ConfState>,
+        applied_index: u64,
+        version: u64,
+    ) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for c in changes {
+            match c {
+                Change::JobPut(job) => batch.put(job_key(&job.id), job.encode_to_vec()),
+                Change::JobDeleted(id) => batch.delete(job_key(id)),
+            }
+        }
+        for m in members {
+            batch.put(member_key(m.id), m.encode_to_vec());
+        }
+        for id in removed {
+            batch.delete(member_key(*id));
+        }
+        if let Some(cs) = conf_state {
+            batch.put(CONF_STATE, cs.write_to_bytes().map_err(|e| corrupt("conf state", e))?);
+            self.core_mut().conf_state = cs.clone();
+        }
+        batch.put(APPLIED, two_u64(applied_index, version));
+        self.write(batch, false)?;
+        Ok(())
+    }
+
+    /// Replaces everything with a snapshot received from the leader.
+    pub fn apply_snapshot(&self, snap: &Snapshot) -> Result<()> {
+        let meta = snap.get_metadata();
+        let mut state = ClusterState::from_image(snap.get_data())?;
+        state.applied_index = meta.index;
+
+        let mut batch = WriteBatch::default();
+        batch.delete_range(STATE_START, STATE_END);
+        batch.delete_range(LOG_PREFIX, LOG_END);
+        for job in state.jobs.values() {
+            batch.put(job_key(&job.id), job.encode_to_vec());
+        }
+        for m in state.members.values() {
+            batch.put(member_key(m.id), m.encode_to_vec());
+        }
+        batch.put(APPLIED, two_u64(meta.index, state.version));
+        batch.put(TRUNCATED, two_u64(meta.index, meta.term));
+        let cs = meta.get_conf_state().clone();
+        batch.put(CONF_STATE, cs.write_to_bytes().map_err(|e| corrupt("conf state", e))?);
+        let mut hs = self.core().hard_state.clone();
+        hs.term = hs.term.max(meta.term);
+        hs.commit = hs.commit.max(meta.index);
+        batch.put(HARD_STATE, hs.write_to_bytes().map_err(|e| corrupt("hard state", e))?);
+        self.write(batch, true)?;
+
+        let mut core = self.core_mut();
+        core.entries.clear();
+        core.trunc_index = meta.index;
+        core.trunc_term = meta.term;
+        core.conf_state = cs;
+        core.hard_state = hs;
+        *self.inner.state.write().unwrap_or_else(|p| p.into_inner()) = state;
+        Ok(())
+    }
+
+    /// Drops log entries up to and including `index` (which must be
+    /// applied); a follower that needs them gets a snapshot instead.
+    pub fn compact(&self, index: u64) -> Result<bool> {
+        let (first, term) = {
+            let core = self.core();
+            if index < core.first_index() || index > core.last_index() {
+                return Ok(false);
+            }
+            (core.first_index(), core.term(index)?)
+        };
+        let mut batch = WriteBatch::default();
+        batch.delete_range(log_key(first), log_key(index + 1));
+        batch.put(TRUNCATED, two_u64(index, term));
+        self.write(batch, false)?;
+        let mut core = self.core_mut();
+        let drop = (index - core.trunc_index) as usize;
+        core.entries.drain(..drop);
+        core.trunc_index = index;
+        core.trunc_term = term;
+        Ok(true)
+    }
+
+    /// Index of the compaction point.
+    pub fn truncated_index(&self) -> u64 {
+        self.core().trunc_index
+    }
+
+    /// The current hard state.
+    pub fn hard_state(&self) -> HardState {
+        self.core().hard_state.clone()
+    }
+}
+
+fn job_key(id: &str) -> Vec<u8> {
+    let mut k = JOB_PREFIX.to_vec();
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn member_key(id: u64) -> Vec<u8> {
+    let mut k = MEMBER_PREFIX.to_vec();
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+impl raft::Storage for RaftStore {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        let core = self.core();
+        Ok(RaftState::new(core.hard_state.clone(), core.conf_state.clone()))
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        let core = self.core();
+        if low < core.first_index() {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if high > core.last_index() + 1 {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        let max = max_size.into().unwrap_or(u64::MAX);
+        let lo = (low - core.first_index()) as usize;
+        let hi = (high - core.first_index()) as usize;
+        let mut out = Vec::with_capacity(hi - lo);
+        let mut size = 0u64;
+        for e in core.entries.range(lo..hi) {
+            size += u64::from(e.compute_size());
+            if !out.is_empty() && size > max {
+                break;
+            }
+            out.push(e.clone());
+        }
+        Ok(out)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        self.core().term(idx)
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.core().first_index())
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.core().last_index())
+    }
+
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        let state = self.inner.state.read().unwrap_or_else(|p| p.into_inner());
+        let core = self.core();
+        if state.applied_index < request_index {
+            return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
+        }
+        let mut snap = Snapshot::default();
+        snap.set_data(state.to_image().into());
+        let meta = snap.mut_metadata();
+        meta.index = state.applied_index;
+        meta.term = core.term(state.applied_index)?;
+        meta.set_conf_state(core.conf_state.clone());
+        Ok(snap)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::Storage;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        let mut e = Entry::default();
+        e.index = index;
+        e.term = term;
+        e.data = vec![index as u8; 3].into();
+        e
+    }
+
+    fn member(id: u64) -> Member {
+        Member {
+            id,
+            grpc_addr: format!("127.0.0.1:{id}"),
+            http_addr: String::new(),
+        }
+    }
+
+    #[test]
+    fn bootstrap_append_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = RaftStore::open(dir.path(), true).unwrap();
+            assert!(s.is_empty());
+            s.bootstrap(&[member(1), member(2), member(3)]).unwrap();
+            assert_eq!(s.first_index().unwrap(), INIT_INDEX + 1);
+            assert_eq!(s.last_index().unwrap(), INIT_INDEX);
+            let ents: Vec<_> = (6..=10).map(|i| entry(i, 6)).collect();
+            let mut hs = s.hard_state();
+            hs.term = 6;
+            s.persist(&ents, Some(&hs)).unwrap();
+            // A new leader overwrites 9..=10 with one entry at term 7.
+            s.persist(&[entry(9, 7)], None).unwrap();
+            assert_eq!(s.last_index().unwrap(), 9);
+        }
+        let s = RaftStore::open(dir.path(), true).unwrap();
+        assert!(!s.is_empty());
+        assert_eq!(s.last_index().unwrap(), 9);
+        assert_eq!(s.term(9).unwrap(), 7);
+        assert_eq!(s.term(8).unwrap(), 6);
+        assert_eq!(s.initial_state().unwrap().hard_state.term, 6);
+        assert_eq!(s.initial_state().unwrap().conf_state.voters, vec![1, 2, 3]);
+        let got = s.entries(6, 10, None, GetEntriesContext::empty(false)).unwrap();
+        assert_eq!(got.len(), 4);
+        assert_eq!(s.state().read().unwrap().members.len(), 3);
+    }
+
+    #[test]
+    fn compact_then_snapshot_and_restore() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RaftStore::open(dir.path(), false).unwrap();
+        s.bootstrap(&[member(1)]).unwrap();
+        let ents: Vec<_> = (6..=20).map(|i| entry(i, 6)).collect();
+        s.persist(&ents, None).unwrap();
+        {
+            let state = s.state();
+            let mut st = state.write().unwrap();
+            st.apply(&crate::state::put_job_command("a".into(), b"{}".to_vec()));
+            st.applied_index = 15;
+        }
+        assert!(s.compact(15).unwrap());
+        assert_eq!(s.first_index().unwrap(), 16);
+        assert!(matches!(
+            s.entries(10, 12, None, GetEntriesContext::empty(false)),
+            Err(raft::Error::Store(StorageError::Compacted))
+        ));
+        assert_eq!(s.term(15).unwrap(), 6);
+        let snap = s.snapshot(0, 2).unwrap();
+        assert_eq!(snap.get_metadata().index, 15);
+
+        // A fresh store takes the snapshot whole.
+        let dir2 = tempfile::tempdir().unwrap();
+        let t = RaftStore::open(dir2.path(), false).unwrap();
+        t.apply_snapshot(&snap).unwrap();
+        assert_eq!(t.first_index().unwrap(), 16);
+        assert_eq!(t.state().read().unwrap().jobs.len(), 1);
+        drop(t);
+        let t = RaftStore::open(dir2.path(), false).unwrap();
+        assert_eq!(t.state().read().unwrap().jobs.len(), 1);
+        assert_eq!(t.state().read().unwrap().applied_index, 15);
+        assert_eq!(t.initial_state().unwrap().conf_state.voters, vec![1]);
+    }
+}

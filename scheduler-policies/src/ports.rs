@@ -1,0 +1,171 @@
+//! Host ports of one agent: its offered ranges and the ports taken in them.
+
+use crate::resources::PortRange;
+
+/// Free and taken ports of one agent. Only ports inside the offered ranges
+/// are tracked: a port outside them can never be handed out anyway.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PortState {
+    /// Sorted, merged, non-empty ranges.
+    ranges: Vec<PortRange>,
+    /// Sorted, unique ports taken inside `ranges`.
+    used: Vec<u16>,
+    /// Number of free ports in `ranges`.
+    free: u32,
+}
+
+impl PortState {
+    /// Normalises `ranges` (drops empty ones, merges overlaps) and marks
+    /// `taken` ports as used.
+    pub(crate) fn new(ranges: &[PortRange], taken: impl IntoIterator<Item = u16>) -> Self {
+        let mut rs: Vec<PortRange> = ranges.iter().copied().filter(|r| r.begin <= r.end).collect();
+        rs.sort();
+        let mut merged: Vec<PortRange> = Vec::with_capacity(rs.len());
+        for r in rs {
+            match merged.last_mut() {
+                Some(last) if u32::from(r.begin) <= u32::from(last.end) + 1 => {
+                    last.end = last.end.max(r.end);
+                }
+                _ => merged.push(r),
+            }
+        }
+        let total: u32 = merged
+            .iter()
+            .map(|r| u32::from(r.end) - u32::from(r.begin) + 1)
+            .sum();
+        let mut s = Self {
+            ranges: merged,
+            used: Vec::new(),
+            free: total,
+        };
+        for p in taken {
+            s.take(p);
+        }
+        s
+    }
+
+    /// Free ports in the ranges.
+    #[inline]
+    pub(crate) fn free_count(&self) -> u32 {
+        self.free
+    }
+
+    fn in_range(&self, port: u16) -> bool {
+        self.ranges.iter().any(|r| r.begin <= port && port <= r.end)
+    }
+
+    /// In a range and not taken.
+    pub(crate) fn is_free(&self, port: u16) -> bool {
+        self.in_range(port) && self.used.binary_search(&port).is_err()
+    }
+
+    /// True when all `fixed` ports are free and `dynamic` more remain.
+    #[inline]
+    pub(crate) fn can_host(&self, fixed: &[u16], dynamic: u32) -> bool {
+        let need = dynamic as u64 + fixed.len() as u64;
+        need <= u64::from(self.free) && fixed.iter().all(|p| self.is_free(*p))
+    }
+
+    /// Marks a port taken; false if it was not free.
+    pub(crate) fn take(&mut self, port: u16) -> bool {
+        if !self.in_range(port) {
+            return false;
+        }
+        match self.used.binary_search(&port) {
+            Ok(_) => false,
+            Err(at) => {
+                self.used.insert(at, port);
+                self.free -= 1;
+                true
+            }
+        }
+    }
+
+    /// Frees a port (no-op when it was not taken).
+    pub(crate) fn release(&mut self, port: u16) {
+        if let Ok(at) = self.used.binary_search(&port) {
+            self.used.remove(at);
+            self.free += 1;
+        }
+    }
+
+    /// The lowest free port, if any.
+    pub(crate) fn lowest_free(&self) -> Option<u16> {
+        if self.free == 0 {
+            return None;
+        }
+        for r in &self.ranges {
+            let mut j = self.used.partition_point(|&u| u < r.begin);
+            let mut candidate = u32::from(r.begin);
+            while j < self.used.len() && u32::from(self.used[j]) == candidate {
+                candidate += 1;
+                j += 1;
+            }
+            if candidate <= u32::from(r.end) {
+                return u16::try_from(candidate).ok();
+            }
+        }
+        None
+    }
+
+    /// Takes the lowest free port.
+    pub(crate) fn take_lowest(&mut self) -> Option<u16> {
+        let p = self.lowest_free()?;
+        self.take(p);
+        Some(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merges_ranges_and_counts_free() {
+        let s = PortState::new(
+            &[
+                PortRange::new(31005, 31009),
+                PortRange::new(31000, 31004),
+                PortRange::new(5, 1),
+            ],
+            [31000, 31000, 80],
+        );
+        assert_eq!(s.ranges, vec![PortRange::new(31000, 31009)]);
+        assert_eq!(s.free_count(), 9);
+        assert!(!s.is_free(31000));
+        assert!(!s.is_free(80));
+        assert!(s.is_free(31001));
+    }
+
+    #[test]
+    fn allocates_lowest_free_across_ranges() {
+        let mut s = PortState::new(
+            &[PortRange::new(10, 11), PortRange::new(20, 21)],
+            [10],
+        );
+        assert_eq!(s.take_lowest(), Some(11));
+        assert_eq!(s.take_lowest(), Some(20));
+        s.release(10);
+        assert_eq!(s.take_lowest(), Some(10));
+        assert_eq!(s.take_lowest(), Some(21));
+        assert_eq!(s.take_lowest(), None);
+        assert_eq!(s.free_count(), 0);
+    }
+
+    #[test]
+    fn full_u16_range_is_safe() {
+        let mut s = PortState::new(&[PortRange::new(65534, 65535)], []);
+        assert_eq!(s.take_lowest(), Some(65534));
+        assert_eq!(s.take_lowest(), Some(65535));
+        assert_eq!(s.take_lowest(), None);
+    }
+
+    #[test]
+    fn can_host_checks_fixed_and_count() {
+        let s = PortState::new(&[PortRange::new(100, 102)], [101]);
+        assert!(s.can_host(&[100], 1));
+        assert!(!s.can_host(&[100], 2));
+        assert!(!s.can_host(&[101], 0));
+        assert!(!s.can_host(&[99], 0));
+    }
+}

@@ -1,0 +1,98 @@
+//! Health checks: how the agent decides that a running task is healthy.
+
+use serde::{Deserialize, Serialize};
+
+/// One health check, run against every task of the job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    /// What kind of check: `http`, `tcp` or `command`.
+    pub protocol: HealthCheckProtocol,
+    /// For `http` and `tcp`: the name of the job port to check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_name: Option<String>,
+    /// For `http`: the path requested, starting with `/`.
+    #[serde(default = "default_path")]
+    pub path: String,
+    /// For `http`: lowest status code counted as healthy.
+    #[serde(default = "default_status_min")]
+    pub status_min: u16,
+    /// For `http`: highest status code counted as healthy.
+    #[serde(default = "default_status_max")]
+    pub status_max: u16,
+    /// For `command`: run by `/bin/sh -c`; exit status 0 is healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// Failures are ignored this long after the task started.
+    #[serde(default = "default_grace_period_seconds")]
+    pub grace_period_seconds: u32,
+    /// Seconds between two checks.
+    #[serde(default = "default_interval_seconds")]
+    pub interval_seconds: u32,
+    /// A check that takes longer than this fails.
+    #[serde(default = "default_timeout_seconds")]
+    pub timeout_seconds: u32,
+    /// The task is killed and replaced after this many failures in a row;
+    /// 0 = never kill, only report.
+    #[serde(default = "default_max_consecutive_failures")]
+    pub max_consecutive_failures: u32,
+}
+
+/// Default for [`HealthCheck::path`].
+pub fn default_path() -> String {
+    "/".to_owned()
+}
+
+/// Default for [`HealthCheck::status_min`].
+pub fn default_status_min() -> u16 {
+    200
+}
+
+/// Default for [`HealthCheck::status_max`].
+pub fn default_status_max() -> u16 {
+    399
+}
+
+/// Default for [`HealthCheck::grace_period_seconds`].
+pub fn default_grace_period_seconds() -> u32 {
+    300
+}
+
+/// Default for [`HealthCheck::interval_seconds`].
+pub fn default_interval_seconds() -> u32 {
+    10
+}
+
+/// Default for [`HealthCheck::timeout_seconds`].
+pub fn default_timeout_seconds() -> u32 {
+    20
+}
+
+/// Default for [`HealthCheck::max_consecutive_failures`].
+pub fn default_max_consecutive_failures() -> u32 {
+    3
+}
+
+/// The kind of health check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthCheckProtocol {
+    /// HTTP GET of `path` on the named port; healthy if the status is in
+    /// `status_min..=status_max`.
+    Http,
+    /// TCP connect to the named port.
+    Tcp,
+    /// Run `command` in the task's environment.
+    Command,
+}
+
+impl HealthCheckProtocol {
+    /// `http`, `tcp` or `command`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthCheckProtocol::Http => "http",
+            HealthCheckProtocol::Tcp => "tcp",
+            HealthCheckProtocol::Command => "command",
+        }
+    }
+}

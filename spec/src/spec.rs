@@ -1,0 +1,280 @@
+//! The job spec's top-level type, [`JobSpec`], and its small nested sections.
+//!
+//! Field names are snake_case and are a public contract: users' files,
+//! scripts and tests rely on them. Every default is a named function so the
+//! docs, the JSON Schema and the code can be checked against each other.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::constraint::Constraint;
+use crate::container::Container;
+use crate::health::HealthCheck;
+use crate::id::ServiceTreeId;
+use crate::ports::PortSpec;
+
+/// A job: what to run, how many copies, with which resources, where and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// Service-tree id, e.g. `cop.example_owt.dev_pdl.demo_service.web_job.http_cluster.dev`.
+    pub id: String,
+    /// Command line run by `/bin/sh -c`; exclusive with `args`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<String>,
+    /// Program and arguments exec'd directly (no shell); exclusive with `cmd`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+    /// Environment variables for every task.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Number of tasks to keep running; 0 suspends the job.
+    #[serde(default = "default_instances")]
+    pub instances: u32,
+    /// Resources reserved for each task.
+    #[serde(default)]
+    pub resources: Resources,
+    /// Ports each task needs, referred to by name elsewhere in the spec.
+    #[serde(default)]
+    pub ports: Vec<PortSpec>,
+    /// Placement constraints, Marathon style.
+    #[serde(default)]
+    pub constraints: Vec<Constraint>,
+    /// Health checks run against every task.
+    #[serde(default)]
+    pub health_checks: Vec<HealthCheck>,
+    /// Run the task in a container instead of as a plain process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<Container>,
+    /// Free-form labels for people and tools.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Delay between relaunches of failing tasks.
+    #[serde(default)]
+    pub backoff: Backoff,
+    /// How a new version replaces the running one.
+    #[serde(default)]
+    pub upgrade_strategy: UpgradeStrategy,
+    /// Seconds between SIGTERM and SIGKILL when a task is stopped.
+    #[serde(default = "default_kill_grace_period_seconds")]
+    pub kill_grace_period_seconds: u32,
+    /// Scheduling priority; higher is placed first.
+    #[serde(default = "default_priority")]
+    pub priority: i32,
+    /// Placement policy; the cluster's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement_policy: Option<PlacementPolicy>,
+    /// When repeated failures stop relaunching and alert a human.
+    #[serde(default)]
+    pub flapping: Flapping,
+}
+
+/// Default for [`JobSpec::instances`].
+pub fn default_instances() -> u32 {
+    1
+}
+
+/// Default for [`JobSpec::kill_grace_period_seconds`].
+pub fn default_kill_grace_period_seconds() -> u32 {
+    5
+}
+
+/// Default for [`JobSpec::priority`].
+pub fn default_priority() -> i32 {
+    0
+}
+
+impl JobSpec {
+    /// A spec with the given id and command and every other field defaulted.
+    pub fn new(id: impl Into<String>, cmd: impl Into<String>) -> Self {
+        JobSpec {
+            id: id.into(),
+            cmd: Some(cmd.into()),
+            args: None,
+            env: BTreeMap::new(),
+            instances: default_instances(),
+            resources: Resources::default(),
+            ports: Vec::new(),
+            constraints: Vec::new(),
+            health_checks: Vec::new(),
+            container: None,
+            labels: BTreeMap::new(),
+            backoff: Backoff::default(),
+            upgrade_strategy: UpgradeStrategy::default(),
+            kill_grace_period_seconds: default_kill_grace_period_seconds(),
+            priority: default_priority(),
+            placement_policy: None,
+            flapping: Flapping::default(),
+        }
+    }
+
+    /// Compact JSON of the spec with every default filled in, keys of maps
+    /// sorted. Parsing it back yields an equal spec.
+    pub fn to_canonical_json(&self) -> Vec<u8> {
+        // Cannot fail: every map key is a string and no Serialize impl here
+        // returns an error (non-finite floats become `null`).
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// The parsed service-tree id. Exact once [`JobSpec::validate`] passed;
+    /// for an invalid id it returns whatever tags could be found (others
+    /// empty) instead of failing. Use [`ServiceTreeId::parse`] to get the
+    /// error.
+    pub fn service_tree_id(&self) -> ServiceTreeId {
+        ServiceTreeId::parse(&self.id).unwrap_or_else(|_| ServiceTreeId::lenient(&self.id))
+    }
+}
+
+/// Resources reserved for each task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    /// CPU shares (1.0 = one core); > 0 and at most 1024.
+    #[serde(default = "default_cpus")]
+    pub cpus: f64,
+    /// Memory limit in MiB; at least 4.
+    #[serde(default = "default_mem")]
+    pub mem: u64,
+    /// Scratch disk in MiB; 0 means none reserved.
+    #[serde(default = "default_disk")]
+    pub disk: u64,
+}
+
+/// Default for [`Resources::cpus`].
+pub fn default_cpus() -> f64 {
+    0.1
+}
+
+/// Default for [`Resources::mem`] (MiB).
+pub fn default_mem() -> u64 {
+    128
+}
+
+/// Default for [`Resources::disk`] (MiB).
+pub fn default_disk() -> u64 {
+    0
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        Resources {
+            cpus: default_cpus(),
+            mem: default_mem(),
+            disk: default_disk(),
+        }
+    }
+}
+
+/// Exponential back-off between relaunches of a failing task (Marathon's).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backoff {
+    /// First delay in seconds; > 0.
+    #[serde(default = "default_backoff_seconds")]
+    pub backoff_seconds: f64,
+    /// Multiplier applied after each failure; >= 1.0.
+    #[serde(default = "default_backoff_factor")]
+    pub backoff_factor: f64,
+    /// Upper bound of the delay in seconds; >= `backoff_seconds`.
+    #[serde(default = "default_max_launch_delay_seconds")]
+    pub max_launch_delay_seconds: f64,
+}
+
+/// Default for [`Backoff::backoff_seconds`].
+pub fn default_backoff_seconds() -> f64 {
+    1.0
+}
+
+/// Default for [`Backoff::backoff_factor`].
+pub fn default_backoff_factor() -> f64 {
+    1.15
+}
+
+/// Default for [`Backoff::max_launch_delay_seconds`].
+pub fn default_max_launch_delay_seconds() -> f64 {
+    300.0
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            backoff_seconds: default_backoff_seconds(),
+            backoff_factor: default_backoff_factor(),
+            max_launch_delay_seconds: default_max_launch_delay_seconds(),
+        }
+    }
+}
+
+/// Rolling-upgrade limits, as fractions of `instances`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpgradeStrategy {
+    /// Fraction of instances that must stay healthy during an upgrade; 0..=1.
+    #[serde(default = "default_minimum_health_capacity")]
+    pub minimum_health_capacity: f64,
+    /// Fraction of extra instances that may run during an upgrade; 0..=1.
+    #[serde(default = "default_maximum_over_capacity")]
+    pub maximum_over_capacity: f64,
+}
+
+/// Default for [`UpgradeStrategy::minimum_health_capacity`].
+pub fn default_minimum_health_capacity() -> f64 {
+    1.0
+}
+
+/// Default for [`UpgradeStrategy::maximum_over_capacity`].
+pub fn default_maximum_over_capacity() -> f64 {
+    1.0
+}
+
+impl Default for UpgradeStrategy {
+    fn default() -> Self {
+        UpgradeStrategy {
+            minimum_health_capacity: default_minimum_health_capacity(),
+            maximum_over_capacity: default_maximum_over_capacity(),
+        }
+    }
+}
+
+/// Flapping detection: this many failures within the window stops
+/// relaunching and raises an alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Flapping {
+    /// Failures within the window that mark the job as flapping; >= 1.
+    #[serde(default = "default_flapping_max_failures")]
+    pub max_failures: u32,
+    /// Length of the sliding window in seconds; >= 1.
+    #[serde(default = "default_flapping_window_seconds")]
+    pub window_seconds: u32,
+}
+
+/// Default for [`Flapping::max_failures`].
+pub fn default_flapping_max_failures() -> u32 {
+    3
+}
+
+/// Default for [`Flapping::window_seconds`].
+pub fn default_flapping_window_seconds() -> u32 {
+    600
+}
+
+impl Default for Flapping {
+    fn default() -> Self {
+        Flapping {
+            max_failures: default_flapping_max_failures(),
+            window_seconds: default_flapping_window_seconds(),
+        }
+    }
+}
+
+/// How the scheduler chooses among agents that fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlacementPolicy {
+    /// Fill the fullest agents first (fewer, busier machines).
+    Binpack,
+    /// Spread tasks over the emptiest agents.
+    Spread,
+}

@@ -1,0 +1,572 @@
+//! Semantic validation of a parsed [`JobSpec`]: ranges, names, references
+//! between fields. Every rule runs, so the user sees all problems at once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+use crate::container::{DockerContainer, DockerNetwork};
+use crate::error::{FieldError, SpecError};
+use crate::health::{HealthCheck, HealthCheckProtocol};
+use crate::id::ServiceTreeId;
+use crate::ports::{PortProtocol, PortSpec};
+use crate::spec::{Backoff, Flapping, JobSpec, Resources, UpgradeStrategy};
+
+/// Most instances a job may ask for.
+pub const MAX_INSTANCES: u32 = 100_000;
+/// Most CPUs per task.
+pub const MAX_CPUS: f64 = 1024.0;
+/// Least memory per task, MiB.
+pub const MIN_MEM: u64 = 4;
+/// Most memory per task, MiB (4 TiB).
+pub const MAX_MEM: u64 = 4 * 1024 * 1024;
+/// Most disk per task, MiB (64 TiB).
+pub const MAX_DISK: u64 = 64 * 1024 * 1024;
+/// Longest kill grace period, seconds.
+pub const MAX_KILL_GRACE_PERIOD_SECONDS: u32 = 600;
+/// Longest `cmd`, health-check `command` or single argument, bytes.
+pub const MAX_COMMAND_LEN: usize = 64 * 1024;
+/// Longest env or label value, bytes.
+pub const MAX_VALUE_LEN: usize = 64 * 1024;
+/// Reserved prefix of environment variables set by Ocean itself.
+pub const RESERVED_ENV_PREFIX: &str = "OCEAN_";
+
+/// Gathers field errors in the order they are found.
+#[derive(Debug, Default)]
+pub(crate) struct Collector {
+    errors: Vec<FieldError>,
+}
+
+impl Collector {
+    pub(crate) fn push(&mut self, field: impl Into<String>, reason: impl Into<String>) {
+        self.errors.push(FieldError::new(field, reason));
+    }
+
+    pub(crate) fn into_vec(self) -> Vec<FieldError> {
+        self.errors
+    }
+}
+
+impl JobSpec {
+    /// Checks every rule and returns all violations, each naming its field.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let mut errors = Collector::default();
+        if let Err(e) = ServiceTreeId::parse(&self.id) {
+            errors.errors.push(e);
+        }
+        check_program(self, &mut errors);
+        check_env(&self.env, &mut errors);
+        if self.instances > MAX_INSTANCES {
+            errors.push(
+                "instances",
+                format!("must be at most {MAX_INSTANCES}; got {}", self.instances),
+            );
+        }
+        check_resources(&self.resources, &mut errors);
+        check_ports(&self.ports, &mut errors);
+        for (i, constraint) in self.constraints.iter().enumerate() {
+            constraint.check(&format!("constraints[{i}]"), &mut errors);
+        }
+        for (i, check) in self.health_checks.iter().enumerate() {
+            check_health(check, &format!("health_checks[{i}]"), &self.ports, &mut errors);
+        }
+        if let Some(container) = &self.container {
+            check_docker(&container.docker, &self.ports, &mut errors);
+        }
+        check_labels(&self.labels, &mut errors);
+        check_backoff(&self.backoff, &mut errors);
+        check_upgrade(&self.upgrade_strategy, &mut errors);
+        if self.kill_grace_period_seconds > MAX_KILL_GRACE_PERIOD_SECONDS {
+            errors.push(
+                "kill_grace_period_seconds",
+                format!(
+                    "must be at most {MAX_KILL_GRACE_PERIOD_SECONDS}; got {}",
+                    self.kill_grace_period_seconds
+                ),
+            );
+        }
+        check_flapping(&self.flapping, &mut errors);
+        let errors = errors.into_vec();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(SpecError { errors })
+        }
+    }
+}
+
+/// Checks a command line given to `/bin/sh -c`.
+fn check_command(field: &str, cmd: &str, errors: &mut Collector) {
+    if cmd.trim().is_empty() {
+        errors.push(field, "must not be empty");
+    } else if cmd.len() > MAX_COMMAND_LEN {
+        errors.push(field, format!("must be at most {MAX_COMMAND_LEN} bytes"));
+    } else if cmd.contains('\0') {
+        errors.push(field, "must not contain NUL characters");
+    }
+}
+
+fn check_program(spec: &JobSpec, errors: &mut Collector) {
+    let has_image = spec.container.is_some();
+    match (&spec.cmd, &spec.args) {
+        (Some(_), Some(_)) => errors.push(
+            "args",
+            "cmd and args are exclusive: use cmd for a shell command line or args to exec directly",
+        ),
+        (None, None) if !has_image => errors.push(
+            "cmd",
+            "nothing to run: set cmd, args or container.docker.image",
+        ),
+        _ => {}
+    }
+    if let Some(cmd) = &spec.cmd {
+        check_command("cmd", cmd, errors);
+    }
+    if let Some(args) = &spec.args {
+        if args.is_empty() {
+            errors.push("args", "must not be empty; the first element is the program");
+        }
+        for (i, arg) in args.iter().enumerate() {
+            let field = format!("args[{i}]");
+            if i == 0 && arg.trim().is_empty() {
+                errors.push(field, "the program must not be empty");
+            } else if arg.len() > MAX_COMMAND_LEN {
+                errors.push(field, format!("must be at most {MAX_COMMAND_LEN} bytes"));
+            } else if arg.contains('\0') {
+                errors.push(field, "must not contain NUL characters");
+            }
+        }
+    }
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`
+fn is_env_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+fn check_env(env: &BTreeMap<String, String>, errors: &mut Collector) {
+    for (key, value) in env {
+        let field = format!("env.{key}");
+        if !is_env_name(key) {
+            errors.push(
+                field,
+                "not a valid environment variable name: use [A-Za-z_][A-Za-z0-9_]*",
+            );
+        } else if key.starts_with(RESERVED_ENV_PREFIX) {
+            errors.push(
+                field,
+                format!("names starting with {RESERVED_ENV_PREFIX} are reserved for Ocean"),
+            );
+        } else if value.contains('\0') {
+            errors.push(field, "value must not contain NUL characters");
+        } else if value.len() > MAX_VALUE_LEN {
+            errors.push(field, format!("value must be at most {MAX_VALUE_LEN} bytes"));
+        }
+    }
+}
+
+/// True if `x` is a finite number in `lo..=hi`.
+fn within(x: f64, lo: f64, hi: f64) -> bool {
+    x.is_finite() && x >= lo && x <= hi
+}
+
+fn check_resources(r: &Resources, errors: &mut Collector) {
+    if !(within(r.cpus, 0.0, MAX_CPUS) && r.cpus > 0.0) {
+        errors.push(
+            "resources.cpus",
+            format!("must be greater than 0 and at most {MAX_CPUS}; got {}", r.cpus),
+        );
+    }
+    if r.mem < MIN_MEM || r.mem > MAX_MEM {
+        errors.push(
+            "resources.mem",
+            format!("must be {MIN_MEM}..={MAX_MEM} MiB; got {}", r.mem),
+        );
+    }
+    if r.disk > MAX_DISK {
+        errors.push(
+            "resources.disk",
+            format!("must be at most {MAX_DISK} MiB; got {}", r.disk),
+        );
+    }
+}
+
+/// `[a-z][a-z0-9-]{0,14}`, not ending in `-`.
+fn is_port_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    matches!(bytes.first(), Some(b) if b.is_ascii_lowercase())
+        && bytes.len() <= 15
+        && !name.ends_with('-')
+        && bytes
+            .iter()
+            .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+fn check_ports(ports: &[PortSpec], errors: &mut Collector) {
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    let mut fixed: HashMap<(u16, PortProtocol), usize> = HashMap::new();
+    for (i, port) in ports.iter().enumerate() {
+        if !is_port_name(&port.name) {
+            errors.push(
+                format!("ports[{i}].name"),
+                format!(
+                    "must be 1-15 of a-z, 0-9 and '-', starting with a letter and not ending in '-'; got '{}'",
+                    port.name
+                ),
+            );
+        } else if let Some(first) = names.insert(&port.name, i) {
+            errors.push(
+                format!("ports[{i}].name"),
+                format!("duplicate port name '{}' (also ports[{first}])", port.name),
+            );
+        }
+        if port.port != 0 {
+            if let Some(first) = fixed.insert((port.port, port.protocol), i) {
+                errors.push(
+                    format!("ports[{i}].port"),
+                    format!(
+                        "fixed port {}/{} is already used by ports[{first}]",
+                        port.port,
+                        port.protocol.as_str()
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// Checks that `name` names one of the job's ports; returns that port.
+fn find_port<'a>(
+    field: &str,
+    name: &str,
+    ports: &'a [PortSpec],
+    errors: &mut Collector,
+) -> Option<&'a PortSpec> {
+    let found = ports.iter().find(|p| p.name == name);
+    if found.is_none() {
+        let known: Vec<&str> = ports.iter().map(|p| p.name.as_str()).collect();
+        let known = if known.is_empty() {
+            "the job has no ports".to_owned()
+        } else {
+            format!("job ports: {}", known.join(", "))
+        };
+        errors.push(field, format!("no port named '{name}' in ports; {known}"));
+    }
+    found
+}
+
+fn check_health(check: &HealthCheck, path: &str, ports: &[PortSpec], errors: &mut Collector) {
+    let protocol = check.protocol.as_str();
+    match check.protocol {
+        HealthCheckProtocol::Http | HealthCheckProtocol::Tcp => {
+            let field = format!("{path}.port_name");
+            match &check.port_name {
+                None => errors.push(field, format!("required for {protocol} checks")),
+                Some(name) => {
+                    if let Some(port) = find_port(&field, name, ports, errors) {
+                        if port.protocol != PortProtocol::Tcp {
+                            errors.push(
+                                field,
+                                format!("{protocol} checks need a tcp port; '{name}' is udp"),
+                            );
+                        }
+                    }
+                }
+            }
+            if check.command.is_some() {
+                errors.push(
+                    format!("{path}.command"),
+                    format!("only used by command checks, not {protocol}"),
+                );
+            }
+        }
+        HealthCheckProtocol::Command => {
+            let field = format!("{path}.command");
+            match &check.command {
+                None => errors.push(field, "required for command checks"),
+                Some(cmd) => check_command(&field, cmd, errors),
+            }
+            if check.port_name.is_some() {
+                errors.push(
+                    format!("{path}.port_name"),
+                    "only used by http and tcp checks",
+                );
+            }
+        }
+    }
+    if !check.path.starts_with('/') || check.path.len() > 2048 {
+        errors.push(
+            format!("{path}.path"),
+            "must start with '/' and be at most 2048 bytes",
+        );
+    } else if check.path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        errors.push(
+            format!("{path}.path"),
+            "must not contain spaces or control characters (percent-encode them)",
+        );
+    }
+    if !(100..=599).contains(&check.status_min) {
+        errors.push(
+            format!("{path}.status_min"),
+            format!("must be an HTTP status 100..=599; got {}", check.status_min),
+        );
+    }
+    if !(100..=599).contains(&check.status_max) || check.status_max < check.status_min {
+        errors.push(
+            format!("{path}.status_max"),
+            format!(
+                "must be an HTTP status 100..=599 and at least status_min ({}); got {}",
+                check.status_min, check.status_max
+            ),
+        );
+    }
+    let ranges = [
+        ("grace_period_seconds", check.grace_period_seconds, 0, 86_400),
+        ("interval_seconds", check.interval_seconds, 1, 86_400),
+        ("timeout_seconds", check.timeout_seconds, 1, 86_400),
+        (
+            "max_consecutive_failures",
+            check.max_consecutive_failures,
+            0,
+            1_000,
+        ),
+    ];
+    for (name, value, lo, hi) in ranges {
+        if value < lo || value > hi {
+            errors.push(
+                format!("{path}.{name}"),
+                format!("must be {lo}..={hi}; got {value}"),
+            );
+        }
+    }
+}
+
+/// `[registry[:port]/]path[:tag][@algorithm:hex]`, Docker's reference
+/// grammar in one expression.
+static IMAGE_REFERENCE: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    let host_part = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?";
+    let domain = format!(r"{host_part}(?:\.{host_part})*(?::[0-9]+)?");
+    let component = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*";
+    let tag = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}";
+    let digest = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}";
+    Regex::new(&format!(
+        r"^(?:{domain}/)?{component}(?:/{component})*(?::{tag})?(?:@{digest})?$"
+    ))
+    .ok()
+});
+
+/// True if `image` looks like a Docker image reference.
+pub fn is_image_reference(image: &str) -> bool {
+    image.len() <= 512
+        && IMAGE_REFERENCE
+            .as_ref()
+            .is_some_and(|re| re.is_match(image))
+}
+
+/// An absolute path without `..` components or NUL bytes.
+fn is_clean_absolute_path(path: &str) -> bool {
+    path.starts_with('/')
+        && path.len() <= 4096
+        && !path.contains('\0')
+        && !path.split('/').any(|part| part == "..")
+}
+
+fn check_docker(docker: &DockerContainer, ports: &[PortSpec], errors: &mut Collector) {
+    if docker.image.is_empty() {
+        errors.push("container.docker.image", "must not be empty");
+    } else if !is_image_reference(&docker.image) {
+        errors.push(
+            "container.docker.image",
+            format!(
+                "'{}' is not a valid image reference; expected [registry[:port]/]name[:tag][@digest] with a lowercase name",
+                docker.image
+            ),
+        );
+    }
+    if docker.network == DockerNetwork::Host && !docker.port_mappings.is_empty() {
+        errors.push(
+            "container.docker.port_mappings",
+            "port mappings need the bridge network; with host networking the program listens on the job ports directly",
+        );
+    }
+    let mut mapped: HashMap<&str, usize> = HashMap::new();
+    for (i, mapping) in docker.port_mappings.iter().enumerate() {
+        let path = format!("container.docker.port_mappings[{i}]");
+        if mapping.container_port == 0 {
+            errors.push(format!("{path}.container_port"), "must be 1..=65535");
+        }
+        let field = format!("{path}.port_name");
+        if find_port(&field, &mapping.port_name, ports, errors).is_some() {
+            if let Some(first) = mapped.insert(&mapping.port_name, i) {
+                errors.push(
+                    field,
+                    format!(
+                        "port '{}' is already mapped by port_mappings[{first}]",
+                        mapping.port_name
+                    ),
+                );
+            }
+        }
+    }
+    let mut targets: HashMap<&str, usize> = HashMap::new();
+    for (i, volume) in docker.volumes.iter().enumerate() {
+        let path = format!("container.docker.volumes[{i}]");
+        if !is_clean_absolute_path(&volume.host_path) {
+            errors.push(
+                format!("{path}.host_path"),
+                "must be an absolute path without '..' components",
+            );
+        }
+        if !is_clean_absolute_path(&volume.container_path) || volume.container_path == "/" {
+            errors.push(
+                format!("{path}.container_path"),
+                "must be an absolute path other than '/' without '..' components",
+            );
+        } else if let Some(first) = targets.insert(volume.container_path.trim_end_matches('/'), i)
+        {
+            errors.push(
+                format!("{path}.container_path"),
+                format!(
+                    "'{}' is already mounted by volumes[{first}]",
+                    volume.container_path
+                ),
+            );
+        }
+    }
+}
+
+/// 1..=63 of `[A-Za-z0-9._/-]`.
+fn is_label_key(key: &str) -> bool {
+    (1..=63).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'/' | b'-'))
+}
+
+fn check_labels(labels: &BTreeMap<String, String>, errors: &mut Collector) {
+    for (key, value) in labels {
+        let field = format!("labels.{key}");
+        if !is_label_key(key) {
+            errors.push(
+                field,
+                "label keys must be 1-63 of A-Z, a-z, 0-9, '.', '_', '/', '-'",
+            );
+        } else if value.len() > MAX_VALUE_LEN {
+            errors.push(field, format!("value must be at most {MAX_VALUE_LEN} bytes"));
+        }
+    }
+}
+
+fn check_backoff(b: &Backoff, errors: &mut Collector) {
+    if !(within(b.backoff_seconds, 0.0, 86_400.0) && b.backoff_seconds > 0.0) {
+        errors.push(
+            "backoff.backoff_seconds",
+            format!("must be greater than 0 and at most 86400; got {}", b.backoff_seconds),
+        );
+    }
+    if !within(b.backoff_factor, 1.0, 100.0) {
+        errors.push(
+            "backoff.backoff_factor",
+            format!("must be 1.0..=100.0; got {}", b.backoff_factor),
+        );
+    }
+    if !within(b.max_launch_delay_seconds, 0.0, 86_400.0)
+        || b.max_launch_delay_seconds < b.backoff_seconds
+    {
+        errors.push(
+            "backoff.max_launch_delay_seconds",
+            format!(
+                "must be at least backoff_seconds ({}) and at most 86400; got {}",
+                b.backoff_seconds, b.max_launch_delay_seconds
+            ),
+        );
+    }
+}
+
+fn check_upgrade(u: &UpgradeStrategy, errors: &mut Collector) {
+    for (name, value) in [
+        ("minimum_health_capacity", u.minimum_health_capacity),
+        ("maximum_over_capacity", u.maximum_over_capacity),
+    ] {
+        if !within(value, 0.0, 1.0) {
+            errors.push(
+                format!("upgrade_strategy.{name}"),
+                format!("must be a fraction 0.0..=1.0; got {value}"),
+            );
+        }
+    }
+}
+
+fn check_flapping(f: &Flapping, errors: &mut Collector) {
+    if f.max_failures == 0 || f.max_failures > 1_000 {
+        errors.push(
+            "flapping.max_failures",
+            format!("must be 1..=1000; got {}", f.max_failures),
+        );
+    }
+    if f.window_seconds == 0 || f.window_seconds > 7 * 86_400 {
+        errors.push(
+            "flapping.window_seconds",
+            format!("must be 1..=604800 (a week); got {}", f.window_seconds),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_references() {
+        for ok in [
+            "nginx",
+            "nginx:1.25",
+            "library/nginx:latest",
+            "registry.example.com:5000/team/web:1.4.2",
+            "localhost:5000/a_b/c--d",
+            "busybox@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ] {
+            assert!(is_image_reference(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "Nginx",
+            "nginx:",
+            "nginx:tag with space",
+            "-nginx",
+            "nginx//x",
+            "nginx@sha256:short",
+            "http://x/y",
+        ] {
+            assert!(!is_image_reference(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names() {
+        assert!(is_env_name("MY_VAR1"));
+        assert!(is_env_name("_x"));
+        assert!(!is_env_name("1X"));
+        assert!(!is_env_name("MY-VAR"));
+        assert!(!is_env_name(""));
+        assert!(is_port_name("http"));
+        assert!(is_port_name("a-b2"));
+        assert!(!is_port_name("2http"));
+        assert!(!is_port_name("http-"));
+        assert!(!is_port_name("Http"));
+        assert!(!is_port_name(&"a".repeat(16)));
+        assert!(is_label_key("team.example.com/owner"));
+        assert!(!is_label_key("has space"));
+        assert!(!is_label_key(&"k".repeat(64)));
+    }
+
+    #[test]
+    fn paths() {
+        assert!(is_clean_absolute_path("/var/log"));
+        assert!(!is_clean_absolute_path("var/log"));
+        assert!(!is_clean_absolute_path("/var/../etc"));
+    }
+}
