@@ -1,1 +1,86 @@
-fn main() {}
+//! The `ocean` binary: parses the command line, installs tracing, and calls
+//! into the library crates. Everything else lives in those crates.
+
+mod client;
+mod cmd_client;
+mod cmd_server;
+
+use clap::{Parser, Subcommand};
+
+/// Ocean: an elastic cluster scheduler.
+#[derive(Debug, Parser)]
+#[command(name = "ocean", version, about, propagate_version = true)]
+struct Cli {
+    /// Master REST address(es) for client commands, comma-separated; the
+    /// first that answers is used.
+    #[arg(
+        long,
+        global = true,
+        env = "OCEAN_ADDR",
+        default_value = "http://127.0.0.1:7700"
+    )]
+    addr: String,
+    /// Print raw JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run an all-in-one single-node cluster for development.
+    Dev(cmd_server::DevArgs),
+    /// Run a master.
+    Master(cmd_server::MasterArgs),
+    /// Show the cluster's status as the answering master sees it.
+    Status,
+    /// Work with jobs.
+    #[command(subcommand)]
+    Job(cmd_client::JobCommand),
+    /// Add, remove and list masters.
+    #[command(subcommand)]
+    Member(cmd_client::MemberCommand),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let server = matches!(cli.command, Command::Dev(_) | Command::Master(_));
+    init_tracing(server);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let client = || client::Client::new(&cli.addr, cli.json);
+    match cli.command {
+        Command::Dev(args) => cmd_server::dev(args).await,
+        Command::Master(args) => cmd_server::master(args).await,
+        Command::Status => cmd_client::status(&client()?).await,
+        Command::Job(cmd) => cmd_client::job(&client()?, cmd).await,
+        Command::Member(cmd) => cmd_client::member(&client()?, cmd).await,
+    }
+}
+
+fn init_tracing(server: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if server { "info" } else { "warn" };
+    let filter = EnvFilter::try_from_env("OCEAN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -155,10 +155,7 @@ impl MasterConfig {
         }
         for (id, addr) in &self.peers {
             if addr.parse::<SocketAddr>().is_err() && !addr.contains(':') {
-                return bad(
-                    &format!("peers.{id}"),
-                    format!("'{addr}' is not HOST:PORT"),
-                );
+                return bad(&format!("peers.{id}"), format!("'{addr}' is not HOST:PORT"));
             }
         }
         let r = &self.raft;
@@ -236,12 +233,7 @@ mod tests {
 
     #[test]
     fn validate_names_the_field() {
-        let mut c = MasterConfig::single(
-            1,
-            "/tmp/x".into(),
-            default_http(),
-            default_grpc(),
-        );
+        let mut c = MasterConfig::single(1, "/tmp/x".into(), default_http(), default_grpc());
         assert!(c.validate().is_ok());
         c.raft.election_ticks = 1;
         let e = c.validate().unwrap_err().to_string();

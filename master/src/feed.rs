@@ -162,10 +162,18 @@ mod tests {
         feed.publish(vec![(4, del("d")), (5, del("e"))]);
         // Versions 1 and 2 fell out of the ring: resuming from 0 or 1 needs
         // a snapshot, from 2 the ring still has everything after it.
-        assert!(matches!(feed.subscribe(0, &state).start, Start::Snapshot { .. }));
-        assert!(matches!(feed.subscribe(1, &state).start, Start::Snapshot { .. }));
+        assert!(matches!(
+            feed.subscribe(0, &state).start,
+            Start::Snapshot { .. }
+        ));
+        assert!(matches!(
+            feed.subscribe(1, &state).start,
+            Start::Snapshot { .. }
+        ));
         match feed.subscribe(2, &state).start {
-            Start::Backlog(b) => assert_eq!(b.iter().map(|x| x.0).collect::<Vec<_>>(), vec![3, 4, 5]),
+            Start::Backlog(b) => {
+                assert_eq!(b.iter().map(|x| x.0).collect::<Vec<_>>(), vec![3, 4, 5])
+            }
             other => panic!("expected backlog, got {other:?}"),
         }
     }
@@ -177,7 +185,10 @@ mod tests {
         let mut sub = feed.subscribe(0, &state);
         feed.publish(vec![(1, del("a"))]);
         feed.reset(10);
-        assert!(matches!(sub.live.recv().await.unwrap(), FeedItem::Change(1, _)));
+        assert!(matches!(
+            sub.live.recv().await.unwrap(),
+            FeedItem::Change(1, _)
+        ));
         assert!(matches!(sub.live.recv().await.unwrap(), FeedItem::Reset));
     }
 }

@@ -7,10 +7,10 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use ocean_proto::v1::Member;
+use raft::eraftpb::Message;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use raft::eraftpb::Message;
 use tokio::sync::{oneshot, watch};
 
 use crate::config::RaftSettings;
@@ -60,7 +60,16 @@ fn settings(snapshot_entries: u64) -> RaftSettings {
     }
 }
 
-fn open_driver(id: u64, store: RaftStore, s: &RaftSettings, metrics: Metrics) -> (Driver<MemTransport>, Arc<Mutex<Vec<Message>>>, watch::Receiver<NodeStatus>) {
+fn open_driver(
+    id: u64,
+    store: RaftStore,
+    s: &RaftSettings,
+    metrics: Metrics,
+) -> (
+    Driver<MemTransport>,
+    Arc<Mutex<Vec<Message>>>,
+    watch::Receiver<NodeStatus>,
+) {
     let transport = MemTransport::default();
     let outbox = transport.outbox.clone();
     let version = store.state().read().unwrap().version;
@@ -118,7 +127,10 @@ impl Cluster {
     }
 
     fn node(&mut self, id: u64) -> &mut Driver<MemTransport> {
-        self.nodes[(id - 1) as usize].driver.as_mut().expect("node is running")
+        self.nodes[(id - 1) as usize]
+            .driver
+            .as_mut()
+            .expect("node is running")
     }
 
     /// One round: every live node ticks and processes a Ready, then the
@@ -151,7 +163,11 @@ impl Cluster {
                     continue;
                 }
                 let to = m.to;
-                if let Some(d) = self.nodes.get_mut((to - 1) as usize).and_then(|n| n.driver.as_mut()) {
+                if let Some(d) = self
+                    .nodes
+                    .get_mut((to - 1) as usize)
+                    .and_then(|n| n.driver.as_mut())
+                {
                     d.handle(Msg::Raft(Box::new(m)));
                     d.on_ready().unwrap();
                 }
@@ -192,7 +208,12 @@ impl Cluster {
     }
 
     fn state(&self, id: u64) -> ClusterState {
-        self.nodes[(id - 1) as usize].store.state().read().unwrap().clone()
+        self.nodes[(id - 1) as usize]
+            .store
+            .state()
+            .read()
+            .unwrap()
+            .clone()
     }
 
     fn settle(&mut self, rounds: usize) {
@@ -209,7 +230,12 @@ impl Cluster {
         let placeholder = RaftStore::open(&tempfile::tempdir().unwrap().keep(), false).unwrap();
         self.nodes[idx].store = placeholder;
         let store = RaftStore::open(&path, false).unwrap();
-        let (d, outbox, status) = open_driver(id, store.clone(), &self.settings, self.nodes[idx].metrics.clone());
+        let (d, outbox, status) = open_driver(
+            id,
+            store.clone(),
+            &self.settings,
+            self.nodes[idx].metrics.clone(),
+        );
         let n = &mut self.nodes[idx];
         n.driver = Some(d);
         n.store = store;
@@ -259,7 +285,10 @@ fn isolated_leader_is_replaced_and_its_uncommitted_write_fails() {
     assert!(ok.try_recv().unwrap().is_ok());
     c.isolated.clear();
     c.settle(200);
-    assert!(lost.try_recv().unwrap().is_err(), "a write on an isolated leader must not be acknowledged");
+    assert!(
+        lost.try_recv().unwrap().is_err(),
+        "a write on an isolated leader must not be acknowledged"
+    );
     assert!(!c.state(old).jobs.contains_key("job-999"));
     assert!(same_jobs(&c.state(1), &c.state(2)));
     assert!(same_jobs(&c.state(1), &c.state(3)));
@@ -281,7 +310,13 @@ fn lagging_follower_catches_up_by_snapshot() {
     assert!(c.nodes[(leader - 1) as usize].store.truncated_index() > 100);
     c.isolated.clear();
     c.settle(300);
-    assert!(c.nodes[(lagging - 1) as usize].metrics.snapshots_installed.get() >= 1);
+    assert!(
+        c.nodes[(lagging - 1) as usize]
+            .metrics
+            .snapshots_installed
+            .get()
+            >= 1
+    );
     assert_eq!(c.state(lagging).jobs.len(), 200);
     assert!(same_jobs(&c.state(leader), &c.state(lagging)));
 }
@@ -301,9 +336,16 @@ fn lossy_network_still_converges() {
     }
     c.drop_percent = 0;
     c.settle(300);
-    assert!(acked.len() > 50, "too few writes acknowledged: {}", acked.len());
+    assert!(
+        acked.len() > 50,
+        "too few writes acknowledged: {}",
+        acked.len()
+    );
     for n in acked {
-        assert!(c.state(1).jobs.contains_key(&format!("job-{n}")), "acknowledged write {n} lost");
+        assert!(
+            c.state(1).jobs.contains_key(&format!("job-{n}")),
+            "acknowledged write {n} lost"
+        );
     }
     assert!(same_jobs(&c.state(1), &c.state(2)));
     assert!(same_jobs(&c.state(1), &c.state(3)));
@@ -323,7 +365,10 @@ fn restart_of_every_node_recovers_state() {
         c.restart(id);
     }
     for id in 1..=3 {
-        assert!(same_jobs(&c.state(id), &before), "node {id} lost state on restart");
+        assert!(
+            same_jobs(&c.state(id), &before),
+            "node {id} lost state on restart"
+        );
     }
     let leader = c.run_until_leader(&BTreeSet::new());
     let mut r = c.propose(leader, 1000);

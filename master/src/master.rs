@@ -46,6 +46,10 @@ struct Inner {
     forward_clients: Mutex<HashMap<String, RaftTransportClient<Channel>>>,
     grpc_addr: String,
     http_addr: String,
+    /// False while joining: raft traffic that arrives before the leader has
+    /// (re)added this master carries replication progress from before it
+    /// lost its data, which raft-rs rightly refuses to trust.
+    accepting_raft: std::sync::atomic::AtomicBool,
 }
 
 impl Master {
@@ -91,10 +95,30 @@ impl Master {
         if leader == 0 {
             return None;
         }
-        self.read(|st| st.members.get(&leader).cloned()).or(Some(Member {
-            id: leader,
-            ..Default::default()
-        }))
+        if leader == self.inner.id {
+            return Some(Member {
+                id: leader,
+                grpc_addr: self.inner.grpc_addr.clone(),
+                http_addr: self.inner.http_addr.clone(),
+            });
+        }
+        self.read(|st| st.members.get(&leader).cloned())
+            .or(Some(Member {
+                id: leader,
+                ..Default::default()
+            }))
+    }
+
+    /// Whether raft traffic is taken (false until a joining master is in).
+    pub fn accepting_raft(&self) -> bool {
+        self.inner
+            .accepting_raft
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Records the address a peer announced in its raft traffic.
+    pub fn heard_from(&self, peer: u64, addr: &str) {
+        self.inner.health.heard(peer, addr);
     }
 
     /// The sender into the raft driver (the transport server feeds it).
@@ -208,6 +232,7 @@ impl Master {
                     id: m.id,
                     grpc_addr: m.grpc_addr.clone(),
                     http_addr: m.http_addr.clone(),
+                    rejoin: false,
                 }),
                 MemberChange::Remove(id) => forward_request::Kind::RemoveMember(*id),
             }),
@@ -221,7 +246,11 @@ impl Master {
         }
     }
 
-    async fn through_leader<T, F, Fut>(&self, local: F, forward: ForwardRequest) -> Result<Routed<T>>
+    async fn through_leader<T, F, Fut>(
+        &self,
+        local: F,
+        forward: ForwardRequest,
+    ) -> Result<Routed<T>>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T>>,
@@ -242,7 +271,9 @@ impl Master {
                     other => return other.map(Routed::Local),
                 }
             } else if status.leader != 0 {
-                let addr = self.read(|st| st.members.get(&status.leader).map(|m| m.grpc_addr.clone()));
+                let addr = self
+                    .read(|st| st.members.get(&status.leader).map(|m| m.grpc_addr.clone()))
+                    .or_else(|| self.inner.health.address(status.leader));
                 if let Some(addr) = addr {
                     let mut client = self.forward_client(&addr)?;
                     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -318,18 +349,35 @@ pub async fn start(config: &MasterConfig) -> Result<Started> {
     let grpc_addr = config.advertised_grpc();
     let http_addr = config.advertised_http();
     let fresh = store.is_empty();
-    if fresh && config.join.is_empty() {
+    let mut seeds = config.join.clone();
+    if fresh && seeds.is_empty() && config.peers.len() > 1 {
+        // An empty data dir in a cluster that already runs means this
+        // master lost its data: rejoin instead of bootstrapping, or the
+        // leader would trust entries it no longer has.
+        let others: Vec<String> = config
+            .peers
+            .iter()
+            .filter(|(id, _)| **id != config.id)
+            .map(|(_, a)| a.clone())
+            .collect();
+        if cluster_is_running(&others).await {
+            warn!(
+                id = config.id,
+                "data dir is empty but the cluster is running: rejoining"
+            );
+            seeds = others;
+        }
+    }
+    if fresh && seeds.is_empty() {
         let members: Vec<Member> = config
             .peers
             .iter()
             .map(|(id, addr)| Member {
                 id: *id,
                 grpc_addr: addr.clone(),
-                http_addr: if *id == config.id {
-                    http_addr.clone()
-                } else {
-                    String::new()
-                },
+                // Every master must bootstrap the same state; each then
+                // announces its own REST address through the log.
+                http_addr: String::new(),
             })
             .collect();
         store.bootstrap(&members)?;
@@ -356,6 +404,7 @@ pub async fn start(config: &MasterConfig) -> Result<Started> {
     let (tx, rx) = std_mpsc::channel();
     let transport = GrpcTransport::new(
         config.id,
+        grpc_addr.clone(),
         state.clone(),
         tx.clone(),
         tokio::runtime::Handle::current(),
@@ -373,7 +422,15 @@ pub async fn start(config: &MasterConfig) -> Result<Started> {
     let settings = config.raft.clone();
     let driver_thread = std::thread::Builder::new()
         .name(format!("raft-{}", config.id))
-        .spawn(move || node::run(driver, rx, &settings))
+        .spawn(move || {
+            let run = std::panic::AssertUnwindSafe(|| node::run(driver, rx, &settings));
+            if std::panic::catch_unwind(run).is_err() {
+                // Serving without a raft driver would answer with stale,
+                // unreplicated state forever: fail loudly instead.
+                tracing::error!("raft driver panicked; stopping this master");
+                std::process::exit(70);
+            }
+        })
         .map_err(|source| Error::Io {
             context: "spawn raft driver thread".into(),
             source,
@@ -391,16 +448,35 @@ pub async fn start(config: &MasterConfig) -> Result<Started> {
             forward_clients: Mutex::new(HashMap::new()),
             grpc_addr,
             http_addr,
+            accepting_raft: std::sync::atomic::AtomicBool::new(!(fresh && !seeds.is_empty())),
         }),
     };
-    if fresh && !config.join.is_empty() {
-        tokio::spawn(join_cluster(master.clone(), config.join.clone()));
+    if fresh && !seeds.is_empty() {
+        tokio::spawn(join_cluster(master.clone(), seeds));
     }
     tokio::spawn(announce_self(master.clone()));
     Ok(Started {
         master,
         driver_thread: Some(driver_thread),
     })
+}
+
+/// Whether any of these masters knows a leader.
+async fn cluster_is_running(addrs: &[String]) -> bool {
+    use ocean_proto::v1::ocean_api_client::OceanApiClient;
+    let probes = addrs.iter().map(|a| async move {
+        let Ok(ch) = channel(a) else { return false };
+        let mut client = OceanApiClient::new(ch);
+        let call = client.leader(ocean_proto::v1::LeaderRequest {});
+        matches!(
+            tokio::time::timeout(Duration::from_millis(1500), call).await,
+            Ok(Ok(_))
+        )
+    });
+    futures::future::join_all(probes)
+        .await
+        .into_iter()
+        .any(|x| x)
 }
 
 /// Asks running masters to add this one, until one of them accepts.
@@ -410,23 +486,45 @@ async fn join_cluster(master: Master, seeds: Vec<String>) {
             id: master.inner.id,
             grpc_addr: master.inner.grpc_addr.clone(),
             http_addr: master.inner.http_addr.clone(),
+            rejoin: true,
         })),
     };
     loop {
         for seed in &seeds {
-            let Ok(mut client) = master.forward_client(seed) else {
+            // Ask the seed who leads, then ask the leader.
+            let leader = match channel(seed) {
+                Ok(ch) => {
+                    let mut c = ocean_proto::v1::ocean_api_client::OceanApiClient::new(ch);
+                    match c.leader(ocean_proto::v1::LeaderRequest {}).await {
+                        Ok(r) => r.into_inner().grpc_addr,
+                        Err(_) => continue,
+                    }
+                }
+                Err(_) => continue,
+            };
+            let target = if leader.is_empty() {
+                seed.clone()
+            } else {
+                leader
+            };
+            let Ok(mut client) = master.forward_client(&target) else {
                 continue;
             };
             match client.forward(req.clone()).await {
                 Ok(_) => {
-                    info!(seed, "joined the cluster");
+                    info!(leader = %target, "joined the cluster");
+                    master
+                        .inner
+                        .accepting_raft
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
                     return;
                 }
-                Err(status) if status.message().contains("already a member") => return,
-                Err(status) => warn!(seed, error = %status.message(), "join request failed; retrying"),
+                Err(status) => {
+                    warn!(leader = %target, error = %status.message(), "join request failed; retrying")
+                }
             }
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -439,7 +537,7 @@ async fn announce_self(master: Master) {
         http_addr: master.inner.http_addr.clone(),
     };
     loop {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
         if master.status().removed {
             return;
         }

@@ -42,18 +42,24 @@ impl Metrics {
         let registry = Registry::new();
         let gauge = |name: &str, help: &str| {
             let g = IntGauge::with_opts(Opts::new(name, help)).expect("valid gauge");
-            registry.register(Box::new(g.clone())).expect("unique gauge");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique gauge");
             g
         };
         let counter = |name: &str, help: &str| {
             let c = IntCounter::with_opts(Opts::new(name, help)).expect("valid counter");
-            registry.register(Box::new(c.clone())).expect("unique counter");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique counter");
             c
         };
         let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
             let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
                 .expect("valid histogram");
-            registry.register(Box::new(h.clone())).expect("unique histogram");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique histogram");
             h
         };
         Metrics {
@@ -61,10 +67,16 @@ impl Metrics {
             is_leader: gauge("ocean_raft_is_leader", "1 if this master is the leader"),
             commit_index: gauge("ocean_raft_commit_index", "Highest committed raft index"),
             applied_index: gauge("ocean_raft_applied_index", "Highest applied raft index"),
-            apply_lag: gauge("ocean_raft_apply_lag", "Committed but not yet applied entries"),
+            apply_lag: gauge(
+                "ocean_raft_apply_lag",
+                "Committed but not yet applied entries",
+            ),
             state_version: gauge("ocean_state_version", "Version of the cluster state"),
             jobs: gauge("ocean_jobs", "Jobs stored"),
-            proposals: counter("ocean_raft_proposals_total", "Proposals made on this master"),
+            proposals: counter(
+                "ocean_raft_proposals_total",
+                "Proposals made on this master",
+            ),
             applied_entries: counter("ocean_raft_applied_entries_total", "Raft entries applied"),
             snapshots_installed: counter(
                 "ocean_raft_snapshots_installed_total",

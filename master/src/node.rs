@@ -225,8 +225,7 @@ impl<T: Transport> Driver<T> {
     fn not_leader(&self) -> Error {
         Error::NoLeader(format!(
             "master {} is not the leader (leader: {})",
-            self.id,
-            self.raw.raft.leader_id
+            self.id, self.raw.raft.leader_id
         ))
     }
 
@@ -237,7 +236,10 @@ impl<T: Transport> Driver<T> {
         }
         let proposal = self.new_proposal_id();
         let before = self.raw.raft.raft_log.last_index();
-        match self.raw.propose(proposal.to_be_bytes().to_vec(), cmd.encode_to_vec()) {
+        match self
+            .raw
+            .propose(proposal.to_be_bytes().to_vec(), cmd.encode_to_vec())
+        {
             Ok(()) => {
                 let index = self.raw.raft.raft_log.last_index();
                 if index == before {
@@ -284,7 +286,10 @@ impl<T: Transport> Driver<T> {
         }
         let proposal = self.new_proposal_id();
         let before = self.raw.raft.raft_log.last_index();
-        match self.raw.propose_conf_change(proposal.to_be_bytes().to_vec(), cc) {
+        match self
+            .raw
+            .propose_conf_change(proposal.to_be_bytes().to_vec(), cc)
+        {
             Ok(()) if self.raw.raft.raft_log.last_index() > before => {
                 let index = self.raw.raft.raft_log.last_index();
                 self.pending.insert(
@@ -327,13 +332,18 @@ impl<T: Transport> Driver<T> {
             let version = self.store.state().read().map(|s| s.version).unwrap_or(0);
             self.feed.reset(version);
             self.metrics.snapshots_installed.inc();
-            info!(index = snap.get_metadata().index, version, "installed snapshot from leader");
+            info!(
+                index = snap.get_metadata().index,
+                version, "installed snapshot from leader"
+            );
         }
         self.apply(ready.take_committed_entries())?;
         if !ready.entries().is_empty() || ready.hs().is_some() {
             let timing = self.store.persist(ready.entries(), ready.hs())?;
             if timing.synced {
-                self.metrics.fsync_seconds.observe(timing.elapsed.as_secs_f64());
+                self.metrics
+                    .fsync_seconds
+                    .observe(timing.elapsed.as_secs_f64());
                 self.metrics
                     .entries_per_write
                     .observe(ready.entries().len() as f64);
@@ -409,6 +419,11 @@ impl<T: Transport> Driver<T> {
                         }
                         info!(voters = ?cs.voters, "membership changed");
                         conf_state = Some(cs);
+                        result = Some(Ok(Applied {
+                            outcome: crate::state::Outcome::Noop,
+                            version: st.version,
+                            change: None,
+                        }));
                     }
                     EntryType::EntryConfChangeV2 => {
                         return Err(corrupt("raft log", "unexpected ConfChangeV2 entry"));
@@ -436,7 +451,11 @@ impl<T: Transport> Driver<T> {
         self.feed.publish(changes);
         // Proposals at indexes below the applied one that never came back
         // were overwritten by another leader's entries.
-        let stale: Vec<u64> = self.pending.range(..=applied_index).map(|(i, _)| *i).collect();
+        let stale: Vec<u64> = self
+            .pending
+            .range(..=applied_index)
+            .map(|(i, _)| *i)
+            .collect();
         for i in stale {
             if let Some(p) = self.pending.remove(&i) {
                 replies.push((p, None, i));

@@ -153,7 +153,10 @@ impl ClusterState {
 /// Builds a put-job command.
 pub fn put_job_command(id: String, spec_json: Vec<u8>) -> Command {
     Command {
-        kind: Some(command::Kind::PutJob(ocean_proto::v1::PutJob { id, spec_json })),
+        kind: Some(command::Kind::PutJob(ocean_proto::v1::PutJob {
+            id,
+            spec_json,
+        })),
     }
 }
 

@@ -63,7 +63,10 @@ fn two_u64(a: u64, b: u64) -> Vec<u8> {
 
 fn read_two_u64(bytes: &[u8], what: &'static str) -> Result<(u64, u64)> {
     if bytes.len() != 16 {
-        return Err(corrupt(what, format!("expected 16 bytes, got {}", bytes.len())));
+        return Err(corrupt(
+            what,
+            format!("expected 16 bytes, got {}", bytes.len()),
+        ));
     }
     let a = u64::from_be_bytes(bytes[..8].try_into().map_err(|e| corrupt(what, e))?);
     let b = u64::from_be_bytes(bytes[8..].try_into().map_err(|e| corrupt(what, e))?);
@@ -149,10 +152,12 @@ impl RaftStore {
 
         let mut core = LogCore::default();
         if let Some(b) = db.get(HARD_STATE).map_err(storage("read hard state"))? {
-            core.hard_state = HardState::parse_from_bytes(&b).map_err(|e| corrupt("hard state", e))?;
+            core.hard_state =
+                HardState::parse_from_bytes(&b).map_err(|e| corrupt("hard state", e))?;
         }
         if let Some(b) = db.get(CONF_STATE).map_err(storage("read conf state"))? {
-            core.conf_state = ConfState::parse_from_bytes(&b).map_err(|e| corrupt("conf state", e))?;
+            core.conf_state =
+                ConfState::parse_from_bytes(&b).map_err(|e| corrupt("conf state", e))?;
         }
         if let Some(b) = db.get(TRUNCATED).map_err(storage("read truncation"))? {
             (core.trunc_index, core.trunc_term) = read_two_u64(&b, "truncation point")?;
@@ -184,7 +189,10 @@ impl RaftStore {
             let job = Job::decode(&*v).map_err(|e| corrupt("job", e))?;
             state.jobs.insert(job.id.clone(), job);
         }
-        for item in db.iterator(IteratorMode::From(MEMBER_PREFIX, rocksdb::Direction::Forward)) {
+        for item in db.iterator(IteratorMode::From(
+            MEMBER_PREFIX,
+            rocksdb::Direction::Forward,
+        )) {
             let (k, v) = item.map_err(storage("scan members"))?;
             if !k.starts_with(MEMBER_PREFIX) {
                 break;
@@ -232,8 +240,14 @@ impl RaftStore {
         hs.commit = INIT_INDEX;
 
         let mut batch = WriteBatch::default();
-        batch.put(CONF_STATE, cs.write_to_bytes().map_err(|e| corrupt("conf state", e))?);
-        batch.put(HARD_STATE, hs.write_to_bytes().map_err(|e| corrupt("hard state", e))?);
+        batch.put(
+            CONF_STATE,
+            cs.write_to_bytes().map_err(|e| corrupt("conf state", e))?,
+        );
+        batch.put(
+            HARD_STATE,
+            hs.write_to_bytes().map_err(|e| corrupt("hard state", e))?,
+        );
         batch.put(TRUNCATED, two_u64(INIT_INDEX, INIT_TERM));
         batch.put(APPLIED, two_u64(INIT_INDEX, 0));
         for m in members {
@@ -259,7 +273,10 @@ impl RaftStore {
         let synced = sync && self.inner.fsync;
         opts.set_sync(synced);
         let start = Instant::now();
-        self.inner.db.write_opt(batch, &opts).map_err(storage("write"))?;
+        self.inner
+            .db
+            .write_opt(batch, &opts)
+            .map_err(storage("write"))?;
         Ok(WriteTiming {
             synced,
             elapsed: start.elapsed(),
@@ -272,7 +289,10 @@ impl RaftStore {
         let mut batch = WriteBatch::default();
         let old_last = self.core().last_index();
         for e in entries {
-            batch.put(log_key(e.index), e.write_to_bytes().map_err(|e| corrupt("log entry", e))?);
+            batch.put(
+                log_key(e.index),
+                e.write_to_bytes().map_err(|e| corrupt("log entry", e))?,
+            );
         }
         if let Some(last) = entries.last() {
             if last.index < old_last {
@@ -281,7 +301,10 @@ impl RaftStore {
             }
         }
         if let Some(hs) = hs {
-            batch.put(HARD_STATE, hs.write_to_bytes().map_err(|e| corrupt("hard state", e))?);
+            batch.put(
+                HARD_STATE,
+                hs.write_to_bytes().map_err(|e| corrupt("hard state", e))?,
+            );
         }
         let timing = self.write(batch, true)?;
 
@@ -309,7 +332,10 @@ impl RaftStore {
             core.hard_state.clone()
         };
         let mut batch = WriteBatch::default();
-        batch.put(HARD_STATE, hs.write_to_bytes().map_err(|e| corrupt("hard state", e))?);
+        batch.put(
+            HARD_STATE,
+            hs.write_to_bytes().map_err(|e| corrupt("hard state", e))?,
+        );
         self.write(batch, false)?;
         Ok(())
     }
@@ -339,7 +365,10 @@ impl RaftStore {
             batch.delete(member_key(*id));
         }
         if let Some(cs) = conf_state {
-            batch.put(CONF_STATE, cs.write_to_bytes().map_err(|e| corrupt("conf state", e))?);
+            batch.put(
+                CONF_STATE,
+                cs.write_to_bytes().map_err(|e| corrupt("conf state", e))?,
+            );
             self.core_mut().conf_state = cs.clone();
         }
         batch.put(APPLIED, two_u64(applied_index, version));
@@ -365,11 +394,17 @@ impl RaftStore {
         batch.put(APPLIED, two_u64(meta.index, state.version));
         batch.put(TRUNCATED, two_u64(meta.index, meta.term));
         let cs = meta.get_conf_state().clone();
-        batch.put(CONF_STATE, cs.write_to_bytes().map_err(|e| corrupt("conf state", e))?);
+        batch.put(
+            CONF_STATE,
+            cs.write_to_bytes().map_err(|e| corrupt("conf state", e))?,
+        );
         let mut hs = self.core().hard_state.clone();
         hs.term = hs.term.max(meta.term);
         hs.commit = hs.commit.max(meta.index);
-        batch.put(HARD_STATE, hs.write_to_bytes().map_err(|e| corrupt("hard state", e))?);
+        batch.put(
+            HARD_STATE,
+            hs.write_to_bytes().map_err(|e| corrupt("hard state", e))?,
+        );
         self.write(batch, true)?;
 
         let mut core = self.core_mut();
@@ -430,7 +465,10 @@ fn member_key(id: u64) -> Vec<u8> {
 impl raft::Storage for RaftStore {
     fn initial_state(&self) -> raft::Result<RaftState> {
         let core = self.core();
-        Ok(RaftState::new(core.hard_state.clone(), core.conf_state.clone()))
+        Ok(RaftState::new(
+            core.hard_state.clone(),
+            core.conf_state.clone(),
+        ))
     }
 
     fn entries(
@@ -478,7 +516,9 @@ impl raft::Storage for RaftStore {
         let state = self.inner.state.read().unwrap_or_else(|p| p.into_inner());
         let core = self.core();
         if state.applied_index < request_index {
-            return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
+            return Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            ));
         }
         let mut snap = Snapshot::default();
         snap.set_data(state.to_image().into());
@@ -535,7 +575,9 @@ mod tests {
         assert_eq!(s.term(8).unwrap(), 6);
         assert_eq!(s.initial_state().unwrap().hard_state.term, 6);
         assert_eq!(s.initial_state().unwrap().conf_state.voters, vec![1, 2, 3]);
-        let got = s.entries(6, 10, None, GetEntriesContext::empty(false)).unwrap();
+        let got = s
+            .entries(6, 10, None, GetEntriesContext::empty(false))
+            .unwrap();
         assert_eq!(got.len(), 4);
         assert_eq!(s.state().read().unwrap().members.len(), 3);
     }

@@ -33,13 +33,33 @@ pub fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
         .connect_lazy())
 }
 
-/// When each peer last answered, as seen from this master.
+/// What this master knows of its peers beyond the replicated membership:
+/// when each last answered, and the addresses peers announced in their
+/// batches (all a joining master has before its first snapshot).
 #[derive(Debug, Default)]
 pub struct PeerHealth {
     last_ok: Mutex<HashMap<u64, Instant>>,
+    heard_at: Mutex<HashMap<u64, String>>,
 }
 
 impl PeerHealth {
+    /// Records the address a peer announced.
+    pub fn heard(&self, peer: u64, addr: &str) {
+        if addr.is_empty() {
+            return;
+        }
+        if let Ok(mut m) = self.heard_at.lock() {
+            if m.get(&peer).map(String::as_str) != Some(addr) {
+                m.insert(peer, addr.to_string());
+            }
+        }
+    }
+
+    /// The address `peer` announced, if it ever sent us a batch.
+    pub fn address(&self, peer: u64) -> Option<String> {
+        self.heard_at.lock().ok()?.get(&peer).cloned()
+    }
+
     fn ok(&self, peer: u64) {
         if let Ok(mut m) = self.last_ok.lock() {
             m.insert(peer, Instant::now());
@@ -62,6 +82,7 @@ struct PeerLink {
 /// the replicated membership.
 pub struct GrpcTransport {
     id: u64,
+    addr: String,
     links: HashMap<u64, PeerLink>,
     state: Arc<RwLock<ClusterState>>,
     driver: Sender<Msg>,
@@ -71,7 +92,9 @@ pub struct GrpcTransport {
 
 impl std::fmt::Debug for GrpcTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GrpcTransport").field("id", &self.id).finish()
+        f.debug_struct("GrpcTransport")
+            .field("id", &self.id)
+            .finish()
     }
 }
 
@@ -79,6 +102,7 @@ impl GrpcTransport {
     /// A transport for master `id`.
     pub fn new(
         id: u64,
+        addr: String,
         state: Arc<RwLock<ClusterState>>,
         driver: Sender<Msg>,
         runtime: tokio::runtime::Handle,
@@ -86,6 +110,7 @@ impl GrpcTransport {
     ) -> Self {
         GrpcTransport {
             id,
+            addr,
             links: HashMap::new(),
             state,
             driver,
@@ -97,10 +122,17 @@ impl GrpcTransport {
     fn link(&mut self, peer: u64) -> Option<&PeerLink> {
         let addr = {
             let st = self.state.read().unwrap_or_else(|p| p.into_inner());
-            st.members.get(&peer).map(|m| m.grpc_addr.clone())?
+            st.members.get(&peer).map(|m| m.grpc_addr.clone())
         };
-        let stale = self.links.get(&peer).is_none_or(|l| l.addr != addr || l.tx.is_closed());
+        let addr = addr.or_else(|| self.health.address(peer))?;
+        let stale = self
+            .links
+            .get(&peer)
+            .is_none_or(|l| l.addr != addr || l.tx.is_closed());
         if stale {
+            // The driver thread is not a runtime thread: channels spawn their
+            // connection tasks on the runtime they are created in.
+            let _rt = self.runtime.enter();
             let (tx, rx) = mpsc::unbounded_channel();
             let client = match channel(&addr) {
                 Ok(ch) => RaftTransportClient::new(ch)
@@ -113,6 +145,7 @@ impl GrpcTransport {
             };
             self.runtime.spawn(peer_loop(
                 self.id,
+                self.addr.clone(),
                 peer,
                 client,
                 rx,
@@ -144,6 +177,7 @@ impl Transport for GrpcTransport {
 
 async fn peer_loop(
     from: u64,
+    from_addr: String,
     peer: u64,
     mut client: RaftTransportClient<Channel>,
     mut rx: mpsc::UnboundedReceiver<Message>,
@@ -165,7 +199,11 @@ async fn peer_loop(
             .iter()
             .filter_map(|m| m.write_to_bytes().ok())
             .collect();
-        let req = RaftBatch { from, messages };
+        let req = RaftBatch {
+            from,
+            messages,
+            from_addr: from_addr.clone(),
+        };
         let ok = matches!(
             tokio::time::timeout(SEND_TIMEOUT, client.send(req)).await,
             Ok(Ok(_))

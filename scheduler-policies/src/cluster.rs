@@ -1,14 +1,12 @@
 //! Mutable per-round view of the agents: free resources, ports, interned
 //! attributes and the ordered index the policies scan.
 //!
-//! The index orders online agents by a "free score" (the sum of free cpus,
-//! mem and disk, each normalised to the largest agent). The score is
-//! monotone in every resource, so an agent that fits a task has a score at
-//! least the task's own: policies start scanning at that lower bound and
-//! never look at agents that cannot possibly fit.
+//! The index (see `index.rs`) holds online agents by the request sizes
+//! they can hold, then by a "free score" (the sum of free cpus, mem and
+//! disk, each normalised to the largest agent).
 
-use std::collections::{BTreeSet, HashMap};
-
+use crate::hash::FxHashMap;
+use crate::index::{AgentIndex, Cursor};
 use crate::ports::PortState;
 use crate::resources::Resources;
 use crate::snapshot::{Agent, RunningTask};
@@ -21,9 +19,9 @@ const SCALE: u128 = 1 << 20;
 
 /// One attribute interned over all agents.
 #[derive(Debug, Default)]
-pub(crate) struct Column {
+pub(crate) struct Column<'s> {
     /// Distinct values, by id (first-seen order in the agent list).
-    pub(crate) values: Vec<String>,
+    pub(crate) values: Vec<&'s str>,
     /// Value id per agent, or [`NONE`].
     pub(crate) per_agent: Vec<u32>,
 }
@@ -40,23 +38,29 @@ pub(crate) struct Cluster<'s> {
     /// `capacity - used`, saturating at zero.
     pub(crate) free: Vec<Resources>,
     pub(crate) ports: Vec<PortState>,
-    /// Current score of each online agent (its key in `index`).
-    score: Vec<u64>,
-    pub(crate) index: BTreeSet<(u64, u32)>,
+    /// Free resources and score under which each online agent is indexed.
+    indexed: Vec<(Resources, u64)>,
+    pub(crate) index: AgentIndex,
     /// Largest capacity per dimension, the score's normaliser.
     reference: Resources,
-    pub(crate) by_id: HashMap<&'s str, u32>,
-    columns: Vec<Column>,
-    column_by_key: HashMap<String, usize>,
+    pub(crate) by_id: FxHashMap<&'s str, u32>,
+    columns: Vec<Column<'s>>,
+    column_by_key: FxHashMap<String, usize>,
     /// Sum of online agents' capacity (the fair-share denominator).
     pub(crate) total_online: Resources,
 }
 
 impl<'s> Cluster<'s> {
-    /// Builds the state from the agents and charges the running tasks.
-    pub(crate) fn new(agents: &'s [Agent], running: &'s [RunningTask]) -> Self {
+    /// Builds the state from the agents and charges the running tasks;
+    /// `requests` are the pending request sizes (the index's levels).
+    pub(crate) fn new(
+        agents: &'s [Agent],
+        running: &'s [RunningTask],
+        requests: impl Iterator<Item = Resources>,
+    ) -> Self {
         let n = agents.len();
-        let mut by_id: HashMap<&'s str, u32> = HashMap::with_capacity(n);
+        let mut by_id: FxHashMap<&'s str, u32> = FxHashMap::default();
+        by_id.reserve(n);
         let mut online = vec![false; n];
         for (i, a) in agents.iter().enumerate() {
             let Ok(idx) = u32::try_from(i) else { break };
@@ -99,19 +103,19 @@ impl<'s> Cluster<'s> {
             used,
             free,
             ports,
-            score: vec![0; n],
-            index: BTreeSet::new(),
+            indexed: vec![(Resources::default(), 0); n],
+            index: AgentIndex::new(requests),
             reference,
             by_id,
             columns: Vec::new(),
-            column_by_key: HashMap::new(),
+            column_by_key: FxHashMap::default(),
             total_online,
         };
         for i in 0..n {
             if c.online[i] {
-                let s = c.score_of(&c.free[i]);
-                c.score[i] = s;
-                c.index.insert((s, i as u32));
+                let (f, s) = (c.free[i], c.score_of(&c.free[i]));
+                c.indexed[i] = (f, s);
+                c.index.insert(&f, s, i as u32);
             }
         }
         c
@@ -149,13 +153,21 @@ impl<'s> Cluster<'s> {
         if !self.online[i] {
             return;
         }
-        let new = self.score_of(&self.free[i]);
-        let old = self.score[i];
+        let free = self.free[i];
+        let new = (free, self.score_of(&free));
+        let old = self.indexed[i];
         if new != old {
-            self.index.remove(&(old, i as u32));
-            self.index.insert((new, i as u32));
-            self.score[i] = new;
+            self.index.remove(&old.0, old.1, i as u32);
+            self.index.insert(&new.0, new.1, i as u32);
+            self.indexed[i] = new;
         }
+    }
+
+    /// Where agent `i` sits in the index now.
+    #[inline]
+    pub(crate) fn cursor(&self, i: usize) -> Cursor {
+        let (free, score) = self.indexed[i];
+        self.index.cursor(&free, score, i as u32)
     }
 
     /// Id of the interned column for `key`, interning it on first use.
@@ -163,19 +175,20 @@ impl<'s> Cluster<'s> {
         if let Some(&c) = self.column_by_key.get(key) {
             return c;
         }
-        let mut ids: HashMap<&str, u32> = HashMap::new();
+        let mut ids: FxHashMap<&'s str, u32> = FxHashMap::default();
         let mut col = Column {
             values: Vec::new(),
             per_agent: Vec::with_capacity(self.agents.len()),
         };
-        for a in self.agents {
+        let agents: &'s [Agent] = self.agents;
+        for a in agents {
             let v = match a.attribute(key) {
                 Some(v) => match ids.get(v) {
                     Some(&id) => id,
                     None => {
                         let id = u32::try_from(col.values.len()).unwrap_or(NONE - 1);
                         ids.insert(v, id);
-                        col.values.push(v.to_string());
+                        col.values.push(v);
                         id
                     }
                 },
@@ -190,7 +203,7 @@ impl<'s> Cluster<'s> {
     }
 
     #[inline]
-    pub(crate) fn column(&self, c: usize) -> &Column {
+    pub(crate) fn column(&self, c: usize) -> &Column<'s> {
         &self.columns[c]
     }
 
@@ -211,14 +224,18 @@ mod tests {
 
     #[test]
     fn running_tasks_are_charged_and_duplicates_ignored() {
-        let agents = vec![agent("a", 4.0, 100), agent("b", 4.0, 100), agent("a", 8.0, 800)];
+        let agents = vec![
+            agent("a", 4.0, 100),
+            agent("b", 4.0, 100),
+            agent("a", 8.0, 800),
+        ];
         let running = vec![RunningTask {
             id: "t".into(),
             agent: "a".into(),
             resources: Resources::new(1.0, 10, 0),
             ..RunningTask::default()
         }];
-        let c = Cluster::new(&agents, &running);
+        let c = Cluster::new(&agents, &running, std::iter::empty());
         assert_eq!(c.free[0], Resources::new(3.0, 90, 0));
         assert_eq!(c.free[1], Resources::new(4.0, 100, 0));
         assert!(!c.online[2]);
@@ -229,7 +246,7 @@ mod tests {
     #[test]
     fn score_is_monotone() {
         let agents = vec![agent("a", 4.0, 100)];
-        let c = Cluster::new(&agents, &[]);
+        let c = Cluster::new(&agents, &[], std::iter::empty());
         let small = c.score_of(&Resources::new(1.0, 10, 0));
         let big = c.score_of(&Resources::new(1.0, 20, 0));
         assert!(small < big);
@@ -238,9 +255,12 @@ mod tests {
 
     #[test]
     fn columns_intern_values_and_hostname_falls_back() {
-        let mut agents = vec![agent("a", 1.0, 1), agent("b", 1.0, 1).with_attr("idc", "c3")];
+        let mut agents = vec![
+            agent("a", 1.0, 1),
+            agent("b", 1.0, 1).with_attr("idc", "c3"),
+        ];
         agents[0].attributes.remove("hostname");
-        let mut c = Cluster::new(&agents, &[]);
+        let mut c = Cluster::new(&agents, &[], std::iter::empty());
         let h = c.column_id("hostname");
         assert_eq!(c.column(h).values, vec!["a", "b"]);
         let idc = c.column_id("idc");

@@ -74,7 +74,11 @@ impl FitExplanation {
     }
 
     /// Builds an explanation from unordered counts.
-    pub(crate) fn from_counts(agents_total: u32, agents_fit: u32, counts: Vec<(Reason, u32)>) -> Self {
+    pub(crate) fn from_counts(
+        agents_total: u32,
+        agents_fit: u32,
+        counts: Vec<(Reason, u32)>,
+    ) -> Self {
         let mut rejected: Vec<(Reason, u32)> = counts.into_iter().filter(|(_, n)| *n > 0).collect();
         rejected.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         Self {

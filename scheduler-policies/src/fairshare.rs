@@ -31,7 +31,8 @@ impl<'s> FairShare<'s> {
             .map(|j| j.pdl.as_str())
             .chain(snapshot.running.iter().map(|t| t.pdl.as_str()))
             .collect();
-        let ids: BTreeMap<&'s str, usize> = names.into_iter().enumerate().map(|(i, n)| (n, i)).collect();
+        let ids: BTreeMap<&'s str, usize> =
+            names.into_iter().enumerate().map(|(i, n)| (n, i)).collect();
         let mut usage = vec![Resources::default(); ids.len()];
         for t in &snapshot.running {
             if let Some(&p) = ids.get(t.pdl.as_str()) {
@@ -51,6 +52,11 @@ impl<'s> FairShare<'s> {
             usage,
             weights,
         }
+    }
+
+    /// Number of product lines.
+    pub(crate) fn len(&self) -> usize {
+        self.usage.len()
     }
 
     /// Id of a product line (every pending job's pdl is interned).
@@ -92,17 +98,29 @@ pub(crate) struct DrfQueue {
 }
 
 impl DrfQueue {
-    /// Queues product line `p` at its current share.
-    pub(crate) fn push(&mut self, fair: &FairShare<'_>, p: usize) {
+    /// The queue key of product line `p` at its current share.
+    pub(crate) fn key(fair: &FairShare<'_>, p: usize) -> u64 {
         // Shares are finite and non-negative, so their bit patterns sort
         // like the numbers: an exact, deterministic integer key.
         let share = fair.share(p);
-        let key = if share.is_finite() && share > 0.0 {
+        if share.is_finite() && share > 0.0 {
             share.to_bits()
         } else {
             0
-        };
-        self.heap.push(Reverse((key, p)));
+        }
+    }
+
+    /// Queues product line `p` at its current share.
+    pub(crate) fn push(&mut self, fair: &FairShare<'_>, p: usize) {
+        self.heap.push(Reverse((Self::key(fair, p), p)));
+    }
+
+    /// Would `p` at `key` still come before every queued product line?
+    /// (Then it may place again without a round trip through the heap.)
+    pub(crate) fn still_first(&self, key: u64, p: usize) -> bool {
+        self.heap
+            .peek()
+            .is_none_or(|Reverse(next)| (key, p) < *next)
     }
 
     /// The product line with the lowest share.

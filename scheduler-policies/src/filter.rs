@@ -9,11 +9,11 @@
 //!   a value) depend on where the job's tasks are; each keeps a count per
 //!   attribute value, updated on every placement, so a check is O(1).
 
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::cluster::{Cluster, NONE};
 use crate::constraint::{Constraint, ConstraintError, Operator};
+use crate::hash::FxHashMap;
 
 /// Verdict of one static constraint per value id of its column.
 #[derive(Debug)]
@@ -38,9 +38,25 @@ impl StaticTable {
 #[derive(Debug, Default)]
 pub(crate) struct Filters {
     tables: Vec<StaticTable>,
-    table_by_key: HashMap<(String, Operator, Option<String>), usize>,
+    table_by_key: FxHashMap<(String, Operator, Option<String>), usize>,
     sets: Vec<Rc<[u64]>>,
-    set_by_key: HashMap<Vec<usize>, usize>,
+    set_by_key: FxHashMap<Vec<usize>, usize>,
+    groups: FxHashMap<(usize, usize), Rc<Group>>,
+}
+
+/// The values of a column present on the agents of an eligibility set:
+/// what `GROUP_BY` balances over.
+#[derive(Debug)]
+pub(crate) struct Group {
+    in_group: Vec<bool>,
+    values: Vec<u32>,
+}
+
+/// An eligibility bitset and its id (for caches keyed by it).
+#[derive(Debug, Clone)]
+pub(crate) struct Eligible {
+    pub(crate) id: usize,
+    pub(crate) bits: Rc<[u64]>,
 }
 
 /// True when bit `i` is set.
@@ -75,7 +91,7 @@ impl Filters {
             }
             _ => {
                 let want = c.value.as_deref().unwrap_or("");
-                (values.iter().map(|v| v == want).collect(), false)
+                (values.iter().map(|v| *v == want).collect(), false)
             }
         };
         let t = self.tables.len();
@@ -90,12 +106,15 @@ impl Filters {
 
     /// The eligibility bitset (online and passing every table), shared by
     /// all jobs with the same static constraints.
-    pub(crate) fn eligible(&mut self, cluster: &Cluster<'_>, tables: &[usize]) -> Rc<[u64]> {
+    pub(crate) fn eligible(&mut self, cluster: &Cluster<'_>, tables: &[usize]) -> Eligible {
         let mut key = tables.to_vec();
         key.sort_unstable();
         key.dedup();
-        if let Some(&s) = self.set_by_key.get(&key) {
-            return Rc::clone(&self.sets[s]);
+        if let Some(&id) = self.set_by_key.get(&key) {
+            return Eligible {
+                id,
+                bits: Rc::clone(&self.sets[id]),
+            };
         }
         let n = cluster.agents.len();
         let mut words = vec![0u64; n.div_ceil(64)];
@@ -109,10 +128,115 @@ impl Filters {
                 words[i >> 6] |= 1 << (i & 63);
             }
         }
-        let set: Rc<[u64]> = words.into();
-        self.sets.push(Rc::clone(&set));
-        self.set_by_key.insert(key, self.sets.len() - 1);
-        set
+        let bits: Rc<[u64]> = words.into();
+        let id = self.sets.len();
+        self.sets.push(Rc::clone(&bits));
+        self.set_by_key.insert(key, id);
+        Eligible { id, bits }
+    }
+
+    /// Values of `column` present on the agents of `eligible`, cached.
+    fn group(&mut self, cluster: &Cluster<'_>, eligible: &Eligible, column: usize) -> Rc<Group> {
+        let col = cluster.column(column);
+        let group = self.groups.entry((eligible.id, column)).or_insert_with(|| {
+            let mut in_group = vec![false; col.values.len()];
+            for (i, &v) in col.per_agent.iter().enumerate() {
+                if v != NONE && bit(&eligible.bits, i) {
+                    in_group[v as usize] = true;
+                }
+            }
+            let values = (0..col.values.len() as u32)
+                .filter(|&v| in_group[v as usize])
+                .collect();
+            Rc::new(Group { in_group, values })
+        });
+        Rc::clone(group)
+    }
+}
+
+/// Tasks of a job per value of a column: dense for small columns, sparse
+/// for large ones (a `hostname` column has one value per agent, and most
+/// jobs touch few of them).
+#[derive(Debug)]
+pub(crate) enum Counts {
+    Dense(Vec<u32>),
+    Sparse(FxHashMap<u32, u32>),
+}
+
+/// Columns with more values than this use [`Counts::Sparse`].
+const DENSE_MAX: usize = 1024;
+
+impl Counts {
+    fn new(values: usize) -> Self {
+        if values <= DENSE_MAX {
+            Counts::Dense(vec![0; values])
+        } else {
+            Counts::Sparse(FxHashMap::default())
+        }
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, v: u32) -> u32 {
+        match self {
+            Counts::Dense(c) => c.get(v as usize).copied().unwrap_or(0),
+            Counts::Sparse(m) => m.get(&v).copied().unwrap_or(0),
+        }
+    }
+
+    /// Adds one; returns the count before.
+    #[inline]
+    fn inc(&mut self, v: u32) -> u32 {
+        match self {
+            Counts::Dense(c) => match c.get_mut(v as usize) {
+                Some(n) => {
+                    *n += 1;
+                    *n - 1
+                }
+                None => 0,
+            },
+            Counts::Sparse(m) => {
+                let n = m.entry(v).or_insert(0);
+                *n += 1;
+                *n - 1
+            }
+        }
+    }
+
+    fn dec(&mut self, v: u32) {
+        match self {
+            Counts::Dense(c) => {
+                if let Some(n) = c.get_mut(v as usize) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+            Counts::Sparse(m) => {
+                if let Some(n) = m.get_mut(&v) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+        }
+    }
+
+    /// The most used value (lowest id on ties), if any is used.
+    fn most_used(&self) -> Option<u32> {
+        let mut best: Option<(u32, u32)> = None;
+        let mut consider = |v: u32, n: u32| {
+            let better = match best {
+                None => n > 0,
+                Some((bv, bn)) => n > bn || (n == bn && v < bv),
+            };
+            if better {
+                best = Some((v, n));
+            }
+        };
+        match self {
+            Counts::Dense(c) => c
+                .iter()
+                .enumerate()
+                .for_each(|(v, &n)| consider(v as u32, n)),
+            Counts::Sparse(m) => m.iter().for_each(|(&v, &n)| consider(v, n)),
+        }
+        best.map(|(v, _)| v)
     }
 }
 
@@ -126,8 +250,7 @@ pub(crate) enum DynKind {
     /// Only values at the minimum count among `values` (all values present
     /// on the job's eligible agents).
     GroupBy {
-        in_group: Vec<bool>,
-        values: Vec<u32>,
+        group: Rc<Group>,
         min: u32,
         at_min: u32,
     },
@@ -139,7 +262,7 @@ pub(crate) enum DynKind {
 #[derive(Debug)]
 pub(crate) struct DynConstraint {
     pub(crate) column: usize,
-    pub(crate) counts: Vec<u32>,
+    pub(crate) counts: Counts,
     pub(crate) kind: DynKind,
 }
 
@@ -148,17 +271,18 @@ impl DynConstraint {
     /// eligibility; `running` the agents of the job's running tasks.
     pub(crate) fn new(
         cluster: &mut Cluster<'_>,
+        filters: &mut Filters,
         c: &Constraint,
-        eligible: &[u64],
+        eligible: &Eligible,
         running: impl Iterator<Item = usize>,
     ) -> Result<Self, ConstraintError> {
         let column = cluster.column_id(&c.attribute);
         let col = cluster.column(column);
-        let mut counts = vec![0u32; col.values.len()];
+        let mut counts = Counts::new(col.values.len());
         for i in running {
             if let Some(&v) = col.per_agent.get(i) {
-                if let Some(n) = counts.get_mut(v as usize) {
-                    *n += 1;
+                if v != NONE {
+                    counts.inc(v);
                 }
             }
         }
@@ -169,18 +293,8 @@ impl DynConstraint {
                 if c.value.is_some() {
                     c.count()?; // validated; balancing uses all values anyway
                 }
-                let mut in_group = vec![false; col.values.len()];
-                for (i, &v) in col.per_agent.iter().enumerate() {
-                    if v != NONE && bit(eligible, i) {
-                        in_group[v as usize] = true;
-                    }
-                }
-                let values = (0..col.values.len() as u32)
-                    .filter(|&v| in_group[v as usize])
-                    .collect();
                 DynKind::GroupBy {
-                    in_group,
-                    values,
+                    group: filters.group(cluster, eligible, column),
                     min: 0,
                     at_min: 0,
                 }
@@ -199,30 +313,18 @@ impl DynConstraint {
     /// Recomputes derived state (GROUP_BY minimum, CLUSTER pin) from counts.
     pub(crate) fn refresh(&mut self) {
         match &mut self.kind {
-            DynKind::GroupBy {
-                values, min, at_min, ..
-            } => {
-                let m = values
+            DynKind::GroupBy { group, min, at_min } => {
+                let counts = &self.counts;
+                let m = group
+                    .values
                     .iter()
-                    .map(|&v| self.counts[v as usize])
+                    .map(|&v| counts.get(v))
                     .min()
                     .unwrap_or(0);
                 *min = m;
-                *at_min = values
-                    .iter()
-                    .filter(|&&v| self.counts[v as usize] == m)
-                    .count() as u32;
+                *at_min = group.values.iter().filter(|&&v| counts.get(v) == m).count() as u32;
             }
-            DynKind::Cluster { pinned } => {
-                // The most used value (lowest id on ties); None when unused.
-                let mut best: Option<(u32, u32)> = None;
-                for (v, &n) in self.counts.iter().enumerate() {
-                    if n > 0 && best.is_none_or(|(_, bn)| n > bn) {
-                        best = Some((v as u32, n));
-                    }
-                }
-                *pinned = best.map(|(v, _)| v);
-            }
+            DynKind::Cluster { pinned } => *pinned = self.counts.most_used(),
             DynKind::Unique | DynKind::MaxPer(_) => {}
         }
     }
@@ -233,50 +335,50 @@ impl DynConstraint {
         if v == NONE {
             return false;
         }
-        let n = self.counts.get(v as usize).copied().unwrap_or(u32::MAX);
         match &self.kind {
-            DynKind::Unique => n == 0,
-            DynKind::MaxPer(max) => n < *max,
-            DynKind::GroupBy { in_group, min, .. } => in_group[v as usize] && n == *min,
+            DynKind::Unique => self.counts.get(v) == 0,
+            DynKind::MaxPer(max) => self.counts.get(v) < *max,
+            DynKind::GroupBy { group, min, .. } => {
+                group.in_group.get(v as usize).copied().unwrap_or(false)
+                    && self.counts.get(v) == *min
+            }
             DynKind::Cluster { pinned } => pinned.is_none_or(|p| p == v),
         }
     }
 
-    /// Records a task placed on value `v`.
+    /// Records a task placed on value `v`. Returns true when this may
+    /// have made agents allowed that were not (a `GROUP_BY` level filled).
     #[inline]
-    pub(crate) fn add(&mut self, v: u32) {
-        let Some(n) = self.counts.get_mut(v as usize) else {
-            return;
-        };
-        let before = *n;
-        *n += 1;
+    pub(crate) fn add(&mut self, v: u32) -> bool {
+        if v == NONE {
+            return false;
+        }
+        let before = self.counts.inc(v);
         match &mut self.kind {
-            DynKind::GroupBy {
-                in_group,
-                min,
-                at_min,
-                ..
-            } => {
-                if in_group[v as usize] && before == *min {
+            DynKind::GroupBy { group, min, at_min } => {
+                if group.in_group.get(v as usize).copied().unwrap_or(false) && before == *min {
                     *at_min -= 1;
                     if *at_min == 0 {
                         self.refresh();
+                        return true;
                     }
                 }
+                false
             }
             DynKind::Cluster { pinned } => {
                 if pinned.is_none() {
                     *pinned = Some(v);
                 }
+                false
             }
-            DynKind::Unique | DynKind::MaxPer(_) => {}
+            DynKind::Unique | DynKind::MaxPer(_) => false,
         }
     }
 
     /// Records a task removed from value `v` (preemption).
     pub(crate) fn remove(&mut self, v: u32) {
-        if let Some(n) = self.counts.get_mut(v as usize) {
-            *n = n.saturating_sub(1);
+        if v != NONE {
+            self.counts.dec(v);
             self.refresh();
         }
     }

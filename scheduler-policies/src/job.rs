@@ -8,6 +8,7 @@ use std::rc::Rc;
 use crate::cluster::Cluster;
 use crate::explain::{FitExplanation, Reason, WaitReason};
 use crate::filter::{bit, DynConstraint, Filters};
+use crate::index::{Cursor, Levels};
 use crate::plan::AssignedPort;
 use crate::ports::PortState;
 use crate::resources::Resources;
@@ -35,8 +36,12 @@ pub(crate) struct JobState<'s> {
     pub(crate) dyns: Vec<DynConstraint>,
     fixed: Vec<u16>,
     dynamic_ports: u32,
-    /// Free score of one task: agents below it cannot fit.
-    pub(crate) lower_bound: u64,
+    /// Index cells that can hold one task start here.
+    pub(crate) levels: Levels,
+    /// Where the job's last incremental scan stopped.
+    pub(crate) cursor: Option<Cursor>,
+    /// The agent of the job's last placement (it moved in the index).
+    pub(crate) last: Option<u32>,
     /// Index of the next pending task.
     pub(crate) next: usize,
     /// Set once a task failed: the job's remaining tasks share the reason.
@@ -73,7 +78,9 @@ impl<'s> JobState<'s> {
             fixed: req.ports.iter().filter_map(|p| p.fixed).collect(),
             dynamic_ports: u32::try_from(req.ports.iter().filter(|p| p.fixed.is_none()).count())
                 .unwrap_or(u32::MAX),
-            lower_bound: cluster.score_of(&req.resources),
+            levels: cluster.index.levels(&req.resources),
+            cursor: None,
+            last: None,
             next: 0,
             blocked: None,
         };
@@ -99,18 +106,22 @@ impl<'s> JobState<'s> {
         for c in &self.req.constraints {
             c.validate().map_err(|e| e.to_string())?;
             if !c.is_dynamic() {
-                let t = filters.static_table(cluster, c).map_err(|e| e.to_string())?;
+                let t = filters
+                    .static_table(cluster, c)
+                    .map_err(|e| e.to_string())?;
                 tables.push(t);
                 self.checks.push(Check::Static(t));
             } else {
                 self.checks.push(Check::Dynamic(usize::MAX)); // set below
             }
         }
-        self.eligible = filters.eligible(cluster, &tables);
+        let eligible = filters.eligible(cluster, &tables);
+        self.eligible = Rc::clone(&eligible.bits);
         for (k, c) in self.req.constraints.iter().enumerate() {
             if let Check::Dynamic(_) = self.checks[k] {
-                let d = DynConstraint::new(cluster, c, &self.eligible, running_on.iter().copied())
-                    .map_err(|e| e.to_string())?;
+                let d =
+                    DynConstraint::new(cluster, filters, c, &eligible, running_on.iter().copied())
+                        .map_err(|e| e.to_string())?;
                 self.checks[k] = Check::Dynamic(self.dyns.len());
                 self.dyns.push(d);
             }
@@ -128,13 +139,21 @@ impl<'s> JobState<'s> {
     pub(crate) fn fits(&self, cluster: &Cluster<'_>, i: usize) -> bool {
         bit(&self.eligible, i)
             && cluster.free[i].covers(&self.req.resources)
-            && self.dyns.iter().all(|d| d.allows(cluster.value(d.column, i)))
-            && (self.req.ports.is_empty() || cluster.ports[i].can_host(&self.fixed, self.dynamic_ports))
+            && self
+                .dyns
+                .iter()
+                .all(|d| d.allows(cluster.value(d.column, i)))
+            && (self.req.ports.is_empty()
+                || cluster.ports[i].can_host(&self.fixed, self.dynamic_ports))
     }
 
     /// True when constraints alone allow agent `i` (resources ignored).
     pub(crate) fn allowed(&self, cluster: &Cluster<'_>, i: usize) -> bool {
-        bit(&self.eligible, i) && self.dyns.iter().all(|d| d.allows(cluster.value(d.column, i)))
+        bit(&self.eligible, i)
+            && self
+                .dyns
+                .iter()
+                .all(|d| d.allows(cluster.value(d.column, i)))
     }
 
     /// Would one task fit in `free` resources and `ports` (a copy of an
@@ -165,9 +184,14 @@ impl<'s> JobState<'s> {
                 });
             }
         }
+        let mut grew = false;
         for d in &mut self.dyns {
-            d.add(cluster.value(d.column, i));
+            grew |= d.add(cluster.value(d.column, i));
         }
+        if grew {
+            self.cursor = None; // agents behind the cursor may be allowed now
+        }
+        self.last = u32::try_from(i).ok();
         assigned
     }
 

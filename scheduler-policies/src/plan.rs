@@ -95,7 +95,10 @@ impl<'s> Plan<'s> {
     }
 
     /// Placements of one job.
-    pub fn placements_of<'p>(&'p self, job: &'p str) -> impl Iterator<Item = &'p Placement<'s>> + 'p {
+    pub fn placements_of<'p>(
+        &'p self,
+        job: &'p str,
+    ) -> impl Iterator<Item = &'p Placement<'s>> + 'p {
         self.placements.iter().filter(move |p| p.job == job)
     }
 }

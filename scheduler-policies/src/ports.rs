@@ -18,7 +18,11 @@ impl PortState {
     /// Normalises `ranges` (drops empty ones, merges overlaps) and marks
     /// `taken` ports as used.
     pub(crate) fn new(ranges: &[PortRange], taken: impl IntoIterator<Item = u16>) -> Self {
-        let mut rs: Vec<PortRange> = ranges.iter().copied().filter(|r| r.begin <= r.end).collect();
+        let mut rs: Vec<PortRange> = ranges
+            .iter()
+            .copied()
+            .filter(|r| r.begin <= r.end)
+            .collect();
         rs.sort();
         let mut merged: Vec<PortRange> = Vec::with_capacity(rs.len());
         for r in rs {
@@ -45,7 +49,7 @@ impl PortState {
     }
 
     /// Free ports in the ranges.
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn free_count(&self) -> u32 {
         self.free
     }
@@ -139,10 +143,7 @@ mod tests {
 
     #[test]
     fn allocates_lowest_free_across_ranges() {
-        let mut s = PortState::new(
-            &[PortRange::new(10, 11), PortRange::new(20, 21)],
-            [10],
-        );
+        let mut s = PortState::new(&[PortRange::new(10, 11), PortRange::new(20, 21)], [10]);
         assert_eq!(s.take_lowest(), Some(11));
         assert_eq!(s.take_lowest(), Some(20));
         s.release(10);

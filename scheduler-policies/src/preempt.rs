@@ -69,7 +69,8 @@ impl<'s> Preemptor<'s> {
             }
             candidates.clear();
             candidates.extend(on_agent.iter().copied().filter(|&k| {
-                !self.gone[k as usize] && running[k as usize].priority < priority
+                let t = &running[k as usize];
+                !self.gone[k as usize] && t.priority < priority && t.job != job.req.job
             }));
             if candidates.is_empty() {
                 continue;
@@ -78,7 +79,11 @@ impl<'s> Preemptor<'s> {
                 let (ta, tb) = (&running[a as usize], &running[b as usize]);
                 ta.priority
                     .cmp(&tb.priority)
-                    .then_with(|| cluster.score_of(&tb.resources).cmp(&cluster.score_of(&ta.resources)))
+                    .then_with(|| {
+                        cluster
+                            .score_of(&tb.resources)
+                            .cmp(&cluster.score_of(&ta.resources))
+                    })
                     .then_with(|| ta.id.cmp(&tb.id))
             });
             let mut ports = cluster.ports[i].clone();

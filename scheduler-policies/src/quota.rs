@@ -58,8 +58,13 @@ impl<'s> Quotas<'s> {
                 }),
                 _ => None,
             };
-            if let Some(e) = over(QuotaResource::Cpus, used.cpus_milli, req.cpus_milli, quota.cpus_milli)
-                .or_else(|| over(QuotaResource::Mem, used.mem_mib, req.mem_mib, quota.mem_mib))
+            if let Some(e) = over(
+                QuotaResource::Cpus,
+                used.cpus_milli,
+                req.cpus_milli,
+                quota.cpus_milli,
+            )
+            .or_else(|| over(QuotaResource::Mem, used.mem_mib, req.mem_mib, quota.mem_mib))
             {
                 return Err(e);
             }

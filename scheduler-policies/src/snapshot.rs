@@ -198,7 +198,10 @@ mod tests {
     fn node_prefix_respects_segment_boundaries() {
         assert!(node_covers("cop.x_owt.y_pdl.z", "cop.x_owt.y_pdl.z_job.a"));
         assert!(node_covers("cop.x_owt.y_pdl.z", "cop.x_owt.y_pdl.z"));
-        assert!(!node_covers("cop.x_owt.y_pdl.z", "cop.x_owt.y_pdl.zz_job.a"));
+        assert!(!node_covers(
+            "cop.x_owt.y_pdl.z",
+            "cop.x_owt.y_pdl.zz_job.a"
+        ));
         assert!(!node_covers("cop.x_owt.y_pdl.z_job.a", "cop.x_owt.y_pdl.z"));
     }
 

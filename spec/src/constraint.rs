@@ -326,7 +326,10 @@ mod tests {
         assert!(check(r#"["idc","CLUSTER","c3"]"#).is_empty());
 
         let fields = |json| check(json).into_iter().map(|e| e.0).collect::<Vec<_>>();
-        assert_eq!(fields(r#"["hostname","UNIQUE","x"]"#), ["constraints[0][2]"]);
+        assert_eq!(
+            fields(r#"["hostname","UNIQUE","x"]"#),
+            ["constraints[0][2]"]
+        );
         assert_eq!(fields(r#"["idc","CLUSTER"]"#), ["constraints[0]"]);
         assert_eq!(fields(r#"["idc","IS"]"#), ["constraints[0]"]);
         assert_eq!(fields(r#"["idc","LIKE"]"#), ["constraints[0]"]);

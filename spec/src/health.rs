@@ -1,6 +1,11 @@
 //! Health checks: how the agent decides that a running task is healthy.
+//! Holds the types and their checks (which fields each protocol needs, the
+//! named port exists and is tcp, ranges).
 
 use serde::{Deserialize, Serialize};
+
+use crate::ports::{PortProtocol, PortSpec};
+use crate::validate::{check_command, find_port, Collector};
 
 /// One health check, run against every task of the job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -93,6 +98,107 @@ impl HealthCheckProtocol {
             HealthCheckProtocol::Http => "http",
             HealthCheckProtocol::Tcp => "tcp",
             HealthCheckProtocol::Command => "command",
+        }
+    }
+}
+
+/// Checks one health check; `path` is e.g. `health_checks[0]`.
+pub(crate) fn check_health(
+    check: &HealthCheck,
+    path: &str,
+    ports: &[PortSpec],
+    errors: &mut Collector,
+) {
+    let protocol = check.protocol.as_str();
+    match check.protocol {
+        HealthCheckProtocol::Http | HealthCheckProtocol::Tcp => {
+            let field = format!("{path}.port_name");
+            match &check.port_name {
+                None => errors.push(field, format!("required for {protocol} checks")),
+                Some(name) => {
+                    if let Some(port) = find_port(&field, name, ports, errors) {
+                        if port.protocol != PortProtocol::Tcp {
+                            errors.push(
+                                field,
+                                format!("{protocol} checks need a tcp port; '{name}' is udp"),
+                            );
+                        }
+                    }
+                }
+            }
+            if check.command.is_some() {
+                errors.push(
+                    format!("{path}.command"),
+                    format!("only used by command checks, not {protocol}"),
+                );
+            }
+        }
+        HealthCheckProtocol::Command => {
+            let field = format!("{path}.command");
+            match &check.command {
+                None => errors.push(field, "required for command checks"),
+                Some(cmd) => check_command(&field, cmd, errors),
+            }
+            if check.port_name.is_some() {
+                errors.push(
+                    format!("{path}.port_name"),
+                    "only used by http and tcp checks",
+                );
+            }
+        }
+    }
+    if !check.path.starts_with('/') || check.path.len() > 2048 {
+        errors.push(
+            format!("{path}.path"),
+            "must start with '/' and be at most 2048 bytes",
+        );
+    } else if check
+        .path
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control())
+    {
+        errors.push(
+            format!("{path}.path"),
+            "must not contain spaces or control characters (percent-encode them)",
+        );
+    }
+    if !(100..=599).contains(&check.status_min) {
+        errors.push(
+            format!("{path}.status_min"),
+            format!("must be an HTTP status 100..=599; got {}", check.status_min),
+        );
+    }
+    if !(100..=599).contains(&check.status_max) || check.status_max < check.status_min {
+        errors.push(
+            format!("{path}.status_max"),
+            format!(
+                "must be an HTTP status 100..=599 and at least status_min ({}); got {}",
+                check.status_min, check.status_max
+            ),
+        );
+    }
+    let ranges = [
+        (
+            "grace_period_seconds",
+            check.grace_period_seconds,
+            0,
+            86_400,
+        ),
+        ("interval_seconds", check.interval_seconds, 1, 86_400),
+        ("timeout_seconds", check.timeout_seconds, 1, 86_400),
+        (
+            "max_consecutive_failures",
+            check.max_consecutive_failures,
+            0,
+            1_000,
+        ),
+    ];
+    for (name, value, lo, hi) in ranges {
+        if value < lo || value > hi {
+            errors.push(
+                format!("{path}.{name}"),
+                format!("must be {lo}..={hi}; got {value}"),
+            );
         }
     }
 }

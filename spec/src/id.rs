@@ -335,9 +335,15 @@ mod tests {
     #[test]
     fn bad_values_are_named() {
         let r = reason("cop.a_owt.b_pdl.c_service.d_job.My-Job_cluster.f");
-        assert!(r.starts_with("value of 'job' must be a lowercase DNS label"), "{r}");
+        assert!(
+            r.starts_with("value of 'job' must be a lowercase DNS label"),
+            "{r}"
+        );
         let r = reason("cop.a_owt.b_pdl.c_service.d_job.my_job_cluster.f");
-        assert!(r.contains("value of 'job'") && r.contains("'my_job'"), "{r}");
+        assert!(
+            r.contains("value of 'job'") && r.contains("'my_job'"),
+            "{r}"
+        );
         let r = reason("cop.a_owt.b_pdl.c_service.d_job.e_cluster.-f");
         assert!(r.contains("value of 'cluster'"), "{r}");
         let r = reason("cop._owt.b_pdl.c_service.d_job.e_cluster.f");

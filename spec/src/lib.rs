@@ -22,9 +22,25 @@
 //! - [`ports`], [`health`], [`container`], [`constraint`]: the larger
 //!   sections; constraints keep Marathon's array form on the wire;
 //! - [`id`]: the service-tree id `cop.<c>_owt.<o>_pdl.<p>..._cluster.<cl>`;
-//! - [`validate`]: every semantic rule, collecting all errors at once;
+//! - [`validate`]: `JobSpec::validate`, which runs every rule and collects
+//!   all errors at once; the rules of constraints, health checks and
+//!   containers live beside their types and are called from here;
 //! - [`parse`]: JSON/YAML input and the mapping of serde errors to field paths;
 //! - [`error`]: [`FieldError`] and [`SpecError`].
+//!
+//! ```
+//! use ocean_spec::{parse_job_spec, Format};
+//!
+//! let yaml = b"id: cop.example_owt.dev_pdl.demo_service.tools_job.sleep_cluster.dev\ncmd: sleep 3600\n";
+//! let spec = parse_job_spec(yaml, Format::Auto).expect("valid spec");
+//! assert_eq!(spec.resources.mem, 128); // defaults are filled in
+//! assert_eq!(spec.service_tree_id().job, "sleep");
+//! let again = parse_job_spec(&spec.to_canonical_json(), Format::Auto).expect("canonical");
+//! assert_eq!(again, spec);
+//!
+//! let err = parse_job_spec(b"{\"id\": \"cop.x\", \"cmd\": \"true\"}", Format::Auto).unwrap_err();
+//! assert_eq!(err.errors[0].field, "id");
+//! ```
 //!
 //! The user-facing reference is `docs/job-spec.md`, the machine-readable one
 //! `docs/job-spec.schema.json`; tests keep both in step with this code.

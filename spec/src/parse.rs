@@ -70,7 +70,9 @@ impl FromStr for Format {
             "json" => Ok(Format::Json),
             "yaml" | "yml" => Ok(Format::Yaml),
             "auto" => Ok(Format::Auto),
-            _ => Err(format!("unknown spec format '{s}'; expected json, yaml or auto")),
+            _ => Err(format!(
+                "unknown spec format '{s}'; expected json, yaml or auto"
+            )),
         }
     }
 }
@@ -181,7 +183,10 @@ fn path_string(path: &Path) -> String {
 /// is appended to the path (unknown and duplicate keys are usually already
 /// the path's last segment).
 fn field_error(base: String, message: String) -> SpecError {
-    let message = message.replace("expected struct JobSpec", "expected a job spec (a mapping of fields)");
+    let message = message.replace(
+        "expected struct JobSpec",
+        "expected a job spec (a mapping of fields)",
+    );
     let (field, reason) = match named_field(&message) {
         Some((kind, name, reason)) => {
             let already_there = base == name || base.ends_with(&format!(".{name}"));
@@ -212,9 +217,17 @@ enum FieldProblem {
 /// without the name.
 fn named_field(message: &str) -> Option<(FieldProblem, &str, String)> {
     for (kind, prefix, reason) in [
-        (FieldProblem::Missing, "missing field `", "required field is missing"),
+        (
+            FieldProblem::Missing,
+            "missing field `",
+            "required field is missing",
+        ),
         (FieldProblem::Unknown, "unknown field `", "unknown field"),
-        (FieldProblem::Duplicate, "duplicate field `", "field appears more than once"),
+        (
+            FieldProblem::Duplicate,
+            "duplicate field `",
+            "field appears more than once",
+        ),
     ] {
         if let Some(rest) = message.strip_prefix(prefix) {
             let (name, tail) = rest.split_once('`')?;

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 pub struct PortSpec {
     /// Name, unique in the job: `[a-z][a-z0-9-]{0,14}`, not ending in `-`.
     pub name: String,
-    /// 0 = any free port chosen by the agent (in `$PORT0`, `$PORT_<NAME>`),
-    /// else this fixed host port.
+    /// 0 = any free host port chosen by the agent, else this fixed host port;
+    /// tasks find it in `$PORT<index>`.
     #[serde(default = "default_port")]
     pub port: u16,
     /// Transport protocol.

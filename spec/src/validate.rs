@@ -2,13 +2,10 @@
 //! between fields. Every rule runs, so the user sees all problems at once.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::LazyLock;
 
-use regex::Regex;
-
-use crate::container::{DockerContainer, DockerNetwork};
+use crate::container::check_docker;
 use crate::error::{FieldError, SpecError};
-use crate::health::{HealthCheck, HealthCheckProtocol};
+use crate::health::check_health;
 use crate::id::ServiceTreeId;
 use crate::ports::{PortProtocol, PortSpec};
 use crate::spec::{Backoff, Flapping, JobSpec, Resources, UpgradeStrategy};
@@ -69,7 +66,12 @@ impl JobSpec {
             constraint.check(&format!("constraints[{i}]"), &mut errors);
         }
         for (i, check) in self.health_checks.iter().enumerate() {
-            check_health(check, &format!("health_checks[{i}]"), &self.ports, &mut errors);
+            check_health(
+                check,
+                &format!("health_checks[{i}]"),
+                &self.ports,
+                &mut errors,
+            );
         }
         if let Some(container) = &self.container {
             check_docker(&container.docker, &self.ports, &mut errors);
@@ -97,7 +99,7 @@ impl JobSpec {
 }
 
 /// Checks a command line given to `/bin/sh -c`.
-fn check_command(field: &str, cmd: &str, errors: &mut Collector) {
+pub(crate) fn check_command(field: &str, cmd: &str, errors: &mut Collector) {
     if cmd.trim().is_empty() {
         errors.push(field, "must not be empty");
     } else if cmd.len() > MAX_COMMAND_LEN {
@@ -125,7 +127,10 @@ fn check_program(spec: &JobSpec, errors: &mut Collector) {
     }
     if let Some(args) = &spec.args {
         if args.is_empty() {
-            errors.push("args", "must not be empty; the first element is the program");
+            errors.push(
+                "args",
+                "must not be empty; the first element is the program",
+            );
         }
         for (i, arg) in args.iter().enumerate() {
             let field = format!("args[{i}]");
@@ -163,7 +168,10 @@ fn check_env(env: &BTreeMap<String, String>, errors: &mut Collector) {
         } else if value.contains('\0') {
             errors.push(field, "value must not contain NUL characters");
         } else if value.len() > MAX_VALUE_LEN {
-            errors.push(field, format!("value must be at most {MAX_VALUE_LEN} bytes"));
+            errors.push(
+                field,
+                format!("value must be at most {MAX_VALUE_LEN} bytes"),
+            );
         }
     }
 }
@@ -177,7 +185,10 @@ fn check_resources(r: &Resources, errors: &mut Collector) {
     if !(within(r.cpus, 0.0, MAX_CPUS) && r.cpus > 0.0) {
         errors.push(
             "resources.cpus",
-            format!("must be greater than 0 and at most {MAX_CPUS}; got {}", r.cpus),
+            format!(
+                "must be greater than 0 and at most {MAX_CPUS}; got {}",
+                r.cpus
+            ),
         );
     }
     if r.mem < MIN_MEM || r.mem > MAX_MEM {
@@ -239,7 +250,7 @@ fn check_ports(ports: &[PortSpec], errors: &mut Collector) {
 }
 
 /// Checks that `name` names one of the job's ports; returns that port.
-fn find_port<'a>(
+pub(crate) fn find_port<'a>(
     field: &str,
     name: &str,
     ports: &'a [PortSpec],
@@ -256,186 +267,6 @@ fn find_port<'a>(
         errors.push(field, format!("no port named '{name}' in ports; {known}"));
     }
     found
-}
-
-fn check_health(check: &HealthCheck, path: &str, ports: &[PortSpec], errors: &mut Collector) {
-    let protocol = check.protocol.as_str();
-    match check.protocol {
-        HealthCheckProtocol::Http | HealthCheckProtocol::Tcp => {
-            let field = format!("{path}.port_name");
-            match &check.port_name {
-                None => errors.push(field, format!("required for {protocol} checks")),
-                Some(name) => {
-                    if let Some(port) = find_port(&field, name, ports, errors) {
-                        if port.protocol != PortProtocol::Tcp {
-                            errors.push(
-                                field,
-                                format!("{protocol} checks need a tcp port; '{name}' is udp"),
-                            );
-                        }
-                    }
-                }
-            }
-            if check.command.is_some() {
-                errors.push(
-                    format!("{path}.command"),
-                    format!("only used by command checks, not {protocol}"),
-                );
-            }
-        }
-        HealthCheckProtocol::Command => {
-            let field = format!("{path}.command");
-            match &check.command {
-                None => errors.push(field, "required for command checks"),
-                Some(cmd) => check_command(&field, cmd, errors),
-            }
-            if check.port_name.is_some() {
-                errors.push(
-                    format!("{path}.port_name"),
-                    "only used by http and tcp checks",
-                );
-            }
-        }
-    }
-    if !check.path.starts_with('/') || check.path.len() > 2048 {
-        errors.push(
-            format!("{path}.path"),
-            "must start with '/' and be at most 2048 bytes",
-        );
-    } else if check.path.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        errors.push(
-            format!("{path}.path"),
-            "must not contain spaces or control characters (percent-encode them)",
-        );
-    }
-    if !(100..=599).contains(&check.status_min) {
-        errors.push(
-            format!("{path}.status_min"),
-            format!("must be an HTTP status 100..=599; got {}", check.status_min),
-        );
-    }
-    if !(100..=599).contains(&check.status_max) || check.status_max < check.status_min {
-        errors.push(
-            format!("{path}.status_max"),
-            format!(
-                "must be an HTTP status 100..=599 and at least status_min ({}); got {}",
-                check.status_min, check.status_max
-            ),
-        );
-    }
-    let ranges = [
-        ("grace_period_seconds", check.grace_period_seconds, 0, 86_400),
-        ("interval_seconds", check.interval_seconds, 1, 86_400),
-        ("timeout_seconds", check.timeout_seconds, 1, 86_400),
-        (
-            "max_consecutive_failures",
-            check.max_consecutive_failures,
-            0,
-            1_000,
-        ),
-    ];
-    for (name, value, lo, hi) in ranges {
-        if value < lo || value > hi {
-            errors.push(
-                format!("{path}.{name}"),
-                format!("must be {lo}..={hi}; got {value}"),
-            );
-        }
-    }
-}
-
-/// `[registry[:port]/]path[:tag][@algorithm:hex]`, Docker's reference
-/// grammar in one expression.
-static IMAGE_REFERENCE: LazyLock<Option<Regex>> = LazyLock::new(|| {
-    let host_part = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?";
-    let domain = format!(r"{host_part}(?:\.{host_part})*(?::[0-9]+)?");
-    let component = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*";
-    let tag = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}";
-    let digest = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}";
-    Regex::new(&format!(
-        r"^(?:{domain}/)?{component}(?:/{component})*(?::{tag})?(?:@{digest})?$"
-    ))
-    .ok()
-});
-
-/// True if `image` looks like a Docker image reference.
-pub fn is_image_reference(image: &str) -> bool {
-    image.len() <= 512
-        && IMAGE_REFERENCE
-            .as_ref()
-            .is_some_and(|re| re.is_match(image))
-}
-
-/// An absolute path without `..` components or NUL bytes.
-fn is_clean_absolute_path(path: &str) -> bool {
-    path.starts_with('/')
-        && path.len() <= 4096
-        && !path.contains('\0')
-        && !path.split('/').any(|part| part == "..")
-}
-
-fn check_docker(docker: &DockerContainer, ports: &[PortSpec], errors: &mut Collector) {
-    if docker.image.is_empty() {
-        errors.push("container.docker.image", "must not be empty");
-    } else if !is_image_reference(&docker.image) {
-        errors.push(
-            "container.docker.image",
-            format!(
-                "'{}' is not a valid image reference; expected [registry[:port]/]name[:tag][@digest] with a lowercase name",
-                docker.image
-            ),
-        );
-    }
-    if docker.network == DockerNetwork::Host && !docker.port_mappings.is_empty() {
-        errors.push(
-            "container.docker.port_mappings",
-            "port mappings need the bridge network; with host networking the program listens on the job ports directly",
-        );
-    }
-    let mut mapped: HashMap<&str, usize> = HashMap::new();
-    for (i, mapping) in docker.port_mappings.iter().enumerate() {
-        let path = format!("container.docker.port_mappings[{i}]");
-        if mapping.container_port == 0 {
-            errors.push(format!("{path}.container_port"), "must be 1..=65535");
-        }
-        let field = format!("{path}.port_name");
-        if find_port(&field, &mapping.port_name, ports, errors).is_some() {
-            if let Some(first) = mapped.insert(&mapping.port_name, i) {
-                errors.push(
-                    field,
-                    format!(
-                        "port '{}' is already mapped by port_mappings[{first}]",
-                        mapping.port_name
-                    ),
-                );
-            }
-        }
-    }
-    let mut targets: HashMap<&str, usize> = HashMap::new();
-    for (i, volume) in docker.volumes.iter().enumerate() {
-        let path = format!("container.docker.volumes[{i}]");
-        if !is_clean_absolute_path(&volume.host_path) {
-            errors.push(
-                format!("{path}.host_path"),
-                "must be an absolute path without '..' components",
-            );
-        }
-        if !is_clean_absolute_path(&volume.container_path) || volume.container_path == "/" {
-            errors.push(
-                format!("{path}.container_path"),
-                "must be an absolute path other than '/' without '..' components",
-            );
-        } else if let Some(first) = targets.insert(volume.container_path.trim_end_matches('/'), i)
-        {
-            errors.push(
-                format!("{path}.container_path"),
-                format!(
-                    "'{}' is already mounted by volumes[{first}]",
-                    volume.container_path
-                ),
-            );
-        }
-    }
 }
 
 /// 1..=63 of `[A-Za-z0-9._/-]`.
@@ -455,7 +286,10 @@ fn check_labels(labels: &BTreeMap<String, String>, errors: &mut Collector) {
                 "label keys must be 1-63 of A-Z, a-z, 0-9, '.', '_', '/', '-'",
             );
         } else if value.len() > MAX_VALUE_LEN {
-            errors.push(field, format!("value must be at most {MAX_VALUE_LEN} bytes"));
+            errors.push(
+                field,
+                format!("value must be at most {MAX_VALUE_LEN} bytes"),
+            );
         }
     }
 }
@@ -464,7 +298,10 @@ fn check_backoff(b: &Backoff, errors: &mut Collector) {
     if !(within(b.backoff_seconds, 0.0, 86_400.0) && b.backoff_seconds > 0.0) {
         errors.push(
             "backoff.backoff_seconds",
-            format!("must be greater than 0 and at most 86400; got {}", b.backoff_seconds),
+            format!(
+                "must be greater than 0 and at most 86400; got {}",
+                b.backoff_seconds
+            ),
         );
     }
     if !within(b.backoff_factor, 1.0, 100.0) {
@@ -520,32 +357,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn image_references() {
-        for ok in [
-            "nginx",
-            "nginx:1.25",
-            "library/nginx:latest",
-            "registry.example.com:5000/team/web:1.4.2",
-            "localhost:5000/a_b/c--d",
-            "busybox@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-        ] {
-            assert!(is_image_reference(ok), "{ok}");
-        }
-        for bad in [
-            "",
-            "Nginx",
-            "nginx:",
-            "nginx:tag with space",
-            "-nginx",
-            "nginx//x",
-            "nginx@sha256:short",
-            "http://x/y",
-        ] {
-            assert!(!is_image_reference(bad), "{bad}");
-        }
-    }
-
-    #[test]
     fn names() {
         assert!(is_env_name("MY_VAR1"));
         assert!(is_env_name("_x"));
@@ -561,12 +372,5 @@ mod tests {
         assert!(is_label_key("team.example.com/owner"));
         assert!(!is_label_key("has space"));
         assert!(!is_label_key(&"k".repeat(64)));
-    }
-
-    #[test]
-    fn paths() {
-        assert!(is_clean_absolute_path("/var/log"));
-        assert!(!is_clean_absolute_path("var/log"));
-        assert!(!is_clean_absolute_path("/var/../etc"));
     }
 }

@@ -112,20 +112,26 @@ fn yaml_and_json_agree_and_round_trip() {
     let canonical = spec.to_canonical_json();
     let again = parse_job_spec(&canonical, Format::Json).expect("canonical parses");
     assert_eq!(again, spec);
-    assert_eq!(again.to_canonical_json(), canonical, "canonical is a fixed point");
+    assert_eq!(
+        again.to_canonical_json(),
+        canonical,
+        "canonical is a fixed point"
+    );
     // Auto-detection picks JSON for the canonical form, with leading space too.
     let mut spaced = b"  \n".to_vec();
     spaced.extend_from_slice(&canonical);
     assert_eq!(parse_job_spec(&spaced, Format::Auto).expect("valid"), spec);
     // JSON is valid YAML too.
-    assert_eq!(parse_job_spec(&canonical, Format::Yaml).expect("valid"), spec);
+    assert_eq!(
+        parse_job_spec(&canonical, Format::Yaml).expect("valid"),
+        spec
+    );
 }
 
 #[test]
 fn canonical_json_contains_every_default() {
     let spec = parse_job_spec(minimal_json().as_bytes(), Format::Json).expect("valid");
-    let value: serde_json::Value =
-        serde_json::from_slice(&spec.to_canonical_json()).expect("json");
+    let value: serde_json::Value = serde_json::from_slice(&spec.to_canonical_json()).expect("json");
     for key in [
         "id",
         "cmd",
@@ -180,7 +186,9 @@ fn unknown_fields_are_named() {
     );
     assert_eq!(fields(&e), ["ports[0].prot"]);
     let e = reject(
-        &format!("id: {ID}\nimage: nginx\ncontainer:\n  docker:\n    image: nginx\n    net: host\n"),
+        &format!(
+            "id: {ID}\nimage: nginx\ncontainer:\n  docker:\n    image: nginx\n    net: host\n"
+        ),
         Format::Yaml,
     );
     assert_eq!(fields(&e), ["image"]);
@@ -190,7 +198,10 @@ fn unknown_fields_are_named() {
 fn missing_fields_are_named() {
     let e = reject(r#"{"cmd":"x"}"#, Format::Json);
     assert_eq!(fields(&e), ["id"]);
-    let e = reject(&format!("id: {ID}\ncmd: x\nports:\n  - port: 80\n"), Format::Yaml);
+    let e = reject(
+        &format!("id: {ID}\ncmd: x\nports:\n  - port: 80\n"),
+        Format::Yaml,
+    );
     assert_eq!(fields(&e), ["ports[0].name"]);
     let e = reject(
         &format!(r#"{{"id":"{ID}","container":{{"docker":{{}}}}}}"#),
@@ -214,7 +225,22 @@ fn wrong_types_are_named() {
     assert!(e.errors[0].reason.contains("invalid type"), "{e}");
     let e = reject(&format!("id: {ID}\ncmd: x\ninstances: -1\n"), Format::Yaml);
     assert_eq!(fields(&e), ["instances"]);
-    let e = reject(&format!("id: {ID}\ncmd: x\nenv:\n  PORT: 8080\n"), Format::Yaml);
+    let e = reject(
+        &format!(r#"{{"id":"{ID}","cmd":"x","env":{{"PORT":8080}}}}"#),
+        Format::Json,
+    );
+    assert_eq!(fields(&e), ["env.PORT"]);
+    // YAML scalars are read as strings where a string is expected.
+    let spec = parse_job_spec(
+        format!("id: {ID}\ncmd: x\nenv:\n  PORT: 8080\n").as_bytes(),
+        Format::Yaml,
+    )
+    .expect("valid");
+    assert_eq!(spec.env["PORT"], "8080");
+    let e = reject(
+        &format!("id: {ID}\ncmd: x\nenv:\n  PORT: [1]\n"),
+        Format::Yaml,
+    );
     assert_eq!(fields(&e), ["env.PORT"]);
     let e = reject(
         &format!(r#"{{"id":"{ID}","cmd":"x","ports":[{{"name":"a","port":70000}}]}}"#),

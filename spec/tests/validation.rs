@@ -3,8 +3,7 @@
 
 use ocean_spec::{
     parse_job_spec, Constraint, ConstraintOperator, Container, DockerContainer, DockerNetwork,
-    Format, HealthCheck, HealthCheckProtocol, JobSpec, PortMapping, PortProtocol, PortSpec,
-    Volume,
+    Format, HealthCheck, HealthCheckProtocol, JobSpec, PortMapping, PortProtocol, PortSpec, Volume,
 };
 
 const ID: &str = "cop.example_owt.dev_pdl.demo_service.web_job.http_cluster.dev";
@@ -102,7 +101,10 @@ fn env_rules() {
     spec.env.insert("MY-VAR".into(), "x".into());
     spec.env.insert("OCEAN_TASK".into(), "x".into());
     spec.env.insert("9LIVES".into(), "x".into());
-    assert_eq!(errors(&spec), ["env.9LIVES", "env.MY-VAR", "env.OCEAN_TASK"]);
+    assert_eq!(
+        errors(&spec),
+        ["env.9LIVES", "env.MY-VAR", "env.OCEAN_TASK"]
+    );
 }
 
 #[test]
@@ -369,5 +371,8 @@ env: {MY-VAR: x}
         ]
     );
     let text = e.to_string();
-    assert!(text.starts_with("id: tag 'cluster' missing; args: "), "{text}");
+    assert!(
+        text.starts_with("id: tag 'cluster' missing; args: "),
+        "{text}"
+    );
 }

@@ -39,7 +39,9 @@ fn code(e: &Error) -> (StatusCode, &'static str) {
         Error::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
         Error::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
         Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-        Error::Invalid { .. } | Error::Config { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),
+        Error::Invalid { .. } | Error::Config { .. } => {
+            (StatusCode::BAD_REQUEST, "invalid_request")
+        }
         Error::Peer { .. } => (StatusCode::BAD_GATEWAY, "peer_error"),
         Error::Storage { .. }
         | Error::Corrupt { .. }

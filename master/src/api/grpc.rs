@@ -64,7 +64,10 @@ type WatchStream = Pin<Box<dyn Stream<Item = std::result::Result<Event, Status>>
 
 #[tonic::async_trait]
 impl OceanApi for Api {
-    async fn put_job(&self, req: Request<PutJobRequest>) -> std::result::Result<Response<PutJobResponse>, Status> {
+    async fn put_job(
+        &self,
+        req: Request<PutJobRequest>,
+    ) -> std::result::Result<Response<PutJobResponse>, Status> {
         let req = req.into_inner();
         let format = match req.format.as_str() {
             "json" => Format::Json,
@@ -86,7 +89,11 @@ impl OceanApi for Api {
         let created = applied.outcome == Outcome::Created
             || self
                 .0
-                .read(|st| st.jobs.get(&id).map(|j| j.created_version == applied.version))
+                .read(|st| {
+                    st.jobs
+                        .get(&id)
+                        .map(|j| j.created_version == applied.version)
+                })
                 .unwrap_or(false);
         Ok(Response::new(PutJobResponse {
             id,
@@ -103,7 +110,10 @@ impl OceanApi for Api {
             .ok_or_else(|| to_status(Error::NotFound { kind: "job", id }))
     }
 
-    async fn delete_job(&self, req: Request<JobRef>) -> std::result::Result<Response<DeleteJobResponse>, Status> {
+    async fn delete_job(
+        &self,
+        req: Request<JobRef>,
+    ) -> std::result::Result<Response<DeleteJobResponse>, Status> {
         let id = req.into_inner().id;
         let applied = self
             .0
@@ -118,14 +128,20 @@ impl OceanApi for Api {
         }))
     }
 
-    async fn list_jobs(&self, _req: Request<ListJobsRequest>) -> std::result::Result<Response<ListJobsResponse>, Status> {
+    async fn list_jobs(
+        &self,
+        _req: Request<ListJobsRequest>,
+    ) -> std::result::Result<Response<ListJobsResponse>, Status> {
         Ok(Response::new(self.0.read(|st| ListJobsResponse {
             jobs: st.jobs.values().cloned().collect(),
             version: st.version,
         })))
     }
 
-    async fn leader(&self, _req: Request<LeaderRequest>) -> std::result::Result<Response<LeaderResponse>, Status> {
+    async fn leader(
+        &self,
+        _req: Request<LeaderRequest>,
+    ) -> std::result::Result<Response<LeaderResponse>, Status> {
         let term = self.0.status().term;
         match self.0.leader() {
             Some(l) => Ok(Response::new(LeaderResponse {
@@ -140,7 +156,10 @@ impl OceanApi for Api {
 
     type WatchStream = WatchStream;
 
-    async fn watch(&self, req: Request<WatchRequest>) -> std::result::Result<Response<WatchStream>, Status> {
+    async fn watch(
+        &self,
+        req: Request<WatchRequest>,
+    ) -> std::result::Result<Response<WatchStream>, Status> {
         let from = req.into_inner().from_version;
         let stream = watch(self.0.clone(), from).map(|item| {
             Ok(match item {
@@ -164,8 +183,15 @@ impl OceanApi for Api {
 
 #[tonic::async_trait]
 impl RaftTransport for Transport {
-    async fn send(&self, req: Request<RaftBatch>) -> std::result::Result<Response<RaftAck>, Status> {
+    async fn send(
+        &self,
+        req: Request<RaftBatch>,
+    ) -> std::result::Result<Response<RaftAck>, Status> {
         let batch = req.into_inner();
+        self.0.heard_from(batch.from, &batch.from_addr);
+        if !self.0.accepting_raft() {
+            return Ok(Response::new(RaftAck {}));
+        }
         for bytes in batch.messages {
             let msg = raft::eraftpb::Message::parse_from_bytes(&bytes).map_err(|e| {
                 Status::invalid_argument(format!("messages: not a raft message: {e}"))
@@ -178,7 +204,10 @@ impl RaftTransport for Transport {
         Ok(Response::new(RaftAck {}))
     }
 
-    async fn forward(&self, req: Request<ForwardRequest>) -> std::result::Result<Response<ForwardResponse>, Status> {
+    async fn forward(
+        &self,
+        req: Request<ForwardRequest>,
+    ) -> std::result::Result<Response<ForwardResponse>, Status> {
         let master = &self.0;
         if master.status().leader != master.id() {
             return Err(Status::unavailable(format!(
@@ -199,21 +228,38 @@ impl RaftTransport for Transport {
                 }))
             }
             Some(forward_request::Kind::AddMember(m)) => {
+                let member = Member {
+                    id: m.id,
+                    grpc_addr: m.grpc_addr,
+                    http_addr: m.http_addr,
+                };
                 if master.status().voters.contains(&m.id) {
-                    return Err(Status::already_exists(format!(
-                        "master {} is already a member",
-                        m.id
-                    )));
+                    if !m.rejoin {
+                        return Err(Status::already_exists(format!(
+                            "master {} is already a member",
+                            m.id
+                        )));
+                    }
+                    // Our progress record says it holds entries it lost:
+                    // forget it, then add it back fresh.
+                    master
+                        .change_members_local(MemberChange::Remove(m.id))
+                        .await
+                        .map_err(to_status)?;
                 }
-                let index = master
-                    .change_members_local(MemberChange::Add(Member {
-                        id: m.id,
-                        grpc_addr: m.grpc_addr,
-                        http_addr: m.http_addr,
-                    }))
-                    .await
-                    .map_err(to_status)?;
-                Ok(Response::new(ForwardResponse { version: index }))
+                let deadline = tokio::time::Instant::now() + crate::master::WRITE_TIMEOUT;
+                loop {
+                    match master
+                        .change_members_local(MemberChange::Add(member.clone()))
+                        .await
+                    {
+                        Ok(index) => return Ok(Response::new(ForwardResponse { version: index })),
+                        Err(Error::Conflict(_)) if tokio::time::Instant::now() < deadline => {
+                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        }
+                        Err(e) => return Err(to_status(e)),
+                    }
+                }
             }
             Some(forward_request::Kind::RemoveMember(id)) => {
                 let index = master

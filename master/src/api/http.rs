@@ -192,7 +192,11 @@ async fn put_job(
     let applied = m
         .propose(put_job_command(id.clone(), spec.to_canonical_json()))
         .await?;
-    let created = m.read(|st| st.jobs.get(&id).map(|j| j.created_version == applied.version));
+    let created = m.read(|st| {
+        st.jobs
+            .get(&id)
+            .map(|j| j.created_version == applied.version)
+    });
     let outcome = match applied.outcome {
         Outcome::Created => "created",
         Outcome::Updated => "updated",
@@ -259,7 +263,10 @@ async fn list_jobs(State(m): State<Master>, Query(q): Query<ReadQuery>) -> ApiRe
         };
         (st.version, jobs)
     });
-    Ok(with_version(version, json!({"version": version, "jobs": jobs})))
+    Ok(with_version(
+        version,
+        json!({"version": version, "jobs": jobs}),
+    ))
 }
 
 async fn get_job(
@@ -314,8 +321,12 @@ struct AddMemberBody {
 }
 
 async fn add_member(State(m): State<Master>, body: axum::body::Bytes) -> ApiResult<Response> {
-    let req: AddMemberBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("body", format!("expected {{id, grpc_addr, http_addr}}: {e}")))?;
+    let req: AddMemberBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            "body",
+            format!("expected {{id, grpc_addr, http_addr}}: {e}"),
+        )
+    })?;
     if req.id == 0 {
         return Err(ApiError::bad_request("id", "must be a positive integer"));
     }
@@ -349,7 +360,9 @@ async fn remove_member(State(m): State<Master>, Path(id): Path<String>) -> ApiRe
         .into());
     }
     let index = m.change_members(MemberChange::Remove(id)).await?;
-    Ok(Json(json!({"id": id, "index": index, "outcome": "removed"})))
+    Ok(Json(
+        json!({"id": id, "index": index, "outcome": "removed"}),
+    ))
 }
 
 #[derive(Debug, Deserialize)]

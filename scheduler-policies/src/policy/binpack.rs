@@ -1,6 +1,6 @@
 //! Bin-pack: best fit, the default policy.
 
-use super::{AgentSlot, Candidates, Policy};
+use super::{AgentSlot, Candidates, Policy, ScanOrder};
 
 /// Puts each task on the feasible agent with the LEAST free capacity (the
 /// sum of free cpus, mem and disk, each relative to the largest agent).
@@ -13,6 +13,10 @@ pub struct BinPack;
 impl Policy for BinPack {
     fn name(&self) -> &str {
         "binpack"
+    }
+
+    fn scan_order(&self) -> Option<ScanOrder> {
+        Some(ScanOrder::MostAllocatedFirst)
     }
 
     fn choose(&self, candidates: &Candidates<'_>) -> Option<AgentSlot> {

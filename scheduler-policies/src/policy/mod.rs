@@ -6,11 +6,12 @@
 //! which of the FEASIBLE agents to take, walking the index from either end:
 //!
 //! ```text
-//!   free score:  low ─────────────────────────────────────────── high
-//!   index:       [a7][a2][a9][a4] ... [a1][a5][a8][a3][a6]
-//!                 ▲ lower bound of the task                    ▲
-//!                 │ most_allocated_first() → (binpack)         │
-//!                                    least_allocated_first() ──┘ (spread)
+//!   free:   tight ──────────────────────────────────────────── empty
+//!   index:  [exhausted: never visited] [a7][a2][a9] ... [a5][a8][a3][a6]
+//!                                       ▲ can hold the task's size     ▲
+//!                                       │ most_allocated_first()       │
+//!                                       │ (binpack)   least_allocated_first()
+//!                                                               (spread)
 //! ```
 //!
 //! Both iterators yield only agents where the task fits right now (resources,
@@ -38,9 +39,31 @@ pub trait Policy: fmt::Debug + Send + Sync {
     /// The name jobs and the cluster config select the policy by.
     fn name(&self) -> &str;
 
+    /// Declares that [`Policy::choose`] always takes the FIRST feasible
+    /// agent of one of the index orders. The planner then skips `choose`
+    /// and scans incrementally: a cursor per job remembers where the last
+    /// scan stopped (agents before it did not fit and, resources only
+    /// shrinking during a round, still do not), so a job's tasks cost O(1)
+    /// amortised instead of re-walking the agents they already rejected.
+    /// The result is the same agent `choose` would return, except that
+    /// agents other jobs filled past the cursor meanwhile are not revisited
+    /// until the job's scan runs dry (then it restarts from the top once).
+    fn scan_order(&self) -> Option<ScanOrder> {
+        None
+    }
+
     /// Chooses an agent for one task, or `None` to leave it unplaced.
     /// Must be deterministic: same candidates, same choice.
     fn choose(&self, candidates: &Candidates<'_>) -> Option<AgentSlot>;
+}
+
+/// The two orders of the agent index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ScanOrder {
+    /// Fullest agents first (bin-pack).
+    MostAllocatedFirst,
+    /// Emptiest agents first (spread).
+    LeastAllocatedFirst,
 }
 
 /// Opaque handle of an agent in the current round, obtained from an
@@ -105,7 +128,7 @@ impl<'a> Candidates<'a> {
         &self.job.req.resources
     }
 
-    fn view(&self, i: u32) -> Option<AgentView<'a>> {
+    pub(crate) fn view(&self, i: u32) -> Option<AgentView<'a>> {
         self.examined.set(self.examined.get() + 1);
         let idx = i as usize;
         if self.job.fits(self.cluster, idx) {
@@ -119,23 +142,22 @@ impl<'a> Candidates<'a> {
         }
     }
 
-    /// Feasible agents, fullest first (least free capacity; ties by agent
-    /// order in the snapshot). Starts at the task's lower bound.
+    /// Feasible agents, fullest first: cells of the index tightest first,
+    /// then least free score, then agent order in the snapshot. Agents that
+    /// cannot hold the request's cpu or mem size are never visited.
     pub fn most_allocated_first(&self) -> impl Iterator<Item = AgentView<'a>> + '_ {
         self.cluster
             .index
-            .range((self.job.lower_bound, 0)..)
-            .filter_map(move |&(_, i)| self.view(i))
+            .scan(self.job.levels, ScanOrder::MostAllocatedFirst, None)
+            .filter_map(move |i| self.view(i))
     }
 
-    /// Feasible agents, emptiest first (most free capacity; ties by
-    /// reverse agent order).
+    /// Feasible agents, emptiest first (the exact reverse order).
     pub fn least_allocated_first(&self) -> impl Iterator<Item = AgentView<'a>> + '_ {
         self.cluster
             .index
-            .range((self.job.lower_bound, 0)..)
-            .rev()
-            .filter_map(move |&(_, i)| self.view(i))
+            .scan(self.job.levels, ScanOrder::LeastAllocatedFirst, None)
+            .filter_map(move |i| self.view(i))
     }
 }
 

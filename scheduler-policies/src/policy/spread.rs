@@ -1,6 +1,6 @@
 //! Spread: worst fit, for jobs that want headroom and blast-radius spread.
 
-use super::{AgentSlot, Candidates, Policy};
+use super::{AgentSlot, Candidates, Policy, ScanOrder};
 
 /// Puts each task on the feasible agent with the MOST free capacity, so
 /// load levels out across the cluster. Combine with `hostname:UNIQUE` or
@@ -11,6 +11,10 @@ pub struct Spread;
 impl Policy for Spread {
     fn name(&self) -> &str {
         "spread"
+    }
+
+    fn scan_order(&self) -> Option<ScanOrder> {
+        Some(ScanOrder::LeastAllocatedFirst)
     }
 
     fn choose(&self, candidates: &Candidates<'_>) -> Option<AgentSlot> {

@@ -1,0 +1,193 @@
+//! `ocean master` and `ocean dev`: build a [`MasterConfig`] from flags and an
+//! optional TOML file, bind, and run until Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use ocean_master::{bind, parse_peers, MasterConfig};
+
+/// Flags of `ocean master`. Flags override the config file.
+#[derive(Debug, Args)]
+pub struct MasterArgs {
+    /// TOML config file (fields as in `MasterConfig`; see docs/operations.md).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// This master's raft id.
+    #[arg(long)]
+    id: Option<u64>,
+    /// Data directory (RocksDB).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// REST listen address.
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// gRPC listen address (client API and raft).
+    #[arg(long)]
+    grpc: Option<SocketAddr>,
+    /// Initial cluster: ID=HOST:PORT of every master's gRPC address.
+    #[arg(long)]
+    peers: Option<String>,
+    /// Join a running cluster through these masters' gRPC addresses
+    /// (comma-separated) instead of bootstrapping.
+    #[arg(long)]
+    join: Option<String>,
+    /// REST address to advertise to clients (default: --http).
+    #[arg(long)]
+    advertise_http: Option<String>,
+    /// gRPC address to advertise to other masters (default: own --peers entry).
+    #[arg(long)]
+    advertise_grpc: Option<String>,
+    /// Raft tick in milliseconds.
+    #[arg(long)]
+    tick_ms: Option<u64>,
+    /// Election timeout in ticks (randomised up to twice this).
+    #[arg(long)]
+    election_ticks: Option<usize>,
+    /// Applied entries kept before the log is compacted behind a snapshot.
+    #[arg(long)]
+    snapshot_entries: Option<u64>,
+}
+
+/// Flags of `ocean dev`.
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Data directory (default: $OCEAN_DATA_DIR, else ~/.local/share/ocean/dev).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// REST listen address.
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    http: SocketAddr,
+    /// gRPC listen address.
+    #[arg(long, default_value = "127.0.0.1:7701")]
+    grpc: SocketAddr,
+}
+
+fn config_from(args: MasterArgs) -> anyhow::Result<MasterConfig> {
+    let mut cfg = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading config file {}", path.display()))?;
+            toml::from_str::<MasterConfig>(&text)
+                .with_context(|| format!("config file {}", path.display()))?
+        }
+        None => {
+            let id = args
+                .id
+                .context("--id: required (or give --config with an `id`)")?;
+            let data_dir = args
+                .data_dir
+                .clone()
+                .context("--data-dir: required (or give --config with a `data_dir`)")?;
+            MasterConfig::single(
+                id,
+                data_dir,
+                args.http.unwrap_or(([127, 0, 0, 1], 7700).into()),
+                args.grpc.unwrap_or(([127, 0, 0, 1], 7701).into()),
+            )
+        }
+    };
+    if let Some(id) = args.id {
+        cfg.id = id;
+    }
+    if let Some(d) = args.data_dir {
+        cfg.data_dir = d;
+    }
+    if let Some(h) = args.http {
+        cfg.http = h;
+    }
+    if let Some(g) = args.grpc {
+        cfg.grpc = g;
+    }
+    if let Some(p) = &args.peers {
+        cfg.peers = parse_peers(p).context("--peers")?;
+    } else if args.config.is_none() {
+        cfg.peers = [(cfg.id, cfg.grpc.to_string())].into();
+    }
+    if let Some(j) = args.join {
+        cfg.join = j
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if args.peers.is_none() && args.config.is_none() {
+            cfg.peers.clear();
+        }
+    }
+    if args.advertise_http.is_some() {
+        cfg.advertise_http = args.advertise_http;
+    }
+    if args.advertise_grpc.is_some() {
+        cfg.advertise_grpc = args.advertise_grpc;
+    }
+    if let Some(t) = args.tick_ms {
+        cfg.raft.tick_ms = t;
+    }
+    if let Some(e) = args.election_ticks {
+        cfg.raft.election_ticks = e;
+    }
+    if let Some(s) = args.snapshot_entries {
+        cfg.raft.snapshot_entries = s;
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+async fn serve(cfg: MasterConfig) -> anyhow::Result<()> {
+    let http = bind(cfg.http).await?;
+    let grpc = bind(cfg.grpc).await?;
+    ocean_master::run(cfg, http, grpc, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// `ocean master`.
+pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
+    serve(config_from(args)?).await
+}
+
+/// `ocean dev`: one master with a default data dir; the agent and DNS join
+/// it as they land.
+pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
+    let data_dir = match args.data_dir {
+        Some(d) => d,
+        None => match std::env::var_os("OCEAN_DATA_DIR") {
+            Some(d) => PathBuf::from(d),
+            None => {
+                let home = std::env::var_os("HOME")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| ".".into());
+                home.join(".local/share/ocean/dev")
+            }
+        },
+    };
+    let cfg = MasterConfig::single(1, data_dir.clone(), args.http, args.grpc);
+    eprintln!(
+        "ocean dev: master 1 on http://{} (gRPC {}), data in {}",
+        args.http,
+        args.grpc,
+        data_dir.display()
+    );
+    eprintln!("try: ocean job run docs/examples/http-server.json && ocean job list");
+    serve(cfg).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}

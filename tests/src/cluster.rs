@@ -1,0 +1,244 @@
+//! Real `ocean master` processes on loopback.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::http::Api;
+
+/// The `ocean` binary built next to the running test (target/<profile>/ocean),
+/// or `$OCEAN_BIN`.
+pub fn ocean_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("OCEAN_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let mut dir = exe.parent().map(Path::to_path_buf);
+    while let Some(d) = dir {
+        let candidate = d.join("ocean");
+        if candidate.is_file() {
+            return candidate;
+        }
+        dir = d.parent().map(Path::to_path_buf);
+    }
+    panic!("the ocean binary was not found next to {}; run `cargo build --bin ocean` first or set OCEAN_BIN", exe.display());
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr")
+}
+
+/// One master process.
+#[derive(Debug)]
+pub struct MasterProc {
+    /// Raft id.
+    pub id: u64,
+    /// REST address.
+    pub http: SocketAddr,
+    /// gRPC address.
+    pub grpc: SocketAddr,
+    /// Data dir.
+    pub data_dir: PathBuf,
+    /// Extra flags (for example --join).
+    pub args: Vec<String>,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl MasterProc {
+    /// Starts (or restarts) the process.
+    pub fn start(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .context("open log")?;
+        let child = Command::new(ocean_bin())
+            .arg("master")
+            .arg("--id")
+            .arg(self.id.to_string())
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--http")
+            .arg(self.http.to_string())
+            .arg("--grpc")
+            .arg(self.grpc.to_string())
+            .args(&self.args)
+            .env("OCEAN_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("spawn ocean master")?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Sends a signal (SIGSTOP, SIGCONT, ...).
+    pub fn signal(&self, sig: Signal) {
+        if let Some(c) = &self.child {
+            let _ = kill(Pid::from_raw(c.id() as i32), sig);
+        }
+    }
+
+    /// Whether the process is running.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// A REST client for this master.
+    pub fn api(&self) -> Api {
+        Api::new(&self.http.to_string())
+    }
+
+    /// The tail of this master's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for MasterProc {
+    fn drop(&mut self) {
+        if let Some(c) = &self.child {
+            // A stopped process must be continued to die promptly.
+            let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGCONT);
+        }
+        self.kill();
+    }
+}
+
+/// A cluster of master processes sharing one temp dir.
+#[derive(Debug)]
+pub struct Cluster {
+    /// The masters, index i has id i+1.
+    pub masters: Vec<MasterProc>,
+    /// The `--peers` value they were bootstrapped with.
+    pub peers: String,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts `n` masters with extra flags.
+    pub fn start(n: u64, extra: &[&str]) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let addrs: Vec<(SocketAddr, SocketAddr)> =
+            (0..n).map(|_| (free_addr(), free_addr())).collect();
+        let peers = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, (_, g))| format!("{}={g}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut masters = Vec::new();
+        for (i, (http, grpc)) in addrs.into_iter().enumerate() {
+            let id = i as u64 + 1;
+            let mut args = vec!["--peers".to_string(), peers.clone()];
+            args.extend(extra.iter().map(|s| s.to_string()));
+            let mut m = MasterProc {
+                id,
+                http,
+                grpc,
+                data_dir: dir.path().join(format!("m{id}")),
+                args,
+                log: dir.path().join(format!("m{id}.log")),
+                child: None,
+            };
+            m.start()?;
+            masters.push(m);
+        }
+        Ok(Cluster {
+            masters,
+            peers,
+            dir,
+        })
+    }
+
+    /// A new, not yet started master that will join through the others.
+    pub fn new_joiner(&self, id: u64, extra: &[&str]) -> MasterProc {
+        let join = self
+            .masters
+            .iter()
+            .map(|m| m.grpc.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut args = vec!["--join".to_string(), join];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        MasterProc {
+            id,
+            http: free_addr(),
+            grpc: free_addr(),
+            data_dir: self.dir.path().join(format!("m{id}")),
+            args,
+            log: self.dir.path().join(format!("m{id}.log")),
+            child: None,
+        }
+    }
+
+    /// The master with raft id `id`.
+    pub fn master(&self, id: u64) -> &MasterProc {
+        &self.masters[(id - 1) as usize]
+    }
+
+    /// Mutable access by id.
+    pub fn master_mut(&mut self, id: u64) -> &mut MasterProc {
+        &mut self.masters[(id - 1) as usize]
+    }
+
+    /// Waits until every running master in `among` agrees on one leader
+    /// that is itself among them, and returns its id.
+    pub async fn wait_leader(&self, among: &[u64], timeout: Duration) -> anyhow::Result<u64> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut seen = Vec::new();
+            for id in among {
+                let m = self.master(*id);
+                if let Ok(r) = m.api().get("/v1/status").await {
+                    seen.push(r.body["leader"].as_u64().unwrap_or(0));
+                } else {
+                    seen.push(0);
+                }
+            }
+            if let Some(first) = seen.first() {
+                if *first != 0 && among.contains(first) && seen.iter().all(|l| l == first) {
+                    return Ok(*first);
+                }
+            }
+            if Instant::now() > deadline {
+                let logs: Vec<String> =
+                    among.iter().map(|id| self.master(*id).log_tail()).collect();
+                bail!(
+                    "no agreed leader among {among:?} (saw {seen:?}); logs:\n{}",
+                    logs.join("\n---\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The temp dir everything lives in.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
