@@ -29,7 +29,7 @@ use crate::error::{corrupt, Error, Result};
 use crate::feed::Feed;
 use crate::metrics::Metrics;
 use crate::state::{Applied, Change};
-use crate::storage::RaftStore;
+use crate::storage::{RaftStore, StoreBatch};
 
 /// Where the driver sends raft messages. One small trait per boundary: gRPC
 /// in production, an in-memory router in the harness.
@@ -117,6 +117,13 @@ enum Waiter {
 struct Pending {
     proposal: u64,
     waiter: Waiter,
+}
+
+/// What to publish after a batch is written.
+#[derive(Default)]
+struct Announce {
+    changes: Vec<(u64, Change)>,
+    replies: Vec<(Pending, Option<Result<Applied>>, u64)>,
 }
 
 /// The raft driver.
@@ -337,38 +344,50 @@ impl<T: Transport> Driver<T> {
                 version, "installed snapshot from leader"
             );
         }
-        self.apply(ready.take_committed_entries())?;
-        if !ready.entries().is_empty() || ready.hs().is_some() {
-            let timing = self.store.persist(ready.entries(), ready.hs())?;
-            if timing.synced {
-                self.metrics
-                    .fsync_seconds
-                    .observe(timing.elapsed.as_secs_f64());
-                self.metrics
-                    .entries_per_write
-                    .observe(ready.entries().len() as f64);
-            }
+        // One write for this Ready: new entries, hard state, and what the
+        // already-durable committed entries changed; synced only when raft
+        // requires it (new entries, term or vote).
+        let mut batch = self.store.batch();
+        let announce = self.apply(ready.take_committed_entries(), &mut batch)?;
+        batch.append(ready.entries())?;
+        if let Some(hs) = ready.hs() {
+            batch.hard_state(hs);
         }
+        if ready.must_sync() {
+            batch.sync();
+        }
+        let appended = ready.entries().len();
+        let timing = self.store.write_batch(batch)?;
+        if timing.synced {
+            self.metrics.fsync_seconds.observe(timing.elapsed.as_secs_f64());
+            self.metrics.entries_per_write.observe(appended as f64);
+        }
+        self.announce(announce);
         if !ready.persisted_messages().is_empty() {
             self.transport.send(ready.take_persisted_messages());
         }
         let mut light = self.raw.advance(ready);
+        let mut batch = self.store.batch();
         if let Some(commit) = light.commit_index() {
-            self.store.set_commit(commit)?;
+            batch.commit(commit);
         }
         if !light.messages().is_empty() {
             self.transport.send(light.take_messages());
         }
-        self.apply(light.take_committed_entries())?;
+        let announce = self.apply(light.take_committed_entries(), &mut batch)?;
+        self.store.write_batch(batch)?;
+        self.announce(announce);
         self.raw.advance_apply();
         self.maybe_compact()?;
         self.publish_status();
         Ok(())
     }
 
-    fn apply(&mut self, entries: Vec<Entry>) -> Result<()> {
+    /// Applies committed entries to the state, stages their persistence in
+    /// `batch`, and returns what to announce once the batch is written.
+    fn apply(&mut self, entries: Vec<Entry>, batch: &mut StoreBatch) -> Result<Announce> {
         if entries.is_empty() {
-            return Ok(());
+            return Ok(Announce::default());
         }
         let state = self.store.state();
         let mut changes: Vec<(u64, Change)> = Vec::new();
@@ -440,7 +459,7 @@ impl<T: Transport> Driver<T> {
             self.metrics.jobs.set(st.jobs.len() as i64);
             (st.applied_index, st.version)
         };
-        self.store.persist_applied(
+        batch.applied(
             &plain_changes,
             &members,
             &removed,
@@ -448,7 +467,6 @@ impl<T: Transport> Driver<T> {
             applied_index,
             version,
         )?;
-        self.feed.publish(changes);
         // Proposals at indexes below the applied one that never came back
         // were overwritten by another leader's entries.
         let stale: Vec<u64> = self
@@ -461,7 +479,14 @@ impl<T: Transport> Driver<T> {
                 replies.push((p, None, i));
             }
         }
-        for (p, result, index) in replies {
+        Ok(Announce { changes, replies })
+    }
+
+    /// Publishes applied changes and answers proposers, after their batch
+    /// is written.
+    fn announce(&mut self, a: Announce) {
+        self.feed.publish(a.changes);
+        for (p, result, index) in a.replies {
             match (p.waiter, result) {
                 (Waiter::Command(tx), Some(r)) => {
                     let _ = tx.send(r);
@@ -481,7 +506,6 @@ impl<T: Transport> Driver<T> {
                 }
             }
         }
-        Ok(())
     }
 
     fn maybe_compact(&mut self) -> Result<()> {

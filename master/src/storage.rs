@@ -283,97 +283,73 @@ impl RaftStore {
         })
     }
 
-    /// Persists new log entries and the hard state in one synced write: the
-    /// group commit of one Ready.
-    pub fn persist(&self, entries: &[Entry], hs: Option<&HardState>) -> Result<WriteTiming> {
-        let mut batch = WriteBatch::default();
-        let old_last = self.core().last_index();
-        for e in entries {
-            batch.put(
-                log_key(e.index),
-                e.write_to_bytes().map_err(|e| corrupt("log entry", e))?,
-            );
-        }
-        if let Some(last) = entries.last() {
+    /// Starts a batch of writes that [`RaftStore::write_batch`] makes as
+    /// one RocksDB write: a Ready's entries, hard state and applied state
+    /// go to disk together, with at most one fsync.
+    pub fn batch(&self) -> StoreBatch {
+        StoreBatch::default()
+    }
+
+    /// Makes the batch's writes, synced if any part asked for it, then
+    /// updates the in-memory log.
+    pub fn write_batch(&self, b: StoreBatch) -> Result<WriteTiming> {
+        let mut batch = b.batch;
+        let (old_last, mut hs) = {
+            let core = self.core();
+            (core.last_index(), core.hard_state.clone())
+        };
+        if let Some(last) = b.entries.last() {
             if last.index < old_last {
                 // A new leader overwrote a conflicting tail: drop what follows.
                 batch.delete_range(log_key(last.index + 1), log_key(old_last + 1));
             }
         }
-        if let Some(hs) = hs {
-            batch.put(
-                HARD_STATE,
-                hs.write_to_bytes().map_err(|e| corrupt("hard state", e))?,
-            );
+        let hs_changed = match (&b.hard_state, b.commit) {
+            (Some(new), _) => {
+                hs = new.clone();
+                true
+            }
+            (None, Some(commit)) if commit > hs.commit => {
+                hs.commit = commit;
+                true
+            }
+            _ => false,
+        };
+        if hs_changed {
+            batch.put(HARD_STATE, hs.write_to_bytes().map_err(|e| corrupt("hard state", e))?);
         }
-        let timing = self.write(batch, true)?;
+        if batch.is_empty() {
+            return Ok(WriteTiming {
+                synced: false,
+                elapsed: Duration::ZERO,
+            });
+        }
+        let timing = self.write(batch, b.sync)?;
 
         let mut core = self.core_mut();
-        if let Some(first) = entries.first() {
+        if let Some(first) = b.entries.first() {
             let keep = first.index.saturating_sub(core.trunc_index + 1) as usize;
             core.entries.truncate(keep);
-            core.entries.extend(entries.iter().cloned());
+            core.entries.extend(b.entries);
         }
-        if let Some(hs) = hs {
-            core.hard_state = hs.clone();
+        if hs_changed {
+            core.hard_state = hs;
+        }
+        if let Some(cs) = b.conf_state {
+            core.conf_state = cs;
         }
         Ok(timing)
     }
 
-    /// Records a new commit index (from a LightReady); not synced because the
-    /// commit index can always be recovered from the quorum.
-    pub fn set_commit(&self, commit: u64) -> Result<()> {
-        let hs = {
-            let mut core = self.core_mut();
-            if commit <= core.hard_state.commit {
-                return Ok(());
-            }
-            core.hard_state.commit = commit;
-            core.hard_state.clone()
-        };
-        let mut batch = WriteBatch::default();
-        batch.put(
-            HARD_STATE,
-            hs.write_to_bytes().map_err(|e| corrupt("hard state", e))?,
-        );
-        self.write(batch, false)?;
-        Ok(())
-    }
-
-    /// Writes what applying a batch of entries changed (state, applied
-    /// index, membership).
-    pub fn persist_applied(
-        &self,
-        changes: &[Change],
-        members: &[Member],
-        removed: &[u64],
-        conf_state: Option<&ConfState>,
-        applied_index: u64,
-        version: u64,
-    ) -> Result<()> {
-        let mut batch = WriteBatch::default();
-        for c in changes {
-            match c {
-                Change::JobPut(job) => batch.put(job_key(&job.id), job.encode_to_vec()),
-                Change::JobDeleted(id) => batch.delete(job_key(id)),
-            }
+    /// Persists new log entries and the hard state in one synced write.
+    pub fn persist(&self, entries: &[Entry], hs: Option<&HardState>) -> Result<WriteTiming> {
+        let mut b = self.batch();
+        b.append(entries)?;
+        if let Some(hs) = hs {
+            b.hard_state(hs);
         }
-        for m in members {
-            batch.put(member_key(m.id), m.encode_to_vec());
-        }
-        for id in removed {
-            batch.delete(member_key(*id));
-        }
-        if let Some(cs) = conf_state {
-            batch.put(
-                CONF_STATE,
-                cs.write_to_bytes().map_err(|e| corrupt("conf state", e))?,
-            );
-            self.core_mut().conf_state = cs.clone();
-        }
-        batch.put(APPLIED, two_u64(applied_index, version));
-        self.write(batch, false)?;
-        Ok(())
+        b.sync();
+        self.write_batch(b)
     }
 
     /// Replaces everything with a snapshot received from the leader.
@@ -447,6 +423,86 @@ impl RaftStore {
     /// The current hard state.
     pub fn hard_state(&self) -> HardState {
         self.core().hard_state.clone()
+    }
+}
+
+/// Writes staged for one RocksDB write (see [`RaftStore::batch`]).
+#[derive(Default)]
+pub struct StoreBatch {
+    batch: WriteBatch,
+    entries: Vec<Entry>,
+    hard_state: Option<HardState>,
+    commit: Option<u64>,
+    conf_state: Option<ConfState>,
+    sync: bool,
+}
+
+impl std::fmt::Debug for StoreBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreBatch")
+            .field("entries", &self.entries.len())
+            .field("sync", &self.sync)
+            .finish()
+    }
+}
+
+impl StoreBatch {
+    /// Appends log entries (replacing any conflicting tail).
+    pub fn append(&mut self, entries: &[Entry]) -> Result<()> {
+        for e in entries {
+            self.batch
+                .put(log_key(e.index), e.write_to_bytes().map_err(|e| corrupt("log entry", e))?);
+        }
+        self.entries.extend_from_slice(entries);
+        Ok(())
+    }
+
+    /// Sets the hard state.
+    pub fn hard_state(&mut self, hs: &HardState) {
+        self.hard_state = Some(hs.clone());
+    }
+
+    /// Raises the commit index (recoverable from the quorum, so it needs
+    /// no sync of its own).
+    pub fn commit(&mut self, commit: u64) {
+        self.commit = Some(self.commit.unwrap_or(0).max(commit));
+    }
+
+    /// Asks for the write to be synced to disk.
+    pub fn sync(&mut self) {
+        self.sync = true;
+    }
+
+    /// Records what applying entries changed: jobs, membership, the
+    /// applied index and version.
+    pub fn applied(
+        &mut self,
+        changes: &[Change],
+        members: &[Member],
+        removed: &[u64],
+        conf_state: Option<&ConfState>,
+        applied_index: u64,
+        version: u64,
+    ) -> Result<()> {
+        for c in changes {
+            match c {
+                Change::JobPut(job) => self.batch.put(job_key(&job.id), job.encode_to_vec()),
+                Change::JobDeleted(id) => self.batch.delete(job_key(id)),
+            }
+        }
+        for m in members {
+            self.batch.put(member_key(m.id), m.encode_to_vec());
+        }
+        for id in removed {
+            self.batch.delete(member_key(*id));
+        }
+        if let Some(cs) = conf_state {
+            self.batch
+                .put(CONF_STATE, cs.write_to_bytes().map_err(|e| corrupt("conf state", e))?);
+            self.conf_state = Some(cs.clone());
+        }
+        self.batch.put(APPLIED, two_u64(applied_index, version));
+        Ok(())
     }
 }
 

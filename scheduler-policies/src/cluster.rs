@@ -41,7 +41,10 @@ pub(crate) struct Cluster<'s> {
     /// Free resources and score under which each online agent is indexed.
     indexed: Vec<(Resources, u64)>,
     pub(crate) index: AgentIndex,
-    /// Largest capacity per dimension, the score's normaliser.
+    /// Per dimension, `2^52 / largest capacity` (fixed point): the score's
+    /// normaliser, so scoring is a multiply, not a division.
+    multipliers: [u128; 3],
+    /// Largest capacity per dimension.
     reference: Resources,
     pub(crate) by_id: FxHashMap<&'s str, u32>,
     columns: Vec<Column<'s>>,
@@ -71,23 +74,23 @@ impl<'s> Cluster<'s> {
             online[i] = a.is_online();
         }
         let mut used: Vec<Resources> = agents.iter().map(|a| a.reserved).collect();
-        let mut taken: Vec<Vec<u16>> = agents.iter().map(|a| a.reserved_ports.clone()).collect();
+        let mut ports: Vec<PortState> = agents
+            .iter()
+            .map(|a| PortState::new(&a.port_ranges, a.reserved_ports.iter().copied()))
+            .collect();
         for t in running {
             if let Some(&i) = by_id.get(t.agent.as_str()) {
                 let i = i as usize;
                 used[i] = used[i].saturating_add(t.resources);
-                taken[i].extend_from_slice(&t.ports);
+                for p in &t.ports {
+                    ports[i].take(*p);
+                }
             }
         }
         let free: Vec<Resources> = agents
             .iter()
             .zip(&used)
             .map(|(a, u)| a.capacity.saturating_sub(*u))
-            .collect();
-        let ports: Vec<PortState> = agents
-            .iter()
-            .zip(taken)
-            .map(|(a, t)| PortState::new(&a.port_ranges, t))
             .collect();
         let mut reference = Resources::default();
         let mut total_online = Resources::default();
@@ -105,6 +108,8 @@ impl<'s> Cluster<'s> {
             ports,
             indexed: vec![(Resources::default(), 0); n],
             index: AgentIndex::new(requests),
+            multipliers: [reference.cpus_milli, reference.mem_mib, reference.disk_mib]
+                .map(|max| (SCALE << 32) / u128::from(max.max(1))),
             reference,
             by_id,
             columns: Vec::new(),
@@ -124,13 +129,11 @@ impl<'s> Cluster<'s> {
     /// The free score of some resources (monotone in each dimension).
     #[inline]
     pub(crate) fn score_of(&self, r: &Resources) -> u64 {
-        let dim = |v: u64, max: u64| -> u128 {
-            let max = u128::from(max.max(1));
-            u128::from(v).min(max) * SCALE / max
-        };
-        let s = dim(r.cpus_milli, self.reference.cpus_milli)
-            + dim(r.mem_mib, self.reference.mem_mib)
-            + dim(r.disk_mib, self.reference.disk_mib);
+        let dim = |v: u64, max: u64, mult: u128| -> u128 { (u128::from(v.min(max)) * mult) >> 32 };
+        let [mc, mm, md] = self.multipliers;
+        let s = dim(r.cpus_milli, self.reference.cpus_milli, mc)
+            + dim(r.mem_mib, self.reference.mem_mib, mm)
+            + dim(r.disk_mib, self.reference.disk_mib, md);
         u64::try_from(s).unwrap_or(u64::MAX)
     }
 

@@ -174,6 +174,16 @@ impl Constraint {
     /// positive integers). The planner reports an invalid constraint as the
     /// reason its job waits; the master should reject it at the edge.
     pub fn validate(&self) -> Result<(), ConstraintError> {
+        self.validate_shape()?;
+        match self.operator {
+            Operator::Like | Operator::Unlike => self.regex().map(|_| ()),
+            _ => Ok(()),
+        }
+    }
+
+    /// [`Constraint::validate`] without compiling regexes (the planner
+    /// compiles each distinct pattern once and reports errors itself).
+    pub(crate) fn validate_shape(&self) -> Result<(), ConstraintError> {
         if self.attribute.is_empty() {
             return Err(ConstraintError::EmptyAttribute);
         }
@@ -200,7 +210,7 @@ impl Constraint {
             },
             Operator::Like | Operator::Unlike => match &self.value {
                 None => Err(missing()),
-                Some(_) => self.regex().map(|_| ()),
+                Some(_) => Ok(()),
             },
         }
     }

@@ -16,10 +16,11 @@ use crate::snapshot::Snapshot;
 /// Usage and weights of every product line seen in the round.
 #[derive(Debug)]
 pub(crate) struct FairShare<'s> {
-    total: Resources,
+    /// `1 / total online capacity` per dimension (0 for an empty one).
+    inverse_total: [f64; 3],
     ids: BTreeMap<&'s str, usize>,
     usage: Vec<Resources>,
-    weights: Vec<f64>,
+    inverse_weights: Vec<f64>,
 }
 
 impl<'s> FairShare<'s> {
@@ -39,18 +40,23 @@ impl<'s> FairShare<'s> {
                 usage[p] = usage[p].saturating_add(t.resources);
             }
         }
-        let weights = ids
+        let inverse_weights = ids
             .keys()
             .map(|n| match snapshot.pdl_weights.get(*n) {
-                Some(&w) if w.is_finite() && w > 0.0 => w,
+                Some(&w) if w.is_finite() && w > 0.0 && (1.0 / w).is_finite() => 1.0 / w,
                 _ => 1.0,
             })
             .collect();
+        let inverse = |total: u64| if total == 0 { 0.0 } else { 1.0 / total as f64 };
         Self {
-            total: total_online,
+            inverse_total: [
+                inverse(total_online.cpus_milli),
+                inverse(total_online.mem_mib),
+                inverse(total_online.disk_mib),
+            ],
             ids,
             usage,
-            weights,
+            inverse_weights,
         }
     }
 
@@ -67,17 +73,11 @@ impl<'s> FairShare<'s> {
     /// Weighted dominant share of product line `p`.
     pub(crate) fn share(&self, p: usize) -> f64 {
         let u = self.usage[p];
-        let frac = |used: u64, total: u64| {
-            if total == 0 {
-                0.0
-            } else {
-                used as f64 / total as f64
-            }
-        };
-        let dominant = frac(u.cpus_milli, self.total.cpus_milli)
-            .max(frac(u.mem_mib, self.total.mem_mib))
-            .max(frac(u.disk_mib, self.total.disk_mib));
-        dominant / self.weights[p]
+        let [c, m, d] = self.inverse_total;
+        let dominant = (u.cpus_milli as f64 * c)
+            .max(u.mem_mib as f64 * m)
+            .max(u.disk_mib as f64 * d);
+        dominant * self.inverse_weights[p]
     }
 
     pub(crate) fn charge(&mut self, p: usize, r: &Resources) {

@@ -38,7 +38,7 @@ impl StaticTable {
 #[derive(Debug, Default)]
 pub(crate) struct Filters {
     tables: Vec<StaticTable>,
-    table_by_key: FxHashMap<(String, Operator, Option<String>), usize>,
+    table_by_key: FxHashMap<(String, Operator, Option<String>), Result<usize, ConstraintError>>,
     sets: Vec<Rc<[u64]>>,
     set_by_key: FxHashMap<Vec<usize>, usize>,
     groups: FxHashMap<(usize, usize), Rc<Group>>,
@@ -77,14 +77,20 @@ impl Filters {
         c: &Constraint,
     ) -> Result<usize, ConstraintError> {
         let key = (c.attribute.clone(), c.operator, c.value.clone());
-        if let Some(&t) = self.table_by_key.get(&key) {
-            return Ok(t);
+        if let Some(t) = self.table_by_key.get(&key) {
+            return t.clone();
         }
         let column = cluster.column_id(&c.attribute);
         let values = &cluster.column(column).values;
         let (pass, pass_missing) = match c.operator {
             Operator::Like | Operator::Unlike => {
-                let re = c.regex()?;
+                let re = match c.regex() {
+                    Ok(re) => re,
+                    Err(e) => {
+                        self.table_by_key.insert(key, Err(e.clone()));
+                        return Err(e);
+                    }
+                };
                 let like = c.operator == Operator::Like;
                 let pass = values.iter().map(|v| re.is_match(v) == like).collect();
                 (pass, !like)
@@ -100,7 +106,7 @@ impl Filters {
             pass,
             pass_missing,
         });
-        self.table_by_key.insert(key, t);
+        self.table_by_key.insert(key, Ok(t));
         Ok(t)
     }
 

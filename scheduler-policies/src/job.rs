@@ -104,7 +104,7 @@ impl<'s> JobState<'s> {
         }
         let mut tables = Vec::new();
         for c in &self.req.constraints {
-            c.validate().map_err(|e| e.to_string())?;
+            c.validate_shape().map_err(|e| e.to_string())?;
             if !c.is_dynamic() {
                 let t = filters
                     .static_table(cluster, c)

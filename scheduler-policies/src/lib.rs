@@ -4,16 +4,20 @@
 //! round in one call and commit it as one raft entry.
 //!
 //! ```text
-//!  Snapshot ──► compile (once per round / per job)            ──► place (per task)                 ──► Plan
-//!  agents       agents: free resources, ports, interned          priority levels, high first        placements
-//!  running      attributes, index ordered by free score          └ product lines by weighted DRF     (task → agent
-//!  pending      by request size, then free score              └ jobs in request order               + host ports)
-//!  weights              bitset (shared by equal constraint sets)    quota check ─► over quota          unplaced + why
-//!  quotas               dynamic constraints → per-value counts      filter+rank: Policy walks the      preemptions
-//!                       lower bound of one task's free score          index from the lower bound,
-//!                                                                      yields FEASIBLE agents only
-//!                                                                   none? preempt (if allowed)
-//!                                                                   still none? explain once per job
+//!   Snapshot                 compile (once per round)          place (per task)                  Plan
+//!  ┌──────────┐   ┌─────────────────────────────────┐   ┌──────────────────────────────┐   ┌────────────┐
+//!  │ agents   │──►│ agents: free, ports, interned   │   │ priority levels, high first  │   │ placements │
+//!  │ running  │   │   attributes, index by request  │   │  └ product lines: weighted   │   │ task→agent │
+//!  │ pending  │   │   size then free score          │──►│    DRF, lowest share first   │──►│ +host ports│
+//!  │ weights  │   │ jobs: static constraints →      │   │    └ jobs in request order   │   │ unplaced + │
+//!  │ quotas   │   │   eligibility bitset (shared);  │   │ over a quota? ─► it waits    │   │   why      │
+//!  └──────────┘   │   dynamic ones → counts/value   │   │ FILTER+RANK: the policy scans│   │ preemptions│
+//!                 └─────────────────────────────────┘   │  the index from its cursor;  │   └────────────┘
+//!                                                       │  yields feasible agents only │
+//!                                                       │ none? preempt (if allowed)   │
+//!                                                       │ still none? explain, once    │
+//!                                                       │  per job; its rest wait too  │
+//!                                                       └──────────────────────────────┘
 //! ```
 //!
 //! * [`plan`] / [`plan_with`]: the round (`planner.rs`).

@@ -104,6 +104,7 @@ impl<'s, 'p> Round<'s, 'p> {
     }
 
     fn run(mut self) -> Plan<'s> {
+        self.plan.placements.reserve(self.snapshot.pending_tasks());
         let mut order: Vec<usize> = (0..self.jobs.len()).collect();
         order.sort_by_key(|&j| std::cmp::Reverse(self.jobs[j].req.priority));
         let priorities: Vec<i32> = self.jobs.iter().map(|j| j.req.priority).collect();
@@ -226,11 +227,13 @@ impl<'s, 'p> Round<'s, 'p> {
             }
             (_, Some(b)) => (b, true),
             (Some(a), None) => (a, false),
-            (None, None) if job.cursor.is_some() => (first_fit(None)?, true),
-            (None, None) => {
-                self.plan.stats.agents_examined += examined;
-                return None;
-            }
+            (None, None) => match job.cursor.and_then(|_| first_fit(None)) {
+                Some(b) => (b, true),
+                None => {
+                    self.plan.stats.agents_examined += examined;
+                    return None;
+                }
+            },
         };
         self.plan.stats.agents_examined += examined;
         let pick = pick as usize;

@@ -23,6 +23,10 @@ pub(crate) struct Preemptor<'s> {
     gone: Vec<bool>,
 }
 
+/// Cost of a victim set, compared lexicographically: highest victim
+/// priority, number of victims, freed capacity, agent index.
+type Cost = (i32, usize, u64, usize);
+
 /// Chosen agent and victims (indices into the snapshot's `running`).
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Choice {
@@ -61,7 +65,7 @@ impl<'s> Preemptor<'s> {
         let priority = job.req.priority;
         self.index(cluster);
         let by_agent = self.by_agent.as_deref().unwrap_or(&[]);
-        let mut best: Option<((i32, usize, u64, usize), Vec<u32>)> = None;
+        let mut best: Option<(Cost, Vec<u32>)> = None;
         let mut candidates: Vec<u32> = Vec::new();
         for (i, on_agent) in by_agent.iter().enumerate() {
             if on_agent.is_empty() || !job.allowed(cluster, i) {

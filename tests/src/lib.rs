@@ -7,5 +7,11 @@
 pub mod cluster;
 pub mod http;
 
+/// The generated etcd v3 KV client (benchmarks only).
+#[allow(missing_debug_implementations, clippy::all)]
+pub mod etcd {
+    tonic::include_proto!("etcdserverpb");
+}
+
 pub use cluster::{ocean_bin, Cluster, MasterProc};
 pub use http::Api;

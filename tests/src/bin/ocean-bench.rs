@@ -1,0 +1,438 @@
+//! Benchmark drivers for the masters (see docs/benchmarks.md for results):
+//!
+//! - `failover`: time from SIGKILL of the leader to the first acknowledged
+//!   write through a surviving master, over many kills.
+//! - `writes`: job puts per second and latency through a 3-master cluster,
+//!   side by side with a 3-member etcd cluster driven the same way.
+//! - `memory`: master RSS with N jobs stored, and the time for restarted
+//!   masters to be serving again.
+//!
+//! Everything runs on loopback and stops by itself.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use ocean_proto::v1::ocean_api_client::OceanApiClient;
+use ocean_proto::v1::PutJobRequest;
+use ocean_tests::cluster::free_addr;
+use ocean_tests::etcd::kv_client::KvClient;
+use ocean_tests::etcd::PutRequest;
+use ocean_tests::http::{job_id, job_spec};
+use ocean_tests::Cluster;
+use tonic::transport::{Channel, Endpoint};
+
+#[derive(Debug, Parser)]
+#[command(about = "Ocean master benchmarks")]
+struct Args {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// SIGKILL the leader repeatedly and time the first acknowledged write.
+    Failover {
+        #[arg(long, default_value_t = 20)]
+        kills: usize,
+    },
+    /// Throughput and latency of writes, Ocean and etcd side by side.
+    Writes {
+        /// Concurrent clients, comma-separated.
+        #[arg(long, default_value = "1,16,256")]
+        clients: String,
+        /// Seconds per run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Skip etcd.
+        #[arg(long)]
+        no_etcd: bool,
+    },
+    /// RSS with N jobs and restart-to-serving time.
+    Memory {
+        #[arg(long, default_value_t = 100_000)]
+        jobs: usize,
+    },
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    match args.cmd {
+        Cmd::Failover { kills } => failover(kills).await,
+        Cmd::Writes {
+            clients,
+            seconds,
+            no_etcd,
+        } => {
+            let clients: Vec<usize> = clients
+                .split(',')
+                .map(|c| c.trim().parse().context("--clients: not a number"))
+                .collect::<anyhow::Result<_>>()?;
+            writes(&clients, Duration::from_secs(seconds), !no_etcd).await
+        }
+        Cmd::Memory { jobs } => memory(jobs).await,
+    }
+}
+
+async fn failover(kills: usize) -> anyhow::Result<()> {
+    let mut c = Cluster::start(3, &[])?;
+    let all = [1, 2, 3];
+    let mut times = Vec::new();
+    for k in 0..kills {
+        let leader = c.wait_leader(&all, Duration::from_secs(20)).await?;
+        // Everyone caught up and healthy before the kill.
+        let r = c.master(leader).api().put_job(&format!("warm{k}")).await?;
+        anyhow::ensure!(r.status < 300, "warm-up write failed: {:?}", r.body);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let survivor = all.iter().copied().find(|i| *i != leader).unwrap_or(1);
+        let api = c.master(survivor).api();
+        c.master_mut(leader).kill();
+        let t0 = Instant::now();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match api.put_job(&format!("f{k}-{attempt}")).await {
+                Ok(r) if r.status < 300 => break,
+                _ if t0.elapsed() > Duration::from_secs(30) => bail!("no write acknowledged 30 s after the kill"),
+                _ => {}
+            }
+        }
+        let dt = t0.elapsed();
+        println!("kill {k}: leader {leader} -> first ack through {survivor} after {} ({attempt} attempts)", ms(dt));
+        times.push(dt);
+        c.master_mut(leader).start()?;
+    }
+    times.sort();
+    println!(
+        "failover over {} kills: p50 {}, p90 {}, max {}",
+        times.len(),
+        ms(percentile(&times, 0.5)),
+        ms(percentile(&times, 0.9)),
+        ms(*times.last().unwrap_or(&Duration::ZERO))
+    );
+    Ok(())
+}
+
+fn connect(addr: &str) -> anyhow::Result<Channel> {
+    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+        .tcp_nodelay(true)
+        .connect_lazy())
+}
+
+/// One load run: `clients` tasks sending as fast as they are answered.
+async fn run_load<F, Fut>(clients: usize, dur: Duration, op: F) -> (u64, Vec<Duration>, u64)
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let op = Arc::new(op);
+    let deadline = Instant::now() + dur;
+    let mut tasks = Vec::new();
+    for client in 0..clients {
+        let op = op.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0u64;
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                if op(client, n).await {
+                    lat.push(t.elapsed());
+                } else {
+                    errors += 1;
+                }
+                n += 1;
+            }
+            (lat, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        if let Ok((l, e)) = t.await {
+            all.extend(l);
+            errors += e;
+        }
+    }
+    all.sort();
+    (all.len() as u64, all, errors)
+}
+
+async fn writes(clients: &[usize], dur: Duration, with_etcd: bool) -> anyhow::Result<()> {
+    let c = Cluster::start(3, &[])?;
+    let leader = c.wait_leader(&[1, 2, 3], Duration::from_secs(20)).await?;
+    let grpc = c.master(leader).grpc.to_string();
+    // The value etcd stores is the same canonical spec Ocean stores.
+    c.master(leader).api().put_job("probe").await?;
+    let stored = c.master(leader).api().get(&format!("/v1/jobs/{}", job_id("probe"))).await?;
+    let value = serde_json::to_vec(&stored.body["spec"])?;
+    println!("value size: {} bytes (canonical job spec)", value.len());
+    let channels: Vec<Channel> = (0..8).map(|_| connect(&grpc)).collect::<anyhow::Result<_>>()?;
+
+    let etcd = if with_etcd { Some(EtcdCluster::start()?) } else { None };
+    let etcd_leader = match &etcd {
+        Some(e) => Some(e.leader_endpoint().await?),
+        None => None,
+    };
+    let etcd_channels: Vec<Channel> = match &etcd_leader {
+        Some(ep) => (0..8).map(|_| connect(ep)).collect::<anyhow::Result<_>>()?,
+        None => Vec::new(),
+    };
+
+    println!("| clients | system | writes/s | p50 | p99 | errors |");
+    println!("|---|---|---|---|---|---|");
+    for &n in clients {
+        let chans = channels.clone();
+        let (count, lat, errors) = run_load(n, dur, move |client, seq| {
+            let mut api = OceanApiClient::new(chans[client % chans.len()].clone());
+            async move {
+                let spec = job_spec(&format!("w{client}-{seq}-{n}"));
+                let req = PutJobRequest {
+                    spec: serde_json::to_vec(&spec).unwrap_or_default(),
+                    format: "json".into(),
+                };
+                api.put_job(req).await.is_ok()
+            }
+        })
+        .await;
+        println!(
+            "| {n} | ocean | {:.0} | {} | {} | {errors} |",
+            count as f64 / dur.as_secs_f64(),
+            ms(percentile(&lat, 0.5)),
+            ms(percentile(&lat, 0.99))
+        );
+        if std::env::var_os("OCEAN_BENCH_DEBUG").is_some() {
+            let api = c.master(leader).api();
+            let fs = api.metric("ocean_raft_fsync_seconds_sum").await.unwrap_or(0.0);
+            let fc = api.metric("ocean_raft_fsync_seconds_count").await.unwrap_or(1.0);
+            let es = api.metric("ocean_raft_entries_per_write_sum").await.unwrap_or(0.0);
+            eprintln!("  leader: {fc} synced writes, mean fsync {:.2} ms, mean entries/write {:.1}", fs / fc * 1000.0, es / fc);
+        }
+        if !etcd_channels.is_empty() {
+            let chans = etcd_channels.clone();
+            let value = value.clone();
+            let (count, lat, errors) = run_load(n, dur, move |client, seq| {
+                let mut kv = KvClient::new(chans[client % chans.len()].clone());
+                let req = PutRequest {
+                    key: job_id(&format!("w{client}-{seq}-{n}")).into_bytes(),
+                    value: value.clone(),
+                    ..Default::default()
+                };
+                async move { kv.put(req).await.is_ok() }
+            })
+            .await;
+            println!(
+                "| {n} | etcd 3.4 | {:.0} | {} | {} | {errors} |",
+                count as f64 / dur.as_secs_f64(),
+                ms(percentile(&lat, 0.5)),
+                ms(percentile(&lat, 0.99))
+            );
+        }
+    }
+    drop(etcd);
+    Ok(())
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+async fn memory(jobs: usize) -> anyhow::Result<()> {
+    let mut c = Cluster::start(3, &[])?;
+    let leader = c.wait_leader(&[1, 2, 3], Duration::from_secs(20)).await?;
+    let base: Vec<u64> = (1..=3).map(|i| rss_kib(c.master(i).pid().unwrap_or(0))).collect();
+    let grpc = c.master(leader).grpc.to_string();
+    let chans: Vec<Channel> = (0..8).map(|_| connect(&grpc)).collect::<anyhow::Result<_>>()?;
+    let t0 = Instant::now();
+    let per = jobs.div_ceil(64);
+    let mut tasks = Vec::new();
+    for w in 0..64 {
+        let mut api = OceanApiClient::new(chans[w % chans.len()].clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per {
+                let n = w * per + i;
+                if n >= jobs {
+                    break;
+                }
+                let spec = job_spec(&format!("m{n}"));
+                let req = PutJobRequest {
+                    spec: serde_json::to_vec(&spec).unwrap_or_default(),
+                    format: "json".into(),
+                };
+                let mut tries = 0;
+                while api.put_job(req.clone()).await.is_err() && tries < 5 {
+                    tries += 1;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    println!("loaded {jobs} jobs in {:.1} s", t0.elapsed().as_secs_f64());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for i in 1..=3u64 {
+        let rss = rss_kib(c.master(i).pid().unwrap_or(0));
+        let count = c.master(i).api().get("/v1/status").await?.body["jobs"].as_u64().unwrap_or(0);
+        println!(
+            "master {i}{}: {count} jobs, RSS {:.1} MiB (empty: {:.1} MiB)",
+            if i == leader { " (leader)" } else { "" },
+            rss as f64 / 1024.0,
+            base[(i - 1) as usize] as f64 / 1024.0
+        );
+    }
+    // One follower restarts.
+    let follower = (1..=3).find(|i| *i != leader).unwrap_or(1);
+    c.master_mut(follower).kill();
+    let t0 = Instant::now();
+    c.master_mut(follower).start()?;
+    wait_serving(&c, follower, jobs).await?;
+    println!("restarted follower {follower}: serving {jobs} jobs after {}", ms(t0.elapsed()));
+    // All three restart.
+    for i in 1..=3 {
+        c.master_mut(i).kill();
+    }
+    let t0 = Instant::now();
+    for i in 1..=3 {
+        c.master_mut(i).start()?;
+    }
+    for i in 1..=3 {
+        wait_serving(&c, i, jobs).await?;
+    }
+    let serving = t0.elapsed();
+    c.wait_leader(&[1, 2, 3], Duration::from_secs(20)).await?;
+    loop {
+        let r = c.master(1).api().put_job("after-restart").await?;
+        if r.status < 300 {
+            break;
+        }
+    }
+    println!(
+        "restarted all three: every master serving reads of {jobs} jobs after {}, first write acknowledged after {}",
+        ms(serving),
+        ms(t0.elapsed())
+    );
+    for i in 1..=3u64 {
+        println!(
+            "master {i} after restart: RSS {:.1} MiB",
+            rss_kib(c.master(i).pid().unwrap_or(0)) as f64 / 1024.0
+        );
+    }
+    Ok(())
+}
+
+async fn wait_serving(c: &Cluster, id: u64, jobs: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(r) = c.master(id).api().get("/v1/status").await {
+            if r.body["jobs"].as_u64() == Some(jobs as u64) {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("master {id} not serving {jobs} jobs after 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Three etcd members on loopback, killed on drop.
+struct EtcdCluster {
+    procs: Vec<std::process::Child>,
+    clients: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl EtcdCluster {
+    fn start() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let peers: Vec<String> = (0..3).map(|_| free_addr().to_string()).collect();
+        let clients: Vec<String> = (0..3).map(|_| free_addr().to_string()).collect();
+        let initial = peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("e{i}=http://{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut procs = Vec::new();
+        for i in 0..3 {
+            let log = std::fs::File::create(dir.path().join(format!("e{i}.log")))?;
+            procs.push(
+                std::process::Command::new("etcd")
+                    .args(["--name", &format!("e{i}")])
+                    .arg("--data-dir")
+                    .arg(dir.path().join(format!("e{i}")))
+                    .args(["--listen-client-urls", &format!("http://{}", clients[i])])
+                    .args(["--advertise-client-urls", &format!("http://{}", clients[i])])
+                    .args(["--listen-peer-urls", &format!("http://{}", peers[i])])
+                    .args(["--initial-advertise-peer-urls", &format!("http://{}", peers[i])])
+                    .args(["--initial-cluster", &initial])
+                    .args(["--initial-cluster-state", "new", "--initial-cluster-token", "bench"])
+                    .stdin(std::process::Stdio::null())
+                    .stdout(log.try_clone()?)
+                    .stderr(log)
+                    .spawn()
+                    .context("spawn etcd (apt-get install etcd-server)")?,
+            );
+        }
+        Ok(EtcdCluster {
+            procs,
+            clients,
+            _dir: dir,
+        })
+    }
+
+    /// The client address of the current leader.
+    async fn leader_endpoint(&self) -> anyhow::Result<String> {
+        let endpoints = self.clients.join(",");
+        for _ in 0..100 {
+            let out = std::process::Command::new("etcdctl")
+                .env("ETCDCTL_API", "3")
+                .args(["--endpoints", &endpoints, "endpoint", "status", "-w", "json"])
+                .output()?;
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
+                for ep in v.as_array().into_iter().flatten() {
+                    let me = ep["Status"]["header"]["member_id"].as_u64();
+                    let leader = ep["Status"]["leader"].as_u64();
+                    if me.is_some() && me == leader {
+                        let e = ep["Endpoint"].as_str().unwrap_or_default();
+                        return Ok(e.trim_start_matches("http://").to_string());
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        bail!("etcd elected no leader")
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for p in &mut self.procs {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+    }
+}
