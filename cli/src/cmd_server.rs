@@ -48,6 +48,10 @@ pub struct MasterArgs {
     /// Applied entries kept before the log is compacted behind a snapshot.
     #[arg(long)]
     snapshot_entries: Option<u64>,
+    /// Do not fsync the raft log. Loses acknowledged writes on power
+    /// failure: for measuring, never for production.
+    #[arg(long)]
+    unsafe_no_fsync: bool,
 }
 
 /// Flags of `ocean dev`.
@@ -129,6 +133,9 @@ fn config_from(args: MasterArgs) -> anyhow::Result<MasterConfig> {
     }
     if let Some(s) = args.snapshot_entries {
         cfg.raft.snapshot_entries = s;
+    }
+    if args.unsafe_no_fsync {
+        cfg.raft.fsync = false;
     }
     cfg.validate()?;
     Ok(cfg)

@@ -359,7 +359,9 @@ impl<T: Transport> Driver<T> {
         let appended = ready.entries().len();
         let timing = self.store.write_batch(batch)?;
         if timing.synced {
-            self.metrics.fsync_seconds.observe(timing.elapsed.as_secs_f64());
+            self.metrics
+                .fsync_seconds
+                .observe(timing.elapsed.as_secs_f64());
             self.metrics.entries_per_write.observe(appended as f64);
         }
         self.announce(announce);

@@ -316,7 +316,10 @@ impl RaftStore {
             _ => false,
         };
         if hs_changed {
-            batch.put(HARD_STATE, hs.write_to_bytes().map_err(|e| corrupt("hard state", e))?);
+            batch.put(
+                HARD_STATE,
+                hs.write_to_bytes().map_err(|e| corrupt("hard state", e))?,
+            );
         }
         if batch.is_empty() {
             return Ok(WriteTiming {
@@ -450,8 +453,10 @@ impl StoreBatch {
     /// Appends log entries (replacing any conflicting tail).
     pub fn append(&mut self, entries: &[Entry]) -> Result<()> {
         for e in entries {
-            self.batch
-                .put(log_key(e.index), e.write_to_bytes().map_err(|e| corrupt("log entry", e))?);
+            self.batch.put(
+                log_key(e.index),
+                e.write_to_bytes().map_err(|e| corrupt("log entry", e))?,
+            );
         }
         self.entries.extend_from_slice(entries);
         Ok(())
@@ -497,8 +502,10 @@ impl StoreBatch {
             self.batch.delete(member_key(*id));
         }
         if let Some(cs) = conf_state {
-            self.batch
-                .put(CONF_STATE, cs.write_to_bytes().map_err(|e| corrupt("conf state", e))?);
+            self.batch.put(
+                CONF_STATE,
+                cs.write_to_bytes().map_err(|e| corrupt("conf state", e))?,
+            );
             self.conf_state = Some(cs.clone());
         }
         self.batch.put(APPLIED, two_u64(applied_index, version));

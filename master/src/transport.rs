@@ -20,8 +20,6 @@ use crate::state::ClusterState;
 
 /// How long one batch may take before the peer counts as unreachable.
 const SEND_TIMEOUT: Duration = Duration::from_secs(2);
-/// Largest number of messages in one batch.
-const MAX_BATCH: usize = 1024;
 
 /// Builds a lazily-connecting gRPC channel to a master.
 pub fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
@@ -75,11 +73,14 @@ impl PeerHealth {
 
 struct PeerLink {
     addr: String,
-    tx: mpsc::UnboundedSender<Message>,
+    client: RaftTransportClient<Channel>,
+    stream: Option<mpsc::Sender<RaftBatch>>,
 }
 
 /// The production [`Transport`]: gRPC to each peer's address as recorded in
-/// the replicated membership.
+/// the replicated membership (or as the peer announced it). Ordinary
+/// messages go straight from the driver into a long-lived stream per peer;
+/// snapshots go as unary calls so the driver learns their outcome.
 pub struct GrpcTransport {
     id: u64,
     addr: String,
@@ -99,7 +100,7 @@ impl std::fmt::Debug for GrpcTransport {
 }
 
 impl GrpcTransport {
-    /// A transport for master `id`.
+    /// A transport for master `id`, which other masters reach at `addr`.
     pub fn new(
         id: u64,
         addr: String,
@@ -119,21 +120,16 @@ impl GrpcTransport {
         }
     }
 
-    fn link(&mut self, peer: u64) -> Option<&PeerLink> {
+    fn link(&mut self, peer: u64) -> Option<&mut PeerLink> {
         let addr = {
             let st = self.state.read().unwrap_or_else(|p| p.into_inner());
             st.members.get(&peer).map(|m| m.grpc_addr.clone())
         };
         let addr = addr.or_else(|| self.health.address(peer))?;
-        let stale = self
-            .links
-            .get(&peer)
-            .is_none_or(|l| l.addr != addr || l.tx.is_closed());
-        if stale {
+        if self.links.get(&peer).is_none_or(|l| l.addr != addr) {
             // The driver thread is not a runtime thread: channels spawn their
             // connection tasks on the runtime they are created in.
             let _rt = self.runtime.enter();
-            let (tx, rx) = mpsc::unbounded_channel();
             let client = match channel(&addr) {
                 Ok(ch) => RaftTransportClient::new(ch)
                     .max_encoding_message_size(usize::MAX)
@@ -143,80 +139,126 @@ impl GrpcTransport {
                     return None;
                 }
             };
-            self.runtime.spawn(peer_loop(
-                self.id,
-                self.addr.clone(),
+            self.links.insert(
                 peer,
-                client,
-                rx,
-                self.driver.clone(),
-                self.health.clone(),
-            ));
-            self.links.insert(peer, PeerLink { addr, tx });
+                PeerLink {
+                    addr,
+                    client,
+                    stream: None,
+                },
+            );
         }
-        self.links.get(&peer)
+        self.links.get_mut(&peer)
+    }
+
+    fn batch(&self, msgs: &[Message]) -> RaftBatch {
+        RaftBatch {
+            from: self.id,
+            messages: msgs
+                .iter()
+                .filter_map(|m| m.write_to_bytes().ok())
+                .collect(),
+            from_addr: self.addr.clone(),
+        }
+    }
+
+    fn send_to(&mut self, peer: u64, msgs: Vec<Message>) {
+        let (snapshots, normal): (Vec<Message>, Vec<Message>) = msgs
+            .into_iter()
+            .partition(|m| m.get_msg_type() == MessageType::MsgSnapshot);
+        let normal = (!normal.is_empty()).then(|| self.batch(&normal));
+        let snapshots = (!snapshots.is_empty()).then(|| self.batch(&snapshots));
+        let driver = self.driver.clone();
+        let health = self.health.clone();
+        let runtime = self.runtime.clone();
+        let Some(link) = self.link(peer) else {
+            debug!(peer, "no address for peer; dropping raft messages");
+            let _ = driver.send(Msg::Unreachable(peer));
+            return;
+        };
+        if let Some(batch) = normal {
+            if link.stream.as_ref().is_none_or(|s| s.is_closed()) {
+                let _rt = runtime.enter();
+                link.stream = Some(open_stream(
+                    &link.client,
+                    peer,
+                    driver.clone(),
+                    health.clone(),
+                ));
+            }
+            let sent = link
+                .stream
+                .as_ref()
+                .is_some_and(|s| s.try_send(batch).is_ok());
+            if !sent {
+                // Stuck or gone: raft retransmits what matters.
+                let _ = driver.send(Msg::Unreachable(peer));
+            }
+        }
+        if let Some(batch) = snapshots {
+            let mut client = link.client.clone();
+            runtime.spawn(async move {
+                let ok = matches!(
+                    tokio::time::timeout(SEND_TIMEOUT * 5, client.send(batch)).await,
+                    Ok(Ok(_))
+                );
+                if ok {
+                    health.ok(peer);
+                }
+                let _ = driver.send(Msg::SnapshotDone { to: peer, ok });
+            });
+        }
     }
 }
 
 impl Transport for GrpcTransport {
     fn send(&mut self, msgs: Vec<Message>) {
+        let mut by_peer: Vec<(u64, Vec<Message>)> = Vec::new();
         for m in msgs {
-            let to = m.to;
-            match self.link(to) {
-                Some(link) => {
-                    let _ = link.tx.send(m);
-                }
-                None => {
-                    debug!(peer = to, "no address for peer; dropping raft message");
-                    let _ = self.driver.send(Msg::Unreachable(to));
-                }
+            match by_peer.iter_mut().find(|(p, _)| *p == m.to) {
+                Some((_, v)) => v.push(m),
+                None => by_peer.push((m.to, vec![m])),
             }
+        }
+        for (peer, msgs) in by_peer {
+            self.send_to(peer, msgs);
         }
     }
 }
 
-async fn peer_loop(
-    from: u64,
-    from_addr: String,
+/// Batches waiting to go out on a peer's stream before it counts as stuck.
+const STREAM_BACKLOG: usize = 1024;
+/// Opens a long-lived stream to a peer; the returned sender closes when the
+/// stream fails, so the next batch opens a new one.
+fn open_stream(
+    client: &RaftTransportClient<Channel>,
     peer: u64,
-    mut client: RaftTransportClient<Channel>,
-    mut rx: mpsc::UnboundedReceiver<Message>,
     driver: Sender<Msg>,
     health: Arc<PeerHealth>,
-) {
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(m) => batch.push(m),
-                Err(_) => break,
+) -> mpsc::Sender<RaftBatch> {
+    let (tx, rx) = mpsc::channel::<RaftBatch>(STREAM_BACKLOG);
+    let mut client = client.clone();
+    tokio::spawn(async move {
+        let (probe_tx, mut probe_rx) = mpsc::unbounded_channel::<()>();
+        // Count traffic the peer accepts as proof of life.
+        let outgoing = tokio_stream::wrappers::ReceiverStream::new(rx);
+        let outgoing = futures::StreamExt::inspect(outgoing, move |_| {
+            let _ = probe_tx.send(());
+        });
+        let health2 = health.clone();
+        let watcher = tokio::spawn(async move {
+            while probe_rx.recv().await.is_some() {
+                health2.ok(peer);
             }
-        }
-        let has_snapshot = batch
-            .iter()
-            .any(|m| m.get_msg_type() == MessageType::MsgSnapshot);
-        let messages: Vec<Vec<u8>> = batch
-            .iter()
-            .filter_map(|m| m.write_to_bytes().ok())
-            .collect();
-        let req = RaftBatch {
-            from,
-            messages,
-            from_addr: from_addr.clone(),
-        };
-        let ok = matches!(
-            tokio::time::timeout(SEND_TIMEOUT, client.send(req)).await,
-            Ok(Ok(_))
-        );
-        if ok {
-            health.ok(peer);
-        } else {
-            // raft retransmits; what queued up meanwhile is stale.
-            while rx.try_recv().is_ok() {}
+        });
+        let result = client.stream(outgoing).await;
+        watcher.abort();
+        if let Err(status) = result {
+            debug!(peer, error = %status.message(), "raft stream to peer ended");
             let _ = driver.send(Msg::Unreachable(peer));
+            // Do not spin on a dead peer.
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        if has_snapshot {
-            let _ = driver.send(Msg::SnapshotDone { to: peer, ok });
-        }
-    }
+    });
+    tx
 }

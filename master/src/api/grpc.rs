@@ -181,16 +181,12 @@ impl OceanApi for Api {
     }
 }
 
-#[tonic::async_trait]
-impl RaftTransport for Transport {
-    async fn send(
-        &self,
-        req: Request<RaftBatch>,
-    ) -> std::result::Result<Response<RaftAck>, Status> {
-        let batch = req.into_inner();
+impl Transport {
+    /// Hands a batch of raft messages to the driver.
+    fn take_batch(&self, batch: RaftBatch) -> std::result::Result<(), Status> {
         self.0.heard_from(batch.from, &batch.from_addr);
         if !self.0.accepting_raft() {
-            return Ok(Response::new(RaftAck {}));
+            return Ok(());
         }
         for bytes in batch.messages {
             let msg = raft::eraftpb::Message::parse_from_bytes(&bytes).map_err(|e| {
@@ -200,6 +196,28 @@ impl RaftTransport for Transport {
                 .driver()
                 .send(Msg::Raft(Box::new(msg)))
                 .map_err(|_| Status::unavailable("master is shutting down"))?;
+        }
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl RaftTransport for Transport {
+    async fn send(
+        &self,
+        req: Request<RaftBatch>,
+    ) -> std::result::Result<Response<RaftAck>, Status> {
+        self.take_batch(req.into_inner())?;
+        Ok(Response::new(RaftAck {}))
+    }
+
+    async fn stream(
+        &self,
+        req: Request<tonic::Streaming<RaftBatch>>,
+    ) -> std::result::Result<Response<RaftAck>, Status> {
+        let mut stream = req.into_inner();
+        while let Some(batch) = stream.message().await? {
+            self.take_batch(batch)?;
         }
         Ok(Response::new(RaftAck {}))
     }

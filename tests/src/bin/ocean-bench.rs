@@ -107,7 +107,9 @@ async fn failover(kills: usize) -> anyhow::Result<()> {
             attempt += 1;
             match api.put_job(&format!("f{k}-{attempt}")).await {
                 Ok(r) if r.status < 300 => break,
-                _ if t0.elapsed() > Duration::from_secs(30) => bail!("no write acknowledged 30 s after the kill"),
+                _ if t0.elapsed() > Duration::from_secs(30) => {
+                    bail!("no write acknowledged 30 s after the kill")
+                }
                 _ => {}
             }
         }
@@ -173,17 +175,33 @@ where
 }
 
 async fn writes(clients: &[usize], dur: Duration, with_etcd: bool) -> anyhow::Result<()> {
-    let c = Cluster::start(3, &[])?;
+    let extra: Vec<String> = std::env::var("OCEAN_BENCH_MASTER_FLAGS")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let c = Cluster::start(3, &extra)?;
     let leader = c.wait_leader(&[1, 2, 3], Duration::from_secs(20)).await?;
     let grpc = c.master(leader).grpc.to_string();
     // The value etcd stores is the same canonical spec Ocean stores.
     c.master(leader).api().put_job("probe").await?;
-    let stored = c.master(leader).api().get(&format!("/v1/jobs/{}", job_id("probe"))).await?;
+    let stored = c
+        .master(leader)
+        .api()
+        .get(&format!("/v1/jobs/{}", job_id("probe")))
+        .await?;
     let value = serde_json::to_vec(&stored.body["spec"])?;
     println!("value size: {} bytes (canonical job spec)", value.len());
-    let channels: Vec<Channel> = (0..8).map(|_| connect(&grpc)).collect::<anyhow::Result<_>>()?;
+    let channels: Vec<Channel> = (0..8)
+        .map(|_| connect(&grpc))
+        .collect::<anyhow::Result<_>>()?;
 
-    let etcd = if with_etcd { Some(EtcdCluster::start()?) } else { None };
+    let etcd = if with_etcd {
+        Some(EtcdCluster::start()?)
+    } else {
+        None
+    };
     let etcd_leader = match &etcd {
         Some(e) => Some(e.leader_endpoint().await?),
         None => None,
@@ -217,10 +235,23 @@ async fn writes(clients: &[usize], dur: Duration, with_etcd: bool) -> anyhow::Re
         );
         if std::env::var_os("OCEAN_BENCH_DEBUG").is_some() {
             let api = c.master(leader).api();
-            let fs = api.metric("ocean_raft_fsync_seconds_sum").await.unwrap_or(0.0);
-            let fc = api.metric("ocean_raft_fsync_seconds_count").await.unwrap_or(1.0);
-            let es = api.metric("ocean_raft_entries_per_write_sum").await.unwrap_or(0.0);
-            eprintln!("  leader: {fc} synced writes, mean fsync {:.2} ms, mean entries/write {:.1}", fs / fc * 1000.0, es / fc);
+            let fs = api
+                .metric("ocean_raft_fsync_seconds_sum")
+                .await
+                .unwrap_or(0.0);
+            let fc = api
+                .metric("ocean_raft_fsync_seconds_count")
+                .await
+                .unwrap_or(1.0);
+            let es = api
+                .metric("ocean_raft_entries_per_write_sum")
+                .await
+                .unwrap_or(0.0);
+            eprintln!(
+                "  leader: {fc} synced writes, mean fsync {:.2} ms, mean entries/write {:.1}",
+                fs / fc * 1000.0,
+                es / fc
+            );
         }
         if !etcd_channels.is_empty() {
             let chans = etcd_channels.clone();
@@ -262,9 +293,13 @@ fn rss_kib(pid: u32) -> u64 {
 async fn memory(jobs: usize) -> anyhow::Result<()> {
     let mut c = Cluster::start(3, &[])?;
     let leader = c.wait_leader(&[1, 2, 3], Duration::from_secs(20)).await?;
-    let base: Vec<u64> = (1..=3).map(|i| rss_kib(c.master(i).pid().unwrap_or(0))).collect();
+    let base: Vec<u64> = (1..=3)
+        .map(|i| rss_kib(c.master(i).pid().unwrap_or(0)))
+        .collect();
     let grpc = c.master(leader).grpc.to_string();
-    let chans: Vec<Channel> = (0..8).map(|_| connect(&grpc)).collect::<anyhow::Result<_>>()?;
+    let chans: Vec<Channel> = (0..8)
+        .map(|_| connect(&grpc))
+        .collect::<anyhow::Result<_>>()?;
     let t0 = Instant::now();
     let per = jobs.div_ceil(64);
     let mut tasks = Vec::new();
@@ -295,7 +330,9 @@ async fn memory(jobs: usize) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     for i in 1..=3u64 {
         let rss = rss_kib(c.master(i).pid().unwrap_or(0));
-        let count = c.master(i).api().get("/v1/status").await?.body["jobs"].as_u64().unwrap_or(0);
+        let count = c.master(i).api().get("/v1/status").await?.body["jobs"]
+            .as_u64()
+            .unwrap_or(0);
         println!(
             "master {i}{}: {count} jobs, RSS {:.1} MiB (empty: {:.1} MiB)",
             if i == leader { " (leader)" } else { "" },
@@ -309,7 +346,10 @@ async fn memory(jobs: usize) -> anyhow::Result<()> {
     let t0 = Instant::now();
     c.master_mut(follower).start()?;
     wait_serving(&c, follower, jobs).await?;
-    println!("restarted follower {follower}: serving {jobs} jobs after {}", ms(t0.elapsed()));
+    println!(
+        "restarted follower {follower}: serving {jobs} jobs after {}",
+        ms(t0.elapsed())
+    );
     // All three restart.
     for i in 1..=3 {
         c.master_mut(i).kill();
@@ -387,9 +427,17 @@ impl EtcdCluster {
                     .args(["--listen-client-urls", &format!("http://{}", clients[i])])
                     .args(["--advertise-client-urls", &format!("http://{}", clients[i])])
                     .args(["--listen-peer-urls", &format!("http://{}", peers[i])])
-                    .args(["--initial-advertise-peer-urls", &format!("http://{}", peers[i])])
+                    .args([
+                        "--initial-advertise-peer-urls",
+                        &format!("http://{}", peers[i]),
+                    ])
                     .args(["--initial-cluster", &initial])
-                    .args(["--initial-cluster-state", "new", "--initial-cluster-token", "bench"])
+                    .args([
+                        "--initial-cluster-state",
+                        "new",
+                        "--initial-cluster-token",
+                        "bench",
+                    ])
                     .stdin(std::process::Stdio::null())
                     .stdout(log.try_clone()?)
                     .stderr(log)
@@ -410,7 +458,14 @@ impl EtcdCluster {
         for _ in 0..100 {
             let out = std::process::Command::new("etcdctl")
                 .env("ETCDCTL_API", "3")
-                .args(["--endpoints", &endpoints, "endpoint", "status", "-w", "json"])
+                .args([
+                    "--endpoints",
+                    &endpoints,
+                    "endpoint",
+                    "status",
+                    "-w",
+                    "json",
+                ])
                 .output()?;
             if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
                 for ep in v.as_array().into_iter().flatten() {
