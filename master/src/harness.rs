@@ -301,7 +301,7 @@ fn lagging_follower_catches_up_by_snapshot() {
     let lagging = if leader == 3 { 2 } else { 3 };
     c.isolated.insert(lagging);
     for n in 0..200 {
-        let _ = c.propose(leader, n);
+        drop(c.propose(leader, n));
         if n % 10 == 0 {
             c.round();
         }
@@ -356,7 +356,7 @@ fn restart_of_every_node_recovers_state() {
     let mut c = Cluster::new(3, 5, 30);
     let leader = c.run_until_leader(&BTreeSet::new());
     for n in 0..100 {
-        let _ = c.propose(leader, n);
+        drop(c.propose(leader, n));
     }
     c.settle(50);
     let before = c.state(1);

@@ -448,7 +448,7 @@ pub async fn start(config: &MasterConfig) -> Result<Started> {
             forward_clients: Mutex::new(HashMap::new()),
             grpc_addr,
             http_addr,
-            accepting_raft: std::sync::atomic::AtomicBool::new(!(fresh && !seeds.is_empty())),
+            accepting_raft: std::sync::atomic::AtomicBool::new(!fresh || seeds.is_empty()),
         }),
     };
     if fresh && !seeds.is_empty() {

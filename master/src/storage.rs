@@ -233,11 +233,15 @@ impl RaftStore {
     /// Writes the initial cluster on an empty store: every bootstrapped
     /// master must be given the same `members`.
     pub fn bootstrap(&self, members: &[Member]) -> Result<()> {
-        let mut cs = ConfState::default();
-        cs.voters = members.iter().map(|m| m.id).collect();
-        let mut hs = HardState::default();
-        hs.term = INIT_TERM;
-        hs.commit = INIT_INDEX;
+        let cs = ConfState {
+            voters: members.iter().map(|m| m.id).collect(),
+            ..Default::default()
+        };
+        let hs = HardState {
+            term: INIT_TERM,
+            commit: INIT_INDEX,
+            ..Default::default()
+        };
 
         let mut batch = WriteBatch::default();
         batch.put(
@@ -599,11 +603,12 @@ mod tests {
     use raft::Storage;
 
     fn entry(index: u64, term: u64) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e.data = vec![index as u8; 3].into();
-        e
+        Entry {
+            index,
+            term,
+            data: vec![index as u8; 3].into(),
+            ..Default::default()
+        }
     }
 
     fn member(id: u64) -> Member {
