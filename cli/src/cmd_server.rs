@@ -119,6 +119,10 @@ fn config_from(args: MasterArgs) -> anyhow::Result<MasterConfig> {
             cfg.peers.clear();
         }
     }
+    if cfg.peers.is_empty() && cfg.join.is_empty() {
+        // A master given neither is a cluster of one.
+        cfg.peers = [(cfg.id, cfg.grpc.to_string())].into();
+    }
     if args.advertise_http.is_some() {
         cfg.advertise_http = args.advertise_http;
     }

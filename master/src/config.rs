@@ -25,8 +25,10 @@ pub struct MasterConfig {
     #[serde(default = "default_grpc")]
     pub grpc: SocketAddr,
     /// The initial cluster: raft id -> gRPC address of every master,
-    /// including this one. Used only to bootstrap an empty data dir.
-    #[serde(default)]
+    /// including this one. Used only to bootstrap an empty data dir. In
+    /// TOML either a table `{ 1 = "host:port", ... }` or the flag's form
+    /// `"1=host:port,2=host:port"`.
+    #[serde(default, deserialize_with = "deserialize_peers")]
     pub peers: BTreeMap<u64, String>,
     /// gRPC addresses of running masters to ask to add this one. When set and
     /// the data dir is empty, the master starts empty and waits for the
@@ -193,6 +195,31 @@ impl MasterConfig {
     }
 }
 
+fn deserialize_peers<'de, D>(d: D) -> std::result::Result<BTreeMap<u64, String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Peers {
+        Text(String),
+        Table(BTreeMap<String, String>),
+    }
+    use serde::de::Error as _;
+    match Peers::deserialize(d)? {
+        Peers::Text(s) => parse_peers(&s).map_err(D::Error::custom),
+        Peers::Table(t) => t
+            .into_iter()
+            .map(|(k, v)| {
+                k.trim()
+                    .parse::<u64>()
+                    .map(|id| (id, v))
+                    .map_err(|_| D::Error::custom(format!("peers: key '{k}' is not a positive integer id")))
+            })
+            .collect(),
+    }
+}
+
 /// Parses `1=host:port,2=host:port` into a peer map.
 pub fn parse_peers(s: &str) -> Result<BTreeMap<u64, String>> {
     let mut peers = BTreeMap::new();
@@ -229,6 +256,24 @@ mod tests {
         assert!(parse_peers("1=a:1,1=b:2").is_err());
         assert!(parse_peers("x=a:1").is_err());
         assert!(parse_peers("127.0.0.1:1").is_err());
+    }
+
+    #[test]
+    fn toml_peers_as_table_or_text() {
+        let base = "id = 1\ndata_dir = \"/tmp/x\"\n";
+        let t: MasterConfig =
+            toml::from_str(&format!("{base}peers = {{ 1 = \"a:1\", 2 = \"b:2\" }}")).unwrap();
+        assert_eq!(t.peers[&2], "b:2");
+        let t: MasterConfig = toml::from_str(&format!("{base}peers = \"1=a:1,3=c:3\"")).unwrap();
+        assert_eq!(t.peers[&3], "c:3");
+        let e = toml::from_str::<MasterConfig>(&format!("{base}peers = {{ x = \"a:1\" }}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("peers"), "{e}");
+        let e = toml::from_str::<MasterConfig>(&format!("{base}bogus = 1"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bogus"), "{e}");
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub enum Start {
     /// `version`, plus the changes already queued after it.
     Snapshot {
         version: u64,
-        jobs: Vec<Job>,
+        jobs: Vec<Arc<Job>>,
         backlog: Vec<(u64, Change)>,
     },
 }

@@ -6,6 +6,7 @@
 //! commands that changed something; watchers resume from it on any master.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use ocean_proto::v1::{command, Command, Job, Member, StateImage};
 use prost::Message;
@@ -15,8 +16,9 @@ use crate::error::{corrupt, Result};
 /// One change to the state, as the change feed publishes it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
-    /// A job was created or its spec replaced.
-    JobPut(Job),
+    /// A job was created or its spec replaced (shared with the state, so
+    /// the feed holds no copy of its own).
+    JobPut(Arc<Job>),
     /// A job was deleted.
     JobDeleted(String),
 }
@@ -46,7 +48,7 @@ pub struct ClusterState {
     /// Raft index of the last applied entry.
     pub applied_index: u64,
     /// Jobs by service-tree id.
-    pub jobs: BTreeMap<String, Job>,
+    pub jobs: BTreeMap<String, Arc<Job>>,
     /// Masters by raft id, with their addresses.
     pub members: BTreeMap<u64, Member>,
 }
@@ -92,29 +94,20 @@ impl ClusterState {
 
     fn put_job(&mut self, id: &str, spec_json: &[u8]) -> (Outcome, Option<Change>) {
         let next = self.version + 1;
-        let outcome = match self.jobs.get_mut(id) {
+        let (outcome, created_version) = match self.jobs.get(id) {
             Some(existing) if existing.spec_json == spec_json => return (Outcome::Unchanged, None),
-            Some(existing) => {
-                existing.spec_json = spec_json.to_vec();
-                existing.updated_version = next;
-                Outcome::Updated
-            }
-            None => {
-                self.jobs.insert(
-                    id.to_string(),
-                    Job {
-                        id: id.to_string(),
-                        spec_json: spec_json.to_vec(),
-                        created_version: next,
-                        updated_version: next,
-                    },
-                );
-                Outcome::Created
-            }
+            Some(existing) => (Outcome::Updated, existing.created_version),
+            None => (Outcome::Created, next),
         };
+        let job = Arc::new(Job {
+            id: id.to_string(),
+            spec_json: spec_json.to_vec(),
+            created_version,
+            updated_version: next,
+        });
+        self.jobs.insert(id.to_string(), job.clone());
         self.version = next;
-        let job = self.jobs.get(id).cloned();
-        (outcome, job.map(Change::JobPut))
+        (outcome, Some(Change::JobPut(job)))
     }
 
     /// Records a member's addresses (from a conf change's context).
@@ -132,7 +125,7 @@ impl ClusterState {
         StateImage {
             version: self.version,
             applied_index: self.applied_index,
-            jobs: self.jobs.values().cloned().collect(),
+            jobs: self.jobs.values().map(|j| Job::clone(j)).collect(),
             members: self.members.values().cloned().collect(),
         }
         .encode_to_vec()
@@ -144,7 +137,11 @@ impl ClusterState {
         Ok(ClusterState {
             version: image.version,
             applied_index: image.applied_index,
-            jobs: image.jobs.into_iter().map(|j| (j.id.clone(), j)).collect(),
+            jobs: image
+                .jobs
+                .into_iter()
+                .map(|j| (j.id.clone(), Arc::new(j)))
+                .collect(),
             members: image.members.into_iter().map(|m| (m.id, m)).collect(),
         })
     }

@@ -187,7 +187,7 @@ impl RaftStore {
                 break;
             }
             let job = Job::decode(&*v).map_err(|e| corrupt("job", e))?;
-            state.jobs.insert(job.id.clone(), job);
+            state.jobs.insert(job.id.clone(), Arc::new(job));
         }
         for item in db.iterator(IteratorMode::From(
             MEMBER_PREFIX,

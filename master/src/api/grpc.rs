@@ -105,7 +105,7 @@ impl OceanApi for Api {
     async fn get_job(&self, req: Request<JobRef>) -> std::result::Result<Response<Job>, Status> {
         let id = req.into_inner().id;
         self.0
-            .read(|st| st.jobs.get(&id).cloned())
+            .read(|st| st.jobs.get(&id).map(|j| Job::clone(j)))
             .map(Response::new)
             .ok_or_else(|| to_status(Error::NotFound { kind: "job", id }))
     }
@@ -133,7 +133,7 @@ impl OceanApi for Api {
         _req: Request<ListJobsRequest>,
     ) -> std::result::Result<Response<ListJobsResponse>, Status> {
         Ok(Response::new(self.0.read(|st| ListJobsResponse {
-            jobs: st.jobs.values().cloned().collect(),
+            jobs: st.jobs.values().map(|j| Job::clone(j)).collect(),
             version: st.version,
         })))
     }
@@ -165,11 +165,14 @@ impl OceanApi for Api {
             Ok(match item {
                 WatchItem::Snapshot { version, jobs } => Event {
                     version,
-                    kind: Some(event::Kind::Snapshot(Snapshot { version, jobs })),
+                    kind: Some(event::Kind::Snapshot(Snapshot {
+                        version,
+                        jobs: jobs.iter().map(|j| Job::clone(j)).collect(),
+                    })),
                 },
                 WatchItem::Change(version, Change::JobPut(job)) => Event {
                     version,
-                    kind: Some(event::Kind::JobPut(job)),
+                    kind: Some(event::Kind::JobPut(Job::clone(&job))),
                 },
                 WatchItem::Change(version, Change::JobDeleted(id)) => Event {
                     version,

@@ -259,7 +259,7 @@ async fn list_jobs(State(m): State<Master>, Query(q): Query<ReadQuery>) -> ApiRe
                 .take_while(|(k, _)| k.starts_with(p.as_str()))
                 .map(|(_, j)| job_json(j))
                 .collect(),
-            None => st.jobs.values().map(job_json).collect(),
+            None => st.jobs.values().map(|j| job_json(j)).collect(),
         };
         (st.version, jobs)
     });
@@ -275,7 +275,7 @@ async fn get_job(
     Query(q): Query<ReadQuery>,
 ) -> ApiResult<Response> {
     wait_version(&m, &q).await?;
-    let (version, job) = m.read(|st| (st.version, st.jobs.get(&id).map(job_json)));
+    let (version, job) = m.read(|st| (st.version, st.jobs.get(&id).map(|j| job_json(j))));
     match job {
         Some(j) => Ok(with_version(version, j)),
         None => Err(Error::NotFound { kind: "job", id }.into()),
@@ -387,7 +387,7 @@ async fn events(
                 .id(version.to_string())
                 .event("snapshot")
                 .data(
-                    json!({"version": version, "jobs": jobs.iter().map(job_json).collect::<Vec<_>>()})
+                    json!({"version": version, "jobs": jobs.iter().map(|j| job_json(j)).collect::<Vec<_>>()})
                         .to_string(),
                 ),
             WatchItem::Change(v, Change::JobPut(job)) => SseEvent::default()

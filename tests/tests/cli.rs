@@ -1,0 +1,124 @@
+//! The `ocean` binary as a user runs it: `ocean dev`, the client commands,
+//! and clear errors for bad flags, config files and specs.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use ocean_tests::cluster::free_addr;
+use ocean_tests::ocean_bin;
+
+fn ocean(args: &[&str], addr: Option<&str>) -> Output {
+    let mut cmd = Command::new(ocean_bin());
+    cmd.args(args).stdin(Stdio::null());
+    if let Some(a) = addr {
+        cmd.env("OCEAN_ADDR", a);
+    }
+    cmd.output().expect("run ocean")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn repo_file(rel: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(rel)
+        .display()
+        .to_string()
+}
+
+struct Dev(std::process::Child);
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn dev_runs_the_tour() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = free_addr().to_string();
+    let grpc = free_addr().to_string();
+    let _dev = Dev(
+        Command::new(ocean_bin())
+            .args(["dev", "--http", &http, "--grpc", &grpc])
+            .env("OCEAN_DATA_DIR", dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let o = ocean(&["status"], Some(&http));
+        if o.status.success() && text(&o).contains("role leader") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "ocean dev did not come up: {}", text(&o));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let id = "cop.example_owt.dev_pdl.demo_service.web_job.http_cluster.dev";
+    let o = ocean(&["job", "run", &repo_file("docs/examples/http-server.yaml")], Some(&http));
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("created"), "{}", text(&o));
+    let o = ocean(&["job", "run", &repo_file("docs/examples/http-server.json")], Some(&http));
+    assert!(text(&o).contains("unchanged"), "JSON and YAML examples differ: {}", text(&o));
+    let o = ocean(&["job", "list"], Some(&http));
+    assert!(text(&o).contains(id), "{}", text(&o));
+    let o = ocean(&["--json", "job", "status", id], Some(&http));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["spec"]["instances"], 2);
+    // A client given a dead master first fails over to the live one.
+    let both = format!("{},{}", free_addr(), http);
+    let o = ocean(&["job", "stop", id], Some(&both));
+    assert!(o.status.success(), "{}", text(&o));
+    let o = ocean(&["job", "status", id], Some(&http));
+    assert!(!o.status.success());
+    assert!(text(&o).contains("not found"), "{}", text(&o));
+    // Bad specs are refused naming the field, from a file or stdin.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, br#"{"id":"cop.a_owt.b_pdl.c_service.d_job.e_cluster.f","cmd":"x","instances":"many"}"#).unwrap();
+    let o = ocean(&["job", "run", bad.to_str().unwrap()], Some(&http));
+    assert!(!o.status.success());
+    assert!(text(&o).contains("instances"), "{}", text(&o));
+}
+
+#[test]
+fn bad_flags_and_config_files_are_named() {
+    let o = ocean(&["master", "--id", "1"], None);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("--data-dir"), "{}", text(&o));
+
+    let o = ocean(&["master", "--id", "1", "--data-dir", "/tmp/x", "--peers", "1=nowhere"], None);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("peers"), "{}", text(&o));
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("m.toml");
+    std::fs::write(&cfg, "id = 1\ndata_dir = \"/tmp/x\"\nbogus = 3\n").unwrap();
+    let o = ocean(&["master", "--config", cfg.to_str().unwrap()], None);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("bogus"), "{}", text(&o));
+
+    std::fs::write(&cfg, "id = 1\ndata_dir = \"/tmp/x\"\n[raft]\nelection_ticks = 1\n").unwrap();
+    let o = ocean(&["master", "--config", cfg.to_str().unwrap()], None);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("election_ticks"), "{}", text(&o));
+
+    let o = ocean(&["job", "run", "/nonexistent/spec.json"], Some("127.0.0.1:1"));
+    assert!(!o.status.success());
+    assert!(text(&o).contains("/nonexistent/spec.json"), "{}", text(&o));
+
+    let o = ocean(&["status"], Some(&free_addr().to_string()));
+    assert!(!o.status.success());
+    assert!(text(&o).contains("no master answered"), "{}", text(&o));
+}
