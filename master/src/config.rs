@@ -211,10 +211,9 @@ where
         Peers::Table(t) => t
             .into_iter()
             .map(|(k, v)| {
-                k.trim()
-                    .parse::<u64>()
-                    .map(|id| (id, v))
-                    .map_err(|_| D::Error::custom(format!("peers: key '{k}' is not a positive integer id")))
+                k.trim().parse::<u64>().map(|id| (id, v)).map_err(|_| {
+                    D::Error::custom(format!("peers: key '{k}' is not a positive integer id"))
+                })
             })
             .collect(),
     }

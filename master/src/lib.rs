@@ -25,6 +25,7 @@ pub mod feed;
 pub mod master;
 pub mod metrics;
 pub mod node;
+pub mod startup;
 pub mod state;
 pub mod storage;
 pub mod transport;
@@ -34,4 +35,5 @@ mod harness;
 
 pub use config::{parse_peers, MasterConfig, RaftSettings};
 pub use error::{Error, Result};
-pub use master::{bind, run, start, Master};
+pub use master::Master;
+pub use startup::{bind, run, start};

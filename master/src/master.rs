@@ -1,6 +1,6 @@
-//! [`Master`]: the handle the APIs use — propose (locally on the leader, or
-//! forwarded to it), read state, follow the leader — and [`run`], which
-//! wires storage, the raft driver thread, the transport and the servers.
+//! [`Master`]: the handle the APIs use: propose (locally on the leader, or
+//! forwarded to it), read state, follow the leader. Starting one is in
+//! `startup.rs`.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -9,21 +9,17 @@ use std::time::Duration;
 
 use ocean_proto::raft::raft_transport_client::RaftTransportClient;
 use ocean_proto::raft::{forward_request, AddMember, ForwardRequest};
-use ocean_proto::v1::{command, Command, Member};
+use ocean_proto::v1::{Command, Member};
 use prost::Message as _;
-use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tonic::transport::Channel;
-use tracing::{info, warn};
 
-use crate::config::MasterConfig;
 use crate::error::{Error, Result};
 use crate::feed::Feed;
 use crate::metrics::Metrics;
-use crate::node::{self, Driver, MemberChange, Msg, NodeStatus};
+use crate::node::{MemberChange, Msg, NodeStatus};
 use crate::state::{Applied, ClusterState, Outcome};
-use crate::storage::RaftStore;
-use crate::transport::{channel, GrpcTransport, PeerHealth};
+use crate::transport::{channel, PeerHealth};
 
 /// How long a write waits for a leader and for its commit.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -31,25 +27,25 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A running master, shared by its API servers.
 #[derive(Clone, Debug)]
 pub struct Master {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 #[derive(Debug)]
-struct Inner {
-    id: u64,
-    driver: std_mpsc::Sender<Msg>,
-    status: watch::Receiver<NodeStatus>,
-    state: Arc<RwLock<ClusterState>>,
-    feed: Arc<Feed>,
-    metrics: Metrics,
-    health: Arc<PeerHealth>,
-    forward_clients: Mutex<HashMap<String, RaftTransportClient<Channel>>>,
-    grpc_addr: String,
-    http_addr: String,
+pub(crate) struct Inner {
+    pub(crate) id: u64,
+    pub(crate) driver: std_mpsc::Sender<Msg>,
+    pub(crate) status: watch::Receiver<NodeStatus>,
+    pub(crate) state: Arc<RwLock<ClusterState>>,
+    pub(crate) feed: Arc<Feed>,
+    pub(crate) metrics: Metrics,
+    pub(crate) health: Arc<PeerHealth>,
+    pub(crate) forward_clients: Mutex<HashMap<String, RaftTransportClient<Channel>>>,
+    pub(crate) grpc_addr: String,
+    pub(crate) http_addr: String,
     /// False while joining: raft traffic that arrives before the leader has
     /// (re)added this master carries replication progress from before it
     /// lost its data, which raft-rs rightly refuses to trust.
-    accepting_raft: std::sync::atomic::AtomicBool,
+    pub(crate) accepting_raft: std::sync::atomic::AtomicBool,
 }
 
 impl Master {
@@ -177,7 +173,7 @@ impl Master {
         }
     }
 
-    fn forward_client(&self, addr: &str) -> Result<RaftTransportClient<Channel>> {
+    pub(crate) fn forward_client(&self, addr: &str) -> Result<RaftTransportClient<Channel>> {
         let mut clients = self
             .inner
             .forward_clients
@@ -310,281 +306,4 @@ impl Master {
 enum Routed<T> {
     Local(T),
     Forwarded(u64),
-}
-
-/// Builds a set-member command (a master announcing its addresses).
-fn set_member_command(m: Member) -> Command {
-    Command {
-        kind: Some(command::Kind::SetMember(m)),
-    }
-}
-
-/// A started master: its handle and what to await for shutdown.
-#[derive(Debug)]
-pub struct Started {
-    /// The handle.
-    pub master: Master,
-    driver_thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Started {
-    /// Stops the raft driver and waits for it.
-    pub fn stop(mut self) {
-        let _ = self.master.inner.driver.send(Msg::Shutdown);
-        if let Some(t) = self.driver_thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Opens the store, bootstraps or joins, and starts the raft driver thread.
-/// The caller serves the APIs (see [`run`]).
-pub async fn start(config: &MasterConfig) -> Result<Started> {
-    config.validate()?;
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::Io {
-        context: format!("create data dir {}", config.data_dir.display()),
-        source,
-    })?;
-    let store = RaftStore::open(&config.data_dir.join("raft"), config.raft.fsync)?;
-    let grpc_addr = config.advertised_grpc();
-    let http_addr = config.advertised_http();
-    let fresh = store.is_empty();
-    let mut seeds = config.join.clone();
-    if fresh && seeds.is_empty() && config.peers.len() > 1 {
-        // An empty data dir in a cluster that already runs means this
-        // master lost its data: rejoin instead of bootstrapping, or the
-        // leader would trust entries it no longer has.
-        let others: Vec<String> = config
-            .peers
-            .iter()
-            .filter(|(id, _)| **id != config.id)
-            .map(|(_, a)| a.clone())
-            .collect();
-        if cluster_is_running(&others).await {
-            warn!(
-                id = config.id,
-                "data dir is empty but the cluster is running: rejoining"
-            );
-            seeds = others;
-        }
-    }
-    if fresh && seeds.is_empty() {
-        let members: Vec<Member> = config
-            .peers
-            .iter()
-            .map(|(id, addr)| Member {
-                id: *id,
-                grpc_addr: addr.clone(),
-                // Every master must bootstrap the same state; each then
-                // announces its own REST address through the log.
-                http_addr: String::new(),
-            })
-            .collect();
-        store.bootstrap(&members)?;
-        info!(id = config.id, peers = ?config.peers.keys().collect::<Vec<_>>(), "bootstrapped a new cluster");
-    }
-    let state = store.state();
-    let version = state.read().map(|s| s.version).unwrap_or(0);
-    let feed = Feed::new(100_000, version);
-    let metrics = Metrics::new();
-    let health = Arc::new(PeerHealth::default());
-    let (status_tx, status_rx) = watch::channel(NodeStatus {
-        id: config.id,
-        role: "follower",
-        term: 0,
-        leader: 0,
-        commit_index: 0,
-        applied_index: 0,
-        version,
-        first_index: 0,
-        voters: Vec::new(),
-        progress: Vec::new(),
-        removed: false,
-    });
-    let (tx, rx) = std_mpsc::channel();
-    let transport = GrpcTransport::new(
-        config.id,
-        grpc_addr.clone(),
-        state.clone(),
-        tx.clone(),
-        tokio::runtime::Handle::current(),
-        health.clone(),
-    );
-    let driver = Driver::new(
-        config.id,
-        store,
-        &config.raft,
-        transport,
-        feed.clone(),
-        metrics.clone(),
-        status_tx,
-    )?;
-    let settings = config.raft.clone();
-    let driver_thread = std::thread::Builder::new()
-        .name(format!("raft-{}", config.id))
-        .spawn(move || {
-            let run = std::panic::AssertUnwindSafe(|| node::run(driver, rx, &settings));
-            if std::panic::catch_unwind(run).is_err() {
-                // Serving without a raft driver would answer with stale,
-                // unreplicated state forever: fail loudly instead.
-                tracing::error!("raft driver panicked; stopping this master");
-                std::process::exit(70);
-            }
-        })
-        .map_err(|source| Error::Io {
-            context: "spawn raft driver thread".into(),
-            source,
-        })?;
-
-    let master = Master {
-        inner: Arc::new(Inner {
-            id: config.id,
-            driver: tx,
-            status: status_rx,
-            state,
-            feed,
-            metrics,
-            health,
-            forward_clients: Mutex::new(HashMap::new()),
-            grpc_addr,
-            http_addr,
-            accepting_raft: std::sync::atomic::AtomicBool::new(!fresh || seeds.is_empty()),
-        }),
-    };
-    if fresh && !seeds.is_empty() {
-        tokio::spawn(join_cluster(master.clone(), seeds));
-    }
-    tokio::spawn(announce_self(master.clone()));
-    Ok(Started {
-        master,
-        driver_thread: Some(driver_thread),
-    })
-}
-
-/// Whether any of these masters knows a leader.
-async fn cluster_is_running(addrs: &[String]) -> bool {
-    use ocean_proto::v1::ocean_api_client::OceanApiClient;
-    let probes = addrs.iter().map(|a| async move {
-        let Ok(ch) = channel(a) else { return false };
-        let mut client = OceanApiClient::new(ch);
-        let call = client.leader(ocean_proto::v1::LeaderRequest {});
-        matches!(
-            tokio::time::timeout(Duration::from_millis(1500), call).await,
-            Ok(Ok(_))
-        )
-    });
-    futures::future::join_all(probes)
-        .await
-        .into_iter()
-        .any(|x| x)
-}
-
-/// Asks running masters to add this one, until one of them accepts.
-async fn join_cluster(master: Master, seeds: Vec<String>) {
-    let req = ForwardRequest {
-        kind: Some(forward_request::Kind::AddMember(AddMember {
-            id: master.inner.id,
-            grpc_addr: master.inner.grpc_addr.clone(),
-            http_addr: master.inner.http_addr.clone(),
-            rejoin: true,
-        })),
-    };
-    loop {
-        for seed in &seeds {
-            // Ask the seed who leads, then ask the leader.
-            let leader = match channel(seed) {
-                Ok(ch) => {
-                    let mut c = ocean_proto::v1::ocean_api_client::OceanApiClient::new(ch);
-                    match c.leader(ocean_proto::v1::LeaderRequest {}).await {
-                        Ok(r) => r.into_inner().grpc_addr,
-                        Err(_) => continue,
-                    }
-                }
-                Err(_) => continue,
-            };
-            let target = if leader.is_empty() {
-                seed.clone()
-            } else {
-                leader
-            };
-            let Ok(mut client) = master.forward_client(&target) else {
-                continue;
-            };
-            match client.forward(req.clone()).await {
-                Ok(_) => {
-                    info!(leader = %target, "joined the cluster");
-                    master
-                        .inner
-                        .accepting_raft
-                        .store(true, std::sync::atomic::Ordering::SeqCst);
-                    return;
-                }
-                Err(status) => {
-                    warn!(leader = %target, error = %status.message(), "join request failed; retrying")
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Keeps this master's addresses in the replicated membership current, so
-/// every master can name the leader's REST address.
-async fn announce_self(master: Master) {
-    let me = Member {
-        id: master.inner.id,
-        grpc_addr: master.inner.grpc_addr.clone(),
-        http_addr: master.inner.http_addr.clone(),
-    };
-    loop {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if master.status().removed {
-            return;
-        }
-        let known = master.read(|st| st.members.get(&me.id).cloned());
-        let Some(known) = known else { continue };
-        if known == me || master.status().leader == 0 {
-            continue;
-        }
-        if let Err(e) = master.propose(set_member_command(me.clone())).await {
-            warn!(error = %e, "could not announce this master's addresses; will retry");
-        }
-    }
-}
-
-/// Runs a master until `shutdown` resolves: raft driver, gRPC and REST.
-pub async fn run(
-    config: MasterConfig,
-    http: TcpListener,
-    grpc: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<()> {
-    let started = start(&config).await?;
-    let master = started.master.clone();
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    let grpc_server = crate::api::grpc::serve(master.clone(), grpc, wait_stop(stop_rx.clone()));
-    let http_server = crate::api::http::serve(master.clone(), http, wait_stop(stop_rx));
-    info!(id = config.id, http = %config.http, grpc = %config.grpc, "master serving");
-    let (g, h) = tokio::join!(grpc_server, http_server);
-    tokio::task::spawn_blocking(move || started.stop())
-        .await
-        .ok();
-    g?;
-    h?;
-    Ok(())
-}
-
-async fn wait_stop(mut rx: watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await;
-}
-
-/// Binds a listener, naming the address on failure.
-pub async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| Error::Bind { addr, source })
 }

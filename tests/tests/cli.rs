@@ -47,31 +47,43 @@ fn dev_runs_the_tour() {
     let dir = tempfile::tempdir().unwrap();
     let http = free_addr().to_string();
     let grpc = free_addr().to_string();
-    let _dev = Dev(
-        Command::new(ocean_bin())
-            .args(["dev", "--http", &http, "--grpc", &grpc])
-            .env("OCEAN_DATA_DIR", dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _dev = Dev(Command::new(ocean_bin())
+        .args(["dev", "--http", &http, "--grpc", &grpc])
+        .env("OCEAN_DATA_DIR", dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap());
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let o = ocean(&["status"], Some(&http));
         if o.status.success() && text(&o).contains("role leader") {
             break;
         }
-        assert!(Instant::now() < deadline, "ocean dev did not come up: {}", text(&o));
+        assert!(
+            Instant::now() < deadline,
+            "ocean dev did not come up: {}",
+            text(&o)
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let id = "cop.example_owt.dev_pdl.demo_service.web_job.http_cluster.dev";
-    let o = ocean(&["job", "run", &repo_file("docs/examples/http-server.yaml")], Some(&http));
+    let o = ocean(
+        &["job", "run", &repo_file("docs/examples/http-server.yaml")],
+        Some(&http),
+    );
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("created"), "{}", text(&o));
-    let o = ocean(&["job", "run", &repo_file("docs/examples/http-server.json")], Some(&http));
-    assert!(text(&o).contains("unchanged"), "JSON and YAML examples differ: {}", text(&o));
+    let o = ocean(
+        &["job", "run", &repo_file("docs/examples/http-server.json")],
+        Some(&http),
+    );
+    assert!(
+        text(&o).contains("unchanged"),
+        "JSON and YAML examples differ: {}",
+        text(&o)
+    );
     let o = ocean(&["job", "list"], Some(&http));
     assert!(text(&o).contains(id), "{}", text(&o));
     let o = ocean(&["--json", "job", "status", id], Some(&http));
@@ -86,7 +98,11 @@ fn dev_runs_the_tour() {
     assert!(text(&o).contains("not found"), "{}", text(&o));
     // Bad specs are refused naming the field, from a file or stdin.
     let bad = dir.path().join("bad.json");
-    std::fs::write(&bad, br#"{"id":"cop.a_owt.b_pdl.c_service.d_job.e_cluster.f","cmd":"x","instances":"many"}"#).unwrap();
+    std::fs::write(
+        &bad,
+        br#"{"id":"cop.a_owt.b_pdl.c_service.d_job.e_cluster.f","cmd":"x","instances":"many"}"#,
+    )
+    .unwrap();
     let o = ocean(&["job", "run", bad.to_str().unwrap()], Some(&http));
     assert!(!o.status.success());
     assert!(text(&o).contains("instances"), "{}", text(&o));
@@ -98,7 +114,18 @@ fn bad_flags_and_config_files_are_named() {
     assert!(!o.status.success());
     assert!(text(&o).contains("--data-dir"), "{}", text(&o));
 
-    let o = ocean(&["master", "--id", "1", "--data-dir", "/tmp/x", "--peers", "1=nowhere"], None);
+    let o = ocean(
+        &[
+            "master",
+            "--id",
+            "1",
+            "--data-dir",
+            "/tmp/x",
+            "--peers",
+            "1=nowhere",
+        ],
+        None,
+    );
     assert!(!o.status.success());
     assert!(text(&o).contains("peers"), "{}", text(&o));
 
@@ -109,12 +136,19 @@ fn bad_flags_and_config_files_are_named() {
     assert!(!o.status.success());
     assert!(text(&o).contains("bogus"), "{}", text(&o));
 
-    std::fs::write(&cfg, "id = 1\ndata_dir = \"/tmp/x\"\n[raft]\nelection_ticks = 1\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "id = 1\ndata_dir = \"/tmp/x\"\n[raft]\nelection_ticks = 1\n",
+    )
+    .unwrap();
     let o = ocean(&["master", "--config", cfg.to_str().unwrap()], None);
     assert!(!o.status.success());
     assert!(text(&o).contains("election_ticks"), "{}", text(&o));
 
-    let o = ocean(&["job", "run", "/nonexistent/spec.json"], Some("127.0.0.1:1"));
+    let o = ocean(
+        &["job", "run", "/nonexistent/spec.json"],
+        Some("127.0.0.1:1"),
+    );
     assert!(!o.status.success());
     assert!(text(&o).contains("/nonexistent/spec.json"), "{}", text(&o));
 

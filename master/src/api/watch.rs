@@ -15,7 +15,10 @@ use crate::state::Change;
 #[derive(Debug, Clone)]
 pub enum WatchItem {
     /// Replace everything with these jobs at `version`.
-    Snapshot { version: u64, jobs: Vec<std::sync::Arc<Job>> },
+    Snapshot {
+        version: u64,
+        jobs: Vec<std::sync::Arc<Job>>,
+    },
     /// One change.
     Change(u64, Change),
 }

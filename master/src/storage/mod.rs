@@ -29,49 +29,14 @@ use raft::{GetEntriesContext, RaftState, StorageError};
 use rocksdb::{IteratorMode, WriteBatch, WriteOptions, DB};
 
 use crate::error::{corrupt, storage, Result};
-use crate::state::{Change, ClusterState};
+use crate::state::ClusterState;
 
-const HARD_STATE: &[u8] = b"r:hs";
-const CONF_STATE: &[u8] = b"r:cs";
-const TRUNCATED: &[u8] = b"r:trunc";
-const LOG_PREFIX: &[u8] = b"r:log:";
-const LOG_END: &[u8] = b"r:log;";
-const APPLIED: &[u8] = b"s:applied";
-const JOB_PREFIX: &[u8] = b"s:job:";
-const MEMBER_PREFIX: &[u8] = b"s:member:";
-const STATE_START: &[u8] = b"s:";
-const STATE_END: &[u8] = b"s;";
+mod batch;
+mod keys;
 
-/// The index and term every bootstrapped master starts its log at. Starting
-/// above zero means a master that joins later can only catch up through a
-/// snapshot, so it learns the initial membership from it (as TiKV does).
-pub const INIT_INDEX: u64 = 5;
-const INIT_TERM: u64 = 5;
-
-fn log_key(index: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(LOG_PREFIX.len() + 8);
-    k.extend_from_slice(LOG_PREFIX);
-    k.extend_from_slice(&index.to_be_bytes());
-    k
-}
-
-fn two_u64(a: u64, b: u64) -> Vec<u8> {
-    let mut v = a.to_be_bytes().to_vec();
-    v.extend_from_slice(&b.to_be_bytes());
-    v
-}
-
-fn read_two_u64(bytes: &[u8], what: &'static str) -> Result<(u64, u64)> {
-    if bytes.len() != 16 {
-        return Err(corrupt(
-            what,
-            format!("expected 16 bytes, got {}", bytes.len()),
-        ));
-    }
-    let a = u64::from_be_bytes(bytes[..8].try_into().map_err(|e| corrupt(what, e))?);
-    let b = u64::from_be_bytes(bytes[8..].try_into().map_err(|e| corrupt(what, e))?);
-    Ok((a, b))
-}
+pub use batch::StoreBatch;
+pub use keys::INIT_INDEX;
+use keys::*;
 
 /// The raft log's in-memory mirror.
 #[derive(Debug, Default)]
@@ -433,102 +398,6 @@ impl RaftStore {
     }
 }
 
-/// Writes staged for one RocksDB write (see [`RaftStore::batch`]).
-#[derive(Default)]
-pub struct StoreBatch {
-    batch: WriteBatch,
-    entries: Vec<Entry>,
-    hard_state: Option<HardState>,
-    commit: Option<u64>,
-    conf_state: Option<ConfState>,
-    sync: bool,
-}
-
-impl std::fmt::Debug for StoreBatch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoreBatch")
-            .field("entries", &self.entries.len())
-            .field("sync", &self.sync)
-            .finish()
-    }
-}
-
-impl StoreBatch {
-    /// Appends log entries (replacing any conflicting tail).
-    pub fn append(&mut self, entries: &[Entry]) -> Result<()> {
-        for e in entries {
-            self.batch.put(
-                log_key(e.index),
-                e.write_to_bytes().map_err(|e| corrupt("log entry", e))?,
-            );
-        }
-        self.entries.extend_from_slice(entries);
-        Ok(())
-    }
-
-    /// Sets the hard state.
-    pub fn hard_state(&mut self, hs: &HardState) {
-        self.hard_state = Some(hs.clone());
-    }
-
-    /// Raises the commit index (recoverable from the quorum, so it needs
-    /// no sync of its own).
-    pub fn commit(&mut self, commit: u64) {
-        self.commit = Some(self.commit.unwrap_or(0).max(commit));
-    }
-
-    /// Asks for the write to be synced to disk.
-    pub fn sync(&mut self) {
-        self.sync = true;
-    }
-
-    /// Records what applying entries changed: jobs, membership, the
-    /// applied index and version.
-    pub fn applied(
-        &mut self,
-        changes: &[Change],
-        members: &[Member],
-        removed: &[u64],
-        conf_state: Option<&ConfState>,
-        applied_index: u64,
-        version: u64,
-    ) -> Result<()> {
-        for c in changes {
-            match c {
-                Change::JobPut(job) => self.batch.put(job_key(&job.id), job.encode_to_vec()),
-                Change::JobDeleted(id) => self.batch.delete(job_key(id)),
-            }
-        }
-        for m in members {
-            self.batch.put(member_key(m.id), m.encode_to_vec());
-        }
-        for id in removed {
-            self.batch.delete(member_key(*id));
-        }
-        if let Some(cs) = conf_state {
-            self.batch.put(
-                CONF_STATE,
-                cs.write_to_bytes().map_err(|e| corrupt("conf state", e))?,
-            );
-            self.conf_state = Some(cs.clone());
-        }
-        self.batch.put(APPLIED, two_u64(applied_index, version));
-        Ok(())
-    }
-}
-
-fn job_key(id: &str) -> Vec<u8> {
-    let mut k = JOB_PREFIX.to_vec();
-    k.extend_from_slice(id.as_bytes());
-    k
-}
-
-fn member_key(id: u64) -> Vec<u8> {
-    let mut k = MEMBER_PREFIX.to_vec();
-    k.extend_from_slice(&id.to_be_bytes());
-    k
-}
-
 impl raft::Storage for RaftStore {
     fn initial_state(&self) -> raft::Result<RaftState> {
         let core = self.core();
@@ -598,91 +467,4 @@ impl raft::Storage for RaftStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use raft::Storage;
-
-    fn entry(index: u64, term: u64) -> Entry {
-        Entry {
-            index,
-            term,
-            data: vec![index as u8; 3].into(),
-            ..Default::default()
-        }
-    }
-
-    fn member(id: u64) -> Member {
-        Member {
-            id,
-            grpc_addr: format!("127.0.0.1:{id}"),
-            http_addr: String::new(),
-        }
-    }
-
-    #[test]
-    fn bootstrap_append_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let s = RaftStore::open(dir.path(), true).unwrap();
-            assert!(s.is_empty());
-            s.bootstrap(&[member(1), member(2), member(3)]).unwrap();
-            assert_eq!(s.first_index().unwrap(), INIT_INDEX + 1);
-            assert_eq!(s.last_index().unwrap(), INIT_INDEX);
-            let ents: Vec<_> = (6..=10).map(|i| entry(i, 6)).collect();
-            let mut hs = s.hard_state();
-            hs.term = 6;
-            s.persist(&ents, Some(&hs)).unwrap();
-            // A new leader overwrites 9..=10 with one entry at term 7.
-            s.persist(&[entry(9, 7)], None).unwrap();
-            assert_eq!(s.last_index().unwrap(), 9);
-        }
-        let s = RaftStore::open(dir.path(), true).unwrap();
-        assert!(!s.is_empty());
-        assert_eq!(s.last_index().unwrap(), 9);
-        assert_eq!(s.term(9).unwrap(), 7);
-        assert_eq!(s.term(8).unwrap(), 6);
-        assert_eq!(s.initial_state().unwrap().hard_state.term, 6);
-        assert_eq!(s.initial_state().unwrap().conf_state.voters, vec![1, 2, 3]);
-        let got = s
-            .entries(6, 10, None, GetEntriesContext::empty(false))
-            .unwrap();
-        assert_eq!(got.len(), 4);
-        assert_eq!(s.state().read().unwrap().members.len(), 3);
-    }
-
-    #[test]
-    fn compact_then_snapshot_and_restore() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = RaftStore::open(dir.path(), false).unwrap();
-        s.bootstrap(&[member(1)]).unwrap();
-        let ents: Vec<_> = (6..=20).map(|i| entry(i, 6)).collect();
-        s.persist(&ents, None).unwrap();
-        {
-            let state = s.state();
-            let mut st = state.write().unwrap();
-            st.apply(&crate::state::put_job_command("a".into(), b"{}".to_vec()));
-            st.applied_index = 15;
-        }
-        assert!(s.compact(15).unwrap());
-        assert_eq!(s.first_index().unwrap(), 16);
-        assert!(matches!(
-            s.entries(10, 12, None, GetEntriesContext::empty(false)),
-            Err(raft::Error::Store(StorageError::Compacted))
-        ));
-        assert_eq!(s.term(15).unwrap(), 6);
-        let snap = s.snapshot(0, 2).unwrap();
-        assert_eq!(snap.get_metadata().index, 15);
-
-        // A fresh store takes the snapshot whole.
-        let dir2 = tempfile::tempdir().unwrap();
-        let t = RaftStore::open(dir2.path(), false).unwrap();
-        t.apply_snapshot(&snap).unwrap();
-        assert_eq!(t.first_index().unwrap(), 16);
-        assert_eq!(t.state().read().unwrap().jobs.len(), 1);
-        drop(t);
-        let t = RaftStore::open(dir2.path(), false).unwrap();
-        assert_eq!(t.state().read().unwrap().jobs.len(), 1);
-        assert_eq!(t.state().read().unwrap().applied_index, 15);
-        assert_eq!(t.initial_state().unwrap().conf_state.voters, vec![1]);
-    }
-}
+mod tests;

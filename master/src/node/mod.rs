@@ -16,20 +16,21 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Instant;
 
-use ocean_proto::v1::{command, Command, Member};
+use ocean_proto::v1::{Command, Member};
 use prost::Message as _;
-use protobuf::Message as _;
-use raft::eraftpb::{ConfChange, ConfChangeType, Entry, EntryType, Message};
+use raft::eraftpb::{ConfChange, ConfChangeType, Message};
 use raft::{RawNode, SnapshotStatus, StateRole};
 use tokio::sync::{oneshot, watch};
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::config::RaftSettings;
-use crate::error::{corrupt, Error, Result};
+use crate::error::{Error, Result};
 use crate::feed::Feed;
 use crate::metrics::Metrics;
 use crate::state::{Applied, Change};
-use crate::storage::{RaftStore, StoreBatch};
+use crate::storage::RaftStore;
+
+mod apply;
 
 /// Where the driver sends raft messages. One small trait per boundary: gRPC
 /// in production, an in-memory router in the harness.
@@ -383,131 +384,6 @@ impl<T: Transport> Driver<T> {
         self.maybe_compact()?;
         self.publish_status();
         Ok(())
-    }
-
-    /// Applies committed entries to the state, stages their persistence in
-    /// `batch`, and returns what to announce once the batch is written.
-    fn apply(&mut self, entries: Vec<Entry>, batch: &mut StoreBatch) -> Result<Announce> {
-        if entries.is_empty() {
-            return Ok(Announce::default());
-        }
-        let state = self.store.state();
-        let mut changes: Vec<(u64, Change)> = Vec::new();
-        let mut plain_changes: Vec<Change> = Vec::new();
-        let mut members = Vec::new();
-        let mut removed = Vec::new();
-        let mut conf_state = None;
-        let mut replies: Vec<(Pending, Option<Result<Applied>>, u64)> = Vec::new();
-        let (applied_index, version) = {
-            let mut st = state.write().unwrap_or_else(|p| p.into_inner());
-            for entry in entries {
-                let index = entry.index;
-                let mut result = None;
-                match entry.get_entry_type() {
-                    EntryType::EntryNormal if entry.data.is_empty() => {}
-                    EntryType::EntryNormal => {
-                        let cmd = Command::decode(&*entry.data)
-                            .map_err(|e| corrupt("command in the raft log", e))?;
-                        if let Some(command::Kind::SetMember(m)) = &cmd.kind {
-                            members.push(m.clone());
-                        }
-                        let applied = st.apply(&cmd);
-                        if let Some(c) = &applied.change {
-                            changes.push((applied.version, c.clone()));
-                            plain_changes.push(c.clone());
-                        }
-                        result = Some(Ok(applied));
-                    }
-                    EntryType::EntryConfChange => {
-                        let cc = ConfChange::parse_from_bytes(&entry.data)
-                            .map_err(|e| corrupt("conf change in the raft log", e))?;
-                        let cs = self.raw.apply_conf_change(&cc)?;
-                        match cc.get_change_type() {
-                            ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
-                                if let Ok(m) = Member::decode(&*cc.context) {
-                                    st.set_member(m.clone());
-                                    members.push(m);
-                                }
-                            }
-                            ConfChangeType::RemoveNode => {
-                                st.remove_member(cc.node_id);
-                                removed.push(cc.node_id);
-                                if cc.node_id == self.id {
-                                    warn!(id = self.id, "this master was removed from the cluster");
-                                    self.removed = true;
-                                }
-                            }
-                        }
-                        info!(voters = ?cs.voters, "membership changed");
-                        conf_state = Some(cs);
-                        result = Some(Ok(Applied {
-                            outcome: crate::state::Outcome::Noop,
-                            version: st.version,
-                            change: None,
-                        }));
-                    }
-                    EntryType::EntryConfChangeV2 => {
-                        return Err(corrupt("raft log", "unexpected ConfChangeV2 entry"));
-                    }
-                }
-                st.applied_index = index;
-                self.metrics.applied_entries.inc();
-                if let Some(p) = self.pending.remove(&index) {
-                    let mine = entry.context.len() == 8
-                        && entry.context[..] == p.proposal.to_be_bytes()[..];
-                    replies.push((p, if mine { result } else { None }, index));
-                }
-            }
-            self.metrics.jobs.set(st.jobs.len() as i64);
-            (st.applied_index, st.version)
-        };
-        batch.applied(
-            &plain_changes,
-            &members,
-            &removed,
-            conf_state.as_ref(),
-            applied_index,
-            version,
-        )?;
-        // Proposals at indexes below the applied one that never came back
-        // were overwritten by another leader's entries.
-        let stale: Vec<u64> = self
-            .pending
-            .range(..=applied_index)
-            .map(|(i, _)| *i)
-            .collect();
-        for i in stale {
-            if let Some(p) = self.pending.remove(&i) {
-                replies.push((p, None, i));
-            }
-        }
-        Ok(Announce { changes, replies })
-    }
-
-    /// Publishes applied changes and answers proposers, after their batch
-    /// is written.
-    fn announce(&mut self, a: Announce) {
-        self.feed.publish(a.changes);
-        for (p, result, index) in a.replies {
-            match (p.waiter, result) {
-                (Waiter::Command(tx), Some(r)) => {
-                    let _ = tx.send(r);
-                }
-                (Waiter::Members(tx), Some(_)) => {
-                    let _ = tx.send(Ok(index));
-                }
-                (Waiter::Command(tx), None) => {
-                    let _ = tx.send(Err(Error::NotCommitted(
-                        "leadership changed before the write committed; retry".into(),
-                    )));
-                }
-                (Waiter::Members(tx), None) => {
-                    let _ = tx.send(Err(Error::NotCommitted(
-                        "leadership changed before the membership change committed; retry".into(),
-                    )));
-                }
-            }
-        }
     }
 
     fn maybe_compact(&mut self) -> Result<()> {
