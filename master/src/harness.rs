@@ -73,19 +73,7 @@ fn open_driver(
     let transport = MemTransport::default();
     let outbox = transport.outbox.clone();
     let version = store.state().read().unwrap().version;
-    let (tx, rx) = watch::channel(NodeStatus {
-        id,
-        role: "follower",
-        term: 0,
-        leader: 0,
-        commit_index: 0,
-        applied_index: 0,
-        version,
-        first_index: 0,
-        voters: vec![],
-        progress: vec![],
-        removed: false,
-    });
+    let (tx, rx) = watch::channel(NodeStatus::initial(id, version));
     let d = Driver::new(id, store, s, transport, Feed::new(64, version), metrics, tx).unwrap();
     (d, outbox, rx)
 }

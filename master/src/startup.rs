@@ -98,19 +98,7 @@ pub async fn start(config: &MasterConfig) -> Result<Started> {
     let feed = Feed::new(100_000, version);
     let metrics = Metrics::new();
     let health = Arc::new(PeerHealth::default());
-    let (status_tx, status_rx) = watch::channel(NodeStatus {
-        id: config.id,
-        role: "follower",
-        term: 0,
-        leader: 0,
-        commit_index: 0,
-        applied_index: 0,
-        version,
-        first_index: 0,
-        voters: Vec::new(),
-        progress: Vec::new(),
-        removed: false,
-    });
+    let (status_tx, status_rx) = watch::channel(NodeStatus::initial(config.id, version));
     let (tx, rx) = std_mpsc::channel();
     let transport = GrpcTransport::new(
         config.id,

@@ -110,6 +110,25 @@ pub struct NodeStatus {
     pub removed: bool,
 }
 
+impl NodeStatus {
+    /// What a master knows before its driver's first round.
+    pub fn initial(id: u64, version: u64) -> Self {
+        NodeStatus {
+            id,
+            role: "follower",
+            term: 0,
+            leader: 0,
+            commit_index: 0,
+            applied_index: 0,
+            version,
+            first_index: 0,
+            voters: Vec::new(),
+            progress: Vec::new(),
+            removed: false,
+        }
+    }
+}
+
 enum Waiter {
     Command(oneshot::Sender<Result<Applied>>),
     Members(oneshot::Sender<Result<u64>>),
