@@ -483,15 +483,41 @@ impl<T: Transport> Driver<T> {
     }
 }
 
+/// How long the driver polls for input after a busy round before parking.
+const SPIN: std::time::Duration = std::time::Duration::from_micros(500);
+
+fn spin_recv(rx: &Receiver<Msg>, for_at_most: std::time::Duration) -> Option<Msg> {
+    let until = Instant::now() + for_at_most;
+    loop {
+        if let Ok(msg) = rx.try_recv() {
+            return Some(msg);
+        }
+        if Instant::now() >= until {
+            return None;
+        }
+        std::thread::yield_now();
+    }
+}
+
 /// Runs the driver on the current thread until shutdown or a fatal error.
 /// Many inputs are taken per round, so many proposals share one Ready and
 /// one fsync (group commit).
 pub fn run<T: Transport>(mut driver: Driver<T>, rx: Receiver<Msg>, settings: &RaftSettings) {
     let tick = settings.tick();
     let mut next_tick = Instant::now() + tick;
+    let mut busy = false;
     loop {
         let wait = next_tick.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(wait) {
+        // Right after work, the next message (a follower's ack, the next
+        // proposal) usually follows within microseconds: poll briefly
+        // before parking the thread, whose wake-up costs far more on a VM.
+        let first = if busy { spin_recv(&rx, SPIN) } else { None };
+        let next = match first {
+            Some(msg) => Ok(msg),
+            None => rx.recv_timeout(wait),
+        };
+        busy = next.is_ok();
+        match next {
             Ok(msg) => {
                 if !driver.handle(msg) {
                     break;
