@@ -2,7 +2,7 @@
 //! mixed constraints and sizes) onto 10,000 agents, in one `plan()` call.
 //!
 //! ```text
-//! CARGO_TARGET_DIR=/work/target-sched cargo bench -p ocean-scheduler-policies \
+//! cargo bench -p ocean-scheduler-policies \
 //!     --bench placement -- --sample-size 10
 //! ```
 //!
