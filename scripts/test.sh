@@ -9,19 +9,7 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\n==> %s\n' "$*"; }
 
-# Debian packages: protoc for the .proto files; librocksdb-dev and
-# libclang-dev to link rocksdb 0.21 against the system RocksDB (seconds
-# instead of a 14-minute build from source).
-need=()
-for pkg in protobuf-compiler librocksdb-dev libclang-dev; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
-done
-if [ ${#need[@]} -gt 0 ]; then
-  log "installing ${need[*]}"
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+./scripts/deps.sh python3   # the agent tests use it for memory and fork-bomb tasks
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   log "installing cargo-nextest"
