@@ -8,7 +8,7 @@ use std::sync::{mpsc as std_mpsc, Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use ocean_proto::raft::raft_transport_client::RaftTransportClient;
-use ocean_proto::raft::{forward_request, AddMember, ForwardRequest};
+use ocean_proto::raft::{forward_request, AddMember, ForwardRequest, ReadIndex};
 use ocean_proto::v1::{Command, Member};
 use prost::Message as _;
 use tokio::sync::{oneshot, watch};
@@ -130,6 +130,46 @@ impl Master {
         })
         .await;
         matches!(reached, Ok(true))
+    }
+
+    /// Asks this master, which must be the leader, for a read index.
+    pub async fn read_index_local(&self) -> Result<u64> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .driver
+            .send(Msg::ReadIndex { reply: tx })
+            .map_err(|_| Error::ShuttingDown)?;
+        match tokio::time::timeout(WRITE_TIMEOUT, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(Error::ShuttingDown),
+            Err(_) => Err(Error::NotCommitted(self.no_quorum_reason())),
+        }
+    }
+
+    /// Waits until this master's state reflects every write acknowledged
+    /// before the call (raft ReadIndex through the leader), so a read that
+    /// follows is linearizable on any master.
+    pub async fn linearizable(&self) -> Result<()> {
+        let req = ForwardRequest {
+            kind: Some(forward_request::Kind::ReadIndex(ReadIndex {})),
+        };
+        let index = match self.through_leader(|| self.read_index_local(), req).await? {
+            Routed::Local(i) | Routed::Forwarded(i) => i,
+        };
+        let mut rx = self.inner.status.clone();
+        let reached = tokio::time::timeout(WRITE_TIMEOUT, async {
+            rx.wait_for(|s| s.applied_index >= index).await.is_ok()
+        })
+        .await;
+        if matches!(reached, Ok(true)) {
+            Ok(())
+        } else {
+            Err(Error::NotCommitted(format!(
+                "master {} has not applied index {index} within {}s",
+                self.inner.id,
+                WRITE_TIMEOUT.as_secs()
+            )))
+        }
     }
 
     /// Proposes a command on this master, which must be the leader, and

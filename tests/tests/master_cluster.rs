@@ -86,6 +86,22 @@ async fn elects_a_leader_and_replicates_writes_to_all() {
             .await?;
         assert_eq!(j.status, 200);
         assert_eq!(j.body["spec"]["instances"], 1);
+        // Linearizable reads: a write through one master is visible at once
+        // through any other with ?consistent=true.
+        for i in 0..15u64 {
+            let name = format!("lin{i}");
+            let r = c.master(i % 3 + 1).api().put_job(&name).await?;
+            assert_eq!(r.status, 201);
+            let other = c.master((i + 1) % 3 + 1).api();
+            let r = other
+                .get(&format!("/v1/jobs/{}?consistent=true", job_id(&name)))
+                .await?;
+            assert_eq!(
+                r.status, 200,
+                "a consistent read missed an acknowledged write: {:?}",
+                r.body
+            );
+        }
         let metrics = c.master(leader).api().get_text("/metrics").await?;
         for name in [
             "ocean_raft_term",
@@ -256,6 +272,13 @@ async fn survivor_of_a_minority_cannot_commit_and_says_so() {
             r.body["code"].as_str(),
             Some("no_leader" | "not_committed")
         ));
+        // A linearizable read cannot be served without a quorum either.
+        let r = c.master(1).api().get("/v1/jobs?consistent=true").await?;
+        assert_eq!(
+            r.status, 503,
+            "a consistent read without quorum was answered {:?}",
+            r.body
+        );
         c.master(2).signal(Signal::SIGCONT);
         c.master(3).signal(Signal::SIGCONT);
         c.wait_leader(&[1, 2, 3], LEADER_TIMEOUT).await?;

@@ -289,6 +289,10 @@ impl RaftTransport for Transport {
                     .map_err(to_status)?;
                 Ok(Response::new(ForwardResponse { version: index }))
             }
+            Some(forward_request::Kind::ReadIndex(_)) => {
+                let index = master.read_index_local().await.map_err(to_status)?;
+                Ok(Response::new(ForwardResponse { version: index }))
+            }
             None => Err(Status::invalid_argument("kind: missing")),
         }
     }

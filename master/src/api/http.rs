@@ -16,8 +16,11 @@
 //! | `GET /metrics`               | Prometheus metrics                          |
 //!
 //! Reads are served from this master's state; every response carries the
-//! `X-Ocean-Version` it reflects, and `?min_version=N` waits (up to 5 s)
-//! until this master has applied version N (read-your-writes anywhere).
+//! `X-Ocean-Version` it reflects. `?min_version=N` waits (up to 5 s) until
+//! this master has applied version N (read-your-writes anywhere), and
+//! `?consistent=true` makes the read linearizable: the master first asks the
+//! leader for a read index (raft ReadIndex, confirmed by a quorum) and waits
+//! until it has applied that far.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -221,10 +224,14 @@ async fn put_job(
 #[serde(deny_unknown_fields)]
 struct ReadQuery {
     min_version: Option<u64>,
+    consistent: Option<bool>,
     prefix: Option<String>,
 }
 
 async fn wait_version(m: &Master, q: &ReadQuery) -> ApiResult<()> {
+    if q.consistent == Some(true) {
+        m.linearizable().await?;
+    }
     if let Some(v) = q.min_version {
         if !m.wait_for_version(v, WRITE_TIMEOUT).await {
             return Err(Error::NotCommitted(format!(

@@ -64,6 +64,9 @@ pub enum Msg {
         change: MemberChange,
         reply: oneshot::Sender<Result<u64>>,
     },
+    /// Confirm leadership with a quorum and answer with the commit index a
+    /// linearizable read must wait for (raft's ReadIndex).
+    ReadIndex { reply: oneshot::Sender<Result<u64>> },
     /// A peer could not be reached.
     Unreachable(u64),
     /// A snapshot send to a peer finished or failed.
@@ -159,6 +162,8 @@ pub struct Driver<T: Transport> {
     next_proposal: u64,
     /// Proposals waiting to be applied, by log index.
     pending: BTreeMap<u64, Pending>,
+    /// Read-index requests waiting for a quorum, by request id.
+    pending_reads: BTreeMap<u64, oneshot::Sender<Result<u64>>>,
     removed: bool,
 }
 
@@ -216,6 +221,7 @@ impl<T: Transport> Driver<T> {
             snapshot_entries: settings.snapshot_entries,
             next_proposal: 1,
             pending: BTreeMap::new(),
+            pending_reads: BTreeMap::new(),
             removed: false,
         })
     }
@@ -235,6 +241,15 @@ impl<T: Transport> Driver<T> {
             }
             Msg::Propose { cmd, reply } => self.propose(cmd, reply),
             Msg::ChangeMembers { change, reply } => self.change_members(change, reply),
+            Msg::ReadIndex { reply } => {
+                if self.raw.raft.state != StateRole::Leader {
+                    let _ = reply.send(Err(self.not_leader()));
+                } else {
+                    let id = self.new_proposal_id();
+                    self.raw.read_index(id.to_be_bytes().to_vec());
+                    self.pending_reads.insert(id, reply);
+                }
+            }
             Msg::Unreachable(peer) => self.raw.report_unreachable(peer),
             Msg::SnapshotDone { to, ok } => {
                 let status = if ok {
@@ -345,11 +360,22 @@ impl<T: Transport> Driver<T> {
 
     /// Processes a Ready if there is one: send, persist, apply, advance.
     pub fn on_ready(&mut self) -> Result<()> {
+        if self.raw.raft.state != StateRole::Leader && !self.pending_reads.is_empty() {
+            for (_, reply) in std::mem::take(&mut self.pending_reads) {
+                let _ = reply.send(Err(self.not_leader()));
+            }
+        }
         if !self.raw.has_ready() {
             self.publish_status();
             return Ok(());
         }
         let mut ready = self.raw.ready();
+        for rs in ready.take_read_states() {
+            let id = <[u8; 8]>::try_from(rs.request_ctx.as_slice()).map(u64::from_be_bytes);
+            if let Some(reply) = id.ok().and_then(|id| self.pending_reads.remove(&id)) {
+                let _ = reply.send(Ok(rs.index));
+            }
+        }
         if !ready.messages().is_empty() {
             self.transport.send(ready.take_messages());
         }
