@@ -2,7 +2,11 @@
 //! protoc comes from Debian's `protobuf-compiler` (installed by `.ci/run`).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/ocean.proto", "proto/raft_transport.proto"];
+    let files = [
+        "proto/ocean.proto",
+        "proto/raft_transport.proto",
+        "proto/agent.proto",
+    ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }

@@ -29,6 +29,7 @@ pub mod ports;
 pub mod procfs;
 pub mod resources;
 pub mod sandbox;
+pub mod session;
 pub mod task;
 pub mod wrapper;
 

@@ -157,8 +157,8 @@ pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
     serve(config_from(args)?).await
 }
 
-/// `ocean dev`: one master with a default data dir; the agent and DNS join
-/// it as they land.
+/// `ocean dev`: one master and one agent in one process, with a default
+/// data dir; DNS joins it as it lands.
 pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let data_dir = match args.data_dir {
         Some(d) => d,
@@ -173,6 +173,26 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         },
     };
     let cfg = MasterConfig::single(1, data_dir.clone(), args.http, args.grpc);
+    // The all-in-one agent registers with this master like any other agent.
+    let agent_dir = data_dir.join("agent");
+    std::fs::create_dir_all(&agent_dir)
+        .with_context(|| format!("creating {}", agent_dir.display()))?;
+    let me = crate::cmd_agent::identity(
+        &agent_dir,
+        &[],
+        None,
+        "31000-32000",
+        None,
+        "127.0.0.1".into(),
+    )?;
+    let masters = vec![args.grpc.to_string()];
+    tokio::spawn(async move {
+        let (state, _) = tokio::sync::watch::channel(Default::default());
+        let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+        if let Err(e) = ocean_agent::session::run(me, masters, state, stop_rx).await {
+            tracing::error!(error = %e, "the dev agent stopped");
+        }
+    });
     eprintln!(
         "ocean dev: master 1 on http://{} (gRPC {}), data in {}",
         args.http,
@@ -183,7 +203,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     serve(cfg).await
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -2,6 +2,7 @@
 //! into the library crates. Everything else lives in those crates.
 
 mod client;
+mod cmd_agent;
 mod cmd_client;
 mod cmd_server;
 
@@ -38,6 +39,9 @@ enum Command {
     /// Work with jobs.
     #[command(subcommand)]
     Job(cmd_client::JobCommand),
+    /// Run an agent (`ocean agent --master ... --data-dir ...`), or
+    /// `ocean agent list`.
+    Agent(cmd_agent::AgentCommand),
     /// Add, remove and list masters.
     #[command(subcommand)]
     Member(cmd_client::MemberCommand),
@@ -45,7 +49,8 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
-    let server = matches!(cli.command, Command::Dev(_) | Command::Master(_));
+    let server = matches!(cli.command, Command::Dev(_) | Command::Master(_))
+        || matches!(&cli.command, Command::Agent(a) if a.is_run());
     init_tracing(server);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -72,6 +77,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status => cmd_client::status(&client()?).await,
         Command::Job(cmd) => cmd_client::job(&client()?, cmd).await,
         Command::Member(cmd) => cmd_client::member(&client()?, cmd).await,
+        Command::Agent(cmd) => cmd_agent::agent(client, cmd).await,
     }
 }
 

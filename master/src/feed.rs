@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, RwLock};
 
-use ocean_proto::v1::Job;
+use ocean_proto::v1::{Agent, Job};
 use tokio::sync::broadcast;
 
 use crate::state::{Change, ClusterState};
@@ -38,6 +38,7 @@ pub enum Start {
     Snapshot {
         version: u64,
         jobs: Vec<Arc<Job>>,
+        agents: Vec<Arc<Agent>>,
         backlog: Vec<(u64, Change)>,
     },
 }
@@ -130,6 +131,7 @@ impl Feed {
             Start::Snapshot {
                 version,
                 jobs: st.jobs.values().cloned().collect(),
+                agents: st.agents.values().cloned().collect(),
                 backlog: ring
                     .items
                     .iter()

@@ -46,6 +46,8 @@ pub(crate) struct Inner {
     /// (re)added this master carries replication progress from before it
     /// lost its data, which raft-rs rightly refuses to trust.
     pub(crate) accepting_raft: std::sync::atomic::AtomicBool,
+    /// Agents connected to this master (meaningful on the leader).
+    pub(crate) sessions: crate::api::agent::Sessions,
 }
 
 impl Master {
@@ -110,6 +112,16 @@ impl Master {
         self.inner
             .accepting_raft
             .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The leader's knowledge of connected agents.
+    pub fn sessions(&self) -> &crate::api::agent::Sessions {
+        &self.inner.sessions
+    }
+
+    /// A receiver of status changes.
+    pub fn status_watch(&self) -> watch::Receiver<NodeStatus> {
+        self.inner.status.clone()
     }
 
     /// Records the address a peer announced in its raft traffic.

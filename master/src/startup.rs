@@ -146,6 +146,7 @@ pub async fn start(config: &MasterConfig) -> Result<Started> {
             forward_clients: Mutex::new(HashMap::new()),
             grpc_addr,
             http_addr,
+            sessions: Default::default(),
             accepting_raft: std::sync::atomic::AtomicBool::new(!fresh || seeds.is_empty()),
         }),
     };

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use ocean_proto::v1::{command, Command, Job, Member, StateImage};
+use ocean_proto::v1::{command, Agent, Command, Job, Member, StateImage};
 use prost::Message;
 
 use crate::error::{corrupt, Result};
@@ -21,6 +21,8 @@ pub enum Change {
     JobPut(Arc<Job>),
     /// A job was deleted.
     JobDeleted(String),
+    /// An agent registered or its facts changed.
+    AgentPut(Arc<Agent>),
 }
 
 /// What applying one command did, reported to whoever proposed it.
@@ -51,6 +53,8 @@ pub struct ClusterState {
     pub jobs: BTreeMap<String, Arc<Job>>,
     /// Masters by raft id, with their addresses.
     pub members: BTreeMap<u64, Member>,
+    /// Agents by id.
+    pub agents: BTreeMap<String, Arc<Agent>>,
 }
 
 /// The effect of one applied command.
@@ -83,6 +87,7 @@ impl ClusterState {
                 self.set_member(m.clone());
                 (Outcome::Noop, None)
             }
+            Some(command::Kind::PutAgent(agent)) => self.put_agent(agent),
             Some(command::Kind::Noop(_)) | None => (Outcome::Noop, None),
         };
         Applied {
@@ -110,6 +115,27 @@ impl ClusterState {
         (outcome, Some(Change::JobPut(job)))
     }
 
+    fn put_agent(&mut self, agent: &Agent) -> (Outcome, Option<Change>) {
+        let mut agent = agent.clone();
+        let outcome = match self.agents.get(&agent.id) {
+            Some(known) => {
+                agent.registered_version = known.registered_version;
+                if **known == agent {
+                    return (Outcome::Unchanged, None);
+                }
+                Outcome::Updated
+            }
+            None => {
+                agent.registered_version = self.version + 1;
+                Outcome::Created
+            }
+        };
+        self.version += 1;
+        let agent = Arc::new(agent);
+        self.agents.insert(agent.id.clone(), agent.clone());
+        (outcome, Some(Change::AgentPut(agent)))
+    }
+
     /// Records a member's addresses (from a conf change's context).
     pub fn set_member(&mut self, member: Member) {
         self.members.insert(member.id, member);
@@ -127,6 +153,7 @@ impl ClusterState {
             applied_index: self.applied_index,
             jobs: self.jobs.values().map(|j| Job::clone(j)).collect(),
             members: self.members.values().cloned().collect(),
+            agents: self.agents.values().map(|a| Agent::clone(a)).collect(),
         }
         .encode_to_vec()
     }
@@ -143,6 +170,11 @@ impl ClusterState {
                 .map(|j| (j.id.clone(), Arc::new(j)))
                 .collect(),
             members: image.members.into_iter().map(|m| (m.id, m)).collect(),
+            agents: image
+                .agents
+                .into_iter()
+                .map(|a| (a.id.clone(), Arc::new(a)))
+                .collect(),
         })
     }
 }
@@ -154,6 +186,13 @@ pub fn put_job_command(id: String, spec_json: Vec<u8>) -> Command {
             id,
             spec_json,
         })),
+    }
+}
+
+/// Builds a put-agent command.
+pub fn put_agent_command(agent: Agent) -> Command {
+    Command {
+        kind: Some(command::Kind::PutAgent(agent)),
     }
 }
 

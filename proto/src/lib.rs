@@ -2,6 +2,7 @@
 //!
 //! - [`v1`]: the replicated `Command`s and the client gRPC API (`OceanApi`).
 //! - [`raft`]: master-to-master transport (raft messages, forwarded writes).
+//! - [`agent`]: the agent protocol (one stream per agent, to the leader).
 
 #![allow(missing_debug_implementations, clippy::all)]
 
@@ -13,4 +14,9 @@ pub mod v1 {
 /// Master-to-master transport.
 pub mod raft {
     tonic::include_proto!("ocean.raft.v1");
+}
+
+/// The agent protocol.
+pub mod agent {
+    tonic::include_proto!("ocean.agent.v1");
 }

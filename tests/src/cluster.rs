@@ -129,6 +129,70 @@ impl Drop for MasterProc {
     }
 }
 
+/// One `ocean agent` process.
+#[derive(Debug)]
+pub struct AgentProc {
+    /// Its data dir (holds its stable id).
+    pub data_dir: PathBuf,
+    /// Flags after `ocean agent`.
+    pub args: Vec<String>,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl AgentProc {
+    /// Starts (or restarts) the agent.
+    pub fn start(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .context("open log")?;
+        self.child = Some(
+            Command::new(ocean_bin())
+                .arg("agent")
+                .arg("--data-dir")
+                .arg(&self.data_dir)
+                .args(&self.args)
+                .env("OCEAN_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()
+                .context("spawn ocean agent")?,
+        );
+        Ok(())
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The agent's stable id, once it has written it.
+    pub fn id(&self) -> Option<String> {
+        std::fs::read_to_string(self.data_dir.join("agent-id"))
+            .ok()
+            .map(|s| s.trim().to_string())
+    }
+
+    /// The tail of the agent's log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// A cluster of master processes sharing one temp dir.
 #[derive(Debug)]
 pub struct Cluster {
@@ -192,6 +256,25 @@ impl Cluster {
             data_dir: self.dir.path().join(format!("m{id}")),
             args,
             log: self.dir.path().join(format!("m{id}.log")),
+            child: None,
+        }
+    }
+
+    /// A new, not yet started agent pointed at every master, with extra
+    /// flags (for example `--attr idc=a`).
+    pub fn new_agent(&self, name: &str, extra: &[&str]) -> AgentProc {
+        let masters = self
+            .masters
+            .iter()
+            .map(|m| m.grpc.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut args = vec!["--master".to_string(), masters];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        AgentProc {
+            data_dir: self.dir.path().join(format!("agent-{name}")),
+            args,
+            log: self.dir.path().join(format!("agent-{name}.log")),
             child: None,
         }
     }

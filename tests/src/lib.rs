@@ -13,5 +13,5 @@ pub mod etcd {
     tonic::include_proto!("etcdserverpb");
 }
 
-pub use cluster::{ocean_bin, Cluster, MasterProc};
+pub use cluster::{ocean_bin, AgentProc, Cluster, MasterProc};
 pub use http::Api;

@@ -10,7 +10,7 @@ use ocean_proto::raft::raft_transport_server::{RaftTransport, RaftTransportServe
 use ocean_proto::raft::{forward_request, ForwardRequest, ForwardResponse, RaftAck, RaftBatch};
 use ocean_proto::v1::ocean_api_server::{OceanApi, OceanApiServer};
 use ocean_proto::v1::{
-    event, Command, DeleteJobResponse, Event, Job, JobRef, LeaderRequest, LeaderResponse,
+    event, Agent, Command, DeleteJobResponse, Event, Job, JobRef, LeaderRequest, LeaderResponse,
     ListJobsRequest, ListJobsResponse, Member, PutJobRequest, PutJobResponse, Snapshot,
     WatchRequest,
 };
@@ -34,6 +34,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    let master_for_agents = master.clone();
     let api = OceanApiServer::new(Api(master.clone()))
         .max_decoding_message_size(16 * 1024 * 1024)
         .max_encoding_message_size(usize::MAX);
@@ -44,6 +45,7 @@ pub async fn serve(
         .tcp_nodelay(true)
         .add_service(api)
         .add_service(transport)
+        .add_service(super::agent::AgentService::server(master_for_agents))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
         .map_err(|e| Error::Io {
@@ -163,11 +165,16 @@ impl OceanApi for Api {
         let from = req.into_inner().from_version;
         let stream = watch(self.0.clone(), from).map(|item| {
             Ok(match item {
-                WatchItem::Snapshot { version, jobs } => Event {
+                WatchItem::Snapshot {
+                    version,
+                    jobs,
+                    agents,
+                } => Event {
                     version,
                     kind: Some(event::Kind::Snapshot(Snapshot {
                         version,
                         jobs: jobs.iter().map(|j| Job::clone(j)).collect(),
+                        agents: agents.iter().map(|a| Agent::clone(a)).collect(),
                     })),
                 },
                 WatchItem::Change(version, Change::JobPut(job)) => Event {
@@ -177,6 +184,10 @@ impl OceanApi for Api {
                 WatchItem::Change(version, Change::JobDeleted(id)) => Event {
                     version,
                     kind: Some(event::Kind::JobDeleted(id)),
+                },
+                WatchItem::Change(version, Change::AgentPut(a)) => Event {
+                    version,
+                    kind: Some(event::Kind::AgentPut(Agent::clone(&a))),
                 },
             })
         });

@@ -9,6 +9,8 @@
 //! | `GET /v1/jobs`               | list jobs (`?prefix=` a service-tree node)  |
 //! | `GET /v1/jobs/{id}`          | one job                                     |
 //! | `DELETE /v1/jobs/{id}`       | delete a job                                |
+//! | `GET /v1/agents`             | agents (liveness as the leader sees it)     |
+//! | `GET /v1/agents/{id}`        | one agent                                   |
 //! | `GET /v1/members`            | masters and their addresses                 |
 //! | `POST /v1/members`           | add a master `{id, grpc_addr, http_addr}`   |
 //! | `DELETE /v1/members/{id}`    | remove a master                             |
@@ -33,7 +35,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use futures::StreamExt;
-use ocean_proto::v1::{Job, Member};
+use ocean_proto::v1::{Agent, Job, Member};
 use ocean_spec::{parse_job_spec, Format};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -55,6 +57,8 @@ pub fn router(master: Master) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/jobs", get(list_jobs).post(put_job))
         .route("/v1/jobs/{id}", get(get_job).delete(delete_job))
+        .route("/v1/agents", get(list_agents))
+        .route("/v1/agents/{id}", get(get_agent))
         .route("/v1/members", get(members).post(add_member))
         .route("/v1/members/{id}", delete(remove_member))
         .route("/v1/events", get(events))
@@ -256,6 +260,58 @@ pub fn job_json(job: &Job) -> Value {
     })
 }
 
+/// An agent as the API shows it: the replicated facts.
+pub fn agent_json(a: &Agent) -> Value {
+    json!({
+        "id": a.id,
+        "hostname": a.hostname,
+        "address": a.address,
+        "attributes": a.attributes,
+        "resources": {"cpus": a.cpus, "mem": a.mem_mib, "disk": a.disk_mib},
+        "ports": format!("{}-{}", a.port_low, a.port_high),
+        "registered_version": a.registered_version,
+    })
+}
+
+/// The agent plus its liveness, which only the leader knows.
+fn agent_with_liveness(m: &Master, a: &Agent) -> Value {
+    let mut v = agent_json(a);
+    if m.status().leader != m.id() {
+        // Followers do not see agents' streams; ask the leader.
+        v["connected"] = Value::Null;
+        v["last_heartbeat_ms"] = Value::Null;
+        return v;
+    }
+    let l = m.sessions().liveness(&a.id);
+    v["connected"] = json!(l.is_some_and(|l| l.connected));
+    v["last_heartbeat_ms"] = json!(l.map(|l| l.last_heartbeat_ms));
+    v
+}
+
+async fn list_agents(State(m): State<Master>, Query(q): Query<ReadQuery>) -> ApiResult<Response> {
+    wait_version(&m, &q).await?;
+    let (version, agents) =
+        m.read(|st| (st.version, st.agents.values().cloned().collect::<Vec<_>>()));
+    let list: Vec<Value> = agents.iter().map(|a| agent_with_liveness(&m, a)).collect();
+    Ok(with_version(
+        version,
+        json!({"version": version, "agents": list}),
+    ))
+}
+
+async fn get_agent(
+    State(m): State<Master>,
+    Path(id): Path<String>,
+    Query(q): Query<ReadQuery>,
+) -> ApiResult<Response> {
+    wait_version(&m, &q).await?;
+    let (version, agent) = m.read(|st| (st.version, st.agents.get(&id).cloned()));
+    match agent {
+        Some(a) => Ok(with_version(version, agent_with_liveness(&m, &a))),
+        None => Err(Error::NotFound { kind: "agent", id }.into()),
+    }
+}
+
 async fn list_jobs(State(m): State<Master>, Query(q): Query<ReadQuery>) -> ApiResult<Response> {
     wait_version(&m, &q).await?;
     let (version, jobs) = m.read(|st| {
@@ -390,12 +446,20 @@ async fn events(
     let from = q.from.or(last_id).unwrap_or(0);
     let stream = watch(m, from).map(|item| {
         let ev = match item {
-            WatchItem::Snapshot { version, jobs } => SseEvent::default()
+            WatchItem::Snapshot {
+                version,
+                jobs,
+                agents,
+            } => SseEvent::default()
                 .id(version.to_string())
                 .event("snapshot")
                 .data(
-                    json!({"version": version, "jobs": jobs.iter().map(|j| job_json(j)).collect::<Vec<_>>()})
-                        .to_string(),
+                    json!({
+                        "version": version,
+                        "jobs": jobs.iter().map(|j| job_json(j)).collect::<Vec<_>>(),
+                        "agents": agents.iter().map(|a| agent_json(a)).collect::<Vec<_>>(),
+                    })
+                    .to_string(),
                 ),
             WatchItem::Change(v, Change::JobPut(job)) => SseEvent::default()
                 .id(v.to_string())
@@ -405,6 +469,10 @@ async fn events(
                 .id(v.to_string())
                 .event("job_deleted")
                 .data(json!({"version": v, "id": id}).to_string()),
+            WatchItem::Change(v, Change::AgentPut(a)) => SseEvent::default()
+                .id(v.to_string())
+                .event("agent_put")
+                .data(json!({"version": v, "agent": agent_json(&a)}).to_string()),
         };
         Ok(ev)
     });

@@ -2,6 +2,7 @@
 //! stream both of them serve ([`watch`]). Errors are mapped to HTTP and gRPC
 //! status codes in one place ([`error`]).
 
+pub mod agent;
 pub mod error;
 pub mod grpc;
 pub mod http;

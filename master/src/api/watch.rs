@@ -4,7 +4,9 @@
 //! the master installs a snapshot.
 
 use futures::Stream;
-use ocean_proto::v1::Job;
+use std::sync::Arc;
+
+use ocean_proto::v1::{Agent, Job};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::feed::{FeedItem, Start};
@@ -17,7 +19,8 @@ pub enum WatchItem {
     /// Replace everything with these jobs at `version`.
     Snapshot {
         version: u64,
-        jobs: Vec<std::sync::Arc<Job>>,
+        jobs: Vec<Arc<Job>>,
+        agents: Vec<Arc<Agent>>,
     },
     /// One change.
     Change(u64, Change),
@@ -50,10 +53,15 @@ fn async_stream(master: Master, from: u64) -> impl Stream<Item = WatchItem> + Se
                             Start::Snapshot {
                                 version,
                                 jobs,
+                                agents,
                                 backlog,
                             } => {
                                 have = version;
-                                queue.push_back(WatchItem::Snapshot { version, jobs });
+                                queue.push_back(WatchItem::Snapshot {
+                                    version,
+                                    jobs,
+                                    agents,
+                                });
                                 for (v, c) in backlog {
                                     have = v;
                                     queue.push_back(WatchItem::Change(v, c));

@@ -6,7 +6,7 @@ use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState};
 use rocksdb::WriteBatch;
 
-use super::keys::{job_key, log_key, member_key, two_u64, APPLIED, CONF_STATE};
+use super::keys::{agent_key, job_key, log_key, member_key, two_u64, APPLIED, CONF_STATE};
 use crate::error::{corrupt, Result};
 use crate::state::Change;
 
@@ -74,6 +74,7 @@ impl StoreBatch {
             match c {
                 Change::JobPut(job) => self.batch.put(job_key(&job.id), job.encode_to_vec()),
                 Change::JobDeleted(id) => self.batch.delete(job_key(id)),
+                Change::AgentPut(a) => self.batch.put(agent_key(&a.id), a.encode_to_vec()),
             }
         }
         for m in members {

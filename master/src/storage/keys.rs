@@ -10,6 +10,7 @@ pub(super) const LOG_END: &[u8] = b"r:log;";
 pub(super) const APPLIED: &[u8] = b"s:applied";
 pub(super) const JOB_PREFIX: &[u8] = b"s:job:";
 pub(super) const MEMBER_PREFIX: &[u8] = b"s:member:";
+pub(super) const AGENT_PREFIX: &[u8] = b"s:agent:";
 pub(super) const STATE_START: &[u8] = b"s:";
 pub(super) const STATE_END: &[u8] = b"s;";
 
@@ -53,5 +54,11 @@ pub(super) fn job_key(id: &str) -> Vec<u8> {
 pub(super) fn member_key(id: u64) -> Vec<u8> {
     let mut k = MEMBER_PREFIX.to_vec();
     k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+pub(super) fn agent_key(id: &str) -> Vec<u8> {
+    let mut k = AGENT_PREFIX.to_vec();
+    k.extend_from_slice(id.as_bytes());
     k
 }

@@ -21,7 +21,7 @@ use std::path::Path;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use ocean_proto::v1::{Job, Member};
+use ocean_proto::v1::{Agent, Job, Member};
 use prost::Message as _;
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
@@ -164,6 +164,17 @@ impl RaftStore {
             }
             let m = Member::decode(&*v).map_err(|e| corrupt("member", e))?;
             state.members.insert(m.id, m);
+        }
+        for item in db.iterator(IteratorMode::From(
+            AGENT_PREFIX,
+            rocksdb::Direction::Forward,
+        )) {
+            let (k, v) = item.map_err(storage("scan agents"))?;
+            if !k.starts_with(AGENT_PREFIX) {
+                break;
+            }
+            let a = Agent::decode(&*v).map_err(|e| corrupt("agent", e))?;
+            state.agents.insert(a.id.clone(), Arc::new(a));
         }
 
         Ok(RaftStore {
@@ -338,6 +349,9 @@ impl RaftStore {
         }
         for m in state.members.values() {
             batch.put(member_key(m.id), m.encode_to_vec());
+        }
+        for a in state.agents.values() {
+            batch.put(agent_key(&a.id), a.encode_to_vec());
         }
         batch.put(APPLIED, two_u64(meta.index, state.version));
         batch.put(TRUNCATED, two_u64(meta.index, meta.term));

@@ -1,0 +1,201 @@
+//! The agent's session with the masters: find the leader, register, send
+//! heartbeats, follow leader changes. One bidirectional gRPC stream at a time,
+//! always to the leader; any master named on the command line will do as a
+//! starting point.
+//!
+//! ```text
+//!  masters (gRPC) ──► session(): Register ─► Registered ─► Heartbeat every 1 s
+//!                       ▲   NotLeader{addr} / stream error: reconnect (to addr)
+//!                       └──────────────────────────────────────────────┘
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use ocean_proto::agent::agent_api_client::AgentApiClient;
+use ocean_proto::agent::{
+    agent_message, master_message, AgentMessage, Heartbeat, Register, Resources,
+};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Endpoint;
+use tracing::{info, warn};
+
+use crate::error::{Error, Result};
+use crate::ports::PortRange;
+use crate::resources::HostResources;
+
+/// What the agent tells the masters about itself.
+#[derive(Debug, Clone)]
+pub struct AgentIdentity {
+    /// Stable id (kept in the data dir).
+    pub id: String,
+    /// Host name.
+    pub hostname: String,
+    /// Attributes: hostname, idc, loc, status and any custom ones.
+    pub attributes: BTreeMap<String, String>,
+    /// Resources offered.
+    pub resources: HostResources,
+    /// Ports offered.
+    pub ports: PortRange,
+    /// Address other hosts reach this agent's tasks at.
+    pub address: String,
+}
+
+/// What the session reports about its connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionState {
+    /// The leader the agent is registered with (0 when none).
+    pub leader: u64,
+    /// Registrations accepted so far (one per stream).
+    pub registrations: u64,
+}
+
+/// Reads the agent id kept in `data_dir`, or creates one.
+pub fn agent_id(data_dir: &Path) -> Result<String> {
+    let path = data_dir.join("agent-id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim().to_string();
+        if !id.is_empty() {
+            return Ok(id);
+        }
+    }
+    std::fs::create_dir_all(data_dir).map_err(Error::io("create data dir", data_dir))?;
+    let id = format!("agent-{:016x}", rand::random::<u64>());
+    let tmp = data_dir.join("agent-id.tmp");
+    std::fs::write(&tmp, format!("{id}\n")).map_err(Error::io("write", &tmp))?;
+    std::fs::rename(&tmp, &path).map_err(Error::io("rename", &path))?;
+    Ok(id)
+}
+
+fn register_message(me: &AgentIdentity) -> AgentMessage {
+    AgentMessage {
+        kind: Some(agent_message::Kind::Register(Register {
+            agent_id: me.id.clone(),
+            hostname: me.hostname.clone(),
+            attributes: me.attributes.clone().into_iter().collect(),
+            resources: Some(Resources {
+                cpus: me.resources.cpus,
+                mem_mib: me.resources.mem_mib,
+                disk_mib: me.resources.disk_mib,
+            }),
+            port_low: u32::from(me.ports.low),
+            port_high: u32::from(me.ports.high),
+            address: me.address.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        })),
+    }
+}
+
+/// Keeps the agent registered with the current leader until `shutdown`
+/// turns true. `masters` are gRPC addresses (`HOST:PORT`).
+pub async fn run(
+    me: AgentIdentity,
+    masters: Vec<String>,
+    state: watch::Sender<SessionState>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    if masters.is_empty() {
+        return Err(Error::Parse {
+            what: "master addresses",
+            input: String::new(),
+            message: "give at least one master gRPC address, HOST:PORT".into(),
+        });
+    }
+    let mut next = 0usize;
+    let mut redirect: Option<String> = None;
+    loop {
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        let addr = redirect
+            .take()
+            .unwrap_or_else(|| masters[next % masters.len()].clone());
+        next += 1;
+        let outcome = tokio::select! {
+            o = one_session(&me, &addr, &state) => o,
+            _ = stopped(&mut shutdown) => return Ok(()),
+        };
+        state.send_modify(|s| s.leader = 0);
+        match outcome {
+            Ended::Redirect(to) if !to.is_empty() => {
+                redirect = Some(to);
+                continue;
+            }
+            Ended::Redirect(_) => {}
+            Ended::Failed(e) => warn!(master = %addr, error = %e, "session with master ended"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = stopped(&mut shutdown) => return Ok(()),
+        }
+    }
+}
+
+/// Resolves when shutdown is asked for; never, if nobody can ask any more.
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    if rx.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+enum Ended {
+    Redirect(String),
+    Failed(String),
+}
+
+async fn one_session(me: &AgentIdentity, addr: &str, state: &watch::Sender<SessionState>) -> Ended {
+    let endpoint = match Endpoint::from_shared(format!("http://{addr}")) {
+        Ok(e) => e
+            .connect_timeout(Duration::from_millis(500))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(2))
+            .keep_alive_timeout(Duration::from_secs(3)),
+        Err(e) => return Ended::Failed(format!("bad master address: {e}")),
+    };
+    let channel = match endpoint.connect().await {
+        Ok(c) => c,
+        Err(e) => return Ended::Failed(format!("connect: {e}")),
+    };
+    let mut client = AgentApiClient::new(channel);
+    let (tx, rx) = mpsc::channel::<AgentMessage>(16);
+    if tx.send(register_message(me)).await.is_err() {
+        return Ended::Failed("stream closed".into());
+    }
+    let mut inbound = match client.session(ReceiverStream::new(rx)).await {
+        Ok(r) => r.into_inner(),
+        Err(s) => return Ended::Failed(format!("{}: {}", s.code(), s.message())),
+    };
+    let mut interval = tokio::time::interval(Duration::from_secs(1));
+    let mut seq = 0u64;
+    loop {
+        tokio::select! {
+            msg = inbound.message() => match msg {
+                Ok(Some(m)) => match m.kind {
+                    Some(master_message::Kind::Registered(r)) => {
+                        info!(agent = %me.id, leader = r.leader_id, "registered with the leader");
+                        if r.heartbeat_interval_ms > 0 {
+                            interval = tokio::time::interval(Duration::from_millis(r.heartbeat_interval_ms));
+                        }
+                        state.send_modify(|s| {
+                            s.leader = r.leader_id;
+                            s.registrations += 1;
+                        });
+                    }
+                    Some(master_message::Kind::NotLeader(n)) => return Ended::Redirect(n.leader_grpc_addr),
+                    None => {}
+                },
+                Ok(None) => return Ended::Failed("the master closed the stream".into()),
+                Err(s) => return Ended::Failed(format!("{}: {}", s.code(), s.message())),
+            },
+            _ = interval.tick() => {
+                seq += 1;
+                let hb = AgentMessage { kind: Some(agent_message::Kind::Heartbeat(Heartbeat { seq })) };
+                if tx.send(hb).await.is_err() {
+                    return Ended::Failed("stream closed".into());
+                }
+            }
+        }
+    }
+}

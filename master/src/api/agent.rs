@@ -1,0 +1,257 @@
+//! The agent protocol's master side: one bidirectional stream per agent,
+//! served by the leader. Registration is committed through raft (so every
+//! master knows the agent); liveness (connected, last heartbeat) is the
+//! leader's own knowledge and is not replicated.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use futures::Stream;
+use ocean_proto::agent::agent_api_server::{AgentApi, AgentApiServer};
+use ocean_proto::agent::{
+    agent_message, master_message, AgentMessage, MasterMessage, NotLeader, Register, Registered,
+};
+use ocean_proto::v1::Agent;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{info, warn};
+
+use super::error::to_status;
+use crate::master::Master;
+use crate::state::put_agent_command;
+
+/// How often agents send heartbeats.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What the leader knows of each connected agent.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    inner: Mutex<HashMap<String, Session>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Session {
+    generation: u64,
+    connected: bool,
+    last_heartbeat: Instant,
+}
+
+/// Liveness of one agent as this master sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Liveness {
+    /// Whether its stream to this master is open.
+    pub connected: bool,
+    /// Milliseconds since its last message.
+    pub last_heartbeat_ms: u64,
+}
+
+impl Sessions {
+    fn open(&self, id: &str) -> u64 {
+        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let generation = m.get(id).map(|s| s.generation + 1).unwrap_or(1);
+        m.insert(
+            id.to_string(),
+            Session {
+                generation,
+                connected: true,
+                last_heartbeat: Instant::now(),
+            },
+        );
+        generation
+    }
+
+    fn beat(&self, id: &str) {
+        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = m.get_mut(id) {
+            s.last_heartbeat = Instant::now();
+        }
+    }
+
+    fn close(&self, id: &str, generation: u64) {
+        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = m.get_mut(id) {
+            // A newer stream of the same agent may already be open.
+            if s.generation == generation {
+                s.connected = false;
+            }
+        }
+    }
+
+    /// The liveness of an agent, if it ever connected to this master.
+    pub fn liveness(&self, id: &str) -> Option<Liveness> {
+        let m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(id).map(|s| Liveness {
+            connected: s.connected,
+            last_heartbeat_ms: s.last_heartbeat.elapsed().as_millis() as u64,
+        })
+    }
+}
+
+/// The gRPC service.
+#[derive(Debug, Clone)]
+pub struct AgentService(pub Master);
+
+impl AgentService {
+    /// Wraps the service for tonic.
+    pub fn server(master: Master) -> AgentApiServer<Self> {
+        AgentApiServer::new(AgentService(master))
+    }
+}
+
+fn is_label(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+/// Checks a registration, naming the first wrong field.
+pub fn validate(r: &Register) -> Result<(), Status> {
+    let bad = |field: &str, reason: &str| {
+        Err(Status::invalid_argument(format!(
+            "register.{field}: {reason}"
+        )))
+    };
+    if !is_label(&r.agent_id, 64) {
+        return bad(
+            "agent_id",
+            "must be 1-64 characters of letters, digits, '-', '_', '.'",
+        );
+    }
+    if !is_label(&r.hostname, 253) {
+        return bad("hostname", "must be a host name");
+    }
+    let Some(res) = &r.resources else {
+        return bad("resources", "missing");
+    };
+    if !(res.cpus.is_finite() && res.cpus > 0.0) {
+        return bad("resources.cpus", "must be a positive number");
+    }
+    if res.mem_mib == 0 {
+        return bad("resources.mem_mib", "must be positive");
+    }
+    if r.port_low == 0 || r.port_high > 65_535 || r.port_low > r.port_high {
+        return bad("port_low", "ports must be a range LOW-HIGH within 1-65535");
+    }
+    for (k, v) in &r.attributes {
+        if k.is_empty() || k.len() > 63 || v.len() > 253 {
+            return bad(
+                &format!("attributes.{k}"),
+                "keys must be 1-63 characters, values at most 253",
+            );
+        }
+    }
+    Ok(())
+}
+
+type SessionStream = Pin<Box<dyn Stream<Item = Result<MasterMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AgentApi for AgentService {
+    type SessionStream = SessionStream;
+
+    async fn session(
+        &self,
+        req: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<SessionStream>, Status> {
+        let master = self.0.clone();
+        let (tx, rx) = mpsc::channel::<Result<MasterMessage, Status>>(64);
+        if master.status().leader != master.id() {
+            let leader = master.leader();
+            let _ = tx
+                .send(Ok(MasterMessage {
+                    kind: Some(master_message::Kind::NotLeader(NotLeader {
+                        leader_id: leader.as_ref().map(|l| l.id).unwrap_or(0),
+                        leader_grpc_addr: leader.map(|l| l.grpc_addr).unwrap_or_default(),
+                    })),
+                }))
+                .await;
+            return Ok(Response::new(Box::pin(ReceiverStream::new(rx))));
+        }
+        let mut inbound = req.into_inner();
+        let first = inbound
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("stream ended before register"))?;
+        let Some(agent_message::Kind::Register(reg)) = first.kind else {
+            return Err(Status::invalid_argument(
+                "kind: the first message must be register",
+            ));
+        };
+        validate(&reg)?;
+        let res = reg.resources.unwrap_or_default();
+        let agent = Agent {
+            id: reg.agent_id.clone(),
+            hostname: reg.hostname.clone(),
+            attributes: reg.attributes.clone(),
+            cpus: res.cpus,
+            mem_mib: res.mem_mib,
+            disk_mib: res.disk_mib,
+            port_low: reg.port_low,
+            port_high: reg.port_high,
+            address: reg.address.clone(),
+            registered_version: 0,
+        };
+        master
+            .propose(put_agent_command(agent))
+            .await
+            .map_err(to_status)?;
+        let id = reg.agent_id;
+        let generation = master.sessions().open(&id);
+        info!(agent = %id, hostname = %reg.hostname, "agent registered");
+        let _ = tx
+            .send(Ok(MasterMessage {
+                kind: Some(master_message::Kind::Registered(Registered {
+                    agent_id: id.clone(),
+                    leader_id: master.id(),
+                    heartbeat_interval_ms: HEARTBEAT_INTERVAL.as_millis() as u64,
+                })),
+            }))
+            .await;
+        tokio::spawn(follow(master, id, generation, inbound, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// Reads an agent's stream until it ends or this master stops leading.
+async fn follow(
+    master: Master,
+    id: String,
+    generation: u64,
+    mut inbound: Streaming<AgentMessage>,
+    tx: mpsc::Sender<Result<MasterMessage, Status>>,
+) {
+    let mut status = master.status_watch();
+    loop {
+        tokio::select! {
+            msg = inbound.message() => match msg {
+                Ok(Some(m)) => {
+                    if let Some(agent_message::Kind::Heartbeat(_)) = m.kind {
+                        master.sessions().beat(&id);
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    warn!(agent = %id, error = %e.message(), "agent stream failed");
+                    break;
+                }
+            },
+            changed = status.changed() => {
+                if changed.is_err() || status.borrow().leader != master.id() {
+                    let leader = master.leader();
+                    let _ = tx.send(Ok(MasterMessage {
+                        kind: Some(master_message::Kind::NotLeader(NotLeader {
+                            leader_id: leader.as_ref().map(|l| l.id).unwrap_or(0),
+                            leader_grpc_addr: leader.map(|l| l.grpc_addr).unwrap_or_default(),
+                        })),
+                    })).await;
+                    break;
+                }
+            }
+        }
+    }
+    master.sessions().close(&id, generation);
+}
