@@ -35,48 +35,35 @@ pub fn free_addr() -> SocketAddr {
     l.local_addr().expect("local addr")
 }
 
-/// One master process.
+/// An `ocean` child process with its log file; killed (after a SIGCONT, in
+/// case it was stopped) when dropped.
 #[derive(Debug)]
-pub struct MasterProc {
-    /// Raft id.
-    pub id: u64,
-    /// REST address.
-    pub http: SocketAddr,
-    /// gRPC address.
-    pub grpc: SocketAddr,
-    /// Data dir.
-    pub data_dir: PathBuf,
-    /// Extra flags (for example --join).
-    pub args: Vec<String>,
+pub struct Process {
     log: PathBuf,
     child: Option<Child>,
 }
 
-impl MasterProc {
-    /// Starts (or restarts) the process.
-    pub fn start(&mut self) -> anyhow::Result<()> {
+impl Process {
+    /// A process that logs to `log` once started.
+    pub fn new(log: PathBuf) -> Self {
+        Process { log, child: None }
+    }
+
+    /// Starts `ocean ARGS...`, appending its output to the log.
+    pub fn spawn(&mut self, args: &[std::ffi::OsString]) -> anyhow::Result<()> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .context("open log")?;
         let child = Command::new(ocean_bin())
-            .arg("master")
-            .arg("--id")
-            .arg(self.id.to_string())
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .arg("--http")
-            .arg(self.http.to_string())
-            .arg("--grpc")
-            .arg(self.grpc.to_string())
-            .args(&self.args)
+            .args(args)
             .env("OCEAN_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
-            .context("spawn ocean master")?;
+            .with_context(|| format!("spawn ocean {:?}", args.first()))?;
         self.child = Some(child);
         Ok(())
     }
@@ -96,7 +83,7 @@ impl MasterProc {
         }
     }
 
-    /// Whether the process is running.
+    /// Whether the process was started and not killed.
     pub fn is_running(&self) -> bool {
         self.child.is_some()
     }
@@ -106,12 +93,7 @@ impl MasterProc {
         self.child.as_ref().map(Child::id)
     }
 
-    /// A REST client for this master.
-    pub fn api(&self) -> Api {
-        Api::new(&self.http.to_string())
-    }
-
-    /// The tail of this master's log, for failure messages.
+    /// The last 30 lines of the log, for failure messages.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
@@ -119,13 +101,76 @@ impl MasterProc {
     }
 }
 
-impl Drop for MasterProc {
+impl Drop for Process {
     fn drop(&mut self) {
-        if let Some(c) = &self.child {
-            // A stopped process must be continued to die promptly.
-            let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGCONT);
-        }
+        // A stopped process must be continued to die promptly.
+        self.signal(Signal::SIGCONT);
         self.kill();
+    }
+}
+
+fn os(args: &[&str]) -> Vec<std::ffi::OsString> {
+    args.iter().map(std::ffi::OsString::from).collect()
+}
+
+/// One master process.
+#[derive(Debug)]
+pub struct MasterProc {
+    /// Raft id.
+    pub id: u64,
+    /// REST address.
+    pub http: SocketAddr,
+    /// gRPC address.
+    pub grpc: SocketAddr,
+    /// Data dir.
+    pub data_dir: PathBuf,
+    /// Extra flags (for example --join).
+    pub args: Vec<String>,
+    /// The process.
+    pub process: Process,
+}
+
+impl MasterProc {
+    /// Starts (or restarts) the process.
+    pub fn start(&mut self) -> anyhow::Result<()> {
+        let id = self.id.to_string();
+        let http = self.http.to_string();
+        let grpc = self.grpc.to_string();
+        let mut args = os(&["master", "--id", &id, "--http", &http, "--grpc", &grpc]);
+        args.push("--data-dir".into());
+        args.push(self.data_dir.clone().into_os_string());
+        args.extend(self.args.iter().map(Into::into));
+        self.process.spawn(&args)
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    /// Sends a signal (SIGSTOP, SIGCONT, ...).
+    pub fn signal(&self, sig: Signal) {
+        self.process.signal(sig);
+    }
+
+    /// Whether the process is running.
+    pub fn is_running(&self) -> bool {
+        self.process.is_running()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
+
+    /// A REST client for this master.
+    pub fn api(&self) -> Api {
+        Api::new(&self.http.to_string())
+    }
+
+    /// The tail of this master's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        self.process.log_tail()
     }
 }
 
@@ -136,40 +181,22 @@ pub struct AgentProc {
     pub data_dir: PathBuf,
     /// Flags after `ocean agent`.
     pub args: Vec<String>,
-    log: PathBuf,
-    child: Option<Child>,
+    /// The process.
+    pub process: Process,
 }
 
 impl AgentProc {
     /// Starts (or restarts) the agent.
     pub fn start(&mut self) -> anyhow::Result<()> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .context("open log")?;
-        self.child = Some(
-            Command::new(ocean_bin())
-                .arg("agent")
-                .arg("--data-dir")
-                .arg(&self.data_dir)
-                .args(&self.args)
-                .env("OCEAN_LOG", "info")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .spawn()
-                .context("spawn ocean agent")?,
-        );
-        Ok(())
+        let mut args = os(&["agent", "--data-dir"]);
+        args.push(self.data_dir.clone().into_os_string());
+        args.extend(self.args.iter().map(Into::into));
+        self.process.spawn(&args)
     }
 
     /// SIGKILL and reap.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.process.kill();
     }
 
     /// The agent's stable id, once it has written it.
@@ -181,15 +208,7 @@ impl AgentProc {
 
     /// The tail of the agent's log.
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-}
-
-impl Drop for AgentProc {
-    fn drop(&mut self) {
-        self.kill();
+        self.process.log_tail()
     }
 }
 
@@ -226,8 +245,7 @@ impl Cluster {
                 grpc,
                 data_dir: dir.path().join(format!("m{id}")),
                 args,
-                log: dir.path().join(format!("m{id}.log")),
-                child: None,
+                process: Process::new(dir.path().join(format!("m{id}.log"))),
             };
             m.start()?;
             masters.push(m);
@@ -255,8 +273,7 @@ impl Cluster {
             grpc: free_addr(),
             data_dir: self.dir.path().join(format!("m{id}")),
             args,
-            log: self.dir.path().join(format!("m{id}.log")),
-            child: None,
+            process: Process::new(self.dir.path().join(format!("m{id}.log"))),
         }
     }
 
@@ -274,8 +291,7 @@ impl Cluster {
         AgentProc {
             data_dir: self.dir.path().join(format!("agent-{name}")),
             args,
-            log: self.dir.path().join(format!("agent-{name}.log")),
-            child: None,
+            process: Process::new(self.dir.path().join(format!("agent-{name}.log"))),
         }
     }
 
