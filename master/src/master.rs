@@ -8,7 +8,7 @@ use std::sync::{mpsc as std_mpsc, Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use ocean_proto::raft::raft_transport_client::RaftTransportClient;
-use ocean_proto::raft::{forward_request, AddMember, ForwardRequest, ReadIndex};
+use ocean_proto::raft::{forward_request, AddMember, ForwardRequest, ForwardResponse, ReadIndex};
 use ocean_proto::v1::{Command, Member};
 use prost::Message as _;
 use tokio::sync::{oneshot, watch};
@@ -166,7 +166,8 @@ impl Master {
             kind: Some(forward_request::Kind::ReadIndex(ReadIndex {})),
         };
         let index = match self.through_leader(|| self.read_index_local(), req).await? {
-            Routed::Local(i) | Routed::Forwarded(i) => i,
+            Routed::Local(i) => i,
+            Routed::Forwarded(r) => r.version,
         };
         let mut rx = self.inner.status.clone();
         let reached = tokio::time::timeout(WRITE_TIMEOUT, async {
@@ -260,12 +261,12 @@ impl Master {
             .await?;
         match result {
             Routed::Local(applied) => Ok(applied),
-            Routed::Forwarded(version) => {
+            Routed::Forwarded(resp) => {
                 // The leader applied it; make our reads see it too.
-                let _ = self.wait_for_version(version, WRITE_TIMEOUT).await;
+                let _ = self.wait_for_version(resp.version, WRITE_TIMEOUT).await;
                 Ok(Applied {
-                    outcome: Outcome::Noop,
-                    version,
+                    outcome: Outcome::from_name(&resp.outcome),
+                    version: resp.version,
                     change: None,
                 })
             }
@@ -290,7 +291,7 @@ impl Master {
             .await?
         {
             Routed::Local(index) => Ok(index),
-            Routed::Forwarded(v) => Ok(v),
+            Routed::Forwarded(r) => Ok(r.version),
         }
     }
 
@@ -326,7 +327,7 @@ impl Master {
                     let mut client = self.forward_client(&addr)?;
                     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
                     match tokio::time::timeout(left, client.forward(forward.clone())).await {
-                        Ok(Ok(resp)) => return Ok(Routed::Forwarded(resp.into_inner().version)),
+                        Ok(Ok(resp)) => return Ok(Routed::Forwarded(resp.into_inner())),
                         Ok(Err(status)) => match status.code() {
                             // Not (or no longer) the leader, or unreachable: retry.
                             tonic::Code::Unavailable | tonic::Code::Unknown => {}
@@ -357,5 +358,5 @@ impl Master {
 
 enum Routed<T> {
     Local(T),
-    Forwarded(u64),
+    Forwarded(ForwardResponse),
 }

@@ -42,6 +42,32 @@ pub enum Outcome {
     Noop,
 }
 
+impl Outcome {
+    /// The name the APIs use.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Created => "created",
+            Outcome::Updated => "updated",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Deleted => "deleted",
+            Outcome::NotFound => "not_found",
+            Outcome::Noop => "noop",
+        }
+    }
+
+    /// Parses [`Outcome::as_str`]; anything else is `Noop`.
+    pub fn from_name(name: &str) -> Self {
+        match name {
+            "created" => Outcome::Created,
+            "updated" => Outcome::Updated,
+            "unchanged" => Outcome::Unchanged,
+            "deleted" => Outcome::Deleted,
+            "not_found" => Outcome::NotFound,
+            _ => Outcome::Noop,
+        }
+    }
+}
+
 /// The in-memory cluster state every master holds.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClusterState {

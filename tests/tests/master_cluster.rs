@@ -86,6 +86,12 @@ async fn elects_a_leader_and_replicates_writes_to_all() {
             .await?;
         assert_eq!(j.status, 200);
         assert_eq!(j.body["spec"]["instances"], 1);
+        // Re-submitting a spec changes nothing, through leader or follower.
+        for id in 1..=3 {
+            let r = c.master(id).api().put_job("j0").await?;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+            assert_eq!(r.body["outcome"], "unchanged");
+        }
         // Linearizable reads: a write through one master is visible at once
         // through any other with ?consistent=true.
         for i in 0..15u64 {

@@ -88,15 +88,7 @@ impl OceanApi for Api {
             .propose(put_job_command(id.clone(), spec.to_canonical_json()))
             .await
             .map_err(to_status)?;
-        let created = applied.outcome == Outcome::Created
-            || self
-                .0
-                .read(|st| {
-                    st.jobs
-                        .get(&id)
-                        .map(|j| j.created_version == applied.version)
-                })
-                .unwrap_or(false);
+        let created = applied.outcome == Outcome::Created;
         Ok(Response::new(PutJobResponse {
             id,
             version: applied.version,
@@ -252,11 +244,9 @@ impl RaftTransport for Transport {
                 let cmd = Command::decode(&*bytes)
                     .map_err(|e| Status::invalid_argument(format!("command: {e}")))?;
                 let applied = master.propose_local(cmd).await.map_err(to_status)?;
-                if applied.outcome == Outcome::NotFound {
-                    return Err(Status::not_found("not found"));
-                }
                 Ok(Response::new(ForwardResponse {
                     version: applied.version,
+                    outcome: applied.outcome.as_str().to_string(),
                 }))
             }
             Some(forward_request::Kind::AddMember(m)) => {
@@ -285,7 +275,12 @@ impl RaftTransport for Transport {
                         .change_members_local(MemberChange::Add(member.clone()))
                         .await
                     {
-                        Ok(index) => return Ok(Response::new(ForwardResponse { version: index })),
+                        Ok(index) => {
+                            return Ok(Response::new(ForwardResponse {
+                                version: index,
+                                outcome: Outcome::Noop.as_str().to_string(),
+                            }))
+                        }
                         Err(Error::Conflict(_)) if tokio::time::Instant::now() < deadline => {
                             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                         }
@@ -298,11 +293,17 @@ impl RaftTransport for Transport {
                     .change_members_local(MemberChange::Remove(id))
                     .await
                     .map_err(to_status)?;
-                Ok(Response::new(ForwardResponse { version: index }))
+                Ok(Response::new(ForwardResponse {
+                    version: index,
+                    outcome: Outcome::Noop.as_str().to_string(),
+                }))
             }
             Some(forward_request::Kind::ReadIndex(_)) => {
                 let index = master.read_index_local().await.map_err(to_status)?;
-                Ok(Response::new(ForwardResponse { version: index }))
+                Ok(Response::new(ForwardResponse {
+                    version: index,
+                    outcome: Outcome::Noop.as_str().to_string(),
+                }))
             }
             None => Err(Status::invalid_argument("kind: missing")),
         }

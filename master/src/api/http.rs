@@ -199,18 +199,7 @@ async fn put_job(
     let applied = m
         .propose(put_job_command(id.clone(), spec.to_canonical_json()))
         .await?;
-    let created = m.read(|st| {
-        st.jobs
-            .get(&id)
-            .map(|j| j.created_version == applied.version)
-    });
-    let outcome = match applied.outcome {
-        Outcome::Created => "created",
-        Outcome::Updated => "updated",
-        Outcome::Unchanged => "unchanged",
-        _ if created == Some(true) => "created",
-        _ => "updated",
-    };
+    let outcome = applied.outcome.as_str();
     let code = if outcome == "created" {
         StatusCode::CREATED
     } else {
