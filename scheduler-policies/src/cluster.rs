@@ -5,6 +5,8 @@
 //! they can hold, then by a "free score" (the sum of free cpus, mem and
 //! disk, each normalised to the largest agent).
 
+use std::collections::hash_map::Entry;
+
 use crate::hash::FxHashMap;
 use crate::index::{AgentIndex, Cursor};
 use crate::ports::PortState;
@@ -67,10 +69,13 @@ impl<'s> Cluster<'s> {
         let mut online = vec![false; n];
         for (i, a) in agents.iter().enumerate() {
             let Ok(idx) = u32::try_from(i) else { break };
-            if by_id.contains_key(a.id.as_str()) {
-                continue; // a duplicate id never receives tasks
+            // One hash per agent: `entry` both detects and records the id.
+            match by_id.entry(a.id.as_str()) {
+                Entry::Occupied(_) => continue, // a duplicate id never receives tasks
+                Entry::Vacant(v) => {
+                    v.insert(idx);
+                }
             }
-            by_id.insert(a.id.as_str(), idx);
             online[i] = a.is_online();
         }
         let mut used: Vec<Resources> = agents.iter().map(|a| a.reserved).collect();
@@ -178,7 +183,10 @@ impl<'s> Cluster<'s> {
         if let Some(&c) = self.column_by_key.get(key) {
             return c;
         }
+        // Sized for the worst case (every value distinct, e.g. hostname):
+        // growing a 10k-entry map step by step rehashes it repeatedly.
         let mut ids: FxHashMap<&'s str, u32> = FxHashMap::default();
+        ids.reserve(self.agents.len());
         let mut col = Column {
             values: Vec::new(),
             per_agent: Vec::with_capacity(self.agents.len()),
@@ -186,11 +194,11 @@ impl<'s> Cluster<'s> {
         let agents: &'s [Agent] = self.agents;
         for a in agents {
             let v = match a.attribute(key) {
-                Some(v) => match ids.get(v) {
-                    Some(&id) => id,
-                    None => {
+                Some(v) => match ids.entry(v) {
+                    Entry::Occupied(e) => *e.get(),
+                    Entry::Vacant(e) => {
                         let id = u32::try_from(col.values.len()).unwrap_or(NONE - 1);
-                        ids.insert(v, id);
+                        e.insert(id);
                         col.values.push(v);
                         id
                     }

@@ -24,15 +24,23 @@ impl PortState {
             .filter(|r| r.begin <= r.end)
             .collect();
         rs.sort();
-        let mut merged: Vec<PortRange> = Vec::with_capacity(rs.len());
-        for r in rs {
-            match merged.last_mut() {
+        // Merge in place: one allocation per agent, and there are 10k+
+        // agents per round.
+        let mut len = 0usize;
+        for k in 0..rs.len() {
+            let r = rs[k];
+            match len.checked_sub(1).map(|l| &mut rs[l]) {
                 Some(last) if u32::from(r.begin) <= u32::from(last.end) + 1 => {
                     last.end = last.end.max(r.end);
                 }
-                _ => merged.push(r),
+                _ => {
+                    rs[len] = r;
+                    len += 1;
+                }
             }
         }
+        rs.truncate(len);
+        let merged = rs;
         let total: u32 = merged
             .iter()
             .map(|r| u32::from(r.end) - u32::from(r.begin) + 1)
