@@ -29,10 +29,20 @@ pub fn ocean_bin() -> PathBuf {
     panic!("the ocean binary was not found next to {}; run `cargo build --bin ocean` first or set OCEAN_BIN", exe.display());
 }
 
-/// A free loopback port (bound, then released).
+/// A free loopback port (bound, then released), never the same one twice in
+/// this test process: the kernel may hand a just-released port out again,
+/// and two masters of one cluster must not be given the same port.
 pub fn free_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        let addr = l.local_addr().expect("local addr");
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if !given.contains(&addr.port()) {
+            given.push(addr.port());
+            return addr;
+        }
+    }
 }
 
 /// An `ocean` child process with its log file; killed (after a SIGCONT, in
@@ -81,6 +91,13 @@ impl Process {
         if let Some(c) = &self.child {
             let _ = kill(Pid::from_raw(c.id() as i32), sig);
         }
+    }
+
+    /// Whether the process was started and has since exited by itself.
+    pub fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
     }
 
     /// Whether the process was started and not killed.
@@ -225,6 +242,20 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `n` masters with extra flags.
     pub fn start(n: u64, extra: &[&str]) -> anyhow::Result<Self> {
+        // Another test process may grab a port between our probe and the
+        // master's bind: if any master could not bind, start over on new ports.
+        let mut last = String::new();
+        for _ in 0..3 {
+            let mut c = Self::try_start(n, extra)?;
+            match c.wait_listening(Duration::from_secs(10)) {
+                Ok(()) => return Ok(c),
+                Err(e) => last = format!("{e:#}"),
+            }
+        }
+        bail!("masters did not start in three attempts: {last}")
+    }
+
+    fn try_start(n: u64, extra: &[&str]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let addrs: Vec<(SocketAddr, SocketAddr)> =
             (0..n).map(|_| (free_addr(), free_addr())).collect();
@@ -255,6 +286,28 @@ impl Cluster {
             peers,
             dir,
         })
+    }
+
+    /// Waits until every master accepts connections on its REST port; fails
+    /// as soon as one has exited.
+    fn wait_listening(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        for m in &mut self.masters {
+            loop {
+                if std::net::TcpStream::connect_timeout(&m.http, Duration::from_millis(200)).is_ok()
+                {
+                    break;
+                }
+                if m.process.exited() {
+                    bail!("master {} exited at start:\n{}", m.id, m.log_tail());
+                }
+                if Instant::now() > deadline {
+                    bail!("master {} is not listening:\n{}", m.id, m.log_tail());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(())
     }
 
     /// A new, not yet started master that will join through the others.
