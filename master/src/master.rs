@@ -134,28 +134,43 @@ impl Master {
         &self.inner.driver
     }
 
-    /// Waits until this master has applied state `version` (bounded).
-    pub async fn wait_for_version(&self, version: u64, timeout: Duration) -> bool {
+    /// Waits (bounded) until the driver's status satisfies `reached`.
+    async fn wait_status(
+        &self,
+        timeout: Duration,
+        reached: impl FnMut(&NodeStatus) -> bool,
+    ) -> bool {
         let mut rx = self.inner.status.clone();
-        let reached = tokio::time::timeout(timeout, async {
-            rx.wait_for(|s| s.version >= version).await.is_ok()
-        })
-        .await;
-        matches!(reached, Ok(true))
+        let done =
+            tokio::time::timeout(timeout, async { rx.wait_for(reached).await.is_ok() }).await;
+        matches!(done, Ok(true))
     }
 
-    /// Asks this master, which must be the leader, for a read index.
-    pub async fn read_index_local(&self) -> Result<u64> {
+    /// Waits until this master has applied state `version` (bounded).
+    pub async fn wait_for_version(&self, version: u64, timeout: Duration) -> bool {
+        self.wait_status(timeout, |s| s.version >= version).await
+    }
+
+    /// Sends a request to the raft driver and waits (bounded) for its reply.
+    async fn ask_driver<T>(
+        &self,
+        msg: impl FnOnce(oneshot::Sender<Result<T>>) -> Msg,
+    ) -> Result<T> {
         let (tx, rx) = oneshot::channel();
         self.inner
             .driver
-            .send(Msg::ReadIndex { reply: tx })
+            .send(msg(tx))
             .map_err(|_| Error::ShuttingDown)?;
         match tokio::time::timeout(WRITE_TIMEOUT, rx).await {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err(Error::ShuttingDown),
             Err(_) => Err(Error::NotCommitted(self.no_quorum_reason())),
         }
+    }
+
+    /// Asks this master, which must be the leader, for a read index.
+    pub async fn read_index_local(&self) -> Result<u64> {
+        self.ask_driver(|reply| Msg::ReadIndex { reply }).await
     }
 
     /// Waits until this master's state reflects every write acknowledged
@@ -169,12 +184,10 @@ impl Master {
             Routed::Local(i) => i,
             Routed::Forwarded(r) => r.version,
         };
-        let mut rx = self.inner.status.clone();
-        let reached = tokio::time::timeout(WRITE_TIMEOUT, async {
-            rx.wait_for(|s| s.applied_index >= index).await.is_ok()
-        })
-        .await;
-        if matches!(reached, Ok(true)) {
+        if self
+            .wait_status(WRITE_TIMEOUT, |s| s.applied_index >= index)
+            .await
+        {
             Ok(())
         } else {
             Err(Error::NotCommitted(format!(
@@ -188,16 +201,7 @@ impl Master {
     /// Proposes a command on this master, which must be the leader, and
     /// waits for it to be applied.
     pub async fn propose_local(&self, cmd: Command) -> Result<Applied> {
-        let (tx, rx) = oneshot::channel();
-        self.inner
-            .driver
-            .send(Msg::Propose { cmd, reply: tx })
-            .map_err(|_| Error::ShuttingDown)?;
-        match tokio::time::timeout(WRITE_TIMEOUT, rx).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(Error::ShuttingDown),
-            Err(_) => Err(Error::NotCommitted(self.no_quorum_reason())),
-        }
+        self.ask_driver(|reply| Msg::Propose { cmd, reply }).await
     }
 
     fn no_quorum_reason(&self) -> String {
@@ -214,16 +218,8 @@ impl Master {
 
     /// Applies a membership change on this master, which must be the leader.
     pub async fn change_members_local(&self, change: MemberChange) -> Result<u64> {
-        let (tx, rx) = oneshot::channel();
-        self.inner
-            .driver
-            .send(Msg::ChangeMembers { change, reply: tx })
-            .map_err(|_| Error::ShuttingDown)?;
-        match tokio::time::timeout(WRITE_TIMEOUT, rx).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(Error::ShuttingDown),
-            Err(_) => Err(Error::NotCommitted(self.no_quorum_reason())),
-        }
+        self.ask_driver(|reply| Msg::ChangeMembers { change, reply })
+            .await
     }
 
     pub(crate) fn forward_client(&self, addr: &str) -> Result<RaftTransportClient<Channel>> {

@@ -256,8 +256,6 @@ fn open_stream(
         if let Err(status) = result {
             debug!(peer, error = %status.message(), "raft stream to peer ended");
             let _ = driver.send(Msg::Unreachable(peer));
-            // Do not spin on a dead peer.
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     });
     tx

@@ -90,6 +90,17 @@ impl Sessions {
     }
 }
 
+/// Tells an agent to reconnect to the leader this master knows of.
+fn not_leader(master: &Master) -> MasterMessage {
+    let leader = master.leader();
+    MasterMessage {
+        kind: Some(master_message::Kind::NotLeader(NotLeader {
+            leader_id: leader.as_ref().map(|l| l.id).unwrap_or(0),
+            leader_grpc_addr: leader.map(|l| l.grpc_addr).unwrap_or_default(),
+        })),
+    }
+}
+
 /// The gRPC service.
 #[derive(Debug, Clone)]
 pub struct AgentService(pub Master);
@@ -160,15 +171,7 @@ impl AgentApi for AgentService {
         let master = self.0.clone();
         let (tx, rx) = mpsc::channel::<Result<MasterMessage, Status>>(64);
         if master.status().leader != master.id() {
-            let leader = master.leader();
-            let _ = tx
-                .send(Ok(MasterMessage {
-                    kind: Some(master_message::Kind::NotLeader(NotLeader {
-                        leader_id: leader.as_ref().map(|l| l.id).unwrap_or(0),
-                        leader_grpc_addr: leader.map(|l| l.grpc_addr).unwrap_or_default(),
-                    })),
-                }))
-                .await;
+            let _ = tx.send(Ok(not_leader(&master))).await;
             return Ok(Response::new(Box::pin(ReceiverStream::new(rx))));
         }
         let mut inbound = req.into_inner();
@@ -241,13 +244,7 @@ async fn follow(
             },
             changed = status.changed() => {
                 if changed.is_err() || status.borrow().leader != master.id() {
-                    let leader = master.leader();
-                    let _ = tx.send(Ok(MasterMessage {
-                        kind: Some(master_message::Kind::NotLeader(NotLeader {
-                            leader_id: leader.as_ref().map(|l| l.id).unwrap_or(0),
-                            leader_grpc_addr: leader.map(|l| l.grpc_addr).unwrap_or_default(),
-                        })),
-                    })).await;
+                    let _ = tx.send(Ok(not_leader(&master))).await;
                     break;
                 }
             }

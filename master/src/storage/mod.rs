@@ -38,6 +38,18 @@ pub use batch::StoreBatch;
 pub use keys::INIT_INDEX;
 use keys::*;
 
+/// Calls `f` with the value of every key under `prefix`, in key order.
+fn scan(db: &DB, prefix: &[u8], mut f: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+    for item in db.iterator(IteratorMode::From(prefix, rocksdb::Direction::Forward)) {
+        let (k, v) = item.map_err(storage("scan"))?;
+        if !k.starts_with(prefix) {
+            break;
+        }
+        f(&v)?;
+    }
+    Ok(())
+}
+
 /// The raft log's in-memory mirror.
 #[derive(Debug, Default)]
 struct LogCore {
@@ -127,12 +139,8 @@ impl RaftStore {
         if let Some(b) = db.get(TRUNCATED).map_err(storage("read truncation"))? {
             (core.trunc_index, core.trunc_term) = read_two_u64(&b, "truncation point")?;
         }
-        for item in db.iterator(IteratorMode::From(LOG_PREFIX, rocksdb::Direction::Forward)) {
-            let (k, v) = item.map_err(storage("scan log"))?;
-            if !k.starts_with(LOG_PREFIX) {
-                break;
-            }
-            let e = Entry::parse_from_bytes(&v).map_err(|e| corrupt("log entry", e))?;
+        scan(&db, LOG_PREFIX, |v| {
+            let e = Entry::parse_from_bytes(v).map_err(|e| corrupt("log entry", e))?;
             if e.index != core.last_index() + 1 {
                 return Err(corrupt(
                     "log",
@@ -140,42 +148,28 @@ impl RaftStore {
                 ));
             }
             core.entries.push_back(e);
-        }
+            Ok(())
+        })?;
 
         let mut state = ClusterState::default();
         if let Some(b) = db.get(APPLIED).map_err(storage("read applied index"))? {
             (state.applied_index, state.version) = read_two_u64(&b, "applied index")?;
         }
-        for item in db.iterator(IteratorMode::From(JOB_PREFIX, rocksdb::Direction::Forward)) {
-            let (k, v) = item.map_err(storage("scan jobs"))?;
-            if !k.starts_with(JOB_PREFIX) {
-                break;
-            }
-            let job = Job::decode(&*v).map_err(|e| corrupt("job", e))?;
+        scan(&db, JOB_PREFIX, |v| {
+            let job = Job::decode(v).map_err(|e| corrupt("job", e))?;
             state.jobs.insert(job.id.clone(), Arc::new(job));
-        }
-        for item in db.iterator(IteratorMode::From(
-            MEMBER_PREFIX,
-            rocksdb::Direction::Forward,
-        )) {
-            let (k, v) = item.map_err(storage("scan members"))?;
-            if !k.starts_with(MEMBER_PREFIX) {
-                break;
-            }
-            let m = Member::decode(&*v).map_err(|e| corrupt("member", e))?;
+            Ok(())
+        })?;
+        scan(&db, MEMBER_PREFIX, |v| {
+            let m = Member::decode(v).map_err(|e| corrupt("member", e))?;
             state.members.insert(m.id, m);
-        }
-        for item in db.iterator(IteratorMode::From(
-            AGENT_PREFIX,
-            rocksdb::Direction::Forward,
-        )) {
-            let (k, v) = item.map_err(storage("scan agents"))?;
-            if !k.starts_with(AGENT_PREFIX) {
-                break;
-            }
-            let a = Agent::decode(&*v).map_err(|e| corrupt("agent", e))?;
+            Ok(())
+        })?;
+        scan(&db, AGENT_PREFIX, |v| {
+            let a = Agent::decode(v).map_err(|e| corrupt("agent", e))?;
             state.agents.insert(a.id.clone(), Arc::new(a));
-        }
+            Ok(())
+        })?;
 
         Ok(RaftStore {
             inner: Arc::new(Inner {
