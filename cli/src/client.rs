@@ -79,6 +79,30 @@ impl Client {
     }
 }
 
+impl Client {
+    /// A GET whose body is read as it arrives (logs with `follow`): no
+    /// overall timeout. Error statuses become errors as in [`Client::request`].
+    pub async fn stream(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(2))
+            .build()
+            .context("building the HTTP client")?;
+        let mut last_err = None;
+        for base in &self.addrs {
+            match http.get(format!("{base}{path}")).send().await {
+                Ok(resp) if resp.status().is_success() => return Ok(resp),
+                Ok(resp) => return Err(decode(resp).await.err().unwrap_or_else(|| anyhow!("failed"))),
+                Err(e) if e.is_connect() || e.is_timeout() => {
+                    last_err = Some(anyhow!("{base}: {e}"));
+                }
+                Err(e) => return Err(anyhow!("{base}: {e}")),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| anyhow!("no master address")))
+            .context("no master answered (set --addr or OCEAN_ADDR)")
+    }
+}
+
 async fn decode(resp: reqwest::Response) -> anyhow::Result<Value> {
     let status = resp.status();
     let text = resp.text().await.context("reading the response")?;

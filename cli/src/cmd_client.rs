@@ -29,6 +29,13 @@ pub enum JobCommand {
         /// The job's service-tree id.
         id: String,
     },
+    /// Set a job's number of instances.
+    Scale {
+        /// The job's service-tree id.
+        id: String,
+        /// How many instances to run.
+        instances: u32,
+    },
     /// Stop a job (deletes it; its tasks are killed).
     Stop {
         /// The job's service-tree id.
@@ -59,11 +66,11 @@ pub enum MemberCommand {
     },
 }
 
-fn print_json(v: &Value) {
+pub fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
-fn s(v: &Value, k: &str) -> String {
+pub fn s(v: &Value, k: &str) -> String {
     match v.get(k) {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Null) | None => "-".into(),
@@ -177,6 +184,26 @@ pub async fn job(c: &Client, cmd: JobCommand) -> anyhow::Result<()> {
                 .await?;
             print_json(&v);
         }
+        JobCommand::Scale { id, instances } => {
+            let v = c
+                .request(
+                    Method::POST,
+                    &format!("/v1/jobs/{}/scale", urlencode(&id)),
+                    Body::Json(json!({ "instances": instances })),
+                )
+                .await?;
+            if c.json {
+                print_json(&v);
+            } else {
+                println!(
+                    "job {} scaled to {} ({}, version {})",
+                    id,
+                    instances,
+                    s(&v, "outcome"),
+                    s(&v, "version")
+                );
+            }
+        }
         JobCommand::Stop { id } => {
             let v = c
                 .request(
@@ -217,7 +244,7 @@ pub async fn member(c: &Client, cmd: MemberCommand) -> anyhow::Result<()> {
 }
 
 /// Percent-encodes what may appear in an id or prefix.
-fn urlencode(s: &str) -> String {
+pub fn urlencode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {

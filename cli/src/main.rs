@@ -5,6 +5,7 @@ mod client;
 mod cmd_agent;
 mod cmd_client;
 mod cmd_server;
+mod cmd_task;
 
 use clap::{Parser, Subcommand};
 
@@ -39,6 +40,9 @@ enum Command {
     /// Work with jobs.
     #[command(subcommand)]
     Job(cmd_client::JobCommand),
+    /// List tasks and read their logs.
+    #[command(subcommand)]
+    Task(cmd_task::TaskCommand),
     /// Run an agent (`ocean agent --master ... --data-dir ...`), or
     /// `ocean agent list`.
     Agent(cmd_agent::AgentCommand),
@@ -77,6 +81,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status => cmd_client::status(&client()?).await,
         Command::Job(cmd) => cmd_client::job(&client()?, cmd).await,
         Command::Member(cmd) => cmd_client::member(&client()?, cmd).await,
+        Command::Task(cmd) => cmd_task::task(&client()?, cmd).await,
         Command::Agent(cmd) => cmd_agent::agent(client, cmd).await,
     }
 }

@@ -53,6 +53,9 @@ pub enum Error {
     /// Talking to another master failed.
     #[error("peer {peer}: {reason}")]
     Peer { peer: u64, reason: String },
+    /// An agent could not be reached or failed.
+    #[error("{0}")]
+    Agent(String),
     /// Any other I/O error.
     #[error("{context}: {source}")]
     Io {

@@ -12,16 +12,20 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, RwLock};
 
-use ocean_proto::v1::{Agent, Job};
+use ocean_proto::v1::{Agent, Job, Task};
 use tokio::sync::broadcast;
 
 use crate::state::{Change, ClusterState};
 
+/// The changes one command made, all at one version (a scheduling round
+/// places many tasks in one command).
+pub type Changes = Arc<[Change]>;
+
 /// One item of the live stream.
 #[derive(Debug, Clone)]
 pub enum FeedItem {
-    /// A change at a version.
-    Change(u64, Change),
+    /// The changes of one version.
+    Changes(u64, Changes),
     /// The state was replaced wholesale (a snapshot was installed): consumers
     /// must re-read a snapshot.
     Reset,
@@ -32,14 +36,15 @@ pub enum FeedItem {
 pub enum Start {
     /// Replay these changes (all with version > the requested one), then
     /// follow the live stream.
-    Backlog(Vec<(u64, Change)>),
+    Backlog(Vec<(u64, Changes)>),
     /// The requested version is too old (or 0): here is the whole state at
     /// `version`, plus the changes already queued after it.
     Snapshot {
         version: u64,
         jobs: Vec<Arc<Job>>,
         agents: Vec<Arc<Agent>>,
-        backlog: Vec<(u64, Change)>,
+        tasks: Vec<Arc<Task>>,
+        backlog: Vec<(u64, Changes)>,
     },
 }
 
@@ -55,7 +60,7 @@ pub struct Subscription {
 
 #[derive(Debug)]
 struct Ring {
-    items: VecDeque<(u64, Change)>,
+    items: VecDeque<(u64, Changes)>,
     /// Every version `> floor` is in `items` (or was published after).
     floor: u64,
 }
@@ -86,8 +91,8 @@ impl Feed {
         self.ring.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Publishes applied changes in version order.
-    pub fn publish(&self, changes: Vec<(u64, Change)>) {
+    /// Publishes applied changes in version order, one item per version.
+    pub fn publish(&self, changes: Vec<(u64, Changes)>) {
         if changes.is_empty() {
             return;
         }
@@ -100,8 +105,14 @@ impl Feed {
             }
             ring.items.push_back((v, c.clone()));
             // No receivers is fine: nobody is watching.
-            let _ = self.tx.send(FeedItem::Change(v, c));
+            let _ = self.tx.send(FeedItem::Changes(v, c));
         }
+    }
+
+    /// The live stream alone, for consumers that re-read the state on
+    /// every item (the reconciler).
+    pub fn live(&self) -> broadcast::Receiver<FeedItem> {
+        self.tx.subscribe()
     }
 
     /// The state was replaced by a snapshot at `version`.
@@ -132,6 +143,7 @@ impl Feed {
                 version,
                 jobs: st.jobs.values().cloned().collect(),
                 agents: st.agents.values().cloned().collect(),
+                tasks: st.tasks.values().cloned().collect(),
                 backlog: ring
                     .items
                     .iter()
@@ -148,8 +160,8 @@ impl Feed {
 mod tests {
     use super::*;
 
-    fn del(id: &str) -> Change {
-        Change::JobDeleted(id.into())
+    fn del(id: &str) -> Changes {
+        Arc::from(vec![Change::JobDeleted(id.into())])
     }
 
     #[test]
@@ -189,7 +201,7 @@ mod tests {
         feed.reset(10);
         assert!(matches!(
             sub.live.recv().await.unwrap(),
-            FeedItem::Change(1, _)
+            FeedItem::Changes(1, _)
         ));
         assert!(matches!(sub.live.recv().await.unwrap(), FeedItem::Reset));
     }

@@ -15,6 +15,7 @@
 //! - [`node`]: the raft driver (Ready loop, group commit, apply, compaction).
 //! - [`transport`]: gRPC between masters.
 //! - [`feed`]: the versioned change feed.
+//! - [`reconcile`]: the leader's reconciler (jobs to tasks, launches, kills, status reports).
 //! - [`master`]: the handle the APIs use, and [`run`].
 //! - [`api`]: REST, gRPC, watch.
 
@@ -25,6 +26,7 @@ pub mod feed;
 pub mod master;
 pub mod metrics;
 pub mod node;
+pub mod reconcile;
 pub mod startup;
 pub mod state;
 pub mod storage;

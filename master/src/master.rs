@@ -48,6 +48,9 @@ pub(crate) struct Inner {
     pub(crate) accepting_raft: std::sync::atomic::AtomicBool,
     /// Agents connected to this master (meaningful on the leader).
     pub(crate) sessions: crate::api::agent::Sessions,
+    /// The reconciler's shared half.
+    pub(crate) scheduler: crate::reconcile::Scheduler,
+    pub(crate) agent_http: reqwest::Client,
 }
 
 impl Master {
@@ -117,6 +120,16 @@ impl Master {
     /// The leader's knowledge of connected agents.
     pub fn sessions(&self) -> &crate::api::agent::Sessions {
         &self.inner.sessions
+    }
+
+    /// The HTTP client for agents' log servers.
+    pub fn agent_http(&self) -> &reqwest::Client {
+        &self.inner.agent_http
+    }
+
+    /// The reconciler's shared half (status batching, waiting reasons).
+    pub fn scheduler(&self) -> &crate::reconcile::Scheduler {
+        &self.inner.scheduler
     }
 
     /// A receiver of status changes.
@@ -263,7 +276,7 @@ impl Master {
                 Ok(Applied {
                     outcome: Outcome::from_name(&resp.outcome),
                     version: resp.version,
-                    change: None,
+                    changes: Vec::new(),
                 })
             }
         }

@@ -147,6 +147,11 @@ pub async fn start(config: &MasterConfig) -> Result<Started> {
             grpc_addr,
             http_addr,
             sessions: Default::default(),
+            scheduler: Default::default(),
+            agent_http: reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(2))
+                .build()
+                .unwrap_or_default(),
             accepting_raft: std::sync::atomic::AtomicBool::new(!fresh || seeds.is_empty()),
         }),
     };
@@ -154,6 +159,7 @@ pub async fn start(config: &MasterConfig) -> Result<Started> {
         tokio::spawn(join_cluster(master.clone(), seeds));
     }
     tokio::spawn(announce_self(master.clone()));
+    crate::reconcile::spawn(master.clone());
     Ok(Started {
         master,
         driver_thread: Some(driver_thread),

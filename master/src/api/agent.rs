@@ -21,6 +21,7 @@ use tracing::{info, warn};
 
 use super::error::to_status;
 use crate::master::Master;
+use crate::reconcile::reports;
 use crate::state::put_agent_command;
 
 /// How often agents send heartbeats.
@@ -32,12 +33,16 @@ pub struct Sessions {
     inner: Mutex<HashMap<String, Session>>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Session {
     generation: u64,
     connected: bool,
     last_heartbeat: Instant,
+    /// The open stream to the agent (dropped when it closes).
+    tx: Option<SessionTx>,
 }
+
+type SessionTx = mpsc::Sender<Result<MasterMessage, Status>>;
 
 /// Liveness of one agent as this master sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +54,7 @@ pub struct Liveness {
 }
 
 impl Sessions {
-    fn open(&self, id: &str) -> u64 {
+    fn open(&self, id: &str, tx: SessionTx) -> u64 {
         let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let generation = m.get(id).map(|s| s.generation + 1).unwrap_or(1);
         m.insert(
@@ -58,9 +63,36 @@ impl Sessions {
                 generation,
                 connected: true,
                 last_heartbeat: Instant::now(),
+                tx: Some(tx),
             },
         );
         generation
+    }
+
+    /// Ids of the agents whose stream to this master is open.
+    pub fn connected(&self) -> std::collections::HashSet<String> {
+        let m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        m.iter()
+            .filter(|(_, s)| s.connected)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Queues a message on an agent's stream; false when it is not
+    /// connected or its queue is full (the reconciler retries later).
+    pub fn send(&self, id: &str, msg: MasterMessage) -> bool {
+        let tx = {
+            let m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            match m.get(id) {
+                Some(Session {
+                    connected: true,
+                    tx: Some(tx),
+                    ..
+                }) => tx.clone(),
+                _ => return false,
+            }
+        };
+        tx.try_send(Ok(msg)).is_ok()
     }
 
     fn beat(&self, id: &str) {
@@ -76,6 +108,7 @@ impl Sessions {
             // A newer stream of the same agent may already be open.
             if s.generation == generation {
                 s.connected = false;
+                s.tx = None;
             }
         }
     }
@@ -169,7 +202,7 @@ impl AgentApi for AgentService {
         req: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<SessionStream>, Status> {
         let master = self.0.clone();
-        let (tx, rx) = mpsc::channel::<Result<MasterMessage, Status>>(64);
+        let (tx, rx) = mpsc::channel::<Result<MasterMessage, Status>>(1024);
         if master.status().leader != master.id() {
             let _ = tx.send(Ok(not_leader(&master))).await;
             return Ok(Response::new(Box::pin(ReceiverStream::new(rx))));
@@ -197,14 +230,15 @@ impl AgentApi for AgentService {
             port_high: reg.port_high,
             address: reg.address.clone(),
             registered_version: 0,
+            http_addr: reg.http_addr.clone(),
         };
         master
             .propose(put_agent_command(agent))
             .await
             .map_err(to_status)?;
         let id = reg.agent_id;
-        let generation = master.sessions().open(&id);
-        info!(agent = %id, hostname = %reg.hostname, "agent registered");
+        let generation = master.sessions().open(&id, tx.clone());
+        info!(agent = %id, hostname = %reg.hostname, tasks = reg.tasks.len(), "agent registered");
         let _ = tx
             .send(Ok(MasterMessage {
                 kind: Some(master_message::Kind::Registered(Registered {
@@ -214,6 +248,9 @@ impl AgentApi for AgentService {
                 })),
             }))
             .await;
+        // A registration is a full report of the agent's tasks.
+        tokio::spawn(reports::full_report(master.clone(), id.clone(), reg.tasks));
+        master.scheduler().wake();
         tokio::spawn(follow(master, id, generation, inbound, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -232,8 +269,20 @@ async fn follow(
         tokio::select! {
             msg = inbound.message() => match msg {
                 Ok(Some(m)) => {
-                    if let Some(agent_message::Kind::Heartbeat(_)) = m.kind {
-                        master.sessions().beat(&id);
+                    master.sessions().beat(&id);
+                    match m.kind {
+                        Some(agent_message::Kind::Report(r)) if r.full => {
+                            tokio::spawn(reports::full_report(master.clone(), id.clone(), r.tasks));
+                        }
+                        Some(agent_message::Kind::Report(r)) => {
+                            for u in reports::checked(&id, &r.tasks) {
+                                master.scheduler().record(u);
+                            }
+                        }
+                        Some(agent_message::Kind::Register(_)) => {
+                            warn!(agent = %id, "kind: register is only valid as the first message; ignored");
+                        }
+                        Some(agent_message::Kind::Heartbeat(_)) | None => {}
                     }
                 }
                 Ok(None) => break,

@@ -43,6 +43,7 @@ fn code(e: &Error) -> (StatusCode, &'static str) {
             (StatusCode::BAD_REQUEST, "invalid_request")
         }
         Error::Peer { .. } => (StatusCode::BAD_GATEWAY, "peer_error"),
+        Error::Agent(_) => (StatusCode::BAD_GATEWAY, "agent_error"),
         Error::Storage { .. }
         | Error::Corrupt { .. }
         | Error::Raft(_)

@@ -12,7 +12,7 @@ use ocean_proto::v1::ocean_api_server::{OceanApi, OceanApiServer};
 use ocean_proto::v1::{
     event, Agent, Command, DeleteJobResponse, Event, Job, JobRef, LeaderRequest, LeaderResponse,
     ListJobsRequest, ListJobsResponse, Member, PutJobRequest, PutJobResponse, Snapshot,
-    WatchRequest,
+    Task, WatchRequest,
 };
 use ocean_spec::{parse_job_spec, Format};
 use prost::Message as _;
@@ -161,25 +161,27 @@ impl OceanApi for Api {
                     version,
                     jobs,
                     agents,
+                    tasks,
                 } => Event {
                     version,
                     kind: Some(event::Kind::Snapshot(Snapshot {
                         version,
                         jobs: jobs.iter().map(|j| Job::clone(j)).collect(),
                         agents: agents.iter().map(|a| Agent::clone(a)).collect(),
+                        tasks: tasks.iter().map(|t| Task::clone(t)).collect(),
                     })),
                 },
-                WatchItem::Change(version, Change::JobPut(job)) => Event {
+                WatchItem::Change {
+                    version, change, ..
+                } => Event {
                     version,
-                    kind: Some(event::Kind::JobPut(Job::clone(&job))),
-                },
-                WatchItem::Change(version, Change::JobDeleted(id)) => Event {
-                    version,
-                    kind: Some(event::Kind::JobDeleted(id)),
-                },
-                WatchItem::Change(version, Change::AgentPut(a)) => Event {
-                    version,
-                    kind: Some(event::Kind::AgentPut(Agent::clone(&a))),
+                    kind: Some(match change {
+                        Change::JobPut(job) => event::Kind::JobPut(Job::clone(&job)),
+                        Change::JobDeleted(id) => event::Kind::JobDeleted(id),
+                        Change::AgentPut(a) => event::Kind::AgentPut(Agent::clone(&a)),
+                        Change::TaskPut(t) => event::Kind::TaskPut(Task::clone(&t)),
+                        Change::TaskRemoved(id) => event::Kind::TaskRemoved(id),
+                    }),
                 },
             })
         });

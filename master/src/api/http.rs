@@ -42,6 +42,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
 use super::error::ApiError;
+use super::tasks::task_json;
 use super::watch::{watch, WatchItem};
 use crate::error::{Error, Result};
 use crate::master::{Master, WRITE_TIMEOUT};
@@ -63,6 +64,7 @@ pub fn router(master: Master) -> Router {
         .route("/v1/members/{id}", delete(remove_member))
         .route("/v1/events", get(events))
         .route("/metrics", get(metrics))
+        .merge(super::tasks::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(4 * 1024 * 1024))
         .with_state(master)
@@ -90,7 +92,7 @@ async fn not_found() -> ApiError {
     })
 }
 
-fn with_version(version: u64, body: Value) -> Response {
+pub(super) fn with_version(version: u64, body: Value) -> Response {
     let mut resp = Json(body).into_response();
     if let Ok(v) = HeaderValue::from_str(&version.to_string()) {
         resp.headers_mut().insert("x-ocean-version", v);
@@ -222,10 +224,20 @@ struct ReadQuery {
 }
 
 async fn wait_version(m: &Master, q: &ReadQuery) -> ApiResult<()> {
-    if q.consistent == Some(true) {
+    wait_read(m, q.min_version, q.consistent).await
+}
+
+/// Waits as a read asks: `consistent` for a read index, `min_version` for
+/// this master to have applied that version.
+pub(super) async fn wait_read(
+    m: &Master,
+    min_version: Option<u64>,
+    consistent: Option<bool>,
+) -> ApiResult<()> {
+    if consistent == Some(true) {
         m.linearizable().await?;
     }
-    if let Some(v) = q.min_version {
+    if let Some(v) = min_version {
         if !m.wait_for_version(v, WRITE_TIMEOUT).await {
             return Err(Error::NotCommitted(format!(
                 "master {} has not applied version {v} within {}s",
@@ -255,6 +267,7 @@ pub fn agent_json(a: &Agent) -> Value {
         "id": a.id,
         "hostname": a.hostname,
         "address": a.address,
+        "http_addr": a.http_addr,
         "attributes": a.attributes,
         "resources": {"cpus": a.cpus, "mem": a.mem_mib, "disk": a.disk_mib},
         "ports": format!("{}-{}", a.port_low, a.port_high),
@@ -327,9 +340,32 @@ async fn get_job(
     Query(q): Query<ReadQuery>,
 ) -> ApiResult<Response> {
     wait_version(&m, &q).await?;
-    let (version, job) = m.read(|st| (st.version, st.jobs.get(&id).map(|j| job_json(j))));
+    let (version, job) = m.read(|st| {
+        let job = st.jobs.get(&id).map(|j| {
+            let mut v = job_json(j);
+            let mut counts = serde_json::Map::new();
+            let mut running = 0;
+            for t in st.tasks_of(&id) {
+                running += usize::from(t.state == crate::state::RUNNING && !t.kill_requested);
+                let n = counts.entry(t.state.clone()).or_insert(json!(0));
+                *n = json!(n.as_u64().unwrap_or(0) + 1);
+            }
+            v["tasks"] = Value::Object(counts);
+            v["running"] = json!(running);
+            v
+        });
+        (st.version, job)
+    });
     match job {
-        Some(j) => Ok(with_version(version, j)),
+        Some(mut j) => {
+            // Only the leader plans, so only it knows why tasks wait.
+            j["waiting"] = if m.status().leader == m.id() {
+                json!(m.scheduler().waiting(&id))
+            } else {
+                Value::Null
+            };
+            Ok(with_version(version, j))
+        }
         None => Err(Error::NotFound { kind: "job", id }.into()),
     }
 }
@@ -439,6 +475,7 @@ async fn events(
                 version,
                 jobs,
                 agents,
+                tasks,
             } => SseEvent::default()
                 .id(version.to_string())
                 .event("snapshot")
@@ -447,21 +484,32 @@ async fn events(
                         "version": version,
                         "jobs": jobs.iter().map(|j| job_json(j)).collect::<Vec<_>>(),
                         "agents": agents.iter().map(|a| agent_json(a)).collect::<Vec<_>>(),
+                        "tasks": tasks.iter().map(|t| task_json(t)).collect::<Vec<_>>(),
                     })
                     .to_string(),
                 ),
-            WatchItem::Change(v, Change::JobPut(job)) => SseEvent::default()
-                .id(v.to_string())
-                .event("job_put")
-                .data(json!({"version": v, "job": job_json(&job)}).to_string()),
-            WatchItem::Change(v, Change::JobDeleted(id)) => SseEvent::default()
-                .id(v.to_string())
-                .event("job_deleted")
-                .data(json!({"version": v, "id": id}).to_string()),
-            WatchItem::Change(v, Change::AgentPut(a)) => SseEvent::default()
-                .id(v.to_string())
-                .event("agent_put")
-                .data(json!({"version": v, "agent": agent_json(&a)}).to_string()),
+            WatchItem::Change {
+                version: v,
+                change,
+                last,
+            } => {
+                let (name, data) = match change {
+                    Change::JobPut(job) => ("job_put", json!({"version": v, "job": job_json(&job)})),
+                    Change::JobDeleted(id) => ("job_deleted", json!({"version": v, "id": id})),
+                    Change::AgentPut(a) => ("agent_put", json!({"version": v, "agent": agent_json(&a)})),
+                    Change::TaskPut(t) => ("task_put", json!({"version": v, "task": task_json(&t)})),
+                    Change::TaskRemoved(id) => ("task_removed", json!({"version": v, "id": id})),
+                };
+                // Only the last event of a version carries the id, so a
+                // client resuming with Last-Event-ID never skips the rest
+                // of a version it saw only part of.
+                let ev = SseEvent::default().event(name).data(data.to_string());
+                if last {
+                    ev.id(v.to_string())
+                } else {
+                    ev
+                }
+            }
         };
         Ok(ev)
     });

@@ -6,4 +6,5 @@ pub mod agent;
 pub mod error;
 pub mod grpc;
 pub mod http;
+pub mod tasks;
 pub mod watch;

@@ -10,6 +10,9 @@ use tracing::{info, warn};
 
 use super::{Announce, Driver, Pending, Transport, Waiter};
 use crate::error::{corrupt, Error, Result};
+use std::sync::Arc;
+
+use crate::feed::Changes;
 use crate::state::{Applied, Change};
 use crate::storage::StoreBatch;
 
@@ -25,7 +28,7 @@ impl<T: Transport> Driver<T> {
             return Ok(Announce::default());
         }
         let state = self.store.state();
-        let mut changes: Vec<(u64, Change)> = Vec::new();
+        let mut changes: Vec<(u64, Changes)> = Vec::new();
         let mut plain_changes: Vec<Change> = Vec::new();
         let mut members = Vec::new();
         let mut removed = Vec::new();
@@ -45,9 +48,9 @@ impl<T: Transport> Driver<T> {
                             members.push(m.clone());
                         }
                         let applied = st.apply(&cmd);
-                        if let Some(c) = &applied.change {
-                            changes.push((applied.version, c.clone()));
-                            plain_changes.push(c.clone());
+                        if !applied.changes.is_empty() {
+                            plain_changes.extend(applied.changes.iter().cloned());
+                            changes.push((applied.version, Arc::from(applied.changes.clone())));
                         }
                         result = Some(Ok(applied));
                     }
@@ -76,7 +79,7 @@ impl<T: Transport> Driver<T> {
                         result = Some(Ok(Applied {
                             outcome: crate::state::Outcome::Noop,
                             version: st.version,
-                            change: None,
+                            changes: Vec::new(),
                         }));
                     }
                     EntryType::EntryConfChangeV2 => {

@@ -27,7 +27,7 @@ use crate::config::RaftSettings;
 use crate::error::{Error, Result};
 use crate::feed::Feed;
 use crate::metrics::Metrics;
-use crate::state::{Applied, Change};
+use crate::state::Applied;
 use crate::storage::RaftStore;
 
 mod apply;
@@ -145,7 +145,7 @@ struct Pending {
 /// What to publish after a batch is written.
 #[derive(Default)]
 struct Announce {
-    changes: Vec<(u64, Change)>,
+    changes: Vec<(u64, crate::feed::Changes)>,
     replies: Vec<(Pending, Option<Result<Applied>>, u64)>,
 }
 

@@ -6,7 +6,9 @@ use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState};
 use rocksdb::WriteBatch;
 
-use super::keys::{agent_key, job_key, log_key, member_key, two_u64, APPLIED, CONF_STATE};
+use super::keys::{
+    agent_key, job_key, log_key, member_key, task_key, two_u64, APPLIED, CONF_STATE,
+};
 use crate::error::{corrupt, Result};
 use crate::state::Change;
 
@@ -75,6 +77,8 @@ impl StoreBatch {
                 Change::JobPut(job) => self.batch.put(job_key(&job.id), job.encode_to_vec()),
                 Change::JobDeleted(id) => self.batch.delete(job_key(id)),
                 Change::AgentPut(a) => self.batch.put(agent_key(&a.id), a.encode_to_vec()),
+                Change::TaskPut(t) => self.batch.put(task_key(&t.id), t.encode_to_vec()),
+                Change::TaskRemoved(id) => self.batch.delete(task_key(id)),
             }
         }
         for m in members {

@@ -11,6 +11,7 @@ pub(super) const APPLIED: &[u8] = b"s:applied";
 pub(super) const JOB_PREFIX: &[u8] = b"s:job:";
 pub(super) const MEMBER_PREFIX: &[u8] = b"s:member:";
 pub(super) const AGENT_PREFIX: &[u8] = b"s:agent:";
+pub(super) const TASK_PREFIX: &[u8] = b"s:task:";
 pub(super) const STATE_START: &[u8] = b"s:";
 pub(super) const STATE_END: &[u8] = b"s;";
 
@@ -59,6 +60,12 @@ pub(super) fn member_key(id: u64) -> Vec<u8> {
 
 pub(super) fn agent_key(id: &str) -> Vec<u8> {
     let mut k = AGENT_PREFIX.to_vec();
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+pub(super) fn task_key(id: &str) -> Vec<u8> {
+    let mut k = TASK_PREFIX.to_vec();
     k.extend_from_slice(id.as_bytes());
     k
 }

@@ -21,7 +21,7 @@ use std::path::Path;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use ocean_proto::v1::{Agent, Job, Member};
+use ocean_proto::v1::{Agent, Job, Member, Task};
 use prost::Message as _;
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
@@ -168,6 +168,11 @@ impl RaftStore {
         scan(&db, AGENT_PREFIX, |v| {
             let a = Agent::decode(v).map_err(|e| corrupt("agent", e))?;
             state.agents.insert(a.id.clone(), Arc::new(a));
+            Ok(())
+        })?;
+        scan(&db, TASK_PREFIX, |v| {
+            let t = Task::decode(v).map_err(|e| corrupt("task", e))?;
+            state.insert_task(Arc::new(t));
             Ok(())
         })?;
 
@@ -346,6 +351,9 @@ impl RaftStore {
         }
         for a in state.agents.values() {
             batch.put(agent_key(&a.id), a.encode_to_vec());
+        }
+        for t in state.tasks.values() {
+            batch.put(task_key(&t.id), t.encode_to_vec());
         }
         batch.put(APPLIED, two_u64(meta.index, state.version));
         batch.put(TRUNCATED, two_u64(meta.index, meta.term));

@@ -5,11 +5,16 @@
 //! reaches the same state and the same `version`. The version counts the
 //! commands that changed something; watchers resume from it on any master.
 
-use std::collections::BTreeMap;
+mod tasks;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use ocean_proto::v1::{command, Agent, Command, Job, Member, StateImage};
+use ocean_proto::v1::{command, Agent, Command, Job, Member, PlanTasks, StateImage, Task};
 use prost::Message;
+
+pub use tasks::{is_live, is_terminal, rank, KEEP_ENDED_PER_JOB, STATES};
+pub use tasks::{FAILED, FINISHED, KILLED, LOST, RUNNING, STAGING, STARTING};
 
 use crate::error::{corrupt, Result};
 
@@ -23,6 +28,10 @@ pub enum Change {
     JobDeleted(String),
     /// An agent registered or its facts changed.
     AgentPut(Arc<Agent>),
+    /// A task was placed or changed state.
+    TaskPut(Arc<Task>),
+    /// An ended task was forgotten.
+    TaskRemoved(String),
 }
 
 /// What applying one command did, reported to whoever proposed it.
@@ -81,6 +90,10 @@ pub struct ClusterState {
     pub members: BTreeMap<u64, Member>,
     /// Agents by id.
     pub agents: BTreeMap<String, Arc<Agent>>,
+    /// Tasks by id (live ones and the latest ended ones of each job).
+    pub tasks: BTreeMap<String, Arc<Task>>,
+    /// Task ids by job id: an index over `tasks`.
+    pub job_tasks: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// The effect of one applied command.
@@ -90,43 +103,51 @@ pub struct Applied {
     pub outcome: Outcome,
     /// The state version after the command.
     pub version: u64,
-    /// The change, if any, stamped with `version`.
-    pub change: Option<Change>,
+    /// The changes, all stamped with `version` (one command may place or
+    /// update many tasks).
+    pub changes: Vec<Change>,
 }
 
 impl ClusterState {
     /// Applies one committed command. Must stay deterministic: no clocks,
     /// no randomness, no I/O.
     pub fn apply(&mut self, cmd: &Command) -> Applied {
-        let (outcome, change) = match &cmd.kind {
+        let (outcome, changes) = match &cmd.kind {
             Some(command::Kind::PutJob(put)) => self.put_job(&put.id, &put.spec_json),
             Some(command::Kind::DeleteJob(del)) => match self.jobs.remove(&del.id) {
                 Some(_) => {
                     self.version += 1;
-                    (Outcome::Deleted, Some(Change::JobDeleted(del.id.clone())))
+                    let mut changes = vec![Change::JobDeleted(del.id.clone())];
+                    changes.extend(self.kill_job_tasks(&del.id, self.version));
+                    (Outcome::Deleted, changes)
                 }
-                None => (Outcome::NotFound, None),
+                None => (Outcome::NotFound, Vec::new()),
             },
             Some(command::Kind::SetMember(m)) => {
                 // Membership addresses are not versioned state: watchers of
                 // jobs need not see them.
                 self.set_member(m.clone());
-                (Outcome::Noop, None)
+                (Outcome::Noop, Vec::new())
             }
             Some(command::Kind::PutAgent(agent)) => self.put_agent(agent),
-            Some(command::Kind::Noop(_)) | None => (Outcome::Noop, None),
+            Some(command::Kind::PlanTasks(plan)) => self.plan_tasks(plan),
+            Some(command::Kind::TaskUpdates(u)) => self.task_updates(&u.updates),
+            Some(command::Kind::ScaleJob(scale)) => self.scale_job(scale),
+            Some(command::Kind::Noop(_)) | None => (Outcome::Noop, Vec::new()),
         };
         Applied {
             outcome,
             version: self.version,
-            change,
+            changes,
         }
     }
 
-    fn put_job(&mut self, id: &str, spec_json: &[u8]) -> (Outcome, Option<Change>) {
+    fn put_job(&mut self, id: &str, spec_json: &[u8]) -> (Outcome, Vec<Change>) {
         let next = self.version + 1;
         let (outcome, created_version) = match self.jobs.get(id) {
-            Some(existing) if existing.spec_json == spec_json => return (Outcome::Unchanged, None),
+            Some(existing) if existing.spec_json == spec_json => {
+                return (Outcome::Unchanged, Vec::new())
+            }
             Some(existing) => (Outcome::Updated, existing.created_version),
             None => (Outcome::Created, next),
         };
@@ -138,16 +159,16 @@ impl ClusterState {
         });
         self.jobs.insert(id.to_string(), job.clone());
         self.version = next;
-        (outcome, Some(Change::JobPut(job)))
+        (outcome, vec![Change::JobPut(job)])
     }
 
-    fn put_agent(&mut self, agent: &Agent) -> (Outcome, Option<Change>) {
+    fn put_agent(&mut self, agent: &Agent) -> (Outcome, Vec<Change>) {
         let mut agent = agent.clone();
         let outcome = match self.agents.get(&agent.id) {
             Some(known) => {
                 agent.registered_version = known.registered_version;
                 if **known == agent {
-                    return (Outcome::Unchanged, None);
+                    return (Outcome::Unchanged, Vec::new());
                 }
                 Outcome::Updated
             }
@@ -159,7 +180,7 @@ impl ClusterState {
         self.version += 1;
         let agent = Arc::new(agent);
         self.agents.insert(agent.id.clone(), agent.clone());
-        (outcome, Some(Change::AgentPut(agent)))
+        (outcome, vec![Change::AgentPut(agent)])
     }
 
     /// Records a member's addresses (from a conf change's context).
@@ -180,6 +201,7 @@ impl ClusterState {
             jobs: self.jobs.values().map(|j| Job::clone(j)).collect(),
             members: self.members.values().cloned().collect(),
             agents: self.agents.values().map(|a| Agent::clone(a)).collect(),
+            tasks: self.tasks.values().map(|t| Task::clone(t)).collect(),
         }
         .encode_to_vec()
     }
@@ -187,7 +209,7 @@ impl ClusterState {
     /// Decodes a snapshot image.
     pub fn from_image(bytes: &[u8]) -> Result<Self> {
         let image = StateImage::decode(bytes).map_err(|e| corrupt("snapshot image", e))?;
-        Ok(ClusterState {
+        let mut state = ClusterState {
             version: image.version,
             applied_index: image.applied_index,
             jobs: image
@@ -201,7 +223,13 @@ impl ClusterState {
                 .into_iter()
                 .map(|a| (a.id.clone(), Arc::new(a)))
                 .collect(),
-        })
+            tasks: BTreeMap::new(),
+            job_tasks: BTreeMap::new(),
+        };
+        for t in image.tasks {
+            state.insert_task(Arc::new(t));
+        }
+        Ok(state)
     }
 }
 
@@ -219,6 +247,29 @@ pub fn put_job_command(id: String, spec_json: Vec<u8>) -> Command {
 pub fn put_agent_command(agent: Agent) -> Command {
     Command {
         kind: Some(command::Kind::PutAgent(agent)),
+    }
+}
+
+/// Builds a scheduling-round command.
+pub fn plan_tasks_command(place: Vec<Task>, kill: Vec<String>) -> Command {
+    Command {
+        kind: Some(command::Kind::PlanTasks(PlanTasks { place, kill })),
+    }
+}
+
+/// Builds a batch of task status updates.
+pub fn task_updates_command(updates: Vec<ocean_proto::v1::TaskUpdate>) -> Command {
+    Command {
+        kind: Some(command::Kind::TaskUpdates(ocean_proto::v1::TaskUpdates {
+            updates,
+        })),
+    }
+}
+
+/// Builds a scale command.
+pub fn scale_job_command(id: String, instances: u32) -> Command {
+    Command {
+        kind: Some(command::Kind::ScaleJob(ocean_proto::v1::ScaleJob { id, instances })),
     }
 }
 
@@ -244,14 +295,14 @@ mod tests {
         assert_eq!((a.outcome, a.version), (Outcome::Created, 1));
         let a = s.apply(&put("a", "{}"));
         assert_eq!((a.outcome, a.version), (Outcome::Unchanged, 1));
-        assert_eq!(a.change, None);
+        assert!(a.changes.is_empty());
         let a = s.apply(&put("a", "{\"x\":1}"));
         assert_eq!((a.outcome, a.version), (Outcome::Updated, 2));
         assert_eq!(s.jobs["a"].created_version, 1);
         assert_eq!(s.jobs["a"].updated_version, 2);
         let a = s.apply(&delete_job_command("a".into()));
         assert_eq!(a.outcome, Outcome::Deleted);
-        assert_eq!(a.change, Some(Change::JobDeleted("a".into())));
+        assert_eq!(a.changes, vec![Change::JobDeleted("a".into())]);
         let a = s.apply(&delete_job_command("a".into()));
         assert_eq!((a.outcome, a.version), (Outcome::NotFound, 3));
     }

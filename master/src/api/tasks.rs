@@ -1,0 +1,248 @@
+//! REST for tasks: list, one task, its logs (proxied from its agent), and
+//! scaling a job.
+//!
+//! | method and path                     | what                                      |
+//! |-------------------------------------|-------------------------------------------|
+//! | `GET /v1/tasks?job=&agent=&state=`  | tasks, filtered                           |
+//! | `GET /v1/tasks/{id}`                | one task                                  |
+//! | `GET /v1/tasks/{id}/logs`           | `?stream=stdout\|stderr&tail=N&follow=true` |
+//! | `POST /v1/jobs/{id}/scale`          | `{"instances": N}`                        |
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use ocean_proto::v1::Task;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::http::{wait_read, with_version};
+use crate::error::Error;
+use crate::master::Master;
+use crate::state::{is_terminal, scale_job_command, Outcome, STATES};
+
+type ApiResult<T> = std::result::Result<T, ApiError>;
+
+/// The task routes, merged into the REST router.
+pub fn routes() -> Router<Master> {
+    Router::new()
+        .route("/v1/tasks", get(list_tasks))
+        .route("/v1/tasks/{id}", get(get_task))
+        .route("/v1/tasks/{id}/logs", get(task_logs))
+        .route("/v1/jobs/{id}/scale", post(scale_job))
+}
+
+/// A task as the API shows it.
+pub fn task_json(t: &Task) -> Value {
+    let ports: Vec<Value> = t
+        .ports
+        .iter()
+        .map(|p| json!({"name": p.name, "port": p.port}))
+        .collect();
+    let mut v = json!({
+        "id": t.id,
+        "job": t.job_id,
+        "agent": t.agent_id,
+        "host": t.host,
+        "address": t.address,
+        "state": t.state,
+        "ports": ports,
+        "resources": {"cpus": t.cpus, "mem": t.mem_mib, "disk": t.disk_mib},
+        "kill_requested": t.kill_requested,
+        "created_ms": t.created_ms,
+        "started_ms": if t.started_ms == 0 { Value::Null } else { json!(t.started_ms) },
+        "pid": if t.pid == 0 { Value::Null } else { json!(t.pid) },
+        "created_version": t.created_version,
+        "updated_version": t.updated_version,
+    });
+    if !t.reason.is_empty() {
+        v["reason"] = json!(t.reason);
+    }
+    if !t.message.is_empty() {
+        v["message"] = json!(t.message);
+    }
+    if is_terminal(&t.state) {
+        v["ended_ms"] = json!(t.ended_ms);
+        v["exit_code"] = json!(t.exit_code);
+        v["signal"] = json!(t.signal);
+    }
+    v
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TasksQuery {
+    job: Option<String>,
+    agent: Option<String>,
+    state: Option<String>,
+    /// Include ended tasks (default true).
+    ended: Option<bool>,
+    min_version: Option<u64>,
+    consistent: Option<bool>,
+}
+
+async fn list_tasks(State(m): State<Master>, Query(q): Query<TasksQuery>) -> ApiResult<Response> {
+    if let Some(s) = &q.state {
+        if !STATES.contains(&s.as_str()) {
+            return Err(ApiError::bad_request(
+                "state",
+                format!("'{s}' is not one of {}", STATES.join(", ")),
+            ));
+        }
+    }
+    wait_read(&m, q.min_version, q.consistent).await?;
+    let keep = |t: &Task| {
+        q.agent.as_ref().is_none_or(|a| &t.agent_id == a)
+            && q.state.as_ref().is_none_or(|s| &t.state == s)
+            && (q.ended.unwrap_or(true) || !is_terminal(&t.state))
+    };
+    let (version, tasks) = m.read(|st| {
+        let tasks: Vec<Value> = match &q.job {
+            Some(job) => st
+                .tasks_of(job)
+                .filter(|t| keep(t))
+                .map(|t| task_json(t))
+                .collect(),
+            None => st
+                .tasks
+                .values()
+                .filter(|t| keep(t))
+                .map(|t| task_json(t))
+                .collect(),
+        };
+        (st.version, tasks)
+    });
+    Ok(with_version(
+        version,
+        json!({"version": version, "tasks": tasks}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReadOnly {
+    min_version: Option<u64>,
+    consistent: Option<bool>,
+}
+
+async fn get_task(
+    State(m): State<Master>,
+    Path(id): Path<String>,
+    Query(q): Query<ReadOnly>,
+) -> ApiResult<Response> {
+    wait_read(&m, q.min_version, q.consistent).await?;
+    let (version, task) = m.read(|st| (st.version, st.tasks.get(&id).cloned()));
+    match task {
+        Some(t) => Ok(with_version(version, task_json(&t))),
+        None => Err(Error::NotFound { kind: "task", id }.into()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogsQuery {
+    stream: Option<String>,
+    tail: Option<String>,
+    follow: Option<bool>,
+}
+
+/// Streams a task's log from its agent, which keeps the sandbox.
+async fn task_logs(
+    State(m): State<Master>,
+    Path(id): Path<String>,
+    Query(q): Query<LogsQuery>,
+) -> ApiResult<Response> {
+    let stream = q.stream.as_deref().unwrap_or("stdout");
+    if stream != "stdout" && stream != "stderr" {
+        return Err(ApiError::bad_request(
+            "stream",
+            format!("'{stream}' is not one of stdout, stderr"),
+        ));
+    }
+    if let Some(t) = &q.tail {
+        if t.parse::<u64>().is_err() {
+            return Err(ApiError::bad_request(
+                "tail",
+                format!("'{t}' is not a number of lines"),
+            ));
+        }
+    }
+    let addr = m.read(|st| {
+        st.tasks
+            .get(&id)
+            .map(|t| st.agents.get(&t.agent_id).map(|a| a.http_addr.clone()))
+    });
+    let addr = match addr {
+        None => return Err(Error::NotFound { kind: "task", id }.into()),
+        Some(Some(a)) if !a.is_empty() => a,
+        Some(_) => {
+            return Err(Error::Agent(format!(
+                "the agent of task {id} is unknown or serves no logs"
+            ))
+            .into())
+        }
+    };
+    let mut url = format!("http://{addr}/v1/tasks/{id}/logs?stream={stream}");
+    if let Some(t) = &q.tail {
+        url.push_str(&format!("&tail={t}"));
+    }
+    if q.follow == Some(true) {
+        url.push_str("&follow=true");
+    }
+    let resp = m
+        .agent_http()
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| Error::Agent(format!("agent at {addr} for task {id}: {e}")))?;
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let ctype = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("text/plain; charset=utf-8")
+        .to_string();
+    let body = Body::from_stream(resp.bytes_stream());
+    Ok((status, [("content-type", ctype)], body).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScaleBody {
+    instances: u32,
+}
+
+async fn scale_job(
+    State(m): State<Master>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let req: ScaleBody = serde_json::from_slice(&body).map_err(|e| {
+        let field = if e.to_string().contains("instances") || e.is_data() {
+            "instances"
+        } else {
+            "body"
+        };
+        ApiError::bad_request(field, format!("expected {{\"instances\": N}}: {e}"))
+    })?;
+    if req.instances > ocean_spec::validate::MAX_INSTANCES {
+        return Err(ApiError::bad_request(
+            "instances",
+            format!("must be at most {}", ocean_spec::validate::MAX_INSTANCES),
+        ));
+    }
+    if !m.read(|st| st.jobs.contains_key(&id)) {
+        return Err(Error::NotFound { kind: "job", id }.into());
+    }
+    let applied = m.propose(scale_job_command(id.clone(), req.instances)).await?;
+    if applied.outcome == Outcome::NotFound {
+        return Err(Error::NotFound { kind: "job", id }.into());
+    }
+    Ok(with_version(
+        applied.version,
+        json!({"id": id, "version": applied.version, "instances": req.instances, "outcome": applied.outcome.as_str()}),
+    ))
+}

@@ -1,0 +1,184 @@
+//! What a job needs this round: how many new tasks, and which tasks to
+//! stop. Pure: the state goes in, a decision comes out.
+//!
+//! A job's live tasks (not ended, not being stopped) are split into those
+//! of the current spec (same config hash) and older ones:
+//! - no older ones: start the missing, or stop the surplus chosen by
+//!   `scale_down` (which keeps `GROUP_BY` / `MAX_PER` balanced);
+//! - older ones (an update is rolling out): one at a time, Marathon's
+//!   default. Start one new task when none of the new ones is still
+//!   starting; once it runs, the job is one over, so stop one old task.
+//!   A job below its instance count is first filled with new tasks.
+
+use ocean_proto::v1::Task;
+use ocean_scheduler_policies as sp;
+
+use super::job::JobView;
+use crate::state::{is_live, RUNNING};
+
+/// The decision for one job.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// New tasks to place.
+    pub start: usize,
+    /// Tasks to stop.
+    pub stop: Vec<String>,
+}
+
+/// Decides for `job`, given its tasks that have not ended. `agents` and
+/// `running` describe the cluster for balanced scale-down.
+pub fn decide(job: &JobView, tasks: &[&Task], agents: &[sp::Agent]) -> Decision {
+    let want = job.spec.instances as usize;
+    let live: Vec<&Task> = tasks.iter().copied().filter(|t| is_live(t)).collect();
+    let (current, old): (Vec<&Task>, Vec<&Task>) =
+        live.iter().partition(|t| t.config_hash == job.hash);
+    let mut d = Decision::default();
+    if old.is_empty() {
+        if current.len() < want {
+            d.start = want - current.len();
+        } else if current.len() > want {
+            d.stop = surplus(job, &current, agents, want);
+        }
+        return d;
+    }
+    if current.len() >= want {
+        // The new version is complete: every old task goes, and any surplus.
+        d.stop = old.iter().map(|t| t.id.clone()).collect();
+        if current.len() > want {
+            d.stop.extend(surplus(job, &current, agents, want));
+        }
+        return d;
+    }
+    let total = current.len() + old.len();
+    let starting = current.iter().any(|t| t.state != RUNNING);
+    if total < want {
+        d.start = want - total;
+    } else if !starting {
+        if total > want {
+            d.stop = oldest_first(&old, total - want);
+        } else {
+            d.start = 1;
+        }
+    }
+    d
+}
+
+fn surplus(job: &JobView, tasks: &[&Task], agents: &[sp::Agent], want: usize) -> Vec<String> {
+    let running: Vec<sp::RunningTask> = tasks
+        .iter()
+        .map(|t| sp::RunningTask {
+            id: t.id.clone(),
+            job: t.job_id.clone(),
+            agent: t.agent_id.clone(),
+            ..Default::default()
+        })
+        .collect();
+    let constraints = job.constraints.clone().unwrap_or_default();
+    sp::scale_down(agents, &running, &job.id, &constraints, want)
+        .into_iter()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Old tasks to stop: those not running first (they serve nobody), then the
+/// oldest.
+fn oldest_first(old: &[&Task], n: usize) -> Vec<String> {
+    let mut v: Vec<&Task> = old.to_vec();
+    v.sort_by(|a, b| {
+        (a.state == RUNNING, &a.id).cmp(&(b.state == RUNNING, &b.id))
+    });
+    v.into_iter().take(n).map(|t| t.id.clone()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ocean_proto::v1::Job;
+    use ocean_spec::JobSpec;
+
+    const ID: &str = "cop.c_owt.o_pdl.p_service.s_job.j_cluster.c";
+
+    fn view(instances: u32, cmd: &str) -> JobView {
+        let mut spec = JobSpec::new(ID, cmd);
+        spec.instances = instances;
+        JobView::parse(&Job {
+            id: ID.into(),
+            spec_json: spec.to_canonical_json(),
+            created_version: 1,
+            updated_version: 1,
+        })
+        .unwrap()
+    }
+
+    fn task(id: &str, hash: u64, state: &str) -> Task {
+        Task {
+            id: id.into(),
+            job_id: ID.into(),
+            agent_id: "a1".into(),
+            state: state.into(),
+            config_hash: hash,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn scale_up_and_down() {
+        let v = view(3, "x");
+        let t: Vec<Task> = (0..2).map(|i| task(&format!("t{i}"), v.hash, RUNNING)).collect();
+        let refs: Vec<&Task> = t.iter().collect();
+        assert_eq!(decide(&v, &refs, &[]).start, 1);
+        let v1 = view(1, "x");
+        let d = decide(&v1, &refs, &[]);
+        assert_eq!((d.start, d.stop), (0, vec!["t1".to_string()]));
+    }
+
+    #[test]
+    fn stopping_tasks_do_not_count() {
+        let v = view(2, "x");
+        let mut t1 = task("t1", v.hash, RUNNING);
+        t1.kill_requested = true;
+        let t2 = task("t2", v.hash, RUNNING);
+        assert_eq!(decide(&v, &[&t1, &t2], &[]).start, 1);
+    }
+
+    #[test]
+    fn rolling_update_one_at_a_time() {
+        let old = view(3, "old");
+        let new = view(3, "new");
+        let mut tasks: Vec<Task> = (0..3).map(|i| task(&format!("o{i}"), old.hash, RUNNING)).collect();
+        // Step 1: start one new task, stop nothing.
+        let refs: Vec<&Task> = tasks.iter().collect();
+        assert_eq!(decide(&new, &refs, &[]), Decision { start: 1, stop: vec![] });
+        // While it starts, wait.
+        tasks.push(task("n0", new.hash, "STAGING"));
+        let refs: Vec<&Task> = tasks.iter().collect();
+        assert_eq!(decide(&new, &refs, &[]), Decision::default());
+        // Once it runs, stop one old task.
+        tasks[3].state = RUNNING.into();
+        let refs: Vec<&Task> = tasks.iter().collect();
+        assert_eq!(
+            decide(&new, &refs, &[]),
+            Decision { start: 0, stop: vec!["o0".into()] }
+        );
+        // With that one stopping, start the next.
+        tasks[0].kill_requested = true;
+        let refs: Vec<&Task> = tasks.iter().collect();
+        assert_eq!(decide(&new, &refs, &[]).start, 1);
+        // All new: the rest of the old go.
+        tasks.push(task("n1", new.hash, RUNNING));
+        tasks.push(task("n2", new.hash, RUNNING));
+        let refs: Vec<&Task> = tasks.iter().collect();
+        assert_eq!(
+            decide(&new, &refs, &[]).stop,
+            vec!["o1".to_string(), "o2".to_string()]
+        );
+    }
+
+    #[test]
+    fn rolling_update_refills_a_short_job_first() {
+        let old = view(3, "old");
+        let new = view(3, "new");
+        let t = task("o0", old.hash, RUNNING);
+        assert_eq!(decide(&new, &[&t], &[]).start, 2);
+    }
+}

@@ -1,0 +1,181 @@
+//! A job as the reconciler sees it: its parsed spec, its version hash, and
+//! the conversions to a placement request and to agent launches.
+
+use std::sync::Arc;
+
+use ocean_proto::agent::{LaunchTask, Port};
+use ocean_proto::v1::{Job, Task};
+use ocean_scheduler_policies as sp;
+use ocean_spec::JobSpec;
+
+/// A job with its spec parsed once per version.
+#[derive(Debug, Clone)]
+pub struct JobView {
+    /// The job's id.
+    pub id: String,
+    /// The state version that last changed the job.
+    pub updated_version: u64,
+    /// The spec.
+    pub spec: Arc<JobSpec>,
+    /// [`config_hash`] of the spec.
+    pub hash: u64,
+    /// The spec's constraints for the placement crate (invalid ones are
+    /// reported as the job's waiting reason instead).
+    pub constraints: Result<Vec<sp::Constraint>, String>,
+}
+
+impl JobView {
+    /// Parses a stored job; `None` when its spec does not parse (stored by
+    /// an incompatible version), which leaves the job alone.
+    pub fn parse(job: &Job) -> Option<JobView> {
+        let spec: JobSpec = serde_json::from_slice(&job.spec_json).ok()?;
+        let constraints = spec
+            .constraints
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let mut parts = vec![c.attribute.clone(), c.operator.as_str().to_string()];
+                parts.extend(c.value.clone());
+                sp::Constraint::from_parts(&parts).map_err(|e| format!("constraints[{i}]: {e}"))
+            })
+            .collect();
+        Some(JobView {
+            id: job.id.clone(),
+            updated_version: job.updated_version,
+            hash: config_hash(&spec),
+            spec: Arc::new(spec),
+            constraints,
+        })
+    }
+
+    /// The resources one task reserves.
+    pub fn resources(&self) -> sp::Resources {
+        let r = &self.spec.resources;
+        sp::Resources::new(r.cpus, r.mem, r.disk)
+    }
+
+    /// The product-line node of the service tree (`cop.c_owt.o_pdl.p`),
+    /// the unit of fair share.
+    pub fn pdl(&self) -> String {
+        let t = self.spec.service_tree_id();
+        format!("cop.{}_owt.{}_pdl.{}", t.cop, t.owt, t.pdl)
+    }
+
+    /// A placement request for `tasks` new task ids.
+    pub fn request(&self, tasks: Vec<String>) -> sp::JobRequest {
+        sp::JobRequest {
+            job: self.id.clone(),
+            tasks,
+            resources: self.resources(),
+            ports: self
+                .spec
+                .ports
+                .iter()
+                .map(|p| match p.port {
+                    0 => sp::PortRequest::dynamic(p.name.clone()),
+                    fixed => sp::PortRequest::fixed(p.name.clone(), fixed),
+                })
+                .collect(),
+            constraints: self.constraints.clone().unwrap_or_default(),
+            priority: self.spec.priority,
+            preemption: false,
+            pdl: self.pdl(),
+            service_path: self.id.clone(),
+            policy: self.spec.placement_policy.as_ref().and_then(|p| {
+                serde_json::to_value(p)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+            }),
+        }
+    }
+
+    /// What the agent needs to start `task`.
+    pub fn launch(&self, task: &Task) -> LaunchTask {
+        let spec = &self.spec;
+        LaunchTask {
+            task_id: task.id.clone(),
+            job_id: task.job_id.clone(),
+            cmd: spec.cmd.clone().unwrap_or_default(),
+            args: spec.args.clone().unwrap_or_default(),
+            env: spec.env.clone().into_iter().collect(),
+            cpus: spec.resources.cpus,
+            mem_mib: spec.resources.mem,
+            pids_limit: 0,
+            ports: task
+                .ports
+                .iter()
+                .map(|p| Port {
+                    name: p.name.clone(),
+                    port: p.port,
+                })
+                .collect(),
+            kill_grace_ms: self.kill_grace_ms(),
+        }
+    }
+
+    /// Time between SIGTERM and SIGKILL.
+    pub fn kill_grace_ms(&self) -> u64 {
+        u64::from(self.spec.kill_grace_period_seconds) * 1000
+    }
+}
+
+/// A hash of everything in a spec that a running task embodies: all of it
+/// but `instances`, so scaling never replaces tasks while any other change
+/// does. FNV-1a over the canonical JSON: stable across builds and masters.
+pub fn config_hash(spec: &JobSpec) -> u64 {
+    let mut s = spec.clone();
+    s.instances = 0;
+    s.to_canonical_json()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+        })
+}
+
+/// The id of the `n`th task placed in the round at state `version`: unique
+/// (versions only grow), and ordered by age, which scale-down uses to stop
+/// the newest first.
+pub fn task_id(job: &str, version: u64, n: usize) -> String {
+    format!("{job}.{version:010x}{n:05x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_ignores_instances_only() {
+        let a = JobSpec::new("cop.c_owt.o_pdl.p_service.s_job.j_cluster.c", "sleep 1");
+        let mut b = a.clone();
+        b.instances = 7;
+        assert_eq!(config_hash(&a), config_hash(&b));
+        b.cmd = Some("sleep 2".into());
+        assert_ne!(config_hash(&a), config_hash(&b));
+    }
+
+    #[test]
+    fn task_ids_sort_by_age() {
+        let ids = [task_id("j", 9, 3), task_id("j", 10, 0), task_id("j", 10, 1)];
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(sorted, ids);
+    }
+
+    #[test]
+    fn view_converts_spec() {
+        let mut spec = JobSpec::new("cop.c_owt.o_pdl.p_service.s_job.j_cluster.c", "sleep 1");
+        spec.constraints = serde_json::from_str(r#"[["hostname","UNIQUE"]]"#).unwrap();
+        let job = Job {
+            id: spec.id.clone(),
+            spec_json: spec.to_canonical_json(),
+            created_version: 1,
+            updated_version: 1,
+        };
+        let v = JobView::parse(&job).unwrap();
+        assert_eq!(v.pdl(), "cop.c_owt.o_pdl.p");
+        assert_eq!(v.constraints.as_ref().unwrap().len(), 1);
+        let r = v.request(vec!["t1".into()]);
+        assert_eq!(r.tasks, vec!["t1".to_string()]);
+        assert_eq!(v.kill_grace_ms(), 5000);
+    }
+}

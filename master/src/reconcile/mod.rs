@@ -1,0 +1,415 @@
+//! The leader's reconciler: turns jobs (desired instances) into tasks.
+//!
+//! ```text
+//!  feed change / 1 s tick ─► round: read state ─► desired::decide per job
+//!        ▲                     ─► scheduler-policies::plan (all new tasks)
+//!        │                     ─► one PlanTasks entry (placements + kills)
+//!        │                     ─► dispatch: Launch / Kill per agent stream
+//!  agents' TaskReports ─► reports::batch_updates ─► TaskUpdates entries
+//! ```
+//! Every master runs this loop; only the leader acts, and only after it has
+//! applied everything committed before its term (a read index), so it never
+//! plans from a state that misses its predecessor's last placements.
+//! Launches go out only for committed tasks, so a new leader knows every
+//! task an agent may run; agents launch idempotently by task id.
+
+pub mod desired;
+pub mod job;
+pub mod reports;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ocean_proto::agent::{master_message, Kill, KillTask, Launch, LaunchTask, MasterMessage};
+use ocean_proto::v1::{Task, TaskPort, TaskUpdate};
+use ocean_scheduler_policies as sp;
+use tokio::sync::{mpsc, Notify};
+use tracing::{debug, info, warn};
+
+use crate::master::Master;
+use crate::state::{is_terminal, plan_tasks_command, ClusterState, STAGING};
+use job::JobView;
+
+/// Grace period for kills of tasks whose job is gone.
+pub const DEFAULT_KILL_GRACE_MS: u64 = 5_000;
+/// A launch not answered by any status within this time is sent again.
+const RELAUNCH_AFTER: Duration = Duration::from_secs(10);
+/// A kill not followed by the task's end within this time is sent again.
+const REKILL_AFTER: Duration = Duration::from_secs(10);
+/// Rounds run at least this often, to retry what could not be sent.
+const TICK: Duration = Duration::from_secs(1);
+
+/// Milliseconds since the epoch, for task timestamps.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The reconciler's shared half, held by the [`Master`].
+#[derive(Debug)]
+pub struct Scheduler {
+    updates: mpsc::UnboundedSender<TaskUpdate>,
+    updates_rx: Mutex<Option<mpsc::UnboundedReceiver<TaskUpdate>>>,
+    memory: Mutex<Memory>,
+    wake: Notify,
+}
+
+/// What this leader remembers between rounds (not replicated: a new leader
+/// starts empty and resends what is outstanding).
+#[derive(Debug, Default)]
+struct Memory {
+    launched: HashMap<String, Instant>,
+    killed: HashMap<String, Instant>,
+    /// Why each job's pending tasks wait, from the last round.
+    waiting: BTreeMap<String, String>,
+    specs: HashMap<String, Arc<JobView>>,
+}
+
+impl Default for Scheduler {
+    fn default() -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Scheduler {
+            updates: tx,
+            updates_rx: Mutex::new(Some(rx)),
+            memory: Mutex::new(Memory::default()),
+            wake: Notify::new(),
+        }
+    }
+}
+
+impl Scheduler {
+    fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {
+        self.memory.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a status update for the next batch.
+    pub fn record(&self, update: TaskUpdate) {
+        let _ = self.updates.send(update);
+    }
+
+    /// Makes the next round resend the launch of these tasks.
+    pub fn forget_launches(&self, ids: &[String]) {
+        let mut m = self.memory();
+        for id in ids {
+            m.launched.remove(id);
+        }
+    }
+
+    /// Runs a round soon.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Why a job's tasks wait, as of the leader's last round.
+    pub fn waiting(&self, job: &str) -> Option<String> {
+        self.memory().waiting.get(job).cloned()
+    }
+}
+
+/// Starts the reconciler and the status batcher of `master`.
+pub fn spawn(master: Master) {
+    let rx = master
+        .scheduler()
+        .updates_rx
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    if let Some(rx) = rx {
+        tokio::spawn(reports::batch_updates(master.clone(), rx));
+    }
+    tokio::spawn(run(master));
+}
+
+fn leads(master: &Master, term: u64) -> bool {
+    let s = master.status();
+    s.leader == master.id() && s.term == term
+}
+
+async fn run(master: Master) {
+    let mut status = master.status_watch();
+    let mut live = master.feed().live();
+    loop {
+        let term = {
+            let s = status
+                .wait_for(|s| s.leader == s.id && s.role == "leader")
+                .await;
+            match s {
+                Ok(s) => s.term,
+                Err(_) => return,
+            }
+        };
+        if let Err(e) = master.linearizable().await {
+            debug!(error = %e, "reconciler waits: no read index yet");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        info!(term, "reconciler active");
+        {
+            let mut m = master.scheduler().memory();
+            m.launched.clear();
+            m.killed.clear();
+        }
+        while leads(&master, term) {
+            if let Err(e) = round(&master).await {
+                warn!(error = %e, "reconcile round failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            tokio::select! {
+                r = live.recv() => {
+                    if let Err(tokio::sync::broadcast::error::RecvError::Closed) = r {
+                        return;
+                    }
+                    // Everything queued meanwhile is covered by one round.
+                    while live.try_recv().is_ok() {}
+                }
+                _ = master.scheduler().wake.notified() => {}
+                _ = tokio::time::sleep(TICK) => {}
+                _ = status.changed() => {}
+            }
+        }
+        info!(term, "reconciler inactive");
+    }
+}
+
+/// The cluster as placement sees it this round.
+struct View {
+    version: u64,
+    jobs: Vec<Arc<JobView>>,
+    /// Tasks that have not ended, by job.
+    tasks: HashMap<String, Vec<Arc<Task>>>,
+    agents: Vec<sp::Agent>,
+    /// Agents' hostname and address, for new tasks.
+    hosts: HashMap<String, (String, String)>,
+    running: Vec<sp::RunningTask>,
+}
+
+impl View {
+    fn build(st: &ClusterState, connected: &HashSet<String>, specs: &mut HashMap<String, Arc<JobView>>) -> View {
+        specs.retain(|id, _| st.jobs.contains_key(id));
+        let jobs: Vec<Arc<JobView>> = st
+            .jobs
+            .values()
+            .filter_map(|j| {
+                if let Some(v) = specs.get(&j.id) {
+                    if v.updated_version == j.updated_version {
+                        return Some(v.clone());
+                    }
+                }
+                let v = Arc::new(JobView::parse(j)?);
+                specs.insert(j.id.clone(), v.clone());
+                Some(v)
+            })
+            .collect();
+        let mut tasks: HashMap<String, Vec<Arc<Task>>> = HashMap::new();
+        let mut reserved: HashMap<&str, (sp::Resources, Vec<u16>)> = HashMap::new();
+        let mut running = Vec::new();
+        for t in st.tasks.values().filter(|t| !is_terminal(&t.state)) {
+            tasks.entry(t.job_id.clone()).or_default().push(t.clone());
+            let res = sp::Resources::new(t.cpus, t.mem_mib, t.disk_mib);
+            let r = reserved.entry(t.agent_id.as_str()).or_default();
+            r.0 = r.0.saturating_add(res);
+            r.1.extend(t.ports.iter().map(|p| p.port as u16));
+            let spec = specs.get(&t.job_id);
+            running.push(sp::RunningTask {
+                id: t.id.clone(),
+                job: t.job_id.clone(),
+                agent: t.agent_id.clone(),
+                resources: res,
+                ports: t.ports.iter().map(|p| p.port as u16).collect(),
+                priority: spec.map(|s| s.spec.priority).unwrap_or(0),
+                pdl: spec.map(|s| s.pdl()).unwrap_or_default(),
+                service_path: t.job_id.clone(),
+            });
+        }
+        let mut hosts = HashMap::new();
+        let agents = st
+            .agents
+            .values()
+            .map(|a| {
+                hosts.insert(a.id.clone(), (a.hostname.clone(), a.address.clone()));
+                let mut attributes: BTreeMap<String, String> =
+                    a.attributes.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                attributes
+                    .entry(sp::ATTR_HOSTNAME.to_string())
+                    .or_insert_with(|| a.hostname.clone());
+                // An agent without a stream to this leader gets nothing new.
+                if !connected.contains(&a.id) {
+                    attributes.insert(sp::ATTR_STATUS.into(), "disconnected".into());
+                } else {
+                    attributes
+                        .entry(sp::ATTR_STATUS.to_string())
+                        .or_insert_with(|| sp::STATUS_ONLINE.to_string());
+                }
+                let (used, ports) = reserved.remove(a.id.as_str()).unwrap_or_default();
+                sp::Agent {
+                    id: a.id.clone(),
+                    capacity: sp::Resources::new(a.cpus, a.mem_mib, a.disk_mib),
+                    reserved: used,
+                    port_ranges: vec![sp::PortRange::new(a.port_low as u16, a.port_high as u16)],
+                    reserved_ports: ports,
+                    attributes,
+                }
+            })
+            .collect();
+        View {
+            version: st.version,
+            jobs,
+            tasks,
+            agents,
+            hosts,
+            running,
+        }
+    }
+}
+
+/// One round: decide, place, commit, dispatch.
+async fn round(master: &Master) -> crate::error::Result<()> {
+    let sched = master.scheduler();
+    let connected = master.sessions().connected();
+    let view = {
+        let mut specs = std::mem::take(&mut sched.memory().specs);
+        let v = master.read(|st| View::build(st, &connected, &mut specs));
+        sched.memory().specs = specs;
+        v
+    };
+    let mut kills = Vec::new();
+    let mut pending = Vec::new();
+    let mut waiting = BTreeMap::new();
+    let empty = Vec::new();
+    for job in &view.jobs {
+        let tasks: Vec<&Task> = view
+            .tasks
+            .get(&job.id)
+            .unwrap_or(&empty)
+            .iter()
+            .map(|t| t.as_ref())
+            .collect();
+        let d = desired::decide(job, &tasks, &view.agents);
+        kills.extend(d.stop);
+        if d.start > 0 {
+            if let Err(e) = &job.constraints {
+                waiting.insert(job.id.clone(), e.clone());
+                continue;
+            }
+            let ids = (0..d.start)
+                .map(|n| job::task_id(&job.id, view.version, n))
+                .collect();
+            pending.push(job.request(ids));
+        }
+    }
+    let mut place = Vec::new();
+    if !pending.is_empty() {
+        let snapshot = sp::Snapshot {
+            agents: view.agents.clone(),
+            running: view.running.clone(),
+            pending,
+            ..Default::default()
+        };
+        let plan = sp::plan(&snapshot, &sp::Config::default());
+        let by_job: HashMap<&str, &Arc<JobView>> =
+            view.jobs.iter().map(|j| (j.id.as_str(), j)).collect();
+        let created_ms = now_ms();
+        for p in &plan.placements {
+            let Some(job) = by_job.get(p.job) else { continue };
+            let (host, address) = view.hosts.get(p.agent).cloned().unwrap_or_default();
+            let r = &job.spec.resources;
+            place.push(Task {
+                id: p.task.to_string(),
+                job_id: p.job.to_string(),
+                agent_id: p.agent.to_string(),
+                host,
+                address,
+                state: STAGING.into(),
+                ports: p
+                    .ports
+                    .iter()
+                    .map(|a| TaskPort {
+                        name: a.name.to_string(),
+                        port: u32::from(a.port),
+                    })
+                    .collect(),
+                config_hash: job.hash,
+                cpus: r.cpus,
+                mem_mib: r.mem,
+                disk_mib: r.disk,
+                created_ms,
+                ..Default::default()
+            });
+        }
+        for u in &plan.unplaced {
+            waiting.insert(
+                u.job.to_string(),
+                format!("{} task(s) waiting: {}", u.tasks.len(), u.reason),
+            );
+        }
+    }
+    sched.memory().waiting = waiting;
+    if !place.is_empty() || !kills.is_empty() {
+        debug!(place = place.len(), kill = kills.len(), "committing a round");
+        master
+            .propose_local(plan_tasks_command(place, kills))
+            .await?;
+    }
+    dispatch(master);
+    Ok(())
+}
+
+/// Sends launches for placed tasks and kills for tasks being stopped, per
+/// agent, unless sent recently.
+fn dispatch(master: &Master) {
+    let sched = master.scheduler();
+    let connected = master.sessions().connected();
+    let now = Instant::now();
+    let mut launches: HashMap<String, Vec<LaunchTask>> = HashMap::new();
+    let mut kills: HashMap<String, Vec<KillTask>> = HashMap::new();
+    {
+        let mut mem = sched.memory();
+        let mem = &mut *mem;
+        master.read(|st| {
+            for t in st.tasks.values() {
+                if is_terminal(&t.state) || !connected.contains(&t.agent_id) {
+                    continue;
+                }
+                let job = mem.specs.get(&t.job_id);
+                if t.kill_requested {
+                    let due = mem.killed.get(&t.id).is_none_or(|at| now - *at > REKILL_AFTER);
+                    if due {
+                        mem.killed.insert(t.id.clone(), now);
+                        kills.entry(t.agent_id.clone()).or_default().push(KillTask {
+                            task_id: t.id.clone(),
+                            grace_ms: job.map(|j| j.kill_grace_ms()).unwrap_or(DEFAULT_KILL_GRACE_MS),
+                        });
+                    }
+                } else if t.state == STAGING {
+                    let Some(job) = job else { continue };
+                    let due = mem.launched.get(&t.id).is_none_or(|at| now - *at > RELAUNCH_AFTER);
+                    if due {
+                        mem.launched.insert(t.id.clone(), now);
+                        launches.entry(t.agent_id.clone()).or_default().push(job.launch(t));
+                    }
+                } else {
+                    mem.launched.remove(&t.id);
+                }
+            }
+            mem.killed.retain(|id, _| st.tasks.get(id).is_some_and(|t| !is_terminal(&t.state)));
+        });
+    }
+    for (agent, tasks) in launches {
+        let n = tasks.len();
+        let msg = MasterMessage {
+            kind: Some(master_message::Kind::Launch(Launch { tasks })),
+        };
+        if master.sessions().send(&agent, msg) {
+            debug!(agent = %agent, tasks = n, "launch sent");
+        }
+    }
+    for (agent, tasks) in kills {
+        let msg = MasterMessage {
+            kind: Some(master_message::Kind::Kill(Kill { tasks })),
+        };
+        master.sessions().send(&agent, msg);
+    }
+}

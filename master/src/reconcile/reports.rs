@@ -1,0 +1,244 @@
+//! Task status reports from agents: checked, batched into one raft entry
+//! per round trip, and full reports compared with the replicated state.
+
+use std::collections::HashSet;
+
+use ocean_proto::agent::{master_message, Kill, KillTask, MasterMessage, TaskStatus};
+use ocean_proto::v1::TaskUpdate;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use super::DEFAULT_KILL_GRACE_MS;
+use crate::master::Master;
+use crate::state::{is_terminal, rank, task_updates_command, LOST, STAGING};
+
+/// Most updates put in one raft entry.
+const MAX_BATCH: usize = 20_000;
+
+/// Checks one status from agent `agent`, naming the wrong field.
+pub fn to_update(agent: &str, s: &TaskStatus) -> Result<TaskUpdate, String> {
+    if s.task_id.is_empty() || s.task_id.len() > 512 {
+        return Err("task_id: must be 1-512 characters".into());
+    }
+    if rank(&s.state).is_none() {
+        return Err(format!(
+            "state: '{}' is not one of {}",
+            s.state,
+            crate::state::STATES.join(", ")
+        ));
+    }
+    Ok(TaskUpdate {
+        task_id: s.task_id.clone(),
+        agent_id: agent.to_string(),
+        state: s.state.clone(),
+        reason: s.reason.clone(),
+        exit_code: s.exit_code,
+        signal: s.signal,
+        message: truncate(&s.message, 1024),
+        timestamp_ms: s.timestamp_ms,
+        pid: s.pid,
+    })
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+/// Checks statuses, logging (and dropping) the bad ones.
+pub fn checked(agent: &str, statuses: &[TaskStatus]) -> Vec<TaskUpdate> {
+    statuses
+        .iter()
+        .filter_map(|s| match to_update(agent, s) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                warn!(agent, task = %s.task_id, error = %e, "bad task status from agent");
+                None
+            }
+        })
+        .collect()
+}
+
+/// Proposes queued updates, as many per raft entry as have queued up while
+/// the previous entry was being committed (group commit, as the driver
+/// does for its log writes).
+pub async fn batch_updates(master: Master, mut rx: mpsc::UnboundedReceiver<TaskUpdate>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(u) => batch.push(u),
+                Err(_) => break,
+            }
+        }
+        let n = batch.len();
+        // Only the leader records reports; agents re-send everything to the
+        // next leader when they re-register, so nothing is lost.
+        if let Err(e) = master.propose_local(task_updates_command(batch)).await {
+            debug!(updates = n, error = %e, "dropped task updates: not leading");
+        }
+    }
+}
+
+/// What a full report from an agent means for the leader.
+#[derive(Debug, Default, PartialEq)]
+pub struct FullReport {
+    /// Status changes to record.
+    pub updates: Vec<TaskUpdate>,
+    /// Tasks the agent runs that nobody wants (unknown, ended, or placed
+    /// elsewhere): stop them.
+    pub kill: Vec<String>,
+    /// Tasks placed on the agent that it never got: launch them again.
+    pub relaunch: Vec<String>,
+}
+
+/// Compares a full report of `agent` with the state. Pure.
+pub fn compare(
+    agent: &str,
+    statuses: &[TaskStatus],
+    tasks: &std::collections::BTreeMap<String, std::sync::Arc<ocean_proto::v1::Task>>,
+) -> FullReport {
+    let mut out = FullReport::default();
+    let mut seen = HashSet::new();
+    for u in checked(agent, statuses) {
+        seen.insert(u.task_id.clone());
+        let wanted = tasks
+            .get(&u.task_id)
+            .is_some_and(|t| t.agent_id == agent && !is_terminal(&t.state));
+        if wanted {
+            out.updates.push(u);
+        } else if !is_terminal(&u.state) {
+            out.kill.push(u.task_id);
+        }
+    }
+    for t in tasks.values() {
+        if t.agent_id != agent || is_terminal(&t.state) || seen.contains(&t.id) {
+            continue;
+        }
+        if t.state == STAGING {
+            out.relaunch.push(t.id.clone());
+        } else {
+            out.updates.push(TaskUpdate {
+                task_id: t.id.clone(),
+                agent_id: agent.to_string(),
+                state: LOST.to_string(),
+                reason: "unknown_to_agent".into(),
+                message: "the agent no longer knows this task".into(),
+                timestamp_ms: crate::reconcile::now_ms(),
+                ..Default::default()
+            });
+        }
+    }
+    out
+}
+
+/// Handles a full report: records statuses, stops unwanted tasks, and
+/// makes the reconciler relaunch what never arrived.
+pub async fn full_report(master: Master, agent: String, statuses: Vec<TaskStatus>) {
+    // The state must hold every committed task before "unknown" means
+    // anything: after a leader change, entries of the old term may still be
+    // unapplied here.
+    if let Err(e) = master.linearizable().await {
+        debug!(agent = %agent, error = %e, "full report ignored: no read index");
+        return;
+    }
+    let report = master.read(|st| compare(&agent, &statuses, &st.tasks));
+    let sched = master.scheduler();
+    for u in report.updates {
+        sched.record(u);
+    }
+    if !report.kill.is_empty() {
+        warn!(agent = %agent, tasks = ?report.kill, "stopping tasks nobody wants");
+        let msg = MasterMessage {
+            kind: Some(master_message::Kind::Kill(Kill {
+                tasks: report
+                    .kill
+                    .iter()
+                    .map(|id| KillTask {
+                        task_id: id.clone(),
+                        grace_ms: DEFAULT_KILL_GRACE_MS,
+                    })
+                    .collect(),
+            })),
+        };
+        master.sessions().send(&agent, msg);
+    }
+    sched.forget_launches(&report.relaunch);
+    sched.wake();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ocean_proto::v1::Task;
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    fn status(id: &str, state: &str) -> TaskStatus {
+        TaskStatus {
+            task_id: id.into(),
+            state: state.into(),
+            ..Default::default()
+        }
+    }
+
+    fn task(id: &str, agent: &str, state: &str) -> (String, Arc<Task>) {
+        (
+            id.into(),
+            Arc::new(Task {
+                id: id.into(),
+                agent_id: agent.into(),
+                state: state.into(),
+                ..Default::default()
+            }),
+        )
+    }
+
+    #[test]
+    fn bad_statuses_name_the_field() {
+        assert!(to_update("a", &status("", "RUNNING")).unwrap_err().starts_with("task_id"));
+        assert!(to_update("a", &status("t", "DANCING")).unwrap_err().starts_with("state"));
+        assert_eq!(to_update("a", &status("t", "RUNNING")).unwrap().agent_id, "a");
+    }
+
+    #[test]
+    fn full_report_sorts_tasks_out() {
+        let tasks: BTreeMap<_, _> = [
+            task("run", "a", "RUNNING"),
+            task("gone", "a", "RUNNING"),
+            task("staged", "a", "STAGING"),
+            task("ended", "a", "KILLED"),
+            task("elsewhere", "b", "RUNNING"),
+        ]
+        .into_iter()
+        .collect();
+        let r = compare(
+            "a",
+            &[
+                status("run", "RUNNING"),
+                status("ended", "RUNNING"),
+                status("elsewhere", "RUNNING"),
+                status("stranger", "RUNNING"),
+                status("old", "FINISHED"),
+            ],
+            &tasks,
+        );
+        assert_eq!(r.relaunch, vec!["staged".to_string()]);
+        assert_eq!(
+            r.kill,
+            vec!["ended".to_string(), "elsewhere".into(), "stranger".into()]
+        );
+        let ids: Vec<(&str, &str)> = r
+            .updates
+            .iter()
+            .map(|u| (u.task_id.as_str(), u.state.as_str()))
+            .collect();
+        assert_eq!(ids, vec![("run", "RUNNING"), ("gone", "LOST")]);
+    }
+}

@@ -1,0 +1,348 @@
+//! Tasks in the replicated state: placement rounds, status reports from
+//! agents, kill requests and scaling, applied deterministically.
+//!
+//! ```text
+//!  PlanTasks.place ─► STAGING ─► STARTING ─► RUNNING ─┬─► FINISHED / FAILED
+//!  (leader round)      (agent reports, forward only)   └─► KILLED / LOST
+//!  PlanTasks.kill, DeleteJob ─► kill_requested = true (the leader sends kills)
+//! ```
+//! A task never moves backwards and a terminal state is final, so reports
+//! replayed after a reconnect or a leader change change nothing.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use ocean_proto::v1::{PlanTasks, ScaleJob, Task, TaskUpdate};
+
+use super::{Change, ClusterState, Outcome};
+
+/// How many ended tasks of each job the state keeps (for `ocean task list`
+/// and post-mortems); older ones are forgotten.
+pub const KEEP_ENDED_PER_JOB: usize = 10;
+
+/// The task states, in lifecycle order.
+pub const STATES: [&str; 7] = [
+    STAGING, STARTING, RUNNING, FINISHED, FAILED, KILLED, LOST,
+];
+/// Placed, launch sent or about to be.
+pub const STAGING: &str = "STAGING";
+/// The agent is starting the process.
+pub const STARTING: &str = "STARTING";
+/// The process runs.
+pub const RUNNING: &str = "RUNNING";
+/// Exited 0.
+pub const FINISHED: &str = "FINISHED";
+/// Exited non-zero, by a signal, OOM, or could not start.
+pub const FAILED: &str = "FAILED";
+/// Stopped because someone asked.
+pub const KILLED: &str = "KILLED";
+/// Its fate is unknown (agent lost it).
+pub const LOST: &str = "LOST";
+
+/// Position in the lifecycle; `None` for names that are not states.
+pub fn rank(state: &str) -> Option<u8> {
+    match state {
+        STAGING => Some(0),
+        STARTING => Some(1),
+        RUNNING => Some(2),
+        FINISHED | FAILED | KILLED | LOST => Some(3),
+        _ => None,
+    }
+}
+
+/// Whether a state is final.
+pub fn is_terminal(state: &str) -> bool {
+    rank(state) == Some(3)
+}
+
+/// Whether a task counts towards its job's instances: not ended and not
+/// being stopped.
+pub fn is_live(task: &Task) -> bool {
+    !is_terminal(&task.state) && !task.kill_requested
+}
+
+impl ClusterState {
+    /// Ids of a job's tasks (including ended ones still kept).
+    pub fn tasks_of(&self, job: &str) -> impl Iterator<Item = &Arc<Task>> {
+        self.job_tasks
+            .get(job)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.tasks.get(id))
+    }
+
+    /// Adds a task and indexes it by job (loading from disk or an image).
+    pub fn insert_task(&mut self, task: Arc<Task>) {
+        self.job_tasks
+            .entry(task.job_id.clone())
+            .or_default()
+            .insert(task.id.clone());
+        self.tasks.insert(task.id.clone(), task);
+    }
+
+    fn remove_task(&mut self, id: &str) -> Option<Arc<Task>> {
+        let task = self.tasks.remove(id)?;
+        if let Some(set) = self.job_tasks.get_mut(&task.job_id) {
+            set.remove(id);
+            if set.is_empty() {
+                self.job_tasks.remove(&task.job_id);
+            }
+        }
+        Some(task)
+    }
+
+    pub(super) fn plan_tasks(&mut self, plan: &PlanTasks) -> (Outcome, Vec<Change>) {
+        let next = self.version + 1;
+        let mut changes = Vec::new();
+        for t in &plan.place {
+            // A placement for a job deleted meanwhile, or a duplicate id
+            // (a retried round), is dropped: the next round sees the truth.
+            if self.tasks.contains_key(&t.id) || !self.jobs.contains_key(&t.job_id) {
+                continue;
+            }
+            let mut t = t.clone();
+            t.state = STAGING.to_string();
+            t.created_version = next;
+            t.updated_version = next;
+            let t = Arc::new(t);
+            self.insert_task(t.clone());
+            changes.push(Change::TaskPut(t));
+        }
+        for id in &plan.kill {
+            if let Some(c) = self.request_kill(id, next) {
+                changes.push(c);
+            }
+        }
+        self.finish(changes)
+    }
+
+    fn request_kill(&mut self, id: &str, version: u64) -> Option<Change> {
+        let task = self.tasks.get(id)?;
+        if task.kill_requested || is_terminal(&task.state) {
+            return None;
+        }
+        let mut t = Task::clone(task);
+        t.kill_requested = true;
+        t.updated_version = version;
+        let t = Arc::new(t);
+        self.tasks.insert(t.id.clone(), t.clone());
+        Some(Change::TaskPut(t))
+    }
+
+    /// Marks every live task of a job to be stopped (the job was deleted).
+    pub(super) fn kill_job_tasks(&mut self, job: &str, version: u64) -> Vec<Change> {
+        let ids: Vec<String> = self.tasks_of(job).map(|t| t.id.clone()).collect();
+        let mut changes: Vec<Change> = ids
+            .iter()
+            .filter_map(|id| self.request_kill(id, version))
+            .collect();
+        // Ended tasks of a deleted job have nobody left to look at them.
+        for id in ids {
+            if self.tasks.get(&id).is_some_and(|t| is_terminal(&t.state)) {
+                self.remove_task(&id);
+                changes.push(Change::TaskRemoved(id));
+            }
+        }
+        changes
+    }
+
+    pub(super) fn task_updates(&mut self, updates: &[TaskUpdate]) -> (Outcome, Vec<Change>) {
+        let next = self.version + 1;
+        let mut changes = Vec::new();
+        let mut ended_jobs = BTreeSet::new();
+        for u in updates {
+            let Some(task) = self.tasks.get(&u.task_id) else {
+                continue;
+            };
+            let (Some(new_rank), Some(old_rank)) = (rank(&u.state), rank(&task.state)) else {
+                continue;
+            };
+            if task.agent_id != u.agent_id || old_rank == 3 || new_rank < old_rank {
+                continue;
+            }
+            let mut t = Task::clone(task);
+            t.state = u.state.clone();
+            if u.pid != 0 {
+                t.pid = u.pid;
+            }
+            if new_rank == 2 && t.started_ms == 0 {
+                t.started_ms = u.timestamp_ms;
+            }
+            if new_rank == 3 {
+                t.ended_ms = u.timestamp_ms;
+                t.exit_code = u.exit_code;
+                t.signal = u.signal;
+                ended_jobs.insert(t.job_id.clone());
+            }
+            if !u.reason.is_empty() {
+                t.reason = u.reason.clone();
+            }
+            t.message = u.message.clone();
+            if *task.as_ref() == t {
+                continue;
+            }
+            t.updated_version = next;
+            let t = Arc::new(t);
+            self.tasks.insert(t.id.clone(), t.clone());
+            changes.push(Change::TaskPut(t));
+        }
+        for job in ended_jobs {
+            changes.extend(self.forget_ended(&job));
+        }
+        self.finish(changes)
+    }
+
+    /// Drops ended tasks of `job` beyond the newest [`KEEP_ENDED_PER_JOB`],
+    /// and all of them when the job no longer exists.
+    fn forget_ended(&mut self, job: &str) -> Vec<Change> {
+        let keep = if self.jobs.contains_key(job) {
+            KEEP_ENDED_PER_JOB
+        } else {
+            0
+        };
+        let mut ended: Vec<(u64, String)> = self
+            .tasks_of(job)
+            .filter(|t| is_terminal(&t.state))
+            .map(|t| (t.updated_version, t.id.clone()))
+            .collect();
+        if ended.len() <= keep {
+            return Vec::new();
+        }
+        ended.sort();
+        let drop = ended.len() - keep;
+        ended
+            .into_iter()
+            .take(drop)
+            .filter_map(|(_, id)| self.remove_task(&id).map(|_| Change::TaskRemoved(id)))
+            .collect()
+    }
+
+    pub(super) fn scale_job(&mut self, scale: &ScaleJob) -> (Outcome, Vec<Change>) {
+        let Some(job) = self.jobs.get(&scale.id) else {
+            return (Outcome::NotFound, Vec::new());
+        };
+        // The spec was validated when it was stored; a log entry that no
+        // longer parses (an older format) leaves the job as it is.
+        let Ok(mut spec) = serde_json::from_slice::<ocean_spec::JobSpec>(&job.spec_json) else {
+            return (Outcome::Unchanged, Vec::new());
+        };
+        if spec.instances == scale.instances {
+            return (Outcome::Unchanged, Vec::new());
+        }
+        spec.instances = scale.instances;
+        let spec_json = spec.to_canonical_json();
+        let id = scale.id.clone();
+        self.put_job(&id, &spec_json)
+    }
+
+    fn finish(&mut self, changes: Vec<Change>) -> (Outcome, Vec<Change>) {
+        if changes.is_empty() {
+            return (Outcome::Unchanged, changes);
+        }
+        self.version += 1;
+        (Outcome::Updated, changes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{
+        delete_job_command, plan_tasks_command, put_job_command, scale_job_command,
+        task_updates_command,
+    };
+
+    const JOB: &str = "cop.c_owt.o_pdl.p_service.s_job.j_cluster.c";
+
+    fn task(id: &str) -> Task {
+        Task {
+            id: id.into(),
+            job_id: JOB.into(),
+            agent_id: "a1".into(),
+            ..Default::default()
+        }
+    }
+
+    fn update(id: &str, state: &str) -> TaskUpdate {
+        TaskUpdate {
+            task_id: id.into(),
+            agent_id: "a1".into(),
+            state: state.into(),
+            timestamp_ms: 7,
+            ..Default::default()
+        }
+    }
+
+    fn with_job() -> ClusterState {
+        let mut s = ClusterState::default();
+        let spec = ocean_spec::JobSpec::new(JOB, "sleep 1");
+        s.apply(&put_job_command(JOB.into(), spec.to_canonical_json()));
+        s
+    }
+
+    #[test]
+    fn a_round_is_one_version_and_states_only_move_forward() {
+        let mut s = with_job();
+        let a = s.apply(&plan_tasks_command(vec![task("t1"), task("t2")], vec![]));
+        assert_eq!((a.version, a.changes.len()), (2, 2));
+        assert_eq!(s.tasks["t1"].state, STAGING);
+        // A replayed round changes nothing.
+        let a = s.apply(&plan_tasks_command(vec![task("t1")], vec![]));
+        assert!(a.changes.is_empty());
+        s.apply(&task_updates_command(vec![update("t1", RUNNING)]));
+        assert_eq!(s.tasks["t1"].started_ms, 7);
+        // Backwards and from another agent: ignored.
+        let mut other = update("t1", FAILED);
+        other.agent_id = "a2".into();
+        let a = s.apply(&task_updates_command(vec![update("t1", STARTING), other]));
+        assert!(a.changes.is_empty());
+        assert_eq!(s.tasks["t1"].state, RUNNING);
+        let mut end = update("t1", FAILED);
+        end.exit_code = Some(3);
+        s.apply(&task_updates_command(vec![end]));
+        assert_eq!(s.tasks["t1"].exit_code, Some(3));
+        // Terminal is final.
+        s.apply(&task_updates_command(vec![update("t1", RUNNING)]));
+        assert_eq!(s.tasks["t1"].state, FAILED);
+    }
+
+    #[test]
+    fn deleting_a_job_asks_its_tasks_to_stop_and_forgets_them_once_ended() {
+        let mut s = with_job();
+        s.apply(&plan_tasks_command(vec![task("t1")], vec![]));
+        s.apply(&delete_job_command(JOB.into()));
+        assert!(s.tasks["t1"].kill_requested);
+        let a = s.apply(&task_updates_command(vec![update("t1", KILLED)]));
+        assert!(a.changes.contains(&Change::TaskRemoved("t1".into())));
+        assert!(s.tasks.is_empty() && s.job_tasks.is_empty());
+        // Placements for a job that is gone are dropped.
+        let a = s.apply(&plan_tasks_command(vec![task("t2")], vec![]));
+        assert!(a.changes.is_empty());
+    }
+
+    #[test]
+    fn ended_tasks_are_kept_up_to_a_limit() {
+        let mut s = with_job();
+        let n = KEEP_ENDED_PER_JOB + 3;
+        let ids: Vec<String> = (0..n).map(|i| format!("t{i:02}")).collect();
+        s.apply(&plan_tasks_command(ids.iter().map(|i| task(i)).collect(), vec![]));
+        for id in &ids {
+            s.apply(&task_updates_command(vec![update(id, FINISHED)]));
+        }
+        assert_eq!(s.tasks.len(), KEEP_ENDED_PER_JOB);
+        assert!(!s.tasks.contains_key("t00"));
+        let back = ClusterState::from_image(&s.to_image()).unwrap();
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn scaling_changes_instances_only() {
+        let mut s = with_job();
+        let a = s.apply(&scale_job_command(JOB.into(), 5));
+        assert_eq!(a.outcome, Outcome::Updated);
+        let spec: ocean_spec::JobSpec = serde_json::from_slice(&s.jobs[JOB].spec_json).unwrap();
+        assert_eq!((spec.instances, spec.cmd.as_deref()), (5, Some("sleep 1")));
+        assert_eq!(s.apply(&scale_job_command(JOB.into(), 5)).outcome, Outcome::Unchanged);
+        assert_eq!(s.apply(&scale_job_command("nope".into(), 5)).outcome, Outcome::NotFound);
+    }
+}
