@@ -227,6 +227,23 @@ impl AgentProc {
     pub fn log_tail(&self) -> String {
         self.process.log_tail()
     }
+
+    /// The cgroup (under each controller's root) that holds the agent's
+    /// task cgroups: one per agent, `ocean-<agent id>`.
+    pub fn cgroup_parent(&self) -> String {
+        format!("ocean-{}", self.id().unwrap_or_default())
+    }
+}
+
+impl Drop for AgentProc {
+    /// Tasks outlive their agent by design, so a test's agent takes its
+    /// tasks and their cgroups with it.
+    fn drop(&mut self) {
+        self.process.kill();
+        if self.id().is_some() {
+            crate::tasks::reap_cgroups(&self.cgroup_parent());
+        }
+    }
 }
 
 /// A cluster of master processes sharing one temp dir.

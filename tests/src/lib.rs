@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod http;
+pub mod tasks;
 
 /// The generated etcd v3 KV client (benchmarks only).
 #[allow(missing_debug_implementations, clippy::all)]

@@ -6,6 +6,9 @@
 //!   side by side with a 3-member etcd cluster driven the same way.
 //! - `memory`: master RSS with N jobs stored, and the time for restarted
 //!   masters to be serving again.
+//! - `launch`: submit-to-RUNNING latency of one-instance jobs in `ocean dev`.
+//! - `fleet`: a many-instance job over several agents: time until all run,
+//!   and the agents' CPU and memory while holding them.
 //!
 //! Everything runs on loopback and stops by itself.
 
@@ -22,6 +25,8 @@ use ocean_tests::etcd::PutRequest;
 use ocean_tests::http::{job_id, job_spec};
 use ocean_tests::Cluster;
 use tonic::transport::{Channel, Endpoint};
+
+mod tasks;
 
 #[derive(Debug, Parser)]
 #[command(about = "Ocean master benchmarks")]
@@ -54,9 +59,21 @@ enum Cmd {
         #[arg(long, default_value_t = 100_000)]
         jobs: usize,
     },
+    /// Submit-to-RUNNING latency of one-instance native jobs in `ocean dev`.
+    Launch {
+        #[arg(long, default_value_t = 200)]
+        runs: usize,
+    },
+    /// One job of many tiny instances over several agents.
+    Fleet {
+        #[arg(long, default_value_t = 1000)]
+        instances: usize,
+        #[arg(long, default_value_t = 3)]
+        agents: usize,
+    },
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -64,7 +81,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn ms(d: Duration) -> String {
+pub(crate) fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
@@ -85,6 +102,8 @@ async fn main() -> anyhow::Result<()> {
             writes(&clients, Duration::from_secs(seconds), !no_etcd).await
         }
         Cmd::Memory { jobs } => memory(jobs).await,
+        Cmd::Launch { runs } => tasks::launch(runs).await,
+        Cmd::Fleet { instances, agents } => tasks::fleet(instances, agents).await,
     }
 }
 
@@ -278,7 +297,7 @@ async fn writes(clients: &[usize], dur: Duration, with_etcd: bool) -> anyhow::Re
     Ok(())
 }
 
-fn rss_kib(pid: u32) -> u64 {
+pub(crate) fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {

@@ -1,0 +1,204 @@
+//! Task benchmarks: how fast a job becomes running processes.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::StreamExt;
+use ocean_tests::cluster::{free_addr, Process};
+use ocean_tests::http::job_id;
+use ocean_tests::{Api, Cluster};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use crate::{ms, percentile, rss_kib};
+
+/// Follows `GET /v1/events` and sends `(job, when)` for each task that
+/// reaches RUNNING.
+async fn follow_running(base: String, tx: mpsc::UnboundedSender<(String, Instant)>) {
+    let Ok(resp) = reqwest::get(format!("{base}/v1/events")).await else {
+        return;
+    };
+    let mut body = resp.bytes_stream();
+    let mut buf = String::new();
+    let mut event = String::new();
+    while let Some(Ok(chunk)) = body.next().await {
+        let now = Instant::now();
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(nl) = buf.find('\n') {
+            let line: String = buf.drain(..=nl).collect();
+            let line = line.trim_end();
+            if let Some(e) = line.strip_prefix("event:") {
+                event = e.trim().to_string();
+            } else if let Some(d) = line.strip_prefix("data:") {
+                if event == "task_put" {
+                    if let Ok(v) = serde_json::from_str::<Value>(d.trim()) {
+                        if v["task"]["state"] == "RUNNING" {
+                            let job = v["task"]["job"].as_str().unwrap_or_default().to_string();
+                            let _ = tx.send((job, now));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn wait_agents(api: &Api, n: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = api.get("/v1/agents").await {
+            let c = r.body["agents"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|a| a["connected"] == Value::Bool(true))
+                .count();
+            if c >= n {
+                return Ok(());
+            }
+        }
+        anyhow::ensure!(Instant::now() < deadline, "agents did not connect");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Submit-to-RUNNING of `runs` one-instance jobs, one after another, in
+/// `ocean dev` (master and agent in one process).
+pub async fn launch(runs: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (http, grpc) = (free_addr(), free_addr());
+    let mut dev = Process::new(dir.path().join("dev.log"));
+    dev.spawn(&[
+        "dev".into(),
+        "--data-dir".into(),
+        dir.path().join("data").into_os_string(),
+        "--http".into(),
+        http.to_string().into(),
+        "--grpc".into(),
+        grpc.to_string().into(),
+    ])?;
+    let base = format!("http://{http}");
+    let api = Api::new(&http.to_string());
+    wait_agents(&api, 1).await.with_context(|| dev.log_tail())?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    tokio::spawn(follow_running(base, tx));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut times = Vec::with_capacity(runs);
+    for i in 0..runs {
+        let id = job_id(&format!("lat{i}"));
+        let spec = json!({
+            "id": id, "cmd": "sleep 3600", "instances": 1,
+            "resources": {"cpus": 0.001, "mem": 8}, "kill_grace_period_seconds": 0,
+        });
+        let t0 = Instant::now();
+        let r = api.post("/v1/jobs", &spec).await?;
+        anyhow::ensure!(r.status < 300, "submit: {}", r.body);
+        let seen = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some((job, at)) = rx.recv().await {
+                if job == id {
+                    return Some(at);
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+        .with_context(|| format!("job {i} never ran\n{}", dev.log_tail()))?;
+        times.push(seen - t0);
+        // Keep the agent's load flat: stop each job once measured.
+        api.delete(&format!("/v1/jobs/{id}")).await?;
+    }
+    times.sort();
+    println!(
+        "submit-to-RUNNING over {runs} one-instance jobs (ocean dev): p50 {}  p90 {}  p99 {}  max {}",
+        ms(percentile(&times, 0.5)),
+        ms(percentile(&times, 0.9)),
+        ms(percentile(&times, 0.99)),
+        ms(*times.last().unwrap_or(&Duration::ZERO)),
+    );
+    drop(dev);
+    ocean_tests::tasks::reap_cgroups(&agent_parent(&dir.path().join("data/agent")));
+    Ok(())
+}
+
+fn agent_parent(data_dir: &std::path::Path) -> String {
+    let id = std::fs::read_to_string(data_dir.join("agent-id")).unwrap_or_default();
+    format!("ocean-{}", id.trim())
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1.to_string();
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            // utime and stime are fields 14 and 15 (1-based), 12 and 13 after ')'.
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0)
+}
+
+/// One job of `instances` tiny `sleep` tasks over `agents` agents.
+pub async fn fleet(instances: usize, agents: usize) -> anyhow::Result<()> {
+    let c = Cluster::start(1, &[])?;
+    let api = c.master(1).api();
+    let mut procs = Vec::new();
+    for i in 0..agents {
+        let mut a = c.new_agent(
+            &format!("f{i}"),
+            &["--resources", "cpus=64,mem=65536", "--hostname", &format!("fleet-{i}")],
+        );
+        a.start()?;
+        procs.push(a);
+    }
+    wait_agents(&api, agents).await?;
+    let ticks_before: Vec<u64> = procs
+        .iter()
+        .map(|a| cpu_ticks(a.process.pid().unwrap_or(0)))
+        .collect();
+    let id = job_id("fleet");
+    let spec = json!({
+        "id": id, "cmd": "sleep 3600", "instances": instances,
+        "resources": {"cpus": 0.01, "mem": 8}, "kill_grace_period_seconds": 0,
+    });
+    let t0 = Instant::now();
+    let r = api.post("/v1/jobs", &spec).await?;
+    anyhow::ensure!(r.status < 300, "submit: {}", r.body);
+    let deadline = t0 + Duration::from_secs(300);
+    loop {
+        let r = api.get(&format!("/v1/jobs/{id}")).await?;
+        if r.body["running"].as_u64() == Some(instances as u64) {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "not all running: {}", r.body);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let all_running = t0.elapsed();
+    let tick = 100.0; // USER_HZ on Linux
+    let launch_cpu: Vec<f64> = procs
+        .iter()
+        .zip(&ticks_before)
+        .map(|(a, b)| (cpu_ticks(a.process.pid().unwrap_or(0)) - b) as f64 / tick)
+        .collect();
+    // Holding: CPU over 10 s of steady state, and RSS.
+    let hold_from: Vec<u64> = procs
+        .iter()
+        .map(|a| cpu_ticks(a.process.pid().unwrap_or(0)))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    println!("{instances} instances over {agents} agents: all RUNNING after {}", ms(all_running));
+    for (i, a) in procs.iter().enumerate() {
+        let pid = a.process.pid().unwrap_or(0);
+        let hold = (cpu_ticks(pid) - hold_from[i]) as f64 / tick / 10.0 * 100.0;
+        println!(
+            "agent {i}: CPU during launch {:.2} s, CPU while holding {:.2} %, RSS {:.1} MiB",
+            launch_cpu[i],
+            hold,
+            rss_kib(pid) as f64 / 1024.0
+        );
+    }
+    let master_pid = c.master(1).pid().unwrap_or(0);
+    println!("master RSS {:.1} MiB", rss_kib(master_pid) as f64 / 1024.0);
+    Ok(())
+}

@@ -1,0 +1,197 @@
+//! Helpers for tests that run real tasks: waiting on task lists, reading a
+//! task's cgroup back from the kernel, and reaping whatever tasks a test
+//! left behind (agents' tasks outlive the agents by design).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::http::Api;
+
+/// The tasks of `job` as the master answering `api` lists them.
+pub async fn tasks(api: &Api, job: &str) -> Vec<Value> {
+    match api.get(&format!("/v1/tasks?job={job}")).await {
+        Ok(r) => r.body["tasks"].as_array().cloned().unwrap_or_default(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Tasks that run and are not being stopped.
+pub fn running(list: &[Value]) -> Vec<Value> {
+    list.iter()
+        .filter(|t| t["state"] == "RUNNING" && t["kill_requested"] != Value::Bool(true))
+        .cloned()
+        .collect()
+}
+
+/// Tasks that have not ended.
+pub fn live(list: &[Value]) -> Vec<Value> {
+    list.iter()
+        .filter(|t| {
+            !matches!(
+                t["state"].as_str(),
+                Some("FINISHED" | "FAILED" | "KILLED" | "LOST")
+            )
+        })
+        .cloned()
+        .collect()
+}
+
+/// Polls the tasks of `job` until `check` holds (bounded).
+pub async fn wait_tasks(
+    api: &Api,
+    job: &str,
+    what: &str,
+    timeout: Duration,
+    check: impl Fn(&[Value]) -> bool,
+) -> anyhow::Result<Vec<Value>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let list = tasks(api, job).await;
+        if check(&list) {
+            return Ok(list);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{what}: not reached within {timeout:?}; tasks now {}",
+            serde_json::to_string_pretty(&list).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The pids of tasks, from their JSON.
+pub fn pids(list: &[Value]) -> Vec<i32> {
+    let mut v: Vec<i32> = list
+        .iter()
+        .filter_map(|t| t["pid"].as_i64())
+        .map(|p| p as i32)
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// Whether a process exists (and is not a zombie).
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+/// The cgroup v1 directory of `pid` for `controller` (e.g. `memory`), or the
+/// v2 directory when the host is unified.
+pub fn cgroup_dir(pid: i32, controller: &str) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
+        if ctrls.split(',').any(|c| c == controller) {
+            let root = Path::new("/sys/fs/cgroup").join(ctrls);
+            return Some(root.join(path.trim_start_matches('/')));
+        }
+        if ctrls.is_empty() && !Path::new("/sys/fs/cgroup").join(controller).exists() {
+            return Some(Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/')));
+        }
+    }
+    None
+}
+
+/// Reads one cgroup file of `pid`'s `controller` cgroup, trimmed.
+pub fn cgroup_value(pid: i32, controller: &str, file: &str) -> Option<String> {
+    let dir = cgroup_dir(pid, controller)?;
+    std::fs::read_to_string(dir.join(file))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// The pids in every cgroup under `parent` (all hierarchies).
+fn pids_under(parent: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for root in cgroup_roots() {
+        let dir = root.join(parent);
+        walk(&dir, &mut |d| {
+            if let Ok(text) = std::fs::read_to_string(d.join("cgroup.procs")) {
+                out.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+            }
+        });
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+fn cgroup_roots() -> Vec<PathBuf> {
+    let base = Path::new("/sys/fs/cgroup");
+    let mut roots: Vec<PathBuf> = ["cpu", "memory", "pids", "cpu,cpuacct"]
+        .iter()
+        .map(|c| base.join(c))
+        .filter(|p| p.exists())
+        .collect();
+    if roots.is_empty() {
+        roots.push(base.to_path_buf());
+    }
+    roots
+}
+
+fn walk(dir: &Path, f: &mut impl FnMut(&Path)) {
+    if !dir.is_dir() {
+        return;
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                walk(&e.path(), f);
+            }
+        }
+    }
+    f(dir);
+}
+
+/// Cgroup directories under `parent` that still exist, in any hierarchy.
+pub fn cgroups_under(parent: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for root in cgroup_roots() {
+        let dir = root.join(parent);
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            out.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            );
+        }
+    }
+    out
+}
+
+/// Kills every process in the cgroups under `parent` and removes them:
+/// the clean-up for tests whose agents were SIGKILLed with tasks running.
+pub fn reap_cgroups(parent: &str) {
+    for _ in 0..50 {
+        let pids = pids_under(parent);
+        if pids.is_empty() {
+            break;
+        }
+        for pid in pids {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for root in cgroup_roots() {
+        let dir = root.join(parent);
+        let mut dirs = Vec::new();
+        walk(&dir, &mut |d| dirs.push(d.to_path_buf()));
+        // Children come before their parents in `walk`'s order.
+        for d in dirs {
+            let _ = std::fs::remove_dir(&d);
+        }
+    }
+}
