@@ -73,6 +73,9 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// The session with the masters could not run.
+    #[error("session: {0}")]
+    Session(String),
     /// A system call failed.
     #[error("{op}: {source}")]
     Sys {

@@ -1,12 +1,19 @@
-//! # ocean-agent: the native executor
+//! # ocean-agent: the agent
 //!
-//! The library half of `ocean agent`: it turns a [`TaskSpec`] into a real
-//! process in its own session, cgroup and sandbox, reports its life on a
-//! channel, kills it with a grace period, and survives its own death: every
-//! task is checkpointed, and [`Executor::recover`] re-adopts the survivors.
-//! No networking here; the agent's gRPC shell drives this API.
+//! The library half of `ocean agent`. At its core the native executor turns
+//! a [`TaskSpec`] into a real process in its own session, cgroup and
+//! sandbox, reports its life on a channel, kills it with a grace period, and
+//! survives its own death: every task is checkpointed, and
+//! [`Executor::recover`] re-adopts the survivors. Around it, the
+//! [`runtime`] keeps a session with the leader (register with a full task
+//! report, carry out launch / kill / reconcile, report status changes) and
+//! serves task logs over HTTP ([`logs`]).
 //!
 //! ```text
+//!  leader ══ gRPC stream (session) ══► runtime ──► Executor ──► tasks
+//!         ◄═ Register{tasks}, TaskReport ═╝  ▲ table of latest statuses
+//!  HTTP GET /v1/tasks/{id}/logs ──► logs ────┘ (sandbox stdout/stderr)
+//!
 //!                       ┌────────────── Executor ───────────────┐
 //!  launch(TaskSpec) ───►│ ports ─ sandbox ─ CgroupDriver(v1|v2)  │──► mpsc<TaskStatus>
 //!  kill(id, grace)  ───►│ spawn wrapper ─ checkpoint ─ supervise │     STAGING … RUNNING
@@ -16,18 +23,26 @@
 //!                   ocean-task-wrapper: setsid, join cgroup.procs, execvp(task)
 //! ```
 //!
-//! Modules: [`cgroup`] (the trait, v1, v2, detection), [`executor`] (launch,
-//! kill, recover, per-task supervisors), [`task`] (spec, states, statuses),
-//! [`wrapper`] (the exec wrapper), [`checkpoint`], [`sandbox`], [`ports`],
-//! [`resources`], [`procfs`].
+//! | module | holds |
+//! | --- | --- |
+//! | [`runtime`] | [`runtime::run`]: recovery, the command loop, the task table, protocol conversions |
+//! | [`session`] | the gRPC stream to the leader: register, heartbeats, redirects, reconnects |
+//! | [`logs`] | the task log HTTP server (whole, tail, follow) |
+//! | [`executor`] | launch, kill, recover, per-task supervisors |
+//! | [`cgroup`] | the [`CgroupDriver`] trait, v1, v2, detection |
+//! | [`task`] | spec, states, statuses, exit classification |
+//! | [`wrapper`] | the exec wrapper (`ocean agent exec-wrapper`, `ocean-task-wrapper`) |
+//! | [`checkpoint`], [`sandbox`], [`ports`], [`resources`], [`procfs`] | one concern each |
 
 pub mod cgroup;
 pub mod checkpoint;
 pub mod error;
 pub mod executor;
+pub mod logs;
 pub mod ports;
 pub mod procfs;
 pub mod resources;
+pub mod runtime;
 pub mod sandbox;
 pub mod session;
 pub mod task;
@@ -38,5 +53,6 @@ pub use error::{Error, Result};
 pub use executor::{Executor, ExecutorConfig, Recovery, RunningTask, WrapperCommand};
 pub use ports::{PortAllocator, PortRange};
 pub use resources::{HostResources, ResourceOverrides};
+pub use runtime::AgentConfig;
 pub use task::{PortRequest, Reason, TaskCommand, TaskSpec, TaskState, TaskStatus};
 pub use wrapper::wrapper_main;

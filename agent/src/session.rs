@@ -7,15 +7,23 @@
 //!  masters (gRPC) ──► session(): Register ─► Registered ─► Heartbeat every 1 s
 //!                       ▲   NotLeader{addr} / stream error: reconnect (to addr)
 //!                       └──────────────────────────────────────────────┘
+//!  SessionHandler (the runtime): open_stream() ─► Register{tasks} + reports
+//!                                command()     ◄─ Launch / Kill / Reconcile
 //! ```
+//!
+//! The session knows nothing about tasks: each new stream asks the handler
+//! for a fresh registration (a full task report) and a queue of reports,
+//! and hands every command to the handler in arrival order.
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ocean_proto::agent::agent_api_client::AgentApiClient;
 use ocean_proto::agent::{
-    agent_message, master_message, AgentMessage, Heartbeat, Register, Resources,
+    self as pb, agent_message, master_message, AgentMessage, Heartbeat, Register, Resources,
+    TaskReport,
 };
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -69,30 +77,60 @@ pub fn agent_id(data_dir: &Path) -> Result<String> {
     Ok(id)
 }
 
-fn register_message(me: &AgentIdentity) -> AgentMessage {
-    AgentMessage {
-        kind: Some(agent_message::Kind::Register(Register {
-            agent_id: me.id.clone(),
-            hostname: me.hostname.clone(),
-            attributes: me.attributes.clone().into_iter().collect(),
-            resources: Some(Resources {
-                cpus: me.resources.cpus,
-                mem_mib: me.resources.mem_mib,
-                disk_mib: me.resources.disk_mib,
-            }),
-            port_low: u32::from(me.ports.low),
-            port_high: u32::from(me.ports.high),
-            address: me.address.clone(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-        })),
+/// The registration for a new stream: who the agent is, plus `tasks`, the
+/// full report of every task it knows, and `http_addr`, where its task logs
+/// are served.
+pub fn register_message(
+    me: &AgentIdentity,
+    tasks: Vec<pb::TaskStatus>,
+    http_addr: String,
+) -> Register {
+    Register {
+        agent_id: me.id.clone(),
+        hostname: me.hostname.clone(),
+        attributes: me.attributes.clone().into_iter().collect(),
+        resources: Some(Resources {
+            cpus: me.resources.cpus,
+            mem_mib: me.resources.mem_mib,
+            disk_mib: me.resources.disk_mib,
+        }),
+        port_low: u32::from(me.ports.low),
+        port_high: u32::from(me.ports.high),
+        address: me.address.clone(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        tasks,
+        http_addr,
     }
 }
 
+/// One stream's worth of what the agent says: the registration that opens
+/// it and the task reports to send after it.
+#[derive(Debug)]
+pub struct StreamOpening {
+    /// Sent first.
+    pub register: Register,
+    /// Reports for this stream only. A stream that ends drops its queue:
+    /// the next registration is a full report, so nothing is lost.
+    pub reports: mpsc::UnboundedReceiver<TaskReport>,
+}
+
+/// What the session needs from the agent's runtime. The session owns the
+/// connection (leader discovery, heartbeats, redirects); the runtime owns
+/// the tasks.
+pub trait SessionHandler: Send + Sync {
+    /// Called once per stream, after the connection to a master is up and
+    /// before anything is sent on it.
+    fn open_stream(&self) -> StreamOpening;
+    /// A command from the leader (launch, kill, reconcile), in arrival order.
+    fn command(&self, command: master_message::Kind);
+}
+
 /// Keeps the agent registered with the current leader until `shutdown`
-/// turns true. `masters` are gRPC addresses (`HOST:PORT`).
+/// turns true. `masters` are gRPC addresses (`HOST:PORT`). Losing the
+/// leader never touches the tasks: the session just reconnects.
 pub async fn run(
-    me: AgentIdentity,
     masters: Vec<String>,
+    handler: Arc<dyn SessionHandler>,
     state: watch::Sender<SessionState>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
@@ -114,7 +152,7 @@ pub async fn run(
             .unwrap_or_else(|| masters[next % masters.len()].clone());
         next += 1;
         let outcome = tokio::select! {
-            o = one_session(&me, &addr, &state) => o,
+            o = one_session(handler.as_ref(), &addr, &state) => o,
             _ = stopped(&mut shutdown) => return Ok(()),
         };
         state.send_modify(|s| s.leader = 0);
@@ -145,7 +183,15 @@ enum Ended {
     Failed(String),
 }
 
-async fn one_session(me: &AgentIdentity, addr: &str, state: &watch::Sender<SessionState>) -> Ended {
+/// Outbound messages queued towards tonic; large enough that a burst of
+/// reports does not stall reading the leader's commands.
+const OUTBOUND_QUEUE: usize = 256;
+
+async fn one_session(
+    handler: &dyn SessionHandler,
+    addr: &str,
+    state: &watch::Sender<SessionState>,
+) -> Ended {
     let endpoint = match Endpoint::from_shared(format!("http://{addr}")) {
         Ok(e) => e
             .connect_timeout(Duration::from_millis(500))
@@ -159,8 +205,16 @@ async fn one_session(me: &AgentIdentity, addr: &str, state: &watch::Sender<Sessi
         Err(e) => return Ended::Failed(format!("connect: {e}")),
     };
     let mut client = AgentApiClient::new(channel);
-    let (tx, rx) = mpsc::channel::<AgentMessage>(16);
-    if tx.send(register_message(me)).await.is_err() {
+    let (tx, rx) = mpsc::channel::<AgentMessage>(OUTBOUND_QUEUE);
+    let StreamOpening {
+        register,
+        mut reports,
+    } = handler.open_stream();
+    let agent_id = register.agent_id.clone();
+    let register = AgentMessage {
+        kind: Some(agent_message::Kind::Register(register)),
+    };
+    if tx.send(register).await.is_err() {
         return Ended::Failed("stream closed".into());
     }
     let mut inbound = match client.session(ReceiverStream::new(rx)).await {
@@ -174,7 +228,7 @@ async fn one_session(me: &AgentIdentity, addr: &str, state: &watch::Sender<Sessi
             msg = inbound.message() => match msg {
                 Ok(Some(m)) => match m.kind {
                     Some(master_message::Kind::Registered(r)) => {
-                        info!(agent = %me.id, leader = r.leader_id, "registered with the leader");
+                        info!(agent = %agent_id, leader = r.leader_id, "registered with the leader");
                         if r.heartbeat_interval_ms > 0 {
                             interval = tokio::time::interval(Duration::from_millis(r.heartbeat_interval_ms));
                         }
@@ -184,11 +238,18 @@ async fn one_session(me: &AgentIdentity, addr: &str, state: &watch::Sender<Sessi
                         });
                     }
                     Some(master_message::Kind::NotLeader(n)) => return Ended::Redirect(n.leader_grpc_addr),
+                    Some(command) => handler.command(command),
                     None => {}
                 },
                 Ok(None) => return Ended::Failed("the master closed the stream".into()),
                 Err(s) => return Ended::Failed(format!("{}: {}", s.code(), s.message())),
             },
+            Some(report) = reports.recv() => {
+                let msg = AgentMessage { kind: Some(agent_message::Kind::Report(report)) };
+                if tx.send(msg).await.is_err() {
+                    return Ended::Failed("stream closed".into());
+                }
+            }
             _ = interval.tick() => {
                 seq += 1;
                 let hb = AgentMessage { kind: Some(agent_message::Kind::Heartbeat(Heartbeat { seq })) };

@@ -95,6 +95,19 @@ pub enum TaskState {
 }
 
 impl TaskState {
+    /// The upper-case name used in JSON and on the wire (`RUNNING`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Staging => "STAGING",
+            Self::Starting => "STARTING",
+            Self::Running => "RUNNING",
+            Self::Finished => "FINISHED",
+            Self::Failed => "FAILED",
+            Self::Killed => "KILLED",
+            Self::Lost => "LOST",
+        }
+    }
+
     /// True for the states a task never leaves.
     pub fn is_terminal(self) -> bool {
         matches!(
@@ -122,6 +135,9 @@ pub enum Reason {
     LaunchFailed,
     /// Re-adopted by a restarted agent.
     Recovered,
+    /// A kill named a task this agent does not know; reported KILLED so the
+    /// master can settle it.
+    UnknownTask,
 }
 
 impl Reason {
@@ -135,6 +151,7 @@ impl Reason {
             Self::ExitedWhileAgentDown => "exited_while_agent_down",
             Self::LaunchFailed => "launch_failed",
             Self::Recovered => "recovered",
+            Self::UnknownTask => "unknown_task",
         }
     }
 }
@@ -294,6 +311,12 @@ mod tests {
             "exited_while_agent_down"
         );
         assert!(TaskState::Lost.is_terminal() && !TaskState::Running.is_terminal());
+        for state in [TaskState::Staging, TaskState::Running, TaskState::Lost] {
+            assert_eq!(
+                serde_json::to_string(&state)?,
+                format!("\"{}\"", state.as_str())
+            );
+        }
         Ok(())
     }
 }

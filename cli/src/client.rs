@@ -91,7 +91,12 @@ impl Client {
         for base in &self.addrs {
             match http.get(format!("{base}{path}")).send().await {
                 Ok(resp) if resp.status().is_success() => return Ok(resp),
-                Ok(resp) => return Err(decode(resp).await.err().unwrap_or_else(|| anyhow!("failed"))),
+                Ok(resp) => {
+                    return Err(decode(resp)
+                        .await
+                        .err()
+                        .unwrap_or_else(|| anyhow!("failed")))
+                }
                 Err(e) if e.is_connect() || e.is_timeout() => {
                     last_err = Some(anyhow!("{base}: {e}"));
                 }

@@ -1,15 +1,18 @@
-//! `ocean agent` (run an agent) and `ocean agent list`.
+//! `ocean agent` (run an agent), `ocean agent list`, and the hidden
+//! `ocean agent exec-wrapper` (the first program of every task, so the one
+//! `ocean` binary is all an agent host needs).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::future::Future;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use ocean_agent::session::{self, AgentIdentity, SessionState};
-use ocean_agent::{PortRange, ResourceOverrides};
+use ocean_agent::session::{self, AgentIdentity};
+use ocean_agent::{AgentConfig, ExecutorConfig, PortRange, ResourceOverrides, WrapperCommand};
 use reqwest::Method;
 use serde_json::Value;
-use tokio::sync::watch;
 
 use crate::client::{Body, Client};
 
@@ -34,6 +37,29 @@ impl AgentCommand {
 enum AgentSub {
     /// List agents (liveness as the leader sees it).
     List,
+    /// The task exec wrapper (started by the agent, not by people):
+    /// `[--cgroup DIR]... -- PROGRAM [ARG]...`.
+    #[command(hide = true, disable_help_flag = true)]
+    ExecWrapper(ExecWrapperArgs),
+}
+
+/// Everything after `exec-wrapper`: it belongs to the wrapper and to the
+/// task (whose own flags, even `--help`, must reach it).
+#[derive(Debug, Args)]
+struct ExecWrapperArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+    args: Vec<OsString>,
+}
+
+/// The wrapper's arguments exactly as given: clap swallows a leading `--`,
+/// which the wrapper needs, so they are taken from the process's own argv
+/// (everything after the first `exec-wrapper`).
+fn wrapper_argv(parsed: Vec<OsString>) -> Vec<OsString> {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    match argv.iter().position(|a| a == "exec-wrapper") {
+        Some(i) => argv[i + 1..].to_vec(),
+        None => parsed,
+    }
 }
 
 /// Flags of a running agent.
@@ -61,11 +87,36 @@ pub struct RunArgs {
     /// Address other hosts reach this agent's tasks at (default 127.0.0.1).
     #[arg(long, default_value = "127.0.0.1")]
     address: String,
+    /// Where to serve task logs, HOST:PORT (default: the --address on an
+    /// ephemeral port). The bound address is sent to the masters.
+    #[arg(long)]
+    http: Option<String>,
+}
+
+/// What [`run_agent`] needs; `ocean agent`'s flags, or `ocean dev`'s choices.
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    /// Masters' gRPC addresses.
+    pub masters: Vec<String>,
+    /// Data directory (agent id, checkpoints, sandboxes).
+    pub data_dir: PathBuf,
+    /// `KEY=VALUE` attributes.
+    pub attrs: Vec<String>,
+    /// Resource overrides, `cpus=N,mem=MiB,disk=MiB`.
+    pub resources: Option<String>,
+    /// Host ports for tasks, `LOW-HIGH`.
+    pub ports: String,
+    /// Host name to report.
+    pub hostname: Option<String>,
+    /// Address other hosts reach this agent's tasks at.
+    pub address: String,
+    /// Task log listen address (default `<address>:0`).
+    pub http: Option<String>,
 }
 
 /// Builds the agent's identity from flags, naming the flag that is wrong.
 pub fn identity(
-    data_dir: &std::path::Path,
+    data_dir: &Path,
     attrs: &[String],
     resources: Option<&str>,
     ports: &str,
@@ -118,6 +169,7 @@ pub async fn agent(
 ) -> anyhow::Result<()> {
     match cmd.cmd {
         Some(AgentSub::List) => list(&c()?).await,
+        Some(AgentSub::ExecWrapper(w)) => ocean_agent::wrapper_main(wrapper_argv(w.args)),
         None => run(cmd.run).await,
     }
 }
@@ -131,25 +183,76 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .map(|s| s.trim().trim_start_matches("http://").to_string())
         .filter(|s| !s.is_empty())
         .collect();
-    let data_dir = args.data_dir.context("--data-dir: required")?;
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("--data-dir: cannot create {}", data_dir.display()))?;
-    let me = identity(
-        &data_dir,
-        &args.attrs,
-        args.resources.as_deref(),
-        &args.ports,
-        args.hostname,
-        args.address,
+    if masters.is_empty() {
+        anyhow::bail!("--master: give at least one gRPC address, HOST:PORT");
+    }
+    let options = AgentOptions {
+        masters,
+        data_dir: args.data_dir.context("--data-dir: required")?,
+        attrs: args.attrs,
+        resources: args.resources,
+        ports: args.ports,
+        hostname: args.hostname,
+        address: args.address,
+        http: args.http,
+    };
+    run_agent(options, crate::cmd_server::shutdown_signal()).await
+}
+
+/// Checks that this host's cgroups can hold tasks, naming what is missing:
+/// the hierarchy or controller (from detection) or the directory that
+/// cannot be created.
+fn cgroups_for(agent_id: &str) -> anyhow::Result<std::sync::Arc<dyn ocean_agent::CgroupDriver>> {
+    // One parent per agent: recovery removes task cgroups it has no
+    // checkpoint for, so two agents on one host must not share a parent.
+    let parent = format!("ocean-{agent_id}");
+    let cgroups = ocean_agent::detect_cgroups(&parent).context(
+        "cgroups: the agent needs the cpu, memory and pids controllers (cgroup v1) or a cgroup2 mount",
     )?;
-    tracing::info!(agent = %me.id, masters = ?masters, "agent starting");
-    let (state_tx, _state_rx) = watch::channel(SessionState::default());
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        crate::cmd_server::shutdown_signal().await;
-        let _ = stop_tx.send(true);
-    });
-    session::run(me, masters, state_tx, stop_rx).await?;
+    for dir in cgroups.task_cgroup("probe").dirs() {
+        if let Some(parent) = dir.parent() {
+            std::fs::create_dir_all(parent).with_context(|| {
+                format!(
+                    "cgroups: cannot create {} (the agent must run as root with cgroups mounted read-write)",
+                    parent.display()
+                )
+            })?;
+        }
+    }
+    Ok(cgroups)
+}
+
+/// Runs an agent (executor, task log server, session with the leader)
+/// until `shutdown` resolves. Its tasks keep running afterwards; the next
+/// start on the same data dir re-adopts them.
+pub async fn run_agent(
+    o: AgentOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&o.data_dir)
+        .with_context(|| format!("--data-dir: cannot create {}", o.data_dir.display()))?;
+    let http = o.http.clone().unwrap_or_else(|| format!("{}:0", o.address));
+    let me = identity(
+        &o.data_dir,
+        &o.attrs,
+        o.resources.as_deref(),
+        &o.ports,
+        o.hostname,
+        o.address,
+    )?;
+    let cgroups = cgroups_for(&me.id)?;
+    let wrapper = WrapperCommand {
+        program: std::env::current_exe().context("finding the ocean binary (the task wrapper)")?,
+        args: vec!["agent".into(), "exec-wrapper".into()],
+    };
+    let mut executor = ExecutorConfig::new(&o.data_dir, wrapper);
+    executor.hostname = me.hostname.clone();
+    let listener = tokio::net::TcpListener::bind(&http)
+        .await
+        .with_context(|| format!("--http: cannot listen on {http}"))?;
+    tracing::info!(agent = %me.id, masters = ?o.masters, cgroups = ?cgroups.version(), "agent starting");
+    let config = AgentConfig::new(me, o.masters, executor, cgroups);
+    ocean_agent::runtime::run(config, listener, shutdown).await?;
     Ok(())
 }
 

@@ -173,24 +173,24 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         },
     };
     let cfg = MasterConfig::single(1, data_dir.clone(), args.http, args.grpc);
-    // The all-in-one agent registers with this master like any other agent.
-    let agent_dir = data_dir.join("agent");
-    std::fs::create_dir_all(&agent_dir)
-        .with_context(|| format!("creating {}", agent_dir.display()))?;
-    let me = crate::cmd_agent::identity(
-        &agent_dir,
-        &[],
-        None,
-        "31000-32000",
-        None,
-        "127.0.0.1".into(),
-    )?;
-    let masters = vec![args.grpc.to_string()];
+    // The all-in-one agent registers with this master like any other agent
+    // and runs tasks like any other; it serves task logs on a loopback port.
+    let agent = crate::cmd_agent::AgentOptions {
+        masters: vec![args.grpc.to_string()],
+        data_dir: data_dir.join("agent"),
+        attrs: Vec::new(),
+        resources: None,
+        ports: "31000-32000".into(),
+        hostname: None,
+        address: "127.0.0.1".into(),
+        http: Some("127.0.0.1:0".into()),
+    };
     tokio::spawn(async move {
-        let (state, _) = tokio::sync::watch::channel(Default::default());
-        let (_stop, stop_rx) = tokio::sync::watch::channel(false);
-        if let Err(e) = ocean_agent::session::run(me, masters, state, stop_rx).await {
-            tracing::error!(error = %e, "the dev agent stopped");
+        // Stops on the same signal as the master, closing its stream so the
+        // master's graceful shutdown is not kept waiting; its tasks keep
+        // running for the next start.
+        if let Err(e) = crate::cmd_agent::run_agent(agent, shutdown_signal()).await {
+            tracing::error!(error = %format!("{e:#}"), "the dev agent stopped");
         }
     });
     eprintln!(

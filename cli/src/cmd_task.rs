@@ -90,7 +90,11 @@ pub async fn task(c: &Client, cmd: TaskCommand) -> anyhow::Result<()> {
         }
         TaskCommand::Status { id } => {
             let v = c
-                .request(Method::GET, &format!("/v1/tasks/{}", urlencode(&id)), Body::None)
+                .request(
+                    Method::GET,
+                    &format!("/v1/tasks/{}", urlencode(&id)),
+                    Body::None,
+                )
                 .await?;
             print_json(&v);
         }

@@ -139,6 +139,10 @@ pub struct Resources {
     /// Scratch disk in MiB; 0 means none reserved.
     #[serde(default = "default_disk")]
     pub disk: u64,
+    /// Most processes and threads per task (the cgroup's `pids.max`);
+    /// absent means the agent's default (4096).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<u32>,
 }
 
 /// Default for [`Resources::cpus`].
@@ -162,6 +166,7 @@ impl Default for Resources {
             cpus: default_cpus(),
             mem: default_mem(),
             disk: default_disk(),
+            pids: None,
         }
     }
 }

@@ -18,6 +18,10 @@ pub const MAX_CPUS: f64 = 1024.0;
 pub const MIN_MEM: u64 = 4;
 /// Most memory per task, MiB (4 TiB).
 pub const MAX_MEM: u64 = 4 * 1024 * 1024;
+/// Fewest processes a task may be limited to (a shell and its child).
+pub const MIN_PIDS: u32 = 2;
+/// Most processes a task may be allowed.
+pub const MAX_PIDS: u32 = 4_194_304;
 /// Most disk per task, MiB (64 TiB).
 pub const MAX_DISK: u64 = 64 * 1024 * 1024;
 /// Longest kill grace period, seconds.
@@ -202,6 +206,14 @@ fn check_resources(r: &Resources, errors: &mut Collector) {
             "resources.disk",
             format!("must be at most {MAX_DISK} MiB; got {}", r.disk),
         );
+    }
+    if let Some(p) = r.pids {
+        if !(MIN_PIDS..=MAX_PIDS).contains(&p) {
+            errors.push(
+                "resources.pids",
+                format!("must be {MIN_PIDS}..={MAX_PIDS}; got {p}"),
+            );
+        }
     }
 }
 

@@ -4,9 +4,7 @@
 
 use std::time::Duration;
 
-use ocean_tests::tasks::{
-    alive, cgroup_value, cgroups_under, live, pids, running, wait_tasks,
-};
+use ocean_tests::tasks::{alive, cgroup_value, cgroups_under, live, pids, running, wait_tasks};
 use ocean_tests::{http::job_id, AgentProc, Api, Cluster};
 use serde_json::{json, Value};
 
@@ -64,7 +62,10 @@ async fn wait_connected(api: &Api, n: usize) -> anyhow::Result<()> {
         if connected >= n {
             return Ok(());
         }
-        anyhow::ensure!(std::time::Instant::now() < deadline, "{n} agents never connected");
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "{n} agents never connected"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -78,8 +79,8 @@ async fn tasks_run_in_cgroups_with_their_limits_and_stop_cleanly() {
         let c = Cluster::start(1, &[])?;
         let api = c.master(1).api();
         let agents = start_agents(&c, &[("a", &[])])?;
-        let parent = agents[0].cgroup_parent();
         wait_connected(&api, 1).await?;
+        let parent = agents[0].cgroup_parent();
         let job = job_id("limits");
         let mut s = spec("limits", "sleep 600", 3, 48);
         s["resources"]["cpus"] = json!(0.25);
@@ -98,7 +99,10 @@ async fn tasks_run_in_cgroups_with_their_limits_and_stop_cleanly() {
             match (quota, period) {
                 (Some(q), Some(p)) => {
                     let (q, p): (f64, f64) = (q.parse()?, p.parse()?);
-                    assert!((q / p - 0.25).abs() < 0.01, "cpu quota {q}/{p} of pid {pid}");
+                    assert!(
+                        (q / p - 0.25).abs() < 0.01,
+                        "cpu quota {q}/{p} of pid {pid}"
+                    );
                 }
                 _ => {
                     let max = cgroup_value(*pid, "cpu", "cpu.max").expect("cpu cgroup");
@@ -164,26 +168,48 @@ async fn oom_is_reported_and_fork_bombs_are_contained() {
         assert_eq!(t["state"], "FAILED", "{t}");
 
         let bomb = job_id("bomb");
-        submit(&api, &spec("bomb", "f() { f | f & }; f; sleep 600", 1, 64)).await?;
-        let list = wait_tasks(&api, &bomb, "the bomb started", WAIT, |l| !live(l).is_empty()).await?;
-        let _ = list;
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let list = ocean_tests::tasks::tasks(&api, &bomb).await;
-        if let Some(pid) = live(&list).first().and_then(|t| t["pid"].as_i64()) {
-            let pid = pid as i32;
-            if alive(pid) {
-                let max: u64 = cgroup_value(pid, "pids", "pids.max").unwrap_or_default().parse()?;
-                let cur: u64 = cgroup_value(pid, "pids", "pids.current").unwrap_or_default().parse()?;
-                assert!(cur <= max, "pids.current {cur} > pids.max {max}");
-                assert!(max <= 4096, "pids.max {max} is no limit");
+        let mut s = spec("bomb", "f() { f | f & }; f; sleep 600", 1, 256);
+        s["resources"]["pids"] = json!(64);
+        submit(&api, &s).await?;
+        let list = wait_tasks(&api, &bomb, "the bomb RUNNING", WAIT, |l| {
+            running(l).len() == 1
+        })
+        .await?;
+        let pid = pids(&running(&list))[0];
+        assert!(alive(pid), "the bomb's shell is gone: {list:?}");
+        let max: u64 = cgroup_value(pid, "pids", "pids.max")
+            .unwrap_or_default()
+            .parse()?;
+        let cur: u64 = cgroup_value(pid, "pids", "pids.current")
+            .unwrap_or_default()
+            .parse()?;
+        assert!(cur <= max, "pids.current {cur} > pids.max {max}");
+        assert_eq!(max, 64, "pids.max");
+        // The kernel refused forks at the limit: the bomb was stopped by it,
+        // not by running out of something else.
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let refused: u64 = cgroup_value(pid, "pids", "pids.events")
+                .and_then(|e| e.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
+                .unwrap_or(0);
+            if refused > 0 {
+                break;
             }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "no fork was refused (pids.current {cur}, max {max})"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         // The machine and the neighbour are fine.
         assert!(alive(calm_pid), "the calm task died");
         let r = api.get(&format!("/v1/tasks?job={calm}")).await?;
         assert_eq!(running(r.body["tasks"].as_array().unwrap()).len(), 1);
         api.delete(&format!("/v1/jobs/{bomb}")).await?;
-        wait_tasks(&api, &bomb, "the bomb stopped", WAIT, |l| live(l).is_empty()).await?;
+        wait_tasks(&api, &bomb, "the bomb stopped", WAIT, |l| {
+            live(l).is_empty()
+        })
+        .await?;
         Ok(())
     })
     .await;
@@ -209,12 +235,18 @@ async fn agent_restart_readopts_its_tasks() {
             .collect();
         agents[0].kill();
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert!(before.iter().all(|p| alive(*p)), "tasks died with their agent");
+        assert!(
+            before.iter().all(|p| alive(*p)),
+            "tasks died with their agent"
+        );
         agents[0].start()?;
         wait_connected(&api, 1).await?;
         // Give the re-registration time to be reconciled, then check nothing moved.
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let list = wait_tasks(&api, &job, "2 RUNNING again", WAIT, |l| running(l).len() == 2).await?;
+        let list = wait_tasks(&api, &job, "2 RUNNING again", WAIT, |l| {
+            running(l).len() == 2
+        })
+        .await?;
         assert_eq!(pids(&running(&list)), before);
         let ids_after: Vec<Value> = running(&list).iter().map(|t| t["id"].clone()).collect();
         assert_eq!(ids_after, ids_before);
@@ -310,8 +342,8 @@ async fn scaling_up_and_down_counts_processes() {
         let c = Cluster::start(1, &[])?;
         let api = c.master(1).api();
         let agents = start_agents(&c, &[("a", &[])])?;
-        let parent = agents[0].cgroup_parent();
         wait_connected(&api, 1).await?;
+        let parent = agents[0].cgroup_parent();
         let job = job_id("elastic");
         submit(&api, &spec("elastic", "sleep 600", 3, 8)).await?;
         for n in [3usize, 10, 2] {
@@ -321,14 +353,21 @@ async fn scaling_up_and_down_counts_processes() {
                     .await?;
                 assert_eq!(r.status, 200, "{}", r.body);
             }
-            let list = wait_tasks(&api, &job, &format!("{n} RUNNING, nothing else"), WAIT, |l| {
-                running(l).len() == n && live(l).len() == n
-            })
+            let list = wait_tasks(
+                &api,
+                &job,
+                &format!("{n} RUNNING, nothing else"),
+                WAIT,
+                |l| running(l).len() == n && live(l).len() == n,
+            )
             .await?;
             // Exactly n processes in exactly n task cgroups.
             let deadline = std::time::Instant::now() + WAIT;
             loop {
-                let alive_pids = pids(&running(&list)).into_iter().filter(|p| alive(*p)).count();
+                let alive_pids = pids(&running(&list))
+                    .into_iter()
+                    .filter(|p| alive(*p))
+                    .count();
                 let groups = cgroups_under(&parent).len() / cgroup_hierarchies();
                 if alive_pids == n && groups == n {
                     break;
@@ -340,10 +379,17 @@ async fn scaling_up_and_down_counts_processes() {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-        let r = api.post(&format!("/v1/jobs/{job}/scale"), &json!({"instances": "ten"})).await?;
+        let r = api
+            .post(
+                &format!("/v1/jobs/{job}/scale"),
+                &json!({"instances": "ten"}),
+            )
+            .await?;
         assert_eq!(r.status, 400);
         assert_eq!(r.body["errors"][0]["field"], "instances", "{}", r.body);
-        let r = api.post("/v1/jobs/nope/scale", &json!({"instances": 1})).await?;
+        let r = api
+            .post("/v1/jobs/nope/scale", &json!({"instances": 1}))
+            .await?;
         assert_eq!(r.status, 404);
         Ok(())
     })
@@ -371,7 +417,12 @@ async fn task_logs_through_the_master() {
         let job = job_id("chatty");
         submit(
             &api,
-            &spec("chatty", "for i in 1 2 3 4 5; do echo line$i; done; echo oops >&2; sleep 600", 1, 16),
+            &spec(
+                "chatty",
+                "for i in 1 2 3 4 5; do echo line$i; done; echo oops >&2; sleep 600",
+                1,
+                16,
+            ),
         )
         .await?;
         let list = wait_tasks(&api, &job, "RUNNING", WAIT, |l| running(l).len() == 1).await?;
@@ -387,10 +438,15 @@ async fn task_logs_through_the_master() {
         }
         let tail = api.get_text(&format!("/v1/tasks/{id}/logs?tail=2")).await?;
         assert_eq!(tail.trim_end(), "line4\nline5");
-        let err = api.get_text(&format!("/v1/tasks/{id}/logs?stream=stderr")).await?;
+        let err = api
+            .get_text(&format!("/v1/tasks/{id}/logs?stream=stderr"))
+            .await?;
         assert_eq!(err.trim_end(), "oops");
         let r = api.get(&format!("/v1/tasks/{id}/logs?stream=nope")).await?;
-        assert_eq!((r.status, r.body["errors"][0]["field"].clone()), (400, json!("stream")));
+        assert_eq!(
+            (r.status, r.body["errors"][0]["field"].clone()),
+            (400, json!("stream"))
+        );
         let r = api.get("/v1/tasks/no-such-task/logs").await?;
         assert_eq!(r.status, 404);
         Ok(())

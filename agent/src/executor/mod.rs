@@ -171,7 +171,7 @@ fn in_cgroup(dir: &Path, pid: i32) -> bool {
 }
 
 /// Checks a task id is safe as a file and cgroup name.
-fn check_task_id(id: &str) -> Result<()> {
+pub(crate) fn check_task_id(id: &str) -> Result<()> {
     let ok = !id.is_empty()
         && id.len() <= 200
         && !id.starts_with('.')

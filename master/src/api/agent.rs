@@ -237,7 +237,6 @@ impl AgentApi for AgentService {
             .await
             .map_err(to_status)?;
         let id = reg.agent_id;
-        let generation = master.sessions().open(&id, tx.clone());
         info!(agent = %id, hostname = %reg.hostname, tasks = reg.tasks.len(), "agent registered");
         let _ = tx
             .send(Ok(MasterMessage {
@@ -248,6 +247,8 @@ impl AgentApi for AgentService {
                 })),
             }))
             .await;
+        // Open only now, so the reconciler's launches follow Registered.
+        let generation = master.sessions().open(&id, tx.clone());
         // A registration is a full report of the agent's tasks.
         tokio::spawn(reports::full_report(master.clone(), id.clone(), reg.tasks));
         master.scheduler().wake();

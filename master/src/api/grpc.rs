@@ -11,8 +11,8 @@ use ocean_proto::raft::{forward_request, ForwardRequest, ForwardResponse, RaftAc
 use ocean_proto::v1::ocean_api_server::{OceanApi, OceanApiServer};
 use ocean_proto::v1::{
     event, Agent, Command, DeleteJobResponse, Event, Job, JobRef, LeaderRequest, LeaderResponse,
-    ListJobsRequest, ListJobsResponse, Member, PutJobRequest, PutJobResponse, Snapshot,
-    Task, WatchRequest,
+    ListJobsRequest, ListJobsResponse, Member, PutJobRequest, PutJobResponse, Snapshot, Task,
+    WatchRequest,
 };
 use ocean_spec::{parse_job_spec, Format};
 use prost::Message as _;

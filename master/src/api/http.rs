@@ -494,10 +494,16 @@ async fn events(
                 last,
             } => {
                 let (name, data) = match change {
-                    Change::JobPut(job) => ("job_put", json!({"version": v, "job": job_json(&job)})),
+                    Change::JobPut(job) => {
+                        ("job_put", json!({"version": v, "job": job_json(&job)}))
+                    }
                     Change::JobDeleted(id) => ("job_deleted", json!({"version": v, "id": id})),
-                    Change::AgentPut(a) => ("agent_put", json!({"version": v, "agent": agent_json(&a)})),
-                    Change::TaskPut(t) => ("task_put", json!({"version": v, "task": task_json(&t)})),
+                    Change::AgentPut(a) => {
+                        ("agent_put", json!({"version": v, "agent": agent_json(&a)}))
+                    }
+                    Change::TaskPut(t) => {
+                        ("task_put", json!({"version": v, "task": task_json(&t)}))
+                    }
                     Change::TaskRemoved(id) => ("task_removed", json!({"version": v, "id": id})),
                 };
                 // Only the last event of a version carries the id, so a

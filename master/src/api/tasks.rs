@@ -237,7 +237,9 @@ async fn scale_job(
     if !m.read(|st| st.jobs.contains_key(&id)) {
         return Err(Error::NotFound { kind: "job", id }.into());
     }
-    let applied = m.propose(scale_job_command(id.clone(), req.instances)).await?;
+    let applied = m
+        .propose(scale_job_command(id.clone(), req.instances))
+        .await?;
     if applied.outcome == Outcome::NotFound {
         return Err(Error::NotFound { kind: "job", id }.into());
     }

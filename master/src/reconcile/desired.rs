@@ -84,9 +84,7 @@ fn surplus(job: &JobView, tasks: &[&Task], agents: &[sp::Agent], want: usize) ->
 /// oldest.
 fn oldest_first(old: &[&Task], n: usize) -> Vec<String> {
     let mut v: Vec<&Task> = old.to_vec();
-    v.sort_by(|a, b| {
-        (a.state == RUNNING, &a.id).cmp(&(b.state == RUNNING, &b.id))
-    });
+    v.sort_by(|a, b| (a.state == RUNNING, &a.id).cmp(&(b.state == RUNNING, &b.id)));
     v.into_iter().take(n).map(|t| t.id.clone()).collect()
 }
 
@@ -124,7 +122,9 @@ mod tests {
     #[test]
     fn scale_up_and_down() {
         let v = view(3, "x");
-        let t: Vec<Task> = (0..2).map(|i| task(&format!("t{i}"), v.hash, RUNNING)).collect();
+        let t: Vec<Task> = (0..2)
+            .map(|i| task(&format!("t{i}"), v.hash, RUNNING))
+            .collect();
         let refs: Vec<&Task> = t.iter().collect();
         assert_eq!(decide(&v, &refs, &[]).start, 1);
         let v1 = view(1, "x");
@@ -145,10 +145,18 @@ mod tests {
     fn rolling_update_one_at_a_time() {
         let old = view(3, "old");
         let new = view(3, "new");
-        let mut tasks: Vec<Task> = (0..3).map(|i| task(&format!("o{i}"), old.hash, RUNNING)).collect();
+        let mut tasks: Vec<Task> = (0..3)
+            .map(|i| task(&format!("o{i}"), old.hash, RUNNING))
+            .collect();
         // Step 1: start one new task, stop nothing.
         let refs: Vec<&Task> = tasks.iter().collect();
-        assert_eq!(decide(&new, &refs, &[]), Decision { start: 1, stop: vec![] });
+        assert_eq!(
+            decide(&new, &refs, &[]),
+            Decision {
+                start: 1,
+                stop: vec![]
+            }
+        );
         // While it starts, wait.
         tasks.push(task("n0", new.hash, "STAGING"));
         let refs: Vec<&Task> = tasks.iter().collect();
@@ -158,7 +166,10 @@ mod tests {
         let refs: Vec<&Task> = tasks.iter().collect();
         assert_eq!(
             decide(&new, &refs, &[]),
-            Decision { start: 0, stop: vec!["o0".into()] }
+            Decision {
+                start: 0,
+                stop: vec!["o0".into()]
+            }
         );
         // With that one stopping, start the next.
         tasks[0].kill_requested = true;

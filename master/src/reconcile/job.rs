@@ -100,7 +100,7 @@ impl JobView {
             env: spec.env.clone().into_iter().collect(),
             cpus: spec.resources.cpus,
             mem_mib: spec.resources.mem,
-            pids_limit: 0,
+            pids_limit: spec.resources.pids.map(u64::from).unwrap_or(0),
             ports: task
                 .ports
                 .iter()

@@ -166,8 +166,9 @@ async fn run(master: Master) {
                     while live.try_recv().is_ok() {}
                 }
                 _ = master.scheduler().wake.notified() => {}
+                // Also notices a lost leadership within a tick (a round
+                // proposes locally, so a deposed leader's rounds fail).
                 _ = tokio::time::sleep(TICK) => {}
-                _ = status.changed() => {}
             }
         }
         info!(term, "reconciler inactive");
@@ -187,7 +188,11 @@ struct View {
 }
 
 impl View {
-    fn build(st: &ClusterState, connected: &HashSet<String>, specs: &mut HashMap<String, Arc<JobView>>) -> View {
+    fn build(
+        st: &ClusterState,
+        connected: &HashSet<String>,
+        specs: &mut HashMap<String, Arc<JobView>>,
+    ) -> View {
         specs.retain(|id, _| st.jobs.contains_key(id));
         let jobs: Vec<Arc<JobView>> = st
             .jobs
@@ -230,8 +235,11 @@ impl View {
             .values()
             .map(|a| {
                 hosts.insert(a.id.clone(), (a.hostname.clone(), a.address.clone()));
-                let mut attributes: BTreeMap<String, String> =
-                    a.attributes.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                let mut attributes: BTreeMap<String, String> = a
+                    .attributes
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
                 attributes
                     .entry(sp::ATTR_HOSTNAME.to_string())
                     .or_insert_with(|| a.hostname.clone());
@@ -313,7 +321,9 @@ async fn round(master: &Master) -> crate::error::Result<()> {
             view.jobs.iter().map(|j| (j.id.as_str(), j)).collect();
         let created_ms = now_ms();
         for p in &plan.placements {
-            let Some(job) = by_job.get(p.job) else { continue };
+            let Some(job) = by_job.get(p.job) else {
+                continue;
+            };
             let (host, address) = view.hosts.get(p.agent).cloned().unwrap_or_default();
             let r = &job.spec.resources;
             place.push(Task {
@@ -348,7 +358,11 @@ async fn round(master: &Master) -> crate::error::Result<()> {
     }
     sched.memory().waiting = waiting;
     if !place.is_empty() || !kills.is_empty() {
-        debug!(place = place.len(), kill = kills.len(), "committing a round");
+        debug!(
+            place = place.len(),
+            kill = kills.len(),
+            "committing a round"
+        );
         master
             .propose_local(plan_tasks_command(place, kills))
             .await?;
@@ -375,26 +389,38 @@ fn dispatch(master: &Master) {
                 }
                 let job = mem.specs.get(&t.job_id);
                 if t.kill_requested {
-                    let due = mem.killed.get(&t.id).is_none_or(|at| now - *at > REKILL_AFTER);
+                    let due = mem
+                        .killed
+                        .get(&t.id)
+                        .is_none_or(|at| now - *at > REKILL_AFTER);
                     if due {
                         mem.killed.insert(t.id.clone(), now);
                         kills.entry(t.agent_id.clone()).or_default().push(KillTask {
                             task_id: t.id.clone(),
-                            grace_ms: job.map(|j| j.kill_grace_ms()).unwrap_or(DEFAULT_KILL_GRACE_MS),
+                            grace_ms: job
+                                .map(|j| j.kill_grace_ms())
+                                .unwrap_or(DEFAULT_KILL_GRACE_MS),
                         });
                     }
                 } else if t.state == STAGING {
                     let Some(job) = job else { continue };
-                    let due = mem.launched.get(&t.id).is_none_or(|at| now - *at > RELAUNCH_AFTER);
+                    let due = mem
+                        .launched
+                        .get(&t.id)
+                        .is_none_or(|at| now - *at > RELAUNCH_AFTER);
                     if due {
                         mem.launched.insert(t.id.clone(), now);
-                        launches.entry(t.agent_id.clone()).or_default().push(job.launch(t));
+                        launches
+                            .entry(t.agent_id.clone())
+                            .or_default()
+                            .push(job.launch(t));
                     }
                 } else {
                     mem.launched.remove(&t.id);
                 }
             }
-            mem.killed.retain(|id, _| st.tasks.get(id).is_some_and(|t| !is_terminal(&t.state)));
+            mem.killed
+                .retain(|id, _| st.tasks.get(id).is_some_and(|t| !is_terminal(&t.state)));
         });
     }
     for (agent, tasks) in launches {

@@ -202,9 +202,16 @@ mod tests {
 
     #[test]
     fn bad_statuses_name_the_field() {
-        assert!(to_update("a", &status("", "RUNNING")).unwrap_err().starts_with("task_id"));
-        assert!(to_update("a", &status("t", "DANCING")).unwrap_err().starts_with("state"));
-        assert_eq!(to_update("a", &status("t", "RUNNING")).unwrap().agent_id, "a");
+        assert!(to_update("a", &status("", "RUNNING"))
+            .unwrap_err()
+            .starts_with("task_id"));
+        assert!(to_update("a", &status("t", "DANCING"))
+            .unwrap_err()
+            .starts_with("state"));
+        assert_eq!(
+            to_update("a", &status("t", "RUNNING")).unwrap().agent_id,
+            "a"
+        );
     }
 
     #[test]

@@ -269,7 +269,10 @@ pub fn task_updates_command(updates: Vec<ocean_proto::v1::TaskUpdate>) -> Comman
 /// Builds a scale command.
 pub fn scale_job_command(id: String, instances: u32) -> Command {
     Command {
-        kind: Some(command::Kind::ScaleJob(ocean_proto::v1::ScaleJob { id, instances })),
+        kind: Some(command::Kind::ScaleJob(ocean_proto::v1::ScaleJob {
+            id,
+            instances,
+        })),
     }
 }
 

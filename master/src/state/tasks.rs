@@ -21,9 +21,7 @@ use super::{Change, ClusterState, Outcome};
 pub const KEEP_ENDED_PER_JOB: usize = 10;
 
 /// The task states, in lifecycle order.
-pub const STATES: [&str; 7] = [
-    STAGING, STARTING, RUNNING, FINISHED, FAILED, KILLED, LOST,
-];
+pub const STATES: [&str; 7] = [STAGING, STARTING, RUNNING, FINISHED, FAILED, KILLED, LOST];
 /// Placed, launch sent or about to be.
 pub const STAGING: &str = "STAGING";
 /// The agent is starting the process.
@@ -325,7 +323,10 @@ mod tests {
         let mut s = with_job();
         let n = KEEP_ENDED_PER_JOB + 3;
         let ids: Vec<String> = (0..n).map(|i| format!("t{i:02}")).collect();
-        s.apply(&plan_tasks_command(ids.iter().map(|i| task(i)).collect(), vec![]));
+        s.apply(&plan_tasks_command(
+            ids.iter().map(|i| task(i)).collect(),
+            vec![],
+        ));
         for id in &ids {
             s.apply(&task_updates_command(vec![update(id, FINISHED)]));
         }
@@ -342,7 +343,13 @@ mod tests {
         assert_eq!(a.outcome, Outcome::Updated);
         let spec: ocean_spec::JobSpec = serde_json::from_slice(&s.jobs[JOB].spec_json).unwrap();
         assert_eq!((spec.instances, spec.cmd.as_deref()), (5, Some("sleep 1")));
-        assert_eq!(s.apply(&scale_job_command(JOB.into(), 5)).outcome, Outcome::Unchanged);
-        assert_eq!(s.apply(&scale_job_command("nope".into(), 5)).outcome, Outcome::NotFound);
+        assert_eq!(
+            s.apply(&scale_job_command(JOB.into(), 5)).outcome,
+            Outcome::Unchanged
+        );
+        assert_eq!(
+            s.apply(&scale_job_command("nope".into(), 5)).outcome,
+            Outcome::NotFound
+        );
     }
 }

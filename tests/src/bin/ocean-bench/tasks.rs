@@ -147,7 +147,12 @@ pub async fn fleet(instances: usize, agents: usize) -> anyhow::Result<()> {
     for i in 0..agents {
         let mut a = c.new_agent(
             &format!("f{i}"),
-            &["--resources", "cpus=64,mem=65536", "--hostname", &format!("fleet-{i}")],
+            &[
+                "--resources",
+                "cpus=64,mem=65536",
+                "--hostname",
+                &format!("fleet-{i}"),
+            ],
         );
         a.start()?;
         procs.push(a);
@@ -187,7 +192,10 @@ pub async fn fleet(instances: usize, agents: usize) -> anyhow::Result<()> {
         .map(|a| cpu_ticks(a.process.pid().unwrap_or(0)))
         .collect();
     tokio::time::sleep(Duration::from_secs(10)).await;
-    println!("{instances} instances over {agents} agents: all RUNNING after {}", ms(all_running));
+    println!(
+        "{instances} instances over {agents} agents: all RUNNING after {}",
+        ms(all_running)
+    );
     for (i, a) in procs.iter().enumerate() {
         let pid = a.process.pid().unwrap_or(0);
         let hold = (cpu_ticks(pid) - hold_from[i]) as f64 / tick / 10.0 * 100.0;

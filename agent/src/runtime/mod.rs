@@ -1,0 +1,446 @@
+//! The agent's runtime: the executor driven by the leader. It re-adopts
+//! surviving tasks, keeps the latest status of every task it knows
+//! (`table.rs`), runs the session with the masters and the task log server,
+//! and carries out the leader's commands in arrival order.
+//!
+//! ```text
+//!  leader ══ session ══► command(): Launch ─► record STAGING ─► spawn executor.launch
+//!                │                  Kill   ─► executor.kill (unknown: KILLED unknown_task)
+//!                │                  Reconcile ─► TaskReport{full}
+//!                │◄═ open_stream(): Register{tasks: full table} + report queue
+//!                ◄══ TaskReport{full: false} ◄── table ◄── executor statuses
+//!  HTTP  GET /v1/tasks/{id}/logs ─► sandbox stdout/stderr (logs.rs)
+//! ```
+//!
+//! The runtime never kills a task because a stream dropped or the leader
+//! changed: statuses wait in the table and the next registration carries
+//! them all. Stopping the runtime (or SIGKILL of the agent) leaves the tasks
+//! running; the next start re-adopts them.
+
+pub mod convert;
+mod table;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use ocean_proto::agent::{master_message, KillTask, LaunchTask};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tracing::{info, warn};
+
+use crate::cgroup::CgroupDriver;
+use crate::error::{Error, Result};
+use crate::executor::{check_task_id, Executor, ExecutorConfig};
+use crate::logs;
+use crate::session::{self, AgentIdentity, SessionHandler, SessionState, StreamOpening};
+use crate::task::{Reason, TaskState, TaskStatus};
+use convert::{status_to_proto, task_spec};
+use table::TaskTable;
+
+/// How long an ended task stays in the table (and in every report).
+pub const TERMINAL_RETENTION: Duration = Duration::from_secs(600);
+
+/// Launches run concurrently up to this many at a time: enough that a large
+/// batch is not serialised, few enough not to fork a thousand wrappers at once.
+pub const MAX_CONCURRENT_LAUNCHES: usize = 64;
+
+/// Everything the runtime needs.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Who the agent is (id, host, attributes, resources, ports, address).
+    pub identity: AgentIdentity,
+    /// Masters' gRPC addresses; any one will do, the session finds the leader.
+    pub masters: Vec<String>,
+    /// Executor settings (data dir, wrapper, log cap, ...).
+    pub executor: ExecutorConfig,
+    /// The cgroup driver; its parent should be unique to this agent, since
+    /// recovery removes task cgroups it has no checkpoint for.
+    pub cgroups: Arc<dyn CgroupDriver>,
+    /// How long ended tasks stay in reports ([`TERMINAL_RETENTION`]).
+    pub terminal_retention: Duration,
+    /// See [`MAX_CONCURRENT_LAUNCHES`].
+    pub max_concurrent_launches: usize,
+    /// Receives the session's state (leader, registrations), if given.
+    pub session_state: Option<watch::Sender<SessionState>>,
+}
+
+impl AgentConfig {
+    /// A config with default retention and launch concurrency.
+    pub fn new(
+        identity: AgentIdentity,
+        masters: Vec<String>,
+        executor: ExecutorConfig,
+        cgroups: Arc<dyn CgroupDriver>,
+    ) -> Self {
+        Self {
+            identity,
+            masters,
+            executor,
+            cgroups,
+            terminal_retention: TERMINAL_RETENTION,
+            max_concurrent_launches: MAX_CONCURRENT_LAUNCHES,
+            session_state: None,
+        }
+    }
+}
+
+/// The address to advertise for a listener bound at `bound`: itself, unless
+/// it is a wildcard (`0.0.0.0`), then the agent's advertised host.
+pub fn advertised_http_addr(bound: SocketAddr, address: &str) -> String {
+    if !bound.ip().is_unspecified() {
+        return bound.to_string();
+    }
+    if address.contains(':') && !address.starts_with('[') {
+        format!("[{address}]:{}", bound.port())
+    } else {
+        format!("{address}:{}", bound.port())
+    }
+}
+
+/// Runs the agent until `shutdown` resolves: re-adopts surviving tasks,
+/// serves task logs on `http`, and keeps a session with the leader. The
+/// tasks keep running after it returns.
+pub async fn run(
+    config: AgentConfig,
+    http: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
+    if config.masters.is_empty() {
+        return Err(Error::Parse {
+            what: "master addresses",
+            input: String::new(),
+            message: "give at least one master gRPC address, HOST:PORT".into(),
+        });
+    }
+    let bound = http
+        .local_addr()
+        .map_err(Error::io("read the address of", "the task log listener"))?;
+    let http_addr = advertised_http_addr(bound, &config.identity.address);
+    let data_dir = config.executor.data_dir.clone();
+    let (executor, mut status_rx) = Executor::new(
+        config.executor.clone(),
+        Arc::clone(&config.cgroups),
+        config.identity.ports,
+    );
+    let executor = Arc::new(executor);
+    let recovery = executor.recover().await?;
+    info!(
+        adopted = recovery.adopted.len(),
+        ended = recovery.ended.len(),
+        orphan_cgroups = recovery.orphan_cgroups.len(),
+        "recovered tasks"
+    );
+    let table = Arc::new(Mutex::new(TaskTable::default()));
+    {
+        // Recovery's statuses are in the first registration, not reports.
+        let mut t = lock(&table);
+        while let Ok(status) = status_rx.try_recv() {
+            t.record(status);
+        }
+    }
+
+    let lookup = Arc::clone(&table);
+    let router = logs::router(
+        data_dir,
+        Arc::new(move |task: &str| lock(&lookup).has_ended(task)),
+    );
+    let server = tokio::spawn(async move {
+        if let Err(error) = axum::serve(http, router).await {
+            warn!(%error, "the task log server stopped");
+        }
+    });
+    info!(agent = %config.identity.id, http = %http_addr, masters = ?config.masters, "agent running");
+
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let handler = Arc::new(Handler {
+        identity: config.identity.clone(),
+        http_addr,
+        table: Arc::clone(&table),
+        commands: cmd_tx,
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let state = config
+        .session_state
+        .clone()
+        .unwrap_or_else(|| watch::channel(SessionState::default()).0);
+    let mut session = tokio::spawn(session::run(
+        config.masters.clone(),
+        handler,
+        state,
+        stop_rx,
+    ));
+
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let mut runtime = Runtime {
+        executor,
+        table,
+        status_rx,
+        done_tx,
+        launching: HashMap::new(),
+        permits: Arc::new(Semaphore::new(config.max_concurrent_launches.max(1))),
+        retention: config.terminal_retention,
+    };
+    let result = tokio::select! {
+        () = shutdown => Ok(()),
+        () = runtime.run(cmd_rx, done_rx) => Ok(()),
+        joined = &mut session => match joined {
+            Ok(result) => result,
+            Err(e) => Err(Error::Session(format!("the session task failed: {e}"))),
+        },
+    };
+    let _ = stop_tx.send(true);
+    server.abort();
+    if !session.is_finished() {
+        let _ = tokio::time::timeout(Duration::from_secs(1), &mut session).await;
+        session.abort();
+    }
+    info!("agent stopped; its tasks keep running");
+    result
+}
+
+fn lock(table: &Mutex<TaskTable>) -> MutexGuard<'_, TaskTable> {
+    table
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The session's view of the runtime.
+struct Handler {
+    identity: AgentIdentity,
+    http_addr: String,
+    table: Arc<Mutex<TaskTable>>,
+    commands: mpsc::UnboundedSender<master_message::Kind>,
+}
+
+impl SessionHandler for Handler {
+    fn open_stream(&self) -> StreamOpening {
+        let (tasks, reports) = lock(&self.table).open_stream();
+        StreamOpening {
+            register: session::register_message(&self.identity, tasks, self.http_addr.clone()),
+            reports,
+        }
+    }
+
+    fn command(&self, command: master_message::Kind) {
+        // The runtime outlives the session; a closed channel means shutdown.
+        let _ = self.commands.send(command);
+    }
+}
+
+/// The end of one launch.
+struct LaunchDone {
+    task_id: String,
+    result: std::result::Result<(), String>,
+}
+
+enum Event {
+    Command(master_message::Kind),
+    Status(TaskStatus),
+    Launched(LaunchDone),
+    Expire,
+}
+
+/// The single owner of command handling, so commands apply in order.
+struct Runtime {
+    executor: Arc<Executor>,
+    table: Arc<Mutex<TaskTable>>,
+    status_rx: mpsc::UnboundedReceiver<TaskStatus>,
+    done_tx: mpsc::UnboundedSender<LaunchDone>,
+    /// Tasks whose launch is under way, with a kill that arrived meanwhile
+    /// (`Some(grace)`, where a `None` grace means the task's own).
+    launching: HashMap<String, Option<Option<Duration>>>,
+    permits: Arc<Semaphore>,
+    retention: Duration,
+}
+
+impl Runtime {
+    async fn run(
+        &mut self,
+        mut commands: mpsc::UnboundedReceiver<master_message::Kind>,
+        mut launched: mpsc::UnboundedReceiver<LaunchDone>,
+    ) {
+        let every = self
+            .retention
+            .clamp(Duration::from_millis(10), Duration::from_secs(10));
+        let mut expire = tokio::time::interval(every);
+        expire.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let event = tokio::select! {
+                Some(c) = commands.recv() => Event::Command(c),
+                Some(s) = self.status_rx.recv() => Event::Status(s),
+                Some(d) = launched.recv() => Event::Launched(d),
+                _ = expire.tick() => Event::Expire,
+                else => return,
+            };
+            match event {
+                Event::Command(master_message::Kind::Launch(l)) => self.launch(l.tasks),
+                Event::Command(master_message::Kind::Kill(k)) => self.kill(k.tasks),
+                Event::Command(master_message::Kind::Reconcile(_)) => self.reconcile(),
+                Event::Command(_) => {}
+                Event::Status(first) => self.statuses(Some(first)),
+                Event::Launched(done) => self.launched(done),
+                Event::Expire => {
+                    let dropped = lock(&self.table).expire(self.retention);
+                    if dropped > 0 {
+                        info!(dropped, "forgot tasks that ended a while ago");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records `first` and everything else the executor has queued, and
+    /// reports them in one message.
+    fn statuses(&mut self, first: Option<TaskStatus>) {
+        let mut table = lock(&self.table);
+        let mut out = Vec::new();
+        // Bounded, so a flood of statuses cannot starve commands.
+        let queued = std::iter::from_fn(|| self.status_rx.try_recv().ok()).take(4096);
+        for status in first.into_iter().chain(queued) {
+            let wire = status_to_proto(&status);
+            if table.record(status) {
+                out.push(wire);
+            }
+        }
+        table.send(out, false);
+    }
+
+    fn launch(&mut self, tasks: Vec<LaunchTask>) {
+        let mut table = lock(&self.table);
+        let mut out = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            if let Some(known) = table.get(&t.task_id) {
+                // Idempotent by task id: say where it is instead.
+                out.push(status_to_proto(known));
+                continue;
+            }
+            let spec = task_spec(&t).and_then(|spec| {
+                check_task_id(&spec.task_id)
+                    .map(|()| spec)
+                    .map_err(|e| match e {
+                        Error::InvalidSpec { message, .. } => message,
+                        other => other.to_string(),
+                    })
+            });
+            let spec = match spec {
+                Ok(spec) => spec,
+                Err(message) => {
+                    warn!(task = %t.task_id, %message, "rejected launch");
+                    let status = failed(&t.task_id, message);
+                    out.push(status_to_proto(&status));
+                    if !t.task_id.is_empty() {
+                        table.record(status);
+                    }
+                    continue;
+                }
+            };
+            // Recorded before anything awaits: a Reconcile right after lists it.
+            let staging = TaskStatus::new(&spec.task_id, TaskState::Staging);
+            out.push(status_to_proto(&staging));
+            table.record(staging);
+            self.launching.insert(spec.task_id.clone(), None);
+            let executor = Arc::clone(&self.executor);
+            let permits = Arc::clone(&self.permits);
+            let done = self.done_tx.clone();
+            tokio::spawn(async move {
+                // The semaphore is never closed.
+                let _permit = permits.acquire_owned().await;
+                let task_id = spec.task_id.clone();
+                let result = executor
+                    .launch(spec)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
+                let _ = done.send(LaunchDone { task_id, result });
+            });
+        }
+        table.send(out, false);
+    }
+
+    fn launched(&mut self, done: LaunchDone) {
+        let pending_kill = self.launching.remove(&done.task_id).flatten();
+        match done.result {
+            Ok(()) => {
+                if let Some(grace) = pending_kill {
+                    info!(task = %done.task_id, "carrying out a kill that arrived during launch");
+                    if let Err(error) = self.executor.kill(&done.task_id, grace) {
+                        warn!(%error, task = %done.task_id, "cannot kill task");
+                    }
+                }
+            }
+            Err(message) => {
+                // The executor reports most failures itself; take those in
+                // first, then make sure the task does not stay STAGING.
+                self.statuses(None);
+                let mut table = lock(&self.table);
+                if !table
+                    .get(&done.task_id)
+                    .is_some_and(|s| s.state.is_terminal())
+                {
+                    let status = failed(&done.task_id, message);
+                    let wire = status_to_proto(&status);
+                    table.record(status);
+                    table.send(vec![wire], false);
+                }
+            }
+        }
+    }
+
+    fn kill(&mut self, tasks: Vec<KillTask>) {
+        let mut out = Vec::new();
+        for k in tasks {
+            let grace = (k.grace_ms > 0).then(|| Duration::from_millis(k.grace_ms));
+            if let Some(pending) = self.launching.get_mut(&k.task_id) {
+                *pending = Some(grace);
+                continue;
+            }
+            if self.executor.kill(&k.task_id, grace).is_ok() {
+                continue;
+            }
+            // Not running: it may just have ended (its status queued).
+            self.statuses(None);
+            match lock(&self.table).get(&k.task_id) {
+                Some(known) => out.push(status_to_proto(known)),
+                None => {
+                    let mut status = TaskStatus::new(&k.task_id, TaskState::Killed);
+                    status.reason = Some(Reason::UnknownTask);
+                    status.message = Some("no such task on this agent".into());
+                    out.push(status_to_proto(&status));
+                }
+            }
+        }
+        lock(&self.table).send(out, false);
+    }
+
+    fn reconcile(&mut self) {
+        self.statuses(None);
+        let mut table = lock(&self.table);
+        let all = table.snapshot();
+        info!(tasks = table.len(), "full report for the leader");
+        table.send(all, true);
+    }
+}
+
+fn failed(task_id: &str, message: String) -> TaskStatus {
+    let mut status = TaskStatus::new(task_id, TaskState::Failed);
+    status.reason = Some(Reason::LaunchFailed);
+    status.message = Some(message);
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_listeners_advertise_the_agent_address() {
+        let any: SocketAddr = "0.0.0.0:8080".parse().unwrap_or_else(|_| unreachable!());
+        assert_eq!(advertised_http_addr(any, "10.0.0.5"), "10.0.0.5:8080");
+        assert_eq!(advertised_http_addr(any, "fe80::1"), "[fe80::1]:8080");
+        let one: SocketAddr = "127.0.0.1:9".parse().unwrap_or_else(|_| unreachable!());
+        assert_eq!(advertised_http_addr(one, "10.0.0.5"), "127.0.0.1:9");
+    }
+}
