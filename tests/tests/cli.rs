@@ -33,12 +33,62 @@ fn repo_file(rel: &str) -> String {
         .to_string()
 }
 
-struct Dev(std::process::Child);
+struct Dev(std::process::Child, PathBuf);
 
 impl Drop for Dev {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+        // The dev agent's tasks outlive it by design.
+        if let Ok(id) = std::fs::read_to_string(self.1.join("agent/agent-id")) {
+            ocean_tests::tasks::reap_cgroups(&format!("ocean-{}", id.trim()));
+        }
+    }
+}
+
+/// `ocean --json task list --job <id>`, RUNNING tasks only.
+fn running_tasks(http: &str, job: &str) -> Vec<serde_json::Value> {
+    let o = ocean(&["--json", "task", "list", "--job", job], Some(http));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    v["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["state"] == "RUNNING" && t["kill_requested"] == false)
+        .cloned()
+        .collect()
+}
+
+fn wait_running(http: &str, job: &str, n: usize) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let list = running_tasks(http, job);
+        if list.len() == n {
+            return list;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} tasks of {job} never ran: {list:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A plain HTTP/1.0 GET on loopback; the status line and body.
+fn http_get(port: u64) -> String {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port as u16)) {
+            let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n");
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            if !out.is_empty() {
+                return out;
+            }
+        }
+        assert!(Instant::now() < deadline, "nothing answers on port {port}");
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -54,7 +104,7 @@ fn dev_runs_the_tour() {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap());
+        .unwrap(), dir.path().to_path_buf());
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let o = ocean(&["status"], Some(&http));
@@ -89,6 +139,26 @@ fn dev_runs_the_tour() {
     let o = ocean(&["--json", "job", "status", id], Some(&http));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["spec"]["instances"], 2);
+    // The two instances run, and answer on the port the agent gave them.
+    let tasks = wait_running(&http, id, 2);
+    let port = tasks[0]["ports"][0]["port"].as_u64().unwrap();
+    let answer = http_get(port);
+    assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+    let task = tasks[0]["id"].as_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let o = ocean(&["task", "logs", "--stderr", task], Some(&http));
+        if text(&o).contains("\"GET / HTTP/1.0\" 200") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no access log: {}", text(&o));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let o = ocean(&["job", "scale", id, "3"], Some(&http));
+    assert!(o.status.success(), "{}", text(&o));
+    wait_running(&http, id, 3);
+    let o = ocean(&["task", "list", "--job", id], Some(&http));
+    assert_eq!(text(&o).matches("RUNNING").count(), 3, "{}", text(&o));
     // A client given a dead master first fails over to the live one.
     let both = format!("{},{}", free_addr(), http);
     let o = ocean(&["job", "stop", id], Some(&both));
