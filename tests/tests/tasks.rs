@@ -453,3 +453,36 @@ async fn task_logs_through_the_master() {
     })
     .await;
 }
+
+/// `GROUP_BY idc` spreads a job evenly over every idc present, however many
+/// agents each idc has.
+#[tokio::test(flavor = "multi_thread")]
+async fn group_by_spreads_over_the_idcs() {
+    bounded(90, async {
+        let c = Cluster::start(1, &[])?;
+        let api = c.master(1).api();
+        let agents = start_agents(
+            &c,
+            &[
+                ("a1", &["--hostname", "host-a1", "--attr", "idc=a"]),
+                ("a2", &["--hostname", "host-a2", "--attr", "idc=a"]),
+                ("a3", &["--hostname", "host-a3", "--attr", "idc=a"]),
+                ("b1", &["--hostname", "host-b1", "--attr", "idc=b"]),
+            ],
+        )?;
+        wait_connected(&api, 4).await?;
+        let b1 = agents[3].id().expect("agent b1 id");
+        let job = job_id("balanced");
+        let mut s = spec("balanced", "sleep 600", 6, 8);
+        s["constraints"] = json!([["idc", "GROUP_BY"]]);
+        submit(&api, &s).await?;
+        let list = wait_tasks(&api, &job, "6 RUNNING", WAIT, |l| running(l).len() == 6).await?;
+        let in_b = running(&list)
+            .iter()
+            .filter(|t| t["agent"] == b1.as_str())
+            .count();
+        assert_eq!(in_b, 3, "idc b should hold half: {list:?}");
+        Ok(())
+    })
+    .await;
+}
