@@ -97,14 +97,17 @@ fn dev_runs_the_tour() {
     let dir = tempfile::tempdir().unwrap();
     let http = free_addr().to_string();
     let grpc = free_addr().to_string();
-    let _dev = Dev(Command::new(ocean_bin())
-        .args(["dev", "--http", &http, "--grpc", &grpc])
-        .env("OCEAN_DATA_DIR", dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap(), dir.path().to_path_buf());
+    let _dev = Dev(
+        Command::new(ocean_bin())
+            .args(["dev", "--http", &http, "--grpc", &grpc])
+            .env("OCEAN_DATA_DIR", dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        dir.path().to_path_buf(),
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let o = ocean(&["status"], Some(&http));

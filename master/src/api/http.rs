@@ -258,6 +258,7 @@ pub fn job_json(job: &Job) -> Value {
         "spec": spec,
         "created_version": job.created_version,
         "updated_version": job.updated_version,
+        "waiting": if job.waiting.is_empty() { Value::Null } else { json!(job.waiting) },
     })
 }
 
@@ -357,15 +358,7 @@ async fn get_job(
         (st.version, job)
     });
     match job {
-        Some(mut j) => {
-            // Only the leader plans, so only it knows why tasks wait.
-            j["waiting"] = if m.status().leader == m.id() {
-                json!(m.scheduler().waiting(&id))
-            } else {
-                Value::Null
-            };
-            Ok(with_version(version, j))
-        }
+        Some(j) => Ok(with_version(version, j)),
         None => Err(Error::NotFound { kind: "job", id }.into()),
     }
 }

@@ -104,6 +104,7 @@ mod tests {
             spec_json: spec.to_canonical_json(),
             created_version: 1,
             updated_version: 1,
+            ..Default::default()
         })
         .unwrap()
     }

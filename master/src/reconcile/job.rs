@@ -170,6 +170,7 @@ mod tests {
             spec_json: spec.to_canonical_json(),
             created_version: 1,
             updated_version: 1,
+            ..Default::default()
         };
         let v = JobView::parse(&job).unwrap();
         assert_eq!(v.pdl(), "cop.c_owt.o_pdl.p");

@@ -63,8 +63,6 @@ pub struct Scheduler {
 struct Memory {
     launched: HashMap<String, Instant>,
     killed: HashMap<String, Instant>,
-    /// Why each job's pending tasks wait, from the last round.
-    waiting: BTreeMap<String, String>,
     specs: HashMap<String, Arc<JobView>>,
 }
 
@@ -101,11 +99,6 @@ impl Scheduler {
     /// Runs a round soon.
     pub fn wake(&self) {
         self.wake.notify_one();
-    }
-
-    /// Why a job's tasks wait, as of the leader's last round.
-    pub fn waiting(&self, job: &str) -> Option<String> {
-        self.memory().waiting.get(job).cloned()
     }
 }
 
@@ -185,6 +178,8 @@ struct View {
     /// Agents' hostname and address, for new tasks.
     hosts: HashMap<String, (String, String)>,
     running: Vec<sp::RunningTask>,
+    /// Jobs' waiting explanations as committed.
+    waiting: HashMap<String, String>,
 }
 
 impl View {
@@ -262,7 +257,14 @@ impl View {
                 }
             })
             .collect();
+        let waiting = st
+            .jobs
+            .values()
+            .filter(|j| !j.waiting.is_empty())
+            .map(|j| (j.id.clone(), j.waiting.clone()))
+            .collect();
         View {
+            waiting,
             version: st.version,
             jobs,
             tasks,
@@ -356,15 +358,27 @@ async fn round(master: &Master) -> crate::error::Result<()> {
             );
         }
     }
-    sched.memory().waiting = waiting;
-    if !place.is_empty() || !kills.is_empty() {
+    // Only changed explanations are committed: a stable cluster writes
+    // nothing, and every master (and the event stream) shows why tasks wait.
+    let mut changed: HashMap<String, String> = waiting
+        .iter()
+        .filter(|(job, why)| view.waiting.get(*job) != Some(*why))
+        .map(|(j, w)| (j.clone(), w.clone()))
+        .collect();
+    for job in view.waiting.keys() {
+        if !waiting.contains_key(job) {
+            changed.insert(job.clone(), String::new());
+        }
+    }
+    if !place.is_empty() || !kills.is_empty() || !changed.is_empty() {
         debug!(
             place = place.len(),
             kill = kills.len(),
+            waiting = changed.len(),
             "committing a round"
         );
         master
-            .propose_local(plan_tasks_command(place, kills))
+            .propose_local(plan_tasks_command(place, kills, changed))
             .await?;
     }
     dispatch(master);

@@ -156,6 +156,8 @@ impl ClusterState {
             spec_json: spec_json.to_vec(),
             created_version,
             updated_version: next,
+            // A new spec is planned afresh.
+            waiting: String::new(),
         });
         self.jobs.insert(id.to_string(), job.clone());
         self.version = next;
@@ -251,9 +253,17 @@ pub fn put_agent_command(agent: Agent) -> Command {
 }
 
 /// Builds a scheduling-round command.
-pub fn plan_tasks_command(place: Vec<Task>, kill: Vec<String>) -> Command {
+pub fn plan_tasks_command(
+    place: Vec<Task>,
+    kill: Vec<String>,
+    waiting: std::collections::HashMap<String, String>,
+) -> Command {
     Command {
-        kind: Some(command::Kind::PlanTasks(PlanTasks { place, kill })),
+        kind: Some(command::Kind::PlanTasks(PlanTasks {
+            place,
+            kill,
+            waiting,
+        })),
     }
 }
 

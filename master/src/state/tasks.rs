@@ -111,6 +111,20 @@ impl ClusterState {
                 changes.push(c);
             }
         }
+        for (job, why) in &plan.waiting {
+            let Some(j) = self.jobs.get(job) else {
+                continue;
+            };
+            if &j.waiting == why {
+                continue;
+            }
+            let mut j = ocean_proto::v1::Job::clone(j);
+            j.waiting = why.clone();
+            j.updated_version = next;
+            let j = Arc::new(j);
+            self.jobs.insert(job.clone(), j.clone());
+            changes.push(Change::JobPut(j));
+        }
         self.finish(changes)
     }
 
@@ -281,11 +295,19 @@ mod tests {
     #[test]
     fn a_round_is_one_version_and_states_only_move_forward() {
         let mut s = with_job();
-        let a = s.apply(&plan_tasks_command(vec![task("t1"), task("t2")], vec![]));
+        let a = s.apply(&plan_tasks_command(
+            vec![task("t1"), task("t2")],
+            vec![],
+            Default::default(),
+        ));
         assert_eq!((a.version, a.changes.len()), (2, 2));
         assert_eq!(s.tasks["t1"].state, STAGING);
         // A replayed round changes nothing.
-        let a = s.apply(&plan_tasks_command(vec![task("t1")], vec![]));
+        let a = s.apply(&plan_tasks_command(
+            vec![task("t1")],
+            vec![],
+            Default::default(),
+        ));
         assert!(a.changes.is_empty());
         s.apply(&task_updates_command(vec![update("t1", RUNNING)]));
         assert_eq!(s.tasks["t1"].started_ms, 7);
@@ -307,14 +329,22 @@ mod tests {
     #[test]
     fn deleting_a_job_asks_its_tasks_to_stop_and_forgets_them_once_ended() {
         let mut s = with_job();
-        s.apply(&plan_tasks_command(vec![task("t1")], vec![]));
+        s.apply(&plan_tasks_command(
+            vec![task("t1")],
+            vec![],
+            Default::default(),
+        ));
         s.apply(&delete_job_command(JOB.into()));
         assert!(s.tasks["t1"].kill_requested);
         let a = s.apply(&task_updates_command(vec![update("t1", KILLED)]));
         assert!(a.changes.contains(&Change::TaskRemoved("t1".into())));
         assert!(s.tasks.is_empty() && s.job_tasks.is_empty());
         // Placements for a job that is gone are dropped.
-        let a = s.apply(&plan_tasks_command(vec![task("t2")], vec![]));
+        let a = s.apply(&plan_tasks_command(
+            vec![task("t2")],
+            vec![],
+            Default::default(),
+        ));
         assert!(a.changes.is_empty());
     }
 
@@ -326,6 +356,7 @@ mod tests {
         s.apply(&plan_tasks_command(
             ids.iter().map(|i| task(i)).collect(),
             vec![],
+            Default::default(),
         ));
         for id in &ids {
             s.apply(&task_updates_command(vec![update(id, FINISHED)]));
@@ -334,6 +365,23 @@ mod tests {
         assert!(!s.tasks.contains_key("t00"));
         let back = ClusterState::from_image(&s.to_image()).unwrap();
         assert_eq!(back, s);
+    }
+
+    #[test]
+    fn waiting_explanations_are_recorded_on_the_job_only_when_they_change() {
+        let mut s = with_job();
+        let why: std::collections::HashMap<String, String> =
+            [(JOB.to_string(), "0 of 3 agents fit".to_string())].into();
+        let a = s.apply(&plan_tasks_command(vec![], vec![], why.clone()));
+        assert_eq!(a.changes.len(), 1);
+        assert_eq!(s.jobs[JOB].waiting, "0 of 3 agents fit");
+        assert!(s
+            .apply(&plan_tasks_command(vec![], vec![], why))
+            .changes
+            .is_empty());
+        let clear = [(JOB.to_string(), String::new())].into();
+        s.apply(&plan_tasks_command(vec![], vec![], clear));
+        assert!(s.jobs[JOB].waiting.is_empty());
     }
 
     #[test]
