@@ -7,6 +7,8 @@
 //! - `memory`: master RSS with N jobs stored, and the time for restarted
 //!   masters to be serving again.
 //! - `launch`: submit-to-RUNNING latency of one-instance jobs in `ocean dev`.
+//! - `schedule`: placements committed per second, time to RUNNING, master
+//!   RSS and packing with thousands of simulated agents.
 //! - `fleet`: a many-instance job over several agents: time until all run,
 //!   and the agents' CPU and memory while holding them.
 //!
@@ -26,6 +28,7 @@ use ocean_tests::http::{job_id, job_spec};
 use ocean_tests::Cluster;
 use tonic::transport::{Channel, Endpoint};
 
+mod schedule;
 mod tasks;
 
 #[derive(Debug, Parser)]
@@ -63,6 +66,18 @@ enum Cmd {
     Launch {
         #[arg(long, default_value_t = 200)]
         runs: usize,
+        /// Stop each job right after it is measured (its kill then runs
+        /// while the next job launches).
+        #[arg(long)]
+        stop_each: bool,
+    },
+    /// Placement at scale: simulated agents on the real protocol, a real
+    /// three-master cluster, the synthetic workload as job specs.
+    Schedule {
+        #[arg(long, default_value_t = 10_000)]
+        agents: usize,
+        #[arg(long, default_value_t = 100_000)]
+        tasks: usize,
     },
     /// One job of many tiny instances over several agents.
     Fleet {
@@ -102,7 +117,8 @@ async fn main() -> anyhow::Result<()> {
             writes(&clients, Duration::from_secs(seconds), !no_etcd).await
         }
         Cmd::Memory { jobs } => memory(jobs).await,
-        Cmd::Launch { runs } => tasks::launch(runs).await,
+        Cmd::Launch { runs, stop_each } => tasks::launch(runs, stop_each).await,
+        Cmd::Schedule { agents, tasks } => schedule::schedule(agents, tasks).await,
         Cmd::Fleet { instances, agents } => tasks::fleet(instances, agents).await,
     }
 }

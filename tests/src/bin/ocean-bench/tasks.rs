@@ -64,7 +64,7 @@ async fn wait_agents(api: &Api, n: usize) -> anyhow::Result<()> {
 
 /// Submit-to-RUNNING of `runs` one-instance jobs, one after another, in
 /// `ocean dev` (master and agent in one process).
-pub async fn launch(runs: usize) -> anyhow::Result<()> {
+pub async fn launch(runs: usize, stop_each: bool) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let (http, grpc) = (free_addr(), free_addr());
     let mut dev = Process::new(dir.path().join("dev.log"));
@@ -84,6 +84,10 @@ pub async fn launch(runs: usize) -> anyhow::Result<()> {
     tokio::spawn(follow_running(base, tx));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut times = Vec::with_capacity(runs);
+    let mut ids = Vec::with_capacity(runs);
+    // Where the time goes: submit -> placed (leader clock), placed ->
+    // process in its cgroup (agent clock), -> RUNNING committed and seen.
+    let (mut to_placed, mut to_started, mut to_seen) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..runs {
         let id = job_id(&format!("lat{i}"));
         let spec = json!({
@@ -91,6 +95,7 @@ pub async fn launch(runs: usize) -> anyhow::Result<()> {
             "resources": {"cpus": 0.001, "mem": 8}, "kill_grace_period_seconds": 0,
         });
         let t0 = Instant::now();
+        let wall0 = wall_ms();
         let r = api.post("/v1/jobs", &spec).await?;
         anyhow::ensure!(r.status < 300, "submit: {}", r.body);
         let seen = tokio::time::timeout(Duration::from_secs(10), async {
@@ -106,20 +111,55 @@ pub async fn launch(runs: usize) -> anyhow::Result<()> {
         .flatten()
         .with_context(|| format!("job {i} never ran\n{}", dev.log_tail()))?;
         times.push(seen - t0);
-        // Keep the agent's load flat: stop each job once measured.
+        if stop_each {
+            api.delete(&format!("/v1/jobs/{id}")).await?;
+        } else {
+            ids.push(id.clone());
+        }
+        let r = api.get(&format!("/v1/tasks?job={id}")).await?;
+        if let Some(t) = r.body["tasks"].as_array().and_then(|l| l.first()) {
+            let created = t["created_ms"].as_f64().unwrap_or(0.0);
+            let started = t["started_ms"].as_f64().unwrap_or(0.0);
+            let total = (seen - t0).as_secs_f64() * 1000.0;
+            to_placed.push(created - wall0);
+            to_started.push(started - created);
+            to_seen.push(total - (started - wall0));
+        }
+    }
+    // The jobs keep running while later ones are submitted, as in a
+    // cluster that fills up; they are stopped at the end.
+    for id in &ids {
         api.delete(&format!("/v1/jobs/{id}")).await?;
     }
     times.sort();
     println!(
-        "submit-to-RUNNING over {runs} one-instance jobs (ocean dev): p50 {}  p90 {}  p99 {}  max {}",
+        "submit-to-RUNNING over {runs} one-instance jobs (ocean dev{}): p50 {}  p90 {}  p99 {}  max {}",
+        if stop_each { ", each job stopped once measured" } else { "" },
         ms(percentile(&times, 0.5)),
         ms(percentile(&times, 0.9)),
         ms(percentile(&times, 0.99)),
         ms(*times.last().unwrap_or(&Duration::ZERO)),
     );
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    println!(
+        "medians: submit->placed {:.1} ms, placed->process in its cgroup {:.1} ms, ->RUNNING committed and seen {:.1} ms",
+        median(&mut to_placed),
+        median(&mut to_started),
+        median(&mut to_seen)
+    );
     drop(dev);
     ocean_tests::tasks::reap_cgroups(&agent_parent(&dir.path().join("data/agent")));
     Ok(())
+}
+
+fn wall_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .unwrap_or(0.0)
 }
 
 fn agent_parent(data_dir: &std::path::Path) -> String {
@@ -166,6 +206,9 @@ pub async fn fleet(instances: usize, agents: usize) -> anyhow::Result<()> {
     let spec = json!({
         "id": id, "cmd": "sleep 3600", "instances": instances,
         "resources": {"cpus": 0.01, "mem": 8}, "kill_grace_period_seconds": 0,
+        // Bin-packing would put them all on one agent (they fit): spread
+        // them to load every agent.
+        "placement_policy": "spread",
     });
     let t0 = Instant::now();
     let r = api.post("/v1/jobs", &spec).await?;

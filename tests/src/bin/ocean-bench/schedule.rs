@@ -1,0 +1,359 @@
+//! `ocean-bench schedule`: placement at cluster scale, end to end. A real
+//! three-master cluster; thousands of simulated agents that speak the real
+//! agent protocol (one `AgentApi.Session` stream each: register, heartbeat,
+//! and RUNNING reports for every launch, without forking anything); the
+//! synthetic workload of `scheduler-policies` submitted as job specs.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use futures::StreamExt;
+use ocean_proto::agent::agent_api_client::AgentApiClient;
+use ocean_proto::agent::{
+    agent_message, master_message, AgentMessage, Heartbeat, Register, Resources, TaskReport,
+    TaskStatus,
+};
+use ocean_proto::v1::ocean_api_client::OceanApiClient;
+use ocean_proto::v1::PutJobRequest;
+use ocean_scheduler_policies::synthetic::{self, WorkloadSpec};
+use ocean_scheduler_policies::{JobRequest, Operator};
+use ocean_tests::Cluster;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::rss_kib;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Counters shared by the simulated agents.
+#[derive(Default)]
+struct Counters {
+    registered: AtomicUsize,
+    launched: AtomicUsize,
+    failed: AtomicUsize,
+}
+
+fn register(a: &ocean_scheduler_policies::Agent) -> AgentMessage {
+    AgentMessage {
+        kind: Some(agent_message::Kind::Register(Register {
+            agent_id: a.id.clone(),
+            hostname: a.id.clone(),
+            attributes: a.attributes.clone().into_iter().collect(),
+            resources: Some(Resources {
+                cpus: a.capacity.cpus(),
+                mem_mib: a.capacity.mem_mib,
+                disk_mib: a.capacity.disk_mib,
+            }),
+            port_low: 31000,
+            port_high: 31999,
+            address: "127.0.0.1".into(),
+            version: "sim".into(),
+            tasks: Vec::new(),
+            http_addr: String::new(),
+        })),
+    }
+}
+
+/// One simulated agent: registers, beats, and reports every launched task
+/// RUNNING at once (and every killed one KILLED).
+async fn sim_agent(channel: Channel, agent: ocean_scheduler_policies::Agent, c: Arc<Counters>) {
+    let mut client = AgentApiClient::new(channel)
+        .max_decoding_message_size(usize::MAX)
+        .max_encoding_message_size(usize::MAX);
+    let (tx, rx) = mpsc::channel::<AgentMessage>(64);
+    if tx.send(register(&agent)).await.is_err() {
+        return;
+    }
+    let Ok(resp) = client.session(ReceiverStream::new(rx)).await else {
+        c.failed.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let mut inbound = resp.into_inner();
+    let mut known: HashMap<String, String> = HashMap::new();
+    let mut beat = tokio::time::interval(Duration::from_secs(1));
+    let mut seq = 0;
+    loop {
+        tokio::select! {
+            m = inbound.message() => {
+                let Ok(Some(m)) = m else { break };
+                let mut report = Vec::new();
+                let mut full = false;
+                match m.kind {
+                    Some(master_message::Kind::Registered(_)) => {
+                        c.registered.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Some(master_message::Kind::Launch(l)) => {
+                        c.launched.fetch_add(l.tasks.len(), Ordering::Relaxed);
+                        for t in l.tasks {
+                            known.insert(t.task_id.clone(), "RUNNING".into());
+                            report.push(status(&t.task_id, "RUNNING"));
+                        }
+                    }
+                    Some(master_message::Kind::Kill(k)) => {
+                        for t in k.tasks {
+                            known.insert(t.task_id.clone(), "KILLED".into());
+                            report.push(status(&t.task_id, "KILLED"));
+                        }
+                    }
+                    Some(master_message::Kind::Reconcile(_)) => {
+                        full = true;
+                        report = known.iter().map(|(id, s)| status(id, s)).collect();
+                    }
+                    Some(master_message::Kind::NotLeader(_)) | None => break,
+                }
+                if !report.is_empty() || full {
+                    let msg = AgentMessage {
+                        kind: Some(agent_message::Kind::Report(TaskReport { tasks: report, full })),
+                    };
+                    if tx.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            _ = beat.tick() => {
+                seq += 1;
+                let hb = AgentMessage { kind: Some(agent_message::Kind::Heartbeat(Heartbeat { seq })) };
+                if tx.send(hb).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn status(id: &str, state: &str) -> TaskStatus {
+    TaskStatus {
+        task_id: id.to_string(),
+        state: state.to_string(),
+        timestamp_ms: now_ms(),
+        pid: 1,
+        ..Default::default()
+    }
+}
+
+/// The synthetic job request as a job spec.
+fn spec_of(j: &JobRequest) -> Value {
+    let constraints: Vec<Value> = j
+        .constraints
+        .iter()
+        .map(|c| {
+            let op = match c.operator {
+                Operator::Unique => "UNIQUE",
+                Operator::Cluster => "CLUSTER",
+                Operator::GroupBy => "GROUP_BY",
+                Operator::Like => "LIKE",
+                Operator::Unlike => "UNLIKE",
+                Operator::MaxPer => "MAX_PER",
+                Operator::Is => "IS",
+            };
+            match &c.value {
+                Some(v) => json!([c.attribute, op, v]),
+                None => json!([c.attribute, op]),
+            }
+        })
+        .collect();
+    let ports: Vec<Value> = j
+        .ports
+        .iter()
+        .map(|p| json!({"name": p.name, "port": p.fixed.unwrap_or(0)}))
+        .collect();
+    let mut spec = json!({
+        "id": j.service_path,
+        "cmd": "sleep 3600",
+        "instances": j.tasks.len(),
+        "resources": {
+            "cpus": j.resources.cpus(),
+            "mem": j.resources.mem_mib,
+            "disk": j.resources.disk_mib,
+        },
+        "ports": ports,
+        "constraints": constraints,
+        "priority": j.priority,
+    });
+    if let Some(p) = &j.policy {
+        spec["placement_policy"] = json!(p);
+    }
+    spec
+}
+
+fn channel(addr: &str) -> anyhow::Result<Channel> {
+    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+        .tcp_nodelay(true)
+        .http2_adaptive_window(true)
+        .connect_lazy())
+}
+
+/// Counts task events by state from the leader's event stream.
+async fn follow(base: String, placed: Arc<AtomicUsize>, running: Arc<AtomicUsize>) {
+    let Ok(resp) = reqwest::get(format!("{base}/v1/events")).await else {
+        return;
+    };
+    let mut body = resp.bytes_stream();
+    let mut buf = Vec::new();
+    let mut event = Vec::new();
+    let mut seen_running = HashSet::new();
+    while let Some(Ok(chunk)) = body.next().await {
+        buf.extend_from_slice(&chunk);
+        while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=nl).collect();
+            let line = &line[..line.len() - 1];
+            if let Some(e) = line.strip_prefix(b"event: ") {
+                event = e.to_vec();
+            } else if let Some(d) = line.strip_prefix(b"data: ") {
+                if event != b"task_put" {
+                    continue;
+                }
+                let Ok(v) = serde_json::from_slice::<Value>(d) else { continue };
+                let t = &v["task"];
+                match t["state"].as_str() {
+                    Some("STAGING") if t["created_version"] == v["version"] => {
+                        placed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Some("RUNNING") => {
+                        if seen_running.insert(t["id"].as_str().unwrap_or_default().to_string()) {
+                            running.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// Runs the benchmark.
+pub async fn schedule(agents: usize, tasks: usize) -> anyhow::Result<()> {
+    let per_job = 100.min(tasks.max(1));
+    let spec = WorkloadSpec {
+        agents,
+        jobs: tasks.div_ceil(per_job),
+        tasks_per_job: per_job,
+        ..WorkloadSpec::default()
+    };
+    let workload = synthetic::workload(&spec);
+    let total: usize = workload.pending.iter().map(|j| j.tasks.len()).sum();
+
+    let c = Cluster::start(3, &[])?;
+    let leader = c.wait_leader(&[1, 2, 3], Duration::from_secs(20)).await?;
+    let grpc = c.master(leader).grpc.to_string();
+    let http = c.master(leader).http.to_string();
+    let rss0 = rss_kib(c.master(leader).pid().unwrap_or(0));
+
+    // Agents: many streams over a few HTTP/2 connections.
+    let counters = Arc::new(Counters::default());
+    let channels: Vec<Channel> = (0..16).map(|_| channel(&grpc)).collect::<anyhow::Result<_>>()?;
+    let t0 = Instant::now();
+    for (i, a) in workload.agents.iter().enumerate() {
+        tokio::spawn(sim_agent(channels[i % channels.len()].clone(), a.clone(), counters.clone()));
+    }
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while counters.registered.load(Ordering::Relaxed) + counters.failed.load(Ordering::Relaxed) < agents {
+        anyhow::ensure!(Instant::now() < deadline, "agents did not register");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let registered_in = t0.elapsed();
+    anyhow::ensure!(counters.failed.load(Ordering::Relaxed) == 0, "some agents failed to open a session");
+    let rss_agents = rss_kib(c.master(leader).pid().unwrap_or(0));
+
+    let placed = Arc::new(AtomicUsize::new(0));
+    let running = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(follow(format!("http://{http}"), placed.clone(), running.clone()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Submit every job, 16 at a time, over gRPC.
+    let specs: Vec<Vec<u8>> = workload
+        .pending
+        .iter()
+        .map(|j| serde_json::to_vec(&spec_of(j)))
+        .collect::<Result<_, _>>()?;
+    let t_submit = Instant::now();
+    let client = OceanApiClient::new(channels[0].clone());
+    futures::stream::iter(specs)
+        .map(|s| {
+            let mut client = client.clone();
+            async move {
+                client
+                    .put_job(PutJobRequest { spec: s, format: "json".into() })
+                    .await
+                    .context("put job")
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let submitted_in = t_submit.elapsed();
+
+    // Placements committed (STAGING events) and RUNNING, until they stop growing.
+    let mut last = (0, 0, Instant::now());
+    let (mut t_placed, mut t_running) = (Duration::ZERO, Duration::ZERO);
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let (p, r) = (placed.load(Ordering::Relaxed), running.load(Ordering::Relaxed));
+        if p != last.0 {
+            t_placed = t_submit.elapsed();
+        }
+        if r != last.1 {
+            t_running = t_submit.elapsed();
+        }
+        if (p, r) != (last.0, last.1) {
+            last = (p, r, Instant::now());
+        }
+        if (r >= total && p >= total) || last.2.elapsed() > Duration::from_secs(10) {
+            break;
+        }
+    }
+    let rss_tasks = rss_kib(c.master(leader).pid().unwrap_or(0));
+    let (p, r) = (placed.load(Ordering::Relaxed), running.load(Ordering::Relaxed));
+
+    // Packing: distinct agents holding tasks against the lower bound.
+    let api = c.master(leader).api();
+    let v = api.get("/v1/tasks?ended=false").await?;
+    let list = v.body["tasks"].as_array().cloned().unwrap_or_default();
+    let used: HashSet<&str> = list.iter().filter_map(|t| t["agent"].as_str()).collect();
+    let (mut cpus, mut mem) = (0f64, 0u64);
+    for t in &list {
+        cpus += t["resources"]["cpus"].as_f64().unwrap_or(0.0);
+        mem += t["resources"]["mem"].as_u64().unwrap_or(0);
+    }
+    let cap = synthetic::agent_capacity();
+    let bound = ((cpus / cap.cpus()).ceil() as u64).max(mem.div_ceil(cap.mem_mib));
+
+    println!("{agents} simulated agents registered in {:.2} s", registered_in.as_secs_f64());
+    println!("{} jobs ({total} tasks) submitted in {:.2} s", workload.pending.len(), submitted_in.as_secs_f64());
+    println!(
+        "placements committed: {p} of {total} in {:.2} s from the first submit = {:.0} placements/s",
+        t_placed.as_secs_f64(),
+        p as f64 / t_placed.as_secs_f64().max(1e-9)
+    );
+    println!("RUNNING: {r} of {total} after {:.2} s", t_running.as_secs_f64());
+    println!(
+        "leader RSS: {:.0} MiB empty, {:.0} MiB with {agents} agents, {:.0} MiB with {} tasks",
+        rss0 as f64 / 1024.0,
+        rss_agents as f64 / 1024.0,
+        rss_tasks as f64 / 1024.0,
+        list.len()
+    );
+    println!(
+        "packing: {} agents used, lower bound {bound}, ratio {:.3}",
+        used.len(),
+        used.len() as f64 / bound.max(1) as f64
+    );
+    for id in [1, 2, 3] {
+        if id != leader {
+            println!("follower {id} RSS: {:.0} MiB", rss_kib(c.master(id).pid().unwrap_or(0)) as f64 / 1024.0);
+        }
+    }
+    Ok(())
+}
