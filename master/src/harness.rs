@@ -364,3 +364,18 @@ fn restart_of_every_node_recovers_state() {
     assert!(r.try_recv().unwrap().is_ok());
     assert_eq!(c.state(2).jobs.len(), 101);
 }
+
+#[test]
+fn a_read_index_asked_of_a_brand_new_leader_is_answered() {
+    for seed in 0..5 {
+        let mut c = Cluster::new(3, seed, 1_000);
+        let leader = c.run_until_leader(&BTreeSet::new());
+        // Asked at once: the leader may not have committed an entry of its
+        // term yet, which raft-rs answers by dropping the request.
+        let (tx, mut rx) = oneshot::channel();
+        c.node(leader).handle(Msg::ReadIndex { reply: tx });
+        c.settle(20);
+        let index = rx.try_recv().expect("a reply").expect("a read index");
+        assert!(index > 0, "seed {seed}");
+    }
+}

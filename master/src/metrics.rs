@@ -22,6 +22,14 @@ pub struct Metrics {
     pub state_version: IntGauge,
     /// Jobs stored.
     pub jobs: IntGauge,
+    /// Tasks placed (applied placements, the same count on every master).
+    pub tasks_placed: IntCounter,
+    /// Tasks in state RUNNING.
+    pub tasks_running: IntGauge,
+    /// Tasks that have not ended.
+    pub tasks_live: IntGauge,
+    /// Duration of the leader's reconcile rounds (decide, place, commit).
+    pub reconcile_seconds: Histogram,
     /// Proposals made on this master (rate() gives proposals/s).
     pub proposals: IntCounter,
     /// Entries applied.
@@ -73,6 +81,14 @@ impl Metrics {
             ),
             state_version: gauge("ocean_state_version", "Version of the cluster state"),
             jobs: gauge("ocean_jobs", "Jobs stored"),
+            tasks_placed: counter("ocean_tasks_placed_total", "Task placements applied"),
+            tasks_running: gauge("ocean_tasks_running", "Tasks in state RUNNING"),
+            tasks_live: gauge("ocean_tasks_live", "Tasks that have not ended"),
+            reconcile_seconds: histogram(
+                "ocean_reconcile_round_seconds",
+                "Leader reconcile rounds: decide, place, commit",
+                prometheus::exponential_buckets(0.0001, 2.0, 18).expect("valid buckets"),
+            ),
             proposals: counter(
                 "ocean_raft_proposals_total",
                 "Proposals made on this master",

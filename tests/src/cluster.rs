@@ -54,6 +54,11 @@ pub struct Process {
 }
 
 impl Process {
+    /// Where the process logs.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
     /// A process that logs to `log` once started.
     pub fn new(log: PathBuf) -> Self {
         Process { log, child: None }
@@ -68,7 +73,12 @@ impl Process {
             .context("open log")?;
         let child = Command::new(ocean_bin())
             .args(args)
-            .env("OCEAN_LOG", "info")
+            // `OCEAN_TEST_LOG` (e.g. `ocean_master::reconcile=debug,info`)
+            // turns up the processes' logging when chasing a problem.
+            .env(
+                "OCEAN_LOG",
+                std::env::var("OCEAN_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -48,6 +48,12 @@ impl<T: Transport> Driver<T> {
                             members.push(m.clone());
                         }
                         let applied = st.apply(&cmd);
+                        let placed = applied
+                            .changes
+                            .iter()
+                            .filter(|c| matches!(c, Change::TaskPut(t) if t.created_version == applied.version && t.state == crate::state::STAGING))
+                            .count();
+                        self.metrics.tasks_placed.inc_by(placed as u64);
                         if !applied.changes.is_empty() {
                             plain_changes.extend(applied.changes.iter().cloned());
                             changes.push((applied.version, Arc::from(applied.changes.clone())));
@@ -95,6 +101,10 @@ impl<T: Transport> Driver<T> {
                 }
             }
             self.metrics.jobs.set(st.jobs.len() as i64);
+            self.metrics
+                .tasks_running
+                .set(st.count(crate::state::RUNNING) as i64);
+            self.metrics.tasks_live.set(st.live_count() as i64);
             (st.applied_index, st.version)
         };
         batch.applied(

@@ -164,6 +164,9 @@ pub struct Driver<T: Transport> {
     pending: BTreeMap<u64, Pending>,
     /// Read-index requests waiting for a quorum, by request id.
     pending_reads: BTreeMap<u64, oneshot::Sender<Result<u64>>>,
+    /// Reads asked of a new leader before it committed an entry of its own
+    /// term: raft-rs drops those silently, so they wait here until it has.
+    deferred_reads: Vec<(u64, oneshot::Sender<Result<u64>>)>,
     removed: bool,
 }
 
@@ -222,6 +225,7 @@ impl<T: Transport> Driver<T> {
             next_proposal: 1,
             pending: BTreeMap::new(),
             pending_reads: BTreeMap::new(),
+            deferred_reads: Vec::new(),
             removed: false,
         })
     }
@@ -246,8 +250,12 @@ impl<T: Transport> Driver<T> {
                     let _ = reply.send(Err(self.not_leader()));
                 } else {
                     let id = self.new_proposal_id();
-                    self.raw.read_index(id.to_be_bytes().to_vec());
-                    self.pending_reads.insert(id, reply);
+                    if self.raw.raft.commit_to_current_term() {
+                        self.raw.read_index(id.to_be_bytes().to_vec());
+                        self.pending_reads.insert(id, reply);
+                    } else {
+                        self.deferred_reads.push((id, reply));
+                    }
                 }
             }
             Msg::Unreachable(peer) => self.raw.report_unreachable(peer),
@@ -360,9 +368,18 @@ impl<T: Transport> Driver<T> {
 
     /// Processes a Ready if there is one: send, persist, apply, advance.
     pub fn on_ready(&mut self) -> Result<()> {
-        if self.raw.raft.state != StateRole::Leader && !self.pending_reads.is_empty() {
-            for (_, reply) in std::mem::take(&mut self.pending_reads) {
+        if self.raw.raft.state != StateRole::Leader {
+            let pending = std::mem::take(&mut self.pending_reads).into_values();
+            let deferred = std::mem::take(&mut self.deferred_reads)
+                .into_iter()
+                .map(|(_, r)| r);
+            for reply in pending.chain(deferred) {
                 let _ = reply.send(Err(self.not_leader()));
+            }
+        } else if !self.deferred_reads.is_empty() && self.raw.raft.commit_to_current_term() {
+            for (id, reply) in std::mem::take(&mut self.deferred_reads) {
+                self.raw.read_index(id.to_be_bytes().to_vec());
+                self.pending_reads.insert(id, reply);
             }
         }
         if !self.raw.has_ready() {

@@ -279,15 +279,18 @@ impl View {
 async fn round(master: &Master) -> crate::error::Result<()> {
     let sched = master.scheduler();
     let connected = master.sessions().connected();
+    let t0 = Instant::now();
     let view = {
         let mut specs = std::mem::take(&mut sched.memory().specs);
         let v = master.read(|st| View::build(st, &connected, &mut specs));
         sched.memory().specs = specs;
         v
     };
+    let t_view = t0.elapsed();
     let mut kills = Vec::new();
     let mut pending = Vec::new();
     let mut waiting = BTreeMap::new();
+    let mut t_plan = Duration::ZERO;
     let empty = Vec::new();
     for job in &view.jobs {
         let tasks: Vec<&Task> = view
@@ -318,7 +321,9 @@ async fn round(master: &Master) -> crate::error::Result<()> {
             pending,
             ..Default::default()
         };
+        let tp = Instant::now();
         let plan = sp::plan(&snapshot, &sp::Config::default());
+        t_plan = tp.elapsed();
         let by_job: HashMap<&str, &Arc<JobView>> =
             view.jobs.iter().map(|j| (j.id.as_str(), j)).collect();
         let created_ms = now_ms();
@@ -381,7 +386,19 @@ async fn round(master: &Master) -> crate::error::Result<()> {
             .propose_local(plan_tasks_command(place, kills, changed))
             .await?;
     }
+    let t_commit = t0.elapsed();
     dispatch(master);
+    master
+        .metrics()
+        .reconcile_seconds
+        .observe(t0.elapsed().as_secs_f64());
+    debug!(
+        view_ms = t_view.as_millis() as u64,
+        plan_ms = t_plan.as_millis() as u64,
+        to_commit_ms = t_commit.as_millis() as u64,
+        total_ms = t0.elapsed().as_millis() as u64,
+        "round done"
+    );
     Ok(())
 }
 

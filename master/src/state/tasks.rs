@@ -69,8 +69,38 @@ impl ClusterState {
             .filter_map(|id| self.tasks.get(id))
     }
 
+    /// Tasks in `state`.
+    pub fn count(&self, state: &str) -> u64 {
+        self.task_counts.get(state).copied().unwrap_or(0)
+    }
+
+    /// Tasks that have not ended.
+    pub fn live_count(&self) -> u64 {
+        [STAGING, STARTING, RUNNING]
+            .iter()
+            .map(|s| self.count(s))
+            .sum()
+    }
+
+    fn recount(&mut self, old: Option<&str>, new: Option<&str>) {
+        if let Some(o) = old {
+            // No zero entries, so a state rebuilt from an image compares
+            // equal to the one that got there step by step.
+            if let Some(n) = self.task_counts.get_mut(o) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.task_counts.remove(o);
+                }
+            }
+        }
+        if let Some(n) = new {
+            *self.task_counts.entry(n.to_string()).or_default() += 1;
+        }
+    }
+
     /// Adds a task and indexes it by job (loading from disk or an image).
     pub fn insert_task(&mut self, task: Arc<Task>) {
+        self.recount(None, Some(&task.state));
         self.job_tasks
             .entry(task.job_id.clone())
             .or_default()
@@ -80,6 +110,7 @@ impl ClusterState {
 
     fn remove_task(&mut self, id: &str) -> Option<Arc<Task>> {
         let task = self.tasks.remove(id)?;
+        self.recount(Some(&task.state), None);
         if let Some(set) = self.job_tasks.get_mut(&task.job_id) {
             set.remove(id);
             if set.is_empty() {
@@ -194,6 +225,8 @@ impl ClusterState {
                 continue;
             }
             t.updated_version = next;
+            let old = task.state.clone();
+            self.recount(Some(&old), Some(&t.state));
             let t = Arc::new(t);
             self.tasks.insert(t.id.clone(), t.clone());
             changes.push(Change::TaskPut(t));
@@ -363,6 +396,8 @@ mod tests {
         }
         assert_eq!(s.tasks.len(), KEEP_ENDED_PER_JOB);
         assert!(!s.tasks.contains_key("t00"));
+        assert_eq!(s.count(FINISHED), KEEP_ENDED_PER_JOB as u64);
+        assert_eq!((s.count(STAGING), s.live_count()), (0, 0));
         let back = ClusterState::from_image(&s.to_image()).unwrap();
         assert_eq!(back, s);
     }

@@ -193,42 +193,25 @@ fn channel(addr: &str) -> anyhow::Result<Channel> {
         .connect_lazy())
 }
 
-/// Counts task events by state from the leader's event stream.
-async fn follow(base: String, placed: Arc<AtomicUsize>, running: Arc<AtomicUsize>) {
-    let Ok(resp) = reqwest::get(format!("{base}/v1/events")).await else {
-        return;
+/// The leader's placement and RUNNING counters (from `/metrics`: cheap to
+/// read, unlike following 100,000 events).
+async fn leader_counts(api: &ocean_tests::Api) -> (u64, u64) {
+    let text = api.get_text("/metrics").await.unwrap_or_default();
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(name)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or(0.0) as u64
     };
-    let mut body = resp.bytes_stream();
-    let mut buf = Vec::new();
-    let mut event = Vec::new();
-    let mut seen_running = HashSet::new();
-    while let Some(Ok(chunk)) = body.next().await {
-        buf.extend_from_slice(&chunk);
-        while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=nl).collect();
-            let line = &line[..line.len() - 1];
-            if let Some(e) = line.strip_prefix(b"event: ") {
-                event = e.to_vec();
-            } else if let Some(d) = line.strip_prefix(b"data: ") {
-                if event != b"task_put" {
-                    continue;
-                }
-                let Ok(v) = serde_json::from_slice::<Value>(d) else { continue };
-                let t = &v["task"];
-                match t["state"].as_str() {
-                    Some("STAGING") if t["created_version"] == v["version"] => {
-                        placed.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Some("RUNNING") => {
-                        if seen_running.insert(t["id"].as_str().unwrap_or_default().to_string()) {
-                            running.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
+    (
+        value("ocean_tasks_placed_total"),
+        value("ocean_tasks_running"),
+    )
 }
 
 /// Runs the benchmark.
@@ -246,29 +229,36 @@ pub async fn schedule(agents: usize, tasks: usize) -> anyhow::Result<()> {
     let c = Cluster::start(3, &[])?;
     let leader = c.wait_leader(&[1, 2, 3], Duration::from_secs(20)).await?;
     let grpc = c.master(leader).grpc.to_string();
-    let http = c.master(leader).http.to_string();
     let rss0 = rss_kib(c.master(leader).pid().unwrap_or(0));
 
     // Agents: many streams over a few HTTP/2 connections.
     let counters = Arc::new(Counters::default());
-    let channels: Vec<Channel> = (0..16).map(|_| channel(&grpc)).collect::<anyhow::Result<_>>()?;
+    let channels: Vec<Channel> = (0..16)
+        .map(|_| channel(&grpc))
+        .collect::<anyhow::Result<_>>()?;
     let t0 = Instant::now();
     for (i, a) in workload.agents.iter().enumerate() {
-        tokio::spawn(sim_agent(channels[i % channels.len()].clone(), a.clone(), counters.clone()));
+        tokio::spawn(sim_agent(
+            channels[i % channels.len()].clone(),
+            a.clone(),
+            counters.clone(),
+        ));
     }
     let deadline = Instant::now() + Duration::from_secs(300);
-    while counters.registered.load(Ordering::Relaxed) + counters.failed.load(Ordering::Relaxed) < agents {
+    while counters.registered.load(Ordering::Relaxed) + counters.failed.load(Ordering::Relaxed)
+        < agents
+    {
         anyhow::ensure!(Instant::now() < deadline, "agents did not register");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let registered_in = t0.elapsed();
-    anyhow::ensure!(counters.failed.load(Ordering::Relaxed) == 0, "some agents failed to open a session");
+    anyhow::ensure!(
+        counters.failed.load(Ordering::Relaxed) == 0,
+        "some agents failed to open a session"
+    );
     let rss_agents = rss_kib(c.master(leader).pid().unwrap_or(0));
 
-    let placed = Arc::new(AtomicUsize::new(0));
-    let running = Arc::new(AtomicUsize::new(0));
-    tokio::spawn(follow(format!("http://{http}"), placed.clone(), running.clone()));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let api = c.master(leader).api();
 
     // Submit every job, 16 at a time, over gRPC.
     let specs: Vec<Vec<u8>> = workload
@@ -283,7 +273,10 @@ pub async fn schedule(agents: usize, tasks: usize) -> anyhow::Result<()> {
             let mut client = client.clone();
             async move {
                 client
-                    .put_job(PutJobRequest { spec: s, format: "json".into() })
+                    .put_job(PutJobRequest {
+                        spec: s,
+                        format: "json".into(),
+                    })
                     .await
                     .context("put job")
             }
@@ -295,12 +288,14 @@ pub async fn schedule(agents: usize, tasks: usize) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let submitted_in = t_submit.elapsed();
 
-    // Placements committed (STAGING events) and RUNNING, until they stop growing.
+    // Placements committed and tasks RUNNING, until they stop growing.
+    let total = total as u64;
     let mut last = (0, 0, Instant::now());
     let (mut t_placed, mut t_running) = (Duration::ZERO, Duration::ZERO);
+    let (mut p, mut r);
     loop {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let (p, r) = (placed.load(Ordering::Relaxed), running.load(Ordering::Relaxed));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        (p, r) = leader_counts(&api).await;
         if p != last.0 {
             t_placed = t_submit.elapsed();
         }
@@ -315,10 +310,8 @@ pub async fn schedule(agents: usize, tasks: usize) -> anyhow::Result<()> {
         }
     }
     let rss_tasks = rss_kib(c.master(leader).pid().unwrap_or(0));
-    let (p, r) = (placed.load(Ordering::Relaxed), running.load(Ordering::Relaxed));
 
     // Packing: distinct agents holding tasks against the lower bound.
-    let api = c.master(leader).api();
     let v = api.get("/v1/tasks?ended=false").await?;
     let list = v.body["tasks"].as_array().cloned().unwrap_or_default();
     let used: HashSet<&str> = list.iter().filter_map(|t| t["agent"].as_str()).collect();
@@ -330,14 +323,24 @@ pub async fn schedule(agents: usize, tasks: usize) -> anyhow::Result<()> {
     let cap = synthetic::agent_capacity();
     let bound = ((cpus / cap.cpus()).ceil() as u64).max(mem.div_ceil(cap.mem_mib));
 
-    println!("{agents} simulated agents registered in {:.2} s", registered_in.as_secs_f64());
-    println!("{} jobs ({total} tasks) submitted in {:.2} s", workload.pending.len(), submitted_in.as_secs_f64());
+    println!(
+        "{agents} simulated agents registered in {:.2} s",
+        registered_in.as_secs_f64()
+    );
+    println!(
+        "{} jobs ({total} tasks) submitted in {:.2} s",
+        workload.pending.len(),
+        submitted_in.as_secs_f64()
+    );
     println!(
         "placements committed: {p} of {total} in {:.2} s from the first submit = {:.0} placements/s",
         t_placed.as_secs_f64(),
         p as f64 / t_placed.as_secs_f64().max(1e-9)
     );
-    println!("RUNNING: {r} of {total} after {:.2} s", t_running.as_secs_f64());
+    println!(
+        "RUNNING: {r} of {total} after {:.2} s",
+        t_running.as_secs_f64()
+    );
     println!(
         "leader RSS: {:.0} MiB empty, {:.0} MiB with {agents} agents, {:.0} MiB with {} tasks",
         rss0 as f64 / 1024.0,
@@ -350,9 +353,15 @@ pub async fn schedule(agents: usize, tasks: usize) -> anyhow::Result<()> {
         used.len(),
         used.len() as f64 / bound.max(1) as f64
     );
+    if let Some(to) = std::env::var_os("OCEAN_BENCH_KEEP_LOG") {
+        std::fs::copy(c.master(leader).process.log_path(), &to)?;
+    }
     for id in [1, 2, 3] {
         if id != leader {
-            println!("follower {id} RSS: {:.0} MiB", rss_kib(c.master(id).pid().unwrap_or(0)) as f64 / 1024.0);
+            println!(
+                "follower {id} RSS: {:.0} MiB",
+                rss_kib(c.master(id).pid().unwrap_or(0)) as f64 / 1024.0
+            );
         }
     }
     Ok(())
