@@ -55,6 +55,9 @@ pub struct Scheduler {
     updates_rx: Mutex<Option<mpsc::UnboundedReceiver<TaskUpdate>>>,
     memory: Mutex<Memory>,
     wake: Notify,
+    /// The term whose leader (this master) has applied everything
+    /// committed before it: from then on its state knows every task.
+    ready_term: tokio::sync::watch::Sender<u64>,
 }
 
 /// What this leader remembers between rounds (not replicated: a new leader
@@ -74,6 +77,7 @@ impl Default for Scheduler {
             updates_rx: Mutex::new(Some(rx)),
             memory: Mutex::new(Memory::default()),
             wake: Notify::new(),
+            ready_term: tokio::sync::watch::channel(0).0,
         }
     }
 }
@@ -94,6 +98,17 @@ impl Scheduler {
         for id in ids {
             m.launched.remove(id);
         }
+    }
+
+    /// Waits (bounded) until this master leads and has applied everything
+    /// committed before its term, so its state holds every task an agent
+    /// may run. One read index per term serves every agent's report.
+    pub async fn wait_ready(&self, master: &Master) -> bool {
+        let term = master.status().term;
+        let mut rx = self.ready_term.subscribe();
+        let ready =
+            tokio::time::timeout(crate::master::WRITE_TIMEOUT, rx.wait_for(|t| *t >= term)).await;
+        matches!(ready, Ok(Ok(_))) && leads(master, term)
     }
 
     /// Runs a round soon.
@@ -140,6 +155,7 @@ async fn run(master: Master) {
             continue;
         }
         info!(term, "reconciler active");
+        master.scheduler().ready_term.send_replace(term);
         {
             let mut m = master.scheduler().memory();
             m.launched.clear();

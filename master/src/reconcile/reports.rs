@@ -143,9 +143,10 @@ pub fn compare(
 pub async fn full_report(master: Master, agent: String, statuses: Vec<TaskStatus>) {
     // The state must hold every committed task before "unknown" means
     // anything: after a leader change, entries of the old term may still be
-    // unapplied here.
-    if let Err(e) = master.linearizable().await {
-        debug!(agent = %agent, error = %e, "full report ignored: no read index");
+    // unapplied here. The reconciler's read index at the start of the term
+    // establishes that once for every agent.
+    if !master.scheduler().wait_ready(&master).await {
+        debug!(agent = %agent, "full report ignored: not a ready leader");
         return;
     }
     let report = master.read(|st| compare(&agent, &statuses, &st.tasks));
