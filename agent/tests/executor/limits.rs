@@ -63,8 +63,21 @@ async fn running_task_has_its_limits_in_the_cgroup_filesystem() -> anyhow::Resul
                 task.pid
             );
         }
-        let comm = std::fs::read_to_string(format!("/proc/{}/comm", task.pid))?;
-        assert_eq!(comm.trim(), "sleep");
+        // RUNNING means the wrapper joined the cgroups; the exec of the
+        // task itself follows a moment later.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let comm = std::fs::read_to_string(format!("/proc/{}/comm", task.pid))?;
+            if comm.trim() == "sleep" {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "pid {} is still {comm:?}",
+                task.pid
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let sid = nix::unistd::getsid(Some(nix::unistd::Pid::from_raw(task.pid)))?;
         assert_eq!(sid.as_raw(), task.pid);
 

@@ -27,9 +27,11 @@ use ocean_scheduler_policies as sp;
 use tokio::sync::{mpsc, Notify};
 use tracing::{debug, info, warn};
 
+use crate::feed::FeedItem;
 use crate::master::Master;
-use crate::state::{is_terminal, plan_tasks_command, ClusterState, STAGING};
+use crate::state::{is_terminal, plan_tasks_command, Change, ClusterState, STAGING};
 use job::JobView;
+use tokio::sync::broadcast::error::RecvError;
 
 /// Grace period for kills of tasks whose job is gone.
 pub const DEFAULT_KILL_GRACE_MS: u64 = 5_000;
@@ -67,6 +69,8 @@ struct Memory {
     launched: HashMap<String, Instant>,
     killed: HashMap<String, Instant>,
     specs: HashMap<String, Arc<JobView>>,
+    /// Jobs with tasks of an older spec, being replaced.
+    rolling: HashSet<String>,
 }
 
 impl Default for Scheduler {
@@ -109,6 +113,22 @@ impl Scheduler {
         let ready =
             tokio::time::timeout(crate::master::WRITE_TIMEOUT, rx.wait_for(|t| *t >= term)).await;
         matches!(ready, Ok(Ok(_))) && leads(master, term)
+    }
+
+    /// Whether changes of version `v` can change a round's decisions. A
+    /// task moving on (STAGING to RUNNING) cannot, unless its job is being
+    /// replaced (the next old task goes once a new one runs); placements
+    /// and kill requests come from the round itself, which already
+    /// dispatched them. Rounds for the rest would only cost CPU: at 100,000
+    /// tasks, RUNNING reports arrive by the thousand.
+    fn matters(&self, v: u64, changes: &[Change]) -> bool {
+        let mem = self.memory();
+        changes.iter().any(|c| match c {
+            Change::TaskPut(t) if !is_terminal(&t.state) => {
+                t.created_version != v && !t.kill_requested && mem.rolling.contains(&t.job_id)
+            }
+            _ => true,
+        })
     }
 
     /// Runs a round soon.
@@ -161,23 +181,35 @@ async fn run(master: Master) {
             m.launched.clear();
             m.killed.clear();
         }
+        let mut due = true;
         while leads(&master, term) {
-            if let Err(e) = round(&master).await {
-                warn!(error = %e, "reconcile round failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+            if due {
+                due = false;
+                if let Err(e) = round(&master).await {
+                    warn!(error = %e, "reconcile round failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
             }
             tokio::select! {
                 r = live.recv() => {
-                    if let Err(tokio::sync::broadcast::error::RecvError::Closed) = r {
-                        return;
-                    }
+                    let mut next = Some(r);
                     // Everything queued meanwhile is covered by one round.
-                    while live.try_recv().is_ok() {}
+                    while let Some(item) = next {
+                        match item {
+                            Ok(FeedItem::Changes(v, changes)) => {
+                                due |= master.scheduler().matters(v, &changes);
+                            }
+                            Ok(FeedItem::Reset) | Err(RecvError::Lagged(_)) => due = true,
+                            Err(RecvError::Closed) => return,
+                        }
+                        next = live.try_recv().ok().map(Ok);
+                    }
                 }
-                _ = master.scheduler().wake.notified() => {}
+                _ = master.scheduler().wake.notified() => due = true,
                 // Also notices a lost leadership within a tick (a round
-                // proposes locally, so a deposed leader's rounds fail).
-                _ = tokio::time::sleep(TICK) => {}
+                // proposes locally, so a deposed leader's rounds fail),
+                // and retries what could not be sent.
+                _ = tokio::time::sleep(TICK) => due = true,
             }
         }
         info!(term, "reconciler inactive");
@@ -307,6 +339,7 @@ async fn round(master: &Master) -> crate::error::Result<()> {
     let mut pending = Vec::new();
     let mut waiting = BTreeMap::new();
     let mut t_plan = Duration::ZERO;
+    let mut rolling = HashSet::new();
     let empty = Vec::new();
     for job in &view.jobs {
         let tasks: Vec<&Task> = view
@@ -316,6 +349,9 @@ async fn round(master: &Master) -> crate::error::Result<()> {
             .iter()
             .map(|t| t.as_ref())
             .collect();
+        if tasks.iter().any(|t| t.config_hash != job.hash) {
+            rolling.insert(job.id.clone());
+        }
         let d = desired::decide(job, &tasks, &view.agents);
         kills.extend(d.stop);
         if d.start > 0 {
@@ -402,6 +438,7 @@ async fn round(master: &Master) -> crate::error::Result<()> {
             .propose_local(plan_tasks_command(place, kills, changed))
             .await?;
     }
+    sched.memory().rolling = rolling;
     let t_commit = t0.elapsed();
     dispatch(master);
     master

@@ -140,12 +140,11 @@ async fn session(
                 let mut report = Vec::new();
                 let mut full = false;
                 match m.kind {
-                    Some(master_message::Kind::Registered(_)) => {
-                        if !*counted {
-                            *counted = true;
-                            c.registered.fetch_add(1, Ordering::Relaxed);
-                        }
+                    Some(master_message::Kind::Registered(_)) if !*counted => {
+                        *counted = true;
+                        c.registered.fetch_add(1, Ordering::Relaxed);
                     }
+                    Some(master_message::Kind::Registered(_)) => {}
                     Some(master_message::Kind::Launch(l)) => {
                         c.launched.fetch_add(l.tasks.len(), Ordering::Relaxed);
                         for t in l.tasks {
