@@ -232,10 +232,21 @@ impl AgentApi for AgentService {
             registered_version: 0,
             http_addr: reg.http_addr.clone(),
         };
-        master
-            .propose(put_agent_command(agent))
-            .await
-            .map_err(to_status)?;
+        // A re-registration with the same facts (every agent, after every
+        // leader change) would commit nothing: skip the raft round trip.
+        let known = master.read(|st| {
+            st.agents.get(&agent.id).is_some_and(|a| {
+                let mut same = agent.clone();
+                same.registered_version = a.registered_version;
+                **a == same
+            })
+        });
+        if !known {
+            master
+                .propose(put_agent_command(agent))
+                .await
+                .map_err(to_status)?;
+        }
         let id = reg.agent_id;
         info!(agent = %id, hostname = %reg.hostname, tasks = reg.tasks.len(), "agent registered");
         let _ = tx

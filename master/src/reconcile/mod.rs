@@ -39,6 +39,8 @@ pub const DEFAULT_KILL_GRACE_MS: u64 = 5_000;
 const RELAUNCH_AFTER: Duration = Duration::from_secs(10);
 /// A kill not followed by the task's end within this time is sent again.
 const REKILL_AFTER: Duration = Duration::from_secs(10);
+/// Most placements in one raft entry.
+const MAX_PLACEMENTS_PER_ENTRY: usize = 2_000;
 /// Rounds run at least this often, to retry what could not be sent.
 const TICK: Duration = Duration::from_secs(1);
 
@@ -434,9 +436,20 @@ async fn round(master: &Master) -> crate::error::Result<()> {
             waiting = changed.len(),
             "committing a round"
         );
-        master
-            .propose_local(plan_tasks_command(place, kills, changed))
-            .await?;
+        // A few entries of bounded size rather than one huge one: every
+        // master applies an entry on its raft thread, and a long apply
+        // delays heartbeats enough to start needless elections.
+        let mut rest = place;
+        let mut first = Some((kills, changed));
+        while !rest.is_empty() || first.is_some() {
+            let chunk: Vec<Task> = rest
+                .drain(..rest.len().min(MAX_PLACEMENTS_PER_ENTRY))
+                .collect();
+            let (kills, changed) = first.take().unwrap_or_default();
+            master
+                .propose_local(plan_tasks_command(chunk, kills, changed))
+                .await?;
+        }
     }
     sched.memory().rolling = rolling;
     let t_commit = t0.elapsed();

@@ -35,6 +35,9 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Writes retried because leadership moved under them.
+static LEADER_CHANGES_SEEN: AtomicUsize = AtomicUsize::new(0);
+
 /// Counters shared by the simulated agents.
 #[derive(Default)]
 struct Counters {
@@ -336,13 +339,31 @@ pub async fn schedule(agents: usize, tasks: usize) -> anyhow::Result<()> {
         .map(|s| {
             let mut client = client.clone();
             async move {
-                client
-                    .put_job(PutJobRequest {
-                        spec: s,
-                        format: "json".into(),
-                    })
-                    .await
-                    .context("put job")
+                // As any client: a write caught by a leader change is
+                // retried (puts are idempotent).
+                let mut tries = 0;
+                loop {
+                    let r = client
+                        .put_job(PutJobRequest {
+                            spec: s.clone(),
+                            format: "json".into(),
+                        })
+                        .await;
+                    match r {
+                        Err(e)
+                            if tries < 20
+                                && matches!(
+                                    e.code(),
+                                    tonic::Code::Aborted | tonic::Code::Unavailable
+                                ) =>
+                        {
+                            tries += 1;
+                            LEADER_CHANGES_SEEN.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        r => return r.context("put job"),
+                    }
+                }
             }
         })
         .buffer_unordered(16)
@@ -424,8 +445,15 @@ pub async fn schedule(agents: usize, tasks: usize) -> anyhow::Result<()> {
         "packing: {used} agents used, lower bound {bound}, ratio {:.3}",
         used as f64 / bound.max(1) as f64
     );
+    let retried = LEADER_CHANGES_SEEN.load(Ordering::Relaxed);
+    if retried > 0 {
+        println!("({retried} job submissions retried after a leader change)");
+    }
     if let Some(to) = std::env::var_os("OCEAN_BENCH_KEEP_LOG") {
-        std::fs::copy(c.master(leader).process.log_path(), &to)?;
+        for id in [1, 2, 3] {
+            let dest = format!("{}.{id}", to.to_string_lossy());
+            std::fs::copy(c.master(id).process.log_path(), dest)?;
+        }
     }
     for id in [1, 2, 3] {
         if id != leader {
