@@ -53,6 +53,7 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    exit_with_parent();
     let server = matches!(cli.command, Command::Dev(_) | Command::Master(_))
         || matches!(&cli.command, Command::Agent(a) if a.is_run());
     init_tracing(server);
@@ -84,6 +85,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Task(cmd) => cmd_task::task(&client()?, cmd).await,
         Command::Agent(cmd) => cmd_agent::agent(client, cmd).await,
     }
+}
+
+/// With `OCEAN_EXIT_WITH_PARENT=1` (set by test harnesses and benchmark
+/// drivers), exit as soon as the parent process is gone, so a killed or
+/// timed-out driver leaves no master or agent behind. Tasks are not
+/// affected: they live in their own sessions and cgroups.
+fn exit_with_parent() {
+    if std::env::var_os("OCEAN_EXIT_WITH_PARENT").is_none() {
+        return;
+    }
+    let parent = std::os::unix::process::parent_id();
+    let _ = std::thread::Builder::new()
+        .name("parent-watch".into())
+        .spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            if std::os::unix::process::parent_id() != parent {
+                std::process::exit(0);
+            }
+        });
 }
 
 fn init_tracing(server: bool) {

@@ -73,6 +73,9 @@ impl Process {
             .context("open log")?;
         let child = Command::new(ocean_bin())
             .args(args)
+            // A test or benchmark killed before its handles drop must not
+            // leave masters and agents running.
+            .env("OCEAN_EXIT_WITH_PARENT", "1")
             // `OCEAN_TEST_LOG` (e.g. `ocean_master::reconcile=debug,info`)
             // turns up the processes' logging when chasing a problem.
             .env(

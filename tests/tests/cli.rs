@@ -100,6 +100,7 @@ fn dev_runs_the_tour() {
     let _dev = Dev(
         Command::new(ocean_bin())
             .args(["dev", "--http", &http, "--grpc", &grpc])
+            .env("OCEAN_EXIT_WITH_PARENT", "1")
             .env("OCEAN_DATA_DIR", dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
