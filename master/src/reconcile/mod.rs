@@ -21,7 +21,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ocean_proto::agent::{master_message, Kill, KillTask, Launch, LaunchTask, MasterMessage};
+use ocean_proto::agent::{
+    master_message, Kill, KillTask, Launch, LaunchTask, MasterMessage, Reconcile,
+};
 use ocean_proto::v1::{Task, TaskPort, TaskUpdate};
 use ocean_scheduler_policies as sp;
 use tokio::sync::{mpsc, Notify};
@@ -39,6 +41,9 @@ pub const DEFAULT_KILL_GRACE_MS: u64 = 5_000;
 const RELAUNCH_AFTER: Duration = Duration::from_secs(10);
 /// A kill not followed by the task's end within this time is sent again.
 const REKILL_AFTER: Duration = Duration::from_secs(10);
+/// How often the leader asks every agent for a full report (anti-entropy:
+/// a status lost on the way is found within this time).
+const RECONCILE_EVERY: Duration = Duration::from_secs(60);
 /// Most placements in one raft entry.
 const MAX_PLACEMENTS_PER_ENTRY: usize = 2_000;
 /// Rounds run at least this often, to retry what could not be sent.
@@ -184,7 +189,12 @@ async fn run(master: Master) {
             m.killed.clear();
         }
         let mut due = true;
+        let mut last_sweep = Instant::now();
         while leads(&master, term) {
+            if last_sweep.elapsed() >= RECONCILE_EVERY {
+                last_sweep = Instant::now();
+                ask_full_reports(&master);
+            }
             if due {
                 due = false;
                 if let Err(e) = round(&master).await {
@@ -466,6 +476,19 @@ async fn round(master: &Master) -> crate::error::Result<()> {
         "round done"
     );
     Ok(())
+}
+
+/// Sends `Reconcile` to every connected agent; each answers with a full
+/// report, handled like a registration's.
+fn ask_full_reports(master: &Master) {
+    let agents = master.sessions().connected();
+    debug!(agents = agents.len(), "asking agents for full reports");
+    for agent in agents {
+        let msg = MasterMessage {
+            kind: Some(master_message::Kind::Reconcile(Reconcile {})),
+        };
+        master.sessions().send(&agent, msg);
+    }
 }
 
 /// Sends launches for placed tasks and kills for tasks being stopped, per
