@@ -486,3 +486,77 @@ async fn group_by_spreads_over_the_idcs() {
     })
     .await;
 }
+
+/// A system-class job (priority >= 1000) that fits nowhere preempts a
+/// lower-priority task, visibly (reason `preempted` in the task's events);
+/// an ordinary job only waits.
+#[tokio::test(flavor = "multi_thread")]
+async fn system_jobs_preempt_and_ordinary_jobs_wait() {
+    bounded(90, async {
+        let c = Cluster::start(1, &[])?;
+        let api = c.master(1).api();
+        let _agents = start_agents(&c, &[("small", &["--resources", "cpus=1,mem=1024"])])?;
+        wait_connected(&api, 1).await?;
+        let low = job_id("low");
+        let mut s = spec("low", "sleep 600", 2, 16);
+        s["resources"]["cpus"] = json!(0.5);
+        submit(&api, &s).await?;
+        wait_tasks(&api, &low, "2 low RUNNING", WAIT, |l| running(l).len() == 2).await?;
+
+        // Priority 500 is not the system class: it waits, nothing is killed.
+        let mid = job_id("mid");
+        let mut s = spec("mid", "sleep 600", 1, 16);
+        s["resources"]["cpus"] = json!(0.5);
+        s["priority"] = json!(500);
+        submit(&api, &s).await?;
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let r = api.get(&format!("/v1/jobs/{mid}")).await?;
+            if r.body["waiting"]
+                .as_str()
+                .is_some_and(|w| w.contains("cpus"))
+            {
+                break;
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "mid never waited: {}",
+                r.body
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            running(&ocean_tests::tasks::tasks(&api, &low).await).len(),
+            2
+        );
+        api.delete(&format!("/v1/jobs/{mid}")).await?;
+
+        let high = job_id("high");
+        let mut s = spec("high", "sleep 600", 1, 16);
+        s["resources"]["cpus"] = json!(0.5);
+        s["priority"] = json!(1000);
+        submit(&api, &s).await?;
+        if let Err(e) =
+            wait_tasks(&api, &high, "high RUNNING", WAIT, |l| running(l).len() == 1).await
+        {
+            let r = api.get(&format!("/v1/jobs/{high}")).await?;
+            anyhow::bail!("{e:#}; job: {}", r.body);
+        }
+        let list = wait_tasks(&api, &low, "one low task preempted", WAIT, |l| {
+            l.iter()
+                .any(|t| t["reason"] == "preempted" && t["state"] == "KILLED")
+        })
+        .await?;
+        let victim = list.iter().find(|t| t["reason"] == "preempted").unwrap();
+        assert!(
+            victim["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(&high),
+            "{victim}"
+        );
+        assert_eq!(running(&list).len(), 1, "{list:?}");
+        Ok(())
+    })
+    .await;
+}

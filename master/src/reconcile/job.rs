@@ -8,6 +8,11 @@ use ocean_proto::v1::{Job, Task};
 use ocean_scheduler_policies as sp;
 use ocean_spec::JobSpec;
 
+/// Jobs at this priority or above are the system class: when their tasks
+/// fit nowhere, tasks of lower priority are preempted for them. Ordinary
+/// jobs never preempt.
+pub const SYSTEM_PRIORITY: i32 = 1000;
+
 /// A job with its spec parsed once per version.
 #[derive(Debug, Clone)]
 pub struct JobView {
@@ -78,7 +83,7 @@ impl JobView {
                 .collect(),
             constraints: self.constraints.clone().unwrap_or_default(),
             priority: self.spec.priority,
-            preemption: false,
+            preemption: self.spec.priority >= SYSTEM_PRIORITY,
             pdl: self.pdl(),
             service_path: self.id.clone(),
             policy: self.spec.placement_policy.as_ref().and_then(|p| {

@@ -264,14 +264,13 @@ impl View {
             })
             .collect();
         let mut tasks: HashMap<String, Vec<Arc<Task>>> = HashMap::new();
-        let mut reserved: HashMap<&str, (sp::Resources, Vec<u16>)> = HashMap::new();
+        // Every task that has not ended holds its resources and ports; the
+        // planner adds `running` to each agent's usage itself, so agents
+        // carry no other reservation.
         let mut running = Vec::new();
         for t in st.tasks.values().filter(|t| !is_terminal(&t.state)) {
             tasks.entry(t.job_id.clone()).or_default().push(t.clone());
             let res = sp::Resources::new(t.cpus, t.mem_mib, t.disk_mib);
-            let r = reserved.entry(t.agent_id.as_str()).or_default();
-            r.0 = r.0.saturating_add(res);
-            r.1.extend(t.ports.iter().map(|p| p.port as u16));
             let spec = specs.get(&t.job_id);
             running.push(sp::RunningTask {
                 id: t.id.clone(),
@@ -306,13 +305,12 @@ impl View {
                         .entry(sp::ATTR_STATUS.to_string())
                         .or_insert_with(|| sp::STATUS_ONLINE.to_string());
                 }
-                let (used, ports) = reserved.remove(a.id.as_str()).unwrap_or_default();
                 sp::Agent {
                     id: a.id.clone(),
                     capacity: sp::Resources::new(a.cpus, a.mem_mib, a.disk_mib),
-                    reserved: used,
+                    reserved: sp::Resources::default(),
                     port_ranges: vec![sp::PortRange::new(a.port_low as u16, a.port_high as u16)],
-                    reserved_ports: ports,
+                    reserved_ports: Vec::new(),
                     attributes,
                 }
             })
@@ -352,6 +350,7 @@ async fn round(master: &Master) -> crate::error::Result<()> {
     let mut waiting = BTreeMap::new();
     let mut t_plan = Duration::ZERO;
     let mut rolling = HashSet::new();
+    let mut preempted = HashMap::new();
     let empty = Vec::new();
     for job in &view.jobs {
         let tasks: Vec<&Task> = view
@@ -420,6 +419,17 @@ async fn round(master: &Master) -> crate::error::Result<()> {
                 ..Default::default()
             });
         }
+        for p in &plan.preemptions {
+            let priority = by_job.get(p.for_job).map(|j| j.spec.priority).unwrap_or(0);
+            kills.push(p.victim.to_string());
+            preempted.insert(
+                p.victim.to_string(),
+                format!(
+                    "preempted on agent {} for task {} of job {} (priority {priority})",
+                    p.agent, p.for_task, p.for_job
+                ),
+            );
+        }
         for u in &plan.unplaced {
             waiting.insert(
                 u.job.to_string(),
@@ -450,15 +460,17 @@ async fn round(master: &Master) -> crate::error::Result<()> {
         // master applies an entry on its raft thread, and a long apply
         // delays heartbeats enough to start needless elections.
         let mut rest = place;
-        let mut first = Some((kills, changed));
+        let mut first = Some((kills, changed, preempted));
         while !rest.is_empty() || first.is_some() {
             let chunk: Vec<Task> = rest
                 .drain(..rest.len().min(MAX_PLACEMENTS_PER_ENTRY))
                 .collect();
-            let (kills, changed) = first.take().unwrap_or_default();
-            master
-                .propose_local(plan_tasks_command(chunk, kills, changed))
-                .await?;
+            let (kills, changed, preempted) = first.take().unwrap_or_default();
+            let mut cmd = plan_tasks_command(chunk, kills, changed);
+            if let Some(ocean_proto::v1::command::Kind::PlanTasks(p)) = &mut cmd.kind {
+                p.preempted = preempted;
+            }
+            master.propose_local(cmd).await?;
         }
     }
     sched.memory().rolling = rolling;

@@ -266,6 +266,7 @@ pub fn plan_tasks_command(
             place,
             kill,
             waiting,
+            preempted: Default::default(),
         })),
     }
 }

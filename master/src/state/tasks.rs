@@ -138,7 +138,7 @@ impl ClusterState {
             changes.push(Change::TaskPut(t));
         }
         for id in &plan.kill {
-            if let Some(c) = self.request_kill(id, next) {
+            if let Some(c) = self.request_kill(id, next, plan.preempted.get(id)) {
                 changes.push(c);
             }
         }
@@ -159,13 +159,22 @@ impl ClusterState {
         self.finish(changes)
     }
 
-    fn request_kill(&mut self, id: &str, version: u64) -> Option<Change> {
+    fn request_kill(
+        &mut self,
+        id: &str,
+        version: u64,
+        preempted: Option<&String>,
+    ) -> Option<Change> {
         let task = self.tasks.get(id)?;
         if task.kill_requested || is_terminal(&task.state) {
             return None;
         }
         let mut t = Task::clone(task);
         t.kill_requested = true;
+        if let Some(why) = preempted {
+            t.reason = "preempted".into();
+            t.message = why.clone();
+        }
         t.updated_version = version;
         let t = Arc::new(t);
         self.tasks.insert(t.id.clone(), t.clone());
@@ -177,7 +186,7 @@ impl ClusterState {
         let ids: Vec<String> = self.tasks_of(job).map(|t| t.id.clone()).collect();
         let mut changes: Vec<Change> = ids
             .iter()
-            .filter_map(|id| self.request_kill(id, version))
+            .filter_map(|id| self.request_kill(id, version, None))
             .collect();
         // Ended tasks of a deleted job have nobody left to look at them.
         for id in ids {
@@ -217,10 +226,15 @@ impl ClusterState {
                 t.signal = u.signal;
                 ended_jobs.insert(t.job_id.clone());
             }
-            if !u.reason.is_empty() {
-                t.reason = u.reason.clone();
+            // Why the master stopped a task says more than the agent's
+            // "killed": keep it.
+            let ours = t.kill_requested && t.reason == "preempted";
+            if !ours {
+                if !u.reason.is_empty() {
+                    t.reason = u.reason.clone();
+                }
+                t.message = u.message.clone();
             }
-            t.message = u.message.clone();
             if *task.as_ref() == t {
                 continue;
             }
