@@ -19,7 +19,7 @@ use ocean_proto::agent::{
 use ocean_proto::v1::ocean_api_client::OceanApiClient;
 use ocean_proto::v1::PutJobRequest;
 use ocean_scheduler_policies::synthetic::{self, WorkloadSpec};
-use ocean_scheduler_policies::{JobRequest, Operator};
+use ocean_scheduler_policies::JobRequest;
 use ocean_tests::Cluster;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -208,15 +208,7 @@ fn spec_of(j: &JobRequest) -> Value {
         .constraints
         .iter()
         .map(|c| {
-            let op = match c.operator {
-                Operator::Unique => "UNIQUE",
-                Operator::Cluster => "CLUSTER",
-                Operator::GroupBy => "GROUP_BY",
-                Operator::Like => "LIKE",
-                Operator::Unlike => "UNLIKE",
-                Operator::MaxPer => "MAX_PER",
-                Operator::Is => "IS",
-            };
+            let op = c.operator.as_str();
             match &c.value {
                 Some(v) => json!([c.attribute, op, v]),
                 None => json!([c.attribute, op]),
