@@ -46,6 +46,40 @@ pub struct MasterConfig {
     /// Raft settings.
     #[serde(default)]
     pub raft: RaftSettings,
+    /// Placement settings the leader uses.
+    #[serde(default)]
+    pub scheduler: SchedulerSettings,
+}
+
+/// Cluster-wide placement settings: fair share between product lines and
+/// quotas on service-tree nodes. Read by whichever master leads, so every
+/// master should be given the same.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerSettings {
+    /// Weight of each product line (`cop.<c>_owt.<o>_pdl.<p>`) in weighted
+    /// dominant-resource fairness; unnamed product lines weigh 1.
+    #[serde(default)]
+    pub pdl_weights: BTreeMap<String, f64>,
+    /// Caps on what the tasks under a service-tree node may hold.
+    #[serde(default)]
+    pub quotas: Vec<QuotaSetting>,
+}
+
+/// One quota: the tasks of every job under `node` (an id prefix ending at a
+/// tag boundary, e.g. `cop.example_owt.dev_pdl.demo`) hold at most `cpus`
+/// and `mem` MiB together; tasks over it wait with the quota as the reason.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaSetting {
+    /// The service-tree node.
+    pub node: String,
+    /// Most cpus.
+    #[serde(default)]
+    pub cpus: Option<f64>,
+    /// Most memory, MiB.
+    #[serde(default)]
+    pub mem: Option<u64>,
 }
 
 /// Timing and log-compaction settings of the raft driver.
@@ -126,6 +160,7 @@ impl MasterConfig {
             advertise_http: None,
             advertise_grpc: None,
             raft: RaftSettings::default(),
+            scheduler: SchedulerSettings::default(),
         }
     }
 
@@ -175,6 +210,39 @@ impl MasterConfig {
         }
         if r.snapshot_entries == 0 {
             return bad("raft.snapshot_entries", "must be at least 1".into());
+        }
+        for (pdl, w) in &self.scheduler.pdl_weights {
+            if !(w.is_finite() && *w > 0.0) {
+                return bad(
+                    &format!("scheduler.pdl_weights.{pdl}"),
+                    format!("must be a positive number; got {w}"),
+                );
+            }
+        }
+        for (i, q) in self.scheduler.quotas.iter().enumerate() {
+            if q.node.is_empty() || !q.node.starts_with("cop.") {
+                return bad(
+                    &format!("scheduler.quotas[{i}].node"),
+                    format!(
+                        "'{}' is not a service-tree node (cop.<c>[_owt.<o>...])",
+                        q.node
+                    ),
+                );
+            }
+            if q.cpus.is_none() && q.mem.is_none() {
+                return bad(
+                    &format!("scheduler.quotas[{i}]"),
+                    "give cpus, mem or both".into(),
+                );
+            }
+            if let Some(c) = q.cpus {
+                if !(c.is_finite() && c >= 0.0) {
+                    return bad(
+                        &format!("scheduler.quotas[{i}].cpus"),
+                        format!("must be a non-negative number; got {c}"),
+                    );
+                }
+            }
         }
         Ok(())
     }
@@ -285,5 +353,35 @@ mod tests {
         c.raft.election_ticks = 5;
         c.id = 0;
         assert!(c.validate().unwrap_err().to_string().contains("id"));
+    }
+
+    #[test]
+    fn scheduler_settings_parse_and_name_bad_fields() {
+        let text = r#"
+            id = 1
+            data_dir = "/tmp/x"
+            peers = { 1 = "127.0.0.1:7701" }
+            [scheduler]
+            pdl_weights = { "cop.a_owt.b_pdl.c" = 2.0 }
+            [[scheduler.quotas]]
+            node = "cop.a_owt.b_pdl.c"
+            cpus = 4.0
+        "#;
+        let mut c: MasterConfig = toml::from_str(text).unwrap();
+        assert!(c.validate().is_ok());
+        assert_eq!(c.scheduler.pdl_weights["cop.a_owt.b_pdl.c"], 2.0);
+        assert_eq!(c.scheduler.quotas[0].cpus, Some(4.0));
+        c.scheduler.quotas[0].node = "a_owt.b".into();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("scheduler.quotas[0].node"), "{e}");
+        c.scheduler.quotas[0].node = "cop.a".into();
+        c.scheduler.pdl_weights.insert("cop.x".into(), -1.0);
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("scheduler.pdl_weights.cop.x"), "{e}");
+        let typo = text.replace("cpus = 4.0", "cpu = 4.0");
+        let e = toml::from_str::<MasterConfig>(&typo)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cpu"), "{e}");
     }
 }

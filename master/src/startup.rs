@@ -147,7 +147,7 @@ pub async fn start(config: &MasterConfig) -> Result<Started> {
             grpc_addr,
             http_addr,
             sessions: Default::default(),
-            scheduler: Default::default(),
+            scheduler: crate::reconcile::Scheduler::new(&config.scheduler),
             agent_http: reqwest::Client::builder()
                 .connect_timeout(std::time::Duration::from_secs(2))
                 .build()

@@ -560,3 +560,48 @@ async fn system_jobs_preempt_and_ordinary_jobs_wait() {
     })
     .await;
 }
+
+/// A quota on a service-tree node (from the masters' config file) holds the
+/// tasks over it, with the quota as the reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn quotas_hold_tasks_over_them() {
+    bounded(90, async {
+        let dir = tempfile::tempdir()?;
+        let cfg = dir.path().join("master.toml");
+        // Flags from the test cluster override everything but [scheduler].
+        std::fs::write(
+            &cfg,
+            format!(
+                "id = 1\ndata_dir = \"/nonexistent\"\npeers = {{ 1 = \"127.0.0.1:1\" }}\n\
+                 [scheduler]\n[[scheduler.quotas]]\nnode = \"{}\"\ncpus = 0.25\n",
+                job_id("capped")
+            ),
+        )?;
+        let c = Cluster::start(1, &["--config", cfg.to_str().unwrap_or_default()])?;
+        let api = c.master(1).api();
+        let _agents = start_agents(&c, &[("a", &[])])?;
+        wait_connected(&api, 1).await?;
+        let job = job_id("capped");
+        submit(&api, &spec("capped", "sleep 600", 3, 8)).await?;
+        wait_tasks(&api, &job, "2 RUNNING", WAIT, |l| running(l).len() == 2).await?;
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let r = api.get(&format!("/v1/jobs/{job}")).await?;
+            if r.body["waiting"]
+                .as_str()
+                .is_some_and(|w| w.contains("over quota"))
+            {
+                break;
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "no quota reason: {}",
+                r.body
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(live(&ocean_tests::tasks::tasks(&api, &job).await).len(), 2);
+        Ok(())
+    })
+    .await;
+}

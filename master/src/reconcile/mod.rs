@@ -67,6 +67,9 @@ pub struct Scheduler {
     /// The term whose leader (this master) has applied everything
     /// committed before it: from then on its state knows every task.
     ready_term: tokio::sync::watch::Sender<u64>,
+    /// Fair-share weights and quotas, as placement takes them.
+    weights: BTreeMap<String, f64>,
+    quotas: Vec<sp::Quota>,
 }
 
 /// What this leader remembers between rounds (not replicated: a new leader
@@ -80,10 +83,31 @@ struct Memory {
     rolling: HashSet<String>,
 }
 
+impl Scheduler {
+    /// A scheduler with the cluster's placement settings.
+    pub fn new(settings: &crate::config::SchedulerSettings) -> Self {
+        Scheduler {
+            weights: settings.pdl_weights.clone(),
+            quotas: settings
+                .quotas
+                .iter()
+                .map(|q| sp::Quota {
+                    node: q.node.clone(),
+                    cpus_milli: q.cpus.map(|c| sp::Resources::new(c, 0, 0).cpus_milli),
+                    mem_mib: q.mem,
+                })
+                .collect(),
+            ..Scheduler::default()
+        }
+    }
+}
+
 impl Default for Scheduler {
     fn default() -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         Scheduler {
+            weights: BTreeMap::new(),
+            quotas: Vec::new(),
             updates: tx,
             updates_rx: Mutex::new(Some(rx)),
             memory: Mutex::new(Memory::default()),
@@ -382,7 +406,8 @@ async fn round(master: &Master) -> crate::error::Result<()> {
             agents: view.agents.clone(),
             running: view.running.clone(),
             pending,
-            ..Default::default()
+            pdl_weights: sched.weights.clone(),
+            quotas: sched.quotas.clone(),
         };
         let tp = Instant::now();
         let plan = sp::plan(&snapshot, &sp::Config::default());
