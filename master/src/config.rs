@@ -356,6 +356,18 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_is_valid() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/examples/master-1.toml"
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let c: MasterConfig = toml::from_str(&text).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.scheduler.quotas.len(), 1);
+    }
+
+    #[test]
     fn scheduler_settings_parse_and_name_bad_fields() {
         let text = r#"
             id = 1
