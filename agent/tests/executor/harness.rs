@@ -189,6 +189,32 @@ pub async fn wait_for(
     }
 }
 
+/// Waits until each `(task, state)` has been reported, whatever the order
+/// of the statuses (`wait_for` skips other tasks' statuses, so two
+/// `wait_for`s in a row can miss the second task's status). Returns the
+/// statuses in the order asked.
+pub async fn wait_each(
+    rx: &mut UnboundedReceiver<TaskStatus>,
+    wanted: &[(&str, TaskState)],
+    within: Duration,
+) -> anyhow::Result<Vec<TaskStatus>> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut found: Vec<Option<TaskStatus>> = vec![None; wanted.len()];
+    while found.iter().any(Option::is_none) {
+        let status = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .map_err(|_| anyhow!("timed out waiting for {wanted:?}; got {found:?}"))?
+            .ok_or_else(|| anyhow!("status channel closed"))?;
+        if let Some(i) = wanted
+            .iter()
+            .position(|(t, s)| *t == status.task_id && *s == status.state)
+        {
+            found[i] = Some(status);
+        }
+    }
+    Ok(found.into_iter().flatten().collect())
+}
+
 /// Waits until `check` holds, polling every 20 ms, up to `within`.
 pub async fn eventually(
     within: Duration,

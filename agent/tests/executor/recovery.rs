@@ -7,7 +7,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use ocean_agent::{PortRequest, Reason, TaskSpec, TaskState};
 
-use crate::harness::{bounded, eventually, process_exists, wait_for, Harness};
+use crate::harness::{bounded, eventually, process_exists, wait_each, wait_for, Harness};
 
 #[tokio::test]
 async fn a_restarted_executor_readopts_survivors_and_reports_the_dead() -> anyhow::Result<()> {
@@ -26,17 +26,13 @@ async fn a_restarted_executor_readopts_survivors_and_reports_the_dead() -> anyho
         let victim = executor
             .launch(TaskSpec::shell("victim", "job1", "exec sleep 60"))
             .await?;
-        wait_for(
+        // Both must run; their statuses may arrive in either order.
+        wait_each(
             &mut rx,
-            "survivor",
-            TaskState::Running,
-            Duration::from_secs(10),
-        )
-        .await?;
-        wait_for(
-            &mut rx,
-            "victim",
-            TaskState::Running,
+            &[
+                ("survivor", TaskState::Running),
+                ("victim", TaskState::Running),
+            ],
             Duration::from_secs(10),
         )
         .await?;
@@ -73,16 +69,17 @@ async fn a_restarted_executor_readopts_survivors_and_reports_the_dead() -> anyho
             assert!(!dir.exists(), "victim's {} left behind", dir.display());
         }
 
-        let adopted = wait_for(
+        let seen = wait_each(
             &mut rx,
-            "survivor",
-            TaskState::Running,
+            &[
+                ("survivor", TaskState::Running),
+                ("victim", TaskState::Lost),
+            ],
             Duration::from_secs(5),
         )
         .await?;
-        assert_eq!(adopted.reason, Some(Reason::Recovered));
-        let lost = wait_for(&mut rx, "victim", TaskState::Lost, Duration::from_secs(5)).await?;
-        assert_eq!(lost.pid, Some(victim.pid));
+        assert_eq!(seen[0].reason, Some(Reason::Recovered));
+        assert_eq!(seen[1].pid, Some(victim.pid));
 
         // The re-adopted task is fully managed: kill works and cleans up.
         executor.kill("survivor", Some(Duration::from_secs(2)))?;
