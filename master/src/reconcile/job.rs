@@ -27,6 +27,9 @@ pub struct JobView {
     /// The spec's constraints for the placement crate (invalid ones are
     /// reported as the job's waiting reason instead).
     pub constraints: Result<Vec<sp::Constraint>, String>,
+    /// The product-line node, computed once (every task of every round
+    /// needs it).
+    pdl: String,
 }
 
 impl JobView {
@@ -44,7 +47,10 @@ impl JobView {
                 sp::Constraint::from_parts(&parts).map_err(|e| format!("constraints[{i}]: {e}"))
             })
             .collect();
+        let t = spec.service_tree_id();
+        let pdl = format!("cop.{}_owt.{}_pdl.{}", t.cop, t.owt, t.pdl);
         Some(JobView {
+            pdl,
             id: job.id.clone(),
             updated_version: job.updated_version,
             hash: config_hash(&spec),
@@ -61,9 +67,8 @@ impl JobView {
 
     /// The product-line node of the service tree (`cop.c_owt.o_pdl.p`),
     /// the unit of fair share.
-    pub fn pdl(&self) -> String {
-        let t = self.spec.service_tree_id();
-        format!("cop.{}_owt.{}_pdl.{}", t.cop, t.owt, t.pdl)
+    pub fn pdl(&self) -> &str {
+        &self.pdl
     }
 
     /// A placement request for `tasks` new task ids.
@@ -84,7 +89,7 @@ impl JobView {
             constraints: self.constraints.clone().unwrap_or_default(),
             priority: self.spec.priority,
             preemption: self.spec.priority >= SYSTEM_PRIORITY,
-            pdl: self.pdl(),
+            pdl: self.pdl.clone(),
             service_path: self.id.clone(),
             policy: self.spec.placement_policy.as_ref().and_then(|p| {
                 serde_json::to_value(p)

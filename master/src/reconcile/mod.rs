@@ -303,7 +303,7 @@ impl View {
                 resources: res,
                 ports: t.ports.iter().map(|p| p.port as u16).collect(),
                 priority: spec.map(|s| s.spec.priority).unwrap_or(0),
-                pdl: spec.map(|s| s.pdl()).unwrap_or_default(),
+                pdl: spec.map(|s| s.pdl().to_string()).unwrap_or_default(),
                 service_path: t.job_id.clone(),
             });
         }
