@@ -252,6 +252,31 @@ async fn run(master: Master) {
     }
 }
 
+/// What a round reads of the state, taken quickly under its lock.
+struct Captured {
+    version: u64,
+    jobs: Vec<Arc<ocean_proto::v1::Job>>,
+    /// Tasks that have not ended.
+    tasks: Vec<Arc<Task>>,
+    agents: Vec<Arc<ocean_proto::v1::Agent>>,
+}
+
+impl Captured {
+    fn take(st: &ClusterState) -> Captured {
+        Captured {
+            version: st.version,
+            jobs: st.jobs.values().cloned().collect(),
+            tasks: st
+                .tasks
+                .values()
+                .filter(|t| !is_terminal(&t.state))
+                .cloned()
+                .collect(),
+            agents: st.agents.values().cloned().collect(),
+        }
+    }
+}
+
 /// The cluster as placement sees it this round.
 struct View {
     version: u64,
@@ -268,14 +293,15 @@ struct View {
 
 impl View {
     fn build(
-        st: &ClusterState,
+        st: &Captured,
         connected: &HashSet<String>,
         specs: &mut HashMap<String, Arc<JobView>>,
     ) -> View {
-        specs.retain(|id, _| st.jobs.contains_key(id));
+        let ids: HashSet<&str> = st.jobs.iter().map(|j| j.id.as_str()).collect();
+        specs.retain(|id, _| ids.contains(id.as_str()));
         let jobs: Vec<Arc<JobView>> = st
             .jobs
-            .values()
+            .iter()
             .filter_map(|j| {
                 if let Some(v) = specs.get(&j.id) {
                     if v.updated_version == j.updated_version {
@@ -292,7 +318,7 @@ impl View {
         // planner adds `running` to each agent's usage itself, so agents
         // carry no other reservation.
         let mut running = Vec::new();
-        for t in st.tasks.values().filter(|t| !is_terminal(&t.state)) {
+        for t in &st.tasks {
             tasks.entry(t.job_id.clone()).or_default().push(t.clone());
             let res = sp::Resources::new(t.cpus, t.mem_mib, t.disk_mib);
             let spec = specs.get(&t.job_id);
@@ -310,7 +336,7 @@ impl View {
         let mut hosts = HashMap::new();
         let agents = st
             .agents
-            .values()
+            .iter()
             .map(|a| {
                 hosts.insert(a.id.clone(), (a.hostname.clone(), a.address.clone()));
                 let mut attributes: BTreeMap<String, String> = a
@@ -341,7 +367,7 @@ impl View {
             .collect();
         let waiting = st
             .jobs
-            .values()
+            .iter()
             .filter(|j| !j.waiting.is_empty())
             .map(|j| (j.id.clone(), j.waiting.clone()))
             .collect();
@@ -364,7 +390,11 @@ async fn round(master: &Master) -> crate::error::Result<()> {
     let t0 = Instant::now();
     let view = {
         let mut specs = std::mem::take(&mut sched.memory().specs);
-        let v = master.read(|st| View::build(st, &connected, &mut specs));
+        // Only Arcs are copied under the state's read lock: the raft
+        // thread needs the write lock to apply, and a long hold here
+        // delays heartbeats enough to start elections.
+        let captured = master.read(Captured::take);
+        let v = View::build(&captured, &connected, &mut specs);
         sched.memory().specs = specs;
         v
     };

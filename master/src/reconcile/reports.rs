@@ -10,7 +10,7 @@ use tracing::{debug, warn};
 
 use super::DEFAULT_KILL_GRACE_MS;
 use crate::master::Master;
-use crate::state::{is_terminal, rank, task_updates_command, LOST, STAGING};
+use crate::state::{is_terminal, rank, task_updates_command, ClusterState, LOST, STAGING};
 
 /// Most updates put in one raft entry.
 const MAX_BATCH: usize = 5_000;
@@ -99,16 +99,13 @@ pub struct FullReport {
 }
 
 /// Compares a full report of `agent` with the state. Pure.
-pub fn compare(
-    agent: &str,
-    statuses: &[TaskStatus],
-    tasks: &std::collections::BTreeMap<String, std::sync::Arc<ocean_proto::v1::Task>>,
-) -> FullReport {
+pub fn compare(agent: &str, statuses: &[TaskStatus], st: &ClusterState) -> FullReport {
     let mut out = FullReport::default();
     let mut seen = HashSet::new();
     for u in checked(agent, statuses) {
         seen.insert(u.task_id.clone());
-        let known = tasks
+        let known = st
+            .tasks
             .get(&u.task_id)
             .filter(|t| t.agent_id == agent && !is_terminal(&t.state));
         match known {
@@ -120,8 +117,10 @@ pub fn compare(
             None => {}
         }
     }
-    for t in tasks.values() {
-        if t.agent_id != agent || is_terminal(&t.state) || seen.contains(&t.id) {
+    // Only this agent's tasks: after a leader change every agent reports,
+    // and a scan of all tasks per report would hold the state for minutes.
+    for t in st.tasks_on(agent) {
+        if is_terminal(&t.state) || seen.contains(&t.id) {
             continue;
         }
         if t.state == STAGING {
@@ -152,7 +151,7 @@ pub async fn full_report(master: Master, agent: String, statuses: Vec<TaskStatus
         debug!(agent = %agent, "full report ignored: not a ready leader");
         return;
     }
-    let report = master.read(|st| compare(&agent, &statuses, &st.tasks));
+    let report = master.read(|st| compare(&agent, &statuses, st));
     let sched = master.scheduler();
     for u in report.updates {
         sched.record(u);
@@ -181,7 +180,6 @@ pub async fn full_report(master: Master, agent: String, statuses: Vec<TaskStatus
 mod tests {
     use super::*;
     use ocean_proto::v1::Task;
-    use std::collections::BTreeMap;
     use std::sync::Arc;
 
     fn status(id: &str, state: &str) -> TaskStatus {
@@ -192,16 +190,13 @@ mod tests {
         }
     }
 
-    fn task(id: &str, agent: &str, state: &str) -> (String, Arc<Task>) {
-        (
-            id.into(),
-            Arc::new(Task {
-                id: id.into(),
-                agent_id: agent.into(),
-                state: state.into(),
-                ..Default::default()
-            }),
-        )
+    fn task(id: &str, agent: &str, state: &str) -> Arc<Task> {
+        Arc::new(Task {
+            id: id.into(),
+            agent_id: agent.into(),
+            state: state.into(),
+            ..Default::default()
+        })
     }
 
     #[test]
@@ -220,16 +215,17 @@ mod tests {
 
     #[test]
     fn full_report_sorts_tasks_out() {
-        let tasks: BTreeMap<_, _> = [
+        let mut st = ClusterState::default();
+        for t in [
             task("run", "a", "RUNNING"),
             task("starting", "a", "STARTING"),
             task("gone", "a", "RUNNING"),
             task("staged", "a", "STAGING"),
             task("ended", "a", "KILLED"),
             task("elsewhere", "b", "RUNNING"),
-        ]
-        .into_iter()
-        .collect();
+        ] {
+            st.insert_task(t);
+        }
         let r = compare(
             "a",
             &[
@@ -240,7 +236,7 @@ mod tests {
                 status("stranger", "RUNNING"),
                 status("old", "FINISHED"),
             ],
-            &tasks,
+            &st,
         );
         assert_eq!(r.relaunch, vec!["staged".to_string()]);
         assert_eq!(

@@ -94,6 +94,8 @@ pub struct ClusterState {
     pub tasks: BTreeMap<String, Arc<Task>>,
     /// Task ids by job id: an index over `tasks`.
     pub job_tasks: BTreeMap<String, BTreeSet<String>>,
+    /// Task ids by agent id: an index over `tasks`.
+    pub agent_tasks: BTreeMap<String, BTreeSet<String>>,
     /// Tasks per state: a count over `tasks`.
     pub task_counts: BTreeMap<String, u64>,
 }
@@ -229,6 +231,7 @@ impl ClusterState {
                 .collect(),
             tasks: BTreeMap::new(),
             job_tasks: BTreeMap::new(),
+            agent_tasks: BTreeMap::new(),
             task_counts: BTreeMap::new(),
         };
         for t in image.tasks {

@@ -69,6 +69,15 @@ impl ClusterState {
             .filter_map(|id| self.tasks.get(id))
     }
 
+    /// An agent's tasks (including ended ones still kept).
+    pub fn tasks_on(&self, agent: &str) -> impl Iterator<Item = &Arc<Task>> {
+        self.agent_tasks
+            .get(agent)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.tasks.get(id))
+    }
+
     /// Tasks in `state`.
     pub fn count(&self, state: &str) -> u64 {
         self.task_counts.get(state).copied().unwrap_or(0)
@@ -105,6 +114,10 @@ impl ClusterState {
             .entry(task.job_id.clone())
             .or_default()
             .insert(task.id.clone());
+        self.agent_tasks
+            .entry(task.agent_id.clone())
+            .or_default()
+            .insert(task.id.clone());
         self.tasks.insert(task.id.clone(), task);
     }
 
@@ -115,6 +128,12 @@ impl ClusterState {
             set.remove(id);
             if set.is_empty() {
                 self.job_tasks.remove(&task.job_id);
+            }
+        }
+        if let Some(set) = self.agent_tasks.get_mut(&task.agent_id) {
+            set.remove(id);
+            if set.is_empty() {
+                self.agent_tasks.remove(&task.agent_id);
             }
         }
         Some(task)
@@ -385,7 +404,7 @@ mod tests {
         assert!(s.tasks["t1"].kill_requested);
         let a = s.apply(&task_updates_command(vec![update("t1", KILLED)]));
         assert!(a.changes.contains(&Change::TaskRemoved("t1".into())));
-        assert!(s.tasks.is_empty() && s.job_tasks.is_empty());
+        assert!(s.tasks.is_empty() && s.job_tasks.is_empty() && s.agent_tasks.is_empty());
         // Placements for a job that is gone are dropped.
         let a = s.apply(&plan_tasks_command(
             vec![task("t2")],
