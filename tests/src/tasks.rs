@@ -61,6 +61,57 @@ pub async fn wait_tasks(
     }
 }
 
+/// Waits until the master answering `api` sees at least `n` agents
+/// connected (bounded).
+pub async fn wait_connected(api: &Api, n: usize, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let connected = match api.get("/v1/agents").await {
+            Ok(r) => r.body["agents"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|a| a["connected"] == Value::Bool(true))
+                .count(),
+            Err(_) => 0,
+        };
+        if connected >= n {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{n} agents not connected within {timeout:?} ({connected} are)"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls the job `job` until `check` holds on its JSON (bounded).
+pub async fn wait_job(
+    api: &Api,
+    job: &str,
+    what: &str,
+    timeout: Duration,
+    check: impl Fn(&Value) -> bool,
+) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let body = api
+            .get(&format!("/v1/jobs/{job}"))
+            .await
+            .map(|r| r.body)
+            .unwrap_or(Value::Null);
+        if check(&body) {
+            return Ok(body);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{what}: not reached within {timeout:?}; job now {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The pids of tasks, from their JSON.
 pub fn pids(list: &[Value]) -> Vec<i32> {
     let mut v: Vec<i32> = list

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use ocean_tests::tasks::{alive, cgroup_value, cgroups_under, live, pids, running, wait_tasks};
+use ocean_tests::tasks::{
+    alive, cgroup_value, cgroups_under, live, pids, running, wait_job, wait_tasks,
+};
 use ocean_tests::{http::job_id, AgentProc, Api, Cluster};
 use serde_json::{json, Value};
 
@@ -46,28 +48,7 @@ fn start_agents(c: &Cluster, names: &[(&str, &[&str])]) -> anyhow::Result<Vec<Ag
 }
 
 async fn wait_connected(api: &Api, n: usize) -> anyhow::Result<()> {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let r = api.get("/v1/agents").await;
-        let connected = r
-            .map(|r| {
-                r.body["agents"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|a| a["connected"] == Value::Bool(true))
-                    .count()
-            })
-            .unwrap_or(0);
-        if connected >= n {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            std::time::Instant::now() < deadline,
-            "{n} agents never connected"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    ocean_tests::tasks::wait_connected(api, n, WAIT).await
 }
 
 /// A 3-instance job gives 3 RUNNING processes whose cgroups hold the
@@ -509,22 +490,10 @@ async fn system_jobs_preempt_and_ordinary_jobs_wait() {
         s["resources"]["cpus"] = json!(0.5);
         s["priority"] = json!(500);
         submit(&api, &s).await?;
-        let deadline = std::time::Instant::now() + WAIT;
-        loop {
-            let r = api.get(&format!("/v1/jobs/{mid}")).await?;
-            if r.body["waiting"]
-                .as_str()
-                .is_some_and(|w| w.contains("cpus"))
-            {
-                break;
-            }
-            anyhow::ensure!(
-                std::time::Instant::now() < deadline,
-                "mid never waited: {}",
-                r.body
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_job(&api, &mid, "mid waits for cpus", WAIT, |j| {
+            j["waiting"].as_str().is_some_and(|w| w.contains("cpus"))
+        })
+        .await?;
         assert_eq!(
             running(&ocean_tests::tasks::tasks(&api, &low).await).len(),
             2
@@ -584,22 +553,12 @@ async fn quotas_hold_tasks_over_them() {
         let job = job_id("capped");
         submit(&api, &spec("capped", "sleep 600", 3, 8)).await?;
         wait_tasks(&api, &job, "2 RUNNING", WAIT, |l| running(l).len() == 2).await?;
-        let deadline = std::time::Instant::now() + WAIT;
-        loop {
-            let r = api.get(&format!("/v1/jobs/{job}")).await?;
-            if r.body["waiting"]
+        wait_job(&api, &job, "the quota as the reason", WAIT, |j| {
+            j["waiting"]
                 .as_str()
                 .is_some_and(|w| w.contains("over quota"))
-            {
-                break;
-            }
-            anyhow::ensure!(
-                std::time::Instant::now() < deadline,
-                "no quota reason: {}",
-                r.body
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await?;
         assert_eq!(live(&ocean_tests::tasks::tasks(&api, &job).await).len(), 2);
         Ok(())
     })

@@ -249,21 +249,10 @@ fn channel(addr: &str) -> anyhow::Result<Channel> {
 /// The leader's placement and RUNNING counters (from `/metrics`: cheap to
 /// read, unlike following 100,000 events).
 async fn leader_counts(api: &ocean_tests::Api) -> (u64, u64) {
-    let text = api.get_text("/metrics").await.unwrap_or_default();
-    let value = |name: &str| {
-        text.lines()
-            .find_map(|l| {
-                l.strip_prefix(name)?
-                    .strip_prefix(' ')?
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-            })
-            .unwrap_or(0.0) as u64
-    };
+    let value = |v: anyhow::Result<f64>| v.unwrap_or(0.0) as u64;
     (
-        value("ocean_tasks_placed_total"),
-        value("ocean_tasks_running"),
+        value(api.metric("ocean_tasks_placed_total").await),
+        value(api.metric("ocean_tasks_running").await),
     )
 }
 

@@ -6,6 +6,7 @@ use anyhow::Context;
 use futures::StreamExt;
 use ocean_tests::cluster::{free_addr, Process};
 use ocean_tests::http::job_id;
+use ocean_tests::tasks::wait_connected;
 use ocean_tests::{Api, Cluster};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -43,25 +44,6 @@ async fn follow_running(base: String, tx: mpsc::UnboundedSender<(String, Instant
     }
 }
 
-async fn wait_agents(api: &Api, n: usize) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = api.get("/v1/agents").await {
-            let c = r.body["agents"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|a| a["connected"] == Value::Bool(true))
-                .count();
-            if c >= n {
-                return Ok(());
-            }
-        }
-        anyhow::ensure!(Instant::now() < deadline, "agents did not connect");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Submit-to-RUNNING of `runs` one-instance jobs, one after another, in
 /// `ocean dev` (master and agent in one process).
 pub async fn launch(runs: usize, stop_each: bool) -> anyhow::Result<()> {
@@ -79,7 +61,9 @@ pub async fn launch(runs: usize, stop_each: bool) -> anyhow::Result<()> {
     ])?;
     let base = format!("http://{http}");
     let api = Api::new(&http.to_string());
-    wait_agents(&api, 1).await.with_context(|| dev.log_tail())?;
+    wait_connected(&api, 1, Duration::from_secs(30))
+        .await
+        .with_context(|| dev.log_tail())?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     tokio::spawn(follow_running(base, tx));
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -197,7 +181,7 @@ pub async fn fleet(instances: usize, agents: usize) -> anyhow::Result<()> {
         a.start()?;
         procs.push(a);
     }
-    wait_agents(&api, agents).await?;
+    wait_connected(&api, agents, Duration::from_secs(30)).await?;
     let ticks_before: Vec<u64> = procs
         .iter()
         .map(|a| cpu_ticks(a.process.pid().unwrap_or(0)))
