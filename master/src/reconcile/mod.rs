@@ -24,14 +24,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ocean_proto::agent::{
     master_message, Kill, KillTask, Launch, LaunchTask, MasterMessage, Reconcile,
 };
-use ocean_proto::v1::{Task, TaskPort, TaskUpdate};
+use ocean_proto::v1::{PlanTasks, Task, TaskPort, TaskUpdate};
 use ocean_scheduler_policies as sp;
 use tokio::sync::{mpsc, Notify};
 use tracing::{debug, info, warn};
 
 use crate::feed::FeedItem;
 use crate::master::Master;
-use crate::state::{is_terminal, plan_tasks_command, Change, ClusterState, STAGING};
+use crate::state::{is_terminal, plan_command, Change, ClusterState, STAGING};
 use job::JobView;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -514,23 +514,27 @@ async fn round(master: &Master) -> crate::error::Result<()> {
         // A few entries of bounded size rather than one huge one: every
         // master applies an entry on its raft thread, and a long apply
         // delays heartbeats enough to start needless elections.
-        let mut rest = place;
-        let mut first = Some((kills, changed, preempted));
-        while !rest.is_empty() || first.is_some() {
-            let chunk: Vec<Task> = rest
-                .drain(..rest.len().min(MAX_PLACEMENTS_PER_ENTRY))
-                .collect();
-            let (kills, changed, preempted) = first.take().unwrap_or_default();
-            let mut cmd = plan_tasks_command(chunk, kills, changed);
-            if let Some(ocean_proto::v1::command::Kind::PlanTasks(p)) = &mut cmd.kind {
-                p.preempted = preempted;
+        // The first entry also carries the kills, reasons and preemptions.
+        let mut entry = PlanTasks {
+            place: Vec::new(),
+            kill: kills,
+            waiting: changed,
+            preempted,
+        };
+        let mut rest = place.into_iter();
+        loop {
+            entry.place = rest.by_ref().take(MAX_PLACEMENTS_PER_ENTRY).collect();
+            master
+                .propose_local(plan_command(std::mem::take(&mut entry)))
+                .await?;
+            if rest.len() == 0 {
+                break;
             }
-            master.propose_local(cmd).await?;
         }
     }
     sched.memory().rolling = rolling;
     let t_commit = t0.elapsed();
-    dispatch(master);
+    dispatch(master, &connected);
     master
         .metrics()
         .reconcile_seconds
@@ -560,9 +564,8 @@ fn ask_full_reports(master: &Master) {
 
 /// Sends launches for placed tasks and kills for tasks being stopped, per
 /// agent, unless sent recently.
-fn dispatch(master: &Master) {
+fn dispatch(master: &Master, connected: &HashSet<String>) {
     let sched = master.scheduler();
-    let connected = master.sessions().connected();
     let now = Instant::now();
     let mut launches: HashMap<String, Vec<LaunchTask>> = HashMap::new();
     let mut kills: HashMap<String, Vec<KillTask>> = HashMap::new();

@@ -259,19 +259,24 @@ pub fn put_agent_command(agent: Agent) -> Command {
 }
 
 /// Builds a scheduling-round command.
+pub fn plan_command(plan: PlanTasks) -> Command {
+    Command {
+        kind: Some(command::Kind::PlanTasks(plan)),
+    }
+}
+
+/// Builds a scheduling-round command without preemptions.
 pub fn plan_tasks_command(
     place: Vec<Task>,
     kill: Vec<String>,
     waiting: std::collections::HashMap<String, String>,
 ) -> Command {
-    Command {
-        kind: Some(command::Kind::PlanTasks(PlanTasks {
-            place,
-            kill,
-            waiting,
-            preempted: Default::default(),
-        })),
-    }
+    plan_command(PlanTasks {
+        place,
+        kill,
+        waiting,
+        preempted: Default::default(),
+    })
 }
 
 /// Builds a batch of task status updates.
