@@ -344,14 +344,13 @@ async fn get_job(
     let (version, job) = m.read(|st| {
         let job = st.jobs.get(&id).map(|j| {
             let mut v = job_json(j);
-            let mut counts = serde_json::Map::new();
+            let mut counts: std::collections::BTreeMap<&str, u64> = Default::default();
             let mut running = 0;
             for t in st.tasks_of(&id) {
                 running += usize::from(t.state == crate::state::RUNNING && !t.kill_requested);
-                let n = counts.entry(t.state.clone()).or_insert(json!(0));
-                *n = json!(n.as_u64().unwrap_or(0) + 1);
+                *counts.entry(t.state.as_str()).or_default() += 1;
             }
-            v["tasks"] = Value::Object(counts);
+            v["tasks"] = json!(counts);
             v["running"] = json!(running);
             v
         });
