@@ -68,6 +68,7 @@ pub fn status_to_proto(s: &TaskStatus) -> pb::TaskStatus {
         message: s.message.clone().unwrap_or_default(),
         timestamp_ms: s.timestamp_ms,
         pid: s.pid.unwrap_or(0),
+        healthy: None,
     }
 }
 

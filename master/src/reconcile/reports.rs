@@ -37,6 +37,7 @@ pub fn to_update(agent: &str, s: &TaskStatus) -> Result<TaskUpdate, String> {
         message: truncate(&s.message, 1024),
         timestamp_ms: s.timestamp_ms,
         pid: s.pid,
+        healthy: s.healthy,
     })
 }
 
