@@ -22,6 +22,7 @@
 //! - [`ports`], [`health`], [`container`], [`constraint`]: the larger
 //!   sections; constraints keep Marathon's array form on the wire;
 //! - [`id`]: the service-tree id `cop.<c>_owt.<o>_pdl.<p>..._cluster.<cl>`;
+//! - [`dns`]: the DNS names derived from it (shared by masters and `ocean-dns`);
 //! - [`validate`]: `JobSpec::validate`, which runs every rule and collects
 //!   all errors at once; the rules of constraints, health checks and
 //!   containers live beside their types and are called from here;
@@ -47,6 +48,7 @@
 
 pub mod constraint;
 pub mod container;
+pub mod dns;
 pub mod error;
 pub mod health;
 pub mod id;
