@@ -52,6 +52,9 @@ pub struct MasterArgs {
     /// failure: for measuring, never for production.
     #[arg(long)]
     unsafe_no_fsync: bool,
+    /// The DNS zone (`ocean dns --domain`), for the `dns_name` of jobs.
+    #[arg(long)]
+    dns_domain: Option<String>,
 }
 
 /// Flags of `ocean dev`.
@@ -66,6 +69,20 @@ pub struct DevArgs {
     /// gRPC listen address.
     #[arg(long, default_value = "127.0.0.1:7701")]
     grpc: SocketAddr,
+    /// Where the embedded DNS server listens (UDP and TCP); the default
+    /// needs no privileges, unlike port 53.
+    #[arg(long, default_value_t = ocean_dns::config::default_dev_listen())]
+    dns: SocketAddr,
+    /// The embedded DNS server's zone.
+    #[arg(long, default_value = ocean_spec::dns::DEFAULT_DOMAIN)]
+    dns_domain: String,
+    /// Resolvers for names outside the zone (comma-separated HOST:PORT);
+    /// without any they are REFUSED.
+    #[arg(long, value_delimiter = ',')]
+    dns_upstream: Vec<SocketAddr>,
+    /// Do not start the embedded DNS server.
+    #[arg(long)]
+    no_dns: bool,
 }
 
 fn config_from(args: MasterArgs) -> anyhow::Result<MasterConfig> {
@@ -141,6 +158,9 @@ fn config_from(args: MasterArgs) -> anyhow::Result<MasterConfig> {
     if args.unsafe_no_fsync {
         cfg.raft.fsync = false;
     }
+    if let Some(d) = args.dns_domain {
+        cfg.dns_domain = d;
+    }
     cfg.validate()?;
     Ok(cfg)
 }
@@ -157,8 +177,8 @@ pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
     serve(config_from(args)?).await
 }
 
-/// `ocean dev`: one master and one agent in one process, with a default
-/// data dir; DNS joins it as it lands.
+/// `ocean dev`: one master, one agent and the DNS server in one process,
+/// with a default data dir.
 pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let data_dir = match args.data_dir {
         Some(d) => d,
@@ -172,7 +192,32 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
             }
         },
     };
-    let cfg = MasterConfig::single(1, data_dir.clone(), args.http, args.grpc);
+    let mut cfg = MasterConfig::single(1, data_dir.clone(), args.http, args.grpc);
+    cfg.dns_domain = args.dns_domain.clone();
+    cfg.validate()?;
+    if !args.no_dns {
+        // The DNS server follows this master like any `ocean dns` would.
+        let mut dns = ocean_dns::DnsConfig::new(vec![args.grpc.to_string()], args.dns);
+        dns.domain = args.dns_domain.clone();
+        dns.upstreams = args.dns_upstream.clone();
+        dns.validate().context("--dns")?;
+        let sockets = ocean_dns::bind(&dns)
+            .await
+            .with_context(|| format!("--dns {}", args.dns))?;
+        tokio::spawn(async move {
+            if let Err(e) = ocean_dns::serve(dns, sockets, shutdown_signal()).await {
+                tracing::error!(error = %e, "the dev DNS server stopped");
+            }
+        });
+        eprintln!(
+            "ocean dev: DNS on {} (UDP and TCP), zone {}: dig @{} -p {} leader.{}",
+            args.dns,
+            args.dns_domain,
+            args.dns.ip(),
+            args.dns.port(),
+            args.dns_domain
+        );
+    }
     // The all-in-one agent registers with this master like any other agent
     // and runs tasks like any other; it serves task logs on a loopback port.
     let agent = crate::cmd_agent::AgentOptions {

@@ -4,6 +4,7 @@
 mod client;
 mod cmd_agent;
 mod cmd_client;
+mod cmd_dns;
 mod cmd_server;
 mod cmd_task;
 
@@ -46,6 +47,9 @@ enum Command {
     /// Run an agent (`ocean agent --master ... --data-dir ...`), or
     /// `ocean agent list`.
     Agent(cmd_agent::AgentCommand),
+    /// Run the DNS server for the cluster's names (`ocean dns --master ...
+    /// --listen ...`).
+    Dns(cmd_dns::DnsArgs),
     /// Add, remove and list masters.
     #[command(subcommand)]
     Member(cmd_client::MemberCommand),
@@ -54,7 +58,10 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     exit_with_parent();
-    let server = matches!(cli.command, Command::Dev(_) | Command::Master(_))
+    let server = matches!(
+        cli.command,
+        Command::Dev(_) | Command::Master(_) | Command::Dns(_)
+    )
         || matches!(&cli.command, Command::Agent(a) if a.is_run());
     init_tracing(server);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -84,6 +91,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Member(cmd) => cmd_client::member(&client()?, cmd).await,
         Command::Task(cmd) => cmd_task::task(&client()?, cmd).await,
         Command::Agent(cmd) => cmd_agent::agent(client, cmd).await,
+        Command::Dns(args) => cmd_dns::dns(args).await,
     }
 }
 
@@ -108,7 +116,12 @@ fn exit_with_parent() {
 
 fn init_tracing(server: bool) {
     use tracing_subscriber::EnvFilter;
-    let default = if server { "info" } else { "warn" };
+    // hickory-server logs every query at info.
+    let default = if server {
+        "info,hickory_server=warn"
+    } else {
+        "warn"
+    };
     let filter = EnvFilter::try_from_env("OCEAN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

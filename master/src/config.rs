@@ -49,6 +49,14 @@ pub struct MasterConfig {
     /// Placement settings the leader uses.
     #[serde(default)]
     pub scheduler: SchedulerSettings,
+    /// The zone `ocean dns` serves, for the `dns_name` the API shows for a
+    /// job (give it the same `--domain` as the DNS servers).
+    #[serde(default = "default_dns_domain")]
+    pub dns_domain: String,
+}
+
+fn default_dns_domain() -> String {
+    ocean_spec::dns::DEFAULT_DOMAIN.to_string()
 }
 
 /// Cluster-wide placement settings: fair share between product lines and
@@ -161,6 +169,7 @@ impl MasterConfig {
             advertise_grpc: None,
             raft: RaftSettings::default(),
             scheduler: SchedulerSettings::default(),
+            dns_domain: default_dns_domain(),
         }
     }
 
@@ -207,6 +216,9 @@ impl MasterConfig {
                 "raft.election_ticks",
                 "must be greater than raft.heartbeat_ticks".into(),
             );
+        }
+        if let Err(reason) = ocean_spec::dns::validate_domain(&self.dns_domain) {
+            return bad("dns_domain", reason);
         }
         if r.snapshot_entries == 0 {
             return bad("raft.snapshot_entries", "must be at least 1".into());

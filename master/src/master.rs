@@ -51,6 +51,8 @@ pub(crate) struct Inner {
     /// The reconciler's shared half.
     pub(crate) scheduler: crate::reconcile::Scheduler,
     pub(crate) agent_http: reqwest::Client,
+    /// The DNS zone, for jobs' `dns_name`.
+    pub(crate) dns_domain: String,
 }
 
 impl Master {

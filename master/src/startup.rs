@@ -153,6 +153,7 @@ pub async fn start(config: &MasterConfig) -> Result<Started> {
                 .build()
                 .unwrap_or_default(),
             accepting_raft: std::sync::atomic::AtomicBool::new(!fresh || seeds.is_empty()),
+            dns_domain: config.dns_domain.clone(),
         }),
     };
     if fresh && !seeds.is_empty() {

@@ -352,6 +352,12 @@ async fn get_job(
             }
             v["tasks"] = json!(counts);
             v["running"] = json!(running);
+            if let (Value::Object(dns), Some(o)) = (
+                super::dns::job_dns_fields(st, &id, &m.inner.dns_domain),
+                v.as_object_mut(),
+            ) {
+                o.extend(dns);
+            }
             v
         });
         (st.version, job)

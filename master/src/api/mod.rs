@@ -3,6 +3,7 @@
 //! status codes in one place ([`error`]).
 
 pub mod agent;
+pub mod dns;
 pub mod error;
 pub mod grpc;
 pub mod http;
