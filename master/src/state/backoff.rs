@@ -153,7 +153,11 @@ mod tests {
         assert_eq!((b4.recent_failures_ms.len(), b4.flapping), (3, false));
         let b5 = after_failure(Some(&b4), &s, &failed(1, 2), 66_000);
         assert!(b5.flapping, "{b5:?}");
-        assert!(b5.message.contains("4 failures within 60 s"), "{}", b5.message);
+        assert!(
+            b5.message.contains("4 failures within 60 s"),
+            "{}",
+            b5.message
+        );
         assert!(b5.message.contains("exit code 1"), "{}", b5.message);
     }
 

@@ -316,9 +316,9 @@ pub fn scale_job_command(id: String, instances: u32) -> Command {
 /// Builds a reset-backoff command.
 pub fn reset_backoff_command(id: String) -> Command {
     Command {
-        kind: Some(command::Kind::ResetBackoff(
-            ocean_proto::v1::ResetBackoff { id },
-        )),
+        kind: Some(command::Kind::ResetBackoff(ocean_proto::v1::ResetBackoff {
+            id,
+        })),
     }
 }
 

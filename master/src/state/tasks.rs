@@ -570,7 +570,11 @@ mod tests {
         let b = s.jobs[JOB].backoff.clone().unwrap_or_default();
         assert_eq!((b.failures, b.next_launch_ms), (1, 11_000));
         // Killed on request: not a failure.
-        s.apply(&plan_tasks_command(vec![], vec!["t2".into()], Default::default()));
+        s.apply(&plan_tasks_command(
+            vec![],
+            vec!["t2".into()],
+            Default::default(),
+        ));
         s.apply(&task_updates_command(vec![update("t2", KILLED)]));
         assert_eq!(s.jobs[JOB].backoff.as_ref().map(|b| b.failures), Some(1));
         // Scaling keeps the back-off; reset clears it.
