@@ -108,6 +108,7 @@ async fn sigkill_of_a_task_gives_relaunches_after_the_backoff_delays() {
             let gap = u(&new["created_ms"]).saturating_sub(u(&old["ended_ms"]));
             gaps.push(gap);
         }
+        eprintln!("relaunch gaps after SIGKILL: {gaps:?} ms");
         // Expected 1 s, 2 s, 4 s: never earlier, and late by at most what a
         // loaded machine adds (a report and a round).
         for (gap, want) in gaps.iter().zip([1_000u64, 2_000, 4_000]) {
