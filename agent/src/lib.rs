@@ -30,6 +30,7 @@
 //! | [`logs`] | the task log HTTP server (whole, tail, follow) |
 //! | [`executor`] | launch, kill, recover, per-task supervisors |
 //! | [`cgroup`] | the [`CgroupDriver`] trait, v1, v2, detection |
+//! | [`health`] | health checks of running tasks: probes, the checker, reporting only changes |
 //! | [`task`] | spec, states, statuses, exit classification |
 //! | [`wrapper`] | the exec wrapper (`ocean agent exec-wrapper`, `ocean-task-wrapper`) |
 //! | [`checkpoint`], [`sandbox`], [`ports`], [`resources`], [`procfs`] | one concern each |
@@ -38,6 +39,7 @@ pub mod cgroup;
 pub mod checkpoint;
 pub mod error;
 pub mod executor;
+pub mod health;
 pub mod logs;
 pub mod ports;
 pub mod procfs;

@@ -55,6 +55,9 @@ pub struct TaskSpec {
     pub ports: Vec<PortRequest>,
     /// Time between SIGTERM and SIGKILL when the task is killed.
     pub kill_grace: Duration,
+    /// Health checks the agent runs while the task runs.
+    #[serde(default)]
+    pub health_checks: Vec<crate::health::HealthCheckSpec>,
 }
 
 impl TaskSpec {
@@ -70,6 +73,7 @@ impl TaskSpec {
             pids_limit: None,
             ports: Vec::new(),
             kill_grace: Duration::from_secs(5),
+            health_checks: Vec::new(),
         }
     }
 }

@@ -36,6 +36,12 @@ pub enum JobCommand {
         /// How many instances to run.
         instances: u32,
     },
+    /// Clear a job's restart back-off and flapping mark, so its missing
+    /// tasks are launched now.
+    ResetBackoff {
+        /// The job's service-tree id.
+        id: String,
+    },
     /// Stop a job (deletes it; its tasks are killed).
     Stop {
         /// The job's service-tree id.
@@ -199,6 +205,25 @@ pub async fn job(c: &Client, cmd: JobCommand) -> anyhow::Result<()> {
                     "job {} scaled to {} ({}, version {})",
                     id,
                     instances,
+                    s(&v, "outcome"),
+                    s(&v, "version")
+                );
+            }
+        }
+        JobCommand::ResetBackoff { id } => {
+            let v = c
+                .request(
+                    Method::POST,
+                    &format!("/v1/jobs/{}/reset-backoff", urlencode(&id)),
+                    Body::None,
+                )
+                .await?;
+            if c.json {
+                print_json(&v);
+            } else {
+                println!(
+                    "job {}: back-off reset ({}, version {})",
+                    id,
                     s(&v, "outcome"),
                     s(&v, "version")
                 );

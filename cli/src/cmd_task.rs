@@ -42,6 +42,20 @@ pub enum TaskCommand {
     },
 }
 
+/// A task's health for the list: healthy, unhealthy (`!` once it is being
+/// replaced), or `-` while unknown.
+fn health(t: &serde_json::Value) -> String {
+    let mut h = match t["healthy"].as_bool() {
+        Some(true) => "healthy".to_string(),
+        Some(false) => "unhealthy".to_string(),
+        None => "-".to_string(),
+    };
+    if t["health_failed"].as_bool() == Some(true) {
+        h.push('!');
+    }
+    h
+}
+
 /// `ocean task ...`.
 pub async fn task(c: &Client, cmd: TaskCommand) -> anyhow::Result<()> {
     match cmd {
@@ -64,8 +78,8 @@ pub async fn task(c: &Client, cmd: TaskCommand) -> anyhow::Result<()> {
                 return Ok(());
             }
             println!(
-                "{:<72} {:<9} {:<20} {:<14} {:>7}",
-                "ID", "STATE", "HOST", "PORTS", "EXIT"
+                "{:<72} {:<9} {:<10} {:<20} {:<14} {:>7}",
+                "ID", "STATE", "HEALTH", "HOST", "PORTS", "EXIT"
             );
             for t in v["tasks"].as_array().into_iter().flatten() {
                 let ports: Vec<String> = t["ports"]
@@ -79,9 +93,10 @@ pub async fn task(c: &Client, cmd: TaskCommand) -> anyhow::Result<()> {
                     state.push('*');
                 }
                 println!(
-                    "{:<72} {:<9} {:<20} {:<14} {:>7}",
+                    "{:<72} {:<9} {:<10} {:<20} {:<14} {:>7}",
                     s(t, "id"),
                     state,
+                    health(t),
                     s(t, "host"),
                     ports.join(","),
                     s(t, "exit_code"),

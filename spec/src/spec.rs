@@ -184,6 +184,10 @@ pub struct Backoff {
     /// Upper bound of the delay in seconds; >= `backoff_seconds`.
     #[serde(default = "default_max_launch_delay_seconds")]
     pub max_launch_delay_seconds: f64,
+    /// A task that ran this long before it failed (and was not unhealthy
+    /// when it ended) restarts the back-off from `backoff_seconds`; 1..=86400.
+    #[serde(default = "default_backoff_reset_seconds")]
+    pub reset_after_seconds: u32,
 }
 
 /// Default for [`Backoff::backoff_seconds`].
@@ -201,13 +205,32 @@ pub fn default_max_launch_delay_seconds() -> f64 {
     300.0
 }
 
+/// Default for [`Backoff::reset_after_seconds`].
+pub fn default_backoff_reset_seconds() -> u32 {
+    60
+}
+
 impl Default for Backoff {
     fn default() -> Self {
         Backoff {
             backoff_seconds: default_backoff_seconds(),
             backoff_factor: default_backoff_factor(),
             max_launch_delay_seconds: default_max_launch_delay_seconds(),
+            reset_after_seconds: default_backoff_reset_seconds(),
         }
+    }
+}
+
+impl Backoff {
+    /// The delay before the next launch after `failures` failures (the
+    /// first failure waits `backoff_seconds`), capped at
+    /// `max_launch_delay_seconds`; zero without failures.
+    pub fn delay_seconds(&self, failures: u32) -> f64 {
+        if failures == 0 {
+            return 0.0;
+        }
+        let exp = i32::try_from(failures - 1).unwrap_or(i32::MAX);
+        (self.backoff_seconds * self.backoff_factor.powi(exp)).min(self.max_launch_delay_seconds)
     }
 }
 

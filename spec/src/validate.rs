@@ -333,6 +333,12 @@ fn check_backoff(b: &Backoff, errors: &mut Collector) {
             ),
         );
     }
+    if b.reset_after_seconds == 0 || b.reset_after_seconds > 86_400 {
+        errors.push(
+            "backoff.reset_after_seconds",
+            format!("must be 1..=86400; got {}", b.reset_after_seconds),
+        );
+    }
 }
 
 fn check_upgrade(u: &UpgradeStrategy, errors: &mut Collector) {

@@ -343,6 +343,23 @@ fn backoff_upgrade_kill_and_flapping_ranges() {
     spec.kill_grace_period_seconds = 600;
     spec.backoff.max_launch_delay_seconds = 10.0;
     assert!(spec.validate().is_ok());
+    spec.backoff.reset_after_seconds = 0;
+    assert_rejects(&spec, "backoff.reset_after_seconds");
+}
+
+#[test]
+fn backoff_delays_grow_by_the_factor_up_to_the_cap() {
+    let b = ocean_spec::Backoff {
+        backoff_seconds: 1.0,
+        backoff_factor: 2.0,
+        max_launch_delay_seconds: 5.0,
+        reset_after_seconds: 60,
+    };
+    let delays: Vec<f64> = (0..6).map(|n| b.delay_seconds(n)).collect();
+    assert_eq!(delays, vec![0.0, 1.0, 2.0, 4.0, 5.0, 5.0]);
+    let d = ocean_spec::Backoff::default();
+    assert!((d.delay_seconds(2) - 1.15).abs() < 1e-9);
+    assert_eq!(d.delay_seconds(1_000), 300.0);
 }
 
 #[test]

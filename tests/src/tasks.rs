@@ -246,3 +246,29 @@ pub fn reap_cgroups(parent: &str) {
         }
     }
 }
+
+/// A python3 HTTP server on `$PORT_HTTP`: 200 until someone GETs `/sick`,
+/// 500 from then on. Writes the script into `dir`; returns the job's `cmd`.
+pub fn switching_http_server(dir: &Path) -> anyhow::Result<String> {
+    let path = dir.join("switching_server.py");
+    std::fs::write(
+        &path,
+        r#"import http.server, os
+sick = False
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        global sick
+        if self.path == "/sick":
+            sick = True
+        body = b"sick" if sick else b"ok"
+        self.send_response(500 if sick else 200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT_HTTP"])), H).serve_forever()
+"#,
+    )?;
+    Ok(format!("exec python3 {}", path.display()))
+}

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use ocean_proto::agent as pb;
 
+use crate::health::{HealthCheckSpec, Protocol, TaskHealth};
 use crate::task::{PortRequest, TaskCommand, TaskSpec, TaskStatus};
 
 /// Kill grace of a task whose launch does not set one (`kill_grace_ms = 0`).
@@ -43,7 +44,14 @@ pub fn task_spec(t: &pb::LaunchTask) -> Result<TaskSpec, String> {
         0 => DEFAULT_KILL_GRACE,
         ms => Duration::from_millis(ms),
     };
+    let health_checks = t
+        .health_checks
+        .iter()
+        .enumerate()
+        .map(|(i, h)| health_check(i, h, &t.ports))
+        .collect::<Result<Vec<_>, String>>()?;
     Ok(TaskSpec {
+        health_checks,
         task_id: t.task_id.clone(),
         job_id: t.job_id.clone(),
         command,
@@ -56,8 +64,86 @@ pub fn task_spec(t: &pb::LaunchTask) -> Result<TaskSpec, String> {
     })
 }
 
+/// Checks one health check of a launch, naming the field that is wrong.
+fn health_check(
+    i: usize,
+    h: &pb::HealthCheck,
+    ports: &[pb::Port],
+) -> Result<HealthCheckSpec, String> {
+    let field = |name: &str| format!("health_checks[{i}].{name}");
+    let protocol = Protocol::parse(&h.protocol).ok_or_else(|| {
+        format!(
+            "{}: '{}' is not one of http, tcp, command",
+            field("protocol"),
+            h.protocol
+        )
+    })?;
+    let port_index = match protocol {
+        Protocol::Command => {
+            if h.command.is_empty() {
+                return Err(format!("{}: required for command checks", field("command")));
+            }
+            0
+        }
+        Protocol::Http | Protocol::Tcp => ports
+            .iter()
+            .position(|p| p.name == h.port_name)
+            .ok_or_else(|| {
+                format!(
+                    "{}: no port named '{}' in the launch",
+                    field("port_name"),
+                    h.port_name
+                )
+            })?,
+    };
+    let status = |name: &str, v: u32| {
+        u16::try_from(v)
+            .ok()
+            .filter(|s| (100..=599).contains(s))
+            .ok_or_else(|| format!("{}: {v} is not an HTTP status", field(name)))
+    };
+    let (status_min, status_max) = match protocol {
+        Protocol::Http => (
+            status("status_min", h.status_min)?,
+            status("status_max", h.status_max)?,
+        ),
+        _ => (200, 399),
+    };
+    if h.interval_ms == 0 || h.timeout_ms == 0 {
+        return Err(format!(
+            "{}: interval_ms and timeout_ms must be positive",
+            field("interval_ms")
+        ));
+    }
+    Ok(HealthCheckSpec {
+        protocol,
+        port_index,
+        path: if h.path.is_empty() {
+            "/".into()
+        } else {
+            h.path.clone()
+        },
+        status_min,
+        status_max,
+        command: h.command.clone(),
+        grace_period: Duration::from_millis(h.grace_period_ms),
+        interval: Duration::from_millis(h.interval_ms),
+        timeout: Duration::from_millis(h.timeout_ms),
+        max_consecutive_failures: h.max_consecutive_failures,
+    })
+}
+
+/// The wire form of a status with the task's health.
+pub fn status_with_health(s: &TaskStatus, health: &TaskHealth) -> pb::TaskStatus {
+    let mut wire = status_to_proto(s);
+    wire.healthy = health.healthy;
+    wire.health_message = health.message.clone();
+    wire.health_failed = health.failed;
+    wire
+}
+
 /// The wire form of a status: state upper-case, reason snake_case, absent
-/// fields empty or zero.
+/// fields empty or zero, health unknown.
 pub fn status_to_proto(s: &TaskStatus) -> pb::TaskStatus {
     pb::TaskStatus {
         task_id: s.task_id.clone(),
@@ -69,6 +155,8 @@ pub fn status_to_proto(s: &TaskStatus) -> pb::TaskStatus {
         timestamp_ms: s.timestamp_ms,
         pid: s.pid.unwrap_or(0),
         healthy: None,
+        health_message: String::new(),
+        health_failed: false,
     }
 }
 
@@ -155,6 +243,38 @@ mod tests {
                 Ok(_) => panic!("{t:?} accepted"),
             }
         }
+    }
+
+    #[test]
+    fn health_checks_resolve_their_port_or_name_the_field() -> Result<(), String> {
+        let mut t = launch("t1");
+        let check = pb::HealthCheck {
+            protocol: "http".into(),
+            port_name: "http".into(),
+            path: "/health".into(),
+            status_min: 200,
+            status_max: 299,
+            interval_ms: 1000,
+            timeout_ms: 500,
+            max_consecutive_failures: 3,
+            ..Default::default()
+        };
+        t.health_checks = vec![check.clone()];
+        let spec = task_spec(&t)?;
+        assert_eq!(spec.health_checks[0].port_index, 0);
+        assert_eq!(spec.health_checks[0].interval, Duration::from_secs(1));
+        let bad = |f: &dyn Fn(&mut pb::HealthCheck)| {
+            let mut c = check.clone();
+            f(&mut c);
+            let mut t = launch("t1");
+            t.health_checks = vec![c];
+            task_spec(&t).err().unwrap_or_default()
+        };
+        assert!(bad(&|c| c.port_name = "nope".into()).starts_with("health_checks[0].port_name"));
+        assert!(bad(&|c| c.protocol = "udp".into()).starts_with("health_checks[0].protocol"));
+        assert!(bad(&|c| c.status_max = 9000).starts_with("health_checks[0].status_max"));
+        assert!(bad(&|c| c.protocol = "command".into()).starts_with("health_checks[0].command"));
+        Ok(())
     }
 
     #[test]

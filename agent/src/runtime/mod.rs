@@ -17,6 +17,7 @@
 //! them all. Stopping the runtime (or SIGKILL of the agent) leaves the tasks
 //! running; the next start re-adopts them.
 
+mod checks;
 pub mod convert;
 mod table;
 
@@ -33,10 +34,12 @@ use tracing::{info, warn};
 
 use crate::cgroup::CgroupDriver;
 use crate::error::{Error, Result};
-use crate::executor::{check_task_id, Executor, ExecutorConfig};
+use crate::executor::{check_task_id, Executor, ExecutorConfig, RunningTask};
+use crate::health::HealthChange;
 use crate::logs;
 use crate::session::{self, AgentIdentity, SessionHandler, SessionState, StreamOpening};
 use crate::task::{Reason, TaskState, TaskStatus};
+use checks::Checks;
 use convert::{status_to_proto, task_spec};
 use table::TaskTable;
 
@@ -120,6 +123,7 @@ pub async fn run(
         .map_err(Error::io("read the address of", "the task log listener"))?;
     let http_addr = advertised_http_addr(bound, &config.identity.address);
     let data_dir = config.executor.data_dir.clone();
+    let data_dir_checks = data_dir.clone();
     let (executor, mut status_rx) = Executor::new(
         config.executor.clone(),
         Arc::clone(&config.cgroups),
@@ -174,7 +178,21 @@ pub async fn run(
     ));
 
     let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let (health_tx, health_rx) = mpsc::unbounded_channel();
+    let mut checks = Checks::new(
+        &config.identity.address,
+        &config.identity.hostname,
+        health_tx,
+    );
+    match crate::checkpoint::read_all(&data_dir_checks) {
+        Ok(checkpoints) => checks.recovered(&recovery.adopted, &checkpoints),
+        Err(error) => {
+            warn!(%error, "cannot read checkpoints: re-adopted tasks are not health checked")
+        }
+    }
     let mut runtime = Runtime {
+        checks,
+        health_rx,
         executor,
         table,
         status_rx,
@@ -233,13 +251,14 @@ impl SessionHandler for Handler {
 /// The end of one launch.
 struct LaunchDone {
     task_id: String,
-    result: std::result::Result<(), String>,
+    result: std::result::Result<RunningTask, String>,
 }
 
 enum Event {
     Command(master_message::Kind),
     Status(TaskStatus),
     Launched(LaunchDone),
+    Health(HealthChange),
     Expire,
 }
 
@@ -254,6 +273,8 @@ struct Runtime {
     launching: HashMap<String, Option<Option<Duration>>>,
     permits: Arc<Semaphore>,
     retention: Duration,
+    checks: Checks,
+    health_rx: mpsc::UnboundedReceiver<HealthChange>,
 }
 
 impl Runtime {
@@ -272,6 +293,7 @@ impl Runtime {
                 Some(c) = commands.recv() => Event::Command(c),
                 Some(s) = self.status_rx.recv() => Event::Status(s),
                 Some(d) = launched.recv() => Event::Launched(d),
+                Some(h) = self.health_rx.recv() => Event::Health(h),
                 _ = expire.tick() => Event::Expire,
                 else => return,
             };
@@ -282,6 +304,12 @@ impl Runtime {
                 Event::Command(_) => {}
                 Event::Status(first) => self.statuses(Some(first)),
                 Event::Launched(done) => self.launched(done),
+                Event::Health(change) => {
+                    let mut table = lock(&self.table);
+                    if let Some(wire) = table.set_health(&change.task_id, change.health) {
+                        table.send(vec![wire], false);
+                    }
+                }
                 Event::Expire => {
                     let dropped = lock(&self.table).expire(self.retention);
                     if dropped > 0 {
@@ -300,9 +328,12 @@ impl Runtime {
         // Bounded, so a flood of statuses cannot starve commands.
         let queued = std::iter::from_fn(|| self.status_rx.try_recv().ok()).take(4096);
         for status in first.into_iter().chain(queued) {
-            let wire = status_to_proto(&status);
+            let id = status.task_id.clone();
+            if status.state.is_terminal() {
+                self.checks.stop(&id);
+            }
             if table.record(status) {
-                out.push(wire);
+                out.extend(table.wire(&id));
             }
         }
         table.send(out, false);
@@ -312,9 +343,9 @@ impl Runtime {
         let mut table = lock(&self.table);
         let mut out = Vec::with_capacity(tasks.len());
         for t in tasks {
-            if let Some(known) = table.get(&t.task_id) {
+            if let Some(known) = table.wire(&t.task_id) {
                 // Idempotent by task id: say where it is instead.
-                out.push(status_to_proto(known));
+                out.push(known);
                 continue;
             }
             let spec = task_spec(&t).and_then(|spec| {
@@ -341,6 +372,7 @@ impl Runtime {
             let staging = TaskStatus::new(&spec.task_id, TaskState::Staging);
             out.push(status_to_proto(&staging));
             table.record(staging);
+            self.checks.expect(&spec);
             self.launching.insert(spec.task_id.clone(), None);
             let executor = Arc::clone(&self.executor);
             let permits = Arc::clone(&self.permits);
@@ -349,11 +381,7 @@ impl Runtime {
                 // The semaphore is never closed.
                 let _permit = permits.acquire_owned().await;
                 let task_id = spec.task_id.clone();
-                let result = executor
-                    .launch(spec)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string());
+                let result = executor.launch(spec).await.map_err(|e| e.to_string());
                 let _ = done.send(LaunchDone { task_id, result });
             });
         }
@@ -362,8 +390,10 @@ impl Runtime {
 
     fn launched(&mut self, done: LaunchDone) {
         let pending_kill = self.launching.remove(&done.task_id).flatten();
+        self.checks
+            .launched(&done.task_id, done.result.as_ref().ok());
         match done.result {
-            Ok(()) => {
+            Ok(_) => {
                 if let Some(grace) = pending_kill {
                     info!(task = %done.task_id, "carrying out a kill that arrived during launch");
                     if let Err(error) = self.executor.kill(&done.task_id, grace) {
@@ -402,8 +432,8 @@ impl Runtime {
             }
             // Not running: it may just have ended (its status queued).
             self.statuses(None);
-            match lock(&self.table).get(&k.task_id) {
-                Some(known) => out.push(status_to_proto(known)),
+            match lock(&self.table).wire(&k.task_id) {
+                Some(known) => out.push(known),
                 None => {
                     let mut status = TaskStatus::new(&k.task_id, TaskState::Killed);
                     status.reason = Some(Reason::UnknownTask);

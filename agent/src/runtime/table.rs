@@ -11,11 +11,14 @@ use ocean_proto::agent::{self as pb, TaskReport};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::convert::status_to_proto;
+use super::convert::status_with_health;
+use crate::health::TaskHealth;
 use crate::task::{TaskState, TaskStatus};
 
 struct Known {
     status: TaskStatus,
+    /// As its checker last found it (default: no verdict).
+    health: TaskHealth,
     /// When the task reached a terminal state (for expiry).
     ended_at: Option<Instant>,
 }
@@ -57,9 +60,42 @@ impl TaskTable {
             }
         }
         let ended_at = status.state.is_terminal().then(Instant::now);
-        self.tasks
-            .insert(status.task_id.clone(), Known { status, ended_at });
+        let health = self
+            .tasks
+            .get(&status.task_id)
+            .map(|k| k.health.clone())
+            .unwrap_or_default();
+        self.tasks.insert(
+            status.task_id.clone(),
+            Known {
+                status,
+                health,
+                ended_at,
+            },
+        );
         true
+    }
+
+    /// The wire form of a task's latest status, with its health.
+    pub(crate) fn wire(&self, task_id: &str) -> Option<pb::TaskStatus> {
+        self.tasks
+            .get(task_id)
+            .map(|k| status_with_health(&k.status, &k.health))
+    }
+
+    /// Records a health change of a task that has not ended; returns what
+    /// to report, if anything changed.
+    pub(crate) fn set_health(
+        &mut self,
+        task_id: &str,
+        health: TaskHealth,
+    ) -> Option<pb::TaskStatus> {
+        let known = self.tasks.get_mut(task_id)?;
+        if known.status.state.is_terminal() || known.health == health {
+            return None;
+        }
+        known.health = health;
+        Some(status_with_health(&known.status, &known.health))
     }
 
     /// Every known task's latest status, in task id order.
@@ -67,7 +103,7 @@ impl TaskTable {
         let mut all: Vec<pb::TaskStatus> = self
             .tasks
             .values()
-            .map(|k| status_to_proto(&k.status))
+            .map(|k| status_with_health(&k.status, &k.health))
             .collect();
         all.sort_by(|a, b| a.task_id.cmp(&b.task_id));
         all
@@ -114,6 +150,7 @@ impl TaskTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::convert::status_to_proto;
 
     #[tokio::test(start_paused = true)]
     async fn ended_tasks_expire_running_ones_stay() {
@@ -126,6 +163,29 @@ mod tests {
         assert_eq!(t.expire(Duration::from_secs(600)), 1);
         assert!(t.get("run").is_some() && t.get("done").is_none());
         assert!(t.has_ended("done") && !t.has_ended("run"));
+    }
+
+    #[test]
+    fn health_is_kept_across_statuses_and_reported_only_when_it_changes() {
+        let mut t = TaskTable::default();
+        t.record(TaskStatus::new("a", TaskState::Running));
+        let sick = TaskHealth {
+            healthy: Some(false),
+            message: "refused".into(),
+            failed: false,
+        };
+        assert!(t.set_health("a", sick.clone()).is_some());
+        assert!(t.set_health("a", sick).is_none());
+        assert!(t.set_health("unknown", TaskHealth::default()).is_none());
+        t.record(TaskStatus::new("a", TaskState::Running));
+        let w = t.wire("a").unwrap_or_default();
+        assert_eq!(
+            (w.healthy, w.health_message.as_str()),
+            (Some(false), "refused")
+        );
+        assert_eq!(t.snapshot()[0].healthy, Some(false));
+        t.record(TaskStatus::new("a", TaskState::Killed));
+        assert!(t.set_health("a", TaskHealth::default()).is_none());
     }
 
     #[test]

@@ -259,6 +259,20 @@ pub fn job_json(job: &Job) -> Value {
         "created_version": job.created_version,
         "updated_version": job.updated_version,
         "waiting": if job.waiting.is_empty() { Value::Null } else { json!(job.waiting) },
+        "backoff": job.backoff.as_ref().map(backoff_json),
+        "flapping": job.backoff.as_ref().is_some_and(|b| b.flapping),
+    })
+}
+
+/// A job's restart back-off as the API shows it.
+fn backoff_json(b: &ocean_proto::v1::JobBackoff) -> Value {
+    json!({
+        "failures": b.failures,
+        "delay_seconds": b.delay_ms as f64 / 1000.0,
+        "next_launch_ms": b.next_launch_ms,
+        "recent_failures": b.recent_failures_ms.len(),
+        "flapping": b.flapping,
+        "message": b.message,
     })
 }
 

@@ -7,6 +7,7 @@
 //! | `GET /v1/tasks/{id}`                | one task                                  |
 //! | `GET /v1/tasks/{id}/logs`           | `?stream=stdout\|stderr&tail=N&follow=true` |
 //! | `POST /v1/jobs/{id}/scale`          | `{"instances": N}`                        |
+//! | `POST /v1/jobs/{id}/reset-backoff`  | clear restart back-off and flapping       |
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -22,7 +23,7 @@ use super::error::ApiError;
 use super::http::{wait_read, with_version};
 use crate::error::Error;
 use crate::master::Master;
-use crate::state::{is_terminal, scale_job_command, Outcome, STATES};
+use crate::state::{is_terminal, reset_backoff_command, scale_job_command, Outcome, STATES};
 
 type ApiResult<T> = std::result::Result<T, ApiError>;
 
@@ -33,6 +34,7 @@ pub fn routes() -> Router<Master> {
         .route("/v1/tasks/{id}", get(get_task))
         .route("/v1/tasks/{id}/logs", get(task_logs))
         .route("/v1/jobs/{id}/scale", post(scale_job))
+        .route("/v1/jobs/{id}/reset-backoff", post(reset_backoff))
 }
 
 /// A task as the API shows it.
@@ -57,7 +59,14 @@ pub fn task_json(t: &Task) -> Value {
         "pid": if t.pid == 0 { Value::Null } else { json!(t.pid) },
         "created_version": t.created_version,
         "updated_version": t.updated_version,
+        "healthy": t.healthy,
     });
+    if !t.health_message.is_empty() {
+        v["health_message"] = json!(t.health_message);
+    }
+    if t.health_failed {
+        v["health_failed"] = json!(true);
+    }
     if !t.reason.is_empty() {
         v["reason"] = json!(t.reason);
     }
@@ -246,5 +255,21 @@ async fn scale_job(
     Ok(with_version(
         applied.version,
         json!({"id": id, "version": applied.version, "instances": req.instances, "outcome": applied.outcome.as_str()}),
+    ))
+}
+
+/// Clears a job's restart back-off and flapping mark: its missing tasks are
+/// launched at the next round.
+async fn reset_backoff(State(m): State<Master>, Path(id): Path<String>) -> ApiResult<Response> {
+    if !m.read(|st| st.jobs.contains_key(&id)) {
+        return Err(Error::NotFound { kind: "job", id }.into());
+    }
+    let applied = m.propose(reset_backoff_command(id.clone())).await?;
+    if applied.outcome == Outcome::NotFound {
+        return Err(Error::NotFound { kind: "job", id }.into());
+    }
+    Ok(with_version(
+        applied.version,
+        json!({"id": id, "version": applied.version, "outcome": applied.outcome.as_str()}),
     ))
 }

@@ -9,8 +9,17 @@
 //!   default. Start one new task when none of the new ones is still
 //!   starting; once it runs, the job is one over, so stop one old task.
 //!   A job below its instance count is first filled with new tasks.
+//!
+//! Tasks whose health checks failed too often (`health_failed`) are
+//! replaced start-first: they no longer count towards the instances, so
+//! replacements are placed, and they are stopped only while the job keeps
+//! `upgrade_strategy.minimum_health_capacity` of its instances counting
+//! them (with the default 1.0: once a replacement runs healthy). A job
+//! with health checks counts a task as up only once it is healthy.
+//!
+//! [`hold`] says whether restart back-off or flapping holds new launches.
 
-use ocean_proto::v1::Task;
+use ocean_proto::v1::{JobBackoff, Task};
 use ocean_scheduler_policies as sp;
 
 use super::job::JobView;
@@ -29,7 +38,53 @@ pub struct Decision {
 /// `running` describe the cluster for balanced scale-down.
 pub fn decide(job: &JobView, tasks: &[&Task], agents: &[sp::Agent]) -> Decision {
     let want = job.spec.instances as usize;
-    let live: Vec<&Task> = tasks.iter().copied().filter(|t| is_live(t)).collect();
+    let (doomed, live): (Vec<&Task>, Vec<&Task>) = tasks
+        .iter()
+        .copied()
+        .filter(|t| is_live(t))
+        .partition(|t| t.health_failed);
+    let mut d = decide_live(job, &live, agents, want);
+    if !doomed.is_empty() {
+        let up = live.iter().filter(|t| is_up(job, t)).count();
+        let keep = (job.spec.upgrade_strategy.minimum_health_capacity * want as f64).ceil();
+        let keep = keep.max(0.0) as usize;
+        let n = (up + doomed.len()).saturating_sub(keep).min(doomed.len());
+        d.stop.extend(oldest_first(&doomed, n));
+    }
+    d
+}
+
+/// Whether a task serves: running, and healthy when the job has checks.
+pub fn is_up(job: &JobView, t: &Task) -> bool {
+    t.state == RUNNING && (job.spec.health_checks.is_empty() || t.healthy == Some(true))
+}
+
+/// Why new launches of a job wait, if they do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    /// Leader clock (ms) when launches may resume; `None` until a reset.
+    pub until_ms: Option<u64>,
+    /// The job's waiting explanation.
+    pub why: String,
+}
+
+/// Whether the job's back-off holds new tasks at `now_ms` (leader clock):
+/// flapping holds them until a reset, a delay until it has passed.
+pub fn hold(backoff: Option<&JobBackoff>, now_ms: u64) -> Option<Hold> {
+    let b = backoff?;
+    if b.flapping {
+        return Some(Hold {
+            until_ms: None,
+            why: b.message.clone(),
+        });
+    }
+    (now_ms < b.next_launch_ms).then(|| Hold {
+        until_ms: Some(b.next_launch_ms),
+        why: format!("backing off: {}", b.message),
+    })
+}
+
+fn decide_live(job: &JobView, live: &[&Task], agents: &[sp::Agent], want: usize) -> Decision {
     let (current, old): (Vec<&Task>, Vec<&Task>) =
         live.iter().partition(|t| t.config_hash == job.hash);
     let mut d = Decision::default();
@@ -50,7 +105,7 @@ pub fn decide(job: &JobView, tasks: &[&Task], agents: &[sp::Agent]) -> Decision 
         return d;
     }
     let total = current.len() + old.len();
-    let starting = current.iter().any(|t| t.state != RUNNING);
+    let starting = current.iter().any(|t| !is_up(job, t));
     if total < want {
         d.start = want - total;
     } else if !starting {
@@ -192,5 +247,88 @@ mod tests {
         let new = view(3, "new");
         let t = task("o0", old.hash, RUNNING);
         assert_eq!(decide(&new, &[&t], &[]).start, 2);
+    }
+
+    fn with_check(mut v: JobView) -> JobView {
+        let mut spec = JobSpec::clone(&v.spec);
+        spec.health_checks = serde_json::from_str(
+            r#"[{"protocol":"command","command":"true","grace_period_seconds":0}]"#,
+        )
+        .unwrap();
+        v.spec = std::sync::Arc::new(spec);
+        v
+    }
+
+    #[test]
+    fn unhealthy_tasks_are_replaced_start_first() {
+        let v = with_check(view(2, "x"));
+        let mut good = task("t0", v.hash, RUNNING);
+        good.healthy = Some(true);
+        let mut sick = task("t1", v.hash, RUNNING);
+        sick.healthy = Some(false);
+        sick.health_failed = true;
+        // Start a replacement, stop nothing yet.
+        assert_eq!(
+            decide(&v, &[&good, &sick], &[]),
+            Decision {
+                start: 1,
+                stop: vec![]
+            }
+        );
+        // Running but not yet healthy: still nothing stopped.
+        let mut new = task("t2", v.hash, RUNNING);
+        assert_eq!(decide(&v, &[&good, &sick, &new], &[]), Decision::default());
+        // Healthy: now the sick one goes.
+        new.healthy = Some(true);
+        assert_eq!(
+            decide(&v, &[&good, &sick, &new], &[]).stop,
+            vec!["t1".to_string()]
+        );
+    }
+
+    #[test]
+    fn a_replacement_that_cannot_start_keeps_the_unhealthy_task() {
+        let v = with_check(view(1, "x"));
+        let mut sick = task("t1", v.hash, RUNNING);
+        sick.health_failed = true;
+        let d = decide(&v, &[&sick], &[]);
+        assert_eq!((d.start, d.stop.len()), (1, 0));
+        // However long the replacement waits (never placed, or still
+        // staging), the unhealthy task stays.
+        let staging = task("t2", v.hash, "STAGING");
+        assert!(decide(&v, &[&sick, &staging], &[]).stop.is_empty());
+    }
+
+    #[test]
+    fn a_lower_minimum_health_capacity_stops_unhealthy_tasks_sooner() {
+        let mut v = with_check(view(2, "x"));
+        let mut spec = JobSpec::clone(&v.spec);
+        spec.upgrade_strategy.minimum_health_capacity = 0.5;
+        v.spec = std::sync::Arc::new(spec);
+        let mut good = task("t0", v.hash, RUNNING);
+        good.healthy = Some(true);
+        let mut sick = task("t1", v.hash, RUNNING);
+        sick.health_failed = true;
+        let d = decide(&v, &[&good, &sick], &[]);
+        assert_eq!((d.start, d.stop), (1, vec!["t1".to_string()]));
+    }
+
+    #[test]
+    fn backoff_and_flapping_hold_launches() {
+        assert_eq!(hold(None, 5), None);
+        let mut b = JobBackoff {
+            failures: 2,
+            next_launch_ms: 1_000,
+            message: "2 failure(s)".into(),
+            ..Default::default()
+        };
+        let h = hold(Some(&b), 999).unwrap();
+        assert_eq!(h.until_ms, Some(1_000));
+        assert!(h.why.starts_with("backing off"));
+        assert_eq!(hold(Some(&b), 1_000), None);
+        b.flapping = true;
+        b.message = "flapping: 3 failures".into();
+        let h = hold(Some(&b), 5_000).unwrap();
+        assert_eq!((h.until_ms, h.why.as_str()), (None, "flapping: 3 failures"));
     }
 }

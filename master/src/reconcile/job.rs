@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use ocean_proto::agent::{LaunchTask, Port};
+use ocean_proto::agent::{HealthCheck, LaunchTask, Port};
 use ocean_proto::v1::{Job, Task};
 use ocean_scheduler_policies as sp;
 use ocean_spec::JobSpec;
@@ -120,12 +120,30 @@ impl JobView {
                 })
                 .collect(),
             kill_grace_ms: self.kill_grace_ms(),
+            health_checks: spec.health_checks.iter().map(health_check).collect(),
         }
     }
 
     /// Time between SIGTERM and SIGKILL.
     pub fn kill_grace_ms(&self) -> u64 {
         u64::from(self.spec.kill_grace_period_seconds) * 1000
+    }
+}
+
+/// A spec's health check as the agent runs it.
+fn health_check(h: &ocean_spec::HealthCheck) -> HealthCheck {
+    let ms = |s: u32| u64::from(s) * 1000;
+    HealthCheck {
+        protocol: h.protocol.as_str().to_string(),
+        port_name: h.port_name.clone().unwrap_or_default(),
+        path: h.path.clone(),
+        status_min: u32::from(h.status_min),
+        status_max: u32::from(h.status_max),
+        command: h.command.clone().unwrap_or_default(),
+        grace_period_ms: ms(h.grace_period_seconds),
+        interval_ms: ms(h.interval_seconds),
+        timeout_ms: ms(h.timeout_seconds),
+        max_consecutive_failures: h.max_consecutive_failures,
     }
 }
 

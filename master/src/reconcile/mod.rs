@@ -31,7 +31,7 @@ use tracing::{debug, info, warn};
 
 use crate::feed::FeedItem;
 use crate::master::Master;
-use crate::state::{is_terminal, plan_command, Change, ClusterState, STAGING};
+use crate::state::{is_live, is_terminal, plan_command, Change, ClusterState, STAGING};
 use job::JobView;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -81,6 +81,10 @@ struct Memory {
     specs: HashMap<String, Arc<JobView>>,
     /// Jobs with tasks of an older spec, being replaced.
     rolling: HashSet<String>,
+    /// Jobs with tasks being replaced for failing their health checks.
+    healing: HashSet<String>,
+    /// The earliest end of a job's back-off: a round runs then.
+    wake_at: Option<Instant>,
 }
 
 impl Scheduler {
@@ -156,9 +160,22 @@ impl Scheduler {
         let mem = self.memory();
         changes.iter().any(|c| match c {
             Change::TaskPut(t) if !is_terminal(&t.state) => {
-                t.created_version != v && !t.kill_requested && mem.rolling.contains(&t.job_id)
+                t.created_version != v
+                    && !t.kill_requested
+                    && (t.health_failed
+                        || mem.rolling.contains(&t.job_id)
+                        || mem.healing.contains(&t.job_id))
             }
             _ => true,
+        })
+    }
+
+    /// How long the loop may sleep: a tick, or less when a back-off ends
+    /// before.
+    fn next_sleep(&self) -> Duration {
+        let at = self.memory().wake_at;
+        at.map_or(TICK, |at| {
+            at.saturating_duration_since(Instant::now()).min(TICK)
         })
     }
 
@@ -244,8 +261,9 @@ async fn run(master: Master) {
                 _ = master.scheduler().wake.notified() => due = true,
                 // Also notices a lost leadership within a tick (a round
                 // proposes locally, so a deposed leader's rounds fail),
-                // and retries what could not be sent.
-                _ = tokio::time::sleep(TICK) => due = true,
+                // and retries what could not be sent; sooner when a job's
+                // back-off ends.
+                _ = tokio::time::sleep(master.scheduler().next_sleep()) => due = true,
             }
         }
         info!(term, "reconciler inactive");
@@ -289,6 +307,8 @@ struct View {
     running: Vec<sp::RunningTask>,
     /// Jobs' waiting explanations as committed.
     waiting: HashMap<String, String>,
+    /// Jobs' restart back-off as committed.
+    backoff: HashMap<String, Option<ocean_proto::v1::JobBackoff>>,
 }
 
 impl View {
@@ -371,7 +391,14 @@ impl View {
             .filter(|j| !j.waiting.is_empty())
             .map(|j| (j.id.clone(), j.waiting.clone()))
             .collect();
+        let backoff = st
+            .jobs
+            .iter()
+            .filter(|j| j.backoff.is_some())
+            .map(|j| (j.id.clone(), j.backoff.clone()))
+            .collect();
         View {
+            backoff,
             waiting,
             version: st.version,
             jobs,
@@ -404,6 +431,9 @@ async fn round(master: &Master) -> crate::error::Result<()> {
     let mut waiting = BTreeMap::new();
     let mut t_plan = Duration::ZERO;
     let mut rolling = HashSet::new();
+    let mut healing = HashSet::new();
+    let mut wake_at: Option<u64> = None;
+    let now = now_ms();
     let mut preempted = HashMap::new();
     let empty = Vec::new();
     for job in &view.jobs {
@@ -417,9 +447,20 @@ async fn round(master: &Master) -> crate::error::Result<()> {
         if tasks.iter().any(|t| t.config_hash != job.hash) {
             rolling.insert(job.id.clone());
         }
+        if tasks.iter().any(|t| t.health_failed && is_live(t)) {
+            healing.insert(job.id.clone());
+        }
         let d = desired::decide(job, &tasks, &view.agents);
         kills.extend(d.stop);
         if d.start > 0 {
+            let backoff = view.backoff.get(&job.id).and_then(|b| b.as_ref());
+            if let Some(h) = desired::hold(backoff, now) {
+                if let Some(until) = h.until_ms {
+                    wake_at = Some(wake_at.map_or(until, |w| w.min(until)));
+                }
+                waiting.insert(job.id.clone(), h.why);
+                continue;
+            }
             if let Err(e) = &job.constraints {
                 waiting.insert(job.id.clone(), e.clone());
                 continue;
@@ -532,7 +573,13 @@ async fn round(master: &Master) -> crate::error::Result<()> {
             }
         }
     }
-    sched.memory().rolling = rolling;
+    {
+        let mut mem = sched.memory();
+        mem.rolling = rolling;
+        mem.healing = healing;
+        mem.wake_at =
+            wake_at.map(|at| Instant::now() + Duration::from_millis(at.saturating_sub(now)));
+    }
     let t_commit = t0.elapsed();
     dispatch(master, &connected);
     master

@@ -38,6 +38,9 @@ pub fn to_update(agent: &str, s: &TaskStatus) -> Result<TaskUpdate, String> {
         timestamp_ms: s.timestamp_ms,
         pid: s.pid,
         healthy: s.healthy,
+        health_message: truncate(&s.health_message, 1024),
+        health_failed: s.health_failed,
+        received_ms: 0,
     })
 }
 
@@ -79,6 +82,12 @@ pub async fn batch_updates(master: Master, mut rx: mpsc::UnboundedReceiver<TaskU
             }
         }
         let n = batch.len();
+        // Back-off is timed on the leader's clock, written into the entry
+        // so every master applies the same times.
+        let now = super::now_ms();
+        for u in &mut batch {
+            u.received_ms = now;
+        }
         // Only the leader records reports; agents re-send everything to the
         // next leader when they re-register, so nothing is lost.
         if let Err(e) = master.propose_local(task_updates_command(batch)).await {
@@ -99,6 +108,15 @@ pub struct FullReport {
     pub relaunch: Vec<String>,
 }
 
+/// Whether a report says nothing the state does not already hold: same
+/// state and, for a task not ended, the same health.
+fn same_status(t: &ocean_proto::v1::Task, u: &TaskUpdate) -> bool {
+    t.state == u.state
+        && t.healthy == u.healthy
+        && t.health_message == u.health_message
+        && (t.health_failed || !u.health_failed)
+}
+
 /// Compares a full report of `agent` with the state. Pure.
 pub fn compare(agent: &str, statuses: &[TaskStatus], st: &ClusterState) -> FullReport {
     let mut out = FullReport::default();
@@ -112,7 +130,7 @@ pub fn compare(agent: &str, statuses: &[TaskStatus], st: &ClusterState) -> FullR
         match known {
             // What the state already says needs no raft entry (a full
             // report after a leader change repeats almost everything).
-            Some(t) if t.state == u.state => {}
+            Some(t) if same_status(t, &u) => {}
             Some(_) => out.updates.push(u),
             None if !is_terminal(&u.state) => out.kill.push(u.task_id),
             None => {}
@@ -251,5 +269,22 @@ mod tests {
             .collect();
         // "run" is as the state says: nothing to record.
         assert_eq!(ids, vec![("starting", "RUNNING"), ("gone", "LOST")]);
+    }
+
+    #[test]
+    fn a_full_report_records_health_changes_only() {
+        let mut st = ClusterState::default();
+        let mut known = Task::clone(&task("t", "a", "RUNNING"));
+        known.healthy = Some(true);
+        st.insert_task(Arc::new(known));
+        let mut same = status("t", "RUNNING");
+        same.healthy = Some(true);
+        assert!(compare("a", &[same.clone()], &st).updates.is_empty());
+        let mut sick = same;
+        sick.healthy = Some(false);
+        sick.health_message = "tcp connect: refused".into();
+        let r = compare("a", &[sick], &st);
+        assert_eq!(r.updates.len(), 1);
+        assert_eq!(r.updates[0].healthy, Some(false));
     }
 }

@@ -5,6 +5,7 @@
 //! reaches the same state and the same `version`. The version counts the
 //! commands that changed something; watchers resume from it on any master.
 
+pub mod backoff;
 mod tasks;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -117,7 +118,7 @@ impl ClusterState {
     /// no randomness, no I/O.
     pub fn apply(&mut self, cmd: &Command) -> Applied {
         let (outcome, changes) = match &cmd.kind {
-            Some(command::Kind::PutJob(put)) => self.put_job(&put.id, &put.spec_json),
+            Some(command::Kind::PutJob(put)) => self.put_job(&put.id, &put.spec_json, false),
             Some(command::Kind::DeleteJob(del)) => match self.jobs.remove(&del.id) {
                 Some(_) => {
                     self.version += 1;
@@ -137,6 +138,7 @@ impl ClusterState {
             Some(command::Kind::PlanTasks(plan)) => self.plan_tasks(plan),
             Some(command::Kind::TaskUpdates(u)) => self.task_updates(&u.updates),
             Some(command::Kind::ScaleJob(scale)) => self.scale_job(scale),
+            Some(command::Kind::ResetBackoff(r)) => self.reset_backoff(&r.id),
             Some(command::Kind::Noop(_)) | None => (Outcome::Noop, Vec::new()),
         };
         Applied {
@@ -146,14 +148,26 @@ impl ClusterState {
         }
     }
 
-    fn put_job(&mut self, id: &str, spec_json: &[u8]) -> (Outcome, Vec<Change>) {
+    /// Stores a job's spec. A new spec starts without back-off (Marathon's
+    /// rule: a changed definition deserves a fresh try) unless
+    /// `keep_backoff` (scaling).
+    fn put_job(
+        &mut self,
+        id: &str,
+        spec_json: &[u8],
+        keep_backoff: bool,
+    ) -> (Outcome, Vec<Change>) {
         let next = self.version + 1;
-        let (outcome, created_version) = match self.jobs.get(id) {
+        let (outcome, created_version, backoff) = match self.jobs.get(id) {
             Some(existing) if existing.spec_json == spec_json => {
                 return (Outcome::Unchanged, Vec::new())
             }
-            Some(existing) => (Outcome::Updated, existing.created_version),
-            None => (Outcome::Created, next),
+            Some(existing) => (
+                Outcome::Updated,
+                existing.created_version,
+                existing.backoff.clone().filter(|_| keep_backoff),
+            ),
+            None => (Outcome::Created, next, None),
         };
         let job = Arc::new(Job {
             id: id.to_string(),
@@ -162,6 +176,7 @@ impl ClusterState {
             updated_version: next,
             // A new spec is planned afresh.
             waiting: String::new(),
+            backoff,
         });
         self.jobs.insert(id.to_string(), job.clone());
         self.version = next;
@@ -294,6 +309,15 @@ pub fn scale_job_command(id: String, instances: u32) -> Command {
         kind: Some(command::Kind::ScaleJob(ocean_proto::v1::ScaleJob {
             id,
             instances,
+        })),
+    }
+}
+
+/// Builds a reset-backoff command.
+pub fn reset_backoff_command(id: String) -> Command {
+    Command {
+        kind: Some(command::Kind::ResetBackoff(ocean_proto::v1::ResetBackoff {
+            id,
         })),
     }
 }

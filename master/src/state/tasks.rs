@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use ocean_proto::v1::{PlanTasks, ScaleJob, Task, TaskUpdate};
 
-use super::{Change, ClusterState, Outcome};
+use super::{backoff, Change, ClusterState, Outcome};
 
 /// How many ended tasks of each job the state keeps (for `ocean task list`
 /// and post-mortems); older ones are forgotten.
@@ -221,6 +221,7 @@ impl ClusterState {
         let next = self.version + 1;
         let mut changes = Vec::new();
         let mut ended_jobs = BTreeSet::new();
+        let mut failures: Vec<(Arc<Task>, u64)> = Vec::new();
         for u in updates {
             let Some(task) = self.tasks.get(&u.task_id) else {
                 continue;
@@ -244,7 +245,14 @@ impl ClusterState {
                 t.exit_code = u.exit_code;
                 t.signal = u.signal;
                 ended_jobs.insert(t.job_id.clone());
+            } else {
+                // A running task's health is news (DNS and replacements
+                // follow it); an ended task keeps its last word on it.
+                t.healthy = u.healthy;
+                t.health_message = u.health_message.clone();
             }
+            // Once asked for, a replacement is not called off.
+            t.health_failed |= u.health_failed;
             // Why the master stopped a task says more than the agent's
             // "killed": keep it.
             let ours = t.kill_requested && t.reason == "preempted";
@@ -262,7 +270,18 @@ impl ClusterState {
             self.recount(Some(&old), Some(&t.state));
             let t = Arc::new(t);
             self.tasks.insert(t.id.clone(), t.clone());
+            if new_rank == 3 && backoff::counts_as_failure(&t) {
+                let at = if u.received_ms > 0 {
+                    u.received_ms
+                } else {
+                    u.timestamp_ms
+                };
+                failures.push((t.clone(), at));
+            }
             changes.push(Change::TaskPut(t));
+        }
+        for (task, at) in failures {
+            changes.extend(self.job_failed(&task, at, next));
         }
         for job in ended_jobs {
             changes.extend(self.forget_ended(&job));
@@ -295,6 +314,39 @@ impl ClusterState {
             .collect()
     }
 
+    /// Counts a failure of `task` against its job's back-off.
+    fn job_failed(&mut self, task: &Task, at_ms: u64, version: u64) -> Option<Change> {
+        let job = self.jobs.get(&task.job_id)?;
+        let spec = serde_json::from_slice::<ocean_spec::JobSpec>(&job.spec_json).ok()?;
+        let mut j = ocean_proto::v1::Job::clone(job);
+        j.backoff = Some(backoff::after_failure(
+            job.backoff.as_ref(),
+            &spec,
+            task,
+            at_ms,
+        ));
+        j.updated_version = version;
+        let j = Arc::new(j);
+        self.jobs.insert(j.id.clone(), j.clone());
+        Some(Change::JobPut(j))
+    }
+
+    /// Clears a job's back-off and flapping mark.
+    pub(super) fn reset_backoff(&mut self, id: &str) -> (Outcome, Vec<Change>) {
+        let Some(job) = self.jobs.get(id) else {
+            return (Outcome::NotFound, Vec::new());
+        };
+        if job.backoff.is_none() {
+            return (Outcome::Unchanged, Vec::new());
+        }
+        let mut j = ocean_proto::v1::Job::clone(job);
+        j.backoff = None;
+        j.updated_version = self.version + 1;
+        let j = Arc::new(j);
+        self.jobs.insert(j.id.clone(), j.clone());
+        self.finish(vec![Change::JobPut(j)])
+    }
+
     pub(super) fn scale_job(&mut self, scale: &ScaleJob) -> (Outcome, Vec<Change>) {
         let Some(job) = self.jobs.get(&scale.id) else {
             return (Outcome::NotFound, Vec::new());
@@ -310,7 +362,8 @@ impl ClusterState {
         spec.instances = scale.instances;
         let spec_json = spec.to_canonical_json();
         let id = scale.id.clone();
-        self.put_job(&id, &spec_json)
+        // Scaling is not a new version: a failing job keeps backing off.
+        self.put_job(&id, &spec_json, true)
     }
 
     fn finish(&mut self, changes: Vec<Change>) -> (Outcome, Vec<Change>) {
@@ -467,5 +520,76 @@ mod tests {
             s.apply(&scale_job_command("nope".into(), 5)).outcome,
             Outcome::NotFound
         );
+    }
+
+    #[test]
+    fn health_changes_are_committed_and_repeats_are_not() {
+        let mut s = with_job();
+        s.apply(&plan_tasks_command(
+            vec![task("t1")],
+            vec![],
+            Default::default(),
+        ));
+        s.apply(&task_updates_command(vec![update("t1", RUNNING)]));
+        let mut sick = update("t1", RUNNING);
+        sick.healthy = Some(false);
+        sick.health_message = "http GET /: status 500".into();
+        let a = s.apply(&task_updates_command(vec![sick.clone()]));
+        assert_eq!(a.changes.len(), 1);
+        assert_eq!(s.tasks["t1"].healthy, Some(false));
+        assert!(s
+            .apply(&task_updates_command(vec![sick.clone()]))
+            .changes
+            .is_empty());
+        sick.health_failed = true;
+        s.apply(&task_updates_command(vec![sick]));
+        // A later report without the mark does not call the replacement off.
+        let mut well = update("t1", RUNNING);
+        well.healthy = Some(true);
+        s.apply(&task_updates_command(vec![well]));
+        let t = &s.tasks["t1"];
+        assert_eq!((t.healthy, t.health_failed), (Some(true), true));
+        assert!(t.health_message.is_empty());
+    }
+
+    #[test]
+    fn failures_back_the_job_off_until_reset_or_a_new_spec() {
+        let mut s = with_job();
+        s.apply(&plan_tasks_command(
+            vec![task("t1"), task("t2"), task("t3")],
+            vec![],
+            Default::default(),
+        ));
+        let mut end = update("t1", FAILED);
+        end.received_ms = 10_000;
+        let a = s.apply(&task_updates_command(vec![end]));
+        assert!(a
+            .changes
+            .iter()
+            .any(|c| matches!(c, Change::JobPut(j) if j.backoff.is_some())));
+        let b = s.jobs[JOB].backoff.clone().unwrap_or_default();
+        assert_eq!((b.failures, b.next_launch_ms), (1, 11_000));
+        // Killed on request: not a failure.
+        s.apply(&plan_tasks_command(
+            vec![],
+            vec!["t2".into()],
+            Default::default(),
+        ));
+        s.apply(&task_updates_command(vec![update("t2", KILLED)]));
+        assert_eq!(s.jobs[JOB].backoff.as_ref().map(|b| b.failures), Some(1));
+        // Scaling keeps the back-off; reset clears it.
+        s.apply(&scale_job_command(JOB.into(), 4));
+        assert!(s.jobs[JOB].backoff.is_some());
+        let a = s.apply(&crate::state::reset_backoff_command(JOB.into()));
+        assert_eq!(a.outcome, Outcome::Updated);
+        assert!(s.jobs[JOB].backoff.is_none());
+        let a = s.apply(&crate::state::reset_backoff_command(JOB.into()));
+        assert_eq!(a.outcome, Outcome::Unchanged);
+        // A new spec starts afresh.
+        s.apply(&task_updates_command(vec![update("t3", FAILED)]));
+        assert!(s.jobs[JOB].backoff.is_some());
+        let spec = ocean_spec::JobSpec::new(JOB, "sleep 2");
+        s.apply(&put_job_command(JOB.into(), spec.to_canonical_json()));
+        assert!(s.jobs[JOB].backoff.is_none());
     }
 }

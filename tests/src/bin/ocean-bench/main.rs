@@ -11,6 +11,8 @@
 //!   RSS and packing with thousands of simulated agents.
 //! - `fleet`: a many-instance job over several agents: time until all run,
 //!   and the agents' CPU and memory while holding them.
+//! - `health`: time from a task's health check starting to fail to its
+//!   healthy replacement serving.
 //!
 //! Everything runs on loopback and stops by itself.
 
@@ -28,6 +30,7 @@ use ocean_tests::http::{job_id, job_spec};
 use ocean_tests::Cluster;
 use tonic::transport::{Channel, Endpoint};
 
+mod health;
 mod schedule;
 mod tasks;
 
@@ -79,6 +82,12 @@ enum Cmd {
         #[arg(long, default_value_t = 100_000)]
         tasks: usize,
     },
+    /// Health check failing to healthy replacement serving (1 s interval,
+    /// 3 failures), in `ocean dev`.
+    Health {
+        #[arg(long, default_value_t = 20)]
+        trials: usize,
+    },
     /// One job of many tiny instances over several agents.
     Fleet {
         #[arg(long, default_value_t = 1000)]
@@ -120,6 +129,7 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Launch { runs, stop_each } => tasks::launch(runs, stop_each).await,
         Cmd::Schedule { agents, tasks } => schedule::schedule(agents, tasks).await,
         Cmd::Fleet { instances, agents } => tasks::fleet(instances, agents).await,
+        Cmd::Health { trials } => health::health(trials).await,
     }
 }
 

@@ -44,21 +44,28 @@ async fn follow_running(base: String, tx: mpsc::UnboundedSender<(String, Instant
     }
 }
 
-/// Submit-to-RUNNING of `runs` one-instance jobs, one after another, in
-/// `ocean dev` (master and agent in one process).
-pub async fn launch(runs: usize, stop_each: bool) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
+/// Starts `ocean dev` (master and agent in one process) with its data in
+/// `dir`; returns the process and its REST address.
+pub(crate) fn start_dev(dir: &std::path::Path) -> anyhow::Result<(Process, std::net::SocketAddr)> {
     let (http, grpc) = (free_addr(), free_addr());
-    let mut dev = Process::new(dir.path().join("dev.log"));
+    let mut dev = Process::new(dir.join("dev.log"));
     dev.spawn(&[
         "dev".into(),
         "--data-dir".into(),
-        dir.path().join("data").into_os_string(),
+        dir.join("data").into_os_string(),
         "--http".into(),
         http.to_string().into(),
         "--grpc".into(),
         grpc.to_string().into(),
     ])?;
+    Ok((dev, http))
+}
+
+/// Submit-to-RUNNING of `runs` one-instance jobs, one after another, in
+/// `ocean dev` (master and agent in one process).
+pub async fn launch(runs: usize, stop_each: bool) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (dev, http) = start_dev(dir.path())?;
     let base = format!("http://{http}");
     let api = Api::new(&http.to_string());
     wait_connected(&api, 1, Duration::from_secs(30))
