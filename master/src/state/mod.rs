@@ -5,6 +5,7 @@
 //! reaches the same state and the same `version`. The version counts the
 //! commands that changed something; watchers resume from it on any master.
 
+mod agents;
 mod tasks;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,6 +15,10 @@ use ocean_proto::v1::{command, Agent, Command, Job, Member, PlanTasks, StateImag
 use prost::Message;
 
 pub use tasks::{is_live, is_terminal, rank, KEEP_ENDED_PER_JOB, STATES};
+pub use agents::{
+    agent_status, agent_unreachable_command, moves_tasks_off, set_agent_status_command,
+    AGENT_STATUSES,
+};
 pub use tasks::{FAILED, FINISHED, KILLED, LOST, RUNNING, STAGING, STARTING};
 
 use crate::error::{corrupt, Result};
@@ -137,6 +142,8 @@ impl ClusterState {
             Some(command::Kind::PlanTasks(plan)) => self.plan_tasks(plan),
             Some(command::Kind::TaskUpdates(u)) => self.task_updates(&u.updates),
             Some(command::Kind::ScaleJob(scale)) => self.scale_job(scale),
+            Some(command::Kind::SetAgentStatus(s)) => self.set_agent_status(s),
+            Some(command::Kind::AgentUnreachable(u)) => self.agent_unreachable(u),
             Some(command::Kind::Noop(_)) | None => (Outcome::Noop, Vec::new()),
         };
         Applied {
@@ -173,6 +180,10 @@ impl ClusterState {
         let outcome = match self.agents.get(&agent.id) {
             Some(known) => {
                 agent.registered_version = known.registered_version;
+                // The operator's status outlives the agent's registrations.
+                agent.status = known.status.clone();
+                agent.status_message = known.status_message.clone();
+                agent.status_version = known.status_version;
                 if **known == agent {
                     return (Outcome::Unchanged, Vec::new());
                 }
