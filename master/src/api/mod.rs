@@ -3,6 +3,7 @@
 //! status codes in one place ([`error`]).
 
 pub mod agent;
+pub mod agents;
 pub mod error;
 pub mod grpc;
 pub mod http;

@@ -14,7 +14,9 @@
 //! task an agent may run; agents launch idempotently by task id.
 
 pub mod desired;
+pub mod drain;
 pub mod job;
+pub mod liveness;
 pub mod reports;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -70,6 +72,8 @@ pub struct Scheduler {
     /// Fair-share weights and quotas, as placement takes them.
     weights: BTreeMap<String, f64>,
     quotas: Vec<sp::Quota>,
+    /// Agent heartbeats and their timeout.
+    agents: crate::config::AgentSettings,
 }
 
 /// What this leader remembers between rounds (not replicated: a new leader
@@ -108,6 +112,7 @@ impl Default for Scheduler {
         Scheduler {
             weights: BTreeMap::new(),
             quotas: Vec::new(),
+            agents: Default::default(),
             updates: tx,
             updates_rx: Mutex::new(Some(rx)),
             memory: Mutex::new(Memory::default()),
@@ -118,6 +123,17 @@ impl Default for Scheduler {
 }
 
 impl Scheduler {
+    /// The same scheduler with these heartbeat settings.
+    pub fn with_agent_settings(mut self, agents: crate::config::AgentSettings) -> Self {
+        self.agents = agents;
+        self
+    }
+
+    /// Agent heartbeats and their timeout.
+    pub fn agent_settings(&self) -> &crate::config::AgentSettings {
+        &self.agents
+    }
+
     fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {
         self.memory.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -179,6 +195,7 @@ pub fn spawn(master: Master) {
     if let Some(rx) = rx {
         tokio::spawn(reports::batch_updates(master.clone(), rx));
     }
+    tokio::spawn(liveness::run(master.clone()));
     tokio::spawn(run(master));
 }
 
@@ -289,6 +306,8 @@ struct View {
     running: Vec<sp::RunningTask>,
     /// Jobs' waiting explanations as committed.
     waiting: HashMap<String, String>,
+    /// Agents whose status moves their tasks off (draining, offline).
+    leaving: HashSet<String>,
 }
 
 impl View {
@@ -347,14 +366,14 @@ impl View {
                 attributes
                     .entry(sp::ATTR_HOSTNAME.to_string())
                     .or_insert_with(|| a.hostname.clone());
-                // An agent without a stream to this leader gets nothing new.
-                if !connected.contains(&a.id) {
-                    attributes.insert(sp::ATTR_STATUS.into(), "disconnected".into());
+                // An agent without a stream to this leader gets nothing new;
+                // otherwise the operator's status (else its own) decides.
+                let status = if connected.contains(&a.id) {
+                    crate::state::agent_status(a)
                 } else {
-                    attributes
-                        .entry(sp::ATTR_STATUS.to_string())
-                        .or_insert_with(|| sp::STATUS_ONLINE.to_string());
-                }
+                    "disconnected"
+                };
+                attributes.insert(sp::ATTR_STATUS.into(), status.to_string());
                 sp::Agent {
                     id: a.id.clone(),
                     capacity: sp::Resources::new(a.cpus, a.mem_mib, a.disk_mib),
@@ -371,7 +390,14 @@ impl View {
             .filter(|j| !j.waiting.is_empty())
             .map(|j| (j.id.clone(), j.waiting.clone()))
             .collect();
+        let leaving = st
+            .agents
+            .iter()
+            .filter(|a| crate::state::moves_tasks_off(crate::state::agent_status(a)))
+            .map(|a| a.id.clone())
+            .collect();
         View {
+            leaving,
             waiting,
             version: st.version,
             jobs,
@@ -417,7 +443,8 @@ async fn round(master: &Master) -> crate::error::Result<()> {
         if tasks.iter().any(|t| t.config_hash != job.hash) {
             rolling.insert(job.id.clone());
         }
-        let d = desired::decide(job, &tasks, &view.agents);
+        let d = drain::decide(job, &tasks, &view.leaving)
+            .unwrap_or_else(|| desired::decide(job, &tasks, &view.agents));
         kills.extend(d.stop);
         if d.start > 0 {
             if let Err(e) = &job.constraints {
