@@ -44,7 +44,7 @@ enum Command {
     #[command(subcommand)]
     Task(cmd_task::TaskCommand),
     /// Run an agent (`ocean agent --master ... --data-dir ...`), or
-    /// `ocean agent list`.
+    /// `ocean agent list`, `ocean agent status ID [STATUS]`, `ocean agent drain ID`.
     Agent(cmd_agent::AgentCommand),
     /// Add, remove and list masters.
     #[command(subcommand)]
