@@ -83,7 +83,8 @@ struct Memory {
     launched: HashMap<String, Instant>,
     killed: HashMap<String, Instant>,
     specs: HashMap<String, Arc<JobView>>,
-    /// Jobs with tasks of an older spec, being replaced.
+    /// Jobs with tasks of an older spec, or on draining or offline agents,
+    /// being replaced.
     rolling: HashSet<String>,
 }
 
@@ -440,7 +441,12 @@ async fn round(master: &Master) -> crate::error::Result<()> {
             .iter()
             .map(|t| t.as_ref())
             .collect();
-        if tasks.iter().any(|t| t.config_hash != job.hash) {
+        // A drain, like a rolling update, stops an old task once a new one
+        // runs: such jobs need a round when a task starts running.
+        if tasks
+            .iter()
+            .any(|t| t.config_hash != job.hash || view.leaving.contains(&t.agent_id))
+        {
             rolling.insert(job.id.clone());
         }
         let d = drain::decide(job, &tasks, &view.leaving)
