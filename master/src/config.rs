@@ -440,6 +440,7 @@ mod tests {
         let c: MasterConfig = toml::from_str(&text).unwrap();
         c.validate().unwrap();
         assert_eq!(c.scheduler.quotas.len(), 1);
+        assert_eq!(c.agents, AgentSettings::default());
     }
 
     #[test]
