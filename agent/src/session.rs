@@ -189,7 +189,15 @@ pub fn spawn_on_own_thread(
     std::thread::Builder::new()
         .name("agent-session".into())
         .spawn(move || {
-            let result = rt.block_on(run(masters, handler, state, shutdown));
+            let mut owner = shutdown.clone();
+            let result = rt.block_on(async move {
+                tokio::select! {
+                    r = run(masters, handler, state, shutdown) => r,
+                    // The runtime that started the session is gone without
+                    // a word (its stop sender dropped): so is the session.
+                    () = async { while owner.changed().await.is_ok() {} } => Ok(()),
+                }
+            });
             let _ = done_tx.send(result);
         })
         .map_err(|e| Error::Session(format!("cannot start the session thread: {e}")))?;
