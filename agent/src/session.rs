@@ -4,7 +4,7 @@
 //! starting point.
 //!
 //! ```text
-//!  masters (gRPC) ──► session(): Register ─► Registered ─► Heartbeat every 1 s
+//!  masters (gRPC) ──► session(): Register ─► Registered ─► Heartbeat every 0.5 s (the leader says)
 //!                       ▲   NotLeader{addr} / stream error: reconnect (to addr)
 //!                       └──────────────────────────────────────────────┘
 //!  SessionHandler (the runtime): open_stream() ─► Register{tasks} + reports
@@ -171,6 +171,39 @@ pub async fn run(
     }
 }
 
+/// Runs [`run`] on a dedicated OS thread with its own single-threaded
+/// runtime, so that heartbeats are sent on time however busy the agent's
+/// main runtime is (a burst of launches, log followers). The receiver
+/// yields the session's result when it ends.
+pub fn spawn_on_own_thread(
+    masters: Vec<String>,
+    handler: Arc<dyn SessionHandler>,
+    state: watch::Sender<SessionState>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<tokio::sync::oneshot::Receiver<Result<()>>> {
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Session(format!("cannot build the session's runtime: {e}")))?;
+    std::thread::Builder::new()
+        .name("agent-session".into())
+        .spawn(move || {
+            let mut owner = shutdown.clone();
+            let result = rt.block_on(async move {
+                tokio::select! {
+                    r = run(masters, handler, state, shutdown) => r,
+                    // The runtime that started the session is gone without
+                    // a word (its stop sender dropped): so is the session.
+                    () = async { while owner.changed().await.is_ok() {} } => Ok(()),
+                }
+            });
+            let _ = done_tx.send(result);
+        })
+        .map_err(|e| Error::Session(format!("cannot start the session thread: {e}")))?;
+    Ok(done_rx)
+}
+
 /// Resolves when shutdown is asked for; never, if nobody can ask any more.
 async fn stopped(rx: &mut watch::Receiver<bool>) {
     if rx.wait_for(|s| *s).await.is_err() {
@@ -221,7 +254,7 @@ async fn one_session(
         Ok(r) => r.into_inner(),
         Err(s) => return Ended::Failed(format!("{}: {}", s.code(), s.message())),
     };
-    let mut interval = tokio::time::interval(Duration::from_secs(1));
+    let mut interval = heartbeats(Duration::from_secs(1));
     let mut seq = 0u64;
     loop {
         tokio::select! {
@@ -230,7 +263,7 @@ async fn one_session(
                     Some(master_message::Kind::Registered(r)) => {
                         info!(agent = %agent_id, leader = r.leader_id, "registered with the leader");
                         if r.heartbeat_interval_ms > 0 {
-                            interval = tokio::time::interval(Duration::from_millis(r.heartbeat_interval_ms));
+                            interval = heartbeats(Duration::from_millis(r.heartbeat_interval_ms));
                         }
                         state.send_modify(|s| {
                             s.leader = r.leader_id;
@@ -259,4 +292,13 @@ async fn one_session(
             }
         }
     }
+}
+
+/// A heartbeat timer. After a pause (a stopped process, a starved host) it
+/// sends one heartbeat and carries on at the interval, rather than a burst
+/// of the missed ones.
+fn heartbeats(every: Duration) -> tokio::time::Interval {
+    let mut i = tokio::time::interval(every);
+    i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    i
 }

@@ -1,4 +1,4 @@
-//! `ocean agent` (run an agent), `ocean agent list`, and the hidden
+//! `ocean agent` (run an agent), `ocean agent list|status|drain`, and the hidden
 //! `ocean agent exec-wrapper` (the first program of every task, so the one
 //! `ocean` binary is all an agent host needs).
 
@@ -37,6 +37,27 @@ impl AgentCommand {
 enum AgentSub {
     /// List agents (liveness as the leader sees it).
     List,
+    /// Show an agent, or set its status: online, draining (move its tasks
+    /// off), offline (out of service; tasks moved off), problem (no new
+    /// tasks; what runs stays).
+    Status {
+        /// The agent's id.
+        id: String,
+        /// The new status; omit to show the agent.
+        status: Option<String>,
+        /// Why, for other operators.
+        #[arg(long, default_value = "")]
+        message: String,
+    },
+    /// Move every task off an agent (status draining): each replacement
+    /// runs before the task it replaces is stopped.
+    Drain {
+        /// The agent's id.
+        id: String,
+        /// Why, for other operators.
+        #[arg(long, default_value = "")]
+        message: String,
+    },
     /// The task exec wrapper (started by the agent, not by people):
     /// `[--cgroup DIR]... -- PROGRAM [ARG]...`.
     #[command(hide = true, disable_help_flag = true)]
@@ -169,6 +190,17 @@ pub async fn agent(
 ) -> anyhow::Result<()> {
     match cmd.cmd {
         Some(AgentSub::List) => list(&c()?).await,
+        Some(AgentSub::Status {
+            id,
+            status: None,
+            message: _,
+        }) => show(&c()?, &id).await,
+        Some(AgentSub::Status {
+            id,
+            status: Some(status),
+            message,
+        }) => set_status(&c()?, &id, &status, &message).await,
+        Some(AgentSub::Drain { id, message }) => drain(&c()?, &id, &message).await,
         Some(AgentSub::ExecWrapper(w)) => ocean_agent::wrapper_main(wrapper_argv(w.args)),
         None => run(cmd.run).await,
     }
@@ -253,6 +285,52 @@ pub async fn run_agent(
     Ok(())
 }
 
+async fn show(c: &Client, id: &str) -> anyhow::Result<()> {
+    let v = c
+        .request(Method::GET, &format!("/v1/agents/{id}"), Body::None)
+        .await?;
+    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    Ok(())
+}
+
+async fn set_status(c: &Client, id: &str, status: &str, message: &str) -> anyhow::Result<()> {
+    let body = serde_json::json!({"status": status, "message": message});
+    let v = c
+        .request(
+            Method::POST,
+            &format!("/v1/agents/{id}/status"),
+            Body::Json(body),
+        )
+        .await?;
+    report(c, &v)
+}
+
+async fn drain(c: &Client, id: &str, message: &str) -> anyhow::Result<()> {
+    let body = serde_json::json!({"message": message});
+    let v = c
+        .request(
+            Method::POST,
+            &format!("/v1/agents/{id}/drain"),
+            Body::Json(body),
+        )
+        .await?;
+    report(c, &v)
+}
+
+fn report(c: &Client, v: &Value) -> anyhow::Result<()> {
+    if c.json {
+        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    } else {
+        println!(
+            "agent {}: {} ({})",
+            v["id"].as_str().unwrap_or("?"),
+            v["status"].as_str().unwrap_or("?"),
+            v["outcome"].as_str().unwrap_or("?")
+        );
+    }
+    Ok(())
+}
+
 async fn list(c: &Client) -> anyhow::Result<()> {
     let v = c.request(Method::GET, "/v1/agents", Body::None).await?;
     if c.json {
@@ -265,8 +343,8 @@ async fn list(c: &Client) -> anyhow::Result<()> {
         Some(o) => o.to_string(),
     };
     println!(
-        "{:<24} {:<20} {:>6} {:>8} {:<10} {:<30}",
-        "ID", "HOSTNAME", "CPUS", "MEM", "CONNECTED", "ATTRIBUTES"
+        "{:<24} {:<20} {:>6} {:>8} {:<10} {:<9} {:<30}",
+        "ID", "HOSTNAME", "CPUS", "MEM", "CONNECTED", "STATUS", "ATTRIBUTES"
     );
     for a in v["agents"].as_array().into_iter().flatten() {
         let attrs = a["attributes"]
@@ -278,13 +356,19 @@ async fn list(c: &Client) -> anyhow::Result<()> {
                     .join(",")
             })
             .unwrap_or_default();
+        let connected = if a["unreachable"] == Value::Bool(true) {
+            "unreachable".to_string()
+        } else {
+            s(a, "connected")
+        };
         println!(
-            "{:<24} {:<20} {:>6} {:>8} {:<10} {:<30}",
+            "{:<24} {:<20} {:>6} {:>8} {:<10} {:<9} {:<30}",
             s(a, "id"),
             s(a, "hostname"),
             s(&a["resources"], "cpus"),
             s(&a["resources"], "mem"),
-            s(a, "connected"),
+            connected,
+            s(a, "status"),
             attrs
         );
     }

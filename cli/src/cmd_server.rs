@@ -48,6 +48,13 @@ pub struct MasterArgs {
     /// Applied entries kept before the log is compacted behind a snapshot.
     #[arg(long)]
     snapshot_entries: Option<u64>,
+    /// Milliseconds between agents' heartbeats (default 500).
+    #[arg(long)]
+    agent_heartbeat_ms: Option<u64>,
+    /// Milliseconds of silence after which an agent is unreachable and its
+    /// tasks are replaced (default 2500).
+    #[arg(long)]
+    agent_timeout_ms: Option<u64>,
     /// Do not fsync the raft log. Loses acknowledged writes on power
     /// failure: for measuring, never for production.
     #[arg(long)]
@@ -154,6 +161,12 @@ fn config_from(args: MasterArgs) -> anyhow::Result<MasterConfig> {
     }
     if let Some(s) = args.snapshot_entries {
         cfg.raft.snapshot_entries = s;
+    }
+    if let Some(h) = args.agent_heartbeat_ms {
+        cfg.agents.heartbeat_interval_ms = h;
+    }
+    if let Some(t) = args.agent_timeout_ms {
+        cfg.agents.heartbeat_timeout_ms = t;
     }
     if args.unsafe_no_fsync {
         cfg.raft.fsync = false;

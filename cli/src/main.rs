@@ -45,7 +45,7 @@ enum Command {
     #[command(subcommand)]
     Task(cmd_task::TaskCommand),
     /// Run an agent (`ocean agent --master ... --data-dir ...`), or
-    /// `ocean agent list`.
+    /// `ocean agent list`, `ocean agent status ID [STATUS]`, `ocean agent drain ID`.
     Agent(cmd_agent::AgentCommand),
     /// Run the DNS server for the cluster's names (`ocean dns --master ...
     /// --listen ...`).

@@ -53,10 +53,58 @@ pub struct MasterConfig {
     /// job (give it the same `--domain` as the DNS servers).
     #[serde(default = "default_dns_domain")]
     pub dns_domain: String,
+    /// Agent heartbeats and when a silent agent counts as unreachable.
+    #[serde(default)]
+    pub agents: AgentSettings,
 }
 
 fn default_dns_domain() -> String {
     ocean_spec::dns::DEFAULT_DOMAIN.to_string()
+}
+
+/// How often agents send heartbeats, and how long the leader waits for one
+/// before it declares the agent unreachable and replaces its tasks. Read
+/// by whichever master leads.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSettings {
+    /// Interval between an agent's heartbeats (told to the agent when it
+    /// registers).
+    #[serde(default = "default_heartbeat_interval_ms")]
+    pub heartbeat_interval_ms: u64,
+    /// Silence after which an agent is unreachable: its tasks become LOST
+    /// and are replaced (or wait, per their job's `unreachable_strategy`).
+    /// At least twice the interval.
+    #[serde(default = "default_heartbeat_timeout_ms")]
+    pub heartbeat_timeout_ms: u64,
+}
+
+fn default_heartbeat_interval_ms() -> u64 {
+    500
+}
+fn default_heartbeat_timeout_ms() -> u64 {
+    2_500
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        AgentSettings {
+            heartbeat_interval_ms: default_heartbeat_interval_ms(),
+            heartbeat_timeout_ms: default_heartbeat_timeout_ms(),
+        }
+    }
+}
+
+impl AgentSettings {
+    /// The interval as a duration.
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval_ms)
+    }
+
+    /// The timeout as a duration.
+    pub fn heartbeat_timeout(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_timeout_ms)
+    }
 }
 
 /// Cluster-wide placement settings: fair share between product lines and
@@ -170,6 +218,7 @@ impl MasterConfig {
             raft: RaftSettings::default(),
             scheduler: SchedulerSettings::default(),
             dns_domain: default_dns_domain(),
+            agents: AgentSettings::default(),
         }
     }
 
@@ -222,6 +271,23 @@ impl MasterConfig {
         }
         if r.snapshot_entries == 0 {
             return bad("raft.snapshot_entries", "must be at least 1".into());
+        }
+        let a = &self.agents;
+        if !(50..=60_000).contains(&a.heartbeat_interval_ms) {
+            return bad(
+                "agents.heartbeat_interval_ms",
+                format!("must be in 50..=60000; got {}", a.heartbeat_interval_ms),
+            );
+        }
+        if a.heartbeat_timeout_ms < 2 * a.heartbeat_interval_ms || a.heartbeat_timeout_ms > 3_600_000
+        {
+            return bad(
+                "agents.heartbeat_timeout_ms",
+                format!(
+                    "must be at least twice agents.heartbeat_interval_ms ({}) and at most 3600000; got {}",
+                    a.heartbeat_interval_ms, a.heartbeat_timeout_ms
+                ),
+            );
         }
         for (pdl, w) in &self.scheduler.pdl_weights {
             if !(w.is_finite() && *w > 0.0) {
@@ -363,6 +429,15 @@ mod tests {
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("raft.election_ticks"), "{e}");
         c.raft.election_ticks = 5;
+        c.agents.heartbeat_timeout_ms = 600;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("agents.heartbeat_timeout_ms"), "{e}");
+        c.agents.heartbeat_timeout_ms = 2_500;
+        c.agents.heartbeat_interval_ms = 10;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("agents.heartbeat_interval_ms"), "{e}");
+        c.agents.heartbeat_interval_ms = 500;
+        assert!(c.validate().is_ok());
         c.id = 0;
         assert!(c.validate().unwrap_err().to_string().contains("id"));
     }
@@ -377,6 +452,7 @@ mod tests {
         let c: MasterConfig = toml::from_str(&text).unwrap();
         c.validate().unwrap();
         assert_eq!(c.scheduler.quotas.len(), 1);
+        assert_eq!(c.agents, AgentSettings::default());
     }
 
     #[test]

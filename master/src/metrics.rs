@@ -42,6 +42,8 @@ pub struct Metrics {
     pub fsync_seconds: Histogram,
     /// Entries per synced write (group commit size).
     pub entries_per_write: Histogram,
+    /// Agents this master, as leader, declared unreachable.
+    pub agents_unreachable: IntCounter,
 }
 
 impl Metrics {
@@ -108,6 +110,10 @@ impl Metrics {
                 "ocean_raft_entries_per_write",
                 "Raft entries persisted per synced write (group commit)",
                 prometheus::exponential_buckets(1.0, 2.0, 14).expect("valid buckets"),
+            ),
+            agents_unreachable: counter(
+                "ocean_agents_unreachable_total",
+                "Agents declared unreachable (silent past the heartbeat timeout) by this master as leader",
             ),
             registry,
         }

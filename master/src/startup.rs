@@ -147,7 +147,8 @@ pub async fn start(config: &MasterConfig) -> Result<Started> {
             grpc_addr,
             http_addr,
             sessions: Default::default(),
-            scheduler: crate::reconcile::Scheduler::new(&config.scheduler),
+            scheduler: crate::reconcile::Scheduler::new(&config.scheduler)
+                .with_agent_settings(config.agents.clone()),
             agent_http: reqwest::Client::builder()
                 .connect_timeout(std::time::Duration::from_secs(2))
                 .build()

@@ -21,6 +21,7 @@
 //!   upgrade strategy, flapping, placement policy) with named defaults;
 //! - [`ports`], [`health`], [`container`], [`constraint`]: the larger
 //!   sections; constraints keep Marathon's array form on the wire;
+//! - [`unreachable`]: waiting for an unreachable agent before replacing;
 //! - [`id`]: the service-tree id `cop.<c>_owt.<o>_pdl.<p>..._cluster.<cl>`;
 //! - [`dns`]: the DNS names derived from it (shared by masters and `ocean-dns`);
 //! - [`validate`]: `JobSpec::validate`, which runs every rule and collects
@@ -55,6 +56,7 @@ pub mod id;
 pub mod parse;
 pub mod ports;
 pub mod spec;
+pub mod unreachable;
 pub mod validate;
 
 pub use constraint::{Constraint, ConstraintOperator};
@@ -65,3 +67,4 @@ pub use id::ServiceTreeId;
 pub use parse::{deserialize_job_spec, parse_job_spec, Format};
 pub use ports::{PortProtocol, PortSpec};
 pub use spec::{Backoff, Flapping, JobSpec, PlacementPolicy, Resources, UpgradeStrategy};
+pub use unreachable::UnreachableStrategy;

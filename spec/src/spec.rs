@@ -13,6 +13,7 @@ use crate::container::Container;
 use crate::health::HealthCheck;
 use crate::id::ServiceTreeId;
 use crate::ports::PortSpec;
+use crate::unreachable::UnreachableStrategy;
 
 /// A job: what to run, how many copies, with which resources, where and how.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,6 +69,11 @@ pub struct JobSpec {
     /// When repeated failures stop relaunching and alert a human.
     #[serde(default)]
     pub flapping: Flapping,
+    /// How long tasks on an unreachable agent wait before they are
+    /// replaced; absent: replaced at once. Absent rather than defaulted in
+    /// the canonical form, so specs written before it keep their bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreachable_strategy: Option<UnreachableStrategy>,
 }
 
 /// Default for [`JobSpec::instances`].
@@ -106,6 +112,7 @@ impl JobSpec {
             priority: default_priority(),
             placement_policy: None,
             flapping: Flapping::default(),
+            unreachable_strategy: None,
         }
     }
 

@@ -93,6 +93,9 @@ impl JobSpec {
             );
         }
         check_flapping(&self.flapping, &mut errors);
+        if let Some(u) = &self.unreachable_strategy {
+            crate::unreachable::check_unreachable(u, &mut errors);
+        }
         let errors = errors.into_vec();
         if errors.is_empty() {
             Ok(())

@@ -263,7 +263,13 @@ fn schema_docs_and_code_name_the_same_fields() {
     for top in canonical.as_object().expect("object").keys() {
         used.insert(top.clone());
     }
-    for section in ["resources", "backoff", "upgrade_strategy", "flapping"] {
+    for section in [
+        "resources",
+        "backoff",
+        "upgrade_strategy",
+        "flapping",
+        "unreachable_strategy",
+    ] {
         keys(&canonical[section], &mut used);
     }
     keys(&canonical["ports"], &mut used);

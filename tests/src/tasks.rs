@@ -272,3 +272,45 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT_HTTP"])), H).
     )?;
     Ok(format!("exec python3 {}", path.display()))
 }
+
+/// The task ids (the names of their cgroups) under an agent's cgroup
+/// `parent` that still hold a process: what really runs there, whatever
+/// the masters think.
+pub fn live_task_cgroups(parent: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for root in cgroup_roots() {
+        let Ok(entries) = std::fs::read_dir(root.join(parent)) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let mut any = false;
+            walk(&e.path(), &mut |d| {
+                any |= std::fs::read_to_string(d.join("cgroup.procs"))
+                    .is_ok_and(|t| t.lines().any(|l| !l.trim().is_empty()));
+            });
+            if any {
+                out.insert(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out
+}
+
+/// Runs a test body with a time bound, failing with its error or the bound.
+pub async fn bounded<F: std::future::Future<Output = anyhow::Result<()>>>(secs: u64, f: F) {
+    match tokio::time::timeout(Duration::from_secs(secs), f).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("{e:#}"),
+        Err(_) => panic!("test did not finish within {secs}s"),
+    }
+}
+
+/// Submits a job spec, failing unless the master accepted it.
+pub async fn submit(api: &Api, spec: &Value) -> anyhow::Result<()> {
+    let r = api.post("/v1/jobs", spec).await?;
+    anyhow::ensure!(r.status < 300, "submit failed: {} {}", r.status, r.body);
+    Ok(())
+}

@@ -170,12 +170,9 @@ pub async fn run(
         .session_state
         .clone()
         .unwrap_or_else(|| watch::channel(SessionState::default()).0);
-    let mut session = tokio::spawn(session::run(
-        config.masters.clone(),
-        handler,
-        state,
-        stop_rx,
-    ));
+    // Heartbeats must not queue behind launches, kills and log serving:
+    // the session has a thread and a runtime of its own.
+    let mut session = session::spawn_on_own_thread(config.masters.clone(), handler, state, stop_rx)?;
 
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let (health_tx, health_rx) = mpsc::unbounded_channel();
@@ -206,15 +203,13 @@ pub async fn run(
         () = runtime.run(cmd_rx, done_rx) => Ok(()),
         joined = &mut session => match joined {
             Ok(result) => result,
-            Err(e) => Err(Error::Session(format!("the session task failed: {e}"))),
+            Err(_) => Err(Error::Session("the session thread stopped without a result".into())),
         },
     };
     let _ = stop_tx.send(true);
     server.abort();
-    if !session.is_finished() {
-        let _ = tokio::time::timeout(Duration::from_secs(1), &mut session).await;
-        session.abort();
-    }
+    // The session sees the stop within its next poll; it ends with its thread.
+    let _ = tokio::time::timeout(Duration::from_secs(1), &mut session).await;
     info!("agent stopped; its tasks keep running");
     result
 }

@@ -175,4 +175,19 @@ impl FakeMaster {
             }
         }
     }
+
+    /// When heartbeats arrived on stream `conn` during `span` (other
+    /// messages are dropped).
+    pub async fn heartbeats(&mut self, conn: u64, span: Duration) -> Vec<std::time::Instant> {
+        let end = tokio::time::Instant::now() + span;
+        let mut at = Vec::new();
+        while let Ok(Some(e)) = tokio::time::timeout_at(end, self.events.recv()).await {
+            if let FromAgent::Message(id, m) = e {
+                if id == conn && matches!(m.kind, Some(agent_message::Kind::Heartbeat(_))) {
+                    at.push(std::time::Instant::now());
+                }
+            }
+        }
+        at
+    }
 }

@@ -304,3 +304,44 @@ async fn a_large_launch_is_recorded_at_once_and_runs_concurrently() -> anyhow::R
     })
     .await
 }
+
+/// Heartbeats keep the interval the leader gave (200 ms here) while the
+/// runtime launches a burst of tasks: the session has a thread of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_keep_their_interval_during_a_launch_burst() -> anyhow::Result<()> {
+    let Some(h) = Harness::new("beats")? else {
+        return Ok(());
+    };
+    bounded(async {
+        let mut master = FakeMaster::start().await?;
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let config = AgentConfig::new(
+            identity(),
+            vec![master.addr.to_string()],
+            h.config(),
+            h.cgroups.clone(),
+        );
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let agent = tokio::spawn(ocean_agent::runtime::run(config, http, async {
+            let _ = stop_rx.await;
+        }));
+        let conn = master.accept(WAIT).await?;
+        let tasks = (0..60)
+            .map(|i| shell(&format!("h{i}"), "sleep 30"))
+            .collect();
+        conn.send(Kind::Launch(Launch { tasks })).await?;
+        let beats = master.heartbeats(conn.id, Duration::from_secs(3)).await;
+        let gaps: Vec<Duration> = beats.windows(2).map(|w| w[1] - w[0]).collect();
+        let worst = gaps.iter().max().copied().unwrap_or_default();
+        ensure!(beats.len() >= 10, "only {} heartbeats in 3 s", beats.len());
+        ensure!(
+            worst < Duration::from_millis(600),
+            "a heartbeat came {worst:?} after the previous one ({} beats)",
+            beats.len()
+        );
+        let _ = stop_tx.send(());
+        let _ = agent.await;
+        Ok(())
+    })
+    .await
+}

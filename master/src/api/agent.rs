@@ -5,8 +5,8 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use futures::Stream;
 use ocean_proto::agent::agent_api_server::{AgentApi, AgentApiServer};
@@ -14,7 +14,7 @@ use ocean_proto::agent::{
     agent_message, master_message, AgentMessage, MasterMessage, NotLeader, Register, Registered,
 };
 use ocean_proto::v1::Agent;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
@@ -23,9 +23,6 @@ use super::error::to_status;
 use crate::master::Master;
 use crate::reconcile::reports;
 use crate::state::put_agent_command;
-
-/// How often agents send heartbeats.
-pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What the leader knows of each connected agent.
 #[derive(Debug, Default)]
@@ -40,6 +37,11 @@ struct Session {
     last_heartbeat: Instant,
     /// The open stream to the agent (dropped when it closes).
     tx: Option<SessionTx>,
+    /// Ends the stream's reader (the agent was declared unreachable).
+    kick: Arc<Notify>,
+    /// This leader declared the agent unreachable and has not heard from
+    /// it since.
+    unreachable: bool,
 }
 
 type SessionTx = mpsc::Sender<Result<MasterMessage, Status>>;
@@ -51,12 +53,18 @@ pub struct Liveness {
     pub connected: bool,
     /// Milliseconds since its last message.
     pub last_heartbeat_ms: u64,
+    /// Declared unreachable by this leader, not heard from since.
+    pub unreachable: bool,
 }
 
 impl Sessions {
-    fn open(&self, id: &str, tx: SessionTx) -> u64 {
+    fn open(&self, id: &str, tx: SessionTx) -> (u64, Arc<Notify>) {
         let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let generation = m.get(id).map(|s| s.generation + 1).unwrap_or(1);
+        if m.get(id).is_some_and(|s| s.unreachable) {
+            info!(agent = %id, "unreachable agent is back");
+        }
+        let kick = Arc::new(Notify::new());
         m.insert(
             id.to_string(),
             Session {
@@ -64,9 +72,50 @@ impl Sessions {
                 connected: true,
                 last_heartbeat: Instant::now(),
                 tx: Some(tx),
+                kick: kick.clone(),
+                unreachable: false,
             },
         );
-        generation
+        (generation, kick)
+    }
+
+    /// When this master last heard from the agent (any message), if it
+    /// ever did.
+    pub fn last_heard(&self, id: &str) -> Option<Instant> {
+        let m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(id).map(|s| s.last_heartbeat)
+    }
+
+    /// Records that the agent is unreachable and ends its stream if one
+    /// is still open (a stopped process keeps its TCP connection), so that
+    /// when it wakes up it must register again with a full report. True
+    /// the first time since the agent was last heard from.
+    pub fn declare_unreachable(&self, id: &str) -> bool {
+        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let s = m.entry(id.to_string()).or_insert_with(|| Session {
+            generation: 0,
+            connected: false,
+            last_heartbeat: Instant::now(),
+            tx: None,
+            kick: Arc::new(Notify::new()),
+            unreachable: false,
+        });
+        if let Some(tx) = s.tx.take() {
+            let _ = tx.try_send(Err(Status::unavailable(
+                "this agent was silent past the heartbeat timeout: register again",
+            )));
+        }
+        s.connected = false;
+        s.kick.notify_one();
+        !std::mem::replace(&mut s.unreachable, true)
+    }
+
+    /// Forgets every verdict (a new term: each agent gets a fresh timeout).
+    pub fn clear_unreachable(&self) {
+        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        for s in m.values_mut() {
+            s.unreachable = false;
+        }
     }
 
     /// Ids of the agents whose stream to this master is open.
@@ -119,6 +168,7 @@ impl Sessions {
         m.get(id).map(|s| Liveness {
             connected: s.connected,
             last_heartbeat_ms: s.last_heartbeat.elapsed().as_millis() as u64,
+            unreachable: s.unreachable,
         })
     }
 }
@@ -231,6 +281,8 @@ impl AgentApi for AgentService {
             address: reg.address.clone(),
             registered_version: 0,
             http_addr: reg.http_addr.clone(),
+            // The operator's status is the masters' record, never the agent's.
+            ..Default::default()
         };
         // A re-registration with the same facts (every agent, after every
         // leader change) would commit nothing: skip the raft round trip.
@@ -238,6 +290,9 @@ impl AgentApi for AgentService {
             st.agents.get(&agent.id).is_some_and(|a| {
                 let mut same = agent.clone();
                 same.registered_version = a.registered_version;
+                same.status = a.status.clone();
+                same.status_message = a.status_message.clone();
+                same.status_version = a.status_version;
                 **a == same
             })
         });
@@ -254,16 +309,16 @@ impl AgentApi for AgentService {
                 kind: Some(master_message::Kind::Registered(Registered {
                     agent_id: id.clone(),
                     leader_id: master.id(),
-                    heartbeat_interval_ms: HEARTBEAT_INTERVAL.as_millis() as u64,
+                    heartbeat_interval_ms: master.scheduler().agent_settings().heartbeat_interval_ms,
                 })),
             }))
             .await;
         // Open only now, so the reconciler's launches follow Registered.
-        let generation = master.sessions().open(&id, tx.clone());
+        let (generation, kick) = master.sessions().open(&id, tx.clone());
         // A registration is a full report of the agent's tasks.
         tokio::spawn(reports::full_report(master.clone(), id.clone(), reg.tasks));
         master.scheduler().wake();
-        tokio::spawn(follow(master, id, generation, inbound, tx));
+        tokio::spawn(follow(master, id, generation, inbound, tx, kick));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
@@ -275,6 +330,7 @@ async fn follow(
     generation: u64,
     mut inbound: Streaming<AgentMessage>,
     tx: mpsc::Sender<Result<MasterMessage, Status>>,
+    kick: Arc<Notify>,
 ) {
     let mut status = master.status_watch();
     loop {
@@ -303,6 +359,10 @@ async fn follow(
                     break;
                 }
             },
+            () = kick.notified() => {
+                info!(agent = %id, "closing the stream of an unreachable agent");
+                break;
+            }
             changed = status.changed() => {
                 if changed.is_err() || status.borrow().leader != master.id() {
                     let _ = tx.send(Ok(not_leader(&master))).await;

@@ -32,6 +32,22 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// A 422 for a well-formed request with a bad value, naming the field,
+    /// in the shape of the job-spec errors.
+    pub fn unprocessable(field: &str, reason: impl Into<String>) -> Self {
+        let reason = reason.into();
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            body: json!({
+                "error": format!("{field}: {reason}"),
+                "code": "invalid_request",
+                "errors": [{"field": field, "reason": reason}],
+            }),
+        }
+    }
+}
+
 fn code(e: &Error) -> (StatusCode, &'static str) {
     match e {
         Error::NoLeader(_) => (StatusCode::SERVICE_UNAVAILABLE, "no_leader"),

@@ -11,6 +11,7 @@
 //! | `DELETE /v1/jobs/{id}`       | delete a job                                |
 //! | `GET /v1/agents`             | agents (liveness as the leader sees it)     |
 //! | `GET /v1/agents/{id}`        | one agent                                   |
+//! | `POST /v1/agents/{id}/status`, `/drain` | operator status (`agents.rs`)    |
 //! | `GET /v1/members`            | masters and their addresses                 |
 //! | `POST /v1/members`           | add a master `{id, grpc_addr, http_addr}`   |
 //! | `DELETE /v1/members/{id}`    | remove a master                             |
@@ -65,6 +66,7 @@ pub fn router(master: Master) -> Router {
         .route("/v1/events", get(events))
         .route("/metrics", get(metrics))
         .merge(super::tasks::routes())
+        .merge(super::agents::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(4 * 1024 * 1024))
         .with_state(master)
@@ -287,6 +289,8 @@ pub fn agent_json(a: &Agent) -> Value {
         "resources": {"cpus": a.cpus, "mem": a.mem_mib, "disk": a.disk_mib},
         "ports": format!("{}-{}", a.port_low, a.port_high),
         "registered_version": a.registered_version,
+        "status": crate::state::agent_status(a),
+        "status_message": a.status_message,
     })
 }
 
@@ -297,11 +301,13 @@ fn agent_with_liveness(m: &Master, a: &Agent) -> Value {
         // Followers do not see agents' streams; ask the leader.
         v["connected"] = Value::Null;
         v["last_heartbeat_ms"] = Value::Null;
+        v["unreachable"] = Value::Null;
         return v;
     }
     let l = m.sessions().liveness(&a.id);
     v["connected"] = json!(l.is_some_and(|l| l.connected));
     v["last_heartbeat_ms"] = json!(l.map(|l| l.last_heartbeat_ms));
+    v["unreachable"] = json!(l.is_some_and(|l| l.unreachable));
     v
 }
 

@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod dns;
+pub mod agents;
 pub mod error;
 pub mod grpc;
 pub mod http;

@@ -73,6 +73,9 @@ pub fn task_json(t: &Task) -> Value {
     if !t.message.is_empty() {
         v["message"] = json!(t.message);
     }
+    if t.unreachable_since_ms != 0 {
+        v["unreachable_since_ms"] = json!(t.unreachable_since_ms);
+    }
     if is_terminal(&t.state) {
         v["ended_ms"] = json!(t.ended_ms);
         v["exit_code"] = json!(t.exit_code);

@@ -148,11 +148,13 @@ fn health_check(h: &ocean_spec::HealthCheck) -> HealthCheck {
 }
 
 /// A hash of everything in a spec that a running task embodies: all of it
-/// but `instances`, so scaling never replaces tasks while any other change
+/// but `instances` and `unreachable_strategy` (the leader's business, not
+/// the task's), so scaling never replaces tasks while any other change
 /// does. FNV-1a over the canonical JSON: stable across builds and masters.
 pub fn config_hash(spec: &JobSpec) -> u64 {
     let mut s = spec.clone();
     s.instances = 0;
+    s.unreachable_strategy = None;
     s.to_canonical_json()
         .iter()
         .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
@@ -176,6 +178,9 @@ mod tests {
         let a = JobSpec::new("cop.c_owt.o_pdl.p_service.s_job.j_cluster.c", "sleep 1");
         let mut b = a.clone();
         b.instances = 7;
+        b.unreachable_strategy = Some(ocean_spec::UnreachableStrategy {
+            replace_after_seconds: 60,
+        });
         assert_eq!(config_hash(&a), config_hash(&b));
         b.cmd = Some("sleep 2".into());
         assert_ne!(config_hash(&a), config_hash(&b));

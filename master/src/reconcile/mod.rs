@@ -14,7 +14,9 @@
 //! task an agent may run; agents launch idempotently by task id.
 
 pub mod desired;
+pub mod drain;
 pub mod job;
+pub mod liveness;
 pub mod reports;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -70,6 +72,8 @@ pub struct Scheduler {
     /// Fair-share weights and quotas, as placement takes them.
     weights: BTreeMap<String, f64>,
     quotas: Vec<sp::Quota>,
+    /// Agent heartbeats and their timeout.
+    agents: crate::config::AgentSettings,
 }
 
 /// What this leader remembers between rounds (not replicated: a new leader
@@ -79,7 +83,8 @@ struct Memory {
     launched: HashMap<String, Instant>,
     killed: HashMap<String, Instant>,
     specs: HashMap<String, Arc<JobView>>,
-    /// Jobs with tasks of an older spec, being replaced.
+    /// Jobs with tasks of an older spec, or on draining or offline agents,
+    /// being replaced.
     rolling: HashSet<String>,
     /// Jobs with tasks being replaced for failing their health checks.
     healing: HashSet<String>,
@@ -112,6 +117,7 @@ impl Default for Scheduler {
         Scheduler {
             weights: BTreeMap::new(),
             quotas: Vec::new(),
+            agents: Default::default(),
             updates: tx,
             updates_rx: Mutex::new(Some(rx)),
             memory: Mutex::new(Memory::default()),
@@ -122,6 +128,17 @@ impl Default for Scheduler {
 }
 
 impl Scheduler {
+    /// The same scheduler with these heartbeat settings.
+    pub fn with_agent_settings(mut self, agents: crate::config::AgentSettings) -> Self {
+        self.agents = agents;
+        self
+    }
+
+    /// Agent heartbeats and their timeout.
+    pub fn agent_settings(&self) -> &crate::config::AgentSettings {
+        &self.agents
+    }
+
     fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {
         self.memory.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -196,6 +213,7 @@ pub fn spawn(master: Master) {
     if let Some(rx) = rx {
         tokio::spawn(reports::batch_updates(master.clone(), rx));
     }
+    tokio::spawn(liveness::run(master.clone()));
     tokio::spawn(run(master));
 }
 
@@ -309,6 +327,8 @@ struct View {
     waiting: HashMap<String, String>,
     /// Jobs' restart back-off as committed.
     backoff: HashMap<String, Option<ocean_proto::v1::JobBackoff>>,
+    /// Agents whose status moves their tasks off (draining, offline).
+    leaving: HashSet<String>,
 }
 
 impl View {
@@ -367,14 +387,14 @@ impl View {
                 attributes
                     .entry(sp::ATTR_HOSTNAME.to_string())
                     .or_insert_with(|| a.hostname.clone());
-                // An agent without a stream to this leader gets nothing new.
-                if !connected.contains(&a.id) {
-                    attributes.insert(sp::ATTR_STATUS.into(), "disconnected".into());
+                // An agent without a stream to this leader gets nothing new;
+                // otherwise the operator's status (else its own) decides.
+                let status = if connected.contains(&a.id) {
+                    crate::state::agent_status(a)
                 } else {
-                    attributes
-                        .entry(sp::ATTR_STATUS.to_string())
-                        .or_insert_with(|| sp::STATUS_ONLINE.to_string());
-                }
+                    "disconnected"
+                };
+                attributes.insert(sp::ATTR_STATUS.into(), status.to_string());
                 sp::Agent {
                     id: a.id.clone(),
                     capacity: sp::Resources::new(a.cpus, a.mem_mib, a.disk_mib),
@@ -397,8 +417,15 @@ impl View {
             .filter(|j| j.backoff.is_some())
             .map(|j| (j.id.clone(), j.backoff.clone()))
             .collect();
+        let leaving = st
+            .agents
+            .iter()
+            .filter(|a| crate::state::moves_tasks_off(crate::state::agent_status(a)))
+            .map(|a| a.id.clone())
+            .collect();
         View {
             backoff,
+            leaving,
             waiting,
             version: st.version,
             jobs,
@@ -444,13 +471,19 @@ async fn round(master: &Master) -> crate::error::Result<()> {
             .iter()
             .map(|t| t.as_ref())
             .collect();
-        if tasks.iter().any(|t| t.config_hash != job.hash) {
+        // A drain, like a rolling update, stops an old task once a new one
+        // runs: such jobs need a round when a task starts running.
+        if tasks
+            .iter()
+            .any(|t| t.config_hash != job.hash || view.leaving.contains(&t.agent_id))
+        {
             rolling.insert(job.id.clone());
         }
         if tasks.iter().any(|t| t.health_failed && is_live(t)) {
             healing.insert(job.id.clone());
         }
-        let d = desired::decide(job, &tasks, &view.agents);
+        let d = drain::decide(job, &tasks, &view.leaving)
+            .unwrap_or_else(|| desired::decide(job, &tasks, &view.agents));
         kills.extend(d.stop);
         if d.start > 0 {
             let backoff = view.backoff.get(&job.id).and_then(|b| b.as_ref());

@@ -130,7 +130,9 @@ pub fn compare(agent: &str, statuses: &[TaskStatus], st: &ClusterState) -> FullR
         match known {
             // What the state already says needs no raft entry (a full
             // report after a leader change repeats almost everything).
-            Some(t) if same_status(t, &u) => {}
+            // A task waiting for its unreachable agent is recorded again
+            // to clear the mark.
+            Some(t) if same_status(t, &u) && t.unreachable_since_ms == 0 => {}
             Some(_) => out.updates.push(u),
             None if !is_terminal(&u.state) => out.kill.push(u.task_id),
             None => {}

@@ -6,6 +6,7 @@
 //! commands that changed something; watchers resume from it on any master.
 
 pub mod backoff;
+mod agents;
 mod tasks;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,6 +16,10 @@ use ocean_proto::v1::{command, Agent, Command, Job, Member, PlanTasks, StateImag
 use prost::Message;
 
 pub use tasks::{is_live, is_terminal, rank, KEEP_ENDED_PER_JOB, STATES};
+pub use agents::{
+    agent_status, agent_unreachable_command, moves_tasks_off, set_agent_status_command,
+    AGENT_STATUSES,
+};
 pub use tasks::{FAILED, FINISHED, KILLED, LOST, RUNNING, STAGING, STARTING};
 
 use crate::error::{corrupt, Result};
@@ -139,6 +144,8 @@ impl ClusterState {
             Some(command::Kind::TaskUpdates(u)) => self.task_updates(&u.updates),
             Some(command::Kind::ScaleJob(scale)) => self.scale_job(scale),
             Some(command::Kind::ResetBackoff(r)) => self.reset_backoff(&r.id),
+            Some(command::Kind::SetAgentStatus(s)) => self.set_agent_status(s),
+            Some(command::Kind::AgentUnreachable(u)) => self.agent_unreachable(u),
             Some(command::Kind::Noop(_)) | None => (Outcome::Noop, Vec::new()),
         };
         Applied {
@@ -188,6 +195,10 @@ impl ClusterState {
         let outcome = match self.agents.get(&agent.id) {
             Some(known) => {
                 agent.registered_version = known.registered_version;
+                // The operator's status outlives the agent's registrations.
+                agent.status = known.status.clone();
+                agent.status_message = known.status_message.clone();
+                agent.status_version = known.status_version;
                 if **known == agent {
                     return (Outcome::Unchanged, Vec::new());
                 }

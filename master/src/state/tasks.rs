@@ -91,7 +91,7 @@ impl ClusterState {
             .sum()
     }
 
-    fn recount(&mut self, old: Option<&str>, new: Option<&str>) {
+    pub(super) fn recount(&mut self, old: Option<&str>, new: Option<&str>) {
         if let Some(o) = old {
             // No zero entries, so a state rebuilt from an image compares
             // equal to the one that got there step by step.
@@ -234,6 +234,8 @@ impl ClusterState {
             }
             let mut t = Task::clone(task);
             t.state = u.state.clone();
+            // Any report from its own agent proves the agent reachable.
+            t.unreachable_since_ms = 0;
             if u.pid != 0 {
                 t.pid = u.pid;
             }
@@ -291,7 +293,7 @@ impl ClusterState {
 
     /// Drops ended tasks of `job` beyond the newest [`KEEP_ENDED_PER_JOB`],
     /// and all of them when the job no longer exists.
-    fn forget_ended(&mut self, job: &str) -> Vec<Change> {
+    pub(super) fn forget_ended(&mut self, job: &str) -> Vec<Change> {
         let keep = if self.jobs.contains_key(job) {
             KEEP_ENDED_PER_JOB
         } else {
@@ -366,7 +368,7 @@ impl ClusterState {
         self.put_job(&id, &spec_json, true)
     }
 
-    fn finish(&mut self, changes: Vec<Change>) -> (Outcome, Vec<Change>) {
+    pub(super) fn finish(&mut self, changes: Vec<Change>) -> (Outcome, Vec<Change>) {
         if changes.is_empty() {
             return (Outcome::Unchanged, changes);
         }

@@ -13,6 +13,9 @@
 //!   and the agents' CPU and memory while holding them.
 //! - `health`: time from a task's health check starting to fail to its
 //!   healthy replacement serving.
+//! - `lost-agent`: SIGKILL of an agent and its tasks to all replacements
+//!   RUNNING elsewhere; `false-lost`: agents declared unreachable under a
+//!   CPU hog.
 //!
 //! Everything runs on loopback and stops by itself.
 
@@ -31,6 +34,7 @@ use ocean_tests::Cluster;
 use tonic::transport::{Channel, Endpoint};
 
 mod health;
+mod lost;
 mod schedule;
 mod tasks;
 
@@ -95,6 +99,21 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         agents: usize,
     },
+    /// SIGKILL of an agent and its tasks to all replacements RUNNING on
+    /// the other agents (default heartbeat settings).
+    LostAgent {
+        #[arg(long, default_value_t = 12)]
+        trials: usize,
+        #[arg(long, default_value_t = 6)]
+        instances: usize,
+    },
+    /// Agents declared unreachable while busy loops saturate every core.
+    FalseLost {
+        #[arg(long, default_value_t = 10)]
+        minutes: u64,
+        #[arg(long, default_value_t = 2)]
+        agents: usize,
+    },
 }
 
 pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -130,6 +149,8 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Schedule { agents, tasks } => schedule::schedule(agents, tasks).await,
         Cmd::Fleet { instances, agents } => tasks::fleet(instances, agents).await,
         Cmd::Health { trials } => health::health(trials).await,
+        Cmd::LostAgent { trials, instances } => lost::lost_agent(trials, instances).await,
+        Cmd::FalseLost { minutes, agents } => lost::false_lost(minutes, agents).await,
     }
 }
 

@@ -1,0 +1,112 @@
+//! REST for operators' agent maintenance: set an agent's status, drain it.
+//!
+//! | method and path                 | what                                               |
+//! |---------------------------------|----------------------------------------------------|
+//! | `POST /v1/agents/{id}/status`   | `{"status": "online\|draining\|offline\|problem", "message": "..."}` |
+//! | `POST /v1/agents/{id}/drain`    | status `draining` (`{"message": "..."}` optional)  |
+//!
+//! Only `online` agents receive new tasks; the tasks of `draining` and
+//! `offline` agents are moved elsewhere, each replacement running before
+//! the task it replaces is stopped (`reconcile::drain`).
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::post;
+use axum::Router;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::error::ApiError;
+use super::http::with_version;
+use crate::error::Error;
+use crate::master::Master;
+use crate::state::{set_agent_status_command, Outcome, AGENT_STATUSES};
+
+type ApiResult<T> = std::result::Result<T, ApiError>;
+
+/// Longest status message, bytes.
+const MAX_MESSAGE: usize = 1024;
+
+/// The agent maintenance routes, merged into the REST router.
+pub fn routes() -> Router<Master> {
+    Router::new()
+        .route("/v1/agents/{id}/status", post(set_status))
+        .route("/v1/agents/{id}/drain", post(drain))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusBody {
+    status: String,
+    #[serde(default)]
+    message: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DrainBody {
+    #[serde(default)]
+    message: String,
+}
+
+/// Parses a JSON body, naming the field a problem is in.
+fn body<T: serde::de::DeserializeOwned>(bytes: &[u8], shape: &str) -> ApiResult<T> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        let text = e.to_string();
+        let field = ["status", "message"]
+            .into_iter()
+            .find(|f| text.contains(&format!("`{f}`")))
+            .unwrap_or("body");
+        ApiError::unprocessable(field, format!("expected {shape}: {text}"))
+    })
+}
+
+async fn set_status(
+    State(m): State<Master>,
+    Path(id): Path<String>,
+    bytes: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let b: StatusBody = body(&bytes, r#"{"status": "...", "message": "..."}"#)?;
+    apply(&m, id, b.status, b.message).await
+}
+
+async fn drain(
+    State(m): State<Master>,
+    Path(id): Path<String>,
+    bytes: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let b: DrainBody = if bytes.iter().all(u8::is_ascii_whitespace) {
+        DrainBody::default()
+    } else {
+        body(&bytes, r#"{"message": "..."} or nothing"#)?
+    };
+    apply(&m, id, "draining".into(), b.message).await
+}
+
+async fn apply(m: &Master, id: String, status: String, message: String) -> ApiResult<Response> {
+    if !AGENT_STATUSES.contains(&status.as_str()) {
+        return Err(ApiError::unprocessable(
+            "status",
+            format!("'{status}' is not one of {}", AGENT_STATUSES.join(", ")),
+        ));
+    }
+    if message.len() > MAX_MESSAGE {
+        return Err(ApiError::unprocessable(
+            "message",
+            format!("must be at most {MAX_MESSAGE} bytes; got {}", message.len()),
+        ));
+    }
+    if !m.read(|st| st.agents.contains_key(&id)) {
+        return Err(Error::NotFound { kind: "agent", id }.into());
+    }
+    let applied = m
+        .propose(set_agent_status_command(id.clone(), status.clone(), message))
+        .await?;
+    if applied.outcome == Outcome::NotFound {
+        return Err(Error::NotFound { kind: "agent", id }.into());
+    }
+    Ok(with_version(
+        applied.version,
+        json!({"id": id, "status": status, "version": applied.version, "outcome": applied.outcome.as_str()}),
+    ))
+}

@@ -1,0 +1,213 @@
+//! Lost agents: the leader's check that every agent is still heard from.
+//!
+//! ```text
+//!  agent stream: any message ─► Sessions.last_heard (leader memory)
+//!  every 100 ms: silent > heartbeat_timeout ─► declare unreachable:
+//!                 end its stream (it must register again, with a full report)
+//!                 verdict per task ─► AgentUnreachable entry ─► round replaces LOST tasks
+//!  the agent returns ─► Register{all tasks} ─► reports::full_report:
+//!                 LOST tasks it still runs are killed there, waiting ones carry on
+//! ```
+//! Timeouts start from the later of the agent's last message and the start
+//! of this leader's term (after its read index), so a new leader gives
+//! every agent a fresh timeout instead of declaring all of them lost. The
+//! check runs on the same runtime as the streams' readers; when the check
+//! itself was late (the master was starved), every agent gets a fresh
+//! timeout too, since a late reader would otherwise be blamed on the agents.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use ocean_proto::v1::{AgentUnreachable, Task};
+use tracing::{debug, info, warn};
+
+use super::{leads, now_ms};
+use crate::master::Master;
+use crate::state::{agent_unreachable_command, is_terminal};
+
+/// How often the leader looks for silent agents.
+const CHECK_EVERY: Duration = Duration::from_millis(100);
+
+/// Whether an agent last heard at `last_heard` (never: `None`) is silent
+/// past `timeout` at `now`, counting from no earlier than `base` (the start
+/// of the term, or the end of this master's own stall).
+pub fn overdue(now: Instant, base: Instant, last_heard: Option<Instant>, timeout: Duration) -> bool {
+    let from = last_heard.map_or(base, |l| l.max(base));
+    now.saturating_duration_since(from) > timeout
+}
+
+/// What becomes of the tasks of an unreachable agent at `now_ms`. `wait_ms`
+/// gives each job's wait for its agent (0: replace at once; jobs that are
+/// gone wait for nothing). Tasks that ended are left alone, tasks already
+/// waiting are lost once their wait is over. Pure.
+pub fn verdict<'a>(
+    agent: &str,
+    tasks: impl IntoIterator<Item = &'a Task>,
+    wait_ms: impl Fn(&str) -> u64,
+    now_ms: u64,
+) -> AgentUnreachable {
+    let mut v = AgentUnreachable {
+        agent_id: agent.to_string(),
+        at_ms: now_ms,
+        ..Default::default()
+    };
+    for t in tasks {
+        if t.agent_id != agent || is_terminal(&t.state) {
+            continue;
+        }
+        let wait = wait_ms(&t.job_id);
+        if wait == 0 {
+            v.lost.push(t.id.clone());
+        } else if t.unreachable_since_ms == 0 {
+            v.waiting.push(t.id.clone());
+        } else if now_ms >= t.unreachable_since_ms.saturating_add(wait) {
+            v.lost.push(t.id.clone());
+        }
+    }
+    v
+}
+
+/// Runs the check whenever this master leads and is ready.
+pub async fn run(master: Master) {
+    let mut status = master.status_watch();
+    let mut ready = master.scheduler().ready_term.subscribe();
+    loop {
+        let term = match status
+            .wait_for(|s| s.leader == s.id && s.role == "leader")
+            .await
+        {
+            Ok(s) => s.term,
+            Err(_) => return,
+        };
+        // The reconciler marks the term ready once its read index is
+        // applied: from then on the state knows every task.
+        let became_ready = tokio::select! {
+            r = ready.wait_for(|t| *t >= term) => r.is_ok(),
+            _ = tokio::time::sleep(Duration::from_secs(1)) => false,
+        };
+        if !became_ready || !leads(&master, term) {
+            continue;
+        }
+        master.sessions().clear_unreachable();
+        let timeout = master.scheduler().agent_settings().heartbeat_timeout();
+        let mut base = Instant::now();
+        let mut last_check = base;
+        info!(term, timeout_ms = timeout.as_millis() as u64, "watching agents' heartbeats");
+        while leads(&master, term) {
+            tokio::time::sleep(CHECK_EVERY).await;
+            let now = Instant::now();
+            if now - last_check > (timeout / 4).max(CHECK_EVERY * 5) {
+                warn!(
+                    late_ms = (now - last_check).as_millis() as u64,
+                    "the heartbeat check itself ran late; every agent gets a fresh timeout"
+                );
+                base = now;
+            }
+            last_check = now;
+            check(&master, base, now, timeout).await;
+        }
+    }
+}
+
+/// One pass: declares silent agents unreachable and commits what becomes of
+/// their tasks.
+async fn check(master: &Master, base: Instant, now: Instant, timeout: Duration) {
+    let agents: Vec<String> = master.read(|st| st.agents.keys().cloned().collect());
+    for agent in agents {
+        let last = master.sessions().last_heard(&agent);
+        if !overdue(now, base, last, timeout) {
+            continue;
+        }
+        let silent_ms = now
+            .saturating_duration_since(last.map_or(base, |l| l.max(base)))
+            .as_millis() as u64;
+        if master.sessions().declare_unreachable(&agent) {
+            master.metrics().agents_unreachable.inc();
+            warn!(agent = %agent, silent_ms, "agent unreachable: silent past the heartbeat timeout");
+        }
+        let v = master.read(|st| {
+            let mut waits: HashMap<&str, u64> = HashMap::new();
+            let tasks: Vec<&std::sync::Arc<Task>> = st
+                .tasks_on(&agent)
+                .filter(|t| !is_terminal(&t.state))
+                .collect();
+            for t in &tasks {
+                waits.entry(t.job_id.as_str()).or_insert_with(|| {
+                    st.jobs
+                        .get(&t.job_id)
+                        .and_then(|j| serde_json::from_slice::<ocean_spec::JobSpec>(&j.spec_json).ok())
+                        .and_then(|s| s.unreachable_strategy)
+                        .map_or(0, |u| u64::from(u.replace_after_seconds) * 1000)
+                });
+            }
+            verdict(
+                &agent,
+                tasks.iter().map(|t| t.as_ref()),
+                |job| waits.get(job).copied().unwrap_or(0),
+                now_ms(),
+            )
+        });
+        if v.lost.is_empty() && v.waiting.is_empty() {
+            continue;
+        }
+        let (lost, waiting) = (v.lost.len(), v.waiting.len());
+        match master.propose_local(agent_unreachable_command(v)).await {
+            Ok(_) => {
+                info!(agent = %agent, lost, waiting, "tasks of an unreachable agent recorded");
+                master.scheduler().wake();
+            }
+            Err(e) => debug!(agent = %agent, error = %e, "could not record an unreachable agent"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(id: &str, job: &str, state: &str, since: u64) -> Task {
+        Task {
+            id: id.into(),
+            job_id: job.into(),
+            agent_id: "a".into(),
+            state: state.into(),
+            unreachable_since_ms: since,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn silence_counts_from_the_later_of_last_message_and_base() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let timeout = Duration::from_millis(2500);
+        // Heard 3 s ago, term started before: overdue.
+        assert!(overdue(t0 + 3 * s, t0, Some(t0), timeout));
+        // Heard recently.
+        assert!(!overdue(t0 + 3 * s, t0, Some(t0 + 2 * s), timeout));
+        // Never heard by this leader: its term's start counts.
+        assert!(!overdue(t0 + 2 * s, t0, None, timeout));
+        assert!(overdue(t0 + 3 * s, t0, None, timeout));
+        // Heard long ago, but this leader only started 1 s ago.
+        assert!(!overdue(t0 + 10 * s, t0 + 9 * s, Some(t0), timeout));
+    }
+
+    #[test]
+    fn tasks_are_lost_at_once_or_after_their_jobs_wait() {
+        let tasks = [
+            task("quick", "web", "RUNNING", 0),
+            task("stateful", "db", "RUNNING", 0),
+            task("waited", "db", "RUNNING", 1_000),
+            task("long-waited", "db", "RUNNING", 100),
+            task("ended", "web", "FAILED", 0),
+        ];
+        let wait = |job: &str| if job == "db" { 5_000 } else { 0 };
+        let v = verdict("a", tasks.iter(), wait, 5_500);
+        assert_eq!(v.lost, vec!["quick".to_string(), "long-waited".into()]);
+        assert_eq!(v.waiting, vec!["stateful".to_string()]);
+        assert_eq!(v.at_ms, 5_500);
+        // Tasks of other agents are not this verdict's business.
+        let v = verdict("b", tasks.iter(), wait, 5_500);
+        assert!(v.lost.is_empty() && v.waiting.is_empty());
+    }
+}
