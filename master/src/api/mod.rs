@@ -3,8 +3,8 @@
 //! status codes in one place ([`error`]).
 
 pub mod agent;
-pub mod dns;
 pub mod agents;
+pub mod dns;
 pub mod error;
 pub mod grpc;
 pub mod http;

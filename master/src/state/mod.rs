@@ -5,8 +5,8 @@
 //! reaches the same state and the same `version`. The version counts the
 //! commands that changed something; watchers resume from it on any master.
 
-pub mod backoff;
 mod agents;
+pub mod backoff;
 mod tasks;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,11 +15,11 @@ use std::sync::Arc;
 use ocean_proto::v1::{command, Agent, Command, Job, Member, PlanTasks, StateImage, Task};
 use prost::Message;
 
-pub use tasks::{is_live, is_terminal, rank, KEEP_ENDED_PER_JOB, STATES};
 pub use agents::{
     agent_status, agent_unreachable_command, moves_tasks_off, set_agent_status_command,
     AGENT_STATUSES,
 };
+pub use tasks::{is_live, is_terminal, rank, KEEP_ENDED_PER_JOB, STATES};
 pub use tasks::{FAILED, FINISHED, KILLED, LOST, RUNNING, STAGING, STARTING};
 
 use crate::error::{corrupt, Result};
