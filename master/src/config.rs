@@ -267,7 +267,8 @@ impl MasterConfig {
                 format!("must be in 50..=60000; got {}", a.heartbeat_interval_ms),
             );
         }
-        if a.heartbeat_timeout_ms < 2 * a.heartbeat_interval_ms || a.heartbeat_timeout_ms > 3_600_000
+        if a.heartbeat_timeout_ms < 2 * a.heartbeat_interval_ms
+            || a.heartbeat_timeout_ms > 3_600_000
         {
             return bad(
                 "agents.heartbeat_timeout_ms",

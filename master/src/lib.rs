@@ -35,7 +35,9 @@ pub mod transport;
 #[cfg(test)]
 mod harness;
 
-pub use config::{parse_peers, AgentSettings, MasterConfig, QuotaSetting, RaftSettings, SchedulerSettings};
+pub use config::{
+    parse_peers, AgentSettings, MasterConfig, QuotaSetting, RaftSettings, SchedulerSettings,
+};
 pub use error::{Error, Result};
 pub use master::Master;
 pub use startup::{bind, run, start};

@@ -384,14 +384,15 @@ fn unreachable_strategy_is_bounded() {
         replace_after_seconds: 8 * 86_400,
     });
     let e = s.validate().expect_err("a wait over a week");
-    assert_eq!(e.errors[0].field, "unreachable_strategy.replace_after_seconds");
+    assert_eq!(
+        e.errors[0].field,
+        "unreachable_strategy.replace_after_seconds"
+    );
     s.unreachable_strategy = Some(ocean_spec::UnreachableStrategy {
         replace_after_seconds: 300,
     });
     assert!(s.validate().is_ok());
-    let typo = format!(
-        r#"{{"id":"{ID}","cmd":"x","unreachable_strategy":{{"replace_after":3}}}}"#
-    );
+    let typo = format!(r#"{{"id":"{ID}","cmd":"x","unreachable_strategy":{{"replace_after":3}}}}"#);
     let e = parse_job_spec(typo.as_bytes(), Format::Json).expect_err("unknown field");
     assert!(
         e.errors[0].field.starts_with("unreachable_strategy"),

@@ -131,7 +131,10 @@ async fn chaos_never_runs_more_than_asked_and_loses_no_acknowledged_job() {
                             for (job, (want, running)) in jobs {
                                 if running.len() as u64 > want {
                                     violations.lock().unwrap_or_else(|p| p.into_inner()).push(
-                                        format!("{job}: {} RUNNING > {want}: {running:?}", running.len()),
+                                        format!(
+                                            "{job}: {} RUNNING > {want}: {running:?}",
+                                            running.len()
+                                        ),
                                     );
                                 }
                             }
@@ -162,8 +165,12 @@ async fn chaos_never_runs_more_than_asked_and_loses_no_acknowledged_job() {
             };
             match rng.below(4) {
                 0 => {
-                    let Ok(l) = api.get("/v1/leader").await else { continue };
-                    let Some(id) = l.body["id"].as_u64() else { continue };
+                    let Ok(l) = api.get("/v1/leader").await else {
+                        continue;
+                    };
+                    let Some(id) = l.body["id"].as_u64() else {
+                        continue;
+                    };
                     c.master_mut(id).kill();
                     down_master = Some(id);
                     actions.push(format!("kill leader {id}"));
@@ -176,7 +183,9 @@ async fn chaos_never_runs_more_than_asked_and_loses_no_acknowledged_job() {
                     actions.push(format!("kill agent {i} and its tasks"));
                 }
                 2 => {
-                    let Ok(r) = api.get("/v1/tasks?state=RUNNING").await else { continue };
+                    let Ok(r) = api.get("/v1/tasks?state=RUNNING").await else {
+                        continue;
+                    };
                     let list = r.body["tasks"].as_array().cloned().unwrap_or_default();
                     if list.is_empty() {
                         continue;

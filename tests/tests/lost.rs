@@ -157,8 +157,7 @@ async fn sigstop_past_the_timeout_then_sigcont_leaves_exactly_the_requested_inst
         w["unreachable_strategy"] = json!({"replace_after_seconds": 600});
         submit(&api, &w).await?;
         let list = wait_tasks(&api, &moves, "4 RUNNING", WAIT, |l| running(l).len() == 4).await?;
-        let wlist =
-            wait_tasks(&api, &waits, "2 RUNNING", WAIT, |l| running(l).len() == 2).await?;
+        let wlist = wait_tasks(&api, &waits, "2 RUNNING", WAIT, |l| running(l).len() == 2).await?;
         let stopped = &agent_ids[0];
         let old_pids = pids(
             &running(&list)
@@ -179,14 +178,21 @@ async fn sigstop_past_the_timeout_then_sigcont_leaves_exactly_the_requested_inst
         })
         .await?;
         // The stopped agent's tasks still run: only the agent is silent.
-        assert!(old_pids.iter().all(|p| alive(*p)), "tasks died with a stopped agent");
+        assert!(
+            old_pids.iter().all(|p| alive(*p)),
+            "tasks died with a stopped agent"
+        );
         let wlist = wait_tasks(&api, &waits, "marked unreachable", WAIT, |l| {
             l.iter()
                 .filter(|t| waiting_ids.contains(&t["id"].as_str().unwrap_or_default().to_string()))
                 .all(|t| t["unreachable_since_ms"].as_u64().is_some())
         })
         .await?;
-        assert_eq!(live(&wlist).len(), 2, "the waiting job was replaced: {wlist:?}");
+        assert_eq!(
+            live(&wlist).len(),
+            2,
+            "the waiting job was replaced: {wlist:?}"
+        );
         assert_eq!(running(&list).len(), 4);
 
         agents[0].process.signal(Signal::SIGCONT);
@@ -208,7 +214,11 @@ async fn sigstop_past_the_timeout_then_sigcont_leaves_exactly_the_requested_inst
             running(l).len() == 2 && l.iter().all(|t| t["unreachable_since_ms"].is_null())
         })
         .await?;
-        assert_eq!(pids(&running(&wlist)), waiting_pids, "the waiting job's tasks moved");
+        assert_eq!(
+            pids(&running(&wlist)),
+            waiting_pids,
+            "the waiting job's tasks moved"
+        );
         // Settled: exactly what was asked, in the state and in the cgroups.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let list = tasks(&api, &moves).await;
@@ -255,7 +265,10 @@ async fn sigkill_of_the_leader_during_a_scale_up_leaves_exactly_the_requested_nu
         assert_eq!(ids(&running(&later)), ids(&running(&list)));
         assert_eq!(really_running(&agents), ids(&running(&later)));
         let spec_now = api.get(&format!("/v1/jobs/{job}")).await?.body;
-        assert_eq!(spec_now["spec"]["instances"], 12, "the acknowledged scale was lost");
+        assert_eq!(
+            spec_now["spec"]["instances"], 12,
+            "the acknowledged scale was lost"
+        );
         Ok(())
     })
     .await;
@@ -275,7 +288,10 @@ async fn drain_moves_tasks_off_while_keeping_the_jobs_capacity() {
         wait_connected(&api, 2, WAIT).await?;
         // b takes nothing new while it is a problem: everything lands on a.
         let r = api
-            .post(&format!("/v1/agents/{b}/status"), &json!({"status": "problem", "message": "disk"}))
+            .post(
+                &format!("/v1/agents/{b}/status"),
+                &json!({"status": "problem", "message": "disk"}),
+            )
             .await?;
         assert_eq!(r.status, 200, "{}", r.body);
         let job = job_id("drained");
@@ -322,7 +338,10 @@ async fn drain_moves_tasks_off_while_keeping_the_jobs_capacity() {
             anyhow::ensure!(Instant::now() < deadline, "drain not done: {l:?}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert_eq!(least, 3, "the job ran fewer than its 3 instances during the drain");
+        assert_eq!(
+            least, 3,
+            "the job ran fewer than its 3 instances during the drain"
+        );
         let deadline = Instant::now() + WAIT;
         while before.iter().any(|p| alive(*p)) {
             anyhow::ensure!(Instant::now() < deadline, "old tasks still run on a");
@@ -336,22 +355,30 @@ async fn drain_moves_tasks_off_while_keeping_the_jobs_capacity() {
 
         // Bad input is named; unknown agents are 404.
         let r = api
-            .post(&format!("/v1/agents/{a}/status"), &json!({"status": "asleep"}))
+            .post(
+                &format!("/v1/agents/{a}/status"),
+                &json!({"status": "asleep"}),
+            )
             .await?;
         assert_eq!(r.status, 422, "{}", r.body);
         assert_eq!(r.body["errors"][0]["field"], "status", "{}", r.body);
         let r = api
-            .post(&format!("/v1/agents/{a}/status"), &json!({"state": "online"}))
+            .post(
+                &format!("/v1/agents/{a}/status"),
+                &json!({"state": "online"}),
+            )
             .await?;
         assert_eq!(r.status, 422, "{}", r.body);
         let r = api
             .post("/v1/agents/no-such-agent/drain", &json!({}))
             .await?;
         assert_eq!(r.status, 404, "{}", r.body);
-        let counts: BTreeMap<String, usize> = running(&l).iter().fold(BTreeMap::new(), |mut m, t| {
-            *m.entry(t["agent"].as_str().unwrap_or_default().to_string()).or_default() += 1;
-            m
-        });
+        let counts: BTreeMap<String, usize> =
+            running(&l).iter().fold(BTreeMap::new(), |mut m, t| {
+                *m.entry(t["agent"].as_str().unwrap_or_default().to_string())
+                    .or_default() += 1;
+                m
+            });
         assert_eq!(counts.get(&b), Some(&3), "{counts:?}");
         Ok(())
     })

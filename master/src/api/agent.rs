@@ -309,7 +309,10 @@ impl AgentApi for AgentService {
                 kind: Some(master_message::Kind::Registered(Registered {
                     agent_id: id.clone(),
                     leader_id: master.id(),
-                    heartbeat_interval_ms: master.scheduler().agent_settings().heartbeat_interval_ms,
+                    heartbeat_interval_ms: master
+                        .scheduler()
+                        .agent_settings()
+                        .heartbeat_interval_ms,
                 })),
             }))
             .await;

@@ -100,7 +100,11 @@ async fn apply(m: &Master, id: String, status: String, message: String) -> ApiRe
         return Err(Error::NotFound { kind: "agent", id }.into());
     }
     let applied = m
-        .propose(set_agent_status_command(id.clone(), status.clone(), message))
+        .propose(set_agent_status_command(
+            id.clone(),
+            status.clone(),
+            message,
+        ))
         .await?;
     if applied.outcome == Outcome::NotFound {
         return Err(Error::NotFound { kind: "agent", id }.into());

@@ -48,8 +48,7 @@ pub fn decide(job: &JobView, tasks: &[&Task], leaving: &HashSet<String>) -> Opti
     // The newest first: the oldest have been serving longest and are the
     // last to go (ids sort by age).
     busy.sort_by(|a, b| b.id.cmp(&a.id));
-    d.stop
-        .extend(busy.iter().take(spare).map(|t| t.id.clone()));
+    d.stop.extend(busy.iter().take(spare).map(|t| t.id.clone()));
     Some(d)
 }
 

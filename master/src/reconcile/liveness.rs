@@ -31,7 +31,12 @@ const CHECK_EVERY: Duration = Duration::from_millis(100);
 /// Whether an agent last heard at `last_heard` (never: `None`) is silent
 /// past `timeout` at `now`, counting from no earlier than `base` (the start
 /// of the term, or the end of this master's own stall).
-pub fn overdue(now: Instant, base: Instant, last_heard: Option<Instant>, timeout: Duration) -> bool {
+pub fn overdue(
+    now: Instant,
+    base: Instant,
+    last_heard: Option<Instant>,
+    timeout: Duration,
+) -> bool {
     let from = last_heard.map_or(base, |l| l.max(base));
     now.saturating_duration_since(from) > timeout
 }
@@ -92,7 +97,11 @@ pub async fn run(master: Master) {
         let timeout = master.scheduler().agent_settings().heartbeat_timeout();
         let mut base = Instant::now();
         let mut last_check = base;
-        info!(term, timeout_ms = timeout.as_millis() as u64, "watching agents' heartbeats");
+        info!(
+            term,
+            timeout_ms = timeout.as_millis() as u64,
+            "watching agents' heartbeats"
+        );
         while leads(&master, term) {
             tokio::time::sleep(CHECK_EVERY).await;
             let now = Instant::now();
@@ -135,7 +144,9 @@ async fn check(master: &Master, base: Instant, now: Instant, timeout: Duration) 
                 waits.entry(t.job_id.as_str()).or_insert_with(|| {
                     st.jobs
                         .get(&t.job_id)
-                        .and_then(|j| serde_json::from_slice::<ocean_spec::JobSpec>(&j.spec_json).ok())
+                        .and_then(|j| {
+                            serde_json::from_slice::<ocean_spec::JobSpec>(&j.spec_json).ok()
+                        })
                         .and_then(|s| s.unreachable_strategy)
                         .map_or(0, |u| u64::from(u.replace_after_seconds) * 1000)
                 });

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use ocean_proto::v1::{command, Agent, Command, Job, Member, PlanTasks, StateImage, Task};
 use prost::Message;
 
-pub use tasks::{is_live, is_terminal, rank, KEEP_ENDED_PER_JOB, STATES};
 pub use agents::{
     agent_status, agent_unreachable_command, moves_tasks_off, set_agent_status_command,
     AGENT_STATUSES,
 };
+pub use tasks::{is_live, is_terminal, rank, KEEP_ENDED_PER_JOB, STATES};
 pub use tasks::{FAILED, FINISHED, KILLED, LOST, RUNNING, STAGING, STARTING};
 
 use crate::error::{corrupt, Result};

@@ -27,10 +27,7 @@ fn spec(name: &str, instances: usize) -> Value {
 fn start_agents(c: &Cluster, n: usize, tag: &str) -> anyhow::Result<Vec<AgentProc>> {
     (0..n)
         .map(|i| {
-            let mut a = c.new_agent(
-                &format!("{tag}{i}"),
-                &["--hostname", &format!("{tag}-{i}")],
-            );
+            let mut a = c.new_agent(&format!("{tag}{i}"), &["--hostname", &format!("{tag}-{i}")]);
             a.start().map(|()| a)
         })
         .collect()
@@ -45,7 +42,10 @@ async fn wait_running(api: &Api, job: &str, n: usize, not_on: &str) -> anyhow::R
         if r.len() == n && r.iter().all(|t| t["agent"] != not_on) {
             return Ok(());
         }
-        anyhow::ensure!(Instant::now() < deadline, "replacements not RUNNING: {list:?}");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "replacements not RUNNING: {list:?}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -73,7 +73,10 @@ pub async fn lost_agent(trials: usize, instances: usize) -> anyhow::Result<()> {
         reap_cgroups(&agents[victim].cgroup_parent());
         wait_running(&api, &job, instances, &ids[victim]).await?;
         let took = t0.elapsed();
-        println!("trial {trial}: {moved} task(s) replaced, all RUNNING after {}", ms(took));
+        println!(
+            "trial {trial}: {moved} task(s) replaced, all RUNNING after {}",
+            ms(took)
+        );
         times.push(took);
         // The host comes back empty, for the next trial.
         agents[victim].start()?;
