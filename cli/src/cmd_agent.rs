@@ -193,8 +193,13 @@ pub async fn agent(
         Some(AgentSub::Status {
             id,
             status: None,
-            message: _,
-        }) => show(&c()?, &id).await,
+            message,
+        }) => {
+            if !message.is_empty() {
+                anyhow::bail!("--message: give a STATUS to set along with it");
+            }
+            show(&c()?, &id).await
+        }
         Some(AgentSub::Status {
             id,
             status: Some(status),

@@ -79,19 +79,28 @@ impl Sessions {
         (generation, kick)
     }
 
-    /// When this master last heard from the agent (any message), if it
-    /// ever did.
-    pub fn last_heard(&self, id: &str) -> Option<Instant> {
-        let m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        m.get(id).map(|s| s.last_heartbeat)
-    }
-
-    /// Records that the agent is unreachable and ends its stream if one
-    /// is still open (a stopped process keeps its TCP connection), so that
-    /// when it wakes up it must register again with a full report. True
-    /// the first time since the agent was last heard from.
-    pub fn declare_unreachable(&self, id: &str) -> bool {
+    /// If the agent has been silent past `timeout` (counting from no
+    /// earlier than `base`), records that it is unreachable and ends its
+    /// stream if one is still open (a stopped process keeps its TCP
+    /// connection), so that when it wakes up it must register again with a
+    /// full report. Checked and done under one lock, so a stream that opens
+    /// meanwhile is never ended. Returns how long it has been silent and
+    /// whether this is the first verdict since it was last heard from.
+    pub fn declare_if_silent(
+        &self,
+        id: &str,
+        base: Instant,
+        timeout: std::time::Duration,
+    ) -> Option<(u64, bool)> {
+        let now = Instant::now();
         let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let last = m.get(id).map(|s| s.last_heartbeat);
+        if !crate::reconcile::liveness::overdue(now, base, last, timeout) {
+            return None;
+        }
+        let silent_ms = now
+            .saturating_duration_since(last.map_or(base, |l| l.max(base)))
+            .as_millis() as u64;
         let s = m.entry(id.to_string()).or_insert_with(|| Session {
             generation: 0,
             connected: false,
@@ -107,7 +116,7 @@ impl Sessions {
         }
         s.connected = false;
         s.kick.notify_one();
-        !std::mem::replace(&mut s.unreachable, true)
+        Some((silent_ms, !std::mem::replace(&mut s.unreachable, true)))
     }
 
     /// Forgets every verdict (a new term: each agent gets a fresh timeout).

@@ -18,6 +18,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use ocean_proto::agent::{master_message, MasterMessage, Reconcile};
 use ocean_proto::v1::{AgentUnreachable, Task};
 use tracing::{debug, info, warn};
 
@@ -113,24 +114,21 @@ pub async fn run(master: Master) {
                 base = now;
             }
             last_check = now;
-            check(&master, base, now, timeout).await;
+            check(&master, base, timeout).await;
         }
     }
 }
 
 /// One pass: declares silent agents unreachable and commits what becomes of
 /// their tasks.
-async fn check(master: &Master, base: Instant, now: Instant, timeout: Duration) {
+async fn check(master: &Master, base: Instant, timeout: Duration) {
     let agents: Vec<String> = master.read(|st| st.agents.keys().cloned().collect());
     for agent in agents {
-        let last = master.sessions().last_heard(&agent);
-        if !overdue(now, base, last, timeout) {
+        let Some((silent_ms, first)) = master.sessions().declare_if_silent(&agent, base, timeout)
+        else {
             continue;
-        }
-        let silent_ms = now
-            .saturating_duration_since(last.map_or(base, |l| l.max(base)))
-            .as_millis() as u64;
-        if master.sessions().declare_unreachable(&agent) {
+        };
+        if first {
             master.metrics().agents_unreachable.inc();
             warn!(agent = %agent, silent_ms, "agent unreachable: silent past the heartbeat timeout");
         }
@@ -166,6 +164,15 @@ async fn check(master: &Master, base: Instant, now: Instant, timeout: Duration) 
             Ok(_) => {
                 info!(agent = %agent, lost, waiting, "tasks of an unreachable agent recorded");
                 master.scheduler().wake();
+                // Had it registered again while the verdict was committing,
+                // its report would predate the verdict: ask for another, so
+                // the tasks now LOST are stopped there.
+                master.sessions().send(
+                    &agent,
+                    MasterMessage {
+                        kind: Some(master_message::Kind::Reconcile(Reconcile {})),
+                    },
+                );
             }
             Err(e) => debug!(agent = %agent, error = %e, "could not record an unreachable agent"),
         }
