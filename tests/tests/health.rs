@@ -122,6 +122,73 @@ async fn sigkill_of_a_task_gives_relaunches_after_the_backoff_delays() {
     .await;
 }
 
+/// The back-off survives a leader change: the delay is in the replicated
+/// job state, so the new leader does not relaunch before it has passed.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_backoff_delay_survives_a_leader_change() {
+    bounded(120, async {
+        let mut c = Cluster::start(3, &[])?;
+        let leader = c.wait_leader(&[1, 2, 3], WAIT).await?;
+        let api = c.master(leader).api();
+        let mut agent = c.new_agent("a", &[]);
+        agent.start()?;
+        wait_connected(&api, 1, WAIT).await?;
+        let job = job_id("failover-backoff");
+        submit(
+            &api,
+            &json!({
+                "id": job,
+                "cmd": "sleep 600",
+                "resources": {"cpus": 0.05, "mem": 16},
+                "backoff": {"backoff_seconds": 5.0},
+            }),
+        )
+        .await?;
+        let list = wait_tasks(&api, &job, "one RUNNING", WAIT, |l| {
+            running(l).len() == 1 && running(l)[0]["pid"].is_i64()
+        })
+        .await?;
+        let old_id = running(&list)[0]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let pid = running(&list)[0]["pid"].as_i64().unwrap_or(0) as i32;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )?;
+        wait_job(&api, &job, "the failure counted", WAIT, |j| {
+            j["backoff"]["failures"] == 1
+        })
+        .await?;
+        c.master_mut(leader).kill();
+        let others: Vec<u64> = [1, 2, 3].into_iter().filter(|i| *i != leader).collect();
+        let new_leader = c.wait_leader(&others, WAIT).await?;
+        let api = c.master(new_leader).api();
+        let list = wait_tasks(&api, &job, "relaunched by the new leader", WAIT, |l| {
+            live(l).iter().any(|t| t["id"] != old_id.as_str())
+        })
+        .await?;
+        let old = list
+            .iter()
+            .find(|t| t["id"] == old_id.as_str())
+            .cloned()
+            .unwrap_or_default();
+        let new = live(&list)
+            .into_iter()
+            .find(|t| t["id"] != old_id.as_str())
+            .unwrap_or_default();
+        let gap = u(&new["created_ms"]).saturating_sub(u(&old["ended_ms"]));
+        eprintln!("relaunch {gap} ms after the failure, across a leader change");
+        assert!(
+            gap >= 5_000,
+            "relaunched {gap} ms after the failure, before the 5 s back-off"
+        );
+        Ok(())
+    })
+    .await;
+}
+
 /// A task that keeps failing marks its job flapping after
 /// `flapping.max_failures` failures: an event says so, relaunching stops,
 /// and reset-backoff starts it again.
