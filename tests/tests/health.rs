@@ -359,3 +359,83 @@ async fn an_unhealthy_task_is_replaced_and_killed_only_after_its_replacement_is_
     })
     .await;
 }
+
+/// A replacement that cannot start keeps the unhealthy task: with
+/// `hostname UNIQUE` and one agent there is nowhere to put it, so the
+/// unhealthy task runs on (and the job says why it waits) until a second
+/// agent arrives; then the replacement starts there, and only once it is
+/// healthy is the old one stopped.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unhealthy_task_stays_while_its_replacement_cannot_start() {
+    bounded(120, async {
+        let c = Cluster::start(1, &[])?;
+        let api = c.master(1).api();
+        // Two agents on one machine: their port ranges must not overlap, or
+        // the replacement would get the port the old task still holds.
+        let mut first = c.new_agent("a", &["--hostname", "host-a", "--ports", "38100-38149"]);
+        first.start()?;
+        wait_connected(&api, 1, WAIT).await?;
+        let job = job_id("stuck");
+        let cmd = switching_http_server(c.dir())?;
+        submit(
+            &api,
+            &json!({
+                "id": job,
+                "cmd": cmd,
+                "resources": {"cpus": 0.1, "mem": 64},
+                "ports": [{"name": "http"}],
+                "constraints": [["hostname", "UNIQUE"]],
+                "kill_grace_period_seconds": 1,
+                "health_checks": [{"protocol": "http", "port_name": "http",
+                    "grace_period_seconds": 10, "interval_seconds": 1, "timeout_seconds": 1,
+                    "max_consecutive_failures": 2}],
+            }),
+        )
+        .await?;
+        let list = wait_tasks(&api, &job, "healthy", WAIT, |l| {
+            running(l).len() == 1 && running(l)[0]["healthy"] == true
+        })
+        .await?;
+        let old_id = running(&list)[0]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let port = running(&list)[0]["ports"][0]["port"].as_u64().unwrap_or(0);
+        reqwest::get(format!("http://127.0.0.1:{port}/sick")).await?;
+        wait_job(&api, &job, "the replacement waits", WAIT, |j| {
+            j["waiting"].as_str().is_some_and(|w| w.contains("UNIQUE"))
+        })
+        .await?;
+        // Several rounds later the unhealthy task still runs, alone.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let list = ocean_tests::tasks::tasks(&api, &job).await;
+        let old = list
+            .iter()
+            .find(|t| t["id"] == old_id.as_str())
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(old["state"], "RUNNING", "{list:?}");
+        assert_eq!(old["kill_requested"], false, "{list:?}");
+        assert_eq!(old["health_failed"], true, "{list:?}");
+        assert_eq!(live(&list).len(), 1, "{list:?}");
+
+        let mut second = c.new_agent("b", &["--hostname", "host-b", "--ports", "38150-38199"]);
+        second.start()?;
+        let list = wait_tasks(&api, &job, "replaced on the second agent", WAIT, |l| {
+            l.iter()
+                .any(|t| t["id"] == old_id.as_str() && t["state"] == "KILLED")
+        })
+        .await?;
+        let new = running(&list)
+            .into_iter()
+            .find(|t| t["id"] != old_id.as_str())
+            .ok_or_else(|| anyhow::anyhow!("no replacement: {list:?}"))?;
+        assert_eq!(
+            (new["host"].as_str(), new["healthy"].as_bool()),
+            (Some("host-b"), Some(true))
+        );
+        api.delete(&format!("/v1/jobs/{job}")).await?;
+        Ok(())
+    })
+    .await;
+}
