@@ -308,7 +308,7 @@ struct View {
     /// Jobs' waiting explanations as committed.
     waiting: HashMap<String, String>,
     /// Jobs' restart back-off as committed.
-    backoff: HashMap<String, Option<ocean_proto::v1::JobBackoff>>,
+    backoff: HashMap<String, ocean_proto::v1::JobBackoff>,
 }
 
 impl View {
@@ -394,8 +394,7 @@ impl View {
         let backoff = st
             .jobs
             .iter()
-            .filter(|j| j.backoff.is_some())
-            .map(|j| (j.id.clone(), j.backoff.clone()))
+            .filter_map(|j| Some((j.id.clone(), j.backoff.clone()?)))
             .collect();
         View {
             backoff,
@@ -453,8 +452,7 @@ async fn round(master: &Master) -> crate::error::Result<()> {
         let d = desired::decide(job, &tasks, &view.agents);
         kills.extend(d.stop);
         if d.start > 0 {
-            let backoff = view.backoff.get(&job.id).and_then(|b| b.as_ref());
-            if let Some(h) = desired::hold(backoff, now) {
+            if let Some(h) = desired::hold(view.backoff.get(&job.id), now) {
                 if let Some(until) = h.until_ms {
                     wake_at = Some(wake_at.map_or(until, |w| w.min(until)));
                 }
