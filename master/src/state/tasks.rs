@@ -314,39 +314,6 @@ impl ClusterState {
             .collect()
     }
 
-    /// Counts a failure of `task` against its job's back-off.
-    fn job_failed(&mut self, task: &Task, at_ms: u64, version: u64) -> Option<Change> {
-        let job = self.jobs.get(&task.job_id)?;
-        let spec = serde_json::from_slice::<ocean_spec::JobSpec>(&job.spec_json).ok()?;
-        let mut j = ocean_proto::v1::Job::clone(job);
-        j.backoff = Some(backoff::after_failure(
-            job.backoff.as_ref(),
-            &spec,
-            task,
-            at_ms,
-        ));
-        j.updated_version = version;
-        let j = Arc::new(j);
-        self.jobs.insert(j.id.clone(), j.clone());
-        Some(Change::JobPut(j))
-    }
-
-    /// Clears a job's back-off and flapping mark.
-    pub(super) fn reset_backoff(&mut self, id: &str) -> (Outcome, Vec<Change>) {
-        let Some(job) = self.jobs.get(id) else {
-            return (Outcome::NotFound, Vec::new());
-        };
-        if job.backoff.is_none() {
-            return (Outcome::Unchanged, Vec::new());
-        }
-        let mut j = ocean_proto::v1::Job::clone(job);
-        j.backoff = None;
-        j.updated_version = self.version + 1;
-        let j = Arc::new(j);
-        self.jobs.insert(j.id.clone(), j.clone());
-        self.finish(vec![Change::JobPut(j)])
-    }
-
     pub(super) fn scale_job(&mut self, scale: &ScaleJob) -> (Outcome, Vec<Change>) {
         let Some(job) = self.jobs.get(&scale.id) else {
             return (Outcome::NotFound, Vec::new());
@@ -366,7 +333,7 @@ impl ClusterState {
         self.put_job(&id, &spec_json, true)
     }
 
-    fn finish(&mut self, changes: Vec<Change>) -> (Outcome, Vec<Change>) {
+    pub(super) fn finish(&mut self, changes: Vec<Change>) -> (Outcome, Vec<Change>) {
         if changes.is_empty() {
             return (Outcome::Unchanged, changes);
         }
