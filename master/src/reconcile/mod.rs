@@ -674,3 +674,45 @@ fn dispatch(master: &Master, connected: &HashSet<String>) {
         master.sessions().send(&agent, msg);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(job: &str, created: u64, health_failed: bool, healthy: Option<bool>) -> Change {
+        Change::TaskPut(Arc::new(Task {
+            id: format!("{job}.t"),
+            job_id: job.into(),
+            state: crate::state::RUNNING.into(),
+            created_version: created,
+            health_failed,
+            healthy,
+            ..Default::default()
+        }))
+    }
+
+    #[test]
+    fn health_changes_wake_a_round_only_when_they_can_change_a_decision() {
+        let s = Scheduler::default();
+        // A healthy report of an ordinary job: nothing to decide.
+        assert!(!s.matters(5, &[put("j", 1, false, Some(true))]));
+        // A task asking for its replacement: a round places one.
+        assert!(s.matters(5, &[put("j", 1, true, Some(false))]));
+        // While a job is being healed, its replacement turning healthy
+        // lets the round stop the unhealthy task.
+        s.memory().healing.insert("j".into());
+        assert!(s.matters(5, &[put("j", 1, false, Some(true))]));
+        // A round's own placements never wake another.
+        assert!(!s.matters(5, &[put("j", 5, false, None)]));
+    }
+
+    #[test]
+    fn the_loop_wakes_when_a_backoff_ends() {
+        let s = Scheduler::default();
+        assert_eq!(s.next_sleep(), TICK);
+        s.memory().wake_at = Some(Instant::now() + Duration::from_millis(200));
+        assert!(s.next_sleep() <= Duration::from_millis(200));
+        s.memory().wake_at = Some(Instant::now() + Duration::from_secs(30));
+        assert_eq!(s.next_sleep(), TICK);
+    }
+}
