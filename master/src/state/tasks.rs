@@ -245,9 +245,11 @@ impl ClusterState {
                 t.exit_code = u.exit_code;
                 t.signal = u.signal;
                 ended_jobs.insert(t.job_id.clone());
-            } else {
+            } else if u.healthy.is_some() {
                 // A running task's health is news (DNS and replacements
-                // follow it); an ended task keeps its last word on it.
+                // follow it). "No verdict yet" (an agent that restarted and
+                // has not checked again) keeps the last verdict, and an
+                // ended task keeps its last word on it.
                 t.healthy = u.healthy;
                 t.health_message = u.health_message.clone();
             }
@@ -517,6 +519,10 @@ mod tests {
         let t = &s.tasks["t1"];
         assert_eq!((t.healthy, t.health_failed), (Some(true), true));
         assert!(t.health_message.is_empty());
+        // No verdict (a restarted agent) keeps the last one, at no cost.
+        let a = s.apply(&task_updates_command(vec![update("t1", RUNNING)]));
+        assert!(a.changes.is_empty());
+        assert_eq!(s.tasks["t1"].healthy, Some(true));
     }
 
     #[test]
