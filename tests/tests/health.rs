@@ -122,6 +122,73 @@ async fn sigkill_of_a_task_gives_relaunches_after_the_backoff_delays() {
     .await;
 }
 
+/// The back-off survives a leader change: the delay is in the replicated
+/// job state, so the new leader does not relaunch before it has passed.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_backoff_delay_survives_a_leader_change() {
+    bounded(120, async {
+        let mut c = Cluster::start(3, &[])?;
+        let leader = c.wait_leader(&[1, 2, 3], WAIT).await?;
+        let api = c.master(leader).api();
+        let mut agent = c.new_agent("a", &[]);
+        agent.start()?;
+        wait_connected(&api, 1, WAIT).await?;
+        let job = job_id("failover-backoff");
+        submit(
+            &api,
+            &json!({
+                "id": job,
+                "cmd": "sleep 600",
+                "resources": {"cpus": 0.05, "mem": 16},
+                "backoff": {"backoff_seconds": 5.0},
+            }),
+        )
+        .await?;
+        let list = wait_tasks(&api, &job, "one RUNNING", WAIT, |l| {
+            running(l).len() == 1 && running(l)[0]["pid"].is_i64()
+        })
+        .await?;
+        let old_id = running(&list)[0]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let pid = running(&list)[0]["pid"].as_i64().unwrap_or(0) as i32;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )?;
+        wait_job(&api, &job, "the failure counted", WAIT, |j| {
+            j["backoff"]["failures"] == 1
+        })
+        .await?;
+        c.master_mut(leader).kill();
+        let others: Vec<u64> = [1, 2, 3].into_iter().filter(|i| *i != leader).collect();
+        let new_leader = c.wait_leader(&others, WAIT).await?;
+        let api = c.master(new_leader).api();
+        let list = wait_tasks(&api, &job, "relaunched by the new leader", WAIT, |l| {
+            live(l).iter().any(|t| t["id"] != old_id.as_str())
+        })
+        .await?;
+        let old = list
+            .iter()
+            .find(|t| t["id"] == old_id.as_str())
+            .cloned()
+            .unwrap_or_default();
+        let new = live(&list)
+            .into_iter()
+            .find(|t| t["id"] != old_id.as_str())
+            .unwrap_or_default();
+        let gap = u(&new["created_ms"]).saturating_sub(u(&old["ended_ms"]));
+        eprintln!("relaunch {gap} ms after the failure, across a leader change");
+        assert!(
+            gap >= 5_000,
+            "relaunched {gap} ms after the failure, before the 5 s back-off"
+        );
+        Ok(())
+    })
+    .await;
+}
+
 /// A task that keeps failing marks its job flapping after
 /// `flapping.max_failures` failures: an event says so, relaunching stops,
 /// and reset-backoff starts it again.
@@ -287,6 +354,86 @@ async fn an_unhealthy_task_is_replaced_and_killed_only_after_its_replacement_is_
             .find(|e| e.data["task"]["state"] == "KILLED")
             .map(|e| e.at);
         assert!(killed_at.is_some());
+        api.delete(&format!("/v1/jobs/{job}")).await?;
+        Ok(())
+    })
+    .await;
+}
+
+/// A replacement that cannot start keeps the unhealthy task: with
+/// `hostname UNIQUE` and one agent there is nowhere to put it, so the
+/// unhealthy task runs on (and the job says why it waits) until a second
+/// agent arrives; then the replacement starts there, and only once it is
+/// healthy is the old one stopped.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unhealthy_task_stays_while_its_replacement_cannot_start() {
+    bounded(120, async {
+        let c = Cluster::start(1, &[])?;
+        let api = c.master(1).api();
+        // Two agents on one machine: their port ranges must not overlap, or
+        // the replacement would get the port the old task still holds.
+        let mut first = c.new_agent("a", &["--hostname", "host-a", "--ports", "38100-38149"]);
+        first.start()?;
+        wait_connected(&api, 1, WAIT).await?;
+        let job = job_id("stuck");
+        let cmd = switching_http_server(c.dir())?;
+        submit(
+            &api,
+            &json!({
+                "id": job,
+                "cmd": cmd,
+                "resources": {"cpus": 0.1, "mem": 64},
+                "ports": [{"name": "http"}],
+                "constraints": [["hostname", "UNIQUE"]],
+                "kill_grace_period_seconds": 1,
+                "health_checks": [{"protocol": "http", "port_name": "http",
+                    "grace_period_seconds": 10, "interval_seconds": 1, "timeout_seconds": 1,
+                    "max_consecutive_failures": 2}],
+            }),
+        )
+        .await?;
+        let list = wait_tasks(&api, &job, "healthy", WAIT, |l| {
+            running(l).len() == 1 && running(l)[0]["healthy"] == true
+        })
+        .await?;
+        let old_id = running(&list)[0]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let port = running(&list)[0]["ports"][0]["port"].as_u64().unwrap_or(0);
+        reqwest::get(format!("http://127.0.0.1:{port}/sick")).await?;
+        wait_job(&api, &job, "the replacement waits", WAIT, |j| {
+            j["waiting"].as_str().is_some_and(|w| w.contains("UNIQUE"))
+        })
+        .await?;
+        // Several rounds later the unhealthy task still runs, alone.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let list = ocean_tests::tasks::tasks(&api, &job).await;
+        let old = list
+            .iter()
+            .find(|t| t["id"] == old_id.as_str())
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(old["state"], "RUNNING", "{list:?}");
+        assert_eq!(old["kill_requested"], false, "{list:?}");
+        assert_eq!(old["health_failed"], true, "{list:?}");
+        assert_eq!(live(&list).len(), 1, "{list:?}");
+
+        let mut second = c.new_agent("b", &["--hostname", "host-b", "--ports", "38150-38199"]);
+        second.start()?;
+        let list = wait_tasks(&api, &job, "replaced on the second agent", WAIT, |l| {
+            l.iter()
+                .any(|t| t["id"] == old_id.as_str() && t["state"] == "KILLED")
+        })
+        .await?;
+        let new = running(&list)
+            .into_iter()
+            .find(|t| t["id"] != old_id.as_str())
+            .ok_or_else(|| anyhow::anyhow!("no replacement: {list:?}"))?;
+        assert_eq!(
+            (new["host"].as_str(), new["healthy"].as_bool()),
+            (Some("host-b"), Some(true))
+        );
         api.delete(&format!("/v1/jobs/{job}")).await?;
         Ok(())
     })

@@ -249,18 +249,19 @@ mod tests {
         let switched = Instant::now();
         let sick = rx.recv().await.map(|c| c.health).unwrap_or_default();
         assert_eq!((sick.healthy, sick.failed), (Some(false), false));
-        // The message changes with the count; the third failure asks for
-        // the replacement, one interval apart each.
-        let mut last = sick;
-        while !last.failed {
-            last = rx.recv().await.map(|c| c.health).unwrap_or_default();
-        }
+        // The second failure says nothing new; the third asks for the
+        // replacement, one interval apart each.
+        let last = rx.recv().await.map(|c| c.health).unwrap_or_default();
         let took = switched.elapsed();
+        assert!(last.failed, "{last:?}");
         assert!(
             took >= Duration::from_secs(2) && took <= Duration::from_secs(3),
             "{took:?}"
         );
-        assert!(last.message.contains("3 time(s)"), "{}", last.message);
+        assert_eq!(last.message, "http check failed: off");
+        // Failing on: nothing more is said.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(rx.try_recv().is_err());
         checker.abort();
     }
 

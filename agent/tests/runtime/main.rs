@@ -6,6 +6,7 @@
 mod harness;
 
 mod fake_master;
+mod health;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -326,7 +326,7 @@ struct View {
     /// Jobs' waiting explanations as committed.
     waiting: HashMap<String, String>,
     /// Jobs' restart back-off as committed.
-    backoff: HashMap<String, Option<ocean_proto::v1::JobBackoff>>,
+    backoff: HashMap<String, ocean_proto::v1::JobBackoff>,
     /// Agents whose status moves their tasks off (draining, offline).
     leaving: HashSet<String>,
 }
@@ -414,8 +414,7 @@ impl View {
         let backoff = st
             .jobs
             .iter()
-            .filter(|j| j.backoff.is_some())
-            .map(|j| (j.id.clone(), j.backoff.clone()))
+            .filter_map(|j| Some((j.id.clone(), j.backoff.clone()?)))
             .collect();
         let leaving = st
             .agents
@@ -486,8 +485,7 @@ async fn round(master: &Master) -> crate::error::Result<()> {
             .unwrap_or_else(|| desired::decide(job, &tasks, &view.agents));
         kills.extend(d.stop);
         if d.start > 0 {
-            let backoff = view.backoff.get(&job.id).and_then(|b| b.as_ref());
-            if let Some(h) = desired::hold(backoff, now) {
+            if let Some(h) = desired::hold(view.backoff.get(&job.id), now) {
                 if let Some(until) = h.until_ms {
                     wake_at = Some(wake_at.map_or(until, |w| w.min(until)));
                 }
@@ -707,5 +705,47 @@ fn dispatch(master: &Master, connected: &HashSet<String>) {
             kind: Some(master_message::Kind::Kill(Kill { tasks })),
         };
         master.sessions().send(&agent, msg);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(job: &str, created: u64, health_failed: bool, healthy: Option<bool>) -> Change {
+        Change::TaskPut(Arc::new(Task {
+            id: format!("{job}.t"),
+            job_id: job.into(),
+            state: crate::state::RUNNING.into(),
+            created_version: created,
+            health_failed,
+            healthy,
+            ..Default::default()
+        }))
+    }
+
+    #[test]
+    fn health_changes_wake_a_round_only_when_they_can_change_a_decision() {
+        let s = Scheduler::default();
+        // A healthy report of an ordinary job: nothing to decide.
+        assert!(!s.matters(5, &[put("j", 1, false, Some(true))]));
+        // A task asking for its replacement: a round places one.
+        assert!(s.matters(5, &[put("j", 1, true, Some(false))]));
+        // While a job is being healed, its replacement turning healthy
+        // lets the round stop the unhealthy task.
+        s.memory().healing.insert("j".into());
+        assert!(s.matters(5, &[put("j", 1, false, Some(true))]));
+        // A round's own placements never wake another.
+        assert!(!s.matters(5, &[put("j", 5, false, None)]));
+    }
+
+    #[test]
+    fn the_loop_wakes_when_a_backoff_ends() {
+        let s = Scheduler::default();
+        assert_eq!(s.next_sleep(), TICK);
+        s.memory().wake_at = Some(Instant::now() + Duration::from_millis(200));
+        assert!(s.next_sleep() <= Duration::from_millis(200));
+        s.memory().wake_at = Some(Instant::now() + Duration::from_secs(30));
+        assert_eq!(s.next_sleep(), TICK);
     }
 }

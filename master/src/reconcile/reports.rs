@@ -109,11 +109,11 @@ pub struct FullReport {
 }
 
 /// Whether a report says nothing the state does not already hold: same
-/// state and, for a task not ended, the same health.
+/// state and the same health (no verdict, as from an agent that restarted
+/// and has not checked yet, keeps the recorded one).
 fn same_status(t: &ocean_proto::v1::Task, u: &TaskUpdate) -> bool {
     t.state == u.state
-        && t.healthy == u.healthy
-        && t.health_message == u.health_message
+        && (u.healthy.is_none() || (t.healthy == u.healthy && t.health_message == u.health_message))
         && (t.health_failed || !u.health_failed)
 }
 
@@ -280,6 +280,7 @@ mod tests {
         known.healthy = Some(true);
         st.insert_task(Arc::new(known));
         let mut same = status("t", "RUNNING");
+        assert!(compare("a", &[same.clone()], &st).updates.is_empty());
         same.healthy = Some(true);
         assert!(compare("a", &[same.clone()], &st).updates.is_empty());
         let mut sick = same;

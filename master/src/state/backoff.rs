@@ -11,10 +11,13 @@
 //! Times are the leader's clock as written in the log (`TaskUpdate.received_ms`),
 //! so every master computes the same state.
 
+use std::sync::Arc;
+
 use ocean_proto::v1::{JobBackoff, Task};
 use ocean_spec::JobSpec;
 
 use super::tasks::{FAILED, FINISHED, KILLED};
+use super::{Change, ClusterState, Outcome};
 
 /// Whether a task that just ended counts as a failure of its job: it ended
 /// on its own (FAILED, or FINISHED: a service is not meant to exit), or it
@@ -68,6 +71,36 @@ pub fn after_failure(
         );
     }
     b
+}
+
+impl ClusterState {
+    /// Counts a failure of `task` against its job's back-off.
+    pub(super) fn job_failed(&mut self, task: &Task, at_ms: u64, version: u64) -> Option<Change> {
+        let job = self.jobs.get(&task.job_id)?;
+        let spec = serde_json::from_slice::<ocean_spec::JobSpec>(&job.spec_json).ok()?;
+        let mut j = ocean_proto::v1::Job::clone(job);
+        j.backoff = Some(after_failure(job.backoff.as_ref(), &spec, task, at_ms));
+        j.updated_version = version;
+        let j = Arc::new(j);
+        self.jobs.insert(j.id.clone(), j.clone());
+        Some(Change::JobPut(j))
+    }
+
+    /// Clears a job's back-off and flapping mark.
+    pub(super) fn reset_backoff(&mut self, id: &str) -> (Outcome, Vec<Change>) {
+        let Some(job) = self.jobs.get(id) else {
+            return (Outcome::NotFound, Vec::new());
+        };
+        if job.backoff.is_none() {
+            return (Outcome::Unchanged, Vec::new());
+        }
+        let mut j = ocean_proto::v1::Job::clone(job);
+        j.backoff = None;
+        j.updated_version = self.version + 1;
+        let j = Arc::new(j);
+        self.jobs.insert(j.id.clone(), j.clone());
+        self.finish(vec![Change::JobPut(j)])
+    }
 }
 
 /// One line on how a task ended, for the job's back-off message.

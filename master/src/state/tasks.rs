@@ -247,9 +247,11 @@ impl ClusterState {
                 t.exit_code = u.exit_code;
                 t.signal = u.signal;
                 ended_jobs.insert(t.job_id.clone());
-            } else {
+            } else if u.healthy.is_some() {
                 // A running task's health is news (DNS and replacements
-                // follow it); an ended task keeps its last word on it.
+                // follow it). "No verdict yet" (an agent that restarted and
+                // has not checked again) keeps the last verdict, and an
+                // ended task keeps its last word on it.
                 t.healthy = u.healthy;
                 t.health_message = u.health_message.clone();
             }
@@ -314,39 +316,6 @@ impl ClusterState {
             .take(drop)
             .filter_map(|(_, id)| self.remove_task(&id).map(|_| Change::TaskRemoved(id)))
             .collect()
-    }
-
-    /// Counts a failure of `task` against its job's back-off.
-    fn job_failed(&mut self, task: &Task, at_ms: u64, version: u64) -> Option<Change> {
-        let job = self.jobs.get(&task.job_id)?;
-        let spec = serde_json::from_slice::<ocean_spec::JobSpec>(&job.spec_json).ok()?;
-        let mut j = ocean_proto::v1::Job::clone(job);
-        j.backoff = Some(backoff::after_failure(
-            job.backoff.as_ref(),
-            &spec,
-            task,
-            at_ms,
-        ));
-        j.updated_version = version;
-        let j = Arc::new(j);
-        self.jobs.insert(j.id.clone(), j.clone());
-        Some(Change::JobPut(j))
-    }
-
-    /// Clears a job's back-off and flapping mark.
-    pub(super) fn reset_backoff(&mut self, id: &str) -> (Outcome, Vec<Change>) {
-        let Some(job) = self.jobs.get(id) else {
-            return (Outcome::NotFound, Vec::new());
-        };
-        if job.backoff.is_none() {
-            return (Outcome::Unchanged, Vec::new());
-        }
-        let mut j = ocean_proto::v1::Job::clone(job);
-        j.backoff = None;
-        j.updated_version = self.version + 1;
-        let j = Arc::new(j);
-        self.jobs.insert(j.id.clone(), j.clone());
-        self.finish(vec![Change::JobPut(j)])
     }
 
     pub(super) fn scale_job(&mut self, scale: &ScaleJob) -> (Outcome, Vec<Change>) {
@@ -552,6 +521,10 @@ mod tests {
         let t = &s.tasks["t1"];
         assert_eq!((t.healthy, t.health_failed), (Some(true), true));
         assert!(t.health_message.is_empty());
+        // No verdict (a restarted agent) keeps the last one, at no cost.
+        let a = s.apply(&task_updates_command(vec![update("t1", RUNNING)]));
+        assert!(a.changes.is_empty());
+        assert_eq!(s.tasks["t1"].healthy, Some(true));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use ocean_tests::events::EventLog;
 use ocean_tests::http::job_id;
-use ocean_tests::tasks::{running, switching_http_server, wait_connected, wait_tasks};
+use ocean_tests::tasks::{live, running, switching_http_server, wait_connected, wait_tasks};
 use ocean_tests::Api;
 use serde_json::json;
 
@@ -97,7 +97,14 @@ pub async fn health(trials: usize) -> anyhow::Result<()> {
             to_marked.push(marked.at.saturating_duration_since(t0));
             to_healthy.push(seen.saturating_duration_since(marked.at));
         }
+        // Tasks outlive `ocean dev`: wait until they are stopped, so the
+        // driver leaves no process behind.
         api.delete(&format!("/v1/jobs/{job}")).await?;
+        wait_tasks(&api, &job, "the job's tasks stopped", wait, |l| {
+            live(l).is_empty()
+        })
+        .await
+        .with_context(|| dev.log_tail())?;
     }
     times.sort();
     to_marked.sort();
