@@ -11,6 +11,8 @@
 //!   RSS and packing with thousands of simulated agents.
 //! - `fleet`: a many-instance job over several agents: time until all run,
 //!   and the agents' CPU and memory while holding them.
+//! - `dns`: DNS freshness (RUNNING to A record served) and throughput
+//!   (dnsperf, Ocean's DNS and Knot DNS side by side).
 //!
 //! Everything runs on loopback and stops by itself.
 
@@ -28,6 +30,7 @@ use ocean_tests::http::{job_id, job_spec};
 use ocean_tests::Cluster;
 use tonic::transport::{Channel, Endpoint};
 
+mod dns;
 mod schedule;
 mod tasks;
 
@@ -79,6 +82,27 @@ enum Cmd {
         #[arg(long, default_value_t = 100_000)]
         tasks: usize,
     },
+    /// DNS freshness and throughput (dnsperf; Knot DNS side by side).
+    Dns {
+        /// Tasks whose records the DNS server holds.
+        #[arg(long, default_value_t = 10_000)]
+        tasks: usize,
+        /// Tasks per job.
+        #[arg(long, default_value_t = 10)]
+        per_job: usize,
+        /// Tasks timed from RUNNING to their A record.
+        #[arg(long, default_value_t = 250)]
+        events: usize,
+        /// Seconds of each dnsperf run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// dnsperf runs per server, alternating.
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+        /// Skip Knot DNS.
+        #[arg(long)]
+        no_knot: bool,
+    },
     /// One job of many tiny instances over several agents.
     Fleet {
         #[arg(long, default_value_t = 1000)]
@@ -120,6 +144,14 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Launch { runs, stop_each } => tasks::launch(runs, stop_each).await,
         Cmd::Schedule { agents, tasks } => schedule::schedule(agents, tasks).await,
         Cmd::Fleet { instances, agents } => tasks::fleet(instances, agents).await,
+        Cmd::Dns {
+            tasks,
+            per_job,
+            events,
+            seconds,
+            rounds,
+            no_knot,
+        } => dns::dns(tasks, per_job, events, seconds, rounds, !no_knot).await,
     }
 }
 
