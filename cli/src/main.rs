@@ -61,8 +61,7 @@ fn main() {
     let server = matches!(
         cli.command,
         Command::Dev(_) | Command::Master(_) | Command::Dns(_)
-    )
-        || matches!(&cli.command, Command::Agent(a) if a.is_run());
+    ) || matches!(&cli.command, Command::Agent(a) if a.is_run());
     init_tracing(server);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -86,7 +86,11 @@ fn node_answers(zone: &Zone, node: &Node, qname: &Name, qtype: RecordType, msg: 
                 continue;
             };
             let data = SRV::new(0, 10, srv.port, target.clone());
-            msg.add_answer(Record::from_rdata(qname.clone(), zone.ttl, RData::SRV(data)));
+            msg.add_answer(Record::from_rdata(
+                qname.clone(),
+                zone.ttl,
+                RData::SRV(data),
+            ));
             if let Some(t) = zone.node(&srv.target) {
                 for addr in &t.addrs {
                     msg.add_additional(addr_record(&target, zone.ttl, *addr));

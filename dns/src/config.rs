@@ -109,6 +109,10 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().starts_with("ttl:"));
         let mut c = ok;
         c.upstreams = vec![c.listen];
-        assert!(c.validate().unwrap_err().to_string().starts_with("upstream:"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("upstream:"));
     }
 }

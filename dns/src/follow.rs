@@ -67,7 +67,9 @@ impl Position {
 fn ip_of(addr: &str) -> Option<IpAddr> {
     let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.parse::<IpAddr>().ok().filter(|ip| !ip.is_unspecified())
+    host.parse::<IpAddr>()
+        .ok()
+        .filter(|ip| !ip.is_unspecified())
 }
 
 async fn resolve(addr: &str) -> Option<IpAddr> {
@@ -155,11 +157,18 @@ impl Follower {
                 Err(error) => debug!(master = %addr, %error, "watch failed"),
             }
             failures += 1;
-            if failures % (self.channels.len() as u32 * 10) == 0 {
-                warn!(version = pos.complete, "no master answers the watch; serving the last known records");
+            if failures.is_multiple_of(self.channels.len() as u32 * 10) {
+                warn!(
+                    version = pos.complete,
+                    "no master answers the watch; serving the last known records"
+                );
             }
             // A short pause, longer only once every master failed in turn.
-            let pause = if (i % self.channels.len()) == 0 { 200 } else { 20 };
+            let pause = if i.is_multiple_of(self.channels.len()) {
+                200
+            } else {
+                20
+            };
             tokio::time::sleep(Duration::from_millis(pause)).await;
         }
     }
@@ -226,7 +235,9 @@ impl Follower {
             }
             if let Some(leader) = found {
                 let leader_ip = resolve(&leader.grpc_addr).await;
-                if (leader.http_addr != last_leader || round % 10 == 0) && !leader.http_addr.is_empty() {
+                if (leader.http_addr != last_leader || round.is_multiple_of(10))
+                    && !leader.http_addr.is_empty()
+                {
                     if let Some(list) = fetch_members(http.as_ref(), &leader.http_addr).await {
                         let mut ips = Vec::new();
                         for m in list {

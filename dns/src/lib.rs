@@ -63,7 +63,9 @@ pub struct Sockets {
 impl Sockets {
     /// The address UDP and TCP are served on.
     pub fn local_addr(&self) -> Result<SocketAddr> {
-        self.tcp.local_addr().map_err(Error::io("TCP local address"))
+        self.tcp
+            .local_addr()
+            .map_err(Error::io("TCP local address"))
     }
 }
 
@@ -105,7 +107,11 @@ pub async fn run(cfg: DnsConfig, shutdown: impl Future<Output = ()>) -> Result<(
 }
 
 /// Serves on `sockets` until `shutdown` resolves.
-pub async fn serve(cfg: DnsConfig, sockets: Sockets, shutdown: impl Future<Output = ()>) -> Result<()> {
+pub async fn serve(
+    cfg: DnsConfig,
+    sockets: Sockets,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
     cfg.validate()?;
     let addr = sockets.local_addr()?;
     let ns_addr = Some(addr.ip()).filter(|ip| !ip.is_unspecified());

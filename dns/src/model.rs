@@ -78,10 +78,7 @@ pub fn serves(task: &Task, job_has_health_checks: bool) -> bool {
 
 /// The task's address: `address`, else `host` when that is an IP.
 fn task_addr(task: &Task) -> Option<IpAddr> {
-    task.address
-        .parse()
-        .ok()
-        .or_else(|| task.host.parse().ok())
+    task.address.parse().ok().or_else(|| task.host.parse().ok())
 }
 
 impl Model {
@@ -403,7 +400,11 @@ mod tests {
         m.apply(ev(event::Kind::TaskPut(task(1, "RUNNING", None))));
         m.apply(ev(event::Kind::TaskPut(task(2, "STARTING", None))));
         let recs = m.records(&Owner::Job(JOB.into()));
-        let get = |n: &str| recs.iter().find(|(x, _)| x == n).map(|(_, node)| node.clone());
+        let get = |n: &str| {
+            recs.iter()
+                .find(|(x, _)| x == n)
+                .map(|(_, node)| node.clone())
+        };
         let node = get(NAME).expect("job name");
         assert_eq!(node.addrs, vec!["10.0.0.1".parse::<IpAddr>().unwrap()]);
         let task_name = format!("{:015x}.{NAME}", 1);
@@ -429,7 +430,10 @@ mod tests {
         m.apply(ev(event::Kind::TaskPut(task(2, "RUNNING", Some(true)))));
         let recs = m.records(&Owner::Job(JOB.into()));
         let job_node = recs.iter().find(|(n, _)| n == NAME).unwrap();
-        assert_eq!(job_node.1.addrs, vec!["10.0.0.2".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            job_node.1.addrs,
+            vec!["10.0.0.2".parse::<IpAddr>().unwrap()]
+        );
         // Turning unhealthy removes it again.
         m.apply(ev(event::Kind::TaskPut(task(2, "RUNNING", Some(false)))));
         assert!(m.records(&Owner::Job(JOB.into())).is_empty());

@@ -141,11 +141,23 @@ impl Authority {
         }
         if let Some(e) = &edns {
             if e.version() > 0 {
-                return error(&header, Some(&query), edns.as_ref(), ResponseCode::BADVERS, out);
+                return error(
+                    &header,
+                    Some(&query),
+                    edns.as_ref(),
+                    ResponseCode::BADVERS,
+                    out,
+                );
             }
         }
         if query.query_class() != DNSClass::IN {
-            return error(&header, Some(&query), edns.as_ref(), ResponseCode::Refused, out);
+            return error(
+                &header,
+                Some(&query),
+                edns.as_ref(),
+                ResponseCode::Refused,
+                out,
+            );
         }
         let limit = match (transport, &edns) {
             (Transport::Tcp, _) => usize::from(u16::MAX),
@@ -173,7 +185,16 @@ impl Authority {
         if hit.is_some() {
             return Action::Reply;
         }
-        self.slow(raw, &header, &query, edns.as_ref(), key, question_end, limit, out)
+        self.slow(
+            raw,
+            &header,
+            &query,
+            edns.as_ref(),
+            key,
+            question_end,
+            limit,
+            out,
+        )
     }
 
     /// Builds the answer from the zone, caches its encoding, serves it.
@@ -227,8 +248,14 @@ impl Authority {
         // Only a question sent without compression has the canonical key.
         if wire_name(&query.name().to_ascii()) == key {
             let qtype = u16::from(query.query_type());
-            self.cache
-                .insert(generation, key.to_vec(), qtype, edns.is_some(), full, truncated);
+            self.cache.insert(
+                generation,
+                key.to_vec(),
+                qtype,
+                edns.is_some(),
+                full,
+                truncated,
+            );
         }
         Action::Reply
     }
@@ -272,7 +299,13 @@ pub fn servfail(raw: &[u8]) -> Option<Vec<u8>> {
         None
     };
     let mut out = Vec::new();
-    match error(&header, query.as_ref(), None, ResponseCode::ServFail, &mut out) {
+    match error(
+        &header,
+        query.as_ref(),
+        None,
+        ResponseCode::ServFail,
+        &mut out,
+    ) {
         Action::Reply => Some(out),
         _ => None,
     }
@@ -332,11 +365,18 @@ mod tests {
         assert_eq!(second.metadata.id, 777);
         assert!(!second.metadata.recursion_desired);
         assert_eq!(second.queries[0].name().to_ascii(), "LeAdEr.OCEAN.");
-        assert_eq!(second.answers, first.answers.iter().map(|r| {
-            let mut r = r.clone();
-            r.name = Name::from_ascii("LeAdEr.OCEAN.").unwrap();
-            r
-        }).collect::<Vec<_>>());
+        assert_eq!(
+            second.answers,
+            first
+                .answers
+                .iter()
+                .map(|r| {
+                    let mut r = r.clone();
+                    r.name = Name::from_ascii("LeAdEr.OCEAN.").unwrap();
+                    r
+                })
+                .collect::<Vec<_>>()
+        );
         let (_, with_edns) = ask(&a, &query("leader.ocean.", RecordType::A, 3, true));
         assert_eq!(with_edns.unwrap().edns.unwrap().max_payload(), EDNS_PAYLOAD);
     }
@@ -359,7 +399,12 @@ mod tests {
             .collect();
         let srv = |n: usize| Node {
             addrs: Vec::new(),
-            srv: (0..n).map(|i| Srv { port: 31000 + i as u16, target: target(i) }).collect(),
+            srv: (0..n)
+                .map(|i| Srv {
+                    port: 31000 + i as u16,
+                    target: target(i),
+                })
+                .collect(),
         };
         recs.push(("_a._tcp.web.ocean".into(), srv(8)));
         recs.push(("_b._tcp.web.ocean".into(), srv(40)));
@@ -408,11 +453,17 @@ mod tests {
         // Trailing bytes.
         let mut raw = query("leader.ocean.", RecordType::A, 10, false);
         raw.extend_from_slice(&[0; 5]);
-        assert_eq!(ask(&a, &raw).1.unwrap().metadata.response_code, ResponseCode::FormErr);
+        assert_eq!(
+            ask(&a, &raw).1.unwrap().metadata.response_code,
+            ResponseCode::FormErr
+        );
         // Oversized.
         let mut raw = query("leader.ocean.", RecordType::A, 11, false);
         raw.resize(MAX_QUERY_LEN + 1, 0);
-        assert_eq!(ask(&a, &raw).1.unwrap().metadata.response_code, ResponseCode::FormErr);
+        assert_eq!(
+            ask(&a, &raw).1.unwrap().metadata.response_code,
+            ResponseCode::FormErr
+        );
         // Responses are never answered.
         let mut raw = query("leader.ocean.", RecordType::A, 12, false);
         raw[2] |= 0x80;
@@ -424,7 +475,10 @@ mod tests {
         assert_eq!(ask(&authority(true), &raw).0, Action::Forward);
         // EDNS version 1.
         let mut m = Message::new(14, MessageType::Query, OpCode::Query);
-        m.add_query(Query::query(Name::from_ascii("leader.ocean.").unwrap(), RecordType::A));
+        m.add_query(Query::query(
+            Name::from_ascii("leader.ocean.").unwrap(),
+            RecordType::A,
+        ));
         let mut e = Edns::new();
         e.set_version(1);
         m.set_edns(e);

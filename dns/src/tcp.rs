@@ -37,9 +37,9 @@ impl RequestHandler for TcpHandler {
             Action::Forward => self.forwarder.forward(raw, true).await,
             Action::Drop => None,
         };
-        let msg = bytes.and_then(|b| Message::from_vec(&b).ok()).or_else(|| {
-            servfail(raw).and_then(|b| Message::from_vec(&b).ok())
-        });
+        let msg = bytes
+            .and_then(|b| Message::from_vec(&b).ok())
+            .or_else(|| servfail(raw).and_then(|b| Message::from_vec(&b).ok()));
         let Some(msg) = msg else {
             return ResponseInfo::from(Header {
                 metadata: request.metadata,

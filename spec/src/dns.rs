@@ -162,10 +162,7 @@ mod tests {
         let task = format!("{ID}.00000000120000a");
         assert_eq!(task_label(&task, ID).as_deref(), Some("00000000120000a"));
         assert_eq!(task_label("other.1", ID), None);
-        assert_eq!(
-            agent_label("agent-00ff").as_deref(),
-            Some("agent-00ff")
-        );
+        assert_eq!(agent_label("agent-00ff").as_deref(), Some("agent-00ff"));
         assert_eq!(agent_label("Host_1").as_deref(), Some("host-1"));
         assert_eq!(agent_label("-x"), None);
         assert_eq!(agent_label(&"a".repeat(64)), None);

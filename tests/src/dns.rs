@@ -52,7 +52,11 @@ impl DnsProc {
         while std::net::TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_err()
         {
             if self.process.exited() || Instant::now() > deadline {
-                bail!("ocean dns is not listening on {}:\n{}", self.addr, self.log_tail());
+                bail!(
+                    "ocean dns is not listening on {}:\n{}",
+                    self.addr,
+                    self.log_tail()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -126,7 +130,12 @@ pub async fn tcp_raw(server: SocketAddr, bytes: &[u8]) -> anyhow::Result<Option<
 
 /// Asks `server` over UDP (or TCP) and decodes the answer, which must
 /// carry the query's id.
-pub async fn ask(server: SocketAddr, name: &str, t: RecordType, tcp: bool) -> anyhow::Result<Message> {
+pub async fn ask(
+    server: SocketAddr,
+    name: &str,
+    t: RecordType,
+    tcp: bool,
+) -> anyhow::Result<Message> {
     let q = query_bytes(name, t, false)?;
     let bytes = if tcp {
         tcp_raw(server, &q).await?
@@ -135,7 +144,10 @@ pub async fn ask(server: SocketAddr, name: &str, t: RecordType, tcp: bool) -> an
     };
     let bytes = bytes.with_context(|| format!("no answer from {server} for {name} {t}"))?;
     let m = Message::from_vec(&bytes)?;
-    anyhow::ensure!(m.metadata.id == u16::from_be_bytes([q[0], q[1]]), "wrong id");
+    anyhow::ensure!(
+        m.metadata.id == u16::from_be_bytes([q[0], q[1]]),
+        "wrong id"
+    );
     Ok(m)
 }
 
@@ -185,7 +197,10 @@ pub fn srvs(m: &Message) -> Vec<(u16, String)> {
         .answers
         .iter()
         .filter_map(|r| match &r.data {
-            RData::SRV(s) => Some((s.port, s.target.to_ascii().trim_end_matches('.').to_string())),
+            RData::SRV(s) => Some((
+                s.port,
+                s.target.to_ascii().trim_end_matches('.').to_string(),
+            )),
             _ => None,
         })
         .collect();

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use ocean_tests::dns::{addrs, ask, query_bytes, rcode, srvs, tcp_raw, udp_raw, wait_answer, DnsProc};
+use ocean_tests::dns::{
+    addrs, ask, query_bytes, rcode, srvs, tcp_raw, udp_raw, wait_answer, DnsProc,
+};
 use ocean_tests::tasks::{running, wait_tasks};
 use ocean_tests::{http::job_id, Api, Cluster};
 use serde_json::{json, Value};
@@ -55,7 +57,10 @@ fn expected_srv(job: &str, tasks: &[Value]) -> Vec<(u16, String)> {
             let id = t["id"].as_str().unwrap_or_default();
             let label = id.strip_prefix(&format!("{}.", job_id(job))).unwrap_or(id);
             let port = t["ports"][0]["port"].as_u64().unwrap_or(0) as u16;
-            (port, format!("{label}.{}", job_name(job).trim_end_matches('.')))
+            (
+                port,
+                format!("{label}.{}", job_name(job).trim_end_matches('.')),
+            )
         })
         .collect();
     v.sort();
@@ -85,7 +90,10 @@ async fn records_follow_tasks_over_udp_and_tcp() {
         assert_eq!(m.authorities.len(), 1);
 
         submit(&api, &spec("web", 2)).await?;
-        let list = wait_tasks(&api, &job_id("web"), "2 RUNNING", WAIT, |l| running(l).len() == 2).await?;
+        let list = wait_tasks(&api, &job_id("web"), "2 RUNNING", WAIT, |l| {
+            running(l).len() == 2
+        })
+        .await?;
         let want = expected_srv("web", &running(&list));
         let srv_name = format!("_http._tcp.{name}");
         let m = wait_answer(dns.addr, &srv_name, RecordType::SRV, "2 SRV", WAIT, |m| {
@@ -116,14 +124,28 @@ async fn records_follow_tasks_over_udp_and_tcp() {
 
         // The API shows the job's name.
         let r = api.get(&format!("/v1/jobs/{}", job_id("web"))).await?;
-        assert_eq!(r.body["dns_name"], json!(name.trim_end_matches('.')), "{}", r.body);
+        assert_eq!(
+            r.body["dns_name"],
+            json!(name.trim_end_matches('.')),
+            "{}",
+            r.body
+        );
 
         // The agent, the leader and the masters.
         let agent_id = agent.id().expect("agent id");
-        let m = ask(dns.addr, &format!("{agent_id}.agents.ocean."), RecordType::A, false).await?;
+        let m = ask(
+            dns.addr,
+            &format!("{agent_id}.agents.ocean."),
+            RecordType::A,
+            false,
+        )
+        .await?;
         assert_eq!(addrs(&m), vec![LOOPBACK]);
         for n in ["leader.ocean.", "masters.ocean."] {
-            let m = wait_answer(dns.addr, n, RecordType::A, n, WAIT, |m| !m.answers.is_empty()).await?;
+            let m = wait_answer(dns.addr, n, RecordType::A, n, WAIT, |m| {
+                !m.answers.is_empty()
+            })
+            .await?;
             assert_eq!(addrs(&m), vec![LOOPBACK], "{n}");
         }
         let m = ask(dns.addr, "ocean.", RecordType::SOA, false).await?;
@@ -133,11 +155,22 @@ async fn records_follow_tasks_over_udp_and_tcp() {
         assert_eq!(m.answers[0].record_type(), RecordType::NS);
 
         // Scale down: the stopped task's records go.
-        let r = api.post(&format!("/v1/jobs/{}/scale", job_id("web")), &json!({"instances": 1})).await?;
+        let r = api
+            .post(
+                &format!("/v1/jobs/{}/scale", job_id("web")),
+                &json!({"instances": 1}),
+            )
+            .await?;
         anyhow::ensure!(r.status < 300, "scale: {} {}", r.status, r.body);
-        let list = wait_tasks(&api, &job_id("web"), "1 RUNNING", WAIT, |l| running(l).len() == 1).await?;
+        let list = wait_tasks(&api, &job_id("web"), "1 RUNNING", WAIT, |l| {
+            running(l).len() == 1
+        })
+        .await?;
         let want = expected_srv("web", &running(&list));
-        wait_answer(dns.addr, &srv_name, RecordType::SRV, "1 SRV", WAIT, |m| srvs(m) == want).await?;
+        wait_answer(dns.addr, &srv_name, RecordType::SRV, "1 SRV", WAIT, |m| {
+            srvs(m) == want
+        })
+        .await?;
         let gone: Vec<String> = expected_srv("web", &list)
             .into_iter()
             .map(|(_, n)| n)
@@ -150,9 +183,14 @@ async fn records_follow_tasks_over_udp_and_tcp() {
         // Delete: every name of the job goes.
         let r = api.delete(&format!("/v1/jobs/{}", job_id("web"))).await?;
         assert_eq!(r.status, 200);
-        wait_answer(dns.addr, &name, RecordType::A, "NXDOMAIN after delete", WAIT, |m| {
-            rcode(m) == ResponseCode::NXDomain
-        })
+        wait_answer(
+            dns.addr,
+            &name,
+            RecordType::A,
+            "NXDOMAIN after delete",
+            WAIT,
+            |m| rcode(m) == ResponseCode::NXDomain,
+        )
         .await?;
         let m = ask(dns.addr, &srv_name, RecordType::SRV, true).await?;
         assert_eq!(rcode(&m), ResponseCode::NXDomain);
@@ -181,10 +219,16 @@ async fn names_keep_resolving_through_failover_and_with_all_masters_down() {
         dns.start()?;
         ocean_tests::tasks::wait_connected(&api, 1, WAIT).await?;
         submit(&api, &spec("ha", 1)).await?;
-        wait_tasks(&api, &job_id("ha"), "1 RUNNING", WAIT, |l| running(l).len() == 1).await?;
+        wait_tasks(&api, &job_id("ha"), "1 RUNNING", WAIT, |l| {
+            running(l).len() == 1
+        })
+        .await?;
         let name = job_name("ha");
         let srv_name = format!("_http._tcp.{name}");
-        wait_answer(dns.addr, &name, RecordType::A, "A", WAIT, |m| addrs(m) == vec![LOOPBACK]).await?;
+        wait_answer(dns.addr, &name, RecordType::A, "A", WAIT, |m| {
+            addrs(m) == vec![LOOPBACK]
+        })
+        .await?;
 
         // Kill the leader; ask all the time until a new one is elected.
         c.master_mut(leader).kill();
@@ -202,13 +246,26 @@ async fn names_keep_resolving_through_failover_and_with_all_masters_down() {
         assert!(asked > 0);
         // A change after the failover reaches DNS: the watch moved on.
         let api = c.master(new_leader).api();
-        let r = api.post(&format!("/v1/jobs/{}/scale", job_id("ha")), &json!({"instances": 2})).await?;
+        let r = api
+            .post(
+                &format!("/v1/jobs/{}/scale", job_id("ha")),
+                &json!({"instances": 2}),
+            )
+            .await?;
         anyhow::ensure!(r.status < 300, "scale: {} {}", r.status, r.body);
-        let list = wait_tasks(&api, &job_id("ha"), "2 RUNNING", WAIT, |l| running(l).len() == 2).await?;
-        let want = expected_srv("ha", &running(&list));
-        wait_answer(dns.addr, &srv_name, RecordType::SRV, "2 SRV after failover", WAIT, |m| {
-            srvs(m) == want
+        let list = wait_tasks(&api, &job_id("ha"), "2 RUNNING", WAIT, |l| {
+            running(l).len() == 2
         })
+        .await?;
+        let want = expected_srv("ha", &running(&list));
+        wait_answer(
+            dns.addr,
+            &srv_name,
+            RecordType::SRV,
+            "2 SRV after failover",
+            WAIT,
+            |m| srvs(m) == want,
+        )
         .await?;
         // leader. follows the new leader (all on loopback here, so check
         // that it still answers).
@@ -241,7 +298,12 @@ async fn names_outside_the_zone_are_forwarded_or_refused() {
     bounded(90, async {
         let c = Cluster::start(1, &[])?;
         let masters = grpc_addrs(&c);
-        let mut upstream = DnsProc::new(c.dir(), "upstream", &masters, &["--domain", "upstream.test"]);
+        let mut upstream = DnsProc::new(
+            c.dir(),
+            "upstream",
+            &masters,
+            &["--domain", "upstream.test"],
+        );
         upstream.start()?;
         let up = upstream.addr.to_string();
         let mut dns = DnsProc::new(c.dir(), "main", &masters, &["--upstream", &up]);
@@ -253,9 +315,14 @@ async fn names_outside_the_zone_are_forwarded_or_refused() {
         broken.start()?;
 
         let n = "leader.upstream.test.";
-        wait_answer(upstream.addr, n, RecordType::A, "upstream's own name", WAIT, |m| {
-            !m.answers.is_empty()
-        })
+        wait_answer(
+            upstream.addr,
+            n,
+            RecordType::A,
+            "upstream's own name",
+            WAIT,
+            |m| !m.answers.is_empty(),
+        )
         .await?;
         for tcp in [false, true] {
             let m = ask(dns.addr, n, RecordType::A, tcp).await?;
@@ -286,7 +353,10 @@ async fn malformed_and_oversized_queries_get_errors_and_serving_goes_on() {
         let mut dns = DnsProc::new(c.dir(), "main", &grpc_addrs(&c), &[]);
         dns.start()?;
         let good = "leader.ocean.";
-        wait_answer(dns.addr, good, RecordType::A, "leader", WAIT, |m| !m.answers.is_empty()).await?;
+        wait_answer(dns.addr, good, RecordType::A, "leader", WAIT, |m| {
+            !m.answers.is_empty()
+        })
+        .await?;
         let wait = Duration::from_millis(500);
         let code = |b: &[u8]| b[3] & 0x0f;
 
@@ -296,7 +366,11 @@ async fn malformed_and_oversized_queries_get_errors_and_serving_goes_on() {
         let mut bad = query_bytes(good, RecordType::A, false)?;
         bad.truncate(16);
         let r = udp_raw(dns.addr, &bad, wait).await?.expect("FORMERR");
-        assert_eq!((&r[0..2], code(&r)), (&bad[0..2], 1), "FORMERR for a truncated question");
+        assert_eq!(
+            (&r[0..2], code(&r)),
+            (&bad[0..2], 1),
+            "FORMERR for a truncated question"
+        );
         // Label lengths running past the end.
         let mut bad = query_bytes(good, RecordType::A, false)?;
         bad[12] = 63;
@@ -305,14 +379,18 @@ async fn malformed_and_oversized_queries_get_errors_and_serving_goes_on() {
         // Oversized: a valid query followed by 8 KiB of padding.
         let mut big = query_bytes(good, RecordType::A, false)?;
         big.resize(8192, 0xff);
-        let r = udp_raw(dns.addr, &big, wait).await?.expect("FORMERR for oversized");
+        let r = udp_raw(dns.addr, &big, wait)
+            .await?
+            .expect("FORMERR for oversized");
         assert_eq!(code(&r), 1);
         let r = tcp_raw(dns.addr, &big).await?;
         if let Some(r) = r {
             assert_eq!(code(&r), 1, "TCP oversized");
         }
         // A 60 KiB TCP message of random bytes.
-        let junk: Vec<u8> = (0..60_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let junk: Vec<u8> = (0..60_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
         if let Some(r) = tcp_raw(dns.addr, &junk).await? {
             assert_ne!(code(&r), 0, "junk must not get NOERROR");
         }
@@ -328,7 +406,11 @@ async fn malformed_and_oversized_queries_get_errors_and_serving_goes_on() {
         // Still serving, on both transports.
         for tcp in [false, true] {
             let m = ask(dns.addr, good, RecordType::A, tcp).await?;
-            assert_eq!(addrs(&m), vec![LOOPBACK], "after the bad packets, tcp={tcp}");
+            assert_eq!(
+                addrs(&m),
+                vec![LOOPBACK],
+                "after the bad packets, tcp={tcp}"
+            );
         }
         Ok(())
     })

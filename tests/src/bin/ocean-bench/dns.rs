@@ -61,7 +61,14 @@ fn spec(name: &str, instances: usize) -> serde_json::Value {
 }
 
 /// Runs the benchmark.
-pub async fn dns(tasks: usize, per_job: usize, events: usize, seconds: u64, rounds: usize, knot: bool) -> anyhow::Result<()> {
+pub async fn dns(
+    tasks: usize,
+    per_job: usize,
+    events: usize,
+    seconds: u64,
+    rounds: usize,
+    knot: bool,
+) -> anyhow::Result<()> {
     let per_job = per_job.clamp(1, tasks.max(1));
     let jobs = tasks.div_ceil(per_job);
     let c = Cluster::start(1, &[])?;
@@ -83,7 +90,10 @@ pub async fn dns(tasks: usize, per_job: usize, events: usize, seconds: u64, roun
         addrs: vec![grpc.clone()],
     });
     for (i, a) in workload.agents.iter_mut().enumerate() {
-        a.attributes.insert("address".into(), format!("10.{}.{}.{}", i / 65_536 % 256, i / 256 % 256, i % 256));
+        a.attributes.insert(
+            "address".into(),
+            format!("10.{}.{}.{}", i / 65_536 % 256, i / 256 % 256, i % 256),
+        );
         a.attributes.insert("status".into(), "online".into());
         tokio::spawn(sim_agent(pool.clone(), i, a.clone(), counters.clone()));
     }
@@ -104,22 +114,36 @@ pub async fn dns(tasks: usize, per_job: usize, events: usize, seconds: u64, roun
         if running >= tasks {
             break;
         }
-        anyhow::ensure!(t0.elapsed() < Duration::from_secs(600), "only {running} of {tasks} tasks RUNNING");
+        anyhow::ensure!(
+            t0.elapsed() < Duration::from_secs(600),
+            "only {running} of {tasks} tasks RUNNING"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    eprintln!("{tasks} tasks RUNNING on {n_agents} simulated agents in {:.1} s", t0.elapsed().as_secs_f64());
+    eprintln!(
+        "{tasks} tasks RUNNING on {n_agents} simulated agents in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
 
     let mut dns = DnsProc::new(c.dir(), "bench", &[master.grpc], &[]);
     dns.start()?;
     let records = collect_records(dns.addr, jobs, per_job, tasks).await?;
-    eprintln!("Ocean DNS serves {} records under {} names", records.iter().map(|(_, r)| r.len()).sum::<usize>(), records.len());
+    eprintln!(
+        "Ocean DNS serves {} records under {} names",
+        records.iter().map(|(_, r)| r.len()).sum::<usize>(),
+        records.len()
+    );
 
     freshness(&api, &grpc, dns.addr, events).await?;
 
     let dir = c.dir().to_path_buf();
     let queries = dir.join("queries.txt");
     write_queries(&queries, &records)?;
-    let knot_addr = if knot { Some(start_knot(&dir, &records, dns.addr).await?) } else { None };
+    let knot_addr = if knot {
+        Some(start_knot(&dir, &records, dns.addr).await?)
+    } else {
+        None
+    };
     let mut table = Vec::new();
     for round in 0..rounds {
         let qps = dnsperf(dns.addr, &queries, seconds)?;
@@ -132,7 +156,13 @@ pub async fn dns(tasks: usize, per_job: usize, events: usize, seconds: u64, roun
     println!("\n| server | round | queries/s | lost | answers NOERROR/NXDOMAIN |");
     println!("| --- | --- | --- | --- | --- |");
     for (server, round, r) in &table {
-        println!("| {server} | {} | {:.0} | {} | {} |", round + 1, r.qps, r.lost, r.codes);
+        println!(
+            "| {server} | {} | {:.0} | {} | {} |",
+            round + 1,
+            r.qps,
+            r.lost,
+            r.codes
+        );
     }
     if let Some((_, mut knotd)) = knot_addr {
         let _ = knotd.kill();
@@ -143,7 +173,12 @@ pub async fn dns(tasks: usize, per_job: usize, events: usize, seconds: u64, roun
 
 /// Asks Ocean's DNS (over TCP, whole answers) for every job's A and SRV and
 /// every task's A, and checks that all `tasks` are there.
-async fn collect_records(dns: SocketAddr, jobs: usize, per_job: usize, tasks: usize) -> anyhow::Result<Vec<(String, Vec<Record>)>> {
+async fn collect_records(
+    dns: SocketAddr,
+    jobs: usize,
+    per_job: usize,
+    tasks: usize,
+) -> anyhow::Result<Vec<(String, Vec<Record>)>> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let mut out = Vec::new();
@@ -175,14 +210,24 @@ async fn collect_records(dns: SocketAddr, jobs: usize, per_job: usize, tasks: us
 }
 
 /// Scales a job up one task at a time and times each task's name.
-async fn freshness(api: &ocean_tests::Api, grpc: &str, dns: SocketAddr, events: usize) -> anyhow::Result<()> {
+async fn freshness(
+    api: &ocean_tests::Api,
+    grpc: &str,
+    dns: SocketAddr,
+    events: usize,
+) -> anyhow::Result<()> {
     let job = job_id("fresh");
     let r = api.post("/v1/jobs", &spec("fresh", 0)).await?;
     anyhow::ensure!(r.status < 300, "submit: {} {}", r.status, r.body);
     let version = r.body["version"].as_u64().unwrap_or(0);
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut client = OceanApiClient::new(channel(grpc)?).max_decoding_message_size(usize::MAX);
-    let mut stream = client.watch(WatchRequest { from_version: version }).await?.into_inner();
+    let mut stream = client
+        .watch(WatchRequest {
+            from_version: version,
+        })
+        .await?
+        .into_inner();
     let watched = job.clone();
     tokio::spawn(async move {
         while let Ok(Some(ev)) = stream.message().await {
@@ -196,13 +241,18 @@ async fn freshness(api: &ocean_tests::Api, grpc: &str, dns: SocketAddr, events: 
     let mut from_event = Vec::new();
     let mut from_report = Vec::new();
     for i in 1..=events {
-        let r = api.post(&format!("/v1/jobs/{job}/scale"), &json!({"instances": i})).await?;
+        let r = api
+            .post(&format!("/v1/jobs/{job}/scale"), &json!({"instances": i}))
+            .await?;
         anyhow::ensure!(r.status < 300, "scale: {} {}", r.status, r.body);
         let (id, started_ms, seen) = tokio::time::timeout(Duration::from_secs(30), rx.recv())
             .await
             .context("no RUNNING event within 30 s")?
             .context("watch ended")?;
-        let label = id.strip_prefix(&format!("{job}.")).unwrap_or(&id).to_string();
+        let label = id
+            .strip_prefix(&format!("{job}."))
+            .unwrap_or(&id)
+            .to_string();
         let name = format!("{label}.{}", name_of("fresh"));
         let q = ocean_tests::dns::query_bytes(&name, RecordType::A, false)?;
         let sock = std::net::UdpSocket::bind("127.0.0.1:0")?;
@@ -212,11 +262,14 @@ async fn freshness(api: &ocean_tests::Api, grpc: &str, dns: SocketAddr, events: 
             sock.send_to(&q, dns)?;
             if let Ok(n) = sock.recv(&mut buf) {
                 // NOERROR with one answer.
-                if n > 12 && buf[3] & 0x0f == u8::from(ResponseCode::NoError.low()) && buf[7] > 0 {
+                if n > 12 && buf[3] & 0x0f == ResponseCode::NoError.low() && buf[7] > 0 {
                     break;
                 }
             }
-            anyhow::ensure!(seen.elapsed() < Duration::from_secs(10), "{name} not served 10 s after RUNNING");
+            anyhow::ensure!(
+                seen.elapsed() < Duration::from_secs(10),
+                "{name} not served 10 s after RUNNING"
+            );
         }
         from_event.push(seen.elapsed());
         from_report.push(Duration::from_millis(wall_ms().saturating_sub(started_ms)));
@@ -232,8 +285,14 @@ async fn freshness(api: &ocean_tests::Api, grpc: &str, dns: SocketAddr, events: 
             ms(*v.last().unwrap_or(&Duration::ZERO))
         )
     };
-    line("from the RUNNING commit's watch event to the A record served", &from_event);
-    line("from the agent's RUNNING report (incl. the raft commit) to the A record served", &from_report);
+    line(
+        "from the RUNNING commit's watch event to the A record served",
+        &from_event,
+    );
+    line(
+        "from the agent's RUNNING report (incl. the raft commit) to the A record served",
+        &from_report,
+    );
     Ok(())
 }
 
@@ -249,7 +308,11 @@ fn write_queries(path: &Path, records: &[(String, Vec<Record>)]) -> anyhow::Resu
 }
 
 /// Writes the records as a zone file and starts `knotd` serving it.
-async fn start_knot(dir: &Path, records: &[(String, Vec<Record>)], ocean: SocketAddr) -> anyhow::Result<(SocketAddr, std::process::Child)> {
+async fn start_knot(
+    dir: &Path,
+    records: &[(String, Vec<Record>)],
+    ocean: SocketAddr,
+) -> anyhow::Result<(SocketAddr, std::process::Child)> {
     let mut zone = String::from(
         "$ORIGIN ocean.\n$TTL 5\n@ IN SOA ns.ocean. hostmaster.ocean. 1 60 10 86400 5\n@ IN NS ns.ocean.\nns IN A 127.0.0.1\n",
     );
@@ -258,7 +321,13 @@ async fn start_knot(dir: &Path, records: &[(String, Vec<Record>)], ocean: Socket
             let rdata = match &r.data {
                 RData::A(a) => format!("A {}", a.0),
                 RData::AAAA(a) => format!("AAAA {}", a.0),
-                RData::SRV(s) => format!("SRV {} {} {} {}", s.priority, s.weight, s.port, s.target.to_ascii()),
+                RData::SRV(s) => format!(
+                    "SRV {} {} {} {}",
+                    s.priority,
+                    s.weight,
+                    s.port,
+                    s.target.to_ascii()
+                ),
                 _ => continue,
             };
             zone.push_str(&format!("{} {} IN {rdata}\n", r.name.to_ascii(), r.ttl));
@@ -292,8 +361,20 @@ async fn start_knot(dir: &Path, records: &[(String, Vec<Record>)], ocean: Socket
     let sample = &records[records.len() / 2];
     loop {
         if let (Ok(k), Ok(o)) = (
-            ask(addr, &sample.0, sample.1.first().map_or(RecordType::A, |r| r.record_type()), false).await,
-            ask(ocean, &sample.0, sample.1.first().map_or(RecordType::A, |r| r.record_type()), false).await,
+            ask(
+                addr,
+                &sample.0,
+                sample.1.first().map_or(RecordType::A, |r| r.record_type()),
+                false,
+            )
+            .await,
+            ask(
+                ocean,
+                &sample.0,
+                sample.1.first().map_or(RecordType::A, |r| r.record_type()),
+                false,
+            )
+            .await,
         ) {
             let key = |m: &hickory_proto::op::Message| {
                 let mut v: Vec<String> = m.answers.iter().map(|r| r.data.to_string()).collect();
@@ -301,11 +382,19 @@ async fn start_knot(dir: &Path, records: &[(String, Vec<Record>)], ocean: Socket
                 v
             };
             if !k.answers.is_empty() {
-                anyhow::ensure!(key(&k) == key(&o), "Knot and Ocean disagree on {}: {k:?} vs {o:?}", sample.0);
+                anyhow::ensure!(
+                    key(&k) == key(&o),
+                    "Knot and Ocean disagree on {}: {k:?} vs {o:?}",
+                    sample.0
+                );
                 break;
             }
         }
-        anyhow::ensure!(Instant::now() < deadline, "knotd did not serve the zone; see {}", dir.join("knot.log").display());
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "knotd did not serve the zone; see {}",
+            dir.join("knot.log").display()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok((addr, child))
@@ -320,10 +409,24 @@ struct Perf {
 /// Runs dnsperf against `server` and reads its summary.
 fn dnsperf(server: SocketAddr, queries: &Path, seconds: u64) -> anyhow::Result<Perf> {
     let out = Command::new("dnsperf")
-        .args(["-s", &server.ip().to_string(), "-p", &server.port().to_string()])
+        .args([
+            "-s",
+            &server.ip().to_string(),
+            "-p",
+            &server.port().to_string(),
+        ])
         .arg("-d")
         .arg(queries)
-        .args(["-l", &seconds.to_string(), "-c", "8", "-q", "500", "-T", "2"])
+        .args([
+            "-l",
+            &seconds.to_string(),
+            "-c",
+            "8",
+            "-q",
+            "500",
+            "-T",
+            "2",
+        ])
         .output()
         .context("run dnsperf (Debian package `dnsperf`)")?;
     let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -335,7 +438,10 @@ fn dnsperf(server: SocketAddr, queries: &Path, seconds: u64) -> anyhow::Result<P
     };
     let qps: f64 = field("Queries per second:").parse().unwrap_or(0.0);
     if qps == 0.0 {
-        bail!("dnsperf gave no rate:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "dnsperf gave no rate:\n{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(Perf {
         qps,
