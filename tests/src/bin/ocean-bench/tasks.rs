@@ -58,6 +58,8 @@ pub async fn launch(runs: usize, stop_each: bool) -> anyhow::Result<()> {
         http.to_string().into(),
         "--grpc".into(),
         grpc.to_string().into(),
+        "--dns".into(),
+        free_addr().to_string().into(),
     ])?;
     let base = format!("http://{http}");
     let api = Api::new(&http.to_string());
