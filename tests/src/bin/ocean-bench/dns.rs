@@ -153,7 +153,7 @@ pub async fn dns(
             table.push(("Knot DNS", round, qps));
         }
     }
-    println!("\n| server | round | queries/s | lost | answers NOERROR/NXDOMAIN |");
+    println!("\n| server | round | queries/s | lost | response codes |");
     println!("| --- | --- | --- | --- | --- |");
     for (server, round, r) in &table {
         println!(
