@@ -136,11 +136,16 @@ impl Follower {
     fn apply(&self, batch: Vec<Event>, pos: &mut Position) {
         let mut model = self.model();
         let mut dirty = BTreeSet::new();
+        let mut snapshot = false;
         for ev in batch {
             pos.advance(&ev);
+            snapshot |= matches!(ev.kind, Some(event::Kind::Snapshot(_)));
             dirty.extend(model.apply(ev));
         }
         self.publish(&model, dirty.into_iter().collect(), Some(pos.seen));
+        if snapshot {
+            self.authority.set_ready();
+        }
     }
 
     /// Follows the watch stream forever, moving to the next master when

@@ -8,6 +8,7 @@
 //!   --> not in the zone: Forward (upstreams configured) or REFUSED
 //! ```
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::RwLock;
 
 use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, Query, ResponseCode};
@@ -55,6 +56,10 @@ pub struct Authority {
     zone: RwLock<Zone>,
     cache: Cache,
     forwarding: bool,
+    /// The zone holds a snapshot of the cluster. Before that, names in the
+    /// zone get SERVFAIL (resolvers try again or elsewhere), never an
+    /// NXDOMAIN that clients would cache.
+    ready: AtomicBool,
 }
 
 fn our_edns() -> Edns {
@@ -81,6 +86,14 @@ impl Authority {
             zone: RwLock::new(zone),
             cache: Cache::default(),
             forwarding,
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// The zone now reflects the cluster: answer from it.
+    pub fn set_ready(&self) {
+        if !self.ready.swap(true, Ordering::AcqRel) {
+            self.cache.clear();
         }
     }
 
@@ -217,6 +230,9 @@ impl Authority {
             }
             return error(header, Some(query), edns, ResponseCode::Refused, out);
         };
+        if !self.ready.load(Ordering::Acquire) {
+            return error(header, Some(query), edns, ResponseCode::ServFail, out);
+        }
         if edns.is_some() {
             msg.set_edns(our_edns());
         }
@@ -319,6 +335,7 @@ mod tests {
 
     fn authority(forwarding: bool) -> Authority {
         let a = Authority::new(Zone::new("ocean", 5, None), forwarding);
+        a.set_ready();
         a.update(|z| {
             z.replace(
                 Owner::Masters,
@@ -425,6 +442,18 @@ mod tests {
         let m = Message::from_vec(&out).unwrap();
         assert!(!m.metadata.truncation);
         assert_eq!((m.answers.len(), m.additionals.len()), (40, 40));
+    }
+
+    #[test]
+    fn servfail_not_nxdomain_before_the_first_snapshot() {
+        let a = Authority::new(Zone::new("ocean", 5, None), false);
+        let raw = query("web.ocean.", RecordType::A, 1, false);
+        let m = ask(&a, &raw).1.unwrap();
+        assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+        assert!(a.cache.is_empty());
+        a.set_ready();
+        let m = ask(&a, &raw).1.unwrap();
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
     }
 
     #[test]

@@ -84,8 +84,12 @@ async fn records_follow_tasks_over_udp_and_tcp() {
         dns.start()?;
         ocean_tests::tasks::wait_connected(&api, 1, WAIT).await?;
         let name = job_name("web");
-        // Nothing yet: NXDOMAIN, with the SOA for negative caching.
-        let m = ask(dns.addr, &name, RecordType::A, false).await?;
+        // Nothing yet: NXDOMAIN (once the first snapshot is in; SERVFAIL
+        // before), with the SOA for negative caching.
+        let m = wait_answer(dns.addr, &name, RecordType::A, "NXDOMAIN", WAIT, |m| {
+            rcode(m) != ResponseCode::ServFail
+        })
+        .await?;
         assert_eq!(rcode(&m), ResponseCode::NXDomain, "{m:?}");
         assert_eq!(m.authorities.len(), 1);
 
@@ -322,6 +326,15 @@ async fn names_outside_the_zone_are_forwarded_or_refused() {
             "upstream's own name",
             WAIT,
             |m| !m.answers.is_empty(),
+        )
+        .await?;
+        wait_answer(
+            dns.addr,
+            "nothing.ocean.",
+            RecordType::A,
+            "our zone ready",
+            WAIT,
+            |m| rcode(m) == ResponseCode::NXDomain,
         )
         .await?;
         for tcp in [false, true] {
