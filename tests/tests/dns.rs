@@ -219,7 +219,11 @@ async fn names_keep_resolving_through_failover_and_with_all_masters_down() {
             a.start()?;
             a
         };
-        let mut dns = DnsProc::new(c.dir(), "main", &grpc_addrs(&c), &[]);
+        // The leader first: the DNS server follows it, so killing it makes
+        // the server resume on another master.
+        let mut masters = grpc_addrs(&c);
+        masters.sort_by_key(|a| *a != c.master(leader).grpc);
+        let mut dns = DnsProc::new(c.dir(), "main", &masters, &[]);
         dns.start()?;
         ocean_tests::tasks::wait_connected(&api, 1, WAIT).await?;
         submit(&api, &spec("ha", 1)).await?;
