@@ -57,7 +57,8 @@ impl DnsConfig {
             });
         }
         for m in &self.masters {
-            if m.trim().is_empty() || !m.contains(':') {
+            let uri_ok = tonic::transport::Endpoint::from_shared(format!("http://{m}")).is_ok();
+            if m.trim().is_empty() || !m.contains(':') || !uri_ok {
                 return Err(Error::Config {
                     field: "master",
                     reason: format!("'{m}' is not HOST:PORT"),
@@ -98,6 +99,9 @@ mod tests {
     fn bad_settings_name_their_flag() {
         let ok = DnsConfig::new(vec!["127.0.0.1:7701".into()], default_dev_listen());
         assert!(ok.validate().is_ok());
+        let mut c = ok.clone();
+        c.masters = vec!["a b:1".into()];
+        assert!(c.validate().unwrap_err().to_string().starts_with("master:"));
         let mut c = ok.clone();
         c.masters.clear();
         assert!(c.validate().unwrap_err().to_string().starts_with("master:"));

@@ -136,11 +136,16 @@ impl Follower {
     fn apply(&self, batch: Vec<Event>, pos: &mut Position) {
         let mut model = self.model();
         let mut dirty = BTreeSet::new();
+        let mut snapshot = false;
         for ev in batch {
             pos.advance(&ev);
+            snapshot |= matches!(ev.kind, Some(event::Kind::Snapshot(_)));
             dirty.extend(model.apply(ev));
         }
         self.publish(&model, dirty.into_iter().collect(), Some(pos.seen));
+        if snapshot {
+            self.authority.set_ready();
+        }
     }
 
     /// Follows the watch stream forever, moving to the next master when
@@ -157,14 +162,14 @@ impl Follower {
                 Err(error) => debug!(master = %addr, %error, "watch failed"),
             }
             failures += 1;
-            if failures % (self.channels.len() as u32 * 10) == 0 {
+            if failures.is_multiple_of(self.channels.len() as u32 * 10) {
                 warn!(
                     version = pos.complete,
                     "no master answers the watch; serving the last known records"
                 );
             }
             // A short pause, longer only once every master failed in turn.
-            let pause = if (i % self.channels.len()) == 0 {
+            let pause = if i.is_multiple_of(self.channels.len()) {
                 200
             } else {
                 20
@@ -235,7 +240,7 @@ impl Follower {
             }
             if let Some(leader) = found {
                 let leader_ip = resolve(&leader.grpc_addr).await;
-                if (leader.http_addr != last_leader || round % 10 == 0)
+                if (leader.http_addr != last_leader || round.is_multiple_of(10))
                     && !leader.http_addr.is_empty()
                 {
                     if let Some(list) = fetch_members(http.as_ref(), &leader.http_addr).await {

@@ -8,6 +8,7 @@
 //!   --> not in the zone: Forward (upstreams configured) or REFUSED
 //! ```
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::RwLock;
 
 use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, Query, ResponseCode};
@@ -55,6 +56,10 @@ pub struct Authority {
     zone: RwLock<Zone>,
     cache: Cache,
     forwarding: bool,
+    /// The zone holds a snapshot of the cluster. Before that, names in the
+    /// zone get SERVFAIL (resolvers try again or elsewhere), never an
+    /// NXDOMAIN that clients would cache.
+    ready: AtomicBool,
 }
 
 fn our_edns() -> Edns {
@@ -81,6 +86,14 @@ impl Authority {
             zone: RwLock::new(zone),
             cache: Cache::default(),
             forwarding,
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// The zone now reflects the cluster: answer from it.
+    pub fn set_ready(&self) {
+        if !self.ready.swap(true, Ordering::AcqRel) {
+            self.cache.clear();
         }
     }
 
@@ -217,6 +230,9 @@ impl Authority {
             }
             return error(header, Some(query), edns, ResponseCode::Refused, out);
         };
+        if !self.ready.load(Ordering::Acquire) {
+            return error(header, Some(query), edns, ResponseCode::ServFail, out);
+        }
         if edns.is_some() {
             msg.set_edns(our_edns());
         }
@@ -224,8 +240,15 @@ impl Authority {
             return error(header, Some(query), edns, ResponseCode::ServFail, out);
         };
         let truncated = if full.len() > UDP_PAYLOAD {
-            // No partial record sets: TC tells the client to ask over TCP.
-            msg.truncate().to_vec().ok()
+            // Additional records are optional (RFC 2181 9): drop them
+            // first. If the answer still does not fit, no partial record
+            // sets: TC tells the client to ask over TCP.
+            let mut lean = msg.clone();
+            lean.additionals.clear();
+            match lean.to_vec() {
+                Ok(b) if !msg.additionals.is_empty() && b.len() <= UDP_PAYLOAD => Some(b),
+                _ => msg.truncate().to_vec().ok(),
+            }
         } else {
             None
         };
@@ -312,6 +335,7 @@ mod tests {
 
     fn authority(forwarding: bool) -> Authority {
         let a = Authority::new(Zone::new("ocean", 5, None), forwarding);
+        a.set_ready();
         a.update(|z| {
             z.replace(
                 Owner::Masters,
@@ -372,6 +396,64 @@ mod tests {
         );
         let (_, with_edns) = ask(&a, &query("leader.ocean.", RecordType::A, 3, true));
         assert_eq!(with_edns.unwrap().edns.unwrap().max_payload(), EDNS_PAYLOAD);
+    }
+
+    #[test]
+    fn big_answers_drop_additionals_then_set_tc_over_udp() {
+        use crate::model::Srv;
+        let a = authority(false);
+        let target = |i: usize| format!("task-number-{i:04}.web.ocean");
+        let mut recs: Vec<(String, Node)> = (0..40)
+            .map(|i| {
+                (
+                    target(i),
+                    Node {
+                        addrs: vec![format!("10.0.1.{i}").parse().unwrap()],
+                        srv: Vec::new(),
+                    },
+                )
+            })
+            .collect();
+        let srv = |n: usize| Node {
+            addrs: Vec::new(),
+            srv: (0..n)
+                .map(|i| Srv {
+                    port: 31000 + i as u16,
+                    target: target(i),
+                })
+                .collect(),
+        };
+        recs.push(("_a._tcp.web.ocean".into(), srv(8)));
+        recs.push(("_b._tcp.web.ocean".into(), srv(40)));
+        a.update(|z| z.replace(Owner::Job("web".into()), recs));
+        // 8 targets fit without their addresses: no TC.
+        let (_, m) = ask(&a, &query("_a._tcp.web.ocean.", RecordType::SRV, 1, false));
+        let m = m.unwrap();
+        assert!(!m.metadata.truncation);
+        assert_eq!((m.answers.len(), m.additionals.len()), (8, 0));
+        // 40 do not: TC, and all of them over TCP or with EDNS room.
+        let raw = query("_b._tcp.web.ocean.", RecordType::SRV, 2, false);
+        let (_, m) = ask(&a, &raw);
+        let m = m.unwrap();
+        assert!(m.metadata.truncation);
+        assert!(m.answers.is_empty());
+        let mut out = Vec::new();
+        a.handle(&raw, Transport::Tcp, &mut out);
+        let m = Message::from_vec(&out).unwrap();
+        assert!(!m.metadata.truncation);
+        assert_eq!((m.answers.len(), m.additionals.len()), (40, 40));
+    }
+
+    #[test]
+    fn servfail_not_nxdomain_before_the_first_snapshot() {
+        let a = Authority::new(Zone::new("ocean", 5, None), false);
+        let raw = query("web.ocean.", RecordType::A, 1, false);
+        let m = ask(&a, &raw).1.unwrap();
+        assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+        assert!(a.cache.is_empty());
+        a.set_ready();
+        let m = ask(&a, &raw).1.unwrap();
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
     }
 
     #[test]

@@ -1,15 +1,22 @@
 //! The UDP fast path: one OS thread per socket, several sockets on one
 //! port (`SO_REUSEPORT`, the kernel spreads clients over them), each
-//! thread receiving, answering (`Authority::handle`) and sending with
-//! plain blocking calls: no task wake-ups, no allocation on a cache hit.
-//! Out-of-zone queries go to the async forwarder and are answered from
-//! there.
+//! thread receiving a batch of queries with one `recvmmsg`, answering them
+//! (`Authority::handle`) and sending the answers with one `sendmmsg`:
+//! plain blocking calls, no task wake-ups, two system calls per batch
+//! instead of two per query, no allocation on a cache hit. Out-of-zone
+//! queries go to the async forwarder and are answered from there.
 
+use std::io::{IoSlice, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use nix::errno::Errno;
+use nix::sys::socket::{
+    recvmmsg, sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrLike, SockaddrStorage,
+};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
@@ -57,6 +64,20 @@ pub fn bind_all(addr: SocketAddr, n: usize) -> Result<Vec<UdpSocket>> {
     Ok(out)
 }
 
+/// Queries taken per `recvmmsg`.
+const BATCH: usize = 32;
+
+/// Receive buffer per query: one byte more than the longest query we
+/// accept, so a longer one is seen as too long (and gets FORMERR).
+const QUERY_BUF: usize = crate::query::MAX_QUERY_LEN + 1;
+
+fn std_addr(a: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = a.as_sockaddr_in() {
+        return Some(SocketAddr::V4((*v4).into()));
+    }
+    a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
+}
+
 /// Serves `socket` on the calling thread until `stop` is set.
 pub fn worker(
     socket: Arc<UdpSocket>,
@@ -64,43 +85,84 @@ pub fn worker(
     forward: mpsc::Sender<Forwarded>,
     stop: Arc<AtomicBool>,
 ) {
-    let mut buf = vec![0u8; 65_536];
-    let mut out = Vec::with_capacity(4096);
+    let fd = socket.as_raw_fd();
+    let mut bufs = vec![[0u8; QUERY_BUF]; BATCH];
+    let mut outs: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(1024)).collect();
+    let mut recv_headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+    let mut send_headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+    let mut got: Vec<(usize, Option<SockaddrStorage>)> = Vec::with_capacity(BATCH);
+    let mut to: Vec<Option<SockaddrStorage>> = Vec::with_capacity(BATCH);
+    let no_cmsgs: [ControlMessage<'_>; 0] = [];
     while !stop.load(Ordering::Relaxed) {
-        let (n, src) = match socket.recv_from(&mut buf) {
-            Ok(x) => x,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue
-            }
-            Err(error) => {
-                // ICMP errors from earlier sends surface here; keep serving.
-                debug!(%error, "UDP receive");
-                continue;
-            }
-        };
-        match authority.handle(&buf[..n], Transport::Udp, &mut out) {
-            Action::Reply => {
-                if let Err(error) = socket.send_to(&out, src) {
-                    debug!(%error, %src, "UDP send");
+        got.clear();
+        {
+            let mut iovs: Vec<[IoSliceMut<'_>; 1]> = bufs
+                .iter_mut()
+                .map(|b| [IoSliceMut::new(&mut b[..])])
+                .collect();
+            // Blocks for the first query (up to the socket's read timeout,
+            // so `stop` is seen), then takes whatever else is queued.
+            match recvmmsg(
+                fd,
+                &mut recv_headers,
+                iovs.iter_mut(),
+                MsgFlags::MSG_WAITFORONE,
+                None,
+            ) {
+                Ok(msgs) => got.extend(msgs.map(|m| (m.bytes, m.address))),
+                Err(Errno::EAGAIN | Errno::EINTR) => continue,
+                Err(error) => {
+                    // ICMP errors from earlier sends surface here; keep serving.
+                    debug!(%error, "UDP receive");
+                    continue;
                 }
             }
-            Action::Forward => {
-                if forward
-                    .try_send((buf[..n].to_vec(), src, socket.clone()))
-                    .is_err()
-                {
-                    // Upstreams are saturated: the client will retry.
-                    debug!(%src, "forwarding queue full; query dropped");
+        }
+        to.clear();
+        for (i, (len, addr)) in got.iter().enumerate() {
+            let Some(addr) = addr else { continue };
+            let raw = &bufs[i][..*len];
+            let out = &mut outs[to.len()];
+            match authority.handle(raw, Transport::Udp, out) {
+                Action::Reply => to.push(Some(*addr)),
+                Action::Forward => {
+                    let Some(src) = std_addr(addr) else { continue };
+                    if forward
+                        .try_send((raw.to_vec(), src, socket.clone()))
+                        .is_err()
+                    {
+                        // Upstreams are saturated: the client will retry.
+                        debug!(%src, "forwarding queue full; query dropped");
+                    }
+                }
+                Action::Drop => {}
+            }
+        }
+        let mut sent = 0;
+        while sent < to.len() {
+            let slices: Vec<[IoSlice<'_>; 1]> = outs[sent..to.len()]
+                .iter()
+                .map(|o| [IoSlice::new(o)])
+                .collect();
+            match sendmmsg(
+                fd,
+                &mut send_headers,
+                slices.iter(),
+                &to[sent..],
+                no_cmsgs,
+                MsgFlags::empty(),
+            ) {
+                // A blocking socket sends them all unless one fails, which
+                // the next call reports; the count is not read back (nix
+                // would read the unused address slots to give it).
+                Ok(_) => sent = to.len(),
+                Err(Errno::EINTR) => {}
+                Err(error) => {
+                    // One bad destination: skip it, send the rest.
+                    debug!(%error, to = ?to[sent].map(|a| a.family()), "UDP send");
+                    sent += 1;
                 }
             }
-            Action::Drop => {}
         }
     }
 }

@@ -97,9 +97,11 @@ fn dev_runs_the_tour() {
     let dir = tempfile::tempdir().unwrap();
     let http = free_addr().to_string();
     let grpc = free_addr().to_string();
+    let dns = free_addr();
+    let dns_flag = dns.to_string();
     let _dev = Dev(
         Command::new(ocean_bin())
-            .args(["dev", "--http", &http, "--grpc", &grpc])
+            .args(["dev", "--http", &http, "--grpc", &grpc, "--dns", &dns_flag])
             .env("OCEAN_EXIT_WITH_PARENT", "1")
             .env("OCEAN_DATA_DIR", dir.path())
             .stdin(Stdio::null())
@@ -121,6 +123,28 @@ fn dev_runs_the_tour() {
             text(&o)
         );
         std::thread::sleep(Duration::from_millis(100));
+    }
+    // The embedded DNS server answers for the cluster.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let q =
+            ocean_tests::dns::query_bytes("leader.ocean.", hickory_proto::rr::RecordType::A, false)
+                .unwrap();
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        sock.send_to(&q, dns).unwrap();
+        let mut buf = [0u8; 512];
+        if let Ok(n) = sock.recv(&mut buf) {
+            let m = hickory_proto::op::Message::from_vec(&buf[..n]).unwrap();
+            if ocean_tests::dns::addrs(&m) == vec![std::net::IpAddr::from([127, 0, 0, 1])] {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dev DNS server does not answer leader.ocean"
+        );
     }
     let id = "cop.example_owt.dev_pdl.demo_service.web_job.http_cluster.dev";
     let o = ocean(
@@ -180,6 +204,49 @@ fn dev_runs_the_tour() {
     let o = ocean(&["job", "run", bad.to_str().unwrap()], Some(&http));
     assert!(!o.status.success());
     assert!(text(&o).contains("instances"), "{}", text(&o));
+}
+
+#[test]
+fn bad_dns_flags_are_named() {
+    let o = ocean(&["dns", "--listen", "127.0.0.1:0"], None);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("--master"), "{}", text(&o));
+    let o = ocean(
+        &[
+            "dns",
+            "--master",
+            "127.0.0.1:1",
+            "--listen",
+            "127.0.0.1:0",
+            "--domain",
+            "Bad_Zone",
+        ],
+        None,
+    );
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("domain: label 'Bad_Zone'"),
+        "{}",
+        text(&o)
+    );
+    let o = ocean(
+        &[
+            "dns",
+            "--master",
+            "127.0.0.1:1",
+            "--listen",
+            "127.0.0.1:0",
+            "--ttl",
+            "999999",
+        ],
+        None,
+    );
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("ttl: must be at most 86400"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]

@@ -84,8 +84,12 @@ async fn records_follow_tasks_over_udp_and_tcp() {
         dns.start()?;
         ocean_tests::tasks::wait_connected(&api, 1, WAIT).await?;
         let name = job_name("web");
-        // Nothing yet: NXDOMAIN, with the SOA for negative caching.
-        let m = ask(dns.addr, &name, RecordType::A, false).await?;
+        // Nothing yet: NXDOMAIN (once the first snapshot is in; SERVFAIL
+        // before), with the SOA for negative caching.
+        let m = wait_answer(dns.addr, &name, RecordType::A, "NXDOMAIN", WAIT, |m| {
+            rcode(m) != ResponseCode::ServFail
+        })
+        .await?;
         assert_eq!(rcode(&m), ResponseCode::NXDomain, "{m:?}");
         assert_eq!(m.authorities.len(), 1);
 
@@ -215,7 +219,11 @@ async fn names_keep_resolving_through_failover_and_with_all_masters_down() {
             a.start()?;
             a
         };
-        let mut dns = DnsProc::new(c.dir(), "main", &grpc_addrs(&c), &[]);
+        // The leader first: the DNS server follows it, so killing it makes
+        // the server resume on another master.
+        let mut masters = grpc_addrs(&c);
+        masters.sort_by_key(|a| *a != c.master(leader).grpc);
+        let mut dns = DnsProc::new(c.dir(), "main", &masters, &[]);
         dns.start()?;
         ocean_tests::tasks::wait_connected(&api, 1, WAIT).await?;
         submit(&api, &spec("ha", 1)).await?;
@@ -324,6 +332,15 @@ async fn names_outside_the_zone_are_forwarded_or_refused() {
             |m| !m.answers.is_empty(),
         )
         .await?;
+        wait_answer(
+            dns.addr,
+            "nothing.ocean.",
+            RecordType::A,
+            "our zone ready",
+            WAIT,
+            |m| rcode(m) == ResponseCode::NXDomain,
+        )
+        .await?;
         for tcp in [false, true] {
             let m = ask(dns.addr, n, RecordType::A, tcp).await?;
             assert_eq!(addrs(&m), vec![LOOPBACK], "forwarded, tcp={tcp}: {m:?}");
@@ -412,6 +429,88 @@ async fn malformed_and_oversized_queries_get_errors_and_serving_goes_on() {
                 "after the bad packets, tcp={tcp}"
             );
         }
+        Ok(())
+    })
+    .await;
+}
+
+/// A job with a health check is served only while its tasks are healthy:
+/// the check (a command that fails once a file exists) passes, the records
+/// appear; the file appears, the checks fail and the records go; the file
+/// goes, they come back. Needs the agents' health checks (issue 5) to set
+/// `Task.healthy`.
+#[tokio::test(flavor = "multi_thread")]
+async fn unhealthy_tasks_disappear_from_dns() {
+    bounded(150, async {
+        let c = Cluster::start(1, &[])?;
+        let api = c.master(1).api();
+        let mut agent = c.new_agent("a", &[]);
+        agent.start()?;
+        let mut dns = DnsProc::new(c.dir(), "main", &grpc_addrs(&c), &[]);
+        dns.start()?;
+        ocean_tests::tasks::wait_connected(&api, 1, WAIT).await?;
+        let flag = c.dir().join("unhealthy");
+        let mut s = spec("checked", 2);
+        s["health_checks"] = json!([{
+            "protocol": "command",
+            "command": format!("test ! -e {}", flag.display()),
+            "grace_period_seconds": 0,
+            "interval_seconds": 1,
+            "timeout_seconds": 2,
+            "max_consecutive_failures": 0,
+        }]);
+        submit(&api, &s).await?;
+        let list = wait_tasks(&api, &job_id("checked"), "2 RUNNING", WAIT, |l| {
+            running(l).len() == 2
+        })
+        .await?;
+        let want = expected_srv("checked", &running(&list));
+        let name = job_name("checked");
+        let srv_name = format!("_http._tcp.{name}");
+        wait_answer(
+            dns.addr,
+            &srv_name,
+            RecordType::SRV,
+            "2 healthy SRV",
+            WAIT,
+            |m| srvs(m) == want,
+        )
+        .await?;
+        let m = ask(dns.addr, &name, RecordType::A, false).await?;
+        assert_eq!(addrs(&m), vec![LOOPBACK]);
+
+        // Unhealthy: every record of the job goes, though the tasks run on.
+        std::fs::write(&flag, b"")?;
+        wait_answer(
+            dns.addr,
+            &name,
+            RecordType::A,
+            "no A while unhealthy",
+            WAIT,
+            |m| rcode(m) == ResponseCode::NXDomain,
+        )
+        .await?;
+        let m = ask(dns.addr, &srv_name, RecordType::SRV, false).await?;
+        assert_eq!(rcode(&m), ResponseCode::NXDomain, "no SRV while unhealthy");
+        for (_, task) in &want {
+            let m = ask(dns.addr, &format!("{task}."), RecordType::A, false).await?;
+            assert_eq!(rcode(&m), ResponseCode::NXDomain, "{task} while unhealthy");
+        }
+        let list = ocean_tests::tasks::tasks(&api, &job_id("checked")).await;
+        assert_eq!(running(&list).len(), 2, "tasks keep running: {list:?}");
+
+        // Healthy again: back.
+        std::fs::remove_file(&flag)?;
+        wait_answer(
+            dns.addr,
+            &srv_name,
+            RecordType::SRV,
+            "SRV healthy again",
+            WAIT,
+            |m| srvs(m) == want,
+        )
+        .await?;
+        drop(agent);
         Ok(())
     })
     .await;

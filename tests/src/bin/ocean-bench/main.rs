@@ -16,6 +16,8 @@
 //! - `lost-agent`: SIGKILL of an agent and its tasks to all replacements
 //!   RUNNING elsewhere; `false-lost`: agents declared unreachable under a
 //!   CPU hog.
+//! - `dns`: DNS freshness (RUNNING to A record served) and throughput
+//!   (dnsperf, Ocean's DNS and Knot DNS side by side).
 //!
 //! Everything runs on loopback and stops by itself.
 
@@ -33,6 +35,7 @@ use ocean_tests::http::{job_id, job_spec};
 use ocean_tests::Cluster;
 use tonic::transport::{Channel, Endpoint};
 
+mod dns;
 mod health;
 mod lost;
 mod schedule;
@@ -91,6 +94,27 @@ enum Cmd {
     Health {
         #[arg(long, default_value_t = 20)]
         trials: usize,
+    },
+    /// DNS freshness and throughput (dnsperf; Knot DNS side by side).
+    Dns {
+        /// Tasks whose records the DNS server holds.
+        #[arg(long, default_value_t = 10_000)]
+        tasks: usize,
+        /// Tasks per job.
+        #[arg(long, default_value_t = 10)]
+        per_job: usize,
+        /// Tasks timed from RUNNING to their A record.
+        #[arg(long, default_value_t = 250)]
+        events: usize,
+        /// Seconds of each dnsperf run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// dnsperf runs per server, alternating.
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+        /// Skip Knot DNS.
+        #[arg(long)]
+        no_knot: bool,
     },
     /// One job of many tiny instances over several agents.
     Fleet {
@@ -151,6 +175,14 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Health { trials } => health::health(trials).await,
         Cmd::LostAgent { trials, instances } => lost::lost_agent(trials, instances).await,
         Cmd::FalseLost { minutes, agents } => lost::false_lost(minutes, agents).await,
+        Cmd::Dns {
+            tasks,
+            per_job,
+            events,
+            seconds,
+            rounds,
+            no_knot,
+        } => dns::dns(tasks, per_job, events, seconds, rounds, !no_knot).await,
     }
 }
 

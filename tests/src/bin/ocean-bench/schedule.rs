@@ -40,8 +40,8 @@ static LEADER_CHANGES_SEEN: AtomicUsize = AtomicUsize::new(0);
 
 /// Counters shared by the simulated agents.
 #[derive(Default)]
-struct Counters {
-    registered: AtomicUsize,
+pub(crate) struct Counters {
+    pub(crate) registered: AtomicUsize,
     launched: AtomicUsize,
     /// Agents that received at least one task.
     used: AtomicUsize,
@@ -63,7 +63,12 @@ fn register(a: &ocean_scheduler_policies::Agent) -> AgentMessage {
             }),
             port_low: 31000,
             port_high: 31999,
-            address: "127.0.0.1".into(),
+            // The DNS benchmark gives its agents distinct addresses.
+            address: a
+                .attributes
+                .get("address")
+                .cloned()
+                .unwrap_or_else(|| "127.0.0.1".into()),
             version: "sim".into(),
             tasks: Vec::new(),
             http_addr: String::new(),
@@ -72,9 +77,9 @@ fn register(a: &ocean_scheduler_policies::Agent) -> AgentMessage {
 }
 
 /// Connections to every master, `per` agents per HTTP/2 connection.
-struct Pool {
-    by_addr: HashMap<String, Vec<Channel>>,
-    addrs: Vec<String>,
+pub(crate) struct Pool {
+    pub(crate) by_addr: HashMap<String, Vec<Channel>>,
+    pub(crate) addrs: Vec<String>,
 }
 
 impl Pool {
@@ -87,7 +92,7 @@ impl Pool {
 /// One simulated agent: registers with the leader (following `NotLeader`
 /// and reconnecting after errors, as real agents do), beats, and reports
 /// every launched task RUNNING at once (and every killed one KILLED).
-async fn sim_agent(
+pub(crate) async fn sim_agent(
     pool: Arc<Pool>,
     i: usize,
     agent: ocean_scheduler_policies::Agent,
@@ -239,7 +244,7 @@ fn spec_of(j: &JobRequest) -> Value {
     spec
 }
 
-fn channel(addr: &str) -> anyhow::Result<Channel> {
+pub(crate) fn channel(addr: &str) -> anyhow::Result<Channel> {
     Ok(Endpoint::from_shared(format!("http://{addr}"))?
         .tcp_nodelay(true)
         .http2_adaptive_window(true)

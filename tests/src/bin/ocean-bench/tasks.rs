@@ -57,6 +57,8 @@ pub(crate) fn start_dev(dir: &std::path::Path) -> anyhow::Result<(Process, std::
         http.to_string().into(),
         "--grpc".into(),
         grpc.to_string().into(),
+        "--dns".into(),
+        free_addr().to_string().into(),
     ])?;
     Ok((dev, http))
 }

@@ -1,0 +1,171 @@
+//! The follower against scripted in-process masters (real gRPC on
+//! loopback, in-memory scripts): it resumes from the last version it has
+//! completely, on the next master, and keeps its records meanwhile. The
+//! end-to-end tests (`tests/tests/dns.rs`) do the same against real
+//! masters.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::Stream;
+use ocean_dns::follow::Follower;
+use ocean_dns::query::Authority;
+use ocean_dns::zone::{Lookup, Zone};
+use ocean_proto::v1::ocean_api_server::{OceanApi, OceanApiServer};
+use ocean_proto::v1::{
+    event, DeleteJobResponse, Event, Job, JobRef, LeaderRequest, LeaderResponse, ListJobsRequest,
+    ListJobsResponse, PutJobRequest, PutJobResponse, Snapshot, Task, TaskPort, WatchRequest,
+};
+use tonic::{Request, Response, Status};
+
+const JOB: &str = "cop.example_owt.dev_pdl.demo_service.web_job.http_cluster.dev";
+const NAME: &str = "http.web.demo.dev.ocean";
+
+/// Every master shares one script: each Watch call takes the next list of
+/// events, sends them and ends the stream; with nothing left it stays open.
+#[derive(Clone, Default)]
+struct Scripted {
+    script: Arc<Mutex<VecDeque<Vec<Event>>>>,
+    asked_from: Arc<Mutex<Vec<u64>>>,
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<Event, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl OceanApi for Scripted {
+    async fn put_job(&self, _: Request<PutJobRequest>) -> Result<Response<PutJobResponse>, Status> {
+        Err(Status::unimplemented("scripted"))
+    }
+    async fn get_job(&self, _: Request<JobRef>) -> Result<Response<Job>, Status> {
+        Err(Status::unimplemented("scripted"))
+    }
+    async fn delete_job(&self, _: Request<JobRef>) -> Result<Response<DeleteJobResponse>, Status> {
+        Err(Status::unimplemented("scripted"))
+    }
+    async fn list_jobs(
+        &self,
+        _: Request<ListJobsRequest>,
+    ) -> Result<Response<ListJobsResponse>, Status> {
+        Err(Status::unimplemented("scripted"))
+    }
+    async fn leader(&self, _: Request<LeaderRequest>) -> Result<Response<LeaderResponse>, Status> {
+        Err(Status::unavailable("no leader known"))
+    }
+
+    type WatchStream = EventStream;
+
+    async fn watch(&self, req: Request<WatchRequest>) -> Result<Response<EventStream>, Status> {
+        self.asked_from
+            .lock()
+            .unwrap()
+            .push(req.into_inner().from_version);
+        let next = self.script.lock().unwrap().pop_front();
+        let stream: EventStream = match next {
+            Some(events) => Box::pin(futures::stream::iter(events.into_iter().map(Ok))),
+            None => Box::pin(futures::stream::pending()),
+        };
+        Ok(Response::new(stream))
+    }
+}
+
+async fn serve(api: Scripted) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(OceanApiServer::new(api))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    addr
+}
+
+fn job() -> Job {
+    let mut spec = ocean_spec::JobSpec::new(JOB, "true");
+    spec.ports = vec![ocean_spec::PortSpec {
+        name: "http".into(),
+        port: 0,
+        protocol: ocean_spec::PortProtocol::Tcp,
+    }];
+    Job {
+        id: JOB.into(),
+        spec_json: spec.to_canonical_json(),
+        ..Default::default()
+    }
+}
+
+fn task(n: u32) -> Task {
+    Task {
+        id: format!("{JOB}.{n:015x}"),
+        job_id: JOB.into(),
+        address: format!("10.0.0.{n}"),
+        state: "RUNNING".into(),
+        ports: vec![TaskPort {
+            name: "http".into(),
+            port: 31000 + n,
+        }],
+        ..Default::default()
+    }
+}
+
+fn put(version: u64, n: u32) -> Event {
+    Event {
+        version,
+        kind: Some(event::Kind::TaskPut(task(n))),
+    }
+}
+
+fn served(auth: &Authority, n: u32) -> bool {
+    let name = format!("{n:015x}.{NAME}");
+    auth.with_zone(|z| matches!(z.lookup(&name), Lookup::Node(_)))
+}
+
+#[tokio::test]
+async fn resumes_from_the_last_complete_version_on_the_next_master() {
+    let api = Scripted::default();
+    {
+        let mut script = api.script.lock().unwrap();
+        // First master: a snapshot at 10, version 11, then half of version
+        // 12 (one version can hold many changes) before the stream breaks.
+        script.push_back(vec![
+            Event {
+                version: 10,
+                kind: Some(event::Kind::Snapshot(Snapshot {
+                    version: 10,
+                    jobs: vec![job()],
+                    agents: vec![],
+                    tasks: vec![task(1)],
+                })),
+            },
+            put(11, 2),
+            put(12, 3),
+        ]);
+        // Second master: everything after 11 again (the rest of 12, then 13).
+        script.push_back(vec![put(12, 3), put(12, 4), put(13, 5)]);
+    }
+    let first = serve(api.clone()).await;
+    let second = serve(api.clone()).await;
+    let auth = Arc::new(Authority::new(Zone::new("ocean", 5, None), false));
+    let follower = Follower::new(&[first, second], "ocean", auth.clone());
+    let task = tokio::spawn(follower.watch());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !(1..=5).all(|n| served(&auth, n)) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not every task served; watches asked from {:?}",
+            api.asked_from.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The first watch starts from nothing (a snapshot), the second from
+    // 11, the last version known complete (12 was cut in half).
+    let asked = api.asked_from.lock().unwrap().clone();
+    assert_eq!(&asked[..2], &[0, 11], "{asked:?}");
+    // The second stream ended too; the records stay while the follower
+    // reconnects, from 12 this time (13 may still have more changes).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!((1..=5).all(|n| served(&auth, n)));
+    assert_eq!(api.asked_from.lock().unwrap().get(2), Some(&12));
+    task.abort();
+}
