@@ -26,13 +26,17 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use ocean_proto::agent::{master_message, KillTask, LaunchTask};
+use ocean_proto::agent::{master_message, ExecutorInfo, KillTask, LaunchTask};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tracing::{info, warn};
 
 use crate::cgroup::CgroupDriver;
 use crate::error::{Error, Result};
+use crate::docker::{
+    container_task, BollardEngine, ContainerEngine, ContainerTask, DockerConfig, DockerExecutor,
+    LogStream,
+};
 use crate::executor::{check_task_id, Executor, ExecutorConfig};
 use crate::logs;
 use crate::session::{self, AgentIdentity, SessionHandler, SessionState, StreamOpening};
@@ -65,6 +69,11 @@ pub struct AgentConfig {
     pub max_concurrent_launches: usize,
     /// Receives the session's state (leader, registrations), if given.
     pub session_state: Option<watch::Sender<SessionState>>,
+    /// The Docker executor's settings; `None` disables it (reported as
+    /// unavailable, so container jobs go elsewhere).
+    pub docker: Option<DockerConfig>,
+    /// The engine to use instead of connecting to `docker.socket` (tests).
+    pub docker_engine: Option<Arc<dyn ContainerEngine>>,
 }
 
 impl AgentConfig {
@@ -83,6 +92,8 @@ impl AgentConfig {
             terminal_retention: TERMINAL_RETENTION,
             max_concurrent_launches: MAX_CONCURRENT_LAUNCHES,
             session_state: None,
+            docker: None,
+            docker_engine: None,
         }
     }
 }
@@ -133,6 +144,7 @@ pub async fn run(
         orphan_cgroups = recovery.orphan_cgroups.len(),
         "recovered tasks"
     );
+    let (docker, docker_info) = start_docker(&config, executor.status_sender()).await;
     let table = Arc::new(Mutex::new(TaskTable::default()));
     {
         // Recovery's statuses are in the first registration, not reports.
@@ -143,9 +155,20 @@ pub async fn run(
     }
 
     let lookup = Arc::clone(&table);
-    let router = logs::router(
+    let live: Option<logs::LiveLogs> = docker.clone().map(|d| -> logs::LiveLogs {
+        Arc::new(move |task: &str, stream: &'static str, tail, follow| {
+            let stream = if stream == "stderr" {
+                LogStream::Stderr
+            } else {
+                LogStream::Stdout
+            };
+            d.live_logs(task, stream, tail, follow)
+        })
+    });
+    let router = logs::router_with_live(
         data_dir,
         Arc::new(move |task: &str| lock(&lookup).has_ended(task)),
+        live,
     );
     let server = tokio::spawn(async move {
         if let Err(error) = axum::serve(http, router).await {
@@ -156,6 +179,14 @@ pub async fn run(
 
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let handler = Arc::new(Handler {
+        executors: vec![
+            ExecutorInfo {
+                name: NATIVE_EXECUTOR.into(),
+                available: true,
+                ..Default::default()
+            },
+            docker_info.clone(),
+        ],
         identity: config.identity.clone(),
         http_addr,
         table: Arc::clone(&table),
@@ -176,6 +207,10 @@ pub async fn run(
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let mut runtime = Runtime {
         executor,
+        docker,
+        docker_config: config.docker.clone(),
+        docker_reason: docker_info.reason.clone(),
+        agent_id: config.identity.id.clone(),
         table,
         status_rx,
         done_tx,
@@ -207,8 +242,61 @@ fn lock(table: &Mutex<TaskTable>) -> MutexGuard<'_, TaskTable> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The name agents report for the native executor.
+pub const NATIVE_EXECUTOR: &str = "native";
+
+/// Connects to the Docker engine if the agent has a Docker config: the
+/// executor (with its containers re-adopted) when the engine answers, and
+/// what to report about it either way. Never fails: an agent without a
+/// working engine runs native tasks and says why it has no Docker.
+async fn start_docker(
+    config: &AgentConfig,
+    status_tx: mpsc::UnboundedSender<TaskStatus>,
+) -> (Option<Arc<DockerExecutor>>, ExecutorInfo) {
+    let Some(docker) = &config.docker else {
+        return (
+            None,
+            crate::docker::unavailable("the Docker executor is disabled on this agent".into()),
+        );
+    };
+    let engine: Arc<dyn ContainerEngine> = match &config.docker_engine {
+        Some(engine) => Arc::clone(engine),
+        None => match BollardEngine::connect(&docker.socket) {
+            Ok(engine) => Arc::new(engine),
+            Err(error) => {
+                warn!(%error, "Docker executor unavailable");
+                return (None, crate::docker::unavailable(error.to_string()));
+            }
+        },
+    };
+    let (engine, info) = crate::docker::probe(engine, docker).await;
+    let Some(engine) = engine else {
+        warn!(reason = %info.reason, "Docker executor unavailable");
+        return (None, info);
+    };
+    let executor = DockerExecutor::new(
+        engine,
+        &config.identity.id,
+        config.executor.data_dir.clone(),
+        config.executor.sandbox_retention,
+        status_tx,
+    );
+    match executor.recover().await {
+        Ok(r) => {
+            info!(adopted = r.adopted.len(), ended = r.ended.len(), version = %info.version, "Docker executor ready");
+            (Some(Arc::new(executor)), info)
+        }
+        Err(error) => {
+            warn!(%error, "Docker executor unavailable: cannot list its containers");
+            (None, crate::docker::unavailable(error.to_string()))
+        }
+    }
+}
+
 /// The session's view of the runtime.
 struct Handler {
+    /// What the registration says about the executors.
+    executors: Vec<ExecutorInfo>,
     identity: AgentIdentity,
     http_addr: String,
     table: Arc<Mutex<TaskTable>>,
@@ -218,10 +306,9 @@ struct Handler {
 impl SessionHandler for Handler {
     fn open_stream(&self) -> StreamOpening {
         let (tasks, reports) = lock(&self.table).open_stream();
-        StreamOpening {
-            register: session::register_message(&self.identity, tasks, self.http_addr.clone()),
-            reports,
-        }
+        let mut register = session::register_message(&self.identity, tasks, self.http_addr.clone());
+        register.executors = self.executors.clone();
+        StreamOpening { register, reports }
     }
 
     fn command(&self, command: master_message::Kind) {
@@ -246,6 +333,11 @@ enum Event {
 /// The single owner of command handling, so commands apply in order.
 struct Runtime {
     executor: Arc<Executor>,
+    docker: Option<Arc<DockerExecutor>>,
+    docker_config: Option<DockerConfig>,
+    /// Why there is no Docker executor, when there is none.
+    docker_reason: String,
+    agent_id: String,
     table: Arc<Mutex<TaskTable>>,
     status_rx: mpsc::UnboundedReceiver<TaskStatus>,
     done_tx: mpsc::UnboundedSender<LaunchDone>,
@@ -317,6 +409,33 @@ impl Runtime {
                 out.push(status_to_proto(known));
                 continue;
             }
+            if t.docker.is_some() {
+                match self.container_task(&t) {
+                    Ok((docker, task)) => {
+                        let staging = TaskStatus::new(&task.task_id, TaskState::Staging);
+                        out.push(status_to_proto(&staging));
+                        table.record(staging);
+                        self.launching.insert(task.task_id.clone(), None);
+                        let permits = Arc::clone(&self.permits);
+                        let done = self.done_tx.clone();
+                        tokio::spawn(async move {
+                            let _permit = permits.acquire_owned().await;
+                            let task_id = task.task_id.clone();
+                            let result = docker.launch(task).await.map_err(|e| e.to_string());
+                            let _ = done.send(LaunchDone { task_id, result });
+                        });
+                    }
+                    Err(message) => {
+                        warn!(task = %t.task_id, %message, "rejected container launch");
+                        let status = failed(&t.task_id, message);
+                        out.push(status_to_proto(&status));
+                        if !t.task_id.is_empty() {
+                            table.record(status);
+                        }
+                    }
+                }
+                continue;
+            }
             let spec = task_spec(&t).and_then(|spec| {
                 check_task_id(&spec.task_id)
                     .map(|()| spec)
@@ -366,7 +485,7 @@ impl Runtime {
             Ok(()) => {
                 if let Some(grace) = pending_kill {
                     info!(task = %done.task_id, "carrying out a kill that arrived during launch");
-                    if let Err(error) = self.executor.kill(&done.task_id, grace) {
+                    if let Err(error) = self.kill_one(&done.task_id, grace) {
                         warn!(%error, task = %done.task_id, "cannot kill task");
                     }
                 }
@@ -397,7 +516,7 @@ impl Runtime {
                 *pending = Some(grace);
                 continue;
             }
-            if self.executor.kill(&k.task_id, grace).is_ok() {
+            if self.kill_one(&k.task_id, grace).is_ok() {
                 continue;
             }
             // Not running: it may just have ended (its status queued).
@@ -413,6 +532,33 @@ impl Runtime {
             }
         }
         lock(&self.table).send(out, false);
+    }
+
+    /// Kills a task in whichever executor runs it.
+    fn kill_one(&self, task_id: &str, grace: Option<Duration>) -> Result<()> {
+        match &self.docker {
+            Some(docker) if docker.has(task_id) => docker.kill(task_id, grace),
+            _ => self.executor.kill(task_id, grace),
+        }
+    }
+
+    /// Checks a container launch against this agent's Docker executor.
+    fn container_task(
+        &self,
+        t: &LaunchTask,
+    ) -> std::result::Result<(Arc<DockerExecutor>, ContainerTask), String> {
+        let (Some(docker), Some(config)) = (&self.docker, &self.docker_config) else {
+            return Err(format!(
+                "container.docker: the Docker executor is unavailable on this agent: {}",
+                self.docker_reason
+            ));
+        };
+        check_task_id(&t.task_id).map_err(|e| match e {
+            Error::InvalidSpec { message, .. } => message,
+            other => other.to_string(),
+        })?;
+        let task = container_task(t, &self.agent_id, config)?;
+        Ok((Arc::clone(docker), task))
     }
 
     fn reconcile(&mut self) {

@@ -273,6 +273,13 @@ pub fn agent_json(a: &Agent) -> Value {
         "resources": {"cpus": a.cpus, "mem": a.mem_mib, "disk": a.disk_mib},
         "ports": format!("{}-{}", a.port_low, a.port_high),
         "registered_version": a.registered_version,
+        "executors": a.executors.iter().map(|e| json!({
+            "name": e.name,
+            "available": e.available,
+            "reason": e.reason,
+            "version": e.version,
+            "features": e.features,
+        })).collect::<Vec<_>>(),
     })
 }
 
