@@ -5,6 +5,7 @@
 //! test leaves nothing running.
 
 pub mod cluster;
+pub mod docker;
 pub mod http;
 pub mod tasks;
 

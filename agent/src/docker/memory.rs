@@ -24,7 +24,6 @@ struct Record {
     spec: ContainerSpec,
     info: ContainerInfo,
     stdout: Vec<u8>,
-    signals: Vec<String>,
 }
 
 #[derive(Debug, Default)]
@@ -34,6 +33,8 @@ struct State {
     next_id: u64,
     unavailable: Option<String>,
     ignore_sigterm: bool,
+    /// Signals received, by container id (kept after removal).
+    signals: HashMap<String, Vec<String>>,
 }
 
 /// The in-memory engine. Clones share the same containers.
@@ -127,13 +128,9 @@ impl MemoryEngine {
         ids
     }
 
-    /// Signals a container received, in order.
+    /// Signals a container received, in order (also once it is removed).
     pub fn signals(&self, id: &str) -> Vec<String> {
-        self.state()
-            .containers
-            .get(id)
-            .map(|r| r.signals.clone())
-            .unwrap_or_default()
+        self.state().signals.get(id).cloned().unwrap_or_default()
     }
 
     fn check(&self) -> EngineResult<()> {
@@ -188,7 +185,6 @@ impl ContainerEngine for MemoryEngine {
                 spec: spec.clone(),
                 info,
                 stdout: Vec::new(),
-                signals: Vec::new(),
             },
         );
         Ok(id)
@@ -229,7 +225,10 @@ impl ContainerEngine for MemoryEngine {
             if !r.info.running {
                 return Err(EngineError::Conflict(format!("container {id} is not running")));
             }
-            r.signals.push(signal.to_string());
+            s.signals
+                .entry(id.to_string())
+                .or_default()
+                .push(signal.to_string());
             ignore
         };
         match signal {

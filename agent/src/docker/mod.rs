@@ -84,3 +84,6 @@ pub fn unavailable(reason: String) -> ExecutorInfo {
         ..Default::default()
     }
 }
+
+#[cfg(test)]
+mod tests;
