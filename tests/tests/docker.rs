@@ -39,11 +39,18 @@ async fn submit(api: &Api, spec: &Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One master and one agent (with `extra` flags); the reaper removes the
-/// agent's containers when the test ends.
-async fn cluster_with_agent(
-    extra: &[&str],
-) -> anyhow::Result<(Cluster, AgentProc, ContainerReaper, Api)> {
+/// One master and one agent; fields drop in order, so the agent (and the
+/// master that would relaunch tasks) are gone before the reaper removes
+/// the agent's containers.
+struct Setup {
+    agent: AgentProc,
+    _cluster: Cluster,
+    _reaper: ContainerReaper,
+    api: Api,
+}
+
+/// One master and one agent with `extra` flags.
+async fn cluster_with_agent(extra: &[&str]) -> anyhow::Result<Setup> {
     ensure_busybox()?;
     let c = Cluster::start(1, &[])?;
     let api = c.master(1).api();
@@ -52,7 +59,12 @@ async fn cluster_with_agent(
     ocean_tests::tasks::wait_connected(&api, 1, WAIT).await?;
     let mut reaper = ContainerReaper::default();
     reaper.watch(&agent.id().unwrap_or_default());
-    Ok((c, agent, reaper, api))
+    Ok(Setup {
+        agent,
+        _cluster: c,
+        _reaper: reaper,
+        api,
+    })
 }
 
 /// The one running task of `job` and its container's id.
@@ -79,9 +91,10 @@ async fn wait_until(what: &str, mut check: impl FnMut() -> bool) -> anyhow::Resu
 #[tokio::test(flavor = "multi_thread")]
 async fn memory_limited_container_runs_and_is_oom_killed_past_its_limit() {
     bounded(120, async {
-        let (_c, _agent, _reaper, api) = cluster_with_agent(&[]).await?;
-        submit(&api, &container_spec("calm", "sleep 600", 32)).await?;
-        let (_, container) = running_container(&api, &job_id("calm")).await?;
+        let s = cluster_with_agent(&[]).await?;
+        let api = &s.api;
+        submit(api, &container_spec("calm", "sleep 600", 32)).await?;
+        let (_, container) = running_container(api, &job_id("calm")).await?;
         let c = inspect(&container).ok_or_else(|| anyhow::anyhow!("no container"))?;
         assert_eq!(c["HostConfig"]["Memory"], json!(32u64 << 20));
         assert_eq!(c["HostConfig"]["MemorySwap"], json!(32u64 << 20));
@@ -91,8 +104,8 @@ async fn memory_limited_container_runs_and_is_oom_killed_past_its_limit() {
         assert_eq!(c["State"]["Running"], json!(true));
 
         // `tail` keeps a line that never ends in memory: /dev/zero has no newline.
-        submit(&api, &container_spec("hungry", "tail /dev/zero", 32)).await?;
-        let list = wait_tasks(&api, &job_id("hungry"), "an OOM kill", WAIT, |l| {
+        submit(api, &container_spec("hungry", "tail /dev/zero", 32)).await?;
+        let list = wait_tasks(api, &job_id("hungry"), "an OOM kill", WAIT, |l| {
             l.iter().any(|t| t["reason"] == "oom_killed")
         })
         .await?;
@@ -110,7 +123,8 @@ async fn memory_limited_container_runs_and_is_oom_killed_past_its_limit() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bridged_port_is_reachable_and_logs_are_readable_through_the_api() {
     bounded(120, async {
-        let (_c, _agent, _reaper, api) = cluster_with_agent(&[]).await?;
+        let s = cluster_with_agent(&[]).await?;
+        let api = &s.api;
         let mut spec = container_spec(
             "web",
             "mkdir -p /www && echo hello-from-a-container > /www/index.html && echo serving $PORT_HTTP && echo to-stderr >&2 && exec httpd -f -p 8080 -h /www",
@@ -119,10 +133,10 @@ async fn bridged_port_is_reachable_and_logs_are_readable_through_the_api() {
         spec["ports"] = json!([{"name": "http"}]);
         spec["container"]["docker"]["port_mappings"] =
             json!([{"container_port": 8080, "port_name": "http"}]);
-        submit(&api, &spec).await?;
+        submit(api, &spec).await?;
         let job = job_id("web");
-        let (task, _) = running_container(&api, &job).await?;
-        let list = ocean_tests::tasks::tasks(&api, &job).await;
+        let (task, _) = running_container(api, &job).await?;
+        let list = ocean_tests::tasks::tasks(api, &job).await;
         let port = list[0]["ports"][0]["port"].as_u64().unwrap_or_default();
         assert!(port > 0, "a host port was chosen: {list:?}");
 
@@ -150,8 +164,8 @@ async fn bridged_port_is_reachable_and_logs_are_readable_through_the_api() {
         assert_eq!(err.trim(), "to-stderr");
 
         // Stopped: the container is gone, its output is still served.
-        let r = api.delete(&format!("/v1/jobs/{job}")).await?;
-        anyhow::ensure!(r.status < 300, "delete: {}", r.status);
+        let r = api.post(&format!("/v1/jobs/{job}/scale"), &json!({"instances": 0})).await?;
+        anyhow::ensure!(r.status < 300, "scale: {}", r.status);
         wait_until("container removed", || containers(LABEL_TASK, &task).is_empty()).await?;
         let out = api.get_text(&format!("/v1/tasks/{task}/logs?tail=1")).await?;
         assert_eq!(out.trim(), format!("serving {port}"));
@@ -165,16 +179,17 @@ async fn bridged_port_is_reachable_and_logs_are_readable_through_the_api() {
 #[tokio::test(flavor = "multi_thread")]
 async fn agent_sigkill_and_restart_readopt_the_container_without_restarting_it() {
     bounded(120, async {
-        let (_c, mut agent, _reaper, api) = cluster_with_agent(&[]).await?;
-        submit(&api, &container_spec("durable", "sleep 600", 32)).await?;
+        let mut s = cluster_with_agent(&[]).await?;
+        let api = &s.api.clone();
+        submit(api, &container_spec("durable", "sleep 600", 32)).await?;
         let job = job_id("durable");
-        let (task, container) = running_container(&api, &job).await?;
+        let (task, container) = running_container(api, &job).await?;
         let before = inspect(&container).unwrap_or_default();
 
-        agent.kill();
+        s.agent.kill();
         tokio::time::sleep(Duration::from_millis(500)).await;
-        agent.start()?;
-        wait_tasks(&api, &job, "re-adopted", WAIT, |l| {
+        s.agent.start()?;
+        wait_tasks(api, &job, "re-adopted", WAIT, |l| {
             l.iter().any(|t| t["id"] == task.as_str() && t["state"] == "RUNNING")
         })
         .await?;
@@ -189,7 +204,7 @@ async fn agent_sigkill_and_restart_readopt_the_container_without_restarting_it()
         }
         // Give the full report time to settle, then look again.
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let list = ocean_tests::tasks::tasks(&api, &job).await;
+        let list = ocean_tests::tasks::tasks(api, &job).await;
         assert_eq!(running(&list).len(), 1, "no second task: {list:?}");
         assert_eq!(running(&list)[0]["id"], json!(task));
         assert_eq!(containers(LABEL_TASK, &task), vec![container.clone()]);
@@ -211,14 +226,15 @@ async fn agent_sigkill_and_restart_readopt_the_container_without_restarting_it()
 #[tokio::test(flavor = "multi_thread")]
 async fn stopping_the_job_removes_the_container() {
     bounded(120, async {
-        let (_c, _agent, _reaper, api) = cluster_with_agent(&[]).await?;
+        let s = cluster_with_agent(&[]).await?;
+        let api = &s.api;
         // A shell as pid 1 ignores SIGTERM: the kill needs the SIGKILL.
-        submit(&api, &container_spec("stubborn", "sleep 600 & wait", 32)).await?;
+        submit(api, &container_spec("stubborn", "sleep 600 & wait", 32)).await?;
         let job = job_id("stubborn");
-        let (task, container) = running_container(&api, &job).await?;
+        let (task, container) = running_container(api, &job).await?;
         let r = api.post(&format!("/v1/jobs/{job}/scale"), &json!({"instances": 0})).await?;
         anyhow::ensure!(r.status < 300, "scale: {} {}", r.status, r.body);
-        let list = wait_tasks(&api, &job, "KILLED", WAIT, |l| {
+        let list = wait_tasks(api, &job, "KILLED", WAIT, |l| {
             l.iter().any(|t| t["id"] == task.as_str() && t["state"] == "KILLED")
         })
         .await?;
@@ -237,8 +253,8 @@ async fn stopping_the_job_removes_the_container() {
 #[tokio::test(flavor = "multi_thread")]
 async fn without_docker_container_jobs_wait_and_say_why() {
     bounded(90, async {
-        let (_c, _agent, _reaper, api) =
-            cluster_with_agent(&["--docker-socket", "/nonexistent/docker.sock"]).await?;
+        let s = cluster_with_agent(&["--docker-socket", "/nonexistent/docker.sock"]).await?;
+        let api = &s.api;
         let agents = api.get("/v1/agents").await?.body;
         let docker = agents["agents"][0]["executors"]
             .as_array()
@@ -250,16 +266,19 @@ async fn without_docker_container_jobs_wait_and_say_why() {
             "{docker}"
         );
 
-        submit(&api, &container_spec("boxed", "sleep 600", 32)).await?;
-        let job = wait_job(&api, &job_id("boxed"), "waiting reason", WAIT, |j| {
+        submit(api, &container_spec("boxed", "sleep 600", 32)).await?;
+        let job = wait_job(api, &job_id("boxed"), "waiting reason", WAIT, |j| {
             j["waiting"].as_str().is_some_and(|w| w.contains("docker unavailable"))
         })
         .await?;
-        assert_eq!(job["waiting"], json!("0 of 1 agents fit: 1 docker unavailable"));
+        assert_eq!(
+            job["waiting"],
+            json!("1 task(s) waiting: 0 of 1 agents fit: 1 docker unavailable")
+        );
         let mut native = container_spec("plain", "sleep 600", 16);
         native.as_object_mut().map(|o| o.remove("container"));
-        submit(&api, &native).await?;
-        wait_tasks(&api, &job_id("plain"), "RUNNING", WAIT, |l| running(l).len() == 1).await?;
+        submit(api, &native).await?;
+        wait_tasks(api, &job_id("plain"), "RUNNING", WAIT, |l| running(l).len() == 1).await?;
         Ok(())
     })
     .await;
