@@ -117,3 +117,53 @@ impl Drop for ContainerReaper {
         }
     }
 }
+
+/// A `docker-compose` project of `deploy/compose/docker-compose.yml`, taken
+/// down on drop: its containers, its network and the cgroups its agents
+/// made on the host (they share the host's cgroup v1 hierarchy).
+#[derive(Debug)]
+pub struct Compose {
+    project: String,
+    env: Vec<(String, String)>,
+    /// Agent ids whose cgroup parents to remove at the end.
+    pub agents: Vec<String>,
+}
+
+impl Compose {
+    fn command(&self) -> Command {
+        let mut cmd = Command::new("docker-compose");
+        cmd.arg("-f")
+            .arg(repo_root().join("deploy/compose/docker-compose.yml"))
+            .args(["-p", &self.project])
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        cmd
+    }
+
+    /// Starts the project `project` with `env` (OCEAN_IMAGE, OCEAN_HTTP1..3).
+    pub fn up(project: &str, env: &[(&str, String)]) -> anyhow::Result<Self> {
+        let compose = Self {
+            project: project.to_string(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+            agents: Vec::new(),
+        };
+        run(compose.command().args(["up", "-d", "--no-build"]))?;
+        Ok(compose)
+    }
+
+    /// The last lines of every service's log.
+    pub fn logs(&self) -> String {
+        run(self.command().args(["logs", "--no-color", "--tail", "20"])).unwrap_or_default()
+    }
+}
+
+impl Drop for Compose {
+    fn drop(&mut self) {
+        let _ = self
+            .command()
+            .args(["down", "-v", "--remove-orphans", "-t", "2"])
+            .output();
+        for id in &self.agents {
+            crate::tasks::reap_cgroups(&format!("ocean-{id}"));
+        }
+    }
+}

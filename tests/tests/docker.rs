@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use ocean_tests::docker::{containers, ensure_busybox, inspect, ContainerReaper, BUSYBOX, LABEL_TASK};
+use ocean_tests::docker::{
+    containers, ensure_busybox, ensure_image, inspect, Compose, ContainerReaper, BUSYBOX, LABEL_TASK,
+};
 use ocean_tests::tasks::{running, wait_job, wait_tasks};
 use ocean_tests::{http::job_id, AgentProc, Api, Cluster};
 use serde_json::{json, Value};
@@ -279,6 +281,95 @@ async fn without_docker_container_jobs_wait_and_say_why() {
         native.as_object_mut().map(|o| o.remove("container"));
         submit(api, &native).await?;
         wait_tasks(api, &job_id("plain"), "RUNNING", WAIT, |l| running(l).len() == 1).await?;
+        Ok(())
+    })
+    .await;
+}
+
+/// `deploy/compose`: three masters and two agents in containers on a
+/// private network, built from the `ocean` binary under test. The masters
+/// elect a leader and a job spreads over both containerised agents. The
+/// project's containers, network and the agents' cgroups are removed at
+/// the end; the `ocean/ocean:test` image stays cached (rebuilt when the
+/// binary changes).
+#[tokio::test(flavor = "multi_thread")]
+async fn compose_cluster_elects_a_leader_and_runs_a_job_across_its_agents() {
+    bounded(300, async {
+        let bin_dir = ocean_tests::ocean_bin()
+            .parent()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        ensure_image("ocean", "ocean/ocean:test", &[("BIN_DIR", &bin_dir)])?;
+        let ports: Vec<u16> = (0..3).map(|_| ocean_tests::cluster::free_addr().port()).collect();
+        let mut env = vec![("OCEAN_IMAGE", "ocean/ocean:test".to_string())];
+        for (i, p) in ports.iter().enumerate() {
+            env.push((["OCEAN_HTTP1", "OCEAN_HTTP2", "OCEAN_HTTP3"][i], p.to_string()));
+        }
+        let mut compose = Compose::up(&format!("oceantest{}", std::process::id()), &env)?;
+        let apis: Vec<Api> = ports.iter().map(|p| Api::new(&format!("127.0.0.1:{p}"))).collect();
+
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let leader = loop {
+            let mut seen = Vec::new();
+            for api in &apis {
+                let l = api.get("/v1/status").await.map(|r| r.body["leader"].as_u64().unwrap_or(0));
+                seen.push(l.unwrap_or(0));
+            }
+            if seen[0] != 0 && seen.iter().all(|l| *l == seen[0]) {
+                break seen[0];
+            }
+            anyhow::ensure!(Instant::now() < deadline, "no leader (saw {seen:?}):\n{}", compose.logs());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert!((1..=3).contains(&leader));
+        let api = &apis[0];
+        ocean_tests::tasks::wait_connected(api, 2, Duration::from_secs(60))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:#}\n{}", compose.logs()))?;
+        let agents = api.get("/v1/agents").await?.body;
+        compose.agents = agents["agents"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a["id"].as_str().map(str::to_string))
+            .collect();
+
+        let job = job_id("spread");
+        let spec = json!({
+            "id": job,
+            "cmd": "echo running on $HOST; sleep 600",
+            "instances": 2,
+            "resources": {"cpus": 0.1, "mem": 32},
+            "constraints": [["hostname", "UNIQUE"]],
+            "kill_grace_period_seconds": 1,
+        });
+        // Through a follower too: any master takes writes.
+        submit(&apis[1], &spec).await?;
+        let list = wait_tasks(api, &job, "2 RUNNING", Duration::from_secs(60), |l| {
+            running(l).len() == 2
+        })
+        .await?;
+        let mut hosts: Vec<String> = running(&list)
+            .iter()
+            .map(|t| t["host"].as_str().unwrap_or_default().to_string())
+            .collect();
+        hosts.sort();
+        assert_eq!(hosts, ["a1", "a2"]);
+        for t in running(&list) {
+            let id = t["id"].as_str().unwrap_or_default();
+            let deadline = Instant::now() + WAIT;
+            loop {
+                let out = apis[2].get_text(&format!("/v1/tasks/{id}/logs")).await?;
+                if out.trim() == format!("running on {}", t["host"].as_str().unwrap_or_default()) {
+                    break;
+                }
+                anyhow::ensure!(Instant::now() < deadline, "logs of {id}: {out:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        // Stop the job so the agents remove their task cgroups themselves.
+        api.delete(&format!("/v1/jobs/{job}")).await?;
+        wait_tasks(api, &job, "stopped", WAIT, |l| ocean_tests::tasks::live(l).is_empty()).await?;
         Ok(())
     })
     .await;

@@ -44,7 +44,10 @@ mkdir -p "$root/usr/local/bin" "$root/bin" "$root/tmp" "$root/etc" "$root/var/li
 strip --strip-debug -o "$root/usr/local/bin/ocean" "$ocean"
 strip --strip-debug -o "$root/usr/local/bin/ocean-task-wrapper" "$wrapper"
 # Every library the binaries load, at the path the loader looks for it.
-for lib in $(ldd "$ocean" "$wrapper" | grep -o '/[^ ]*' | sort -u); do
+libs="$(for f in "$ocean" "$wrapper"; do
+  ldd "$f" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'
+done | sort -u)"
+for lib in $libs; do
   mkdir -p "$root$(dirname "$lib")"
   cp -L "$lib" "$root$lib"
 done
@@ -57,10 +60,15 @@ echo 'root:x:0:' > "$root/etc/group"
 echo 'hosts: files dns' > "$root/etc/nsswitch.conf"
 chmod 1777 "$root/tmp"
 
+old="$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)"
 tar --numeric-owner --owner=0 --group=0 -C "$root" -c . |
   docker import \
     --change 'ENV PATH=/usr/local/bin:/bin' \
     --change "LABEL io.ocean.binary=$hash" \
     --change 'ENTRYPOINT ["/usr/local/bin/ocean"]' \
     - "$image" >/dev/null
+# The previous build lost its tag: do not leave it behind as a dangling image.
+if [ -n "$old" ] && [ "$old" != "$(docker image inspect -f '{{.Id}}' "$image")" ]; then
+  docker rmi "$old" >/dev/null 2>&1 || true
+fi
 echo "$image: built ($hash)"
