@@ -11,6 +11,8 @@
 //!   RSS and packing with thousands of simulated agents.
 //! - `fleet`: a many-instance job over several agents: time until all run,
 //!   and the agents' CPU and memory while holding them.
+//! - `docker-launch`: submit-to-RUNNING of one-instance container jobs,
+//!   side by side with `docker run -d` of the same image.
 //!
 //! Everything runs on loopback and stops by itself.
 
@@ -28,6 +30,7 @@ use ocean_tests::http::{job_id, job_spec};
 use ocean_tests::Cluster;
 use tonic::transport::{Channel, Endpoint};
 
+mod docker;
 mod schedule;
 mod tasks;
 
@@ -79,6 +82,12 @@ enum Cmd {
         #[arg(long, default_value_t = 100_000)]
         tasks: usize,
     },
+    /// Submit-to-RUNNING of one-instance container jobs in `ocean dev`,
+    /// interleaved with `docker run -d` of the same image and limits.
+    DockerLaunch {
+        #[arg(long, default_value_t = 100)]
+        runs: usize,
+    },
     /// One job of many tiny instances over several agents.
     Fleet {
         #[arg(long, default_value_t = 1000)]
@@ -118,6 +127,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Cmd::Memory { jobs } => memory(jobs).await,
         Cmd::Launch { runs, stop_each } => tasks::launch(runs, stop_each).await,
+        Cmd::DockerLaunch { runs } => docker::docker_launch(runs).await,
         Cmd::Schedule { agents, tasks } => schedule::schedule(agents, tasks).await,
         Cmd::Fleet { instances, agents } => tasks::fleet(instances, agents).await,
     }
