@@ -24,7 +24,7 @@ wrapper="$bin_dir/ocean-task-wrapper"
 for f in "$ocean" "$wrapper"; do
   [ -x "$f" ] || { echo "no $f: build it first (cargo build --release --bins)" >&2; exit 1; }
 done
-if ! file -L "$busybox" 2>/dev/null | grep -q 'statically linked'; then
+if [ ! -x "$busybox" ] || ldd "$busybox" >/dev/null 2>&1; then
   echo "needs a static busybox at $busybox: apt-get install busybox-static" >&2
   exit 1
 fi
