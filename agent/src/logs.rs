@@ -45,7 +45,12 @@ pub type HasEnded = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 /// container): given the task id, the stream (`stdout`/`stderr`), `tail`
 /// and `follow`, the bytes to send, or `None` to serve the sandbox.
 pub type LiveLogs = Arc<
-    dyn Fn(&str, &'static str, Option<u64>, bool) -> Option<BoxStream<'static, std::io::Result<Bytes>>>
+    dyn Fn(
+            &str,
+            &'static str,
+            Option<u64>,
+            bool,
+        ) -> Option<BoxStream<'static, std::io::Result<Bytes>>>
         + Send
         + Sync,
 >;

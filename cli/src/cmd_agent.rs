@@ -300,7 +300,11 @@ fn docker_config(o: &DockerOptions, hostname: &str) -> anyhow::Result<Option<Doc
     config.socket = o.docker_socket.clone();
     config.allow_privileged = o.docker_allow_privileged;
     for root in &o.docker_volume_roots {
-        if !root.is_absolute() || root.components().any(|c| c == std::path::Component::ParentDir) {
+        if !root.is_absolute()
+            || root
+                .components()
+                .any(|c| c == std::path::Component::ParentDir)
+        {
             anyhow::bail!(
                 "--docker-volume-root: {} must be an absolute path without '..'",
                 root.display()

@@ -137,7 +137,10 @@ impl Filters {
         let mut words = vec![0u64; n.div_ceil(64)];
         for (i, &on) in cluster.online.iter().enumerate() {
             let ok = on
-                && key.1.iter().all(|n| cluster.agents[i].executors.contains(n))
+                && key
+                    .1
+                    .iter()
+                    .all(|n| cluster.agents[i].executors.contains(n))
                 && key.0.iter().all(|&t| {
                     let table = &self.tables[t];
                     table.allows(cluster.value(table.column, i))

@@ -31,7 +31,11 @@ fn container_jobs_go_only_to_agents_with_docker() {
     snap.pending.push(job("batch", 2, 1.0, 100));
     let plan = run(&snap);
     assert_eq!(agents_of(&plan, "web"), vec!["docker"; 3]);
-    assert_eq!(plan.placements_of("batch").count(), 2, "plain jobs go anywhere");
+    assert_eq!(
+        plan.placements_of("batch").count(),
+        2,
+        "plain jobs go anywhere"
+    );
 }
 
 #[test]

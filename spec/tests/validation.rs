@@ -299,7 +299,10 @@ fn docker_rules() {
     let mut entry = docker("busybox");
     entry.docker.entrypoint = Some(vec![]);
     spec.container = Some(entry.clone());
-    assert!(spec.validate().is_ok(), "an empty entrypoint clears the image's");
+    assert!(
+        spec.validate().is_ok(),
+        "an empty entrypoint clears the image's"
+    );
     entry.docker.entrypoint = Some(vec![" ".into(), "a\0b".into()]);
     spec.container = Some(entry);
     assert_eq!(

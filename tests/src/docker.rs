@@ -143,7 +143,10 @@ impl Compose {
     pub fn up(project: &str, env: &[(&str, String)]) -> anyhow::Result<Self> {
         let compose = Self {
             project: project.to_string(),
-            env: env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
             agents: Vec::new(),
         };
         run(compose.command().args(["up", "-d", "--no-build"]))?;

@@ -6,7 +6,8 @@
 use std::time::{Duration, Instant};
 
 use ocean_tests::docker::{
-    containers, ensure_busybox, ensure_image, inspect, Compose, ContainerReaper, BUSYBOX, LABEL_TASK,
+    containers, ensure_busybox, ensure_image, inspect, Compose, ContainerReaper, BUSYBOX,
+    LABEL_TASK,
 };
 use ocean_tests::tasks::{running, wait_job, wait_tasks};
 use ocean_tests::{http::job_id, AgentProc, Api, Cluster};
@@ -72,9 +73,15 @@ async fn cluster_with_agent(extra: &[&str]) -> anyhow::Result<Setup> {
 /// The one running task of `job` and its container's id.
 async fn running_container(api: &Api, job: &str) -> anyhow::Result<(String, String)> {
     let list = wait_tasks(api, job, "RUNNING", WAIT, |l| running(l).len() == 1).await?;
-    let task = running(&list)[0]["id"].as_str().unwrap_or_default().to_string();
+    let task = running(&list)[0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let ids = containers(LABEL_TASK, &task);
-    anyhow::ensure!(ids.len() == 1, "task {task} should have one container, has {ids:?}");
+    anyhow::ensure!(
+        ids.len() == 1,
+        "task {task} should have one container, has {ids:?}"
+    );
     Ok((task, ids[0].clone()))
 }
 
@@ -111,7 +118,11 @@ async fn memory_limited_container_runs_and_is_oom_killed_past_its_limit() {
             l.iter().any(|t| t["reason"] == "oom_killed")
         })
         .await?;
-        let oom = list.iter().find(|t| t["reason"] == "oom_killed").cloned().unwrap_or_default();
+        let oom = list
+            .iter()
+            .find(|t| t["reason"] == "oom_killed")
+            .cloned()
+            .unwrap_or_default();
         assert_eq!(oom["state"], "FAILED");
         assert_eq!(oom["exit_code"], 137);
         Ok(())
@@ -192,7 +203,8 @@ async fn agent_sigkill_and_restart_readopt_the_container_without_restarting_it()
         tokio::time::sleep(Duration::from_millis(500)).await;
         s.agent.start()?;
         wait_tasks(api, &job, "re-adopted", WAIT, |l| {
-            l.iter().any(|t| t["id"] == task.as_str() && t["state"] == "RUNNING")
+            l.iter()
+                .any(|t| t["id"] == task.as_str() && t["state"] == "RUNNING")
         })
         .await?;
         let deadline = Instant::now() + WAIT;
@@ -211,13 +223,19 @@ async fn agent_sigkill_and_restart_readopt_the_container_without_restarting_it()
         assert_eq!(running(&list)[0]["id"], json!(task));
         assert_eq!(containers(LABEL_TASK, &task), vec![container.clone()]);
         let after = inspect(&container).unwrap_or_default();
-        assert_eq!(after["State"]["StartedAt"], before["State"]["StartedAt"], "not restarted");
+        assert_eq!(
+            after["State"]["StartedAt"], before["State"]["StartedAt"],
+            "not restarted"
+        );
         assert_eq!(after["State"]["Pid"], before["State"]["Pid"]);
         assert_eq!(after["RestartCount"], json!(0));
 
         // The new agent still controls it: stopping the job removes it.
         api.delete(&format!("/v1/jobs/{job}")).await?;
-        wait_until("container removed", || containers(LABEL_TASK, &task).is_empty()).await?;
+        wait_until("container removed", || {
+            containers(LABEL_TASK, &task).is_empty()
+        })
+        .await?;
         Ok(())
     })
     .await;
@@ -234,15 +252,25 @@ async fn stopping_the_job_removes_the_container() {
         submit(api, &container_spec("stubborn", "sleep 600 & wait", 32)).await?;
         let job = job_id("stubborn");
         let (task, container) = running_container(api, &job).await?;
-        let r = api.post(&format!("/v1/jobs/{job}/scale"), &json!({"instances": 0})).await?;
+        let r = api
+            .post(&format!("/v1/jobs/{job}/scale"), &json!({"instances": 0}))
+            .await?;
         anyhow::ensure!(r.status < 300, "scale: {} {}", r.status, r.body);
         let list = wait_tasks(api, &job, "KILLED", WAIT, |l| {
-            l.iter().any(|t| t["id"] == task.as_str() && t["state"] == "KILLED")
+            l.iter()
+                .any(|t| t["id"] == task.as_str() && t["state"] == "KILLED")
         })
         .await?;
-        let t = list.iter().find(|t| t["id"] == task.as_str()).cloned().unwrap_or_default();
+        let t = list
+            .iter()
+            .find(|t| t["id"] == task.as_str())
+            .cloned()
+            .unwrap_or_default();
         assert_eq!(t["reason"], "killed");
-        assert!(inspect(&container).is_none(), "container {container} was removed");
+        assert!(
+            inspect(&container).is_none(),
+            "container {container} was removed"
+        );
         assert!(containers(LABEL_TASK, &task).is_empty());
         Ok(())
     })
@@ -264,13 +292,18 @@ async fn without_docker_container_jobs_wait_and_say_why() {
             .unwrap_or_default();
         assert_eq!(docker["available"], json!(false));
         assert!(
-            docker["reason"].as_str().unwrap_or_default().contains("/nonexistent/docker.sock"),
+            docker["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("/nonexistent/docker.sock"),
             "{docker}"
         );
 
         submit(api, &container_spec("boxed", "sleep 600", 32)).await?;
         let job = wait_job(api, &job_id("boxed"), "waiting reason", WAIT, |j| {
-            j["waiting"].as_str().is_some_and(|w| w.contains("docker unavailable"))
+            j["waiting"]
+                .as_str()
+                .is_some_and(|w| w.contains("docker unavailable"))
         })
         .await?;
         assert_eq!(
@@ -280,7 +313,10 @@ async fn without_docker_container_jobs_wait_and_say_why() {
         let mut native = container_spec("plain", "sleep 600", 16);
         native.as_object_mut().map(|o| o.remove("container"));
         submit(api, &native).await?;
-        wait_tasks(api, &job_id("plain"), "RUNNING", WAIT, |l| running(l).len() == 1).await?;
+        wait_tasks(api, &job_id("plain"), "RUNNING", WAIT, |l| {
+            running(l).len() == 1
+        })
+        .await?;
         Ok(())
     })
     .await;
@@ -300,25 +336,40 @@ async fn compose_cluster_elects_a_leader_and_runs_a_job_across_its_agents() {
             .map(|p| p.display().to_string())
             .unwrap_or_default();
         ensure_image("ocean", "ocean/ocean:test", &[("BIN_DIR", &bin_dir)])?;
-        let ports: Vec<u16> = (0..3).map(|_| ocean_tests::cluster::free_addr().port()).collect();
+        let ports: Vec<u16> = (0..3)
+            .map(|_| ocean_tests::cluster::free_addr().port())
+            .collect();
         let mut env = vec![("OCEAN_IMAGE", "ocean/ocean:test".to_string())];
         for (i, p) in ports.iter().enumerate() {
-            env.push((["OCEAN_HTTP1", "OCEAN_HTTP2", "OCEAN_HTTP3"][i], p.to_string()));
+            env.push((
+                ["OCEAN_HTTP1", "OCEAN_HTTP2", "OCEAN_HTTP3"][i],
+                p.to_string(),
+            ));
         }
         let mut compose = Compose::up(&format!("oceantest{}", std::process::id()), &env)?;
-        let apis: Vec<Api> = ports.iter().map(|p| Api::new(&format!("127.0.0.1:{p}"))).collect();
+        let apis: Vec<Api> = ports
+            .iter()
+            .map(|p| Api::new(&format!("127.0.0.1:{p}")))
+            .collect();
 
         let deadline = Instant::now() + Duration::from_secs(60);
         let leader = loop {
             let mut seen = Vec::new();
             for api in &apis {
-                let l = api.get("/v1/status").await.map(|r| r.body["leader"].as_u64().unwrap_or(0));
+                let l = api
+                    .get("/v1/status")
+                    .await
+                    .map(|r| r.body["leader"].as_u64().unwrap_or(0));
                 seen.push(l.unwrap_or(0));
             }
             if seen[0] != 0 && seen.iter().all(|l| *l == seen[0]) {
                 break seen[0];
             }
-            anyhow::ensure!(Instant::now() < deadline, "no leader (saw {seen:?}):\n{}", compose.logs());
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "no leader (saw {seen:?}):\n{}",
+                compose.logs()
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
         assert!((1..=3).contains(&leader));
@@ -369,7 +420,10 @@ async fn compose_cluster_elects_a_leader_and_runs_a_job_across_its_agents() {
         }
         // Stop the job so the agents remove their task cgroups themselves.
         api.delete(&format!("/v1/jobs/{job}")).await?;
-        wait_tasks(api, &job, "stopped", WAIT, |l| ocean_tests::tasks::live(l).is_empty()).await?;
+        wait_tasks(api, &job, "stopped", WAIT, |l| {
+            ocean_tests::tasks::live(l).is_empty()
+        })
+        .await?;
         Ok(())
     })
     .await;

@@ -153,7 +153,10 @@ impl ContainerEngine for BollardEngine {
             log_config: Some(HostConfigLogConfig {
                 typ: Some("json-file".into()),
                 config: Some(HashMap::from([
-                    ("max-size".to_string(), spec.log_max_bytes.max(4096).to_string()),
+                    (
+                        "max-size".to_string(),
+                        spec.log_max_bytes.max(4096).to_string(),
+                    ),
                     ("max-file".to_string(), "2".to_string()),
                 ])),
             }),
@@ -193,7 +196,9 @@ impl ContainerEngine for BollardEngine {
     }
 
     async fn signal(&self, id: &str, signal: &str) -> EngineResult<()> {
-        let options = KillContainerOptionsBuilder::default().signal(signal).build();
+        let options = KillContainerOptionsBuilder::default()
+            .signal(signal)
+            .build();
         self.docker
             .kill_container(id, Some(options))
             .await

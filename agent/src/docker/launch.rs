@@ -142,7 +142,10 @@ pub fn container_task(
         (false, false) => return Err("cmd/args: set at most one of cmd and args".into()),
     };
     if !t.cpus.is_finite() || t.cpus < 0.0 {
-        return Err(format!("cpus: must be a finite number >= 0, got {}", t.cpus));
+        return Err(format!(
+            "cpus: must be a finite number >= 0, got {}",
+            t.cpus
+        ));
     }
     let mut host_ports = Vec::with_capacity(t.ports.len());
     for (i, p) in t.ports.iter().enumerate() {
@@ -172,7 +175,11 @@ pub fn container_task(
                     m.port_name
                 )
             })?;
-        let proto = if m.protocol.is_empty() { "tcp" } else { m.protocol.as_str() };
+        let proto = if m.protocol.is_empty() {
+            "tcp"
+        } else {
+            m.protocol.as_str()
+        };
         if proto != "tcp" && proto != "udp" {
             return Err(format!("{field}.protocol: must be tcp or udp"));
         }
@@ -196,7 +203,10 @@ pub fn container_task(
                 roots.join(", ")
             ));
         }
-        if !v.container_path.starts_with('/') || v.container_path.contains(':') || v.host_path.contains(':') {
+        if !v.container_path.starts_with('/')
+            || v.container_path.contains(':')
+            || v.host_path.contains(':')
+        {
             return Err(format!("{field}: paths must be absolute and without ':'"));
         }
         let mode = if v.read_only { ":ro" } else { "" };
@@ -296,12 +306,23 @@ mod tests {
         let c = container_task(&t, "agent-1", &DockerConfig::new("h1"))?;
         let s = &c.spec;
         assert_eq!(s.name, "ocean-agent-1-web.1");
-        assert_eq!(s.cmd.as_deref(), Some(&["/bin/sh".to_string(), "-c".into(), "echo hi".into()][..]));
+        assert_eq!(
+            s.cmd.as_deref(),
+            Some(&["/bin/sh".to_string(), "-c".into(), "echo hi".into()][..])
+        );
         assert_eq!(s.entrypoint, None);
-        assert_eq!((s.nano_cpus, s.memory_bytes, s.pids_limit), (500_000_000, 64 << 20, 4096));
+        assert_eq!(
+            (s.nano_cpus, s.memory_bytes, s.pids_limit),
+            (500_000_000, 64 << 20, 4096)
+        );
         assert_eq!(s.ports, vec![(80, "tcp".to_string(), 31005)]);
-        assert!(s.env.contains(&"PORT_HTTP=31005".to_string()) && s.env.contains(&"A=1".to_string()));
-        assert_eq!(s.labels.get(LABEL_AGENT).map(String::as_str), Some("agent-1"));
+        assert!(
+            s.env.contains(&"PORT_HTTP=31005".to_string()) && s.env.contains(&"A=1".to_string())
+        );
+        assert_eq!(
+            s.labels.get(LABEL_AGENT).map(String::as_str),
+            Some("agent-1")
+        );
         assert_eq!(s.labels.get("team").map(String::as_str), Some("shop"));
         assert_eq!(c.kill_grace, DEFAULT_KILL_GRACE);
         t.cmd.clear();
@@ -324,7 +345,9 @@ mod tests {
             t
         };
         let privileged = with(&|d| d.privileged = true);
-        let err = container_task(&privileged, "a", &config).err().unwrap_or_default();
+        let err = container_task(&privileged, "a", &config)
+            .err()
+            .unwrap_or_default();
         assert!(err.starts_with("container.docker.privileged:"), "{err}");
         let volume = |host: &str| {
             let host = host.to_string();
@@ -337,7 +360,9 @@ mod tests {
             })
         };
         let inside = allowed.join("x").display().to_string();
-        let err = container_task(&volume(&inside), "a", &config).err().unwrap_or_default();
+        let err = container_task(&volume(&inside), "a", &config)
+            .err()
+            .unwrap_or_default();
         assert!(err.contains("allows no volumes"), "{err}");
         config.volume_roots = vec![allowed.clone()];
         config.allow_privileged = true;
@@ -347,12 +372,26 @@ mod tests {
         // A symlink inside the root that points outside it is refused.
         let link = allowed.join("escape");
         std::os::unix::fs::symlink("/etc", &link).unwrap_or_else(|e| panic!("{e}"));
-        for bad in ["/etc", &link.display().to_string(), &format!("{}-other", allowed.display())] {
-            let err = container_task(&volume(bad), "a", &config).err().unwrap_or_default();
-            assert!(err.starts_with("container.docker.volumes[0].host_path:"), "{bad}: {err}");
+        for bad in [
+            "/etc",
+            &link.display().to_string(),
+            &format!("{}-other", allowed.display()),
+        ] {
+            let err = container_task(&volume(bad), "a", &config)
+                .err()
+                .unwrap_or_default();
+            assert!(
+                err.starts_with("container.docker.volumes[0].host_path:"),
+                "{bad}: {err}"
+            );
         }
         let unmapped = with(&|d| d.port_mappings[0].port_name = "admin".into());
-        let err = container_task(&unmapped, "a", &config).err().unwrap_or_default();
-        assert!(err.starts_with("container.docker.port_mappings[0].port_name:"), "{err}");
+        let err = container_task(&unmapped, "a", &config)
+            .err()
+            .unwrap_or_default();
+        assert!(
+            err.starts_with("container.docker.port_mappings[0].port_name:"),
+            "{err}"
+        );
     }
 }

@@ -102,7 +102,9 @@ impl MemoryEngine {
                 .events
                 .send((labels.clone(), EngineEvent::Oom { id: id.into() }));
         }
-        let _ = self.events.send((labels, EngineEvent::Die { id: id.into() }));
+        let _ = self
+            .events
+            .send((labels, EngineEvent::Die { id: id.into() }));
     }
 
     /// Appends to a container's standard output.
@@ -165,10 +167,7 @@ impl ContainerEngine for MemoryEngine {
             )));
         }
         if s.containers.values().any(|r| r.name == spec.name) {
-            return Err(EngineError::Conflict(format!(
-                "name {} in use",
-                spec.name
-            )));
+            return Err(EngineError::Conflict(format!("name {} in use", spec.name)));
         }
         s.next_id += 1;
         let id = format!("{:064x}", s.next_id);
@@ -223,7 +222,9 @@ impl ContainerEngine for MemoryEngine {
                 .get_mut(id)
                 .ok_or_else(|| EngineError::NotFound(id.into()))?;
             if !r.info.running {
-                return Err(EngineError::Conflict(format!("container {id} is not running")));
+                return Err(EngineError::Conflict(format!(
+                    "container {id} is not running"
+                )));
             }
             s.signals
                 .entry(id.to_string())

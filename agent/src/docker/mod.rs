@@ -29,7 +29,9 @@ use std::time::Duration;
 use ocean_proto::agent::ExecutorInfo;
 
 pub use bollard_engine::BollardEngine;
-pub use engine::{ContainerEngine, ContainerInfo, ContainerSpec, EngineError, EngineEvent, LogStream};
+pub use engine::{
+    ContainerEngine, ContainerInfo, ContainerSpec, EngineError, EngineEvent, LogStream,
+};
 pub use executor::{DockerExecutor, DockerRecovery};
 pub use launch::{container_task, ContainerTask, DockerConfig};
 pub use memory::MemoryEngine;

@@ -58,7 +58,10 @@ fn fixture_on(engine: MemoryEngine, dir: tempfile::TempDir) -> Fixture {
 fn fixture() -> Fixture {
     let engine = MemoryEngine::new();
     engine.load_image(IMAGE);
-    fixture_on(engine, tempfile::tempdir().unwrap_or_else(|e| panic!("{e}")))
+    fixture_on(
+        engine,
+        tempfile::tempdir().unwrap_or_else(|e| panic!("{e}")),
+    )
 }
 
 impl Fixture {
@@ -92,10 +95,16 @@ async fn a_container_runs_and_its_exit_is_reported_from_the_die_event() {
     let id = f.start("t1").await;
     let running = f.next().await;
     assert_eq!(running.state, TaskState::Running);
-    assert!(running.message.unwrap_or_default().starts_with("container "));
+    assert!(running
+        .message
+        .unwrap_or_default()
+        .starts_with("container "));
     let spec = f.engine.spec_of("ocean-agent-a-t1").unwrap_or_default();
     assert_eq!(spec.memory_bytes, 32 << 20);
-    assert_eq!(spec.labels.get("io.ocean.task").map(String::as_str), Some("t1"));
+    assert_eq!(
+        spec.labels.get("io.ocean.task").map(String::as_str),
+        Some("t1")
+    );
 
     f.engine.write_stdout(&id, b"hello\nworld\n");
     let live = f
@@ -103,12 +112,21 @@ async fn a_container_runs_and_its_exit_is_reported_from_the_die_event() {
         .live_logs("t1", LogStream::Stdout, Some(1), false)
         .unwrap_or_else(|| panic!("running containers have live logs"));
     let bytes: Vec<_> = futures::StreamExt::collect::<Vec<_>>(live).await;
-    assert_eq!(bytes.into_iter().flatten().flatten().collect::<Vec<u8>>(), b"world\n");
+    assert_eq!(
+        bytes.into_iter().flatten().flatten().collect::<Vec<u8>>(),
+        b"world\n"
+    );
 
     f.engine.exit(&id, 3, false);
     let end = f.next().await;
-    assert_eq!((end.state, end.reason, end.exit_code), (TaskState::Failed, Some(Reason::Exited), Some(3)));
-    assert!(f.engine.container_ids().is_empty(), "the ended container is removed");
+    assert_eq!(
+        (end.state, end.reason, end.exit_code),
+        (TaskState::Failed, Some(Reason::Exited), Some(3))
+    );
+    assert!(
+        f.engine.container_ids().is_empty(),
+        "the ended container is removed"
+    );
     let kept = std::fs::read_to_string(f.dir.join("sandboxes/t1/stdout")).unwrap_or_default();
     assert_eq!(kept, "hello\nworld\n", "its output stays in the sandbox");
     assert!(!f.executor.has("t1"));
@@ -121,7 +139,10 @@ async fn oom_kills_are_reported_as_such() {
     assert_eq!(f.next().await.state, TaskState::Running);
     f.engine.exit(&id, 137, true);
     let end = f.next().await;
-    assert_eq!((end.state, end.reason), (TaskState::Failed, Some(Reason::OomKilled)));
+    assert_eq!(
+        (end.state, end.reason),
+        (TaskState::Failed, Some(Reason::OomKilled))
+    );
 }
 
 #[tokio::test]
@@ -134,10 +155,16 @@ async fn kill_sends_sigterm_then_sigkill_after_the_grace() {
         .kill("t1", Some(Duration::from_millis(100)))
         .unwrap_or_else(|e| panic!("{e}"));
     let end = f.next().await;
-    assert_eq!((end.state, end.reason), (TaskState::Killed, Some(Reason::Killed)));
+    assert_eq!(
+        (end.state, end.reason),
+        (TaskState::Killed, Some(Reason::Killed))
+    );
     assert_eq!(f.engine.signals(&id), vec!["SIGTERM", "SIGKILL"]);
     assert!(f.engine.container_ids().is_empty());
-    assert!(f.executor.kill("t1", None).is_err(), "an ended task is unknown");
+    assert!(
+        f.executor.kill("t1", None).is_err(),
+        "an ended task is unknown"
+    );
 }
 
 #[tokio::test]
@@ -147,12 +174,19 @@ async fn a_missing_image_fails_the_launch_and_says_how_to_load_it() {
     if let Some(d) = t.docker.as_mut() {
         d.image = "ocean/absent:1".into();
     }
-    let task = container_task(&t, "agent-a", &DockerConfig::new("h")).unwrap_or_else(|e| panic!("{e}"));
+    let task =
+        container_task(&t, "agent-a", &DockerConfig::new("h")).unwrap_or_else(|e| panic!("{e}"));
     assert!(f.executor.launch(task).await.is_err());
     let end = f.next().await;
-    assert_eq!((end.state, end.reason), (TaskState::Failed, Some(Reason::LaunchFailed)));
+    assert_eq!(
+        (end.state, end.reason),
+        (TaskState::Failed, Some(Reason::LaunchFailed))
+    );
     let message = end.message.unwrap_or_default();
-    assert!(message.starts_with("container.docker.image:") && message.contains("docker load"), "{message}");
+    assert!(
+        message.starts_with("container.docker.image:") && message.contains("docker load"),
+        "{message}"
+    );
     assert!(f.engine.container_ids().is_empty());
 }
 
@@ -161,7 +195,12 @@ async fn a_new_executor_readopts_running_containers_and_reports_ended_ones() {
     let f = fixture();
     let running = f.start("run").await;
     let ended = f.start("done").await;
-    let Fixture { engine, executor, _dir, .. } = f;
+    let Fixture {
+        engine,
+        executor,
+        _dir,
+        ..
+    } = f;
     drop(executor); // the agent dies; its containers do not
     engine.exit(&ended, 0, false);
 
@@ -172,12 +211,19 @@ async fn a_new_executor_readopts_running_containers_and_reports_ended_ones() {
     assert_eq!(recovery.ended[0].state, TaskState::Finished);
     let mut two = [f.next().await, f.next().await];
     two.sort_by(|a, b| a.task_id.cmp(&b.task_id));
-    assert_eq!((two[0].task_id.as_str(), two[0].state), ("done", TaskState::Finished));
+    assert_eq!(
+        (two[0].task_id.as_str(), two[0].state),
+        ("done", TaskState::Finished)
+    );
     assert_eq!(
         (two[1].task_id.as_str(), two[1].state, two[1].reason),
         ("run", TaskState::Running, Some(Reason::Recovered))
     );
-    assert_eq!(f.engine.container_ids(), vec![running.clone()], "the ended one is removed");
+    assert_eq!(
+        f.engine.container_ids(),
+        vec![running.clone()],
+        "the ended one is removed"
+    );
 
     // The adopted container is followed: its end is reported.
     f.engine.exit(&running, 0, false);
@@ -191,7 +237,10 @@ async fn an_unreachable_engine_is_reported_unavailable() {
     let (found, info) = probe(Arc::new(engine), &DockerConfig::new("h")).await;
     assert!(found.is_none());
     assert_eq!(info.name, EXECUTOR_NAME);
-    assert!(!info.available && info.reason.contains("connection refused"), "{info:?}");
+    assert!(
+        !info.available && info.reason.contains("connection refused"),
+        "{info:?}"
+    );
 
     let mut config = DockerConfig::new("h");
     config.allow_privileged = true;

@@ -32,11 +32,11 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tracing::{info, warn};
 
 use crate::cgroup::CgroupDriver;
-use crate::error::{Error, Result};
 use crate::docker::{
     container_task, BollardEngine, ContainerEngine, ContainerTask, DockerConfig, DockerExecutor,
     LogStream,
 };
+use crate::error::{Error, Result};
 use crate::executor::{check_task_id, Executor, ExecutorConfig};
 use crate::logs;
 use crate::session::{self, AgentIdentity, SessionHandler, SessionState, StreamOpening};

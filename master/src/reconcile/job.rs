@@ -137,7 +137,10 @@ impl JobView {
                 })
                 .collect(),
             kill_grace_ms: self.kill_grace_ms(),
-            docker: spec.container.as_ref().map(|c| docker_task(&c.docker, &spec.ports)),
+            docker: spec
+                .container
+                .as_ref()
+                .map(|c| docker_task(&c.docker, &spec.ports)),
             labels: spec.labels.clone().into_iter().collect(),
         }
     }
@@ -284,7 +287,10 @@ mod tests {
         assert_eq!(v.needs(), vec!["docker", "docker-privileged"]);
         let l = v.launch(&Task::default());
         let d = l.docker.unwrap();
-        assert_eq!((d.image.as_str(), d.network.as_str()), ("busybox", "bridge"));
+        assert_eq!(
+            (d.image.as_str(), d.network.as_str()),
+            ("busybox", "bridge")
+        );
         assert!(d.privileged && d.entrypoint_set && d.entrypoint.is_empty());
         assert_eq!(l.labels.get("team").map(String::as_str), Some("a"));
 

@@ -83,8 +83,22 @@ pub async fn docker_launch(runs: usize) -> anyhow::Result<()> {
 
             let t0 = Instant::now();
             let out = run(Command::new("docker").args([
-                "run", "-d", "--label", BENCH_LABEL, "--memory", "32m", "--memory-swap", "32m",
-                "--cpus", "0.2", "--pids-limit", "4096", BUSYBOX, "/bin/sh", "-c", "sleep 3600",
+                "run",
+                "-d",
+                "--label",
+                BENCH_LABEL,
+                "--memory",
+                "32m",
+                "--memory-swap",
+                "32m",
+                "--cpus",
+                "0.2",
+                "--pids-limit",
+                "4096",
+                BUSYBOX,
+                "/bin/sh",
+                "-c",
+                "sleep 3600",
             ]))?;
             docker.push(t0.elapsed());
             run(Command::new("docker").args(["rm", "-f", out.trim()]))?;
@@ -95,13 +109,18 @@ pub async fn docker_launch(runs: usize) -> anyhow::Result<()> {
     // Whatever happened, leave no container behind.
     let _ = Command::new("sh")
         .arg("-c")
-        .arg(format!("docker ps -aq --filter label={BENCH_LABEL} | xargs -r docker rm -f"))
+        .arg(format!(
+            "docker ps -aq --filter label={BENCH_LABEL} | xargs -r docker rm -f"
+        ))
         .output();
     drop(dev);
     if let Ok(agent) = std::fs::read_to_string(dir.path().join("data/agent/agent-id")) {
         let ids = containers("io.ocean.agent", agent.trim());
         if !ids.is_empty() {
-            let _ = Command::new("docker").args(["rm", "-f"]).args(&ids).output();
+            let _ = Command::new("docker")
+                .args(["rm", "-f"])
+                .args(&ids)
+                .output();
         }
     }
     result?;
@@ -110,8 +129,16 @@ pub async fn docker_launch(runs: usize) -> anyhow::Result<()> {
     let (o50, o99) = (percentile(&ocean, 0.5), percentile(&ocean, 0.99));
     let (d50, d99) = (percentile(&docker, 0.5), percentile(&docker, 0.99));
     println!("container start over {runs} runs, same image ({BUSYBOX}) and limits, interleaved:");
-    println!("  ocean submit-to-RUNNING: p50 {}  p99 {}", ms(o50), ms(o99));
-    println!("  docker run -d:           p50 {}  p99 {}", ms(d50), ms(d99));
+    println!(
+        "  ocean submit-to-RUNNING: p50 {}  p99 {}",
+        ms(o50),
+        ms(o99)
+    );
+    println!(
+        "  docker run -d:           p50 {}  p99 {}",
+        ms(d50),
+        ms(d99)
+    );
     println!(
         "  ratio ocean/docker:      p50 {:.2}x  p99 {:.2}x",
         o50.as_secs_f64() / d50.as_secs_f64().max(1e-9),
