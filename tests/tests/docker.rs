@@ -428,3 +428,66 @@ async fn compose_cluster_elects_a_leader_and_runs_a_job_across_its_agents() {
     })
     .await;
 }
+
+/// Volumes mount only host paths under the agent's `--docker-volume-root`;
+/// others are refused with a reason naming the field. Privileged jobs wait
+/// for an agent that allows them.
+#[tokio::test(flavor = "multi_thread")]
+async fn volumes_only_under_allowed_roots_and_privileged_only_where_allowed() {
+    bounded(120, async {
+        let root = tempfile::tempdir()?;
+        let shared = root.path().join("shared");
+        std::fs::create_dir_all(&shared)?;
+        let root_flag = root.path().display().to_string();
+        let s = cluster_with_agent(&["--docker-volume-root", &root_flag]).await?;
+        let api = &s.api;
+
+        let mut spec = container_spec("writer", "echo written-inside > /data/out; sleep 600", 32);
+        spec["container"]["docker"]["volumes"] =
+            json!([{"host_path": shared.display().to_string(), "container_path": "/data"}]);
+        submit(api, &spec).await?;
+        running_container(api, &job_id("writer")).await?;
+        let out = shared.join("out");
+        wait_until("the file written in the container", || {
+            std::fs::read_to_string(&out).is_ok_and(|s| s.trim() == "written-inside")
+        })
+        .await?;
+
+        let mut spec = container_spec("snoop", "cat /data/shadow", 32);
+        spec["container"]["docker"]["volumes"] =
+            json!([{"host_path": "/etc", "container_path": "/data", "read_only": true}]);
+        submit(api, &spec).await?;
+        let list = wait_tasks(api, &job_id("snoop"), "refused", WAIT, |l| {
+            l.iter().any(|t| t["state"] == "FAILED")
+        })
+        .await?;
+        let t = list
+            .iter()
+            .find(|t| t["state"] == "FAILED")
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(t["reason"], "launch_failed");
+        let message = t["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with(
+                "container.docker.volumes[0].host_path: /etc is not under an allowed volume root"
+            ),
+            "{message}"
+        );
+        assert!(containers(LABEL_TASK, t["id"].as_str().unwrap_or_default()).is_empty());
+
+        let mut spec = container_spec("root", "sleep 600", 32);
+        spec["container"]["docker"]["privileged"] = json!(true);
+        submit(api, &spec).await?;
+        let job = wait_job(api, &job_id("root"), "waiting", WAIT, |j| {
+            j["waiting"].is_string()
+        })
+        .await?;
+        assert_eq!(
+            job["waiting"],
+            json!("1 task(s) waiting: 0 of 1 agents fit: 1 docker-privileged unavailable")
+        );
+        Ok(())
+    })
+    .await;
+}
