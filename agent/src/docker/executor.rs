@@ -1,7 +1,7 @@
 //! The Docker executor: runs container tasks through a [`ContainerEngine`],
 //! learns of their ends from the engine's event stream, kills them with a
-//! grace period, keeps their output after they end, and re-adopts its
-//! containers (found by label) after an agent restart.
+//! grace period, and keeps their output after they end. Re-adoption after
+//! an agent restart is in `recover.rs`.
 //!
 //! ```text
 //! launch ─► [pull] ─► create (labels: agent, task, job) ─► start ─► RUNNING
@@ -26,9 +26,8 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::engine::{ContainerEngine, EngineError, EngineEvent, LogStream};
-use super::launch::{ContainerTask, LABEL_AGENT, LABEL_KILL_GRACE_MS, LABEL_TASK};
+use super::launch::{ContainerTask, LABEL_AGENT};
 use crate::error::{Error, Result};
-use crate::runtime::convert::DEFAULT_KILL_GRACE;
 use crate::sandbox;
 use crate::task::{classify_exit, ExitFacts, ExitInfo, Reason, TaskState, TaskStatus};
 
@@ -39,24 +38,24 @@ const RESUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
 const RESYNC_DELAY: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Default)]
-struct Tracked {
+pub(super) struct Tracked {
     /// Container id; empty while it is being created.
-    container: String,
-    kill_grace: Duration,
-    kill_requested: bool,
+    pub(super) container: String,
+    pub(super) kill_grace: Duration,
+    pub(super) kill_requested: bool,
     /// An oom event was seen.
-    oom: bool,
+    pub(super) oom: bool,
     /// RUNNING was reported.
-    started: bool,
+    pub(super) started: bool,
     /// A die event arrived before RUNNING was reported.
-    died_early: bool,
+    pub(super) died_early: bool,
     /// `finish` is under way.
-    ending: bool,
+    pub(super) ending: bool,
 }
 
-struct Inner {
-    engine: Arc<dyn ContainerEngine>,
-    agent_id: String,
+pub(super) struct Inner {
+    pub(super) engine: Arc<dyn ContainerEngine>,
+    pub(super) agent_id: String,
     data_dir: PathBuf,
     sandbox_retention: Duration,
     tasks: Mutex<HashMap<String, Tracked>>,
@@ -71,22 +70,12 @@ impl std::fmt::Debug for Inner {
     }
 }
 
-/// What [`DockerExecutor::recover`] found.
-#[derive(Debug, Clone, Default)]
-pub struct DockerRecovery {
-    /// Tasks whose containers still run, now followed again.
-    pub adopted: Vec<String>,
-    /// Final statuses of containers that ended while the agent was down
-    /// (removed now).
-    pub ended: Vec<TaskStatus>,
-}
-
 /// The Docker executor. Dropping it stops following the containers but
 /// leaves them running; a new executor's [`DockerExecutor::recover`]
 /// picks them up again.
 #[derive(Debug)]
 pub struct DockerExecutor {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
     watcher: JoinHandle<()>,
 }
 
@@ -97,11 +86,11 @@ impl Drop for DockerExecutor {
 }
 
 impl Inner {
-    fn tasks(&self) -> MutexGuard<'_, HashMap<String, Tracked>> {
+    pub(super) fn tasks(&self) -> MutexGuard<'_, HashMap<String, Tracked>> {
         self.tasks.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn emit(&self, status: TaskStatus) {
+    pub(super) fn emit(&self, status: TaskStatus) {
         let _ = self.status_tx.send(status);
     }
 
@@ -227,7 +216,7 @@ impl Inner {
     /// engine, logs into the sandbox, the container removed, the final
     /// status reported. `outcome` overrides the classification (recovery
     /// of a container that never started).
-    async fn finish(
+    pub(super) async fn finish(
         self: &Arc<Self>,
         task: &str,
         outcome: Option<(TaskState, Reason, String)>,
@@ -351,7 +340,7 @@ impl Inner {
 }
 
 /// The first 12 characters of a container id, as `docker ps` shows it.
-fn short(id: &str) -> &str {
+pub(super) fn short(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
 }
 
@@ -456,71 +445,6 @@ impl DockerExecutor {
             }
         });
         Ok(())
-    }
-
-    /// Re-adopts this agent's containers after a restart: running ones are
-    /// followed again (RUNNING, `recovered`), ended ones are reported with
-    /// their real exit code and removed. Call once, before launching.
-    pub async fn recover(&self) -> Result<DockerRecovery> {
-        let found = self
-            .inner
-            .engine
-            .list(LABEL_AGENT, &self.inner.agent_id)
-            .await
-            .map_err(|e| Error::Launch {
-                task: String::new(),
-                message: format!("list containers: {e}"),
-            })?;
-        let mut recovery = DockerRecovery::default();
-        for c in found {
-            let Some(task) = c.labels.get(LABEL_TASK).cloned() else {
-                warn!(container = %c.id, "removing a container without a task label");
-                let _ = self.inner.engine.remove(&c.id).await;
-                continue;
-            };
-            let kill_grace = c
-                .labels
-                .get(LABEL_KILL_GRACE_MS)
-                .and_then(|ms| ms.parse().ok())
-                .map_or(DEFAULT_KILL_GRACE, Duration::from_millis);
-            {
-                let mut tasks = self.inner.tasks();
-                if tasks.contains_key(&task) {
-                    continue;
-                }
-                tasks.insert(
-                    task.clone(),
-                    Tracked {
-                        container: c.id.clone(),
-                        kill_grace,
-                        started: true,
-                        ending: !c.running,
-                        ..Tracked::default()
-                    },
-                );
-            }
-            if c.running {
-                info!(%task, container = %short(&c.id), "re-adopted container");
-                let mut status = TaskStatus::new(&task, TaskState::Running);
-                status.reason = Some(Reason::Recovered);
-                status.pid = i32::try_from(c.pid).ok().filter(|p| *p > 0);
-                status.message = Some(format!("container {}", short(&c.id)));
-                self.inner.emit(status);
-                recovery.adopted.push(task);
-            } else {
-                let outcome = (c.status == "created").then(|| {
-                    (
-                        TaskState::Failed,
-                        Reason::LaunchFailed,
-                        "the agent stopped while launching the container".to_string(),
-                    )
-                });
-                info!(%task, status = %c.status, "container ended while the agent was down");
-                let status = self.inner.finish(&task, outcome).await;
-                recovery.ended.push(status);
-            }
-        }
-        Ok(recovery)
     }
 
     /// The output of a running container, for the log server; `None` when

@@ -17,6 +17,7 @@
 //! them all. Stopping the runtime (or SIGKILL of the agent) leaves the tasks
 //! running; the next start re-adopts them.
 
+mod containers;
 pub mod convert;
 mod table;
 
@@ -32,10 +33,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tracing::{info, warn};
 
 use crate::cgroup::CgroupDriver;
-use crate::docker::{
-    container_task, BollardEngine, ContainerEngine, ContainerTask, DockerConfig, DockerExecutor,
-    LogStream,
-};
+use crate::docker::{ContainerEngine, DockerConfig, DockerExecutor, LogStream};
 use crate::error::{Error, Result};
 use crate::executor::{check_task_id, Executor, ExecutorConfig};
 use crate::logs;
@@ -144,7 +142,14 @@ pub async fn run(
         orphan_cgroups = recovery.orphan_cgroups.len(),
         "recovered tasks"
     );
-    let (docker, docker_info) = start_docker(&config, executor.status_sender()).await;
+    let (docker, docker_info) = crate::docker::start(
+        config.docker.as_ref(),
+        config.docker_engine.clone(),
+        &config.identity.id,
+        &config.executor,
+        executor.status_sender(),
+    )
+    .await;
     let table = Arc::new(Mutex::new(TaskTable::default()));
     {
         // Recovery's statuses are in the first registration, not reports.
@@ -244,54 +249,6 @@ fn lock(table: &Mutex<TaskTable>) -> MutexGuard<'_, TaskTable> {
 
 /// The name agents report for the native executor.
 pub const NATIVE_EXECUTOR: &str = "native";
-
-/// Connects to the Docker engine if the agent has a Docker config: the
-/// executor (with its containers re-adopted) when the engine answers, and
-/// what to report about it either way. Never fails: an agent without a
-/// working engine runs native tasks and says why it has no Docker.
-async fn start_docker(
-    config: &AgentConfig,
-    status_tx: mpsc::UnboundedSender<TaskStatus>,
-) -> (Option<Arc<DockerExecutor>>, ExecutorInfo) {
-    let Some(docker) = &config.docker else {
-        return (
-            None,
-            crate::docker::unavailable("the Docker executor is disabled on this agent".into()),
-        );
-    };
-    let engine: Arc<dyn ContainerEngine> = match &config.docker_engine {
-        Some(engine) => Arc::clone(engine),
-        None => match BollardEngine::connect(&docker.socket) {
-            Ok(engine) => Arc::new(engine),
-            Err(error) => {
-                warn!(%error, "Docker executor unavailable");
-                return (None, crate::docker::unavailable(error.to_string()));
-            }
-        },
-    };
-    let (engine, info) = crate::docker::probe(engine, docker).await;
-    let Some(engine) = engine else {
-        warn!(reason = %info.reason, "Docker executor unavailable");
-        return (None, info);
-    };
-    let executor = DockerExecutor::new(
-        engine,
-        &config.identity.id,
-        config.executor.data_dir.clone(),
-        config.executor.sandbox_retention,
-        status_tx,
-    );
-    match executor.recover().await {
-        Ok(r) => {
-            info!(adopted = r.adopted.len(), ended = r.ended.len(), version = %info.version, "Docker executor ready");
-            (Some(Arc::new(executor)), info)
-        }
-        Err(error) => {
-            warn!(%error, "Docker executor unavailable: cannot list its containers");
-            (None, crate::docker::unavailable(error.to_string()))
-        }
-    }
-}
 
 /// The session's view of the runtime.
 struct Handler {
@@ -401,7 +358,9 @@ impl Runtime {
     }
 
     fn launch(&mut self, tasks: Vec<LaunchTask>) {
-        let mut table = lock(&self.table);
+        // A handle of its own, so `self` stays free for container launches.
+        let table = Arc::clone(&self.table);
+        let mut table = lock(&table);
         let mut out = Vec::with_capacity(tasks.len());
         for t in tasks {
             if let Some(known) = table.get(&t.task_id) {
@@ -410,30 +369,7 @@ impl Runtime {
                 continue;
             }
             if t.docker.is_some() {
-                match self.container_task(&t) {
-                    Ok((docker, task)) => {
-                        let staging = TaskStatus::new(&task.task_id, TaskState::Staging);
-                        out.push(status_to_proto(&staging));
-                        table.record(staging);
-                        self.launching.insert(task.task_id.clone(), None);
-                        let permits = Arc::clone(&self.permits);
-                        let done = self.done_tx.clone();
-                        tokio::spawn(async move {
-                            let _permit = permits.acquire_owned().await;
-                            let task_id = task.task_id.clone();
-                            let result = docker.launch(task).await.map_err(|e| e.to_string());
-                            let _ = done.send(LaunchDone { task_id, result });
-                        });
-                    }
-                    Err(message) => {
-                        warn!(task = %t.task_id, %message, "rejected container launch");
-                        let status = failed(&t.task_id, message);
-                        out.push(status_to_proto(&status));
-                        if !t.task_id.is_empty() {
-                            table.record(status);
-                        }
-                    }
-                }
+                self.launch_container(&t, &mut table, &mut out);
                 continue;
             }
             let spec = task_spec(&t).and_then(|spec| {
@@ -532,33 +468,6 @@ impl Runtime {
             }
         }
         lock(&self.table).send(out, false);
-    }
-
-    /// Kills a task in whichever executor runs it.
-    fn kill_one(&self, task_id: &str, grace: Option<Duration>) -> Result<()> {
-        match &self.docker {
-            Some(docker) if docker.has(task_id) => docker.kill(task_id, grace),
-            _ => self.executor.kill(task_id, grace),
-        }
-    }
-
-    /// Checks a container launch against this agent's Docker executor.
-    fn container_task(
-        &self,
-        t: &LaunchTask,
-    ) -> std::result::Result<(Arc<DockerExecutor>, ContainerTask), String> {
-        let (Some(docker), Some(config)) = (&self.docker, &self.docker_config) else {
-            return Err(format!(
-                "container.docker: the Docker executor is unavailable on this agent: {}",
-                self.docker_reason
-            ));
-        };
-        check_task_id(&t.task_id).map_err(|e| match e {
-            Error::InvalidSpec { message, .. } => message,
-            other => other.to_string(),
-        })?;
-        let task = container_task(t, &self.agent_id, config)?;
-        Ok((Arc::clone(docker), task))
     }
 
     fn reconcile(&mut self) {
