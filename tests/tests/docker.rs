@@ -373,7 +373,8 @@ async fn compose_cluster_elects_a_leader_and_runs_a_job_across_its_agents() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
         assert!((1..=3).contains(&leader));
-        let api = &apis[0];
+        // Only the leader knows which agents are connected.
+        let api = &apis[usize::try_from(leader - 1)?];
         ocean_tests::tasks::wait_connected(api, 2, Duration::from_secs(60))
             .await
             .map_err(|e| anyhow::anyhow!("{e:#}\n{}", compose.logs()))?;
@@ -394,8 +395,8 @@ async fn compose_cluster_elects_a_leader_and_runs_a_job_across_its_agents() {
             "constraints": [["hostname", "UNIQUE"]],
             "kill_grace_period_seconds": 1,
         });
-        // Through a follower too: any master takes writes.
-        submit(&apis[1], &spec).await?;
+        // Through a follower: any master takes writes.
+        submit(&apis[usize::try_from(leader % 3)?], &spec).await?;
         let list = wait_tasks(api, &job, "2 RUNNING", Duration::from_secs(60), |l| {
             running(l).len() == 2
         })
