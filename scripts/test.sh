@@ -9,7 +9,10 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\n==> %s\n' "$*"; }
 
-./scripts/deps.sh python3   # the agent tests use it for memory and fork-bomb tasks
+# python3: the agent tests use it for memory and fork-bomb tasks; busybox-static:
+# the container images the Docker tests build from local files (deploy/images);
+# docker.io and docker-compose: the engine and the compose cluster test.
+./scripts/deps.sh python3 busybox-static docker.io docker-compose
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   log "installing cargo-nextest"

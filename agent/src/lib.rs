@@ -29,6 +29,7 @@
 //! | [`session`] | the gRPC stream to the leader: register, heartbeats, redirects, reconnects |
 //! | [`logs`] | the task log HTTP server (whole, tail, follow) |
 //! | [`executor`] | launch, kill, recover, per-task supervisors |
+//! | [`docker`] | the Docker executor: containers through the engine (bollard), events, logs, re-adoption |
 //! | [`cgroup`] | the [`CgroupDriver`] trait, v1, v2, detection |
 //! | [`health`] | health checks of running tasks: probes, the checker, reporting only changes |
 //! | [`task`] | spec, states, statuses, exit classification |
@@ -37,6 +38,7 @@
 
 pub mod cgroup;
 pub mod checkpoint;
+pub mod docker;
 pub mod error;
 pub mod executor;
 pub mod health;

@@ -8,6 +8,10 @@
 //!   send new bytes; file shrank (copy-truncate) → from 0; task ended and drained → end
 //! ```
 //!
+//! Running containers' output comes from the engine's log API instead
+//! ([`LiveLogs`]); an ended container's output is copied into its sandbox
+//! and served like any other.
+//!
 //! The files are the task's own (it writes them directly, see [`crate::sandbox`]),
 //! so reading them never slows the task down. Following polls rather than
 //! using inotify: simple, portable, and 100 ms is well below what a human
@@ -26,6 +30,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use futures::stream::BoxStream;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -35,6 +40,20 @@ use crate::sandbox::{self, LOG_FILES};
 /// Answers whether a task has ended (or is unknown), so a follower knows
 /// that its log will not grow any more.
 pub type HasEnded = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// The output of a task that is not a file in a sandbox (a running
+/// container): given the task id, the stream (`stdout`/`stderr`), `tail`
+/// and `follow`, the bytes to send, or `None` to serve the sandbox.
+pub type LiveLogs = Arc<
+    dyn Fn(
+            &str,
+            &'static str,
+            Option<u64>,
+            bool,
+        ) -> Option<BoxStream<'static, std::io::Result<Bytes>>>
+        + Send
+        + Sync,
+>;
 
 /// How often a followed log is polled.
 pub const FOLLOW_POLL: Duration = Duration::from_millis(100);
@@ -46,16 +65,35 @@ const CHUNK: u64 = 64 * 1024;
 struct LogState {
     data_dir: PathBuf,
     has_ended: HasEnded,
+    live: Option<LiveLogs>,
 }
 
 /// The log server's routes over the sandboxes under `data_dir`.
 pub fn router(data_dir: PathBuf, has_ended: HasEnded) -> Router {
+    router_with_live(data_dir, has_ended, None)
+}
+
+/// Like [`router`], asking `live` first (running containers' output comes
+/// from the engine's log API, not from a file).
+pub fn router_with_live(data_dir: PathBuf, has_ended: HasEnded, live: Option<LiveLogs>) -> Router {
     Router::new()
         .route("/v1/tasks/{id}/logs", get(task_logs))
         .with_state(LogState {
             data_dir,
             has_ended,
+            live,
         })
+}
+
+fn text_response(body: Body) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// What a request asks for, checked.
@@ -142,6 +180,11 @@ async fn task_logs(
         Ok(q) => q,
         Err(message) => return bad_request(message),
     };
+    if let Some(live) = &state.live {
+        if let Some(stream) = live(&id, query.stream, query.tail, query.follow) {
+            return text_response(Body::from_stream(stream));
+        }
+    }
     let dir = sandbox::sandbox_dir(&state.data_dir, &id);
     if !tokio::fs::metadata(&dir).await.is_ok_and(|m| m.is_dir()) {
         return error(
@@ -157,14 +200,7 @@ async fn task_logs(
             let _ = tx.send(Err(e)).await;
         }
     });
-    (
-        [
-            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        Body::from_stream(ReceiverStream::new(rx)),
-    )
-        .into_response()
+    text_response(Body::from_stream(ReceiverStream::new(rx)))
 }
 
 type Tx = mpsc::Sender<std::io::Result<Bytes>>;

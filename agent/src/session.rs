@@ -100,6 +100,7 @@ pub fn register_message(
         version: env!("CARGO_PKG_VERSION").to_string(),
         tasks,
         http_addr,
+        executors: Vec::new(),
     }
 }
 

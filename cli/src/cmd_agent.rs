@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use ocean_agent::docker::DockerConfig;
 use ocean_agent::session::{self, AgentIdentity};
 use ocean_agent::{AgentConfig, ExecutorConfig, PortRange, ResourceOverrides, WrapperCommand};
 use reqwest::Method;
@@ -112,6 +113,38 @@ pub struct RunArgs {
     /// ephemeral port). The bound address is sent to the masters.
     #[arg(long)]
     http: Option<String>,
+    #[command(flatten)]
+    docker: DockerOptions,
+}
+
+/// The Docker executor's flags.
+#[derive(Debug, Clone, Args)]
+pub struct DockerOptions {
+    /// The Docker engine's unix socket. When it cannot be reached the agent
+    /// runs native tasks only and reports Docker as unavailable.
+    #[arg(long, default_value = ocean_agent::docker::launch::DEFAULT_SOCKET)]
+    pub docker_socket: PathBuf,
+    /// Disable the Docker executor (container jobs go to other agents).
+    #[arg(long)]
+    pub no_docker: bool,
+    /// A host directory under which containers may mount volumes
+    /// (repeatable). Without one, jobs with volumes are refused here.
+    #[arg(long = "docker-volume-root")]
+    pub docker_volume_roots: Vec<PathBuf>,
+    /// Allow privileged containers on this agent.
+    #[arg(long)]
+    pub docker_allow_privileged: bool,
+}
+
+impl Default for DockerOptions {
+    fn default() -> Self {
+        Self {
+            docker_socket: PathBuf::from(ocean_agent::docker::launch::DEFAULT_SOCKET),
+            no_docker: false,
+            docker_volume_roots: Vec::new(),
+            docker_allow_privileged: false,
+        }
+    }
 }
 
 /// What [`run_agent`] needs; `ocean agent`'s flags, or `ocean dev`'s choices.
@@ -133,6 +166,8 @@ pub struct AgentOptions {
     pub address: String,
     /// Task log listen address (default `<address>:0`).
     pub http: Option<String>,
+    /// The Docker executor's settings.
+    pub docker: DockerOptions,
 }
 
 /// Builds the agent's identity from flags, naming the flag that is wrong.
@@ -232,6 +267,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         hostname: args.hostname,
         address: args.address,
         http: args.http,
+        docker: args.docker,
     };
     run_agent(options, crate::cmd_server::shutdown_signal()).await
 }
@@ -285,7 +321,9 @@ pub async fn run_agent(
         .await
         .with_context(|| format!("--http: cannot listen on {http}"))?;
     tracing::info!(agent = %me.id, masters = ?o.masters, cgroups = ?cgroups.version(), "agent starting");
-    let config = AgentConfig::new(me, o.masters, executor, cgroups);
+    let docker = docker_config(&o.docker, &me.hostname)?;
+    let mut config = AgentConfig::new(me, o.masters, executor, cgroups);
+    config.docker = docker;
     ocean_agent::runtime::run(config, listener, shutdown).await?;
     Ok(())
 }
@@ -334,6 +372,30 @@ fn report(c: &Client, v: &Value) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The Docker executor's config from its flags; `None` with `--no-docker`.
+fn docker_config(o: &DockerOptions, hostname: &str) -> anyhow::Result<Option<DockerConfig>> {
+    if o.no_docker {
+        return Ok(None);
+    }
+    let mut config = DockerConfig::new(hostname);
+    config.socket = o.docker_socket.clone();
+    config.allow_privileged = o.docker_allow_privileged;
+    for root in &o.docker_volume_roots {
+        if !root.is_absolute()
+            || root
+                .components()
+                .any(|c| c == std::path::Component::ParentDir)
+        {
+            anyhow::bail!(
+                "--docker-volume-root: {} must be an absolute path without '..'",
+                root.display()
+            );
+        }
+        config.volume_roots.push(root.clone());
+    }
+    Ok(Some(config))
 }
 
 async fn list(c: &Client) -> anyhow::Result<()> {

@@ -20,6 +20,8 @@ use crate::resources::fmt_milli;
 pub enum Reason {
     /// The agent's `status` is not `online`.
     NotOnline,
+    /// The agent lacks an executor or feature the job needs (`docker`).
+    Unavailable(String),
     /// A constraint rejected the agent; the label is `attribute:OP[:value]`.
     Constraint(String),
     /// Not enough free cpus.
@@ -38,6 +40,7 @@ impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Reason::NotOnline => f.write_str("not online"),
+            Reason::Unavailable(name) => write!(f, "{name} unavailable"),
             Reason::Constraint(label) => f.write_str(label),
             Reason::InsufficientCpus => f.write_str("insufficient cpus"),
             Reason::InsufficientMem => f.write_str("insufficient mem"),

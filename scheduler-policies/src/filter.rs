@@ -40,7 +40,7 @@ pub(crate) struct Filters {
     tables: Vec<StaticTable>,
     table_by_key: FxHashMap<(String, Operator, Option<String>), Result<usize, ConstraintError>>,
     sets: Vec<Rc<[u64]>>,
-    set_by_key: FxHashMap<Vec<usize>, usize>,
+    set_by_key: FxHashMap<(Vec<usize>, Vec<String>), usize>,
     groups: FxHashMap<(usize, usize), Rc<Group>>,
 }
 
@@ -112,10 +112,21 @@ impl Filters {
 
     /// The eligibility bitset (online and passing every table), shared by
     /// all jobs with the same static constraints.
-    pub(crate) fn eligible(&mut self, cluster: &Cluster<'_>, tables: &[usize]) -> Eligible {
+    /// Online agents passing the static `tables` and offering every
+    /// executor in `needs`, as a bitset shared by jobs asking the same.
+    pub(crate) fn eligible(
+        &mut self,
+        cluster: &Cluster<'_>,
+        tables: &[usize],
+        needs: &[String],
+    ) -> Eligible {
         let mut key = tables.to_vec();
         key.sort_unstable();
         key.dedup();
+        let mut needs = needs.to_vec();
+        needs.sort_unstable();
+        needs.dedup();
+        let key = (key, needs);
         if let Some(&id) = self.set_by_key.get(&key) {
             return Eligible {
                 id,
@@ -126,7 +137,11 @@ impl Filters {
         let mut words = vec![0u64; n.div_ceil(64)];
         for (i, &on) in cluster.online.iter().enumerate() {
             let ok = on
-                && key.iter().all(|&t| {
+                && key
+                    .1
+                    .iter()
+                    .all(|n| cluster.agents[i].executors.contains(n))
+                && key.0.iter().all(|&t| {
                     let table = &self.tables[t];
                     table.allows(cluster.value(table.column, i))
                 });

@@ -115,7 +115,7 @@ impl<'s> JobState<'s> {
                 self.checks.push(Check::Dynamic(usize::MAX)); // set below
             }
         }
-        let eligible = filters.eligible(cluster, &tables);
+        let eligible = filters.eligible(cluster, &tables, &self.req.needs);
         self.eligible = Rc::clone(&eligible.bits);
         for (k, c) in self.req.constraints.iter().enumerate() {
             if let Check::Dynamic(_) = self.checks[k] {
@@ -202,10 +202,20 @@ impl<'s> JobState<'s> {
         let mut per_constraint = vec![0u32; n_constraints];
         let mut counts = [0u32; 6]; // not online, cpus, mem, disk, port, ports
         let mut fit = 0u32;
+        let mut unavailable: std::collections::BTreeMap<&str, u32> = Default::default();
         let r = &self.req.resources;
         'agents: for i in 0..cluster.agents.len() {
             if !cluster.online[i] {
                 counts[0] += 1;
+                continue;
+            }
+            if let Some(missing) = self
+                .req
+                .needs
+                .iter()
+                .find(|n| !cluster.agents[i].executors.contains(*n))
+            {
+                *unavailable.entry(missing.as_str()).or_insert(0) += 1;
                 continue;
             }
             for (k, check) in self.checks.iter().enumerate() {
@@ -250,6 +260,11 @@ impl<'s> JobState<'s> {
             (Reason::PortUnavailable, counts[4]),
             (Reason::InsufficientPorts, counts[5]),
         ];
+        reasons.extend(
+            unavailable
+                .into_iter()
+                .map(|(name, n)| (Reason::Unavailable(name.to_string()), n)),
+        );
         for (c, n) in self.req.constraints.iter().zip(per_constraint) {
             let reason = Reason::Constraint(c.label());
             match reasons.iter_mut().find(|(r, _)| *r == reason) {

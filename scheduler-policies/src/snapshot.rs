@@ -6,7 +6,7 @@
 //! agents, duplicate ids, capacity below usage) is tolerated and handled
 //! conservatively, never with a panic.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::constraint::Constraint;
 use crate::resources::{PortRange, PortRequest, Resources};
@@ -40,6 +40,10 @@ pub struct Agent {
     /// `status`, `rack`... Only agents whose `status` is `online` receive
     /// new tasks.
     pub attributes: BTreeMap<String, String>,
+    /// Executors and features the agent can use now, beyond plain
+    /// processes (`docker`, `docker-privileged`). A job whose
+    /// [`JobRequest::needs`] are not all here never goes to the agent.
+    pub executors: BTreeSet<String>,
 }
 
 impl Agent {
@@ -55,6 +59,12 @@ impl Agent {
             attributes,
             ..Self::default()
         }
+    }
+
+    /// Adds an executor or feature (builder style).
+    pub fn with_executor(mut self, name: impl Into<String>) -> Self {
+        self.executors.insert(name.into());
+        self
     }
 
     /// Sets one attribute (builder style).
@@ -133,6 +143,9 @@ pub struct JobRequest {
     /// Placement policy by name (`binpack`, `spread`...); `None` uses the
     /// cluster default from [`crate::Config`].
     pub policy: Option<String>,
+    /// Executors and features every agent of the job must offer (see
+    /// [`Agent::executors`]); empty for plain processes.
+    pub needs: Vec<String>,
 }
 
 /// A quota on a service-tree node: the sum of cpus and memory of all tasks

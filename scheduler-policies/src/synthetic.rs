@@ -180,6 +180,7 @@ pub fn workload(spec: &WorkloadSpec) -> Snapshot {
                 "cop.xiaomi_owt.inf_pdl.{pdl}_servicegroup.g_service.s{j}_job.job{j:04}_cluster.c3"
             ),
             policy,
+            needs: Vec::new(),
         });
     }
     snap

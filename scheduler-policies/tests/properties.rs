@@ -137,6 +137,7 @@ fn snapshot_from(bytes: &[u8]) -> Snapshot {
             pdl: pdl.to_string(),
             service_path: format!("cop.x_pdl.{pdl}_job.{k}"),
             policy: [None, Some("binpack"), Some("spread")][t.next(3) as usize].map(str::to_string),
+            needs: Vec::new(),
         });
     }
     if t.chance(30) {

@@ -40,6 +40,10 @@ pub struct DockerContainer {
     /// Pull the image before every launch even if it is present.
     #[serde(default = "default_false")]
     pub force_pull: bool,
+    /// Replaces the image's `ENTRYPOINT` (`[]` clears it); absent keeps
+    /// the image's. The job's `cmd`/`args` replace the image's `CMD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
 }
 
 /// Default for the boolean switches: off.
@@ -147,6 +151,16 @@ pub(crate) fn check_docker(docker: &DockerContainer, ports: &[PortSpec], errors:
                     ),
                 );
             }
+        }
+    }
+    for (i, part) in docker.entrypoint.iter().flatten().enumerate() {
+        let field = format!("container.docker.entrypoint[{i}]");
+        if part.len() > crate::validate::MAX_COMMAND_LEN {
+            errors.push(field, "must be at most 64 KiB");
+        } else if part.contains('\0') {
+            errors.push(field, "must not contain NUL bytes");
+        } else if i == 0 && part.trim().is_empty() {
+            errors.push(field, "the program must not be blank");
         }
     }
     let mut targets: HashMap<&str, usize> = HashMap::new();

@@ -34,6 +34,7 @@ fn docker(image: &str) -> Container {
             volumes: Vec::new(),
             privileged: false,
             force_pull: false,
+            entrypoint: None,
         },
     }
 }
@@ -294,6 +295,23 @@ fn docker_rules() {
 
     spec.container = Some(docker(""));
     assert_rejects(&spec, "container.docker.image");
+
+    let mut entry = docker("busybox");
+    entry.docker.entrypoint = Some(vec![]);
+    spec.container = Some(entry.clone());
+    assert!(
+        spec.validate().is_ok(),
+        "an empty entrypoint clears the image's"
+    );
+    entry.docker.entrypoint = Some(vec![" ".into(), "a\0b".into()]);
+    spec.container = Some(entry);
+    assert_eq!(
+        errors(&spec),
+        [
+            "container.docker.entrypoint[0]",
+            "container.docker.entrypoint[1]"
+        ]
+    );
 }
 
 #[test]

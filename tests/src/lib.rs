@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod dns;
+pub mod docker;
 pub mod events;
 pub mod http;
 pub mod tasks;

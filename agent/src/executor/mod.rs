@@ -228,6 +228,12 @@ impl Executor {
         )
     }
 
+    /// A sender on the executor's status channel, for other executors
+    /// whose statuses the same receiver should get.
+    pub fn status_sender(&self) -> mpsc::UnboundedSender<TaskStatus> {
+        self.inner.status_tx.clone()
+    }
+
     /// The cgroup driver in use.
     pub fn cgroups(&self) -> &Arc<dyn CgroupDriver> {
         &self.inner.cgroups

@@ -18,6 +18,7 @@
 //! running; the next start re-adopts them.
 
 mod checks;
+mod containers;
 pub mod convert;
 mod table;
 
@@ -27,12 +28,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use ocean_proto::agent::{master_message, KillTask, LaunchTask};
+use ocean_proto::agent::{master_message, ExecutorInfo, KillTask, LaunchTask};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tracing::{info, warn};
 
 use crate::cgroup::CgroupDriver;
+use crate::docker::{ContainerEngine, DockerConfig, DockerExecutor, LogStream};
 use crate::error::{Error, Result};
 use crate::executor::{check_task_id, Executor, ExecutorConfig, RunningTask};
 use crate::health::HealthChange;
@@ -68,6 +70,11 @@ pub struct AgentConfig {
     pub max_concurrent_launches: usize,
     /// Receives the session's state (leader, registrations), if given.
     pub session_state: Option<watch::Sender<SessionState>>,
+    /// The Docker executor's settings; `None` disables it (reported as
+    /// unavailable, so container jobs go elsewhere).
+    pub docker: Option<DockerConfig>,
+    /// The engine to use instead of connecting to `docker.socket` (tests).
+    pub docker_engine: Option<Arc<dyn ContainerEngine>>,
 }
 
 impl AgentConfig {
@@ -86,6 +93,8 @@ impl AgentConfig {
             terminal_retention: TERMINAL_RETENTION,
             max_concurrent_launches: MAX_CONCURRENT_LAUNCHES,
             session_state: None,
+            docker: None,
+            docker_engine: None,
         }
     }
 }
@@ -137,6 +146,14 @@ pub async fn run(
         orphan_cgroups = recovery.orphan_cgroups.len(),
         "recovered tasks"
     );
+    let (docker, docker_info) = crate::docker::start(
+        config.docker.as_ref(),
+        config.docker_engine.clone(),
+        &config.identity.id,
+        &config.executor,
+        executor.status_sender(),
+    )
+    .await;
     let table = Arc::new(Mutex::new(TaskTable::default()));
     {
         // Recovery's statuses are in the first registration, not reports.
@@ -147,9 +164,20 @@ pub async fn run(
     }
 
     let lookup = Arc::clone(&table);
-    let router = logs::router(
+    let live: Option<logs::LiveLogs> = docker.clone().map(|d| -> logs::LiveLogs {
+        Arc::new(move |task: &str, stream: &'static str, tail, follow| {
+            let stream = if stream == "stderr" {
+                LogStream::Stderr
+            } else {
+                LogStream::Stdout
+            };
+            d.live_logs(task, stream, tail, follow)
+        })
+    });
+    let router = logs::router_with_live(
         data_dir,
         Arc::new(move |task: &str| lock(&lookup).has_ended(task)),
+        live,
     );
     let server = tokio::spawn(async move {
         if let Err(error) = axum::serve(http, router).await {
@@ -160,6 +188,14 @@ pub async fn run(
 
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let handler = Arc::new(Handler {
+        executors: vec![
+            ExecutorInfo {
+                name: NATIVE_EXECUTOR.into(),
+                available: true,
+                ..Default::default()
+            },
+            docker_info.clone(),
+        ],
         identity: config.identity.clone(),
         http_addr,
         table: Arc::clone(&table),
@@ -192,6 +228,10 @@ pub async fn run(
         checks,
         health_rx,
         executor,
+        docker,
+        docker_config: config.docker.clone(),
+        docker_reason: docker_info.reason.clone(),
+        agent_id: config.identity.id.clone(),
         table,
         status_rx,
         done_tx,
@@ -221,8 +261,13 @@ fn lock(table: &Mutex<TaskTable>) -> MutexGuard<'_, TaskTable> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The name agents report for the native executor.
+pub const NATIVE_EXECUTOR: &str = "native";
+
 /// The session's view of the runtime.
 struct Handler {
+    /// What the registration says about the executors.
+    executors: Vec<ExecutorInfo>,
     identity: AgentIdentity,
     http_addr: String,
     table: Arc<Mutex<TaskTable>>,
@@ -232,10 +277,9 @@ struct Handler {
 impl SessionHandler for Handler {
     fn open_stream(&self) -> StreamOpening {
         let (tasks, reports) = lock(&self.table).open_stream();
-        StreamOpening {
-            register: session::register_message(&self.identity, tasks, self.http_addr.clone()),
-            reports,
-        }
+        let mut register = session::register_message(&self.identity, tasks, self.http_addr.clone());
+        register.executors = self.executors.clone();
+        StreamOpening { register, reports }
     }
 
     fn command(&self, command: master_message::Kind) {
@@ -247,7 +291,9 @@ impl SessionHandler for Handler {
 /// The end of one launch.
 struct LaunchDone {
     task_id: String,
-    result: std::result::Result<RunningTask, String>,
+    /// The native executor's task (`None` for a container, whose checks
+    /// are not run by this runtime).
+    result: std::result::Result<Option<RunningTask>, String>,
 }
 
 enum Event {
@@ -261,6 +307,11 @@ enum Event {
 /// The single owner of command handling, so commands apply in order.
 struct Runtime {
     executor: Arc<Executor>,
+    docker: Option<Arc<DockerExecutor>>,
+    docker_config: Option<DockerConfig>,
+    /// Why there is no Docker executor, when there is none.
+    docker_reason: String,
+    agent_id: String,
     table: Arc<Mutex<TaskTable>>,
     status_rx: mpsc::UnboundedReceiver<TaskStatus>,
     done_tx: mpsc::UnboundedSender<LaunchDone>,
@@ -336,12 +387,18 @@ impl Runtime {
     }
 
     fn launch(&mut self, tasks: Vec<LaunchTask>) {
-        let mut table = lock(&self.table);
+        // A handle of its own, so `self` stays free for container launches.
+        let table = Arc::clone(&self.table);
+        let mut table = lock(&table);
         let mut out = Vec::with_capacity(tasks.len());
         for t in tasks {
             if let Some(known) = table.wire(&t.task_id) {
                 // Idempotent by task id: say where it is instead.
                 out.push(known);
+                continue;
+            }
+            if t.docker.is_some() {
+                self.launch_container(&t, &mut table, &mut out);
                 continue;
             }
             let spec = task_spec(&t).and_then(|spec| {
@@ -377,7 +434,11 @@ impl Runtime {
                 // The semaphore is never closed.
                 let _permit = permits.acquire_owned().await;
                 let task_id = spec.task_id.clone();
-                let result = executor.launch(spec).await.map_err(|e| e.to_string());
+                let result = executor
+                    .launch(spec)
+                    .await
+                    .map(Some)
+                    .map_err(|e| e.to_string());
                 let _ = done.send(LaunchDone { task_id, result });
             });
         }
@@ -386,13 +447,15 @@ impl Runtime {
 
     fn launched(&mut self, done: LaunchDone) {
         let pending_kill = self.launching.remove(&done.task_id).flatten();
-        self.checks
-            .launched(&done.task_id, done.result.as_ref().ok());
+        self.checks.launched(
+            &done.task_id,
+            done.result.as_ref().ok().and_then(Option::as_ref),
+        );
         match done.result {
             Ok(_) => {
                 if let Some(grace) = pending_kill {
                     info!(task = %done.task_id, "carrying out a kill that arrived during launch");
-                    if let Err(error) = self.executor.kill(&done.task_id, grace) {
+                    if let Err(error) = self.kill_one(&done.task_id, grace) {
                         warn!(%error, task = %done.task_id, "cannot kill task");
                     }
                 }
@@ -423,7 +486,7 @@ impl Runtime {
                 *pending = Some(grace);
                 continue;
             }
-            if self.executor.kill(&k.task_id, grace).is_ok() {
+            if self.kill_one(&k.task_id, grace).is_ok() {
                 continue;
             }
             // Not running: it may just have ended (its status queued).

@@ -13,7 +13,7 @@ use ocean_proto::agent::agent_api_server::{AgentApi, AgentApiServer};
 use ocean_proto::agent::{
     agent_message, master_message, AgentMessage, MasterMessage, NotLeader, Register, Registered,
 };
-use ocean_proto::v1::Agent;
+use ocean_proto::v1::{Agent, AgentExecutor};
 use tokio::sync::{mpsc, Notify};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -247,7 +247,44 @@ pub fn validate(r: &Register) -> Result<(), Status> {
             );
         }
     }
+    if r.executors.len() > 16 {
+        return bad("executors", "at most 16 executors");
+    }
+    for (i, e) in r.executors.iter().enumerate() {
+        if !is_label(&e.name, 63) {
+            return bad(
+                &format!("executors[{i}].name"),
+                "must be 1-63 characters of letters, digits, '-', '_', '.'",
+            );
+        }
+        if e.features.iter().any(|f| !is_label(f, 63)) || e.features.len() > 16 {
+            return bad(
+                &format!("executors[{i}].features"),
+                "at most 16, each 1-63 characters of letters, digits, '-', '_', '.'",
+            );
+        }
+        if e.reason.len() > 1024 || e.version.len() > 253 {
+            return bad(
+                &format!("executors[{i}]"),
+                "reason at most 1024 bytes, version at most 253",
+            );
+        }
+    }
     Ok(())
+}
+
+/// The replicated form of the executors an agent registered with.
+fn executors(r: &Register) -> Vec<AgentExecutor> {
+    r.executors
+        .iter()
+        .map(|e| AgentExecutor {
+            name: e.name.clone(),
+            available: e.available,
+            reason: e.reason.clone(),
+            version: e.version.clone(),
+            features: e.features.clone(),
+        })
+        .collect()
 }
 
 type SessionStream = Pin<Box<dyn Stream<Item = Result<MasterMessage, Status>> + Send>>;
@@ -290,6 +327,7 @@ impl AgentApi for AgentService {
             address: reg.address.clone(),
             registered_version: 0,
             http_addr: reg.http_addr.clone(),
+            executors: executors(&reg),
             // The operator's status is the masters' record, never the agent's.
             ..Default::default()
         };

@@ -291,6 +291,13 @@ pub fn agent_json(a: &Agent) -> Value {
         "registered_version": a.registered_version,
         "status": crate::state::agent_status(a),
         "status_message": a.status_message,
+        "executors": a.executors.iter().map(|e| json!({
+            "name": e.name,
+            "available": e.available,
+            "reason": e.reason,
+            "version": e.version,
+            "features": e.features,
+        })).collect::<Vec<_>>(),
     })
 }
 

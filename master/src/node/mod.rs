@@ -56,7 +56,7 @@ pub enum Msg {
     Raft(Box<Message>),
     /// Propose a command; the reply comes when it is applied here.
     Propose {
-        cmd: Command,
+        cmd: Box<Command>,
         reply: oneshot::Sender<Result<Applied>>,
     },
     /// Propose a membership change; the reply carries the applied index.
@@ -243,7 +243,7 @@ impl<T: Transport> Driver<T> {
                     debug!(error = %e, "raft step rejected a message");
                 }
             }
-            Msg::Propose { cmd, reply } => self.propose(cmd, reply),
+            Msg::Propose { cmd, reply } => self.propose(*cmd, reply),
             Msg::ChangeMembers { change, reply } => self.change_members(change, reply),
             Msg::ReadIndex { reply } => {
                 if self.raw.raft.state != StateRole::Leader {

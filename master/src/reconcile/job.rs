@@ -3,9 +3,14 @@
 
 use std::sync::Arc;
 
-use ocean_proto::agent::{HealthCheck, LaunchTask, Port};
-use ocean_proto::v1::{Job, Task};
+use std::collections::BTreeSet;
+
+use ocean_proto::agent::{
+    DockerPortMapping, DockerTask, DockerVolume, HealthCheck, LaunchTask, Port,
+};
+use ocean_proto::v1::{Agent, Job, Task};
 use ocean_scheduler_policies as sp;
+use ocean_spec::container::{DockerContainer, DockerNetwork};
 use ocean_spec::JobSpec;
 
 /// Jobs at this priority or above are the system class: when their tasks
@@ -96,7 +101,21 @@ impl JobView {
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_string))
             }),
+            needs: self.needs(),
         }
+    }
+
+    /// What an agent must offer to run the job's tasks: the Docker executor
+    /// for container jobs, and its privileged feature for privileged ones.
+    pub fn needs(&self) -> Vec<String> {
+        let Some(c) = &self.spec.container else {
+            return Vec::new();
+        };
+        let mut needs = vec![DOCKER.to_string()];
+        if c.docker.privileged {
+            needs.push(format!("{DOCKER}-{PRIVILEGED}"));
+        }
+        needs
     }
 
     /// What the agent needs to start `task`.
@@ -121,6 +140,11 @@ impl JobView {
                 .collect(),
             kill_grace_ms: self.kill_grace_ms(),
             health_checks: spec.health_checks.iter().map(health_check).collect(),
+            docker: spec
+                .container
+                .as_ref()
+                .map(|c| docker_task(&c.docker, &spec.ports)),
+            labels: spec.labels.clone().into_iter().collect(),
         }
     }
 
@@ -144,6 +168,61 @@ fn health_check(h: &ocean_spec::HealthCheck) -> HealthCheck {
         interval_ms: ms(h.interval_seconds),
         timeout_ms: ms(h.timeout_seconds),
         max_consecutive_failures: h.max_consecutive_failures,
+    }
+}
+
+/// The executor name agents report for Docker.
+pub const DOCKER: &str = "docker";
+/// The Docker executor's feature for privileged containers.
+pub const PRIVILEGED: &str = "privileged";
+
+/// What an agent offers the planner: each available executor by name, and
+/// `<executor>-<feature>` for each of its features.
+pub fn offered_executors(agent: &Agent) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for e in agent.executors.iter().filter(|e| e.available) {
+        out.insert(e.name.clone());
+        for f in &e.features {
+            out.insert(format!("{}-{f}", e.name));
+        }
+    }
+    out
+}
+
+fn docker_task(d: &DockerContainer, ports: &[ocean_spec::ports::PortSpec]) -> DockerTask {
+    DockerTask {
+        image: d.image.clone(),
+        network: match d.network {
+            DockerNetwork::Bridge => "bridge",
+            DockerNetwork::Host => "host",
+        }
+        .to_string(),
+        port_mappings: d
+            .port_mappings
+            .iter()
+            .map(|m| DockerPortMapping {
+                container_port: u32::from(m.container_port),
+                port_name: m.port_name.clone(),
+                protocol: ports
+                    .iter()
+                    .find(|p| p.name == m.port_name)
+                    .map(|p| p.protocol.as_str().to_string())
+                    .unwrap_or_default(),
+            })
+            .collect(),
+        volumes: d
+            .volumes
+            .iter()
+            .map(|v| DockerVolume {
+                host_path: v.host_path.clone(),
+                container_path: v.container_path.clone(),
+                read_only: v.read_only,
+            })
+            .collect(),
+        privileged: d.privileged,
+        force_pull: d.force_pull,
+        entrypoint_set: d.entrypoint.is_some(),
+        entrypoint: d.entrypoint.clone().unwrap_or_default(),
     }
 }
 
@@ -211,5 +290,52 @@ mod tests {
         let r = v.request(vec!["t1".into()]);
         assert_eq!(r.tasks, vec!["t1".to_string()]);
         assert_eq!(v.kill_grace_ms(), 5000);
+    }
+
+    #[test]
+    fn container_jobs_need_docker_and_launch_with_it() {
+        let mut spec = JobSpec::new("cop.c_owt.o_pdl.p_service.s_job.j_cluster.c", "sleep 1");
+        spec.cmd = None;
+        spec.container = Some(
+            serde_json::from_str(
+                r#"{"docker": {"image": "busybox", "privileged": true, "entrypoint": []}}"#,
+            )
+            .unwrap(),
+        );
+        spec.labels.insert("team".into(), "a".into());
+        let job = Job {
+            id: spec.id.clone(),
+            spec_json: spec.to_canonical_json(),
+            ..Default::default()
+        };
+        let v = JobView::parse(&job).unwrap();
+        assert_eq!(v.needs(), vec!["docker", "docker-privileged"]);
+        let l = v.launch(&Task::default());
+        let d = l.docker.unwrap();
+        assert_eq!(
+            (d.image.as_str(), d.network.as_str()),
+            ("busybox", "bridge")
+        );
+        assert!(d.privileged && d.entrypoint_set && d.entrypoint.is_empty());
+        assert_eq!(l.labels.get("team").map(String::as_str), Some("a"));
+
+        let agent = Agent {
+            executors: vec![
+                ocean_proto::v1::AgentExecutor {
+                    name: "docker".into(),
+                    available: true,
+                    features: vec!["privileged".into()],
+                    ..Default::default()
+                },
+                ocean_proto::v1::AgentExecutor {
+                    name: "gpu".into(),
+                    available: false,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let offered: Vec<String> = offered_executors(&agent).into_iter().collect();
+        assert_eq!(offered, vec!["docker", "docker-privileged"]);
     }
 }

@@ -402,6 +402,7 @@ impl View {
                     port_ranges: vec![sp::PortRange::new(a.port_low as u16, a.port_high as u16)],
                     reserved_ports: Vec::new(),
                     attributes,
+                    executors: job::offered_executors(a),
                 }
             })
             .collect();

@@ -200,6 +200,14 @@ pub fn check_plan(snap: &Snapshot, plan: &Plan<'_>) {
             p.task,
             a.id
         );
+        for need in &j.needs {
+            assert!(
+                a.executors.contains(need),
+                "{} placed on agent {} without {need}",
+                p.task,
+                a.id
+            );
+        }
 
         // Constraints, given running + earlier placements of the job.
         let mut job_agents: Vec<usize> = live
@@ -219,6 +227,7 @@ pub fn check_plan(snap: &Snapshot, plan: &Plan<'_>) {
                     let b = &snap.agents[k];
                     first_agent[b.id.as_str()] == k
                         && b.is_online()
+                        && j.needs.iter().all(|n| b.executors.contains(n))
                         && j.constraints.iter().all(|c| static_ok(b, c))
                 })
                 .collect()

@@ -18,6 +18,8 @@
 //!   CPU hog.
 //! - `dns`: DNS freshness (RUNNING to A record served) and throughput
 //!   (dnsperf, Ocean's DNS and Knot DNS side by side).
+//! - `docker-launch`: submit-to-RUNNING of one-instance container jobs,
+//!   side by side with `docker run -d` of the same image.
 //!
 //! Everything runs on loopback and stops by itself.
 
@@ -36,6 +38,7 @@ use ocean_tests::Cluster;
 use tonic::transport::{Channel, Endpoint};
 
 mod dns;
+mod docker;
 mod health;
 mod lost;
 mod schedule;
@@ -116,6 +119,12 @@ enum Cmd {
         #[arg(long)]
         no_knot: bool,
     },
+    /// Submit-to-RUNNING of one-instance container jobs in `ocean dev`,
+    /// interleaved with `docker run -d` of the same image and limits.
+    DockerLaunch {
+        #[arg(long, default_value_t = 100)]
+        runs: usize,
+    },
     /// One job of many tiny instances over several agents.
     Fleet {
         #[arg(long, default_value_t = 1000)]
@@ -170,6 +179,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Cmd::Memory { jobs } => memory(jobs).await,
         Cmd::Launch { runs, stop_each } => tasks::launch(runs, stop_each).await,
+        Cmd::DockerLaunch { runs } => docker::docker_launch(runs).await,
         Cmd::Schedule { agents, tasks } => schedule::schedule(agents, tasks).await,
         Cmd::Fleet { instances, agents } => tasks::fleet(instances, agents).await,
         Cmd::Health { trials } => health::health(trials).await,

@@ -72,6 +72,7 @@ fn register(a: &ocean_scheduler_policies::Agent) -> AgentMessage {
             version: "sim".into(),
             tasks: Vec::new(),
             http_addr: String::new(),
+            executors: Vec::new(),
         })),
     }
 }

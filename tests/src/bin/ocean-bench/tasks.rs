@@ -15,7 +15,7 @@ use crate::{ms, percentile, rss_kib};
 
 /// Follows `GET /v1/events` and sends `(job, when)` for each task that
 /// reaches RUNNING.
-async fn follow_running(base: String, tx: mpsc::UnboundedSender<(String, Instant)>) {
+pub(crate) async fn follow_running(base: String, tx: mpsc::UnboundedSender<(String, Instant)>) {
     let Ok(resp) = reqwest::get(format!("{base}/v1/events")).await else {
         return;
     };

@@ -1,0 +1,284 @@
+//! [`ContainerEngine`] over the real Docker engine, through `bollard` on
+//! the engine's unix socket. The client speaks API 1.41 (Docker 20.10,
+//! Debian 12's engine) and newer engines accept it too.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use async_trait::async_trait;
+use bollard::errors::Error as BollardError;
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, EventMessageTypeEnum, HostConfig,
+    HostConfigLogConfig, PortBinding,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
+    KillContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder,
+};
+use bollard::{ClientVersion, Docker};
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+
+use super::engine::{
+    ContainerEngine, ContainerInfo, ContainerSpec, EngineError, EngineEvent, EngineResult,
+    LogStream,
+};
+
+/// The API version requested: Docker 20.10's, the oldest engine we support.
+pub const API_VERSION: ClientVersion = ClientVersion {
+    major_version: 1,
+    minor_version: 41,
+};
+
+/// Seconds a request may wait for the engine's answer to begin (streams
+/// such as events and followed logs then run as long as they need).
+const REQUEST_TIMEOUT_SECS: u64 = 60;
+
+/// The real engine.
+#[derive(Debug, Clone)]
+pub struct BollardEngine {
+    docker: Docker,
+}
+
+impl BollardEngine {
+    /// A client for the engine listening on the unix socket `socket`. It
+    /// does no I/O yet; [`ContainerEngine::version`] tells whether the
+    /// engine answers.
+    pub fn connect(socket: &Path) -> EngineResult<Self> {
+        if !socket.exists() {
+            return Err(EngineError::Unavailable(format!(
+                "no docker socket at {}",
+                socket.display()
+            )));
+        }
+        let path = socket.to_string_lossy();
+        Docker::connect_with_socket(&path, REQUEST_TIMEOUT_SECS, &API_VERSION)
+            .map(|docker| Self { docker })
+            .map_err(|e| EngineError::Unavailable(format!("{}: {e}", socket.display())))
+    }
+}
+
+/// Maps bollard's errors onto ours: 404 and 409 keep their meaning, the
+/// engine's other refusals carry its message, transport failures mean the
+/// engine is unavailable.
+fn map_err(e: BollardError) -> EngineError {
+    match e {
+        BollardError::DockerResponseServerError {
+            status_code: 404,
+            message,
+        } => EngineError::NotFound(message),
+        BollardError::DockerResponseServerError {
+            status_code: 409,
+            message,
+        } => EngineError::Conflict(message),
+        BollardError::DockerResponseServerError {
+            status_code,
+            message,
+        } => EngineError::Engine(format!("{status_code}: {message}")),
+        BollardError::DockerStreamError { error } => EngineError::Engine(error),
+        other => EngineError::Unavailable(other.to_string()),
+    }
+}
+
+fn info_of(r: ContainerInspectResponse) -> ContainerInfo {
+    let state = r.state.unwrap_or_default();
+    ContainerInfo {
+        id: r.id.unwrap_or_default(),
+        labels: r
+            .config
+            .and_then(|c| c.labels)
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        status: state.status.map(|s| s.to_string()).unwrap_or_default(),
+        running: state.running.unwrap_or(false),
+        exit_code: state.exit_code.unwrap_or(0),
+        oom_killed: state.oom_killed.unwrap_or(false),
+        pid: state.pid.unwrap_or(0),
+    }
+}
+
+fn label_filter(key: &str, value: &str) -> HashMap<String, Vec<String>> {
+    HashMap::from([("label".to_string(), vec![format!("{key}={value}")])])
+}
+
+#[async_trait]
+impl ContainerEngine for BollardEngine {
+    async fn version(&self) -> EngineResult<String> {
+        let v = self.docker.version().await.map_err(map_err)?;
+        Ok(format!(
+            "{} (API {})",
+            v.version.unwrap_or_default(),
+            v.api_version.unwrap_or_default()
+        ))
+    }
+
+    async fn pull(&self, image: &str) -> EngineResult<()> {
+        let options = CreateImageOptionsBuilder::default()
+            .from_image(image)
+            .build();
+        let mut progress = self.docker.create_image(Some(options), None, None);
+        while let Some(step) = progress.next().await {
+            step.map_err(map_err)?;
+        }
+        Ok(())
+    }
+
+    async fn create(&self, spec: &ContainerSpec) -> EngineResult<String> {
+        let port_bindings: HashMap<String, Option<Vec<PortBinding>>> = spec
+            .ports
+            .iter()
+            .map(|(container, proto, host)| {
+                (
+                    format!("{container}/{proto}"),
+                    Some(vec![PortBinding {
+                        host_ip: None,
+                        host_port: Some(host.to_string()),
+                    }]),
+                )
+            })
+            .collect();
+        let exposed: Vec<String> = port_bindings.keys().cloned().collect();
+        let host_config = HostConfig {
+            nano_cpus: (spec.nano_cpus > 0).then_some(spec.nano_cpus),
+            memory: (spec.memory_bytes > 0).then_some(spec.memory_bytes),
+            // Equal to memory: no swap beyond the limit, as for native tasks.
+            memory_swap: (spec.memory_bytes > 0).then_some(spec.memory_bytes),
+            pids_limit: (spec.pids_limit > 0).then_some(spec.pids_limit),
+            network_mode: Some(spec.network.clone()),
+            port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+            binds: (!spec.binds.is_empty()).then(|| spec.binds.clone()),
+            privileged: Some(spec.privileged),
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("json-file".into()),
+                config: Some(HashMap::from([
+                    (
+                        "max-size".to_string(),
+                        spec.log_max_bytes.max(4096).to_string(),
+                    ),
+                    ("max-file".to_string(), "2".to_string()),
+                ])),
+            }),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            entrypoint: spec.entrypoint.clone(),
+            cmd: spec.cmd.clone(),
+            env: Some(spec.env.clone()),
+            labels: Some(spec.labels.clone().into_iter().collect()),
+            exposed_ports: (!exposed.is_empty()).then_some(exposed),
+            host_config: Some(host_config),
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::default()
+            .name(&spec.name)
+            .build();
+        let created = self
+            .docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(map_err)?;
+        Ok(created.id)
+    }
+
+    async fn start(&self, id: &str) -> EngineResult<()> {
+        self.docker.start_container(id, None).await.map_err(map_err)
+    }
+
+    async fn inspect(&self, id: &str) -> EngineResult<ContainerInfo> {
+        self.docker
+            .inspect_container(id, None)
+            .await
+            .map(info_of)
+            .map_err(map_err)
+    }
+
+    async fn signal(&self, id: &str, signal: &str) -> EngineResult<()> {
+        let options = KillContainerOptionsBuilder::default()
+            .signal(signal)
+            .build();
+        self.docker
+            .kill_container(id, Some(options))
+            .await
+            .map_err(map_err)
+    }
+
+    async fn remove(&self, id: &str) -> EngineResult<()> {
+        let options = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        self.docker
+            .remove_container(id, Some(options))
+            .await
+            .map_err(map_err)
+    }
+
+    async fn list(&self, key: &str, value: &str) -> EngineResult<Vec<ContainerInfo>> {
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&label_filter(key, value))
+            .build();
+        let found = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(map_err)?;
+        let mut out = Vec::with_capacity(found.len());
+        for c in found {
+            let Some(id) = c.id else { continue };
+            match self.inspect(&id).await {
+                Ok(info) => out.push(info),
+                // Removed between the list and the inspect.
+                Err(EngineError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    fn events(&self, key: &str, value: &str) -> BoxStream<'static, EngineResult<EngineEvent>> {
+        let mut filters = label_filter(key, value);
+        filters.insert("type".into(), vec!["container".into()]);
+        filters.insert("event".into(), vec!["die".into(), "oom".into()]);
+        let options = EventsOptionsBuilder::default().filters(&filters).build();
+        self.docker
+            .events(Some(options))
+            .map_err(map_err)
+            .try_filter_map(|m| async move {
+                if m.typ != Some(EventMessageTypeEnum::CONTAINER) {
+                    return Ok(None);
+                }
+                let id = m.actor.and_then(|a| a.id).unwrap_or_default();
+                Ok(match m.action.as_deref() {
+                    Some("die") => Some(EngineEvent::Die { id }),
+                    Some("oom") => Some(EngineEvent::Oom { id }),
+                    _ => None,
+                })
+            })
+            .boxed()
+    }
+
+    fn logs(
+        &self,
+        id: &str,
+        stream: LogStream,
+        tail: Option<u64>,
+        follow: bool,
+    ) -> BoxStream<'static, EngineResult<Bytes>> {
+        let tail = tail.map_or_else(|| "all".to_string(), |n| n.to_string());
+        let options = LogsOptionsBuilder::default()
+            .stdout(stream == LogStream::Stdout)
+            .stderr(stream == LogStream::Stderr)
+            .follow(follow)
+            .tail(&tail)
+            .build();
+        self.docker
+            .logs(id, Some(options))
+            .map_ok(|out| out.into_bytes())
+            .map_err(map_err)
+            .boxed()
+    }
+}
