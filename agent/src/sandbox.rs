@@ -64,17 +64,24 @@ fn copy_truncate(path: &Path, cap_bytes: u64) -> std::io::Result<bool> {
     }
     let mut file = OpenOptions::new().read(true).write(true).open(path)?;
     file.seek(SeekFrom::Start(len - cap_bytes))?;
+    // Read to the end, not just `cap_bytes`: the task keeps writing, and
+    // whatever it appended since the length was taken would otherwise be
+    // lost to the truncation. Copy-truncate still loses what lands between
+    // this read and `set_len`, a window of microseconds instead of the
+    // whole copy.
     let mut tail = Vec::with_capacity(usize::try_from(cap_bytes).unwrap_or(0));
-    Read::by_ref(&mut file)
-        .take(cap_bytes)
-        .read_to_end(&mut tail)?;
+    file.read_to_end(&mut tail)?;
+    let keep_from = tail
+        .len()
+        .saturating_sub(usize::try_from(cap_bytes).unwrap_or(usize::MAX));
+    let tail = &tail[keep_from..];
     let mut rotated_name = path.as_os_str().to_owned();
     rotated_name.push(".1");
     let rotated = PathBuf::from(rotated_name);
     let mut temp_name = rotated.as_os_str().to_owned();
     temp_name.push(".tmp");
     let temp = PathBuf::from(temp_name);
-    File::create(&temp)?.write_all(&tail)?;
+    File::create(&temp)?.write_all(tail)?;
     fs::rename(&temp, &rotated)?;
     file.set_len(0)?;
     debug!(path = %path.display(), len, "task log rotated");

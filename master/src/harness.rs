@@ -191,7 +191,10 @@ impl Cluster {
     fn propose(&mut self, id: u64, n: u64) -> oneshot::Receiver<Result<Applied>> {
         let (tx, rx) = oneshot::channel();
         let cmd = put_job_command(format!("job-{n}"), format!("{{\"n\":{n}}}").into_bytes());
-        self.node(id).handle(Msg::Propose { cmd: Box::new(cmd), reply: tx });
+        self.node(id).handle(Msg::Propose {
+            cmd: Box::new(cmd),
+            reply: tx,
+        });
         rx
     }
 

@@ -216,7 +216,11 @@ impl Master {
     /// Proposes a command on this master, which must be the leader, and
     /// waits for it to be applied.
     pub async fn propose_local(&self, cmd: Command) -> Result<Applied> {
-        self.ask_driver(|reply| Msg::Propose { cmd: Box::new(cmd), reply }).await
+        self.ask_driver(|reply| Msg::Propose {
+            cmd: Box::new(cmd),
+            reply,
+        })
+        .await
     }
 
     fn no_quorum_reason(&self) -> String {
