@@ -466,6 +466,34 @@ mod tests {
     }
 
     #[test]
+    fn an_owned_apply_reaches_the_same_state() {
+        let mut a = with_job();
+        let mut b = with_job();
+        let log = vec![
+            plan_tasks_command(
+                vec![task("t1"), task("t2"), task("t1")],
+                vec![],
+                Default::default(),
+            ),
+            task_updates_command(vec![update("t1", RUNNING)]),
+            plan_tasks_command(
+                vec![task("t3")],
+                vec!["t2".into()],
+                [(JOB.to_string(), "1 task(s) waiting".to_string())].into(),
+            ),
+        ];
+        for cmd in log {
+            let x = a.apply(&cmd);
+            let y = b.apply_owned(cmd);
+            assert_eq!(x, y);
+        }
+        assert_eq!(a, b);
+        assert_eq!((b.count(STAGING), b.count(RUNNING)), (2, 1));
+        assert_eq!(b.job_tasks[JOB].len(), 3);
+        assert_eq!(b.agent_tasks["a1"].len(), 3);
+    }
+
+    #[test]
     fn deleting_a_job_asks_its_tasks_to_stop_and_forgets_them_once_ended() {
         let mut s = with_job();
         s.apply(&plan_tasks_command(
