@@ -34,20 +34,34 @@ impl<T: Transport> Driver<T> {
         let mut removed = Vec::new();
         let mut conf_state = None;
         let mut replies: Vec<(Pending, Option<Result<Applied>>, u64)> = Vec::new();
+        // Decoded before taking the state's write lock: a round's entry
+        // holds thousands of tasks, and readers (APIs, the reconciler)
+        // should not wait for their decoding.
+        let mut decoded = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            decoded.push(match entry.get_entry_type() {
+                EntryType::EntryNormal if !entry.data.is_empty() => Some(
+                    Command::decode(&*entry.data)
+                        .map_err(|e| corrupt("command in the raft log", e))?,
+                ),
+                _ => None,
+            });
+        }
         let (applied_index, version) = {
             let mut st = state.write().unwrap_or_else(|p| p.into_inner());
-            for entry in entries {
+            for (entry, cmd) in entries.into_iter().zip(decoded) {
                 let index = entry.index;
                 let mut result = None;
                 match entry.get_entry_type() {
                     EntryType::EntryNormal if entry.data.is_empty() => {}
                     EntryType::EntryNormal => {
-                        let cmd = Command::decode(&*entry.data)
-                            .map_err(|e| corrupt("command in the raft log", e))?;
+                        let Some(cmd) = cmd else {
+                            return Err(corrupt("raft log", "an entry was not decoded"));
+                        };
                         if let Some(command::Kind::SetMember(m)) = &cmd.kind {
                             members.push(m.clone());
                         }
-                        let applied = st.apply(&cmd);
+                        let applied = st.apply_owned(cmd);
                         let placed = applied
                             .changes
                             .iter()

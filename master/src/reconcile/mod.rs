@@ -13,6 +13,7 @@
 //! Launches go out only for committed tasks, so a new leader knows every
 //! task an agent may run; agents launch idempotently by task id.
 
+pub mod cache;
 pub mod desired;
 pub mod drain;
 pub mod job;
@@ -90,6 +91,10 @@ struct Memory {
     healing: HashSet<String>,
     /// The earliest end of a job's back-off: a round runs then.
     wake_at: Option<Instant>,
+    /// The planner's view of live tasks, kept across rounds.
+    running: cache::RunningCache,
+    /// The planner's view of the agents, kept across rounds.
+    agents: cache::AgentCache,
 }
 
 impl Scheduler {
@@ -313,30 +318,21 @@ impl Captured {
     }
 }
 
-/// The cluster as placement sees it this round.
+/// The cluster as placement sees it this round (the agents and the
+/// planner's charge of live tasks are kept across rounds: [`cache`]).
 struct View {
     version: u64,
     jobs: Vec<Arc<JobView>>,
     /// Tasks that have not ended, by job.
     tasks: HashMap<String, Vec<Arc<Task>>>,
-    agents: Vec<sp::Agent>,
-    /// Agents' hostname and address, for new tasks.
-    hosts: HashMap<String, (String, String)>,
-    running: Vec<sp::RunningTask>,
     /// Jobs' waiting explanations as committed.
     waiting: HashMap<String, String>,
     /// Jobs' restart back-off as committed.
     backoff: HashMap<String, ocean_proto::v1::JobBackoff>,
-    /// Agents whose status moves their tasks off (draining, offline).
-    leaving: HashSet<String>,
 }
 
 impl View {
-    fn build(
-        st: &Captured,
-        connected: &HashSet<String>,
-        specs: &mut HashMap<String, Arc<JobView>>,
-    ) -> View {
+    fn build(st: &Captured, specs: &mut HashMap<String, Arc<JobView>>) -> View {
         let ids: HashSet<&str> = st.jobs.iter().map(|j| j.id.as_str()).collect();
         specs.retain(|id, _| ids.contains(id.as_str()));
         let jobs: Vec<Arc<JobView>> = st
@@ -353,59 +349,17 @@ impl View {
                 Some(v)
             })
             .collect();
-        let mut tasks: HashMap<String, Vec<Arc<Task>>> = HashMap::new();
-        // Every task that has not ended holds its resources and ports; the
-        // planner adds `running` to each agent's usage itself, so agents
-        // carry no other reservation.
-        let mut running = Vec::new();
+        let mut tasks: HashMap<String, Vec<Arc<Task>>> = HashMap::with_capacity(st.jobs.len());
         for t in &st.tasks {
-            tasks.entry(t.job_id.clone()).or_default().push(t.clone());
-            let res = sp::Resources::new(t.cpus, t.mem_mib, t.disk_mib);
-            let spec = specs.get(&t.job_id);
-            running.push(sp::RunningTask {
-                id: t.id.clone(),
-                job: t.job_id.clone(),
-                agent: t.agent_id.clone(),
-                resources: res,
-                ports: t.ports.iter().map(|p| p.port as u16).collect(),
-                priority: spec.map(|s| s.spec.priority).unwrap_or(0),
-                pdl: spec.map(|s| s.pdl().to_string()).unwrap_or_default(),
-                service_path: t.job_id.clone(),
-            });
-        }
-        let mut hosts = HashMap::new();
-        let agents = st
-            .agents
-            .iter()
-            .map(|a| {
-                hosts.insert(a.id.clone(), (a.hostname.clone(), a.address.clone()));
-                let mut attributes: BTreeMap<String, String> = a
-                    .attributes
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
-                attributes
-                    .entry(sp::ATTR_HOSTNAME.to_string())
-                    .or_insert_with(|| a.hostname.clone());
-                // An agent without a stream to this leader gets nothing new;
-                // otherwise the operator's status (else its own) decides.
-                let status = if connected.contains(&a.id) {
-                    crate::state::agent_status(a)
-                } else {
-                    "disconnected"
-                };
-                attributes.insert(sp::ATTR_STATUS.into(), status.to_string());
-                sp::Agent {
-                    id: a.id.clone(),
-                    capacity: sp::Resources::new(a.cpus, a.mem_mib, a.disk_mib),
-                    reserved: sp::Resources::default(),
-                    port_ranges: vec![sp::PortRange::new(a.port_low as u16, a.port_high as u16)],
-                    reserved_ports: Vec::new(),
-                    attributes,
-                    executors: job::offered_executors(a),
+            // Looked up before cloning the key: one allocation per job, not
+            // per task.
+            match tasks.get_mut(&t.job_id) {
+                Some(v) => v.push(t.clone()),
+                None => {
+                    tasks.insert(t.job_id.clone(), vec![t.clone()]);
                 }
-            })
-            .collect();
+            }
+        }
         let waiting = st
             .jobs
             .iter()
@@ -417,22 +371,12 @@ impl View {
             .iter()
             .filter_map(|j| Some((j.id.clone(), j.backoff.clone()?)))
             .collect();
-        let leaving = st
-            .agents
-            .iter()
-            .filter(|a| crate::state::moves_tasks_off(crate::state::agent_status(a)))
-            .map(|a| a.id.clone())
-            .collect();
         View {
             backoff,
-            leaving,
             waiting,
             version: st.version,
             jobs,
             tasks,
-            agents,
-            hosts,
-            running,
         }
     }
 }
@@ -442,15 +386,27 @@ async fn round(master: &Master) -> crate::error::Result<()> {
     let sched = master.scheduler();
     let connected = master.sessions().connected();
     let t0 = Instant::now();
-    let view = {
-        let mut specs = std::mem::take(&mut sched.memory().specs);
+    let (view, mut running, mut agents, rebuilt) = {
+        let (mut specs, mut running, mut agents) = {
+            let mut m = sched.memory();
+            (
+                std::mem::take(&mut m.specs),
+                std::mem::take(&mut m.running),
+                std::mem::take(&mut m.agents),
+            )
+        };
         // Only Arcs are copied under the state's read lock: the raft
         // thread needs the write lock to apply, and a long hold here
         // delays heartbeats enough to start elections.
         let captured = master.read(Captured::take);
-        let v = View::build(&captured, &connected, &mut specs);
+        let v = View::build(&captured, &mut specs);
+        // Every task that has not ended holds its resources and ports; the
+        // planner adds `running` to each agent's usage itself, so agents
+        // carry no other reservation.
+        let rebuilt = running.update(&captured.tasks, &specs);
+        agents.update(&captured.agents, &connected);
         sched.memory().specs = specs;
-        v
+        (v, running, agents, rebuilt)
     };
     let t_view = t0.elapsed();
     let mut kills = Vec::new();
@@ -475,15 +431,15 @@ async fn round(master: &Master) -> crate::error::Result<()> {
         // runs: such jobs need a round when a task starts running.
         if tasks
             .iter()
-            .any(|t| t.config_hash != job.hash || view.leaving.contains(&t.agent_id))
+            .any(|t| t.config_hash != job.hash || agents.leaving().contains(&t.agent_id))
         {
             rolling.insert(job.id.clone());
         }
         if tasks.iter().any(|t| t.health_failed && is_live(t)) {
             healing.insert(job.id.clone());
         }
-        let d = drain::decide(job, &tasks, &view.leaving)
-            .unwrap_or_else(|| desired::decide(job, &tasks, &view.agents));
+        let d = drain::decide(job, &tasks, agents.leaving())
+            .unwrap_or_else(|| desired::decide(job, &tasks, agents.agents()));
         kills.extend(d.stop);
         if d.start > 0 {
             if let Some(h) = desired::hold(view.backoff.get(&job.id), now) {
@@ -505,9 +461,10 @@ async fn round(master: &Master) -> crate::error::Result<()> {
     }
     let mut place = Vec::new();
     if !pending.is_empty() {
+        // The kept views are lent to the planner, not copied.
         let snapshot = sp::Snapshot {
-            agents: view.agents.clone(),
-            running: view.running.clone(),
+            agents: agents.take(),
+            running: running.take(),
             pending,
             pdl_weights: sched.weights.clone(),
             quotas: sched.quotas.clone(),
@@ -522,7 +479,7 @@ async fn round(master: &Master) -> crate::error::Result<()> {
             let Some(job) = by_job.get(p.job) else {
                 continue;
             };
-            let (host, address) = view.hosts.get(p.agent).cloned().unwrap_or_default();
+            let (host, address) = agents.host(p.agent).cloned().unwrap_or_default();
             let r = &job.spec.resources;
             place.push(Task {
                 id: p.task.to_string(),
@@ -564,6 +521,14 @@ async fn round(master: &Master) -> crate::error::Result<()> {
                 format!("{} task(s) waiting: {}", u.tasks.len(), u.reason),
             );
         }
+        drop(plan);
+        agents.restore(snapshot.agents);
+        running.restore(snapshot.running);
+    }
+    {
+        let mut mem = sched.memory();
+        mem.running = running;
+        mem.agents = agents;
     }
     // Only changed explanations are committed: a stable cluster writes
     // nothing, and every master (and the event stream) shows why tasks wait.
@@ -622,6 +587,7 @@ async fn round(master: &Master) -> crate::error::Result<()> {
         view_ms = t_view.as_millis() as u64,
         plan_ms = t_plan.as_millis() as u64,
         to_commit_ms = t_commit.as_millis() as u64,
+        running_rebuilt = rebuilt,
         total_ms = t0.elapsed().as_millis() as u64,
         "round done"
     );
@@ -653,6 +619,11 @@ fn dispatch(master: &Master, connected: &HashSet<String>) {
         let mem = &mut *mem;
         master.read(|st| {
             for t in st.tasks.values() {
+                // Most tasks run and want nothing: skip them before any
+                // lookup (at 100,000 tasks this loop runs every round).
+                if !t.kill_requested && t.state != STAGING {
+                    continue;
+                }
                 if is_terminal(&t.state) || !connected.contains(&t.agent_id) {
                     continue;
                 }
@@ -671,7 +642,7 @@ fn dispatch(master: &Master, connected: &HashSet<String>) {
                                 .unwrap_or(DEFAULT_KILL_GRACE_MS),
                         });
                     }
-                } else if t.state == STAGING {
+                } else {
                     let Some(job) = job else { continue };
                     let due = mem
                         .launched
@@ -684,9 +655,15 @@ fn dispatch(master: &Master, connected: &HashSet<String>) {
                             .or_default()
                             .push(job.launch(t));
                     }
-                } else {
-                    mem.launched.remove(&t.id);
                 }
+            }
+            // Launches of tasks that moved on (or are gone) are done with.
+            // Only STAGING tasks consult this map, so a stale entry costs
+            // memory, not correctness: sweep once they must exist (more
+            // entries than STAGING tasks), not every round.
+            if mem.launched.len() as u64 > st.count(STAGING) {
+                mem.launched
+                    .retain(|id, _| st.tasks.get(id).is_some_and(|t| t.state == STAGING));
             }
             mem.killed
                 .retain(|id, _| st.tasks.get(id).is_some_and(|t| !is_terminal(&t.state)));

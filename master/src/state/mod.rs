@@ -140,7 +140,7 @@ impl ClusterState {
                 (Outcome::Noop, Vec::new())
             }
             Some(command::Kind::PutAgent(agent)) => self.put_agent(agent),
-            Some(command::Kind::PlanTasks(plan)) => self.plan_tasks(plan),
+            Some(command::Kind::PlanTasks(plan)) => self.plan_tasks(plan.clone()),
             Some(command::Kind::TaskUpdates(u)) => self.task_updates(&u.updates),
             Some(command::Kind::ScaleJob(scale)) => self.scale_job(scale),
             Some(command::Kind::ResetBackoff(r)) => self.reset_backoff(&r.id),
@@ -152,6 +152,23 @@ impl ClusterState {
             outcome,
             version: self.version,
             changes,
+        }
+    }
+
+    /// [`ClusterState::apply`] of a command this master owns: a round's
+    /// placements move into the state rather than being copied. Same
+    /// result as `apply`.
+    pub fn apply_owned(&mut self, cmd: Command) -> Applied {
+        match cmd.kind {
+            Some(command::Kind::PlanTasks(plan)) => {
+                let (outcome, changes) = self.plan_tasks(plan);
+                Applied {
+                    outcome,
+                    version: self.version,
+                    changes,
+                }
+            }
+            kind => self.apply(&Command { kind }),
         }
     }
 

@@ -9,7 +9,7 @@
 //! A task never moves backwards and a terminal state is final, so reports
 //! replayed after a reconnect or a leader change change nothing.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use ocean_proto::v1::{PlanTasks, ScaleJob, Task, TaskUpdate};
@@ -59,6 +59,18 @@ pub fn is_live(task: &Task) -> bool {
     !is_terminal(&task.state) && !task.kill_requested
 }
 
+/// Adds `id` to the set under `key`, allocating the key only when new.
+fn index_insert(index: &mut BTreeMap<String, BTreeSet<String>>, key: &str, id: &str) {
+    match index.get_mut(key) {
+        Some(set) => {
+            set.insert(id.to_string());
+        }
+        None => {
+            index.insert(key.to_string(), BTreeSet::from([id.to_string()]));
+        }
+    }
+}
+
 impl ClusterState {
     /// Ids of a job's tasks (including ended ones still kept).
     pub fn tasks_of(&self, job: &str) -> impl Iterator<Item = &Arc<Task>> {
@@ -103,21 +115,23 @@ impl ClusterState {
             }
         }
         if let Some(n) = new {
-            *self.task_counts.entry(n.to_string()).or_default() += 1;
+            // The key exists almost always: no allocation per task.
+            match self.task_counts.get_mut(n) {
+                Some(c) => *c += 1,
+                None => {
+                    self.task_counts.insert(n.to_string(), 1);
+                }
+            }
         }
     }
 
     /// Adds a task and indexes it by job (loading from disk or an image).
     pub fn insert_task(&mut self, task: Arc<Task>) {
         self.recount(None, Some(&task.state));
-        self.job_tasks
-            .entry(task.job_id.clone())
-            .or_default()
-            .insert(task.id.clone());
-        self.agent_tasks
-            .entry(task.agent_id.clone())
-            .or_default()
-            .insert(task.id.clone());
+        // Look the index keys up before cloning them: a round places many
+        // tasks of few jobs, so the keys exist almost always.
+        index_insert(&mut self.job_tasks, &task.job_id, &task.id);
+        index_insert(&mut self.agent_tasks, &task.agent_id, &task.id);
         self.tasks.insert(task.id.clone(), task);
     }
 
@@ -139,17 +153,21 @@ impl ClusterState {
         Some(task)
     }
 
-    pub(super) fn plan_tasks(&mut self, plan: &PlanTasks) -> (Outcome, Vec<Change>) {
+    /// Applies a round; takes the entry by value so that its tasks move
+    /// into the state instead of being copied (the raft thread applies
+    /// thousands per entry).
+    pub(super) fn plan_tasks(&mut self, plan: PlanTasks) -> (Outcome, Vec<Change>) {
         let next = self.version + 1;
-        let mut changes = Vec::new();
-        for t in &plan.place {
+        let mut changes = Vec::with_capacity(plan.place.len());
+        for mut t in plan.place {
             // A placement for a job deleted meanwhile, or a duplicate id
             // (a retried round), is dropped: the next round sees the truth.
             if self.tasks.contains_key(&t.id) || !self.jobs.contains_key(&t.job_id) {
                 continue;
             }
-            let mut t = t.clone();
-            t.state = STAGING.to_string();
+            if t.state != STAGING {
+                t.state = STAGING.to_string();
+            }
             t.created_version = next;
             t.updated_version = next;
             let t = Arc::new(t);
@@ -414,6 +432,34 @@ mod tests {
         // Terminal is final.
         s.apply(&task_updates_command(vec![update("t1", RUNNING)]));
         assert_eq!(s.tasks["t1"].state, FAILED);
+    }
+
+    #[test]
+    fn an_owned_apply_reaches_the_same_state() {
+        let mut a = with_job();
+        let mut b = with_job();
+        let log = vec![
+            plan_tasks_command(
+                vec![task("t1"), task("t2"), task("t1")],
+                vec![],
+                Default::default(),
+            ),
+            task_updates_command(vec![update("t1", RUNNING)]),
+            plan_tasks_command(
+                vec![task("t3")],
+                vec!["t2".into()],
+                [(JOB.to_string(), "1 task(s) waiting".to_string())].into(),
+            ),
+        ];
+        for cmd in log {
+            let x = a.apply(&cmd);
+            let y = b.apply_owned(cmd);
+            assert_eq!(x, y);
+        }
+        assert_eq!(a, b);
+        assert_eq!((b.count(STAGING), b.count(RUNNING)), (2, 1));
+        assert_eq!(b.job_tasks[JOB].len(), 3);
+        assert_eq!(b.agent_tasks["a1"].len(), 3);
     }
 
     #[test]
