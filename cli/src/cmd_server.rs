@@ -90,6 +90,9 @@ pub struct DevArgs {
     /// Do not start the embedded DNS server.
     #[arg(long)]
     no_dns: bool,
+    /// Host ports for the dev agent's tasks, LOW-HIGH.
+    #[arg(long, default_value = "31000-32000")]
+    ports: String,
 }
 
 fn config_from(args: MasterArgs) -> anyhow::Result<MasterConfig> {
@@ -238,7 +241,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         data_dir: data_dir.join("agent"),
         attrs: Vec::new(),
         resources: None,
-        ports: "31000-32000".into(),
+        ports: args.ports.clone(),
         hostname: None,
         address: "127.0.0.1".into(),
         http: Some("127.0.0.1:0".into()),

@@ -29,6 +29,35 @@ pub fn ocean_bin() -> PathBuf {
     panic!("the ocean binary was not found next to {}; run `cargo build --bin ocean` first or set OCEAN_BIN", exe.display());
 }
 
+/// A block of host ports for one agent's tasks (`LOW-HIGH`), held by this
+/// test process until it exits. Every agent defaults to the same range and
+/// placement takes each agent's lowest free port, so agents of tests running
+/// side by side on one host would hand their tasks the same ports; the
+/// blocks are claimed with a file lock, so no two live processes share one.
+/// They lie below the kernel's ephemeral range, which `free_addr` uses.
+pub fn agent_ports() -> String {
+    const LOW: u32 = 10_000;
+    const SIZE: u32 = 64;
+    const BLOCKS: u32 = (32_000 - LOW) / SIZE;
+    static HELD: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
+    let dir = std::env::temp_dir().join("ocean-test-ports");
+    let _ = std::fs::create_dir_all(&dir);
+    let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
+    let start = std::process::id() % BLOCKS;
+    for i in 0..BLOCKS {
+        let block = (start + i) % BLOCKS;
+        let Ok(file) = std::fs::File::create(dir.join(format!("{block}.lock"))) else {
+            continue;
+        };
+        if file.try_lock().is_ok() {
+            held.push(file);
+            let low = LOW + block * SIZE;
+            return format!("{low}-{}", low + SIZE - 1);
+        }
+    }
+    panic!("no free block of agent ports under {}", dir.display());
+}
+
 /// A free loopback port (bound, then released), never the same one twice in
 /// this test process: the kernel may hand a just-released port out again,
 /// and two masters of one cluster must not be given the same port.
@@ -371,6 +400,9 @@ impl Cluster {
             .join(",");
         let mut args = vec!["--master".to_string(), masters];
         args.extend(extra.iter().map(|s| s.to_string()));
+        if !extra.contains(&"--ports") {
+            args.extend(["--ports".to_string(), agent_ports()]);
+        }
         AgentProc {
             data_dir: self.dir.path().join(format!("agent-{name}")),
             args,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use ocean_tests::cluster::free_addr;
+use ocean_tests::cluster::{agent_ports, free_addr};
 use ocean_tests::ocean_bin;
 
 fn ocean(args: &[&str], addr: Option<&str>) -> Output {
@@ -99,9 +99,11 @@ fn dev_runs_the_tour() {
     let grpc = free_addr().to_string();
     let dns = free_addr();
     let dns_flag = dns.to_string();
+    let ports = agent_ports();
     let _dev = Dev(
         Command::new(ocean_bin())
             .args(["dev", "--http", &http, "--grpc", &grpc, "--dns", &dns_flag])
+            .args(["--ports", &ports])
             .env("OCEAN_EXIT_WITH_PARENT", "1")
             .env("OCEAN_DATA_DIR", dir.path())
             .stdin(Stdio::null())
