@@ -4,11 +4,13 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::errors::Error as BollardError;
+use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, EventMessageTypeEnum, HostConfig,
+    ContainerCreateBody, ContainerInspectResponse, EventMessageTypeEnum, ExecConfig, HostConfig,
     HostConfigLogConfig, PortBinding,
 };
 use bollard::query_parameters::{
@@ -22,7 +24,7 @@ use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 
 use super::engine::{
     ContainerEngine, ContainerInfo, ContainerSpec, EngineError, EngineEvent, EngineResult,
-    LogStream,
+    ExecOutcome, LogStream, EXEC_OUTPUT_KEPT,
 };
 
 /// The API version requested: Docker 20.10's, the oldest engine we support.
@@ -193,6 +195,62 @@ impl ContainerEngine for BollardEngine {
             .await
             .map(info_of)
             .map_err(map_err)
+    }
+
+    async fn exec(&self, id: &str, cmd: &[String], timeout: Duration) -> EngineResult<ExecOutcome> {
+        let run = async {
+            let config = ExecConfig {
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                cmd: Some(cmd.to_vec()),
+                ..Default::default()
+            };
+            let exec = self
+                .docker
+                .create_exec(id, config)
+                .await
+                .map_err(map_err)?
+                .id;
+            let options = StartExecOptions {
+                detach: false,
+                tty: false,
+                output_capacity: None,
+            };
+            let mut output = Vec::new();
+            if let StartExecResults::Attached {
+                output: mut out, ..
+            } = self
+                .docker
+                .start_exec(&exec, Some(options))
+                .await
+                .map_err(map_err)?
+            {
+                // The stream ends when the command does.
+                while let Some(chunk) = out.next().await {
+                    output.extend_from_slice(&chunk.map_err(map_err)?.into_bytes());
+                    if output.len() > 2 * EXEC_OUTPUT_KEPT {
+                        output.drain(..output.len() - EXEC_OUTPUT_KEPT);
+                    }
+                }
+            }
+            let inspected = self.docker.inspect_exec(&exec).await.map_err(map_err)?;
+            let exit_code = inspected
+                .exit_code
+                .ok_or_else(|| EngineError::Engine(format!("exec {exec} in {id}: no exit code")))?;
+            let kept = output.len().saturating_sub(EXEC_OUTPUT_KEPT);
+            Ok(ExecOutcome {
+                exit_code,
+                output: String::from_utf8_lossy(&output[kept..]).trim().to_string(),
+            })
+        };
+        tokio::time::timeout(timeout, run)
+            .await
+            .unwrap_or_else(|_| {
+                Err(EngineError::Engine(format!(
+                    "exec in {id} did not end within {} ms",
+                    timeout.as_millis()
+                )))
+            })
     }
 
     async fn signal(&self, id: &str, signal: &str) -> EngineResult<()> {

@@ -16,6 +16,7 @@
 //! | [`memory`] | the in-memory engine for tests |
 //! | [`launch`] | [`DockerConfig`], labels, `LaunchTask` → [`ContainerTask`] |
 //! | [`executor`] | [`DockerExecutor`]: launch, events, kill, logs |
+//! | [`probe`] | command health checks run inside the container (exec) |
 //! | `recover` | re-adoption by label after an agent restart |
 
 pub mod bollard_engine;
@@ -23,6 +24,7 @@ pub mod engine;
 pub mod executor;
 pub mod launch;
 pub mod memory;
+pub mod probe;
 mod recover;
 
 use std::sync::Arc;
@@ -37,7 +39,7 @@ use crate::task::TaskStatus;
 
 pub use bollard_engine::BollardEngine;
 pub use engine::{
-    ContainerEngine, ContainerInfo, ContainerSpec, EngineError, EngineEvent, LogStream,
+    ContainerEngine, ContainerInfo, ContainerSpec, EngineError, EngineEvent, ExecOutcome, LogStream,
 };
 pub use executor::DockerExecutor;
 pub use launch::{container_task, ContainerTask, DockerConfig};
