@@ -80,6 +80,8 @@ pub struct ContainerInfo {
     pub oom_killed: bool,
     /// Host pid of the main process while it runs.
     pub pid: i64,
+    /// When the container last started, ms since the Unix epoch (0 = never).
+    pub started_at_ms: u64,
 }
 
 /// A container event the executor cares about.

@@ -214,6 +214,7 @@ impl ContainerEngine for MemoryEngine {
         r.info.running = true;
         r.info.status = "running".into();
         r.info.pid = pid;
+        r.info.started_at_ms = crate::task::now_ms();
         Ok(())
     }
 

@@ -42,9 +42,9 @@ pub use engine::{
     ContainerEngine, ContainerInfo, ContainerSpec, EngineError, EngineEvent, ExecOutcome, LogStream,
 };
 pub use executor::DockerExecutor;
-pub use launch::{container_task, ContainerTask, DockerConfig};
+pub use launch::{container_task, ContainerHealth, ContainerTask, DockerConfig};
 pub use memory::MemoryEngine;
-pub use recover::DockerRecovery;
+pub use recover::{AdoptedHealth, DockerRecovery};
 
 /// The executor name agents report for Docker.
 pub const EXECUTOR_NAME: &str = "docker";
@@ -98,8 +98,8 @@ pub fn unavailable(reason: String) -> ExecutorInfo {
 }
 
 /// Starts the Docker executor when the agent has a Docker config: the
-/// executor (its containers re-adopted) when the engine answers, and what
-/// to report about it either way. Never fails: an agent without a working
+/// executor (its containers re-adopted, with what the re-adoption found)
+/// when the engine answers, and what to report about it either way. Never fails: an agent without a working
 /// engine runs native tasks and says why it has no Docker. `engine`
 /// replaces the connection to `config.socket` (tests).
 pub async fn start(
@@ -108,7 +108,7 @@ pub async fn start(
     agent_id: &str,
     executor: &ExecutorConfig,
     status_tx: mpsc::UnboundedSender<TaskStatus>,
-) -> (Option<Arc<DockerExecutor>>, ExecutorInfo) {
+) -> (Option<(Arc<DockerExecutor>, DockerRecovery)>, ExecutorInfo) {
     let Some(config) = config else {
         return (
             None,
@@ -140,7 +140,7 @@ pub async fn start(
     match docker.recover().await {
         Ok(r) => {
             info!(adopted = r.adopted.len(), ended = r.ended.len(), version = %info.version, "Docker executor ready");
-            (Some(Arc::new(docker)), info)
+            (Some((Arc::new(docker), r)), info)
         }
         Err(error) => {
             warn!(%error, "Docker executor unavailable: cannot list its containers");
