@@ -18,6 +18,8 @@
 //! running; the next start re-adopts them.
 
 mod checks;
+#[cfg(test)]
+mod container_checks_tests;
 mod containers;
 pub mod convert;
 mod table;
