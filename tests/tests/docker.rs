@@ -492,3 +492,86 @@ async fn volumes_only_under_allowed_roots_and_privileged_only_where_allowed() {
     })
     .await;
 }
+
+/// `docker exec` in a container, as a test's hand inside it.
+fn exec_in(container: &str, cmd: &[&str]) -> anyhow::Result<()> {
+    ocean_tests::docker::run(
+        std::process::Command::new("docker")
+            .arg("exec")
+            .arg(container)
+            .args(cmd),
+    )
+    .map(drop)
+}
+
+/// Container tasks are health checked like native ones: the http check
+/// probes the published host port, the command check runs inside the
+/// container (`/www/ready` exists only there), and a restarted agent checks
+/// the re-adopted container again.
+#[tokio::test(flavor = "multi_thread")]
+async fn container_health_checks_probe_the_host_port_and_run_commands_inside() {
+    bounded(150, async {
+        let mut s = cluster_with_agent(&[]).await?;
+        let api = &s.api.clone();
+        let mut spec = container_spec(
+            "checked",
+            "mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 8080 -h /www",
+            32,
+        );
+        spec["ports"] = json!([{"name": "http"}]);
+        spec["container"]["docker"]["port_mappings"] =
+            json!([{"container_port": 8080, "port_name": "http"}]);
+        spec["health_checks"] = json!([
+            {"protocol": "http", "port_name": "http", "path": "/index.html",
+             "grace_period_seconds": 0, "interval_seconds": 1, "timeout_seconds": 2,
+             "max_consecutive_failures": 0},
+            {"protocol": "command", "command": "test -e /www/ready",
+             "grace_period_seconds": 0, "interval_seconds": 1, "timeout_seconds": 5,
+             "max_consecutive_failures": 0},
+        ]);
+        submit(api, &spec).await?;
+        let job = job_id("checked");
+        let (task, container) = running_container(api, &job).await?;
+        let one = |l: &[Value]| running(l).first().map(|t| (*t).clone()).unwrap_or_default();
+        // Unhealthy for the command alone: the http check passes.
+        let list = wait_tasks(api, &job, "unhealthy for the command only", WAIT, |l| {
+            let message = one(l)["health_message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            one(l)["healthy"] == json!(false)
+                && message.contains("command \"test -e /www/ready\" in the container exited with 1")
+                && !message.contains("http GET")
+        })
+        .await?;
+        assert_eq!(one(&list)["id"], json!(task));
+
+        exec_in(&container, &["touch", "/www/ready"])?;
+        wait_tasks(api, &job, "healthy", WAIT, |l| {
+            one(l)["healthy"] == json!(true)
+        })
+        .await?;
+
+        // Restarted, the agent checks the re-adopted container again.
+        s.agent.kill();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        s.agent.start()?;
+        exec_in(&container, &["rm", "/www/ready"])?;
+        let list = wait_tasks(api, &job, "unhealthy after the restart", WAIT, |l| {
+            one(l)["healthy"] == json!(false) && one(l)["id"] == json!(task)
+        })
+        .await?;
+        assert_eq!(containers(LABEL_TASK, &task), vec![container.clone()]);
+        assert!(one(&list)["health_message"]
+            .as_str()
+            .is_some_and(|m| m.contains("test -e /www/ready")));
+
+        api.delete(&format!("/v1/jobs/{job}")).await?;
+        wait_until("container removed", || {
+            containers(LABEL_TASK, &task).is_empty()
+        })
+        .await?;
+        Ok(())
+    })
+    .await;
+}

@@ -4,11 +4,13 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::errors::Error as BollardError;
+use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, EventMessageTypeEnum, HostConfig,
+    ContainerCreateBody, ContainerInspectResponse, EventMessageTypeEnum, ExecConfig, HostConfig,
     HostConfigLogConfig, PortBinding,
 };
 use bollard::query_parameters::{
@@ -22,7 +24,7 @@ use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 
 use super::engine::{
     ContainerEngine, ContainerInfo, ContainerSpec, EngineError, EngineEvent, EngineResult,
-    LogStream,
+    ExecOutcome, LogStream, EXEC_OUTPUT_KEPT,
 };
 
 /// The API version requested: Docker 20.10's, the oldest engine we support.
@@ -96,7 +98,40 @@ fn info_of(r: ContainerInspectResponse) -> ContainerInfo {
         exit_code: state.exit_code.unwrap_or(0),
         oom_killed: state.oom_killed.unwrap_or(false),
         pid: state.pid.unwrap_or(0),
+        started_at_ms: state
+            .started_at
+            .as_deref()
+            .and_then(rfc3339_utc_ms)
+            .unwrap_or(0),
     }
+}
+
+/// Parses the engine's UTC timestamps (`2024-05-01T12:00:00.123456789Z`)
+/// into ms since the Unix epoch; `None` for anything else (including the
+/// zero time of a container that never started).
+fn rfc3339_utc_ms(s: &str) -> Option<u64> {
+    let s = s.strip_suffix('Z')?;
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    let mut t = hms.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (h, min, sec) = (t.next()??, t.next()??, t.next()??);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || y < 1970 {
+        return None;
+    }
+    // Days from the civil date (proleptic Gregorian), after H. Hinnant.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let ms_frac: i64 = format!("{:0<3}", frac.get(..3).unwrap_or(frac))
+        .parse()
+        .ok()?;
+    let ms = ((days * 24 + h) * 60 + min) * 60_000 + sec * 1000 + ms_frac;
+    u64::try_from(ms).ok().filter(|ms| *ms > 0)
 }
 
 fn label_filter(key: &str, value: &str) -> HashMap<String, Vec<String>> {
@@ -195,6 +230,62 @@ impl ContainerEngine for BollardEngine {
             .map_err(map_err)
     }
 
+    async fn exec(&self, id: &str, cmd: &[String], timeout: Duration) -> EngineResult<ExecOutcome> {
+        let run = async {
+            let config = ExecConfig {
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                cmd: Some(cmd.to_vec()),
+                ..Default::default()
+            };
+            let exec = self
+                .docker
+                .create_exec(id, config)
+                .await
+                .map_err(map_err)?
+                .id;
+            let options = StartExecOptions {
+                detach: false,
+                tty: false,
+                output_capacity: None,
+            };
+            let mut output = Vec::new();
+            if let StartExecResults::Attached {
+                output: mut out, ..
+            } = self
+                .docker
+                .start_exec(&exec, Some(options))
+                .await
+                .map_err(map_err)?
+            {
+                // The stream ends when the command does.
+                while let Some(chunk) = out.next().await {
+                    output.extend_from_slice(&chunk.map_err(map_err)?.into_bytes());
+                    if output.len() > 2 * EXEC_OUTPUT_KEPT {
+                        output.drain(..output.len() - EXEC_OUTPUT_KEPT);
+                    }
+                }
+            }
+            let inspected = self.docker.inspect_exec(&exec).await.map_err(map_err)?;
+            let exit_code = inspected
+                .exit_code
+                .ok_or_else(|| EngineError::Engine(format!("exec {exec} in {id}: no exit code")))?;
+            let kept = output.len().saturating_sub(EXEC_OUTPUT_KEPT);
+            Ok(ExecOutcome {
+                exit_code,
+                output: String::from_utf8_lossy(&output[kept..]).trim().to_string(),
+            })
+        };
+        tokio::time::timeout(timeout, run)
+            .await
+            .unwrap_or_else(|_| {
+                Err(EngineError::Engine(format!(
+                    "exec in {id} did not end within {} ms",
+                    timeout.as_millis()
+                )))
+            })
+    }
+
     async fn signal(&self, id: &str, signal: &str) -> EngineResult<()> {
         let options = KillContainerOptionsBuilder::default()
             .signal(signal)
@@ -280,5 +371,25 @@ impl ContainerEngine for BollardEngine {
             .map_ok(|out| out.into_bytes())
             .map_err(map_err)
             .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339_utc_ms;
+
+    #[test]
+    fn engine_timestamps_parse() {
+        assert_eq!(rfc3339_utc_ms("1970-01-01T00:00:01.5Z"), Some(1500));
+        assert_eq!(
+            rfc3339_utc_ms("2024-03-01T12:34:56.789123456Z"),
+            Some(1_709_296_496_789)
+        );
+        assert_eq!(
+            rfc3339_utc_ms("2000-02-29T00:00:00Z"),
+            Some(951_782_400_000)
+        );
+        assert_eq!(rfc3339_utc_ms("0001-01-01T00:00:00Z"), None);
+        assert_eq!(rfc3339_utc_ms("yesterday"), None);
     }
 }

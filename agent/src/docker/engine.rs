@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -79,6 +80,8 @@ pub struct ContainerInfo {
     pub oom_killed: bool,
     /// Host pid of the main process while it runs.
     pub pid: i64,
+    /// When the container last started, ms since the Unix epoch (0 = never).
+    pub started_at_ms: u64,
 }
 
 /// A container event the executor cares about.
@@ -105,6 +108,19 @@ pub enum LogStream {
     Stderr,
 }
 
+/// How a command run inside a container ([`ContainerEngine::exec`]) ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecOutcome {
+    /// The command's exit code.
+    pub exit_code: i64,
+    /// The end of its combined output (at most [`EXEC_OUTPUT_KEPT`] bytes),
+    /// for the health message.
+    pub output: String,
+}
+
+/// How much of an exec's output is kept.
+pub const EXEC_OUTPUT_KEPT: usize = 512;
+
 /// The Docker operations the executor uses.
 #[async_trait]
 pub trait ContainerEngine: Send + Sync + fmt::Debug {
@@ -125,6 +141,9 @@ pub trait ContainerEngine: Send + Sync + fmt::Debug {
     async fn remove(&self, id: &str) -> EngineResult<()>;
     /// Every container (running or not) carrying the label `key=value`.
     async fn list(&self, key: &str, value: &str) -> EngineResult<Vec<ContainerInfo>>;
+    /// Runs `cmd` inside the running container `id` (as `docker exec`
+    /// does) and waits for it, at most `timeout`.
+    async fn exec(&self, id: &str, cmd: &[String], timeout: Duration) -> EngineResult<ExecOutcome>;
     /// Die and OOM events of containers labelled `key=value`, as they happen.
     fn events(&self, key: &str, value: &str) -> BoxStream<'static, EngineResult<EngineEvent>>;
     /// A container's output; `tail` = last lines only, `follow` = keep

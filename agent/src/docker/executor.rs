@@ -372,6 +372,20 @@ impl DockerExecutor {
         self.inner.tasks().contains_key(task_id)
     }
 
+    /// The container of a started task that has not ended.
+    pub fn running_container(&self, task_id: &str) -> Option<String> {
+        self.inner
+            .tasks()
+            .get(task_id)
+            .filter(|t| t.started && !t.ending && !t.container.is_empty())
+            .map(|t| t.container.clone())
+    }
+
+    /// The engine the executor talks to (health checks exec through it).
+    pub fn engine(&self) -> Arc<dyn ContainerEngine> {
+        Arc::clone(&self.inner.engine)
+    }
+
     /// Ids of the tasks followed, sorted.
     pub fn tasks(&self) -> Vec<String> {
         let mut ids: Vec<String> = self.inner.tasks().keys().cloned().collect();

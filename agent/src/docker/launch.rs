@@ -8,10 +8,12 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use ocean_proto::agent as pb;
+use serde::{Deserialize, Serialize};
 
 use super::engine::ContainerSpec;
 use crate::executor::port_env_name;
-use crate::runtime::convert::DEFAULT_KILL_GRACE;
+use crate::health::HealthCheckSpec;
+use crate::runtime::convert::{self, DEFAULT_KILL_GRACE};
 
 /// Label holding the id of the agent that runs a container.
 pub const LABEL_AGENT: &str = "io.ocean.agent";
@@ -21,6 +23,11 @@ pub const LABEL_TASK: &str = "io.ocean.task";
 pub const LABEL_JOB: &str = "io.ocean.job";
 /// Label holding the kill grace in milliseconds (for re-adopted containers).
 pub const LABEL_KILL_GRACE_MS: &str = "io.ocean.kill-grace-ms";
+
+/// Label holding the task's health checks and host ports as JSON
+/// ([`ContainerHealth`]), so a restarted agent checks re-adopted
+/// containers again.
+pub const LABEL_HEALTH: &str = "io.ocean.health";
 
 /// Default path of the engine's socket.
 pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
@@ -70,6 +77,25 @@ pub struct ContainerTask {
     pub force_pull: bool,
     /// What to create.
     pub spec: ContainerSpec,
+    /// Its health checks and host ports.
+    pub health: ContainerHealth,
+}
+
+/// A container task's health checks, with the host ports their
+/// `port_index` refers to (the launch's ports, in order).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerHealth {
+    /// Host ports of the task, as the leader chose them.
+    pub ports: Vec<u16>,
+    /// The checks; none = the task is not checked.
+    pub checks: Vec<HealthCheckSpec>,
+}
+
+impl ContainerHealth {
+    /// Reads the [`LABEL_HEALTH`] label; `None` when absent or unreadable.
+    pub fn from_labels(labels: &BTreeMap<String, String>) -> Option<Self> {
+        serde_json::from_str(labels.get(LABEL_HEALTH)?).ok()
+    }
 }
 
 /// The container name of a task on an agent: unique per engine even with
@@ -231,6 +257,8 @@ pub fn container_task(
         ms => Duration::from_millis(ms),
     };
     let mut labels: BTreeMap<String, String> = t.labels.clone().into_iter().collect();
+    // Only the agent writes this one: it is what a restart checks.
+    labels.remove(LABEL_HEALTH);
     labels.insert(LABEL_AGENT.into(), agent_id.to_string());
     labels.insert(LABEL_TASK.into(), t.task_id.clone());
     labels.insert(LABEL_JOB.into(), t.job_id.clone());
@@ -238,6 +266,15 @@ pub fn container_task(
         LABEL_KILL_GRACE_MS.into(),
         kill_grace.as_millis().to_string(),
     );
+    let health = ContainerHealth {
+        ports: host_ports.iter().map(|(_, p)| *p).collect(),
+        checks: convert::health_checks(t)?,
+    };
+    if !health.checks.is_empty() {
+        let json = serde_json::to_string(&health)
+            .map_err(|e| format!("health_checks: cannot encode them: {e}"))?;
+        labels.insert(LABEL_HEALTH.into(), json);
+    }
     let pids = if t.pids_limit > 0 {
         t.pids_limit
     } else {
@@ -265,6 +302,7 @@ pub fn container_task(
         kill_grace,
         force_pull: d.force_pull,
         spec,
+        health,
     })
 }
 

@@ -15,7 +15,7 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use super::engine::{
     ContainerEngine, ContainerInfo, ContainerSpec, EngineError, EngineEvent, EngineResult,
-    LogStream,
+    ExecOutcome, LogStream,
 };
 
 #[derive(Debug, Clone)]
@@ -35,6 +35,10 @@ struct State {
     ignore_sigterm: bool,
     /// Signals received, by container id (kept after removal).
     signals: HashMap<String, Vec<String>>,
+    /// Commands run by `exec`, by container id.
+    execs: HashMap<String, Vec<Vec<String>>>,
+    /// Exit code of `exec` by container id (0 when not set).
+    exec_exit: HashMap<String, i64>,
 }
 
 /// The in-memory engine. Clones share the same containers.
@@ -105,6 +109,16 @@ impl MemoryEngine {
         let _ = self
             .events
             .send((labels, EngineEvent::Die { id: id.into() }));
+    }
+
+    /// Makes `exec` in container `id` end with `code`.
+    pub fn set_exec_exit(&self, id: &str, code: i64) {
+        self.state().exec_exit.insert(id.to_string(), code);
+    }
+
+    /// The commands `exec` ran in container `id`, in order.
+    pub fn execs(&self, id: &str) -> Vec<Vec<String>> {
+        self.state().execs.get(id).cloned().unwrap_or_default()
     }
 
     /// Appends to a container's standard output.
@@ -200,6 +214,7 @@ impl ContainerEngine for MemoryEngine {
         r.info.running = true;
         r.info.status = "running".into();
         r.info.pid = pid;
+        r.info.started_at_ms = crate::task::now_ms();
         Ok(())
     }
 
@@ -210,6 +225,35 @@ impl ContainerEngine for MemoryEngine {
             .get(id)
             .map(|r| r.info.clone())
             .ok_or_else(|| EngineError::NotFound(id.into()))
+    }
+
+    async fn exec(
+        &self,
+        id: &str,
+        cmd: &[String],
+        _timeout: std::time::Duration,
+    ) -> EngineResult<ExecOutcome> {
+        self.check()?;
+        let mut s = self.state();
+        let running = s
+            .containers
+            .get(id)
+            .map(|r| r.info.running)
+            .ok_or_else(|| EngineError::NotFound(id.into()))?;
+        if !running {
+            return Err(EngineError::Conflict(format!(
+                "container {id} is not running"
+            )));
+        }
+        s.execs
+            .entry(id.to_string())
+            .or_default()
+            .push(cmd.to_vec());
+        let exit_code = s.exec_exit.get(id).copied().unwrap_or(0);
+        Ok(ExecOutcome {
+            exit_code,
+            output: format!("exit {exit_code}"),
+        })
     }
 
     async fn signal(&self, id: &str, signal: &str) -> EngineResult<()> {

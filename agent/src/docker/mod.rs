@@ -16,6 +16,7 @@
 //! | [`memory`] | the in-memory engine for tests |
 //! | [`launch`] | [`DockerConfig`], labels, `LaunchTask` → [`ContainerTask`] |
 //! | [`executor`] | [`DockerExecutor`]: launch, events, kill, logs |
+//! | [`probe`] | command health checks run inside the container (exec) |
 //! | `recover` | re-adoption by label after an agent restart |
 
 pub mod bollard_engine;
@@ -23,6 +24,7 @@ pub mod engine;
 pub mod executor;
 pub mod launch;
 pub mod memory;
+pub mod probe;
 mod recover;
 
 use std::sync::Arc;
@@ -37,12 +39,12 @@ use crate::task::TaskStatus;
 
 pub use bollard_engine::BollardEngine;
 pub use engine::{
-    ContainerEngine, ContainerInfo, ContainerSpec, EngineError, EngineEvent, LogStream,
+    ContainerEngine, ContainerInfo, ContainerSpec, EngineError, EngineEvent, ExecOutcome, LogStream,
 };
 pub use executor::DockerExecutor;
-pub use launch::{container_task, ContainerTask, DockerConfig};
+pub use launch::{container_task, ContainerHealth, ContainerTask, DockerConfig};
 pub use memory::MemoryEngine;
-pub use recover::DockerRecovery;
+pub use recover::{AdoptedHealth, DockerRecovery};
 
 /// The executor name agents report for Docker.
 pub const EXECUTOR_NAME: &str = "docker";
@@ -96,8 +98,8 @@ pub fn unavailable(reason: String) -> ExecutorInfo {
 }
 
 /// Starts the Docker executor when the agent has a Docker config: the
-/// executor (its containers re-adopted) when the engine answers, and what
-/// to report about it either way. Never fails: an agent without a working
+/// executor (its containers re-adopted, with what the re-adoption found)
+/// when the engine answers, and what to report about it either way. Never fails: an agent without a working
 /// engine runs native tasks and says why it has no Docker. `engine`
 /// replaces the connection to `config.socket` (tests).
 pub async fn start(
@@ -106,7 +108,7 @@ pub async fn start(
     agent_id: &str,
     executor: &ExecutorConfig,
     status_tx: mpsc::UnboundedSender<TaskStatus>,
-) -> (Option<Arc<DockerExecutor>>, ExecutorInfo) {
+) -> (Option<(Arc<DockerExecutor>, DockerRecovery)>, ExecutorInfo) {
     let Some(config) = config else {
         return (
             None,
@@ -138,7 +140,7 @@ pub async fn start(
     match docker.recover().await {
         Ok(r) => {
             info!(adopted = r.adopted.len(), ended = r.ended.len(), version = %info.version, "Docker executor ready");
-            (Some(Arc::new(docker)), info)
+            (Some((Arc::new(docker), r)), info)
         }
         Err(error) => {
             warn!(%error, "Docker executor unavailable: cannot list its containers");

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use super::executor::{short, DockerExecutor, Tracked};
-use super::launch::{LABEL_AGENT, LABEL_KILL_GRACE_MS, LABEL_TASK};
+use super::launch::{ContainerHealth, LABEL_AGENT, LABEL_KILL_GRACE_MS, LABEL_TASK};
 use crate::error::{Error, Result};
 use crate::runtime::convert::DEFAULT_KILL_GRACE;
 use crate::task::{Reason, TaskState, TaskStatus};
@@ -20,6 +20,22 @@ pub struct DockerRecovery {
     /// Final statuses of containers that ended while the agent was down
     /// (removed now).
     pub ended: Vec<TaskStatus>,
+    /// Re-adopted containers that have health checks, to check again.
+    pub checked: Vec<AdoptedHealth>,
+}
+
+/// The health checks of a re-adopted container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdoptedHealth {
+    /// Task id.
+    pub task_id: String,
+    /// Container id.
+    pub container: String,
+    /// When the container started, ms since the epoch (the checks' grace
+    /// period counts from there).
+    pub started_at_ms: u64,
+    /// Its checks, from the [`super::launch::LABEL_HEALTH`] label.
+    pub health: ContainerHealth,
 }
 
 impl DockerExecutor {
@@ -71,6 +87,14 @@ impl DockerExecutor {
                 status.pid = i32::try_from(c.pid).ok().filter(|p| *p > 0);
                 status.message = Some(format!("container {}", short(&c.id)));
                 self.inner.emit(status);
+                if let Some(health) = ContainerHealth::from_labels(&c.labels) {
+                    recovery.checked.push(AdoptedHealth {
+                        task_id: task.clone(),
+                        container: c.id.clone(),
+                        started_at_ms: c.started_at_ms,
+                        health,
+                    });
+                }
                 recovery.adopted.push(task);
             } else {
                 let outcome = (c.status == "created").then(|| {

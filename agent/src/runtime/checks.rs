@@ -1,8 +1,11 @@
 //! The runtime's health checkers: one per running task whose job has
 //! checks, started when the launch succeeded (or at recovery, from the
-//! checkpoint), stopped when the task ends.
+//! checkpoint or the container's label), stopped when the task ends.
+//! Container tasks are probed on their host ports like native ones (bridge
+//! mappings publish them, host networking listens on them); their command
+//! checks run inside the container.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +16,8 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use crate::checkpoint::TaskCheckpoint;
+use crate::docker::probe::ExecProbe;
+use crate::docker::{AdoptedHealth, ContainerEngine, ContainerHealth};
 use crate::executor::{task_env, RunningTask};
 use crate::health::probe::{CommandProbe, HttpProbe, TcpProbe};
 use crate::health::{self, HealthChange, HealthCheckSpec, Probe, Protocol};
@@ -23,6 +28,8 @@ pub(crate) struct Checks {
     running: HashMap<String, JoinHandle<()>>,
     /// Specs of tasks being launched that have checks.
     pending: HashMap<String, TaskSpec>,
+    /// Container tasks being launched that have checks.
+    pending_containers: HashSet<String>,
     changes: mpsc::UnboundedSender<HealthChange>,
     /// Where tasks' ports are probed: the agent's advertised address, as
     /// clients reach them (loopback when it is a wildcard or a name).
@@ -45,6 +52,7 @@ impl Checks {
         Checks {
             running: HashMap::new(),
             pending: HashMap::new(),
+            pending_containers: HashSet::new(),
             changes,
             target,
             hostname: hostname.to_string(),
@@ -82,25 +90,125 @@ impl Checks {
         }
     }
 
-    fn start(&mut self, spec: &TaskSpec, task: &RunningTask, started: Instant) {
-        if spec.health_checks.is_empty() {
+    /// Remembers a container task being launched, if it has checks.
+    pub(crate) fn expect_container(&mut self, task_id: &str, health: &ContainerHealth) {
+        if !health.checks.is_empty() {
+            self.pending_containers.insert(task_id.to_string());
+        }
+    }
+
+    /// The launch of container task `task_id` ended; starts its checks if
+    /// its container runs (`Some(container id)`), counting the grace period
+    /// from now, right after the container started.
+    pub(crate) fn launched_container(
+        &mut self,
+        task_id: &str,
+        running: Option<(&str, &ContainerHealth, Arc<dyn ContainerEngine>)>,
+    ) {
+        if !self.pending_containers.remove(task_id) {
             return;
         }
-        let probes: Vec<(HealthCheckSpec, Arc<dyn Probe>)> = spec
+        if let Some((container, health, engine)) = running {
+            self.start_container(task_id, container, health, engine, Instant::now());
+        }
+    }
+
+    /// Starts checking re-adopted containers, timing their grace period
+    /// from the container's start.
+    pub(crate) fn recovered_containers(
+        &mut self,
+        adopted: &[AdoptedHealth],
+        engine: &Arc<dyn ContainerEngine>,
+    ) {
+        let now_ms = crate::task::now_ms();
+        for a in adopted {
+            let age = Duration::from_millis(now_ms.saturating_sub(a.started_at_ms));
+            let started = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+            self.start_container(
+                &a.task_id,
+                &a.container,
+                &a.health,
+                Arc::clone(engine),
+                started,
+            );
+        }
+    }
+
+    fn start_container(
+        &mut self,
+        task_id: &str,
+        container: &str,
+        health: &ContainerHealth,
+        engine: Arc<dyn ContainerEngine>,
+        started: Instant,
+    ) {
+        let probes = health
+            .checks
+            .iter()
+            .map(|check| {
+                let probe: Option<Arc<dyn Probe>> = match check.protocol {
+                    Protocol::Http | Protocol::Tcp => self.port_probe(check, &health.ports),
+                    Protocol::Command => Some(Arc::new(ExecProbe {
+                        engine: Arc::clone(&engine),
+                        container: container.to_string(),
+                        command: check.command.clone(),
+                        timeout: check.timeout,
+                    })),
+                };
+                (check.clone(), probe)
+            })
+            .collect();
+        self.spawn(task_id, probes, started);
+    }
+
+    fn start(&mut self, spec: &TaskSpec, task: &RunningTask, started: Instant) {
+        let probes = spec
             .health_checks
             .iter()
-            .filter_map(|check| match self.probe(spec, task, check) {
-                Some(p) => Some((check.clone(), p)),
+            .map(|check| (check.clone(), self.probe(spec, task, check)))
+            .collect();
+        self.spawn(&task.task_id, probes, started);
+    }
+
+    /// Starts one checker for `task_id`'s checks with their probes
+    /// (`None`: the check names a port the task lacks).
+    fn spawn(
+        &mut self,
+        task_id: &str,
+        checks: Vec<(HealthCheckSpec, Option<Arc<dyn Probe>>)>,
+        started: Instant,
+    ) {
+        if checks.is_empty() {
+            return;
+        }
+        let probes: Vec<(HealthCheckSpec, Arc<dyn Probe>)> = checks
+            .into_iter()
+            .filter_map(|(check, probe)| match probe {
+                Some(p) => Some((check, p)),
                 None => {
-                    warn!(task = %task.task_id, port = check.port_index, "health check names a port the task does not have");
+                    warn!(task = %task_id, port = check.port_index, "health check names a port the task does not have");
                     None
                 }
             })
             .collect();
-        let handle = health::spawn(task.task_id.clone(), probes, started, self.changes.clone());
-        if let Some(old) = self.running.insert(task.task_id.clone(), handle) {
+        let handle = health::spawn(task_id.to_string(), probes, started, self.changes.clone());
+        if let Some(old) = self.running.insert(task_id.to_string(), handle) {
             old.abort();
         }
+    }
+
+    /// An http or tcp probe of the host port `check` names.
+    fn port_probe(&self, check: &HealthCheckSpec, ports: &[u16]) -> Option<Arc<dyn Probe>> {
+        let addr = SocketAddr::new(self.target, *ports.get(check.port_index)?);
+        Some(match check.protocol {
+            Protocol::Http => Arc::new(HttpProbe {
+                addr,
+                path: check.path.clone(),
+                status_min: check.status_min,
+                status_max: check.status_max,
+            }),
+            _ => Arc::new(TcpProbe { addr }),
+        })
     }
 
     fn probe(
@@ -109,19 +217,8 @@ impl Checks {
         task: &RunningTask,
         check: &HealthCheckSpec,
     ) -> Option<Arc<dyn Probe>> {
-        let addr = || {
-            task.ports
-                .get(check.port_index)
-                .map(|p| SocketAddr::new(self.target, *p))
-        };
         Some(match check.protocol {
-            Protocol::Http => Arc::new(HttpProbe {
-                addr: addr()?,
-                path: check.path.clone(),
-                status_min: check.status_min,
-                status_max: check.status_max,
-            }),
-            Protocol::Tcp => Arc::new(TcpProbe { addr: addr()? }),
+            Protocol::Http | Protocol::Tcp => self.port_probe(check, &task.ports)?,
             Protocol::Command => {
                 let path = std::env::var("PATH").ok();
                 Arc::new(CommandProbe {
@@ -142,6 +239,7 @@ impl Checks {
     /// The task ended: stop checking it.
     pub(crate) fn stop(&mut self, task_id: &str) {
         self.pending.remove(task_id);
+        self.pending_containers.remove(task_id);
         if let Some(handle) = self.running.remove(task_id) {
             handle.abort();
         }

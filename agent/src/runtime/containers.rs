@@ -10,7 +10,7 @@ use tracing::warn;
 
 use super::convert::status_to_proto;
 use super::table::TaskTable;
-use super::{failed, LaunchDone, Runtime};
+use super::{failed, LaunchDone, Launched, Runtime};
 use crate::docker::{container_task, ContainerTask, DockerExecutor};
 use crate::error::{Error, Result};
 use crate::executor::check_task_id;
@@ -31,6 +31,8 @@ impl Runtime {
                 out.push(status_to_proto(&staging));
                 table.record(staging);
                 self.launching.insert(task.task_id.clone(), None);
+                self.checks.expect_container(&task.task_id, &task.health);
+                let health = task.health.clone();
                 let permits = Arc::clone(&self.permits);
                 let done = self.done_tx.clone();
                 tokio::spawn(async move {
@@ -40,7 +42,7 @@ impl Runtime {
                     let result = docker
                         .launch(task)
                         .await
-                        .map(|()| None)
+                        .map(|()| Launched::Container(health))
                         .map_err(|e| e.to_string());
                     let _ = done.send(LaunchDone { task_id, result });
                 });

@@ -44,12 +44,7 @@ pub fn task_spec(t: &pb::LaunchTask) -> Result<TaskSpec, String> {
         0 => DEFAULT_KILL_GRACE,
         ms => Duration::from_millis(ms),
     };
-    let health_checks = t
-        .health_checks
-        .iter()
-        .enumerate()
-        .map(|(i, h)| health_check(i, h, &t.ports))
-        .collect::<Result<Vec<_>, String>>()?;
+    let health_checks = health_checks(t)?;
     Ok(TaskSpec {
         health_checks,
         task_id: t.task_id.clone(),
@@ -62,6 +57,16 @@ pub fn task_spec(t: &pb::LaunchTask) -> Result<TaskSpec, String> {
         ports,
         kill_grace,
     })
+}
+
+/// Checks a launch's health checks (native or container), naming the
+/// field that is wrong.
+pub fn health_checks(t: &pb::LaunchTask) -> Result<Vec<HealthCheckSpec>, String> {
+    t.health_checks
+        .iter()
+        .enumerate()
+        .map(|(i, h)| health_check(i, h, &t.ports))
+        .collect()
 }
 
 /// Checks one health check of a launch, naming the field that is wrong.

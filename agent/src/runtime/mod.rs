@@ -18,6 +18,8 @@
 //! running; the next start re-adopts them.
 
 mod checks;
+#[cfg(test)]
+mod container_checks_tests;
 mod containers;
 pub mod convert;
 mod table;
@@ -34,7 +36,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tracing::{info, warn};
 
 use crate::cgroup::CgroupDriver;
-use crate::docker::{ContainerEngine, DockerConfig, DockerExecutor, LogStream};
+use crate::docker::{ContainerEngine, ContainerHealth, DockerConfig, DockerExecutor, LogStream};
 use crate::error::{Error, Result};
 use crate::executor::{check_task_id, Executor, ExecutorConfig, RunningTask};
 use crate::health::HealthChange;
@@ -146,7 +148,7 @@ pub async fn run(
         orphan_cgroups = recovery.orphan_cgroups.len(),
         "recovered tasks"
     );
-    let (docker, docker_info) = crate::docker::start(
+    let (docker_started, docker_info) = crate::docker::start(
         config.docker.as_ref(),
         config.docker_engine.clone(),
         &config.identity.id,
@@ -154,6 +156,7 @@ pub async fn run(
         executor.status_sender(),
     )
     .await;
+    let (docker, docker_recovery) = docker_started.unzip();
     let table = Arc::new(Mutex::new(TaskTable::default()));
     {
         // Recovery's statuses are in the first registration, not reports.
@@ -224,6 +227,9 @@ pub async fn run(
             warn!(%error, "cannot read checkpoints: re-adopted tasks are not health checked")
         }
     }
+    if let (Some(docker), Some(recovery)) = (&docker, &docker_recovery) {
+        checks.recovered_containers(&recovery.checked, &docker.engine());
+    }
     let mut runtime = Runtime {
         checks,
         health_rx,
@@ -291,9 +297,16 @@ impl SessionHandler for Handler {
 /// The end of one launch.
 struct LaunchDone {
     task_id: String,
-    /// The native executor's task (`None` for a container, whose checks
-    /// are not run by this runtime).
-    result: std::result::Result<Option<RunningTask>, String>,
+    result: std::result::Result<Launched, String>,
+}
+
+/// What a successful launch started.
+enum Launched {
+    /// The native executor's task.
+    Native(RunningTask),
+    /// A container, with its health checks (the container's id is asked
+    /// of the Docker executor: it may have ended already).
+    Container(ContainerHealth),
 }
 
 enum Event {
@@ -437,7 +450,7 @@ impl Runtime {
                 let result = executor
                     .launch(spec)
                     .await
-                    .map(Some)
+                    .map(Launched::Native)
                     .map_err(|e| e.to_string());
                 let _ = done.send(LaunchDone { task_id, result });
             });
@@ -447,10 +460,25 @@ impl Runtime {
 
     fn launched(&mut self, done: LaunchDone) {
         let pending_kill = self.launching.remove(&done.task_id).flatten();
-        self.checks.launched(
-            &done.task_id,
-            done.result.as_ref().ok().and_then(Option::as_ref),
-        );
+        match &done.result {
+            Ok(Launched::Container(health)) => {
+                let running = self.docker.as_ref().and_then(|d| {
+                    d.running_container(&done.task_id)
+                        .map(|container| (container, d.engine()))
+                });
+                self.checks.launched_container(
+                    &done.task_id,
+                    running
+                        .as_ref()
+                        .map(|(c, engine)| (c.as_str(), health, Arc::clone(engine))),
+                );
+            }
+            Ok(Launched::Native(task)) => self.checks.launched(&done.task_id, Some(task)),
+            Err(_) => {
+                self.checks.launched(&done.task_id, None);
+                self.checks.launched_container(&done.task_id, None);
+            }
+        }
         match done.result {
             Ok(_) => {
                 if let Some(grace) = pending_kill {
