@@ -42,6 +42,12 @@ fn spec(name: &str, instances: u32) -> Value {
         "resources": {"cpus": 0.01, "mem": 16},
         "kill_grace_period_seconds": 1,
         "placement_policy": "spread",
+        // The chaos SIGKILLs tasks, which are failures: with the default
+        // rules (3 in 10 minutes) a job would rightly stop relaunching as
+        // flapping and never settle. Flapping has its own test
+        // (tests/tests/health.rs); here the failures must only be retried.
+        "flapping": {"max_failures": 1000},
+        "backoff": {"backoff_seconds": 0.2, "max_launch_delay_seconds": 2},
     })
 }
 
