@@ -146,22 +146,12 @@ fn oldest_first(old: &[&Task], n: usize) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ocean_proto::v1::Job;
     use ocean_spec::JobSpec;
 
     const ID: &str = "cop.c_owt.o_pdl.p_service.s_job.j_cluster.c";
 
     fn view(instances: u32, cmd: &str) -> JobView {
-        let mut spec = JobSpec::new(ID, cmd);
-        spec.instances = instances;
-        JobView::parse(&Job {
-            id: ID.into(),
-            spec_json: spec.to_canonical_json(),
-            created_version: 1,
-            updated_version: 1,
-            ..Default::default()
-        })
-        .unwrap()
+        crate::reconcile::job::test_view(ID, instances, cmd)
     }
 
     fn task(id: &str, hash: u64, state: &str) -> Task {

@@ -55,22 +55,11 @@ pub fn decide(job: &JobView, tasks: &[&Task], leaving: &HashSet<String>) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ocean_proto::v1::Job;
-    use ocean_spec::JobSpec;
 
     const ID: &str = "cop.c_owt.o_pdl.p_service.s_job.j_cluster.c";
 
     fn view(instances: u32) -> JobView {
-        let mut spec = JobSpec::new(ID, "x");
-        spec.instances = instances;
-        JobView::parse(&Job {
-            id: ID.into(),
-            spec_json: spec.to_canonical_json(),
-            created_version: 1,
-            updated_version: 1,
-            ..Default::default()
-        })
-        .unwrap()
+        crate::reconcile::job::test_view(ID, instances, "x")
     }
 
     fn task(id: &str, agent: &str, state: &str) -> Task {

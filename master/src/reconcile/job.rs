@@ -248,6 +248,21 @@ pub fn task_id(job: &str, version: u64, n: usize) -> String {
     format!("{job}.{version:010x}{n:05x}")
 }
 
+/// A job's view built from a default spec, for the reconciler's unit tests.
+#[cfg(test)]
+pub(crate) fn test_view(id: &str, instances: u32, cmd: &str) -> JobView {
+    let mut spec = JobSpec::new(id, cmd);
+    spec.instances = instances;
+    JobView::parse(&Job {
+        id: id.into(),
+        spec_json: spec.to_canonical_json(),
+        created_version: 1,
+        updated_version: 1,
+        ..Default::default()
+    })
+    .unwrap_or_else(|| panic!("a default spec for {id} parses"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

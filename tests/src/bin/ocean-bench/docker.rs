@@ -14,7 +14,7 @@ use ocean_tests::Api;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::tasks::follow_running;
+use crate::tasks::{follow_running, running_at};
 use crate::{ms, percentile};
 
 /// Label of the plain `docker run` containers, so they can all be removed.
@@ -57,18 +57,9 @@ pub async fn docker_launch(runs: usize) -> anyhow::Result<()> {
             let t0 = Instant::now();
             let r = api.post("/v1/jobs", &spec).await?;
             anyhow::ensure!(r.status < 300, "submit: {}", r.body);
-            let seen = tokio::time::timeout(Duration::from_secs(30), async {
-                while let Some((job, at)) = rx.recv().await {
-                    if job == id {
-                        return Some(at);
-                    }
-                }
-                None
-            })
-            .await
-            .ok()
-            .flatten()
-            .with_context(|| format!("job {i} never ran\n{}", dev.log_tail()))?;
+            let seen = running_at(&mut rx, &id, Duration::from_secs(30))
+                .await
+                .with_context(|| format!("job {i} never ran\n{}", dev.log_tail()))?;
             ocean.push(seen - t0);
             let task = api.get(&format!("/v1/tasks?job={id}")).await?.body["tasks"][0]["id"]
                 .as_str()

@@ -63,6 +63,26 @@ pub(crate) fn start_dev(dir: &std::path::Path) -> anyhow::Result<(Process, std::
     Ok((dev, http))
 }
 
+/// When `job` was first seen RUNNING on the stream [`follow_running`]
+/// feeds, or `None` if not within `limit`.
+pub(crate) async fn running_at(
+    rx: &mut mpsc::UnboundedReceiver<(String, Instant)>,
+    job: &str,
+    limit: Duration,
+) -> Option<Instant> {
+    tokio::time::timeout(limit, async {
+        while let Some((seen, at)) = rx.recv().await {
+            if seen == job {
+                return Some(at);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
 /// Submit-to-RUNNING of `runs` one-instance jobs, one after another, in
 /// `ocean dev` (master and agent in one process).
 pub async fn launch(runs: usize, stop_each: bool) -> anyhow::Result<()> {
@@ -91,18 +111,9 @@ pub async fn launch(runs: usize, stop_each: bool) -> anyhow::Result<()> {
         let wall0 = wall_ms();
         let r = api.post("/v1/jobs", &spec).await?;
         anyhow::ensure!(r.status < 300, "submit: {}", r.body);
-        let seen = tokio::time::timeout(Duration::from_secs(10), async {
-            while let Some((job, at)) = rx.recv().await {
-                if job == id {
-                    return Some(at);
-                }
-            }
-            None
-        })
-        .await
-        .ok()
-        .flatten()
-        .with_context(|| format!("job {i} never ran\n{}", dev.log_tail()))?;
+        let seen = running_at(&mut rx, &id, Duration::from_secs(10))
+            .await
+            .with_context(|| format!("job {i} never ran\n{}", dev.log_tail()))?;
         times.push(seen - t0);
         if stop_each {
             api.delete(&format!("/v1/jobs/{id}")).await?;
