@@ -3,16 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+use ocean_tests::tasks::bounded;
 use ocean_tests::Cluster;
 use serde_json::Value;
-
-async fn bounded<F: std::future::Future<Output = anyhow::Result<()>>>(secs: u64, f: F) {
-    match tokio::time::timeout(Duration::from_secs(secs), f).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => panic!("{e:#}"),
-        Err(_) => panic!("test did not finish within {secs}s"),
-    }
-}
 
 /// Waits until `check` holds for the agents master `id` lists.
 async fn wait_agents(

@@ -9,17 +9,10 @@ use hickory_proto::rr::RecordType;
 use ocean_tests::dns::{
     addrs, ask, query_bytes, rcode, srvs, tcp_raw, udp_raw, wait_answer, DnsProc,
 };
+use ocean_tests::tasks::{bounded, submit};
 use ocean_tests::tasks::{running, wait_tasks};
-use ocean_tests::{http::job_id, Api, Cluster};
+use ocean_tests::{http::job_id, Cluster};
 use serde_json::{json, Value};
-
-async fn bounded<F: std::future::Future<Output = anyhow::Result<()>>>(secs: u64, f: F) {
-    match tokio::time::timeout(Duration::from_secs(secs), f).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => panic!("{e:#}"),
-        Err(_) => panic!("test did not finish within {secs}s"),
-    }
-}
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -37,12 +30,6 @@ fn spec(name: &str, instances: u32) -> Value {
         "ports": [{"name": "http"}],
         "kill_grace_period_seconds": 1,
     })
-}
-
-async fn submit(api: &Api, spec: &Value) -> anyhow::Result<()> {
-    let r = api.post("/v1/jobs", spec).await?;
-    anyhow::ensure!(r.status < 300, "submit failed: {} {}", r.status, r.body);
-    Ok(())
 }
 
 fn grpc_addrs(c: &Cluster) -> Vec<std::net::SocketAddr> {

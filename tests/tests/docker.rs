@@ -9,17 +9,10 @@ use ocean_tests::docker::{
     containers, ensure_busybox, ensure_image, inspect, Compose, ContainerReaper, BUSYBOX,
     LABEL_TASK,
 };
+use ocean_tests::tasks::{bounded, submit};
 use ocean_tests::tasks::{running, wait_job, wait_tasks};
 use ocean_tests::{http::job_id, AgentProc, Api, Cluster};
 use serde_json::{json, Value};
-
-async fn bounded<F: std::future::Future<Output = anyhow::Result<()>>>(secs: u64, f: F) {
-    match tokio::time::timeout(Duration::from_secs(secs), f).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => panic!("{e:#}"),
-        Err(_) => panic!("test did not finish within {secs}s"),
-    }
-}
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -34,12 +27,6 @@ fn container_spec(name: &str, cmd: &str, mem: u64) -> Value {
         "container": {"docker": {"image": BUSYBOX}},
         "labels": {"test": name},
     })
-}
-
-async fn submit(api: &Api, spec: &Value) -> anyhow::Result<()> {
-    let r = api.post("/v1/jobs", spec).await?;
-    anyhow::ensure!(r.status < 300, "submit failed: {} {}", r.status, r.body);
-    Ok(())
 }
 
 /// One master and one agent; fields drop in order, so the agent (and the

@@ -5,27 +5,14 @@
 use std::time::{Duration, Instant};
 
 use ocean_tests::events::EventLog;
+use ocean_tests::tasks::{bounded, submit};
 use ocean_tests::tasks::{
     live, running, switching_http_server, wait_connected, wait_job, wait_tasks,
 };
-use ocean_tests::{http::job_id, Api, Cluster};
+use ocean_tests::{http::job_id, Cluster};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-async fn bounded<F: std::future::Future<Output = anyhow::Result<()>>>(secs: u64, f: F) {
-    match tokio::time::timeout(Duration::from_secs(secs), f).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => panic!("{e:#}"),
-        Err(_) => panic!("test did not finish within {secs}s"),
-    }
-}
-
-async fn submit(api: &Api, spec: &Value) -> anyhow::Result<()> {
-    let r = api.post("/v1/jobs", spec).await?;
-    anyhow::ensure!(r.status < 300, "submit failed: {} {}", r.status, r.body);
-    Ok(())
-}
 
 fn u(v: &Value) -> u64 {
     v.as_u64().unwrap_or(0)
@@ -370,9 +357,10 @@ async fn an_unhealthy_task_stays_while_its_replacement_cannot_start() {
     bounded(120, async {
         let c = Cluster::start(1, &[])?;
         let api = c.master(1).api();
-        // Two agents on one machine: their port ranges must not overlap, or
-        // the replacement would get the port the old task still holds.
-        let mut first = c.new_agent("a", &["--hostname", "host-a", "--ports", "38100-38149"]);
+        // Two agents on one machine: `new_agent` gives each its own block of
+        // host ports, so the replacement never gets the port the old task
+        // still holds.
+        let mut first = c.new_agent("a", &["--hostname", "host-a"]);
         first.start()?;
         wait_connected(&api, 1, WAIT).await?;
         let job = job_id("stuck");
@@ -419,7 +407,7 @@ async fn an_unhealthy_task_stays_while_its_replacement_cannot_start() {
         assert_eq!(old["health_failed"], true, "{list:?}");
         assert_eq!(live(&list).len(), 1, "{list:?}");
 
-        let mut second = c.new_agent("b", &["--hostname", "host-b", "--ports", "38150-38199"]);
+        let mut second = c.new_agent("b", &["--hostname", "host-b"]);
         second.start()?;
         let list = wait_tasks(&api, &job, "replaced on the second agent", WAIT, |l| {
             l.iter()

@@ -6,19 +6,11 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use ocean_tests::http::{job_id, job_spec};
+use ocean_tests::tasks::bounded;
 use ocean_tests::Cluster;
 use serde_json::Value;
 
 const LEADER_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// Bounds every test in time.
-async fn bounded<F: std::future::Future<Output = anyhow::Result<()>>>(secs: u64, f: F) {
-    match tokio::time::timeout(Duration::from_secs(secs), f).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => panic!("{e:#}"),
-        Err(_) => panic!("test did not finish within {secs}s"),
-    }
-}
 
 async fn job_count(c: &Cluster, id: u64) -> usize {
     match c.master(id).api().get("/v1/jobs").await {

@@ -7,16 +7,9 @@ use std::time::Duration;
 use ocean_tests::tasks::{
     alive, cgroup_value, cgroups_under, live, pids, running, wait_job, wait_tasks,
 };
+use ocean_tests::tasks::{bounded, submit};
 use ocean_tests::{http::job_id, AgentProc, Api, Cluster};
 use serde_json::{json, Value};
-
-async fn bounded<F: std::future::Future<Output = anyhow::Result<()>>>(secs: u64, f: F) {
-    match tokio::time::timeout(Duration::from_secs(secs), f).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => panic!("{e:#}"),
-        Err(_) => panic!("test did not finish within {secs}s"),
-    }
-}
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -28,12 +21,6 @@ fn spec(name: &str, cmd: &str, instances: u32, mem: u64) -> Value {
         "resources": {"cpus": 0.1, "mem": mem},
         "kill_grace_period_seconds": 1,
     })
-}
-
-async fn submit(api: &Api, spec: &Value) -> anyhow::Result<()> {
-    let r = api.post("/v1/jobs", spec).await?;
-    anyhow::ensure!(r.status < 300, "submit failed: {} {}", r.status, r.body);
-    Ok(())
 }
 
 fn start_agents(c: &Cluster, names: &[(&str, &[&str])]) -> anyhow::Result<Vec<AgentProc>> {
