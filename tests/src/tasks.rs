@@ -308,6 +308,18 @@ pub async fn bounded<F: std::future::Future<Output = anyhow::Result<()>>>(secs: 
     }
 }
 
+/// Scales a job to `instances`, failing unless the master accepted it.
+pub async fn scale(api: &Api, job: &str, instances: u32) -> anyhow::Result<()> {
+    let r = api
+        .post(
+            &format!("/v1/jobs/{job}/scale"),
+            &serde_json::json!({ "instances": instances }),
+        )
+        .await?;
+    anyhow::ensure!(r.status < 300, "scale failed: {} {}", r.status, r.body);
+    Ok(())
+}
+
 /// Submits a job spec, failing unless the master accepted it.
 pub async fn submit(api: &Api, spec: &Value) -> anyhow::Result<()> {
     let r = api.post("/v1/jobs", spec).await?;

@@ -9,7 +9,7 @@ use hickory_proto::rr::RecordType;
 use ocean_tests::dns::{
     addrs, ask, query_bytes, rcode, srvs, tcp_raw, udp_raw, wait_answer, DnsProc,
 };
-use ocean_tests::tasks::{bounded, submit};
+use ocean_tests::tasks::{bounded, scale, submit};
 use ocean_tests::tasks::{running, wait_tasks};
 use ocean_tests::{http::job_id, Cluster};
 use serde_json::{json, Value};
@@ -146,13 +146,7 @@ async fn records_follow_tasks_over_udp_and_tcp() {
         assert_eq!(m.answers[0].record_type(), RecordType::NS);
 
         // Scale down: the stopped task's records go.
-        let r = api
-            .post(
-                &format!("/v1/jobs/{}/scale", job_id("web")),
-                &json!({"instances": 1}),
-            )
-            .await?;
-        anyhow::ensure!(r.status < 300, "scale: {} {}", r.status, r.body);
+        scale(&api, &job_id("web"), 1).await?;
         let list = wait_tasks(&api, &job_id("web"), "1 RUNNING", WAIT, |l| {
             running(l).len() == 1
         })
@@ -241,13 +235,7 @@ async fn names_keep_resolving_through_failover_and_with_all_masters_down() {
         assert!(asked > 0);
         // A change after the failover reaches DNS: the watch moved on.
         let api = c.master(new_leader).api();
-        let r = api
-            .post(
-                &format!("/v1/jobs/{}/scale", job_id("ha")),
-                &json!({"instances": 2}),
-            )
-            .await?;
-        anyhow::ensure!(r.status < 300, "scale: {} {}", r.status, r.body);
+        scale(&api, &job_id("ha"), 2).await?;
         let list = wait_tasks(&api, &job_id("ha"), "2 RUNNING", WAIT, |l| {
             running(l).len() == 2
         })

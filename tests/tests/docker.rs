@@ -9,7 +9,7 @@ use ocean_tests::docker::{
     containers, ensure_busybox, ensure_image, inspect, Compose, ContainerReaper, BUSYBOX,
     LABEL_TASK,
 };
-use ocean_tests::tasks::{bounded, submit};
+use ocean_tests::tasks::{bounded, scale, submit};
 use ocean_tests::tasks::{running, wait_job, wait_tasks};
 use ocean_tests::{http::job_id, AgentProc, Api, Cluster};
 use serde_json::{json, Value};
@@ -164,8 +164,7 @@ async fn bridged_port_is_reachable_and_logs_are_readable_through_the_api() {
         assert_eq!(err.trim(), "to-stderr");
 
         // Stopped: the container is gone, its output is still served.
-        let r = api.post(&format!("/v1/jobs/{job}/scale"), &json!({"instances": 0})).await?;
-        anyhow::ensure!(r.status < 300, "scale: {}", r.status);
+        scale(api, &job, 0).await?;
         wait_until("container removed", || containers(LABEL_TASK, &task).is_empty()).await?;
         let out = api.get_text(&format!("/v1/tasks/{task}/logs?tail=1")).await?;
         assert_eq!(out.trim(), format!("serving {port}"));
@@ -239,10 +238,7 @@ async fn stopping_the_job_removes_the_container() {
         submit(api, &container_spec("stubborn", "sleep 600 & wait", 32)).await?;
         let job = job_id("stubborn");
         let (task, container) = running_container(api, &job).await?;
-        let r = api
-            .post(&format!("/v1/jobs/{job}/scale"), &json!({"instances": 0}))
-            .await?;
-        anyhow::ensure!(r.status < 300, "scale: {} {}", r.status, r.body);
+        scale(api, &job, 0).await?;
         let list = wait_tasks(api, &job, "KILLED", WAIT, |l| {
             l.iter()
                 .any(|t| t["id"] == task.as_str() && t["state"] == "KILLED")
