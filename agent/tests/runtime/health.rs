@@ -2,14 +2,12 @@
 //! reported healthy, then unhealthy and failed (reports only on changes),
 //! and a restarted agent checks its re-adopted task again.
 
-use anyhow::{anyhow, ensure};
-use ocean_agent::AgentConfig;
+use anyhow::ensure;
 use ocean_proto::agent::{master_message::Kind, HealthCheck, Launch, LaunchTask};
-use tokio::sync::oneshot;
 
 use super::fake_master::FakeMaster;
 use super::harness::{bounded, process_exists, Harness};
-use super::{identity, shell, WAIT};
+use super::{shell, RunningAgent, WAIT};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_checks_report_changes_and_resume_after_an_agent_restart() -> anyhow::Result<()> {
@@ -21,23 +19,7 @@ async fn health_checks_report_changes_and_resume_after_an_agent_restart() -> any
         let sick = flags.path().join("sick");
         let mut master = FakeMaster::start().await?;
         let master_addr = master.addr.to_string();
-        let start = || -> anyhow::Result<_> {
-            let config = AgentConfig::new(
-                identity(),
-                vec![master_addr.clone()],
-                h.config(),
-                h.cgroups.clone(),
-            );
-            let (stop_tx, stop_rx) = oneshot::channel::<()>();
-            let http = std::net::TcpListener::bind("127.0.0.1:0")?;
-            http.set_nonblocking(true)?;
-            let http = tokio::net::TcpListener::from_std(http)?;
-            let agent = tokio::spawn(ocean_agent::runtime::run(config, http, async {
-                let _ = stop_rx.await;
-            }));
-            Ok((stop_tx, agent))
-        };
-        let (stop, agent) = start()?;
+        let agent = RunningAgent::start(&h, &master_addr).await?;
         let conn = master.accept(WAIT).await?;
         conn.send(Kind::Launch(Launch {
             tasks: vec![LaunchTask {
@@ -101,13 +83,10 @@ async fn health_checks_report_changes_and_resume_after_an_agent_restart() -> any
 
         // Restart the agent with the task healthy again: the re-adopted task
         // is checked again (from its checkpoint).
-        let _ = stop.send(());
-        tokio::time::timeout(WAIT, agent)
-            .await
-            .map_err(|_| anyhow!("the agent did not stop"))???;
+        agent.stop().await?;
         ensure!(process_exists(pid), "the task died with the agent");
         std::fs::remove_file(&sick)?;
-        let (stop, agent) = start()?;
+        let agent = RunningAgent::start(&h, &master_addr).await?;
         let conn = master.accept(WAIT).await?;
         ensure!(
             conn.register
@@ -118,8 +97,7 @@ async fn health_checks_report_changes_and_resume_after_an_agent_restart() -> any
             conn.register.tasks
         );
         master.report(conn.id, WAIT, healthy(Some(true))).await?;
-        let _ = stop.send(());
-        let _ = tokio::time::timeout(WAIT, agent).await;
+        let _ = agent.stop().await;
         Ok(())
     })
     .await

@@ -41,6 +41,47 @@ fn identity() -> AgentIdentity {
     }
 }
 
+/// An agent runtime under test, talking to a fake master.
+struct RunningAgent {
+    /// Where it serves task logs.
+    http_addr: String,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<ocean_agent::error::Result<()>>,
+}
+
+impl RunningAgent {
+    /// Starts the agent's runtime against the master at `master`, with its
+    /// log server on a free loopback port.
+    async fn start(h: &Harness, master: &str) -> anyhow::Result<RunningAgent> {
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let http_addr = http.local_addr()?.to_string();
+        let config = AgentConfig::new(
+            identity(),
+            vec![master.to_string()],
+            h.config(),
+            h.cgroups.clone(),
+        );
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(ocean_agent::runtime::run(config, http, async {
+            let _ = stop_rx.await;
+        }));
+        Ok(RunningAgent {
+            http_addr,
+            stop,
+            task,
+        })
+    }
+
+    /// Stops it and waits (bounded) for the runtime to return.
+    async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .map_err(|_| anyhow!("the agent did not stop"))???;
+        Ok(())
+    }
+}
+
 fn shell(id: &str, cmd: &str) -> LaunchTask {
     LaunchTask {
         task_id: id.into(),
@@ -84,18 +125,8 @@ async fn the_runtime_follows_the_leaders_commands() -> anyhow::Result<()> {
     };
     bounded(async {
         let mut master = FakeMaster::start().await?;
-        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let http_addr = http.local_addr()?.to_string();
-        let config = AgentConfig::new(
-            identity(),
-            vec![master.addr.to_string()],
-            h.config(),
-            h.cgroups.clone(),
-        );
-        let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let agent = tokio::spawn(ocean_agent::runtime::run(config, http, async {
-            let _ = stop_rx.await;
-        }));
+        let agent = RunningAgent::start(&h, &master.addr.to_string()).await?;
+        let http_addr = agent.http_addr.clone();
 
         // Registration carries the log server's address and no tasks yet.
         let conn = master.accept(WAIT).await?;
@@ -241,10 +272,7 @@ async fn the_runtime_follows_the_leaders_commands() -> anyhow::Result<()> {
         ensure!(process_exists(t1), "t1 died with the stream");
 
         // Stopping the agent leaves its tasks running.
-        let _ = stop_tx.send(());
-        tokio::time::timeout(WAIT, agent)
-            .await
-            .map_err(|_| anyhow!("the agent did not stop"))???;
+        agent.stop().await?;
         ensure!(process_exists(t1), "t1 died with the agent");
         Ok(())
     })
@@ -259,17 +287,7 @@ async fn a_large_launch_is_recorded_at_once_and_runs_concurrently() -> anyhow::R
     bounded(async {
         const N: usize = 100;
         let mut master = FakeMaster::start().await?;
-        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let config = AgentConfig::new(
-            identity(),
-            vec![master.addr.to_string()],
-            h.config(),
-            h.cgroups.clone(),
-        );
-        let (_stop_tx, stop_rx) = oneshot::channel::<()>();
-        let _agent = tokio::spawn(ocean_agent::runtime::run(config, http, async {
-            let _ = stop_rx.await;
-        }));
+        let _agent = RunningAgent::start(&h, &master.addr.to_string()).await?;
         let conn = master.accept(WAIT).await?;
         let tasks = (0..N)
             .map(|i| LaunchTask {
@@ -315,17 +333,7 @@ async fn heartbeats_keep_their_interval_during_a_launch_burst() -> anyhow::Resul
     };
     bounded(async {
         let mut master = FakeMaster::start().await?;
-        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let config = AgentConfig::new(
-            identity(),
-            vec![master.addr.to_string()],
-            h.config(),
-            h.cgroups.clone(),
-        );
-        let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let agent = tokio::spawn(ocean_agent::runtime::run(config, http, async {
-            let _ = stop_rx.await;
-        }));
+        let agent = RunningAgent::start(&h, &master.addr.to_string()).await?;
         let conn = master.accept(WAIT).await?;
         let tasks = (0..60)
             .map(|i| shell(&format!("h{i}"), "sleep 30"))
@@ -340,8 +348,7 @@ async fn heartbeats_keep_their_interval_during_a_launch_burst() -> anyhow::Resul
             "a heartbeat came {worst:?} after the previous one ({} beats)",
             beats.len()
         );
-        let _ = stop_tx.send(());
-        let _ = agent.await;
+        let _ = agent.stop().await;
         Ok(())
     })
     .await
