@@ -122,7 +122,8 @@ pub async fn run(master: Master) {
 /// One pass: declares silent agents unreachable and commits what becomes of
 /// their tasks.
 async fn check(master: &Master, base: Instant, timeout: Duration) {
-    let agents: Vec<String> = master.read(|st| st.agents.keys().cloned().collect());
+    let agents: Vec<String> =
+        master.read(|st| master.sessions().overdue(st.agents.keys(), base, timeout));
     for agent in agents {
         let Some((silent_ms, first)) = master.sessions().declare_if_silent(&agent, base, timeout)
         else {

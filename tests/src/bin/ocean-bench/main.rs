@@ -91,6 +91,13 @@ enum Cmd {
         agents: usize,
         #[arg(long, default_value_t = 100_000)]
         tasks: usize,
+        /// Job submissions in flight at once.
+        #[arg(long, default_value_t = 16)]
+        submitters: usize,
+        /// An extra flag for every `ocean master` (repeatable), e.g.
+        /// `--master-arg=--election-ticks=20`.
+        #[arg(long = "master-arg", allow_hyphen_values = true)]
+        master_args: Vec<String>,
     },
     /// Health check failing to healthy replacement serving (1 s interval,
     /// 3 failures), in `ocean dev`.
@@ -180,7 +187,12 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Memory { jobs } => memory(jobs).await,
         Cmd::Launch { runs, stop_each } => tasks::launch(runs, stop_each).await,
         Cmd::DockerLaunch { runs } => docker::docker_launch(runs).await,
-        Cmd::Schedule { agents, tasks } => schedule::schedule(agents, tasks).await,
+        Cmd::Schedule {
+            agents,
+            tasks,
+            submitters,
+            master_args,
+        } => schedule::schedule(agents, tasks, submitters, &master_args).await,
         Cmd::Fleet { instances, agents } => tasks::fleet(instances, agents).await,
         Cmd::Health { trials } => health::health(trials).await,
         Cmd::LostAgent { trials, instances } => lost::lost_agent(trials, instances).await,

@@ -266,7 +266,12 @@ async fn leader_counts(api: &ocean_tests::Api) -> (u64, u64) {
 }
 
 /// Runs the benchmark.
-pub async fn schedule(agents: usize, tasks: usize) -> anyhow::Result<()> {
+pub async fn schedule(
+    agents: usize,
+    tasks: usize,
+    submitters: usize,
+    master_args: &[String],
+) -> anyhow::Result<()> {
     let per_job = 100.min(tasks.max(1));
     let spec = WorkloadSpec {
         agents,
@@ -284,15 +289,15 @@ pub async fn schedule(agents: usize, tasks: usize) -> anyhow::Result<()> {
     // the defaults had thousands of simulated agents declared unreachable
     // and re-registering during a run, which is what `false-lost`
     // measures, not placement.
-    let c = Cluster::start(
-        3,
-        &[
-            "--agent-heartbeat-ms",
-            &HEARTBEAT.as_millis().to_string(),
-            "--agent-timeout-ms",
-            "30000",
-        ],
-    )?;
+    let heartbeat = HEARTBEAT.as_millis().to_string();
+    let mut args = vec![
+        "--agent-heartbeat-ms",
+        &heartbeat,
+        "--agent-timeout-ms",
+        "30000",
+    ];
+    args.extend(master_args.iter().map(String::as_str));
+    let c = Cluster::start(3, &args)?;
     let leader = c.wait_leader(&[1, 2, 3], Duration::from_secs(20)).await?;
     let grpc = c.master(leader).grpc.to_string();
     eprintln!(
@@ -332,7 +337,7 @@ pub async fn schedule(agents: usize, tasks: usize) -> anyhow::Result<()> {
 
     let api = c.master(leader).api();
 
-    // Submit every job, 16 at a time, over gRPC.
+    // Submit every job, `submitters` at a time, over gRPC.
     let specs: Vec<Vec<u8>> = workload
         .pending
         .iter()
@@ -371,7 +376,7 @@ pub async fn schedule(agents: usize, tasks: usize) -> anyhow::Result<()> {
                 }
             }
         })
-        .buffer_unordered(16)
+        .buffer_unordered(submitters.max(1))
         .collect::<Vec<_>>()
         .await
         .into_iter()
