@@ -164,6 +164,16 @@ impl AgentIndex {
         }
     }
 
+    /// True when a scan for `need` resumes after cursor `k` (rather than
+    /// from the start): `k` lies in the cells that can hold `need`.
+    #[inline]
+    pub(crate) fn resumes_at(&self, need: Levels, k: &Cursor) -> bool {
+        k.cpu >= need.cpu
+            && k.mem >= need.mem
+            && k.cpu < self.cpu_levels()
+            && k.mem < self.mem_levels()
+    }
+
     /// Agents that may hold `need`, in `order`, starting after `after`
     /// (from the start when `None`, or when `after` lies outside the cells
     /// that can hold `need`).
@@ -185,13 +195,7 @@ impl AgentIndex {
             c: if forward { 0 } else { kc - 1 },
             current: Walk::default(),
         };
-        let in_quadrant = |k: &Cursor| {
-            k.cpu >= need.cpu
-                && k.mem >= need.mem
-                && k.cpu < self.cpu_levels()
-                && k.mem < self.mem_levels()
-        };
-        if let Some(k) = after.filter(in_quadrant) {
+        if let Some(k) = after.filter(|k| self.resumes_at(need, k)) {
             let cell = &self.cells[k.cpu * self.mem_levels() + k.mem];
             let (c, d) = (k.cpu as isize, (k.cpu + k.mem) as isize);
             scan.d = d;

@@ -212,8 +212,20 @@ impl<'s, 'p> Round<'s, 'p> {
                 job.fits(cluster, a as usize)
             })
         };
-        let ahead = first_fit(job.cursor);
         let last = job.last.filter(|&a| job.fits(cluster, a as usize));
+        if let (Some(a), Some(k)) = (last, job.cursor) {
+            // The scan resumes strictly after the cursor, so it could only
+            // find agents behind `a`: keep `a` without scanning. (Bin-pack
+            // lands here on every task that stays on its last agent, which
+            // has moved before the cursor by getting fuller.)
+            if cluster.index.resumes_at(job.levels, &k)
+                && !k.precedes(&cluster.cursor(a as usize), order)
+            {
+                self.plan.stats.agents_examined += examined;
+                return Some(a as usize);
+            }
+        }
+        let ahead = first_fit(job.cursor);
         let (pick, advance) = match (last, ahead) {
             (Some(a), Some(b))
                 if cluster
