@@ -137,6 +137,11 @@ impl PortState {
     /// Takes the lowest free port.
     pub(crate) fn take_lowest(&mut self) -> Option<u16> {
         let (p, at) = self.lowest_free()?;
+        if self.used.capacity() == 0 {
+            // Skip the smallest steps of growth: an agent that hands out
+            // one dynamic port usually hands out several.
+            self.used.reserve(16);
+        }
         self.used.insert(at, p);
         self.free -= 1;
         Some(p)
