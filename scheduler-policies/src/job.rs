@@ -6,8 +6,9 @@ use std::collections::BTreeSet;
 use std::rc::Rc;
 
 use crate::cluster::Cluster;
+use crate::dynamic::DynConstraint;
 use crate::explain::{FitExplanation, Reason, WaitReason};
-use crate::filter::{bit, DynConstraint, Filters};
+use crate::filter::{bit, Filters};
 use crate::index::{Cursor, Levels};
 use crate::plan::AssignedPort;
 use crate::ports::PortState;

@@ -64,6 +64,7 @@
 mod cluster;
 mod config;
 mod constraint;
+mod dynamic;
 mod explain;
 mod fairshare;
 mod filter;
