@@ -66,17 +66,21 @@ impl Cell {
             self.last[c] = key;
         }
         if chunk.len() > MAX {
-            self.split(c);
+            // Appending (the index is built in agent order, and agents
+            // that start alike tie on score) leaves full chunks behind
+            // rather than half-empty ones: fewer chunks to search.
+            let appended = c + 1 == self.chunks.len() && at == MAX;
+            self.split(c, if appended { MAX } else { MAX.div_ceil(2) });
         }
         true
     }
 
-    /// Splits chunk `c` in two halves.
-    fn split(&mut self, c: usize) {
+    /// Splits chunk `c`: keys from `at` on move to a new chunk after it.
+    fn split(&mut self, c: usize, at: usize) {
         let chunk = &mut self.chunks[c];
         let mut tail = Vec::with_capacity(MAX + 1);
-        tail.extend_from_slice(&chunk[chunk.len() / 2..]);
-        chunk.truncate(chunk.len() / 2);
+        tail.extend_from_slice(&chunk[at..]);
+        chunk.truncate(at);
         let low_last = chunk[chunk.len() - 1];
         let high_last = self.last[c];
         self.last[c] = low_last;
