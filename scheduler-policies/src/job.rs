@@ -136,7 +136,7 @@ impl<'s> JobState<'s> {
     }
 
     /// Can one task of this job go to agent `i` right now?
-    #[inline]
+    #[inline(always)]
     pub(crate) fn fits(&self, cluster: &Cluster<'_>, i: usize) -> bool {
         bit(&self.eligible, i)
             && cluster.free[i].covers(&self.req.resources)
