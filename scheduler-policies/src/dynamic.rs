@@ -221,7 +221,7 @@ impl DynConstraint {
         allowed.clear();
         let all = |allowed: &mut Vec<u64>| {
             allowed.resize(words, u64::MAX);
-            if self.values % 64 != 0 {
+            if !self.values.is_multiple_of(64) {
                 if let Some(w) = allowed.last_mut() {
                     *w = (1 << (self.values % 64)) - 1;
                 }
