@@ -8,7 +8,7 @@
 use std::collections::hash_map::Entry;
 
 use crate::hash::FxHashMap;
-use crate::index::{AgentIndex, Cursor};
+use crate::index::{AgentIndex, Cursor, Levels};
 use crate::ports::PortState;
 use crate::resources::Resources;
 use crate::snapshot::{Agent, RunningTask};
@@ -40,8 +40,8 @@ pub(crate) struct Cluster<'s> {
     /// `capacity - used`, saturating at zero.
     pub(crate) free: Vec<Resources>,
     pub(crate) ports: Vec<PortState>,
-    /// Free resources and score under which each online agent is indexed.
-    indexed: Vec<(Resources, u64)>,
+    /// Levels and free score under which each online agent is indexed.
+    indexed: Vec<(Levels, u64)>,
     pub(crate) index: AgentIndex,
     /// Per dimension, `2^52 / largest capacity` (fixed point): the score's
     /// normaliser, so scoring is a multiply, not a division.
@@ -111,7 +111,7 @@ impl<'s> Cluster<'s> {
             used,
             free,
             ports,
-            indexed: vec![(Resources::default(), 0); n],
+            indexed: vec![(Levels::default(), 0); n],
             index: AgentIndex::new(requests),
             multipliers: [reference.cpus_milli, reference.mem_mib, reference.disk_mib]
                 .map(|max| (SCALE << 32) / u128::from(max.max(1))),
@@ -123,9 +123,9 @@ impl<'s> Cluster<'s> {
         };
         for i in 0..n {
             if c.online[i] {
-                let (f, s) = (c.free[i], c.score_of(&c.free[i]));
-                c.indexed[i] = (f, s);
-                c.index.insert(&f, s, i as u32);
+                let key = c.key_of(&c.free[i]);
+                c.indexed[i] = key;
+                c.index.insert(key.0, key.1, i as u32);
             }
         }
         c
@@ -140,6 +140,12 @@ impl<'s> Cluster<'s> {
             + dim(r.mem_mib, self.reference.mem_mib, mm)
             + dim(r.disk_mib, self.reference.disk_mib, md);
         u64::try_from(s).unwrap_or(u64::MAX)
+    }
+
+    /// Where free resources `r` belong in the index.
+    #[inline]
+    fn key_of(&self, r: &Resources) -> (Levels, u64) {
+        (self.index.levels(r), self.score_of(r))
     }
 
     /// Charges `r` to agent `i`.
@@ -161,12 +167,11 @@ impl<'s> Cluster<'s> {
         if !self.online[i] {
             return;
         }
-        let free = self.free[i];
-        let new = (free, self.score_of(&free));
         let old = self.indexed[i];
+        let free = &self.free[i];
+        let new = (self.index.levels_from(old.0, free), self.score_of(free));
         if new != old {
-            self.index.remove(&old.0, old.1, i as u32);
-            self.index.insert(&new.0, new.1, i as u32);
+            self.index.rekey(old, new, i as u32);
             self.indexed[i] = new;
         }
     }
@@ -174,8 +179,8 @@ impl<'s> Cluster<'s> {
     /// Where agent `i` sits in the index now.
     #[inline]
     pub(crate) fn cursor(&self, i: usize) -> Cursor {
-        let (free, score) = self.indexed[i];
-        self.index.cursor(&free, score, i as u32)
+        let (levels, score) = self.indexed[i];
+        Cursor::new(levels, score, i as u32)
     }
 
     /// Id of the interned column for `key`, interning it on first use.

@@ -115,17 +115,24 @@ impl DrfQueue {
         self.heap.push(Reverse((Self::key(fair, p), p)));
     }
 
-    /// Would `p` at `key` still come before every queued product line?
-    /// (Then it may place again without a round trip through the heap.)
-    pub(crate) fn still_first(&self, key: u64, p: usize) -> bool {
-        self.heap
-            .peek()
-            .is_none_or(|Reverse(next)| (key, p) < *next)
+    /// The product line with the lowest share (it stays queued).
+    pub(crate) fn first(&self) -> Option<usize> {
+        self.heap.peek().map(|Reverse((_, p))| *p)
     }
 
-    /// The product line with the lowest share.
-    pub(crate) fn pop(&mut self) -> Option<usize> {
-        self.heap.pop().map(|Reverse((_, p))| p)
+    /// Re-queues the first product line at its new share: one sift down,
+    /// where a pop and a push would cost two walks of the heap (and a
+    /// placement changes the first product line's share every time).
+    pub(crate) fn requeue_first(&mut self, fair: &FairShare<'_>) {
+        if let Some(mut top) = self.heap.peek_mut() {
+            let p = top.0 .1;
+            top.0 .0 = Self::key(fair, p);
+        }
+    }
+
+    /// Drops the first product line (it has nothing left to place).
+    pub(crate) fn pop(&mut self) {
+        self.heap.pop();
     }
 }
 
@@ -160,7 +167,38 @@ mod tests {
         for p in 0..3 {
             q.push(&fair, p);
         }
-        let order: Vec<usize> = std::iter::from_fn(|| q.pop()).collect();
+        let order: Vec<usize> = std::iter::from_fn(|| {
+            let p = q.first();
+            q.pop();
+            p
+        })
+        .collect();
         assert_eq!(order, vec![fair.id("c"), fair.id("b"), fair.id("a")]);
+    }
+
+    #[test]
+    fn requeued_first_goes_behind_a_lower_share() {
+        let mut snap = Snapshot::default();
+        for pdl in ["a", "b"] {
+            snap.pending.push(JobRequest {
+                pdl: pdl.into(),
+                ..JobRequest::default()
+            });
+        }
+        let mut fair = FairShare::new(&snap, Resources::new(100.0, 1000, 0));
+        let (a, b) = (fair.id("a"), fair.id("b"));
+        let mut q = DrfQueue::default();
+        q.push(&fair, b);
+        q.push(&fair, a);
+        // Equal shares: the name that sorts first goes first.
+        assert_eq!(q.first(), Some(a));
+        fair.charge(a, &Resources::new(1.0, 0, 0));
+        q.requeue_first(&fair);
+        assert_eq!(q.first(), Some(b));
+        fair.charge(b, &Resources::new(0.5, 0, 0));
+        q.requeue_first(&fair);
+        assert_eq!(q.first(), Some(b));
+        q.pop();
+        assert_eq!(q.first(), Some(a));
     }
 }

@@ -25,9 +25,9 @@
 //! distinct sizes than levels, sizes are merged and cells at a request's own
 //! level may hold agents that fall just short: the exact check filters them.
 
-use std::collections::btree_set::Range;
-use std::collections::BTreeSet;
-use std::ops::Bound::{Excluded, Unbounded};
+mod cell;
+
+use cell::{Cell, Walk};
 
 use crate::policy::ScanOrder;
 use crate::resources::Resources;
@@ -49,7 +49,7 @@ pub(crate) struct AgentIndex {
     mem_thresholds: Vec<u64>,
     /// Cells, row-major by cpu level: `cpu * mem_levels + mem`.
     /// Each cell holds `score << 32 | agent` (one integer compare).
-    cells: Vec<BTreeSet<u64>>,
+    cells: Vec<Cell>,
     len: usize,
 }
 
@@ -75,6 +75,20 @@ fn thresholds(mut sizes: Vec<u64>) -> Vec<u64> {
         .collect()
 }
 
+/// The number of `thresholds` at or below `v` (a linear walk from level
+/// `from`).
+#[inline]
+fn level_from(thresholds: &[u64], from: usize, v: u64) -> usize {
+    let mut l = from.min(thresholds.len());
+    while l > 0 && thresholds[l - 1] > v {
+        l -= 1;
+    }
+    while l < thresholds.len() && thresholds[l] <= v {
+        l += 1;
+    }
+    l
+}
+
 impl AgentIndex {
     /// An empty index whose levels come from the pending request sizes.
     pub(crate) fn new(requests: impl Iterator<Item = Resources>) -> Self {
@@ -86,7 +100,7 @@ impl AgentIndex {
         Self {
             cpu_thresholds,
             mem_thresholds,
-            cells: (0..cells).map(|_| BTreeSet::new()).collect(),
+            cells: (0..cells).map(|_| Cell::default()).collect(),
             len: 0,
         }
     }
@@ -108,6 +122,17 @@ impl AgentIndex {
         }
     }
 
+    /// [`Self::levels`], searched from `from`: an agent's levels before
+    /// one task changed its free resources, so usually the same or one
+    /// level away.
+    #[inline]
+    pub(crate) fn levels_from(&self, from: Levels, r: &Resources) -> Levels {
+        Levels {
+            cpu: level_from(&self.cpu_thresholds, from.cpu, r.cpus_milli),
+            mem: level_from(&self.mem_thresholds, from.mem, r.mem_mib),
+        }
+    }
+
     #[inline]
     fn cell(&self, l: Levels) -> usize {
         l.cpu * self.mem_levels() + l.mem
@@ -119,29 +144,34 @@ impl AgentIndex {
         self.len
     }
 
-    pub(crate) fn insert(&mut self, free: &Resources, score: u64, agent: u32) {
-        let c = self.cell(self.levels(free));
+    /// Adds an agent at levels `l` and free score `score`.
+    pub(crate) fn insert(&mut self, l: Levels, score: u64, agent: u32) {
+        let c = self.cell(l);
         if self.cells[c].insert(pack(score, agent)) {
             self.len += 1;
         }
     }
 
-    pub(crate) fn remove(&mut self, free: &Resources, score: u64, agent: u32) {
-        let c = self.cell(self.levels(free));
-        if self.cells[c].remove(&pack(score, agent)) {
-            self.len -= 1;
+    /// Moves an agent from where it was indexed to its new levels and
+    /// score (in place when it stays in its cell).
+    pub(crate) fn rekey(&mut self, old: (Levels, u64), new: (Levels, u64), agent: u32) {
+        let (from, to) = (self.cell(old.0), self.cell(new.0));
+        let (old_key, new_key) = (pack(old.1, agent), pack(new.1, agent));
+        if from == to {
+            self.cells[from].replace(old_key, new_key);
+        } else if self.cells[from].remove(old_key) {
+            self.cells[to].insert(new_key);
         }
     }
 
-    /// The position of an agent indexed under `free` and `score`.
-    pub(crate) fn cursor(&self, free: &Resources, score: u64, agent: u32) -> Cursor {
-        let l = self.levels(free);
-        Cursor {
-            cpu: l.cpu,
-            mem: l.mem,
-            score,
-            agent,
-        }
+    /// True when a scan for `need` resumes after cursor `k` (rather than
+    /// from the start): `k` lies in the cells that can hold `need`.
+    #[inline]
+    pub(crate) fn resumes_at(&self, need: Levels, k: &Cursor) -> bool {
+        k.cpu >= need.cpu
+            && k.mem >= need.mem
+            && k.cpu < self.cpu_levels()
+            && k.mem < self.mem_levels()
     }
 
     /// Agents that may hold `need`, in `order`, starting after `after`
@@ -163,23 +193,17 @@ impl AgentIndex {
             forward,
             d: if forward { lo } else { hi },
             c: if forward { 0 } else { kc - 1 },
-            current: None,
+            current: Walk::default(),
         };
-        let in_quadrant = |k: &Cursor| {
-            k.cpu >= need.cpu
-                && k.mem >= need.mem
-                && k.cpu < self.cpu_levels()
-                && k.mem < self.mem_levels()
-        };
-        if let Some(k) = after.filter(in_quadrant) {
+        if let Some(k) = after.filter(|k| self.resumes_at(need, k)) {
             let cell = &self.cells[k.cpu * self.mem_levels() + k.mem];
             let (c, d) = (k.cpu as isize, (k.cpu + k.mem) as isize);
             scan.d = d;
             if forward {
-                scan.current = Some(cell.range((Excluded(pack(k.score, k.agent)), Unbounded)));
+                scan.current = cell.above(pack(k.score, k.agent));
                 scan.c = c + 1;
             } else {
-                scan.current = Some(cell.range((Unbounded, Excluded(pack(k.score, k.agent)))));
+                scan.current = cell.below(pack(k.score, k.agent));
                 scan.c = c - 1;
             }
         }
@@ -197,6 +221,17 @@ pub(crate) struct Cursor {
 }
 
 impl Cursor {
+    /// The position of an agent indexed at levels `l` and free `score`.
+    #[inline]
+    pub(crate) fn new(l: Levels, score: u64, agent: u32) -> Self {
+        Self {
+            cpu: l.cpu,
+            mem: l.mem,
+            score,
+            agent,
+        }
+    }
+
     fn rank(&self) -> (usize, usize, u64, u32) {
         (self.cpu + self.mem, self.cpu, self.score, self.agent)
     }
@@ -224,7 +259,8 @@ pub(crate) struct Scan<'a> {
     /// Next cell to open: level sum `d`, cpu level `c`.
     d: isize,
     c: isize,
-    current: Option<Range<'a, u64>>,
+    /// The rest of the cell being walked.
+    current: Walk<'a>,
 }
 
 impl Scan<'_> {
@@ -270,22 +306,16 @@ impl Iterator for Scan<'_> {
     #[inline]
     fn next(&mut self) -> Option<u32> {
         loop {
-            if let Some(range) = &mut self.current {
-                let item = if self.forward {
-                    range.next()
-                } else {
-                    range.next_back()
-                };
-                if let Some(&key) = item {
-                    return Some(key as u32);
-                }
-                self.current = None;
+            let item = if self.forward {
+                self.current.next()
+            } else {
+                self.current.next_back()
+            };
+            if let Some(key) = item {
+                return Some(key as u32);
             }
             let cell = self.next_cell()?;
-            let set = &self.index.cells[cell];
-            if !set.is_empty() {
-                self.current = Some(set.range(..));
-            }
+            self.current = self.index.cells[cell].all();
         }
     }
 }
@@ -309,37 +339,79 @@ mod tests {
     }
 
     #[test]
+    fn levels_from_any_start_match_a_fresh_search() {
+        let idx = AgentIndex::new([r(0.5, 100), r(1.0, 200), r(4.0, 800)].into_iter());
+        for cpus in [0.0, 0.4, 0.5, 0.9, 1.0, 3.0, 4.0, 9.0] {
+            for mem in [0, 99, 100, 150, 200, 800, 5000] {
+                let fresh = idx.levels(&r(cpus, mem));
+                for cpu in 0..5 {
+                    for mem_l in 0..5 {
+                        let from = Levels { cpu, mem: mem_l };
+                        assert_eq!(idx.levels_from(from, &r(cpus, mem)), fresh);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn scans_only_cells_that_can_hold_the_request() {
         let mut idx = AgentIndex::new([r(1.0, 100), r(2.0, 200)].into_iter());
-        idx.insert(&r(0.5, 1000), 1, 0); // no cpu for anything
-        idx.insert(&r(1.5, 150), 2, 1); // holds the small request only
-        idx.insert(&r(8.0, 1000), 9, 2); // holds both
-        idx.insert(&r(2.0, 200), 4, 3); // holds both, tighter
+        let at = |idx: &AgentIndex, cpus, mem| idx.levels(&r(cpus, mem));
+        idx.insert(at(&idx, 0.5, 1000), 1, 0); // no cpu for anything
+        idx.insert(at(&idx, 1.5, 150), 2, 1); // holds the small request only
+        idx.insert(at(&idx, 8.0, 1000), 9, 2); // holds both
+        idx.insert(at(&idx, 2.0, 200), 4, 3); // holds both, tighter
         assert_eq!(idx.len(), 4);
         let small = idx.levels(&r(1.0, 100));
         let big = idx.levels(&r(2.0, 200));
-        let all = |need, order| idx.scan(need, order, None).collect::<Vec<_>>();
-        assert_eq!(all(small, ScanOrder::MostAllocatedFirst), vec![1, 3, 2]);
-        assert_eq!(all(big, ScanOrder::MostAllocatedFirst), vec![3, 2]);
-        assert_eq!(all(big, ScanOrder::LeastAllocatedFirst), vec![2, 3]);
-        assert_eq!(all(small, ScanOrder::LeastAllocatedFirst), vec![2, 3, 1]);
+        let all = |idx: &AgentIndex, need, order| idx.scan(need, order, None).collect::<Vec<_>>();
+        assert_eq!(
+            all(&idx, small, ScanOrder::MostAllocatedFirst),
+            vec![1, 3, 2]
+        );
+        assert_eq!(all(&idx, big, ScanOrder::MostAllocatedFirst), vec![3, 2]);
+        assert_eq!(all(&idx, big, ScanOrder::LeastAllocatedFirst), vec![2, 3]);
+        assert_eq!(
+            all(&idx, small, ScanOrder::LeastAllocatedFirst),
+            vec![2, 3, 1]
+        );
         // Zero-sized requests see everything, exhausted agents included.
         let zero = idx.levels(&r(0.0, 0));
-        assert_eq!(all(zero, ScanOrder::MostAllocatedFirst), vec![0, 1, 3, 2]);
-        assert_eq!(all(zero, ScanOrder::LeastAllocatedFirst), vec![2, 3, 1, 0]);
+        assert_eq!(
+            all(&idx, zero, ScanOrder::MostAllocatedFirst),
+            vec![0, 1, 3, 2]
+        );
+        assert_eq!(
+            all(&idx, zero, ScanOrder::LeastAllocatedFirst),
+            vec![2, 3, 1, 0]
+        );
         // Resuming after a cursor.
-        let k3 = idx.cursor(&r(2.0, 200), 4, 3);
+        let k3 = Cursor::new(at(&idx, 2.0, 200), 4, 3);
         let from = |need, order, k| idx.scan(need, order, Some(k)).collect::<Vec<_>>();
         assert_eq!(from(small, ScanOrder::MostAllocatedFirst, k3), vec![2]);
         assert_eq!(from(small, ScanOrder::LeastAllocatedFirst, k3), vec![1]);
         assert_eq!(from(zero, ScanOrder::LeastAllocatedFirst, k3), vec![1, 0]);
-        let k1 = idx.cursor(&r(1.5, 150), 2, 1);
+        let k1 = Cursor::new(at(&idx, 1.5, 150), 2, 1);
         assert!(k1.precedes(&k3, ScanOrder::MostAllocatedFirst));
         assert!(k3.precedes(&k1, ScanOrder::LeastAllocatedFirst));
         // A cursor outside the request's cells restarts the scan.
         assert_eq!(from(big, ScanOrder::MostAllocatedFirst, k1), vec![3, 2]);
-        idx.remove(&r(8.0, 1000), 9, 2);
-        let left: Vec<u32> = idx.scan(big, ScanOrder::MostAllocatedFirst, None).collect();
-        assert_eq!(left, vec![3]);
+        // Agent 2 fills up to the small size: it leaves the big request's
+        // cells and becomes the tightest for the small one.
+        let (was, now) = (at(&idx, 8.0, 1000), at(&idx, 1.0, 100));
+        idx.rekey((was, 9), (now, 1), 2);
+        assert_eq!(idx.len(), 4);
+        assert_eq!(all(&idx, big, ScanOrder::MostAllocatedFirst), vec![3]);
+        assert_eq!(
+            all(&idx, small, ScanOrder::MostAllocatedFirst),
+            vec![2, 1, 3]
+        );
+        // A re-key inside one cell reorders it.
+        idx.rekey((now, 1), (now, 3), 2);
+        assert_eq!(
+            all(&idx, small, ScanOrder::MostAllocatedFirst),
+            vec![1, 2, 3]
+        );
     }
 }

@@ -6,8 +6,9 @@ use std::collections::BTreeSet;
 use std::rc::Rc;
 
 use crate::cluster::Cluster;
+use crate::dynamic::DynConstraint;
 use crate::explain::{FitExplanation, Reason, WaitReason};
-use crate::filter::{bit, DynConstraint, Filters};
+use crate::filter::{bit, Filters};
 use crate::index::{Cursor, Levels};
 use crate::plan::AssignedPort;
 use crate::ports::PortState;
@@ -135,7 +136,7 @@ impl<'s> JobState<'s> {
     }
 
     /// Can one task of this job go to agent `i` right now?
-    #[inline]
+    #[inline(always)]
     pub(crate) fn fits(&self, cluster: &Cluster<'_>, i: usize) -> bool {
         bit(&self.eligible, i)
             && cluster.free[i].covers(&self.req.resources)

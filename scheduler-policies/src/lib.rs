@@ -25,7 +25,7 @@
 //!   chosen per job or cluster-wide by name (`policy/`).
 //! * [`Constraint`]: Marathon's `UNIQUE`, `CLUSTER`, `GROUP_BY`, `LIKE`,
 //!   `UNLIKE`, `MAX_PER`, `IS` on any agent attribute (`constraint.rs`,
-//!   evaluated in `filter.rs`).
+//!   evaluated in `filter.rs` and `dynamic.rs`).
 //! * Fair share between product lines (`fairshare.rs`), quotas on
 //!   service-tree nodes (`quota.rs`), priorities and preemption
 //!   (`preempt.rs`).
@@ -64,6 +64,7 @@
 mod cluster;
 mod config;
 mod constraint;
+mod dynamic;
 mod explain;
 mod fairshare;
 mod filter;

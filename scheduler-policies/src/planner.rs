@@ -128,30 +128,27 @@ impl<'s, 'p> Round<'s, 'p> {
                 drf.push(&self.fair, p);
             }
         }
-        while let Some(p) = drf.pop() {
-            // Place from `p` for as long as it keeps the lowest share.
-            loop {
-                let queue = &mut queues[p];
-                while let Some(&j) = queue.front() {
-                    if self.jobs[j].blocked.is_some() || self.jobs[j].remaining() == 0 {
-                        queue.pop_front();
-                    } else {
-                        break;
-                    }
-                }
-                let Some(&j) = queue.front() else {
-                    break; // product line done for this level
-                };
-                if self.place_one(j) {
-                    let r = self.jobs[j].req.resources;
-                    self.fair.charge(p, &r);
-                }
-                let key = DrfQueue::key(&self.fair, p);
-                if !drf.still_first(key, p) {
-                    drf.push(&self.fair, p);
+        // The product line with the lowest share places one task, then
+        // goes back in the queue at its new share.
+        while let Some(p) = drf.first() {
+            let queue = &mut queues[p];
+            while let Some(&j) = queue.front() {
+                if self.jobs[j].blocked.is_some() || self.jobs[j].remaining() == 0 {
+                    queue.pop_front();
+                } else {
                     break;
                 }
             }
+            let Some(&j) = queue.front() else {
+                drf.pop(); // product line done for this level
+                continue;
+            };
+            if self.place_one(j) {
+                let r = self.jobs[j].req.resources;
+                self.fair.charge(p, &r);
+            }
+            // Even a failed attempt may have preempted (released) tasks.
+            drf.requeue_first(&self.fair);
         }
     }
 
@@ -215,8 +212,20 @@ impl<'s, 'p> Round<'s, 'p> {
                 job.fits(cluster, a as usize)
             })
         };
-        let ahead = first_fit(job.cursor);
         let last = job.last.filter(|&a| job.fits(cluster, a as usize));
+        if let (Some(a), Some(k)) = (last, job.cursor) {
+            // The scan resumes strictly after the cursor, so it could only
+            // find agents behind `a`: keep `a` without scanning. (Bin-pack
+            // lands here on every task that stays on its last agent, which
+            // has moved before the cursor by getting fuller.)
+            if cluster.index.resumes_at(job.levels, &k)
+                && !k.precedes(&cluster.cursor(a as usize), order)
+            {
+                self.plan.stats.agents_examined += examined;
+                return Some(a as usize);
+            }
+        }
+        let ahead = first_fit(job.cursor);
         let (pick, advance) = match (last, ahead) {
             (Some(a), Some(b))
                 if cluster

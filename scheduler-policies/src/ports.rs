@@ -101,29 +101,49 @@ impl PortState {
         }
     }
 
-    /// The lowest free port, if any.
-    pub(crate) fn lowest_free(&self) -> Option<u16> {
+    /// The lowest free port, if any, and where it goes in `used`.
+    fn lowest_free(&self) -> Option<(u16, usize)> {
         if self.free == 0 {
             return None;
         }
+        // `used` holds only ports inside the ranges, so the ports taken in
+        // range `r` start right after those of the ranges before it.
+        let mut j = 0;
         for r in &self.ranges {
-            let mut j = self.used.partition_point(|&u| u < r.begin);
-            let mut candidate = u32::from(r.begin);
-            while j < self.used.len() && u32::from(self.used[j]) == candidate {
-                candidate += 1;
-                j += 1;
+            let taken = self.used.get(j..).unwrap_or(&[]);
+            // Ports taken from `r.begin` on form a run; the lowest free port
+            // ends it. `taken[k] - k` never decreases (sorted, unique), so
+            // "`taken[k]` is `r.begin + k`" holds for a prefix of `k`: binary
+            // search its end instead of walking a run that dynamic ports,
+            // handed out lowest first, make long.
+            let (mut lo, mut hi) = (0, taken.len());
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if usize::from(taken[mid]) == usize::from(r.begin) + mid {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
             }
-            if candidate <= u32::from(r.end) {
-                return u16::try_from(candidate).ok();
+            let candidate = usize::from(r.begin) + lo;
+            if candidate <= usize::from(r.end) {
+                return u16::try_from(candidate).ok().map(|p| (p, j + lo));
             }
+            j += lo; // the whole range is taken
         }
         None
     }
 
     /// Takes the lowest free port.
     pub(crate) fn take_lowest(&mut self) -> Option<u16> {
-        let p = self.lowest_free()?;
-        self.take(p);
+        let (p, at) = self.lowest_free()?;
+        if self.used.capacity() == 0 {
+            // Skip the smallest steps of growth: an agent that hands out
+            // one dynamic port usually hands out several.
+            self.used.reserve(16);
+        }
+        self.used.insert(at, p);
+        self.free -= 1;
         Some(p)
     }
 }
@@ -159,6 +179,23 @@ mod tests {
         assert_eq!(s.take_lowest(), Some(21));
         assert_eq!(s.take_lowest(), None);
         assert_eq!(s.free_count(), 0);
+    }
+
+    #[test]
+    fn lowest_free_skips_runs_and_holes() {
+        let taken = [100, 101, 102, 104, 105, 107, 200, 201];
+        let mut s = PortState::new(&[PortRange::new(100, 107), PortRange::new(200, 202)], taken);
+        assert_eq!(s.take_lowest(), Some(103));
+        assert_eq!(s.take_lowest(), Some(106));
+        assert_eq!(s.take_lowest(), Some(202));
+        assert_eq!(s.take_lowest(), None);
+        assert_eq!(s.free_count(), 0);
+        for p in [100, 106, 202] {
+            s.release(p);
+        }
+        assert_eq!(s.take_lowest(), Some(100));
+        assert_eq!(s.take_lowest(), Some(106));
+        assert!(s.is_free(202) && !s.is_free(201));
     }
 
     #[test]

@@ -45,28 +45,15 @@ impl<'s> Quotas<'s> {
 
     /// Would one more task of `req` stay within every quota in `list`?
     pub(crate) fn check(&self, list: &[usize], req: &Resources) -> Result<(), QuotaExceeded> {
+        let within = |used: u64, requested: u64, limit: Option<u64>| {
+            limit.is_none_or(|limit| used.saturating_add(requested) <= limit)
+        };
         for &q in list {
-            let quota = &self.quotas[q];
-            let used = self.used[q];
-            let over = |resource, used: u64, requested: u64, limit: Option<u64>| match limit {
-                Some(limit) if used.saturating_add(requested) > limit => Some(QuotaExceeded {
-                    node: quota.node.clone(),
-                    resource,
-                    used,
-                    requested,
-                    limit,
-                }),
-                _ => None,
-            };
-            if let Some(e) = over(
-                QuotaResource::Cpus,
-                used.cpus_milli,
-                req.cpus_milli,
-                quota.cpus_milli,
-            )
-            .or_else(|| over(QuotaResource::Mem, used.mem_mib, req.mem_mib, quota.mem_mib))
+            let (quota, used) = (&self.quotas[q], self.used[q]);
+            if !(within(used.cpus_milli, req.cpus_milli, quota.cpus_milli)
+                && within(used.mem_mib, req.mem_mib, quota.mem_mib))
             {
-                return Err(e);
+                return Err(exceeded(quota, used, req));
             }
         }
         Ok(())
@@ -89,6 +76,31 @@ impl<'s> Quotas<'s> {
                 *u = u.saturating_sub(*req);
             }
         }
+    }
+}
+
+/// The report of a quota that one more task of `req` would exceed: cpus
+/// when they go over, memory otherwise. Out of line: it copies the node's
+/// name, and the check runs before every placement.
+#[cold]
+fn exceeded(quota: &Quota, used: Resources, req: &Resources) -> QuotaExceeded {
+    let (resource, used, requested, limit) = match quota.cpus_milli {
+        Some(limit) if used.cpus_milli.saturating_add(req.cpus_milli) > limit => {
+            (QuotaResource::Cpus, used.cpus_milli, req.cpus_milli, limit)
+        }
+        _ => (
+            QuotaResource::Mem,
+            used.mem_mib,
+            req.mem_mib,
+            quota.mem_mib.unwrap_or(u64::MAX),
+        ),
+    };
+    QuotaExceeded {
+        node: quota.node.clone(),
+        resource,
+        used,
+        requested,
+        limit,
     }
 }
 
@@ -117,7 +129,8 @@ mod tests {
         q.charge(&list, &one);
         let e = q.check(&list, &one).unwrap_err();
         assert_eq!(e.resource, QuotaResource::Cpus);
-        assert_eq!(e.used, 3000);
+        assert_eq!((e.used, e.requested, e.limit), (3000, 1000, 3000));
+        assert_eq!(e.node, "cop.x_pdl.a");
         q.release("cop.x_pdl.a_job.j", &Resources::new(2.0, 0, 0));
         assert!(q.check(&list, &one).is_ok());
     }
