@@ -72,14 +72,41 @@ impl StoreBatch {
         applied_index: u64,
         version: u64,
     ) -> Result<()> {
-        for c in changes {
-            match c {
-                Change::JobPut(job) => self.batch.put(job_key(&job.id), job.encode_to_vec()),
-                Change::JobDeleted(id) => self.batch.delete(job_key(id)),
-                Change::AgentPut(a) => self.batch.put(agent_key(&a.id), a.encode_to_vec()),
-                Change::TaskPut(t) => self.batch.put(task_key(&t.id), t.encode_to_vec()),
-                Change::TaskRemoved(id) => self.batch.delete(task_key(id)),
+        // In key order, and only the last change of each key: RocksDB's
+        // memtable finds a key's place from where the previous one went,
+        // which is nearly free for ascending keys but a full skip-list
+        // search for each of the thousands of tasks a round places in
+        // fair-share order (a quarter of every master's CPU at 100,000
+        // tasks). A task placed and reported in one batch is written once.
+        let mut keyed: Vec<(Vec<u8>, &Change)> = changes
+            .iter()
+            .map(|c| {
+                let key = match c {
+                    Change::JobPut(job) => job_key(&job.id),
+                    Change::JobDeleted(id) => job_key(id),
+                    Change::AgentPut(a) => agent_key(&a.id),
+                    Change::TaskPut(t) => task_key(&t.id),
+                    Change::TaskRemoved(id) => task_key(id),
+                };
+                (key, c)
+            })
+            .collect();
+        // Stable, so equal keys keep their order and the last one wins.
+        keyed.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut i = 0;
+        while i < keyed.len() {
+            if keyed.get(i + 1).is_some_and(|next| next.0 == keyed[i].0) {
+                i += 1;
+                continue;
             }
+            let (key, c) = &keyed[i];
+            match c {
+                Change::JobPut(job) => self.batch.put(key, job.encode_to_vec()),
+                Change::AgentPut(a) => self.batch.put(key, a.encode_to_vec()),
+                Change::TaskPut(t) => self.batch.put(key, t.encode_to_vec()),
+                Change::JobDeleted(_) | Change::TaskRemoved(_) => self.batch.delete(key),
+            }
+            i += 1;
         }
         for m in members {
             self.batch.put(member_key(m.id), m.encode_to_vec());

@@ -86,3 +86,52 @@ fn compact_then_snapshot_and_restore() {
     assert_eq!(t.state().read().unwrap().applied_index, 15);
     assert_eq!(t.initial_state().unwrap().conf_state.voters, vec![1]);
 }
+
+#[test]
+fn a_batch_writes_each_key_once_and_its_last_change_wins() {
+    use crate::state::Change;
+    use ocean_proto::v1::Task;
+    use std::sync::Arc;
+
+    let task = |id: &str, state: &str| {
+        Change::TaskPut(Arc::new(Task {
+            id: id.into(),
+            job_id: "j".into(),
+            agent_id: "a".into(),
+            state: state.into(),
+            ..Default::default()
+        }))
+    };
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = RaftStore::open(dir.path(), false).unwrap();
+        s.bootstrap(&[member(1)]).unwrap();
+        // Out of key order, with repeats: placed then running, placed then
+        // removed, removed then placed again.
+        let changes = vec![
+            task("j.2", "STAGING"),
+            task("j.1", "STAGING"),
+            task("j.3", "STAGING"),
+            task("j.1", "RUNNING"),
+            Change::TaskRemoved("j.3".into()),
+            Change::TaskRemoved("j.4".into()),
+            task("j.4", "STAGING"),
+        ];
+        let mut b = s.batch();
+        b.applied(&changes, &[], &[], None, 7, 3).unwrap();
+        s.write_batch(b).unwrap();
+    }
+    let s = RaftStore::open(dir.path(), false).unwrap();
+    let state = s.state();
+    let st = state.read().unwrap();
+    let states: Vec<(&str, &str)> = st
+        .tasks
+        .values()
+        .map(|t| (t.id.as_str(), t.state.as_str()))
+        .collect();
+    assert_eq!(
+        states,
+        vec![("j.1", "RUNNING"), ("j.2", "STAGING"), ("j.4", "STAGING")]
+    );
+    assert_eq!((st.applied_index, st.version), (7, 3));
+}
