@@ -207,7 +207,11 @@ impl<T: Transport> Driver<T> {
             max_inflight_msgs: 4096,
             check_quorum: true,
             pre_vote: true,
-            max_committed_size_per_ready: 64 * 1024 * 1024,
+            // Committed entries are applied a few at a time (a round's
+            // entry of 2,000 placements is about 400 KB): between Readies
+            // the loop ticks and sends heartbeats, and a leader that spent
+            // half a second applying a burst of placements lost its term.
+            max_committed_size_per_ready: 1024 * 1024,
             ..Default::default()
         };
         cfg.validate()?;
@@ -516,6 +520,18 @@ impl<T: Transport> Driver<T> {
             .set(status.commit_index.saturating_sub(applied) as i64);
         self.metrics.state_version.set(version as i64);
         self.status.send_if_modified(|old| {
+            if (old.role, old.term, old.leader) != (status.role, status.term, status.leader) {
+                // Why leadership moved is the first question after a stall.
+                info!(
+                    id = status.id,
+                    role = status.role,
+                    term = status.term,
+                    leader = status.leader,
+                    was_role = old.role,
+                    was_term = old.term,
+                    "raft role changed"
+                );
+            }
             if *old != status {
                 *old = status;
                 true

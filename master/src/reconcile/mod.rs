@@ -51,7 +51,7 @@ const RECONCILE_EVERY: Duration = Duration::from_secs(60);
 /// Most placements in one raft entry.
 const MAX_PLACEMENTS_PER_ENTRY: usize = 2_000;
 /// A round's entries proposed before the first is committed.
-const ENTRIES_IN_FLIGHT: usize = 8;
+const ENTRIES_IN_FLIGHT: usize = 16;
 /// Dispatch looks at every task at least this often, and otherwise only
 /// at what a round committed.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -395,6 +395,129 @@ async fn round(master: &Master) -> crate::error::Result<()> {
     let sched = master.scheduler();
     let connected = master.sessions().connected();
     let t0 = Instant::now();
+    // Deciding takes up to hundreds of ms of CPU at 100,000 tasks; it runs
+    // where the runtime can hand this worker's other tasks (agent streams,
+    // raft traffic, API calls) to another thread meanwhile.
+    let Decided {
+        place,
+        kills,
+        changed,
+        preempted,
+        rolling,
+        healing,
+        wake_at,
+        now,
+        t_view,
+        t_plan,
+        rebuilt,
+    } = off_the_runtime(|| decide(master, &connected, t0));
+    // What this round commits is dispatched at once, without a sweep.
+    let committed: Vec<String> = place
+        .iter()
+        .map(|t| t.id.clone())
+        .chain(kills.iter().cloned())
+        .collect();
+    if !place.is_empty() || !kills.is_empty() || !changed.is_empty() {
+        debug!(
+            place = place.len(),
+            kill = kills.len(),
+            waiting = changed.len(),
+            "committing a round"
+        );
+        // A few entries of bounded size rather than one huge one: every
+        // master applies an entry on its raft thread, and a long apply
+        // delays heartbeats enough to start needless elections.
+        // The first entry also carries the kills, reasons and preemptions.
+        let mut entries = vec![PlanTasks {
+            place: Vec::new(),
+            kill: kills,
+            waiting: changed,
+            preempted,
+        }];
+        let mut rest = place.into_iter();
+        loop {
+            let last = entries.len() - 1;
+            entries[last].place = rest.by_ref().take(MAX_PLACEMENTS_PER_ENTRY).collect();
+            if rest.len() == 0 {
+                break;
+            }
+            entries.push(PlanTasks::default());
+        }
+        // Several entries in flight at once: each commit is a round trip
+        // and an fsync on every master, so waiting for one before
+        // proposing the next made a round of 100,000 placements take 50
+        // commit latencies. The window stays small so that one Ready never
+        // holds more than a few entries to apply.
+        let proposals = entries
+            .into_iter()
+            .map(|e| master.propose_local(plan_command(e)));
+        futures::stream::iter(proposals)
+            .buffered(ENTRIES_IN_FLIGHT)
+            .try_collect::<Vec<_>>()
+            .await?;
+    }
+    {
+        let mut mem = sched.memory();
+        mem.rolling = rolling;
+        mem.healing = healing;
+        mem.wake_at =
+            wake_at.map(|at| Instant::now() + Duration::from_millis(at.saturating_sub(now)));
+    }
+    let t_commit = t0.elapsed();
+    let sweep = sched
+        .memory()
+        .swept_at
+        .is_none_or(|at| at.elapsed() >= SWEEP_EVERY);
+    let scope = if sweep {
+        Scope::All
+    } else {
+        Scope::Only(&committed)
+    };
+    off_the_runtime(|| dispatch(master, &connected, scope));
+    master
+        .metrics()
+        .reconcile_seconds
+        .observe(t0.elapsed().as_secs_f64());
+    debug!(
+        view_ms = t_view.as_millis() as u64,
+        plan_ms = t_plan.as_millis() as u64,
+        to_commit_ms = t_commit.as_millis() as u64,
+        running_rebuilt = rebuilt,
+        total_ms = t0.elapsed().as_millis() as u64,
+        "round done"
+    );
+    Ok(())
+}
+
+/// What a round decided, before it is committed.
+struct Decided {
+    place: Vec<Task>,
+    kills: Vec<String>,
+    changed: HashMap<String, String>,
+    preempted: HashMap<String, String>,
+    rolling: HashSet<String>,
+    healing: HashSet<String>,
+    wake_at: Option<u64>,
+    now: u64,
+    t_view: Duration,
+    t_plan: Duration,
+    rebuilt: usize,
+}
+
+/// Runs `f` (CPU-bound, no awaits) so that the rest of the runtime keeps
+/// going: on a multi-threaded runtime the worker's queued tasks move to
+/// another thread first.
+fn off_the_runtime<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// The deciding half of a round: the view, each job's decision, and the
+/// plan. Pure of I/O; reads the state and the reconciler's memory.
+fn decide(master: &Master, connected: &HashSet<String>, t0: Instant) -> Decided {
+    let sched = master.scheduler();
     let (view, mut running, mut agents, rebuilt) = {
         let (mut specs, mut running, mut agents) = {
             let mut m = sched.memory();
@@ -413,7 +536,7 @@ async fn round(master: &Master) -> crate::error::Result<()> {
         // planner adds `running` to each agent's usage itself, so agents
         // carry no other reservation.
         let rebuilt = running.update(&captured.tasks, &specs);
-        agents.update(&captured.agents, &connected);
+        agents.update(&captured.agents, connected);
         sched.memory().specs = specs;
         (v, running, agents, rebuilt)
     };
@@ -551,82 +674,19 @@ async fn round(master: &Master) -> crate::error::Result<()> {
             changed.insert(job.clone(), String::new());
         }
     }
-    // What this round commits is dispatched at once, without a sweep.
-    let committed: Vec<String> = place
-        .iter()
-        .map(|t| t.id.clone())
-        .chain(kills.iter().cloned())
-        .collect();
-    if !place.is_empty() || !kills.is_empty() || !changed.is_empty() {
-        debug!(
-            place = place.len(),
-            kill = kills.len(),
-            waiting = changed.len(),
-            "committing a round"
-        );
-        // A few entries of bounded size rather than one huge one: every
-        // master applies an entry on its raft thread, and a long apply
-        // delays heartbeats enough to start needless elections.
-        // The first entry also carries the kills, reasons and preemptions.
-        let mut entries = vec![PlanTasks {
-            place: Vec::new(),
-            kill: kills,
-            waiting: changed,
-            preempted,
-        }];
-        let mut rest = place.into_iter();
-        loop {
-            let last = entries.len() - 1;
-            entries[last].place = rest.by_ref().take(MAX_PLACEMENTS_PER_ENTRY).collect();
-            if rest.len() == 0 {
-                break;
-            }
-            entries.push(PlanTasks::default());
-        }
-        // Several entries in flight at once: each commit is a round trip
-        // and an fsync on every master, so waiting for one before
-        // proposing the next made a round of 100,000 placements take 50
-        // commit latencies. The window stays small so that one Ready never
-        // holds more than a few entries to apply.
-        let proposals = entries
-            .into_iter()
-            .map(|e| master.propose_local(plan_command(e)));
-        futures::stream::iter(proposals)
-            .buffered(ENTRIES_IN_FLIGHT)
-            .try_collect::<Vec<_>>()
-            .await?;
+    Decided {
+        place,
+        kills,
+        changed,
+        preempted,
+        rolling,
+        healing,
+        wake_at,
+        now,
+        t_view,
+        t_plan,
+        rebuilt,
     }
-    {
-        let mut mem = sched.memory();
-        mem.rolling = rolling;
-        mem.healing = healing;
-        mem.wake_at =
-            wake_at.map(|at| Instant::now() + Duration::from_millis(at.saturating_sub(now)));
-    }
-    let t_commit = t0.elapsed();
-    let sweep = sched
-        .memory()
-        .swept_at
-        .is_none_or(|at| at.elapsed() >= SWEEP_EVERY);
-    let scope = if sweep {
-        Scope::All
-    } else {
-        Scope::Only(&committed)
-    };
-    dispatch(master, &connected, scope);
-    master
-        .metrics()
-        .reconcile_seconds
-        .observe(t0.elapsed().as_secs_f64());
-    debug!(
-        view_ms = t_view.as_millis() as u64,
-        plan_ms = t_plan.as_millis() as u64,
-        to_commit_ms = t_commit.as_millis() as u64,
-        running_rebuilt = rebuilt,
-        total_ms = t0.elapsed().as_millis() as u64,
-        "round done"
-    );
-    Ok(())
 }
 
 /// Sends `Reconcile` to every connected agent; each answers with a full
@@ -659,33 +719,49 @@ enum Scope<'a> {
 fn dispatch(master: &Master, connected: &HashSet<String>, scope: Scope<'_>) {
     let sched = master.scheduler();
     let now = Instant::now();
+    // Only `Arc`s are taken under the state's read lock: the raft thread
+    // needs the write lock to apply, and building tens of thousands of
+    // launches under it kept the leader from sending anything for long
+    // enough that its followers elected another.
+    let all = matches!(scope, Scope::All);
+    let candidates: Vec<Arc<Task>> = master.read(|st| match scope {
+        Scope::Only(ids) => ids
+            .iter()
+            .filter_map(|id| st.tasks.get(id))
+            .filter(|t| may_need_sending(t))
+            .cloned()
+            .collect(),
+        Scope::All => st
+            .tasks
+            .values()
+            .filter(|t| may_need_sending(t))
+            .cloned()
+            .collect(),
+    });
     let mut out = Outgoing::default();
     {
         let mut mem = sched.memory();
         let mem = &mut *mem;
-        master.read(|st| match scope {
-            Scope::Only(ids) => {
-                for t in ids.iter().filter_map(|id| st.tasks.get(id)) {
-                    out.consider(t, mem, connected, now);
-                }
+        for t in &candidates {
+            out.consider(t, mem, connected, now);
+        }
+        if all {
+            mem.swept_at = Some(now);
+            // Launches of tasks that moved on (or are gone) are done with,
+            // and so are kills of tasks that ended. Only STAGING tasks
+            // consult `launched`, so a stale entry costs memory, not
+            // correctness: it is swept once stale entries must exist.
+            let staging: HashSet<&str> = candidates
+                .iter()
+                .filter(|t| t.state == STAGING)
+                .map(|t| t.id.as_str())
+                .collect();
+            if mem.launched.len() > staging.len() {
+                mem.launched.retain(|id, _| staging.contains(id.as_str()));
             }
-            Scope::All => {
-                mem.swept_at = Some(now);
-                for t in st.tasks.values() {
-                    out.consider(t, mem, connected, now);
-                }
-                // Launches of tasks that moved on (or are gone) are done
-                // with. Only STAGING tasks consult this map, so a stale
-                // entry costs memory, not correctness: sweep once they
-                // must exist (more entries than STAGING tasks).
-                if mem.launched.len() as u64 > st.count(STAGING) {
-                    mem.launched
-                        .retain(|id, _| st.tasks.get(id).is_some_and(|t| t.state == STAGING));
-                }
-                mem.killed
-                    .retain(|id, _| st.tasks.get(id).is_some_and(|t| !is_terminal(&t.state)));
-            }
-        });
+            let open: HashSet<&str> = candidates.iter().map(|t| t.id.as_str()).collect();
+            mem.killed.retain(|id, _| open.contains(id.as_str()));
+        }
     }
     for (agent, tasks) in out.launches {
         let n = tasks.len();
@@ -704,6 +780,12 @@ fn dispatch(master: &Master, connected: &HashSet<String>, scope: Scope<'_>) {
     }
 }
 
+/// Whether a task may need a launch (placed, not yet reported) or a kill
+/// (being stopped, not yet ended). Most tasks run and want nothing.
+fn may_need_sending(t: &Task) -> bool {
+    (t.kill_requested || t.state == STAGING) && !is_terminal(&t.state)
+}
+
 /// Launches and kills to send, by agent.
 #[derive(Default)]
 struct Outgoing {
@@ -714,11 +796,7 @@ struct Outgoing {
 impl Outgoing {
     /// Adds what `t` needs sent, if anything and if not sent recently.
     fn consider(&mut self, t: &Task, mem: &mut Memory, connected: &HashSet<String>, now: Instant) {
-        // Most tasks run and want nothing: skip them before any lookup.
-        if !t.kill_requested && t.state != STAGING {
-            return;
-        }
-        if is_terminal(&t.state) || !connected.contains(&t.agent_id) {
+        if !may_need_sending(t) || !connected.contains(&t.agent_id) {
             return;
         }
         let job = mem.specs.get(&t.job_id);
