@@ -95,6 +95,9 @@ struct Memory {
     rolling: HashSet<String>,
     /// Jobs with tasks being replaced for failing their health checks.
     healing: HashSet<String>,
+    /// Whether the last round left any job waiting (for capacity, a
+    /// constraint, a quota or its back-off).
+    waiting: bool,
     /// The earliest end of a job's back-off: a round runs then.
     wake_at: Option<Instant>,
     /// The planner's view of live tasks, kept across rounds.
@@ -195,6 +198,17 @@ impl Scheduler {
                     && (t.health_failed
                         || mem.rolling.contains(&t.job_id)
                         || mem.healing.contains(&t.job_id))
+            }
+            // An agent joining or coming back online only matters to jobs
+            // that wait for room or are moving tasks; while 10,000 agents
+            // register, a round per registration rebuilt the planner's
+            // view of every agent for nothing. The 1 s tick covers the
+            // rest.
+            Change::AgentPut(a) => {
+                mem.waiting
+                    || !mem.rolling.is_empty()
+                    || !mem.healing.is_empty()
+                    || crate::state::agent_status(a) != "online"
             }
             _ => true,
         })
@@ -410,8 +424,11 @@ async fn round(master: &Master) -> crate::error::Result<()> {
         t_view,
         t_plan,
         rebuilt,
+        any_waiting,
     } = off_the_runtime(|| decide(master, &connected, t0));
-    // What this round commits is dispatched at once, without a sweep.
+    // What this round commits is dispatched once it is committed, without
+    // a sweep. (Dispatching each entry as it commits starts agents sooner
+    // but held up the rest of the round's commits: measured slower.)
     let committed: Vec<String> = place
         .iter()
         .map(|t| t.id.clone())
@@ -460,6 +477,7 @@ async fn round(master: &Master) -> crate::error::Result<()> {
         let mut mem = sched.memory();
         mem.rolling = rolling;
         mem.healing = healing;
+        mem.waiting = any_waiting;
         mem.wake_at =
             wake_at.map(|at| Instant::now() + Duration::from_millis(at.saturating_sub(now)));
     }
@@ -502,6 +520,7 @@ struct Decided {
     t_view: Duration,
     t_plan: Duration,
     rebuilt: usize,
+    any_waiting: bool,
 }
 
 /// Runs `f` (CPU-bound, no awaits) so that the rest of the runtime keeps
@@ -686,6 +705,7 @@ fn decide(master: &Master, connected: &HashSet<String>, t0: Instant) -> Decided 
         t_view,
         t_plan,
         rebuilt,
+        any_waiting: !waiting.is_empty(),
     }
 }
 
@@ -863,6 +883,27 @@ mod tests {
         assert!(s.matters(5, &[put("j", 1, false, Some(true))]));
         // A round's own placements never wake another.
         assert!(!s.matters(5, &[put("j", 5, false, None)]));
+    }
+
+    #[test]
+    fn an_agent_joining_wakes_a_round_only_when_something_waits_or_moves() {
+        let agent = |status: &str| {
+            Change::AgentPut(Arc::new(ocean_proto::v1::Agent {
+                id: "a".into(),
+                status: status.into(),
+                ..Default::default()
+            }))
+        };
+        let s = Scheduler::default();
+        assert!(!s.matters(5, &[agent("online")]));
+        // A drain moves tasks off it.
+        assert!(s.matters(5, &[agent("draining")]));
+        // A job waits for room.
+        s.memory().waiting = true;
+        assert!(s.matters(5, &[agent("online")]));
+        s.memory().waiting = false;
+        s.memory().rolling.insert("j".into());
+        assert!(s.matters(5, &[agent("online")]));
     }
 
     #[test]
