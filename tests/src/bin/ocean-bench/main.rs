@@ -91,8 +91,9 @@ enum Cmd {
         agents: usize,
         #[arg(long, default_value_t = 100_000)]
         tasks: usize,
-        /// Job submissions in flight at once.
-        #[arg(long, default_value_t = 16)]
+        /// Job submissions in flight at once (clients submitting
+        /// concurrently, as many teams and pipelines do).
+        #[arg(long, default_value_t = 128)]
         submitters: usize,
         /// An extra flag for every `ocean master` (repeatable), e.g.
         /// `--master-arg=--election-ticks=20`.
