@@ -160,7 +160,10 @@ async fn session(
                     Some(master_message::Kind::Launch(l)) => {
                         c.launched.fetch_add(l.tasks.len(), Ordering::Relaxed);
                         for t in l.tasks {
-                            if known.contains_key(&t.task_id) {
+                            // As a real agent: a launch of a task it has is
+                            // answered with where that task is.
+                            if let Some(state) = known.get(&t.task_id) {
+                                report.push(status(&t.task_id, state));
                                 continue;
                             }
                             if known.is_empty() {
@@ -336,6 +339,9 @@ pub async fn schedule(
     let rss_agents = rss_kib(c.master(leader).pid().unwrap_or(0));
 
     let api = c.master(leader).api();
+    // Leader changes are counted by term: leadership may move away and
+    // back within a run.
+    let term0 = api.metric("ocean_raft_term").await.unwrap_or(0.0) as u64;
 
     // Submit every job, `submitters` at a time, over gRPC.
     let specs: Vec<Vec<u8>> = workload
@@ -420,6 +426,17 @@ pub async fn schedule(
         }
     };
     let rss_tasks = rss_kib(c.master(leader).pid().unwrap_or(0));
+    let term1 = c
+        .master(leader)
+        .api()
+        .metric("ocean_raft_term")
+        .await
+        .unwrap_or(0.0) as u64;
+    if term1 > term0 {
+        println!(
+            "(raft term went from {term0} to {term1} after the agents registered: at least one election)"
+        );
+    }
 
     // Packing: agents that got tasks against the lower bound
     // max(ceil(total cpus / capacity), ceil(total mem / capacity)).
