@@ -412,33 +412,21 @@ async fn round(master: &Master) -> crate::error::Result<()> {
     // Deciding takes up to hundreds of ms of CPU at 100,000 tasks; it runs
     // where the runtime can hand this worker's other tasks (agent streams,
     // raft traffic, API calls) to another thread meanwhile.
-    let Decided {
-        place,
-        kills,
-        changed,
-        preempted,
-        rolling,
-        healing,
-        wake_at,
-        now,
-        t_view,
-        t_plan,
-        rebuilt,
-        any_waiting,
-    } = off_the_runtime(|| decide(master, &connected, t0));
+    let d = off_the_runtime(|| decide(master, &connected, t0));
     // What this round commits is dispatched once it is committed, without
     // a sweep. (Dispatching each entry as it commits starts agents sooner
     // but held up the rest of the round's commits: measured slower.)
-    let committed: Vec<String> = place
+    let committed: Vec<String> = d
+        .place
         .iter()
         .map(|t| t.id.clone())
-        .chain(kills.iter().cloned())
+        .chain(d.kills.iter().cloned())
         .collect();
-    if !place.is_empty() || !kills.is_empty() || !changed.is_empty() {
+    if !d.place.is_empty() || !d.kills.is_empty() || !d.changed.is_empty() {
         debug!(
-            place = place.len(),
-            kill = kills.len(),
-            waiting = changed.len(),
+            place = d.place.len(),
+            kill = d.kills.len(),
+            waiting = d.changed.len(),
             "committing a round"
         );
         // A few entries of bounded size rather than one huge one: every
@@ -447,11 +435,11 @@ async fn round(master: &Master) -> crate::error::Result<()> {
         // The first entry also carries the kills, reasons and preemptions.
         let mut entries = vec![PlanTasks {
             place: Vec::new(),
-            kill: kills,
-            waiting: changed,
-            preempted,
+            kill: d.kills,
+            waiting: d.changed,
+            preempted: d.preempted,
         }];
-        let mut rest = place.into_iter();
+        let mut rest = d.place.into_iter();
         loop {
             let last = entries.len() - 1;
             entries[last].place = rest.by_ref().take(MAX_PLACEMENTS_PER_ENTRY).collect();
@@ -475,11 +463,12 @@ async fn round(master: &Master) -> crate::error::Result<()> {
     }
     {
         let mut mem = sched.memory();
-        mem.rolling = rolling;
-        mem.healing = healing;
-        mem.waiting = any_waiting;
-        mem.wake_at =
-            wake_at.map(|at| Instant::now() + Duration::from_millis(at.saturating_sub(now)));
+        mem.rolling = d.rolling;
+        mem.healing = d.healing;
+        mem.waiting = d.any_waiting;
+        mem.wake_at = d
+            .wake_at
+            .map(|at| Instant::now() + Duration::from_millis(at.saturating_sub(d.now)));
     }
     let t_commit = t0.elapsed();
     let sweep = sched
@@ -497,10 +486,10 @@ async fn round(master: &Master) -> crate::error::Result<()> {
         .reconcile_seconds
         .observe(t0.elapsed().as_secs_f64());
     debug!(
-        view_ms = t_view.as_millis() as u64,
-        plan_ms = t_plan.as_millis() as u64,
+        view_ms = d.t_view.as_millis() as u64,
+        plan_ms = d.t_plan.as_millis() as u64,
         to_commit_ms = t_commit.as_millis() as u64,
-        running_rebuilt = rebuilt,
+        running_rebuilt = d.rebuilt,
         total_ms = t0.elapsed().as_millis() as u64,
         "round done"
     );
