@@ -20,7 +20,7 @@ use crate::master::{Inner, Master};
 use crate::metrics::Metrics;
 use crate::node::{self, Driver, Msg, NodeStatus};
 use crate::storage::RaftStore;
-use crate::transport::{channel, GrpcTransport, PeerHealth};
+use crate::transport::{channel, GrpcTransport, NetRuntime, PeerHealth};
 
 /// Builds a set-member command (a master announcing its addresses).
 fn set_member_command(m: Member) -> Command {
@@ -108,6 +108,13 @@ pub async fn start(config: &MasterConfig) -> Result<Started> {
         tokio::runtime::Handle::current(),
         health.clone(),
     );
+    let transport = match NetRuntime::start(config.id) {
+        Ok(net) => transport.on_own_runtime(net),
+        Err(e) => {
+            tracing::warn!(error = %e, "raft traffic shares the main runtime");
+            transport
+        }
+    };
     let driver = Driver::new(
         config.id,
         store,
@@ -297,7 +304,8 @@ pub async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener> {
         .map_err(|source| Error::Bind { addr, source })
 }
 
-/// Nice value of the raft thread (the rest of the process runs at 0).
+/// Nice value of the raft threads (the driver and its network runtime; the
+/// rest of the process runs at 0).
 const RAFT_NICE: i32 = -5;
 
 /// Lets the raft thread go first when the host's CPUs are contended: a
@@ -305,7 +313,7 @@ const RAFT_NICE: i32 = -5;
 /// tenant misses heartbeats and loses its term, which at 10,000 agents
 /// costs a re-registration storm. Best effort: without the privilege
 /// (CAP_SYS_NICE) the thread keeps the default priority.
-fn raise_priority() {
+pub(crate) fn raise_priority() {
     // On Linux, PRIO_PROCESS with a thread id sets that one thread.
     let tid = rustix::thread::gettid();
     if let Err(e) = rustix::process::setpriority_process(Some(tid), RAFT_NICE) {

@@ -77,6 +77,40 @@ struct PeerLink {
     stream: Option<mpsc::Sender<RaftBatch>>,
 }
 
+/// The runtime that carries this master's outgoing raft traffic: one thread
+/// of its own, at the raft thread's priority. On the leader the main
+/// runtime serves 10,000 agent streams and the API; behind them, heartbeats
+/// waited long enough for followers to elect another leader.
+#[derive(Debug)]
+pub struct NetRuntime(Option<tokio::runtime::Runtime>);
+
+impl NetRuntime {
+    /// Starts the runtime's thread.
+    pub fn start(id: u64) -> std::io::Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(format!("raft-net-{id}"))
+            .on_thread_start(crate::startup::raise_priority)
+            .enable_all()
+            .build()?;
+        Ok(NetRuntime(Some(rt)))
+    }
+
+    /// A handle to spawn on it.
+    pub fn handle(&self) -> Option<tokio::runtime::Handle> {
+        self.0.as_ref().map(|rt| rt.handle().clone())
+    }
+}
+
+impl Drop for NetRuntime {
+    fn drop(&mut self) {
+        // Dropped with the driver, possibly where blocking is not allowed.
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 /// The production [`Transport`]: gRPC to each peer's address as recorded in
 /// the replicated membership (or as the peer announced it). Ordinary
 /// messages go straight from the driver into a long-lived stream per peer;
@@ -89,6 +123,8 @@ pub struct GrpcTransport {
     driver: Sender<Msg>,
     runtime: tokio::runtime::Handle,
     health: Arc<PeerHealth>,
+    /// Kept for as long as the transport sends on it.
+    _net: Option<NetRuntime>,
 }
 
 impl std::fmt::Debug for GrpcTransport {
@@ -117,7 +153,18 @@ impl GrpcTransport {
             driver,
             runtime,
             health,
+            _net: None,
         }
+    }
+
+    /// Sends on `net` (its own thread) instead of the runtime given to
+    /// [`GrpcTransport::new`].
+    pub fn on_own_runtime(mut self, net: NetRuntime) -> Self {
+        if let Some(handle) = net.handle() {
+            self.runtime = handle;
+            self._net = Some(net);
+        }
+        self
     }
 
     fn link(&mut self, peer: u64) -> Option<&mut PeerLink> {
