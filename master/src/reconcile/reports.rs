@@ -89,24 +89,11 @@ pub async fn batch_updates(master: Master, mut rx: mpsc::UnboundedReceiver<TaskU
             u.received_ms = now;
         }
         // Only the leader records reports; agents re-send everything to the
-        // next leader when they re-register, so nothing is lost. A leader
-        // whose commit took longer than the write timeout (a burst of
-        // placements ahead of it) proposes the batch again: updates only
-        // move tasks forward, so one applied twice changes nothing.
-        let cmd = task_updates_command(batch);
-        loop {
-            match master.propose_local(cmd.clone()).await {
-                Ok(_) => break,
-                Err(e @ crate::error::Error::NotCommitted(_))
-                    if master.status().leader == master.id() =>
-                {
-                    warn!(updates = n, error = %e, "task updates not committed yet; proposing again");
-                }
-                Err(e) => {
-                    debug!(updates = n, error = %e, "dropped task updates: not leading");
-                    break;
-                }
-            }
+        // next leader when they re-register, so nothing is lost. A write
+        // that outlasts the timeout is not lost either: it stays in the log
+        // and is applied when it commits.
+        if let Err(e) = master.propose_local(task_updates_command(batch)).await {
+            debug!(updates = n, error = %e, "task updates not acknowledged");
         }
     }
 }
