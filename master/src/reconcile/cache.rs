@@ -144,8 +144,6 @@ pub struct AgentCache {
     key: Vec<(Arc<Agent>, bool)>,
     /// Agents for the planner, in the state's order.
     agents: Vec<sp::Agent>,
-    /// Agents' hostname and address, for new tasks.
-    hosts: HashMap<String, (String, String)>,
     /// Agents whose status moves their tasks off (draining, offline).
     leaving: HashSet<String>,
 }
@@ -166,10 +164,6 @@ impl AgentCache {
         self.key = agents
             .iter()
             .map(|a| (a.clone(), connected.contains(&a.id)))
-            .collect();
-        self.hosts = agents
-            .iter()
-            .map(|a| (a.id.clone(), (a.hostname.clone(), a.address.clone())))
             .collect();
         self.leaving = agents
             .iter()
@@ -201,11 +195,6 @@ impl AgentCache {
         } else {
             *self = AgentCache::default();
         }
-    }
-
-    /// An agent's hostname and address.
-    pub fn host(&self, id: &str) -> Option<&(String, String)> {
-        self.hosts.get(id)
     }
 
     /// Agents whose status moves their tasks off.
@@ -346,8 +335,11 @@ mod tests {
         assert!(c.update(std::slice::from_ref(&a), &connected));
         assert_eq!(c.agents()[0].attributes[sp::ATTR_HOSTNAME], "h");
         assert_ne!(c.agents()[0].attributes[sp::ATTR_STATUS], "disconnected");
-        let changed = Arc::new(Agent::clone(&a));
+        let changed = Arc::new(Agent {
+            hostname: "h2".into(),
+            ..Agent::clone(&a)
+        });
         assert!(c.update(&[changed], &connected));
-        assert_eq!(c.host("a"), Some(&("h".to_string(), String::new())));
+        assert_eq!(c.agents()[0].attributes[sp::ATTR_HOSTNAME], "h2");
     }
 }

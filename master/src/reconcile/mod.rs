@@ -16,6 +16,7 @@
 pub mod cache;
 pub mod desired;
 pub mod drain;
+pub mod entries;
 pub mod job;
 pub mod liveness;
 pub mod reports;
@@ -28,7 +29,7 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use ocean_proto::agent::{
     master_message, Kill, KillTask, Launch, LaunchTask, MasterMessage, Reconcile,
 };
-use ocean_proto::v1::{PlanTasks, Task, TaskPort, TaskUpdate};
+use ocean_proto::v1::{PlanTasks, Task, TaskUpdate};
 use ocean_scheduler_policies as sp;
 use tokio::sync::{mpsc, Notify};
 use tracing::{debug, info, warn};
@@ -416,12 +417,7 @@ async fn round(master: &Master) -> crate::error::Result<()> {
     // What this round commits is dispatched once it is committed, without
     // a sweep. (Dispatching each entry as it commits starts agents sooner
     // but held up the rest of the round's commits: measured slower.)
-    let committed: Vec<String> = d
-        .place
-        .iter()
-        .map(|t| t.id.clone())
-        .chain(d.kills.iter().cloned())
-        .collect();
+    let committed: Vec<String> = d.place.ids().chain(d.kills.iter().cloned()).collect();
     if !d.place.is_empty() || !d.kills.is_empty() || !d.changed.is_empty() {
         debug!(
             place = d.place.len(),
@@ -433,21 +429,13 @@ async fn round(master: &Master) -> crate::error::Result<()> {
         // master applies an entry on its raft thread, and a long apply
         // delays heartbeats enough to start needless elections.
         // The first entry also carries the kills, reasons and preemptions.
-        let mut entries = vec![PlanTasks {
-            place: Vec::new(),
+        let first = PlanTasks {
             kill: d.kills,
             waiting: d.changed,
             preempted: d.preempted,
-        }];
-        let mut rest = d.place.into_iter();
-        loop {
-            let last = entries.len() - 1;
-            entries[last].place = rest.by_ref().take(MAX_PLACEMENTS_PER_ENTRY).collect();
-            if rest.len() == 0 {
-                break;
-            }
-            entries.push(PlanTasks::default());
-        }
+            ..Default::default()
+        };
+        let entries = d.place.into_entries(first, MAX_PLACEMENTS_PER_ENTRY);
         // Several entries in flight at once: each commit is a round trip
         // and an fsync on every master, so waiting for one before
         // proposing the next made a round of 100,000 placements take 50
@@ -498,7 +486,7 @@ async fn round(master: &Master) -> crate::error::Result<()> {
 
 /// What a round decided, before it is committed.
 struct Decided {
-    place: Vec<Task>,
+    place: entries::Placements,
     kills: Vec<String>,
     changed: HashMap<String, String>,
     preempted: HashMap<String, String>,
@@ -599,7 +587,7 @@ fn decide(master: &Master, connected: &HashSet<String>, t0: Instant) -> Decided 
             pending.push(job.request(ids));
         }
     }
-    let mut place = Vec::new();
+    let mut place = entries::Placements::default();
     if !pending.is_empty() {
         // The kept views are lent to the planner, not copied.
         let snapshot = sp::Snapshot {
@@ -616,33 +604,9 @@ fn decide(master: &Master, connected: &HashSet<String>, t0: Instant) -> Decided 
             view.jobs.iter().map(|j| (j.id.as_str(), j)).collect();
         let created_ms = now_ms();
         for p in &plan.placements {
-            let Some(job) = by_job.get(p.job) else {
-                continue;
-            };
-            let (host, address) = agents.host(p.agent).cloned().unwrap_or_default();
-            let r = &job.spec.resources;
-            place.push(Task {
-                id: p.task.to_string(),
-                job_id: p.job.to_string(),
-                agent_id: p.agent.to_string(),
-                host,
-                address,
-                state: STAGING.into(),
-                ports: p
-                    .ports
-                    .iter()
-                    .map(|a| TaskPort {
-                        name: a.name.to_string(),
-                        port: u32::from(a.port),
-                    })
-                    .collect(),
-                config_hash: job.hash,
-                cpus: r.cpus,
-                mem_mib: r.mem,
-                disk_mib: r.disk,
-                created_ms,
-                ..Default::default()
-            });
+            if let Some(job) = by_job.get(p.job) {
+                place.add(job, p, created_ms);
+            }
         }
         for p in &plan.preemptions {
             let priority = by_job.get(p.for_job).map(|j| j.spec.priority).unwrap_or(0);

@@ -318,7 +318,7 @@ pub fn plan_tasks_command(
         place,
         kill,
         waiting,
-        preempted: Default::default(),
+        ..Default::default()
     })
 }
 

@@ -2,8 +2,8 @@
 //! agents, kill requests and scaling, applied deterministically.
 //!
 //! ```text
-//!  PlanTasks.place ─► STAGING ─► STARTING ─► RUNNING ─┬─► FINISHED / FAILED
-//!  (leader round)      (agent reports, forward only)   └─► KILLED / LOST
+//!  PlanTasks.placed ─► STAGING ─► STARTING ─► RUNNING ─┬─► FINISHED / FAILED
+//!  (leader round)       (agent reports, forward only)   └─► KILLED / LOST
 //!  PlanTasks.kill, DeleteJob ─► kill_requested = true (the leader sends kills)
 //! ```
 //! A task never moves backwards and a terminal state is final, so reports
@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use ocean_proto::v1::{PlanTasks, ScaleJob, Task, TaskUpdate};
+use ocean_proto::v1::{JobPlacements, PlanTasks, ScaleJob, Task, TaskPort, TaskUpdate};
 
 use super::{backoff, Change, ClusterState, Outcome};
 
@@ -158,21 +158,15 @@ impl ClusterState {
     /// thousands per entry).
     pub(super) fn plan_tasks(&mut self, plan: PlanTasks) -> (Outcome, Vec<Change>) {
         let next = self.version + 1;
-        let mut changes = Vec::with_capacity(plan.place.len());
-        for mut t in plan.place {
-            // A placement for a job deleted meanwhile, or a duplicate id
-            // (a retried round), is dropped: the next round sees the truth.
-            if self.tasks.contains_key(&t.id) || !self.jobs.contains_key(&t.job_id) {
-                continue;
+        let placed: usize = plan.placed.iter().map(|g| g.tasks.len()).sum();
+        let mut changes = Vec::with_capacity(plan.place.len() + placed);
+        for t in plan.place {
+            self.place(t, next, &mut changes);
+        }
+        for group in plan.placed {
+            for t in self.complete(group) {
+                self.place(t, next, &mut changes);
             }
-            if t.state != STAGING {
-                t.state = STAGING.to_string();
-            }
-            t.created_version = next;
-            t.updated_version = next;
-            let t = Arc::new(t);
-            self.insert_task(t.clone());
-            changes.push(Change::TaskPut(t));
         }
         for id in &plan.kill {
             if let Some(c) = self.request_kill(id, next, plan.preempted.get(id)) {
@@ -194,6 +188,72 @@ impl ClusterState {
             changes.push(Change::JobPut(j));
         }
         self.finish(changes)
+    }
+
+    /// Adds one placed task. A placement for a job deleted meanwhile, or
+    /// a duplicate id (a retried round), is dropped: the next round sees
+    /// the truth.
+    fn place(&mut self, mut t: Task, version: u64, changes: &mut Vec<Change>) {
+        if self.tasks.contains_key(&t.id) || !self.jobs.contains_key(&t.job_id) {
+            return;
+        }
+        if t.state != STAGING {
+            t.state = STAGING.to_string();
+        }
+        t.created_version = version;
+        t.updated_version = version;
+        let t = Arc::new(t);
+        self.insert_task(t.clone());
+        changes.push(Change::TaskPut(t));
+    }
+
+    /// The whole task records of a job's compact placements. Hosts and
+    /// addresses come from the agents' records at this index, the same on
+    /// every master. A task given fewer ports than the group names gets
+    /// those it was given.
+    fn complete(&self, group: JobPlacements) -> Vec<Task> {
+        let JobPlacements {
+            job_id,
+            config_hash,
+            cpus,
+            mem_mib,
+            disk_mib,
+            port_names,
+            created_ms,
+            tasks,
+        } = group;
+        tasks
+            .into_iter()
+            .map(|p| {
+                let (host, address) = self
+                    .agents
+                    .get(&p.agent_id)
+                    .map(|a| (a.hostname.clone(), a.address.clone()))
+                    .unwrap_or_default();
+                Task {
+                    id: format!("{job_id}.{}", p.id_suffix),
+                    job_id: job_id.clone(),
+                    agent_id: p.agent_id,
+                    host,
+                    address,
+                    state: STAGING.to_string(),
+                    ports: port_names
+                        .iter()
+                        .zip(p.ports)
+                        .map(|(name, port)| TaskPort {
+                            name: name.clone(),
+                            port,
+                        })
+                        .collect(),
+                    config_hash,
+                    cpus,
+                    mem_mib,
+                    disk_mib,
+                    created_ms,
+                    ..Default::default()
+                }
+            })
+            .collect()
     }
 
     fn request_kill(
@@ -432,6 +492,83 @@ mod tests {
         // Terminal is final.
         s.apply(&task_updates_command(vec![update("t1", RUNNING)]));
         assert_eq!(s.tasks["t1"].state, FAILED);
+    }
+
+    #[test]
+    fn compact_placements_become_whole_tasks_with_their_agents_host() {
+        let with_agent = || {
+            let mut s = with_job();
+            s.apply(&crate::state::put_agent_command(ocean_proto::v1::Agent {
+                id: "a1".into(),
+                hostname: "host1".into(),
+                address: "10.0.0.1".into(),
+                ..Default::default()
+            }));
+            s
+        };
+        let mut s = with_agent();
+        let placement = |suffix: &str, agent: &str, ports: Vec<u32>| ocean_proto::v1::Placement {
+            id_suffix: suffix.into(),
+            agent_id: agent.into(),
+            ports,
+        };
+        let group = |job: &str, tasks| JobPlacements {
+            job_id: job.into(),
+            config_hash: 99,
+            cpus: 0.5,
+            mem_mib: 64,
+            disk_mib: 10,
+            port_names: vec!["http".into(), "admin".into()],
+            created_ms: 1234,
+            tasks,
+        };
+        let plan = PlanTasks {
+            // The older form still applies beside the compact one.
+            place: vec![task(&format!("{JOB}.old"))],
+            placed: vec![
+                group(
+                    JOB,
+                    vec![
+                        placement("0001", "a1", vec![31000, 31001]),
+                        // An agent unknown at this index: no host.
+                        placement("0002", "gone", vec![31002, 31003]),
+                        // Placed twice in one entry: the first wins.
+                        placement("0001", "a2", vec![31004, 31005]),
+                    ],
+                ),
+                // A job deleted meanwhile: dropped.
+                group("no.such.job", vec![placement("0001", "a1", vec![1, 2])]),
+            ],
+            ..Default::default()
+        };
+        let before = s.version;
+        let a = s.apply(&crate::state::plan_command(plan.clone()));
+        assert_eq!(a.changes.len(), 3);
+        let t = &s.tasks[&format!("{JOB}.0001")];
+        assert_eq!(
+            (
+                t.job_id.as_str(),
+                t.agent_id.as_str(),
+                t.host.as_str(),
+                t.address.as_str()
+            ),
+            (JOB, "a1", "host1", "10.0.0.1")
+        );
+        assert_eq!((t.state.as_str(), t.created_version), (STAGING, before + 1));
+        assert_eq!(
+            (t.config_hash, t.cpus, t.mem_mib, t.disk_mib),
+            (99, 0.5, 64, 10)
+        );
+        assert_eq!(t.created_ms, 1234);
+        let ports: Vec<(&str, u32)> = t.ports.iter().map(|p| (p.name.as_str(), p.port)).collect();
+        assert_eq!(ports, vec![("http", 31000), ("admin", 31001)]);
+        assert_eq!(s.tasks[&format!("{JOB}.0002")].host, "");
+        assert!(s.tasks.contains_key(&format!("{JOB}.old")));
+        assert_eq!(s.job_tasks[JOB].len(), 3);
+        // Every master completes the records alike, owned or not.
+        let mut b = with_agent();
+        b.apply_owned(crate::state::plan_command(plan));
+        assert_eq!(s, b);
     }
 
     #[test]
