@@ -10,7 +10,7 @@
 //!
 //! Not replicated: a new leader starts empty and builds everything once.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use ocean_proto::v1::{Agent, Task};
@@ -27,7 +27,7 @@ pub struct RunningCache {
     /// of its job's spec (the priority comes from the spec).
     src: Vec<(Arc<Task>, u64)>,
     /// Entry index by task id.
-    by_id: HashMap<String, usize>,
+    by_id: foldhash::HashMap<String, usize>,
     /// Scratch: which entries this round's tasks matched.
     seen: Vec<bool>,
 }
@@ -35,7 +35,11 @@ pub struct RunningCache {
 impl RunningCache {
     /// Brings the entries in line with `live` (every task not ended) and
     /// the current job specs. Returns how many entries were (re)built.
-    pub fn update(&mut self, live: &[Arc<Task>], specs: &HashMap<String, Arc<JobView>>) -> usize {
+    pub fn update(
+        &mut self,
+        live: &[Arc<Task>],
+        specs: &foldhash::HashMap<String, Arc<JobView>>,
+    ) -> usize {
         self.seen.clear();
         self.seen.resize(self.tasks.len(), false);
         let mut built = 0;

@@ -22,6 +22,8 @@ pub mod liveness;
 pub mod reports;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+
+use foldhash::{HashMap as FastMap, HashMapExt as _, HashSet as FastSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -88,9 +90,9 @@ pub struct Scheduler {
 /// starts empty and resends what is outstanding).
 #[derive(Debug, Default)]
 struct Memory {
-    launched: HashMap<String, Instant>,
-    killed: HashMap<String, Instant>,
-    specs: HashMap<String, Arc<JobView>>,
+    launched: FastMap<String, Instant>,
+    killed: FastMap<String, Instant>,
+    specs: FastMap<String, Arc<JobView>>,
     /// Jobs with tasks of an older spec, or on draining or offline agents,
     /// being replaced.
     rolling: HashSet<String>,
@@ -348,7 +350,7 @@ struct View {
     version: u64,
     jobs: Vec<Arc<JobView>>,
     /// Tasks that have not ended, by job.
-    tasks: HashMap<String, Vec<Arc<Task>>>,
+    tasks: FastMap<String, Vec<Arc<Task>>>,
     /// Jobs' waiting explanations as committed.
     waiting: HashMap<String, String>,
     /// Jobs' restart back-off as committed.
@@ -356,7 +358,7 @@ struct View {
 }
 
 impl View {
-    fn build(st: &Captured, specs: &mut HashMap<String, Arc<JobView>>) -> View {
+    fn build(st: &Captured, specs: &mut FastMap<String, Arc<JobView>>) -> View {
         let ids: HashSet<&str> = st.jobs.iter().map(|j| j.id.as_str()).collect();
         specs.retain(|id, _| ids.contains(id.as_str()));
         let jobs: Vec<Arc<JobView>> = st
@@ -373,7 +375,7 @@ impl View {
                 Some(v)
             })
             .collect();
-        let mut tasks: HashMap<String, Vec<Arc<Task>>> = HashMap::with_capacity(st.jobs.len());
+        let mut tasks: FastMap<String, Vec<Arc<Task>>> = FastMap::with_capacity(st.jobs.len());
         for t in &st.tasks {
             // Looked up before cloning the key: one allocation per job, not
             // per task.
@@ -526,13 +528,18 @@ fn decide(master: &Master, connected: &HashSet<String>, t0: Instant) -> Decided 
         // Only Arcs are copied under the state's read lock: the raft
         // thread needs the write lock to apply, and a long hold here
         // delays heartbeats enough to start elections.
+        let ta = Instant::now();
         let captured = master.read(Captured::take);
+        let tb = Instant::now();
         let v = View::build(&captured, &mut specs);
+        let tc = Instant::now();
         // Every task that has not ended holds its resources and ports; the
         // planner adds `running` to each agent's usage itself, so agents
         // carry no other reservation.
         let rebuilt = running.update(&captured.tasks, &specs);
+        let td = Instant::now();
         agents.update(&captured.agents, connected);
+        debug!(start = (ta - t0).as_millis() as u64, capture = (tb - ta).as_millis() as u64, build = (tc - tb).as_millis() as u64, running = (td - tc).as_millis() as u64, agents = td.elapsed().as_millis() as u64, "TMP view");
         sched.memory().specs = specs;
         (v, running, agents, rebuilt)
     };
@@ -724,7 +731,7 @@ fn dispatch(master: &Master, connected: &HashSet<String>, scope: Scope<'_>) {
             // and so are kills of tasks that ended. Only STAGING tasks
             // consult `launched`, so a stale entry costs memory, not
             // correctness: it is swept once stale entries must exist.
-            let staging: HashSet<&str> = candidates
+            let staging: FastSet<&str> = candidates
                 .iter()
                 .filter(|t| t.state == STAGING)
                 .map(|t| t.id.as_str())
@@ -732,7 +739,7 @@ fn dispatch(master: &Master, connected: &HashSet<String>, scope: Scope<'_>) {
             if mem.launched.len() > staging.len() {
                 mem.launched.retain(|id, _| staging.contains(id.as_str()));
             }
-            let open: HashSet<&str> = candidates.iter().map(|t| t.id.as_str()).collect();
+            let open: FastSet<&str> = candidates.iter().map(|t| t.id.as_str()).collect();
             mem.killed.retain(|id, _| open.contains(id.as_str()));
         }
     }
@@ -762,8 +769,8 @@ fn may_need_sending(t: &Task) -> bool {
 /// Launches and kills to send, by agent.
 #[derive(Default)]
 struct Outgoing {
-    launches: HashMap<String, Vec<LaunchTask>>,
-    kills: HashMap<String, Vec<KillTask>>,
+    launches: FastMap<String, Vec<LaunchTask>>,
+    kills: FastMap<String, Vec<KillTask>>,
 }
 
 impl Outgoing {
@@ -774,35 +781,47 @@ impl Outgoing {
         }
         let job = mem.specs.get(&t.job_id);
         if t.kill_requested {
-            let due = mem
-                .killed
-                .get(&t.id)
-                .is_none_or(|at| now - *at > REKILL_AFTER);
-            if due {
-                mem.killed.insert(t.id.clone(), now);
-                self.kills
-                    .entry(t.agent_id.clone())
-                    .or_default()
-                    .push(KillTask {
-                        task_id: t.id.clone(),
-                        grace_ms: job
-                            .map(|j| j.kill_grace_ms())
-                            .unwrap_or(DEFAULT_KILL_GRACE_MS),
-                    });
+            if due(&mut mem.killed, &t.id, now, REKILL_AFTER) {
+                let grace_ms = job.map_or(DEFAULT_KILL_GRACE_MS, |j| j.kill_grace_ms());
+                let kill = KillTask {
+                    task_id: t.id.clone(),
+                    grace_ms,
+                };
+                push_to(&mut self.kills, &t.agent_id, kill);
             }
         } else {
             let Some(job) = job else { return };
-            let due = mem
-                .launched
-                .get(&t.id)
-                .is_none_or(|at| now - *at > RELAUNCH_AFTER);
-            if due {
-                mem.launched.insert(t.id.clone(), now);
-                self.launches
-                    .entry(t.agent_id.clone())
-                    .or_default()
-                    .push(job.launch(t));
+            if due(&mut mem.launched, &t.id, now, RELAUNCH_AFTER) {
+                push_to(&mut self.launches, &t.agent_id, job.launch(t));
             }
+        }
+    }
+}
+
+/// Whether a message about task `id` is due (never sent, or sent more
+/// than `again` ago), noting it as sent now if so. A round dispatches
+/// tens of thousands of tasks: one lookup for a known id, and the id is
+/// copied only when new.
+fn due(sent: &mut FastMap<String, Instant>, id: &str, now: Instant, again: Duration) -> bool {
+    match sent.get_mut(id) {
+        Some(at) if now - *at <= again => false,
+        Some(at) => {
+            *at = now;
+            true
+        }
+        None => {
+            sent.insert(id.to_string(), now);
+            true
+        }
+    }
+}
+
+/// Appends `item` to `key`'s list, copying the key only for a new one.
+fn push_to<T>(map: &mut FastMap<String, Vec<T>>, key: &str, item: T) {
+    match map.get_mut(key) {
+        Some(list) => list.push(item),
+        None => {
+            map.insert(key.to_string(), vec![item]);
         }
     }
 }
