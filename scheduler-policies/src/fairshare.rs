@@ -10,6 +10,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
+use crate::hash::FxHashMap;
 use crate::resources::Resources;
 use crate::snapshot::Snapshot;
 
@@ -26,17 +27,28 @@ pub(crate) struct FairShare<'s> {
 impl<'s> FairShare<'s> {
     /// Interns product lines (sorted by name) and charges running tasks.
     pub(crate) fn new(snapshot: &'s Snapshot, total_online: Resources) -> Self {
-        let names: BTreeSet<&'s str> = snapshot
+        // Distinct names by hash first: product lines are few and running
+        // tasks many (collecting 100,000 names into a sorted set cost more
+        // than the rest of a small round).
+        let mut distinct: FxHashMap<&'s str, usize> = FxHashMap::default();
+        for name in snapshot
             .pending
             .iter()
             .map(|j| j.pdl.as_str())
             .chain(snapshot.running.iter().map(|t| t.pdl.as_str()))
-            .collect();
+        {
+            distinct.entry(name).or_default();
+        }
+        // Ids in name order, as before: plans stay the same.
+        let names: BTreeSet<&'s str> = distinct.keys().copied().collect();
         let ids: BTreeMap<&'s str, usize> =
             names.into_iter().enumerate().map(|(i, n)| (n, i)).collect();
+        for (n, i) in &ids {
+            distinct.insert(n, *i);
+        }
         let mut usage = vec![Resources::default(); ids.len()];
         for t in &snapshot.running {
-            if let Some(&p) = ids.get(t.pdl.as_str()) {
+            if let Some(&p) = distinct.get(t.pdl.as_str()) {
                 usage[p] = usage[p].saturating_add(t.resources);
             }
         }

@@ -1,9 +1,8 @@
 //! Quotas on service-tree nodes: cpus and memory summed over every task
 //! whose service path lies under the node.
 
-use std::collections::BTreeMap;
-
 use crate::explain::{QuotaExceeded, QuotaResource};
+use crate::hash::FxHashMap;
 use crate::resources::Resources;
 use crate::snapshot::{Quota, RunningTask};
 
@@ -20,7 +19,8 @@ impl<'s> Quotas<'s> {
         let mut used = vec![Resources::default(); quotas.len()];
         if !quotas.is_empty() {
             // Sum per distinct path first: paths are far fewer than tasks.
-            let mut per_path: BTreeMap<&str, Resources> = BTreeMap::new();
+            // Summed by hash (sums do not depend on order).
+            let mut per_path: FxHashMap<&str, Resources> = FxHashMap::default();
             for t in running {
                 let e = per_path.entry(t.service_path.as_str()).or_default();
                 *e = e.saturating_add(t.resources);
