@@ -192,7 +192,7 @@ impl Cluster {
         let (tx, rx) = oneshot::channel();
         let cmd = put_job_command(format!("job-{n}"), format!("{{\"n\":{n}}}").into_bytes());
         self.node(id).handle(Msg::Propose {
-            cmd: Box::new(cmd),
+            data: prost::Message::encode_to_vec(&cmd),
             reply: tx,
         });
         rx

@@ -216,11 +216,8 @@ impl Master {
     /// Proposes a command on this master, which must be the leader, and
     /// waits for it to be applied.
     pub async fn propose_local(&self, cmd: Command) -> Result<Applied> {
-        self.ask_driver(|reply| Msg::Propose {
-            cmd: Box::new(cmd),
-            reply,
-        })
-        .await
+        let data = prost::Message::encode_to_vec(&cmd);
+        self.ask_driver(|reply| Msg::Propose { data, reply }).await
     }
 
     fn no_quorum_reason(&self) -> String {

@@ -16,7 +16,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Instant;
 
-use ocean_proto::v1::{Command, Member};
+use ocean_proto::v1::Member;
 use prost::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeType, Message};
 use raft::{RawNode, SnapshotStatus, StateRole};
@@ -54,9 +54,10 @@ pub enum MemberChange {
 pub enum Msg {
     /// A raft message from a peer.
     Raft(Box<Message>),
-    /// Propose a command; the reply comes when it is applied here.
+    /// Propose a command (encoded by the proposer, off the raft thread);
+    /// the reply comes when it is applied here.
     Propose {
-        cmd: Box<Command>,
+        data: Vec<u8>,
         reply: oneshot::Sender<Result<Applied>>,
     },
     /// Propose a membership change; the reply carries the applied index.
@@ -208,10 +209,11 @@ impl<T: Transport> Driver<T> {
             check_quorum: true,
             pre_vote: true,
             // Committed entries are applied a few at a time (a round's
-            // entry of 2,000 placements is about 400 KB): between Readies
-            // the loop ticks and sends heartbeats, and a leader that spent
-            // half a second applying a burst of placements lost its term.
-            max_committed_size_per_ready: 1024 * 1024,
+            // entry of 2,000 placements is about 75 KB, so this is some
+            // 5,000 placements): between Readies the loop ticks and sends
+            // heartbeats, and a leader that spent half a second applying a
+            // burst of placements lost its term.
+            max_committed_size_per_ready: 192 * 1024,
             ..Default::default()
         };
         cfg.validate()?;
@@ -247,7 +249,7 @@ impl<T: Transport> Driver<T> {
                     debug!(error = %e, "raft step rejected a message");
                 }
             }
-            Msg::Propose { cmd, reply } => self.propose(*cmd, reply),
+            Msg::Propose { data, reply } => self.propose(data, reply),
             Msg::ChangeMembers { change, reply } => self.change_members(change, reply),
             Msg::ReadIndex { reply } => {
                 if self.raw.raft.state != StateRole::Leader {
@@ -283,17 +285,14 @@ impl<T: Transport> Driver<T> {
         ))
     }
 
-    fn propose(&mut self, cmd: Command, reply: oneshot::Sender<Result<Applied>>) {
+    fn propose(&mut self, data: Vec<u8>, reply: oneshot::Sender<Result<Applied>>) {
         if self.raw.raft.state != StateRole::Leader {
             let _ = reply.send(Err(self.not_leader()));
             return;
         }
         let proposal = self.new_proposal_id();
         let before = self.raw.raft.raft_log.last_index();
-        match self
-            .raw
-            .propose(proposal.to_be_bytes().to_vec(), cmd.encode_to_vec())
-        {
+        match self.raw.propose(proposal.to_be_bytes().to_vec(), data) {
             Ok(()) => {
                 let index = self.raw.raft.raft_log.last_index();
                 if index == before {

@@ -268,7 +268,7 @@ mod tests {
 
     #[test]
     fn a_status_report_rebuilds_nothing_but_a_move_does() {
-        let specs = HashMap::new();
+        let specs = foldhash::HashMap::default();
         let mut c = RunningCache::default();
         let live = vec![task("t0", "a", 1.0), task("t1", "a", 1.0)];
         assert_eq!(c.update(&live, &specs), 2);
@@ -289,7 +289,7 @@ mod tests {
 
     #[test]
     fn running_cache_matches_a_fresh_build_after_changes() {
-        let specs = HashMap::new();
+        let specs = foldhash::HashMap::default();
         let mut c = RunningCache::default();
         let mut live: Vec<Arc<Task>> = (0..6).map(|i| task(&format!("t{i}"), "a", 1.0)).collect();
         assert_eq!(c.update(&live, &specs), 6);

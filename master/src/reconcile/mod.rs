@@ -539,7 +539,14 @@ fn decide(master: &Master, connected: &HashSet<String>, t0: Instant) -> Decided 
         let rebuilt = running.update(&captured.tasks, &specs);
         let td = Instant::now();
         agents.update(&captured.agents, connected);
-        debug!(start = (ta - t0).as_millis() as u64, capture = (tb - ta).as_millis() as u64, build = (tc - tb).as_millis() as u64, running = (td - tc).as_millis() as u64, agents = td.elapsed().as_millis() as u64, "TMP view");
+        debug!(
+            start = (ta - t0).as_millis() as u64,
+            capture = (tb - ta).as_millis() as u64,
+            build = (tc - tb).as_millis() as u64,
+            running = (td - tc).as_millis() as u64,
+            agents = td.elapsed().as_millis() as u64,
+            "TMP view"
+        );
         sched.memory().specs = specs;
         (v, running, agents, rebuilt)
     };

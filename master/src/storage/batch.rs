@@ -103,7 +103,7 @@ impl StoreBatch {
             match c {
                 Change::JobPut(job) => self.batch.put(key, job.encode_to_vec()),
                 Change::AgentPut(a) => self.batch.put(key, a.encode_to_vec()),
-                Change::TaskPut(t) => self.batch.put(key, t.encode_to_vec()),
+                Change::TaskPut(t) => self.batch.put(key, super::keys::task_value(t)),
                 Change::JobDeleted(_) | Change::TaskRemoved(_) => self.batch.delete(key),
             }
             i += 1;

@@ -21,7 +21,7 @@ use std::path::Path;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use ocean_proto::v1::{Agent, Job, Member, Task};
+use ocean_proto::v1::{Agent, Job, Member};
 use prost::Message as _;
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
@@ -39,13 +39,13 @@ pub use keys::INIT_INDEX;
 use keys::*;
 
 /// Calls `f` with the value of every key under `prefix`, in key order.
-fn scan(db: &DB, prefix: &[u8], mut f: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+fn scan(db: &DB, prefix: &[u8], mut f: impl FnMut(&[u8], &[u8]) -> Result<()>) -> Result<()> {
     for item in db.iterator(IteratorMode::From(prefix, rocksdb::Direction::Forward)) {
         let (k, v) = item.map_err(storage("scan"))?;
         if !k.starts_with(prefix) {
             break;
         }
-        f(&v)?;
+        f(&k[prefix.len()..], &v)?;
     }
     Ok(())
 }
@@ -139,7 +139,7 @@ impl RaftStore {
         if let Some(b) = db.get(TRUNCATED).map_err(storage("read truncation"))? {
             (core.trunc_index, core.trunc_term) = read_two_u64(&b, "truncation point")?;
         }
-        scan(&db, LOG_PREFIX, |v| {
+        scan(&db, LOG_PREFIX, |_, v| {
             let e = Entry::parse_from_bytes(v).map_err(|e| corrupt("log entry", e))?;
             if e.index != core.last_index() + 1 {
                 return Err(corrupt(
@@ -155,24 +155,23 @@ impl RaftStore {
         if let Some(b) = db.get(APPLIED).map_err(storage("read applied index"))? {
             (state.applied_index, state.version) = read_two_u64(&b, "applied index")?;
         }
-        scan(&db, JOB_PREFIX, |v| {
+        scan(&db, JOB_PREFIX, |_, v| {
             let job = Job::decode(v).map_err(|e| corrupt("job", e))?;
             state.jobs.insert(job.id.clone(), Arc::new(job));
             Ok(())
         })?;
-        scan(&db, MEMBER_PREFIX, |v| {
+        scan(&db, MEMBER_PREFIX, |_, v| {
             let m = Member::decode(v).map_err(|e| corrupt("member", e))?;
             state.members.insert(m.id, m);
             Ok(())
         })?;
-        scan(&db, AGENT_PREFIX, |v| {
+        scan(&db, AGENT_PREFIX, |_, v| {
             let a = Agent::decode(v).map_err(|e| corrupt("agent", e))?;
             state.agents.insert(a.id.clone(), Arc::new(a));
             Ok(())
         })?;
-        scan(&db, TASK_PREFIX, |v| {
-            let t = Task::decode(v).map_err(|e| corrupt("task", e))?;
-            state.insert_task(Arc::new(t));
+        scan(&db, TASK_PREFIX, |id, v| {
+            state.insert_task(Arc::new(keys::task_from(id, v)?));
             Ok(())
         })?;
 
