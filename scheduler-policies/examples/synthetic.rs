@@ -2,8 +2,12 @@
 //! search effort and packing quality; handy under `perf record`.
 //!
 //! ```text
-//! cargo run --release -p ocean-scheduler-policies --example synthetic -- [agents] [jobs] [tasks_per_job] [runs] [spread_percent]
+//! cargo run --release -p ocean-scheduler-policies --example synthetic -- [agents] [jobs] [tasks_per_job] [runs] [spread_percent] [late_jobs]
 //! ```
+//!
+//! With `late_jobs` > 0 it then also plans a late round, as a leader does
+//! while jobs keep arriving: every task of the other jobs running (as the
+//! first plan placed them) and only the last `late_jobs` jobs pending.
 //!
 //! Each run also prints a digest of the whole plan (placements with their
 //! ports, unplaced tasks with their reasons, preemptions), so two builds can
@@ -13,7 +17,7 @@ use std::hash::{Hash, Hasher};
 use std::time::Instant;
 
 use ocean_scheduler_policies::synthetic::{packing, workload, WorkloadSpec};
-use ocean_scheduler_policies::{plan, Config, Plan};
+use ocean_scheduler_policies::{plan, Config, JobRequest, Plan, RunningTask, Snapshot};
 
 fn main() {
     let args: Vec<usize> = std::env::args()
@@ -48,6 +52,53 @@ fn main() {
             pk.ratio,
             digest(&p),
         );
+    }
+    let late = arg(5, 0).min(snap.pending.len());
+    if late > 0 {
+        let later = late_round(&snap, &plan(&snap, &config), late);
+        for _ in 0..runs {
+            let start = Instant::now();
+            let p = plan(&later, &config);
+            println!(
+                "late round: {} running, {} pending: placed {} in {:.1} ms; digest {:016x}",
+                later.running.len(),
+                later.pending.iter().map(|j| j.tasks.len()).sum::<usize>(),
+                p.stats.placed,
+                start.elapsed().as_secs_f64() * 1e3,
+                digest(&p),
+            );
+        }
+    }
+}
+
+/// `snap` with the placements of all but its last `late` jobs running.
+fn late_round(snap: &Snapshot, first: &Plan<'_>, late: usize) -> Snapshot {
+    let split = snap.pending.len() - late;
+    let job =
+        |id: &str| -> Option<&JobRequest> { snap.pending[..split].iter().find(|j| j.job == id) };
+    let mut by_job = std::collections::HashMap::new();
+    let running = first
+        .placements
+        .iter()
+        .filter_map(|p| {
+            let j = *by_job.entry(p.job).or_insert_with(|| job(p.job));
+            let j = j?;
+            Some(RunningTask {
+                id: p.task.to_string(),
+                job: p.job.to_string(),
+                agent: p.agent.to_string(),
+                resources: j.resources,
+                ports: p.ports.iter().map(|a| a.port).collect(),
+                priority: j.priority,
+                pdl: j.pdl.clone(),
+                service_path: j.service_path.clone(),
+            })
+        })
+        .collect();
+    Snapshot {
+        running,
+        pending: snap.pending[split..].to_vec(),
+        ..snap.clone()
     }
 }
 
