@@ -428,9 +428,10 @@ impl AgentApi for AgentService {
             .await;
         // Open only now, so the reconciler's launches follow Registered.
         let (generation, kick) = master.sessions().open(&id, tx.clone());
+        let has_tasks = !reg.tasks.is_empty() || master.read(|st| st.agent_tasks.contains_key(&id));
         // A registration is a full report of the agent's tasks.
         tokio::spawn(reports::full_report(master.clone(), id.clone(), reg.tasks));
-        master.scheduler().wake();
+        master.scheduler().wake_for_agent(has_tasks);
         tokio::spawn(follow(master, id, generation, inbound, tx, kick));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }

@@ -192,7 +192,7 @@ impl Scheduler {
     /// and kill requests come from the round itself, which already
     /// dispatched them. Rounds for the rest would only cost CPU: at 100,000
     /// tasks, RUNNING reports arrive by the thousand.
-    fn matters(&self, v: u64, changes: &[Change]) -> bool {
+    fn matters(&self, v: u64, changes: &[Change], has_tasks: impl Fn(&str) -> bool) -> bool {
         let mem = self.memory();
         changes.iter().any(|c| match c {
             Change::TaskPut(t) if !is_terminal(&t.state) => {
@@ -203,15 +203,17 @@ impl Scheduler {
                         || mem.healing.contains(&t.job_id))
             }
             // An agent joining or coming back online only matters to jobs
-            // that wait for room or are moving tasks; while 10,000 agents
-            // register, a round per registration rebuilt the planner's
-            // view of every agent for nothing. The 1 s tick covers the
-            // rest.
+            // that wait for room or are moving tasks, and one draining or
+            // offline only when it has tasks to move: while 10,000 agents
+            // register (some of them offline or in trouble), a round per
+            // registration rebuilt the planner's view of every agent for
+            // nothing, back to back. The 1 s tick covers the rest.
             Change::AgentPut(a) => {
                 mem.waiting
                     || !mem.rolling.is_empty()
                     || !mem.healing.is_empty()
-                    || crate::state::agent_status(a) != "online"
+                    || (crate::state::moves_tasks_off(crate::state::agent_status(a))
+                        && has_tasks(&a.id))
             }
             _ => true,
         })
@@ -229,6 +231,21 @@ impl Scheduler {
     /// Runs a round soon.
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// Runs a round soon if an agent that just connected can change one:
+    /// it has tasks (launches or kills may be due), or jobs wait for room
+    /// or are moving tasks (the planner counts only connected agents).
+    /// Otherwise the next round sees it. 10,000 agents registering woke a
+    /// round each, and each rebuilt the planner's view of every agent.
+    pub fn wake_for_agent(&self, has_tasks: bool) {
+        let matters = has_tasks || {
+            let mem = self.memory();
+            mem.waiting || !mem.rolling.is_empty() || !mem.healing.is_empty()
+        };
+        if matters {
+            self.wake();
+        }
     }
 }
 
@@ -299,7 +316,10 @@ async fn run(master: Master) {
                     while let Some(item) = next {
                         match item {
                             Ok(FeedItem::Changes(v, changes)) => {
-                                due |= master.scheduler().matters(v, &changes);
+                                let has_tasks = |agent: &str| {
+                                    master.read(|st| st.agent_tasks.contains_key(agent))
+                                };
+                                due |= master.scheduler().matters(v, &changes, has_tasks);
                             }
                             Ok(FeedItem::Reset) | Err(RecvError::Lagged(_)) => due = true,
                             Err(RecvError::Closed) => return,
@@ -528,25 +548,13 @@ fn decide(master: &Master, connected: &HashSet<String>, t0: Instant) -> Decided 
         // Only Arcs are copied under the state's read lock: the raft
         // thread needs the write lock to apply, and a long hold here
         // delays heartbeats enough to start elections.
-        let ta = Instant::now();
         let captured = master.read(Captured::take);
-        let tb = Instant::now();
         let v = View::build(&captured, &mut specs);
-        let tc = Instant::now();
         // Every task that has not ended holds its resources and ports; the
         // planner adds `running` to each agent's usage itself, so agents
         // carry no other reservation.
         let rebuilt = running.update(&captured.tasks, &specs);
-        let td = Instant::now();
         agents.update(&captured.agents, connected);
-        debug!(
-            start = (ta - t0).as_millis() as u64,
-            capture = (tb - ta).as_millis() as u64,
-            build = (tc - tb).as_millis() as u64,
-            running = (td - tc).as_millis() as u64,
-            agents = td.elapsed().as_millis() as u64,
-            "TMP view"
-        );
         sched.memory().specs = specs;
         (v, running, agents, rebuilt)
     };
@@ -852,16 +860,17 @@ mod tests {
     #[test]
     fn health_changes_wake_a_round_only_when_they_can_change_a_decision() {
         let s = Scheduler::default();
+        let none = |_: &str| false;
         // A healthy report of an ordinary job: nothing to decide.
-        assert!(!s.matters(5, &[put("j", 1, false, Some(true))]));
+        assert!(!s.matters(5, &[put("j", 1, false, Some(true))], none));
         // A task asking for its replacement: a round places one.
-        assert!(s.matters(5, &[put("j", 1, true, Some(false))]));
+        assert!(s.matters(5, &[put("j", 1, true, Some(false))], none));
         // While a job is being healed, its replacement turning healthy
         // lets the round stop the unhealthy task.
         s.memory().healing.insert("j".into());
-        assert!(s.matters(5, &[put("j", 1, false, Some(true))]));
+        assert!(s.matters(5, &[put("j", 1, false, Some(true))], none));
         // A round's own placements never wake another.
-        assert!(!s.matters(5, &[put("j", 5, false, None)]));
+        assert!(!s.matters(5, &[put("j", 5, false, None)], none));
     }
 
     #[test]
@@ -874,15 +883,21 @@ mod tests {
             }))
         };
         let s = Scheduler::default();
-        assert!(!s.matters(5, &[agent("online")]));
-        // A drain moves tasks off it.
-        assert!(s.matters(5, &[agent("draining")]));
+        let busy = |id: &str| id == "a";
+        let idle = |_: &str| false;
+        assert!(!s.matters(5, &[agent("online")], busy));
+        // A drain moves tasks off it, if it has any.
+        assert!(s.matters(5, &[agent("draining")], busy));
+        assert!(s.matters(5, &[agent("offline")], busy));
+        assert!(!s.matters(5, &[agent("draining")], idle));
+        // An agent registering in trouble keeps its tasks.
+        assert!(!s.matters(5, &[agent("problem")], busy));
         // A job waits for room.
         s.memory().waiting = true;
-        assert!(s.matters(5, &[agent("online")]));
+        assert!(s.matters(5, &[agent("online")], idle));
         s.memory().waiting = false;
         s.memory().rolling.insert("j".into());
-        assert!(s.matters(5, &[agent("online")]));
+        assert!(s.matters(5, &[agent("online")], idle));
     }
 
     #[test]

@@ -195,8 +195,13 @@ pub async fn full_report(master: Master, agent: String, statuses: Vec<TaskStatus
         };
         master.sessions().send(&agent, msg);
     }
-    sched.forget_launches(&report.relaunch);
-    sched.wake();
+    // Launches go out in a round: only when some are missing (a report
+    // that matches the state needs none, and 10,000 agents registering
+    // woke a round each).
+    if !report.relaunch.is_empty() {
+        sched.forget_launches(&report.relaunch);
+        sched.wake();
+    }
 }
 
 #[cfg(test)]
