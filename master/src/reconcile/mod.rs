@@ -22,10 +22,10 @@ pub mod liveness;
 pub mod reports;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-
-use foldhash::{HashMap as FastMap, HashMapExt as _, HashSet as FastSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use foldhash::{HashMap as FastMap, HashMapExt as _, HashSet as FastSet};
 
 use futures::{StreamExt as _, TryStreamExt as _};
 use ocean_proto::agent::{
@@ -109,6 +109,15 @@ struct Memory {
     agents: cache::AgentCache,
     /// When dispatch last looked at every task (`None`: not this term).
     swept_at: Option<Instant>,
+}
+
+impl Memory {
+    /// Whether a job waits (for room, a constraint, a quota or its
+    /// back-off) or has tasks being replaced: then any agent joining or
+    /// leaving can change a round's decisions.
+    fn waits_or_moves(&self) -> bool {
+        self.waiting || !self.rolling.is_empty() || !self.healing.is_empty()
+    }
 }
 
 impl Scheduler {
@@ -209,9 +218,7 @@ impl Scheduler {
             // registration rebuilt the planner's view of every agent for
             // nothing, back to back. The 1 s tick covers the rest.
             Change::AgentPut(a) => {
-                mem.waiting
-                    || !mem.rolling.is_empty()
-                    || !mem.healing.is_empty()
+                mem.waits_or_moves()
                     || (crate::state::moves_tasks_off(crate::state::agent_status(a))
                         && has_tasks(&a.id))
             }
@@ -239,11 +246,7 @@ impl Scheduler {
     /// Otherwise the next round sees it. 10,000 agents registering woke a
     /// round each, and each rebuilt the planner's view of every agent.
     pub fn wake_for_agent(&self, has_tasks: bool) {
-        let matters = has_tasks || {
-            let mem = self.memory();
-            mem.waiting || !mem.rolling.is_empty() || !mem.healing.is_empty()
-        };
-        if matters {
+        if has_tasks || self.memory().waits_or_moves() {
             self.wake();
         }
     }
