@@ -28,13 +28,9 @@ pub struct Placements {
 impl Placements {
     /// Adds one placement of `job`'s task.
     pub fn add(&mut self, job: &JobView, p: &sp::Placement<'_>, created_ms: u64) {
-        // Task ids are made by `job::task_id`: the job's id, a dot, a
-        // suffix. Anything else would not survive the compact form.
-        let Some(suffix) = p
-            .task
-            .strip_prefix(job.id.as_str())
-            .and_then(|rest| rest.strip_prefix('.'))
-        else {
+        // Task ids are made by `job::task_id` within their job's; anything
+        // else would not survive the compact form.
+        let Some(suffix) = crate::state::id_suffix(p.task, &job.id) else {
             warn!(task = p.task, job = %job.id, "placement dropped: task id outside its job's");
             return;
         };
@@ -81,7 +77,7 @@ impl Placements {
         self.groups.iter().flat_map(|g| {
             g.tasks
                 .iter()
-                .map(move |t| format!("{}.{}", g.job_id, t.id_suffix))
+                .map(move |t| crate::state::task_id_in(&g.job_id, &t.id_suffix))
         })
     }
 
@@ -93,42 +89,30 @@ impl Placements {
         let mut entries = vec![first];
         let mut room = max;
         for mut g in self.groups {
-            while !g.tasks.is_empty() {
+            // `g` keeps the job's shared part; its tasks go out in parts.
+            let mut rest = std::mem::take(&mut g.tasks);
+            while !rest.is_empty() {
                 if room == 0 {
                     entries.push(PlanTasks::default());
                     room = max;
                 }
-                let rest = if g.tasks.len() > room {
-                    g.tasks.split_off(room)
+                let tail = if rest.len() > room {
+                    rest.split_off(room)
                 } else {
                     Vec::new()
                 };
-                room -= g.tasks.len();
-                let next = JobPlacements {
+                room -= rest.len();
+                let part = JobPlacements {
                     tasks: rest,
-                    ..header(&g)
+                    ..g.clone()
                 };
                 if let Some(e) = entries.last_mut() {
-                    e.placed.push(g);
+                    e.placed.push(part);
                 }
-                g = next;
+                rest = tail;
             }
         }
         entries
-    }
-}
-
-/// A group's shared part, without tasks.
-fn header(g: &JobPlacements) -> JobPlacements {
-    JobPlacements {
-        job_id: g.job_id.clone(),
-        config_hash: g.config_hash,
-        cpus: g.cpus,
-        mem_mib: g.mem_mib,
-        disk_mib: g.disk_mib,
-        port_names: g.port_names.clone(),
-        created_ms: g.created_ms,
-        tasks: Vec::new(),
     }
 }
 

@@ -243,7 +243,8 @@ pub fn config_hash(spec: &JobSpec) -> u64 {
 
 /// The id of the `n`th task placed in the round at state `version`: unique
 /// (versions only grow), and ordered by age, which scale-down uses to stop
-/// the newest first.
+/// the newest first. Of the form `state::task_id_in` describes (the suffix
+/// is written in place, one allocation per task).
 pub fn task_id(job: &str, version: u64, n: usize) -> String {
     format!("{job}.{version:010x}{n:05x}")
 }
@@ -286,6 +287,16 @@ mod tests {
         let mut sorted = ids.clone();
         sorted.sort();
         assert_eq!(sorted, ids);
+    }
+
+    #[test]
+    fn task_ids_name_their_job_and_give_back_their_suffix() {
+        let job = "cop.c_owt.o_pdl.p_service.s_job.j_cluster.c";
+        let id = task_id(job, 9, 3);
+        assert_eq!(crate::state::job_of(&id), Some(job));
+        let suffix = crate::state::id_suffix(&id, job).unwrap();
+        assert_eq!(crate::state::task_id_in(job, suffix), id);
+        assert_eq!(crate::state::id_suffix(&id, "cop.c_owt"), None);
     }
 
     #[test]

@@ -19,7 +19,9 @@ pub use agents::{
     agent_status, agent_unreachable_command, moves_tasks_off, set_agent_status_command,
     AGENT_STATUSES,
 };
-pub use tasks::{is_live, is_terminal, rank, KEEP_ENDED_PER_JOB, STATES};
+pub use tasks::{
+    id_suffix, is_live, is_terminal, job_of, rank, task_id_in, KEEP_ENDED_PER_JOB, STATES,
+};
 pub use tasks::{FAILED, FINISHED, KILLED, LOST, RUNNING, STAGING, STARTING};
 
 use crate::error::{corrupt, Result};

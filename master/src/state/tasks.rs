@@ -20,6 +20,25 @@ use super::{backoff, Change, ClusterState, Outcome};
 /// and post-mortems); older ones are forgotten.
 pub const KEEP_ENDED_PER_JOB: usize = 10;
 
+/// A task's id: its job's id, a dot and a suffix without dots (the leader
+/// makes the suffix: `reconcile::job::task_id`). Placements in the log
+/// carry only the suffix, and stored task records leave out the ids.
+pub fn task_id_in(job: &str, suffix: &str) -> String {
+    format!("{job}.{suffix}")
+}
+
+/// The suffix of `task` within `job`, if `task` is one of `job`'s ids.
+pub fn id_suffix<'a>(task: &'a str, job: &str) -> Option<&'a str> {
+    task.strip_prefix(job)?
+        .strip_prefix('.')
+        .filter(|suffix| !suffix.contains('.'))
+}
+
+/// The job a task id names: everything before its last dot.
+pub fn job_of(task: &str) -> Option<&str> {
+    task.rsplit_once('.').map(|(job, _)| job)
+}
+
 /// The task states, in lifecycle order.
 pub const STATES: [&str; 7] = [STAGING, STARTING, RUNNING, FINISHED, FAILED, KILLED, LOST];
 /// Placed, launch sent or about to be.
@@ -231,7 +250,7 @@ impl ClusterState {
                     .map(|a| (a.hostname.clone(), a.address.clone()))
                     .unwrap_or_default();
                 Task {
-                    id: format!("{job_id}.{}", p.id_suffix),
+                    id: task_id_in(&job_id, &p.id_suffix),
                     job_id: job_id.clone(),
                     agent_id: p.agent_id,
                     host,

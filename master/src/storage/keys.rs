@@ -4,6 +4,7 @@ use ocean_proto::v1::Task;
 use prost::Message as _;
 
 use crate::error::{corrupt, Result};
+use crate::state::job_of;
 
 pub(super) const HARD_STATE: &[u8] = b"r:hs";
 pub(super) const CONF_STATE: &[u8] = b"r:cs";
@@ -96,7 +97,11 @@ pub(super) fn task_value(t: &Task) -> Vec<u8> {
             _ => return full,
         }
     }
-    rest.to_vec()
+    // The leading fields are dropped in place, without a second buffer.
+    let skip = full.len() - rest.len();
+    let mut value = full;
+    value.drain(..skip);
+    value
 }
 
 /// The task stored under `id` with `value` (see [`task_value`]; records
@@ -110,11 +115,6 @@ pub(super) fn task_from(id: &[u8], value: &[u8]) -> Result<Task> {
         t.job_id = job_of(&t.id).unwrap_or_default().to_string();
     }
     Ok(t)
-}
-
-/// The job a task id names: everything before its last dot.
-fn job_of(task_id: &str) -> Option<&str> {
-    task_id.rsplit_once('.').map(|(job, _)| job)
 }
 
 /// `Task.id` and `Task.job_id`: field numbers 1 and 2, length-delimited.
