@@ -125,6 +125,8 @@ impl RaftStore {
         let mut opts = rocksdb::Options::default();
         opts.create_if_missing(true);
         opts.set_max_background_jobs(2);
+        opts.set_allow_concurrent_memtable_write(false);
+        opts.set_memtable_factory(rocksdb::MemtableFactory::Vector);
         let db = DB::open(&opts, dir).map_err(storage("open"))?;
 
         let mut core = LogCore::default();
