@@ -14,7 +14,7 @@ use std::time::Instant;
 use ocean_master::state::{plan_command, put_agent_command, put_job_command, RUNNING};
 use ocean_master::storage::RaftStore;
 use ocean_proto::v1::{
-    command, Agent, Command, JobPlacements, PlanTasks, Placement, TaskUpdate, TaskUpdates,
+    command, Agent, Command, JobPlacements, Placement, PlanTasks, TaskUpdate, TaskUpdates,
 };
 use prost::Message as _;
 use raft::eraftpb::Entry;
@@ -27,7 +27,10 @@ fn arg(n: usize, default: usize) -> usize {
 }
 
 fn job_id(j: usize) -> String {
-    format!("cop.xiaomi_owt.inf_pdl.p{}_servicegroup.g_service.s{j}_job.job{j:04}_cluster.c3", j % 7)
+    format!(
+        "cop.xiaomi_owt.inf_pdl.p{}_servicegroup.g_service.s{j}_job.job{j:04}_cluster.c3",
+        j % 7
+    )
 }
 
 /// Applies `cmds` as one Ready: appended to the log, applied, and written
@@ -170,7 +173,10 @@ fn main() {
     let t_running = t.elapsed();
     let placed = ids.len();
     let per_us = |d: std::time::Duration| d.as_secs_f64() * 1e6 / placed.max(1) as f64;
-    println!("{agents} agents registered: {:.0} ms", t_agents.as_secs_f64() * 1e3);
+    println!(
+        "{agents} agents registered: {:.0} ms",
+        t_agents.as_secs_f64() * 1e3
+    );
     println!("{jobs} jobs put: {:.0} ms", t_jobs.as_secs_f64() * 1e3);
     println!(
         "{placed} placements applied: {:.0} ms ({:.2} µs each)",

@@ -300,6 +300,8 @@ async fn run(master: Master) {
         }
         let mut due = true;
         let mut last_sweep = Instant::now();
+        // What committed rounds placed or stopped, not yet sent to agents.
+        let mut held: Vec<String> = Vec::new();
         while leads(&master, term) {
             if last_sweep.elapsed() >= RECONCILE_EVERY {
                 last_sweep = Instant::now();
@@ -307,27 +309,33 @@ async fn run(master: Master) {
             }
             if due {
                 due = false;
-                if let Err(e) = round(&master).await {
+                if let Err(e) = round(&master, &mut held).await {
                     warn!(error = %e, "reconcile round failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
+                // Jobs that arrived while the round committed are decided
+                // before its launches go out: the agents' answers (a
+                // status entry per few thousand tasks, applied by every
+                // master) would otherwise share the CPU with deciding, and
+                // a round of 26,000 placements decided among 74,000 fresh
+                // launches took 0.6 s instead of 0.1 s. The next round
+                // sends them as soon as it has decided.
+                match drain(&master, &mut live) {
+                    Some(d) => due |= d,
+                    None => return,
+                }
+                if due {
+                    continue;
+                }
+                off_the_runtime(|| send(&master, &master.sessions().connected(), &held));
+                held.clear();
             }
             tokio::select! {
                 r = live.recv() => {
-                    let mut next = Some(r);
                     // Everything queued meanwhile is covered by one round.
-                    while let Some(item) = next {
-                        match item {
-                            Ok(FeedItem::Changes(v, changes)) => {
-                                let has_tasks = |agent: &str| {
-                                    master.read(|st| st.agent_tasks.contains_key(agent))
-                                };
-                                due |= master.scheduler().matters(v, &changes, has_tasks);
-                            }
-                            Ok(FeedItem::Reset) | Err(RecvError::Lagged(_)) => due = true,
-                            Err(RecvError::Closed) => return,
-                        }
-                        next = live.try_recv().ok().map(Ok);
+                    match note(&master, r).zip(drain(&master, &mut live)) {
+                        Some((a, b)) => due |= a || b,
+                        None => return,
                     }
                 }
                 _ = master.scheduler().wake.notified() => due = true,
@@ -339,6 +347,34 @@ async fn run(master: Master) {
             }
         }
         info!(term, "reconciler inactive");
+    }
+}
+
+/// Whether a feed item can change a round's decisions; `None` when the
+/// feed has closed.
+fn note(master: &Master, item: Result<FeedItem, RecvError>) -> Option<bool> {
+    match item {
+        Ok(FeedItem::Changes(v, changes)) => {
+            let has_tasks = |agent: &str| master.read(|st| st.agent_tasks.contains_key(agent));
+            Some(master.scheduler().matters(v, &changes, has_tasks))
+        }
+        Ok(FeedItem::Reset) | Err(RecvError::Lagged(_)) => Some(true),
+        Err(RecvError::Closed) => None,
+    }
+}
+
+/// Takes every feed item already queued: whether any can change a round's
+/// decisions; `None` when the feed has closed.
+fn drain(master: &Master, live: &mut tokio::sync::broadcast::Receiver<FeedItem>) -> Option<bool> {
+    use tokio::sync::broadcast::error::TryRecvError;
+    let mut due = false;
+    loop {
+        match live.try_recv() {
+            Ok(item) => due |= note(master, Ok(item))?,
+            Err(TryRecvError::Lagged(_)) => due = true,
+            Err(TryRecvError::Empty) => return Some(due),
+            Err(TryRecvError::Closed) => return None,
+        }
     }
 }
 
@@ -430,8 +466,10 @@ impl View {
     }
 }
 
-/// One round: decide, place, commit, dispatch.
-async fn round(master: &Master) -> crate::error::Result<()> {
+/// One round: decide, place and commit. What it commits joins `held`, for
+/// the caller to send; what earlier rounds left there is sent once this
+/// one has decided.
+async fn round(master: &Master, held: &mut Vec<String>) -> crate::error::Result<()> {
     let sched = master.scheduler();
     let connected = master.sessions().connected();
     let t0 = Instant::now();
@@ -439,8 +477,14 @@ async fn round(master: &Master) -> crate::error::Result<()> {
     // where the runtime can hand this worker's other tasks (agent streams,
     // raft traffic, API calls) to another thread meanwhile.
     let d = off_the_runtime(|| decide(master, &connected, t0));
-    // What this round commits is dispatched once it is committed, without
-    // a sweep. (Dispatching each entry as it commits starts agents sooner
+    // Building tens of thousands of launches takes a while: it goes on
+    // beside this round's commit instead of before it.
+    let sending = (!held.is_empty()).then(|| {
+        let (master, connected, ids) = (master.clone(), connected.clone(), std::mem::take(held));
+        tokio::task::spawn_blocking(move || send(&master, &connected, &ids))
+    });
+    // What this round commits is sent once it is committed, without a
+    // sweep. (Dispatching each entry as it commits starts agents sooner
     // but held up the rest of the round's commits: measured slower.)
     let committed: Vec<String> = d.place.ids().chain(d.kills.iter().cloned()).collect();
     if !d.place.is_empty() || !d.kills.is_empty() || !d.changed.is_empty() {
@@ -484,16 +528,12 @@ async fn round(master: &Master) -> crate::error::Result<()> {
             .map(|at| Instant::now() + Duration::from_millis(at.saturating_sub(d.now)));
     }
     let t_commit = t0.elapsed();
-    let sweep = sched
-        .memory()
-        .swept_at
-        .is_none_or(|at| at.elapsed() >= SWEEP_EVERY);
-    let scope = if sweep {
-        Scope::All
-    } else {
-        Scope::Only(&committed)
-    };
-    off_the_runtime(|| dispatch(master, &connected, scope));
+    if let Some(sending) = sending {
+        if let Err(e) = sending.await {
+            warn!(error = %e, "sending launches failed");
+        }
+    }
+    held.extend(committed);
     master
         .metrics()
         .reconcile_seconds
@@ -685,6 +725,18 @@ fn decide(master: &Master, connected: &HashSet<String>, t0: Instant) -> Decided 
         rebuilt,
         any_waiting: !waiting.is_empty(),
     }
+}
+
+/// Sends launches and kills for what rounds committed (`ids`), or for
+/// every task when the last sweep is more than [`SWEEP_EVERY`] old.
+fn send(master: &Master, connected: &HashSet<String>, ids: &[String]) {
+    let sweep = master
+        .scheduler()
+        .memory()
+        .swept_at
+        .is_none_or(|at| at.elapsed() >= SWEEP_EVERY);
+    let scope = if sweep { Scope::All } else { Scope::Only(ids) };
+    dispatch(master, connected, scope);
 }
 
 /// Sends `Reconcile` to every connected agent; each answers with a full
