@@ -41,11 +41,12 @@ fn ready(store: &RaftStore, index: &mut u64, cmds: Vec<Command>) {
         .iter()
         .map(|c| {
             *index += 1;
-            let mut e = Entry::default();
-            e.index = *index;
-            e.term = 1;
-            e.data = c.encode_to_vec().into();
-            e
+            Entry {
+                index: *index,
+                term: 1,
+                data: c.encode_to_vec().into(),
+                ..Default::default()
+            }
         })
         .collect();
     batch.append(&entries).expect("append");
@@ -94,7 +95,7 @@ fn main() {
     let t = Instant::now();
     let job_cmds: Vec<Command> = (0..jobs)
         .map(|j| {
-            let mut spec = ocean_spec::JobSpec::new(&job_id(j), "sleep 3600");
+            let mut spec = ocean_spec::JobSpec::new(job_id(j), "sleep 3600");
             spec.instances = per_job as u32;
             put_job_command(job_id(j), spec.to_canonical_json())
         })

@@ -258,14 +258,55 @@ pub(crate) fn channel(addr: &str) -> anyhow::Result<Channel> {
         .connect_lazy())
 }
 
-/// The leader's placement and RUNNING counters (from `/metrics`: cheap to
+/// A master's placement and RUNNING counters (from `/metrics`: cheap to
 /// read, unlike following 100,000 events).
-async fn leader_counts(api: &ocean_tests::Api) -> (u64, u64) {
+async fn counts(api: &ocean_tests::Api) -> (u64, u64) {
     let value = |v: anyhow::Result<f64>| v.unwrap_or(0.0) as u64;
     (
         value(api.metric("ocean_tasks_placed_total").await),
         value(api.metric("ocean_tasks_running").await),
     )
+}
+
+/// The highest counters of any master: every master applies every
+/// placement, but one that lost the leadership, or is cut off, may lag, and
+/// watching it alone would end the run early.
+async fn cluster_counts(apis: &[ocean_tests::Api]) -> (u64, u64) {
+    let all = futures::future::join_all(apis.iter().map(counts)).await;
+    all.into_iter()
+        .fold((0, 0), |(p, r), (p1, r1)| (p.max(p1), r.max(r1)))
+}
+
+/// Why a run stopped short: each master's counters, term and leader, and
+/// the jobs the leader says wait.
+async fn diagnose(apis: &[ocean_tests::Api]) {
+    for (i, api) in apis.iter().enumerate() {
+        let (p, r) = counts(api).await;
+        let term = api.metric("ocean_raft_term").await.unwrap_or(-1.0);
+        let leader = api.get_text("/v1/leader").await.unwrap_or_default();
+        println!(
+            "  master {}: placed {p}, running {r}, term {term}, leader {}",
+            i + 1,
+            leader.trim()
+        );
+    }
+    for api in apis {
+        let Ok(jobs) = api.get("/v1/jobs").await else {
+            continue;
+        };
+        let waiting: Vec<String> = jobs.body["jobs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|j| !j["waiting"].is_null())
+            .map(|j| format!("{}: {}", j["id"], j["waiting"]))
+            .collect();
+        println!("  {} job(s) waiting", waiting.len());
+        for w in waiting.iter().take(5) {
+            println!("    {w}");
+        }
+        break;
+    }
 }
 
 /// Runs the benchmark.
@@ -389,6 +430,7 @@ pub async fn schedule(
         .collect::<anyhow::Result<Vec<_>>>()?;
     let submitted_in = t_submit.elapsed();
 
+    let apis: Vec<ocean_tests::Api> = [1, 2, 3].iter().map(|&id| c.master(id).api()).collect();
     // Placements committed and tasks RUNNING, until they stop growing.
     let total = total as u64;
     let mut last = (0, 0, Instant::now());
@@ -396,7 +438,7 @@ pub async fn schedule(
     let (mut p, mut r);
     loop {
         tokio::time::sleep(Duration::from_millis(10)).await;
-        (p, r) = leader_counts(&api).await;
+        (p, r) = cluster_counts(&apis).await;
         if p != last.0 {
             t_placed = t_submit.elapsed();
         }
@@ -409,6 +451,10 @@ pub async fn schedule(
         if (r >= total && p >= total) || last.2.elapsed() > Duration::from_secs(10) {
             break;
         }
+    }
+    if p < total || r < total {
+        println!("(stopped short: no progress for 10 s)");
+        diagnose(&apis).await;
     }
     // A leader change at the very end must not lose the figures above:
     // without an agreed leader, memory is read from the first one.
