@@ -85,7 +85,7 @@ impl ClusterState {
             self.recount(Some(&task.state), Some(LOST));
             ended_jobs.insert(t.job_id.clone());
             let t = Arc::new(t);
-            self.tasks.insert(t.id.clone(), t.clone());
+            self.replace_task(t.clone());
             changes.push(Change::TaskPut(t));
         }
         for id in &u.waiting {
@@ -97,7 +97,7 @@ impl ClusterState {
             t.unreachable_since_ms = u.at_ms;
             t.updated_version = next;
             let t = Arc::new(t);
-            self.tasks.insert(t.id.clone(), t.clone());
+            self.replace_task(t.clone());
             changes.push(Change::TaskPut(t));
         }
         for job in ended_jobs {

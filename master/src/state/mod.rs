@@ -100,10 +100,11 @@ pub struct ClusterState {
     pub agents: BTreeMap<String, Arc<Agent>>,
     /// Tasks by id (live ones and the latest ended ones of each job).
     pub tasks: BTreeMap<String, Arc<Task>>,
-    /// Task ids by job id: an index over `tasks`.
-    pub job_tasks: BTreeMap<String, BTreeSet<String>>,
+    /// Task ids by job id: an index over `tasks`. Both indexes share one
+    /// copy of each id.
+    pub job_tasks: BTreeMap<String, BTreeSet<Arc<str>>>,
     /// Task ids by agent id: an index over `tasks`.
-    pub agent_tasks: BTreeMap<String, BTreeSet<String>>,
+    pub agent_tasks: BTreeMap<String, BTreeSet<Arc<str>>>,
     /// Tasks per state: a count over `tasks`.
     pub task_counts: BTreeMap<String, u64>,
 }

@@ -79,13 +79,13 @@ pub fn is_live(task: &Task) -> bool {
 }
 
 /// Adds `id` to the set under `key`, allocating the key only when new.
-fn index_insert(index: &mut BTreeMap<String, BTreeSet<String>>, key: &str, id: &str) {
+fn index_insert(index: &mut BTreeMap<String, BTreeSet<Arc<str>>>, key: &str, id: &Arc<str>) {
     match index.get_mut(key) {
         Some(set) => {
-            set.insert(id.to_string());
+            set.insert(id.clone());
         }
         None => {
-            index.insert(key.to_string(), BTreeSet::from([id.to_string()]));
+            index.insert(key.to_string(), BTreeSet::from([id.clone()]));
         }
     }
 }
@@ -97,7 +97,7 @@ impl ClusterState {
             .get(job)
             .into_iter()
             .flatten()
-            .filter_map(|id| self.tasks.get(id))
+            .filter_map(|id| self.tasks.get(&**id))
     }
 
     /// An agent's tasks (including ended ones still kept).
@@ -106,7 +106,7 @@ impl ClusterState {
             .get(agent)
             .into_iter()
             .flatten()
-            .filter_map(|id| self.tasks.get(id))
+            .filter_map(|id| self.tasks.get(&**id))
     }
 
     /// Tasks in `state`.
@@ -149,9 +149,23 @@ impl ClusterState {
         self.recount(None, Some(&task.state));
         // Look the index keys up before cloning them: a round places many
         // tasks of few jobs, so the keys exist almost always.
-        index_insert(&mut self.job_tasks, &task.job_id, &task.id);
-        index_insert(&mut self.agent_tasks, &task.agent_id, &task.id);
+        let id: Arc<str> = Arc::from(task.id.as_str());
+        index_insert(&mut self.job_tasks, &task.job_id, &id);
+        index_insert(&mut self.agent_tasks, &task.agent_id, &id);
         self.tasks.insert(task.id.clone(), task);
+    }
+
+    /// Puts a new version of a task already in the state in its place. Its
+    /// id, job and agent never change, so the indexes stay as they are,
+    /// and the map's key is not copied again: status reports replace
+    /// 100,000 tasks in a few seconds on every master.
+    pub(super) fn replace_task(&mut self, t: Arc<Task>) {
+        match self.tasks.get_mut(&t.id) {
+            Some(slot) => *slot = t,
+            None => {
+                self.tasks.insert(t.id.clone(), t);
+            }
+        }
     }
 
     fn remove_task(&mut self, id: &str) -> Option<Arc<Task>> {
@@ -293,7 +307,7 @@ impl ClusterState {
         }
         t.updated_version = version;
         let t = Arc::new(t);
-        self.tasks.insert(t.id.clone(), t.clone());
+        self.replace_task(t.clone());
         Some(Change::TaskPut(t))
     }
 
@@ -370,7 +384,7 @@ impl ClusterState {
             let old = task.state.clone();
             self.recount(Some(&old), Some(&t.state));
             let t = Arc::new(t);
-            self.tasks.insert(t.id.clone(), t.clone());
+            self.replace_task(t.clone());
             if new_rank == 3 && backoff::counts_as_failure(&t) {
                 let at = if u.received_ms > 0 {
                     u.received_ms
