@@ -320,7 +320,7 @@ async fn run(master: Master) {
                 // a round of 26,000 placements decided among 74,000 fresh
                 // launches took 0.6 s instead of 0.1 s. The next round
                 // sends them as soon as it has decided.
-                match drain(&master, &mut live) {
+                match drain(&mut live, |item| note(&master, Ok(item)) == Some(true)) {
                     Some(d) => due |= d,
                     None => return,
                 }
@@ -333,7 +333,8 @@ async fn run(master: Master) {
             tokio::select! {
                 r = live.recv() => {
                     // Everything queued meanwhile is covered by one round.
-                    match note(&master, r).zip(drain(&master, &mut live)) {
+                    let more = drain(&mut live, |item| note(&master, Ok(item)) == Some(true));
+                    match note(&master, r).zip(more) {
                         Some((a, b)) => due |= a || b,
                         None => return,
                     }
@@ -364,13 +365,17 @@ fn note(master: &Master, item: Result<FeedItem, RecvError>) -> Option<bool> {
 }
 
 /// Takes every feed item already queued: whether any can change a round's
-/// decisions; `None` when the feed has closed.
-fn drain(master: &Master, live: &mut tokio::sync::broadcast::Receiver<FeedItem>) -> Option<bool> {
+/// decisions (`matters`, or a lag that lost some); `None` when the feed
+/// has closed.
+fn drain(
+    live: &mut tokio::sync::broadcast::Receiver<FeedItem>,
+    mut matters: impl FnMut(FeedItem) -> bool,
+) -> Option<bool> {
     use tokio::sync::broadcast::error::TryRecvError;
     let mut due = false;
     loop {
         match live.try_recv() {
-            Ok(item) => due |= note(master, Ok(item))?,
+            Ok(item) => due |= matters(item),
             Err(TryRecvError::Lagged(_)) => due = true,
             Err(TryRecvError::Empty) => return Some(due),
             Err(TryRecvError::Closed) => return None,
@@ -953,6 +958,27 @@ mod tests {
         s.memory().waiting = false;
         s.memory().rolling.insert("j".into());
         assert!(s.matters(5, &[agent("online")], idle));
+    }
+
+    #[test]
+    fn draining_the_feed_says_whether_anything_queued_matters() {
+        let (tx, mut rx) = tokio::sync::broadcast::channel(4);
+        let matters = |item: FeedItem| matches!(item, FeedItem::Reset);
+        assert_eq!(drain(&mut rx, matters), Some(false), "nothing queued");
+        tx.send(FeedItem::Changes(1, Vec::new().into())).unwrap();
+        tx.send(FeedItem::Changes(2, Vec::new().into())).unwrap();
+        assert_eq!(drain(&mut rx, matters), Some(false), "nothing that matters");
+        tx.send(FeedItem::Changes(3, Vec::new().into())).unwrap();
+        tx.send(FeedItem::Reset).unwrap();
+        assert_eq!(drain(&mut rx, matters), Some(true));
+        assert_eq!(drain(&mut rx, matters), Some(false), "all taken");
+        // Items lost to a lag may have mattered.
+        for v in 0..6 {
+            tx.send(FeedItem::Changes(v, Vec::new().into())).unwrap();
+        }
+        assert_eq!(drain(&mut rx, matters), Some(true));
+        drop(tx);
+        assert_eq!(drain(&mut rx, matters), None, "closed");
     }
 
     #[test]
