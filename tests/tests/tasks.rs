@@ -517,6 +517,58 @@ async fn system_jobs_preempt_and_ordinary_jobs_wait() {
     .await;
 }
 
+/// A job that fits nowhere keeps its reason while nothing changes (the
+/// leader then reuses its last plan instead of planning again every
+/// second), and is placed as soon as another job's end makes room.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_waiting_job_is_placed_when_room_frees() {
+    bounded(90, async {
+        let c = Cluster::start(1, &[])?;
+        let api = c.master(1).api();
+        let _agents = start_agents(&c, &[("small", &["--resources", "cpus=1,mem=1024"])])?;
+        wait_connected(&api, 1).await?;
+        let big = job_id("big");
+        let mut s = spec("big", "sleep 600", 1, 16);
+        s["resources"]["cpus"] = json!(0.75);
+        submit(&api, &s).await?;
+        wait_tasks(&api, &big, "big RUNNING", WAIT, |l| running(l).len() == 1).await?;
+
+        let next = job_id("next");
+        let mut s = spec("next", "sleep 600", 1, 16);
+        s["resources"]["cpus"] = json!(0.5);
+        submit(&api, &s).await?;
+        wait_job(&api, &next, "next waits for cpus", WAIT, |j| {
+            j["waiting"].as_str().is_some_and(|w| w.contains("cpus"))
+        })
+        .await?;
+        // Several rounds (one a second) with nothing changed.
+        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        let r = api.get(&format!("/v1/jobs/{next}")).await?;
+        assert!(
+            r.body["waiting"]
+                .as_str()
+                .is_some_and(|w| w.contains("cpus")),
+            "{}",
+            r.body
+        );
+        assert!(live(&ocean_tests::tasks::tasks(&api, &next).await).is_empty());
+
+        api.delete(&format!("/v1/jobs/{big}")).await?;
+        if let Err(e) =
+            wait_tasks(&api, &next, "next RUNNING", WAIT, |l| running(l).len() == 1).await
+        {
+            let r = api.get(&format!("/v1/jobs/{next}")).await?;
+            anyhow::bail!("{e:#}; job: {}", r.body);
+        }
+        wait_job(&api, &next, "no reason left", WAIT, |j| {
+            j["waiting"].is_null()
+        })
+        .await?;
+        Ok(())
+    })
+    .await;
+}
+
 /// A quota on a service-tree node (from the masters' config file) holds the
 /// tasks over it, with the quota as the reason.
 #[tokio::test(flavor = "multi_thread")]

@@ -34,7 +34,8 @@ pub struct RunningCache {
 
 impl RunningCache {
     /// Brings the entries in line with `live` (every task not ended) and
-    /// the current job specs. Returns how many entries were (re)built.
+    /// the current job specs. Returns how many entries were (re)built or
+    /// dropped: zero means the planner sees the same tasks as before.
     pub fn update(
         &mut self,
         live: &[Arc<Task>],
@@ -76,6 +77,7 @@ impl RunningCache {
             if self.seen[i] {
                 continue;
             }
+            built += 1;
             self.by_id.remove(&self.tasks[i].id);
             self.tasks.swap_remove(i);
             self.src.swap_remove(i);
@@ -300,7 +302,7 @@ mod tests {
         live.remove(5);
         live.remove(2);
         live.push(task("t9", "c", 0.5));
-        assert_eq!(c.update(&live, &specs), 2);
+        assert_eq!(c.update(&live, &specs), 4);
         let mut fresh = RunningCache::default();
         fresh.update(&live, &specs);
         assert_eq!(sorted(&c), sorted(&fresh));
@@ -315,7 +317,7 @@ mod tests {
         c.restore(lent);
         assert_eq!(c.len(), 5);
         // Everything ended.
-        c.update(&[], &specs);
+        assert_eq!(c.update(&[], &specs), 5);
         assert!(c.is_empty() && c.by_id.is_empty());
     }
 
