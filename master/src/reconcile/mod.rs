@@ -109,19 +109,17 @@ struct Memory {
     agents: cache::AgentCache,
     /// When dispatch last looked at every task (`None`: not this term).
     swept_at: Option<Instant>,
-    /// The last plan, when it placed nothing: what was asked and why it
-    /// all waits. A round that asks the same of an unchanged cluster
-    /// gives these reasons again without planning.
+    /// What the last plan was asked, when it placed nothing and its
+    /// reasons were committed. A round that asks the same of an unchanged
+    /// cluster keeps the committed reasons without planning.
     unplaceable: Option<Unplaceable>,
 }
 
-/// Pending work that the planner could place nowhere, and why.
+/// Pending work that the planner could place nowhere.
 #[derive(Debug, PartialEq)]
 struct Unplaceable {
     /// Per job asking for tasks: its id, its spec's version and how many.
     asked: Vec<(String, u64, usize)>,
-    /// Each such job's waiting explanation.
-    reasons: Vec<(String, String)>,
 }
 
 impl Memory {
@@ -531,10 +529,15 @@ async fn round(master: &Master, held: &mut Vec<String>) -> crate::error::Result<
         let proposals = entries
             .into_iter()
             .map(|e| master.propose_local(plan_command(e)));
-        futures::stream::iter(proposals)
+        let written = futures::stream::iter(proposals)
             .buffered(ENTRIES_IN_FLIGHT)
             .try_collect::<Vec<_>>()
-            .await?;
+            .await;
+        if written.is_err() {
+            // The reasons may not be committed: the next round plans.
+            sched.memory().unplaceable = None;
+        }
+        written?;
     }
     {
         let mut mem = sched.memory();
@@ -679,10 +682,15 @@ fn decide(master: &Master, connected: &HashSet<String>, t0: Instant) -> Decided 
     let mut next_unplaceable = None;
     if let Some(last) = unplaceable.filter(|u| u.asked == asked) {
         // Nothing the planner reads has changed since it placed none of
-        // these: it would say the same again. Re-planning every waiting
-        // job every second cost a leader a tenth of a core per 20,000
-        // waiting jobs.
-        waiting.extend(last.reasons.iter().cloned());
+        // these, and what it said then is committed: it would say the
+        // same again. Re-planning every waiting job every second cost a
+        // leader a tenth of a core per 20,000 waiting jobs. The reasons
+        // are read back from the state rather than kept twice.
+        for (job, _, _) in &last.asked {
+            if let Some(why) = view.waiting.get(job) {
+                waiting.insert(job.clone(), why.clone());
+            }
+        }
         next_unplaceable = Some(last);
     } else if !wanted.is_empty() {
         let pending = wanted
@@ -733,10 +741,7 @@ fn decide(master: &Master, connected: &HashSet<String>, t0: Instant) -> Decided 
             })
             .collect();
         if plan.placements.is_empty() && plan.preemptions.is_empty() {
-            next_unplaceable = Some(Unplaceable {
-                asked,
-                reasons: reasons.clone(),
-            });
+            next_unplaceable = Some(Unplaceable { asked });
         }
         waiting.extend(reasons);
         drop(plan);
