@@ -118,7 +118,9 @@ struct Memory {
 /// Pending work that the planner could place nowhere.
 #[derive(Debug, PartialEq)]
 struct Unplaceable {
-    /// Per job asking for tasks: its id, its spec's version and how many.
+    /// Per job asking for tasks: its id, the version of its record (any
+    /// change to the job, its committed reason too, asks the planner again)
+    /// and how many.
     asked: Vec<(String, u64, usize)>,
 }
 
