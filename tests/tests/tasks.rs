@@ -455,26 +455,37 @@ async fn group_by_spreads_over_the_idcs() {
     .await;
 }
 
+/// One master and one agent with 1 cpu and 1 GiB, connected.
+async fn one_small_agent() -> anyhow::Result<(Cluster, Api, Vec<AgentProc>)> {
+    let c = Cluster::start(1, &[])?;
+    let api = c.master(1).api();
+    let agents = start_agents(&c, &[("small", &["--resources", "cpus=1,mem=1024"])])?;
+    wait_connected(&api, 1).await?;
+    Ok((c, api, agents))
+}
+
+/// A job of `instances` long sleeps of `cpus` each.
+fn cpu_job(name: &str, instances: u32, cpus: f64) -> Value {
+    let mut s = spec(name, "sleep 600", instances, 16);
+    s["resources"]["cpus"] = json!(cpus);
+    s
+}
+
 /// A system-class job (priority >= 1000) that fits nowhere preempts a
 /// lower-priority task, visibly (reason `preempted` in the task's events);
 /// an ordinary job only waits.
 #[tokio::test(flavor = "multi_thread")]
 async fn system_jobs_preempt_and_ordinary_jobs_wait() {
     bounded(90, async {
-        let c = Cluster::start(1, &[])?;
-        let api = c.master(1).api();
-        let _agents = start_agents(&c, &[("small", &["--resources", "cpus=1,mem=1024"])])?;
-        wait_connected(&api, 1).await?;
+        let (_c, api, _agents) = one_small_agent().await?;
         let low = job_id("low");
-        let mut s = spec("low", "sleep 600", 2, 16);
-        s["resources"]["cpus"] = json!(0.5);
+        let s = cpu_job("low", 2, 0.5);
         submit(&api, &s).await?;
         wait_tasks(&api, &low, "2 low RUNNING", WAIT, |l| running(l).len() == 2).await?;
 
         // Priority 500 is not the system class: it waits, nothing is killed.
         let mid = job_id("mid");
-        let mut s = spec("mid", "sleep 600", 1, 16);
-        s["resources"]["cpus"] = json!(0.5);
+        let mut s = cpu_job("mid", 1, 0.5);
         s["priority"] = json!(500);
         submit(&api, &s).await?;
         wait_job(&api, &mid, "mid waits for cpus", WAIT, |j| {
@@ -488,8 +499,7 @@ async fn system_jobs_preempt_and_ordinary_jobs_wait() {
         api.delete(&format!("/v1/jobs/{mid}")).await?;
 
         let high = job_id("high");
-        let mut s = spec("high", "sleep 600", 1, 16);
-        s["resources"]["cpus"] = json!(0.5);
+        let mut s = cpu_job("high", 1, 0.5);
         s["priority"] = json!(1000);
         submit(&api, &s).await?;
         if let Err(e) =
@@ -523,19 +533,14 @@ async fn system_jobs_preempt_and_ordinary_jobs_wait() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_waiting_job_is_placed_when_room_frees() {
     bounded(90, async {
-        let c = Cluster::start(1, &[])?;
-        let api = c.master(1).api();
-        let _agents = start_agents(&c, &[("small", &["--resources", "cpus=1,mem=1024"])])?;
-        wait_connected(&api, 1).await?;
+        let (_c, api, _agents) = one_small_agent().await?;
         let big = job_id("big");
-        let mut s = spec("big", "sleep 600", 1, 16);
-        s["resources"]["cpus"] = json!(0.75);
+        let s = cpu_job("big", 1, 0.75);
         submit(&api, &s).await?;
         wait_tasks(&api, &big, "big RUNNING", WAIT, |l| running(l).len() == 1).await?;
 
         let next = job_id("next");
-        let mut s = spec("next", "sleep 600", 1, 16);
-        s["resources"]["cpus"] = json!(0.5);
+        let s = cpu_job("next", 1, 0.5);
         submit(&api, &s).await?;
         wait_job(&api, &next, "next waits for cpus", WAIT, |j| {
             j["waiting"].as_str().is_some_and(|w| w.contains("cpus"))
