@@ -124,6 +124,26 @@ struct Unplaceable {
     asked: Vec<(String, u64, usize)>,
 }
 
+impl Unplaceable {
+    fn new(wanted: &[(&Arc<JobView>, usize)]) -> Self {
+        let asked = wanted
+            .iter()
+            .map(|(job, n)| (job.id.clone(), job.updated_version, *n))
+            .collect();
+        Unplaceable { asked }
+    }
+
+    /// Whether `wanted` asks exactly what this was asked.
+    fn asks_for(&self, wanted: &[(&Arc<JobView>, usize)]) -> bool {
+        self.asked.len() == wanted.len()
+            && self
+                .asked
+                .iter()
+                .zip(wanted)
+                .all(|((id, v, n), (job, m))| *id == job.id && *v == job.updated_version && n == m)
+    }
+}
+
 impl Memory {
     /// Whether a job waits (for room, a constraint, a quota or its
     /// back-off) or has tasks being replaced: then any agent joining or
@@ -315,6 +335,7 @@ async fn run(master: Master) {
         let mut last_sweep = Instant::now();
         // What committed rounds placed or stopped, not yet sent to agents.
         let mut held: Vec<String> = Vec::new();
+        let matters = |item| note(&master, Ok(item)) == Some(true);
         while leads(&master, term) {
             if last_sweep.elapsed() >= RECONCILE_EVERY {
                 last_sweep = Instant::now();
@@ -333,7 +354,7 @@ async fn run(master: Master) {
                 // a round of 26,000 placements decided among 74,000 fresh
                 // launches took 0.6 s instead of 0.1 s. The next round
                 // sends them as soon as it has decided.
-                match drain(&mut live, |item| note(&master, Ok(item)) == Some(true)) {
+                match drain(&mut live, matters) {
                     Some(d) => due |= d,
                     None => return,
                 }
@@ -346,7 +367,7 @@ async fn run(master: Master) {
             tokio::select! {
                 r = live.recv() => {
                     // Everything queued meanwhile is covered by one round.
-                    let more = drain(&mut live, |item| note(&master, Ok(item)) == Some(true));
+                    let more = drain(&mut live, matters);
                     match note(&master, r).zip(more) {
                         Some((a, b)) => due |= a || b,
                         None => return,
@@ -676,13 +697,9 @@ fn decide(master: &Master, connected: &HashSet<String>, t0: Instant) -> Decided 
             wanted.push((job, d.start));
         }
     }
-    let asked: Vec<(String, u64, usize)> = wanted
-        .iter()
-        .map(|(job, n)| (job.id.clone(), job.updated_version, *n))
-        .collect();
     let mut place = entries::Placements::default();
     let mut next_unplaceable = None;
-    if let Some(last) = unplaceable.filter(|u| u.asked == asked) {
+    if let Some(last) = unplaceable.filter(|u| u.asks_for(&wanted)) {
         // Nothing the planner reads has changed since it placed none of
         // these, and what it said then is committed: it would say the
         // same again. Re-planning every waiting job every second cost a
@@ -734,18 +751,15 @@ fn decide(master: &Master, connected: &HashSet<String>, t0: Instant) -> Decided 
                 ),
             );
         }
-        let reasons: Vec<(String, String)> = plan
-            .unplaced
-            .iter()
-            .map(|u| {
-                let why = format!("{} task(s) waiting: {}", u.tasks.len(), u.reason);
-                (u.job.to_string(), why)
-            })
-            .collect();
-        if plan.placements.is_empty() && plan.preemptions.is_empty() {
-            next_unplaceable = Some(Unplaceable { asked });
+        for u in &plan.unplaced {
+            waiting.insert(
+                u.job.to_string(),
+                format!("{} task(s) waiting: {}", u.tasks.len(), u.reason),
+            );
         }
-        waiting.extend(reasons);
+        if plan.placements.is_empty() && plan.preemptions.is_empty() {
+            next_unplaceable = Some(Unplaceable::new(&wanted));
+        }
         drop(plan);
         agents.restore(snapshot.agents);
         running.restore(snapshot.running);
@@ -1031,6 +1045,24 @@ mod tests {
         assert_eq!(drain(&mut rx, matters), Some(true));
         drop(tx);
         assert_eq!(drain(&mut rx, matters), None, "closed");
+    }
+
+    #[test]
+    fn a_plan_that_placed_nothing_is_reused_only_for_the_same_ask() {
+        let id = |n: &str| format!("cop.a_owt.b_pdl.c_service.d_job.{n}_cluster.e");
+        let a = Arc::new(job::test_view(&id("a"), 1, "true"));
+        let b = Arc::new(job::test_view(&id("b"), 1, "true"));
+        let last = Unplaceable::new(&[(&a, 1), (&b, 2)]);
+        assert!(last.asks_for(&[(&a, 1), (&b, 2)]));
+        assert!(!last.asks_for(&[(&a, 1), (&b, 3)]), "another count");
+        assert!(!last.asks_for(&[(&a, 1)]), "fewer jobs");
+        assert!(!last.asks_for(&[(&b, 2), (&a, 1)]), "other jobs in order");
+        let mut newer = job::test_view(&id("b"), 1, "true");
+        newer.updated_version = 2;
+        assert!(
+            !last.asks_for(&[(&a, 1), (&Arc::new(newer), 2)]),
+            "a changed job"
+        );
     }
 
     #[test]
