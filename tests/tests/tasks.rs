@@ -471,6 +471,24 @@ fn cpu_job(name: &str, instances: u32, cpus: f64) -> Value {
     s
 }
 
+/// Submits `cpu_job(name, ..)` and waits until all its instances run;
+/// returns its id.
+async fn run_cpu_job(api: &Api, name: &str, instances: u32, cpus: f64) -> anyhow::Result<String> {
+    let id = job_id(name);
+    submit(api, &cpu_job(name, instances, cpus)).await?;
+    let what = format!("{instances} {name} RUNNING");
+    wait_tasks(api, &id, &what, WAIT, |l| {
+        running(l).len() == instances as usize
+    })
+    .await?;
+    Ok(id)
+}
+
+/// Whether a job (as the API shows it) waits for cpus.
+fn waits_for_cpus(job: &Value) -> bool {
+    job["waiting"].as_str().is_some_and(|w| w.contains("cpus"))
+}
+
 /// A system-class job (priority >= 1000) that fits nowhere preempts a
 /// lower-priority task, visibly (reason `preempted` in the task's events);
 /// an ordinary job only waits.
@@ -478,20 +496,14 @@ fn cpu_job(name: &str, instances: u32, cpus: f64) -> Value {
 async fn system_jobs_preempt_and_ordinary_jobs_wait() {
     bounded(90, async {
         let (_c, api, _agents) = one_small_agent().await?;
-        let low = job_id("low");
-        let s = cpu_job("low", 2, 0.5);
-        submit(&api, &s).await?;
-        wait_tasks(&api, &low, "2 low RUNNING", WAIT, |l| running(l).len() == 2).await?;
+        let low = run_cpu_job(&api, "low", 2, 0.5).await?;
 
         // Priority 500 is not the system class: it waits, nothing is killed.
         let mid = job_id("mid");
         let mut s = cpu_job("mid", 1, 0.5);
         s["priority"] = json!(500);
         submit(&api, &s).await?;
-        wait_job(&api, &mid, "mid waits for cpus", WAIT, |j| {
-            j["waiting"].as_str().is_some_and(|w| w.contains("cpus"))
-        })
-        .await?;
+        wait_job(&api, &mid, "mid waits for cpus", WAIT, waits_for_cpus).await?;
         assert_eq!(
             running(&ocean_tests::tasks::tasks(&api, &low).await).len(),
             2
@@ -534,28 +546,16 @@ async fn system_jobs_preempt_and_ordinary_jobs_wait() {
 async fn a_waiting_job_is_placed_when_room_frees() {
     bounded(90, async {
         let (_c, api, _agents) = one_small_agent().await?;
-        let big = job_id("big");
-        let s = cpu_job("big", 1, 0.75);
-        submit(&api, &s).await?;
-        wait_tasks(&api, &big, "big RUNNING", WAIT, |l| running(l).len() == 1).await?;
+        let big = run_cpu_job(&api, "big", 1, 0.75).await?;
 
         let next = job_id("next");
         let s = cpu_job("next", 1, 0.5);
         submit(&api, &s).await?;
-        wait_job(&api, &next, "next waits for cpus", WAIT, |j| {
-            j["waiting"].as_str().is_some_and(|w| w.contains("cpus"))
-        })
-        .await?;
+        wait_job(&api, &next, "next waits for cpus", WAIT, waits_for_cpus).await?;
         // Several rounds (one a second) with nothing changed.
         tokio::time::sleep(Duration::from_millis(2_500)).await;
         let r = api.get(&format!("/v1/jobs/{next}")).await?;
-        assert!(
-            r.body["waiting"]
-                .as_str()
-                .is_some_and(|w| w.contains("cpus")),
-            "{}",
-            r.body
-        );
+        assert!(waits_for_cpus(&r.body), "{}", r.body);
         assert!(live(&ocean_tests::tasks::tasks(&api, &next).await).is_empty());
 
         api.delete(&format!("/v1/jobs/{big}")).await?;
