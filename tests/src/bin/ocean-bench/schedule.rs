@@ -290,22 +290,28 @@ async fn diagnose(apis: &[ocean_tests::Api]) {
             leader.trim()
         );
     }
+    // The jobs as the first master that answers lists them.
+    let mut listed = None;
     for api in apis {
-        let Ok(jobs) = api.get("/v1/jobs").await else {
-            continue;
-        };
-        let waiting: Vec<String> = jobs.body["jobs"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|j| !j["waiting"].is_null())
-            .map(|j| format!("{}: {}", j["id"], j["waiting"]))
-            .collect();
-        println!("  {} job(s) waiting", waiting.len());
-        for w in waiting.iter().take(5) {
-            println!("    {w}");
+        if let Ok(r) = api.get("/v1/jobs").await {
+            listed = Some(r);
+            break;
         }
-        break;
+    }
+    let Some(jobs) = listed else {
+        println!("  no master listed the jobs");
+        return;
+    };
+    let waiting: Vec<String> = jobs.body["jobs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|j| !j["waiting"].is_null())
+        .map(|j| format!("{}: {}", j["id"], j["waiting"]))
+        .collect();
+    println!("  {} job(s) waiting", waiting.len());
+    for w in waiting.iter().take(5) {
+        println!("    {w}");
     }
 }
 
