@@ -183,6 +183,9 @@ impl Follower {
         let mut stream = client
             .watch(WatchRequest {
                 from_version: pos.complete,
+                // Frameworks' keys name nothing DNS serves.
+                kinds: vec!["job".into(), "task".into(), "agent".into()],
+                ..Default::default()
             })
             .await?
             .into_inner();

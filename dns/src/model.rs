@@ -146,7 +146,7 @@ impl Model {
                 }
                 None => Vec::new(),
             },
-            None => Vec::new(),
+            Some(event::Kind::KvPut(_)) | Some(event::Kind::KvDeleted(_)) | None => Vec::new(),
         }
     }
 
@@ -488,6 +488,7 @@ mod tests {
             jobs: vec![],
             agents: vec![],
             tasks: vec![task(1, "RUNNING", None)],
+            kv: vec![],
         })));
         assert!(dirty.contains(&Owner::Job(JOB.into())));
         assert!(dirty.contains(&Owner::Agent("agent-1".into())));

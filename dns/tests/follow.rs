@@ -136,6 +136,7 @@ async fn resumes_from_the_last_complete_version_on_the_next_master() {
                     jobs: vec![job()],
                     agents: vec![],
                     tasks: vec![task(1)],
+                    kv: vec![],
                 })),
             },
             put(11, 2),

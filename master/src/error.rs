@@ -37,6 +37,25 @@ pub enum Error {
     /// The request itself is invalid.
     #[error("{field}: {reason}")]
     Invalid { field: String, reason: String },
+    /// A job spec was rejected: every problem, each naming its field.
+    #[error("invalid job spec: {0}")]
+    Spec(#[from] ocean_spec::SpecError),
+    /// A compare-and-set write found another version than it expected
+    /// (`actual` 0: the object does not exist).
+    #[error("{kind} '{id}' is at version {actual}, not the expected {expected}")]
+    VersionConflict {
+        kind: &'static str,
+        id: String,
+        expected: u64,
+        actual: u64,
+    },
+    /// A lease is held by another holder.
+    #[error("lease '{name}' is held by '{holder}' until {expires_ms} ms")]
+    LeaseHeld {
+        name: String,
+        holder: String,
+        expires_ms: u64,
+    },
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {

@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, RwLock};
 
-use ocean_proto::v1::{Agent, Job, Task};
+use ocean_proto::v1::{Agent, Job, KvEntry, Task};
 use tokio::sync::broadcast;
 
 use crate::state::{Change, ClusterState};
@@ -44,6 +44,7 @@ pub enum Start {
         jobs: Vec<Arc<Job>>,
         agents: Vec<Arc<Agent>>,
         tasks: Vec<Arc<Task>>,
+        kv: Vec<Arc<KvEntry>>,
         backlog: Vec<(u64, Changes)>,
     },
 }
@@ -144,6 +145,7 @@ impl Feed {
                 jobs: st.jobs.values().cloned().collect(),
                 agents: st.agents.values().cloned().collect(),
                 tasks: st.tasks.values().cloned().collect(),
+                kv: st.kv.values().cloned().collect(),
                 backlog: ring
                     .items
                     .iter()

@@ -27,6 +27,7 @@ pub mod master;
 pub mod metrics;
 pub mod node;
 pub mod reconcile;
+pub mod service;
 pub mod startup;
 pub mod state;
 pub mod storage;

@@ -61,6 +61,12 @@ impl Master {
         self.inner.id
     }
 
+    /// The service layer over this master: where REST, gRPC and
+    /// in-process callers validate and propose.
+    pub fn service(&self) -> crate::service::Service<Master> {
+        crate::service::Service::new(self.clone())
+    }
+
     /// The latest status published by the driver.
     pub fn status(&self) -> NodeStatus {
         self.inner.status.borrow().clone()
@@ -215,7 +221,11 @@ impl Master {
 
     /// Proposes a command on this master, which must be the leader, and
     /// waits for it to be applied.
-    pub async fn propose_local(&self, cmd: Command) -> Result<Applied> {
+    pub async fn propose_local(&self, mut cmd: Command) -> Result<Applied> {
+        // A lease is judged by the leader's clock, whoever asked for it.
+        if let Some(ocean_proto::v1::command::Kind::Lease(l)) = &mut cmd.kind {
+            l.now_ms = crate::service::now_ms();
+        }
         let data = prost::Message::encode_to_vec(&cmd);
         self.ask_driver(|reply| Msg::Propose { data, reply }).await
     }
@@ -277,7 +287,7 @@ impl Master {
                 // The leader applied it; make our reads see it too.
                 let _ = self.wait_for_version(resp.version, WRITE_TIMEOUT).await;
                 Ok(Applied {
-                    outcome: Outcome::from_name(&resp.outcome),
+                    outcome: Outcome::from_wire(&resp.outcome),
                     version: resp.version,
                     changes: Vec::new(),
                 })

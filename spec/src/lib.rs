@@ -23,6 +23,7 @@
 //!   sections; constraints keep Marathon's array form on the wire;
 //! - [`unreachable`]: waiting for an unreachable agent before replacing;
 //! - [`id`]: the service-tree id `cop.<c>_owt.<o>_pdl.<p>..._cluster.<cl>`;
+//! - [`tree`]: [`TreeNode`], a node of the service tree and what it covers;
 //! - [`dns`]: the DNS names derived from it (shared by masters and `ocean-dns`);
 //! - [`validate`]: `JobSpec::validate`, which runs every rule and collects
 //!   all errors at once; the rules of constraints, health checks and
@@ -56,6 +57,7 @@ pub mod id;
 pub mod parse;
 pub mod ports;
 pub mod spec;
+pub mod tree;
 pub mod unreachable;
 pub mod validate;
 
@@ -67,4 +69,5 @@ pub use id::ServiceTreeId;
 pub use parse::{deserialize_job_spec, parse_job_spec, Format};
 pub use ports::{PortProtocol, PortSpec};
 pub use spec::{Backoff, Flapping, JobSpec, PlacementPolicy, Resources, UpgradeStrategy};
+pub use tree::TreeNode;
 pub use unreachable::UnreachableStrategy;

@@ -18,14 +18,9 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::http::with_version;
-use crate::error::Error;
 use crate::master::Master;
-use crate::state::{set_agent_status_command, Outcome, AGENT_STATUSES};
 
 type ApiResult<T> = std::result::Result<T, ApiError>;
-
-/// Longest status message, bytes.
-const MAX_MESSAGE: usize = 1024;
 
 /// The agent maintenance routes, merged into the REST router.
 pub fn routes() -> Router<Master> {
@@ -84,33 +79,9 @@ async fn drain(
 }
 
 async fn apply(m: &Master, id: String, status: String, message: String) -> ApiResult<Response> {
-    if !AGENT_STATUSES.contains(&status.as_str()) {
-        return Err(ApiError::unprocessable(
-            "status",
-            format!("'{status}' is not one of {}", AGENT_STATUSES.join(", ")),
-        ));
-    }
-    if message.len() > MAX_MESSAGE {
-        return Err(ApiError::unprocessable(
-            "message",
-            format!("must be at most {MAX_MESSAGE} bytes; got {}", message.len()),
-        ));
-    }
-    if !m.read(|st| st.agents.contains_key(&id)) {
-        return Err(Error::NotFound { kind: "agent", id }.into());
-    }
-    let applied = m
-        .propose(set_agent_status_command(
-            id.clone(),
-            status.clone(),
-            message,
-        ))
-        .await?;
-    if applied.outcome == Outcome::NotFound {
-        return Err(Error::NotFound { kind: "agent", id }.into());
-    }
+    let r = m.service().set_agent_status(&id, &status, &message).await?;
     Ok(with_version(
-        applied.version,
-        json!({"id": id, "status": status, "version": applied.version, "outcome": applied.outcome.as_str()}),
+        r.version,
+        json!({"id": id, "status": status, "version": r.version, "outcome": r.outcome}),
     ))
 }

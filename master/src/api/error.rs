@@ -33,6 +33,29 @@ impl ApiError {
 }
 
 impl ApiError {
+    /// An error with `status` naming `field`.
+    pub fn with_status(status: StatusCode, field: &str, reason: impl Into<String>) -> Self {
+        let reason = reason.into();
+        ApiError {
+            status,
+            body: json!({
+                "error": format!("{field}: {reason}"),
+                "code": "invalid_request",
+                "errors": [{"field": field, "reason": reason}],
+            }),
+        }
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> &serde_json::Value {
+        &self.body
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
     /// A 422 for a well-formed request with a bad value, naming the field,
     /// in the shape of the job-spec errors.
     pub fn unprocessable(field: &str, reason: impl Into<String>) -> Self {
@@ -55,6 +78,9 @@ fn code(e: &Error) -> (StatusCode, &'static str) {
         Error::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
         Error::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
         Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+        Error::VersionConflict { .. } => (StatusCode::CONFLICT, "version_conflict"),
+        Error::LeaseHeld { .. } => (StatusCode::CONFLICT, "lease_held"),
+        Error::Spec(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_job_spec"),
         Error::Invalid { .. } | Error::Config { .. } => {
             (StatusCode::BAD_REQUEST, "invalid_request")
         }
@@ -72,8 +98,24 @@ impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         let (status, code) = code(&e);
         let mut body = json!({"error": e.to_string(), "code": code});
-        if let Error::Invalid { field, reason } = &e {
-            body["errors"] = json!([{"field": field, "reason": reason}]);
+        match &e {
+            Error::Invalid { field, reason } => {
+                body["errors"] = json!([{"field": field, "reason": reason}]);
+            }
+            Error::Spec(spec) => return ApiError::from(spec.clone()),
+            Error::VersionConflict {
+                expected, actual, ..
+            } => {
+                body["expected_version"] = json!(expected);
+                body["actual_version"] = json!(actual);
+            }
+            Error::LeaseHeld {
+                holder, expires_ms, ..
+            } => {
+                body["holder"] = json!(holder);
+                body["expires_ms"] = json!(expires_ms);
+            }
+            _ => {}
         }
         ApiError { status, body }
     }
@@ -98,27 +140,105 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The gRPC status for an error.
+/// The gRPC status for an error. A compare-and-set conflict carries both
+/// versions in the metadata (`x-ocean-expected-version`,
+/// `x-ocean-actual-version`), a held lease its holder and expiry
+/// (`x-ocean-holder`, `x-ocean-expires-ms`), so clients need not parse
+/// messages.
 pub fn to_status(e: Error) -> tonic::Status {
     let msg = e.to_string();
     match e {
+        Error::VersionConflict {
+            expected, actual, ..
+        } => {
+            let mut s = tonic::Status::failed_precondition(msg);
+            let md = s.metadata_mut();
+            md.insert("x-ocean-conflict", "version".parse().expect("ascii"));
+            md.insert("x-ocean-expected-version", expected.into());
+            md.insert("x-ocean-actual-version", actual.into());
+            s
+        }
+        Error::LeaseHeld {
+            holder, expires_ms, ..
+        } => {
+            let mut s = tonic::Status::failed_precondition(msg);
+            let md = s.metadata_mut();
+            md.insert("x-ocean-conflict", "lease".parse().expect("ascii"));
+            if let Ok(h) = holder.parse() {
+                md.insert("x-ocean-holder", h);
+            }
+            md.insert("x-ocean-expires-ms", expires_ms.into());
+            s
+        }
+        Error::Spec(spec) => spec_status(&spec),
         Error::NoLeader(_) | Error::ShuttingDown => tonic::Status::unavailable(msg),
         Error::NotCommitted(_) => tonic::Status::aborted(msg),
         Error::NotFound { .. } => tonic::Status::not_found(msg),
         Error::Conflict(_) => tonic::Status::failed_precondition(msg),
-        Error::Invalid { .. } | Error::Config { .. } => tonic::Status::invalid_argument(msg),
+        Error::Invalid { field, reason } => invalid_status(&field, &reason, msg),
+        Error::Config { .. } => tonic::Status::invalid_argument(msg),
         _ => tonic::Status::internal(msg),
     }
 }
 
 /// The status for an invalid job spec.
+/// Every field error travels as JSON in `x-ocean-errors-bin`.
 pub fn spec_status(e: &SpecError) -> tonic::Status {
-    tonic::Status::invalid_argument(format!("invalid job spec: {e}"))
+    let mut s = tonic::Status::invalid_argument(format!("invalid job spec: {e}"));
+    if let Ok(json) = serde_json::to_vec(&e.errors) {
+        s.metadata_mut().insert_bin(
+            "x-ocean-errors-bin",
+            tonic::metadata::MetadataValue::from_bytes(&json),
+        );
+    }
+    s
+}
+
+/// An invalid request names its field in `x-ocean-errors-bin` too.
+fn invalid_status(field: &str, reason: &str, msg: String) -> tonic::Status {
+    let mut s = tonic::Status::invalid_argument(msg);
+    let json = json!([{"field": field, "reason": reason}]).to_string();
+    s.metadata_mut().insert_bin(
+        "x-ocean-errors-bin",
+        tonic::metadata::MetadataValue::from_bytes(json.as_bytes()),
+    );
+    s
+}
+
+fn md_u64(s: &tonic::Status, key: &str) -> Option<u64> {
+    s.metadata().get(key)?.to_str().ok()?.parse().ok()
 }
 
 /// Turns a status from a forwarded call back into an error.
 pub fn from_status(s: tonic::Status) -> Error {
     let msg = s.message().to_string();
+    let conflict = s
+        .metadata()
+        .get("x-ocean-conflict")
+        .and_then(|v| v.to_str().ok());
+    match conflict {
+        Some("version") => {
+            return Error::VersionConflict {
+                kind: "object",
+                id: msg,
+                expected: md_u64(&s, "x-ocean-expected-version").unwrap_or(0),
+                actual: md_u64(&s, "x-ocean-actual-version").unwrap_or(0),
+            }
+        }
+        Some("lease") => {
+            return Error::LeaseHeld {
+                name: msg,
+                holder: s
+                    .metadata()
+                    .get("x-ocean-holder")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string(),
+                expires_ms: md_u64(&s, "x-ocean-expires-ms").unwrap_or(0),
+            }
+        }
+        _ => {}
+    }
     match s.code() {
         tonic::Code::Unavailable => Error::NoLeader(msg),
         tonic::Code::Aborted | tonic::Code::DeadlineExceeded => Error::NotCommitted(msg),

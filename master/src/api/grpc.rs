@@ -10,9 +10,9 @@ use ocean_proto::raft::raft_transport_server::{RaftTransport, RaftTransportServe
 use ocean_proto::raft::{forward_request, ForwardRequest, ForwardResponse, RaftAck, RaftBatch};
 use ocean_proto::v1::ocean_api_server::{OceanApi, OceanApiServer};
 use ocean_proto::v1::{
-    event, Agent, Command, DeleteJobResponse, Event, Job, JobRef, LeaderRequest, LeaderResponse,
-    ListJobsRequest, ListJobsResponse, Member, PutJobRequest, PutJobResponse, Snapshot, Task,
-    WatchRequest,
+    event, Agent, Command, DeleteJobResponse, Event, Job, JobRef, KvEntry, LeaderRequest,
+    LeaderResponse, ListJobsRequest, ListJobsResponse, Member, PutJobRequest, PutJobResponse,
+    Snapshot, Task, WatchRequest,
 };
 use ocean_spec::{parse_job_spec, Format};
 use prost::Message as _;
@@ -22,7 +22,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
 
 use super::error::{spec_status, to_status};
-use super::watch::{watch, WatchItem};
+use super::watch::{watch, WatchFilter, WatchItem};
 use crate::error::{Error, Result};
 use crate::master::Master;
 use crate::node::{MemberChange, Msg};
@@ -154,14 +154,24 @@ impl OceanApi for Api {
         &self,
         req: Request<WatchRequest>,
     ) -> std::result::Result<Response<WatchStream>, Status> {
-        let from = req.into_inner().from_version;
-        let stream = watch(self.0.clone(), from).map(|item| {
+        let req = req.into_inner();
+        let filter =
+            WatchFilter::parse(&req.node, &req.kinds, &req.namespaces).map_err(to_status)?;
+        let m = &self.0;
+        let stream = watch(
+            m.feed().clone(),
+            m.state().clone(),
+            req.from_version,
+            filter,
+        )
+        .map(|item| {
             Ok(match item {
                 WatchItem::Snapshot {
                     version,
                     jobs,
                     agents,
                     tasks,
+                    kv,
                 } => Event {
                     version,
                     kind: Some(event::Kind::Snapshot(Snapshot {
@@ -169,6 +179,7 @@ impl OceanApi for Api {
                         jobs: jobs.iter().map(|j| Job::clone(j)).collect(),
                         agents: agents.iter().map(|a| Agent::clone(a)).collect(),
                         tasks: tasks.iter().map(|t| Task::clone(t)).collect(),
+                        kv: kv.iter().map(|e| KvEntry::clone(e)).collect(),
                     })),
                 },
                 WatchItem::Change {
@@ -181,6 +192,8 @@ impl OceanApi for Api {
                         Change::AgentPut(a) => event::Kind::AgentPut(Agent::clone(&a)),
                         Change::TaskPut(t) => event::Kind::TaskPut(Task::clone(&t)),
                         Change::TaskRemoved(id) => event::Kind::TaskRemoved(id),
+                        Change::KvPut(e) => event::Kind::KvPut(KvEntry::clone(&e)),
+                        Change::KvDeleted(e) => event::Kind::KvDeleted(KvEntry::clone(&e)),
                     }),
                 },
             })
@@ -248,7 +261,7 @@ impl RaftTransport for Transport {
                 let applied = master.propose_local(cmd).await.map_err(to_status)?;
                 Ok(Response::new(ForwardResponse {
                     version: applied.version,
-                    outcome: applied.outcome.as_str().to_string(),
+                    outcome: applied.outcome.to_wire(),
                 }))
             }
             Some(forward_request::Kind::AddMember(m)) => {

@@ -4,9 +4,11 @@
 
 pub mod agent;
 pub mod agents;
-pub mod dns;
 pub mod error;
+pub mod extract;
+pub mod frameworks;
 pub mod grpc;
 pub mod http;
+pub mod jobs;
 pub mod tasks;
 pub mod watch;

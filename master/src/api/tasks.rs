@@ -1,19 +1,17 @@
-//! REST for tasks: list, one task, its logs (proxied from its agent), and
-//! scaling a job.
+//! REST for tasks: list, one task, and its logs (proxied from its agent).
 //!
 //! | method and path                     | what                                      |
 //! |-------------------------------------|-------------------------------------------|
 //! | `GET /v1/tasks?job=&agent=&state=`  | tasks, filtered                           |
 //! | `GET /v1/tasks/{id}`                | one task                                  |
 //! | `GET /v1/tasks/{id}/logs`           | `?stream=stdout\|stderr&tail=N&follow=true` |
-//! | `POST /v1/jobs/{id}/scale`          | `{"instances": N}`                        |
-//! | `POST /v1/jobs/{id}/reset-backoff`  | clear restart back-off and flapping       |
 
+use super::extract::Query;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
 use ocean_proto::v1::Task;
 use serde::Deserialize;
@@ -23,7 +21,7 @@ use super::error::ApiError;
 use super::http::{wait_read, with_version};
 use crate::error::Error;
 use crate::master::Master;
-use crate::state::{is_terminal, reset_backoff_command, scale_job_command, Outcome, STATES};
+use crate::state::{is_terminal, STATES};
 
 type ApiResult<T> = std::result::Result<T, ApiError>;
 
@@ -33,8 +31,6 @@ pub fn routes() -> Router<Master> {
         .route("/v1/tasks", get(list_tasks))
         .route("/v1/tasks/{id}", get(get_task))
         .route("/v1/tasks/{id}/logs", get(task_logs))
-        .route("/v1/jobs/{id}/scale", post(scale_job))
-        .route("/v1/jobs/{id}/reset-backoff", post(reset_backoff))
 }
 
 /// A task as the API shows it.
@@ -219,60 +215,4 @@ async fn task_logs(
         .to_string();
     let body = Body::from_stream(resp.bytes_stream());
     Ok((status, [("content-type", ctype)], body).into_response())
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ScaleBody {
-    instances: u32,
-}
-
-async fn scale_job(
-    State(m): State<Master>,
-    Path(id): Path<String>,
-    body: axum::body::Bytes,
-) -> ApiResult<Response> {
-    let req: ScaleBody = serde_json::from_slice(&body).map_err(|e| {
-        let field = if e.to_string().contains("instances") || e.is_data() {
-            "instances"
-        } else {
-            "body"
-        };
-        ApiError::bad_request(field, format!("expected {{\"instances\": N}}: {e}"))
-    })?;
-    if req.instances > ocean_spec::validate::MAX_INSTANCES {
-        return Err(ApiError::bad_request(
-            "instances",
-            format!("must be at most {}", ocean_spec::validate::MAX_INSTANCES),
-        ));
-    }
-    if !m.read(|st| st.jobs.contains_key(&id)) {
-        return Err(Error::NotFound { kind: "job", id }.into());
-    }
-    let applied = m
-        .propose(scale_job_command(id.clone(), req.instances))
-        .await?;
-    if applied.outcome == Outcome::NotFound {
-        return Err(Error::NotFound { kind: "job", id }.into());
-    }
-    Ok(with_version(
-        applied.version,
-        json!({"id": id, "version": applied.version, "instances": req.instances, "outcome": applied.outcome.as_str()}),
-    ))
-}
-
-/// Clears a job's restart back-off and flapping mark: its missing tasks are
-/// launched at the next round.
-async fn reset_backoff(State(m): State<Master>, Path(id): Path<String>) -> ApiResult<Response> {
-    if !m.read(|st| st.jobs.contains_key(&id)) {
-        return Err(Error::NotFound { kind: "job", id }.into());
-    }
-    let applied = m.propose(reset_backoff_command(id.clone())).await?;
-    if applied.outcome == Outcome::NotFound {
-        return Err(Error::NotFound { kind: "job", id }.into());
-    }
-    Ok(with_version(
-        applied.version,
-        json!({"id": id, "version": applied.version, "outcome": applied.outcome.as_str()}),
-    ))
 }

@@ -1,35 +1,42 @@
-//! The watch stream shared by gRPC `Watch` and REST `GET /v1/events`: a
-//! snapshot when the consumer is too far behind (or new), then every change
-//! in version order, re-synced with a new snapshot if the consumer lags or
-//! the master installs a snapshot.
+//! The watch stream shared by gRPC `Watch`, REST `GET /v1/events` and
+//! in-process consumers: a snapshot when the consumer is too far behind (or
+//! new), then every change in version order, re-synced with a new snapshot
+//! if the consumer lags or the master installs a snapshot.
 //!
 //! One version may hold many changes (a scheduling round places many tasks
-//! in one command). Only the last change of a version is marked `last`, so a
-//! consumer that resumes "after version v" never skips half of version v:
-//! SSE puts an event id on the last one only.
+//! in one command). Only the last delivered change of a version is marked
+//! `last`, so a consumer that resumes "after version v" never skips half of
+//! version v: SSE puts an event id on the last one only.
+//!
+//! A [`WatchFilter`] narrows the stream to a service-tree node, a set of
+//! kinds and framework namespaces; it is applied here, before anything is
+//! encoded, so an excluded change costs a watcher one test and no bytes.
 
 use futures::Stream;
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
-use ocean_proto::v1::{Agent, Job, Task};
+use ocean_proto::v1::{Agent, Job, KvEntry, Task};
+use ocean_spec::TreeNode;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::feed::{Changes, FeedItem, Start};
-use crate::master::Master;
-use crate::state::Change;
+use crate::error::{Error, Result};
+use crate::feed::{Changes, Feed, FeedItem, Start};
+use crate::state::{job_of, Change, ClusterState};
 
 /// One item of a watch.
 #[derive(Debug, Clone)]
 pub enum WatchItem {
-    /// Replace everything with this state at `version`.
+    /// Replace everything with this state at `version` (filtered).
     Snapshot {
         version: u64,
         jobs: Vec<Arc<Job>>,
         agents: Vec<Arc<Agent>>,
         tasks: Vec<Arc<Task>>,
+        kv: Vec<Arc<KvEntry>>,
     },
-    /// One change of `version`; `last` on the last change of that version.
+    /// One change of `version`; `last` on the last delivered change of that
+    /// version.
     Change {
         version: u64,
         change: Change,
@@ -37,52 +44,165 @@ pub enum WatchItem {
     },
 }
 
-fn expand(queue: &mut VecDeque<WatchItem>, version: u64, changes: &Changes) {
-    let n = changes.len();
-    for (i, c) in changes.iter().enumerate() {
-        queue.push_back(WatchItem::Change {
-            version,
-            change: c.clone(),
-            last: i + 1 == n,
-        });
+/// The kinds of change a watch may ask for.
+pub const KINDS: [&str; 4] = ["job", "task", "agent", "kv"];
+
+/// What a watcher wants to see.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WatchFilter {
+    /// Only jobs and tasks under this node. Agents and framework keys are
+    /// under no node, so a watch with a node leaves them out.
+    node: TreeNode,
+    /// Bits of [`KINDS`]; 0 = all.
+    kinds: u8,
+    /// Only keys of these namespaces; empty = all.
+    namespaces: Vec<String>,
+}
+
+impl WatchFilter {
+    /// Everything.
+    pub fn all() -> Self {
+        WatchFilter::default()
+    }
+
+    /// Parses the filter's parts as the APIs receive them; errors name the
+    /// field (`node`, `kinds`, `namespaces`).
+    pub fn parse(node: &str, kinds: &[String], namespaces: &[String]) -> Result<Self> {
+        let node = TreeNode::parse_field(node, "node").map_err(|e| Error::Invalid {
+            field: e.field,
+            reason: e.reason,
+        })?;
+        let mut bits = 0u8;
+        for k in kinds
+            .iter()
+            .flat_map(|k| k.split(','))
+            .filter(|k| !k.is_empty())
+        {
+            let Some(i) = KINDS.iter().position(|x| *x == k) else {
+                return Err(Error::Invalid {
+                    field: "kinds".into(),
+                    reason: format!("'{k}' is not one of {}", KINDS.join(", ")),
+                });
+            };
+            bits |= 1 << i;
+        }
+        let namespaces: Vec<String> = namespaces
+            .iter()
+            .flat_map(|n| n.split(','))
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+            .collect();
+        if let Some(bad) = namespaces.iter().find(|n| !ocean_spec::id::is_dns_label(n)) {
+            return Err(Error::Invalid {
+                field: "namespaces".into(),
+                reason: format!("'{bad}' is not a framework name (an RFC 1123 label)"),
+            });
+        }
+        Ok(WatchFilter {
+            node,
+            kinds: bits,
+            namespaces,
+        })
+    }
+
+    fn wants(&self, kind: usize) -> bool {
+        self.kinds == 0 || self.kinds & (1 << kind) != 0
+    }
+
+    fn admits_job(&self, id: &str) -> bool {
+        self.wants(0) && self.node.covers_id(id)
+    }
+
+    fn admits_task(&self, job: &str) -> bool {
+        self.wants(1) && self.node.covers_id(job)
+    }
+
+    fn admits_agent(&self) -> bool {
+        self.wants(2) && self.node.is_root()
+    }
+
+    fn admits_kv(&self, e: &KvEntry) -> bool {
+        self.wants(3)
+            && self.node.is_root()
+            && (self.namespaces.is_empty() || self.namespaces.contains(&e.namespace))
+    }
+
+    /// Whether `change` passes the filter.
+    pub fn admits(&self, change: &Change) -> bool {
+        match change {
+            Change::JobPut(j) => self.admits_job(&j.id),
+            Change::JobDeleted(id) => self.admits_job(id),
+            Change::TaskPut(t) => self.admits_task(&t.job_id),
+            Change::TaskRemoved(id) => self.admits_task(job_of(id).unwrap_or(id)),
+            Change::AgentPut(_) => self.admits_agent(),
+            Change::KvPut(e) | Change::KvDeleted(e) => self.admits_kv(e),
+        }
     }
 }
 
-/// Follows the state from `from` (exclusive; 0 = start with a snapshot).
-pub fn watch(master: Master, from: u64) -> impl Stream<Item = WatchItem> + Send + 'static {
+fn expand(queue: &mut VecDeque<WatchItem>, version: u64, changes: &Changes, filter: &WatchFilter) {
+    let start = queue.len();
+    for c in changes.iter().filter(|c| filter.admits(c)) {
+        queue.push_back(WatchItem::Change {
+            version,
+            change: c.clone(),
+            last: false,
+        });
+    }
+    if queue.len() > start {
+        if let Some(WatchItem::Change { last, .. }) = queue.back_mut() {
+            *last = true;
+        }
+    }
+}
+
+/// Follows the state from `from` (exclusive; 0 = start with a snapshot),
+/// delivering what `filter` admits.
+pub fn watch(
+    feed: Arc<Feed>,
+    state: Arc<RwLock<ClusterState>>,
+    from: u64,
+    filter: WatchFilter,
+) -> impl Stream<Item = WatchItem> + Send + 'static {
     futures::stream::unfold(
-        (master, from, None, VecDeque::new()),
-        |(master, mut have, mut live, mut queue)| async move {
+        (feed, state, filter, from, None, VecDeque::new()),
+        |(feed, state, filter, mut have, mut live, mut queue)| async move {
             loop {
                 if let Some(item) = queue.pop_front() {
-                    return Some((item, (master, have, live, queue)));
+                    return Some((item, (feed, state, filter, have, live, queue)));
                 }
                 let rx: &mut tokio::sync::broadcast::Receiver<FeedItem> = match &mut live {
                     Some(rx) => rx,
                     None => {
-                        let sub = master.feed().subscribe(have, master.state());
+                        let sub = feed.subscribe(have, &state);
                         let backlog = match sub.start {
                             Start::Backlog(items) => items,
                             Start::Snapshot {
                                 version,
-                                jobs,
-                                agents,
-                                tasks,
+                                mut jobs,
+                                mut agents,
+                                mut tasks,
+                                mut kv,
                                 backlog,
                             } => {
                                 have = version;
+                                jobs.retain(|j| filter.admits_job(&j.id));
+                                tasks.retain(|t| filter.admits_task(&t.job_id));
+                                agents.retain(|_| filter.admits_agent());
+                                kv.retain(|e| filter.admits_kv(e));
                                 queue.push_back(WatchItem::Snapshot {
                                     version,
                                     jobs,
                                     agents,
                                     tasks,
+                                    kv,
                                 });
                                 backlog
                             }
                         };
                         for (v, c) in backlog {
                             have = v;
-                            expand(&mut queue, v, &c);
+                            expand(&mut queue, v, &c, &filter);
                         }
                         live = Some(sub.live);
                         continue;
@@ -91,7 +211,7 @@ pub fn watch(master: Master, from: u64) -> impl Stream<Item = WatchItem> + Send 
                 match rx.recv().await {
                     Ok(FeedItem::Changes(v, c)) if v > have => {
                         have = v;
-                        expand(&mut queue, v, &c);
+                        expand(&mut queue, v, &c, &filter);
                     }
                     Ok(FeedItem::Changes(..)) => {}
                     Ok(FeedItem::Reset) => {
@@ -105,4 +225,78 @@ pub fn watch(master: Master, from: u64) -> impl Stream<Item = WatchItem> + Send 
             }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::LocalKernel;
+    use crate::state::{put_job_command, put_kv_command};
+    use futures::StreamExt;
+
+    fn job(pdl: &str) -> String {
+        format!("cop.c_owt.o_pdl.{pdl}_service.s_job.j_cluster.c")
+    }
+
+    #[tokio::test]
+    async fn a_filtered_watch_sees_only_its_node_and_kinds() {
+        let k = LocalKernel::new();
+        k.apply(put_job_command(job("demo"), b"{}".to_vec()));
+        let filter = WatchFilter::parse("pdl.demo", &[], &[]).unwrap();
+        let mut w = Box::pin(watch(k.feed().clone(), k.state().clone(), 0, filter));
+        match w.next().await.unwrap() {
+            WatchItem::Snapshot { jobs, kv, .. } => {
+                assert_eq!(jobs.len(), 1);
+                assert!(kv.is_empty());
+            }
+            other => panic!("expected a snapshot, got {other:?}"),
+        }
+        k.apply(put_job_command(job("demo2"), b"{}".to_vec()));
+        k.apply(put_kv_command("elb", "k", b"1".to_vec(), None));
+        k.apply(put_job_command(job("demo"), b"{\"x\":1}".to_vec()));
+        match w.next().await.unwrap() {
+            WatchItem::Change {
+                version,
+                change: Change::JobPut(j),
+                last,
+            } => {
+                assert_eq!(
+                    (version, j.id.as_str(), last),
+                    (4, job("demo").as_str(), true)
+                );
+            }
+            other => panic!("expected demo's job_put at version 4, got {other:?}"),
+        }
+        // Only framework keys of one namespace.
+        let f = WatchFilter::parse("", &["kv".into()], &["elb".into()]).unwrap();
+        let mut w = Box::pin(watch(k.feed().clone(), k.state().clone(), 1, f));
+        match w.next().await.unwrap() {
+            WatchItem::Change {
+                change: Change::KvPut(e),
+                version: 3,
+                ..
+            } => assert_eq!(e.key, "k"),
+            other => panic!("expected the elb key, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_filters_name_the_field() {
+        for (node, kinds, ns, field) in [
+            ("pdl", vec![], vec![], "node"),
+            ("", vec!["jobs".to_string()], vec![], "kinds"),
+            ("", vec![], vec!["El B".to_string()], "namespaces"),
+        ] {
+            match WatchFilter::parse(node, &kinds, &ns) {
+                Err(Error::Invalid { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("expected invalid {field}, got {other:?}"),
+            }
+        }
+        assert_eq!(
+            WatchFilter::parse("", &["job,task".into()], &[])
+                .unwrap()
+                .kinds,
+            0b11
+        );
+    }
 }

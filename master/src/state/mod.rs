@@ -7,12 +7,14 @@
 
 mod agents;
 pub mod backoff;
+pub mod jobs;
+pub mod kv;
 mod tasks;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use ocean_proto::v1::{command, Agent, Command, Job, Member, PlanTasks, StateImage, Task};
+use ocean_proto::v1::{command, Agent, Command, Job, KvEntry, Member, PlanTasks, StateImage, Task};
 use prost::Message;
 
 pub use agents::{
@@ -40,11 +42,20 @@ pub enum Change {
     TaskPut(Arc<Task>),
     /// An ended task was forgotten.
     TaskRemoved(String),
+    /// A framework's key was written.
+    KvPut(Arc<KvEntry>),
+    /// A framework's key was deleted (the entry as it was).
+    KvDeleted(Arc<KvEntry>),
 }
 
 /// What applying one command did, reported to whoever proposed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
+    /// A compare-and-set found another version than the writer expected
+    /// (0: the object does not exist); nothing changed.
+    Conflict { expected: u64, actual: u64 },
+    /// A lease is held by someone else until `expires_ms`; nothing changed.
+    Held { holder: String, expires_ms: u64 },
     /// A new job was stored.
     Created,
     /// An existing job's spec was replaced.
@@ -69,10 +80,38 @@ impl Outcome {
             Outcome::Deleted => "deleted",
             Outcome::NotFound => "not_found",
             Outcome::Noop => "noop",
+            Outcome::Conflict { .. } => "conflict",
+            Outcome::Held { .. } => "held",
         }
     }
 
-    /// Parses [`Outcome::as_str`]; anything else is `Noop`.
+    /// The outcome with its details, as a forwarded write returns it.
+    pub fn to_wire(&self) -> String {
+        match self {
+            Outcome::Conflict { expected, actual } => format!("conflict:{expected}:{actual}"),
+            Outcome::Held { holder, expires_ms } => format!("held:{expires_ms}:{holder}"),
+            other => other.as_str().to_string(),
+        }
+    }
+
+    /// Parses [`Outcome::to_wire`].
+    pub fn from_wire(wire: &str) -> Self {
+        let mut parts = wire.splitn(3, ':');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some("conflict"), Some(e), Some(a)) => Outcome::Conflict {
+                expected: e.parse().unwrap_or(0),
+                actual: a.parse().unwrap_or(0),
+            },
+            (Some("held"), Some(at), Some(holder)) => Outcome::Held {
+                holder: holder.to_string(),
+                expires_ms: at.parse().unwrap_or(0),
+            },
+            _ => Self::from_name(wire),
+        }
+    }
+
+    /// Parses [`Outcome::as_str`] of the outcomes without details;
+    /// anything else is `Noop`.
     pub fn from_name(name: &str) -> Self {
         match name {
             "created" => Outcome::Created,
@@ -107,6 +146,8 @@ pub struct ClusterState {
     pub agent_tasks: BTreeMap<String, BTreeSet<Arc<str>>>,
     /// Tasks per state: a count over `tasks`.
     pub task_counts: BTreeMap<String, u64>,
+    /// Frameworks' keys by `<namespace>/<key>` (see [`kv`]).
+    pub kv: BTreeMap<String, Arc<KvEntry>>,
 }
 
 /// The effect of one applied command.
@@ -126,16 +167,8 @@ impl ClusterState {
     /// no randomness, no I/O.
     pub fn apply(&mut self, cmd: &Command) -> Applied {
         let (outcome, changes) = match &cmd.kind {
-            Some(command::Kind::PutJob(put)) => self.put_job(&put.id, &put.spec_json, false),
-            Some(command::Kind::DeleteJob(del)) => match self.jobs.remove(&del.id) {
-                Some(_) => {
-                    self.version += 1;
-                    let mut changes = vec![Change::JobDeleted(del.id.clone())];
-                    changes.extend(self.kill_job_tasks(&del.id, self.version));
-                    (Outcome::Deleted, changes)
-                }
-                None => (Outcome::NotFound, Vec::new()),
-            },
+            Some(command::Kind::PutJob(put)) => self.put_job_cmd(put),
+            Some(command::Kind::DeleteJob(del)) => self.delete_job(del),
             Some(command::Kind::SetMember(m)) => {
                 // Membership addresses are not versioned state: watchers of
                 // jobs need not see them.
@@ -149,6 +182,9 @@ impl ClusterState {
             Some(command::Kind::ResetBackoff(r)) => self.reset_backoff(&r.id),
             Some(command::Kind::SetAgentStatus(s)) => self.set_agent_status(s),
             Some(command::Kind::AgentUnreachable(u)) => self.agent_unreachable(u),
+            Some(command::Kind::PutKv(put)) => self.put_kv(put),
+            Some(command::Kind::DeleteKv(del)) => self.delete_kv(del),
+            Some(command::Kind::Lease(lease)) => self.lease(lease),
             Some(command::Kind::Noop(_)) | None => (Outcome::Noop, Vec::new()),
         };
         Applied {
@@ -173,41 +209,6 @@ impl ClusterState {
             }
             kind => self.apply(&Command { kind }),
         }
-    }
-
-    /// Stores a job's spec. A new spec starts without back-off (Marathon's
-    /// rule: a changed definition deserves a fresh try) unless
-    /// `keep_backoff` (scaling).
-    fn put_job(
-        &mut self,
-        id: &str,
-        spec_json: &[u8],
-        keep_backoff: bool,
-    ) -> (Outcome, Vec<Change>) {
-        let next = self.version + 1;
-        let (outcome, created_version, backoff) = match self.jobs.get(id) {
-            Some(existing) if existing.spec_json == spec_json => {
-                return (Outcome::Unchanged, Vec::new())
-            }
-            Some(existing) => (
-                Outcome::Updated,
-                existing.created_version,
-                existing.backoff.clone().filter(|_| keep_backoff),
-            ),
-            None => (Outcome::Created, next, None),
-        };
-        let job = Arc::new(Job {
-            id: id.to_string(),
-            spec_json: spec_json.to_vec(),
-            created_version,
-            updated_version: next,
-            // A new spec is planned afresh.
-            waiting: String::new(),
-            backoff,
-        });
-        self.jobs.insert(id.to_string(), job.clone());
-        self.version = next;
-        (outcome, vec![Change::JobPut(job)])
     }
 
     fn put_agent(&mut self, agent: &Agent) -> (Outcome, Vec<Change>) {
@@ -254,6 +255,7 @@ impl ClusterState {
             members: self.members.values().cloned().collect(),
             agents: self.agents.values().map(|a| Agent::clone(a)).collect(),
             tasks: self.tasks.values().map(|t| Task::clone(t)).collect(),
+            kv: self.kv.values().map(|e| KvEntry::clone(e)).collect(),
         }
         .encode_to_vec()
     }
@@ -279,6 +281,11 @@ impl ClusterState {
             job_tasks: BTreeMap::new(),
             agent_tasks: BTreeMap::new(),
             task_counts: BTreeMap::new(),
+            kv: image
+                .kv
+                .into_iter()
+                .map(|e| (kv::kv_map_key(&e.namespace, &e.key), Arc::new(e)))
+                .collect(),
         };
         for t in image.tasks {
             state.insert_task(Arc::new(t));
@@ -293,6 +300,7 @@ pub fn put_job_command(id: String, spec_json: Vec<u8>) -> Command {
         kind: Some(command::Kind::PutJob(ocean_proto::v1::PutJob {
             id,
             spec_json,
+            expected_spec_version: None,
         })),
     }
 }
@@ -340,6 +348,7 @@ pub fn scale_job_command(id: String, instances: u32) -> Command {
         kind: Some(command::Kind::ScaleJob(ocean_proto::v1::ScaleJob {
             id,
             instances,
+            expected_spec_version: None,
         })),
     }
 }
@@ -356,7 +365,59 @@ pub fn reset_backoff_command(id: String) -> Command {
 /// Builds a delete-job command.
 pub fn delete_job_command(id: String) -> Command {
     Command {
-        kind: Some(command::Kind::DeleteJob(ocean_proto::v1::DeleteJob { id })),
+        kind: Some(command::Kind::DeleteJob(ocean_proto::v1::DeleteJob {
+            id,
+            expected_spec_version: None,
+        })),
+    }
+}
+
+/// Builds a framework key write (`expected`: compare-and-set revision).
+pub fn put_kv_command(
+    namespace: &str,
+    key: &str,
+    value: Vec<u8>,
+    expected: Option<u64>,
+) -> Command {
+    Command {
+        kind: Some(command::Kind::PutKv(ocean_proto::v1::PutKv {
+            namespace: namespace.into(),
+            key: key.into(),
+            value,
+            expected_revision: expected,
+        })),
+    }
+}
+
+/// Builds a framework key deletion.
+pub fn delete_kv_command(namespace: &str, key: &str, expected: Option<u64>) -> Command {
+    Command {
+        kind: Some(command::Kind::DeleteKv(ocean_proto::v1::DeleteKv {
+            namespace: namespace.into(),
+            key: key.into(),
+            expected_revision: expected,
+        })),
+    }
+}
+
+/// Builds a lease command (`now_ms` is restamped by the leader).
+pub fn lease_command(
+    namespace: &str,
+    name: &str,
+    holder: &str,
+    ttl_ms: u64,
+    now_ms: u64,
+    release: bool,
+) -> Command {
+    Command {
+        kind: Some(command::Kind::Lease(ocean_proto::v1::Lease {
+            namespace: namespace.into(),
+            name: name.into(),
+            holder: holder.into(),
+            ttl_ms,
+            now_ms,
+            release,
+        })),
     }
 }
 

@@ -430,6 +430,9 @@ impl ClusterState {
     }
 
     pub(super) fn scale_job(&mut self, scale: &ScaleJob) -> (Outcome, Vec<Change>) {
+        if let Some(conflict) = self.check_spec_version(&scale.id, scale.expected_spec_version) {
+            return (conflict, Vec::new());
+        }
         let Some(job) = self.jobs.get(&scale.id) else {
             return (Outcome::NotFound, Vec::new());
         };

@@ -7,7 +7,7 @@ use raft::eraftpb::{ConfState, Entry, HardState};
 use rocksdb::WriteBatch;
 
 use super::keys::{
-    agent_key, job_key, log_key, member_key, task_key, two_u64, APPLIED, CONF_STATE,
+    agent_key, job_key, kv_key, log_key, member_key, task_key, two_u64, APPLIED, CONF_STATE,
 };
 use crate::error::{corrupt, Result};
 use crate::state::Change;
@@ -87,6 +87,7 @@ impl StoreBatch {
                     Change::AgentPut(a) => agent_key(&a.id),
                     Change::TaskPut(t) => task_key(&t.id),
                     Change::TaskRemoved(id) => task_key(id),
+                    Change::KvPut(e) | Change::KvDeleted(e) => kv_key(&e.namespace, &e.key),
                 };
                 (key, c)
             })
@@ -104,7 +105,10 @@ impl StoreBatch {
                 Change::JobPut(job) => self.batch.put(key, job.encode_to_vec()),
                 Change::AgentPut(a) => self.batch.put(key, a.encode_to_vec()),
                 Change::TaskPut(t) => self.batch.put(key, super::keys::task_value(t)),
-                Change::JobDeleted(_) | Change::TaskRemoved(_) => self.batch.delete(key),
+                Change::KvPut(e) => self.batch.put(key, e.encode_to_vec()),
+                Change::JobDeleted(_) | Change::TaskRemoved(_) | Change::KvDeleted(_) => {
+                    self.batch.delete(key)
+                }
             }
             i += 1;
         }

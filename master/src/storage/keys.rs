@@ -16,6 +16,8 @@ pub(super) const JOB_PREFIX: &[u8] = b"s:job:";
 pub(super) const MEMBER_PREFIX: &[u8] = b"s:member:";
 pub(super) const AGENT_PREFIX: &[u8] = b"s:agent:";
 pub(super) const TASK_PREFIX: &[u8] = b"s:task:";
+/// Frameworks' keys: `s:kv:<namespace>/<key>` (namespaces hold no `/`).
+pub(super) const KV_PREFIX: &[u8] = b"s:kv:";
 pub(super) const STATE_START: &[u8] = b"s:";
 pub(super) const STATE_END: &[u8] = b"s;";
 
@@ -65,6 +67,12 @@ pub(super) fn member_key(id: u64) -> Vec<u8> {
 pub(super) fn agent_key(id: &str) -> Vec<u8> {
     let mut k = AGENT_PREFIX.to_vec();
     k.extend_from_slice(id.as_bytes());
+    k
+}
+
+pub(super) fn kv_key(namespace: &str, key: &str) -> Vec<u8> {
+    let mut k = KV_PREFIX.to_vec();
+    k.extend_from_slice(crate::state::kv::kv_map_key(namespace, key).as_bytes());
     k
 }
 

@@ -21,7 +21,7 @@ use std::path::Path;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use ocean_proto::v1::{Agent, Job, Member};
+use ocean_proto::v1::{Agent, Job, KvEntry, Member};
 use prost::Message as _;
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
@@ -174,6 +174,12 @@ impl RaftStore {
         })?;
         scan(&db, TASK_PREFIX, |id, v| {
             state.insert_task(Arc::new(keys::task_from(id, v)?));
+            Ok(())
+        })?;
+        scan(&db, KV_PREFIX, |_, v| {
+            let e = KvEntry::decode(v).map_err(|e| corrupt("framework key", e))?;
+            let k = crate::state::kv::kv_map_key(&e.namespace, &e.key);
+            state.kv.insert(k, Arc::new(e));
             Ok(())
         })?;
 
@@ -355,6 +361,9 @@ impl RaftStore {
         }
         for t in state.tasks.values() {
             batch.put(task_key(&t.id), t.encode_to_vec());
+        }
+        for e in state.kv.values() {
+            batch.put(keys::kv_key(&e.namespace, &e.key), e.encode_to_vec());
         }
         batch.put(APPLIED, two_u64(meta.index, state.version));
         batch.put(TRUNCATED, two_u64(meta.index, meta.term));

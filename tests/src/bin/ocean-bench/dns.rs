@@ -225,6 +225,7 @@ async fn freshness(
     let mut stream = client
         .watch(WatchRequest {
             from_version: version,
+            ..Default::default()
         })
         .await?
         .into_inner();

@@ -1,0 +1,108 @@
+//! [`LocalKernel`]: the service's kernel without raft. Commands are applied
+//! straight to an in-memory [`ClusterState`] and published on a [`Feed`],
+//! in order, under one lock: what a single master with a perfect log would
+//! do. For unit tests and simulations of the service layer, the leader's
+//! controllers and frameworks; never a replacement for the real master.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use ocean_proto::v1::{command, Command};
+
+use super::{Kernel, ReadOptions};
+use crate::error::{Error, Result};
+use crate::feed::Feed;
+use crate::state::{Applied, ClusterState};
+
+/// An in-memory kernel (see the module docs). Clones share the state.
+#[derive(Debug, Clone)]
+pub struct LocalKernel {
+    state: Arc<RwLock<ClusterState>>,
+    feed: Arc<Feed>,
+    /// The "leader clock" leases are stamped with; 0 = the machine's.
+    now_ms: Arc<AtomicU64>,
+}
+
+impl Default for LocalKernel {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LocalKernel {
+    /// An empty state at version 0.
+    pub fn new() -> Self {
+        LocalKernel {
+            state: Arc::new(RwLock::new(ClusterState::default())),
+            feed: Feed::new(100_000, 0),
+            now_ms: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The state version.
+    pub fn version(&self) -> u64 {
+        self.read(|st| st.version)
+    }
+
+    /// The change feed of every applied command.
+    pub fn feed(&self) -> &Arc<Feed> {
+        &self.feed
+    }
+
+    /// The shared state.
+    pub fn state(&self) -> &Arc<RwLock<ClusterState>> {
+        &self.state
+    }
+
+    /// Sets the clock leases are judged by (tests drive time by hand).
+    pub fn set_now_ms(&self, ms: u64) {
+        self.now_ms.store(ms, Ordering::SeqCst);
+    }
+
+    fn now(&self) -> u64 {
+        match self.now_ms.load(Ordering::SeqCst) {
+            0 => super::now_ms(),
+            ms => ms,
+        }
+    }
+
+    /// Applies `cmd` as the leader would once it is committed.
+    pub fn apply(&self, mut cmd: Command) -> Applied {
+        if let Some(command::Kind::Lease(l)) = &mut cmd.kind {
+            l.now_ms = self.now();
+        }
+        let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
+        let before = st.version;
+        let applied = st.apply(&cmd);
+        if applied.version > before && !applied.changes.is_empty() {
+            self.feed
+                .publish(vec![(applied.version, Arc::from(applied.changes.clone()))]);
+        }
+        applied
+    }
+}
+
+impl Kernel for LocalKernel {
+    fn read<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> R {
+        let st = self.state.read().unwrap_or_else(|p| p.into_inner());
+        f(&st)
+    }
+
+    async fn propose(&self, cmd: Command) -> Result<Applied> {
+        Ok(self.apply(cmd))
+    }
+
+    async fn wait_read(&self, opts: ReadOptions) -> Result<()> {
+        match opts.min_version {
+            Some(v) if v > self.version() => Err(Error::NotCommitted(format!(
+                "version {v} is ahead of this state ({})",
+                self.version()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    fn dns_domain(&self) -> &str {
+        "ocean"
+    }
+}
