@@ -4,6 +4,7 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "proto/ocean.proto",
+        "proto/internal.proto",
         "proto/raft_transport.proto",
         "proto/agent.proto",
     ];

@@ -62,6 +62,11 @@ pub struct MasterArgs {
     /// The DNS zone (`ocean dns --domain`), for the `dns_name` of jobs.
     #[arg(long)]
     dns_domain: Option<String>,
+    /// Frameworks to host in-process while this master leads
+    /// (comma-separated: cron; `none` for none). Each also runs standalone
+    /// with `ocean framework run NAME`; the instances share one lease.
+    #[arg(long, default_value = "")]
+    frameworks: String,
 }
 
 /// Flags of `ocean dev`.
@@ -93,6 +98,9 @@ pub struct DevArgs {
     /// Host ports for the dev agent's tasks, LOW-HIGH.
     #[arg(long, default_value = "31000-32000")]
     ports: String,
+    /// Frameworks hosted in-process (comma-separated; `none` for none).
+    #[arg(long, default_value = "cron")]
+    frameworks: String,
 }
 
 fn config_from(args: MasterArgs) -> anyhow::Result<MasterConfig> {
@@ -181,16 +189,20 @@ fn config_from(args: MasterArgs) -> anyhow::Result<MasterConfig> {
     Ok(cfg)
 }
 
-async fn serve(cfg: MasterConfig) -> anyhow::Result<()> {
+async fn serve(
+    cfg: MasterConfig,
+    frameworks: Vec<std::sync::Arc<dyn ocean_framework::Framework>>,
+) -> anyhow::Result<()> {
     let http = bind(cfg.http).await?;
     let grpc = bind(cfg.grpc).await?;
-    ocean_master::run(cfg, http, grpc, shutdown_signal()).await?;
+    ocean_master::run_with(cfg, http, grpc, frameworks, shutdown_signal()).await?;
     Ok(())
 }
 
 /// `ocean master`.
 pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
-    serve(config_from(args)?).await
+    let frameworks = crate::cmd_framework::parse_list(&args.frameworks)?;
+    serve(config_from(args)?, frameworks).await
 }
 
 /// `ocean dev`: one master, one agent and the DNS server in one process,
@@ -208,6 +220,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
             }
         },
     };
+    let frameworks = crate::cmd_framework::parse_list(&args.frameworks)?;
     let mut cfg = MasterConfig::single(1, data_dir.clone(), args.http, args.grpc);
     cfg.dns_domain = args.dns_domain.clone();
     cfg.validate()?;
@@ -262,7 +275,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         data_dir.display()
     );
     eprintln!("try: ocean job run docs/examples/http-server.json && ocean job list");
-    serve(cfg).await
+    serve(cfg, frameworks).await
 }
 
 pub(crate) async fn shutdown_signal() {

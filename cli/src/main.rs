@@ -4,7 +4,9 @@
 mod client;
 mod cmd_agent;
 mod cmd_client;
+mod cmd_cron;
 mod cmd_dns;
+mod cmd_framework;
 mod cmd_server;
 mod cmd_task;
 
@@ -53,6 +55,12 @@ enum Command {
     /// Add, remove and list masters.
     #[command(subcommand)]
     Member(cmd_client::MemberCommand),
+    /// Periodic jobs (the cron framework).
+    #[command(subcommand)]
+    Cron(cmd_cron::CronCommand),
+    /// Run a framework standalone (`ocean framework run cron --master ...`).
+    #[command(subcommand)]
+    Framework(cmd_framework::FrameworkCommand),
 }
 
 fn main() {
@@ -60,7 +68,7 @@ fn main() {
     exit_with_parent();
     let server = matches!(
         cli.command,
-        Command::Dev(_) | Command::Master(_) | Command::Dns(_)
+        Command::Dev(_) | Command::Master(_) | Command::Dns(_) | Command::Framework(_)
     ) || matches!(&cli.command, Command::Agent(a) if a.is_run());
     init_tracing(server);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -91,6 +99,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Task(cmd) => cmd_task::task(&client()?, cmd).await,
         Command::Agent(cmd) => cmd_agent::agent(client, cmd).await,
         Command::Dns(args) => cmd_dns::dns(args).await,
+        Command::Cron(cmd) => cmd_cron::cron(&client()?, cmd).await,
+        Command::Framework(cmd) => cmd_framework::framework(cmd).await,
     }
 }
 

@@ -297,6 +297,7 @@ mod tests {
             } else {
                 event::Kind::JobDeleted("x".into())
             }),
+            last_of_version: false,
         };
         p.advance(&ev(10, true));
         assert_eq!((p.complete, p.seen), (10, 10));

@@ -384,6 +384,7 @@ mod tests {
         Event {
             version: 1,
             kind: Some(kind),
+            last_of_version: false,
         }
     }
 

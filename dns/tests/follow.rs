@@ -13,6 +13,7 @@ use futures::Stream;
 use ocean_dns::follow::Follower;
 use ocean_dns::query::Authority;
 use ocean_dns::zone::{Lookup, Zone};
+use ocean_proto::v1;
 use ocean_proto::v1::ocean_api_server::{OceanApi, OceanApiServer};
 use ocean_proto::v1::{
     event, DeleteJobResponse, Event, Job, JobRef, LeaderRequest, LeaderResponse, ListJobsRequest,
@@ -68,6 +69,125 @@ impl OceanApi for Scripted {
         };
         Ok(Response::new(stream))
     }
+
+    async fn job_info(&self, _: Request<v1::JobRef>) -> Result<Response<v1::JobDetail>, Status> {
+        Err(Status::unimplemented("scripted"))
+    }
+    async fn scale_job(
+        &self,
+        _: Request<v1::ScaleJobRequest>,
+    ) -> Result<Response<v1::WriteResponse>, Status> {
+        Err(Status::unimplemented("scripted"))
+    }
+    async fn reset_backoff(
+        &self,
+        _: Request<v1::JobRef>,
+    ) -> Result<Response<v1::WriteResponse>, Status> {
+        Err(Status::unimplemented("scripted"))
+    }
+    async fn job_versions(
+        &self,
+        _: Request<v1::JobRef>,
+    ) -> Result<Response<v1::JobVersionsResponse>, Status> {
+        Err(Status::unimplemented("scripted"))
+    }
+    async fn list_tasks(
+        &self,
+        _: Request<v1::ListTasksRequest>,
+    ) -> Result<Response<v1::ListTasksResponse>, Status> {
+        Err(Status::unimplemented("scripted"))
+    }
+    async fn get_task(&self, _: Request<v1::TaskRef>) -> Result<Response<v1::Task>, Status> {
+        Err(Status::unimplemented("scripted"))
+    }
+    async fn list_agents(
+        &self,
+        _: Request<v1::ListAgentsRequest>,
+    ) -> Result<Response<v1::ListAgentsResponse>, Status> {
+        Err(Status::unimplemented("scripted"))
+    }
+    async fn get_agent(&self, _: Request<v1::AgentRef>) -> Result<Response<v1::AgentInfo>, Status> {
+        Err(Status::unimplemented("scripted"))
+    }
+    async fn set_agent_status(
+        &self,
+        _: Request<v1::SetAgentStatusRequest>,
+    ) -> Result<Response<v1::WriteResponse>, Status> {
+        Err(Status::unimplemented("scripted"))
+    }
+    async fn status(
+        &self,
+        _: Request<v1::StatusRequest>,
+    ) -> Result<Response<v1::StatusResponse>, Status> {
+        Err(Status::unimplemented("scripted"))
+    }
+    async fn list_members(
+        &self,
+        _: Request<v1::ListMembersRequest>,
+    ) -> Result<Response<v1::ListMembersResponse>, Status> {
+        Err(Status::unimplemented("scripted"))
+    }
+    async fn add_member(
+        &self,
+        _: Request<v1::AddMemberRequest>,
+    ) -> Result<Response<v1::MemberChangeResponse>, Status> {
+        Err(Status::unimplemented("scripted"))
+    }
+    async fn remove_member(
+        &self,
+        _: Request<v1::RemoveMemberRequest>,
+    ) -> Result<Response<v1::MemberChangeResponse>, Status> {
+        Err(Status::unimplemented("scripted"))
+    }
+    async fn metrics(
+        &self,
+        _: Request<v1::MetricsRequest>,
+    ) -> Result<Response<v1::MetricsResponse>, Status> {
+        Err(Status::unimplemented("scripted"))
+    }
+    async fn kv_put(
+        &self,
+        _: Request<v1::KvPutRequest>,
+    ) -> Result<Response<v1::WriteResponse>, Status> {
+        Err(Status::unimplemented("scripted"))
+    }
+    async fn kv_get(&self, _: Request<v1::KvKeyRequest>) -> Result<Response<v1::KvEntry>, Status> {
+        Err(Status::unimplemented("scripted"))
+    }
+    async fn kv_list(
+        &self,
+        _: Request<v1::KvListRequest>,
+    ) -> Result<Response<v1::KvListResponse>, Status> {
+        Err(Status::unimplemented("scripted"))
+    }
+    async fn kv_delete(
+        &self,
+        _: Request<v1::KvKeyRequest>,
+    ) -> Result<Response<v1::WriteResponse>, Status> {
+        Err(Status::unimplemented("scripted"))
+    }
+    async fn lease_acquire(
+        &self,
+        _: Request<v1::LeaseRequest>,
+    ) -> Result<Response<v1::LeaseInfo>, Status> {
+        Err(Status::unimplemented("scripted"))
+    }
+    async fn lease_release(
+        &self,
+        _: Request<v1::LeaseRequest>,
+    ) -> Result<Response<v1::LeaseInfo>, Status> {
+        Err(Status::unimplemented("scripted"))
+    }
+    async fn lease_get(&self, _: Request<v1::LeaseRef>) -> Result<Response<v1::LeaseInfo>, Status> {
+        Err(Status::unimplemented("scripted"))
+    }
+    type TaskLogsStream = Pin<Box<dyn Stream<Item = Result<v1::LogChunk, Status>> + Send>>;
+    async fn task_logs(
+        &self,
+        _: Request<v1::TaskLogsRequest>,
+    ) -> Result<Response<Self::TaskLogsStream>, Status> {
+        Err(Status::unimplemented("scripted"))
+    }
 }
 
 async fn serve(api: Scripted) -> String {
@@ -113,6 +233,7 @@ fn put(version: u64, n: u32) -> Event {
     Event {
         version,
         kind: Some(event::Kind::TaskPut(task(n))),
+        last_of_version: false,
     }
 }
 
@@ -138,6 +259,7 @@ async fn resumes_from_the_last_complete_version_on_the_next_master() {
                     tasks: vec![task(1)],
                     kv: vec![],
                 })),
+                last_of_version: true,
             },
             put(11, 2),
             put(12, 3),

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use ocean_master::state::{plan_command, put_agent_command, put_job_command, RUNNING};
 use ocean_master::storage::RaftStore;
-use ocean_proto::v1::{
+use ocean_proto::internal::{
     command, Agent, Command, JobPlacements, Placement, PlanTasks, TaskUpdate, TaskUpdates,
 };
 use prost::Message as _;

@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, RwLock};
 
-use ocean_proto::v1::{Agent, Job, KvEntry, Task};
+use ocean_proto::internal::{Agent, Job, KvEntry, Task};
 use tokio::sync::broadcast;
 
 use crate::state::{Change, ClusterState};

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
-use ocean_proto::v1::Member;
+use ocean_proto::internal::Member;
 use raft::eraftpb::Message;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;

@@ -17,12 +17,15 @@
 //! - [`feed`]: the versioned change feed.
 //! - [`reconcile`]: the leader's reconciler (jobs to tasks, launches, kills, status reports).
 //! - [`master`]: the handle the APIs use, and [`run`].
-//! - [`api`]: REST, gRPC, watch.
+//! - [`service`]: the one place client writes are validated and proposed.
+//! - [`leader`]: what runs only on the leader (hosted frameworks).
+//! - [`api`]: REST, gRPC, watch, the in-process client: adapters over [`service`].
 
 pub mod api;
 pub mod config;
 pub mod error;
 pub mod feed;
+pub mod leader;
 pub mod master;
 pub mod metrics;
 pub mod node;
@@ -41,4 +44,4 @@ pub use config::{
 };
 pub use error::{Error, Result};
 pub use master::Master;
-pub use startup::{bind, run, start};
+pub use startup::{bind, run, run_with, start};

@@ -7,9 +7,9 @@ use std::future::Future;
 use std::sync::{mpsc as std_mpsc, Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use ocean_proto::internal::{Command, Member};
 use ocean_proto::raft::raft_transport_client::RaftTransportClient;
 use ocean_proto::raft::{forward_request, AddMember, ForwardRequest, ForwardResponse, ReadIndex};
-use ocean_proto::v1::{Command, Member};
 use prost::Message as _;
 use tokio::sync::{oneshot, watch};
 use tonic::transport::Channel;
@@ -223,7 +223,7 @@ impl Master {
     /// waits for it to be applied.
     pub async fn propose_local(&self, mut cmd: Command) -> Result<Applied> {
         // A lease is judged by the leader's clock, whoever asked for it.
-        if let Some(ocean_proto::v1::command::Kind::Lease(l)) = &mut cmd.kind {
+        if let Some(ocean_proto::internal::command::Kind::Lease(l)) = &mut cmd.kind {
             l.now_ms = crate::service::now_ms();
         }
         let data = prost::Message::encode_to_vec(&cmd);

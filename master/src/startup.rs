@@ -7,8 +7,8 @@ use std::future::Future;
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::Duration;
 
+use ocean_proto::internal::{command, Command, Member};
 use ocean_proto::raft::{forward_request, AddMember, ForwardRequest};
-use ocean_proto::v1::{command, Command, Member};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -274,6 +274,17 @@ pub async fn run(
     grpc: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    run_with(config, http, grpc, Vec::new(), shutdown).await
+}
+
+/// [`run`], hosting `frameworks` on whichever master leads (`leader`).
+pub async fn run_with(
+    config: MasterConfig,
+    http: TcpListener,
+    grpc: TcpListener,
+    frameworks: Vec<std::sync::Arc<dyn ocean_framework::Framework>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     let started = start(&config).await?;
     let master = started.master.clone();
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -281,10 +292,18 @@ pub async fn run(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
+    let host = tokio::spawn(crate::leader::supervise(
+        master.clone(),
+        frameworks,
+        stop_rx.clone(),
+    ));
     let grpc_server = crate::api::grpc::serve(master.clone(), grpc, wait_stop(stop_rx.clone()));
     let http_server = crate::api::http::serve(master.clone(), http, wait_stop(stop_rx));
     info!(id = config.id, http = %config.http, grpc = %config.grpc, "master serving");
     let (g, h) = tokio::join!(grpc_server, http_server);
+    // The hosted frameworks release their leases while the raft driver
+    // still runs.
+    let _ = tokio::time::timeout(Duration::from_secs(3), host).await;
     tokio::task::spawn_blocking(move || started.stop())
         .await
         .ok();

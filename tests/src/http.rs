@@ -77,6 +77,17 @@ impl Api {
         .await
     }
 
+    /// PUT raw bytes to a path.
+    pub async fn put_raw(&self, path: &str, body: Vec<u8>, ctype: &str) -> anyhow::Result<Reply> {
+        self.send(
+            self.http
+                .put(format!("{}{path}", self.base))
+                .header("content-type", ctype)
+                .body(body),
+        )
+        .await
+    }
+
     /// DELETE a path.
     pub async fn delete(&self, path: &str) -> anyhow::Result<Reply> {
         self.send(self.http.delete(format!("{}{path}", self.base)))

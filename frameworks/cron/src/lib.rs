@@ -24,15 +24,19 @@
 //! - [`spec`]: the serde spec and its `validate()`, every error with its
 //!   field path.
 //! - [`runs`]: run naming, pruning of finished runs, concurrency.
+//! - [`framework`]: [`CronFramework`], the SDK's pure `reconcile` over the
+//!   `cron` namespace (specs, state, runs as batch jobs).
 //!
 //! Times cross the API as `i64` milliseconds since the Unix epoch.
 
 pub mod due;
+pub mod framework;
 pub mod runs;
 pub mod schedule;
 pub mod spec;
 
 pub use due::{due, next_tick_after, Due, DueInput};
+pub use framework::{CronFramework, CronState, RunRecord};
 pub use runs::{on_tick, run_job_id, runs_to_delete, Run, TickAction};
 pub use schedule::{parse_time_zone, CronError, Schedule};
 pub use spec::{Concurrency, CronJobSpec, InvalidCronJob, Timing};

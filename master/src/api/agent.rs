@@ -13,7 +13,7 @@ use ocean_proto::agent::agent_api_server::{AgentApi, AgentApiServer};
 use ocean_proto::agent::{
     agent_message, master_message, AgentMessage, MasterMessage, NotLeader, Register, Registered,
 };
-use ocean_proto::v1::{Agent, AgentExecutor};
+use ocean_proto::internal::{Agent, AgentExecutor};
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio_stream::wrappers::ReceiverStream;

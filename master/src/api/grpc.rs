@@ -1,32 +1,24 @@
-//! gRPC services on every master: the client API (`OceanApi`) and the
-//! master-to-master transport (`RaftTransport`: raft messages and writes
-//! forwarded to the leader).
+//! gRPC services on every master: the client API (`OceanApi`, in
+//! `grpc_api.rs`) and the master-to-master transport (`RaftTransport`: raft
+//! messages and writes forwarded to the leader).
 
 use std::future::Future;
-use std::pin::Pin;
 
-use futures::{Stream, StreamExt};
+use ocean_proto::internal::{command, Command, Member};
 use ocean_proto::raft::raft_transport_server::{RaftTransport, RaftTransportServer};
 use ocean_proto::raft::{forward_request, ForwardRequest, ForwardResponse, RaftAck, RaftBatch};
-use ocean_proto::v1::ocean_api_server::{OceanApi, OceanApiServer};
-use ocean_proto::v1::{
-    event, Agent, Command, DeleteJobResponse, Event, Job, JobRef, KvEntry, LeaderRequest,
-    LeaderResponse, ListJobsRequest, ListJobsResponse, Member, PutJobRequest, PutJobResponse,
-    Snapshot, Task, WatchRequest,
-};
-use ocean_spec::{parse_job_spec, Format};
+use ocean_proto::v1::ocean_api_server::OceanApiServer;
 use prost::Message as _;
 use protobuf::Message as _;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
 
-use super::error::{spec_status, to_status};
-use super::watch::{watch, WatchFilter, WatchItem};
+use super::error::to_status;
 use crate::error::{Error, Result};
 use crate::master::Master;
 use crate::node::{MemberChange, Msg};
-use crate::state::{delete_job_command, put_job_command, Change, Outcome};
+use crate::state::Outcome;
 
 /// Serves both gRPC services on `listener` until `shutdown` resolves.
 pub async fn serve(
@@ -35,7 +27,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let master_for_agents = master.clone();
-    let api = OceanApiServer::new(Api(master.clone()))
+    let api = OceanApiServer::new(super::grpc_api::Api(master.clone()))
         .max_decoding_message_size(16 * 1024 * 1024)
         .max_encoding_message_size(usize::MAX);
     let transport = RaftTransportServer::new(Transport(master))
@@ -54,151 +46,54 @@ pub async fn serve(
         })
 }
 
-/// The client API.
-#[derive(Debug, Clone)]
-pub struct Api(pub Master);
-
 /// The master-to-master transport.
 #[derive(Debug, Clone)]
 pub struct Transport(pub Master);
 
-type WatchStream = Pin<Box<dyn Stream<Item = std::result::Result<Event, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl OceanApi for Api {
-    async fn put_job(
-        &self,
-        req: Request<PutJobRequest>,
-    ) -> std::result::Result<Response<PutJobResponse>, Status> {
-        let req = req.into_inner();
-        let format = match req.format.as_str() {
-            "json" => Format::Json,
-            "yaml" => Format::Yaml,
-            "" => Format::Auto,
-            other => {
+/// What a follower may forward: the writes its service layer proposes on
+/// a client's behalf, and its own address. Placements, status reports and
+/// agents' registrations are proposed by the leader itself; a forwarded one
+/// did not come from a follower doing its job. A job's spec is validated
+/// again, so nothing invalid reaches the log through this port.
+fn check_forwarded(cmd: &Command) -> std::result::Result<(), Status> {
+    match &cmd.kind {
+        Some(command::Kind::PutJob(p)) => {
+            let spec = ocean_spec::parse_job_spec(&p.spec_json, ocean_spec::Format::Json)
+                .map_err(|e| super::error::spec_status(&e))?;
+            if spec.id != p.id {
                 return Err(Status::invalid_argument(format!(
-                    "format: '{other}' is not one of json, yaml"
-                )))
+                    "command: job id '{}' differs from its spec's '{}'",
+                    p.id, spec.id
+                )));
             }
-        };
-        let spec = parse_job_spec(&req.spec, format).map_err(|e| spec_status(&e))?;
-        let id = spec.id.clone();
-        let applied = self
-            .0
-            .propose(put_job_command(id.clone(), spec.to_canonical_json()))
-            .await
-            .map_err(to_status)?;
-        let created = applied.outcome == Outcome::Created;
-        Ok(Response::new(PutJobResponse {
-            id,
-            version: applied.version,
-            created,
-        }))
-    }
-
-    async fn get_job(&self, req: Request<JobRef>) -> std::result::Result<Response<Job>, Status> {
-        let id = req.into_inner().id;
-        self.0
-            .read(|st| st.jobs.get(&id).map(|j| Job::clone(j)))
-            .map(Response::new)
-            .ok_or_else(|| to_status(Error::NotFound { kind: "job", id }))
-    }
-
-    async fn delete_job(
-        &self,
-        req: Request<JobRef>,
-    ) -> std::result::Result<Response<DeleteJobResponse>, Status> {
-        let id = req.into_inner().id;
-        let applied = self
-            .0
-            .propose(delete_job_command(id.clone()))
-            .await
-            .map_err(to_status)?;
-        if applied.outcome == Outcome::NotFound {
-            return Err(to_status(Error::NotFound { kind: "job", id }));
+            Ok(())
         }
-        Ok(Response::new(DeleteJobResponse {
-            version: applied.version,
-        }))
+        Some(
+            command::Kind::DeleteJob(_)
+            | command::Kind::ScaleJob(_)
+            | command::Kind::ResetBackoff(_)
+            | command::Kind::SetAgentStatus(_)
+            | command::Kind::PutKv(_)
+            | command::Kind::DeleteKv(_)
+            | command::Kind::Lease(_)
+            | command::Kind::SetMember(_)
+            | command::Kind::Noop(_),
+        ) => Ok(()),
+        Some(other) => Err(Status::permission_denied(format!(
+            "command: {} is proposed by the leader only, never forwarded",
+            command_name(other)
+        ))),
+        None => Err(Status::invalid_argument("command: empty")),
     }
+}
 
-    async fn list_jobs(
-        &self,
-        _req: Request<ListJobsRequest>,
-    ) -> std::result::Result<Response<ListJobsResponse>, Status> {
-        Ok(Response::new(self.0.read(|st| ListJobsResponse {
-            jobs: st.jobs.values().map(|j| Job::clone(j)).collect(),
-            version: st.version,
-        })))
-    }
-
-    async fn leader(
-        &self,
-        _req: Request<LeaderRequest>,
-    ) -> std::result::Result<Response<LeaderResponse>, Status> {
-        let term = self.0.status().term;
-        match self.0.leader() {
-            Some(l) => Ok(Response::new(LeaderResponse {
-                id: l.id,
-                grpc_addr: l.grpc_addr,
-                http_addr: l.http_addr,
-                term,
-            })),
-            None => Err(Status::unavailable("no leader known")),
-        }
-    }
-
-    type WatchStream = WatchStream;
-
-    async fn watch(
-        &self,
-        req: Request<WatchRequest>,
-    ) -> std::result::Result<Response<WatchStream>, Status> {
-        let req = req.into_inner();
-        let filter =
-            WatchFilter::parse(&req.node, &req.kinds, &req.namespaces).map_err(to_status)?;
-        let m = &self.0;
-        let stream = watch(
-            m.feed().clone(),
-            m.state().clone(),
-            req.from_version,
-            filter,
-        )
-        .map(|item| {
-            Ok(match item {
-                WatchItem::Snapshot {
-                    version,
-                    jobs,
-                    agents,
-                    tasks,
-                    kv,
-                } => Event {
-                    version,
-                    kind: Some(event::Kind::Snapshot(Snapshot {
-                        version,
-                        jobs: jobs.iter().map(|j| Job::clone(j)).collect(),
-                        agents: agents.iter().map(|a| Agent::clone(a)).collect(),
-                        tasks: tasks.iter().map(|t| Task::clone(t)).collect(),
-                        kv: kv.iter().map(|e| KvEntry::clone(e)).collect(),
-                    })),
-                },
-                WatchItem::Change {
-                    version, change, ..
-                } => Event {
-                    version,
-                    kind: Some(match change {
-                        Change::JobPut(job) => event::Kind::JobPut(Job::clone(&job)),
-                        Change::JobDeleted(id) => event::Kind::JobDeleted(id),
-                        Change::AgentPut(a) => event::Kind::AgentPut(Agent::clone(&a)),
-                        Change::TaskPut(t) => event::Kind::TaskPut(Task::clone(&t)),
-                        Change::TaskRemoved(id) => event::Kind::TaskRemoved(id),
-                        Change::KvPut(e) => event::Kind::KvPut(KvEntry::clone(&e)),
-                        Change::KvDeleted(e) => event::Kind::KvDeleted(KvEntry::clone(&e)),
-                    }),
-                },
-            })
-        });
-        Ok(Response::new(Box::pin(stream)))
+fn command_name(kind: &command::Kind) -> &'static str {
+    match kind {
+        command::Kind::PutAgent(_) => "put_agent",
+        command::Kind::PlanTasks(_) => "plan_tasks",
+        command::Kind::TaskUpdates(_) => "task_updates",
+        command::Kind::AgentUnreachable(_) => "agent_unreachable",
+        _ => "this command",
     }
 }
 
@@ -258,6 +153,7 @@ impl RaftTransport for Transport {
             Some(forward_request::Kind::Command(bytes)) => {
                 let cmd = Command::decode(&*bytes)
                     .map_err(|e| Status::invalid_argument(format!("command: {e}")))?;
+                check_forwarded(&cmd)?;
                 let applied = master.propose_local(cmd).await.map_err(to_status)?;
                 Ok(Response::new(ForwardResponse {
                     version: applied.version,

@@ -36,20 +36,21 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use futures::StreamExt;
-use ocean_proto::v1::{Agent, Job, Member};
+use ocean_proto::internal::{Agent, Job};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
 use super::error::ApiError;
 use super::extract::{Body, Query};
+use super::jobs::ReadQuery;
 use super::tasks::task_json;
 use super::watch::{watch, WatchFilter, WatchItem};
 use crate::error::{Error, Result};
 use crate::master::Master;
-use crate::node::MemberChange;
+use crate::service::members::{LeaderView, StatusView};
+use crate::service::tasks::AgentLiveness;
 use crate::service::types::{JobView, KvView};
-use crate::service::ReadOptions;
 use crate::state::Change;
 
 type ApiResult<T> = std::result::Result<T, ApiError>;
@@ -113,100 +114,12 @@ pub(super) fn with_version(version: u64, body: Value) -> Response {
     resp
 }
 
-fn member_json(m: &Member) -> Value {
-    json!({"id": m.id, "grpc_addr": m.grpc_addr, "http_addr": m.http_addr})
+async fn leader(State(m): State<Master>) -> ApiResult<Json<LeaderView>> {
+    Ok(Json(m.service().leader()?))
 }
 
-async fn leader(State(m): State<Master>) -> ApiResult<Json<Value>> {
-    let status = m.status();
-    match m.leader() {
-        Some(l) => Ok(Json(json!({
-            "id": l.id,
-            "grpc_addr": l.grpc_addr,
-            "http_addr": l.http_addr,
-            "term": status.term,
-        }))),
-        None => Err(Error::NoLeader(format!(
-            "master {} knows no leader (term {}): an election is in progress or a majority is unreachable",
-            m.id(),
-            status.term
-        ))
-        .into()),
-    }
-}
-
-async fn status(State(m): State<Master>) -> Json<Value> {
-    let s = m.status();
-    let members: Vec<Value> = m.read(|st| {
-        st.members
-            .values()
-            .map(|mem| {
-                let progress = s.progress.iter().find(|p| p.id == mem.id);
-                let since = if mem.id == m.id() {
-                    Some(0)
-                } else {
-                    m.peer_since_ok(mem.id)
-                };
-                let healthy = match progress {
-                    Some(p) => p.recent_active,
-                    None => since.is_some_and(|ms| ms < 2_000) || mem.id == m.id(),
-                };
-                json!({
-                    "id": mem.id,
-                    "grpc_addr": mem.grpc_addr,
-                    "http_addr": mem.http_addr,
-                    "voter": s.voters.contains(&mem.id),
-                    "leader": mem.id == s.leader,
-                    "healthy": healthy,
-                    "match_index": progress.map(|p| p.matched),
-                    "last_contact_ms": since,
-                })
-            })
-            .collect()
-    });
-    let jobs = m.read(|st| st.jobs.len());
-    Json(json!({
-        "id": s.id,
-        "role": s.role,
-        "term": s.term,
-        "leader": if s.leader == 0 { Value::Null } else { json!(s.leader) },
-        "commit_index": s.commit_index,
-        "applied_index": s.applied_index,
-        "first_index": s.first_index,
-        "version": s.version,
-        "jobs": jobs,
-        "removed": s.removed,
-        "members": members,
-    }))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReadQuery {
-    min_version: Option<u64>,
-    consistent: Option<bool>,
-    /// Accepted as it always was on these routes, and means nothing here
-    /// (jobs filter by it: `api::jobs`).
-    #[allow(dead_code)]
-    prefix: Option<String>,
-}
-
-async fn wait_version(m: &Master, q: &ReadQuery) -> ApiResult<()> {
-    wait_read(m, q.min_version, q.consistent).await
-}
-
-/// Waits as a read asks: `consistent` for a read index, `min_version` for
-/// this master to have applied that version.
-pub(super) async fn wait_read(
-    m: &Master,
-    min_version: Option<u64>,
-    consistent: Option<bool>,
-) -> ApiResult<()> {
-    let opts = ReadOptions {
-        min_version,
-        consistent: consistent == Some(true),
-    };
-    Ok(crate::service::Kernel::wait_read(m, opts).await?)
+async fn status(State(m): State<Master>) -> Json<StatusView> {
+    Json(m.service().status())
 }
 
 /// A job as the API shows it.
@@ -237,28 +150,22 @@ pub fn agent_json(a: &Agent) -> Value {
     })
 }
 
-/// The agent plus its liveness, which only the leader knows.
-fn agent_with_liveness(m: &Master, a: &Agent) -> Value {
+/// The agent plus its liveness, which only the leader knows (`null`
+/// when asked of a follower).
+fn agent_with_liveness(a: &Agent, l: Option<AgentLiveness>) -> Value {
     let mut v = agent_json(a);
-    if m.status().leader != m.id() {
-        // Followers do not see agents' streams; ask the leader.
-        v["connected"] = Value::Null;
-        v["last_heartbeat_ms"] = Value::Null;
-        v["unreachable"] = Value::Null;
-        return v;
-    }
-    let l = m.sessions().liveness(&a.id);
-    v["connected"] = json!(l.is_some_and(|l| l.connected));
-    v["last_heartbeat_ms"] = json!(l.map(|l| l.last_heartbeat_ms));
-    v["unreachable"] = json!(l.is_some_and(|l| l.unreachable));
+    v["connected"] = json!(l.map(|l| l.connected));
+    v["last_heartbeat_ms"] = json!(l.and_then(|l| l.last_heartbeat_ms));
+    v["unreachable"] = json!(l.map(|l| l.unreachable));
     v
 }
 
 async fn list_agents(State(m): State<Master>, Query(q): Query<ReadQuery>) -> ApiResult<Response> {
-    wait_version(&m, &q).await?;
-    let (version, agents) =
-        m.read(|st| (st.version, st.agents.values().cloned().collect::<Vec<_>>()));
-    let list: Vec<Value> = agents.iter().map(|a| agent_with_liveness(&m, a)).collect();
+    let (version, agents) = m.service().list_agents(q.options()).await?;
+    let list: Vec<Value> = agents
+        .iter()
+        .map(|(a, l)| agent_with_liveness(a, *l))
+        .collect();
     Ok(with_version(
         version,
         json!({"version": version, "agents": list}),
@@ -270,27 +177,12 @@ async fn get_agent(
     Path(id): Path<String>,
     Query(q): Query<ReadQuery>,
 ) -> ApiResult<Response> {
-    wait_version(&m, &q).await?;
-    let (version, agent) = m.read(|st| (st.version, st.agents.get(&id).cloned()));
-    match agent {
-        Some(a) => Ok(with_version(version, agent_with_liveness(&m, &a))),
-        None => Err(Error::NotFound { kind: "agent", id }.into()),
-    }
+    let (version, a, l) = m.service().get_agent(&id, q.options()).await?;
+    Ok(with_version(version, agent_with_liveness(&a, l)))
 }
 
 async fn members(State(m): State<Master>) -> Json<Value> {
-    let s = m.status();
-    let list: Vec<Value> = m.read(|st| {
-        st.members
-            .values()
-            .map(|mem| {
-                let mut v = member_json(mem);
-                v["voter"] = json!(s.voters.contains(&mem.id));
-                v
-            })
-            .collect()
-    });
-    Json(json!({"members": list}))
+    Json(json!({"members": m.service().members()}))
 }
 
 #[derive(Debug, Deserialize)]
@@ -303,27 +195,10 @@ struct AddMemberBody {
 }
 
 async fn add_member(State(m): State<Master>, Body(body): Body) -> ApiResult<Response> {
-    let req: AddMemberBody = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(
-            "body",
-            format!("expected {{id, grpc_addr, http_addr}}: {e}"),
-        )
-    })?;
-    if req.id == 0 {
-        return Err(ApiError::bad_request("id", "must be a positive integer"));
-    }
-    if !req.grpc_addr.contains(':') {
-        return Err(ApiError::bad_request("grpc_addr", "must be HOST:PORT"));
-    }
-    if m.status().voters.contains(&req.id) {
-        return Err(Error::Conflict(format!("master {} is already a member", req.id)).into());
-    }
+    let req: AddMemberBody = super::extract::parse_json(&body)?;
     let index = m
-        .change_members(MemberChange::Add(Member {
-            id: req.id,
-            grpc_addr: req.grpc_addr,
-            http_addr: req.http_addr,
-        }))
+        .service()
+        .add_member(req.id, &req.grpc_addr, &req.http_addr)
         .await?;
     let mut resp = Json(json!({"id": req.id, "index": index, "outcome": "added"})).into_response();
     *resp.status_mut() = StatusCode::CREATED;
@@ -334,14 +209,7 @@ async fn remove_member(State(m): State<Master>, Path(id): Path<String>) -> ApiRe
     let id: u64 = id
         .parse()
         .map_err(|_| ApiError::bad_request("id", format!("'{id}' is not a master id")))?;
-    if !m.status().voters.contains(&id) {
-        return Err(Error::NotFound {
-            kind: "master",
-            id: id.to_string(),
-        }
-        .into());
-    }
-    let index = m.change_members(MemberChange::Remove(id)).await?;
+    let index = m.service().remove_member(id).await?;
     Ok(Json(
         json!({"id": id, "index": index, "outcome": "removed"}),
     ))

@@ -4,11 +4,14 @@
 
 pub mod agent;
 pub mod agents;
+pub mod convert;
 pub mod error;
 pub mod extract;
 pub mod frameworks;
 pub mod grpc;
+pub mod grpc_api;
 pub mod http;
+pub mod in_process;
 pub mod jobs;
 pub mod tasks;
 pub mod watch;

@@ -13,15 +13,16 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use ocean_proto::v1::Task;
+use ocean_proto::internal::Task;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::http::{wait_read, with_version};
-use crate::error::Error;
+use super::http::with_version;
 use crate::master::Master;
-use crate::state::{is_terminal, STATES};
+use crate::service::tasks::TaskFilter;
+use crate::service::ReadOptions;
+use crate::state::is_terminal;
 
 type ApiResult<T> = std::result::Result<T, ApiError>;
 
@@ -93,36 +94,18 @@ struct TasksQuery {
 }
 
 async fn list_tasks(State(m): State<Master>, Query(q): Query<TasksQuery>) -> ApiResult<Response> {
-    if let Some(s) = &q.state {
-        if !STATES.contains(&s.as_str()) {
-            return Err(ApiError::bad_request(
-                "state",
-                format!("'{s}' is not one of {}", STATES.join(", ")),
-            ));
-        }
-    }
-    wait_read(&m, q.min_version, q.consistent).await?;
-    let keep = |t: &Task| {
-        q.agent.as_ref().is_none_or(|a| &t.agent_id == a)
-            && q.state.as_ref().is_none_or(|s| &t.state == s)
-            && (q.ended.unwrap_or(true) || !is_terminal(&t.state))
+    let filter = TaskFilter {
+        job: q.job,
+        agent: q.agent,
+        state: q.state,
+        ended: q.ended,
     };
-    let (version, tasks) = m.read(|st| {
-        let tasks: Vec<Value> = match &q.job {
-            Some(job) => st
-                .tasks_of(job)
-                .filter(|t| keep(t))
-                .map(|t| task_json(t))
-                .collect(),
-            None => st
-                .tasks
-                .values()
-                .filter(|t| keep(t))
-                .map(|t| task_json(t))
-                .collect(),
-        };
-        (st.version, tasks)
-    });
+    let opts = ReadOptions {
+        min_version: q.min_version,
+        consistent: q.consistent == Some(true),
+    };
+    let (version, tasks) = m.service().list_tasks(&filter, opts).await?;
+    let tasks: Vec<Value> = tasks.iter().map(|t| task_json(t)).collect();
     Ok(with_version(
         version,
         json!({"version": version, "tasks": tasks}),
@@ -141,12 +124,12 @@ async fn get_task(
     Path(id): Path<String>,
     Query(q): Query<ReadOnly>,
 ) -> ApiResult<Response> {
-    wait_read(&m, q.min_version, q.consistent).await?;
-    let (version, task) = m.read(|st| (st.version, st.tasks.get(&id).cloned()));
-    match task {
-        Some(t) => Ok(with_version(version, task_json(&t))),
-        None => Err(Error::NotFound { kind: "task", id }.into()),
-    }
+    let opts = ReadOptions {
+        min_version: q.min_version,
+        consistent: q.consistent == Some(true),
+    };
+    let (version, t) = m.service().get_task(&id, opts).await?;
+    Ok(with_version(version, task_json(&t)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -164,48 +147,16 @@ async fn task_logs(
     Query(q): Query<LogsQuery>,
 ) -> ApiResult<Response> {
     let stream = q.stream.as_deref().unwrap_or("stdout");
-    if stream != "stdout" && stream != "stderr" {
-        return Err(ApiError::bad_request(
-            "stream",
-            format!("'{stream}' is not one of stdout, stderr"),
-        ));
-    }
-    if let Some(t) = &q.tail {
-        if t.parse::<u64>().is_err() {
-            return Err(ApiError::bad_request(
-                "tail",
-                format!("'{t}' is not a number of lines"),
-            ));
-        }
-    }
-    let addr = m.read(|st| {
-        st.tasks
-            .get(&id)
-            .map(|t| st.agents.get(&t.agent_id).map(|a| a.http_addr.clone()))
-    });
-    let addr = match addr {
-        None => return Err(Error::NotFound { kind: "task", id }.into()),
-        Some(Some(a)) if !a.is_empty() => a,
-        Some(_) => {
-            return Err(Error::Agent(format!(
-                "the agent of task {id} is unknown or serves no logs"
-            ))
-            .into())
-        }
+    let tail = match &q.tail {
+        Some(t) => Some(t.parse::<u64>().map_err(|_| {
+            ApiError::bad_request("tail", format!("'{t}' is not a number of lines"))
+        })?),
+        None => None,
     };
-    let mut url = format!("http://{addr}/v1/tasks/{id}/logs?stream={stream}");
-    if let Some(t) = &q.tail {
-        url.push_str(&format!("&tail={t}"));
-    }
-    if q.follow == Some(true) {
-        url.push_str("&follow=true");
-    }
     let resp = m
-        .agent_http()
-        .get(&url)
-        .send()
-        .await
-        .map_err(|e| Error::Agent(format!("agent at {addr} for task {id}: {e}")))?;
+        .service()
+        .task_logs(&id, stream, tail, q.follow == Some(true))
+        .await?;
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let ctype = resp
         .headers()

@@ -16,7 +16,7 @@ use futures::Stream;
 use std::collections::VecDeque;
 use std::sync::{Arc, RwLock};
 
-use ocean_proto::v1::{Agent, Job, KvEntry, Task};
+use ocean_proto::internal::{Agent, Job, KvEntry, Task};
 use ocean_spec::TreeNode;
 use tokio::sync::broadcast::error::RecvError;
 

@@ -2,7 +2,7 @@
 //! changes to raft, persistence staged into the Ready's batch, and the
 //! answers to waiting proposers once that batch is written.
 
-use ocean_proto::v1::{command, Command, Member};
+use ocean_proto::internal::{command, Command, Member};
 use prost::Message as _;
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeType, Entry, EntryType};

@@ -16,7 +16,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Instant;
 
-use ocean_proto::v1::Member;
+use ocean_proto::internal::Member;
 use prost::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeType, Message};
 use raft::{RawNode, SnapshotStatus, StateRole};

@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use ocean_proto::v1::{Agent, Task};
+use ocean_proto::internal::{Agent, Task};
 use ocean_scheduler_policies as sp;
 
 use super::job::JobView;
@@ -241,7 +241,7 @@ fn planner_agent(a: &Agent, connected: bool) -> sp::Agent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ocean_proto::v1::TaskPort;
+    use ocean_proto::internal::TaskPort;
 
     fn task(id: &str, agent: &str, cpus: f64) -> Arc<Task> {
         Arc::new(Task {

@@ -19,7 +19,7 @@
 //!
 //! [`hold`] says whether restart back-off or flapping holds new launches.
 
-use ocean_proto::v1::{JobBackoff, Task};
+use ocean_proto::internal::{JobBackoff, Task};
 use ocean_scheduler_policies as sp;
 
 use super::job::JobView;

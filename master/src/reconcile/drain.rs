@@ -14,7 +14,7 @@
 
 use std::collections::HashSet;
 
-use ocean_proto::v1::Task;
+use ocean_proto::internal::Task;
 
 use super::desired::Decision;
 use super::job::JobView;

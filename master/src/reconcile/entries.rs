@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use ocean_proto::v1::{JobPlacements, Placement, PlanTasks};
+use ocean_proto::internal::{JobPlacements, Placement, PlanTasks};
 use ocean_scheduler_policies as sp;
 use tracing::warn;
 

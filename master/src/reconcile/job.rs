@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use ocean_proto::agent::{
     DockerPortMapping, DockerTask, DockerVolume, HealthCheck, LaunchTask, Port,
 };
-use ocean_proto::v1::{Agent, Job, Task};
+use ocean_proto::internal::{Agent, Job, Task};
 use ocean_scheduler_policies as sp;
 use ocean_spec::container::{DockerContainer, DockerNetwork};
 use ocean_spec::JobSpec;
@@ -347,13 +347,13 @@ mod tests {
 
         let agent = Agent {
             executors: vec![
-                ocean_proto::v1::AgentExecutor {
+                ocean_proto::internal::AgentExecutor {
                     name: "docker".into(),
                     available: true,
                     features: vec!["privileged".into()],
                     ..Default::default()
                 },
-                ocean_proto::v1::AgentExecutor {
+                ocean_proto::internal::AgentExecutor {
                     name: "gpu".into(),
                     available: false,
                     ..Default::default()

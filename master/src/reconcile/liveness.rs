@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use ocean_proto::agent::{master_message, MasterMessage, Reconcile};
-use ocean_proto::v1::{AgentUnreachable, Task};
+use ocean_proto::internal::{AgentUnreachable, Task};
 use tracing::{debug, info, warn};
 
 use super::{leads, now_ms};

@@ -31,7 +31,7 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use ocean_proto::agent::{
     master_message, Kill, KillTask, Launch, LaunchTask, MasterMessage, Reconcile,
 };
-use ocean_proto::v1::{PlanTasks, Task, TaskUpdate};
+use ocean_proto::internal::{PlanTasks, Task, TaskUpdate};
 use ocean_scheduler_policies as sp;
 use tokio::sync::{mpsc, Notify};
 use tracing::{debug, info, warn};
@@ -420,10 +420,10 @@ fn drain(
 /// What a round reads of the state, taken quickly under its lock.
 struct Captured {
     version: u64,
-    jobs: Vec<Arc<ocean_proto::v1::Job>>,
+    jobs: Vec<Arc<ocean_proto::internal::Job>>,
     /// Tasks that have not ended.
     tasks: Vec<Arc<Task>>,
-    agents: Vec<Arc<ocean_proto::v1::Agent>>,
+    agents: Vec<Arc<ocean_proto::internal::Agent>>,
 }
 
 impl Captured {
@@ -452,7 +452,7 @@ struct View {
     /// Jobs' waiting explanations as committed.
     waiting: HashMap<String, String>,
     /// Jobs' restart back-off as committed.
-    backoff: HashMap<String, ocean_proto::v1::JobBackoff>,
+    backoff: HashMap<String, ocean_proto::internal::JobBackoff>,
 }
 
 impl View {
@@ -1002,7 +1002,7 @@ mod tests {
     #[test]
     fn an_agent_joining_wakes_a_round_only_when_something_waits_or_moves() {
         let agent = |status: &str| {
-            Change::AgentPut(Arc::new(ocean_proto::v1::Agent {
+            Change::AgentPut(Arc::new(ocean_proto::internal::Agent {
                 id: "a".into(),
                 status: status.into(),
                 ..Default::default()

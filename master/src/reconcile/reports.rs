@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use ocean_proto::agent::{master_message, Kill, KillTask, MasterMessage, TaskStatus};
-use ocean_proto::v1::TaskUpdate;
+use ocean_proto::internal::TaskUpdate;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
@@ -113,7 +113,7 @@ pub struct FullReport {
 /// Whether a report says nothing the state does not already hold: same
 /// state and the same health (no verdict, as from an agent that restarted
 /// and has not checked yet, keeps the recorded one).
-fn same_status(t: &ocean_proto::v1::Task, u: &TaskUpdate) -> bool {
+fn same_status(t: &ocean_proto::internal::Task, u: &TaskUpdate) -> bool {
     t.state == u.state
         && (u.healthy.is_none() || (t.healthy == u.healthy && t.health_message == u.health_message))
         && (t.health_failed || !u.health_failed)
@@ -207,7 +207,7 @@ pub async fn full_report(master: Master, agent: String, statuses: Vec<TaskStatus
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ocean_proto::v1::Task;
+    use ocean_proto::internal::Task;
     use std::sync::Arc;
 
     fn status(id: &str, state: &str) -> TaskStatus {

@@ -56,7 +56,7 @@ mod tests {
     use super::*;
     use crate::service::LocalKernel;
     use crate::state::put_agent_command;
-    use ocean_proto::v1::Agent;
+    use ocean_proto::internal::Agent;
 
     #[tokio::test]
     async fn statuses_are_checked_before_they_are_proposed() {

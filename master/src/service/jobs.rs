@@ -2,8 +2,9 @@
 //! service-tree node, delete, scale, reset back-off, and the kept specs.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use ocean_proto::v1::command;
+use ocean_proto::internal::{command, Job};
 use ocean_spec::{parse_job_spec, Format, TreeNode};
 
 use super::types::{JobDetail, JobList, JobVersions, JobView, SpecVersionView, WriteResult};
@@ -85,6 +86,19 @@ impl<K: Kernel> Service<K> {
     /// Jobs under `prefix`, a service-tree node (`pdl.demo` covers the
     /// demo product line, never `pdl.demo2`); every job without one.
     pub async fn list_jobs(&self, prefix: Option<&str>, opts: ReadOptions) -> Result<JobList> {
+        let (version, jobs) = self.job_records(prefix, opts).await?;
+        Ok(JobList {
+            version,
+            jobs: jobs.iter().map(|j| JobView::from(j.as_ref())).collect(),
+        })
+    }
+
+    /// [`Service::list_jobs`] as the records themselves, at a version.
+    pub async fn job_records(
+        &self,
+        prefix: Option<&str>,
+        opts: ReadOptions,
+    ) -> Result<(u64, Vec<Arc<Job>>)> {
         let node = match prefix {
             Some(p) => {
                 TreeNode::parse_field(p, "prefix").map_err(|e| invalid(e.field, e.reason))?
@@ -92,14 +106,14 @@ impl<K: Kernel> Service<K> {
             None => TreeNode::root(),
         };
         self.kernel.wait_read(opts).await?;
-        Ok(self.kernel.read(|st| JobList {
-            version: st.version,
-            jobs: st
+        Ok(self.kernel.read(|st| {
+            let jobs = st
                 .jobs
                 .values()
                 .filter(|j| node.covers_id(&j.id))
-                .map(|j| JobView::from(j.as_ref()))
-                .collect(),
+                .cloned()
+                .collect();
+            (st.version, jobs)
         }))
     }
 

@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use ocean_proto::v1::{command, Command};
+use ocean_proto::internal::{command, Command};
 
 use super::{Kernel, ReadOptions};
 use crate::error::{Error, Result};
@@ -104,5 +104,9 @@ impl Kernel for LocalKernel {
 
     fn dns_domain(&self) -> &str {
         "ocean"
+    }
+
+    fn watch_source(&self) -> (Arc<Feed>, Arc<RwLock<ClusterState>>) {
+        (self.feed.clone(), self.state.clone())
     }
 }

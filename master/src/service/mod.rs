@@ -19,18 +19,22 @@
 //!   reset back-off, spec versions;
 //! - [`kv`]: frameworks' stores and leader leases;
 //! - [`agents`]: operators' agent status;
+//! - [`tasks`]: task and agent reads;
+//! - [`members`]: adding and removing masters;
 //! - [`types`]: the typed responses every adapter serialises.
 
 pub mod agents;
 pub mod jobs;
 pub mod kv;
 mod local;
+pub mod members;
+pub mod tasks;
 pub mod types;
 
 use std::future::Future;
 use std::time::Duration;
 
-use ocean_proto::v1::Command;
+use ocean_proto::internal::Command;
 
 pub use local::LocalKernel;
 
@@ -59,6 +63,19 @@ pub trait Kernel: Clone + Send + Sync + std::fmt::Debug + 'static {
 
     /// The DNS zone jobs' names are derived in.
     fn dns_domain(&self) -> &str;
+
+    /// What this master, as leader, knows of an agent's stream.
+    fn liveness(&self, _agent: &str) -> Option<tasks::AgentLiveness> {
+        None
+    }
+
+    /// The change feed and the state it follows, for watches.
+    fn watch_source(
+        &self,
+    ) -> (
+        std::sync::Arc<crate::feed::Feed>,
+        std::sync::Arc<std::sync::RwLock<ClusterState>>,
+    );
 }
 
 impl Kernel for crate::Master {
@@ -88,6 +105,28 @@ impl Kernel for crate::Master {
 
     fn dns_domain(&self) -> &str {
         &self.inner.dns_domain
+    }
+
+    fn liveness(&self, agent: &str) -> Option<tasks::AgentLiveness> {
+        if self.status().leader != self.id() {
+            // Followers do not see agents' streams.
+            return None;
+        }
+        let l = self.sessions().liveness(agent);
+        Some(tasks::AgentLiveness {
+            connected: l.is_some_and(|l| l.connected),
+            last_heartbeat_ms: l.map(|l| l.last_heartbeat_ms),
+            unreachable: l.is_some_and(|l| l.unreachable),
+        })
+    }
+
+    fn watch_source(
+        &self,
+    ) -> (
+        std::sync::Arc<crate::feed::Feed>,
+        std::sync::Arc<std::sync::RwLock<ClusterState>>,
+    ) {
+        (self.feed().clone(), self.state().clone())
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use ocean_proto::v1::{Job, JobBackoff, JobSpecVersion, KvEntry, LeaseRecord};
+use ocean_proto::internal::{Job, JobBackoff, JobSpecVersion, KvEntry, LeaseRecord};
 use serde::Serialize;
 use serde_json::Value;
 

@@ -13,7 +13,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use ocean_proto::v1::{Agent, AgentUnreachable, SetAgentStatus, Task};
+use ocean_proto::internal::{Agent, AgentUnreachable, SetAgentStatus, Task};
 
 use super::tasks::{is_terminal, LOST};
 use super::{Change, ClusterState, Outcome};
@@ -112,9 +112,9 @@ pub fn set_agent_status_command(
     agent_id: String,
     status: String,
     message: String,
-) -> ocean_proto::v1::Command {
-    ocean_proto::v1::Command {
-        kind: Some(ocean_proto::v1::command::Kind::SetAgentStatus(
+) -> ocean_proto::internal::Command {
+    ocean_proto::internal::Command {
+        kind: Some(ocean_proto::internal::command::Kind::SetAgentStatus(
             SetAgentStatus {
                 agent_id,
                 status,
@@ -125,9 +125,9 @@ pub fn set_agent_status_command(
 }
 
 /// Builds the leader's verdict on an unreachable agent.
-pub fn agent_unreachable_command(u: AgentUnreachable) -> ocean_proto::v1::Command {
-    ocean_proto::v1::Command {
-        kind: Some(ocean_proto::v1::command::Kind::AgentUnreachable(u)),
+pub fn agent_unreachable_command(u: AgentUnreachable) -> ocean_proto::internal::Command {
+    ocean_proto::internal::Command {
+        kind: Some(ocean_proto::internal::command::Kind::AgentUnreachable(u)),
     }
 }
 
@@ -138,7 +138,7 @@ mod tests {
         plan_tasks_command, put_agent_command, put_job_command, task_updates_command, RUNNING,
         STAGING,
     };
-    use ocean_proto::v1::TaskUpdate;
+    use ocean_proto::internal::TaskUpdate;
 
     const JOB: &str = "cop.c_owt.o_pdl.p_service.s_job.j_cluster.c";
 

@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use ocean_proto::v1::{JobBackoff, Task};
+use ocean_proto::internal::{JobBackoff, Task};
 use ocean_spec::JobSpec;
 
 use super::tasks::{FAILED, FINISHED, KILLED};
@@ -78,7 +78,7 @@ impl ClusterState {
     pub(super) fn job_failed(&mut self, task: &Task, at_ms: u64, version: u64) -> Option<Change> {
         let job = self.jobs.get(&task.job_id)?;
         let spec = serde_json::from_slice::<ocean_spec::JobSpec>(&job.spec_json).ok()?;
-        let mut j = ocean_proto::v1::Job::clone(job);
+        let mut j = ocean_proto::internal::Job::clone(job);
         j.backoff = Some(after_failure(job.backoff.as_ref(), &spec, task, at_ms));
         j.updated_version = version;
         let j = Arc::new(j);
@@ -94,7 +94,7 @@ impl ClusterState {
         if job.backoff.is_none() {
             return (Outcome::Unchanged, Vec::new());
         }
-        let mut j = ocean_proto::v1::Job::clone(job);
+        let mut j = ocean_proto::internal::Job::clone(job);
         j.backoff = None;
         j.updated_version = self.version + 1;
         let j = Arc::new(j);

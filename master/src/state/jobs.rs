@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use ocean_proto::v1::{DeleteJob, Job, JobSpecVersion, PutJob};
+use ocean_proto::internal::{DeleteJob, Job, JobSpecVersion, PutJob};
 
 use super::{Change, ClusterState, Outcome};
 
@@ -153,7 +153,7 @@ pub fn spec_since_version(job: &Job) -> u64 {
 mod tests {
     use super::*;
     use crate::state::{delete_job_command, put_job_command, scale_job_command};
-    use ocean_proto::v1::{command, Command};
+    use ocean_proto::internal::{command, Command};
 
     const ID: &str = "cop.c_owt.o_pdl.p_service.s_job.j_cluster.c";
 

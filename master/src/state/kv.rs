@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use ocean_proto::v1::{DeleteKv, KvEntry, Lease, LeaseRecord, PutKv};
+use ocean_proto::internal::{DeleteKv, KvEntry, Lease, LeaseRecord, PutKv};
 use prost::Message as _;
 
 use super::{Change, ClusterState, Outcome};
@@ -154,7 +154,7 @@ mod tests {
     use super::*;
     use crate::state::{delete_kv_command, lease_command, put_kv_command};
 
-    fn put(key: &str, value: &str, expected: Option<u64>) -> ocean_proto::v1::Command {
+    fn put(key: &str, value: &str, expected: Option<u64>) -> ocean_proto::internal::Command {
         put_kv_command("elb", key, value.as_bytes().to_vec(), expected)
     }
 
@@ -204,7 +204,7 @@ mod tests {
         );
     }
 
-    fn lease(holder: &str, now_ms: u64, release: bool) -> ocean_proto::v1::Command {
+    fn lease(holder: &str, now_ms: u64, release: bool) -> ocean_proto::internal::Command {
         lease_command("elb", "leader", holder, 3_000, now_ms, release)
     }
 

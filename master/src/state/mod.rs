@@ -14,7 +14,9 @@ mod tasks;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use ocean_proto::v1::{command, Agent, Command, Job, KvEntry, Member, PlanTasks, StateImage, Task};
+use ocean_proto::internal::{
+    command, Agent, Command, Job, KvEntry, Member, PlanTasks, StateImage, Task,
+};
 use prost::Message;
 
 pub use agents::{
@@ -297,7 +299,7 @@ impl ClusterState {
 /// Builds a put-job command.
 pub fn put_job_command(id: String, spec_json: Vec<u8>) -> Command {
     Command {
-        kind: Some(command::Kind::PutJob(ocean_proto::v1::PutJob {
+        kind: Some(command::Kind::PutJob(ocean_proto::internal::PutJob {
             id,
             spec_json,
             expected_spec_version: None,
@@ -334,18 +336,18 @@ pub fn plan_tasks_command(
 }
 
 /// Builds a batch of task status updates.
-pub fn task_updates_command(updates: Vec<ocean_proto::v1::TaskUpdate>) -> Command {
+pub fn task_updates_command(updates: Vec<ocean_proto::internal::TaskUpdate>) -> Command {
     Command {
-        kind: Some(command::Kind::TaskUpdates(ocean_proto::v1::TaskUpdates {
-            updates,
-        })),
+        kind: Some(command::Kind::TaskUpdates(
+            ocean_proto::internal::TaskUpdates { updates },
+        )),
     }
 }
 
 /// Builds a scale command.
 pub fn scale_job_command(id: String, instances: u32) -> Command {
     Command {
-        kind: Some(command::Kind::ScaleJob(ocean_proto::v1::ScaleJob {
+        kind: Some(command::Kind::ScaleJob(ocean_proto::internal::ScaleJob {
             id,
             instances,
             expected_spec_version: None,
@@ -356,16 +358,16 @@ pub fn scale_job_command(id: String, instances: u32) -> Command {
 /// Builds a reset-backoff command.
 pub fn reset_backoff_command(id: String) -> Command {
     Command {
-        kind: Some(command::Kind::ResetBackoff(ocean_proto::v1::ResetBackoff {
-            id,
-        })),
+        kind: Some(command::Kind::ResetBackoff(
+            ocean_proto::internal::ResetBackoff { id },
+        )),
     }
 }
 
 /// Builds a delete-job command.
 pub fn delete_job_command(id: String) -> Command {
     Command {
-        kind: Some(command::Kind::DeleteJob(ocean_proto::v1::DeleteJob {
+        kind: Some(command::Kind::DeleteJob(ocean_proto::internal::DeleteJob {
             id,
             expected_spec_version: None,
         })),
@@ -380,7 +382,7 @@ pub fn put_kv_command(
     expected: Option<u64>,
 ) -> Command {
     Command {
-        kind: Some(command::Kind::PutKv(ocean_proto::v1::PutKv {
+        kind: Some(command::Kind::PutKv(ocean_proto::internal::PutKv {
             namespace: namespace.into(),
             key: key.into(),
             value,
@@ -392,7 +394,7 @@ pub fn put_kv_command(
 /// Builds a framework key deletion.
 pub fn delete_kv_command(namespace: &str, key: &str, expected: Option<u64>) -> Command {
     Command {
-        kind: Some(command::Kind::DeleteKv(ocean_proto::v1::DeleteKv {
+        kind: Some(command::Kind::DeleteKv(ocean_proto::internal::DeleteKv {
             namespace: namespace.into(),
             key: key.into(),
             expected_revision: expected,
@@ -410,7 +412,7 @@ pub fn lease_command(
     release: bool,
 ) -> Command {
     Command {
-        kind: Some(command::Kind::Lease(ocean_proto::v1::Lease {
+        kind: Some(command::Kind::Lease(ocean_proto::internal::Lease {
             namespace: namespace.into(),
             name: name.into(),
             holder: holder.into(),

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use ocean_proto::v1::{JobPlacements, PlanTasks, ScaleJob, Task, TaskPort, TaskUpdate};
+use ocean_proto::internal::{JobPlacements, PlanTasks, ScaleJob, Task, TaskPort, TaskUpdate};
 
 use super::{backoff, Change, ClusterState, Outcome};
 
@@ -213,7 +213,7 @@ impl ClusterState {
             if &j.waiting == why {
                 continue;
             }
-            let mut j = ocean_proto::v1::Job::clone(j);
+            let mut j = ocean_proto::internal::Job::clone(j);
             j.waiting = why.clone();
             j.updated_version = next;
             let j = Arc::new(j);
@@ -534,20 +534,23 @@ mod tests {
     fn compact_placements_become_whole_tasks_with_their_agents_host() {
         let with_agent = || {
             let mut s = with_job();
-            s.apply(&crate::state::put_agent_command(ocean_proto::v1::Agent {
-                id: "a1".into(),
-                hostname: "host1".into(),
-                address: "10.0.0.1".into(),
-                ..Default::default()
-            }));
+            s.apply(&crate::state::put_agent_command(
+                ocean_proto::internal::Agent {
+                    id: "a1".into(),
+                    hostname: "host1".into(),
+                    address: "10.0.0.1".into(),
+                    ..Default::default()
+                },
+            ));
             s
         };
         let mut s = with_agent();
-        let placement = |suffix: &str, agent: &str, ports: Vec<u32>| ocean_proto::v1::Placement {
-            id_suffix: suffix.into(),
-            agent_id: agent.into(),
-            ports,
-        };
+        let placement =
+            |suffix: &str, agent: &str, ports: Vec<u32>| ocean_proto::internal::Placement {
+                id_suffix: suffix.into(),
+                agent_id: agent.into(),
+                ports,
+            };
         let group = |job: &str, tasks| JobPlacements {
             job_id: job.into(),
             config_hash: 99,

@@ -1,6 +1,6 @@
 //! [`StoreBatch`]: the writes of one Ready staged for a single RocksDB write.
 
-use ocean_proto::v1::Member;
+use ocean_proto::internal::Member;
 use prost::Message as _;
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState};

@@ -1,6 +1,6 @@
 //! The key layout of the one RocksDB instance (see `storage/mod.rs`).
 
-use ocean_proto::v1::Task;
+use ocean_proto::internal::Task;
 use prost::Message as _;
 
 use crate::error::{corrupt, Result};

@@ -21,7 +21,7 @@ use std::path::Path;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use ocean_proto::v1::{Agent, Job, KvEntry, Member};
+use ocean_proto::internal::{Agent, Job, KvEntry, Member};
 use prost::Message as _;
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};

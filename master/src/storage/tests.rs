@@ -90,7 +90,7 @@ fn compact_then_snapshot_and_restore() {
 #[test]
 fn a_batch_writes_each_key_once_and_its_last_change_wins() {
     use crate::state::Change;
-    use ocean_proto::v1::Task;
+    use ocean_proto::internal::Task;
     use std::sync::Arc;
 
     let task = |id: &str, state: &str| {

@@ -343,6 +343,7 @@ async fn writes(clients: &[usize], dur: Duration, with_etcd: bool) -> anyhow::Re
                 let req = PutJobRequest {
                     spec: serde_json::to_vec(&spec).unwrap_or_default(),
                     format: "json".into(),
+                    expected_spec_version: None,
                 };
                 api.put_job(req).await.is_ok()
             }
@@ -436,6 +437,7 @@ async fn memory(jobs: usize) -> anyhow::Result<()> {
                 let req = PutJobRequest {
                     spec: serde_json::to_vec(&spec).unwrap_or_default(),
                     format: "json".into(),
+                    expected_spec_version: None,
                 };
                 let mut tries = 0;
                 while api.put_job(req.clone()).await.is_err() && tries < 5 {

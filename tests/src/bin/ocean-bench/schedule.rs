@@ -410,6 +410,7 @@ pub async fn schedule(
                         .put_job(PutJobRequest {
                             spec: s.clone(),
                             format: "json".into(),
+                            expected_spec_version: None,
                         })
                         .await;
                     match r {

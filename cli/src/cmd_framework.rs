@@ -1,0 +1,89 @@
+//! `ocean framework run NAME --master ...`: a framework as a standalone
+//! process. It competes for the framework's lease with every other
+//! instance (other standalone ones, and the one hosted in-process on the
+//! leading master), so exactly one acts at a time.
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use ocean_framework::{Framework, Runner, RunnerOptions};
+
+/// `ocean framework ...`
+#[derive(Debug, Subcommand)]
+pub enum FrameworkCommand {
+    /// Run a framework until interrupted.
+    Run(RunArgs),
+}
+
+/// `ocean framework run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The framework: one of the names `ocean framework run --help` lists
+    /// (cron).
+    pub name: String,
+    /// The masters' gRPC addresses, comma-separated (any master will do;
+    /// the client fails over).
+    #[arg(long, env = "OCEAN_GRPC", default_value = "127.0.0.1:7701")]
+    pub master: String,
+    /// This instance's name as the lease's holder (default host:pid).
+    #[arg(long)]
+    pub holder: Option<String>,
+}
+
+/// The frameworks this binary carries, by name.
+pub fn by_name(name: &str) -> Option<Arc<dyn Framework>> {
+    match name {
+        "cron" => Some(Arc::new(ocean_cron::CronFramework)),
+        _ => None,
+    }
+}
+
+/// Names accepted by `--frameworks` and `ocean framework run`.
+pub const KNOWN: &[&str] = &["cron"];
+
+/// Parses `--frameworks a,b` into frameworks, naming an unknown one.
+pub fn parse_list(list: &str) -> anyhow::Result<Vec<Arc<dyn Framework>>> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty() && *n != "none")
+        .map(|n| {
+            by_name(n)
+                .with_context(|| format!("--frameworks: '{n}' is not one of {}", KNOWN.join(", ")))
+        })
+        .collect()
+}
+
+/// Runs `ocean framework ...`.
+pub async fn framework(cmd: FrameworkCommand) -> anyhow::Result<()> {
+    let FrameworkCommand::Run(args) = cmd;
+    let Some(fw) = by_name(&args.name) else {
+        bail!(
+            "framework '{}' is not one of {}",
+            args.name,
+            KNOWN.join(", ")
+        );
+    };
+    let addrs: Vec<String> = args
+        .master
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let client = ocean_client::GrpcClient::new(addrs).context("--master")?;
+    let holder = args.holder.unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "host".into());
+        format!("{host}:{}", std::process::id())
+    });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        crate::cmd_server::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    Runner::new(fw, Arc::new(client), RunnerOptions::new(holder))
+        .run(stop_rx)
+        .await;
+    Ok(())
+}
