@@ -68,6 +68,6 @@ pub use health::{HealthCheck, HealthCheckProtocol};
 pub use id::ServiceTreeId;
 pub use parse::{deserialize_job_spec, parse_job_spec, Format};
 pub use ports::{PortProtocol, PortSpec};
-pub use spec::{Backoff, Flapping, JobSpec, PlacementPolicy, Resources, UpgradeStrategy};
+pub use spec::{Backoff, Flapping, JobSpec, JobType, PlacementPolicy, Resources, UpgradeStrategy};
 pub use tree::TreeNode;
 pub use unreachable::UnreachableStrategy;

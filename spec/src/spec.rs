@@ -74,6 +74,31 @@ pub struct JobSpec {
     /// the canonical form, so specs written before it keep their bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unreachable_strategy: Option<UnreachableStrategy>,
+    /// `service` (keep `instances` running) or `batch` (run `instances`
+    /// tasks to a successful end). Left out of the canonical form for
+    /// services, so specs written before it keep their bytes and hash.
+    #[serde(rename = "type", default, skip_serializing_if = "JobType::is_service")]
+    pub job_type: JobType,
+}
+
+/// What keeping a job means (Nomad's `type`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobType {
+    /// Keep `instances` tasks running; an ended task is replaced.
+    #[default]
+    Service,
+    /// Run `instances` tasks to a successful end (exit 0): a task that
+    /// finished is not replaced; one that failed or was lost is, under the
+    /// job's back-off.
+    Batch,
+}
+
+impl JobType {
+    /// True for the default, `service`.
+    pub fn is_service(&self) -> bool {
+        *self == JobType::Service
+    }
 }
 
 /// Default for [`JobSpec::instances`].
@@ -113,6 +138,7 @@ impl JobSpec {
             placement_policy: None,
             flapping: Flapping::default(),
             unreachable_strategy: None,
+            job_type: JobType::Service,
         }
     }
 

@@ -10,6 +10,10 @@ use crate::id::ServiceTreeId;
 use crate::ports::{PortProtocol, PortSpec};
 use crate::spec::{Backoff, Flapping, JobSpec, Resources, UpgradeStrategy};
 
+/// The most instances of a batch job (the masters keep the newest 10 ended
+/// tasks of each job).
+pub const MAX_BATCH_INSTANCES: u32 = 10;
+
 /// Most instances a job may ask for.
 pub const MAX_INSTANCES: u32 = 100_000;
 /// Most CPUs per task.
@@ -62,6 +66,18 @@ impl JobSpec {
             errors.push(
                 "instances",
                 format!("must be at most {MAX_INSTANCES}; got {}", self.instances),
+            );
+        }
+        if self.job_type == crate::spec::JobType::Batch && self.instances > MAX_BATCH_INSTANCES {
+            // Completions are counted among the ended tasks the masters
+            // keep per job; beyond that a finished task could be forgotten
+            // and run again.
+            errors.push(
+                "instances",
+                format!(
+                    "a batch job runs at most {MAX_BATCH_INSTANCES} instances; got {}",
+                    self.instances
+                ),
             );
         }
         check_resources(&self.resources, &mut errors);

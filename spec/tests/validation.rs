@@ -435,3 +435,17 @@ fn unreachable_strategy_is_bounded() {
         e.errors
     );
 }
+
+#[test]
+fn job_type_is_service_or_batch_and_batches_are_small() {
+    let id = "cop.c_owt.o_pdl.p_service.s_job.j_cluster.c";
+    let ok = format!(r#"{{"id":"{id}","cmd":"true","type":"batch","instances":3}}"#);
+    let spec = ocean_spec::parse_job_spec(ok.as_bytes(), ocean_spec::Format::Json).unwrap();
+    assert_eq!(spec.job_type, ocean_spec::JobType::Batch);
+    let bad = format!(r#"{{"id":"{id}","cmd":"true","type":"cron"}}"#);
+    let e = ocean_spec::parse_job_spec(bad.as_bytes(), ocean_spec::Format::Json).unwrap_err();
+    assert_eq!(e.errors[0].field, "type", "{e}");
+    let big = format!(r#"{{"id":"{id}","cmd":"true","type":"batch","instances":11}}"#);
+    let e = ocean_spec::parse_job_spec(big.as_bytes(), ocean_spec::Format::Json).unwrap_err();
+    assert_eq!(e.errors[0].field, "instances", "{e}");
+}

@@ -79,7 +79,18 @@ async fn drain(
 }
 
 async fn apply(m: &Master, id: String, status: String, message: String) -> ApiResult<Response> {
-    let r = m.service().set_agent_status(&id, &status, &message).await?;
+    // A bad status or message is a well-formed request with a bad value:
+    // 422, as this route has always answered.
+    let r = m
+        .service()
+        .set_agent_status(&id, &status, &message)
+        .await
+        .map_err(|e| match e {
+            crate::error::Error::Invalid { field, reason } => {
+                ApiError::unprocessable(&field, reason)
+            }
+            e => e.into(),
+        })?;
     Ok(with_version(
         r.version,
         json!({"id": id, "status": status, "version": r.version, "outcome": r.outcome}),

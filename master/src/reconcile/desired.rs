@@ -37,7 +37,30 @@ pub struct Decision {
 /// Decides for `job`, given its tasks that have not ended. `agents` and
 /// `running` describe the cluster for balanced scale-down.
 pub fn decide(job: &JobView, tasks: &[&Task], agents: &[sp::Agent]) -> Decision {
-    let want = job.spec.instances as usize;
+    decide_with_done(job, tasks, agents, 0)
+}
+
+/// How many tasks of a batch job are done: ended FINISHED with exit code
+/// 0 under the job's current spec (same config hash). They count towards
+/// `instances` and are never replaced; failed or lost ones are.
+pub fn batch_done<'a>(job: &JobView, tasks: impl Iterator<Item = &'a Task>) -> usize {
+    tasks
+        .filter(|t| {
+            t.state == crate::state::FINISHED
+                && t.exit_code.unwrap_or(0) == 0
+                && t.config_hash == job.hash
+        })
+        .count()
+}
+
+/// [`decide`] for a job of which `done` tasks already finished (batch).
+pub fn decide_with_done(
+    job: &JobView,
+    tasks: &[&Task],
+    agents: &[sp::Agent],
+    done: usize,
+) -> Decision {
+    let want = (job.spec.instances as usize).saturating_sub(done);
     let (doomed, live): (Vec<&Task>, Vec<&Task>) = tasks
         .iter()
         .copied()
@@ -176,6 +199,31 @@ mod tests {
         let v1 = view(1, "x");
         let d = decide(&v1, &refs, &[]);
         assert_eq!((d.start, d.stop), (0, vec!["t1".to_string()]));
+    }
+
+    #[test]
+    fn a_batch_jobs_finished_tasks_are_done_and_failed_ones_are_replaced() {
+        let v = view(2, "x");
+        let mut ok = task("t1", v.hash, crate::state::FINISHED);
+        ok.exit_code = Some(0);
+        let mut bad = task("t2", v.hash, crate::state::FAILED);
+        bad.exit_code = Some(1);
+        let mut old = task("t0", v.hash + 1, crate::state::FINISHED);
+        old.exit_code = Some(0);
+        let ended = [&ok, &bad, &old];
+        let done = batch_done(&v, ended.iter().copied());
+        assert_eq!(done, 1, "only a success under the current spec is done");
+        // No live task: the failed one is replaced, the finished one is not.
+        assert_eq!(decide_with_done(&v, &[], &[], done).start, 1);
+        // Both done: nothing to start; scaled to 3: one more.
+        assert_eq!(decide_with_done(&v, &[], &[], 2).start, 0);
+        assert_eq!(decide_with_done(&view(3, "x"), &[], &[], 2).start, 1);
+        // A new spec (another hash) starts a full new set.
+        let v2 = view(2, "y");
+        assert_eq!(batch_done(&v2, ended.iter().copied()), 0);
+        // A service job is unchanged: done is 0 for it.
+        let r = task("r", v.hash, RUNNING);
+        assert_eq!(decide(&v, &[&r], &[]).start, 1);
     }
 
     #[test]

@@ -679,8 +679,15 @@ fn decide(master: &Master, connected: &HashSet<String>, t0: Instant) -> Decided 
         if tasks.iter().any(|t| t.health_failed && is_live(t)) {
             healing.insert(job.id.clone());
         }
+        // A batch job's tasks that finished under its spec are done; only
+        // batch jobs pay for this look at ended tasks (rare, few).
+        let done = if job.spec.job_type == ocean_spec::JobType::Batch {
+            master.read(|st| desired::batch_done(job, st.tasks_of(&job.id).map(|t| t.as_ref())))
+        } else {
+            0
+        };
         let d = drain::decide(job, &tasks, agents.leaving())
-            .unwrap_or_else(|| desired::decide(job, &tasks, agents.agents()));
+            .unwrap_or_else(|| desired::decide_with_done(job, &tasks, agents.agents(), done));
         kills.extend(d.stop);
         if d.start > 0 {
             if let Some(h) = desired::hold(view.backoff.get(&job.id), now) {
