@@ -278,7 +278,10 @@ fn schema_docs_and_code_name_the_same_fields() {
     used.insert("cmd".to_owned());
     // `type` is left out of the canonical form of services, so specs
     // written before it keep their bytes (and their config hash).
-    assert!(canonical.get("type").is_none(), "a service's canonical form has no type");
+    assert!(
+        canonical.get("type").is_none(),
+        "a service's canonical form has no type"
+    );
     let mut batch = spec.clone();
     batch.job_type = ocean_spec::JobType::Batch;
     let batch: Value = serde_json::from_slice(&batch.to_canonical_json()).expect("json");

@@ -14,16 +14,16 @@ use ocean_tests::{Api, Cluster};
 use serde_json::{json, Value};
 
 type Check = Box<dyn Fn(&Value, &Value) -> Result<(), String> + Send + Sync>;
+type GrpcAnswer = futures::future::BoxFuture<'static, Result<Value, Error>>;
+type GrpcCall = Box<dyn Fn(Arc<GrpcClient>) -> GrpcAnswer + Send + Sync>;
+/// Method, path, body, the status expected, the field the error names.
+type BadCase = (&'static str, String, Option<Vec<u8>>, u16, &'static str);
 
 /// One row: the REST request, the gRPC call as JSON, and the agreement.
 struct Row {
     route: &'static str,
     rest: (&'static str, String, Option<Vec<u8>>),
-    grpc: Box<
-        dyn Fn(Arc<GrpcClient>) -> futures::future::BoxFuture<'static, Result<Value, Error>>
-            + Send
-            + Sync,
-    >,
+    grpc: GrpcCall,
     agree: Check,
 }
 
@@ -264,7 +264,7 @@ async fn bad_input_on_new_routes_names_the_field_and_changes_nothing() {
         let spec = serde_json::to_vec(&spec)?;
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let before = version(&api).await?;
-        let cases: Vec<(&str, String, Option<Vec<u8>>, u16, &str)> = vec![
+        let cases: Vec<BadCase> = vec![
             (
                 "POST",
                 "/v1/jobs?expected_version=x".into(),
