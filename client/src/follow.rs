@@ -1,13 +1,27 @@
 //! [`follow`]: a watch that does not end when a stream breaks or a master
-//! dies. It reconnects (through the client's failover) and resumes after
-//! the last version it delivered completely; a version's events are never
-//! delivered twice.
+//! dies.
+//!
+//! ```text
+//!  watch(from = complete) ──► events ──► drop if version <= complete
+//!        ▲                               (snapshots always pass)
+//!        │ stream error or end:          ──► consumer; complete = version
+//!        │ back-off 50 ms .. 1 s             of a snapshot or of an event
+//!        └───────────────────────────        with last_of_version
+//! ```
+//!
+//! One version can hold many events (a scheduling round places many tasks
+//! in one command), and a watch resumes "after version v". So the stream
+//! resumes after the last version the consumer has seen *completely*: the
+//! events of a version that was cut in half arrive again, whole, from the
+//! new stream (they are puts and deletes of whole records, so seeing one
+//! twice is harmless), and no complete version is ever delivered twice.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::BoxStream;
 use futures::StreamExt;
+use tracing::warn;
 
 use crate::api::{event, Event, WatchRequest};
 use crate::{Client, Error, Result};
@@ -15,55 +29,51 @@ use crate::{Client, Error, Result};
 const FIRST_RETRY: Duration = Duration::from_millis(50);
 const LAST_RETRY: Duration = Duration::from_secs(1);
 
-struct State {
-    client: Arc<dyn Client>,
-    req: WatchRequest,
-    /// Every event of versions up to this one has been delivered.
-    complete: u64,
-    stream: Option<BoxStream<'static, Result<Event>>>,
-    backoff: Duration,
-    done: bool,
-}
-
-fn fatal(e: &Error) -> bool {
-    matches!(e, Error::Invalid { .. } | Error::NotFound(_))
-}
-
-/// Follows `req` (from `req.from_version`) until the consumer drops the
-/// stream; ends only with an error a retry cannot mend (a bad filter).
+/// Follows `req` from `req.from_version` until the consumer drops the
+/// stream. It ends only with an error that no retry can mend (a bad filter,
+/// a call the masters do not know); everything else reconnects, through
+/// the client's own failover, and is logged.
 pub fn follow(client: Arc<dyn Client>, req: WatchRequest) -> BoxStream<'static, Result<Event>> {
-    let complete = req.from_version;
-    let state = State {
+    let state = Follow {
+        complete: req.from_version,
         client,
         req,
-        complete,
         stream: None,
         backoff: FIRST_RETRY,
         done: false,
     };
     futures::stream::unfold(state, |mut st| async move {
-        loop {
-            if st.done {
-                return None;
-            }
-            let stream = match st.stream.as_mut() {
-                Some(s) => s,
+        let item = st.next().await?;
+        Some((item, st))
+    })
+    .boxed()
+}
+
+struct Follow {
+    client: Arc<dyn Client>,
+    req: WatchRequest,
+    /// Every event of every version up to this one was delivered.
+    complete: u64,
+    stream: Option<BoxStream<'static, Result<Event>>>,
+    backoff: Duration,
+    /// A permanent error was delivered: the stream is over.
+    done: bool,
+}
+
+impl Follow {
+    async fn next(&mut self) -> Option<Result<Event>> {
+        while !self.done {
+            let stream = match &mut self.stream {
+                Some(stream) => stream,
                 None => {
-                    let mut req = st.req.clone();
-                    req.from_version = st.complete;
-                    match st.client.watch(req).await {
-                        Ok(s) => {
-                            st.stream = Some(s);
-                            continue;
-                        }
-                        Err(e) if fatal(&e) => {
-                            st.done = true;
-                            return Some((Err(e), st));
-                        }
+                    let mut req = self.req.clone();
+                    req.from_version = self.complete;
+                    match self.client.watch(req).await {
+                        Ok(stream) => self.stream.insert(stream),
                         Err(e) => {
-                            tracing::warn!(error = %e, retry_ms = st.backoff.as_millis() as u64, "watch: reconnecting");
-                            tokio::time::sleep(st.backoff).await;
-                            st.backoff = (st.backoff * 2).min(LAST_RETRY);
+                            if let Some(e) = self.failed(e).await {
+                                return Some(Err(e));
+                            }
                             continue;
                         }
                     }
@@ -71,36 +81,74 @@ pub fn follow(client: Arc<dyn Client>, req: WatchRequest) -> BoxStream<'static, 
             };
             match stream.next().await {
                 Some(Ok(ev)) => {
-                    st.backoff = FIRST_RETRY;
-                    let snapshot = matches!(ev.kind, Some(event::Kind::Snapshot(_)));
-                    if !snapshot && ev.version <= st.complete {
-                        // Already delivered before the stream broke.
-                        continue;
+                    // The connection works again: the next break starts
+                    // the back-off over.
+                    self.backoff = FIRST_RETRY;
+                    if let Some(ev) = self.accept(ev) {
+                        return Some(Ok(ev));
                     }
-                    if snapshot || ev.last_of_version {
-                        st.complete = st.complete.max(ev.version);
-                        if snapshot {
-                            st.complete = ev.version;
-                        }
-                    }
-                    return Some((Ok(ev), st));
-                }
-                Some(Err(e)) if fatal(&e) => {
-                    st.done = true;
-                    return Some((Err(e), st));
                 }
                 Some(Err(e)) => {
-                    tracing::warn!(error = %e, "watch broke; resuming from version {}", st.complete);
-                    st.stream = None;
+                    self.stream = None;
+                    if let Some(e) = self.failed(e).await {
+                        return Some(Err(e));
+                    }
                 }
                 None => {
-                    tracing::debug!("watch ended; resuming from version {}", st.complete);
-                    st.stream = None;
-                    tokio::time::sleep(st.backoff).await;
-                    st.backoff = (st.backoff * 2).min(LAST_RETRY);
+                    self.stream = None;
+                    let ended = Error::Unavailable("the watch stream ended".into());
+                    self.failed(ended).await;
                 }
             }
         }
-    })
-    .boxed()
+        None
+    }
+
+    /// Decides what the consumer sees of one event, and moves `complete`.
+    fn accept(&mut self, ev: Event) -> Option<Event> {
+        // A snapshot replaces the consumer's state, whatever its version.
+        if matches!(ev.kind, Some(event::Kind::Snapshot(_))) {
+            self.complete = ev.version;
+            return Some(ev);
+        }
+        if ev.version <= self.complete {
+            return None;
+        }
+        if ev.last_of_version {
+            self.complete = ev.version;
+        }
+        Some(ev)
+    }
+
+    /// After a failed call or stream: the error to end with, or `None`
+    /// once the back-off has passed and a reconnect is due.
+    async fn failed(&mut self, error: Error) -> Option<Error> {
+        if permanent(&error) {
+            self.done = true;
+            return Some(error);
+        }
+        warn!(
+            %error,
+            from_version = self.complete,
+            retry_in_ms = self.backoff.as_millis() as u64,
+            "watch broke; reconnecting"
+        );
+        tokio::time::sleep(self.backoff).await;
+        self.backoff = (self.backoff * 2).min(LAST_RETRY);
+        None
+    }
+}
+
+/// Errors that a reconnect would only repeat.
+fn permanent(error: &Error) -> bool {
+    match error {
+        Error::Invalid { .. } | Error::NotFound(_) => true,
+        Error::Other { code, .. } => matches!(
+            code,
+            tonic::Code::Unimplemented
+                | tonic::Code::PermissionDenied
+                | tonic::Code::Unauthenticated
+        ),
+        _ => false,
+    }
 }

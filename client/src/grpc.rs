@@ -1,125 +1,209 @@
 //! [`GrpcClient`]: the [`Client`] over gRPC, failing over across masters.
+//!
 //! Any master serves any call (followers forward writes to the leader), so
 //! a call goes to the master that answered last and moves on to the next
-//! one only when that master cannot be reached or has no leader.
+//! one only when that master cannot be reached or has no leader. Those two
+//! cases are safe to retry: nothing was proposed. A write whose commit the
+//! master could not confirm (`Aborted`) is returned as it is, because
+//! sending it again might apply it twice.
 
+use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use ocean_proto::v1::ocean_api_client::OceanApiClient;
+use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
+use crate::api::ocean_api_client::OceanApiClient;
 use crate::api::*;
 use crate::{Client, Error, FieldError, Result};
 
-/// A client of several masters (see the module docs).
-#[derive(Debug)]
+/// How long a call keeps trying other masters unless told otherwise.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A master that does not accept a connection in this long is skipped.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// The pause once every master failed in turn, so a cluster electing a
+/// leader is not hammered.
+const ROUND_PAUSE: Duration = Duration::from_millis(20);
+
+/// A client of several masters (see the module docs). Cloning is cheap
+/// and the clones share which master answered last.
+#[derive(Clone)]
 pub struct GrpcClient {
-    addrs: Vec<String>,
-    channels: Vec<Channel>,
-    current: AtomicUsize,
+    masters: Arc<[Master]>,
+    current: Arc<AtomicUsize>,
     timeout: Duration,
 }
 
+struct Master {
+    addr: String,
+    api: OceanApiClient<Channel>,
+}
+
+impl fmt::Debug for GrpcClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GrpcClient")
+            .field("addrs", &self.addrs())
+            .field("current", &self.current_addr())
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
 impl GrpcClient {
-    /// A client of the masters at `addrs` (`HOST:PORT`, `http://` optional).
-    /// Nothing is connected until the first call.
+    /// A client of the masters at `addrs` (`HOST:PORT`, `http://`
+    /// optional). Nothing is connected until the first call; an empty list
+    /// or a malformed address is [`Error::Invalid`] naming `addrs`. Call it
+    /// inside a tokio runtime (each channel spawns its worker task).
     pub fn new(addrs: impl IntoIterator<Item = String>) -> Result<Self> {
-        let addrs: Vec<String> = addrs
-            .into_iter()
-            .map(|a| a.trim().trim_end_matches('/').to_string())
-            .filter(|a| !a.is_empty())
-            .map(|a| {
-                if a.contains("://") {
-                    a
-                } else {
-                    format!("http://{a}")
-                }
-            })
-            .collect();
-        let invalid = |reason: String| Error::Invalid {
-            message: format!("addrs: {reason}"),
-            errors: vec![FieldError::new("addrs", reason)],
-        };
-        if addrs.is_empty() {
-            return Err(invalid("no master address given".into()));
+        let mut masters = Vec::new();
+        let mut errors = Vec::new();
+        for (i, addr) in addrs.into_iter().enumerate() {
+            match endpoint(&addr) {
+                Ok((addr, ep)) => masters.push(Master {
+                    addr,
+                    api: OceanApiClient::new(ep.connect_lazy())
+                        .max_decoding_message_size(usize::MAX),
+                }),
+                Err(reason) => errors.push(FieldError::new(format!("addrs[{i}]"), reason)),
+            }
         }
-        let mut channels = Vec::new();
-        for a in &addrs {
-            let ep = Endpoint::from_shared(a.clone())
-                .map_err(|e| invalid(format!("'{a}' is not HOST:PORT: {e}")))?
-                .connect_timeout(Duration::from_secs(1))
-                .tcp_nodelay(true);
-            channels.push(ep.connect_lazy());
+        if masters.is_empty() && errors.is_empty() {
+            errors.push(FieldError::new("addrs", "no master address given"));
+        }
+        if !errors.is_empty() {
+            let list: Vec<String> = errors
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.reason))
+                .collect();
+            return Err(Error::Invalid {
+                message: format!("invalid master addresses: {}", list.join("; ")),
+                errors,
+            });
         }
         Ok(GrpcClient {
-            addrs,
-            channels,
-            current: AtomicUsize::new(0),
-            timeout: Duration::from_secs(5),
+            masters: masters.into(),
+            current: Arc::new(AtomicUsize::new(0)),
+            timeout: DEFAULT_TIMEOUT,
         })
     }
 
-    /// How long a call keeps trying other masters (default 5 s).
+    /// How long a call may take, trying other masters included (default
+    /// 5 s). A call still unanswered then is [`Error::NotCommitted`].
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
 
-    /// The masters' addresses.
-    pub fn addrs(&self) -> &[String] {
-        &self.addrs
+    /// The masters' addresses, as `http://HOST:PORT`.
+    pub fn addrs(&self) -> Vec<&str> {
+        self.masters.iter().map(|m| m.addr.as_str()).collect()
     }
 
-    /// Runs `call` against the current master, moving to the next one on
-    /// an unreachable master or one without a leader, until the deadline.
+    /// The master the next call goes to: the one that answered last.
+    pub fn current_addr(&self) -> &str {
+        let i = self.current.load(Ordering::Relaxed) % self.masters.len();
+        &self.masters[i].addr
+    }
+
+    /// Runs `call` against the current master, moving to the next one while
+    /// masters are unreachable or without a leader, until the deadline.
     async fn call<T, F, Fut>(&self, call: F) -> Result<T>
     where
         F: Fn(OceanApiClient<Channel>) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, Status>>,
     {
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        let n = self.channels.len();
+        let deadline = Instant::now() + self.timeout;
+        let n = self.masters.len();
         let mut tried = 0;
         loop {
             let i = self.current.load(Ordering::Relaxed) % n;
-            let client =
-                OceanApiClient::new(self.channels[i].clone()).max_decoding_message_size(usize::MAX);
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let status = match tokio::time::timeout(
-                left.max(Duration::from_millis(1)),
-                call(client),
-            )
-            .await
-            {
-                Ok(Ok(resp)) => return Ok(resp.into_inner()),
-                Ok(Err(status)) => status,
-                Err(_) => Status::unavailable(format!("{}: no answer in time", self.addrs[i])),
+            let master = &self.masters[i];
+            let status = match tokio::time::timeout_at(deadline, call(master.api.clone())).await {
+                Ok(Ok(resp)) => {
+                    self.current.store(i, Ordering::Relaxed);
+                    return Ok(resp.into_inner());
+                }
+                Ok(Err(status)) if fails_over(&status) => status,
+                Ok(Err(status)) => {
+                    self.current.store(i, Ordering::Relaxed);
+                    return Err(Error::from_status(status));
+                }
+                Err(_) => {
+                    return Err(Error::NotCommitted(format!(
+                        "{}: no answer within {:?}; a write may or may not have happened",
+                        master.addr, self.timeout
+                    )))
+                }
             };
-            if !retryable(&status) || tokio::time::Instant::now() >= deadline {
-                return Err(Error::from_status(status));
-            }
-            tracing::debug!(master = %self.addrs[i], error = %status.message(), "trying the next master");
-            let _ =
-                self.current
-                    .compare_exchange(i, (i + 1) % n, Ordering::Relaxed, Ordering::Relaxed);
+            tracing::debug!(master = %master.addr, code = ?status.code(), error = %status.message(), "trying the next master");
+            // Only the first caller to see this master fail moves everyone
+            // on; the others must not skip the next master as well.
+            let _ = self.current.compare_exchange(
+                i,
+                (i + 1) % n,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
             tried += 1;
             if tried % n == 0 {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                if Instant::now() + ROUND_PAUSE >= deadline {
+                    return Err(Error::Unavailable(format!(
+                        "no master answered within {:?} (last, {}: {})",
+                        self.timeout,
+                        master.addr,
+                        status.message()
+                    )));
+                }
+                tokio::time::sleep(ROUND_PAUSE).await;
             }
         }
     }
 }
 
 /// Unreachable, or reachable without a leader: another master may do.
-/// `Aborted` (outcome unknown) is not retried: a write may have landed.
-fn retryable(s: &Status) -> bool {
-    matches!(s.code(), Code::Unavailable)
-        || (s.code() == Code::Unknown && s.message().contains("transport"))
+fn fails_over(status: &Status) -> bool {
+    match status.code() {
+        Code::Unavailable => true,
+        // A transport failure tonic could not classify. Statuses made from
+        // a local error carry it as their source; a master's never do.
+        Code::Unknown => std::error::Error::source(status).is_some(),
+        _ => false,
+    }
+}
+
+/// Checks one master address and turns it into its endpoint.
+fn endpoint(addr: &str) -> std::result::Result<(String, Endpoint), String> {
+    let trimmed = addr.trim();
+    let hostport = trimmed.strip_prefix("http://").unwrap_or(trimmed);
+    let hostport = hostport.strip_suffix('/').unwrap_or(hostport);
+    if hostport.contains("://") {
+        return Err(format!("'{addr}': only http:// is supported"));
+    }
+    let bad = || format!("'{addr}' is not HOST:PORT");
+    let (host, port) = hostport.rsplit_once(':').ok_or_else(bad)?;
+    let bracketed = host.starts_with('[') && host.ends_with(']');
+    if host.is_empty()
+        || (host.contains(':') && !bracketed)
+        || host.contains(|c: char| c == '/' || c.is_whitespace())
+    {
+        return Err(bad());
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => {}
+        _ => return Err(format!("'{addr}': the port must be 1-65535")),
+    }
+    let url = format!("http://{hostport}");
+    let ep = Endpoint::from_shared(url.clone())
+        .map_err(|e| format!("'{addr}': {e}"))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true);
+    Ok((url, ep))
 }
 
 /// The unary calls, each the same few lines; the streaming ones follow
@@ -131,11 +215,11 @@ macro_rules! client_impl {
         impl Client for GrpcClient {
             $(
                 async fn $name(&self, req: $req) -> Result<$resp> {
-                self.call(|mut c| {
-                    let req = req.clone();
-                    async move { c.$name(req).await }
-                })
-                .await
+                    self.call(|mut api| {
+                        let req = req.clone();
+                        async move { api.$name(req).await }
+                    })
+                    .await
                 }
             )*
             $($rest)*
@@ -144,50 +228,96 @@ macro_rules! client_impl {
 }
 
 client_impl! {
-        put_job(PutJobRequest) -> PutJobResponse;
-        get_job(JobRef) -> Job;
-        delete_job(JobRef) -> DeleteJobResponse;
-        list_jobs(ListJobsRequest) -> ListJobsResponse;
-        leader(LeaderRequest) -> LeaderResponse;
-        job_info(JobRef) -> JobDetail;
-        scale_job(ScaleJobRequest) -> WriteResponse;
-        reset_backoff(JobRef) -> WriteResponse;
-        job_versions(JobRef) -> JobVersionsResponse;
-        list_tasks(ListTasksRequest) -> ListTasksResponse;
-        get_task(TaskRef) -> Task;
-        list_agents(ListAgentsRequest) -> ListAgentsResponse;
-        get_agent(AgentRef) -> AgentInfo;
-        set_agent_status(SetAgentStatusRequest) -> WriteResponse;
-        status(StatusRequest) -> StatusResponse;
-        list_members(ListMembersRequest) -> ListMembersResponse;
-        add_member(AddMemberRequest) -> MemberChangeResponse;
-        remove_member(RemoveMemberRequest) -> MemberChangeResponse;
-        metrics(MetricsRequest) -> MetricsResponse;
-        kv_put(KvPutRequest) -> WriteResponse;
-        kv_get(KvKeyRequest) -> KvEntry;
-        kv_list(KvListRequest) -> KvListResponse;
-        kv_delete(KvKeyRequest) -> WriteResponse;
-        lease_acquire(LeaseRequest) -> LeaseInfo;
-        lease_release(LeaseRequest) -> LeaseInfo;
-        lease_get(LeaseRef) -> LeaseInfo;
+    put_job(PutJobRequest) -> PutJobResponse;
+    get_job(JobRef) -> Job;
+    delete_job(JobRef) -> DeleteJobResponse;
+    list_jobs(ListJobsRequest) -> ListJobsResponse;
+    leader(LeaderRequest) -> LeaderResponse;
+    job_info(JobRef) -> JobDetail;
+    scale_job(ScaleJobRequest) -> WriteResponse;
+    reset_backoff(JobRef) -> WriteResponse;
+    job_versions(JobRef) -> JobVersionsResponse;
+    list_tasks(ListTasksRequest) -> ListTasksResponse;
+    get_task(TaskRef) -> Task;
+    list_agents(ListAgentsRequest) -> ListAgentsResponse;
+    get_agent(AgentRef) -> AgentInfo;
+    set_agent_status(SetAgentStatusRequest) -> WriteResponse;
+    status(StatusRequest) -> StatusResponse;
+    list_members(ListMembersRequest) -> ListMembersResponse;
+    add_member(AddMemberRequest) -> MemberChangeResponse;
+    remove_member(RemoveMemberRequest) -> MemberChangeResponse;
+    metrics(MetricsRequest) -> MetricsResponse;
+    kv_put(KvPutRequest) -> WriteResponse;
+    kv_get(KvKeyRequest) -> KvEntry;
+    kv_list(KvListRequest) -> KvListResponse;
+    kv_delete(KvKeyRequest) -> WriteResponse;
+    lease_acquire(LeaseRequest) -> LeaseInfo;
+    lease_release(LeaseRequest) -> LeaseInfo;
+    lease_get(LeaseRef) -> LeaseInfo;
     ;
+    // The deadline covers opening the stream only; it then lasts as long
+    // as the connection does.
     async fn watch(&self, req: WatchRequest) -> Result<BoxStream<'static, Result<Event>>> {
         let stream = self
-            .call(|mut c| {
+            .call(|mut api| {
                 let req = req.clone();
-                async move { c.watch(req).await }
+                async move { api.watch(req).await }
             })
             .await?;
         Ok(stream.map(|r| r.map_err(Error::from_status)).boxed())
     }
 
-    async fn task_logs(&self, req: TaskLogsRequest) -> Result<BoxStream<'static, Result<LogChunk>>> {
+    async fn task_logs(
+        &self,
+        req: TaskLogsRequest,
+    ) -> Result<BoxStream<'static, Result<LogChunk>>> {
         let stream = self
-            .call(|mut c| {
+            .call(|mut api| {
                 let req = req.clone();
-                async move { c.task_logs(req).await }
+                async move { api.task_logs(req).await }
             })
             .await?;
         Ok(stream.map(|r| r.map_err(Error::from_status)).boxed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(addrs: &[&str]) -> Vec<String> {
+        match GrpcClient::new(addrs.iter().map(|a| a.to_string())) {
+            Err(Error::Invalid { errors, .. }) => errors.into_iter().map(|e| e.field).collect(),
+            other => panic!("expected Invalid for {addrs:?}, got {other:?}"),
+        }
+    }
+
+    // connect_lazy spawns the channel's worker, hence a runtime.
+    #[tokio::test]
+    async fn addresses_are_host_and_port() {
+        assert_eq!(field_of(&[]), ["addrs"]);
+        assert_eq!(field_of(&["127.0.0.1:5000", "nonsense"]), ["addrs[1]"]);
+        assert_eq!(field_of(&["host:0"]), ["addrs[0]"]);
+        assert_eq!(field_of(&["https://host:5000"]), ["addrs[0]"]);
+        assert_eq!(field_of(&["::1:5000", ""]), ["addrs[0]", "addrs[1]"]);
+    }
+
+    #[tokio::test]
+    async fn http_prefix_is_optional() {
+        let c = GrpcClient::new([
+            "http://10.0.0.1:5000/".to_string(),
+            "master-2:5000".to_string(),
+            "[::1]:5000".to_string(),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.addrs(),
+            [
+                "http://10.0.0.1:5000",
+                "http://master-2:5000",
+                "http://[::1]:5000"
+            ]
+        );
+        assert_eq!(c.current_addr(), "http://10.0.0.1:5000");
     }
 }

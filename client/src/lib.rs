@@ -1,64 +1,121 @@
-//! The one client library of Ocean's masters: the CLI's framework runner,
-//! the frameworks and the tests talk to the masters through [`Client`].
+//! The one client library of Ocean's masters: the CLI, the DNS server,
+//! frameworks and test helpers all speak to the cluster through the
+//! [`Client`] trait, one method per `OceanApi` call (`proto/ocean.proto`).
 //!
 //! ```text
-//!  frameworks / tools / tests
-//!            │  Client (object-safe trait: one method per OceanApi call)
-//!     ┌──────┴───────────────────────────┐
-//!  GrpcClient (grpc.rs)              in-process client (ocean-master's
-//!  failover across masters           api::in_process: the gRPC handlers
-//!                                    called as functions, no socket)
+//!  CLI    DNS    frameworks    test helpers
+//!    \     |         |            /
+//!     +----+----+----+-----------+
+//!               |
+//!        Client (trait, this crate) ---- follow(): a watch that resumes
+//!               |                        after the last complete version
+//!      +--------+-----------------------------+
+//!      |                                      |
+//!  GrpcClient (this crate)           InProcess (ocean-master's
+//!  tonic, fails over across          api::in_process: its gRPC handlers
+//!  masters until a deadline          called as functions, no socket)
 //! ```
 //!
-//! [`follow`] turns `watch` into a stream that survives a broken stream or
-//! a dead master, resuming from the last version it delivered completely.
-//! The in-process implementation lives in ocean-master so this crate stays
-//! light (no RocksDB, no raft).
+//! The in-process implementation lives in `ocean-master` so that this crate
+//! stays light: it depends on the generated protocol, tonic and tokio, never
+//! on the master itself.
+//!
+//! - [`error`]: [`Error`], typed from the master's gRPC status and metadata.
+//! - [`grpc`]: [`GrpcClient`], failover across masters.
+//! - [`follow`](mod@follow): [`follow()`], the never-ending watch.
 
 pub mod error;
 pub mod follow;
 pub mod grpc;
 
-use futures::stream::BoxStream;
+pub use ocean_proto::v1 as api;
 
 pub use error::{Error, FieldError, Result};
 pub use follow::follow;
 pub use grpc::GrpcClient;
-/// The client API's messages and service (`ocean.v1`).
-pub use ocean_proto::v1 as api;
 
-use api::*;
+use async_trait::async_trait;
+use futures::stream::BoxStream;
 
-/// Every call of the masters' client API (`proto/proto/ocean.proto`).
-#[async_trait::async_trait]
+/// The masters' client API (`ocean.v1.OceanApi`), one method per call.
+///
+/// Object safe: consumers hold an `Arc<dyn Client>` and do not care whether
+/// the masters are across the network or in the same process.
+#[async_trait]
 pub trait Client: Send + Sync + std::fmt::Debug {
-    async fn put_job(&self, req: PutJobRequest) -> Result<PutJobResponse>;
-    async fn get_job(&self, req: JobRef) -> Result<Job>;
-    async fn delete_job(&self, req: JobRef) -> Result<DeleteJobResponse>;
-    async fn list_jobs(&self, req: ListJobsRequest) -> Result<ListJobsResponse>;
-    async fn leader(&self, req: LeaderRequest) -> Result<LeaderResponse>;
-    async fn watch(&self, req: WatchRequest) -> Result<BoxStream<'static, Result<Event>>>;
-    async fn job_info(&self, req: JobRef) -> Result<JobDetail>;
-    async fn scale_job(&self, req: ScaleJobRequest) -> Result<WriteResponse>;
-    async fn reset_backoff(&self, req: JobRef) -> Result<WriteResponse>;
-    async fn job_versions(&self, req: JobRef) -> Result<JobVersionsResponse>;
-    async fn list_tasks(&self, req: ListTasksRequest) -> Result<ListTasksResponse>;
-    async fn get_task(&self, req: TaskRef) -> Result<Task>;
-    async fn task_logs(&self, req: TaskLogsRequest)
-        -> Result<BoxStream<'static, Result<LogChunk>>>;
-    async fn list_agents(&self, req: ListAgentsRequest) -> Result<ListAgentsResponse>;
-    async fn get_agent(&self, req: AgentRef) -> Result<AgentInfo>;
-    async fn set_agent_status(&self, req: SetAgentStatusRequest) -> Result<WriteResponse>;
-    async fn status(&self, req: StatusRequest) -> Result<StatusResponse>;
-    async fn list_members(&self, req: ListMembersRequest) -> Result<ListMembersResponse>;
-    async fn add_member(&self, req: AddMemberRequest) -> Result<MemberChangeResponse>;
-    async fn remove_member(&self, req: RemoveMemberRequest) -> Result<MemberChangeResponse>;
-    async fn metrics(&self, req: MetricsRequest) -> Result<MetricsResponse>;
-    async fn kv_put(&self, req: KvPutRequest) -> Result<WriteResponse>;
-    async fn kv_get(&self, req: KvKeyRequest) -> Result<KvEntry>;
-    async fn kv_list(&self, req: KvListRequest) -> Result<KvListResponse>;
-    async fn kv_delete(&self, req: KvKeyRequest) -> Result<WriteResponse>;
-    async fn lease_acquire(&self, req: LeaseRequest) -> Result<LeaseInfo>;
-    async fn lease_release(&self, req: LeaseRequest) -> Result<LeaseInfo>;
-    async fn lease_get(&self, req: LeaseRef) -> Result<LeaseInfo>;
+    /// Creates or updates a job from its spec (compare-and-set optional).
+    async fn put_job(&self, req: api::PutJobRequest) -> Result<api::PutJobResponse>;
+    /// One job.
+    async fn get_job(&self, req: api::JobRef) -> Result<api::Job>;
+    /// Deletes a job (compare-and-set optional).
+    async fn delete_job(&self, req: api::JobRef) -> Result<api::DeleteJobResponse>;
+    /// The jobs under a service-tree node.
+    async fn list_jobs(&self, req: api::ListJobsRequest) -> Result<api::ListJobsResponse>;
+    /// Which master leads, as the answering master knows it.
+    async fn leader(&self, req: api::LeaderRequest) -> Result<api::LeaderResponse>;
+    /// Every change after a version (a snapshot first when asked from 0 or
+    /// from further back than the feed keeps). Ends when the connection
+    /// does; [`follow()`] resumes it.
+    async fn watch(&self, req: api::WatchRequest)
+        -> Result<BoxStream<'static, Result<api::Event>>>;
+
+    /// One job with its tasks' counts and DNS name.
+    async fn job_info(&self, req: api::JobRef) -> Result<api::JobDetail>;
+    /// Sets a job's instance count.
+    async fn scale_job(&self, req: api::ScaleJobRequest) -> Result<api::WriteResponse>;
+    /// Clears a job's restart back-off.
+    async fn reset_backoff(&self, req: api::JobRef) -> Result<api::WriteResponse>;
+    /// A job's spec history.
+    async fn job_versions(&self, req: api::JobRef) -> Result<api::JobVersionsResponse>;
+
+    /// Tasks by job, agent and state.
+    async fn list_tasks(&self, req: api::ListTasksRequest) -> Result<api::ListTasksResponse>;
+    /// One task.
+    async fn get_task(&self, req: api::TaskRef) -> Result<api::Task>;
+    /// A task's stdout or stderr, followed if asked.
+    async fn task_logs(
+        &self,
+        req: api::TaskLogsRequest,
+    ) -> Result<BoxStream<'static, Result<api::LogChunk>>>;
+
+    /// The agents, with the leader's view of them.
+    async fn list_agents(&self, req: api::ListAgentsRequest)
+        -> Result<api::ListAgentsResponse>;
+    /// One agent.
+    async fn get_agent(&self, req: api::AgentRef) -> Result<api::AgentInfo>;
+    /// The operator's status of an agent (online, draining, offline, problem).
+    async fn set_agent_status(
+        &self,
+        req: api::SetAgentStatusRequest,
+    ) -> Result<api::WriteResponse>;
+
+    /// The answering master's raft status and its view of the members.
+    async fn status(&self, req: api::StatusRequest) -> Result<api::StatusResponse>;
+    /// The masters of the cluster.
+    async fn list_members(&self, req: api::ListMembersRequest)
+        -> Result<api::ListMembersResponse>;
+    /// Adds a master.
+    async fn add_member(&self, req: api::AddMemberRequest) -> Result<api::MemberChangeResponse>;
+    /// Removes a master.
+    async fn remove_member(
+        &self,
+        req: api::RemoveMemberRequest,
+    ) -> Result<api::MemberChangeResponse>;
+    /// The answering master's metrics, Prometheus text format.
+    async fn metrics(&self, req: api::MetricsRequest) -> Result<api::MetricsResponse>;
+
+    /// Writes a key of a framework's store (compare-and-set optional).
+    async fn kv_put(&self, req: api::KvPutRequest) -> Result<api::WriteResponse>;
+    /// One key of a framework's store.
+    async fn kv_get(&self, req: api::KvKeyRequest) -> Result<api::KvEntry>;
+    /// The keys of a namespace under a prefix.
+    async fn kv_list(&self, req: api::KvListRequest) -> Result<api::KvListResponse>;
+    /// Deletes a key (compare-and-set optional).
+    async fn kv_delete(&self, req: api::KvKeyRequest) -> Result<api::WriteResponse>;
+    /// Takes or renews a framework's leader lease.
+    async fn lease_acquire(&self, req: api::LeaseRequest) -> Result<api::LeaseInfo>;
+    /// Gives a lease up (only its holder can).
+    async fn lease_release(&self, req: api::LeaseRequest) -> Result<api::LeaseInfo>;
+    /// A lease as it stands.
+    async fn lease_get(&self, req: api::LeaseRef) -> Result<api::LeaseInfo>;
 }
