@@ -144,12 +144,9 @@ impl GrpcClient {
             tracing::debug!(master = %master.addr, code = ?status.code(), error = %status.message(), "trying the next master");
             // Only the first caller to see this master fail moves everyone
             // on; the others must not skip the next master as well.
-            let _ = self.current.compare_exchange(
-                i,
-                (i + 1) % n,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
+            let _ =
+                self.current
+                    .compare_exchange(i, (i + 1) % n, Ordering::Relaxed, Ordering::Relaxed);
             tried += 1;
             if tried % n == 0 {
                 if Instant::now() + ROUND_PAUSE >= deadline {

@@ -79,21 +79,17 @@ pub trait Client: Send + Sync + std::fmt::Debug {
     ) -> Result<BoxStream<'static, Result<api::LogChunk>>>;
 
     /// The agents, with the leader's view of them.
-    async fn list_agents(&self, req: api::ListAgentsRequest)
-        -> Result<api::ListAgentsResponse>;
+    async fn list_agents(&self, req: api::ListAgentsRequest) -> Result<api::ListAgentsResponse>;
     /// One agent.
     async fn get_agent(&self, req: api::AgentRef) -> Result<api::AgentInfo>;
     /// The operator's status of an agent (online, draining, offline, problem).
-    async fn set_agent_status(
-        &self,
-        req: api::SetAgentStatusRequest,
-    ) -> Result<api::WriteResponse>;
+    async fn set_agent_status(&self, req: api::SetAgentStatusRequest)
+        -> Result<api::WriteResponse>;
 
     /// The answering master's raft status and its view of the members.
     async fn status(&self, req: api::StatusRequest) -> Result<api::StatusResponse>;
     /// The masters of the cluster.
-    async fn list_members(&self, req: api::ListMembersRequest)
-        -> Result<api::ListMembersResponse>;
+    async fn list_members(&self, req: api::ListMembersRequest) -> Result<api::ListMembersResponse>;
     /// Adds a master.
     async fn add_member(&self, req: api::AddMemberRequest) -> Result<api::MemberChangeResponse>;
     /// Removes a master.
