@@ -76,21 +76,23 @@ pub struct JobSpec {
     pub unreachable_strategy: Option<UnreachableStrategy>,
     /// `service` (keep `instances` running) or `batch` (run `instances`
     /// tasks to a successful end). Left out of the canonical form for
-    /// services, so specs written before it keep their bytes and hash.
+    /// services, so specs written before it keep their bytes, and with
+    /// them their config hash and spec version.
     #[serde(rename = "type", default, skip_serializing_if = "JobType::is_service")]
     pub job_type: JobType,
 }
 
 /// What keeping a job means (Nomad's `type`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobType {
-    /// Keep `instances` tasks running; an ended task is replaced.
+    /// Keep `instances` tasks running; a task that ends is replaced.
     #[default]
     Service,
-    /// Run `instances` tasks to a successful end (exit 0): a task that
-    /// finished is not replaced; one that failed or was lost is, under the
-    /// job's back-off.
+    /// Run `instances` tasks to a successful end: a task that ended
+    /// FINISHED (exit 0) under the current spec counts and is not
+    /// replaced; one that failed, was killed or was lost is, under the
+    /// job's back-off. At most `validate::MAX_BATCH_INSTANCES` instances.
     Batch,
 }
 
@@ -98,6 +100,14 @@ impl JobType {
     /// True for the default, `service`.
     pub fn is_service(&self) -> bool {
         *self == JobType::Service
+    }
+
+    /// The name in specs.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            JobType::Service => "service",
+            JobType::Batch => "batch",
+        }
     }
 }
 

@@ -8,10 +8,11 @@ use crate::error::{FieldError, SpecError};
 use crate::health::check_health;
 use crate::id::ServiceTreeId;
 use crate::ports::{PortProtocol, PortSpec};
-use crate::spec::{Backoff, Flapping, JobSpec, Resources, UpgradeStrategy};
+use crate::spec::{Backoff, Flapping, JobSpec, JobType, Resources, UpgradeStrategy};
 
-/// The most instances of a batch job (the masters keep the newest 10 ended
-/// tasks of each job).
+/// Most instances of a batch job: the masters count a run's finished
+/// tasks among the ended tasks they keep of each job (its newest 10), so
+/// a larger run could not be told complete.
 pub const MAX_BATCH_INSTANCES: u32 = 10;
 
 /// Most instances a job may ask for.
@@ -68,14 +69,13 @@ impl JobSpec {
                 format!("must be at most {MAX_INSTANCES}; got {}", self.instances),
             );
         }
-        if self.job_type == crate::spec::JobType::Batch && self.instances > MAX_BATCH_INSTANCES {
-            // Completions are counted among the ended tasks the masters
-            // keep per job; beyond that a finished task could be forgotten
-            // and run again.
+        if self.job_type == JobType::Batch && self.instances > MAX_BATCH_INSTANCES {
             errors.push(
                 "instances",
                 format!(
-                    "a batch job runs at most {MAX_BATCH_INSTANCES} instances; got {}",
+                    "must be at most {MAX_BATCH_INSTANCES} for a batch job (its finished tasks \
+                     are counted among the {MAX_BATCH_INSTANCES} ended tasks the masters keep \
+                     per job); got {}",
                     self.instances
                 ),
             );

@@ -3,7 +3,7 @@
 
 use ocean_spec::{
     parse_job_spec, ConstraintOperator, DockerNetwork, Format, HealthCheckProtocol, JobSpec,
-    PortProtocol, SpecError,
+    JobType, PortProtocol, SpecError,
 };
 
 const ID: &str = "cop.example_owt.dev_pdl.demo_service.web_job.http_cluster.dev";
@@ -152,6 +152,37 @@ fn canonical_json_contains_every_default() {
     }
     assert_eq!(value["resources"]["mem"], 128);
     assert_eq!(value["backoff"]["backoff_factor"], 1.15);
+}
+
+/// The canonical form the code wrote before `type` existed: a service's
+/// bytes, and so its config hash and spec version, must not change.
+const CANONICAL_BEFORE_TYPE: &str = concat!(
+    r#"{"id":"cop.example_owt.dev_pdl.demo_service.web_job.http_cluster.dev","cmd":"sleep 1","#,
+    r#""env":{},"instances":1,"resources":{"cpus":0.1,"mem":128,"disk":0},"ports":[],"#,
+    r#""constraints":[],"health_checks":[],"labels":{},"backoff":{"backoff_seconds":1.0,"#,
+    r#""backoff_factor":1.15,"max_launch_delay_seconds":300.0,"reset_after_seconds":60},"#,
+    r#""upgrade_strategy":{"minimum_health_capacity":1.0,"maximum_over_capacity":1.0},"#,
+    r#""kill_grace_period_seconds":5,"priority":0,"flapping":{"max_failures":3,"window_seconds":600}}"#
+);
+
+#[test]
+fn a_service_keeps_its_canonical_bytes_and_a_batch_job_says_so() {
+    let canonical = |input: &str| {
+        let spec = parse_job_spec(input.as_bytes(), Format::Auto).expect("valid");
+        String::from_utf8(spec.to_canonical_json()).expect("utf-8")
+    };
+    assert_eq!(canonical(&minimal_json()), CANONICAL_BEFORE_TYPE);
+    // Saying `service` is the same job as saying nothing.
+    let service = format!(r#"{{"id":"{ID}","cmd":"sleep 1","type":"service"}}"#);
+    assert_eq!(canonical(&service), CANONICAL_BEFORE_TYPE);
+    assert_eq!(canonical(CANONICAL_BEFORE_TYPE), CANONICAL_BEFORE_TYPE);
+    // A batch job's canonical form carries its type, and reads back.
+    let batch = canonical(&format!("id: {ID}\ncmd: sleep 1\ntype: batch\n"));
+    let value: serde_json::Value = serde_json::from_str(&batch).expect("json");
+    assert_eq!(value["type"], "batch");
+    let again = parse_job_spec(batch.as_bytes(), Format::Json).expect("valid");
+    assert_eq!(again.job_type, JobType::Batch);
+    assert_eq!(again.job_type.as_str(), "batch");
 }
 
 #[test]

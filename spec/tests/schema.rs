@@ -203,6 +203,11 @@ fn invalid_specs_are_rejected_by_both() {
             "flapping",
             json!({"id": id, "cmd": "x", "flapping": {"max_failures": 0}}),
         ),
+        ("type", json!({"id": id, "cmd": "x", "type": "cron"})),
+        (
+            "a batch of 11",
+            json!({"id": id, "cmd": "x", "type": "batch", "instances": 11}),
+        ),
     ];
     for (name, value) in cases {
         assert!(
@@ -295,5 +300,21 @@ fn schema_docs_and_code_name_the_same_fields() {
             doc.contains(&format!("`{field}`")),
             "job-spec.md lacks `{field}`"
         );
+    }
+}
+
+#[test]
+fn batch_jobs_of_up_to_ten_and_services_of_any_size_pass_the_schema() {
+    let validator = schema();
+    let id = "cop.example_owt.dev_pdl.demo_service.web_job.http_cluster.dev";
+    for value in [
+        json!({"id": id, "cmd": "x", "type": "batch", "instances": 10}),
+        json!({"id": id, "cmd": "x", "type": "service", "instances": 11}),
+        json!({"id": id, "cmd": "x", "instances": 11}),
+    ] {
+        let errors = schema_errors(&validator, &value);
+        assert!(errors.is_empty(), "{value}: {errors:?}");
+        let bytes = serde_json::to_vec(&value).expect("json");
+        parse_job_spec(&bytes, Format::Json).unwrap_or_else(|e| panic!("{value}: {e}"));
     }
 }

@@ -438,14 +438,38 @@ fn unreachable_strategy_is_bounded() {
 
 #[test]
 fn job_type_is_service_or_batch_and_batches_are_small() {
-    let id = "cop.c_owt.o_pdl.p_service.s_job.j_cluster.c";
-    let ok = format!(r#"{{"id":"{id}","cmd":"true","type":"batch","instances":3}}"#);
-    let spec = ocean_spec::parse_job_spec(ok.as_bytes(), ocean_spec::Format::Json).unwrap();
+    let ok = format!(r#"{{"id":"{ID}","cmd":"true","type":"batch","instances":10}}"#);
+    let spec = parse_job_spec(ok.as_bytes(), Format::Json).expect("a batch of 10");
     assert_eq!(spec.job_type, ocean_spec::JobType::Batch);
-    let bad = format!(r#"{{"id":"{id}","cmd":"true","type":"cron"}}"#);
-    let e = ocean_spec::parse_job_spec(bad.as_bytes(), ocean_spec::Format::Json).unwrap_err();
-    assert_eq!(e.errors[0].field, "type", "{e}");
-    let big = format!(r#"{{"id":"{id}","cmd":"true","type":"batch","instances":11}}"#);
-    let e = ocean_spec::parse_job_spec(big.as_bytes(), ocean_spec::Format::Json).unwrap_err();
+    // A batch job validates like any other.
+    let bad_mem = format!(r#"{{"id":"{ID}","cmd":"true","type":"batch","resources":{{"mem":1}}}}"#);
+    let e = parse_job_spec(bad_mem.as_bytes(), Format::Json).expect_err("too little memory");
+    assert_eq!(e.errors[0].field, "resources.mem", "{e}");
+    // Anything else is an error naming the field and the allowed values,
+    // in JSON and in YAML.
+    for (input, format) in [
+        (
+            format!(r#"{{"id":"{ID}","cmd":"true","type":"cron"}}"#),
+            Format::Json,
+        ),
+        (
+            format!("id: {ID}\ncmd: 'true'\ntype: Batch\n"),
+            Format::Yaml,
+        ),
+    ] {
+        let e = parse_job_spec(input.as_bytes(), format).expect_err("not a type");
+        assert_eq!(e.errors[0].field, "type", "{e}");
+        let reason = &e.errors[0].reason;
+        assert!(
+            reason.contains("service") && reason.contains("batch"),
+            "{reason}"
+        );
+    }
+    // A service may have many instances; a batch job at most 10.
+    let many = format!(r#"{{"id":"{ID}","cmd":"true","instances":11}}"#);
+    assert!(parse_job_spec(many.as_bytes(), Format::Json).is_ok());
+    let big = format!(r#"{{"id":"{ID}","cmd":"true","type":"batch","instances":11}}"#);
+    let e = parse_job_spec(big.as_bytes(), Format::Json).expect_err("a batch of 11");
     assert_eq!(e.errors[0].field, "instances", "{e}");
+    assert!(e.errors[0].reason.contains("batch"), "{e}");
 }

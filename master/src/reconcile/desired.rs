@@ -18,12 +18,67 @@
 //! with health checks counts a task as up only once it is healthy.
 //!
 //! [`hold`] says whether restart back-off or flapping holds new launches.
+//!
+//! ## Batch jobs
+//!
+//! ```text
+//!  the job's kept tasks (live, and its newest 10 ended) ─► progress:
+//!     done   = ended FINISHED, exit 0, current config hash, placed since run_since
+//!     unsure = 10 ended tasks kept, and the oldest of them ended since run_since
+//!  decide_batch: want = instances − done ─► the rules above (scale, rolling
+//!                replace, health, drain) keep `want` tasks live
+//!  start > 0 and unsure ─► Progress::hold: nothing starts, the job waits saying why
+//! ```
+//!
+//! - **A run.** A batch job (`type: batch`) runs `instances` tasks to a
+//!   successful end. Its current run is the tasks with the job's config
+//!   hash placed since `JobView::run_since`, the version since which its
+//!   spec has had that hash (a change of `instances` or of
+//!   `unreachable_strategy` alone continues the run; any other change
+//!   starts a new set, and a change back to an earlier spec too). A task of
+//!   the run that ended FINISHED with exit code 0 is done: it counts
+//!   towards `instances` and is never replaced, so scaling a finished job
+//!   up starts only the difference. A task that ended otherwise (FAILED,
+//!   KILLED, LOST) is not done: while the run still needs it, the gap is
+//!   filled as a service's would be, under the same back-off and flapping.
+//! - **Counted from what the state keeps, not recorded.** The replicated
+//!   state keeps each job's newest 10 ended tasks (`KEEP_ENDED_PER_JOB`,
+//!   forgetting the one that ended first), and the leader counts the
+//!   run's successes among them; the job's record holds no count. The
+//!   rule is sound, never a guess: while fewer than 10 ended tasks are
+//!   kept, none was ever forgotten; and a forgotten task ended before
+//!   every kept one, so when the oldest kept one ended before the run
+//!   began, no task of the run is forgotten. Otherwise (10 kept, all
+//!   ended since the run began) a finished task of the run may be gone,
+//!   and starting a task could run a finished one twice: the run starts
+//!   nothing more and waits, saying why, until a changed spec starts a new
+//!   set. Running a task at most once wins over completing for sure: a
+//!   cron run that ran twice cannot be undone, one that waits is seen.
+//! - **What that allows.** A run whose `instances` tasks all finish is
+//!   told complete as long as `instances <= 10`, which validation enforces
+//!   for batch jobs (`ocean_spec::validate::MAX_BATCH_INSTANCES`). A task
+//!   that fails is replaced for sure while fewer than 10 tasks have ended
+//!   since the run began (its successes, its failures, and the old spec's
+//!   tasks stopped for it): a run of `n` tasks absorbs at least `10 − n`
+//!   failures (9 for the cron framework's one-task runs, more than the
+//!   default flapping limit of 3 within 10 minutes lets through), more
+//!   when they come before the others finish. A batch job with more than
+//!   10 instances (scaled past validation) cannot be told apart from one
+//!   whose oldest finished tasks were forgotten: it holds once 10 of its
+//!   tasks ended. Lifting these limits takes a count of the run's
+//!   successes on the job's record, kept where task ends are applied.
+//! - **Only batch jobs look at ended tasks.** A round gives [`decide`]
+//!   only tasks that have not ended; the progress of batch jobs comes from
+//!   one more short read of the state over their own kept tasks (at most
+//!   `instances` + 10 each), so service jobs cost a round nothing more.
 
 use ocean_proto::internal::{JobBackoff, Task};
 use ocean_scheduler_policies as sp;
 
+use std::collections::HashSet;
+
 use super::job::JobView;
-use crate::state::{is_live, RUNNING};
+use crate::state::{is_live, is_terminal, FINISHED, KEEP_ENDED_PER_JOB, RUNNING};
 
 /// The decision for one job.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -34,33 +89,91 @@ pub struct Decision {
     pub stop: Vec<String>,
 }
 
-/// Decides for `job`, given its tasks that have not ended. `agents` and
-/// `running` describe the cluster for balanced scale-down.
+/// Decides for a service `job`, given its tasks that have not ended.
+/// `agents` describe the cluster for balanced scale-down.
 pub fn decide(job: &JobView, tasks: &[&Task], agents: &[sp::Agent]) -> Decision {
-    decide_with_done(job, tasks, agents, 0)
+    decide_for(job, tasks, agents, job.spec.instances as usize)
 }
 
-/// How many tasks of a batch job are done: ended FINISHED with exit code
-/// 0 under the job's current spec (same config hash). They count towards
-/// `instances` and are never replaced; failed or lost ones are.
-pub fn batch_done<'a>(job: &JobView, tasks: impl Iterator<Item = &'a Task>) -> usize {
-    tasks
-        .filter(|t| {
-            t.state == crate::state::FINISHED
-                && t.exit_code.unwrap_or(0) == 0
-                && t.config_hash == job.hash
+/// How far a batch job's current run has come, read from its kept tasks.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Tasks of the run that ended FINISHED with exit code 0.
+    pub done: usize,
+    /// Whether the kept ended tasks cannot rule out that a finished task
+    /// of the run was forgotten (see the module doc).
+    pub unsure: bool,
+}
+
+/// The progress of batch `job`'s current run among `tasks`, all its tasks
+/// the state keeps (ended or not). A task is of the run when it has the
+/// job's config hash and was placed since the run began
+/// ([`JobView::run_since`]).
+pub fn progress<'a>(job: &JobView, tasks: impl IntoIterator<Item = &'a Task>) -> Progress {
+    let mut done = 0;
+    let mut ended = 0;
+    let mut oldest_end = u64::MAX;
+    for t in tasks.into_iter().filter(|t| is_terminal(&t.state)) {
+        ended += 1;
+        oldest_end = oldest_end.min(t.updated_version);
+        if t.state == FINISHED
+            && t.exit_code.unwrap_or(0) == 0
+            && t.config_hash == job.hash
+            && t.created_version >= job.run_since
+        {
+            done += 1;
+        }
+    }
+    // Forgotten tasks ended no later than every kept one; a task of the
+    // run ended after the run began.
+    let unsure = ended >= KEEP_ENDED_PER_JOB && oldest_end >= job.run_since;
+    Progress { done, unsure }
+}
+
+impl Progress {
+    /// Why a run that needs more tasks starts none: when a forgotten task
+    /// may have finished, starting another could run it twice.
+    pub fn hold(&self, job: &JobView) -> Option<Hold> {
+        self.unsure.then(|| Hold {
+            until_ms: None,
+            why: format!(
+                "batch run: {} of {} tasks known to have finished, but its older ended \
+                 tasks are forgotten (the masters keep {KEEP_ENDED_PER_JOB} per job) and one \
+                 may have finished: none is started again; put a changed spec to run a new set",
+                self.done, job.spec.instances
+            ),
         })
-        .count()
+    }
 }
 
-/// [`decide`] for a job of which `done` tasks already finished (batch).
-pub fn decide_with_done(
+/// Decides for a batch `job` whose current run has made `progress`: the
+/// tasks that finished count towards `instances`, so only the rest are
+/// kept live (a task that failed or was lost leaves a gap, and is
+/// replaced). Tasks on `leaving` agents move as [`super::drain`] moves
+/// them, against what remains to run.
+pub fn decide_batch(
     job: &JobView,
     tasks: &[&Task],
     agents: &[sp::Agent],
-    done: usize,
+    leaving: &HashSet<String>,
+    progress: Progress,
 ) -> Decision {
-    let want = (job.spec.instances as usize).saturating_sub(done);
+    let done = u32::try_from(progress.done).unwrap_or(u32::MAX);
+    let remaining = job.spec.instances.saturating_sub(done);
+    let moving = tasks
+        .iter()
+        .any(|t| is_live(t) && leaving.contains(&t.agent_id));
+    if moving {
+        // Rare (a drain), so the spec is copied only then.
+        if let Some(d) = super::drain::decide(&job.with_instances(remaining), tasks, leaving) {
+            return d;
+        }
+    }
+    decide_for(job, tasks, agents, remaining as usize)
+}
+
+/// The decision for a job that keeps `want` tasks live.
+fn decide_for(job: &JobView, tasks: &[&Task], agents: &[sp::Agent], want: usize) -> Decision {
     let (doomed, live): (Vec<&Task>, Vec<&Task>) = tasks
         .iter()
         .copied()
@@ -201,29 +314,170 @@ mod tests {
         assert_eq!((d.start, d.stop), (0, vec!["t1".to_string()]));
     }
 
+    /// A batch job whose spec became its own at version 100 (created at 1).
+    fn batch(instances: u32, cmd: &str) -> JobView {
+        let mut spec = JobSpec::new(ID, cmd);
+        spec.instances = instances;
+        spec.job_type = ocean_spec::JobType::Batch;
+        JobView::parse(&ocean_proto::internal::Job {
+            id: ID.into(),
+            spec_json: spec.to_canonical_json(),
+            created_version: 1,
+            updated_version: 100,
+            spec_since: 100,
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    /// A task of `v` placed at version `placed` that ended at `ended` in
+    /// `state` (FINISHED exits 0, FAILED 1).
+    fn ended(id: &str, v: &JobView, state: &str, placed: u64, ended: u64) -> Task {
+        Task {
+            exit_code: Some(i32::from(state != FINISHED)),
+            created_version: placed,
+            updated_version: ended,
+            ..task(id, v.hash, state)
+        }
+    }
+
+    fn decide_b(v: &JobView, live: &[&Task], kept: &[&Task]) -> Decision {
+        let p = progress(v, kept.iter().copied().chain(live.iter().copied()));
+        decide_batch(v, live, &[], &HashSet::new(), p)
+    }
+
     #[test]
-    fn a_batch_jobs_finished_tasks_are_done_and_failed_ones_are_replaced() {
-        let v = view(2, "x");
-        let mut ok = task("t1", v.hash, crate::state::FINISHED);
-        ok.exit_code = Some(0);
-        let mut bad = task("t2", v.hash, crate::state::FAILED);
-        bad.exit_code = Some(1);
-        let mut old = task("t0", v.hash + 1, crate::state::FINISHED);
-        old.exit_code = Some(0);
-        let ended = [&ok, &bad, &old];
-        let done = batch_done(&v, ended.iter().copied());
-        assert_eq!(done, 1, "only a success under the current spec is done");
-        // No live task: the failed one is replaced, the finished one is not.
-        assert_eq!(decide_with_done(&v, &[], &[], done).start, 1);
-        // Both done: nothing to start; scaled to 3: one more.
-        assert_eq!(decide_with_done(&v, &[], &[], 2).start, 0);
-        assert_eq!(decide_with_done(&view(3, "x"), &[], &[], 2).start, 1);
-        // A new spec (another hash) starts a full new set.
-        let v2 = view(2, "y");
-        assert_eq!(batch_done(&v2, ended.iter().copied()), 0);
-        // A service job is unchanged: done is 0 for it.
-        let r = task("r", v.hash, RUNNING);
-        assert_eq!(decide(&v, &[&r], &[]).start, 1);
+    fn a_finished_batch_task_is_not_relaunched_and_a_failed_one_is() {
+        let v = batch(2, "x");
+        assert!(v.is_batch() && v.run_since == 100);
+        let ok = ended("t1", &v, FINISHED, 101, 105);
+        let bad = ended("t2", &v, crate::state::FAILED, 101, 106);
+        assert_eq!(
+            progress(&v, [&ok, &bad]),
+            Progress {
+                done: 1,
+                unsure: false
+            }
+        );
+        // The failed one is replaced, the finished one is not.
+        assert_eq!(decide_b(&v, &[], &[&ok, &bad]).start, 1);
+        let again = task("t3", v.hash, RUNNING);
+        assert_eq!(decide_b(&v, &[&again], &[&ok, &bad]), Decision::default());
+        // Killed by someone else, or lost: replaced too.
+        for state in [crate::state::KILLED, crate::state::LOST] {
+            let gone = ended("t3", &v, state, 107, 108);
+            assert_eq!(decide_b(&v, &[], &[&ok, &bad, &gone]).start, 1, "{state}");
+        }
+        // Both done: the job is complete and starts nothing.
+        let ok2 = ended("t3", &v, FINISHED, 107, 108);
+        assert_eq!(decide_b(&v, &[], &[&ok, &bad, &ok2]), Decision::default());
+        // A service job with the same (live) tasks keeps its instances.
+        assert_eq!(decide(&view(2, "x"), &[], &[]).start, 2);
+    }
+
+    #[test]
+    fn scaling_up_a_completed_batch_job_starts_only_the_difference() {
+        let done: Vec<Task> = (0..2)
+            .map(|i| ended(&format!("t{i}"), &batch(2, "x"), FINISHED, 101, 102 + i))
+            .collect();
+        let kept: Vec<&Task> = done.iter().collect();
+        assert_eq!(decide_b(&batch(2, "x"), &[], &kept), Decision::default());
+        // Scaling keeps the hash, so the run goes on: 3 more, not 5.
+        let more = batch(5, "x");
+        assert_eq!(more.hash, batch(2, "x").hash);
+        assert_eq!(decide_b(&more, &[], &kept).start, 3);
+        // Scaled down below what finished: nothing to start or stop.
+        assert_eq!(decide_b(&batch(1, "x"), &[], &kept), Decision::default());
+        // Scaled down while running: the surplus stops.
+        let run = task("t9", more.hash, RUNNING);
+        assert_eq!(
+            decide_b(&batch(2, "x"), &[&run], &kept).stop,
+            vec!["t9".to_string()]
+        );
+    }
+
+    #[test]
+    fn a_new_spec_starts_a_full_new_set() {
+        let old = batch(2, "old");
+        let done: Vec<Task> = (0..2)
+            .map(|i| ended(&format!("t{i}"), &old, FINISHED, 101, 102 + i))
+            .collect();
+        let kept: Vec<&Task> = done.iter().collect();
+        let new = batch(2, "new");
+        assert_ne!(new.hash, old.hash);
+        assert_eq!(progress(&new, kept.iter().copied()).done, 0);
+        assert_eq!(decide_b(&new, &[], &kept).start, 2);
+        // Back to an earlier spec is a new set too: its successes were
+        // placed before the run began.
+        let mut again = batch(2, "old");
+        again.run_since = 200;
+        assert_eq!(again.hash, old.hash);
+        assert_eq!(decide_b(&again, &[], &kept).start, 2);
+        // Old tasks still running are replaced one at a time, as a
+        // service's would be.
+        let o = task("o1", old.hash, RUNNING);
+        assert_eq!(decide_b(&new, &[&o], &[]).start, 1);
+    }
+
+    #[test]
+    fn a_run_that_may_have_forgotten_a_finished_task_holds() {
+        let v = batch(2, "x");
+        let ok = ended("t0", &v, FINISHED, 101, 150);
+        let mut kept: Vec<Task> = (1..10)
+            .map(|i| ended(&format!("t{i}"), &v, crate::state::FAILED, 101, 150 + i))
+            .collect();
+        kept.push(ok);
+        let refs: Vec<&Task> = kept.iter().collect();
+        // Ten kept, all ended since the run began (at 100): an older
+        // success of the run may have been forgotten.
+        let p = progress(&v, refs.iter().copied());
+        assert_eq!(
+            p,
+            Progress {
+                done: 1,
+                unsure: true
+            }
+        );
+        assert_eq!(decide_batch(&v, &[], &[], &HashSet::new(), p).start, 1);
+        let h = p.hold(&v).expect("holds");
+        assert_eq!(h.until_ms, None);
+        assert!(h.why.contains("1 of 2"), "{}", h.why);
+        // Nine kept: nothing was ever forgotten.
+        let p = progress(&v, refs[1..].iter().copied());
+        assert!(!p.unsure && p.hold(&v).is_none());
+        // The oldest kept ended before the run began: what was forgotten
+        // ended before it too, so none of it was of this run.
+        kept[0].updated_version = 99;
+        let p = progress(&v, kept.iter());
+        assert!(!p.unsure, "{p:?}");
+        // A run that is complete needs no certainty about the rest.
+        let done: Vec<Task> = (0..10)
+            .map(|i| ended(&format!("d{i}"), &v, FINISHED, 101, 150 + i))
+            .collect();
+        let p = progress(&v, done.iter());
+        assert!(p.unsure && p.done == 10);
+        assert_eq!(decide_batch(&v, &[], &[], &HashSet::new(), p).start, 0);
+    }
+
+    #[test]
+    fn a_batch_drain_moves_only_what_remains() {
+        let v = batch(2, "x");
+        let ok = ended("t0", &v, FINISHED, 101, 102);
+        let mut moving = task("t1", v.hash, RUNNING);
+        moving.agent_id = "old".into();
+        let leaving: HashSet<String> = ["old".to_string()].into();
+        let p = progress(&v, [&ok, &moving]);
+        let d = decide_batch(&v, &[&moving], &[], &leaving, p);
+        // One replacement for the one task still to finish, not two.
+        assert_eq!((d.start, d.stop.len()), (1, 0));
+        let service = super::super::drain::decide(&view(2, "x"), &[&moving], &leaving);
+        assert_eq!(service.map(|d| d.start), Some(2));
+    }
+
+    #[test]
+    fn a_batch_job_fits_in_the_ended_tasks_the_state_keeps() {
+        let max = ocean_spec::validate::MAX_BATCH_INSTANCES;
+        assert_eq!(usize::try_from(max).ok(), Some(KEEP_ENDED_PER_JOB));
     }
 
     #[test]

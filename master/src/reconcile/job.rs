@@ -11,7 +11,7 @@ use ocean_proto::agent::{
 use ocean_proto::internal::{Agent, Job, Task};
 use ocean_scheduler_policies as sp;
 use ocean_spec::container::{DockerContainer, DockerNetwork};
-use ocean_spec::JobSpec;
+use ocean_spec::{JobSpec, JobType};
 
 /// Jobs at this priority or above are the system class: when their tasks
 /// fit nowhere, tasks of lower priority are preempted for them. Ordinary
@@ -32,6 +32,10 @@ pub struct JobView {
     /// The spec's constraints for the placement crate (invalid ones are
     /// reported as the job's waiting reason instead).
     pub constraints: Result<Vec<sp::Constraint>, String>,
+    /// For a batch job, the state version since which its config hash has
+    /// been [`JobView::hash`]: its current run began then, and only tasks
+    /// placed since count towards it ([`run_since`]). 0 for services.
+    pub run_since: u64,
     /// The product-line node, computed once (every task of every round
     /// needs it).
     pdl: String,
@@ -54,14 +58,38 @@ impl JobView {
             .collect();
         let t = spec.service_tree_id();
         let pdl = format!("cop.{}_owt.{}_pdl.{}", t.cop, t.owt, t.pdl);
+        let hash = config_hash(&spec);
+        let run_since = match spec.job_type {
+            JobType::Batch => run_since(job, hash),
+            JobType::Service => 0,
+        };
         Some(JobView {
             pdl,
             id: job.id.clone(),
             updated_version: job.updated_version,
-            hash: config_hash(&spec),
+            hash,
             spec: Arc::new(spec),
             constraints,
+            run_since,
         })
+    }
+
+    /// Whether the job runs to completion (`type: batch`) rather than
+    /// being kept running.
+    pub fn is_batch(&self) -> bool {
+        self.spec.job_type == JobType::Batch
+    }
+
+    /// The same job asking for `instances` tasks (the same hash: instances
+    /// are not part of it). For a batch job's drain, which counts against
+    /// what remains to run.
+    pub fn with_instances(&self, instances: u32) -> JobView {
+        let mut spec = JobSpec::clone(&self.spec);
+        spec.instances = instances;
+        JobView {
+            spec: Arc::new(spec),
+            ..self.clone()
+        }
     }
 
     /// The resources one task reserves.
@@ -241,6 +269,29 @@ pub fn config_hash(spec: &JobSpec) -> u64 {
         })
 }
 
+/// The state version since which `job`'s spec has had config hash `hash`:
+/// when the newest of its specs with that hash in an unbroken line became
+/// its spec (a change of `unreachable_strategy` alone keeps the run going;
+/// a change back to an earlier hash starts a new one). When every kept
+/// older spec has the hash too, older ones may have had it as well, so
+/// the job's creation is taken: the earliest the run can have begun.
+pub fn run_since(job: &Job, hash: u64) -> u64 {
+    let mut since = crate::state::jobs::spec_since_version(job);
+    for older in &job.history {
+        let same = serde_json::from_slice::<JobSpec>(&older.spec_json)
+            .is_ok_and(|s| config_hash(&s) == hash);
+        if !same {
+            return since;
+        }
+        since = older.version;
+    }
+    if job.history.is_empty() {
+        since
+    } else {
+        job.created_version
+    }
+}
+
 /// The id of the `n`th task placed in the round at state `version`: unique
 /// (versions only grow), and ordered by age, which scale-down uses to stop
 /// the newest first. Of the form `state::task_id_in` describes (the suffix
@@ -279,6 +330,75 @@ mod tests {
         assert_eq!(config_hash(&a), config_hash(&b));
         b.cmd = Some("sleep 2".into());
         assert_ne!(config_hash(&a), config_hash(&b));
+    }
+
+    #[test]
+    fn a_service_spec_keeps_the_hash_it_had_before_job_types() {
+        // Computed by the code before `type` existed: a service's canonical
+        // form leaves the field out, so no running task is replaced, and
+        // no spec version moves, because the field was added.
+        let plain = JobSpec::new("cop.c_owt.o_pdl.p_service.s_job.j_cluster.c", "sleep 1");
+        assert_eq!(config_hash(&plain), 0x5f90_63d2_3a7f_8a1e);
+        let example = include_bytes!("../../../docs/examples/docker-web.json");
+        let full = ocean_spec::parse_job_spec(example, ocean_spec::Format::Json).unwrap();
+        assert_eq!(config_hash(&full), 0x3281_b7a7_ccba_6156);
+        // A batch job is another config: switching type starts a new set.
+        let mut batch = plain.clone();
+        batch.job_type = JobType::Batch;
+        assert_ne!(config_hash(&batch), config_hash(&plain));
+    }
+
+    fn job_with(specs: &[(&JobSpec, u64)]) -> Job {
+        // Newest first, as the state keeps them.
+        let (current, since) = specs[0];
+        Job {
+            id: current.id.clone(),
+            spec_json: current.to_canonical_json(),
+            created_version: 1,
+            spec_since: since,
+            history: specs[1..]
+                .iter()
+                .map(|(s, v)| ocean_proto::internal::JobSpecVersion {
+                    spec_json: s.to_canonical_json(),
+                    version: *v,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_batch_run_begins_when_its_hash_did() {
+        let mut a = JobSpec::new("cop.c_owt.o_pdl.p_service.s_job.j_cluster.c", "true");
+        a.job_type = JobType::Batch;
+        let mut b = a.clone();
+        b.cmd = Some("false".into());
+        let mut a2 = a.clone();
+        a2.unreachable_strategy = Some(ocean_spec::UnreachableStrategy {
+            replace_after_seconds: 60,
+        });
+        let view = |job: &Job| JobView::parse(job).unwrap();
+        // A new job: since its creation (its first spec).
+        assert_eq!(view(&job_with(&[(&a, 1)])).run_since, 1);
+        // A changed command: since the change.
+        assert_eq!(view(&job_with(&[(&b, 40), (&a, 1)])).run_since, 40);
+        // Only unreachable_strategy changed: the run goes on.
+        assert_eq!(
+            view(&job_with(&[(&a2, 50), (&a, 40), (&b, 1)])).run_since,
+            40
+        );
+        // Back to an earlier spec: a new run.
+        assert_eq!(
+            view(&job_with(&[(&a, 60), (&b, 40), (&a, 1)])).run_since,
+            60
+        );
+        // Every kept spec has the hash: older ones may have had it too.
+        assert_eq!(view(&job_with(&[(&a2, 50), (&a, 40)])).run_since, 1);
+        // Services have no runs.
+        let service = JobSpec::new("cop.c_owt.o_pdl.p_service.s_job.j_cluster.c", "true");
+        let v = view(&job_with(&[(&service, 7)]));
+        assert!(!v.is_batch() && v.run_since == 0);
     }
 
     #[test]

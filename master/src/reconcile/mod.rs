@@ -660,6 +660,7 @@ fn decide(master: &Master, connected: &HashSet<String>, t0: Instant) -> Decided 
     let now = now_ms();
     let mut preempted = HashMap::new();
     let empty = Vec::new();
+    let batch = batch_progress(master, &view.jobs);
     for job in &view.jobs {
         let tasks: Vec<&Task> = view
             .tasks
@@ -679,18 +680,18 @@ fn decide(master: &Master, connected: &HashSet<String>, t0: Instant) -> Decided 
         if tasks.iter().any(|t| t.health_failed && is_live(t)) {
             healing.insert(job.id.clone());
         }
-        // A batch job's tasks that finished under its spec are done; only
-        // batch jobs pay for this look at ended tasks (rare, few).
-        let done = if job.spec.job_type == ocean_spec::JobType::Batch {
-            master.read(|st| desired::batch_done(job, st.tasks_of(&job.id).map(|t| t.as_ref())))
-        } else {
-            0
+        let progress = batch.get(job.id.as_str()).copied();
+        let d = match progress {
+            Some(p) => desired::decide_batch(job, &tasks, agents.agents(), agents.leaving(), p),
+            None => drain::decide(job, &tasks, agents.leaving())
+                .unwrap_or_else(|| desired::decide(job, &tasks, agents.agents())),
         };
-        let d = drain::decide(job, &tasks, agents.leaving())
-            .unwrap_or_else(|| desired::decide_with_done(job, &tasks, agents.agents(), done));
         kills.extend(d.stop);
         if d.start > 0 {
-            if let Some(h) = desired::hold(view.backoff.get(&job.id), now) {
+            let hold = progress
+                .and_then(|p| p.hold(job))
+                .or_else(|| desired::hold(view.backoff.get(&job.id), now));
+            if let Some(h) = hold {
                 if let Some(until) = h.until_ms {
                     wake_at = Some(wake_at.map_or(until, |w| w.min(until)));
                 }
@@ -803,6 +804,32 @@ fn decide(master: &Master, connected: &HashSet<String>, t0: Instant) -> Decided 
         rebuilt,
         any_waiting: !waiting.is_empty(),
     }
+}
+
+/// The progress of every batch job's current run, from the tasks the
+/// state keeps of it (ended ones included), in one short read of the
+/// state. Service jobs are skipped without a look at their tasks: only
+/// their live tasks matter, and the round already has those. The read is
+/// at least as new as the round's capture, so a task may show as live
+/// there and as finished here: it then counts twice, and the round starts
+/// fewer tasks, never more (the next round corrects it).
+fn batch_progress<'a>(
+    master: &Master,
+    jobs: &'a [Arc<JobView>],
+) -> FastMap<&'a str, desired::Progress> {
+    let batch: Vec<&JobView> = jobs.iter().filter(|j| j.is_batch()).map(|j| &**j).collect();
+    if batch.is_empty() {
+        return FastMap::new();
+    }
+    master.read(|st| {
+        batch
+            .iter()
+            .map(|j| {
+                let kept = st.tasks_of(&j.id).map(|t| t.as_ref());
+                (j.id.as_str(), desired::progress(j, kept))
+            })
+            .collect()
+    })
 }
 
 /// Sends launches and kills for what rounds committed (`ids`), or for
