@@ -18,6 +18,9 @@
 //!   CPU hog.
 //! - `dns`: DNS freshness (RUNNING to A record served) and throughput
 //!   (dnsperf, Ocean's DNS and Knot DNS side by side).
+//! - `watch`: filtered-watch fan-out: many watchers of one service-tree
+//!   node while 100,000 tasks change elsewhere; CPU per delivered event
+//!   and events delivered outside the filter.
 //! - `docker-launch`: submit-to-RUNNING of one-instance container jobs,
 //!   side by side with `docker run -d` of the same image.
 //!
@@ -43,6 +46,7 @@ mod health;
 mod lost;
 mod schedule;
 mod tasks;
+mod watch;
 
 #[derive(Debug, Parser)]
 #[command(about = "Ocean master benchmarks")]
@@ -148,6 +152,17 @@ enum Cmd {
         #[arg(long, default_value_t = 6)]
         instances: usize,
     },
+    /// Filtered-watch fan-out: watchers of one node on a follower while the
+    /// schedule workload changes tasks elsewhere (run without, then with
+    /// the watchers).
+    Watch {
+        #[arg(long, default_value_t = 1000)]
+        watchers: usize,
+        #[arg(long, default_value_t = 10_000)]
+        agents: usize,
+        #[arg(long, default_value_t = 100_000)]
+        tasks: usize,
+    },
     /// Agents declared unreachable while busy loops saturate every core.
     FalseLost {
         #[arg(long, default_value_t = 10)]
@@ -195,6 +210,11 @@ async fn main() -> anyhow::Result<()> {
             master_args,
         } => schedule::schedule(agents, tasks, submitters, &master_args).await,
         Cmd::Fleet { instances, agents } => tasks::fleet(instances, agents).await,
+        Cmd::Watch {
+            watchers,
+            agents,
+            tasks,
+        } => watch::watch(watchers, agents, tasks).await,
         Cmd::Health { trials } => health::health(trials).await,
         Cmd::LostAgent { trials, instances } => lost::lost_agent(trials, instances).await,
         Cmd::FalseLost { minutes, agents } => lost::false_lost(minutes, agents).await,

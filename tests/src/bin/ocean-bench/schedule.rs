@@ -45,7 +45,7 @@ static LEADER_CHANGES_SEEN: AtomicUsize = AtomicUsize::new(0);
 #[derive(Default)]
 pub(crate) struct Counters {
     pub(crate) registered: AtomicUsize,
-    launched: AtomicUsize,
+    pub(crate) launched: AtomicUsize,
     /// Agents that received at least one task.
     used: AtomicUsize,
     /// Demand launched, for the packing bound.
@@ -215,7 +215,7 @@ fn status(id: &str, state: &str) -> TaskStatus {
 }
 
 /// The synthetic job request as a job spec.
-fn spec_of(j: &JobRequest) -> Value {
+pub(crate) fn spec_of(j: &JobRequest) -> Value {
     let constraints: Vec<Value> = j
         .constraints
         .iter()
@@ -271,7 +271,7 @@ async fn counts(api: &ocean_tests::Api) -> (u64, u64) {
 /// The highest counters of any master: every master applies every
 /// placement, but one that lost the leadership, or is cut off, may lag, and
 /// watching it alone would end the run early.
-async fn cluster_counts(apis: &[ocean_tests::Api]) -> (u64, u64) {
+pub(crate) async fn cluster_counts(apis: &[ocean_tests::Api]) -> (u64, u64) {
     let all = futures::future::join_all(apis.iter().map(counts)).await;
     all.into_iter()
         .fold((0, 0), |(p, r), (p1, r1)| (p.max(p1), r.max(r1)))
