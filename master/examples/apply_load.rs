@@ -11,8 +11,8 @@
 
 use std::time::Instant;
 
-use ocean_master::state::{plan_command, put_agent_command, put_job_command, RUNNING};
-use ocean_master::storage::RaftStore;
+use ocean_master::kernel::state::{plan_command, put_agent_command, put_job_command, RUNNING};
+use ocean_master::kernel::storage::RaftStore;
 use ocean_proto::internal::{
     command, Agent, Command, JobPlacements, Placement, PlanTasks, TaskUpdate, TaskUpdates,
 };

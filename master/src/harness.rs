@@ -15,11 +15,11 @@ use tokio::sync::{oneshot, watch};
 
 use crate::config::RaftSettings;
 use crate::error::Result;
-use crate::feed::Feed;
+use crate::kernel::feed::Feed;
 use crate::metrics::Metrics;
-use crate::node::{Driver, Msg, NodeStatus, Transport};
-use crate::state::{put_job_command, Applied, ClusterState};
-use crate::storage::RaftStore;
+use crate::kernel::node::{Driver, Msg, NodeStatus, Transport};
+use crate::kernel::state::{put_job_command, Applied, ClusterState};
+use crate::kernel::storage::RaftStore;
 
 #[derive(Clone, Default)]
 struct MemTransport {

@@ -10,11 +10,9 @@
 //! ```
 //!
 //! - [`config`]: settings and their validation.
-//! - [`state`]: the deterministic state machine.
-//! - [`storage`]: raft log, hard state, snapshots and the persisted state on RocksDB.
-//! - [`node`]: the raft driver (Ready loop, group commit, apply, compaction).
+//! - [`kernel`]: raft driver, storage, state machine and change feed; imports
+//!   nothing above it.
 //! - [`transport`]: gRPC between masters.
-//! - [`feed`]: the versioned change feed.
 //! - [`reconcile`]: the leader's reconciler (jobs to tasks, launches, kills, status reports).
 //! - [`master`]: the handle the APIs use, and [`run`].
 //! - [`service`]: the one place client writes are validated and proposed.
@@ -24,16 +22,13 @@
 pub mod api;
 pub mod config;
 pub mod error;
-pub mod feed;
+pub mod kernel;
 pub mod leader;
 pub mod master;
 pub mod metrics;
-pub mod node;
 pub mod reconcile;
 pub mod service;
 pub mod startup;
-pub mod state;
-pub mod storage;
 pub mod transport;
 
 #[cfg(test)]

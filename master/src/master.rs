@@ -15,10 +15,10 @@ use tokio::sync::{oneshot, watch};
 use tonic::transport::Channel;
 
 use crate::error::{Error, Result};
-use crate::feed::Feed;
+use crate::kernel::feed::Feed;
 use crate::metrics::Metrics;
-use crate::node::{MemberChange, Msg, NodeStatus};
-use crate::state::{Applied, ClusterState, Outcome};
+use crate::kernel::node::{MemberChange, Msg, NodeStatus};
+use crate::kernel::state::{Applied, ClusterState, Outcome};
 use crate::transport::{channel, PeerHealth};
 
 /// How long a write waits for a leader and for its commit.

@@ -15,11 +15,11 @@ use tracing::{info, warn};
 
 use crate::config::MasterConfig;
 use crate::error::{Error, Result};
-use crate::feed::Feed;
+use crate::kernel::feed::Feed;
 use crate::master::{Inner, Master};
 use crate::metrics::Metrics;
-use crate::node::{self, Driver, Msg, NodeStatus};
-use crate::storage::RaftStore;
+use crate::kernel::node::{self, Driver, Msg, NodeStatus};
+use crate::kernel::storage::RaftStore;
 use crate::transport::{channel, GrpcTransport, NetRuntime, PeerHealth};
 
 /// Builds a set-member command (a master announcing its addresses).

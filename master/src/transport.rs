@@ -15,8 +15,8 @@ use tokio::sync::mpsc;
 use tonic::transport::{Channel, Endpoint};
 use tracing::debug;
 
-use crate::node::{Msg, Transport};
-use crate::state::ClusterState;
+use crate::kernel::node::{Msg, Transport};
+use crate::kernel::state::ClusterState;
 
 /// How long one batch may take before the peer counts as unreachable.
 const SEND_TIMEOUT: Duration = Duration::from_secs(2);

@@ -23,7 +23,7 @@ use tracing::{info, warn};
 use super::error::to_status;
 use crate::master::Master;
 use crate::reconcile::reports;
-use crate::state::put_agent_command;
+use crate::kernel::state::put_agent_command;
 
 /// What the leader knows of each connected agent.
 #[derive(Debug)]

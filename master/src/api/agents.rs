@@ -14,11 +14,11 @@ use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
 use serde::Deserialize;
-use serde_json::json;
 
 use super::error::ApiError;
 use super::http::with_version;
 use crate::master::Master;
+use crate::service::views::AgentStatusChange;
 
 type ApiResult<T> = std::result::Result<T, ApiError>;
 
@@ -93,6 +93,11 @@ async fn apply(m: &Master, id: String, status: String, message: String) -> ApiRe
         })?;
     Ok(with_version(
         r.version,
-        json!({"id": id, "status": status, "version": r.version, "outcome": r.outcome}),
+        AgentStatusChange {
+            id,
+            status,
+            version: r.version,
+            outcome: r.outcome,
+        },
     ))
 }

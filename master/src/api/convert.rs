@@ -8,7 +8,7 @@ use ocean_proto::v1 as api;
 
 use crate::service::tasks::AgentLiveness;
 use crate::service::types::{JobDetail, JobVersions, LeaseView, WriteResult};
-use crate::state::jobs::spec_version;
+use crate::kernel::state::jobs::spec_version;
 
 pub fn job(j: &int::Job) -> api::Job {
     api::Job {
@@ -100,7 +100,7 @@ pub fn agent(a: &int::Agent) -> api::Agent {
 pub fn agent_info(a: &int::Agent, l: Option<AgentLiveness>) -> api::AgentInfo {
     api::AgentInfo {
         agent: Some(agent(a)),
-        status: crate::state::agent_status(a).to_string(),
+        status: crate::kernel::state::agent_status(a).to_string(),
         connected: l.map(|l| l.connected),
         last_heartbeat_ms: l.and_then(|l| l.last_heartbeat_ms),
         unreachable: l.map(|l| l.unreachable),

@@ -17,8 +17,8 @@ use tonic::{Request, Response, Status};
 use super::error::to_status;
 use crate::error::{Error, Result};
 use crate::master::Master;
-use crate::node::{MemberChange, Msg};
-use crate::state::Outcome;
+use crate::kernel::node::{MemberChange, Msg};
+use crate::kernel::state::Outcome;
 
 /// Serves both gRPC services on `listener` until `shutdown` resolves.
 pub async fn serve(

@@ -29,7 +29,7 @@ use crate::master::Master;
 use crate::service::jobs::PutJob;
 use crate::service::tasks::TaskFilter;
 use crate::service::ReadOptions;
-use crate::state::Change;
+use crate::kernel::state::Change;
 
 type Answer<T> = std::result::Result<Response<T>, Status>;
 type BoxStream<T> = Pin<Box<dyn Stream<Item = std::result::Result<T, Status>> + Send>>;

@@ -36,22 +36,21 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use futures::StreamExt;
-use ocean_proto::internal::{Agent, Job};
 use serde::Deserialize;
-use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
 use super::error::ApiError;
 use super::extract::{Body, Query};
 use super::jobs::ReadQuery;
-use super::tasks::task_json;
 use super::watch::{watch, WatchFilter, WatchItem};
 use crate::error::{Error, Result};
 use crate::master::Master;
 use crate::service::members::{LeaderView, StatusView};
-use crate::service::tasks::AgentLiveness;
 use crate::service::types::{JobView, KvView};
-use crate::state::Change;
+use crate::service::views::{
+    AgentDetail, AgentList, AgentView, ChangeEvent, MemberChange, MemberList, SnapshotEvent, TaskView,
+};
+use crate::kernel::state::Change;
 
 type ApiResult<T> = std::result::Result<T, ApiError>;
 
@@ -106,7 +105,7 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
     )
 }
 
-pub(super) fn with_version(version: u64, body: Value) -> Response {
+pub(super) fn with_version(version: u64, body: impl serde::Serialize) -> Response {
     let mut resp = Json(body).into_response();
     if let Ok(v) = HeaderValue::from_str(&version.to_string()) {
         resp.headers_mut().insert("x-ocean-version", v);
@@ -122,54 +121,10 @@ async fn status(State(m): State<Master>) -> Json<StatusView> {
     Json(m.service().status())
 }
 
-/// A job as the API shows it.
-pub fn job_json(job: &Job) -> Value {
-    serde_json::to_value(JobView::from(job)).unwrap_or(Value::Null)
-}
-
-/// An agent as the API shows it: the replicated facts.
-pub fn agent_json(a: &Agent) -> Value {
-    json!({
-        "id": a.id,
-        "hostname": a.hostname,
-        "address": a.address,
-        "http_addr": a.http_addr,
-        "attributes": a.attributes,
-        "resources": {"cpus": a.cpus, "mem": a.mem_mib, "disk": a.disk_mib},
-        "ports": format!("{}-{}", a.port_low, a.port_high),
-        "registered_version": a.registered_version,
-        "status": crate::state::agent_status(a),
-        "status_message": a.status_message,
-        "executors": a.executors.iter().map(|e| json!({
-            "name": e.name,
-            "available": e.available,
-            "reason": e.reason,
-            "version": e.version,
-            "features": e.features,
-        })).collect::<Vec<_>>(),
-    })
-}
-
-/// The agent plus its liveness, which only the leader knows (`null`
-/// when asked of a follower).
-fn agent_with_liveness(a: &Agent, l: Option<AgentLiveness>) -> Value {
-    let mut v = agent_json(a);
-    v["connected"] = json!(l.map(|l| l.connected));
-    v["last_heartbeat_ms"] = json!(l.and_then(|l| l.last_heartbeat_ms));
-    v["unreachable"] = json!(l.map(|l| l.unreachable));
-    v
-}
-
 async fn list_agents(State(m): State<Master>, Query(q): Query<ReadQuery>) -> ApiResult<Response> {
     let (version, agents) = m.service().list_agents(q.options()).await?;
-    let list: Vec<Value> = agents
-        .iter()
-        .map(|(a, l)| agent_with_liveness(a, *l))
-        .collect();
-    Ok(with_version(
-        version,
-        json!({"version": version, "agents": list}),
-    ))
+    let agents = agents.iter().map(|(a, l)| AgentDetail::new(a, *l)).collect();
+    Ok(with_version(version, AgentList { version, agents }))
 }
 
 async fn get_agent(
@@ -178,11 +133,13 @@ async fn get_agent(
     Query(q): Query<ReadQuery>,
 ) -> ApiResult<Response> {
     let (version, a, l) = m.service().get_agent(&id, q.options()).await?;
-    Ok(with_version(version, agent_with_liveness(&a, l)))
+    Ok(with_version(version, AgentDetail::new(&a, l)))
 }
 
-async fn members(State(m): State<Master>) -> Json<Value> {
-    Json(json!({"members": m.service().members()}))
+async fn members(State(m): State<Master>) -> Json<MemberList> {
+    Json(MemberList {
+        members: m.service().members(),
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -200,19 +157,29 @@ async fn add_member(State(m): State<Master>, Body(body): Body) -> ApiResult<Resp
         .service()
         .add_member(req.id, &req.grpc_addr, &req.http_addr)
         .await?;
-    let mut resp = Json(json!({"id": req.id, "index": index, "outcome": "added"})).into_response();
+    let mut resp = Json(MemberChange {
+        id: req.id,
+        index,
+        outcome: "added",
+    })
+    .into_response();
     *resp.status_mut() = StatusCode::CREATED;
     Ok(resp)
 }
 
-async fn remove_member(State(m): State<Master>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn remove_member(
+    State(m): State<Master>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<MemberChange>> {
     let id: u64 = id
         .parse()
         .map_err(|_| ApiError::bad_request("id", format!("'{id}' is not a master id")))?;
     let index = m.service().remove_member(id).await?;
-    Ok(Json(
-        json!({"id": id, "index": index, "outcome": "removed"}),
-    ))
+    Ok(Json(MemberChange {
+        id,
+        index,
+        outcome: "removed",
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -253,46 +220,50 @@ async fn events(
             } => SseEvent::default()
                 .id(version.to_string())
                 .event("snapshot")
-                .data(
-                    json!({
-                        "version": version,
-                        "jobs": jobs.iter().map(|j| job_json(j)).collect::<Vec<_>>(),
-                        "agents": agents.iter().map(|a| agent_json(a)).collect::<Vec<_>>(),
-                        "tasks": tasks.iter().map(|t| task_json(t)).collect::<Vec<_>>(),
-                        "kv": kv.iter().map(|e| KvView::from(e.as_ref())).collect::<Vec<_>>(),
-                    })
-                    .to_string(),
-                ),
+                .data(to_json(&SnapshotEvent {
+                    version,
+                    jobs: jobs.iter().map(|j| JobView::from(j.as_ref())).collect(),
+                    agents: agents.iter().map(|a| AgentView::from(a.as_ref())).collect(),
+                    tasks: tasks.iter().map(|t| TaskView::from(t.as_ref())).collect(),
+                    kv: kv.iter().map(|e| KvView::from(e.as_ref())).collect(),
+                })),
             WatchItem::Change {
                 version: v,
                 change,
                 last,
             } => {
                 let (name, data) = match change {
-                    Change::JobPut(job) => {
-                        ("job_put", json!({"version": v, "job": job_json(&job)}))
-                    }
-                    Change::JobDeleted(id) => ("job_deleted", json!({"version": v, "id": id})),
-                    Change::AgentPut(a) => {
-                        ("agent_put", json!({"version": v, "agent": agent_json(&a)}))
-                    }
-                    Change::TaskPut(t) => {
-                        ("task_put", json!({"version": v, "task": task_json(&t)}))
-                    }
-                    Change::TaskRemoved(id) => ("task_removed", json!({"version": v, "id": id})),
+                    Change::JobPut(job) => ("job_put", ChangeEvent::job(v, &job)),
+                    Change::JobDeleted(id) => ("job_deleted", ChangeEvent::Removed { version: v, id }),
+                    Change::AgentPut(a) => (
+                        "agent_put",
+                        ChangeEvent::Agent {
+                            version: v,
+                            agent: AgentView::from(a.as_ref()),
+                        },
+                    ),
+                    Change::TaskPut(t) => (
+                        "task_put",
+                        ChangeEvent::Task {
+                            version: v,
+                            task: TaskView::from(t.as_ref()),
+                        },
+                    ),
+                    Change::TaskRemoved(id) => ("task_removed", ChangeEvent::Removed { version: v, id }),
                     Change::KvPut(e) => (
                         "kv_put",
-                        json!({"version": v, "kv": KvView::from(e.as_ref())}),
+                        ChangeEvent::Kv {
+                            version: v,
+                            kv: KvView::from(e.as_ref()),
+                        },
                     ),
-                    Change::KvDeleted(e) => (
-                        "kv_deleted",
-                        json!({"version": v, "namespace": e.namespace, "key": e.key}),
-                    ),
+                    Change::KvDeleted(e) => ("kv_deleted", ChangeEvent::kv_deleted(v, &e)),
                 };
+                let data = to_json(&data);
                 // Only the last event of a version carries the id, so a
                 // client resuming with Last-Event-ID never skips the rest
                 // of a version it saw only part of.
-                let ev = SseEvent::default().event(name).data(data.to_string());
+                let ev = SseEvent::default().event(name).data(data);
                 if last {
                     ev.id(v.to_string())
                 } else {
@@ -303,6 +274,11 @@ async fn events(
         Ok(ev)
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+fn to_json(v: &impl serde::Serialize) -> String {
+    // The views hold only strings, numbers and maps with string keys.
+    serde_json::to_string(v).unwrap_or_default()
 }
 
 async fn metrics(State(m): State<Master>) -> impl IntoResponse {

@@ -13,16 +13,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use ocean_proto::internal::Task;
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::http::with_version;
 use crate::master::Master;
 use crate::service::tasks::TaskFilter;
+use crate::service::views::{TaskList, TaskView};
 use crate::service::ReadOptions;
-use crate::state::is_terminal;
 
 type ApiResult<T> = std::result::Result<T, ApiError>;
 
@@ -32,53 +30,6 @@ pub fn routes() -> Router<Master> {
         .route("/v1/tasks", get(list_tasks))
         .route("/v1/tasks/{id}", get(get_task))
         .route("/v1/tasks/{id}/logs", get(task_logs))
-}
-
-/// A task as the API shows it.
-pub fn task_json(t: &Task) -> Value {
-    let ports: Vec<Value> = t
-        .ports
-        .iter()
-        .map(|p| json!({"name": p.name, "port": p.port}))
-        .collect();
-    let mut v = json!({
-        "id": t.id,
-        "job": t.job_id,
-        "agent": t.agent_id,
-        "host": t.host,
-        "address": t.address,
-        "state": t.state,
-        "ports": ports,
-        "resources": {"cpus": t.cpus, "mem": t.mem_mib, "disk": t.disk_mib},
-        "kill_requested": t.kill_requested,
-        "created_ms": t.created_ms,
-        "started_ms": if t.started_ms == 0 { Value::Null } else { json!(t.started_ms) },
-        "pid": if t.pid == 0 { Value::Null } else { json!(t.pid) },
-        "created_version": t.created_version,
-        "updated_version": t.updated_version,
-        "healthy": t.healthy,
-    });
-    if !t.health_message.is_empty() {
-        v["health_message"] = json!(t.health_message);
-    }
-    if t.health_failed {
-        v["health_failed"] = json!(true);
-    }
-    if !t.reason.is_empty() {
-        v["reason"] = json!(t.reason);
-    }
-    if !t.message.is_empty() {
-        v["message"] = json!(t.message);
-    }
-    if t.unreachable_since_ms != 0 {
-        v["unreachable_since_ms"] = json!(t.unreachable_since_ms);
-    }
-    if is_terminal(&t.state) {
-        v["ended_ms"] = json!(t.ended_ms);
-        v["exit_code"] = json!(t.exit_code);
-        v["signal"] = json!(t.signal);
-    }
-    v
 }
 
 #[derive(Debug, Deserialize)]
@@ -105,11 +56,8 @@ async fn list_tasks(State(m): State<Master>, Query(q): Query<TasksQuery>) -> Api
         consistent: q.consistent == Some(true),
     };
     let (version, tasks) = m.service().list_tasks(&filter, opts).await?;
-    let tasks: Vec<Value> = tasks.iter().map(|t| task_json(t)).collect();
-    Ok(with_version(
-        version,
-        json!({"version": version, "tasks": tasks}),
-    ))
+    let tasks = tasks.iter().map(|t| TaskView::from(t.as_ref())).collect();
+    Ok(with_version(version, TaskList { version, tasks }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,7 +77,7 @@ async fn get_task(
         consistent: q.consistent == Some(true),
     };
     let (version, t) = m.service().get_task(&id, opts).await?;
-    Ok(with_version(version, task_json(&t)))
+    Ok(with_version(version, TaskView::from(t.as_ref())))
 }
 
 #[derive(Debug, Deserialize)]

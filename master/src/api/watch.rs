@@ -21,8 +21,8 @@ use ocean_spec::TreeNode;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::error::{Error, Result};
-use crate::feed::{Changes, Feed, FeedItem, Start};
-use crate::state::{job_of, Change, ClusterState};
+use crate::kernel::feed::{Changes, Feed, FeedItem, Start};
+use crate::kernel::state::{job_of, Change, ClusterState};
 
 /// One item of a watch.
 #[derive(Debug, Clone)]
@@ -231,7 +231,7 @@ pub fn watch(
 mod tests {
     use super::*;
     use crate::service::LocalKernel;
-    use crate::state::{put_job_command, put_kv_command};
+    use crate::kernel::state::{put_job_command, put_kv_command};
     use futures::StreamExt;
 
     fn job(pdl: &str) -> String {

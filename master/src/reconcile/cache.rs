@@ -173,7 +173,7 @@ impl AgentCache {
             .collect();
         self.leaving = agents
             .iter()
-            .filter(|a| crate::state::moves_tasks_off(crate::state::agent_status(a)))
+            .filter(|a| crate::kernel::state::moves_tasks_off(crate::kernel::state::agent_status(a)))
             .map(|a| a.id.clone())
             .collect();
         self.agents = self
@@ -222,7 +222,7 @@ fn planner_agent(a: &Agent, connected: bool) -> sp::Agent {
     // An agent without a stream to this leader gets nothing new;
     // otherwise the operator's status (else its own) decides.
     let status = if connected {
-        crate::state::agent_status(a)
+        crate::kernel::state::agent_status(a)
     } else {
         "disconnected"
     };

@@ -78,7 +78,7 @@ use ocean_scheduler_policies as sp;
 use std::collections::HashSet;
 
 use super::job::JobView;
-use crate::state::{is_live, is_terminal, FINISHED, KEEP_ENDED_PER_JOB, RUNNING};
+use crate::kernel::state::{is_live, is_terminal, FINISHED, KEEP_ENDED_PER_JOB, RUNNING};
 
 /// The decision for one job.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -351,7 +351,7 @@ mod tests {
         let v = batch(2, "x");
         assert!(v.is_batch() && v.run_since == 100);
         let ok = ended("t1", &v, FINISHED, 101, 105);
-        let bad = ended("t2", &v, crate::state::FAILED, 101, 106);
+        let bad = ended("t2", &v, crate::kernel::state::FAILED, 101, 106);
         assert_eq!(
             progress(&v, [&ok, &bad]),
             Progress {
@@ -364,7 +364,7 @@ mod tests {
         let again = task("t3", v.hash, RUNNING);
         assert_eq!(decide_b(&v, &[&again], &[&ok, &bad]), Decision::default());
         // Killed by someone else, or lost: replaced too.
-        for state in [crate::state::KILLED, crate::state::LOST] {
+        for state in [crate::kernel::state::KILLED, crate::kernel::state::LOST] {
             let gone = ended("t3", &v, state, 107, 108);
             assert_eq!(decide_b(&v, &[], &[&ok, &bad, &gone]).start, 1, "{state}");
         }
@@ -424,7 +424,7 @@ mod tests {
         let v = batch(2, "x");
         let ok = ended("t0", &v, FINISHED, 101, 150);
         let mut kept: Vec<Task> = (1..10)
-            .map(|i| ended(&format!("t{i}"), &v, crate::state::FAILED, 101, 150 + i))
+            .map(|i| ended(&format!("t{i}"), &v, crate::kernel::state::FAILED, 101, 150 + i))
             .collect();
         kept.push(ok);
         let refs: Vec<&Task> = kept.iter().collect();

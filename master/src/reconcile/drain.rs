@@ -18,7 +18,7 @@ use ocean_proto::internal::Task;
 
 use super::desired::Decision;
 use super::job::JobView;
-use crate::state::{is_live, RUNNING};
+use crate::kernel::state::{is_live, RUNNING};
 
 /// Whether a task serves: it runs and its health checks (if any) have not
 /// found it unhealthy.

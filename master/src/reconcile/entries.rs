@@ -30,7 +30,7 @@ impl Placements {
     pub fn add(&mut self, job: &JobView, p: &sp::Placement<'_>, created_ms: u64) {
         // Task ids are made by `job::task_id` within their job's; anything
         // else would not survive the compact form.
-        let Some(suffix) = crate::state::id_suffix(p.task, &job.id) else {
+        let Some(suffix) = crate::kernel::state::id_suffix(p.task, &job.id) else {
             warn!(task = p.task, job = %job.id, "placement dropped: task id outside its job's");
             return;
         };
@@ -77,7 +77,7 @@ impl Placements {
         self.groups.iter().flat_map(|g| {
             g.tasks
                 .iter()
-                .map(move |t| crate::state::task_id_in(&g.job_id, &t.id_suffix))
+                .map(move |t| crate::kernel::state::task_id_in(&g.job_id, &t.id_suffix))
         })
     }
 

@@ -276,7 +276,7 @@ pub fn config_hash(spec: &JobSpec) -> u64 {
 /// older spec has the hash too, older ones may have had it as well, so
 /// the job's creation is taken: the earliest the run can have begun.
 pub fn run_since(job: &Job, hash: u64) -> u64 {
-    let mut since = crate::state::jobs::spec_since_version(job);
+    let mut since = crate::kernel::state::jobs::spec_since_version(job);
     for older in &job.history {
         let same = serde_json::from_slice::<JobSpec>(&older.spec_json)
             .is_ok_and(|s| config_hash(&s) == hash);
@@ -413,10 +413,10 @@ mod tests {
     fn task_ids_name_their_job_and_give_back_their_suffix() {
         let job = "cop.c_owt.o_pdl.p_service.s_job.j_cluster.c";
         let id = task_id(job, 9, 3);
-        assert_eq!(crate::state::job_of(&id), Some(job));
-        let suffix = crate::state::id_suffix(&id, job).unwrap();
-        assert_eq!(crate::state::task_id_in(job, suffix), id);
-        assert_eq!(crate::state::id_suffix(&id, "cop.c_owt"), None);
+        assert_eq!(crate::kernel::state::job_of(&id), Some(job));
+        let suffix = crate::kernel::state::id_suffix(&id, job).unwrap();
+        assert_eq!(crate::kernel::state::task_id_in(job, suffix), id);
+        assert_eq!(crate::kernel::state::id_suffix(&id, "cop.c_owt"), None);
     }
 
     #[test]

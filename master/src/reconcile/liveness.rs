@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 
 use super::{leads, now_ms};
 use crate::master::Master;
-use crate::state::{agent_unreachable_command, is_terminal};
+use crate::kernel::state::{agent_unreachable_command, is_terminal};
 
 /// How often the leader looks for silent agents.
 const CHECK_EVERY: Duration = Duration::from_millis(100);

@@ -36,9 +36,9 @@ use ocean_scheduler_policies as sp;
 use tokio::sync::{mpsc, Notify};
 use tracing::{debug, info, warn};
 
-use crate::feed::FeedItem;
+use crate::kernel::feed::FeedItem;
 use crate::master::Master;
-use crate::state::{is_live, is_terminal, plan_command, Change, ClusterState, STAGING};
+use crate::kernel::state::{is_live, is_terminal, plan_command, Change, ClusterState, STAGING};
 use job::JobView;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -252,7 +252,7 @@ impl Scheduler {
             // nothing, back to back. The 1 s tick covers the rest.
             Change::AgentPut(a) => {
                 mem.waits_or_moves()
-                    || (crate::state::moves_tasks_off(crate::state::agent_status(a))
+                    || (crate::kernel::state::moves_tasks_off(crate::kernel::state::agent_status(a))
                         && has_tasks(&a.id))
             }
             _ => true,
@@ -1009,7 +1009,7 @@ mod tests {
         Change::TaskPut(Arc::new(Task {
             id: format!("{job}.t"),
             job_id: job.into(),
-            state: crate::state::RUNNING.into(),
+            state: crate::kernel::state::RUNNING.into(),
             created_version: created,
             health_failed,
             healthy,

@@ -10,7 +10,7 @@ use tracing::{debug, warn};
 
 use super::DEFAULT_KILL_GRACE_MS;
 use crate::master::Master;
-use crate::state::{is_terminal, rank, task_updates_command, ClusterState, LOST, STAGING};
+use crate::kernel::state::{is_terminal, rank, task_updates_command, ClusterState, LOST, STAGING};
 
 /// Most updates put in one raft entry.
 const MAX_BATCH: usize = 5_000;
@@ -24,7 +24,7 @@ pub fn to_update(agent: &str, s: &TaskStatus) -> Result<TaskUpdate, String> {
         return Err(format!(
             "state: '{}' is not one of {}",
             s.state,
-            crate::state::STATES.join(", ")
+            crate::kernel::state::STATES.join(", ")
         ));
     }
     Ok(TaskUpdate {

@@ -3,7 +3,7 @@
 use super::types::WriteResult;
 use super::{invalid, Kernel, Service};
 use crate::error::{Error, Result};
-use crate::state::{set_agent_status_command, AGENT_STATUSES};
+use crate::kernel::state::{set_agent_status_command, AGENT_STATUSES};
 
 /// Longest status message, bytes.
 pub const MAX_STATUS_MESSAGE: usize = 1024;
@@ -55,7 +55,7 @@ impl<K: Kernel> Service<K> {
 mod tests {
     use super::*;
     use crate::service::LocalKernel;
-    use crate::state::put_agent_command;
+    use crate::kernel::state::put_agent_command;
     use ocean_proto::internal::Agent;
 
     #[tokio::test]

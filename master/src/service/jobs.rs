@@ -10,8 +10,8 @@ use ocean_spec::{parse_job_spec, Format, TreeNode};
 use super::types::{JobDetail, JobList, JobVersions, JobView, SpecVersionView, WriteResult};
 use super::{invalid, Kernel, ReadOptions, Service};
 use crate::error::{Error, Result};
-use crate::state::jobs::{spec_version, spec_versions};
-use crate::state::{
+use crate::kernel::state::jobs::{spec_version, spec_versions};
+use crate::kernel::state::{
     delete_job_command, put_job_command, reset_backoff_command, scale_job_command, ClusterState,
     RUNNING,
 };

@@ -10,8 +10,8 @@ use ocean_spec::id::is_dns_label;
 use super::types::{KvList, KvView, LeaseView, WriteResult};
 use super::{invalid, Kernel, ReadOptions, Service};
 use crate::error::{Error, Result};
-use crate::state::kv::{lease_key, lease_record};
-use crate::state::{delete_kv_command, lease_command, put_kv_command};
+use crate::kernel::state::kv::{lease_key, lease_record};
+use crate::kernel::state::{delete_kv_command, lease_command, put_kv_command};
 
 /// The largest value a key holds.
 pub const MAX_VALUE: usize = 1024 * 1024;

@@ -11,8 +11,8 @@ use ocean_proto::internal::{command, Command};
 
 use super::{Kernel, ReadOptions};
 use crate::error::{Error, Result};
-use crate::feed::Feed;
-use crate::state::{Applied, ClusterState};
+use crate::kernel::feed::Feed;
+use crate::kernel::state::{Applied, ClusterState};
 
 /// An in-memory kernel (see the module docs). Clones share the state.
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@ use ocean_proto::internal::Member;
 use super::{invalid, Service};
 use crate::error::{Error, Result};
 use crate::master::Master;
-use crate::node::MemberChange;
+use crate::kernel::node::MemberChange;
 
 impl Service<Master> {
     /// Adds a master; start it with `--join`. Returns the raft index of the

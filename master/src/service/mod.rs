@@ -21,7 +21,8 @@
 //! - [`agents`]: operators' agent status;
 //! - [`tasks`]: task and agent reads;
 //! - [`members`]: adding and removing masters;
-//! - [`types`]: the typed responses every adapter serialises.
+//! - [`types`]: the typed responses every adapter serialises;
+//! - [`views`]: tasks, agents, members and events as the API shows them.
 
 pub mod agents;
 pub mod jobs;
@@ -30,6 +31,7 @@ mod local;
 pub mod members;
 pub mod tasks;
 pub mod types;
+pub mod views;
 
 use std::future::Future;
 use std::time::Duration;
@@ -39,7 +41,7 @@ use ocean_proto::internal::Command;
 pub use local::LocalKernel;
 
 use crate::error::{Error, Result};
-use crate::state::{Applied, ClusterState, Outcome};
+use crate::kernel::state::{Applied, ClusterState, Outcome};
 
 /// How a read waits before it is served.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -73,7 +75,7 @@ pub trait Kernel: Clone + Send + Sync + std::fmt::Debug + 'static {
     fn watch_source(
         &self,
     ) -> (
-        std::sync::Arc<crate::feed::Feed>,
+        std::sync::Arc<crate::kernel::feed::Feed>,
         std::sync::Arc<std::sync::RwLock<ClusterState>>,
     );
 }
@@ -123,7 +125,7 @@ impl Kernel for crate::Master {
     fn watch_source(
         &self,
     ) -> (
-        std::sync::Arc<crate::feed::Feed>,
+        std::sync::Arc<crate::kernel::feed::Feed>,
         std::sync::Arc<std::sync::RwLock<ClusterState>>,
     ) {
         (self.feed().clone(), self.state().clone())

@@ -7,7 +7,7 @@ use ocean_proto::internal::{Agent, Task};
 
 use super::{invalid, Kernel, ReadOptions, Service};
 use crate::error::{Error, Result};
-use crate::state::{is_terminal, STATES};
+use crate::kernel::state::{is_terminal, STATES};
 
 /// Which tasks a list wants.
 #[derive(Debug, Clone, Default)]

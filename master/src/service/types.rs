@@ -8,7 +8,7 @@ use ocean_proto::internal::{Job, JobBackoff, JobSpecVersion, KvEntry, LeaseRecor
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::state::jobs::spec_version;
+use crate::kernel::state::jobs::spec_version;
 
 /// What a write did.
 #[derive(Debug, Clone, PartialEq, Serialize)]

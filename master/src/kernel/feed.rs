@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use ocean_proto::internal::{Agent, Job, KvEntry, Task};
 use tokio::sync::broadcast;
 
-use crate::state::{Change, ClusterState};
+use crate::kernel::state::{Change, ClusterState};
 
 /// The changes one command made, all at one version (a scheduling round
 /// places many tasks in one command).

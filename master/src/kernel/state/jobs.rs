@@ -152,7 +152,7 @@ pub fn spec_since_version(job: &Job) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{delete_job_command, put_job_command, scale_job_command};
+    use crate::kernel::state::{delete_job_command, put_job_command, scale_job_command};
     use ocean_proto::internal::{command, Command};
 
     const ID: &str = "cop.c_owt.o_pdl.p_service.s_job.j_cluster.c";

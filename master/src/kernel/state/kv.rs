@@ -152,7 +152,7 @@ impl ClusterState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{delete_kv_command, lease_command, put_kv_command};
+    use crate::kernel::state::{delete_kv_command, lease_command, put_kv_command};
 
     fn put(key: &str, value: &str, expected: Option<u64>) -> ocean_proto::internal::Command {
         put_kv_command("elb", key, value.as_bytes().to_vec(), expected)

@@ -4,7 +4,7 @@ use ocean_proto::internal::Task;
 use prost::Message as _;
 
 use crate::error::{corrupt, Result};
-use crate::state::job_of;
+use crate::kernel::state::job_of;
 
 pub(super) const HARD_STATE: &[u8] = b"r:hs";
 pub(super) const CONF_STATE: &[u8] = b"r:cs";
@@ -72,7 +72,7 @@ pub(super) fn agent_key(id: &str) -> Vec<u8> {
 
 pub(super) fn kv_key(namespace: &str, key: &str) -> Vec<u8> {
     let mut k = KV_PREFIX.to_vec();
-    k.extend_from_slice(crate::state::kv::kv_map_key(namespace, key).as_bytes());
+    k.extend_from_slice(crate::kernel::state::kv::kv_map_key(namespace, key).as_bytes());
     k
 }
 

@@ -61,7 +61,7 @@ fn compact_then_snapshot_and_restore() {
     {
         let state = s.state();
         let mut st = state.write().unwrap();
-        st.apply(&crate::state::put_job_command("a".into(), b"{}".to_vec()));
+        st.apply(&crate::kernel::state::put_job_command("a".into(), b"{}".to_vec()));
         st.applied_index = 15;
     }
     assert!(s.compact(15).unwrap());
@@ -89,7 +89,7 @@ fn compact_then_snapshot_and_restore() {
 
 #[test]
 fn a_batch_writes_each_key_once_and_its_last_change_wins() {
-    use crate::state::Change;
+    use crate::kernel::state::Change;
     use ocean_proto::internal::Task;
     use std::sync::Arc;
 

@@ -10,7 +10,7 @@ use super::keys::{
     agent_key, job_key, kv_key, log_key, member_key, task_key, two_u64, APPLIED, CONF_STATE,
 };
 use crate::error::{corrupt, Result};
-use crate::state::Change;
+use crate::kernel::state::Change;
 
 /// Writes staged for one RocksDB write (see [`RaftStore::batch`]).
 #[derive(Default)]

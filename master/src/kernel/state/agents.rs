@@ -134,7 +134,7 @@ pub fn agent_unreachable_command(u: AgentUnreachable) -> ocean_proto::internal::
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{
+    use crate::kernel::state::{
         plan_tasks_command, put_agent_command, put_job_command, task_updates_command, RUNNING,
         STAGING,
     };

@@ -29,7 +29,7 @@ use raft::{GetEntriesContext, RaftState, StorageError};
 use rocksdb::{IteratorMode, WriteBatch, WriteOptions, DB};
 
 use crate::error::{corrupt, storage, Result};
-use crate::state::ClusterState;
+use crate::kernel::state::ClusterState;
 
 mod batch;
 mod keys;
@@ -178,7 +178,7 @@ impl RaftStore {
         })?;
         scan(&db, KV_PREFIX, |_, v| {
             let e = KvEntry::decode(v).map_err(|e| corrupt("framework key", e))?;
-            let k = crate::state::kv::kv_map_key(&e.namespace, &e.key);
+            let k = crate::kernel::state::kv::kv_map_key(&e.namespace, &e.key);
             state.kv.insert(k, Arc::new(e));
             Ok(())
         })?;

@@ -25,10 +25,10 @@ use tracing::{debug, info};
 
 use crate::config::RaftSettings;
 use crate::error::{Error, Result};
-use crate::feed::Feed;
+use crate::kernel::feed::Feed;
 use crate::metrics::Metrics;
-use crate::state::Applied;
-use crate::storage::RaftStore;
+use crate::kernel::state::Applied;
+use crate::kernel::storage::RaftStore;
 
 mod apply;
 
@@ -146,7 +146,7 @@ struct Pending {
 /// What to publish after a batch is written.
 #[derive(Default)]
 struct Announce {
-    changes: Vec<(u64, crate::feed::Changes)>,
+    changes: Vec<(u64, crate::kernel::feed::Changes)>,
     replies: Vec<(Pending, Option<Result<Applied>>, u64)>,
 }
 

@@ -12,9 +12,9 @@ use super::{Announce, Driver, Pending, Transport, Waiter};
 use crate::error::{corrupt, Error, Result};
 use std::sync::Arc;
 
-use crate::feed::Changes;
-use crate::state::{Applied, Change};
-use crate::storage::StoreBatch;
+use crate::kernel::feed::Changes;
+use crate::kernel::state::{Applied, Change};
+use crate::kernel::storage::StoreBatch;
 
 impl<T: Transport> Driver<T> {
     /// Applies committed entries to the state, stages their persistence in
@@ -65,7 +65,7 @@ impl<T: Transport> Driver<T> {
                         let placed = applied
                             .changes
                             .iter()
-                            .filter(|c| matches!(c, Change::TaskPut(t) if t.created_version == applied.version && t.state == crate::state::STAGING))
+                            .filter(|c| matches!(c, Change::TaskPut(t) if t.created_version == applied.version && t.state == crate::kernel::state::STAGING))
                             .count();
                         self.metrics.tasks_placed.inc_by(placed as u64);
                         if !applied.changes.is_empty() {
@@ -97,7 +97,7 @@ impl<T: Transport> Driver<T> {
                         info!(voters = ?cs.voters, "membership changed");
                         conf_state = Some(cs);
                         result = Some(Ok(Applied {
-                            outcome: crate::state::Outcome::Noop,
+                            outcome: crate::kernel::state::Outcome::Noop,
                             version: st.version,
                             changes: Vec::new(),
                         }));
@@ -117,7 +117,7 @@ impl<T: Transport> Driver<T> {
             self.metrics.jobs.set(st.jobs.len() as i64);
             self.metrics
                 .tasks_running
-                .set(st.count(crate::state::RUNNING) as i64);
+                .set(st.count(crate::kernel::state::RUNNING) as i64);
             self.metrics.tasks_live.set(st.live_count() as i64);
             (st.applied_index, st.version)
         };

@@ -463,7 +463,7 @@ impl ClusterState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{
+    use crate::kernel::state::{
         delete_job_command, plan_tasks_command, put_job_command, scale_job_command,
         task_updates_command,
     };
@@ -534,7 +534,7 @@ mod tests {
     fn compact_placements_become_whole_tasks_with_their_agents_host() {
         let with_agent = || {
             let mut s = with_job();
-            s.apply(&crate::state::put_agent_command(
+            s.apply(&crate::kernel::state::put_agent_command(
                 ocean_proto::internal::Agent {
                     id: "a1".into(),
                     hostname: "host1".into(),
@@ -581,7 +581,7 @@ mod tests {
             ..Default::default()
         };
         let before = s.version;
-        let a = s.apply(&crate::state::plan_command(plan.clone()));
+        let a = s.apply(&crate::kernel::state::plan_command(plan.clone()));
         assert_eq!(a.changes.len(), 3);
         let t = &s.tasks[&format!("{JOB}.0001")];
         assert_eq!(
@@ -606,7 +606,7 @@ mod tests {
         assert_eq!(s.job_tasks[JOB].len(), 3);
         // Every master completes the records alike, owned or not.
         let mut b = with_agent();
-        b.apply_owned(crate::state::plan_command(plan));
+        b.apply_owned(crate::kernel::state::plan_command(plan));
         assert_eq!(s, b);
     }
 
@@ -777,10 +777,10 @@ mod tests {
         // Scaling keeps the back-off; reset clears it.
         s.apply(&scale_job_command(JOB.into(), 4));
         assert!(s.jobs[JOB].backoff.is_some());
-        let a = s.apply(&crate::state::reset_backoff_command(JOB.into()));
+        let a = s.apply(&crate::kernel::state::reset_backoff_command(JOB.into()));
         assert_eq!(a.outcome, Outcome::Updated);
         assert!(s.jobs[JOB].backoff.is_none());
-        let a = s.apply(&crate::state::reset_backoff_command(JOB.into()));
+        let a = s.apply(&crate::kernel::state::reset_backoff_command(JOB.into()));
         assert_eq!(a.outcome, Outcome::Unchanged);
         // A new spec starts afresh.
         s.apply(&task_updates_command(vec![update("t3", FAILED)]));

@@ -1,0 +1,13 @@
+//! The kernel: the replicated core every other layer stands on. It knows
+//! nothing of the leader's controllers or of the REST/gRPC edge; it
+//! imports only `config`, `error` and `metrics`.
+//!
+//! - [`state`]: the deterministic state machine.
+//! - [`storage`]: raft log, hard state, snapshots and the persisted state on RocksDB.
+//! - [`node`]: the raft driver (Ready loop, group commit, apply, compaction).
+//! - [`feed`]: the versioned change feed.
+
+pub mod feed;
+pub mod node;
+pub mod state;
+pub mod storage;
