@@ -23,8 +23,8 @@ use ocean_proto::internal::{AgentUnreachable, Task};
 use tracing::{debug, info, warn};
 
 use super::{leads, now_ms};
-use crate::master::Master;
 use crate::kernel::state::{agent_unreachable_command, is_terminal};
+use crate::master::Master;
 
 /// How often the leader looks for silent agents.
 const CHECK_EVERY: Duration = Duration::from_millis(100);

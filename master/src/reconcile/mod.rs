@@ -37,8 +37,8 @@ use tokio::sync::{mpsc, Notify};
 use tracing::{debug, info, warn};
 
 use crate::kernel::feed::FeedItem;
-use crate::master::Master;
 use crate::kernel::state::{is_live, is_terminal, plan_command, Change, ClusterState, STAGING};
+use crate::master::Master;
 use job::JobView;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -252,8 +252,9 @@ impl Scheduler {
             // nothing, back to back. The 1 s tick covers the rest.
             Change::AgentPut(a) => {
                 mem.waits_or_moves()
-                    || (crate::kernel::state::moves_tasks_off(crate::kernel::state::agent_status(a))
-                        && has_tasks(&a.id))
+                    || (crate::kernel::state::moves_tasks_off(crate::kernel::state::agent_status(
+                        a,
+                    )) && has_tasks(&a.id))
             }
             _ => true,
         })
