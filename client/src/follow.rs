@@ -15,6 +15,12 @@
 //! events of a version that was cut in half arrive again, whole, from the
 //! new stream (they are puts and deletes of whole records, so seeing one
 //! twice is harmless), and no complete version is ever delivered twice.
+//!
+//! [`follow_versions`] goes one step further for consumers that must never
+//! act on half a version (the DNS server publishes each as one zone
+//! update): it holds a version's events back until the last of them, hands
+//! the version over as one batch, and forgets a half version when the
+//! stream breaks (the resumed stream sends it again, whole).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,16 +40,22 @@ const LAST_RETRY: Duration = Duration::from_secs(1);
 /// a call the masters do not know); everything else reconnects, through
 /// the client's own failover, and is logged.
 pub fn follow(client: Arc<dyn Client>, req: WatchRequest) -> BoxStream<'static, Result<Event>> {
-    let state = Follow {
-        complete: req.from_version,
-        client,
-        req,
-        stream: None,
-        backoff: FIRST_RETRY,
-        done: false,
-    };
-    futures::stream::unfold(state, |mut st| async move {
+    futures::stream::unfold(Follow::new(client, req), |mut st| async move {
         let item = st.next().await?;
+        Some((item, st))
+    })
+    .boxed()
+}
+
+/// Like [`follow()`], but one item per complete version: its events in
+/// order, or a snapshot alone. A version cut in half by a broken stream is
+/// never handed over; it comes whole from the next stream.
+pub fn follow_versions(
+    client: Arc<dyn Client>,
+    req: WatchRequest,
+) -> BoxStream<'static, Result<Vec<Event>>> {
+    futures::stream::unfold(Follow::new(client, req), |mut st| async move {
+        let item = st.next_version().await?;
         Some((item, st))
     })
     .boxed()
@@ -58,9 +70,43 @@ struct Follow {
     backoff: Duration,
     /// A permanent error was delivered: the stream is over.
     done: bool,
+    /// The events of the version being received ([`follow_versions`]).
+    pending: Vec<Event>,
 }
 
 impl Follow {
+    fn new(client: Arc<dyn Client>, req: WatchRequest) -> Self {
+        Follow {
+            complete: req.from_version,
+            client,
+            req,
+            stream: None,
+            backoff: FIRST_RETRY,
+            done: false,
+            pending: Vec::new(),
+        }
+    }
+
+    /// The next complete version (see [`follow_versions`]).
+    async fn next_version(&mut self) -> Option<Result<Vec<Event>>> {
+        loop {
+            let ev = match self.next().await? {
+                Ok(ev) => ev,
+                Err(e) => return Some(Err(e)),
+            };
+            if matches!(ev.kind, Some(event::Kind::Snapshot(_))) {
+                // It replaces everything, a half version before it included.
+                self.pending.clear();
+                return Some(Ok(vec![ev]));
+            }
+            let last = ev.last_of_version;
+            self.pending.push(ev);
+            if last {
+                return Some(Ok(std::mem::take(&mut self.pending)));
+            }
+        }
+    }
+
     async fn next(&mut self) -> Option<Result<Event>> {
         while !self.done {
             let stream = match &mut self.stream {
@@ -89,19 +135,26 @@ impl Follow {
                     }
                 }
                 Some(Err(e)) => {
-                    self.stream = None;
+                    self.broke();
                     if let Some(e) = self.failed(e).await {
                         return Some(Err(e));
                     }
                 }
                 None => {
-                    self.stream = None;
+                    self.broke();
                     let ended = Error::Unavailable("the watch stream ended".into());
                     self.failed(ended).await;
                 }
             }
         }
         None
+    }
+
+    /// The stream broke: the next one resumes after `complete`, so a half
+    /// version held back comes again, whole.
+    fn broke(&mut self) {
+        self.stream = None;
+        self.pending.clear();
     }
 
     /// Decides what the consumer sees of one event, and moves `complete`.
