@@ -336,7 +336,7 @@ impl RestClient {
             return Ok(Answer::Read(reply));
         }
         Err(RestError::unanswered(Error::Unavailable(format!(
-            "no master answered (last, {})",
+            "no master could be reached (last: {})",
             last.unwrap_or_default()
         ))))
     }
