@@ -233,15 +233,35 @@ impl RestClient {
         self.request(Method::DELETE, path, Body::None).await
     }
 
-    /// The text of `GET path` (`/metrics`), or the typed error.
+    /// The text of `GET path` (`/metrics`, a task's log), or the typed
+    /// error.
     pub async fn get_text(&self, path: &str) -> Result<String, RestError> {
-        match self.call(&self.http, &Method::GET, path, &Body::None).await? {
-            Answer::Open(resp) if resp.status().is_success() => resp.text().await.map_err(|e| {
-                RestError::unanswered(Error::Unavailable(format!("reading the response: {e}")))
-            }),
-            Answer::Open(resp) => Err(failure(read(resp).await?)),
-            Answer::Read(reply) => Err(failure(reply)),
+        let (status, text) = self.get_raw(path).await?;
+        if (200..300).contains(&status) {
+            return Ok(text);
         }
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Err(failure(Reply { status, body }))
+    }
+
+    /// The status and text of `GET path`, whatever the status (text that
+    /// happens to parse as JSON is kept as it was sent).
+    pub async fn get_raw(&self, path: &str) -> Result<(u16, String), RestError> {
+        let resp = match self.call(&self.http, &Method::GET, path, &Body::None).await? {
+            Answer::Open(resp) => resp,
+            Answer::Read(reply) => {
+                let text = match reply.body {
+                    Value::String(text) => text,
+                    json => json.to_string(),
+                };
+                return Ok((reply.status, text));
+            }
+        };
+        let status = resp.status().as_u16();
+        let text = resp.text().await.map_err(|e| {
+            RestError::unanswered(Error::Unavailable(format!("reading the response: {e}")))
+        })?;
+        Ok((status, text))
     }
 
     /// `GET path`, its body read as it arrives (a followed log): no overall
