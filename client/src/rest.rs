@@ -355,10 +355,10 @@ impl RestClient {
         if let Some(reply) = leaderless {
             return Ok(Answer::Read(reply));
         }
-        Err(RestError::unanswered(Error::Unavailable(format!(
-            "no master could be reached (last: {})",
-            last.unwrap_or_default()
-        ))))
+        // The last master's failure says it all (each was tried once).
+        Err(RestError::unanswered(Error::Unavailable(
+            last.unwrap_or_else(|| "no master address".into()),
+        )))
     }
 
     /// The next call starts at the master after `i` (unless another caller
