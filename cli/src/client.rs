@@ -69,14 +69,15 @@ fn describe(e: RestError) -> anyhow::Error {
             Error::Unavailable(msg) => {
                 anyhow!(msg).context("no master answered (set --addr or OCEAN_ADDR)")
             }
-            other => anyhow!("{}", other.message().to_string()),
+            other => anyhow!("{}", other.message()),
         };
     };
     let mut msg = e.error.message().to_string();
     if let Error::Invalid { errors, message } = &e.error {
         // A body without field errors gets one naming `request`; it says
         // nothing the message does not.
-        let synthetic = errors.len() == 1 && errors[0].field == "request" && errors[0].reason == *message;
+        let synthetic =
+            errors.len() == 1 && errors[0].field == "request" && errors[0].reason == *message;
         if !synthetic && (status == 422 || errors.len() > 1) {
             for f in errors {
                 msg.push_str(&format!("\n  {}: {}", f.field, f.reason));

@@ -186,7 +186,7 @@ impl GrpcClient {
                     return Err(Error::NotCommitted(format!(
                         "{}: no answer within {:?}; a write may or may not have happened",
                         master.addr, self.timeout
-                    )))
+                    )));
                 }
             };
             tracing::debug!(master = %master.addr, code = ?status.code(), error = %status.message(), "trying the next master");

@@ -214,7 +214,12 @@ impl RestClient {
     }
 
     /// Sends a request: the JSON of a 2xx answer, or the typed error.
-    pub async fn request(&self, method: Method, path: &str, body: Body) -> Result<Value, RestError> {
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Body,
+    ) -> Result<Value, RestError> {
         self.send(method, path, body).await?.into_result()
     }
 
@@ -247,7 +252,10 @@ impl RestClient {
     /// The status and text of `GET path`, whatever the status (text that
     /// happens to parse as JSON is kept as it was sent).
     pub async fn get_raw(&self, path: &str) -> Result<(u16, String), RestError> {
-        let resp = match self.call(&self.http, &Method::GET, path, &Body::None).await? {
+        let resp = match self
+            .call(&self.http, &Method::GET, path, &Body::None)
+            .await?
+        {
             Answer::Open(resp) => resp,
             Answer::Read(reply) => {
                 let text = match reply.body {

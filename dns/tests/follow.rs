@@ -29,9 +29,12 @@ const NAME: &str = "http.web.demo.dev.ocean";
 /// keeps it open); with nothing left it stays open.
 #[derive(Clone, Default)]
 struct Scripted {
-    script: Arc<Mutex<VecDeque<(Vec<Event>, End)>>>,
+    script: Arc<Mutex<Script>>,
     asked_from: Arc<Mutex<Vec<u64>>>,
 }
+
+/// One entry per Watch call, taken in turn.
+type Script = VecDeque<(Vec<Event>, End)>;
 
 /// What a scripted stream does after its events.
 #[derive(Clone, Copy, PartialEq)]
@@ -76,8 +79,7 @@ impl OceanApi for Scripted {
                 Box::pin(futures::stream::iter(events.into_iter().map(Ok)))
             }
             Some((events, End::Hang)) => Box::pin(
-                futures::stream::iter(events.into_iter().map(Ok))
-                    .chain(futures::stream::pending()),
+                futures::stream::iter(events.into_iter().map(Ok)).chain(futures::stream::pending()),
             ),
             None => Box::pin(futures::stream::pending()),
         };
@@ -279,7 +281,10 @@ async fn resumes_from_the_last_complete_version_on_the_next_master() {
         let mut script = api.script.lock().unwrap();
         // First master: a snapshot at 10, version 11, then half of version
         // 12 (one version can hold many changes) before the stream breaks.
-        script.push_back((vec![snapshot(10), put(11, 2, true), put(12, 3, false)], End::Close));
+        script.push_back((
+            vec![snapshot(10), put(11, 2, true), put(12, 3, false)],
+            End::Close,
+        ));
         // Second master: everything after 11 again (the whole of 12, then 13).
         script.push_back((
             vec![put(12, 3, false), put(12, 4, true), put(13, 5, true)],
@@ -327,7 +332,10 @@ async fn half_a_version_is_not_served() {
     let task = tokio::spawn(follower.watch());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !served(&auth, 2) {
-        assert!(tokio::time::Instant::now() < deadline, "version 11 not served");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "version 11 not served"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -219,9 +219,10 @@ async fn a_flapping_job_stops_relaunching_until_reset() {
         assert_eq!(live(&list).len(), 0, "relaunched while flapping: {list:?}");
         assert_eq!(list.len(), 3, "{list:?}");
         // The change feed carried it.
-        let flagged = events.jobs_put().iter().any(|p| {
-            p.object.id == job && p.object.backoff.as_ref().is_some_and(|b| b.flapping)
-        });
+        let flagged = events
+            .jobs_put()
+            .iter()
+            .any(|p| p.object.id == job && p.object.backoff.as_ref().is_some_and(|b| b.flapping));
         assert!(flagged, "no job_put event with flapping");
         // The CLI's command clears it.
         let out = std::process::Command::new(ocean_tests::ocean_bin())
