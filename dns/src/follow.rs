@@ -23,7 +23,7 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt};
 use ocean_client::api::{event, Event, LeaderRequest, ListMembersRequest, WatchRequest};
 use ocean_client::{Client, GrpcClient, GrpcOptions, KeepAlive};
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 use crate::error::{Error, Result};
 use crate::model::{Model, Owner};
@@ -179,7 +179,7 @@ impl Follower {
                     match versions.next().now_or_never() {
                         Some(Some(Ok(more))) => batch.extend(more),
                         Some(Some(Err(error))) => {
-                            warn!(%error, "watch refused after a version");
+                            error!(%error, "the masters refused the watch; serving the last known records");
                             break;
                         }
                         Some(None) | None => break,
