@@ -12,10 +12,9 @@ use clap::{Args, Subcommand};
 use ocean_agent::docker::DockerConfig;
 use ocean_agent::session::{self, AgentIdentity};
 use ocean_agent::{AgentConfig, ExecutorConfig, PortRange, ResourceOverrides, WrapperCommand};
-use reqwest::Method;
 use serde_json::Value;
 
-use crate::client::{Body, Client};
+use crate::client::{Body, Client, Method};
 
 /// `ocean agent`: run an agent, or manage agents.
 #[derive(Debug, Args)]

@@ -4,10 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Subcommand;
-use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::client::{Body, Client};
+use crate::client::{Body, Client, Method};
 
 /// `ocean job ...`
 #[derive(Debug, Subcommand)]
@@ -145,7 +144,7 @@ pub async fn job(c: &Client, cmd: JobCommand) -> anyhow::Result<()> {
                     "/v1/jobs",
                     Body::Raw {
                         bytes,
-                        content_type,
+                        content_type: content_type.into(),
                     },
                 )
                 .await?;

@@ -6,10 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
-use reqwest::Method;
 use serde_json::Value;
 
-use crate::client::{Body, Client};
+use crate::client::{Body, Client, Method};
 use crate::cmd_client::{print_json, urlencode};
 
 const BASE: &str = "/v1/frameworks/cron/kv";
@@ -89,7 +88,7 @@ pub async fn cron(c: &Client, cmd: CronCommand) -> anyhow::Result<()> {
             }
             let body = Body::Raw {
                 bytes: serde_json::to_vec(&spec)?,
-                content_type: "application/json",
+                content_type: "application/json".into(),
             };
             let v = c.request(Method::PUT, &path, body).await?;
             if c.json {

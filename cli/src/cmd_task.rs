@@ -4,9 +4,8 @@ use std::io::Write as _;
 
 use clap::Subcommand;
 use futures::StreamExt;
-use reqwest::Method;
 
-use crate::client::{Body, Client};
+use crate::client::{Body, Client, Method};
 use crate::cmd_client::{print_json, s, urlencode};
 
 /// `ocean task ...`
@@ -130,11 +129,10 @@ pub async fn task(c: &Client, cmd: TaskCommand) -> anyhow::Result<()> {
             if follow {
                 path.push_str("&follow=true");
             }
-            let resp = c.stream(&path).await?;
-            let mut body = resp.bytes_stream();
+            let mut body = c.stream(&path).await?;
             let mut out = std::io::stdout();
             while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|e| anyhow::anyhow!("reading the log: {e}"))?;
+                let chunk = chunk.map_err(|e| e.context("reading the log"))?;
                 out.write_all(&chunk)?;
                 out.flush()?;
             }

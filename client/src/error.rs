@@ -84,6 +84,21 @@ pub enum Error {
 }
 
 impl Error {
+    /// The master's message alone (what `Display` shows, without the code
+    /// that [`Error::Other`] adds).
+    pub fn message(&self) -> &str {
+        match self {
+            Error::Invalid { message, .. }
+            | Error::VersionConflict { message, .. }
+            | Error::LeaseHeld { message, .. }
+            | Error::Other { message, .. } => message,
+            Error::NotFound(message)
+            | Error::Conflict(message)
+            | Error::Unavailable(message)
+            | Error::NotCommitted(message) => message,
+        }
+    }
+
     /// The error a master's status stands for.
     pub fn from_status(status: Status) -> Error {
         let message = status.message().to_string();

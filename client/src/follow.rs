@@ -15,6 +15,12 @@
 //! events of a version that was cut in half arrive again, whole, from the
 //! new stream (they are puts and deletes of whole records, so seeing one
 //! twice is harmless), and no complete version is ever delivered twice.
+//!
+//! [`follow_versions`] goes one step further for consumers that must never
+//! act on half a version (the DNS server publishes each as one zone
+//! update): it holds a version's events back until the last of them, hands
+//! the version over as one batch, and forgets a half version when the
+//! stream breaks (the resumed stream sends it again, whole).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,16 +40,22 @@ const LAST_RETRY: Duration = Duration::from_secs(1);
 /// a call the masters do not know); everything else reconnects, through
 /// the client's own failover, and is logged.
 pub fn follow(client: Arc<dyn Client>, req: WatchRequest) -> BoxStream<'static, Result<Event>> {
-    let state = Follow {
-        complete: req.from_version,
-        client,
-        req,
-        stream: None,
-        backoff: FIRST_RETRY,
-        done: false,
-    };
-    futures::stream::unfold(state, |mut st| async move {
+    futures::stream::unfold(Follow::new(client, req), |mut st| async move {
         let item = st.next().await?;
+        Some((item, st))
+    })
+    .boxed()
+}
+
+/// Like [`follow()`], but one item per complete version: its events in
+/// order, or a snapshot alone. A version cut in half by a broken stream is
+/// never handed over; it comes whole from the next stream.
+pub fn follow_versions(
+    client: Arc<dyn Client>,
+    req: WatchRequest,
+) -> BoxStream<'static, Result<Vec<Event>>> {
+    futures::stream::unfold(Follow::new(client, req), |mut st| async move {
+        let item = st.next_version().await?;
         Some((item, st))
     })
     .boxed()
@@ -58,9 +70,43 @@ struct Follow {
     backoff: Duration,
     /// A permanent error was delivered: the stream is over.
     done: bool,
+    /// The events of the version being received ([`follow_versions`]).
+    pending: Vec<Event>,
 }
 
 impl Follow {
+    fn new(client: Arc<dyn Client>, req: WatchRequest) -> Self {
+        Follow {
+            complete: req.from_version,
+            client,
+            req,
+            stream: None,
+            backoff: FIRST_RETRY,
+            done: false,
+            pending: Vec::new(),
+        }
+    }
+
+    /// The next complete version (see [`follow_versions`]).
+    async fn next_version(&mut self) -> Option<Result<Vec<Event>>> {
+        loop {
+            let ev = match self.next().await? {
+                Ok(ev) => ev,
+                Err(e) => return Some(Err(e)),
+            };
+            if matches!(ev.kind, Some(event::Kind::Snapshot(_))) {
+                // It replaces everything, a half version before it included.
+                self.pending.clear();
+                return Some(Ok(vec![ev]));
+            }
+            let last = ev.last_of_version;
+            self.pending.push(ev);
+            if last {
+                return Some(Ok(std::mem::take(&mut self.pending)));
+            }
+        }
+    }
+
     async fn next(&mut self) -> Option<Result<Event>> {
         while !self.done {
             let stream = match &mut self.stream {
@@ -89,19 +135,26 @@ impl Follow {
                     }
                 }
                 Some(Err(e)) => {
-                    self.stream = None;
+                    self.broke();
                     if let Some(e) = self.failed(e).await {
                         return Some(Err(e));
                     }
                 }
                 None => {
-                    self.stream = None;
+                    self.broke();
                     let ended = Error::Unavailable("the watch stream ended".into());
                     self.failed(ended).await;
                 }
             }
         }
         None
+    }
+
+    /// The stream broke: the next one resumes after `complete`, so a half
+    /// version held back comes again, whole.
+    fn broke(&mut self) {
+        self.stream = None;
+        self.pending.clear();
     }
 
     /// Decides what the consumer sees of one event, and moves `complete`.
@@ -150,5 +203,188 @@ fn permanent(error: &Error) -> bool {
                 | tonic::Code::Unauthenticated
         ),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::api::*;
+
+    /// Each watch call takes the next list of events and ends its stream
+    /// after them (as a master that dies would); with none left it stays
+    /// open. Every other call is refused.
+    #[derive(Debug, Default)]
+    struct Scripted {
+        script: Mutex<VecDeque<Vec<Event>>>,
+        asked_from: Mutex<Vec<u64>>,
+    }
+
+    fn refused<T>() -> Result<T> {
+        Err(Error::Other {
+            code: tonic::Code::Unimplemented,
+            message: "scripted".into(),
+        })
+    }
+
+    /// `async_trait` must see the expanded methods, so the macro writes the
+    /// whole impl (as in `grpc.rs`).
+    macro_rules! scripted_impl {
+        ($($name:ident($req:ty) -> $resp:ty;)*) => {
+            #[async_trait::async_trait]
+            impl Client for Scripted {
+                $(async fn $name(&self, _: $req) -> Result<$resp> { refused() })*
+
+                async fn watch(&self, req: WatchRequest) -> Result<BoxStream<'static, Result<Event>>> {
+                    self.asked_from.lock().unwrap().push(req.from_version);
+                    match self.script.lock().unwrap().pop_front() {
+                        Some(events) => Ok(futures::stream::iter(events.into_iter().map(Ok)).boxed()),
+                        None => Ok(futures::stream::pending().boxed()),
+                    }
+                }
+
+                async fn task_logs(&self, _: TaskLogsRequest) -> Result<BoxStream<'static, Result<LogChunk>>> {
+                    refused()
+                }
+            }
+        };
+    }
+
+    scripted_impl! {
+        put_job(PutJobRequest) -> PutJobResponse;
+        get_job(JobRef) -> Job;
+        delete_job(JobRef) -> DeleteJobResponse;
+        list_jobs(ListJobsRequest) -> ListJobsResponse;
+        leader(LeaderRequest) -> LeaderResponse;
+        job_info(JobRef) -> JobDetail;
+        scale_job(ScaleJobRequest) -> WriteResponse;
+        reset_backoff(JobRef) -> WriteResponse;
+        job_versions(JobRef) -> JobVersionsResponse;
+        list_tasks(ListTasksRequest) -> ListTasksResponse;
+        get_task(TaskRef) -> Task;
+        list_agents(ListAgentsRequest) -> ListAgentsResponse;
+        get_agent(AgentRef) -> AgentInfo;
+        set_agent_status(SetAgentStatusRequest) -> WriteResponse;
+        status(StatusRequest) -> StatusResponse;
+        list_members(ListMembersRequest) -> ListMembersResponse;
+        add_member(AddMemberRequest) -> MemberChangeResponse;
+        remove_member(RemoveMemberRequest) -> MemberChangeResponse;
+        metrics(MetricsRequest) -> MetricsResponse;
+        kv_put(KvPutRequest) -> WriteResponse;
+        kv_get(KvKeyRequest) -> KvEntry;
+        kv_list(KvListRequest) -> KvListResponse;
+        kv_delete(KvKeyRequest) -> WriteResponse;
+        lease_acquire(LeaseRequest) -> LeaseInfo;
+        lease_release(LeaseRequest) -> LeaseInfo;
+        lease_get(LeaseRef) -> LeaseInfo;
+    }
+
+    fn snapshot(version: u64) -> Event {
+        Event {
+            version,
+            kind: Some(event::Kind::Snapshot(Snapshot {
+                version,
+                ..Default::default()
+            })),
+            last_of_version: true,
+        }
+    }
+
+    /// A change of `version` (`id` tells the changes apart), `last` on the
+    /// last one of its version.
+    fn change(version: u64, id: &str, last: bool) -> Event {
+        Event {
+            version,
+            kind: Some(event::Kind::JobDeleted(id.into())),
+            last_of_version: last,
+        }
+    }
+
+    fn ids(batch: &[Event]) -> Vec<String> {
+        batch
+            .iter()
+            .map(|ev| match &ev.kind {
+                Some(event::Kind::JobDeleted(id)) => id.clone(),
+                Some(event::Kind::Snapshot(s)) => format!("snapshot@{}", s.version),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    async fn take(
+        stream: &mut BoxStream<'static, Result<Vec<Event>>>,
+        n: usize,
+    ) -> Vec<Vec<String>> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let next = tokio::time::timeout(Duration::from_secs(5), stream.next()).await;
+            let batch = next
+                .expect("a version in time")
+                .expect("not ended")
+                .unwrap();
+            out.push(ids(&batch));
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn versions_come_whole_and_a_half_one_comes_again_after_a_break() {
+        let fake = Arc::new(Scripted::default());
+        fake.script.lock().unwrap().extend([
+            vec![snapshot(10), change(11, "a", true), change(12, "b", false)],
+            vec![
+                change(12, "b", false),
+                change(12, "c", true),
+                change(13, "d", true),
+            ],
+        ]);
+        let mut versions = follow_versions(fake.clone(), WatchRequest::default());
+        assert_eq!(
+            take(&mut versions, 4).await,
+            [
+                vec!["snapshot@10".to_string()],
+                vec!["a".into()],
+                vec!["b".into(), "c".into()],
+                vec!["d".into()],
+            ]
+        );
+        // Resumed after 11, the last version seen whole.
+        assert_eq!(&fake.asked_from.lock().unwrap()[..2], &[0, 11]);
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_drops_the_half_version_before_it() {
+        let fake = Arc::new(Scripted::default());
+        fake.script.lock().unwrap().extend([
+            vec![snapshot(10), change(11, "a", false)],
+            vec![snapshot(20), change(21, "b", true)],
+        ]);
+        let mut versions = follow_versions(fake.clone(), WatchRequest::default());
+        assert_eq!(
+            take(&mut versions, 3).await,
+            [
+                vec!["snapshot@10".to_string()],
+                vec!["snapshot@20".into()],
+                vec!["b".into()],
+            ]
+        );
+    }
+
+    #[test]
+    fn only_errors_a_retry_would_repeat_end_a_follow() {
+        let invalid = Error::Invalid {
+            message: "bad node".into(),
+            errors: vec![],
+        };
+        assert!(permanent(&invalid));
+        assert!(permanent(&Error::Other {
+            code: tonic::Code::Unimplemented,
+            message: "no such call".into(),
+        }));
+        assert!(!permanent(&Error::Unavailable("no leader".into())));
+        assert!(!permanent(&Error::NotCommitted("slow".into())));
     }
 }

@@ -26,7 +26,14 @@ use crate::{Client, Error, FieldError, Result};
 /// How long a call keeps trying other masters unless told otherwise.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A master that does not accept a connection in this long is skipped.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// HTTP/2 pings on every connection, idle or not: a watch on a master that
+/// froze (stopped process, cut network) ends within interval + timeout,
+/// and `follow` resumes it elsewhere, instead of waiting forever.
+const DEFAULT_KEEP_ALIVE: Option<KeepAlive> = Some(KeepAlive {
+    interval: Duration::from_secs(1),
+    timeout: Duration::from_secs(2),
+});
 /// The pause once every master failed in turn, so a cluster electing a
 /// leader is not hammered.
 const ROUND_PAUSE: Duration = Duration::from_millis(20);
@@ -55,16 +62,59 @@ impl fmt::Debug for GrpcClient {
     }
 }
 
+/// HTTP/2 keep-alive pings of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeepAlive {
+    /// How often to ping.
+    pub interval: Duration,
+    /// How long a ping may go unanswered before the connection is dropped.
+    pub timeout: Duration,
+}
+
+/// How a [`GrpcClient`] connects and how long its calls may take.
+#[derive(Debug, Clone)]
+pub struct GrpcOptions {
+    /// How long a call may take, trying other masters included (default
+    /// 5 s); a streaming call, until its stream is open.
+    pub timeout: Duration,
+    /// How long connecting to one master may take before the next one is
+    /// tried (default 1 s).
+    pub connect_timeout: Duration,
+    /// Pings that find a frozen master (default every 1 s, 2 s to answer);
+    /// `None` for none.
+    pub keep_alive: Option<KeepAlive>,
+}
+
+impl Default for GrpcOptions {
+    fn default() -> Self {
+        GrpcOptions {
+            timeout: DEFAULT_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            keep_alive: DEFAULT_KEEP_ALIVE,
+        }
+    }
+}
+
 impl GrpcClient {
     /// A client of the masters at `addrs` (`HOST:PORT`, `http://`
-    /// optional). Nothing is connected until the first call; an empty list
-    /// or a malformed address is [`Error::Invalid`] naming `addrs`. Call it
-    /// inside a tokio runtime (each channel spawns its worker task).
+    /// optional), with default options. Nothing is connected until the
+    /// first call; an empty list or a malformed address is
+    /// [`Error::Invalid`] naming `addrs`. Call it inside a tokio runtime
+    /// (each channel spawns its worker task).
     pub fn new(addrs: impl IntoIterator<Item = String>) -> Result<Self> {
+        Self::with_options(addrs, GrpcOptions::default())
+    }
+
+    /// A client of the masters at `addrs` with `options`. One connection
+    /// per master, made on first use and shared by every call and clone.
+    pub fn with_options(
+        addrs: impl IntoIterator<Item = String>,
+        options: GrpcOptions,
+    ) -> Result<Self> {
         let mut masters = Vec::new();
         let mut errors = Vec::new();
         for (i, addr) in addrs.into_iter().enumerate() {
-            match endpoint(&addr) {
+            match endpoint(&addr, &options) {
                 Ok((addr, ep)) => masters.push(Master {
                     addr,
                     api: OceanApiClient::new(ep.connect_lazy())
@@ -77,24 +127,19 @@ impl GrpcClient {
             errors.push(FieldError::new("addrs", "no master address given"));
         }
         if !errors.is_empty() {
-            let list: Vec<String> = errors
-                .iter()
-                .map(|e| format!("{}: {}", e.field, e.reason))
-                .collect();
-            return Err(Error::Invalid {
-                message: format!("invalid master addresses: {}", list.join("; ")),
-                errors,
-            });
+            return Err(invalid_addrs(errors));
         }
         Ok(GrpcClient {
             masters: masters.into(),
             current: Arc::new(AtomicUsize::new(0)),
-            timeout: DEFAULT_TIMEOUT,
+            timeout: options.timeout,
         })
     }
 
     /// How long a call may take, trying other masters included (default
-    /// 5 s). A call still unanswered then is [`Error::NotCommitted`].
+    /// 5 s). A call still unanswered then is [`Error::NotCommitted`], and
+    /// the next call starts at another master. The clone shares the
+    /// connections, so a short deadline for one kind of call is cheap.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -135,18 +180,17 @@ impl GrpcClient {
                     return Err(Error::from_status(status));
                 }
                 Err(_) => {
+                    // A master that froze must not hold every later call:
+                    // the next one starts at the next master.
+                    self.move_on(i);
                     return Err(Error::NotCommitted(format!(
                         "{}: no answer within {:?}; a write may or may not have happened",
                         master.addr, self.timeout
-                    )))
+                    )));
                 }
             };
             tracing::debug!(master = %master.addr, code = ?status.code(), error = %status.message(), "trying the next master");
-            // Only the first caller to see this master fail moves everyone
-            // on; the others must not skip the next master as well.
-            let _ =
-                self.current
-                    .compare_exchange(i, (i + 1) % n, Ordering::Relaxed, Ordering::Relaxed);
+            self.move_on(i);
             tried += 1;
             if tried % n == 0 {
                 if Instant::now() + ROUND_PAUSE >= deadline {
@@ -163,6 +207,30 @@ impl GrpcClient {
     }
 }
 
+impl GrpcClient {
+    /// The next call starts at the master after `i`. Only the first caller
+    /// to see master `i` fail moves everyone on; the others must not skip
+    /// the next master as well.
+    fn move_on(&self, i: usize) {
+        let n = self.masters.len();
+        let _ = self
+            .current
+            .compare_exchange(i, (i + 1) % n, Ordering::Relaxed, Ordering::Relaxed);
+    }
+}
+
+/// The error for bad master addresses, listing every one.
+pub(crate) fn invalid_addrs(errors: Vec<FieldError>) -> Error {
+    let list: Vec<String> = errors
+        .iter()
+        .map(|e| format!("{}: {}", e.field, e.reason))
+        .collect();
+    Error::Invalid {
+        message: format!("invalid master addresses: {}", list.join("; ")),
+        errors,
+    }
+}
+
 /// Unreachable, or reachable without a leader: another master may do.
 fn fails_over(status: &Status) -> bool {
     match status.code() {
@@ -175,7 +243,7 @@ fn fails_over(status: &Status) -> bool {
 }
 
 /// Checks one master address and turns it into its endpoint.
-fn endpoint(addr: &str) -> std::result::Result<(String, Endpoint), String> {
+fn endpoint(addr: &str, options: &GrpcOptions) -> std::result::Result<(String, Endpoint), String> {
     let trimmed = addr.trim();
     let hostport = trimmed.strip_prefix("http://").unwrap_or(trimmed);
     let hostport = hostport.strip_suffix('/').unwrap_or(hostport);
@@ -196,10 +264,16 @@ fn endpoint(addr: &str) -> std::result::Result<(String, Endpoint), String> {
         _ => return Err(format!("'{addr}': the port must be 1-65535")),
     }
     let url = format!("http://{hostport}");
-    let ep = Endpoint::from_shared(url.clone())
+    let mut ep = Endpoint::from_shared(url.clone())
         .map_err(|e| format!("'{addr}': {e}"))?
-        .connect_timeout(CONNECT_TIMEOUT)
+        .connect_timeout(options.connect_timeout)
         .tcp_nodelay(true);
+    if let Some(k) = options.keep_alive {
+        ep = ep
+            .http2_keep_alive_interval(k.interval)
+            .keep_alive_timeout(k.timeout)
+            .keep_alive_while_idle(true);
+    }
     Ok((url, ep))
 }
 

@@ -3,17 +3,17 @@
 //! [`Client`] trait, one method per `OceanApi` call (`proto/ocean.proto`).
 //!
 //! ```text
-//!  CLI    DNS    frameworks    test helpers
-//!    \     |         |            /
-//!     +----+----+----+-----------+
-//!               |
-//!        Client (trait, this crate) ---- follow(): a watch that resumes
-//!               |                        after the last complete version
-//!      +--------+-----------------------------+
-//!      |                                      |
-//!  GrpcClient (this crate)           InProcess (ocean-master's
-//!  tonic, fails over across          api::in_process: its gRPC handlers
-//!  masters until a deadline          called as functions, no socket)
+//!       DNS    frameworks    test helpers             CLI, REST tests
+//!        |         |            /                          |
+//!        +----+----+-----------+                           |
+//!             |                                            |
+//!      Client (trait, this crate) ---- follow(): a watch   RestClient
+//!             |                        that resumes after  (feature `rest`:
+//!    +--------+-------------------+    the last complete   the REST API's
+//!    |                            |    version             JSON, failover)
+//! GrpcClient (this crate)   InProcess (ocean-master's
+//! tonic, fails over across  api::in_process: its gRPC handlers
+//! masters until a deadline  called as functions, no socket)
 //! ```
 //!
 //! The in-process implementation lives in `ocean-master` so that this crate
@@ -22,17 +22,25 @@
 //!
 //! - [`error`]: [`Error`], typed from the master's gRPC status and metadata.
 //! - [`grpc`]: [`GrpcClient`], failover across masters.
-//! - [`follow`](mod@follow): [`follow()`], the never-ending watch.
+//! - [`follow`](mod@follow): [`follow()`], the never-ending watch, and
+//!   [`follow_versions`], the same in whole versions.
+//! - [`rest`] (cargo feature `rest`): [`RestClient`], the REST API as
+//!   JSON with the same failover, for the CLI (which prints the API's JSON
+//!   as it is) and for tests of the REST surface.
 
 pub mod error;
 pub mod follow;
 pub mod grpc;
+#[cfg(feature = "rest")]
+pub mod rest;
 
 pub use ocean_proto::v1 as api;
 
 pub use error::{Error, FieldError, Result};
-pub use follow::follow;
-pub use grpc::GrpcClient;
+pub use follow::{follow, follow_versions};
+pub use grpc::{GrpcClient, GrpcOptions, KeepAlive};
+#[cfg(feature = "rest")]
+pub use rest::{RestClient, RestError, RestOptions};
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;

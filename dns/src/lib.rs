@@ -3,7 +3,7 @@
 //! forwarding other names to upstream resolvers.
 //!
 //! ```text
-//!  masters ──Watch──► follow::Follower ──► model::Model ──records of dirty owners──► zone::Zone
+//!  masters ──Watch──► follow::Follower (ocean-client) ──► model::Model ──records of dirty owners──► zone::Zone
 //!          ──Leader──►      (leader., masters.)                                      │ names changed
 //!                                                                                    ▼
 //!  UDP (udp.rs: a thread per SO_REUSEPORT socket) ─┐                          cache::Cache
@@ -19,7 +19,7 @@
 //! records it gives (the RUNNING-and-healthy filter); [`zone`] the names;
 //! [`answer`] one answer as a hickory message; [`cache`] encoded answers;
 //! [`query`] the per-query path; [`udp`], [`tcp`], [`forward`] the
-//! transports; [`follow`] the watch client.
+//! transports; [`follow`] the masters followed through `ocean-client`.
 
 pub mod answer;
 pub mod cache;
@@ -119,7 +119,7 @@ pub async fn serve(
     let authority = Arc::new(Authority::new(zone, !cfg.upstreams.is_empty()));
     let forwarder = Forwarder::new(cfg.upstreams.clone());
 
-    let follower = Follower::new(&cfg.masters, &cfg.domain, authority.clone());
+    let follower = Follower::new(&cfg.masters, &cfg.domain, authority.clone())?;
     let watch = tokio::spawn(follower.clone().watch());
     let poll = tokio::spawn(follower.poll_masters());
 

@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use ocean_dns::follow::Follower;
 use ocean_dns::query::Authority;
 use ocean_dns::zone::{Lookup, Zone};
@@ -25,11 +25,22 @@ const JOB: &str = "cop.example_owt.dev_pdl.demo_service.web_job.http_cluster.dev
 const NAME: &str = "http.web.demo.dev.ocean";
 
 /// Every master shares one script: each Watch call takes the next list of
-/// events, sends them and ends the stream; with nothing left it stays open.
+/// events, sends them and ends the stream (or, when the entry says so,
+/// keeps it open); with nothing left it stays open.
 #[derive(Clone, Default)]
 struct Scripted {
-    script: Arc<Mutex<VecDeque<Vec<Event>>>>,
+    script: Arc<Mutex<Script>>,
     asked_from: Arc<Mutex<Vec<u64>>>,
+}
+
+/// One entry per Watch call, taken in turn.
+type Script = VecDeque<(Vec<Event>, End)>;
+
+/// What a scripted stream does after its events.
+#[derive(Clone, Copy, PartialEq)]
+enum End {
+    Close,
+    Hang,
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<Event, Status>> + Send>>;
@@ -64,7 +75,12 @@ impl OceanApi for Scripted {
             .push(req.into_inner().from_version);
         let next = self.script.lock().unwrap().pop_front();
         let stream: EventStream = match next {
-            Some(events) => Box::pin(futures::stream::iter(events.into_iter().map(Ok))),
+            Some((events, End::Close)) => {
+                Box::pin(futures::stream::iter(events.into_iter().map(Ok)))
+            }
+            Some((events, End::Hang)) => Box::pin(
+                futures::stream::iter(events.into_iter().map(Ok)).chain(futures::stream::pending()),
+            ),
             None => Box::pin(futures::stream::pending()),
         };
         Ok(Response::new(stream))
@@ -229,11 +245,27 @@ fn task(n: u32) -> Task {
     }
 }
 
-fn put(version: u64, n: u32) -> Event {
+/// A task's put in `version`; `last` on the last change of that version
+/// (the master marks it so).
+fn put(version: u64, n: u32, last: bool) -> Event {
     Event {
         version,
         kind: Some(event::Kind::TaskPut(task(n))),
-        last_of_version: false,
+        last_of_version: last,
+    }
+}
+
+fn snapshot(version: u64) -> Event {
+    Event {
+        version,
+        kind: Some(event::Kind::Snapshot(Snapshot {
+            version,
+            jobs: vec![job()],
+            agents: vec![],
+            tasks: vec![task(1)],
+            kv: vec![],
+        })),
+        last_of_version: true,
     }
 }
 
@@ -249,28 +281,20 @@ async fn resumes_from_the_last_complete_version_on_the_next_master() {
         let mut script = api.script.lock().unwrap();
         // First master: a snapshot at 10, version 11, then half of version
         // 12 (one version can hold many changes) before the stream breaks.
-        script.push_back(vec![
-            Event {
-                version: 10,
-                kind: Some(event::Kind::Snapshot(Snapshot {
-                    version: 10,
-                    jobs: vec![job()],
-                    agents: vec![],
-                    tasks: vec![task(1)],
-                    kv: vec![],
-                })),
-                last_of_version: true,
-            },
-            put(11, 2),
-            put(12, 3),
-        ]);
-        // Second master: everything after 11 again (the rest of 12, then 13).
-        script.push_back(vec![put(12, 3), put(12, 4), put(13, 5)]);
+        script.push_back((
+            vec![snapshot(10), put(11, 2, true), put(12, 3, false)],
+            End::Close,
+        ));
+        // Second master: everything after 11 again (the whole of 12, then 13).
+        script.push_back((
+            vec![put(12, 3, false), put(12, 4, true), put(13, 5, true)],
+            End::Close,
+        ));
     }
     let first = serve(api.clone()).await;
     let second = serve(api.clone()).await;
     let auth = Arc::new(Authority::new(Zone::new("ocean", 5, None), false));
-    let follower = Follower::new(&[first, second], "ocean", auth.clone());
+    let follower = Follower::new(&[first, second], "ocean", auth.clone()).unwrap();
     let task = tokio::spawn(follower.watch());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !(1..=5).all(|n| served(&auth, n)) {
@@ -286,9 +310,44 @@ async fn resumes_from_the_last_complete_version_on_the_next_master() {
     let asked = api.asked_from.lock().unwrap().clone();
     assert_eq!(&asked[..2], &[0, 11], "{asked:?}");
     // The second stream ended too; the records stay while the follower
-    // reconnects, from 12 this time (13 may still have more changes).
+    // reconnects, from 13 this time.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!((1..=5).all(|n| served(&auth, n)));
-    assert_eq!(api.asked_from.lock().unwrap().get(2), Some(&12));
+    assert_eq!(api.asked_from.lock().unwrap().get(2), Some(&13));
     task.abort();
+}
+
+/// A version is served only once all of its changes arrived: half of
+/// version 12 on an open stream changes nothing in the zone.
+#[tokio::test]
+async fn half_a_version_is_not_served() {
+    let api = Scripted::default();
+    api.script.lock().unwrap().push_back((
+        vec![snapshot(10), put(11, 2, true), put(12, 3, false)],
+        End::Hang,
+    ));
+    let addr = serve(api.clone()).await;
+    let auth = Arc::new(Authority::new(Zone::new("ocean", 5, None), false));
+    let follower = Follower::new(&[addr], "ocean", auth.clone()).unwrap();
+    let task = tokio::spawn(follower.watch());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !served(&auth, 2) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "version 11 not served"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(served(&auth, 1) && served(&auth, 2));
+    assert!(!served(&auth, 3), "half of version 12 was served");
+    assert_eq!(auth.with_zone(|z| z.serial), 11);
+    task.abort();
+}
+
+#[test]
+fn a_bad_master_address_is_a_config_error() {
+    let auth = Arc::new(Authority::new(Zone::new("ocean", 5, None), false));
+    let err = Follower::new(&["not an address".into()], "ocean", auth).unwrap_err();
+    assert!(err.to_string().starts_with("masters:"), "{err}");
 }

@@ -1,13 +1,15 @@
-//! Follows a master's change feed (`GET /v1/events`, server-sent events)
-//! in the background and keeps every event with the time it arrived, so a
-//! test can check the order of changes (e.g. a replacement healthy before
-//! the old task's kill was requested).
+//! Follows a master's change feed (gRPC `Watch`, through `ocean-client`'s
+//! [`follow`](ocean_client::follow())) in the background and keeps every
+//! event, typed, with the time it arrived, so a test can check the order
+//! of changes (e.g. a replacement healthy before the old task's kill was
+//! requested).
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures::StreamExt;
-use serde_json::Value;
+use ocean_client::api::{event, Job, Task, WatchRequest};
+use ocean_client::{Client, GrpcClient};
 use tokio::task::JoinHandle;
 
 /// One event of the feed.
@@ -15,10 +17,21 @@ use tokio::task::JoinHandle;
 pub struct Event {
     /// When the follower read it.
     pub at: Instant,
-    /// `task_put`, `job_put`, ...
-    pub name: String,
-    /// The event's JSON data.
-    pub data: Value,
+    /// The state version it belongs to.
+    pub version: u64,
+    /// What changed.
+    pub kind: event::Kind,
+}
+
+/// A record as one event put it.
+#[derive(Debug, Clone)]
+pub struct Put<T> {
+    /// When the follower read it.
+    pub at: Instant,
+    /// The state version of the change.
+    pub version: u64,
+    /// The record.
+    pub object: T,
 }
 
 /// A background follower of one master's feed; stops when dropped.
@@ -29,36 +42,28 @@ pub struct EventLog {
 }
 
 impl EventLog {
-    /// Follows `http://{addr}/v1/events?from={from}`.
-    pub fn follow(addr: &str, from: u64) -> EventLog {
+    /// Follows the master at `grpc_addr` (HOST:PORT) from version `from`
+    /// (0: a snapshot first), resuming if the stream breaks.
+    pub fn follow(grpc_addr: &str, from: u64) -> EventLog {
         let events = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&events);
-        let url = format!("http://{addr}/v1/events?from={from}");
+        let client = GrpcClient::new([grpc_addr.to_string()]).expect("master gRPC address");
+        let client: Arc<dyn Client> = Arc::new(client);
+        let req = WatchRequest {
+            from_version: from,
+            ..Default::default()
+        };
         let task = tokio::spawn(async move {
-            let Ok(resp) = reqwest::get(url).await else {
-                return;
-            };
-            let mut body = resp.bytes_stream();
-            let mut buf = String::new();
-            let mut name = String::new();
-            while let Some(Ok(chunk)) = body.next().await {
+            let mut stream = ocean_client::follow(client, req);
+            while let Some(Ok(ev)) = stream.next().await {
                 let at = Instant::now();
-                buf.push_str(&String::from_utf8_lossy(&chunk));
-                while let Some(nl) = buf.find('\n') {
-                    let line: String = buf.drain(..=nl).collect();
-                    let line = line.trim_end();
-                    if let Some(e) = line.strip_prefix("event:") {
-                        name = e.trim().to_string();
-                    } else if let Some(d) = line.strip_prefix("data:") {
-                        if let Ok(data) = serde_json::from_str::<Value>(d.trim()) {
-                            let ev = Event {
-                                at,
-                                name: name.clone(),
-                                data,
-                            };
-                            sink.lock().unwrap_or_else(|p| p.into_inner()).push(ev);
-                        }
-                    }
+                if let Some(kind) = ev.kind {
+                    let ev = Event {
+                        at,
+                        version: ev.version,
+                        kind,
+                    };
+                    sink.lock().unwrap_or_else(|p| p.into_inner()).push(ev);
                 }
             }
         });
@@ -73,11 +78,41 @@ impl EventLog {
             .clone()
     }
 
-    /// The `task_put` events of one task, in order.
-    pub fn task_puts(&self, task: &str) -> Vec<Event> {
+    /// Every task put so far, in order.
+    pub fn tasks_put(&self) -> Vec<Put<Task>> {
         self.events()
             .into_iter()
-            .filter(|e| e.name == "task_put" && e.data["task"]["id"] == task)
+            .filter_map(|e| match e.kind {
+                event::Kind::TaskPut(task) => Some(Put {
+                    at: e.at,
+                    version: e.version,
+                    object: task,
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The puts of one task, in order.
+    pub fn task_puts(&self, task: &str) -> Vec<Put<Task>> {
+        self.tasks_put()
+            .into_iter()
+            .filter(|p| p.object.id == task)
+            .collect()
+    }
+
+    /// Every job put so far, in order.
+    pub fn jobs_put(&self) -> Vec<Put<Job>> {
+        self.events()
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                event::Kind::JobPut(job) => Some(Put {
+                    at: e.at,
+                    version: e.version,
+                    object: job,
+                }),
+                _ => None,
+            })
             .collect()
     }
 }

@@ -1,97 +1,85 @@
-//! A thin REST client for tests.
+//! The tests' REST client: `ocean-client`'s [`RestClient`] for one master,
+//! answering with the status and body whatever the status, since tests
+//! check error answers as closely as successes.
 
 use std::time::Duration;
 
 use anyhow::Context;
+use ocean_client::rest::RestOptions;
+use ocean_client::RestClient;
 use serde_json::Value;
+
+pub use ocean_client::rest::{Body, Method, Reply};
 
 /// A REST client for one master.
 #[derive(Debug, Clone)]
 pub struct Api {
-    base: String,
-    http: reqwest::Client,
-}
-
-/// A response: status and JSON body.
-#[derive(Debug, Clone)]
-pub struct Reply {
-    /// HTTP status.
-    pub status: u16,
-    /// Body (JSON, or a JSON string holding the text).
-    pub body: Value,
+    rest: RestClient,
 }
 
 impl Api {
     /// A client for `http://addr`.
     pub fn new(addr: &str) -> Self {
+        let options = RestOptions {
+            timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_millis(500),
+            max_idle_per_master: Some(512),
+        };
         Api {
-            base: format!("http://{addr}"),
-            http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_millis(500))
-                .timeout(Duration::from_secs(10))
-                .pool_max_idle_per_host(512)
-                .build()
-                .expect("http client"),
+            rest: RestClient::with_options([addr.to_string()], options).expect("master address"),
         }
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Reply> {
-        let resp = req.send().await.context("request failed")?;
-        let status = resp.status().as_u16();
-        let text = resp.text().await.context("reading body")?;
-        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Ok(Reply { status, body })
+    /// Any request; the answer whatever its status.
+    pub async fn send(&self, method: Method, path: &str, body: Body) -> anyhow::Result<Reply> {
+        self.rest
+            .send(method.clone(), path, body)
+            .await
+            .with_context(|| format!("{method} {path}: request failed"))
     }
 
     /// GET a path.
     pub async fn get(&self, path: &str) -> anyhow::Result<Reply> {
-        self.send(self.http.get(format!("{}{path}", self.base)))
-            .await
+        self.send(Method::GET, path, Body::None).await
     }
 
-    /// GET the text of a path.
+    /// GET the text of a path, whatever the status.
     pub async fn get_text(&self, path: &str) -> anyhow::Result<String> {
-        Ok(self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await?
-            .text()
-            .await?)
+        let (_, text) = self
+            .rest
+            .get_raw(path)
+            .await
+            .with_context(|| format!("GET {path}: request failed"))?;
+        Ok(text)
     }
 
     /// POST JSON.
     pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Reply> {
-        self.send(self.http.post(format!("{}{path}", self.base)).json(body))
+        self.send(Method::POST, path, Body::Json(body.clone()))
             .await
     }
 
     /// POST raw bytes with a content type.
     pub async fn post_raw(&self, path: &str, body: Vec<u8>, ctype: &str) -> anyhow::Result<Reply> {
-        self.send(
-            self.http
-                .post(format!("{}{path}", self.base))
-                .header("content-type", ctype)
-                .body(body),
-        )
-        .await
+        let body = Body::Raw {
+            bytes: body,
+            content_type: ctype.to_string(),
+        };
+        self.send(Method::POST, path, body).await
     }
 
     /// PUT raw bytes to a path.
     pub async fn put_raw(&self, path: &str, body: Vec<u8>, ctype: &str) -> anyhow::Result<Reply> {
-        self.send(
-            self.http
-                .put(format!("{}{path}", self.base))
-                .header("content-type", ctype)
-                .body(body),
-        )
-        .await
+        let body = Body::Raw {
+            bytes: body,
+            content_type: ctype.to_string(),
+        };
+        self.send(Method::PUT, path, body).await
     }
 
     /// DELETE a path.
     pub async fn delete(&self, path: &str) -> anyhow::Result<Reply> {
-        self.send(self.http.delete(format!("{}{path}", self.base)))
-            .await
+        self.send(Method::DELETE, path, Body::None).await
     }
 
     /// Submits a small job named `name` (a valid spec).

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use ocean_client::api::Task;
 use ocean_tests::events::EventLog;
 use ocean_tests::tasks::{bounded, submit};
 use ocean_tests::tasks::{
@@ -184,7 +185,7 @@ async fn a_flapping_job_stops_relaunching_until_reset() {
     bounded(120, async {
         let c = Cluster::start(1, &[])?;
         let api = c.master(1).api();
-        let events = EventLog::follow(&c.master(1).http.to_string(), 0);
+        let events = EventLog::follow(&c.master(1).grpc.to_string(), 0);
         let mut agent = c.new_agent("a", &[]);
         agent.start()?;
         wait_connected(&api, 1, WAIT).await?;
@@ -219,9 +220,9 @@ async fn a_flapping_job_stops_relaunching_until_reset() {
         assert_eq!(list.len(), 3, "{list:?}");
         // The change feed carried it.
         let flagged = events
-            .events()
+            .jobs_put()
             .iter()
-            .any(|e| e.name == "job_put" && e.data["job"]["flapping"] == true);
+            .any(|p| p.object.id == job && p.object.backoff.as_ref().is_some_and(|b| b.flapping));
         assert!(flagged, "no job_put event with flapping");
         // The CLI's command clears it.
         let out = std::process::Command::new(ocean_tests::ocean_bin())
@@ -250,7 +251,7 @@ async fn an_unhealthy_task_is_replaced_and_killed_only_after_its_replacement_is_
     bounded(120, async {
         let c = Cluster::start(1, &[])?;
         let api = c.master(1).api();
-        let events = EventLog::follow(&c.master(1).http.to_string(), 0);
+        let events = EventLog::follow(&c.master(1).grpc.to_string(), 0);
         let mut agent = c.new_agent("a", &[]);
         agent.start()?;
         wait_connected(&api, 1, WAIT).await?;
@@ -316,18 +317,18 @@ async fn an_unhealthy_task_is_replaced_and_killed_only_after_its_replacement_is_
 
         // Order in the feed: unhealthy, replacement marked, replacement
         // healthy, and only then the old one's kill requested.
-        let version_of = |task: &str, what: &dyn Fn(&Value) -> bool| {
+        let version_of = |task: &str, what: &dyn Fn(&Task) -> bool| {
             events
                 .task_puts(task)
                 .iter()
-                .find(|e| what(&e.data["task"]))
-                .map(|e| u(&e.data["version"]))
+                .find(|p| what(&p.object))
+                .map(|p| p.version)
         };
-        let unhealthy = version_of(&old_id, &|t| t["healthy"] == false);
-        let doomed = version_of(&old_id, &|t| t["health_failed"] == true);
+        let unhealthy = version_of(&old_id, &|t| t.healthy == Some(false));
+        let doomed = version_of(&old_id, &|t| t.health_failed);
         let placed = version_of(&new_id, &|_| true);
-        let healthy = version_of(&new_id, &|t| t["healthy"] == true);
-        let kill = version_of(&old_id, &|t| t["kill_requested"] == true);
+        let healthy = version_of(&new_id, &|t| t.healthy == Some(true));
+        let kill = version_of(&old_id, &|t| t.kill_requested);
         let order = [unhealthy, doomed, placed, healthy, kill];
         assert!(
             order.iter().all(Option::is_some) && order.windows(2).all(|w| w[0] <= w[1]),
@@ -338,8 +339,8 @@ async fn an_unhealthy_task_is_replaced_and_killed_only_after_its_replacement_is_
         let killed_at = events
             .task_puts(&old_id)
             .iter()
-            .find(|e| e.data["task"]["state"] == "KILLED")
-            .map(|e| e.at);
+            .find(|p| p.object.state == "KILLED")
+            .map(|p| p.at);
         assert!(killed_at.is_some());
         api.delete(&format!("/v1/jobs/{job}")).await?;
         Ok(())

@@ -22,13 +22,13 @@ use crate::{ms, percentile};
 /// Runs `trials` replacements in `ocean dev`.
 pub async fn health(trials: usize) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let (dev, http) = start_dev(dir.path())?;
+    let (dev, http, grpc) = start_dev(dir.path())?;
     let api = Api::new(&http.to_string());
     wait_connected(&api, 1, Duration::from_secs(30))
         .await
         .with_context(|| dev.log_tail())?;
     let cmd = switching_http_server(dir.path())?;
-    let events = EventLog::follow(&http.to_string(), 0);
+    let events = EventLog::follow(&grpc.to_string(), 0);
     let wait = Duration::from_secs(30);
     let mut times = Vec::with_capacity(trials);
     let (mut to_marked, mut to_healthy) = (Vec::new(), Vec::new());
@@ -63,19 +63,14 @@ pub async fn health(trials: usize) -> anyhow::Result<()> {
         );
         let deadline = t0 + wait;
         let (new_id, seen) = loop {
-            let found = events.events().into_iter().find(|e| {
-                e.name == "task_put"
-                    && e.at >= t0
-                    && e.data["task"]["job"] == job.as_str()
-                    && e.data["task"]["id"] != old_id.as_str()
-                    && e.data["task"]["healthy"] == true
+            let found = events.tasks_put().into_iter().find(|p| {
+                p.at >= t0
+                    && p.object.job_id == job
+                    && p.object.id != old_id
+                    && p.object.healthy == Some(true)
             });
-            if let Some(e) = found {
-                let id = e.data["task"]["id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
-                break (id, e.at);
+            if let Some(p) = found {
+                break (p.object.id, p.at);
             }
             anyhow::ensure!(
                 Instant::now() < deadline,
@@ -92,7 +87,7 @@ pub async fn health(trials: usize) -> anyhow::Result<()> {
         if let Some(marked) = events
             .task_puts(&old_id)
             .iter()
-            .find(|e| e.data["task"]["health_failed"] == true)
+            .find(|p| p.object.health_failed)
         {
             to_marked.push(marked.at.saturating_duration_since(t0));
             to_healthy.push(seen.saturating_duration_since(marked.at));

@@ -45,8 +45,10 @@ pub(crate) async fn follow_running(base: String, tx: mpsc::UnboundedSender<(Stri
 }
 
 /// Starts `ocean dev` (master and agent in one process) with its data in
-/// `dir`; returns the process and its REST address.
-pub(crate) fn start_dev(dir: &std::path::Path) -> anyhow::Result<(Process, std::net::SocketAddr)> {
+/// `dir`; returns the process, its REST and its gRPC address.
+pub(crate) fn start_dev(
+    dir: &std::path::Path,
+) -> anyhow::Result<(Process, std::net::SocketAddr, std::net::SocketAddr)> {
     let (http, grpc) = (free_addr(), free_addr());
     let mut dev = Process::new(dir.join("dev.log"));
     dev.spawn(&[
@@ -60,7 +62,7 @@ pub(crate) fn start_dev(dir: &std::path::Path) -> anyhow::Result<(Process, std::
         "--dns".into(),
         free_addr().to_string().into(),
     ])?;
-    Ok((dev, http))
+    Ok((dev, http, grpc))
 }
 
 /// When `job` was first seen RUNNING on the stream [`follow_running`]
@@ -87,7 +89,7 @@ pub(crate) async fn running_at(
 /// `ocean dev` (master and agent in one process).
 pub async fn launch(runs: usize, stop_each: bool) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let (dev, http) = start_dev(dir.path())?;
+    let (dev, http, _grpc) = start_dev(dir.path())?;
     let base = format!("http://{http}");
     let api = Api::new(&http.to_string());
     wait_connected(&api, 1, Duration::from_secs(30))
