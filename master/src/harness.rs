@@ -16,10 +16,10 @@ use tokio::sync::{oneshot, watch};
 use crate::config::RaftSettings;
 use crate::error::Result;
 use crate::kernel::feed::Feed;
-use crate::metrics::Metrics;
 use crate::kernel::node::{Driver, Msg, NodeStatus, Transport};
 use crate::kernel::state::{put_job_command, Applied, ClusterState};
 use crate::kernel::storage::RaftStore;
+use crate::metrics::Metrics;
 
 #[derive(Clone, Default)]
 struct MemTransport {

@@ -16,9 +16,9 @@ use tonic::transport::Channel;
 
 use crate::error::{Error, Result};
 use crate::kernel::feed::Feed;
-use crate::metrics::Metrics;
 use crate::kernel::node::{MemberChange, Msg, NodeStatus};
 use crate::kernel::state::{Applied, ClusterState, Outcome};
+use crate::metrics::Metrics;
 use crate::transport::{channel, PeerHealth};
 
 /// How long a write waits for a leader and for its commit.

@@ -16,10 +16,10 @@ use tracing::{info, warn};
 use crate::config::MasterConfig;
 use crate::error::{Error, Result};
 use crate::kernel::feed::Feed;
-use crate::master::{Inner, Master};
-use crate::metrics::Metrics;
 use crate::kernel::node::{self, Driver, Msg, NodeStatus};
 use crate::kernel::storage::RaftStore;
+use crate::master::{Inner, Master};
+use crate::metrics::Metrics;
 use crate::transport::{channel, GrpcTransport, NetRuntime, PeerHealth};
 
 /// Builds a set-member command (a master announcing its addresses).

@@ -21,9 +21,9 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 
 use super::error::to_status;
+use crate::kernel::state::put_agent_command;
 use crate::master::Master;
 use crate::reconcile::reports;
-use crate::kernel::state::put_agent_command;
 
 /// What the leader knows of each connected agent.
 #[derive(Debug)]

@@ -6,9 +6,9 @@
 use ocean_proto::internal as int;
 use ocean_proto::v1 as api;
 
+use crate::kernel::state::jobs::spec_version;
 use crate::service::tasks::AgentLiveness;
 use crate::service::types::{JobDetail, JobVersions, LeaseView, WriteResult};
-use crate::kernel::state::jobs::spec_version;
 
 pub fn job(j: &int::Job) -> api::Job {
     api::Job {

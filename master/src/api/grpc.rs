@@ -16,9 +16,9 @@ use tonic::{Request, Response, Status};
 
 use super::error::to_status;
 use crate::error::{Error, Result};
-use crate::master::Master;
 use crate::kernel::node::{MemberChange, Msg};
 use crate::kernel::state::Outcome;
+use crate::master::Master;
 
 /// Serves both gRPC services on `listener` until `shutdown` resolves.
 pub async fn serve(

@@ -25,11 +25,11 @@ use super::convert::{self, read_options};
 use super::error::to_status;
 use super::watch::{watch, WatchFilter, WatchItem};
 use crate::error::Error;
+use crate::kernel::state::Change;
 use crate::master::Master;
 use crate::service::jobs::PutJob;
 use crate::service::tasks::TaskFilter;
 use crate::service::ReadOptions;
-use crate::kernel::state::Change;
 
 type Answer<T> = std::result::Result<Response<T>, Status>;
 type BoxStream<T> = Pin<Box<dyn Stream<Item = std::result::Result<T, Status>> + Send>>;

@@ -44,13 +44,14 @@ use super::extract::{Body, Query};
 use super::jobs::ReadQuery;
 use super::watch::{watch, WatchFilter, WatchItem};
 use crate::error::{Error, Result};
+use crate::kernel::state::Change;
 use crate::master::Master;
 use crate::service::members::{LeaderView, StatusView};
 use crate::service::types::{JobView, KvView};
 use crate::service::views::{
-    AgentDetail, AgentList, AgentView, ChangeEvent, MemberChange, MemberList, SnapshotEvent, TaskView,
+    AgentDetail, AgentList, AgentView, ChangeEvent, MemberChange, MemberList, SnapshotEvent,
+    TaskView,
 };
-use crate::kernel::state::Change;
 
 type ApiResult<T> = std::result::Result<T, ApiError>;
 
@@ -123,7 +124,10 @@ async fn status(State(m): State<Master>) -> Json<StatusView> {
 
 async fn list_agents(State(m): State<Master>, Query(q): Query<ReadQuery>) -> ApiResult<Response> {
     let (version, agents) = m.service().list_agents(q.options()).await?;
-    let agents = agents.iter().map(|(a, l)| AgentDetail::new(a, *l)).collect();
+    let agents = agents
+        .iter()
+        .map(|(a, l)| AgentDetail::new(a, *l))
+        .collect();
     Ok(with_version(version, AgentList { version, agents }))
 }
 
@@ -234,7 +238,9 @@ async fn events(
             } => {
                 let (name, data) = match change {
                     Change::JobPut(job) => ("job_put", ChangeEvent::job(v, &job)),
-                    Change::JobDeleted(id) => ("job_deleted", ChangeEvent::Removed { version: v, id }),
+                    Change::JobDeleted(id) => {
+                        ("job_deleted", ChangeEvent::Removed { version: v, id })
+                    }
                     Change::AgentPut(a) => (
                         "agent_put",
                         ChangeEvent::Agent {
@@ -249,7 +255,9 @@ async fn events(
                             task: TaskView::from(t.as_ref()),
                         },
                     ),
-                    Change::TaskRemoved(id) => ("task_removed", ChangeEvent::Removed { version: v, id }),
+                    Change::TaskRemoved(id) => {
+                        ("task_removed", ChangeEvent::Removed { version: v, id })
+                    }
                     Change::KvPut(e) => (
                         "kv_put",
                         ChangeEvent::Kv {

@@ -230,8 +230,8 @@ pub fn watch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::LocalKernel;
     use crate::kernel::state::{put_job_command, put_kv_command};
+    use crate::service::LocalKernel;
     use futures::StreamExt;
 
     fn job(pdl: &str) -> String {

@@ -80,7 +80,13 @@ pub async fn supervise(
             "leader controllers started"
         );
         let shut = wait_term_end(&master, term, &mut status, &mut shutdown).await;
-        stop(term, stop_tx, set, if shut { "shutdown" } else { "term ended" }).await;
+        stop(
+            term,
+            stop_tx,
+            set,
+            if shut { "shutdown" } else { "term ended" },
+        )
+        .await;
         if shut {
             return;
         }

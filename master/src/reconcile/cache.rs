@@ -173,7 +173,9 @@ impl AgentCache {
             .collect();
         self.leaving = agents
             .iter()
-            .filter(|a| crate::kernel::state::moves_tasks_off(crate::kernel::state::agent_status(a)))
+            .filter(|a| {
+                crate::kernel::state::moves_tasks_off(crate::kernel::state::agent_status(a))
+            })
             .map(|a| a.id.clone())
             .collect();
         self.agents = self

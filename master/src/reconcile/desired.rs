@@ -424,7 +424,15 @@ mod tests {
         let v = batch(2, "x");
         let ok = ended("t0", &v, FINISHED, 101, 150);
         let mut kept: Vec<Task> = (1..10)
-            .map(|i| ended(&format!("t{i}"), &v, crate::kernel::state::FAILED, 101, 150 + i))
+            .map(|i| {
+                ended(
+                    &format!("t{i}"),
+                    &v,
+                    crate::kernel::state::FAILED,
+                    101,
+                    150 + i,
+                )
+            })
             .collect();
         kept.push(ok);
         let refs: Vec<&Task> = kept.iter().collect();

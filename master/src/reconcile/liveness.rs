@@ -25,8 +25,8 @@ use tracing::{debug, info, warn};
 use tokio::sync::watch;
 
 use super::now_ms;
-use crate::master::Master;
 use crate::kernel::state::{agent_unreachable_command, is_terminal};
+use crate::master::Master;
 
 /// How often the leader looks for silent agents.
 const CHECK_EVERY: Duration = Duration::from_millis(100);

@@ -42,8 +42,8 @@ use tokio::sync::{mpsc, watch, Notify};
 use tracing::{debug, info, warn};
 
 use crate::kernel::feed::FeedItem;
-use crate::master::Master;
 use crate::kernel::state::{is_live, is_terminal, plan_command, Change, ClusterState, STAGING};
+use crate::master::Master;
 pub use host::Host;
 use job::JobView;
 use tokio::sync::broadcast::error::RecvError;
@@ -269,8 +269,9 @@ impl Scheduler {
             // nothing, back to back. The 1 s tick covers the rest.
             Change::AgentPut(a) => {
                 mem.waits_or_moves()
-                    || (crate::kernel::state::moves_tasks_off(crate::kernel::state::agent_status(a))
-                        && has_tasks(&a.id))
+                    || (crate::kernel::state::moves_tasks_off(crate::kernel::state::agent_status(
+                        a,
+                    )) && has_tasks(&a.id))
             }
             _ => true,
         })
@@ -552,9 +553,7 @@ async fn round<H: Host>(master: &H, held: &mut Vec<String>) -> crate::error::Res
         // proposing the next made a round of 100,000 placements take 50
         // commit latencies. The window stays small so that one Ready never
         // holds more than a few entries to apply.
-        let proposals = entries
-            .into_iter()
-            .map(|e| master.propose(plan_command(e)));
+        let proposals = entries.into_iter().map(|e| master.propose(plan_command(e)));
         let written = futures::stream::iter(proposals)
             .buffered(ENTRIES_IN_FLIGHT)
             .try_collect::<Vec<_>>()

@@ -10,8 +10,8 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
 use super::DEFAULT_KILL_GRACE_MS;
-use crate::master::Master;
 use crate::kernel::state::{is_terminal, rank, task_updates_command, ClusterState, LOST, STAGING};
+use crate::master::Master;
 
 /// Most updates put in one raft entry.
 const MAX_BATCH: usize = 5_000;

@@ -54,8 +54,8 @@ impl<K: Kernel> Service<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::LocalKernel;
     use crate::kernel::state::put_agent_command;
+    use crate::service::LocalKernel;
     use ocean_proto::internal::Agent;
 
     #[tokio::test]

@@ -5,8 +5,8 @@ use ocean_proto::internal::Member;
 
 use super::{invalid, Service};
 use crate::error::{Error, Result};
-use crate::master::Master;
 use crate::kernel::node::MemberChange;
+use crate::master::Master;
 
 impl Service<Master> {
     /// Adds a master; start it with `--join`. Returns the raft index of the

@@ -252,12 +252,27 @@ pub struct SnapshotEvent {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum ChangeEvent {
-    Job { version: u64, job: JobView },
-    Agent { version: u64, agent: AgentView },
-    Task { version: u64, task: TaskView },
-    Kv { version: u64, kv: KvView },
+    Job {
+        version: u64,
+        job: JobView,
+    },
+    Agent {
+        version: u64,
+        agent: AgentView,
+    },
+    Task {
+        version: u64,
+        task: TaskView,
+    },
+    Kv {
+        version: u64,
+        kv: KvView,
+    },
     /// A deleted job or a forgotten task.
-    Removed { version: u64, id: String },
+    Removed {
+        version: u64,
+        id: String,
+    },
     KvDeleted {
         version: u64,
         namespace: String,

@@ -26,9 +26,9 @@ use tracing::{debug, info};
 use crate::config::RaftSettings;
 use crate::error::{Error, Result};
 use crate::kernel::feed::Feed;
-use crate::metrics::Metrics;
 use crate::kernel::state::Applied;
 use crate::kernel::storage::RaftStore;
+use crate::metrics::Metrics;
 
 mod apply;
 

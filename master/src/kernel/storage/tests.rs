@@ -61,7 +61,10 @@ fn compact_then_snapshot_and_restore() {
     {
         let state = s.state();
         let mut st = state.write().unwrap();
-        st.apply(&crate::kernel::state::put_job_command("a".into(), b"{}".to_vec()));
+        st.apply(&crate::kernel::state::put_job_command(
+            "a".into(),
+            b"{}".to_vec(),
+        ));
         st.applied_index = 15;
     }
     assert!(s.compact(15).unwrap());
