@@ -41,7 +41,7 @@ use rand::{Rng, SeedableRng};
 
 /// Seeds run when neither variable is set: enough to cover the events'
 /// interleavings, few enough to keep a file under a few seconds.
-pub const DEFAULT_SEEDS: u64 = 24;
+pub const DEFAULT_SEEDS: u64 = 64;
 /// The simulated clock starts here (ms since the epoch).
 const EPOCH_MS: u64 = 1_700_000_000_000;
 
@@ -159,6 +159,17 @@ pub struct SimAgent {
     pub lost: bool,
     /// Processes by task id, until they end.
     pub procs: BTreeMap<String, Proc>,
+    /// How ended tasks ended: as a real agent's task table, it answers a
+    /// repeated launch of one with its status instead of running it again.
+    pub ended: BTreeMap<String, &'static str>,
+}
+
+impl SimAgent {
+    /// Ends task `id` (a process or not) as `state`.
+    fn end(&mut self, id: &str, state: &'static str) {
+        self.procs.remove(id);
+        self.ended.insert(id.to_string(), state);
+    }
 }
 
 /// What kinds of events a simulation draws, by weight (0: never).
@@ -323,7 +334,12 @@ impl SimCluster {
                     if a.procs.contains_key(&t.task_id) {
                         continue;
                     }
+                    if let Some(state) = a.ended.get(&t.task_id) {
+                        out.push(status(&t.task_id, state, "known"));
+                        continue;
+                    }
                     if a.refuses {
+                        a.end(&t.task_id, "FAILED");
                         out.push(status(&t.task_id, "FAILED", "launch_failed"));
                         continue;
                     }
@@ -343,7 +359,7 @@ impl SimCluster {
                         self.step_no, t.task_id
                     ));
                     self.kills_sent.push((term, t.task_id.clone()));
-                    a.procs.remove(&t.task_id);
+                    a.end(&t.task_id, "KILLED");
                     out.push(status(&t.task_id, "KILLED", "killed"));
                 }
             }
@@ -475,10 +491,10 @@ impl SimCluster {
         }
     }
 
-    fn end_one(&mut self, state: &str, reason: &str) -> Option<String> {
+    fn end_one(&mut self, state: &'static str, reason: &str) -> Option<String> {
         let running = self.procs("RUNNING");
         let (agent, task) = self.pick(&running)?;
-        self.agents.get_mut(&agent)?.procs.remove(&task);
+        self.agents.get_mut(&agent)?.end(&task, state);
         self.reports
             .push((agent.clone(), status(&task, state, reason)));
         Some(format!("task {task} on {agent}: {state}"))
@@ -547,7 +563,7 @@ impl SimCluster {
         }
         let a = self.agents.get_mut(&id)?;
         for t in &report.kill {
-            a.procs.remove(t);
+            a.end(t, "KILLED");
         }
         self.leader.scheduler().forget_launches(&report.relaunch);
         Some(format!(
