@@ -97,11 +97,13 @@ fn a_leader_change_neither_kills_nor_duplicates() {
         check(&sim);
         let instances = sim.instances();
         let live = sim.live();
+        let serving = sim.serving();
         for (job, want) in &instances {
             let n = live.get(job).map_or(0, |l| l.len());
-            if n != *want as usize {
+            let up = serving.get(job).copied().unwrap_or(0);
+            if n != *want as usize || up != *want as usize {
                 sim.fail(&format!(
-                    "after settling, job {job} has {n} live tasks, not its {want} instances"
+                    "after settling, job {job} has {n} live tasks ({up} running), not its {want} instances"
                 ));
             }
         }

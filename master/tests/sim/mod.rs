@@ -298,8 +298,25 @@ impl SimCluster {
     /// and the agents: delivers most messages (some wait a step), and
     /// commits what the agents report.
     pub async fn reconcile(&mut self) {
+        let queued = self.shared.inbox.lock().unwrap().len();
         if let Err(e) = reconcile::step(&self.leader).await {
             self.note(format!("round failed: {e}"));
+        }
+        let sent: Vec<String> = self.shared.inbox.lock().unwrap()[queued..]
+            .iter()
+            .filter_map(|(agent, _, m)| match &m.kind {
+                Some(master_message::Kind::Launch(l)) => {
+                    Some(format!("launch {} on {agent}", l.tasks.len()))
+                }
+                Some(master_message::Kind::Kill(k)) => {
+                    Some(format!("kill {} on {agent}", k.tasks.len()))
+                }
+                _ => None,
+            })
+            .collect();
+        if !sent.is_empty() {
+            let term = self.term();
+            self.note(format!("term {term} round sent: {}", sent.join(", ")));
         }
         self.deliver(0.8);
         self.commit_reports();
