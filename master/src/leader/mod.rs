@@ -176,3 +176,47 @@ async fn stop(term: u64, stop_tx: watch::Sender<bool>, mut set: JoinSet<()>, why
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_term_stops_at_once_when_its_controllers_obey() {
+        let (tx, rx) = watch::channel(false);
+        let mut set = JoinSet::new();
+        let obeyed = Arc::new(AtomicBool::new(false));
+        for _ in 0..3 {
+            let (mut rx, obeyed) = (rx.clone(), obeyed.clone());
+            set.spawn(async move {
+                let _ = rx.wait_for(|s| *s).await;
+                obeyed.store(true, Ordering::SeqCst);
+            });
+        }
+        let t0 = tokio::time::Instant::now();
+        stop(1, tx, set, "test").await;
+        assert!(obeyed.load(Ordering::SeqCst));
+        assert!(t0.elapsed() < STOP_WITHIN);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_controller_that_ignores_its_stop_is_aborted_at_the_bound() {
+        let (tx, rx) = watch::channel(false);
+        let mut set = JoinSet::new();
+        let obeyed = Arc::new(AtomicBool::new(false));
+        let (mut polite, o) = (rx.clone(), obeyed.clone());
+        set.spawn(async move {
+            let _ = polite.wait_for(|s| *s).await;
+            o.store(true, Ordering::SeqCst);
+        });
+        // Stuck, say, in a write that outlives the term.
+        set.spawn(std::future::pending::<()>());
+        let t0 = tokio::time::Instant::now();
+        stop(2, tx, set, "test").await;
+        assert!(obeyed.load(Ordering::SeqCst));
+        let took = t0.elapsed();
+        assert!(took >= STOP_WITHIN && took < STOP_WITHIN + Duration::from_millis(100));
+    }
+}

@@ -7,9 +7,12 @@
 //!        │                     ─► dispatch: Launch / Kill per agent stream
 //!  agents' TaskReports ─► reports::batch_updates ─► TaskUpdates entries
 //! ```
-//! Every master runs this loop; only the leader acts, and only after it has
-//! applied everything committed before its term (a read index), so it never
-//! plans from a state that misses its predecessor's last placements.
+//! Only the leader runs it: the leadership supervisor ([`crate::leader`])
+//! starts [`run`] for a term once everything committed before the term is
+//! applied (a read index), so it never plans from a state that misses its
+//! predecessor's last placements, and stops it when the term ends. A round
+//! reads, proposes and sends through [`Host`] (the [`Master`], or a
+//! simulated cluster in `master/tests/sim`).
 //! Launches go out only for committed tasks, so a new leader knows every
 //! task an agent may run; agents launch idempotently by task id.
 
