@@ -19,6 +19,7 @@
 //! 0..N (default [`DEFAULT_SEEDS`]). A failing seed panics with the seed,
 //! the step and the history of events.
 
+// Each sim_*.rs uses part of this module.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -700,8 +701,8 @@ impl SimCluster {
     /// end) for `rounds` rounds.
     pub async fn settle(&mut self, rounds: usize) {
         self.note("settle".into());
-        for id in self.agents.keys().cloned().collect::<Vec<_>>() {
-            self.agents.get_mut(&id).map(|a| a.refuses = false);
+        for a in self.agents.values_mut() {
+            a.refuses = false;
         }
         while self.agents.values().any(|a| a.lost) {
             self.agent_back();
