@@ -311,12 +311,15 @@ impl Scheduler {
     /// from then on its state knows every task an agent may run, so
     /// agents' full reports can be judged. What an earlier term of this
     /// master sent is forgotten: this term resends what is outstanding.
+    /// So is its last unplaceable ask: a round aborted at the end of that
+    /// term may not have committed the reasons it noted.
     pub fn begin_term(&self, term: u64) {
         self.ready_term.send_replace(term);
         let mut m = self.memory();
         m.launched.clear();
         m.killed.clear();
         m.swept_at = None;
+        m.unplaceable = None;
     }
 }
 

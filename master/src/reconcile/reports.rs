@@ -73,8 +73,10 @@ pub fn checked(agent: &str, statuses: &[TaskStatus]) -> Vec<TaskUpdate> {
 /// The queue of agents' status updates, which outlives terms: the
 /// leadership supervisor keeps it, and each term's batcher locks it while
 /// it runs. Updates queued while this master does not lead wait in it for
-/// its next term (agents also re-send everything to a new leader when they
-/// register again; applying a status twice changes nothing).
+/// its next term, in the order they came (agents also re-send everything
+/// to a new leader when they register again; a status recorded twice
+/// leaves the task as the first left it, since states only move forward
+/// and an ended task takes no more updates).
 pub type UpdatesQueue = Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<TaskUpdate>>>;
 
 /// Proposes queued updates, as many per raft entry as have queued up while
