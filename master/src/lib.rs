@@ -13,10 +13,12 @@
 //! - [`kernel`]: raft driver, storage, state machine and change feed; imports
 //!   nothing above it.
 //! - [`transport`]: gRPC between masters.
-//! - [`reconcile`]: the leader's reconciler (jobs to tasks, launches, kills, status reports).
+//! - [`reconcile`]: the leader's controllers (reconciler: jobs to tasks, launches, kills;
+//!   liveness; status batching) and the [`reconcile::Host`] seam they act through.
 //! - [`master`]: the handle the APIs use, and [`run`].
 //! - [`service`]: the one place client writes are validated and proposed.
-//! - [`leader`]: what runs only on the leader (hosted frameworks).
+//! - [`leader`]: the per-term supervisor that starts and stops everything that runs
+//!   only on the leader (the controllers of [`reconcile`], hosted frameworks).
 //! - [`api`]: REST, gRPC, watch, the in-process client: adapters over [`service`].
 
 pub mod api;

@@ -72,6 +72,12 @@ impl Master {
         self.inner.status.borrow().clone()
     }
 
+    /// Whether this master leads term `term` (and is still a member).
+    pub fn leads(&self, term: u64) -> bool {
+        let s = self.inner.status.borrow();
+        s.leader == self.inner.id && s.term == term && !s.removed
+    }
+
     /// The shared state (read-only use).
     pub fn state(&self) -> &Arc<RwLock<ClusterState>> {
         &self.inner.state

@@ -48,7 +48,8 @@ impl Started {
 }
 
 /// Opens the store, bootstraps or joins, and starts the raft driver thread.
-/// The caller serves the APIs (see [`run`]).
+/// The caller serves the APIs and runs the leadership supervisor
+/// ([`crate::leader::supervise`]; see [`run`]).
 pub async fn start(config: &MasterConfig) -> Result<Started> {
     config.validate()?;
     std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::Io {
@@ -169,7 +170,6 @@ pub async fn start(config: &MasterConfig) -> Result<Started> {
         tokio::spawn(join_cluster(master.clone(), seeds));
     }
     tokio::spawn(announce_self(master.clone()));
-    crate::reconcile::spawn(master.clone());
     Ok(Started {
         master,
         driver_thread: Some(driver_thread),
@@ -277,7 +277,7 @@ pub async fn run(
     run_with(config, http, grpc, Vec::new(), shutdown).await
 }
 
-/// [`run`], hosting `frameworks` on whichever master leads (`leader`).
+/// [`run`], hosting `frameworks` too on whichever master leads (`leader`).
 pub async fn run_with(
     config: MasterConfig,
     http: TcpListener,
@@ -301,8 +301,8 @@ pub async fn run_with(
     let http_server = crate::api::http::serve(master.clone(), http, wait_stop(stop_rx));
     info!(id = config.id, http = %config.http, grpc = %config.grpc, "master serving");
     let (g, h) = tokio::join!(grpc_server, http_server);
-    // The hosted frameworks release their leases while the raft driver
-    // still runs.
+    // The leader's controllers (and the hosted frameworks, which release
+    // their leases) stop while the raft driver still runs.
     let _ = tokio::time::timeout(Duration::from_secs(3), host).await;
     tokio::task::spawn_blocking(move || started.stop())
         .await

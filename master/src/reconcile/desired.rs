@@ -254,8 +254,22 @@ fn decide_live(job: &JobView, live: &[&Task], agents: &[sp::Agent], want: usize)
     d
 }
 
+/// The surplus of `tasks` over `want` to stop. Tasks not yet running
+/// serve nobody: they go first (the newest first), and only then does
+/// `scale_down` choose among running ones. Otherwise a surplus that
+/// includes a replacement still starting (a drain cancelled mid-move, a
+/// scale-down during a launch) could stop a serving task and keep the
+/// one that has not started, leaving the job below its instances.
 fn surplus(job: &JobView, tasks: &[&Task], agents: &[sp::Agent], want: usize) -> Vec<String> {
-    let running: Vec<sp::RunningTask> = tasks
+    let extra = tasks.len().saturating_sub(want);
+    let (running, mut starting): (Vec<&Task>, Vec<&Task>) =
+        tasks.iter().partition(|t| t.state == RUNNING);
+    starting.sort_by(|a, b| b.id.cmp(&a.id));
+    let mut stop: Vec<String> = starting.iter().take(extra).map(|t| t.id.clone()).collect();
+    if stop.len() == extra {
+        return stop;
+    }
+    let running: Vec<sp::RunningTask> = running
         .iter()
         .map(|t| sp::RunningTask {
             id: t.id.clone(),
@@ -265,10 +279,12 @@ fn surplus(job: &JobView, tasks: &[&Task], agents: &[sp::Agent], want: usize) ->
         })
         .collect();
     let constraints = job.constraints.clone().unwrap_or_default();
-    sp::scale_down(agents, &running, &job.id, &constraints, want)
-        .into_iter()
-        .map(str::to_string)
-        .collect()
+    stop.extend(
+        sp::scale_down(agents, &running, &job.id, &constraints, want)
+            .into_iter()
+            .map(str::to_string),
+    );
+    stop
 }
 
 /// Old tasks to stop: those not running first (they serve nobody), then the
@@ -288,6 +304,30 @@ mod tests {
 
     fn view(instances: u32, cmd: &str) -> JobView {
         crate::reconcile::job::test_view(ID, instances, cmd)
+    }
+
+    #[test]
+    fn a_surplus_stops_tasks_not_yet_running_before_serving_ones() {
+        // A drain cancelled while the replacement starts: three live tasks
+        // for two instances. Found by the drain simulation (sim_drain).
+        let v = view(2, "x");
+        let old = task("t1", v.hash, RUNNING);
+        let older = task("t0", v.hash, RUNNING);
+        // On another agent than the serving two: balancing alone would
+        // stop one of those.
+        let replacement = Task {
+            agent_id: "a2".into(),
+            ..task("t2", v.hash, "STAGING")
+        };
+        let d = decide(&v, &[&older, &old, &replacement], &[]);
+        assert_eq!(d.stop, vec!["t2".to_string()]);
+        // Two not running, one surplus: the newest of them goes.
+        let other = task("t3", v.hash, "STARTING");
+        let d = decide(&v, &[&older, &replacement, &other], &[]);
+        assert_eq!(d.stop, vec!["t3".to_string()]);
+        // All running: scale_down chooses, as before.
+        let d = decide(&v, &[&older, &old, &task("t4", v.hash, RUNNING)], &[]);
+        assert_eq!(d.stop.len(), 1);
     }
 
     fn task(id: &str, hash: u64, state: &str) -> Task {

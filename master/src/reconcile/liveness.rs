@@ -22,7 +22,9 @@ use ocean_proto::agent::{master_message, MasterMessage, Reconcile};
 use ocean_proto::internal::{AgentUnreachable, Task};
 use tracing::{debug, info, warn};
 
-use super::{leads, now_ms};
+use tokio::sync::watch;
+
+use super::now_ms;
 use crate::kernel::state::{agent_unreachable_command, is_terminal};
 use crate::master::Master;
 
@@ -73,50 +75,37 @@ pub fn verdict<'a>(
     v
 }
 
-/// Runs the check whenever this master leads and is ready.
-pub async fn run(master: Master) {
-    let mut status = master.status_watch();
-    let mut ready = master.scheduler().ready_term.subscribe();
+/// The check of term `term` on `master`, until `stop` is signalled. The
+/// leadership supervisor ([`crate::leader`]) starts it once the term's read
+/// index is applied: from then on the state knows every task.
+pub async fn run(master: Master, term: u64, mut stop: watch::Receiver<bool>) {
+    master.sessions().clear_unreachable();
+    let timeout = master.scheduler().agent_settings().heartbeat_timeout();
+    let mut base = Instant::now();
+    let mut last_check = base;
+    info!(
+        term,
+        timeout_ms = timeout.as_millis() as u64,
+        "watching agents' heartbeats"
+    );
     loop {
-        let term = match status
-            .wait_for(|s| s.leader == s.id && s.role == "leader")
-            .await
-        {
-            Ok(s) => s.term,
-            Err(_) => return,
-        };
-        // The reconciler marks the term ready once its read index is
-        // applied: from then on the state knows every task.
-        let became_ready = tokio::select! {
-            r = ready.wait_for(|t| *t >= term) => r.is_ok(),
-            _ = tokio::time::sleep(Duration::from_secs(1)) => false,
-        };
-        if !became_ready || !leads(&master, term) {
-            continue;
+        tokio::select! {
+            _ = tokio::time::sleep(CHECK_EVERY) => {}
+            _ = stop.wait_for(|s| *s) => break,
         }
-        master.sessions().clear_unreachable();
-        let timeout = master.scheduler().agent_settings().heartbeat_timeout();
-        let mut base = Instant::now();
-        let mut last_check = base;
-        info!(
-            term,
-            timeout_ms = timeout.as_millis() as u64,
-            "watching agents' heartbeats"
-        );
-        while leads(&master, term) {
-            tokio::time::sleep(CHECK_EVERY).await;
-            let now = Instant::now();
-            if now - last_check > (timeout / 4).max(CHECK_EVERY * 5) {
-                warn!(
-                    late_ms = (now - last_check).as_millis() as u64,
-                    "the heartbeat check itself ran late; every agent gets a fresh timeout"
-                );
-                base = now;
-            }
-            last_check = now;
-            check(&master, base, timeout).await;
+        let now = Instant::now();
+        if now - last_check > (timeout / 4).max(CHECK_EVERY * 5) {
+            warn!(
+                term,
+                late_ms = (now - last_check).as_millis() as u64,
+                "the heartbeat check itself ran late; every agent gets a fresh timeout"
+            );
+            base = now;
         }
+        last_check = now;
+        check(&master, base, timeout).await;
     }
+    debug!(term, "heartbeat check stopped");
 }
 
 /// One pass: declares silent agents unreachable and commits what becomes of

@@ -7,9 +7,12 @@
 //!        │                     ─► dispatch: Launch / Kill per agent stream
 //!  agents' TaskReports ─► reports::batch_updates ─► TaskUpdates entries
 //! ```
-//! Every master runs this loop; only the leader acts, and only after it has
-//! applied everything committed before its term (a read index), so it never
-//! plans from a state that misses its predecessor's last placements.
+//! Only the leader runs it: the leadership supervisor ([`crate::leader`])
+//! starts [`run`] for a term once everything committed before the term is
+//! applied (a read index), so it never plans from a state that misses its
+//! predecessor's last placements, and stops it when the term ends. A round
+//! reads, proposes and sends through [`Host`] (the [`Master`], or a
+//! simulated cluster in `master/tests/sim`).
 //! Launches go out only for committed tasks, so a new leader knows every
 //! task an agent may run; agents launch idempotently by task id.
 
@@ -17,13 +20,18 @@ pub mod cache;
 pub mod desired;
 pub mod drain;
 pub mod entries;
+pub mod host;
 pub mod job;
 pub mod liveness;
 pub mod reports;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+// Intervals are measured on tokio's clock, so a simulation with a paused
+// clock (`tokio::time::pause`) drives them.
+use tokio::time::Instant;
 
 use foldhash::{HashMap as FastMap, HashMapExt as _, HashSet as FastSet};
 
@@ -33,12 +41,13 @@ use ocean_proto::agent::{
 };
 use ocean_proto::internal::{PlanTasks, Task, TaskUpdate};
 use ocean_scheduler_policies as sp;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 use tracing::{debug, info, warn};
 
 use crate::kernel::feed::FeedItem;
 use crate::kernel::state::{is_live, is_terminal, plan_command, Change, ClusterState, STAGING};
 use crate::master::Master;
+pub use host::Host;
 use job::JobView;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -204,6 +213,17 @@ impl Scheduler {
         self.memory.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The queue of status updates, the first time it is asked for: the
+    /// leadership supervisor holds it across terms.
+    pub fn take_updates(&self) -> Option<reports::UpdatesQueue> {
+        let rx = self
+            .updates_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()?;
+        Some(Arc::new(tokio::sync::Mutex::new(rx)))
+    }
+
     /// Queues a status update for the next batch.
     pub fn record(&self, update: TaskUpdate) {
         let _ = self.updates.send(update);
@@ -225,7 +245,7 @@ impl Scheduler {
         let mut rx = self.ready_term.subscribe();
         let ready =
             tokio::time::timeout(crate::master::WRITE_TIMEOUT, rx.wait_for(|t| *t >= term)).await;
-        matches!(ready, Ok(Ok(_))) && leads(master, term)
+        matches!(ready, Ok(Ok(_))) && master.leads(term)
     }
 
     /// Whether changes of version `v` can change a round's decisions. A
@@ -286,104 +306,93 @@ impl Scheduler {
     }
 }
 
-/// Starts the reconciler and the status batcher of `master`.
-pub fn spawn(master: Master) {
-    let rx = master
-        .scheduler()
-        .updates_rx
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take();
-    if let Some(rx) = rx {
-        tokio::spawn(reports::batch_updates(master.clone(), rx));
+impl Scheduler {
+    /// Starts term `term` on this leader, once its read index is applied:
+    /// from then on its state knows every task an agent may run, so
+    /// agents' full reports can be judged. What an earlier term of this
+    /// master sent is forgotten: this term resends what is outstanding.
+    /// So is its last unplaceable ask: a round aborted at the end of that
+    /// term may not have committed the reasons it noted.
+    pub fn begin_term(&self, term: u64) {
+        self.ready_term.send_replace(term);
+        let mut m = self.memory();
+        m.launched.clear();
+        m.killed.clear();
+        m.swept_at = None;
+        m.unplaceable = None;
     }
-    tokio::spawn(liveness::run(master.clone()));
-    tokio::spawn(run(master));
 }
 
-fn leads(master: &Master, term: u64) -> bool {
-    let s = master.status();
-    s.leader == master.id() && s.term == term
+/// One round, then the dispatch of what it committed: the unit a
+/// simulation drives (the real loop interleaves the two with the feed).
+pub async fn step<H: Host>(host: &H) -> crate::error::Result<()> {
+    let mut held = Vec::new();
+    round(host, &mut held).await?;
+    send(host, &host.connected(), &held);
+    Ok(())
 }
 
-async fn run(master: Master) {
-    let mut status = master.status_watch();
+/// Whether `stop` has been signalled (or its sender is gone).
+fn stopped(stop: &watch::Receiver<bool>) -> bool {
+    *stop.borrow() || stop.has_changed().is_err()
+}
+
+/// The reconciler of term `term` on `master`, until `stop` is signalled.
+/// The leadership supervisor ([`crate::leader`]) starts it once the term's
+/// read index is applied and stops it when the term ends.
+pub async fn run(master: Master, term: u64, mut stop: watch::Receiver<bool>) {
     let mut live = master.feed().live();
-    loop {
-        let term = {
-            let s = status
-                .wait_for(|s| s.leader == s.id && s.role == "leader")
-                .await;
-            match s {
-                Ok(s) => s.term,
-                Err(_) => return,
+    info!(term, "reconciler active");
+    let mut due = true;
+    let mut last_sweep = Instant::now();
+    // What committed rounds placed or stopped, not yet sent to agents.
+    let mut held: Vec<String> = Vec::new();
+    let matters = |item| note(&master, Ok(item)) == Some(true);
+    while !stopped(&stop) {
+        if last_sweep.elapsed() >= RECONCILE_EVERY {
+            last_sweep = Instant::now();
+            ask_full_reports(&master);
+        }
+        if due {
+            due = false;
+            if let Err(e) = round(&master, &mut held).await {
+                warn!(term, error = %e, "reconcile round failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-        };
-        if let Err(e) = master.linearizable().await {
-            debug!(error = %e, "reconciler waits: no read index yet");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        }
-        info!(term, "reconciler active");
-        master.scheduler().ready_term.send_replace(term);
-        {
-            let mut m = master.scheduler().memory();
-            m.launched.clear();
-            m.killed.clear();
-            m.swept_at = None;
-        }
-        let mut due = true;
-        let mut last_sweep = Instant::now();
-        // What committed rounds placed or stopped, not yet sent to agents.
-        let mut held: Vec<String> = Vec::new();
-        let matters = |item| note(&master, Ok(item)) == Some(true);
-        while leads(&master, term) {
-            if last_sweep.elapsed() >= RECONCILE_EVERY {
-                last_sweep = Instant::now();
-                ask_full_reports(&master);
+            // Jobs that arrived while the round committed are decided
+            // before its launches go out: the agents' answers (a status
+            // entry per few thousand tasks, applied by every master) would
+            // otherwise share the CPU with deciding, and a round of 26,000
+            // placements decided among 74,000 fresh launches took 0.6 s
+            // instead of 0.1 s. The next round sends them as soon as it
+            // has decided.
+            match drain(&mut live, matters) {
+                Some(d) => due |= d,
+                None => break,
             }
             if due {
-                due = false;
-                if let Err(e) = round(&master, &mut held).await {
-                    warn!(error = %e, "reconcile round failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                // Jobs that arrived while the round committed are decided
-                // before its launches go out: the agents' answers (a
-                // status entry per few thousand tasks, applied by every
-                // master) would otherwise share the CPU with deciding, and
-                // a round of 26,000 placements decided among 74,000 fresh
-                // launches took 0.6 s instead of 0.1 s. The next round
-                // sends them as soon as it has decided.
-                match drain(&mut live, matters) {
-                    Some(d) => due |= d,
-                    None => return,
-                }
-                if due {
-                    continue;
-                }
-                off_the_runtime(|| send(&master, &master.sessions().connected(), &held));
-                held.clear();
+                continue;
             }
-            tokio::select! {
-                r = live.recv() => {
-                    // Everything queued meanwhile is covered by one round.
-                    let more = drain(&mut live, matters);
-                    match note(&master, r).zip(more) {
-                        Some((a, b)) => due |= a || b,
-                        None => return,
-                    }
-                }
-                _ = master.scheduler().wake.notified() => due = true,
-                // Also notices a lost leadership within a tick (a round
-                // proposes locally, so a deposed leader's rounds fail),
-                // and retries what could not be sent; sooner when a job's
-                // back-off ends.
-                _ = tokio::time::sleep(master.scheduler().next_sleep()) => due = true,
-            }
+            off_the_runtime(|| send(&master, &master.connected(), &held));
+            held.clear();
         }
-        info!(term, "reconciler inactive");
+        tokio::select! {
+            r = live.recv() => {
+                // Everything queued meanwhile is covered by one round.
+                let more = drain(&mut live, matters);
+                match note(&master, r).zip(more) {
+                    Some((a, b)) => due |= a || b,
+                    None => break,
+                }
+            }
+            _ = master.scheduler().wake.notified() => due = true,
+            _ = stop.changed() => {}
+            // Retries what could not be sent; sooner when a job's back-off
+            // ends.
+            _ = tokio::time::sleep(master.scheduler().next_sleep()) => due = true,
+        }
     }
+    info!(term, "reconciler inactive");
 }
 
 /// Whether a feed item can change a round's decisions; `None` when the
@@ -509,9 +518,9 @@ impl View {
 /// One round: decide, place and commit. What it commits joins `held`, for
 /// the caller to send; what earlier rounds left there is sent once this
 /// one has decided.
-async fn round(master: &Master, held: &mut Vec<String>) -> crate::error::Result<()> {
+async fn round<H: Host>(master: &H, held: &mut Vec<String>) -> crate::error::Result<()> {
     let sched = master.scheduler();
-    let connected = master.sessions().connected();
+    let connected = master.connected();
     let t0 = Instant::now();
     // Deciding takes up to hundreds of ms of CPU at 100,000 tasks; it runs
     // where the runtime can hand this worker's other tasks (agent streams,
@@ -550,9 +559,7 @@ async fn round(master: &Master, held: &mut Vec<String>) -> crate::error::Result<
         // proposing the next made a round of 100,000 placements take 50
         // commit latencies. The window stays small so that one Ready never
         // holds more than a few entries to apply.
-        let proposals = entries
-            .into_iter()
-            .map(|e| master.propose_local(plan_command(e)));
+        let proposals = entries.into_iter().map(|e| master.propose(plan_command(e)));
         let written = futures::stream::iter(proposals)
             .buffered(ENTRIES_IN_FLIGHT)
             .try_collect::<Vec<_>>()
@@ -579,10 +586,7 @@ async fn round(master: &Master, held: &mut Vec<String>) -> crate::error::Result<
         }
     }
     held.extend(committed);
-    master
-        .metrics()
-        .reconcile_seconds
-        .observe(t0.elapsed().as_secs_f64());
+    master.observe_round(t0.elapsed().as_secs_f64());
     debug!(
         view_ms = d.t_view.as_millis() as u64,
         plan_ms = d.t_plan.as_millis() as u64,
@@ -622,7 +626,7 @@ fn off_the_runtime<R>(f: impl FnOnce() -> R) -> R {
 
 /// The deciding half of a round: the view, each job's decision, and the
 /// plan. Pure of I/O; reads the state and the reconciler's memory.
-fn decide(master: &Master, connected: &HashSet<String>, t0: Instant) -> Decided {
+fn decide<H: Host>(master: &H, connected: &HashSet<String>, t0: Instant) -> Decided {
     let sched = master.scheduler();
     let (view, mut running, mut agents, rebuilt, unplaceable) = {
         let (mut specs, mut running, mut agents, unplaceable) = {
@@ -658,7 +662,7 @@ fn decide(master: &Master, connected: &HashSet<String>, t0: Instant) -> Decided 
     let mut rolling = HashSet::new();
     let mut healing = HashSet::new();
     let mut wake_at: Option<u64> = None;
-    let now = now_ms();
+    let now = master.now_ms();
     let mut preempted = HashMap::new();
     let empty = Vec::new();
     let batch = batch_progress(master, &view.jobs);
@@ -743,7 +747,7 @@ fn decide(master: &Master, connected: &HashSet<String>, t0: Instant) -> Decided 
         t_plan = tp.elapsed();
         let by_job: HashMap<&str, &Arc<JobView>> =
             view.jobs.iter().map(|j| (j.id.as_str(), j)).collect();
-        let created_ms = now_ms();
+        let created_ms = master.now_ms();
         for p in &plan.placements {
             if let Some(job) = by_job.get(p.job) {
                 place.add(job, p, created_ms);
@@ -814,8 +818,8 @@ fn decide(master: &Master, connected: &HashSet<String>, t0: Instant) -> Decided 
 /// at least as new as the round's capture, so a task may show as live
 /// there and as finished here: it then counts twice, and the round starts
 /// fewer tasks, never more (the next round corrects it).
-fn batch_progress<'a>(
-    master: &Master,
+fn batch_progress<'a, H: Host>(
+    master: &H,
     jobs: &'a [Arc<JobView>],
 ) -> FastMap<&'a str, desired::Progress> {
     let batch: Vec<&JobView> = jobs.iter().filter(|j| j.is_batch()).map(|j| &**j).collect();
@@ -835,7 +839,7 @@ fn batch_progress<'a>(
 
 /// Sends launches and kills for what rounds committed (`ids`), or for
 /// every task when the last sweep is more than [`SWEEP_EVERY`] old.
-fn send(master: &Master, connected: &HashSet<String>, ids: &[String]) {
+fn send<H: Host>(master: &H, connected: &HashSet<String>, ids: &[String]) {
     let sweep = master
         .scheduler()
         .memory()
@@ -847,14 +851,14 @@ fn send(master: &Master, connected: &HashSet<String>, ids: &[String]) {
 
 /// Sends `Reconcile` to every connected agent; each answers with a full
 /// report, handled like a registration's.
-fn ask_full_reports(master: &Master) {
-    let agents = master.sessions().connected();
+fn ask_full_reports<H: Host>(master: &H) {
+    let agents = master.connected();
     debug!(agents = agents.len(), "asking agents for full reports");
     for agent in agents {
         let msg = MasterMessage {
             kind: Some(master_message::Kind::Reconcile(Reconcile {})),
         };
-        master.sessions().send(&agent, msg);
+        master.send(&agent, msg);
     }
 }
 
@@ -872,7 +876,7 @@ enum Scope<'a> {
 /// whole state is swept at most once per [`SWEEP_EVERY`] (at 100,000 tasks
 /// a sweep costs milliseconds, and rounds come by the dozen per second
 /// while jobs arrive).
-fn dispatch(master: &Master, connected: &HashSet<String>, scope: Scope<'_>) {
+fn dispatch<H: Host>(master: &H, connected: &HashSet<String>, scope: Scope<'_>) {
     let sched = master.scheduler();
     let now = Instant::now();
     // Only `Arc`s are taken under the state's read lock: the raft thread
@@ -924,7 +928,7 @@ fn dispatch(master: &Master, connected: &HashSet<String>, scope: Scope<'_>) {
         let msg = MasterMessage {
             kind: Some(master_message::Kind::Launch(Launch { tasks })),
         };
-        if master.sessions().send(&agent, msg) {
+        if master.send(&agent, msg) {
             debug!(agent = %agent, tasks = n, "launch sent");
         }
     }
@@ -932,7 +936,7 @@ fn dispatch(master: &Master, connected: &HashSet<String>, scope: Scope<'_>) {
         let msg = MasterMessage {
             kind: Some(master_message::Kind::Kill(Kill { tasks })),
         };
-        master.sessions().send(&agent, msg);
+        master.send(&agent, msg);
     }
 }
 

@@ -2,10 +2,11 @@
 //! per round trip, and full reports compared with the replicated state.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use ocean_proto::agent::{master_message, Kill, KillTask, MasterMessage, TaskStatus};
 use ocean_proto::internal::TaskUpdate;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
 use super::DEFAULT_KILL_GRACE_MS;
@@ -69,11 +70,36 @@ pub fn checked(agent: &str, statuses: &[TaskStatus]) -> Vec<TaskUpdate> {
         .collect()
 }
 
+/// The queue of agents' status updates, which outlives terms: the
+/// leadership supervisor keeps it, and each term's batcher locks it while
+/// it runs. Updates queued while this master does not lead wait in it for
+/// its next term, in the order they came (agents also re-send everything
+/// to a new leader when they register again; a status recorded twice
+/// leaves the task as the first left it, since states only move forward
+/// and an ended task takes no more updates).
+pub type UpdatesQueue = Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<TaskUpdate>>>;
+
 /// Proposes queued updates, as many per raft entry as have queued up while
 /// the previous entry was being committed (group commit, as the driver
-/// does for its log writes).
-pub async fn batch_updates(master: Master, mut rx: mpsc::UnboundedReceiver<TaskUpdate>) {
-    while let Some(first) = rx.recv().await {
+/// does for its log writes), until `stop` is signalled. An update is taken
+/// from the queue only to be proposed: a stop leaves the rest queued.
+pub async fn batch_updates(
+    master: Master,
+    queue: UpdatesQueue,
+    term: u64,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut rx = queue.lock().await;
+    loop {
+        let first = tokio::select! {
+            // A signalled stop wins over queued updates.
+            biased;
+            _ = stop.wait_for(|s| *s) => break,
+            u = rx.recv() => match u {
+                Some(u) => u,
+                None => break,
+            },
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -88,14 +114,15 @@ pub async fn batch_updates(master: Master, mut rx: mpsc::UnboundedReceiver<TaskU
         for u in &mut batch {
             u.received_ms = now;
         }
-        // Only the leader records reports; agents re-send everything to the
-        // next leader when they re-register, so nothing is lost. A write
-        // that outlasts the timeout is not lost either: it stays in the log
-        // and is applied when it commits.
+        // A write that outlasts the timeout is not lost: it stays in the
+        // log and is applied when it commits. One that fails because this
+        // master no longer leads is sent again by the agents, to the next
+        // leader, when they register there.
         if let Err(e) = master.propose_local(task_updates_command(batch)).await {
-            debug!(updates = n, error = %e, "task updates not acknowledged");
+            debug!(term, updates = n, error = %e, "task updates not acknowledged");
         }
     }
+    debug!(term, "status batcher stopped");
 }
 
 /// What a full report from an agent means for the leader.
