@@ -16,6 +16,7 @@
 //! - [`reconcile`]: the leader's controllers (reconciler: jobs to tasks, launches, kills;
 //!   liveness; status batching) and the [`reconcile::Host`] seam they act through.
 //! - [`master`]: the handle the APIs use, and [`run`].
+//! - [`sessions`]: the agents' streams as this master holds them.
 //! - [`service`]: the one place client writes are validated and proposed.
 //! - [`leader`]: the per-term supervisor that starts and stops everything that runs
 //!   only on the leader (the controllers of [`reconcile`], hosted frameworks).
@@ -30,6 +31,7 @@ pub mod master;
 pub mod metrics;
 pub mod reconcile;
 pub mod service;
+pub mod sessions;
 pub mod startup;
 pub mod transport;
 

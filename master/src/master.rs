@@ -47,7 +47,7 @@ pub(crate) struct Inner {
     /// lost its data, which raft-rs rightly refuses to trust.
     pub(crate) accepting_raft: std::sync::atomic::AtomicBool,
     /// Agents connected to this master (meaningful on the leader).
-    pub(crate) sessions: crate::api::agent::Sessions,
+    pub(crate) sessions: crate::sessions::Sessions,
     /// The reconciler's shared half.
     pub(crate) scheduler: crate::reconcile::Scheduler,
     pub(crate) agent_http: reqwest::Client,
@@ -59,12 +59,6 @@ impl Master {
     /// This master's raft id.
     pub fn id(&self) -> u64 {
         self.inner.id
-    }
-
-    /// The service layer over this master: where REST, gRPC and
-    /// in-process callers validate and propose.
-    pub fn service(&self) -> crate::service::Service<Master> {
-        crate::service::Service::new(self.clone())
     }
 
     /// The latest status published by the driver.
@@ -132,7 +126,7 @@ impl Master {
     }
 
     /// The leader's knowledge of connected agents.
-    pub fn sessions(&self) -> &crate::api::agent::Sessions {
+    pub fn sessions(&self) -> &crate::sessions::Sessions {
         &self.inner.sessions
     }
 
@@ -230,7 +224,7 @@ impl Master {
     pub async fn propose_local(&self, mut cmd: Command) -> Result<Applied> {
         // A lease is judged by the leader's clock, whoever asked for it.
         if let Some(ocean_proto::internal::command::Kind::Lease(l)) = &mut cmd.kind {
-            l.now_ms = crate::service::now_ms();
+            l.now_ms = crate::kernel::now_ms();
         }
         let data = prost::Message::encode_to_vec(&cmd);
         self.ask_driver(|reply| Msg::Propose { data, reply }).await
@@ -359,7 +353,7 @@ impl Master {
                         Ok(Err(status)) => match status.code() {
                             // Not (or no longer) the leader, or unreachable: retry.
                             tonic::Code::Unavailable | tonic::Code::Unknown => {}
-                            _ => return Err(crate::api::error::from_status(status)),
+                            _ => return Err(crate::transport::from_status(status)),
                         },
                         Err(_) => return Err(Error::NotCommitted(self.no_quorum_reason())),
                     }

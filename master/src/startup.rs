@@ -129,7 +129,7 @@ pub async fn start(config: &MasterConfig) -> Result<Started> {
     let driver_thread = std::thread::Builder::new()
         .name(format!("raft-{}", config.id))
         .spawn(move || {
-            raise_priority();
+            crate::kernel::node::raise_priority();
             let run = std::panic::AssertUnwindSafe(|| node::run(driver, rx, &settings));
             if std::panic::catch_unwind(run).is_err() {
                 // Serving without a raft driver would answer with stale,
@@ -292,9 +292,12 @@ pub async fn run_with(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
+    let in_process: Arc<dyn ocean_client::Client> =
+        Arc::new(crate::api::in_process::InProcess::new(master.clone()));
     let host = tokio::spawn(crate::leader::supervise(
         master.clone(),
         frameworks,
+        in_process,
         stop_rx.clone(),
     ));
     let grpc_server = crate::api::grpc::serve(master.clone(), grpc, wait_stop(stop_rx.clone()));
@@ -321,25 +324,4 @@ pub async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener> {
     TcpListener::bind(addr)
         .await
         .map_err(|source| Error::Bind { addr, source })
-}
-
-/// Nice value of the raft threads (the driver and its network runtime; the
-/// rest of the process runs at 0).
-const RAFT_NICE: i32 = -5;
-
-/// Lets the raft thread go first when the host's CPUs are contended: a
-/// leader that waits behind its own reconciler, agent streams or another
-/// tenant misses heartbeats and loses its term, which at 10,000 agents
-/// costs a re-registration storm. Best effort: without the privilege
-/// (CAP_SYS_NICE) the thread keeps the default priority.
-pub(crate) fn raise_priority() {
-    // On Linux, PRIO_PROCESS with a thread id sets that one thread.
-    let tid = rustix::thread::gettid();
-    if let Err(e) = rustix::process::setpriority_process(Some(tid), RAFT_NICE) {
-        tracing::debug!(
-            tid = tid.as_raw_nonzero().get(),
-            error = %e,
-            "raft thread keeps the default CPU priority"
-        );
-    }
 }

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tonic::transport::{Channel, Endpoint};
 use tracing::debug;
 
+use crate::error::Error;
 use crate::kernel::node::{Msg, Transport};
 use crate::kernel::state::ClusterState;
 
@@ -90,7 +91,7 @@ impl NetRuntime {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name(format!("raft-net-{id}"))
-            .on_thread_start(crate::startup::raise_priority)
+            .on_thread_start(crate::kernel::node::raise_priority)
             .enable_all()
             .build()?;
         Ok(NetRuntime(Some(rt)))
@@ -306,4 +307,58 @@ fn open_stream(
         }
     });
     tx
+}
+
+fn md_u64(s: &tonic::Status, key: &str) -> Option<u64> {
+    s.metadata().get(key)?.to_str().ok()?.parse().ok()
+}
+
+/// Turns a status from a forwarded call back into an error: the inverse of
+/// `api::error::to_status`, which sets the metadata read here.
+pub fn from_status(s: tonic::Status) -> Error {
+    let msg = s.message().to_string();
+    let conflict = s
+        .metadata()
+        .get("x-ocean-conflict")
+        .and_then(|v| v.to_str().ok());
+    match conflict {
+        Some("version") => {
+            return Error::VersionConflict {
+                kind: "object",
+                id: msg,
+                expected: md_u64(&s, "x-ocean-expected-version").unwrap_or(0),
+                actual: md_u64(&s, "x-ocean-actual-version").unwrap_or(0),
+            }
+        }
+        Some("lease") => {
+            return Error::LeaseHeld {
+                name: msg,
+                holder: s
+                    .metadata()
+                    .get("x-ocean-holder")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string(),
+                expires_ms: md_u64(&s, "x-ocean-expires-ms").unwrap_or(0),
+            }
+        }
+        _ => {}
+    }
+    match s.code() {
+        tonic::Code::Unavailable => Error::NoLeader(msg),
+        tonic::Code::Aborted | tonic::Code::DeadlineExceeded => Error::NotCommitted(msg),
+        tonic::Code::NotFound => Error::NotFound {
+            kind: "object",
+            id: msg,
+        },
+        tonic::Code::FailedPrecondition | tonic::Code::AlreadyExists => Error::Conflict(msg),
+        tonic::Code::InvalidArgument => Error::Invalid {
+            field: "request".into(),
+            reason: msg,
+        },
+        _ => Error::Peer {
+            peer: 0,
+            reason: msg,
+        },
+    }
 }

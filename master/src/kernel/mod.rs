@@ -11,3 +11,11 @@ pub mod feed;
 pub mod node;
 pub mod state;
 pub mod storage;
+
+/// Milliseconds since the Unix epoch on this machine's clock.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or(std::time::Duration::ZERO)
+        .as_millis() as u64
+}

@@ -28,7 +28,6 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
-use crate::api::in_process::InProcess;
 use crate::master::Master;
 use crate::reconcile::{self, liveness, reports};
 
@@ -38,10 +37,13 @@ const STOP_WITHIN: Duration = Duration::from_secs(2);
 const CHECK_LEADS_EVERY: Duration = Duration::from_millis(100);
 
 /// Runs the leader's controllers on `master` whenever it leads, hosting
-/// `frameworks` too, until `shutdown`.
+/// `frameworks` too, until `shutdown`. The frameworks act through `client`
+/// (the in-process client in `ocean master`: given, not built here, so the
+/// leader layer does not import the edge).
 pub async fn supervise(
     master: Master,
     frameworks: Vec<Arc<dyn Framework>>,
+    client: Arc<dyn ocean_client::Client>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let Some(updates) = master.scheduler().take_updates() else {
@@ -72,7 +74,7 @@ pub async fn supervise(
         }
         master.scheduler().begin_term(term);
         let (stop_tx, stop_rx) = watch::channel(false);
-        let set = start(&master, term, &frameworks, &updates, stop_rx);
+        let set = start(&master, term, &frameworks, &client, &updates, stop_rx);
         info!(
             term,
             controllers = set.len(),
@@ -98,6 +100,7 @@ fn start(
     master: &Master,
     term: u64,
     frameworks: &[Arc<dyn Framework>],
+    client: &Arc<dyn ocean_client::Client>,
     updates: &reports::UpdatesQueue,
     stop: watch::Receiver<bool>,
 ) -> JoinSet<()> {
@@ -111,7 +114,6 @@ fn start(
         stop.clone(),
     ));
     if !frameworks.is_empty() {
-        let client: Arc<dyn ocean_client::Client> = Arc::new(InProcess::new(master.clone()));
         for fw in frameworks {
             let opts = RunnerOptions::new(format!("master-{}", master.id()));
             let runner = Runner::new(fw.clone(), client.clone(), opts);

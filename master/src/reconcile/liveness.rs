@@ -31,18 +31,7 @@ use crate::master::Master;
 /// How often the leader looks for silent agents.
 const CHECK_EVERY: Duration = Duration::from_millis(100);
 
-/// Whether an agent last heard at `last_heard` (never: `None`) is silent
-/// past `timeout` at `now`, counting from no earlier than `base` (the start
-/// of the term, or the end of this master's own stall).
-pub fn overdue(
-    now: Instant,
-    base: Instant,
-    last_heard: Option<Instant>,
-    timeout: Duration,
-) -> bool {
-    let from = last_heard.map_or(base, |l| l.max(base));
-    now.saturating_duration_since(from) > timeout
-}
+pub use crate::sessions::overdue;
 
 /// What becomes of the tasks of an unreachable agent at `now_ms`. `wait_ms`
 /// gives each job's wait for its agent (0: replace at once; jobs that are

@@ -27,7 +27,7 @@ pub mod reports;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 // Intervals are measured on tokio's clock, so a simulation with a paused
 // clock (`tokio::time::pause`) drives them.
@@ -70,13 +70,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// Rounds run at least this often, to retry what could not be sent.
 const TICK: Duration = Duration::from_secs(1);
 
-/// Milliseconds since the epoch, for task timestamps.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use crate::kernel::now_ms;
 
 /// The reconciler's shared half, held by the [`Master`].
 #[derive(Debug)]

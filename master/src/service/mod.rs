@@ -34,7 +34,6 @@ pub mod types;
 pub mod views;
 
 use std::future::Future;
-use std::time::Duration;
 
 use ocean_proto::internal::Command;
 
@@ -138,6 +137,15 @@ pub struct Service<K> {
     kernel: K,
 }
 
+impl crate::master::Master {
+    /// The service layer over this master: where REST, gRPC and
+    /// in-process callers validate and propose. Defined here, not in
+    /// `master.rs`, so the handle does not import the layer above it.
+    pub fn service(&self) -> Service<crate::master::Master> {
+        Service::new(self.clone())
+    }
+}
+
 impl<K: Kernel> Service<K> {
     /// A service over `kernel`.
     pub fn new(kernel: K) -> Self {
@@ -174,13 +182,7 @@ impl<K: Kernel> Service<K> {
     }
 }
 
-/// Milliseconds since the Unix epoch on this machine's clock.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_millis() as u64
-}
+pub use crate::kernel::now_ms;
 
 /// An `Error::Invalid` naming `field`.
 pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Error {

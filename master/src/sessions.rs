@@ -1,0 +1,251 @@
+//! The agents' streams as this master holds them: one session per agent
+//! (its sender, last heartbeat, whether this leader declared it
+//! unreachable) and the leader this master knows of. Owned by the
+//! [`Master`] handle so the agent API (edge), the reconciler and liveness
+//! check (leader) and the service layer (agent views) share one registry
+//! without importing each other.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ocean_proto::agent::MasterMessage;
+use tokio::sync::{mpsc, watch, Notify};
+use tonic::Status;
+use tracing::info;
+
+use crate::master::Master;
+
+/// What the leader knows of each connected agent.
+#[derive(Debug)]
+pub struct Sessions {
+    inner: Mutex<HashMap<String, Session>>,
+    /// The leader this master knows of, changed only when it changes. The
+    /// node status changes on every commit; at 10,000 agents, waking every
+    /// stream's reader on each of those cost the leader more CPU than
+    /// placing the tasks.
+    leader: watch::Sender<u64>,
+    /// Whether the task that feeds `leader` runs.
+    tracking: AtomicBool,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions {
+            inner: Mutex::default(),
+            leader: watch::channel(0).0,
+            tracking: AtomicBool::new(false),
+        }
+    }
+}
+
+/// Feeds [`Sessions`]' leader from the node status while the master runs.
+async fn track_leader(master: Master) {
+    let mut status = master.status_watch();
+    loop {
+        let leader = status.borrow_and_update().leader;
+        master.sessions().leader.send_if_modified(|l| {
+            let changed = *l != leader;
+            *l = leader;
+            changed
+        });
+        if status.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Session {
+    generation: u64,
+    connected: bool,
+    last_heartbeat: Instant,
+    /// The open stream to the agent (dropped when it closes).
+    tx: Option<SessionTx>,
+    /// Ends the stream's reader (the agent was declared unreachable).
+    kick: Arc<Notify>,
+    /// This leader declared the agent unreachable and has not heard from
+    /// it since.
+    unreachable: bool,
+}
+
+pub(crate) type SessionTx = mpsc::Sender<Result<MasterMessage, Status>>;
+
+/// Liveness of one agent as this master sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Liveness {
+    /// Whether its stream to this master is open.
+    pub connected: bool,
+    /// Milliseconds since its last message.
+    pub last_heartbeat_ms: u64,
+    /// Declared unreachable by this leader, not heard from since.
+    pub unreachable: bool,
+}
+
+impl Sessions {
+    /// Follows the leader this master knows of (starting the task that
+    /// feeds it on first use).
+    pub(crate) fn leader_watch(&self, master: &Master) -> watch::Receiver<u64> {
+        if !self.tracking.swap(true, Ordering::AcqRel) {
+            self.leader.send_replace(master.status().leader);
+            tokio::spawn(track_leader(master.clone()));
+        }
+        self.leader.subscribe()
+    }
+
+    pub(crate) fn open(&self, id: &str, tx: SessionTx) -> (u64, Arc<Notify>) {
+        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let generation = m.get(id).map(|s| s.generation + 1).unwrap_or(1);
+        if m.get(id).is_some_and(|s| s.unreachable) {
+            info!(agent = %id, "unreachable agent is back");
+        }
+        let kick = Arc::new(Notify::new());
+        m.insert(
+            id.to_string(),
+            Session {
+                generation,
+                connected: true,
+                last_heartbeat: Instant::now(),
+                tx: Some(tx),
+                kick: kick.clone(),
+                unreachable: false,
+            },
+        );
+        (generation, kick)
+    }
+
+    /// If the agent has been silent past `timeout` (counting from no
+    /// earlier than `base`), records that it is unreachable and ends its
+    /// stream if one is still open (a stopped process keeps its TCP
+    /// connection), so that when it wakes up it must register again with a
+    /// full report. Checked and done under one lock, so a stream that opens
+    /// meanwhile is never ended. Returns how long it has been silent and
+    /// whether this is the first verdict since it was last heard from.
+    pub fn declare_if_silent(
+        &self,
+        id: &str,
+        base: Instant,
+        timeout: std::time::Duration,
+    ) -> Option<(u64, bool)> {
+        let now = Instant::now();
+        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let last = m.get(id).map(|s| s.last_heartbeat);
+        if !overdue(now, base, last, timeout) {
+            return None;
+        }
+        let silent_ms = now
+            .saturating_duration_since(last.map_or(base, |l| l.max(base)))
+            .as_millis() as u64;
+        let s = m.entry(id.to_string()).or_insert_with(|| Session {
+            generation: 0,
+            connected: false,
+            last_heartbeat: Instant::now(),
+            tx: None,
+            kick: Arc::new(Notify::new()),
+            unreachable: false,
+        });
+        if let Some(tx) = s.tx.take() {
+            let _ = tx.try_send(Err(Status::unavailable(
+                "this agent was silent past the heartbeat timeout: register again",
+            )));
+        }
+        s.connected = false;
+        s.kick.notify_one();
+        Some((silent_ms, !std::mem::replace(&mut s.unreachable, true)))
+    }
+
+    /// Which of `ids` are overdue (as [`Sessions::declare_if_silent`] would
+    /// find them), in one pass under one lock: the leader checks 10,000
+    /// agents ten times a second, and only the overdue few need more.
+    pub fn overdue<'a>(
+        &self,
+        ids: impl Iterator<Item = &'a String>,
+        base: Instant,
+        timeout: std::time::Duration,
+    ) -> Vec<String> {
+        let now = Instant::now();
+        let m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        ids.filter(|id| {
+            let last = m.get(id.as_str()).map(|s| s.last_heartbeat);
+            overdue(now, base, last, timeout)
+        })
+        .cloned()
+        .collect()
+    }
+
+    /// Forgets every verdict (a new term: each agent gets a fresh timeout).
+    pub fn clear_unreachable(&self) {
+        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        for s in m.values_mut() {
+            s.unreachable = false;
+        }
+    }
+
+    /// Ids of the agents whose stream to this master is open.
+    pub fn connected(&self) -> std::collections::HashSet<String> {
+        let m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        m.iter()
+            .filter(|(_, s)| s.connected)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Queues a message on an agent's stream; false when it is not
+    /// connected or its queue is full (the reconciler retries later).
+    pub fn send(&self, id: &str, msg: MasterMessage) -> bool {
+        let tx = {
+            let m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            match m.get(id) {
+                Some(Session {
+                    connected: true,
+                    tx: Some(tx),
+                    ..
+                }) => tx.clone(),
+                _ => return false,
+            }
+        };
+        tx.try_send(Ok(msg)).is_ok()
+    }
+
+    pub(crate) fn beat(&self, id: &str) {
+        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = m.get_mut(id) {
+            s.last_heartbeat = Instant::now();
+        }
+    }
+
+    pub(crate) fn close(&self, id: &str, generation: u64) {
+        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = m.get_mut(id) {
+            // A newer stream of the same agent may already be open.
+            if s.generation == generation {
+                s.connected = false;
+                s.tx = None;
+            }
+        }
+    }
+
+    /// The liveness of an agent, if it ever connected to this master.
+    pub fn liveness(&self, id: &str) -> Option<Liveness> {
+        let m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(id).map(|s| Liveness {
+            connected: s.connected,
+            last_heartbeat_ms: s.last_heartbeat.elapsed().as_millis() as u64,
+            unreachable: s.unreachable,
+        })
+    }
+}
+
+/// Whether an agent last heard at `last_heard` (never: `None`) is silent
+/// past `timeout` at `now`, counting from no earlier than `base` (the start
+/// of the term, or the end of this master's own stall).
+pub fn overdue(
+    now: Instant,
+    base: Instant,
+    last_heard: Option<Instant>,
+    timeout: Duration,
+) -> bool {
+    let from = last_heard.map_or(base, |l| l.max(base));
+    now.saturating_duration_since(from) > timeout
+}
