@@ -48,8 +48,6 @@ pub(crate) struct Inner {
     pub(crate) accepting_raft: std::sync::atomic::AtomicBool,
     /// Agents connected to this master (meaningful on the leader).
     pub(crate) sessions: crate::sessions::Sessions,
-    /// The reconciler's shared half.
-    pub(crate) scheduler: crate::reconcile::Scheduler,
     pub(crate) agent_http: reqwest::Client,
     /// The DNS zone, for jobs' `dns_name`.
     pub(crate) dns_domain: String,
@@ -133,11 +131,6 @@ impl Master {
     /// The HTTP client for agents' log servers.
     pub fn agent_http(&self) -> &reqwest::Client {
         &self.inner.agent_http
-    }
-
-    /// The reconciler's shared half (status batching, waiting reasons).
-    pub fn scheduler(&self) -> &crate::reconcile::Scheduler {
-        &self.inner.scheduler
     }
 
     /// A receiver of status changes.

@@ -1,7 +1,7 @@
 //! The agents' streams as this master holds them: one session per agent
 //! (its sender, last heartbeat, whether this leader declared it
 //! unreachable) and the leader this master knows of. Owned by the
-//! [`Master`] handle so the agent API (edge), the reconciler and liveness
+//! `Master` handle so the agent API (edge), the reconciler and liveness
 //! check (leader) and the service layer (agent views) share one registry
 //! without importing each other.
 
@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use tonic::Status;
 use tracing::info;
 
-use crate::master::Master;
+use crate::kernel::node::NodeStatus;
 
 /// What the leader knows of each connected agent.
 #[derive(Debug)]
@@ -25,7 +25,7 @@ pub struct Sessions {
     /// node status changes on every commit; at 10,000 agents, waking every
     /// stream's reader on each of those cost the leader more CPU than
     /// placing the tasks.
-    leader: watch::Sender<u64>,
+    leader: Arc<watch::Sender<u64>>,
     /// Whether the task that feeds `leader` runs.
     tracking: AtomicBool,
 }
@@ -34,18 +34,17 @@ impl Default for Sessions {
     fn default() -> Self {
         Sessions {
             inner: Mutex::default(),
-            leader: watch::channel(0).0,
+            leader: Arc::new(watch::channel(0).0),
             tracking: AtomicBool::new(false),
         }
     }
 }
 
 /// Feeds [`Sessions`]' leader from the node status while the master runs.
-async fn track_leader(master: Master) {
-    let mut status = master.status_watch();
+async fn track_leader(mut status: watch::Receiver<NodeStatus>, out: Arc<watch::Sender<u64>>) {
     loop {
         let leader = status.borrow_and_update().leader;
-        master.sessions().leader.send_if_modified(|l| {
+        out.send_if_modified(|l| {
             let changed = *l != leader;
             *l = leader;
             changed
@@ -86,10 +85,13 @@ pub struct Liveness {
 impl Sessions {
     /// Follows the leader this master knows of (starting the task that
     /// feeds it on first use).
-    pub(crate) fn leader_watch(&self, master: &Master) -> watch::Receiver<u64> {
+    pub(crate) fn leader_watch(
+        &self,
+        status: &watch::Receiver<NodeStatus>,
+    ) -> watch::Receiver<u64> {
         if !self.tracking.swap(true, Ordering::AcqRel) {
-            self.leader.send_replace(master.status().leader);
-            tokio::spawn(track_leader(master.clone()));
+            self.leader.send_replace(status.borrow().leader);
+            tokio::spawn(track_leader(status.clone(), self.leader.clone()));
         }
         self.leader.subscribe()
     }

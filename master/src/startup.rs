@@ -156,8 +156,6 @@ pub async fn start(config: &MasterConfig) -> Result<Started> {
             grpc_addr,
             http_addr,
             sessions: Default::default(),
-            scheduler: crate::reconcile::Scheduler::new(&config.scheduler)
-                .with_agent_settings(config.agents.clone()),
             agent_http: reqwest::Client::builder()
                 .connect_timeout(std::time::Duration::from_secs(2))
                 .build()
@@ -292,15 +290,24 @@ pub async fn run_with(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
+    // The leader's own memory: held here, beside the handle rather than in
+    // it, so the kernel's handle does not import the leader's layer.
+    let leading = crate::reconcile::Leading::new(
+        master.clone(),
+        Arc::new(
+            crate::reconcile::Scheduler::new(&config.scheduler)
+                .with_agent_settings(config.agents.clone()),
+        ),
+    );
     let in_process: Arc<dyn ocean_client::Client> =
         Arc::new(crate::api::in_process::InProcess::new(master.clone()));
     let host = tokio::spawn(crate::leader::supervise(
-        master.clone(),
+        leading.clone(),
         frameworks,
         in_process,
         stop_rx.clone(),
     ));
-    let grpc_server = crate::api::grpc::serve(master.clone(), grpc, wait_stop(stop_rx.clone()));
+    let grpc_server = crate::api::grpc::serve(leading, grpc, wait_stop(stop_rx.clone()));
     let http_server = crate::api::http::serve(master.clone(), http, wait_stop(stop_rx));
     info!(id = config.id, http = %config.http, grpc = %config.grpc, "master serving");
     let (g, h) = tokio::join!(grpc_server, http_server);

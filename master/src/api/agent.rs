@@ -20,7 +20,7 @@ use tracing::{info, warn};
 use super::error::to_status;
 use crate::kernel::state::put_agent_command;
 use crate::master::Master;
-use crate::reconcile::reports;
+use crate::reconcile::{reports, Leading};
 
 /// Tells an agent to reconnect to the leader this master knows of.
 fn not_leader(master: &Master) -> MasterMessage {
@@ -35,11 +35,11 @@ fn not_leader(master: &Master) -> MasterMessage {
 
 /// The gRPC service.
 #[derive(Debug, Clone)]
-pub struct AgentService(pub Master);
+pub struct AgentService(pub Leading);
 
 impl AgentService {
     /// Wraps the service for tonic.
-    pub fn server(master: Master) -> AgentApiServer<Self> {
+    pub fn server(master: Leading) -> AgentApiServer<Self> {
         AgentApiServer::new(AgentService(master))
     }
 }
@@ -216,14 +216,14 @@ impl AgentApi for AgentService {
 
 /// Reads an agent's stream until it ends or this master stops leading.
 async fn follow(
-    master: Master,
+    master: Leading,
     id: String,
     generation: u64,
     mut inbound: Streaming<AgentMessage>,
     tx: mpsc::Sender<Result<MasterMessage, Status>>,
     kick: Arc<Notify>,
 ) {
-    let mut leader = master.sessions().leader_watch(&master);
+    let mut leader = master.sessions().leader_watch(&master.status_watch());
     loop {
         tokio::select! {
             msg = inbound.message() => match msg {

@@ -22,11 +22,11 @@ use crate::master::Master;
 
 /// Serves both gRPC services on `listener` until `shutdown` resolves.
 pub async fn serve(
-    master: Master,
+    leading: crate::reconcile::Leading,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let master_for_agents = master.clone();
+    let master = leading.master.clone();
     let api = OceanApiServer::new(super::grpc_api::Api(master.clone()))
         .max_decoding_message_size(16 * 1024 * 1024)
         .max_encoding_message_size(usize::MAX);
@@ -37,7 +37,7 @@ pub async fn serve(
         .tcp_nodelay(true)
         .add_service(api)
         .add_service(transport)
-        .add_service(super::agent::AgentService::server(master_for_agents))
+        .add_service(super::agent::AgentService::server(leading))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
         .map_err(|e| Error::Io {

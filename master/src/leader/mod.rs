@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
-use crate::master::Master;
+use crate::reconcile::Leading;
 use crate::reconcile::{self, liveness, reports};
 
 /// How long a term's controllers get to stop before they are aborted.
@@ -41,7 +41,7 @@ const CHECK_LEADS_EVERY: Duration = Duration::from_millis(100);
 /// (the in-process client in `ocean master`: given, not built here, so the
 /// leader layer does not import the edge).
 pub async fn supervise(
-    master: Master,
+    master: Leading,
     frameworks: Vec<Arc<dyn Framework>>,
     client: Arc<dyn ocean_client::Client>,
     mut shutdown: watch::Receiver<bool>,
@@ -97,7 +97,7 @@ pub async fn supervise(
 
 /// Starts term `term`'s controllers, each with the stop signal.
 fn start(
-    master: &Master,
+    master: &Leading,
     term: u64,
     frameworks: &[Arc<dyn Framework>],
     client: &Arc<dyn ocean_client::Client>,
@@ -126,7 +126,7 @@ fn start(
 /// Waits until this master no longer leads `term` (false) or shutdown is
 /// asked for (true).
 async fn wait_term_end(
-    master: &Master,
+    master: &Leading,
     term: u64,
     status: &mut watch::Receiver<crate::kernel::node::NodeStatus>,
     shutdown: &mut watch::Receiver<bool>,

@@ -16,10 +16,10 @@ use std::future::Future;
 use ocean_proto::agent::MasterMessage;
 use ocean_proto::internal::Command;
 
+use super::Leading;
 use super::Scheduler;
 use crate::error::Result;
 use crate::kernel::state::{Applied, ClusterState};
-use crate::master::Master;
 
 /// Everything a reconciler round needs from the master it runs on.
 pub trait Host: Clone + Send + Sync + 'static {
@@ -49,9 +49,9 @@ pub trait Host: Clone + Send + Sync + 'static {
     fn observe_round(&self, _seconds: f64) {}
 }
 
-impl Host for Master {
+impl Host for Leading {
     fn read<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> R {
-        Master::read(self, f)
+        self.master.read(f)
     }
 
     fn propose(&self, cmd: Command) -> impl Future<Output = Result<Applied>> + Send {
@@ -67,7 +67,7 @@ impl Host for Master {
     }
 
     fn scheduler(&self) -> &Scheduler {
-        Master::scheduler(self)
+        &self.scheduler
     }
 
     fn observe_round(&self, seconds: f64) {

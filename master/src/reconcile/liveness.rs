@@ -25,8 +25,8 @@ use tracing::{debug, info, warn};
 use tokio::sync::watch;
 
 use super::now_ms;
+use super::Leading;
 use crate::kernel::state::{agent_unreachable_command, is_terminal};
-use crate::master::Master;
 
 /// How often the leader looks for silent agents.
 const CHECK_EVERY: Duration = Duration::from_millis(100);
@@ -67,7 +67,7 @@ pub fn verdict<'a>(
 /// The check of term `term` on `master`, until `stop` is signalled. The
 /// leadership supervisor ([`crate::leader`]) starts it once the term's read
 /// index is applied: from then on the state knows every task.
-pub async fn run(master: Master, term: u64, mut stop: watch::Receiver<bool>) {
+pub async fn run(master: Leading, term: u64, mut stop: watch::Receiver<bool>) {
     master.sessions().clear_unreachable();
     let timeout = master.scheduler().agent_settings().heartbeat_timeout();
     let mut base = Instant::now();
@@ -99,7 +99,7 @@ pub async fn run(master: Master, term: u64, mut stop: watch::Receiver<bool>) {
 
 /// One pass: declares silent agents unreachable and commits what becomes of
 /// their tasks.
-async fn check(master: &Master, base: Instant, timeout: Duration) {
+async fn check(master: &Leading, base: Instant, timeout: Duration) {
     let agents: Vec<String> =
         master.read(|st| master.sessions().overdue(st.agents.keys(), base, timeout));
     for agent in agents {

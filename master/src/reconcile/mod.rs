@@ -72,7 +72,9 @@ const TICK: Duration = Duration::from_secs(1);
 
 pub use crate::kernel::now_ms;
 
-/// The reconciler's shared half, held by the [`Master`].
+/// The reconciler's shared half: what the agent API, the liveness check
+/// and the status batcher hand it. Held by [`Leading`], not by the
+/// [`Master`] handle.
 #[derive(Debug)]
 pub struct Scheduler {
     updates: mpsc::UnboundedSender<TaskUpdate>,
@@ -153,6 +155,38 @@ impl Memory {
     /// leaving can change a round's decisions.
     fn waits_or_moves(&self) -> bool {
         self.waiting || !self.rolling.is_empty() || !self.healing.is_empty()
+    }
+}
+
+/// The master as the leader's controllers and the agent API see it: the
+/// kernel's handle plus the leader's own memory (the scheduler's shared
+/// half). Built once per process by `startup::run_with`; dereferences to
+/// the [`Master`].
+#[derive(Debug, Clone)]
+pub struct Leading {
+    /// The kernel's handle.
+    pub master: Master,
+    /// The reconciler's shared half.
+    pub scheduler: Arc<Scheduler>,
+}
+
+impl Leading {
+    /// The master with its leader-side memory.
+    pub fn new(master: Master, scheduler: Arc<Scheduler>) -> Self {
+        Leading { master, scheduler }
+    }
+
+    /// The reconciler's shared half.
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.scheduler
+    }
+}
+
+impl std::ops::Deref for Leading {
+    type Target = Master;
+
+    fn deref(&self) -> &Master {
+        &self.master
     }
 }
 
@@ -334,7 +368,7 @@ fn stopped(stop: &watch::Receiver<bool>) -> bool {
 /// The reconciler of term `term` on `master`, until `stop` is signalled.
 /// The leadership supervisor ([`crate::leader`]) starts it once the term's
 /// read index is applied and stops it when the term ends.
-pub async fn run(master: Master, term: u64, mut stop: watch::Receiver<bool>) {
+pub async fn run(master: Leading, term: u64, mut stop: watch::Receiver<bool>) {
     let mut live = master.feed().live();
     info!(term, "reconciler active");
     let mut due = true;
@@ -391,7 +425,7 @@ pub async fn run(master: Master, term: u64, mut stop: watch::Receiver<bool>) {
 
 /// Whether a feed item can change a round's decisions; `None` when the
 /// feed has closed.
-fn note(master: &Master, item: Result<FeedItem, RecvError>) -> Option<bool> {
+fn note(master: &Leading, item: Result<FeedItem, RecvError>) -> Option<bool> {
     match item {
         Ok(FeedItem::Changes(v, changes)) => {
             let has_tasks = |agent: &str| master.read(|st| st.agent_tasks.contains_key(agent));

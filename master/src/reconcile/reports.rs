@@ -9,9 +9,9 @@ use ocean_proto::internal::TaskUpdate;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
+use super::Leading;
 use super::DEFAULT_KILL_GRACE_MS;
 use crate::kernel::state::{is_terminal, rank, task_updates_command, ClusterState, LOST, STAGING};
-use crate::master::Master;
 
 /// Most updates put in one raft entry.
 const MAX_BATCH: usize = 5_000;
@@ -84,7 +84,7 @@ pub type UpdatesQueue = Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<TaskUpdat
 /// does for its log writes), until `stop` is signalled. An update is taken
 /// from the queue only to be proposed: a stop leaves the rest queued.
 pub async fn batch_updates(
-    master: Master,
+    master: Leading,
     queue: UpdatesQueue,
     term: u64,
     mut stop: watch::Receiver<bool>,
@@ -192,7 +192,7 @@ pub fn compare(agent: &str, statuses: &[TaskStatus], st: &ClusterState) -> FullR
 
 /// Handles a full report: records statuses, stops unwanted tasks, and
 /// makes the reconciler relaunch what never arrived.
-pub async fn full_report(master: Master, agent: String, statuses: Vec<TaskStatus>) {
+pub async fn full_report(master: Leading, agent: String, statuses: Vec<TaskStatus>) {
     // The state must hold every committed task before "unknown" means
     // anything: after a leader change, entries of the old term may still be
     // unapplied here. The reconciler's read index at the start of the term
