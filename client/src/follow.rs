@@ -233,7 +233,7 @@ mod tests {
     /// `async_trait` must see the expanded methods, so the macro writes the
     /// whole impl (as in `grpc.rs`).
     macro_rules! scripted_impl {
-        ($($name:ident($req:ty) -> $resp:ty;)*) => {
+        ($($name:ident($req:ty) -> $resp:ty;)* ;) => {
             #[async_trait::async_trait]
             impl Client for Scripted {
                 $(async fn $name(&self, _: $req) -> Result<$resp> { refused() })*
@@ -253,34 +253,7 @@ mod tests {
         };
     }
 
-    scripted_impl! {
-        put_job(PutJobRequest) -> PutJobResponse;
-        get_job(JobRef) -> Job;
-        delete_job(JobRef) -> DeleteJobResponse;
-        list_jobs(ListJobsRequest) -> ListJobsResponse;
-        leader(LeaderRequest) -> LeaderResponse;
-        job_info(JobRef) -> JobDetail;
-        scale_job(ScaleJobRequest) -> WriteResponse;
-        reset_backoff(JobRef) -> WriteResponse;
-        job_versions(JobRef) -> JobVersionsResponse;
-        list_tasks(ListTasksRequest) -> ListTasksResponse;
-        get_task(TaskRef) -> Task;
-        list_agents(ListAgentsRequest) -> ListAgentsResponse;
-        get_agent(AgentRef) -> AgentInfo;
-        set_agent_status(SetAgentStatusRequest) -> WriteResponse;
-        status(StatusRequest) -> StatusResponse;
-        list_members(ListMembersRequest) -> ListMembersResponse;
-        add_member(AddMemberRequest) -> MemberChangeResponse;
-        remove_member(RemoveMemberRequest) -> MemberChangeResponse;
-        metrics(MetricsRequest) -> MetricsResponse;
-        kv_put(KvPutRequest) -> WriteResponse;
-        kv_get(KvKeyRequest) -> KvEntry;
-        kv_list(KvListRequest) -> KvListResponse;
-        kv_delete(KvKeyRequest) -> WriteResponse;
-        lease_acquire(LeaseRequest) -> LeaseInfo;
-        lease_release(LeaseRequest) -> LeaseInfo;
-        lease_get(LeaseRef) -> LeaseInfo;
-    }
+    crate::with_unary_calls! { scripted_impl {} }
 
     fn snapshot(version: u64) -> Event {
         Event {

@@ -298,34 +298,7 @@ macro_rules! client_impl {
     };
 }
 
-client_impl! {
-    put_job(PutJobRequest) -> PutJobResponse;
-    get_job(JobRef) -> Job;
-    delete_job(JobRef) -> DeleteJobResponse;
-    list_jobs(ListJobsRequest) -> ListJobsResponse;
-    leader(LeaderRequest) -> LeaderResponse;
-    job_info(JobRef) -> JobDetail;
-    scale_job(ScaleJobRequest) -> WriteResponse;
-    reset_backoff(JobRef) -> WriteResponse;
-    job_versions(JobRef) -> JobVersionsResponse;
-    list_tasks(ListTasksRequest) -> ListTasksResponse;
-    get_task(TaskRef) -> Task;
-    list_agents(ListAgentsRequest) -> ListAgentsResponse;
-    get_agent(AgentRef) -> AgentInfo;
-    set_agent_status(SetAgentStatusRequest) -> WriteResponse;
-    status(StatusRequest) -> StatusResponse;
-    list_members(ListMembersRequest) -> ListMembersResponse;
-    add_member(AddMemberRequest) -> MemberChangeResponse;
-    remove_member(RemoveMemberRequest) -> MemberChangeResponse;
-    metrics(MetricsRequest) -> MetricsResponse;
-    kv_put(KvPutRequest) -> WriteResponse;
-    kv_get(KvKeyRequest) -> KvEntry;
-    kv_list(KvListRequest) -> KvListResponse;
-    kv_delete(KvKeyRequest) -> WriteResponse;
-    lease_acquire(LeaseRequest) -> LeaseInfo;
-    lease_release(LeaseRequest) -> LeaseInfo;
-    lease_get(LeaseRef) -> LeaseInfo;
-    ;
+crate::with_unary_calls! { client_impl {
     // The deadline covers opening the stream only; it then lasts as long
     // as the connection does.
     async fn watch(&self, req: WatchRequest) -> Result<BoxStream<'static, Result<Event>>> {
@@ -350,7 +323,7 @@ client_impl! {
             .await?;
         Ok(stream.map(|r| r.map_err(Error::from_status)).boxed())
     }
-}
+} }
 
 #[cfg(test)]
 mod tests {

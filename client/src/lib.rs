@@ -123,3 +123,44 @@ pub trait Client: Send + Sync + std::fmt::Debug {
     /// A lease as it stands.
     async fn lease_get(&self, req: api::LeaseRef) -> Result<api::LeaseInfo>;
 }
+
+/// Calls the macro `$m` with every unary call of [`Client`], one
+/// `name(Request) -> Response;` each, then `;` and the items given after
+/// it, so each implementation (gRPC, in-process, test doubles) lists the
+/// calls once and none can be forgotten. The request and response names
+/// resolve where it is called (import `ocean_proto::v1::*` there).
+#[macro_export]
+macro_rules! with_unary_calls {
+    ($m:ident { $($rest:tt)* }) => {
+        $m! {
+            put_job(PutJobRequest) -> PutJobResponse;
+            get_job(JobRef) -> Job;
+            delete_job(JobRef) -> DeleteJobResponse;
+            list_jobs(ListJobsRequest) -> ListJobsResponse;
+            leader(LeaderRequest) -> LeaderResponse;
+            job_info(JobRef) -> JobDetail;
+            scale_job(ScaleJobRequest) -> WriteResponse;
+            reset_backoff(JobRef) -> WriteResponse;
+            job_versions(JobRef) -> JobVersionsResponse;
+            list_tasks(ListTasksRequest) -> ListTasksResponse;
+            get_task(TaskRef) -> Task;
+            list_agents(ListAgentsRequest) -> ListAgentsResponse;
+            get_agent(AgentRef) -> AgentInfo;
+            set_agent_status(SetAgentStatusRequest) -> WriteResponse;
+            status(StatusRequest) -> StatusResponse;
+            list_members(ListMembersRequest) -> ListMembersResponse;
+            add_member(AddMemberRequest) -> MemberChangeResponse;
+            remove_member(RemoveMemberRequest) -> MemberChangeResponse;
+            metrics(MetricsRequest) -> MetricsResponse;
+            kv_put(KvPutRequest) -> WriteResponse;
+            kv_get(KvKeyRequest) -> KvEntry;
+            kv_list(KvListRequest) -> KvListResponse;
+            kv_delete(KvKeyRequest) -> WriteResponse;
+            lease_acquire(LeaseRequest) -> LeaseInfo;
+            lease_release(LeaseRequest) -> LeaseInfo;
+            lease_get(LeaseRef) -> LeaseInfo;
+            ;
+            $($rest)*
+        }
+    };
+}
