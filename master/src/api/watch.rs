@@ -57,6 +57,9 @@ pub struct WatchFilter {
     kinds: u8,
     /// Only keys of these namespaces; empty = all.
     namespaces: Vec<String>,
+    /// The node's `tag.value` pieces, to look candidates up in a version's
+    /// index ([`crate::kernel::feed::ChangeSet::carrying`]).
+    pieces: Vec<String>,
 }
 
 impl WatchFilter {
@@ -98,10 +101,12 @@ impl WatchFilter {
                 reason: format!("'{bad}' is not a framework name (an RFC 1123 label)"),
             });
         }
+        let pieces = node.tags().map(|(t, v)| format!("{t}.{v}")).collect();
         Ok(WatchFilter {
             node,
             kinds: bits,
             namespaces,
+            pieces,
         })
     }
 
@@ -142,12 +147,27 @@ impl WatchFilter {
 
 fn expand(queue: &mut VecDeque<WatchItem>, version: u64, changes: &Changes, filter: &WatchFilter) {
     let start = queue.len();
-    for c in changes.iter().filter(|c| filter.admits(c)) {
-        queue.push_back(WatchItem::Change {
-            version,
-            change: c.clone(),
-            last: false,
-        });
+    let mut push = |c: &Change| {
+        if filter.admits(c) {
+            queue.push_back(WatchItem::Change {
+                version,
+                change: c.clone(),
+                last: false,
+            });
+        }
+    };
+    if filter.pieces.is_empty() {
+        changes.iter().for_each(push);
+    } else {
+        // Every piece must match, so the changes carrying the rarest one
+        // hold every match: test only those.
+        let candidates = filter
+            .pieces
+            .iter()
+            .map(|p| changes.carrying(p))
+            .min_by_key(|c| c.len())
+            .unwrap_or(&[]);
+        candidates.iter().for_each(|&i| push(&changes[i as usize]));
     }
     if queue.len() > start {
         if let Some(WatchItem::Change { last, .. }) = queue.back_mut() {

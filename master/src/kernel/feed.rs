@@ -9,17 +9,93 @@
 //! Versions are deterministic across masters (they count applied commands),
 //! so a consumer can resume on any master after a leader change.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, RwLock};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use ocean_proto::internal::{Agent, Job, KvEntry, Task};
 use tokio::sync::broadcast;
 
-use crate::kernel::state::{Change, ClusterState};
+use crate::kernel::state::{job_of, Change, ClusterState};
 
 /// The changes one command made, all at one version (a scheduling round
 /// places many tasks in one command).
-pub type Changes = Arc<[Change]>;
+pub type Changes = Arc<ChangeSet>;
+
+/// The changes of one version, with an index built on first use by the
+/// watchers that follow a service-tree node: which changes carry a given
+/// `tag.value` piece in their job's id. Every watcher on the master shares
+/// it, so 1,000 watchers of one node look up their candidates instead of
+/// each testing every change of a 1,000-task round.
+#[derive(Debug)]
+pub struct ChangeSet {
+    changes: Box<[Change]>,
+    by_piece: OnceLock<HashMap<u64, Vec<u32>>>,
+}
+
+impl ChangeSet {
+    /// The changes of one version, in the order they were applied.
+    pub fn new(changes: Vec<Change>) -> Self {
+        ChangeSet {
+            changes: changes.into_boxed_slice(),
+            by_piece: OnceLock::new(),
+        }
+    }
+
+    /// Positions, ascending, of the changes whose job id (a task's job's)
+    /// carries `piece` (`tag.value`, e.g. `pdl.demo`). A superset when two
+    /// pieces hash alike: callers still test each candidate.
+    pub fn carrying(&self, piece: &str) -> &[u32] {
+        let index = self.by_piece.get_or_init(|| {
+            let mut index: HashMap<u64, Vec<u32>> = HashMap::new();
+            for (i, c) in self.changes.iter().enumerate() {
+                let Some(id) = tree_id(c) else { continue };
+                for p in id.split('_') {
+                    // A task id's suffix follows the cluster value.
+                    let p = match p.strip_prefix("cluster.") {
+                        Some(rest) => &p[..8 + rest.find('.').unwrap_or(rest.len())],
+                        None => p,
+                    };
+                    index.entry(piece_hash(p)).or_default().push(i as u32);
+                }
+            }
+            index
+        });
+        index.get(&piece_hash(piece)).map_or(&[], Vec::as_slice)
+    }
+}
+
+impl std::ops::Deref for ChangeSet {
+    type Target = [Change];
+
+    fn deref(&self) -> &[Change] {
+        &self.changes
+    }
+}
+
+impl From<Vec<Change>> for ChangeSet {
+    fn from(changes: Vec<Change>) -> Self {
+        ChangeSet::new(changes)
+    }
+}
+
+/// The service-tree id a change belongs under: its job's. Agents and
+/// framework keys are under no node.
+fn tree_id(c: &Change) -> Option<&str> {
+    match c {
+        Change::JobPut(j) => Some(&j.id),
+        Change::JobDeleted(id) => Some(id),
+        Change::TaskPut(t) => Some(&t.job_id),
+        Change::TaskRemoved(id) => Some(job_of(id).unwrap_or(id)),
+        Change::AgentPut(_) | Change::KvPut(_) | Change::KvDeleted(_) => None,
+    }
+}
+
+/// FNV-1a: cheap for short pieces, and collisions only cost a test.
+fn piece_hash(piece: &str) -> u64 {
+    piece.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
 
 /// One item of the live stream.
 #[derive(Debug, Clone)]
@@ -163,7 +239,30 @@ mod tests {
     use super::*;
 
     fn del(id: &str) -> Changes {
-        Arc::from(vec![Change::JobDeleted(id.into())])
+        Arc::new(vec![Change::JobDeleted(id.into())].into())
+    }
+
+    #[test]
+    fn a_version_indexes_its_changes_by_the_pieces_of_their_job_ids() {
+        let job = |pdl: &str| format!("cop.c_owt.o_pdl.{pdl}_service.s_job.j_cluster.c3");
+        let task = |pdl: &str| Task {
+            id: format!("{}.0001", job(pdl)),
+            job_id: job(pdl),
+            ..Task::default()
+        };
+        let set = ChangeSet::new(vec![
+            Change::JobDeleted(job("demo")),
+            Change::JobDeleted(job("demo2")),
+            Change::TaskPut(Arc::new(task("demo"))),
+            Change::AgentPut(Arc::new(Agent::default())),
+            Change::TaskRemoved(format!("{}.0002", job("demo2"))),
+        ]);
+        assert_eq!(set.carrying("pdl.demo"), &[0, 2]);
+        assert_eq!(set.carrying("pdl.demo2"), &[1, 4]);
+        assert_eq!(set.carrying("cluster.c3"), &[0, 1, 2, 4]);
+        assert_eq!(set.carrying("cluster.c"), &[] as &[u32]);
+        assert_eq!(set.carrying("pdl.other"), &[] as &[u32]);
+        assert_eq!(set.len(), 5);
     }
 
     #[test]

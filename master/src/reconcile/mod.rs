@@ -1098,16 +1098,20 @@ mod tests {
         let (tx, mut rx) = tokio::sync::broadcast::channel(4);
         let matters = |item: FeedItem| matches!(item, FeedItem::Reset);
         assert_eq!(drain(&mut rx, matters), Some(false), "nothing queued");
-        tx.send(FeedItem::Changes(1, Vec::new().into())).unwrap();
-        tx.send(FeedItem::Changes(2, Vec::new().into())).unwrap();
+        tx.send(FeedItem::Changes(1, Arc::new(Vec::new().into())))
+            .unwrap();
+        tx.send(FeedItem::Changes(2, Arc::new(Vec::new().into())))
+            .unwrap();
         assert_eq!(drain(&mut rx, matters), Some(false), "nothing that matters");
-        tx.send(FeedItem::Changes(3, Vec::new().into())).unwrap();
+        tx.send(FeedItem::Changes(3, Arc::new(Vec::new().into())))
+            .unwrap();
         tx.send(FeedItem::Reset).unwrap();
         assert_eq!(drain(&mut rx, matters), Some(true));
         assert_eq!(drain(&mut rx, matters), Some(false), "all taken");
         // Items lost to a lag may have mattered.
         for v in 0..6 {
-            tx.send(FeedItem::Changes(v, Vec::new().into())).unwrap();
+            tx.send(FeedItem::Changes(v, Arc::new(Vec::new().into())))
+                .unwrap();
         }
         assert_eq!(drain(&mut rx, matters), Some(true));
         drop(tx);

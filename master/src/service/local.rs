@@ -75,8 +75,10 @@ impl LocalKernel {
         let before = st.version;
         let applied = st.apply(&cmd);
         if applied.version > before && !applied.changes.is_empty() {
-            self.feed
-                .publish(vec![(applied.version, Arc::from(applied.changes.clone()))]);
+            self.feed.publish(vec![(
+                applied.version,
+                Arc::new(applied.changes.clone().into()),
+            )]);
         }
         applied
     }

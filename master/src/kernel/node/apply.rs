@@ -70,7 +70,8 @@ impl<T: Transport> Driver<T> {
                         self.metrics.tasks_placed.inc_by(placed as u64);
                         if !applied.changes.is_empty() {
                             plain_changes.extend(applied.changes.iter().cloned());
-                            changes.push((applied.version, Arc::from(applied.changes.clone())));
+                            changes
+                                .push((applied.version, Arc::new(applied.changes.clone().into())));
                         }
                         result = Some(Ok(applied));
                     }
