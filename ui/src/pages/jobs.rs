@@ -152,7 +152,7 @@ pub async fn page(State(m): State<Master>, Query(q): Query<ListQuery>) -> Result
         })
         .collect();
     match sort.as_str() {
-        "updated" => rows.sort_by(|a, b| b.updated_version.cmp(&a.updated_version)),
+        "updated" => rows.sort_by_key(|r| std::cmp::Reverse(r.updated_version)),
         "state" => rows.sort_by(|a, b| a.state.cmp(b.state).then(a.id.cmp(&b.id))),
         _ => rows.sort_by(|a, b| a.id.cmp(&b.id)),
     }
