@@ -3,7 +3,8 @@
 // One EventSource per tab on GET /v1/events, scoped to the page's view
 // (node = the job, kinds = job,task), resuming after the state version
 // the page was rendered at (data-live-from): `from` is exclusive, so no
-// change is missed; a change seen twice is skipped by its version.
+// change is missed; a change older than its row is skipped, and one seen
+// twice writes the same row again.
 // Updates are applied in batches every 200 ms; the stream is closed while
 // the tab is hidden and reopened from the last complete version when it
 // is shown again. Without JavaScript the page is the same, just static.
@@ -60,7 +61,26 @@
     if (overflow) { location.reload(); return; }
     var batch = queue; queue = [];
     batch.forEach(apply);
-    if (batch.length) say("Live · version " + from);
+    if (batch.length) { summarise(); say("Live · version " + from); }
+  }
+
+  // The job's running count and state, by the rules of the server's
+  // summary::job_state: flapping, waiting, idle, running, else starting.
+  var waiting = root.getAttribute("data-job-waiting") === "true";
+  var flapping = root.getAttribute("data-job-flapping") === "true";
+  function summarise() {
+    var running = 0;
+    tbody.querySelectorAll("tr[data-task] td:nth-child(2)").forEach(function (td) {
+      if (td.textContent === "RUNNING") running++;
+    });
+    var count = document.getElementById("job-running-count");
+    if (count) count.textContent = String(running);
+    var n = document.getElementById("job-instances");
+    var instances = n ? Number(n.textContent) : 0;
+    var state = flapping ? "flapping" : waiting ? "waiting" : instances === 0 ? "idle"
+      : running >= instances ? "running" : "starting";
+    var el = document.querySelector("#job-state .state");
+    if (el) { el.textContent = state; el.className = "state state-" + state; }
   }
 
   function cell(text) { var td = document.createElement("td"); td.textContent = text; return td; }
@@ -94,7 +114,10 @@
     if (ev.kind === "task_put") {
       if (d.task.job !== job) return;
       var old = find(d.task.id);
-      if (old && Number(old.getAttribute("data-updated")) >= d.task.updated_version) return;
+      // Older than the row: skip. One version may change a task twice
+      // (STARTING then RUNNING in one batch of reports), so an event of
+      // the row's own version still applies: the later one wins.
+      if (old && Number(old.getAttribute("data-updated")) > d.task.updated_version) return;
       var tr = row(d.task);
       if (old) tbody.replaceChild(tr, old); else tbody.appendChild(tr);
       var none = document.getElementById("no-tasks");
@@ -105,6 +128,8 @@
     } else if (ev.kind === "job_put" && d.job.id === job) {
       var n = document.getElementById("job-instances");
       if (n && d.job.spec && d.job.spec.instances !== undefined) n.textContent = String(d.job.spec.instances);
+      waiting = d.job.waiting !== null && d.job.waiting !== undefined;
+      flapping = d.job.flapping === true;
       var sv = document.getElementById("job-spec-version");
       if (sv) sv.textContent = String(d.job.spec_version);
     } else if (ev.kind === "job_deleted" && d.id === job) {
