@@ -105,6 +105,9 @@ async fn the_overview_counts_what_the_api_says() {
     assert_eq!(text(&html, &format!("{cpu} .total")), "8.0 cores");
     assert_eq!(text(&html, &format!("{cpu} .allocated")), "0.5 cores");
     assert_eq!(text(&html, &format!("{cpu} .free")), "7.5 cores");
+    let mem = "#capacity tr[data-resource=Memory]";
+    assert_eq!(text(&html, &format!("{mem} .total")), "16384 MiB");
+    assert_eq!(text(&html, &format!("{mem} .allocated")), "128 MiB");
     assert_eq!(text(&html, "#jobs-by-state dd[data-state=running]"), "1");
     assert_eq!(text(&html, "#jobs-by-state dd[data-state=waiting]"), "1");
     let big = c.api(&format!("/v1/jobs/{BIG}")).await;

@@ -31,6 +31,15 @@ pub struct Capacity {
 }
 
 impl Capacity {
+    /// An amount in this resource's unit: cores to a tenth, MiB whole.
+    pub fn show(&self, v: &f64) -> String {
+        if self.unit == "cores" {
+            format!("{v:.1} {}", self.unit)
+        } else {
+            format!("{v:.0} {}", self.unit)
+        }
+    }
+
     fn new(name: &'static str, unit: &'static str, total: f64, allocated: f64) -> Self {
         Capacity {
             name,
