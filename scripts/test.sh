@@ -11,8 +11,10 @@ log() { printf '\n==> %s\n' "$*"; }
 
 # python3: the agent tests use it for memory and fork-bomb tasks; busybox-static:
 # the container images the Docker tests build from local files (deploy/images);
-# docker.io and docker-compose: the engine and the compose cluster test.
-./scripts/deps.sh python3 busybox-static docker.io docker-compose
+# docker.io and docker-compose: the engine and the compose cluster test;
+# chromium and chromium-driver: the dashboard's browser test
+# (tests/tests/dashboard_browser.rs), which fails in CI without them.
+./scripts/deps.sh python3 busybox-static docker.io docker-compose chromium chromium-driver
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   log "installing cargo-nextest"

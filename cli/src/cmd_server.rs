@@ -195,7 +195,16 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let http = bind(cfg.http).await?;
     let grpc = bind(cfg.grpc).await?;
-    ocean_master::run_with(cfg, http, grpc, frameworks, shutdown_signal()).await?;
+    // Every master serves the dashboard at /ui/ beside its REST API.
+    ocean_master::run_mounted(
+        cfg,
+        http,
+        grpc,
+        frameworks,
+        ocean_ui::router,
+        shutdown_signal(),
+    )
+    .await?;
     Ok(())
 }
 
@@ -274,6 +283,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         args.grpc,
         data_dir.display()
     );
+    eprintln!("ocean dev: dashboard on http://{}/ui/", args.http);
     eprintln!("try: ocean job run docs/examples/http-server.json && ocean job list");
     serve(cfg, frameworks).await
 }

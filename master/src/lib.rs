@@ -43,4 +43,4 @@ pub use config::{
 };
 pub use error::{Error, Result};
 pub use master::Master;
-pub use startup::{bind, run, run_with, start};
+pub use startup::{bind, run, run_mounted, run_with, start};

@@ -283,6 +283,28 @@ pub async fn run_with(
     frameworks: Vec<std::sync::Arc<dyn ocean_framework::Framework>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    run_mounted(
+        config,
+        http,
+        grpc,
+        frameworks,
+        |_| axum::Router::new(),
+        shutdown,
+    )
+    .await
+}
+
+/// [`run_with`], serving beside the REST API the routes `mount` builds
+/// from the started master (the binary mounts the dashboard, `ocean-ui`,
+/// this way: it depends on this crate, so this crate cannot name it).
+pub async fn run_mounted(
+    config: MasterConfig,
+    http: TcpListener,
+    grpc: TcpListener,
+    frameworks: Vec<std::sync::Arc<dyn ocean_framework::Framework>>,
+    mount: impl FnOnce(Master) -> axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     let started = start(&config).await?;
     let master = started.master.clone();
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -308,7 +330,8 @@ pub async fn run_with(
         stop_rx.clone(),
     ));
     let grpc_server = crate::api::grpc::serve(leading, grpc, wait_stop(stop_rx.clone()));
-    let http_server = crate::api::http::serve(master.clone(), http, wait_stop(stop_rx));
+    let extra = mount(master.clone());
+    let http_server = crate::api::http::serve_with(master.clone(), http, extra, wait_stop(stop_rx));
     info!(id = config.id, http = %config.http, grpc = %config.grpc, "master serving");
     let (g, h) = tokio::join!(grpc_server, http_server);
     // The leader's controllers (and the hosted frameworks, which release

@@ -82,7 +82,19 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    axum::serve(listener, router(master))
+    serve_with(master, listener, Router::new(), shutdown).await
+}
+
+/// [`serve`], with `extra` routes beside the API's (the dashboard at
+/// `/ui/`, which lives in a crate above this one). `extra` must not set a
+/// fallback: unknown paths get the API's JSON 404.
+pub async fn serve_with(
+    master: Master,
+    listener: TcpListener,
+    extra: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    axum::serve(listener, extra.merge(router(master)))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|source| Error::Io {

@@ -1,0 +1,158 @@
+// live.js: keeps the job page's task table current without a reload.
+//
+// One EventSource per tab on GET /v1/events, scoped to the page's view
+// (node = the job, kinds = job,task), resuming after the state version
+// the page was rendered at (data-live-from): `from` is exclusive, so no
+// change is missed; a change older than its row is skipped, and one seen
+// twice writes the same row again.
+// Updates are applied in batches every 200 ms; the stream is closed while
+// the tab is hidden and reopened from the last complete version when it
+// is shown again. Without JavaScript the page is the same, just static.
+(function () {
+  "use strict";
+  var root = document.querySelector("[data-live-from]");
+  var tbody = document.getElementById("tasks-body");
+  if (!root || !tbody || !window.EventSource) return;
+  var BATCH_MS = 200, MAX_QUEUE = 10000;
+  var job = root.getAttribute("data-live-job");
+  var node = root.getAttribute("data-live-node") || "";
+  var kinds = root.getAttribute("data-live-kinds") || "job,task";
+  var from = root.getAttribute("data-live-from");
+  var status = document.getElementById("live-status");
+  var pauseBtn = document.getElementById("live-pause");
+  var es = null, queue = [], timer = null, paused = false, overflow = false, retry = null;
+
+  function say(text) { if (status) status.textContent = text; }
+
+  function open() {
+    if (es) return;
+    var url = "/v1/events?from=" + encodeURIComponent(from) + "&kinds=" + encodeURIComponent(kinds);
+    if (node) url += "&node=" + encodeURIComponent(node);
+    es = new EventSource(url);
+    ["task_put", "task_removed", "job_put", "job_deleted"].forEach(function (k) {
+      es.addEventListener(k, onEvent);
+    });
+    // Too far behind for the feed: the page itself is out of date.
+    es.addEventListener("snapshot", function () { close(); location.reload(); });
+    es.onopen = function () { say(paused ? "Paused" : "Live"); };
+    es.onerror = function () {
+      // Reconnect ourselves, from the last complete version: the browser's
+      // own retry would repeat the page's original `from`.
+      close();
+      say("Disconnected; retrying…");
+      if (!retry) retry = setTimeout(function () { retry = null; if (!document.hidden) open(); }, 2000);
+    };
+  }
+
+  function close() { if (es) { es.close(); es = null; } }
+
+  function onEvent(e) {
+    if (queue.length >= MAX_QUEUE) { overflow = true; } else {
+      queue.push({ kind: e.type, data: JSON.parse(e.data) });
+    }
+    // Only the last event of a version carries its id.
+    if (e.lastEventId) from = e.lastEventId;
+    if (!timer) timer = setTimeout(flush, BATCH_MS);
+  }
+
+  function flush() {
+    timer = null;
+    if (paused) { say("Paused (" + queue.length + " changes waiting)"); return; }
+    if (overflow) { location.reload(); return; }
+    var batch = queue; queue = [];
+    batch.forEach(apply);
+    if (batch.length) { summarise(); say("Live · version " + from); }
+  }
+
+  // The job's running count and state, by the rules of the server's
+  // summary::job_state: flapping, waiting, idle, running, else starting.
+  var waiting = root.getAttribute("data-job-waiting") === "true";
+  var flapping = root.getAttribute("data-job-flapping") === "true";
+  function summarise() {
+    var running = 0;
+    tbody.querySelectorAll("tr[data-task] td:nth-child(2)").forEach(function (td) {
+      if (td.textContent === "RUNNING") running++;
+    });
+    var count = document.getElementById("job-running-count");
+    if (count) count.textContent = String(running);
+    var n = document.getElementById("job-instances");
+    var instances = n ? Number(n.textContent) : 0;
+    var state = flapping ? "flapping" : waiting ? "waiting" : instances === 0 ? "idle"
+      : running >= instances ? "running" : "starting";
+    var el = document.querySelector("#job-state .state");
+    if (el) { el.textContent = state; el.className = "state state-" + state; }
+  }
+
+  function cell(text) { var td = document.createElement("td"); td.textContent = text; return td; }
+
+  function row(t) {
+    var tr = document.createElement("tr");
+    tr.setAttribute("data-task", t.id);
+    tr.setAttribute("data-updated", String(t.updated_version));
+    var link = document.createElement("a");
+    link.href = "/ui/tasks/" + encodeURIComponent(t.id);
+    link.textContent = t.id;
+    var first = document.createElement("td"); first.appendChild(link); tr.appendChild(first);
+    var st = cell(t.state + (t.kill_requested ? " (stopping)" : ""));
+    st.className = "state state-" + t.state;
+    tr.appendChild(st);
+    tr.appendChild(cell(t.host));
+    tr.appendChild(cell(t.ports.map(function (p) { return p.name + ":" + p.port; }).join(" ")));
+    var h = t.healthy === true ? "healthy" : t.healthy === false ? "unhealthy" : "unknown";
+    tr.appendChild(cell(t.health_message ? h + ": " + t.health_message : h));
+    return tr;
+  }
+
+  function find(id) {
+    var rows = tbody.querySelectorAll("tr[data-task]");
+    for (var i = 0; i < rows.length; i++) if (rows[i].getAttribute("data-task") === id) return rows[i];
+    return null;
+  }
+
+  function apply(ev) {
+    var d = ev.data;
+    if (ev.kind === "task_put") {
+      if (d.task.job !== job) return;
+      var old = find(d.task.id);
+      // Older than the row: skip. One version may change a task twice
+      // (STARTING then RUNNING in one batch of reports), so an event of
+      // the row's own version still applies: the later one wins.
+      if (old && Number(old.getAttribute("data-updated")) > d.task.updated_version) return;
+      var tr = row(d.task);
+      if (old) tbody.replaceChild(tr, old); else tbody.appendChild(tr);
+      var none = document.getElementById("no-tasks");
+      if (none) none.remove();
+    } else if (ev.kind === "task_removed") {
+      var gone = find(d.id);
+      if (gone) gone.remove();
+    } else if (ev.kind === "job_put" && d.job.id === job) {
+      var n = document.getElementById("job-instances");
+      if (n && d.job.spec && d.job.spec.instances !== undefined) n.textContent = String(d.job.spec.instances);
+      waiting = d.job.waiting !== null && d.job.waiting !== undefined;
+      flapping = d.job.flapping === true;
+      var sv = document.getElementById("job-spec-version");
+      if (sv) sv.textContent = String(d.job.spec_version);
+    } else if (ev.kind === "job_deleted" && d.id === job) {
+      say("This job has been deleted (version " + d.version + ").");
+      close();
+    }
+  }
+
+  if (pauseBtn) {
+    pauseBtn.hidden = false;
+    pauseBtn.addEventListener("click", function () {
+      paused = !paused;
+      pauseBtn.textContent = paused ? "Resume updates" : "Pause updates";
+      pauseBtn.setAttribute("aria-pressed", paused ? "true" : "false");
+      if (!paused) flush(); else say("Paused");
+    });
+  }
+
+  document.addEventListener("visibilitychange", function () {
+    if (document.hidden) { close(); say("Paused while the tab is hidden"); }
+    else open();
+  });
+  window.addEventListener("pagehide", close);
+  say("Connecting…");
+  if (!document.hidden) open();
+})();

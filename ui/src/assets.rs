@@ -1,0 +1,34 @@
+//! The stylesheet and `live.js`, compiled into the binary: the dashboard
+//! loads nothing from anywhere else.
+
+use axum::http::header;
+use axum::response::IntoResponse;
+
+/// The whole stylesheet.
+pub const STYLE_CSS: &str = include_str!("../assets/style.css");
+/// The job page's live updates (one SSE stream per tab).
+pub const LIVE_JS: &str = include_str!("../assets/live.js");
+
+// Short caching: the assets change only with the binary, and a master
+// upgraded in place should not serve a tab yesterday's script for long.
+const CACHE: &str = "public, max-age=300";
+
+pub(crate) async fn style() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, CACHE),
+        ],
+        STYLE_CSS,
+    )
+}
+
+pub(crate) async fn live_js() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, CACHE),
+        ],
+        LIVE_JS,
+    )
+}
