@@ -46,6 +46,11 @@ struct HostsPage {
 }
 
 impl HostsPage {
+    /// The link to another page of the list (`pager.html`).
+    fn page_href(&self, page: usize) -> String {
+        format!("/ui/hosts?page={page}")
+    }
+
     fn is(&self, a: &str, b: &str) -> bool {
         a == b
     }
