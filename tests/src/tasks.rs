@@ -222,27 +222,44 @@ pub fn cgroups_under(parent: &str) -> Vec<PathBuf> {
 
 /// Kills every process in the cgroups under `parent` and removes them:
 /// the clean-up for tests whose agents were SIGKILLed with tasks running.
+/// A task wrapper the agent forked just before it died joins its cgroup a
+/// moment later, so the cgroups count as empty only after several quiet
+/// checks, and the whole pass repeats while a directory could not be
+/// removed (a task started in it meanwhile).
 pub fn reap_cgroups(parent: &str) {
-    for _ in 0..50 {
-        let pids = pids_under(parent);
-        if pids.is_empty() {
-            break;
+    for _ in 0..5 {
+        let mut quiet = 0;
+        for _ in 0..100 {
+            let pids = pids_under(parent);
+            if pids.is_empty() {
+                quiet += 1;
+                if quiet >= 5 {
+                    break;
+                }
+            } else {
+                quiet = 0;
+            }
+            for pid in pids {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
-        for pid in pids {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+        let mut left = false;
+        for root in cgroup_roots() {
+            let dir = root.join(parent);
+            let mut dirs = Vec::new();
+            walk(&dir, &mut |d| dirs.push(d.to_path_buf()));
+            // Children come before their parents in `walk`'s order.
+            for d in dirs {
+                let _ = std::fs::remove_dir(&d);
+            }
+            left |= dir.exists();
         }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    for root in cgroup_roots() {
-        let dir = root.join(parent);
-        let mut dirs = Vec::new();
-        walk(&dir, &mut |d| dirs.push(d.to_path_buf()));
-        // Children come before their parents in `walk`'s order.
-        for d in dirs {
-            let _ = std::fs::remove_dir(&d);
+        if !left {
+            return;
         }
     }
 }
