@@ -50,17 +50,6 @@ fn never_more_than_instances_live_tasks() {
         }
         sim.settle(20).await;
         check(&sim);
-        let instances = sim.instances();
-        let live = sim.live();
-        let serving = sim.serving();
-        for (job, want) in &instances {
-            let n = live.get(job).map_or(0, |l| l.len());
-            let up = serving.get(job).copied().unwrap_or(0);
-            if n != *want as usize || up != *want as usize {
-                sim.fail(&format!(
-                    "after settling, job {job} has {n} live tasks ({up} running), not its {want} instances"
-                ));
-            }
-        }
+        sim.check_settled();
     });
 }

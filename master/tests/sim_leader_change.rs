@@ -95,17 +95,6 @@ fn a_leader_change_neither_kills_nor_duplicates() {
         }
         sim.settle(20).await;
         check(&sim);
-        let instances = sim.instances();
-        let live = sim.live();
-        let serving = sim.serving();
-        for (job, want) in &instances {
-            let n = live.get(job).map_or(0, |l| l.len());
-            let up = serving.get(job).copied().unwrap_or(0);
-            if n != *want as usize || up != *want as usize {
-                sim.fail(&format!(
-                    "after settling, job {job} has {n} live tasks ({up} running), not its {want} instances"
-                ));
-            }
-        }
+        sim.check_settled();
     });
 }

@@ -314,6 +314,22 @@ impl SimCluster {
         })
     }
 
+    /// After [`settle`](Self::settle): every job has exactly its instances,
+    /// all of them running.
+    pub fn check_settled(&self) {
+        let live = self.live();
+        let serving = self.serving();
+        for (job, want) in &self.instances() {
+            let n = live.get(job).map_or(0, |l| l.len());
+            let up = serving.get(job).copied().unwrap_or(0);
+            if n != *want as usize || up != *want as usize {
+                self.fail(&format!(
+                    "after settling, job {job} has {n} live tasks ({up} running), not its {want} instances"
+                ));
+            }
+        }
+    }
+
     /// Lets the cluster settle: every agent back and accepting, every
     /// message delivered, every process started, time running on (back-offs
     /// end) for `rounds` rounds.
