@@ -122,17 +122,19 @@ impl TreeNode {
 /// The value of `tag` in an id or task id, without parsing the whole id:
 /// watch filters run this on every change of a busy cluster.
 fn tag_value<'a>(id: &'a str, tag: &str) -> Option<&'a str> {
-    for piece in id.split('_') {
-        if let Some(rest) = piece.strip_prefix(tag).and_then(|r| r.strip_prefix('.')) {
+    id_pieces(id).find_map(|piece| piece.strip_prefix(tag)?.strip_prefix('.'))
+}
+
+/// The `tag.value` pieces of a job or task id, a task's suffix left out
+/// (`..._cluster.c3.0001` gives `cluster.c3`): what a node's pieces are
+/// compared with.
+pub fn id_pieces(id: &str) -> impl Iterator<Item = &str> {
+    id.split('_')
+        .map(|piece| match piece.strip_prefix("cluster.") {
             // A task id's suffix follows the cluster value after a dot.
-            return Some(if tag == "cluster" {
-                rest.split('.').next().unwrap_or(rest)
-            } else {
-                rest
-            });
-        }
-    }
-    None
+            Some(rest) => &piece[..piece.len() - rest.len() + rest.find('.').unwrap_or(rest.len())],
+            None => piece,
+        })
 }
 
 fn rank(tag: &str) -> usize {

@@ -21,8 +21,8 @@ use ocean_spec::TreeNode;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::error::{Error, Result};
-use crate::kernel::feed::{Changes, Feed, FeedItem, Start};
-use crate::kernel::state::{job_of, Change, ClusterState};
+use crate::kernel::feed::{tree_id, Changes, Feed, FeedItem, Start};
+use crate::kernel::state::{Change, ClusterState};
 
 /// One item of a watch.
 #[derive(Debug, Clone)]
@@ -135,10 +135,12 @@ impl WatchFilter {
     /// Whether `change` passes the filter.
     pub fn admits(&self, change: &Change) -> bool {
         match change {
-            Change::JobPut(j) => self.admits_job(&j.id),
-            Change::JobDeleted(id) => self.admits_job(id),
-            Change::TaskPut(t) => self.admits_task(&t.job_id),
-            Change::TaskRemoved(id) => self.admits_task(job_of(id).unwrap_or(id)),
+            Change::JobPut(_) | Change::JobDeleted(_) => {
+                tree_id(change).is_some_and(|id| self.admits_job(id))
+            }
+            Change::TaskPut(_) | Change::TaskRemoved(_) => {
+                tree_id(change).is_some_and(|id| self.admits_task(id))
+            }
             Change::AgentPut(_) => self.admits_agent(),
             Change::KvPut(e) | Change::KvDeleted(e) => self.admits_kv(e),
         }

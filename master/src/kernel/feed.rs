@@ -49,12 +49,7 @@ impl ChangeSet {
             let mut index: HashMap<u64, Vec<u32>> = HashMap::new();
             for (i, c) in self.changes.iter().enumerate() {
                 let Some(id) = tree_id(c) else { continue };
-                for p in id.split('_') {
-                    // A task id's suffix follows the cluster value.
-                    let p = match p.strip_prefix("cluster.") {
-                        Some(rest) => &p[..8 + rest.find('.').unwrap_or(rest.len())],
-                        None => p,
-                    };
+                for p in ocean_spec::tree::id_pieces(id) {
                     index.entry(piece_hash(p)).or_default().push(i as u32);
                 }
             }
@@ -80,7 +75,7 @@ impl From<Vec<Change>> for ChangeSet {
 
 /// The service-tree id a change belongs under: its job's. Agents and
 /// framework keys are under no node.
-fn tree_id(c: &Change) -> Option<&str> {
+pub fn tree_id(c: &Change) -> Option<&str> {
     match c {
         Change::JobPut(j) => Some(&j.id),
         Change::JobDeleted(id) => Some(id),
