@@ -42,7 +42,7 @@ pub trait Host: Clone + Send + Sync + 'static {
     /// Milliseconds since the epoch on the leader's clock (task and
     /// back-off timestamps).
     fn now_ms(&self) -> u64 {
-        super::now_ms()
+        crate::kernel::now_ms()
     }
 
     /// Records how long a round took.

@@ -24,8 +24,8 @@ use tracing::{debug, info, warn};
 
 use tokio::sync::watch;
 
-use super::now_ms;
 use super::Leading;
+use crate::kernel::now_ms;
 use crate::kernel::state::{agent_unreachable_command, is_terminal};
 
 /// How often the leader looks for silent agents.

@@ -70,8 +70,6 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// Rounds run at least this often, to retry what could not be sent.
 const TICK: Duration = Duration::from_secs(1);
 
-pub use crate::kernel::now_ms;
-
 /// The reconciler's shared half: what the agent API, the liveness check
 /// and the status batcher hand it. Held by [`Leading`], not by the
 /// [`Master`] handle.

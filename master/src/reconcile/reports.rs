@@ -110,7 +110,7 @@ pub async fn batch_updates(
         let n = batch.len();
         // Back-off is timed on the leader's clock, written into the entry
         // so every master applies the same times.
-        let now = super::now_ms();
+        let now = crate::kernel::now_ms();
         for u in &mut batch {
             u.received_ms = now;
         }
@@ -182,7 +182,7 @@ pub fn compare(agent: &str, statuses: &[TaskStatus], st: &ClusterState) -> FullR
                 state: LOST.to_string(),
                 reason: "unknown_to_agent".into(),
                 message: "the agent no longer knows this task".into(),
-                timestamp_ms: crate::reconcile::now_ms(),
+                timestamp_ms: crate::kernel::now_ms(),
                 ..Default::default()
             });
         }

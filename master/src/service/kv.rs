@@ -182,7 +182,14 @@ impl<K: Kernel> Service<K> {
             ));
         }
         // `now_ms` is the leader's to stamp (Master::propose_local).
-        let cmd = lease_command(namespace, name, holder, ttl_ms, super::now_ms(), false);
+        let cmd = lease_command(
+            namespace,
+            name,
+            holder,
+            ttl_ms,
+            crate::kernel::now_ms(),
+            false,
+        );
         self.commit("lease", name, cmd).await?;
         self.lease_get(namespace, name, ReadOptions::default())
             .await
@@ -194,7 +201,7 @@ impl<K: Kernel> Service<K> {
         check_namespace(namespace)?;
         check_lease_name(name)?;
         check_holder(holder)?;
-        let cmd = lease_command(namespace, name, holder, 0, super::now_ms(), true);
+        let cmd = lease_command(namespace, name, holder, 0, crate::kernel::now_ms(), true);
         self.commit("lease", name, cmd).await.map(|_| ())
     }
 

@@ -61,7 +61,7 @@ impl LocalKernel {
 
     fn now(&self) -> u64 {
         match self.now_ms.load(Ordering::SeqCst) {
-            0 => super::now_ms(),
+            0 => crate::kernel::now_ms(),
             ms => ms,
         }
     }

@@ -182,8 +182,6 @@ impl<K: Kernel> Service<K> {
     }
 }
 
-pub use crate::kernel::now_ms;
-
 /// An `Error::Invalid` naming `field`.
 pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Error {
     Error::Invalid {
