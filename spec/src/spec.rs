@@ -13,6 +13,7 @@ use crate::container::Container;
 use crate::health::HealthCheck;
 use crate::id::ServiceTreeId;
 use crate::ports::PortSpec;
+use crate::rollout::{is_false, is_zero, Amount};
 use crate::unreachable::UnreachableStrategy;
 
 /// A job: what to run, how many copies, with which resources, where and how.
@@ -277,16 +278,58 @@ impl Backoff {
     }
 }
 
-/// Rolling-upgrade limits, as fractions of `instances`.
+/// How a new version replaces the running one: the limits of a rolling
+/// deployment, its pace, canaries and what happens when it fails (see
+/// docs/job-spec.md and docs/deployments.md). None of it is embodied by a
+/// running task: changing it alone replaces nothing. Fields added with
+/// deployments are left out of the canonical form while at their
+/// defaults, so specs written before keep their bytes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpgradeStrategy {
-    /// Fraction of instances that must stay healthy during an upgrade; 0..=1.
+    /// Fraction of instances that must stay healthy during an upgrade
+    /// (0..=1), unless `max_unavailable` is given.
     #[serde(default = "default_minimum_health_capacity")]
     pub minimum_health_capacity: f64,
     /// Fraction of extra instances that may run during an upgrade; 0..=1.
+    /// Kept for compatibility; `max_surge` sets the surge.
     #[serde(default = "default_maximum_over_capacity")]
     pub maximum_over_capacity: f64,
+    /// Tasks that may run beyond `instances` while replacing (count or
+    /// `"N%"`); default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_surge: Option<Amount>,
+    /// Serving tasks that may be missing while replacing (count or
+    /// `"N%"`); when given it replaces `minimum_health_capacity`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_unavailable: Option<Amount>,
+    /// Pause after every `step` replaced tasks until resumed; 0 = never.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub step: u32,
+    /// Seconds to wait after each replaced task before the next.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub sleep_seconds: u32,
+    /// New-version tasks started first, beside the old ones, before the
+    /// rest waits for a promotion.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub canary: u32,
+    /// Promote healthy canaries without waiting for an operator.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub auto_promote: bool,
+    /// Seconds a new task must stay healthy before it counts.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub min_healthy_seconds: u32,
+    /// A new task not healthy within this many seconds fails the
+    /// deployment; default 300.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy_deadline_seconds: Option<u32>,
+    /// A deployment without progress for this many seconds fails;
+    /// default 600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress_deadline_seconds: Option<u32>,
+    /// A failed deployment rolls back to the version it replaced.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub auto_revert: bool,
 }
 
 /// Default for [`UpgradeStrategy::minimum_health_capacity`].
@@ -304,6 +347,16 @@ impl Default for UpgradeStrategy {
         UpgradeStrategy {
             minimum_health_capacity: default_minimum_health_capacity(),
             maximum_over_capacity: default_maximum_over_capacity(),
+            max_surge: None,
+            max_unavailable: None,
+            step: 0,
+            sleep_seconds: 0,
+            canary: 0,
+            auto_promote: false,
+            min_healthy_seconds: 0,
+            healthy_deadline_seconds: None,
+            progress_deadline_seconds: None,
+            auto_revert: false,
         }
     }
 }

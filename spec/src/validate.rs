@@ -372,6 +372,54 @@ fn check_upgrade(u: &UpgradeStrategy, errors: &mut Collector) {
             );
         }
     }
+    if u.max_surge.is_some_and(|a| a.of(100, true) == 0)
+        && u.max_unavailable.is_some_and(|a| a.of(100, false) == 0)
+    {
+        errors.push(
+            "upgrade_strategy.max_surge",
+            "max_surge and max_unavailable are both 0: no task could ever be replaced".to_string(),
+        );
+    }
+    for (name, value, max) in [
+        ("step", u.step, 100_000),
+        ("sleep_seconds", u.sleep_seconds, 86_400),
+        ("canary", u.canary, 1_000),
+        ("min_healthy_seconds", u.min_healthy_seconds, 86_400),
+    ] {
+        if value > max {
+            errors.push(
+                format!("upgrade_strategy.{name}"),
+                format!("must be 0..={max}; got {value}"),
+            );
+        }
+    }
+    for (name, value) in [
+        ("healthy_deadline_seconds", u.healthy_deadline_seconds),
+        ("progress_deadline_seconds", u.progress_deadline_seconds),
+    ] {
+        if let Some(v) = value.filter(|v| *v == 0 || *v > 7 * 86_400) {
+            errors.push(
+                format!("upgrade_strategy.{name}"),
+                format!("must be 1..=604800 (a week); got {v}"),
+            );
+        }
+    }
+    if u.healthy_deadline() <= u.min_healthy_seconds {
+        errors.push(
+            "upgrade_strategy.healthy_deadline_seconds",
+            format!(
+                "must be more than min_healthy_seconds ({}); got {}",
+                u.min_healthy_seconds,
+                u.healthy_deadline()
+            ),
+        );
+    }
+    if u.auto_promote && u.canary == 0 {
+        errors.push(
+            "upgrade_strategy.auto_promote",
+            "promotes canaries, but canary is 0".to_string(),
+        );
+    }
 }
 
 fn check_flapping(f: &Flapping, errors: &mut Collector) {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use ocean_proto::internal::{DeleteJob, Job, JobSpecVersion, PutJob};
 
-use super::{Change, ClusterState, Outcome};
+use super::{deployments, Change, ClusterState, Outcome};
 
 /// Specs a job remembers, the current one included.
 pub const KEEP_SPECS: usize = 10;
@@ -48,7 +48,7 @@ impl ClusterState {
         if let Some(conflict) = self.check_spec_version(&put.id, put.expected_spec_version) {
             return (conflict, Vec::new());
         }
-        self.put_job(&put.id, &put.spec_json, false)
+        self.put_job(&put.id, &put.spec_json, false, put.rollback_to)
     }
 
     pub(super) fn delete_job(&mut self, del: &DeleteJob) -> (Outcome, Vec<Change>) {
@@ -68,18 +68,42 @@ impl ClusterState {
 
     /// Stores a job's spec. A new spec starts without back-off (Marathon's
     /// rule: a changed definition deserves a fresh try) unless
-    /// `keep_backoff` (scaling).
+    /// `keep_backoff` (scaling). A put that changes what tasks embody
+    /// starts a deployment; `rollback_to` marks it as a rollback.
     pub(super) fn put_job(
         &mut self,
         id: &str,
         spec_json: &[u8],
         keep_backoff: bool,
+        rollback_to: u64,
     ) -> (Outcome, Vec<Change>) {
         let next = self.version + 1;
-        let job = match self.jobs.get(id) {
+        let outcome = match self.jobs.get(id) {
             Some(existing) if existing.spec_json == spec_json => {
                 return (Outcome::Unchanged, Vec::new())
             }
+            Some(_) => Outcome::Updated,
+            None => Outcome::Created,
+        };
+        let changes = self.store_spec(id, spec_json, keep_backoff, next, rollback_to, 0);
+        self.version = next;
+        (outcome, changes)
+    }
+
+    /// Stores `spec_json` as `id`'s spec at state version `next` (which the
+    /// caller makes the state's): a new version when it differs in more
+    /// than `instances`, with the deployment it starts (reverting the
+    /// deployment of spec version `revert_of`, when not 0).
+    pub(super) fn store_spec(
+        &mut self,
+        id: &str,
+        spec_json: &[u8],
+        keep_backoff: bool,
+        next: u64,
+        rollback_to: u64,
+        revert_of: u64,
+    ) -> Vec<Change> {
+        let job = match self.jobs.get(id) {
             Some(existing) => {
                 let mut job = Job::clone(existing);
                 if differs_beyond_instances(&existing.spec_json, spec_json) {
@@ -100,6 +124,13 @@ impl ClusterState {
                 if !keep_backoff {
                     job.backoff = None;
                 }
+                if job.spec_version != existing.spec_version {
+                    if let Some(mut d) = deployments::started_by(existing, &job, next, rollback_to)
+                    {
+                        d.revert_of = revert_of;
+                        deployments::record_start(&mut job, d, next);
+                    }
+                }
                 job
             }
             None => Job {
@@ -112,18 +143,12 @@ impl ClusterState {
                 ..Default::default()
             },
         };
-        let outcome = if job.created_version == next {
-            Outcome::Created
-        } else {
-            Outcome::Updated
-        };
         let mut job = job;
         // A new spec is planned afresh.
         job.waiting = String::new();
         let job = Arc::new(job);
         self.jobs.insert(id.to_string(), job.clone());
-        self.version = next;
-        (outcome, vec![Change::JobPut(job)])
+        vec![Change::JobPut(job)]
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod agents;
 pub mod backoff;
+pub mod deployments;
 pub mod jobs;
 pub mod kv;
 mod tasks;
@@ -187,6 +188,7 @@ impl ClusterState {
             Some(command::Kind::PutKv(put)) => self.put_kv(put),
             Some(command::Kind::DeleteKv(del)) => self.delete_kv(del),
             Some(command::Kind::Lease(lease)) => self.lease(lease),
+            Some(command::Kind::DeploymentAction(a)) => self.deployment_action(a),
             Some(command::Kind::Noop(_)) | None => (Outcome::Noop, Vec::new()),
         };
         Applied {
@@ -303,7 +305,15 @@ pub fn put_job_command(id: String, spec_json: Vec<u8>) -> Command {
             id,
             spec_json,
             expected_spec_version: None,
+            rollback_to: 0,
         })),
+    }
+}
+
+/// Builds a deployment-action command.
+pub fn deployment_action_command(action: ocean_proto::internal::DeploymentAction) -> Command {
+    Command {
+        kind: Some(command::Kind::DeploymentAction(action)),
     }
 }
 

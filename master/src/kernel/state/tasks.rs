@@ -206,6 +206,11 @@ impl ClusterState {
                 changes.push(c);
             }
         }
+        for d in plan.deployments {
+            if let Some(c) = self.controller_update(d, next) {
+                changes.push(c);
+            }
+        }
         for (job, why) in &plan.waiting {
             let Some(j) = self.jobs.get(job) else {
                 continue;
@@ -366,6 +371,18 @@ impl ClusterState {
                 t.healthy = u.healthy;
                 t.health_message = u.health_message.clone();
             }
+            let was_healthy = task.state == RUNNING && task.healthy == Some(true);
+            if t.state == RUNNING && t.healthy == Some(true) {
+                if !was_healthy {
+                    t.healthy_since_ms = if u.received_ms > 0 {
+                        u.received_ms
+                    } else {
+                        u.timestamp_ms
+                    };
+                }
+            } else {
+                t.healthy_since_ms = 0;
+            }
             // Once asked for, a replacement is not called off.
             t.health_failed |= u.health_failed;
             // Why the master stopped a task says more than the agent's
@@ -448,7 +465,7 @@ impl ClusterState {
         let spec_json = spec.to_canonical_json();
         let id = scale.id.clone();
         // Scaling is not a new version: a failing job keeps backing off.
-        self.put_job(&id, &spec_json, true)
+        self.put_job(&id, &spec_json, true, 0)
     }
 
     pub(super) fn finish(&mut self, changes: Vec<Change>) -> (Outcome, Vec<Change>) {
