@@ -17,6 +17,7 @@
 //! task an agent may run; agents launch idempotently by task id.
 
 pub mod cache;
+pub mod deploy;
 pub mod desired;
 pub mod drain;
 pub mod entries;
