@@ -26,7 +26,7 @@
 use ocean_proto::internal::{Deployment, Task};
 use ocean_spec::Limits;
 
-use super::desired::is_up;
+use super::desired::{is_up, Decision};
 use super::job::JobView;
 use crate::kernel::state::deployments::{PAUSED, RUNNING, SUCCEEDED, WAITING};
 use crate::kernel::state::{is_live, is_terminal, FINISHED, RUNNING as TASK_RUNNING};
@@ -276,6 +276,24 @@ fn next_deadline(rec: &Deployment, job: &JobView) -> u64 {
     } else {
         progress
     }
+}
+
+/// A job whose deployment failed without going back holds its tasks of
+/// both versions as they are: no task is replaced for the version; a job
+/// below its instances is filled (with the current spec, as any gap), and
+/// a surplus goes, tasks that serve nobody first.
+pub fn hold(job: &JobView, tasks: &[&Task]) -> Decision {
+    let n = job.spec.instances as usize;
+    let mut live: Vec<&Task> = tasks.iter().copied().filter(|t| is_live(t)).collect();
+    let mut d = Decision {
+        start: n.saturating_sub(live.len()),
+        ..Decision::default()
+    };
+    if live.len() > n {
+        live.sort_by(|a, b| (is_up(job, a), &a.id).cmp(&(is_up(job, b), &b.id)));
+        d.stop = live[..live.len() - n].iter().map(|t| t.id.clone()).collect();
+    }
+    d
 }
 
 #[cfg(test)]

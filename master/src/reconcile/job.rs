@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use ocean_proto::agent::{
     DockerPortMapping, DockerTask, DockerVolume, HealthCheck, LaunchTask, Port,
 };
-use ocean_proto::internal::{Agent, Job, Task};
+use ocean_proto::internal::{Agent, Deployment, Job, Task};
 use ocean_scheduler_policies as sp;
 use ocean_spec::container::{DockerContainer, DockerNetwork};
 use ocean_spec::{JobSpec, JobType};
@@ -36,6 +36,9 @@ pub struct JobView {
     /// been [`JobView::hash`]: its current run began then, and only tasks
     /// placed since count towards it ([`run_since`]). 0 for services.
     pub run_since: u64,
+    /// The job's newest deployment when it rolls out the current spec
+    /// version (active, or ended: a failed one holds the job as it is).
+    pub deployment: Option<Arc<Deployment>>,
     /// The product-line node, computed once (every task of every round
     /// needs it).
     pdl: String,
@@ -63,7 +66,16 @@ impl JobView {
             JobType::Batch => run_since(job, hash),
             JobType::Service => 0,
         };
+        let deployment = job
+            .deployments
+            .first()
+            .filter(|d| {
+                d.spec_version == crate::kernel::state::jobs::spec_version(job)
+                    && d.config_hash == hash
+            })
+            .map(|d| Arc::new(d.clone()));
         Some(JobView {
+            deployment,
             pdl,
             id: job.id.clone(),
             updated_version: job.updated_version,

@@ -46,6 +46,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use tracing::{debug, info, warn};
 
 use crate::kernel::feed::FeedItem;
+use crate::kernel::state::deployments::{self, is_active};
 use crate::kernel::state::{is_live, is_terminal, plan_command, Change, ClusterState, STAGING};
 use crate::master::Master;
 pub use host::Host;
@@ -563,7 +564,12 @@ async fn round<H: Host>(master: &H, held: &mut Vec<String>) -> crate::error::Res
     // sweep. (Dispatching each entry as it commits starts agents sooner
     // but held up the rest of the round's commits: measured slower.)
     let committed: Vec<String> = d.place.ids().chain(d.kills.iter().cloned()).collect();
-    if !d.place.is_empty() || !d.kills.is_empty() || !d.changed.is_empty() {
+    let fails = d.fails;
+    if !d.place.is_empty()
+        || !d.kills.is_empty()
+        || !d.changed.is_empty()
+        || !d.deployments.is_empty()
+    {
         debug!(
             place = d.place.len(),
             kill = d.kills.len(),
@@ -575,6 +581,7 @@ async fn round<H: Host>(master: &H, held: &mut Vec<String>) -> crate::error::Res
         // delays heartbeats enough to start needless elections.
         // The first entry also carries the kills, reasons and preemptions.
         let first = PlanTasks {
+            deployments: d.deployments,
             kill: d.kills,
             waiting: d.changed,
             preempted: d.preempted,
@@ -596,6 +603,20 @@ async fn round<H: Host>(master: &H, held: &mut Vec<String>) -> crate::error::Res
             sched.memory().unplaceable = None;
         }
         written?;
+    }
+    for (job_id, deployment_id, reason) in fails {
+        info!(job = %job_id, deployment = %deployment_id, %reason, "deployment failed");
+        let action = ocean_proto::internal::DeploymentAction {
+            job_id,
+            deployment_id,
+            action: "fail".into(),
+            reason,
+            by: "controller".into(),
+            now_ms: master.now_ms(),
+        };
+        master
+            .propose(crate::kernel::state::deployment_action_command(action))
+            .await?;
     }
     {
         let mut mem = sched.memory();
@@ -625,8 +646,47 @@ async fn round<H: Host>(master: &H, held: &mut Vec<String>) -> crate::error::Res
     Ok(())
 }
 
+/// What the round's deployment steps said beside starts and stops.
+#[derive(Default)]
+struct Rollout {
+    records: Vec<ocean_proto::internal::Deployment>,
+    /// (job, deployment, why) to fail.
+    fails: Vec<(String, String, String)>,
+    wake_at: Option<u64>,
+}
+
+impl Rollout {
+    /// Takes a step's actions: the moves become the job's decision.
+    fn follow(
+        &mut self,
+        job: &JobView,
+        dep: &ocean_proto::internal::Deployment,
+        actions: Vec<deploy::Action>,
+    ) -> desired::Decision {
+        let mut d = desired::Decision::default();
+        for a in actions {
+            match a {
+                deploy::Action::Start(n) => d.start += n,
+                deploy::Action::Stop(ids) => d.stop.extend(ids),
+                deploy::Action::Record(r) => self.records.push(r),
+                deploy::Action::Fail(why) => {
+                    self.fails.push((job.id.clone(), dep.id.clone(), why));
+                }
+                deploy::Action::WakeAt(at) => {
+                    self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
+                }
+            }
+        }
+        d
+    }
+}
+
 /// What a round decided, before it is committed.
 struct Decided {
+    /// Deployments the controller moved on (committed with the kills).
+    deployments: Vec<ocean_proto::internal::Deployment>,
+    /// Deployments to fail: (job, deployment, why).
+    fails: Vec<(String, String, String)>,
     place: entries::Placements,
     kills: Vec<String>,
     changed: HashMap<String, String>,
@@ -693,6 +753,8 @@ fn decide<H: Host>(master: &H, connected: &HashSet<String>, t0: Instant) -> Deci
     let mut preempted = HashMap::new();
     let empty = Vec::new();
     let batch = batch_progress(master, &view.jobs);
+    let kept = deploying_tasks(master, &view.jobs);
+    let mut rollout = Rollout::default();
     for job in &view.jobs {
         let tasks: Vec<&Task> = view
             .tasks
@@ -703,9 +765,10 @@ fn decide<H: Host>(master: &H, connected: &HashSet<String>, t0: Instant) -> Deci
             .collect();
         // A drain, like a rolling update, stops an old task once a new one
         // runs: such jobs need a round when a task starts running.
-        if tasks
-            .iter()
-            .any(|t| t.config_hash != job.hash || agents.leaving().contains(&t.agent_id))
+        if job.deployment.as_deref().is_some_and(is_active)
+            || tasks
+                .iter()
+                .any(|t| t.config_hash != job.hash || agents.leaving().contains(&t.agent_id))
         {
             rolling.insert(job.id.clone());
         }
@@ -715,8 +778,18 @@ fn decide<H: Host>(master: &H, connected: &HashSet<String>, t0: Instant) -> Deci
         let progress = batch.get(job.id.as_str()).copied();
         let d = match progress {
             Some(p) => desired::decide_batch(job, &tasks, agents.agents(), agents.leaving(), p),
-            None => drain::decide(job, &tasks, agents.leaving())
-                .unwrap_or_else(|| desired::decide(job, &tasks, agents.agents())),
+            None => drain::decide(job, &tasks, agents.leaving()).unwrap_or_else(|| {
+                match (&job.deployment, kept.get(job.id.as_str())) {
+                    (Some(dep), Some(kept)) if is_active(dep) => {
+                        let kept: Vec<&Task> = kept.iter().map(|t| t.as_ref()).collect();
+                        rollout.follow(job, dep, deploy::step(dep, job, &kept, now))
+                    }
+                    (Some(dep), _) if dep.state == deployments::FAILED => {
+                        deploy::hold(job, &tasks)
+                    }
+                    _ => desired::decide(job, &tasks, agents.agents()),
+                }
+            }),
         };
         kills.extend(d.stop);
         if d.start > 0 {
@@ -822,7 +895,12 @@ fn decide<H: Host>(master: &H, connected: &HashSet<String>, t0: Instant) -> Deci
             changed.insert(job.clone(), String::new());
         }
     }
+    if let Some(at) = rollout.wake_at {
+        wake_at = Some(wake_at.map_or(at, |w| w.min(at)));
+    }
     Decided {
+        deployments: rollout.records,
+        fails: rollout.fails,
         place,
         kills,
         changed,
@@ -860,6 +938,30 @@ fn batch_progress<'a, H: Host>(
                 let kept = st.tasks_of(&j.id).map(|t| t.as_ref());
                 (j.id.as_str(), desired::progress(j, kept))
             })
+            .collect()
+    })
+}
+
+/// The kept tasks (live and recently ended) of every job with an active
+/// deployment, in one short read of the state: a deployment's step sees
+/// the new version's tasks that failed, which a crash loop leaves no live
+/// task of.
+fn deploying_tasks<'a, H: Host>(
+    master: &H,
+    jobs: &'a [Arc<JobView>],
+) -> FastMap<&'a str, Vec<Arc<Task>>> {
+    let deploying: Vec<&JobView> = jobs
+        .iter()
+        .filter(|j| j.deployment.as_deref().is_some_and(is_active))
+        .map(|j| &**j)
+        .collect();
+    if deploying.is_empty() {
+        return FastMap::new();
+    }
+    master.read(|st| {
+        deploying
+            .iter()
+            .map(|j| (j.id.as_str(), st.tasks_of(&j.id).cloned().collect()))
             .collect()
     })
 }
