@@ -67,6 +67,7 @@ pub fn router(master: Master) -> Router {
         .route("/v1/events", get(events))
         .route("/metrics", get(metrics))
         .merge(super::jobs::routes())
+        .merge(super::deployments::routes())
         .merge(super::tasks::routes())
         .merge(super::agents::routes())
         .merge(super::frameworks::routes())

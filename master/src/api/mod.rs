@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod agents;
 pub mod convert;
+pub mod deployments;
 pub mod error;
 pub mod extract;
 pub mod frameworks;

@@ -176,8 +176,7 @@ pub fn step(d: &Deployment, job: &JobView, tasks: &[&Task], now: u64) -> Vec<Act
             let in_flight = new.iter().any(|t| !counts(t));
             // With a sleep, one new task at a time, and none in the step
             // that replaced one: the sleep comes first.
-            let paced = sleeping
-                || (strategy.sleep_seconds > 0 && (in_flight || !stop.is_empty()));
+            let paced = sleeping || (strategy.sleep_seconds > 0 && (in_flight || !stop.is_empty()));
             if !paced {
                 let after_stops = total - stop.len();
                 let room = (n + surge).saturating_sub(after_stops);
@@ -291,7 +290,10 @@ pub fn hold(job: &JobView, tasks: &[&Task]) -> Decision {
     };
     if live.len() > n {
         live.sort_by(|a, b| (is_up(job, a), &a.id).cmp(&(is_up(job, b), &b.id)));
-        d.stop = live[..live.len() - n].iter().map(|t| t.id.clone()).collect();
+        d.stop = live[..live.len() - n]
+            .iter()
+            .map(|t| t.id.clone())
+            .collect();
     }
     d
 }

@@ -784,9 +784,7 @@ fn decide<H: Host>(master: &H, connected: &HashSet<String>, t0: Instant) -> Deci
                         let kept: Vec<&Task> = kept.iter().map(|t| t.as_ref()).collect();
                         rollout.follow(job, dep, deploy::step(dep, job, &kept, now))
                     }
-                    (Some(dep), _) if dep.state == deployments::FAILED => {
-                        deploy::hold(job, &tasks)
-                    }
+                    (Some(dep), _) if dep.state == deployments::FAILED => deploy::hold(job, &tasks),
                     _ => desired::decide(job, &tasks, agents.agents()),
                 }
             }),

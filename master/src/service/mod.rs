@@ -17,6 +17,7 @@
 //!
 //! - [`jobs`]: put (with compare-and-set), get, list, delete, scale,
 //!   reset back-off, spec versions;
+//! - [`deployments`]: deployments, their actions, and rollback;
 //! - [`kv`]: frameworks' stores and leader leases;
 //! - [`agents`]: operators' agent status;
 //! - [`tasks`]: task and agent reads;
@@ -25,6 +26,7 @@
 //! - [`views`]: tasks, agents, members and events as the API shows them.
 
 pub mod agents;
+pub mod deployments;
 pub mod jobs;
 pub mod kv;
 mod local;

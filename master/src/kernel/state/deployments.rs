@@ -113,8 +113,7 @@ pub(super) fn started_by(
     let parse = |b: &[u8]| serde_json::from_slice::<JobSpec>(b).ok();
     let (before, after) = (parse(&old.spec_json)?, parse(&new.spec_json)?);
     // A batch job's run is its own rollout (reconcile::desired).
-    if before.config_hash() == after.config_hash() || after.job_type == ocean_spec::JobType::Batch
-    {
+    if before.config_hash() == after.config_hash() || after.job_type == ocean_spec::JobType::Batch {
         return None;
     }
     let to = spec_version(new);

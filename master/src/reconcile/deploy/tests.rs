@@ -243,7 +243,10 @@ fn canaries_start_beside_the_old_tasks_and_wait_for_promotion() {
     promoted.promoted = true;
     assert_eq!(
         moves(&step(&promoted, &j, &refs(&tasks), NOW)),
-        vec![Action::Start(1), Action::Stop(vec!["o0".into(), "o1".into()])]
+        vec![
+            Action::Start(1),
+            Action::Stop(vec!["o0".into(), "o1".into()])
+        ]
     );
 }
 

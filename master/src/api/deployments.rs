@@ -1,0 +1,111 @@
+//! REST for deployments and rollback: thin adapters over
+//! [`crate::service::deployments`].
+//!
+//! | method and path                               | what                                   |
+//! |-----------------------------------------------|----------------------------------------|
+//! | `GET /v1/deployments`                         | list (`?job=` one job's, newest first) |
+//! | `GET /v1/deployments/{id}`                    | one, with each task's progress         |
+//! | `POST /v1/deployments/{id}/{action}`          | pause, resume, promote, fail, cancel (`{"reason": ...}` optional) |
+//! | `POST /v1/jobs/{id}/rollback`                 | `{"to_version": N}` (default: previous)|
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::extract::{parse_json, Body, Query};
+use super::jobs::versioned;
+use crate::master::Master;
+use crate::service::ReadOptions;
+
+type ApiResult<T> = std::result::Result<T, ApiError>;
+
+/// The deployment routes, merged into the REST router.
+pub fn routes() -> Router<Master> {
+    Router::new()
+        .route("/v1/deployments", get(list))
+        .route("/v1/deployments/{id}", get(one))
+        .route("/v1/deployments/{id}/{action}", post(act))
+        .route("/v1/jobs/{id}/rollback", post(rollback))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    job: Option<String>,
+    min_version: Option<u64>,
+    consistent: Option<bool>,
+}
+
+impl ListQuery {
+    fn options(&self) -> ReadOptions {
+        ReadOptions {
+            min_version: self.min_version,
+            consistent: self.consistent == Some(true),
+        }
+    }
+}
+
+async fn list(State(m): State<Master>, Query(q): Query<ListQuery>) -> ApiResult<Response> {
+    let list = m
+        .service()
+        .list_deployments(q.job.as_deref(), q.options())
+        .await?;
+    Ok(versioned(list.version, StatusCode::OK, &list))
+}
+
+async fn one(
+    State(m): State<Master>,
+    Path(id): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Response> {
+    let (version, d) = m.service().get_deployment(&id, q.options()).await?;
+    Ok(versioned(version, StatusCode::OK, &d))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionBody {
+    #[serde(default)]
+    reason: String,
+}
+
+async fn act(
+    State(m): State<Master>,
+    Path((id, action)): Path<(String, String)>,
+    Body(body): Body,
+) -> ApiResult<Response> {
+    let req: ActionBody = if body.iter().all(u8::is_ascii_whitespace) {
+        ActionBody::default()
+    } else {
+        parse_json(&body)?
+    };
+    let r = m
+        .service()
+        .deployment_action(&id, &action, &req.reason)
+        .await?;
+    Ok(versioned(r.version, StatusCode::OK, &r))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollbackBody {
+    to_version: Option<u64>,
+}
+
+async fn rollback(
+    State(m): State<Master>,
+    Path(id): Path<String>,
+    Body(body): Body,
+) -> ApiResult<Response> {
+    let req: RollbackBody = if body.iter().all(u8::is_ascii_whitespace) {
+        RollbackBody::default()
+    } else {
+        parse_json(&body)?
+    };
+    let r = m.service().rollback_job(&id, req.to_version).await?;
+    Ok(versioned(r.version, StatusCode::OK, &r))
+}
