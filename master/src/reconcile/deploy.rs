@@ -39,7 +39,7 @@ pub enum Action {
     /// Stop these tasks (old ones, replaced).
     Stop(Vec<String>),
     /// Store the deployment as it now stands.
-    Record(Deployment),
+    Record(Box<Deployment>),
     /// Fail it, saying why (the state reverts it when it says so).
     Fail(String),
     /// Look again at this leader-clock time (a sleep or a deadline ends).
@@ -219,7 +219,7 @@ pub fn step(d: &Deployment, job: &JobView, tasks: &[&Task], now: u64) -> Vec<Act
         actions.push(Action::Stop(stop));
     }
     if changed(&rec, d) {
-        actions.push(Action::Record(rec));
+        actions.push(Action::Record(Box::new(rec)));
     }
     actions
 }

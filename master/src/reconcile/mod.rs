@@ -668,7 +668,7 @@ impl Rollout {
             match a {
                 deploy::Action::Start(n) => d.start += n,
                 deploy::Action::Stop(ids) => d.stop.extend(ids),
-                deploy::Action::Record(r) => self.records.push(r),
+                deploy::Action::Record(r) => self.records.push(*r),
                 deploy::Action::Fail(why) => {
                     self.fails.push((job.id.clone(), dep.id.clone(), why));
                 }

@@ -126,7 +126,8 @@ pub(super) fn started_by(
         state: RUNNING.into(),
         created_version: version,
         updated_version: version,
-        promoted: after.upgrade_strategy.canary == 0,
+        // Going back to a version that ran needs no canaries.
+        promoted: after.upgrade_strategy.canary == 0 || rollback_to > 0,
         rollback_to,
         auto_revert: after.upgrade_strategy.auto_revert,
         instances: after.instances,
@@ -203,8 +204,8 @@ impl ClusterState {
             "resume" => {
                 d.state = RUNNING.into();
                 d.reason = String::new();
+                // The sleep after the last replaced task still holds.
                 d.step_mark = u32::try_from(d.replaced.len()).unwrap_or(u32::MAX);
-                d.next_at_ms = 0;
                 // Time paused is not time without progress.
                 d.progress_ms = a.now_ms;
                 if d.unhealthy_since_ms > 0 {
@@ -220,7 +221,10 @@ impl ClusterState {
             "fail" => {
                 d.state = FAILED.into();
                 d.reason = reason_or(&a.reason, || format!("failed by {by}"));
-                if d.auto_revert && d.revert_of == 0 && d.from_spec_version > 0 {
+                // Canaries not promoted are extra tasks beside a version
+                // that still serves whole: failing them always rolls them
+                // back. Past the promotion, only auto_revert goes back.
+                if (d.auto_revert || !d.promoted) && d.revert_of == 0 && d.from_spec_version > 0 {
                     revert = Some((d.from_spec_version, d.spec_version));
                     d.reason = format!(
                         "{}; reverted to spec version {}",

@@ -128,6 +128,7 @@ impl ClusterState {
                     if let Some(mut d) = deployments::started_by(existing, &job, next, rollback_to)
                     {
                         d.revert_of = revert_of;
+                        d.promoted |= revert_of > 0;
                         deployments::record_start(&mut job, d, next);
                     }
                 }

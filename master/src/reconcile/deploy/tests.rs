@@ -62,7 +62,7 @@ fn refs(tasks: &[Task]) -> Vec<&Task> {
 
 fn record(actions: &[Action]) -> Option<&Deployment> {
     actions.iter().find_map(|a| match a {
-        Action::Record(d) => Some(d),
+        Action::Record(d) => Some(d.as_ref()),
         _ => None,
     })
 }
