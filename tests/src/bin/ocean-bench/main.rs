@@ -40,6 +40,7 @@ use ocean_tests::http::{job_id, job_spec};
 use ocean_tests::Cluster;
 use tonic::transport::{Channel, Endpoint};
 
+mod deploy;
 mod dns;
 mod docker;
 mod health;
@@ -57,6 +58,17 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// A rolling deployment of one job over simulated agents, and a
+    /// rollback, timed.
+    Deploy {
+        #[arg(long, default_value_t = 100)]
+        agents: usize,
+        #[arg(long, default_value_t = 1_000)]
+        tasks: usize,
+        /// The job's upgrade_strategy.max_surge.
+        #[arg(long, default_value = "10%")]
+        max_surge: String,
+    },
     /// SIGKILL the leader repeatedly and time the first acknowledged write.
     Failover {
         #[arg(long, default_value_t = 20)]
@@ -203,6 +215,11 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Memory { jobs } => memory(jobs).await,
         Cmd::Launch { runs, stop_each } => tasks::launch(runs, stop_each).await,
         Cmd::DockerLaunch { runs } => docker::docker_launch(runs).await,
+        Cmd::Deploy {
+            agents,
+            tasks,
+            max_surge,
+        } => deploy::deploy(agents, tasks, &max_surge).await,
         Cmd::Schedule {
             agents,
             tasks,
