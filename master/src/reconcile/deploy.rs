@@ -113,7 +113,29 @@ pub fn step(d: &Deployment, job: &JobView, tasks: &[&Task], now: u64) -> Vec<Act
 
     if active && !rec.promoted {
         let canary = strategy.canary as usize;
-        start = start.max(canary.saturating_sub(new.len()));
+        // Old tasks beyond the instances (a superseded rollout's surge)
+        // go first, within the floor, so canaries stay the only extra.
+        let mut candidates = old.clone();
+        candidates.sort_by(|a, b| (up(a), &a.id).cmp(&(up(b), &b.id)));
+        let mut room = (new_up + old_up).saturating_sub(floor);
+        for t in candidates.into_iter().take(old.len().saturating_sub(n)) {
+            if up(t) {
+                if room == 0 {
+                    break;
+                }
+                room -= 1;
+            }
+            stop.push(t.id.clone());
+        }
+        let after_stops = total - stop.len();
+        let more = canary
+            .saturating_sub(new.len())
+            .min((n + canary).saturating_sub(after_stops));
+        start = start.max(more);
+        if !stop.is_empty() {
+            rec.replaced.extend(stop.iter().cloned());
+            rec.progress_ms = now;
+        }
         if new_up >= canary {
             if strategy.auto_promote {
                 rec.promoted = true;
@@ -132,11 +154,12 @@ pub fn step(d: &Deployment, job: &JobView, tasks: &[&Task], now: u64) -> Vec<Act
     } else if active {
         let step = strategy.step as usize;
         let replaced = rec.replaced.len();
-        let mut budget = if step > 0 {
+        let remaining = if step > 0 {
             (rec.step_mark as usize + step).saturating_sub(replaced)
         } else {
             usize::MAX
         };
+        let mut budget = remaining;
         if budget == 0 && !old.is_empty() {
             rec.state = PAUSED.into();
             rec.reason = format!(
@@ -167,12 +190,11 @@ pub fn step(d: &Deployment, job: &JobView, tasks: &[&Task], now: u64) -> Vec<Act
                 }
                 stop.push(t.id.clone());
             }
-            // New tasks up to the step's goal, within the surge.
-            let goal = if step > 0 {
-                n.min(rec.step_mark as usize + step)
-            } else {
-                n
-            };
+            // New tasks up to the step's goal, within the surge: enough
+            // to replace what the step still allows (new tasks a
+            // superseded rollout left count too, or a step could wait on
+            // a replacement it never starts).
+            let goal = n.min(n.saturating_sub(old.len()).saturating_add(remaining));
             let in_flight = new.iter().any(|t| !counts(t));
             // With a sleep, one new task at a time, and none in the step
             // that replaced one: the sleep comes first.

@@ -186,6 +186,11 @@ impl SimCluster {
         f(&self.shared.state.read().unwrap())
     }
 
+    /// The leader's clock (ms since the epoch), as the reconciler reads it.
+    pub fn leader_now_ms(&self) -> u64 {
+        reconcile::Host::now_ms(&self.leader)
+    }
+
     /// The current term.
     pub fn term(&self) -> u64 {
         self.leader.term
