@@ -112,6 +112,8 @@ impl JobSpec {
         if let Some(u) = &self.unreachable_strategy {
             crate::unreachable::check_unreachable(u, &mut errors);
         }
+        crate::artifact::check_artifacts(&self.artifacts, &mut errors);
+        crate::template::check_templates(&self.templates, &mut errors);
         let errors = errors.into_vec();
         if errors.is_empty() {
             Ok(())
