@@ -101,7 +101,9 @@ pub(crate) fn check_templates(templates: &[Template], errors: &mut Collector) {
                 field("dest"),
                 "must be a relative file path inside the sandbox, without '..'",
             );
-        } else if RESERVED_DESTS.contains(&t.dest.trim_start_matches("./")) {
+        } else if RESERVED_DESTS.contains(&t.dest.trim_start_matches("./"))
+            || t.dest.trim_start_matches("./").starts_with("current/")
+        {
             errors.push(
                 field("dest"),
                 format!("'{}' is the sandbox's own: choose another name", t.dest),
