@@ -208,3 +208,100 @@ pub fn install(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::{Digest, Sha256};
+
+    fn spec(version: u64, url: &str, bytes: &[u8]) -> ReleaseSpec {
+        ReleaseSpec {
+            version,
+            environment: "production".into(),
+            artifacts: vec![ArtifactSpec {
+                url: url.into(),
+                sha256: fetch::hex(&Sha256::digest(bytes)),
+                extract: true,
+                dest: String::new(),
+            }],
+            templates: Vec::new(),
+            dns: DnsFacts::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn releases_are_reused_kept_three_deep_and_rebuilt_from_the_cache() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let data = dir.path().join("data");
+        let source = dir.path().join("app.tar");
+        let archive = extract::tests::archive(&[("VERSION", b"one", 0o644)], false);
+        std::fs::write(&source, &archive)?;
+        let url = format!("file://{}", source.display());
+        let job = job_dir(&data, "j1");
+
+        let first = prepare(&data, "j1", &spec(1, &url, &archive), &BTreeSet::new()).await?;
+        assert_eq!(first, job.join("releases/1"));
+        assert_eq!(std::fs::read(first.join("VERSION"))?, b"one");
+        assert_eq!(std::fs::read_link(job.join("current"))?, Path::new("releases/1"));
+
+        // The source is gone: every later release of the same bytes comes
+        // from the download cache.
+        std::fs::remove_file(&source)?;
+        for version in 2..=5 {
+            prepare(&data, "j1", &spec(version, &url, &archive), &BTreeSet::from([1])).await?;
+        }
+        let mut kept: Vec<String> = std::fs::read_dir(job.join("releases"))?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        kept.sort();
+        assert_eq!(kept, ["1", "3", "4", "5"], "the newest 3 and the one in use");
+        assert_eq!(std::fs::read_link(job.join("current"))?, Path::new("releases/5"));
+        assert_eq!(std::fs::read(job.join("releases/5/VERSION"))?, b"one");
+
+        // A release rebuilt under its version after it was collected needs
+        // its download, which went with the last release that used it.
+        prepare(&data, "j1", &spec(6, &url, &archive), &BTreeSet::new()).await?;
+        let other = extract::tests::archive(&[("VERSION", b"two", 0o644)], false);
+        std::fs::write(&source, &other)?;
+        for version in 7..=9 {
+            prepare(&data, "j1", &spec(version, &url, &other), &BTreeSet::new()).await?;
+        }
+        let downloads = std::fs::read_dir(job.join("downloads"))?.count();
+        assert_eq!(downloads, 1, "only the kept releases' downloads stay");
+        std::fs::remove_file(&source)?;
+        let error = prepare(&data, "j1", &spec(10, &url, &archive), &BTreeSet::new())
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("cannot fetch"), "{error}");
+        assert_eq!(std::fs::read_link(job.join("current"))?, Path::new("releases/9"));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn install_links_the_release_and_renders_into_the_sandbox() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let release = dir.path().join("release");
+        let sandbox = dir.path().join("sandbox");
+        std::fs::create_dir_all(&release)?;
+        std::fs::create_dir_all(&sandbox)?;
+        let mut spec = spec(3, "file:///x", b"");
+        spec.templates.push(TemplateSpec {
+            source: None,
+            inline: Some("{{ version }} {{ ports.http }}".into()),
+            dest: "v.txt".into(),
+            values: BTreeMap::new(),
+        });
+        let facts = TaskFacts {
+            task_id: "t",
+            job_id: "j",
+            host: "h",
+            ports: [("http".to_string(), 31000)].into_iter().collect(),
+            sandbox: &sandbox,
+        };
+        install(&release, &spec, &facts)?;
+        assert_eq!(std::fs::read_link(sandbox.join("current"))?, release);
+        assert_eq!(std::fs::read_to_string(sandbox.join("v.txt"))?, "3 31000");
+        Ok(())
+    }
+}
