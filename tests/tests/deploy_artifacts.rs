@@ -129,7 +129,7 @@ fn failed_with(list: &[Value], needle: &str) -> Option<String> {
 
 async fn spec_version(api: &ocean_tests::http::Api, job: &str) -> anyhow::Result<u64> {
     let r = api.get(&format!("/v1/jobs/{job}")).await?;
-    r.body["job"]["spec_version"]
+    r.body["spec_version"]
         .as_u64()
         .ok_or_else(|| anyhow::anyhow!("no spec_version: {}", r.body))
 }

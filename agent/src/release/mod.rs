@@ -230,7 +230,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn releases_are_reused_kept_three_deep_and_rebuilt_from_the_cache() -> anyhow::Result<()> {
+    async fn releases_are_reused_kept_three_deep_and_rebuilt_from_the_cache() -> anyhow::Result<()>
+    {
         let dir = tempfile::tempdir()?;
         let data = dir.path().join("data");
         let source = dir.path().join("app.tar");
@@ -242,21 +243,37 @@ mod tests {
         let first = prepare(&data, "j1", &spec(1, &url, &archive), &BTreeSet::new()).await?;
         assert_eq!(first, job.join("releases/1"));
         assert_eq!(std::fs::read(first.join("VERSION"))?, b"one");
-        assert_eq!(std::fs::read_link(job.join("current"))?, Path::new("releases/1"));
+        assert_eq!(
+            std::fs::read_link(job.join("current"))?,
+            Path::new("releases/1")
+        );
 
         // The source is gone: every later release of the same bytes comes
         // from the download cache.
         std::fs::remove_file(&source)?;
         for version in 2..=5 {
-            prepare(&data, "j1", &spec(version, &url, &archive), &BTreeSet::from([1])).await?;
+            prepare(
+                &data,
+                "j1",
+                &spec(version, &url, &archive),
+                &BTreeSet::from([1]),
+            )
+            .await?;
         }
         let mut kept: Vec<String> = std::fs::read_dir(job.join("releases"))?
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         kept.sort();
-        assert_eq!(kept, ["1", "3", "4", "5"], "the newest 3 and the one in use");
-        assert_eq!(std::fs::read_link(job.join("current"))?, Path::new("releases/5"));
+        assert_eq!(
+            kept,
+            ["1", "3", "4", "5"],
+            "the newest 3 and the one in use"
+        );
+        assert_eq!(
+            std::fs::read_link(job.join("current"))?,
+            Path::new("releases/5")
+        );
         assert_eq!(std::fs::read(job.join("releases/5/VERSION"))?, b"one");
 
         // A release rebuilt under its version after it was collected needs
@@ -274,7 +291,10 @@ mod tests {
             .await
             .unwrap_err();
         assert!(error.to_string().contains("cannot fetch"), "{error}");
-        assert_eq!(std::fs::read_link(job.join("current"))?, Path::new("releases/9"));
+        assert_eq!(
+            std::fs::read_link(job.join("current"))?,
+            Path::new("releases/9")
+        );
         Ok(())
     }
 
