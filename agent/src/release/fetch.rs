@@ -172,6 +172,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn https_urls_are_fetched_over_tls() -> anyhow::Result<()> {
+        // A server that is not TLS: the fetch connects, the handshake fails.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let server = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await?;
+            conn.write_all(b"HTTP/1.1 200 OK\r\n\r\nnot tls").await?;
+            anyhow::Ok(())
+        });
+        let dir = tempfile::tempdir()?;
+        let artifact = ArtifactSpec {
+            url: format!("https://127.0.0.1:{port}/app.tar"),
+            sha256: "0".repeat(64),
+            extract: false,
+            dest: "app.tar".into(),
+        };
+        let error = fetch(0, &artifact, &dir.path().join("x")).await.unwrap_err();
+        tokio::time::timeout(STALL_TIMEOUT, server).await???;
+        assert!(error.to_string().contains("cannot fetch https://"), "{error}");
+        Ok(())
+    }
+
+    #[tokio::test]
     async fn unreachable_servers_fail_quickly_and_name_the_url() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         // A port that was just free: nothing listens there.
