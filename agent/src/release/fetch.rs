@@ -188,9 +188,14 @@ mod tests {
             extract: false,
             dest: "app.tar".into(),
         };
-        let error = fetch(0, &artifact, &dir.path().join("x")).await.unwrap_err();
+        let error = fetch(0, &artifact, &dir.path().join("x"))
+            .await
+            .unwrap_err();
         tokio::time::timeout(STALL_TIMEOUT, server).await???;
-        assert!(error.to_string().contains("cannot fetch https://"), "{error}");
+        assert!(
+            error.to_string().contains("cannot fetch https://"),
+            "{error}"
+        );
         Ok(())
     }
 
