@@ -1,8 +1,8 @@
 //! Artifacts and config templates end to end, with a real master and a
 //! real agent: a checksum mismatch fails the task naming the URL and both
 //! digests; a release is laid out as `releases/<version>/` with `current`
-//! links, and going back to an earlier spec on the same agent downloads
-//! nothing (an HTTP server in the test counts requests); templates render
+//! links, and a rollback to an earlier version on the same agent
+//! downloads nothing (an HTTP server in the test counts requests); templates render
 //! the production section over base, and a missing variable fails the task
 //! naming the variable and the file.
 
@@ -196,6 +196,7 @@ async fn a_checksum_mismatch_fails_the_task_naming_the_url_and_both_digests() {
         })
         .await?;
         let message = failed_with(&list, "sha256 mismatch").unwrap_or_default();
+        eprintln!("the task's message: {message}");
         assert!(message.contains(&server.url("/app.bin")), "{message}");
         assert!(message.contains(&format!("expected {wrong}")), "{message}");
         assert!(
@@ -218,7 +219,7 @@ async fn a_checksum_mismatch_fails_the_task_naming_the_url_and_both_digests() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn releases_are_laid_out_by_version_and_going_back_downloads_nothing() {
+async fn releases_are_laid_out_by_version_and_a_rollback_downloads_nothing() {
     bounded(180, async {
         let v1 = tar_gz(&[("VERSION", "one\n"), ("bin/run.sh", "echo one\n")])?;
         let v2 = tar_gz(&[("VERSION", "two\n"), ("bin/run.sh", "echo two\n")])?;
@@ -276,12 +277,25 @@ async fn releases_are_laid_out_by_version_and_going_back_downloads_nothing() {
             "the previous release is kept"
         );
 
-        // Back to the first spec, as a rollback does: a new spec version
-        // with the first one's artifacts, laid out from the cache.
-        submit(&api, &first).await?;
+        // Roll back to the first version: its release comes from the
+        // agent's cache (under whichever version number the rollback
+        // gives the restored spec).
+        let rollback = std::time::Instant::now();
+        let r = api
+            .post(
+                &format!("/v1/jobs/{job}/rollback"),
+                &json!({"to_version": version1}),
+            )
+            .await?;
+        anyhow::ensure!(r.status < 300, "rollback: {} {}", r.status, r.body);
         let version3 = spec_version(&api, &job).await?;
-        assert!(version3 > version2);
+        assert_ne!(version3, version2, "the rollback changed the spec");
         let (task, release3) = running_release(&api, &data, &job, version3).await?;
+        eprintln!(
+            "rollback to version {version1} (now version {version3}): RUNNING from the cached \
+             release after {:?}",
+            rollback.elapsed()
+        );
         assert_eq!(std::fs::read_to_string(release3.join("VERSION"))?, "one\n");
         assert_eq!(
             server.hits("/app-1.tar.gz"),

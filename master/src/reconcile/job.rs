@@ -82,7 +82,7 @@ impl JobView {
             pdl,
             id: job.id.clone(),
             updated_version: job.updated_version,
-            spec_version: job.spec_version,
+            spec_version: crate::kernel::state::jobs::spec_version(job),
             hash,
             spec: Arc::new(spec),
             constraints,
