@@ -88,7 +88,8 @@ async fn build(
             }
             // A copy, not a link: a task that changes its release must not
             // change the verified download a later release is built from.
-            std::fs::copy(&cached, &target)
+            tokio::fs::copy(&cached, &target)
+                .await
                 .map_err(ReleaseError::io("copy artifact to", &target))?;
         }
     }

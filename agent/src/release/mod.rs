@@ -190,7 +190,8 @@ pub async fn prepare(
     layout::point_current(&job, spec.version)?;
     let mut keep = in_use.clone();
     keep.insert(spec.version);
-    layout::gc(&job, &keep);
+    // Removing whole releases can take a while: off the async workers.
+    let _ = tokio::task::spawn_blocking(move || layout::gc(&job, &keep)).await;
     Ok(dir)
 }
 
