@@ -31,6 +31,7 @@
 //! | [`executor`] | launch, kill, recover, per-task supervisors |
 //! | [`docker`] | the Docker executor: containers through the engine (bollard), events, logs, re-adoption |
 //! | [`cgroup`] | the [`CgroupDriver`] trait, v1, v2, detection |
+//! | [`release`] | artifacts laid out as `releases/<version>/` per job (fetch, sha256, extract, keep 3), config templates rendered per task |
 //! | [`health`] | health checks of running tasks: probes, the checker, reporting only changes |
 //! | [`task`] | spec, states, statuses, exit classification |
 //! | [`wrapper`] | the exec wrapper (`ocean agent exec-wrapper`, `ocean-task-wrapper`) |
@@ -45,6 +46,7 @@ pub mod health;
 pub mod logs;
 pub mod ports;
 pub mod procfs;
+pub mod release;
 pub mod resources;
 pub mod runtime;
 pub mod sandbox;

@@ -58,6 +58,10 @@ pub struct TaskSpec {
     /// Health checks the agent runs while the task runs.
     #[serde(default)]
     pub health_checks: Vec<crate::health::HealthCheckSpec>,
+    /// The release to lay out and the templates to render before the
+    /// task starts; `None` when the job has neither.
+    #[serde(default)]
+    pub release: Option<crate::release::ReleaseSpec>,
 }
 
 impl TaskSpec {
@@ -74,6 +78,7 @@ impl TaskSpec {
             ports: Vec::new(),
             kill_grace: Duration::from_secs(5),
             health_checks: Vec::new(),
+            release: None,
         }
     }
 }

@@ -21,6 +21,8 @@
 //!   upgrade strategy, flapping, placement policy) with named defaults;
 //! - [`ports`], [`health`], [`container`], [`constraint`]: the larger
 //!   sections; constraints keep Marathon's array form on the wire;
+//! - [`artifact`], [`template`]: the release an agent lays out and the
+//!   configuration files it renders for every task;
 //! - [`unreachable`]: waiting for an unreachable agent before replacing;
 //! - [`id`]: the service-tree id `cop.<c>_owt.<o>_pdl.<p>..._cluster.<cl>`;
 //! - [`tree`]: [`TreeNode`], a node of the service tree and what it covers;
@@ -48,6 +50,7 @@
 //! The user-facing reference is `docs/job-spec.md`, the machine-readable one
 //! `docs/job-spec.schema.json`; tests keep both in step with this code.
 
+pub mod artifact;
 pub mod constraint;
 pub mod container;
 pub mod dns;
@@ -58,10 +61,12 @@ pub mod parse;
 pub mod ports;
 pub mod rollout;
 pub mod spec;
+pub mod template;
 pub mod tree;
 pub mod unreachable;
 pub mod validate;
 
+pub use artifact::Artifact;
 pub use constraint::{Constraint, ConstraintOperator};
 pub use container::{Container, DockerContainer, DockerNetwork, PortMapping, Volume};
 pub use error::{FieldError, SpecError};
@@ -71,5 +76,6 @@ pub use parse::{deserialize_job_spec, parse_job_spec, Format};
 pub use ports::{PortProtocol, PortSpec};
 pub use rollout::{Amount, Limits};
 pub use spec::{Backoff, Flapping, JobSpec, JobType, PlacementPolicy, Resources, UpgradeStrategy};
+pub use template::Template;
 pub use tree::TreeNode;
 pub use unreachable::UnreachableStrategy;

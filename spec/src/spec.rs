@@ -8,12 +8,14 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::artifact::Artifact;
 use crate::constraint::Constraint;
 use crate::container::Container;
 use crate::health::HealthCheck;
 use crate::id::ServiceTreeId;
 use crate::ports::PortSpec;
 use crate::rollout::{is_false, is_zero, Amount};
+use crate::template::Template;
 use crate::unreachable::UnreachableStrategy;
 
 /// A job: what to run, how many copies, with which resources, where and how.
@@ -81,6 +83,15 @@ pub struct JobSpec {
     /// them their config hash and spec version.
     #[serde(rename = "type", default, skip_serializing_if = "JobType::is_service")]
     pub job_type: JobType,
+    /// Files fetched, checked and laid out as the job's release before a
+    /// task starts. Left out of the canonical form when empty, so specs
+    /// written before it keep their bytes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<Artifact>,
+    /// Configuration files rendered into every task's sandbox before it
+    /// starts. Left out of the canonical form when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub templates: Vec<Template>,
 }
 
 /// What keeping a job means (Nomad's `type`).
@@ -150,6 +161,8 @@ impl JobSpec {
             flapping: Flapping::default(),
             unreachable_strategy: None,
             job_type: JobType::Service,
+            artifacts: Vec::new(),
+            templates: Vec::new(),
         }
     }
 

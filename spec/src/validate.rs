@@ -112,6 +112,22 @@ impl JobSpec {
         if let Some(u) = &self.unreachable_strategy {
             crate::unreachable::check_unreachable(u, &mut errors);
         }
+        crate::artifact::check_artifacts(&self.artifacts, &mut errors);
+        if self.container.is_some() {
+            // The agent lays releases out for native tasks only so far.
+            for (field, used) in [
+                ("artifacts", !self.artifacts.is_empty()),
+                ("templates", !self.templates.is_empty()),
+            ] {
+                if used {
+                    errors.push(
+                        field,
+                        "not supported for container jobs yet: native tasks only",
+                    );
+                }
+            }
+        }
+        crate::template::check_templates(&self.templates, &mut errors);
         let errors = errors.into_vec();
         if errors.is_empty() {
             Ok(())

@@ -205,6 +205,23 @@ fn invalid_specs_are_rejected_by_both() {
         ),
         ("type", json!({"id": id, "cmd": "x", "type": "cron"})),
         (
+            "short sha256",
+            json!({"id": id, "cmd": "x", "artifacts": [{"url": "http://h/a", "sha256": "ab"}]}),
+        ),
+        (
+            "ftp artifact",
+            json!({"id": id, "cmd": "x", "artifacts": [{"url": "ftp://h/a", "sha256": "a".repeat(64)}]}),
+        ),
+        (
+            "template with source and inline",
+            json!({"id": id, "cmd": "x", "templates": [{"source": "a", "inline": "b", "dest": "c"}]}),
+        ),
+        (
+            "template value named like a section",
+            json!({"id": id, "cmd": "x", "templates": [{"inline": "b", "dest": "c",
+                "values": {"Prod": {}}}]}),
+        ),
+        (
             "a batch of 11",
             json!({"id": id, "cmd": "x", "type": "batch", "instances": 11}),
         ),
@@ -279,6 +296,18 @@ fn schema_docs_and_code_name_the_same_fields() {
     }
     keys(&canonical["ports"], &mut used);
     keys(&canonical["health_checks"], &mut used);
+    // Artifacts and templates are for native tasks, so docker-web.json has
+    // none: release-web.yaml sets every field of both.
+    let release = std::fs::read(docs().join("examples/release-web.yaml")).expect("example");
+    let release = parse_job_spec(&release, Format::Yaml).expect("valid");
+    let release: Value = serde_json::from_slice(&release.to_canonical_json()).expect("json");
+    for list in ["artifacts", "templates"] {
+        used.insert(list.to_owned());
+        for item in release[list].as_array().expect(list) {
+            // The item's own fields only: `values` holds the user's names.
+            used.extend(item.as_object().expect("object").keys().cloned());
+        }
+    }
     used.insert("args".to_owned());
     used.insert("cmd".to_owned());
     // `type` is left out of the canonical form of services, so specs

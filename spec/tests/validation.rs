@@ -473,3 +473,46 @@ fn job_type_is_service_or_batch_and_batches_are_small() {
     assert_eq!(e.errors[0].field, "instances", "{e}");
     assert!(e.errors[0].reason.contains("batch"), "{e}");
 }
+
+#[test]
+fn artifact_and_template_rules() {
+    let sha = "ab".repeat(32);
+    let spec = format!(
+        r#"{{"id": "{ID}", "cmd": "x",
+            "artifacts": [{{"url": "http://h/app.tar.gz", "sha256": "{sha}", "extract": true}},
+                          {{"url": "http://h/x", "sha256": "12"}}],
+            "templates": [{{"source": "config.template.yml", "dest": "config.yml",
+                            "values": {{"base": {{"a": 1}}, "production": {{"a": 2}}}}}},
+                          {{"inline": "x", "dest": "current/x"}}]}}"#
+    );
+    let err = parse_job_spec(spec.as_bytes(), Format::Json).unwrap_err();
+    let shown = err.to_string();
+    assert!(
+        shown.contains("artifacts[1].sha256: must be 64 hex digits"),
+        "{shown}"
+    );
+    assert!(err.has_field("templates[1].dest"), "{shown}");
+    assert_eq!(err.errors.len(), 2, "{shown}");
+
+    let ok = spec
+        .replace(r#""12""#, &format!(r#""{sha}""#))
+        .replace("current/x", "x.conf");
+    let parsed = parse_job_spec(ok.as_bytes(), Format::Json).expect("valid");
+    assert_eq!(parsed.artifacts.len(), 2);
+    assert_eq!(parsed.templates[0].values["production"]["a"], 2);
+    // Both are embodied by tasks: changing them replaces tasks.
+    assert_ne!(parsed.config_hash(), base().config_hash());
+    let mut changed = parsed.clone();
+    changed.templates[0].values.clear();
+    assert_ne!(parsed.config_hash(), changed.config_hash());
+    // And an empty list leaves the canonical form as it was.
+    let canonical = String::from_utf8(base().to_canonical_json()).expect("utf-8");
+    assert!(!canonical.contains("artifacts") && !canonical.contains("templates"));
+
+    let mut container = base();
+    container.cmd = None;
+    container.container = Some(docker("nginx"));
+    container.artifacts = parsed.artifacts.clone();
+    let err = container.validate().unwrap_err();
+    assert!(err.has_field("artifacts"), "{err}");
+}

@@ -13,7 +13,7 @@ mod env;
 mod recover;
 mod supervise;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -31,6 +31,7 @@ use crate::checkpoint::{self, TaskCheckpoint};
 use crate::error::{Error, Result};
 use crate::ports::{PortAllocator, PortRange};
 use crate::procfs;
+use crate::release::{self, ReleaseError, ReleaseSpec, TaskFacts};
 use crate::sandbox;
 use crate::task::{now_ms, Reason, TaskCommand, TaskSpec, TaskState, TaskStatus};
 use crate::wrapper::wrapper_args;
@@ -113,6 +114,9 @@ pub struct Recovery {
 
 struct TaskEntry {
     info: RunningTask,
+    /// The task's job and release version: releases in use are kept.
+    job_id: String,
+    release_version: Option<u64>,
     kill_tx: mpsc::UnboundedSender<Duration>,
     kill_grace: Duration,
     supervisor: Option<JoinHandle<()>>,
@@ -124,6 +128,9 @@ pub(crate) struct Inner {
     ports: Mutex<PortAllocator>,
     tasks: Mutex<HashMap<String, TaskEntry>>,
     status_tx: mpsc::UnboundedSender<TaskStatus>,
+    /// One lock per job: its release cache is changed by one launch at a
+    /// time.
+    release_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Inner {
@@ -146,6 +153,23 @@ impl Inner {
 
     fn release_ports(&self, ports: &[u16]) {
         self.ports().release(ports);
+    }
+
+    fn release_lock(&self, job_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .release_locks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Arc::clone(locks.entry(job_id.to_string()).or_default())
+    }
+
+    /// Release versions of `job_id` that supervised tasks run.
+    fn releases_in_use(&self, job_id: &str) -> BTreeSet<u64> {
+        self.tasks()
+            .values()
+            .filter(|e| e.job_id == job_id)
+            .filter_map(|e| e.release_version)
+            .collect()
     }
 
     fn forget(&self, task_id: &str) {
@@ -219,6 +243,7 @@ impl Executor {
             ports: Mutex::new(PortAllocator::new(ports)),
             tasks: Mutex::new(HashMap::new()),
             status_tx,
+            release_locks: Mutex::new(HashMap::new()),
         };
         (
             Self {
@@ -306,6 +331,14 @@ impl Executor {
 
         let sandbox_dir = sandbox::sandbox_dir(&config.data_dir, &task);
         let (stdout, stderr) = sandbox::create(&sandbox_dir)?;
+        if let Some(release) = &spec.release {
+            self.install_release(spec, release, &ports, &sandbox_dir)
+                .await
+                .map_err(|e| Error::Launch {
+                    task: task.clone(),
+                    message: e.to_string(),
+                })?;
+        }
         let limits = CgroupLimits {
             cpus: (spec.cpus > 0.0).then_some(spec.cpus),
             memory_bytes: (spec.mem_mib > 0).then_some(spec.mem_mib << 20),
@@ -399,6 +432,43 @@ impl Executor {
         Ok(info)
     }
 
+    /// Lays out (or reuses) the task's release and renders its templates
+    /// into the sandbox.
+    async fn install_release(
+        &self,
+        spec: &TaskSpec,
+        release: &ReleaseSpec,
+        ports: &[u16],
+        sandbox: &Path,
+    ) -> std::result::Result<(), ReleaseError> {
+        check_task_id(&spec.job_id).map_err(|e| ReleaseError::Io {
+            op: "use the job id as a directory name",
+            path: PathBuf::from(&spec.job_id),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()),
+        })?;
+        let config = &self.inner.config;
+        let lock = self.inner.release_lock(&spec.job_id);
+        let dir = {
+            let _guard = lock.lock().await;
+            let in_use = self.inner.releases_in_use(&spec.job_id);
+            release::prepare(&config.data_dir, &spec.job_id, release, &in_use).await?
+        };
+        let facts = TaskFacts {
+            task_id: &spec.task_id,
+            job_id: &spec.job_id,
+            host: &config.hostname,
+            ports: spec
+                .ports
+                .iter()
+                .zip(ports)
+                .filter(|(request, _)| !request.name.is_empty())
+                .map(|(request, port)| (request.name.clone(), *port))
+                .collect(),
+            sandbox,
+        };
+        release::install(&dir, release, &facts)
+    }
+
     fn supervise(
         &self,
         checkpoint: TaskCheckpoint,
@@ -409,6 +479,8 @@ impl Executor {
     ) {
         let (kill_tx, kill_rx) = mpsc::unbounded_channel();
         let task_id = info.task_id.clone();
+        let job_id = checkpoint.spec.job_id.clone();
+        let release_version = checkpoint.spec.release.as_ref().map(|r| r.version);
         // Register before the supervisor can run (and `forget` the entry).
         let mut tasks = self.inner.tasks();
         let supervisor = tokio::spawn(watch(
@@ -422,6 +494,8 @@ impl Executor {
             task_id,
             TaskEntry {
                 info,
+                job_id,
+                release_version,
                 kill_tx,
                 kill_grace,
                 supervisor: Some(supervisor),

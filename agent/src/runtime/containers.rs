@@ -71,6 +71,13 @@ impl Runtime {
         &self,
         t: &LaunchTask,
     ) -> std::result::Result<(Arc<DockerExecutor>, ContainerTask), String> {
+        if !t.artifacts.is_empty() || !t.templates.is_empty() {
+            return Err(
+                "artifacts, templates: not supported for container tasks yet (the \
+                        release is laid out for native tasks only)"
+                    .into(),
+            );
+        }
         let (Some(docker), Some(config)) = (&self.docker, &self.docker_config) else {
             return Err(format!(
                 "container.docker: the Docker executor is unavailable on this agent: {}",

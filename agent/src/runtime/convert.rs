@@ -7,6 +7,7 @@ use std::time::Duration;
 use ocean_proto::agent as pb;
 
 use crate::health::{HealthCheckSpec, Protocol, TaskHealth};
+use crate::release::{ArtifactSpec, DnsFacts, ReleaseSpec, TemplateSpec};
 use crate::task::{PortRequest, TaskCommand, TaskSpec, TaskStatus};
 
 /// Kill grace of a task whose launch does not set one (`kill_grace_ms = 0`).
@@ -45,7 +46,9 @@ pub fn task_spec(t: &pb::LaunchTask) -> Result<TaskSpec, String> {
         ms => Duration::from_millis(ms),
     };
     let health_checks = health_checks(t)?;
+    let release = release(t)?;
     Ok(TaskSpec {
+        release,
         health_checks,
         task_id: t.task_id.clone(),
         job_id: t.job_id.clone(),
@@ -57,6 +60,71 @@ pub fn task_spec(t: &pb::LaunchTask) -> Result<TaskSpec, String> {
         ports,
         kill_grace,
     })
+}
+
+/// The release and templates of a launch, `None` when it has neither;
+/// errors name the field.
+pub fn release(t: &pb::LaunchTask) -> Result<Option<ReleaseSpec>, String> {
+    if t.artifacts.is_empty() && t.templates.is_empty() {
+        return Ok(None);
+    }
+    let artifacts = t
+        .artifacts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            if a.sha256.len() != 64 || !a.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!("artifacts[{i}].sha256: must be 64 hex digits"));
+            }
+            if a.dest.starts_with('/') || a.dest.split('/').any(|p| p == "..") {
+                return Err(format!("artifacts[{i}].dest: must stay inside the release"));
+            }
+            Ok(ArtifactSpec {
+                url: a.url.clone(),
+                sha256: a.sha256.to_ascii_lowercase(),
+                extract: a.extract,
+                dest: a.dest.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let templates = t
+        .templates
+        .iter()
+        .enumerate()
+        .map(|(i, tpl)| {
+            let values = if tpl.values_json.is_empty() {
+                Default::default()
+            } else {
+                serde_json::from_str(&tpl.values_json)
+                    .map_err(|e| format!("templates[{i}].values: {e}"))?
+            };
+            if tpl.dest.is_empty()
+                || tpl.dest.starts_with('/')
+                || tpl.dest.split('/').any(|p| p == "..")
+            {
+                return Err(format!("templates[{i}].dest: must stay inside the sandbox"));
+            }
+            Ok(TemplateSpec {
+                source: tpl.source.clone(),
+                inline: tpl.inline.clone(),
+                dest: tpl.dest.clone(),
+                values,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let dns = t.dns.clone().unwrap_or_default();
+    Ok(Some(ReleaseSpec {
+        version: t.spec_version,
+        environment: t.environment.clone(),
+        artifacts,
+        templates,
+        dns: DnsFacts {
+            job: dns.job,
+            task: dns.task,
+            srv: dns.srv.into_iter().collect(),
+            domain: t.dns_domain.clone(),
+        },
+    }))
 }
 
 /// Checks a launch's health checks (native or container), naming the

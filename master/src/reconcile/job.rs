@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::collections::BTreeSet;
 
 use ocean_proto::agent::{
-    DockerPortMapping, DockerTask, DockerVolume, HealthCheck, LaunchTask, Port,
+    Artifact, DnsNames, DockerPortMapping, DockerTask, DockerVolume, HealthCheck, LaunchTask, Port,
+    Template,
 };
 use ocean_proto::internal::{Agent, Deployment, Job, Task};
 use ocean_scheduler_policies as sp;
@@ -25,6 +26,8 @@ pub struct JobView {
     pub id: String,
     /// The state version that last changed the job.
     pub updated_version: u64,
+    /// The job's spec version (names the release agents lay out).
+    pub spec_version: u64,
     /// The spec.
     pub spec: Arc<JobSpec>,
     /// [`config_hash`] of the spec.
@@ -79,6 +82,7 @@ impl JobView {
             pdl,
             id: job.id.clone(),
             updated_version: job.updated_version,
+            spec_version: crate::kernel::state::jobs::spec_version(job),
             hash,
             spec: Arc::new(spec),
             constraints,
@@ -185,6 +189,14 @@ impl JobView {
                 .as_ref()
                 .map(|c| docker_task(&c.docker, &spec.ports)),
             labels: spec.labels.clone().into_iter().collect(),
+            artifacts: spec.artifacts.iter().map(artifact).collect(),
+            templates: spec.templates.iter().map(template).collect(),
+            spec_version: self.spec_version,
+            environment: spec.service_tree_id().cluster,
+            dns: Some(dns_names(spec, &task.id)),
+            // The reconciler does not know the zone; the agent then uses
+            // the default one.
+            dns_domain: String::new(),
         }
     }
 
@@ -208,6 +220,47 @@ fn health_check(h: &ocean_spec::HealthCheck) -> HealthCheck {
         interval_ms: ms(h.interval_seconds),
         timeout_ms: ms(h.timeout_seconds),
         max_consecutive_failures: h.max_consecutive_failures,
+    }
+}
+
+/// A release file as the agent fetches it.
+fn artifact(a: &ocean_spec::Artifact) -> Artifact {
+    Artifact {
+        url: a.url.clone(),
+        sha256: a.sha256.clone(),
+        extract: a.extract,
+        dest: a.dest_path().unwrap_or_default(),
+    }
+}
+
+/// A configuration template as the agent renders it; its values travel as
+/// JSON (they are free-form).
+fn template(t: &ocean_spec::Template) -> Template {
+    Template {
+        source: t.source.clone(),
+        inline: t.inline.clone(),
+        dest: t.dest.clone(),
+        values_json: serde_json::to_string(&t.values).unwrap_or_default(),
+    }
+}
+
+/// The names Ocean's DNS serves for the job and for `task_id`, relative to
+/// the zone (empty where the id gives none).
+fn dns_names(spec: &JobSpec, task_id: &str) -> DnsNames {
+    let job = ocean_spec::dns::job_relative_name(&spec.service_tree_id());
+    DnsNames {
+        task: ocean_spec::dns::task_label(task_id, &spec.id)
+            .map(|label| format!("{label}.{job}"))
+            .unwrap_or_default(),
+        srv: spec
+            .ports
+            .iter()
+            .filter_map(|p| {
+                let srv = ocean_spec::dns::srv_name(&p.name, p.protocol, &job)?;
+                Some((p.name.clone(), srv))
+            })
+            .collect(),
+        job,
     }
 }
 
@@ -447,6 +500,44 @@ mod tests {
         let r = v.request(vec!["t1".into()]);
         assert_eq!(r.tasks, vec!["t1".to_string()]);
         assert_eq!(v.kill_grace_ms(), 5000);
+    }
+
+    #[test]
+    fn launches_carry_the_release_templates_and_names() {
+        let mut spec = serde_json::from_value::<JobSpec>(serde_json::json!({
+            "id": "cop.c_owt.o_pdl.p_service.s_job.j_cluster.production",
+            "cmd": "sleep 1",
+            "ports": [{"name": "http"}],
+            "artifacts": [{"url": "http://h/app.tar.gz", "sha256": "ab".repeat(32), "extract": true},
+                          {"url": "http://h/bin/tool", "sha256": "cd".repeat(32)}],
+            "templates": [{"inline": "x={{ x }}", "dest": "a.conf",
+                           "values": {"base": {"x": 1}, "production": {"x": 2}}}],
+        }))
+        .unwrap();
+        spec.instances = 2;
+        let job = Job {
+            id: spec.id.clone(),
+            spec_json: spec.to_canonical_json(),
+            spec_version: 7,
+            ..Default::default()
+        };
+        let task = Task {
+            id: task_id(&spec.id, 3, 0),
+            job_id: spec.id.clone(),
+            ..Default::default()
+        };
+        let l = JobView::parse(&job).unwrap().launch(&task);
+        assert_eq!((l.spec_version, l.environment.as_str()), (7, "production"));
+        assert_eq!(l.artifacts[0].dest, "");
+        assert!(l.artifacts[0].extract);
+        assert_eq!(l.artifacts[1].dest, "tool");
+        assert_eq!(l.templates[0].inline.as_deref(), Some("x={{ x }}"));
+        let values: serde_json::Value = serde_json::from_str(&l.templates[0].values_json).unwrap();
+        assert_eq!(values["production"]["x"], 2);
+        let dns = l.dns.unwrap();
+        assert_eq!(dns.job, "j.s.p.production");
+        assert_eq!(dns.srv["http"], "_http._tcp.j.s.p.production");
+        assert!(dns.task.ends_with(".j.s.p.production"), "{}", dns.task);
     }
 
     #[test]
