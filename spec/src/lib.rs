@@ -49,6 +49,7 @@
 //! `docs/job-spec.schema.json`; tests keep both in step with this code.
 
 pub mod constraint;
+pub mod diff;
 pub mod container;
 pub mod dns;
 pub mod error;
