@@ -153,7 +153,9 @@ pub async fn job(c: &Client, cmd: JobCommand) -> anyhow::Result<()> {
             detach,
             timeout,
         } => {
-            let v = c.request(Method::POST, "/v1/jobs", spec_body(&file)?).await?;
+            let v = c
+                .request(Method::POST, "/v1/jobs", spec_body(&file)?)
+                .await?;
             if c.json {
                 print_json(&v);
             } else {

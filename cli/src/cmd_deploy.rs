@@ -94,7 +94,10 @@ pub async fn deployment(c: &Client, cmd: DeploymentCommand) -> anyhow::Result<()
                 s(&v, "from_spec_version")
             );
             println!("{}", progress_line(&v, now_ms()));
-            println!("{:<70} {:<4} {:<10} {:<8} {:<9} HOST", "TASK", "VER", "STATE", "HEALTHY", "REPLACED");
+            println!(
+                "{:<70} {:<4} {:<10} {:<8} {:<9} HOST",
+                "TASK", "VER", "STATE", "HEALTHY", "REPLACED"
+            );
             for t in v["tasks"].as_array().into_iter().flatten() {
                 println!(
                     "{:<70} {:<4} {:<10} {:<8} {:<9} {}",
@@ -199,9 +202,21 @@ pub async fn plan(c: &Client, file: &Path) -> anyhow::Result<()> {
     } else if !changes.is_empty() {
         println!("changes:");
         for ch in &changes {
-            let mark = if ch["replaces_tasks"] == true { "*" } else { " " };
-            let show = |k| ch.get(k).map_or("(absent)".into(), |x: &Value| x.to_string());
-            println!("  {mark} {}: {} -> {}", s(ch, "path"), show("old"), show("new"));
+            let mark = if ch["replaces_tasks"] == true {
+                "*"
+            } else {
+                " "
+            };
+            let show = |k| {
+                ch.get(k)
+                    .map_or("(absent)".into(), |x: &Value| x.to_string())
+            };
+            println!(
+                "  {mark} {}: {} -> {}",
+                s(ch, "path"),
+                show("old"),
+                show("new")
+            );
         }
         println!("  (* replaces tasks)");
     }
@@ -231,7 +246,12 @@ pub async fn plan(c: &Client, file: &Path) -> anyhow::Result<()> {
             s(p, "waiting")
         );
         for t in p["placed"].as_array().into_iter().flatten() {
-            println!("  {} on {} ({})", s(t, "task"), s(t, "hostname"), s(t, "agent"));
+            println!(
+                "  {} on {} ({})",
+                s(t, "task"),
+                s(t, "hostname"),
+                s(t, "agent")
+            );
         }
         if p["waiting"].as_u64().unwrap_or(0) > 0 {
             println!("  waiting: {}", s(p, "waiting_reason"));

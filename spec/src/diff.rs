@@ -29,7 +29,12 @@ pub struct FieldChange {
 /// The changes from `old` to `new`, in path order.
 pub fn diff(old: &JobSpec, new: &JobSpec) -> Vec<FieldChange> {
     let mut out = Vec::new();
-    leaves(&mut out, String::new(), Some(&to_value(old)), Some(&to_value(new)));
+    leaves(
+        &mut out,
+        String::new(),
+        Some(&to_value(old)),
+        Some(&to_value(new)),
+    );
     let mut embodied = Vec::new();
     leaves(
         &mut embodied,
@@ -103,7 +108,9 @@ mod tests {
     }
 
     fn paths(c: &[FieldChange]) -> Vec<(&str, bool)> {
-        c.iter().map(|c| (c.path.as_str(), c.replaces_tasks)).collect()
+        c.iter()
+            .map(|c| (c.path.as_str(), c.replaces_tasks))
+            .collect()
     }
 
     #[test]

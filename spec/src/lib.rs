@@ -49,8 +49,8 @@
 //! `docs/job-spec.schema.json`; tests keep both in step with this code.
 
 pub mod constraint;
-pub mod diff;
 pub mod container;
+pub mod diff;
 pub mod dns;
 pub mod error;
 pub mod health;

@@ -104,8 +104,14 @@ pub fn plan_job(st: &ClusterState, connected: &HashSet<String>, new: &JobSpec) -
     };
     let replaces_tasks = old.as_ref().is_some_and(|o| o.config_hash() != new_hash);
     let limits = new.upgrade_strategy.limits(new.instances);
-    let steps = steps(old.as_ref(), new, to_replace as u32, live.len() as u32, limits);
-    let first = first_batch(old.as_ref(), new, to_replace as u32, live.len() as u32, limits);
+    let steps = steps(old.as_ref(), new, to_replace as u32, limits);
+    let first = first_batch(
+        old.as_ref(),
+        new,
+        to_replace as u32,
+        live.len() as u32,
+        limits,
+    );
     let placement = dry_run(st, connected, job.map(|j| j.as_ref()), new, first);
     let summary = summary(old.as_ref(), new, replaces_tasks, to_replace, live.len());
     JobPlan {
@@ -172,21 +178,25 @@ fn first_batch(old: Option<&JobSpec>, new: &JobSpec, to_replace: u32, live: u32,
     n.min(to_replace) + grow
 }
 
-fn steps(old: Option<&JobSpec>, new: &JobSpec, to_replace: u32, live: u32, l: Limits) -> Vec<PlanStep> {
+fn steps(old: Option<&JobSpec>, new: &JobSpec, to_replace: u32, l: Limits) -> Vec<PlanStep> {
     let mut out = Vec::new();
-    let Some(_) = old else {
+    if old.is_none() {
         out.push(PlanStep {
             kind: "start",
             tasks: new.instances,
             detail: format!("start {} task(s)", new.instances),
         });
-        return out;
-    };
-    if new.instances > live {
+    }
+    let Some(old) = old else { return out };
+    if new.instances > old.instances {
+        let more = new.instances - old.instances;
         out.push(PlanStep {
             kind: "scale",
-            tasks: new.instances - live,
-            detail: format!("start {} more task(s)", new.instances - live),
+            tasks: more,
+            detail: format!(
+                "start {more} more task(s) (instances {} -> {})",
+                old.instances, new.instances
+            ),
         });
     }
     if to_replace == 0 {
@@ -199,7 +209,10 @@ fn steps(old: Option<&JobSpec>, new: &JobSpec, to_replace: u32, live: u32, l: Li
         l.surge, new.instances, l.floor
     );
     if s.sleep_seconds > 0 {
-        pace.push_str(&format!(", {} s sleep after each replaced task", s.sleep_seconds));
+        pace.push_str(&format!(
+            ", {} s sleep after each replaced task",
+            s.sleep_seconds
+        ));
     }
     if s.min_healthy_seconds > 0 {
         pace.push_str(&format!(
@@ -239,7 +252,11 @@ fn steps(old: Option<&JobSpec>, new: &JobSpec, to_replace: u32, live: u32, l: Li
             out.push(PlanStep {
                 kind: "pause",
                 tasks: 0,
-                detail: format!("pause after {} replaced (step {}) until resumed", to_replace - left, s.step),
+                detail: format!(
+                    "pause after {} replaced (step {}) until resumed",
+                    to_replace - left,
+                    s.step
+                ),
             });
         }
     }
@@ -335,7 +352,11 @@ fn dry_run(
             .collect(),
         waiting: unplaced.map_or(0, |u| u.tasks.len()),
         waiting_reason: unplaced.map(|u| u.reason.to_string()).unwrap_or_default(),
-        preempted: plan.preemptions.iter().map(|p| p.victim.to_string()).collect(),
+        preempted: plan
+            .preemptions
+            .iter()
+            .map(|p| p.victim.to_string())
+            .collect(),
     }
 }
 
@@ -343,8 +364,8 @@ fn dry_run(
 mod tests {
     use super::*;
     use crate::kernel::state::put_job_command;
-    use crate::service::LocalKernel;
     use crate::service::Kernel as _;
+    use crate::service::LocalKernel;
 
     const ID: &str = "cop.c_owt.o_pdl.p_service.s_job.j_cluster.c";
 
@@ -353,7 +374,8 @@ mod tests {
         s.instances = instances;
         s.health_checks
             .push(serde_json::from_str(r#"{"protocol": "tcp", "port_name": "p"}"#).unwrap());
-        s.ports.push(serde_json::from_str(r#"{"name": "p"}"#).unwrap());
+        s.ports
+            .push(serde_json::from_str(r#"{"name": "p"}"#).unwrap());
         s
     }
 
@@ -379,7 +401,7 @@ mod tests {
         new.upgrade_strategy.step = 3;
         let old = spec("a", 10);
         let l = new.upgrade_strategy.limits(10);
-        let s = steps(Some(&old), &new, 10, 10, l);
+        let s = steps(Some(&old), &new, 10, l);
         let kinds: Vec<(&str, u32)> = s.iter().map(|s| (s.kind, s.tasks)).collect();
         assert_eq!(
             kinds,
