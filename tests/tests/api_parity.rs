@@ -159,7 +159,7 @@ async fn every_rest_route_is_answered_through_grpc_too() {
             Row {
                 route: "POST /v1/jobs/{id}/plan",
                 rest: ("POST", format!("/v1/jobs/{a}/plan"), Some(plan_body.clone())),
-                grpc: { let a = ai.clone(); let body = plan_body.clone(); grpc!([a] |c| c.plan_job(PlanJobRequest { id: a.clone(), spec: body.clone(), format: "json".into() }),
+                grpc: { let ab = (ai.clone(), plan_body.clone()); grpc!([ab] |c| c.plan_job(PlanJobRequest { id: ab.0.clone(), spec: ab.1.clone(), format: "json".into() }),
                     |v| { let plan: Value = serde_json::from_slice(&v.plan_json).unwrap_or_default();
                           json!({"replaces_tasks": v.replaces_tasks, "summary": v.summary, "changes": plan["changes"], "steps": plan["steps"], "placement": plan["placement"]}) }) },
                 agree: Box::new(|r, g| {

@@ -87,7 +87,7 @@ fn spec(cmd: &str, env: &str, interval: u32, strategy: Value) -> Value {
         "ports": [{"name": "http"}],
         "health_checks": [{
             "protocol": "tcp", "port_name": "http",
-            "grace_period_seconds": 1, "interval_seconds": interval,
+            "grace_period_seconds": 15, "interval_seconds": interval,
             "timeout_seconds": 1, "max_consecutive_failures": 2
         }],
         "upgrade_strategy": strategy,
@@ -100,6 +100,26 @@ fn write(dir: &Path, name: &str, v: &Value) -> String {
     let p = dir.join(name);
     std::fs::write(&p, serde_json::to_vec_pretty(v).unwrap()).unwrap();
     p.display().to_string()
+}
+
+/// Waits until `n` tasks run and their health checks pass.
+fn wait_healthy(http: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let o = ocean(&["--json", "task", "list", "--job", ID], http);
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        let healthy = v["tasks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| t["state"] == "RUNNING" && t["healthy"] == true)
+            .count();
+        if healthy == n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{n} tasks never healthy: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 fn live_task_ids(http: &str) -> Vec<String> {
@@ -133,6 +153,7 @@ fn deployments_from_the_command_line() {
     let o = ocean(&["job", "run", "--timeout", "60", &v1], &http);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("2/2 running"), "{}", text(&o));
+    wait_healthy(&http, 2);
     let before = live_task_ids(&http);
     assert_eq!(before.len(), 2, "{before:?}");
 
@@ -155,6 +176,9 @@ fn deployments_from_the_command_line() {
     assert!(o.status.success(), "{}", text(&o));
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(live_task_ids(&http), before, "a task was replaced");
+    let o = ocean(&["--json", "deployment", "list", "--job", ID], &http);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["deployments"], json!([]), "{v}");
 
     // A change tasks embody: the plan counts both tasks and places the
     // first on the dev agent.
