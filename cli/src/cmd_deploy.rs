@@ -290,11 +290,10 @@ pub fn progress_line(d: &Value, now: u64) -> String {
     let replaced = d["replaced"].as_u64().unwrap_or(0);
     let healthy = d["healthy"].as_u64().unwrap_or(0);
     const WIDTH: u64 = 20;
-    let filled = if total == 0 {
-        WIDTH
-    } else {
-        (replaced.min(total) * WIDTH) / total
-    };
+    // A deployment of no tasks is complete.
+    let filled = (replaced.min(total) * WIDTH)
+        .checked_div(total)
+        .unwrap_or(WIDTH);
     let bar: String = (0..WIDTH)
         .map(|i| if i < filled { '#' } else { '-' })
         .collect();
