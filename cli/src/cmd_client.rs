@@ -11,10 +11,34 @@ use crate::client::{Body, Client, Method};
 /// `ocean job ...`
 #[derive(Debug, Subcommand)]
 pub enum JobCommand {
-    /// Create or update a job from a JSON or YAML spec file ('-' for stdin).
+    /// Create or update a job from a JSON or YAML spec file ('-' for
+    /// stdin), then follow what it started: the deployment's progress
+    /// until it ends (non-zero exit unless it succeeds), or a new job's
+    /// instances until they run.
     Run {
         /// The spec file.
         file: PathBuf,
+        /// Return at once after the put, following nothing.
+        #[arg(long)]
+        detach: bool,
+        /// Give up following after this many seconds (the deployment goes on).
+        #[arg(long, default_value_t = 900)]
+        timeout: u64,
+    },
+    /// What putting a spec would do, committing nothing: the field-level
+    /// diff, which tasks a deployment would replace and in what steps, and
+    /// where placement would put the first batch (or why it would wait).
+    Plan {
+        /// The spec file (JSON or YAML, '-' for stdin).
+        file: PathBuf,
+    },
+    /// Roll a job back to an earlier spec version (a deployment starts).
+    Rollback {
+        /// The job's service-tree id.
+        id: String,
+        /// The spec version to return to (default: the previous one).
+        #[arg(long = "to")]
+        to: Option<u64>,
     },
     /// List jobs.
     List {
@@ -124,29 +148,13 @@ pub async fn status(c: &Client) -> anyhow::Result<()> {
 /// `ocean job ...`.
 pub async fn job(c: &Client, cmd: JobCommand) -> anyhow::Result<()> {
     match cmd {
-        JobCommand::Run { file } => {
-            let bytes = if file.as_os_str() == "-" {
-                let mut buf = Vec::new();
-                std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
-                    .context("reading stdin")?;
-                buf
-            } else {
-                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?
-            };
-            let content_type = match file.extension().and_then(|e| e.to_str()) {
-                Some("yaml" | "yml") => "application/yaml",
-                Some("json") => "application/json",
-                _ => "application/octet-stream",
-            };
+        JobCommand::Run {
+            file,
+            detach,
+            timeout,
+        } => {
             let v = c
-                .request(
-                    Method::POST,
-                    "/v1/jobs",
-                    Body::Raw {
-                        bytes,
-                        content_type: content_type.into(),
-                    },
-                )
+                .request(Method::POST, "/v1/jobs", spec_body(&file)?)
                 .await?;
             if c.json {
                 print_json(&v);
@@ -158,7 +166,13 @@ pub async fn job(c: &Client, cmd: JobCommand) -> anyhow::Result<()> {
                     s(&v, "version")
                 );
             }
+            if !detach {
+                crate::cmd_deploy::follow_run(c, &v, std::time::Duration::from_secs(timeout))
+                    .await?;
+            }
         }
+        JobCommand::Plan { file } => crate::cmd_deploy::plan(c, &file).await?,
+        JobCommand::Rollback { id, to } => crate::cmd_deploy::rollback(c, &id, to).await?,
         JobCommand::List { prefix } => {
             let path = match prefix {
                 Some(p) => format!("/v1/jobs?prefix={}", urlencode(&p)),
@@ -265,6 +279,26 @@ pub async fn member(c: &Client, cmd: MemberCommand) -> anyhow::Result<()> {
     };
     print_json(&v);
     Ok(())
+}
+
+/// A spec file ('-': stdin) as a request body, typed by its extension.
+pub fn spec_body(file: &std::path::Path) -> anyhow::Result<Body> {
+    let bytes = if file.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).context("reading stdin")?;
+        buf
+    } else {
+        std::fs::read(file).with_context(|| format!("reading {}", file.display()))?
+    };
+    let content_type = match file.extension().and_then(|e| e.to_str()) {
+        Some("yaml" | "yml") => "application/yaml",
+        Some("json") => "application/json",
+        _ => "application/octet-stream",
+    };
+    Ok(Body::Raw {
+        bytes,
+        content_type: content_type.into(),
+    })
 }
 
 /// Percent-encodes what may appear in an id or prefix.

@@ -5,6 +5,7 @@ mod client;
 mod cmd_agent;
 mod cmd_client;
 mod cmd_cron;
+mod cmd_deploy;
 mod cmd_dns;
 mod cmd_framework;
 mod cmd_server;
@@ -43,6 +44,10 @@ enum Command {
     /// Work with jobs.
     #[command(subcommand)]
     Job(cmd_client::JobCommand),
+    /// Follow and steer deployments (list, status, pause, resume, promote,
+    /// fail, cancel).
+    #[command(subcommand)]
+    Deployment(cmd_deploy::DeploymentCommand),
     /// List tasks and read their logs.
     #[command(subcommand)]
     Task(cmd_task::TaskCommand),
@@ -95,6 +100,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Master(args) => cmd_server::master(args).await,
         Command::Status => cmd_client::status(&client()?).await,
         Command::Job(cmd) => cmd_client::job(&client()?, cmd).await,
+        Command::Deployment(cmd) => cmd_deploy::deployment(&client()?, cmd).await,
         Command::Member(cmd) => cmd_client::member(&client()?, cmd).await,
         Command::Task(cmd) => cmd_task::task(&client()?, cmd).await,
         Command::Agent(cmd) => cmd_agent::agent(client, cmd).await,

@@ -33,6 +33,8 @@ pub mod follow;
 pub mod grpc;
 #[cfg(feature = "rest")]
 pub mod rest;
+#[cfg(feature = "rest")]
+mod rest_deployments;
 
 pub use ocean_proto::v1 as api;
 
@@ -122,6 +124,23 @@ pub trait Client: Send + Sync + std::fmt::Debug {
     async fn lease_release(&self, req: api::LeaseRequest) -> Result<api::LeaseInfo>;
     /// A lease as it stands.
     async fn lease_get(&self, req: api::LeaseRef) -> Result<api::LeaseInfo>;
+
+    /// Deployments of a job (or of every job), newest first per job.
+    async fn list_deployments(
+        &self,
+        req: api::ListDeploymentsRequest,
+    ) -> Result<api::ListDeploymentsResponse>;
+    /// One deployment with each task's progress.
+    async fn get_deployment(&self, req: api::DeploymentRef) -> Result<api::GetDeploymentResponse>;
+    /// Pauses, resumes, promotes, fails or cancels a deployment.
+    async fn deployment_action(
+        &self,
+        req: api::DeploymentActionRequest,
+    ) -> Result<api::WriteResponse>;
+    /// Puts a job back to an earlier spec version (a deployment starts).
+    async fn rollback_job(&self, req: api::RollbackJobRequest) -> Result<api::WriteResponse>;
+    /// What putting a spec would do, committing nothing.
+    async fn plan_job(&self, req: api::PlanJobRequest) -> Result<api::PlanJobResponse>;
 }
 
 /// Calls the macro `$m` with every unary call of [`Client`], one
@@ -159,6 +178,11 @@ macro_rules! with_unary_calls {
             lease_acquire(LeaseRequest) -> LeaseInfo;
             lease_release(LeaseRequest) -> LeaseInfo;
             lease_get(LeaseRef) -> LeaseInfo;
+            list_deployments(ListDeploymentsRequest) -> ListDeploymentsResponse;
+            get_deployment(DeploymentRef) -> GetDeploymentResponse;
+            deployment_action(DeploymentActionRequest) -> WriteResponse;
+            rollback_job(RollbackJobRequest) -> WriteResponse;
+            plan_job(PlanJobRequest) -> PlanJobResponse;
             ;
             $($rest)*
         }

@@ -53,6 +53,7 @@
 pub mod artifact;
 pub mod constraint;
 pub mod container;
+pub mod diff;
 pub mod dns;
 pub mod error;
 pub mod health;

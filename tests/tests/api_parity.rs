@@ -82,6 +82,16 @@ async fn every_rest_route_is_answered_through_grpc_too() {
         }
         let a = job_id("a");
         let b = job_id("b");
+        // A spec change starts a deployment of each job (spec version 2).
+        for name in ["a", "b"] {
+            let mut spec = job_spec(name);
+            spec["cmd"] = json!("sleep 3601");
+            assert_eq!(api.post("/v1/jobs", &spec).await?.status, 200);
+        }
+        let mut hc_only = job_spec("a");
+        hc_only["cmd"] = json!("sleep 3601");
+        hc_only["upgrade_strategy"] = json!({"step": 2});
+        let plan_body = serde_json::to_vec(&hc_only)?;
         let kv = "/v1/frameworks/parity/kv";
         let (ai, bi) = (a.clone(), b.clone());
         let rows: Vec<Row> = vec![
@@ -123,6 +133,57 @@ async fn every_rest_route_is_answered_through_grpc_too() {
                     let n = r["versions"].as_array().map_or(0, |v| v.len());
                     (json!(n) == g["n"] && r["versions"][0]["spec_version"] == g["top"]).then_some(()).ok_or(format!("{r} vs {g}"))
                 }),
+            },
+            Row {
+                route: "GET /v1/deployments",
+                rest: ("GET", format!("/v1/deployments?job={a}"), None),
+                grpc: { let a = ai.clone(); grpc!([a] |c| c.list_deployments(ListDeploymentsRequest { job: a.clone(), read: None }),
+                    |v| json!({"ids": v.deployments.iter().map(|d| d.id.clone()).collect::<Vec<_>>(),
+                               "states": v.deployments.iter().map(|d| d.state.clone()).collect::<Vec<_>>()})) },
+                agree: Box::new(|r, g| {
+                    let list = r["deployments"].as_array().cloned().unwrap_or_default();
+                    let ids: Vec<Value> = list.iter().map(|d| d["id"].clone()).collect();
+                    let states: Vec<Value> = list.iter().map(|d| d["state"].clone()).collect();
+                    (!ids.is_empty() && json!(ids) == g["ids"] && json!(states) == g["states"]).then_some(()).ok_or(format!("{r} vs {g}"))
+                }),
+            },
+            Row {
+                route: "GET /v1/deployments/{id}",
+                rest: ("GET", format!("/v1/deployments/{a}@2"), None),
+                grpc: { let a = ai.clone(); grpc!([a] |c| c.get_deployment(DeploymentRef { id: format!("{a}@2"), read: None }),
+                    |v| { let d = v.deployment.unwrap_or_default();
+                          let view: Value = serde_json::from_slice(&d.view_json).unwrap_or_default();
+                          json!({"id": d.id, "state": d.state, "spec_version": d.spec_version, "tasks": view["tasks"]}) }) },
+                agree: both(same("id", "id"), both(same("state", "state"), both(same("spec_version", "spec_version"), same("tasks", "tasks")))),
+            },
+            Row {
+                route: "POST /v1/jobs/{id}/plan",
+                rest: ("POST", format!("/v1/jobs/{a}/plan"), Some(plan_body.clone())),
+                grpc: { let ab = (ai.clone(), plan_body.clone()); grpc!([ab] |c| c.plan_job(PlanJobRequest { id: ab.0.clone(), spec: ab.1.clone(), format: "json".into() }),
+                    |v| { let plan: Value = serde_json::from_slice(&v.plan_json).unwrap_or_default();
+                          json!({"replaces_tasks": v.replaces_tasks, "summary": v.summary, "changes": plan["changes"], "steps": plan["steps"], "placement": plan["placement"]}) }) },
+                agree: Box::new(|r, g| {
+                    for k in ["replaces_tasks", "summary", "changes", "steps", "placement"] {
+                        if r[k] != g[k] {
+                            return Err(format!("{k}: REST {} but gRPC {}", r[k], g[k]));
+                        }
+                    }
+                    (r["replaces_tasks"] == false && r["changes"][0]["path"] == "upgrade_strategy.step").then_some(()).ok_or(format!("{r}"))
+                }),
+            },
+            Row {
+                route: "POST /v1/deployments/{id}/pause",
+                rest: ("POST", format!("/v1/deployments/{a}@2/pause"), Some(br#"{"reason": "parity"}"#.to_vec())),
+                grpc: { let b = bi.clone(); grpc!([b] |c| c.deployment_action(DeploymentActionRequest { id: format!("{b}@2"), action: "pause".into(), reason: "parity".into() }),
+                    |v| json!({"outcome": v.outcome})) },
+                agree: same("outcome", "outcome"),
+            },
+            Row {
+                route: "POST /v1/jobs/{id}/rollback",
+                rest: ("POST", format!("/v1/jobs/{a}/rollback"), Some(br#"{"to_version": 1}"#.to_vec())),
+                grpc: { let b = bi.clone(); grpc!([b] |c| c.rollback_job(RollbackJobRequest { id: b.clone(), to_version: Some(1) }),
+                    |v| json!({"outcome": v.outcome, "spec_version": v.spec_version})) },
+                agree: both(same("outcome", "outcome"), same("spec_version", "spec_version")),
             },
             Row {
                 route: "POST /v1/jobs/{id}/scale",

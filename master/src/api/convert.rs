@@ -117,6 +117,21 @@ pub fn kv(e: &int::KvEntry) -> api::KvEntry {
     }
 }
 
+/// A deployment: its main fields, and the REST view as JSON.
+pub fn deployment(d: &crate::service::deployments::DeploymentView) -> api::Deployment {
+    api::Deployment {
+        id: d.id.clone(),
+        job_id: d.job_id.clone(),
+        spec_version: d.spec_version,
+        state: d.state.clone(),
+        reason: d.reason.clone(),
+        instances: d.instances,
+        replaced: d.replaced as u64,
+        healthy: d.healthy,
+        view_json: serde_json::to_vec(d).unwrap_or_default(),
+    }
+}
+
 pub fn write(r: WriteResult) -> api::WriteResponse {
     api::WriteResponse {
         id: r.id,

@@ -7,9 +7,10 @@
 //! | `GET /v1/deployments/{id}`                    | one, with each task's progress         |
 //! | `POST /v1/deployments/{id}/{action}`          | pause, resume, promote, fail, cancel (`{"reason": ...}` optional) |
 //! | `POST /v1/jobs/{id}/rollback`                 | `{"to_version": N}` (default: previous)|
+//! | `POST /v1/jobs/{id}/plan`                     | a spec (as `POST /v1/jobs`): what putting it would do, committing nothing |
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
@@ -17,7 +18,7 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::extract::{parse_json, Body, Query};
-use super::jobs::versioned;
+use super::jobs::{spec_format, versioned};
 use crate::master::Master;
 use crate::service::ReadOptions;
 
@@ -30,6 +31,7 @@ pub fn routes() -> Router<Master> {
         .route("/v1/deployments/{id}", get(one))
         .route("/v1/deployments/{id}/{action}", post(act))
         .route("/v1/jobs/{id}/rollback", post(rollback))
+        .route("/v1/jobs/{id}/plan", post(plan))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -108,4 +110,30 @@ async fn rollback(
     };
     let r = m.service().rollback_job(&id, req.to_version).await?;
     Ok(versioned(r.version, StatusCode::OK, &r))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanQuery {
+    format: Option<String>,
+}
+
+async fn plan(
+    State(m): State<Master>,
+    Path(id): Path<String>,
+    Query(q): Query<PlanQuery>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> ApiResult<Response> {
+    let format = spec_format(q.format.as_deref(), &headers)?;
+    let spec = m.service().parse_spec(&body, format)?;
+    if spec.id != id {
+        return Err(ApiError::bad_request(
+            "id",
+            format!("the spec's id {} is not the job {id} of the path", spec.id),
+        ));
+    }
+    let connected = m.sessions().connected();
+    let plan = m.read(|st| crate::reconcile::plan::plan_job(st, &connected, &spec));
+    Ok(versioned(plan.version, StatusCode::OK, &plan))
 }

@@ -18,6 +18,10 @@ use ocean_proto::v1::{
     ScaleJobRequest, SetAgentStatusRequest, Snapshot, StatusRequest, StatusResponse, Task,
     TaskLogsRequest, TaskRef, WatchRequest, WriteResponse,
 };
+use ocean_proto::v1::{
+    DeploymentActionRequest, DeploymentRef, GetDeploymentResponse, ListDeploymentsRequest,
+    ListDeploymentsResponse, PlanJobRequest, PlanJobResponse, RollbackJobRequest,
+};
 use ocean_spec::Format;
 use tonic::{Request, Response, Status};
 
@@ -47,6 +51,19 @@ fn lease_name(name: &str) -> &str {
         "leader"
     } else {
         name
+    }
+}
+
+/// A spec's format as a request names it.
+fn spec_format(name: &str) -> std::result::Result<Format, Status> {
+    match name {
+        "json" => Ok(Format::Json),
+        "yaml" => Ok(Format::Yaml),
+        "" => Ok(Format::Auto),
+        other => Err(to_status(Error::Invalid {
+            field: "format".into(),
+            reason: format!("'{other}' is not one of json, yaml"),
+        })),
     }
 }
 
@@ -94,17 +111,7 @@ fn event_of(item: WatchItem) -> Event {
 impl OceanApi for Api {
     async fn put_job(&self, req: Request<PutJobRequest>) -> Answer<PutJobResponse> {
         let req = req.into_inner();
-        let format = match req.format.as_str() {
-            "json" => Format::Json,
-            "yaml" => Format::Yaml,
-            "" => Format::Auto,
-            other => {
-                return Err(to_status(Error::Invalid {
-                    field: "format".into(),
-                    reason: format!("'{other}' is not one of json, yaml"),
-                }))
-            }
-        };
+        let format = spec_format(&req.format)?;
         let r = self
             .0
             .service()
@@ -541,5 +548,89 @@ impl OceanApi for Api {
             .await
             .map_err(to_status)?;
         ok(convert::lease(l))
+    }
+
+    async fn list_deployments(
+        &self,
+        req: Request<ListDeploymentsRequest>,
+    ) -> Answer<ListDeploymentsResponse> {
+        let req = req.into_inner();
+        let job = (!req.job.is_empty()).then_some(req.job.as_str());
+        let list = self
+            .0
+            .service()
+            .list_deployments(job, read_options(req.read))
+            .await
+            .map_err(to_status)?;
+        ok(ListDeploymentsResponse {
+            version: list.version,
+            deployments: list.deployments.iter().map(convert::deployment).collect(),
+        })
+    }
+
+    async fn get_deployment(&self, req: Request<DeploymentRef>) -> Answer<GetDeploymentResponse> {
+        let req = req.into_inner();
+        let (version, d) = self
+            .0
+            .service()
+            .get_deployment(&req.id, read_options(req.read))
+            .await
+            .map_err(to_status)?;
+        ok(GetDeploymentResponse {
+            version,
+            deployment: Some(convert::deployment(&d)),
+        })
+    }
+
+    async fn deployment_action(
+        &self,
+        req: Request<DeploymentActionRequest>,
+    ) -> Answer<WriteResponse> {
+        let req = req.into_inner();
+        let r = self
+            .0
+            .service()
+            .deployment_action(&req.id, &req.action, &req.reason)
+            .await
+            .map_err(to_status)?;
+        ok(convert::write(r))
+    }
+
+    async fn rollback_job(&self, req: Request<RollbackJobRequest>) -> Answer<WriteResponse> {
+        let req = req.into_inner();
+        let r = self
+            .0
+            .service()
+            .rollback_job(&req.id, req.to_version)
+            .await
+            .map_err(to_status)?;
+        ok(convert::write(r))
+    }
+
+    async fn plan_job(&self, req: Request<PlanJobRequest>) -> Answer<PlanJobResponse> {
+        let req = req.into_inner();
+        let format = spec_format(&req.format)?;
+        let spec = self
+            .0
+            .service()
+            .parse_spec(&req.spec, format)
+            .map_err(to_status)?;
+        if spec.id != req.id {
+            return Err(to_status(Error::Invalid {
+                field: "id".into(),
+                reason: format!("the spec's id {} is not the job {} asked", spec.id, req.id),
+            }));
+        }
+        let connected = self.0.sessions().connected();
+        let plan = self
+            .0
+            .read(|st| crate::reconcile::plan::plan_job(st, &connected, &spec));
+        ok(PlanJobResponse {
+            version: plan.version,
+            replaces_tasks: plan.replaces_tasks,
+            tasks_to_replace: plan.tasks_to_replace as u64,
+            summary: plan.summary.clone(),
+            plan_json: serde_json::to_vec(&plan).unwrap_or_default(),
+        })
     }
 }

@@ -76,17 +76,13 @@ struct CasQuery {
     expected_version: Option<u64>,
 }
 
-async fn put_job(
-    State(m): State<Master>,
-    Query(q): Query<PutQuery>,
-    headers: HeaderMap,
-    Body(body): Body,
-) -> ApiResult<Response> {
+/// A spec body's format: `?format=` when given, else its content type.
+pub fn spec_format(asked: Option<&str>, headers: &HeaderMap) -> ApiResult<Format> {
     let ctype = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let format = match q.format.as_deref() {
+    Ok(match asked {
         Some("json") => Format::Json,
         Some("yaml") => Format::Yaml,
         Some(other) => {
@@ -98,7 +94,16 @@ async fn put_job(
         None if ctype.contains("yaml") => Format::Yaml,
         None if ctype.contains("json") => Format::Json,
         None => Format::Auto,
-    };
+    })
+}
+
+async fn put_job(
+    State(m): State<Master>,
+    Query(q): Query<PutQuery>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> ApiResult<Response> {
+    let format = spec_format(q.format.as_deref(), &headers)?;
     let r = m
         .service()
         .put_job(PutJob {

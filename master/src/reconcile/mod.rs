@@ -24,6 +24,7 @@ pub mod entries;
 pub mod host;
 pub mod job;
 pub mod liveness;
+pub mod plan;
 pub mod reports;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

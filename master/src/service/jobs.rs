@@ -34,6 +34,16 @@ fn job_spec_version(st: &ClusterState, id: &str) -> Option<u64> {
 }
 
 impl<K: Kernel> Service<K> {
+    /// Parses and validates a spec as [`Service::put_job`] would, writing
+    /// nothing (for a plan).
+    pub fn parse_spec(
+        &self,
+        bytes: &[u8],
+        format: ocean_spec::Format,
+    ) -> Result<ocean_spec::JobSpec> {
+        Ok(parse_job_spec(bytes, format)?)
+    }
+
     /// Validates and stores a job spec.
     pub async fn put_job(&self, req: PutJob) -> Result<WriteResult> {
         let spec = parse_job_spec(&req.spec, req.format)?;
