@@ -1,6 +1,6 @@
 // hosts-map.js: every agent as one small square on one canvas, coloured by
-// status, from GET /ui/hosts/map.json (one digit per host, front-coded
-// hostnames). Hovering a square names its host. Without JavaScript the
+// status, from GET /ui/hosts/map.json (one digit per host, hostnames
+// coded against the one before). Hovering a square names its host. Without JavaScript the
 // legend's counts by status stay.
 (function () {
   "use strict";
@@ -11,13 +11,15 @@
   var COLOURS = { online: "#1a6b2f", draining: "#b7791f", offline: "#6b7280", problem: "#a4161a", unreachable: "#111827" };
   var CELL = 6, GAP = 1, names = [], codes = "", statuses = [];
 
+  // "p,s,middle|...": each name shares p leading and s trailing
+  // characters with the one before (see pages/hosts_map.rs).
   function decode(text) {
     var out = [], prev = "";
-    text.split("\n").forEach(function (line) {
-      if (!line) return;
-      var i = line.indexOf(":");
-      var n = Number(line.slice(0, i));
-      prev = prev.slice(0, n) + line.slice(i + 1);
+    text.split("|").forEach(function (entry) {
+      if (!entry) return;
+      var a = entry.indexOf(","), b = entry.indexOf(",", a + 1);
+      var p = Number(entry.slice(0, a)), s = Number(entry.slice(a + 1, b));
+      prev = prev.slice(0, p) + entry.slice(b + 1) + prev.slice(prev.length - s);
       out.push(prev);
     });
     return out;

@@ -1,8 +1,9 @@
 //! `GET /ui/hosts/map.json`: every agent for the hosts page's canvas, in
 //! a compact form that stays small for 10,000 hosts: one status digit per
-//! host in one string, and the hostnames front-coded (each one as the
-//! length it shares with the one before, `:`, and the rest), since
-//! hostnames sorted by agent id share long prefixes.
+//! host in one string, and the hostnames coded against the one before
+//! (`prefix,suffix,middle`: the lengths of the prefix and suffix it
+//! shares with it, and what differs), since hostnames sorted by agent id
+//! share most of their text (`host-00412.c3.example.com`).
 
 use axum::extract::State;
 use axum::http::header;
@@ -25,7 +26,8 @@ pub struct HostsMap {
     pub statuses: Vec<&'static str>,
     /// One digit per host, in agent-id order.
     pub s: String,
-    /// Front-coded hostnames, `\n`-separated: `<shared prefix length>:<rest>`.
+    /// Hostnames, `|`-separated, each `<prefix>,<suffix>,<middle>`: the
+    /// lengths it shares with the one before at each end, and the rest.
     pub names: String,
 }
 
@@ -48,18 +50,12 @@ pub fn encode<'a>(v: u64, hosts: impl IntoIterator<Item = (&'a str, &'a str, boo
                 .unwrap_or(AGENT_STATUSES.len() - 1) as u8
         };
         s.push(char::from(b'0' + code));
-        let name = name.replace(['\n', '\r'], " ");
-        let shared = prev
-            .bytes()
-            .zip(name.bytes())
-            .take_while(|(a, b)| a == b)
-            .count();
-        // Cut on a char boundary: hostnames are ASCII, but be safe.
-        let shared = (0..=shared).rev().find(|n| name.is_char_boundary(*n)).unwrap_or(0);
+        let name = name.replace(['|', '\n', '\r'], " ");
+        let (p, sfx) = shared(&prev, &name);
         if i > 0 {
-            names.push('\n');
+            names.push('|');
         }
-        names.push_str(&format!("{shared}:{}", &name[shared..]));
+        names.push_str(&format!("{p},{sfx},{}", &name[p..name.len() - sfx]));
         prev = name;
     }
     let mut statuses: Vec<&'static str> = AGENT_STATUSES.to_vec();
@@ -67,14 +63,31 @@ pub fn encode<'a>(v: u64, hosts: impl IntoIterator<Item = (&'a str, &'a str, boo
     HostsMap { v, statuses, s, names }
 }
 
+/// The prefix and then the suffix (of what is left) that `a` and `b`
+/// share, in bytes. Names that are not ASCII share nothing: the script
+/// counts UTF-16 units, so lengths agree only on ASCII.
+fn shared(a: &str, b: &str) -> (usize, usize) {
+    if !a.is_ascii() || !b.is_ascii() {
+        return (0, 0);
+    }
+    let p = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+    let (ra, rb) = (&a.as_bytes()[p..], &b.as_bytes()[p..]);
+    let s = ra.iter().rev().zip(rb.iter().rev()).take_while(|(x, y)| x == y).count();
+    (p, s)
+}
+
 /// Decodes [`HostsMap::names`] (as `hosts-map.js` does), for tests.
 pub fn decode_names(names: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for line in names.split('\n').filter(|l| !l.is_empty()) {
-        let (n, rest) = line.split_once(':').unwrap_or(("0", line));
-        let n: usize = n.parse().unwrap_or(0);
+    for entry in names.split('|').filter(|l| !l.is_empty()) {
+        let mut parts = entry.splitn(3, ',');
+        let p: usize = parts.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        let s: usize = parts.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        let middle = parts.next().unwrap_or("");
         let prev = out.last().map(String::as_str).unwrap_or("");
-        out.push(format!("{}{rest}", &prev[..n.min(prev.len())]));
+        let p = p.min(prev.len());
+        let s = s.min(prev.len() - p);
+        out.push(format!("{}{middle}{}", &prev[..p], &prev[prev.len() - s..]));
     }
     out
 }
@@ -124,5 +137,8 @@ mod tests {
         // Host 0 is unreachable (4), then draining, offline, problem, online.
         assert_eq!(&map.s[..5], "41230");
         assert_eq!(decode_names(&map.names), names);
+        let odd = ["a", "ab", "b", "bb", "b", "é", "éé", "xé"];
+        let map = encode(1, odd.iter().map(|n| (*n, "online", false)));
+        assert_eq!(decode_names(&map.names), odd);
     }
 }
