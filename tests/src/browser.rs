@@ -140,12 +140,16 @@ impl Dev {
             Some(dir.path().to_path_buf()),
         );
         let api = Api::new(&http);
-        eventually(Duration::from_secs(30), "ocean dev's agent registers", || async {
-            match api.get("/v1/agents").await {
-                Ok(r) => r.body["agents"].as_array().is_some_and(|a| a.len() == 1),
-                Err(_) => false,
-            }
-        })
+        eventually(
+            Duration::from_secs(30),
+            "ocean dev's agent registers",
+            || async {
+                match api.get("/v1/agents").await {
+                    Ok(r) => r.body["agents"].as_array().is_some_and(|a| a.len() == 1),
+                    Err(_) => false,
+                }
+            },
+        )
         .await;
         Dev {
             http,

@@ -37,7 +37,8 @@ async fn bounded(dev: &Dev, c: Client, body: impl std::future::Future<Output = (
 }
 
 async fn set(c: &Client, id: &str, value: &str) {
-    let script = "const e = document.getElementById(arguments[0]); e.value = arguments[1]; return e.value";
+    let script =
+        "const e = document.getElementById(arguments[0]); e.value = arguments[1]; return e.value";
     let got = c
         .execute(script, vec![json!(id), json!(value)])
         .await
@@ -80,7 +81,9 @@ async fn a_job_submitted_through_the_form_runs_logs_and_sits_in_the_tree() {
     let base = format!("http://{}", dev.http);
     bounded(&dev, c.clone(), async {
         // 1. The form, from the web-service template: a bad memory first.
-        c.goto(&format!("{base}/ui/new?template=web-service")).await.expect("open /ui/new");
+        c.goto(&format!("{base}/ui/new?template=web-service"))
+            .await
+            .expect("open /ui/new");
         set(&c, "id", JOB).await;
         set(&c, "cmd", CMD).await;
         set(&c, "new-instances", "1").await;
@@ -88,54 +91,111 @@ async fn a_job_submitted_through_the_form_runs_logs_and_sits_in_the_tree() {
         set(&c, "mem", "lots").await;
         set(&c, "ports", "").await;
         set(&c, "extra", "").await;
-        c.find(Locator::Css("#new-job button[type=submit]")).await.expect("submit").click().await.expect("click");
-        eventually(Duration::from_secs(10), "the memory error shows", || async {
-            js(&c, "const e = document.getElementById('mem-error'); return e ? e.textContent : ''")
+        c.find(Locator::Css("#new-job button[type=submit]"))
+            .await
+            .expect("submit")
+            .click()
+            .await
+            .expect("click");
+        eventually(
+            Duration::from_secs(10),
+            "the memory error shows",
+            || async {
+                js(
+                    &c,
+                    "const e = document.getElementById('mem-error'); return e ? e.textContent : ''",
+                )
                 .await
                 .as_str()
                 .is_some_and(|t| t.contains("'lots'"))
-        })
+            },
+        )
         .await;
-        assert_eq!(attr(&c, "#mem", "aria-invalid").await.as_deref(), Some("true"));
+        assert_eq!(
+            attr(&c, "#mem", "aria-invalid").await.as_deref(),
+            Some("true")
+        );
         // What was typed is kept.
         assert_eq!(attr(&c, "#id", "value").await.as_deref(), Some(JOB));
-        assert_eq!(js(&c, "return document.getElementById('cmd').value").await, json!(CMD));
-        let r = dev.api.get(&format!("/v1/jobs/{JOB}")).await.expect("get job");
+        assert_eq!(
+            js(&c, "return document.getElementById('cmd').value").await,
+            json!(CMD)
+        );
+        let r = dev
+            .api
+            .get(&format!("/v1/jobs/{JOB}"))
+            .await
+            .expect("get job");
         assert_eq!(r.status, 404, "nothing was created: {r:?}");
 
         // 2. A valid submit goes to the job page.
         set(&c, "mem", "16").await;
-        c.find(Locator::Css("#new-job button[type=submit]")).await.expect("submit").click().await.expect("click");
+        c.find(Locator::Css("#new-job button[type=submit]"))
+            .await
+            .expect("submit")
+            .click()
+            .await
+            .expect("click");
         eventually(Duration::from_secs(10), "the job page opens", || async {
-            c.current_url().await.is_ok_and(|u| u.path() == format!("/ui/jobs/{JOB}"))
+            c.current_url()
+                .await
+                .is_ok_and(|u| u.path() == format!("/ui/jobs/{JOB}"))
         })
         .await;
-        let job = dev.api.get(&format!("/v1/jobs/{JOB}")).await.expect("get job");
+        let job = dev
+            .api
+            .get(&format!("/v1/jobs/{JOB}"))
+            .await
+            .expect("get job");
         assert_eq!(job.body["spec"]["cmd"], json!(CMD));
         js(&c, "window.notReloaded = true; return true").await;
 
         // 3. Its task turns RUNNING on the open page, through live.js.
         eventually(Duration::from_secs(30), "a RUNNING row", || async {
-            js(&c, "return Array.from(document.querySelectorAll('#tasks-body tr'))\
-                .filter(r => r.cells[1].textContent.startsWith('RUNNING')).length")
-                .await
-                .as_u64()
+            js(
+                &c,
+                "return Array.from(document.querySelectorAll('#tasks-body tr'))\
+                .filter(r => r.cells[1].textContent.startsWith('RUNNING')).length",
+            )
+            .await
+            .as_u64()
                 == Some(1)
         })
         .await;
-        assert_eq!(js(&c, "return window.notReloaded === true").await, json!(true));
-        let tasks = dev.api.get(&format!("/v1/tasks?job={JOB}&state=RUNNING")).await.expect("tasks");
-        let task = tasks.body["tasks"][0]["id"].as_str().expect("a running task").to_string();
         assert_eq!(
-            js(&c, "return document.querySelector('#tasks-body tr').dataset.task").await,
+            js(&c, "return window.notReloaded === true").await,
+            json!(true)
+        );
+        let tasks = dev
+            .api
+            .get(&format!("/v1/tasks?job={JOB}&state=RUNNING"))
+            .await
+            .expect("tasks");
+        let task = tasks.body["tasks"][0]["id"]
+            .as_str()
+            .expect("a running task")
+            .to_string();
+        assert_eq!(
+            js(
+                &c,
+                "return document.querySelector('#tasks-body tr').dataset.task"
+            )
+            .await,
             json!(task)
         );
 
         // 4. The task's page follows its log: a later tick shows up
         //    without a reload.
-        c.find(Locator::Css("#tasks-body tr a")).await.expect("task link").click().await.expect("click");
+        c.find(Locator::Css("#tasks-body tr a"))
+            .await
+            .expect("task link")
+            .click()
+            .await
+            .expect("click");
         eventually(Duration::from_secs(10), "the task page opens", || async {
-            c.current_url().await.is_ok_and(|u| u.path().starts_with("/ui/tasks/"))
+            c.current_url()
+                .await
+                .is_ok_and(|u| u.path().starts_with("/ui/tasks/"))
         })
         .await;
         js(&c, "window.notReloaded = true; return true").await;
@@ -144,21 +204,45 @@ async fn a_job_submitted_through_the_form_runs_logs_and_sits_in_the_tree() {
         })
         .await;
         let first = last_tick(&text_of(&c, "#log-stdout").await).unwrap_or_default();
-        eventually(Duration::from_secs(15), "a later tick arrives by the log tail", || async {
-            last_tick(&text_of(&c, "#log-stdout").await).is_some_and(|n| n >= first + 3)
-        })
+        eventually(
+            Duration::from_secs(15),
+            "a later tick arrives by the log tail",
+            || async {
+                last_tick(&text_of(&c, "#log-stdout").await).is_some_and(|n| n >= first + 3)
+            },
+        )
         .await;
-        assert_eq!(js(&c, "return window.notReloaded === true").await, json!(true));
+        assert_eq!(
+            js(&c, "return window.notReloaded === true").await,
+            json!(true)
+        );
         assert_eq!(text_of(&c, "#log-status").await, "Following the log");
         // Pause holds new lines.
-        c.find(Locator::Css("#log-pause")).await.expect("pause").click().await.expect("click");
+        c.find(Locator::Css("#log-pause"))
+            .await
+            .expect("pause")
+            .click()
+            .await
+            .expect("click");
         let held = last_tick(&text_of(&c, "#log-stdout").await);
         tokio::time::sleep(Duration::from_millis(800)).await;
-        assert_eq!(last_tick(&text_of(&c, "#log-stdout").await), held, "paused lines stay");
+        assert_eq!(
+            last_tick(&text_of(&c, "#log-stdout").await),
+            held,
+            "paused lines stay"
+        );
 
         // 5. The service tree, walked by its links down to the job.
-        c.goto(&format!("{base}/ui/tree")).await.expect("open the tree");
-        for piece in ["cop.acme", "owt.inf", "pdl.ui", "service.pages", "job.ticker"] {
+        c.goto(&format!("{base}/ui/tree"))
+            .await
+            .expect("open the tree");
+        for piece in [
+            "cop.acme",
+            "owt.inf",
+            "pdl.ui",
+            "service.pages",
+            "job.ticker",
+        ] {
             c.find(Locator::LinkText(piece))
                 .await
                 .unwrap_or_else(|e| panic!("a link {piece}: {e}"))
@@ -166,10 +250,13 @@ async fn a_job_submitted_through_the_form_runs_logs_and_sits_in_the_tree() {
                 .await
                 .expect("click");
             eventually(Duration::from_secs(5), "the node's page", || async {
-                js(&c, "return Array.from(document.querySelectorAll('#crumbs li')).pop().textContent")
-                    .await
-                    .as_str()
-                    .is_some_and(|t| t == piece)
+                js(
+                    &c,
+                    "return Array.from(document.querySelectorAll('#crumbs li')).pop().textContent",
+                )
+                .await
+                .as_str()
+                .is_some_and(|t| t == piece)
             })
             .await;
         }

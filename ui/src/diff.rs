@@ -89,9 +89,24 @@ mod tests {
 
     #[test]
     fn changed_lines_are_a_removal_and_an_addition() {
-        let d = lines("{\n  \"cmd\": \"a\",\n  \"mem\": 64\n}", "{\n  \"cmd\": \"b\",\n  \"mem\": 64\n}");
-        let marks: Vec<String> = d.iter().map(|l| format!("{}{}", l.mark(), l.text().trim())).collect();
-        assert_eq!(marks, [" {", "-\"cmd\": \"a\",", "+\"cmd\": \"b\",", " \"mem\": 64", " }"]);
+        let d = lines(
+            "{\n  \"cmd\": \"a\",\n  \"mem\": 64\n}",
+            "{\n  \"cmd\": \"b\",\n  \"mem\": 64\n}",
+        );
+        let marks: Vec<String> = d
+            .iter()
+            .map(|l| format!("{}{}", l.mark(), l.text().trim()))
+            .collect();
+        assert_eq!(
+            marks,
+            [
+                " {",
+                "-\"cmd\": \"a\",",
+                "+\"cmd\": \"b\",",
+                " \"mem\": 64",
+                " }"
+            ]
+        );
     }
 
     #[test]

@@ -14,7 +14,9 @@ pub enum UiError {
     #[error(transparent)]
     Service(#[from] ocean_master::Error),
     /// A form without the browser's CSRF token (see `csrf`).
-    #[error("this form is out of date or came from another site: reload the page and submit it again")]
+    #[error(
+        "this form is out of date or came from another site: reload the page and submit it again"
+    )]
     Csrf,
     /// A template failed to render (a bug: templates are checked at build time).
     #[error("rendering {page}: {source}")]

@@ -91,7 +91,10 @@ pub async fn sample(m: &Master) -> ocean_master::Result<Sample> {
         ended: Some(false),
         ..Default::default()
     };
-    let (version, tasks) = m.service().list_tasks(&live, ReadOptions::default()).await?;
+    let (version, tasks) = m
+        .service()
+        .list_tasks(&live, ReadOptions::default())
+        .await?;
     let mut pdls: BTreeMap<String, Usage> = BTreeMap::new();
     for t in tasks.iter() {
         if let Some(p) = pdl_of(&t.job_id) {
@@ -138,7 +141,15 @@ mod tests {
         Sample {
             at_ms: at,
             version: at,
-            pdls: [("cop.a_owt.b_pdl.c".to_string(), Usage { cpus, mem: 1, tasks: 1 })].into(),
+            pdls: [(
+                "cop.a_owt.b_pdl.c".to_string(),
+                Usage {
+                    cpus,
+                    mem: 1,
+                    tasks: 1,
+                },
+            )]
+            .into(),
         }
     }
 
@@ -149,7 +160,10 @@ mod tests {
             h.record(s(i, i as f64));
         }
         let series = h.series("cop.a_owt.b_pdl.c");
-        assert_eq!(series.iter().map(|(at, _)| *at).collect::<Vec<_>>(), [2, 3, 4]);
+        assert_eq!(
+            series.iter().map(|(at, _)| *at).collect::<Vec<_>>(),
+            [2, 3, 4]
+        );
         assert_eq!(series[2].1.cpus, 4.0);
         assert_eq!(h.series("cop.a_owt.b_pdl.other")[0].1, Usage::default());
     }

@@ -12,7 +12,10 @@ use serde_json::Value;
 pub const NAMESPACE: &str = "ui-templates";
 
 const BUILT_IN: [(&str, &str); 3] = [
-    ("web-service", include_str!("../job-templates/web-service.json")),
+    (
+        "web-service",
+        include_str!("../job-templates/web-service.json"),
+    ),
     ("batch", include_str!("../job-templates/batch.json")),
     ("container", include_str!("../job-templates/container.json")),
 ];
@@ -69,7 +72,8 @@ pub fn built_in() -> Vec<JobTemplate> {
     BUILT_IN
         .iter()
         .map(|(name, text)| {
-            let json: Value = serde_json::from_str(text).expect("built-in templates are JSON (tested)");
+            let json: Value =
+                serde_json::from_str(text).expect("built-in templates are JSON (tested)");
             from_json(name, &json, true).expect("built-in templates are well-formed (tested)")
         })
         .collect()

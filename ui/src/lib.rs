@@ -82,7 +82,10 @@ pub fn routes(state: UiState) -> Router {
         .route("/ui/jobs/{id}/scale", post(pages::job::scale))
         .route("/ui/jobs/{id}/stop", post(pages::job::stop))
         .route("/ui/jobs/{id}/reset", post(pages::job::reset))
-        .route("/ui/new", get(pages::new_job::page).post(pages::new_job::submit))
+        .route(
+            "/ui/new",
+            get(pages::new_job::page).post(pages::new_job::submit),
+        )
         .route("/ui/tree", get(pages::tree::page))
         .route("/ui/pdl/{pdl}", get(pages::pdl::page))
         .route("/ui/hosts", get(pages::hosts::page))

@@ -95,8 +95,11 @@ pub fn weight(s: &SchedulerSettings, node: &str) -> Option<f64> {
 /// The product line (`cop.c_owt.o_pdl.p`) of a job id, if it has one.
 pub fn pdl_of(job: &str) -> Option<String> {
     let p = pieces(job);
-    (p.len() >= 3 && p[0].starts_with("cop.") && p[1].starts_with("owt.") && p[2].starts_with("pdl."))
-        .then(|| p[..3].join("_"))
+    (p.len() >= 3
+        && p[0].starts_with("cop.")
+        && p[1].starts_with("owt.")
+        && p[2].starts_with("pdl."))
+    .then(|| p[..3].join("_"))
 }
 
 /// `node` and its children over `jobs` (id and its tasks' counts); jobs
@@ -188,7 +191,13 @@ mod tests {
     #[test]
     fn parents_are_the_sums_of_their_children() {
         let s = settings();
-        for node in ["", "cop.x", "cop.x_owt.a", "cop.x_owt.a_pdl.web", "cop.x_owt.a_pdl.web_service.s1"] {
+        for node in [
+            "",
+            "cop.x",
+            "cop.x_owt.a",
+            "cop.x_owt.a_pdl.web",
+            "cop.x_owt.a_pdl.web_service.s1",
+        ] {
             let v = view(node, jobs(), &s);
             let sum = v.children.iter().fold(Totals::default(), |mut t, ch| {
                 t.jobs += ch.totals.jobs;

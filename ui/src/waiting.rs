@@ -69,7 +69,8 @@ fn kind_of(reason: &str) -> Kind {
 
 /// `0 of 10 agents fit: 9 insufficient mem, 1 hostname:UNIQUE[; no lower-priority tasks to preempt]`.
 fn no_fit(text: &str) -> Option<Waiting> {
-    let (head, preemption_failed) = match text.strip_suffix("; no lower-priority tasks to preempt") {
+    let (head, preemption_failed) = match text.strip_suffix("; no lower-priority tasks to preempt")
+    {
         Some(h) => (h, true),
         None => (text, false),
     };
@@ -127,11 +128,20 @@ mod tests {
     #[test]
     fn a_no_fit_explanation_in_parts() {
         let w = parse("0 of 10000 agents fit: 9000 insufficient mem, 800 hostname:UNIQUE, 150 docker unavailable, 50 not online; no lower-priority tasks to preempt");
-        let Waiting::NoFit { fit, total, blocked, preemption_failed } = w else {
+        let Waiting::NoFit {
+            fit,
+            total,
+            blocked,
+            preemption_failed,
+        } = w
+        else {
             panic!("not parsed: {w:?}");
         };
         assert_eq!((fit, total, preemption_failed), (0, 10000, true));
-        let got: Vec<_> = blocked.iter().map(|b| (b.kind, b.reason.as_str(), b.hosts)).collect();
+        let got: Vec<_> = blocked
+            .iter()
+            .map(|b| (b.kind, b.reason.as_str(), b.hosts))
+            .collect();
         assert_eq!(
             got,
             [
@@ -141,7 +151,15 @@ mod tests {
                 (Kind::Status, "not online", 50),
             ]
         );
-        assert_eq!(parse("0 of 0 agents fit"), Waiting::NoFit { fit: 0, total: 0, blocked: vec![], preemption_failed: false });
+        assert_eq!(
+            parse("0 of 0 agents fit"),
+            Waiting::NoFit {
+                fit: 0,
+                total: 0,
+                blocked: vec![],
+                preemption_failed: false
+            }
+        );
     }
 
     #[test]
@@ -158,6 +176,9 @@ mod tests {
         );
         let t = "no agent has 64 free cpus (2 agents checked)";
         assert_eq!(parse(t), Waiting::Text(t.into()));
-        assert_eq!(parse("3 of x agents fit"), Waiting::Text("3 of x agents fit".into()));
+        assert_eq!(
+            parse("3 of x agents fit"),
+            Waiting::Text("3 of x agents fit".into())
+        );
     }
 }

@@ -39,7 +39,13 @@ async fn populated() -> Cluster {
             "resources": {"cpus": 0.25, "mem": 64}}))
             .await;
         for i in 0..n {
-            tasks.push(task(&format!("{job}.t{i}"), job, "agent-1", "host-a", 31000 + tasks.len() as u32));
+            tasks.push(task(
+                &format!("{job}.t{i}"),
+                job,
+                "agent-1",
+                "host-a",
+                31000 + tasks.len() as u32,
+            ));
         }
     }
     let ids: Vec<String> = tasks.iter().map(|t| t.id.clone()).collect();
@@ -54,13 +60,25 @@ async fn populated() -> Cluster {
 fn numbers(html: &str) -> ((usize, f64, u64), Vec<(usize, f64, u64)>) {
     let own = (
         text(html, "#node-totals .tasks").parse().expect("tasks"),
-        text(html, "#node-totals .cpus").trim_end_matches(" cores").parse().expect("cpus"),
-        text(html, "#node-totals .mem").trim_end_matches(" MiB").parse().expect("mem"),
+        text(html, "#node-totals .cpus")
+            .trim_end_matches(" cores")
+            .parse()
+            .expect("cpus"),
+        text(html, "#node-totals .mem")
+            .trim_end_matches(" MiB")
+            .parse()
+            .expect("mem"),
     );
     let col = |c: &str| texts(html, &format!("#children tbody td.{c}"));
     let (t, cp, m) = (col("tasks"), col("cpus"), col("mem"));
     let children = (0..t.len())
-        .map(|i| (t[i].parse().expect("n"), cp[i].parse().expect("f"), m[i].parse().expect("m")))
+        .map(|i| {
+            (
+                t[i].parse().expect("n"),
+                cp[i].parse().expect("f"),
+                m[i].parse().expect("m"),
+            )
+        })
         .collect();
     (own, children)
 }
@@ -83,20 +101,31 @@ async fn each_node_of_the_tree_sums_its_children_down_to_the_job() {
         if depth == 0 {
             assert_eq!(own.0, live, "the root holds every live task");
         }
-        let sum = children.iter().fold((0, 0.0, 0), |a, c| (a.0 + c.0, a.1 + c.1, a.2 + c.2));
+        let sum = children
+            .iter()
+            .fold((0, 0.0, 0), |a, c| (a.0 + c.0, a.1 + c.1, a.2 + c.2));
         assert_eq!(own.0, sum.0, "{path}: tasks");
-        assert!((own.1 - sum.1).abs() < 0.011, "{path}: cpus {own:?} vs {sum:?}");
+        assert!(
+            (own.1 - sum.1).abs() < 0.011,
+            "{path}: cpus {own:?} vs {sum:?}"
+        );
         assert_eq!(own.2, sum.2, "{path}: mem");
         let nodes = attrs(&html, "#children tbody tr", "data-node");
         let next = nodes
             .iter()
-            .find(|n| WEB.starts_with(n.as_str()) && (WEB.len() == n.len() || WEB.as_bytes()[n.len()] == b'_'))
+            .find(|n| {
+                WEB.starts_with(n.as_str())
+                    && (WEB.len() == n.len() || WEB.as_bytes()[n.len()] == b'_')
+            })
             .unwrap_or_else(|| panic!("{path}: no child towards {WEB} in {nodes:?}"))
             .clone();
         if next == WEB {
             // The job's row links to the job page, with its own tasks.
             let row = format!("#children tr[data-node='{WEB}']");
-            assert_eq!(attrs(&html, &format!("{row} a"), "href"), [format!("/ui/jobs/{WEB}")]);
+            assert_eq!(
+                attrs(&html, &format!("{row} a"), "href"),
+                [format!("/ui/jobs/{WEB}")]
+            );
             let api = c.api(&format!("/v1/tasks?job={WEB}")).await;
             assert_eq!(
                 text(&html, &format!("{row} .tasks")),
@@ -117,11 +146,26 @@ async fn each_node_of_the_tree_sums_its_children_down_to_the_job() {
     }
     // The breadcrumbs name every piece from the root down.
     let (_, html) = c.get(&format!("/ui/tree?node={PDL}_service.front")).await;
-    assert_eq!(texts(&html, "#crumbs li"), ["root", "cop.acme", "owt.inf", "pdl.web", "service.front"]);
+    assert_eq!(
+        texts(&html, "#crumbs li"),
+        ["root", "cop.acme", "owt.inf", "pdl.web", "service.front"]
+    );
     // Another product line has weight 1 and no quota.
     let (_, html) = c.get("/ui/tree?node=cop.acme_owt.data").await;
-    assert_eq!(text(&html, "#children tr[data-node='cop.acme_owt.data_pdl.db'] .weight"), "1");
-    assert_eq!(text(&html, "#children tr[data-node='cop.acme_owt.data_pdl.db'] .quota"), "none");
+    assert_eq!(
+        text(
+            &html,
+            "#children tr[data-node='cop.acme_owt.data_pdl.db'] .weight"
+        ),
+        "1"
+    );
+    assert_eq!(
+        text(
+            &html,
+            "#children tr[data-node='cop.acme_owt.data_pdl.db'] .quota"
+        ),
+        "none"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,9 +195,11 @@ async fn tree_and_product_line_pages_render_for_an_empty_cluster_and_refuse_bad_
 async fn the_product_line_page_draws_usage_against_quota_and_counts_failures() {
     let c = populated().await;
     // Two samples: now, and after a task of the web job failed.
-    c.history.record(ocean_ui::history::sample(&c.master).await.expect("sample"));
+    c.history
+        .record(ocean_ui::history::sample(&c.master).await.expect("sample"));
     c.report(&format!("{WEB}.t0"), "agent-1", "FAILED").await;
-    c.history.record(ocean_ui::history::sample(&c.master).await.expect("sample"));
+    c.history
+        .record(ocean_ui::history::sample(&c.master).await.expect("sample"));
 
     let (status, html) = c.get(&format!("/ui/pdl/{PDL}")).await;
     assert_eq!(status, StatusCode::OK, "{html}");
@@ -170,9 +216,19 @@ async fn the_product_line_page_draws_usage_against_quota_and_counts_failures() {
     // Failures: the ended task the API keeps, and the back-off's count.
     let job = c.api(&format!("/v1/jobs/{WEB}")).await;
     assert_eq!(job["backoff"]["failures"], 1);
-    assert_eq!(text(&html, &format!("#pdl-jobs tr[data-job='{WEB}'] .failed")), "1");
-    assert_eq!(text(&html, &format!("#pdl-jobs tr[data-job='{WEB}'] .restarts")), "1");
-    assert!(text(&html, &format!("#pdl-jobs tr[data-job='{WEB}'] .last-failure")).starts_with("FAILED"));
+    assert_eq!(
+        text(&html, &format!("#pdl-jobs tr[data-job='{WEB}'] .failed")),
+        "1"
+    );
+    assert_eq!(
+        text(&html, &format!("#pdl-jobs tr[data-job='{WEB}'] .restarts")),
+        "1"
+    );
+    assert!(text(
+        &html,
+        &format!("#pdl-jobs tr[data-job='{WEB}'] .last-failure")
+    )
+    .starts_with("FAILED"));
     assert_eq!(text(&html, "#pdl-totals .failed"), "1");
     // The charts: two samples, 0.75 then 0.5 cores under a 2-core quota
     // (the scale's top): y = 120 - v / 2 * 120.

@@ -60,7 +60,12 @@ pub fn encode<'a>(v: u64, hosts: impl IntoIterator<Item = (&'a str, &'a str, boo
     }
     let mut statuses: Vec<&'static str> = AGENT_STATUSES.to_vec();
     statuses.push("unreachable");
-    HostsMap { v, statuses, s, names }
+    HostsMap {
+        v,
+        statuses,
+        s,
+        names,
+    }
 }
 
 /// The prefix and then the suffix (of what is left) that `a` and `b`
@@ -72,7 +77,12 @@ fn shared(a: &str, b: &str) -> (usize, usize) {
     }
     let p = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
     let (ra, rb) = (&a.as_bytes()[p..], &b.as_bytes()[p..]);
-    let s = ra.iter().rev().zip(rb.iter().rev()).take_while(|(x, y)| x == y).count();
+    let s = ra
+        .iter()
+        .rev()
+        .zip(rb.iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
     (p, s)
 }
 
@@ -97,7 +107,12 @@ pub async fn json(State(m): State<Master>) -> Result<impl IntoResponse> {
     let (v, agents) = m.service().list_agents(ReadOptions::default()).await?;
     let mut agents: Vec<_> = agents
         .iter()
-        .map(|(a, l)| (AgentView::from(a.as_ref()), l.is_some_and(|l| l.unreachable)))
+        .map(|(a, l)| {
+            (
+                AgentView::from(a.as_ref()),
+                l.is_some_and(|l| l.unreachable),
+            )
+        })
         .collect();
     agents.sort_by(|a, b| a.0.id.cmp(&b.0.id));
     let map = encode(
@@ -121,7 +136,9 @@ mod tests {
 
     #[test]
     fn ten_thousand_hosts_stay_small_and_decode_back() {
-        let names: Vec<String> = (0..10_000).map(|i| format!("host-{i:05}.c3.example.com")).collect();
+        let names: Vec<String> = (0..10_000)
+            .map(|i| format!("host-{i:05}.c3.example.com"))
+            .collect();
         let statuses = ["online", "draining", "offline", "problem"];
         let map = encode(
             7,

@@ -16,9 +16,9 @@ use super::{path_segment, see_other, Frame, Seen};
 use crate::csrf::{check, CsrfToken};
 use crate::diff;
 use crate::error::{render, Result};
-use crate::waiting::{self, Waiting};
 use crate::forms::FieldErrors;
 use crate::summary::{instances, job_state, task_views, TaskCounts};
+use crate::waiting::{self, Waiting};
 
 /// One kept spec, pretty-printed.
 #[derive(Debug, Clone)]
@@ -147,8 +147,15 @@ async fn render_page(
                     lines: diff::lines(&a.spec, &b.spec),
                 }),
                 (a, _) => {
-                    let (field, n) = if a.is_none() { ("diff_from", from) } else { ("diff_to", to) };
-                    errors.add(field, format!("spec version {n} is not one of the kept versions"));
+                    let (field, n) = if a.is_none() {
+                        ("diff_from", from)
+                    } else {
+                        ("diff_to", to)
+                    };
+                    errors.add(
+                        field,
+                        format!("spec version {n} is not one of the kept versions"),
+                    );
                     None
                 }
             }
@@ -218,7 +225,15 @@ pub async fn scale(
             Ok(see_other(&format!("/ui/jobs/{}", path_segment(&id)), w.version).into_response())
         }
         Err(Ok(errors)) => {
-            render_page(&m, &id, &JobQuery::default(), &csrf, Some(value.to_string()), errors).await
+            render_page(
+                &m,
+                &id,
+                &JobQuery::default(),
+                &csrf,
+                Some(value.to_string()),
+                errors,
+            )
+            .await
         }
         Err(Err(e)) => Err(e.into()),
     }

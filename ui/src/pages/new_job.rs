@@ -99,7 +99,9 @@ impl NewJobForm {
             .map(|(k, v)| format!("{k}={}", text(Some(v))))
             .collect::<Vec<_>>()
             .join("\n");
-        let mut resources = take("resources").and_then(|r| r.as_object().cloned()).unwrap_or_default();
+        let mut resources = take("resources")
+            .and_then(|r| r.as_object().cloned())
+            .unwrap_or_default();
         let cpus = text(resources.remove("cpus").as_ref());
         let mem = text(resources.remove("mem").as_ref());
         let disk = text(resources.remove("disk").as_ref());
@@ -160,7 +162,10 @@ impl NewJobForm {
             }
             Err(_) => errors.add(
                 "instances",
-                format!("'{}' is not a whole number of instances (0 or more)", self.instances.trim()),
+                format!(
+                    "'{}' is not a whole number of instances (0 or more)",
+                    self.instances.trim()
+                ),
             ),
         }
         let resources = spec
@@ -171,7 +176,10 @@ impl NewJobForm {
                 Ok(c) if c.is_finite() => {
                     r.insert("cpus".into(), c.into());
                 }
-                _ => errors.add("cpus", format!("'{}' is not a number of cores (e.g. 0.5)", self.cpus.trim())),
+                _ => errors.add(
+                    "cpus",
+                    format!("'{}' is not a number of cores (e.g. 0.5)", self.cpus.trim()),
+                ),
             }
             for (field, value) in [("mem", &self.mem), ("disk", &self.disk)] {
                 let v = value.trim();
@@ -365,8 +373,12 @@ mod tests {
         for t in crate::job_templates::built_in() {
             let f = NewJobForm::from_template(&t);
             let spec = f.spec().unwrap_or_else(|e| panic!("{}: {e:?}", t.name));
-            let a = ocean_spec::parse_job_spec(spec.to_string().as_bytes(), ocean_spec::Format::Json).unwrap();
-            let b = ocean_spec::parse_job_spec(t.spec.to_string().as_bytes(), ocean_spec::Format::Json).unwrap();
+            let a =
+                ocean_spec::parse_job_spec(spec.to_string().as_bytes(), ocean_spec::Format::Json)
+                    .unwrap();
+            let b =
+                ocean_spec::parse_job_spec(t.spec.to_string().as_bytes(), ocean_spec::Format::Json)
+                    .unwrap();
             assert_eq!(a, b, "template {}", t.name);
         }
     }

@@ -56,12 +56,18 @@ struct PdlPage {
 fn bad_pdl(pdl: &str, why: &str) -> crate::error::UiError {
     ocean_master::Error::Invalid {
         field: "pdl".into(),
-        reason: format!("'{pdl}' {why}: expected cop.<company>_owt.<department>_pdl.<product line>"),
+        reason: format!(
+            "'{pdl}' {why}: expected cop.<company>_owt.<department>_pdl.<product line>"
+        ),
     }
     .into()
 }
 
-fn job_row(j: &JobView, counts: &TaskCounts, ended: &[&ocean_master::service::views::TaskView]) -> JobRow {
+fn job_row(
+    j: &JobView,
+    counts: &TaskCounts,
+    ended: &[&ocean_master::service::views::TaskView],
+) -> JobRow {
     let mine: Vec<_> = ended.iter().filter(|t| t.job == j.id).collect();
     let last = mine.iter().max_by_key(|t| t.ended_ms);
     JobRow {
@@ -74,7 +80,11 @@ fn job_row(j: &JobView, counts: &TaskCounts, ended: &[&ocean_master::service::vi
         flapping: j.flapping,
         last_failure: last
             .map(|t| {
-                let why = if t.message.is_empty() { &t.reason } else { &t.message };
+                let why = if t.message.is_empty() {
+                    &t.reason
+                } else {
+                    &t.message
+                };
                 format!("{} {}: {why}", t.state, t.id)
             })
             .unwrap_or_default(),
@@ -95,7 +105,9 @@ pub async fn page(
     let m: &Master = &s.master;
     let svc = m.service();
     let jobs = svc.list_jobs(Some(&pdl), seen.options()).await?;
-    let (tasks_v, tasks) = svc.list_tasks(&TaskFilter::default(), seen.options()).await?;
+    let (tasks_v, tasks) = svc
+        .list_tasks(&TaskFilter::default(), seen.options())
+        .await?;
     let tasks: Vec<_> = task_views(&tasks)
         .into_iter()
         .filter(|t| pdl_of(&t.job).as_deref() == Some(pdl.as_str()))
@@ -110,7 +122,11 @@ pub async fn page(
         jobs.jobs.iter().map(|j| (j.id.as_str(), counts.job(&j.id))),
         &s.scheduler,
     );
-    let rows: Vec<JobRow> = jobs.jobs.iter().map(|j| job_row(j, &counts, &failed)).collect();
+    let rows: Vec<JobRow> = jobs
+        .jobs
+        .iter()
+        .map(|j| job_row(j, &counts, &failed))
+        .collect();
     let series = s.history.series(&pdl);
     let quota = view.quota;
     let cpu = chart(

@@ -18,8 +18,8 @@ use ocean_master::kernel::state::{plan_tasks_command, put_agent_command, task_up
 use ocean_master::service::jobs::PutJob;
 use ocean_master::startup::Started;
 use ocean_master::{Master, MasterConfig, SchedulerSettings};
-use ocean_ui::history::History;
 use ocean_proto::internal::{Agent, Task, TaskPort, TaskUpdate};
+use ocean_ui::history::History;
 use scraper::{Html, Selector};
 use tower::ServiceExt;
 
@@ -100,8 +100,8 @@ impl Cluster {
         form: &str,
         cookie: Option<&str>,
     ) -> (StatusCode, Option<String>, String) {
-        let mut req = Request::post(path)
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        let mut req =
+            Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
         if let Some(c) = cookie {
             req = req.header(header::COOKIE, format!("ocean_csrf={c}"));
         }
