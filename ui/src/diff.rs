@@ -5,7 +5,7 @@
 //! time.
 
 /// Lines compared one by one at most, per side.
-pub const MAX_LINES: usize = 2000;
+pub const MAX_LINES: usize = 1000;
 
 /// One line of the diff.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +53,8 @@ pub fn lines(old: &str, new: &str) -> Vec<Line> {
             .collect();
     }
     // lcs[i][j]: the longest common subsequence of a[i..] and b[j..].
-    let mut lcs = vec![vec![0u32; b.len() + 1]; a.len() + 1];
+    // u16: a common run is at most MAX_LINES long (1,000 x 1,000 = 2 MB).
+    let mut lcs = vec![vec![0u16; b.len() + 1]; a.len() + 1];
     for i in (0..a.len()).rev() {
         for j in (0..b.len()).rev() {
             lcs[i][j] = if a[i] == b[j] {

@@ -56,8 +56,11 @@ async fn populated() -> Cluster {
     c
 }
 
-/// The node's own numbers and its children's, as (tasks, cpus, mem) texts.
-fn numbers(html: &str) -> ((usize, f64, u64), Vec<(usize, f64, u64)>) {
+/// A node's tasks, cpus and MiB as shown.
+type Numbers = (usize, f64, u64);
+
+/// The node's own numbers and its children's.
+fn numbers(html: &str) -> (Numbers, Vec<Numbers>) {
     let own = (
         text(html, "#node-totals .tasks").parse().expect("tasks"),
         text(html, "#node-totals .cpus")
