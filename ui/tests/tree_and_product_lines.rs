@@ -240,3 +240,34 @@ async fn the_product_line_page_draws_usage_against_quota_and_counts_failures() {
     assert_eq!(points[0], "0.0,75.0 480.0,90.0");
     assert_eq!(attrs(&html, "svg.usage line.limit", "y1")[0], "0");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_router_the_binary_mounts_samples_product_lines_on_its_own() {
+    let c = populated().await;
+    // What `ocean master` mounts: its own history, sampled from the start.
+    let app = ocean_ui::router_with(c.master.clone(), settings());
+    let samples = || async {
+        let req = axum::http::Request::get(format!("/ui/pdl/{PDL}"))
+            .body(axum::body::Body::empty())
+            .expect("request");
+        let resp = tower::ServiceExt::oneshot(app.clone(), req)
+            .await
+            .expect("infallible");
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 24)
+            .await
+            .expect("body");
+        attrs(&String::from_utf8_lossy(&body), "svg.usage", "data-samples")
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let got = samples().await;
+        if got == ["1", "1"] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no sample within 10 s: {got:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
