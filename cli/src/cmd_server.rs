@@ -195,13 +195,15 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let http = bind(cfg.http).await?;
     let grpc = bind(cfg.grpc).await?;
+    // The dashboard shows the quotas and weights the scheduler is given.
+    let scheduler = cfg.scheduler.clone();
     // Every master serves the dashboard at /ui/ beside its REST API.
     ocean_master::run_mounted(
         cfg,
         http,
         grpc,
         frameworks,
-        ocean_ui::router,
+        move |m| ocean_ui::router_with(m, scheduler),
         shutdown_signal(),
     )
     .await?;

@@ -1,4 +1,5 @@
-//! The stylesheet and `live.js`, compiled into the binary: the dashboard
+//! The stylesheet and the scripts (`live.js`, `log-tail.js`,
+//! `hosts-map.js`), compiled into the binary: the dashboard
 //! loads nothing from anywhere else.
 
 use axum::http::header;
@@ -8,6 +9,10 @@ use axum::response::IntoResponse;
 pub const STYLE_CSS: &str = include_str!("../assets/style.css");
 /// The job page's live updates (one SSE stream per tab).
 pub const LIVE_JS: &str = include_str!("../assets/live.js");
+/// The task page's log tail (follows stdout and stderr).
+pub const LOG_TAIL_JS: &str = include_str!("../assets/log-tail.js");
+/// The hosts page's canvas map.
+pub const HOSTS_MAP_JS: &str = include_str!("../assets/hosts-map.js");
 
 // Short caching: the assets change only with the binary, and a master
 // upgraded in place should not serve a tab yesterday's script for long.
@@ -23,12 +28,24 @@ pub(crate) async fn style() -> impl IntoResponse {
     )
 }
 
-pub(crate) async fn live_js() -> impl IntoResponse {
+fn script(body: &'static str) -> impl IntoResponse {
     (
         [
             (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
             (header::CACHE_CONTROL, CACHE),
         ],
-        LIVE_JS,
+        body,
     )
+}
+
+pub(crate) async fn live_js() -> impl IntoResponse {
+    script(LIVE_JS)
+}
+
+pub(crate) async fn log_tail_js() -> impl IntoResponse {
+    script(LOG_TAIL_JS)
+}
+
+pub(crate) async fn hosts_map_js() -> impl IntoResponse {
+    script(HOSTS_MAP_JS)
 }

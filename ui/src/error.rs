@@ -13,6 +13,11 @@ pub enum UiError {
     /// The service refused or failed.
     #[error(transparent)]
     Service(#[from] ocean_master::Error),
+    /// A form without the browser's CSRF token (see `csrf`).
+    #[error(
+        "this form is out of date or came from another site: reload the page and submit it again"
+    )]
+    Csrf,
     /// A template failed to render (a bug: templates are checked at build time).
     #[error("rendering {page}: {source}")]
     Render {
@@ -44,6 +49,7 @@ impl IntoResponse for UiError {
         let message = self.to_string();
         let status = match self {
             UiError::Service(e) => ApiError::from(e).status(),
+            UiError::Csrf => StatusCode::FORBIDDEN,
             UiError::Render { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {

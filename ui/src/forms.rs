@@ -25,6 +25,23 @@ impl FieldErrors {
         self.0.entry(field.to_string()).or_insert(reason.into());
     }
 
+    /// Adds an error on `field`, after any it has already.
+    pub fn append(&mut self, field: &str, reason: impl Into<String>) {
+        let reason = reason.into();
+        self.0
+            .entry(field.to_string())
+            .and_modify(|r| {
+                r.push_str("; ");
+                r.push_str(&reason);
+            })
+            .or_insert(reason);
+    }
+
+    /// The fields with errors, in name order.
+    pub fn fields(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
     /// The error on `field`, if any.
     pub fn get(&self, field: &str) -> Option<&str> {
         self.0.get(field).map(String::as_str)

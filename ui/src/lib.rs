@@ -1,36 +1,79 @@
 //! Ocean's web dashboard: HTML pages rendered on the master from the same
 //! typed service layer the REST and gRPC APIs use, mounted at `/ui/` on
-//! every master (the `ocean` binary mounts [`router`] beside the REST API
-//! through `ocean_master::run_mounted`).
+//! every master (the `ocean` binary mounts [`router_with`] beside the REST
+//! API through `ocean_master::run_mounted`).
 //!
 //! ```text
 //!  browser ── GET /ui/... ──► pages::* ── Service<Master> reads (at a version) ──► askama template
 //!     │                                                                              │ HTML, readable without JS
 //!     │◄───────────────────────────────────────────────────────────────────────────────┘
-//!     ├── POST /ui/... (plain forms) ──► Service writes ──► 303 to the page ?v=VERSION (read-your-write)
+//!     ├── POST /ui/... (plain forms + CSRF token) ──► Service writes ──► 303 to the page ?v=VERSION
 //!     │                                   └─ bad input: the same page, 422, error next to the field
-//!     └── live.js ── GET /v1/events?from=VERSION&node=..&kinds=.. (one SSE per tab, job page)
+//!     ├── live.js ── GET /v1/events?from=VERSION&node=..&kinds=.. (one SSE per tab, job page)
+//!     ├── log-tail.js ── GET /v1/tasks/{id}/logs?follow=true (task page)
+//!     └── hosts-map.js ── GET /ui/hosts/map.json (one canvas for every agent)
+//!  sampler (history) ── every 15 s: live tasks' resources per product line ──► ring ──► /ui/pdl/{pdl}
 //! ```
 //!
-//! - [`pages`]: one module per page (overview, jobs, job, hosts, task);
+//! - [`pages`]: one module per page (overview, jobs, job, hosts, hosts
+//!   map, task, service tree, product line, new job);
 //! - [`summary`]: what several pages count (job states, capacity);
-//! - [`forms`]: field errors shown next to their fields;
-//! - [`assets`]: the stylesheet and `live.js`, compiled into the binary;
+//! - [`tree`]: service-tree nodes' sums, quotas and weights;
+//! - [`history`] and [`chart`]: product lines' usage over time, as SVG;
+//! - [`job_templates`]: the built-in and stored job templates;
+//! - [`diff`]: line diffs between spec versions;
+//! - [`waiting`]: the scheduler's waiting text as structured counts;
+//! - [`forms`] and [`csrf`]: field errors next to their fields, and the
+//!   token every form carries;
+//! - [`assets`]: the stylesheet and scripts, compiled into the binary;
 //! - [`error`]: service errors as HTML pages with the API's status codes.
 
 pub mod assets;
+pub mod chart;
+pub mod csrf;
+pub mod diff;
 pub mod error;
 pub mod forms;
+pub mod history;
+pub mod job_templates;
 pub mod pages;
+pub mod state;
 pub mod summary;
+pub mod tree;
+pub mod waiting;
+
+use std::sync::Arc;
 
 use axum::response::Redirect;
 use axum::routing::{get, post};
 use axum::Router;
-use ocean_master::Master;
+use ocean_master::{Master, SchedulerSettings};
 
-/// The dashboard's routes, to merge beside the REST API.
+pub use state::UiState;
+
+/// The dashboard's routes with no quotas or weights configured.
 pub fn router(master: Master) -> Router {
+    router_with(master, SchedulerSettings::default())
+}
+
+/// The dashboard's routes, to merge beside the REST API; `scheduler` is
+/// the cluster's scheduler settings (quotas and weights the service tree
+/// and product-line pages show). Starts the product-line sampler.
+pub fn router_with(master: Master, scheduler: SchedulerSettings) -> Router {
+    let history = Arc::new(history::History::new(
+        history::DEFAULT_INTERVAL,
+        history::DEFAULT_SAMPLES,
+    ));
+    history::spawn_sampler(master.clone(), history.clone());
+    routes(UiState {
+        master,
+        scheduler: Arc::new(scheduler),
+        history,
+    })
+}
+
+/// The routes over a given state (tests hand in their own history).
+pub fn routes(state: UiState) -> Router {
     Router::new()
         .route("/ui", get(|| async { Redirect::permanent("/ui/") }))
         .route("/ui/", get(pages::overview::page))
@@ -38,10 +81,21 @@ pub fn router(master: Master) -> Router {
         .route("/ui/jobs/{id}", get(pages::job::page))
         .route("/ui/jobs/{id}/scale", post(pages::job::scale))
         .route("/ui/jobs/{id}/stop", post(pages::job::stop))
+        .route("/ui/jobs/{id}/reset", post(pages::job::reset))
+        .route(
+            "/ui/new",
+            get(pages::new_job::page).post(pages::new_job::submit),
+        )
+        .route("/ui/tree", get(pages::tree::page))
+        .route("/ui/pdl/{pdl}", get(pages::pdl::page))
         .route("/ui/hosts", get(pages::hosts::page))
+        .route("/ui/hosts/map.json", get(pages::hosts_map::json))
         .route("/ui/hosts/{id}/status", post(pages::hosts::set_status))
         .route("/ui/tasks/{id}", get(pages::task::page))
         .route("/ui/assets/style.css", get(assets::style))
         .route("/ui/assets/live.js", get(assets::live_js))
-        .with_state(master)
+        .route("/ui/assets/log-tail.js", get(assets::log_tail_js))
+        .route("/ui/assets/hosts-map.js", get(assets::hosts_map_js))
+        .layer(axum::middleware::from_fn(csrf::ensure_cookie))
+        .with_state(state)
 }

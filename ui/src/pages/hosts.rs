@@ -5,7 +5,7 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Form;
+use axum::{Extension, Form};
 use ocean_master::kernel::state::AGENT_STATUSES;
 use ocean_master::service::tasks::TaskFilter;
 use ocean_master::service::views::AgentView;
@@ -13,6 +13,7 @@ use ocean_master::Master;
 use serde::Deserialize;
 
 use super::{see_other, Frame, Paging, Seen};
+use crate::csrf::{check, CsrfToken};
 use crate::error::{render, Result};
 use crate::forms::FieldErrors;
 use crate::summary::{percent, task_views, TaskCounts};
@@ -43,6 +44,8 @@ struct HostsPage {
     rows: Vec<HostRow>,
     statuses: [&'static str; 4],
     paging: Paging,
+    /// Hosts per status, for the map's legend (and without JavaScript).
+    by_status: Vec<(&'static str, usize)>,
 }
 
 impl HostsPage {
@@ -66,6 +69,7 @@ pub struct HostsQuery {
 /// Renders the page; `refused` is a host whose form came back with errors.
 async fn render_page(
     m: &Master,
+    csrf: &CsrfToken,
     page_no: usize,
     seen: &Seen,
     refused: Option<(&str, FieldErrors)>,
@@ -83,6 +87,10 @@ async fn render_page(
         .map(|(a, l)| (AgentView::from(a.as_ref()), *l))
         .collect();
     agents.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+    let by_status = AGENT_STATUSES
+        .iter()
+        .map(|s| (*s, agents.iter().filter(|(a, _)| a.status == *s).count()))
+        .collect();
     // The refused host's page, so its error is on screen.
     let page_no = refused
         .as_ref()
@@ -116,7 +124,8 @@ async fn render_page(
         StatusCode::OK
     };
     let page = HostsPage {
-        frame: Frame::new(m, "hosts", agents_v.min(tasks_v), seen),
+        frame: Frame::new(m, "hosts", agents_v.min(tasks_v), seen).with_csrf(csrf),
+        by_status,
         rows,
         statuses: AGENT_STATUSES,
         paging,
@@ -125,8 +134,12 @@ async fn render_page(
 }
 
 /// `GET /ui/hosts`.
-pub async fn page(State(m): State<Master>, Query(q): Query<HostsQuery>) -> Result<Response> {
-    render_page(&m, q.page.unwrap_or(1), &Seen { v: q.v }, None).await
+pub async fn page(
+    State(m): State<Master>,
+    Extension(csrf): Extension<CsrfToken>,
+    Query(q): Query<HostsQuery>,
+) -> Result<Response> {
+    render_page(&m, &csrf, q.page.unwrap_or(1), &Seen { v: q.v }, None).await
 }
 
 /// The set-status form.
@@ -138,18 +151,22 @@ pub struct StatusForm {
     pub message: String,
     #[serde(default)]
     pub confirm: String,
+    #[serde(default)]
+    pub csrf: String,
 }
 
 /// `POST /ui/hosts/{id}/status`: through `Service::set_agent_status`, as
 /// `POST /v1/agents/{id}/status`; `draining` moves the host's tasks off.
 pub async fn set_status(
     State(m): State<Master>,
+    Extension(csrf): Extension<CsrfToken>,
     Path(id): Path<String>,
     Form(f): Form<StatusForm>,
 ) -> Result<Response> {
+    check(&csrf, &f.csrf)?;
     if f.confirm != "yes" {
         let errors = FieldErrors::one("confirm", "tick the box to confirm the new status");
-        return render_page(&m, 1, &Seen::default(), Some((&id, errors))).await;
+        return render_page(&m, &csrf, 1, &Seen::default(), Some((&id, errors))).await;
     }
     match m
         .service()
@@ -161,7 +178,7 @@ pub async fn set_status(
             Ok(see_other("/ui/hosts", w.version).into_response())
         }
         Err(e) => match FieldErrors::from_service(e, &[]) {
-            Ok(errors) => render_page(&m, 1, &Seen::default(), Some((&id, errors))).await,
+            Ok(errors) => render_page(&m, &csrf, 1, &Seen::default(), Some((&id, errors))).await,
             Err(e) => Err(e.into()),
         },
     }

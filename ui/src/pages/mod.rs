@@ -4,10 +4,14 @@
 //! service writes as the REST API.
 
 pub mod hosts;
+pub mod hosts_map;
 pub mod job;
 pub mod jobs;
+pub mod new_job;
 pub mod overview;
+pub mod pdl;
 pub mod task;
+pub mod tree;
 
 use axum::response::Redirect;
 use ocean_master::service::ReadOptions;
@@ -27,6 +31,8 @@ pub struct Frame {
     pub version: u64,
     /// A write the page follows (`?v=` after a form): shown as committed.
     pub committed: Option<u64>,
+    /// The browser's CSRF token, put into every form (`csrf`).
+    pub csrf: String,
 }
 
 impl Frame {
@@ -39,7 +45,14 @@ impl Frame {
             term: s.term,
             version,
             committed: q.v,
+            csrf: String::new(),
         }
+    }
+
+    /// The frame of a page with forms: they carry the browser's token.
+    pub(crate) fn with_csrf(mut self, token: &crate::csrf::CsrfToken) -> Self {
+        self.csrf = token.0.clone();
+        self
     }
 }
 

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -16,8 +17,9 @@ use axum::Router;
 use ocean_master::kernel::state::{plan_tasks_command, put_agent_command, task_updates_command};
 use ocean_master::service::jobs::PutJob;
 use ocean_master::startup::Started;
-use ocean_master::{Master, MasterConfig};
+use ocean_master::{Master, MasterConfig, SchedulerSettings};
 use ocean_proto::internal::{Agent, Task, TaskPort, TaskUpdate};
+use ocean_ui::history::History;
 use scraper::{Html, Selector};
 use tower::ServiceExt;
 
@@ -25,6 +27,9 @@ use tower::ServiceExt;
 pub struct Cluster {
     pub master: Master,
     pub app: Router,
+    /// The product-line history the pages read (no sampler runs: tests
+    /// record samples themselves).
+    pub history: Arc<History>,
     started: Option<Started>,
     _dir: tempfile::TempDir,
 }
@@ -32,6 +37,11 @@ pub struct Cluster {
 impl Cluster {
     /// A master that leads a cluster of one, within 10 s.
     pub async fn start() -> Cluster {
+        Self::start_with(SchedulerSettings::default()).await
+    }
+
+    /// The same, the dashboard given these scheduler settings.
+    pub async fn start_with(scheduler: SchedulerSettings) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let any: std::net::SocketAddr = "127.0.0.1:0".parse().expect("addr");
         let mut cfg = MasterConfig::single(1, dir.path().to_path_buf(), any, any);
@@ -46,28 +56,56 @@ impl Cluster {
         })
         .await
         .expect("the master leads within 10 s");
-        let app =
-            ocean_ui::router(master.clone()).merge(ocean_master::api::http::router(master.clone()));
+        let history = Arc::new(History::new(Duration::from_secs(15), 240));
+        let app = ocean_ui::routes(ocean_ui::UiState {
+            master: master.clone(),
+            scheduler: Arc::new(scheduler),
+            history: history.clone(),
+        })
+        .merge(ocean_master::api::http::router(master.clone()));
         Cluster {
             master,
             app,
+            history,
             started: Some(started),
             _dir: dir,
         }
     }
 
-    /// `GET path`: status and body.
+    /// `GET path`: status and body (with the tests' CSRF cookie).
     pub async fn get(&self, path: &str) -> (StatusCode, String) {
-        let req = Request::get(path).body(Body::empty()).expect("request");
+        let req = Request::get(path)
+            .header(header::COOKIE, format!("ocean_csrf={CSRF}"))
+            .body(Body::empty())
+            .expect("request");
         self.send(req).await
     }
 
-    /// `POST path` with a form body: status, `Location` and body.
+    /// `POST path` with a form body, as a browser that has the page's
+    /// CSRF cookie and puts its token into the form: status, `Location`
+    /// and body.
     pub async fn post_form(&self, path: &str, form: &str) -> (StatusCode, Option<String>, String) {
-        let req = Request::post(path)
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(Body::from(form.to_string()))
-            .expect("request");
+        let body = if form.is_empty() {
+            format!("csrf={CSRF}")
+        } else {
+            format!("{form}&csrf={CSRF}")
+        };
+        self.post_form_as(path, &body, Some(CSRF)).await
+    }
+
+    /// `POST path` with the form as given and this CSRF cookie (if any).
+    pub async fn post_form_as(
+        &self,
+        path: &str,
+        form: &str,
+        cookie: Option<&str>,
+    ) -> (StatusCode, Option<String>, String) {
+        let mut req =
+            Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(c) = cookie {
+            req = req.header(header::COOKIE, format!("ocean_csrf={c}"));
+        }
+        let req = req.body(Body::from(form.to_string())).expect("request");
         let resp = self.app.clone().oneshot(req).await.expect("infallible");
         let status = resp.status();
         let location = resp
@@ -162,6 +200,9 @@ impl Drop for Cluster {
         }
     }
 }
+
+/// The CSRF token the tests' browser holds (hex, as the dashboard's).
+pub const CSRF: &str = "0123456789abcdef0123456789abcdef";
 
 /// A task record as a placement carries it.
 pub fn task(id: &str, job: &str, agent: &str, host: &str, port: u32) -> Task {
