@@ -4,6 +4,7 @@
 //! Every process started here is killed when its handle drops, so a failing
 //! test leaves nothing running.
 
+pub mod browser;
 pub mod cluster;
 pub mod dns;
 pub mod docker;
