@@ -181,7 +181,7 @@ async fn every_page_passes_axe_and_is_kept_as_a_screenshot() {
     let dev = Dev::start().await.expect("ocean dev");
     // A populated cluster: a running task, and a job no agent can hold.
     put_job(&dev, JOB, 1, 16).await;
-    put_job(&dev, BIG, 1, 100_000_000).await;
+    put_job(&dev, BIG, 1, 4_194_304).await;
     let b = Browser::start().await.expect("chromium");
     let checks = async {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -266,7 +266,7 @@ async fn scale_from_the_page_see_a_job_wait_and_drain_a_host() {
     }
     let dev = Dev::start().await.expect("ocean dev");
     put_job(&dev, JOB, 1, 16).await;
-    put_job(&dev, BIG, 0, 100_000_000).await;
+    put_job(&dev, BIG, 0, 4_194_304).await;
     let b = Browser::start().await.expect("chromium");
     let checks = async {
         // Scale through the page's form: the post redirects to the page,
