@@ -175,6 +175,8 @@ pub struct Browser {
     session: String,
     http: reqwest::Client,
     _guard: Guard,
+    // Chromium's profile; killed Chromiums leave theirs behind otherwise.
+    _profile: tempfile::TempDir,
 }
 
 impl Browser {
@@ -190,13 +192,15 @@ impl Browser {
             None,
         )?;
         wait_port(&addr.to_string(), Duration::from_secs(10))?;
+        let profile = tempfile::tempdir().context("profile dir")?;
         let mut caps = serde_json::Map::new();
         caps.insert(
             "goog:chromeOptions".into(),
             json!({"binary": CHROMIUM, "args": ["--headless=new", "--no-sandbox",
                 "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900",
                 // performance.memory reports the real heap, not bucketed figures.
-                "--enable-precise-memory-info"]}),
+                "--enable-precise-memory-info",
+                format!("--user-data-dir={}", profile.path().display())]}),
         );
         let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(caps)
@@ -214,6 +218,7 @@ impl Browser {
             session,
             http: reqwest::Client::new(),
             _guard: guard,
+            _profile: profile,
         })
     }
 
