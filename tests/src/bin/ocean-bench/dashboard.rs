@@ -172,7 +172,7 @@ async fn churn(
     while !stop.load(Ordering::Relaxed) {
         tick.tick().await;
         let (id, base) = jobs[i % jobs.len()].clone();
-        let up = (i / jobs.len()) % 2 == 0;
+        let up = (i / jobs.len()).is_multiple_of(2);
         i += 1;
         let Ok(permit) = inflight.clone().acquire_owned().await else {
             return;
@@ -445,7 +445,7 @@ async fn run(o: Opts) -> anyhow::Result<()> {
         .collect();
     for i in 0..o.dashboards.saturating_sub(1) {
         // Half follow the probe's job, half a job of the churn.
-        let node = if i % 2 == 0 {
+        let node = if i.is_multiple_of(2) {
             PROBE.to_string()
         } else {
             nodes[i % nodes.len()].clone()
