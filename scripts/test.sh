@@ -26,6 +26,11 @@ if [ "${CI:-}" = "true" ] && [ -z "${CARGO_TARGET_DIR:-}" ]; then
   export CARGO_TARGET_DIR=/var/tmp/ocean-ci-target
 fi
 
+# axe-core for the dashboard's accessibility audit (from PyPI, SHA-256
+# checked); the browser test fails in CI without it.
+log "axe-core"
+./scripts/axe.sh
+
 log "format"
 cargo fmt --all -- --check
 

@@ -1,12 +1,16 @@
-//! What the dashboard's browser tests share: a real `ocean dev` (its own
-//! data dir, free ports, its agent's tasks reaped when it goes), Debian's
-//! `chromium` driven by `chromedriver` over WebDriver (fantoccini), and
-//! polling helpers. Every process is started in a process group of its
-//! own and killed with the whole group when its guard drops, so a failed
-//! test leaves no Chromium, driver, master, agent or task behind.
+//! A real headless Chromium for the dashboard's tests and benchmarks:
+//! Debian's `chromium` and `chromium-driver`, driven over WebDriver
+//! (fantoccini), against a real `ocean dev` or master.
 //!
-//! Without Chromium a test is skipped on a developer's machine and fails
-//! in CI (`CI=true`), where `scripts/test.sh` installs both packages.
+//! ```text
+//!  test ──WebDriver──► chromedriver ──► chromium ──HTTP/SSE──► ocean dev (/ui/)
+//!    └──────────── REST (Api) ────────────────────────────────────┘
+//! ```
+//!
+//! Every process started here lives in a process group of its own and is
+//! killed with the whole group when its handle drops, even when a test
+//! panics. Without Chromium, [`available`] skips on a developer's machine
+//! and fails in CI (`CI=true`), where `scripts/test.sh` installs it.
 
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
@@ -14,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use fantoccini::{Client, ClientBuilder};
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
@@ -21,14 +26,12 @@ use serde_json::{json, Value};
 use crate::cluster::{agent_ports, free_addr, ocean_bin};
 use crate::http::Api;
 
-/// Debian's Chromium.
 pub const CHROMIUM: &str = "/usr/bin/chromium";
-/// Debian's chromium-driver.
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
-/// A child in its own process group, killed with the group on drop; for
-/// `ocean dev`, its agent's task cgroups (which outlive it by design) are
-/// reaped too.
+/// A child process in a process group of its own, killed with the whole
+/// group when dropped (chromedriver's Chromium processes too); for
+/// `ocean dev`, its agent's tasks (which outlive it by design) are reaped.
 #[derive(Debug)]
 pub struct Guard {
     child: Child,
@@ -36,14 +39,13 @@ pub struct Guard {
 }
 
 impl Guard {
-    /// Spawns `cmd` in a process group of its own.
-    pub fn spawn(cmd: &mut Command, dev_dir: Option<PathBuf>) -> Guard {
+    pub fn spawn(cmd: &mut Command, dev_dir: Option<PathBuf>) -> anyhow::Result<Guard> {
         let child = cmd
             .process_group(0)
             .stdin(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("spawn {:?}: {e}", cmd.get_program()));
-        Guard { child, dev_dir }
+            .with_context(|| format!("spawn {:?}", cmd.get_program()))?;
+        Ok(Guard { child, dev_dir })
     }
 }
 
@@ -62,8 +64,8 @@ impl Drop for Guard {
     }
 }
 
-/// Whether Chromium and its driver are installed; outside CI a missing
-/// one skips the test (`false`), in CI it fails it.
+/// True when Chromium and its driver are installed; false (skip) on a
+/// developer's machine without them; panics in CI.
 pub fn available() -> bool {
     let missing: Vec<&str> = [CHROMIUM, CHROMEDRIVER]
         .into_iter()
@@ -81,13 +83,13 @@ pub fn available() -> bool {
     false
 }
 
-/// Waits until something listens on `addr`.
-pub fn wait_port(addr: &str, within: Duration) {
+pub fn wait_port(addr: &str, within: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + within;
     while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {addr}");
+        anyhow::ensure!(Instant::now() < deadline, "nothing listens on {addr}");
         std::thread::sleep(Duration::from_millis(50));
     }
+    Ok(())
 }
 
 /// Polls `f` every 100 ms until it is true, for at most `within`.
@@ -103,91 +105,243 @@ where
     }
 }
 
-/// Runs `script` in the page and returns what it returns.
-pub async fn js(c: &Client, script: &str) -> Value {
-    c.execute(script, Vec::new()).await.expect("script")
-}
-
-/// A running `ocean dev` with its one agent registered.
+/// A real `ocean dev` (one master, one agent, no DNS, no frameworks) on
+/// free ports, its data in a temp dir; killed with its tasks on drop.
 #[derive(Debug)]
 pub struct Dev {
-    /// Its REST (and dashboard) address, `127.0.0.1:PORT`.
     pub http: String,
     pub api: Api,
-    /// Its log (stdout and stderr).
     pub log: PathBuf,
     _guard: Guard,
     _dir: tempfile::TempDir,
 }
 
 impl Dev {
-    /// Starts `ocean dev` on free ports and waits (30 s at most) for its agent.
-    pub async fn start() -> Dev {
-        let dir = tempfile::tempdir().expect("temp dir");
+    /// Starts `ocean dev` and waits (at most 30 s) until its agent is
+    /// registered.
+    pub async fn start() -> anyhow::Result<Dev> {
+        let dir = tempfile::tempdir().context("temp dir")?;
         let http = free_addr().to_string();
         let grpc = free_addr().to_string();
         let ports = agent_ports();
         let log = dir.path().join("dev.log");
-        let log_file = std::fs::File::create(&log).expect("log file");
+        let log_file = std::fs::File::create(&log).context("log file")?;
         let guard = Guard::spawn(
             Command::new(ocean_bin())
                 .args(["dev", "--http", &http, "--grpc", &grpc, "--no-dns"])
                 .args(["--ports", &ports, "--frameworks", "none"])
                 .env("OCEAN_EXIT_WITH_PARENT", "1")
                 .env("OCEAN_DATA_DIR", dir.path())
-                .stdout(log_file.try_clone().expect("log file"))
+                .stdout(log_file.try_clone().context("log file")?)
                 .stderr(log_file),
             Some(dir.path().to_path_buf()),
-        );
+        )?;
         let api = Api::new(&http);
-        eventually(
-            Duration::from_secs(30),
-            "ocean dev's agent registers",
-            || async {
-                match api.get("/v1/agents").await {
-                    Ok(r) => r.body["agents"].as_array().is_some_and(|a| a.len() == 1),
-                    Err(_) => false,
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = api.get("/v1/agents").await {
+                if r.body["agents"].as_array().is_some_and(|a| a.len() == 1) {
+                    break;
                 }
-            },
-        )
-        .await;
-        Dev {
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "ocean dev's agent did not register within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(Dev {
             http,
             api,
             log,
             _guard: guard,
             _dir: dir,
-        }
+        })
     }
 
-    /// The last `n` lines of its log, last first (for a failure's report).
+    /// The last `n` lines of `ocean dev`'s log, last first.
     pub fn log_tail(&self, n: usize) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        text.lines().rev().take(n).collect::<Vec<_>>().join("\n")
+        let tail: Vec<&str> = text.lines().rev().take(n).collect();
+        tail.join("\n")
     }
 }
 
-/// A headless Chromium session, and the guard of its driver.
-pub async fn chromium() -> (Client, Guard) {
-    let driver_addr = free_addr();
-    let driver = Guard::spawn(
-        Command::new(CHROMEDRIVER)
-            .arg(format!("--port={}", driver_addr.port()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-        None,
-    );
-    wait_port(&driver_addr.to_string(), Duration::from_secs(10));
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({"binary": CHROMIUM, "args": ["--headless=new", "--no-sandbox",
-            "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"]}),
-    );
-    let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://{driver_addr}"))
-        .await
-        .expect("a Chromium session");
-    (c, driver)
+/// chromedriver and one headless Chromium session on it.
+#[derive(Debug)]
+pub struct Browser {
+    pub client: Client,
+    driver: String,
+    session: String,
+    http: reqwest::Client,
+    _guard: Guard,
+    // Chromium's profile; killed Chromiums leave theirs behind otherwise.
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    /// Starts chromedriver on a free port and opens a session with a
+    /// 1280x900 window.
+    pub async fn start() -> anyhow::Result<Browser> {
+        let addr = free_addr();
+        let guard = Guard::spawn(
+            Command::new(CHROMEDRIVER)
+                .arg(format!("--port={}", addr.port()))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+            None,
+        )?;
+        wait_port(&addr.to_string(), Duration::from_secs(10))?;
+        let profile = tempfile::tempdir().context("profile dir")?;
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({"binary": CHROMIUM, "args": ["--headless=new", "--no-sandbox",
+                "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900",
+                // performance.memory reports the real heap, not bucketed figures.
+                "--enable-precise-memory-info",
+                format!("--user-data-dir={}", profile.path().display())]}),
+        );
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://{addr}"))
+            .await
+            .context("a Chromium session")?;
+        let session = client
+            .session_id()
+            .await
+            .context("session id")?
+            .context("chromedriver gave no session id")?;
+        Ok(Browser {
+            client,
+            driver: format!("http://{addr}"),
+            session,
+            http: reqwest::Client::new(),
+            _guard: guard,
+            _profile: profile,
+        })
+    }
+
+    /// Runs `script` (a function body; `return` gives the value) in the page.
+    pub async fn js(&self, script: &str) -> anyhow::Result<Value> {
+        self.client
+            .execute(script, Vec::new())
+            .await
+            .with_context(|| format!("script: {script}"))
+    }
+
+    /// A Chrome DevTools Protocol command through chromedriver's
+    /// `goog/cdp/execute` endpoint (fantoccini has no call for it).
+    pub async fn cdp(&self, cmd: &str, params: Value) -> anyhow::Result<Value> {
+        let url = format!("{}/session/{}/goog/cdp/execute", self.driver, self.session);
+        let r = self
+            .http
+            .post(&url)
+            .json(&json!({"cmd": cmd, "params": params}))
+            .send()
+            .await
+            .with_context(|| format!("CDP {cmd}"))?;
+        let status = r.status();
+        let body: Value = r.json().await.with_context(|| format!("CDP {cmd}: body"))?;
+        anyhow::ensure!(status.is_success(), "CDP {cmd}: {status}: {body}");
+        Ok(body["value"].clone())
+    }
+
+    /// Saves a PNG of the viewport as `<dir>/<name>.png` (see
+    /// [`screenshot_dir`]) and returns its path.
+    pub async fn screenshot(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let png = self.client.screenshot().await.context("screenshot")?;
+        let dir = screenshot_dir();
+        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        let out = dir.join(format!("{name}.png"));
+        std::fs::write(&out, png).with_context(|| format!("write {}", out.display()))?;
+        Ok(out)
+    }
+
+    /// Runs axe-core (`source`, see [`axe_source`]) on the open page and
+    /// returns its violations of impact serious or critical, each as
+    /// `rule (impact): help: targets`.
+    pub async fn axe_serious(&self, source: &str) -> anyhow::Result<Vec<String>> {
+        self.client
+            .execute(&format!("{source}\n;return typeof axe"), Vec::new())
+            .await
+            .context("inject axe-core")?;
+        let found = self
+            .client
+            .execute_async(
+                "var done = arguments[arguments.length - 1];\
+                 axe.run(document, {resultTypes: ['violations']})\
+                   .then(function (r) { done({ok: r.violations.map(function (v) {\
+                     return {id: v.id, impact: v.impact, help: v.help,\
+                       targets: v.nodes.map(function (n) { return n.target.join(' '); })};\
+                   })}); })\
+                   .catch(function (e) { done({error: String(e)}); });",
+                Vec::new(),
+            )
+            .await
+            .context("axe.run")?;
+        if let Some(e) = found.get("error") {
+            anyhow::bail!("axe.run failed: {e}");
+        }
+        Ok(found["ok"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")))
+            .map(|v| {
+                format!(
+                    "{} ({}): {}: {}",
+                    v["id"], v["impact"], v["help"], v["targets"]
+                )
+            })
+            .collect())
+    }
+
+    /// Ends the session (chromedriver and Chromium die with the handle).
+    pub async fn close(self) {
+        let _ = self.client.close().await;
+    }
+}
+
+/// Where screenshots are kept as test artifacts:
+/// `$CARGO_TARGET_DIR/ui-screenshots`, else `target/ui-screenshots` of
+/// the workspace.
+pub fn screenshot_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    target.join("ui-screenshots")
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// axe-core's `axe.min.js`, put at `$CARGO_TARGET_DIR/axe/axe.min.js`
+/// (else `target/axe/`) by `scripts/axe.sh`; `None` (skip the audit) on a
+/// developer's machine without it, a panic in CI.
+pub fn axe_source() -> Option<String> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let path = target.join("axe/axe.min.js");
+    match std::fs::read_to_string(&path) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "{}: {e}: scripts/test.sh puts axe-core there (scripts/axe.sh)",
+                path.display()
+            );
+            eprintln!(
+                "accessibility audit skipped: {}: {e} (run scripts/axe.sh)",
+                path.display()
+            );
+            None
+        }
+    }
 }

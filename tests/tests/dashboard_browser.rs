@@ -1,260 +1,430 @@
 //! The dashboard in a real headless Chromium (Debian's `chromium` and
-//! `chromium-driver`, driven over WebDriver) against a real `ocean dev`:
-//! the job page, left open, shows the job's tasks turn RUNNING without a
-//! reload, through `live.js` and the SSE stream it follows.
+//! `chromium-driver`, driven over WebDriver; see `ocean_tests::browser`)
+//! against a real `ocean dev`:
 //!
-//! Without Chromium the test is skipped on a developer's machine and fails
-//! in CI (`CI=true`), where `scripts/test.sh` installs both packages.
+//! - the job page, left open, shows the job's tasks turn RUNNING without
+//!   a reload, through `live.js` and the SSE stream it follows;
+//! - every page passes axe-core with no violation of impact serious or
+//!   critical, and is kept as a screenshot (`ui-screenshots/` under the
+//!   target dir);
+//! - the flows an operator follows: scale from the job page, see a job
+//!   turn waiting (and why) when no agent can hold it, drain a host from
+//!   the hosts page with its confirmation box.
+//!
+//! Without Chromium (or axe-core, which `scripts/axe.sh` fetches) the
+//! checks are skipped on a developer's machine and fail in CI (`CI=true`).
 
-use std::net::TcpStream;
-use std::os::unix::process::CommandExt;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder};
+use fantoccini::Locator;
 use futures::FutureExt;
-use nix::sys::signal::Signal;
-use ocean_tests::cluster::{agent_ports, free_addr, ocean_bin};
-use ocean_tests::http::Api;
+use ocean_tests::browser::{self, eventually, Browser, Dev};
 use serde_json::{json, Value};
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const JOB: &str = "cop.acme_owt.inf_pdl.ui_service.browser_job.sleeper_cluster.dev";
+const BIG: &str = "cop.acme_owt.inf_pdl.ui_service.browser_job.huge_cluster.dev";
 
-/// A child process, started in a process group of its own, killed with
-/// the whole group when dropped (chromedriver's Chromium processes too,
-/// even when the test panics); for `ocean dev`, its agent's tasks (which
-/// outlive it by design) are reaped too.
-struct Guard {
-    child: Child,
-    dev_dir: Option<PathBuf>,
-}
+type Panic = Box<dyn std::any::Any + Send>;
 
-impl Guard {
-    fn spawn(cmd: &mut Command, dev_dir: Option<PathBuf>) -> Guard {
-        let child = cmd
-            .process_group(0)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {:?}: {e}", cmd.get_program()));
-        Guard { child, dev_dir }
+/// Runs `checks` for at most `within`; their panic, if any.
+async fn bounded<F: Future<Output = ()>>(within: Duration, checks: F) -> Option<Panic> {
+    match tokio::time::timeout(within, AssertUnwindSafe(checks).catch_unwind()).await {
+        Ok(Ok(())) => None,
+        Ok(Err(panic)) => Some(panic),
+        Err(_) => Some(Box::new(format!(
+            "the browser checks did not finish within {within:?}"
+        ))),
     }
 }
 
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Ok(pid) = i32::try_from(self.child.id()) {
-            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+/// Deletes the jobs and closes the browser whether or not the checks
+/// passed; on failure prints the tail of `ocean dev`'s log and fails with
+/// the checks' panic.
+async fn finish(dev: &Dev, b: Browser, failed: Option<Panic>) {
+    for job in [JOB, BIG] {
+        let _ = dev.api.delete(&format!("/v1/jobs/{job}")).await;
+    }
+    b.close().await;
+    if let Some(panic) = failed {
+        eprintln!("ocean dev's log, last lines first:\n{}", dev.log_tail(40));
+        std::panic::resume_unwind(panic);
+    }
+}
+
+async fn js(b: &Browser, script: &str) -> Value {
+    b.js(script).await.expect("script")
+}
+
+async fn put_job(dev: &Dev, id: &str, instances: u32, mem: u64) {
+    let spec = json!({"id": id, "cmd": "sleep 120", "instances": instances,
+        "resources": {"cpus": 0.01, "mem": mem}});
+    let r = dev.api.post("/v1/jobs", &spec).await.expect("put job");
+    assert!(r.is_success(), "{r:?}");
+}
+
+async fn wait_live(b: &Browser) {
+    eventually(Duration::from_secs(10), "live.js connects", || async {
+        js(
+            b,
+            "return document.getElementById('live-status').textContent",
+        )
+        .await
+        .as_str()
+        .is_some_and(|s| s.starts_with("Live"))
+    })
+    .await;
+}
+
+const RUNNING_ROWS: &str = "return Array.from(document.querySelectorAll('#tasks-body tr'))\
+     .filter(r => r.cells[1].textContent.startsWith('RUNNING')).length";
+
+async fn wait_running_rows(dev: &Dev, b: &Browser, job: &str, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while js(b, RUNNING_ROWS).await.as_u64() != Some(n) {
+        if Instant::now() > deadline {
+            let page = js(b, "return document.getElementById('live-status').textContent \
+                 + ' | hidden=' + document.hidden + ' | ' + document.getElementById('tasks-body').innerHTML")
+                .await;
+            let tasks = dev
+                .api
+                .get(&format!("/v1/tasks?job={job}"))
+                .await
+                .map(|r| r.body);
+            panic!("{n} RUNNING rows did not appear within 30 s; page: {page}; API: {tasks:?}");
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(dir) = &self.dev_dir {
-            if let Ok(id) = std::fs::read_to_string(dir.join("agent/agent-id")) {
-                ocean_tests::tasks::reap_cgroups(&format!("ocean-{}", id.trim()));
-            }
-        }
-    }
-}
-
-/// Chromium and its driver, or `None` (skipped) outside CI.
-fn browser() -> Option<()> {
-    let missing: Vec<&str> = [CHROMIUM, CHROMEDRIVER]
-        .into_iter()
-        .filter(|p| !Path::new(p).is_file())
-        .collect();
-    if missing.is_empty() {
-        return Some(());
-    }
-    assert_ne!(
-        std::env::var("CI").as_deref(),
-        Ok("true"),
-        "{missing:?} missing: scripts/test.sh installs chromium and chromium-driver"
-    );
-    eprintln!("skipped: {missing:?} missing (apt-get install chromium chromium-driver)");
-    None
-}
-
-fn wait_port(addr: &str, within: Duration) {
-    let deadline = Instant::now() + within;
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {addr}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Polls `f` every 100 ms until it is true, for at most `within`.
-async fn eventually<F, Fut>(within: Duration, what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while !f().await {
-        assert!(Instant::now() < deadline, "{what} within {within:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
-async fn js(c: &Client, script: &str) -> Value {
-    c.execute(script, Vec::new()).await.expect("script")
+async fn running_ids(dev: &Dev, job: &str) -> Vec<String> {
+    let listed = dev
+        .api
+        .get(&format!("/v1/tasks?job={job}&state=RUNNING"))
+        .await
+        .expect("tasks");
+    let mut ids: Vec<String> = listed.body["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["id"].as_str().map(str::to_string))
+        .collect();
+    ids.sort();
+    ids
+}
+
+async fn job_facts(b: &Browser) -> Value {
+    js(
+        b,
+        "return [document.getElementById('job-running').textContent, \
+         document.querySelector('#job-state .state').textContent]",
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_page_shows_its_tasks_turn_running_without_a_reload() {
-    if browser().is_none() {
+    if !browser::available() {
         return;
     }
-    let dir = tempfile::tempdir().expect("temp dir");
-    let http = free_addr().to_string();
-    let grpc = free_addr().to_string();
-    let ports = agent_ports();
-    let log = dir.path().join("dev.log");
-    let log_file = std::fs::File::create(&log).expect("log file");
-    let _dev = Guard::spawn(
-        Command::new(ocean_bin())
-            .args(["dev", "--http", &http, "--grpc", &grpc, "--no-dns"])
-            .args(["--ports", &ports, "--frameworks", "none"])
-            .env("OCEAN_EXIT_WITH_PARENT", "1")
-            .env("OCEAN_DATA_DIR", dir.path())
-            .stdout(log_file.try_clone().expect("log file"))
-            .stderr(log_file),
-        Some(dir.path().to_path_buf()),
-    );
-    let api = Api::new(&http);
-    eventually(
-        Duration::from_secs(30),
-        "ocean dev's agent registers",
-        || async {
-            match api.get("/v1/agents").await {
-                Ok(r) => r.body["agents"].as_array().is_some_and(|a| a.len() == 1),
-                Err(_) => false,
-            }
-        },
-    )
-    .await;
-    let spec = json!({"id": JOB, "cmd": "sleep 120", "instances": 0,
-        "resources": {"cpus": 0.01, "mem": 16}});
-    let r = api.post("/v1/jobs", &spec).await.expect("put job");
-    assert!(r.is_success(), "{r:?}");
-
-    let driver_addr = free_addr();
-    let _driver = Guard::spawn(
-        Command::new(CHROMEDRIVER)
-            .arg(format!("--port={}", driver_addr.port()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-        None,
-    );
-    wait_port(&driver_addr.to_string(), Duration::from_secs(10));
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({"binary": CHROMIUM, "args": ["--headless=new", "--no-sandbox",
-            "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"]}),
-    );
-    let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://{driver_addr}"))
-        .await
-        .expect("a Chromium session");
-
-    let run = async {
-        c.goto(&format!("http://{http}/ui/jobs/{JOB}"))
+    let dev = Dev::start().await.expect("ocean dev");
+    put_job(&dev, JOB, 0, 16).await;
+    let b = Browser::start().await.expect("chromium");
+    let checks = async {
+        b.client
+            .goto(&format!("http://{}/ui/jobs/{JOB}", dev.http))
             .await
             .expect("open the job page");
-        eventually(Duration::from_secs(10), "live.js connects", || async {
-            js(
-                &c,
-                "return document.getElementById('live-status').textContent",
-            )
-            .await
-            .as_str()
-            .is_some_and(|s| s.starts_with("Live"))
-        })
-        .await;
+        wait_live(&b).await;
         // Gone if the page reloads.
-        js(&c, "window.notReloaded = true; return true").await;
+        js(&b, "window.notReloaded = true; return true").await;
 
-        let r = api
+        let r = dev
+            .api
             .post(&format!("/v1/jobs/{JOB}/scale"), &json!({"instances": 2}))
             .await
             .expect("scale");
         assert!(r.is_success(), "{r:?}");
-        let running = "return Array.from(document.querySelectorAll('#tasks-body tr'))\
-             .filter(r => r.cells[1].textContent.startsWith('RUNNING')).length";
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while js(&c, running).await.as_u64() != Some(2) {
-            if Instant::now() > deadline {
-                let page = js(&c, "return document.getElementById('live-status').textContent \
-                     + ' | hidden=' + document.hidden + ' | ' + document.getElementById('tasks-body').innerHTML")
-                    .await;
-                let tasks = api
-                    .get(&format!("/v1/tasks?job={JOB}"))
-                    .await
-                    .map(|r| r.body);
-                panic!("two RUNNING rows did not appear within 30 s; page: {page}; API: {tasks:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_running_rows(&dev, &b, JOB, 2).await;
         assert_eq!(
-            js(&c, "return window.notReloaded === true").await,
+            js(&b, "return window.notReloaded === true").await,
             json!(true)
         );
         // The job's facts follow its tasks.
-        let facts = "return [document.getElementById('job-running').textContent, \
-             document.querySelector('#job-state .state').textContent]";
         eventually(
             Duration::from_secs(5),
             "the job shows 2 of 2 running",
-            || async { js(&c, facts).await == json!(["2 of 2", "running"]) },
+            || async { job_facts(&b).await == json!(["2 of 2", "running"]) },
         )
         .await;
         // The rows are the tasks the API lists.
-        let listed = api
-            .get(&format!("/v1/tasks?job={JOB}&state=RUNNING"))
-            .await
-            .expect("tasks");
-        let mut want: Vec<String> = listed.body["tasks"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|t| t["id"].as_str().map(str::to_string))
-            .collect();
-        want.sort();
         let rows = js(
-            &c,
+            &b,
             "return Array.from(document.querySelectorAll('#tasks-body tr')).map(r => r.dataset.task).sort()",
         )
         .await;
-        assert_eq!(rows, json!(want));
-        // Kept as an artifact for a person to look at.
-        if let Ok(png) = c.screenshot().await {
-            let out = std::env::temp_dir().join("ocean-ui-job-page.png");
-            let _ = std::fs::write(&out, png);
-            eprintln!("screenshot: {}", out.display());
-        }
+        assert_eq!(rows, json!(running_ids(&dev, JOB).await));
+        let png = b.screenshot("job-live").await.expect("screenshot");
+        eprintln!("screenshot: {}", png.display());
     };
-    // Clean up (the job's tasks, the browser session) whether or not the
-    // checks passed, then report.
-    let outcome = tokio::time::timeout(
-        Duration::from_secs(90),
-        AssertUnwindSafe(run).catch_unwind(),
-    )
-    .await;
-    let _ = api.delete(&format!("/v1/jobs/{JOB}")).await;
-    let _ = c.close().await;
-    let failed = match outcome {
-        Ok(Ok(())) => None,
-        Ok(Err(panic)) => Some(panic),
-        Err(_) => Some(Box::new("the browser test did not finish within 90 s") as Box<_>),
-    };
-    if let Some(panic) = failed {
-        let tail = std::fs::read_to_string(&log).unwrap_or_default();
-        let tail: Vec<&str> = tail.lines().rev().take(40).collect();
-        eprintln!("ocean dev's log, last lines first:\n{}", tail.join("\n"));
-        std::panic::resume_unwind(panic);
+    let failed = bounded(Duration::from_secs(90), checks).await;
+    finish(&dev, b, failed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_passes_axe_and_is_kept_as_a_screenshot() {
+    if !browser::available() {
+        return;
     }
+    let axe = browser::axe_source();
+    let dev = Dev::start().await.expect("ocean dev");
+    // A populated cluster: a running task, and a job no agent can hold.
+    put_job(&dev, JOB, 1, 16).await;
+    put_job(&dev, BIG, 1, 4_194_304).await;
+    let b = Browser::start().await.expect("chromium");
+    let checks = async {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let task = loop {
+            let ids = running_ids(&dev, JOB).await;
+            if let Some(id) = ids.into_iter().next() {
+                break id;
+            }
+            assert!(Instant::now() < deadline, "no task RUNNING within 30 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let agents = dev.api.get("/v1/agents").await.expect("agents");
+        assert!(agents.body["agents"][0]["id"].is_string(), "{agents:?}");
+        let pages = [
+            ("overview", "/ui/".to_string()),
+            ("jobs", "/ui/jobs".to_string()),
+            ("job", format!("/ui/jobs/{JOB}")),
+            ("job-waiting", format!("/ui/jobs/{BIG}")),
+            ("task", format!("/ui/tasks/{task}")),
+            ("hosts", "/ui/hosts".to_string()),
+        ];
+        let mut found = Vec::new();
+        for (name, path) in &pages {
+            b.client
+                .goto(&format!("http://{}{path}", dev.http))
+                .await
+                .unwrap_or_else(|e| panic!("open {path}: {e}"));
+            let title = b.client.title().await.expect("title");
+            assert!(!title.is_empty(), "{path} has no title");
+            b.screenshot(name).await.expect("screenshot");
+            if let Some(src) = &axe {
+                let v = b.axe_serious(src).await.expect("axe");
+                found.extend(v.into_iter().map(|v| format!("{path}: {v}")));
+            }
+        }
+        // A refused form: the page again, with the error next to the field.
+        b.client
+            .goto(&format!("http://{}/ui/jobs/{JOB}", dev.http))
+            .await
+            .expect("job page");
+        let input = b
+            .client
+            .find(Locator::Id("instances"))
+            .await
+            .expect("field");
+        input.clear().await.expect("clear");
+        input.send_keys("many").await.expect("type");
+        b.client
+            .find(Locator::Css("form[action$='/scale'] button[type=submit]"))
+            .await
+            .expect("scale button")
+            .click()
+            .await
+            .expect("submit");
+        eventually(Duration::from_secs(10), "the field error", || async {
+            js(&b, "return !!document.getElementById('instances-error')")
+                .await
+                .as_bool()
+                == Some(true)
+        })
+        .await;
+        b.screenshot("job-refused-scale").await.expect("screenshot");
+        if let Some(src) = &axe {
+            let v = b.axe_serious(src).await.expect("axe");
+            found.extend(v.into_iter().map(|v| format!("refused scale: {v}")));
+        }
+        assert!(
+            found.is_empty(),
+            "axe-core: violations of impact serious or critical:\n{}",
+            found.join("\n")
+        );
+        eprintln!("screenshots: {}", browser::screenshot_dir().display());
+    };
+    let failed = bounded(Duration::from_secs(150), checks).await;
+    finish(&dev, b, failed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_from_the_page_see_a_job_wait_and_drain_a_host() {
+    if !browser::available() {
+        return;
+    }
+    let dev = Dev::start().await.expect("ocean dev");
+    put_job(&dev, JOB, 1, 16).await;
+    put_job(&dev, BIG, 0, 4_194_304).await;
+    let b = Browser::start().await.expect("chromium");
+    let checks = async {
+        // Scale through the page's form: the post redirects to the page,
+        // which then follows the new tasks without another reload.
+        b.client
+            .goto(&format!("http://{}/ui/jobs/{JOB}", dev.http))
+            .await
+            .expect("job page");
+        let input = b
+            .client
+            .find(Locator::Id("instances"))
+            .await
+            .expect("field");
+        input.clear().await.expect("clear");
+        input.send_keys("3").await.expect("type");
+        b.client
+            .find(Locator::Css("form[action$='/scale'] button[type=submit]"))
+            .await
+            .expect("scale button")
+            .click()
+            .await
+            .expect("submit");
+        eventually(Duration::from_secs(10), "the redirect to ?v=", || async {
+            b.client
+                .current_url()
+                .await
+                .is_ok_and(|u| u.query().is_some_and(|q| q.starts_with("v=")))
+        })
+        .await;
+        wait_live(&b).await;
+        js(&b, "window.notReloaded = true; return true").await;
+        wait_running_rows(&dev, &b, JOB, 3).await;
+        assert_eq!(
+            js(&b, "return window.notReloaded === true").await,
+            json!(true)
+        );
+        eventually(Duration::from_secs(5), "3 of 3 running", || async {
+            job_facts(&b).await == json!(["3 of 3", "running"])
+        })
+        .await;
+        let spec = dev.api.get(&format!("/v1/jobs/{JOB}")).await.expect("job");
+        assert_eq!(spec.body["spec"]["instances"], json!(3), "{spec:?}");
+        b.screenshot("flow-scaled").await.expect("screenshot");
+
+        // A job asking for more memory than any agent has: its open page
+        // turns "waiting" live; the reason is on the page and the list.
+        b.client
+            .goto(&format!("http://{}/ui/jobs/{BIG}", dev.http))
+            .await
+            .expect("job page");
+        wait_live(&b).await;
+        js(&b, "window.notReloaded = true; return true").await;
+        let r = dev
+            .api
+            .post(&format!("/v1/jobs/{BIG}/scale"), &json!({"instances": 1}))
+            .await
+            .expect("scale");
+        assert!(r.is_success(), "{r:?}");
+        eventually(Duration::from_secs(20), "the job shows waiting", || async {
+            job_facts(&b).await == json!(["0 of 1", "waiting"])
+        })
+        .await;
+        assert_eq!(
+            js(&b, "return window.notReloaded === true").await,
+            json!(true)
+        );
+        b.client.refresh().await.expect("reload");
+        let why = js(
+            &b,
+            "return document.getElementById('job-waiting').textContent",
+        )
+        .await;
+        assert!(
+            why.as_str().is_some_and(|w| w.contains("insufficient mem")),
+            "waiting reason on the job page: {why}"
+        );
+        let api_why = dev.api.get(&format!("/v1/jobs/{BIG}")).await.expect("job");
+        assert_eq!(why, api_why.body["waiting"], "{api_why:?}");
+        b.client
+            .goto(&format!("http://{}/ui/jobs", dev.http))
+            .await
+            .expect("jobs page");
+        let listed = js(&b, "return document.body.textContent").await;
+        assert!(
+            listed
+                .as_str()
+                .is_some_and(|t| t.contains("insufficient mem")),
+            "the jobs list does not say why {BIG} waits"
+        );
+        b.screenshot("flow-waiting").await.expect("screenshot");
+
+        // Drain the host: refused without the confirmation box, then done.
+        let agents = dev.api.get("/v1/agents").await.expect("agents");
+        let agent = agents.body["agents"][0]["id"]
+            .as_str()
+            .expect("agent id")
+            .to_string();
+        b.client
+            .goto(&format!("http://{}/ui/hosts", dev.http))
+            .await
+            .expect("hosts page");
+        let set_status = |confirm: bool| {
+            let b = &b;
+            let agent = agent.clone();
+            async move {
+                let pick = format!(
+                    "document.getElementById('status-{agent}').value = 'draining'; \
+                     document.getElementById('message-{agent}').value = 'disk swap'; \
+                     document.getElementById('confirm-{agent}').checked = {confirm}; return true"
+                );
+                js(b, &pick).await;
+                b.client
+                    .find(Locator::Css(&format!("#host-{agent} button[type=submit]")))
+                    .await
+                    .expect("set button")
+                    .click()
+                    .await
+                    .expect("submit");
+            }
+        };
+        set_status(false).await;
+        eventually(Duration::from_secs(10), "the confirm error", || async {
+            js(
+                &b,
+                &format!("return !!document.getElementById('confirm-error-{agent}')"),
+            )
+            .await
+                == json!(true)
+        })
+        .await;
+        let status = |dev: &Dev| {
+            let api = dev.api.clone();
+            async move {
+                let a = api.get("/v1/agents").await.expect("agents");
+                a.body["agents"][0]["status"].clone()
+            }
+        };
+        assert_eq!(status(&dev).await, json!("online"), "refused, unchanged");
+        set_status(true).await;
+        eventually(
+            Duration::from_secs(10),
+            "the host shows draining",
+            || async {
+                js(
+                    &b,
+                    &format!(
+                        "return document.querySelector('#host-{agent} td.status').textContent"
+                    ),
+                )
+                .await
+                .as_str()
+                .is_some_and(|s| s.contains("draining") && s.contains("disk swap"))
+            },
+        )
+        .await;
+        assert_eq!(status(&dev).await, json!("draining"));
+        b.screenshot("flow-drained").await.expect("screenshot");
+    };
+    let failed = bounded(Duration::from_secs(150), checks).await;
+    finish(&dev, b, failed).await;
 }

@@ -1,5 +1,5 @@
 //! The dashboard's added pages in a real headless Chromium against a real
-//! `ocean dev` (set-up in `ocean_tests::browser`): a job submitted through
+//! `ocean dev` (set-up in `ocean_tests::pages_browser`): a job submitted through
 //! the new-job form (a field error first, then a valid submit), its task
 //! turning RUNNING on the job page without a reload, the task's log tail
 //! showing lines the task prints after the page loaded, the service tree
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use fantoccini::{Client, Locator};
 use futures::FutureExt;
-use ocean_tests::browser::{available, chromium, eventually, js, Dev};
+use ocean_tests::pages_browser::{available, chromium, eventually, js, Dev};
 use serde_json::json;
 
 const JOB: &str = "cop.acme_owt.inf_pdl.ui_service.pages_job.ticker_cluster.dev";

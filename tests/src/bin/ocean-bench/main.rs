@@ -21,6 +21,10 @@
 //! - `watch`: filtered-watch fan-out: many watchers of one service-tree
 //!   node while 100,000 tasks change elsewhere; CPU per delivered event
 //!   and events delivered outside the filter.
+//! - `dashboard`: the web dashboard with 10,000 simulated agents and 1k to
+//!   100k tasks: HTML size and time, first contentful paint in headless
+//!   Chromium (and at a 4x CPU throttle), commit to screen with 200 streams
+//!   open and changes flowing, the open tab's JS heap over time.
 //! - `docker-launch`: submit-to-RUNNING of one-instance container jobs,
 //!   side by side with `docker run -d` of the same image.
 //!
@@ -40,6 +44,7 @@ use ocean_tests::http::{job_id, job_spec};
 use ocean_tests::Cluster;
 use tonic::transport::{Channel, Endpoint};
 
+mod dashboard;
 mod deploy;
 mod dns;
 mod docker;
@@ -175,6 +180,34 @@ enum Cmd {
         #[arg(long, default_value_t = 100_000)]
         tasks: usize,
     },
+    /// The web dashboard at scale: page size and time, first contentful
+    /// paint (normal and 4x CPU throttle), commit to screen, tab memory.
+    Dashboard {
+        #[arg(long, default_value_t = 10_000)]
+        agents: usize,
+        /// Task counts to measure at, comma-separated (the workload grows).
+        #[arg(long, default_value = "1000,10000,100000")]
+        tasks: String,
+        /// Fetches of each page per stage.
+        #[arg(long, default_value_t = 50)]
+        fetches: usize,
+        /// Browser loads of each page per stage and CPU rate.
+        #[arg(long, default_value_t = 5)]
+        loads: usize,
+        /// SSE streams open during commit to screen (the tab counts as one).
+        #[arg(long, default_value_t = 200)]
+        dashboards: usize,
+        /// Scale writes per second elsewhere in the cluster (each is
+        /// several job and task changes; the change rate is reported).
+        #[arg(long, default_value_t = 300)]
+        churn_ops: u64,
+        /// Tasks of the watched job timed from RUNNING to the screen.
+        #[arg(long, default_value_t = 40)]
+        samples: usize,
+        /// Seconds the tab stays open for the memory figure (0: skip).
+        #[arg(long, default_value_t = 180)]
+        memory_secs: u64,
+    },
     /// Agents declared unreachable while busy loops saturate every core.
     FalseLost {
         #[arg(long, default_value_t = 10)]
@@ -232,6 +265,32 @@ async fn main() -> anyhow::Result<()> {
             agents,
             tasks,
         } => watch::watch(watchers, agents, tasks).await,
+        Cmd::Dashboard {
+            agents,
+            tasks,
+            fetches,
+            loads,
+            dashboards,
+            churn_ops,
+            samples,
+            memory_secs,
+        } => {
+            let stages = tasks
+                .split(',')
+                .map(|t| t.trim().parse().context("--tasks: not a number"))
+                .collect::<anyhow::Result<Vec<usize>>>()?;
+            dashboard::dashboard(dashboard::Opts {
+                agents,
+                stages,
+                fetches,
+                loads,
+                dashboards,
+                churn_ops,
+                samples,
+                memory_secs,
+            })
+            .await
+        }
         Cmd::Health { trials } => health::health(trials).await,
         Cmd::LostAgent { trials, instances } => lost::lost_agent(trials, instances).await,
         Cmd::FalseLost { minutes, agents } => lost::false_lost(minutes, agents).await,
