@@ -194,6 +194,36 @@ impl OceanApi for Scripted {
     ) -> Result<Response<v1::LeaseInfo>, Status> {
         Err(Status::unimplemented("scripted"))
     }
+    async fn list_deployments(
+        &self,
+        _: Request<v1::ListDeploymentsRequest>,
+    ) -> Result<Response<v1::ListDeploymentsResponse>, Status> {
+        Err(Status::unimplemented("scripted"))
+    }
+    async fn get_deployment(
+        &self,
+        _: Request<v1::DeploymentRef>,
+    ) -> Result<Response<v1::GetDeploymentResponse>, Status> {
+        Err(Status::unimplemented("scripted"))
+    }
+    async fn deployment_action(
+        &self,
+        _: Request<v1::DeploymentActionRequest>,
+    ) -> Result<Response<v1::WriteResponse>, Status> {
+        Err(Status::unimplemented("scripted"))
+    }
+    async fn rollback_job(
+        &self,
+        _: Request<v1::RollbackJobRequest>,
+    ) -> Result<Response<v1::WriteResponse>, Status> {
+        Err(Status::unimplemented("scripted"))
+    }
+    async fn plan_job(
+        &self,
+        _: Request<v1::PlanJobRequest>,
+    ) -> Result<Response<v1::PlanJobResponse>, Status> {
+        Err(Status::unimplemented("scripted"))
+    }
     async fn lease_get(&self, _: Request<v1::LeaseRef>) -> Result<Response<v1::LeaseInfo>, Status> {
         Err(Status::unimplemented("scripted"))
     }

@@ -5,12 +5,12 @@
 //! test leaves nothing running.
 
 pub mod browser;
-pub mod pages_browser;
 pub mod cluster;
 pub mod dns;
 pub mod docker;
 pub mod events;
 pub mod http;
+pub mod pages_browser;
 pub mod tasks;
 
 /// The generated etcd v3 KV client (benchmarks only).
