@@ -115,18 +115,8 @@ pub fn step(d: &Deployment, job: &JobView, tasks: &[&Task], now: u64) -> Vec<Act
         let canary = strategy.canary as usize;
         // Old tasks beyond the instances (a superseded rollout's surge)
         // go first, within the floor, so canaries stay the only extra.
-        let mut candidates = old.clone();
-        candidates.sort_by(|a, b| (up(a), &a.id).cmp(&(up(b), &b.id)));
-        let mut room = (new_up + old_up).saturating_sub(floor);
-        for t in candidates.into_iter().take(old.len().saturating_sub(n)) {
-            if up(t) {
-                if room == 0 {
-                    break;
-                }
-                room -= 1;
-            }
-            stop.push(t.id.clone());
-        }
+        let room = (new_up + old_up).saturating_sub(floor);
+        stop = old_to_stop(&old, &up, room, old.len().saturating_sub(n));
         let after_stops = total - stop.len();
         let more = canary
             .saturating_sub(new.len())
@@ -175,21 +165,8 @@ pub fn step(d: &Deployment, job: &JobView, tasks: &[&Task], now: u64) -> Vec<Act
             }
             // Old tasks that serve nobody go first, then the oldest, while
             // the up tasks stay at or above the floor.
-            let mut candidates = old.clone();
-            candidates.sort_by(|a, b| (up(a), &a.id).cmp(&(up(b), &b.id)));
-            let mut room = (new_up + old_up).saturating_sub(floor);
-            for t in candidates {
-                if stop.len() >= budget {
-                    break;
-                }
-                if up(t) {
-                    if room == 0 {
-                        break;
-                    }
-                    room -= 1;
-                }
-                stop.push(t.id.clone());
-            }
+            let room = (new_up + old_up).saturating_sub(floor);
+            stop = old_to_stop(&old, &up, room, budget);
             // New tasks up to the step's goal, within the surge: enough
             // to replace what the step still allows (new tasks a
             // superseded rollout left count too, or a step could wait on
@@ -240,16 +217,37 @@ pub fn step(d: &Deployment, job: &JobView, tasks: &[&Task], now: u64) -> Vec<Act
     if !stop.is_empty() {
         actions.push(Action::Stop(stop));
     }
-    if changed(&rec, d) {
+    if rec != *d {
         actions.push(Action::Record(Box::new(rec)));
     }
     actions
 }
 
-/// Whether the record moved in anything but the timestamps the step sets
-/// each time (the first look sets them once and is stored).
-fn changed(rec: &Deployment, d: &Deployment) -> bool {
-    rec != d
+/// Up to `limit` old tasks to stop: those that serve nobody first, then
+/// the oldest, stopping an up one only while `room` (up tasks above the
+/// floor) lasts.
+fn old_to_stop(
+    old: &[&Task],
+    up: &impl Fn(&Task) -> bool,
+    mut room: usize,
+    limit: usize,
+) -> Vec<String> {
+    let mut candidates = old.to_vec();
+    candidates.sort_by(|a, b| (up(a), &a.id).cmp(&(up(b), &b.id)));
+    let mut stop = Vec::new();
+    for t in candidates {
+        if stop.len() >= limit {
+            break;
+        }
+        if up(t) {
+            if room == 0 {
+                break;
+            }
+            room -= 1;
+        }
+        stop.push(t.id.clone());
+    }
+    stop
 }
 
 /// The first deadline that has passed, as the failure's reason.

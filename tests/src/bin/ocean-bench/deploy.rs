@@ -15,22 +15,7 @@ use ocean_tests::{Api, Cluster};
 use serde_json::{json, Value};
 
 use crate::schedule::{channel, sim_agent, Counters, Pool};
-
-fn cpu_secs(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-        return 0.0;
-    };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // After the command: state is the 1st, utime the 12th, stime the 13th.
-    let ticks: f64 = [11, 12]
-        .iter()
-        .filter_map(|i| f.get(*i)?.parse::<f64>().ok())
-        .sum();
-    ticks / 100.0
-}
+use crate::watch::cpu_secs;
 
 fn spec(job: &str, tasks: usize, cmd: &str, surge: &str) -> Value {
     json!({

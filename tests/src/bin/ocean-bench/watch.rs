@@ -58,7 +58,7 @@ struct Run {
 }
 
 /// CPU seconds (user + system) `pid` has used.
-fn cpu_secs(pid: u32) -> f64 {
+pub(crate) fn cpu_secs(pid: u32) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return 0.0;
     };
