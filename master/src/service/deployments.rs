@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::types::WriteResult;
 use super::{invalid, Kernel, ReadOptions, Service};
 use crate::error::{Error, Result};
-use crate::kernel::state::deployments::{check_action, parse_id, ACTIONS};
+use crate::kernel::state::deployments::{check_action, parse_id, with_current_instances, ACTIONS};
 use crate::kernel::state::jobs::spec_version;
 use crate::kernel::state::{deployment_action_command, is_live, put_job_command, ClusterState};
 
@@ -272,14 +272,10 @@ impl<K: Kernel> Service<K> {
                         ),
                     )
                 })?;
-            let mut spec: serde_json::Value = serde_json::from_slice(&old.spec_json)
-                .map_err(|e| Error::Conflict(format!("stored spec {to} does not parse: {e}")))?;
-            let now: serde_json::Value = serde_json::from_slice(&job.spec_json)
-                .map_err(|e| Error::Conflict(format!("stored spec does not parse: {e}")))?;
-            spec["instances"] = now["instances"].clone();
-            let spec: ocean_spec::JobSpec = serde_json::from_value(spec)
-                .map_err(|e| Error::Conflict(format!("stored spec {to} does not parse: {e}")))?;
-            Ok::<_, Error>((spec.to_canonical_json(), to, current))
+            let spec = with_current_instances(&old.spec_json, &job.spec_json).ok_or_else(|| {
+                Error::Conflict(format!("stored spec {to} of job {id} does not parse"))
+            })?;
+            Ok::<_, Error>((spec, to, current))
         })?;
         let mut cmd = put_job_command(id.to_string(), spec_json);
         if let Some(command::Kind::PutJob(p)) = &mut cmd.kind {

@@ -267,15 +267,24 @@ impl ClusterState {
     fn revert(&mut self, id: &str, to: u64, of: u64, version: u64) -> Option<Change> {
         let job = self.jobs.get(id)?;
         let old = job.history.iter().find(|h| h.spec_version == to)?;
-        let mut spec: serde_json::Value = serde_json::from_slice(&old.spec_json).ok()?;
-        let current: serde_json::Value = serde_json::from_slice(&job.spec_json).ok()?;
-        spec["instances"] = current["instances"].clone();
-        let spec_json = serde_json::from_value::<JobSpec>(spec)
-            .ok()?
-            .to_canonical_json();
+        let spec_json = with_current_instances(&old.spec_json, &job.spec_json)?;
         let mut changes = self.store_spec(id, &spec_json, false, version, to, of);
         changes.pop()
     }
+}
+
+/// The canonical spec `old` with the instances of spec `current`: what
+/// going back to an earlier version puts (a rollback or a revert keeps the
+/// job's scale). `None` when either does not parse.
+pub fn with_current_instances(old: &[u8], current: &[u8]) -> Option<Vec<u8>> {
+    let mut spec: serde_json::Value = serde_json::from_slice(old).ok()?;
+    let now: serde_json::Value = serde_json::from_slice(current).ok()?;
+    spec["instances"] = now["instances"].clone();
+    Some(
+        serde_json::from_value::<JobSpec>(spec)
+            .ok()?
+            .to_canonical_json(),
+    )
 }
 
 fn reason_or(given: &str, default: impl FnOnce() -> String) -> String {
