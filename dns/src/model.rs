@@ -68,11 +68,12 @@ pub struct Model {
     masters: Vec<IpAddr>,
 }
 
-/// Whether a task gets records: running, not being stopped, and healthy
-/// when its job has health checks.
+/// Whether a task gets records: running, not being stopped or drained
+/// before its stop, and healthy when its job has health checks.
 pub fn serves(task: &Task, job_has_health_checks: bool) -> bool {
     task.state == "RUNNING"
         && !task.kill_requested
+        && task.draining_since_ms == 0
         && (!job_has_health_checks || task.healthy == Some(true))
 }
 
@@ -448,6 +449,13 @@ mod tests {
         let mut stopping = task(1, "RUNNING", None);
         stopping.kill_requested = true;
         m.apply(ev(event::Kind::TaskPut(stopping)));
+        assert!(m.records(&Owner::Job(JOB.into())).is_empty());
+        // Drained before its stop (shutdown_delay_seconds): gone at once.
+        m.apply(ev(event::Kind::TaskPut(task(2, "RUNNING", None))));
+        assert!(!m.records(&Owner::Job(JOB.into())).is_empty());
+        let mut draining = task(2, "RUNNING", None);
+        draining.draining_since_ms = 5;
+        m.apply(ev(event::Kind::TaskPut(draining)));
         assert!(m.records(&Owner::Job(JOB.into())).is_empty());
         m.apply(ev(event::Kind::TaskPut(task(1, "KILLED", None))));
         assert!(m.records(&Owner::Job(JOB.into())).is_empty());

@@ -149,6 +149,7 @@ impl crate::JobSpec {
         s.upgrade_strategy = UpgradeStrategy::default();
         s.priority = crate::spec::default_priority();
         s.placement_policy = None;
+        s.shutdown_delay_seconds = 0;
         if s.container.is_none() {
             s.labels.clear();
         }

@@ -63,6 +63,11 @@ pub struct JobSpec {
     /// Seconds between SIGTERM and SIGKILL when a task is stopped.
     #[serde(default = "default_kill_grace_period_seconds")]
     pub kill_grace_period_seconds: u32,
+    /// Seconds a task is out of service (DNS and load balancers drop it)
+    /// before it is sent SIGTERM, so connections drain before a replaced or
+    /// scaled-down task stops. 0: stopped at once.
+    #[serde(default, skip_serializing_if = "crate::rollout::is_zero")]
+    pub shutdown_delay_seconds: u32,
     /// Scheduling priority; higher is placed first.
     #[serde(default = "default_priority")]
     pub priority: i32,
@@ -156,6 +161,7 @@ impl JobSpec {
             backoff: Backoff::default(),
             upgrade_strategy: UpgradeStrategy::default(),
             kill_grace_period_seconds: default_kill_grace_period_seconds(),
+            shutdown_delay_seconds: 0,
             priority: default_priority(),
             placement_policy: None,
             flapping: Flapping::default(),

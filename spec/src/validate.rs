@@ -31,6 +31,9 @@ pub const MAX_PIDS: u32 = 4_194_304;
 pub const MAX_DISK: u64 = 64 * 1024 * 1024;
 /// Longest kill grace period, seconds.
 pub const MAX_KILL_GRACE_PERIOD_SECONDS: u32 = 600;
+/// Longest `shutdown_delay_seconds`: a drain longer than this holds a
+/// deployment's old capacity for too long to be meant.
+pub const MAX_SHUTDOWN_DELAY_SECONDS: u32 = 3_600;
 /// Longest `cmd`, health-check `command` or single argument, bytes.
 pub const MAX_COMMAND_LEN: usize = 64 * 1024;
 /// Longest env or label value, bytes.
@@ -105,6 +108,15 @@ impl JobSpec {
                 format!(
                     "must be at most {MAX_KILL_GRACE_PERIOD_SECONDS}; got {}",
                     self.kill_grace_period_seconds
+                ),
+            );
+        }
+        if self.shutdown_delay_seconds > MAX_SHUTDOWN_DELAY_SECONDS {
+            errors.push(
+                "shutdown_delay_seconds",
+                format!(
+                    "must be at most {MAX_SHUTDOWN_DELAY_SECONDS}; got {}",
+                    self.shutdown_delay_seconds
                 ),
             );
         }

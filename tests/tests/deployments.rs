@@ -445,3 +445,111 @@ async fn a_change_no_task_embodies_replaces_nothing() {
     })
     .await;
 }
+
+/// `shutdown_delay_seconds: 2`: every task a rolling update or a
+/// scale-down stops is first taken out of service while it still runs
+/// (`draining_since_ms`, no longer counted as an instance, so its
+/// replacement starts at once) and is stopped only after the delay.
+#[tokio::test(flavor = "multi_thread")]
+async fn tasks_drain_for_the_shutdown_delay_before_they_are_stopped() {
+    bounded(150, async {
+        let c = Cluster::start(1, &[])?;
+        let api = c.master(1).api();
+        let mut agent = c.new_agent("a", &[]);
+        agent.start()?;
+        wait_connected(&api, 1, WAIT).await?;
+        let job = job_id("drainfirst");
+        let mut v = spec(&job, 3, "sleep 600", json!({}));
+        v["shutdown_delay_seconds"] = json!(2);
+        submit(&api, &v).await?;
+        let first =
+            wait_tasks(&api, &job, "three RUNNING", WAIT, |l| running(l).len() == 3).await?;
+        let v1 = ids(&running(&first));
+        v["cmd"] = json!("sleep 601");
+        submit(&api, &v).await?;
+
+        // Poll every 50 ms: each old task must be seen RUNNING while
+        // draining, then ended no sooner than the delay after it drained.
+        let mut seen_draining: BTreeSet<String> = BTreeSet::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let all = loop {
+            let all = tasks(&api, &job).await;
+            for t in &all {
+                if v1.contains(s(&t["id"]))
+                    && t["state"] == "RUNNING"
+                    && t["kill_requested"] != true
+                    && t["draining_since_ms"].as_u64().is_some()
+                {
+                    seen_draining.insert(s(&t["id"]).to_string());
+                }
+            }
+            let old_ended = all
+                .iter()
+                .filter(|t| v1.contains(s(&t["id"])))
+                .all(|t| t["ended_ms"].as_u64().is_some());
+            let new_running = all
+                .iter()
+                .filter(|t| !v1.contains(s(&t["id"])) && t["state"] == "RUNNING")
+                .count();
+            if old_ended && new_running == 3 {
+                break all;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "rollout did not end: {}",
+                serde_json::to_string_pretty(&all).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(
+            seen_draining, v1,
+            "every old task seen draining while RUNNING"
+        );
+        for t in all.iter().filter(|t| v1.contains(s(&t["id"]))) {
+            let drained = t["draining_since_ms"].as_u64().expect("drained first");
+            let ended = t["ended_ms"].as_u64().expect("ended");
+            assert!(
+                ended >= drained + 1_900 && ended < drained + 15_000,
+                "stopped {} ms after it drained: {t}",
+                ended.saturating_sub(drained)
+            );
+        }
+
+        // A scale-down drains the same way.
+        let r = api
+            .post(&format!("/v1/jobs/{job}/scale"), &json!({"instances": 2}))
+            .await?;
+        anyhow::ensure!(r.status == 200, "scale: {} {}", r.status, r.body);
+        let drained = wait_tasks(&api, &job, "one draining", WAIT, |l| {
+            l.iter()
+                .any(|t| t["state"] == "RUNNING" && t["draining_since_ms"].as_u64().is_some())
+        })
+        .await?;
+        let victim = drained
+            .iter()
+            .find(|t| t["state"] == "RUNNING" && t["draining_since_ms"].as_u64().is_some())
+            .map(|t| s(&t["id"]).to_string())
+            .expect("found");
+        let after = wait_tasks(&api, &job, "the drained task stopped", WAIT, |l| {
+            l.iter()
+                .any(|t| s(&t["id"]) == victim && t["ended_ms"].as_u64().is_some())
+        })
+        .await?;
+        let t = after
+            .iter()
+            .find(|t| s(&t["id"]) == victim)
+            .expect("victim");
+        let since = t["draining_since_ms"].as_u64().unwrap_or_default();
+        assert!(
+            t["ended_ms"].as_u64().unwrap_or_default() >= since + 1_900,
+            "{t}"
+        );
+        let serving = after
+            .iter()
+            .filter(|t| t["state"] == "RUNNING" && t["draining_since_ms"].is_null())
+            .count();
+        assert_eq!(serving, 2, "two serve after the scale-down");
+        Ok(())
+    })
+    .await;
+}

@@ -64,6 +64,7 @@ pub fn task(t: &int::Task) -> api::Task {
         health_message: t.health_message.clone(),
         health_failed: t.health_failed,
         unreachable_since_ms: t.unreachable_since_ms,
+        draining_since_ms: t.draining_since_ms,
     }
 }
 
@@ -213,6 +214,7 @@ mod tests {
             healthy: Some(true),
             exit_code: Some(3),
             unreachable_since_ms: 9,
+            draining_since_ms: 11,
             ..Default::default()
         };
         let decoded = api::Task::decode(t.encode_to_vec().as_slice()).unwrap();

@@ -26,6 +26,7 @@ pub mod job;
 pub mod liveness;
 pub mod plan;
 pub mod reports;
+pub mod shutdown;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -48,7 +49,9 @@ use tracing::{debug, info, warn};
 
 use crate::kernel::feed::FeedItem;
 use crate::kernel::state::deployments::{self, is_active};
-use crate::kernel::state::{is_live, is_terminal, plan_command, Change, ClusterState, STAGING};
+use crate::kernel::state::{
+    is_live, is_terminal, job_of, plan_command, Change, ClusterState, STAGING,
+};
 use crate::master::Master;
 pub use host::Host;
 use job::JobView;
@@ -568,12 +571,14 @@ async fn round<H: Host>(master: &H, held: &mut Vec<String>) -> crate::error::Res
     let fails = d.fails;
     if !d.place.is_empty()
         || !d.kills.is_empty()
+        || !d.draining.is_empty()
         || !d.changed.is_empty()
         || !d.deployments.is_empty()
     {
         debug!(
             place = d.place.len(),
             kill = d.kills.len(),
+            draining = d.draining.len(),
             waiting = d.changed.len(),
             "committing a round"
         );
@@ -584,6 +589,7 @@ async fn round<H: Host>(master: &H, held: &mut Vec<String>) -> crate::error::Res
         let first = PlanTasks {
             deployments: d.deployments,
             kill: d.kills,
+            draining: d.draining,
             waiting: d.changed,
             preempted: d.preempted,
             ..Default::default()
@@ -690,6 +696,8 @@ struct Decided {
     fails: Vec<(String, String, String)>,
     place: entries::Placements,
     kills: Vec<String>,
+    /// Tasks taken out of service before their stop (id to `now`).
+    draining: HashMap<String, u64>,
     changed: HashMap<String, String>,
     preempted: HashMap<String, String>,
     rolling: HashSet<String>,
@@ -756,6 +764,7 @@ fn decide<H: Host>(master: &H, connected: &HashSet<String>, t0: Instant) -> Deci
     let batch = batch_progress(master, &view.jobs);
     let kept = deploying_tasks(master, &view.jobs);
     let mut rollout = Rollout::default();
+    let mut shutdown = shutdown::Shutdown::default();
     for job in &view.jobs {
         let tasks: Vec<&Task> = view
             .tasks
@@ -764,6 +773,7 @@ fn decide<H: Host>(master: &H, connected: &HashSet<String>, t0: Instant) -> Deci
             .iter()
             .map(|t| t.as_ref())
             .collect();
+        shutdown.job(job, &tasks, now);
         // A drain, like a rolling update, stops an old task once a new one
         // runs: such jobs need a round when a task starts running.
         if job.deployment.as_deref().is_some_and(is_active)
@@ -894,14 +904,26 @@ fn decide<H: Host>(master: &H, connected: &HashSet<String>, t0: Instant) -> Deci
             changed.insert(job.clone(), String::new());
         }
     }
-    if let Some(at) = rollout.wake_at {
+    let jobs: HashMap<&str, &JobView> = if kills.is_empty() {
+        HashMap::new()
+    } else {
+        view.jobs.iter().map(|j| (j.id.as_str(), &**j)).collect()
+    };
+    let find = |id: &str| {
+        let job = *jobs.get(job_of(id)?)?;
+        let t = view.tasks.get(&job.id)?.iter().find(|t| t.id == id)?;
+        Some((&**t, job))
+    };
+    let (stops, drains_end) = shutdown.split(kills, &preempted, find, now);
+    for at in [rollout.wake_at, drains_end].into_iter().flatten() {
         wake_at = Some(wake_at.map_or(at, |w| w.min(at)));
     }
     Decided {
         deployments: rollout.records,
         fails: rollout.fails,
         place,
-        kills,
+        kills: stops.kill,
+        draining: stops.draining,
         changed,
         preempted,
         rolling,

@@ -12,8 +12,8 @@ use super::{invalid, Kernel, ReadOptions, Service};
 use crate::error::{Error, Result};
 use crate::kernel::state::jobs::{spec_version, spec_versions};
 use crate::kernel::state::{
-    delete_job_command, put_job_command, reset_backoff_command, scale_job_command, ClusterState,
-    RUNNING,
+    delete_job_command, is_live, put_job_command, reset_backoff_command, scale_job_command,
+    ClusterState, RUNNING,
 };
 
 /// A job spec to store.
@@ -72,7 +72,7 @@ impl<K: Kernel> Service<K> {
             let mut tasks: BTreeMap<String, u64> = BTreeMap::new();
             let mut running = 0;
             for t in st.tasks_of(id) {
-                running += usize::from(t.state == RUNNING && !t.kill_requested);
+                running += usize::from(t.state == RUNNING && is_live(t));
                 *tasks.entry(t.state.clone()).or_default() += 1;
             }
             let (dns_name, dns_name_owner) = dns_name(st, id, &domain);

@@ -68,6 +68,10 @@ pub struct TaskView {
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unreachable_since_ms: Option<u64>,
+    /// Set while the task is out of service before its stop (its job's
+    /// `shutdown_delay_seconds`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub draining_since_ms: Option<u64>,
     /// The three below only for ended tasks (`exit_code` and `signal`
     /// then `null` when unknown).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -107,6 +111,7 @@ impl From<&Task> for TaskView {
             reason: t.reason.clone(),
             message: t.message.clone(),
             unreachable_since_ms: nonzero(t.unreachable_since_ms),
+            draining_since_ms: nonzero(t.draining_since_ms),
             ended_ms: ended.then_some(t.ended_ms),
             exit_code: ended.then_some(t.exit_code),
             signal: ended.then_some(t.signal),

@@ -4,6 +4,7 @@
 //! ```text
 //!  PlanTasks.placed ─► STAGING ─► STARTING ─► RUNNING ─┬─► FINISHED / FAILED
 //!  (leader round)       (agent reports, forward only)   └─► KILLED / LOST
+//!  PlanTasks.draining ─► draining_since_ms (out of service; not live)
 //!  PlanTasks.kill, DeleteJob ─► kill_requested = true (the leader sends kills)
 //! ```
 //! A task never moves backwards and a terminal state is final, so reports
@@ -72,10 +73,10 @@ pub fn is_terminal(state: &str) -> bool {
     rank(state) == Some(3)
 }
 
-/// Whether a task counts towards its job's instances: not ended and not
-/// being stopped.
+/// Whether a task counts towards its job's instances: not ended, not
+/// being stopped and not draining before its stop.
 pub fn is_live(task: &Task) -> bool {
-    !is_terminal(&task.state) && !task.kill_requested
+    !is_terminal(&task.state) && !task.kill_requested && task.draining_since_ms == 0
 }
 
 /// Adds `id` to the set under `key`, allocating the key only when new.
@@ -206,6 +207,11 @@ impl ClusterState {
                 changes.push(c);
             }
         }
+        for (id, at_ms) in &plan.draining {
+            if let Some(c) = self.start_drain(id, *at_ms, next) {
+                changes.push(c);
+            }
+        }
         for d in plan.deployments {
             if let Some(c) = self.controller_update(d, next) {
                 changes.push(c);
@@ -310,6 +316,21 @@ impl ClusterState {
             t.reason = "preempted".into();
             t.message = why.clone();
         }
+        t.updated_version = version;
+        let t = Arc::new(t);
+        self.replace_task(t.clone());
+        Some(Change::TaskPut(t))
+    }
+
+    /// Takes a task out of service before its stop (a retried or late
+    /// entry for a task already stopping or ended changes nothing).
+    fn start_drain(&mut self, id: &str, at_ms: u64, version: u64) -> Option<Change> {
+        let task = self.tasks.get(id)?;
+        if !is_live(task) {
+            return None;
+        }
+        let mut t = Task::clone(task);
+        t.draining_since_ms = at_ms.max(1);
         t.updated_version = version;
         let t = Arc::new(t);
         self.replace_task(t.clone());
