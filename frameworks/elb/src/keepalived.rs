@@ -1,0 +1,1 @@
+//! keepalived configuration (filled below).
