@@ -10,6 +10,7 @@ pub mod dns;
 pub mod docker;
 pub mod events;
 pub mod http;
+pub mod elb_net;
 pub mod netns;
 pub mod pages_browser;
 pub mod tasks;

@@ -9,7 +9,6 @@
 //! ELB section of ARCHITECTURE.md). The REST objects are tested against a
 //! real master in `elb_api.rs`.
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -19,101 +18,10 @@ use ocean_elb::nft::{Nft, NftCommand};
 use ocean_elb::plane::{desired, virtual_servers};
 use ocean_elb::programmer::Programmer;
 use ocean_elb::spec::{parse, ElbSpec};
+use ocean_tests::elb_net::{backend_addr, setup, spray, VIP};
 use ocean_tests::netns::{in_netns, Netns};
 
 const JOB: &str = "cop.x_owt.y_pdl.web_servicegroup.g_service.front_job.api_cluster.c3";
-const VIP: &str = "10.99.0.10";
-
-/// An echo server that first says its name.
-const SERVER: &str = r#"
-import socket, sys, threading
-name = sys.argv[1].encode()
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(('0.0.0.0', 8080)); s.listen(4096)
-def serve(c):
-    try:
-        c.sendall(name + b'\n')
-        while True:
-            d = c.recv(4096)
-            if not d: break
-            c.sendall(d)
-    except OSError: pass
-    finally: c.close()
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-"#;
-
-struct Net {
-    lb: Netns,
-    client: Netns,
-    backends: Vec<Netns>,
-}
-
-fn backend_addr(i: usize) -> String {
-    format!("10.{}.0.2", 11 + i)
-}
-
-fn setup(n: usize) -> anyhow::Result<Net> {
-    let lb = Netns::new("lb")?;
-    let client = Netns::new("cl")?;
-    lb.link("tocl", "10.10.0.1", &client, "eth0", "10.10.0.2")?;
-    client.ip(&["route", "add", "default", "via", "10.10.0.1"])?;
-    lb.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
-    // The VIP is the LB's own (keepalived puts it there on the master).
-    lb.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"])?;
-    let mut backends = Vec::new();
-    for i in 0..n {
-        let mut b = Netns::new(&format!("b{i}"))?;
-        lb.link(&format!("tob{i}"), &format!("10.{}.0.1", 11 + i), &b, "eth0", &backend_addr(i))?;
-        b.ip(&["route", "add", "default", "via", &format!("10.{}.0.1", 11 + i)])?;
-        b.spawn(&["python3", "-c", SERVER, &format!("b{i}")])?;
-        backends.push(b);
-    }
-    // Wait for every server, straight from the client (routed by the LB).
-    for i in 0..n {
-        let addr: SocketAddr = format!("{}:8080", backend_addr(i)).parse()?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if in_netns(&client.name, move || hello(addr).is_ok())? {
-                break;
-            }
-            anyhow::ensure!(Instant::now() < deadline, "backend {i} did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    Ok(Net {
-        lb,
-        client,
-        backends,
-    })
-}
-
-/// Connects and reads the server's name.
-fn hello(addr: SocketAddr) -> std::io::Result<String> {
-    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(2)))?;
-    let mut line = String::new();
-    BufReader::new(s).read_line(&mut line)?;
-    Ok(line.trim().to_string())
-}
-
-/// `n` connections to the VIP from namespace `ns`: which server answered
-/// how often, and the errors.
-fn spray(ns: &str, n: usize) -> anyhow::Result<(BTreeMap<String, usize>, Vec<String>)> {
-    let addr: SocketAddr = format!("{VIP}:80").parse()?;
-    in_netns(ns, move || {
-        let mut seen = BTreeMap::new();
-        let mut errors = Vec::new();
-        for _ in 0..n {
-            match hello(addr) {
-                Ok(name) => *seen.entry(name).or_insert(0) += 1,
-                Err(e) => errors.push(e.kind().to_string()),
-            }
-        }
-        (seen, errors)
-    })
-}
 
 fn elb() -> ElbSpec {
     let yaml = format!(
@@ -155,7 +63,7 @@ fn names(v: &[&str]) -> Vec<String> {
 
 #[test]
 fn traffic_through_the_vip_follows_healthy_tasks() -> anyhow::Result<()> {
-    let net = setup(3)?;
+    let net = setup(3, true)?;
     let nft = || NftCommand {
         netns: Some(net.lb.name.clone()),
     };
@@ -227,7 +135,7 @@ fn traffic_through_the_vip_follows_healthy_tasks() -> anyhow::Result<()> {
 
 #[test]
 fn a_failed_transaction_leaves_the_previous_state() -> anyhow::Result<()> {
-    let net = setup(1)?;
+    let net = setup(1, true)?;
     let nft = NftCommand {
         netns: Some(net.lb.name.clone()),
     };

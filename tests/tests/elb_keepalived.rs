@@ -106,7 +106,7 @@ fn a_vrrp_vip_moves_to_the_backup_within_two_seconds() -> anyhow::Result<()> {
     let mut a = Netns::new("ka")?;
     let mut b = Netns::new("kb")?;
     a.link("eth0", "10.60.0.1", &b, "eth0", "10.60.0.2")?;
-    let mut start = |ns: &mut Netns, name: &str, priority: u8| -> anyhow::Result<u32> {
+    let start = |ns: &mut Netns, name: &str, priority: u8| -> anyhow::Result<u32> {
         let conf = render_vrrp(
             name,
             &[VrrpInstance {
