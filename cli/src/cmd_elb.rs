@@ -97,7 +97,10 @@ pub async fn elb(
                 print_json(&v);
                 return Ok(());
             }
-            println!("{:<60} {:<6} {:<9} {:<32} PORTS", "NAME", "IDC", "NETWORK", "VIPS");
+            println!(
+                "{:<60} {:<6} {:<9} {:<32} PORTS",
+                "NAME", "IDC", "NETWORK", "VIPS"
+            );
             for e in v["elbs"].as_array().into_iter().flatten() {
                 let e = &e["elb"];
                 let join = |v: &Value, f: &dyn Fn(&Value) -> String| {

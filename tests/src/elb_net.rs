@@ -61,8 +61,20 @@ pub fn setup(n: usize, servers: bool) -> anyhow::Result<Net> {
     let mut backends = Vec::new();
     for i in 0..n {
         let mut b = Netns::new(&format!("b{i}"))?;
-        lb.link(&format!("tob{i}"), &format!("10.{}.0.1", 11 + i), &b, "eth0", &backend_addr(i))?;
-        b.ip(&["route", "add", "default", "via", &format!("10.{}.0.1", 11 + i)])?;
+        lb.link(
+            &format!("tob{i}"),
+            &format!("10.{}.0.1", 11 + i),
+            &b,
+            "eth0",
+            &backend_addr(i),
+        )?;
+        b.ip(&[
+            "route",
+            "add",
+            "default",
+            "via",
+            &format!("10.{}.0.1", 11 + i),
+        ])?;
         if servers {
             b.spawn(&["python3", "-c", SERVER, &format!("b{i}"), "8080"])?;
         }
@@ -112,4 +124,3 @@ pub fn spray(ns: &str, n: usize) -> anyhow::Result<(BTreeMap<String, usize>, Vec
         (seen, errors)
     })
 }
-

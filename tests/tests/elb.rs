@@ -74,14 +74,21 @@ fn traffic_through_the_vip_follows_healthy_tasks() -> anyhow::Result<()> {
     // Every healthy backend gets connections; none fail.
     let (seen, errors) = spray(&net.client.name, 60)?;
     assert!(errors.is_empty(), "{errors:?}");
-    assert_eq!(seen.keys().cloned().collect::<Vec<_>>(), names(&["b0", "b1", "b2"]));
+    assert_eq!(
+        seen.keys().cloned().collect::<Vec<_>>(),
+        names(&["b0", "b1", "b2"])
+    );
 
     // The same state again: nothing sent to the kernel, byte-identical
     // table; a fresh programmer reading the kernel back agrees.
     let before = listing(&net.lb)?;
     assert_eq!(sync(&mut p, &tasks)?, 0);
     let mut fresh = Programmer::new(Box::new(nft()));
-    assert_eq!(sync(&mut fresh, &tasks)?, 0, "read-back differs from what was installed");
+    assert_eq!(
+        sync(&mut fresh, &tasks)?,
+        0,
+        "read-back differs from what was installed"
+    );
     assert_eq!(listing(&net.lb)?, before);
 
     // An established connection to b1 survives b1 leaving the rotation.
@@ -102,7 +109,10 @@ fn traffic_through_the_vip_follows_healthy_tasks() -> anyhow::Result<()> {
     assert!(sync(&mut p, &tasks)? > 0);
     let (seen, errors) = spray(&net.client.name, 60)?;
     assert!(errors.is_empty(), "{errors:?}");
-    assert_eq!(seen.keys().cloned().collect::<Vec<_>>(), names(&["b0", "b2"]));
+    assert_eq!(
+        seen.keys().cloned().collect::<Vec<_>>(),
+        names(&["b0", "b2"])
+    );
     (&held).write_all(b"still here\n")?;
     let mut echo = String::new();
     BufReader::new(&held).read_line(&mut echo)?;
@@ -129,7 +139,11 @@ fn traffic_through_the_vip_follows_healthy_tasks() -> anyhow::Result<()> {
     let (seen, errors) = spray(&net.client.name, 5)?;
     assert!(seen.is_empty());
     assert_eq!(errors, vec!["connection refused"; 5]);
-    assert!(start.elapsed() < Duration::from_secs(1), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
     Ok(())
 }
 

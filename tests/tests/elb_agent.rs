@@ -50,7 +50,15 @@ async fn the_elb_agent_follows_real_tasks_and_their_health() -> anyhow::Result<(
         let addr = backend_addr(i);
         let mut a = cluster.new_agent(
             &format!("b{i}"),
-            &["--attr", &format!("slot=s{i}"), "--address", &addr, "--http", "127.0.0.1:0", "--no-docker"],
+            &[
+                "--attr",
+                &format!("slot=s{i}"),
+                "--address",
+                &addr,
+                "--http",
+                "127.0.0.1:0",
+                "--no-docker",
+            ],
         );
         a.start()?;
         agents.push(a);
@@ -102,7 +110,11 @@ async fn the_elb_agent_follows_real_tasks_and_their_health() -> anyhow::Result<(
     .map_err(|e| anyhow::anyhow!("{e}\n{}", lb_agent.log_tail()))?;
 
     let status = api.get("/v1/elbs/pdl.web_service.front").await?;
-    assert_eq!(status.body["virtual_servers"][0]["in_rotation"], 3, "{:?}", status.body);
+    assert_eq!(
+        status.body["virtual_servers"][0]["in_rotation"], 3,
+        "{:?}",
+        status.body
+    );
 
     // Task 1's health check fails: it leaves the rotation.
     std::fs::write(sick(1), b"")?;
@@ -112,7 +124,10 @@ async fn the_elb_agent_follows_real_tasks_and_their_health() -> anyhow::Result<(
     .await?;
     eprintln!("unhealthy task out of the VIP after {took:?} (checks every 1 s)");
     std::fs::remove_file(sick(1))?;
-    wait_for("the task back", Duration::from_secs(15), || Ok(seen(&client, 30)? == all)).await?;
+    wait_for("the task back", Duration::from_secs(15), || {
+        Ok(seen(&client, 30)? == all)
+    })
+    .await?;
 
     // Deleted ELB: the agent empties the table.
     let r = api.delete("/v1/elbs/pdl.web_service.front").await?;

@@ -11,10 +11,17 @@ use ocean_elb::spec::{Algorithm, Protocol};
 use ocean_tests::netns::Netns;
 
 fn need_keepalived() -> bool {
-    if std::process::Command::new("keepalived").arg("--version").output().is_ok() {
+    if std::process::Command::new("keepalived")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
         return true;
     }
-    assert!(std::env::var_os("CI").is_none(), "keepalived is not installed (scripts/deps.sh)");
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "keepalived is not installed (scripts/deps.sh)"
+    );
     eprintln!("skipping: keepalived is not installed");
     false
 }
@@ -54,7 +61,10 @@ fn the_lvs_export_passes_keepalived_config_test() -> anyhow::Result<()> {
     for (kind, vss) in [
         (
             LbKind::Nat,
-            vec![vs(Protocol::Tcp, Algorithm::Wrr, 8053), vs(Protocol::Udp, Algorithm::Rr, 8053)],
+            vec![
+                vs(Protocol::Tcp, Algorithm::Wrr, 8053),
+                vs(Protocol::Udp, Algorithm::Rr, 8053),
+            ],
         ),
         (LbKind::Dr, vec![vs(Protocol::Tcp, Algorithm::Hash, 53)]),
     ] {
@@ -73,7 +83,10 @@ fn the_lvs_export_passes_keepalived_config_test() -> anyhow::Result<()> {
     }
     // The check is real: a broken file fails.
     let path = dir.path().join("bad.conf");
-    std::fs::write(&path, "virtual_server 10.0.0.1 80 {\n  lb_algo nope\n  real_server x {\n}\n")?;
+    std::fs::write(
+        &path,
+        "virtual_server 10.0.0.1 80 {\n  lb_algo nope\n  real_server x {\n}\n",
+    )?;
     let out = std::process::Command::new("keepalived")
         .args(["-t", "-e", "-f"])
         .arg(&path)

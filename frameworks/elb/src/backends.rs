@@ -35,10 +35,7 @@ pub fn out_of_rotation(task: &Task) -> Option<&'static str> {
 
 /// The task's address (its own, else its agent's).
 pub fn address(task: &Task) -> Option<Ipv4Addr> {
-    task.address
-        .parse()
-        .ok()
-        .or_else(|| task.host.parse().ok())
+    task.address.parse().ok().or_else(|| task.host.parse().ok())
 }
 
 /// The port the task has under `port_name`.

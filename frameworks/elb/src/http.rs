@@ -107,7 +107,10 @@ async fn show(
         }
     }
     let vss = status(&spec, &|job| {
-        tasks.get(job).map(|t| t.iter().collect()).unwrap_or_default()
+        tasks
+            .get(job)
+            .map(|t| t.iter().collect())
+            .unwrap_or_default()
     });
     Ok(Json(
         json!({"elb": spec, "revision": revision, "virtual_servers": vss}),

@@ -73,7 +73,9 @@ fn lb_algo(a: Algorithm) -> &'static str {
 
 /// A VS cannot be exported as asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{vs}: real server {rs} listens on another port; lb_kind DR cannot rewrite ports (use NAT)")]
+#[error(
+    "{vs}: real server {rs} listens on another port; lb_kind DR cannot rewrite ports (use NAT)"
+)]
 pub struct ExportError {
     /// The VS.
     pub vs: String,
@@ -89,7 +91,11 @@ pub fn render_lvs(vss: &[VirtualServer], kind: LbKind) -> Result<String, ExportE
     let mut s = String::new();
     for vs in vss {
         if kind == LbKind::Dr {
-            if let Some((b, _)) = vs.real_servers.iter().find(|(b, _)| b.rs.port != vs.key.port) {
+            if let Some((b, _)) = vs
+                .real_servers
+                .iter()
+                .find(|(b, _)| b.rs.port != vs.key.port)
+            {
                 return Err(ExportError {
                     vs: vs.key.to_string(),
                     rs: b.rs.to_string(),

@@ -123,9 +123,7 @@ mod tests {
     use super::*;
 
     fn members(keys: &[String]) -> Vec<Member<'_>> {
-        keys.iter()
-            .map(|k| Member { key: k, weight: 1 })
-            .collect()
+        keys.iter().map(|k| Member { key: k, weight: 1 }).collect()
     }
 
     fn keys(n: usize) -> Vec<String> {
@@ -184,7 +182,10 @@ mod tests {
         // 12 slots per backend, up to ~3x what the leaver owned; the
         // paper's near-minimal figures are for M >> 100·N).
         assert!(moved >= owned_by_7, "moved {moved} < {owned_by_7}");
-        assert!(moved <= owned_by_7 * 3, "moved {moved} of 251 (owned {owned_by_7})");
+        assert!(
+            moved <= owned_by_7 * 3,
+            "moved {moved} of 251 (owned {owned_by_7})"
+        );
         assert!(moved * 100 / 251 <= 15, "moved {moved} of 251");
     }
 
@@ -192,8 +193,14 @@ mod tests {
     fn weights_give_proportional_slots() {
         let k = keys(2);
         let m = vec![
-            Member { key: &k[0], weight: 1 },
-            Member { key: &k[1], weight: 3 },
+            Member {
+                key: &k[0],
+                weight: 1,
+            },
+            Member {
+                key: &k[1],
+                weight: 3,
+            },
         ];
         let t = table(&m, 251);
         let heavy = t.iter().filter(|&&o| o == 1).count();

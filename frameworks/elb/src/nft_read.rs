@@ -31,7 +31,8 @@ fn ip(v: &Value) -> Result<Ipv4Addr, ReadError> {
 }
 
 fn num(v: &Value) -> Result<u64, ReadError> {
-    v.as_u64().ok_or_else(|| err(format!("{v} is not a number")))
+    v.as_u64()
+        .ok_or_else(|| err(format!("{v} is not a number")))
 }
 
 fn proto(v: &Value) -> Result<Protocol, ReadError> {
@@ -168,7 +169,9 @@ mod tests {
         ];
         items.push(elems.to_string());
         for (name, rules) in nft_script::chain_names() {
-            items.push(format!(r#"{{"chain": {{"family": "ip", "table": "ocean_elb", "name": "{name}"}}}}"#));
+            items.push(format!(
+                r#"{{"chain": {{"family": "ip", "table": "ocean_elb", "name": "{name}"}}}}"#
+            ));
             for _ in 0..rules {
                 items.push(format!(r#"{{"rule": {{"family": "ip", "table": "ocean_elb", "chain": "{name}", "expr": []}}}}"#));
             }
@@ -203,7 +206,10 @@ mod tests {
                 port: 8080
             }
         );
-        assert_eq!(p.empty.iter().next().unwrap().to_string(), "10.0.0.2:53/udp");
+        assert_eq!(
+            p.empty.iter().next().unwrap().to_string(),
+            "10.0.0.2:53/udp"
+        );
         assert_eq!(p.rs_addrs.len(), 1);
     }
 

@@ -75,7 +75,10 @@ pub fn skeleton() -> String {
     for size in SIZES {
         for (d, pick) in [
             (Dispatch::Conn, format!("numgen inc mod {size}")),
-            (Dispatch::Source, format!("jhash ip saddr mod {size} seed 0x0")),
+            (
+                Dispatch::Source,
+                format!("jhash ip saddr mod {size} seed 0x0"),
+            ),
         ] {
             let _ = writeln!(s, "  chain {}_{size} {{", d.as_str());
             let _ = writeln!(
@@ -86,7 +89,10 @@ pub fn skeleton() -> String {
             s.push_str("  }\n");
         }
     }
-    for (name, hook, prio) in [("nat_pre", "prerouting", "dstnat"), ("nat_out", "output", "-100")] {
+    for (name, hook, prio) in [
+        ("nat_pre", "prerouting", "dstnat"),
+        ("nat_out", "output", "-100"),
+    ] {
         let _ = writeln!(
             s,
             "  chain {name} {{\n    type nat hook {hook} priority {prio}; policy accept;\n    {vs} vmap @services\n  }}"
@@ -124,7 +130,11 @@ fn slot_elem(k: &(VsKey, u32), rs: &RealServer) -> String {
 
 fn emit(out: &mut String, verb: &str, set: &str, elems: &[String]) {
     for chunk in elems.chunks(CHUNK) {
-        let _ = writeln!(out, "{verb} element ip {TABLE} {set} {{ {} }}", chunk.join(", "));
+        let _ = writeln!(
+            out,
+            "{verb} element ip {TABLE} {set} {{ {} }}",
+            chunk.join(", ")
+        );
     }
 }
 
@@ -137,7 +147,11 @@ pub fn script(installed: Option<&DataPlane>, desired: &DataPlane) -> Script {
         // none; all of it is still one transaction.
         let _ = writeln!(out, "table ip {TABLE}\ndelete table ip {TABLE}");
         out.push_str(&skeleton());
-        let services: Vec<String> = desired.services.iter().map(|(k, s)| service_elem(k, s)).collect();
+        let services: Vec<String> = desired
+            .services
+            .iter()
+            .map(|(k, s)| service_elem(k, s))
+            .collect();
         let slots: Vec<String> = desired.slots.iter().map(|(k, r)| slot_elem(k, r)).collect();
         let empty: Vec<String> = desired.empty.iter().map(vs_elem).collect();
         let rs: Vec<String> = desired.rs_addrs.iter().map(|a| a.to_string()).collect();
@@ -246,8 +260,10 @@ mod tests {
             },
         );
         for slot in 0..7u32 {
-            p.slots
-                .insert((vs("10.0.0.1"), slot), rs(backends[slot as usize % backends.len()]));
+            p.slots.insert(
+                (vs("10.0.0.1"), slot),
+                rs(backends[slot as usize % backends.len()]),
+            );
         }
         p.rs_addrs = backends.iter().map(|b| b.parse().unwrap()).collect();
         p.empty.insert(vs("10.0.0.2"));
@@ -282,8 +298,12 @@ mod tests {
         after.empty.insert(vs("10.0.0.1"));
         after.empty.insert(vs("10.0.0.2"));
         let s = script(Some(&before), &after);
-        assert!(s.text.starts_with("delete element ip ocean_elb services { 10.0.0.1 . tcp . 80 }\n"));
-        assert!(s.text.ends_with("add element ip ocean_elb empty { 10.0.0.1 . tcp . 80 }\n"));
+        assert!(s
+            .text
+            .starts_with("delete element ip ocean_elb services { 10.0.0.1 . tcp . 80 }\n"));
+        assert!(s
+            .text
+            .ends_with("add element ip ocean_elb empty { 10.0.0.1 . tcp . 80 }\n"));
         assert_eq!(s.changes, 1 + 7 + 1 + 1);
     }
 
@@ -292,10 +312,16 @@ mod tests {
         let p = plane(&["10.1.0.2"]);
         let s = script(None, &p);
         assert!(s.full);
-        assert!(s.text.starts_with("table ip ocean_elb\ndelete table ip ocean_elb\ntable ip ocean_elb {\n"));
+        assert!(s
+            .text
+            .starts_with("table ip ocean_elb\ndelete table ip ocean_elb\ntable ip ocean_elb {\n"));
         assert!(s.text.contains("  chain conn_61 {\n    ip saddr @rs_addrs meta mark set meta mark or 0x4000\n    dnat ip to ip daddr . meta l4proto . th dport . numgen inc mod 61 map @slots\n  }\n"));
-        assert!(s.text.contains("add element ip ocean_elb services { 10.0.0.1 . tcp . 80 : goto conn_7 }\n"));
-        assert!(s.text.ends_with("add element ip ocean_elb empty { 10.0.0.2 . tcp . 80 }\n"));
+        assert!(s
+            .text
+            .contains("add element ip ocean_elb services { 10.0.0.1 . tcp . 80 : goto conn_7 }\n"));
+        assert!(s
+            .text
+            .ends_with("add element ip ocean_elb empty { 10.0.0.2 . tcp . 80 }\n"));
         assert_eq!(s.changes, 1 + 7 + 1 + 1);
         // 20 dispatch chains, 5 hooks: constant whatever the VS count.
         assert_eq!(s.text.matches("  chain ").count(), 25);

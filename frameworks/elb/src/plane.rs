@@ -147,7 +147,11 @@ pub fn virtual_servers<'a>(
             let algorithm = listeners[0].algorithm;
             let mut rs: BTreeMap<RealServer, (Backend, u32)> = BTreeMap::new();
             for l in listeners {
-                let weight = if algorithm == Algorithm::Wrr { l.weight } else { 1 };
+                let weight = if algorithm == Algorithm::Wrr {
+                    l.weight
+                } else {
+                    1
+                };
                 for t in tasks_of(&l.backend_job) {
                     if let Some(b) = backend_of(t, &l.backend_port_name) {
                         rs.entry(b.rs).or_insert((b, weight));
@@ -186,7 +190,11 @@ pub fn desired(vss: &[VirtualServer], installed: Option<&DataPlane>) -> DataPlan
             .and_then(|p| p.services.get(&vs.key))
             .map(|s| s.size);
         let size = maglev::table_size(&weights, current);
-        let keys: Vec<String> = vs.real_servers.iter().map(|(b, _)| b.rs.to_string()).collect();
+        let keys: Vec<String> = vs
+            .real_servers
+            .iter()
+            .map(|(b, _)| b.rs.to_string())
+            .collect();
         let members: Vec<Member<'_>> = keys
             .iter()
             .zip(&weights)
@@ -291,7 +299,10 @@ mod tests {
         );
         let slots: Vec<RealServer> = plane.slots.values().copied().collect();
         assert_eq!(slots.len(), 7);
-        assert_eq!(slots.iter().filter(|r| **r == a).count() + slots.iter().filter(|r| **r == b).count(), 7);
+        assert_eq!(
+            slots.iter().filter(|r| **r == a).count() + slots.iter().filter(|r| **r == b).count(),
+            7
+        );
         assert!(slots.contains(&a) && slots.contains(&b));
         assert_eq!(plane.rs_addrs, BTreeSet::from([a.addr, b.addr]));
         assert!(plane.empty.is_empty());
@@ -303,7 +314,10 @@ mod tests {
         let e = [elb(&["10.0.0.1", "10.0.0.2"], Algorithm::Hash)];
         let vss = virtual_servers(&e, &|_| Vec::new());
         let plane = desired(&vss, None);
-        assert_eq!(plane.empty, BTreeSet::from([vip("10.0.0.1"), vip("10.0.0.2")]));
+        assert_eq!(
+            plane.empty,
+            BTreeSet::from([vip("10.0.0.1"), vip("10.0.0.2")])
+        );
         assert_eq!(plane.elements(), 2);
     }
 
@@ -316,7 +330,10 @@ mod tests {
         let before = desired(&virtual_servers(&e, &|_| tasks.iter().collect()), None);
         assert_eq!(before.services[&vip("10.0.0.1")].size, 127);
         tasks.remove(5);
-        let after = desired(&virtual_servers(&e, &|_| tasks.iter().collect()), Some(&before));
+        let after = desired(
+            &virtual_servers(&e, &|_| tasks.iter().collect()),
+            Some(&before),
+        );
         assert_eq!(
             after.services[&vip("10.0.0.1")],
             Service {

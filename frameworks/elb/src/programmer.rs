@@ -90,7 +90,12 @@ impl Programmer {
             Ok(()) => {
                 self.installed = Some(desired.clone());
                 let took = start.elapsed();
-                debug!(changes = script.changes, full = script.full, ?took, "data plane applied");
+                debug!(
+                    changes = script.changes,
+                    full = script.full,
+                    ?took,
+                    "data plane applied"
+                );
                 Ok(Applied {
                     changes: script.changes,
                     full: script.full,

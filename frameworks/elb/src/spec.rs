@@ -88,7 +88,9 @@ impl fmt::Display for Protocol {
 }
 
 /// How a virtual server picks a real server for a new connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Algorithm {
     /// Round robin over the real servers, one connection each in turn.
@@ -178,7 +180,11 @@ pub fn parse(bytes: &[u8]) -> Result<ElbSpec, InvalidElb> {
     let de = serde_yaml::Deserializer::from_slice(bytes);
     let spec: ElbSpec = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
-        let field = if path == "." { "(document)".into() } else { path };
+        let field = if path == "." {
+            "(document)".into()
+        } else {
+            path
+        };
         InvalidElb::one(field, e.inner().to_string())
     })?;
     spec.validate()?;
@@ -251,7 +257,10 @@ impl ElbSpec {
                 );
             }
             if l.weight == 0 || l.weight > MAX_WEIGHT {
-                err(f("weight"), format!("{} is not in 1..={MAX_WEIGHT}", l.weight));
+                err(
+                    f("weight"),
+                    format!("{} is not in 1..={MAX_WEIGHT}", l.weight),
+                );
             }
             let key = (l.port, l.protocol);
             for (k, alg, job) in &by_port {
@@ -261,10 +270,7 @@ impl ElbSpec {
                 if *job == l.backend_job {
                     err(
                         f("backend_job"),
-                        format!(
-                            "port {}/{} already fronts {job}",
-                            l.port, l.protocol
-                        ),
+                        format!("port {}/{} already fronts {job}", l.port, l.protocol),
                     );
                 } else if *alg != l.algorithm {
                     err(
@@ -284,7 +290,9 @@ impl ElbSpec {
             if !is_domain(d) {
                 err(
                     "domain".into(),
-                    format!("'{d}' is not a DNS name (labels of letters, digits, '-', joined by '.')"),
+                    format!(
+                        "'{d}' is not a DNS name (labels of letters, digits, '-', joined by '.')"
+                    ),
                 );
             }
         }
@@ -331,7 +339,10 @@ pub fn conflicts<'a>(
             let i = spec.vips.iter().position(|v| v.parse() == Ok(*vip));
             errors.push(FieldError::new(
                 format!("vips[{}]", i.unwrap_or(0)),
-                format!("{vip}:{port}/{proto} is already served by ELB {}", other.name),
+                format!(
+                    "{vip}:{port}/{proto} is already served by ELB {}",
+                    other.name
+                ),
             ));
         }
     }
@@ -375,7 +386,8 @@ fn is_domain(s: &str) -> bool {
 mod tests {
     use super::*;
 
-    pub(crate) const JOB: &str = "cop.x_owt.y_pdl.web_servicegroup.g_service.front_job.api_cluster.c3";
+    pub(crate) const JOB: &str =
+        "cop.x_owt.y_pdl.web_servicegroup.g_service.front_job.api_cluster.c3";
 
     fn spec() -> ElbSpec {
         ElbSpec {
@@ -435,7 +447,8 @@ mod tests {
         let mut dup = s.listeners[0].clone();
         dup.port = 80;
         dup.algorithm = Algorithm::Hash;
-        dup.backend_job = "cop.x_owt.y_pdl.web_servicegroup.g_service.front_job.canary_cluster.c3".into();
+        dup.backend_job =
+            "cop.x_owt.y_pdl.web_servicegroup.g_service.front_job.canary_cluster.c3".into();
         let mut l2 = spec().listeners[0].clone();
         l2.algorithm = Algorithm::Hash;
         s.listeners = vec![spec().listeners[0].clone(), l2, s.listeners[0].clone()];
@@ -463,7 +476,8 @@ mod tests {
     fn listeners_sharing_a_port_must_share_the_algorithm() {
         let mut s = spec();
         let mut canary = s.listeners[0].clone();
-        canary.backend_job = "cop.x_owt.y_pdl.web_servicegroup.g_service.front_job.canary_cluster.c3".into();
+        canary.backend_job =
+            "cop.x_owt.y_pdl.web_servicegroup.g_service.front_job.canary_cluster.c3".into();
         canary.algorithm = Algorithm::Hash;
         s.listeners.push(canary.clone());
         assert_eq!(
