@@ -203,7 +203,13 @@ async fn serve(
         http,
         grpc,
         frameworks,
-        move |m| ocean_ui::router_with(m, scheduler),
+        move |m| {
+            // ELB objects (/v1/elbs) through the in-process client.
+            let elb = ocean_elb::http::router(std::sync::Arc::new(
+                ocean_master::api::in_process::InProcess::new(m.clone()),
+            ));
+            ocean_ui::router_with(m, scheduler).merge(elb)
+        },
         shutdown_signal(),
     )
     .await?;

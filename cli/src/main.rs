@@ -7,6 +7,7 @@ mod cmd_client;
 mod cmd_cron;
 mod cmd_deploy;
 mod cmd_dns;
+mod cmd_elb;
 mod cmd_framework;
 mod cmd_server;
 mod cmd_task;
@@ -63,6 +64,9 @@ enum Command {
     /// Periodic jobs (the cron framework).
     #[command(subcommand)]
     Cron(cmd_cron::CronCommand),
+    /// Load balancers (ELB): objects, status, and the LB host's agent.
+    #[command(subcommand)]
+    Elb(cmd_elb::ElbCommand),
     /// Run a framework standalone (`ocean framework run cron --master ...`).
     #[command(subcommand)]
     Framework(cmd_framework::FrameworkCommand),
@@ -74,7 +78,8 @@ fn main() {
     let server = matches!(
         cli.command,
         Command::Dev(_) | Command::Master(_) | Command::Dns(_) | Command::Framework(_)
-    ) || matches!(&cli.command, Command::Agent(a) if a.is_run());
+    ) || matches!(&cli.command, Command::Agent(a) if a.is_run())
+        || matches!(&cli.command, Command::Elb(cmd_elb::ElbCommand::Agent(_)));
     init_tracing(server);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -107,6 +112,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dns(args) => cmd_dns::dns(args).await,
         Command::Cron(cmd) => cmd_cron::cron(&client()?, cmd).await,
         Command::Framework(cmd) => cmd_framework::framework(cmd).await,
+        Command::Elb(cmd) => cmd_elb::elb(client, cmd).await,
     }
 }
 

@@ -8,8 +8,10 @@ pub mod browser;
 pub mod cluster;
 pub mod dns;
 pub mod docker;
+pub mod elb_net;
 pub mod events;
 pub mod http;
+pub mod netns;
 pub mod pages_browser;
 pub mod tasks;
 

@@ -1,0 +1,210 @@
+//! `ocean elb ...`: load balancer objects over the REST API (`/v1/elbs`),
+//! and `ocean elb agent`, which programs an LB host's kernel from the
+//! masters' watch.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use serde_json::Value;
+
+use crate::client::{Body, Client, Method};
+use crate::cmd_client::{print_json, urlencode};
+
+/// `ocean elb ...`
+#[derive(Debug, Subcommand)]
+pub enum ElbCommand {
+    /// Create an ELB from a JSON or YAML file ('-' for stdin): `{"name",
+    /// "idc", "network": "internal|external", "vips": [..], "listeners":
+    /// [{"port", "protocol", "backend_job", "backend_port_name",
+    /// "algorithm": "rr|wrr|hash", "weight"}], "domain"}`.
+    Create {
+        /// The ELB file.
+        file: PathBuf,
+    },
+    /// List ELBs.
+    List,
+    /// One ELB: each virtual server with its real servers and their health.
+    Status {
+        /// The ELB's name (its service-tree node).
+        name: String,
+    },
+    /// Delete an ELB.
+    Delete {
+        /// The ELB's name.
+        name: String,
+    },
+    /// Program this LB host's nftables from the masters until interrupted.
+    Agent(AgentArgs),
+}
+
+/// `ocean elb agent`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The masters' gRPC addresses, comma-separated.
+    #[arg(long, env = "OCEAN_GRPC", default_value = "127.0.0.1:7701")]
+    pub master: String,
+    /// Only ELBs of this data center (default: all).
+    #[arg(long)]
+    pub idc: Option<String>,
+    /// Program the table inside this named network namespace
+    /// (`ip netns exec NAME nft ...`) instead of the agent's own.
+    #[arg(long)]
+    pub netns: Option<String>,
+    /// Seconds between read-backs of the kernel's table (drift repair).
+    #[arg(long, default_value_t = 30)]
+    pub resync_seconds: u64,
+}
+
+fn read(file: &PathBuf) -> anyhow::Result<Vec<u8>> {
+    if file.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).context("reading stdin")?;
+        Ok(buf)
+    } else {
+        std::fs::read(file).with_context(|| format!("reading {}", file.display()))
+    }
+}
+
+/// Runs `ocean elb ...`.
+pub async fn elb(
+    client: impl Fn() -> anyhow::Result<Client>,
+    cmd: ElbCommand,
+) -> anyhow::Result<()> {
+    match cmd {
+        ElbCommand::Create { file } => {
+            let bytes = read(&file)?;
+            // Checked here first so a typo is named without a round trip.
+            let spec = ocean_elb::spec::parse(&bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let c = client()?;
+            let body = Body::Raw {
+                bytes: serde_json::to_vec(&spec)?,
+                content_type: "application/json".into(),
+            };
+            let v = c.request(Method::POST, "/v1/elbs", body).await?;
+            if c.json {
+                print_json(&v);
+            } else {
+                println!("{} created", spec.name);
+            }
+        }
+        ElbCommand::List => {
+            let c = client()?;
+            let v = c.request(Method::GET, "/v1/elbs", Body::None).await?;
+            if c.json {
+                print_json(&v);
+                return Ok(());
+            }
+            println!(
+                "{:<60} {:<6} {:<9} {:<32} PORTS",
+                "NAME", "IDC", "NETWORK", "VIPS"
+            );
+            for e in v["elbs"].as_array().into_iter().flatten() {
+                let e = &e["elb"];
+                let join = |v: &Value, f: &dyn Fn(&Value) -> String| {
+                    v.as_array()
+                        .map(|a| a.iter().map(f).collect::<Vec<_>>().join(","))
+                        .unwrap_or_default()
+                };
+                println!(
+                    "{:<60} {:<6} {:<9} {:<32} {}",
+                    e["name"].as_str().unwrap_or(""),
+                    e["idc"].as_str().unwrap_or(""),
+                    e["network"].as_str().unwrap_or(""),
+                    join(&e["vips"], &|v| v.as_str().unwrap_or("").to_string()),
+                    join(&e["listeners"], &|l| format!(
+                        "{}/{}",
+                        l["port"],
+                        l["protocol"].as_str().unwrap_or("")
+                    )),
+                );
+            }
+        }
+        ElbCommand::Status { name } => {
+            let c = client()?;
+            let v = c
+                .request(
+                    Method::GET,
+                    &format!("/v1/elbs/{}", urlencode(&name)),
+                    Body::None,
+                )
+                .await?;
+            if c.json {
+                print_json(&v);
+                return Ok(());
+            }
+            for vs in v["virtual_servers"].as_array().into_iter().flatten() {
+                println!(
+                    "VS {}:{}/{} {}  {} in rotation",
+                    vs["vip"].as_str().unwrap_or(""),
+                    vs["port"],
+                    vs["protocol"].as_str().unwrap_or(""),
+                    vs["algorithm"].as_str().unwrap_or(""),
+                    vs["in_rotation"],
+                );
+                for rs in vs["real_servers"].as_array().into_iter().flatten() {
+                    println!(
+                        "  {:<22} {:<9} {:<8} {}  {}",
+                        format!("{}:{}", rs["address"].as_str().unwrap_or(""), rs["port"]),
+                        rs["state"].as_str().unwrap_or(""),
+                        match rs["healthy"].as_bool() {
+                            Some(true) => "healthy",
+                            Some(false) => "unhealthy",
+                            None => "-",
+                        },
+                        if rs["in_rotation"].as_bool() == Some(true) {
+                            "in".to_string()
+                        } else {
+                            format!("out ({})", rs["reason"].as_str().unwrap_or(""))
+                        },
+                        rs["task"].as_str().unwrap_or(""),
+                    );
+                }
+            }
+        }
+        ElbCommand::Delete { name } => {
+            let c = client()?;
+            let v = c
+                .request(
+                    Method::DELETE,
+                    &format!("/v1/elbs/{}", urlencode(&name)),
+                    Body::None,
+                )
+                .await?;
+            if c.json {
+                print_json(&v);
+            } else {
+                println!("{name} deleted");
+            }
+        }
+        ElbCommand::Agent(args) => agent(args).await?,
+    }
+    Ok(())
+}
+
+async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    let addrs: Vec<String> = args
+        .master
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let client = ocean_client::GrpcClient::new(addrs).context("--master")?;
+    let nft = ocean_elb::nft::NftCommand {
+        netns: args.netns.clone(),
+    };
+    let programmer = ocean_elb::programmer::Programmer::new(Box::new(nft));
+    let opts = ocean_elb::agent::AgentOptions {
+        idc: args.idc,
+        resync: Duration::from_secs(args.resync_seconds.max(1)),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        crate::cmd_server::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    ocean_elb::agent::run(Arc::new(client), programmer, opts, stop_rx, None).await;
+    Ok(())
+}

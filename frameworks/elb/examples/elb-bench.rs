@@ -1,0 +1,156 @@
+//! The ELB data-plane benchmark: in a network namespace of its own, a cold
+//! apply of `--vs` virtual servers with `--rs` real servers each, then
+//! `--changes` one-VS changes (one real server of a random VS turns
+//! unhealthy or back), each computed (model, diff) and applied by the real
+//! `nft`. Prints the figures docs/benchmarks.md records.
+//!
+//! ```text
+//! cargo run -p ocean-elb --release --example elb-bench -- --vs 2000 --rs 20 --changes 200
+//! ```
+
+use std::time::{Duration, Instant};
+
+use ocean_client::api::{Task, TaskPort};
+use ocean_elb::nft::NftCommand;
+use ocean_elb::plane::{desired, virtual_servers};
+use ocean_elb::programmer::Programmer;
+use ocean_elb::spec::{Algorithm, ElbSpec, Listener, Network, Protocol};
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn job(v: usize) -> String {
+    format!("cop.b_owt.b_pdl.b_servicegroup.b_service.s{v}_job.j{v}_cluster.c1")
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+fn main() -> anyhow::Result<()> {
+    let n_vs = arg("--vs", 2000);
+    let n_rs = arg("--rs", 20);
+    let changes = arg("--changes", 200);
+    let ns = format!("elb-bench-{}", std::process::id());
+    let ok = std::process::Command::new("ip")
+        .args(["netns", "add", &ns])
+        .status()?;
+    anyhow::ensure!(ok.success(), "ip netns add {ns}");
+    struct Del(String);
+    impl Drop for Del {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &self.0])
+                .status();
+        }
+    }
+    let _guard = Del(ns.clone());
+
+    let elbs: Vec<ElbSpec> = (0..n_vs)
+        .map(|v| ElbSpec {
+            name: format!("pdl.b_service.s{v}"),
+            idc: "c1".into(),
+            network: Network::Internal,
+            vips: vec![format!(
+                "10.{}.{}.{}",
+                100 + v / 65536,
+                (v / 256) % 256,
+                v % 256
+            )],
+            listeners: vec![Listener {
+                port: 80,
+                protocol: Protocol::Tcp,
+                backend_job: job(v),
+                backend_port_name: "http".into(),
+                algorithm: Algorithm::Rr,
+                weight: 1,
+            }],
+            domain: None,
+        })
+        .collect();
+    let mut tasks: Vec<Vec<Task>> = (0..n_vs)
+        .map(|v| {
+            (0..n_rs)
+                .map(|r| {
+                    let n = v * n_rs + r;
+                    Task {
+                        id: format!("{}.{r}", job(v)),
+                        job_id: job(v),
+                        state: "RUNNING".into(),
+                        address: format!("10.{}.{}.{}", n / 65536, (n / 256) % 256, n % 256),
+                        healthy: Some(true),
+                        ports: vec![TaskPort {
+                            name: "http".into(),
+                            port: 8080,
+                        }],
+                        ..Default::default()
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let index = |j: &str| -> usize {
+        j.split("_job.j")
+            .nth(1)
+            .and_then(|s| s.split('_').next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    };
+    let mut p = Programmer::new(Box::new(NftCommand {
+        netns: Some(ns.clone()),
+    }));
+
+    let t0 = Instant::now();
+    let vss = virtual_servers(&elbs, &|j| tasks[index(j)].iter().collect());
+    let plane = desired(&vss, p.installed());
+    let model = t0.elapsed();
+    let applied = p.sync(&plane)?;
+    let cold = t0.elapsed();
+    println!(
+        "cold apply: {n_vs} VS / {} RS, {} elements: {:?} total (model {:?}, nft {:?})",
+        n_vs * n_rs,
+        plane.elements(),
+        cold,
+        model,
+        applied.took
+    );
+
+    let mut times = Vec::new();
+    let mut nft_times = Vec::new();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..changes {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let v = (seed as usize) % n_vs;
+        let r = (seed as usize / n_vs) % n_rs;
+        let t = &mut tasks[v][r];
+        t.healthy = Some(t.healthy != Some(true));
+        let start = Instant::now();
+        let vss = virtual_servers(&elbs, &|j| tasks[index(j)].iter().collect());
+        let plane = desired(&vss, p.installed());
+        let a = p.sync(&plane)?;
+        times.push(start.elapsed());
+        nft_times.push(a.took);
+    }
+    times.sort();
+    nft_times.sort();
+    if !times.is_empty() {
+        println!(
+            "one-VS change ({changes}): p50 {:?} p99 {:?} max {:?}; of which nft p50 {:?} p99 {:?}",
+            pct(&times, 0.5),
+            pct(&times, 0.99),
+            times[times.len() - 1],
+            pct(&nft_times, 0.5),
+            pct(&nft_times, 0.99)
+        );
+    }
+    Ok(())
+}

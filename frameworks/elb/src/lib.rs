@@ -1,0 +1,41 @@
+//! Ocean's ELB framework: load balancers that follow a job's healthy
+//! tasks. ELB objects live as keys of the `elb` namespace of the masters'
+//! store; LB hosts run an agent that turns them, with the tasks, into an
+//! nftables data plane; keepalived moves the VIPs.
+//!
+//! ```text
+//!  REST /v1/elbs (http) ──► store (kv `elb/elbs/<name>`, CAS) ──► masters
+//!                                                                  │ watch
+//!  agent: View (ELBs + tasks) ─► plane::virtual_servers ─► plane::desired (maglev)
+//!         ─► programmer: nft_script::script(installed, desired) ─► nft -f (one transaction)
+//!  keepalived: VRRP config for the VIPs; LVS export of the same VS/RS
+//! ```
+//!
+//! - [`spec`]: the ELB object, validation naming the field, conflicts.
+//! - [`backends`]: which tasks take traffic (the one rule).
+//! - [`maglev`]: consistent-hash slot tables.
+//! - [`plane`]: the desired data plane (pure).
+//! - [`nft_script`], [`nft_read`]: the table as text, diffs, and reading back.
+//! - [`nft`]: the OS boundary (real `nft`, a test double).
+//! - [`programmer`]: one transaction per change, read back on failure.
+//! - [`status`]: each VS with its real servers and their health.
+//! - [`store`], [`http`]: the objects through the masters, the REST API.
+//! - [`agent`]: the LB host's loop.
+//! - [`keepalived`]: VRRP and LVS configuration.
+
+pub mod agent;
+pub mod backends;
+pub mod http;
+pub mod keepalived;
+pub mod maglev;
+pub mod nft;
+pub mod nft_read;
+pub mod nft_script;
+pub mod plane;
+pub mod programmer;
+pub mod spec;
+pub mod status;
+pub mod store;
+
+/// The framework namespace ELB objects are kept in.
+pub const NAMESPACE: &str = "elb";

@@ -1,0 +1,128 @@
+//! The OS boundary of the data plane: listing the table and applying a
+//! script. [`NftCommand`] runs the real `nft` (optionally inside a network
+//! namespace); [`MemoryNft`] records scripts for tests of the programmer.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+
+use crate::nft_script::TABLE;
+
+/// `nft` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NftError {
+    /// It could not be started.
+    #[error("running nft: {0}")]
+    Spawn(#[from] std::io::Error),
+    /// It refused the script or the listing (its stderr).
+    #[error("nft {action} failed: {stderr}")]
+    Failed {
+        /// list or apply.
+        action: &'static str,
+        /// What nft said.
+        stderr: String,
+    },
+}
+
+/// Lists and changes the Ocean table.
+pub trait Nft: Send + Sync + std::fmt::Debug {
+    /// `nft -j list table ip ocean_elb`; `None` when there is no table.
+    fn list(&self) -> Result<Option<String>, NftError>;
+    /// `nft -f` of `script`: all of it or nothing.
+    fn apply(&self, script: &str) -> Result<(), NftError>;
+}
+
+/// The real `nft`, in the current network namespace or in `netns`.
+#[derive(Debug, Clone, Default)]
+pub struct NftCommand {
+    /// A named network namespace (`ip netns exec NAME nft ...`).
+    pub netns: Option<String>,
+}
+
+impl NftCommand {
+    fn command(&self) -> Command {
+        match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "nft"]);
+                c
+            }
+            None => Command::new("nft"),
+        }
+    }
+}
+
+impl Nft for NftCommand {
+    fn list(&self) -> Result<Option<String>, NftError> {
+        let out = self
+            .command()
+            .args(["-j", "list", "table", "ip", TABLE])
+            .output()?;
+        if out.status.success() {
+            return Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()));
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if stderr.contains("No such file or directory") {
+            return Ok(None);
+        }
+        Err(NftError::Failed {
+            action: "list",
+            stderr,
+        })
+    }
+
+    fn apply(&self, script: &str) -> Result<(), NftError> {
+        let mut child = self
+            .command()
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(script.as_bytes())?;
+        }
+        let out = child.wait_with_output()?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            let mut stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            stderr.truncate(2_000);
+            Err(NftError::Failed {
+                action: "apply",
+                stderr,
+            })
+        }
+    }
+}
+
+/// A test double: records every script, answers `list` with what it is
+/// given, and fails applies on demand.
+#[derive(Debug, Default)]
+pub struct MemoryNft {
+    /// Scripts applied, in order.
+    pub applied: Mutex<Vec<String>>,
+    /// What `list` answers.
+    pub listing: Mutex<Option<String>>,
+    /// When true, `apply` fails (and records nothing).
+    pub fail: Mutex<bool>,
+}
+
+impl Nft for MemoryNft {
+    fn list(&self) -> Result<Option<String>, NftError> {
+        Ok(self.listing.lock().map(|l| l.clone()).unwrap_or(None))
+    }
+
+    fn apply(&self, script: &str) -> Result<(), NftError> {
+        if self.fail.lock().map(|f| *f).unwrap_or(false) {
+            return Err(NftError::Failed {
+                action: "apply",
+                stderr: "refused by the test".into(),
+            });
+        }
+        if let Ok(mut a) = self.applied.lock() {
+            a.push(script.to_string());
+        }
+        Ok(())
+    }
+}

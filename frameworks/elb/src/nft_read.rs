@@ -1,0 +1,224 @@
+//! Reads back what the kernel holds (`nft -j list table ip ocean_elb`)
+//! as a [`DataPlane`], so the next change is a diff against the truth, not
+//! against what a previous run of the agent believed.
+//!
+//! A table whose chains are not the ones [`nft_script::chain_names`] lists
+//! (another version of the agent, or hand edits) reads as `None`: the next
+//! apply rebuilds it whole.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use serde_json::Value;
+
+use crate::nft_script;
+use crate::plane::{DataPlane, Dispatch, RealServer, Service, VsKey};
+use crate::spec::Protocol;
+
+/// The listing could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("reading nft's JSON listing: {0}")]
+pub struct ReadError(pub String);
+
+fn err(s: impl Into<String>) -> ReadError {
+    ReadError(s.into())
+}
+
+fn ip(v: &Value) -> Result<Ipv4Addr, ReadError> {
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| err(format!("{v} is not an IPv4 address")))
+}
+
+fn num(v: &Value) -> Result<u64, ReadError> {
+    v.as_u64()
+        .ok_or_else(|| err(format!("{v} is not a number")))
+}
+
+fn proto(v: &Value) -> Result<Protocol, ReadError> {
+    match v {
+        Value::String(s) if s == "tcp" => Ok(Protocol::Tcp),
+        Value::String(s) if s == "udp" => Ok(Protocol::Udp),
+        Value::Number(n) if n.as_u64() == Some(6) => Ok(Protocol::Tcp),
+        Value::Number(n) if n.as_u64() == Some(17) => Ok(Protocol::Udp),
+        _ => Err(err(format!("{v} is not tcp or udp"))),
+    }
+}
+
+fn concat(v: &Value) -> Result<&Vec<Value>, ReadError> {
+    v.get("concat")
+        .and_then(Value::as_array)
+        .ok_or_else(|| err(format!("{v} is not a concatenation")))
+}
+
+fn vs(parts: &[Value]) -> Result<VsKey, ReadError> {
+    if parts.len() < 3 {
+        return Err(err("a VS key has three parts"));
+    }
+    Ok(VsKey {
+        vip: ip(&parts[0])?,
+        proto: proto(&parts[1])?,
+        port: u16::try_from(num(&parts[2])?).map_err(|_| err("port out of range"))?,
+    })
+}
+
+fn elems(obj: &Value) -> &[Value] {
+    obj.get("elem")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+}
+
+/// Parses a listing; `Ok(None)` when the table is not as this version
+/// builds it.
+pub fn parse(json: &str) -> Result<Option<DataPlane>, ReadError> {
+    let doc: Value = serde_json::from_str(json).map_err(|e| err(e.to_string()))?;
+    let items = doc
+        .get("nftables")
+        .and_then(Value::as_array)
+        .ok_or_else(|| err("no `nftables` array"))?;
+    let mut plane = DataPlane::default();
+    let mut chains: BTreeMap<String, usize> = BTreeMap::new();
+    let mut sets = Vec::new();
+    for item in items {
+        if let Some(c) = item.get("chain") {
+            if let Some(name) = c.get("name").and_then(Value::as_str) {
+                chains.entry(name.to_string()).or_default();
+            }
+        } else if let Some(r) = item.get("rule") {
+            if let Some(name) = r.get("chain").and_then(Value::as_str) {
+                *chains.entry(name.to_string()).or_default() += 1;
+            }
+        } else if let Some(s) = item.get("set").or_else(|| item.get("map")) {
+            let name = s.get("name").and_then(Value::as_str).unwrap_or("");
+            sets.push(name.to_string());
+            match name {
+                "services" => {
+                    for e in elems(s) {
+                        let pair = e.as_array().ok_or_else(|| err("a map element is a pair"))?;
+                        let key = vs(concat(&pair[0])?)?;
+                        let target = pair
+                            .get(1)
+                            .and_then(|v| v.pointer("/goto/target"))
+                            .and_then(Value::as_str)
+                            .ok_or_else(|| err(format!("{e} has no goto")))?;
+                        let Some(svc) = parse_target(target) else {
+                            return Ok(None);
+                        };
+                        plane.services.insert(key, svc);
+                    }
+                }
+                "slots" => {
+                    for e in elems(s) {
+                        let pair = e.as_array().ok_or_else(|| err("a map element is a pair"))?;
+                        let k = concat(&pair[0])?;
+                        let slot = u32::try_from(num(k.get(3).ok_or_else(|| err("no slot"))?)?)
+                            .map_err(|_| err("slot out of range"))?;
+                        let v = concat(pair.get(1).ok_or_else(|| err("no value"))?)?;
+                        let rs = RealServer {
+                            addr: ip(&v[0])?,
+                            port: u16::try_from(num(v.get(1).ok_or_else(|| err("no port"))?)?)
+                                .map_err(|_| err("port out of range"))?,
+                        };
+                        plane.slots.insert((vs(k)?, slot), rs);
+                    }
+                }
+                "empty" => {
+                    for e in elems(s) {
+                        plane.empty.insert(vs(concat(e)?)?);
+                    }
+                }
+                "rs_addrs" => {
+                    for e in elems(s) {
+                        plane.rs_addrs.insert(ip(e)?);
+                    }
+                }
+                _ => return Ok(None),
+            }
+        }
+    }
+    let want: BTreeMap<String, usize> = nft_script::chain_names().into_iter().collect();
+    sets.sort();
+    if chains != want || sets != ["empty", "rs_addrs", "services", "slots"] {
+        return Ok(None);
+    }
+    Ok(Some(plane))
+}
+
+fn parse_target(t: &str) -> Option<Service> {
+    let (d, size) = t.split_once('_')?;
+    let dispatch = match d {
+        "conn" => Dispatch::Conn,
+        "source" => Dispatch::Source,
+        _ => return None,
+    };
+    Some(Service {
+        dispatch,
+        size: size.parse().ok()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listing(elems: &str) -> String {
+        let mut items = vec![
+            r#"{"metainfo": {"version": "1.0.6"}}"#.to_string(),
+            r#"{"table": {"family": "ip", "name": "ocean_elb", "handle": 1}}"#.to_string(),
+        ];
+        items.push(elems.to_string());
+        for (name, rules) in nft_script::chain_names() {
+            items.push(format!(
+                r#"{{"chain": {{"family": "ip", "table": "ocean_elb", "name": "{name}"}}}}"#
+            ));
+            for _ in 0..rules {
+                items.push(format!(r#"{{"rule": {{"family": "ip", "table": "ocean_elb", "chain": "{name}", "expr": []}}}}"#));
+            }
+        }
+        format!(r#"{{"nftables": [{}]}}"#, items.join(", "))
+    }
+
+    const SETS: &str = r#"{"map": {"name": "services", "elem": [[{"concat": ["10.0.0.1", "tcp", 80]}, {"goto": {"target": "source_7"}}]]}},
+        {"set": {"name": "empty", "elem": [{"concat": ["10.0.0.2", "udp", 53]}]}},
+        {"set": {"name": "rs_addrs", "elem": ["10.1.0.2"]}},
+        {"map": {"name": "slots", "elem": [[{"concat": ["10.0.0.1", "tcp", 80, 3]}, {"concat": ["10.1.0.2", 8080]}]]}}"#;
+
+    #[test]
+    fn a_listing_reads_back_as_the_plane_it_holds() {
+        let p = parse(&listing(SETS)).unwrap().unwrap();
+        let key = VsKey {
+            vip: "10.0.0.1".parse().unwrap(),
+            proto: Protocol::Tcp,
+            port: 80,
+        };
+        assert_eq!(
+            p.services[&key],
+            Service {
+                dispatch: Dispatch::Source,
+                size: 7
+            }
+        );
+        assert_eq!(
+            p.slots[&(key, 3)],
+            RealServer {
+                addr: "10.1.0.2".parse().unwrap(),
+                port: 8080
+            }
+        );
+        assert_eq!(
+            p.empty.iter().next().unwrap().to_string(),
+            "10.0.0.2:53/udp"
+        );
+        assert_eq!(p.rs_addrs.len(), 1);
+    }
+
+    #[test]
+    fn a_table_of_another_shape_reads_as_none() {
+        let extra = format!(r#"{SETS}, {{"chain": {{"name": "hand_made"}}}}"#);
+        assert_eq!(parse(&listing(&extra)).unwrap(), None);
+        let other_set = format!(r#"{SETS}, {{"set": {{"name": "mine"}}}}"#);
+        assert_eq!(parse(&listing(&other_set)).unwrap(), None);
+        assert!(parse("{}").is_err());
+    }
+}

@@ -1,0 +1,330 @@
+//! The data plane in nftables: one Ocean-owned table with a constant set
+//! of chains, sets and maps, and the `nft -f` script that takes the kernel
+//! from what it holds to what it should (pure text; [`crate::nft`] runs it).
+//!
+//! ```text
+//!  nat_pre / nat_out:  ip daddr . l4proto . dport  vmap @services ──► goto conn_<size> | source_<size>
+//!  conn_<size>:        (from a real server: mark for masquerade)
+//!                      dnat to  daddr . l4proto . dport . (numgen inc mod size)      map @slots
+//!  source_<size>:      dnat to  daddr . l4proto . dport . (jhash saddr mod size)     map @slots
+//!  nat_post:           marked ──► masquerade (hairpin)
+//!  reject_in/_fwd:     daddr . l4proto . dport in @empty ──► TCP RST / ICMP unreachable
+//! ```
+//!
+//! Chains exist once per slot-table size (`maglev::SIZES`), so the rules do
+//! not grow with the number of virtual servers; VS and real servers are
+//! elements of the sets and maps. A change is the elements that differ,
+//! deletes before adds, in one script `nft -f` applies as one transaction:
+//! the kernel holds the old state or the new, never a mix.
+
+use std::fmt::Write;
+
+use crate::maglev::SIZES;
+use crate::plane::{DataPlane, Dispatch, RealServer, Service, VsKey};
+
+/// The table's name (family `ip`).
+pub const TABLE: &str = "ocean_elb";
+/// The packet mark bit of connections to masquerade (hairpin).
+pub const MASQ_MARK: u32 = 0x0000_4000;
+/// Elements per `add element` statement: nft parses huge statements
+/// slowly, and the kernel takes the whole script as one batch anyway.
+const CHUNK: usize = 2_000;
+
+/// A script for `nft -f` and how many elements it changes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Script {
+    /// The text; empty when nothing changes.
+    pub text: String,
+    /// Elements added plus deleted (0: nothing to do).
+    pub changes: usize,
+    /// Whether it (re)creates the table.
+    pub full: bool,
+}
+
+/// The chains of the table, by name: what [`crate::nft_read`] checks an
+/// installed table against, with each chain's rule count.
+pub fn chain_names() -> Vec<(String, usize)> {
+    let mut out = Vec::new();
+    for size in SIZES {
+        out.push((format!("conn_{size}"), 2));
+        out.push((format!("source_{size}"), 2));
+    }
+    for (name, rules) in [
+        ("nat_pre", 1),
+        ("nat_out", 1),
+        ("nat_post", 1),
+        ("reject_in", 2),
+        ("reject_fwd", 2),
+    ] {
+        out.push((name.to_string(), rules));
+    }
+    out
+}
+
+/// The table without elements.
+pub fn skeleton() -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "table ip {TABLE} {{");
+    s.push_str("  map services { type ipv4_addr . inet_proto . inet_service : verdict; }\n");
+    s.push_str("  set empty { type ipv4_addr . inet_proto . inet_service; }\n");
+    s.push_str("  set rs_addrs { type ipv4_addr; }\n");
+    s.push_str(
+        "  map slots { typeof ip daddr . meta l4proto . th dport . numgen inc mod 7 : ip daddr . th dport; }\n",
+    );
+    let vs = "ip daddr . meta l4proto . th dport";
+    for size in SIZES {
+        for (d, pick) in [
+            (Dispatch::Conn, format!("numgen inc mod {size}")),
+            (
+                Dispatch::Source,
+                format!("jhash ip saddr mod {size} seed 0x0"),
+            ),
+        ] {
+            let _ = writeln!(s, "  chain {}_{size} {{", d.as_str());
+            let _ = writeln!(
+                s,
+                "    ip saddr @rs_addrs meta mark set meta mark or {MASQ_MARK:#x}"
+            );
+            let _ = writeln!(s, "    dnat ip to {vs} . {pick} map @slots");
+            s.push_str("  }\n");
+        }
+    }
+    for (name, hook, prio) in [
+        ("nat_pre", "prerouting", "dstnat"),
+        ("nat_out", "output", "-100"),
+    ] {
+        let _ = writeln!(
+            s,
+            "  chain {name} {{\n    type nat hook {hook} priority {prio}; policy accept;\n    {vs} vmap @services\n  }}"
+        );
+    }
+    let _ = writeln!(
+        s,
+        "  chain nat_post {{\n    type nat hook postrouting priority srcnat; policy accept;\n    meta mark and {MASQ_MARK:#x} == {MASQ_MARK:#x} masquerade\n  }}"
+    );
+    for (name, hook) in [("reject_in", "input"), ("reject_fwd", "forward")] {
+        let _ = writeln!(
+            s,
+            "  chain {name} {{\n    type filter hook {hook} priority filter; policy accept;\n    {vs} @empty reject with tcp reset\n    {vs} @empty reject\n  }}"
+        );
+    }
+    s.push_str("}\n");
+    s
+}
+
+fn vs_elem(k: &VsKey) -> String {
+    format!("{} . {} . {}", k.vip, k.proto, k.port)
+}
+
+fn service_elem(k: &VsKey, s: &Service) -> String {
+    format!("{} : goto {}_{}", vs_elem(k), s.dispatch.as_str(), s.size)
+}
+
+fn slot_key(k: &(VsKey, u32)) -> String {
+    format!("{} . {}", vs_elem(&k.0), k.1)
+}
+
+fn slot_elem(k: &(VsKey, u32), rs: &RealServer) -> String {
+    format!("{} : {} . {}", slot_key(k), rs.addr, rs.port)
+}
+
+fn emit(out: &mut String, verb: &str, set: &str, elems: &[String]) {
+    for chunk in elems.chunks(CHUNK) {
+        let _ = writeln!(
+            out,
+            "{verb} element ip {TABLE} {set} {{ {} }}",
+            chunk.join(", ")
+        );
+    }
+}
+
+/// The script from `installed` (`None`: no table, or not ours as expected)
+/// to `desired`.
+pub fn script(installed: Option<&DataPlane>, desired: &DataPlane) -> Script {
+    let mut out = String::new();
+    let Some(inst) = installed else {
+        // Declaring the table first makes the delete succeed when there is
+        // none; all of it is still one transaction.
+        let _ = writeln!(out, "table ip {TABLE}\ndelete table ip {TABLE}");
+        out.push_str(&skeleton());
+        let services: Vec<String> = desired
+            .services
+            .iter()
+            .map(|(k, s)| service_elem(k, s))
+            .collect();
+        let slots: Vec<String> = desired.slots.iter().map(|(k, r)| slot_elem(k, r)).collect();
+        let empty: Vec<String> = desired.empty.iter().map(vs_elem).collect();
+        let rs: Vec<String> = desired.rs_addrs.iter().map(|a| a.to_string()).collect();
+        // Real servers and slots first: a service is only reachable once
+        // its slots exist (within the transaction the order does not
+        // matter to traffic, but nft checks references in order).
+        emit(&mut out, "add", "rs_addrs", &rs);
+        emit(&mut out, "add", "slots", &slots);
+        emit(&mut out, "add", "services", &services);
+        emit(&mut out, "add", "empty", &empty);
+        return Script {
+            text: out,
+            changes: desired.elements(),
+            full: true,
+        };
+    };
+    let mut changes = 0;
+    let mut del = |set: &str, elems: Vec<String>, out: &mut String| {
+        changes += elems.len();
+        emit(out, "delete", set, &elems);
+    };
+    // Deletes (including the old value of a changed key) ...
+    let services: Vec<String> = inst
+        .services
+        .iter()
+        .filter(|(k, s)| desired.services.get(k) != Some(s))
+        .map(|(k, _)| vs_elem(k))
+        .collect();
+    del("services", services, &mut out);
+    let slots: Vec<String> = inst
+        .slots
+        .iter()
+        .filter(|(k, r)| desired.slots.get(k) != Some(r))
+        .map(|(k, _)| slot_key(k))
+        .collect();
+    del("slots", slots, &mut out);
+    let empty: Vec<String> = inst.empty.difference(&desired.empty).map(vs_elem).collect();
+    del("empty", empty, &mut out);
+    let rs: Vec<String> = inst
+        .rs_addrs
+        .difference(&desired.rs_addrs)
+        .map(|a| a.to_string())
+        .collect();
+    del("rs_addrs", rs, &mut out);
+    // ... then adds.
+    let mut add = |set: &str, elems: Vec<String>, out: &mut String| {
+        changes += elems.len();
+        emit(out, "add", set, &elems);
+    };
+    let rs: Vec<String> = desired
+        .rs_addrs
+        .difference(&inst.rs_addrs)
+        .map(|a| a.to_string())
+        .collect();
+    add("rs_addrs", rs, &mut out);
+    let slots: Vec<String> = desired
+        .slots
+        .iter()
+        .filter(|(k, r)| inst.slots.get(k) != Some(r))
+        .map(|(k, r)| slot_elem(k, r))
+        .collect();
+    add("slots", slots, &mut out);
+    let services: Vec<String> = desired
+        .services
+        .iter()
+        .filter(|(k, s)| inst.services.get(k) != Some(s))
+        .map(|(k, s)| service_elem(k, s))
+        .collect();
+    add("services", services, &mut out);
+    let empty: Vec<String> = desired.empty.difference(&inst.empty).map(vs_elem).collect();
+    add("empty", empty, &mut out);
+    Script {
+        text: out,
+        changes,
+        full: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Protocol;
+
+    fn vs(vip: &str) -> VsKey {
+        VsKey {
+            vip: vip.parse().unwrap(),
+            proto: Protocol::Tcp,
+            port: 80,
+        }
+    }
+
+    fn rs(addr: &str) -> RealServer {
+        RealServer {
+            addr: addr.parse().unwrap(),
+            port: 8080,
+        }
+    }
+
+    fn plane(backends: &[&str]) -> DataPlane {
+        let mut p = DataPlane::default();
+        p.services.insert(
+            vs("10.0.0.1"),
+            Service {
+                dispatch: Dispatch::Conn,
+                size: 7,
+            },
+        );
+        for slot in 0..7u32 {
+            p.slots.insert(
+                (vs("10.0.0.1"), slot),
+                rs(backends[slot as usize % backends.len()]),
+            );
+        }
+        p.rs_addrs = backends.iter().map(|b| b.parse().unwrap()).collect();
+        p.empty.insert(vs("10.0.0.2"));
+        p
+    }
+
+    #[test]
+    fn the_same_state_twice_is_no_change() {
+        let p = plane(&["10.1.0.2", "10.1.0.3"]);
+        assert_eq!(script(Some(&p), &p), Script::default());
+    }
+
+    #[test]
+    fn a_removed_backend_is_exactly_its_slots_and_address() {
+        let before = plane(&["10.1.0.2", "10.1.0.3"]);
+        let after = plane(&["10.1.0.2"]);
+        let s = script(Some(&before), &after);
+        assert_eq!(
+            s.text,
+            "delete element ip ocean_elb slots { 10.0.0.1 . tcp . 80 . 1, 10.0.0.1 . tcp . 80 . 3, 10.0.0.1 . tcp . 80 . 5 }\n\
+             delete element ip ocean_elb rs_addrs { 10.1.0.3 }\n\
+             add element ip ocean_elb slots { 10.0.0.1 . tcp . 80 . 1 : 10.1.0.2 . 8080, 10.0.0.1 . tcp . 80 . 3 : 10.1.0.2 . 8080, 10.0.0.1 . tcp . 80 . 5 : 10.1.0.2 . 8080 }\n"
+        );
+        assert_eq!(s.changes, 7);
+        assert!(!s.full);
+    }
+
+    #[test]
+    fn a_vs_losing_its_last_backend_moves_to_empty() {
+        let before = plane(&["10.1.0.2"]);
+        let mut after = DataPlane::default();
+        after.empty.insert(vs("10.0.0.1"));
+        after.empty.insert(vs("10.0.0.2"));
+        let s = script(Some(&before), &after);
+        assert!(s
+            .text
+            .starts_with("delete element ip ocean_elb services { 10.0.0.1 . tcp . 80 }\n"));
+        assert!(s
+            .text
+            .ends_with("add element ip ocean_elb empty { 10.0.0.1 . tcp . 80 }\n"));
+        assert_eq!(s.changes, 1 + 7 + 1 + 1);
+    }
+
+    #[test]
+    fn without_a_table_the_script_builds_it_whole() {
+        let p = plane(&["10.1.0.2"]);
+        let s = script(None, &p);
+        assert!(s.full);
+        assert!(s
+            .text
+            .starts_with("table ip ocean_elb\ndelete table ip ocean_elb\ntable ip ocean_elb {\n"));
+        assert!(s.text.contains("  chain conn_61 {\n    ip saddr @rs_addrs meta mark set meta mark or 0x4000\n    dnat ip to ip daddr . meta l4proto . th dport . numgen inc mod 61 map @slots\n  }\n"));
+        assert!(s
+            .text
+            .contains("add element ip ocean_elb services { 10.0.0.1 . tcp . 80 : goto conn_7 }\n"));
+        assert!(s
+            .text
+            .ends_with("add element ip ocean_elb empty { 10.0.0.2 . tcp . 80 }\n"));
+        assert_eq!(s.changes, 1 + 7 + 1 + 1);
+        // 20 dispatch chains, 5 hooks: constant whatever the VS count.
+        assert_eq!(s.text.matches("  chain ").count(), 25);
+        assert_eq!(chain_names().len(), 25);
+    }
+}

@@ -1,0 +1,387 @@
+//! The data plane as data: from ELB objects and tasks, what the LB host's
+//! kernel should hold. Pure: no I/O, tested with exact outputs.
+//!
+//! ```text
+//!  ElbSpec ─┐ per VIP × listener port/protocol: a virtual server (VS)
+//!  tasks ───┼─► backends(): RUNNING, not unhealthy, not stopping ─► real servers
+//!  installed sizes ─► maglev::table_size ─► maglev::table ─► slots (VS, i) → RS
+//!                   ▼
+//!  DataPlane { services: VS → (dispatch, size), slots, empty, rs_addrs }
+//! ```
+//!
+//! The kernel side ([`crate::nft_script`]) holds this in a constant number
+//! of named sets and maps of one table, whatever the number of VS.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use ocean_client::api::Task;
+
+use crate::backends::{backend_of, Backend};
+use crate::maglev::{self, Member};
+use crate::spec::{Algorithm, ElbSpec, Protocol};
+
+/// A virtual server: VIP, protocol, port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct VsKey {
+    /// The VIP.
+    pub vip: Ipv4Addr,
+    /// tcp or udp.
+    pub proto: Protocol,
+    /// The port on the VIP.
+    pub port: u16,
+}
+
+impl fmt::Display for VsKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}/{}", self.vip, self.port, self.proto)
+    }
+}
+
+/// A real server's address as the data plane rewrites to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RealServer {
+    /// Its IPv4 address.
+    pub addr: Ipv4Addr,
+    /// Its port.
+    pub port: u16,
+}
+
+impl fmt::Display for RealServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.addr, self.port)
+    }
+}
+
+/// What a new connection's slot is chosen by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Dispatch {
+    /// A counter over the slots: each new connection the next slot
+    /// (rr, and wrr through the weighted table).
+    Conn,
+    /// A hash of the client's address (hash): a client sticks.
+    Source,
+}
+
+impl Dispatch {
+    /// Of an algorithm.
+    pub fn of(alg: Algorithm) -> Self {
+        match alg {
+            Algorithm::Rr | Algorithm::Wrr => Dispatch::Conn,
+            Algorithm::Hash => Dispatch::Source,
+        }
+    }
+
+    /// The prefix of its chains in the table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dispatch::Conn => "conn",
+            Dispatch::Source => "source",
+        }
+    }
+}
+
+/// How a VS with real servers dispatches: by what, over how many slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Service {
+    /// Counter or client hash.
+    pub dispatch: Dispatch,
+    /// Its slot-table size (one of [`maglev::SIZES`]).
+    pub size: u32,
+}
+
+/// What the LB host's kernel should hold (see the module docs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DataPlane {
+    /// VS with at least one real server.
+    pub services: BTreeMap<VsKey, Service>,
+    /// Each such VS's slot table.
+    pub slots: BTreeMap<(VsKey, u32), RealServer>,
+    /// VS without any real server: new connections are refused (TCP RST,
+    /// ICMP port unreachable for UDP) rather than black-holed.
+    pub empty: BTreeSet<VsKey>,
+    /// Addresses of every real server: a connection from one of them
+    /// through a VIP is masqueraded so the reply comes back (hairpin).
+    pub rs_addrs: BTreeSet<Ipv4Addr>,
+}
+
+impl DataPlane {
+    /// Elements in the kernel's sets and maps (the apply's size).
+    pub fn elements(&self) -> usize {
+        self.services.len() + self.slots.len() + self.empty.len() + self.rs_addrs.len()
+    }
+}
+
+/// One VS as the ELBs define it, with its weighted real servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualServer {
+    /// VIP:port/protocol.
+    pub key: VsKey,
+    /// The ELB it belongs to.
+    pub elb: String,
+    /// Its algorithm.
+    pub algorithm: Algorithm,
+    /// Its real servers in order of address, each with its weight (wrr)
+    /// and the task it is.
+    pub real_servers: Vec<(Backend, u32)>,
+}
+
+/// The virtual servers of `elbs`, each with the backends among `tasks`
+/// (tasks indexed by job id). A job behind two listeners of one port
+/// counts once.
+pub fn virtual_servers<'a>(
+    elbs: impl IntoIterator<Item = &'a ElbSpec>,
+    tasks_of: &dyn Fn(&str) -> Vec<&'a Task>,
+) -> Vec<VirtualServer> {
+    let mut out = Vec::new();
+    for elb in elbs {
+        // Listeners sharing a port and protocol form one VS.
+        let mut groups: BTreeMap<(Protocol, u16), Vec<&crate::spec::Listener>> = BTreeMap::new();
+        for l in &elb.listeners {
+            if let Ok(port) = u16::try_from(l.port) {
+                groups.entry((l.protocol, port)).or_default().push(l);
+            }
+        }
+        for ((proto, port), listeners) in &groups {
+            let algorithm = listeners[0].algorithm;
+            let mut rs: BTreeMap<RealServer, (Backend, u32)> = BTreeMap::new();
+            for l in listeners {
+                let weight = if algorithm == Algorithm::Wrr {
+                    l.weight
+                } else {
+                    1
+                };
+                for t in tasks_of(&l.backend_job) {
+                    if let Some(b) = backend_of(t, &l.backend_port_name) {
+                        rs.entry(b.rs).or_insert((b, weight));
+                    }
+                }
+            }
+            for vip in elb.vip_addrs() {
+                out.push(VirtualServer {
+                    key: VsKey {
+                        vip,
+                        proto: *proto,
+                        port: *port,
+                    },
+                    elb: elb.name.clone(),
+                    algorithm,
+                    real_servers: rs.values().cloned().collect(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The data plane for `vss`. `installed` (what the kernel holds now) only
+/// lends each VS its current table size, so a backend change keeps the
+/// table and moves few slots.
+pub fn desired(vss: &[VirtualServer], installed: Option<&DataPlane>) -> DataPlane {
+    let mut plane = DataPlane::default();
+    for vs in vss {
+        if vs.real_servers.is_empty() {
+            plane.empty.insert(vs.key);
+            continue;
+        }
+        let weights: Vec<u32> = vs.real_servers.iter().map(|(_, w)| *w).collect();
+        let current = installed
+            .and_then(|p| p.services.get(&vs.key))
+            .map(|s| s.size);
+        let size = maglev::table_size(&weights, current);
+        let keys: Vec<String> = vs
+            .real_servers
+            .iter()
+            .map(|(b, _)| b.rs.to_string())
+            .collect();
+        let members: Vec<Member<'_>> = keys
+            .iter()
+            .zip(&weights)
+            .map(|(key, &weight)| Member { key, weight })
+            .collect();
+        for (slot, owner) in maglev::table(&members, size).into_iter().enumerate() {
+            plane
+                .slots
+                .insert((vs.key, slot as u32), vs.real_servers[owner].0.rs);
+        }
+        plane.services.insert(
+            vs.key,
+            Service {
+                dispatch: Dispatch::of(vs.algorithm),
+                size,
+            },
+        );
+        plane
+            .rs_addrs
+            .extend(vs.real_servers.iter().map(|(b, _)| b.rs.addr));
+    }
+    plane
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{Listener, Network};
+    use ocean_client::api::TaskPort;
+
+    const JOB: &str = "cop.x_owt.y_pdl.web_servicegroup.g_service.front_job.api_cluster.c3";
+
+    fn elb(vips: &[&str], algorithm: Algorithm) -> ElbSpec {
+        ElbSpec {
+            name: "pdl.web_service.front".into(),
+            idc: "c3".into(),
+            network: Network::Internal,
+            vips: vips.iter().map(|s| s.to_string()).collect(),
+            listeners: vec![Listener {
+                port: 80,
+                protocol: Protocol::Tcp,
+                backend_job: JOB.into(),
+                backend_port_name: "http".into(),
+                algorithm,
+                weight: 1,
+            }],
+            domain: None,
+        }
+    }
+
+    pub(crate) fn task(n: u32, addr: &str, state: &str, healthy: Option<bool>) -> Task {
+        Task {
+            id: format!("{JOB}.{n}"),
+            job_id: JOB.into(),
+            state: state.into(),
+            address: addr.into(),
+            healthy,
+            ports: vec![TaskPort {
+                name: "http".into(),
+                port: 8080,
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn vip(s: &str) -> VsKey {
+        VsKey {
+            vip: s.parse().unwrap(),
+            proto: Protocol::Tcp,
+            port: 80,
+        }
+    }
+
+    #[test]
+    fn two_healthy_backends_fill_seven_slots_and_the_rest_stay_out() {
+        let tasks = [
+            task(1, "10.1.0.2", "RUNNING", Some(true)),
+            task(2, "10.1.0.3", "RUNNING", None),
+            task(3, "10.1.0.4", "RUNNING", Some(false)),
+            task(4, "10.1.0.5", "STARTING", None),
+        ];
+        let e = [elb(&["10.0.0.1"], Algorithm::Rr)];
+        let vss = virtual_servers(&e, &|_| tasks.iter().collect());
+        let plane = desired(&vss, None);
+        let a = RealServer {
+            addr: "10.1.0.2".parse().unwrap(),
+            port: 8080,
+        };
+        let b = RealServer {
+            addr: "10.1.0.3".parse().unwrap(),
+            port: 8080,
+        };
+        assert_eq!(
+            plane.services,
+            BTreeMap::from([(
+                vip("10.0.0.1"),
+                Service {
+                    dispatch: Dispatch::Conn,
+                    size: 7
+                }
+            )])
+        );
+        let slots: Vec<RealServer> = plane.slots.values().copied().collect();
+        assert_eq!(slots.len(), 7);
+        assert_eq!(
+            slots.iter().filter(|r| **r == a).count() + slots.iter().filter(|r| **r == b).count(),
+            7
+        );
+        assert!(slots.contains(&a) && slots.contains(&b));
+        assert_eq!(plane.rs_addrs, BTreeSet::from([a.addr, b.addr]));
+        assert!(plane.empty.is_empty());
+        assert_eq!(plane.elements(), 1 + 7 + 2);
+    }
+
+    #[test]
+    fn a_vs_without_backends_is_listed_as_empty_per_vip() {
+        let e = [elb(&["10.0.0.1", "10.0.0.2"], Algorithm::Hash)];
+        let vss = virtual_servers(&e, &|_| Vec::new());
+        let plane = desired(&vss, None);
+        assert_eq!(
+            plane.empty,
+            BTreeSet::from([vip("10.0.0.1"), vip("10.0.0.2")])
+        );
+        assert_eq!(plane.elements(), 2);
+    }
+
+    #[test]
+    fn the_installed_size_is_kept_so_one_less_backend_moves_few_slots() {
+        let mut tasks: Vec<Task> = (0..21)
+            .map(|i| task(i, &format!("10.1.0.{}", i + 10), "RUNNING", Some(true)))
+            .collect();
+        let e = [elb(&["10.0.0.1"], Algorithm::Hash)];
+        let before = desired(&virtual_servers(&e, &|_| tasks.iter().collect()), None);
+        assert_eq!(before.services[&vip("10.0.0.1")].size, 127);
+        tasks.remove(5);
+        let after = desired(
+            &virtual_servers(&e, &|_| tasks.iter().collect()),
+            Some(&before),
+        );
+        assert_eq!(
+            after.services[&vip("10.0.0.1")],
+            Service {
+                dispatch: Dispatch::Source,
+                size: 127
+            }
+        );
+        let moved = before
+            .slots
+            .iter()
+            .filter(|(k, v)| after.slots.get(k) != Some(v))
+            .count();
+        // The leaver's ~6 slots, and Maglev's extra moves (up to ~3x at
+        // this slots-per-backend ratio): far from a reshuffle.
+        assert!((4..=20).contains(&moved), "moved {moved} of 127");
+        // Without the installed size the table shrinks and reshuffles.
+        let fresh = desired(&virtual_servers(&e, &|_| tasks.iter().collect()), None);
+        assert_eq!(fresh.services[&vip("10.0.0.1")].size, 61);
+    }
+
+    #[test]
+    fn wrr_weights_split_the_slots_between_jobs() {
+        let canary = "cop.x_owt.y_pdl.web_servicegroup.g_service.front_job.canary_cluster.c3";
+        let mut e = elb(&["10.0.0.1"], Algorithm::Wrr);
+        e.listeners[0].weight = 9;
+        let mut l = e.listeners[0].clone();
+        l.backend_job = canary.into();
+        l.weight = 1;
+        e.listeners.push(l);
+        let main = task(1, "10.1.0.2", "RUNNING", Some(true));
+        let mut c = task(2, "10.1.0.3", "RUNNING", Some(true));
+        c.job_id = canary.into();
+        let elbs = [e];
+        let vss = virtual_servers(&elbs, &|job| {
+            if job == JOB {
+                vec![&main]
+            } else {
+                vec![&c]
+            }
+        });
+        assert_eq!(vss.len(), 1);
+        let plane = desired(&vss, None);
+        assert_eq!(plane.services[&vip("10.0.0.1")].size, 13);
+        let to_canary = plane
+            .slots
+            .values()
+            .filter(|r| r.addr.to_string() == "10.1.0.3")
+            .count();
+        assert_eq!(to_canary, 1, "1 of 13 slots at weight 1:9");
+    }
+}

@@ -1,0 +1,185 @@
+//! [`Programmer`]: keeps the kernel's table equal to a desired
+//! [`DataPlane`], one transaction per change.
+//!
+//! It remembers what it installed last, so a change costs a diff of the
+//! in-memory planes rather than a read of the whole table; it reads the
+//! kernel back at start and after any failed apply (a failed transaction
+//! leaves the kernel as it was, and the next diff starts from the truth).
+
+use std::time::{Duration, Instant};
+
+use tracing::{debug, warn};
+
+use crate::nft::{Nft, NftError};
+use crate::nft_read::{self, ReadError};
+use crate::nft_script;
+use crate::plane::DataPlane;
+
+/// Programming the kernel failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProgramError {
+    /// nft refused or could not run.
+    #[error(transparent)]
+    Nft(#[from] NftError),
+    /// The listing could not be read.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+}
+
+/// What one sync did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// Elements added plus deleted (0: nothing was sent to the kernel).
+    pub changes: usize,
+    /// Whether the table was (re)built whole.
+    pub full: bool,
+    /// How long nft took.
+    pub took: Duration,
+}
+
+/// Programs one table (see the module docs).
+#[derive(Debug)]
+pub struct Programmer {
+    nft: Box<dyn Nft>,
+    /// What the kernel holds, as far as we know; `None` until read or when
+    /// the table must be rebuilt.
+    installed: Option<DataPlane>,
+    read: bool,
+}
+
+impl Programmer {
+    /// A programmer over `nft`; nothing is read until the first sync.
+    pub fn new(nft: Box<dyn Nft>) -> Self {
+        Programmer {
+            nft,
+            installed: None,
+            read: false,
+        }
+    }
+
+    /// What the kernel holds, as last read or installed.
+    pub fn installed(&self) -> Option<&DataPlane> {
+        self.installed.as_ref()
+    }
+
+    /// Reads the kernel's table back.
+    pub fn refresh(&mut self) -> Result<(), ProgramError> {
+        self.installed = match self.nft.list()? {
+            Some(json) => nft_read::parse(&json)?,
+            None => None,
+        };
+        self.read = true;
+        Ok(())
+    }
+
+    /// Makes the kernel hold `desired`: nothing when it already does.
+    pub fn sync(&mut self, desired: &DataPlane) -> Result<Applied, ProgramError> {
+        if !self.read {
+            self.refresh()?;
+        }
+        let script = nft_script::script(self.installed.as_ref(), desired);
+        if script.changes == 0 && !script.full {
+            return Ok(Applied {
+                changes: 0,
+                full: false,
+                took: Duration::ZERO,
+            });
+        }
+        let start = Instant::now();
+        match self.nft.apply(&script.text) {
+            Ok(()) => {
+                self.installed = Some(desired.clone());
+                let took = start.elapsed();
+                debug!(
+                    changes = script.changes,
+                    full = script.full,
+                    ?took,
+                    "data plane applied"
+                );
+                Ok(Applied {
+                    changes: script.changes,
+                    full: script.full,
+                    took,
+                })
+            }
+            Err(e) => {
+                warn!(error = %e, "data plane apply refused; reading the kernel back");
+                self.read = false;
+                Err(e.into())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::nft::MemoryNft;
+    use crate::plane::{Dispatch, RealServer, Service, VsKey};
+    use crate::spec::Protocol;
+
+    #[derive(Debug)]
+    struct Shared(Arc<MemoryNft>);
+    impl Nft for Shared {
+        fn list(&self) -> Result<Option<String>, NftError> {
+            self.0.list()
+        }
+        fn apply(&self, s: &str) -> Result<(), NftError> {
+            self.0.apply(s)
+        }
+    }
+
+    fn plane(port: u16) -> DataPlane {
+        let k = VsKey {
+            vip: "10.0.0.1".parse().unwrap(),
+            proto: Protocol::Tcp,
+            port: 80,
+        };
+        let mut p = DataPlane::default();
+        p.services.insert(
+            k,
+            Service {
+                dispatch: Dispatch::Conn,
+                size: 7,
+            },
+        );
+        for s in 0..7 {
+            p.slots.insert(
+                (k, s),
+                RealServer {
+                    addr: "10.1.0.2".parse().unwrap(),
+                    port,
+                },
+            );
+        }
+        p
+    }
+
+    #[test]
+    fn first_sync_builds_the_table_then_only_diffs_and_nothing_twice() {
+        let mem = Arc::new(MemoryNft::default());
+        let mut p = Programmer::new(Box::new(Shared(mem.clone())));
+        let a = p.sync(&plane(8080)).unwrap();
+        assert!(a.full);
+        assert_eq!(a.changes, 8);
+        assert_eq!(p.sync(&plane(8080)).unwrap().changes, 0);
+        let b = p.sync(&plane(8081)).unwrap();
+        assert_eq!((b.changes, b.full), (14, false));
+        assert_eq!(mem.applied.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_refused_apply_keeps_nothing_and_reads_back_before_the_next() {
+        let mem = Arc::new(MemoryNft::default());
+        let mut p = Programmer::new(Box::new(Shared(mem.clone())));
+        p.sync(&plane(8080)).unwrap();
+        *mem.fail.lock().unwrap() = true;
+        assert!(p.sync(&plane(8081)).is_err());
+        *mem.fail.lock().unwrap() = false;
+        // The double lists no table, so the next sync rebuilds it whole.
+        let again = p.sync(&plane(8081)).unwrap();
+        assert!(again.full);
+    }
+}

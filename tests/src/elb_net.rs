@@ -1,0 +1,126 @@
+//! The ELB tests' network: an LB namespace, a client namespace and backend
+//! namespaces, linked by veth pairs made inside the LB namespace; the VIP
+//! is the LB's own address. Everything is removed when the [`Net`] drops.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use crate::netns::{in_netns, Netns};
+
+/// The VIP every ELB test uses (inside its own namespaces).
+pub const VIP: &str = "10.99.0.10";
+
+/// An echo server that first says its name.
+pub const SERVER: &str = r#"
+import socket, sys, threading
+name = sys.argv[1].encode()
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('0.0.0.0', int(sys.argv[2]))); s.listen(4096)
+def serve(c):
+    try:
+        c.sendall(name + b'\n')
+        while True:
+            d = c.recv(4096)
+            if not d: break
+            c.sendall(d)
+    except OSError: pass
+    finally: c.close()
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+/// The namespaces of one test.
+#[derive(Debug)]
+pub struct Net {
+    /// The LB: the VIP is its own, it forwards between the others.
+    pub lb: Netns,
+    /// The client.
+    pub client: Netns,
+    /// The backends, `10.(11+i).0.2`.
+    pub backends: Vec<Netns>,
+}
+
+/// Backend i's address.
+pub fn backend_addr(i: usize) -> String {
+    format!("10.{}.0.2", 11 + i)
+}
+
+/// The LB, a client and `n` backends; with `servers`, an echo server
+/// (`SERVER`) on port 8080 in each backend.
+pub fn setup(n: usize, servers: bool) -> anyhow::Result<Net> {
+    let lb = Netns::new("lb")?;
+    let client = Netns::new("cl")?;
+    lb.link("tocl", "10.10.0.1", &client, "eth0", "10.10.0.2")?;
+    client.ip(&["route", "add", "default", "via", "10.10.0.1"])?;
+    lb.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+    // The VIP is the LB's own (keepalived puts it there on the master).
+    lb.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"])?;
+    let mut backends = Vec::new();
+    for i in 0..n {
+        let mut b = Netns::new(&format!("b{i}"))?;
+        lb.link(
+            &format!("tob{i}"),
+            &format!("10.{}.0.1", 11 + i),
+            &b,
+            "eth0",
+            &backend_addr(i),
+        )?;
+        b.ip(&[
+            "route",
+            "add",
+            "default",
+            "via",
+            &format!("10.{}.0.1", 11 + i),
+        ])?;
+        if servers {
+            b.spawn(&["python3", "-c", SERVER, &format!("b{i}"), "8080"])?;
+        }
+        backends.push(b);
+    }
+    // Wait for every server, straight from the client (routed by the LB).
+    for i in (0..n).filter(|_| servers) {
+        let addr: SocketAddr = format!("{}:8080", backend_addr(i)).parse()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if in_netns(&client.name, move || hello(addr).is_ok())? {
+                break;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "backend {i} did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    Ok(Net {
+        lb,
+        client,
+        backends,
+    })
+}
+
+/// Connects and reads the server's name.
+pub fn hello(addr: SocketAddr) -> std::io::Result<String> {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line)?;
+    Ok(line.trim().to_string())
+}
+
+/// `n` connections to the VIP from namespace `ns`: which server answered
+/// how often, and the errors.
+pub fn spray(ns: &str, n: usize) -> anyhow::Result<(BTreeMap<String, usize>, Vec<String>)> {
+    let addr: SocketAddr = format!("{VIP}:80").parse()?;
+    in_netns(ns, move || {
+        let mut seen = BTreeMap::new();
+        let mut errors = Vec::new();
+        for _ in 0..n {
+            match hello(addr) {
+                Ok(name) => *seen.entry(name).or_insert(0) += 1,
+                Err(e) => errors.push(e.kind().to_string()),
+            }
+        }
+        (seen, errors)
+    })
+}
