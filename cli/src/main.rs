@@ -3,6 +3,7 @@
 
 mod client;
 mod cmd_agent;
+mod cmd_cache;
 mod cmd_client;
 mod cmd_cron;
 mod cmd_deploy;
@@ -63,6 +64,10 @@ enum Command {
     /// Periodic jobs (the cron framework).
     #[command(subcommand)]
     Cron(cmd_cron::CronCommand),
+    /// Redis caches (the redis framework): create, list, status, scale,
+    /// backup, restore, delete.
+    #[command(subcommand)]
+    Cache(cmd_cache::CacheCommand),
     /// Run a framework standalone (`ocean framework run cron --master ...`).
     #[command(subcommand)]
     Framework(cmd_framework::FrameworkCommand),
@@ -106,6 +111,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agent(cmd) => cmd_agent::agent(client, cmd).await,
         Command::Dns(args) => cmd_dns::dns(args).await,
         Command::Cron(cmd) => cmd_cron::cron(&client()?, cmd).await,
+        Command::Cache(cmd) => cmd_cache::cache(&client()?, cmd).await,
         Command::Framework(cmd) => cmd_framework::framework(cmd).await,
     }
 }
