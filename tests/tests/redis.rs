@@ -2,17 +2,18 @@
 //! real `redis-server` tasks. A cache of 3 shards x 1 replica forms and
 //! serves every slot to a cluster-aware client; a primary SIGKILLed under
 //! `WAIT 1` writes loses no acknowledged write and comes back as a
-//! replica with the data.
+//! replica with the data; a lost host (agent SIGKILLed, its Redis processes
+//! frozen) fails over and its instances are placed on other hosts.
 
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use ocean_tests::caches::{
-    cache, cluster_client, connect, create_cache, nodes_with, slot, tag_per_slot, wait_cache,
+    addrs, cache, cluster_client, connect, create_cache, formed, lost_writes, nodes_with, owner,
+    slot, start, tag_per_slot, wait_cache, write_load,
 };
-use ocean_tests::tasks::{bounded, wait_connected};
-use ocean_tests::{AgentProc, Cluster};
+use ocean_tests::tasks::bounded;
 use serde_json::{json, Value};
 
 const FORM: Duration = Duration::from_secs(60);
@@ -27,28 +28,6 @@ fn have_redis() -> bool {
         panic!("redis-server is missing (scripts/test.sh installs redis-server)");
     }
     ok
-}
-
-async fn start(agents: &[&str]) -> anyhow::Result<(Cluster, Vec<AgentProc>)> {
-    let c = Cluster::start(1, &["--frameworks", "redis"])?;
-    c.wait_leader(&[1], Duration::from_secs(15)).await?;
-    let mut out = Vec::new();
-    for name in agents {
-        let mut a = c.new_agent(name, &["--hostname", &format!("host-{name}")]);
-        a.start()?;
-        out.push(a);
-    }
-    wait_connected(&c.master(1).api(), agents.len(), Duration::from_secs(20)).await?;
-    Ok((c, out))
-}
-
-fn addrs(detail: &Value) -> Vec<String> {
-    detail["status"]["nodes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|n| n["addr"].as_str().map(String::from))
-        .collect()
 }
 
 /// Every shard's instances are on distinct hosts.
@@ -71,14 +50,6 @@ fn assert_anti_affinity(detail: &Value) {
             hosts.len(),
             "shard {shard} shares a host: {hosts:?}"
         );
-    }
-}
-
-fn formed(shards: usize, replicas: usize) -> impl Fn(&Value) -> bool {
-    move |v: &Value| {
-        v["state"] == "ok"
-            && nodes_with(v, "primary").len() == shards
-            && nodes_with(v, "replica").len() == shards * replicas
     }
 }
 
@@ -164,101 +135,6 @@ async fn a_cache_forms_and_serves_every_slot() {
         Ok(())
     })
     .await;
-}
-
-/// The address of the primary serving `key`'s slot, asked of any of
-/// `addrs` that answers.
-async fn owner(addrs: &[String], key: &str) -> Option<String> {
-    let s = slot(key);
-    for a in addrs {
-        let Ok(mut c) = connect(a, Duration::from_millis(300)).await else {
-            continue;
-        };
-        let Ok(text) = redis::cmd("CLUSTER")
-            .arg("NODES")
-            .query_async::<String>(&mut c)
-            .await
-        else {
-            continue;
-        };
-        for line in text.lines() {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if f.len() < 9 || !f[2].contains("master") || f[2].contains("fail") {
-                continue;
-            }
-            let serves = f[8..].iter().any(|r| match r.split_once('-') {
-                Some((lo, hi)) => {
-                    lo.parse::<u16>().is_ok_and(|lo| lo <= s)
-                        && hi.parse::<u16>().is_ok_and(|hi| s <= hi)
-                }
-                None => r.parse::<u16>() == Ok(s),
-            });
-            if serves {
-                let addr = f[1].split('@').next().unwrap_or("");
-                return Some(addr.to_string());
-            }
-        }
-    }
-    None
-}
-
-/// What a writer saw: writes acknowledged by a replica (`WAIT 1`), and
-/// when writes succeeded again after `killed_at`.
-#[derive(Debug, Default)]
-struct Written {
-    acked: Vec<u64>,
-    resumed_after: Option<Duration>,
-}
-
-/// Writes `{tag}:i` = i, each followed by `WAIT 1 200`, until `stop`;
-/// after an error it finds the slot's owner again.
-async fn write_load(
-    seeds: Vec<String>,
-    tag: String,
-    killed_at: tokio::sync::watch::Receiver<Option<Instant>>,
-    stop: Instant,
-) -> Written {
-    let mut out = Written::default();
-    let key0 = format!("{{{tag}}}:0");
-    let mut con = None;
-    let mut i = 0u64;
-    while Instant::now() < stop {
-        if con.is_none() {
-            if let Some(a) = owner(&seeds, &key0).await {
-                con = connect(&a, Duration::from_millis(300)).await.ok();
-            }
-            if con.is_none() {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        }
-        let Some(c) = con.as_mut() else { continue };
-        i += 1;
-        let set = redis::cmd("SET")
-            .arg(format!("{{{tag}}}:{i}"))
-            .arg(i)
-            .query_async::<()>(c)
-            .await;
-        if set.is_err() {
-            con = None;
-            continue;
-        }
-        let killed = *killed_at.borrow();
-        if let (Some(k), None) = (killed, out.resumed_after) {
-            out.resumed_after = Some(k.elapsed());
-        }
-        match redis::cmd("WAIT")
-            .arg(1)
-            .arg(200)
-            .query_async::<u64>(c)
-            .await
-        {
-            Ok(n) if n >= 1 => out.acked.push(i),
-            Ok(_) => {}
-            Err(_) => con = None,
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -372,6 +248,92 @@ async fn a_killed_primary_loses_no_acknowledged_write_and_rejoins_as_a_replica()
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let _ = cache(&api, "sessions").await?;
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_primary_host_fails_over_and_its_replica_is_placed_elsewhere() {
+    if !have_redis() {
+        return;
+    }
+    bounded(180, async {
+        let names = ["a", "b", "c", "d"];
+        let (c, mut agents) = start(&names).await?;
+        let api = c.master(1).api();
+        create_cache(&api, "carts", 3, 1).await?;
+        let detail = wait_cache(&api, "carts", FORM, "formed", formed(3, 1)).await?;
+        let seeds = addrs(&detail);
+        let tag = "h".to_string();
+        let victim_addr = owner(&seeds, &format!("{{{tag}}}:0")).await.expect("an owner");
+        let nodes = detail["status"]["nodes"].as_array().cloned().unwrap();
+        let victim = nodes
+            .iter()
+            .find(|n| n["addr"] == victim_addr.as_str())
+            .cloned()
+            .unwrap();
+        let lost_host = victim["host"].as_str().unwrap().to_string();
+
+        // The host dies: its agent is SIGKILLed and every Redis process on
+        // it freezes (SIGSTOP: no exit is ever reported, connections hang).
+        let mut frozen = Vec::new();
+        for n in nodes.iter().filter(|n| n["host"] == lost_host.as_str()) {
+            let t = api
+                .get(&format!("/v1/tasks/{}", n["task"].as_str().unwrap()))
+                .await?
+                .body;
+            frozen.push(t["pid"].as_i64().expect("pid") as i32);
+        }
+        let (killed_tx, killed_rx) = tokio::sync::watch::channel(None);
+        let stop = Instant::now() + Duration::from_secs(10);
+        let writer = tokio::spawn(write_load(seeds.clone(), tag.clone(), killed_rx, stop));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let idx = names
+            .iter()
+            .position(|n| format!("host-{n}") == lost_host)
+            .expect("the host is one of the agents");
+        agents[idx].kill();
+        for pid in &frozen {
+            kill(Pid::from_raw(*pid), Signal::SIGSTOP)?;
+        }
+        let _ = killed_tx.send(Some(Instant::now()));
+        let w = writer.await?;
+        if w.resumed_after.is_none() {
+            let now = cache(&api, "carts").await?;
+            let mut views = String::new();
+            for a in addrs(&now) {
+                if let Ok(mut con) = connect(&a, Duration::from_millis(300)).await {
+                    if let Ok(t) = redis::cmd("CLUSTER").arg("NODES").query_async::<String>(&mut con).await {
+                        views.push_str(&format!("{a}:\n{t}\n"));
+                    }
+                }
+            }
+            let tasks = api.get("/v1/tasks?ended=false").await?.body;
+            let states: Vec<String> = tasks["tasks"].as_array().into_iter().flatten().map(|t| format!("{} {} {}", t["id"], t["host"], t["state"])).collect();
+            let log = std::fs::read_to_string(c.master(1).process.log_path()).unwrap_or_default();
+            let redis_log: Vec<&str> = log.lines().filter(|l| l.contains("redis") || l.contains("WARN") || l.contains("ERROR") || l.contains("panick")).collect();
+            eprintln!("MASTER LOG redis lines:\n{}", redis_log.join("\n"));
+            panic!("writes did not resume after the loss of {lost_host} ({} acked before)\nbefore: {detail:#}\nnow: {now:#}\n{views}\ntasks: {states:#?}", w.acked.len());
+        }
+        let resumed = w.resumed_after.expect("writes resumed after the host loss");
+        eprintln!("host loss -> writes OK in {resumed:?}; {} acknowledged writes", w.acked.len());
+        assert!(w.acked.len() > 10, "too few writes to judge: {}", w.acked.len());
+        let lost = lost_writes(&seeds, &tag, &w.acked).await?;
+        assert!(lost.is_empty(), "{} acknowledged writes lost: {lost:?}", lost.len());
+
+        // Healed without the lost host: the shard's new replica is elsewhere.
+        let healed = wait_cache(&api, "carts", FORM, "healed elsewhere", |v| {
+            formed(3, 1)(v)
+                && v["status"]["nodes"]
+                    .as_array()
+                    .is_some_and(|ns| ns.iter().all(|n| n["host"] != lost_host.as_str()))
+        })
+        .await?;
+        assert_anti_affinity(&healed);
+        for pid in &frozen {
+            let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+        }
         Ok(())
     })
     .await;

@@ -139,6 +139,7 @@ impl RedisAdmin for RealAdmin {
             }
             AdminCmd::Replicate { primary, .. } => cluster(&["REPLICATE", primary]),
             AdminCmd::FailoverForce { .. } => cluster(&["FAILOVER", "FORCE"]),
+            AdminCmd::FailoverTakeover { .. } => cluster(&["FAILOVER", "TAKEOVER"]),
             AdminCmd::Forget { id, .. } => cluster(&["FORGET", id]),
         };
         self.query::<redis::Value>(cmd.on(), c).await.map(|_| ())

@@ -162,7 +162,7 @@ impl RedisAdmin for MemAdmin {
                     n.slots.clear();
                 }
             }
-            AdminCmd::FailoverForce { .. } => {
+            AdminCmd::FailoverForce { .. } | AdminCmd::FailoverTakeover { .. } => {
                 let old = nodes[&on].primary_id.clone().ok_or_else(|| {
                     Self::err(&on, "ERR You should send CLUSTER FAILOVER to a replica")
                 })?;

@@ -17,7 +17,7 @@
 //! as an empty primary. Host or network loss (tasks still `RUNNING` but
 //! unreachable) is left to Redis' own detection.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::topology::{initial_range, NodeLine, Observed};
 
@@ -63,6 +63,10 @@ pub enum AdminCmd {
     Replicate { on: String, primary: String },
     /// `CLUSTER FAILOVER FORCE` on a replica whose primary's task ended.
     FailoverForce { on: String, replaces: String },
+    /// `CLUSTER FAILOVER TAKEOVER`: a forced failover that has not
+    /// happened within [`TAKEOVER_AFTER_MS`] (most primaries are down with
+    /// one host, so no majority can vote), taken without a vote.
+    FailoverTakeover { on: String, replaces: String },
     /// `CLUSTER FORGET id`.
     Forget { on: String, id: String },
 }
@@ -75,6 +79,7 @@ impl AdminCmd {
             | AdminCmd::AddSlots { on, .. }
             | AdminCmd::Replicate { on, .. }
             | AdminCmd::FailoverForce { on, .. }
+            | AdminCmd::FailoverTakeover { on, .. }
             | AdminCmd::Forget { on, .. } => on,
         }
     }
@@ -94,9 +99,20 @@ fn alive(members: &[Member], line: &NodeLine) -> bool {
     })
 }
 
+/// How long a forced failover may wait for the primaries' votes before
+/// the replica takes over without them.
+pub const TAKEOVER_AFTER_MS: u64 = 1_500;
+
 /// The admin commands that move a cache of `shards` shards towards a
-/// formed, healthy cluster. `members` are its running tasks.
-pub fn decide(shards: u32, members: &[Member]) -> Vec<AdminCmd> {
+/// formed, healthy cluster. `members` are its running tasks; `forced`
+/// says since when (ms) a FAILOVER FORCE has been sent in place of each
+/// primary id.
+pub fn decide(
+    shards: u32,
+    members: &[Member],
+    forced: &BTreeMap<String, u64>,
+    now_ms: u64,
+) -> Vec<AdminCmd> {
     let mut out = Vec::new();
     let live: Vec<(&Member, &Observed)> = observed(members).collect();
     if live.is_empty() {
@@ -130,9 +146,14 @@ pub fn decide(shards: u32, members: &[Member]) -> Vec<AdminCmd> {
             .max_by(|a, b| a.1.offset.cmp(&b.1.offset).then(b.0.task.cmp(&a.0.task)));
         if let Some((m, _, p)) = best {
             promoting.insert(p.to_string());
-            out.push(AdminCmd::FailoverForce {
-                on: m.addr(),
-                replaces: p.to_string(),
+            let (on, replaces) = (m.addr(), p.to_string());
+            let waited = forced
+                .get(p)
+                .is_some_and(|since| now_ms.saturating_sub(*since) >= TAKEOVER_AFTER_MS);
+            out.push(if waited {
+                AdminCmd::FailoverTakeover { on, replaces }
+            } else {
+                AdminCmd::FailoverForce { on, replaces }
             });
         }
     }
@@ -163,9 +184,21 @@ pub fn decide(shards: u32, members: &[Member]) -> Vec<AdminCmd> {
         let all_known = live
             .iter()
             .all(|(_, o)| live.iter().all(|(_, p)| o.knows(p.id())));
-        let firsts: Vec<_> = (0..shards)
-            .filter_map(|s| live.iter().find(|(m, _)| m.shard == s))
-            .collect();
+        // Primaries on distinct hosts where the shards allow it: one host
+        // lost then takes few primaries (and their votes) with it.
+        let mut used: BTreeSet<&str> = BTreeSet::new();
+        let mut firsts = Vec::new();
+        for s in 0..shards {
+            let mut of_shard = live.iter().filter(|(m, _)| m.shard == s);
+            let pick = of_shard
+                .clone()
+                .find(|(m, _)| !used.contains(m.host.as_str()))
+                .or_else(|| of_shard.next());
+            if let Some(p) = pick {
+                used.insert(p.0.host.as_str());
+                firsts.push(p);
+            }
+        }
         if !meeting && all_known && firsts.len() == shards as usize {
             for (i, (m, _)) in firsts.iter().enumerate() {
                 out.push(AdminCmd::AddSlots {

@@ -58,7 +58,7 @@ fn fresh_nodes_meet_through_the_first_one() {
         member(1, "t2", 3, None),
     ];
     assert_eq!(
-        decide(2, &ms),
+        decide(2, &ms, &BTreeMap::new(), 0),
         vec![AdminCmd::Meet {
             on: addr(1),
             ip: "10.0.0.1".into(),
@@ -81,7 +81,7 @@ fn once_all_know_each_other_each_shard_takes_its_range() {
         member(1, "t2", 3, obs(&l, 2, 0)),
     ];
     assert_eq!(
-        decide(2, &ms),
+        decide(2, &ms, &BTreeMap::new(), 0),
         vec![
             AdminCmd::AddSlots {
                 on: addr(1),
@@ -94,7 +94,7 @@ fn once_all_know_each_other_each_shard_takes_its_range() {
         ]
     );
     // A shard without a node yet: nothing is assigned.
-    assert_eq!(decide(3, &ms), vec![]);
+    assert_eq!(decide(3, &ms, &BTreeMap::new(), 0), vec![]);
 }
 
 #[test]
@@ -112,7 +112,7 @@ fn empty_nodes_replicate_their_shards_primary() {
         member(1, "t3", 4, obs(&l, 3, 0)),
     ];
     assert_eq!(
-        decide(2, &ms),
+        decide(2, &ms, &BTreeMap::new(), 0),
         vec![AdminCmd::Replicate {
             on: addr(2),
             primary: "a".into()
@@ -138,7 +138,7 @@ fn a_primary_whose_task_ended_is_replaced_by_its_most_advanced_replica() {
         member(0, "t4", 5, obs(&l, 4, 100)),
     ];
     assert_eq!(
-        decide(2, &ms),
+        decide(2, &ms, &BTreeMap::new(), 0),
         vec![AdminCmd::FailoverForce {
             on: addr(5),
             replaces: "a".into()
@@ -150,7 +150,7 @@ fn a_primary_whose_task_ended_is_replaced_by_its_most_advanced_replica() {
 fn a_primary_still_running_but_silent_is_left_to_redis() {
     let l = vec![line("a", 1, "m", &[(0, 16383)]), line("b", 2, "a", &[])];
     let ms = vec![member(0, "t0", 1, None), member(0, "t1", 2, obs(&l, 1, 5))];
-    assert_eq!(decide(1, &ms), vec![]);
+    assert_eq!(decide(1, &ms, &BTreeMap::new(), 0), vec![]);
 }
 
 #[test]
@@ -163,7 +163,7 @@ fn a_replacement_on_the_dead_primarys_port_does_not_hide_its_death() {
         member(0, "t1", 2, obs(&l, 1, 5)),
     ];
     assert_eq!(
-        decide(1, &ms),
+        decide(1, &ms, &BTreeMap::new(), 0),
         vec![
             AdminCmd::FailoverForce {
                 on: addr(2),
@@ -196,7 +196,7 @@ fn after_a_failover_the_replacement_rejoins_as_a_replica_and_the_dead_node_is_fo
         member(0, "t9", 6, obs(&l, 2, 0)),
     ];
     assert_eq!(
-        decide(1, &ms),
+        decide(1, &ms, &BTreeMap::new(), 0),
         vec![
             AdminCmd::Replicate {
                 on: addr(6),
@@ -209,6 +209,59 @@ fn after_a_failover_the_replacement_rejoins_as_a_replica_and_the_dead_node_is_fo
             AdminCmd::Forget {
                 on: addr(6),
                 id: "a".into()
+            },
+        ]
+    );
+}
+
+#[test]
+fn a_forced_failover_without_votes_becomes_a_takeover() {
+    let l = vec![line("a", 1, "m", &[(0, 16383)]), line("b", 2, "a", &[])];
+    let ms = vec![member(0, "t1", 2, obs(&l, 1, 5))];
+    let forced = BTreeMap::from([("a".to_string(), 1_000)]);
+    assert_eq!(
+        decide(1, &ms, &forced, 2_000),
+        vec![AdminCmd::FailoverForce {
+            on: addr(2),
+            replaces: "a".into()
+        }]
+    );
+    assert_eq!(
+        decide(1, &ms, &forced, 2_500),
+        vec![AdminCmd::FailoverTakeover {
+            on: addr(2),
+            replaces: "a".into()
+        }]
+    );
+}
+
+#[test]
+fn primaries_go_to_distinct_hosts_when_they_can() {
+    // Shard 0's first node is on host x, so is shard 1's first: shard 1's
+    // primary is its node on host y.
+    let l = vec![
+        line("a", 1, "m", &[]),
+        line("b", 2, "m", &[]),
+        line("c", 3, "m", &[]),
+    ];
+    let mut ms = vec![
+        member(0, "t0", 1, obs(&l, 0, 0)),
+        member(1, "t1", 2, obs(&l, 1, 0)),
+        member(1, "t2", 3, obs(&l, 2, 0)),
+    ];
+    ms[0].host = "x".into();
+    ms[1].host = "x".into();
+    ms[2].host = "y".into();
+    assert_eq!(
+        decide(2, &ms, &BTreeMap::new(), 0),
+        vec![
+            AdminCmd::AddSlots {
+                on: addr(1),
+                ranges: vec![(0, 8191)]
+            },
+            AdminCmd::AddSlots {
+                on: addr(3),
+                ranges: vec![(8192, 16383)]
             },
         ]
     );

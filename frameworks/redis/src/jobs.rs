@@ -41,6 +41,7 @@ pub fn command(spec: &CacheSpec) -> String {
          --cluster-node-timeout {NODE_TIMEOUT_MS} --cluster-require-full-coverage no \
          --cluster-allow-replica-migration no \
          --cluster-announce-port \"$PORT0\" --cluster-announce-bus-port \"$PORT1\" \
+         --repl-diskless-sync-delay 0 \
          --maxmemory {}mb --maxmemory-policy noeviction --dir . {}",
         spec.memory_mb,
         spec.persistence.flags()
@@ -64,6 +65,8 @@ pub fn shard_job(spec: &CacheSpec, shard: u32) -> Value {
         "resources": {"cpus": 0.1, "mem": spec.task_mem_mb()},
         "ports": [{"name": "redis"}, {"name": "bus"}],
         "constraints": [["hostname", "UNIQUE"]],
+        // Emptiest hosts first: shards spread over the hosts.
+        "placement_policy": "spread",
         "health_checks": [{
             "protocol": "tcp", "port_name": "redis",
             "grace_period_seconds": 30, "interval_seconds": 5, "max_consecutive_failures": 3

@@ -61,6 +61,9 @@ pub struct Operator {
     admin: Arc<dyn RedisAdmin>,
     opts: OperatorOptions,
     written: BTreeMap<String, (CacheStatus, Instant)>,
+    /// Since when (ms) a forced failover has been asked for in place of
+    /// each primary id.
+    forced: BTreeMap<String, u64>,
 }
 
 /// The running tasks of a cache as members (not yet observed).
@@ -95,6 +98,7 @@ impl Operator {
             admin,
             opts,
             written: BTreeMap::new(),
+            forced: BTreeMap::new(),
         }
     }
 
@@ -118,7 +122,20 @@ impl Operator {
 
     /// One round (see [`round`]), then the statuses written.
     pub async fn round(&mut self, view: &View) -> Vec<AdminCmd> {
-        let (sent, statuses) = round(self.admin.as_ref(), view, now_ms()).await;
+        let now = now_ms();
+        let (sent, statuses) = round(self.admin.as_ref(), view, &self.forced, now).await;
+        // Remember when each failover was first forced; forget those no
+        // longer needed.
+        let mut forced = BTreeMap::new();
+        for cmd in &sent {
+            if let AdminCmd::FailoverForce { replaces, .. }
+            | AdminCmd::FailoverTakeover { replaces, .. } = cmd
+            {
+                let since = self.forced.get(replaces).copied().unwrap_or(now);
+                forced.insert(replaces.clone(), since);
+            }
+        }
+        self.forced = forced;
         for (name, st) in statuses {
             self.write_status(&name, st).await;
         }
@@ -150,63 +167,84 @@ impl Operator {
         }
     }
 
-    /// Runs until `shutdown` turns true.
+    /// Runs until `shutdown` turns true. The watch is followed by a task
+    /// of its own, so a slow round (nodes that hang) never leaves the
+    /// watch unread.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let shared = Arc::new(std::sync::Mutex::new(None::<View>));
+        let changed = Arc::new(tokio::sync::Notify::new());
+        let follower = tokio::spawn(follow(self.client.clone(), shared.clone(), changed.clone()));
+        let mut leading = false;
+        let mut lease_checked: Option<Instant> = None;
+        let mut tick = tokio::time::interval(self.opts.every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            if *shutdown.borrow() {
-                return;
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = tick.tick() => {}
+                // A task that ended (or started) is acted on at once: this
+                // is the fast failover's trigger.
+                _ = changed.notified() => {}
             }
-            let req = WatchRequest {
-                kinds: vec!["job".into(), "task".into(), "kv".into()],
-                namespaces: vec![NAME.into()],
-                ..Default::default()
-            };
-            let mut events = ocean_client::follow(self.client.clone(), req);
-            let mut view = View::new(NAME);
-            let mut ready = false;
-            let mut leading = false;
-            let mut lease_checked: Option<Instant> = None;
-            let mut tick = tokio::time::interval(self.opts.every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                let now;
-                tokio::select! {
-                    _ = shutdown.changed() => return,
-                    _ = tick.tick() => now = true,
-                    ev = events.next() => match ev {
-                        Some(Ok(ev)) => {
-                            let complete = ev.last_of_version;
-                            let task_change = matches!(
-                                ev.kind,
-                                Some(ocean_client::api::event::Kind::TaskPut(_))
-                                    | Some(ocean_client::api::event::Kind::Snapshot(_))
-                            );
-                            ready |= matches!(ev.kind, Some(ocean_client::api::event::Kind::Snapshot(_)));
-                            view.apply(ev);
-                            // A task that ended (or started) is acted on at
-                            // once: this is the fast failover's trigger.
-                            now = complete && task_change;
-                        }
-                        Some(Err(e)) => {
-                            warn!(error = %e, "redis operator: watch failed; following again");
-                            break;
-                        }
-                        None => break,
-                    },
-                }
-                if !now || !ready {
-                    continue;
-                }
-                if lease_checked.is_none_or(|t| t.elapsed() >= Duration::from_millis(250)) {
-                    leading = self.leading().await;
-                    lease_checked = Some(Instant::now());
-                }
-                if leading {
-                    self.round(&view).await;
-                }
+            let view = shared.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let Some(view) = view else { continue };
+            if lease_checked.is_none_or(|t| t.elapsed() >= Duration::from_millis(250)) {
+                leading = self.leading().await;
+                lease_checked = Some(Instant::now());
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            if leading {
+                let t = Instant::now();
+                let sent = self.round(&view).await;
+                debug!(
+                    took_ms = t.elapsed().as_millis() as u64,
+                    sent = sent.len(),
+                    "redis operator round"
+                );
+            }
         }
+        follower.abort();
+    }
+}
+
+/// Follows the watch into `shared` (None until a snapshot arrived),
+/// waking the operator through `changed` when a version touched tasks.
+async fn follow(
+    client: Arc<dyn Client>,
+    shared: Arc<std::sync::Mutex<Option<View>>>,
+    changed: Arc<tokio::sync::Notify>,
+) {
+    use ocean_client::api::event::Kind;
+    loop {
+        let req = WatchRequest {
+            kinds: vec!["job".into(), "task".into(), "kv".into()],
+            namespaces: vec![NAME.into()],
+            ..Default::default()
+        };
+        let mut events = ocean_client::follow(client.clone(), req);
+        let mut view = View::new(NAME);
+        let mut ready = false;
+        let mut tasks_moved = false;
+        while let Some(ev) = events.next().await {
+            let ev = match ev {
+                Ok(ev) => ev,
+                Err(e) => {
+                    warn!(error = %e, "redis operator: watch failed; following again");
+                    break;
+                }
+            };
+            let complete = ev.last_of_version;
+            tasks_moved |= matches!(ev.kind, Some(Kind::TaskPut(_)) | Some(Kind::Snapshot(_)));
+            ready |= matches!(ev.kind, Some(Kind::Snapshot(_)));
+            view.apply(ev);
+            if complete && ready {
+                *shared.lock().unwrap_or_else(|p| p.into_inner()) = Some(view.clone());
+                if tasks_moved {
+                    changed.notify_one();
+                    tasks_moved = false;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -227,6 +265,7 @@ async fn observe(admin: &dyn RedisAdmin, addr: String) -> Option<crate::topology
 pub async fn round(
     admin: &dyn RedisAdmin,
     view: &View,
+    forced: &BTreeMap<String, u64>,
     now_ms: u64,
 ) -> (Vec<AdminCmd>, Vec<(String, CacheStatus)>) {
     let mut sent = Vec::new();
@@ -239,7 +278,7 @@ pub async fn round(
         for (m, obs) in members.iter_mut().zip(seen) {
             m.obs = obs;
         }
-        for cmd in decide(spec.shards, &members) {
+        for cmd in decide(spec.shards, &members, forced, now_ms) {
             match admin.execute(&cmd).await {
                 Ok(()) => info!(cache = %spec.name, ?cmd, "redis admin"),
                 Err(e) => warn!(cache = %spec.name, ?cmd, error = %e, "redis admin failed"),

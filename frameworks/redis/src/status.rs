@@ -40,13 +40,16 @@ pub struct NodeStatus {
     /// Keys.
     #[serde(default)]
     pub keys: u64,
+    /// A replica's link to its primary is up (its initial sync is done).
+    #[serde(default)]
+    pub link_up: bool,
 }
 
 /// A cache as observed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CacheStatus {
     /// `creating` (no slots served, no replica yet), `ok` (every slot served, every
-    /// instance running and in place), `degraded` (every slot served,
+    /// instance running and in place, every replica synced), `degraded` (every slot served,
     /// instances missing) or `failing` (slots without a primary).
     pub state: String,
     /// Instances running and answering.
@@ -106,6 +109,7 @@ pub fn status(spec: &CacheSpec, members: &[Member], now_ms: u64) -> CacheStatus 
                     "primary".into()
                 } else if let Some(p) = o.replicates() {
                     n.primary_id = p.to_string();
+                    n.link_up = o.link_up;
                     "replica".into()
                 } else {
                     "empty".into()
@@ -120,7 +124,7 @@ pub fn status(spec: &CacheSpec, members: &[Member], now_ms: u64) -> CacheStatus 
     let instances = spec.instances() as u32;
     let in_place = nodes
         .iter()
-        .filter(|n| n.role == "primary" || n.role == "replica")
+        .filter(|n| n.role == "primary" || (n.role == "replica" && n.link_up))
         .count() as u32;
     let state = if slots_served == 0 && !nodes.iter().any(|n| n.role == "replica") {
         "creating"
