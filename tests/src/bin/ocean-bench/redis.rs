@@ -49,7 +49,10 @@ fn node_at(detail: &Value, addr: &str) -> Option<Value> {
 
 async fn pid_of(api: &Api, node: &Value) -> anyhow::Result<i32> {
     let t = api
-        .get(&format!("/v1/tasks/{}", node["task"].as_str().unwrap_or("")))
+        .get(&format!(
+            "/v1/tasks/{}",
+            node["task"].as_str().unwrap_or("")
+        ))
         .await?
         .body;
     Ok(t["pid"].as_i64().context("task without a pid")? as i32)
@@ -143,7 +146,10 @@ pub async fn redis(kills: usize, host_losses: usize) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    println!("provisioning 3x2: request -> writes OK in {}", ms(asked.elapsed()));
+    println!(
+        "provisioning 3x2: request -> writes OK in {}",
+        ms(asked.elapsed())
+    );
     let full = wait_cache(&api, "prov", WAIT, "formed", formed(3, 2)).await?;
     println!(
         "provisioning 3x2: request -> all 9 instances in place in {} ({})",
@@ -169,7 +175,10 @@ pub async fn redis(kills: usize, host_losses: usize) -> anyhow::Result<()> {
     let (mut acked, mut lost) = (0, 0);
     for i in 0..kills {
         let (t, a, l) = trial(&c, &mut agents, &mut names, "bench", &tags[i % 3], false).await?;
-        println!("crash {i}: writes OK after {} ({a} acknowledged, {l} lost)", ms(t));
+        println!(
+            "crash {i}: writes OK after {} ({a} acknowledged, {l} lost)",
+            ms(t)
+        );
         times.push(t);
         acked += a;
         lost += l;
@@ -181,7 +190,10 @@ pub async fn redis(kills: usize, host_losses: usize) -> anyhow::Result<()> {
     let (mut acked, mut lost) = (0, 0);
     for i in 0..host_losses {
         let (t, a, l) = trial(&c, &mut agents, &mut names, "bench", &tags[i % 3], true).await?;
-        println!("host loss {i}: writes OK after {} ({a} acknowledged, {l} lost)", ms(t));
+        println!(
+            "host loss {i}: writes OK after {} ({a} acknowledged, {l} lost)",
+            ms(t)
+        );
         times.push(t);
         acked += a;
         lost += l;
