@@ -20,7 +20,7 @@ pub enum FrameworkCommand {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The framework: one of the names `ocean framework run --help` lists
-    /// (cron).
+    /// (cron, redis).
     pub name: String,
     /// The masters' gRPC addresses, comma-separated (any master will do;
     /// the client fails over).
@@ -35,12 +35,24 @@ pub struct RunArgs {
 pub fn by_name(name: &str) -> Option<Arc<dyn Framework>> {
     match name {
         "cron" => Some(Arc::new(ocean_cron::CronFramework)),
+        ocean_redis::NAME => Some(Arc::new(ocean_redis::RedisFramework)),
         _ => None,
     }
 }
 
 /// Names accepted by `--frameworks` and `ocean framework run`.
-pub const KNOWN: &[&str] = &["cron"];
+pub const KNOWN: &[&str] = &["cron", "redis"];
+
+/// Starts the redis framework's operator beside its runner, acting while
+/// `holder` (the runner's holder) holds the lease, until the process stops.
+pub fn spawn_redis_operator(client: Arc<dyn ocean_client::Client>, holder: String) {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        crate::cmd_server::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    ocean_redis::spawn_operator(client, holder, stop_rx);
+}
 
 /// Parses `--frameworks a,b` into frameworks, naming an unknown one.
 pub fn parse_list(list: &str) -> anyhow::Result<Vec<Arc<dyn Framework>>> {
@@ -70,19 +82,23 @@ pub async fn framework(cmd: FrameworkCommand) -> anyhow::Result<()> {
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .collect();
-    let client = ocean_client::GrpcClient::new(addrs).context("--master")?;
+    let client: Arc<dyn ocean_client::Client> =
+        Arc::new(ocean_client::GrpcClient::new(addrs).context("--master")?);
     let holder = args.holder.unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "host".into());
         format!("{host}:{}", std::process::id())
     });
+    if fw.name() == ocean_redis::NAME {
+        spawn_redis_operator(client.clone(), holder.clone());
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         crate::cmd_server::shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
-    Runner::new(fw, Arc::new(client), RunnerOptions::new(holder))
+    Runner::new(fw, client, RunnerOptions::new(holder))
         .run(stop_rx)
         .await;
     Ok(())

@@ -3,6 +3,7 @@
 
 mod client;
 mod cmd_agent;
+mod cmd_cache;
 mod cmd_client;
 mod cmd_cron;
 mod cmd_deploy;
@@ -67,6 +68,10 @@ enum Command {
     /// Load balancers (ELB): objects, status, and the LB host's agent.
     #[command(subcommand)]
     Elb(cmd_elb::ElbCommand),
+    /// Redis caches (the redis framework): create, list, status, scale,
+    /// backup, restore, delete.
+    #[command(subcommand)]
+    Cache(cmd_cache::CacheCommand),
     /// Run a framework standalone (`ocean framework run cron --master ...`).
     #[command(subcommand)]
     Framework(cmd_framework::FrameworkCommand),
@@ -111,6 +116,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agent(cmd) => cmd_agent::agent(client, cmd).await,
         Command::Dns(args) => cmd_dns::dns(args).await,
         Command::Cron(cmd) => cmd_cron::cron(&client()?, cmd).await,
+        Command::Cache(cmd) => cmd_cache::cache(&client()?, cmd).await,
         Command::Framework(cmd) => cmd_framework::framework(cmd).await,
         Command::Elb(cmd) => cmd_elb::elb(client, cmd).await,
     }

@@ -5,6 +5,7 @@
 //! test leaves nothing running.
 
 pub mod browser;
+pub mod caches;
 pub mod cluster;
 pub mod dns;
 pub mod docker;

@@ -30,6 +30,10 @@ pub fn out_of_rotation(task: &Task) -> Option<&'static str> {
     if task.kill_requested {
         return Some("stopping");
     }
+    // Its job's shutdown delay: out of service before the kill follows.
+    if task.draining_since_ms != 0 {
+        return Some("draining");
+    }
     None
 }
 
@@ -104,6 +108,9 @@ mod tests {
         let mut t = task();
         t.kill_requested = true;
         assert_eq!(out_of_rotation(&t), Some("stopping"));
+        let mut t = task();
+        t.draining_since_ms = 7;
+        assert_eq!(out_of_rotation(&t), Some("draining"));
         let mut t = task();
         t.state = "STARTING".into();
         assert_eq!(out_of_rotation(&t), Some("not running"));

@@ -25,6 +25,8 @@
 //!   100k tasks: HTML size and time, first contentful paint in headless
 //!   Chromium (and at a 4x CPU throttle), commit to screen with 200 streams
 //!   open and changes flowing, the open tab's JS heap over time.
+//! - `redis`: Redis caches: provisioning, primary crash and host loss to
+//!   writes succeeding again, acknowledged writes lost (none expected).
 //! - `docker-launch`: submit-to-RUNNING of one-instance container jobs,
 //!   side by side with `docker run -d` of the same image.
 //!
@@ -50,6 +52,7 @@ mod dns;
 mod docker;
 mod health;
 mod lost;
+mod redis;
 mod schedule;
 mod tasks;
 mod watch;
@@ -120,6 +123,14 @@ enum Cmd {
         /// `--master-arg=--election-ticks=20`.
         #[arg(long = "master-arg", allow_hyphen_values = true)]
         master_args: Vec<String>,
+    },
+    /// Redis caches: provisioning 3x2, primary SIGKILL -> writes OK (0
+    /// acknowledged writes lost), host loss -> writes OK.
+    Redis {
+        #[arg(long, default_value_t = 20)]
+        kills: usize,
+        #[arg(long, default_value_t = 3)]
+        host_losses: usize,
     },
     /// Health check failing to healthy replacement serving (1 s interval,
     /// 3 failures), in `ocean dev`.
@@ -292,6 +303,7 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
         Cmd::Health { trials } => health::health(trials).await,
+        Cmd::Redis { kills, host_losses } => redis::redis(kills, host_losses).await,
         Cmd::LostAgent { trials, instances } => lost::lost_agent(trials, instances).await,
         Cmd::FalseLost { minutes, agents } => lost::false_lost(minutes, agents).await,
         Cmd::Dns {

@@ -1,0 +1,261 @@
+//! The operator's decisions, pure: a cache's shards, the tasks that run
+//! them and what each answered -> the admin commands to send, in order.
+//!
+//! ```text
+//!  Members (task, shard, address, Observed?) ──► decide() ──► [AdminCmd]
+//!    1. FAILOVER FORCE  a shard's primary task ended: its most up-to-date replica
+//!    2. MEET            a live node the anchor does not know yet
+//!    3. ADDSLOTS        nothing serves slots yet and every shard has a node:
+//!                       the first node of each shard takes its even range
+//!    4. REPLICATE       a shard's other nodes follow its slot-serving node
+//!    5. FORGET          a node no running task answers for (and serving no slots)
+//! ```
+//!
+//! A task that ended is never trusted again: its replacement is a new
+//! process with a new id and no slots, so step 4 makes it a replica of
+//! whichever node serves the shard now; a crashed primary never comes back
+//! as an empty primary. Host or network loss (tasks still `RUNNING` but
+//! unreachable) is left to Redis' own detection.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::topology::{initial_range, NodeLine, Observed};
+
+/// One task of a cache as the operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The shard (its job's index).
+    pub shard: u32,
+    /// The task's id.
+    pub task: String,
+    /// The agent's host name.
+    pub host: String,
+    /// The agent's address.
+    pub ip: String,
+    /// The redis port (task port 0).
+    pub port: u16,
+    /// The cluster bus port (task port 1).
+    pub bus: u16,
+    /// What the node answered (`None`: unreachable this round).
+    pub obs: Option<Observed>,
+}
+
+impl Member {
+    /// `ip:port`.
+    pub fn addr(&self) -> String {
+        format!("{}:{}", self.ip, self.port)
+    }
+}
+
+/// An admin command, sent to the node at `on` (`ip:port`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminCmd {
+    /// `CLUSTER MEET ip port bus`.
+    Meet {
+        on: String,
+        ip: String,
+        port: u16,
+        bus: u16,
+    },
+    /// `CLUSTER ADDSLOTSRANGE lo hi ...`.
+    AddSlots { on: String, ranges: Vec<(u16, u16)> },
+    /// `CLUSTER REPLICATE primary`.
+    Replicate { on: String, primary: String },
+    /// `CLUSTER FAILOVER FORCE` on a replica whose primary's task ended.
+    FailoverForce { on: String, replaces: String },
+    /// `CLUSTER FAILOVER TAKEOVER`: a forced failover that has not
+    /// happened within [`TAKEOVER_AFTER_MS`] (most primaries are down with
+    /// one host, so no majority can vote), taken without a vote.
+    FailoverTakeover { on: String, replaces: String },
+    /// `CLUSTER FORGET id`.
+    Forget { on: String, id: String },
+}
+
+impl AdminCmd {
+    /// The node it is sent to.
+    pub fn on(&self) -> &str {
+        match self {
+            AdminCmd::Meet { on, .. }
+            | AdminCmd::AddSlots { on, .. }
+            | AdminCmd::Replicate { on, .. }
+            | AdminCmd::FailoverForce { on, .. }
+            | AdminCmd::FailoverTakeover { on, .. }
+            | AdminCmd::Forget { on, .. } => on,
+        }
+    }
+}
+
+fn observed(members: &[Member]) -> impl Iterator<Item = (&Member, &Observed)> {
+    members
+        .iter()
+        .filter_map(|m| m.obs.as_ref().map(|o| (m, o)))
+}
+
+/// Whether a running task answers for node `line`: one at its address
+/// that is that node, or that could not be asked this round.
+fn alive(members: &[Member], line: &NodeLine) -> bool {
+    members.iter().any(|m| {
+        m.ip == line.ip && m.port == line.port && m.obs.as_ref().is_none_or(|o| o.id() == line.id)
+    })
+}
+
+/// How long a forced failover may wait for the primaries' votes before
+/// the replica takes over without them.
+pub const TAKEOVER_AFTER_MS: u64 = 1_500;
+
+/// The admin commands that move a cache of `shards` shards towards a
+/// formed, healthy cluster. `members` are its running tasks; `forced`
+/// says since when (ms) a FAILOVER FORCE has been sent in place of each
+/// primary id.
+pub fn decide(
+    shards: u32,
+    members: &[Member],
+    forced: &BTreeMap<String, u64>,
+    now_ms: u64,
+) -> Vec<AdminCmd> {
+    let mut out = Vec::new();
+    let live: Vec<(&Member, &Observed)> = observed(members).collect();
+    if live.is_empty() {
+        return out;
+    }
+    // Every line any live node reports, by id (the first report wins).
+    let mut lines: Vec<&NodeLine> = Vec::new();
+    for (_, o) in &live {
+        for n in &o.nodes {
+            if !n.handshake && !lines.iter().any(|l| l.id == n.id) {
+                lines.push(n);
+            }
+        }
+    }
+
+    // 1. Fast failover: a replica whose primary no running task answers
+    // for, per shard, the one that has processed the most.
+    let mut promoting = BTreeSet::new();
+    for shard in 0..shards {
+        let in_shard: Vec<_> = live.iter().filter(|(m, _)| m.shard == shard).collect();
+        if in_shard.iter().any(|(_, o)| o.serves_slots()) {
+            continue;
+        }
+        let best = in_shard
+            .iter()
+            .filter_map(|(m, o)| {
+                let p = o.replicates()?;
+                let line = o.nodes.iter().find(|n| n.id == p)?;
+                (!line.slots.is_empty() && !alive(members, line)).then_some((m, o, p))
+            })
+            .max_by(|a, b| a.1.offset.cmp(&b.1.offset).then(b.0.task.cmp(&a.0.task)));
+        if let Some((m, _, p)) = best {
+            promoting.insert(p.to_string());
+            let (on, replaces) = (m.addr(), p.to_string());
+            let waited = forced
+                .get(p)
+                .is_some_and(|since| now_ms.saturating_sub(*since) >= TAKEOVER_AFTER_MS);
+            out.push(if waited {
+                AdminCmd::FailoverTakeover { on, replaces }
+            } else {
+                AdminCmd::FailoverForce { on, replaces }
+            });
+        }
+    }
+
+    // 2. Meet: the anchor (a slot-serving node if any) meets every live
+    // node it does not know; gossip tells the rest.
+    let (anchor, anchor_obs) = live
+        .iter()
+        .find(|(_, o)| o.serves_slots())
+        .unwrap_or(&live[0]);
+    let mut meeting = false;
+    for (m, o) in &live {
+        if m.task != anchor.task && !anchor_obs.knows(o.id()) {
+            meeting = true;
+            out.push(AdminCmd::Meet {
+                on: anchor.addr(),
+                ip: m.ip.clone(),
+                port: m.port,
+                bus: m.bus,
+            });
+        }
+    }
+
+    // 3. A new cluster: once every shard has a node and every node knows
+    // every other, the first node of each shard takes its range.
+    let any_slots = lines.iter().any(|l| !l.slots.is_empty());
+    if !any_slots {
+        let all_known = live
+            .iter()
+            .all(|(_, o)| live.iter().all(|(_, p)| o.knows(p.id())));
+        // Primaries on distinct hosts where the shards allow it: one host
+        // lost then takes few primaries (and their votes) with it.
+        let mut used: BTreeSet<&str> = BTreeSet::new();
+        let mut firsts = Vec::new();
+        for s in 0..shards {
+            let mut of_shard = live.iter().filter(|(m, _)| m.shard == s);
+            let pick = of_shard
+                .clone()
+                .find(|(m, _)| !used.contains(m.host.as_str()))
+                .or_else(|| of_shard.next());
+            if let Some(p) = pick {
+                used.insert(p.0.host.as_str());
+                firsts.push(p);
+            }
+        }
+        if !meeting && all_known && firsts.len() == shards as usize {
+            for (i, (m, _)) in firsts.iter().enumerate() {
+                out.push(AdminCmd::AddSlots {
+                    on: m.addr(),
+                    ranges: vec![initial_range(i as u32, shards)],
+                });
+            }
+        }
+        return out;
+    }
+
+    // 4. Replicate: a shard's other nodes follow its slot-serving node.
+    for shard in 0..shards {
+        let in_shard: Vec<_> = live.iter().filter(|(m, _)| m.shard == shard).collect();
+        let Some((_, p)) = in_shard.iter().find(|(_, o)| o.serves_slots()) else {
+            continue;
+        };
+        let pid = p.id();
+        for (m, o) in &in_shard {
+            let id = o.id();
+            if id == pid || o.replicates() == Some(pid) || o.serves_slots() {
+                continue;
+            }
+            // A replica of the shard's old primary follows the promoted one
+            // by itself; only empty primaries and strays are told.
+            if o.knows(pid) && o.replicates().is_none_or(|old| !promoting.contains(old)) {
+                out.push(AdminCmd::Replicate {
+                    on: m.addr(),
+                    primary: pid.to_string(),
+                });
+            }
+        }
+    }
+
+    // 5. Forget nodes no running task answers for, once they serve no
+    // slots (a failed primary's slots move to its replica first).
+    let live_ids: BTreeSet<&str> = live.iter().map(|(_, o)| o.id()).collect();
+    for (m, o) in &live {
+        for n in &o.nodes {
+            let gone = !n.myself
+                && !n.handshake
+                && !live_ids.contains(n.id.as_str())
+                && !alive(members, n)
+                && n.slots.is_empty()
+                && o.replicates() != Some(n.id.as_str())
+                && !promoting.contains(&n.id);
+            if gone {
+                out.push(AdminCmd::Forget {
+                    on: m.addr(),
+                    id: n.id.clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[path = "decide_tests.rs"]
+mod tests;

@@ -1,0 +1,268 @@
+//! decide(): exact commands for formation, failover, rejoin and forget.
+
+use super::*;
+
+/// A node line: `id` at 10.0.0.1:`port`, `role` "m" (primary) or the id
+/// of its primary, with `slots`.
+fn line(id: &str, port: u16, role: &str, slots: &[(u16, u16)]) -> NodeLine {
+    NodeLine {
+        id: id.into(),
+        ip: "10.0.0.1".into(),
+        port,
+        bus: port + 1000,
+        myself: false,
+        primary: role == "m",
+        failing: false,
+        handshake: false,
+        primary_id: (role != "m").then(|| role.to_string()),
+        slots: slots.to_vec(),
+    }
+}
+
+fn member(shard: u32, task: &str, port: u16, obs: Option<Observed>) -> Member {
+    Member {
+        shard,
+        task: task.into(),
+        host: format!("h-{task}"),
+        ip: "10.0.0.1".into(),
+        port,
+        bus: port + 1000,
+        obs,
+    }
+}
+
+/// The observation of the node `me` (an index into `lines`), which knows
+/// every one of `lines`.
+fn obs(lines: &[NodeLine], me: usize, offset: u64) -> Option<Observed> {
+    let mut nodes = lines.to_vec();
+    nodes[me].myself = true;
+    Some(Observed {
+        nodes,
+        offset,
+        ..Default::default()
+    })
+}
+
+fn addr(port: u16) -> String {
+    format!("10.0.0.1:{port}")
+}
+
+#[test]
+fn fresh_nodes_meet_through_the_first_one() {
+    let a = line("a", 1, "m", &[]);
+    let b = line("b", 2, "m", &[]);
+    let ms = vec![
+        member(0, "t0", 1, obs(std::slice::from_ref(&a), 0, 0)),
+        member(1, "t1", 2, obs(std::slice::from_ref(&b), 0, 0)),
+        // Not answering yet: neither met nor waited for.
+        member(1, "t2", 3, None),
+    ];
+    assert_eq!(
+        decide(2, &ms, &BTreeMap::new(), 0),
+        vec![AdminCmd::Meet {
+            on: addr(1),
+            ip: "10.0.0.1".into(),
+            port: 2,
+            bus: 1002
+        }]
+    );
+}
+
+#[test]
+fn once_all_know_each_other_each_shard_takes_its_range() {
+    let l = vec![
+        line("a", 1, "m", &[]),
+        line("b", 2, "m", &[]),
+        line("c", 3, "m", &[]),
+    ];
+    let ms = vec![
+        member(0, "t0", 1, obs(&l, 0, 0)),
+        member(0, "t1", 2, obs(&l, 1, 0)),
+        member(1, "t2", 3, obs(&l, 2, 0)),
+    ];
+    assert_eq!(
+        decide(2, &ms, &BTreeMap::new(), 0),
+        vec![
+            AdminCmd::AddSlots {
+                on: addr(1),
+                ranges: vec![(0, 8191)]
+            },
+            AdminCmd::AddSlots {
+                on: addr(3),
+                ranges: vec![(8192, 16383)]
+            },
+        ]
+    );
+    // A shard without a node yet: nothing is assigned.
+    assert_eq!(decide(3, &ms, &BTreeMap::new(), 0), vec![]);
+}
+
+#[test]
+fn empty_nodes_replicate_their_shards_primary() {
+    let l = vec![
+        line("a", 1, "m", &[(0, 8191)]),
+        line("b", 2, "m", &[]),
+        line("c", 3, "m", &[(8192, 16383)]),
+        line("d", 4, "c", &[]),
+    ];
+    let ms = vec![
+        member(0, "t0", 1, obs(&l, 0, 0)),
+        member(0, "t1", 2, obs(&l, 1, 0)),
+        member(1, "t2", 3, obs(&l, 2, 0)),
+        member(1, "t3", 4, obs(&l, 3, 0)),
+    ];
+    assert_eq!(
+        decide(2, &ms, &BTreeMap::new(), 0),
+        vec![AdminCmd::Replicate {
+            on: addr(2),
+            primary: "a".into()
+        }]
+    );
+}
+
+#[test]
+fn a_primary_whose_task_ended_is_replaced_by_its_most_advanced_replica() {
+    // Shard 0: primary a (port 1) ended; replicas b (offset 90) and e
+    // (offset 100). Shard 1 is healthy.
+    let l = vec![
+        line("a", 1, "m", &[(0, 8191)]),
+        line("b", 2, "a", &[]),
+        line("c", 3, "m", &[(8192, 16383)]),
+        line("d", 4, "c", &[]),
+        line("e", 5, "a", &[]),
+    ];
+    let ms = vec![
+        member(0, "t1", 2, obs(&l, 1, 90)),
+        member(1, "t2", 3, obs(&l, 2, 0)),
+        member(1, "t3", 4, obs(&l, 3, 0)),
+        member(0, "t4", 5, obs(&l, 4, 100)),
+    ];
+    assert_eq!(
+        decide(2, &ms, &BTreeMap::new(), 0),
+        vec![AdminCmd::FailoverForce {
+            on: addr(5),
+            replaces: "a".into()
+        }]
+    );
+}
+
+#[test]
+fn a_primary_still_running_but_silent_is_left_to_redis() {
+    let l = vec![line("a", 1, "m", &[(0, 16383)]), line("b", 2, "a", &[])];
+    let ms = vec![member(0, "t0", 1, None), member(0, "t1", 2, obs(&l, 1, 5))];
+    assert_eq!(decide(1, &ms, &BTreeMap::new(), 0), vec![]);
+}
+
+#[test]
+fn a_replacement_on_the_dead_primarys_port_does_not_hide_its_death() {
+    // The new task got port 1 again but is a new node, "n".
+    let l = vec![line("a", 1, "m", &[(0, 16383)]), line("b", 2, "a", &[])];
+    let fresh = vec![line("n", 1, "m", &[])];
+    let ms = vec![
+        member(0, "t9", 1, obs(&fresh, 0, 0)),
+        member(0, "t1", 2, obs(&l, 1, 5)),
+    ];
+    assert_eq!(
+        decide(1, &ms, &BTreeMap::new(), 0),
+        vec![
+            AdminCmd::FailoverForce {
+                on: addr(2),
+                replaces: "a".into()
+            },
+            // It is not a slot owner, so the anchor is simply the first node.
+            AdminCmd::Meet {
+                on: addr(1),
+                ip: "10.0.0.1".into(),
+                port: 2,
+                bus: 1002
+            },
+        ]
+    );
+}
+
+#[test]
+fn after_a_failover_the_replacement_rejoins_as_a_replica_and_the_dead_node_is_forgotten() {
+    // b was promoted; a (port 1) is gone, flagged failing with no slots;
+    // n is the replacement task, known to b.
+    let mut dead = line("a", 1, "b", &[]);
+    dead.failing = true;
+    let l = vec![
+        dead,
+        line("b", 2, "m", &[(0, 16383)]),
+        line("n", 6, "m", &[]),
+    ];
+    let ms = vec![
+        member(0, "t1", 2, obs(&l, 1, 5)),
+        member(0, "t9", 6, obs(&l, 2, 0)),
+    ];
+    assert_eq!(
+        decide(1, &ms, &BTreeMap::new(), 0),
+        vec![
+            AdminCmd::Replicate {
+                on: addr(6),
+                primary: "b".into()
+            },
+            AdminCmd::Forget {
+                on: addr(2),
+                id: "a".into()
+            },
+            AdminCmd::Forget {
+                on: addr(6),
+                id: "a".into()
+            },
+        ]
+    );
+}
+
+#[test]
+fn a_forced_failover_without_votes_becomes_a_takeover() {
+    let l = vec![line("a", 1, "m", &[(0, 16383)]), line("b", 2, "a", &[])];
+    let ms = vec![member(0, "t1", 2, obs(&l, 1, 5))];
+    let forced = BTreeMap::from([("a".to_string(), 1_000)]);
+    assert_eq!(
+        decide(1, &ms, &forced, 2_000),
+        vec![AdminCmd::FailoverForce {
+            on: addr(2),
+            replaces: "a".into()
+        }]
+    );
+    assert_eq!(
+        decide(1, &ms, &forced, 2_500),
+        vec![AdminCmd::FailoverTakeover {
+            on: addr(2),
+            replaces: "a".into()
+        }]
+    );
+}
+
+#[test]
+fn primaries_go_to_distinct_hosts_when_they_can() {
+    // Shard 0's first node is on host x, so is shard 1's first: shard 1's
+    // primary is its node on host y.
+    let l = vec![
+        line("a", 1, "m", &[]),
+        line("b", 2, "m", &[]),
+        line("c", 3, "m", &[]),
+    ];
+    let mut ms = vec![
+        member(0, "t0", 1, obs(&l, 0, 0)),
+        member(1, "t1", 2, obs(&l, 1, 0)),
+        member(1, "t2", 3, obs(&l, 2, 0)),
+    ];
+    ms[0].host = "x".into();
+    ms[1].host = "x".into();
+    ms[2].host = "y".into();
+    assert_eq!(
+        decide(2, &ms, &BTreeMap::new(), 0),
+        vec![
+            AdminCmd::AddSlots {
+                on: addr(1),
+                ranges: vec![(0, 8191)]
+            },
+            AdminCmd::AddSlots {
+                on: addr(3),
+                ranges: vec![(8192, 16383)]
+            },
+        ]
+    );
+}

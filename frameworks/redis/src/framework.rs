@@ -1,0 +1,249 @@
+//! The redis framework: [`RedisFramework`] implements the SDK's pure
+//! `reconcile` over the keys of the `redis` namespace. It only keeps the
+//! shards' jobs in step with the caches; forming and healing the Redis
+//! Cluster inside them is the operator's work ([`crate::operator`]).
+//!
+//! ```text
+//!  caches/<name>   the cache (CacheRecord: spec + created_ms), written by the API
+//!  status/<name>   what the operator last observed (CacheStatus)
+//!  jobs            one per shard, cop.ocean_owt.redis_pdl.<pdl>_..._job.shard-<i>_...
+//! ```
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use ocean_framework::{Action, Framework, Plan, View};
+
+use crate::jobs::{labels_of, shard_job, shard_job_id, LABEL_CACHE, LABEL_DIGEST};
+use crate::spec::CacheSpec;
+
+/// The framework's name: its namespace and lease.
+pub const NAME: &str = "redis";
+/// Prefix of the caches.
+pub const CACHES: &str = "caches/";
+/// Prefix of the operator's observations.
+pub const STATUSES: &str = "status/";
+/// Every shard job's id starts so (see [`shard_job_id`]).
+pub const JOB_PREFIX: &str = "cop.ocean_owt.redis_";
+
+/// A cache as stored (`caches/<name>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheRecord {
+    /// What was asked for.
+    pub spec: CacheSpec,
+    /// When it was created (ms since the epoch, the API's clock).
+    pub created_ms: u64,
+}
+
+/// The caches of a view, by name (records that do not parse are skipped:
+/// only the API writes them, after validation).
+pub fn caches(view: &View) -> Vec<(CacheRecord, u64)> {
+    view.keys_under(CACHES)
+        .filter_map(|e| {
+            serde_json::from_slice::<CacheRecord>(&e.value)
+                .ok()
+                .map(|r| (r, e.revision))
+        })
+        .collect()
+}
+
+/// The redis framework.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RedisFramework;
+
+impl Framework for RedisFramework {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn reconcile(&self, view: &View, _now_ms: u64) -> Plan {
+        let mut actions = Vec::new();
+        let mut wanted = BTreeSet::new();
+        let mut names = BTreeSet::new();
+        for (rec, _) in caches(view) {
+            if rec.spec.validate().is_err() {
+                continue;
+            }
+            names.insert(rec.spec.name.clone());
+            for shard in 0..rec.spec.shards {
+                let id = shard_job_id(&rec.spec, shard);
+                let job = shard_job(&rec.spec, shard);
+                let digest = &job["labels"][LABEL_DIGEST];
+                let current = view
+                    .jobs
+                    .get(&id)
+                    .and_then(|j| labels_of(&j.spec_json))
+                    .and_then(|l| l.get(LABEL_DIGEST).cloned());
+                match current {
+                    Some(d) if &d == digest => {}
+                    found => actions.push(Action::PutJob {
+                        spec_json: job.to_string().into_bytes(),
+                        // Create only when absent: two racing instances
+                        // never both create it.
+                        expected_spec_version: found.is_none().then_some(0),
+                    }),
+                }
+                wanted.insert(id);
+            }
+        }
+        // A deleted cache takes its jobs and its status with it.
+        for (id, job) in &view.jobs {
+            if !id.starts_with(JOB_PREFIX) || wanted.contains(id) {
+                continue;
+            }
+            let owner = labels_of(&job.spec_json).and_then(|l| {
+                l.get(LABEL_CACHE)
+                    .and_then(|v| v.as_str().map(String::from))
+            });
+            if let Some(owner) = owner {
+                if !names.contains(&owner) {
+                    actions.push(Action::DeleteJob {
+                        id: id.clone(),
+                        expected_spec_version: None,
+                    });
+                }
+            }
+        }
+        for e in view.keys_under(STATUSES) {
+            if !names.contains(&e.key[STATUSES.len()..]) {
+                actions.push(Action::DeleteKey {
+                    key: e.key.clone(),
+                    expected_revision: Some(e.revision),
+                });
+            }
+        }
+        Plan {
+            actions,
+            wake_at_ms: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Persistence;
+    use ocean_client::api::{Job, KvEntry};
+
+    fn spec(shards: u32) -> CacheSpec {
+        CacheSpec {
+            name: "c".into(),
+            product_line: "p".into(),
+            shards,
+            replicas: 1,
+            memory_mb: 32,
+            persistence: Persistence::Off,
+        }
+    }
+
+    fn key(k: &str, v: Vec<u8>) -> KvEntry {
+        KvEntry {
+            namespace: NAME.into(),
+            key: k.into(),
+            value: v,
+            revision: 3,
+            created_revision: 3,
+        }
+    }
+
+    fn with_cache(s: CacheSpec) -> View {
+        let mut v = View::new(NAME);
+        let rec = CacheRecord {
+            spec: s,
+            created_ms: 1,
+        };
+        v.keys.insert(
+            "caches/c".into(),
+            key("caches/c", serde_json::to_vec(&rec).unwrap()),
+        );
+        v
+    }
+
+    fn job_of(s: &CacheSpec, shard: u32) -> Job {
+        Job {
+            id: shard_job_id(s, shard),
+            spec_json: shard_job(s, shard).to_string().into_bytes(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_new_cache_gets_one_job_per_shard_created_only_if_absent() {
+        let s = spec(2);
+        let plan = RedisFramework.reconcile(&with_cache(s.clone()), 0);
+        assert_eq!(
+            plan.actions,
+            vec![
+                Action::PutJob {
+                    spec_json: shard_job(&s, 0).to_string().into_bytes(),
+                    expected_spec_version: Some(0)
+                },
+                Action::PutJob {
+                    spec_json: shard_job(&s, 1).to_string().into_bytes(),
+                    expected_spec_version: Some(0)
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn jobs_in_step_need_nothing_and_a_changed_spec_is_put_again() {
+        let s = spec(2);
+        let mut v = with_cache(s.clone());
+        for i in 0..2 {
+            let j = job_of(&s, i);
+            v.jobs.insert(j.id.clone(), j);
+        }
+        assert_eq!(RedisFramework.reconcile(&v, 0).actions, vec![]);
+        let more = CacheSpec {
+            replicas: 2,
+            ..s.clone()
+        };
+        let rec = CacheRecord {
+            spec: more.clone(),
+            created_ms: 1,
+        };
+        v.keys.insert(
+            "caches/c".into(),
+            key("caches/c", serde_json::to_vec(&rec).unwrap()),
+        );
+        assert_eq!(
+            RedisFramework.reconcile(&v, 0).actions,
+            (0..2)
+                .map(|i| Action::PutJob {
+                    spec_json: shard_job(&more, i).to_string().into_bytes(),
+                    expected_spec_version: None
+                })
+                .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_deleted_cache_loses_its_jobs_and_status_and_other_jobs_are_left_alone() {
+        let s = spec(1);
+        let mut v = View::new(NAME);
+        let j = job_of(&s, 0);
+        v.jobs.insert(j.id.clone(), j.clone());
+        let other = Job {
+            id: "cop.a_owt.b_pdl.c_service.d_job.e_cluster.f".into(),
+            ..Default::default()
+        };
+        v.jobs.insert(other.id.clone(), other);
+        v.keys
+            .insert("status/c".into(), key("status/c", b"{}".to_vec()));
+        assert_eq!(
+            RedisFramework.reconcile(&v, 0).actions,
+            vec![
+                Action::DeleteJob {
+                    id: j.id,
+                    expected_spec_version: None
+                },
+                Action::DeleteKey {
+                    key: "status/c".into(),
+                    expected_revision: Some(3)
+                },
+            ]
+        );
+    }
+}

@@ -1,0 +1,295 @@
+//! [`Operator`]: forms and heals each cache's Redis Cluster. It runs beside
+//! the framework's [`ocean_framework::Runner`] and acts only while that
+//! runner's instance (same holder) holds the framework's lease.
+//!
+//! ```text
+//!  watch (jobs, tasks, redis keys) ──► View ──► members per cache (running tasks)
+//!        task ended ─► round now            │ RedisAdmin::observe (parallel, bounded)
+//!        else every `every`                 ▼
+//!                                  decide() ──► RedisAdmin::execute, in order
+//!                                  status() ──► status/<name> (when its shape changes,
+//!                                               or every `status_every`)
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use ocean_client::api::{KvPutRequest, LeaseRef, WatchRequest};
+use ocean_client::Client;
+use ocean_framework::runner::{now_ms, LEASE_NAME};
+use ocean_framework::View;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::admin::RedisAdmin;
+use crate::decide::{decide, AdminCmd, Member};
+use crate::framework::{caches, NAME, STATUSES};
+use crate::jobs::shard_job_id;
+use crate::spec::CacheSpec;
+use crate::status::{status, CacheStatus};
+
+/// How often the operator looks, and how often it writes.
+#[derive(Debug, Clone)]
+pub struct OperatorOptions {
+    /// The lease holder this operator goes with (the runner's).
+    pub holder: String,
+    /// A round at least this often.
+    pub every: Duration,
+    /// How often a status whose shape did not change is written again.
+    pub status_every: Duration,
+}
+
+impl OperatorOptions {
+    /// Defaults for `holder`: a round every 250 ms, the status at least
+    /// every 2 s.
+    pub fn new(holder: impl Into<String>) -> Self {
+        OperatorOptions {
+            holder: holder.into(),
+            every: Duration::from_millis(250),
+            status_every: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The operator (see the module docs).
+#[derive(Debug)]
+pub struct Operator {
+    client: Arc<dyn Client>,
+    admin: Arc<dyn RedisAdmin>,
+    opts: OperatorOptions,
+    written: BTreeMap<String, (CacheStatus, Instant)>,
+    /// Since when (ms) a forced failover has been asked for in place of
+    /// each primary id.
+    forced: BTreeMap<String, u64>,
+}
+
+/// The running tasks of a cache as members (not yet observed).
+pub fn members_of(view: &View, spec: &CacheSpec) -> Vec<Member> {
+    let mut out = Vec::new();
+    for shard in 0..spec.shards {
+        let job = shard_job_id(spec, shard);
+        for t in view.tasks_of(&job) {
+            if t.state != "RUNNING" || t.ports.len() < 2 || t.kill_requested {
+                continue;
+            }
+            out.push(Member {
+                shard,
+                task: t.id.clone(),
+                host: t.host.clone(),
+                ip: t.address.clone(),
+                port: t.ports[0].port as u16,
+                bus: t.ports[1].port as u16,
+                obs: None,
+            });
+        }
+    }
+    out
+}
+
+impl Operator {
+    /// An operator acting through `client` on the masters and `admin` on
+    /// the Redis nodes.
+    pub fn new(client: Arc<dyn Client>, admin: Arc<dyn RedisAdmin>, opts: OperatorOptions) -> Self {
+        Operator {
+            client,
+            admin,
+            opts,
+            written: BTreeMap::new(),
+            forced: BTreeMap::new(),
+        }
+    }
+
+    async fn leading(&self) -> bool {
+        match self
+            .client
+            .lease_get(LeaseRef {
+                namespace: NAME.into(),
+                name: LEASE_NAME.into(),
+                read: None,
+            })
+            .await
+        {
+            Ok(l) => l.holder == self.opts.holder,
+            Err(e) => {
+                debug!(error = %e, "redis operator: lease not readable");
+                false
+            }
+        }
+    }
+
+    /// One round (see [`round`]), then the statuses written.
+    pub async fn round(&mut self, view: &View) -> Vec<AdminCmd> {
+        let now = now_ms();
+        let (sent, statuses) = round(self.admin.as_ref(), view, &self.forced, now).await;
+        // Remember when each failover was first forced; forget those no
+        // longer needed.
+        let mut forced = BTreeMap::new();
+        for cmd in &sent {
+            if let AdminCmd::FailoverForce { replaces, .. }
+            | AdminCmd::FailoverTakeover { replaces, .. } = cmd
+            {
+                let since = self.forced.get(replaces).copied().unwrap_or(now);
+                forced.insert(replaces.clone(), since);
+            }
+        }
+        self.forced = forced;
+        for (name, st) in statuses {
+            self.write_status(&name, st).await;
+        }
+        sent
+    }
+
+    async fn write_status(&mut self, name: &str, st: CacheStatus) {
+        let shape = st.shape();
+        if let Some((last, at)) = self.written.get(name) {
+            if *last == shape && at.elapsed() < self.opts.status_every {
+                return;
+            }
+        }
+        let put = self
+            .client
+            .kv_put(KvPutRequest {
+                namespace: NAME.into(),
+                key: format!("{STATUSES}{name}"),
+                value: serde_json::to_vec(&st).unwrap_or_default(),
+                expected_revision: None,
+            })
+            .await;
+        match put {
+            Ok(_) => {
+                self.written
+                    .insert(name.to_string(), (shape, Instant::now()));
+            }
+            Err(e) => warn!(cache = %name, error = %e, "redis status not written"),
+        }
+    }
+
+    /// Runs until `shutdown` turns true. The watch is followed by a task
+    /// of its own, so a slow round (nodes that hang) never leaves the
+    /// watch unread.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let shared = Arc::new(std::sync::Mutex::new(None::<View>));
+        let changed = Arc::new(tokio::sync::Notify::new());
+        let follower = tokio::spawn(follow(self.client.clone(), shared.clone(), changed.clone()));
+        let mut leading = false;
+        let mut lease_checked: Option<Instant> = None;
+        let mut tick = tokio::time::interval(self.opts.every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = tick.tick() => {}
+                // A task that ended (or started) is acted on at once: this
+                // is the fast failover's trigger.
+                _ = changed.notified() => {}
+            }
+            let view = shared.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let Some(view) = view else { continue };
+            if lease_checked.is_none_or(|t| t.elapsed() >= Duration::from_millis(250)) {
+                leading = self.leading().await;
+                lease_checked = Some(Instant::now());
+            }
+            if leading {
+                let t = Instant::now();
+                let sent = self.round(&view).await;
+                debug!(
+                    took_ms = t.elapsed().as_millis() as u64,
+                    sent = sent.len(),
+                    "redis operator round"
+                );
+            }
+        }
+        follower.abort();
+    }
+}
+
+/// Follows the watch into `shared` (None until a snapshot arrived),
+/// waking the operator through `changed` when a version touched tasks.
+async fn follow(
+    client: Arc<dyn Client>,
+    shared: Arc<std::sync::Mutex<Option<View>>>,
+    changed: Arc<tokio::sync::Notify>,
+) {
+    use ocean_client::api::event::Kind;
+    loop {
+        let req = WatchRequest {
+            kinds: vec!["job".into(), "task".into(), "kv".into()],
+            namespaces: vec![NAME.into()],
+            ..Default::default()
+        };
+        let mut events = ocean_client::follow(client.clone(), req);
+        let mut view = View::new(NAME);
+        let mut ready = false;
+        let mut tasks_moved = false;
+        while let Some(ev) = events.next().await {
+            let ev = match ev {
+                Ok(ev) => ev,
+                Err(e) => {
+                    warn!(error = %e, "redis operator: watch failed; following again");
+                    break;
+                }
+            };
+            let complete = ev.last_of_version;
+            tasks_moved |= matches!(ev.kind, Some(Kind::TaskPut(_)) | Some(Kind::Snapshot(_)));
+            ready |= matches!(ev.kind, Some(Kind::Snapshot(_)));
+            view.apply(ev);
+            if complete && ready {
+                *shared.lock().unwrap_or_else(|p| p.into_inner()) = Some(view.clone());
+                if tasks_moved {
+                    changed.notify_one();
+                    tasks_moved = false;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// [`RedisAdmin::observe`] with the error logged and dropped.
+async fn observe(admin: &dyn RedisAdmin, addr: String) -> Option<crate::topology::Observed> {
+    match admin.observe(&addr).await {
+        Ok(o) => Some(o),
+        Err(e) => {
+            debug!(error = %e, "redis node not observed");
+            None
+        }
+    }
+}
+
+/// One round over every cache of `view`: observe its running tasks (in
+/// parallel), decide, send the commands in order. Returns the commands
+/// sent and each cache's status as observed before them.
+pub async fn round(
+    admin: &dyn RedisAdmin,
+    view: &View,
+    forced: &BTreeMap<String, u64>,
+    now_ms: u64,
+) -> (Vec<AdminCmd>, Vec<(String, CacheStatus)>) {
+    let mut sent = Vec::new();
+    let mut statuses = Vec::new();
+    for (rec, _) in caches(view) {
+        let spec = rec.spec;
+        let mut members = members_of(view, &spec);
+        let seen =
+            futures::future::join_all(members.iter().map(|m| observe(admin, m.addr()))).await;
+        for (m, obs) in members.iter_mut().zip(seen) {
+            m.obs = obs;
+        }
+        for cmd in decide(spec.shards, &members, forced, now_ms) {
+            match admin.execute(&cmd).await {
+                Ok(()) => info!(cache = %spec.name, ?cmd, "redis admin"),
+                Err(e) => warn!(cache = %spec.name, ?cmd, error = %e, "redis admin failed"),
+            }
+            sent.push(cmd);
+        }
+        statuses.push((spec.name.clone(), status(&spec, &members, now_ms)));
+    }
+    (sent, statuses)
+}
+
+#[cfg(test)]
+#[path = "operator_tests.rs"]
+mod tests;
