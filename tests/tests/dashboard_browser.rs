@@ -329,6 +329,17 @@ async fn scale_from_the_page_see_a_job_wait_and_drain_a_host() {
             job_facts(&b).await == json!(["0 of 1", "waiting"])
         })
         .await;
+        // The reason appears live too, beside the state, without a reload.
+        eventually(Duration::from_secs(5), "the reason shows live", || async {
+            js(
+                &b,
+                "var r = document.getElementById('job-waiting-row'); \
+                 return !r.hidden && r.textContent.indexOf('insufficient mem') >= 0",
+            )
+            .await
+                == json!(true)
+        })
+        .await;
         assert_eq!(
             js(&b, "return window.notReloaded === true").await,
             json!(true)

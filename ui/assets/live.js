@@ -129,6 +129,12 @@
       var n = document.getElementById("job-instances");
       if (n && d.job.spec && d.job.spec.instances !== undefined) n.textContent = String(d.job.spec.instances);
       waiting = d.job.waiting !== null && d.job.waiting !== undefined;
+      // The reason itself, as the record says it (the structured parts
+      // below it are the server's reading, shown after a reload).
+      var why = document.getElementById("job-waiting");
+      var whyRow = document.getElementById("job-waiting-row");
+      if (why) why.textContent = waiting ? d.job.waiting : "";
+      if (whyRow) whyRow.hidden = !waiting;
       flapping = d.job.flapping === true;
       var sv = document.getElementById("job-spec-version");
       if (sv) sv.textContent = String(d.job.spec_version);
