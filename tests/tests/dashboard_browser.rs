@@ -505,6 +505,11 @@ async fn deployment_flow(dev: &Dev, b: &Browser) {
         json!(true)
     );
     b.screenshot("flow-deployment").await.expect("screenshot");
+    // The deployments part and its forms pass the same audit as every page.
+    if let Some(src) = browser::axe_source() {
+        let v = b.axe_serious(&src).await.expect("axe");
+        assert!(v.is_empty(), "the job page with a deployment: {v:?}");
+    }
 
     confirm_and_press(b, "deployment_confirm", "deployment-pause").await;
     eventually(Duration::from_secs(10), "paused", || async {
