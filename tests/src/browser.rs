@@ -105,6 +105,12 @@ where
     }
 }
 
+/// Runs `script` in the page of `c` and returns what it returns; a
+/// failing script fails the test.
+pub async fn js(c: &Client, script: &str) -> Value {
+    c.execute(script, Vec::new()).await.expect("script")
+}
+
 /// A real `ocean dev` (one master, one agent, no DNS, no frameworks) on
 /// free ports, its data in a temp dir; killed with its tasks on drop.
 #[derive(Debug)]

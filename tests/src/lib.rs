@@ -10,7 +10,6 @@ pub mod dns;
 pub mod docker;
 pub mod events;
 pub mod http;
-pub mod pages_browser;
 pub mod tasks;
 
 /// The generated etcd v3 KV client (benchmarks only).

@@ -495,9 +495,11 @@ async fn deployment_flow(dev: &Dev, b: &Browser) {
         "upgrade_strategy": {"max_surge": 1, "max_unavailable": 0, "sleep_seconds": 20}});
     let r = dev.api.post("/v1/jobs", &spec).await.expect("new spec");
     assert!(r.is_success(), "{r:?}");
-    eventually(Duration::from_secs(20), "the deployment shows live", || async {
-        text_of(b, "deployment-state").await == "running"
-    })
+    eventually(
+        Duration::from_secs(20),
+        "the deployment shows live",
+        || async { text_of(b, "deployment-state").await == "running" },
+    )
     .await;
     assert!(text_of(b, "deployment-current").await.contains("1 → 2"));
     assert_eq!(
@@ -530,7 +532,9 @@ async fn deployment_flow(dev: &Dev, b: &Browser) {
     // Roll back to the previous version (the form's default).
     confirm_and_press(b, "rollback_confirm", "rollback-submit").await;
     eventually(Duration::from_secs(10), "the rollback shows", || async {
-        text_of(b, "deployment-current").await.contains("(rollback)")
+        text_of(b, "deployment-current")
+            .await
+            .contains("(rollback)")
     })
     .await;
     let job = dev.api.get(&format!("/v1/jobs/{JOB}")).await.expect("job");
