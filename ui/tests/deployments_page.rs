@@ -56,7 +56,7 @@ async fn deployments_show_progress_and_take_pause_resume_and_rollback() {
     let (_, html) = c.get(&page_path()).await;
     assert_eq!(
         attrs(&html, "#deployment-current", "data-deployment"),
-        [dep.clone()]
+        std::slice::from_ref(&dep)
     );
     let api = c.api(&format!("/v1/deployments/{dep}")).await;
     assert_eq!(

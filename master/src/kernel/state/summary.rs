@@ -437,7 +437,7 @@ mod tests {
     }
 
     fn spec(id: &str, instances: u32, cmd: u32) -> Vec<u8> {
-        let mut s = ocean_spec::JobSpec::new(id, &format!("sleep {cmd}"));
+        let mut s = ocean_spec::JobSpec::new(id, format!("sleep {cmd}"));
         s.instances = instances;
         s.to_canonical_json()
     }
