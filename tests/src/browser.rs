@@ -105,6 +105,12 @@ where
     }
 }
 
+/// Runs `script` in the page of `c` and returns what it returns; a
+/// failing script fails the test.
+pub async fn js(c: &Client, script: &str) -> Value {
+    c.execute(script, Vec::new()).await.expect("script")
+}
+
 /// A real `ocean dev` (one master, one agent, no DNS, no frameworks) on
 /// free ports, its data in a temp dir; killed with its tasks on drop.
 #[derive(Debug)]
@@ -220,6 +226,40 @@ impl Browser {
             _guard: guard,
             _profile: profile,
         })
+    }
+
+    /// Resident memory (MB) of the renderer processes of this session's
+    /// Chromium (the tabs), read from `/proc`: Chromium runs in the
+    /// driver's process group, and renderers carry `--type=renderer`.
+    pub fn renderer_rss_mb(&self) -> f64 {
+        let group = self._guard.child.id();
+        let mut kb = 0u64;
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let path = entry.path();
+            let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+                continue;
+            };
+            // pgrp is the 3rd field after the command's closing parenthesis.
+            let pgrp = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(2))
+                .and_then(|p| p.parse::<u32>().ok());
+            if pgrp != Some(group) {
+                continue;
+            }
+            let cmdline = std::fs::read(path.join("cmdline")).unwrap_or_default();
+            if !String::from_utf8_lossy(&cmdline).contains("--type=renderer") {
+                continue;
+            }
+            let status = std::fs::read_to_string(path.join("status")).unwrap_or_default();
+            kb += status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+        kb as f64 / 1024.0
     }
 
     /// Runs `script` (a function body; `return` gives the value) in the page.

@@ -13,7 +13,6 @@ pub mod elb_net;
 pub mod events;
 pub mod http;
 pub mod netns;
-pub mod pages_browser;
 pub mod tasks;
 
 /// The generated etcd v3 KV client (benchmarks only).

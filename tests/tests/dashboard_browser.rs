@@ -329,6 +329,17 @@ async fn scale_from_the_page_see_a_job_wait_and_drain_a_host() {
             job_facts(&b).await == json!(["0 of 1", "waiting"])
         })
         .await;
+        // The reason appears live too, beside the state, without a reload.
+        eventually(Duration::from_secs(5), "the reason shows live", || async {
+            js(
+                &b,
+                "var r = document.getElementById('job-waiting-row'); \
+                 return !r.hidden && r.textContent.indexOf('insufficient mem') >= 0",
+            )
+            .await
+                == json!(true)
+        })
+        .await;
         assert_eq!(
             js(&b, "return window.notReloaded === true").await,
             json!(true)
@@ -357,6 +368,10 @@ async fn scale_from_the_page_see_a_job_wait_and_drain_a_host() {
             "the jobs list does not say why {BIG} waits"
         );
         b.screenshot("flow-waiting").await.expect("screenshot");
+
+        // A spec change on JOB's open page: its deployment appears live,
+        // is paused and resumed from the page, then the job rolled back.
+        deployment_flow(&dev, &b).await;
 
         // Drain the host: refused without the confirmation box, then done.
         let agents = dev.api.get("/v1/agents").await.expect("agents");
@@ -425,6 +440,107 @@ async fn scale_from_the_page_see_a_job_wait_and_drain_a_host() {
         assert_eq!(status(&dev).await, json!("draining"));
         b.screenshot("flow-drained").await.expect("screenshot");
     };
-    let failed = bounded(Duration::from_secs(150), checks).await;
+    let failed = bounded(Duration::from_secs(240), checks).await;
     finish(&dev, b, failed).await;
+}
+
+/// The text of `#id` on the open page (empty when it is not there).
+async fn text_of(b: &Browser, id: &str) -> String {
+    js(
+        b,
+        &format!("var e = document.getElementById('{id}'); return e ? e.textContent : ''"),
+    )
+    .await
+    .as_str()
+    .unwrap_or_default()
+    .to_string()
+}
+
+/// Ticks a confirmation box and presses a button of the deployments part.
+async fn confirm_and_press(b: &Browser, confirm: &str, button: &str) {
+    js(
+        b,
+        &format!("document.getElementById('{confirm}').checked = true; return true"),
+    )
+    .await;
+    b.client
+        .find(Locator::Id(button))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("press");
+}
+
+async fn deployment_state(dev: &Dev) -> Value {
+    let list = dev
+        .api
+        .get(&format!("/v1/deployments?job={JOB}"))
+        .await
+        .expect("deployments");
+    list.body["deployments"][0].clone()
+}
+
+async fn deployment_flow(dev: &Dev, b: &Browser) {
+    b.client
+        .goto(&format!("http://{}/ui/jobs/{JOB}", dev.http))
+        .await
+        .expect("job page");
+    wait_live(b).await;
+    js(b, "window.notReloaded = true; return true").await;
+    // A slow rollout: one task at a time, 20 s between them, so there is
+    // time to pause it.
+    let spec = json!({"id": JOB, "cmd": "sleep 121", "instances": 3,
+        "resources": {"cpus": 0.01, "mem": 16},
+        "upgrade_strategy": {"max_surge": 1, "max_unavailable": 0, "sleep_seconds": 20}});
+    let r = dev.api.post("/v1/jobs", &spec).await.expect("new spec");
+    assert!(r.is_success(), "{r:?}");
+    eventually(
+        Duration::from_secs(20),
+        "the deployment shows live",
+        || async { text_of(b, "deployment-state").await == "running" },
+    )
+    .await;
+    assert!(text_of(b, "deployment-current").await.contains("1 → 2"));
+    assert_eq!(
+        js(b, "return window.notReloaded === true").await,
+        json!(true)
+    );
+    b.screenshot("flow-deployment").await.expect("screenshot");
+    // The deployments part and its forms pass the same audit as every page.
+    if let Some(src) = browser::axe_source() {
+        let v = b.axe_serious(&src).await.expect("axe");
+        assert!(v.is_empty(), "the job page with a deployment: {v:?}");
+    }
+
+    confirm_and_press(b, "deployment_confirm", "deployment-pause").await;
+    eventually(Duration::from_secs(10), "paused", || async {
+        text_of(b, "deployment-state").await == "paused"
+    })
+    .await;
+    assert_eq!(deployment_state(dev).await["state"], json!("paused"));
+    assert!(text_of(b, "deployment-holding").await.starts_with("paused"));
+
+    confirm_and_press(b, "deployment_confirm", "deployment-resume").await;
+    eventually(Duration::from_secs(10), "resumed", || async {
+        let s = text_of(b, "deployment-state").await;
+        s == "running" || s == "succeeded"
+    })
+    .await;
+    assert_ne!(deployment_state(dev).await["state"], json!("paused"));
+
+    // Roll back to the previous version (the form's default).
+    confirm_and_press(b, "rollback_confirm", "rollback-submit").await;
+    eventually(Duration::from_secs(10), "the rollback shows", || async {
+        text_of(b, "deployment-current")
+            .await
+            .contains("(rollback)")
+    })
+    .await;
+    let job = dev.api.get(&format!("/v1/jobs/{JOB}")).await.expect("job");
+    assert_eq!(job.body["spec"]["cmd"], json!("sleep 120"), "{job:?}");
+    assert_eq!(deployment_state(dev).await["rollback_to"], json!(1));
+    b.screenshot("flow-rolled-back").await.expect("screenshot");
+    // Its tasks settle RUNNING again (the rollback's own rollout).
+    wait_running_rows(dev, b, JOB, 3).await;
 }

@@ -1,5 +1,5 @@
 //! The dashboard's added pages in a real headless Chromium against a real
-//! `ocean dev` (set-up in `ocean_tests::pages_browser`): a job submitted through
+//! `ocean dev` (set-up in `ocean_tests::browser`, shared with `dashboard_browser.rs`): a job submitted through
 //! the new-job form (a field error first, then a valid submit), its task
 //! turning RUNNING on the job page without a reload, the task's log tail
 //! showing lines the task prints after the page loaded, the service tree
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use fantoccini::{Client, Locator};
 use futures::FutureExt;
-use ocean_tests::pages_browser::{available, chromium, eventually, js, Dev};
+use ocean_tests::browser::{available, eventually, js, Browser, Dev};
 use serde_json::json;
 
 const JOB: &str = "cop.acme_owt.inf_pdl.ui_service.pages_job.ticker_cluster.dev";
@@ -76,8 +76,10 @@ async fn a_job_submitted_through_the_form_runs_logs_and_sits_in_the_tree() {
     if !available() {
         return;
     }
-    let dev = Dev::start().await;
-    let (c, _driver) = chromium().await;
+    let dev = Dev::start().await.expect("ocean dev");
+    // The session's driver lives as long as `_browser` (killed on drop).
+    let _browser = Browser::start().await.expect("chromium");
+    let c = _browser.client.clone();
     let base = format!("http://{}", dev.http);
     bounded(&dev, c.clone(), async {
         // 1. The form, from the web-service template: a bad memory first.
@@ -273,8 +275,10 @@ async fn the_hosts_map_draws_every_agent_on_its_canvas() {
     if !available() {
         return;
     }
-    let dev = Dev::start().await;
-    let (c, _driver) = chromium().await;
+    let dev = Dev::start().await.expect("ocean dev");
+    // The session's driver lives as long as `_browser` (killed on drop).
+    let _browser = Browser::start().await.expect("chromium");
+    let c = _browser.client.clone();
     let base = format!("http://{}", dev.http);
     bounded(&dev, c.clone(), async {
         c.goto(&format!("{base}/ui/hosts")).await.expect("open /ui/hosts");

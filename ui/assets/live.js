@@ -7,7 +7,9 @@
 // twice writes the same row again.
 // Updates are applied in batches every 200 ms; the stream is closed while
 // the tab is hidden and reopened from the last complete version when it
-// is shown again. Without JavaScript the page is the same, just static.
+// is shown again. The deployments part is fetched again from the server
+// when the job (or, during a deployment, one of its tasks) changes.
+// Without JavaScript the page is the same, just static.
 (function () {
   "use strict";
   var root = document.querySelector("[data-live-from]");
@@ -60,8 +62,39 @@
     if (paused) { say("Paused (" + queue.length + " changes waiting)"); return; }
     if (overflow) { location.reload(); return; }
     var batch = queue; queue = [];
+    deploymentsStale = false;
     batch.forEach(apply);
     if (batch.length) { summarise(); say("Live · version " + from); }
+    if (deploymentsStale) refreshDeployments();
+  }
+
+  // The deployments part is the server's rendering of the deployment
+  // record (progress, holds, the actions that apply): fetched again, at
+  // most one request at a time and one a second, when the job or one of
+  // its tasks changed. A form being filled in (a box ticked) is not
+  // replaced under the user's hand.
+  var deploymentsStale = false, fetching = false, lastFetch = 0, again = null;
+  function refreshDeployments() {
+    var part = document.getElementById("deployments");
+    if (!part || !window.fetch) return;
+    if (part.querySelector("input[type=checkbox]:checked")) return;
+    var wait = 1000 - (Date.now() - lastFetch);
+    if (fetching || wait > 0) {
+      if (!again) again = setTimeout(function () { again = null; refreshDeployments(); }, Math.max(wait, 100));
+      return;
+    }
+    fetching = true; lastFetch = Date.now();
+    fetch(part.getAttribute("data-fragment"), { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) {
+        fetching = false;
+        var now = document.getElementById("deployments");
+        if (html === null || !now || paused) return;
+        var t = document.createElement("template");
+        t.innerHTML = html;
+        var fresh = t.content.getElementById("deployments");
+        if (fresh) now.replaceWith(fresh);
+      }, function () { fetching = false; });
   }
 
   // The job's running count and state, by the rules of the server's
@@ -113,6 +146,9 @@
     var d = ev.data;
     if (ev.kind === "task_put") {
       if (d.task.job !== job) return;
+      // Tasks move a deployment's progress only while one is active (its
+      // actions are shown); a new one always comes with a job change.
+      if (document.getElementById("deployment-actions")) deploymentsStale = true;
       var old = find(d.task.id);
       // Older than the row: skip. One version may change a task twice
       // (STARTING then RUNNING in one batch of reports), so an event of
@@ -126,9 +162,16 @@
       var gone = find(d.id);
       if (gone) gone.remove();
     } else if (ev.kind === "job_put" && d.job.id === job) {
+      deploymentsStale = true;
       var n = document.getElementById("job-instances");
       if (n && d.job.spec && d.job.spec.instances !== undefined) n.textContent = String(d.job.spec.instances);
       waiting = d.job.waiting !== null && d.job.waiting !== undefined;
+      // The reason itself, as the record says it (the structured parts
+      // below it are the server's reading, shown after a reload).
+      var why = document.getElementById("job-waiting");
+      var whyRow = document.getElementById("job-waiting-row");
+      if (why) why.textContent = waiting ? d.job.waiting : "";
+      if (whyRow) whyRow.hidden = !waiting;
       flapping = d.job.flapping === true;
       var sv = document.getElementById("job-spec-version");
       if (sv) sv.textContent = String(d.job.spec_version);

@@ -16,7 +16,8 @@
 //! ```
 //!
 //! - [`pages`]: one module per page (overview, jobs, job, hosts, hosts
-//!   map, task, service tree, product line, new job);
+//!   map, task, service tree, product line, new job) and the job page's
+//!   deployments part;
 //! - [`summary`]: what several pages count (job states, capacity);
 //! - [`tree`]: service-tree nodes' sums, quotas and weights;
 //! - [`history`] and [`chart`]: product lines' usage over time, as SVG;
@@ -82,6 +83,15 @@ pub fn routes(state: UiState) -> Router {
         .route("/ui/jobs/{id}/scale", post(pages::job::scale))
         .route("/ui/jobs/{id}/stop", post(pages::job::stop))
         .route("/ui/jobs/{id}/reset", post(pages::job::reset))
+        .route(
+            "/ui/jobs/{id}/deployments",
+            get(pages::deployments::fragment),
+        )
+        .route(
+            "/ui/jobs/{id}/deployments/action",
+            post(pages::deployments::action),
+        )
+        .route("/ui/jobs/{id}/rollback", post(pages::deployments::rollback))
         .route(
             "/ui/new",
             get(pages::new_job::page).post(pages::new_job::submit),

@@ -8,26 +8,21 @@ use ocean_master::kernel::state::{is_terminal, RUNNING};
 use ocean_master::service::types::JobView;
 use ocean_master::service::views::TaskView as Task;
 
-/// The states a job is shown in, in the order the overview lists them.
-pub const JOB_STATES: [&str; 5] = ["running", "starting", "waiting", "flapping", "idle"];
+pub use ocean_master::kernel::state::summary::JOB_STATES;
 
 /// A job's state in one word, from what the API says of it:
 /// `flapping` (relaunching stopped until a reset), `waiting` (some task
 /// cannot be placed: see its reason), `idle` (0 instances), `running` (as
 /// many tasks running as asked), else `starting`.
 pub fn job_state(job: &JobView, running: usize) -> &'static str {
-    let instances = instances(job);
-    if job.flapping {
-        "flapping"
-    } else if job.waiting.is_some() {
-        "waiting"
-    } else if instances == 0 {
-        "idle"
-    } else if running as u64 >= instances {
-        "running"
-    } else {
-        "starting"
-    }
+    // The master's own rule, so a page that counts a job's tasks itself
+    // names the state the summary counts it under.
+    ocean_master::kernel::state::summary::job_state(
+        instances(job),
+        running as u64,
+        job.waiting.is_some(),
+        job.flapping,
+    )
 }
 
 /// The job's `instances` (0 when the spec has none).

@@ -69,6 +69,7 @@ pub fn router(master: Master) -> Router {
         .merge(super::jobs::routes())
         .merge(super::deployments::routes())
         .merge(super::tasks::routes())
+        .merge(super::summary::routes())
         .merge(super::agents::routes())
         .merge(super::frameworks::routes())
         .fallback(not_found)

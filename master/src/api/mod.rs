@@ -14,5 +14,6 @@ pub mod grpc_api;
 pub mod http;
 pub mod in_process;
 pub mod jobs;
+pub mod summary;
 pub mod tasks;
 pub mod watch;

@@ -181,6 +181,31 @@ impl Feed {
         }
     }
 
+    /// The latest changes to jobs and tasks at or below `version`, newest
+    /// first, at most `limit`, each object once (its newest change).
+    pub fn recent(&self, limit: usize, version: u64) -> Vec<(u64, Change)> {
+        let ring = self.ring();
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for (v, set) in ring.items.iter().rev().filter(|(v, _)| *v <= version) {
+            for c in set.iter().rev() {
+                let id = match c {
+                    Change::JobPut(j) => j.id.as_str(),
+                    Change::JobDeleted(id) => id.as_str(),
+                    Change::TaskPut(t) => t.id.as_str(),
+                    _ => continue,
+                };
+                if seen.insert(id.to_string()) {
+                    out.push((*v, c.clone()));
+                    if out.len() == limit {
+                        return out;
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// The live stream alone, for consumers that re-read the state on
     /// every item (the reconciler).
     pub fn live(&self) -> broadcast::Receiver<FeedItem> {

@@ -56,6 +56,9 @@ pub struct DeploymentView {
     pub progress_ms: u64,
     pub created_version: u64,
     pub updated_version: u64,
+    /// The actions that apply to it now (of pause, resume, promote, fail,
+    /// cancel), as a deployment action would check them.
+    pub actions: Vec<&'static str>,
     /// Each task of the job that is alive or was replaced by it, only on a
     /// single deployment's read.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -116,6 +119,10 @@ fn view(st: &ClusterState, d: &Deployment, with_tasks: bool) -> DeploymentView {
         progress_ms: d.progress_ms,
         created_version: d.created_version,
         updated_version: d.updated_version,
+        actions: ACTIONS
+            .into_iter()
+            .filter(|a| check_action(d, a).is_ok())
+            .collect(),
         tasks: with_tasks.then_some(tasks),
     }
 }

@@ -22,6 +22,8 @@
 //! - [`agents`]: operators' agent status;
 //! - [`tasks`]: task and agent reads;
 //! - [`members`]: adding and removing masters;
+//! - [`summary`]: the cluster in numbers and jobs a page at a time, from
+//!   counts the state keeps;
 //! - [`types`]: the typed responses every adapter serialises;
 //! - [`views`]: tasks, agents, members and events as the API shows them.
 
@@ -31,6 +33,7 @@ pub mod jobs;
 pub mod kv;
 mod local;
 pub mod members;
+pub mod summary;
 pub mod tasks;
 pub mod types;
 pub mod views;

@@ -12,6 +12,7 @@ use ocean_master::service::views::TaskView;
 use ocean_master::Master;
 use serde::Deserialize;
 
+use super::deployments::DeploymentsPart;
 use super::{path_segment, see_other, Frame, Seen};
 use crate::csrf::{check, CsrfToken};
 use crate::diff;
@@ -46,6 +47,8 @@ struct JobPage {
     waiting: Option<Waiting>,
     /// The two spec versions compared, and their line diff.
     diff: Option<SpecDiff>,
+    /// The deployments part, rendered (see [`super::deployments`]).
+    deployments: String,
 }
 
 /// A diff between two kept spec versions.
@@ -93,13 +96,14 @@ impl JobPage {
 }
 
 /// Renders the page, with the user's input and its errors after a refused form.
-async fn render_page(
+pub(crate) async fn render_page(
     m: &Master,
     id: &str,
     q: &JobQuery,
     csrf: &CsrfToken,
     scale_value: Option<String>,
     mut errors: FieldErrors,
+    rollback_selected: Option<u64>,
 ) -> Result<Response> {
     let seen = &Seen { v: q.v };
     let svc = m.service();
@@ -121,6 +125,9 @@ async fn render_page(
             .then(a.id.cmp(&b.id))
     });
     let running = TaskCounts::of(&tasks).job(id).running;
+    let (deployments_v, deployments) =
+        DeploymentsPart::load(m, id, opts, csrf, errors.clone(), rollback_selected).await?;
+    let deployments = render("deployments", &deployments)?.0;
     let instances = instances(&job.job);
     let status = if errors.is_empty() {
         StatusCode::OK
@@ -165,7 +172,13 @@ async fn render_page(
     let page = JobPage {
         // live.js resumes after the oldest of the reads: a change between
         // them arrives twice, and applying a row again changes nothing.
-        frame: Frame::new(m, "jobs", job_v.min(versions_v).min(tasks_v), seen).with_csrf(csrf),
+        frame: Frame::new(
+            m,
+            "jobs",
+            job_v.min(versions_v).min(tasks_v).min(deployments_v),
+            seen,
+        )
+        .with_csrf(csrf),
         waiting: job.job.waiting.as_deref().map(waiting::parse),
         diff,
         state: job_state(&job.job, running),
@@ -176,6 +189,7 @@ async fn render_page(
         scale_value: scale_value.unwrap_or_else(|| instances.to_string()),
         errors,
         job,
+        deployments,
     };
     Ok((status, render("job", &page)?).into_response())
 }
@@ -187,7 +201,7 @@ pub async fn page(
     Path(id): Path<String>,
     Query(q): Query<JobQuery>,
 ) -> Result<Response> {
-    render_page(&m, &id, &q, &csrf, None, FieldErrors::none()).await
+    render_page(&m, &id, &q, &csrf, None, FieldErrors::none(), None).await
 }
 
 /// The scale form.
@@ -232,6 +246,7 @@ pub async fn scale(
                 &csrf,
                 Some(value.to_string()),
                 errors,
+                None,
             )
             .await
         }
@@ -259,7 +274,7 @@ pub async fn stop(
     check(&csrf, &f.csrf)?;
     if f.confirm != "yes" {
         let errors = FieldErrors::one("confirm", "tick the box to confirm stopping this job");
-        return render_page(&m, &id, &JobQuery::default(), &csrf, None, errors).await;
+        return render_page(&m, &id, &JobQuery::default(), &csrf, None, errors, None).await;
     }
     let w = m.service().delete_job(&id, None).await?;
     tracing::info!(job = %id, version = w.version, "stopped from the dashboard");

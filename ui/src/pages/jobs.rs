@@ -5,14 +5,14 @@ use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use ocean_master::service::tasks::TaskFilter;
+use ocean_master::service::summary::JobPageQuery;
 use ocean_master::Master;
 use serde::Deserialize;
 
 use super::{Frame, Paging, Seen};
 use crate::error::{render, Result};
 use crate::forms::FieldErrors;
-use crate::summary::{instances, job_state, percent, task_views, TaskCounts};
+use crate::summary::percent;
 
 /// Rows per page.
 pub const PER_PAGE: usize = 50;
@@ -114,50 +114,52 @@ pub async fn page(State(m): State<Master>, Query(q): Query<ListQuery>) -> Result
         }
     };
     let seen = Seen { v: q.v };
-    let prefix = (!q.prefix.trim().is_empty()).then(|| q.prefix.trim());
     let svc = m.service();
-    let jobs = match svc.list_jobs(prefix, seen.options()).await {
-        Ok(jobs) => Some(jobs),
+    // The service pages over its indexes: only this page's rows are built.
+    let mut query = JobPageQuery {
+        prefix: Some(q.prefix.clone()),
+        sort: Some(if errors.get("sort").is_some() {
+            "id".into()
+        } else {
+            sort.clone()
+        }),
+        page: Some(page_no),
+        per_page: Some(PER_PAGE),
+    };
+    let mut list = match svc.job_page(&query, seen.options()).await {
+        Ok(list) => Some(list),
         Err(e) => {
             // The service checks the prefix (boundary-aware, as the API).
             errors.add("prefix", invalid_reason(e)?);
             None
         }
     };
-    let live = TaskFilter {
-        ended: Some(false),
-        ..Default::default()
+    let paging = Paging::new(list.as_ref().map_or(0, |l| l.total), PER_PAGE, page_no);
+    if paging.page != page_no {
+        // A page past the end shows the last one.
+        query.page = Some(paging.page);
+        list = Some(svc.job_page(&query, seen.options()).await?);
+    }
+    let version = match &list {
+        Some(l) => l.version,
+        None => svc.status().version,
     };
-    let (tasks_v, tasks) = svc.list_tasks(&live, seen.options()).await?;
-    let counts = TaskCounts::of(&task_views(&tasks));
-    let version = jobs.as_ref().map_or(tasks_v, |j| j.version.min(tasks_v));
-    let mut rows: Vec<JobRow> = jobs
-        .map(|j| j.jobs)
+    let rows: Vec<JobRow> = list
+        .map(|l| l.jobs)
         .unwrap_or_default()
-        .iter()
-        .map(|j| {
-            let c = counts.job(&j.id);
-            let instances = instances(j);
-            JobRow {
-                id: j.id.clone(),
-                state: job_state(j, c.running),
-                running: c.running,
-                live: c.live,
-                instances,
-                percent: percent(c.running as f64, instances as f64),
-                spec_version: j.spec_version,
-                updated_version: j.updated_version,
-                waiting: j.waiting.clone().unwrap_or_default(),
-            }
+        .into_iter()
+        .map(|r| JobRow {
+            state: r.state,
+            running: r.tasks.running as usize,
+            live: r.tasks.live as usize,
+            instances: r.instances,
+            percent: percent(r.tasks.running as f64, r.instances as f64),
+            spec_version: r.job.spec_version,
+            updated_version: r.job.updated_version,
+            waiting: r.job.waiting.clone().unwrap_or_default(),
+            id: r.job.id,
         })
         .collect();
-    match sort.as_str() {
-        "updated" => rows.sort_by_key(|r| std::cmp::Reverse(r.updated_version)),
-        "state" => rows.sort_by(|a, b| a.state.cmp(b.state).then(a.id.cmp(&b.id))),
-        _ => rows.sort_by(|a, b| a.id.cmp(&b.id)),
-    }
-    let paging = Paging::new(rows.len(), PER_PAGE, page_no);
-    let rows = rows[paging.range()].to_vec();
     let status = if errors.is_empty() {
         StatusCode::OK
     } else {

@@ -1,23 +1,19 @@
 //! `/ui/`: the cluster at a glance — masters, agents by status, capacity,
 //! jobs by state, why tasks wait, and the latest changes.
 
-use std::collections::BTreeMap;
-
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::response::Html;
-use ocean_master::kernel::state::AGENT_STATUSES;
 use ocean_master::service::members::MemberStatusView;
-use ocean_master::service::tasks::TaskFilter;
-use ocean_master::service::views::AgentView;
 use ocean_master::Master;
 
 use super::{path_segment, Frame, Seen};
 use crate::error::{render, Result};
-use crate::summary::{instances, job_state, percent, task_views, TaskCounts, JOB_STATES};
+use crate::summary::percent;
 
-/// How many waiting reasons and recent changes the overview lists.
-const TOP: usize = 10;
+/// How many waiting reasons and recent changes the overview lists (the
+/// summary's own limit).
+pub const TOP: usize = ocean_master::service::summary::TOP;
 
 /// One resource's total, allocated and free.
 #[derive(Debug, Clone)]
@@ -87,105 +83,76 @@ struct OverviewPage {
     jobs_by_state: Vec<(&'static str, usize)>,
     waiting: Vec<WaitReason>,
     tasks_waiting: u64,
+    /// Distinct reasons (the table lists the first [`TOP`]).
+    waiting_reasons: usize,
     recent: Vec<Recent>,
 }
 
-/// `GET /ui/`.
+/// `GET /ui/`: every number comes from the service's summary (counts the
+/// master keeps as the state changes), so the page costs the same at
+/// 1,000 tasks as at 100,000.
 pub async fn page(State(m): State<Master>, Query(q): Query<Seen>) -> Result<Html<String>> {
     let svc = m.service();
     let status = svc.status();
-    let jobs = svc.list_jobs(None, q.options()).await?;
-    let (agents_v, agents) = svc.list_agents(q.options()).await?;
-    let live = TaskFilter {
-        ended: Some(false),
-        ..Default::default()
-    };
-    let (tasks_v, tasks) = svc.list_tasks(&live, q.options()).await?;
-    let tasks = task_views(&tasks);
-    let counts = TaskCounts::of(&tasks);
-
-    let agents: Vec<_> = agents
+    let s = svc.summary(q.options()).await?;
+    let capacity = s
+        .capacity
         .iter()
-        .map(|(a, l)| (AgentView::from(a.as_ref()), *l))
-        .collect();
-    let mut by_status: BTreeMap<String, usize> =
-        AGENT_STATUSES.iter().map(|s| (s.to_string(), 0)).collect();
-    for (a, _) in &agents {
-        *by_status.entry(a.status.clone()).or_default() += 1;
-    }
-    // Liveness is the leader's knowledge: a follower shows none.
-    let agents_unreachable = agents
-        .iter()
-        .map(|(_, l)| l.map(|l| usize::from(l.unreachable)))
-        .sum::<Option<usize>>();
-    let (cpus, mem, disk) = agents.iter().fold((0.0, 0.0, 0.0), |(c, m, d), (a, _)| {
-        (
-            c + a.resources.cpus,
-            m + a.resources.mem as f64,
-            d + a.resources.disk as f64,
-        )
-    });
-    let capacity = vec![
-        Capacity::new("CPU", "cores", cpus, counts.total.cpus),
-        Capacity::new("Memory", "MiB", mem, counts.total.mem as f64),
-        Capacity::new("Disk", "MiB", disk, counts.total.disk as f64),
-    ];
-
-    let mut by_state: BTreeMap<&str, usize> = JOB_STATES.iter().map(|s| (*s, 0)).collect();
-    let mut reasons: BTreeMap<String, WaitReason> = BTreeMap::new();
-    for j in &jobs.jobs {
-        let c = counts.job(&j.id);
-        *by_state.entry(job_state(j, c.running)).or_default() += 1;
-        if let Some(reason) = &j.waiting {
-            let r = reasons.entry(reason.clone()).or_insert_with(|| WaitReason {
-                reason: reason.clone(),
-                jobs: 0,
-                tasks: 0,
-                example: j.id.clone(),
-            });
-            r.jobs += 1;
-            r.tasks += instances(j).saturating_sub(c.live as u64);
-        }
-    }
-    let tasks_waiting = reasons.values().map(|r| r.tasks).sum();
-    let mut waiting: Vec<WaitReason> = reasons.into_values().collect();
-    waiting.sort_by(|a, b| b.tasks.cmp(&a.tasks).then(b.jobs.cmp(&a.jobs)));
-    waiting.truncate(TOP);
-
-    let mut recent: Vec<Recent> = jobs
-        .jobs
-        .iter()
-        .map(|j| Recent {
-            version: j.updated_version,
-            kind: "job",
-            id: j.id.clone(),
-            href: format!("/ui/jobs/{}", path_segment(&j.id)),
-            what: format!("spec version {}", j.spec_version),
+        .map(|c| {
+            let (name, unit) = match c.resource {
+                "cpu" => ("CPU", "cores"),
+                "mem" => ("Memory", "MiB"),
+                _ => ("Disk", "MiB"),
+            };
+            Capacity::new(name, unit, c.total, c.allocated)
         })
-        .chain(tasks.iter().map(|t| Recent {
-            version: t.updated_version,
-            kind: "task",
-            id: t.id.clone(),
-            href: format!("/ui/tasks/{}", path_segment(&t.id)),
-            what: t.state.clone(),
-        }))
         .collect();
-    recent.sort_by(|a, b| b.version.cmp(&a.version).then(a.id.cmp(&b.id)));
-    recent.truncate(TOP);
-
-    let version = jobs.version.min(agents_v).min(tasks_v);
+    let waiting = s
+        .waiting
+        .iter()
+        .map(|w| WaitReason {
+            reason: w.reason.clone(),
+            jobs: w.jobs as usize,
+            tasks: w.tasks,
+            example: w.example.clone(),
+        })
+        .collect();
+    let recent = s
+        .recent
+        .iter()
+        .map(|r| Recent {
+            version: r.version,
+            kind: if r.kind == "task" { "task" } else { "job" },
+            id: r.id.clone(),
+            href: if r.kind == "task" {
+                format!("/ui/tasks/{}", path_segment(&r.id))
+            } else {
+                format!("/ui/jobs/{}", path_segment(&r.id))
+            },
+            what: r.what.clone(),
+        })
+        .collect();
     let page = OverviewPage {
-        frame: Frame::new(&m, "overview", version, &q),
+        frame: Frame::new(&m, "overview", s.version, &q),
         leader: status.leader,
         masters: status.members,
-        agents_total: agents.len(),
-        agents_by_status: by_status.into_iter().collect(),
-        agents_unreachable,
+        agents_total: s.agents as usize,
+        agents_by_status: s
+            .agents_by_status
+            .iter()
+            .map(|(st, n)| (st.clone(), *n as usize))
+            .collect(),
+        agents_unreachable: s.agents_unreachable.map(|n| n as usize),
         capacity,
-        jobs_total: jobs.jobs.len(),
-        jobs_by_state: JOB_STATES.iter().map(|s| (*s, by_state[s])).collect(),
+        jobs_total: s.jobs as usize,
+        jobs_by_state: s
+            .jobs_by_state
+            .iter()
+            .map(|(st, n)| (*st, *n as usize))
+            .collect(),
         waiting,
-        tasks_waiting,
+        tasks_waiting: s.tasks_waiting,
+        waiting_reasons: s.waiting_reasons as usize,
         recent,
     };
     render("overview", &page)

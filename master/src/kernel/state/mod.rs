@@ -10,6 +10,7 @@ pub mod backoff;
 pub mod deployments;
 pub mod jobs;
 pub mod kv;
+pub mod summary;
 mod tasks;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -151,6 +152,8 @@ pub struct ClusterState {
     pub task_counts: BTreeMap<String, u64>,
     /// Frameworks' keys by `<namespace>/<key>` (see [`kv`]).
     pub kv: BTreeMap<String, Arc<KvEntry>>,
+    /// Counts over jobs, tasks and agents, kept as they change.
+    pub summary: summary::Summary,
 }
 
 /// The effect of one applied command.
@@ -191,6 +194,7 @@ impl ClusterState {
             Some(command::Kind::DeploymentAction(a)) => self.deployment_action(a),
             Some(command::Kind::Noop(_)) | None => (Outcome::Noop, Vec::new()),
         };
+        self.summary.observe(&changes);
         Applied {
             outcome,
             version: self.version,
@@ -205,6 +209,7 @@ impl ClusterState {
         match cmd.kind {
             Some(command::Kind::PlanTasks(plan)) => {
                 let (outcome, changes) = self.plan_tasks(plan);
+                self.summary.observe(&changes);
                 Applied {
                     outcome,
                     version: self.version,
@@ -285,6 +290,7 @@ impl ClusterState {
             job_tasks: BTreeMap::new(),
             agent_tasks: BTreeMap::new(),
             task_counts: BTreeMap::new(),
+            summary: summary::Summary::default(),
             kv: image
                 .kv
                 .into_iter()
@@ -294,6 +300,7 @@ impl ClusterState {
         for t in image.tasks {
             state.insert_task(Arc::new(t));
         }
+        state.summary = summary::Summary::recount(&state);
         Ok(state)
     }
 }

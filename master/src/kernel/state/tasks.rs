@@ -148,6 +148,8 @@ impl ClusterState {
     /// Adds a task and indexes it by job (loading from disk or an image).
     pub fn insert_task(&mut self, task: Arc<Task>) {
         self.recount(None, Some(&task.state));
+        self.summary
+            .task_changed(self.tasks.get(&task.id).map(|t| &**t), Some(&task));
         // Look the index keys up before cloning them: a round places many
         // tasks of few jobs, so the keys exist almost always.
         let id: Arc<str> = Arc::from(task.id.as_str());
@@ -162,8 +164,12 @@ impl ClusterState {
     /// 100,000 tasks in a few seconds on every master.
     pub(super) fn replace_task(&mut self, t: Arc<Task>) {
         match self.tasks.get_mut(&t.id) {
-            Some(slot) => *slot = t,
+            Some(slot) => {
+                self.summary.task_changed(Some(slot), Some(&t));
+                *slot = t;
+            }
             None => {
+                self.summary.task_changed(None, Some(&t));
                 self.tasks.insert(t.id.clone(), t);
             }
         }
@@ -172,6 +178,7 @@ impl ClusterState {
     fn remove_task(&mut self, id: &str) -> Option<Arc<Task>> {
         let task = self.tasks.remove(id)?;
         self.recount(Some(&task.state), None);
+        self.summary.task_changed(Some(&task), None);
         if let Some(set) = self.job_tasks.get_mut(&task.job_id) {
             set.remove(id);
             if set.is_empty() {

@@ -385,8 +385,12 @@ async fn run(o: Opts) -> anyhow::Result<()> {
             );
         };
         println!(
-            "\n{tasks} tasks RUNNING (of {asked} asked) on {} agents ({} jobs)",
-            o.agents, want
+            "\n{tasks} tasks RUNNING (of {asked} asked) on {} agents ({} jobs); load {}",
+            o.agents,
+            want,
+            std::fs::read_to_string("/proc/loadavg")
+                .unwrap_or_default()
+                .trim()
         );
         for (name, url) in &pages {
             let (size, times) = fetch(&http, url, o.fetches).await?;
@@ -518,6 +522,8 @@ async fn run(o: Opts) -> anyhow::Result<()> {
     if o.memory_secs > 0 {
         b.cdp("Performance.enable", json!({})).await?;
         let start = heap_mb(&b).await?;
+        let rss_start = b.renderer_rss_mb();
+        let mut rss_peak = rss_start;
         let t = Instant::now();
         let mut n = o.samples as u32;
         let mut peak = start;
@@ -530,7 +536,15 @@ async fn run(o: Opts) -> anyhow::Result<()> {
             if last_sample.elapsed() > Duration::from_secs(30) {
                 let h = heap_mb(&b).await?;
                 peak = peak.max(h);
-                println!("  heap after {:.0} s: {h:.2} MB", t.elapsed().as_secs_f64());
+                let rss = b.renderer_rss_mb();
+                rss_peak = rss_peak.max(rss);
+                println!(
+                    "  after {:.0} s: JS heap {h:.2} MB, renderer RSS {rss:.1} MB, load {}",
+                    t.elapsed().as_secs_f64(),
+                    std::fs::read_to_string("/proc/loadavg")
+                        .unwrap_or_default()
+                        .trim()
+                );
                 last_sample = Instant::now();
             }
         }
@@ -539,6 +553,11 @@ async fn run(o: Opts) -> anyhow::Result<()> {
             "tab memory over {} s with changes flowing: JS heap {start:.2} MB -> {end:.2} MB (growth {:.2} MB, peak {peak:.2} MB)",
             o.memory_secs,
             end - start
+        );
+        let rss_end = b.renderer_rss_mb();
+        println!(
+            "  renderer processes' RSS {rss_start:.1} MB -> {rss_end:.1} MB (growth {:.1} MB, peak {rss_peak:.1} MB)",
+            rss_end - rss_start
         );
     }
     stop.store(true, Ordering::Relaxed);

@@ -1,0 +1,77 @@
+//! REST for the cluster in numbers: thin adapters over
+//! [`crate::service::summary`].
+//!
+//! | method and path          | what                                                        |
+//! |--------------------------|-------------------------------------------------------------|
+//! | `GET /v1/summary`        | jobs by state, waiting reasons, agents by status, capacity  |
+//! | `GET /v1/summary/jobs`   | a page of jobs with counts (`?prefix=&sort=&page=&per_page=`) |
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::extract::Query;
+use super::jobs::versioned;
+use crate::master::Master;
+use crate::service::summary::JobPageQuery;
+use crate::service::ReadOptions;
+
+type ApiResult<T> = std::result::Result<T, ApiError>;
+
+/// The summary routes, merged into the REST router.
+pub fn routes() -> Router<Master> {
+    Router::new()
+        .route("/v1/summary", get(summary))
+        .route("/v1/summary/jobs", get(job_page))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SummaryQuery {
+    min_version: Option<u64>,
+    consistent: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    min_version: Option<u64>,
+    consistent: Option<bool>,
+    prefix: Option<String>,
+    sort: Option<String>,
+    page: Option<usize>,
+    per_page: Option<usize>,
+}
+
+fn options(min_version: Option<u64>, consistent: Option<bool>) -> ReadOptions {
+    ReadOptions {
+        min_version,
+        consistent: consistent == Some(true),
+    }
+}
+
+async fn summary(State(m): State<Master>, Query(q): Query<SummaryQuery>) -> ApiResult<Response> {
+    let s = m
+        .service()
+        .summary(options(q.min_version, q.consistent))
+        .await?;
+    Ok(versioned(s.version, StatusCode::OK, &s))
+}
+
+async fn job_page(State(m): State<Master>, Query(q): Query<PageQuery>) -> ApiResult<Response> {
+    let page = JobPageQuery {
+        prefix: q.prefix,
+        sort: q.sort,
+        page: q.page,
+        per_page: q.per_page,
+    };
+    let p = m
+        .service()
+        .job_page(&page, options(q.min_version, q.consistent))
+        .await?;
+    Ok(versioned(p.version, StatusCode::OK, &p))
+}
