@@ -47,6 +47,12 @@ pub trait Host: Clone + Send + Sync + 'static {
 
     /// Records how long a round took.
     fn observe_round(&self, _seconds: f64) {}
+
+    /// The DNS zone, sent with launches for templates' peer names (empty:
+    /// the agent's default zone).
+    fn dns_domain(&self) -> String {
+        String::new()
+    }
 }
 
 impl Host for Leading {
@@ -72,5 +78,9 @@ impl Host for Leading {
 
     fn observe_round(&self, seconds: f64) {
         self.metrics().reconcile_seconds.observe(seconds);
+    }
+
+    fn dns_domain(&self) -> String {
+        crate::service::Kernel::dns_domain(&self.master).to_string()
     }
 }

@@ -194,8 +194,7 @@ impl JobView {
             spec_version: self.spec_version,
             environment: spec.service_tree_id().cluster,
             dns: Some(dns_names(spec, &task.id)),
-            // The reconciler does not know the zone; the agent then uses
-            // the default one.
+            // Filled in by the dispatch, which knows the master's zone.
             dns_domain: String::new(),
         }
     }

@@ -1073,8 +1073,13 @@ fn dispatch<H: Host>(master: &H, connected: &HashSet<String>, scope: Scope<'_>) 
             mem.killed.retain(|id, _| open.contains(id.as_str()));
         }
     }
-    for (agent, tasks) in out.launches {
+    let domain = (!out.launches.is_empty()).then(|| master.dns_domain());
+    for (agent, mut tasks) in out.launches {
         let n = tasks.len();
+        for t in &mut tasks {
+            t.dns_domain
+                .clone_from(domain.as_ref().expect("set when launches exist"));
+        }
         let msg = MasterMessage {
             kind: Some(master_message::Kind::Launch(Launch { tasks })),
         };
