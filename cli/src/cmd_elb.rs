@@ -185,13 +185,7 @@ pub async fn elb(
 }
 
 async fn agent(args: AgentArgs) -> anyhow::Result<()> {
-    let addrs: Vec<String> = args
-        .master
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
-    let client = ocean_client::GrpcClient::new(addrs).context("--master")?;
+    let client = crate::cmd_framework::grpc_client(&args.master)?;
     let nft = ocean_elb::nft::NftCommand {
         netns: args.netns.clone(),
     };

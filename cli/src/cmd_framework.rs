@@ -66,6 +66,16 @@ pub fn parse_list(list: &str) -> anyhow::Result<Vec<Arc<dyn Framework>>> {
         .collect()
 }
 
+/// A gRPC client of the masters named by `--master` (comma-separated).
+pub fn grpc_client(master: &str) -> anyhow::Result<ocean_client::GrpcClient> {
+    let addrs: Vec<String> = master
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    ocean_client::GrpcClient::new(addrs).context("--master")
+}
+
 /// Runs `ocean framework ...`.
 pub async fn framework(cmd: FrameworkCommand) -> anyhow::Result<()> {
     let FrameworkCommand::Run(args) = cmd;
@@ -76,14 +86,7 @@ pub async fn framework(cmd: FrameworkCommand) -> anyhow::Result<()> {
             KNOWN.join(", ")
         );
     };
-    let addrs: Vec<String> = args
-        .master
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
-    let client: Arc<dyn ocean_client::Client> =
-        Arc::new(ocean_client::GrpcClient::new(addrs).context("--master")?);
+    let client: Arc<dyn ocean_client::Client> = Arc::new(grpc_client(&args.master)?);
     let holder = args.holder.unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())

@@ -49,9 +49,7 @@ use tracing::{debug, info, warn};
 
 use crate::kernel::feed::FeedItem;
 use crate::kernel::state::deployments::{self, is_active};
-use crate::kernel::state::{
-    is_live, is_terminal, job_of, plan_command, Change, ClusterState, STAGING,
-};
+use crate::kernel::state::{is_live, is_terminal, plan_command, Change, ClusterState, STAGING};
 use crate::master::Master;
 pub use host::Host;
 use job::JobView;
@@ -750,7 +748,7 @@ fn decide<H: Host>(master: &H, connected: &HashSet<String>, t0: Instant) -> Deci
         (v, running, agents, rebuilt, unplaceable)
     };
     let t_view = t0.elapsed();
-    let mut kills = Vec::new();
+    let mut victims = Vec::new();
     // Jobs that need tasks placed, and how many.
     let mut wanted: Vec<(&Arc<JobView>, usize)> = Vec::new();
     let mut waiting = BTreeMap::new();
@@ -773,7 +771,6 @@ fn decide<H: Host>(master: &H, connected: &HashSet<String>, t0: Instant) -> Deci
             .iter()
             .map(|t| t.as_ref())
             .collect();
-        shutdown.job(job, &tasks, now);
         // A drain, like a rolling update, stops an old task once a new one
         // runs: such jobs need a round when a task starts running.
         if job.deployment.as_deref().is_some_and(is_active)
@@ -800,7 +797,7 @@ fn decide<H: Host>(master: &H, connected: &HashSet<String>, t0: Instant) -> Deci
                 }
             }),
         };
-        kills.extend(d.stop);
+        shutdown.job(job, &tasks, d.stop, now);
         if d.start > 0 {
             let hold = progress
                 .and_then(|p| p.hold(job))
@@ -864,7 +861,7 @@ fn decide<H: Host>(master: &H, connected: &HashSet<String>, t0: Instant) -> Deci
         }
         for p in &plan.preemptions {
             let priority = by_job.get(p.for_job).map(|j| j.spec.priority).unwrap_or(0);
-            kills.push(p.victim.to_string());
+            victims.push(p.victim.to_string());
             preempted.insert(
                 p.victim.to_string(),
                 format!(
@@ -904,17 +901,7 @@ fn decide<H: Host>(master: &H, connected: &HashSet<String>, t0: Instant) -> Deci
             changed.insert(job.clone(), String::new());
         }
     }
-    let jobs: HashMap<&str, &JobView> = if kills.is_empty() {
-        HashMap::new()
-    } else {
-        view.jobs.iter().map(|j| (j.id.as_str(), &**j)).collect()
-    };
-    let find = |id: &str| {
-        let job = *jobs.get(job_of(id)?)?;
-        let t = view.tasks.get(&job.id)?.iter().find(|t| t.id == id)?;
-        Some((&**t, job))
-    };
-    let (stops, drains_end) = shutdown.split(kills, &preempted, find, now);
+    let (stops, drains_end) = shutdown.finish(victims);
     for at in [rollout.wake_at, drains_end].into_iter().flatten() {
         wake_at = Some(wake_at.map_or(at, |w| w.min(at)));
     }

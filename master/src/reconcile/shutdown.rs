@@ -24,10 +24,9 @@ use crate::kernel::state::{is_terminal, RUNNING};
 /// Stops that are due, collected over a round's jobs.
 #[derive(Debug, Default)]
 pub struct Shutdown {
-    /// Draining tasks whose delay has passed.
-    due: Vec<String>,
+    stops: Stops,
     /// The earliest end of a delay still running (leader clock, ms).
-    pub wake_at: Option<u64>,
+    wake_at: Option<u64>,
 }
 
 /// What a round commits for its stops.
@@ -40,56 +39,55 @@ pub struct Stops {
 }
 
 impl Shutdown {
-    /// Looks at one job's tasks for drains that are over.
-    pub fn job(&mut self, job: &JobView, tasks: &[&Task], now: u64) {
+    /// Looks at one job's tasks: drains that are over are due, and the
+    /// round's stops of this job (`stop`) are drained first (a RUNNING task
+    /// of a job with a delay) or killed now.
+    pub fn job(&mut self, job: &JobView, tasks: &[&Task], stop: Vec<String>, now: u64) {
         let delay_ms = u64::from(job.spec.shutdown_delay_seconds) * 1_000;
+        let due_from = self.stops.kill.len();
         for t in tasks {
             if t.draining_since_ms == 0 || t.kill_requested || is_terminal(&t.state) {
                 continue;
             }
             let until = t.draining_since_ms.saturating_add(delay_ms);
             if now >= until {
-                self.due.push(t.id.clone());
+                self.stops.kill.push(t.id.clone());
             } else {
-                self.wake_at = Some(self.wake_at.map_or(until, |w| w.min(until)));
+                self.wake(until);
             }
         }
-    }
-
-    /// Splits the round's `kills` into kills now and drains, adding the
-    /// drains that are over. `task` finds a task and its job by id;
-    /// preempted tasks are killed at once (the room is needed now).
-    pub fn split<'a>(
-        mut self,
-        kills: Vec<String>,
-        preempted: &HashMap<String, String>,
-        task: impl Fn(&str) -> Option<(&'a Task, &'a JobView)>,
-        now: u64,
-    ) -> (Stops, Option<u64>) {
-        let mut stops = Stops::default();
-        for id in kills {
-            let drain = !preempted.contains_key(&id)
-                && task(&id).is_some_and(|(t, job)| {
-                    job.spec.shutdown_delay_seconds > 0
+        for id in stop {
+            let drains = delay_ms > 0
+                && tasks.iter().any(|t| {
+                    t.id == id
                         && t.state == RUNNING
                         && t.draining_since_ms == 0
                         && !t.kill_requested
                 });
-            if drain {
-                let until = now + u64::from(delay_of(&task, &id)) * 1_000;
-                self.wake_at = Some(self.wake_at.map_or(until, |w| w.min(until)));
-                stops.draining.insert(id, now);
-            } else if !self.due.contains(&id) {
-                stops.kill.push(id);
+            if drains {
+                self.wake(now + delay_ms);
+                self.stops.draining.insert(id, now);
+            } else if !self.stops.kill[due_from..].contains(&id) {
+                self.stops.kill.push(id);
             }
         }
-        stops.kill.append(&mut self.due);
-        (stops, self.wake_at)
     }
-}
 
-fn delay_of<'a>(task: &impl Fn(&str) -> Option<(&'a Task, &'a JobView)>, id: &str) -> u32 {
-    task(id).map_or(0, |(_, j)| j.spec.shutdown_delay_seconds)
+    /// The round's stops, with its preemptions killed at once (the room
+    /// is needed now), and the earliest end of a drain still running.
+    pub fn finish(mut self, preempted: Vec<String>) -> (Stops, Option<u64>) {
+        for id in preempted {
+            self.stops.draining.remove(&id);
+            if !self.stops.kill.contains(&id) {
+                self.stops.kill.push(id);
+            }
+        }
+        (self.stops, self.wake_at)
+    }
+
+    fn wake(&mut self, at: u64) {
+        self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
+    }
 }
 
 #[cfg(test)]
@@ -132,15 +130,14 @@ mod tests {
         let a = task("j.a", RUNNING, 0);
         let staging = task("j.b", STAGING, 0);
         let victim = task("j.c", RUNNING, 0);
-        let all = [&a, &staging, &victim];
-        let find = |id: &str| all.iter().find(|t| t.id == id).map(|t| (*t, &j));
-        let preempted = HashMap::from([("j.c".to_string(), "room".to_string())]);
-        let (stops, wake) = Shutdown::default().split(
-            vec!["j.a".into(), "j.b".into(), "j.c".into()],
-            &preempted,
-            find,
+        let mut s = Shutdown::default();
+        s.job(
+            &j,
+            &[&a, &staging, &victim],
+            vec!["j.a".into(), "j.b".into()],
             10_000,
         );
+        let (stops, wake) = s.finish(vec!["j.c".into()]);
         assert_eq!(
             stops,
             Stops {
@@ -153,14 +150,11 @@ mod tests {
         // Later rounds: not yet, then due.
         let drained = task("j.a", RUNNING, 10_000);
         let mut s = Shutdown::default();
-        s.job(&j, &[&drained], 14_999);
-        assert_eq!(
-            s.split(vec![], &preempted, find, 14_999),
-            (Stops::default(), Some(15_000))
-        );
+        s.job(&j, &[&drained], vec![], 14_999);
+        assert_eq!(s.finish(vec![]), (Stops::default(), Some(15_000)));
         let mut s = Shutdown::default();
-        s.job(&j, &[&drained], 15_000);
-        let (stops, wake) = s.split(vec![], &preempted, find, 15_000);
+        s.job(&j, &[&drained], vec![], 15_000);
+        let (stops, wake) = s.finish(vec![]);
         assert_eq!(stops.kill, vec!["j.a".to_string()]);
         assert!(stops.draining.is_empty());
         assert_eq!(wake, None);
@@ -170,10 +164,9 @@ mod tests {
     fn without_a_delay_kills_are_immediate_and_ended_or_killed_drains_are_left_alone() {
         let j = job(0);
         let a = task("j.a", RUNNING, 0);
-        let all = [&a];
-        let find = |id: &str| all.iter().find(|t| t.id == id).map(|t| (*t, &j));
-        let (stops, wake) =
-            Shutdown::default().split(vec!["j.a".into()], &HashMap::new(), find, 1_000);
+        let mut s = Shutdown::default();
+        s.job(&j, &[&a], vec!["j.a".into()], 1_000);
+        let (stops, wake) = s.finish(vec![]);
         assert_eq!(stops.kill, vec!["j.a".to_string()]);
         assert_eq!(wake, None);
 
@@ -183,8 +176,8 @@ mod tests {
         let mut killed = task("j.f", RUNNING, 900);
         killed.kill_requested = true;
         let mut s = Shutdown::default();
-        s.job(&j, &[&draining, &ended, &killed], 1_000);
-        let (stops, _) = s.split(vec!["j.d".into()], &HashMap::new(), find, 1_000);
+        s.job(&j, &[&draining, &ended, &killed], vec!["j.d".into()], 1_000);
+        let (stops, _) = s.finish(vec![]);
         assert_eq!(stops.kill, vec!["j.d".to_string()], "once, not twice");
     }
 }
