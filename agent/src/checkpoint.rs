@@ -137,6 +137,7 @@ mod tests {
                 cpu: cg.clone(),
                 memory: cg.clone(),
                 pids: cg,
+                cpuacct: None,
             },
             sandbox: data.path().join("sandboxes/t1"),
             ports: vec![31000],

@@ -32,6 +32,7 @@
 //! | [`docker`] | the Docker executor: containers through the engine (bollard), events, logs, re-adoption |
 //! | [`cgroup`] | the [`CgroupDriver`] trait, v1, v2, detection |
 //! | [`release`] | artifacts laid out as `releases/<version>/` per job (fetch, sha256, extract, keep 3), config templates rendered per task |
+//! | [`usage`] | per-task usage from cgroups every interval: pushed to the leader, served at `/metrics` |
 //! | [`health`] | health checks of running tasks: probes, the checker, reporting only changes |
 //! | [`task`] | spec, states, statuses, exit classification |
 //! | [`wrapper`] | the exec wrapper (`ocean agent exec-wrapper`, `ocean-task-wrapper`) |
@@ -52,6 +53,7 @@ pub mod runtime;
 pub mod sandbox;
 pub mod session;
 pub mod task;
+pub mod usage;
 pub mod wrapper;
 
 pub use cgroup::{detect as detect_cgroups, CgroupDriver, CgroupLimits, CgroupVersion, TaskCgroup};

@@ -124,6 +124,12 @@ pub trait SessionHandler: Send + Sync {
     fn open_stream(&self) -> StreamOpening;
     /// A command from the leader (launch, kill, reconcile), in arrival order.
     fn command(&self, command: master_message::Kind);
+    /// The agent's newest usage sample, sent on the stream each time it
+    /// changes (only the latest: a slow stream skips samples rather than
+    /// queueing them). `None`: the agent reports no usage.
+    fn usage(&self) -> Option<watch::Receiver<Option<Arc<pb::UsageReport>>>> {
+        None
+    }
 }
 
 /// Keeps the agent registered with the current leader until `shutdown`
@@ -257,6 +263,7 @@ async fn one_session(
     };
     let mut interval = heartbeats(Duration::from_secs(1));
     let mut seq = 0u64;
+    let mut usage = handler.usage();
     loop {
         tokio::select! {
             msg = inbound.message() => match msg {
@@ -284,6 +291,12 @@ async fn one_session(
                     return Ended::Failed("stream closed".into());
                 }
             }
+            Some(sample) = next_usage(&mut usage) => {
+                let msg = AgentMessage { kind: Some(agent_message::Kind::Usage((*sample).clone())) };
+                if tx.send(msg).await.is_err() {
+                    return Ended::Failed("stream closed".into());
+                }
+            }
             _ = interval.tick() => {
                 seq += 1;
                 let hb = AgentMessage { kind: Some(agent_message::Kind::Heartbeat(Heartbeat { seq })) };
@@ -293,6 +306,20 @@ async fn one_session(
             }
         }
     }
+}
+
+/// The next usage sample; never resolves without a feed (or once it closed).
+async fn next_usage(
+    feed: &mut Option<watch::Receiver<Option<Arc<pb::UsageReport>>>>,
+) -> Option<Arc<pb::UsageReport>> {
+    let Some(rx) = feed.as_mut() else {
+        return std::future::pending().await;
+    };
+    if rx.changed().await.is_err() {
+        *feed = None;
+        return std::future::pending().await;
+    }
+    rx.borrow_and_update().clone()
 }
 
 /// A heartbeat timer. After a pause (a stopped process, a starved host) it

@@ -114,6 +114,43 @@ pub struct RunArgs {
     http: Option<String>,
     #[command(flatten)]
     docker: DockerOptions,
+    #[command(flatten)]
+    usage: UsageOptions,
+}
+
+/// Usage sampling and the agent's Prometheus endpoint.
+#[derive(Debug, Clone, Default, Args)]
+pub struct UsageOptions {
+    /// How often tasks' usage is sampled and pushed to the leader: `500ms`,
+    /// `5s`, `1m` (default 5s).
+    #[arg(long, value_parser = parse_interval)]
+    pub usage_interval: Option<std::time::Duration>,
+    /// Serve per-task usage for Prometheus at http://ADDR/metrics,
+    /// HOST:PORT (default: not served).
+    #[arg(long)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+/// `500ms`, `5s`, `2m` or a plain number of seconds.
+fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?}: give a duration such as 500ms, 5s or 1m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("{s:?}: the unit must be ms, s or m")),
+    };
+    if !(secs > 0.0 && secs <= 3600.0) {
+        return Err(format!("{s:?}: must be more than 0 and at most 1h"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 /// The Docker executor's flags.
@@ -167,6 +204,8 @@ pub struct AgentOptions {
     pub http: Option<String>,
     /// The Docker executor's settings.
     pub docker: DockerOptions,
+    /// Usage sampling and `/metrics`.
+    pub usage: UsageOptions,
 }
 
 /// Builds the agent's identity from flags, naming the flag that is wrong.
@@ -267,6 +306,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         address: args.address,
         http: args.http,
         docker: args.docker,
+        usage: args.usage,
     };
     run_agent(options, crate::cmd_server::shutdown_signal()).await
 }
@@ -323,6 +363,10 @@ pub async fn run_agent(
     let docker = docker_config(&o.docker, &me.hostname)?;
     let mut config = AgentConfig::new(me, o.masters, executor, cgroups);
     config.docker = docker;
+    if let Some(every) = o.usage.usage_interval {
+        config.usage_interval = every;
+    }
+    config.metrics_addr = o.usage.metrics_addr;
     ocean_agent::runtime::run(config, listener, shutdown).await?;
     Ok(())
 }

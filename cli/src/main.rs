@@ -12,6 +12,7 @@ mod cmd_elb;
 mod cmd_framework;
 mod cmd_server;
 mod cmd_task;
+mod cmd_top;
 
 use clap::{Parser, Subcommand};
 
@@ -75,6 +76,8 @@ enum Command {
     /// Run a framework standalone (`ocean framework run cron --master ...`).
     #[command(subcommand)]
     Framework(cmd_framework::FrameworkCommand),
+    /// A live view of what tasks use under a service-tree node.
+    Top(cmd_top::TopArgs),
 }
 
 fn main() {
@@ -119,6 +122,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cache(cmd) => cmd_cache::cache(&client()?, cmd).await,
         Command::Framework(cmd) => cmd_framework::framework(cmd).await,
         Command::Elb(cmd) => cmd_elb::elb(client, cmd).await,
+        Command::Top(args) => cmd_top::top(&client()?, args).await,
     }
 }
 

@@ -17,6 +17,7 @@
 //!   liveness; status batching) and the [`reconcile::Host`] seam they act through.
 //! - [`master`]: the handle the APIs use, and [`run`].
 //! - [`sessions`]: the agents' streams as this master holds them.
+//! - [`usage`]: the tasks' usage samples the agents push, in the leader's memory.
 //! - [`service`]: the one place client writes are validated and proposed.
 //! - [`leader`]: the per-term supervisor that starts and stops everything that runs
 //!   only on the leader (the controllers of [`reconcile`], hosted frameworks).
@@ -34,6 +35,7 @@ pub mod service;
 pub mod sessions;
 pub mod startup;
 pub mod transport;
+pub mod usage;
 
 #[cfg(test)]
 mod harness;

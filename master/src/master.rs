@@ -48,6 +48,8 @@ pub(crate) struct Inner {
     pub(crate) accepting_raft: std::sync::atomic::AtomicBool,
     /// Agents connected to this master (meaningful on the leader).
     pub(crate) sessions: crate::sessions::Sessions,
+    /// Agents' usage samples (meaningful on the leader; never replicated).
+    pub(crate) usage: crate::usage::UsageStore,
     pub(crate) agent_http: reqwest::Client,
     /// The DNS zone, for jobs' `dns_name`.
     pub(crate) dns_domain: String,
@@ -126,6 +128,11 @@ impl Master {
     /// The leader's knowledge of connected agents.
     pub fn sessions(&self) -> &crate::sessions::Sessions {
         &self.inner.sessions
+    }
+
+    /// The usage samples agents pushed to this master while it led.
+    pub fn usage(&self) -> &crate::usage::UsageStore {
+        &self.inner.usage
     }
 
     /// The HTTP client for agents' log servers.

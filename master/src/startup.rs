@@ -156,6 +156,7 @@ pub async fn start(config: &MasterConfig) -> Result<Started> {
             grpc_addr,
             http_addr,
             sessions: Default::default(),
+            usage: Default::default(),
             agent_http: reqwest::Client::builder()
                 .connect_timeout(std::time::Duration::from_secs(2))
                 .build()

@@ -14,6 +14,7 @@ const ORDER: &[&str] = &[
     "kernel",
     "transport",
     "sessions",
+    "usage",
     "master",
     "service",
     "reconcile",

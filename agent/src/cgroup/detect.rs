@@ -24,6 +24,7 @@ pub fn detect_from_mountinfo(mountinfo: &str, parent: &str) -> Result<Arc<dyn Cg
     let mut cpu = None;
     let mut memory = None;
     let mut pids = None;
+    let mut cpuacct = None;
     let mut unified: Option<PathBuf> = None;
     for line in mountinfo.lines() {
         let Some((left, right)) = line.split_once(" - ") else {
@@ -45,6 +46,7 @@ pub fn detect_from_mountinfo(mountinfo: &str, parent: &str) -> Result<Arc<dyn Cg
                         "cpu" => cpu = Some(mount_point.clone()),
                         "memory" => memory = Some(mount_point.clone()),
                         "pids" => pids = Some(mount_point.clone()),
+                        "cpuacct" => cpuacct = Some(mount_point.clone()),
                         _ => {}
                     }
                 }
@@ -57,7 +59,11 @@ pub fn detect_from_mountinfo(mountinfo: &str, parent: &str) -> Result<Arc<dyn Cg
         }
     }
     if let (Some(cpu), Some(memory), Some(pids)) = (&cpu, &memory, &pids) {
-        return Ok(Arc::new(CgroupV1::with_mounts(cpu, memory, pids, parent)));
+        let mut v1 = CgroupV1::with_mounts(cpu, memory, pids, parent);
+        if let Some(cpuacct) = &cpuacct {
+            v1 = v1.with_cpuacct(cpuacct);
+        }
+        return Ok(Arc::new(v1));
     }
     if let Some(root) = unified {
         return Ok(Arc::new(CgroupV2::new(&root, parent)));

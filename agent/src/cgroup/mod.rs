@@ -79,14 +79,24 @@ pub struct TaskCgroup {
     pub memory: PathBuf,
     /// The cgroup holding the pids controller files.
     pub pids: PathBuf,
+    /// The v1 cgroup holding the cpuacct files, where that controller is
+    /// mounted apart from cpu (the cpu hierarchy has no usage counter
+    /// then). `None` for v2, for a co-mounted `cpu,cpuacct`, and in
+    /// checkpoints written before usage was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpuacct: Option<PathBuf>,
 }
 
 impl TaskCgroup {
     /// The distinct directories a process must join, in order (one for v2).
     /// The last one is joined last, so a pid seen there has joined them all.
     pub fn dirs(&self) -> Vec<PathBuf> {
-        let mut dirs: Vec<PathBuf> = Vec::with_capacity(3);
-        for dir in [&self.cpu, &self.memory, &self.pids] {
+        let mut dirs: Vec<PathBuf> = Vec::with_capacity(4);
+        let cpuacct = self.cpuacct.as_ref();
+        for dir in [Some(&self.cpu), cpuacct, Some(&self.memory), Some(&self.pids)]
+            .into_iter()
+            .flatten()
+        {
             if !dirs.contains(dir) {
                 dirs.push(dir.clone());
             }
@@ -117,6 +127,33 @@ impl OomEvents {
     }
 }
 
+/// The counters of one task's cgroup at one moment: cumulative ones
+/// (cpu time, throttled time, OOM kills) are turned into rates by the
+/// usage sampler (`crate::usage`), which keeps the previous reading.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CgroupUsage {
+    /// CPU time used since the cgroup was made, in ns (`None`: no counter,
+    /// e.g. a v1 task made before cpuacct was joined).
+    pub cpu_usage_ns: Option<u64>,
+    /// Time the CFS quota held the task back, in ns.
+    pub cpu_throttled_ns: u64,
+    /// Periods in which it was held back.
+    pub cpu_throttled_periods: u64,
+    /// Anonymous memory (v1 `rss`, v2 `anon`), bytes.
+    pub memory_rss_bytes: u64,
+    /// Page cache (v1 `cache`, v2 `file`), bytes.
+    pub memory_cache_bytes: u64,
+    /// The highest charge seen (v1 `max_usage_in_bytes`, v2 `memory.peak`
+    /// where the kernel has it, else the current charge).
+    pub memory_peak_bytes: u64,
+    /// The memory limit, bytes (`None`: unlimited).
+    pub memory_limit_bytes: Option<u64>,
+    /// OOM kills in the cgroup (see [`OomEvents`]).
+    pub oom_kills: u64,
+    /// Processes and threads now in the cgroup.
+    pub pids: u64,
+}
+
 /// One task cgroup's lifecycle: create with limits, read back, watch OOM,
 /// kill and remove. Implementations only touch files under their root.
 pub trait CgroupDriver: Send + Sync + fmt::Debug {
@@ -131,6 +168,9 @@ pub trait CgroupDriver: Send + Sync + fmt::Debug {
 
     /// The OOM counters of the task's memory cgroup.
     fn oom_events(&self, cgroup: &TaskCgroup) -> Result<OomEvents>;
+
+    /// What the task uses now: cpu, memory and pids counters.
+    fn usage(&self, cgroup: &TaskCgroup) -> Result<CgroupUsage>;
 
     /// The pids currently in the task's cgroup (empty if it is gone).
     fn procs(&self, cgroup: &TaskCgroup) -> Result<Vec<i32>>;
@@ -199,6 +239,7 @@ mod tests {
             cpu: p.clone(),
             memory: p.clone(),
             pids: p.clone(),
+            cpuacct: None,
         };
         assert_eq!(cg.dirs(), vec![p]);
     }

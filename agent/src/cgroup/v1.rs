@@ -7,7 +7,9 @@ use super::fsutil::{
     check_name, keyed_u64, kill_and_remove, list_dirs, make_dir, read_procs, read_u64, read_value,
     write_optional, write_value,
 };
-use super::{CgroupDriver, CgroupLimits, CgroupVersion, OomEvents, TaskCgroup, CFS_PERIOD_US};
+use super::{
+    CgroupDriver, CgroupLimits, CgroupUsage, CgroupVersion, OomEvents, TaskCgroup, CFS_PERIOD_US,
+};
 use crate::error::Result;
 
 /// Largest value v1 reports for "no memory limit" is close to `i64::MAX`;
@@ -20,6 +22,8 @@ pub struct CgroupV1 {
     cpu_root: PathBuf,
     memory_root: PathBuf,
     pids_root: PathBuf,
+    /// Where cpuacct is mounted apart from cpu (see [`CgroupV1::with_cpuacct`]).
+    cpuacct_root: Option<PathBuf>,
     parent: String,
 }
 
@@ -42,8 +46,17 @@ impl CgroupV1 {
             cpu_root: cpu.to_path_buf(),
             memory_root: memory.to_path_buf(),
             pids_root: pids.to_path_buf(),
+            cpuacct_root: None,
             parent: parent.to_string(),
         }
+    }
+
+    /// Task cgroups also join the cpuacct hierarchy mounted at `cpuacct`
+    /// when it is not the cpu one (`/sys/fs/cgroup/cpuacct` beside
+    /// `/sys/fs/cgroup/cpu`): only cpuacct counts the cpu time a task used.
+    pub fn with_cpuacct(mut self, cpuacct: &Path) -> Self {
+        self.cpuacct_root = (cpuacct != self.cpu_root).then(|| cpuacct.to_path_buf());
+        self
     }
 }
 
@@ -58,6 +71,10 @@ impl CgroupDriver for CgroupV1 {
             cpu: self.cpu_root.join(&self.parent).join(name),
             memory: self.memory_root.join(&self.parent).join(name),
             pids: self.pids_root.join(&self.parent).join(name),
+            cpuacct: self
+                .cpuacct_root
+                .as_ref()
+                .map(|root| root.join(&self.parent).join(name)),
         }
     }
 
@@ -113,6 +130,30 @@ impl CgroupDriver for CgroupV1 {
         Ok(OomEvents {
             oom_kills: keyed_u64(&control, "oom_kill"),
             limit_hits,
+        })
+    }
+
+    fn usage(&self, cg: &TaskCgroup) -> Result<CgroupUsage> {
+        // cpuacct.usage is in its own hierarchy, or in cpu's when co-mounted;
+        // a task that never joined a separate cpuacct has no counter.
+        let cpu_usage_ns = match &cg.cpuacct {
+            Some(dir) => Some(read_u64(dir, "cpuacct.usage")?),
+            None => read_u64(&cg.cpu, "cpuacct.usage").ok(),
+        };
+        let cpu_stat = read_value(&cg.cpu, "cpu.stat")?;
+        let memory_stat = read_value(&cg.memory, "memory.stat")?;
+        let memory_limit = read_u64(&cg.memory, "memory.limit_in_bytes")?;
+        let control = read_value(&cg.memory, "memory.oom_control")?;
+        Ok(CgroupUsage {
+            cpu_usage_ns,
+            cpu_throttled_ns: keyed_u64(&cpu_stat, "throttled_time").unwrap_or(0),
+            cpu_throttled_periods: keyed_u64(&cpu_stat, "nr_throttled").unwrap_or(0),
+            memory_rss_bytes: keyed_u64(&memory_stat, "rss").unwrap_or(0),
+            memory_cache_bytes: keyed_u64(&memory_stat, "cache").unwrap_or(0),
+            memory_peak_bytes: read_u64(&cg.memory, "memory.max_usage_in_bytes")?,
+            memory_limit_bytes: (memory_limit < V1_UNLIMITED_MEMORY).then_some(memory_limit),
+            oom_kills: keyed_u64(&control, "oom_kill").unwrap_or(0),
+            pids: read_u64(&cg.pids, "pids.current")?,
         })
     }
 
@@ -175,6 +216,51 @@ mod tests {
             OomEvents {
                 oom_kills: Some(2),
                 limit_hits: 9
+            }
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn usage_reads_cpuacct_cpu_memory_and_pids() -> anyhow::Result<()> {
+        let root = tempfile::tempdir()?;
+        let driver = CgroupV1::new(root.path(), "ocean").with_cpuacct(&root.path().join("cpuacct"));
+        let cg = driver.create(
+            "t1",
+            &CgroupLimits {
+                cpus: Some(1.0),
+                memory_bytes: Some(64 << 20),
+                pids: None,
+            },
+        )?;
+        let cpuacct = root.path().join("cpuacct/ocean/t1");
+        assert_eq!(cg.cpuacct.as_ref(), Some(&cpuacct));
+        assert!(cg.dirs().contains(&cpuacct), "the wrapper joins cpuacct");
+        std::fs::write(cpuacct.join("cpuacct.usage"), "2500000000\n")?;
+        std::fs::write(
+            cg.cpu.join("cpu.stat"),
+            "nr_periods 10\nnr_throttled 3\nthrottled_time 7000\n",
+        )?;
+        std::fs::write(
+            cg.memory.join("memory.stat"),
+            "cache 4096\nrss 104857600\nrss_huge 0\ntotal_rss 1\n",
+        )?;
+        std::fs::write(cg.memory.join("memory.max_usage_in_bytes"), "110000000\n")?;
+        std::fs::write(cg.memory.join("memory.oom_control"), "oom_kill 1\n")?;
+        std::fs::write(cg.pids.join("pids.current"), "4\n")?;
+        let usage = driver.usage(&cg)?;
+        assert_eq!(
+            usage,
+            CgroupUsage {
+                cpu_usage_ns: Some(2_500_000_000),
+                cpu_throttled_ns: 7000,
+                cpu_throttled_periods: 3,
+                memory_rss_bytes: 104_857_600,
+                memory_cache_bytes: 4096,
+                memory_peak_bytes: 110_000_000,
+                memory_limit_bytes: Some(64 << 20),
+                oom_kills: 1,
+                pids: 4,
             }
         );
         Ok(())

@@ -7,10 +7,12 @@ use std::path::{Path, PathBuf};
 use tracing::warn;
 
 use super::fsutil::{
-    check_name, keyed_u64, kill_and_remove, list_dirs, make_dir, read_procs, read_value,
-    write_optional, write_value,
+    check_name, keyed_u64, kill_and_remove, list_dirs, make_dir, read_procs, read_u64,
+    read_value, write_optional, write_value,
 };
-use super::{CgroupDriver, CgroupLimits, CgroupVersion, OomEvents, TaskCgroup, CFS_PERIOD_US};
+use super::{
+    CgroupDriver, CgroupLimits, CgroupUsage, CgroupVersion, OomEvents, TaskCgroup, CFS_PERIOD_US,
+};
 use crate::error::{Error, Result};
 
 /// The controllers a task cgroup needs.
@@ -55,6 +57,7 @@ impl CgroupDriver for CgroupV2 {
             cpu: dir.clone(),
             memory: dir.clone(),
             pids: dir,
+            cpuacct: None,
         }
     }
 
@@ -117,6 +120,26 @@ impl CgroupDriver for CgroupV2 {
         Ok(OomEvents {
             oom_kills: keyed_u64(&events, "oom_kill"),
             limit_hits: keyed_u64(&events, "max").unwrap_or(0),
+        })
+    }
+
+    fn usage(&self, cg: &TaskCgroup) -> Result<CgroupUsage> {
+        let cpu_stat = read_value(&cg.cpu, "cpu.stat")?;
+        let memory_stat = read_value(&cg.memory, "memory.stat")?;
+        let current = read_u64(&cg.memory, "memory.current")?;
+        let limit = read_value(&cg.memory, "memory.max")?;
+        let events = read_value(&cg.memory, "memory.events")?;
+        Ok(CgroupUsage {
+            cpu_usage_ns: keyed_u64(&cpu_stat, "usage_usec").map(|us| us * 1000),
+            cpu_throttled_ns: keyed_u64(&cpu_stat, "throttled_usec").unwrap_or(0) * 1000,
+            cpu_throttled_periods: keyed_u64(&cpu_stat, "nr_throttled").unwrap_or(0),
+            memory_rss_bytes: keyed_u64(&memory_stat, "anon").unwrap_or(0),
+            memory_cache_bytes: keyed_u64(&memory_stat, "file").unwrap_or(0),
+            // memory.peak arrived in Linux 5.19.
+            memory_peak_bytes: read_u64(&cg.memory, "memory.peak").unwrap_or(current),
+            memory_limit_bytes: limit.parse().ok(),
+            oom_kills: keyed_u64(&events, "oom_kill").unwrap_or(0),
+            pids: read_u64(&cg.pids, "pids.current")?,
         })
     }
 

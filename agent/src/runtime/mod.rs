@@ -77,6 +77,11 @@ pub struct AgentConfig {
     pub docker: Option<DockerConfig>,
     /// The engine to use instead of connecting to `docker.socket` (tests).
     pub docker_engine: Option<Arc<dyn ContainerEngine>>,
+    /// How often tasks' usage is sampled and pushed to the leader
+    /// ([`crate::usage::DEFAULT_INTERVAL`]).
+    pub usage_interval: Duration,
+    /// Where to serve Prometheus `/metrics` (per-task usage); `None`: not served.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl AgentConfig {
@@ -97,6 +102,8 @@ impl AgentConfig {
             session_state: None,
             docker: None,
             docker_engine: None,
+            usage_interval: crate::usage::DEFAULT_INTERVAL,
+            metrics_addr: None,
         }
     }
 }
@@ -189,8 +196,18 @@ pub async fn run(
     });
     info!(agent = %config.identity.id, http = %http_addr, masters = ?config.masters, "agent running");
 
+    let (usage, usage_rx) = crate::usage::Latest::new();
+    let (sampler, metrics) = crate::usage::start(
+        Arc::clone(&executor),
+        config.usage_interval,
+        usage,
+        config.metrics_addr,
+        &config.identity.id,
+    )
+    .await?;
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let handler = Arc::new(Handler {
+        usage: usage_rx,
         executors: vec![
             ExecutorInfo {
                 name: NATIVE_EXECUTOR.into(),
@@ -255,6 +272,10 @@ pub async fn run(
     };
     let _ = stop_tx.send(true);
     server.abort();
+    sampler.abort();
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
     // The session sees the stop within its next poll; it ends with its thread.
     let _ = tokio::time::timeout(Duration::from_secs(1), &mut session).await;
     info!("agent stopped; its tasks keep running");
@@ -278,9 +299,14 @@ struct Handler {
     http_addr: String,
     table: Arc<Mutex<TaskTable>>,
     commands: mpsc::UnboundedSender<master_message::Kind>,
+    usage: watch::Receiver<Option<Arc<ocean_proto::agent::UsageReport>>>,
 }
 
 impl SessionHandler for Handler {
+    fn usage(&self) -> Option<watch::Receiver<Option<Arc<ocean_proto::agent::UsageReport>>>> {
+        Some(self.usage.clone())
+    }
+
     fn open_stream(&self) -> StreamOpening {
         let (tasks, reports) = lock(&self.table).open_stream();
         let mut register = session::register_message(&self.identity, tasks, self.http_addr.clone());

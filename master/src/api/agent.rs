@@ -241,6 +241,9 @@ async fn follow(
                         Some(agent_message::Kind::Register(_)) => {
                             warn!(agent = %id, "kind: register is only valid as the first message; ignored");
                         }
+                        Some(agent_message::Kind::Usage(u)) => {
+                            master.usage().record(&id, &u, crate::usage::now_ms());
+                        }
                         Some(agent_message::Kind::Heartbeat(_)) | None => {}
                     }
                 }

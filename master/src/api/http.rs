@@ -17,6 +17,7 @@
 //! | `DELETE /v1/members/{id}`    | remove a master                             |
 //! | `GET /v1/events?from=N`      | server-sent change events from version N    |
 //! | `GET /metrics`               | Prometheus metrics                          |
+//! | `GET /v1/usage`              | allocated vs used under a tree node (`usage.rs`) |
 //!
 //! Reads are served from this master's state; every response carries the
 //! `X-Ocean-Version` it reflects. `?min_version=N` waits (up to 5 s) until
@@ -72,6 +73,7 @@ pub fn router(master: Master) -> Router {
         .merge(super::summary::routes())
         .merge(super::agents::routes())
         .merge(super::frameworks::routes())
+        .merge(super::usage::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(4 * 1024 * 1024))
@@ -140,7 +142,7 @@ async fn list_agents(State(m): State<Master>, Query(q): Query<ReadQuery>) -> Api
     let (version, agents) = m.service().list_agents(q.options()).await?;
     let agents = agents
         .iter()
-        .map(|(a, l)| AgentDetail::new(a, *l))
+        .map(|(a, l)| agent_usage(&m, AgentDetail::new(a, *l)))
         .collect();
     Ok(with_version(version, AgentList { version, agents }))
 }
@@ -151,7 +153,16 @@ async fn get_agent(
     Query(q): Query<ReadQuery>,
 ) -> ApiResult<Response> {
     let (version, a, l) = m.service().get_agent(&id, q.options()).await?;
-    Ok(with_version(version, AgentDetail::new(&a, l)))
+    Ok(with_version(version, agent_usage(&m, AgentDetail::new(&a, l))))
+}
+
+/// The sums of the agent's newest usage report, if this master holds one.
+fn agent_usage(m: &Master, mut detail: AgentDetail) -> AgentDetail {
+    detail.usage = m
+        .usage()
+        .agent(&detail.agent.id)
+        .map(|(at, n, p)| crate::usage::report::AgentUsageView::new(at, n, &p));
+    detail
 }
 
 async fn members(State(m): State<Master>) -> Json<MemberList> {

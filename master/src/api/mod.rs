@@ -16,4 +16,5 @@ pub mod in_process;
 pub mod jobs;
 pub mod summary;
 pub mod tasks;
+pub mod usage;
 pub mod watch;

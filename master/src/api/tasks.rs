@@ -21,6 +21,7 @@ use crate::master::Master;
 use crate::service::tasks::TaskFilter;
 use crate::service::views::{TaskList, TaskView};
 use crate::service::ReadOptions;
+use crate::usage::report::TaskUsageView;
 
 type ApiResult<T> = std::result::Result<T, ApiError>;
 
@@ -56,7 +57,10 @@ async fn list_tasks(State(m): State<Master>, Query(q): Query<TasksQuery>) -> Api
         consistent: q.consistent == Some(true),
     };
     let (version, tasks) = m.service().list_tasks(&filter, opts).await?;
-    let tasks = tasks.iter().map(|t| TaskView::from(t.as_ref())).collect();
+    let tasks = tasks
+        .iter()
+        .map(|t| with_usage(&m, TaskView::from(t.as_ref())))
+        .collect();
     Ok(with_version(version, TaskList { version, tasks }))
 }
 
@@ -77,7 +81,16 @@ async fn get_task(
         consistent: q.consistent == Some(true),
     };
     let (version, t) = m.service().get_task(&id, opts).await?;
-    Ok(with_version(version, TaskView::from(t.as_ref())))
+    Ok(with_version(version, with_usage(&m, TaskView::from(t.as_ref()))))
+}
+
+/// The task's newest usage sample, if this master holds one.
+fn with_usage(m: &Master, mut view: TaskView) -> TaskView {
+    view.usage = m
+        .usage()
+        .task(&view.id)
+        .map(|(at, u)| TaskUsageView::new(at, &u));
+    view
 }
 
 #[derive(Debug, Deserialize)]

@@ -80,6 +80,10 @@ pub struct TaskView {
     pub exit_code: Option<Option<i32>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signal: Option<Option<i32>>,
+    /// The newest usage sample its agent pushed (answered by the leader,
+    /// which holds them; absent elsewhere and before the first sample).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<crate::usage::report::TaskUsageView>,
 }
 
 impl From<&Task> for TaskView {
@@ -115,6 +119,7 @@ impl From<&Task> for TaskView {
             ended_ms: ended.then_some(t.ended_ms),
             exit_code: ended.then_some(t.exit_code),
             signal: ended.then_some(t.signal),
+            usage: None,
         }
     }
 }
@@ -202,6 +207,9 @@ pub struct AgentDetail {
     pub connected: Option<bool>,
     pub last_heartbeat_ms: Option<u64>,
     pub unreachable: Option<bool>,
+    /// The sums of its tasks' newest usage samples (from the leader).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<crate::usage::report::AgentUsageView>,
 }
 
 impl AgentDetail {
@@ -211,6 +219,7 @@ impl AgentDetail {
             connected: l.map(|l| l.connected),
             last_heartbeat_ms: l.and_then(|l| l.last_heartbeat_ms),
             unreachable: l.map(|l| l.unreachable),
+            usage: None,
         }
     }
 }

@@ -1,0 +1,83 @@
+//! Cumulative cpu counters into cores used over the interval.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// The previous cpu reading of every task, for rates.
+#[derive(Debug, Default)]
+pub struct Sampler {
+    previous: HashMap<String, (u64, Instant)>,
+    last: Option<Instant>,
+    interval_ms: u64,
+}
+
+impl Sampler {
+    /// Cores `task` used since its previous reading: cpu ns over wall ns.
+    /// 0 on the first reading (no interval yet) and when the counter went
+    /// backwards (a new cgroup under the same name).
+    pub fn cores(&mut self, task: &str, cpu_ns: Option<u64>, now: Instant) -> f64 {
+        if self.last != Some(now) {
+            self.interval_ms = self
+                .last
+                .map_or(0, |l| now.saturating_duration_since(l).as_millis() as u64);
+            self.last = Some(now);
+        }
+        let Some(cpu_ns) = cpu_ns else {
+            return 0.0;
+        };
+        let before = self.previous.insert(task.to_string(), (cpu_ns, now));
+        match before {
+            Some((was, at)) if cpu_ns >= was => {
+                let wall = now.saturating_duration_since(at).as_nanos() as f64;
+                if wall <= 0.0 {
+                    0.0
+                } else {
+                    (cpu_ns - was) as f64 / wall
+                }
+            }
+            _ => 0.0,
+        }
+    }
+
+    /// Drops the readings of tasks that are gone.
+    pub fn forget_except(&mut self, keep: impl Fn(&str) -> bool) {
+        self.previous.retain(|id, _| keep(id));
+    }
+
+    /// Milliseconds between the last two samples (0 before the second).
+    pub fn interval_ms(&self) -> u64 {
+        self.interval_ms
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn cores_are_cpu_time_over_wall_time() {
+        let mut s = Sampler::default();
+        let t0 = Instant::now();
+        assert_eq!(s.cores("a", Some(1_000_000_000), t0), 0.0);
+        let t1 = t0 + Duration::from_secs(5);
+        // 5 s of cpu in 5 s of wall time: one core.
+        let cores = s.cores("a", Some(6_000_000_000), t1);
+        assert!((cores - 1.0).abs() < 1e-9, "{cores}");
+        assert_eq!(s.interval_ms(), 5000);
+        // Half a core over the next 2 s.
+        let cores = s.cores("a", Some(7_000_000_000), t1 + Duration::from_secs(2));
+        assert!((cores - 0.5).abs() < 1e-9, "{cores}");
+    }
+
+    #[test]
+    fn a_counter_that_goes_back_or_is_missing_reads_zero() {
+        let mut s = Sampler::default();
+        let t0 = Instant::now();
+        s.cores("a", Some(5_000), t0);
+        assert_eq!(s.cores("a", Some(10), t0 + Duration::from_secs(1)), 0.0);
+        assert_eq!(s.cores("b", None, t0 + Duration::from_secs(1)), 0.0);
+        s.forget_except(|id| id != "a");
+        assert_eq!(s.cores("a", Some(20), t0 + Duration::from_secs(2)), 0.0);
+    }
+}

@@ -1,0 +1,155 @@
+//! `GET /v1/usage?node=&window=`: allocated against used for every tree
+//! node, job, task and agent under `node` (default: the whole tree) over
+//! the last `window` (default `1m`; `30s`, `5m`, `1h`, or seconds). The
+//! samples live in the leader's memory, so a follower asks the leader and
+//! relays its answer.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use ocean_spec::TreeNode;
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::extract::Query;
+use crate::error::Error;
+use crate::kernel::state::is_terminal;
+use crate::master::Master;
+use crate::usage::report::{build, Allocation};
+use crate::usage::{now_ms, RING};
+
+type ApiResult<T> = std::result::Result<T, ApiError>;
+
+/// The default window.
+const DEFAULT_WINDOW_S: u64 = 60;
+/// The longest window: an hour (the rings hold [`RING`] samples, so a long
+/// window at a short interval sees only the newest of them).
+const MAX_WINDOW_S: u64 = 3600;
+
+/// The usage routes, merged into the REST router.
+pub fn routes() -> axum::Router<Master> {
+    Router::new().route("/v1/usage", get(usage))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsageQuery {
+    node: Option<String>,
+    window: Option<String>,
+}
+
+/// `30s`, `5m`, `1h` or a number of seconds, from 1 s to an hour.
+pub fn parse_window(s: &str) -> std::result::Result<u64, String> {
+    let s = s.trim();
+    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration; give e.g. 30s, 5m or 1h"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        _ => return Err(format!("{s:?}: the unit must be s, m or h")),
+    };
+    if secs == 0 || secs > MAX_WINDOW_S {
+        return Err(format!(
+            "{s:?}: must be from 1s to 1h (samples are kept {RING} per task)"
+        ));
+    }
+    Ok(secs)
+}
+
+async fn usage(State(m): State<Master>, Query(q): Query<UsageQuery>) -> ApiResult<Response> {
+    let window_s = match q.window.as_deref() {
+        Some(w) => parse_window(w).map_err(|reason| ApiError::bad_request("window", reason))?,
+        None => DEFAULT_WINDOW_S,
+    };
+    let node_text = q.node.clone().unwrap_or_default();
+    let node = if node_text.is_empty() {
+        TreeNode::root()
+    } else {
+        TreeNode::parse_field(&node_text, "node")
+            .map_err(|e| ApiError::bad_request(&e.field, e.reason))?
+    };
+    if m.status().leader != m.id() {
+        return forward(&m, &node_text, window_s).await;
+    }
+    let tasks = m.read(|st| {
+        let mut out = Vec::new();
+        for job in st.jobs.keys().filter(|j| node.covers_id(j)) {
+            let Some(ids) = st.job_tasks.get(job) else {
+                continue;
+            };
+            for id in ids {
+                let Some(t) = st.tasks.get(id.as_ref()) else {
+                    continue;
+                };
+                if is_terminal(&t.state) {
+                    continue;
+                }
+                out.push(Allocation {
+                    task: t.id.clone(),
+                    job: t.job_id.clone(),
+                    agent: t.agent_id.clone(),
+                    cpus: t.cpus,
+                    mem_mib: t.mem_mib,
+                    disk_mib: t.disk_mib,
+                });
+            }
+        }
+        out
+    });
+    let report = build(m.usage(), &node_text, &tasks, window_s, now_ms(), m.id());
+    Ok(Json(report).into_response())
+}
+
+/// Asks the leader, which holds the samples, and relays its answer.
+async fn forward(m: &Master, node: &str, window_s: u64) -> ApiResult<Response> {
+    let leader = m.service().leader()?;
+    let url = format!("http://{}/v1/usage", leader.http_addr);
+    let window = format!("{window_s}s");
+    let answer = m
+        .agent_http()
+        .get(&url)
+        .query(&[("node", node), ("window", window.as_str())])
+        .timeout(std::time::Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| Error::Peer {
+            peer: leader.id,
+            reason: format!("usage from the leader at {}: {e}", leader.http_addr),
+        })?;
+    let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let body = answer.bytes().await.map_err(|e| Error::Peer {
+        peer: leader.id,
+        reason: format!("usage from the leader at {}: {e}", leader.http_addr),
+    })?;
+    Ok((
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_take_units_and_refuse_zero_and_too_long() {
+        assert_eq!(parse_window("30s"), Ok(30));
+        assert_eq!(parse_window("5m"), Ok(300));
+        assert_eq!(parse_window("1h"), Ok(3600));
+        assert_eq!(parse_window("45"), Ok(45));
+        assert!(parse_window("0s").is_err());
+        assert!(parse_window("2h").is_err());
+        assert!(parse_window("5d").is_err());
+        assert!(parse_window("abc").is_err());
+    }
+}

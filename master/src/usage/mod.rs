@@ -1,0 +1,207 @@
+//! What tasks use, as their agents push it (`AgentMessage::Usage`, every
+//! few seconds): kept by the leader in memory only, never through raft.
+//! Losing it with the leader loses a few minutes of history, which the
+//! agents refill at their next samples.
+//!
+//! ```text
+//!  agent stream ─► UsageStore::record(agent, report)  (api/agent.rs)
+//!                    per task: the newest sample + a ring of RING points
+//!                    per agent: a ring of its tasks' sums per report
+//!  GET /v1/usage ─► report::build(store, tasks under the node, window)
+//!                    task ─► job ─► tree nodes up to the one asked (sums)
+//!                    task ─► agent (sums)
+//! ```
+//!
+//! Tree nodes and jobs are summed from the task rings when asked, not kept
+//! as rings of their own: a parent is then the sum of its children by
+//! construction, whatever arrived between two agents' samples, and a task
+//! costs one ring however deep its job sits in the tree.
+
+pub mod report;
+mod ring;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ocean_proto::agent::{TaskUsage, UsageReport};
+
+pub use ring::{Point, Ring, RING};
+
+/// Tasks not heard of for this long are forgotten (their rings are past
+/// any window a query may ask).
+const FORGET_AFTER_MS: u64 = 15 * 60 * 1000;
+
+/// How often `record` looks for forgotten tasks.
+const PRUNE_EVERY_MS: u64 = 30 * 1000;
+
+/// The leader's recent usage samples.
+#[derive(Debug, Default)]
+pub struct UsageStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    tasks: HashMap<Arc<str>, TaskEntry, foldhash::fast::RandomState>,
+    agents: HashMap<String, AgentEntry>,
+    last_prune_ms: u64,
+}
+
+/// One task's samples.
+#[derive(Debug, Clone)]
+pub struct TaskEntry {
+    /// The agent that sent them.
+    pub agent: Arc<str>,
+    /// When the newest arrived (leader clock, ms since the epoch).
+    pub received_ms: u64,
+    /// The newest sample, whole.
+    pub latest: TaskUsage,
+    /// Recent points, oldest first.
+    pub ring: Ring,
+}
+
+/// One agent's sums.
+#[derive(Debug, Clone, Default)]
+pub struct AgentEntry {
+    /// When the newest report arrived.
+    pub received_ms: u64,
+    /// Tasks in the newest report.
+    pub tasks: usize,
+    /// The sums of its tasks' samples, per report.
+    pub ring: Ring,
+}
+
+/// The leader's clock, ms since the epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl UsageStore {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records `report` from `agent`, received at `now_ms` (the leader's
+    /// clock: agents' clocks may disagree, windows are the leader's).
+    pub fn record(&self, agent: &str, report: &UsageReport, now_ms: u64) {
+        let mut sum = Point::at(now_ms);
+        let points: Vec<Point> = report
+            .tasks
+            .iter()
+            .map(|t| {
+                let p = Point::from_usage(now_ms, t);
+                sum.add(&p);
+                p
+            })
+            .collect();
+        let agent_id: Arc<str> = Arc::from(agent);
+        let mut inner = self.lock();
+        for (t, p) in report.tasks.iter().zip(points) {
+            match inner.tasks.get_mut(t.task_id.as_str()) {
+                Some(e) => {
+                    if *e.agent != *agent {
+                        e.agent = Arc::clone(&agent_id);
+                        e.ring = Ring::default();
+                    }
+                    e.received_ms = now_ms;
+                    e.latest = t.clone();
+                    e.ring.push(p);
+                }
+                None => {
+                    let mut ring = Ring::default();
+                    ring.push(p);
+                    inner.tasks.insert(
+                        Arc::from(t.task_id.as_str()),
+                        TaskEntry {
+                            agent: Arc::clone(&agent_id),
+                            received_ms: now_ms,
+                            latest: t.clone(),
+                            ring,
+                        },
+                    );
+                }
+            }
+        }
+        let entry = inner.agents.entry(agent.to_string()).or_default();
+        entry.received_ms = now_ms;
+        entry.tasks = report.tasks.len();
+        entry.ring.push(sum);
+        if now_ms.saturating_sub(inner.last_prune_ms) >= PRUNE_EVERY_MS {
+            inner.last_prune_ms = now_ms;
+            let horizon = now_ms.saturating_sub(FORGET_AFTER_MS);
+            inner.tasks.retain(|_, e| e.received_ms >= horizon);
+            inner.agents.retain(|_, e| e.received_ms >= horizon);
+        }
+    }
+
+    /// The newest sample of a task.
+    pub fn task(&self, id: &str) -> Option<(u64, TaskUsage)> {
+        self.lock()
+            .tasks
+            .get(id)
+            .map(|e| (e.received_ms, e.latest.clone()))
+    }
+
+    /// An agent's newest sums.
+    pub fn agent(&self, id: &str) -> Option<(u64, usize, Point)> {
+        let inner = self.lock();
+        let e = inner.agents.get(id)?;
+        Some((e.received_ms, e.tasks, *e.ring.last()?))
+    }
+
+    /// Copies of the entries of `ids` (those that have any), for a report.
+    pub fn tasks<'a>(&self, ids: impl Iterator<Item = &'a str>) -> HashMap<String, TaskEntry> {
+        let inner = self.lock();
+        ids.filter_map(|id| inner.tasks.get(id).map(|e| (id.to_string(), e.clone())))
+            .collect()
+    }
+
+    /// Tasks and agents held (for the benchmark and the metrics).
+    pub fn len(&self) -> (usize, usize) {
+        let inner = self.lock();
+        (inner.tasks.len(), inner.agents.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(id: &str, cores: f64, rss: u64) -> TaskUsage {
+        TaskUsage {
+            task_id: id.into(),
+            cpu_cores: cores,
+            memory_rss_bytes: rss,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn records_tasks_and_agent_sums_and_forgets_old_tasks() {
+        let store = UsageStore::default();
+        let report = UsageReport {
+            timestamp_ms: 0,
+            interval_ms: 5000,
+            tasks: vec![usage("j.a", 1.0, 100 << 20), usage("j.b", 0.5, 50 << 20)],
+        };
+        store.record("agent-1", &report, 1_000_000);
+        let (at, t) = store.task("j.a").expect("task a");
+        assert_eq!((at, t.cpu_cores), (1_000_000, 1.0));
+        let (_, n, sum) = store.agent("agent-1").expect("agent");
+        assert_eq!(n, 2);
+        assert_eq!(sum.cpu_milli, 1500);
+        assert_eq!(sum.rss_kib, 150 << 10);
+        // Much later, only b reports: a is forgotten at the next prune.
+        let later = UsageReport {
+            tasks: vec![usage("j.b", 0.5, 50 << 20)],
+            ..report
+        };
+        store.record("agent-1", &later, 1_000_000 + FORGET_AFTER_MS + PRUNE_EVERY_MS);
+        assert!(store.task("j.a").is_none());
+        assert!(store.task("j.b").is_some());
+        assert_eq!(store.len(), (1, 1));
+    }
+}
