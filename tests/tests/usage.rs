@@ -1,0 +1,329 @@
+//! Usage end to end, with a real master, a real agent and real tasks in
+//! real cgroups: a task burning one core reads ~1.0 cores and a task
+//! holding 100 MiB reads ~100 MiB RSS; the API (`/v1/usage`, the task's
+//! `usage`), `ocean top` in a real terminal (tmux) and the agent's
+//! `/metrics` agree; a real Prometheus server scrapes the agent and
+//! returns the task's memory series.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use ocean_tests::cluster::{free_addr, ocean_bin};
+use ocean_tests::http::{job_id, Api};
+use ocean_tests::tasks::{bounded, running, submit, wait_connected, wait_tasks};
+use ocean_tests::Cluster;
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(60);
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// The load helper built beside `ocean`.
+fn load_bin() -> PathBuf {
+    ocean_bin().with_file_name("ocean-load")
+}
+
+/// In CI a missing tool fails the test; elsewhere it skips it.
+fn require(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{tool} is not installed (scripts/test.sh installs it)");
+        }
+        eprintln!("skipping: {tool} is not installed");
+    }
+    found
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(f64::NAN)
+}
+
+/// The row of `id` in a `/v1/usage` answer's `list`.
+fn row<'a>(report: &'a Value, list: &str, id: &str) -> Option<&'a Value> {
+    report[list]
+        .as_array()?
+        .iter()
+        .find(|r| r["id"].as_str() == Some(id))
+}
+
+/// Waits until `/v1/usage` (over `window`) satisfies `ok`.
+async fn wait_usage(
+    api: &Api,
+    query: &str,
+    what: &str,
+    ok: impl Fn(&Value) -> bool,
+) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let r = api.get(&format!("/v1/usage?{query}")).await?;
+        anyhow::ensure!(r.status == 200, "GET /v1/usage?{query}: {} {}", r.status, r.body);
+        if ok(&r.body) {
+            return Ok(r.body);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out waiting for {what}; last answer {}", r.body);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The value of `metric` for `task` in a Prometheus text exposition.
+fn metric_of(text: &str, metric: &str, task: &str) -> Option<f64> {
+    let label = format!("task=\"{task}\"");
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")) && l.contains(&label))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// A process killed (and reaped) on drop.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A tmux server of its own (its socket name), killed on drop.
+struct Tmux(String);
+
+impl Tmux {
+    fn cmd(&self) -> Command {
+        let mut c = Command::new("tmux");
+        c.args(["-L", &self.0]);
+        c
+    }
+
+    fn capture(&self) -> anyhow::Result<String> {
+        let out = self
+            .cmd()
+            .args(["capture-pane", "-p", "-t", "top"])
+            .output()
+            .context("tmux capture-pane")?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd().arg("kill-server").status();
+    }
+}
+
+/// The RSS-MiB and CPU columns of `ocean top`'s line for `id`.
+fn top_line(screen: &str, id: &str) -> Option<(f64, f64)> {
+    let line = screen.lines().find(|l| l.trim_end().ends_with(id))?;
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    Some((cols.first()?.parse().ok()?, cols.get(2)?.parse().ok()?))
+}
+
+fn prometheus_config(dir: &Path, target: &str) -> anyhow::Result<PathBuf> {
+    let path = dir.join("prometheus.yml");
+    std::fs::write(
+        &path,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+             scrape_configs:\n  - job_name: ocean-agent\n    static_configs:\n      - targets: ['{target}']\n"
+        ),
+    )?;
+    Ok(path)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_agrees_between_api_top_metrics_and_prometheus() {
+    bounded(240, async {
+        let tmux_ok = require("tmux");
+        let prometheus_ok = require("prometheus");
+        let c = Cluster::start(1, &[])?;
+        let api = c.master(1).api();
+        let metrics_addr = free_addr().to_string();
+        let mut agent = c.new_agent(
+            "a",
+            &["--usage-interval", "1s", "--metrics-addr", &metrics_addr],
+        );
+        agent.start()?;
+        wait_connected(&api, 1, WAIT).await?;
+        let load = load_bin();
+        anyhow::ensure!(load.is_file(), "{} is not built", load.display());
+        let burn = job_id("burn");
+        let hold = job_id("hold");
+        submit(
+            &api,
+            &json!({"id": burn, "cmd": format!("exec {} --burn", load.display()),
+                    "resources": {"cpus": 1.0, "mem": 32}, "kill_grace_period_seconds": 1}),
+        )
+        .await?;
+        submit(
+            &api,
+            &json!({"id": hold, "cmd": format!("exec {} --mib 100", load.display()),
+                    "resources": {"cpus": 0.1, "mem": 256}, "kill_grace_period_seconds": 1}),
+        )
+        .await?;
+        let mut ids = Vec::new();
+        for job in [&burn, &hold] {
+            let l = wait_tasks(&api, job, "one RUNNING", WAIT, |l| running(l).len() == 1).await?;
+            ids.push(running(&l)[0]["id"].as_str().unwrap_or_default().to_string());
+        }
+        let (burn_task, hold_task) = (ids[0].clone(), ids[1].clone());
+
+        // Five seconds of one-second samples, all after the tasks started.
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        let node = "cop.test_owt.qa_pdl.ocean";
+        let report = wait_usage(&api, &format!("node={node}&window=5s"), "both tasks sampled", |r| {
+            [&burn_task, &hold_task].iter().all(|t| {
+                row(r, "tasks", t).is_some_and(|t| t["used"]["sampled_tasks"] == 1)
+            })
+        })
+        .await?;
+        let burn_row = row(&report, "tasks", &burn_task).context("burn row")?;
+        let cores = f(&burn_row["used"]["cpu_cores"]);
+        assert!(
+            (0.85..=1.15).contains(&cores),
+            "a task burning one core reads {cores} cores: {burn_row}"
+        );
+        let hold_row = row(&report, "tasks", &hold_task).context("hold row")?;
+        let rss = f(&hold_row["used"]["memory_rss_bytes"]) / MIB;
+        assert!(
+            (90.0..=110.0).contains(&rss),
+            "a task holding 100 MiB reads {rss} MiB RSS: {hold_row}"
+        );
+        assert_eq!(f(&hold_row["allocated"]["mem_mib"]), 256.0);
+        // Parents sum their children: the total, the pdl's service node,
+        // the jobs and the agent.
+        let total = &report["total"];
+        assert_eq!(total["tasks"], 2, "{report}");
+        let sum_cpu = f(&burn_row["used"]["cpu_cores"]) + f(&hold_row["used"]["cpu_cores"]);
+        assert!((f(&total["used"]["cpu_cores"]) - sum_cpu).abs() < 1e-6, "{report}");
+        let service = row(&report, "nodes", "cop.test_owt.qa_pdl.ocean_service.itest")
+            .context("service node")?;
+        assert_eq!(service["parent"], node);
+        assert!((f(&service["used"]["cpu_cores"]) - sum_cpu).abs() < 1e-6);
+        let agent_id = agent.id().context("agent id")?;
+        let agent_row = row(&report, "agents", &agent_id).context("agent row")?;
+        assert!((f(&agent_row["used"]["cpu_cores"]) - sum_cpu).abs() < 1e-6);
+
+        // The task's own answer carries its newest sample.
+        let t = api.get(&format!("/v1/tasks/{hold_task}")).await?.body;
+        let task_rss = f(&t["usage"]["memory_rss_bytes"]) / MIB;
+        assert!((task_rss - rss).abs() < 5.0, "task usage {t} vs report {rss} MiB");
+        let a = api.get(&format!("/v1/agents/{agent_id}")).await?.body;
+        assert_eq!(a["usage"]["tasks"], 2, "{a}");
+
+        // The agent's /metrics says the same.
+        let text = reqwest::get(format!("http://{metrics_addr}/metrics"))
+            .await?
+            .text()
+            .await?;
+        let m_rss = metric_of(&text, "ocean_task_memory_rss_bytes", &hold_task)
+            .context("rss series in /metrics")?
+            / MIB;
+        assert!((m_rss - rss).abs() < 5.0, "/metrics {m_rss} MiB vs API {rss} MiB");
+        let m_cores = metric_of(&text, "ocean_task_cpu_cores", &burn_task).context("cpu series")?;
+        assert!((m_cores - cores).abs() < 0.2, "/metrics {m_cores} cores vs API {cores}");
+        assert!(
+            text.contains("pdl=\"ocean\"") && text.contains(&format!("job=\"{hold}\"")),
+            "series carry job and tree labels"
+        );
+        // Bad input names the field.
+        let bad = api.get("/v1/usage?window=0s").await?;
+        assert_eq!(bad.status, 400, "{}", bad.body);
+        assert!(bad.body["error"].as_str().unwrap_or("").starts_with("window:"));
+
+        if tmux_ok {
+            let tmux = Tmux(format!("ocean-usage-{}", std::process::id()));
+            let command = format!(
+                "{} --addr http://{} top {node} --window 5s --interval 1 --sort mem",
+                ocean_bin().display(),
+                c.master(1).http
+            );
+            let status = tmux
+                .cmd()
+                .args(["new-session", "-d", "-s", "top", "-x", "250", "-y", "40", &command])
+                .status()?;
+            anyhow::ensure!(status.success(), "tmux new-session failed");
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let (first, row) = loop {
+                let screen = tmux.capture()?;
+                if let Some(r) = top_line(&screen, &hold_task) {
+                    break (screen, r);
+                }
+                if Instant::now() > deadline {
+                    bail!("ocean top never showed {hold_task}:\n{screen}");
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            };
+            let (_, top_rss) = row;
+            assert!((top_rss - rss).abs() < 5.0, "top {top_rss} MiB vs API {rss} MiB:\n{first}");
+            let burn_line = top_line(&first, &burn_task).context("burn line in top")?;
+            assert!((burn_line.0 - cores).abs() < 0.2, "top {} cores vs API {cores}", burn_line.0);
+            // Sorted by memory: the holder comes first.
+            let hold_at = first.find(&hold_task).unwrap_or(usize::MAX);
+            let burn_at = first.find(&burn_task).unwrap_or(0);
+            assert!(hold_at < burn_at, "not sorted by memory:\n{first}");
+            // It refreshes: the header's clock moves.
+            let header = |s: &str| s.lines().next().unwrap_or("").to_string();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let now = tmux.capture()?;
+                if header(&now) != header(&first) && top_line(&now, &hold_task).is_some() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("ocean top did not refresh:\n{now}");
+                }
+            }
+        }
+
+        if prometheus_ok {
+            let dir = tempfile::tempdir()?;
+            let config = prometheus_config(dir.path(), &metrics_addr)?;
+            let web = free_addr();
+            let log = std::fs::File::create(dir.path().join("prometheus.log"))?;
+            let _prom = Guard(
+                Command::new("prometheus")
+                    .arg(format!("--config.file={}", config.display()))
+                    .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+                    .arg(format!("--web.listen-address={web}"))
+                    .stdin(Stdio::null())
+                    .stdout(log.try_clone()?)
+                    .stderr(log)
+                    .spawn()
+                    .context("start prometheus")?,
+            );
+            let query = format!("ocean_task_memory_rss_bytes{{task=\"{hold_task}\",pdl=\"ocean\"}}");
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let value = loop {
+                let answer = reqwest::Client::new()
+                    .get(format!("http://{web}/api/v1/query"))
+                    .query(&[("query", query.as_str())])
+                    .send()
+                    .await;
+                if let Ok(a) = answer {
+                    if let Ok(body) = a.json::<Value>().await {
+                        if let Some(v) = body["data"]["result"][0]["value"][1].as_str() {
+                            break v.parse::<f64>()?;
+                        }
+                    }
+                }
+                if Instant::now() > deadline {
+                    let log = std::fs::read_to_string(dir.path().join("prometheus.log"))
+                        .unwrap_or_default();
+                    bail!("prometheus never returned {query}; its log:\n{log}");
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            };
+            let p_rss = value / MIB;
+            assert!((p_rss - rss).abs() < 5.0, "prometheus {p_rss} MiB vs API {rss} MiB");
+        }
+        Ok(())
+    })
+    .await;
+}
