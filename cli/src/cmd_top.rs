@@ -47,7 +47,7 @@ pub async fn top(c: &Client, args: TopArgs) -> anyhow::Result<()> {
         path.push_str(&format!("&node={}", urlencode(node)));
     }
     loop {
-        let report = c.request(Method::Get, &path, Body::None).await?;
+        let report = c.request(Method::GET, &path, Body::None).await?;
         if c.json {
             print_json(&report);
             return Ok(());

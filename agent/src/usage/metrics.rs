@@ -24,7 +24,7 @@ struct Metric {
     name: &'static str,
     kind: &'static str,
     help: &'static str,
-    value: fn(&TaskUsage) -> f64,
+    value: fn(&TaskUsage) -> Option<f64>,
 }
 
 const METRICS: &[Metric] = &[
@@ -38,61 +38,61 @@ const METRICS: &[Metric] = &[
         name: "ocean_task_cpu_seconds_total",
         kind: "counter",
         help: "CPU time the task used.",
-        value: |u| u.cpu_usage_ns as f64 / 1e9,
+        value: |u| Some(u.cpu_usage_ns as f64 / 1e9),
     },
     Metric {
         name: "ocean_task_cpu_throttled_seconds_total",
         kind: "counter",
         help: "Time the task's cpu quota held it back.",
-        value: |u| u.cpu_throttled_ns as f64 / 1e9,
+        value: |u| Some(u.cpu_throttled_ns as f64 / 1e9),
     },
     Metric {
         name: "ocean_task_cpu_limit_cores",
         kind: "gauge",
         help: "The task's cpu quota in cores (0 = none).",
-        value: |u| u.cpus_limit,
+        value: |u| Some(u.cpus_limit),
     },
     Metric {
         name: "ocean_task_memory_rss_bytes",
         kind: "gauge",
         help: "Anonymous memory of the task's processes.",
-        value: |u| u.memory_rss_bytes as f64,
+        value: |u| Some(u.memory_rss_bytes as f64),
     },
     Metric {
         name: "ocean_task_memory_cache_bytes",
         kind: "gauge",
         help: "Page cache charged to the task.",
-        value: |u| u.memory_cache_bytes as f64,
+        value: |u| Some(u.memory_cache_bytes as f64),
     },
     Metric {
         name: "ocean_task_memory_peak_bytes",
         kind: "gauge",
         help: "The highest memory charge seen for the task.",
-        value: |u| u.memory_peak_bytes as f64,
+        value: |u| Some(u.memory_peak_bytes as f64),
     },
     Metric {
         name: "ocean_task_memory_limit_bytes",
         kind: "gauge",
         help: "The task's memory limit (0 = unlimited).",
-        value: |u| u.memory_limit_bytes as f64,
+        value: |u| Some(u.memory_limit_bytes as f64),
     },
     Metric {
         name: "ocean_task_oom_kills_total",
         kind: "counter",
         help: "Processes of the task killed by the OOM killer.",
-        value: |u| u.oom_kills as f64,
+        value: |u| Some(u.oom_kills as f64),
     },
     Metric {
         name: "ocean_task_pids",
         kind: "gauge",
         help: "Processes and threads of the task.",
-        value: |u| u.pids as f64,
+        value: |u| Some(u.pids as f64),
     },
     Metric {
         name: "ocean_task_disk_bytes",
         kind: "gauge",
         help: "Bytes in the task's sandbox.",
-        value: |u| u.disk_bytes as f64,
+        value: |u| Some(u.disk_bytes as f64),
     },
 ];
 
@@ -126,7 +126,10 @@ pub fn render(report: &UsageReport, agent: &str) -> String {
         let _ = writeln!(out, "# HELP {} {}", m.name, m.help);
         let _ = writeln!(out, "# TYPE {} {}", m.name, m.kind);
         for (task, labels) in report.tasks.iter().zip(&labels) {
-            let _ = writeln!(out, "{}{{{labels}}} {}", m.name, (m.value)(task));
+            // No series rather than a made-up 0 (a task's first sample has no cpu rate).
+            if let Some(v) = (m.value)(task) {
+                let _ = writeln!(out, "{}{{{labels}}} {v}", m.name);
+            }
         }
     }
     let _ = writeln!(
@@ -183,7 +186,7 @@ mod tests {
             interval_ms: 5000,
             tasks: vec![TaskUsage {
                 task_id: "cop.c_owt.o_pdl.p_service.s_job.j_cluster.dev.00000000010000a".into(),
-                cpu_cores: 0.5,
+                cpu_cores: Some(0.5),
                 memory_rss_bytes: 1 << 20,
                 ..Default::default()
             }],

@@ -13,29 +13,23 @@ pub struct Sampler {
 
 impl Sampler {
     /// Cores `task` used since its previous reading: cpu ns over wall ns.
-    /// 0 on the first reading (no interval yet) and when the counter went
-    /// backwards (a new cgroup under the same name).
-    pub fn cores(&mut self, task: &str, cpu_ns: Option<u64>, now: Instant) -> f64 {
+    /// `None` on the first reading (no interval yet), without a counter,
+    /// and when the counter went backwards (a new cgroup under the same name).
+    pub fn cores(&mut self, task: &str, cpu_ns: Option<u64>, now: Instant) -> Option<f64> {
         if self.last != Some(now) {
             self.interval_ms = self
                 .last
                 .map_or(0, |l| now.saturating_duration_since(l).as_millis() as u64);
             self.last = Some(now);
         }
-        let Some(cpu_ns) = cpu_ns else {
-            return 0.0;
-        };
+        let cpu_ns = cpu_ns?;
         let before = self.previous.insert(task.to_string(), (cpu_ns, now));
         match before {
             Some((was, at)) if cpu_ns >= was => {
                 let wall = now.saturating_duration_since(at).as_nanos() as f64;
-                if wall <= 0.0 {
-                    0.0
-                } else {
-                    (cpu_ns - was) as f64 / wall
-                }
+                (wall > 0.0).then(|| (cpu_ns - was) as f64 / wall)
             }
-            _ => 0.0,
+            _ => None,
         }
     }
 
@@ -59,25 +53,27 @@ mod tests {
     fn cores_are_cpu_time_over_wall_time() {
         let mut s = Sampler::default();
         let t0 = Instant::now();
-        assert_eq!(s.cores("a", Some(1_000_000_000), t0), 0.0);
+        assert_eq!(s.cores("a", Some(1_000_000_000), t0), None);
         let t1 = t0 + Duration::from_secs(5);
         // 5 s of cpu in 5 s of wall time: one core.
-        let cores = s.cores("a", Some(6_000_000_000), t1);
+        let cores = s.cores("a", Some(6_000_000_000), t1).expect("a rate");
         assert!((cores - 1.0).abs() < 1e-9, "{cores}");
         assert_eq!(s.interval_ms(), 5000);
         // Half a core over the next 2 s.
-        let cores = s.cores("a", Some(7_000_000_000), t1 + Duration::from_secs(2));
+        let cores = s
+            .cores("a", Some(7_000_000_000), t1 + Duration::from_secs(2))
+            .expect("a rate");
         assert!((cores - 0.5).abs() < 1e-9, "{cores}");
     }
 
     #[test]
-    fn a_counter_that_goes_back_or_is_missing_reads_zero() {
+    fn a_counter_that_goes_back_or_is_missing_gives_no_rate() {
         let mut s = Sampler::default();
         let t0 = Instant::now();
         s.cores("a", Some(5_000), t0);
-        assert_eq!(s.cores("a", Some(10), t0 + Duration::from_secs(1)), 0.0);
-        assert_eq!(s.cores("b", None, t0 + Duration::from_secs(1)), 0.0);
+        assert_eq!(s.cores("a", Some(10), t0 + Duration::from_secs(1)), None);
+        assert_eq!(s.cores("b", None, t0 + Duration::from_secs(1)), None);
         s.forget_except(|id| id != "a");
-        assert_eq!(s.cores("a", Some(20), t0 + Duration::from_secs(2)), 0.0);
+        assert_eq!(s.cores("a", Some(20), t0 + Duration::from_secs(2)), None);
     }
 }

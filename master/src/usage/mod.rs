@@ -26,7 +26,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use ocean_proto::agent::{TaskUsage, UsageReport};
 
-pub use ring::{Point, Ring, RING};
+pub use ring::{Point, Ring, NO_RATE, RING};
 
 /// Tasks not heard of for this long are forgotten (their rings are past
 /// any window a query may ask).
@@ -173,7 +173,7 @@ mod tests {
     fn usage(id: &str, cores: f64, rss: u64) -> TaskUsage {
         TaskUsage {
             task_id: id.into(),
-            cpu_cores: cores,
+            cpu_cores: Some(cores),
             memory_rss_bytes: rss,
             ..Default::default()
         }
@@ -189,7 +189,7 @@ mod tests {
         };
         store.record("agent-1", &report, 1_000_000);
         let (at, t) = store.task("j.a").expect("task a");
-        assert_eq!((at, t.cpu_cores), (1_000_000, 1.0));
+        assert_eq!((at, t.cpu_cores), (1_000_000, Some(1.0)));
         let (_, n, sum) = store.agent("agent-1").expect("agent");
         assert_eq!(n, 2);
         assert_eq!(sum.cpu_milli, 1500);

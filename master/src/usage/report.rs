@@ -119,7 +119,8 @@ pub struct UsageReportView {
 pub struct TaskUsageView {
     /// When the leader received it, ms since the epoch.
     pub received_ms: u64,
-    pub cpu_cores: f64,
+    /// `null` on a task's first sample (no interval yet).
+    pub cpu_cores: Option<f64>,
     pub cpu_usage_ns: u64,
     pub cpu_throttled_ns: u64,
     pub memory_rss_bytes: u64,
@@ -137,7 +138,7 @@ impl TaskUsageView {
     pub fn new(received_ms: u64, u: &ocean_proto::agent::TaskUsage) -> Self {
         TaskUsageView {
             received_ms,
-            cpu_cores: round3(u.cpu_cores),
+            cpu_cores: u.cpu_cores.map(round3),
             cpu_usage_ns: u.cpu_usage_ns,
             cpu_throttled_ns: u.cpu_throttled_ns,
             memory_rss_bytes: u.memory_rss_bytes,
@@ -366,7 +367,7 @@ mod tests {
         let now = 2_000_000_000u64;
         let sample = |id: &str, cores: f64| TaskUsage {
             task_id: id.into(),
-            cpu_cores: cores,
+            cpu_cores: Some(cores),
             memory_rss_bytes: 10 << 20,
             pids: 2,
             ..Default::default()

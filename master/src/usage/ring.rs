@@ -9,12 +9,15 @@ use ocean_proto::agent::TaskUsage;
 /// last 5 minutes and 20 seconds.
 pub const RING: usize = 64;
 
+/// `cpu_milli` of a sample without a cpu rate (a task's first).
+pub const NO_RATE: u32 = u32::MAX;
+
 /// One sample, or a sum of samples, as the leader keeps it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Point {
     /// When it arrived, seconds since the epoch (leader clock).
     pub at_s: u32,
-    /// Thousandths of a core.
+    /// Thousandths of a core ([`NO_RATE`]: not known).
     pub cpu_milli: u32,
     /// Anonymous memory, KiB.
     pub rss_kib: u32,
@@ -35,15 +38,19 @@ impl Point {
     pub fn from_usage(ms: u64, u: &TaskUsage) -> Self {
         Point {
             at_s: (ms / 1000) as u32,
-            cpu_milli: (u.cpu_cores * 1000.0).round().clamp(0.0, u32::MAX as f64) as u32,
+            cpu_milli: u.cpu_cores.map_or(NO_RATE, |c| {
+                (c * 1000.0).round().clamp(0.0, (NO_RATE - 1) as f64) as u32
+            }),
             rss_kib: kib(u.memory_rss_bytes),
             cache_kib: kib(u.memory_cache_bytes),
         }
     }
 
-    /// Adds `other`'s values (saturating).
+    /// Adds `other`'s values (saturating; an unknown rate adds nothing).
     pub fn add(&mut self, other: &Point) {
-        self.cpu_milli = self.cpu_milli.saturating_add(other.cpu_milli);
+        if other.cpu_milli != NO_RATE {
+            self.cpu_milli = self.cpu_milli.saturating_add(other.cpu_milli).min(NO_RATE - 1);
+        }
         self.rss_kib = self.rss_kib.saturating_add(other.rss_kib);
         self.cache_kib = self.cache_kib.saturating_add(other.cache_kib);
     }
@@ -62,7 +69,9 @@ pub struct Ring(VecDeque<Point>);
 pub struct Window {
     /// Points in the window.
     pub points: usize,
-    /// Mean cores.
+    /// Points with a cpu rate.
+    pub cpu_points: usize,
+    /// Mean cores of the points with a rate.
     pub cpu_cores: f64,
     /// Highest cores of one point.
     pub cpu_cores_max: f64,
@@ -104,15 +113,20 @@ impl Ring {
         let (mut cpu, mut rss, mut cache) = (0u64, 0u64, 0u64);
         for p in self.0.iter().rev().take_while(|p| p.at_s >= since_s) {
             w.points += 1;
-            cpu += u64::from(p.cpu_milli);
+            if p.cpu_milli != NO_RATE {
+                w.cpu_points += 1;
+                cpu += u64::from(p.cpu_milli);
+                w.cpu_cores_max = w.cpu_cores_max.max(f64::from(p.cpu_milli) / 1000.0);
+            }
             rss += u64::from(p.rss_kib);
             cache += u64::from(p.cache_kib);
-            w.cpu_cores_max = w.cpu_cores_max.max(f64::from(p.cpu_milli) / 1000.0);
             w.rss_bytes_max = w.rss_bytes_max.max(u64::from(p.rss_kib) * 1024);
         }
         if w.points > 0 {
             let n = w.points as f64;
-            w.cpu_cores = cpu as f64 / 1000.0 / n;
+            if w.cpu_points > 0 {
+                w.cpu_cores = cpu as f64 / 1000.0 / w.cpu_points as f64;
+            }
             w.rss_bytes = rss as f64 * 1024.0 / n;
             w.cache_bytes = cache as f64 * 1024.0 / n;
         }
@@ -144,5 +158,14 @@ mod tests {
         assert_eq!(w.cpu_cores_max, 1.0);
         assert_eq!(w.rss_bytes_max, u64::from(ring.last().expect("last").rss_kib) * 1024);
         assert_eq!(ring.window(last + 1).points, 0);
+        // A point without a rate counts for memory, not for cpu.
+        ring.push(Point {
+            at_s: last + 5,
+            cpu_milli: NO_RATE,
+            rss_kib: 0,
+            cache_kib: 0,
+        });
+        let w = ring.window(last + 5);
+        assert_eq!((w.points, w.cpu_points, w.cpu_cores), (1, 0, 0.0));
     }
 }
