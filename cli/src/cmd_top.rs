@@ -116,9 +116,9 @@ fn render(r: &Value, args: &TopArgs) -> String {
             f(&used["cpu_cores"]),
             f(&v["allocated"]["cpus"]),
             mib(&used["memory_rss_bytes"]),
-            v["allocated"]["mem_mib"],
+            v["allocated"]["mem_mib"].as_u64().unwrap_or(0),
             mib(&used["memory_cache_bytes"]),
-            used["pids"],
+            used["pids"].as_u64().unwrap_or(0),
             v["id"].as_str().unwrap_or("")
         ));
     }

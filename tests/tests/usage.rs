@@ -62,7 +62,12 @@ async fn wait_usage(
     let deadline = Instant::now() + WAIT;
     loop {
         let r = api.get(&format!("/v1/usage?{query}")).await?;
-        anyhow::ensure!(r.status == 200, "GET /v1/usage?{query}: {} {}", r.status, r.body);
+        anyhow::ensure!(
+            r.status == 200,
+            "GET /v1/usage?{query}: {} {}",
+            r.status,
+            r.body
+        );
         if ok(&r.body) {
             return Ok(r.body);
         }
@@ -227,6 +232,7 @@ async fn usage_agrees_between_api_top_metrics_and_prometheus() {
             "a task holding 100 MiB reads {rss} MiB RSS: {hold_row}"
         );
         assert_eq!(f(&hold_row["allocated"]["mem_mib"]), 256.0);
+        eprintln!("burner: {cores} cores (kernel: {proc_cores}); holder: {rss:.1} MiB RSS");
         // Parents sum their children: the total, the pdl's service node,
         // the jobs and the agent.
         let total = &report["total"];
@@ -291,6 +297,7 @@ async fn usage_agrees_between_api_top_metrics_and_prometheus() {
                 tokio::time::sleep(Duration::from_millis(300)).await;
             };
             let (_, top_rss) = row;
+            eprintln!("ocean top:\n{first}");
             assert!((top_rss - rss).abs() < 5.0, "top {top_rss} MiB vs API {rss} MiB:\n{first}");
             let burn_line = top_line(&first, &burn_task).context("burn line in top")?;
             assert!((burn_line.0 - cores).abs() < 0.2, "top {} cores vs API {cores}", burn_line.0);
@@ -352,6 +359,7 @@ async fn usage_agrees_between_api_top_metrics_and_prometheus() {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             };
             let p_rss = value / MIB;
+            eprintln!("prometheus: {p_rss:.1} MiB RSS");
             assert!((p_rss - rss).abs() < 5.0, "prometheus {p_rss} MiB vs API {rss} MiB");
         }
         Ok(())

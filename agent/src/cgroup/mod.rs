@@ -93,9 +93,14 @@ impl TaskCgroup {
     pub fn dirs(&self) -> Vec<PathBuf> {
         let mut dirs: Vec<PathBuf> = Vec::with_capacity(4);
         let cpuacct = self.cpuacct.as_ref();
-        for dir in [Some(&self.cpu), cpuacct, Some(&self.memory), Some(&self.pids)]
-            .into_iter()
-            .flatten()
+        for dir in [
+            Some(&self.cpu),
+            cpuacct,
+            Some(&self.memory),
+            Some(&self.pids),
+        ]
+        .into_iter()
+        .flatten()
         {
             if !dirs.contains(dir) {
                 dirs.push(dir.clone());

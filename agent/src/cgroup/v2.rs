@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use tracing::warn;
 
 use super::fsutil::{
-    check_name, keyed_u64, kill_and_remove, list_dirs, make_dir, read_procs, read_u64,
-    read_value, write_optional, write_value,
+    check_name, keyed_u64, kill_and_remove, list_dirs, make_dir, read_procs, read_u64, read_value,
+    write_optional, write_value,
 };
 use super::{
     CgroupDriver, CgroupLimits, CgroupUsage, CgroupVersion, OomEvents, TaskCgroup, CFS_PERIOD_US,

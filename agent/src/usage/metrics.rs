@@ -196,7 +196,9 @@ mod tests {
                       job=\"cop.c_owt.o_pdl.p_service.s_job.j_cluster.dev\",agent=\"agent-1\",\
                       cop=\"c\",owt=\"o\",pdl=\"p\",service=\"s\",cluster=\"dev\"";
         assert!(
-            text.contains(&format!("ocean_task_memory_rss_bytes{{{labels}}} 1048576\n")),
+            text.contains(&format!(
+                "ocean_task_memory_rss_bytes{{{labels}}} 1048576\n"
+            )),
             "{text}"
         );
         assert!(text.contains(&format!("ocean_task_cpu_cores{{{labels}}} 0.5\n")));

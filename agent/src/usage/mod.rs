@@ -92,9 +92,10 @@ pub async fn start(
     }
     let server = match metrics_addr {
         Some(addr) => {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(Error::io("listen for /metrics (--metrics-addr) on", addr.to_string()))?;
+            let listener = TcpListener::bind(addr).await.map_err(Error::io(
+                "listen for /metrics (--metrics-addr) on",
+                addr.to_string(),
+            ))?;
             let router = metrics::router(Arc::clone(&latest), agent.to_string());
             info!(%addr, "serving task usage at /metrics");
             Some(tokio::spawn(async move {

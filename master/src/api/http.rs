@@ -153,7 +153,10 @@ async fn get_agent(
     Query(q): Query<ReadQuery>,
 ) -> ApiResult<Response> {
     let (version, a, l) = m.service().get_agent(&id, q.options()).await?;
-    Ok(with_version(version, agent_usage(&m, AgentDetail::new(&a, l))))
+    Ok(with_version(
+        version,
+        agent_usage(&m, AgentDetail::new(&a, l)),
+    ))
 }
 
 /// The sums of the agent's newest usage report, if this master holds one.

@@ -81,7 +81,10 @@ async fn get_task(
         consistent: q.consistent == Some(true),
     };
     let (version, t) = m.service().get_task(&id, opts).await?;
-    Ok(with_version(version, with_usage(&m, TaskView::from(t.as_ref()))))
+    Ok(with_version(
+        version,
+        with_usage(&m, TaskView::from(t.as_ref())),
+    ))
 }
 
 /// The task's newest usage sample, if this master holds one.

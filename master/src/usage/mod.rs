@@ -199,7 +199,11 @@ mod tests {
             tasks: vec![usage("j.b", 0.5, 50 << 20)],
             ..report
         };
-        store.record("agent-1", &later, 1_000_000 + FORGET_AFTER_MS + PRUNE_EVERY_MS);
+        store.record(
+            "agent-1",
+            &later,
+            1_000_000 + FORGET_AFTER_MS + PRUNE_EVERY_MS,
+        );
         assert!(store.task("j.a").is_none());
         assert!(store.task("j.b").is_some());
         assert_eq!(store.len(), (1, 1));

@@ -228,10 +228,7 @@ fn below<'a>(job: &'a str, node: &str) -> Vec<&'a str> {
         return all;
     };
     let suffix = format!("_{last}");
-    match all
-        .iter()
-        .position(|a| *a == last || a.ends_with(&suffix))
-    {
+    match all.iter().position(|a| *a == last || a.ends_with(&suffix)) {
         Some(i) => all[i + 1..].to_vec(),
         // The node names the job itself (job or cluster tags).
         None => Vec::new(),
@@ -418,7 +415,12 @@ mod tests {
         for parent in r.nodes.iter().chain([&r.total]) {
             let mut cpu = 0.0;
             let mut n = 0;
-            for child in r.nodes.iter().chain(&r.jobs).filter(|c| c.parent == parent.id) {
+            for child in r
+                .nodes
+                .iter()
+                .chain(&r.jobs)
+                .filter(|c| c.parent == parent.id)
+            {
                 cpu += child.used.cpu_cores;
                 n += child.tasks;
             }

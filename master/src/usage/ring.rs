@@ -49,7 +49,10 @@ impl Point {
     /// Adds `other`'s values (saturating; an unknown rate adds nothing).
     pub fn add(&mut self, other: &Point) {
         if other.cpu_milli != NO_RATE {
-            self.cpu_milli = self.cpu_milli.saturating_add(other.cpu_milli).min(NO_RATE - 1);
+            self.cpu_milli = self
+                .cpu_milli
+                .saturating_add(other.cpu_milli)
+                .min(NO_RATE - 1);
         }
         self.rss_kib = self.rss_kib.saturating_add(other.rss_kib);
         self.cache_kib = self.cache_kib.saturating_add(other.cache_kib);
@@ -156,7 +159,10 @@ mod tests {
         assert_eq!(w.points, 4);
         assert!((w.cpu_cores - 0.75).abs() < 1e-9, "{w:?}");
         assert_eq!(w.cpu_cores_max, 1.0);
-        assert_eq!(w.rss_bytes_max, u64::from(ring.last().expect("last").rss_kib) * 1024);
+        assert_eq!(
+            w.rss_bytes_max,
+            u64::from(ring.last().expect("last").rss_kib) * 1024
+        );
         assert_eq!(ring.window(last + 1).points, 0);
         // A point without a rate counts for memory, not for cpu.
         ring.push(Point {
