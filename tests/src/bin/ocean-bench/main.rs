@@ -27,6 +27,9 @@
 //!   open and changes flowing, the open tab's JS heap over time.
 //! - `redis`: Redis caches: provisioning, primary crash and host loss to
 //!   writes succeeding again, acknowledged writes lost (none expected).
+//! - `usage`: the cost of usage collection: a real agent's CPU with N tasks
+//!   sampled every 5 s, and the leader's CPU and memory with N simulated
+//!   agents pushing M tasks' samples every 5 s.
 //! - `docker-launch`: submit-to-RUNNING of one-instance container jobs,
 //!   side by side with `docker run -d` of the same image.
 //!
@@ -55,6 +58,7 @@ mod lost;
 mod redis;
 mod schedule;
 mod tasks;
+mod usage;
 mod watch;
 
 #[derive(Debug, Parser)]
@@ -66,6 +70,24 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// The cost of usage collection on an agent and on the leader.
+    Usage {
+        /// `agent`, `leader` or `both`.
+        #[arg(long, default_value = "both", value_parser = ["agent", "leader", "both"])]
+        part: String,
+        /// Real tasks on the agent.
+        #[arg(long, default_value_t = 300)]
+        agent_tasks: usize,
+        /// Simulated agents pushing to the leader.
+        #[arg(long, default_value_t = 10_000)]
+        agents: usize,
+        /// Tasks per simulated agent.
+        #[arg(long, default_value_t = 10)]
+        tasks: usize,
+        /// Seconds each CPU figure is measured over.
+        #[arg(long, default_value_t = 60)]
+        secs: u64,
+    },
     /// A rolling deployment of one job over simulated agents, and a
     /// rollback, timed.
     Deploy {
@@ -270,6 +292,21 @@ async fn main() -> anyhow::Result<()> {
             submitters,
             master_args,
         } => schedule::schedule(agents, tasks, submitters, &master_args).await,
+        Cmd::Usage {
+            part,
+            agent_tasks,
+            agents,
+            tasks,
+            secs,
+        } => {
+            if part != "leader" {
+                usage::agent(agent_tasks, secs).await?;
+            }
+            if part != "agent" {
+                usage::leader(agents, tasks, secs).await?;
+            }
+            Ok(())
+        }
         Cmd::Fleet { instances, agents } => tasks::fleet(instances, agents).await,
         Cmd::Watch {
             watchers,
