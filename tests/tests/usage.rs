@@ -366,3 +366,87 @@ async fn usage_agrees_between_api_top_metrics_and_prometheus() {
     })
     .await;
 }
+
+/// A counter of a Docker container's cgroup (cgroupfs driver, v1), read by
+/// the test itself: what the engine's stats should match.
+fn docker_cgroup(controller: &str, id: &str, file: &str) -> Option<String> {
+    std::fs::read_to_string(format!("/sys/fs/cgroup/{controller}/docker/{id}/{file}")).ok()
+}
+
+fn keyed(text: &str, key: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+/// A container task's usage comes from the Docker engine's stats: a
+/// container spinning under a 0.5-core quota and holding ~60 MiB reads
+/// what the kernel's cgroup of the container says.
+#[tokio::test(flavor = "multi_thread")]
+async fn container_usage_comes_from_the_engine_stats() {
+    use ocean_tests::docker::{containers, ensure_busybox, ContainerReaper, BUSYBOX, LABEL_TASK};
+    bounded(180, async {
+        if !require("docker") {
+            return Ok(());
+        }
+        ensure_busybox()?;
+        let c = Cluster::start(1, &[])?;
+        let api = c.master(1).api();
+        let mut agent = c.new_agent("d", &["--usage-interval", "1s"]);
+        agent.start()?;
+        wait_connected(&api, 1, WAIT).await?;
+        let mut reaper = ContainerReaper::default();
+        reaper.watch(&agent.id().unwrap_or_default());
+        let job = job_id("boxed");
+        submit(
+            &api,
+            &json!({"id": job,
+                    // `tail` keeps a line without a newline in memory.
+                    "cmd": "sh -c 'head -c 60m /dev/zero | tail & while :; do :; done'",
+                    "resources": {"cpus": 0.5, "mem": 256}, "kill_grace_period_seconds": 1,
+                    "container": {"docker": {"image": BUSYBOX}}}),
+        )
+        .await?;
+        let l = wait_tasks(&api, &job, "one RUNNING", WAIT, |l| running(l).len() == 1).await?;
+        let task = running(&l)[0]["id"].as_str().unwrap_or_default().to_string();
+        let ids = containers(LABEL_TASK, &task);
+        anyhow::ensure!(ids.len() == 1, "one container for {task}: {ids:?}");
+        let id = ids[0].clone();
+        // The kernel's account of the container over five seconds.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let usage_ns = || -> anyhow::Result<f64> {
+            Ok(docker_cgroup("cpuacct", &id, "cpuacct.usage")
+                .context("the container's cpuacct.usage")?
+                .trim()
+                .parse()?)
+        };
+        let (ns0, t0) = (usage_ns()?, Instant::now());
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let kernel_cores = (usage_ns()? - ns0) / 1e9 / t0.elapsed().as_secs_f64();
+        let report = wait_usage(&api, "window=5s", "the container sampled", |r| {
+            row(r, "tasks", &task).is_some_and(|t| t["used"]["sampled_tasks"] == 1)
+        })
+        .await?;
+        let stat = docker_cgroup("memory", &id, "memory.stat").context("memory.stat")?;
+        let kernel_rss = keyed(&stat, "rss").context("rss")? / MIB;
+        let t = row(&report, "tasks", &task).context("task row")?;
+        let cores = f(&t["used"]["cpu_cores"]);
+        let rss = f(&t["used"]["memory_rss_bytes"]) / MIB;
+        eprintln!("container: {cores} cores (kernel {kernel_cores}), {rss:.1} MiB (kernel {kernel_rss:.1})");
+        assert!(
+            (cores - kernel_cores).abs() <= 0.15 * kernel_cores.max(0.1),
+            "the engine's stats read {cores} cores, the container's cgroup {kernel_cores}: {t}"
+        );
+        assert!(cores <= 0.5 * 1.15, "a 0.5-core quota, {cores} cores read");
+        assert!(rss > 55.0, "the container holds ~60 MiB, {rss} MiB read: {t}");
+        assert!(
+            (rss - kernel_rss).abs() <= 0.1 * kernel_rss,
+            "{rss} MiB read, the cgroup says {kernel_rss} MiB"
+        );
+        drop(agent);
+        drop(reaper);
+        Ok(())
+    })
+    .await;
+}

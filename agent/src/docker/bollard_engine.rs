@@ -23,8 +23,8 @@ use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 
 use super::engine::{
-    ContainerEngine, ContainerInfo, ContainerSpec, EngineError, EngineEvent, EngineResult,
-    ExecOutcome, LogStream, EXEC_OUTPUT_KEPT,
+    ContainerEngine, ContainerInfo, ContainerSpec, ContainerStats, EngineError, EngineEvent,
+    EngineResult, ExecOutcome, LogStream, EXEC_OUTPUT_KEPT,
 };
 
 /// The API version requested: Docker 20.10's, the oldest engine we support.
@@ -140,6 +140,39 @@ fn label_filter(key: &str, value: &str) -> HashMap<String, Vec<String>> {
 
 #[async_trait]
 impl ContainerEngine for BollardEngine {
+    async fn stats(&self, id: &str) -> EngineResult<ContainerStats> {
+        // One reading, without the engine's wait for a second one (one-shot,
+        // API 1.41): rates are the sampler's business.
+        let options = bollard::query_parameters::StatsOptions {
+            stream: false,
+            one_shot: true,
+        };
+        let mut stream = self.docker.stats(id, Some(options));
+        let s = match stream.next().await {
+            Some(r) => r.map_err(map_err)?,
+            None => return Err(EngineError::NotFound(id.to_string())),
+        };
+        let cpu = s.cpu_stats.unwrap_or_default();
+        let memory = s.memory_stats.unwrap_or_default();
+        let stat = memory.stats.unwrap_or_default();
+        let key = |v1: &str, v2: &str| stat.get(v1).or_else(|| stat.get(v2)).copied();
+        let usage = memory.usage.unwrap_or(0);
+        Ok(ContainerStats {
+            cpu_usage_ns: cpu.cpu_usage.and_then(|u| u.total_usage),
+            cpu_throttled_ns: cpu
+                .throttling_data
+                .and_then(|t| t.throttled_time)
+                .unwrap_or(0),
+            memory_rss_bytes: key("rss", "anon").unwrap_or(0),
+            memory_cache_bytes: key("cache", "file").unwrap_or(0),
+            memory_peak_bytes: memory.max_usage.unwrap_or(usage),
+            // An unlimited container reports the host's memory: kept, as
+            // the ceiling it really has.
+            memory_limit_bytes: memory.limit,
+            pids: s.pids_stats.and_then(|p| p.current).unwrap_or(0),
+        })
+    }
+
     async fn version(&self) -> EngineResult<String> {
         let v = self.docker.version().await.map_err(map_err)?;
         Ok(format!(

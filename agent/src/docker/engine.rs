@@ -84,6 +84,26 @@ pub struct ContainerInfo {
     pub started_at_ms: u64,
 }
 
+/// What a container uses now, from the engine's stats (the same cgroup
+/// counters the native executor reads, as the engine reports them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ContainerStats {
+    /// CPU time used since it started, ns (`None`: not reported).
+    pub cpu_usage_ns: Option<u64>,
+    /// Time its cpu quota held it back, ns.
+    pub cpu_throttled_ns: u64,
+    /// Anonymous memory (`rss` on cgroup v1, `anon` on v2), bytes.
+    pub memory_rss_bytes: u64,
+    /// Page cache (`cache` on v1, `file` on v2), bytes.
+    pub memory_cache_bytes: u64,
+    /// The highest charge (v1 only; else the current charge).
+    pub memory_peak_bytes: u64,
+    /// Its memory limit (`None`: unlimited or unknown).
+    pub memory_limit_bytes: Option<u64>,
+    /// Processes and threads.
+    pub pids: u64,
+}
+
 /// A container event the executor cares about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EngineEvent {
@@ -144,6 +164,8 @@ pub trait ContainerEngine: Send + Sync + fmt::Debug {
     /// Runs `cmd` inside the running container `id` (as `docker exec`
     /// does) and waits for it, at most `timeout`.
     async fn exec(&self, id: &str, cmd: &[String], timeout: Duration) -> EngineResult<ExecOutcome>;
+    /// One reading of a running container's usage.
+    async fn stats(&self, id: &str) -> EngineResult<ContainerStats>;
     /// Die and OOM events of containers labelled `key=value`, as they happen.
     fn events(&self, key: &str, value: &str) -> BoxStream<'static, EngineResult<EngineEvent>>;
     /// A container's output; `tail` = last lines only, `follow` = keep

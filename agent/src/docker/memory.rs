@@ -14,7 +14,7 @@ use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 
 use super::engine::{
-    ContainerEngine, ContainerInfo, ContainerSpec, EngineError, EngineEvent, EngineResult,
+    ContainerEngine, ContainerInfo, ContainerSpec, ContainerStats, EngineError, EngineEvent, EngineResult,
     ExecOutcome, LogStream,
 };
 
@@ -39,6 +39,8 @@ struct State {
     execs: HashMap<String, Vec<Vec<String>>>,
     /// Exit code of `exec` by container id (0 when not set).
     exec_exit: HashMap<String, i64>,
+    /// What `stats` answers, by container id (zeros when not set).
+    stats: HashMap<String, ContainerStats>,
 }
 
 /// The in-memory engine. Clones share the same containers.
@@ -149,6 +151,11 @@ impl MemoryEngine {
         self.state().signals.get(id).cloned().unwrap_or_default()
     }
 
+    /// Sets what `stats` answers for container `id`.
+    pub fn set_stats(&self, id: &str, stats: ContainerStats) {
+        self.state().stats.insert(id.to_string(), stats);
+    }
+
     fn check(&self) -> EngineResult<()> {
         match &self.state().unavailable {
             Some(reason) => Err(EngineError::Unavailable(reason.clone())),
@@ -159,6 +166,18 @@ impl MemoryEngine {
 
 #[async_trait]
 impl ContainerEngine for MemoryEngine {
+    async fn stats(&self, id: &str) -> EngineResult<ContainerStats> {
+        self.check()?;
+        let s = self.state();
+        match s.containers.get(id) {
+            Some(r) if r.info.running => Ok(s.stats.get(id).copied().unwrap_or_default()),
+            Some(_) => Err(EngineError::Conflict(format!(
+                "container {id} is not running"
+            ))),
+            None => Err(EngineError::NotFound(id.into())),
+        }
+    }
+
     async fn version(&self) -> EngineResult<String> {
         self.check()?;
         Ok("memory (API 1.41)".into())

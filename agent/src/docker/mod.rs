@@ -39,7 +39,8 @@ use crate::task::TaskStatus;
 
 pub use bollard_engine::BollardEngine;
 pub use engine::{
-    ContainerEngine, ContainerInfo, ContainerSpec, EngineError, EngineEvent, ExecOutcome, LogStream,
+    ContainerEngine, ContainerInfo, ContainerSpec, ContainerStats, EngineError, EngineEvent,
+    ExecOutcome, LogStream,
 };
 pub use executor::DockerExecutor;
 pub use launch::{container_task, ContainerHealth, ContainerTask, DockerConfig};

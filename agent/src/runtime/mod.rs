@@ -199,6 +199,7 @@ pub async fn run(
     let (usage, usage_rx) = crate::usage::Latest::new();
     let (sampler, metrics) = crate::usage::start(
         Arc::clone(&executor),
+        docker.clone(),
         config.usage_interval,
         usage,
         config.metrics_addr,

@@ -19,7 +19,6 @@ mod disk;
 pub mod metrics;
 mod rate;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -30,7 +29,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::cgroup::CgroupDriver;
+use crate::cgroup::{CgroupDriver, CgroupUsage};
+use crate::docker::{ContainerStats, DockerExecutor};
 use crate::error::{Error, Result};
 use crate::executor::{Executor, RunningTask};
 pub use rate::Sampler;
@@ -78,6 +78,7 @@ impl Latest {
 /// (bound here, so a taken port fails the agent's start naming the flag).
 pub async fn start(
     executor: Arc<Executor>,
+    docker: Option<Arc<DockerExecutor>>,
     interval: Duration,
     latest: Arc<Latest>,
     metrics_addr: Option<SocketAddr>,
@@ -106,22 +107,54 @@ pub async fn start(
         }
         None => None,
     };
-    let sampler = tokio::spawn(run(executor, interval, latest));
+    let sampler = tokio::spawn(run(executor, docker, interval, latest));
     Ok((sampler, server))
 }
 
 /// Samples every task the executor runs each `interval` until the runtime
 /// that spawned it stops.
-pub async fn run(executor: Arc<Executor>, interval: Duration, latest: Arc<Latest>) {
+pub async fn run(
+    executor: Arc<Executor>,
+    docker: Option<Arc<DockerExecutor>>,
+    interval: Duration,
+    latest: Arc<Latest>,
+) {
     let mut sampler = Sampler::default();
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        // Containers first, through the engine's stats (network calls, so
+        // not on the blocking thread).
+        let containers = match &docker {
+            Some(d) => container_stats(d).await,
+            None => Vec::new(),
+        };
         let tasks = executor.tasks();
         let cgroups = Arc::clone(executor.cgroups());
         let taken = tokio::task::spawn_blocking(move || {
-            let report = sample(&mut sampler, cgroups.as_ref(), &tasks, Instant::now());
+            // One instant for the whole sample, so the interval is one.
+            let now = Instant::now();
+            let mut report = sample(&mut sampler, cgroups.as_ref(), &tasks, now);
+            for (task, stats) in containers {
+                let usage = CgroupUsage {
+                    cpu_usage_ns: stats.cpu_usage_ns,
+                    cpu_throttled_ns: stats.cpu_throttled_ns,
+                    cpu_throttled_periods: 0,
+                    memory_rss_bytes: stats.memory_rss_bytes,
+                    memory_cache_bytes: stats.memory_cache_bytes,
+                    memory_peak_bytes: stats.memory_peak_bytes,
+                    memory_limit_bytes: stats.memory_limit_bytes,
+                    oom_kills: 0,
+                    pids: stats.pids,
+                };
+                report
+                    .tasks
+                    .push(task_usage(&mut sampler, task, &usage, 0.0, 0, now));
+            }
+            let keep: std::collections::HashSet<String> =
+                report.tasks.iter().map(|t| t.task_id.clone()).collect();
+            sampler.forget_except(|id| keep.contains(id));
             (sampler, report)
         })
         .await;
@@ -139,7 +172,52 @@ pub async fn run(executor: Arc<Executor>, interval: Duration, latest: Arc<Latest
     }
 }
 
-/// One report of `tasks`, with rates against the sampler's previous reading.
+/// The engine's stats of every running container task; a container that
+/// cannot be read (it just ended) is left out of this sample.
+async fn container_stats(docker: &DockerExecutor) -> Vec<(String, ContainerStats)> {
+    let engine = docker.engine();
+    let mut out = Vec::new();
+    for task in docker.tasks() {
+        let Some(id) = docker.running_container(&task) else {
+            continue;
+        };
+        match engine.stats(&id).await {
+            Ok(stats) => out.push((task, stats)),
+            Err(error) => debug!(%task, %error, "cannot read the container's stats"),
+        }
+    }
+    out
+}
+
+/// One task's sample from its counters.
+fn task_usage(
+    sampler: &mut Sampler,
+    task_id: String,
+    usage: &CgroupUsage,
+    cpus_limit: f64,
+    disk_bytes: u64,
+    now: Instant,
+) -> TaskUsage {
+    let cpu_cores = sampler.cores(&task_id, usage.cpu_usage_ns, now);
+    TaskUsage {
+        task_id,
+        cpu_cores,
+        cpu_usage_ns: usage.cpu_usage_ns.unwrap_or(0),
+        cpu_throttled_ns: usage.cpu_throttled_ns,
+        memory_rss_bytes: usage.memory_rss_bytes,
+        memory_cache_bytes: usage.memory_cache_bytes,
+        memory_peak_bytes: usage.memory_peak_bytes,
+        memory_limit_bytes: usage.memory_limit_bytes.unwrap_or(0),
+        oom_kills: usage.oom_kills,
+        pids: usage.pids,
+        disk_bytes,
+        cpus_limit,
+    }
+}
+
+/// One report of `tasks` (native ones; the caller adds containers and
+/// drops the sampler's readings of tasks that are gone), with rates
+/// against the sampler's previous reading.
 pub fn sample(
     sampler: &mut Sampler,
     cgroups: &dyn CgroupDriver,
@@ -147,7 +225,6 @@ pub fn sample(
     now: Instant,
 ) -> UsageReport {
     let mut out = Vec::with_capacity(tasks.len());
-    let mut seen = HashMap::with_capacity(tasks.len());
     for task in tasks {
         let usage = match cgroups.usage(&task.cgroup) {
             Ok(u) => u,
@@ -162,24 +239,15 @@ pub fn sample(
             .ok()
             .and_then(|l| l.cpus)
             .unwrap_or(0.0);
-        let cpu_cores = sampler.cores(&task.task_id, usage.cpu_usage_ns, now);
-        seen.insert(task.task_id.as_str(), ());
-        out.push(TaskUsage {
-            task_id: task.task_id.clone(),
-            cpu_cores,
-            cpu_usage_ns: usage.cpu_usage_ns.unwrap_or(0),
-            cpu_throttled_ns: usage.cpu_throttled_ns,
-            memory_rss_bytes: usage.memory_rss_bytes,
-            memory_cache_bytes: usage.memory_cache_bytes,
-            memory_peak_bytes: usage.memory_peak_bytes,
-            memory_limit_bytes: usage.memory_limit_bytes.unwrap_or(0),
-            oom_kills: usage.oom_kills,
-            pids: usage.pids,
-            disk_bytes: disk::size(&task.sandbox),
+        out.push(task_usage(
+            sampler,
+            task.task_id.clone(),
+            &usage,
             cpus_limit,
-        });
+            disk::size(&task.sandbox),
+            now,
+        ));
     }
-    sampler.forget_except(|id| seen.contains_key(id));
     UsageReport {
         timestamp_ms: SystemTime::now()
             .duration_since(UNIX_EPOCH)
