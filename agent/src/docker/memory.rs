@@ -14,8 +14,8 @@ use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 
 use super::engine::{
-    ContainerEngine, ContainerInfo, ContainerSpec, ContainerStats, EngineError, EngineEvent, EngineResult,
-    ExecOutcome, LogStream,
+    ContainerEngine, ContainerInfo, ContainerSpec, ContainerStats, EngineError, EngineEvent,
+    EngineResult, ExecOutcome, LogStream,
 };
 
 #[derive(Debug, Clone)]

@@ -124,6 +124,7 @@ pub async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        let started = Instant::now();
         // Containers first, through the engine's stats (network calls, so
         // not on the blocking thread).
         let containers = match &docker {
@@ -161,6 +162,11 @@ pub async fn run(
         match taken {
             Ok((back, report)) => {
                 sampler = back;
+                debug!(
+                    tasks = report.tasks.len(),
+                    took_us = started.elapsed().as_micros() as u64,
+                    "usage sampled"
+                );
                 latest.set(report);
             }
             // A panicking read is a bug; start afresh rather than stop.
@@ -234,17 +240,19 @@ pub fn sample(
                 continue;
             }
         };
-        let cpus_limit = cgroups
-            .limits(&task.cgroup)
-            .ok()
-            .and_then(|l| l.cpus)
-            .unwrap_or(0.0);
+        let cpus_limit = sampler.quota(&task.task_id, || {
+            cgroups
+                .limits(&task.cgroup)
+                .ok()
+                .map(|l| l.cpus.unwrap_or(0.0))
+        });
+        let disk = sampler.disk(&task.task_id, now, || disk::size(&task.sandbox));
         out.push(task_usage(
             sampler,
             task.task_id.clone(),
             &usage,
             cpus_limit,
-            disk::size(&task.sandbox),
+            disk,
             now,
         ));
     }
