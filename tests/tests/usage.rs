@@ -450,3 +450,40 @@ async fn container_usage_comes_from_the_engine_stats() {
     })
     .await;
 }
+
+/// Any master answers `/v1/usage`: a follower relays the leader's answer
+/// (the samples live in the leader's memory), and bad input is refused by
+/// whichever master is asked, naming the field.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follower_answers_usage_from_the_leader() {
+    bounded(120, async {
+        let c = Cluster::start(3, &[])?;
+        let leader = c.wait_leader(&[1, 2, 3], WAIT).await?;
+        let follower = if leader == 1 { 2 } else { 1 };
+        let api = c.master(leader).api();
+        let mut agent = c.new_agent("f", &["--usage-interval", "1s"]);
+        agent.start()?;
+        wait_connected(&api, 1, WAIT).await?;
+        let job = job_id("relayed");
+        submit(
+            &api,
+            &json!({"id": job, "cmd": format!("exec {} --mib 20", load_bin().display()),
+                    "resources": {"cpus": 0.1, "mem": 64}, "kill_grace_period_seconds": 1}),
+        )
+        .await?;
+        let l = wait_tasks(&api, &job, "one RUNNING", WAIT, |l| running(l).len() == 1).await?;
+        let task = running(&l)[0]["id"].as_str().unwrap_or_default().to_string();
+        let other = c.master(follower).api();
+        let report = wait_usage(&other, "node=pdl.ocean&window=10s", "the task sampled", |r| {
+            row(r, "tasks", &task).is_some_and(|t| t["used"]["memory_rss_bytes"].as_u64() > Some(15 << 20))
+        })
+        .await?;
+        assert_eq!(report["leader"], leader, "answered by the leader: {report}");
+        assert_eq!(report["node"], "pdl.ocean");
+        let bad = other.get("/v1/usage?node=nope").await?;
+        assert_eq!(bad.status, 400, "{}", bad.body);
+        assert!(bad.body["error"].as_str().unwrap_or("").starts_with("node"), "{}", bad.body);
+        Ok(())
+    })
+    .await;
+}

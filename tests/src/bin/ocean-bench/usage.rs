@@ -68,7 +68,13 @@ pub async fn agent(tasks: usize, secs: u64) -> anyhow::Result<()> {
         anyhow::ensure!(Instant::now() < deadline, "not all running: {}", r.body);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Measured after a restart in both phases: a restarted agent supervises
+    // re-adopted tasks, which costs more than tasks it launched itself.
+    a.kill();
+    a.start()?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_connected(&api, 1, Duration::from_secs(30)).await?;
+    tokio::time::sleep(Duration::from_secs(10)).await;
     let pid = a.process.pid().unwrap_or(0);
     let off = cpu_percent(pid, secs).await;
     let off_rss = rss_kib(pid) as f64 / 1024.0;
@@ -91,6 +97,7 @@ pub async fn agent(tasks: usize, secs: u64) -> anyhow::Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    tokio::time::sleep(Duration::from_secs(5)).await;
     let pid = a.process.pid().unwrap_or(0);
     let on = cpu_percent(pid, secs).await;
     println!(
