@@ -10,6 +10,7 @@ mod cmd_deploy;
 mod cmd_dns;
 mod cmd_elb;
 mod cmd_framework;
+mod cmd_logs;
 mod cmd_server;
 mod cmd_task;
 mod cmd_top;
@@ -76,6 +77,8 @@ enum Command {
     /// Run a framework standalone (`ocean framework run cron --master ...`).
     #[command(subcommand)]
     Framework(cmd_framework::FrameworkCommand),
+    /// Search the logs of a job's tasks, running and ended.
+    Logs(cmd_logs::LogsArgs),
     /// A live view of what tasks use under a service-tree node.
     Top(cmd_top::TopArgs),
 }
@@ -122,6 +125,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cache(cmd) => cmd_cache::cache(&client()?, cmd).await,
         Command::Framework(cmd) => cmd_framework::framework(cmd).await,
         Command::Elb(cmd) => cmd_elb::elb(client, cmd).await,
+        Command::Logs(args) => cmd_logs::logs(&client()?, args).await,
         Command::Top(args) => cmd_top::top(&client()?, args).await,
     }
 }

@@ -472,17 +472,97 @@ async fn a_follower_answers_usage_from_the_leader() {
         )
         .await?;
         let l = wait_tasks(&api, &job, "one RUNNING", WAIT, |l| running(l).len() == 1).await?;
-        let task = running(&l)[0]["id"].as_str().unwrap_or_default().to_string();
+        let task = running(&l)[0]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let other = c.master(follower).api();
-        let report = wait_usage(&other, "node=pdl.ocean&window=10s", "the task sampled", |r| {
-            row(r, "tasks", &task).is_some_and(|t| t["used"]["memory_rss_bytes"].as_u64() > Some(15 << 20))
-        })
+        let report = wait_usage(
+            &other,
+            "node=pdl.ocean&window=10s",
+            "the task sampled",
+            |r| {
+                row(r, "tasks", &task)
+                    .is_some_and(|t| t["used"]["memory_rss_bytes"].as_u64() > Some(15 << 20))
+            },
+        )
         .await?;
         assert_eq!(report["leader"], leader, "answered by the leader: {report}");
         assert_eq!(report["node"], "pdl.ocean");
         let bad = other.get("/v1/usage?node=nope").await?;
         assert_eq!(bad.status, 400, "{}", bad.body);
-        assert!(bad.body["error"].as_str().unwrap_or("").starts_with("node"), "{}", bad.body);
+        assert!(
+            bad.body["error"].as_str().unwrap_or("").starts_with("node"),
+            "{}",
+            bad.body
+        );
+        Ok(())
+    })
+    .await;
+}
+
+/// `ocean logs JOB --grep RE` searches every task of the job, the ended
+/// ones too, and prefixes each line with its task.
+#[tokio::test(flavor = "multi_thread")]
+async fn ocean_logs_greps_running_and_ended_tasks() {
+    bounded(120, async {
+        let c = Cluster::start(1, &[])?;
+        let api = c.master(1).api();
+        let mut agent = c.new_agent("l", &[]);
+        agent.start()?;
+        wait_connected(&api, 1, WAIT).await?;
+        let job = job_id("chatty");
+        let spec = |marker: &str| {
+            json!({"id": job, "instances": 1, "kill_grace_period_seconds": 1,
+                   "cmd": format!("echo noise; echo needle-{marker} $OCEAN_TASK_ID; sleep 600"),
+                   "resources": {"cpus": 0.01, "mem": 16}})
+        };
+        submit(&api, &spec("one")).await?;
+        let l = wait_tasks(&api, &job, "first RUNNING", WAIT, |l| running(l).len() == 1).await?;
+        let first = running(&l)[0]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        // A new version replaces the task: the first one ends.
+        submit(&api, &spec("two")).await?;
+        wait_tasks(&api, &job, "replaced", WAIT, |l| {
+            running(l).len() == 1 && running(l)[0]["id"] != first.as_str()
+        })
+        .await?;
+        let deadline = Instant::now() + WAIT;
+        let text = loop {
+            let out = Command::new(ocean_bin())
+                .args(["--addr", &format!("http://{}", c.master(1).http)])
+                .args(["logs", &job, "--grep", "needle-(one|two)"])
+                .output()?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if out.status.success() && text.contains("needle-one") && text.contains("needle-two") {
+                break text;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "ocean logs: {} {text} {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        assert!(!text.contains("noise"), "only matching lines: {text}");
+        let one = text
+            .lines()
+            .find(|l| l.contains("needle-one"))
+            .unwrap_or("");
+        assert!(
+            one.contains("KILLED") || one.contains("FINISHED"),
+            "the ended task's line: {text}"
+        );
+        let bad = Command::new(ocean_bin())
+            .args(["--addr", &format!("http://{}", c.master(1).http)])
+            .args(["logs", &job, "--grep", "("])
+            .output()?;
+        assert!(!bad.status.success());
+        assert!(String::from_utf8_lossy(&bad.stderr).contains("--grep"));
         Ok(())
     })
     .await;

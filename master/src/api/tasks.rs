@@ -92,7 +92,7 @@ fn with_usage(m: &Master, mut view: TaskView) -> TaskView {
     view.usage = m
         .usage()
         .task(&view.id)
-        .map(|(at, u)| TaskUsageView::new(at, &u));
+        .map(|(at, u)| Box::new(TaskUsageView::new(at, &u)));
     view
 }
 

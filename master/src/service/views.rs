@@ -83,7 +83,7 @@ pub struct TaskView {
     /// The newest usage sample its agent pushed (answered by the leader,
     /// which holds them; absent elsewhere and before the first sample).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub usage: Option<crate::usage::report::TaskUsageView>,
+    pub usage: Option<Box<crate::usage::report::TaskUsageView>>,
 }
 
 impl From<&Task> for TaskView {
