@@ -219,4 +219,44 @@ mod tests {
         );
         Ok(())
     }
+
+    #[test]
+    fn usage_reads_the_unified_files() -> anyhow::Result<()> {
+        let root = tempfile::tempdir()?;
+        let driver = CgroupV2::new(root.path(), "ocean");
+        let cg = driver.task_cgroup("t1");
+        make_dir(&cg.memory)?;
+        let write = |file: &str, text: &str| std::fs::write(cg.memory.join(file), text);
+        write(
+            "cpu.stat",
+            "usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\nnr_periods 9\nnr_throttled 2\nthrottled_usec 300\n",
+        )?;
+        write("memory.stat", "anon 104857600\nfile 8192\nkernel 4096\n")?;
+        write("memory.current", "105000000\n")?;
+        write("memory.max", "max\n")?;
+        write("memory.events", "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n")?;
+        write("pids.current", "3\n")?;
+        let usage = driver.usage(&cg)?;
+        assert_eq!(
+            usage,
+            CgroupUsage {
+                cpu_usage_ns: Some(2_500_000_000),
+                cpu_throttled_ns: 300_000,
+                cpu_throttled_periods: 2,
+                memory_rss_bytes: 104_857_600,
+                memory_cache_bytes: 8192,
+                // No memory.peak (before Linux 5.19): the current charge.
+                memory_peak_bytes: 105_000_000,
+                memory_limit_bytes: None,
+                oom_kills: 0,
+                pids: 3,
+            }
+        );
+        write("memory.peak", "120000000\n")?;
+        write("memory.max", "268435456\n")?;
+        let usage = driver.usage(&cg)?;
+        assert_eq!(usage.memory_peak_bytes, 120_000_000);
+        assert_eq!(usage.memory_limit_bytes, Some(256 << 20));
+        Ok(())
+    }
 }
