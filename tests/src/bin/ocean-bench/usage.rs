@@ -119,8 +119,7 @@ pub async fn leader(agents: usize, tasks: usize, secs: u64) -> anyhow::Result<()
         .map(|_| channel(&addr))
         .collect::<anyhow::Result<_>>()?;
     let registered = Arc::new(AtomicUsize::new(0));
-    // 0: no reports; 2: every 5 s.
-    let reporting = Arc::new(std::sync::atomic::AtomicU8::new(0));
+    let reporting = Arc::new(std::sync::atomic::AtomicBool::new(false));
     for i in 0..agents {
         let ch = chans[i % chans.len()].clone();
         tokio::spawn(sim(
@@ -144,65 +143,10 @@ pub async fn leader(agents: usize, tasks: usize, secs: u64) -> anyhow::Result<()
     let pid = c.master(1).pid().unwrap_or(0);
     let rss0 = rss_kib(pid) as f64 / 1024.0;
     let off = cpu_percent(pid, secs).await;
-    // At the real pace until every ring is full (64 samples at 5 s), so
-    // memory is measured at its steady state; cpu over the last `secs`.
-    // (Filling faster left a backlog and the allocator's high water in
-    // both figures.)
-    reporting.store(2, Ordering::Relaxed);
-    // 64: `RING` in master/src/usage/ring.rs.
-    let fill = (64 * 5 + 10u64).saturating_sub(secs);
-    tokio::time::sleep(Duration::from_secs(fill)).await;
-    let on = cpu_percent(pid, secs).await;
-    println!(
-        "agent with {tasks} tasks over {secs} s: {off:.2} % of a core without sampling \
-         (RSS {off_rss:.1} MiB), {on:.2} % sampling every 5 s (RSS {:.1} MiB): \
-         collection costs {:.2} % of a core",
-        rss_kib(pid) as f64 / 1024.0,
-        on - off
-    );
-    Ok(())
-}
-
-/// The leader half.
-pub async fn leader(agents: usize, tasks: usize, secs: u64) -> anyhow::Result<()> {
-    let c = Cluster::start(1, &[])?;
-    let api = c.master(1).api();
-    let addr = c.master(1).grpc.to_string();
-    let chans: Vec<Channel> = (0..agents.div_ceil(100).max(1))
-        .map(|_| channel(&addr))
-        .collect::<anyhow::Result<_>>()?;
-    let registered = Arc::new(AtomicUsize::new(0));
-    // 0: no reports; 2: every 5 s.
-    let reporting = Arc::new(std::sync::atomic::AtomicU8::new(0));
-    for i in 0..agents {
-        let ch = chans[i % chans.len()].clone();
-        tokio::spawn(sim(
-            ch,
-            i,
-            tasks,
-            Arc::clone(&registered),
-            Arc::clone(&reporting),
-        ));
-    }
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while registered.load(Ordering::Relaxed) < agents {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "only {} agents registered",
-            registered.load(Ordering::Relaxed)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    let pid = c.master(1).pid().unwrap_or(0);
-    let rss0 = rss_kib(pid) as f64 / 1024.0;
-    let off = cpu_percent(pid, secs).await;
-    // Fill every ring first (64 samples: a report a second for 70 s),
-    // so memory is measured at its steady state, then the real pace.
-    reporting.store(1, Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_secs(70)).await;
-    reporting.store(2, Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    reporting.store(true, Ordering::Relaxed);
+    // Let the rings fill (64 samples at 5 s would take 5 minutes; the
+    // memory figure is taken once every task has a ring).
+    tokio::time::sleep(Duration::from_secs(15)).await;
     let on = cpu_percent(pid, secs).await;
     let rss1 = rss_kib(pid) as f64 / 1024.0;
     println!(
@@ -230,7 +174,7 @@ async fn sim(
     i: usize,
     tasks: usize,
     registered: Arc<AtomicUsize>,
-    reporting: Arc<std::sync::atomic::AtomicU8>,
+    reporting: Arc<std::sync::atomic::AtomicBool>,
 ) {
     let agent_id = format!("usage-agent-{i:05}");
     let job = job_id(&format!("u{}", i % 1000));
@@ -268,11 +212,9 @@ async fn sim(
         let mut beat = tokio::time::interval(Duration::from_secs(1));
         // Spread the agents' reports over the interval, as real agents'
         // start times spread them.
-        let offset = Duration::from_millis((i as u64 * 7919) % 1000);
+        let offset = Duration::from_millis((i as u64 * 7919) % 5000);
         let mut report =
-            tokio::time::interval_at(tokio::time::Instant::now() + offset, Duration::from_secs(1));
-        // Which second of five this agent reports in at the real pace.
-        let mut ticks = i as u64;
+            tokio::time::interval_at(tokio::time::Instant::now() + offset, Duration::from_secs(5));
         let mut seq = 0u64;
         loop {
             tokio::select! {
@@ -293,10 +235,8 @@ async fn sim(
                     if tx.send(hb).await.is_err() { break; }
                 }
                 _ = report.tick() => {
-                    ticks += 1;
-                    match reporting.load(Ordering::Relaxed) {
-                        2 if ticks % 5 == 0 => {}
-                        _ => continue,
+                    if !reporting.load(Ordering::Relaxed) {
+                        continue;
                     }
                     let r = UsageReport {
                         timestamp_ms: 0,
