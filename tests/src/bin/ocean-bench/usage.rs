@@ -143,10 +143,13 @@ pub async fn leader(agents: usize, tasks: usize, secs: u64) -> anyhow::Result<()
     let pid = c.master(1).pid().unwrap_or(0);
     let rss0 = rss_kib(pid) as f64 / 1024.0;
     let off = cpu_percent(pid, secs).await;
+    // At the real pace until every ring is full (64 samples at 5 s, `RING`
+    // in master/src/usage/ring.rs), so memory is measured at its steady
+    // state; cpu over the last `secs`. (Filling faster left a backlog and
+    // the allocator's high water in both figures.)
     reporting.store(true, Ordering::Relaxed);
-    // Let the rings fill (64 samples at 5 s would take 5 minutes; the
-    // memory figure is taken once every task has a ring).
-    tokio::time::sleep(Duration::from_secs(15)).await;
+    let fill = (64 * 5 + 10u64).saturating_sub(secs);
+    tokio::time::sleep(Duration::from_secs(fill)).await;
     let on = cpu_percent(pid, secs).await;
     let rss1 = rss_kib(pid) as f64 / 1024.0;
     println!(
