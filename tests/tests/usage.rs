@@ -402,8 +402,9 @@ async fn container_usage_comes_from_the_engine_stats() {
         submit(
             &api,
             &json!({"id": job,
-                    // `tail` keeps a line without a newline in memory.
-                    "cmd": "sh -c 'head -c 60m /dev/zero | tail & while :; do :; done'",
+                    // `tail` keeps a line without a newline in memory
+                    // while its input stays open.
+                    "cmd": "sh -c '(head -c 60m /dev/zero; sleep 3600) | tail & while :; do :; done'",
                     "resources": {"cpus": 0.5, "mem": 256}, "kill_grace_period_seconds": 1,
                     "container": {"docker": {"image": BUSYBOX}}}),
         )
