@@ -65,6 +65,8 @@ pub fn task(t: &int::Task) -> api::Task {
         health_failed: t.health_failed,
         unreachable_since_ms: t.unreachable_since_ms,
         draining_since_ms: t.draining_since_ms,
+        // The leader's memory, not the record: set by the handlers that answer.
+        usage: None,
     }
 }
 
@@ -105,7 +107,38 @@ pub fn agent_info(a: &int::Agent, l: Option<AgentLiveness>) -> api::AgentInfo {
         connected: l.map(|l| l.connected),
         last_heartbeat_ms: l.and_then(|l| l.last_heartbeat_ms),
         unreachable: l.map(|l| l.unreachable),
+        usage: None,
     }
+}
+
+/// A task's newest usage sample, if this master holds one.
+pub fn task_usage(store: &crate::usage::UsageStore, id: &str) -> Option<api::UsageSample> {
+    let (at, u) = store.task(id)?;
+    Some(api::UsageSample {
+        received_ms: at,
+        cpu_cores: u.cpu_cores,
+        cpu_usage_ns: u.cpu_usage_ns,
+        cpu_throttled_ns: u.cpu_throttled_ns,
+        memory_rss_bytes: u.memory_rss_bytes,
+        memory_cache_bytes: u.memory_cache_bytes,
+        memory_peak_bytes: u.memory_peak_bytes,
+        memory_limit_bytes: u.memory_limit_bytes,
+        oom_kills: u.oom_kills,
+        pids: u.pids,
+        disk_bytes: u.disk_bytes,
+    })
+}
+
+/// The sums of an agent's newest usage report, if this master holds one.
+pub fn agent_usage(store: &crate::usage::UsageStore, id: &str) -> Option<api::AgentUsage> {
+    let (at, tasks, p) = store.agent(id)?;
+    Some(api::AgentUsage {
+        received_ms: at,
+        tasks: tasks as u64,
+        cpu_cores: f64::from(p.cpu_milli) / 1000.0,
+        memory_rss_bytes: u64::from(p.rss_kib) * 1024,
+        memory_cache_bytes: u64::from(p.cache_kib) * 1024,
+    })
 }
 
 pub fn kv(e: &int::KvEntry) -> api::KvEntry {

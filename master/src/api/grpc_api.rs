@@ -273,7 +273,14 @@ impl OceanApi for Api {
             .map_err(to_status)?;
         ok(ListTasksResponse {
             version,
-            tasks: tasks.iter().map(|t| convert::task(t)).collect(),
+            tasks: tasks
+                .iter()
+                .map(|t| {
+                    let mut task = convert::task(t);
+                    task.usage = convert::task_usage(self.0.usage(), &t.id);
+                    task
+                })
+                .collect(),
         })
     }
 
@@ -285,7 +292,9 @@ impl OceanApi for Api {
             .get_task(&req.id, read_options(req.read))
             .await
             .map_err(to_status)?;
-        ok(convert::task(&t))
+        let mut task = convert::task(&t);
+        task.usage = convert::task_usage(self.0.usage(), &t.id);
+        ok(task)
     }
 
     type TaskLogsStream = BoxStream<LogChunk>;
@@ -332,7 +341,11 @@ impl OceanApi for Api {
             version,
             agents: agents
                 .iter()
-                .map(|(a, l)| convert::agent_info(a, *l))
+                .map(|(a, l)| {
+                    let mut info = convert::agent_info(a, *l);
+                    info.usage = convert::agent_usage(self.0.usage(), &a.id);
+                    info
+                })
                 .collect(),
         })
     }
@@ -345,7 +358,9 @@ impl OceanApi for Api {
             .get_agent(&req.id, read_options(req.read))
             .await
             .map_err(to_status)?;
-        ok(convert::agent_info(&a, l))
+        let mut info = convert::agent_info(&a, l);
+        info.usage = convert::agent_usage(self.0.usage(), &a.id);
+        ok(info)
     }
 
     async fn set_agent_status(&self, req: Request<SetAgentStatusRequest>) -> Answer<WriteResponse> {
