@@ -252,6 +252,20 @@ async fn usage_agrees_between_api_top_metrics_and_prometheus() {
         assert!((task_rss - rss).abs() < 5.0, "task usage {t} vs report {rss} MiB");
         let a = api.get(&format!("/v1/agents/{agent_id}")).await?.body;
         assert_eq!(a["usage"]["tasks"], 2, "{a}");
+        // gRPC carries the same sample (Task.usage).
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", c.master(1).grpc))?
+            .connect()
+            .await?;
+        let mut grpc = ocean_proto::v1::ocean_api_client::OceanApiClient::new(channel);
+        let g = grpc
+            .get_task(ocean_proto::v1::TaskRef {
+                id: hold_task.clone(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        let g_rss = g.usage.context("gRPC Task.usage")?.memory_rss_bytes as f64 / MIB;
+        assert!((g_rss - rss).abs() < 5.0, "gRPC {g_rss} MiB vs API {rss} MiB");
 
         // The agent's /metrics says the same.
         let text = reqwest::get(format!("http://{metrics_addr}/metrics"))
