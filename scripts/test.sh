@@ -14,7 +14,7 @@ log() { printf '\n==> %s\n' "$*"; }
 # docker.io and docker-compose: the engine and the compose cluster test;
 # chromium and chromium-driver: the dashboard's browser test
 # (tests/tests/dashboard_browser.rs), which fails in CI without them.
-./scripts/deps.sh python3 busybox-static docker.io docker-compose chromium chromium-driver nftables keepalived redis-server mariadb-server mariadb-backup prometheus
+./scripts/deps.sh python3 busybox-static docker.io docker-compose chromium chromium-driver nftables keepalived redis-server mariadb-server mariadb-backup prometheus tmux
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   log "installing cargo-nextest"
