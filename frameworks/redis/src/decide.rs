@@ -69,6 +69,12 @@ pub enum AdminCmd {
     FailoverTakeover { on: String, replaces: String },
     /// `CLUSTER FORGET id`.
     Forget { on: String, id: String },
+    /// `CLUSTER FAILOVER` (graceful): an operator's manual failover; the
+    /// primary pauses writes until this replica has caught up.
+    Failover { on: String },
+    /// `CLUSTER RESET HARD`: an operator's rebuild of a replica (its data
+    /// and node id dropped; the rounds that follow make it a replica again).
+    ResetHard { on: String },
 }
 
 impl AdminCmd {
@@ -80,7 +86,9 @@ impl AdminCmd {
             | AdminCmd::Replicate { on, .. }
             | AdminCmd::FailoverForce { on, .. }
             | AdminCmd::FailoverTakeover { on, .. }
-            | AdminCmd::Forget { on, .. } => on,
+            | AdminCmd::Forget { on, .. }
+            | AdminCmd::Failover { on }
+            | AdminCmd::ResetHard { on } => on,
         }
     }
 }

@@ -21,6 +21,7 @@
 //! - [`admin`]: [`RedisAdmin`], the I/O boundary, and [`RealAdmin`];
 //!   [`admin_mem`]: the in-memory double;
 //! - [`operator`]: [`Operator`], the loop;
+//! - [`manual`]: what an operator's failover or rebuild acts on;
 //! - [`status`]: what a cache looks like now;
 //! - [`api`]: the REST routes.
 
@@ -30,6 +31,7 @@ pub mod api;
 pub mod decide;
 pub mod framework;
 pub mod jobs;
+pub mod manual;
 pub mod operator;
 pub mod spec;
 pub mod status;

@@ -3,6 +3,7 @@
 //! template, and renders it; forms post to handlers that call the same
 //! service writes as the REST API.
 
+pub mod caches;
 pub mod deployments;
 pub mod hosts;
 pub mod hosts_map;
