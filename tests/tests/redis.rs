@@ -338,3 +338,180 @@ async fn a_lost_primary_host_fails_over_and_its_replica_is_placed_elsewhere() {
     })
     .await;
 }
+
+/// The node of `detail`'s status running `task`.
+fn node_of(detail: &Value, task: &str) -> Value {
+    detail["status"]["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|n| n["task"] == task)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_fails_a_shard_over_and_rebuilds_a_replica_losing_nothing() {
+    if !have_redis() {
+        return;
+    }
+    bounded(180, async {
+        let (c, _agents) = start(&["a", "b", "c"]).await?;
+        let api = c.master(1).api();
+        create_cache(&api, "carts", 3, 1).await?;
+        let detail = wait_cache(&api, "carts", FORM, "formed", formed(3, 1)).await?;
+        let seeds = addrs(&detail);
+        let tag = "m".to_string();
+        let owner_addr = owner(&seeds, &format!("{{{tag}}}:0"))
+            .await
+            .expect("an owner");
+        let primary = detail["status"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["addr"] == owner_addr.as_str())
+            .cloned()
+            .expect("the owner is a node of the cache");
+        let shard = primary["shard"].as_u64().unwrap();
+        let replica = nodes_with(&detail, "replica")
+            .into_iter()
+            .find(|n| n["shard"] == shard)
+            .expect("the shard has a replica");
+
+        // Refusals name their field.
+        let path = "/v1/caches/carts";
+        let r = api
+            .post(&format!("{path}/failover"), &json!({"shard": 7}))
+            .await?;
+        assert_eq!(
+            (r.status, &r.body["errors"][0]["field"]),
+            (400, &json!("shard")),
+            "{}",
+            r.body
+        );
+        let r = api
+            .post(
+                &format!("{path}/failover"),
+                &json!({"shard": shard, "task": primary["task"]}),
+            )
+            .await?;
+        assert_eq!(r.status, 409, "the primary cannot be promoted: {}", r.body);
+        let r = api
+            .post(
+                &format!("{path}/rebuild"),
+                &json!({"task": primary["task"]}),
+            )
+            .await?;
+        assert_eq!(r.status, 409, "a primary is not rebuilt: {}", r.body);
+        assert!(
+            r.body["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("fail it over first"),
+            "{}",
+            r.body
+        );
+        let r = api
+            .post(&format!("{path}/rebuild"), &json!({"task": "nope"}))
+            .await?;
+        assert_eq!(r.status, 404, "{}", r.body);
+        let r = api
+            .post(&format!("{path}/rebuild"), &json!({"tsk": "x"}))
+            .await?;
+        assert_eq!(r.body["errors"][0]["field"], "body", "{}", r.body);
+
+        // A graceful failover under WAIT 1 writes: the replica serves the
+        // slots when the call returns, and no acknowledged write is lost.
+        let (_tx, rx) = tokio::sync::watch::channel(None);
+        let stop = Instant::now() + Duration::from_secs(6);
+        let writer = tokio::spawn(write_load(seeds.clone(), tag.clone(), rx, stop));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let r = api
+            .post(&format!("{path}/failover"), &json!({"shard": shard}))
+            .await?;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body["promoted"]["task"], replica["task"], "{}", r.body);
+        assert_eq!(r.body["replaced"]["task"], primary["task"], "{}", r.body);
+        eprintln!("manual failover took {} ms", r.body["took_ms"]);
+        let new_primary = connect(replica["addr"].as_str().unwrap(), Duration::from_secs(1)).await;
+        let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(&mut new_primary?).await?;
+        assert_eq!(
+            role.first(),
+            Some(&redis::Value::BulkString(b"master".to_vec())),
+            "the promoted replica is a primary: {role:?}"
+        );
+        let w = writer.await?;
+        assert!(
+            w.acked.len() > 10,
+            "the writer got acknowledgements: {}",
+            w.acked.len()
+        );
+        let lost = lost_writes(&seeds, &tag, &w.acked).await?;
+        assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+
+        // The old primary is now a synced replica; rebuild it.
+        let old = primary["task"].as_str().unwrap().to_string();
+        let d = wait_cache(&api, "carts", Duration::from_secs(15), "swapped", |v| {
+            node_of(v, &old)["role"] == "replica" && node_of(v, &old)["link_up"] == true
+        })
+        .await?;
+        let old_id = node_of(&d, &old)["node_id"].as_str().unwrap().to_string();
+        let r = api
+            .post(&format!("{path}/rebuild"), &json!({"task": old}))
+            .await?;
+        assert_eq!(r.status, 202, "{}", r.body);
+        assert_eq!(r.body["old_node_id"], old_id.as_str(), "{}", r.body);
+        let keys_of_primary = |v: &Value| {
+            v["status"]["nodes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|n| n["shard"] == shard && n["role"] == "primary")
+                .map_or(0, |n| n["keys"].as_u64().unwrap_or(0))
+        };
+        let d = wait_cache(&api, "carts", Duration::from_secs(30), "rebuilt", |v| {
+            let n = node_of(v, &old);
+            n["role"] == "replica"
+                && n["link_up"] == true
+                && n["node_id"] != old_id.as_str()
+                && n["keys"].as_u64() == Some(keys_of_primary(v))
+                && v["state"] == "ok"
+        })
+        .await?;
+        assert!(keys_of_primary(&d) > 0, "the shard holds the writer's keys");
+        // The old id is forgotten everywhere.
+        let forgotten = Instant::now() + Duration::from_secs(15);
+        loop {
+            let mut knowing = Vec::new();
+            for a in &seeds {
+                if let Ok(mut con) = connect(a, Duration::from_secs(1)).await {
+                    let nodes: String = redis::cmd("CLUSTER")
+                        .arg("NODES")
+                        .query_async(&mut con)
+                        .await?;
+                    if nodes.contains(&old_id) {
+                        knowing.push(a.clone());
+                    }
+                }
+            }
+            if knowing.is_empty() {
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < forgotten,
+                "{knowing:?} still know the rebuilt node's old id {old_id}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+
+        // The dashboard lists the cache and shows its shards.
+        let list = api.get_text("/ui/caches").await?;
+        assert!(list.contains("data-cache=\"carts\""), "{list}");
+        let page = api.get_text("/ui/caches/carts").await?;
+        assert_eq!(page.matches("data-role=\"primary\"").count(), 3, "{page}");
+        assert_eq!(page.matches("data-role=\"replica\"").count(), 3, "{page}");
+        assert!(page.contains(&replica["task"].as_str().unwrap().to_string()));
+        Ok(())
+    })
+    .await
+}
