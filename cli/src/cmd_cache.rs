@@ -55,6 +55,26 @@ pub enum CacheCommand {
         #[arg(long)]
         replicas: Option<u32>,
     },
+    /// Hand one shard over to a replica gracefully (no acknowledged write
+    /// lost); returns once the replica serves the shard's slots.
+    Failover {
+        /// The cache's name.
+        name: String,
+        /// The shard.
+        #[arg(long)]
+        shard: u32,
+        /// The replica's task (default: the synced replica furthest ahead).
+        #[arg(long)]
+        task: Option<String>,
+    },
+    /// Rebuild a replica: its data is dropped and resynced from its primary.
+    Rebuild {
+        /// The cache's name.
+        name: String,
+        /// The replica's task.
+        #[arg(long)]
+        task: String,
+    },
     /// Back a cache up (not built yet: the server says so).
     Backup {
         /// The cache's name.
@@ -129,6 +149,22 @@ pub async fn cache(c: &Client, cmd: CacheCommand) -> anyhow::Result<()> {
             }
             c.request(Method::POST, &path(&name, "/scale"), Body::Json(body))
                 .await?
+        }
+        CacheCommand::Failover { name, shard, task } => {
+            let mut body = json!({ "shard": shard });
+            if let Some(t) = task {
+                body["task"] = t.into();
+            }
+            c.request(Method::POST, &path(&name, "/failover"), Body::Json(body))
+                .await?
+        }
+        CacheCommand::Rebuild { name, task } => {
+            c.request(
+                Method::POST,
+                &path(&name, "/rebuild"),
+                Body::Json(json!({ "task": task })),
+            )
+            .await?
         }
         CacheCommand::Backup { name } => {
             c.request(Method::POST, &path(&name, "/backup"), Body::Json(json!({})))

@@ -39,7 +39,10 @@ async fn caches_are_created_listed_scaled_and_deleted_from_the_dashboard() {
     // Errors are shown beside their fields and keep what was typed.
     let (status, _, html) = c.post_form("/ui/caches", &create("carts", "x")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{html}");
-    assert!(text(&html, "#shards-error").contains("'x' is not a whole number"), "{html}");
+    assert!(
+        text(&html, "#shards-error").contains("'x' is not a whole number"),
+        "{html}"
+    );
     assert_eq!(attrs(&html, "#name", "value"), vec!["carts"]);
     let (status, _, html) = c.post_form("/ui/caches", &create("Carts!", "2")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{html}");
@@ -53,11 +56,21 @@ async fn caches_are_created_listed_scaled_and_deleted_from_the_dashboard() {
     assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
     assert_eq!(location.as_deref(), Some("/ui/caches/carts?done=created"));
     let (status, _, html) = c.post_form("/ui/caches", &create("carts", "2")).await;
-    assert_eq!(status, StatusCode::CONFLICT, "a second cache of that name: {html}");
-    assert!(text(&html, "#name-error").contains("already exists"), "{html}");
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a second cache of that name: {html}"
+    );
+    assert!(
+        text(&html, "#name-error").contains("already exists"),
+        "{html}"
+    );
     let (_, html) = c.get("/ui/caches").await;
     assert_eq!(attrs(&html, "table.caches", "data-product-line"), vec![PL]);
-    assert_eq!(text(&html, "tr[data-cache=carts] td.instances"), "4 (2 shards × 2)");
+    assert_eq!(
+        text(&html, "tr[data-cache=carts] td.instances"),
+        "4 (2 shards × 2)"
+    );
     assert_eq!(text(&html, "tr[data-cache=carts] td.state"), "pending");
     assert_eq!(text(&html, "tr[data-cache=carts] td.running"), "0/4");
     let stored = c.api("/v1/frameworks/redis/kv/caches/carts").await;
@@ -85,7 +98,10 @@ async fn caches_are_created_listed_scaled_and_deleted_from_the_dashboard() {
         )
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{html}");
-    assert!(text(&html, "#action-error").contains("not been observed"), "{html}");
+    assert!(
+        text(&html, "#action-error").contains("not been observed"),
+        "{html}"
+    );
     let (status, _, html) = c
         .post_form("/ui/caches/carts/scale", &form(&[("replicas", "9")]))
         .await;
@@ -97,7 +113,10 @@ async fn caches_are_created_listed_scaled_and_deleted_from_the_dashboard() {
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(location.as_deref(), Some("/ui/caches/carts?done=scaled"));
     let (_, html) = c.get("/ui/caches").await;
-    assert_eq!(text(&html, "tr[data-cache=carts] td.instances"), "6 (2 shards × 3)");
+    assert_eq!(
+        text(&html, "tr[data-cache=carts] td.instances"),
+        "6 (2 shards × 3)"
+    );
 
     // Without the page's token nothing happens.
     let (status, _, _) = c
