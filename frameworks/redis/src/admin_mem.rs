@@ -107,6 +107,8 @@ impl RedisAdmin for MemAdmin {
                 myself: n.id == me.id,
                 primary: n.primary_id.is_none(),
                 failing: !n.up,
+                // The double has no failure detection of its own.
+                failed: false,
                 handshake: false,
                 primary_id: n.primary_id.clone(),
                 slots: n.slots.clone(),

@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 
 use crate::admin::{RealAdmin, RedisAdmin};
 use crate::decide::AdminCmd;
-use crate::framework::{CacheRecord, CACHES, NAME, STATUSES};
+use crate::framework::{CacheRecord, CACHES, HOLDS, NAME, STATUSES};
 use crate::jobs::shard_job_id;
 use crate::manual::{failover_target, rebuild_target, Refused};
 use crate::spec::{self, CacheSpec, InvalidCache};
@@ -356,6 +356,14 @@ pub async fn delete(c: &Arc<dyn Client>, id: &str) -> ApiResult<Value> {
         expected_revision: Some(revision),
     })
     .await?;
+    let _ = c
+        .kv_delete(KvKeyRequest {
+            namespace: NAME.into(),
+            key: format!("{HOLDS}{id}"),
+            read: None,
+            expected_revision: None,
+        })
+        .await;
     Ok(json!({"deleted": id}))
 }
 
@@ -383,6 +391,10 @@ pub struct Failover {
 pub struct Rebuild {
     pub task: String,
 }
+
+/// How long the operator leaves primaries where a manual failover put
+/// them before it spreads them over hosts again.
+pub const MANUAL_HOLD: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// How long a manual failover may take before the call gives up waiting
 /// (Redis itself aborts a manual failover after 5 s).
@@ -525,6 +537,24 @@ pub async fn failover(api: &Api, id: &str, f: Failover) -> ApiResult<Value> {
         }
     }
     tracing::info!(cache = %id, shard = f.shard, promoted = %replica.task, replaced = %primary.task, "redis manual failover");
+    // The operator spreads primaries over hosts by itself; an operator's
+    // choice stands for MANUAL_HOLD (the host may be going into repair).
+    let hold = json!({
+        "until_ms": now_ms() + MANUAL_HOLD.as_millis() as u64,
+        "reason": format!("manual failover of shard {} to {}", f.shard, replica.task),
+    });
+    let held = api
+        .client
+        .kv_put(KvPutRequest {
+            namespace: NAME.into(),
+            key: format!("{HOLDS}{id}"),
+            value: serde_json::to_vec(&hold).unwrap_or_default(),
+            expected_revision: None,
+        })
+        .await;
+    if let Err(e) = held {
+        tracing::warn!(cache = %id, error = %e, "the hold on spreading primaries was not written");
+    }
     Ok(json!({
         "shard": f.shard,
         "promoted": {"task": replica.task, "addr": replica.addr, "node_id": replica.node_id},

@@ -22,6 +22,7 @@
 //!   [`admin_mem`]: the in-memory double;
 //! - [`operator`]: [`Operator`], the loop;
 //! - [`manual`]: what an operator's failover or rebuild acts on;
+//! - [`spread`]: keeping primaries on distinct hosts;
 //! - [`status`]: what a cache looks like now;
 //! - [`api`]: the REST routes.
 
@@ -34,6 +35,7 @@ pub mod jobs;
 pub mod manual;
 pub mod operator;
 pub mod spec;
+pub mod spread;
 pub mod status;
 pub mod topology;
 
