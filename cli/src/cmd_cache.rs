@@ -75,15 +75,26 @@ pub enum CacheCommand {
         #[arg(long)]
         task: String,
     },
-    /// Back a cache up (not built yet: the server says so).
+    /// Back a cache up (each shard from a synced replica), with a
+    /// manifest of key counts and digests; prints the manifest.
     Backup {
         /// The cache's name.
         name: String,
+        /// List the cache's backups instead.
+        #[arg(long)]
+        list: bool,
     },
-    /// Restore a backup into a cache (not built yet: the server says so).
+    /// Restore a backup into a new, empty cache, verified against the
+    /// backup's manifest.
     Restore {
-        /// The cache's name.
+        /// The (new, empty) cache to restore into.
         name: String,
+        /// The cache the backup was taken of.
+        #[arg(long)]
+        from: String,
+        /// The backup's id (`ocean cache backup NAME --list`).
+        #[arg(long)]
+        backup: String,
     },
     /// Delete a cache and its instances.
     Delete {
@@ -166,15 +177,19 @@ pub async fn cache(c: &Client, cmd: CacheCommand) -> anyhow::Result<()> {
             )
             .await?
         }
-        CacheCommand::Backup { name } => {
+        CacheCommand::Backup { name, list: true } => {
+            c.request(Method::GET, &path(&name, "/backups"), Body::None)
+                .await?
+        }
+        CacheCommand::Backup { name, list: false } => {
             c.request(Method::POST, &path(&name, "/backup"), Body::Json(json!({})))
                 .await?
         }
-        CacheCommand::Restore { name } => {
+        CacheCommand::Restore { name, from, backup } => {
             c.request(
                 Method::POST,
                 &path(&name, "/restore"),
-                Body::Json(json!({})),
+                Body::Json(json!({ "from": from, "backup": backup })),
             )
             .await?
         }

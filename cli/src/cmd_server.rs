@@ -199,6 +199,8 @@ async fn serve(
     let scheduler = cfg.scheduler.clone();
     let hosts_redis = frameworks.iter().any(|f| f.name() == ocean_redis::NAME);
     let holder = format!("master-{}", cfg.id);
+    // Cache backups are files on this master's disk, beside its data.
+    let redis_backups = cfg.data_dir.join("redis-backups");
     // Every master serves the dashboard at /ui/ beside its REST API, and
     // the caches' API; with the redis framework hosted, its operator runs
     // beside the runner and acts while this master's runner holds the lease.
@@ -217,7 +219,9 @@ async fn serve(
             // in-process client.
             ocean_ui::router_with(m, scheduler)
                 .merge(ocean_elb::http::router(client.clone()))
-                .merge(ocean_redis::api::router(client))
+                .merge(ocean_redis::api::router_with(
+                    ocean_redis::api::Api::new(client).with_backups(redis_backups),
+                ))
         },
         shutdown_signal(),
     )

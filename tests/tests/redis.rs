@@ -506,3 +506,119 @@ async fn an_operator_fails_a_shard_over_and_rebuilds_a_replica_losing_nothing() 
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_restores_into_a_new_cache_verified_by_its_manifest() {
+    if !have_redis() {
+        return;
+    }
+    bounded(180, async {
+        let (c, _agents) = start(&["a", "b", "c"]).await?;
+        let api = c.master(1).api();
+        create_cache(&api, "src", 2, 1).await?;
+        let detail = wait_cache(&api, "src", FORM, "formed", formed(2, 1)).await?;
+        let mut con = cluster_client(&addrs(&detail)).await?;
+        for i in 0..2000 {
+            redis::cmd("SET")
+                .arg(format!("k{i}"))
+                .arg(format!("value-{i}"))
+                .query_async::<()>(&mut con)
+                .await?;
+        }
+        for i in 0..20 {
+            redis::cmd("HSET")
+                .arg(format!("h{i}"))
+                .arg("f")
+                .arg(i)
+                .arg("g")
+                .arg("x")
+                .query_async::<()>(&mut con)
+                .await?;
+        }
+        redis::cmd("SET")
+            .arg("ttl")
+            .arg("soon")
+            .arg("EX")
+            .arg(600)
+            .query_async::<()>(&mut con)
+            .await?;
+        let total = 2021u64;
+        // Replicas caught up (the backup reads them, not the primaries).
+        wait_cache(&api, "src", Duration::from_secs(20), "replicated", |v| {
+            let keys = |role: &str| {
+                nodes_with(v, role)
+                    .iter()
+                    .filter(|n| role == "primary" || n["link_up"] == true)
+                    .map(|n| n["keys"].as_u64().unwrap_or(0))
+                    .sum::<u64>()
+            };
+            keys("primary") == total && keys("replica") == total
+        })
+        .await?;
+
+        let r = api.post("/v1/caches/src/backup", &json!({})).await?;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let m = r.body.clone();
+        assert_eq!(m["keys"], total, "{m}");
+        let shards = m["shards"].as_array().cloned().unwrap_or_default();
+        assert_eq!(shards.len(), 2, "{m}");
+        assert!(
+            shards.iter().all(|s| s["role"] == "replica"),
+            "taken on replicas: {m}"
+        );
+        let bid = m["id"].as_str().unwrap().to_string();
+        let listed = api.get("/v1/caches/src/backups").await?.body;
+        assert_eq!(listed["backups"][0]["id"], bid.as_str(), "{listed}");
+
+        // Restore into a new cache of another shape; verified by digest.
+        create_cache(&api, "dst", 3, 0).await?;
+        let d = wait_cache(&api, "dst", FORM, "formed", formed(3, 0)).await?;
+        let bad = api
+            .post(
+                "/v1/caches/dst/restore",
+                &json!({"from": "src", "backup": "b-0"}),
+            )
+            .await?;
+        assert_eq!(
+            (bad.status, &bad.body["errors"][0]["field"]),
+            (404, &json!("backup")),
+            "{}",
+            bad.body
+        );
+        let bad = api
+            .post("/v1/caches/dst/restore", &json!({"backup": bid}))
+            .await?;
+        assert_eq!(bad.body["errors"][0]["field"], "body", "{}", bad.body);
+        let r = api
+            .post(
+                "/v1/caches/dst/restore",
+                &json!({"from": "src", "backup": bid}),
+            )
+            .await?;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body["verified"], true, "{}", r.body);
+        assert_eq!(r.body["restored"], total, "{}", r.body);
+        assert_eq!(r.body["digest"], m["digest"], "{}", r.body);
+        let mut dst = cluster_client(&addrs(&d)).await?;
+        let v: Option<String> = redis::cmd("GET").arg("k1999").query_async(&mut dst).await?;
+        assert_eq!(v.as_deref(), Some("value-1999"));
+        let f: Option<String> = redis::cmd("HGET")
+            .arg("h7")
+            .arg("f")
+            .query_async(&mut dst)
+            .await?;
+        assert_eq!(f.as_deref(), Some("7"));
+        let ttl: i64 = redis::cmd("TTL").arg("ttl").query_async(&mut dst).await?;
+        assert!((1..=600).contains(&ttl), "the ttl is kept: {ttl}");
+        // Never into a cache that holds data.
+        let again = api
+            .post(
+                "/v1/caches/dst/restore",
+                &json!({"from": "src", "backup": bid}),
+            )
+            .await?;
+        assert_eq!(again.status, 409, "{}", again.body);
+        Ok(())
+    })
+    .await;
+}

@@ -10,7 +10,10 @@
 //!  POST   /v1/caches/{id}/failover   {"shard": n[, "task": replica]}: graceful, waits
 //!                                    (bounded) until the replica serves the slots
 //!  POST   /v1/caches/{id}/rebuild    {"task": replica}: its data dropped and resynced -> 202
-//!  POST   /v1/caches/{id}/{backup,restore}   not yet: 501
+//!  POST   /v1/caches/{id}/backup     -> 201 the manifest (each shard read from a synced replica)
+//!  GET    /v1/caches/{id}/backups    the manifests, oldest first
+//!  POST   /v1/caches/{id}/restore    {"from": cache, "backup": id} into this (empty) cache,
+//!                                    verified against the manifest
 //! ```
 
 use std::sync::Arc;
@@ -129,15 +132,25 @@ type ApiResult<T> = Result<T, ApiError>;
 pub struct Api {
     pub client: Arc<dyn Client>,
     pub admin: Arc<dyn RedisAdmin>,
+    /// Where backups are written: `<dir>/<cache>/<backup id>/`.
+    pub backups: std::path::PathBuf,
 }
 
 impl Api {
-    /// Over `client`, with the real admin.
+    /// Over `client`, with the real admin; backups under the system's
+    /// temporary directory until [`Api::with_backups`] names a place.
     pub fn new(client: Arc<dyn Client>) -> Self {
         Api {
             client,
             admin: Arc::new(RealAdmin::new(crate::ADMIN_TIMEOUT)),
+            backups: std::env::temp_dir().join("ocean-redis-backups"),
         }
+    }
+
+    /// Backups under `dir`.
+    pub fn with_backups(mut self, dir: std::path::PathBuf) -> Self {
+        self.backups = dir;
+        self
     }
 }
 
@@ -157,6 +170,7 @@ pub fn router_with(api: Api) -> Router {
     Router::new()
         .route("/v1/caches", get(list).post(create))
         .route("/v1/caches/{id}", get(show).delete(remove))
+        .route("/v1/caches/{id}/backups", get(backups))
         .route("/v1/caches/{id}/{action}", post(action))
         .with_state(api)
 }
@@ -424,15 +438,8 @@ async fn action(
             StatusCode::ACCEPTED,
             Json(rebuild(&api, &id, body(&bytes)?).await?),
         )),
-        "backup" | "restore" => {
-            record(&api.client, &id).await?;
-            Err(ApiError::new(
-                StatusCode::NOT_IMPLEMENTED,
-                "not_implemented",
-                "action",
-                format!("'{action}' is not built yet"),
-            ))
-        }
+        "backup" => Ok((StatusCode::CREATED, Json(backup(&api, &id).await?))),
+        "restore" => ok(restore(&api, &id, body(&bytes)?).await?),
         other => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -585,5 +592,209 @@ pub async fn rebuild(api: &Api, id: &str, r: Rebuild) -> ApiResult<Value> {
         "shard": node.shard,
         "addr": node.addr,
         "old_node_id": node.node_id,
+    }))
+}
+
+/// `POST /v1/caches/{id}/restore`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Restore {
+    /// The cache the backup was taken of.
+    pub from: String,
+    /// The backup's id.
+    pub backup: String,
+}
+
+fn backup_error(e: crate::backup::BackupError) -> ApiError {
+    let status = match e {
+        crate::backup::BackupError::Node { .. } => StatusCode::BAD_GATEWAY,
+        crate::backup::BackupError::File { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    ApiError::new(status, "backup_failed", "backup", e.to_string())
+}
+
+async fn backups(State(api): State<Api>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    record(&api.client, &id).await?;
+    let list = crate::backup::list(&api.backups, &id);
+    Ok(Json(json!({ "backups": list })))
+}
+
+/// Backs cache `id` up: each shard from its synced replica furthest ahead
+/// (its primary when it has none), then the manifest.
+pub async fn backup(api: &Api, id: &str) -> ApiResult<Value> {
+    use crate::backup::{connect, digest, dir_of, dump_all, encode, write_atomically};
+    let (rec, _) = record(&api.client, id).await?;
+    let st = observed_status(&api.client, id).await?;
+    let created_ms = now_ms();
+    let bid = format!("b-{created_ms}");
+    let dir = dir_of(&api.backups, id, &bid);
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        backup_error(crate::backup::BackupError::File {
+            path: dir.display().to_string(),
+            reason: e.to_string(),
+        })
+    })?;
+    let mut shards = Vec::new();
+    let mut all = Vec::new();
+    for shard in 0..rec.spec.shards {
+        let primary = crate::manual::primary_of(&st, shard).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "shard",
+                format!("shard {shard} has no reachable primary: not backed up"),
+            )
+        })?;
+        let source = st
+            .nodes
+            .iter()
+            .filter(|n| {
+                n.shard == shard
+                    && n.role == "replica"
+                    && n.link_up
+                    && n.primary_id == primary.node_id
+            })
+            .max_by_key(|n| n.offset)
+            .unwrap_or(primary);
+        let mut con = connect(&source.addr, std::time::Duration::from_secs(10))
+            .await
+            .map_err(backup_error)?;
+        let mut records = dump_all(&mut con, &source.addr)
+            .await
+            .map_err(backup_error)?;
+        let d = digest(&mut records);
+        let file = format!("shard-{shard}.dump");
+        let bytes = encode(&records);
+        write_atomically(&dir.join(&file), &bytes).map_err(backup_error)?;
+        shards.push(crate::backup::ShardManifest {
+            shard,
+            task: source.task.clone(),
+            role: source.role.clone(),
+            keys: records.len() as u64,
+            bytes: bytes.len() as u64,
+            digest: d,
+            file,
+        });
+        all.extend(records);
+    }
+    let manifest = crate::backup::Manifest {
+        cache: id.to_string(),
+        id: bid,
+        created_ms,
+        keys: all.len() as u64,
+        digest: digest(&mut all),
+        shards,
+    };
+    let m = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
+    write_atomically(&dir.join("manifest.json"), &m).map_err(backup_error)?;
+    tracing::info!(cache = %id, backup = %manifest.id, keys = manifest.keys, "redis backup");
+    Ok(json!(manifest))
+}
+
+/// Restores backup `r.backup` of cache `r.from` into the empty cache
+/// `id`, then reads it back and compares it with the manifest.
+pub async fn restore(api: &Api, id: &str, r: Restore) -> ApiResult<Value> {
+    use crate::backup::{connect, digest, dir_of, dump_all, load, read_manifest, restore_all};
+    record(&api.client, id).await?;
+    let st = observed_status(&api.client, id).await?;
+    if st.slots_served < crate::topology::SLOTS {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "id",
+            format!(
+                "cache '{id}' serves {} of {} slots: restore into a formed cache",
+                st.slots_served,
+                crate::topology::SLOTS
+            ),
+        ));
+    }
+    let primaries: Vec<String> = st
+        .nodes
+        .iter()
+        .filter(|n| n.role == "primary")
+        .map(|n| n.addr.clone())
+        .collect();
+    let dir = dir_of(&api.backups, &r.from, &r.backup);
+    let manifest = read_manifest(&dir).map_err(|e| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "backup",
+            format!("no backup '{}' of cache '{}' here: {e}", r.backup, r.from),
+        )
+    })?;
+    let records = load(&dir, &manifest).map_err(backup_error)?;
+    // Into an empty cache only: a restore never mixes with live data.
+    for a in &primaries {
+        let mut con = connect(a, std::time::Duration::from_secs(5))
+            .await
+            .map_err(backup_error)?;
+        let n: u64 = redis::cmd("DBSIZE")
+            .query_async(&mut con)
+            .await
+            .map_err(|e| {
+                backup_error(crate::backup::BackupError::Node {
+                    addr: a.clone(),
+                    reason: e.to_string(),
+                })
+            })?;
+        if n > 0 {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "id",
+                format!("cache '{id}' is not empty ({a} holds {n} keys): restore into a new cache"),
+            ));
+        }
+    }
+    let started = std::time::Instant::now();
+    let urls: Vec<String> = primaries.iter().map(|a| format!("redis://{a}/")).collect();
+    let write = async {
+        let cluster = redis::cluster::ClusterClientBuilder::new(urls)
+            .connection_timeout(std::time::Duration::from_secs(2))
+            .response_timeout(std::time::Duration::from_secs(5))
+            .build()?;
+        let mut con = cluster.get_async_connection().await?;
+        restore_all(&mut con, &records).await
+    };
+    write.await.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "restore_failed",
+            "id",
+            format!("writing into cache '{id}': {e}"),
+        )
+    })?;
+    // Verify: read the target back, every primary's keys.
+    let mut back = Vec::new();
+    for a in &primaries {
+        let mut con = connect(a, std::time::Duration::from_secs(10))
+            .await
+            .map_err(backup_error)?;
+        back.extend(dump_all(&mut con, a).await.map_err(backup_error)?);
+    }
+    let got = digest(&mut back);
+    if got != manifest.digest || back.len() as u64 != manifest.keys {
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "verify_failed",
+            "backup",
+            format!(
+                "cache '{id}' holds {} keys with digest {got} after the restore; the manifest says {} keys with {}",
+                back.len(),
+                manifest.keys,
+                manifest.digest
+            ),
+        ));
+    }
+    tracing::info!(cache = %id, from = %r.from, backup = %r.backup, keys = manifest.keys, "redis restore verified");
+    Ok(json!({
+        "restored": manifest.keys,
+        "from": r.from,
+        "backup": r.backup,
+        "digest": got,
+        "verified": true,
+        "took_ms": started.elapsed().as_millis() as u64,
     }))
 }

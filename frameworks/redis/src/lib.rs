@@ -21,6 +21,7 @@
 //! - [`admin`]: [`RedisAdmin`], the I/O boundary, and [`RealAdmin`];
 //!   [`admin_mem`]: the in-memory double;
 //! - [`operator`]: [`Operator`], the loop;
+//! - [`backup`]: backups (DUMP per key, a manifest of digests) and verified restores;
 //! - [`manual`]: what an operator's failover or rebuild acts on;
 //! - [`spread`]: keeping primaries on distinct hosts;
 //! - [`status`]: what a cache looks like now;
@@ -29,6 +30,7 @@
 pub mod admin;
 pub mod admin_mem;
 pub mod api;
+pub mod backup;
 pub mod decide;
 pub mod framework;
 pub mod jobs;
