@@ -285,6 +285,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         address: "127.0.0.1".into(),
         http: Some("127.0.0.1:0".into()),
         docker: crate::cmd_agent::DockerOptions::default(),
+        host_checks: Default::default(),
     };
     tokio::spawn(async move {
         // Stops on the same signal as the master, closing its stream so the

@@ -1,6 +1,7 @@
 //! The `ocean` binary: parses the command line, installs tracing, and calls
 //! into the library crates. Everything else lives in those crates.
 
+mod agent_host_checks;
 mod client;
 mod cmd_agent;
 mod cmd_cache;

@@ -332,7 +332,7 @@ impl OceanApi for Api {
             version,
             agents: agents
                 .iter()
-                .map(|(a, l)| convert::agent_info(a, *l))
+                .map(|(a, l)| convert::agent_info(a, l.clone()))
                 .collect(),
         })
     }

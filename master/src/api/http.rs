@@ -140,7 +140,7 @@ async fn list_agents(State(m): State<Master>, Query(q): Query<ReadQuery>) -> Api
     let (version, agents) = m.service().list_agents(q.options()).await?;
     let agents = agents
         .iter()
-        .map(|(a, l)| AgentDetail::new(a, *l))
+        .map(|(a, l)| AgentDetail::new(a, l.clone()))
         .collect();
     Ok(with_version(version, AgentList { version, agents }))
 }

@@ -21,12 +21,14 @@ pub struct TaskFilter {
 }
 
 /// What the leader knows of an agent's stream (nothing on a follower).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AgentLiveness {
     pub connected: bool,
     /// Milliseconds since its last message (never connected: none).
     pub last_heartbeat_ms: Option<u64>,
     pub unreachable: bool,
+    /// Its latest host checks (none reported yet: none).
+    pub host_checks: Option<Arc<crate::host_checks::HostChecksView>>,
 }
 
 impl<K: Kernel> Service<K> {

@@ -202,15 +202,19 @@ pub struct AgentDetail {
     pub connected: Option<bool>,
     pub last_heartbeat_ms: Option<u64>,
     pub unreachable: Option<bool>,
+    /// The agent's latest host checks (`null` on a follower or before its
+    /// first report).
+    pub host_checks: Option<crate::host_checks::HostChecksView>,
 }
 
 impl AgentDetail {
     pub fn new(a: &Agent, l: Option<AgentLiveness>) -> Self {
         AgentDetail {
             agent: AgentView::from(a),
-            connected: l.map(|l| l.connected),
-            last_heartbeat_ms: l.and_then(|l| l.last_heartbeat_ms),
-            unreachable: l.map(|l| l.unreachable),
+            connected: l.as_ref().map(|l| l.connected),
+            last_heartbeat_ms: l.as_ref().and_then(|l| l.last_heartbeat_ms),
+            unreachable: l.as_ref().map(|l| l.unreachable),
+            host_checks: l.and_then(|l| l.host_checks).map(|h| (*h).clone()),
         }
     }
 }
