@@ -13,6 +13,7 @@ mod cmd_elb;
 mod cmd_framework;
 mod cmd_server;
 mod cmd_task;
+mod cmd_ticket;
 
 use clap::{Parser, Subcommand};
 
@@ -73,6 +74,9 @@ enum Command {
     /// backup, restore, delete.
     #[command(subcommand)]
     Cache(cmd_cache::CacheCommand),
+    /// Host healing tickets (the healing framework): list, show, close.
+    #[command(subcommand)]
+    Ticket(cmd_ticket::TicketCommand),
     /// Run a framework standalone (`ocean framework run cron --master ...`).
     #[command(subcommand)]
     Framework(cmd_framework::FrameworkCommand),
@@ -118,6 +122,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dns(args) => cmd_dns::dns(args).await,
         Command::Cron(cmd) => cmd_cron::cron(&client()?, cmd).await,
         Command::Cache(cmd) => cmd_cache::cache(&client()?, cmd).await,
+        Command::Ticket(cmd) => cmd_ticket::ticket(&client()?, cmd).await,
         Command::Framework(cmd) => cmd_framework::framework(cmd).await,
         Command::Elb(cmd) => cmd_elb::elb(client, cmd).await,
     }

@@ -102,12 +102,10 @@ pub fn agent_info(a: &int::Agent, l: Option<AgentLiveness>) -> api::AgentInfo {
     api::AgentInfo {
         agent: Some(agent(a)),
         status: crate::kernel::state::agent_status(a).to_string(),
-        connected: l.as_ref().map(|l| l.connected),
-        last_heartbeat_ms: l.as_ref().and_then(|l| l.last_heartbeat_ms),
-        unreachable: l.as_ref().map(|l| l.unreachable),
-        host_checks: l
-            .and_then(|l| l.host_checks)
-            .map(|h| crate::host_checks::to_proto(&h)),
+        connected: l.map(|l| l.connected),
+        last_heartbeat_ms: l.and_then(|l| l.last_heartbeat_ms),
+        unreachable: l.map(|l| l.unreachable),
+        host_checks: None,
     }
 }
 

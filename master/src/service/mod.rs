@@ -123,7 +123,6 @@ impl Kernel for crate::Master {
             connected: l.is_some_and(|l| l.connected),
             last_heartbeat_ms: l.map(|l| l.last_heartbeat_ms),
             unreachable: l.is_some_and(|l| l.unreachable),
-            host_checks: self.sessions().host_checks.get(agent),
         })
     }
 

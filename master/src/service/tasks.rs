@@ -21,14 +21,12 @@ pub struct TaskFilter {
 }
 
 /// What the leader knows of an agent's stream (nothing on a follower).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AgentLiveness {
     pub connected: bool,
     /// Milliseconds since its last message (never connected: none).
     pub last_heartbeat_ms: Option<u64>,
     pub unreachable: bool,
-    /// Its latest host checks (none reported yet: none).
-    pub host_checks: Option<Arc<crate::host_checks::HostChecksView>>,
 }
 
 impl<K: Kernel> Service<K> {

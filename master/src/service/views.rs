@@ -211,10 +211,10 @@ impl AgentDetail {
     pub fn new(a: &Agent, l: Option<AgentLiveness>) -> Self {
         AgentDetail {
             agent: AgentView::from(a),
-            connected: l.as_ref().map(|l| l.connected),
-            last_heartbeat_ms: l.as_ref().and_then(|l| l.last_heartbeat_ms),
-            unreachable: l.as_ref().map(|l| l.unreachable),
-            host_checks: l.and_then(|l| l.host_checks).map(|h| (*h).clone()),
+            connected: l.map(|l| l.connected),
+            last_heartbeat_ms: l.and_then(|l| l.last_heartbeat_ms),
+            unreachable: l.map(|l| l.unreachable),
+            host_checks: None,
         }
     }
 }
