@@ -92,13 +92,16 @@ pub enum Command {
 
 /// The status the master should show for a ticket's state, `None` when
 /// healing does not set one (suspect, dry-run, closed by a person).
-fn required_status(t: &Ticket, repair: &RepairSeen) -> Option<&'static str> {
+fn required_status(t: &Ticket, repair: &RepairSeen, storm: bool) -> Option<&'static str> {
     if t.dry_run || t.closed_ms.is_some() && t.state != HostState::Online {
         return None;
     }
     match t.state {
         HostState::Online => Some("online"),
         HostState::Suspect => None,
+        // In a storm healing changes nothing: even closing many hosts to
+        // new tasks at once could starve the cluster.
+        HostState::Problem if storm => None,
         HostState::Problem => Some("problem"),
         HostState::Draining => Some("draining"),
         // The master places nothing on a host that is not online, so the
@@ -245,7 +248,7 @@ pub fn step(
         HostState::Repairing => repairing(&mut t, obs, allowed, cfg, now_ms, &mut cmds),
         HostState::Offline => {}
     }
-    if let Some(status) = required_status(&t, &obs.repair) {
+    if let Some(status) = required_status(&t, &obs.repair, allowed.storm.is_some()) {
         // A ticket that just closed puts its host back in service.
         if obs.status != status {
             cmds.push(Command::SetStatus {

@@ -172,11 +172,14 @@ fn dry_run_only_records() {
 fn a_storm_or_a_guard_holds_the_drain() {
     let cfg = HealingConfig::default();
     let (t, _) = step(None, &obs(fail(0)), &Allowed::default(), &cfg, 0);
-    let (t, _) = go(&t.expect("t"), &obs(fail(10_000)), &Allowed::default(), &cfg, 10_000);
     let storm = Allowed {
         storm: Some("3 of 4 hosts are ill".into()),
         drain_held: None,
     };
+    // In a storm the ticket records the problem but no status is set.
+    let (t, cmds) = go(&t.expect("t"), &obs(fail(10_000)), &storm, &cfg, 10_000);
+    assert_eq!(t.state, HostState::Problem);
+    assert!(cmds.is_empty(), "{cmds:?}");
     let mut o = obs(fail(11_000));
     o.status = "problem".into();
     let (t, cmds) = go(&t, &o, &storm, &cfg, 11_000);
