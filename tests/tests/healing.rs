@@ -559,8 +559,8 @@ async fn measure_fault_to_drained() {
         let job = job_id("heal-bench");
         submit(&api, &spec("heal-bench", 4)).await?;
         wait_tasks(&api, &job, "4 RUNNING", WAIT, |l| running(l).len() == 4).await?;
-        let watch = CapacityWatch::start(vec![api.clone()], job.clone());
         let mut times = Vec::new();
+        let mut lost = 0;
         for run in 0..10 {
             // Let the job spread back onto the returned host first.
             let r = api
@@ -571,6 +571,8 @@ async fn measure_fault_to_drained() {
                 running(l).len() == 5 && running(l).iter().any(|t| t["agent"] == victim.as_str())
             })
             .await?;
+            // Watched from the fault until the host is back: 5 asked.
+            let watch = CapacityWatch::start(vec![api.clone()], job.clone());
             let (d, _) = heal_once(
                 std::slice::from_ref(&api),
                 &victim,
@@ -580,7 +582,11 @@ async fn measure_fault_to_drained() {
                 5,
             )
             .await?;
-            eprintln!("run {run}: fault -> drained {d:?}");
+            let least = watch.least().await;
+            if least < 5 {
+                lost += 1;
+            }
+            eprintln!("run {run}: fault -> drained {d:?}; least RUNNING {least} of 5");
             times.push(d);
             let r = api
                 .post(&format!("/v1/jobs/{job}/scale"), &json!({"instances": 4}))
@@ -589,16 +595,15 @@ async fn measure_fault_to_drained() {
         }
         times.sort();
         let p = |q: f64| times[((times.len() as f64 * q).ceil() as usize).clamp(1, times.len()) - 1];
-        let least = watch.least().await;
         eprintln!(
-            "fault -> drained over {} runs: p50 {:?}, p99 {:?}, max {:?}; check interval {} ms; least RUNNING {least} (asked 4-5)",
+            "fault -> drained over {} runs: p50 {:?}, p99 {:?}, max {:?}; check interval {} ms; runs in which the job lost capacity: {lost}",
             times.len(),
             p(0.5),
             p(0.99),
             times.last(),
             INTERVAL_MS
         );
-        anyhow::ensure!(least >= 4, "the job lost capacity: {least} RUNNING at some point");
+        anyhow::ensure!(lost == 0, "the job lost capacity in {lost} run(s)");
         stop_all(&mut agents);
         drop(tmp);
         Ok(())
