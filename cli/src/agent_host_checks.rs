@@ -52,8 +52,14 @@ impl HostCheckOptions {
             bail!("--host-check-interval-ms: at least 100 (or 0 for none)");
         }
         for (flag, v) in [
-            ("--host-check-min-free-disk-pct", self.host_check_min_free_disk_pct),
-            ("--host-check-min-free-inodes-pct", self.host_check_min_free_inodes_pct),
+            (
+                "--host-check-min-free-disk-pct",
+                self.host_check_min_free_disk_pct,
+            ),
+            (
+                "--host-check-min-free-inodes-pct",
+                self.host_check_min_free_inodes_pct,
+            ),
         ] {
             if !(0.0..=100.0).contains(&v) {
                 bail!("{flag}: a percentage from 0 to 100, not {v}");

@@ -141,7 +141,11 @@ pub async fn ticket(c: &Client, cmd: TicketCommand) -> anyhow::Result<()> {
         }
         TicketCommand::Show { id } => {
             let v = c
-                .request(Method::GET, &format!("/v1/tickets/{}", urlencode(&id)), Body::None)
+                .request(
+                    Method::GET,
+                    &format!("/v1/tickets/{}", urlencode(&id)),
+                    Body::None,
+                )
                 .await?;
             if !c.json {
                 print_ticket(&v);

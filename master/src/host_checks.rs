@@ -170,7 +170,10 @@ mod tests {
         let v = from_report(&report(10_000, true), 11_000);
         assert!(!v.ok);
         let skew = &v.checks[1];
-        assert_eq!((skew.name.as_str(), skew.ok, skew.value), ("clock_skew", false, -1000.0));
+        assert_eq!(
+            (skew.name.as_str(), skew.ok, skew.value),
+            ("clock_skew", false, -1000.0)
+        );
         assert!(!from_report(&report(10_000, false), 10_000).ok);
     }
 

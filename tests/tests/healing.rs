@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ocean_tests::tasks::{bounded, live, reap_cgroups, running, submit, tasks, wait_connected, wait_tasks};
+use ocean_tests::tasks::{
+    bounded, live, reap_cgroups, running, submit, tasks, wait_connected, wait_tasks,
+};
 use ocean_tests::{http::job_id, AgentProc, Api, Cluster};
 use serde_json::{json, Value};
 
@@ -241,16 +243,26 @@ async fn heal_once(
         .as_millis() as u64;
     fill(data_dir, size_mib)?;
     let fault = Instant::now();
-    wait_tasks(api, job, "drained: every task RUNNING elsewhere", WAIT, |l| {
-        running(l).len() == instances && live(l).iter().all(|t| t["agent"] != victim)
-    })
+    wait_tasks(
+        api,
+        job,
+        "drained: every task RUNNING elsewhere",
+        WAIT,
+        |l| running(l).len() == instances && live(l).iter().all(|t| t["agent"] != victim),
+    )
     .await?;
     let drained = fault.elapsed();
-    let t = wait_ticket(apis, victim, "a ticket closed, host online", Duration::from_secs(60), |t| {
-        t["opened_ms"].as_u64().is_some_and(|o| o >= fault_ms)
-            && t["state"] == "online"
-            && !t["closed_ms"].is_null()
-    })
+    let t = wait_ticket(
+        apis,
+        victim,
+        "a ticket closed, host online",
+        Duration::from_secs(60),
+        |t| {
+            t["opened_ms"].as_u64().is_some_and(|o| o >= fault_ms)
+                && t["state"] == "online"
+                && !t["closed_ms"].is_null()
+        },
+    )
     .await?;
     anyhow::ensure!(
         !data_dir.join("cache/filler").exists(),
@@ -264,7 +276,11 @@ async fn a_full_data_dir_is_drained_cleaned_and_returned_with_every_step_in_its_
     bounded(180, async {
         let c = Cluster::start(1, &["--frameworks", "healing"])?;
         let api = c.master(1).api();
-        put_config(&api, &json!({"problem_after_seconds": 1, "verify_seconds": 20})).await?;
+        put_config(
+            &api,
+            &json!({"problem_after_seconds": 1, "verify_seconds": 20}),
+        )
+        .await?;
         let mut agents = new_agents(&c, &["a", "b", "c", "d"], &|_| Vec::new());
         // Every agent on a tmpfs of its own, so all offer the same disk and
         // spread placement treats them alike.
@@ -283,10 +299,19 @@ async fn a_full_data_dir_is_drained_cleaned_and_returned_with_every_step_in_its_
             let a = agent_json(&api, &victim).await;
             if a["host_checks"]["ok"] == true {
                 let names = kinds(&a["host_checks"], "checks", "name");
-                for want in ["memory", "load", "restarts", "launch_failures", "clock_skew"] {
+                for want in [
+                    "memory",
+                    "load",
+                    "restarts",
+                    "launch_failures",
+                    "clock_skew",
+                ] {
                     anyhow::ensure!(names.iter().any(|n| n == want), "no {want} check: {a}");
                 }
-                anyhow::ensure!(names.iter().any(|n| n.starts_with("disk:")), "no disk check: {a}");
+                anyhow::ensure!(
+                    names.iter().any(|n| n.starts_with("disk:")),
+                    "no disk check: {a}"
+                );
                 break;
             }
             anyhow::ensure!(Instant::now() < deadline, "no passing host checks: {a}");
@@ -312,7 +337,10 @@ async fn a_full_data_dir_is_drained_cleaned_and_returned_with_every_step_in_its_
         .await?;
         eprintln!("fault -> drained (all tasks RUNNING elsewhere): {drained:?}");
         let least = watch.least().await;
-        anyhow::ensure!(least >= 4, "the job ran only {least} of 4 tasks at some point");
+        anyhow::ensure!(
+            least >= 4,
+            "the job ran only {least} of 4 tasks at some point"
+        );
 
         let states = kinds(&t, "transitions", "to");
         anyhow::ensure!(
@@ -345,7 +373,11 @@ async fn a_full_data_dir_is_drained_cleaned_and_returned_with_every_step_in_its_
         let one = api.get(&format!("/v1/tickets/{id}")).await?;
         anyhow::ensure!(one.status == 200 && one.body == t, "{}", one.body);
         let bad = api.get("/v1/tickets?state=sick").await?;
-        anyhow::ensure!(bad.status == 400 && bad.body["errors"][0]["field"] == "state", "{}", bad.body);
+        anyhow::ensure!(
+            bad.status == 400 && bad.body["errors"][0]["field"] == "state",
+            "{}",
+            bad.body
+        );
 
         stop_all(&mut agents);
         drop(tmp);
@@ -399,7 +431,10 @@ async fn three_of_four_ill_hosts_stop_healing_at_the_guard_and_raise_an_alert() 
             anyhow::ensure!(Instant::now() < deadline, "no alert: {}", h.body);
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
-        if !alert["message"].as_str().is_some_and(|m| m.starts_with("3 of 4 hosts")) {
+        if !alert["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("3 of 4 hosts"))
+        {
             let mut seen = Vec::new();
             for id in &ids {
                 seen.push(agent_json(&api, id).await["host_checks"].clone());
@@ -409,7 +444,7 @@ async fn three_of_four_ill_hosts_stop_healing_at_the_guard_and_raise_an_alert() 
         // Past the problem grace, and then some: nothing is drained.
         tokio::time::sleep(Duration::from_secs(4)).await;
         for id in &ids[..3] {
-            let t = wait_ticket(&[api.clone()], id, "a held ticket", WAIT, |t| {
+            let t = wait_ticket(std::slice::from_ref(&api), id, "a held ticket", WAIT, |t| {
                 t["state"] == "problem"
             })
             .await?;
@@ -418,7 +453,12 @@ async fn three_of_four_ill_hosts_stop_healing_at_the_guard_and_raise_an_alert() 
                 "not held: {t}"
             );
             // The failing check says which command failed.
-            anyhow::ensure!(t["failing"][0].as_str().is_some_and(|f| f.starts_with("command")), "{t}");
+            anyhow::ensure!(
+                t["failing"][0]
+                    .as_str()
+                    .is_some_and(|f| f.starts_with("command")),
+                "{t}"
+            );
         }
         for id in &ids {
             let a = agent_json(&api, id).await;
@@ -428,9 +468,15 @@ async fn three_of_four_ill_hosts_stop_healing_at_the_guard_and_raise_an_alert() 
             .iter()
             .map(|t| t["id"].clone())
             .collect();
-        anyhow::ensure!(now == before, "tasks moved in a storm: {before:?} -> {now:?}");
+        anyhow::ensure!(
+            now == before,
+            "tasks moved in a storm: {before:?} -> {now:?}"
+        );
         let least = watch.least().await;
-        anyhow::ensure!(least >= 4, "the job ran only {least} of 4 tasks at some point");
+        anyhow::ensure!(
+            least >= 4,
+            "the job ran only {least} of 4 tasks at some point"
+        );
 
         // The hosts recover: the alert clears and the tickets close.
         for n in ["a", "b", "c"] {
@@ -442,7 +488,11 @@ async fn three_of_four_ill_hosts_stop_healing_at_the_guard_and_raise_an_alert() 
             if h.body["alert"]["active"] == false && h.body["open_tickets"] == 0 {
                 break;
             }
-            anyhow::ensure!(Instant::now() < deadline, "the storm does not end: {}", h.body);
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the storm does not end: {}",
+                h.body
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         stop_all(&mut agents);
@@ -496,12 +546,19 @@ async fn a_leader_change_mid_repair_resumes_the_ticket_and_does_nothing_twice() 
         let watch = CapacityWatch::start(apis.clone(), job.clone());
 
         std::fs::write(&ill, b"")?;
-        wait_ticket(&apis, &victim, "repairing with its task running", WAIT, |t| {
-            t["state"] == "repairing"
-        })
+        wait_ticket(
+            &apis,
+            &victim,
+            "repairing with its task running",
+            WAIT,
+            |t| t["state"] == "repairing",
+        )
         .await?;
         let deadline = Instant::now() + WAIT;
-        while std::fs::read_to_string(&runs).unwrap_or_default().is_empty() {
+        while std::fs::read_to_string(&runs)
+            .unwrap_or_default()
+            .is_empty()
+        {
             anyhow::ensure!(Instant::now() < deadline, "the repair task never ran");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -511,23 +568,37 @@ async fn a_leader_change_mid_repair_resumes_the_ticket_and_does_nothing_twice() 
         eprintln!("leader {leader} killed mid-repair; {next} leads");
         let live_apis: Vec<Api> = rest.iter().map(|i| c.master(*i).api()).collect();
 
-        let t = wait_ticket(&live_apis, &victim, "closed, online", Duration::from_secs(60), |t| {
-            t["state"] == "online" && !t["closed_ms"].is_null()
-        })
+        let t = wait_ticket(
+            &live_apis,
+            &victim,
+            "closed, online",
+            Duration::from_secs(60),
+            |t| t["state"] == "online" && !t["closed_ms"].is_null(),
+        )
         .await?;
         let actions = kinds(&t, "actions", "kind");
         let count = |k: &str| actions.iter().filter(|a| *a == k).count();
-        anyhow::ensure!(count("drain") == 1 && count("repair:fix") == 1, "actions {actions:?}: {t}");
+        anyhow::ensure!(
+            count("drain") == 1 && count("repair:fix") == 1,
+            "actions {actions:?}: {t}"
+        );
         anyhow::ensure!(t["repair_attempt"] == 1 && t["repairs_failed"] == 0, "{t}");
         let ran = std::fs::read_to_string(&runs)?;
-        anyhow::ensure!(ran.lines().count() == 1, "the repair ran {} times", ran.lines().count());
+        anyhow::ensure!(
+            ran.lines().count() == 1,
+            "the repair ran {} times",
+            ran.lines().count()
+        );
         let states = kinds(&t, "transitions", "to");
         anyhow::ensure!(
             states == ["suspect", "problem", "draining", "repairing", "online"],
             "transitions {states:?}"
         );
         let least = watch.least().await;
-        anyhow::ensure!(least >= 3, "the job ran only {least} of 3 tasks at some point");
+        anyhow::ensure!(
+            least >= 3,
+            "the job ran only {least} of 3 tasks at some point"
+        );
         stop_all(&mut agents);
         Ok(())
     })

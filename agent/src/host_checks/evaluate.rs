@@ -55,7 +55,10 @@ fn percent(part: u64, whole: u64) -> f64 {
 pub fn evaluate(cfg: &HostChecksConfig, r: &Readings) -> Vec<HostCheck> {
     let mut out = Vec::new();
     for (dir, space) in &r.fs {
-        let (disk, inodes) = (format!("disk:{}", dir.display()), format!("inodes:{}", dir.display()));
+        let (disk, inodes) = (
+            format!("disk:{}", dir.display()),
+            format!("inodes:{}", dir.display()),
+        );
         match space {
             Ok(s) => {
                 let free = percent(s.avail_bytes, s.total_bytes);
@@ -158,7 +161,13 @@ pub fn evaluate(cfg: &HostChecksConfig, r: &Readings) -> Vec<HostCheck> {
     ));
     if let Some(result) = &r.command {
         out.push(match result {
-            Ok(()) => check("command", true, 0.0, 0.0, "the check command exited 0".into()),
+            Ok(()) => check(
+                "command",
+                true,
+                0.0,
+                0.0,
+                "the check command exited 0".into(),
+            ),
             Err(e) => failed("command", e.clone()),
         });
     }
@@ -204,7 +213,14 @@ mod tests {
         let names: Vec<_> = checks.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(
             names,
-            ["disk:/data", "inodes:/data", "memory", "load", "restarts", "launch_failures"]
+            [
+                "disk:/data",
+                "inodes:/data",
+                "memory",
+                "load",
+                "restarts",
+                "launch_failures"
+            ]
         );
         assert!(checks.iter().all(|c| c.ok), "{checks:?}");
         assert_eq!(verdict(&checks, "disk:/data").value, 50.0);
@@ -225,11 +241,20 @@ mod tests {
         r.launch_failures = 9;
         r.command = Some(Err("exit status 3: broken".into()));
         let checks = evaluate(&cfg, &r);
-        for name in ["disk:/data", "inodes:/data", "load", "restarts", "launch_failures", "command"] {
+        for name in [
+            "disk:/data",
+            "inodes:/data",
+            "load",
+            "restarts",
+            "launch_failures",
+            "command",
+        ] {
             assert!(!verdict(&checks, name).ok, "{name} should fail");
         }
         assert!(verdict(&checks, "memory").ok);
-        assert!(verdict(&checks, "disk:/data").message.starts_with("5.0% free"));
+        assert!(verdict(&checks, "disk:/data")
+            .message
+            .starts_with("5.0% free"));
     }
 
     #[test]

@@ -93,7 +93,11 @@ pub fn read(cfg: &HostChecksConfig, reads: &dyn HostReads) -> Readings {
         .into_iter()
         .map(|d| {
             // A sandbox dir not made yet lives on its parent's file system.
-            let probe = if d.exists() { d.clone() } else { cfg.data_dir.clone() };
+            let probe = if d.exists() {
+                d.clone()
+            } else {
+                cfg.data_dir.clone()
+            };
             let space = reads.fs_space(&probe).map_err(|e| e.to_string());
             (d, space)
         })

@@ -1,10 +1,10 @@
 //! [`HostReads`]: the OS reads host checks need, behind one small trait so
 //! the verdicts are tested against numbers rather than the test machine.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
 use std::sync::Mutex;
-use std::collections::BTreeMap;
 
 /// Space and inodes of the file system holding a path.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -126,7 +126,10 @@ impl HostReads for TestReads {
     fn fs_space(&self, path: &Path) -> io::Result<FsSpace> {
         let fs = self.fs.lock().unwrap_or_else(|p| p.into_inner());
         fs.get(path).copied().ok_or_else(|| {
-            io::Error::new(io::ErrorKind::NotFound, format!("{}: no such file system", path.display()))
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{}: no such file system", path.display()),
+            )
         })
     }
 
@@ -162,7 +165,10 @@ mod tests {
         let mem = "MemTotal:       16000000 kB\nMemFree:  100 kB\nMemAvailable:    4000000 kB\n";
         assert_eq!(
             parse_meminfo(mem),
-            Some(MemInfo { total_kib: 16_000_000, available_kib: 4_000_000 })
+            Some(MemInfo {
+                total_kib: 16_000_000,
+                available_kib: 4_000_000
+            })
         );
         assert_eq!(parse_meminfo("MemTotal: 5 kB\n"), None);
     }

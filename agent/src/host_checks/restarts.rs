@@ -47,7 +47,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let w = Duration::from_secs(100);
         assert_eq!(record_start(dir.path(), 1_000, w).expect("first"), [1_000]);
-        assert_eq!(record_start(dir.path(), 2_000, w).expect("second"), [1_000, 2_000]);
+        assert_eq!(
+            record_start(dir.path(), 2_000, w).expect("second"),
+            [1_000, 2_000]
+        );
         let starts = record_start(dir.path(), 150_000, w).expect("third");
         // The first start fell out of the window.
         assert_eq!(starts, [150_000]);

@@ -197,7 +197,12 @@ pub async fn run(
     let host_checks = config.host_checks.clone().map(|cfg| {
         let t = Arc::clone(&table);
         let tasks: crate::host_checks::TaskSnapshot = Arc::new(move || lock(&t).snapshot());
-        crate::host_checks::spawn(cfg, Arc::new(crate::host_checks::RealReads), tasks, checks_tx)
+        crate::host_checks::spawn(
+            cfg,
+            Arc::new(crate::host_checks::RealReads),
+            tasks,
+            checks_tx,
+        )
     });
     let handler = Arc::new(Handler {
         host_checks: checks_rx,

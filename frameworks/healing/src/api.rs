@@ -88,7 +88,12 @@ pub struct Filter {
 }
 
 const STATES: [&str; 6] = [
-    "online", "suspect", "problem", "draining", "repairing", "offline",
+    "online",
+    "suspect",
+    "problem",
+    "draining",
+    "repairing",
+    "offline",
 ];
 
 /// Reads the query, naming a parameter that is unknown or wrong.
@@ -217,7 +222,12 @@ async fn close(
         String::new()
     } else {
         let v: Value = serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "body", e.to_string())
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "body",
+                e.to_string(),
+            )
         })?;
         match v.get("message") {
             None | Some(Value::Null) => String::new(),

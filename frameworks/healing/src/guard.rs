@@ -12,10 +12,7 @@ use crate::ticket::Ticket;
 /// A storm: `Some(why)` when more than `max_ill_share` of the hosts with
 /// checks fail them at once (and at least `min_hosts_for_storm`).
 pub fn storm(hosts: &[Observation], cfg: &HealingConfig) -> Option<String> {
-    let known = hosts
-        .iter()
-        .filter(|h| h.checks != Checks::Unknown)
-        .count();
+    let known = hosts.iter().filter(|h| h.checks != Checks::Unknown).count();
     let ill = hosts
         .iter()
         .filter(|h| matches!(h.checks, Checks::Fail { .. }))

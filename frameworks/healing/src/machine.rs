@@ -237,12 +237,14 @@ pub fn step(
         }
         HostState::Draining => {
             if passes_again(&t) {
-                t.go(HostState::Online, now_ms, "checks pass again while draining");
+                t.go(
+                    HostState::Online,
+                    now_ms,
+                    "checks pass again while draining",
+                );
                 t.close(now_ms, "the host passes its checks again");
-            } else if obs.live_tasks == 0 && obs.status == "draining" {
-                if allowed.storm.is_none() {
-                    start_repair(&mut t, obs, cfg, now_ms, "drained: no live tasks left");
-                }
+            } else if obs.live_tasks == 0 && obs.status == "draining" && allowed.storm.is_none() {
+                start_repair(&mut t, obs, cfg, now_ms, "drained: no live tasks left");
             }
         }
         HostState::Repairing => repairing(&mut t, obs, allowed, cfg, now_ms, &mut cmds),
@@ -332,7 +334,12 @@ fn repairing(
             _ if allowed.storm.is_none()
                 && now_ms.saturating_sub(ended) >= cfg.verify_seconds * 1000 =>
             {
-                if let Some(a) = t.actions.iter_mut().rev().find(|a| a.kind.starts_with("repair:")) {
+                if let Some(a) = t
+                    .actions
+                    .iter_mut()
+                    .rev()
+                    .find(|a| a.kind.starts_with("repair:"))
+                {
                     a.verdict = Some(format!(
                         "ran, but checks still fail {} s later",
                         cfg.verify_seconds
@@ -379,7 +386,14 @@ fn repairing(
     }
     cmds.push(Command::DeleteRepair { job_id });
     if let Err(why) = verdict {
-        failed_repair(t, cfg, now_ms, allowed, obs, format!("the repair failed: {why}"));
+        failed_repair(
+            t,
+            cfg,
+            now_ms,
+            allowed,
+            obs,
+            format!("the repair failed: {why}"),
+        );
     }
 }
 

@@ -83,8 +83,13 @@ fn an_ill_host_is_drained_repaired_and_returned() {
     let (t, cmds) = go(&t, &o, &ok, &cfg, 14_000);
     assert_eq!(t.state, HostState::Repairing);
     assert_eq!(t.repair_attempt, 1);
-    let job = t.current_repair().and_then(|r| r.job_id.clone()).expect("job");
-    assert!(matches!(&cmds[0], Command::StartRepair { job_id, hostname, .. } if *job_id == job && hostname == "h1"));
+    let job = t
+        .current_repair()
+        .and_then(|r| r.job_id.clone())
+        .expect("job");
+    assert!(
+        matches!(&cmds[0], Command::StartRepair { job_id, hostname, .. } if *job_id == job && hostname == "h1")
+    );
     assert_eq!(statuses(&cmds), ["online"]);
     // The repair task is placed: the host is closed to other tasks again.
     o.status = "online".into();
@@ -92,14 +97,21 @@ fn an_ill_host_is_drained_repaired_and_returned() {
     let (t2, cmds) = step(Some(&t), &o, &ok, &cfg, 15_000);
     assert!(t2.is_none());
     assert_eq!(statuses(&cmds), ["problem"]);
-    assert!(!cmds.iter().any(|c| matches!(c, Command::StartRepair { .. })));
+    assert!(!cmds
+        .iter()
+        .any(|c| matches!(c, Command::StartRepair { .. })));
     // It finished well: verdict recorded, the job deleted.
     o.status = "problem".into();
     o.repair = RepairSeen::Succeeded { ended_ms: 16_000 };
     let (t, cmds) = go(&t, &o, &ok, &cfg, 16_500);
     assert_eq!(t.state, HostState::Repairing);
-    assert!(cmds.contains(&Command::DeleteRepair { job_id: job.clone() }));
-    assert_eq!(t.actions.last().and_then(|a| a.verdict.as_deref()), Some("succeeded"));
+    assert!(cmds.contains(&Command::DeleteRepair {
+        job_id: job.clone()
+    }));
+    assert_eq!(
+        t.actions.last().and_then(|a| a.verdict.as_deref()),
+        Some("succeeded")
+    );
     // Checks from before the repair ended do not count.
     o.repair = RepairSeen::Waiting;
     o.checks = pass(15_900);
@@ -142,8 +154,14 @@ fn hosts_a_person_took_out_get_no_ticket() {
     let (t, cmds) = step(None, &o, &Allowed::default(), &cfg, 1_000);
     assert!(t.is_none() && cmds.is_empty());
     // Passing or unknown checks open nothing either.
-    assert!(step(None, &obs(pass(1)), &Allowed::default(), &cfg, 1).0.is_none());
-    assert!(step(None, &obs(Checks::Unknown), &Allowed::default(), &cfg, 1).0.is_none());
+    assert!(step(None, &obs(pass(1)), &Allowed::default(), &cfg, 1)
+        .0
+        .is_none());
+    assert!(
+        step(None, &obs(Checks::Unknown), &Allowed::default(), &cfg, 1)
+            .0
+            .is_none()
+    );
 }
 
 #[test]
@@ -185,7 +203,10 @@ fn a_storm_or_a_guard_holds_the_drain() {
     let (t, cmds) = go(&t, &o, &storm, &cfg, 11_000);
     assert_eq!(t.state, HostState::Problem);
     assert!(cmds.is_empty(), "{cmds:?}");
-    assert_eq!(t.last_action("hold").map(|a| a.detail.as_str()), Some("3 of 4 hosts are ill"));
+    assert_eq!(
+        t.last_action("hold").map(|a| a.detail.as_str()),
+        Some("3 of 4 hosts are ill")
+    );
     // The same hold is not recorded twice.
     assert!(step(Some(&t), &o, &storm, &cfg, 12_000).0.is_none());
     let held = Allowed {
@@ -202,8 +223,10 @@ fn a_storm_or_a_guard_holds_the_drain() {
 
 #[test]
 fn failed_repairs_take_turns_then_the_host_goes_offline_with_its_ticket_open() {
-    let mut cfg = HealingConfig::default();
-    cfg.max_repairs = 2;
+    let mut cfg = HealingConfig {
+        max_repairs: 2,
+        ..Default::default()
+    };
     cfg.actions.push(crate::config::RepairAction {
         name: "restart-agent".into(),
         cmd: "systemctl restart ocean-agent".into(),
@@ -225,9 +248,17 @@ fn failed_repairs_take_turns_then_the_host_goes_offline_with_its_ticket_open() {
     };
     let (t, cmds) = go(&t, &o, &ok, &cfg, 20_000);
     assert_eq!((t.repairs_failed, t.repair_attempt), (1, 2));
-    assert!(t.actions.iter().any(|a| a.kind == "repair:clean" && a.verdict.as_deref() == Some("failed: exit 1")));
-    assert!(cmds.iter().any(|c| matches!(c, Command::DeleteRepair { .. })));
-    assert_eq!(t.current_repair().map(|a| a.kind.as_str()), Some("repair:restart-agent"));
+    assert!(t
+        .actions
+        .iter()
+        .any(|a| a.kind == "repair:clean" && a.verdict.as_deref() == Some("failed: exit 1")));
+    assert!(cmds
+        .iter()
+        .any(|c| matches!(c, Command::DeleteRepair { .. })));
+    assert_eq!(
+        t.current_repair().map(|a| a.kind.as_str()),
+        Some("repair:restart-agent")
+    );
     // The second one times out: offline, ticket open, status offline.
     o.repair = RepairSeen::Running;
     let (t, cmds) = go(&t, &o, &ok, &cfg, 20_000 + 30_000);
@@ -235,13 +266,18 @@ fn failed_repairs_take_turns_then_the_host_goes_offline_with_its_ticket_open() {
     assert!(t.is_open());
     assert_eq!(t.repairs_failed, 2);
     assert_eq!(statuses(&cmds), ["offline"]);
-    assert!(t.transitions.last().is_some_and(|x| x.cause.contains("for a person")));
+    assert!(t
+        .transitions
+        .last()
+        .is_some_and(|x| x.cause.contains("for a person")));
 }
 
 #[test]
 fn a_repair_that_leaves_checks_failing_counts_as_failed() {
-    let mut cfg = HealingConfig::default();
-    cfg.verify_seconds = 5;
+    let cfg = HealingConfig {
+        verify_seconds: 5,
+        ..Default::default()
+    };
     let ok = Allowed::default();
     let (t, _) = step(None, &obs(fail(0)), &ok, &cfg, 0);
     let (t, _) = go(&t.expect("t"), &obs(fail(10_000)), &ok, &cfg, 10_000);
@@ -311,7 +347,10 @@ fn storms_need_a_share_and_a_count() {
     let s = guard::storm(&hosts, &cfg).expect("3 of 4 is a storm");
     assert!(s.starts_with("3 of 4 hosts"), "{s}");
     assert!(guard::storm(&hosts[2..], &cfg).is_none(), "1 of 2 is not");
-    assert!(guard::storm(&hosts[..1], &cfg).is_none(), "one host alone is not");
+    assert!(
+        guard::storm(&hosts[..1], &cfg).is_none(),
+        "one host alone is not"
+    );
 }
 
 #[test]
@@ -345,13 +384,21 @@ fn node_and_job_shares_hold_drains() {
     };
     open.insert("b".to_string(), tb.clone());
     let a = guard::allowed(&hosts[0], &hosts, &open, &tasks, &None, &cfg);
-    assert!(a.drain_held.as_deref().is_some_and(|w| w.contains("1 of its 4")), "{a:?}");
+    assert!(
+        a.drain_held
+            .as_deref()
+            .is_some_and(|w| w.contains("1 of its 4")),
+        "{a:?}"
+    );
     // Another node is not held by it.
     let other = host("e", "idc.y", fail(1));
     let mut all = hosts.clone();
     all.push(other.clone());
     all.push(host("f", "idc.y", pass(1)));
-    assert_eq!(guard::allowed(&other, &all, &open, &tasks, &None, &cfg).drain_held, None);
+    assert_eq!(
+        guard::allowed(&other, &all, &open, &tasks, &None, &cfg).drain_held,
+        None
+    );
     // A job with its two tasks on e and b (draining): e is held by the job.
     tasks.insert("j".into(), vec!["e".into(), "b".into()]);
     let held = guard::allowed(&other, &all, &open, &tasks, &None, &cfg).drain_held;
@@ -359,5 +406,8 @@ fn node_and_job_shares_hold_drains() {
     // Once b is back, e may go.
     tb.state = HostState::Online;
     open.insert("b".to_string(), tb);
-    assert_eq!(guard::allowed(&other, &all, &open, &tasks, &None, &cfg).drain_held, None);
+    assert_eq!(
+        guard::allowed(&other, &all, &open, &tasks, &None, &cfg).drain_held,
+        None
+    );
 }

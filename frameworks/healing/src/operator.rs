@@ -153,7 +153,10 @@ pub fn repair_seen<'a>(tasks: impl Iterator<Item = &'a Task>) -> RepairSeen {
                 }
             }
             s if ENDED.contains(&s) => {
-                let code = t.exit_code.map(|c| format!(" exit {c}")).unwrap_or_default();
+                let code = t
+                    .exit_code
+                    .map(|c| format!(" exit {c}"))
+                    .unwrap_or_default();
                 seen = RepairSeen::Failed {
                     why: format!("task {} ended {s}{code} {} {}", t.id, t.reason, t.message)
                         .trim_end()
@@ -270,7 +273,11 @@ impl Operator {
             .tasks;
         let mut open: BTreeMap<String, (Ticket, u64)> = BTreeMap::new();
         for (t, rev) in &tickets {
-            if t.is_open() && open.get(&t.host).is_none_or(|(o, _)| o.opened_ms < t.opened_ms) {
+            if t.is_open()
+                && open
+                    .get(&t.host)
+                    .is_none_or(|(o, _)| o.opened_ms < t.opened_ms)
+            {
                 open.insert(t.host.clone(), (t.clone(), *rev));
             }
         }
@@ -286,13 +293,21 @@ impl Operator {
             })
             .collect();
         let mut by_job: TasksByJob = BTreeMap::new();
-        for t in tasks.iter().filter(|t| is_live(t) && !is_repair_job(&t.job_id)) {
-            by_job.entry(t.job_id.clone()).or_default().push(t.agent_id.clone());
+        for t in tasks
+            .iter()
+            .filter(|t| is_live(t) && !is_repair_job(&t.job_id))
+        {
+            by_job
+                .entry(t.job_id.clone())
+                .or_default()
+                .push(t.agent_id.clone());
         }
         let storm = guard::storm(&hosts, &cfg);
         self.write_alert(&storm, &hosts, now).await;
-        let mut open_tickets: BTreeMap<String, Ticket> =
-            open.iter().map(|(k, (t, _))| (k.clone(), t.clone())).collect();
+        let mut open_tickets: BTreeMap<String, Ticket> = open
+            .iter()
+            .map(|(k, (t, _))| (k.clone(), t.clone()))
+            .collect();
         for obs in &hosts {
             let current = open.get(&obs.agent_id);
             let allowed = guard::allowed(obs, &hosts, &open_tickets, &by_job, &storm, &cfg);
@@ -396,11 +411,13 @@ impl Operator {
             })
             .await
             .ok()
-            .and_then(|e| serde_json::from_slice::<Alert>(&e.value).ok().map(|a| (a, e.revision)));
+            .and_then(|e| {
+                serde_json::from_slice::<Alert>(&e.value)
+                    .ok()
+                    .map(|a| (a, e.revision))
+            });
         let active = storm.is_some();
-        let (was_active, rev) = current
-            .as_ref()
-            .map_or((false, 0), |(a, r)| (a.active, *r));
+        let (was_active, rev) = current.as_ref().map_or((false, 0), |(a, r)| (a.active, *r));
         let now_ill = ill(hosts);
         let grew = active
             && current
