@@ -24,6 +24,9 @@ pub struct Readings {
     /// Task launches that failed on this host among the tasks it still
     /// reports.
     pub launch_failures: u64,
+    /// Kernel OOM kills within the window that were not of this agent's
+    /// tasks; `None` when the kernel does not count them.
+    pub oom_kills_outside_tasks: Option<u64>,
     /// The operator's command: `Ok(())` when it exited 0, else why not.
     pub command: Option<Result<(), String>>,
 }
@@ -159,6 +162,19 @@ pub fn evaluate(cfg: &HostChecksConfig, r: &Readings) -> Vec<HostCheck> {
             r.launch_failures, cfg.max_launch_failures
         ),
     ));
+    if let Some(n) = r.oom_kills_outside_tasks {
+        out.push(check(
+            "oom_kills",
+            n <= cfg.max_oom_kills_outside_tasks,
+            n as f64,
+            cfg.max_oom_kills_outside_tasks as f64,
+            format!(
+                "the kernel OOM-killed {n} process(es) other than tasks in the last {} s, at most {} accepted",
+                cfg.oom_window.as_secs(),
+                cfg.max_oom_kills_outside_tasks
+            ),
+        ));
+    }
     if let Some(result) = &r.command {
         out.push(match result {
             Ok(()) => check(
@@ -198,6 +214,7 @@ mod tests {
             cpus: 2,
             restarts: 0,
             launch_failures: 0,
+            oom_kills_outside_tasks: Some(0),
             command: None,
         }
     }
@@ -219,7 +236,8 @@ mod tests {
                 "memory",
                 "load",
                 "restarts",
-                "launch_failures"
+                "launch_failures",
+                "oom_kills"
             ]
         );
         assert!(checks.iter().all(|c| c.ok), "{checks:?}");
@@ -239,6 +257,7 @@ mod tests {
         r.load1 = Ok(100.0);
         r.restarts = 9;
         r.launch_failures = 9;
+        r.oom_kills_outside_tasks = Some(1);
         r.command = Some(Err("exit status 3: broken".into()));
         let checks = evaluate(&cfg, &r);
         for name in [

@@ -49,6 +49,10 @@ pub struct HostChecksConfig {
     pub restart_window: Duration,
     /// Most failed task launches among the tasks the agent still reports.
     pub max_launch_failures: u64,
+    /// Most kernel OOM kills of processes other than the agent's tasks
+    /// within `oom_window` (a host short of memory outside Ocean's limits).
+    pub max_oom_kills_outside_tasks: u64,
+    pub oom_window: Duration,
     /// The operator's check (`/bin/sh -c`), failing unless it exits 0
     /// within `command_timeout`.
     pub command: Option<String>,
@@ -71,6 +75,8 @@ impl HostChecksConfig {
             max_restarts: 5,
             restart_window: Duration::from_secs(3600),
             max_launch_failures: 5,
+            max_oom_kills_outside_tasks: 0,
+            oom_window: Duration::from_secs(600),
             command: None,
             command_timeout: Duration::from_secs(10),
             max_clock_skew_ms: 2000,
@@ -110,6 +116,7 @@ pub fn read(cfg: &HostChecksConfig, reads: &dyn HostReads) -> Readings {
         cpus: reads.cpus(),
         restarts: 0,
         launch_failures: 0,
+        oom_kills_outside_tasks: None,
         command: None,
     }
 }
@@ -146,6 +153,7 @@ pub async fn round(
     reads: Arc<dyn HostReads>,
     starts: &[u64],
     tasks: &TaskSnapshot,
+    oom_kills_in_window: Option<u64>,
     now_ms: u64,
 ) -> HostChecks {
     let c = cfg.clone();
@@ -157,10 +165,12 @@ pub async fn round(
         }
     };
     r.restarts = restarts::restarts_within(starts, now_ms, cfg.restart_window);
-    r.launch_failures = tasks()
-        .iter()
-        .filter(|t| t.reason == "launch_failed")
-        .count() as u64;
+    let known = tasks();
+    r.launch_failures = known.iter().filter(|t| t.reason == "launch_failed").count() as u64;
+    // Ended tasks stay in the table about as long as the window, so the
+    // tasks' own OOM kills are subtracted over the same span.
+    let task_ooms = known.iter().filter(|t| t.reason == "oom_killed").count() as u64;
+    r.oom_kills_outside_tasks = oom_kills_in_window.map(|n| n.saturating_sub(task_ooms));
     if let Some(cmd) = &cfg.command {
         r.command = Some(run_command(cmd, cfg.command_timeout).await);
     }
@@ -195,9 +205,15 @@ pub fn spawn(
             });
         let mut every = tokio::time::interval(cfg.interval);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut oom = OomWindow::default();
         loop {
             every.tick().await;
-            let checks = round(&cfg, reads.clone(), &starts, &tasks, now_ms()).await;
+            let now = now_ms();
+            let in_window = match reads.oom_kills() {
+                Ok(Some(total)) => Some(oom.record(now, total, cfg.oom_window)),
+                _ => None,
+            };
+            let checks = round(&cfg, reads.clone(), &starts, &tasks, in_window, now).await;
             let failing: Vec<&str> = checks
                 .checks
                 .iter()
@@ -235,5 +251,47 @@ pub async fn next(rx: &mut Option<watch::Receiver<Option<HostChecks>>>) -> Optio
         if let Some(c) = r.borrow_and_update().clone() {
             return Some(c);
         }
+    }
+}
+
+/// The kernel's OOM kill counter over a sliding window.
+#[derive(Debug, Default)]
+pub struct OomWindow {
+    samples: std::collections::VecDeque<(u64, u64)>,
+}
+
+impl OomWindow {
+    /// Records the counter `total` at `now_ms`; returns the kills within
+    /// `window` (since the oldest sample still inside it).
+    pub fn record(&mut self, now_ms: u64, total: u64, window: Duration) -> u64 {
+        let span = window.as_millis() as u64;
+        while self.samples.len() > 1
+            && self
+                .samples
+                .get(1)
+                .is_some_and(|(t, _)| now_ms.saturating_sub(*t) >= span)
+        {
+            self.samples.pop_front();
+        }
+        self.samples.push_back((now_ms, total));
+        let base = self.samples.front().map_or(total, |(_, n)| *n);
+        total.saturating_sub(base)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oom_kills_count_within_the_window() {
+        let mut w = OomWindow::default();
+        let win = Duration::from_secs(10);
+        assert_eq!(w.record(0, 5, win), 0);
+        assert_eq!(w.record(5_000, 6, win), 1);
+        assert_eq!(w.record(9_000, 8, win), 3);
+        // The first sample leaves the window: counted from the one at 5 s.
+        assert_eq!(w.record(15_500, 8, win), 2);
+        assert_eq!(w.record(40_000, 8, win), 0);
     }
 }

@@ -38,6 +38,9 @@ pub trait HostReads: Send + Sync + std::fmt::Debug {
     fn load1(&self) -> io::Result<f64>;
     /// Online CPUs.
     fn cpus(&self) -> usize;
+    /// Processes the kernel's OOM killer killed since boot (`oom_kill` of
+    /// `/proc/vmstat`); `None` on kernels that do not count them.
+    fn oom_kills(&self) -> io::Result<Option<u64>>;
 }
 
 /// The real host.
@@ -87,6 +90,18 @@ impl HostReads for RealReads {
     fn cpus(&self) -> usize {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     }
+
+    fn oom_kills(&self) -> io::Result<Option<u64>> {
+        let text = std::fs::read_to_string("/proc/vmstat")?;
+        Ok(parse_vmstat_oom_kill(&text))
+    }
+}
+
+/// `oom_kill N` of `/proc/vmstat`.
+pub fn parse_vmstat_oom_kill(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("oom_kill "))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// `some avg10=N` of a PSI file.
@@ -120,6 +135,7 @@ pub struct TestReads {
     pub mem: Mutex<Option<MemInfo>>,
     pub load1: Mutex<f64>,
     pub cpus: usize,
+    pub oom_kills: Mutex<Option<u64>>,
 }
 
 impl HostReads for TestReads {
@@ -151,6 +167,10 @@ impl HostReads for TestReads {
     fn cpus(&self) -> usize {
         self.cpus.max(1)
     }
+
+    fn oom_kills(&self) -> io::Result<Option<u64>> {
+        Ok(*self.oom_kills.lock().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
 #[cfg(test)]
@@ -171,6 +191,8 @@ mod tests {
             })
         );
         assert_eq!(parse_meminfo("MemTotal: 5 kB\n"), None);
+        assert_eq!(parse_vmstat_oom_kill("pgfault 9\noom_kill 3\n"), Some(3));
+        assert_eq!(parse_vmstat_oom_kill("pgfault 9\n"), None);
     }
 
     #[test]
@@ -182,5 +204,6 @@ mod tests {
         assert!(mem.total_kib > 0 && mem.available_kib <= mem.total_kib);
         assert!(r.load1().expect("loadavg") >= 0.0);
         assert!(r.cpus() >= 1);
+        r.oom_kills().expect("vmstat");
     }
 }
