@@ -372,6 +372,32 @@ async fn a_full_data_dir_is_drained_cleaned_and_returned_with_every_step_in_its_
         let id = t["id"].as_str().unwrap_or("");
         let one = api.get(&format!("/v1/tickets/{id}")).await?;
         anyhow::ensure!(one.status == 200 && one.body == t, "{}", one.body);
+        // The CLI shows the same ticket, and refuses to close it twice.
+        let http = format!("http://{}", c.master(1).http);
+        let cli = |args: &[&str]| {
+            Command::new(ocean_tests::ocean_bin())
+                .args(args)
+                .env("OCEAN_ADDR", &http)
+                .stdin(std::process::Stdio::null())
+                .output()
+        };
+        let out = cli(&["ticket", "show", id])?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        anyhow::ensure!(
+            out.status.success() && text.contains("-> draining") && text.contains("repair:clean"),
+            "ocean ticket show: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = cli(&["--json", "ticket", "list", "--host", &victim])?;
+        let listed: Value = serde_json::from_slice(&out.stdout)?;
+        anyhow::ensure!(listed["tickets"][0]["id"] == id, "{listed}");
+        let out = cli(&["ticket", "close", id])?;
+        anyhow::ensure!(
+            !out.status.success()
+                && String::from_utf8_lossy(&out.stderr).contains("already closed"),
+            "closing a closed ticket: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let bad = api.get("/v1/tickets?state=sick").await?;
         anyhow::ensure!(
             bad.status == 400 && bad.body["errors"][0]["field"] == "state",
