@@ -398,6 +398,12 @@ async fn a_full_data_dir_is_drained_cleaned_and_returned_with_every_step_in_its_
             "closing a closed ticket: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // The dashboard shows the host's history.
+        let page = api.get_text("/ui/tickets?host=host-a").await?;
+        anyhow::ensure!(
+            page.contains(id) && page.contains("repair:clean") && page.contains(">draining<"),
+            "/ui/tickets?host=host-a: {page}"
+        );
         let bad = api.get("/v1/tickets?state=sick").await?;
         anyhow::ensure!(
             bad.status == 400 && bad.body["errors"][0]["field"] == "state",

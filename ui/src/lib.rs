@@ -102,6 +102,7 @@ pub fn routes(state: UiState) -> Router {
         .route("/ui/hosts/map.json", get(pages::hosts_map::json))
         .route("/ui/hosts/{id}/status", post(pages::hosts::set_status))
         .route("/ui/tasks/{id}", get(pages::task::page))
+        .route("/ui/tickets", get(pages::tickets::page))
         .route("/ui/assets/style.css", get(assets::style))
         .route("/ui/assets/live.js", get(assets::live_js))
         .route("/ui/assets/log-tail.js", get(assets::log_tail_js))
