@@ -637,6 +637,89 @@ async fn a_leader_change_mid_repair_resumes_the_ticket_and_does_nothing_twice() 
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_repairs_take_the_host_offline_with_its_ticket_open_for_a_person() {
+    bounded(150, async {
+        let c = Cluster::start(1, &["--frameworks", "healing"])?;
+        let api = c.master(1).api();
+        put_config(
+            &api,
+            &json!({"problem_after_seconds": 1, "max_repairs": 2,
+                    "actions": [{"name": "try", "cmd": "echo cannot fix this >&2; exit 3", "timeout_seconds": 30}]}),
+        )
+        .await?;
+        let flags = c.dir().join("flags");
+        std::fs::create_dir_all(&flags)?;
+        let f = flags.clone();
+        let mut agents = new_agents(&c, &["a", "b", "c"], &move |n| {
+            vec![
+                "--host-check-command".into(),
+                format!("test ! -e {}/ill-{n}", f.display()),
+                "--host-check-min-free-disk-pct".into(),
+                "0".into(),
+            ]
+        });
+        for a in agents.iter_mut() {
+            a.start()?;
+        }
+        let victim = agent_id(&agents[0]).await?;
+        wait_connected(&api, 3, WAIT).await?;
+        let job = job_id("offline-web");
+        submit(&api, &spec("offline-web", 3)).await?;
+        wait_tasks(&api, &job, "3 RUNNING", WAIT, |l| running(l).len() == 3).await?;
+        let watch = CapacityWatch::start(vec![api.clone()], job.clone());
+        std::fs::write(flags.join("ill-a"), b"")?;
+        let t = wait_ticket(
+            std::slice::from_ref(&api),
+            &victim,
+            "offline",
+            Duration::from_secs(90),
+            |t| t["state"] == "offline",
+        )
+        .await?;
+        anyhow::ensure!(t["closed_ms"].is_null(), "the ticket must stay open: {t}");
+        anyhow::ensure!(t["repairs_failed"] == 2, "{t}");
+        let verdicts: Vec<String> = t["actions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| a["kind"] == "repair:try")
+            .map(|a| a["verdict"].as_str().unwrap_or("").to_string())
+            .collect();
+        anyhow::ensure!(
+            verdicts.len() == 2 && verdicts.iter().all(|v| v.starts_with("failed")),
+            "verdicts {verdicts:?}"
+        );
+        let a = agent_json(&api, &victim).await;
+        anyhow::ensure!(a["status"] == "offline", "{a}");
+        let list = tasks(&api, &job).await;
+        anyhow::ensure!(
+            running(&list).len() == 3 && live(&list).iter().all(|t| t["agent"] != victim.as_str()),
+            "tasks not all elsewhere: {list:?}"
+        );
+        let least = watch.least().await;
+        anyhow::ensure!(least >= 3, "the job ran only {least} of 3 tasks at some point");
+        // A person closes it; the host stays out of service until they say.
+        let id = t["id"].as_str().unwrap_or("");
+        let r = api
+            .post(&format!("/v1/tickets/{id}/close"), &json!({"message": "disk replaced"}))
+            .await?;
+        anyhow::ensure!(r.status == 200 && r.body["closed_reason"] == "closed by a person: disk replaced", "{}", r.body);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let a = agent_json(&api, &victim).await;
+        anyhow::ensure!(a["status"] == "offline", "{a}");
+        let jobs = api.get("/v1/jobs?prefix=pdl.healing").await?;
+        anyhow::ensure!(
+            jobs.body["jobs"].as_array().map_or(0, Vec::len) == 0,
+            "repair jobs left: {}",
+            jobs.body
+        );
+        stop_all(&mut agents);
+        Ok(())
+    })
+    .await;
+}
+
 /// The figure of issue 25: fault injected (data dir filled) → host drained
 /// with every task RUNNING elsewhere, over 10 healings of one host, and the
 /// least number of tasks the job ran meanwhile. Run with `--ignored`.
