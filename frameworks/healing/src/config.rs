@@ -73,6 +73,11 @@ pub struct HealingConfig {
     pub max_ill_share: f64,
     #[serde(default = "default_min_storm")]
     pub min_hosts_for_storm: u32,
+    /// Checks that do not make a host ill, per tree node (`node_attribute`
+    /// value, e.g. `idc.c3`; `*` for every node): a check is named whole
+    /// (`load`) or by prefix ending in `:` (`disk:`).
+    #[serde(default)]
+    pub ignore_checks: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 fn default_action_timeout() -> u64 {
@@ -127,6 +132,7 @@ impl Default for HealingConfig {
             max_job_drain_share: default_job_share(),
             max_ill_share: default_ill_share(),
             min_hosts_for_storm: default_min_storm(),
+            ignore_checks: Default::default(),
         }
     }
 }
@@ -141,6 +147,21 @@ fn is_label(s: &str) -> bool {
 }
 
 impl HealingConfig {
+    /// Whether the failing check `name` is ignored on hosts of `node`.
+    pub fn ignores(&self, node: &str, name: &str) -> bool {
+        [node, "*"]
+            .iter()
+            .filter_map(|n| self.ignore_checks.get(*n))
+            .flatten()
+            .any(|i| {
+                if i.ends_with(':') {
+                    name.starts_with(i.as_str())
+                } else {
+                    name == i
+                }
+            })
+    }
+
     /// Parses and validates a stored config.
     pub fn parse(bytes: &[u8]) -> Result<Self, InvalidConfig> {
         let cfg: HealingConfig = serde_json::from_slice(bytes).map_err(|e| InvalidConfig {
@@ -194,6 +215,16 @@ impl HealingConfig {
                 return bad(&format!("actions[{i}].timeout_seconds"), "1 to 86400");
             }
         }
+        for (node, names) in &self.ignore_checks {
+            for (i, n) in names.iter().enumerate() {
+                if n.is_empty() || n.len() > 128 {
+                    return bad(
+                        &format!("ignore_checks.{node}[{i}]"),
+                        "a check name or a prefix ending in ':' (1 to 128 bytes)",
+                    );
+                }
+            }
+        }
         if self.node_attribute.is_empty() {
             return bad("node_attribute", "an agent attribute name");
         }
@@ -216,6 +247,13 @@ mod tests {
         assert_eq!(e.field, "actions[0].name");
         let e = HealingConfig::parse(br#"{"actions": [{"name": "reboot"}]}"#).unwrap_err();
         assert_eq!(e.field, "actions[0].cmd");
+        let e = HealingConfig::parse(br#"{"ignore_checks": {"idc.x": [""]}}"#).unwrap_err();
+        assert_eq!(e.field, "ignore_checks.idc.x[0]");
+        let cfg =
+            HealingConfig::parse(br#"{"ignore_checks": {"idc.x": ["disk:"], "*": ["load"]}}"#)
+                .expect("valid");
+        assert!(cfg.ignores("idc.x", "disk:/data") && cfg.ignores("idc.y", "load"));
+        assert!(!cfg.ignores("idc.y", "disk:/data") && !cfg.ignores("idc.x", "loadx"));
         let e = HealingConfig::parse(br#"{"dry_rn": true}"#).unwrap_err();
         assert!(e.reason.contains("unknown field"), "{e}");
     }
