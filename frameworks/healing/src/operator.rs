@@ -266,9 +266,14 @@ impl Operator {
             .await
             .map_err(|e| e.to_string())?
             .agents;
-        let tasks = self
+        // Live tasks only (the cost of a round does not grow with the
+        // ended tasks kept), plus every task of the repairs under way.
+        let mut tasks = self
             .client
-            .list_tasks(ListTasksRequest::default())
+            .list_tasks(ListTasksRequest {
+                ended: Some(false),
+                ..Default::default()
+            })
             .await
             .map_err(|e| e.to_string())?
             .tasks;
@@ -280,6 +285,27 @@ impl Operator {
                     .is_none_or(|(o, _)| o.opened_ms < t.opened_ms)
             {
                 open.insert(t.host.clone(), (t.clone(), *rev));
+            }
+        }
+        for job in open
+            .values()
+            .filter_map(|(t, _)| t.current_repair().and_then(|r| r.job_id.clone()))
+        {
+            let of_job = self
+                .client
+                .list_tasks(ListTasksRequest {
+                    job: job.clone(),
+                    ..Default::default()
+                })
+                .await;
+            match of_job {
+                Ok(r) => {
+                    tasks.retain(|t| t.job_id != job);
+                    tasks.extend(r.tasks);
+                }
+                // Not created yet.
+                Err(Error::NotFound(_)) => {}
+                Err(e) => return Err(e.to_string()),
             }
         }
         let hosts: Vec<Observation> = agents
