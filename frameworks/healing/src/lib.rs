@@ -33,6 +33,8 @@ pub mod ticket;
 
 #[cfg(test)]
 mod machine_tests;
+#[cfg(test)]
+mod operator_tests;
 
 use std::sync::Arc;
 
