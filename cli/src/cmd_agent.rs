@@ -114,6 +114,8 @@ pub struct RunArgs {
     http: Option<String>,
     #[command(flatten)]
     docker: DockerOptions,
+    #[command(flatten)]
+    host_checks: crate::agent_host_checks::HostCheckOptions,
 }
 
 /// The Docker executor's flags.
@@ -167,6 +169,8 @@ pub struct AgentOptions {
     pub http: Option<String>,
     /// The Docker executor's settings.
     pub docker: DockerOptions,
+    /// Host checks.
+    pub host_checks: crate::agent_host_checks::HostCheckOptions,
 }
 
 /// Builds the agent's identity from flags, naming the flag that is wrong.
@@ -267,6 +271,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         address: args.address,
         http: args.http,
         docker: args.docker,
+        host_checks: args.host_checks,
     };
     run_agent(options, crate::cmd_server::shutdown_signal()).await
 }
@@ -323,6 +328,7 @@ pub async fn run_agent(
     let docker = docker_config(&o.docker, &me.hostname)?;
     let mut config = AgentConfig::new(me, o.masters, executor, cgroups);
     config.docker = docker;
+    config.host_checks = o.host_checks.config(&o.data_dir)?;
     ocean_agent::runtime::run(config, listener, shutdown).await?;
     Ok(())
 }

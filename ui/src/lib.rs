@@ -108,6 +108,7 @@ pub fn routes(state: UiState) -> Router {
         )
         .route("/ui/caches/{id}", get(pages::caches::detail))
         .route("/ui/caches/{id}/{action}", post(pages::caches::action))
+        .route("/ui/tickets", get(pages::tickets::page))
         .route("/ui/assets/style.css", get(assets::style))
         .route("/ui/assets/live.js", get(assets::live_js))
         .route("/ui/assets/log-tail.js", get(assets::log_tail_js))

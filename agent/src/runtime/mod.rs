@@ -77,6 +77,8 @@ pub struct AgentConfig {
     pub docker: Option<DockerConfig>,
     /// The engine to use instead of connecting to `docker.socket` (tests).
     pub docker_engine: Option<Arc<dyn ContainerEngine>>,
+    /// Host checks reported on the session; `None` reports none.
+    pub host_checks: Option<crate::host_checks::HostChecksConfig>,
 }
 
 impl AgentConfig {
@@ -97,6 +99,7 @@ impl AgentConfig {
             session_state: None,
             docker: None,
             docker_engine: None,
+            host_checks: None,
         }
     }
 }
@@ -190,7 +193,19 @@ pub async fn run(
     info!(agent = %config.identity.id, http = %http_addr, masters = ?config.masters, "agent running");
 
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (checks_tx, checks_rx) = watch::channel(None);
+    let host_checks = config.host_checks.clone().map(|cfg| {
+        let t = Arc::clone(&table);
+        let tasks: crate::host_checks::TaskSnapshot = Arc::new(move || lock(&t).snapshot());
+        crate::host_checks::spawn(
+            cfg,
+            Arc::new(crate::host_checks::RealReads),
+            tasks,
+            checks_tx,
+        )
+    });
     let handler = Arc::new(Handler {
+        host_checks: checks_rx,
         executors: vec![
             ExecutorInfo {
                 name: NATIVE_EXECUTOR.into(),
@@ -255,6 +270,9 @@ pub async fn run(
     };
     let _ = stop_tx.send(true);
     server.abort();
+    if let Some(h) = host_checks {
+        h.abort();
+    }
     // The session sees the stop within its next poll; it ends with its thread.
     let _ = tokio::time::timeout(Duration::from_secs(1), &mut session).await;
     info!("agent stopped; its tasks keep running");
@@ -278,6 +296,8 @@ struct Handler {
     http_addr: String,
     table: Arc<Mutex<TaskTable>>,
     commands: mpsc::UnboundedSender<master_message::Kind>,
+    /// The latest host checks, sent on each new stream.
+    host_checks: watch::Receiver<Option<ocean_proto::agent::HostChecks>>,
 }
 
 impl SessionHandler for Handler {
@@ -285,7 +305,11 @@ impl SessionHandler for Handler {
         let (tasks, reports) = lock(&self.table).open_stream();
         let mut register = session::register_message(&self.identity, tasks, self.http_addr.clone());
         register.executors = self.executors.clone();
-        StreamOpening { register, reports }
+        StreamOpening {
+            register,
+            reports,
+            host_checks: Some(self.host_checks.clone()),
+        }
     }
 
     fn command(&self, command: master_message::Kind) {

@@ -241,6 +241,7 @@ async fn follow(
                         Some(agent_message::Kind::Register(_)) => {
                             warn!(agent = %id, "kind: register is only valid as the first message; ignored");
                         }
+                        Some(agent_message::Kind::HostChecks(c)) => master.sessions().host_checks.put(&id, &c),
                         Some(agent_message::Kind::Heartbeat(_)) | None => {}
                     }
                 }

@@ -105,6 +105,7 @@ pub fn agent_info(a: &int::Agent, l: Option<AgentLiveness>) -> api::AgentInfo {
         connected: l.map(|l| l.connected),
         last_heartbeat_ms: l.and_then(|l| l.last_heartbeat_ms),
         unreachable: l.map(|l| l.unreachable),
+        host_checks: None,
     }
 }
 

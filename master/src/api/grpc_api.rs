@@ -332,7 +332,12 @@ impl OceanApi for Api {
             version,
             agents: agents
                 .iter()
-                .map(|(a, l)| convert::agent_info(a, *l))
+                .map(|(a, l)| {
+                    let mut info = convert::agent_info(a, *l);
+                    info.host_checks = crate::host_checks::of(&self.0, &a.id)
+                        .map(|h| crate::host_checks::to_proto(&h));
+                    info
+                })
                 .collect(),
         })
     }
@@ -345,7 +350,10 @@ impl OceanApi for Api {
             .get_agent(&req.id, read_options(req.read))
             .await
             .map_err(to_status)?;
-        ok(convert::agent_info(&a, l))
+        let mut info = convert::agent_info(&a, l);
+        info.host_checks =
+            crate::host_checks::of(&self.0, &a.id).map(|h| crate::host_checks::to_proto(&h));
+        ok(info)
     }
 
     async fn set_agent_status(&self, req: Request<SetAgentStatusRequest>) -> Answer<WriteResponse> {

@@ -140,7 +140,11 @@ async fn list_agents(State(m): State<Master>, Query(q): Query<ReadQuery>) -> Api
     let (version, agents) = m.service().list_agents(q.options()).await?;
     let agents = agents
         .iter()
-        .map(|(a, l)| AgentDetail::new(a, *l))
+        .map(|(a, l)| {
+            let mut d = AgentDetail::new(a, *l);
+            d.host_checks = crate::host_checks::of(&m, &a.id).map(|h| (*h).clone());
+            d
+        })
         .collect();
     Ok(with_version(version, AgentList { version, agents }))
 }
@@ -151,7 +155,9 @@ async fn get_agent(
     Query(q): Query<ReadQuery>,
 ) -> ApiResult<Response> {
     let (version, a, l) = m.service().get_agent(&id, q.options()).await?;
-    Ok(with_version(version, AgentDetail::new(&a, l)))
+    let mut d = AgentDetail::new(&a, l);
+    d.host_checks = crate::host_checks::of(&m, &a.id).map(|h| (*h).clone());
+    Ok(with_version(version, d))
 }
 
 async fn members(State(m): State<Master>) -> Json<MemberList> {

@@ -202,6 +202,9 @@ pub struct AgentDetail {
     pub connected: Option<bool>,
     pub last_heartbeat_ms: Option<u64>,
     pub unreachable: Option<bool>,
+    /// The agent's latest host checks (`null` on a follower or before its
+    /// first report).
+    pub host_checks: Option<crate::host_checks::HostChecksView>,
 }
 
 impl AgentDetail {
@@ -211,6 +214,7 @@ impl AgentDetail {
             connected: l.map(|l| l.connected),
             last_heartbeat_ms: l.and_then(|l| l.last_heartbeat_ms),
             unreachable: l.map(|l| l.unreachable),
+            host_checks: None,
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod new_job;
 pub mod overview;
 pub mod pdl;
 pub mod task;
+pub mod tickets;
 pub mod tree;
 
 use axum::response::Redirect;
