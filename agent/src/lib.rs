@@ -34,6 +34,7 @@
 //! | [`release`] | artifacts laid out as `releases/<version>/` per job (fetch, sha256, extract, keep 3), config templates rendered per task |
 //! | [`usage`] | per-task usage from cgroups every interval: pushed to the leader, served at `/metrics` |
 //! | [`health`] | health checks of running tasks: probes, the checker, reporting only changes |
+//! | [`host_checks`] | checks of the host itself (disk, memory, load, restarts, launches, a command), reported on the session |
 //! | [`task`] | spec, states, statuses, exit classification |
 //! | [`wrapper`] | the exec wrapper (`ocean agent exec-wrapper`, `ocean-task-wrapper`) |
 //! | [`checkpoint`], [`sandbox`], [`ports`], [`resources`], [`procfs`] | one concern each |
@@ -44,6 +45,7 @@ pub mod docker;
 pub mod error;
 pub mod executor;
 pub mod health;
+pub mod host_checks;
 pub mod logs;
 pub mod ports;
 pub mod procfs;

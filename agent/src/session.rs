@@ -113,6 +113,8 @@ pub struct StreamOpening {
     /// Reports for this stream only. A stream that ends drops its queue:
     /// the next registration is a full report, so nothing is lost.
     pub reports: mpsc::UnboundedReceiver<TaskReport>,
+    /// The host checks to send: the latest at once, then each change.
+    pub host_checks: Option<watch::Receiver<Option<pb::HostChecks>>>,
 }
 
 /// What the session needs from the agent's runtime. The session owns the
@@ -249,7 +251,11 @@ async fn one_session(
     let StreamOpening {
         register,
         mut reports,
+        mut host_checks,
     } = handler.open_stream();
+    if let Some(rx) = host_checks.as_mut() {
+        rx.mark_changed();
+    }
     let agent_id = register.agent_id.clone();
     let register = AgentMessage {
         kind: Some(agent_message::Kind::Register(register)),
@@ -293,6 +299,12 @@ async fn one_session(
             }
             Some(sample) = next_usage(&mut usage) => {
                 let msg = AgentMessage { kind: Some(agent_message::Kind::Usage((*sample).clone())) };
+                if tx.send(msg).await.is_err() {
+                    return Ended::Failed("stream closed".into());
+                }
+            }
+            Some(checks) = crate::host_checks::next(&mut host_checks) => {
+                let msg = AgentMessage { kind: Some(agent_message::Kind::HostChecks(checks)) };
                 if tx.send(msg).await.is_err() {
                     return Ended::Failed("stream closed".into());
                 }

@@ -115,6 +115,8 @@ pub struct RunArgs {
     #[command(flatten)]
     docker: DockerOptions,
     #[command(flatten)]
+    host_checks: crate::agent_host_checks::HostCheckOptions,
+    #[command(flatten)]
     usage: UsageOptions,
 }
 
@@ -206,6 +208,8 @@ pub struct AgentOptions {
     pub docker: DockerOptions,
     /// Usage sampling and `/metrics`.
     pub usage: UsageOptions,
+    /// Host checks.
+    pub host_checks: crate::agent_host_checks::HostCheckOptions,
 }
 
 /// Builds the agent's identity from flags, naming the flag that is wrong.
@@ -307,6 +311,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         http: args.http,
         docker: args.docker,
         usage: args.usage,
+        host_checks: args.host_checks,
     };
     run_agent(options, crate::cmd_server::shutdown_signal()).await
 }
@@ -367,6 +372,7 @@ pub async fn run_agent(
         config.usage_interval = every;
     }
     config.metrics_addr = o.usage.metrics_addr;
+    config.host_checks = o.host_checks.config(&o.data_dir)?;
     ocean_agent::runtime::run(config, listener, shutdown).await?;
     Ok(())
 }

@@ -55,15 +55,46 @@ pub enum CacheCommand {
         #[arg(long)]
         replicas: Option<u32>,
     },
-    /// Back a cache up (not built yet: the server says so).
+    /// Hand one shard over to a replica gracefully (no acknowledged write
+    /// lost); returns once the replica serves the shard's slots.
+    Failover {
+        /// The cache's name.
+        name: String,
+        /// The shard.
+        #[arg(long)]
+        shard: u32,
+        /// The replica's task (default: the synced replica furthest ahead).
+        #[arg(long)]
+        task: Option<String>,
+    },
+    /// Rebuild a replica: its data is dropped and resynced from its primary.
+    Rebuild {
+        /// The cache's name.
+        name: String,
+        /// The replica's task.
+        #[arg(long)]
+        task: String,
+    },
+    /// Back a cache up (each shard from a synced replica), with a
+    /// manifest of key counts and digests; prints the manifest.
     Backup {
         /// The cache's name.
         name: String,
+        /// List the cache's backups instead.
+        #[arg(long)]
+        list: bool,
     },
-    /// Restore a backup into a cache (not built yet: the server says so).
+    /// Restore a backup into a new, empty cache, verified against the
+    /// backup's manifest.
     Restore {
-        /// The cache's name.
+        /// The (new, empty) cache to restore into.
         name: String,
+        /// The cache the backup was taken of.
+        #[arg(long)]
+        from: String,
+        /// The backup's id (`ocean cache backup NAME --list`).
+        #[arg(long)]
+        backup: String,
     },
     /// Delete a cache and its instances.
     Delete {
@@ -130,15 +161,35 @@ pub async fn cache(c: &Client, cmd: CacheCommand) -> anyhow::Result<()> {
             c.request(Method::POST, &path(&name, "/scale"), Body::Json(body))
                 .await?
         }
-        CacheCommand::Backup { name } => {
+        CacheCommand::Failover { name, shard, task } => {
+            let mut body = json!({ "shard": shard });
+            if let Some(t) = task {
+                body["task"] = t.into();
+            }
+            c.request(Method::POST, &path(&name, "/failover"), Body::Json(body))
+                .await?
+        }
+        CacheCommand::Rebuild { name, task } => {
+            c.request(
+                Method::POST,
+                &path(&name, "/rebuild"),
+                Body::Json(json!({ "task": task })),
+            )
+            .await?
+        }
+        CacheCommand::Backup { name, list: true } => {
+            c.request(Method::GET, &path(&name, "/backups"), Body::None)
+                .await?
+        }
+        CacheCommand::Backup { name, list: false } => {
             c.request(Method::POST, &path(&name, "/backup"), Body::Json(json!({})))
                 .await?
         }
-        CacheCommand::Restore { name } => {
+        CacheCommand::Restore { name, from, backup } => {
             c.request(
                 Method::POST,
                 &path(&name, "/restore"),
-                Body::Json(json!({})),
+                Body::Json(json!({ "from": from, "backup": backup })),
             )
             .await?
         }

@@ -63,7 +63,7 @@ pub struct MasterArgs {
     #[arg(long)]
     dns_domain: Option<String>,
     /// Frameworks to host in-process while this master leads
-    /// (comma-separated: cron, redis; `none` for none). Each also runs standalone
+    /// (comma-separated: cron, redis, healing; `none` for none). Each also runs standalone
     /// with `ocean framework run NAME`; the instances share one lease.
     #[arg(long, default_value = "")]
     frameworks: String,
@@ -198,7 +198,10 @@ async fn serve(
     // The dashboard shows the quotas and weights the scheduler is given.
     let scheduler = cfg.scheduler.clone();
     let hosts_redis = frameworks.iter().any(|f| f.name() == ocean_redis::NAME);
+    let hosts_healing = frameworks.iter().any(|f| f.name() == ocean_healing::NAME);
     let holder = format!("master-{}", cfg.id);
+    // Cache backups are files on this master's disk, beside its data.
+    let redis_backups = cfg.data_dir.join("redis-backups");
     // Every master serves the dashboard at /ui/ beside its REST API, and
     // the caches' API; with the redis framework hosted, its operator runs
     // beside the runner and acts while this master's runner holds the lease.
@@ -211,13 +214,19 @@ async fn serve(
             let client: std::sync::Arc<dyn ocean_client::Client> =
                 std::sync::Arc::new(ocean_master::api::in_process::InProcess::new(m.clone()));
             if hosts_redis {
-                crate::cmd_framework::spawn_redis_operator(client.clone(), holder);
+                crate::cmd_framework::spawn_redis_operator(client.clone(), holder.clone());
+            }
+            if hosts_healing {
+                crate::cmd_framework::spawn_healing_operator(client.clone(), holder);
             }
             // ELB objects (/v1/elbs) and caches (/v1/caches) through the
             // in-process client.
             ocean_ui::router_with(m, scheduler)
                 .merge(ocean_elb::http::router(client.clone()))
-                .merge(ocean_redis::api::router(client))
+                .merge(ocean_redis::api::router_with(
+                    ocean_redis::api::Api::new(client.clone()).with_backups(redis_backups),
+                ))
+                .merge(ocean_healing::api::router(client))
         },
         shutdown_signal(),
     )
@@ -286,6 +295,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         http: Some("127.0.0.1:0".into()),
         docker: crate::cmd_agent::DockerOptions::default(),
         usage: Default::default(),
+        host_checks: Default::default(),
     };
     tokio::spawn(async move {
         // Stops on the same signal as the master, closing its stream so the

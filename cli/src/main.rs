@@ -1,6 +1,7 @@
 //! The `ocean` binary: parses the command line, installs tracing, and calls
 //! into the library crates. Everything else lives in those crates.
 
+mod agent_host_checks;
 mod client;
 mod cmd_agent;
 mod cmd_cache;
@@ -14,6 +15,7 @@ mod cmd_logs;
 mod cmd_server;
 mod cmd_task;
 mod cmd_top;
+mod cmd_ticket;
 
 use clap::{Parser, Subcommand};
 
@@ -74,6 +76,9 @@ enum Command {
     /// backup, restore, delete.
     #[command(subcommand)]
     Cache(cmd_cache::CacheCommand),
+    /// Host healing tickets (the healing framework): list, show, close.
+    #[command(subcommand)]
+    Ticket(cmd_ticket::TicketCommand),
     /// Run a framework standalone (`ocean framework run cron --master ...`).
     #[command(subcommand)]
     Framework(cmd_framework::FrameworkCommand),
@@ -123,6 +128,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dns(args) => cmd_dns::dns(args).await,
         Command::Cron(cmd) => cmd_cron::cron(&client()?, cmd).await,
         Command::Cache(cmd) => cmd_cache::cache(&client()?, cmd).await,
+        Command::Ticket(cmd) => cmd_ticket::ticket(&client()?, cmd).await,
         Command::Framework(cmd) => cmd_framework::framework(cmd).await,
         Command::Elb(cmd) => cmd_elb::elb(client, cmd).await,
         Command::Logs(args) => cmd_logs::logs(&client()?, args).await,

@@ -26,6 +26,7 @@
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod host_checks;
 pub mod kernel;
 pub mod leader;
 pub mod master;

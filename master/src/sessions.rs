@@ -28,6 +28,8 @@ pub struct Sessions {
     leader: Arc<watch::Sender<u64>>,
     /// Whether the task that feeds `leader` runs.
     tracking: AtomicBool,
+    /// The agents' latest host checks.
+    pub(crate) host_checks: crate::host_checks::Store,
 }
 
 impl Default for Sessions {
@@ -36,6 +38,7 @@ impl Default for Sessions {
             inner: Mutex::default(),
             leader: Arc::new(watch::channel(0).0),
             tracking: AtomicBool::new(false),
+            host_checks: Default::default(),
         }
     }
 }

@@ -13,6 +13,7 @@ const ORDER: &[&str] = &[
     "metrics",
     "kernel",
     "transport",
+    "host_checks",
     "sessions",
     "usage",
     "master",

@@ -273,23 +273,36 @@ pub fn formed(shards: usize, replicas: usize) -> impl Fn(&Value) -> bool {
 }
 
 /// The acknowledged writes of [`write_load`] missing from `tag`'s
-/// slot owner now, asked of any of `seeds`.
+/// slot owner now, asked of any of `seeds`. The slot may move while it
+/// reads (the operator spreads primaries over hosts after failovers):
+/// a MOVED reply sends it to the new owner, from the start.
 pub async fn lost_writes(seeds: &[String], tag: &str, acked: &[u64]) -> anyhow::Result<Vec<u64>> {
-    let owner = owner(seeds, &format!("{{{tag}}}:0"))
-        .await
-        .context("no node serves the slot")?;
-    let mut con = connect(&owner, Duration::from_secs(2)).await?;
-    let mut lost = Vec::new();
-    for i in acked {
-        let v: Option<u64> = redis::cmd("GET")
-            .arg(format!("{{{tag}}}:{i}"))
-            .query_async(&mut con)
-            .await?;
-        if v != Some(*i) {
-            lost.push(*i);
+    let mut tries = 0;
+    'again: loop {
+        tries += 1;
+        let owner = owner(seeds, &format!("{{{tag}}}:0"))
+            .await
+            .context("no node serves the slot")?;
+        let mut con = connect(&owner, Duration::from_secs(2)).await?;
+        let mut lost = Vec::new();
+        for i in acked {
+            let v: Result<Option<u64>, redis::RedisError> = redis::cmd("GET")
+                .arg(format!("{{{tag}}}:{i}"))
+                .query_async(&mut con)
+                .await;
+            let v = match v {
+                Err(e) if e.redirect_node().is_some() && tries < 5 => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue 'again;
+                }
+                v => v?,
+            };
+            if v != Some(*i) {
+                lost.push(*i);
+            }
         }
+        return Ok(lost);
     }
-    Ok(lost)
 }
 
 #[cfg(test)]

@@ -195,6 +195,13 @@ async fn every_page_passes_axe_and_is_kept_as_a_screenshot() {
         };
         let agents = dev.api.get("/v1/agents").await.expect("agents");
         assert!(agents.body["agents"][0]["id"].is_string(), "{agents:?}");
+        let cache = serde_json::json!({"name": "axe", "product_line": "qa", "shards": 1, "replicas": 0, "memory_mb": 16});
+        let made = dev
+            .api
+            .post("/v1/caches", &cache)
+            .await
+            .expect("create a cache");
+        assert_eq!(made.status, 201, "{made:?}");
         let pages = [
             ("overview", "/ui/".to_string()),
             ("jobs", "/ui/jobs".to_string()),
@@ -202,6 +209,8 @@ async fn every_page_passes_axe_and_is_kept_as_a_screenshot() {
             ("job-waiting", format!("/ui/jobs/{BIG}")),
             ("task", format!("/ui/tasks/{task}")),
             ("hosts", "/ui/hosts".to_string()),
+            ("caches", "/ui/caches".to_string()),
+            ("cache", "/ui/caches/axe".to_string()),
         ];
         let mut found = Vec::new();
         for (name, path) in &pages {

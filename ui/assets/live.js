@@ -5,7 +5,10 @@
 // the page was rendered at (data-live-from): `from` is exclusive, so no
 // change is missed; a change older than its row is skipped, and one seen
 // twice writes the same row again.
-// Updates are applied in batches every 200 ms; the stream is closed while
+// Updates are applied at most every 200 ms: the first change after a quiet
+// spell is drawn at once (on the next turn of the event loop, so the rest
+// of its version, arriving in the same read, joins it), later ones wait
+// for the rest of the 200 ms; the stream is closed while
 // the tab is hidden and reopened from the last complete version when it
 // is shown again. The deployments part is fetched again from the server
 // when the job (or, during a deployment, one of its tasks) changes.
@@ -23,6 +26,7 @@
   var status = document.getElementById("live-status");
   var pauseBtn = document.getElementById("live-pause");
   var es = null, queue = [], timer = null, paused = false, overflow = false, retry = null;
+  var lastFlush = 0;
 
   function say(text) { if (status) status.textContent = text; }
 
@@ -54,11 +58,12 @@
     }
     // Only the last event of a version carries its id.
     if (e.lastEventId) from = e.lastEventId;
-    if (!timer) timer = setTimeout(flush, BATCH_MS);
+    if (!timer) timer = setTimeout(flush, Math.max(0, lastFlush + BATCH_MS - Date.now()));
   }
 
   function flush() {
     timer = null;
+    lastFlush = Date.now();
     if (paused) { say("Paused (" + queue.length + " changes waiting)"); return; }
     if (overflow) { location.reload(); return; }
     var batch = queue; queue = [];

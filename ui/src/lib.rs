@@ -102,6 +102,13 @@ pub fn routes(state: UiState) -> Router {
         .route("/ui/hosts/map.json", get(pages::hosts_map::json))
         .route("/ui/hosts/{id}/status", post(pages::hosts::set_status))
         .route("/ui/tasks/{id}", get(pages::task::page))
+        .route(
+            "/ui/caches",
+            get(pages::caches::page).post(pages::caches::create),
+        )
+        .route("/ui/caches/{id}", get(pages::caches::detail))
+        .route("/ui/caches/{id}/{action}", post(pages::caches::action))
+        .route("/ui/tickets", get(pages::tickets::page))
         .route("/ui/assets/style.css", get(assets::style))
         .route("/ui/assets/live.js", get(assets::live_js))
         .route("/ui/assets/log-tail.js", get(assets::log_tail_js))

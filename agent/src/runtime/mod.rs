@@ -82,6 +82,8 @@ pub struct AgentConfig {
     pub usage_interval: Duration,
     /// Where to serve Prometheus `/metrics` (per-task usage); `None`: not served.
     pub metrics_addr: Option<SocketAddr>,
+    /// Host checks reported on the session; `None` reports none.
+    pub host_checks: Option<crate::host_checks::HostChecksConfig>,
 }
 
 impl AgentConfig {
@@ -104,6 +106,7 @@ impl AgentConfig {
             docker_engine: None,
             usage_interval: crate::usage::DEFAULT_INTERVAL,
             metrics_addr: None,
+            host_checks: None,
         }
     }
 }
@@ -207,8 +210,20 @@ pub async fn run(
     )
     .await?;
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (checks_tx, checks_rx) = watch::channel(None);
+    let host_checks = config.host_checks.clone().map(|cfg| {
+        let t = Arc::clone(&table);
+        let tasks: crate::host_checks::TaskSnapshot = Arc::new(move || lock(&t).snapshot());
+        crate::host_checks::spawn(
+            cfg,
+            Arc::new(crate::host_checks::RealReads),
+            tasks,
+            checks_tx,
+        )
+    });
     let handler = Arc::new(Handler {
         usage: usage_rx,
+        host_checks: checks_rx,
         executors: vec![
             ExecutorInfo {
                 name: NATIVE_EXECUTOR.into(),
@@ -277,6 +292,9 @@ pub async fn run(
     if let Some(metrics) = metrics {
         metrics.abort();
     }
+    if let Some(h) = host_checks {
+        h.abort();
+    }
     // The session sees the stop within its next poll; it ends with its thread.
     let _ = tokio::time::timeout(Duration::from_secs(1), &mut session).await;
     info!("agent stopped; its tasks keep running");
@@ -301,6 +319,8 @@ struct Handler {
     table: Arc<Mutex<TaskTable>>,
     commands: mpsc::UnboundedSender<master_message::Kind>,
     usage: watch::Receiver<Option<Arc<ocean_proto::agent::UsageReport>>>,
+    /// The latest host checks, sent on each new stream.
+    host_checks: watch::Receiver<Option<ocean_proto::agent::HostChecks>>,
 }
 
 impl SessionHandler for Handler {
@@ -312,7 +332,11 @@ impl SessionHandler for Handler {
         let (tasks, reports) = lock(&self.table).open_stream();
         let mut register = session::register_message(&self.identity, tasks, self.http_addr.clone());
         register.executors = self.executors.clone();
-        StreamOpening { register, reports }
+        StreamOpening {
+            register,
+            reports,
+            host_checks: Some(self.host_checks.clone()),
+        }
     }
 
     fn command(&self, command: master_message::Kind) {

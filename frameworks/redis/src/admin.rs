@@ -141,6 +141,8 @@ impl RedisAdmin for RealAdmin {
             AdminCmd::FailoverForce { .. } => cluster(&["FAILOVER", "FORCE"]),
             AdminCmd::FailoverTakeover { .. } => cluster(&["FAILOVER", "TAKEOVER"]),
             AdminCmd::Forget { id, .. } => cluster(&["FORGET", id]),
+            AdminCmd::Failover { .. } => cluster(&["FAILOVER"]),
+            AdminCmd::ResetHard { .. } => cluster(&["RESET", "HARD"]),
         };
         self.query::<redis::Value>(cmd.on(), c).await.map(|_| ())
     }

@@ -107,6 +107,8 @@ impl RedisAdmin for MemAdmin {
                 myself: n.id == me.id,
                 primary: n.primary_id.is_none(),
                 failing: !n.up,
+                // The double has no failure detection of its own.
+                failed: false,
                 handshake: false,
                 primary_id: n.primary_id.clone(),
                 slots: n.slots.clone(),
@@ -162,7 +164,9 @@ impl RedisAdmin for MemAdmin {
                     n.slots.clear();
                 }
             }
-            AdminCmd::FailoverForce { .. } | AdminCmd::FailoverTakeover { .. } => {
+            AdminCmd::FailoverForce { .. }
+            | AdminCmd::FailoverTakeover { .. }
+            | AdminCmd::Failover { .. } => {
                 let old = nodes[&on].primary_id.clone().ok_or_else(|| {
                     Self::err(&on, "ERR You should send CLUSTER FAILOVER to a replica")
                 })?;
@@ -187,6 +191,20 @@ impl RedisAdmin for MemAdmin {
                 if let Some(n) = nodes.get_mut(&on) {
                     n.knows.remove(id);
                 }
+            }
+            AdminCmd::ResetHard { .. } => {
+                let n = nodes.get_mut(&on).expect("looked up above");
+                if n.primary_id.is_none() && !n.slots.is_empty() {
+                    return Err(Self::err(
+                        &on,
+                        "ERR CLUSTER RESET can't be called with master nodes containing keys",
+                    ));
+                }
+                // A new id, knowing only itself, empty.
+                n.id = format!("{}-reset", n.id);
+                n.knows = BTreeSet::from([n.id.clone()]);
+                n.primary_id = None;
+                n.offset = 0;
             }
         }
         Ok(())

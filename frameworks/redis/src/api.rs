@@ -7,12 +7,18 @@
 //!  GET    /v1/caches/{id}            spec, state, shards, roles, hosts, memory, offsets
 //!  DELETE /v1/caches/{id}            delete (the framework removes its jobs)
 //!  POST   /v1/caches/{id}/scale      {"replicas": n} (shards: not yet, 501)
-//!  POST   /v1/caches/{id}/{backup,restore,rebuild,failover}   not yet: 501
+//!  POST   /v1/caches/{id}/failover   {"shard": n[, "task": replica]}: graceful, waits
+//!                                    (bounded) until the replica serves the slots
+//!  POST   /v1/caches/{id}/rebuild    {"task": replica}: its data dropped and resynced -> 202
+//!  POST   /v1/caches/{id}/backup     -> 201 the manifest (each shard read from a synced replica)
+//!  GET    /v1/caches/{id}/backups    the manifests, oldest first
+//!  POST   /v1/caches/{id}/restore    {"from": cache, "backup": id} into this (empty) cache,
+//!                                    verified against the manifest
 //! ```
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRef, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -22,8 +28,11 @@ use ocean_client::{Client, Error};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::framework::{CacheRecord, CACHES, NAME, STATUSES};
+use crate::admin::{RealAdmin, RedisAdmin};
+use crate::decide::AdminCmd;
+use crate::framework::{CacheRecord, CACHES, HOLDS, NAME, STATUSES};
 use crate::jobs::shard_job_id;
+use crate::manual::{failover_target, rebuild_target, Refused};
 use crate::spec::{self, CacheSpec, InvalidCache};
 use crate::status::CacheStatus;
 
@@ -74,6 +83,41 @@ impl From<Error> for ApiError {
     }
 }
 
+impl ApiError {
+    /// The HTTP status it answers with.
+    pub fn status(&self) -> StatusCode {
+        self.0
+    }
+
+    /// The field it names and the reason, for forms that show it beside
+    /// the field.
+    pub fn field_reason(&self) -> (String, String) {
+        let e = &self.1["errors"][0];
+        (
+            e["field"].as_str().unwrap_or_default().to_string(),
+            e["reason"].as_str().unwrap_or_default().to_string(),
+        )
+    }
+
+    /// Its message (`field: reason`), for pages that show it.
+    pub fn message(&self) -> String {
+        self.1["error"].as_str().unwrap_or_default().to_string()
+    }
+}
+
+impl From<Refused> for ApiError {
+    fn from(r: Refused) -> Self {
+        let (status, code) = if r.missing {
+            (StatusCode::NOT_FOUND, "not_found")
+        } else if r.conflict {
+            (StatusCode::CONFLICT, "conflict")
+        } else {
+            (StatusCode::BAD_REQUEST, "invalid_request")
+        };
+        ApiError::new(status, code, r.field, r.reason)
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.0, Json(self.1)).into_response()
@@ -82,13 +126,53 @@ impl IntoResponse for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
+/// What the routes act through: the masters (state) and the Redis nodes
+/// (an operator's manual failover and rebuild).
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub client: Arc<dyn Client>,
+    pub admin: Arc<dyn RedisAdmin>,
+    /// Where backups are written: `<dir>/<cache>/<backup id>/`.
+    pub backups: std::path::PathBuf,
+}
+
+impl Api {
+    /// Over `client`, with the real admin; backups under the system's
+    /// temporary directory until [`Api::with_backups`] names a place.
+    pub fn new(client: Arc<dyn Client>) -> Self {
+        Api {
+            client,
+            admin: Arc::new(RealAdmin::new(crate::ADMIN_TIMEOUT)),
+            backups: std::env::temp_dir().join("ocean-redis-backups"),
+        }
+    }
+
+    /// Backups under `dir`.
+    pub fn with_backups(mut self, dir: std::path::PathBuf) -> Self {
+        self.backups = dir;
+        self
+    }
+}
+
+impl FromRef<Api> for Arc<dyn Client> {
+    fn from_ref(api: &Api) -> Self {
+        api.client.clone()
+    }
+}
+
 /// The routes, over `client`.
 pub fn router(client: Arc<dyn Client>) -> Router {
+    router_with(Api::new(client))
+}
+
+/// The routes over a given [`Api`] (tests hand in their own admin).
+pub fn router_with(api: Api) -> Router {
     Router::new()
         .route("/v1/caches", get(list).post(create))
         .route("/v1/caches/{id}", get(show).delete(remove))
+        .route("/v1/caches/{id}/backups", get(backups))
         .route("/v1/caches/{id}/{action}", post(action))
-        .with_state(client)
+        .with_state(api)
 }
 
 fn now_ms() -> u64 {
@@ -99,7 +183,13 @@ async fn create(
     State(c): State<Arc<dyn Client>>,
     body: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let spec = spec::parse(&body)?;
+    let rec = create_cache(&c, spec::parse(&body)?).await?;
+    Ok((StatusCode::CREATED, Json(json!(rec))))
+}
+
+/// Stores a new cache (validated); a 409 naming `name` if it exists.
+pub async fn create_cache(c: &Arc<dyn Client>, spec: CacheSpec) -> ApiResult<CacheRecord> {
+    spec.validate()?;
     let rec = CacheRecord {
         spec,
         created_ms: now_ms(),
@@ -113,7 +203,7 @@ async fn create(
         })
         .await;
     match put {
-        Ok(_) => Ok((StatusCode::CREATED, Json(json!(rec)))),
+        Ok(_) => Ok(rec),
         Err(Error::VersionConflict { .. }) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "conflict",
@@ -125,7 +215,7 @@ async fn create(
 }
 
 /// A cache's record and revision, or a 404 naming it.
-async fn record(c: &Arc<dyn Client>, id: &str) -> ApiResult<(CacheRecord, u64)> {
+pub async fn record(c: &Arc<dyn Client>, id: &str) -> ApiResult<(CacheRecord, u64)> {
     let e = c
         .kv_get(KvKeyRequest {
             namespace: NAME.into(),
@@ -154,7 +244,7 @@ async fn record(c: &Arc<dyn Client>, id: &str) -> ApiResult<(CacheRecord, u64)> 
     Ok((rec, e.revision))
 }
 
-async fn status_of(c: &Arc<dyn Client>, id: &str) -> Option<CacheStatus> {
+pub async fn status_of(c: &Arc<dyn Client>, id: &str) -> Option<CacheStatus> {
     let e = c
         .kv_get(KvKeyRequest {
             namespace: NAME.into(),
@@ -267,7 +357,12 @@ async fn remove(
     State(c): State<Arc<dyn Client>>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let (_, revision) = record(&c, &id).await?;
+    delete(&c, &id).await.map(Json)
+}
+
+/// Deletes cache `id` (the framework then removes its jobs).
+pub async fn delete(c: &Arc<dyn Client>, id: &str) -> ApiResult<Value> {
+    let (_, revision) = record(c, id).await?;
     c.kv_delete(KvKeyRequest {
         namespace: NAME.into(),
         key: format!("{CACHES}{id}"),
@@ -275,64 +370,76 @@ async fn remove(
         expected_revision: Some(revision),
     })
     .await?;
-    Ok(Json(json!({"deleted": id})))
+    let _ = c
+        .kv_delete(KvKeyRequest {
+            namespace: NAME.into(),
+            key: format!("{HOLDS}{id}"),
+            read: None,
+            expected_revision: None,
+        })
+        .await;
+    Ok(json!({"deleted": id}))
 }
 
-#[derive(Debug, Deserialize)]
+/// `POST /v1/caches/{id}/scale`.
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Scale {
-    shards: Option<u32>,
-    replicas: Option<u32>,
+pub struct Scale {
+    pub shards: Option<u32>,
+    pub replicas: Option<u32>,
+}
+
+/// `POST /v1/caches/{id}/failover`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Failover {
+    pub shard: u32,
+    /// The replica to promote; by default the synced one furthest ahead.
+    #[serde(default)]
+    pub task: Option<String>,
+}
+
+/// `POST /v1/caches/{id}/rebuild`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rebuild {
+    pub task: String,
+}
+
+/// How long the operator leaves primaries where a manual failover put
+/// them before it spreads them over hosts again.
+pub const MANUAL_HOLD: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// How long a manual failover may take before the call gives up waiting
+/// (Redis itself aborts a manual failover after 5 s).
+pub const FAILOVER_WAIT: std::time::Duration = std::time::Duration::from_secs(6);
+
+fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "body",
+            e.to_string(),
+        )
+    })
 }
 
 async fn action(
-    State(c): State<Arc<dyn Client>>,
+    State(api): State<Api>,
     Path((id, action)): Path<(String, String)>,
-    body: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
-    let (rec, revision) = record(&c, &id).await?;
+    bytes: axum::body::Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let ok = |v| Ok((StatusCode::OK, Json(v)));
     match action.as_str() {
-        "scale" => {
-            let s: Scale = serde_json::from_slice(&body).map_err(|e| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    "body",
-                    e.to_string(),
-                )
-            })?;
-            let mut spec: CacheSpec = rec.spec.clone();
-            if let Some(shards) = s.shards.filter(|n| *n != spec.shards) {
-                return Err(ApiError::new(
-                    StatusCode::NOT_IMPLEMENTED,
-                    "not_implemented",
-                    "shards",
-                    format!(
-                        "changing shards ({} -> {shards}) needs slot migration, which is not built yet; replicas can be scaled",
-                        spec.shards
-                    ),
-                ));
-            }
-            if let Some(r) = s.replicas {
-                spec.replicas = r;
-            }
-            spec.validate()?;
-            let rec = CacheRecord { spec, ..rec };
-            c.kv_put(KvPutRequest {
-                namespace: NAME.into(),
-                key: format!("{CACHES}{id}"),
-                value: serde_json::to_vec(&rec).unwrap_or_default(),
-                expected_revision: Some(revision),
-            })
-            .await?;
-            Ok(Json(json!(rec)))
-        }
-        "backup" | "restore" | "rebuild" | "failover" => Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "not_implemented",
-            "action",
-            format!("'{action}' is not built yet"),
+        "scale" => ok(scale(&api.client, &id, body(&bytes)?).await?),
+        "failover" => ok(failover(&api, &id, body(&bytes)?).await?),
+        "rebuild" => Ok((
+            StatusCode::ACCEPTED,
+            Json(rebuild(&api, &id, body(&bytes)?).await?),
         )),
+        "backup" => Ok((StatusCode::CREATED, Json(backup(&api, &id).await?))),
+        "restore" => ok(restore(&api, &id, body(&bytes)?).await?),
         other => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -340,4 +447,354 @@ async fn action(
             format!("'{other}' is not one of scale, backup, restore, rebuild, failover"),
         )),
     }
+}
+
+/// Scales cache `id`'s replicas per shard.
+pub async fn scale(c: &Arc<dyn Client>, id: &str, s: Scale) -> ApiResult<Value> {
+    let (rec, revision) = record(c, id).await?;
+    let mut spec: CacheSpec = rec.spec.clone();
+    if let Some(shards) = s.shards.filter(|n| *n != spec.shards) {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "not_implemented",
+            "shards",
+            format!(
+                "changing shards ({} -> {shards}) needs slot migration, which is not built yet; replicas can be scaled",
+                spec.shards
+            ),
+        ));
+    }
+    if let Some(r) = s.replicas {
+        spec.replicas = r;
+    }
+    spec.validate()?;
+    let rec = CacheRecord { spec, ..rec };
+    c.kv_put(KvPutRequest {
+        namespace: NAME.into(),
+        key: format!("{CACHES}{id}"),
+        value: serde_json::to_vec(&rec).unwrap_or_default(),
+        expected_revision: Some(revision),
+    })
+    .await?;
+    Ok(json!(rec))
+}
+
+/// The cache's status, or a 409 while the operator has not observed it.
+async fn observed_status(c: &Arc<dyn Client>, id: &str) -> ApiResult<CacheStatus> {
+    status_of(c, id).await.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "id",
+            format!("cache '{id}' has not been observed by the operator yet"),
+        )
+    })
+}
+
+fn node_error(e: crate::admin::AdminError) -> ApiError {
+    ApiError::new(StatusCode::BAD_GATEWAY, "node_error", "task", e.to_string())
+}
+
+fn moved_on(what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "conflict",
+        "task",
+        format!("{what} changed since the operator last looked; try again"),
+    )
+}
+
+/// A graceful failover of one shard of cache `id`: returns once the
+/// replica serves the shard's slots (or a 504 after [`FAILOVER_WAIT`]).
+pub async fn failover(api: &Api, id: &str, f: Failover) -> ApiResult<Value> {
+    let (rec, _) = record(&api.client, id).await?;
+    let st = observed_status(&api.client, id).await?;
+    let (replica, primary) = failover_target(&st, rec.spec.shards, f.shard, f.task.as_deref())?;
+    // The status may be a couple of seconds old: ask the replica itself.
+    let now = api.admin.observe(&replica.addr).await.map_err(node_error)?;
+    if now.id() != replica.node_id || now.replicates() != Some(primary.node_id.as_str()) {
+        return Err(moved_on(&format!("'{}'", replica.task)));
+    }
+    let started = std::time::Instant::now();
+    api.admin
+        .execute(&AdminCmd::Failover {
+            on: replica.addr.clone(),
+        })
+        .await
+        .map_err(node_error)?;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        if let Ok(o) = api.admin.observe(&replica.addr).await {
+            if o.serves_slots() {
+                break;
+            }
+        }
+        if started.elapsed() >= FAILOVER_WAIT {
+            return Err(ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                "shard",
+                format!(
+                    "'{}' did not take over shard {} within {} s (Redis aborts a manual failover the primary does not answer)",
+                    replica.task,
+                    f.shard,
+                    FAILOVER_WAIT.as_secs()
+                ),
+            ));
+        }
+    }
+    tracing::info!(cache = %id, shard = f.shard, promoted = %replica.task, replaced = %primary.task, "redis manual failover");
+    // The operator spreads primaries over hosts by itself; an operator's
+    // choice stands for MANUAL_HOLD (the host may be going into repair).
+    let hold = json!({
+        "until_ms": now_ms() + MANUAL_HOLD.as_millis() as u64,
+        "reason": format!("manual failover of shard {} to {}", f.shard, replica.task),
+    });
+    let held = api
+        .client
+        .kv_put(KvPutRequest {
+            namespace: NAME.into(),
+            key: format!("{HOLDS}{id}"),
+            value: serde_json::to_vec(&hold).unwrap_or_default(),
+            expected_revision: None,
+        })
+        .await;
+    if let Err(e) = held {
+        tracing::warn!(cache = %id, error = %e, "the hold on spreading primaries was not written");
+    }
+    Ok(json!({
+        "shard": f.shard,
+        "promoted": {"task": replica.task, "addr": replica.addr, "node_id": replica.node_id},
+        "replaced": {"task": primary.task, "addr": primary.addr, "node_id": primary.node_id},
+        "took_ms": started.elapsed().as_millis() as u64,
+    }))
+}
+
+/// Rebuilds replica `r.task` of cache `id`: its data and node id are
+/// dropped now; the operator makes it a replica again (a full resync).
+pub async fn rebuild(api: &Api, id: &str, r: Rebuild) -> ApiResult<Value> {
+    record(&api.client, id).await?;
+    let st = observed_status(&api.client, id).await?;
+    let node = rebuild_target(&st, &r.task)?;
+    let now = api.admin.observe(&node.addr).await.map_err(node_error)?;
+    if now.id() != node.node_id || now.replicates().is_none() {
+        return Err(moved_on(&format!("'{}'", node.task)));
+    }
+    api.admin
+        .execute(&AdminCmd::ResetHard {
+            on: node.addr.clone(),
+        })
+        .await
+        .map_err(node_error)?;
+    tracing::info!(cache = %id, task = %node.task, old_id = %node.node_id, "redis replica rebuild");
+    Ok(json!({
+        "rebuilding": node.task,
+        "shard": node.shard,
+        "addr": node.addr,
+        "old_node_id": node.node_id,
+    }))
+}
+
+/// `POST /v1/caches/{id}/restore`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Restore {
+    /// The cache the backup was taken of.
+    pub from: String,
+    /// The backup's id.
+    pub backup: String,
+}
+
+fn backup_error(e: crate::backup::BackupError) -> ApiError {
+    let status = match e {
+        crate::backup::BackupError::Node { .. } => StatusCode::BAD_GATEWAY,
+        crate::backup::BackupError::File { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    ApiError::new(status, "backup_failed", "backup", e.to_string())
+}
+
+async fn backups(State(api): State<Api>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    record(&api.client, &id).await?;
+    let list = crate::backup::list(&api.backups, &id);
+    Ok(Json(json!({ "backups": list })))
+}
+
+/// Backs cache `id` up: each shard from its synced replica furthest ahead
+/// (its primary when it has none), then the manifest.
+pub async fn backup(api: &Api, id: &str) -> ApiResult<Value> {
+    use crate::backup::{connect, digest, dir_of, dump_all, encode, write_atomically};
+    let (rec, _) = record(&api.client, id).await?;
+    let st = observed_status(&api.client, id).await?;
+    let created_ms = now_ms();
+    let bid = format!("b-{created_ms}");
+    let dir = dir_of(&api.backups, id, &bid);
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        backup_error(crate::backup::BackupError::File {
+            path: dir.display().to_string(),
+            reason: e.to_string(),
+        })
+    })?;
+    let mut shards = Vec::new();
+    let mut all = Vec::new();
+    for shard in 0..rec.spec.shards {
+        let primary = crate::manual::primary_of(&st, shard).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "shard",
+                format!("shard {shard} has no reachable primary: not backed up"),
+            )
+        })?;
+        let source = st
+            .nodes
+            .iter()
+            .filter(|n| {
+                n.shard == shard
+                    && n.role == "replica"
+                    && n.link_up
+                    && n.primary_id == primary.node_id
+            })
+            .max_by_key(|n| n.offset)
+            .unwrap_or(primary);
+        let mut con = connect(&source.addr, std::time::Duration::from_secs(10))
+            .await
+            .map_err(backup_error)?;
+        let mut records = dump_all(&mut con, &source.addr)
+            .await
+            .map_err(backup_error)?;
+        let d = digest(&mut records);
+        let file = format!("shard-{shard}.dump");
+        let bytes = encode(&records);
+        write_atomically(&dir.join(&file), &bytes).map_err(backup_error)?;
+        shards.push(crate::backup::ShardManifest {
+            shard,
+            task: source.task.clone(),
+            role: source.role.clone(),
+            keys: records.len() as u64,
+            bytes: bytes.len() as u64,
+            digest: d,
+            file,
+        });
+        all.extend(records);
+    }
+    let manifest = crate::backup::Manifest {
+        cache: id.to_string(),
+        id: bid,
+        created_ms,
+        keys: all.len() as u64,
+        digest: digest(&mut all),
+        shards,
+    };
+    let m = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
+    write_atomically(&dir.join("manifest.json"), &m).map_err(backup_error)?;
+    tracing::info!(cache = %id, backup = %manifest.id, keys = manifest.keys, "redis backup");
+    Ok(json!(manifest))
+}
+
+/// Restores backup `r.backup` of cache `r.from` into the empty cache
+/// `id`, then reads it back and compares it with the manifest.
+pub async fn restore(api: &Api, id: &str, r: Restore) -> ApiResult<Value> {
+    use crate::backup::{connect, digest, dir_of, dump_all, load, read_manifest, restore_all};
+    record(&api.client, id).await?;
+    let st = observed_status(&api.client, id).await?;
+    if st.slots_served < crate::topology::SLOTS {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "id",
+            format!(
+                "cache '{id}' serves {} of {} slots: restore into a formed cache",
+                st.slots_served,
+                crate::topology::SLOTS
+            ),
+        ));
+    }
+    let primaries: Vec<String> = st
+        .nodes
+        .iter()
+        .filter(|n| n.role == "primary")
+        .map(|n| n.addr.clone())
+        .collect();
+    let dir = dir_of(&api.backups, &r.from, &r.backup);
+    let manifest = read_manifest(&dir).map_err(|e| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "backup",
+            format!("no backup '{}' of cache '{}' here: {e}", r.backup, r.from),
+        )
+    })?;
+    let records = load(&dir, &manifest).map_err(backup_error)?;
+    // Into an empty cache only: a restore never mixes with live data.
+    for a in &primaries {
+        let mut con = connect(a, std::time::Duration::from_secs(5))
+            .await
+            .map_err(backup_error)?;
+        let n: u64 = redis::cmd("DBSIZE")
+            .query_async(&mut con)
+            .await
+            .map_err(|e| {
+                backup_error(crate::backup::BackupError::Node {
+                    addr: a.clone(),
+                    reason: e.to_string(),
+                })
+            })?;
+        if n > 0 {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "id",
+                format!("cache '{id}' is not empty ({a} holds {n} keys): restore into a new cache"),
+            ));
+        }
+    }
+    let started = std::time::Instant::now();
+    let urls: Vec<String> = primaries.iter().map(|a| format!("redis://{a}/")).collect();
+    let write = async {
+        let cluster = redis::cluster::ClusterClientBuilder::new(urls)
+            .connection_timeout(std::time::Duration::from_secs(2))
+            .response_timeout(std::time::Duration::from_secs(5))
+            .build()?;
+        let mut con = cluster.get_async_connection().await?;
+        restore_all(&mut con, &records).await
+    };
+    write.await.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "restore_failed",
+            "id",
+            format!("writing into cache '{id}': {e}"),
+        )
+    })?;
+    // Verify: read the target back, every primary's keys.
+    let mut back = Vec::new();
+    for a in &primaries {
+        let mut con = connect(a, std::time::Duration::from_secs(10))
+            .await
+            .map_err(backup_error)?;
+        back.extend(dump_all(&mut con, a).await.map_err(backup_error)?);
+    }
+    let got = digest(&mut back);
+    if got != manifest.digest || back.len() as u64 != manifest.keys {
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "verify_failed",
+            "backup",
+            format!(
+                "cache '{id}' holds {} keys with digest {got} after the restore; the manifest says {} keys with {}",
+                back.len(),
+                manifest.keys,
+                manifest.digest
+            ),
+        ));
+    }
+    tracing::info!(cache = %id, from = %r.from, backup = %r.backup, keys = manifest.keys, "redis restore verified");
+    Ok(json!({
+        "restored": manifest.keys,
+        "from": r.from,
+        "backup": r.backup,
+        "digest": got,
+        "verified": true,
+        "took_ms": started.elapsed().as_millis() as u64,
+    }))
 }

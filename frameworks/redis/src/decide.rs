@@ -3,7 +3,8 @@
 //!
 //! ```text
 //!  Members (task, shard, address, Observed?) ──► decide() ──► [AdminCmd]
-//!    1. FAILOVER FORCE  a shard's primary task ended: its most up-to-date replica
+//!    1. FAILOVER FORCE  a shard's primary task ended, or the cluster flagged it `fail`:
+//!                       its most up-to-date replica
 //!    2. MEET            a live node the anchor does not know yet
 //!    3. ADDSLOTS        nothing serves slots yet and every shard has a node:
 //!                       the first node of each shard takes its even range
@@ -15,7 +16,9 @@
 //! process with a new id and no slots, so step 4 makes it a replica of
 //! whichever node serves the shard now; a crashed primary never comes back
 //! as an empty primary. Host or network loss (tasks still `RUNNING` but
-//! unreachable) is left to Redis' own detection.
+//! unreachable) is left to Redis' own detection until the cluster agrees it
+//! is down (`fail`, a majority of primaries): then the operator promotes at
+//! once rather than waiting out the replica's election delay.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -69,6 +72,12 @@ pub enum AdminCmd {
     FailoverTakeover { on: String, replaces: String },
     /// `CLUSTER FORGET id`.
     Forget { on: String, id: String },
+    /// `CLUSTER FAILOVER` (graceful): an operator's manual failover; the
+    /// primary pauses writes until this replica has caught up.
+    Failover { on: String },
+    /// `CLUSTER RESET HARD`: an operator's rebuild of a replica (its data
+    /// and node id dropped; the rounds that follow make it a replica again).
+    ResetHard { on: String },
 }
 
 impl AdminCmd {
@@ -80,7 +89,9 @@ impl AdminCmd {
             | AdminCmd::Replicate { on, .. }
             | AdminCmd::FailoverForce { on, .. }
             | AdminCmd::FailoverTakeover { on, .. }
-            | AdminCmd::Forget { on, .. } => on,
+            | AdminCmd::Forget { on, .. }
+            | AdminCmd::Failover { on }
+            | AdminCmd::ResetHard { on } => on,
         }
     }
 }
@@ -141,7 +152,11 @@ pub fn decide(
             .filter_map(|(m, o)| {
                 let p = o.replicates()?;
                 let line = o.nodes.iter().find(|n| n.id == p)?;
-                (!line.slots.is_empty() && !alive(members, line)).then_some((m, o, p))
+                // Its task ended, or (host or network loss) the cluster
+                // agreed it is down: promote now instead of waiting out
+                // the replicas' own election delay (0.5-1 s and more).
+                let down = !alive(members, line) || line.failed;
+                (!line.slots.is_empty() && down).then_some((m, o, p))
             })
             .max_by(|a, b| a.1.offset.cmp(&b.1.offset).then(b.0.task.cmp(&a.0.task)));
         if let Some((m, _, p)) = best {

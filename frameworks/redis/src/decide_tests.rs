@@ -13,6 +13,7 @@ fn line(id: &str, port: u16, role: &str, slots: &[(u16, u16)]) -> NodeLine {
         myself: false,
         primary: role == "m",
         failing: false,
+        failed: false,
         handshake: false,
         primary_id: (role != "m").then(|| role.to_string()),
         slots: slots.to_vec(),
@@ -149,6 +150,26 @@ fn a_primary_whose_task_ended_is_replaced_by_its_most_advanced_replica() {
 #[test]
 fn a_primary_still_running_but_silent_is_left_to_redis() {
     let l = vec![line("a", 1, "m", &[(0, 16383)]), line("b", 2, "a", &[])];
+    let ms = vec![member(0, "t0", 1, None), member(0, "t1", 2, obs(&l, 1, 5))];
+    assert_eq!(decide(1, &ms, &BTreeMap::new(), 0), vec![]);
+}
+
+#[test]
+fn a_silent_primary_the_cluster_agreed_is_down_is_replaced_at_once() {
+    // a's task still RUNNING (its host lost), unreachable; b sees it `fail`.
+    let mut l = vec![line("a", 1, "m", &[(0, 16383)]), line("b", 2, "a", &[])];
+    l[0].failing = true;
+    l[0].failed = true;
+    let ms = vec![member(0, "t0", 1, None), member(0, "t1", 2, obs(&l, 1, 5))];
+    assert_eq!(
+        decide(1, &ms, &BTreeMap::new(), 0),
+        vec![AdminCmd::FailoverForce {
+            on: addr(2),
+            replaces: "a".into()
+        }]
+    );
+    // Only suspected (`fail?`): still Redis' business.
+    l[0].failed = false;
     let ms = vec![member(0, "t0", 1, None), member(0, "t1", 2, obs(&l, 1, 5))];
     assert_eq!(decide(1, &ms, &BTreeMap::new(), 0), vec![]);
 }

@@ -38,6 +38,22 @@ pub struct CacheRecord {
 
 /// The caches of a view, by name (records that do not parse are skipped:
 /// only the API writes them, after validation).
+/// Key prefix of a cache's hold on spreading its primaries: `holds/<name>`
+/// = `{"until_ms", "reason"}`, written by an operator's manual failover so
+/// the operator's own spreading does not undo it.
+pub const HOLDS: &str = "holds/";
+
+/// Until when (ms since the epoch) cache `name`'s primaries stay where an
+/// operator put them (0: no hold).
+pub fn held_until(view: &View, name: &str) -> u64 {
+    let key = format!("{HOLDS}{name}");
+    let value = view
+        .keys_under(&key)
+        .find(|e| e.key == key)
+        .and_then(|e| serde_json::from_slice::<serde_json::Value>(&e.value).ok());
+    value.and_then(|v| v["until_ms"].as_u64()).unwrap_or(0)
+}
+
 pub fn caches(view: &View) -> Vec<(CacheRecord, u64)> {
     view.keys_under(CACHES)
         .filter_map(|e| {

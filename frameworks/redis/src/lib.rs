@@ -21,17 +21,23 @@
 //! - [`admin`]: [`RedisAdmin`], the I/O boundary, and [`RealAdmin`];
 //!   [`admin_mem`]: the in-memory double;
 //! - [`operator`]: [`Operator`], the loop;
+//! - [`backup`]: backups (DUMP per key, a manifest of digests) and verified restores;
+//! - [`manual`]: what an operator's failover or rebuild acts on;
+//! - [`spread`]: keeping primaries on distinct hosts;
 //! - [`status`]: what a cache looks like now;
 //! - [`api`]: the REST routes.
 
 pub mod admin;
 pub mod admin_mem;
 pub mod api;
+pub mod backup;
 pub mod decide;
 pub mod framework;
 pub mod jobs;
+pub mod manual;
 pub mod operator;
 pub mod spec;
+pub mod spread;
 pub mod status;
 pub mod topology;
 

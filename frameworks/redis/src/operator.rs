@@ -64,7 +64,14 @@ pub struct Operator {
     /// Since when (ms) a forced failover has been asked for in place of
     /// each primary id.
     forced: BTreeMap<String, u64>,
+    /// When (ms) primaries were last spread (a graceful failover sent).
+    spread_ms: u64,
 }
+
+/// How long after spreading primaries the operator waits before it spreads
+/// again (a graceful failover takes well under a second; the status it
+/// reads must show the result first).
+pub const SPREAD_EVERY_MS: u64 = 5_000;
 
 /// The running tasks of a cache as members (not yet observed).
 pub fn members_of(view: &View, spec: &CacheSpec) -> Vec<Member> {
@@ -99,6 +106,7 @@ impl Operator {
             opts,
             written: BTreeMap::new(),
             forced: BTreeMap::new(),
+            spread_ms: 0,
         }
     }
 
@@ -123,7 +131,11 @@ impl Operator {
     /// One round (see [`round`]), then the statuses written.
     pub async fn round(&mut self, view: &View) -> Vec<AdminCmd> {
         let now = now_ms();
-        let (sent, statuses) = round(self.admin.as_ref(), view, &self.forced, now).await;
+        let spread_ok = now.saturating_sub(self.spread_ms) >= SPREAD_EVERY_MS;
+        let (sent, statuses) = round(self.admin.as_ref(), view, &self.forced, now, spread_ok).await;
+        if sent.iter().any(|c| matches!(c, AdminCmd::Failover { .. })) {
+            self.spread_ms = now;
+        }
         // Remember when each failover was first forced; forget those no
         // longer needed.
         let mut forced = BTreeMap::new();
@@ -260,13 +272,16 @@ async fn observe(admin: &dyn RedisAdmin, addr: String) -> Option<crate::topology
 }
 
 /// One round over every cache of `view`: observe its running tasks (in
-/// parallel), decide, send the commands in order. Returns the commands
-/// sent and each cache's status as observed before them.
+/// parallel), decide, send the commands in order; with nothing else to
+/// do and `spread_ok`, spread its primaries over hosts (one graceful
+/// failover at most). Returns the commands sent and each cache's status as
+/// observed before them.
 pub async fn round(
     admin: &dyn RedisAdmin,
     view: &View,
     forced: &BTreeMap<String, u64>,
     now_ms: u64,
+    mut spread_ok: bool,
 ) -> (Vec<AdminCmd>, Vec<(String, CacheStatus)>) {
     let mut sent = Vec::new();
     let mut statuses = Vec::new();
@@ -278,7 +293,15 @@ pub async fn round(
         for (m, obs) in members.iter_mut().zip(seen) {
             m.obs = obs;
         }
-        for cmd in decide(spec.shards, &members, forced, now_ms) {
+        let mut cmds = decide(spec.shards, &members, forced, now_ms);
+        if cmds.is_empty() && spread_ok && now_ms >= crate::framework::held_until(view, &spec.name)
+        {
+            if let Some(c) = crate::spread::spread(spec.shards, &members) {
+                cmds.push(c);
+                spread_ok = false;
+            }
+        }
+        for cmd in cmds {
             match admin.execute(&cmd).await {
                 Ok(()) => info!(cache = %spec.name, ?cmd, "redis admin"),
                 Err(e) => warn!(cache = %spec.name, ?cmd, error = %e, "redis admin failed"),

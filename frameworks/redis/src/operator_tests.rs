@@ -66,7 +66,7 @@ fn view(tasks: &[Task]) -> View {
 async fn until(mem: &MemAdmin, v: &View, state: &str) -> (Vec<AdminCmd>, CacheStatus) {
     let mut all = Vec::new();
     for _ in 0..10 {
-        let (sent, st) = round(mem, v, &BTreeMap::new(), 1).await;
+        let (sent, st) = round(mem, v, &BTreeMap::new(), 1, false).await;
         all.extend(sent);
         if st[0].1.state == state {
             return (all, st[0].1.clone());
@@ -107,7 +107,7 @@ async fn a_cache_forms_fails_over_at_once_and_the_replacement_rejoins_as_a_repli
     mem.kill("127.0.0.1:100");
     mem.set_offset("127.0.0.1:200", 77);
     tasks[0].state = "FAILED".into();
-    let (sent, st) = round(&mem, &view(&tasks), &BTreeMap::new(), 2).await;
+    let (sent, st) = round(&mem, &view(&tasks), &BTreeMap::new(), 2, false).await;
     assert_eq!(
         sent,
         vec![AdminCmd::FailoverForce {

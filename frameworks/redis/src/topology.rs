@@ -24,6 +24,10 @@ pub struct NodeLine {
     pub primary: bool,
     /// Flagged `fail` (the cluster agreed it is down) or `fail?`.
     pub failing: bool,
+    /// Flagged `fail`: a majority of primaries agreed it is down (not
+    /// just `fail?`, this node's own suspicion).
+    #[serde(default)]
+    pub failed: bool,
     /// Still in the handshake after a MEET (its id is provisional).
     pub handshake: bool,
     /// The primary it replicates, for a replica.
@@ -80,6 +84,7 @@ fn parse_line(line: &str) -> Option<NodeLine> {
         myself: has("myself"),
         primary: has("master"),
         failing: has("fail") || has("fail?"),
+        failed: has("fail"),
         handshake: has("handshake"),
         primary_id: (f[3] != "-").then(|| f[3].to_string()),
         slots,

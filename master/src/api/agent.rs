@@ -244,6 +244,7 @@ async fn follow(
                         Some(agent_message::Kind::Usage(u)) => {
                             master.usage().record(&id, &u, crate::usage::now_ms());
                         }
+                        Some(agent_message::Kind::HostChecks(c)) => master.sessions().host_checks.put(&id, &c),
                         Some(agent_message::Kind::Heartbeat(_)) | None => {}
                     }
                 }

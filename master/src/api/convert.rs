@@ -108,6 +108,7 @@ pub fn agent_info(a: &int::Agent, l: Option<AgentLiveness>) -> api::AgentInfo {
         last_heartbeat_ms: l.and_then(|l| l.last_heartbeat_ms),
         unreachable: l.map(|l| l.unreachable),
         usage: None,
+        host_checks: None,
     }
 }
 

@@ -344,6 +344,8 @@ impl OceanApi for Api {
                 .map(|(a, l)| {
                     let mut info = convert::agent_info(a, *l);
                     info.usage = convert::agent_usage(self.0.usage(), &a.id);
+                    info.host_checks = crate::host_checks::of(&self.0, &a.id)
+                        .map(|h| crate::host_checks::to_proto(&h));
                     info
                 })
                 .collect(),
@@ -360,6 +362,8 @@ impl OceanApi for Api {
             .map_err(to_status)?;
         let mut info = convert::agent_info(&a, l);
         info.usage = convert::agent_usage(self.0.usage(), &a.id);
+        info.host_checks =
+            crate::host_checks::of(&self.0, &a.id).map(|h| crate::host_checks::to_proto(&h));
         ok(info)
     }
 

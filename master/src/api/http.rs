@@ -142,7 +142,11 @@ async fn list_agents(State(m): State<Master>, Query(q): Query<ReadQuery>) -> Api
     let (version, agents) = m.service().list_agents(q.options()).await?;
     let agents = agents
         .iter()
-        .map(|(a, l)| agent_usage(&m, AgentDetail::new(a, *l)))
+        .map(|(a, l)| {
+            let mut d = agent_usage(&m, AgentDetail::new(a, *l));
+            d.host_checks = crate::host_checks::of(&m, &a.id).map(|h| (*h).clone());
+            d
+        })
         .collect();
     Ok(with_version(version, AgentList { version, agents }))
 }
@@ -153,10 +157,9 @@ async fn get_agent(
     Query(q): Query<ReadQuery>,
 ) -> ApiResult<Response> {
     let (version, a, l) = m.service().get_agent(&id, q.options()).await?;
-    Ok(with_version(
-        version,
-        agent_usage(&m, AgentDetail::new(&a, l)),
-    ))
+    let mut d = agent_usage(&m, AgentDetail::new(&a, l));
+    d.host_checks = crate::host_checks::of(&m, &a.id).map(|h| (*h).clone());
+    Ok(with_version(version, d))
 }
 
 /// The sums of the agent's newest usage report, if this master holds one.

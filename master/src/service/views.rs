@@ -210,6 +210,9 @@ pub struct AgentDetail {
     /// The sums of its tasks' newest usage samples (from the leader).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<crate::usage::report::AgentUsageView>,
+    /// The agent's latest host checks (`null` on a follower or before its
+    /// first report).
+    pub host_checks: Option<crate::host_checks::HostChecksView>,
 }
 
 impl AgentDetail {
@@ -220,6 +223,7 @@ impl AgentDetail {
             last_heartbeat_ms: l.and_then(|l| l.last_heartbeat_ms),
             unreachable: l.map(|l| l.unreachable),
             usage: None,
+            host_checks: None,
         }
     }
 }

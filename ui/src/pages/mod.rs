@@ -3,6 +3,7 @@
 //! template, and renders it; forms post to handlers that call the same
 //! service writes as the REST API.
 
+pub mod caches;
 pub mod deployments;
 pub mod hosts;
 pub mod hosts_map;
@@ -12,6 +13,7 @@ pub mod new_job;
 pub mod overview;
 pub mod pdl;
 pub mod task;
+pub mod tickets;
 pub mod tree;
 
 use axum::response::Redirect;

@@ -58,6 +58,21 @@ async fn pid_of(api: &Api, node: &Value) -> anyhow::Result<i32> {
     Ok(t["pid"].as_i64().context("task without a pid")? as i32)
 }
 
+/// Whether no host holds two primaries of the cache.
+fn primaries_spread(detail: &serde_json::Value) -> bool {
+    let mut hosts: Vec<&str> = detail["status"]["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|n| n["role"] == "primary")
+        .filter_map(|n| n["host"].as_str())
+        .collect();
+    let n = hosts.len();
+    hosts.sort_unstable();
+    hosts.dedup();
+    hosts.len() == n
+}
+
 /// One crash or host-loss trial on the shard serving `tag`; the time to
 /// writes and the acknowledged writes lost.
 async fn trial(
@@ -69,7 +84,18 @@ async fn trial(
     host_loss: bool,
 ) -> anyhow::Result<(Duration, usize, usize)> {
     let api = c.master(1).api();
-    let detail = wait_cache(&api, cache, WAIT, "healed", formed(3, 1)).await?;
+    let mut detail = wait_cache(&api, cache, WAIT, "healed", formed(3, 1)).await?;
+    // A settled cache has its primaries on distinct hosts again (the
+    // operator spreads them after failovers): wait for that, bounded, so
+    // each trial starts from the steady state and not mid-recovery.
+    let spread = wait_cache(&api, cache, Duration::from_secs(20), "spread", |v| {
+        formed(3, 1)(v) && primaries_spread(v)
+    })
+    .await;
+    match spread {
+        Ok(d) => detail = d,
+        Err(_) => println!("(primaries not spread over hosts within 20 s; trial goes on)"),
+    }
     let seeds = addrs(&detail);
     let victim_addr = owner(&seeds, &format!("{{{tag}}}:0"))
         .await
