@@ -14,8 +14,8 @@ mod cmd_framework;
 mod cmd_logs;
 mod cmd_server;
 mod cmd_task;
-mod cmd_top;
 mod cmd_ticket;
+mod cmd_top;
 
 use clap::{Parser, Subcommand};
 
