@@ -334,7 +334,7 @@ impl OceanApi for Api {
                 .iter()
                 .map(|(a, l)| {
                     let mut info = convert::agent_info(a, *l);
-                    info.host_checks = crate::host_checks::of(&self.0, &a.id)
+                    info.host_checks = crate::api::host_checks_of(&self.0, &a.id)
                         .map(|h| crate::host_checks::to_proto(&h));
                     info
                 })
@@ -352,7 +352,7 @@ impl OceanApi for Api {
             .map_err(to_status)?;
         let mut info = convert::agent_info(&a, l);
         info.host_checks =
-            crate::host_checks::of(&self.0, &a.id).map(|h| crate::host_checks::to_proto(&h));
+            crate::api::host_checks_of(&self.0, &a.id).map(|h| crate::host_checks::to_proto(&h));
         ok(info)
     }
 
