@@ -63,7 +63,7 @@ pub struct MasterArgs {
     #[arg(long)]
     dns_domain: Option<String>,
     /// Frameworks to host in-process while this master leads
-    /// (comma-separated: cron, redis; `none` for none). Each also runs standalone
+    /// (comma-separated: cron, redis, mysql; `none` for none). Each also runs standalone
     /// with `ocean framework run NAME`; the instances share one lease.
     #[arg(long, default_value = "")]
     frameworks: String,
@@ -198,6 +198,7 @@ async fn serve(
     // The dashboard shows the quotas and weights the scheduler is given.
     let scheduler = cfg.scheduler.clone();
     let hosts_redis = frameworks.iter().any(|f| f.name() == ocean_redis::NAME);
+    let hosts_mysql = frameworks.iter().any(|f| f.name() == ocean_mysql::NAME);
     let holder = format!("master-{}", cfg.id);
     // Every master serves the dashboard at /ui/ beside its REST API, and
     // the caches' API; with the redis framework hosted, its operator runs
@@ -211,13 +212,17 @@ async fn serve(
             let client: std::sync::Arc<dyn ocean_client::Client> =
                 std::sync::Arc::new(ocean_master::api::in_process::InProcess::new(m.clone()));
             if hosts_redis {
-                crate::cmd_framework::spawn_redis_operator(client.clone(), holder);
+                crate::cmd_framework::spawn_redis_operator(client.clone(), holder.clone());
+            }
+            if hosts_mysql {
+                crate::cmd_framework::spawn_mysql_operator(client.clone(), holder);
             }
             // ELB objects (/v1/elbs) and caches (/v1/caches) through the
             // in-process client.
             ocean_ui::router_with(m, scheduler)
                 .merge(ocean_elb::http::router(client.clone()))
-                .merge(ocean_redis::api::router(client))
+                .merge(ocean_redis::api::router(client.clone()))
+                .merge(ocean_mysql::api::router(client))
         },
         shutdown_signal(),
     )

@@ -4,6 +4,7 @@
 mod client;
 mod cmd_agent;
 mod cmd_cache;
+mod cmd_db;
 mod cmd_client;
 mod cmd_cron;
 mod cmd_deploy;
@@ -72,6 +73,9 @@ enum Command {
     /// backup, restore, delete.
     #[command(subcommand)]
     Cache(cmd_cache::CacheCommand),
+    /// MySQL databases (the mysql framework): create, list, status, delete.
+    #[command(subcommand)]
+    Db(cmd_db::DbCommand),
     /// Run a framework standalone (`ocean framework run cron --master ...`).
     #[command(subcommand)]
     Framework(cmd_framework::FrameworkCommand),
@@ -117,6 +121,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dns(args) => cmd_dns::dns(args).await,
         Command::Cron(cmd) => cmd_cron::cron(&client()?, cmd).await,
         Command::Cache(cmd) => cmd_cache::cache(&client()?, cmd).await,
+        Command::Db(cmd) => cmd_db::db(&client()?, cmd).await,
         Command::Framework(cmd) => cmd_framework::framework(cmd).await,
         Command::Elb(cmd) => cmd_elb::elb(client, cmd).await,
     }

@@ -101,13 +101,8 @@ pub struct JobSpec {
     /// restarts (`OCEAN_VOLUME`, `<agent data>/volumes/<job id>`): a
     /// replacement task on the same host finds the data its predecessor
     /// left. Native tasks only. Left out of the canonical form when false.
-    #[serde(default, skip_serializing_if = "crate::spec::is_false")]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub persistent_volume: bool,
-}
-
-/// Whether `b` is false (serde's `skip_serializing_if`).
-pub fn is_false(b: &bool) -> bool {
-    !*b
 }
 
 /// What keeping a job means (Nomad's `type`).

@@ -52,6 +52,7 @@ impl Keys {
         let actual = keys.get(&r.key).map_or(0, |e| e.revision);
         if r.expected_revision.is_some_and(|e| e != actual) {
             return Err(Error::VersionConflict {
+                message: "stale".into(),
                 expected: r.expected_revision.unwrap_or(0),
                 actual,
             });
