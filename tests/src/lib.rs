@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod caches;
+pub mod databases;
 pub mod cluster;
 pub mod dns;
 pub mod docker;
