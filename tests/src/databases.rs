@@ -98,7 +98,8 @@ pub async fn wait_database(
 /// A database whose primary and `instances - 1` replicas are in place.
 pub fn healthy(instances: usize) -> impl Fn(&Value) -> bool {
     move |d: &Value| {
-        let roles: Vec<&str> = nodes(d).iter().filter_map(|n| n["role"].as_str()).collect();
+        let ns = nodes(d);
+        let roles: Vec<&str> = ns.iter().filter_map(|n| n["role"].as_str()).collect();
         d["state"] == "ok"
             && roles.iter().filter(|r| **r == "primary").count() == 1
             && roles.iter().filter(|r| **r == "replica").count() + 1 == instances

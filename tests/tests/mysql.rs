@@ -166,7 +166,7 @@ async fn a_sigkilled_primary_fails_over_with_no_acknowledged_commit_lost() {
         let killed = Instant::now();
         kill(Pid::from_raw(pid as i32), Signal::SIGKILL)?;
 
-        let d = wait_database(&api, "ledger", "failed over", Duration::from_secs(30), |d| {
+        wait_database(&api, "ledger", "failed over", Duration::from_secs(30), |d| {
             d["status"]["epoch"] == 1 && d["status"]["primary"] != old.as_str()
         })
         .await?;

@@ -79,17 +79,19 @@ fi
 umask 077
 cat >"$V/init.sql" <<SQL
 SET sql_log_bin=0;
-CREATE USER IF NOT EXISTS '{ADMIN_USER}'@'%' IDENTIFIED BY '$OCEAN_DB_ADMIN_PASSWORD';
+CREATE USER IF NOT EXISTS '{ADMIN_USER}'@'%' IDENTIFIED BY '$DB_ADMIN_PASSWORD';
 GRANT ALL PRIVILEGES ON *.* TO '{ADMIN_USER}'@'%' WITH GRANT OPTION;
-CREATE USER IF NOT EXISTS '{REPL_USER}'@'%' IDENTIFIED BY '$OCEAN_DB_REPL_PASSWORD';
+CREATE USER IF NOT EXISTS '{REPL_USER}'@'%' IDENTIFIED BY '$DB_REPL_PASSWORD';
 GRANT REPLICATION SLAVE, REPLICATION SLAVE ADMIN, BINLOG MONITOR ON *.* TO '{REPL_USER}'@'%';
 SQL
 # One server id per instance for its life, not per task: a restarted
 # former primary must recognise its own transactions in its binlog.
 [ -s "$V/server-id" ] || printf %s "$OCEAN_TASK_ID" | cksum | cut -d' ' -f1 >"$V/server-id"
 SID=$(cat "$V/server-id")
+# The socket: a unix path has at most 107 bytes, too few for the volume's;
+# the port is this instance's alone on the host.
 exec mariadbd --no-defaults --user="$ME" --datadir="$D" --port="$PORT0" --bind-address=0.0.0.0 \
-  --socket="$V/mysqld.sock" --pid-file="$V/mysqld.pid" --init-file="$V/init.sql" \
+  --socket="/tmp/ocean-mysqld-$PORT0.sock" --pid-file="$V/mysqld.pid" --init-file="$V/init.sql" \
   --server-id="$SID" --log-bin=binlog --relay-log=relay --binlog-format=ROW \
   --sync-binlog=1 --innodb-flush-log-at-trx-commit=1 --log-slave-updates=ON --gtid-strict-mode=ON \
   --rpl-semi-sync-master-enabled=ON --rpl-semi-sync-slave-enabled=ON \
@@ -106,7 +108,7 @@ exec mariadbd --no-defaults --user="$ME" --datadir="$D" --port="$PORT0" --bind-a
 /// The health check's command: the instance answers and is writable.
 pub fn primary_check() -> String {
     format!(
-        "mariadb --no-defaults -h127.0.0.1 -P\"$PORT0\" -u{ADMIN_USER} -p\"$OCEAN_DB_ADMIN_PASSWORD\" --connect-timeout=1 -N -B -e 'SELECT @@read_only' | grep -qx 0"
+        "mariadb --no-defaults -h127.0.0.1 -P\"$PORT0\" -u{ADMIN_USER} -p\"$DB_ADMIN_PASSWORD\" --connect-timeout=1 -N -B -e 'SELECT @@read_only' | grep -qx 0"
     )
 }
 
@@ -134,8 +136,8 @@ pub fn database_job(
         "placement_policy": "spread",
         "persistent_volume": true,
         "env": {
-            "OCEAN_DB_ADMIN_PASSWORD": admin_password,
-            "OCEAN_DB_REPL_PASSWORD": repl_password,
+            "DB_ADMIN_PASSWORD": admin_password,
+            "DB_REPL_PASSWORD": repl_password,
         },
         "health_checks": [{
             "protocol": "command", "command": primary_check(),
