@@ -144,9 +144,10 @@ pub async fn connect(
         .user(Some(user))
         .pass(Some(password))
         .prefer_socket(false);
-    Ok(tokio::time::timeout(timeout, Conn::new(opts))
+    tokio::time::timeout(timeout, Conn::new(opts))
         .await
-        .context("connect timed out")??)
+        .with_context(|| format!("connect to {addr} timed out"))?
+        .with_context(|| format!("connect to {addr} as {user}"))
 }
 
 /// The application's credentials from a database's detail.

@@ -291,6 +291,7 @@ impl MysqlAdmin for RealAdmin {
             ],
             AdminCmd::Follow { host, port, .. } => vec![
                 "SET GLOBAL read_only=1".into(),
+                "SET GLOBAL rpl_semi_sync_master_enabled=0".into(),
                 "STOP SLAVE".into(),
                 format!(
                     "CHANGE MASTER TO MASTER_HOST={}, MASTER_PORT={port}, MASTER_USER={}, \

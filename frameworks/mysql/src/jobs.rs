@@ -14,8 +14,10 @@
 //! that sense only; the check never kills: `max_consecutive_failures` 0).
 //!
 //! Every instance starts as a read-only standby (`--read-only`,
-//! `--skip-slave-start`, `--init-rpl-role=SLAVE`): only the operator makes
-//! one writable. A former primary that crashed therefore restarts as a
+//! `--skip-slave-start`, `--init-rpl-role=SLAVE`, semi-sync's primary side
+//! off: a standby that waited for acknowledgements of what it applies
+//! would wait forever): only the operator makes one writable, and turns
+//! semi-sync's primary side on as it does. A former primary that crashed therefore restarts as a
 //! standby, and MariaDB truncates the transactions its binlog holds that no
 //! standby acknowledged (semi-sync recovery), so it never comes back with
 //! errant transactions.
@@ -94,7 +96,7 @@ exec mariadbd --no-defaults --user="$ME" --datadir="$D" --port="$PORT0" --bind-a
   --socket="/tmp/ocean-mysqld-$PORT0.sock" --pid-file="$V/mysqld.pid" --init-file="$V/init.sql" \
   --server-id="$SID" --log-bin=binlog --relay-log=relay --binlog-format=ROW \
   --sync-binlog=1 --innodb-flush-log-at-trx-commit=1 --log-slave-updates=ON --gtid-strict-mode=ON \
-  --rpl-semi-sync-master-enabled=ON --rpl-semi-sync-slave-enabled=ON \
+  --rpl-semi-sync-master-enabled=OFF --rpl-semi-sync-slave-enabled=ON \
   --rpl-semi-sync-master-wait-point=AFTER_SYNC --rpl-semi-sync-master-timeout={SEMI_SYNC_TIMEOUT_MS} \
   --rpl-semi-sync-master-wait-no-slave=ON --init-rpl-role=SLAVE \
   --read-only=ON --skip-slave-start --skip-name-resolve --relay-log-recovery=ON \
@@ -187,6 +189,7 @@ mod tests {
             "--sync-binlog=1",
             "--log-slave-updates=ON",
             "--rpl-semi-sync-master-wait-point=AFTER_SYNC",
+            "--rpl-semi-sync-master-enabled=OFF",
             "--rpl-semi-sync-master-timeout=31536000000",
             "--init-rpl-role=SLAVE",
             "--read-only=ON",
