@@ -210,3 +210,76 @@ async fn a_sigkilled_primary_fails_over_with_no_acknowledged_commit_lost() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_primary_is_fenced_and_replaced_with_no_acknowledged_commit_lost() {
+    if !have_mariadb() {
+        return;
+    }
+    bounded(120, async {
+        let (c, _agents, dns) = start(&["a", "b", "c"]).await?;
+        let api = c.master(1).api();
+        create_database(&api, "frozen", 3).await?;
+        let d = wait_database(&api, "frozen", "formed", FORM, healthy(3)).await?;
+        let pw = app_password(&d);
+        wait_writable(dns.addr, "frozen", &pw, FORM).await?;
+        let old = d["status"]["primary"].as_str().unwrap_or_default().to_string();
+        let list = tasks(&api, &job("frozen")).await;
+        let pid = list
+            .iter()
+            .find(|t| t["id"] == old.as_str())
+            .and_then(|t| t["pid"].as_i64())
+            .expect("the primary's pid") as i32;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = tokio::spawn(write_load(dns.addr, "frozen".into(), pw.clone(), stop.clone()));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let frozen = Instant::now();
+        kill(Pid::from_raw(pid), Signal::SIGSTOP)?;
+        let d = wait_database(&api, "frozen", "failed over", Duration::from_secs(30), |d| {
+            d["status"]["epoch"] == 1 && d["status"]["primary"] != old.as_str()
+        })
+        .await;
+        // Whatever happened, the process must not stay stopped.
+        let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
+        let d = d?;
+        println!("new primary recorded {:?} after the SIGSTOP", frozen.elapsed());
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        stop.store(true, Ordering::Relaxed);
+        let w = writer.await?;
+        let after: Vec<&Instant> = w.at.iter().filter(|t| **t > frozen).collect();
+        assert!(!after.is_empty(), "no write acknowledged after the failover");
+        println!("first commit acknowledged {:?} after the SIGSTOP", after[0].duration_since(frozen));
+
+        let d = wait_database(&api, "frozen", "new primary serving", FORM, |d| {
+            addr_of(d, "primary").is_some() && d["status"]["primary"] != old.as_str()
+        })
+        .await
+        .unwrap_or(d);
+        let primary = addr_of(&d, "primary").expect("a primary");
+        let lost = missing(&primary, &pw, &w.acked).await?;
+        assert_eq!(lost, Vec::<u64>::new(), "acknowledged commits missing after the failover");
+
+        // The woken former primary is writable but fenced: DNS names the
+        // new primary only.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let m = ocean_tests::dns::ask(
+                dns.addr,
+                "_mysql._tcp.primary.frozen.browser.qa.ocean",
+                hickory_proto::rr::RecordType::SRV,
+                false,
+            )
+            .await?;
+            let srv = ocean_tests::dns::srvs(&m);
+            let port: u16 = primary.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(0);
+            if srv.len() == 1 && srv[0].0 == port {
+                break;
+            }
+            assert!(Instant::now() < deadline, "DNS serves {srv:?}, not only the new primary {primary}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    })
+    .await;
+}

@@ -107,10 +107,15 @@ exec mariadbd --no-defaults --user="$ME" --datadir="$D" --port="$PORT0" --bind-a
     )
 }
 
-/// The health check's command: the instance answers and is writable.
+/// The health check's command: the instance answers, is writable, and
+/// can commit: semi-sync's primary side off (a one-instance database) or
+/// at least one standby acknowledging. A fenced former primary that wakes
+/// up writable but without standbys therefore never comes back into DNS.
 pub fn primary_check() -> String {
     format!(
-        "mariadb --no-defaults -h127.0.0.1 -P\"$PORT0\" -u{ADMIN_USER} -p\"$DB_ADMIN_PASSWORD\" --connect-timeout=1 -N -B -e 'SELECT @@read_only' | grep -qx 0"
+        "mariadb --no-defaults -h127.0.0.1 -P\"$PORT0\" -u{ADMIN_USER} -p\"$DB_ADMIN_PASSWORD\" --connect-timeout=1 -N -B -e \
+         \"SELECT @@read_only = 0 AND (@@rpl_semi_sync_master_enabled = 0 OR (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_CLIENTS') > 0)\" \
+         | grep -qx 1"
     )
 }
 

@@ -17,7 +17,8 @@ pub struct NodeStatus {
     /// `ip:port`.
     pub addr: String,
     /// `primary`, `replica` (replicating from the primary), `diverged`
-    /// (stopped on an error: needs a rebuild), `starting` (answers, not
+    /// (stopped on an error: needs a rebuild), `fenced` (writable but
+    /// replaced: a former primary that woke up), `starting` (answers, not
     /// replicating yet) or `unreachable`.
     pub role: String,
     /// `@@gtid_current_pos`.
@@ -114,6 +115,10 @@ pub fn status(
                     Some(p) if p.task == m.task && !o.read_only => "primary",
                     Some(p) if follows(m, p) => "replica",
                     Some(p) if diverged(m, p) => "diverged",
+                    // Writable but not the primary: a former primary that
+                    // woke up after it was replaced (its standbys are gone,
+                    // so it commits nothing; DNS leaves it out).
+                    Some(_) if !o.read_only => "fenced",
                     _ => "starting",
                 }
                 .into();

@@ -93,7 +93,10 @@ pub async fn mysql(provisions: usize, kills: usize) -> anyhow::Result<()> {
             }
             anyhow::ensure!(Instant::now() < deadline, "no failover within 30 s");
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Until DNS names a primary that takes a write, then a moment more
+        // for the writer, whose own next try is then the measured one.
+        wait_writable(dns.addr, "bench", &pw, Duration::from_secs(30)).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
         stop.store(true, Ordering::Relaxed);
         let w = writer.await?;
         let first = w
