@@ -248,6 +248,12 @@ async fn a_hung_primary_is_fenced_and_replaced_with_no_acknowledged_commit_lost(
         stop.store(true, Ordering::Relaxed);
         let w = writer.await?;
         let after: Vec<&Instant> = w.at.iter().filter(|t| **t > frozen).collect();
+        if after.is_empty() {
+            let log = std::fs::read_to_string(c.master(1).process.log_path()).unwrap_or_default();
+            for l in log.lines().filter(|l| l.contains("mariadb") || l.contains("primary") || l.contains("failover")) {
+                println!("{l}");
+            }
+        }
         assert!(!after.is_empty(), "no write acknowledged after the failover");
         println!("first commit acknowledged {:?} after the SIGSTOP", after[0].duration_since(frozen));
 

@@ -193,8 +193,23 @@ impl RealAdmin {
             &'c mut Conn,
         ) -> futures::future::BoxFuture<'c, mysql_async::Result<T>>,
     {
+        self.with_timeout(addr, secrets, self.timeout, f).await
+    }
+
+    async fn with_timeout<T, F>(
+        &self,
+        addr: &str,
+        secrets: &Secrets,
+        timeout: Duration,
+        f: F,
+    ) -> Result<T>
+    where
+        F: for<'c> FnOnce(
+            &'c mut Conn,
+        ) -> futures::future::BoxFuture<'c, mysql_async::Result<T>>,
+    {
         let mut c = self.conn(addr, secrets).await?;
-        match tokio::time::timeout(self.timeout, f(&mut c)).await {
+        match tokio::time::timeout(timeout, f(&mut c)).await {
             Ok(Ok(v)) => {
                 self.conns.lock().await.insert(addr.to_string(), c);
                 Ok(v)
@@ -279,6 +294,9 @@ impl MysqlAdmin for RealAdmin {
     }
 
     async fn execute(&self, cmd: &AdminCmd, secrets: &Secrets) -> Result<()> {
+        if matches!(cmd, AdminCmd::Follow { .. } | AdminCmd::Demote { .. }) {
+            self.end_client_sessions(cmd.on(), secrets).await?;
+        }
         let stmts: Vec<String> = match cmd {
             AdminCmd::Promote { alone, .. } => vec![
                 "STOP SLAVE".into(),
@@ -315,10 +333,51 @@ impl MysqlAdmin for RealAdmin {
                 format!("GRANT ALL PRIVILEGES ON `{APP_SCHEMA}`.* TO {}@'%'", lit(APP_USER)),
             ],
         };
-        self.with(cmd.on(), secrets, move |c| {
+        // The fence must finish: a stopping IO thread waits for its read
+        // from a hung primary to end, and a second STOP behind the first
+        // only queues.
+        let timeout = match cmd {
+            AdminCmd::StopIo { .. } => FENCE_TIMEOUT,
+            _ => self.timeout,
+        };
+        self.with_timeout(cmd.on(), secrets, timeout, move |c| {
             Box::pin(async move {
                 for s in stmts {
                     c.query_drop(s).await?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+}
+
+/// How long a fence (`STOP SLAVE IO_THREAD`) may take.
+pub const FENCE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl RealAdmin {
+    /// On a writable instance that is to be read-only: ends the
+    /// application's sessions first. `read_only=1` waits for open
+    /// transactions, and a former primary's last commit waits for an
+    /// acknowledgement that will never come (its standbys are gone);
+    /// ended, that commit is never acknowledged to its client.
+    async fn end_client_sessions(&self, addr: &str, secrets: &Secrets) -> Result<()> {
+        self.with(addr, secrets, |c| {
+            Box::pin(async move {
+                let ro: Option<i64> = c.query_first("SELECT @@read_only").await?;
+                if ro.unwrap_or(1) != 0 {
+                    return Ok(());
+                }
+                let ids: Vec<u64> = c
+                    .query(format!(
+                        "SELECT ID FROM information_schema.PROCESSLIST WHERE USER NOT IN ({}, {}, 'system user', 'event_scheduler') AND ID <> CONNECTION_ID()",
+                        lit(ADMIN_USER),
+                        lit(REPL_USER)
+                    ))
+                    .await?;
+                for id in ids {
+                    // Gone meanwhile: fine.
+                    let _ = c.query_drop(format!("KILL CONNECTION {id}")).await;
                 }
                 Ok(())
             })
