@@ -4,9 +4,9 @@
 mod client;
 mod cmd_agent;
 mod cmd_cache;
-mod cmd_db;
 mod cmd_client;
 mod cmd_cron;
+mod cmd_db;
 mod cmd_deploy;
 mod cmd_dns;
 mod cmd_elb;

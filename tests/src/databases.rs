@@ -22,9 +22,13 @@ use crate::{AgentProc, Cluster};
 /// mariadbd and mariadb-install-db must be there; in CI their absence
 /// fails the test.
 pub fn have_mariadb() -> bool {
-    let ok = ["/usr/sbin/mariadbd", "/usr/bin/mariadb-install-db", "/usr/bin/mariadb"]
-        .iter()
-        .all(|p| std::path::Path::new(p).exists());
+    let ok = [
+        "/usr/sbin/mariadbd",
+        "/usr/bin/mariadb-install-db",
+        "/usr/bin/mariadb",
+    ]
+    .iter()
+    .all(|p| std::path::Path::new(p).exists());
     if !ok && std::env::var_os("CI").is_some() {
         panic!("mariadb-server is missing (scripts/test.sh installs it)");
     }
@@ -41,7 +45,12 @@ pub async fn start(agents: &[&str]) -> anyhow::Result<(Cluster, Vec<AgentProc>, 
         let host = format!("host-{name}");
         let mut a = c.new_agent(
             name,
-            &["--hostname", &host, "--resources", "cpus=4,mem=4096,disk=50000"],
+            &[
+                "--hostname",
+                &host,
+                "--resources",
+                "cpus=4,mem=4096,disk=50000",
+            ],
         );
         a.start()?;
         out.push(a);
@@ -152,7 +161,10 @@ pub async fn connect(
 
 /// The application's credentials from a database's detail.
 pub fn app_password(d: &Value) -> String {
-    d["credentials"]["password"].as_str().unwrap_or_default().to_string()
+    d["credentials"]["password"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// What a writer saw.
@@ -168,7 +180,12 @@ pub struct Writes {
 /// gives for the primary, reconnecting (and re-resolving) after any
 /// error, until `stop`. A write whose outcome is unknown (an error or a
 /// timeout) is not counted as acknowledged.
-pub async fn write_load(dns: SocketAddr, db: String, password: String, stop: Arc<AtomicBool>) -> Writes {
+pub async fn write_load(
+    dns: SocketAddr,
+    db: String,
+    password: String,
+    stop: Arc<AtomicBool>,
+) -> Writes {
     let mut w = Writes::default();
     let mut conn: Option<Conn> = None;
     let mut next = 1u64;
@@ -212,7 +229,11 @@ pub async fn missing(addr: &str, password: &str, acked: &[u64]) -> anyhow::Resul
     let mut c = connect(addr, "app", password, Duration::from_secs(2)).await?;
     let have: Vec<u64> = c.query("SELECT id FROM app.acks").await?;
     let have: std::collections::BTreeSet<u64> = have.into_iter().collect();
-    Ok(acked.iter().copied().filter(|i| !have.contains(i)).collect())
+    Ok(acked
+        .iter()
+        .copied()
+        .filter(|i| !have.contains(i))
+        .collect())
 }
 
 /// Waits until a write through DNS succeeds (creating `app.acks` if

@@ -6,8 +6,8 @@
 
 pub mod browser;
 pub mod caches;
-pub mod databases;
 pub mod cluster;
+pub mod databases;
 pub mod dns;
 pub mod docker;
 pub mod elb_net;

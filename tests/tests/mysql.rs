@@ -16,8 +16,8 @@ use mysql_async::prelude::Queryable;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use ocean_tests::databases::{
-    addr_of, app_password, connect, create_database, have_mariadb, healthy, missing, nodes,
-    spec, start, wait_database, wait_writable, write_load,
+    addr_of, app_password, connect, create_database, have_mariadb, healthy, missing, nodes, spec,
+    start, wait_database, wait_writable, write_load,
 };
 use ocean_tests::tasks::{bounded, running, tasks};
 use serde_json::Value;
@@ -53,7 +53,11 @@ async fn a_database_forms_takes_writes_through_dns_and_bad_requests_name_their_f
             .flatten()
             .filter_map(|t| t["name"].as_str())
             .collect();
-        assert!(names.contains(&"mysql-general") && names.contains(&"mysql-large"), "{}", t.body);
+        assert!(
+            names.contains(&"mysql-general") && names.contains(&"mysql-large"),
+            "{}",
+            t.body
+        );
 
         for (field, bad) in [
             ("template", {
@@ -84,14 +88,18 @@ async fn a_database_forms_takes_writes_through_dns_and_bad_requests_name_their_f
         hosts_distinct(&d);
         let pw = app_password(&d);
         let took = wait_writable(dns.addr, "orders", &pw, FORM).await?;
-        println!("provisioned to the first write through DNS in {:?}", asked.elapsed());
+        println!(
+            "provisioned to the first write through DNS in {:?}",
+            asked.elapsed()
+        );
         assert!(took < FORM);
 
         // Writes through the primary's DNS name; every replica gets them.
         let primary = addr_of(&d, "primary").expect("a primary");
         let mut p = connect(&primary, "app", &pw, Duration::from_secs(2)).await?;
         for i in 1..=50u64 {
-            p.query_drop(format!("INSERT INTO app.acks (id) VALUES ({i})")).await?;
+            p.query_drop(format!("INSERT INTO app.acks (id) VALUES ({i})"))
+                .await?;
         }
         for n in nodes(&d).iter().filter(|n| n["role"] == "replica") {
             let addr = n["addr"].as_str().unwrap_or_default();
@@ -102,7 +110,10 @@ async fn a_database_forms_takes_writes_through_dns_and_bad_requests_name_their_f
                 if n == Some(50) {
                     break;
                 }
-                assert!(Instant::now() < deadline, "replica {addr} has {n:?} of 50 rows");
+                assert!(
+                    Instant::now() < deadline,
+                    "replica {addr} has {n:?} of 50 rows"
+                );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             // A replica refuses the application's writes (read_only, and
@@ -111,22 +122,36 @@ async fn a_database_forms_takes_writes_through_dns_and_bad_requests_name_their_f
                 .query_drop("INSERT INTO app.acks (id) VALUES (1000)")
                 .await
                 .expect_err("a replica took a write");
-            assert!(e.to_string().contains("read-only") || e.to_string().contains("read_only"), "{e}");
+            assert!(
+                e.to_string().contains("read-only") || e.to_string().contains("read_only"),
+                "{e}"
+            );
         }
 
         // Lossless by construction, as configured on every instance.
         let mut admin_view = connect(&primary, "app", &pw, Duration::from_secs(2)).await?;
         let (strict, sync, wait_point): (i64, u64, String) = admin_view
-            .query_first("SELECT @@gtid_strict_mode, @@sync_binlog, @@rpl_semi_sync_master_wait_point")
+            .query_first(
+                "SELECT @@gtid_strict_mode, @@sync_binlog, @@rpl_semi_sync_master_wait_point",
+            )
             .await?
             .expect("one row");
         assert_eq!((strict, sync, wait_point.as_str()), (1, 1, "AFTER_SYNC"));
 
-        let r = api.send(ocean_tests::http::Method::DELETE, "/v1/databases/orders", ocean_tests::http::Body::None).await?;
+        let r = api
+            .send(
+                ocean_tests::http::Method::DELETE,
+                "/v1/databases/orders",
+                ocean_tests::http::Body::None,
+            )
+            .await?;
         assert_eq!(r.status, 200, "{}", r.body);
         let deadline = Instant::now() + Duration::from_secs(30);
         while !running(&tasks(&api, &job("orders")).await).is_empty() {
-            assert!(Instant::now() < deadline, "the database's tasks outlived it");
+            assert!(
+                Instant::now() < deadline,
+                "the database's tasks outlived it"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Ok(())
@@ -146,7 +171,10 @@ async fn a_sigkilled_primary_fails_over_with_no_acknowledged_commit_lost() {
         let d = wait_database(&api, "ledger", "formed", FORM, healthy(3)).await?;
         let pw = app_password(&d);
         wait_writable(dns.addr, "ledger", &pw, FORM).await?;
-        let old = d["status"]["primary"].as_str().unwrap_or_default().to_string();
+        let old = d["status"]["primary"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let old_host = nodes(&d)
             .into_iter()
             .find(|n| n["task"] == old.as_str())
@@ -154,7 +182,12 @@ async fn a_sigkilled_primary_fails_over_with_no_acknowledged_commit_lost() {
             .unwrap_or_default();
 
         let stop = Arc::new(AtomicBool::new(false));
-        let writer = tokio::spawn(write_load(dns.addr, "ledger".into(), pw.clone(), stop.clone()));
+        let writer = tokio::spawn(write_load(
+            dns.addr,
+            "ledger".into(),
+            pw.clone(),
+            stop.clone(),
+        ));
         tokio::time::sleep(Duration::from_secs(2)).await;
 
         let list = tasks(&api, &job("ledger")).await;
@@ -166,16 +199,23 @@ async fn a_sigkilled_primary_fails_over_with_no_acknowledged_commit_lost() {
         let killed = Instant::now();
         kill(Pid::from_raw(pid as i32), Signal::SIGKILL)?;
 
-        wait_database(&api, "ledger", "failed over", Duration::from_secs(30), |d| {
-            d["status"]["epoch"] == 1 && d["status"]["primary"] != old.as_str()
-        })
+        wait_database(
+            &api,
+            "ledger",
+            "failed over",
+            Duration::from_secs(30),
+            |d| d["status"]["epoch"] == 1 && d["status"]["primary"] != old.as_str(),
+        )
         .await?;
         println!("new primary recorded {:?} after the kill", killed.elapsed());
         tokio::time::sleep(Duration::from_secs(3)).await;
         stop.store(true, Ordering::Relaxed);
         let w = writer.await?;
         let after: Vec<&Instant> = w.at.iter().filter(|t| **t > killed).collect();
-        assert!(!after.is_empty(), "no write acknowledged after the failover");
+        assert!(
+            !after.is_empty(),
+            "no write acknowledged after the failover"
+        );
         println!(
             "{} commits acknowledged; first after the kill {:?} later",
             w.acked.len(),
@@ -192,7 +232,11 @@ async fn a_sigkilled_primary_fails_over_with_no_acknowledged_commit_lost() {
 
         let primary = addr_of(&d, "primary").expect("a primary");
         let lost = missing(&primary, &pw, &w.acked).await?;
-        assert_eq!(lost, Vec::<u64>::new(), "acknowledged commits missing after the failover");
+        assert_eq!(
+            lost,
+            Vec::<u64>::new(),
+            "acknowledged commits missing after the failover"
+        );
 
         // No errant transaction: every instance's GTID position is
         // contained in the primary's once they caught up.
@@ -204,7 +248,10 @@ async fn a_sigkilled_primary_fails_over_with_no_acknowledged_commit_lost() {
             let mut conn = connect(addr, "app", &pw, Duration::from_secs(2)).await?;
             let pos: Option<String> = conn.query_first("SELECT @@gtid_current_pos").await?;
             let pos = ocean_mysql::gtid::GtidPos::parse(&pos.unwrap_or_default());
-            assert!(ppos.contains(&pos), "{addr} holds {pos} beyond the primary's {ppos}");
+            assert!(
+                ppos.contains(&pos),
+                "{addr} holds {pos} beyond the primary's {ppos}"
+            );
         }
         Ok(())
     })
@@ -223,7 +270,10 @@ async fn a_hung_primary_is_fenced_and_replaced_with_no_acknowledged_commit_lost(
         let d = wait_database(&api, "frozen", "formed", FORM, healthy(3)).await?;
         let pw = app_password(&d);
         wait_writable(dns.addr, "frozen", &pw, FORM).await?;
-        let old = d["status"]["primary"].as_str().unwrap_or_default().to_string();
+        let old = d["status"]["primary"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let list = tasks(&api, &job("frozen")).await;
         let pid = list
             .iter()
@@ -232,30 +282,50 @@ async fn a_hung_primary_is_fenced_and_replaced_with_no_acknowledged_commit_lost(
             .expect("the primary's pid") as i32;
 
         let stop = Arc::new(AtomicBool::new(false));
-        let writer = tokio::spawn(write_load(dns.addr, "frozen".into(), pw.clone(), stop.clone()));
+        let writer = tokio::spawn(write_load(
+            dns.addr,
+            "frozen".into(),
+            pw.clone(),
+            stop.clone(),
+        ));
         tokio::time::sleep(Duration::from_secs(2)).await;
         let frozen = Instant::now();
         kill(Pid::from_raw(pid), Signal::SIGSTOP)?;
-        let d = wait_database(&api, "frozen", "failed over", Duration::from_secs(30), |d| {
-            d["status"]["epoch"] == 1 && d["status"]["primary"] != old.as_str()
-        })
+        let d = wait_database(
+            &api,
+            "frozen",
+            "failed over",
+            Duration::from_secs(30),
+            |d| d["status"]["epoch"] == 1 && d["status"]["primary"] != old.as_str(),
+        )
         .await;
         // Whatever happened, the process must not stay stopped.
         let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
         let d = d?;
-        println!("new primary recorded {:?} after the SIGSTOP", frozen.elapsed());
+        println!(
+            "new primary recorded {:?} after the SIGSTOP",
+            frozen.elapsed()
+        );
         tokio::time::sleep(Duration::from_secs(3)).await;
         stop.store(true, Ordering::Relaxed);
         let w = writer.await?;
         let after: Vec<&Instant> = w.at.iter().filter(|t| **t > frozen).collect();
         if after.is_empty() {
             let log = std::fs::read_to_string(c.master(1).process.log_path()).unwrap_or_default();
-            for l in log.lines().filter(|l| l.contains("mariadb") || l.contains("primary") || l.contains("failover")) {
+            for l in log.lines().filter(|l| {
+                l.contains("mariadb") || l.contains("primary") || l.contains("failover")
+            }) {
                 println!("{l}");
             }
         }
-        assert!(!after.is_empty(), "no write acknowledged after the failover");
-        println!("first commit acknowledged {:?} after the SIGSTOP", after[0].duration_since(frozen));
+        assert!(
+            !after.is_empty(),
+            "no write acknowledged after the failover"
+        );
+        println!(
+            "first commit acknowledged {:?} after the SIGSTOP",
+            after[0].duration_since(frozen)
+        );
 
         let d = wait_database(&api, "frozen", "new primary serving", FORM, |d| {
             addr_of(d, "primary").is_some() && d["status"]["primary"] != old.as_str()
@@ -264,7 +334,11 @@ async fn a_hung_primary_is_fenced_and_replaced_with_no_acknowledged_commit_lost(
         .unwrap_or(d);
         let primary = addr_of(&d, "primary").expect("a primary");
         let lost = missing(&primary, &pw, &w.acked).await?;
-        assert_eq!(lost, Vec::<u64>::new(), "acknowledged commits missing after the failover");
+        assert_eq!(
+            lost,
+            Vec::<u64>::new(),
+            "acknowledged commits missing after the failover"
+        );
 
         // The woken former primary is writable but fenced: DNS names the
         // new primary only.
@@ -278,11 +352,17 @@ async fn a_hung_primary_is_fenced_and_replaced_with_no_acknowledged_commit_lost(
             )
             .await?;
             let srv = ocean_tests::dns::srvs(&m);
-            let port: u16 = primary.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(0);
+            let port: u16 = primary
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse().ok())
+                .unwrap_or(0);
             if srv.len() == 1 && srv[0].0 == port {
                 break;
             }
-            assert!(Instant::now() < deadline, "DNS serves {srv:?}, not only the new primary {primary}");
+            assert!(
+                Instant::now() < deadline,
+                "DNS serves {srv:?}, not only the new primary {primary}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Ok(())

@@ -189,9 +189,7 @@ impl RealAdmin {
     /// for the next call only when all went well.
     async fn with<T, F>(&self, addr: &str, secrets: &Secrets, f: F) -> Result<T>
     where
-        F: for<'c> FnOnce(
-            &'c mut Conn,
-        ) -> futures::future::BoxFuture<'c, mysql_async::Result<T>>,
+        F: for<'c> FnOnce(&'c mut Conn) -> futures::future::BoxFuture<'c, mysql_async::Result<T>>,
     {
         self.with_timeout(addr, secrets, self.timeout, f).await
     }
@@ -204,9 +202,7 @@ impl RealAdmin {
         f: F,
     ) -> Result<T>
     where
-        F: for<'c> FnOnce(
-            &'c mut Conn,
-        ) -> futures::future::BoxFuture<'c, mysql_async::Result<T>>,
+        F: for<'c> FnOnce(&'c mut Conn) -> futures::future::BoxFuture<'c, mysql_async::Result<T>>,
     {
         let mut c = self.conn(addr, secrets).await?;
         match tokio::time::timeout(timeout, f(&mut c)).await {
@@ -226,9 +222,7 @@ impl MysqlAdmin for RealAdmin {
         self.with(addr, secrets, |c| {
             Box::pin(async move {
                 let (ro, cur, bin): (i64, String, String) = c
-                    .query_first(
-                        "SELECT @@read_only, @@gtid_current_pos, @@gtid_binlog_pos",
-                    )
+                    .query_first("SELECT @@read_only, @@gtid_current_pos, @@gtid_binlog_pos")
                     .await?
                     .unwrap_or_default();
                 let replica = c
@@ -330,7 +324,10 @@ impl MysqlAdmin for RealAdmin {
                     lit(APP_USER),
                     lit(&secrets.app_password)
                 ),
-                format!("GRANT ALL PRIVILEGES ON `{APP_SCHEMA}`.* TO {}@'%'", lit(APP_USER)),
+                format!(
+                    "GRANT ALL PRIVILEGES ON `{APP_SCHEMA}`.* TO {}@'%'",
+                    lit(APP_USER)
+                ),
             ],
         };
         // The fence must finish: a stopping IO thread waits for its read

@@ -51,7 +51,12 @@ impl ApiError {
 
 impl From<InvalidDatabase> for ApiError {
     fn from(e: InvalidDatabase) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.field, e.reason)
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            e.field,
+            e.reason,
+        )
     }
 }
 
@@ -108,7 +113,11 @@ pub async fn stored_templates(c: &Arc<dyn Client>) -> Result<Vec<Template>, Erro
     let mut entries = c.kv_list(req()).await?.entries;
     let missing: Vec<Template> = builtin()
         .into_iter()
-        .filter(|t| !entries.iter().any(|e| e.key == format!("{TEMPLATES}{}", t.name)))
+        .filter(|t| {
+            !entries
+                .iter()
+                .any(|e| e.key == format!("{TEMPLATES}{}", t.name))
+        })
         .collect();
     if !missing.is_empty() {
         for t in missing {
@@ -304,7 +313,10 @@ async fn list(
                 .is_none_or(|p| &r.spec.product_line == p)
         })
         .map(|r| {
-            let st = statuses.iter().find(|(n, _)| *n == r.spec.name).map(|(_, s)| s);
+            let st = statuses
+                .iter()
+                .find(|(n, _)| *n == r.spec.name)
+                .map(|(_, s)| s);
             summary(r, st)
         })
         .collect();

@@ -43,8 +43,10 @@ fn bootstrap_waits_for_a_standby_and_picks_the_most_advanced() {
     assert_eq!(bootstrap(3, &[m("a", 1, fresh()), m("b", 2, None)]), None);
     let ms = [m("b", 2, fresh()), m("a", 1, fresh())];
     assert_eq!(bootstrap(3, &ms).unwrap().task, "a");
-    let mut ahead = Observed::default();
-    ahead.gtid_current_pos = "0-1-3".into();
+    let ahead = Observed {
+        gtid_current_pos: "0-1-3".into(),
+        ..Default::default()
+    };
     let ms = [m("a", 1, fresh()), m("b", 2, Some(ahead))];
     assert_eq!(bootstrap(3, &ms).unwrap().task, "b");
     assert_eq!(bootstrap(1, &[m("a", 1, fresh())]).unwrap().task, "a");

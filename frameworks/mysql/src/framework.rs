@@ -194,7 +194,8 @@ mod tests {
         let mut v = View::new(NAME);
         for t in builtin() {
             let k = format!("{TEMPLATES}{}", t.name);
-            v.keys.insert(k.clone(), key(&k, serde_json::to_vec(&t).unwrap()));
+            v.keys
+                .insert(k.clone(), key(&k, serde_json::to_vec(&t).unwrap()));
         }
         v
     }
@@ -203,7 +204,9 @@ mod tests {
     fn templates_are_seeded_once() {
         let plan = MysqlFramework.reconcile(&View::new(NAME), 0);
         assert_eq!(plan.actions.len(), 2);
-        assert!(matches!(&plan.actions[0], Action::PutKey { key, expected_revision: Some(0), .. } if key == "templates/mysql-general"));
+        assert!(
+            matches!(&plan.actions[0], Action::PutKey { key, expected_revision: Some(0), .. } if key == "templates/mysql-general")
+        );
         assert_eq!(MysqlFramework.reconcile(&seeded(), 0).actions, vec![]);
     }
 
@@ -212,7 +215,8 @@ mod tests {
         let rec = record();
         let mut v = seeded();
         let k = format!("{DATABASES}{}", rec.spec.name);
-        v.keys.insert(k.clone(), key(&k, serde_json::to_vec(&rec).unwrap()));
+        v.keys
+            .insert(k.clone(), key(&k, serde_json::to_vec(&rec).unwrap()));
         let job = database_job(&rec.spec, &rec.template, "", "");
         assert_eq!(
             MysqlFramework.reconcile(&v, 0).actions,

@@ -182,7 +182,10 @@ mod tests {
             j["id"],
             "cop.ocean_owt.miui_pdl.browser_servicegroup.rds_service.browser-key_job.primary_cluster.staging"
         );
-        assert_eq!(primary_dns_name(&spec), "primary.browser-key.browser.staging");
+        assert_eq!(
+            primary_dns_name(&spec),
+            "primary.browser-key.browser.staging"
+        );
         assert_eq!(j["instances"], 3);
         assert_eq!(j["persistent_volume"], true);
         assert_eq!(j["constraints"], json!([["hostname", "UNIQUE"]]));

@@ -149,7 +149,11 @@ async fn bootstrap_then_a_lost_primary_is_fenced_and_the_most_advanced_standby_p
     let admin = Arc::new(MemAdmin::default());
     let keys = Arc::new(Keys::default());
     let mut op = Operator::new(keys.clone(), admin.clone(), OperatorOptions::new("me"));
-    let mut tasks = vec![task(1, 101, "RUNNING"), task(2, 102, "RUNNING"), task(3, 103, "RUNNING")];
+    let mut tasks = vec![
+        task(1, 101, "RUNNING"),
+        task(2, 102, "RUNNING"),
+        task(3, 103, "RUNNING"),
+    ];
     for p in [101, 102, 103] {
         admin.set(&format!("10.0.0.1:{p}"), fresh());
     }
@@ -160,7 +164,11 @@ async fn bootstrap_then_a_lost_primary_is_fenced_and_the_most_advanced_standby_p
     assert_eq!(topo.primary, tasks[0].id);
     assert!(!admin.get("10.0.0.1:101").unwrap().read_only);
     for p in [102, 103] {
-        let r = admin.get(&format!("10.0.0.1:{p}")).unwrap().replica.unwrap();
+        let r = admin
+            .get(&format!("10.0.0.1:{p}"))
+            .unwrap()
+            .replica
+            .unwrap();
         assert_eq!((r.master_port, r.io_running), (101, true));
     }
 
@@ -185,18 +193,32 @@ async fn bootstrap_then_a_lost_primary_is_fenced_and_the_most_advanced_standby_p
     assert_eq!(
         &sent[..3],
         &[
-            AdminCmd::StopIo { on: "10.0.0.1:102".into() },
-            AdminCmd::StopIo { on: "10.0.0.1:103".into() },
-            AdminCmd::Promote { on: "10.0.0.1:103".into(), alone: false },
+            AdminCmd::StopIo {
+                on: "10.0.0.1:102".into()
+            },
+            AdminCmd::StopIo {
+                on: "10.0.0.1:103".into()
+            },
+            AdminCmd::Promote {
+                on: "10.0.0.1:103".into(),
+                alone: false
+            },
         ]
     );
     assert_eq!(
         &sent[3..],
-        &[AdminCmd::Follow { on: "10.0.0.1:102".into(), host: "10.0.0.1".into(), port: 103 }]
+        &[AdminCmd::Follow {
+            on: "10.0.0.1:102".into(),
+            host: "10.0.0.1".into(),
+            port: 103
+        }]
     );
     let topo: Topology =
         serde_json::from_slice(&keys.keys.lock().unwrap()["topology/browser-key"].value).unwrap();
-    assert_eq!((topo.primary.as_str(), topo.epoch), (tasks[2].id.as_str(), 1));
+    assert_eq!(
+        (topo.primary.as_str(), topo.epoch),
+        (tasks[2].id.as_str(), 1)
+    );
 
     // The old primary's replacement starts read-only and is made a standby.
     tasks.push(task(4, 104, "RUNNING"));

@@ -71,9 +71,8 @@ pub fn is_full_name(s: &str) -> bool {
         && segments.iter().all(|p| {
             !p.is_empty()
                 && p.len() <= 63
-                && p.bytes().all(|c| {
-                    c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_'
-                })
+                && p.bytes()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_')
         })
 }
 
@@ -158,17 +157,83 @@ pub(crate) mod tests {
     fn every_bad_field_is_named() {
         assert_eq!(ok().validate(), Ok(()));
         let cases: Vec<(DatabaseSpec, &str)> = vec![
-            (DatabaseSpec { name: "Bad_Name".into(), ..ok() }, "name"),
-            (DatabaseSpec { name: "a".repeat(41), ..ok() }, "name"),
-            (DatabaseSpec { cluster: "".into(), ..ok() }, "cluster"),
-            (DatabaseSpec { product_line: "P".into(), ..ok() }, "product_line"),
-            (DatabaseSpec { department: "-x".into(), ..ok() }, "department"),
-            (DatabaseSpec { full_name: "miui/browser".into(), ..ok() }, "full_name"),
-            (DatabaseSpec { full_name: "/miui//key".into(), ..ok() }, "full_name"),
-            (DatabaseSpec { full_name: "/Miui".into(), ..ok() }, "full_name"),
-            (DatabaseSpec { template: "".into(), ..ok() }, "template"),
-            (DatabaseSpec { instances: 0, ..ok() }, "instances"),
-            (DatabaseSpec { instances: 10, ..ok() }, "instances"),
+            (
+                DatabaseSpec {
+                    name: "Bad_Name".into(),
+                    ..ok()
+                },
+                "name",
+            ),
+            (
+                DatabaseSpec {
+                    name: "a".repeat(41),
+                    ..ok()
+                },
+                "name",
+            ),
+            (
+                DatabaseSpec {
+                    cluster: "".into(),
+                    ..ok()
+                },
+                "cluster",
+            ),
+            (
+                DatabaseSpec {
+                    product_line: "P".into(),
+                    ..ok()
+                },
+                "product_line",
+            ),
+            (
+                DatabaseSpec {
+                    department: "-x".into(),
+                    ..ok()
+                },
+                "department",
+            ),
+            (
+                DatabaseSpec {
+                    full_name: "miui/browser".into(),
+                    ..ok()
+                },
+                "full_name",
+            ),
+            (
+                DatabaseSpec {
+                    full_name: "/miui//key".into(),
+                    ..ok()
+                },
+                "full_name",
+            ),
+            (
+                DatabaseSpec {
+                    full_name: "/Miui".into(),
+                    ..ok()
+                },
+                "full_name",
+            ),
+            (
+                DatabaseSpec {
+                    template: "".into(),
+                    ..ok()
+                },
+                "template",
+            ),
+            (
+                DatabaseSpec {
+                    instances: 0,
+                    ..ok()
+                },
+                "instances",
+            ),
+            (
+                DatabaseSpec {
+                    instances: 10,
+                    ..ok()
+                },
+                "instances",
+            ),
         ];
         for (spec, field) in cases {
             assert_eq!(spec.validate().unwrap_err().field, field, "{spec:?}");

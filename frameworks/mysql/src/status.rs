@@ -131,7 +131,10 @@ pub fn status(
     let replicas = nodes.iter().filter(|n| n.role == "replica").count() as u32;
     let po = p.and_then(|p| p.obs.as_ref());
     let (state, message) = match (topo, po) {
-        (None, _) => ("creating", "waiting for instances to choose a primary".to_string()),
+        (None, _) => (
+            "creating",
+            "waiting for instances to choose a primary".to_string(),
+        ),
         (Some(t), None) => ("failing", format!("primary {} does not answer", t.primary)),
         (Some(_), Some(o)) if o.read_only => ("creating", "promoting the primary".to_string()),
         (Some(_), Some(o)) if instances > 1 && o.semi_sync_clients == 0 => (
@@ -141,7 +144,11 @@ pub fn status(
         _ if replicas + 1 >= instances => ("ok", String::new()),
         _ => (
             "degraded",
-            format!("{} of {} standbys replicating", replicas, instances.saturating_sub(1)),
+            format!(
+                "{} of {} standbys replicating",
+                replicas,
+                instances.saturating_sub(1)
+            ),
         ),
     };
     DatabaseStatus {
@@ -194,7 +201,11 @@ mod tests {
             }),
             ..Default::default()
         };
-        let ms = vec![m("a", 1, Some(p.clone())), m("b", 2, Some(r)), m("c", 3, None)];
+        let ms = vec![
+            m("a", 1, Some(p.clone())),
+            m("b", 2, Some(r)),
+            m("c", 3, None),
+        ];
         let s = status(3, Some(&topo), &ms, 9);
         assert_eq!(s.state, "degraded");
         let roles: Vec<&str> = s.nodes.iter().map(|n| n.role.as_str()).collect();

@@ -61,7 +61,10 @@ pub async fn mysql(provisions: usize, kills: usize) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
     if !times.is_empty() {
-        report("provision 3 instances -> first acknowledged write via DNS", times);
+        report(
+            "provision 3 instances -> first acknowledged write via DNS",
+            times,
+        );
     }
 
     if kills == 0 {
@@ -74,12 +77,20 @@ pub async fn mysql(provisions: usize, kills: usize) -> anyhow::Result<()> {
     let (mut acked, mut lost) = (0usize, 0usize);
     for i in 0..kills {
         let d = wait_database(&api, "bench", "healed", WAIT, healthy(3)).await?;
-        let old = d["status"]["primary"].as_str().unwrap_or_default().to_string();
+        let old = d["status"]["primary"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let pid = api.get(&format!("/v1/tasks/{old}")).await?.body["pid"]
             .as_i64()
             .context("the primary's task has no pid")?;
         let stop = Arc::new(AtomicBool::new(false));
-        let writer = tokio::spawn(write_load(dns.addr, "bench".into(), pw.clone(), stop.clone()));
+        let writer = tokio::spawn(write_load(
+            dns.addr,
+            "bench".into(),
+            pw.clone(),
+            stop.clone(),
+        ));
         tokio::time::sleep(Duration::from_millis(500)).await;
         let killed = Instant::now();
         kill(Pid::from_raw(pid as i32), Signal::SIGKILL)?;
@@ -99,11 +110,10 @@ pub async fn mysql(provisions: usize, kills: usize) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(500)).await;
         stop.store(true, Ordering::Relaxed);
         let w = writer.await?;
-        let first = w
-            .at
-            .iter()
-            .find(|t| **t > killed)
-            .context("no write acknowledged after the kill")?;
+        let first =
+            w.at.iter()
+                .find(|t| **t > killed)
+                .context("no write acknowledged after the kill")?;
         let took = first.duration_since(killed);
         let d = ocean_tests::databases::database(&api, "bench").await?;
         let primary = ocean_tests::databases::addr_of(&d, "primary").context("no primary")?;
