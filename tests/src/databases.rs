@@ -227,7 +227,7 @@ pub async fn write_load(
 /// The acknowledged ids missing from `app.acks` at `addr`.
 pub async fn missing(addr: &str, password: &str, acked: &[u64]) -> anyhow::Result<Vec<u64>> {
     let mut c = connect(addr, "app", password, Duration::from_secs(2)).await?;
-    let have: Vec<u64> = c.query("SELECT id FROM app.acks").await?;
+    let have: Vec<u64> = c.query("SELECT id FROM app.acks WHERE id > 0").await?;
     let have: std::collections::BTreeSet<u64> = have.into_iter().collect();
     Ok(acked
         .iter()
@@ -236,8 +236,8 @@ pub async fn missing(addr: &str, password: &str, acked: &[u64]) -> anyhow::Resul
         .collect())
 }
 
-/// Waits until a write through DNS succeeds (creating `app.acks` if
-/// needed); the time it took.
+/// Waits until a write through DNS is acknowledged (creating `app.acks`
+/// if needed, then inserting a negative id of its own); the time it took.
 pub async fn wait_writable(
     dns: SocketAddr,
     db: &str,
@@ -252,9 +252,18 @@ pub async fn wait_writable(
                 Ok(mut c) => {
                     let r = tokio::time::timeout(
                         Duration::from_secs(2),
-                        c.query_drop(
-                            "CREATE TABLE IF NOT EXISTS app.acks (id BIGINT PRIMARY KEY) ENGINE=InnoDB",
-                        ),
+                        async {
+                            c.query_drop(
+                                "CREATE TABLE IF NOT EXISTS app.acks (id BIGINT PRIMARY KEY) ENGINE=InnoDB",
+                            )
+                            .await?;
+                            let probe = std::time::SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .map(|d| d.as_nanos() as i64)
+                                .unwrap_or(1);
+                            c.query_drop(format!("INSERT INTO app.acks (id) VALUES ({})", -probe))
+                                .await
+                        },
                     )
                     .await;
                     match r {

@@ -308,7 +308,7 @@ impl MysqlAdmin for RealAdmin {
                 format!(
                     "CHANGE MASTER TO MASTER_HOST={}, MASTER_PORT={port}, MASTER_USER={}, \
                      MASTER_PASSWORD={}, MASTER_USE_GTID=current_pos, MASTER_CONNECT_RETRY=1, \
-                     MASTER_HEARTBEAT_PERIOD=1",
+                     MASTER_HEARTBEAT_PERIOD=0.25",
                     lit(host),
                     lit(REPL_USER),
                     lit(&secrets.repl_password)

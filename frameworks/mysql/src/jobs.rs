@@ -99,7 +99,7 @@ exec mariadbd --no-defaults --user="$ME" --datadir="$D" --port="$PORT0" --bind-a
   --rpl-semi-sync-master-enabled=OFF --rpl-semi-sync-slave-enabled=ON \
   --rpl-semi-sync-master-wait-point=AFTER_SYNC --rpl-semi-sync-master-timeout={SEMI_SYNC_TIMEOUT_MS} \
   --rpl-semi-sync-master-wait-no-slave=ON --init-rpl-role=SLAVE \
-  --read-only=ON --skip-slave-start --skip-name-resolve --relay-log-recovery=ON \
+  --read-only=ON --skip-slave-start --skip-name-resolve --relay-log-recovery=ON --slave-net-timeout=1 \
   --innodb-buffer-pool-size={}M --max-connections={} --innodb-log-file-size=48M \
   --skip-log-error
 "#,

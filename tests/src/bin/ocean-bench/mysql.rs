@@ -74,7 +74,7 @@ pub async fn mysql(provisions: usize, kills: usize) -> anyhow::Result<()> {
     let pw = app_password(&d);
     wait_writable(dns.addr, "bench", &pw, WAIT).await?;
     let mut times = Vec::new();
-    let (mut acked, mut lost) = (0usize, 0usize);
+    let (mut acked, mut lost, mut failed) = (0usize, 0usize, 0usize);
     for i in 0..kills {
         let d = wait_database(&api, "bench", "healed", WAIT, healthy(3)).await?;
         let old = d["status"]["primary"]
@@ -94,32 +94,23 @@ pub async fn mysql(provisions: usize, kills: usize) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let killed = Instant::now();
         kill(Pid::from_raw(pid as i32), Signal::SIGKILL)?;
-        let deadline = killed + Duration::from_secs(30);
-        // Writes continue past the failover for a moment.
-        loop {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let d = ocean_tests::databases::database(&api, "bench").await?;
-            if d["status"]["primary"] != old.as_str() && d["status"]["state"] != "failing" {
-                break;
-            }
-            anyhow::ensure!(Instant::now() < deadline, "no failover within 30 s");
-        }
-        // Until DNS names a primary that takes a write, then a moment more
-        // for the writer, whose own next try is then the measured one.
-        wait_writable(dns.addr, "bench", &pw, Duration::from_secs(30)).await?;
+        // Writable through DNS: a fresh connection to what DNS names takes
+        // an acknowledged write.
+        let r = wait_writable(dns.addr, "bench", &pw, Duration::from_secs(30)).await;
+        let took = killed.elapsed();
         tokio::time::sleep(Duration::from_millis(500)).await;
         stop.store(true, Ordering::Relaxed);
         let w = writer.await?;
-        let first =
-            w.at.iter()
-                .find(|t| **t > killed)
-                .context("no write acknowledged after the kill")?;
-        let took = first.duration_since(killed);
+        if let Err(e) = r {
+            println!("kill {i}: not writable: {e:#}");
+            failed += 1;
+            continue;
+        }
         let d = ocean_tests::databases::database(&api, "bench").await?;
         let primary = ocean_tests::databases::addr_of(&d, "primary").context("no primary")?;
         let gone = missing(&primary, &pw, &w.acked).await?.len();
         println!(
-            "kill {i}: writable via DNS after {}, {} acknowledged, {gone} lost",
+            "kill {i}: writable via DNS after {}, {} acknowledged by the writer, {gone} lost",
             ms(took),
             w.acked.len()
         );
@@ -127,6 +118,7 @@ pub async fn mysql(provisions: usize, kills: usize) -> anyhow::Result<()> {
         acked += w.acked.len();
         lost += gone;
     }
+    println!("trials not writable within 30 s: {failed}");
     report("primary SIGKILL -> writable via DNS", times);
     println!("acknowledged commits: {acked}, lost: {lost}");
     drop(dns);
