@@ -176,7 +176,7 @@ pub struct Writes {
     pub at: Vec<Instant>,
 }
 
-/// Inserts 1, 2, 3, ... into `app.acks` through whatever address DNS
+/// Inserts `first`, `first + 1`, ... into `app.acks` through whatever address DNS
 /// gives for the primary, reconnecting (and re-resolving) after any
 /// error, until `stop`. A write whose outcome is unknown (an error or a
 /// timeout) is not counted as acknowledged.
@@ -184,11 +184,12 @@ pub async fn write_load(
     dns: SocketAddr,
     db: String,
     password: String,
+    first: u64,
     stop: Arc<AtomicBool>,
 ) -> Writes {
     let mut w = Writes::default();
     let mut conn: Option<Conn> = None;
-    let mut next = 1u64;
+    let mut next = first;
     while !stop.load(Ordering::Relaxed) {
         let c = match conn.as_mut() {
             Some(c) => c,

@@ -188,6 +188,7 @@ async fn a_sigkilled_primary_fails_over_with_no_acknowledged_commit_lost() {
             dns.addr,
             "ledger".into(),
             pw.clone(),
+            1,
             stop.clone(),
         ));
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -288,6 +289,7 @@ async fn a_hung_primary_is_fenced_and_replaced_with_no_acknowledged_commit_lost(
             dns.addr,
             "frozen".into(),
             pw.clone(),
+            1,
             stop.clone(),
         ));
         tokio::time::sleep(Duration::from_secs(2)).await;

@@ -89,6 +89,7 @@ pub async fn mysql(provisions: usize, kills: usize) -> anyhow::Result<()> {
             dns.addr,
             "bench".into(),
             pw.clone(),
+            1 + i as u64 * 1_000_000,
             stop.clone(),
         ));
         tokio::time::sleep(Duration::from_secs(2)).await;
