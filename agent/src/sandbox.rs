@@ -29,6 +29,20 @@ pub fn sandbox_dir(data_dir: &Path, task_id: &str) -> PathBuf {
     data_dir.join("sandboxes").join(task_id)
 }
 
+/// The directory a job with a persistent volume keeps on this agent
+/// across its tasks: `<data>/volumes/<job id>/`. Sandboxes come and go with
+/// their tasks; this one stays (a replacement task of the job on this host
+/// finds its predecessor's data in it).
+pub fn volume_dir(data_dir: &Path, job_id: &str) -> PathBuf {
+    data_dir.join("volumes").join(job_id)
+}
+
+/// The volume of the job whose task has the sandbox `sandbox`
+/// (`<data>/sandboxes/<task id>`).
+pub fn volume_of_sandbox(sandbox: &Path, job_id: &str) -> Option<PathBuf> {
+    Some(volume_dir(sandbox.parent()?.parent()?, job_id))
+}
+
 /// Creates the sandbox and opens (appending) its `stdout` and `stderr`.
 pub fn create(dir: &Path) -> Result<(File, File)> {
     fs::create_dir_all(dir).map_err(Error::io("create sandbox", dir))?;

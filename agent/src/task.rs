@@ -62,6 +62,10 @@ pub struct TaskSpec {
     /// task starts; `None` when the job has neither.
     #[serde(default)]
     pub release: Option<crate::release::ReleaseSpec>,
+    /// The job keeps `<data>/volumes/<job id>` across its tasks
+    /// (`OCEAN_VOLUME`).
+    #[serde(default)]
+    pub persistent_volume: bool,
 }
 
 impl TaskSpec {
@@ -79,6 +83,7 @@ impl TaskSpec {
             kill_grace: Duration::from_secs(5),
             health_checks: Vec::new(),
             release: None,
+            persistent_volume: false,
         }
     }
 }

@@ -20,7 +20,7 @@ pub enum FrameworkCommand {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The framework: one of the names `ocean framework run --help` lists
-    /// (cron, redis, healing).
+    /// (cron, redis, healing, mysql).
     pub name: String,
     /// The masters' gRPC addresses, comma-separated (any master will do;
     /// the client fails over).
@@ -37,12 +37,13 @@ pub fn by_name(name: &str) -> Option<Arc<dyn Framework>> {
         "cron" => Some(Arc::new(ocean_cron::CronFramework)),
         ocean_redis::NAME => Some(Arc::new(ocean_redis::RedisFramework)),
         ocean_healing::NAME => Some(Arc::new(ocean_healing::HealingFramework)),
+        ocean_mysql::NAME => Some(Arc::new(ocean_mysql::MysqlFramework)),
         _ => None,
     }
 }
 
 /// Names accepted by `--frameworks` and `ocean framework run`.
-pub const KNOWN: &[&str] = &["cron", "redis", "healing"];
+pub const KNOWN: &[&str] = &["cron", "redis", "healing", "mysql"];
 
 /// Starts the redis framework's operator beside its runner, acting while
 /// `holder` (the runner's holder) holds the lease, until the process stops.
@@ -64,6 +65,17 @@ pub fn spawn_healing_operator(client: Arc<dyn ocean_client::Client>, holder: Str
         let _ = stop_tx.send(true);
     });
     ocean_healing::spawn_operator(client, holder, stop_rx);
+}
+
+/// Starts the mysql framework's operator beside its runner, acting while
+/// `holder` holds the lease, until the process stops.
+pub fn spawn_mysql_operator(client: Arc<dyn ocean_client::Client>, holder: String) {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        crate::cmd_server::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    ocean_mysql::spawn_operator(client, holder, stop_rx);
 }
 
 /// Parses `--frameworks a,b` into frameworks, naming an unknown one.
@@ -110,6 +122,9 @@ pub async fn framework(cmd: FrameworkCommand) -> anyhow::Result<()> {
     }
     if fw.name() == ocean_healing::NAME {
         spawn_healing_operator(client.clone(), holder.clone());
+    }
+    if fw.name() == ocean_mysql::NAME {
+        spawn_mysql_operator(client.clone(), holder.clone());
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {

@@ -63,7 +63,7 @@ pub struct MasterArgs {
     #[arg(long)]
     dns_domain: Option<String>,
     /// Frameworks to host in-process while this master leads
-    /// (comma-separated: cron, redis, healing; `none` for none). Each also runs standalone
+    /// (comma-separated: cron, redis, healing, mysql; `none` for none). Each also runs standalone
     /// with `ocean framework run NAME`; the instances share one lease.
     #[arg(long, default_value = "")]
     frameworks: String,
@@ -199,6 +199,7 @@ async fn serve(
     let scheduler = cfg.scheduler.clone();
     let hosts_redis = frameworks.iter().any(|f| f.name() == ocean_redis::NAME);
     let hosts_healing = frameworks.iter().any(|f| f.name() == ocean_healing::NAME);
+    let hosts_mysql = frameworks.iter().any(|f| f.name() == ocean_mysql::NAME);
     let holder = format!("master-{}", cfg.id);
     // Cache backups are files on this master's disk, beside its data.
     let redis_backups = cfg.data_dir.join("redis-backups");
@@ -217,16 +218,21 @@ async fn serve(
                 crate::cmd_framework::spawn_redis_operator(client.clone(), holder.clone());
             }
             if hosts_healing {
-                crate::cmd_framework::spawn_healing_operator(client.clone(), holder);
+                crate::cmd_framework::spawn_healing_operator(client.clone(), holder.clone());
             }
-            // ELB objects (/v1/elbs) and caches (/v1/caches) through the
+            if hosts_mysql {
+                crate::cmd_framework::spawn_mysql_operator(client.clone(), holder);
+            }
+            // ELB objects (/v1/elbs), caches (/v1/caches), tickets
+            // (/v1/tickets) and databases (/v1/databases) through the
             // in-process client.
             ocean_ui::router_with(m, scheduler)
                 .merge(ocean_elb::http::router(client.clone()))
                 .merge(ocean_redis::api::router_with(
                     ocean_redis::api::Api::new(client.clone()).with_backups(redis_backups),
                 ))
-                .merge(ocean_healing::api::router(client))
+                .merge(ocean_healing::api::router(client.clone()))
+                .merge(ocean_mysql::api::router(client))
         },
         shutdown_signal(),
     )

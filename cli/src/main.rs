@@ -7,6 +7,7 @@ mod cmd_agent;
 mod cmd_cache;
 mod cmd_client;
 mod cmd_cron;
+mod cmd_db;
 mod cmd_deploy;
 mod cmd_dns;
 mod cmd_elb;
@@ -79,6 +80,9 @@ enum Command {
     /// Host healing tickets (the healing framework): list, show, close.
     #[command(subcommand)]
     Ticket(cmd_ticket::TicketCommand),
+    /// MySQL databases (the mysql framework): create, list, status, delete.
+    #[command(subcommand)]
+    Db(cmd_db::DbCommand),
     /// Run a framework standalone (`ocean framework run cron --master ...`).
     #[command(subcommand)]
     Framework(cmd_framework::FrameworkCommand),
@@ -129,6 +133,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cron(cmd) => cmd_cron::cron(&client()?, cmd).await,
         Command::Cache(cmd) => cmd_cache::cache(&client()?, cmd).await,
         Command::Ticket(cmd) => cmd_ticket::ticket(&client()?, cmd).await,
+        Command::Db(cmd) => cmd_db::db(&client()?, cmd).await,
         Command::Framework(cmd) => cmd_framework::framework(cmd).await,
         Command::Elb(cmd) => cmd_elb::elb(client, cmd).await,
         Command::Logs(args) => cmd_logs::logs(&client()?, args).await,

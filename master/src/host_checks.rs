@@ -107,15 +107,6 @@ pub fn to_proto(v: &HostChecksView) -> api::AgentHostChecks {
     }
 }
 
-/// `agent`'s latest host checks as `m` holds them while it leads (a
-/// follower sees no agent streams: `None`).
-pub fn of(m: &crate::Master, agent: &str) -> Option<Arc<HostChecksView>> {
-    if m.status().leader != m.id() {
-        return None;
-    }
-    m.sessions().host_checks.get(agent)
-}
-
 /// The latest host checks per agent.
 #[derive(Debug, Default)]
 pub struct Store {

@@ -97,6 +97,12 @@ pub struct JobSpec {
     /// starts. Left out of the canonical form when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub templates: Vec<Template>,
+    /// Keep a directory for the job on each agent across its tasks'
+    /// restarts (`OCEAN_VOLUME`, `<agent data>/volumes/<job id>`): a
+    /// replacement task on the same host finds the data its predecessor
+    /// left. Native tasks only. Left out of the canonical form when false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub persistent_volume: bool,
 }
 
 /// What keeping a job means (Nomad's `type`).
@@ -169,6 +175,7 @@ impl JobSpec {
             job_type: JobType::Service,
             artifacts: Vec::new(),
             templates: Vec::new(),
+            persistent_volume: false,
         }
     }
 

@@ -130,6 +130,7 @@ impl JobSpec {
             for (field, used) in [
                 ("artifacts", !self.artifacts.is_empty()),
                 ("templates", !self.templates.is_empty()),
+                ("persistent_volume", self.persistent_volume),
             ] {
                 if used {
                     errors.push(

@@ -321,6 +321,13 @@ fn schema_docs_and_code_name_the_same_fields() {
     let batch: Value = serde_json::from_slice(&batch.to_canonical_json()).expect("json");
     assert_eq!(batch["type"], "batch");
     used.insert("type".to_owned());
+    // `persistent_volume` too is left out while false.
+    assert!(canonical.get("persistent_volume").is_none());
+    let mut kept = spec.clone();
+    kept.persistent_volume = true;
+    let kept: Value = serde_json::from_slice(&kept.to_canonical_json()).expect("json");
+    assert_eq!(kept["persistent_volume"], true);
+    used.insert("persistent_volume".to_owned());
     assert_eq!(declared, used, "schema properties vs. the code's fields");
 
     let doc = std::fs::read_to_string(docs().join("job-spec.md")).expect("doc");

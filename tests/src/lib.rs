@@ -7,6 +7,7 @@
 pub mod browser;
 pub mod caches;
 pub mod cluster;
+pub mod databases;
 pub mod dns;
 pub mod docker;
 pub mod elb_net;

@@ -30,7 +30,8 @@ pub fn port_env_name(name: &str) -> String {
 /// Builds the task's environment.
 ///
 /// `PATH` (the agent's, else a default) < the job's `env` < `OCEAN_TASK_ID`,
-/// `OCEAN_JOB_ID`, `OCEAN_SANDBOX`, `HOST`, `PORT` (= `PORT0`), `PORT0..N`,
+/// `OCEAN_JOB_ID`, `OCEAN_SANDBOX`, `OCEAN_VOLUME` (with a persistent
+/// volume), `HOST`, `PORT` (= `PORT0`), `PORT0..N`,
 /// `PORT_<NAME>`.
 pub fn task_env(
     spec: &TaskSpec,
@@ -48,6 +49,11 @@ pub fn task_env(
     env.insert("OCEAN_TASK_ID".into(), spec.task_id.clone());
     env.insert("OCEAN_JOB_ID".into(), spec.job_id.clone());
     env.insert("OCEAN_SANDBOX".into(), sandbox.display().to_string());
+    if spec.persistent_volume {
+        if let Some(v) = crate::sandbox::volume_of_sandbox(sandbox, &spec.job_id) {
+            env.insert("OCEAN_VOLUME".into(), v.display().to_string());
+        }
+    }
     env.insert("HOST".into(), host.to_string());
     if let Some(first) = ports.first() {
         env.insert("PORT".into(), first.to_string());
@@ -98,6 +104,13 @@ mod tests {
         assert_eq!(env["PORT_HTTP"], "31000");
         assert_eq!(env["PORT_ADMIN_UI"], "31001");
         assert_eq!(env["OCEAN_TASK_ID"], "t1");
+        assert!(!env.contains_key("OCEAN_VOLUME"));
+        let kept = TaskSpec {
+            persistent_volume: true,
+            ..spec.clone()
+        };
+        let env = task_env(&kept, &[], "node1", Path::new("/data/sandboxes/t1"), None);
+        assert_eq!(env["OCEAN_VOLUME"], "/data/volumes/j1");
         assert_eq!(env["OCEAN_JOB_ID"], "j1");
         assert_eq!(env["PATH"], DEFAULT_PATH);
     }

@@ -331,6 +331,13 @@ impl Executor {
 
         let sandbox_dir = sandbox::sandbox_dir(&config.data_dir, &task);
         let (stdout, stderr) = sandbox::create(&sandbox_dir)?;
+        if spec.persistent_volume {
+            let volume = sandbox::volume_dir(&config.data_dir, &spec.job_id);
+            std::fs::create_dir_all(&volume).map_err(|e| Error::Launch {
+                task: task.clone(),
+                message: format!("persistent volume {}: {e}", volume.display()),
+            })?;
+        }
         if let Some(release) = &spec.release {
             self.install_release(spec, release, &ports, &sandbox_dir)
                 .await

@@ -47,7 +47,11 @@ pub fn task_spec(t: &pb::LaunchTask) -> Result<TaskSpec, String> {
     };
     let health_checks = health_checks(t)?;
     let release = release(t)?;
+    if t.persistent_volume && t.docker.is_some() {
+        return Err("persistent_volume: native tasks only".into());
+    }
     Ok(TaskSpec {
+        persistent_volume: t.persistent_volume,
         release,
         health_checks,
         task_id: t.task_id.clone(),

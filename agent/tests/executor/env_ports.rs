@@ -145,3 +145,70 @@ async fn logs_over_the_cap_keep_the_most_recent_bytes() -> anyhow::Result<()> {
     })
     .await
 }
+
+#[tokio::test]
+async fn a_persistent_volume_outlives_the_task_and_a_replacement_finds_its_data(
+) -> anyhow::Result<()> {
+    let Some(h) = Harness::new("volume")? else {
+        return Ok(());
+    };
+    bounded(async {
+        let (executor, mut rx) = h.executor();
+        let mut first = TaskSpec::shell(
+            "vol1",
+            "job-vol",
+            r#"echo kept > "$OCEAN_VOLUME/data"; echo "$OCEAN_VOLUME""#,
+        );
+        first.persistent_volume = true;
+        let t1 = executor.launch(first).await?;
+        wait_for(
+            &mut rx,
+            "vol1",
+            TaskState::Finished,
+            Duration::from_secs(10),
+        )
+        .await?;
+        let volume = std::fs::read_to_string(t1.sandbox.join("stdout"))?;
+        let volume = volume.trim();
+        assert!(volume.ends_with("/volumes/job-vol"), "{volume}");
+
+        // A replacement: another task of the same job, a new sandbox.
+        let mut second = TaskSpec::shell("vol2", "job-vol", r#"cat "$OCEAN_VOLUME/data""#);
+        second.persistent_volume = true;
+        let t2 = executor.launch(second).await?;
+        wait_for(
+            &mut rx,
+            "vol2",
+            TaskState::Finished,
+            Duration::from_secs(10),
+        )
+        .await?;
+        assert_ne!(t1.sandbox, t2.sandbox);
+        assert_eq!(
+            std::fs::read_to_string(t2.sandbox.join("stdout"))?,
+            "kept\n"
+        );
+
+        // Without the field a task has no volume.
+        let plain = executor
+            .launch(TaskSpec::shell(
+                "vol3",
+                "job-vol",
+                r#"echo "[${OCEAN_VOLUME:-none}]""#,
+            ))
+            .await?;
+        wait_for(
+            &mut rx,
+            "vol3",
+            TaskState::Finished,
+            Duration::from_secs(10),
+        )
+        .await?;
+        assert_eq!(
+            std::fs::read_to_string(plain.sandbox.join("stdout"))?,
+            "[none]\n"
+        );
+        Ok(())
+    })
+    .await
+}

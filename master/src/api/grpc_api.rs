@@ -344,7 +344,7 @@ impl OceanApi for Api {
                 .map(|(a, l)| {
                     let mut info = convert::agent_info(a, *l);
                     info.usage = convert::agent_usage(self.0.usage(), &a.id);
-                    info.host_checks = crate::host_checks::of(&self.0, &a.id)
+                    info.host_checks = crate::api::host_checks_of(&self.0, &a.id)
                         .map(|h| crate::host_checks::to_proto(&h));
                     info
                 })
@@ -363,7 +363,7 @@ impl OceanApi for Api {
         let mut info = convert::agent_info(&a, l);
         info.usage = convert::agent_usage(self.0.usage(), &a.id);
         info.host_checks =
-            crate::host_checks::of(&self.0, &a.id).map(|h| crate::host_checks::to_proto(&h));
+            crate::api::host_checks_of(&self.0, &a.id).map(|h| crate::host_checks::to_proto(&h));
         ok(info)
     }
 

@@ -144,7 +144,7 @@ async fn list_agents(State(m): State<Master>, Query(q): Query<ReadQuery>) -> Api
         .iter()
         .map(|(a, l)| {
             let mut d = agent_usage(&m, AgentDetail::new(a, *l));
-            d.host_checks = crate::host_checks::of(&m, &a.id).map(|h| (*h).clone());
+            d.host_checks = crate::api::host_checks_of(&m, &a.id).map(|h| (*h).clone());
             d
         })
         .collect();
@@ -158,7 +158,7 @@ async fn get_agent(
 ) -> ApiResult<Response> {
     let (version, a, l) = m.service().get_agent(&id, q.options()).await?;
     let mut d = agent_usage(&m, AgentDetail::new(&a, l));
-    d.host_checks = crate::host_checks::of(&m, &a.id).map(|h| (*h).clone());
+    d.host_checks = crate::api::host_checks_of(&m, &a.id).map(|h| (*h).clone());
     Ok(with_version(version, d))
 }
 

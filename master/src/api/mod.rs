@@ -18,3 +18,15 @@ pub mod summary;
 pub mod tasks;
 pub mod usage;
 pub mod watch;
+
+/// `agent`'s latest host checks as `m` holds them while it leads (a
+/// follower sees no agent streams: `None`).
+pub(crate) fn host_checks_of(
+    m: &crate::Master,
+    agent: &str,
+) -> Option<std::sync::Arc<crate::host_checks::HostChecksView>> {
+    if m.status().leader != m.id() {
+        return None;
+    }
+    m.sessions().host_checks.get(agent)
+}

@@ -196,6 +196,7 @@ impl JobView {
             dns: Some(dns_names(spec, &task.id)),
             // Filled in by the dispatch, which knows the master's zone.
             dns_domain: String::new(),
+            persistent_volume: spec.persistent_volume,
         }
     }
 

@@ -30,6 +30,9 @@
 //! - `usage`: the cost of usage collection: a real agent's CPU with N tasks
 //!   sampled every 5 s, and the leader's CPU and memory with N simulated
 //!   agents pushing M tasks' samples every 5 s.
+//! - `mysql`: MySQL databases: provisioning 3 instances to the first
+//!   write through DNS, primary SIGKILL to writable through DNS,
+//!   acknowledged commits lost (none expected).
 //! - `docker-launch`: submit-to-RUNNING of one-instance container jobs,
 //!   side by side with `docker run -d` of the same image.
 //!
@@ -55,6 +58,7 @@ mod dns;
 mod docker;
 mod health;
 mod lost;
+mod mysql;
 mod redis;
 mod schedule;
 mod tasks;
@@ -153,6 +157,14 @@ enum Cmd {
         kills: usize,
         #[arg(long, default_value_t = 3)]
         host_losses: usize,
+    },
+    /// MySQL databases: provisioning 3 instances -> first write via DNS,
+    /// primary SIGKILL -> writable via DNS (0 acknowledged commits lost).
+    Mysql {
+        #[arg(long, default_value_t = 20)]
+        provisions: usize,
+        #[arg(long, default_value_t = 20)]
+        kills: usize,
     },
     /// Health check failing to healthy replacement serving (1 s interval,
     /// 3 failures), in `ocean dev`.
@@ -341,6 +353,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Cmd::Health { trials } => health::health(trials).await,
         Cmd::Redis { kills, host_losses } => redis::redis(kills, host_losses).await,
+        Cmd::Mysql { provisions, kills } => mysql::mysql(provisions, kills).await,
         Cmd::LostAgent { trials, instances } => lost::lost_agent(trials, instances).await,
         Cmd::FalseLost { minutes, agents } => lost::false_lost(minutes, agents).await,
         Cmd::Dns {

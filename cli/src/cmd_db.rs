@@ -1,0 +1,165 @@
+//! `ocean db ...`: MySQL (MariaDB) databases, kept by the mysql framework,
+//! over the REST API (`/v1/databases`).
+
+use clap::Subcommand;
+use serde_json::{json, Value};
+
+use crate::client::{Body, Client, Method};
+use crate::cmd_client::{print_json, urlencode};
+
+/// `ocean db ...`
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Create a database: INSTANCES mariadbd tasks, one primary and
+    /// semi-synchronous standbys.
+    Create {
+        /// The database's name (a lowercase DNS label, at most 40 characters).
+        name: String,
+        /// The cluster tag (staging, production, ...).
+        #[arg(long)]
+        cluster: String,
+        /// The owning product line.
+        #[arg(long)]
+        product_line: String,
+        /// The owning department.
+        #[arg(long)]
+        department: String,
+        /// The full name, e.g. /miui/browser/key.
+        #[arg(long)]
+        full_name: String,
+        /// A template of `GET /v1/database-templates`.
+        #[arg(long, default_value = "mysql-general")]
+        template: String,
+        /// Instances, 1..=9.
+        #[arg(long, default_value_t = 3)]
+        instances: u32,
+    },
+    /// List databases (optionally of one product line).
+    List {
+        /// Only this product line's databases.
+        #[arg(long)]
+        product_line: Option<String>,
+    },
+    /// A database's state, primary, instances and replication.
+    Status {
+        /// The database's name.
+        name: String,
+    },
+    /// Delete a database and its instances (the data on the agents' volumes stays).
+    Delete {
+        /// The database's name.
+        name: String,
+    },
+    /// The database templates.
+    Templates,
+}
+
+/// Runs `ocean db ...`.
+pub async fn db(c: &Client, cmd: DbCommand) -> anyhow::Result<()> {
+    let path = |name: &str| format!("/v1/databases/{}", urlencode(name));
+    let out = match cmd {
+        DbCommand::Create {
+            name,
+            cluster,
+            product_line,
+            department,
+            full_name,
+            template,
+            instances,
+        } => {
+            let body = json!({
+                "name": name, "cluster": cluster, "product_line": product_line,
+                "department": department, "full_name": full_name,
+                "template": template, "instances": instances,
+            });
+            c.request(Method::POST, "/v1/databases", Body::Json(body))
+                .await?
+        }
+        DbCommand::List { product_line } => {
+            let q = product_line
+                .map(|p| format!("?product_line={}", urlencode(&p)))
+                .unwrap_or_default();
+            let v = c
+                .request(Method::GET, &format!("/v1/databases{q}"), Body::None)
+                .await?;
+            if !c.json {
+                print_list(&v);
+                return Ok(());
+            }
+            v
+        }
+        DbCommand::Status { name } => {
+            let v = c.request(Method::GET, &path(&name), Body::None).await?;
+            if !c.json {
+                print_status(&v);
+                return Ok(());
+            }
+            v
+        }
+        DbCommand::Delete { name } => c.request(Method::DELETE, &path(&name), Body::None).await?,
+        DbCommand::Templates => {
+            c.request(Method::GET, "/v1/database-templates", Body::None)
+                .await?
+        }
+    };
+    print_json(&out);
+    Ok(())
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or("")
+}
+
+fn print_list(v: &Value) {
+    println!(
+        "{:<20} {:<12} {:<14} {:<22} {:<14} {:>9} {:>7}  STATE",
+        "NAME", "CLUSTER", "PRODUCT LINE", "FULL NAME", "TEMPLATE", "INSTANCES", "RUNNING"
+    );
+    for d in v["databases"].as_array().into_iter().flatten() {
+        println!(
+            "{:<20} {:<12} {:<14} {:<22} {:<14} {:>9} {:>7}  {}",
+            s(&d["name"]),
+            s(&d["cluster"]),
+            s(&d["product_line"]),
+            s(&d["full_name"]),
+            s(&d["template"]),
+            d["instances"],
+            d["running"],
+            s(&d["state"]),
+        );
+    }
+}
+
+fn print_status(v: &Value) {
+    println!(
+        "{} ({}, {}): {} {}— primary {} (epoch {}), {} of {} running, DNS {}",
+        s(&v["name"]),
+        s(&v["full_name"]),
+        s(&v["cluster"]),
+        s(&v["state"]),
+        match s(&v["status"]["message"]) {
+            "" => String::new(),
+            m => format!("({m}) "),
+        },
+        s(&v["status"]["primary"]),
+        v["status"]["epoch"],
+        v["status"]["running"],
+        v["instances"],
+        s(&v["primary_dns"]),
+    );
+    println!(
+        "{:<10} {:<14} {:<22} {:<24} {:>5}  ERROR",
+        "ROLE", "HOST", "ADDRESS", "GTID", "LAG"
+    );
+    for n in v["status"]["nodes"].as_array().into_iter().flatten() {
+        println!(
+            "{:<10} {:<14} {:<22} {:<24} {:>5}  {}",
+            s(&n["role"]),
+            s(&n["host"]),
+            s(&n["addr"]),
+            s(&n["gtid"]),
+            n["lag_seconds"],
+            s(&n["last_error"]),
+        );
+    }
+}

@@ -1,0 +1,366 @@
+//! The databases' REST API, built on any [`Client`] (the master mounts it
+//! with its in-process client beside its own routes):
+//!
+//! ```text
+//!  POST   /v1/databases                  create (DatabaseSpec JSON) -> 201
+//!  GET    /v1/databases[?product_line=]  list with each database's state
+//!  GET    /v1/databases/{id}             spec, template, state, topology, DNS name, credentials
+//!  DELETE /v1/databases/{id}             delete (the framework removes its job)
+//!  POST   /v1/databases/{id}/{scale,switchover,backup,restore,rebuild}   not yet: 501
+//!  GET    /v1/database-templates         the templates
+//! ```
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use ocean_client::api::{KvKeyRequest, KvListRequest, KvPutRequest};
+use ocean_client::{Client, Error};
+use rand::Rng;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::admin::Secrets;
+use crate::framework::{DatabaseRecord, DATABASES, NAME, STATUSES, TEMPLATES};
+use crate::jobs::{job_id, primary_dns_name, APP_SCHEMA, APP_USER};
+use crate::spec::{self, InvalidDatabase};
+use crate::status::DatabaseStatus;
+use crate::templates::{builtin, Template};
+
+/// An error as the API answers it: `{"error", "code", "errors": [{field, reason}]}`,
+/// the shape of the master's own errors.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, Value);
+
+impl ApiError {
+    fn new(status: StatusCode, code: &str, field: &str, reason: impl Into<String>) -> Self {
+        let reason = reason.into();
+        ApiError(
+            status,
+            json!({
+                "error": format!("{field}: {reason}"),
+                "code": code,
+                "errors": [{"field": field, "reason": reason}],
+            }),
+        )
+    }
+}
+
+impl From<InvalidDatabase> for ApiError {
+    fn from(e: InvalidDatabase) -> Self {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            e.field,
+            e.reason,
+        )
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let (status, code) = match &e {
+            Error::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),
+            Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Error::VersionConflict { .. } | Error::Conflict(_) => {
+                (StatusCode::CONFLICT, "conflict")
+            }
+            Error::Unavailable(_) | Error::NotCommitted(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
+            _ => (StatusCode::BAD_GATEWAY, "master_error"),
+        };
+        ApiError::new(status, code, "master", e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(self.1)).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The routes, over `client`.
+pub fn router(client: Arc<dyn Client>) -> Router {
+    Router::new()
+        .route("/v1/databases", get(list).post(create))
+        .route("/v1/databases/{id}", get(show).delete(remove))
+        .route("/v1/databases/{id}/{action}", post(action))
+        .route("/v1/database-templates", get(templates))
+        .with_state(client)
+}
+
+fn password() -> String {
+    rand::thread_rng()
+        .sample_iter(&rand::distributions::Alphanumeric)
+        .take(24)
+        .map(char::from)
+        .collect()
+}
+
+/// The stored templates, the built-in ones written first where absent.
+pub async fn stored_templates(c: &Arc<dyn Client>) -> Result<Vec<Template>, Error> {
+    let req = || KvListRequest {
+        namespace: NAME.into(),
+        prefix: TEMPLATES.into(),
+        read: None,
+    };
+    let mut entries = c.kv_list(req()).await?.entries;
+    let missing: Vec<Template> = builtin()
+        .into_iter()
+        .filter(|t| {
+            !entries
+                .iter()
+                .any(|e| e.key == format!("{TEMPLATES}{}", t.name))
+        })
+        .collect();
+    if !missing.is_empty() {
+        for t in missing {
+            let put = c
+                .kv_put(KvPutRequest {
+                    namespace: NAME.into(),
+                    key: format!("{TEMPLATES}{}", t.name),
+                    value: serde_json::to_vec(&t).unwrap_or_default(),
+                    expected_revision: Some(0),
+                })
+                .await;
+            // Someone (the framework) wrote it first: fine.
+            if let Err(e) = put {
+                if !matches!(e, Error::VersionConflict { .. }) {
+                    return Err(e);
+                }
+            }
+        }
+        entries = c.kv_list(req()).await?.entries;
+    }
+    Ok(entries
+        .iter()
+        .filter_map(|e| serde_json::from_slice(&e.value).ok())
+        .collect())
+}
+
+async fn templates(State(c): State<Arc<dyn Client>>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({ "templates": stored_templates(&c).await? })))
+}
+
+async fn create(
+    State(c): State<Arc<dyn Client>>,
+    body: axum::body::Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let spec = spec::parse(&body)?;
+    let templates = stored_templates(&c).await?;
+    let Some(template) = templates.iter().find(|t| t.name == spec.template).cloned() else {
+        let names: Vec<&str> = templates.iter().map(|t| t.name.as_str()).collect();
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "template",
+            format!(
+                "no template '{}'; known: {}",
+                spec.template,
+                names.join(", ")
+            ),
+        ));
+    };
+    let rec = DatabaseRecord {
+        spec,
+        template,
+        secrets: Secrets {
+            admin_password: password(),
+            repl_password: password(),
+            app_password: password(),
+        },
+        created_ms: ocean_framework::runner::now_ms(),
+    };
+    let put = c
+        .kv_put(KvPutRequest {
+            namespace: NAME.into(),
+            key: format!("{DATABASES}{}", rec.spec.name),
+            value: serde_json::to_vec(&rec).unwrap_or_default(),
+            expected_revision: Some(0),
+        })
+        .await;
+    match put {
+        Ok(_) => Ok((StatusCode::CREATED, Json(detail(&rec, None)))),
+        Err(Error::VersionConflict { .. }) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "name",
+            format!("a database named '{}' already exists", rec.spec.name),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A database's record and revision, or a 404 naming it.
+async fn record(c: &Arc<dyn Client>, id: &str) -> ApiResult<(DatabaseRecord, u64)> {
+    let e = c
+        .kv_get(KvKeyRequest {
+            namespace: NAME.into(),
+            key: format!("{DATABASES}{id}"),
+            read: None,
+            expected_revision: None,
+        })
+        .await
+        .map_err(|e| match e {
+            Error::NotFound(_) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "id",
+                format!("no database '{id}'"),
+            ),
+            e => e.into(),
+        })?;
+    let rec = serde_json::from_slice(&e.value).map_err(|err| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "corrupt",
+            "id",
+            format!("database '{id}' is stored unreadably: {err}"),
+        )
+    })?;
+    Ok((rec, e.revision))
+}
+
+async fn status_of(c: &Arc<dyn Client>, id: &str) -> Option<DatabaseStatus> {
+    let e = c
+        .kv_get(KvKeyRequest {
+            namespace: NAME.into(),
+            key: format!("{STATUSES}{id}"),
+            read: None,
+            expected_revision: None,
+        })
+        .await
+        .ok()?;
+    serde_json::from_slice(&e.value).ok()
+}
+
+/// One row of the list.
+pub fn summary(rec: &DatabaseRecord, st: Option<&DatabaseStatus>) -> Value {
+    let s = &rec.spec;
+    json!({
+        "name": s.name,
+        "cluster": s.cluster,
+        "product_line": s.product_line,
+        "department": s.department,
+        "full_name": s.full_name,
+        "template": s.template,
+        "instances": s.instances,
+        "job": job_id(s),
+        "primary_dns": primary_dns_name(s),
+        "created_ms": rec.created_ms,
+        "state": st.map_or("creating", |st| st.state.as_str()),
+        "running": st.map_or(0, |st| st.running),
+    })
+}
+
+/// The detail of one database: its summary, template, status and the
+/// application's credentials (the API is the masters' own: who may read
+/// it may use the database).
+pub fn detail(rec: &DatabaseRecord, st: Option<&DatabaseStatus>) -> Value {
+    let mut v = summary(rec, st);
+    v["template_sizes"] = json!(rec.template);
+    v["status"] = json!(st);
+    v["credentials"] = json!({
+        "user": APP_USER,
+        "password": rec.secrets.app_password,
+        "schema": APP_SCHEMA,
+    });
+    v
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    product_line: Option<String>,
+}
+
+async fn list(
+    State(c): State<Arc<dyn Client>>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let keys = |prefix: &str| KvListRequest {
+        namespace: NAME.into(),
+        prefix: prefix.into(),
+        read: None,
+    };
+    let recs: Vec<DatabaseRecord> = c
+        .kv_list(keys(DATABASES))
+        .await?
+        .entries
+        .iter()
+        .filter_map(|e| serde_json::from_slice(&e.value).ok())
+        .collect();
+    let statuses: Vec<(String, DatabaseStatus)> = c
+        .kv_list(keys(STATUSES))
+        .await?
+        .entries
+        .iter()
+        .filter_map(|e| {
+            let st = serde_json::from_slice(&e.value).ok()?;
+            Some((e.key[STATUSES.len()..].to_string(), st))
+        })
+        .collect();
+    let rows: Vec<Value> = recs
+        .iter()
+        .filter(|r| {
+            q.product_line
+                .as_ref()
+                .is_none_or(|p| &r.spec.product_line == p)
+        })
+        .map(|r| {
+            let st = statuses
+                .iter()
+                .find(|(n, _)| *n == r.spec.name)
+                .map(|(_, s)| s);
+            summary(r, st)
+        })
+        .collect();
+    Ok(Json(json!({ "databases": rows })))
+}
+
+async fn show(State(c): State<Arc<dyn Client>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let (rec, _) = record(&c, &id).await?;
+    let st = status_of(&c, &id).await;
+    Ok(Json(detail(&rec, st.as_ref())))
+}
+
+async fn remove(
+    State(c): State<Arc<dyn Client>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let (_, revision) = record(&c, &id).await?;
+    c.kv_delete(KvKeyRequest {
+        namespace: NAME.into(),
+        key: format!("{DATABASES}{id}"),
+        read: None,
+        expected_revision: Some(revision),
+    })
+    .await?;
+    Ok(Json(json!({"deleted": id})))
+}
+
+async fn action(
+    State(c): State<Arc<dyn Client>>,
+    Path((id, action)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    record(&c, &id).await?;
+    match action.as_str() {
+        "scale" | "switchover" | "backup" | "restore" | "rebuild" => Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "not_implemented",
+            "action",
+            format!("'{action}' is not built yet"),
+        )),
+        other => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "action",
+            format!("'{other}' is not one of scale, switchover, backup, restore, rebuild"),
+        )),
+    }
+}

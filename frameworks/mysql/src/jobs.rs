@@ -1,0 +1,213 @@
+//! The Ocean job of each database: its service-tree id, and its spec
+//! running a real `mariadbd` with every setting on its command line.
+//!
+//! One job per database, `instances` tasks under `hostname UNIQUE`: the
+//! primary and its standbys are tasks of one job, so no standby shares a
+//! host with another, whichever task is primary now. Each task keeps its
+//! datadir in the job's persistent volume (`$OCEAN_VOLUME/data`), so an
+//! instance that restarts on the same host comes back with its data.
+//!
+//! The job is named `primary` and its health check passes only on the
+//! writable instance: Ocean's DNS serves a job's name with its healthy
+//! tasks, so `primary.<db>.<pdl>.<cluster>.<zone>` is the primary's
+//! address and follows a failover by itself (a standby is "unhealthy" in
+//! that sense only; the check never kills: `max_consecutive_failures` 0).
+//!
+//! Every instance starts as a read-only standby (`--read-only`,
+//! `--skip-slave-start`, `--init-rpl-role=SLAVE`, semi-sync's primary side
+//! off: a standby that waited for acknowledgements of what it applies
+//! would wait forever): only the operator makes one writable, and turns
+//! semi-sync's primary side on as it does. A former primary that crashed therefore restarts as a
+//! standby, and MariaDB truncates the transactions its binlog holds that no
+//! standby acknowledged (semi-sync recovery), so it never comes back with
+//! errant transactions.
+
+use serde_json::{json, Value};
+
+use crate::spec::DatabaseSpec;
+use crate::templates::Template;
+
+/// Label naming the database a job belongs to.
+pub const LABEL_DATABASE: &str = "mysql.database";
+/// Label with a digest of the job the framework built.
+pub const LABEL_DIGEST: &str = "mysql.digest";
+/// The job's port name.
+pub const PORT_NAME: &str = "mysql";
+/// The administrator the operator connects as (created, unlogged, on
+/// every instance at start by `--init-file`).
+pub const ADMIN_USER: &str = "ocean_admin";
+/// The replication user (the same way).
+pub const REPL_USER: &str = "ocean_repl";
+/// The application user (created through the primary, replicated):
+/// all rights on the database's schema, nothing global, so `read_only`
+/// holds for it on the standbys.
+pub const APP_USER: &str = "app";
+/// The application's schema.
+pub const APP_SCHEMA: &str = "app";
+/// Semi-sync's wait for an acknowledgement, ms: a year. A primary that
+/// gets no acknowledgement blocks its commits (and its status says so)
+/// rather than fall back to asynchronous replication.
+pub const SEMI_SYNC_TIMEOUT_MS: u64 = 31_536_000_000;
+
+/// The job id of `spec`: `..._service.<name>_job.primary_cluster.<cluster>`.
+pub fn job_id(spec: &DatabaseSpec) -> String {
+    format!(
+        "cop.ocean_owt.{}_pdl.{}_servicegroup.rds_service.{}_job.primary_cluster.{}",
+        spec.department, spec.product_line, spec.name, spec.cluster
+    )
+}
+
+/// The primary's DNS name relative to the zone.
+pub fn primary_dns_name(spec: &DatabaseSpec) -> String {
+    format!(
+        "primary.{}.{}.{}",
+        spec.name, spec.product_line, spec.cluster
+    )
+}
+
+/// The mariadbd command line (a `/bin/sh -c` script: the port, volume and
+/// passwords come from the task's environment).
+pub fn command(t: &Template) -> String {
+    format!(
+        r#"set -e
+V="${{OCEAN_VOLUME:?the job needs its persistent volume}}"
+D="$V/data"
+ME="$(id -un)"
+if [ ! -f "$V/initialized" ]; then
+  rm -rf "$D"
+  mariadb-install-db --no-defaults --datadir="$D" --user="$ME" --auth-root-authentication-method=normal --skip-test-db --skip-name-resolve >"$V/install.log" 2>&1
+  touch "$V/initialized"
+fi
+umask 077
+cat >"$V/init.sql" <<SQL
+SET sql_log_bin=0;
+CREATE USER IF NOT EXISTS '{ADMIN_USER}'@'%' IDENTIFIED BY '$DB_ADMIN_PASSWORD';
+GRANT ALL PRIVILEGES ON *.* TO '{ADMIN_USER}'@'%' WITH GRANT OPTION;
+CREATE USER IF NOT EXISTS '{REPL_USER}'@'%' IDENTIFIED BY '$DB_REPL_PASSWORD';
+GRANT REPLICATION SLAVE, REPLICATION SLAVE ADMIN, BINLOG MONITOR ON *.* TO '{REPL_USER}'@'%';
+SQL
+# One server id per instance for its life, not per task: a restarted
+# former primary must recognise its own transactions in its binlog.
+[ -s "$V/server-id" ] || printf %s "$OCEAN_TASK_ID" | cksum | cut -d' ' -f1 >"$V/server-id"
+SID=$(cat "$V/server-id")
+# The socket: a unix path has at most 107 bytes, too few for the volume's;
+# the port is this instance's alone on the host.
+exec mariadbd --no-defaults --user="$ME" --datadir="$D" --port="$PORT0" --bind-address=0.0.0.0 \
+  --socket="/tmp/ocean-mysqld-$PORT0.sock" --pid-file="$V/mysqld.pid" --init-file="$V/init.sql" \
+  --server-id="$SID" --log-bin=binlog --relay-log=relay --binlog-format=ROW \
+  --sync-binlog=1 --innodb-flush-log-at-trx-commit=1 --log-slave-updates=ON --gtid-strict-mode=ON \
+  --rpl-semi-sync-master-enabled=OFF --rpl-semi-sync-slave-enabled=ON \
+  --rpl-semi-sync-master-wait-point=AFTER_SYNC --rpl-semi-sync-master-timeout={SEMI_SYNC_TIMEOUT_MS} \
+  --rpl-semi-sync-master-wait-no-slave=ON --init-rpl-role=SLAVE \
+  --read-only=ON --skip-slave-start --skip-name-resolve --relay-log-recovery=ON --slave-net-timeout=1 \
+  --innodb-buffer-pool-size={}M --max-connections={} --innodb-log-file-size=48M \
+  --skip-log-error
+"#,
+        t.buffer_pool_mb, t.max_connections
+    )
+}
+
+/// The health check's command: the instance answers, is writable, and
+/// can commit: semi-sync's primary side off (a one-instance database) or
+/// at least one standby acknowledging. A fenced former primary that wakes
+/// up writable but without standbys therefore never comes back into DNS.
+pub fn primary_check() -> String {
+    format!(
+        "mariadb --no-defaults -h127.0.0.1 -P\"$PORT0\" -u{ADMIN_USER} -p\"$DB_ADMIN_PASSWORD\" --connect-timeout=1 -N -B -e \
+         \"SELECT @@read_only = 0 AND (@@rpl_semi_sync_master_enabled = 0 OR (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_CLIENTS') > 0)\" \
+         | grep -qx 1"
+    )
+}
+
+/// FNV-1a, 64 bits: a stable digest (stored in job labels).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The job spec (JSON) of a database, with its digest label.
+pub fn database_job(
+    spec: &DatabaseSpec,
+    t: &Template,
+    admin_password: &str,
+    repl_password: &str,
+) -> Value {
+    let mut job = json!({
+        "id": job_id(spec),
+        "cmd": command(t),
+        "instances": spec.instances,
+        "resources": {"cpus": 0.2, "mem": t.memory_mb, "disk": t.disk_mb},
+        "ports": [{"name": PORT_NAME}],
+        "constraints": [["hostname", "UNIQUE"]],
+        "placement_policy": "spread",
+        "persistent_volume": true,
+        "env": {
+            "DB_ADMIN_PASSWORD": admin_password,
+            "DB_REPL_PASSWORD": repl_password,
+        },
+        "health_checks": [{
+            "protocol": "command", "command": primary_check(),
+            "grace_period_seconds": 0, "interval_seconds": 1, "timeout_seconds": 1,
+            "max_consecutive_failures": 0
+        }],
+        "kill_grace_period_seconds": 10,
+        // A crashed instance comes back quickly (as a standby), and crashes
+        // or failover drills do not freeze the database as flapping.
+        "backoff": {"backoff_seconds": 0.2, "backoff_factor": 1.5, "max_launch_delay_seconds": 10.0},
+        "flapping": {"max_failures": 1000, "window_seconds": 60},
+        "labels": { LABEL_DATABASE: spec.name },
+    });
+    let digest = format!("{:016x}", fnv1a(job.to_string().as_bytes()));
+    job["labels"][LABEL_DIGEST] = digest.into();
+    job
+}
+
+/// The labels of a stored job (from its canonical spec JSON).
+pub fn labels_of(spec_json: &[u8]) -> Option<serde_json::Map<String, Value>> {
+    let v: Value = serde_json::from_slice(spec_json).ok()?;
+    v.get("labels")?.as_object().cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::templates::builtin;
+
+    #[test]
+    fn a_database_is_one_unique_host_job_with_a_volume_and_lossless_flags() {
+        let spec = crate::spec::tests::ok();
+        let j = database_job(&spec, &builtin()[0], "a", "r");
+        assert_eq!(
+            j["id"],
+            "cop.ocean_owt.miui_pdl.browser_servicegroup.rds_service.browser-key_job.primary_cluster.staging"
+        );
+        assert_eq!(
+            primary_dns_name(&spec),
+            "primary.browser-key.browser.staging"
+        );
+        assert_eq!(j["instances"], 3);
+        assert_eq!(j["persistent_volume"], true);
+        assert_eq!(j["constraints"], json!([["hostname", "UNIQUE"]]));
+        assert_eq!(j["health_checks"][0]["max_consecutive_failures"], 0);
+        let cmd = j["cmd"].as_str().unwrap();
+        for flag in [
+            "--no-defaults",
+            "--gtid-strict-mode=ON",
+            "--sync-binlog=1",
+            "--log-slave-updates=ON",
+            "--rpl-semi-sync-master-wait-point=AFTER_SYNC",
+            "--rpl-semi-sync-master-enabled=OFF",
+            "--rpl-semi-sync-master-timeout=31536000000",
+            "--init-rpl-role=SLAVE",
+            "--read-only=ON",
+            "--innodb-buffer-pool-size=128M",
+            "--max-connections=200",
+            "SET sql_log_bin=0;",
+        ] {
+            assert!(cmd.contains(flag), "{flag} missing from {cmd}");
+        }
+        let other = database_job(&spec, &builtin()[1], "a", "r");
+        assert_ne!(j["labels"][LABEL_DIGEST], other["labels"][LABEL_DIGEST]);
+    }
+}

@@ -1,0 +1,416 @@
+//! [`Operator`]: forms and heals each database's replication. It runs
+//! beside the framework's [`ocean_framework::Runner`] and acts only while
+//! that runner's instance (same holder) holds the framework's lease.
+//!
+//! ```text
+//!  watch (jobs, tasks, mysql keys) ──► View ──► members per database (running tasks)
+//!        task ended ─► round now             │ MysqlAdmin::observe (parallel, bounded)
+//!        else every `every`                  ▼
+//!     no primary ─► bootstrap() ─► topology/<db> (CAS) ─► Promote
+//!     primary answers ─► steady() ─► commands
+//!     primary lost (task ended, or unanswered for `hung_after`)
+//!        ─► failover_step() until Promote ─► topology/<db> (CAS, epoch+1) ─► Promote, Follow
+//!     status() ─► status/<db>
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use ocean_client::api::{KvPutRequest, LeaseRef, WatchRequest};
+use ocean_client::Client;
+use ocean_framework::runner::{now_ms, LEASE_NAME};
+use ocean_framework::View;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::admin::{AdminCmd, MysqlAdmin, Secrets};
+use crate::decide::{bootstrap, failover_step, steady, FailoverStep, Member};
+use crate::framework::{databases, topology, DatabaseRecord, Topology, NAME, STATUSES, TOPOLOGIES};
+use crate::jobs::job_id;
+use crate::status::{status, DatabaseStatus};
+
+/// How often the operator looks, and how patient it is.
+#[derive(Debug, Clone)]
+pub struct OperatorOptions {
+    /// The lease holder this operator goes with (the runner's).
+    pub holder: String,
+    /// A round at least this often.
+    pub every: Duration,
+    /// How often a status whose shape did not change is written again.
+    pub status_every: Duration,
+    /// A primary whose task runs but that has not answered for this long
+    /// is hung: it is fenced and replaced.
+    pub hung_after: Duration,
+    /// How long one failover may take before it gives up (and is tried
+    /// again next round).
+    pub failover_budget: Duration,
+}
+
+impl OperatorOptions {
+    /// Defaults for `holder`: a round every 200 ms, a primary hung after
+    /// 600 ms without an answer.
+    pub fn new(holder: impl Into<String>) -> Self {
+        OperatorOptions {
+            holder: holder.into(),
+            every: Duration::from_millis(200),
+            status_every: Duration::from_secs(2),
+            hung_after: Duration::from_millis(600),
+            failover_budget: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The operator (see the module docs).
+#[derive(Debug)]
+pub struct Operator {
+    client: Arc<dyn Client>,
+    admin: Arc<dyn MysqlAdmin>,
+    opts: OperatorOptions,
+    written: BTreeMap<String, (DatabaseStatus, Instant)>,
+    /// Since when each task has not answered.
+    silent_since: BTreeMap<String, Instant>,
+    /// Topologies this operator wrote, with their revisions: newer than
+    /// the view until the watch brings them.
+    topos: BTreeMap<String, (Topology, u64)>,
+}
+
+/// The running tasks of a database's job as members (not yet observed).
+pub fn members_of(view: &View, rec: &DatabaseRecord) -> Vec<Member> {
+    let job = job_id(&rec.spec);
+    view.tasks_of(&job)
+        .filter(|t| t.state == "RUNNING" && !t.kill_requested && !t.ports.is_empty())
+        .map(|t| Member {
+            task: t.id.clone(),
+            host: t.host.clone(),
+            ip: t.address.clone(),
+            port: t.ports[0].port as u16,
+            obs: None,
+        })
+        .collect()
+}
+
+async fn observe_all(admin: &dyn MysqlAdmin, members: &mut [Member], secrets: &Secrets) {
+    let seen = futures::future::join_all(members.iter().map(|m| {
+        let addr = m.addr();
+        async move {
+            match admin.observe(&addr, secrets).await {
+                Ok(o) => Some(o),
+                Err(e) => {
+                    debug!(error = %e, "mariadb instance not observed");
+                    None
+                }
+            }
+        }
+    }))
+    .await;
+    for (m, o) in members.iter_mut().zip(seen) {
+        m.obs = o;
+    }
+}
+
+async fn execute_all(admin: &dyn MysqlAdmin, db: &str, cmds: &[AdminCmd], secrets: &Secrets) {
+    let done = futures::future::join_all(cmds.iter().map(|c| admin.execute(c, secrets))).await;
+    for (cmd, r) in cmds.iter().zip(done) {
+        match r {
+            Ok(()) => info!(database = %db, ?cmd, "mariadb admin"),
+            Err(e) => warn!(database = %db, ?cmd, error = %e, "mariadb admin failed"),
+        }
+    }
+}
+
+impl Operator {
+    /// An operator acting through `client` on the masters and `admin` on
+    /// the instances.
+    pub fn new(client: Arc<dyn Client>, admin: Arc<dyn MysqlAdmin>, opts: OperatorOptions) -> Self {
+        Operator {
+            client,
+            admin,
+            opts,
+            written: BTreeMap::new(),
+            silent_since: BTreeMap::new(),
+            topos: BTreeMap::new(),
+        }
+    }
+
+    async fn leading(&self) -> bool {
+        match self
+            .client
+            .lease_get(LeaseRef {
+                namespace: NAME.into(),
+                name: LEASE_NAME.into(),
+                read: None,
+            })
+            .await
+        {
+            Ok(l) => l.holder == self.opts.holder,
+            Err(e) => {
+                debug!(error = %e, "mysql operator: lease not readable");
+                false
+            }
+        }
+    }
+
+    /// The newest topology of `name`: the view's or the one this operator
+    /// wrote after it.
+    fn topology(&self, view: &View, name: &str) -> (Option<Topology>, u64) {
+        let (t, rev) = topology(view, name);
+        match self.topos.get(name) {
+            Some((mine, mine_rev)) if *mine_rev > rev => (Some(mine.clone()), *mine_rev),
+            _ => (t, rev),
+        }
+    }
+
+    async fn put_topology(&mut self, name: &str, t: Topology, expected: u64) -> bool {
+        let put = self
+            .client
+            .kv_put(KvPutRequest {
+                namespace: NAME.into(),
+                key: format!("{TOPOLOGIES}{name}"),
+                value: serde_json::to_vec(&t).unwrap_or_default(),
+                expected_revision: Some(expected),
+            })
+            .await;
+        match put {
+            Ok(w) => {
+                info!(database = %name, primary = %t.primary, epoch = t.epoch, "primary recorded");
+                self.topos.insert(name.to_string(), (t, w.version));
+                true
+            }
+            Err(e) => {
+                warn!(database = %name, error = %e, "primary not recorded");
+                false
+            }
+        }
+    }
+
+    /// One round over every database of `view`.
+    pub async fn round(&mut self, view: &View) {
+        let dbs = databases(view);
+        self.topos
+            .retain(|n, _| dbs.iter().any(|(r, _)| &r.spec.name == n));
+        for (rec, _) in dbs {
+            let st = self.round_db(view, &rec).await;
+            self.write_status(&rec.spec.name, st).await;
+        }
+    }
+
+    async fn round_db(&mut self, view: &View, rec: &DatabaseRecord) -> DatabaseStatus {
+        let name = rec.spec.name.clone();
+        let instances = rec.spec.instances;
+        let secrets = &rec.secrets;
+        let admin = self.admin.clone();
+        let mut members = members_of(view, rec);
+        observe_all(admin.as_ref(), &mut members, secrets).await;
+        let now = Instant::now();
+        for m in &members {
+            if m.obs.is_some() {
+                self.silent_since.remove(&m.task);
+            } else {
+                self.silent_since.entry(m.task.clone()).or_insert(now);
+            }
+        }
+        let (topo, rev) = self.topology(view, &name);
+        match &topo {
+            None => {
+                if let Some(p) = bootstrap(instances, &members).cloned() {
+                    let t = Topology {
+                        primary: p.task.clone(),
+                        addr: p.addr(),
+                        epoch: 0,
+                        since_ms: now_ms(),
+                    };
+                    if self.put_topology(&name, t, rev).await {
+                        let cmds = steady(instances, &p, &members);
+                        execute_all(admin.as_ref(), &name, &cmds, secrets).await;
+                    }
+                }
+            }
+            Some(t) => {
+                let p = members.iter().find(|m| m.task == t.primary).cloned();
+                let lost = match &p {
+                    None => true,
+                    Some(p) if p.obs.is_some() => false,
+                    Some(p) => self
+                        .silent_since
+                        .get(&p.task)
+                        .is_some_and(|s| s.elapsed() >= self.opts.hung_after),
+                };
+                if lost {
+                    let candidates: Vec<Member> = members
+                        .iter()
+                        .filter(|m| m.task != t.primary)
+                        .cloned()
+                        .collect();
+                    if let Some(new) = self.fail_over(rec, t, rev, candidates).await {
+                        return status(instances, Some(&new), &members, now_ms());
+                    }
+                } else if let Some(p) = &p {
+                    let cmds = steady(instances, p, &members);
+                    execute_all(admin.as_ref(), &name, &cmds, secrets).await;
+                }
+            }
+        }
+        status(instances, topo.as_ref(), &members, now_ms())
+    }
+
+    /// Fences the standbys off the lost primary `old`, waits until they
+    /// applied what they received, promotes the one holding everything and
+    /// points the others at it. The new topology, or None when no standby
+    /// could be promoted (tried again next round).
+    async fn fail_over(
+        &mut self,
+        rec: &DatabaseRecord,
+        old: &Topology,
+        rev: u64,
+        mut candidates: Vec<Member>,
+    ) -> Option<Topology> {
+        let name = &rec.spec.name;
+        let secrets = &rec.secrets;
+        let admin = self.admin.clone();
+        let started = Instant::now();
+        warn!(database = %name, primary = %old.primary, "primary lost: failing over");
+        loop {
+            observe_all(admin.as_ref(), &mut candidates, secrets).await;
+            match failover_step(&candidates) {
+                FailoverStep::StopIo(cmds) => {
+                    execute_all(admin.as_ref(), name, &cmds, secrets).await;
+                    continue;
+                }
+                FailoverStep::Wait(why) => {
+                    debug!(database = %name, %why, "failover: standbys applying their relay logs");
+                }
+                FailoverStep::Promote(task) => {
+                    let p = candidates.iter().find(|m| m.task == task)?.clone();
+                    let t = Topology {
+                        primary: p.task.clone(),
+                        addr: p.addr(),
+                        epoch: old.epoch + 1,
+                        since_ms: now_ms(),
+                    };
+                    if !self.put_topology(name, t.clone(), rev).await {
+                        return None;
+                    }
+                    let cmds = steady(rec.spec.instances, &p, &candidates);
+                    execute_all(admin.as_ref(), name, &cmds, secrets).await;
+                    info!(database = %name, primary = %t.primary, took_ms = started.elapsed().as_millis() as u64, "failover done");
+                    return Some(t);
+                }
+                FailoverStep::NoCandidate => {
+                    warn!(database = %name, "failover: no standby can be promoted");
+                    return None;
+                }
+            }
+            if started.elapsed() >= self.opts.failover_budget {
+                warn!(database = %name, "failover: standbys did not catch up in time");
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn write_status(&mut self, name: &str, st: DatabaseStatus) {
+        let shape = st.shape();
+        if let Some((last, at)) = self.written.get(name) {
+            if *last == shape && at.elapsed() < self.opts.status_every {
+                return;
+            }
+        }
+        let put = self
+            .client
+            .kv_put(KvPutRequest {
+                namespace: NAME.into(),
+                key: format!("{STATUSES}{name}"),
+                value: serde_json::to_vec(&st).unwrap_or_default(),
+                expected_revision: None,
+            })
+            .await;
+        match put {
+            Ok(_) => {
+                self.written
+                    .insert(name.to_string(), (shape, Instant::now()));
+            }
+            Err(e) => warn!(database = %name, error = %e, "mysql status not written"),
+        }
+    }
+
+    /// Runs until `shutdown` turns true. The watch is followed by a task
+    /// of its own, so a slow round (instances that hang) never leaves the
+    /// watch unread.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let shared = Arc::new(std::sync::Mutex::new(None::<View>));
+        let changed = Arc::new(tokio::sync::Notify::new());
+        let follower = tokio::spawn(follow(self.client.clone(), shared.clone(), changed.clone()));
+        let mut leading = false;
+        let mut lease_checked: Option<Instant> = None;
+        let mut tick = tokio::time::interval(self.opts.every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = tick.tick() => {}
+                // A task that ended is acted on at once: the fast
+                // failover's trigger.
+                _ = changed.notified() => {}
+            }
+            let view = shared.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let Some(view) = view else { continue };
+            if lease_checked.is_none_or(|t| t.elapsed() >= Duration::from_millis(250)) {
+                leading = self.leading().await;
+                lease_checked = Some(Instant::now());
+            }
+            if leading {
+                self.round(&view).await;
+            }
+        }
+        follower.abort();
+    }
+}
+
+/// Follows the watch into `shared` (None until a snapshot arrived),
+/// waking the operator through `changed` when a version touched tasks.
+async fn follow(
+    client: Arc<dyn Client>,
+    shared: Arc<std::sync::Mutex<Option<View>>>,
+    changed: Arc<tokio::sync::Notify>,
+) {
+    use ocean_client::api::event::Kind;
+    loop {
+        let req = WatchRequest {
+            kinds: vec!["job".into(), "task".into(), "kv".into()],
+            namespaces: vec![NAME.into()],
+            ..Default::default()
+        };
+        let mut events = ocean_client::follow(client.clone(), req);
+        let mut view = View::new(NAME);
+        let mut ready = false;
+        let mut tasks_moved = false;
+        while let Some(ev) = events.next().await {
+            let ev = match ev {
+                Ok(ev) => ev,
+                Err(e) => {
+                    warn!(error = %e, "mysql operator: watch failed; following again");
+                    break;
+                }
+            };
+            let complete = ev.last_of_version;
+            tasks_moved |= matches!(ev.kind, Some(Kind::TaskPut(_)) | Some(Kind::Snapshot(_)));
+            ready |= matches!(ev.kind, Some(Kind::Snapshot(_)));
+            view.apply(ev);
+            if complete && ready {
+                *shared.lock().unwrap_or_else(|p| p.into_inner()) = Some(view.clone());
+                if tasks_moved {
+                    changed.notify_one();
+                    tasks_moved = false;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+#[path = "operator_tests.rs"]
+mod tests;
