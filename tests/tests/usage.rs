@@ -540,8 +540,11 @@ async fn ocean_logs_greps_running_and_ended_tasks() {
             .to_string();
         // A new version replaces the task: the first one ends.
         submit(&api, &spec("two")).await?;
-        wait_tasks(&api, &job, "replaced", WAIT, |l| {
-            running(l).len() == 1 && running(l)[0]["id"] != first.as_str()
+        wait_tasks(&api, &job, "the first task ended", WAIT, |l| {
+            l.iter().any(|t| {
+                t["id"] == first.as_str()
+                    && ["KILLED", "FINISHED", "FAILED"].contains(&t["state"].as_str().unwrap_or(""))
+            }) && running(l).iter().any(|t| t["id"] != first.as_str())
         })
         .await?;
         let deadline = Instant::now() + WAIT;
