@@ -211,6 +211,7 @@ async fn every_page_passes_axe_and_is_kept_as_a_screenshot() {
             ("hosts", "/ui/hosts".to_string()),
             ("caches", "/ui/caches".to_string()),
             ("cache", "/ui/caches/axe".to_string()),
+            ("tickets", "/ui/tickets".to_string()),
         ];
         let mut found = Vec::new();
         for (name, path) in &pages {
