@@ -13,60 +13,17 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use ocean_client::api::{KvKeyRequest, KvListRequest, KvPutRequest};
 use ocean_client::{Client, Error};
+use ocean_framework::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
 use crate::config::HealingConfig;
 use crate::operator::{Alert, ALERT_KEY, CONFIG_KEY};
 use crate::ticket::{Ticket, TICKETS};
 use crate::NAME;
-
-/// An error in the master's shape: `{"error", "code", "errors": [{field, reason}]}`.
-#[derive(Debug)]
-pub struct ApiError(StatusCode, Value);
-
-impl ApiError {
-    fn new(status: StatusCode, code: &str, field: &str, reason: impl Into<String>) -> Self {
-        let reason = reason.into();
-        ApiError(
-            status,
-            json!({
-                "error": format!("{field}: {reason}"),
-                "code": code,
-                "errors": [{"field": field, "reason": reason}],
-            }),
-        )
-    }
-}
-
-impl From<Error> for ApiError {
-    fn from(e: Error) -> Self {
-        let (status, code) = match &e {
-            Error::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),
-            Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            Error::VersionConflict { .. } | Error::Conflict(_) => {
-                (StatusCode::CONFLICT, "conflict")
-            }
-            Error::Unavailable(_) | Error::NotCommitted(_) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
-            }
-            _ => (StatusCode::BAD_GATEWAY, "master_error"),
-        };
-        ApiError::new(status, code, "master", e.to_string())
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, Json(self.1)).into_response()
-    }
-}
-
-type ApiResult<T> = Result<T, ApiError>;
 
 /// The routes, over `client`.
 pub fn router(client: Arc<dyn Client>) -> Router {

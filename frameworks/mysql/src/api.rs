@@ -14,11 +14,11 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use ocean_client::api::{KvKeyRequest, KvListRequest, KvPutRequest};
 use ocean_client::{Client, Error};
+use ocean_framework::{ApiError, ApiResult};
 use rand::Rng;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -30,60 +30,11 @@ use crate::spec::{self, InvalidDatabase};
 use crate::status::DatabaseStatus;
 use crate::templates::{builtin, Template};
 
-/// An error as the API answers it: `{"error", "code", "errors": [{field, reason}]}`,
-/// the shape of the master's own errors.
-#[derive(Debug)]
-pub struct ApiError(StatusCode, Value);
-
-impl ApiError {
-    fn new(status: StatusCode, code: &str, field: &str, reason: impl Into<String>) -> Self {
-        let reason = reason.into();
-        ApiError(
-            status,
-            json!({
-                "error": format!("{field}: {reason}"),
-                "code": code,
-                "errors": [{"field": field, "reason": reason}],
-            }),
-        )
-    }
-}
-
 impl From<InvalidDatabase> for ApiError {
     fn from(e: InvalidDatabase) -> Self {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            e.field,
-            e.reason,
-        )
+        ApiError::invalid(e.field, e.reason)
     }
 }
-
-impl From<Error> for ApiError {
-    fn from(e: Error) -> Self {
-        let (status, code) = match &e {
-            Error::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),
-            Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            Error::VersionConflict { .. } | Error::Conflict(_) => {
-                (StatusCode::CONFLICT, "conflict")
-            }
-            Error::Unavailable(_) | Error::NotCommitted(_) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
-            }
-            _ => (StatusCode::BAD_GATEWAY, "master_error"),
-        };
-        ApiError::new(status, code, "master", e.to_string())
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, Json(self.1)).into_response()
-    }
-}
-
-type ApiResult<T> = Result<T, ApiError>;
 
 /// The routes, over `client`.
 pub fn router(client: Arc<dyn Client>) -> Router {

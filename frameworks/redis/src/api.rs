@@ -20,11 +20,11 @@ use std::sync::Arc;
 
 use axum::extract::{FromRef, Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use ocean_client::api::{KvKeyRequest, KvListRequest, KvPutRequest};
 use ocean_client::{Client, Error};
+pub use ocean_framework::{ApiError, ApiResult};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -36,72 +36,9 @@ use crate::manual::{failover_target, rebuild_target, Refused};
 use crate::spec::{self, CacheSpec, InvalidCache};
 use crate::status::CacheStatus;
 
-/// An error as the API answers it: `{"error", "code", "errors": [{field, reason}]}`,
-/// the shape of the master's own errors.
-#[derive(Debug)]
-pub struct ApiError(StatusCode, Value);
-
-impl ApiError {
-    fn new(status: StatusCode, code: &str, field: &str, reason: impl Into<String>) -> Self {
-        let reason = reason.into();
-        ApiError(
-            status,
-            json!({
-                "error": format!("{field}: {reason}"),
-                "code": code,
-                "errors": [{"field": field, "reason": reason}],
-            }),
-        )
-    }
-}
-
 impl From<InvalidCache> for ApiError {
     fn from(e: InvalidCache) -> Self {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            e.field,
-            e.reason,
-        )
-    }
-}
-
-impl From<Error> for ApiError {
-    fn from(e: Error) -> Self {
-        let (status, code) = match &e {
-            Error::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),
-            Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            Error::VersionConflict { .. } | Error::Conflict(_) => {
-                (StatusCode::CONFLICT, "conflict")
-            }
-            Error::Unavailable(_) | Error::NotCommitted(_) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
-            }
-            _ => (StatusCode::BAD_GATEWAY, "master_error"),
-        };
-        ApiError::new(status, code, "master", e.to_string())
-    }
-}
-
-impl ApiError {
-    /// The HTTP status it answers with.
-    pub fn status(&self) -> StatusCode {
-        self.0
-    }
-
-    /// The field it names and the reason, for forms that show it beside
-    /// the field.
-    pub fn field_reason(&self) -> (String, String) {
-        let e = &self.1["errors"][0];
-        (
-            e["field"].as_str().unwrap_or_default().to_string(),
-            e["reason"].as_str().unwrap_or_default().to_string(),
-        )
-    }
-
-    /// Its message (`field: reason`), for pages that show it.
-    pub fn message(&self) -> String {
-        self.1["error"].as_str().unwrap_or_default().to_string()
+        ApiError::invalid(e.field, e.reason)
     }
 }
 
@@ -117,14 +54,6 @@ impl From<Refused> for ApiError {
         ApiError::new(status, code, r.field, r.reason)
     }
 }
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, Json(self.1)).into_response()
-    }
-}
-
-type ApiResult<T> = Result<T, ApiError>;
 
 /// What the routes act through: the masters (state) and the Redis nodes
 /// (an operator's manual failover and rebuild).
@@ -415,14 +344,7 @@ pub const MANUAL_HOLD: std::time::Duration = std::time::Duration::from_secs(3600
 pub const FAILOVER_WAIT: std::time::Duration = std::time::Duration::from_secs(6);
 
 fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "body",
-            e.to_string(),
-        )
-    })
+    serde_json::from_slice(bytes).map_err(|e| ApiError::invalid("body", e.to_string()))
 }
 
 async fn action(

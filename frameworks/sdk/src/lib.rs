@@ -19,10 +19,12 @@
 //!   instances: in-process on the leader, or standalone), follows the
 //!   watch, reconciles and executes.
 
+pub mod api_error;
 pub mod framework;
 pub mod runner;
 pub mod view;
 
+pub use api_error::{ApiError, ApiResult};
 pub use framework::{Action, Framework, Plan};
 pub use runner::{Runner, RunnerOptions};
 pub use view::View;
