@@ -15,10 +15,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-use ocean_client::api::{KvPutRequest, LeaseRef, WatchRequest};
+use ocean_client::api::KvPutRequest;
 use ocean_client::Client;
-use ocean_framework::runner::{now_ms, LEASE_NAME};
+use ocean_framework::runner::now_ms;
 use ocean_framework::View;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -111,21 +110,7 @@ impl Operator {
     }
 
     async fn leading(&self) -> bool {
-        match self
-            .client
-            .lease_get(LeaseRef {
-                namespace: NAME.into(),
-                name: LEASE_NAME.into(),
-                read: None,
-            })
-            .await
-        {
-            Ok(l) => l.holder == self.opts.holder,
-            Err(e) => {
-                debug!(error = %e, "redis operator: lease not readable");
-                false
-            }
-        }
+        ocean_framework::holds_lease(self.client.as_ref(), NAME, &self.opts.holder).await
     }
 
     /// One round (see [`round`]), then the statuses written.
@@ -183,9 +168,7 @@ impl Operator {
     /// of its own, so a slow round (nodes that hang) never leaves the
     /// watch unread.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        let shared = Arc::new(std::sync::Mutex::new(None::<View>));
-        let changed = Arc::new(tokio::sync::Notify::new());
-        let follower = tokio::spawn(follow(self.client.clone(), shared.clone(), changed.clone()));
+        let follower = ocean_framework::ViewFollower::spawn(self.client.clone(), NAME);
         let mut leading = false;
         let mut lease_checked: Option<Instant> = None;
         let mut tick = tokio::time::interval(self.opts.every);
@@ -196,10 +179,11 @@ impl Operator {
                 _ = tick.tick() => {}
                 // A task that ended (or started) is acted on at once: this
                 // is the fast failover's trigger.
-                _ = changed.notified() => {}
+                _ = follower.tasks_changed() => {}
             }
-            let view = shared.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            let Some(view) = view else { continue };
+            let Some(view) = follower.latest() else {
+                continue;
+            };
             if lease_checked.is_none_or(|t| t.elapsed() >= Duration::from_millis(250)) {
                 leading = self.leading().await;
                 lease_checked = Some(Instant::now());
@@ -214,49 +198,6 @@ impl Operator {
                 );
             }
         }
-        follower.abort();
-    }
-}
-
-/// Follows the watch into `shared` (None until a snapshot arrived),
-/// waking the operator through `changed` when a version touched tasks.
-async fn follow(
-    client: Arc<dyn Client>,
-    shared: Arc<std::sync::Mutex<Option<View>>>,
-    changed: Arc<tokio::sync::Notify>,
-) {
-    use ocean_client::api::event::Kind;
-    loop {
-        let req = WatchRequest {
-            kinds: vec!["job".into(), "task".into(), "kv".into()],
-            namespaces: vec![NAME.into()],
-            ..Default::default()
-        };
-        let mut events = ocean_client::follow(client.clone(), req);
-        let mut view = View::new(NAME);
-        let mut ready = false;
-        let mut tasks_moved = false;
-        while let Some(ev) = events.next().await {
-            let ev = match ev {
-                Ok(ev) => ev,
-                Err(e) => {
-                    warn!(error = %e, "redis operator: watch failed; following again");
-                    break;
-                }
-            };
-            let complete = ev.last_of_version;
-            tasks_moved |= matches!(ev.kind, Some(Kind::TaskPut(_)) | Some(Kind::Snapshot(_)));
-            ready |= matches!(ev.kind, Some(Kind::Snapshot(_)));
-            view.apply(ev);
-            if complete && ready {
-                *shared.lock().unwrap_or_else(|p| p.into_inner()) = Some(view.clone());
-                if tasks_moved {
-                    changed.notify_one();
-                    tasks_moved = false;
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

@@ -20,11 +20,13 @@
 //!   watch, reconciles and executes.
 
 pub mod api_error;
+pub mod follow;
 pub mod framework;
 pub mod runner;
 pub mod view;
 
 pub use api_error::{ApiError, ApiResult};
+pub use follow::{holds_lease, ViewFollower};
 pub use framework::{Action, Framework, Plan};
 pub use runner::{Runner, RunnerOptions};
 pub use view::View;
