@@ -186,6 +186,17 @@ pub async fn status_of(c: &Arc<dyn Client>, id: &str) -> Option<CacheStatus> {
     serde_json::from_slice(&e.value).ok()
 }
 
+/// The cache's shard jobs as one pattern (`..._job.shard-*_...`).
+pub fn owner_jobs(spec: &CacheSpec) -> String {
+    shard_job_id(spec, 0).replace("_job.shard-0", "_job.shard-*")
+}
+
+/// A cache's state in one word: the operator's last observation, or
+/// `pending` before it has looked.
+pub fn state_of(st: Option<&CacheStatus>) -> &str {
+    st.map_or("pending", |st| st.state.as_str())
+}
+
 /// One row of the list (the dashboard's too).
 pub fn summary(rec: &CacheRecord, st: Option<&CacheStatus>) -> Value {
     let s = &rec.spec;
@@ -198,9 +209,9 @@ pub fn summary(rec: &CacheRecord, st: Option<&CacheStatus>) -> Value {
         "persistence": s.persistence,
         "instances": s.instances(),
         "total_memory_mb": s.instances() * s.memory_mb,
-        "owner_job": shard_job_id(s, 0).replace("_job.shard-0", "_job.shard-*"),
+        "owner_job": owner_jobs(s),
         "created_ms": rec.created_ms,
-        "state": st.map_or("pending", |st| st.state.as_str()),
+        "state": state_of(st),
         "running": st.map_or(0, |st| st.running),
     })
 }
@@ -567,17 +578,10 @@ pub async fn backup(api: &Api, id: &str) -> ApiResult<Value> {
                 format!("shard {shard} has no reachable primary: not backed up"),
             )
         })?;
-        let source = st
-            .nodes
-            .iter()
-            .filter(|n| {
-                n.shard == shard
-                    && n.role == "replica"
-                    && n.link_up
-                    && n.primary_id == primary.node_id
-            })
-            .max_by_key(|n| n.offset)
-            .unwrap_or(primary);
+        // The synced replica furthest ahead, as a failover would pick;
+        // the primary itself when the shard has none.
+        let source = failover_target(&st, rec.spec.shards, shard, None)
+            .map_or(primary, |(replica, _)| replica);
         let mut con = connect(&source.addr, std::time::Duration::from_secs(10))
             .await
             .map_err(backup_error)?;

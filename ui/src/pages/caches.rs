@@ -177,7 +177,6 @@ fn persistence(p: Persistence) -> &'static str {
 }
 
 fn row(rec: &CacheRecord, st: Option<&CacheStatus>) -> CacheRow {
-    let s = caches_api::summary(rec, st);
     CacheRow {
         name: rec.spec.name.clone(),
         product_line: rec.spec.product_line.clone(),
@@ -186,9 +185,9 @@ fn row(rec: &CacheRecord, st: Option<&CacheStatus>) -> CacheRow {
         instances: rec.spec.instances(),
         memory_mb: rec.spec.memory_mb,
         total_memory_mb: rec.spec.instances() * rec.spec.memory_mb,
-        owner_job: s["owner_job"].as_str().unwrap_or_default().to_string(),
+        owner_job: caches_api::owner_jobs(&rec.spec),
         created: utc(rec.created_ms),
-        state: s["state"].as_str().unwrap_or("pending").to_string(),
+        state: caches_api::state_of(st).to_string(),
         running: st.map_or(0, |st| st.running),
         persistence: persistence(rec.spec.persistence),
     }
