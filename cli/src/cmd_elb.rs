@@ -186,10 +186,8 @@ pub async fn elb(
 
 async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let client = crate::cmd_framework::grpc_client(&args.master)?;
-    let nft = ocean_elb::nft::NftCommand {
-        netns: args.netns.clone(),
-    };
-    let programmer = ocean_elb::programmer::Programmer::new(Box::new(nft));
+    let nft = ocean_elb::nft_lib::best(args.netns.as_deref());
+    let programmer = ocean_elb::programmer::Programmer::new(nft);
     let opts = ocean_elb::agent::AgentOptions {
         idc: args.idc,
         resync: Duration::from_secs(args.resync_seconds.max(1)),

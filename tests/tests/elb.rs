@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use ocean_client::api::{Task, TaskPort};
 use ocean_elb::nft::{Nft, NftCommand};
+use ocean_elb::nft_lib::NftLib;
 use ocean_elb::plane::{desired, virtual_servers};
 use ocean_elb::programmer::Programmer;
 use ocean_elb::spec::{parse, ElbSpec};
@@ -64,10 +65,12 @@ fn names(v: &[&str]) -> Vec<String> {
 #[test]
 fn traffic_through_the_vip_follows_healthy_tasks() -> anyhow::Result<()> {
     let net = setup(3, true)?;
+    // The agent's path (libnftables in process) programs; the `nft`
+    // binary reads back below, so the two must agree.
+    let mut p = Programmer::new(Box::new(NftLib::open(Some(&net.lb.name))?));
     let nft = || NftCommand {
         netns: Some(net.lb.name.clone()),
     };
-    let mut p = Programmer::new(Box::new(nft()));
     let mut tasks = vec![task(0, Some(true)), task(1, None), task(2, Some(true))];
     assert!(sync(&mut p, &tasks)? > 0);
 
@@ -150,20 +153,31 @@ fn traffic_through_the_vip_follows_healthy_tasks() -> anyhow::Result<()> {
 #[test]
 fn a_failed_transaction_leaves_the_previous_state() -> anyhow::Result<()> {
     let net = setup(1, true)?;
-    let nft = NftCommand {
+    let binary = NftCommand {
         netns: Some(net.lb.name.clone()),
     };
-    let mut p = Programmer::new(Box::new(nft.clone()));
+    let library = NftLib::open(Some(&net.lb.name))?;
+    let mut p = Programmer::new(Box::new(binary.clone()));
     sync(&mut p, &[task(0, Some(true))])?;
     let before = listing(&net.lb)?;
     // A valid change followed by one the kernel refuses (a map element
-    // whose key has no slot part): nothing of it may land.
+    // whose key has no slot part): nothing of it may land, through the
+    // binary or the library.
     let bad = format!(
         "delete element ip ocean_elb rs_addrs {{ {} }}\nadd element ip ocean_elb slots {{ {VIP} . tcp . 80 : 10.1.1.1 . 80 }}\n",
         backend_addr(0)
     );
-    assert!(nft.apply(&bad).is_err());
-    assert_eq!(listing(&net.lb)?, before);
+    let nfts: [&dyn Nft; 2] = [&binary, &library];
+    for nft in nfts {
+        let refused = nft.apply(&bad);
+        assert!(refused.is_err(), "{nft:?} took a bad script");
+        assert_eq!(listing(&net.lb)?, before);
+    }
+    // The library's refusal carries nft's own words.
+    let Err(e) = library.apply(&bad) else {
+        anyhow::bail!("the library took a bad script")
+    };
+    assert!(e.to_string().contains("Error"), "{e}");
     // And traffic still flows.
     let (seen, errors) = spray(&net.client.name, 5)?;
     assert!(errors.is_empty(), "{errors:?}");

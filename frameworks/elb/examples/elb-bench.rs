@@ -5,13 +5,14 @@
 //! `nft`. Prints the figures docs/benchmarks.md records.
 //!
 //! ```text
-//! cargo run -p ocean-elb --release --example elb-bench -- --vs 2000 --rs 20 --changes 200
+//! cargo run -p ocean-elb --release --example elb-bench -- --vs 2000 --rs 20 --changes 200 [--nft-binary 1]
 //! ```
 
 use std::time::{Duration, Instant};
 
 use ocean_client::api::{Task, TaskPort};
 use ocean_elb::nft::NftCommand;
+use ocean_elb::nft_lib::NftLib;
 use ocean_elb::plane::{desired, virtual_servers};
 use ocean_elb::programmer::Programmer;
 use ocean_elb::spec::{Algorithm, ElbSpec, Listener, Network, Protocol};
@@ -103,9 +104,16 @@ fn main() -> anyhow::Result<()> {
             .and_then(|s| s.parse().ok())
             .unwrap_or(0)
     };
-    let mut p = Programmer::new(Box::new(NftCommand {
-        netns: Some(ns.clone()),
-    }));
+    // `--nft-binary 1` measures the `nft` binary instead of the library.
+    let mut p = if arg("--nft-binary", 0) == 1 {
+        println!("nft: the binary");
+        Programmer::new(Box::new(NftCommand {
+            netns: Some(ns.clone()),
+        }))
+    } else {
+        println!("nft: libnftables in process");
+        Programmer::new(Box::new(NftLib::open(Some(&ns))?))
+    };
 
     let t0 = Instant::now();
     let vss = virtual_servers(&elbs, &|j| tasks[index(j)].iter().collect());

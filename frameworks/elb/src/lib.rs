@@ -29,6 +29,7 @@ pub mod http;
 pub mod keepalived;
 pub mod maglev;
 pub mod nft;
+pub mod nft_lib;
 pub mod nft_read;
 pub mod nft_script;
 pub mod plane;

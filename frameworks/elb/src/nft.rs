@@ -1,6 +1,7 @@
 //! The OS boundary of the data plane: listing the table and applying a
 //! script. [`NftCommand`] runs the real `nft` (optionally inside a network
-//! namespace); [`MemoryNft`] records scripts for tests of the programmer.
+//! namespace), [`crate::nft_lib::NftLib`] the library in process;
+//! [`MemoryNft`] records scripts for tests of the programmer.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -14,6 +15,9 @@ pub enum NftError {
     /// It could not be started.
     #[error("running nft: {0}")]
     Spawn(#[from] std::io::Error),
+    /// libnftables could not be loaded or its worker is gone.
+    #[error("libnftables: {0}")]
+    Library(String),
     /// It refused the script or the listing (its stderr).
     #[error("nft {action} failed: {stderr}")]
     Failed {

@@ -12,7 +12,7 @@ use std::net::Ipv4Addr;
 use serde_json::Value;
 
 use crate::nft_script;
-use crate::plane::{DataPlane, Dispatch, RealServer, Service, VsKey};
+use crate::plane::{DataPlane, Dispatch, RealServer, Service, SlotTable, VsKey};
 use crate::spec::Protocol;
 
 /// The listing could not be read.
@@ -80,6 +80,7 @@ pub fn parse(json: &str) -> Result<Option<DataPlane>, ReadError> {
     let mut plane = DataPlane::default();
     let mut chains: BTreeMap<String, usize> = BTreeMap::new();
     let mut sets = Vec::new();
+    let mut slots: BTreeMap<VsKey, BTreeMap<u32, RealServer>> = BTreeMap::new();
     for item in items {
         if let Some(c) = item.get("chain") {
             if let Some(name) = c.get("name").and_then(Value::as_str) {
@@ -120,7 +121,7 @@ pub fn parse(json: &str) -> Result<Option<DataPlane>, ReadError> {
                             port: u16::try_from(num(v.get(1).ok_or_else(|| err("no port"))?)?)
                                 .map_err(|_| err("port out of range"))?,
                         };
-                        plane.slots.insert((vs(k)?, slot), rs);
+                        slots.entry(vs(k)?).or_default().insert(slot, rs);
                     }
                 }
                 "empty" => {
@@ -137,6 +138,10 @@ pub fn parse(json: &str) -> Result<Option<DataPlane>, ReadError> {
             }
         }
     }
+    plane.slots = slots
+        .into_iter()
+        .map(|(k, t)| (k, SlotTable::of(t)))
+        .collect();
     let want: BTreeMap<String, usize> = nft_script::chain_names().into_iter().collect();
     sets.sort();
     if chains != want || sets != ["empty", "rs_addrs", "services", "slots"] {
@@ -200,7 +205,7 @@ mod tests {
             }
         );
         assert_eq!(
-            p.slots[&(key, 3)],
+            p.slot(&key, 3).unwrap(),
             RealServer {
                 addr: "10.1.0.2".parse().unwrap(),
                 port: 8080

@@ -17,10 +17,11 @@
 //! deletes before adds, in one script `nft -f` applies as one transaction:
 //! the kernel holds the old state or the new, never a mix.
 
+use std::collections::BTreeSet;
 use std::fmt::Write;
 
 use crate::maglev::SIZES;
-use crate::plane::{DataPlane, Dispatch, RealServer, Service, VsKey};
+use crate::plane::{DataPlane, Dispatch, RealServer, Service, SlotTable, VsKey};
 
 /// The table's name (family `ip`).
 pub const TABLE: &str = "ocean_elb";
@@ -120,12 +121,47 @@ fn service_elem(k: &VsKey, s: &Service) -> String {
     format!("{} : goto {}_{}", vs_elem(k), s.dispatch.as_str(), s.size)
 }
 
-fn slot_key(k: &(VsKey, u32)) -> String {
-    format!("{} . {}", vs_elem(&k.0), k.1)
+fn slot_key(vs: &VsKey, slot: u32) -> String {
+    format!("{} . {}", vs_elem(vs), slot)
 }
 
-fn slot_elem(k: &(VsKey, u32), rs: &RealServer) -> String {
-    format!("{} : {} . {}", slot_key(k), rs.addr, rs.port)
+fn slot_elem(vs: &VsKey, slot: u32, rs: &RealServer) -> String {
+    format!("{} : {} . {}", slot_key(vs, slot), rs.addr, rs.port)
+}
+
+/// Every slot of `plane`, as elements.
+fn all_slots(plane: &DataPlane) -> Vec<String> {
+    plane
+        .slots
+        .iter()
+        .flat_map(|(vs, t)| t.slots.iter().map(move |(i, rs)| slot_elem(vs, *i, rs)))
+        .collect()
+}
+
+/// The slots to delete (keys) and to add (elements) from `inst` to `want`:
+/// only VS whose tables differ are walked, so a change costs its VS.
+fn slot_diff(inst: &DataPlane, want: &DataPlane) -> (Vec<String>, Vec<String>) {
+    let empty = SlotTable::default();
+    let (mut del, mut add) = (Vec::new(), Vec::new());
+    let keys: BTreeSet<&VsKey> = inst.slots.keys().chain(want.slots.keys()).collect();
+    for vs in keys {
+        let old = inst.slots.get(vs).unwrap_or(&empty);
+        let new = want.slots.get(vs).unwrap_or(&empty);
+        if old == new {
+            continue;
+        }
+        for (i, rs) in old.slots.iter() {
+            if new.slots.get(i) != Some(rs) {
+                del.push(slot_key(vs, *i));
+            }
+        }
+        for (i, rs) in new.slots.iter() {
+            if old.slots.get(i) != Some(rs) {
+                add.push(slot_elem(vs, *i, rs));
+            }
+        }
+    }
+    (del, add)
 }
 
 fn emit(out: &mut String, verb: &str, set: &str, elems: &[String]) {
@@ -152,7 +188,7 @@ pub fn script(installed: Option<&DataPlane>, desired: &DataPlane) -> Script {
             .iter()
             .map(|(k, s)| service_elem(k, s))
             .collect();
-        let slots: Vec<String> = desired.slots.iter().map(|(k, r)| slot_elem(k, r)).collect();
+        let slots = all_slots(desired);
         let empty: Vec<String> = desired.empty.iter().map(vs_elem).collect();
         let rs: Vec<String> = desired.rs_addrs.iter().map(|a| a.to_string()).collect();
         // Real servers and slots first: a service is only reachable once
@@ -181,13 +217,8 @@ pub fn script(installed: Option<&DataPlane>, desired: &DataPlane) -> Script {
         .map(|(k, _)| vs_elem(k))
         .collect();
     del("services", services, &mut out);
-    let slots: Vec<String> = inst
-        .slots
-        .iter()
-        .filter(|(k, r)| desired.slots.get(k) != Some(r))
-        .map(|(k, _)| slot_key(k))
-        .collect();
-    del("slots", slots, &mut out);
+    let (slot_dels, slot_adds) = slot_diff(inst, desired);
+    del("slots", slot_dels, &mut out);
     let empty: Vec<String> = inst.empty.difference(&desired.empty).map(vs_elem).collect();
     del("empty", empty, &mut out);
     let rs: Vec<String> = inst
@@ -207,13 +238,7 @@ pub fn script(installed: Option<&DataPlane>, desired: &DataPlane) -> Script {
         .map(|a| a.to_string())
         .collect();
     add("rs_addrs", rs, &mut out);
-    let slots: Vec<String> = desired
-        .slots
-        .iter()
-        .filter(|(k, r)| inst.slots.get(k) != Some(r))
-        .map(|(k, r)| slot_elem(k, r))
-        .collect();
-    add("slots", slots, &mut out);
+    add("slots", slot_adds, &mut out);
     let services: Vec<String> = desired
         .services
         .iter()
@@ -234,6 +259,7 @@ pub fn script(installed: Option<&DataPlane>, desired: &DataPlane) -> Script {
 mod tests {
     use super::*;
     use crate::spec::Protocol;
+    use std::collections::BTreeMap;
 
     fn vs(vip: &str) -> VsKey {
         VsKey {
@@ -259,12 +285,10 @@ mod tests {
                 size: 7,
             },
         );
-        for slot in 0..7u32 {
-            p.slots.insert(
-                (vs("10.0.0.1"), slot),
-                rs(backends[slot as usize % backends.len()]),
-            );
-        }
+        let slots: BTreeMap<u32, RealServer> = (0..7u32)
+            .map(|slot| (slot, rs(backends[slot as usize % backends.len()])))
+            .collect();
+        p.slots.insert(vs("10.0.0.1"), SlotTable::of(slots));
         p.rs_addrs = backends.iter().map(|b| b.parse().unwrap()).collect();
         p.empty.insert(vs("10.0.0.2"));
         p

@@ -15,6 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use ocean_client::api::Task;
 
@@ -91,13 +92,50 @@ pub struct Service {
     pub size: u32,
 }
 
+/// One VS's slot table: slot index to real server. Shared (`Arc`) so a
+/// plane that keeps most VS as they were copies pointers, not tables, and
+/// a diff skips a VS whose table is the very one installed.
+#[derive(Debug, Clone, Default)]
+pub struct SlotTable {
+    /// The slots the kernel holds (or should) for the VS.
+    pub slots: Arc<BTreeMap<u32, RealServer>>,
+    /// The weighted real servers the table was computed from; `None` for a
+    /// table read back from the kernel. A VS whose real servers and size
+    /// are unchanged reuses its table instead of recomputing it.
+    built_from: Option<Arc<Vec<(RealServer, u32)>>>,
+}
+
+impl SlotTable {
+    /// A table of exactly `slots` (as read back from the kernel).
+    pub fn of(slots: BTreeMap<u32, RealServer>) -> Self {
+        SlotTable {
+            slots: Arc::new(slots),
+            built_from: None,
+        }
+    }
+
+    /// Whether both are the same shared table (cheap; equal tables may
+    /// still be different allocations).
+    pub fn same(&self, other: &SlotTable) -> bool {
+        Arc::ptr_eq(&self.slots, &other.slots)
+    }
+}
+
+impl PartialEq for SlotTable {
+    fn eq(&self, other: &Self) -> bool {
+        self.same(other) || self.slots == other.slots
+    }
+}
+
+impl Eq for SlotTable {}
+
 /// What the LB host's kernel should hold (see the module docs).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DataPlane {
     /// VS with at least one real server.
     pub services: BTreeMap<VsKey, Service>,
     /// Each such VS's slot table.
-    pub slots: BTreeMap<(VsKey, u32), RealServer>,
+    pub slots: BTreeMap<VsKey, SlotTable>,
     /// VS without any real server: new connections are refused (TCP RST,
     /// ICMP port unreachable for UDP) rather than black-holed.
     pub empty: BTreeSet<VsKey>,
@@ -109,7 +147,17 @@ pub struct DataPlane {
 impl DataPlane {
     /// Elements in the kernel's sets and maps (the apply's size).
     pub fn elements(&self) -> usize {
-        self.services.len() + self.slots.len() + self.empty.len() + self.rs_addrs.len()
+        self.services.len() + self.slot_count() + self.empty.len() + self.rs_addrs.len()
+    }
+
+    /// Slots over every VS.
+    pub fn slot_count(&self) -> usize {
+        self.slots.values().map(|t| t.slots.len()).sum()
+    }
+
+    /// The real server behind one slot of a VS.
+    pub fn slot(&self, vs: &VsKey, slot: u32) -> Option<RealServer> {
+        self.slots.get(vs)?.slots.get(&slot).copied()
     }
 }
 
@@ -175,9 +223,10 @@ pub fn virtual_servers<'a>(
     out
 }
 
-/// The data plane for `vss`. `installed` (what the kernel holds now) only
+/// The data plane for `vss`. `installed` (what the kernel holds now)
 /// lends each VS its current table size, so a backend change keeps the
-/// table and moves few slots.
+/// table and moves few slots, and its table itself when the VS's real
+/// servers are unchanged, so a change costs the VS it touches, not all.
 pub fn desired(vss: &[VirtualServer], installed: Option<&DataPlane>) -> DataPlane {
     let mut plane = DataPlane::default();
     for vs in vss {
@@ -190,21 +239,17 @@ pub fn desired(vss: &[VirtualServer], installed: Option<&DataPlane>) -> DataPlan
             .and_then(|p| p.services.get(&vs.key))
             .map(|s| s.size);
         let size = maglev::table_size(&weights, current);
-        let keys: Vec<String> = vs
-            .real_servers
-            .iter()
-            .map(|(b, _)| b.rs.to_string())
-            .collect();
-        let members: Vec<Member<'_>> = keys
-            .iter()
-            .zip(&weights)
-            .map(|(key, &weight)| Member { key, weight })
-            .collect();
-        for (slot, owner) in maglev::table(&members, size).into_iter().enumerate() {
-            plane
-                .slots
-                .insert((vs.key, slot as u32), vs.real_servers[owner].0.rs);
-        }
+        let inputs: Vec<(RealServer, u32)> =
+            vs.real_servers.iter().map(|(b, w)| (b.rs, *w)).collect();
+        let kept = installed
+            .filter(|_| current == Some(size))
+            .and_then(|p| p.slots.get(&vs.key))
+            .filter(|t| t.built_from.as_deref() == Some(&inputs));
+        let table = match kept {
+            Some(t) => t.clone(),
+            None => slot_table(inputs, size),
+        };
+        plane.slots.insert(vs.key, table);
         plane.services.insert(
             vs.key,
             Service {
@@ -217,6 +262,27 @@ pub fn desired(vss: &[VirtualServer], installed: Option<&DataPlane>) -> DataPlan
             .extend(vs.real_servers.iter().map(|(b, _)| b.rs.addr));
     }
     plane
+}
+
+fn slot_table(inputs: Vec<(RealServer, u32)>, size: u32) -> SlotTable {
+    let keys: Vec<String> = inputs.iter().map(|(rs, _)| rs.to_string()).collect();
+    let members: Vec<Member<'_>> = keys
+        .iter()
+        .zip(&inputs)
+        .map(|(key, (_, weight))| Member {
+            key,
+            weight: *weight,
+        })
+        .collect();
+    let slots = maglev::table(&members, size)
+        .into_iter()
+        .enumerate()
+        .map(|(slot, owner)| (slot as u32, inputs[owner].0))
+        .collect();
+    SlotTable {
+        slots: Arc::new(slots),
+        built_from: Some(Arc::new(inputs)),
+    }
 }
 
 #[cfg(test)]
@@ -297,7 +363,11 @@ mod tests {
                 }
             )])
         );
-        let slots: Vec<RealServer> = plane.slots.values().copied().collect();
+        let slots: Vec<RealServer> = plane.slots[&vip("10.0.0.1")]
+            .slots
+            .values()
+            .copied()
+            .collect();
         assert_eq!(slots.len(), 7);
         assert_eq!(
             slots.iter().filter(|r| **r == a).count() + slots.iter().filter(|r| **r == b).count(),
@@ -341,10 +411,9 @@ mod tests {
                 size: 127
             }
         );
-        let moved = before
-            .slots
-            .iter()
-            .filter(|(k, v)| after.slots.get(k) != Some(v))
+        let v = vip("10.0.0.1");
+        let moved = (0..127)
+            .filter(|&i| before.slot(&v, i) != after.slot(&v, i))
             .count();
         // The leaver's ~6 slots, and Maglev's extra moves (up to ~3x at
         // this slots-per-backend ratio): far from a reshuffle.
@@ -352,6 +421,52 @@ mod tests {
         // Without the installed size the table shrinks and reshuffles.
         let fresh = desired(&virtual_servers(&e, &|_| tasks.iter().collect()), None);
         assert_eq!(fresh.services[&vip("10.0.0.1")].size, 61);
+    }
+
+    #[test]
+    fn a_vs_whose_real_servers_are_unchanged_keeps_its_very_table() {
+        let mut tasks: Vec<Task> = (0..4)
+            .map(|i| task(i, &format!("10.1.0.{}", i + 10), "RUNNING", Some(true)))
+            .collect();
+        let e = [elb(&["10.0.0.1", "10.0.0.2"], Algorithm::Rr)];
+        let before = desired(&virtual_servers(&e, &|_| tasks.iter().collect()), None);
+        let again = desired(
+            &virtual_servers(&e, &|_| tasks.iter().collect()),
+            Some(&before),
+        );
+        for v in ["10.0.0.1", "10.0.0.2"] {
+            assert!(again.slots[&vip(v)].same(&before.slots[&vip(v)]));
+        }
+        tasks[1].healthy = Some(false);
+        let after = desired(
+            &virtual_servers(&e, &|_| tasks.iter().collect()),
+            Some(&again),
+        );
+        let t = &after.slots[&vip("10.0.0.1")];
+        assert!(!t.same(&before.slots[&vip("10.0.0.1")]));
+        // Recomputed from the remaining three: none points at the leaver.
+        assert_eq!(
+            t,
+            &desired(
+                &virtual_servers(&e, &|_| tasks.iter().collect()),
+                Some(&before)
+            )
+            .slots[&vip("10.0.0.1")]
+        );
+        assert!(t.slots.values().all(|r| r.addr.to_string() != "10.1.0.11"));
+        // A table read back from the kernel has no inputs: recomputed,
+        // equal, not shared.
+        let mut read = before.clone();
+        read.slots = before
+            .slots
+            .iter()
+            .map(|(k, t)| (*k, SlotTable::of((*t.slots).clone())))
+            .collect();
+        let fresh = desired(
+            &virtual_servers(&e, &|_| tasks.iter().collect()),
+            Some(&read),
+        );
+        assert_eq!(fresh, after);
     }
 
     #[test]
@@ -377,7 +492,7 @@ mod tests {
         assert_eq!(vss.len(), 1);
         let plane = desired(&vss, None);
         assert_eq!(plane.services[&vip("10.0.0.1")].size, 13);
-        let to_canary = plane
+        let to_canary = plane.slots[&vip("10.0.0.1")]
             .slots
             .values()
             .filter(|r| r.addr.to_string() == "10.1.0.3")

@@ -88,8 +88,8 @@ impl Programmer {
         let start = Instant::now();
         match self.nft.apply(&script.text) {
             Ok(()) => {
-                self.installed = Some(desired.clone());
                 let took = start.elapsed();
+                self.installed = Some(desired.clone());
                 debug!(
                     changes = script.changes,
                     full = script.full,
@@ -117,7 +117,7 @@ mod tests {
 
     use super::*;
     use crate::nft::MemoryNft;
-    use crate::plane::{Dispatch, RealServer, Service, VsKey};
+    use crate::plane::{Dispatch, RealServer, Service, SlotTable, VsKey};
     use crate::spec::Protocol;
 
     #[derive(Debug)]
@@ -145,15 +145,12 @@ mod tests {
                 size: 7,
             },
         );
-        for s in 0..7 {
-            p.slots.insert(
-                (k, s),
-                RealServer {
-                    addr: "10.1.0.2".parse().unwrap(),
-                    port,
-                },
-            );
-        }
+        let rs = RealServer {
+            addr: "10.1.0.2".parse().unwrap(),
+            port,
+        };
+        p.slots
+            .insert(k, SlotTable::of((0..7).map(|s| (s, rs)).collect()));
         p
     }
 
