@@ -4,7 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use ocean_elb::backends::Backend;
 use ocean_elb::keepalived::{render_lvs, render_vrrp, LbKind, VrrpInstance};
 use ocean_elb::plane::{RealServer, VirtualServer, VsKey};
 use ocean_elb::spec::{Algorithm, Protocol};
@@ -38,12 +37,9 @@ fn vs(proto: Protocol, algorithm: Algorithm, rs_port: u16) -> VirtualServer {
         real_servers: (2..4)
             .map(|i| {
                 (
-                    Backend {
-                        task: format!("t{i}"),
-                        rs: RealServer {
-                            addr: format!("10.1.0.{i}").parse().unwrap(),
-                            port: rs_port,
-                        },
+                    RealServer {
+                        addr: format!("10.1.0.{i}").parse().unwrap(),
+                        port: rs_port,
                     },
                     i,
                 )

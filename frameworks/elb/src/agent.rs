@@ -8,6 +8,8 @@
 //!        └── resync: read the kernel back every `resync`, repair drift
 //! ```
 
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +20,7 @@ use ocean_framework::View;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::backends::{has_health_checks, JobTasks};
 use crate::plane::{desired, virtual_servers, DataPlane};
 use crate::programmer::{Applied, ProgramError, Programmer};
 use crate::spec::ElbSpec;
@@ -55,37 +58,82 @@ pub struct SyncReport {
     pub elements: usize,
 }
 
-/// The ELBs of `view`, filtered to `idc`; unreadable ones are skipped
-/// (and logged).
-pub fn elbs_of(view: &View, idc: Option<&str>) -> Vec<ElbSpec> {
-    view.keys_under(PREFIX)
-        .filter_map(|e| match decode(&e.key, &e.value) {
-            Ok(s) => Some(s),
-            Err(error) => {
-                warn!(%error, "skipping an ELB");
-                None
+/// What the agent keeps between syncs so that a change costs what
+/// changed: each ELB decoded once per revision of its key, and whether
+/// each backend job has health checks once per update of the job.
+#[derive(Debug, Default)]
+pub struct Model {
+    elbs: HashMap<String, (u64, Option<ElbSpec>)>,
+    checked: RefCell<HashMap<String, (u64, bool)>>,
+}
+
+impl Model {
+    /// The ELBs of `view`, filtered to `idc`; unreadable ones are skipped
+    /// (and logged once per revision).
+    pub fn elbs(&mut self, view: &View, idc: Option<&str>) -> Vec<ElbSpec> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for e in view.keys_under(PREFIX) {
+            seen.insert(e.key.as_str());
+            let cached = self.elbs.get(&e.key).filter(|(rev, _)| *rev == e.revision);
+            let spec = match cached {
+                Some((_, spec)) => spec.clone(),
+                None => {
+                    let spec = decode(&e.key, &e.value)
+                        .map_err(|error| warn!(%error, "skipping an ELB"))
+                        .ok();
+                    self.elbs.insert(e.key.clone(), (e.revision, spec.clone()));
+                    spec
+                }
+            };
+            out.extend(spec.filter(|s| idc.is_none_or(|i| s.idc == i)));
+        }
+        self.elbs.retain(|k, _| seen.contains(k.as_str()));
+        out
+    }
+
+    /// The tasks of `job` in `view` (task ids are `<job id>.<suffix>`),
+    /// and whether the job has health checks (unknown job: assumed to).
+    pub fn tasks_of<'v>(&self, view: &'v View, job: &str) -> JobTasks<'v> {
+        let prefix = format!("{job}.");
+        let tasks = view
+            .tasks
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(_, t)| t)
+            .filter(|t| t.job_id == job)
+            .collect();
+        let checked = match view.jobs.get(job) {
+            None => true,
+            Some(j) => {
+                let mut cache = self.checked.borrow_mut();
+                match cache.get(job) {
+                    Some((v, c)) if *v == j.updated_version => *c,
+                    _ => {
+                        let c = has_health_checks(&j.spec_json);
+                        cache.insert(job.to_string(), (j.updated_version, c));
+                        c
+                    }
+                }
             }
-        })
-        .filter(|s| idc.is_none_or(|i| s.idc == i))
-        .collect()
-}
+        };
+        JobTasks { tasks, checked }
+    }
 
-/// The tasks of `job` in `view` (task ids are `<job id>.<suffix>`).
-pub fn tasks_of<'v>(view: &'v View, job: &str) -> Vec<&'v ocean_client::api::Task> {
-    let prefix = format!("{job}.");
-    view.tasks
-        .range(prefix.clone()..)
-        .take_while(|(k, _)| k.starts_with(&prefix))
-        .map(|(_, t)| t)
-        .filter(|t| t.job_id == job)
-        .collect()
-}
-
-/// The data plane `view` implies, given what is installed.
-pub fn plane_of(view: &View, idc: Option<&str>, installed: Option<&DataPlane>) -> DataPlane {
-    let elbs = elbs_of(view, idc);
-    let vss = virtual_servers(&elbs, &|job| tasks_of(view, job));
-    desired(&vss, installed)
+    /// The data plane `view` implies, given what is installed.
+    pub fn plane(
+        &mut self,
+        view: &View,
+        idc: Option<&str>,
+        installed: Option<&DataPlane>,
+    ) -> DataPlane {
+        let elbs = self.elbs(view, idc);
+        let vss = virtual_servers(&elbs, &|job| self.tasks_of(view, job));
+        self.checked
+            .borrow_mut()
+            .retain(|job, _| view.jobs.contains_key(job));
+        desired(&vss, installed)
+    }
 }
 
 async fn sync(
@@ -114,12 +162,15 @@ pub async fn run(
     reports: Option<tokio::sync::mpsc::UnboundedSender<SyncReport>>,
 ) {
     let req = WatchRequest {
-        kinds: vec!["task".into(), "kv".into()],
+        // Jobs too: whether a job has health checks decides when its new
+        // tasks may serve.
+        kinds: vec!["job".into(), "task".into(), "kv".into()],
         namespaces: vec![NAMESPACE.into()],
         ..Default::default()
     };
     let mut versions = ocean_client::follow_versions(client, req);
     let mut view = View::new(NAMESPACE);
+    let mut model = Model::default();
     let mut ready = false;
     let mut resync = tokio::time::interval(opts.resync);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -167,7 +218,7 @@ pub async fn run(
                 None => return,
             },
         }
-        let plane = plane_of(&view, opts.idc.as_deref(), programmer.installed());
+        let plane = model.plane(&view, opts.idc.as_deref(), programmer.installed());
         let elements = plane.elements();
         let (p, r) = sync(programmer, plane).await;
         programmer = p;

@@ -21,6 +21,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::backends::JobTasks;
 use crate::spec::parse;
 use crate::status::status;
 use crate::store::{Store, StoreError};
@@ -103,14 +104,19 @@ async fn show(
     let mut tasks = BTreeMap::new();
     for l in &spec.listeners {
         if !tasks.contains_key(&l.backend_job) {
-            tasks.insert(l.backend_job.clone(), store.tasks(&l.backend_job).await?);
+            let checked = store.has_health_checks(&l.backend_job).await?;
+            tasks.insert(
+                l.backend_job.clone(),
+                (store.tasks(&l.backend_job).await?, checked),
+            );
         }
     }
-    let vss = status(&spec, &|job| {
-        tasks
-            .get(job)
-            .map(|t| t.iter().collect())
-            .unwrap_or_default()
+    let vss = status(&spec, &|job| match tasks.get(job) {
+        Some((tasks, checked)) => JobTasks {
+            tasks: tasks.iter().collect(),
+            checked: *checked,
+        },
+        None => JobTasks::default(),
     });
     Ok(Json(
         json!({"elb": spec, "revision": revision, "virtual_servers": vss}),

@@ -91,14 +91,14 @@ pub fn render_lvs(vss: &[VirtualServer], kind: LbKind) -> Result<String, ExportE
     let mut s = String::new();
     for vs in vss {
         if kind == LbKind::Dr {
-            if let Some((b, _)) = vs
+            if let Some((rs, _)) = vs
                 .real_servers
                 .iter()
-                .find(|(b, _)| b.rs.port != vs.key.port)
+                .find(|(rs, _)| rs.port != vs.key.port)
             {
                 return Err(ExportError {
                     vs: vs.key.to_string(),
-                    rs: b.rs.to_string(),
+                    rs: rs.to_string(),
                 });
             }
         }
@@ -115,8 +115,8 @@ pub fn render_lvs(vss: &[VirtualServer], kind: LbKind) -> Result<String, ExportE
             }
         );
         let _ = writeln!(s, "  protocol {}", vs.key.proto.as_str().to_uppercase());
-        for (b, weight) in &vs.real_servers {
-            let _ = writeln!(s, "  real_server {} {} {{", b.rs.addr, b.rs.port);
+        for (rs, weight) in &vs.real_servers {
+            let _ = writeln!(s, "  real_server {} {} {{", rs.addr, rs.port);
             let _ = writeln!(s, "    weight {weight}");
             let check = match vs.key.proto {
                 Protocol::Tcp => "TCP_CHECK",
@@ -133,7 +133,6 @@ pub fn render_lvs(vss: &[VirtualServer], kind: LbKind) -> Result<String, ExportE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backends::Backend;
     use crate::plane::{RealServer, VsKey};
 
     #[test]
@@ -147,12 +146,9 @@ mod tests {
             elb: "pdl.web".into(),
             algorithm: Algorithm::Wrr,
             real_servers: vec![(
-                Backend {
-                    task: "t".into(),
-                    rs: RealServer {
-                        addr: "10.1.0.2".parse().unwrap(),
-                        port: 8080,
-                    },
+                RealServer {
+                    addr: "10.1.0.2".parse().unwrap(),
+                    port: 8080,
                 },
                 3,
             )],
@@ -174,12 +170,9 @@ mod tests {
             elb: "pdl.web".into(),
             algorithm: Algorithm::Rr,
             real_servers: vec![(
-                Backend {
-                    task: "t".into(),
-                    rs: RealServer {
-                        addr: "10.1.0.2".parse().unwrap(),
-                        port: 8080,
-                    },
+                RealServer {
+                    addr: "10.1.0.2".parse().unwrap(),
+                    port: 8080,
                 },
                 1,
             )],

@@ -17,9 +17,7 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use ocean_client::api::Task;
-
-use crate::backends::{backend_of, Backend};
+use crate::backends::{real_server_of, JobTasks};
 use crate::maglev::{self, Member};
 use crate::spec::{Algorithm, ElbSpec, Protocol};
 
@@ -170,9 +168,8 @@ pub struct VirtualServer {
     pub elb: String,
     /// Its algorithm.
     pub algorithm: Algorithm,
-    /// Its real servers in order of address, each with its weight (wrr)
-    /// and the task it is.
-    pub real_servers: Vec<(Backend, u32)>,
+    /// Its real servers in order of address, each with its weight (wrr).
+    pub real_servers: Vec<(RealServer, u32)>,
 }
 
 /// The virtual servers of `elbs`, each with the backends among `tasks`
@@ -180,7 +177,7 @@ pub struct VirtualServer {
 /// counts once.
 pub fn virtual_servers<'a>(
     elbs: impl IntoIterator<Item = &'a ElbSpec>,
-    tasks_of: &dyn Fn(&str) -> Vec<&'a Task>,
+    tasks_of: &dyn Fn(&str) -> JobTasks<'a>,
 ) -> Vec<VirtualServer> {
     let mut out = Vec::new();
     for elb in elbs {
@@ -193,19 +190,24 @@ pub fn virtual_servers<'a>(
         }
         for ((proto, port), listeners) in &groups {
             let algorithm = listeners[0].algorithm;
-            let mut rs: BTreeMap<RealServer, (Backend, u32)> = BTreeMap::new();
+            let mut rs: Vec<(RealServer, u32)> = Vec::new();
             for l in listeners {
                 let weight = if algorithm == Algorithm::Wrr {
                     l.weight
                 } else {
                     1
                 };
-                for t in tasks_of(&l.backend_job) {
-                    if let Some(b) = backend_of(t, &l.backend_port_name) {
-                        rs.entry(b.rs).or_insert((b, weight));
+                let job = tasks_of(&l.backend_job);
+                for t in job.tasks {
+                    if let Some(r) = real_server_of(t, &l.backend_port_name, job.checked) {
+                        rs.push((r, weight));
                     }
                 }
             }
+            // In address order, each once (the first listener's weight:
+            // the sort is stable).
+            rs.sort_by_key(|(r, _)| *r);
+            rs.dedup_by_key(|(r, _)| *r);
             for vip in elb.vip_addrs() {
                 out.push(VirtualServer {
                     key: VsKey {
@@ -215,7 +217,7 @@ pub fn virtual_servers<'a>(
                     },
                     elb: elb.name.clone(),
                     algorithm,
-                    real_servers: rs.values().cloned().collect(),
+                    real_servers: rs.clone(),
                 });
             }
         }
@@ -229,6 +231,7 @@ pub fn virtual_servers<'a>(
 /// servers are unchanged, so a change costs the VS it touches, not all.
 pub fn desired(vss: &[VirtualServer], installed: Option<&DataPlane>) -> DataPlane {
     let mut plane = DataPlane::default();
+    let mut addrs = Vec::new();
     for vs in vss {
         if vs.real_servers.is_empty() {
             plane.empty.insert(vs.key);
@@ -239,15 +242,14 @@ pub fn desired(vss: &[VirtualServer], installed: Option<&DataPlane>) -> DataPlan
             .and_then(|p| p.services.get(&vs.key))
             .map(|s| s.size);
         let size = maglev::table_size(&weights, current);
-        let inputs: Vec<(RealServer, u32)> =
-            vs.real_servers.iter().map(|(b, w)| (b.rs, *w)).collect();
+        let inputs = &vs.real_servers;
         let kept = installed
             .filter(|_| current == Some(size))
             .and_then(|p| p.slots.get(&vs.key))
-            .filter(|t| t.built_from.as_deref() == Some(&inputs));
+            .filter(|t| t.built_from.as_deref() == Some(inputs));
         let table = match kept {
             Some(t) => t.clone(),
-            None => slot_table(inputs, size),
+            None => slot_table(inputs.clone(), size),
         };
         plane.slots.insert(vs.key, table);
         plane.services.insert(
@@ -257,10 +259,13 @@ pub fn desired(vss: &[VirtualServer], installed: Option<&DataPlane>) -> DataPlan
                 size,
             },
         );
-        plane
-            .rs_addrs
-            .extend(vs.real_servers.iter().map(|(b, _)| b.rs.addr));
+        addrs.extend(vs.real_servers.iter().map(|(rs, _)| rs.addr));
     }
+    // Built in bulk from sorted addresses: far cheaper than inserting
+    // each of tens of thousands one by one on every change.
+    addrs.sort_unstable();
+    addrs.dedup();
+    plane.rs_addrs = addrs.into_iter().collect();
     plane
 }
 
@@ -289,7 +294,7 @@ fn slot_table(inputs: Vec<(RealServer, u32)>, size: u32) -> SlotTable {
 mod tests {
     use super::*;
     use crate::spec::{Listener, Network};
-    use ocean_client::api::TaskPort;
+    use ocean_client::api::{Task, TaskPort};
 
     const JOB: &str = "cop.x_owt.y_pdl.web_servicegroup.g_service.front_job.api_cluster.c3";
 
@@ -382,7 +387,7 @@ mod tests {
     #[test]
     fn a_vs_without_backends_is_listed_as_empty_per_vip() {
         let e = [elb(&["10.0.0.1", "10.0.0.2"], Algorithm::Hash)];
-        let vss = virtual_servers(&e, &|_| Vec::new());
+        let vss = virtual_servers(&e, &|_| JobTasks::default());
         let plane = desired(&vss, None);
         assert_eq!(
             plane.empty,
@@ -484,9 +489,9 @@ mod tests {
         let elbs = [e];
         let vss = virtual_servers(&elbs, &|job| {
             if job == JOB {
-                vec![&main]
+                [&main].into_iter().collect()
             } else {
-                vec![&c]
+                [&c].into_iter().collect()
             }
         });
         assert_eq!(vss.len(), 1);

@@ -1,10 +1,9 @@
 //! An ELB's status as the API and the dashboard show it: each virtual
 //! server with every task of its jobs, in rotation or not and why.
 
-use ocean_client::api::Task;
 use serde::Serialize;
 
-use crate::backends::{address, out_of_rotation, port};
+use crate::backends::{address, out_of_rotation, port, JobTasks};
 use crate::spec::ElbSpec;
 
 /// One virtual server.
@@ -49,7 +48,7 @@ pub struct RsStatus {
 }
 
 /// The status of `elb`, given the tasks of each backend job.
-pub fn status<'a>(elb: &ElbSpec, tasks_of: &dyn Fn(&str) -> Vec<&'a Task>) -> Vec<VsStatus> {
+pub fn status<'a>(elb: &ElbSpec, tasks_of: &dyn Fn(&str) -> JobTasks<'a>) -> Vec<VsStatus> {
     let mut out = Vec::new();
     for vip in &elb.vips {
         let mut seen: Vec<(u32, String)> = Vec::new();
@@ -65,10 +64,11 @@ pub fn status<'a>(elb: &ElbSpec, tasks_of: &dyn Fn(&str) -> Vec<&'a Task>) -> Ve
                 .iter()
                 .filter(|o| o.port == l.port && o.protocol == l.protocol)
             {
-                for t in tasks_of(&same.backend_job) {
+                let job = tasks_of(&same.backend_job);
+                for t in job.tasks {
                     let p = port(t, &same.backend_port_name);
                     let a = address(t);
-                    let reason = match (out_of_rotation(t), a, p) {
+                    let reason = match (out_of_rotation(t, job.checked), a, p) {
                         (Some(r), _, _) => r.to_string(),
                         (None, None, _) => "no IPv4 address".to_string(),
                         (None, _, None) => format!("no port named {}", same.backend_port_name),
@@ -104,7 +104,7 @@ pub fn status<'a>(elb: &ElbSpec, tasks_of: &dyn Fn(&str) -> Vec<&'a Task>) -> Ve
 mod tests {
     use super::*;
     use crate::spec::{Algorithm, Listener, Network, Protocol};
-    use ocean_client::api::TaskPort;
+    use ocean_client::api::{Task, TaskPort};
 
     #[test]
     fn each_task_is_shown_with_why_it_is_out() {

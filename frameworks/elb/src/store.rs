@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use ocean_client::api::{KvKeyRequest, KvListRequest, KvPutRequest, ListTasksRequest, Task};
+use ocean_client::api::{
+    JobRef, KvKeyRequest, KvListRequest, KvPutRequest, ListTasksRequest, Task,
+};
 use ocean_client::Client;
 
 use crate::spec::{conflicts, ElbSpec, InvalidElb};
@@ -146,6 +148,23 @@ impl Store {
             })
             .await?;
         Ok(r.version)
+    }
+
+    /// Whether `job` has health checks (a job not yet created: assumed
+    /// to, so nothing of it serves before a verdict).
+    pub async fn has_health_checks(&self, job: &str) -> Result<bool, StoreError> {
+        match self
+            .client
+            .get_job(JobRef {
+                id: job.into(),
+                ..Default::default()
+            })
+            .await
+        {
+            Ok(j) => Ok(crate::backends::has_health_checks(&j.spec_json)),
+            Err(ocean_client::Error::NotFound(_)) => Ok(true),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The live tasks of a job.
