@@ -159,8 +159,10 @@ impl Follower {
         loop {
             let req = WatchRequest {
                 from_version: complete,
-                // Frameworks' keys name nothing DNS serves.
-                kinds: vec!["job".into(), "task".into(), "agent".into()],
+                // Of frameworks' keys, only the ELBs' name anything DNS
+                // serves (their domain names).
+                kinds: vec!["job".into(), "task".into(), "agent".into(), "kv".into()],
+                namespaces: vec![crate::model::ELB_NAMESPACE.into()],
                 ..Default::default()
             };
             info!(from = complete, "following the watch stream");

@@ -22,6 +22,23 @@ pub enum Owner {
     Agent(String),
     /// `leader.<domain>` and `masters.<domain>`.
     Masters,
+    /// A load balancer of the ELB framework: its domain name, at its VIPs.
+    Elb(String),
+}
+
+/// The ELB framework's namespace and key prefix: its objects are read here
+/// as plain JSON (`domain`, `vips`), so the DNS server needs nothing of the
+/// framework's crate.
+pub const ELB_NAMESPACE: &str = "elb";
+const ELB_PREFIX: &str = "elbs/";
+
+/// What the DNS server keeps of a load balancer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ElbInfo {
+    /// Its domain name (lowercase, no final dot).
+    domain: String,
+    /// Its VIPs, sorted.
+    vips: Vec<IpAddr>,
 }
 
 /// One SRV target.
@@ -63,6 +80,8 @@ pub struct Model {
     agents: HashMap<String, Agent>,
     /// Job name -> every job claiming it (the smallest id owns it).
     claims: HashMap<String, BTreeSet<String>>,
+    /// Load balancers with a domain name, by ELB name.
+    elbs: HashMap<String, ElbInfo>,
     /// Address of the leader, and of every master.
     leader: Option<IpAddr>,
     masters: Vec<IpAddr>,
@@ -75,6 +94,14 @@ pub fn serves(task: &Task, job_has_health_checks: bool) -> bool {
         && !task.kill_requested
         && task.draining_since_ms == 0
         && (!job_has_health_checks || task.healthy == Some(true))
+}
+
+/// The ELB's name when `namespace`/`key` is an ELB object.
+fn elb_name<'a>(namespace: &str, key: &'a str) -> Option<&'a str> {
+    (namespace == ELB_NAMESPACE)
+        .then(|| key.strip_prefix(ELB_PREFIX))
+        .flatten()
+        .filter(|n| !n.is_empty())
 }
 
 /// The task's address: `address`, else `host` when that is an IP.
@@ -92,6 +119,7 @@ impl Model {
             by_job: HashMap::new(),
             agents: HashMap::new(),
             claims: HashMap::new(),
+            elbs: HashMap::new(),
             leader: None,
             masters: Vec::new(),
         }
@@ -101,6 +129,7 @@ impl Model {
     pub fn owners(&self) -> Vec<Owner> {
         let mut out: Vec<Owner> = self.jobs.keys().cloned().map(Owner::Job).collect();
         out.extend(self.agents.keys().cloned().map(Owner::Agent));
+        out.extend(self.elbs.keys().cloned().map(Owner::Elb));
         out.push(Owner::Masters);
         out
     }
@@ -125,6 +154,9 @@ impl Model {
                 for t in s.tasks {
                     self.put_task(t);
                 }
+                for kv in s.kv {
+                    self.put_kv(&kv.namespace, &kv.key, &kv.value);
+                }
                 dirty.extend(self.owners());
                 dirty.sort();
                 dirty.dedup();
@@ -147,7 +179,9 @@ impl Model {
                 }
                 None => Vec::new(),
             },
-            Some(event::Kind::KvPut(_)) | Some(event::Kind::KvDeleted(_)) | None => Vec::new(),
+            Some(event::Kind::KvPut(kv)) => self.put_kv(&kv.namespace, &kv.key, &kv.value),
+            Some(event::Kind::KvDeleted(kv)) => self.delete_kv(&kv.namespace, &kv.key),
+            None => Vec::new(),
         }
     }
 
@@ -178,6 +212,9 @@ impl Model {
             dirty.extend(set.iter().cloned().map(Owner::Job));
         }
         dirty.push(Owner::Job(job.id.clone()));
+        if let Some(name) = &info.name {
+            dirty.extend(self.elbs_named(name).map(Owner::Elb));
+        }
         self.jobs.insert(job.id, info);
         dirty
     }
@@ -199,11 +236,69 @@ impl Model {
             return Vec::new();
         };
         set.remove(id);
-        let dirty = set.iter().cloned().map(Owner::Job).collect();
+        let mut dirty: Vec<Owner> = set.iter().cloned().map(Owner::Job).collect();
         if set.is_empty() {
             self.claims.remove(&name);
+            // An ELB of that domain may answer for it now.
+            dirty.extend(self.elbs_named(&name).map(Owner::Elb));
         }
         dirty
+    }
+
+    /// An ELB object written: its name and VIPs when it has a domain in
+    /// the zone. Unreadable objects and names outside the zone give no
+    /// records (the framework validates what it stores).
+    fn put_kv(&mut self, namespace: &str, key: &str, value: &[u8]) -> Vec<Owner> {
+        let Some(name) = elb_name(namespace, key) else {
+            return Vec::new();
+        };
+        #[derive(serde::Deserialize)]
+        struct Elb {
+            #[serde(default)]
+            domain: Option<String>,
+            #[serde(default)]
+            vips: Vec<String>,
+        }
+        let info = serde_json::from_slice::<Elb>(value).ok().and_then(|e| {
+            let domain = e.domain?.trim_end_matches('.').to_ascii_lowercase();
+            let in_zone = domain
+                .strip_suffix(&self.domain)
+                .is_some_and(|head| head.ends_with('.') && head.len() > 1);
+            let mut vips: Vec<IpAddr> = e.vips.iter().filter_map(|v| v.parse().ok()).collect();
+            vips.sort();
+            vips.dedup();
+            in_zone.then_some(ElbInfo { domain, vips })
+        });
+        let mut dirty = self.delete_kv(namespace, key);
+        if let Some(info) = info {
+            dirty.extend(self.elbs_named(&info.domain).map(Owner::Elb));
+            self.elbs.insert(name.to_string(), info);
+            dirty.push(Owner::Elb(name.to_string()));
+        }
+        dirty.sort();
+        dirty.dedup();
+        dirty
+    }
+
+    fn delete_kv(&mut self, namespace: &str, key: &str) -> Vec<Owner> {
+        let Some(name) = elb_name(namespace, key) else {
+            return Vec::new();
+        };
+        let Some(old) = self.elbs.remove(name) else {
+            return Vec::new();
+        };
+        // Another ELB of the same domain may own the name now.
+        let mut dirty: Vec<Owner> = self.elbs_named(&old.domain).map(Owner::Elb).collect();
+        dirty.push(Owner::Elb(name.to_string()));
+        dirty
+    }
+
+    /// The ELBs whose domain is `domain`.
+    fn elbs_named<'a>(&'a self, domain: &'a str) -> impl Iterator<Item = String> + 'a {
+        self.elbs
+            .iter()
+            .filter(move |(_, e)| e.domain == domain)
+            .map(|(n, _)| n.clone())
     }
 
     fn put_task(&mut self, task: Task) -> Vec<Owner> {
@@ -223,7 +318,31 @@ impl Model {
             Owner::Job(id) => self.job_records(id),
             Owner::Agent(id) => self.agent_records(id),
             Owner::Masters => self.master_records(),
+            Owner::Elb(name) => self.elb_records(name),
         }
+    }
+
+    /// An ELB's domain at its VIPs. A job's name always wins (jobs' names
+    /// are the zone's own); between ELBs of one domain, the smallest ELB
+    /// name owns it, so the answer never depends on event order.
+    fn elb_records(&self, name: &str) -> Vec<(String, Node)> {
+        let Some(elb) = self.elbs.get(name) else {
+            return Vec::new();
+        };
+        let owner = self.elbs_named(&elb.domain).min();
+        if elb.vips.is_empty()
+            || self.claims.contains_key(&elb.domain)
+            || owner.as_deref() != Some(name)
+        {
+            return Vec::new();
+        }
+        vec![(
+            elb.domain.clone(),
+            Node {
+                addrs: elb.vips.clone(),
+                srv: Vec::new(),
+            },
+        )]
     }
 
     fn job_records(&self, id: &str) -> Vec<(String, Node)> {
@@ -393,6 +512,70 @@ mod tests {
         let mut v: Vec<String> = m.records(owner).into_iter().map(|(n, _)| n).collect();
         v.sort();
         v
+    }
+
+    fn elb(name: &str, domain: &str, vips: &[&str]) -> event::Kind {
+        event::Kind::KvPut(ocean_proto::v1::KvEntry {
+            namespace: ELB_NAMESPACE.into(),
+            key: format!("{ELB_PREFIX}{name}"),
+            value: serde_json::to_vec(&serde_json::json!({
+                "name": name, "domain": domain, "vips": vips, "listeners": []
+            }))
+            .unwrap(),
+            ..Default::default()
+        })
+    }
+
+    fn elb_records(m: &Model, name: &str) -> Vec<(String, Vec<IpAddr>)> {
+        m.records(&Owner::Elb(name.into()))
+            .into_iter()
+            .map(|(n, node)| (n, node.addrs))
+            .collect()
+    }
+
+    #[test]
+    fn an_elb_domain_in_the_zone_answers_with_its_vips() {
+        let mut m = Model::new("ocean");
+        let dirty = m.apply(ev(elb(
+            "pdl.web",
+            "Front.Web.Ocean.",
+            &["10.9.0.2", "10.9.0.1"],
+        )));
+        assert_eq!(dirty, vec![Owner::Elb("pdl.web".into())]);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            elb_records(&m, "pdl.web"),
+            vec![(
+                "front.web.ocean".to_string(),
+                vec![ip("10.9.0.1"), ip("10.9.0.2")]
+            )]
+        );
+        // Outside the zone, or another namespace's key: nothing.
+        m.apply(ev(elb("pdl.out", "front.example.com", &["10.9.0.3"])));
+        assert!(elb_records(&m, "pdl.out").is_empty());
+        let mut other = elb("pdl.x", "x.ocean", &["10.9.0.4"]);
+        if let event::Kind::KvPut(kv) = &mut other {
+            kv.namespace = "redis".into();
+        }
+        assert!(m.apply(ev(other)).is_empty());
+        // Two ELBs of one domain: the smaller name owns it, whatever the
+        // order; deleting it hands the name over.
+        m.apply(ev(elb("pdl.a", "front.web.ocean", &["10.9.0.5"])));
+        assert!(elb_records(&m, "pdl.web").is_empty());
+        assert_eq!(elb_records(&m, "pdl.a").len(), 1);
+        let dirty = m.apply(ev(event::Kind::KvDeleted(ocean_proto::v1::KvEntry {
+            namespace: ELB_NAMESPACE.into(),
+            key: format!("{ELB_PREFIX}pdl.a"),
+            ..Default::default()
+        })));
+        assert!(dirty.contains(&Owner::Elb("pdl.web".into())), "{dirty:?}");
+        assert_eq!(elb_records(&m, "pdl.web").len(), 1);
+        // A job's name wins over an ELB's domain.
+        m.apply(ev(elb("pdl.j", NAME, &["10.9.0.6"])));
+        assert_eq!(elb_records(&m, "pdl.j").len(), 1);
+        let dirty = m.apply(ev(event::Kind::JobPut(job(JOB, false))));
+        assert!(dirty.contains(&Owner::Elb("pdl.j".into())), "{dirty:?}");
+        assert!(elb_records(&m, "pdl.j").is_empty());
     }
 
     #[test]

@@ -4,11 +4,17 @@
 //! namespace; each agent reports that namespace's address as its own), and
 //! `ocean elb agent --netns LB` programming the LB namespace from the
 //! masters' watch. A task's command health check turning red takes it out
-//! of the rotation; turning green brings it back.
+//! of the rotation; turning green brings it back. The ELB's domain name
+//! resolves to its VIP through a real `ocean dns` while the ELB exists.
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+
 use ocean_tests::cluster::Process;
+use ocean_tests::dns::{addrs, rcode, wait_answer, DnsProc};
 use ocean_tests::elb_net::{backend_addr, setup, spray, SERVER, VIP};
 use ocean_tests::Cluster;
 use serde_json::json;
@@ -82,12 +88,27 @@ async fn the_elb_agent_follows_real_tasks_and_their_health() -> anyhow::Result<(
         .map(|i| json!({"port": 80, "protocol": "tcp", "backend_job": job_id(i), "backend_port_name": "http"}))
         .collect();
     let elb = json!({"name": "pdl.web_service.front", "idc": "c3", "network": "internal",
-        "vips": [VIP], "listeners": listeners});
+        "vips": [VIP], "listeners": listeners, "domain": "front.web.ocean"});
     let r = api.post("/v1/elbs", &elb).await?;
     assert_eq!(r.status, 201, "{:?}", r.body);
     // The same VIP:port again under another name is refused, naming the field.
+    // Its domain resolves to its VIP in Ocean's DNS (real packets).
+    let mut dns = DnsProc::new(dir.path(), "main", &[cluster.master(1).grpc], &[]);
+    dns.start()?;
+    let vip: IpAddr = VIP.parse()?;
+    wait_answer(
+        dns.addr,
+        "front.web.ocean",
+        RecordType::A,
+        "the ELB's VIP",
+        Duration::from_secs(20),
+        |m| addrs(m) == vec![vip],
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", dns.log_tail()))?;
     let mut other = elb.clone();
     other["name"] = json!("pdl.web_service.other");
+    other["domain"] = json!(null);
     let r = api.post("/v1/elbs", &other).await?;
     assert_eq!(r.status, 400, "{:?}", r.body);
     assert_eq!(r.body["errors"][0]["field"], "vips[0]");
@@ -136,6 +157,15 @@ async fn the_elb_agent_follows_real_tasks_and_their_health() -> anyhow::Result<(
         let (seen, _) = spray(&client, 3)?;
         Ok(seen.is_empty())
     })
+    .await?;
+    wait_answer(
+        dns.addr,
+        "front.web.ocean",
+        RecordType::A,
+        "the name gone",
+        Duration::from_secs(10),
+        |m| rcode(m) == ResponseCode::NXDomain,
+    )
     .await?;
     lb_agent.kill();
     drop(agents);

@@ -30,6 +30,21 @@ fn job(v: usize) -> String {
     format!("cop.b_owt.b_pdl.b_servicegroup.b_service.s{v}_job.j{v}_cluster.c1")
 }
 
+/// CPU time of the whole process (model, diff and the nft worker's user
+/// and kernel time): what a change costs, whatever else the machine runs.
+fn cpu() -> Duration {
+    use nix::sys::resource::{getrusage, UsageWho};
+    match getrusage(UsageWho::RUSAGE_SELF) {
+        Ok(u) => {
+            let t = |tv: nix::sys::time::TimeVal| {
+                Duration::new(tv.tv_sec() as u64, tv.tv_usec() as u32 * 1000)
+            };
+            t(u.user_time()) + t(u.system_time())
+        }
+        Err(_) => Duration::ZERO,
+    }
+}
+
 fn pct(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
     sorted[i]
@@ -132,6 +147,7 @@ fn main() -> anyhow::Result<()> {
 
     let mut times = Vec::new();
     let mut nft_times = Vec::new();
+    let mut cpu_times = Vec::new();
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     for _ in 0..changes {
         seed ^= seed << 13;
@@ -142,14 +158,17 @@ fn main() -> anyhow::Result<()> {
         let t = &mut tasks[v][r];
         t.healthy = Some(t.healthy != Some(true));
         let start = Instant::now();
+        let cpu0 = cpu();
         let vss = virtual_servers(&elbs, &|j| tasks[index(j)].iter().collect());
         let plane = desired(&vss, p.installed());
         let a = p.sync(&plane)?;
         times.push(start.elapsed());
+        cpu_times.push(cpu() - cpu0);
         nft_times.push(a.took);
     }
     times.sort();
     nft_times.sort();
+    cpu_times.sort();
     if !times.is_empty() {
         println!(
             "one-VS change ({changes}): p50 {:?} p99 {:?} max {:?}; of which nft p50 {:?} p99 {:?}",
@@ -158,6 +177,11 @@ fn main() -> anyhow::Result<()> {
             times[times.len() - 1],
             pct(&nft_times, 0.5),
             pct(&nft_times, 0.99)
+        );
+        println!(
+            "one-VS change, CPU time of the process: p50 {:?} p99 {:?}",
+            pct(&cpu_times, 0.5),
+            pct(&cpu_times, 0.99)
         );
     }
     Ok(())
