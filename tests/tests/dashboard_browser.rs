@@ -202,6 +202,11 @@ async fn every_page_passes_axe_and_is_kept_as_a_screenshot() {
             .await
             .expect("create a cache");
         assert_eq!(made.status, 201, "{made:?}");
+        let elb = serde_json::json!({"name": "pdl.qa_service.axe", "idc": "c1", "network": "internal",
+            "vips": ["10.99.7.1"], "domain": "axe.qa.ocean",
+            "listeners": [{"port": 80, "protocol": "tcp", "backend_job": JOB, "backend_port_name": "http"}]});
+        let made = dev.api.post("/v1/elbs", &elb).await.expect("create an ELB");
+        assert_eq!(made.status, 201, "{made:?}");
         let pages = [
             ("overview", "/ui/".to_string()),
             ("jobs", "/ui/jobs".to_string()),
@@ -212,6 +217,7 @@ async fn every_page_passes_axe_and_is_kept_as_a_screenshot() {
             ("caches", "/ui/caches".to_string()),
             ("cache", "/ui/caches/axe".to_string()),
             ("tickets", "/ui/tickets".to_string()),
+            ("elbs", "/ui/elbs".to_string()),
         ];
         let mut found = Vec::new();
         for (name, path) in &pages {

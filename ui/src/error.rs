@@ -18,6 +18,10 @@ pub enum UiError {
         "this form is out of date or came from another site: reload the page and submit it again"
     )]
     Csrf,
+    /// A framework's store could not be read or written (the masters
+    /// answered with an error or not at all).
+    #[error("{0}")]
+    Unavailable(String),
     /// A template failed to render (a bug: templates are checked at build time).
     #[error("rendering {page}: {source}")]
     Render {
@@ -50,6 +54,7 @@ impl IntoResponse for UiError {
         let status = match self {
             UiError::Service(e) => ApiError::from(e).status(),
             UiError::Csrf => StatusCode::FORBIDDEN,
+            UiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             UiError::Render { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {

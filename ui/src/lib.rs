@@ -107,6 +107,8 @@ pub fn routes(state: UiState) -> Router {
             get(pages::caches::page).post(pages::caches::create),
         )
         .route("/ui/caches/{id}", get(pages::caches::detail))
+        .route("/ui/elbs", get(pages::elbs::page).post(pages::elbs::create))
+        .route("/ui/elbs/{name}/delete", post(pages::elbs::delete))
         .route("/ui/caches/{id}/{action}", post(pages::caches::action))
         .route("/ui/tickets", get(pages::tickets::page))
         .route("/ui/assets/style.css", get(assets::style))

@@ -5,6 +5,7 @@
 
 pub mod caches;
 pub mod deployments;
+pub mod elbs;
 pub mod hosts;
 pub mod hosts_map;
 pub mod job;

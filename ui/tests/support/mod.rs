@@ -62,7 +62,12 @@ impl Cluster {
             scheduler: Arc::new(scheduler),
             history: history.clone(),
         })
-        .merge(ocean_master::api::http::router(master.clone()));
+        .merge(ocean_master::api::http::router(master.clone()))
+        // The ELB framework's REST routes, as `ocean server` mounts them:
+        // its page must show what its API shows.
+        .merge(ocean_elb::http::router(Arc::new(
+            ocean_master::api::in_process::InProcess::new(master.clone()),
+        )));
         Cluster {
             master,
             app,
