@@ -35,12 +35,14 @@ pub mod grpc;
 pub mod rest;
 #[cfg(feature = "rest")]
 mod rest_deployments;
+pub mod secret;
 
 pub use ocean_proto::v1 as api;
 
 pub use error::{Error, FieldError, Result};
 pub use follow::{follow, follow_versions};
 pub use grpc::{GrpcClient, GrpcOptions, KeepAlive};
+pub use secret::Secret;
 #[cfg(feature = "rest")]
 pub use rest::{RestClient, RestError, RestOptions};
 

@@ -53,6 +53,8 @@ pub(crate) struct Inner {
     pub(crate) agent_http: reqwest::Client,
     /// The DNS zone, for jobs' `dns_name`.
     pub(crate) dns_domain: String,
+    /// Whether API requests need a token (`acl.enabled`).
+    pub(crate) acl_enabled: bool,
 }
 
 impl Master {
@@ -133,6 +135,11 @@ impl Master {
     /// The usage samples agents pushed to this master while it led.
     pub fn usage(&self) -> &crate::usage::UsageStore {
         &self.inner.usage
+    }
+
+    /// Whether API requests need a token (`acl.enabled`).
+    pub fn acl_enabled(&self) -> bool {
+        self.inner.acl_enabled
     }
 
     /// The HTTP client for agents' log servers.

@@ -191,8 +191,10 @@ impl OceanApi for Api {
 
     async fn watch(&self, req: Request<WatchRequest>) -> Answer<Self::WatchStream> {
         let req = req.into_inner();
-        let filter =
-            WatchFilter::parse(&req.node, &req.kinds, &req.namespaces).map_err(to_status)?;
+        let grants = self.0.service().watch_grants().map_err(to_status)?;
+        let filter = WatchFilter::parse(&req.node, &req.kinds, &req.namespaces)
+            .map_err(to_status)?
+            .with_grants(grants);
         let m = &self.0;
         let stream = watch(
             m.feed().clone(),

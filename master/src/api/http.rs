@@ -74,6 +74,7 @@ pub fn router(master: Master) -> Router {
         .merge(super::agents::routes())
         .merge(super::frameworks::routes())
         .merge(super::usage::routes())
+        .merge(super::acl::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(4 * 1024 * 1024))
@@ -98,7 +99,15 @@ pub async fn serve_with(
     extra: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    axum::serve(listener, extra.merge(router(master)))
+    // Authentication wraps the dashboard and frameworks' routes too: the
+    // service calls they make act for the request's token.
+    let app = extra
+        .merge(router(master.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            master,
+            super::auth::authenticate,
+        ));
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|source| Error::Io {
@@ -239,11 +248,13 @@ async fn events(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let from = q.from.or(last_id).unwrap_or(0);
+    let grants = m.service().watch_grants()?;
     let filter = WatchFilter::parse(
         q.node.as_deref().unwrap_or(""),
         &q.kinds.into_iter().collect::<Vec<_>>(),
         &q.namespaces.into_iter().collect::<Vec<_>>(),
-    )?;
+    )?
+    .with_grants(grants);
     let stream = watch(m.feed().clone(), m.state().clone(), from, filter).map(|item| {
         let ev = match item {
             WatchItem::Snapshot {

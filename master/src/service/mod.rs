@@ -27,6 +27,7 @@
 //! - [`types`]: the typed responses every adapter serialises;
 //! - [`views`]: tasks, agents, members and events as the API shows them.
 
+pub mod acl;
 pub mod agents;
 pub mod deployments;
 pub mod jobs;
@@ -69,6 +70,11 @@ pub trait Kernel: Clone + Send + Sync + std::fmt::Debug + 'static {
 
     /// The DNS zone jobs' names are derived in.
     fn dns_domain(&self) -> &str;
+
+    /// Whether requests need a token and their rights are checked.
+    fn acl_enabled(&self) -> bool {
+        false
+    }
 
     /// What this master, as leader, knows of an agent's stream.
     fn liveness(&self, _agent: &str) -> Option<tasks::AgentLiveness> {
@@ -113,6 +119,10 @@ impl Kernel for crate::Master {
         &self.inner.dns_domain
     }
 
+    fn acl_enabled(&self) -> bool {
+        self.inner.acl_enabled
+    }
+
     fn liveness(&self, agent: &str) -> Option<tasks::AgentLiveness> {
         if self.status().leader != self.id() {
             // Followers do not see agents' streams.
@@ -140,21 +150,27 @@ impl Kernel for crate::Master {
 #[derive(Debug, Clone)]
 pub struct Service<K> {
     kernel: K,
+    /// Whom the service acts for (see [`acl`]).
+    caller: acl::Caller,
 }
 
 impl crate::master::Master {
     /// The service layer over this master: where REST, gRPC and
-    /// in-process callers validate and propose. Defined here, not in
+    /// in-process callers validate and propose, acting for the caller of
+    /// the request being served ([`acl::scope`]). Defined here, not in
     /// `master.rs`, so the handle does not import the layer above it.
     pub fn service(&self) -> Service<crate::master::Master> {
-        Service::new(self.clone())
+        Service::new(self.clone()).with_caller(acl::current())
     }
 }
 
 impl<K: Kernel> Service<K> {
-    /// A service over `kernel`.
+    /// A service over `kernel`, acting for the cluster itself.
     pub fn new(kernel: K) -> Self {
-        Service { kernel }
+        Service {
+            kernel,
+            caller: acl::Caller::System,
+        }
     }
 
     /// The kernel beneath.
