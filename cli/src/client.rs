@@ -23,7 +23,7 @@ pub struct Client {
 
 impl Client {
     /// Parses `addr` (comma-separated, with or without `http://`).
-    pub fn new(addr: &str, json: bool) -> anyhow::Result<Self> {
+    pub fn new(addr: &str, json: bool, token: ocean_client::Secret) -> anyhow::Result<Self> {
         let addrs = addr
             .split(',')
             .map(str::trim)
@@ -34,7 +34,8 @@ impl Client {
                 anyhow!("--addr: no master address given")
             }
             e => anyhow!("--addr: {}", e.message()),
-        })?;
+        })?
+        .with_token(token);
         Ok(Client { rest, json })
     }
 

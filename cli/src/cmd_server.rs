@@ -276,12 +276,18 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let mut cfg = MasterConfig::single(1, data_dir.clone(), args.http, args.grpc);
     cfg.dns_domain = args.dns_domain.clone();
     cfg.acl.enabled = args.acl;
+    if args.acl {
+        // The embedded DNS server follows the master with this process's
+        // own secret: it needs no token from the user.
+        cfg.acl.local_secret = ocean_master::service::acl::store::new_local_secret();
+    }
     cfg.validate()?;
     if !args.no_dns {
         // The DNS server follows this master like any `ocean dns` would.
         let mut dns = ocean_dns::DnsConfig::new(vec![args.grpc.to_string()], args.dns);
         dns.domain = args.dns_domain.clone();
         dns.upstreams = args.dns_upstream.clone();
+        dns.token = cfg.acl.local_secret.clone();
         dns.validate().context("--dns")?;
         let sockets = ocean_dns::bind(&dns)
             .await

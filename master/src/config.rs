@@ -70,6 +70,11 @@ pub struct AclSettings {
     /// and check its rights in the service layer.
     #[serde(default)]
     pub enabled: bool,
+    /// A secret this process's own components present (the DNS server
+    /// `ocean dev` embeds): it acts as the cluster itself. Made fresh by
+    /// the process, never read from a file, never stored or replicated.
+    #[serde(skip)]
+    pub local_secret: ocean_client::Secret,
 }
 
 fn default_dns_domain() -> String {

@@ -55,6 +55,8 @@ pub(crate) struct Inner {
     pub(crate) dns_domain: String,
     /// Whether API requests need a token (`acl.enabled`).
     pub(crate) acl_enabled: bool,
+    /// `acl.local_secret`: this process's own components.
+    pub(crate) acl_local_secret: ocean_client::Secret,
 }
 
 impl Master {
@@ -140,6 +142,12 @@ impl Master {
     /// Whether API requests need a token (`acl.enabled`).
     pub fn acl_enabled(&self) -> bool {
         self.inner.acl_enabled
+    }
+
+    /// Whether `secret` is this process's own (`acl.local_secret`).
+    pub fn is_local_secret(&self, secret: &ocean_client::Secret) -> bool {
+        let own = &self.inner.acl_local_secret;
+        !own.is_empty() && own == secret
     }
 
     /// The HTTP client for agents' log servers.

@@ -46,6 +46,7 @@ fn caller_of(m: &Master, headers: &HeaderMap) -> Caller {
     match token_of(headers) {
         None => Caller::Anonymous,
         Some(t) if t.is_empty() => Caller::Anonymous,
+        Some(t) if m.is_local_secret(&t) => Caller::System,
         // Outside any scope: the lookup itself needs no rights.
         Some(t) => m.service().with_caller(Caller::System).authenticate(&t),
     }

@@ -121,6 +121,14 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A fresh secret for `acl.local_secret` (256 random bits, no accessor:
+/// it names no stored token).
+pub fn new_local_secret() -> Secret {
+    let mut s = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut s);
+    Secret::new(format!("local-{}", hex(&s)))
+}
+
 /// A fresh accessor (64 random bits) and secret (the accessor, then 256
 /// random bits).
 fn new_secret() -> (String, Secret) {
