@@ -57,6 +57,8 @@ pub(crate) struct Inner {
     pub(crate) acl_enabled: bool,
     /// `acl.local_secret`: this process's own components.
     pub(crate) acl_local_secret: ocean_client::Secret,
+    /// Writes this master accepted, who made them.
+    pub(crate) audit: crate::kernel::audit::AuditLog,
 }
 
 impl Master {
@@ -142,6 +144,11 @@ impl Master {
     /// Whether API requests need a token (`acl.enabled`).
     pub fn acl_enabled(&self) -> bool {
         self.inner.acl_enabled
+    }
+
+    /// The writes this master accepted (see [`crate::kernel::audit`]).
+    pub fn audit(&self) -> &crate::kernel::audit::AuditLog {
+        &self.inner.audit
     }
 
     /// Whether `secret` is this process's own (`acl.local_secret`).

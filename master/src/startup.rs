@@ -165,6 +165,7 @@ pub async fn start(config: &MasterConfig) -> Result<Started> {
             dns_domain: config.dns_domain.clone(),
             acl_enabled: config.acl.enabled,
             acl_local_secret: config.acl.local_secret.clone(),
+            audit: Default::default(),
         }),
     };
     if fresh && !seeds.is_empty() {

@@ -138,6 +138,23 @@ async fn every_route_answers_each_token_as_its_rights_say() {
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
 
+        // The audit log names who wrote what; refused writes are not in it.
+        let audit = admin.get("/v1/acl/audit?limit=1000").await?;
+        assert_eq!(audit.status, 200, "{}", audit.body);
+        let entries = audit.body["entries"].as_array().cloned().unwrap_or_default();
+        let by = |who: &str, what: &str| {
+            entries.iter().any(|e| {
+                e["who"].as_str().unwrap_or_default().starts_with(who)
+                    && e["what"].as_str() == Some(what)
+                    && e["version"].as_u64().unwrap_or(0) > 0
+                    && e["at_ms"].as_u64().unwrap_or(0) > 0
+            })
+        };
+        assert!(by("demo-write (", &format!("scale job {demo}")), "{entries:?}");
+        assert!(by("bootstrap (", &format!("put job {}", id_in("demo2", "a"))), "{entries:?}");
+        assert!(!by("demo-read (", &format!("scale job {demo}")), "{entries:?}");
+        assert_eq!(read.get("/v1/acl/audit").await?.status, 403);
+
         // A 403 names the node and the missing right.
         let r = read.post(&format!("/v1/jobs/{demo}/scale"), &json!({"instances": 2})).await?;
         assert_eq!((r.body["node"].as_str(), r.body["right"].as_str()), (Some(demo.as_str()), Some("write")), "{}", r.body);

@@ -10,6 +10,7 @@
 //! | `POST /v1/acl/policies`           | create or replace `{name, rules}`     |
 //! | `GET /v1/acl/policies`            | policies                              |
 //! | `DELETE /v1/acl/policies/{name}`  | delete a policy                       |
+//! | `GET /v1/acl/audit?limit=N`       | this master's latest audited writes   |
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -33,10 +34,25 @@ pub fn routes() -> Router<Master> {
         .route("/v1/acl/tokens/{accessor}", delete(delete_token))
         .route("/v1/acl/policies", post(put_policy).get(list_policies))
         .route("/v1/acl/policies/{name}", delete(delete_policy))
+        .route("/v1/acl/audit", axum::routing::get(audit))
 }
 
 fn created(body: impl serde::Serialize) -> Response {
     (StatusCode::CREATED, Json(body)).into_response()
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    limit: Option<usize>,
+}
+
+async fn audit(
+    State(m): State<Master>,
+    super::extract::Query(q): super::extract::Query<AuditQuery>,
+) -> ApiResult<Response> {
+    let entries = m.service().acl_audit(q.limit.unwrap_or(100))?;
+    Ok(Json(json!({ "master": m.id(), "entries": entries })).into_response())
 }
 
 async fn bootstrap(State(m): State<Master>) -> ApiResult<Response> {

@@ -18,6 +18,7 @@
 //! | `GET /v1/events?from=N`      | server-sent change events from version N    |
 //! | `GET /metrics`               | Prometheus metrics                          |
 //! | `GET /v1/usage`              | allocated vs used under a tree node (`usage.rs`) |
+//! | `/v1/acl/...`                | tokens, policies, audit (`acl.rs`)          |
 //!
 //! Reads are served from this master's state; every response carries the
 //! `X-Ocean-Version` it reflects. `?min_version=N` waits (up to 5 s) until
@@ -236,6 +237,9 @@ struct EventsQuery {
     kinds: Option<String>,
     /// Comma-separated framework namespaces (kv events).
     namespaces: Option<String>,
+    /// Also this master's audit entries as `audit` events, from now on
+    /// (needs admin on the root).
+    audit: Option<bool>,
 }
 
 async fn events(
@@ -255,6 +259,16 @@ async fn events(
         &q.namespaces.into_iter().collect::<Vec<_>>(),
     )?
     .with_grants(grants);
+    let audit = if q.audit == Some(true) {
+        m.service()
+            .authorize("", crate::service::acl::Right::Admin)?;
+        tokio_stream::wrappers::BroadcastStream::new(m.audit().subscribe())
+            .filter_map(|e| async move { e.ok() })
+            .map(|e| Ok(SseEvent::default().event("audit").data(to_json(&e))))
+            .boxed()
+    } else {
+        futures::stream::empty().boxed()
+    };
     let stream = watch(m.feed().clone(), m.state().clone(), from, filter).map(|item| {
         let ev = match item {
             WatchItem::Snapshot {
@@ -323,6 +337,7 @@ async fn events(
         };
         Ok(ev)
     });
+    let stream = futures::stream::select(stream, audit);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 

@@ -81,6 +81,15 @@ pub trait Kernel: Clone + Send + Sync + std::fmt::Debug + 'static {
         None
     }
 
+    /// Records a write a caller made (the audit log); kernels without
+    /// one drop it.
+    fn audit(&self, _entry: crate::kernel::audit::AuditEntry) {}
+
+    /// The latest `limit` audit entries this kernel recorded.
+    fn audit_recent(&self, _limit: usize) -> Vec<crate::kernel::audit::AuditEntry> {
+        Vec::new()
+    }
+
     /// The change feed and the state it follows, for watches.
     fn watch_source(
         &self,
@@ -121,6 +130,15 @@ impl Kernel for crate::Master {
 
     fn acl_enabled(&self) -> bool {
         self.inner.acl_enabled
+    }
+
+    fn audit(&self, mut entry: crate::kernel::audit::AuditEntry) {
+        entry.master = self.id();
+        self.inner.audit.record(entry);
+    }
+
+    fn audit_recent(&self, limit: usize) -> Vec<crate::kernel::audit::AuditEntry> {
+        self.inner.audit.recent(limit)
     }
 
     fn liveness(&self, agent: &str) -> Option<tasks::AgentLiveness> {
@@ -181,7 +199,17 @@ impl<K: Kernel> Service<K> {
     /// Commits `cmd` and turns the outcomes that refused the write into
     /// errors naming `kind` and `id`.
     async fn commit(&self, kind: &'static str, id: &str, cmd: Command) -> Result<Applied> {
+        let what = self.audit_what(kind, id, &cmd);
         let applied = self.kernel.propose(cmd).await?;
+        if let Some(what) = what {
+            self.kernel.audit(crate::kernel::audit::AuditEntry {
+                who: self.caller.who(),
+                what,
+                at_ms: crate::kernel::now_ms(),
+                version: applied.version,
+                master: 0,
+            });
+        }
         match &applied.outcome {
             Outcome::Conflict { expected, actual } => Err(Error::VersionConflict {
                 kind,
@@ -200,6 +228,32 @@ impl<K: Kernel> Service<K> {
             }),
             _ => Ok(applied),
         }
+    }
+}
+
+impl<K: Kernel> Service<K> {
+    /// What the audit log says of `cmd`, when ACLs are on and a request
+    /// (not the cluster itself) makes it.
+    fn audit_what(&self, kind: &str, id: &str, cmd: &Command) -> Option<String> {
+        use ocean_proto::internal::command::Kind;
+        if !self.kernel.acl_enabled() || self.caller == acl::Caller::System {
+            return None;
+        }
+        let op = match &cmd.kind {
+            Some(Kind::PutJob(_)) => "put",
+            Some(Kind::DeleteJob(_)) => "delete",
+            Some(Kind::ScaleJob(_)) => "scale",
+            Some(Kind::ResetBackoff(_)) => "reset-backoff",
+            Some(Kind::SetAgentStatus(_)) => "set-status",
+            Some(Kind::PutKv(p)) => return Some(format!("put {kind} {}/{}", p.namespace, id)),
+            Some(Kind::DeleteKv(d)) => {
+                return Some(format!("delete {kind} {}/{}", d.namespace, id))
+            }
+            Some(Kind::Lease(_)) => "lease",
+            Some(Kind::DeploymentAction(a)) => return Some(format!("{} {kind} {id}", a.action)),
+            _ => "write",
+        };
+        Some(format!("{op} {kind} {id}"))
     }
 }
 

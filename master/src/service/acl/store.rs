@@ -347,6 +347,12 @@ impl<K: Kernel> Service<K> {
         Ok(())
     }
 
+    /// The latest `limit` writes this master recorded (admin on the root).
+    pub fn acl_audit(&self, limit: usize) -> Result<Vec<crate::kernel::audit::AuditEntry>> {
+        self.authorize("", Right::Admin)?;
+        Ok(self.kernel.audit_recent(limit))
+    }
+
     /// Who presents `secret`: [`Caller::Invalid`] (with a reason that
     /// never repeats the secret) when the cluster does not know it.
     pub fn authenticate(&self, secret: &Secret) -> Caller {
