@@ -102,7 +102,9 @@ mod tests {
     async fn entries_are_kept_bounded_and_broadcast() {
         let log = AuditLog::default();
         let mut rx = log.subscribe();
-        for i in 0..(KEPT as u64 + 5) {
+        log.record(entry(0));
+        assert_eq!(rx.recv().await.unwrap(), entry(0));
+        for i in 1..(KEPT as u64 + 5) {
             log.record(entry(i));
         }
         let recent = log.recent(3);
@@ -111,6 +113,5 @@ mod tests {
             [KEPT as u64 + 2, KEPT as u64 + 3, KEPT as u64 + 4]
         );
         assert_eq!(log.recent(usize::MAX).len(), KEPT);
-        assert_eq!(rx.recv().await.unwrap(), entry(0));
     }
 }
