@@ -29,13 +29,14 @@ impl Client {
             .map(str::trim)
             .filter(|a| !a.is_empty())
             .map(str::to_string);
-        let rest = RestClient::new(addrs).map_err(|e| match e {
-            Error::Invalid { errors, .. } if errors.iter().any(|f| f.field == "addrs") => {
-                anyhow!("--addr: no master address given")
-            }
-            e => anyhow!("--addr: {}", e.message()),
-        })?
-        .with_token(token);
+        let rest = RestClient::new(addrs)
+            .map_err(|e| match e {
+                Error::Invalid { errors, .. } if errors.iter().any(|f| f.field == "addrs") => {
+                    anyhow!("--addr: no master address given")
+                }
+                e => anyhow!("--addr: {}", e.message()),
+            })?
+            .with_token(token);
         Ok(Client { rest, json })
     }
 

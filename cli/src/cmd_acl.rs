@@ -132,7 +132,10 @@ pub async fn acl(c: &Client, cmd: AclCommand) -> anyhow::Result<()> {
             );
         }
         AclCommand::Policy(PolicyCommand::List) => {
-            print_json(&c.request(Method::GET, "/v1/acl/policies", Body::None).await?);
+            print_json(
+                &c.request(Method::GET, "/v1/acl/policies", Body::None)
+                    .await?,
+            );
         }
         AclCommand::Policy(PolicyCommand::Delete { name }) => {
             let path = format!("/v1/acl/policies/{}", crate::cmd_client::urlencode(&name));

@@ -342,7 +342,9 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
              create the first admin token with `ocean acl bootstrap`"
         );
     } else {
-        eprintln!("ocean dev: access control is OFF (no tokens needed; `ocean dev --acl` turns it on)");
+        eprintln!(
+            "ocean dev: access control is OFF (no tokens needed; `ocean dev --acl` turns it on)"
+        );
     }
     eprintln!("try: ocean job run docs/examples/http-server.json && ocean job list");
     serve(cfg, frameworks).await

@@ -42,9 +42,9 @@ pub use ocean_proto::v1 as api;
 pub use error::{Error, FieldError, Result};
 pub use follow::{follow, follow_versions};
 pub use grpc::{GrpcClient, GrpcOptions, KeepAlive};
-pub use secret::Secret;
 #[cfg(feature = "rest")]
 pub use rest::{RestClient, RestError, RestOptions};
+pub use secret::Secret;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;

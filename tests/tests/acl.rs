@@ -87,27 +87,141 @@ async fn every_route_answers_each_token_as_its_rights_say() {
         // route, method, path, body, then the status for each caller.
         let rows: Vec<(&str, &str, String, Option<Value>, [u16; 5])> = vec![
             ("leader", "GET", "/v1/leader".into(), None, [200; 5]),
-            ("get job", "GET", format!("/v1/jobs/{demo}"), None, [401, 200, 403, 200, 200]),
-            ("list jobs", "GET", "/v1/jobs".into(), None, [401, 200, 200, 200, 200]),
+            (
+                "get job",
+                "GET",
+                format!("/v1/jobs/{demo}"),
+                None,
+                [401, 200, 403, 200, 200],
+            ),
+            (
+                "list jobs",
+                "GET",
+                "/v1/jobs".into(),
+                None,
+                [401, 200, 200, 200, 200],
+            ),
             // The same spec again: an unchanged write, allowed or not.
-            ("put job", "POST", "/v1/jobs".into(), Some(spec("demo", "a")), [401, 403, 403, 200, 200]),
-            ("put job demo2", "POST", "/v1/jobs".into(), Some(spec("demo2", "a")), [401, 403, 403, 403, 200]),
-            ("scale", "POST", format!("/v1/jobs/{demo}/scale"), Some(json!({"instances": 1})), [401, 403, 403, 200, 200]),
-            ("reset back-off", "POST", format!("/v1/jobs/{demo}/reset-backoff"), None, [401, 403, 403, 403, 200]),
-            ("versions", "GET", format!("/v1/jobs/{demo}/versions"), None, [401, 200, 403, 200, 200]),
-            ("tasks of job", "GET", format!("/v1/tasks?job={demo}"), None, [401, 200, 403, 200, 200]),
+            (
+                "put job",
+                "POST",
+                "/v1/jobs".into(),
+                Some(spec("demo", "a")),
+                [401, 403, 403, 200, 200],
+            ),
+            (
+                "put job demo2",
+                "POST",
+                "/v1/jobs".into(),
+                Some(spec("demo2", "a")),
+                [401, 403, 403, 403, 200],
+            ),
+            (
+                "scale",
+                "POST",
+                format!("/v1/jobs/{demo}/scale"),
+                Some(json!({"instances": 1})),
+                [401, 403, 403, 200, 200],
+            ),
+            (
+                "reset back-off",
+                "POST",
+                format!("/v1/jobs/{demo}/reset-backoff"),
+                None,
+                [401, 403, 403, 403, 200],
+            ),
+            (
+                "versions",
+                "GET",
+                format!("/v1/jobs/{demo}/versions"),
+                None,
+                [401, 200, 403, 200, 200],
+            ),
+            (
+                "tasks of job",
+                "GET",
+                format!("/v1/tasks?job={demo}"),
+                None,
+                [401, 200, 403, 200, 200],
+            ),
             // No agent runs it: a known-to-nobody task, after the check.
-            ("one task", "GET", format!("/v1/tasks/{task}"), None, [401, 404, 403, 404, 404]),
-            ("deployments", "GET", "/v1/deployments".into(), None, [401, 200, 200, 200, 200]),
-            ("agents", "GET", "/v1/agents".into(), None, [401, 200, 200, 200, 200]),
-            ("agent status", "POST", "/v1/agents/nobody/status".into(), Some(json!({"status": "problem"})), [401, 403, 403, 403, 404]),
-            ("summary", "GET", "/v1/summary".into(), None, [401, 403, 403, 403, 200]),
-            ("job page demo", "GET", "/v1/summary/jobs?prefix=pdl.demo".into(), None, [401, 200, 403, 200, 200]),
-            ("framework kv", "GET", "/v1/frameworks/parity/kv".into(), None, [401, 403, 403, 403, 200]),
-            ("list tokens", "GET", "/v1/acl/tokens".into(), None, [401, 403, 403, 403, 200]),
-            ("list policies", "GET", "/v1/acl/policies".into(), None, [401, 403, 403, 403, 200]),
-            ("create policy", "POST", "/v1/acl/policies".into(), Some(json!({"name": "x", "rules": [{"node": "pdl.x", "rights": "read"}]})), [401, 403, 403, 403, 201]),
-            ("remove master", "DELETE", "/v1/members/9".into(), None, [401, 403, 403, 403, 404]),
+            (
+                "one task",
+                "GET",
+                format!("/v1/tasks/{task}"),
+                None,
+                [401, 404, 403, 404, 404],
+            ),
+            (
+                "deployments",
+                "GET",
+                "/v1/deployments".into(),
+                None,
+                [401, 200, 200, 200, 200],
+            ),
+            (
+                "agents",
+                "GET",
+                "/v1/agents".into(),
+                None,
+                [401, 200, 200, 200, 200],
+            ),
+            (
+                "agent status",
+                "POST",
+                "/v1/agents/nobody/status".into(),
+                Some(json!({"status": "problem"})),
+                [401, 403, 403, 403, 404],
+            ),
+            (
+                "summary",
+                "GET",
+                "/v1/summary".into(),
+                None,
+                [401, 403, 403, 403, 200],
+            ),
+            (
+                "job page demo",
+                "GET",
+                "/v1/summary/jobs?prefix=pdl.demo".into(),
+                None,
+                [401, 200, 403, 200, 200],
+            ),
+            (
+                "framework kv",
+                "GET",
+                "/v1/frameworks/parity/kv".into(),
+                None,
+                [401, 403, 403, 403, 200],
+            ),
+            (
+                "list tokens",
+                "GET",
+                "/v1/acl/tokens".into(),
+                None,
+                [401, 403, 403, 403, 200],
+            ),
+            (
+                "list policies",
+                "GET",
+                "/v1/acl/policies".into(),
+                None,
+                [401, 403, 403, 403, 200],
+            ),
+            (
+                "create policy",
+                "POST",
+                "/v1/acl/policies".into(),
+                Some(json!({"name": "x", "rules": [{"node": "pdl.x", "rights": "read"}]})),
+                [401, 403, 403, 403, 201],
+            ),
+            (
+                "remove master",
+                "DELETE",
+                "/v1/members/9".into(),
+                None,
+                [401, 403, 403, 403, 404],
+            ),
         ];
         let mut failures = Vec::new();
         for (route, method, path, body, expected) in &rows {
@@ -130,7 +244,11 @@ async fn every_route_answers_each_token_as_its_rights_say() {
                 }
                 if r.status == 403 {
                     assert_eq!(r.body["code"], "forbidden", "{route}: {}", r.body);
-                    assert!(r.body["right"].is_string() && r.body["node"].is_string(), "{}", r.body);
+                    assert!(
+                        r.body["right"].is_string() && r.body["node"].is_string(),
+                        "{}",
+                        r.body
+                    );
                     let msg = r.body["error"].as_str().unwrap_or_default();
                     assert!(msg.contains(r.body["right"].as_str().unwrap()), "{msg}");
                 }
@@ -141,7 +259,10 @@ async fn every_route_answers_each_token_as_its_rights_say() {
         // The audit log names who wrote what; refused writes are not in it.
         let audit = admin.get("/v1/acl/audit?limit=1000").await?;
         assert_eq!(audit.status, 200, "{}", audit.body);
-        let entries = audit.body["entries"].as_array().cloned().unwrap_or_default();
+        let entries = audit.body["entries"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let by = |who: &str, what: &str| {
             entries.iter().any(|e| {
                 e["who"].as_str().unwrap_or_default().starts_with(who)
@@ -150,21 +271,45 @@ async fn every_route_answers_each_token_as_its_rights_say() {
                     && e["at_ms"].as_u64().unwrap_or(0) > 0
             })
         };
-        assert!(by("demo-write (", &format!("scale job {demo}")), "{entries:?}");
-        assert!(by("bootstrap (", &format!("put job {}", id_in("demo2", "a"))), "{entries:?}");
-        assert!(!by("demo-read (", &format!("scale job {demo}")), "{entries:?}");
+        assert!(
+            by("demo-write (", &format!("scale job {demo}")),
+            "{entries:?}"
+        );
+        assert!(
+            by("bootstrap (", &format!("put job {}", id_in("demo2", "a"))),
+            "{entries:?}"
+        );
+        assert!(
+            !by("demo-read (", &format!("scale job {demo}")),
+            "{entries:?}"
+        );
         assert_eq!(read.get("/v1/acl/audit").await?.status, 403);
 
         // A 403 names the node and the missing right.
-        let r = read.post(&format!("/v1/jobs/{demo}/scale"), &json!({"instances": 2})).await?;
-        assert_eq!((r.body["node"].as_str(), r.body["right"].as_str()), (Some(demo.as_str()), Some("write")), "{}", r.body);
+        let r = read
+            .post(&format!("/v1/jobs/{demo}/scale"), &json!({"instances": 2}))
+            .await?;
+        assert_eq!(
+            (r.body["node"].as_str(), r.body["right"].as_str()),
+            (Some(demo.as_str()), Some("write")),
+            "{}",
+            r.body
+        );
 
         // Lists are filtered to what the token may read.
         let ids = |v: &Value| -> Vec<String> {
-            v["jobs"].as_array().into_iter().flatten().filter_map(|j| j["id"].as_str().map(str::to_string)).collect()
+            v["jobs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|j| j["id"].as_str().map(str::to_string))
+                .collect()
         };
         assert_eq!(ids(&read.get("/v1/jobs").await?.body), [demo.clone()]);
-        assert_eq!(ids(&read2.get("/v1/jobs").await?.body), [id_in("demo2", "a")]);
+        assert_eq!(
+            ids(&read2.get("/v1/jobs").await?.body),
+            [id_in("demo2", "a")]
+        );
         assert_eq!(ids(&admin.get("/v1/jobs").await?.body).len(), 2);
 
         // The token store is no framework's: its namespace is refused.
@@ -224,7 +369,10 @@ async fn every_route_answers_each_token_as_its_rights_say() {
             seen.push_str(&String::from_utf8_lossy(&chunk));
         }
         assert!(seen.contains("event: snapshot"), "{seen}");
-        assert!(!seen.contains("pdl.demo2"), "a pdl.demo SSE watch saw pdl.demo2:\n{seen}");
+        assert!(
+            !seen.contains("pdl.demo2"),
+            "a pdl.demo SSE watch saw pdl.demo2:\n{seen}"
+        );
         assert!(!seen.contains("secret_sha256"), "{seen}");
         // Without a token, no stream at all.
         let r = anon.get("/v1/events").await?;
@@ -236,7 +384,10 @@ async fn every_route_answers_each_token_as_its_rights_say() {
         let accessor = read_secret.expose().split_once('.').unwrap().0.to_string();
         let r = admin.delete(&format!("/v1/acl/tokens/{accessor}")).await?;
         assert_eq!(r.status, 200, "{}", r.body);
-        let r = anon.with_token(read_secret.expose()).get("/v1/jobs").await?;
+        let r = anon
+            .with_token(read_secret.expose())
+            .get("/v1/jobs")
+            .await?;
         assert_eq!(r.status, 401, "{}", r.body);
         Ok(())
     })
@@ -265,38 +416,86 @@ async fn the_cli_bootstraps_once_and_sends_its_token() {
         let addr = format!("http://{}", c.master(1).http);
         let ocean = |args: &[&str], token: Option<&str>| {
             let mut cmd = std::process::Command::new(ocean_tests::ocean_bin());
-            cmd.args(["--addr", &addr]).args(args).env_remove("OCEAN_TOKEN");
+            cmd.args(["--addr", &addr])
+                .args(args)
+                .env_remove("OCEAN_TOKEN");
             if let Some(t) = token {
                 cmd.env("OCEAN_TOKEN", t);
             }
             cmd.output()
         };
         let out = ocean(&["--json", "acl", "bootstrap"], None)?;
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v: Value = serde_json::from_slice(&out.stdout)?;
         let secret = v["secret"].as_str().unwrap().to_string();
         let out = ocean(&["acl", "bootstrap"], None)?;
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("already bootstrapped") && err.contains("409"), "{err}");
+        assert!(
+            err.contains("already bootstrapped") && err.contains("409"),
+            "{err}"
+        );
 
         let out = ocean(&["job", "list"], None)?;
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.contains("401"), "{err}");
-        let out = ocean(&["acl", "policy", "create", "demo-read", "--rule", "pdl.demo=read"], Some(&secret))?;
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let out = ocean(&["--json", "acl", "token", "create", "reader", "--policy", "demo-read"], Some(&secret))?;
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = ocean(
+            &[
+                "acl",
+                "policy",
+                "create",
+                "demo-read",
+                "--rule",
+                "pdl.demo=read",
+            ],
+            Some(&secret),
+        )?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = ocean(
+            &[
+                "--json",
+                "acl",
+                "token",
+                "create",
+                "reader",
+                "--policy",
+                "demo-read",
+            ],
+            Some(&secret),
+        )?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let reader: Value = serde_json::from_slice(&out.stdout)?;
         let out = ocean(&["acl", "token", "list"], Some(&secret))?;
         let listed = String::from_utf8_lossy(&out.stdout);
-        assert!(listed.contains("reader") && !listed.contains(reader["secret"].as_str().unwrap()), "{listed}");
+        assert!(
+            listed.contains("reader") && !listed.contains(reader["secret"].as_str().unwrap()),
+            "{listed}"
+        );
         // The reader may list jobs but not tokens.
         let out = ocean(&["job", "list"], reader["secret"].as_str())?;
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let out = ocean(&["acl", "token", "list"], reader["secret"].as_str())?;
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success() && err.contains("403") && err.contains("admin"), "{err}");
+        assert!(
+            !out.status.success() && err.contains("403") && err.contains("admin"),
+            "{err}"
+        );
         Ok(())
     })
     .await;

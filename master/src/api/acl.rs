@@ -69,7 +69,10 @@ async fn list_tokens(State(m): State<Master>) -> ApiResult<Response> {
     Ok(Json(json!({ "tokens": tokens })).into_response())
 }
 
-async fn delete_token(State(m): State<Master>, Path(accessor): Path<String>) -> ApiResult<Response> {
+async fn delete_token(
+    State(m): State<Master>,
+    Path(accessor): Path<String>,
+) -> ApiResult<Response> {
     m.service().acl_delete_token(&accessor).await?;
     Ok(Json(json!({ "accessor": accessor, "outcome": "deleted" })).into_response())
 }

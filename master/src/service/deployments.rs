@@ -5,8 +5,8 @@
 use ocean_proto::internal::{command, Deployment, DeploymentAction};
 use serde::Serialize;
 
-use super::types::WriteResult;
 use super::acl::Right;
+use super::types::WriteResult;
 use super::{invalid, Kernel, ReadOptions, Service};
 use crate::error::{Error, Result};
 use crate::kernel::state::deployments::{check_action, parse_id, with_current_instances, ACTIONS};
@@ -212,16 +212,18 @@ impl<K: Kernel> Service<K> {
                 format!("must be at most 1024 bytes; got {}", reason.len()),
             ));
         }
-        let job_id = self.kernel.read(|st| {
-            let d = find(st, id).ok_or_else(|| not_found(id))?;
-            Ok::<_, Error>((d.job_id.clone(), check_action(d, action)))
-        })
-        .and_then(|(job_id, applies)| {
-            // The right first: a refusal must not reveal the state.
-            self.authorize(&job_id, Right::Operate)?;
-            applies.map_err(Error::Conflict)?;
-            Ok(job_id)
-        })?;
+        let job_id = self
+            .kernel
+            .read(|st| {
+                let d = find(st, id).ok_or_else(|| not_found(id))?;
+                Ok::<_, Error>((d.job_id.clone(), check_action(d, action)))
+            })
+            .and_then(|(job_id, applies)| {
+                // The right first: a refusal must not reveal the state.
+                self.authorize(&job_id, Right::Operate)?;
+                applies.map_err(Error::Conflict)?;
+                Ok(job_id)
+            })?;
         let cmd = deployment_action_command(DeploymentAction {
             job_id,
             deployment_id: id.to_string(),

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use ocean_proto::internal::{command, Job};
 use ocean_spec::{parse_job_spec, Format, TreeNode};
 
-use super::types::{JobDetail, JobList, JobVersions, JobView, SpecVersionView, WriteResult};
 use super::acl::Right;
+use super::types::{JobDetail, JobList, JobVersions, JobView, SpecVersionView, WriteResult};
 use super::{invalid, Kernel, ReadOptions, Service};
 use crate::error::{Error, Result};
 use crate::kernel::state::jobs::{spec_version, spec_versions};

@@ -52,7 +52,9 @@ impl<K: Kernel> Service<K> {
         let grants = self.read_filter();
         self.kernel.wait_read(opts).await?;
         let keep = |t: &Task| {
-            grants.as_ref().is_none_or(|g| g.allows(&t.job_id, Right::Read))
+            grants
+                .as_ref()
+                .is_none_or(|g| g.allows(&t.job_id, Right::Read))
                 && filter.agent.as_ref().is_none_or(|a| &t.agent_id == a)
                 && filter.state.as_ref().is_none_or(|s| &t.state == s)
                 && (filter.ended.unwrap_or(true) || !is_terminal(&t.state))

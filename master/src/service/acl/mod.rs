@@ -285,8 +285,14 @@ mod tests {
         let g = grants(&[("pdl.demo", Right::Write)]);
         assert!(g.allows(DEMO, Right::Write));
         assert!(g.allows(&format!("{DEMO}.0001"), Right::Write), "a task id");
-        assert!(!g.allows(DEMO2, Right::Read), "pdl.demo never covers pdl.demo2");
-        assert!(!g.allows("agent-1", Right::Read), "only the root covers non-ids");
+        assert!(
+            !g.allows(DEMO2, Right::Read),
+            "pdl.demo never covers pdl.demo2"
+        );
+        assert!(
+            !g.allows("agent-1", Right::Read),
+            "only the root covers non-ids"
+        );
         let root = grants(&[("", Right::Read)]);
         assert!(root.allows(DEMO2, Right::Read));
         assert!(root.allows("agent-1", Right::Read));

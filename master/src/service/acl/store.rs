@@ -211,7 +211,12 @@ impl<K: Kernel> Service<K> {
         self.commit(
             "policy",
             BOOTSTRAP_POLICY,
-            put_kv_command(NAMESPACE, &policy_key(BOOTSTRAP_POLICY), encode(&policy), None),
+            put_kv_command(
+                NAMESPACE,
+                &policy_key(BOOTSTRAP_POLICY),
+                encode(&policy),
+                None,
+            ),
         )
         .await?;
         self.store_token("bootstrap", vec![BOOTSTRAP_POLICY.into()])
@@ -250,10 +255,7 @@ impl<K: Kernel> Service<K> {
             let field = format!("policies[{i}]");
             check_name(p, &field)?;
             if self.acl_record::<PolicyRecord>(&policy_key(p)).is_none() {
-                return Err(invalid(
-                    field,
-                    format!("no policy '{p}' (create it first)"),
-                ));
+                return Err(invalid(field, format!("no policy '{p}' (create it first)")));
             }
         }
         self.store_token(&req.name, req.policies).await
@@ -460,7 +462,9 @@ mod tests {
             })
             .await
             .unwrap();
-        let reader = svc.clone().with_caller(svc.authenticate(&Secret::new(t.secret)));
+        let reader = svc
+            .clone()
+            .with_caller(svc.authenticate(&Secret::new(t.secret)));
         let demo = "cop.c_owt.o_pdl.demo_service.s_job.j_cluster.c";
         assert!(reader.may_read(demo));
         match reader.authorize(demo, Right::Write) {
@@ -501,7 +505,10 @@ mod tests {
         for (rules, field) in [
             (vec![], "rules"),
             (vec![rule("pdl", "read")], "rules[0].node"),
-            (vec![rule("", "read"), rule("pdl.x", "root")], "rules[1].rights"),
+            (
+                vec![rule("", "read"), rule("pdl.x", "root")],
+                "rules[1].rights",
+            ),
         ] {
             let req = PolicyRequest {
                 name: "p".into(),

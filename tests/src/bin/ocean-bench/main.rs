@@ -468,17 +468,20 @@ async fn writes(clients: &[usize], dur: Duration, with_etcd: bool) -> anyhow::Re
     let mut api = c.master(leader).api();
     let mut auth: Option<tonic::metadata::AsciiMetadataValue> = None;
     if extra.contains(&"--acl") {
-        let boot = api.post("/v1/acl/bootstrap", &serde_json::json!({})).await?;
-        let secret = boot.body["secret"].as_str().context("bootstrap")?.to_string();
+        let boot = api
+            .post("/v1/acl/bootstrap", &serde_json::json!({}))
+            .await?;
+        let secret = boot.body["secret"]
+            .as_str()
+            .context("bootstrap")?
+            .to_string();
         api = api.with_token(&secret);
         auth = Some(format!("Bearer {secret}").parse()?);
         println!("ACLs on: writes carry a token");
     }
     // The value etcd stores is the same canonical spec Ocean stores.
     api.put_job("probe").await?;
-    let stored = api
-        .get(&format!("/v1/jobs/{}", job_id("probe")))
-        .await?;
+    let stored = api.get(&format!("/v1/jobs/{}", job_id("probe"))).await?;
     let value = serde_json::to_vec(&stored.body["spec"])?;
     println!("value size: {} bytes (canonical job spec)", value.len());
     let channels: Vec<Channel> = (0..8)
