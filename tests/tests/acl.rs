@@ -26,6 +26,10 @@ fn spec(pdl: &str, name: &str) -> Value {
     })
 }
 
+/// A route of the table: name, method, path, body, then the status
+/// expected for each of [`CALLERS`].
+type RouteRow = (&'static str, &'static str, String, Option<Value>, [u16; 5]);
+
 /// The five callers of the table, in its column order.
 const CALLERS: [&str; 5] = ["none", "read demo", "read demo2", "write demo", "admin"];
 
@@ -85,7 +89,7 @@ async fn every_route_answers_each_token_as_its_rights_say() {
         let task = format!("{demo}.0001");
 
         // route, method, path, body, then the status for each caller.
-        let rows: Vec<(&str, &str, String, Option<Value>, [u16; 5])> = vec![
+        let rows: Vec<RouteRow> = vec![
             ("leader", "GET", "/v1/leader".into(), None, [200; 5]),
             (
                 "get job",
@@ -305,7 +309,10 @@ async fn every_route_answers_each_token_as_its_rights_say() {
                 .filter_map(|j| j["id"].as_str().map(str::to_string))
                 .collect()
         };
-        assert_eq!(ids(&read.get("/v1/jobs").await?.body), [demo.clone()]);
+        assert_eq!(
+            ids(&read.get("/v1/jobs").await?.body),
+            std::slice::from_ref(&demo)
+        );
         assert_eq!(
             ids(&read2.get("/v1/jobs").await?.body),
             [id_in("demo2", "a")]
@@ -327,7 +334,7 @@ async fn every_route_answers_each_token_as_its_rights_say() {
         let g = GrpcClient::new(grpc_addr.clone())?.with_token(&read_secret)?;
         let listed = g.list_jobs(ListJobsRequest::default()).await?;
         let ids: Vec<_> = listed.jobs.iter().map(|j| j.id.clone()).collect();
-        assert_eq!(ids, [demo.clone()]);
+        assert_eq!(ids, std::slice::from_ref(&demo));
 
         // Watches: a pdl.demo reader never sees a pdl.demo2 job, in the
         // snapshot or live, on SSE or on gRPC.
@@ -337,7 +344,7 @@ async fn every_route_answers_each_token_as_its_rights_say() {
             Some(Ok(e)) => match e.kind {
                 Some(event::Kind::Snapshot(s)) => {
                     let ids: Vec<_> = s.jobs.iter().map(|j| j.id.clone()).collect();
-                    assert_eq!(ids, [demo.clone()]);
+                    assert_eq!(ids, std::slice::from_ref(&demo));
                     assert!(s.kv.iter().all(|e| !e.namespace.starts_with("ocean.")));
                 }
                 other => panic!("expected a snapshot first, got {other:?}"),
