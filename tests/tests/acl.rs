@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use ocean_client::api::{event, ListJobsRequest, WatchRequest};
+use ocean_client::api::{event, ListJobsRequest, PutJobRequest, WatchRequest};
 use ocean_client::{Client, Error, GrpcClient, Secret};
 use ocean_tests::tasks::bounded;
 use ocean_tests::{Api, Cluster};
@@ -332,6 +332,19 @@ async fn every_route_answers_each_token_as_its_rights_say() {
         }
         let read_secret = Secret::new(token(&admin, "grpc-read", "pdl.demo", "read").await?);
         let g = GrpcClient::new(grpc_addr.clone())?.with_token(&read_secret)?;
+        // A gRPC write with a read token: PERMISSION_DENIED naming the right.
+        let put = PutJobRequest {
+            spec: serde_json::to_vec(&spec("demo", "a"))?,
+            format: "json".into(),
+            expected_spec_version: None,
+        };
+        match g.put_job(put).await {
+            Err(Error::Other { code, message }) => {
+                assert_eq!(code, tonic::Code::PermissionDenied, "{message}");
+                assert!(message.contains("write"), "{message}");
+            }
+            other => panic!("gRPC put with a read token: {other:?}"),
+        }
         let listed = g.list_jobs(ListJobsRequest::default()).await?;
         let ids: Vec<_> = listed.jobs.iter().map(|j| j.id.clone()).collect();
         assert_eq!(ids, std::slice::from_ref(&demo));
@@ -381,6 +394,32 @@ async fn every_route_answers_each_token_as_its_rights_say() {
             "a pdl.demo SSE watch saw pdl.demo2:\n{seen}"
         );
         assert!(!seen.contains("secret_sha256"), "{seen}");
+        // Admins may follow the audit log live on the event stream.
+        let mut audit = sse_lines_at(
+            &c.master(1).http.to_string(),
+            &admin_secret,
+            "/v1/events?from=0&kinds=agent&audit=true",
+        )
+        .await?;
+        let r = write
+            .post(&format!("/v1/jobs/{demo}/scale"), &json!({"instances": 0}))
+            .await?;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let mut seen = String::new();
+        while !seen.contains("event: audit") || !seen.contains(&format!("scale job {demo}")) {
+            let chunk = tokio::time::timeout(Duration::from_secs(10), audit.next())
+                .await?
+                .expect("SSE open")?;
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        assert!(seen.contains("demo-write ("), "{seen}");
+        let r = read.get("/v1/events?audit=true").await?;
+        assert_eq!(
+            r.status, 403,
+            "only admins follow the audit log: {}",
+            r.body
+        );
+
         // Without a token, no stream at all.
         let r = anon.get("/v1/events").await?;
         assert_eq!(r.status, 401, "{}", r.body);
@@ -406,8 +445,17 @@ async fn sse_lines(
     http: &str,
     token: &str,
 ) -> anyhow::Result<futures::stream::BoxStream<'static, reqwest::Result<Vec<u8>>>> {
+    sse_lines_at(http, token, "/v1/events?from=0").await
+}
+
+/// The raw bytes of `GET path` as `token`, as they arrive.
+async fn sse_lines_at(
+    http: &str,
+    token: &str,
+    path: &str,
+) -> anyhow::Result<futures::stream::BoxStream<'static, reqwest::Result<Vec<u8>>>> {
     let resp = reqwest::Client::new()
-        .get(format!("http://{http}/v1/events?from=0"))
+        .get(format!("http://{http}{path}"))
         .bearer_auth(token)
         .send()
         .await?;
