@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use ocean_client::api::{event, ListJobsRequest, PutJobRequest, WatchRequest};
+use ocean_client::api::{event, JobRef, ListJobsRequest, PutJobRequest, WatchRequest};
 use ocean_client::{Client, Error, GrpcClient, Secret};
 use ocean_tests::tasks::bounded;
 use ocean_tests::{Api, Cluster};
@@ -345,6 +345,22 @@ async fn every_route_answers_each_token_as_its_rights_say() {
             }
             other => panic!("gRPC put with a read token: {other:?}"),
         }
+        let other = Secret::new(token(&admin, "grpc-read2", "pdl.demo2", "read").await?);
+        let g2 = GrpcClient::new(grpc_addr.clone())?.with_token(&other)?;
+        let demo_ref = JobRef {
+            id: demo.clone(),
+            ..Default::default()
+        };
+        for denied in [
+            g2.get_job(demo_ref.clone()).await.map(drop),
+            g2.job_info(demo_ref.clone()).await.map(drop),
+        ] {
+            match denied {
+                Err(Error::Other { code, .. }) => assert_eq!(code, tonic::Code::PermissionDenied),
+                other => panic!("gRPC read of pdl.demo with a pdl.demo2 token: {other:?}"),
+            }
+        }
+        assert_eq!(g.get_job(demo_ref).await?.id, demo);
         let listed = g.list_jobs(ListJobsRequest::default()).await?;
         let ids: Vec<_> = listed.jobs.iter().map(|j| j.id.clone()).collect();
         assert_eq!(ids, std::slice::from_ref(&demo));

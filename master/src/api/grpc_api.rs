@@ -134,6 +134,8 @@ impl OceanApi for Api {
     async fn get_job(&self, req: Request<JobRef>) -> Answer<Job> {
         let req = req.into_inner();
         let svc = self.0.service();
+        svc.authorize(&req.id, crate::service::acl::Right::Read)
+            .map_err(to_status)?;
         crate::service::Kernel::wait_read(svc.kernel(), read_options(req.read))
             .await
             .map_err(to_status)?;
@@ -630,6 +632,11 @@ impl OceanApi for Api {
 
     async fn plan_job(&self, req: Request<PlanJobRequest>) -> Answer<PlanJobResponse> {
         let req = req.into_inner();
+        // A plan shows where the job would run: reading it is enough.
+        self.0
+            .service()
+            .authorize(&req.id, crate::service::acl::Right::Read)
+            .map_err(to_status)?;
         let format = spec_format(&req.format)?;
         let spec = self
             .0
