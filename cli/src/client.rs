@@ -23,18 +23,20 @@ pub struct Client {
 
 impl Client {
     /// Parses `addr` (comma-separated, with or without `http://`).
-    pub fn new(addr: &str, json: bool) -> anyhow::Result<Self> {
+    pub fn new(addr: &str, json: bool, token: ocean_client::Secret) -> anyhow::Result<Self> {
         let addrs = addr
             .split(',')
             .map(str::trim)
             .filter(|a| !a.is_empty())
             .map(str::to_string);
-        let rest = RestClient::new(addrs).map_err(|e| match e {
-            Error::Invalid { errors, .. } if errors.iter().any(|f| f.field == "addrs") => {
-                anyhow!("--addr: no master address given")
-            }
-            e => anyhow!("--addr: {}", e.message()),
-        })?;
+        let rest = RestClient::new(addrs)
+            .map_err(|e| match e {
+                Error::Invalid { errors, .. } if errors.iter().any(|f| f.field == "addrs") => {
+                    anyhow!("--addr: no master address given")
+                }
+                e => anyhow!("--addr: {}", e.message()),
+            })?
+            .with_token(token);
         Ok(Client { rest, json })
     }
 

@@ -29,6 +29,9 @@ pub struct DnsArgs {
     /// UDP worker threads (0 = one per CPU).
     #[arg(long, default_value_t = 0)]
     udp_workers: usize,
+    /// Token for masters with ACLs on (needs read on the root).
+    #[arg(long, env = "OCEAN_TOKEN", hide_env_values = true)]
+    token: Option<ocean_client::Secret>,
 }
 
 impl DnsArgs {
@@ -45,6 +48,7 @@ impl DnsArgs {
             upstreams: self.upstream,
             ttl: self.ttl,
             udp_workers: self.udp_workers,
+            token: self.token.unwrap_or_default(),
         }
     }
 }

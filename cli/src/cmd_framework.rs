@@ -97,7 +97,14 @@ pub fn grpc_client(master: &str) -> anyhow::Result<ocean_client::GrpcClient> {
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .collect();
-    ocean_client::GrpcClient::new(addrs).context("--master")
+    let client = ocean_client::GrpcClient::new(addrs).context("--master")?;
+    // Masters with ACLs on need a token; a standalone framework or ELB
+    // agent reads it from the environment, never from its command line
+    // (which `ps` shows).
+    let token = std::env::var("OCEAN_TOKEN").unwrap_or_default();
+    client
+        .with_token(&ocean_client::Secret::new(token))
+        .context("OCEAN_TOKEN")
 }
 
 /// Runs `ocean framework ...`.

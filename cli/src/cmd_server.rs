@@ -67,6 +67,10 @@ pub struct MasterArgs {
     /// with `ocean framework run NAME`; the instances share one lease.
     #[arg(long, default_value = "")]
     frameworks: String,
+    /// Require a token on every API request (`acl.enabled`); create the
+    /// first one with `ocean acl bootstrap`.
+    #[arg(long)]
+    acl: bool,
 }
 
 /// Flags of `ocean dev`.
@@ -101,6 +105,10 @@ pub struct DevArgs {
     /// Frameworks hosted in-process (comma-separated; `none` for none).
     #[arg(long, default_value = "cron")]
     frameworks: String,
+    /// Turn access control on (off by default in dev): every API request
+    /// then needs a token; `ocean acl bootstrap` makes the first.
+    #[arg(long)]
+    acl: bool,
 }
 
 fn config_from(args: MasterArgs) -> anyhow::Result<MasterConfig> {
@@ -185,6 +193,9 @@ fn config_from(args: MasterArgs) -> anyhow::Result<MasterConfig> {
     if let Some(d) = args.dns_domain {
         cfg.dns_domain = d;
     }
+    if args.acl {
+        cfg.acl.enabled = true;
+    }
     cfg.validate()?;
     Ok(cfg)
 }
@@ -264,12 +275,19 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let frameworks = crate::cmd_framework::parse_list(&args.frameworks)?;
     let mut cfg = MasterConfig::single(1, data_dir.clone(), args.http, args.grpc);
     cfg.dns_domain = args.dns_domain.clone();
+    cfg.acl.enabled = args.acl;
+    if args.acl {
+        // The embedded DNS server follows the master with this process's
+        // own secret: it needs no token from the user.
+        cfg.acl.local_secret = ocean_master::service::acl::store::new_local_secret();
+    }
     cfg.validate()?;
     if !args.no_dns {
         // The DNS server follows this master like any `ocean dns` would.
         let mut dns = ocean_dns::DnsConfig::new(vec![args.grpc.to_string()], args.dns);
         dns.domain = args.dns_domain.clone();
         dns.upstreams = args.dns_upstream.clone();
+        dns.token = cfg.acl.local_secret.clone();
         dns.validate().context("--dns")?;
         let sockets = ocean_dns::bind(&dns)
             .await
@@ -318,6 +336,16 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         data_dir.display()
     );
     eprintln!("ocean dev: dashboard on http://{}/ui/", args.http);
+    if args.acl {
+        eprintln!(
+            "ocean dev: access control is ON: every request needs a token; \
+             create the first admin token with `ocean acl bootstrap`"
+        );
+    } else {
+        eprintln!(
+            "ocean dev: access control is OFF (no tokens needed; `ocean dev --acl` turns it on)"
+        );
+    }
     eprintln!("try: ocean job run docs/examples/http-server.json && ocean job list");
     serve(cfg, frameworks).await
 }

@@ -3,6 +3,7 @@
 
 mod agent_host_checks;
 mod client;
+mod cmd_acl;
 mod cmd_agent;
 mod cmd_cache;
 mod cmd_client;
@@ -36,6 +37,10 @@ struct Cli {
     /// Print raw JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    /// API token for masters with ACLs on (`ocean acl bootstrap` makes the
+    /// first); sent as `Authorization: Bearer`.
+    #[arg(long, global = true, env = "OCEAN_TOKEN", hide_env_values = true)]
+    token: Option<ocean_client::Secret>,
     #[command(subcommand)]
     command: Command,
 }
@@ -48,6 +53,9 @@ enum Command {
     Master(cmd_server::MasterArgs),
     /// Show the cluster's status as the answering master sees it.
     Status,
+    /// Access control: bootstrap, tokens and policies.
+    #[command(subcommand)]
+    Acl(cmd_acl::AclCommand),
     /// Work with jobs.
     #[command(subcommand)]
     Job(cmd_client::JobCommand),
@@ -119,11 +127,13 @@ fn main() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let client = || client::Client::new(&cli.addr, cli.json);
+    let token = cli.token.clone().unwrap_or_default();
+    let client = || client::Client::new(&cli.addr, cli.json, token.clone());
     match cli.command {
         Command::Dev(args) => cmd_server::dev(args).await,
         Command::Master(args) => cmd_server::master(args).await,
         Command::Status => cmd_client::status(&client()?).await,
+        Command::Acl(cmd) => cmd_acl::acl(&client()?, cmd).await,
         Command::Job(cmd) => cmd_client::job(&client()?, cmd).await,
         Command::Deployment(cmd) => cmd_deploy::deployment(&client()?, cmd).await,
         Command::Member(cmd) => cmd_client::member(&client()?, cmd).await,

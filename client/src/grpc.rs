@@ -45,6 +45,8 @@ pub struct GrpcClient {
     masters: Arc<[Master]>,
     current: Arc<AtomicUsize>,
     timeout: Duration,
+    /// Sent as `authorization: Bearer ...` on every call when ACLs are on.
+    token: Option<Arc<tonic::metadata::AsciiMetadataValue>>,
 }
 
 struct Master {
@@ -133,7 +135,35 @@ impl GrpcClient {
             masters: masters.into(),
             current: Arc::new(AtomicUsize::new(0)),
             timeout: options.timeout,
+            token: None,
         })
+    }
+
+    /// Sends `token` with every call (masters with ACLs on require one).
+    /// A token that cannot be a header value is [`Error::Invalid`] naming
+    /// `token` (the value itself is never printed).
+    pub fn with_token(mut self, token: &crate::Secret) -> Result<Self> {
+        if token.is_empty() {
+            self.token = None;
+            return Ok(self);
+        }
+        let value = format!("Bearer {}", token.expose())
+            .parse()
+            .map_err(|_| Error::Invalid {
+                message: "token: must be printable ASCII".into(),
+                errors: vec![FieldError::new("token", "must be printable ASCII")],
+            })?;
+        self.token = Some(Arc::new(value));
+        Ok(self)
+    }
+
+    /// `msg` as a request carrying the token, if any.
+    fn request<T>(&self, msg: T) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(msg);
+        if let Some(t) = &self.token {
+            req.metadata_mut().insert("authorization", (**t).clone());
+        }
+        req
     }
 
     /// How long a call may take, trying other masters included (default
@@ -287,7 +317,7 @@ macro_rules! client_impl {
             $(
                 async fn $name(&self, req: $req) -> Result<$resp> {
                     self.call(|mut api| {
-                        let req = req.clone();
+                        let req = self.request(req.clone());
                         async move { api.$name(req).await }
                     })
                     .await
@@ -304,7 +334,7 @@ crate::with_unary_calls! { client_impl {
     async fn watch(&self, req: WatchRequest) -> Result<BoxStream<'static, Result<Event>>> {
         let stream = self
             .call(|mut api| {
-                let req = req.clone();
+                let req = self.request(req.clone());
                 async move { api.watch(req).await }
             })
             .await?;
@@ -317,7 +347,7 @@ crate::with_unary_calls! { client_impl {
     ) -> Result<BoxStream<'static, Result<LogChunk>>> {
         let stream = self
             .call(|mut api| {
-                let req = req.clone();
+                let req = self.request(req.clone());
                 async move { api.task_logs(req).await }
             })
             .await?;

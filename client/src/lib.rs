@@ -35,6 +35,7 @@ pub mod grpc;
 pub mod rest;
 #[cfg(feature = "rest")]
 mod rest_deployments;
+pub mod secret;
 
 pub use ocean_proto::v1 as api;
 
@@ -43,6 +44,7 @@ pub use follow::{follow, follow_versions};
 pub use grpc::{GrpcClient, GrpcOptions, KeepAlive};
 #[cfg(feature = "rest")]
 pub use rest::{RestClient, RestError, RestOptions};
+pub use secret::Secret;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;

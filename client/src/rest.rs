@@ -112,6 +112,8 @@ pub struct RestClient {
     /// For bodies read as they arrive (followed logs): no overall timeout.
     streaming: reqwest::Client,
     timeout: Duration,
+    /// Sent as `Authorization: Bearer ...` when ACLs are on.
+    token: Option<crate::Secret>,
 }
 
 impl fmt::Debug for RestClient {
@@ -191,7 +193,15 @@ impl RestClient {
             http: built(builder().timeout(options.timeout).build())?,
             streaming: built(builder().build())?,
             timeout: options.timeout,
+            token: None,
         })
+    }
+
+    /// Sends `token` with every request (masters with ACLs on require
+    /// one); an empty token sends none.
+    pub fn with_token(mut self, token: crate::Secret) -> Self {
+        self.token = (!token.is_empty()).then_some(token);
+        self
     }
 
     /// The masters' base URLs (`http://HOST:PORT`).
@@ -314,6 +324,9 @@ impl RestClient {
             let i = (first + k) % n;
             let base = &self.masters[i];
             let mut req = http.request(method.clone(), format!("{base}{path}"));
+            if let Some(t) = &self.token {
+                req = req.bearer_auth(t.expose());
+            }
             req = match body {
                 Body::None => req,
                 Body::Json(v) => req.json(v),

@@ -22,6 +22,9 @@ pub struct DnsConfig {
     /// UDP worker threads, each with its own socket on the port
     /// (`SO_REUSEPORT`); 0 means one per CPU.
     pub udp_workers: usize,
+    /// The token the watch is opened with when the masters run with ACLs
+    /// on (read on the root); empty for none.
+    pub token: ocean_client::Secret,
 }
 
 /// Default for [`DnsConfig::ttl`]: short, because tasks move.
@@ -45,6 +48,7 @@ impl DnsConfig {
             upstreams: Vec::new(),
             ttl: default_ttl(),
             udp_workers: 0,
+            token: Default::default(),
         }
     }
 

@@ -97,6 +97,27 @@ impl Follower {
         Ok(Self::with_client(client, domain, authority))
     }
 
+    /// [`Follower::new`], opening the watch with `token` (masters with
+    /// ACLs on require one that may read the root).
+    pub fn with_token(
+        masters: &[String],
+        domain: &str,
+        authority: Arc<Authority>,
+        token: &ocean_client::Secret,
+    ) -> Result<Arc<Self>> {
+        let client = GrpcClient::with_options(masters.iter().cloned(), options())
+            .map_err(|e| Error::Config {
+                field: "masters",
+                reason: e.to_string(),
+            })?
+            .with_token(token)
+            .map_err(|e| Error::Config {
+                field: "token",
+                reason: e.to_string(),
+            })?;
+        Ok(Self::with_client(client, domain, authority))
+    }
+
     /// Followers of the masters `client` speaks to.
     pub fn with_client(client: GrpcClient, domain: &str, authority: Arc<Authority>) -> Arc<Self> {
         Arc::new(Follower {

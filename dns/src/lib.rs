@@ -119,7 +119,7 @@ pub async fn serve(
     let authority = Arc::new(Authority::new(zone, !cfg.upstreams.is_empty()));
     let forwarder = Forwarder::new(cfg.upstreams.clone());
 
-    let follower = Follower::new(&cfg.masters, &cfg.domain, authority.clone())?;
+    let follower = Follower::with_token(&cfg.masters, &cfg.domain, authority.clone(), &cfg.token)?;
     let watch = tokio::spawn(follower.clone().watch());
     let poll = tokio::spawn(follower.poll_masters());
 

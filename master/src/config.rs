@@ -56,6 +56,25 @@ pub struct MasterConfig {
     /// Agent heartbeats and when a silent agent counts as unreachable.
     #[serde(default)]
     pub agents: AgentSettings,
+    /// Access control (tokens and policies on service-tree nodes).
+    #[serde(default)]
+    pub acl: AclSettings,
+}
+
+/// Access control. Off by default, so `ocean dev` and existing clusters
+/// work without tokens; every master of a cluster should be given the same.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AclSettings {
+    /// Require a token on every API request (REST, gRPC, SSE, dashboard)
+    /// and check its rights in the service layer.
+    #[serde(default)]
+    pub enabled: bool,
+    /// A secret this process's own components present (the DNS server
+    /// `ocean dev` embeds): it acts as the cluster itself. Made fresh by
+    /// the process, never read from a file, never stored or replicated.
+    #[serde(skip)]
+    pub local_secret: ocean_client::Secret,
 }
 
 fn default_dns_domain() -> String {
@@ -219,6 +238,7 @@ impl MasterConfig {
             scheduler: SchedulerSettings::default(),
             dns_domain: default_dns_domain(),
             agents: AgentSettings::default(),
+            acl: AclSettings::default(),
         }
     }
 

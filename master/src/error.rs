@@ -56,6 +56,18 @@ pub enum Error {
         holder: String,
         expires_ms: u64,
     },
+    /// ACLs are on and the request carried no token, or one the cluster
+    /// does not know.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    /// The caller's token lacks `right` on `node` (the service-tree node
+    /// or object the request touches).
+    #[error("token '{who}' lacks the {right} right on '{node}'")]
+    Forbidden {
+        who: String,
+        node: String,
+        right: &'static str,
+    },
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {

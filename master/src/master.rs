@@ -53,6 +53,12 @@ pub(crate) struct Inner {
     pub(crate) agent_http: reqwest::Client,
     /// The DNS zone, for jobs' `dns_name`.
     pub(crate) dns_domain: String,
+    /// Whether API requests need a token (`acl.enabled`).
+    pub(crate) acl_enabled: bool,
+    /// `acl.local_secret`: this process's own components.
+    pub(crate) acl_local_secret: ocean_client::Secret,
+    /// Writes this master accepted, who made them.
+    pub(crate) audit: crate::kernel::audit::AuditLog,
 }
 
 impl Master {
@@ -133,6 +139,22 @@ impl Master {
     /// The usage samples agents pushed to this master while it led.
     pub fn usage(&self) -> &crate::usage::UsageStore {
         &self.inner.usage
+    }
+
+    /// Whether API requests need a token (`acl.enabled`).
+    pub fn acl_enabled(&self) -> bool {
+        self.inner.acl_enabled
+    }
+
+    /// The writes this master accepted (see [`crate::kernel::audit`]).
+    pub fn audit(&self) -> &crate::kernel::audit::AuditLog {
+        &self.inner.audit
+    }
+
+    /// Whether `secret` is this process's own (`acl.local_secret`).
+    pub fn is_local_secret(&self, secret: &ocean_client::Secret) -> bool {
+        let own = &self.inner.acl_local_secret;
+        !own.is_empty() && own == secret
     }
 
     /// The HTTP client for agents' log servers.

@@ -163,6 +163,9 @@ pub async fn start(config: &MasterConfig) -> Result<Started> {
                 .unwrap_or_default(),
             accepting_raft: std::sync::atomic::AtomicBool::new(!fresh || seeds.is_empty()),
             dns_domain: config.dns_domain.clone(),
+            acl_enabled: config.acl.enabled,
+            acl_local_secret: config.acl.local_secret.clone(),
+            audit: Default::default(),
         }),
     };
     if fresh && !seeds.is_empty() {

@@ -30,6 +30,16 @@ impl Api {
         }
     }
 
+    /// The same client sending `token` (masters with ACLs on).
+    pub fn with_token(&self, token: &str) -> Self {
+        Api {
+            rest: self
+                .rest
+                .clone()
+                .with_token(ocean_client::Secret::new(token)),
+        }
+    }
+
     /// Any request; the answer whatever its status.
     pub async fn send(&self, method: Method, path: &str, body: Body) -> anyhow::Result<Reply> {
         self.rest

@@ -26,8 +26,9 @@ pub struct AdminError {
 pub type Result<T> = std::result::Result<T, AdminError>;
 
 /// The secrets of one database (generated at creation, kept in its
-/// record).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// record). Its `Debug` prints `***` for each password, so a record
+/// logged with `?` or an error formatting one never shows them.
+#[derive(Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Secrets {
     /// `ocean_admin`'s password (the operator's user).
     pub admin_password: String,
@@ -35,6 +36,17 @@ pub struct Secrets {
     pub repl_password: String,
     /// The application user's password.
     pub app_password: String,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = format_args!("***");
+        f.debug_struct("Secrets")
+            .field("admin_password", &redacted)
+            .field("repl_password", &redacted)
+            .field("app_password", &redacted)
+            .finish()
+    }
 }
 
 /// What a standby says of its replication (`SHOW SLAVE STATUS`).
@@ -380,5 +392,24 @@ impl RealAdmin {
             })
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod secrets_tests {
+    use super::Secrets;
+
+    #[test]
+    fn debug_never_shows_a_password() {
+        let s = Secrets {
+            admin_password: "adm1n-pw".into(),
+            repl_password: "r3pl-pw".into(),
+            app_password: "app-pw".into(),
+        };
+        let printed = format!("{s:?} {s:#?}");
+        for pw in ["adm1n-pw", "r3pl-pw", "app-pw"] {
+            assert!(!printed.contains(pw), "{printed}");
+        }
+        assert!(printed.contains("admin_password: ***"), "{printed}");
     }
 }

@@ -125,6 +125,9 @@ async fn plan(
     headers: HeaderMap,
     Body(body): Body,
 ) -> ApiResult<Response> {
+    // A plan shows where the job would run: reading it is enough.
+    m.service()
+        .authorize(&id, crate::service::acl::Right::Read)?;
     let format = spec_format(q.format.as_deref(), &headers)?;
     let spec = m.service().parse_spec(&body, format)?;
     if spec.id != id {

@@ -78,6 +78,8 @@ fn code(e: &Error) -> (StatusCode, &'static str) {
         Error::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
         Error::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
         Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+        Error::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+        Error::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
         Error::VersionConflict { .. } => (StatusCode::CONFLICT, "version_conflict"),
         Error::LeaseHeld { .. } => (StatusCode::CONFLICT, "lease_held"),
         Error::Spec(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_job_spec"),
@@ -114,6 +116,10 @@ impl From<Error> for ApiError {
             } => {
                 body["holder"] = json!(holder);
                 body["expires_ms"] = json!(expires_ms);
+            }
+            Error::Forbidden { node, right, .. } => {
+                body["node"] = json!(node);
+                body["right"] = json!(right);
             }
             _ => {}
         }
@@ -177,6 +183,8 @@ pub fn to_status(e: Error) -> tonic::Status {
         Error::Conflict(_) => tonic::Status::failed_precondition(msg),
         Error::Invalid { field, reason } => invalid_status(&field, &reason, msg),
         Error::Config { .. } => tonic::Status::invalid_argument(msg),
+        Error::Unauthenticated(_) => tonic::Status::unauthenticated(msg),
+        Error::Forbidden { .. } => tonic::Status::permission_denied(msg),
         _ => tonic::Status::internal(msg),
     }
 }

@@ -30,11 +30,12 @@ pub async fn serve(
     let api = OceanApiServer::new(super::grpc_api::Api(master.clone()))
         .max_decoding_message_size(16 * 1024 * 1024)
         .max_encoding_message_size(usize::MAX);
-    let transport = RaftTransportServer::new(Transport(master))
+    let transport = RaftTransportServer::new(Transport(master.clone()))
         .max_decoding_message_size(usize::MAX)
         .max_encoding_message_size(usize::MAX);
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        .layer(super::auth::GrpcAuthLayer::new(master.clone()))
         .add_service(api)
         .add_service(transport)
         .add_service(super::agent::AgentService::server(leading))

@@ -134,6 +134,8 @@ impl OceanApi for Api {
     async fn get_job(&self, req: Request<JobRef>) -> Answer<Job> {
         let req = req.into_inner();
         let svc = self.0.service();
+        svc.authorize(&req.id, crate::service::acl::Right::Read)
+            .map_err(to_status)?;
         crate::service::Kernel::wait_read(svc.kernel(), read_options(req.read))
             .await
             .map_err(to_status)?;
@@ -191,8 +193,10 @@ impl OceanApi for Api {
 
     async fn watch(&self, req: Request<WatchRequest>) -> Answer<Self::WatchStream> {
         let req = req.into_inner();
-        let filter =
-            WatchFilter::parse(&req.node, &req.kinds, &req.namespaces).map_err(to_status)?;
+        let grants = self.0.service().watch_grants().map_err(to_status)?;
+        let filter = WatchFilter::parse(&req.node, &req.kinds, &req.namespaces)
+            .map_err(to_status)?
+            .with_grants(grants);
         let m = &self.0;
         let stream = watch(
             m.feed().clone(),
@@ -628,6 +632,11 @@ impl OceanApi for Api {
 
     async fn plan_job(&self, req: Request<PlanJobRequest>) -> Answer<PlanJobResponse> {
         let req = req.into_inner();
+        // A plan shows where the job would run: reading it is enough.
+        self.0
+            .service()
+            .authorize(&req.id, crate::service::acl::Right::Read)
+            .map_err(to_status)?;
         let format = spec_format(&req.format)?;
         let spec = self
             .0

@@ -18,6 +18,7 @@
 //! | `GET /v1/events?from=N`      | server-sent change events from version N    |
 //! | `GET /metrics`               | Prometheus metrics                          |
 //! | `GET /v1/usage`              | allocated vs used under a tree node (`usage.rs`) |
+//! | `/v1/acl/...`                | tokens, policies, audit (`acl.rs`)          |
 //!
 //! Reads are served from this master's state; every response carries the
 //! `X-Ocean-Version` it reflects. `?min_version=N` waits (up to 5 s) until
@@ -74,6 +75,7 @@ pub fn router(master: Master) -> Router {
         .merge(super::agents::routes())
         .merge(super::frameworks::routes())
         .merge(super::usage::routes())
+        .merge(super::acl::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(4 * 1024 * 1024))
@@ -98,7 +100,15 @@ pub async fn serve_with(
     extra: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    axum::serve(listener, extra.merge(router(master)))
+    // Authentication wraps the dashboard and frameworks' routes too: the
+    // service calls they make act for the request's token.
+    let app = extra
+        .merge(router(master.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            master,
+            super::auth::authenticate,
+        ));
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|source| Error::Io {
@@ -227,6 +237,9 @@ struct EventsQuery {
     kinds: Option<String>,
     /// Comma-separated framework namespaces (kv events).
     namespaces: Option<String>,
+    /// Also this master's audit entries as `audit` events, from now on
+    /// (needs admin on the root).
+    audit: Option<bool>,
 }
 
 async fn events(
@@ -239,11 +252,23 @@ async fn events(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let from = q.from.or(last_id).unwrap_or(0);
+    let grants = m.service().watch_grants()?;
     let filter = WatchFilter::parse(
         q.node.as_deref().unwrap_or(""),
         &q.kinds.into_iter().collect::<Vec<_>>(),
         &q.namespaces.into_iter().collect::<Vec<_>>(),
-    )?;
+    )?
+    .with_grants(grants);
+    let audit = if q.audit == Some(true) {
+        m.service()
+            .authorize("", crate::service::acl::Right::Admin)?;
+        tokio_stream::wrappers::BroadcastStream::new(m.audit().subscribe())
+            .filter_map(|e| async move { e.ok() })
+            .map(|e| Ok(SseEvent::default().event("audit").data(to_json(&e))))
+            .boxed()
+    } else {
+        futures::stream::empty().boxed()
+    };
     let stream = watch(m.feed().clone(), m.state().clone(), from, filter).map(|item| {
         let ev = match item {
             WatchItem::Snapshot {
@@ -312,6 +337,7 @@ async fn events(
         };
         Ok(ev)
     });
+    let stream = futures::stream::select(stream, audit);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 

@@ -2,8 +2,10 @@
 //! stream both of them serve ([`watch`]). Errors are mapped to HTTP and gRPC
 //! status codes in one place ([`error`]).
 
+pub mod acl;
 pub mod agent;
 pub mod agents;
+pub mod auth;
 pub mod convert;
 pub mod deployments;
 pub mod error;

@@ -64,7 +64,11 @@ pub fn parse_window(s: &str) -> std::result::Result<u64, String> {
     Ok(secs)
 }
 
-async fn usage(State(m): State<Master>, Query(q): Query<UsageQuery>) -> ApiResult<Response> {
+async fn usage(
+    State(m): State<Master>,
+    Query(q): Query<UsageQuery>,
+    headers: axum::http::HeaderMap,
+) -> ApiResult<Response> {
     let window_s = match q.window.as_deref() {
         Some(w) => parse_window(w).map_err(|reason| ApiError::bad_request("window", reason))?,
         None => DEFAULT_WINDOW_S,
@@ -76,8 +80,11 @@ async fn usage(State(m): State<Master>, Query(q): Query<UsageQuery>) -> ApiResul
         TreeNode::parse_field(&node_text, "node")
             .map_err(|e| ApiError::bad_request(&e.field, e.reason))?
     };
+    m.service()
+        .authorize_node(&node, crate::service::acl::Right::Read)?;
     if m.status().leader != m.id() {
-        return forward(&m, &node_text, window_s).await;
+        let auth = headers.get(axum::http::header::AUTHORIZATION).cloned();
+        return forward(&m, &node_text, window_s, auth).await;
     }
     let tasks = m.read(|st| {
         let mut out = Vec::new();
@@ -109,13 +116,21 @@ async fn usage(State(m): State<Master>, Query(q): Query<UsageQuery>) -> ApiResul
 }
 
 /// Asks the leader, which holds the samples, and relays its answer.
-async fn forward(m: &Master, node: &str, window_s: u64) -> ApiResult<Response> {
+async fn forward(
+    m: &Master,
+    node: &str,
+    window_s: u64,
+    auth: Option<axum::http::HeaderValue>,
+) -> ApiResult<Response> {
     let leader = m.service().leader()?;
     let url = format!("http://{}/v1/usage", leader.http_addr);
     let window = format!("{window_s}s");
-    let answer = m
-        .agent_http()
-        .get(&url)
+    let mut req = m.agent_http().get(&url);
+    if let Some(a) = auth {
+        // The leader checks the same token.
+        req = req.header(reqwest::header::AUTHORIZATION, a.as_bytes());
+    }
+    let answer = req
         .query(&[("node", node), ("window", window.as_str())])
         .timeout(std::time::Duration::from_secs(10))
         .send()

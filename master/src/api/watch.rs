@@ -23,6 +23,7 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::error::{Error, Result};
 use crate::kernel::feed::{tree_id, Changes, Feed, FeedItem, Start};
 use crate::kernel::state::{Change, ClusterState};
+use crate::service::acl::{Grants, Right};
 
 /// One item of a watch.
 #[derive(Debug, Clone)]
@@ -60,6 +61,8 @@ pub struct WatchFilter {
     /// The node's `tag.value` pieces, to look candidates up in a version's
     /// index ([`crate::kernel::feed::ChangeSet::carrying`]).
     pieces: Vec<String>,
+    /// What the watcher's token may read (`None`: everything).
+    grants: Option<Arc<Grants>>,
 }
 
 impl WatchFilter {
@@ -107,7 +110,21 @@ impl WatchFilter {
             kinds: bits,
             namespaces,
             pieces,
+            grants: None,
         })
+    }
+
+    /// Narrows the filter to what a token may read
+    /// ([`crate::service::Service::read_filter`]).
+    pub fn with_grants(mut self, grants: Option<Arc<Grants>>) -> Self {
+        self.grants = grants;
+        self
+    }
+
+    fn may_read(&self, id: &str) -> bool {
+        self.grants
+            .as_ref()
+            .is_none_or(|g| g.allows(id, Right::Read))
     }
 
     fn wants(&self, kind: usize) -> bool {
@@ -115,11 +132,11 @@ impl WatchFilter {
     }
 
     fn admits_job(&self, id: &str) -> bool {
-        self.wants(0) && self.node.covers_id(id)
+        self.wants(0) && self.node.covers_id(id) && self.may_read(id)
     }
 
     fn admits_task(&self, job: &str) -> bool {
-        self.wants(1) && self.node.covers_id(job)
+        self.wants(1) && self.node.covers_id(job) && self.may_read(job)
     }
 
     fn admits_agent(&self) -> bool {
@@ -127,7 +144,11 @@ impl WatchFilter {
     }
 
     fn admits_kv(&self, e: &KvEntry) -> bool {
+        // The system's namespaces (`ocean.acl`: token hashes) are never
+        // watched; frameworks' stores belong to the root.
         self.wants(3)
+            && !e.namespace.starts_with("ocean.")
+            && self.may_read("")
             && self.node.is_root()
             && (self.namespaces.is_empty() || self.namespaces.contains(&e.namespace))
     }

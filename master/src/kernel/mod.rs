@@ -6,7 +6,9 @@
 //! - [`storage`]: raft log, hard state, snapshots and the persisted state on RocksDB.
 //! - [`node`]: the raft driver (Ready loop, group commit, apply, compaction).
 //! - [`feed`]: the versioned change feed.
+//! - [`audit`]: the writes this master accepted, who made them.
 
+pub mod audit;
 pub mod feed;
 pub mod node;
 pub mod state;

@@ -17,6 +17,9 @@ impl<K: Kernel> Service<K> {
         status: &str,
         message: &str,
     ) -> Result<WriteResult> {
+        // Agents belong to no node: their status is an operator's act on
+        // the whole cluster.
+        self.authorize("", super::acl::Right::Operate)?;
         if !AGENT_STATUSES.contains(&status) {
             return Err(invalid(
                 "status",

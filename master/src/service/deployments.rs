@@ -5,6 +5,7 @@
 use ocean_proto::internal::{command, Deployment, DeploymentAction};
 use serde::Serialize;
 
+use super::acl::Right;
 use super::types::WriteResult;
 use super::{invalid, Kernel, ReadOptions, Service};
 use crate::error::{Error, Result};
@@ -147,6 +148,11 @@ impl<K: Kernel> Service<K> {
         job: Option<&str>,
         opts: ReadOptions,
     ) -> Result<DeploymentList> {
+        match job {
+            Some(id) => self.authorize(id, Right::Read)?,
+            None => self.authenticated()?,
+        }
+        let grants = self.read_filter();
         self.kernel.wait_read(opts).await?;
         self.kernel.read(|st| {
             let jobs: Vec<_> = match job {
@@ -154,7 +160,11 @@ impl<K: Kernel> Service<K> {
                     kind: "job",
                     id: id.to_string(),
                 })?],
-                None => st.jobs.values().collect(),
+                None => st
+                    .jobs
+                    .values()
+                    .filter(|j| grants.as_ref().is_none_or(|g| g.allows(&j.id, Right::Read)))
+                    .collect(),
             };
             Ok(DeploymentList {
                 version: st.version,
@@ -172,10 +182,14 @@ impl<K: Kernel> Service<K> {
         id: &str,
         opts: ReadOptions,
     ) -> Result<(u64, DeploymentView)> {
+        self.authenticated()?;
         self.kernel.wait_read(opts).await?;
-        self.kernel
+        let (version, d) = self
+            .kernel
             .read(|st| find(st, id).map(|d| (st.version, view(st, d, true))))
-            .ok_or_else(|| not_found(id))
+            .ok_or_else(|| not_found(id))?;
+        self.authorize(&d.job_id, Right::Read)?;
+        Ok((version, d))
     }
 
     /// Pauses, resumes, promotes, fails or cancels a deployment; an action
@@ -198,17 +212,27 @@ impl<K: Kernel> Service<K> {
                 format!("must be at most 1024 bytes; got {}", reason.len()),
             ));
         }
-        let job_id = self.kernel.read(|st| {
-            let d = find(st, id).ok_or_else(|| not_found(id))?;
-            check_action(d, action).map_err(Error::Conflict)?;
-            Ok::<_, Error>(d.job_id.clone())
-        })?;
+        let job_id = self
+            .kernel
+            .read(|st| {
+                let d = find(st, id).ok_or_else(|| not_found(id))?;
+                Ok::<_, Error>((d.job_id.clone(), check_action(d, action)))
+            })
+            .and_then(|(job_id, applies)| {
+                // The right first: a refusal must not reveal the state.
+                self.authorize(&job_id, Right::Operate)?;
+                applies.map_err(Error::Conflict)?;
+                Ok(job_id)
+            })?;
         let cmd = deployment_action_command(DeploymentAction {
             job_id,
             deployment_id: id.to_string(),
             action: action.to_string(),
             reason: reason.to_string(),
-            by: "an operator".into(),
+            by: match self.caller() {
+                super::acl::Caller::Token(_) => self.caller().who(),
+                _ => "an operator".into(),
+            },
             now_ms: crate::kernel::now_ms(),
         });
         let applied = self.commit("deployment", id, cmd).await?;
@@ -236,6 +260,7 @@ impl<K: Kernel> Service<K> {
     /// the current), keeping its instances: a deployment starts like any
     /// update, marked as a rollback.
     pub async fn rollback_job(&self, id: &str, to: Option<u64>) -> Result<WriteResult> {
+        self.authorize(id, Right::Write)?;
         let (spec_json, to, current) = self.kernel.read(|st| {
             let job = st.jobs.get(id).ok_or_else(|| Error::NotFound {
                 kind: "job",

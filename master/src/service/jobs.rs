@@ -7,6 +7,7 @@ use std::sync::Arc;
 use ocean_proto::internal::{command, Job};
 use ocean_spec::{parse_job_spec, Format, TreeNode};
 
+use super::acl::Right;
 use super::types::{JobDetail, JobList, JobVersions, JobView, SpecVersionView, WriteResult};
 use super::{invalid, Kernel, ReadOptions, Service};
 use crate::error::{Error, Result};
@@ -48,6 +49,7 @@ impl<K: Kernel> Service<K> {
     pub async fn put_job(&self, req: PutJob) -> Result<WriteResult> {
         let spec = parse_job_spec(&req.spec, req.format)?;
         let id = spec.id.clone();
+        self.authorize(&id, Right::Write)?;
         let mut cmd = put_job_command(id.clone(), spec.to_canonical_json());
         if let Some(command::Kind::PutJob(p)) = &mut cmd.kind {
             p.expected_spec_version = req.expected_spec_version;
@@ -65,6 +67,7 @@ impl<K: Kernel> Service<K> {
 
     /// One job, with its tasks' counts and DNS name.
     pub async fn get_job(&self, id: &str, opts: ReadOptions) -> Result<(u64, JobDetail)> {
+        self.authorize(id, Right::Read)?;
         self.kernel.wait_read(opts).await?;
         let domain = self.kernel.dns_domain().to_string();
         let detail = self.kernel.read(|st| {
@@ -115,12 +118,16 @@ impl<K: Kernel> Service<K> {
             }
             None => TreeNode::root(),
         };
+        self.authenticated()?;
+        // Only what the token may read (a list is filtered, not refused).
+        let grants = self.read_filter();
         self.kernel.wait_read(opts).await?;
         Ok(self.kernel.read(|st| {
             let jobs = st
                 .jobs
                 .values()
                 .filter(|j| node.covers_id(&j.id))
+                .filter(|j| grants.as_ref().is_none_or(|g| g.allows(&j.id, Right::Read)))
                 .cloned()
                 .collect();
             (st.version, jobs)
@@ -142,6 +149,7 @@ impl<K: Kernel> Service<K> {
 
     /// Deletes a job (its tasks are stopped).
     pub async fn delete_job(&self, id: &str, expected: Option<u64>) -> Result<WriteResult> {
+        self.authorize(id, Right::Write)?;
         self.known_job(id)?;
         let mut cmd = delete_job_command(id.to_string());
         if let Some(command::Kind::DeleteJob(d)) = &mut cmd.kind {
@@ -167,6 +175,7 @@ impl<K: Kernel> Service<K> {
                 ),
             ));
         }
+        self.authorize(id, Right::Write)?;
         self.known_job(id)?;
         let mut cmd = scale_job_command(id.to_string(), instances);
         if let Some(command::Kind::ScaleJob(s)) = &mut cmd.kind {
@@ -181,6 +190,7 @@ impl<K: Kernel> Service<K> {
 
     /// Clears a job's restart back-off and flapping mark.
     pub async fn reset_backoff(&self, id: &str) -> Result<WriteResult> {
+        self.authorize(id, Right::Operate)?;
         self.known_job(id)?;
         let applied = self
             .commit("job", id, reset_backoff_command(id.to_string()))
@@ -190,6 +200,7 @@ impl<K: Kernel> Service<K> {
 
     /// The job's kept specs, newest first (the current one first).
     pub async fn job_versions(&self, id: &str, opts: ReadOptions) -> Result<JobVersions> {
+        self.authorize(id, Right::Read)?;
         self.kernel.wait_read(opts).await?;
         self.kernel
             .read(|st| {

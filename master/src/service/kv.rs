@@ -79,6 +79,8 @@ impl<K: Kernel> Service<K> {
         expected: Option<u64>,
     ) -> Result<WriteResult> {
         check_namespace(namespace)?;
+        // Frameworks' stores belong to no node: the root's rights.
+        self.authorize("", super::acl::Right::Operate)?;
         check_key(key, "key")?;
         if value.len() > MAX_VALUE {
             return Err(invalid(
@@ -105,6 +107,8 @@ impl<K: Kernel> Service<K> {
     /// One key.
     pub async fn kv_get(&self, namespace: &str, key: &str, opts: ReadOptions) -> Result<KvView> {
         check_namespace(namespace)?;
+        // Frameworks' stores belong to no node: the root's rights.
+        self.authorize("", super::acl::Right::Read)?;
         self.kernel.wait_read(opts).await?;
         self.kernel
             .read(|st| st.kv_get(namespace, key).map(|e| KvView::from(e.as_ref())))
@@ -123,6 +127,8 @@ impl<K: Kernel> Service<K> {
         opts: ReadOptions,
     ) -> Result<KvList> {
         check_namespace(namespace)?;
+        // Frameworks' stores belong to no node: the root's rights.
+        self.authorize("", super::acl::Right::Read)?;
         if prefix.len() > MAX_KEY {
             return Err(invalid("prefix", format!("at most {MAX_KEY} bytes")));
         }
@@ -145,6 +151,8 @@ impl<K: Kernel> Service<K> {
         expected: Option<u64>,
     ) -> Result<WriteResult> {
         check_namespace(namespace)?;
+        // Frameworks' stores belong to no node: the root's rights.
+        self.authorize("", super::acl::Right::Operate)?;
         check_key(key, "key")?;
         let applied = self
             .commit("key", key, delete_kv_command(namespace, key, expected))
@@ -169,6 +177,8 @@ impl<K: Kernel> Service<K> {
         ttl_ms: u64,
     ) -> Result<LeaseView> {
         check_namespace(namespace)?;
+        // Frameworks' stores belong to no node: the root's rights.
+        self.authorize("", super::acl::Right::Operate)?;
         check_lease_name(name)?;
         check_holder(holder)?;
         if !LEASE_TTL_MS.contains(&ttl_ms) {
@@ -199,6 +209,8 @@ impl<K: Kernel> Service<K> {
     /// once.
     pub async fn lease_release(&self, namespace: &str, name: &str, holder: &str) -> Result<()> {
         check_namespace(namespace)?;
+        // Frameworks' stores belong to no node: the root's rights.
+        self.authorize("", super::acl::Right::Operate)?;
         check_lease_name(name)?;
         check_holder(holder)?;
         let cmd = lease_command(namespace, name, holder, 0, crate::kernel::now_ms(), true);
@@ -213,6 +225,8 @@ impl<K: Kernel> Service<K> {
         opts: ReadOptions,
     ) -> Result<LeaseView> {
         check_namespace(namespace)?;
+        // Frameworks' stores belong to no node: the root's rights.
+        self.authorize("", super::acl::Right::Read)?;
         check_lease_name(name)?;
         self.kernel.wait_read(opts).await?;
         self.kernel

@@ -21,6 +21,8 @@ pub struct LocalKernel {
     feed: Arc<Feed>,
     /// The "leader clock" leases are stamped with; 0 = the machine's.
     now_ms: Arc<AtomicU64>,
+    /// Whether the service checks tokens' rights.
+    acl: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Default for LocalKernel {
@@ -36,7 +38,13 @@ impl LocalKernel {
             state: Arc::new(RwLock::new(ClusterState::default())),
             feed: Feed::new(100_000, 0),
             now_ms: Arc::new(AtomicU64::new(0)),
+            acl: Arc::default(),
         }
+    }
+
+    /// Turns access control on or off (tests of the service's checks).
+    pub fn set_acl_enabled(&self, on: bool) {
+        self.acl.store(on, Ordering::SeqCst);
     }
 
     /// The state version.
@@ -92,6 +100,10 @@ impl Kernel for LocalKernel {
 
     async fn propose(&self, cmd: Command) -> Result<Applied> {
         Ok(self.apply(cmd))
+    }
+
+    fn acl_enabled(&self) -> bool {
+        self.acl.load(Ordering::SeqCst)
     }
 
     async fn wait_read(&self, opts: ReadOptions) -> Result<()> {

@@ -12,6 +12,7 @@ impl Service<Master> {
     /// Adds a master; start it with `--join`. Returns the raft index of the
     /// change.
     pub async fn add_member(&self, id: u64, grpc_addr: &str, http_addr: &str) -> Result<u64> {
+        self.authorize("", super::acl::Right::Admin)?;
         if id == 0 {
             return Err(invalid("id", "must be a positive integer"));
         }
@@ -35,6 +36,7 @@ impl Service<Master> {
 
     /// Removes a master.
     pub async fn remove_member(&self, id: u64) -> Result<u64> {
+        self.authorize("", super::acl::Right::Admin)?;
         let m = self.kernel();
         if !m.status().voters.contains(&id) {
             return Err(Error::NotFound {
@@ -191,6 +193,7 @@ impl Service<Master> {
                 format!("'{stream}' is not one of stdout, stderr"),
             ));
         }
+        self.authorize(id, super::acl::Right::Read)?;
         let m = self.kernel();
         let addr = m.read(|st| {
             st.tasks

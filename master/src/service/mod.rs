@@ -27,6 +27,7 @@
 //! - [`types`]: the typed responses every adapter serialises;
 //! - [`views`]: tasks, agents, members and events as the API shows them.
 
+pub mod acl;
 pub mod agents;
 pub mod deployments;
 pub mod jobs;
@@ -70,9 +71,23 @@ pub trait Kernel: Clone + Send + Sync + std::fmt::Debug + 'static {
     /// The DNS zone jobs' names are derived in.
     fn dns_domain(&self) -> &str;
 
+    /// Whether requests need a token and their rights are checked.
+    fn acl_enabled(&self) -> bool {
+        false
+    }
+
     /// What this master, as leader, knows of an agent's stream.
     fn liveness(&self, _agent: &str) -> Option<tasks::AgentLiveness> {
         None
+    }
+
+    /// Records a write a caller made (the audit log); kernels without
+    /// one drop it.
+    fn audit(&self, _entry: crate::kernel::audit::AuditEntry) {}
+
+    /// The latest `limit` audit entries this kernel recorded.
+    fn audit_recent(&self, _limit: usize) -> Vec<crate::kernel::audit::AuditEntry> {
+        Vec::new()
     }
 
     /// The change feed and the state it follows, for watches.
@@ -113,6 +128,19 @@ impl Kernel for crate::Master {
         &self.inner.dns_domain
     }
 
+    fn acl_enabled(&self) -> bool {
+        self.inner.acl_enabled
+    }
+
+    fn audit(&self, mut entry: crate::kernel::audit::AuditEntry) {
+        entry.master = self.id();
+        self.inner.audit.record(entry);
+    }
+
+    fn audit_recent(&self, limit: usize) -> Vec<crate::kernel::audit::AuditEntry> {
+        self.inner.audit.recent(limit)
+    }
+
     fn liveness(&self, agent: &str) -> Option<tasks::AgentLiveness> {
         if self.status().leader != self.id() {
             // Followers do not see agents' streams.
@@ -140,21 +168,27 @@ impl Kernel for crate::Master {
 #[derive(Debug, Clone)]
 pub struct Service<K> {
     kernel: K,
+    /// Whom the service acts for (see [`acl`]).
+    caller: acl::Caller,
 }
 
 impl crate::master::Master {
     /// The service layer over this master: where REST, gRPC and
-    /// in-process callers validate and propose. Defined here, not in
+    /// in-process callers validate and propose, acting for the caller of
+    /// the request being served ([`acl::scope`]). Defined here, not in
     /// `master.rs`, so the handle does not import the layer above it.
     pub fn service(&self) -> Service<crate::master::Master> {
-        Service::new(self.clone())
+        Service::new(self.clone()).with_caller(acl::current())
     }
 }
 
 impl<K: Kernel> Service<K> {
-    /// A service over `kernel`.
+    /// A service over `kernel`, acting for the cluster itself.
     pub fn new(kernel: K) -> Self {
-        Service { kernel }
+        Service {
+            kernel,
+            caller: acl::Caller::System,
+        }
     }
 
     /// The kernel beneath.
@@ -165,7 +199,17 @@ impl<K: Kernel> Service<K> {
     /// Commits `cmd` and turns the outcomes that refused the write into
     /// errors naming `kind` and `id`.
     async fn commit(&self, kind: &'static str, id: &str, cmd: Command) -> Result<Applied> {
+        let what = self.audit_what(kind, id, &cmd);
         let applied = self.kernel.propose(cmd).await?;
+        if let Some(what) = what {
+            self.kernel.audit(crate::kernel::audit::AuditEntry {
+                who: self.caller.who(),
+                what,
+                at_ms: crate::kernel::now_ms(),
+                version: applied.version,
+                master: 0,
+            });
+        }
         match &applied.outcome {
             Outcome::Conflict { expected, actual } => Err(Error::VersionConflict {
                 kind,
@@ -184,6 +228,32 @@ impl<K: Kernel> Service<K> {
             }),
             _ => Ok(applied),
         }
+    }
+}
+
+impl<K: Kernel> Service<K> {
+    /// What the audit log says of `cmd`, when ACLs are on and a request
+    /// (not the cluster itself) makes it.
+    fn audit_what(&self, kind: &str, id: &str, cmd: &Command) -> Option<String> {
+        use ocean_proto::internal::command::Kind;
+        if !self.kernel.acl_enabled() || self.caller == acl::Caller::System {
+            return None;
+        }
+        let op = match &cmd.kind {
+            Some(Kind::PutJob(_)) => "put",
+            Some(Kind::DeleteJob(_)) => "delete",
+            Some(Kind::ScaleJob(_)) => "scale",
+            Some(Kind::ResetBackoff(_)) => "reset-backoff",
+            Some(Kind::SetAgentStatus(_)) => "set-status",
+            Some(Kind::PutKv(p)) => return Some(format!("put {kind} {}/{}", p.namespace, id)),
+            Some(Kind::DeleteKv(d)) => {
+                return Some(format!("delete {kind} {}/{}", d.namespace, id))
+            }
+            Some(Kind::Lease(_)) => "lease",
+            Some(Kind::DeploymentAction(a)) => return Some(format!("{} {kind} {id}", a.action)),
+            _ => "write",
+        };
+        Some(format!("{op} {kind} {id}"))
     }
 }
 

@@ -158,6 +158,8 @@ impl<K: Kernel> Service<K> {
     /// The cluster in numbers; its cost grows with the number of distinct
     /// waiting reasons and agents' liveness checks, never with tasks.
     pub async fn summary(&self, opts: ReadOptions) -> Result<SummaryView> {
+        // Its recent events name jobs anywhere in the tree.
+        self.authorize("", super::acl::Right::Read)?;
         self.kernel.wait_read(opts).await?;
         let (feed, _) = self.kernel.watch_source();
         let mut view = self.kernel.read(|st| {
@@ -257,6 +259,9 @@ impl<K: Kernel> Service<K> {
             }
             None => TreeNode::root(),
         };
+        // A page's total counts every job under the node: the whole node
+        // must be readable, not only some jobs in it.
+        self.authorize_node(&node, super::acl::Right::Read)?;
         let sort = q.sort.clone().unwrap_or_else(|| "id".to_string());
         if !JOB_SORTS.contains(&sort.as_str()) {
             return Err(invalid(

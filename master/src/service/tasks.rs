@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use ocean_proto::internal::{Agent, Task};
 
+use super::acl::Right;
 use super::{invalid, Kernel, ReadOptions, Service};
 use crate::error::{Error, Result};
 use crate::kernel::state::{is_terminal, STATES};
@@ -44,9 +45,17 @@ impl<K: Kernel> Service<K> {
                 ));
             }
         }
+        match &filter.job {
+            Some(job) => self.authorize(job, Right::Read)?,
+            None => self.authenticated()?,
+        }
+        let grants = self.read_filter();
         self.kernel.wait_read(opts).await?;
         let keep = |t: &Task| {
-            filter.agent.as_ref().is_none_or(|a| &t.agent_id == a)
+            grants
+                .as_ref()
+                .is_none_or(|g| g.allows(&t.job_id, Right::Read))
+                && filter.agent.as_ref().is_none_or(|a| &t.agent_id == a)
                 && filter.state.as_ref().is_none_or(|s| &t.state == s)
                 && (filter.ended.unwrap_or(true) || !is_terminal(&t.state))
         };
@@ -61,6 +70,8 @@ impl<K: Kernel> Service<K> {
 
     /// One task.
     pub async fn get_task(&self, id: &str, opts: ReadOptions) -> Result<(u64, Arc<Task>)> {
+        // A task id is its job's id and a suffix: the job's node covers it.
+        self.authorize(id, Right::Read)?;
         self.kernel.wait_read(opts).await?;
         self.kernel
             .read(|st| st.tasks.get(id).map(|t| (st.version, t.clone())))
@@ -75,6 +86,7 @@ impl<K: Kernel> Service<K> {
         &self,
         opts: ReadOptions,
     ) -> Result<(u64, Vec<(Arc<Agent>, Option<AgentLiveness>)>)> {
+        self.authenticated()?;
         self.kernel.wait_read(opts).await?;
         let (version, agents) = self
             .kernel
@@ -95,6 +107,7 @@ impl<K: Kernel> Service<K> {
         id: &str,
         opts: ReadOptions,
     ) -> Result<(u64, Arc<Agent>, Option<AgentLiveness>)> {
+        self.authenticated()?;
         self.kernel.wait_read(opts).await?;
         let found = self
             .kernel

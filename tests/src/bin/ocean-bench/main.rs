@@ -463,13 +463,25 @@ async fn writes(clients: &[usize], dur: Duration, with_etcd: bool) -> anyhow::Re
     let c = Cluster::start(3, &extra)?;
     let leader = c.wait_leader(&[1, 2, 3], Duration::from_secs(20)).await?;
     let grpc = c.master(leader).grpc.to_string();
+    // With `--acl` in OCEAN_BENCH_MASTER_FLAGS every write carries the
+    // bootstrap (admin) token and is checked like any client's.
+    let mut api = c.master(leader).api();
+    let mut auth: Option<tonic::metadata::AsciiMetadataValue> = None;
+    if extra.contains(&"--acl") {
+        let boot = api
+            .post("/v1/acl/bootstrap", &serde_json::json!({}))
+            .await?;
+        let secret = boot.body["secret"]
+            .as_str()
+            .context("bootstrap")?
+            .to_string();
+        api = api.with_token(&secret);
+        auth = Some(format!("Bearer {secret}").parse()?);
+        println!("ACLs on: writes carry a token");
+    }
     // The value etcd stores is the same canonical spec Ocean stores.
-    c.master(leader).api().put_job("probe").await?;
-    let stored = c
-        .master(leader)
-        .api()
-        .get(&format!("/v1/jobs/{}", job_id("probe")))
-        .await?;
+    api.put_job("probe").await?;
+    let stored = api.get(&format!("/v1/jobs/{}", job_id("probe"))).await?;
     let value = serde_json::to_vec(&stored.body["spec"])?;
     println!("value size: {} bytes (canonical job spec)", value.len());
     let channels: Vec<Channel> = (0..8)
@@ -494,8 +506,10 @@ async fn writes(clients: &[usize], dur: Duration, with_etcd: bool) -> anyhow::Re
     println!("|---|---|---|---|---|---|");
     for &n in clients {
         let chans = channels.clone();
+        let auth = auth.clone();
         let (count, lat, errors) = run_load(n, dur, move |client, seq| {
             let mut api = OceanApiClient::new(chans[client % chans.len()].clone());
+            let auth = auth.clone();
             async move {
                 let spec = job_spec(&format!("w{client}-{seq}-{n}"));
                 let req = PutJobRequest {
@@ -503,6 +517,10 @@ async fn writes(clients: &[usize], dur: Duration, with_etcd: bool) -> anyhow::Re
                     format: "json".into(),
                     expected_spec_version: None,
                 };
+                let mut req = tonic::Request::new(req);
+                if let Some(a) = auth {
+                    req.metadata_mut().insert("authorization", a);
+                }
                 api.put_job(req).await.is_ok()
             }
         })
