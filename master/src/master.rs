@@ -53,6 +53,8 @@ pub(crate) struct Inner {
     pub(crate) agent_http: reqwest::Client,
     /// The DNS zone, for jobs' `dns_name`.
     pub(crate) dns_domain: String,
+    /// The config's quotas and weights: defaults under the replicated ones.
+    pub(crate) scheduler_defaults: crate::config::SchedulerSettings,
 }
 
 impl Master {

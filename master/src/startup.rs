@@ -163,6 +163,7 @@ pub async fn start(config: &MasterConfig) -> Result<Started> {
                 .unwrap_or_default(),
             accepting_raft: std::sync::atomic::AtomicBool::new(!fresh || seeds.is_empty()),
             dns_domain: config.dns_domain.clone(),
+            scheduler_defaults: config.scheduler.clone(),
         }),
     };
     if fresh && !seeds.is_empty() {
