@@ -198,7 +198,12 @@ impl<'s> Cluster<'s> {
         };
         let agents: &'s [Agent] = self.agents;
         for a in agents {
-            let v = match a.attribute(key) {
+            let value = if key == crate::filter::AGENT_ID_COLUMN {
+                Some(a.id.as_str())
+            } else {
+                a.attribute(key)
+            };
+            let v = match value {
                 Some(v) => match ids.entry(v) {
                     Entry::Occupied(e) => *e.get(),
                     Entry::Vacant(e) => {

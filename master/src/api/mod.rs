@@ -16,6 +16,7 @@ pub mod in_process;
 pub mod jobs;
 pub mod summary;
 pub mod tasks;
+pub mod tree;
 pub mod usage;
 pub mod watch;
 

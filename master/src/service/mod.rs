@@ -36,6 +36,7 @@ pub mod kv;
 mod local;
 pub mod members;
 pub mod summary;
+pub mod tags;
 pub mod tasks;
 pub mod tree;
 pub mod types;
