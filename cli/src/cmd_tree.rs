@@ -198,7 +198,14 @@ mod tests {
         let a = tag_attrs(Some("cop.x_owt.y_pdl.z_idc.c3_loc.bj_status.online")).unwrap();
         assert_eq!(
             a,
-            ["cop=x", "owt=y", "pdl=z", "idc=c3", "loc=bj", "status=online"]
+            [
+                "cop=x",
+                "owt=y",
+                "pdl=z",
+                "idc=c3",
+                "loc=bj",
+                "status=online"
+            ]
         );
         let e = tag_attrs(Some("idc.c3_rack.r1")).unwrap_err().to_string();
         assert!(e.starts_with("--tags: unknown tag 'rack'"), "{e}");

@@ -64,7 +64,9 @@ fn value_problem(value: &str) -> Option<String> {
         .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '.'))
         .map(|c| {
             if c == '*' || c == '?' {
-                format!("'{c}' in '{value}': globs are not supported; list values with ',' (idc.c3,c4)")
+                format!(
+                    "'{c}' in '{value}': globs are not supported; list values with ',' (idc.c3,c4)"
+                )
             } else {
                 format!("'{c}' in '{value}'; values hold letters, digits, '-' and '.'")
             }
@@ -191,7 +193,11 @@ fn words(s: &str) -> impl Iterator<Item = (usize, &str)> {
         .scan(0usize, |offset, w| {
             let start = *offset;
             // Each split consumed one whitespace character after the word.
-            *offset += w.len() + s[start + w.len()..].chars().next().map_or(0, char::len_utf8);
+            *offset += w.len()
+                + s[start + w.len()..]
+                    .chars()
+                    .next()
+                    .map_or(0, char::len_utf8);
             Some((start, w))
         })
         .filter(|(_, w)| !w.is_empty())

@@ -101,7 +101,12 @@ async fn replicated_quotas_hold_on_every_master_after_a_leader_change() {
         for id in &survivors {
             let b = c.master(*id).api().get(&path).await?.body;
             assert_eq!(b["replicated"]["cpus"], json!(0.25), "master {id}: {b}");
-            let t = c.master(*id).api().get("/v1/tree?node=cop.test_owt.qa").await?.body;
+            let t = c
+                .master(*id)
+                .api()
+                .get("/v1/tree?node=cop.test_owt.qa")
+                .await?
+                .body;
             let pdl = t["children"]
                 .as_array()
                 .into_iter()
@@ -126,7 +131,11 @@ async fn replicated_quotas_hold_on_every_master_after_a_leader_change() {
                 .is_some_and(|w| w.contains("over quota") && w.contains(PDL))
         })
         .await?;
-        assert_eq!(live(&ocean_tests::tasks::tasks(&api, &job).await).len(), 2, "{j}");
+        assert_eq!(
+            live(&ocean_tests::tasks::tasks(&api, &job).await).len(),
+            2,
+            "{j}"
+        );
         let t = api.get(&format!("/v1/tree?node={PDL}")).await?.body;
         assert_eq!(t["quota"]["cpus"], json!(0.25), "{t}");
         assert_eq!(t["totals"]["tasks"], json!(2), "{t}");
@@ -181,9 +190,7 @@ async fn check_sums(api: &Api, node: &str) -> anyhow::Result<usize> {
 
 /// Ids of the agents `GET /v1/agents?q=` selects.
 async fn selected_agents(api: &Api, q: &str) -> anyhow::Result<Vec<String>> {
-    let r = api
-        .get(&format!("/v1/agents?q={}", urlencoding(q)))
-        .await?;
+    let r = api.get(&format!("/v1/agents?q={}", urlencoding(q))).await?;
     anyhow::ensure!(r.status == 200, "q={q}: {}", r.body);
     let mut ids: Vec<String> = r.body["agents"]
         .as_array()
@@ -215,19 +222,22 @@ async fn the_tree_adds_up_and_tag_queries_select_by_tags() {
         let a3 = agent(
             &c,
             "c3",
-            &["--tags", "cop.test_owt.qa_pdl.ocean_idc.c3_loc.bj_status.online"],
+            &[
+                "--tags",
+                "cop.test_owt.qa_pdl.ocean_idc.c3_loc.bj_status.online",
+            ],
         )?;
         let a4 = agent(&c, "c4", &["--tags", "cop.test_owt.qa_idc.c4_loc.sh"])?;
         ocean_tests::tasks::wait_connected(&api, 2, WAIT).await?;
-        let (id3, id4) = (
-            a3.id().unwrap_or_default(),
-            a4.id().unwrap_or_default(),
-        );
+        let (id3, id4) = (a3.id().unwrap_or_default(), a4.id().unwrap_or_default());
         // Tags shown on the agent, status as it is.
         let r = api.get(&format!("/v1/agents/{id4}")).await?;
         assert_eq!(
             r.body["tags"],
-            json!(format!("cop.test_owt.qa_idc.c4_loc.sh_status.online_hostname.{}", r.body["hostname"].as_str().unwrap_or(""))),
+            json!(format!(
+                "cop.test_owt.qa_idc.c4_loc.sh_status.online_hostname.{}",
+                r.body["hostname"].as_str().unwrap_or("")
+            )),
             "{}",
             r.body
         );
@@ -266,14 +276,29 @@ async fn the_tree_adds_up_and_tag_queries_select_by_tags() {
         assert_eq!(selected_agents(&api, "idc.c3").await?, vec![id3.clone()]);
         let mut both = vec![id3.clone(), id4.clone()];
         both.sort();
-        assert_eq!(selected_agents(&api, "idc.c3,c4 !status.offline").await?, both);
-        assert_eq!(selected_agents(&api, "pdl.ocean loc.sh").await?, Vec::<String>::new());
+        assert_eq!(
+            selected_agents(&api, "idc.c3,c4 !status.offline").await?,
+            both
+        );
+        assert_eq!(
+            selected_agents(&api, "pdl.ocean loc.sh").await?,
+            Vec::<String>::new()
+        );
         let r = api
-            .post(&format!("/v1/agents/{id4}/status"), &json!({"status": "problem"}))
+            .post(
+                &format!("/v1/agents/{id4}/status"),
+                &json!({"status": "problem"}),
+            )
             .await?;
         assert_eq!(r.status, 200, "{}", r.body);
-        assert_eq!(selected_agents(&api, "status.problem").await?, vec![id4.clone()]);
-        assert_eq!(selected_agents(&api, "!status.problem").await?, vec![id3.clone()]);
+        assert_eq!(
+            selected_agents(&api, "status.problem").await?,
+            vec![id4.clone()]
+        );
+        assert_eq!(
+            selected_agents(&api, "!status.problem").await?,
+            vec![id3.clone()]
+        );
 
         // Tasks by their job's tags and their agent's.
         let on_c3: Vec<&Value> = web
@@ -288,9 +313,21 @@ async fn the_tree_adds_up_and_tag_queries_select_by_tags() {
         let r = api
             .get("/v1/tasks?ended=false&q=job.pinned%20status.problem")
             .await?;
-        assert_eq!(r.body["tasks"].as_array().map(Vec::len), Some(2), "{}", r.body);
-        let r = api.get("/v1/tasks?ended=false&q=pdl.ocean%20!job.web").await?;
-        assert_eq!(r.body["tasks"].as_array().map(Vec::len), Some(2), "{}", r.body);
+        assert_eq!(
+            r.body["tasks"].as_array().map(Vec::len),
+            Some(2),
+            "{}",
+            r.body
+        );
+        let r = api
+            .get("/v1/tasks?ended=false&q=pdl.ocean%20!job.web")
+            .await?;
+        assert_eq!(
+            r.body["tasks"].as_array().map(Vec::len),
+            Some(2),
+            "{}",
+            r.body
+        );
 
         // A bad query names q and the position.
         let r = api.get("/v1/agents?q=idc.c3%20rack.r1").await?;
@@ -305,7 +342,11 @@ async fn the_tree_adds_up_and_tag_queries_select_by_tags() {
         bad["constraints"] = json!([["tags", "MATCH", "idc.c*"]]);
         let r = api.post("/v1/jobs", &bad).await?;
         assert_eq!(r.status, 422, "{}", r.body);
-        assert_eq!(r.body["errors"][0]["field"], "constraints[0][2]", "{}", r.body);
+        assert_eq!(
+            r.body["errors"][0]["field"], "constraints[0][2]",
+            "{}",
+            r.body
+        );
         Ok(())
     })
     .await;

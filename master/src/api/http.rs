@@ -150,10 +150,7 @@ struct AgentsQuery {
     consistent: Option<bool>,
 }
 
-async fn list_agents(
-    State(m): State<Master>,
-    Query(q): Query<AgentsQuery>,
-) -> ApiResult<Response> {
+async fn list_agents(State(m): State<Master>, Query(q): Query<AgentsQuery>) -> ApiResult<Response> {
     let opts = crate::service::ReadOptions {
         min_version: q.min_version,
         consistent: q.consistent == Some(true),

@@ -57,7 +57,11 @@ mod tests {
             ..Default::default()
         };
         let q = |s: &str| parse_query(Some(s)).unwrap().unwrap();
-        assert!(task_matches(&q("pdl.im idc.c3 cluster.c3"), &task, Some(&agent)));
+        assert!(task_matches(
+            &q("pdl.im idc.c3 cluster.c3"),
+            &task,
+            Some(&agent)
+        ));
         assert!(!task_matches(&q("pdl.im idc.c4"), &task, Some(&agent)));
         assert!(task_matches(&q("!status.offline"), &task, Some(&agent)));
         assert!(!task_matches(&q("idc.c3"), &task, None));

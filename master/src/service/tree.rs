@@ -193,8 +193,8 @@ pub fn rooted_node(node: &str, field: &str) -> Result<String> {
     if node.is_empty() {
         return Ok(String::new());
     }
-    let parsed = ocean_spec::TreeNode::parse_field(node, field)
-        .map_err(|e| invalid(e.field, e.reason))?;
+    let parsed =
+        ocean_spec::TreeNode::parse_field(node, field).map_err(|e| invalid(e.field, e.reason))?;
     let s = parsed.to_string();
     if !s.starts_with("cop.") {
         return Err(invalid(
