@@ -197,8 +197,9 @@ impl<'s> Cluster<'s> {
             per_agent: Vec::with_capacity(self.agents.len()),
         };
         let agents: &'s [Agent] = self.agents;
+        let by_id = key == crate::filter::AGENT_ID_COLUMN;
         for a in agents {
-            let value = if key == crate::filter::AGENT_ID_COLUMN {
+            let value = if by_id {
                 Some(a.id.as_str())
             } else {
                 a.attribute(key)

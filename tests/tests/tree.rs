@@ -188,6 +188,24 @@ async fn check_sums(api: &Api, node: &str) -> anyhow::Result<usize> {
     Ok(checked)
 }
 
+/// Runs the `ocean` binary against `addr`; its stdout, or an error with
+/// everything it printed.
+fn ocean(args: &[&str], addr: &str) -> anyhow::Result<String> {
+    let o = std::process::Command::new(ocean_tests::ocean_bin())
+        .args(args)
+        .env("OCEAN_ADDR", addr)
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    anyhow::ensure!(
+        o.status.success(),
+        "ocean {args:?}: {}{out}{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    Ok(out)
+}
+
 /// Ids of the agents `GET /v1/agents?q=` selects.
 async fn selected_agents(api: &Api, q: &str) -> anyhow::Result<Vec<String>> {
     let r = api.get(&format!("/v1/agents?q={}", urlencoding(q))).await?;
@@ -337,6 +355,23 @@ async fn the_tree_adds_up_and_tag_queries_select_by_tags() {
         assert!(reason.contains("position 8"), "{reason}");
         let r = api.get("/v1/tasks?q=!").await?;
         assert_eq!(r.body["errors"][0]["field"], "q", "{}", r.body);
+        // The CLI prints the tree and selects by tags.
+        let http = format!("http://{}", c.master(1).http);
+        let out = ocean(&["tree", "cop.test_owt.qa", "--depth", "4"], &http)?;
+        for piece in ["cop.test_owt.qa", "pdl.ocean", "service.itest", "(job)"] {
+            anyhow::ensure!(out.contains(piece), "ocean tree lacks {piece}:\n{out}");
+        }
+        let out = ocean(&["agent", "list", "--q", "idc.c3"], &http)?;
+        anyhow::ensure!(out.contains(&id3) && !out.contains(&id4), "{out}");
+        let out = ocean(&["task", "list", "--q", "idc.c3"], &http)?;
+        anyhow::ensure!(!out.contains(&job_id("pinned")), "{out}");
+        let out = ocean(
+            &["tree", "quota", PDL, "--cpus", "2", "--weight", "2"],
+            &http,
+        )?;
+        anyhow::ensure!(out.contains("created"), "{out}");
+        let out = ocean(&["--json", "tree", "quota", PDL], &http)?;
+        anyhow::ensure!(out.contains("\"weight\": 2.0"), "{out}");
         // A MATCH constraint with a bad query is refused at the edge.
         let mut bad = spec("bad", 1, 0.1);
         bad["constraints"] = json!([["tags", "MATCH", "idc.c*"]]);
