@@ -36,7 +36,11 @@ impl AgentCommand {
 #[derive(Debug, Subcommand)]
 enum AgentSub {
     /// List agents (liveness as the leader sees it).
-    List,
+    List {
+        /// Only the agents a tag query selects (`idc.c3 !status.offline`).
+        #[arg(long)]
+        q: Option<String>,
+    },
     /// Show an agent, or set its status: online, draining (move its tasks
     /// off), offline (out of service; tasks moved off), problem (no new
     /// tasks; what runs stays).
@@ -96,6 +100,11 @@ pub struct RunArgs {
     /// An attribute, KEY=VALUE (repeatable): idc, loc, status or any other.
     #[arg(long = "attr")]
     attrs: Vec<String>,
+    /// Service-tree and machine tags in one string,
+    /// `cop.x_owt.y_pdl.z_idc.c3_loc.bj_status.online`; `--attr` wins
+    /// over a tag of the same name.
+    #[arg(long)]
+    tags: Option<String>,
     /// Override detected resources: cpus=N,mem=MiB,disk=MiB.
     #[arg(long)]
     resources: Option<String>,
@@ -266,7 +275,7 @@ pub async fn agent(
     cmd: AgentCommand,
 ) -> anyhow::Result<()> {
     match cmd.cmd {
-        Some(AgentSub::List) => list(&c()?).await,
+        Some(AgentSub::List { q }) => list(&c()?, q.as_deref()).await,
         Some(AgentSub::Status {
             id,
             status: None,
@@ -303,7 +312,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let options = AgentOptions {
         masters,
         data_dir: args.data_dir.context("--data-dir: required")?,
-        attrs: args.attrs,
+        attrs: crate::cmd_tree::tag_attrs(args.tags.as_deref())?
+            .into_iter()
+            .chain(args.attrs)
+            .collect(),
         resources: args.resources,
         ports: args.ports,
         hostname: args.hostname,
@@ -447,8 +459,12 @@ fn docker_config(o: &DockerOptions, hostname: &str) -> anyhow::Result<Option<Doc
     Ok(Some(config))
 }
 
-async fn list(c: &Client) -> anyhow::Result<()> {
-    let v = c.request(Method::GET, "/v1/agents", Body::None).await?;
+async fn list(c: &Client, q: Option<&str>) -> anyhow::Result<()> {
+    let path = match q {
+        Some(q) => format!("/v1/agents?q={}", crate::cmd_client::urlencode(q)),
+        None => "/v1/agents".to_string(),
+    };
+    let v = c.request(Method::GET, &path, Body::None).await?;
     if c.json {
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(());
@@ -459,7 +475,7 @@ async fn list(c: &Client) -> anyhow::Result<()> {
         Some(o) => o.to_string(),
     };
     println!(
-        "{:<24} {:<20} {:>6} {:>8} {:<10} {:<9} {:<30}",
+        "{:<24} {:<20} {:>6} {:>8} {:<10} {:<9} {:<30} TAGS",
         "ID", "HOSTNAME", "CPUS", "MEM", "CONNECTED", "STATUS", "ATTRIBUTES"
     );
     for a in v["agents"].as_array().into_iter().flatten() {
@@ -478,14 +494,15 @@ async fn list(c: &Client) -> anyhow::Result<()> {
             s(a, "connected")
         };
         println!(
-            "{:<24} {:<20} {:>6} {:>8} {:<10} {:<9} {:<30}",
+            "{:<24} {:<20} {:>6} {:>8} {:<10} {:<9} {:<30} {}",
             s(a, "id"),
             s(a, "hostname"),
             s(&a["resources"], "cpus"),
             s(&a["resources"], "mem"),
             connected,
             s(a, "status"),
-            attrs
+            attrs,
+            s(a, "tags")
         );
     }
     Ok(())

@@ -19,6 +19,10 @@ pub enum TaskCommand {
         /// Only tasks in this state (RUNNING, FAILED, ...).
         #[arg(long)]
         state: Option<String>,
+        /// Only the tasks a tag query selects, over their job's tags and
+        /// their agent's (`pdl.im idc.c3 !status.offline`).
+        #[arg(long)]
+        q: Option<String>,
     },
     /// Show one task.
     Status {
@@ -58,13 +62,16 @@ fn health(t: &serde_json::Value) -> String {
 /// `ocean task ...`.
 pub async fn task(c: &Client, cmd: TaskCommand) -> anyhow::Result<()> {
     match cmd {
-        TaskCommand::List { job, state } => {
+        TaskCommand::List { job, state, q } => {
             let mut query = Vec::new();
             if let Some(j) = job {
                 query.push(format!("job={}", urlencode(&j)));
             }
             if let Some(st) = state {
                 query.push(format!("state={}", urlencode(&st)));
+            }
+            if let Some(q) = q {
+                query.push(format!("q={}", urlencode(&q)));
             }
             let path = if query.is_empty() {
                 "/v1/tasks".to_string()

@@ -18,6 +18,7 @@ mod cmd_server;
 mod cmd_task;
 mod cmd_ticket;
 mod cmd_top;
+mod cmd_tree;
 
 use clap::{Parser, Subcommand};
 
@@ -98,6 +99,9 @@ enum Command {
     Logs(cmd_logs::LogsArgs),
     /// A live view of what tasks use under a service-tree node.
     Top(cmd_top::TopArgs),
+    /// The service tree (`ocean tree [NODE]`), and nodes' replicated quotas
+    /// and weights (`ocean tree quota NODE --cpus --mem --weight`).
+    Tree(cmd_tree::TreeCommand),
 }
 
 fn main() {
@@ -148,6 +152,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Elb(cmd) => cmd_elb::elb(client, cmd).await,
         Command::Logs(args) => cmd_logs::logs(&client()?, args).await,
         Command::Top(args) => cmd_top::top(&client()?, args).await,
+        Command::Tree(cmd) => cmd_tree::tree(&client()?, cmd).await,
     }
 }
 

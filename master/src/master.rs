@@ -59,6 +59,8 @@ pub(crate) struct Inner {
     pub(crate) acl_local_secret: ocean_client::Secret,
     /// Writes this master accepted, who made them.
     pub(crate) audit: crate::kernel::audit::AuditLog,
+    /// The config's quotas and weights: defaults under the replicated ones.
+    pub(crate) scheduler_defaults: crate::config::SchedulerSettings,
 }
 
 impl Master {

@@ -166,6 +166,7 @@ pub async fn start(config: &MasterConfig) -> Result<Started> {
             acl_enabled: config.acl.enabled,
             acl_local_secret: config.acl.local_secret.clone(),
             audit: Default::default(),
+            scheduler_defaults: config.scheduler.clone(),
         }),
     };
     if fresh && !seeds.is_empty() {

@@ -197,8 +197,14 @@ impl<'s> Cluster<'s> {
             per_agent: Vec::with_capacity(self.agents.len()),
         };
         let agents: &'s [Agent] = self.agents;
+        let by_id = key == crate::filter::AGENT_ID_COLUMN;
         for a in agents {
-            let v = match a.attribute(key) {
+            let value = if by_id {
+                Some(a.id.as_str())
+            } else {
+                a.attribute(key)
+            };
+            let v = match value {
                 Some(v) => match ids.entry(v) {
                     Entry::Occupied(e) => *e.get(),
                     Entry::Vacant(e) => {

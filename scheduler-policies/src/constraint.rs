@@ -11,6 +11,8 @@
 //! | `UNLIKE`   | regex            | its value does not fully match (a missing attribute passes)   |
 //! | `MAX_PER`  | n                | fewer than n tasks of the job run on agents with its value    |
 //! | `IS`       | value            | its value equals `value`                                      |
+//! | `MATCH`    | tag query        | its attributes satisfy the query (`ocean_spec::tag_query`);   |
+//! |            |                  | the attribute is `tags`: the query names the attributes       |
 //!
 //! As in Marathon, an agent without the attribute fails every operator but
 //! `UNLIKE`. Counting uses the job's running tasks plus the placements made
@@ -39,11 +41,13 @@ pub enum Operator {
     MaxPer,
     /// Value equals.
     Is,
+    /// The agent's attributes satisfy a tag query (`idc.c3 !status.problem`).
+    Match,
 }
 
 impl Operator {
     /// All operators, in declaration order.
-    pub const ALL: [Operator; 7] = [
+    pub const ALL: [Operator; 8] = [
         Operator::Unique,
         Operator::Cluster,
         Operator::GroupBy,
@@ -51,6 +55,7 @@ impl Operator {
         Operator::Unlike,
         Operator::MaxPer,
         Operator::Is,
+        Operator::Match,
     ];
 
     /// The spelling used in job specs (`GROUP_BY`).
@@ -63,6 +68,7 @@ impl Operator {
             Operator::Unlike => "UNLIKE",
             Operator::MaxPer => "MAX_PER",
             Operator::Is => "IS",
+            Operator::Match => "MATCH",
         }
     }
 }
@@ -88,7 +94,7 @@ impl FromStr for Operator {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ConstraintError {
     /// The operator is not one of [`Operator::ALL`].
-    #[error("unknown constraint operator {0:?}; expected one of UNIQUE, CLUSTER, GROUP_BY, LIKE, UNLIKE, MAX_PER, IS")]
+    #[error("unknown constraint operator {0:?}; expected one of UNIQUE, CLUSTER, GROUP_BY, LIKE, UNLIKE, MAX_PER, IS, MATCH")]
     UnknownOperator(String),
     /// A constraint array must be `[attribute, OPERATOR]` or
     /// `[attribute, OPERATOR, value]`.
@@ -131,6 +137,16 @@ pub enum ConstraintError {
         /// The offending pattern.
         value: String,
         /// The regex engine's message.
+        reason: String,
+    },
+    /// `MATCH` takes a valid tag query.
+    #[error("{attribute}:MATCH has an invalid tag query {value:?}: {reason}")]
+    BadQuery {
+        /// Attribute of the constraint.
+        attribute: String,
+        /// The offending query.
+        value: String,
+        /// What the parser said, with the position.
         reason: String,
     },
 }
@@ -177,6 +193,7 @@ impl Constraint {
         self.validate_shape()?;
         match self.operator {
             Operator::Like | Operator::Unlike => self.regex().map(|_| ()),
+            Operator::Match => self.query().map(|_| ()),
             _ => Ok(()),
         }
     }
@@ -208,7 +225,7 @@ impl Constraint {
                 None => Err(missing()),
                 Some(_) => self.count().map(|_| ()),
             },
-            Operator::Like | Operator::Unlike => match &self.value {
+            Operator::Like | Operator::Unlike | Operator::Match => match &self.value {
                 None => Err(missing()),
                 Some(_) => Ok(()),
             },
@@ -248,13 +265,25 @@ impl Constraint {
         })
     }
 
+    /// The tag query of `MATCH`.
+    pub(crate) fn query(&self) -> Result<ocean_spec::tag_query::TagQuery, ConstraintError> {
+        let v = self.value.as_deref().unwrap_or("");
+        ocean_spec::tag_query::TagQuery::parse_field(v, "value").map_err(|e| {
+            ConstraintError::BadQuery {
+                attribute: self.attribute.clone(),
+                value: v.to_string(),
+                reason: e.reason,
+            }
+        })
+    }
+
     /// True for operators whose verdict depends on where the job's tasks
     /// already are (evaluated per placement, not once per job).
     pub fn is_dynamic(&self) -> bool {
         match self.operator {
             Operator::Unique | Operator::GroupBy | Operator::MaxPer => true,
             Operator::Cluster => self.value.is_none(),
-            Operator::Like | Operator::Unlike | Operator::Is => false,
+            Operator::Like | Operator::Unlike | Operator::Is | Operator::Match => false,
         }
     }
 }
@@ -323,6 +352,20 @@ mod tests {
         let re = c.regex().unwrap();
         assert!(re.is_match("lg"));
         assert!(!re.is_match("c3x"));
+    }
+
+    #[test]
+    fn match_takes_a_tag_query() {
+        let c = Constraint::from_parts(&["tags", "MATCH", "idc.c3 !status.problem"]).unwrap();
+        assert!(!c.is_dynamic());
+        assert!(matches!(
+            Constraint::from_parts(&["tags", "MATCH", "idc.c*"]),
+            Err(ConstraintError::BadQuery { .. })
+        ));
+        assert!(matches!(
+            Constraint::from_parts(&["tags", "MATCH"]),
+            Err(ConstraintError::MissingValue { .. })
+        ));
     }
 
     #[test]

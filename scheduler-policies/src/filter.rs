@@ -1,7 +1,9 @@
 //! Constraint evaluation, split by what it depends on.
 //!
-//! * Static constraints (`IS`, `LIKE`, `UNLIKE`, `CLUSTER` with a value)
-//!   depend only on an agent's attributes. They are evaluated once per
+//! * Static constraints (`IS`, `LIKE`, `UNLIKE`, `CLUSTER` with a value,
+//!   `MATCH`) depend only on an agent's attributes. `MATCH` reads several
+//!   attributes at once, so its table is over the agents' ids (a column
+//!   whose values are the agents themselves). They are evaluated once per
 //!   distinct attribute VALUE (not per agent, not per task) into a table,
 //!   and combined with the online status into an eligibility bitset per
 //!   distinct set of static constraints, shared by all jobs that use it.
@@ -15,6 +17,10 @@ use std::rc::Rc;
 use crate::cluster::{Cluster, NONE};
 use crate::constraint::{Constraint, ConstraintError, Operator};
 use crate::hash::FxHashMap;
+
+/// The column key whose values are the agents' ids (no attribute is named
+/// so: attribute names never hold a NUL).
+pub(crate) const AGENT_ID_COLUMN: &str = "\0id";
 
 /// Verdict of one static constraint per value id of its column.
 #[derive(Debug)]
@@ -81,9 +87,31 @@ impl Filters {
         if let Some(t) = self.table_by_key.get(&key) {
             return t.clone();
         }
-        let column = cluster.column_id(&c.attribute);
+        let column = if c.operator == Operator::Match {
+            cluster.column_id(AGENT_ID_COLUMN)
+        } else {
+            cluster.column_id(&c.attribute)
+        };
         let values = &cluster.column(column).values;
         let (pass, pass_missing) = match c.operator {
+            Operator::Match => {
+                let q = match c.query() {
+                    Ok(q) => q,
+                    Err(e) => {
+                        self.table_by_key.insert(key, Err(e.clone()));
+                        return Err(e);
+                    }
+                };
+                let mut pass = vec![false; values.len()];
+                let col = cluster.column(column);
+                for (i, &v) in col.per_agent.iter().enumerate() {
+                    if v != NONE {
+                        let agent = &cluster.agents[i];
+                        pass[v as usize] = q.matches(|t, x| agent.attribute(t) == Some(x));
+                    }
+                }
+                (pass, false)
+            }
             Operator::Like | Operator::Unlike => {
                 let re = match c.regex() {
                     Ok(re) => re,

@@ -342,3 +342,42 @@ fn explanation_example_from_the_issue() {
     assert_eq!(e.count(&Reason::InsufficientMem), 6);
     assert_eq!(e.count(&Reason::Constraint("hostname:UNIQUE".into())), 3);
 }
+
+#[test]
+fn match_selects_agents_by_several_tags_at_once() {
+    let snap_agents = vec![
+        agent("a1", 8.0, 8192)
+            .with_attr("idc", "c3")
+            .with_attr("pdl", "im"),
+        agent("a2", 8.0, 8192)
+            .with_attr("idc", "c4")
+            .with_attr("pdl", "im"),
+        agent("a3", 8.0, 8192)
+            .with_attr("idc", "c3")
+            .with_attr("pdl", "web"),
+        agent("a4", 8.0, 8192).with_attr("pdl", "im"),
+    ];
+    let mut snap = Snapshot {
+        agents: snap_agents,
+        ..Snapshot::default()
+    };
+    let mut im = job("im", 4, 1.0, 100);
+    im.constraints
+        .push(c("tags", Operator::Match, Some("pdl.im idc.c3,c4")));
+    im.policy = Some("spread".into());
+    let mut not_c3 = job("elsewhere", 2, 1.0, 100);
+    not_c3
+        .constraints
+        .push(c("tags", Operator::Match, Some("!idc.c3 hostname.a4")));
+    let mut none = job("none", 1, 1.0, 100);
+    none.constraints
+        .push(c("tags", Operator::Match, Some("idc.c9")));
+    snap.pending.extend([im, not_c3, none]);
+    let plan = run(&snap);
+    let mut got = agents_of(&plan, "im");
+    got.sort_unstable();
+    assert_eq!(got, vec!["a1", "a1", "a2", "a2"]);
+    assert_eq!(agents_of(&plan, "elsewhere"), vec!["a4", "a4"]);
+    let u = plan.unplaced_of("none").unwrap();
+    assert!(u.reason.to_string().contains("tags:MATCH"), "{}", u.reason);
+}

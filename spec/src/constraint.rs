@@ -32,11 +32,15 @@ pub enum ConstraintOperator {
     MaxPer,
     /// Only agents whose attribute equals the value exactly.
     Is,
+    /// Only agents whose tags satisfy the tag query in the value
+    /// (`["tags", "MATCH", "idc.c3 !status.problem"]`, see
+    /// [`crate::tag_query`]); the attribute is always `tags`.
+    Match,
 }
 
 impl ConstraintOperator {
     /// All operators, in the order they are listed in error messages.
-    pub const ALL: [ConstraintOperator; 7] = [
+    pub const ALL: [ConstraintOperator; 8] = [
         ConstraintOperator::Unique,
         ConstraintOperator::Cluster,
         ConstraintOperator::GroupBy,
@@ -44,6 +48,7 @@ impl ConstraintOperator {
         ConstraintOperator::Unlike,
         ConstraintOperator::MaxPer,
         ConstraintOperator::Is,
+        ConstraintOperator::Match,
     ];
 
     /// The wire name, e.g. `GROUP_BY`.
@@ -56,6 +61,7 @@ impl ConstraintOperator {
             ConstraintOperator::Unlike => "UNLIKE",
             ConstraintOperator::MaxPer => "MAX_PER",
             ConstraintOperator::Is => "IS",
+            ConstraintOperator::Match => "MATCH",
         }
     }
 
@@ -248,6 +254,20 @@ impl Constraint {
                     );
                 }
             }
+            ConstraintOperator::Match => {
+                if self.attribute != "tags" {
+                    errors.push(
+                        format!("{path}[0]"),
+                        format!(
+                            "MATCH is about the agent's tags: the attribute must be 'tags'; got '{}'",
+                            self.attribute
+                        ),
+                    );
+                }
+                if let Err(e) = crate::tag_query::TagQuery::parse_field(value, &value_path) {
+                    errors.push(e.field, e.reason);
+                }
+            }
             _ => {}
         }
     }
@@ -340,5 +360,10 @@ mod tests {
         assert_eq!(fields(r#"["idc","UNLIKE","[a-"]"#), ["constraints[0][2]"]);
         assert_eq!(fields(r#"["","IS","x"]"#), ["constraints[0][0]"]);
         assert_eq!(fields(r#"["idc","IS",""]"#), ["constraints[0][2]"]);
+        assert!(check(r#"["tags","MATCH","idc.c3,c4 !status.problem"]"#).is_empty());
+        assert_eq!(fields(r#"["idc","MATCH","idc.c3"]"#), ["constraints[0][0]"]);
+        let bad = check(r#"["tags","MATCH","idc.c3 rack.r1"]"#);
+        assert_eq!(bad[0].0, "constraints[0][2]");
+        assert!(bad[0].1.contains("position 8"), "{}", bad[0].1);
     }
 }

@@ -26,6 +26,8 @@
 //! - [`unreachable`]: waiting for an unreachable agent before replacing;
 //! - [`id`]: the service-tree id `cop.<c>_owt.<o>_pdl.<p>..._cluster.<cl>`;
 //! - [`tree`]: [`TreeNode`], a node of the service tree and what it covers;
+//! - [`tag_query`]: machine tags (`idc.c3_status.online`) and the query
+//!   language selecting agents and tasks (`pdl.im !status.offline`);
 //! - [`dns`]: the DNS names derived from it (shared by masters and `ocean-dns`);
 //! - [`validate`]: `JobSpec::validate`, which runs every rule and collects
 //!   all errors at once; the rules of constraints, health checks and
@@ -62,6 +64,7 @@ pub mod parse;
 pub mod ports;
 pub mod rollout;
 pub mod spec;
+pub mod tag_query;
 pub mod template;
 pub mod tree;
 pub mod unreachable;

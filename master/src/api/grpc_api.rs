@@ -268,6 +268,7 @@ impl OceanApi for Api {
             agent: some(req.agent),
             state: some(req.state),
             ended: req.ended,
+            q: None,
         };
         let (version, tasks) = self
             .0

@@ -9,7 +9,7 @@
 //! | `GET /v1/jobs`               | list jobs (`?prefix=` a service-tree node)  |
 //! | `GET /v1/jobs/{id}`          | one job                                     |
 //! | `DELETE /v1/jobs/{id}`       | delete a job                                |
-//! | `GET /v1/agents`             | agents (liveness as the leader sees it)     |
+//! | `GET /v1/agents`             | agents (liveness as the leader sees it; `?q=` a tag query) |
 //! | `GET /v1/agents/{id}`        | one agent                                   |
 //! | `POST /v1/agents/{id}/status`, `/drain` | operator status (`agents.rs`)    |
 //! | `GET /v1/members`            | masters and their addresses                 |
@@ -19,6 +19,7 @@
 //! | `GET /metrics`               | Prometheus metrics                          |
 //! | `GET /v1/usage`              | allocated vs used under a tree node (`usage.rs`) |
 //! | `/v1/acl/...`                | tokens, policies, audit (`acl.rs`)          |
+//! | `GET /v1/tree`, `/v1/tree/{node}/quota` | the service tree, replicated quotas (`tree.rs`) |
 //!
 //! Reads are served from this master's state; every response carries the
 //! `X-Ocean-Version` it reflects. `?min_version=N` waits (up to 5 s) until
@@ -76,6 +77,7 @@ pub fn router(master: Master) -> Router {
         .merge(super::frameworks::routes())
         .merge(super::usage::routes())
         .merge(super::acl::routes())
+        .merge(super::tree::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(4 * 1024 * 1024))
@@ -148,8 +150,22 @@ async fn status(State(m): State<Master>) -> Json<StatusView> {
     Json(m.service().status())
 }
 
-async fn list_agents(State(m): State<Master>, Query(q): Query<ReadQuery>) -> ApiResult<Response> {
-    let (version, agents) = m.service().list_agents(q.options()).await?;
+/// `GET /v1/agents?q=`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentsQuery {
+    /// A tag query (`idc.c3 !status.offline`).
+    q: Option<String>,
+    min_version: Option<u64>,
+    consistent: Option<bool>,
+}
+
+async fn list_agents(State(m): State<Master>, Query(q): Query<AgentsQuery>) -> ApiResult<Response> {
+    let opts = crate::service::ReadOptions {
+        min_version: q.min_version,
+        consistent: q.consistent == Some(true),
+    };
+    let (version, agents) = m.service().select_agents(q.q.as_deref(), opts).await?;
     let agents = agents
         .iter()
         .map(|(a, l)| {

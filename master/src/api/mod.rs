@@ -18,6 +18,7 @@ pub mod in_process;
 pub mod jobs;
 pub mod summary;
 pub mod tasks;
+pub mod tree;
 pub mod usage;
 pub mod watch;
 

@@ -41,6 +41,8 @@ struct TasksQuery {
     state: Option<String>,
     /// Include ended tasks (default true).
     ended: Option<bool>,
+    /// A tag query (`pdl.im idc.c3 !status.offline`).
+    q: Option<String>,
     min_version: Option<u64>,
     consistent: Option<bool>,
 }
@@ -51,6 +53,7 @@ async fn list_tasks(State(m): State<Master>, Query(q): Query<TasksQuery>) -> Api
         agent: q.agent,
         state: q.state,
         ended: q.ended,
+        q: q.q,
     };
     let opts = ReadOptions {
         min_version: q.min_version,

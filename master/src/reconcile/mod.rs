@@ -49,6 +49,7 @@ use tracing::{debug, info, warn};
 
 use crate::kernel::feed::FeedItem;
 use crate::kernel::state::deployments::{self, is_active};
+use crate::kernel::state::tree::TreeSettings;
 use crate::kernel::state::{is_live, is_terminal, plan_command, Change, ClusterState, STAGING};
 use crate::master::Master;
 pub use host::Host;
@@ -86,9 +87,9 @@ pub struct Scheduler {
     /// The term whose leader (this master) has applied everything
     /// committed before it: from then on its state knows every task.
     ready_term: tokio::sync::watch::Sender<u64>,
-    /// Fair-share weights and quotas, as placement takes them.
-    weights: BTreeMap<String, f64>,
-    quotas: Vec<sp::Quota>,
+    /// The config's fair-share weights and quotas: defaults under the
+    /// replicated ones (`kernel::state::tree`), read every round.
+    defaults: crate::config::SchedulerSettings,
     /// Agent heartbeats and their timeout.
     agents: crate::config::AgentSettings,
 }
@@ -129,6 +130,9 @@ struct Unplaceable {
     /// change to the job, its committed reason too, asks the planner again)
     /// and how many.
     asked: Vec<(String, u64, usize)>,
+    /// The replicated quotas and weights it was planned under
+    /// (`TreeSettings::replicated`).
+    settings: (usize, u64),
 }
 
 impl Unplaceable {
@@ -137,7 +141,15 @@ impl Unplaceable {
             .iter()
             .map(|(job, n)| (job.id.clone(), job.updated_version, *n))
             .collect();
-        Unplaceable { asked }
+        Unplaceable {
+            asked,
+            settings: (0, 0),
+        }
+    }
+
+    /// The same, planned under the replicated settings `settings`.
+    fn under(self, settings: (usize, u64)) -> Self {
+        Unplaceable { settings, ..self }
     }
 
     /// Whether `wanted` asks exactly what this was asked.
@@ -196,16 +208,7 @@ impl Scheduler {
     /// A scheduler with the cluster's placement settings.
     pub fn new(settings: &crate::config::SchedulerSettings) -> Self {
         Scheduler {
-            weights: settings.pdl_weights.clone(),
-            quotas: settings
-                .quotas
-                .iter()
-                .map(|q| sp::Quota {
-                    node: q.node.clone(),
-                    cpus_milli: q.cpus.map(|c| sp::Resources::new(c, 0, 0).cpus_milli),
-                    mem_mib: q.mem,
-                })
-                .collect(),
+            defaults: settings.clone(),
             ..Scheduler::default()
         }
     }
@@ -215,8 +218,7 @@ impl Default for Scheduler {
     fn default() -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         Scheduler {
-            weights: BTreeMap::new(),
-            quotas: Vec::new(),
+            defaults: Default::default(),
             agents: Default::default(),
             updates: tx,
             updates_rx: Mutex::new(Some(rx)),
@@ -464,11 +466,14 @@ struct Captured {
     /// Tasks that have not ended.
     tasks: Vec<Arc<Task>>,
     agents: Vec<Arc<ocean_proto::internal::Agent>>,
+    /// Quotas and weights in force.
+    tree: TreeSettings,
 }
 
 impl Captured {
-    fn take(st: &ClusterState) -> Captured {
+    fn take(st: &ClusterState, defaults: &crate::config::SchedulerSettings) -> Captured {
         Captured {
+            tree: st.tree_settings(defaults),
             version: st.version,
             jobs: st.jobs.values().cloned().collect(),
             tasks: st
@@ -480,6 +485,18 @@ impl Captured {
             agents: st.agents.values().cloned().collect(),
         }
     }
+}
+
+/// The quotas in force as placement takes them.
+fn quotas_of(tree: &TreeSettings) -> Vec<sp::Quota> {
+    tree.quotas
+        .iter()
+        .map(|(node, q)| sp::Quota {
+            node: node.clone(),
+            cpus_milli: q.cpus.map(|c| sp::Resources::new(c, 0, 0).cpus_milli),
+            mem_mib: q.mem,
+        })
+        .collect()
 }
 
 /// The cluster as placement sees it this round (the agents and the
@@ -722,7 +739,7 @@ fn off_the_runtime<R>(f: impl FnOnce() -> R) -> R {
 /// plan. Pure of I/O; reads the state and the reconciler's memory.
 fn decide<H: Host>(master: &H, connected: &HashSet<String>, t0: Instant) -> Decided {
     let sched = master.scheduler();
-    let (view, mut running, mut agents, rebuilt, unplaceable) = {
+    let (view, mut running, mut agents, rebuilt, unplaceable, tree) = {
         let (mut specs, mut running, mut agents, unplaceable) = {
             let mut m = sched.memory();
             (
@@ -735,7 +752,8 @@ fn decide<H: Host>(master: &H, connected: &HashSet<String>, t0: Instant) -> Deci
         // Only Arcs are copied under the state's read lock: the raft
         // thread needs the write lock to apply, and a long hold here
         // delays heartbeats enough to start elections.
-        let captured = master.read(Captured::take);
+        let mut captured = master.read(|st| Captured::take(st, &sched.defaults));
+        let tree = std::mem::take(&mut captured.tree);
         let v = View::build(&captured, &mut specs);
         // Every task that has not ended holds its resources and ports; the
         // planner adds `running` to each agent's usage itself, so agents
@@ -744,8 +762,10 @@ fn decide<H: Host>(master: &H, connected: &HashSet<String>, t0: Instant) -> Deci
         let agents_changed = agents.update(&captured.agents, connected);
         sched.memory().specs = specs;
         // Only a plan made from the same agents and tasks can be reused.
-        let unplaceable = unplaceable.filter(|_| rebuilt == 0 && !agents_changed);
-        (v, running, agents, rebuilt, unplaceable)
+        // ...under the same quotas and weights.
+        let unplaceable = unplaceable
+            .filter(|u| rebuilt == 0 && !agents_changed && u.settings == tree.replicated);
+        (v, running, agents, rebuilt, unplaceable, tree)
     };
     let t_view = t0.elapsed();
     let mut victims = Vec::new();
@@ -845,8 +865,8 @@ fn decide<H: Host>(master: &H, connected: &HashSet<String>, t0: Instant) -> Deci
             agents: agents.take(),
             running: running.take(),
             pending,
-            pdl_weights: sched.weights.clone(),
-            quotas: sched.quotas.clone(),
+            pdl_weights: tree.weights.clone(),
+            quotas: quotas_of(&tree),
         };
         let tp = Instant::now();
         let plan = sp::plan(&snapshot, &sp::Config::default());
@@ -877,7 +897,7 @@ fn decide<H: Host>(master: &H, connected: &HashSet<String>, t0: Instant) -> Deci
             );
         }
         if plan.placements.is_empty() && plan.preemptions.is_empty() {
-            next_unplaceable = Some(Unplaceable::new(&wanted));
+            next_unplaceable = Some(Unplaceable::new(&wanted).under(tree.replicated));
         }
         drop(plan);
         agents.restore(snapshot.agents);

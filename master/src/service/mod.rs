@@ -24,6 +24,8 @@
 //! - [`members`]: adding and removing masters;
 //! - [`summary`]: the cluster in numbers and jobs a page at a time, from
 //!   counts the state keeps;
+//! - [`tree`]: the service tree's sums, replicated quotas and weights, and
+//!   tag queries over agents and tasks;
 //! - [`types`]: the typed responses every adapter serialises;
 //! - [`views`]: tasks, agents, members and events as the API shows them.
 
@@ -35,7 +37,9 @@ pub mod kv;
 mod local;
 pub mod members;
 pub mod summary;
+pub mod tags;
 pub mod tasks;
+pub mod tree;
 pub mod types;
 pub mod views;
 
@@ -47,6 +51,12 @@ pub use local::LocalKernel;
 
 use crate::error::{Error, Result};
 use crate::kernel::state::{Applied, ClusterState, Outcome};
+
+/// No quotas or weights configured.
+static NO_DEFAULTS: crate::config::SchedulerSettings = crate::config::SchedulerSettings {
+    pdl_weights: std::collections::BTreeMap::new(),
+    quotas: Vec::new(),
+};
 
 /// How a read waits before it is served.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -74,6 +84,12 @@ pub trait Kernel: Clone + Send + Sync + std::fmt::Debug + 'static {
     /// Whether requests need a token and their rights are checked.
     fn acl_enabled(&self) -> bool {
         false
+    }
+
+    /// The config's quotas and weights, under the replicated ones
+    /// ([`tree`]).
+    fn scheduler_defaults(&self) -> &crate::config::SchedulerSettings {
+        &NO_DEFAULTS
     }
 
     /// What this master, as leader, knows of an agent's stream.
@@ -139,6 +155,10 @@ impl Kernel for crate::Master {
 
     fn audit_recent(&self, limit: usize) -> Vec<crate::kernel::audit::AuditEntry> {
         self.inner.audit.recent(limit)
+    }
+
+    fn scheduler_defaults(&self) -> &crate::config::SchedulerSettings {
+        &self.inner.scheduler_defaults
     }
 
     fn liveness(&self, agent: &str) -> Option<tasks::AgentLiveness> {

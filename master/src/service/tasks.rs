@@ -19,6 +19,8 @@ pub struct TaskFilter {
     pub state: Option<String>,
     /// Include ended tasks (default true).
     pub ended: Option<bool>,
+    /// A tag query over the job's and the agent's tags (`service::tags`).
+    pub q: Option<String>,
 }
 
 /// What the leader knows of an agent's stream (nothing on a follower).
@@ -50,16 +52,21 @@ impl<K: Kernel> Service<K> {
             None => self.authenticated()?,
         }
         let grants = self.read_filter();
+        let query = super::tags::parse_query(filter.q.as_deref())?;
         self.kernel.wait_read(opts).await?;
-        let keep = |t: &Task| {
-            grants
-                .as_ref()
-                .is_none_or(|g| g.allows(&t.job_id, Right::Read))
-                && filter.agent.as_ref().is_none_or(|a| &t.agent_id == a)
-                && filter.state.as_ref().is_none_or(|s| &t.state == s)
-                && (filter.ended.unwrap_or(true) || !is_terminal(&t.state))
-        };
         Ok(self.kernel.read(|st| {
+            let keep = |t: &Task| {
+                grants
+                    .as_ref()
+                    .is_none_or(|g| g.allows(&t.job_id, Right::Read))
+                    && filter.agent.as_ref().is_none_or(|a| &t.agent_id == a)
+                    && filter.state.as_ref().is_none_or(|s| &t.state == s)
+                    && (filter.ended.unwrap_or(true) || !is_terminal(&t.state))
+                    && query.as_ref().is_none_or(|q| {
+                        let agent = st.agents.get(&t.agent_id).map(|a| a.as_ref());
+                        super::tags::task_matches(q, t, agent)
+                    })
+            };
             let tasks = match &filter.job {
                 Some(job) => st.tasks_of(job).filter(|t| keep(t)).cloned().collect(),
                 None => st.tasks.values().filter(|t| keep(t)).cloned().collect(),
@@ -86,11 +93,32 @@ impl<K: Kernel> Service<K> {
         &self,
         opts: ReadOptions,
     ) -> Result<(u64, Vec<(Arc<Agent>, Option<AgentLiveness>)>)> {
+        self.select_agents(None, opts).await
+    }
+
+    /// The agents a tag query `q` selects (none: every agent), with the
+    /// leader's knowledge of each.
+    pub async fn select_agents(
+        &self,
+        q: Option<&str>,
+        opts: ReadOptions,
+    ) -> Result<(u64, Vec<(Arc<Agent>, Option<AgentLiveness>)>)> {
         self.authenticated()?;
+        let query = super::tags::parse_query(q)?;
         self.kernel.wait_read(opts).await?;
-        let (version, agents) = self
-            .kernel
-            .read(|st| (st.version, st.agents.values().cloned().collect::<Vec<_>>()));
+        let (version, agents) = self.kernel.read(|st| {
+            let agents = st
+                .agents
+                .values()
+                .filter(|a| {
+                    query
+                        .as_ref()
+                        .is_none_or(|q| super::tags::agent_matches(q, a))
+                })
+                .cloned()
+                .collect::<Vec<_>>();
+            (st.version, agents)
+        });
         let list = agents
             .into_iter()
             .map(|a| {

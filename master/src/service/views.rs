@@ -170,6 +170,9 @@ pub struct AgentView {
     pub status: String,
     pub status_message: String,
     pub executors: Vec<ExecutorView>,
+    /// Its tags as tag queries see them (`cop.x_owt.y_idc.c3_status.online`;
+    /// `status` is the status above).
+    pub tags: String,
 }
 
 impl From<&Agent> for AgentView {
@@ -194,6 +197,7 @@ impl From<&Agent> for AgentView {
             status: agent_status(a).to_string(),
             status_message: a.status_message.clone(),
             executors: a.executors.iter().map(ExecutorView::from).collect(),
+            tags: crate::kernel::state::tree::agent_tags_string(a),
         }
     }
 }

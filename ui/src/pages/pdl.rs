@@ -17,7 +17,7 @@ use crate::chart::{chart, Chart};
 use crate::error::{render, Result};
 use crate::state::UiState;
 use crate::summary::{instances, job_state, task_views, TaskCounts};
-use crate::tree::{pdl_of, view, NodeView};
+use crate::tree::{pdl_of, NodeView};
 
 /// The charts' size in SVG units.
 const CHART_W: u32 = 480;
@@ -117,11 +117,7 @@ pub async fn page(
         .iter()
         .filter(|t| t.ended_ms.is_some() && (t.state == FAILED || t.state == LOST))
         .collect();
-    let view = view(
-        &pdl,
-        jobs.jobs.iter().map(|j| (j.id.as_str(), counts.job(&j.id))),
-        &s.scheduler,
-    );
+    let view = svc.tree_over(&pdl, &s.scheduler, seen.options()).await?;
     let rows: Vec<JobRow> = jobs
         .jobs
         .iter()

@@ -5,15 +5,13 @@
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::response::Html;
-use ocean_master::service::tasks::TaskFilter;
 use ocean_master::Master;
 use serde::Deserialize;
 
 use super::{Frame, Seen};
 use crate::error::{render, Result};
 use crate::state::UiState;
-use crate::summary::{task_views, TaskCounts};
-use crate::tree::{view, NodeView, Quota};
+use crate::tree::{NodeView, Quota};
 
 /// `?node=`.
 #[derive(Debug, Default, Deserialize)]
@@ -54,25 +52,7 @@ impl TreePage {
 
 /// The node asked for, checked: a run of `tag.value` pieces from `cop.`.
 pub(crate) fn rooted_node(node: &str) -> Result<String> {
-    let node = node.trim();
-    if node.is_empty() {
-        return Ok(String::new());
-    }
-    let parsed = ocean_spec::TreeNode::parse_field(node, "node").map_err(|e| {
-        ocean_master::Error::Invalid {
-            field: e.field,
-            reason: e.reason,
-        }
-    })?;
-    let s = parsed.to_string();
-    if !s.starts_with("cop.") {
-        return Err(ocean_master::Error::Invalid {
-            field: "node".into(),
-            reason: format!("'{node}' does not start at the company (cop.<name>): the tree is walked from its root"),
-        }
-        .into());
-    }
-    Ok(s)
+    Ok(ocean_master::service::tree::rooted_node(node, "node")?)
 }
 
 /// `GET /ui/tree`.
@@ -80,21 +60,12 @@ pub async fn page(State(s): State<UiState>, Query(q): Query<TreeQuery>) -> Resul
     let node = rooted_node(&q.node)?;
     let m: &Master = &s.master;
     let seen = Seen { v: q.v };
-    let svc = m.service();
-    let jobs = svc.list_jobs(None, seen.options()).await?;
-    let live = TaskFilter {
-        ended: Some(false),
-        ..Default::default()
-    };
-    let (tasks_v, tasks) = svc.list_tasks(&live, seen.options()).await?;
-    let counts = TaskCounts::of(&task_views(&tasks));
-    let view = view(
-        &node,
-        jobs.jobs.iter().map(|j| (j.id.as_str(), counts.job(&j.id))),
-        &s.scheduler,
-    );
+    let view = m
+        .service()
+        .tree_over(&node, &s.scheduler, seen.options())
+        .await?;
     let page = TreePage {
-        frame: Frame::new(m, "tree", jobs.version.min(tasks_v), &seen),
+        frame: Frame::new(m, "tree", view.version, &seen),
         view,
     };
     render("tree", &page)

@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod kv;
 pub mod summary;
 mod tasks;
+pub mod tree;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
