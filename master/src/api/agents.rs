@@ -29,17 +29,17 @@ pub fn routes() -> Router<Master> {
         .route("/v1/agents/{id}/drain", post(drain))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct StatusBody {
+pub(super) struct StatusBody {
     status: String,
     #[serde(default)]
     message: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct DrainBody {
+pub(super) struct DrainBody {
     #[serde(default)]
     message: String,
 }
@@ -56,6 +56,10 @@ fn body<T: serde::de::DeserializeOwned>(bytes: &[u8], shape: &str) -> ApiResult<
     })
 }
 
+/// Sets an agent's operator status.
+#[utoipa::path(post, path = "/v1/agents/{id}/status", tag = "agents",
+    params(("id" = String, Path, description = "agent id")), request_body = StatusBody,
+    responses((status = 200, body = AgentStatusChange)))]
 async fn set_status(
     State(m): State<Master>,
     Path(id): Path<String>,
@@ -65,6 +69,11 @@ async fn set_status(
     apply(&m, id, b.status, b.message).await
 }
 
+/// Drains an agent: its tasks move elsewhere.
+#[utoipa::path(post, path = "/v1/agents/{id}/drain", tag = "agents",
+    params(("id" = String, Path, description = "agent id")),
+    request_body(content = Option<DrainBody>, description = "optional"),
+    responses((status = 200, body = AgentStatusChange)))]
 async fn drain(
     State(m): State<Master>,
     Path(id): Path<String>,

@@ -33,9 +33,10 @@ pub fn routes() -> axum::Router<Master> {
     Router::new().route("/v1/usage", get(usage))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct UsageQuery {
+pub(super) struct UsageQuery {
     node: Option<String>,
     window: Option<String>,
 }
@@ -64,6 +65,9 @@ pub fn parse_window(s: &str) -> std::result::Result<u64, String> {
     Ok(secs)
 }
 
+/// Allocated against used under a tree node.
+#[utoipa::path(get, path = "/v1/usage", tag = "usage", params(UsageQuery),
+    responses((status = 200, description = "the usage report", body = Object)))]
 async fn usage(State(m): State<Master>, Query(q): Query<UsageQuery>) -> ApiResult<Response> {
     let window_s = match q.window.as_deref() {
         Some(w) => parse_window(w).map_err(|reason| ApiError::bad_request("window", reason))?,

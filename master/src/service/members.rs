@@ -47,7 +47,7 @@ impl Service<Master> {
 }
 
 /// A master as `GET /v1/members` lists it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct MemberView {
     pub id: u64,
     pub grpc_addr: String,
@@ -56,7 +56,7 @@ pub struct MemberView {
 }
 
 /// A master as `GET /v1/status` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct MemberStatusView {
     pub id: u64,
     pub grpc_addr: String,
@@ -69,7 +69,7 @@ pub struct MemberStatusView {
 }
 
 /// This master's raft status (`GET /v1/status`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct StatusView {
     pub id: u64,
     pub role: &'static str,
@@ -85,7 +85,7 @@ pub struct StatusView {
 }
 
 /// The leader and its addresses (`GET /v1/leader`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct LeaderView {
     pub id: u64,
     pub grpc_addr: String,

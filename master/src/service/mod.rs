@@ -22,6 +22,7 @@
 //! - [`agents`]: operators' agent status;
 //! - [`tasks`]: task and agent reads;
 //! - [`members`]: adding and removing masters;
+//! - [`snapshot`]: master backup and restore (snapshot files);
 //! - [`summary`]: the cluster in numbers and jobs a page at a time, from
 //!   counts the state keeps;
 //! - [`types`]: the typed responses every adapter serialises;
@@ -33,6 +34,7 @@ pub mod jobs;
 pub mod kv;
 mod local;
 pub mod members;
+pub mod snapshot;
 pub mod summary;
 pub mod tasks;
 pub mod types;
