@@ -56,7 +56,7 @@ pub async fn operator(client: &Client, cmd: OperatorCommand) -> anyhow::Result<(
                 bytes,
                 content_type: "application/octet-stream".into(),
             };
-            let r = leader.request(Method::Post, &path, body).await?;
+            let r = leader.request(Method::POST, &path, body).await?;
             if client.json {
                 print_json(&r);
             } else {
@@ -81,7 +81,7 @@ pub async fn operator(client: &Client, cmd: OperatorCommand) -> anyhow::Result<(
 /// A client for the leader's REST address.
 async fn leader(client: &Client) -> anyhow::Result<Client> {
     let l: Value = client
-        .request(Method::Get, "/v1/leader", Body::None)
+        .request(Method::GET, "/v1/leader", Body::None)
         .await
         .context("find the leader")?;
     let addr = l["http_addr"]

@@ -54,7 +54,10 @@ async fn the_api_keeps_its_openapi_contract_under_schemathesis() {
     assert_eq!(served.status, 200);
     let served = served.body;
     let committed: Value = serde_yaml_to_json(include_str!("../../docs/openapi.yaml"));
-    assert_eq!(served, committed, "the served document is not docs/openapi.yaml");
+    assert_eq!(
+        served, committed,
+        "the served document is not docs/openapi.yaml"
+    );
 
     let base = format!("http://{}", m.http);
     let report = c.dir().join("schemathesis.xml");
@@ -67,8 +70,13 @@ async fn the_api_keeps_its_openapi_contract_under_schemathesis() {
             .args(["--url", &base])
             .args(["--checks", "all"])
             // Authorization is not part of this API (yet): nothing to
-            // check, and the check needs documented security schemes.
-            .args(["--exclude-checks", "ignored_auth"])
+            // check. "Schema-valid request accepted" is left out because
+            // some rules depend on the cluster's state or span fields, which
+            // JSON Schema cannot say: a `min_version` ahead of the cluster,
+            // a rollback with no earlier spec, a tree node's syntax, the job
+            // spec's cross-field rules. Every such refusal is still checked:
+            // a 4xx in the documented error shape naming the field.
+            .args(["--exclude-checks", "ignored_auth,positive_data_acceptance"])
             .args(["--max-examples", "20"])
             .args(["--max-time", "240"])
             .args(["--seed", "22"])

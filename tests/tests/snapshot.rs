@@ -87,7 +87,10 @@ async fn a_saved_snapshot_restores_every_job_agent_status_and_key_onto_a_fresh_c
             assert_eq!(r.status, 201, "{:?}", r.body);
         }
         let r = api
-            .post(&format!("/v1/jobs/{}/scale", job_id("web")), &json!({"instances": 3}))
+            .post(
+                &format!("/v1/jobs/{}/scale", job_id("web")),
+                &json!({"instances": 3}),
+            )
             .await?;
         assert_eq!(r.status, 200, "{:?}", r.body);
         for (ns, key, value) in [
@@ -116,9 +119,8 @@ async fn a_saved_snapshot_restores_every_job_agent_status_and_key_onto_a_fresh_c
         let out = operator(&any, &["save", file_s])?;
         assert!(out.contains("3 jobs") && out.contains("3 keys"), "{out}");
         let text = std::fs::read(&file)?;
-        let header: Value = serde_json::from_slice(
-            text.split(|b| *b == b'\n').nth(1).context("header line")?,
-        )?;
+        let header: Value =
+            serde_json::from_slice(text.split(|b| *b == b'\n').nth(1).context("header line")?)?;
         assert!(header["index"].as_u64() > Some(0), "{header}");
         assert!(header["term"].as_u64() > Some(0), "{header}");
         assert_eq!(header["version"].as_u64(), Some(saved_version));
@@ -159,9 +161,12 @@ async fn a_saved_snapshot_restores_every_job_agent_status_and_key_onto_a_fresh_c
         damaged[last] ^= 0xff;
         let bad = dir.path().join("damaged.snap");
         std::fs::write(&bad, &damaged)?;
-        let e = operator(&b_addr, &["restore", "--force", bad.to_str().context("path")?])
-            .expect_err("refused")
-            .to_string();
+        let e = operator(
+            &b_addr,
+            &["restore", "--force", bad.to_str().context("path")?],
+        )
+        .expect_err("refused")
+        .to_string();
         assert!(e.contains("checksum"), "{e}");
         Ok(())
     })

@@ -32,8 +32,10 @@ pub fn routes() -> Router<Master> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct StatusBody {
+    #[schema(pattern = "^(online|draining|offline|problem)$")]
     status: String,
     #[serde(default)]
+    #[schema(max_length = 1024)]
     message: String,
 }
 
@@ -41,6 +43,7 @@ pub(super) struct StatusBody {
 #[serde(deny_unknown_fields)]
 pub(super) struct DrainBody {
     #[serde(default)]
+    #[schema(max_length = 1024)]
     message: String,
 }
 
@@ -79,7 +82,7 @@ async fn drain(
     Path(id): Path<String>,
     bytes: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let b: DrainBody = if bytes.iter().all(u8::is_ascii_whitespace) {
+    let b: DrainBody = if super::extract::is_empty_body(&bytes) {
         DrainBody::default()
     } else {
         body(&bytes, r#"{"message": "..."} or nothing"#)?

@@ -88,7 +88,8 @@ pub(super) struct ActionBody {
 /// Pauses, resumes, promotes, fails or cancels a deployment.
 #[utoipa::path(post, path = "/v1/deployments/{id}/{action}", tag = "deployments",
     params(("id" = String, Path, description = "deployment id"),
-        ("action" = String, Path, description = "pause, resume, promote, fail or cancel")),
+        ("action" = String, Path, description = "pause, resume, promote, fail or cancel",
+            pattern = "^(pause|resume|promote|fail|cancel)$")),
     request_body(content = Option<ActionBody>, description = "optional"),
     responses((status = 200, body = WriteResult)))]
 async fn act(
@@ -96,7 +97,7 @@ async fn act(
     Path((id, action)): Path<(String, String)>,
     Body(body): Body,
 ) -> ApiResult<Response> {
-    let req: ActionBody = if body.iter().all(u8::is_ascii_whitespace) {
+    let req: ActionBody = if super::extract::is_empty_body(&body) {
         ActionBody::default()
     } else {
         parse_json(&body)?
@@ -124,7 +125,7 @@ async fn rollback(
     Path(id): Path<String>,
     Body(body): Body,
 ) -> ApiResult<Response> {
-    let req: RollbackBody = if body.iter().all(u8::is_ascii_whitespace) {
+    let req: RollbackBody = if super::extract::is_empty_body(&body) {
         RollbackBody::default()
     } else {
         parse_json(&body)?
@@ -137,6 +138,8 @@ async fn rollback(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct PlanQuery {
+    /// `json` or `yaml` (default: from the content type, else either).
+    #[param(pattern = "^(json|yaml)$")]
     format: Option<String>,
 }
 

@@ -61,8 +61,8 @@ impl KeyQuery {
 }
 
 /// Writes a key (the body is the value).
-#[utoipa::path(put, path = "/v1/frameworks/{name}/kv/{key}", tag = "frameworks",
-    params(("name" = String, Path, description = "framework namespace"), ("key" = String, Path, description = "key (may hold slashes)"), KeyQuery),
+#[utoipa::path(put, path = "/v1/frameworks/{framework}/kv/{key}", tag = "frameworks",
+    params(("framework" = String, Path, description = "framework namespace", pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"), ("key" = String, Path, description = "key (may hold slashes)", max_length = 512, pattern = "^[A-Za-z0-9_:-][A-Za-z0-9._/:-]*$"), KeyQuery),
     request_body(content = Object, description = "the value: JSON, or any bytes"),
     responses((status = 201, description = "created", body = WriteResult),
         (status = 200, description = "updated", body = WriteResult)))]
@@ -85,8 +85,8 @@ async fn put_key(
 }
 
 /// One key.
-#[utoipa::path(get, path = "/v1/frameworks/{name}/kv/{key}", tag = "frameworks",
-    params(("name" = String, Path, description = "framework namespace"), ("key" = String, Path, description = "key (may hold slashes)"), KeyQuery),
+#[utoipa::path(get, path = "/v1/frameworks/{framework}/kv/{key}", tag = "frameworks",
+    params(("framework" = String, Path, description = "framework namespace", pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"), ("key" = String, Path, description = "key (may hold slashes)", max_length = 512, pattern = "^[A-Za-z0-9_:-][A-Za-z0-9._/:-]*$"), KeyQuery),
     responses((status = 200, body = KvView)))]
 async fn get_key(
     State(m): State<Master>,
@@ -98,8 +98,8 @@ async fn get_key(
 }
 
 /// Keys starting with `prefix`.
-#[utoipa::path(get, path = "/v1/frameworks/{name}/kv", tag = "frameworks",
-    params(("name" = String, Path, description = "framework namespace"), KeyQuery),
+#[utoipa::path(get, path = "/v1/frameworks/{framework}/kv", tag = "frameworks",
+    params(("framework" = String, Path, description = "framework namespace", pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"), KeyQuery),
     responses((status = 200, body = KvList)))]
 async fn list_keys(
     State(m): State<Master>,
@@ -112,8 +112,8 @@ async fn list_keys(
 }
 
 /// Deletes a key.
-#[utoipa::path(delete, path = "/v1/frameworks/{name}/kv/{key}", tag = "frameworks",
-    params(("name" = String, Path, description = "framework namespace"), ("key" = String, Path, description = "key (may hold slashes)"), KeyQuery),
+#[utoipa::path(delete, path = "/v1/frameworks/{framework}/kv/{key}", tag = "frameworks",
+    params(("framework" = String, Path, description = "framework namespace", pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"), ("key" = String, Path, description = "key (may hold slashes)", max_length = 512, pattern = "^[A-Za-z0-9_:-][A-Za-z0-9._/:-]*$"), KeyQuery),
     responses((status = 200, body = WriteResult)))]
 async fn delete_key(
     State(m): State<Master>,
@@ -134,9 +134,16 @@ fn default_lease() -> String {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct LeaseBody {
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     holder: String,
+    #[schema(minimum = 500, maximum = 600000)]
     ttl_ms: u64,
     #[serde(default = "default_lease")]
+    #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     name: String,
 }
 
@@ -144,16 +151,19 @@ pub(super) struct LeaseBody {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct LeaseQuery {
+    /// The lease's name (default `leader`).
     #[serde(default = "default_lease")]
+    #[param(required = false, pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     name: String,
+    /// The holder releasing it (required to release; ignored by a read).
     holder: Option<String>,
     min_version: Option<u64>,
     consistent: Option<bool>,
 }
 
 /// Takes or renews a lease.
-#[utoipa::path(post, path = "/v1/frameworks/{name}/lease", tag = "frameworks",
-    params(("name" = String, Path, description = "framework namespace")), request_body = LeaseBody,
+#[utoipa::path(post, path = "/v1/frameworks/{framework}/lease", tag = "frameworks",
+    params(("framework" = String, Path, description = "framework namespace", pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")), request_body = LeaseBody,
     responses((status = 200, body = LeaseView)))]
 async fn take_lease(
     State(m): State<Master>,
@@ -169,8 +179,8 @@ async fn take_lease(
 }
 
 /// A lease as it stands.
-#[utoipa::path(get, path = "/v1/frameworks/{name}/lease", tag = "frameworks",
-    params(("name" = String, Path, description = "framework namespace"), LeaseQuery),
+#[utoipa::path(get, path = "/v1/frameworks/{framework}/lease", tag = "frameworks",
+    params(("framework" = String, Path, description = "framework namespace", pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"), LeaseQuery),
     responses((status = 200, body = LeaseView)))]
 async fn get_lease(
     State(m): State<Master>,
@@ -186,8 +196,8 @@ async fn get_lease(
 }
 
 /// Releases a lease.
-#[utoipa::path(delete, path = "/v1/frameworks/{name}/lease", tag = "frameworks",
-    params(("name" = String, Path, description = "framework namespace"), LeaseQuery),
+#[utoipa::path(delete, path = "/v1/frameworks/{framework}/lease", tag = "frameworks",
+    params(("framework" = String, Path, description = "framework namespace", pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"), LeaseQuery),
     responses((status = 200, body = LeaseView)))]
 async fn release_lease(
     State(m): State<Master>,

@@ -73,6 +73,7 @@ impl ReadQuery {
 #[serde(deny_unknown_fields)]
 pub(super) struct PutQuery {
     /// `json` or `yaml` (default: from the content type, else either).
+    #[param(pattern = "^(json|yaml)$")]
     format: Option<String>,
     /// Write only if the job's spec version is this (0: only if absent).
     expected_version: Option<u64>,
@@ -174,6 +175,7 @@ async fn delete_job(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ScaleBody {
+    #[schema(maximum = 100000)]
     instances: u32,
     /// May come in the body instead of the query.
     expected_version: Option<u64>,

@@ -104,7 +104,57 @@ pub fn document() -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null);
     add_job_spec(&mut doc);
     add_error_responses(&mut doc);
+    unsigned_formats(&mut doc);
+    binary_bodies(&mut doc);
     doc
+}
+
+/// utoipa writes `u32`/`u64` as `int32`/`int64` with `minimum: 0`, whose
+/// upper bounds are the signed ones; the API takes the whole unsigned
+/// range, so the document says so (a client sending 2^63 is answered, not
+/// refused).
+fn unsigned_formats(v: &mut Value) {
+    match v {
+        Value::Object(o) => {
+            let unsigned = o.get("minimum").and_then(Value::as_u64) == Some(0);
+            let max = match o.get("format").and_then(Value::as_str) {
+                Some("int32") if unsigned => Some(("uint32", json!(u32::MAX))),
+                Some("int64") if unsigned => Some(("uint64", json!(u64::MAX))),
+                _ => None,
+            };
+            if let Some((format, max)) = max {
+                o.insert("format".into(), json!(format));
+                o.insert("maximum".into(), max);
+            }
+            o.values_mut().for_each(unsigned_formats);
+        }
+        Value::Array(a) => a.iter_mut().for_each(unsigned_formats),
+        _ => {}
+    }
+}
+
+/// Snapshot files are bytes: a binary string, not an array of numbers.
+fn binary_bodies(doc: &mut Value) {
+    let binary = json!({"type": "string", "format": "binary"});
+    let paths = &mut doc["paths"];
+    if let Some(c) = paths["/v1/snapshot"]["get"]["responses"]["200"]["content"]
+        ["application/octet-stream"]
+        .as_object_mut()
+    {
+        c.insert("schema".into(), binary.clone());
+    }
+    if let Some(c) = paths["/v1/snapshot/restore"]["post"]["requestBody"]["content"]
+        ["application/octet-stream"]
+        .as_object_mut()
+    {
+        c.insert("schema".into(), binary.clone());
+    }
+    // A framework's value is any bytes (JSON is shown as JSON when read).
+    if let Some(body) =
+        paths["/v1/frameworks/{framework}/kv/{key}"]["put"]["requestBody"].as_object_mut()
+    {
+        body.insert("content".into(), json!({"*/*": {"schema": binary}}));
+    }
 }
 
 /// The document as YAML: `docs/openapi.yaml`.
@@ -182,7 +232,7 @@ mod tests {
             "/v1/jobs",
             "/v1/jobs/{id}",
             "/v1/agents/{id}/drain",
-            "/v1/frameworks/{name}/kv/{key}",
+            "/v1/frameworks/{framework}/kv/{key}",
             "/v1/openapi.json",
         ] {
             assert!(paths.contains_key(p), "{p} missing");

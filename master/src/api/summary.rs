@@ -44,8 +44,11 @@ pub(super) struct PageQuery {
     min_version: Option<u64>,
     consistent: Option<bool>,
     prefix: Option<String>,
+    #[param(pattern = "^(id|updated|state)$")]
     sort: Option<String>,
+    #[param(minimum = 1)]
     page: Option<usize>,
+    #[param(minimum = 1, maximum = 500)]
     per_page: Option<usize>,
 }
 

@@ -39,6 +39,7 @@ pub fn routes() -> Router<Master> {
 pub(super) struct TasksQuery {
     job: Option<String>,
     agent: Option<String>,
+    #[param(pattern = "^(STAGING|STARTING|RUNNING|FINISHED|FAILED|KILLED|LOST)$")]
     state: Option<String>,
     /// Include ended tasks (default true).
     ended: Option<bool>,
@@ -109,7 +110,10 @@ fn with_usage(m: &Master, mut view: TaskView) -> TaskView {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct LogsQuery {
+    #[param(pattern = "^(stdout|stderr)$")]
     stream: Option<String>,
+    /// Lines from the end.
+    #[param(pattern = "^[0-9]{1,19}$")]
     tail: Option<String>,
     follow: Option<bool>,
 }

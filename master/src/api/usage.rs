@@ -38,6 +38,10 @@ pub fn routes() -> axum::Router<Master> {
 #[serde(deny_unknown_fields)]
 pub(super) struct UsageQuery {
     node: Option<String>,
+    /// `30s`, `5m`, `1h` or seconds, from 1 s to an hour.
+    #[param(
+        pattern = "^(([1-9][0-9]{0,2}|[1-2][0-9]{3}|3[0-5][0-9]{2}|3600)s?|([1-9]|[1-5][0-9]|60)m|1h)$"
+    )]
     window: Option<String>,
 }
 

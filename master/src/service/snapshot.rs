@@ -89,9 +89,12 @@ pub fn encode_file(index: u64, term: u64, image: &[u8]) -> Result<Vec<u8>> {
 /// Checks a snapshot file: its magic line, header, size and checksum, and
 /// that the image decodes. Returns the header and the image.
 pub fn decode_file(file: &[u8]) -> Result<(SnapshotHeader, &[u8])> {
-    let rest = file
-        .strip_prefix(MAGIC)
-        .ok_or_else(|| invalid("snapshot", "not an Ocean snapshot file (no OCEAN-SNAPSHOT 1 line)"))?;
+    let rest = file.strip_prefix(MAGIC).ok_or_else(|| {
+        invalid(
+            "snapshot",
+            "not an Ocean snapshot file (no OCEAN-SNAPSHOT 1 line)",
+        )
+    })?;
     let nl = rest
         .iter()
         .position(|b| *b == b'\n')
@@ -102,7 +105,10 @@ pub fn decode_file(file: &[u8]) -> Result<(SnapshotHeader, &[u8])> {
     if header.format != 1 {
         return Err(invalid(
             "snapshot",
-            format!("format {} is not known (this master reads 1)", header.format),
+            format!(
+                "format {} is not known (this master reads 1)",
+                header.format
+            ),
         ));
     }
     if image.len() as u64 != header.size {
@@ -119,7 +125,10 @@ pub fn decode_file(file: &[u8]) -> Result<(SnapshotHeader, &[u8])> {
     if sum != header.sha256 {
         return Err(invalid(
             "snapshot",
-            format!("checksum mismatch: the image's SHA-256 is {sum}, the header says {}", header.sha256),
+            format!(
+                "checksum mismatch: the image's SHA-256 is {sum}, the header says {}",
+                header.sha256
+            ),
         ));
     }
     StateImage::decode(image)
@@ -195,7 +204,11 @@ fn not_leader(m: &Master) -> Error {
     Error::NoLeader(format!(
         "snapshots are saved and restored by the leader; this is master {}, the leader is {}",
         m.id(),
-        if leader == 0 { "unknown".to_string() } else { format!("master {leader}") }
+        if leader == 0 {
+            "unknown".to_string()
+        } else {
+            format!("master {leader}")
+        }
     ))
 }
 
@@ -226,7 +239,9 @@ mod tests {
         flipped[last] ^= 1;
         let e = decode_file(&flipped).unwrap_err().to_string();
         assert!(e.contains("checksum"), "{e}");
-        let e = decode_file(&file[..file.len() - 1]).unwrap_err().to_string();
+        let e = decode_file(&file[..file.len() - 1])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("truncated"), "{e}");
         let e = decode_file(b"hello").unwrap_err().to_string();
         assert!(e.contains("not an Ocean snapshot"), "{e}");
