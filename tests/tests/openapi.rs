@@ -63,7 +63,7 @@ async fn the_api_keeps_its_openapi_contract_under_schemathesis() {
     let report = c.dir().join("schemathesis.xml");
     let started = Instant::now();
     let out = tokio::time::timeout(
-        Duration::from_secs(600),
+        Duration::from_secs(160),
         tokio::process::Command::new(&st)
             .arg("run")
             .arg(format!("{base}/v1/openapi.json"))
@@ -77,8 +77,8 @@ async fn the_api_keeps_its_openapi_contract_under_schemathesis() {
             // spec's cross-field rules. Every such refusal is still checked:
             // a 4xx in the documented error shape naming the field.
             .args(["--exclude-checks", "ignored_auth,positive_data_acceptance"])
-            .args(["--max-examples", "20"])
-            .args(["--max-time", "240"])
+            .args(["--max-examples", "10"])
+            .args(["--max-time", "100"])
             .args(["--seed", "22"])
             .args(["--workers", "2"])
             .args(["--request-timeout", "10"])
@@ -94,7 +94,7 @@ async fn the_api_keeps_its_openapi_contract_under_schemathesis() {
             .output(),
     )
     .await
-    .expect("schemathesis finished within 10 minutes")
+    .expect("schemathesis finished within its time budget")
     .expect("run schemathesis");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
