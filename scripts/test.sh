@@ -14,7 +14,7 @@ log() { printf '\n==> %s\n' "$*"; }
 # docker.io and docker-compose: the engine and the compose cluster test;
 # chromium and chromium-driver: the dashboard's browser test
 # (tests/tests/dashboard_browser.rs), which fails in CI without them.
-./scripts/deps.sh python3 busybox-static docker.io docker-compose chromium chromium-driver nftables keepalived redis-server mariadb-server mariadb-backup prometheus tmux
+./scripts/deps.sh python3 python3-venv busybox-static docker.io docker-compose chromium chromium-driver nftables keepalived redis-server mariadb-server mariadb-backup prometheus tmux
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   log "installing cargo-nextest"
@@ -30,6 +30,11 @@ fi
 # checked); the browser test fails in CI without it.
 log "axe-core"
 ./scripts/axe.sh
+
+# schemathesis (PyPI, pinned) in a venv under the target dir: the OpenAPI
+# contract test (tests/tests/openapi.rs) fails in CI without it.
+log "schemathesis"
+./scripts/schemathesis.sh
 
 log "format"
 cargo fmt --all -- --check

@@ -19,6 +19,9 @@ pub struct Client {
     rest: RestClient,
     /// Print raw JSON.
     pub json: bool,
+    /// The token it sends (`--token`): a client for another master
+    /// (the leader) sends the same.
+    pub token: ocean_client::Secret,
 }
 
 impl Client {
@@ -36,8 +39,8 @@ impl Client {
                 }
                 e => anyhow!("--addr: {}", e.message()),
             })?
-            .with_token(token);
-        Ok(Client { rest, json })
+            .with_token(token.clone());
+        Ok(Client { rest, json, token })
     }
 
     /// Sends a request to the first master that answers; an error answer

@@ -14,6 +14,7 @@ mod cmd_dns;
 mod cmd_elb;
 mod cmd_framework;
 mod cmd_logs;
+mod cmd_operator;
 mod cmd_server;
 mod cmd_task;
 mod cmd_ticket;
@@ -76,6 +77,9 @@ enum Command {
     /// Add, remove and list masters.
     #[command(subcommand)]
     Member(cmd_client::MemberCommand),
+    /// The masters' maintenance: `snapshot save FILE`, `snapshot restore FILE`.
+    #[command(subcommand)]
+    Operator(cmd_operator::OperatorCommand),
     /// Periodic jobs (the cron framework).
     #[command(subcommand)]
     Cron(cmd_cron::CronCommand),
@@ -141,6 +145,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Job(cmd) => cmd_client::job(&client()?, cmd).await,
         Command::Deployment(cmd) => cmd_deploy::deployment(&client()?, cmd).await,
         Command::Member(cmd) => cmd_client::member(&client()?, cmd).await,
+        Command::Operator(cmd) => cmd_operator::operator(&client()?, cmd).await,
         Command::Task(cmd) => cmd_task::task(&client()?, cmd).await,
         Command::Agent(cmd) => cmd_agent::agent(client, cmd).await,
         Command::Dns(args) => cmd_dns::dns(args).await,

@@ -189,6 +189,9 @@ fn field_error(base: String, message: String) -> SpecError {
     );
     let (field, reason) = match named_field(&message) {
         Some((kind, name, reason)) => {
+            // An empty key (`{"": 1}`) is named as written, so the error
+            // still points somewhere (found by tests/fuzz_corpus.rs).
+            let name = if name.is_empty() { "\"\"" } else { name };
             let already_there = base == name || base.ends_with(&format!(".{name}"));
             let field = if base.is_empty() {
                 name.to_owned()

@@ -220,6 +220,15 @@ async fn every_route_answers_each_token_as_its_rights_say() {
                 [401, 403, 403, 403, 201],
             ),
             (
+                // Authorised before the body is read: admin gets the
+                // file's own refusal.
+                "restore a snapshot",
+                "POST",
+                "/v1/snapshot/restore".into(),
+                None,
+                [401, 403, 403, 403, 400],
+            ),
+            (
                 "remove master",
                 "DELETE",
                 "/v1/members/9".into(),

@@ -29,18 +29,21 @@ pub fn routes() -> Router<Master> {
         .route("/v1/agents/{id}/drain", post(drain))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct StatusBody {
+pub(super) struct StatusBody {
+    #[schema(pattern = "^(online|draining|offline|problem)$")]
     status: String,
     #[serde(default)]
+    #[schema(max_length = 1024)]
     message: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct DrainBody {
+pub(super) struct DrainBody {
     #[serde(default)]
+    #[schema(max_length = 1024)]
     message: String,
 }
 
@@ -56,6 +59,10 @@ fn body<T: serde::de::DeserializeOwned>(bytes: &[u8], shape: &str) -> ApiResult<
     })
 }
 
+/// Sets an agent's operator status.
+#[utoipa::path(post, path = "/v1/agents/{id}/status", tag = "agents",
+    params(("id" = String, Path, description = "agent id")), request_body = StatusBody,
+    responses((status = 200, body = AgentStatusChange)))]
 async fn set_status(
     State(m): State<Master>,
     Path(id): Path<String>,
@@ -65,12 +72,17 @@ async fn set_status(
     apply(&m, id, b.status, b.message).await
 }
 
+/// Drains an agent: its tasks move elsewhere.
+#[utoipa::path(post, path = "/v1/agents/{id}/drain", tag = "agents",
+    params(("id" = String, Path, description = "agent id")),
+    request_body(content = Option<DrainBody>, description = "optional"),
+    responses((status = 200, body = AgentStatusChange)))]
 async fn drain(
     State(m): State<Master>,
     Path(id): Path<String>,
     bytes: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let b: DrainBody = if bytes.iter().all(u8::is_ascii_whitespace) {
+    let b: DrainBody = if super::extract::is_empty_body(&bytes) {
         DrainBody::default()
     } else {
         body(&bytes, r#"{"message": "..."} or nothing"#)?

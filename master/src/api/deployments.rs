@@ -20,6 +20,8 @@ use super::error::ApiError;
 use super::extract::{parse_json, Body, Query};
 use super::jobs::{spec_format, versioned};
 use crate::master::Master;
+use crate::service::deployments::{DeploymentList, DeploymentView};
+use crate::service::types::WriteResult;
 use crate::service::ReadOptions;
 
 type ApiResult<T> = std::result::Result<T, ApiError>;
@@ -34,9 +36,10 @@ pub fn routes() -> Router<Master> {
         .route("/v1/jobs/{id}/plan", post(plan))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+pub(super) struct ListQuery {
     job: Option<String>,
     min_version: Option<u64>,
     consistent: Option<bool>,
@@ -51,6 +54,9 @@ impl ListQuery {
     }
 }
 
+/// Deployments, newest first.
+#[utoipa::path(get, path = "/v1/deployments", tag = "deployments", params(ListQuery),
+    responses((status = 200, body = DeploymentList)))]
 async fn list(State(m): State<Master>, Query(q): Query<ListQuery>) -> ApiResult<Response> {
     let list = m
         .service()
@@ -59,6 +65,10 @@ async fn list(State(m): State<Master>, Query(q): Query<ListQuery>) -> ApiResult<
     Ok(versioned(list.version, StatusCode::OK, &list))
 }
 
+/// One deployment, with each task's progress.
+#[utoipa::path(get, path = "/v1/deployments/{id}", tag = "deployments",
+    params(("id" = String, Path, description = "deployment id"), ListQuery),
+    responses((status = 200, body = DeploymentView)))]
 async fn one(
     State(m): State<Master>,
     Path(id): Path<String>,
@@ -68,19 +78,26 @@ async fn one(
     Ok(versioned(version, StatusCode::OK, &d))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ActionBody {
+pub(super) struct ActionBody {
     #[serde(default)]
     reason: String,
 }
 
+/// Pauses, resumes, promotes, fails or cancels a deployment.
+#[utoipa::path(post, path = "/v1/deployments/{id}/{action}", tag = "deployments",
+    params(("id" = String, Path, description = "deployment id"),
+        ("action" = String, Path, description = "pause, resume, promote, fail or cancel",
+            pattern = "^(pause|resume|promote|fail|cancel)$")),
+    request_body(content = Option<ActionBody>, description = "optional"),
+    responses((status = 200, body = WriteResult)))]
 async fn act(
     State(m): State<Master>,
     Path((id, action)): Path<(String, String)>,
     Body(body): Body,
 ) -> ApiResult<Response> {
-    let req: ActionBody = if body.iter().all(u8::is_ascii_whitespace) {
+    let req: ActionBody = if super::extract::is_empty_body(&body) {
         ActionBody::default()
     } else {
         parse_json(&body)?
@@ -92,18 +109,23 @@ async fn act(
     Ok(versioned(r.version, StatusCode::OK, &r))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RollbackBody {
+pub(super) struct RollbackBody {
     to_version: Option<u64>,
 }
 
+/// Rolls a job back to a kept spec (default: the previous one).
+#[utoipa::path(post, path = "/v1/jobs/{id}/rollback", tag = "deployments",
+    params(("id" = String, Path, description = "job id")),
+    request_body(content = Option<RollbackBody>, description = "optional"),
+    responses((status = 200, body = WriteResult)))]
 async fn rollback(
     State(m): State<Master>,
     Path(id): Path<String>,
     Body(body): Body,
 ) -> ApiResult<Response> {
-    let req: RollbackBody = if body.iter().all(u8::is_ascii_whitespace) {
+    let req: RollbackBody = if super::extract::is_empty_body(&body) {
         RollbackBody::default()
     } else {
         parse_json(&body)?
@@ -112,12 +134,19 @@ async fn rollback(
     Ok(versioned(r.version, StatusCode::OK, &r))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct PlanQuery {
+pub(super) struct PlanQuery {
+    /// `json` or `yaml` (default: from the content type, else either).
+    #[param(pattern = "^(json|yaml)$")]
     format: Option<String>,
 }
 
+/// What putting this spec would do, committing nothing.
+#[utoipa::path(post, path = "/v1/jobs/{id}/plan", tag = "deployments",
+    params(("id" = String, Path, description = "job id"), PlanQuery),
+    responses((status = 200, description = "the plan", body = Object)))]
 async fn plan(
     State(m): State<Master>,
     Path(id): Path<String>,

@@ -64,6 +64,13 @@ impl<S: Send + Sync> FromRequest<S> for Body {
     }
 }
 
+/// Whether an optional body was left out: nothing, blanks, or JSON `null`
+/// (what the API's own document allows for it).
+pub fn is_empty_body(body: &[u8]) -> bool {
+    let text = body.trim_ascii();
+    text.is_empty() || text == b"null"
+}
+
 /// A JSON body deserialised into `T`, naming the field at fault
 /// (`instances: invalid type: string "x", expected u32`).
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {

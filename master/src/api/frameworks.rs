@@ -22,6 +22,7 @@ use super::error::ApiError;
 use super::extract::{parse_json, Body, Query};
 use super::jobs::versioned;
 use crate::master::Master;
+use crate::service::types::{KvList, KvView, LeaseView, WriteResult};
 use crate::service::ReadOptions;
 
 type ApiResult<T> = std::result::Result<T, ApiError>;
@@ -40,9 +41,10 @@ pub fn routes() -> Router<Master> {
         )
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct KeyQuery {
+pub(super) struct KeyQuery {
     expected_revision: Option<u64>,
     min_version: Option<u64>,
     consistent: Option<bool>,
@@ -58,6 +60,12 @@ impl KeyQuery {
     }
 }
 
+/// Writes a key (the body is the value).
+#[utoipa::path(put, path = "/v1/frameworks/{framework}/kv/{key}", tag = "frameworks",
+    params(("framework" = String, Path, description = "framework namespace", pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"), ("key" = String, Path, description = "key (may hold slashes)", max_length = 512, pattern = "^[A-Za-z0-9_:-][A-Za-z0-9._/:-]*$"), KeyQuery),
+    request_body(content = Object, description = "the value: JSON, or any bytes"),
+    responses((status = 201, description = "created", body = WriteResult),
+        (status = 200, description = "updated", body = WriteResult)))]
 async fn put_key(
     State(m): State<Master>,
     Path((name, key)): Path<(String, String)>,
@@ -76,6 +84,10 @@ async fn put_key(
     Ok(versioned(r.version, status, &r))
 }
 
+/// One key.
+#[utoipa::path(get, path = "/v1/frameworks/{framework}/kv/{key}", tag = "frameworks",
+    params(("framework" = String, Path, description = "framework namespace", pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"), ("key" = String, Path, description = "key (may hold slashes)", max_length = 512, pattern = "^[A-Za-z0-9_:-][A-Za-z0-9._/:-]*$"), KeyQuery),
+    responses((status = 200, body = KvView)))]
 async fn get_key(
     State(m): State<Master>,
     Path((name, key)): Path<(String, String)>,
@@ -85,6 +97,10 @@ async fn get_key(
     Ok(versioned(v.revision, StatusCode::OK, &v))
 }
 
+/// Keys starting with `prefix`.
+#[utoipa::path(get, path = "/v1/frameworks/{framework}/kv", tag = "frameworks",
+    params(("framework" = String, Path, description = "framework namespace", pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"), KeyQuery),
+    responses((status = 200, body = KvList)))]
 async fn list_keys(
     State(m): State<Master>,
     Path(name): Path<String>,
@@ -95,6 +111,10 @@ async fn list_keys(
     Ok(versioned(list.version, StatusCode::OK, &list))
 }
 
+/// Deletes a key.
+#[utoipa::path(delete, path = "/v1/frameworks/{framework}/kv/{key}", tag = "frameworks",
+    params(("framework" = String, Path, description = "framework namespace", pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"), ("key" = String, Path, description = "key (may hold slashes)", max_length = 512, pattern = "^[A-Za-z0-9_:-][A-Za-z0-9._/:-]*$"), KeyQuery),
+    responses((status = 200, body = WriteResult)))]
 async fn delete_key(
     State(m): State<Master>,
     Path((name, key)): Path<(String, String)>,
@@ -111,25 +131,40 @@ fn default_lease() -> String {
     "leader".into()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct LeaseBody {
+pub(super) struct LeaseBody {
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     holder: String,
+    #[schema(minimum = 500, maximum = 600000)]
     ttl_ms: u64,
     #[serde(default = "default_lease")]
+    #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     name: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct LeaseQuery {
+pub(super) struct LeaseQuery {
+    /// The lease's name (default `leader`).
     #[serde(default = "default_lease")]
+    #[param(required = false, pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     name: String,
+    /// The holder releasing it (required to release; ignored by a read).
     holder: Option<String>,
     min_version: Option<u64>,
     consistent: Option<bool>,
 }
 
+/// Takes or renews a lease.
+#[utoipa::path(post, path = "/v1/frameworks/{framework}/lease", tag = "frameworks",
+    params(("framework" = String, Path, description = "framework namespace", pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")), request_body = LeaseBody,
+    responses((status = 200, body = LeaseView)))]
 async fn take_lease(
     State(m): State<Master>,
     Path(ns): Path<String>,
@@ -143,6 +178,10 @@ async fn take_lease(
     Ok(versioned(l.revision, StatusCode::OK, &l))
 }
 
+/// A lease as it stands.
+#[utoipa::path(get, path = "/v1/frameworks/{framework}/lease", tag = "frameworks",
+    params(("framework" = String, Path, description = "framework namespace", pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"), LeaseQuery),
+    responses((status = 200, body = LeaseView)))]
 async fn get_lease(
     State(m): State<Master>,
     Path(ns): Path<String>,
@@ -156,6 +195,10 @@ async fn get_lease(
     Ok(versioned(l.revision, StatusCode::OK, &l))
 }
 
+/// Releases a lease.
+#[utoipa::path(delete, path = "/v1/frameworks/{framework}/lease", tag = "frameworks",
+    params(("framework" = String, Path, description = "framework namespace", pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"), LeaseQuery),
+    responses((status = 200, body = LeaseView)))]
 async fn release_lease(
     State(m): State<Master>,
     Path(ns): Path<String>,

@@ -20,6 +20,8 @@
 //! | `GET /v1/usage`              | allocated vs used under a tree node (`usage.rs`) |
 //! | `/v1/acl/...`                | tokens, policies, audit (`acl.rs`)          |
 //! | `GET /v1/tree`, `/v1/tree/{node}/quota` | the service tree, replicated quotas (`tree.rs`) |
+//! | `GET /v1/snapshot`, `POST /v1/snapshot/restore` | backup and restore (`snapshot.rs`) |
+//! | `GET /v1/openapi.json`       | this API's OpenAPI document (`openapi.rs`)  |
 //!
 //! Reads are served from this master's state; every response carries the
 //! `X-Ocean-Version` it reflects. `?min_version=N` waits (up to 5 s) until
@@ -68,6 +70,7 @@ pub fn router(master: Master) -> Router {
         .route("/v1/members", get(members).post(add_member))
         .route("/v1/members/{id}", delete(remove_member))
         .route("/v1/events", get(events))
+        .route("/v1/openapi.json", get(openapi_json))
         .route("/metrics", get(metrics))
         .merge(super::jobs::routes())
         .merge(super::deployments::routes())
@@ -78,6 +81,7 @@ pub fn router(master: Master) -> Router {
         .merge(super::usage::routes())
         .merge(super::acl::routes())
         .merge(super::tree::routes())
+        .merge(super::snapshot::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(4 * 1024 * 1024))
@@ -142,24 +146,36 @@ pub(super) fn with_version(version: u64, body: impl serde::Serialize) -> Respons
     resp
 }
 
+/// The leader and its addresses.
+#[utoipa::path(get, path = "/v1/leader", tag = "cluster",
+    responses((status = 200, body = LeaderView)))]
 async fn leader(State(m): State<Master>) -> ApiResult<Json<LeaderView>> {
     Ok(Json(m.service().leader()?))
 }
 
+/// This master's raft status, members and their health.
+#[utoipa::path(get, path = "/v1/status", tag = "cluster",
+    responses((status = 200, body = StatusView)))]
 async fn status(State(m): State<Master>) -> Json<StatusView> {
     Json(m.service().status())
 }
 
 /// `GET /v1/agents?q=`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct AgentsQuery {
-    /// A tag query (`idc.c3 !status.offline`).
+#[into_params(parameter_in = Query)]
+pub(super) struct AgentsQuery {
+    /// A tag query (`idc.c3 !status.offline`, docs/api.md "Tag queries").
     q: Option<String>,
+    /// Wait until this master has applied this version.
     min_version: Option<u64>,
+    /// A linearizable read through the leader.
     consistent: Option<bool>,
 }
 
+/// Agents, with liveness as the leader sees it; `q` selects by tags.
+#[utoipa::path(get, path = "/v1/agents", tag = "agents", params(AgentsQuery),
+    responses((status = 200, body = AgentList)))]
 async fn list_agents(State(m): State<Master>, Query(q): Query<AgentsQuery>) -> ApiResult<Response> {
     let opts = crate::service::ReadOptions {
         min_version: q.min_version,
@@ -177,6 +193,10 @@ async fn list_agents(State(m): State<Master>, Query(q): Query<AgentsQuery>) -> A
     Ok(with_version(version, AgentList { version, agents }))
 }
 
+/// One agent.
+#[utoipa::path(get, path = "/v1/agents/{id}", tag = "agents",
+    params(("id" = String, Path, description = "agent id"), ReadQuery),
+    responses((status = 200, body = AgentDetail)))]
 async fn get_agent(
     State(m): State<Master>,
     Path(id): Path<String>,
@@ -197,21 +217,27 @@ fn agent_usage(m: &Master, mut detail: AgentDetail) -> AgentDetail {
     detail
 }
 
+/// The masters and whether each votes.
+#[utoipa::path(get, path = "/v1/members", tag = "cluster",
+    responses((status = 200, body = MemberList)))]
 async fn members(State(m): State<Master>) -> Json<MemberList> {
     Json(MemberList {
         members: m.service().members(),
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AddMemberBody {
+pub(super) struct AddMemberBody {
     id: u64,
     grpc_addr: String,
     #[serde(default)]
     http_addr: String,
 }
 
+/// Adds a master.
+#[utoipa::path(post, path = "/v1/members", tag = "cluster", request_body = AddMemberBody,
+    responses((status = 201, body = MemberChange)))]
 async fn add_member(State(m): State<Master>, Body(body): Body) -> ApiResult<Response> {
     let req: AddMemberBody = super::extract::parse_json(&body)?;
     let index = m
@@ -228,6 +254,10 @@ async fn add_member(State(m): State<Master>, Body(body): Body) -> ApiResult<Resp
     Ok(resp)
 }
 
+/// Removes a master.
+#[utoipa::path(delete, path = "/v1/members/{id}", tag = "cluster",
+    params(("id" = u64, Path, description = "master id")),
+    responses((status = 200, body = MemberChange)))]
 async fn remove_member(
     State(m): State<Master>,
     Path(id): Path<String>,
@@ -243,9 +273,11 @@ async fn remove_member(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct EventsQuery {
+pub(super) struct EventsQuery {
+    /// Resume after this state version (else `Last-Event-ID`, else 0: a snapshot first).
     from: Option<u64>,
     /// Only jobs and tasks under this service-tree node.
     node: Option<String>,
@@ -258,6 +290,10 @@ struct EventsQuery {
     audit: Option<bool>,
 }
 
+/// Server-sent change events (`snapshot`, `job_put`, `task_put`, ...).
+#[utoipa::path(get, path = "/v1/events", tag = "cluster", params(EventsQuery),
+    responses((status = 200, description = "an endless event stream",
+        content_type = "text/event-stream", body = String)))]
 async fn events(
     State(m): State<Master>,
     Query(q): Query<EventsQuery>,
@@ -355,6 +391,13 @@ async fn events(
     });
     let stream = futures::stream::select(stream, audit);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// This API's OpenAPI document.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "cluster",
+    responses((status = 200, description = "the OpenAPI 3.1 document", body = Object)))]
+async fn openapi_json() -> Json<serde_json::Value> {
+    Json(super::openapi::document())
 }
 
 fn to_json(v: &impl serde::Serialize) -> String {

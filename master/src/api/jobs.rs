@@ -22,6 +22,7 @@ use super::error::ApiError;
 use super::extract::{parse_json, Body, Query};
 use crate::master::Master;
 use crate::service::jobs::PutJob;
+use crate::service::types::{JobDetail, JobList, JobVersions, WriteResult};
 use crate::service::ReadOptions;
 
 type ApiResult<T> = std::result::Result<T, ApiError>;
@@ -46,11 +47,15 @@ pub fn versioned<T: Serialize>(version: u64, status: StatusCode, body: &T) -> Re
 }
 
 /// How a read waits, from its query.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ReadQuery {
+    /// Wait (up to 5 s) until this master has applied this state version.
     pub min_version: Option<u64>,
+    /// A linearizable read (through the leader's read index).
     pub consistent: Option<bool>,
+    /// Only objects under this service-tree node (lists).
     pub prefix: Option<String>,
 }
 
@@ -63,16 +68,22 @@ impl ReadQuery {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct PutQuery {
+pub(super) struct PutQuery {
+    /// `json` or `yaml` (default: from the content type, else either).
+    #[param(pattern = "^(json|yaml)$")]
     format: Option<String>,
+    /// Write only if the job's spec version is this (0: only if absent).
     expected_version: Option<u64>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct CasQuery {
+pub(super) struct CasQuery {
+    /// Write only if the job's spec version is this.
     expected_version: Option<u64>,
 }
 
@@ -97,6 +108,10 @@ pub fn spec_format(asked: Option<&str>, headers: &HeaderMap) -> ApiResult<Format
     })
 }
 
+/// Creates or replaces a job.
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", params(PutQuery),
+    responses((status = 201, description = "created", body = WriteResult),
+        (status = 200, description = "updated or unchanged", body = WriteResult)))]
 async fn put_job(
     State(m): State<Master>,
     Query(q): Query<PutQuery>,
@@ -120,6 +135,9 @@ async fn put_job(
     Ok(versioned(r.version, status, &r))
 }
 
+/// Jobs, optionally under a service-tree node.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ReadQuery),
+    responses((status = 200, body = JobList)))]
 async fn list_jobs(State(m): State<Master>, Query(q): Query<ReadQuery>) -> ApiResult<Response> {
     let list = m
         .service()
@@ -128,6 +146,10 @@ async fn list_jobs(State(m): State<Master>, Query(q): Query<ReadQuery>) -> ApiRe
     Ok(versioned(list.version, StatusCode::OK, &list))
 }
 
+/// One job with its tasks' counts and DNS name.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "job id (service-tree id)"), ReadQuery),
+    responses((status = 200, body = JobDetail)))]
 async fn get_job(
     State(m): State<Master>,
     Path(id): Path<String>,
@@ -137,6 +159,10 @@ async fn get_job(
     Ok(versioned(version, StatusCode::OK, &job))
 }
 
+/// Deletes a job.
+#[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "job id"), CasQuery),
+    responses((status = 200, body = WriteResult)))]
 async fn delete_job(
     State(m): State<Master>,
     Path(id): Path<String>,
@@ -146,14 +172,19 @@ async fn delete_job(
     Ok(versioned(r.version, StatusCode::OK, &r))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ScaleBody {
+pub(super) struct ScaleBody {
+    #[schema(maximum = 100000)]
     instances: u32,
     /// May come in the body instead of the query.
     expected_version: Option<u64>,
 }
 
+/// Sets a job's instance count.
+#[utoipa::path(post, path = "/v1/jobs/{id}/scale", tag = "jobs",
+    params(("id" = String, Path, description = "job id"), CasQuery), request_body = ScaleBody,
+    responses((status = 200, body = WriteResult)))]
 async fn scale_job(
     State(m): State<Master>,
     Path(id): Path<String>,
@@ -166,11 +197,19 @@ async fn scale_job(
     Ok(versioned(r.version, StatusCode::OK, &r))
 }
 
+/// Clears a job's restart back-off and flapping.
+#[utoipa::path(post, path = "/v1/jobs/{id}/reset-backoff", tag = "jobs",
+    params(("id" = String, Path, description = "job id")),
+    responses((status = 200, body = WriteResult)))]
 async fn reset_backoff(State(m): State<Master>, Path(id): Path<String>) -> ApiResult<Response> {
     let r = m.service().reset_backoff(&id).await?;
     Ok(versioned(r.version, StatusCode::OK, &r))
 }
 
+/// A job's kept specs, newest first.
+#[utoipa::path(get, path = "/v1/jobs/{id}/versions", tag = "jobs",
+    params(("id" = String, Path, description = "job id"), ReadQuery),
+    responses((status = 200, body = JobVersions)))]
 async fn job_versions(
     State(m): State<Master>,
     Path(id): Path<String>,

@@ -16,6 +16,8 @@ pub mod grpc_api;
 pub mod http;
 pub mod in_process;
 pub mod jobs;
+pub mod openapi;
+pub mod snapshot;
 pub mod summary;
 pub mod tasks;
 pub mod tree;

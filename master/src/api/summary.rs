@@ -17,7 +17,7 @@ use super::error::ApiError;
 use super::extract::Query;
 use super::jobs::versioned;
 use crate::master::Master;
-use crate::service::summary::JobPageQuery;
+use crate::service::summary::{JobPage, JobPageQuery, SummaryView};
 use crate::service::ReadOptions;
 
 type ApiResult<T> = std::result::Result<T, ApiError>;
@@ -29,21 +29,26 @@ pub fn routes() -> Router<Master> {
         .route("/v1/summary/jobs", get(job_page))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct SummaryQuery {
+pub(super) struct SummaryQuery {
     min_version: Option<u64>,
     consistent: Option<bool>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct PageQuery {
+pub(super) struct PageQuery {
     min_version: Option<u64>,
     consistent: Option<bool>,
     prefix: Option<String>,
+    #[param(pattern = "^(id|updated|state)$")]
     sort: Option<String>,
+    #[param(minimum = 1)]
     page: Option<usize>,
+    #[param(minimum = 1, maximum = 500)]
     per_page: Option<usize>,
 }
 
@@ -54,6 +59,9 @@ fn options(min_version: Option<u64>, consistent: Option<bool>) -> ReadOptions {
     }
 }
 
+/// The cluster in numbers.
+#[utoipa::path(get, path = "/v1/summary", tag = "summary", params(SummaryQuery),
+    responses((status = 200, body = SummaryView)))]
 async fn summary(State(m): State<Master>, Query(q): Query<SummaryQuery>) -> ApiResult<Response> {
     let s = m
         .service()
@@ -62,6 +70,9 @@ async fn summary(State(m): State<Master>, Query(q): Query<SummaryQuery>) -> ApiR
     Ok(versioned(s.version, StatusCode::OK, &s))
 }
 
+/// A page of jobs with their counts.
+#[utoipa::path(get, path = "/v1/summary/jobs", tag = "summary", params(PageQuery),
+    responses((status = 200, body = JobPage)))]
 async fn job_page(State(m): State<Master>, Query(q): Query<PageQuery>) -> ApiResult<Response> {
     let page = JobPageQuery {
         prefix: q.prefix,

@@ -33,11 +33,13 @@ pub fn routes() -> Router<Master> {
         .route("/v1/tasks/{id}/logs", get(task_logs))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct TasksQuery {
+pub(super) struct TasksQuery {
     job: Option<String>,
     agent: Option<String>,
+    #[param(pattern = "^(STAGING|STARTING|RUNNING|FINISHED|FAILED|KILLED|LOST)$")]
     state: Option<String>,
     /// Include ended tasks (default true).
     ended: Option<bool>,
@@ -47,6 +49,9 @@ struct TasksQuery {
     consistent: Option<bool>,
 }
 
+/// Tasks, filtered.
+#[utoipa::path(get, path = "/v1/tasks", tag = "tasks", params(TasksQuery),
+    responses((status = 200, body = TaskList)))]
 async fn list_tasks(State(m): State<Master>, Query(q): Query<TasksQuery>) -> ApiResult<Response> {
     let filter = TaskFilter {
         job: q.job,
@@ -67,13 +72,18 @@ async fn list_tasks(State(m): State<Master>, Query(q): Query<TasksQuery>) -> Api
     Ok(with_version(version, TaskList { version, tasks }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct ReadOnly {
+pub(super) struct ReadOnly {
     min_version: Option<u64>,
     consistent: Option<bool>,
 }
 
+/// One task.
+#[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks",
+    params(("id" = String, Path, description = "task id"), ReadOnly),
+    responses((status = 200, body = TaskView)))]
 async fn get_task(
     State(m): State<Master>,
     Path(id): Path<String>,
@@ -99,15 +109,23 @@ fn with_usage(m: &Master, mut view: TaskView) -> TaskView {
     view
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct LogsQuery {
+pub(super) struct LogsQuery {
+    #[param(pattern = "^(stdout|stderr)$")]
     stream: Option<String>,
+    /// Lines from the end.
+    #[param(pattern = "^[0-9]{1,19}$")]
     tail: Option<String>,
     follow: Option<bool>,
 }
 
 /// Streams a task's log from its agent, which keeps the sandbox.
+#[utoipa::path(get, path = "/v1/tasks/{id}/logs", tag = "tasks",
+    params(("id" = String, Path, description = "task id"), LogsQuery),
+    responses((status = 200, description = "the log, as its agent answers it",
+        content_type = "text/plain", body = String)))]
 async fn task_logs(
     State(m): State<Master>,
     Path(id): Path<String>,

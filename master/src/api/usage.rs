@@ -33,10 +33,15 @@ pub fn routes() -> axum::Router<Master> {
     Router::new().route("/v1/usage", get(usage))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct UsageQuery {
+pub(super) struct UsageQuery {
     node: Option<String>,
+    /// `30s`, `5m`, `1h` or seconds, from 1 s to an hour.
+    #[param(
+        pattern = "^(([1-9][0-9]{0,2}|[1-2][0-9]{3}|3[0-5][0-9]{2}|3600)s?|([1-9]|[1-5][0-9]|60)m|1h)$"
+    )]
     window: Option<String>,
 }
 
@@ -64,6 +69,9 @@ pub fn parse_window(s: &str) -> std::result::Result<u64, String> {
     Ok(secs)
 }
 
+/// Allocated against used under a tree node.
+#[utoipa::path(get, path = "/v1/usage", tag = "usage", params(UsageQuery),
+    responses((status = 200, description = "the usage report", body = Object)))]
 async fn usage(
     State(m): State<Master>,
     Query(q): Query<UsageQuery>,

@@ -14,7 +14,7 @@ use crate::kernel::state::jobs::spec_version;
 use crate::kernel::state::{deployment_action_command, is_live, put_job_command, ClusterState};
 
 /// One task of a job under deployment, as its progress shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DeploymentTask {
     pub id: String,
     /// `new` (the version rolled out) or `old`.
@@ -27,7 +27,7 @@ pub struct DeploymentTask {
 }
 
 /// A deployment as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DeploymentView {
     pub id: String,
     pub job_id: String,
@@ -67,7 +67,7 @@ pub struct DeploymentView {
 }
 
 /// A list of deployments at a state version.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DeploymentList {
     pub version: u64,
     pub deployments: Vec<DeploymentView>,

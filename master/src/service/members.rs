@@ -49,7 +49,7 @@ impl Service<Master> {
 }
 
 /// A master as `GET /v1/members` lists it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct MemberView {
     pub id: u64,
     pub grpc_addr: String,
@@ -58,7 +58,7 @@ pub struct MemberView {
 }
 
 /// A master as `GET /v1/status` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct MemberStatusView {
     pub id: u64,
     pub grpc_addr: String,
@@ -71,7 +71,7 @@ pub struct MemberStatusView {
 }
 
 /// This master's raft status (`GET /v1/status`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct StatusView {
     pub id: u64,
     pub role: &'static str,
@@ -87,7 +87,7 @@ pub struct StatusView {
 }
 
 /// The leader and its addresses (`GET /v1/leader`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct LeaderView {
     pub id: u64,
     pub grpc_addr: String,

@@ -22,6 +22,7 @@
 //! - [`agents`]: operators' agent status;
 //! - [`tasks`]: task and agent reads;
 //! - [`members`]: adding and removing masters;
+//! - [`snapshot`]: master backup and restore (snapshot files);
 //! - [`summary`]: the cluster in numbers and jobs a page at a time, from
 //!   counts the state keeps;
 //! - [`tree`]: the service tree's sums, replicated quotas and weights, and
@@ -36,6 +37,7 @@ pub mod jobs;
 pub mod kv;
 mod local;
 pub mod members;
+pub mod snapshot;
 pub mod summary;
 pub mod tags;
 pub mod tasks;
@@ -129,6 +131,22 @@ impl Kernel for crate::Master {
             self.linearizable().await?;
         }
         if let Some(v) = opts.min_version {
+            let ahead = |m: &crate::Master| m.read(|st| st.version) < v;
+            if self.status().leader == self.id() && ahead(self) {
+                // The leader applies a write before acknowledging it, so
+                // once it has applied all that was committed when the read
+                // came (a read index), a version it has not reached was
+                // never acknowledged to anyone: a client error, not a wait
+                // that ends in 503.
+                self.linearizable().await?;
+                if ahead(self) {
+                    let newest = self.read(|st| st.version);
+                    return Err(invalid(
+                        "min_version",
+                        format!("{v} is ahead of the cluster's newest version {newest}"),
+                    ));
+                }
+            }
             if !self.wait_for_version(v, crate::master::WRITE_TIMEOUT).await {
                 return Err(Error::NotCommitted(format!(
                     "master {} has not applied version {v} within {}s",

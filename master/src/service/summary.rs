@@ -23,7 +23,7 @@ pub const JOB_SORTS: [&str; 3] = ["id", "updated", "state"];
 pub const MAX_PER_PAGE: usize = 500;
 
 /// Jobs waiting for one reason.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct WaitingReason {
     pub reason: String,
     pub jobs: u64,
@@ -34,7 +34,7 @@ pub struct WaitingReason {
 }
 
 /// Live tasks and what they hold.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct HeldView {
     pub live: u64,
     pub running: u64,
@@ -57,7 +57,7 @@ impl From<Held> for HeldView {
 
 /// One resource over the cluster: offered by agents, held by live tasks,
 /// free, and used (`None`: agents do not report usage yet).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct CapacityView {
     pub resource: &'static str,
     pub unit: &'static str,
@@ -81,7 +81,7 @@ impl CapacityView {
 }
 
 /// A recent change to a job or task, from the serving master's feed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RecentChange {
     pub version: u64,
     /// `job`, `job_deleted` or `task`.
@@ -92,11 +92,12 @@ pub struct RecentChange {
 }
 
 /// `GET /v1/summary`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SummaryView {
     pub version: u64,
     pub jobs: u64,
     /// Every state of [`JOB_STATES`], in that order, with its jobs.
+    #[schema(value_type = Vec<Vec<Value>>)]
     pub jobs_by_state: Vec<(&'static str, u64)>,
     pub tasks: HeldView,
     /// Tasks asked for but not live, over every waiting job.
@@ -108,6 +109,7 @@ pub struct SummaryView {
     pub agents: u64,
     /// Every status of [`AGENT_STATUSES`] (and any other an agent
     /// reports), with its agents.
+    #[schema(value_type = Vec<Vec<Value>>)]
     pub agents_by_status: Vec<(String, u64)>,
     /// Agents whose stream the leader finds unreachable; `None` on a
     /// follower, which does not see agents' streams.
@@ -132,7 +134,7 @@ pub struct JobPageQuery {
 }
 
 /// One job of a page, with its counts.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct JobRow {
     #[serde(flatten)]
     pub job: JobView,
@@ -143,7 +145,7 @@ pub struct JobRow {
 }
 
 /// `GET /v1/summary/jobs`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct JobPage {
     pub version: u64,
     /// Jobs that match, over every page.

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::kernel::state::jobs::spec_version;
 
 /// What a write did.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct WriteResult {
     /// The object written.
     pub id: String,
@@ -31,7 +31,7 @@ pub struct WriteResult {
 }
 
 /// A job's restart back-off.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct BackoffView {
     pub failures: u32,
     pub delay_seconds: f64,
@@ -55,7 +55,7 @@ impl From<&JobBackoff> for BackoffView {
 }
 
 /// A job as lists and events show it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct JobView {
     pub id: String,
     /// The spec with every default filled in.
@@ -86,7 +86,7 @@ impl From<&Job> for JobView {
 }
 
 /// One job with its tasks' counts and its DNS name.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct JobDetail {
     #[serde(flatten)]
     pub job: JobView,
@@ -102,14 +102,14 @@ pub struct JobDetail {
 }
 
 /// A list of jobs at a version.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct JobList {
     pub version: u64,
     pub jobs: Vec<JobView>,
 }
 
 /// One spec a job had.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SpecVersionView {
     pub spec_version: u64,
     /// State version at which it became the job's spec.
@@ -131,7 +131,7 @@ impl SpecVersionView {
 }
 
 /// A job's kept specs, newest first.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct JobVersions {
     pub id: String,
     pub version: u64,
@@ -139,7 +139,7 @@ pub struct JobVersions {
 }
 
 /// A framework's key.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct KvView {
     pub namespace: String,
     pub key: String,
@@ -169,14 +169,14 @@ impl From<&KvEntry> for KvView {
 }
 
 /// A namespace's keys at a version.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct KvList {
     pub version: u64,
     pub keys: Vec<KvView>,
 }
 
 /// A framework's leader lease.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LeaseView {
     pub namespace: String,
     pub name: String,

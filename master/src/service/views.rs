@@ -13,7 +13,7 @@ use super::types::{JobView, KvView};
 use crate::kernel::state::{agent_status, is_terminal};
 
 /// A named port of a task.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PortView {
     pub name: String,
     pub port: u32,
@@ -29,7 +29,7 @@ impl From<&TaskPort> for PortView {
 }
 
 /// What a task or an agent holds: cores, MiB of memory, MiB of disk.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ResourcesView {
     pub cpus: f64,
     pub mem: u64,
@@ -37,7 +37,7 @@ pub struct ResourcesView {
 }
 
 /// A task as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct TaskView {
     pub id: String,
     pub job: String,
@@ -83,6 +83,7 @@ pub struct TaskView {
     /// The newest usage sample its agent pushed (answered by the leader,
     /// which holds them; absent elsewhere and before the first sample).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub usage: Option<Box<crate::usage::report::TaskUsageView>>,
 }
 
@@ -125,14 +126,14 @@ impl From<&Task> for TaskView {
 }
 
 /// `GET /v1/tasks`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct TaskList {
     pub version: u64,
     pub tasks: Vec<TaskView>,
 }
 
 /// An executor an agent offers.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ExecutorView {
     pub name: String,
     pub available: bool,
@@ -154,7 +155,7 @@ impl From<&AgentExecutor> for ExecutorView {
 }
 
 /// An agent as the API shows it: the replicated facts.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AgentView {
     pub id: String,
     pub hostname: String,
@@ -204,7 +205,7 @@ impl From<&Agent> for AgentView {
 
 /// An agent with its liveness, which only the leader knows (each field
 /// `null` when asked of a follower).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AgentDetail {
     #[serde(flatten)]
     pub agent: AgentView,
@@ -213,9 +214,11 @@ pub struct AgentDetail {
     pub unreachable: Option<bool>,
     /// The sums of its tasks' newest usage samples (from the leader).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub usage: Option<crate::usage::report::AgentUsageView>,
     /// The agent's latest host checks (`null` on a follower or before its
     /// first report).
+    #[schema(value_type = Option<Object>)]
     pub host_checks: Option<crate::host_checks::HostChecksView>,
 }
 
@@ -233,14 +236,14 @@ impl AgentDetail {
 }
 
 /// `GET /v1/agents`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AgentList {
     pub version: u64,
     pub agents: Vec<AgentDetail>,
 }
 
 /// `PUT /v1/agents/{id}/status` (and drain): what was set.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AgentStatusChange {
     pub id: String,
     pub status: String,
@@ -249,7 +252,7 @@ pub struct AgentStatusChange {
 }
 
 /// Adding or removing a master.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct MemberChange {
     pub id: u64,
     /// The log index of the configuration change.
@@ -260,7 +263,7 @@ pub struct MemberChange {
 
 /// The first event of a watch from too far back (or from 0): the whole
 /// state, which replaces what the consumer had.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SnapshotEvent {
     pub version: u64,
     pub jobs: Vec<JobView>,
@@ -271,7 +274,7 @@ pub struct SnapshotEvent {
 
 /// The data of one change event of the stream; its kind is the SSE event
 /// name (`job_put`, `job_deleted`, ...).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum ChangeEvent {
     Job {
@@ -320,7 +323,7 @@ impl ChangeEvent {
 }
 
 /// `GET /v1/members`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct MemberList {
     pub members: Vec<super::members::MemberView>,
 }

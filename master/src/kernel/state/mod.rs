@@ -10,6 +10,7 @@ pub mod backoff;
 pub mod deployments;
 pub mod jobs;
 pub mod kv;
+mod restore;
 pub mod summary;
 mod tasks;
 pub mod tree;
@@ -193,6 +194,8 @@ impl ClusterState {
             Some(command::Kind::DeleteKv(del)) => self.delete_kv(del),
             Some(command::Kind::Lease(lease)) => self.lease(lease),
             Some(command::Kind::DeploymentAction(a)) => self.deployment_action(a),
+            // The summary is recounted over the restored state, not observed.
+            Some(command::Kind::RestoreState(r)) => return self.restore(r),
             Some(command::Kind::Noop(_)) | None => (Outcome::Noop, Vec::new()),
         };
         self.summary.observe(&changes);
