@@ -12,12 +12,15 @@ use crate::netns::{in_netns, Netns};
 /// The VIP every ELB test uses (inside its own namespaces).
 pub const VIP: &str = "10.99.0.10";
 
-/// An echo server that first says its name.
+/// An echo server that first says its name (`argv[1]`), on port
+/// `argv[2]`; with `argv[3]`, it creates that file once it listens (what a
+/// health check can wait for).
 pub const SERVER: &str = r#"
 import socket, sys, threading
 name = sys.argv[1].encode()
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(('0.0.0.0', int(sys.argv[2]))); s.listen(4096)
+if len(sys.argv) > 3: open(sys.argv[3], 'w').close()
 def serve(c):
     try:
         c.sendall(name + b'\n')
@@ -97,6 +100,23 @@ pub fn setup(n: usize, servers: bool) -> anyhow::Result<Net> {
         client,
         backends,
     })
+}
+
+/// Polls `f` every 100 ms until it holds; how long it took, or an error
+/// naming `what` after `timeout`.
+pub async fn wait_for(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    loop {
+        if f()? {
+            return Ok(start.elapsed());
+        }
+        anyhow::ensure!(start.elapsed() < timeout, "{what}: not within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Connects and reads the server's name.

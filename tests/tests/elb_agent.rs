@@ -8,34 +8,19 @@
 //! resolves to its VIP through a real `ocean dns` while the ELB exists.
 
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
 use ocean_tests::cluster::Process;
 use ocean_tests::dns::{addrs, rcode, wait_answer, DnsProc};
-use ocean_tests::elb_net::{backend_addr, setup, spray, SERVER, VIP};
+use ocean_tests::elb_net::{backend_addr, setup, spray, wait_for, SERVER, VIP};
 use ocean_tests::Cluster;
 use serde_json::json;
 
 fn job_id(i: usize) -> String {
     format!("cop.x_owt.y_pdl.web_servicegroup.g_service.front_job.api{i}_cluster.c3")
-}
-
-async fn wait_for(
-    what: &str,
-    timeout: Duration,
-    mut f: impl FnMut() -> anyhow::Result<bool>,
-) -> anyhow::Result<Duration> {
-    let start = Instant::now();
-    loop {
-        if f()? {
-            return Ok(start.elapsed());
-        }
-        anyhow::ensure!(start.elapsed() < timeout, "{what}: not within {timeout:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn seen(ns: &str, n: usize) -> anyhow::Result<Vec<String>> {

@@ -6,15 +6,7 @@
 mod support;
 
 use axum::http::StatusCode;
-use support::{attrs, text, texts, Cluster, CSRF};
-
-fn form(fields: &[(&str, &str)]) -> String {
-    fields
-        .iter()
-        .map(|(k, v)| serde_urlencoded::to_string([(k, v)]).expect("form"))
-        .collect::<Vec<_>>()
-        .join("&")
-}
+use support::{attrs, form, text, texts, Cluster, CSRF};
 
 const PL: &str = "shop";
 

@@ -9,17 +9,9 @@ use std::collections::HashMap;
 
 use axum::http::StatusCode;
 use serde_json::json;
-use support::{task, text, texts, Cluster, CSRF};
+use support::{form, task, text, texts, Cluster, CSRF};
 
 const JOB: &str = "cop.x_owt.y_pdl.web_servicegroup.g_service.front_job.api_cluster.c3";
-
-fn form(fields: &[(&str, &str)]) -> String {
-    fields
-        .iter()
-        .map(|(k, v)| serde_urlencoded::to_string([(k, v)]).expect("form"))
-        .collect::<Vec<_>>()
-        .join("&")
-}
 
 fn create(name: &str, vip: &str, port: &str) -> String {
     form(&[

@@ -9,18 +9,10 @@ use std::collections::HashMap;
 
 use axum::http::StatusCode;
 use serde_json::json;
-use support::{attrs, task, text, texts, Cluster, CSRF};
+use support::{attrs, form, task, text, texts, Cluster, CSRF};
 
 const WEB: &str = "cop.acme_owt.inf_pdl.web_service.front_job.nginx_cluster.c3";
 const NEW: &str = "cop.acme_owt.inf_pdl.web_service.form_job.made_cluster.c3";
-
-fn form(fields: &[(&str, &str)]) -> String {
-    fields
-        .iter()
-        .map(|(k, v)| serde_urlencoded::to_string([(k, v)]).expect("form"))
-        .collect::<Vec<_>>()
-        .join("&")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_is_created_from_a_template_after_its_errors_are_shown_by_their_fields() {

@@ -21,35 +21,31 @@ use ocean_redis::framework::{CACHES, NAME, STATUSES};
 use ocean_redis::{CacheRecord, CacheSpec, CacheStatus, NodeStatus, Persistence};
 use serde::Deserialize;
 
-use super::{path_segment, Frame, Seen};
+use super::{path_segment, Done, Frame, Seen};
 use crate::csrf::{check, CsrfToken};
 use crate::error::{render, Result};
 use crate::forms::FieldErrors;
 
-/// What a page shows after a form succeeded (`?done=`).
-#[derive(Debug, Default, Deserialize)]
-pub struct Done {
-    pub v: Option<u64>,
-    pub done: Option<String>,
-}
-
-impl Done {
-    fn notice(&self) -> Option<&'static str> {
-        Some(match self.done.as_deref()? {
-            "created" => "Cache created: the framework is starting its instances.",
-            "scaled" => "Replicas changed: instances are being added or removed.",
-            "deleted" => "Cache deleted: its instances are being stopped.",
-            "failover" => "Failover done: the replica serves the shard's slots.",
-            "rebuild" => {
-                "Rebuild started: the replica's data was dropped; it resyncs from its primary."
-            }
-            _ => return None,
-        })
-    }
-    fn seen(&self) -> Seen {
-        Seen { v: self.v }
-    }
-}
+/// The notices after a form (`?done=`).
+const NOTICES: &[(&str, &str)] = &[
+    (
+        "created",
+        "Cache created: the framework is starting its instances.",
+    ),
+    (
+        "scaled",
+        "Replicas changed: instances are being added or removed.",
+    ),
+    ("deleted", "Cache deleted: its instances are being stopped."),
+    (
+        "failover",
+        "Failover done: the replica serves the shard's slots.",
+    ),
+    (
+        "rebuild",
+        "Rebuild started: the replica's data was dropped; it resyncs from its primary.",
+    ),
+];
 
 /// One cache in the list.
 #[derive(Debug, Clone)]
@@ -246,7 +242,7 @@ async fn list_page(
             .into_iter()
             .map(|(product_line, rows)| Group { product_line, rows })
             .collect(),
-        notice: q.notice(),
+        notice: q.notice(NOTICES),
         form,
         errors,
     };
@@ -381,7 +377,7 @@ async fn detail_page(
         row: row(rec, st.as_ref()),
         status: st,
         shards,
-        notice: q.notice(),
+        notice: q.notice(NOTICES),
         error: refusal.as_ref().map(|r| r.message.clone()),
         errors: refusal
             .as_ref()

@@ -22,27 +22,22 @@ use ocean_master::Master;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{path_segment, Frame, Seen};
+use super::{path_segment, Done, Frame};
 use crate::csrf::{check, CsrfToken};
 use crate::error::{render, Result, UiError};
 use crate::forms::FieldErrors;
 
-/// What the page shows after a form succeeded (`?done=`).
-#[derive(Debug, Default, Deserialize)]
-pub struct Done {
-    pub v: Option<u64>,
-    pub done: Option<String>,
-}
-
-impl Done {
-    fn notice(&self) -> Option<&'static str> {
-        Some(match self.done.as_deref()? {
-            "created" => "Load balancer created: LB hosts program it as its tasks run.",
-            "deleted" => "Load balancer deleted: LB hosts remove its virtual servers.",
-            _ => return None,
-        })
-    }
-}
+/// The notices after a form (`?done=`).
+const NOTICES: &[(&str, &str)] = &[
+    (
+        "created",
+        "Load balancer created: LB hosts program it as its tasks run.",
+    ),
+    (
+        "deleted",
+        "Load balancer deleted: LB hosts remove its virtual servers.",
+    ),
+];
 
 /// One load balancer as listed.
 #[derive(Debug, Clone)]
@@ -158,13 +153,13 @@ async fn list_page(
     form: CreateForm,
     errors: FieldErrors,
 ) -> Result<Html<String>> {
-    let seen = Seen { v: q.v };
+    let seen = q.seen();
     let version = m.service().summary(seen.options()).await?.version;
     let rows = rows(&store(m)).await.map_err(unavailable)?;
     let page = ListPage {
         frame: Frame::new(m, "elbs", version, &seen).with_csrf(csrf),
         rows,
-        notice: q.notice(),
+        notice: q.notice(NOTICES),
         form,
         errors,
     };

@@ -67,6 +67,27 @@ pub struct Seen {
     pub v: Option<u64>,
 }
 
+/// What a page shows after a form succeeded: the write to follow
+/// (`?v=`) and which notice (`?done=`, looked up in the page's own table).
+#[derive(Debug, Default, Deserialize)]
+pub struct Done {
+    pub v: Option<u64>,
+    pub done: Option<String>,
+}
+
+impl Done {
+    /// The notice `notices` gives for `?done=`, if any.
+    pub fn notice(&self, notices: &[(&str, &'static str)]) -> Option<&'static str> {
+        let done = self.done.as_deref()?;
+        notices.iter().find(|(k, _)| *k == done).map(|(_, n)| *n)
+    }
+
+    /// The write to follow.
+    pub fn seen(&self) -> Seen {
+        Seen { v: self.v }
+    }
+}
+
 impl Seen {
     pub(crate) fn options(&self) -> ReadOptions {
         ReadOptions {

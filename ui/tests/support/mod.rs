@@ -206,6 +206,15 @@ impl Drop for Cluster {
     }
 }
 
+/// A form body, as a browser encodes it.
+pub fn form(fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| serde_urlencoded::to_string([(k, v)]).expect("form"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 /// The CSRF token the tests' browser holds (hex, as the dashboard's).
 pub const CSRF: &str = "0123456789abcdef0123456789abcdef";
 
