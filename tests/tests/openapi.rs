@@ -65,6 +65,9 @@ async fn the_api_keeps_its_openapi_contract_under_schemathesis() {
     let out = tokio::time::timeout(
         Duration::from_secs(160),
         tokio::process::Command::new(&st)
+            // Its cache (`.schemathesis/`) goes to the test's temp dir,
+            // not into the checkout.
+            .current_dir(c.dir())
             .arg("run")
             .arg(format!("{base}/v1/openapi.json"))
             .args(["--url", &base])
