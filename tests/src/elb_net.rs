@@ -7,6 +7,9 @@ use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use std::path::Path;
+
+use crate::cluster::Process;
 use crate::netns::{in_netns, Netns};
 
 /// The VIP every ELB test uses (inside its own namespaces).
@@ -44,6 +47,23 @@ pub struct Net {
     pub client: Netns,
     /// The backends, `10.(11+i).0.2`.
     pub backends: Vec<Netns>,
+}
+
+impl Net {
+    /// `ocean elb agent` programming the LB namespace from the master at
+    /// `grpc`, logging into `dir`.
+    pub fn lb_agent(&self, dir: &Path, grpc: SocketAddr) -> anyhow::Result<Process> {
+        let mut p = Process::new(dir.join("elb-agent.log"));
+        p.spawn(&[
+            "elb".into(),
+            "agent".into(),
+            "--master".into(),
+            grpc.to_string().into(),
+            "--netns".into(),
+            self.lb.name.clone().into(),
+        ])?;
+        Ok(p)
+    }
 }
 
 /// Backend i's address.

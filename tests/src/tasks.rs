@@ -317,6 +317,58 @@ pub fn live_task_cgroups(parent: &str) -> std::collections::BTreeSet<String> {
 }
 
 /// Runs a test body with a time bound, failing with its error or the bound.
+/// Polls `list` (newest first) until its first item satisfies `check`,
+/// for at most `timeout`: that item, or an error naming `what` with the
+/// list as last seen.
+pub async fn wait_newest<F, Fut>(
+    what: &str,
+    timeout: Duration,
+    mut list: F,
+    check: impl Fn(&Value) -> bool,
+) -> anyhow::Result<Value>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Vec<Value>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        let items = list().await;
+        if let Some(first) = items.first() {
+            if check(first) {
+                return Ok(first.clone());
+            }
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{what}: not reached within {timeout:?}; now {}",
+            serde_json::to_string_pretty(&items).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The job's deployments, newest first (none when the API fails).
+pub async fn deployments(api: &Api, job: &str) -> Vec<Value> {
+    match api.get(&format!("/v1/deployments?job={job}")).await {
+        Ok(r) => r.body["deployments"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Polls the job's newest deployment until `check` holds.
+pub async fn wait_deployment(
+    api: &Api,
+    job: &str,
+    what: &str,
+    timeout: Duration,
+    check: impl Fn(&Value) -> bool,
+) -> anyhow::Result<Value> {
+    wait_newest(what, timeout, || deployments(api, job), check).await
+}
+
 pub async fn bounded<F: std::future::Future<Output = anyhow::Result<()>>>(secs: u64, f: F) {
     match tokio::time::timeout(Duration::from_secs(secs), f).await {
         Ok(Ok(())) => {}

@@ -8,47 +8,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use ocean_tests::http::{job_id, Api};
-use ocean_tests::tasks::{bounded, live, running, submit, tasks, wait_connected, wait_tasks};
+use ocean_tests::tasks::{
+    bounded, deployments, live, running, submit, tasks, wait_connected, wait_deployment, wait_tasks,
+};
 use ocean_tests::Cluster;
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(40);
-
-/// The job's deployments, newest first.
-async fn deployments(api: &Api, job: &str) -> Vec<Value> {
-    match api.get(&format!("/v1/deployments?job={job}")).await {
-        Ok(r) => r.body["deployments"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default(),
-        Err(_) => Vec::new(),
-    }
-}
-
-/// Polls the job's newest deployment until `check` holds.
-async fn wait_deployment(
-    api: &Api,
-    job: &str,
-    what: &str,
-    timeout: Duration,
-    check: impl Fn(&Value) -> bool,
-) -> anyhow::Result<Value> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let ds = deployments(api, job).await;
-        if let Some(d) = ds.first() {
-            if check(d) {
-                return Ok(d.clone());
-            }
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "{what}: not reached within {timeout:?}; deployments now {}",
-            serde_json::to_string_pretty(&ds).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 async fn act(api: &Api, id: &str, action: &str) -> anyhow::Result<()> {
     let r = api

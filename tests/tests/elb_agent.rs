@@ -13,7 +13,6 @@ use std::time::Duration;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-use ocean_tests::cluster::Process;
 use ocean_tests::dns::{addrs, rcode, wait_answer, DnsProc};
 use ocean_tests::elb_net::{backend_addr, setup, spray, wait_for, SERVER, VIP};
 use ocean_tests::Cluster;
@@ -98,15 +97,7 @@ async fn the_elb_agent_follows_real_tasks_and_their_health() -> anyhow::Result<(
     assert_eq!(r.status, 400, "{:?}", r.body);
     assert_eq!(r.body["errors"][0]["field"], "vips[0]");
 
-    let mut lb_agent = Process::new(dir.path().join("elb-agent.log"));
-    lb_agent.spawn(&[
-        "elb".into(),
-        "agent".into(),
-        "--master".into(),
-        cluster.master(1).grpc.to_string().into(),
-        "--netns".into(),
-        net.lb.name.clone().into(),
-    ])?;
+    let mut lb_agent = net.lb_agent(dir.path(), cluster.master(1).grpc)?;
     let client = net.client.name.clone();
     let all = vec!["b0".to_string(), "b1".into(), "b2".into()];
     wait_for("every task behind the VIP", Duration::from_secs(60), || {

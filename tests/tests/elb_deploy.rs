@@ -22,10 +22,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ocean_tests::cluster::Process;
 use ocean_tests::elb_net::{backend_addr, hello, setup, spray, wait_for, SERVER, VIP};
 use ocean_tests::netns::in_netns;
-use ocean_tests::tasks::submit;
+use ocean_tests::tasks::{submit, wait_deployment};
 use ocean_tests::Cluster;
 use serde_json::{json, Value};
 
@@ -115,15 +114,7 @@ async fn a_rolling_deploy_behind_the_elb_fails_no_connection() -> anyhow::Result
         "backend_port_name": "http"}]});
     let r = api.post("/v1/elbs", &elb).await?;
     assert_eq!(r.status, 201, "{:?}", r.body);
-    let mut lb_agent = Process::new(dir.path().join("elb-agent.log"));
-    lb_agent.spawn(&[
-        "elb".into(),
-        "agent".into(),
-        "--master".into(),
-        cluster.master(1).grpc.to_string().into(),
-        "--netns".into(),
-        net.lb.name.clone().into(),
-    ])?;
+    let mut lb_agent = net.lb_agent(dir.path(), cluster.master(1).grpc)?;
     let client = net.client.name.clone();
     wait_for(
         "three v1 tasks behind the VIP",
@@ -140,29 +131,16 @@ async fn a_rolling_deploy_behind_the_elb_fails_no_connection() -> anyhow::Result
     let loads: Vec<_> = (0..2).map(|_| load(client.clone(), stop.clone())).collect();
     tokio::time::sleep(Duration::from_millis(500)).await;
     submit(&api, &spec(dir.path(), 2)).await?;
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let r = api.get(&format!("/v1/deployments?job={JOB}")).await?;
-        let state = r.body["deployments"][0]["state"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
-        if state == "succeeded" {
-            break;
-        }
-        anyhow::ensure!(
-            !["failed", "cancelled"].contains(&state.as_str()),
-            "deployment {state}: {}",
-            r.body
-        );
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "deployment not done: {}\n{}",
-            r.body,
-            lb_agent.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let done = wait_deployment(
+        &api,
+        JOB,
+        "the deployment ended",
+        Duration::from_secs(90),
+        |d| ["succeeded", "failed", "cancelled"].contains(&d["state"].as_str().unwrap_or("")),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", lb_agent.log_tail()))?;
+    anyhow::ensure!(done["state"] == "succeeded", "deployment ended: {done}");
     // The last old task drains for its shutdown delay, then stops.
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop.store(true, Ordering::Relaxed);

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ocean_tests::tasks::{
-    bounded, live, reap_cgroups, running, submit, tasks, wait_connected, wait_tasks,
+    bounded, live, reap_cgroups, running, submit, tasks, wait_connected, wait_newest, wait_tasks,
 };
 use ocean_tests::{http::job_id, AgentProc, Api, Cluster};
 use serde_json::{json, Value};
@@ -145,21 +145,7 @@ async fn wait_ticket(
     timeout: Duration,
     check: impl Fn(&Value) -> bool,
 ) -> anyhow::Result<Value> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let list = tickets_of(apis, agent).await;
-        if let Some(t) = list.first() {
-            if check(t) {
-                return Ok(t.clone());
-            }
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "{what}: not reached within {timeout:?}; tickets {}",
-            serde_json::to_string_pretty(&list).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_newest(what, timeout, || tickets_of(apis, agent), check).await
 }
 
 async fn agent_json(api: &Api, id: &str) -> Value {

@@ -9,7 +9,7 @@
 //! ```
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -63,33 +63,32 @@ pub struct SyncReport {
 /// each backend job has health checks once per update of the job.
 #[derive(Debug, Default)]
 pub struct Model {
-    elbs: HashMap<String, (u64, Option<ElbSpec>)>,
+    /// By key, in key order (as the view lists them).
+    elbs: BTreeMap<String, (u64, Option<ElbSpec>)>,
     checked: RefCell<HashMap<String, (u64, bool)>>,
 }
 
 impl Model {
-    /// The ELBs of `view`, filtered to `idc`; unreadable ones are skipped
-    /// (and logged once per revision).
-    pub fn elbs(&mut self, view: &View, idc: Option<&str>) -> Vec<ElbSpec> {
+    /// Brings the decoded ELBs up to `view`: a key decodes again only
+    /// when its revision moved; unreadable ones are kept as `None` (and
+    /// logged once per revision); deleted keys are dropped.
+    fn refresh_elbs(&mut self, view: &View) {
         let mut seen = HashSet::new();
-        let mut out = Vec::new();
         for e in view.keys_under(PREFIX) {
             seen.insert(e.key.as_str());
-            let cached = self.elbs.get(&e.key).filter(|(rev, _)| *rev == e.revision);
-            let spec = match cached {
-                Some((_, spec)) => spec.clone(),
-                None => {
-                    let spec = decode(&e.key, &e.value)
-                        .map_err(|error| warn!(%error, "skipping an ELB"))
-                        .ok();
-                    self.elbs.insert(e.key.clone(), (e.revision, spec.clone()));
-                    spec
-                }
-            };
-            out.extend(spec.filter(|s| idc.is_none_or(|i| s.idc == i)));
+            if self
+                .elbs
+                .get(&e.key)
+                .is_some_and(|(rev, _)| *rev == e.revision)
+            {
+                continue;
+            }
+            let spec = decode(&e.key, &e.value)
+                .map_err(|error| warn!(%error, "skipping an ELB"))
+                .ok();
+            self.elbs.insert(e.key.clone(), (e.revision, spec));
         }
         self.elbs.retain(|k, _| seen.contains(k.as_str()));
-        out
     }
 
     /// The tasks of `job` in `view` (task ids are `<job id>.<suffix>`),
@@ -127,8 +126,14 @@ impl Model {
         idc: Option<&str>,
         installed: Option<&DataPlane>,
     ) -> DataPlane {
-        let elbs = self.elbs(view, idc);
-        let vss = virtual_servers(&elbs, &|job| self.tasks_of(view, job));
+        self.refresh_elbs(view);
+        // Borrowed, not cloned: a sync walks every ELB, a change touches one.
+        let elbs = self
+            .elbs
+            .values()
+            .filter_map(|(_, spec)| spec.as_ref())
+            .filter(|s| idc.is_none_or(|i| s.idc == i));
+        let vss = virtual_servers(elbs, &|job| self.tasks_of(view, job));
         self.checked
             .borrow_mut()
             .retain(|job, _| view.jobs.contains_key(job));

@@ -77,6 +77,18 @@ pub struct CreateForm {
     pub domain: String,
 }
 
+impl CreateForm {
+    /// The form as a new page shows it.
+    fn blank() -> Self {
+        CreateForm {
+            network: "internal".into(),
+            protocol: "tcp".into(),
+            algorithm: "rr".into(),
+            ..Default::default()
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "elbs.html")]
 struct ListPage {
@@ -176,12 +188,7 @@ pub async fn page(
     Extension(csrf): Extension<CsrfToken>,
     Query(q): Query<Done>,
 ) -> Result<Html<String>> {
-    let form = CreateForm {
-        network: "internal".into(),
-        protocol: "tcp".into(),
-        algorithm: "rr".into(),
-        ..Default::default()
-    };
+    let form = CreateForm::blank();
     list_page(&m, &csrf, &q, form, FieldErrors::none()).await
 }
 
@@ -286,12 +293,7 @@ pub async fn delete(
             "delete",
             format!("{name} was not deleted: tick its confirm box first"),
         );
-        let form = CreateForm {
-            network: "internal".into(),
-            protocol: "tcp".into(),
-            algorithm: "rr".into(),
-            ..Default::default()
-        };
+        let form = CreateForm::blank();
         let html = list_page(&m, &csrf, &Done::default(), form, errors).await?;
         return Ok((axum::http::StatusCode::BAD_REQUEST, html).into_response());
     }
