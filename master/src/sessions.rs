@@ -5,7 +5,7 @@
 //! check (leader) and the service layer (agent views) share one registry
 //! without importing each other.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,6 +21,10 @@ use crate::kernel::node::NodeStatus;
 #[derive(Debug)]
 pub struct Sessions {
     inner: Mutex<HashMap<String, Session>>,
+    /// The agents whose `unreachable` is set, kept beside `inner` (and
+    /// changed only under its lock) so the dashboard's count costs the
+    /// few unreachable agents, not a lock per agent at 10,000 agents.
+    unreachable: Mutex<BTreeSet<String>>,
     /// The leader this master knows of, changed only when it changes. The
     /// node status changes on every commit; at 10,000 agents, waking every
     /// stream's reader on each of those cost the leader more CPU than
@@ -36,6 +40,7 @@ impl Default for Sessions {
     fn default() -> Self {
         Sessions {
             inner: Mutex::default(),
+            unreachable: Mutex::default(),
             leader: Arc::new(watch::channel(0).0),
             tracking: AtomicBool::new(false),
             host_checks: Default::default(),
@@ -104,6 +109,7 @@ impl Sessions {
         let generation = m.get(id).map(|s| s.generation + 1).unwrap_or(1);
         if m.get(id).is_some_and(|s| s.unreachable) {
             info!(agent = %id, "unreachable agent is back");
+            self.unreachable_set().remove(id);
         }
         let kick = Arc::new(Notify::new());
         m.insert(
@@ -157,7 +163,11 @@ impl Sessions {
         }
         s.connected = false;
         s.kick.notify_one();
-        Some((silent_ms, !std::mem::replace(&mut s.unreachable, true)))
+        let first = !std::mem::replace(&mut s.unreachable, true);
+        if first {
+            self.unreachable_set().insert(id.to_string());
+        }
+        Some((silent_ms, first))
     }
 
     /// Which of `ids` are overdue (as [`Sessions::declare_if_silent`] would
@@ -185,6 +195,18 @@ impl Sessions {
         for s in m.values_mut() {
             s.unreachable = false;
         }
+        self.unreachable_set().clear();
+    }
+
+    /// The agents this leader declared unreachable and has not heard
+    /// from since.
+    pub fn unreachable_ids(&self) -> Vec<String> {
+        self.unreachable_set().iter().cloned().collect()
+    }
+
+    /// Taken after `inner` when both are held, never the other way round.
+    fn unreachable_set(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        self.unreachable.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Ids of the agents whose stream to this master is open.
@@ -253,4 +275,44 @@ pub fn overdue(
 ) -> bool {
     let from = last_heard.map_or(base, |l| l.max(base));
     now.saturating_duration_since(from) > timeout
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_unreachable_set_follows_each_verdict_and_return() {
+        let s = Sessions::default();
+        let long_ago = Instant::now() - Duration::from_secs(60);
+        let timeout = Duration::from_millis(1);
+        // Never heard of: overdue from `base`.
+        assert_eq!(
+            s.declare_if_silent("a1", long_ago, timeout).map(|v| v.1),
+            Some(true)
+        );
+        assert_eq!(
+            s.declare_if_silent("a2", long_ago, timeout).map(|v| v.1),
+            Some(true)
+        );
+        // A second verdict on the same silence is not a new one.
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(
+            s.declare_if_silent("a1", long_ago, timeout).map(|v| v.1),
+            Some(false)
+        );
+        assert_eq!(
+            s.unreachable_ids(),
+            vec!["a1".to_string(), "a2".to_string()]
+        );
+
+        let (tx, _rx) = mpsc::channel(1);
+        s.open("a1", tx);
+        assert_eq!(s.unreachable_ids(), vec!["a2".to_string()]);
+        assert!(!s.liveness("a1").is_some_and(|l| l.unreachable));
+
+        s.clear_unreachable();
+        assert!(s.unreachable_ids().is_empty());
+        assert!(!s.liveness("a2").is_some_and(|l| l.unreachable));
+    }
 }

@@ -356,6 +356,23 @@ async fn scale_from_the_page_see_a_job_wait_and_drain_a_host() {
                 == json!(true)
         })
         .await;
+        // And the table of what blocked how many hosts, fetched from the
+        // server's part, still without a reload.
+        eventually(
+            Duration::from_secs(5),
+            "the blocked table shows live",
+            || async {
+                js(
+                    &b,
+                    "var d = document.getElementById('waiting-detail'); \
+                 return !!d && !d.hidden && \
+                 !!d.querySelector('#blocked tr[data-kind=resource]')",
+                )
+                .await
+                    == json!(true)
+            },
+        )
+        .await;
         assert_eq!(
             js(&b, "return window.notReloaded === true").await,
             json!(true)

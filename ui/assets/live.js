@@ -11,7 +11,8 @@
 // for the rest of the 200 ms; the stream is closed while
 // the tab is hidden and reopened from the last complete version when it
 // is shown again. The deployments part is fetched again from the server
-// when the job (or, during a deployment, one of its tasks) changes.
+// when the job (or, during a deployment, one of its tasks) changes, and
+// the "why tasks wait" part when the job's waiting text changes.
 // Without JavaScript the page is the same, just static.
 (function () {
   "use strict";
@@ -67,40 +68,47 @@
     if (paused) { say("Paused (" + queue.length + " changes waiting)"); return; }
     if (overflow) { location.reload(); return; }
     var batch = queue; queue = [];
-    deploymentsStale = false;
+    deploymentsStale = false; waitingStale = false;
     batch.forEach(apply);
     if (batch.length) { summarise(); say("Live · version " + from); }
     if (deploymentsStale) refreshDeployments();
+    if (waitingStale) refreshWaiting();
   }
 
-  // The deployments part is the server's rendering of the deployment
-  // record (progress, holds, the actions that apply): fetched again, at
-  // most one request at a time and one a second, when the job or one of
-  // its tasks changed. A form being filled in (a box ticked) is not
-  // replaced under the user's hand.
-  var deploymentsStale = false, fetching = false, lastFetch = 0, again = null;
-  function refreshDeployments() {
-    var part = document.getElementById("deployments");
-    if (!part || !window.fetch) return;
-    if (part.querySelector("input[type=checkbox]:checked")) return;
-    var wait = 1000 - (Date.now() - lastFetch);
-    if (fetching || wait > 0) {
-      if (!again) again = setTimeout(function () { again = null; refreshDeployments(); }, Math.max(wait, 100));
-      return;
-    }
-    fetching = true; lastFetch = Date.now();
-    fetch(part.getAttribute("data-fragment"), { credentials: "same-origin" })
-      .then(function (r) { return r.ok ? r.text() : null; })
-      .then(function (html) {
-        fetching = false;
-        var now = document.getElementById("deployments");
-        if (html === null || !now || paused) return;
-        var t = document.createElement("template");
-        t.innerHTML = html;
-        var fresh = t.content.getElementById("deployments");
-        if (fresh) now.replaceWith(fresh);
-      }, function () { fetching = false; });
+  // Parts of the page the server renders (the deployments: progress,
+  // holds, the actions that apply; why tasks wait: the waiting text read
+  // into a table) are fetched again when what they show changed, each at
+  // most one request at a time and one a second. `keep` leaves a part
+  // alone while the user works in it (a box ticked in a form).
+  function part(id, keep) {
+    var fetching = false, lastFetch = 0, again = null;
+    return function refresh() {
+      var el = document.getElementById(id);
+      if (!el || !window.fetch || (keep && keep(el))) return;
+      var wait = 1000 - (Date.now() - lastFetch);
+      if (fetching || wait > 0) {
+        if (!again) again = setTimeout(function () { again = null; refresh(); }, Math.max(wait, 100));
+        return;
+      }
+      fetching = true; lastFetch = Date.now();
+      fetch(el.getAttribute("data-fragment"), { credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.text() : null; })
+        .then(function (html) {
+          fetching = false;
+          var now = document.getElementById(id);
+          if (html === null || !now || paused) return;
+          var t = document.createElement("template");
+          t.innerHTML = html;
+          var fresh = t.content.getElementById(id);
+          if (fresh) now.replaceWith(fresh);
+        }, function () { fetching = false; });
+    };
   }
+  var deploymentsStale = false, waitingStale = false;
+  var refreshDeployments = part("deployments", function (el) {
+    return el.querySelector("input[type=checkbox]:checked");
+  });
+  var refreshWaiting = part("waiting-detail");
 
   // The job's running count and state, by the rules of the server's
   // summary::job_state: flapping, waiting, idle, running, else starting.
@@ -171,11 +179,12 @@
       var n = document.getElementById("job-instances");
       if (n && d.job.spec && d.job.spec.instances !== undefined) n.textContent = String(d.job.spec.instances);
       waiting = d.job.waiting !== null && d.job.waiting !== undefined;
-      // The reason itself, as the record says it (the structured parts
-      // below it are the server's reading, shown after a reload).
+      // The reason itself, as the record says it; the structured part
+      // below it is the server's reading of it, fetched when it changed.
       var why = document.getElementById("job-waiting");
       var whyRow = document.getElementById("job-waiting-row");
-      if (why) why.textContent = waiting ? d.job.waiting : "";
+      var text = waiting ? d.job.waiting : "";
+      if (why && why.textContent !== text) { why.textContent = text; waitingStale = true; }
       if (whyRow) whyRow.hidden = !waiting;
       flapping = d.job.flapping === true;
       var sv = document.getElementById("job-spec-version");

@@ -83,6 +83,7 @@ pub fn routes(state: UiState) -> Router {
         .route("/ui/jobs/{id}/scale", post(pages::job::scale))
         .route("/ui/jobs/{id}/stop", post(pages::job::stop))
         .route("/ui/jobs/{id}/reset", post(pages::job::reset))
+        .route("/ui/jobs/{id}/waiting", get(pages::job_waiting::fragment))
         .route(
             "/ui/jobs/{id}/deployments",
             get(pages::deployments::fragment),

@@ -246,6 +246,14 @@ async fn the_job_page_diffs_versions_resets_back_off_and_explains_waiting() {
         ["resource", "constraint"]
     );
     assert_eq!(texts(&html, "#blocked tbody .hosts"), ["2", "1"]);
+    // live.js fetches that part alone when the waiting text changes: the
+    // same table, at the address the part names.
+    let part = attrs(&html, "#waiting-detail", "data-fragment");
+    assert_eq!(part, [format!("/ui/jobs/{WEB}/waiting")]);
+    let (status, fragment) = c.get(&part[0]).await;
+    assert_eq!(status, StatusCode::OK, "{fragment}");
+    assert_eq!(texts(&fragment, "#blocked tbody .hosts"), ["2", "1"]);
+    assert_eq!(text(&fragment, "#hosts-total"), "3");
 
     // The failure set a back-off; the reset button clears it.
     assert_eq!(job["backoff"]["failures"], 1);
@@ -258,6 +266,23 @@ async fn the_job_page_diffs_versions_resets_back_off_and_explains_waiting() {
     assert!(c.api(&format!("/v1/jobs/{WEB}")).await["backoff"].is_null());
     let (_, html) = c.get(&location.expect("location")).await;
     assert!(attrs(&html, "#reset-form", "action").is_empty());
+
+    // Placed in full: nothing waits, and the part is an empty placeholder
+    // live.js can fill in when the job waits again.
+    c.place(
+        vec![task(&format!("{WEB}.t2"), WEB, "agent-1", "host-a", 31002)],
+        HashMap::from([(WEB.to_string(), String::new())]),
+    )
+    .await;
+    let (_, fragment) = c.get(&part[0]).await;
+    assert_eq!(
+        attrs(&fragment, "#waiting-detail", "hidden").len(),
+        1,
+        "{fragment}"
+    );
+    assert!(texts(&fragment, "#blocked tbody .hosts").is_empty());
+    let (status, _) = c.get("/ui/jobs/no.such.job/waiting").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -99,6 +99,12 @@ pub trait Kernel: Clone + Send + Sync + std::fmt::Debug + 'static {
         None
     }
 
+    /// The agents this master, as leader, declared unreachable (None on a
+    /// follower, which does not see agents' streams).
+    fn unreachable_agents(&self) -> Option<Vec<String>> {
+        None
+    }
+
     /// Records a write a caller made (the audit log); kernels without
     /// one drop it.
     fn audit(&self, _entry: crate::kernel::audit::AuditEntry) {}
@@ -190,6 +196,10 @@ impl Kernel for crate::Master {
             last_heartbeat_ms: l.map(|l| l.last_heartbeat_ms),
             unreachable: l.is_some_and(|l| l.unreachable),
         })
+    }
+
+    fn unreachable_agents(&self) -> Option<Vec<String>> {
+        (self.status().leader == self.id()).then(|| self.sessions().unreachable_ids())
     }
 
     fn watch_source(

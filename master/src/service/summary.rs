@@ -237,12 +237,14 @@ impl<K: Kernel> Service<K> {
             }
         });
         // Liveness is the leader's knowledge (its agents' streams): a
-        // follower answers None for every agent, and so for the sum.
-        let ids: Vec<String> = self.kernel.read(|st| st.agents.keys().cloned().collect());
-        view.agents_unreachable = ids
-            .iter()
-            .map(|id| self.kernel.liveness(id).map(|l| u64::from(l.unreachable)))
-            .sum();
+        // follower answers None. Only the unreachable few are looked up.
+        view.agents_unreachable = self.kernel.unreachable_agents().map(|ids| {
+            self.kernel.read(|st| {
+                ids.iter()
+                    .filter(|id| st.agents.contains_key(id.as_str()))
+                    .count() as u64
+            })
+        });
         view.recent = feed
             .recent(TOP, view.version)
             .into_iter()

@@ -13,13 +13,13 @@ use ocean_master::Master;
 use serde::Deserialize;
 
 use super::deployments::DeploymentsPart;
+use super::job_waiting::WaitingPart;
 use super::{path_segment, see_other, Frame, Seen};
 use crate::csrf::{check, CsrfToken};
 use crate::diff;
 use crate::error::{render, Result};
 use crate::forms::FieldErrors;
 use crate::summary::{instances, job_state, task_views, TaskCounts};
-use crate::waiting::{self, Waiting};
 
 /// One kept spec, pretty-printed.
 #[derive(Debug, Clone)]
@@ -43,8 +43,8 @@ struct JobPage {
     /// The instance count the scale form shows (the user's on an error).
     scale_value: String,
     errors: FieldErrors,
-    /// The waiting text in parts, when the job waits.
-    waiting: Option<Waiting>,
+    /// The "why tasks wait" part, rendered (see [`super::job_waiting`]).
+    waiting: String,
     /// The two spec versions compared, and their line diff.
     diff: Option<SpecDiff>,
     /// The deployments part, rendered (see [`super::deployments`]).
@@ -179,7 +179,11 @@ pub(crate) async fn render_page(
             seen,
         )
         .with_csrf(csrf),
-        waiting: job.job.waiting.as_deref().map(waiting::parse),
+        waiting: render(
+            "job_waiting",
+            &WaitingPart::of(id, job.job.waiting.as_deref()),
+        )?
+        .0,
         diff,
         state: job_state(&job.job, running),
         instances,

@@ -9,6 +9,7 @@ pub mod elbs;
 pub mod hosts;
 pub mod hosts_map;
 pub mod job;
+pub mod job_waiting;
 pub mod jobs;
 pub mod new_job;
 pub mod overview;

@@ -12,8 +12,10 @@
 //! SSE clients) and `--churn-ops` scale writes/s flowing elsewhere:
 //!
 //! - commit to screen: the open job page's MutationObserver stamps each
-//!   task row turning RUNNING; the bench's watch of the job stamps the
-//!   commit (the task's `started_ms`, else when the event arrived);
+//!   task row turning RUNNING; the bench's own watch of the job on the
+//!   leader stamps the commit (when the committed change arrived); also
+//!   printed from the agent's report (the task's `started_ms`), which adds
+//!   the report's trip and the raft round to the figure;
 //! - tab memory: the JS heap after a forced GC (CDP `Performance.getMetrics`)
 //!   while the tab stays open `--memory-secs` with changes flowing.
 //!
@@ -204,11 +206,20 @@ async fn count_changes(ch: Channel, from: u64, n: Arc<AtomicU64>) -> anyhow::Res
     Ok(())
 }
 
-/// When each of `PROBE`'s tasks was committed RUNNING (epoch ms).
+/// When each of `PROBE`'s tasks turned RUNNING (epoch ms): as the agent
+/// reported it (the task's `started_ms`, else the arrival), and as the
+/// bench's own watch of the leader received the committed change (the
+/// commit, plus the feed's delivery on loopback).
+#[derive(Debug, Clone, Copy)]
+struct Commit {
+    reported: f64,
+    committed: f64,
+}
+
 async fn watch_probe(
     ch: Channel,
     from: u64,
-    commits: Arc<Mutex<HashMap<String, f64>>>,
+    commits: Arc<Mutex<HashMap<String, Commit>>>,
 ) -> anyhow::Result<()> {
     let mut client = OceanApiClient::new(ch);
     let mut s = client
@@ -225,7 +236,7 @@ async fn watch_probe(
         let arrived = epoch_ms();
         if let Some(event::Kind::TaskPut(t)) = ev.kind {
             if t.state == "RUNNING" {
-                let at = if t.started_ms > 0 {
+                let reported = if t.started_ms > 0 {
                     t.started_ms as f64
                 } else {
                     arrived
@@ -234,7 +245,10 @@ async fn watch_probe(
                     .lock()
                     .map_err(|_| anyhow::anyhow!("poisoned"))?
                     .entry(t.id)
-                    .or_insert(at);
+                    .or_insert(Commit {
+                        reported,
+                        committed: arrived,
+                    });
             }
         }
     }
@@ -472,6 +486,7 @@ async fn run(o: Opts) -> anyhow::Result<()> {
     let (c0, t_c0) = (changes.load(Ordering::Relaxed), Instant::now());
 
     let mut lat = Vec::new();
+    let mut from_report = Vec::new();
     let mut missed = 0;
     for n in 1..=o.samples {
         scale(&mut client, PROBE, n as u32).await?;
@@ -498,14 +513,15 @@ async fn run(o: Opts) -> anyhow::Result<()> {
     {
         let commits = commits.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
         for (id, at) in seen.as_object().into_iter().flatten() {
-            if let (Some(screen), Some(commit)) = (at.as_f64(), commits.get(id)) {
-                lat.push(Duration::from_secs_f64(
-                    ((screen - commit).max(0.0)) / 1000.0,
-                ));
+            if let (Some(screen), Some(c)) = (at.as_f64(), commits.get(id)) {
+                let since = |t: f64| Duration::from_secs_f64((screen - t).max(0.0) / 1000.0);
+                lat.push(since(c.committed));
+                from_report.push(since(c.reported));
             }
         }
     }
     lat.sort();
+    from_report.sort();
     println!(
         "\ncommit to screen ({} samples, {missed} not seen within 10 s) with {} dashboards open and {rate:.0} changes/s: p50 {}, p95 {}, max {}",
         lat.len(),
@@ -513,6 +529,12 @@ async fn run(o: Opts) -> anyhow::Result<()> {
         ms(percentile(&lat, 0.5)),
         ms(percentile(&lat, 0.95)),
         ms(*lat.last().unwrap_or(&Duration::ZERO)),
+    );
+    println!(
+        "  from the agent's report (report, raft commit, feed, SSE, screen): p50 {}, p95 {}, max {}",
+        ms(percentile(&from_report, 0.5)),
+        ms(percentile(&from_report, 0.95)),
+        ms(*from_report.last().unwrap_or(&Duration::ZERO)),
     );
     println!(
         "  SSE clients received {:.1} MB",
