@@ -114,16 +114,44 @@ fn over_quota(text: &str) -> Option<Waiting> {
     })
 }
 
+/// The reconciler's `N task(s) waiting: ` before the scheduler's
+/// explanation; the count is shown with the whole text beside the state.
+fn explanation(text: &str) -> &str {
+    text.split_once(" task(s) waiting: ")
+        .filter(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(text, |(_, why)| why)
+}
+
 /// Reads the waiting text; falls back to the text itself.
 pub fn parse(text: &str) -> Waiting {
-    no_fit(text)
-        .or_else(|| over_quota(text))
+    let why = explanation(text);
+    no_fit(why)
+        .or_else(|| over_quota(why))
         .unwrap_or_else(|| Waiting::Text(text.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_reconcilers_count_before_the_explanation_is_read_past() {
+        let w = parse("3 task(s) waiting: 0 of 1 agents fit: 1 insufficient mem");
+        let Waiting::NoFit { total, blocked, .. } = w else {
+            panic!("not parsed: {w:?}");
+        };
+        assert_eq!(total, 1);
+        assert_eq!(blocked[0].kind, Kind::Resource);
+        assert!(matches!(
+            parse("1 task(s) waiting: over quota pdl.x: cpus used 1 + requested 1 > limit 1"),
+            Waiting::OverQuota { .. }
+        ));
+        // Only a count is read past; other text stays whole.
+        assert_eq!(
+            parse("some task(s) waiting: back-off"),
+            Waiting::Text("some task(s) waiting: back-off".into())
+        );
+    }
 
     #[test]
     fn a_no_fit_explanation_in_parts() {

@@ -198,7 +198,8 @@ async fn the_job_page_diffs_versions_resets_back_off_and_explains_waiting() {
     )
     .await;
     c.add_job(json!({"id": WEB, "cmd": "nginx -g daemon", "instances": 1, "resources": {"cpus": 0.25, "mem": 64}})).await;
-    let waits = "0 of 3 agents fit: 2 insufficient cpus, 1 hostname:UNIQUE";
+    // As the reconciler writes it: its count, then the scheduler's reason.
+    let waits = "1 task(s) waiting: 0 of 3 agents fit: 2 insufficient cpus, 1 hostname:UNIQUE";
     let t = format!("{WEB}.t1");
     c.place(
         vec![task(&t, WEB, "agent-1", "host-a", 31001)],
