@@ -4,6 +4,7 @@
 
 pub mod acl;
 pub mod agent;
+pub mod alerts;
 pub mod agents;
 pub mod auth;
 pub mod convert;
@@ -22,6 +23,7 @@ pub mod summary;
 pub mod tasks;
 pub mod tree;
 pub mod usage;
+pub mod usage_report;
 pub mod watch;
 
 /// `agent`'s latest host checks as `m` holds them while it leads (a

@@ -9,6 +9,7 @@
 //!                     │        reconcile::run        jobs to tasks, launches, kills
 //!                     │        liveness::run         silent agents declared unreachable
 //!                     │        reports::batch_updates agents' statuses to raft entries
+//!                     │        alerts::run::run      alert rules, records, webhooks
 //!                     │        a Runner per hosted framework (in-process client)
 //!                     ▼
 //!                  leads(T) no longer, or shutdown ──► signal stop ──► join within
@@ -113,6 +114,7 @@ fn start(
         term,
         stop.clone(),
     ));
+    set.spawn(crate::alerts::run::run(master.clone(), term, stop.clone()));
     if !frameworks.is_empty() {
         for fw in frameworks {
             let opts = RunnerOptions::new(format!("master-{}", master.id()));
