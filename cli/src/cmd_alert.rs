@@ -154,10 +154,8 @@ async fn add(c: &Client, a: AddArgs) -> anyhow::Result<()> {
         ("percent", a.percent.map(Value::from)),
         ("webhook", a.webhook.map(Value::from)),
     ];
-    for (k, v) in optional {
-        if let Some(v) = v {
-            body.insert(k.into(), v);
-        }
+    for (k, v) in optional.into_iter().filter_map(|(k, v)| Some((k, v?))) {
+        body.insert(k.into(), v);
     }
     let v = c
         .request(Method::POST, "/v1/alerts/rules", Body::Json(Value::Object(body)))

@@ -217,7 +217,8 @@ async fn a_rule_on_a_pdl_fires_and_resolves_once_each_across_a_leader_failover()
             a["state"] == "firing" && a["delivered"] == json!(["firing"])
         })
         .await?;
-        let (ok, out) = ocean(&addr, &["alert", "list", "--state", "firing"])?;
+        let leader_addr = format!("http://{}", c.master(leader).http);
+        let (ok, out) = ocean(&leader_addr, &["alert", "list", "--state", "firing"])?;
         assert!(ok && out.contains(&job), "ocean alert list: {out}");
 
         // The leader dies while the alert fires.
@@ -346,7 +347,7 @@ async fn alert_latency_p99() {
             .post(
                 "/v1/alerts/rules",
                 &json!({"id": "lat", "node": PDL, "kind": "job_below_instances",
-                        "for_seconds": FOR_S, "webhook": receiver.url}),
+                        "for_seconds": FOR_S, "webhook": &receiver.url}),
             )
             .await?;
         assert_eq!(r.status, 201, "{}", r.body);

@@ -68,7 +68,7 @@ pub async fn run(master: Leading, term: u64, mut stop: watch::Receiver<bool>) {
             reqwest::Client::new()
         }
     };
-    let grace = Duration::from_millis(master.scheduler().agent_settings().heartbeat_timeout_ms);
+    let grace = master.scheduler().agent_settings().heartbeat_timeout();
     let started = Instant::now();
     let mut eval = Evaluator::default();
     let mut outbox = Outbox::default();
@@ -106,11 +106,32 @@ pub async fn run(master: Leading, term: u64, mut stop: watch::Receiver<bool>) {
 /// One evaluation: facts, transitions, their writes, and pruning.
 async fn evaluate(master: &Leading, eval: &mut Evaluator, agents_known: bool) {
     let now = now_ms();
-    let (rules, records, facts) = master.read(|st| {
+    let (rules, records, mut facts) = master.read(|st| {
         let rules = rules(st);
-        let facts = gather(master, st, &rules, agents_known, now);
+        let facts = from_state(st, &rules);
         (rules, records(st), facts)
     });
+    // The leader's memories are read after the state's lock is released.
+    facts.tasks.retain_mut(|t| {
+        let Some((at, u)) = master.usage().task(&t.id) else {
+            return false;
+        };
+        if now.saturating_sub(at) > SAMPLE_FRESH_MS {
+            return false;
+        }
+        t.rss_bytes = u.memory_rss_bytes;
+        if u.memory_limit_bytes > 0 {
+            t.limit_bytes = u.memory_limit_bytes;
+        }
+        true
+    });
+    for a in &mut facts.agents {
+        a.connected = !agents_known
+            || master
+                .sessions()
+                .liveness(&a.id)
+                .is_some_and(|l| l.connected && !l.unreachable);
+    }
     let plain: HashMap<String, AlertRecord> = records
         .iter()
         .map(|(id, (r, _))| (id.clone(), r.clone()))
@@ -124,7 +145,8 @@ async fn evaluate(master: &Leading, eval: &mut Evaluator, agents_known: bool) {
     }
     for (r, rev) in records.values() {
         let done = r.state == AlertState::Resolved
-            && r.resolved_ms
+            && r
+                .resolved_ms
                 .is_some_and(|at| now.saturating_sub(at) >= KEEP_RESOLVED_MS);
         if done {
             let cmd = delete_kv_command(NAMESPACE, &AlertRecord::key_of(&r.id), Some(*rev));
@@ -135,15 +157,11 @@ async fn evaluate(master: &Leading, eval: &mut Evaluator, agents_known: bool) {
     }
 }
 
-/// What the rules need from the state, the usage rings and the sessions:
-/// only jobs, tasks and agents under some rule's node.
-fn gather(
-    master: &Leading,
-    st: &ClusterState,
-    rules: &[Rule],
-    agents_known: bool,
-    now: u64,
-) -> Facts {
+/// What the rules need from the state: only jobs, tasks and agents under
+/// some rule's node. Tasks carry their asked memory as the limit until
+/// their sample says otherwise; agents are connected until the sessions
+/// say otherwise.
+fn from_state(st: &ClusterState, rules: &[Rule]) -> Facts {
     let nodes = |kinds: &[Kind]| -> Vec<ocean_spec::TreeNode> {
         rules
             .iter()
@@ -172,37 +190,18 @@ fn gather(
             }
             if task_nodes.iter().any(|n| n.covers_id(id)) {
                 for t in st.tasks_of(id).filter(|t| !is_terminal(&t.state)) {
-                    let Some((at, u)) = master.usage().task(&t.id) else {
-                        continue;
-                    };
-                    if now.saturating_sub(at) > SAMPLE_FRESH_MS {
-                        continue;
-                    }
-                    let limit = if u.memory_limit_bytes > 0 {
-                        u.memory_limit_bytes
-                    } else {
-                        t.mem_mib * 1024 * 1024
-                    };
                     facts.tasks.push(TaskFact {
                         id: t.id.clone(),
-                        rss_bytes: u.memory_rss_bytes,
-                        limit_bytes: limit,
+                        rss_bytes: 0,
+                        limit_bytes: t.mem_mib * 1024 * 1024,
                     });
                 }
             }
         }
     }
     if !agent_nodes.is_empty() {
-        for a in st.agents.values() {
-            // Agents taken out of service are expected to go.
-            if agent_status(a) == "offline" {
-                continue;
-            }
-            let connected = !agents_known
-                || master
-                    .sessions()
-                    .liveness(&a.id)
-                    .is_some_and(|l| l.connected && !l.unreachable);
+        // Agents taken out of service are expected to go.
+        for a in st.agents.values().filter(|a| agent_status(a) != "offline") {
             facts.agents.push(AgentFact {
                 id: a.id.clone(),
                 tags: a
@@ -210,7 +209,7 @@ fn gather(
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
-                connected,
+                connected: true,
             });
         }
     }

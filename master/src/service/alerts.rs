@@ -65,14 +65,9 @@ impl<K: Kernel> Service<K> {
     pub async fn alert_rules(&self, node: &str, opts: ReadOptions) -> Result<RuleList> {
         let under = node_of(node)?;
         self.kernel.wait_read(opts).await?;
-        let (version, rules) = self.kernel.read(|st| {
-            (
-                st.version,
-                crate::alerts::run::rules(st)
-                    .into_iter()
-                    .collect::<Vec<Rule>>(),
-            )
-        });
+        let (version, rules) = self
+            .kernel
+            .read(|st| (st.version, crate::alerts::run::rules(st)));
         let rules = rules
             .into_iter()
             .filter(|r| {
