@@ -162,10 +162,13 @@ impl Evaluator {
                 let id = AlertRecord::id_of(&rule.id, &subject);
                 let since = *self.since.entry(id.clone()).or_insert(now_ms);
                 seen.insert(id.clone());
-                let firing = records
-                    .get(&id)
-                    .is_some_and(|r| r.state == AlertState::Firing);
-                if firing || now_ms.saturating_sub(since) < rule.for_seconds * 1000 {
+                // A resolved alert whose transitions are not all delivered
+                // fires again only once they are: a new firing replaces
+                // the record, and with it what was left to send.
+                let held = records.get(&id).is_some_and(|r| {
+                    r.state == AlertState::Firing || !r.undelivered().is_empty()
+                });
+                if held || now_ms.saturating_sub(since) < rule.for_seconds * 1000 {
                     continue;
                 }
                 out.push(Transition::Fire(AlertRecord {
@@ -284,12 +287,21 @@ mod tests {
         }
         apply(&mut records, t);
         assert!(ev.step(&rules, &well, &records, 10_000).is_empty());
+        // Not again while the resolution is undelivered (it would be
+        // overwritten), then as soon as it is.
+        assert!(ev.step(&rules, &facts, &records, 10_500).is_empty());
+        assert!(ev.step(&rules, &facts, &records, 16_000).is_empty());
+        if let Some(r) = records.values_mut().next() {
+            r.delivered = vec!["firing".into(), "resolved".into()];
+        }
+        assert_eq!(ev.step(&rules, &facts, &records, 16_100).len(), 1);
+        assert!(ev.step(&rules, &well, &records, 16_200).is_empty());
         // A short dip below does not fire: the duration starts over.
-        assert!(ev.step(&rules, &facts, &records, 11_000).is_empty());
-        assert!(ev.step(&rules, &well, &records, 12_000).is_empty());
-        assert!(ev.step(&rules, &facts, &records, 13_000).is_empty());
-        assert!(ev.step(&rules, &facts, &records, 17_000).is_empty());
-        assert_eq!(ev.step(&rules, &facts, &records, 18_000).len(), 1);
+        assert!(ev.step(&rules, &facts, &records, 21_000).is_empty());
+        assert!(ev.step(&rules, &well, &records, 22_000).is_empty());
+        assert!(ev.step(&rules, &facts, &records, 23_000).is_empty());
+        assert!(ev.step(&rules, &facts, &records, 27_000).is_empty());
+        assert_eq!(ev.step(&rules, &facts, &records, 28_000).len(), 1);
     }
 
     #[test]
