@@ -77,12 +77,17 @@ pub async fn run(master: Leading, term: u64, mut stop: watch::Receiver<bool>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     info!(term, "alert rules evaluated on this leader");
     loop {
-        tokio::select! {
-            _ = stop.wait_for(|s| *s) => break,
-            Some(done) = sends.join_next(), if !sends.is_empty() => {
-                let Ok((key, id, transition, result)) = done else { continue };
-                let ok = result.is_ok();
-                let failures = outbox.finish(&key, ok, now_ms());
+        // The arms only say what happened: the stop signal's guard must
+        // not live across the awaits below.
+        let next = tokio::select! {
+            _ = stop.wait_for(|s| *s) => None,
+            Some(done) = sends.join_next(), if !sends.is_empty() => Some(done.ok()),
+            _ = tick.tick() => Some(None),
+        };
+        match next {
+            None => break,
+            Some(Some((key, id, transition, result))) => {
+                let failures = outbox.finish(&key, result.is_ok(), now_ms());
                 match result {
                     Ok(()) => {
                         info!(alert = %id, transition = transition.as_str(), "alert delivered");
@@ -92,7 +97,7 @@ pub async fn run(master: Leading, term: u64, mut stop: watch::Receiver<bool>) {
                         retry_ms = deliver::backoff_ms(failures), error = %e, "webhook failed"),
                 }
             }
-            _ = tick.tick() => {
+            Some(None) => {
                 let agents_known = started.elapsed() >= grace;
                 evaluate(&master, &mut eval, agents_known).await;
                 dispatch(&master, &client, &mut outbox, &mut sends).await;
