@@ -313,7 +313,8 @@ mod tests {
             jobs: vec![job(JOB, 1, 0)],
             ..Default::default()
         };
-        apply(&mut records, ev.step(&rules, &facts, &records, 0));
+        let t = ev.step(&rules, &facts, &records, 0);
+        apply(&mut records, t);
         assert_eq!(records.len(), 1);
         match &ev.step(&[], &facts, &records, 1)[..] {
             [Transition::Resolve(r)] => assert_eq!(r.message, "the rule was deleted"),
