@@ -90,7 +90,10 @@ pub async fn alert(c: &Client, cmd: AlertCommand) -> anyhow::Result<()> {
                 "ID", "KIND", "FOR", "NODE"
             );
             for r in v["rules"].as_array().into_iter().flatten() {
-                let node = r["node"].as_str().filter(|n| !n.is_empty()).unwrap_or("(root)");
+                let node = r["node"]
+                    .as_str()
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or("(root)");
                 println!(
                     "{:<14} {:<20} {:>5}s  {:<40} {}",
                     s(r, "id"),
@@ -158,7 +161,11 @@ async fn add(c: &Client, a: AddArgs) -> anyhow::Result<()> {
         body.insert(k.into(), v);
     }
     let v = c
-        .request(Method::POST, "/v1/alerts/rules", Body::Json(Value::Object(body)))
+        .request(
+            Method::POST,
+            "/v1/alerts/rules",
+            Body::Json(Value::Object(body)),
+        )
         .await?;
     if c.json {
         print_json(&v);

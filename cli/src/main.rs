@@ -4,8 +4,8 @@
 mod agent_host_checks;
 mod client;
 mod cmd_acl;
-mod cmd_alert;
 mod cmd_agent;
+mod cmd_alert;
 mod cmd_cache;
 mod cmd_client;
 mod cmd_cron;

@@ -54,11 +54,13 @@ impl Receiver {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default()
                 .to_string();
-            got.lock().unwrap_or_else(|p| p.into_inner()).push(Received {
-                at: Instant::now(),
-                key,
-                body,
-            });
+            got.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(Received {
+                    at: Instant::now(),
+                    key,
+                    body,
+                });
             StatusCode::OK
         }
         let app = Router::new()
@@ -185,13 +187,27 @@ async fn a_rule_on_a_pdl_fires_and_resolves_once_each_across_a_leader_failover()
         let (ok, out) = ocean(
             &addr,
             &[
-                "alert", "rule", "add", "--id", "below", "--node", PDL, "--kind",
-                "job_below_instances", "--for", "2", "--webhook", &receiver.url,
+                "alert",
+                "rule",
+                "add",
+                "--id",
+                "below",
+                "--node",
+                PDL,
+                "--kind",
+                "job_below_instances",
+                "--for",
+                "2",
+                "--webhook",
+                &receiver.url,
             ],
         )?;
         assert!(ok, "ocean alert rule add: {out}");
         let (ok, out) = ocean(&addr, &["alert", "rule", "add", "--kind", "nope"])?;
-        assert!(!ok && out.contains("kind"), "a bad kind names the field: {out}");
+        assert!(
+            !ok && out.contains("kind"),
+            "a bad kind names the field: {out}"
+        );
         let rule = api.get("/v1/alerts/rules/below").await?;
         assert_eq!(rule.status, 200, "{}", rule.body);
         assert_eq!(rule.body["node"], PDL);
@@ -212,7 +228,10 @@ async fn a_rule_on_a_pdl_fires_and_resolves_once_each_across_a_leader_failover()
             "fired after {waited:?}, before the rule's 2 s"
         );
         assert_eq!(fired.body["alert"]["rule"], "below");
-        assert_eq!(fired.key, fired.body["idempotency_key"].as_str().unwrap_or(""));
+        assert_eq!(
+            fired.key,
+            fired.body["idempotency_key"].as_str().unwrap_or("")
+        );
         wait_alert(&api, &job, "firing delivery recorded", |a| {
             a["state"] == "firing" && a["delivered"] == json!(["firing"])
         })
@@ -306,11 +325,19 @@ async fn a_rule_on_a_pdl_fires_and_resolves_once_each_across_a_leader_failover()
                     _ => {
                         let (part, what) = col.split_once('_').context("column")?;
                         let what = what.trim_end_matches("_share");
-                        let key = if what.starts_with("cpu") { "cpu" } else { "memory" };
+                        let key = if what.starts_with("cpu") {
+                            "cpu"
+                        } else {
+                            "memory"
+                        };
                         match part {
                             "idle" => line["idle_share"][key].clone(),
-                            _ => line[part][if key == "cpu" { "cpu_cores" } else { "memory_mib" }]
-                                .clone(),
+                            _ => line[part][if key == "cpu" {
+                                "cpu_cores"
+                            } else {
+                                "memory_mib"
+                            }]
+                            .clone(),
                         }
                     }
                 };
@@ -325,6 +352,62 @@ async fn a_rule_on_a_pdl_fires_and_resolves_once_each_across_a_leader_failover()
         }
         assert_eq!(report["total"]["allocated"]["cpu_cores"], 0.01);
         drop(agent);
+        Ok(())
+    })
+    .await;
+}
+
+/// An `agent_lost` rule on a product line: an agent tagged under it that
+/// dies fires (agents that register after the rule are covered), one
+/// tagged under another product line (`pdl.ocean2`, a longer name, not a
+/// child) does not; the agent's return resolves the alert.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_agent_under_the_node_fires_and_resolves_when_it_returns() {
+    bounded(120, async {
+        let receiver = Receiver::start().await?;
+        let c = Cluster::start(1, &[])?;
+        let api = c.master(1).api();
+        c.wait_leader(&[1], WAIT).await?;
+        let r = api
+            .post(
+                "/v1/alerts/rules",
+                &json!({"id": "lost", "node": PDL, "kind": "agent_lost",
+                        "for_seconds": 1, "webhook": &receiver.url}),
+            )
+            .await?;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let mut inside = c.new_agent("in", &["--tags", &format!("{PDL}_idc.c1")]);
+        let mut outside = c.new_agent("out", &["--tags", &format!("{PDL}2_idc.c1")]);
+        inside.start()?;
+        outside.start()?;
+        wait_connected(&api, 2, WAIT).await?;
+        let id_in = inside.id().context("inside id")?;
+        let id_out = outside.id().context("outside id")?;
+        inside.kill();
+        outside.kill();
+        let fired = receiver
+            .wait("firing", |b| {
+                b["transition"] == "firing" && b["alert"]["subject"] == id_in.as_str()
+            })
+            .await?;
+        assert_eq!(fired.body["alert"]["kind"], "agent_lost");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let about_outside: Vec<Received> = receiver
+            .got()
+            .into_iter()
+            .filter(|r| r.body["alert"]["subject"] == id_out.as_str())
+            .collect();
+        assert!(
+            about_outside.is_empty(),
+            "an agent of pdl.ocean2 is not under pdl.ocean: {about_outside:?}"
+        );
+        inside.start()?;
+        receiver
+            .wait("resolved", |b| {
+                b["transition"] == "resolved" && b["alert"]["subject"] == id_in.as_str()
+            })
+            .await?;
+        assert_eq!(receiver.got().len(), 2, "{:?}", receiver.got());
         Ok(())
     })
     .await;

@@ -165,9 +165,9 @@ impl Evaluator {
                 // A resolved alert whose transitions are not all delivered
                 // fires again only once they are: a new firing replaces
                 // the record, and with it what was left to send.
-                let held = records.get(&id).is_some_and(|r| {
-                    r.state == AlertState::Firing || !r.undelivered().is_empty()
-                });
+                let held = records
+                    .get(&id)
+                    .is_some_and(|r| r.state == AlertState::Firing || !r.undelivered().is_empty());
                 if held || now_ms.saturating_sub(since) < rule.for_seconds * 1000 {
                     continue;
                 }

@@ -124,11 +124,7 @@ pub fn check_rule(req: RuleRequest, id: String, now_ms: u64) -> Result<Rule> {
     let node = TreeNode::parse_field(&req.node, "node")
         .map_err(|e| invalid(&e.field, e.reason))?
         .to_string();
-    let Some(kind) = KINDS
-        .iter()
-        .find(|(n, _)| *n == req.kind)
-        .map(|(_, k)| *k)
-    else {
+    let Some(kind) = KINDS.iter().find(|(n, _)| *n == req.kind).map(|(_, k)| *k) else {
         let names: Vec<&str> = KINDS.iter().map(|(n, _)| *n).collect();
         return Err(invalid(
             "kind",
@@ -182,7 +178,10 @@ pub fn check_rule(req: RuleRequest, id: String, now_ms: u64) -> Result<Rule> {
                 .percent
                 .ok_or_else(|| invalid("percent", "required for memory_above"))?;
             if !(p > 0.0 && p <= 100.0) {
-                return Err(invalid("percent", format!("{p} must be above 0 and at most 100")));
+                return Err(invalid(
+                    "percent",
+                    format!("{p} must be above 0 and at most 100"),
+                ));
             }
             percent = Some(p);
         }
@@ -332,7 +331,10 @@ mod tests {
     #[test]
     fn rules_are_checked_field_by_field() {
         let ok = check_rule(req("job_below_instances"), "r1".into(), 5).unwrap();
-        assert_eq!((ok.node.as_str(), ok.kind), ("pdl.demo", Kind::JobBelowInstances));
+        assert_eq!(
+            (ok.node.as_str(), ok.kind),
+            ("pdl.demo", Kind::JobBelowInstances)
+        );
         let cases: Vec<(RuleRequest, &str)> = vec![
             (req("nope"), "kind"),
             (

@@ -150,8 +150,7 @@ async fn evaluate(master: &Leading, eval: &mut Evaluator, agents_known: bool) {
     }
     for (r, rev) in records.values() {
         let done = r.state == AlertState::Resolved
-            && r
-                .resolved_ms
+            && r.resolved_ms
                 .is_some_and(|at| now.saturating_sub(at) >= KEEP_RESOLVED_MS);
         if done {
             let cmd = delete_kv_command(NAMESPACE, &AlertRecord::key_of(&r.id), Some(*rev));

@@ -123,10 +123,7 @@ async fn delete_rule(State(m): State<Master>, Path(id): Path<String>) -> ApiResu
 /// Firing alerts, then the recently resolved.
 #[utoipa::path(get, path = "/v1/alerts", tag = "alerts", params(AlertsQuery),
     responses((status = 200, body = AlertList)))]
-async fn list_alerts(
-    State(m): State<Master>,
-    Query(q): Query<AlertsQuery>,
-) -> ApiResult<Response> {
+async fn list_alerts(State(m): State<Master>, Query(q): Query<AlertsQuery>) -> ApiResult<Response> {
     let list = m
         .service()
         .alerts(q.state.as_deref(), options(q.min_version, q.consistent))

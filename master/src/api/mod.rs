@@ -4,8 +4,8 @@
 
 pub mod acl;
 pub mod agent;
-pub mod alerts;
 pub mod agents;
+pub mod alerts;
 pub mod auth;
 pub mod convert;
 pub mod deployments;

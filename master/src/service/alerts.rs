@@ -185,7 +185,10 @@ mod tests {
         ));
         let all = s.alert_rules("", ReadOptions::default()).await.unwrap();
         assert_eq!(all.rules.len(), 2);
-        let db = s.alert_rules("pdl.db", ReadOptions::default()).await.unwrap();
+        let db = s
+            .alert_rules("pdl.db", ReadOptions::default())
+            .await
+            .unwrap();
         let ids: Vec<&str> = db.rules.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(ids, vec!["db"]);
         let got = s.alert_rule("web", ReadOptions::default()).await.unwrap();
