@@ -351,6 +351,25 @@ async fn a_rule_on_a_pdl_fires_and_resolves_once_each_across_a_leader_failover()
             }
         }
         assert_eq!(report["total"]["allocated"]["cpu_cores"], 0.01);
+        // The CLI prints the same CSV shape, and lists and removes rules.
+        let new_addr = format!("http://{}", c.master(new_leader).http);
+        let (ok, out) = ocean(
+            &new_addr,
+            &[
+                "usage", "report", "--node", PDL, "--window", "30s", "--format", "csv",
+            ],
+        )?;
+        assert!(ok, "ocean usage report: {out}");
+        assert_eq!(out.lines().next(), csv.lines().next(), "{out}");
+        assert!(
+            out.lines().any(|l| l.starts_with(&format!("{PDL},1,"))),
+            "{out}"
+        );
+        let (ok, out) = ocean(&new_addr, &["alert", "rule", "list", "--node", "pdl.ocean"])?;
+        assert!(ok && out.contains("below") && out.contains(PDL), "{out}");
+        let (ok, out) = ocean(&new_addr, &["alert", "rule", "rm", "below"])?;
+        assert!(ok && out.contains("deleted"), "{out}");
+        assert_eq!(api.get("/v1/alerts/rules/below").await?.status, 404);
         drop(agent);
         Ok(())
     })
