@@ -14,9 +14,9 @@
 //! - [`record`]: the records and the checks a rule passes;
 //! - [`eval`]: the pure evaluation (facts, rules, records → transitions);
 //! - [`deliver`]: webhooks, back-off and idempotency keys;
-//! - [`run`]: the leader's controller (one per term, under `leader`).
+//! - `leader::alerts`: the leader's controller (one per term), which
+//!   gathers the facts, writes the transitions and sends the webhooks.
 
 pub mod deliver;
 pub mod eval;
 pub mod record;
-pub mod run;

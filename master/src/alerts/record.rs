@@ -2,11 +2,14 @@
 //! alerts they raised (`firing/<alert id>`), as JSON, and the checks a new
 //! rule passes before it is written.
 
+use std::collections::HashMap;
+
 use ocean_spec::id::is_dns_label;
 use ocean_spec::TreeNode;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::kernel::state::ClusterState;
 
 /// The reserved KV namespace (not a DNS label: no framework can name it).
 pub const NAMESPACE: &str = "ocean.alerts";
@@ -314,6 +317,23 @@ pub struct Notification {
     /// `firing` or `resolved`.
     pub transition: String,
     pub alert: AlertRecord,
+}
+
+/// The rules in the state.
+pub fn rules(st: &ClusterState) -> Vec<Rule> {
+    st.kv_list(NAMESPACE, RULE_PREFIX)
+        .filter_map(|e| serde_json::from_slice(&e.value).ok())
+        .collect()
+}
+
+/// The alert records in the state, with their revisions.
+pub fn records(st: &ClusterState) -> HashMap<String, (AlertRecord, u64)> {
+    st.kv_list(NAMESPACE, ALERT_PREFIX)
+        .filter_map(|e| {
+            let r: AlertRecord = serde_json::from_slice(&e.value).ok()?;
+            Some((r.id.clone(), (r, e.revision)))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -67,7 +67,7 @@ impl<K: Kernel> Service<K> {
         self.kernel.wait_read(opts).await?;
         let (version, rules) = self
             .kernel
-            .read(|st| (st.version, crate::alerts::run::rules(st)));
+            .read(|st| (st.version, crate::alerts::record::rules(st)));
         let rules = rules
             .into_iter()
             .filter(|r| {

@@ -1,7 +1,7 @@
 //! The leader's alerting controller: every [`TICK`], gather the facts the
-//! rules need, evaluate ([`super::eval`]), write each transition to its
+//! rules need, evaluate ([`crate::alerts::eval`]), write each transition to its
 //! `firing/<id>` record (compare-and-set on the revision read), then send
-//! what the records say is undelivered ([`super::deliver`]) and record
+//! what the records say is undelivered ([`crate::alerts::deliver`]) and record
 //! each acknowledgement.
 //!
 //! ```text
@@ -22,9 +22,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
-use super::deliver::{self, Outbox};
-use super::eval::{AgentFact, Evaluator, Facts, JobFact, TaskFact, Transition};
-use super::record::{AlertRecord, AlertState, Kind, Rule, ALERT_PREFIX, NAMESPACE, RULE_PREFIX};
+use crate::alerts::deliver::{self, Outbox};
+use crate::alerts::eval::{AgentFact, Evaluator, Facts, JobFact, TaskFact, Transition};
+use crate::alerts::record::{records, rules, AlertRecord, AlertState, Kind, Rule, NAMESPACE};
 use crate::kernel::now_ms;
 use crate::kernel::state::{
     agent_status, delete_kv_command, is_terminal, put_kv_command, ClusterState, Outcome,
@@ -38,23 +38,6 @@ pub const TICK: Duration = Duration::from_millis(250);
 pub const KEEP_RESOLVED_MS: u64 = 3_600_000;
 /// A usage sample older than this says nothing about memory now.
 const SAMPLE_FRESH_MS: u64 = 60_000;
-
-/// The rules in the state.
-pub fn rules(st: &ClusterState) -> Vec<Rule> {
-    st.kv_list(NAMESPACE, RULE_PREFIX)
-        .filter_map(|e| serde_json::from_slice(&e.value).ok())
-        .collect()
-}
-
-/// The alert records in the state, with their revisions.
-pub fn records(st: &ClusterState) -> HashMap<String, (AlertRecord, u64)> {
-    st.kv_list(NAMESPACE, ALERT_PREFIX)
-        .filter_map(|e| {
-            let r: AlertRecord = serde_json::from_slice(&e.value).ok()?;
-            Some((r.id.clone(), (r, e.revision)))
-        })
-        .collect()
-}
 
 /// The controller of term `term`, until `stop`.
 pub async fn run(master: Leading, term: u64, mut stop: watch::Receiver<bool>) {
