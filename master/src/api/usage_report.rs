@@ -35,7 +35,7 @@ pub(super) struct ReportQuery {
 /// Utilisation per product line: allocated, used, peak, idle share.
 #[utoipa::path(get, path = "/v1/usage/report", tag = "usage", params(ReportQuery),
     responses((status = 200, description = "the report (JSON, or CSV with format=csv)",
-        body = LinesReport)))]
+        content((LinesReport = "application/json"), (String = "text/csv")))))]
 pub(super) async fn report(
     State(m): State<Master>,
     Query(q): Query<ReportQuery>,
