@@ -5,6 +5,7 @@ mod agent_host_checks;
 mod client;
 mod cmd_acl;
 mod cmd_agent;
+mod cmd_alert;
 mod cmd_cache;
 mod cmd_client;
 mod cmd_cron;
@@ -20,6 +21,7 @@ mod cmd_task;
 mod cmd_ticket;
 mod cmd_top;
 mod cmd_tree;
+mod cmd_usage;
 
 use clap::{Parser, Subcommand};
 
@@ -106,6 +108,13 @@ enum Command {
     /// The service tree (`ocean tree [NODE]`), and nodes' replicated quotas
     /// and weights (`ocean tree quota NODE --cpus --mem --weight`).
     Tree(cmd_tree::TreeCommand),
+    /// Alert rules on tree nodes (`ocean alert rule add|list|rm`) and
+    /// alerts (`ocean alert list`).
+    #[command(subcommand)]
+    Alert(cmd_alert::AlertCommand),
+    /// Utilisation per product line (`ocean usage report`).
+    #[command(subcommand)]
+    Usage(cmd_usage::UsageCommand),
 }
 
 fn main() {
@@ -158,6 +167,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logs(args) => cmd_logs::logs(&client()?, args).await,
         Command::Top(args) => cmd_top::top(&client()?, args).await,
         Command::Tree(cmd) => cmd_tree::tree(&client()?, cmd).await,
+        Command::Alert(cmd) => cmd_alert::alert(&client()?, cmd).await,
+        Command::Usage(cmd) => cmd_usage::usage(&client()?, cmd).await,
     }
 }
 

@@ -23,6 +23,7 @@
 //!   only on the leader (the controllers of [`reconcile`], hosted frameworks).
 //! - [`api`]: REST, gRPC, watch, the in-process client: adapters over [`service`].
 
+pub mod alerts;
 pub mod api;
 pub mod config;
 pub mod error;

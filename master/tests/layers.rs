@@ -16,6 +16,7 @@ const ORDER: &[&str] = &[
     "host_checks",
     "sessions",
     "usage",
+    "alerts",
     "master",
     "service",
     "reconcile",

@@ -79,6 +79,7 @@ pub fn router(master: Master) -> Router {
         .merge(super::agents::routes())
         .merge(super::frameworks::routes())
         .merge(super::usage::routes())
+        .merge(super::alerts::routes())
         .merge(super::acl::routes())
         .merge(super::tree::routes())
         .merge(super::snapshot::routes())

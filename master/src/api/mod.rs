@@ -5,6 +5,7 @@
 pub mod acl;
 pub mod agent;
 pub mod agents;
+pub mod alerts;
 pub mod auth;
 pub mod convert;
 pub mod deployments;
@@ -22,6 +23,7 @@ pub mod summary;
 pub mod tasks;
 pub mod tree;
 pub mod usage;
+pub mod usage_report;
 pub mod watch;
 
 /// `agent`'s latest host checks as `m` holds them while it leads (a

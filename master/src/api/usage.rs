@@ -23,14 +23,16 @@ use crate::usage::{now_ms, RING};
 type ApiResult<T> = std::result::Result<T, ApiError>;
 
 /// The default window.
-const DEFAULT_WINDOW_S: u64 = 60;
+pub(super) const DEFAULT_WINDOW_S: u64 = 60;
 /// The longest window: an hour (the rings hold [`RING`] samples, so a long
 /// window at a short interval sees only the newest of them).
 const MAX_WINDOW_S: u64 = 3600;
 
 /// The usage routes, merged into the REST router.
 pub fn routes() -> axum::Router<Master> {
-    Router::new().route("/v1/usage", get(usage))
+    Router::new()
+        .route("/v1/usage", get(usage))
+        .route("/v1/usage/report", get(super::usage_report::report))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -92,9 +94,18 @@ async fn usage(
         .authorize_node(&node, crate::service::acl::Right::Read)?;
     if m.status().leader != m.id() {
         let auth = headers.get(axum::http::header::AUTHORIZATION).cloned();
-        return forward(&m, &node_text, window_s, auth).await;
+        let window = format!("{window_s}s");
+        let query = [("node", node_text.as_str()), ("window", window.as_str())];
+        return forward(&m, "/v1/usage", &query, auth).await;
     }
-    let tasks = m.read(|st| {
+    let tasks = allocations(&m, &node);
+    let report = build(m.usage(), &node_text, &tasks, window_s, now_ms(), m.id());
+    Ok(Json(report).into_response())
+}
+
+/// The live tasks under `node` as the state knows them.
+pub(super) fn allocations(m: &Master, node: &TreeNode) -> Vec<Allocation> {
+    m.read(|st| {
         let mut out = Vec::new();
         for job in st.jobs.keys().filter(|j| node.covers_id(j)) {
             let Some(ids) = st.job_tasks.get(job) else {
@@ -118,28 +129,26 @@ async fn usage(
             }
         }
         out
-    });
-    let report = build(m.usage(), &node_text, &tasks, window_s, now_ms(), m.id());
-    Ok(Json(report).into_response())
+    })
 }
 
-/// Asks the leader, which holds the samples, and relays its answer.
-async fn forward(
+/// Asks the leader, which holds the samples, for `path` with `query`, and
+/// relays its answer (status, content type and body).
+pub(super) async fn forward(
     m: &Master,
-    node: &str,
-    window_s: u64,
+    path: &str,
+    query: &[(&str, &str)],
     auth: Option<axum::http::HeaderValue>,
 ) -> ApiResult<Response> {
     let leader = m.service().leader()?;
-    let url = format!("http://{}/v1/usage", leader.http_addr);
-    let window = format!("{window_s}s");
+    let url = format!("http://{}{path}", leader.http_addr);
     let mut req = m.agent_http().get(&url);
     if let Some(a) = auth {
         // The leader checks the same token.
         req = req.header(reqwest::header::AUTHORIZATION, a.as_bytes());
     }
     let answer = req
-        .query(&[("node", node), ("window", window.as_str())])
+        .query(query)
         .timeout(std::time::Duration::from_secs(10))
         .send()
         .await
@@ -148,13 +157,19 @@ async fn forward(
             reason: format!("usage from the leader at {}: {e}", leader.http_addr),
         })?;
     let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let content_type = answer
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_string();
     let body = answer.bytes().await.map_err(|e| Error::Peer {
         peer: leader.id,
         reason: format!("usage from the leader at {}: {e}", leader.http_addr),
     })?;
     Ok((
         status,
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        [(axum::http::header::CONTENT_TYPE, content_type)],
         body,
     )
         .into_response())

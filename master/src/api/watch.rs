@@ -145,9 +145,14 @@ impl WatchFilter {
 
     fn admits_kv(&self, e: &KvEntry) -> bool {
         // The system's namespaces (`ocean.acl`: token hashes) are never
-        // watched; frameworks' stores belong to the root.
+        // watched, but for alerts (`ocean.alerts` `firing/...`): their
+        // writes are how firing and resolved alerts reach the event stream
+        // (no raft command of their own). Frameworks' stores and alerts
+        // belong to the root.
+        let alert = e.namespace == crate::alerts::record::NAMESPACE
+            && e.key.starts_with(crate::alerts::record::ALERT_PREFIX);
         self.wants(3)
-            && !e.namespace.starts_with("ocean.")
+            && (alert || !e.namespace.starts_with("ocean."))
             && self.may_read("")
             && self.node.is_root()
             && (self.namespaces.is_empty() || self.namespaces.contains(&e.namespace))

@@ -9,6 +9,7 @@
 //!                     │        reconcile::run        jobs to tasks, launches, kills
 //!                     │        liveness::run         silent agents declared unreachable
 //!                     │        reports::batch_updates agents' statuses to raft entries
+//!                     │        alerts::run           alert rules, records, webhooks
 //!                     │        a Runner per hosted framework (in-process client)
 //!                     ▼
 //!                  leads(T) no longer, or shutdown ──► signal stop ──► join within
@@ -19,6 +20,8 @@
 //! their stop signal. The status queue outlives terms: the supervisor holds
 //! it and each term's batcher borrows it, so updates queued between terms
 //! wait for the next one instead of being dropped with a stopped task.
+
+pub mod alerts;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -113,6 +116,7 @@ fn start(
         term,
         stop.clone(),
     ));
+    set.spawn(alerts::run(master.clone(), term, stop.clone()));
     if !frameworks.is_empty() {
         for fw in frameworks {
             let opts = RunnerOptions::new(format!("master-{}", master.id()));

@@ -19,6 +19,7 @@
 //!   reset back-off, spec versions;
 //! - [`deployments`]: deployments, their actions, and rollback;
 //! - [`kv`]: frameworks' stores and leader leases;
+//! - [`alerts`]: alert rules and the alerts they raised (`ocean.alerts`);
 //! - [`agents`]: operators' agent status;
 //! - [`tasks`]: task and agent reads;
 //! - [`members`]: adding and removing masters;
@@ -32,6 +33,7 @@
 
 pub mod acl;
 pub mod agents;
+pub mod alerts;
 pub mod deployments;
 pub mod jobs;
 pub mod kv;

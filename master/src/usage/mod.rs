@@ -17,6 +17,7 @@
 //! construction, whatever arrived between two agents' samples, and a task
 //! costs one ring however deep its job sits in the tree.
 
+pub mod lines;
 pub mod report;
 mod ring;
 

@@ -1,0 +1,257 @@
+//! `GET /v1/usage/report`: utilisation per product line over a window,
+//! for sizing machines: what the live tasks were allocated, what they used
+//! (means over the window), the peak, and the idle share (the part of the
+//! allocation not used). Built from the same task rings as `GET /v1/usage`
+//! ([`super::report::used`]); the CSV is the JSON's rows, number for number.
+//!
+//! The peak of a line is the sum of its tasks' own peaks in the window:
+//! tasks are sampled at different instants, so their highest points need
+//! not coincide, and the sum is an upper bound of the line's true peak.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use super::report::{used, Allocation};
+use super::UsageStore;
+use crate::kernel::state::tree::pdl_of;
+
+/// Cores and memory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Amount {
+    pub cpu_cores: f64,
+    pub memory_mib: f64,
+}
+
+/// The part of the allocation not used (0..1); `null` with no allocation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct IdleShare {
+    pub cpu: Option<f64>,
+    pub memory: Option<f64>,
+}
+
+/// One product line's row.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct LineRow {
+    /// `cop.<c>_owt.<o>_pdl.<p>` (or `(total)`).
+    pub pdl: String,
+    /// Live tasks.
+    pub tasks: u64,
+    /// Tasks with a sample in the window.
+    pub sampled_tasks: u64,
+    pub allocated: Amount,
+    /// Means over the window (cpu: cores; memory: RSS).
+    pub used: Amount,
+    /// The sum of the tasks' highest samples in the window.
+    pub peak: Amount,
+    pub idle_share: IdleShare,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct LinesReport {
+    /// The node asked for (empty: the whole tree).
+    pub node: String,
+    pub window_seconds: u64,
+    pub at_ms: u64,
+    /// The master that built it (the leader, which holds the samples).
+    pub leader: u64,
+    pub lines: Vec<LineRow>,
+    /// All lines together.
+    pub total: LineRow,
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+impl LineRow {
+    fn finish(&mut self) {
+        for a in [&mut self.allocated, &mut self.used, &mut self.peak] {
+            a.cpu_cores = round3(a.cpu_cores);
+            a.memory_mib = round3(a.memory_mib);
+        }
+        let idle = |used: f64, alloc: f64| {
+            (alloc > 0.0).then(|| round3((1.0 - used / alloc).clamp(0.0, 1.0)))
+        };
+        self.idle_share = IdleShare {
+            cpu: idle(self.used.cpu_cores, self.allocated.cpu_cores),
+            memory: idle(self.used.memory_mib, self.allocated.memory_mib),
+        };
+    }
+
+    fn add(&mut self, o: &LineRow) {
+        self.tasks += o.tasks;
+        self.sampled_tasks += o.sampled_tasks;
+        for (a, b) in [
+            (&mut self.allocated, &o.allocated),
+            (&mut self.used, &o.used),
+            (&mut self.peak, &o.peak),
+        ] {
+            a.cpu_cores += b.cpu_cores;
+            a.memory_mib += b.memory_mib;
+        }
+    }
+}
+
+/// Builds the report for `node` from the live tasks under it over the last
+/// `window_s` seconds before `now_ms`.
+pub fn build(
+    store: &UsageStore,
+    node: &str,
+    tasks: &[Allocation],
+    window_s: u64,
+    now_ms: u64,
+    leader: u64,
+) -> LinesReport {
+    let since_s = (now_ms / 1000).saturating_sub(window_s) as u32;
+    let entries = store.tasks(tasks.iter().map(|t| t.task.as_str()));
+    let mut lines: BTreeMap<String, LineRow> = BTreeMap::new();
+    for t in tasks {
+        let pdl = pdl_of(&t.job).unwrap_or_else(|| "(none)".to_string());
+        let u = entries
+            .get(&t.task)
+            .map(|e| used(e, since_s))
+            .unwrap_or_default();
+        let row = LineRow {
+            pdl: pdl.clone(),
+            tasks: 1,
+            sampled_tasks: u.sampled_tasks,
+            allocated: Amount {
+                cpu_cores: t.cpus,
+                memory_mib: t.mem_mib as f64,
+            },
+            used: Amount {
+                cpu_cores: u.cpu_cores,
+                memory_mib: u.memory_rss_bytes as f64 / MIB,
+            },
+            peak: Amount {
+                cpu_cores: u.cpu_cores_peak,
+                memory_mib: u.memory_rss_peak_bytes as f64 / MIB,
+            },
+            idle_share: IdleShare::default(),
+        };
+        lines
+            .entry(pdl.clone())
+            .or_insert_with(|| LineRow {
+                pdl,
+                ..Default::default()
+            })
+            .add(&row);
+    }
+    let mut total = LineRow {
+        pdl: "(total)".into(),
+        ..Default::default()
+    };
+    let mut lines: Vec<LineRow> = lines.into_values().collect();
+    for l in &mut lines {
+        total.add(l);
+        l.finish();
+    }
+    total.finish();
+    LinesReport {
+        node: node.to_string(),
+        window_seconds: window_s,
+        at_ms: now_ms,
+        leader,
+        lines,
+        total,
+    }
+}
+
+/// The CSV header.
+pub const CSV_HEADER: &str = "pdl,tasks,sampled_tasks,allocated_cpu_cores,used_cpu_cores,peak_cpu_cores,idle_cpu_share,allocated_memory_mib,used_memory_mib,peak_memory_mib,idle_memory_share";
+
+/// The report as CSV: the header, one row per line, then the total.
+pub fn to_csv(r: &LinesReport) -> String {
+    let opt = |x: Option<f64>| x.map(|v| v.to_string()).unwrap_or_default();
+    let mut out = String::new();
+    out.push_str(CSV_HEADER);
+    out.push('\n');
+    for l in r.lines.iter().chain([&r.total]) {
+        // Product-line ids hold no comma or quote (DNS labels and dots).
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{},{},{},{},{},{}",
+            l.pdl,
+            l.tasks,
+            l.sampled_tasks,
+            l.allocated.cpu_cores,
+            l.used.cpu_cores,
+            l.peak.cpu_cores,
+            opt(l.idle_share.cpu),
+            l.allocated.memory_mib,
+            l.used.memory_mib,
+            l.peak.memory_mib,
+            opt(l.idle_share.memory),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ocean_proto::agent::{TaskUsage, UsageReport};
+
+    const A: &str = "cop.c_owt.o_pdl.p_service.s_job.a_cluster.dev";
+    const B: &str = "cop.c_owt.o_pdl.q_service.s_job.b_cluster.dev";
+
+    #[test]
+    fn lines_sum_their_tasks_and_csv_matches_json() {
+        let store = UsageStore::default();
+        let now = 2_000_000_000u64;
+        let s = |id: &str, cores: f64, mib: u64| TaskUsage {
+            task_id: id.into(),
+            cpu_cores: Some(cores),
+            memory_rss_bytes: mib << 20,
+            ..Default::default()
+        };
+        let (a1, a2, b1) = (format!("{A}.1"), format!("{A}.2"), format!("{B}.1"));
+        for (at, c) in [(now - 3000, 0.5), (now - 1000, 1.5)] {
+            store.record(
+                "ag",
+                &UsageReport {
+                    timestamp_ms: 0,
+                    interval_ms: 1000,
+                    tasks: vec![s(&a1, c, 100), s(&a2, 0.25, 50), s(&b1, 0.0, 10)],
+                },
+                at,
+            );
+        }
+        let alloc = |task: &str, job: &str| Allocation {
+            task: task.into(),
+            job: job.into(),
+            agent: "ag".into(),
+            cpus: 2.0,
+            mem_mib: 200,
+            disk_mib: 0,
+        };
+        let tasks = vec![alloc(&a1, A), alloc(&a2, A), alloc(&b1, B)];
+        let r = build(&store, "", &tasks, 60, now, 1);
+        assert_eq!(r.lines.len(), 2);
+        let p = &r.lines[0];
+        assert_eq!((p.pdl.as_str(), p.tasks), ("cop.c_owt.o_pdl.p", 2));
+        assert_eq!(p.allocated.cpu_cores, 4.0);
+        // a1: mean 1.0, peak 1.5; a2: 0.25.
+        assert_eq!(p.used.cpu_cores, 1.25);
+        assert_eq!(p.peak.cpu_cores, 1.75);
+        assert_eq!(p.used.memory_mib, 150.0);
+        assert_eq!(p.idle_share.cpu, Some(0.688));
+        assert_eq!(p.idle_share.memory, Some(0.625));
+        assert_eq!(r.total.tasks, 3);
+        assert_eq!(r.total.allocated.memory_mib, 600.0);
+        let csv = to_csv(&r);
+        let rows: Vec<&str> = csv.lines().collect();
+        assert_eq!(rows[0], CSV_HEADER);
+        assert_eq!(rows.len(), 4);
+        assert_eq!(
+            rows[1],
+            "cop.c_owt.o_pdl.p,2,2,4,1.25,1.75,0.688,400,150,150,0.625"
+        );
+        assert!(rows[3].starts_with("(total),3,3,6,"));
+    }
+}
