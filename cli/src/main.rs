@@ -19,6 +19,7 @@ mod cmd_server;
 mod cmd_task;
 mod cmd_ticket;
 mod cmd_top;
+mod cmd_tls;
 mod cmd_tree;
 
 use clap::{Parser, Subcommand};
@@ -106,6 +107,10 @@ enum Command {
     /// The service tree (`ocean tree [NODE]`), and nodes' replicated quotas
     /// and weights (`ocean tree quota NODE --cpus --mem --weight`).
     Tree(cmd_tree::TreeCommand),
+    /// Certificates: `ocean tls ca --out DIR`, `ocean tls cert --ca DIR
+    /// --name NAME --role master|agent|client --out DIR`.
+    #[command(subcommand)]
+    Tls(cmd_tls::TlsCommand),
 }
 
 fn main() {
@@ -158,6 +163,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logs(args) => cmd_logs::logs(&client()?, args).await,
         Command::Top(args) => cmd_top::top(&client()?, args).await,
         Command::Tree(cmd) => cmd_tree::tree(&client()?, cmd).await,
+        Command::Tls(cmd) => cmd_tls::tls(cmd),
     }
 }
 

@@ -59,6 +59,59 @@ pub struct MasterConfig {
     /// Access control (tokens and policies on service-tree nodes).
     #[serde(default)]
     pub acl: AclSettings,
+    /// Listen address of the master-to-master listener (raft messages and
+    /// writes forwarded to the leader). Unset: they share the gRPC
+    /// listener, as before. Required with `tls`: then it is mTLS-only.
+    #[serde(default)]
+    pub raft_addr: Option<SocketAddr>,
+    /// Every master's raft listener, `ID=HOST:PORT` like `peers`: where
+    /// raft traffic goes when `raft_addr` is set (a master that joins later
+    /// announces its own). With `raft_addr`, `--join` names raft listeners.
+    #[serde(default, deserialize_with = "deserialize_peers")]
+    pub raft_peers: BTreeMap<u64, String>,
+    /// Address other masters reach this one's raft listener at (defaults to
+    /// this master's entry in `raft_peers`, else `raft_addr`).
+    #[serde(default)]
+    pub advertise_raft: Option<String>,
+    /// Certificates (`ocean tls cert --role master`): the gRPC listener
+    /// serves TLS and agents must present their own agent certificate; the
+    /// raft listener takes only master certificates.
+    #[serde(default)]
+    pub tls: Option<TlsSettings>,
+}
+
+/// A master's certificate, its key and the cluster's CA.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// This master's certificate (PEM, role master).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+    /// The CA's certificate (PEM): peers' and agents' certificates must
+    /// chain to it.
+    pub ca: PathBuf,
+}
+
+impl TlsSettings {
+    /// The files of `ocean tls cert --out DIR`.
+    pub fn from_dir(dir: &std::path::Path) -> Self {
+        let f = ocean_tls::TlsFiles::from_dir(dir);
+        TlsSettings {
+            cert: f.cert,
+            key: f.key,
+            ca: f.ca,
+        }
+    }
+
+    /// The same as [`ocean_tls::TlsFiles`].
+    pub fn files(&self) -> ocean_tls::TlsFiles {
+        ocean_tls::TlsFiles {
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            ca: self.ca.clone(),
+        }
+    }
 }
 
 /// Access control. Off by default, so `ocean dev` and existing clusters
@@ -239,6 +292,10 @@ impl MasterConfig {
             dns_domain: default_dns_domain(),
             agents: AgentSettings::default(),
             acl: AclSettings::default(),
+            raft_addr: None,
+            raft_peers: BTreeMap::new(),
+            advertise_raft: None,
+            tls: None,
         }
     }
 
@@ -272,6 +329,29 @@ impl MasterConfig {
             if addr.parse::<SocketAddr>().is_err() && !addr.contains(':') {
                 return bad(&format!("peers.{id}"), format!("'{addr}' is not HOST:PORT"));
             }
+        }
+        if let Some(tls) = &self.tls {
+            if self.raft_addr.is_none() {
+                return bad(
+                    "raft_addr",
+                    "required with tls: masters talk mTLS-only on their own listener".into(),
+                );
+            }
+            if let Err(e) = tls.files().check() {
+                return bad("tls", e.to_string());
+            }
+        }
+        if self.raft_addr.is_some()
+            && self.join.is_empty()
+            && !self.raft_peers.contains_key(&self.id)
+        {
+            return bad(
+                "raft_peers",
+                format!(
+                    "must give this master's own id {} (every master's raft listener) with raft_addr",
+                    self.id
+                ),
+            );
         }
         let r = &self.raft;
         if r.tick_ms == 0 || r.tick_ms > 10_000 {
@@ -352,6 +432,18 @@ impl MasterConfig {
             .clone()
             .or_else(|| self.peers.get(&self.id).cloned())
             .unwrap_or_else(|| self.grpc.to_string())
+    }
+
+    /// The raft listener's address other masters reach this one at, when
+    /// raft traffic has its own listener.
+    pub fn advertised_raft(&self) -> Option<String> {
+        let listen = self.raft_addr?;
+        Some(
+            self.advertise_raft
+                .clone()
+                .or_else(|| self.raft_peers.get(&self.id).cloned())
+                .unwrap_or_else(|| listen.to_string()),
+        )
     }
 
     /// The REST address clients reach this one at.
