@@ -61,7 +61,11 @@ pub fn tls(cmd: TlsCommand) -> anyhow::Result<()> {
             let role: Role = role.parse()?;
             let identity = Identity::new(role, &name)?;
             let path = ocean_tls::issue(&ca, &identity, &san, &out)?;
-            println!("{} certificate: {} (ocean://{role}/{name})", role, path.display());
+            println!(
+                "{} certificate: {} (ocean://{role}/{name})",
+                role,
+                path.display()
+            );
         }
     }
     Ok(())

@@ -18,8 +18,8 @@ mod cmd_operator;
 mod cmd_server;
 mod cmd_task;
 mod cmd_ticket;
-mod cmd_top;
 mod cmd_tls;
+mod cmd_top;
 mod cmd_tree;
 
 use clap::{Parser, Subcommand};

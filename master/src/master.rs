@@ -290,10 +290,14 @@ impl Master {
         if let Some(c) = clients.get(addr) {
             return Ok(c.clone());
         }
-        let ch = self.inner.raft_route.channel(addr).map_err(|e| Error::Config {
-            field: "members".into(),
-            reason: format!("bad gRPC address '{addr}': {e}"),
-        })?;
+        let ch = self
+            .inner
+            .raft_route
+            .channel(addr)
+            .map_err(|e| Error::Config {
+                field: "members".into(),
+                reason: format!("bad gRPC address '{addr}': {e}"),
+            })?;
         let c = RaftTransportClient::new(ch)
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX);

@@ -51,7 +51,10 @@ impl RaftRoute {
 }
 
 /// A lazily-connecting channel to a master, over TLS when `tls` is given.
-pub fn channel(addr: &str, tls: Option<&ClientTlsConfig>) -> Result<Channel, tonic::transport::Error> {
+pub fn channel(
+    addr: &str,
+    tls: Option<&ClientTlsConfig>,
+) -> Result<Channel, tonic::transport::Error> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     let mut ep = Endpoint::from_shared(format!("{scheme}://{addr}"))?
         .connect_timeout(Duration::from_millis(500))

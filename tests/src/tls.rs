@@ -104,3 +104,34 @@ impl TlsCluster {
         self.raft[id as usize - 1]
     }
 }
+
+impl Pki {
+    /// Issues a certificate in this process (no `ocean tls` spawn: the
+    /// schedule benchmark needs one per simulated agent) and returns a
+    /// channel setting that presents it and trusts the CA.
+    pub fn client_tls(
+        &self,
+        role: ocean_tls::Role,
+        name: &str,
+    ) -> anyhow::Result<tonic::transport::ClientTlsConfig> {
+        let identity = ocean_tls::Identity::new(role, name)?;
+        let out = self.root.join(format!("{role}-{name}"));
+        ocean_tls::issue(&self.ca, &identity, &[], &out)?;
+        Ok(ocean_tls::TlsFiles::from_dir(&out).client()?)
+    }
+}
+
+/// A lazily-connecting channel to `addr`, over TLS when `tls` is given.
+pub fn channel(
+    addr: &str,
+    tls: Option<&tonic::transport::ClientTlsConfig>,
+) -> anyhow::Result<tonic::transport::Channel> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut ep = tonic::transport::Endpoint::from_shared(format!("{scheme}://{addr}"))?
+        .tcp_nodelay(true)
+        .http2_adaptive_window(true);
+    if let Some(tls) = tls {
+        ep = ep.tls_config(tls.clone())?;
+    }
+    Ok(ep.connect_lazy())
+}

@@ -96,7 +96,10 @@ async fn a_certified_cluster_elects_a_leader_and_runs_a_job() {
         // `ocean.raft` namespace: seen through raft on every master's peers
         // page, every peer healthy over mTLS.
         let members = c.master(leader).api().get("/v1/members").await?;
-        let list = members.body["members"].as_array().cloned().unwrap_or_default();
+        let list = members.body["members"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         anyhow::ensure!(list.len() == 3, "three members: {}", members.body);
 
         // An agent with its own certificate: a fresh data dir takes the
@@ -116,9 +119,13 @@ async fn a_certified_cluster_elects_a_leader_and_runs_a_job() {
         let spec = job_spec("tls");
         ocean_tests::tasks::submit(&api, &spec).await?;
         let job = spec["id"].as_str().unwrap_or_default().to_string();
-        wait_tasks(&api, &job, "the job's task runs", Duration::from_secs(30), |l| {
-            running(l).len() == 1
-        })
+        wait_tasks(
+            &api,
+            &job,
+            "the job's task runs",
+            Duration::from_secs(30),
+            |l| running(l).len() == 1,
+        )
         .await?;
 
         // A leader change over the mTLS listeners: the others elect one.
@@ -157,7 +164,8 @@ async fn agents_with_the_wrong_certificate_are_refused() {
         foreign.start()?;
         // An agent presenting a master's certificate.
         let master_cert = pki.cert("master", "a4")?;
-        let mut as_master = c.new_agent("as-master", &["--tls-dir", &master_cert.to_string_lossy()]);
+        let mut as_master =
+            c.new_agent("as-master", &["--tls-dir", &master_cert.to_string_lossy()]);
         std::fs::create_dir_all(&as_master.data_dir)?;
         std::fs::write(as_master.data_dir.join("agent-id"), "a4\n")?;
         as_master.start()?;
@@ -217,24 +225,39 @@ async fn masters_without_a_valid_certificate_cannot_join_or_send_raft_messages()
 
         let agent = pki.cert("agent", "m8")?;
         let mut client = raft_client(raft, &ca, Some(&agent), false).await?;
-        let err = client.send(batch()).await.expect_err("an agent's certificate is refused");
+        let err = client
+            .send(batch())
+            .await
+            .expect_err("an agent's certificate is refused");
         anyhow::ensure!(
             err.code() == tonic::Code::PermissionDenied
                 && err.message().contains("master certificates only"),
             "agent certificate: {err:?}"
         );
-        let err = client.forward(read_index()).await.expect_err("no forwarding either");
+        let err = client
+            .forward(read_index())
+            .await
+            .expect_err("no forwarding either");
         anyhow::ensure!(err.code() == tonic::Code::PermissionDenied, "{err:?}");
 
         let foreign = other.cert("master", "m7")?;
         let mut client = raft_client(raft, &ca, Some(&foreign), false).await?;
-        let err = client.send(batch()).await.expect_err("another CA's master is refused");
+        let err = client
+            .send(batch())
+            .await
+            .expect_err("another CA's master is refused");
         anyhow::ensure!(err.code() != tonic::Code::Ok, "{err:?}");
 
         let mut client = raft_client(raft, &ca, None, false).await?;
-        client.send(batch()).await.expect_err("no certificate is refused");
+        client
+            .send(batch())
+            .await
+            .expect_err("no certificate is refused");
         let mut client = raft_client(raft, &ca, None, true).await?;
-        client.send(batch()).await.expect_err("plain text is refused");
+        client
+            .send(batch())
+            .await
+            .expect_err("plain text is refused");
 
         // The client API over TLS takes callers without a certificate.
         let tls = TlsFiles::client_without_cert(&ca)?;
@@ -250,7 +273,10 @@ async fn masters_without_a_valid_certificate_cannot_join_or_send_raft_messages()
         // Masters that try to join: one with another CA's certificate, one
         // with an agent's certificate from the right CA.
         let mut joiners = Vec::new();
-        for (id, cert) in [(2u64, other.cert("master", "m2")?), (3, pki.cert("agent", "m3")?)] {
+        for (id, cert) in [
+            (2u64, other.cert("master", "m2")?),
+            (3, pki.cert("agent", "m3")?),
+        ] {
             let mut m = c.new_joiner(
                 id,
                 &[
@@ -280,7 +306,11 @@ async fn masters_without_a_valid_certificate_cannot_join_or_send_raft_messages()
             .flatten()
             .map(|m| m["id"].clone())
             .collect();
-        anyhow::ensure!(ids == vec![Value::from(1)], "nobody joined: {}", members.body);
+        anyhow::ensure!(
+            ids == vec![Value::from(1)],
+            "nobody joined: {}",
+            members.body
+        );
         for j in &joiners {
             let status = j.api().get("/v1/status").await?;
             anyhow::ensure!(

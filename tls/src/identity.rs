@@ -75,9 +75,7 @@ fn check_name(name: &str) -> Result<(), TlsError> {
     } else {
         Err(TlsError::Invalid {
             field: "name".into(),
-            reason: format!(
-                "'{name}' must be 1-64 characters of letters, digits, '-', '_', '.'"
-            ),
+            reason: format!("'{name}' must be 1-64 characters of letters, digits, '-', '_', '.'"),
         })
     }
 }

@@ -74,7 +74,9 @@ pub fn new_ca(dir: &Path, name: &str) -> Result<PathBuf, TlsError> {
     let mut params = CertificateParams::default();
     params.distinguished_name = rcgen::DistinguishedName::new();
     params.distinguished_name.push(DnType::CommonName, name);
-    params.distinguished_name.push(DnType::OrganizationName, "Ocean");
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "Ocean");
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     validity(&mut params, CA_DAYS);
@@ -96,10 +98,11 @@ pub fn issue(
     out: &Path,
 ) -> Result<PathBuf, TlsError> {
     let ca_pem = read(&ca_dir.join(CA_CERT))?;
-    let ca_key = KeyPair::from_pem(&read(&ca_dir.join(CA_KEY))?).map_err(|e| TlsError::BadFile {
-        path: ca_dir.join(CA_KEY),
-        reason: format!("not a private key: {e}"),
-    })?;
+    let ca_key =
+        KeyPair::from_pem(&read(&ca_dir.join(CA_KEY))?).map_err(|e| TlsError::BadFile {
+            path: ca_dir.join(CA_KEY),
+            reason: format!("not a private key: {e}"),
+        })?;
     let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).map_err(|e| TlsError::BadFile {
         path: ca_dir.join(CA_CERT),
         reason: format!("not a CA certificate: {e}"),
@@ -112,12 +115,14 @@ pub fn issue(
         field: "san".into(),
         reason: format!("{e}"),
     })?;
-    params.subject_alt_names.push(SanType::URI(
-        identity.uri().try_into().map_err(|e| TlsError::Invalid {
-            field: "name".into(),
-            reason: format!("{e}"),
-        })?,
-    ));
+    params
+        .subject_alt_names
+        .push(SanType::URI(identity.uri().try_into().map_err(|e| {
+            TlsError::Invalid {
+                field: "name".into(),
+                reason: format!("{e}"),
+            }
+        })?));
     params.distinguished_name = rcgen::DistinguishedName::new();
     params
         .distinguished_name
@@ -167,7 +172,9 @@ mod tests {
         let path = issue(&ca, &master, &["m1.example".into()], &dir.path().join("m1")).unwrap();
         assert_eq!(identity_of(&der(&path)).unwrap(), master);
         // The CA itself is nobody.
-        let err = identity_of(&der(&ca.join(CA_CERT))).unwrap_err().to_string();
+        let err = identity_of(&der(&ca.join(CA_CERT)))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no ocean://"), "{err}");
     }
 

@@ -248,14 +248,13 @@ pub async fn run(
         .unwrap_or_else(|| watch::channel(SessionState::default()).0);
     // Heartbeats must not queue behind launches, kills and log serving:
     // the session has a thread and a runtime of its own.
-    let mut session =
-        session::spawn_on_own_thread(
-            config.masters.clone(),
-            config.tls.clone(),
-            handler,
-            state,
-            stop_rx,
-        )?;
+    let mut session = session::spawn_on_own_thread(
+        config.masters.clone(),
+        config.tls.clone(),
+        handler,
+        state,
+        stop_rx,
+    )?;
 
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let (health_tx, health_rx) = mpsc::unbounded_channel();

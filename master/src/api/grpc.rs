@@ -38,7 +38,9 @@ pub async fn serve(
     let transport = (!master.inner.raft_route.separate).then(|| transport_server(&master));
     let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
     if let Some(tls) = tls {
-        builder = builder.tls_config(server_tls(tls, false)?).map_err(serve_error)?;
+        builder = builder
+            .tls_config(server_tls(tls, false)?)
+            .map_err(serve_error)?;
     }
     builder
         .layer(super::auth::GrpcAuthLayer::new(master.clone()))
@@ -62,7 +64,9 @@ pub async fn serve_raft(
     let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
     let check = tls.is_some();
     if let Some(tls) = tls {
-        builder = builder.tls_config(server_tls(tls, true)?).map_err(serve_error)?;
+        builder = builder
+            .tls_config(server_tls(tls, true)?)
+            .map_err(serve_error)?;
     }
     let service = tonic::service::interceptor::InterceptedService::new(
         transport_server(&master),
