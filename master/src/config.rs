@@ -597,4 +597,45 @@ mod tests {
             .to_string();
         assert!(e.contains("cpu"), "{e}");
     }
+
+    #[test]
+    fn tls_and_the_raft_listener_parse_and_name_bad_fields() {
+        let text = r#"
+            id = 1
+            data_dir = "/tmp/x"
+            peers = "1=127.0.0.1:7701"
+            raft_addr = "127.0.0.1:7702"
+            raft_peers = "1=127.0.0.1:7702,2=127.0.0.1:7712"
+        "#;
+        let mut c: MasterConfig = toml::from_str(text).unwrap();
+        assert!(c.validate().is_ok());
+        assert_eq!(c.advertised_raft().as_deref(), Some("127.0.0.1:7702"));
+        c.raft_peers.remove(&1);
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("raft_peers"), "{e}");
+        assert_eq!(c.advertised_raft().as_deref(), Some("127.0.0.1:7702"));
+
+        // Certificates without a raft listener, and missing files.
+        let mut c: MasterConfig = toml::from_str(
+            r#"
+            id = 1
+            data_dir = "/tmp/x"
+            peers = "1=127.0.0.1:7701"
+            [tls]
+            cert = "/nonexistent/cert.pem"
+            key = "/nonexistent/key.pem"
+            ca = "/nonexistent/ca.pem"
+        "#,
+        )
+        .unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("raft_addr") && e.contains("tls"), "{e}");
+        c.raft_addr = Some("127.0.0.1:7702".parse().unwrap());
+        c.raft_peers = parse_peers("1=127.0.0.1:7702").unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("tls") && e.contains("/nonexistent/cert.pem"), "{e}");
+        // Without either, nothing changes.
+        let plain = MasterConfig::single(1, "/tmp/x".into(), default_http(), default_grpc());
+        assert!(plain.validate().is_ok() && plain.advertised_raft().is_none());
+    }
 }
