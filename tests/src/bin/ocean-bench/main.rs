@@ -158,6 +158,10 @@ enum Cmd {
         /// submissions go over TLS.
         #[arg(long)]
         tls: bool,
+        /// Every simulated agent on a connection of its own (as with
+        /// --tls), to tell the connections' cost from TLS's.
+        #[arg(long)]
+        own_connections: bool,
     },
     /// Redis caches: provisioning 3x2, primary SIGKILL -> writes OK (0
     /// acknowledged writes lost), host loss -> writes OK.
@@ -314,7 +318,11 @@ async fn main() -> anyhow::Result<()> {
             submitters,
             master_args,
             tls,
-        } => schedule::schedule(agents, tasks, submitters, &master_args, tls).await,
+            own_connections,
+        } => {
+            let per_agent = tls || own_connections;
+            schedule::schedule(agents, tasks, submitters, &master_args, tls, per_agent).await
+        }
         Cmd::Usage {
             part,
             agent_tasks,

@@ -322,6 +322,7 @@ pub async fn schedule(
     submitters: usize,
     master_args: &[String],
     tls: bool,
+    own_connections: bool,
 ) -> anyhow::Result<()> {
     let per_job = 100.min(tasks.max(1));
     let spec = WorkloadSpec {
@@ -370,7 +371,11 @@ pub async fn schedule(
     // connection (hyper's default is 200), so 100 agents per connection,
     // to every master (agents follow the leader when it changes).
     let counters = Arc::new(Counters::default());
-    let per_master = agents.div_ceil(100).max(1);
+    let per_master = if own_connections {
+        agents
+    } else {
+        agents.div_ceil(100).max(1)
+    };
     let mut by_addr = HashMap::new();
     // With TLS each simulated agent presents its own certificate, so it
     // has a connection of its own (as real agents do).
