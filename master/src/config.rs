@@ -633,7 +633,10 @@ mod tests {
         c.raft_addr = Some("127.0.0.1:7702".parse().unwrap());
         c.raft_peers = parse_peers("1=127.0.0.1:7702").unwrap();
         let e = c.validate().unwrap_err().to_string();
-        assert!(e.contains("tls") && e.contains("/nonexistent/cert.pem"), "{e}");
+        assert!(
+            e.contains("tls") && e.contains("/nonexistent/cert.pem"),
+            "{e}"
+        );
         // Without either, nothing changes.
         let plain = MasterConfig::single(1, "/tmp/x".into(), default_http(), default_grpc());
         assert!(plain.validate().is_ok() && plain.advertised_raft().is_none());

@@ -387,7 +387,10 @@ pub async fn schedule(
                 .iter()
                 .map(|a| pki.client_tls(ocean_tls::Role::Agent, &a.id))
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            eprintln!("{agents} agent certificates issued in {:.2} s", t.elapsed().as_secs_f64());
+            eprintln!(
+                "{agents} agent certificates issued in {:.2} s",
+                t.elapsed().as_secs_f64()
+            );
             Some(certs)
         }
         None => None,
