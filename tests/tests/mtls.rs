@@ -323,6 +323,52 @@ async fn masters_without_a_valid_certificate_cannot_join_or_send_raft_messages()
         for mut j in joiners {
             j.kill();
         }
+
+        // A master with a valid certificate joins through the same port.
+        let cert = pki.cert("master", "m4")?;
+        let mut good = c.new_joiner(
+            4,
+            &[
+                "--raft-addr",
+                &ocean_tests::cluster::free_addr().to_string(),
+                "--tls-dir",
+                &cert.to_string_lossy(),
+            ],
+        );
+        let at = good.args.iter().position(|a| a == "--join").unwrap_or(0);
+        good.args[at + 1] = raft.to_string();
+        good.start()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let members = c.master(1).api().get("/v1/members").await?;
+            let n = members.body["members"].as_array().map_or(0, Vec::len);
+            let heard = match good.api().get("/v1/status").await {
+                Ok(s) => s.body["leader"].as_u64().unwrap_or(0),
+                Err(_) => 0,
+            };
+            if n == 2 && heard == 1 {
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the certified master did not join: {}\n{}",
+                members.body,
+                good.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Replication reaches it over mTLS: a write on the leader shows up.
+        c.master(1).api().put_job("after-join").await?;
+        let job = ocean_tests::http::job_id("after-join");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while good.api().get(&format!("/v1/jobs/{job}")).await?.status != 200 {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the write did not reach master 4"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        good.kill();
         Ok(())
     })
     .await;
