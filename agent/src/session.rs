@@ -27,7 +27,7 @@ use ocean_proto::agent::{
 };
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Endpoint;
+use tonic::transport::{ClientTlsConfig, Endpoint};
 use tracing::{info, warn};
 
 use crate::error::{Error, Result};
@@ -136,9 +136,11 @@ pub trait SessionHandler: Send + Sync {
 
 /// Keeps the agent registered with the current leader until `shutdown`
 /// turns true. `masters` are gRPC addresses (`HOST:PORT`). Losing the
-/// leader never touches the tasks: the session just reconnects.
+/// leader never touches the tasks: the session just reconnects. With
+/// `tls` every connection is TLS, presenting the agent's certificate.
 pub async fn run(
     masters: Vec<String>,
+    tls: Option<ClientTlsConfig>,
     handler: Arc<dyn SessionHandler>,
     state: watch::Sender<SessionState>,
     mut shutdown: watch::Receiver<bool>,
@@ -161,7 +163,7 @@ pub async fn run(
             .unwrap_or_else(|| masters[next % masters.len()].clone());
         next += 1;
         let outcome = tokio::select! {
-            o = one_session(handler.as_ref(), &addr, &state) => o,
+            o = one_session(handler.as_ref(), &addr, tls.as_ref(), &state) => o,
             _ = stopped(&mut shutdown) => return Ok(()),
         };
         state.send_modify(|s| s.leader = 0);
@@ -186,6 +188,7 @@ pub async fn run(
 /// yields the session's result when it ends.
 pub fn spawn_on_own_thread(
     masters: Vec<String>,
+    tls: Option<ClientTlsConfig>,
     handler: Arc<dyn SessionHandler>,
     state: watch::Sender<SessionState>,
     shutdown: watch::Receiver<bool>,
@@ -201,7 +204,7 @@ pub fn spawn_on_own_thread(
             let mut owner = shutdown.clone();
             let result = rt.block_on(async move {
                 tokio::select! {
-                    r = run(masters, handler, state, shutdown) => r,
+                    r = run(masters, tls, handler, state, shutdown) => r,
                     // The runtime that started the session is gone without
                     // a word (its stop sender dropped): so is the session.
                     () = async { while owner.changed().await.is_ok() {} } => Ok(()),
@@ -232,15 +235,24 @@ const OUTBOUND_QUEUE: usize = 256;
 async fn one_session(
     handler: &dyn SessionHandler,
     addr: &str,
+    tls: Option<&ClientTlsConfig>,
     state: &watch::Sender<SessionState>,
 ) -> Ended {
-    let endpoint = match Endpoint::from_shared(format!("http://{addr}")) {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let endpoint = match Endpoint::from_shared(format!("{scheme}://{addr}")) {
         Ok(e) => e
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(2))
             .keep_alive_timeout(Duration::from_secs(3)),
         Err(e) => return Ended::Failed(format!("bad master address: {e}")),
+    };
+    let endpoint = match tls {
+        Some(tls) => match endpoint.tls_config(tls.clone()) {
+            Ok(e) => e,
+            Err(e) => return Ended::Failed(format!("tls: {e}")),
+        },
+        None => endpoint,
     };
     let channel = match endpoint.connect().await {
         Ok(c) => c,

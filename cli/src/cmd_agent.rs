@@ -127,6 +127,11 @@ pub struct RunArgs {
     host_checks: crate::agent_host_checks::HostCheckOptions,
     #[command(flatten)]
     usage: UsageOptions,
+    /// This agent's certificate (`ocean tls cert --role agent --name ID`),
+    /// for masters with TLS: its name must be this agent's id (a fresh
+    /// data dir takes the certificate's name as its id).
+    #[command(flatten)]
+    tls: crate::cmd_tls::TlsArgs,
 }
 
 /// Usage sampling and the agent's Prometheus endpoint.
@@ -219,6 +224,8 @@ pub struct AgentOptions {
     pub usage: UsageOptions,
     /// Host checks.
     pub host_checks: crate::agent_host_checks::HostCheckOptions,
+    /// TLS to the masters with this agent's certificate; `None`: plain.
+    pub tls: Option<ocean_tls::TlsFiles>,
 }
 
 /// Builds the agent's identity from flags, naming the flag that is wrong.
@@ -324,6 +331,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         docker: args.docker,
         usage: args.usage,
         host_checks: args.host_checks,
+        tls: args.tls.files()?,
     };
     run_agent(options, crate::cmd_server::shutdown_signal()).await
 }
@@ -361,6 +369,13 @@ pub async fn run_agent(
     std::fs::create_dir_all(&o.data_dir)
         .with_context(|| format!("--data-dir: cannot create {}", o.data_dir.display()))?;
     let http = o.http.clone().unwrap_or_else(|| format!("{}:0", o.address));
+    let tls = match &o.tls {
+        Some(files) => {
+            adopt_certificate_name(&o.data_dir, files)?;
+            Some(files.client().context("--tls")?)
+        }
+        None => None,
+    };
     let me = identity(
         &o.data_dir,
         &o.attrs,
@@ -385,7 +400,27 @@ pub async fn run_agent(
     }
     config.metrics_addr = o.usage.metrics_addr;
     config.host_checks = o.host_checks.config(&o.data_dir)?;
+    config.tls = tls;
     ocean_agent::runtime::run(config, listener, shutdown).await?;
+    Ok(())
+}
+
+/// A fresh data dir takes its agent id from the certificate, so the id
+/// the masters bind the session to is the one the agent registers with.
+/// An id already there is kept: a mismatch is the masters' to refuse.
+fn adopt_certificate_name(data_dir: &Path, files: &ocean_tls::TlsFiles) -> anyhow::Result<()> {
+    let path = data_dir.join("agent-id");
+    if path.exists() {
+        return Ok(());
+    }
+    let pem = std::fs::read_to_string(&files.cert)
+        .with_context(|| format!("--tls-cert: cannot read {}", files.cert.display()))?;
+    let identity = ocean_tls::identity_of_pem(&pem).context("--tls-cert")?;
+    if identity.role != ocean_tls::Role::Agent {
+        anyhow::bail!("--tls-cert: the certificate is {identity}, not an agent's");
+    }
+    std::fs::write(&path, format!("{}\n", identity.name))
+        .with_context(|| format!("--data-dir: cannot write {}", path.display()))?;
     Ok(())
 }
 

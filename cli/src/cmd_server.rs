@@ -71,6 +71,23 @@ pub struct MasterArgs {
     /// first one with `ocean acl bootstrap`.
     #[arg(long)]
     acl: bool,
+    /// Listen address of the master-to-master (raft) listener; without it
+    /// raft shares --grpc. Required with TLS, where it is mTLS-only.
+    #[arg(long)]
+    raft_addr: Option<SocketAddr>,
+    /// Every master's raft listener, ID=HOST:PORT (comma-separated); with
+    /// --raft-addr, --join names raft listeners too.
+    #[arg(long)]
+    raft_peers: Option<String>,
+    /// Raft address to advertise to other masters (default: own
+    /// --raft-peers entry, else --raft-addr).
+    #[arg(long)]
+    advertise_raft: Option<String>,
+    /// This master's certificate (`ocean tls cert --role master`): gRPC
+    /// serves TLS, agents must present their own certificate, and masters
+    /// talk mTLS on --raft-addr.
+    #[command(flatten)]
+    tls: crate::cmd_tls::TlsArgs,
 }
 
 /// Flags of `ocean dev`.
@@ -196,6 +213,22 @@ fn config_from(args: MasterArgs) -> anyhow::Result<MasterConfig> {
     if args.acl {
         cfg.acl.enabled = true;
     }
+    if args.raft_addr.is_some() {
+        cfg.raft_addr = args.raft_addr;
+    }
+    if let Some(p) = &args.raft_peers {
+        cfg.raft_peers = parse_peers(p).context("--raft-peers")?;
+    }
+    if args.advertise_raft.is_some() {
+        cfg.advertise_raft = args.advertise_raft;
+    }
+    if let Some(f) = args.tls.files()? {
+        cfg.tls = Some(ocean_master::config::TlsSettings {
+            cert: f.cert,
+            key: f.key,
+            ca: f.ca,
+        });
+    }
     cfg.validate()?;
     Ok(cfg)
 }
@@ -320,6 +353,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         docker: crate::cmd_agent::DockerOptions::default(),
         usage: Default::default(),
         host_checks: Default::default(),
+        tls: None,
     };
     tokio::spawn(async move {
         // Stops on the same signal as the master, closing its stream so the

@@ -19,6 +19,7 @@ mod cmd_operator;
 mod cmd_server;
 mod cmd_task;
 mod cmd_ticket;
+mod cmd_tls;
 mod cmd_top;
 mod cmd_tree;
 mod cmd_usage;
@@ -115,6 +116,10 @@ enum Command {
     /// Utilisation per product line (`ocean usage report`).
     #[command(subcommand)]
     Usage(cmd_usage::UsageCommand),
+    /// Certificates: `ocean tls ca --out DIR`, `ocean tls cert --ca DIR
+    /// --name NAME --role master|agent|client --out DIR`.
+    #[command(subcommand)]
+    Tls(cmd_tls::TlsCommand),
 }
 
 fn main() {
@@ -169,6 +174,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tree(cmd) => cmd_tree::tree(&client()?, cmd).await,
         Command::Alert(cmd) => cmd_alert::alert(&client()?, cmd).await,
         Command::Usage(cmd) => cmd_usage::usage(&client()?, cmd).await,
+        Command::Tls(cmd) => cmd_tls::tls(cmd),
     }
 }
 

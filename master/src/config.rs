@@ -59,6 +59,59 @@ pub struct MasterConfig {
     /// Access control (tokens and policies on service-tree nodes).
     #[serde(default)]
     pub acl: AclSettings,
+    /// Listen address of the master-to-master listener (raft messages and
+    /// writes forwarded to the leader). Unset: they share the gRPC
+    /// listener, as before. Required with `tls`: then it is mTLS-only.
+    #[serde(default)]
+    pub raft_addr: Option<SocketAddr>,
+    /// Every master's raft listener, `ID=HOST:PORT` like `peers`: where
+    /// raft traffic goes when `raft_addr` is set (a master that joins later
+    /// announces its own). With `raft_addr`, `--join` names raft listeners.
+    #[serde(default, deserialize_with = "deserialize_peers")]
+    pub raft_peers: BTreeMap<u64, String>,
+    /// Address other masters reach this one's raft listener at (defaults to
+    /// this master's entry in `raft_peers`, else `raft_addr`).
+    #[serde(default)]
+    pub advertise_raft: Option<String>,
+    /// Certificates (`ocean tls cert --role master`): the gRPC listener
+    /// serves TLS and agents must present their own agent certificate; the
+    /// raft listener takes only master certificates.
+    #[serde(default)]
+    pub tls: Option<TlsSettings>,
+}
+
+/// A master's certificate, its key and the cluster's CA.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// This master's certificate (PEM, role master).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+    /// The CA's certificate (PEM): peers' and agents' certificates must
+    /// chain to it.
+    pub ca: PathBuf,
+}
+
+impl TlsSettings {
+    /// The files of `ocean tls cert --out DIR`.
+    pub fn from_dir(dir: &std::path::Path) -> Self {
+        let f = ocean_tls::TlsFiles::from_dir(dir);
+        TlsSettings {
+            cert: f.cert,
+            key: f.key,
+            ca: f.ca,
+        }
+    }
+
+    /// The same as [`ocean_tls::TlsFiles`].
+    pub fn files(&self) -> ocean_tls::TlsFiles {
+        ocean_tls::TlsFiles {
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            ca: self.ca.clone(),
+        }
+    }
 }
 
 /// Access control. Off by default, so `ocean dev` and existing clusters
@@ -239,6 +292,10 @@ impl MasterConfig {
             dns_domain: default_dns_domain(),
             agents: AgentSettings::default(),
             acl: AclSettings::default(),
+            raft_addr: None,
+            raft_peers: BTreeMap::new(),
+            advertise_raft: None,
+            tls: None,
         }
     }
 
@@ -272,6 +329,29 @@ impl MasterConfig {
             if addr.parse::<SocketAddr>().is_err() && !addr.contains(':') {
                 return bad(&format!("peers.{id}"), format!("'{addr}' is not HOST:PORT"));
             }
+        }
+        if let Some(tls) = &self.tls {
+            if self.raft_addr.is_none() {
+                return bad(
+                    "raft_addr",
+                    "required with tls: masters talk mTLS-only on their own listener".into(),
+                );
+            }
+            if let Err(e) = tls.files().check() {
+                return bad("tls", e.to_string());
+            }
+        }
+        if self.raft_addr.is_some()
+            && self.join.is_empty()
+            && !self.raft_peers.contains_key(&self.id)
+        {
+            return bad(
+                "raft_peers",
+                format!(
+                    "must give this master's own id {} (every master's raft listener) with raft_addr",
+                    self.id
+                ),
+            );
         }
         let r = &self.raft;
         if r.tick_ms == 0 || r.tick_ms > 10_000 {
@@ -352,6 +432,18 @@ impl MasterConfig {
             .clone()
             .or_else(|| self.peers.get(&self.id).cloned())
             .unwrap_or_else(|| self.grpc.to_string())
+    }
+
+    /// The raft listener's address other masters reach this one at, when
+    /// raft traffic has its own listener.
+    pub fn advertised_raft(&self) -> Option<String> {
+        let listen = self.raft_addr?;
+        Some(
+            self.advertise_raft
+                .clone()
+                .or_else(|| self.raft_peers.get(&self.id).cloned())
+                .unwrap_or_else(|| listen.to_string()),
+        )
     }
 
     /// The REST address clients reach this one at.
@@ -504,5 +596,49 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("cpu"), "{e}");
+    }
+
+    #[test]
+    fn tls_and_the_raft_listener_parse_and_name_bad_fields() {
+        let text = r#"
+            id = 1
+            data_dir = "/tmp/x"
+            peers = "1=127.0.0.1:7701"
+            raft_addr = "127.0.0.1:7702"
+            raft_peers = "1=127.0.0.1:7702,2=127.0.0.1:7712"
+        "#;
+        let mut c: MasterConfig = toml::from_str(text).unwrap();
+        assert!(c.validate().is_ok());
+        assert_eq!(c.advertised_raft().as_deref(), Some("127.0.0.1:7702"));
+        c.raft_peers.remove(&1);
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("raft_peers"), "{e}");
+        assert_eq!(c.advertised_raft().as_deref(), Some("127.0.0.1:7702"));
+
+        // Certificates without a raft listener, and missing files.
+        let mut c: MasterConfig = toml::from_str(
+            r#"
+            id = 1
+            data_dir = "/tmp/x"
+            peers = "1=127.0.0.1:7701"
+            [tls]
+            cert = "/nonexistent/cert.pem"
+            key = "/nonexistent/key.pem"
+            ca = "/nonexistent/ca.pem"
+        "#,
+        )
+        .unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("raft_addr") && e.contains("tls"), "{e}");
+        c.raft_addr = Some("127.0.0.1:7702".parse().unwrap());
+        c.raft_peers = parse_peers("1=127.0.0.1:7702").unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("tls") && e.contains("/nonexistent/cert.pem"),
+            "{e}"
+        );
+        // Without either, nothing changes.
+        let plain = MasterConfig::single(1, "/tmp/x".into(), default_http(), default_grpc());
+        assert!(plain.validate().is_ok() && plain.advertised_raft().is_none());
     }
 }

@@ -19,7 +19,7 @@ use crate::kernel::feed::Feed;
 use crate::kernel::node::{MemberChange, Msg, NodeStatus};
 use crate::kernel::state::{Applied, ClusterState, Outcome};
 use crate::metrics::Metrics;
-use crate::transport::{channel, PeerHealth};
+use crate::transport::PeerHealth;
 
 /// How long a write waits for a leader and for its commit.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -40,6 +40,10 @@ pub(crate) struct Inner {
     pub(crate) metrics: Metrics,
     pub(crate) health: Arc<PeerHealth>,
     pub(crate) forward_clients: Mutex<HashMap<String, RaftTransportClient<Channel>>>,
+    /// Where and how master-to-master traffic goes.
+    pub(crate) raft_route: Arc<crate::raft_route::RaftRoute>,
+    /// Agents must present their own agent certificate (TLS configured).
+    pub(crate) agent_certs: bool,
     pub(crate) grpc_addr: String,
     pub(crate) http_addr: String,
     /// False while joining: raft traffic that arrives before the leader has
@@ -124,6 +128,11 @@ impl Master {
                 id: leader,
                 ..Default::default()
             }))
+    }
+
+    /// Whether agents must present their own agent certificate.
+    pub fn agent_certs(&self) -> bool {
+        self.inner.agent_certs
     }
 
     /// Whether raft traffic is taken (false until a joining master is in).
@@ -281,10 +290,14 @@ impl Master {
         if let Some(c) = clients.get(addr) {
             return Ok(c.clone());
         }
-        let ch = channel(addr).map_err(|e| Error::Config {
-            field: "members".into(),
-            reason: format!("bad gRPC address '{addr}': {e}"),
-        })?;
+        let ch = self
+            .inner
+            .raft_route
+            .channel(addr)
+            .map_err(|e| Error::Config {
+                field: "members".into(),
+                reason: format!("bad gRPC address '{addr}': {e}"),
+            })?;
         let c = RaftTransportClient::new(ch)
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX);
@@ -328,6 +341,7 @@ impl Master {
                     grpc_addr: m.grpc_addr.clone(),
                     http_addr: m.http_addr.clone(),
                     rejoin: false,
+                    raft_addr: String::new(),
                 }),
                 MemberChange::Remove(id) => forward_request::Kind::RemoveMember(*id),
             }),
@@ -366,9 +380,11 @@ impl Master {
                     other => return other.map(Routed::Local),
                 }
             } else if status.leader != 0 {
-                let addr = self
-                    .read(|st| st.members.get(&status.leader).map(|m| m.grpc_addr.clone()))
-                    .or_else(|| self.inner.health.address(status.leader));
+                let addr = self.read(|st| {
+                    self.inner
+                        .raft_route
+                        .address(st, &self.inner.health, status.leader)
+                });
                 if let Some(addr) = addr {
                     let mut client = self.forward_client(&addr)?;
                     let left = deadline.saturating_duration_since(tokio::time::Instant::now());

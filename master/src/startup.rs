@@ -17,10 +17,13 @@ use crate::config::MasterConfig;
 use crate::error::{Error, Result};
 use crate::kernel::feed::Feed;
 use crate::kernel::node::{self, Driver, Msg, NodeStatus};
+use crate::kernel::state::put_kv_command;
 use crate::kernel::storage::RaftStore;
 use crate::master::{Inner, Master};
 use crate::metrics::Metrics;
+use crate::raft_route::{self, RaftRoute};
 use crate::transport::{channel, GrpcTransport, NetRuntime, PeerHealth};
+use tonic::transport::ClientTlsConfig;
 
 /// Builds a set-member command (a master announcing its addresses).
 fn set_member_command(m: Member) -> Command {
@@ -59,6 +62,7 @@ pub async fn start(config: &MasterConfig) -> Result<Started> {
     let store = RaftStore::open(&config.data_dir.join("raft"), config.raft.fsync)?;
     let grpc_addr = config.advertised_grpc();
     let http_addr = config.advertised_http();
+    let route = Arc::new(raft_route(config)?);
     let fresh = store.is_empty();
     let mut seeds = config.join.clone();
     if fresh && seeds.is_empty() && config.peers.len() > 1 {
@@ -71,7 +75,7 @@ pub async fn start(config: &MasterConfig) -> Result<Started> {
             .filter(|(id, _)| **id != config.id)
             .map(|(_, a)| a.clone())
             .collect();
-        if cluster_is_running(&others).await {
+        if cluster_is_running(&others, route.tls.as_ref()).await {
             warn!(
                 id = config.id,
                 "data dir is empty but the cluster is running: rejoining"
@@ -103,11 +107,12 @@ pub async fn start(config: &MasterConfig) -> Result<Started> {
     let (tx, rx) = std_mpsc::channel();
     let transport = GrpcTransport::new(
         config.id,
-        grpc_addr.clone(),
+        route.own.clone().unwrap_or_else(|| grpc_addr.clone()),
         state.clone(),
         tx.clone(),
         tokio::runtime::Handle::current(),
         health.clone(),
+        route.clone(),
     );
     let transport = match NetRuntime::start(config.id) {
         Ok(net) => transport.on_own_runtime(net),
@@ -153,6 +158,8 @@ pub async fn start(config: &MasterConfig) -> Result<Started> {
             metrics,
             health,
             forward_clients: Mutex::new(HashMap::new()),
+            raft_route: route,
+            agent_certs: config.tls.is_some(),
             grpc_addr,
             http_addr,
             sessions: Default::default(),
@@ -179,11 +186,30 @@ pub async fn start(config: &MasterConfig) -> Result<Started> {
     })
 }
 
-/// Whether any of these masters knows a leader.
-async fn cluster_is_running(addrs: &[String]) -> bool {
+/// Where and how this master reaches its peers, from its config.
+fn raft_route(config: &MasterConfig) -> Result<RaftRoute> {
+    let tls = match &config.tls {
+        Some(t) => Some(t.files().client().map_err(|e| Error::Config {
+            field: "tls".into(),
+            reason: e.to_string(),
+        })?),
+        None => None,
+    };
+    Ok(RaftRoute {
+        separate: config.raft_addr.is_some(),
+        own: config.advertised_raft(),
+        peers: config.raft_peers.clone(),
+        tls,
+    })
+}
+
+/// Whether any of these masters (their gRPC listeners) knows a leader.
+async fn cluster_is_running(addrs: &[String], tls: Option<&ClientTlsConfig>) -> bool {
     use ocean_proto::v1::ocean_api_client::OceanApiClient;
     let probes = addrs.iter().map(|a| async move {
-        let Ok(ch) = channel(a) else { return false };
+        let Ok(ch) = raft_route::channel(a, tls) else {
+            return false;
+        };
         let mut client = OceanApiClient::new(ch);
         let call = client.leader(ocean_proto::v1::LeaderRequest {});
         matches!(
@@ -205,8 +231,12 @@ async fn join_cluster(master: Master, seeds: Vec<String>) {
             grpc_addr: master.inner.grpc_addr.clone(),
             http_addr: master.inner.http_addr.clone(),
             rejoin: true,
+            raft_addr: master.inner.raft_route.own.clone().unwrap_or_default(),
         })),
     };
+    if master.inner.raft_route.separate {
+        return join_through_raft_listeners(master, seeds, req).await;
+    }
     loop {
         for seed in &seeds {
             // Ask the seed who leads, then ask the leader.
@@ -246,6 +276,53 @@ async fn join_cluster(master: Master, seeds: Vec<String>) {
     }
 }
 
+/// [`join_cluster`] when `seeds` are raft listeners: they answer only the
+/// transport, so ask each in turn; only the leader accepts.
+async fn join_through_raft_listeners(master: Master, seeds: Vec<String>, req: ForwardRequest) {
+    loop {
+        for seed in &seeds {
+            let Ok(mut client) = master.forward_client(seed) else {
+                continue;
+            };
+            match client.forward(req.clone()).await {
+                Ok(_) => {
+                    info!(seed = %seed, "joined the cluster");
+                    master
+                        .inner
+                        .accepting_raft
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                    return;
+                }
+                Err(status) if status.code() == tonic::Code::Unavailable => {}
+                Err(status) => {
+                    warn!(seed = %seed, error = %status.message(), "join request failed; retrying")
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Keeps this master's raft listener in the replicated `ocean.raft`
+/// namespace current, so every master reaches it after any leader change.
+async fn announce_raft_addr(master: &Master) {
+    let Some(own) = master.inner.raft_route.own.clone() else {
+        return;
+    };
+    let key = master.inner.id.to_string();
+    let known = master.read(|st| {
+        st.kv_get(raft_route::NAMESPACE, &key)
+            .is_some_and(|e| e.value == own.as_bytes())
+    });
+    if known || master.status().leader == 0 || !master.accepting_raft() {
+        return;
+    }
+    let cmd = put_kv_command(raft_route::NAMESPACE, &key, own.into_bytes(), None);
+    if let Err(e) = master.propose(cmd).await {
+        warn!(error = %e, "could not announce this master's raft listener; will retry");
+    }
+}
+
 /// Keeps this master's addresses in the replicated membership current, so
 /// every master can name the leader's REST address.
 async fn announce_self(master: Master) {
@@ -259,6 +336,7 @@ async fn announce_self(master: Master) {
         if master.status().removed {
             return;
         }
+        announce_raft_addr(&master).await;
         let known = master.read(|st| st.members.get(&me.id).cloned());
         let Some(known) = known else { continue };
         if known == me || master.status().leader == 0 {
@@ -310,6 +388,11 @@ pub async fn run_mounted(
     mount: impl FnOnce(Master) -> axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    // Bound first: a taken port fails the start, not a running master.
+    let raft_listener = match config.raft_addr {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
     let started = start(&config).await?;
     let master = started.master.clone();
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -334,11 +417,22 @@ pub async fn run_mounted(
         in_process,
         stop_rx.clone(),
     ));
-    let grpc_server = crate::api::grpc::serve(leading, grpc, wait_stop(stop_rx.clone()));
+    let raft_server = serve_raft_listener(
+        raft_listener,
+        config.tls.as_ref(),
+        master.clone(),
+        wait_stop(stop_rx.clone()),
+    );
+    let grpc_server = crate::api::grpc::serve(
+        leading,
+        grpc,
+        config.tls.as_ref(),
+        wait_stop(stop_rx.clone()),
+    );
     let extra = mount(master.clone());
     let http_server = crate::api::http::serve_with(master.clone(), http, extra, wait_stop(stop_rx));
     info!(id = config.id, http = %config.http, grpc = %config.grpc, "master serving");
-    let (g, h) = tokio::join!(grpc_server, http_server);
+    let (g, h, r) = tokio::join!(grpc_server, http_server, raft_server);
     // The leader's controllers (and the hosted frameworks, which release
     // their leases) stop while the raft driver still runs.
     let _ = tokio::time::timeout(Duration::from_secs(3), host).await;
@@ -347,7 +441,22 @@ pub async fn run_mounted(
         .ok();
     g?;
     h?;
+    r?;
     Ok(())
+}
+
+/// Serves the raft listener when the config gives one.
+async fn serve_raft_listener(
+    listener: Option<TcpListener>,
+    tls: Option<&crate::config::TlsSettings>,
+    master: Master,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let Some(listener) = listener else {
+        return Ok(());
+    };
+    info!(raft = ?listener.local_addr().ok(), tls = tls.is_some(), "raft listener serving");
+    crate::api::grpc::serve_raft(master, listener, tls, shutdown).await
 }
 
 async fn wait_stop(mut rx: watch::Receiver<bool>) {

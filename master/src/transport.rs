@@ -12,24 +12,20 @@ use ocean_proto::raft::RaftBatch;
 use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tracing::debug;
 
 use crate::error::Error;
 use crate::kernel::node::{Msg, Transport};
 use crate::kernel::state::ClusterState;
+use crate::raft_route::RaftRoute;
 
 /// How long one batch may take before the peer counts as unreachable.
 const SEND_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Builds a lazily-connecting gRPC channel to a master.
+/// Builds a lazily-connecting plain-text gRPC channel to a master.
 pub fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(Duration::from_millis(500))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(5))
-        .keep_alive_timeout(Duration::from_secs(5))
-        .connect_lazy())
+    crate::raft_route::channel(addr, None)
 }
 
 /// What this master knows of its peers beyond the replicated membership:
@@ -124,6 +120,7 @@ pub struct GrpcTransport {
     driver: Sender<Msg>,
     runtime: tokio::runtime::Handle,
     health: Arc<PeerHealth>,
+    route: Arc<RaftRoute>,
     /// Kept for as long as the transport sends on it.
     _net: Option<NetRuntime>,
 }
@@ -137,7 +134,8 @@ impl std::fmt::Debug for GrpcTransport {
 }
 
 impl GrpcTransport {
-    /// A transport for master `id`, which other masters reach at `addr`.
+    /// A transport for master `id`, which other masters reach at `addr`
+    /// (its raft listener when `route` says raft traffic has its own).
     pub fn new(
         id: u64,
         addr: String,
@@ -145,6 +143,7 @@ impl GrpcTransport {
         driver: Sender<Msg>,
         runtime: tokio::runtime::Handle,
         health: Arc<PeerHealth>,
+        route: Arc<RaftRoute>,
     ) -> Self {
         GrpcTransport {
             id,
@@ -154,6 +153,7 @@ impl GrpcTransport {
             driver,
             runtime,
             health,
+            route,
             _net: None,
         }
     }
@@ -171,14 +171,13 @@ impl GrpcTransport {
     fn link(&mut self, peer: u64) -> Option<&mut PeerLink> {
         let addr = {
             let st = self.state.read().unwrap_or_else(|p| p.into_inner());
-            st.members.get(&peer).map(|m| m.grpc_addr.clone())
-        };
-        let addr = addr.or_else(|| self.health.address(peer))?;
+            self.route.address(&st, &self.health, peer)
+        }?;
         if self.links.get(&peer).is_none_or(|l| l.addr != addr) {
             // The driver thread is not a runtime thread: channels spawn their
             // connection tasks on the runtime they are created in.
             let _rt = self.runtime.enter();
-            let client = match channel(&addr) {
+            let client = match self.route.channel(&addr) {
                 Ok(ch) => RaftTransportClient::new(ch)
                     .max_encoding_message_size(usize::MAX)
                     .max_decoding_message_size(usize::MAX),

@@ -301,11 +301,16 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `n` masters with extra flags.
     pub fn start(n: u64, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::start_each(n, |_| extra.iter().map(|s| s.to_string()).collect())
+    }
+
+    /// Starts `n` masters, each with the extra flags `extra(id)` gives.
+    pub fn start_each(n: u64, extra: impl Fn(u64) -> Vec<String>) -> anyhow::Result<Self> {
         // Another test process may grab a port between our probe and the
         // master's bind: if any master could not bind, start over on new ports.
         let mut last = String::new();
         for _ in 0..3 {
-            let mut c = Self::try_start(n, extra)?;
+            let mut c = Self::try_start(n, &extra)?;
             match c.wait_listening(Duration::from_secs(10)) {
                 Ok(()) => return Ok(c),
                 Err(e) => last = format!("{e:#}"),
@@ -314,7 +319,7 @@ impl Cluster {
         bail!("masters did not start in three attempts: {last}")
     }
 
-    fn try_start(n: u64, extra: &[&str]) -> anyhow::Result<Self> {
+    fn try_start(n: u64, extra: &impl Fn(u64) -> Vec<String>) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let addrs: Vec<(SocketAddr, SocketAddr)> =
             (0..n).map(|_| (free_addr(), free_addr())).collect();
@@ -328,7 +333,7 @@ impl Cluster {
         for (i, (http, grpc)) in addrs.into_iter().enumerate() {
             let id = i as u64 + 1;
             let mut args = vec!["--peers".to_string(), peers.clone()];
-            args.extend(extra.iter().map(|s| s.to_string()));
+            args.extend(extra(id));
             let mut m = MasterProc {
                 id,
                 http,

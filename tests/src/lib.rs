@@ -15,6 +15,7 @@ pub mod events;
 pub mod http;
 pub mod netns;
 pub mod tasks;
+pub mod tls;
 
 /// The generated etcd v3 KV client (benchmarks only).
 #[allow(missing_debug_implementations, clippy::all)]

@@ -84,6 +84,9 @@ pub struct AgentConfig {
     pub metrics_addr: Option<SocketAddr>,
     /// Host checks reported on the session; `None` reports none.
     pub host_checks: Option<crate::host_checks::HostChecksConfig>,
+    /// TLS to the masters: the CA to trust and this agent's certificate
+    /// (whose identity must be this agent's id); `None`: plain text.
+    pub tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 impl AgentConfig {
@@ -107,6 +110,7 @@ impl AgentConfig {
             usage_interval: crate::usage::DEFAULT_INTERVAL,
             metrics_addr: None,
             host_checks: None,
+            tls: None,
         }
     }
 }
@@ -244,8 +248,13 @@ pub async fn run(
         .unwrap_or_else(|| watch::channel(SessionState::default()).0);
     // Heartbeats must not queue behind launches, kills and log serving:
     // the session has a thread and a runtime of its own.
-    let mut session =
-        session::spawn_on_own_thread(config.masters.clone(), handler, state, stop_rx)?;
+    let mut session = session::spawn_on_own_thread(
+        config.masters.clone(),
+        config.tls.clone(),
+        handler,
+        state,
+        stop_rx,
+    )?;
 
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let (health_tx, health_rx) = mpsc::unbounded_channel();

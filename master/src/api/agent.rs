@@ -138,6 +138,11 @@ impl AgentApi for AgentService {
         req: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<SessionStream>, Status> {
         let master = self.0.clone();
+        let cert = if master.agent_certs() {
+            Some(agent_certificate(&req)?)
+        } else {
+            None
+        };
         let (tx, rx) = mpsc::channel::<Result<MasterMessage, Status>>(1024);
         if master.status().leader != master.id() {
             let _ = tx.send(Ok(not_leader(&master))).await;
@@ -154,6 +159,9 @@ impl AgentApi for AgentService {
             ));
         };
         validate(&reg)?;
+        if let Some(cert) = &cert {
+            bound_to(cert, &reg.agent_id)?;
+        }
         let res = reg.resources.unwrap_or_default();
         let agent = Agent {
             id: reg.agent_id.clone(),
@@ -209,12 +217,38 @@ impl AgentApi for AgentService {
         // A registration is a full report of the agent's tasks.
         tokio::spawn(reports::full_report(master.clone(), id.clone(), reg.tasks));
         master.scheduler().wake_for_agent(has_tasks);
-        tokio::spawn(follow(master, id, generation, inbound, tx, kick));
+        let bound = cert.is_some();
+        tokio::spawn(follow(master, id, generation, inbound, tx, kick, bound));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
 
+/// The agent identity in the certificate an agent's stream presented.
+fn agent_certificate<T>(req: &Request<T>) -> Result<ocean_tls::Identity, Status> {
+    let id = ocean_tls::peer_identity(req)
+        .map_err(|e| Status::unauthenticated(format!("agent session: {e}")))?;
+    if id.role != ocean_tls::Role::Agent {
+        return Err(Status::permission_denied(format!(
+            "agent session: the certificate identity is {id}, not an agent"
+        )));
+    }
+    Ok(id)
+}
+
+/// Refuses a registration as an agent other than the certificate's.
+fn bound_to(cert: &ocean_tls::Identity, agent_id: &str) -> Result<(), Status> {
+    if cert.name == agent_id {
+        return Ok(());
+    }
+    warn!(agent_id, certificate = %cert, "agent refused: it registered as another agent");
+    Err(Status::permission_denied(format!(
+        "agent_id: '{agent_id}' is not the certificate identity {cert}"
+    )))
+}
+
 /// Reads an agent's stream until it ends or this master stops leading.
+/// When the session is `bound` to a certificate, a message that names
+/// another agent ends it.
 async fn follow(
     master: Leading,
     id: String,
@@ -222,6 +256,7 @@ async fn follow(
     mut inbound: Streaming<AgentMessage>,
     tx: mpsc::Sender<Result<MasterMessage, Status>>,
     kick: Arc<Notify>,
+    bound: bool,
 ) {
     let mut leader = master.sessions().leader_watch(&master.status_watch());
     loop {
@@ -237,6 +272,15 @@ async fn follow(
                             for u in reports::checked(&id, &r.tasks) {
                                 master.scheduler().record(u);
                             }
+                        }
+                        Some(agent_message::Kind::Register(r)) if bound && r.agent_id != id => {
+                            let _ = tx
+                                .send(Err(Status::permission_denied(format!(
+                                    "agent_id: '{}' is not the certificate identity agent:{id} this session is bound to",
+                                    r.agent_id
+                                ))))
+                                .await;
+                            break;
                         }
                         Some(agent_message::Kind::Register(_)) => {
                             warn!(agent = %id, "kind: register is only valid as the first message; ignored");

@@ -20,31 +20,99 @@ use crate::kernel::node::{MemberChange, Msg};
 use crate::kernel::state::Outcome;
 use crate::master::Master;
 
-/// Serves both gRPC services on `listener` until `shutdown` resolves.
+/// Serves the gRPC services on `listener` until `shutdown` resolves: the
+/// client API, the agents' stream and, unless raft traffic has its own
+/// listener ([`serve_raft`]), the master-to-master transport. With `tls`
+/// it serves TLS, and client certificates are checked when presented
+/// (the agents' stream requires one).
 pub async fn serve(
     leading: crate::reconcile::Leading,
     listener: TcpListener,
+    tls: Option<&crate::config::TlsSettings>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let master = leading.master.clone();
     let api = OceanApiServer::new(super::grpc_api::Api(master.clone()))
         .max_decoding_message_size(16 * 1024 * 1024)
         .max_encoding_message_size(usize::MAX);
-    let transport = RaftTransportServer::new(Transport(master.clone()))
-        .max_decoding_message_size(usize::MAX)
-        .max_encoding_message_size(usize::MAX);
-    tonic::transport::Server::builder()
-        .tcp_nodelay(true)
+    let transport = (!master.inner.raft_route.separate).then(|| transport_server(&master));
+    let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
+    if let Some(tls) = tls {
+        builder = builder
+            .tls_config(server_tls(tls, false)?)
+            .map_err(serve_error)?;
+    }
+    builder
         .layer(super::auth::GrpcAuthLayer::new(master.clone()))
         .add_service(api)
-        .add_service(transport)
+        .add_optional_service(transport)
         .add_service(super::agent::AgentService::server(leading))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
-        .map_err(|e| Error::Io {
-            context: "serve gRPC".into(),
-            source: std::io::Error::other(e),
+        .map_err(serve_error)
+}
+
+/// Serves the master-to-master transport alone on `listener` (the raft
+/// listener). With `tls` only masters get in: the handshake requires a
+/// certificate from the CA, and the call one whose identity is a master.
+pub async fn serve_raft(
+    master: Master,
+    listener: TcpListener,
+    tls: Option<&crate::config::TlsSettings>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
+    let check = tls.is_some();
+    if let Some(tls) = tls {
+        builder = builder
+            .tls_config(server_tls(tls, true)?)
+            .map_err(serve_error)?;
+    }
+    let service = tonic::service::interceptor::InterceptedService::new(
+        transport_server(&master),
+        move |req: Request<()>| if check { require_master(req) } else { Ok(req) },
+    );
+    builder
+        .add_service(service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+        .map_err(serve_error)
+}
+
+/// Refuses a raft-listener call whose certificate is not a master's.
+fn require_master(req: Request<()>) -> std::result::Result<Request<()>, Status> {
+    match ocean_tls::peer_identity(&req) {
+        Ok(id) if id.role == ocean_tls::Role::Master => Ok(req),
+        Ok(id) => Err(Status::permission_denied(format!(
+            "certificate: the raft listener takes master certificates only; this one is {id}"
+        ))),
+        Err(e) => Err(Status::unauthenticated(e.to_string())),
+    }
+}
+
+fn transport_server(master: &Master) -> RaftTransportServer<Transport> {
+    RaftTransportServer::new(Transport(master.clone()))
+        .max_decoding_message_size(usize::MAX)
+        .max_encoding_message_size(usize::MAX)
+}
+
+fn server_tls(
+    tls: &crate::config::TlsSettings,
+    require_client_cert: bool,
+) -> Result<tonic::transport::ServerTlsConfig> {
+    tls.files()
+        .server(require_client_cert)
+        .map_err(|e| Error::Config {
+            field: "tls".into(),
+            reason: e.to_string(),
         })
+}
+
+fn serve_error(e: tonic::transport::Error) -> Error {
+    Error::Io {
+        context: "serve gRPC".into(),
+        source: std::io::Error::other(e),
+    }
 }
 
 /// The master-to-master transport.
@@ -162,6 +230,8 @@ impl RaftTransport for Transport {
                 }))
             }
             Some(forward_request::Kind::AddMember(m)) => {
+                // Reach the newcomer before it can announce itself.
+                master.inner.health.heard(m.id, &m.raft_addr);
                 let member = Member {
                     id: m.id,
                     grpc_addr: m.grpc_addr,

@@ -119,6 +119,10 @@ enum Cmd {
         /// Skip etcd.
         #[arg(long)]
         no_etcd: bool,
+        /// Masters with certificates: raft over mTLS on its own listener,
+        /// the writes over TLS with a client certificate.
+        #[arg(long)]
+        tls: bool,
     },
     /// RSS with N jobs and restart-to-serving time.
     Memory {
@@ -149,6 +153,15 @@ enum Cmd {
         /// `--master-arg=--election-ticks=20`.
         #[arg(long = "master-arg", allow_hyphen_values = true)]
         master_args: Vec<String>,
+        /// Masters with certificates (raft over mTLS on its own listener);
+        /// every simulated agent has its own certificate and connection,
+        /// submissions go over TLS.
+        #[arg(long)]
+        tls: bool,
+        /// Every simulated agent on a connection of its own (as with
+        /// --tls), to tell the connections' cost from TLS's.
+        #[arg(long)]
+        own_connections: bool,
     },
     /// Redis caches: provisioning 3x2, primary SIGKILL -> writes OK (0
     /// acknowledged writes lost), host loss -> writes OK.
@@ -283,12 +296,13 @@ async fn main() -> anyhow::Result<()> {
             clients,
             seconds,
             no_etcd,
+            tls,
         } => {
             let clients: Vec<usize> = clients
                 .split(',')
                 .map(|c| c.trim().parse().context("--clients: not a number"))
                 .collect::<anyhow::Result<_>>()?;
-            writes(&clients, Duration::from_secs(seconds), !no_etcd).await
+            writes(&clients, Duration::from_secs(seconds), !no_etcd, tls).await
         }
         Cmd::Memory { jobs } => memory(jobs).await,
         Cmd::Launch { runs, stop_each } => tasks::launch(runs, stop_each).await,
@@ -303,7 +317,12 @@ async fn main() -> anyhow::Result<()> {
             tasks,
             submitters,
             master_args,
-        } => schedule::schedule(agents, tasks, submitters, &master_args).await,
+            tls,
+            own_connections,
+        } => {
+            let per_agent = tls || own_connections;
+            schedule::schedule(agents, tasks, submitters, &master_args, tls, per_agent).await
+        }
         Cmd::Usage {
             part,
             agent_tasks,
@@ -453,14 +472,30 @@ where
     (all.len() as u64, all, errors)
 }
 
-async fn writes(clients: &[usize], dur: Duration, with_etcd: bool) -> anyhow::Result<()> {
+async fn writes(
+    clients: &[usize],
+    dur: Duration,
+    with_etcd: bool,
+    tls: bool,
+) -> anyhow::Result<()> {
     let extra: Vec<String> = std::env::var("OCEAN_BENCH_MASTER_FLAGS")
         .unwrap_or_default()
         .split_whitespace()
         .map(str::to_string)
         .collect();
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-    let c = Cluster::start(3, &extra)?;
+    let pki_dir = tempfile::tempdir()?;
+    let (c, client_tls) = if tls {
+        let pki = ocean_tests::tls::Pki::new(pki_dir.path(), "bench-ca")?;
+        let client = pki.client_tls(ocean_tls::Role::Client, "bench")?;
+        println!("TLS on: raft over mTLS on its own listeners, writes over TLS");
+        (
+            ocean_tests::tls::TlsCluster::start(3, &pki, &extra)?.cluster,
+            Some(client),
+        )
+    } else {
+        (Cluster::start(3, &extra)?, None)
+    };
     let leader = c.wait_leader(&[1, 2, 3], Duration::from_secs(20)).await?;
     let grpc = c.master(leader).grpc.to_string();
     // With `--acl` in OCEAN_BENCH_MASTER_FLAGS every write carries the
@@ -485,7 +520,7 @@ async fn writes(clients: &[usize], dur: Duration, with_etcd: bool) -> anyhow::Re
     let value = serde_json::to_vec(&stored.body["spec"])?;
     println!("value size: {} bytes (canonical job spec)", value.len());
     let channels: Vec<Channel> = (0..8)
-        .map(|_| connect(&grpc))
+        .map(|_| ocean_tests::tls::channel(&grpc, client_tls.as_ref()))
         .collect::<anyhow::Result<_>>()?;
 
     let etcd = if with_etcd {

@@ -321,6 +321,8 @@ pub async fn schedule(
     tasks: usize,
     submitters: usize,
     master_args: &[String],
+    tls: bool,
+    own_connections: bool,
 ) -> anyhow::Result<()> {
     let per_job = 100.min(tasks.max(1));
     let spec = WorkloadSpec {
@@ -347,7 +349,16 @@ pub async fn schedule(
         "30000",
     ];
     args.extend(master_args.iter().map(String::as_str));
-    let c = Cluster::start(3, &args)?;
+    let pki_dir = tempfile::tempdir()?;
+    let pki = if tls {
+        Some(ocean_tests::tls::Pki::new(pki_dir.path(), "bench-ca")?)
+    } else {
+        None
+    };
+    let c = match &pki {
+        Some(pki) => ocean_tests::tls::TlsCluster::start(3, pki, &args)?.cluster,
+        None => Cluster::start(3, &args)?,
+    };
     let leader = c.wait_leader(&[1, 2, 3], Duration::from_secs(20)).await?;
     let grpc = c.master(leader).grpc.to_string();
     eprintln!(
@@ -360,13 +371,41 @@ pub async fn schedule(
     // connection (hyper's default is 200), so 100 agents per connection,
     // to every master (agents follow the leader when it changes).
     let counters = Arc::new(Counters::default());
-    let per_master = agents.div_ceil(100).max(1);
+    let per_master = if own_connections {
+        agents
+    } else {
+        agents.div_ceil(100).max(1)
+    };
     let mut by_addr = HashMap::new();
+    // With TLS each simulated agent presents its own certificate, so it
+    // has a connection of its own (as real agents do).
+    let agent_tls = match &pki {
+        Some(pki) => {
+            let t = Instant::now();
+            let certs = workload
+                .agents
+                .iter()
+                .map(|a| pki.client_tls(ocean_tls::Role::Agent, &a.id))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            eprintln!(
+                "{agents} agent certificates issued in {:.2} s",
+                t.elapsed().as_secs_f64()
+            );
+            Some(certs)
+        }
+        None => None,
+    };
     for id in [1, 2, 3] {
         let addr = c.master(id).grpc.to_string();
-        let chans = (0..per_master)
-            .map(|_| channel(&addr))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let chans = match &agent_tls {
+            Some(certs) => certs
+                .iter()
+                .map(|t| ocean_tests::tls::channel(&addr, Some(t)))
+                .collect::<anyhow::Result<Vec<_>>>()?,
+            None => (0..per_master)
+                .map(|_| channel(&addr))
+                .collect::<anyhow::Result<Vec<_>>>()?,
+        };
         by_addr.insert(addr, chans);
     }
     let pool = Arc::new(Pool {
@@ -397,7 +436,11 @@ pub async fn schedule(
         .map(|j| serde_json::to_vec(&spec_of(j)))
         .collect::<Result<_, _>>()?;
     let t_submit = Instant::now();
-    let client = OceanApiClient::new(channel(&grpc)?);
+    let submit_tls = match &pki {
+        Some(pki) => Some(pki.client_tls(ocean_tls::Role::Client, "bench")?),
+        None => None,
+    };
+    let client = OceanApiClient::new(ocean_tests::tls::channel(&grpc, submit_tls.as_ref())?);
     futures::stream::iter(specs)
         .map(|s| {
             let mut client = client.clone();
