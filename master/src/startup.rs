@@ -56,7 +56,12 @@ pub async fn start(config: &MasterConfig) -> Result<Started> {
         context: format!("create data dir {}", config.data_dir.display()),
         source,
     })?;
-    let store = RaftStore::open(&config.data_dir.join("raft"), config.raft.fsync)?;
+    let store = RaftStore::open_with_reserve(
+        &config.data_dir.join("raft"),
+        config.raft.fsync,
+        config.raft.min_free_disk_mib.saturating_mul(1024 * 1024),
+    )?;
+    let space = store.space().clone();
     let grpc_addr = config.advertised_grpc();
     let http_addr = config.advertised_http();
     let fresh = store.is_empty();
@@ -167,6 +172,7 @@ pub async fn start(config: &MasterConfig) -> Result<Started> {
             acl_local_secret: config.acl.local_secret.clone(),
             audit: Default::default(),
             scheduler_defaults: config.scheduler.clone(),
+            space,
         }),
     };
     if fresh && !seeds.is_empty() {

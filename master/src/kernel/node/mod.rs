@@ -290,6 +290,12 @@ impl<T: Transport> Driver<T> {
             let _ = reply.send(Err(self.not_leader()));
             return;
         }
+        // Raft's own writes (hard state, entries already accepted) keep the
+        // reserve; only new work is turned away.
+        if let Err(e) = self.store.space().admit() {
+            let _ = reply.send(Err(e));
+            return;
+        }
         let proposal = self.new_proposal_id();
         let before = self.raw.raft.raft_log.last_index();
         match self.raw.propose(proposal.to_be_bytes().to_vec(), data) {
@@ -317,6 +323,10 @@ impl<T: Transport> Driver<T> {
     fn change_members(&mut self, change: MemberChange, reply: oneshot::Sender<Result<u64>>) {
         if self.raw.raft.state != StateRole::Leader {
             let _ = reply.send(Err(self.not_leader()));
+            return;
+        }
+        if let Err(e) = self.store.space().admit() {
+            let _ = reply.send(Err(e));
             return;
         }
         if self.raw.raft.has_pending_conf() {

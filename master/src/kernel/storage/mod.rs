@@ -33,8 +33,10 @@ use crate::kernel::state::ClusterState;
 
 mod batch;
 mod keys;
+mod space;
 
 pub use batch::StoreBatch;
+pub use space::DiskSpace;
 pub use keys::INIT_INDEX;
 use keys::*;
 
@@ -95,6 +97,11 @@ pub struct WriteTiming {
     pub elapsed: Duration,
 }
 
+/// First pause before a write that failed for lack of space is made again.
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+/// Longest pause between such attempts.
+const RETRY_MAX: Duration = Duration::from_secs(1);
+
 /// RocksDB-backed raft storage plus the state machine it feeds. Cloning is
 /// cheap; clones share the DB and the in-memory state.
 #[derive(Clone)]
@@ -107,6 +114,7 @@ struct Inner {
     core: RwLock<LogCore>,
     state: Arc<RwLock<ClusterState>>,
     fsync: bool,
+    space: Arc<DiskSpace>,
 }
 
 impl std::fmt::Debug for RaftStore {
@@ -122,6 +130,12 @@ impl std::fmt::Debug for RaftStore {
 impl RaftStore {
     /// Opens (or creates) the store in `dir` and loads what it holds.
     pub fn open(dir: &Path, fsync: bool) -> Result<Self> {
+        Self::open_with_reserve(dir, fsync, 0)
+    }
+
+    /// The same, refusing proposals while the filesystem of `dir` has
+    /// less than `min_free` bytes free ([`DiskSpace`]).
+    pub fn open_with_reserve(dir: &Path, fsync: bool, min_free: u64) -> Result<Self> {
         let mut opts = rocksdb::Options::default();
         opts.create_if_missing(true);
         opts.set_max_background_jobs(2);
@@ -189,6 +203,7 @@ impl RaftStore {
                 core: RwLock::new(core),
                 state: Arc::new(RwLock::new(state)),
                 fsync,
+                space: DiskSpace::new(dir, min_free),
             }),
         })
     }
@@ -254,15 +269,52 @@ impl RaftStore {
         Ok(())
     }
 
+    /// Free space on the data dir and whether proposals are taken.
+    pub fn space(&self) -> &Arc<DiskSpace> {
+        &self.inner.space
+    }
+
+    /// Writes `batch`. A write that fails for lack of space is made again
+    /// until it goes through: what raft asked to persist must be on disk
+    /// before anything that follows it, so it can be neither skipped nor
+    /// acknowledged. RocksDB stops taking writes after such a failure and
+    /// resumes by itself once its polling finds room (every 5 s).
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<WriteTiming> {
         let mut opts = WriteOptions::default();
         let synced = sync && self.inner.fsync;
         opts.set_sync(synced);
         let start = Instant::now();
-        self.inner
-            .db
-            .write_opt(batch, &opts)
-            .map_err(storage("write"))?;
+        // RocksDB consumes the batch; a copy is kept to make it again.
+        let data = batch.data().to_vec();
+        let mut batch = batch;
+        let mut pause = RETRY_FIRST;
+        loop {
+            match self.inner.db.write_opt(batch, &opts) {
+                Ok(()) => break,
+                Err(e) if space::is_no_space(&e) => {
+                    if !self.inner.space.is_stuck() {
+                        tracing::warn!(
+                            error = %e,
+                            bytes = data.len(),
+                            "a write to the data dir failed for lack of space: \
+                             retrying it, refusing new writes meanwhile"
+                        );
+                    }
+                    self.inner.space.write_failed(&e.to_string());
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(RETRY_MAX);
+                    batch = WriteBatch::from_data(&data);
+                }
+                Err(e) => return Err(storage("write")(e)),
+            }
+        }
+        if self.inner.space.is_stuck() {
+            tracing::info!(
+                waited_ms = start.elapsed().as_millis() as u64,
+                "the data dir has room again: writes resume"
+            );
+            self.inner.space.write_succeeded();
+        }
         Ok(WriteTiming {
             synced,
             elapsed: start.elapsed(),
