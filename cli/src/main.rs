@@ -20,6 +20,7 @@ mod cmd_task;
 mod cmd_ticket;
 mod cmd_top;
 mod cmd_tree;
+mod heap;
 
 use clap::{Parser, Subcommand};
 
@@ -109,6 +110,7 @@ enum Command {
 }
 
 fn main() {
+    heap::cap_arenas();
     let cli = Cli::parse();
     exit_with_parent();
     let server = matches!(
