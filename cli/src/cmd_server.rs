@@ -60,7 +60,7 @@ pub struct MasterArgs {
     #[arg(long)]
     unsafe_no_fsync: bool,
     /// Refuse new writes (507 disk_full) while the data dir's filesystem
-    /// has less than this many MiB free (default 64; 0: no reserve).
+    /// has less than this many MiB free (default 256; 0: no reserve).
     #[arg(long)]
     min_free_disk_mib: Option<u64>,
     /// The DNS zone (`ocean dns --domain`), for the `dns_name` of jobs.

@@ -181,8 +181,8 @@ pub struct RaftSettings {
     pub fsync: bool,
     /// New writes are refused (507 disk_full) while the data dir's
     /// filesystem has less than this many MiB free, so that raft and
-    /// RocksDB keep room for what they already accepted (0: no reserve;
-    /// a write that fails for lack of space still waits for room).
+    /// RocksDB keep room for what they already accepted: a raft log write
+    /// that fails for space stops the master (0: no reserve).
     #[serde(default = "default_min_free_disk_mib")]
     pub min_free_disk_mib: u64,
 }
@@ -206,7 +206,7 @@ fn default_snapshot_entries() -> u64 {
     10_000
 }
 fn default_min_free_disk_mib() -> u64 {
-    64
+    256
 }
 fn default_true() -> bool {
     true

@@ -627,7 +627,15 @@ pub fn run<T: Transport>(mut driver: Driver<T>, rx: Receiver<Msg>, settings: &Ra
         if let Err(e) = driver.on_ready() {
             // A storage failure leaves this master unable to keep its
             // promises; stop rather than diverge.
-            tracing::error!(error = %e, "raft driver failed; stopping this master");
+            if matches!(e, Error::DiskFull(_)) {
+                tracing::error!(
+                    error = %e,
+                    "the data dir is full: stopping this master without acknowledging the \
+                     failed write; once restarted it waits for room before it opens the store"
+                );
+            } else {
+                tracing::error!(error = %e, "raft driver failed; stopping this master");
+            }
             std::process::exit(70);
         }
     }

@@ -36,7 +36,7 @@ mod keys;
 mod space;
 
 pub use batch::StoreBatch;
-pub use space::DiskSpace;
+pub use space::{is_no_space, DiskSpace};
 pub use keys::INIT_INDEX;
 use keys::*;
 
@@ -96,11 +96,6 @@ pub struct WriteTiming {
     /// How long the write took.
     pub elapsed: Duration,
 }
-
-/// First pause before a write that failed for lack of space is made again.
-const RETRY_FIRST: Duration = Duration::from_millis(50);
-/// Longest pause between such attempts.
-const RETRY_MAX: Duration = Duration::from_secs(1);
 
 /// RocksDB-backed raft storage plus the state machine it feeds. Cloning is
 /// cheap; clones share the DB and the in-memory state.
@@ -274,46 +269,26 @@ impl RaftStore {
         &self.inner.space
     }
 
-    /// Writes `batch`. A write that fails for lack of space is made again
-    /// until it goes through: what raft asked to persist must be on disk
-    /// before anything that follows it, so it can be neither skipped nor
-    /// acknowledged. RocksDB stops taking writes after such a failure and
-    /// resumes by itself once its polling finds room (every 5 s).
+    /// Writes `batch`. A write that fails for lack of space is an
+    /// [`Error::DiskFull`](crate::error::Error::DiskFull): it cannot be made
+    /// again in this process, because RocksDB (7.8) does not resume a log
+    /// file that failed a write (it syncs the failed file, which Debian's
+    /// build asserts on: the process aborts, often before this returns).
+    /// The driver then stops the master without acknowledging anything the
+    /// write held; a restart once there is room replays the log.
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<WriteTiming> {
         let mut opts = WriteOptions::default();
         let synced = sync && self.inner.fsync;
         opts.set_sync(synced);
         let start = Instant::now();
-        // RocksDB consumes the batch; a copy is kept to make it again.
-        let data = batch.data().to_vec();
-        let mut batch = batch;
-        let mut pause = RETRY_FIRST;
-        loop {
-            match self.inner.db.write_opt(batch, &opts) {
-                Ok(()) => break,
-                Err(e) if space::is_no_space(&e) => {
-                    if !self.inner.space.is_stuck() {
-                        tracing::warn!(
-                            error = %e,
-                            bytes = data.len(),
-                            "a write to the data dir failed for lack of space: \
-                             retrying it, refusing new writes meanwhile"
-                        );
-                    }
-                    self.inner.space.write_failed(&e.to_string());
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(RETRY_MAX);
-                    batch = WriteBatch::from_data(&data);
-                }
-                Err(e) => return Err(storage("write")(e)),
+        if let Err(e) = self.inner.db.write_opt(batch, &opts) {
+            if space::is_no_space(&e) {
+                self.inner.space.write_failed(&e.to_string());
+                return Err(crate::error::Error::DiskFull(format!(
+                    "a write to the raft log failed: {e}"
+                )));
             }
-        }
-        if self.inner.space.is_stuck() {
-            tracing::info!(
-                waited_ms = start.elapsed().as_millis() as u64,
-                "the data dir has room again: writes resume"
-            );
-            self.inner.space.write_succeeded();
+            return Err(storage("write")(e));
         }
         Ok(WriteTiming {
             synced,

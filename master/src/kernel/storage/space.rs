@@ -2,15 +2,17 @@
 //!
 //! ```text
 //!  proposal ──► DiskSpace::admit ──► free < min_free, or a write failed for space? ──► DiskFull (507)
-//!  RaftStore::write ──ENOSPC──► DiskSpace::write_failed ──► retry the same batch until it goes through
-//!                                                            └─► DiskSpace::write_succeeded
+//!  RaftStore::write ──ENOSPC──► DiskSpace::write_failed ──► DiskFull ──► the driver stops the master
+//!  startup: less than the reserve (at least 16 MiB) free ──► wait for room, then open (no restart loop)
 //! ```
 //! Refusing new proposals below a reserve keeps RocksDB away from ENOSPC in
 //! the common case (raft still needs room for heartbeats' hard state, for
-//! entries it already accepted, and RocksDB for its flushes). When a write
-//! fails for space anyway, raft must not acknowledge it and must not skip
-//! it: the driver retries the same batch until it goes through, and
-//! proposals on this master are refused meanwhile instead of timing out.
+//! entries it already accepted, and RocksDB for its log file and flushes).
+//! When a raft log write fails for space anyway, raft must not acknowledge
+//! it and must not skip it, and RocksDB cannot take the same log file again
+//! in this process (see `RaftStore::write`; Debian's RocksDB 7.8.3 build
+//! aborts the process on it): the master stops, and its restart waits for
+//! room before it opens the store.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -35,8 +37,7 @@ pub struct DiskSpace {
     free: AtomicU64,
     /// When that reading was taken.
     read_at: Mutex<Option<Instant>>,
-    /// Set while a write failed for lack of space and has not gone
-    /// through since.
+    /// Set once a write failed for lack of space (the master is stopping).
     stuck: AtomicBool,
     /// The error of the write that failed, for the answer.
     failure: Mutex<String>,
@@ -54,11 +55,6 @@ impl DiskSpace {
             stuck: AtomicBool::new(false),
             failure: Mutex::new(String::new()),
         })
-    }
-
-    /// A watcher that never refuses (tests of something else).
-    pub fn unlimited(dir: &Path) -> Arc<Self> {
-        Self::new(dir, 0)
     }
 
     /// Free bytes on the data dir's filesystem, read at most every
@@ -83,7 +79,7 @@ impl DiskSpace {
             let failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
             return Err(Error::DiskFull(format!(
                 "a write to the data dir {} failed for lack of space ({failure}); \
-                 writes resume once it goes through",
+                 this master stops and takes writes again once restarted with room",
                 self.dir.display()
             )));
         }
@@ -108,20 +104,6 @@ impl DiskSpace {
         self.stuck.store(true, Ordering::Release);
     }
 
-    /// Records a write that went through.
-    pub fn write_succeeded(&self) {
-        if self.stuck.swap(false, Ordering::AcqRel) {
-            self.failure
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clear();
-        }
-    }
-
-    /// Whether a write is waiting for space.
-    pub fn is_stuck(&self) -> bool {
-        self.stuck.load(Ordering::Acquire)
-    }
 }
 
 const MIB: u64 = 1024 * 1024;
@@ -147,14 +129,12 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_write_refuses_until_one_goes_through() {
+    fn a_write_failed_for_space_refuses_what_follows() {
         let dir = tempfile::tempdir().expect("tempdir");
         let space = DiskSpace::new(dir.path(), 1);
         assert!(space.admit().is_ok());
         space.write_failed("IO error: No space left on device");
-        let err = space.admit().expect_err("stuck");
+        let err = space.admit().expect_err("a write failed");
         assert!(err.to_string().contains("No space left on device"), "{err}");
-        space.write_succeeded();
-        assert!(space.admit().is_ok());
     }
 }
