@@ -110,7 +110,7 @@ enum Command {
 }
 
 fn main() {
-    heap::cap_arenas();
+    heap::tune();
     let cli = Cli::parse();
     exit_with_parent();
     let server = matches!(

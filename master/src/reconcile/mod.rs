@@ -158,15 +158,19 @@ impl Unplaceable {
     fn split<'a>(
         &self,
         wanted: &[(&'a Arc<JobView>, usize)],
-    ) -> (Vec<(&'a Arc<JobView>, usize)>, Vec<(&'a Arc<JobView>, usize)>) {
+    ) -> (
+        Vec<(&'a Arc<JobView>, usize)>,
+        Vec<(&'a Arc<JobView>, usize)>,
+    ) {
         let asked: HashMap<&str, (u64, usize)> = self
             .asked
             .iter()
             .map(|(id, v, n)| (id.as_str(), (*v, *n)))
             .collect();
-        wanted.iter().copied().partition(|(job, n)| {
-            asked.get(job.id.as_str()) == Some(&(job.updated_version, *n))
-        })
+        wanted
+            .iter()
+            .copied()
+            .partition(|(job, n)| asked.get(job.id.as_str()) == Some(&(job.updated_version, *n)))
     }
 
     /// Whether `wanted` asks exactly what this was asked.

@@ -36,9 +36,9 @@ mod keys;
 mod space;
 
 pub use batch::StoreBatch;
-pub use space::{is_no_space, DiskSpace};
 pub use keys::INIT_INDEX;
 use keys::*;
+pub use space::{is_no_space, DiskSpace};
 
 /// Calls `f` with the value of every key under `prefix`, in key order.
 fn scan(db: &DB, prefix: &[u8], mut f: impl FnMut(&[u8], &[u8]) -> Result<()>) -> Result<()> {

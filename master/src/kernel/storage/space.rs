@@ -103,7 +103,6 @@ impl DiskSpace {
         *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = error.to_string();
         self.stuck.store(true, Ordering::Release);
     }
-
 }
 
 const MIB: u64 = 1024 * 1024;
@@ -124,8 +123,13 @@ mod tests {
     fn a_reserve_larger_than_the_disk_refuses_and_names_the_reason() {
         let dir = tempfile::tempdir().expect("tempdir");
         let space = DiskSpace::new(dir.path(), u64::MAX);
-        let err = space.admit().expect_err("no filesystem has u64::MAX bytes free");
-        assert!(matches!(&err, Error::DiskFull(m) if m.contains("reserve")), "{err}");
+        let err = space
+            .admit()
+            .expect_err("no filesystem has u64::MAX bytes free");
+        assert!(
+            matches!(&err, Error::DiskFull(m) if m.contains("reserve")),
+            "{err}"
+        );
     }
 
     #[test]
