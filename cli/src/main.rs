@@ -110,7 +110,7 @@ enum Command {
 }
 
 fn main() {
-    heap::tune();
+    heap::cap_arenas();
     let cli = Cli::parse();
     exit_with_parent();
     let server = matches!(

@@ -1315,6 +1315,34 @@ mod tests {
     }
 
     #[test]
+    fn a_plan_that_placed_nothing_leaves_only_new_and_changed_asks_to_plan() {
+        let id = |n: &str| format!("cop.a_owt.b_pdl.c_service.d_job.{n}_cluster.e");
+        let a = Arc::new(job::test_view(&id("a"), 1, "true"));
+        let b = Arc::new(job::test_view(&id("b"), 1, "true"));
+        let c = Arc::new(job::test_view(&id("c"), 1, "true"));
+        let mut newer = job::test_view(&id("b"), 1, "true");
+        newer.updated_version = 2;
+        let b2 = Arc::new(newer);
+        let last = Unplaceable::new(&[(&a, 1), (&b, 2)]);
+        let ids = |v: Vec<(&Arc<JobView>, usize)>| -> Vec<(String, usize)> {
+            v.into_iter().map(|(j, n)| (j.id.clone(), n)).collect()
+        };
+        let (known, fresh) = last.split(&[(&a, 1), (&c, 1), (&b, 2)]);
+        assert_eq!(ids(known), vec![(id("a"), 1), (id("b"), 2)]);
+        assert_eq!(ids(fresh), vec![(id("c"), 1)], "a new job");
+        let (known, fresh) = last.split(&[(&a, 3), (&b2, 2)]);
+        assert!(known.is_empty());
+        assert_eq!(
+            ids(fresh),
+            vec![(id("a"), 3), (id("b"), 2)],
+            "another count, a changed record"
+        );
+        let (known, fresh) = last.split(&[(&b, 2)]);
+        assert_eq!(ids(known), vec![(id("b"), 2)]);
+        assert!(fresh.is_empty(), "fewer asks leave nothing to plan");
+    }
+
+    #[test]
     fn the_loop_wakes_when_a_backoff_ends() {
         let s = Scheduler::default();
         assert_eq!(s.next_sleep(), TICK);
