@@ -283,7 +283,7 @@ impl RaftStore {
         let start = Instant::now();
         if let Err(e) = self.inner.db.write_opt(batch, &opts) {
             if space::is_no_space(&e) {
-                self.inner.space.write_failed(&e.to_string());
+                self.inner.space.write_failed(e.as_ref());
                 return Err(crate::error::Error::DiskFull(format!(
                     "a write to the raft log failed: {e}"
                 )));
