@@ -59,6 +59,10 @@ pub struct MasterArgs {
     /// failure: for measuring, never for production.
     #[arg(long)]
     unsafe_no_fsync: bool,
+    /// Refuse new writes (507 disk_full) while the data dir's filesystem
+    /// has less than this many MiB free (default 256; 0: no reserve).
+    #[arg(long)]
+    min_free_disk_mib: Option<u64>,
     /// The DNS zone (`ocean dns --domain`), for the `dns_name` of jobs.
     #[arg(long)]
     dns_domain: Option<String>,
@@ -206,6 +210,9 @@ fn config_from(args: MasterArgs) -> anyhow::Result<MasterConfig> {
     }
     if args.unsafe_no_fsync {
         cfg.raft.fsync = false;
+    }
+    if let Some(m) = args.min_free_disk_mib {
+        cfg.raft.min_free_disk_mib = m;
     }
     if let Some(d) = args.dns_domain {
         cfg.dns_domain = d;

@@ -23,6 +23,7 @@ mod cmd_tls;
 mod cmd_top;
 mod cmd_tree;
 mod cmd_usage;
+mod heap;
 
 use clap::{Parser, Subcommand};
 
@@ -123,6 +124,7 @@ enum Command {
 }
 
 fn main() {
+    heap::cap_arenas();
     let cli = Cli::parse();
     exit_with_parent();
     let server = matches!(

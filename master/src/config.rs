@@ -232,6 +232,12 @@ pub struct RaftSettings {
     /// something else; durability depends on it).
     #[serde(default = "default_true")]
     pub fsync: bool,
+    /// New writes are refused (507 disk_full) while the data dir's
+    /// filesystem has less than this many MiB free, so that raft and
+    /// RocksDB keep room for what they already accepted: a raft log write
+    /// that fails for space stops the master (0: no reserve).
+    #[serde(default = "default_min_free_disk_mib")]
+    pub min_free_disk_mib: u64,
 }
 
 fn default_http() -> SocketAddr {
@@ -252,6 +258,9 @@ fn default_heartbeat_ticks() -> usize {
 fn default_snapshot_entries() -> u64 {
     10_000
 }
+fn default_min_free_disk_mib() -> u64 {
+    256
+}
 fn default_true() -> bool {
     true
 }
@@ -264,6 +273,7 @@ impl Default for RaftSettings {
             heartbeat_ticks: default_heartbeat_ticks(),
             snapshot_entries: default_snapshot_entries(),
             fsync: true,
+            min_free_disk_mib: default_min_free_disk_mib(),
         }
     }
 }

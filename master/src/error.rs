@@ -81,6 +81,10 @@ pub enum Error {
     /// The master is shutting down.
     #[error("master is shutting down")]
     ShuttingDown,
+    /// The data dir's filesystem has no room for the write: it was not
+    /// proposed (or waits for space), and writes resume once there is room.
+    #[error("disk full: {0}")]
+    DiskFull(String),
     /// Talking to another master failed.
     #[error("peer {peer}: {reason}")]
     Peer { peer: u64, reason: String },

@@ -57,6 +57,7 @@ fn settings(snapshot_entries: u64) -> RaftSettings {
         heartbeat_ticks: 2,
         snapshot_entries,
         fsync: false,
+        min_free_disk_mib: 0,
     }
 }
 

@@ -33,6 +33,9 @@ pub struct Master {
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) id: u64,
+    /// Room on the data dir: a write is refused at once while there is
+    /// none, even when the driver is busy waiting for space.
+    pub(crate) space: Arc<crate::kernel::storage::DiskSpace>,
     pub(crate) driver: std_mpsc::Sender<Msg>,
     pub(crate) status: watch::Receiver<NodeStatus>,
     pub(crate) state: Arc<RwLock<ClusterState>>,
@@ -259,6 +262,7 @@ impl Master {
         if let Some(ocean_proto::internal::command::Kind::Lease(l)) = &mut cmd.kind {
             l.now_ms = crate::kernel::now_ms();
         }
+        self.inner.space.admit()?;
         let data = prost::Message::encode_to_vec(&cmd);
         self.ask_driver(|reply| Msg::Propose { data, reply }).await
     }

@@ -50,6 +50,52 @@ impl Started {
     }
 }
 
+/// Free space below which the raft store is not opened, whatever the
+/// reserve (a new log file, the manifest, a flush of the replayed log).
+const OPEN_NEEDS: u64 = 16 * 1024 * 1024;
+
+/// Opens the raft store. A full disk is waited out rather than failed on:
+/// a master stopped by a full disk would otherwise be restarted by its
+/// supervisor into the same full disk, over and over.
+async fn open_store(config: &MasterConfig) -> Result<RaftStore> {
+    let dir = config.data_dir.join("raft");
+    let reserve = config.raft.min_free_disk_mib.saturating_mul(1024 * 1024);
+    // Opening writes a new log file and flushes what the old one held; a
+    // log write that fails for space aborts the process inside RocksDB
+    // (see `RaftStore::write`), so the store is not opened short of room.
+    let needed = reserve.max(OPEN_NEEDS);
+    let space = crate::kernel::storage::DiskSpace::new(&config.data_dir, needed);
+    let mut waited = false;
+    while let Err(e) = space.admit() {
+        if !waited {
+            warn!(error = %e, "the data dir is full: waiting for room before opening the raft store");
+            waited = true;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    loop {
+        match RaftStore::open_with_reserve(&dir, config.raft.fsync, reserve) {
+            Err(Error::Storage { source, .. }) if crate::kernel::storage::is_no_space(&source) => {
+                if !waited {
+                    warn!(
+                        dir = %dir.display(),
+                        error = %source,
+                        "the data dir is full: waiting for room before opening the raft store"
+                    );
+                    waited = true;
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            other => {
+                if waited && other.is_ok() {
+                    info!(dir = %dir.display(), "the data dir has room again: raft store opened");
+                }
+                return other;
+            }
+        }
+    }
+}
+
 /// Opens the store, bootstraps or joins, and starts the raft driver thread.
 /// The caller serves the APIs and runs the leadership supervisor
 /// ([`crate::leader::supervise`]; see [`run`]).
@@ -59,7 +105,8 @@ pub async fn start(config: &MasterConfig) -> Result<Started> {
         context: format!("create data dir {}", config.data_dir.display()),
         source,
     })?;
-    let store = RaftStore::open(&config.data_dir.join("raft"), config.raft.fsync)?;
+    let store = open_store(config).await?;
+    let space = store.space().clone();
     let grpc_addr = config.advertised_grpc();
     let http_addr = config.advertised_http();
     let route = Arc::new(raft_route(config)?);
@@ -174,6 +221,7 @@ pub async fn start(config: &MasterConfig) -> Result<Started> {
             acl_local_secret: config.acl.local_secret.clone(),
             audit: Default::default(),
             scheduler_defaults: config.scheduler.clone(),
+            space,
         }),
     };
     if fresh && !seeds.is_empty() {

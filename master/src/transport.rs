@@ -346,6 +346,10 @@ pub fn from_status(s: tonic::Status) -> Error {
     match s.code() {
         tonic::Code::Unavailable => Error::NoLeader(msg),
         tonic::Code::Aborted | tonic::Code::DeadlineExceeded => Error::NotCommitted(msg),
+        // The leader's data dir is full (its message already says so).
+        tonic::Code::ResourceExhausted => {
+            Error::DiskFull(msg.strip_prefix("disk full: ").unwrap_or(&msg).to_string())
+        }
         tonic::Code::NotFound => Error::NotFound {
             kind: "object",
             id: msg,

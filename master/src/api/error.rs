@@ -76,6 +76,7 @@ fn code(e: &Error) -> (StatusCode, &'static str) {
         Error::NoLeader(_) => (StatusCode::SERVICE_UNAVAILABLE, "no_leader"),
         Error::NotCommitted(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_committed"),
         Error::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+        Error::DiskFull(_) => (StatusCode::INSUFFICIENT_STORAGE, "disk_full"),
         Error::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
         Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
         Error::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
@@ -120,6 +121,9 @@ impl From<Error> for ApiError {
             Error::Forbidden { node, right, .. } => {
                 body["node"] = json!(node);
                 body["right"] = json!(right);
+            }
+            Error::DiskFull(reason) => {
+                body["errors"] = json!([{"field": "data_dir", "reason": reason}]);
             }
             _ => {}
         }
@@ -179,6 +183,7 @@ pub fn to_status(e: Error) -> tonic::Status {
         Error::Spec(spec) => spec_status(&spec),
         Error::NoLeader(_) | Error::ShuttingDown => tonic::Status::unavailable(msg),
         Error::NotCommitted(_) => tonic::Status::aborted(msg),
+        Error::DiskFull(_) => tonic::Status::resource_exhausted(msg),
         Error::NotFound { .. } => tonic::Status::not_found(msg),
         Error::Conflict(_) => tonic::Status::failed_precondition(msg),
         Error::Invalid { field, reason } => invalid_status(&field, &reason, msg),

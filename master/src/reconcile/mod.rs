@@ -152,6 +152,27 @@ impl Unplaceable {
         Unplaceable { settings, ..self }
     }
 
+    /// `wanted` split into the asks this was asked exactly (same job,
+    /// record version and count) and the others, each in `wanted`'s order.
+    #[allow(clippy::type_complexity)]
+    fn split<'a>(
+        &self,
+        wanted: &[(&'a Arc<JobView>, usize)],
+    ) -> (
+        Vec<(&'a Arc<JobView>, usize)>,
+        Vec<(&'a Arc<JobView>, usize)>,
+    ) {
+        let asked: HashMap<&str, (u64, usize)> = self
+            .asked
+            .iter()
+            .map(|(id, v, n)| (id.as_str(), (*v, *n)))
+            .collect();
+        wanted
+            .iter()
+            .copied()
+            .partition(|(job, n)| asked.get(job.id.as_str()) == Some(&(job.updated_version, *n)))
+    }
+
     /// Whether `wanted` asks exactly what this was asked.
     fn asks_for(&self, wanted: &[(&Arc<JobView>, usize)]) -> bool {
         self.asked.len() == wanted.len()
@@ -838,20 +859,43 @@ fn decide<H: Host>(master: &H, connected: &HashSet<String>, t0: Instant) -> Deci
     }
     let mut place = entries::Placements::default();
     let mut next_unplaceable = None;
-    if let Some(last) = unplaceable.filter(|u| u.asks_for(&wanted)) {
+    // What the planner must be asked: with a still valid plan that placed
+    // nothing, only the jobs it was not asked (new ones, changed ones).
+    let (known, fresh) = match &unplaceable {
+        Some(last) => last.split(&wanted),
+        None => (Vec::new(), wanted.clone()),
+    };
+    if let Some(last) = unplaceable.filter(|_| fresh.is_empty()) {
         // Nothing the planner reads has changed since it placed none of
         // these, and what it said then is committed: it would say the
         // same again. Re-planning every waiting job every second cost a
         // leader a tenth of a core per 20,000 waiting jobs. The reasons
         // are read back from the state rather than kept twice.
-        for (job, _, _) in &last.asked {
-            if let Some(why) = view.waiting.get(job) {
-                waiting.insert(job.clone(), why.clone());
+        for (job, _) in &known {
+            if let Some(why) = view.waiting.get(&job.id) {
+                waiting.insert(job.id.clone(), why.clone());
             }
         }
-        next_unplaceable = Some(last);
-    } else if !wanted.is_empty() {
-        let pending = wanted
+        next_unplaceable = Some(if last.asks_for(&wanted) {
+            last
+        } else {
+            // Fewer asks than before (a job deleted or scaled down).
+            Unplaceable::new(&wanted).under(last.settings)
+        });
+    } else if !fresh.is_empty() {
+        // The jobs the last plan was asked still fit nowhere: the cluster
+        // it planned on is unchanged and pending work frees no room. Their
+        // committed reasons stand, and only the rest is planned. Re-planning
+        // every waiting job each time one more arrived allocated (and freed)
+        // a few KB per waiting job per round: 100,000 jobs put one after
+        // another left the leader's heap hundreds of MB larger than its
+        // live data (freed memory the allocator kept).
+        for (job, _) in &known {
+            if let Some(why) = view.waiting.get(&job.id) {
+                waiting.insert(job.id.clone(), why.clone());
+            }
+        }
+        let pending = fresh
             .iter()
             .map(|(job, n)| {
                 let ids = (0..*n)
@@ -1268,6 +1312,34 @@ mod tests {
             !last.asks_for(&[(&a, 1), (&Arc::new(newer), 2)]),
             "a changed job"
         );
+    }
+
+    #[test]
+    fn a_plan_that_placed_nothing_leaves_only_new_and_changed_asks_to_plan() {
+        let id = |n: &str| format!("cop.a_owt.b_pdl.c_service.d_job.{n}_cluster.e");
+        let a = Arc::new(job::test_view(&id("a"), 1, "true"));
+        let b = Arc::new(job::test_view(&id("b"), 1, "true"));
+        let c = Arc::new(job::test_view(&id("c"), 1, "true"));
+        let mut newer = job::test_view(&id("b"), 1, "true");
+        newer.updated_version = 2;
+        let b2 = Arc::new(newer);
+        let last = Unplaceable::new(&[(&a, 1), (&b, 2)]);
+        let ids = |v: Vec<(&Arc<JobView>, usize)>| -> Vec<(String, usize)> {
+            v.into_iter().map(|(j, n)| (j.id.clone(), n)).collect()
+        };
+        let (known, fresh) = last.split(&[(&a, 1), (&c, 1), (&b, 2)]);
+        assert_eq!(ids(known), vec![(id("a"), 1), (id("b"), 2)]);
+        assert_eq!(ids(fresh), vec![(id("c"), 1)], "a new job");
+        let (known, fresh) = last.split(&[(&a, 3), (&b2, 2)]);
+        assert!(known.is_empty());
+        assert_eq!(
+            ids(fresh),
+            vec![(id("a"), 3), (id("b"), 2)],
+            "another count, a changed record"
+        );
+        let (known, fresh) = last.split(&[(&b, 2)]);
+        assert_eq!(ids(known), vec![(id("b"), 2)]);
+        assert!(fresh.is_empty(), "fewer asks leave nothing to plan");
     }
 
     #[test]

@@ -290,6 +290,12 @@ impl<T: Transport> Driver<T> {
             let _ = reply.send(Err(self.not_leader()));
             return;
         }
+        // Raft's own writes (hard state, entries already accepted) keep the
+        // reserve; only new work is turned away.
+        if let Err(e) = self.store.space().admit() {
+            let _ = reply.send(Err(e));
+            return;
+        }
         let proposal = self.new_proposal_id();
         let before = self.raw.raft.raft_log.last_index();
         match self.raw.propose(proposal.to_be_bytes().to_vec(), data) {
@@ -317,6 +323,10 @@ impl<T: Transport> Driver<T> {
     fn change_members(&mut self, change: MemberChange, reply: oneshot::Sender<Result<u64>>) {
         if self.raw.raft.state != StateRole::Leader {
             let _ = reply.send(Err(self.not_leader()));
+            return;
+        }
+        if let Err(e) = self.store.space().admit() {
+            let _ = reply.send(Err(e));
             return;
         }
         if self.raw.raft.has_pending_conf() {
@@ -617,7 +627,15 @@ pub fn run<T: Transport>(mut driver: Driver<T>, rx: Receiver<Msg>, settings: &Ra
         if let Err(e) = driver.on_ready() {
             // A storage failure leaves this master unable to keep its
             // promises; stop rather than diverge.
-            tracing::error!(error = %e, "raft driver failed; stopping this master");
+            if matches!(e, Error::DiskFull(_)) {
+                tracing::error!(
+                    error = %e,
+                    "the data dir is full: stopping this master without acknowledging the \
+                     failed write; once restarted it waits for room before it opens the store"
+                );
+            } else {
+                tracing::error!(error = %e, "raft driver failed; stopping this master");
+            }
             std::process::exit(70);
         }
     }

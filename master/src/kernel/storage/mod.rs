@@ -33,10 +33,12 @@ use crate::kernel::state::ClusterState;
 
 mod batch;
 mod keys;
+mod space;
 
 pub use batch::StoreBatch;
 pub use keys::INIT_INDEX;
 use keys::*;
+pub use space::{is_no_space, DiskSpace};
 
 /// Calls `f` with the value of every key under `prefix`, in key order.
 fn scan(db: &DB, prefix: &[u8], mut f: impl FnMut(&[u8], &[u8]) -> Result<()>) -> Result<()> {
@@ -107,6 +109,7 @@ struct Inner {
     core: RwLock<LogCore>,
     state: Arc<RwLock<ClusterState>>,
     fsync: bool,
+    space: Arc<DiskSpace>,
 }
 
 impl std::fmt::Debug for RaftStore {
@@ -122,6 +125,12 @@ impl std::fmt::Debug for RaftStore {
 impl RaftStore {
     /// Opens (or creates) the store in `dir` and loads what it holds.
     pub fn open(dir: &Path, fsync: bool) -> Result<Self> {
+        Self::open_with_reserve(dir, fsync, 0)
+    }
+
+    /// The same, refusing proposals while the filesystem of `dir` has
+    /// less than `min_free` bytes free ([`DiskSpace`]).
+    pub fn open_with_reserve(dir: &Path, fsync: bool, min_free: u64) -> Result<Self> {
         let mut opts = rocksdb::Options::default();
         opts.create_if_missing(true);
         opts.set_max_background_jobs(2);
@@ -189,6 +198,7 @@ impl RaftStore {
                 core: RwLock::new(core),
                 state: Arc::new(RwLock::new(state)),
                 fsync,
+                space: DiskSpace::new(dir, min_free),
             }),
         })
     }
@@ -254,15 +264,32 @@ impl RaftStore {
         Ok(())
     }
 
+    /// Free space on the data dir and whether proposals are taken.
+    pub fn space(&self) -> &Arc<DiskSpace> {
+        &self.inner.space
+    }
+
+    /// Writes `batch`. A write that fails for lack of space is an
+    /// [`Error::DiskFull`](crate::error::Error::DiskFull): it cannot be made
+    /// again in this process, because RocksDB (7.8) does not resume a log
+    /// file that failed a write (it syncs the failed file, which Debian's
+    /// build asserts on: the process aborts, often before this returns).
+    /// The driver then stops the master without acknowledging anything the
+    /// write held; a restart once there is room replays the log.
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<WriteTiming> {
         let mut opts = WriteOptions::default();
         let synced = sync && self.inner.fsync;
         opts.set_sync(synced);
         let start = Instant::now();
-        self.inner
-            .db
-            .write_opt(batch, &opts)
-            .map_err(storage("write"))?;
+        if let Err(e) = self.inner.db.write_opt(batch, &opts) {
+            if space::is_no_space(&e) {
+                self.inner.space.write_failed(e.as_ref());
+                return Err(crate::error::Error::DiskFull(format!(
+                    "a write to the raft log failed: {e}"
+                )));
+            }
+            return Err(storage("write")(e));
+        }
         Ok(WriteTiming {
             synced,
             elapsed: start.elapsed(),
