@@ -32,7 +32,6 @@ pub mod kernel;
 pub mod leader;
 pub mod master;
 pub mod metrics;
-pub mod raft_route;
 pub mod reconcile;
 pub mod service;
 pub mod sessions;

@@ -44,7 +44,7 @@ pub(crate) struct Inner {
     pub(crate) health: Arc<PeerHealth>,
     pub(crate) forward_clients: Mutex<HashMap<String, RaftTransportClient<Channel>>>,
     /// Where and how master-to-master traffic goes.
-    pub(crate) raft_route: Arc<crate::raft_route::RaftRoute>,
+    pub(crate) raft_route: Arc<crate::transport::route::RaftRoute>,
     /// Agents must present their own agent certificate (TLS configured).
     pub(crate) agent_certs: bool,
     pub(crate) grpc_addr: String,

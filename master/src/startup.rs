@@ -21,7 +21,7 @@ use crate::kernel::state::put_kv_command;
 use crate::kernel::storage::RaftStore;
 use crate::master::{Inner, Master};
 use crate::metrics::Metrics;
-use crate::raft_route::{self, RaftRoute};
+use crate::transport::route::{self as raft_route, RaftRoute};
 use crate::transport::{channel, GrpcTransport, NetRuntime, PeerHealth};
 use tonic::transport::ClientTlsConfig;
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
+use super::PeerHealth;
 use crate::kernel::state::ClusterState;
-use crate::transport::PeerHealth;
 
 /// The reserved KV namespace where each master announces its raft
 /// listener (key: its raft id), so a master that joined later is

@@ -2,6 +2,8 @@
 //! queued raft messages into one `Send` call, and peer health as seen from
 //! here.
 
+pub mod route;
+
 use std::collections::HashMap;
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, RwLock};
@@ -18,14 +20,14 @@ use tracing::debug;
 use crate::error::Error;
 use crate::kernel::node::{Msg, Transport};
 use crate::kernel::state::ClusterState;
-use crate::raft_route::RaftRoute;
+use crate::transport::route::RaftRoute;
 
 /// How long one batch may take before the peer counts as unreachable.
 const SEND_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Builds a lazily-connecting plain-text gRPC channel to a master.
 pub fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
-    crate::raft_route::channel(addr, None)
+    crate::transport::route::channel(addr, None)
 }
 
 /// What this master knows of its peers beyond the replicated membership:
