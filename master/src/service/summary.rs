@@ -164,6 +164,10 @@ impl<K: Kernel> Service<K> {
         self.authorize("", super::acl::Right::Read)?;
         self.kernel.wait_read(opts).await?;
         let (feed, _) = self.kernel.watch_source();
+        // Liveness is the leader's knowledge (its agents' streams): a
+        // follower answers None. Only the unreachable few are looked up,
+        // in the same read as the rest.
+        let unreachable = self.kernel.unreachable_agents();
         let mut view = self.kernel.read(|st| {
             let s = &st.summary;
             let mut waiting: Vec<WaitingReason> = s
@@ -212,7 +216,11 @@ impl<K: Kernel> Service<K> {
                 waiting_reasons,
                 agents: st.agents.len() as u64,
                 agents_by_status: by_status,
-                agents_unreachable: None,
+                agents_unreachable: unreachable.as_ref().map(|ids| {
+                    ids.iter()
+                        .filter(|id| st.agents.contains_key(id.as_str()))
+                        .count() as u64
+                }),
                 capacity: vec![
                     CapacityView::new(
                         "cpu",
@@ -235,15 +243,6 @@ impl<K: Kernel> Service<K> {
                 ],
                 recent: Vec::new(),
             }
-        });
-        // Liveness is the leader's knowledge (its agents' streams): a
-        // follower answers None. Only the unreachable few are looked up.
-        view.agents_unreachable = self.kernel.unreachable_agents().map(|ids| {
-            self.kernel.read(|st| {
-                ids.iter()
-                    .filter(|id| st.agents.contains_key(id.as_str()))
-                    .count() as u64
-            })
         });
         view.recent = feed
             .recent(TOP, view.version)
