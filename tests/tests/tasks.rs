@@ -105,7 +105,7 @@ async fn tasks_run_in_cgroups_with_their_limits_and_stop_cleanly() {
         let job2 = job_id("left-running");
         submit(&api, &spec("left-running", "sleep 600", 1, 16)).await?;
         let list = wait_tasks(&api, &job2, "1 RUNNING", WAIT, |l| running(l).len() == 1).await?;
-        let pid = pids(&running(&list))[0];
+        let pid = ocean_tests::tasks::pids(&running(&list))[0];
         drop(agents);
         assert!(!alive(pid), "task pid {pid} outlived its test agent");
         let left = cgroup_parents_left(&parent);
@@ -155,7 +155,7 @@ async fn oom_is_reported_and_fork_bombs_are_contained() {
             running(l).len() == 1
         })
         .await?;
-        let pid = pids(&running(&list))[0];
+        let pid = ocean_tests::tasks::pids(&running(&list))[0];
         assert!(alive(pid), "the bomb's shell is gone: {list:?}");
         let max: u64 = cgroup_value(pid, "pids", "pids.max")
             .unwrap_or_default()
