@@ -91,6 +91,11 @@ pub struct TlsSettings {
     /// The CA's certificate (PEM): peers' and agents' certificates must
     /// chain to it.
     pub ca: PathBuf,
+    /// Serve the REST API (and the dashboard) over HTTPS with the same
+    /// certificate. Off by default so existing HTTP clients keep working;
+    /// with it, clients must trust the CA (`ocean --ca-cert`).
+    #[serde(default)]
+    pub http: bool,
 }
 
 impl TlsSettings {
@@ -101,6 +106,7 @@ impl TlsSettings {
             cert: f.cert,
             key: f.key,
             ca: f.ca,
+            http: false,
         }
     }
 

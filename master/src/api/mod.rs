@@ -15,6 +15,7 @@ pub mod frameworks;
 pub mod grpc;
 pub mod grpc_api;
 pub mod http;
+pub mod https;
 pub mod in_process;
 pub mod jobs;
 pub mod openapi;
