@@ -25,15 +25,23 @@ pub struct ClientTlsArgs {
     pub client_key: Option<PathBuf>,
 }
 
+/// The PEM files read: the CA, and a client certificate with its key.
+struct Pems {
+    ca: Vec<u8>,
+    identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
 fn read(flag: &str, path: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("{flag}: cannot read {}", path.display()))
 }
 
 impl ClientTlsArgs {
     /// The CA and client identity, read and checked, if TLS was asked for.
-    fn pems(&self) -> anyhow::Result<Option<(Vec<u8>, Option<(Vec<u8>, Vec<u8>)>)>> {
+    fn pems(&self) -> anyhow::Result<Option<Pems>> {
         let identity = match (&self.client_cert, &self.client_key) {
-            (Some(cert), Some(key)) => Some((read("--client-cert", cert)?, read("--client-key", key)?)),
+            (Some(cert), Some(key)) => {
+                Some((read("--client-cert", cert)?, read("--client-key", key)?))
+            }
             (None, None) => None,
             (Some(_), None) => anyhow::bail!("--client-key: needed with --client-cert"),
             (None, Some(_)) => anyhow::bail!("--client-cert: needed with --client-key"),
@@ -46,15 +54,21 @@ impl ClientTlsArgs {
         };
         let ca = read("--ca-cert", ca)?;
         if !String::from_utf8_lossy(&ca).contains("-----BEGIN CERTIFICATE-----") {
-            anyhow::bail!("--ca-cert: {} holds no PEM certificate", self.ca_cert.as_ref().map(|p| p.display().to_string()).unwrap_or_default());
+            anyhow::bail!(
+                "--ca-cert: {} holds no PEM certificate",
+                self.ca_cert
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            );
         }
-        Ok(Some((ca, identity)))
+        Ok(Some(Pems { ca, identity }))
     }
 
     /// The REST client's TLS settings.
     pub fn rest(&self) -> anyhow::Result<Option<RestTls>> {
-        Ok(self.pems()?.map(|(ca_pem, identity)| RestTls {
-            ca_pem,
+        Ok(self.pems()?.map(|Pems { ca, identity }| RestTls {
+            ca_pem: ca,
             identity_pem: identity.map(|(mut cert, key)| {
                 cert.push(b'\n');
                 cert.extend_from_slice(&key);
@@ -65,7 +79,7 @@ impl ClientTlsArgs {
 
     /// The gRPC client's TLS settings.
     pub fn grpc(&self) -> anyhow::Result<Option<tonic::transport::ClientTlsConfig>> {
-        Ok(self.pems()?.map(|(ca, identity)| {
+        Ok(self.pems()?.map(|Pems { ca, identity }| {
             let config = tonic::transport::ClientTlsConfig::new()
                 .ca_certificate(tonic::transport::Certificate::from_pem(ca));
             match identity {
@@ -107,7 +121,10 @@ mod tests {
             ..ClientTlsArgs::default()
         };
         let e = args.rest().unwrap_err().to_string();
-        assert!(e.contains("--ca-cert") && e.contains("/nonexistent/ca.pem"), "{e}");
+        assert!(
+            e.contains("--ca-cert") && e.contains("/nonexistent/ca.pem"),
+            "{e}"
+        );
         assert!(ClientTlsArgs::default().rest().unwrap().is_none());
     }
 
@@ -121,7 +138,10 @@ mod tests {
             ..ClientTlsArgs::default()
         };
         let e = args.rest().unwrap_err().to_string();
-        assert!(e.contains("--ca-cert") && e.contains("no PEM certificate"), "{e}");
+        assert!(
+            e.contains("--ca-cert") && e.contains("no PEM certificate"),
+            "{e}"
+        );
         Ok(())
     }
 }

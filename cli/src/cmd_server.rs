@@ -252,7 +252,9 @@ fn config_from(args: MasterArgs) -> anyhow::Result<MasterConfig> {
     if args.tls_http {
         match cfg.tls.as_mut() {
             Some(tls) => tls.http = true,
-            None => anyhow::bail!("--tls-http: needs the master's certificate (--tls-dir, or tls in the config)"),
+            None => anyhow::bail!(
+                "--tls-http: needs the master's certificate (--tls-dir, or tls in the config)"
+            ),
         }
     }
     cfg.validate()?;
@@ -359,7 +361,8 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         dns.upstreams = args.dns_upstream.clone();
         dns.token = cfg.acl.local_secret.clone();
         if let Some(pki) = &pki {
-            dns.tls = Some(ocean_tls::TlsFiles::client_without_cert(&pki.ca_cert()).context("--tls")?);
+            dns.tls =
+                Some(ocean_tls::TlsFiles::client_without_cert(&pki.ca_cert()).context("--tls")?);
         }
         dns.validate().context("--dns")?;
         let sockets = ocean_dns::bind(&dns)
@@ -393,7 +396,9 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         docker: crate::cmd_agent::DockerOptions::default(),
         usage: Default::default(),
         host_checks: Default::default(),
-        tls: pki.as_ref().map(|p| ocean_tls::TlsFiles::from_dir(&p.agent)),
+        tls: pki
+            .as_ref()
+            .map(|p| ocean_tls::TlsFiles::from_dir(&p.agent)),
     };
     tokio::spawn(async move {
         // Stops on the same signal as the master, closing its stream so the

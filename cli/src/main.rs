@@ -4,7 +4,6 @@
 mod agent_host_checks;
 mod client;
 mod client_tls;
-mod dev_tls;
 mod cmd_acl;
 mod cmd_agent;
 mod cmd_alert;
@@ -25,6 +24,7 @@ mod cmd_tls;
 mod cmd_top;
 mod cmd_tree;
 mod cmd_usage;
+mod dev_tls;
 mod heap;
 
 use clap::{Parser, Subcommand};

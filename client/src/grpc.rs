@@ -288,7 +288,11 @@ fn endpoint(addr: &str, options: &GrpcOptions) -> std::result::Result<(String, E
     if hostport.contains("://") {
         return Err(format!(
             "'{addr}': only {prefix} is supported{}",
-            if options.tls.is_some() { " with TLS" } else { " without a CA" }
+            if options.tls.is_some() {
+                " with TLS"
+            } else {
+                " without a CA"
+            }
         ));
     }
     let bad = || format!("'{addr}' is not HOST:PORT");

@@ -186,7 +186,11 @@ impl RestClient {
         let mut masters = Vec::new();
         let mut errors = Vec::new();
         // With a CA given, an address without a scheme means HTTPS.
-        let scheme = if options.tls.is_some() { "https" } else { "http" };
+        let scheme = if options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         for (i, addr) in addrs.into_iter().enumerate() {
             match base_url(&addr, scheme) {
                 Ok(url) => masters.push(url),
@@ -459,9 +463,7 @@ async fn read(resp: reqwest::Response) -> Result<Reply, RestError> {
 /// The CA and client identity of `tls` as reqwest takes them; a file that
 /// holds no certificate is [`Error::Invalid`] naming `tls.ca_pem` or
 /// `tls.identity_pem`.
-fn tls_parts(
-    tls: &RestTls,
-) -> crate::Result<(reqwest::Certificate, Option<reqwest::Identity>)> {
+fn tls_parts(tls: &RestTls) -> crate::Result<(reqwest::Certificate, Option<reqwest::Identity>)> {
     let invalid = |field: &str, reason: String| Error::Invalid {
         message: format!("{field}: {reason}"),
         errors: vec![FieldError::new(field, reason)],
@@ -670,6 +672,9 @@ mod tests {
             other => panic!("expected Invalid, got {other:?}"),
         }
         assert_eq!(base_url("m1:7700", "https").unwrap(), "https://m1:7700");
-        assert_eq!(base_url("http://m1:7700", "https").unwrap(), "http://m1:7700");
+        assert_eq!(
+            base_url("http://m1:7700", "https").unwrap(),
+            "http://m1:7700"
+        );
     }
 }

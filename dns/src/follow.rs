@@ -89,12 +89,13 @@ impl Follower {
     /// Followers of `masters` (gRPC HOST:PORT) feeding `authority`. A bad
     /// address is a config error naming `masters`.
     pub fn new(masters: &[String], domain: &str, authority: Arc<Authority>) -> Result<Arc<Self>> {
-        let client = GrpcClient::with_options(masters.iter().cloned(), options(None)).map_err(|e| {
-            Error::Config {
-                field: "masters",
-                reason: e.to_string(),
-            }
-        })?;
+        let client =
+            GrpcClient::with_options(masters.iter().cloned(), options(None)).map_err(|e| {
+                Error::Config {
+                    field: "masters",
+                    reason: e.to_string(),
+                }
+            })?;
         Ok(Self::with_client(client, domain, authority))
     }
 

@@ -490,13 +490,8 @@ pub async fn run_mounted(
         wait_stop(stop_rx.clone()),
     );
     let extra = mount(master.clone());
-    let http_server = crate::api::http::serve_mounted(
-        master.clone(),
-        http,
-        extra,
-        rest_tls,
-        wait_stop(stop_rx),
-    );
+    let http_server =
+        crate::api::http::serve_mounted(master.clone(), http, extra, rest_tls, wait_stop(stop_rx));
     info!(id = config.id, http = %config.http, grpc = %config.grpc, "master serving");
     let (g, h, r) = tokio::join!(grpc_server, http_server, raft_server);
     // The leader's controllers (and the hosted frameworks, which release

@@ -4,7 +4,7 @@
 //! is replaced (and none is), and `deployment list|status|pause|resume`
 //! round trip.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -38,7 +38,9 @@ fn start_dev(dir: &Path) -> (DevProc, String) {
     let ports = agent_ports();
     let dev = DevProc::spawn(
         dir,
-        &["--http", &http, "--grpc", &grpc, "--dns", &dns, "--ports", &ports],
+        &[
+            "--http", &http, "--grpc", &grpc, "--dns", &dns, "--ports", &ports,
+        ],
     )
     .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);

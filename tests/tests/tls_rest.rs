@@ -66,7 +66,11 @@ async fn a_certified_cluster_serves_rest_and_the_dashboard_over_https() {
         // HTTPS client (CA-checked, with the master's certificate).
         let follower = if leader == 1 { 2 } else { 1 };
         let r = apis[follower as usize - 1].get("/v1/usage").await?;
-        assert_eq!(r.status, 200, "usage through follower {follower}: {}", r.body);
+        assert_eq!(
+            r.status, 200,
+            "usage through follower {follower}: {}",
+            r.body
+        );
 
         // The dashboard is served on the same listener.
         let page = apis[0].get_text("/ui/").await?;
@@ -79,7 +83,10 @@ async fn a_certified_cluster_serves_rest_and_the_dashboard_over_https() {
         assert!(o.status.success(), "{}", text(&o));
         assert!(text(&o).contains("role leader"), "{}", text(&o));
         // The variable works like the flag.
-        let o = ocean(&["status"], &[("OCEAN_ADDR", &addr), ("OCEAN_CACERT", &ca_flag)]);
+        let o = ocean(
+            &["status"],
+            &[("OCEAN_ADDR", &addr), ("OCEAN_CACERT", &ca_flag)],
+        );
         assert!(o.status.success(), "{}", text(&o));
 
         // Without the CA the certificate cannot be checked: no built-in
@@ -90,7 +97,13 @@ async fn a_certified_cluster_serves_rest_and_the_dashboard_over_https() {
         // Another CA is not this cluster's.
         let other_ca = other.ca.join(ocean_tls::CA_CERT);
         let o = ocean(
-            &["--addr", &addr, "--ca-cert", &other_ca.to_string_lossy(), "status"],
+            &[
+                "--addr",
+                &addr,
+                "--ca-cert",
+                &other_ca.to_string_lossy(),
+                "status",
+            ],
             &[],
         );
         assert!(!o.status.success(), "the wrong CA: {}", text(&o));
@@ -101,7 +114,13 @@ async fn a_certified_cluster_serves_rest_and_the_dashboard_over_https() {
         let not_pem = dir.path().join("not.pem");
         std::fs::write(&not_pem, "hello")?;
         let o = ocean(
-            &["--addr", &addr, "--ca-cert", &not_pem.to_string_lossy(), "status"],
+            &[
+                "--addr",
+                &addr,
+                "--ca-cert",
+                &not_pem.to_string_lossy(),
+                "status",
+            ],
             &[],
         );
         assert!(
@@ -141,8 +160,17 @@ async fn dev_with_tls_runs_a_certified_cluster() {
         let _dev = DevProc::spawn(
             dir.path(),
             &[
-                "--tls", "--http", &http, "--grpc", &grpc, "--raft-addr", &raft, "--dns",
-                &dns_flag, "--ports", &ports,
+                "--tls",
+                "--http",
+                &http,
+                "--grpc",
+                &grpc,
+                "--raft-addr",
+                &raft,
+                "--dns",
+                &dns_flag,
+                "--ports",
+                &ports,
             ],
         )?;
         let ca = dir.path().join("tls/ca").join(ocean_tls::CA_CERT);
@@ -153,7 +181,10 @@ async fn dev_with_tls_runs_a_certified_cluster() {
         }
         let api = Api::https(&http, &ca, None)?;
         wait_leader(&api, Duration::from_secs(30)).await?;
-        let env = [("OCEAN_ADDR", http.as_str()), ("OCEAN_CACERT", &*ca.to_string_lossy())];
+        let env = [
+            ("OCEAN_ADDR", http.as_str()),
+            ("OCEAN_CACERT", &*ca.to_string_lossy()),
+        ];
         let env: Vec<(&str, &str)> = env.to_vec();
 
         // The agent registered with its certificate (its id is the name
@@ -164,7 +195,11 @@ async fn dev_with_tls_runs_a_certified_cluster() {
             if o.status.success() && text(&o).contains("dev-agent") && text(&o).contains("online") {
                 break;
             }
-            anyhow::ensure!(Instant::now() < deadline, "no certified agent: {}", text(&o));
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "no certified agent: {}",
+                text(&o)
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let spec = repo_file("docs/examples/http-server.yaml");
@@ -190,7 +225,14 @@ async fn dev_with_tls_runs_a_certified_cluster() {
             |m| !ocean_tests::dns::addrs(m).is_empty(),
         )
         .await?;
-        let o = ocean(&["job", "stop", "cop.example_owt.dev_pdl.demo_service.web_job.http_cluster.dev"], &env);
+        let o = ocean(
+            &[
+                "job",
+                "stop",
+                "cop.example_owt.dev_pdl.demo_service.web_job.http_cluster.dev",
+            ],
+            &env,
+        );
         assert!(o.status.success(), "{}", text(&o));
         Ok(())
     })
