@@ -152,6 +152,7 @@ fn main() {
     let updates: Vec<Command> = ids
         .chunks(1_000)
         .map(|c| Command {
+            min_version: 0,
             kind: Some(command::Kind::TaskUpdates(TaskUpdates {
                 updates: c
                     .iter()

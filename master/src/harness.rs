@@ -135,13 +135,21 @@ impl Cluster {
     }
 
     fn deliver(&mut self) {
+        let stopped = self.deliver_or_stop();
+        assert!(stopped.is_empty(), "masters stopped: {stopped:?}");
+    }
+
+    /// [`Cluster::deliver`], stopping (as the process would exit) each
+    /// node whose Ready fails; returns those nodes and their errors.
+    fn deliver_or_stop(&mut self) -> Vec<(u64, crate::error::Error)> {
+        let mut stopped = Vec::new();
         for _ in 0..4 {
             let mut msgs: Vec<Message> = Vec::new();
             for n in &self.nodes {
                 msgs.append(&mut n.outbox.lock().unwrap());
             }
             if msgs.is_empty() {
-                return;
+                return stopped;
             }
             msgs.shuffle(&mut self.rng);
             for m in msgs {
@@ -152,16 +160,19 @@ impl Cluster {
                     continue;
                 }
                 let to = m.to;
-                if let Some(d) = self
-                    .nodes
-                    .get_mut((to - 1) as usize)
-                    .and_then(|n| n.driver.as_mut())
-                {
+                let Some(n) = self.nodes.get_mut((to - 1) as usize) else {
+                    continue;
+                };
+                if let Some(d) = n.driver.as_mut() {
                     d.handle(Msg::Raft(Box::new(m)));
-                    d.on_ready().unwrap();
+                    if let Err(e) = d.on_ready() {
+                        n.driver = None;
+                        stopped.push((to, e));
+                    }
                 }
             }
         }
+        stopped
     }
 
     fn leaders(&self) -> Vec<(u64, u64)> {
@@ -381,5 +392,61 @@ fn a_read_index_asked_of_a_brand_new_leader_is_answered() {
         c.settle(20);
         let index = rx.try_recv().expect("a reply").expect("a read index");
         assert!(index > 0, "seed {seed}");
+    }
+}
+
+/// A command from a newer Ocean (a kind this build cannot decode, or one
+/// marked as needing a newer log format) stops every master before it
+/// applies anything of the batch: the state stays as it was, with a clear
+/// error, instead of applying the entry as a no-op or differently.
+#[test]
+fn a_command_from_a_newer_version_stops_apply_and_changes_nothing() {
+    use ocean_proto::internal::{command, Command, Noop};
+    // Field 98, an empty message: a command kind this build has no
+    // variant for, as a newer leader would write it.
+    let unknown_kind = vec![0x92, 0x06, 0x00];
+    let newer_field = prost::Message::encode_to_vec(&Command {
+        kind: Some(command::Kind::Noop(Noop {})),
+        min_version: crate::kernel::state::format::LOG_FORMAT + 1,
+    });
+    for data in [unknown_kind, newer_field] {
+        let mut c = Cluster::new(3, 11, 1_000);
+        let leader = c.run_until_leader(&BTreeSet::new());
+        let _ok: Vec<_> = (0..3).map(|n| c.propose(leader, n)).collect();
+        c.settle(20);
+        let before: Vec<ClusterState> = (1..=3).map(|id| c.state(id)).collect();
+        let (tx, _rx) = oneshot::channel();
+        c.node(leader).handle(Msg::Propose { data, reply: tx });
+        let mut stopped = Vec::new();
+        for _ in 0..40 {
+            for (i, n) in c.nodes.iter_mut().enumerate() {
+                let Some(d) = n.driver.as_mut() else { continue };
+                d.tick();
+                if let Err(e) = d.on_ready() {
+                    // The process exits on this error; so does the node.
+                    n.driver = None;
+                    stopped.push((i as u64 + 1, e));
+                }
+            }
+            stopped.extend(c.deliver_or_stop());
+        }
+        let stopped: BTreeSet<u64> = stopped
+            .into_iter()
+            .map(|(id, e)| {
+                let msg = e.to_string();
+                assert!(msg.contains("upgrade this master"), "master {id}: {msg}");
+                id
+            })
+            .collect();
+        assert_eq!(stopped.len(), 3, "every master stops at the entry");
+        for id in 1..=3 {
+            let after = c.state(id);
+            assert_eq!(
+                after.version,
+                before[id as usize - 1].version,
+                "master {id}"
+            );
+            assert_eq!(after.jobs.len(), 3, "master {id}");
+        }
     }
 }

@@ -28,6 +28,7 @@ use tonic::transport::ClientTlsConfig;
 /// Builds a set-member command (a master announcing its addresses).
 fn set_member_command(m: Member) -> Command {
     Command {
+        min_version: 0,
         kind: Some(command::Kind::SetMember(m)),
     }
 }

@@ -135,8 +135,11 @@ pub fn decode_file(file: &[u8]) -> Result<(SnapshotHeader, &[u8])> {
             ),
         ));
     }
-    StateImage::decode(image)
+    let decoded = StateImage::decode(image)
         .map_err(|e| invalid("snapshot", format!("the state image does not decode: {e}")))?;
+    if let Some(why) = crate::kernel::state::format::image_problem(&decoded) {
+        return Err(invalid("snapshot", why));
+    }
     Ok((header, image))
 }
 
@@ -183,6 +186,7 @@ impl Service<Master> {
         }
         let applied = m
             .propose(Command {
+                min_version: 0,
                 kind: Some(command::Kind::RestoreState(RestoreState {
                     image: image.to_vec(),
                     force,
@@ -228,6 +232,7 @@ mod tests {
     fn a_file_round_trips_and_damage_is_named() {
         let mut st = ClusterState::default();
         st.apply(&Command {
+            min_version: 0,
             kind: Some(command::Kind::PutKv(ocean_proto::internal::PutKv {
                 namespace: "redis".into(),
                 key: "k".into(),

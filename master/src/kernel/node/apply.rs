@@ -13,7 +13,7 @@ use crate::error::{corrupt, Error, Result};
 use std::sync::Arc;
 
 use crate::kernel::feed::Changes;
-use crate::kernel::state::{Applied, Change};
+use crate::kernel::state::{format, Applied, Change};
 use crate::kernel::storage::StoreBatch;
 
 impl<T: Transport> Driver<T> {
@@ -40,10 +40,15 @@ impl<T: Transport> Driver<T> {
         let mut decoded = Vec::with_capacity(entries.len());
         for entry in &entries {
             decoded.push(match entry.get_entry_type() {
-                EntryType::EntryNormal if !entry.data.is_empty() => Some(
-                    Command::decode(&*entry.data)
-                        .map_err(|e| corrupt("command in the raft log", e))?,
-                ),
+                EntryType::EntryNormal if !entry.data.is_empty() => {
+                    let cmd = Command::decode(&*entry.data)
+                        .map_err(|e| corrupt("command in the raft log", e))?;
+                    // Checked for the whole batch before any of it applies.
+                    if let Some(why) = format::command_problem(&cmd, entry.index) {
+                        return Err(corrupt("raft log", why));
+                    }
+                    Some(cmd)
+                }
                 _ => None,
             });
         }

@@ -114,6 +114,7 @@ pub fn set_agent_status_command(
     message: String,
 ) -> ocean_proto::internal::Command {
     ocean_proto::internal::Command {
+        min_version: 0,
         kind: Some(ocean_proto::internal::command::Kind::SetAgentStatus(
             SetAgentStatus {
                 agent_id,
@@ -127,6 +128,7 @@ pub fn set_agent_status_command(
 /// Builds the leader's verdict on an unreachable agent.
 pub fn agent_unreachable_command(u: AgentUnreachable) -> ocean_proto::internal::Command {
     ocean_proto::internal::Command {
+        min_version: 0,
         kind: Some(ocean_proto::internal::command::Kind::AgentUnreachable(u)),
     }
 }

@@ -8,6 +8,7 @@
 mod agents;
 pub mod backoff;
 pub mod deployments;
+pub mod format;
 pub mod jobs;
 pub mod kv;
 mod restore;
@@ -220,7 +221,10 @@ impl ClusterState {
                     changes,
                 }
             }
-            kind => self.apply(&Command { kind }),
+            kind => self.apply(&Command {
+                kind,
+                min_version: cmd.min_version,
+            }),
         }
     }
 
@@ -269,6 +273,7 @@ impl ClusterState {
             agents: self.agents.values().map(|a| Agent::clone(a)).collect(),
             tasks: self.tasks.values().map(|t| Task::clone(t)).collect(),
             kv: self.kv.values().map(|e| KvEntry::clone(e)).collect(),
+            format: format::LOG_FORMAT,
         }
         .encode_to_vec()
     }
@@ -276,6 +281,9 @@ impl ClusterState {
     /// Decodes a snapshot image.
     pub fn from_image(bytes: &[u8]) -> Result<Self> {
         let image = StateImage::decode(bytes).map_err(|e| corrupt("snapshot image", e))?;
+        if let Some(why) = format::image_problem(&image) {
+            return Err(corrupt("snapshot image", why));
+        }
         let mut state = ClusterState {
             version: image.version,
             applied_index: image.applied_index,
@@ -312,6 +320,7 @@ impl ClusterState {
 /// Builds a put-job command.
 pub fn put_job_command(id: String, spec_json: Vec<u8>) -> Command {
     Command {
+        min_version: 0,
         kind: Some(command::Kind::PutJob(ocean_proto::internal::PutJob {
             id,
             spec_json,
@@ -324,6 +333,7 @@ pub fn put_job_command(id: String, spec_json: Vec<u8>) -> Command {
 /// Builds a deployment-action command.
 pub fn deployment_action_command(action: ocean_proto::internal::DeploymentAction) -> Command {
     Command {
+        min_version: 0,
         kind: Some(command::Kind::DeploymentAction(action)),
     }
 }
@@ -331,6 +341,7 @@ pub fn deployment_action_command(action: ocean_proto::internal::DeploymentAction
 /// Builds a put-agent command.
 pub fn put_agent_command(agent: Agent) -> Command {
     Command {
+        min_version: 0,
         kind: Some(command::Kind::PutAgent(agent)),
     }
 }
@@ -338,6 +349,7 @@ pub fn put_agent_command(agent: Agent) -> Command {
 /// Builds a scheduling-round command.
 pub fn plan_command(plan: PlanTasks) -> Command {
     Command {
+        min_version: 0,
         kind: Some(command::Kind::PlanTasks(plan)),
     }
 }
@@ -359,6 +371,7 @@ pub fn plan_tasks_command(
 /// Builds a batch of task status updates.
 pub fn task_updates_command(updates: Vec<ocean_proto::internal::TaskUpdate>) -> Command {
     Command {
+        min_version: 0,
         kind: Some(command::Kind::TaskUpdates(
             ocean_proto::internal::TaskUpdates { updates },
         )),
@@ -368,6 +381,7 @@ pub fn task_updates_command(updates: Vec<ocean_proto::internal::TaskUpdate>) -> 
 /// Builds a scale command.
 pub fn scale_job_command(id: String, instances: u32) -> Command {
     Command {
+        min_version: 0,
         kind: Some(command::Kind::ScaleJob(ocean_proto::internal::ScaleJob {
             id,
             instances,
@@ -379,6 +393,7 @@ pub fn scale_job_command(id: String, instances: u32) -> Command {
 /// Builds a reset-backoff command.
 pub fn reset_backoff_command(id: String) -> Command {
     Command {
+        min_version: 0,
         kind: Some(command::Kind::ResetBackoff(
             ocean_proto::internal::ResetBackoff { id },
         )),
@@ -388,6 +403,7 @@ pub fn reset_backoff_command(id: String) -> Command {
 /// Builds a delete-job command.
 pub fn delete_job_command(id: String) -> Command {
     Command {
+        min_version: 0,
         kind: Some(command::Kind::DeleteJob(ocean_proto::internal::DeleteJob {
             id,
             expected_spec_version: None,
@@ -403,6 +419,7 @@ pub fn put_kv_command(
     expected: Option<u64>,
 ) -> Command {
     Command {
+        min_version: 0,
         kind: Some(command::Kind::PutKv(ocean_proto::internal::PutKv {
             namespace: namespace.into(),
             key: key.into(),
@@ -415,6 +432,7 @@ pub fn put_kv_command(
 /// Builds a framework key deletion.
 pub fn delete_kv_command(namespace: &str, key: &str, expected: Option<u64>) -> Command {
     Command {
+        min_version: 0,
         kind: Some(command::Kind::DeleteKv(ocean_proto::internal::DeleteKv {
             namespace: namespace.into(),
             key: key.into(),
@@ -433,6 +451,7 @@ pub fn lease_command(
     release: bool,
 ) -> Command {
     Command {
+        min_version: 0,
         kind: Some(command::Kind::Lease(ocean_proto::internal::Lease {
             namespace: namespace.into(),
             name: name.into(),

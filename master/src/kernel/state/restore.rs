@@ -79,6 +79,7 @@ mod tests {
 
     fn put_kv(st: &mut ClusterState, key: &str) {
         st.apply(&Command {
+            min_version: 0,
             kind: Some(command::Kind::PutKv(PutKv {
                 namespace: "redis".into(),
                 key: key.into(),

@@ -424,7 +424,22 @@ pub async fn schedule(
     let registered_in = t0.elapsed();
     let rss_agents = rss_kib(c.master(leader).pid().unwrap_or(0));
 
-    let api = c.master(leader).api();
+    let mut api = c.master(leader).api();
+    // With `--master-arg=--acl` every submission carries the bootstrap
+    // (admin) token and is checked like any client's.
+    let mut auth: Option<tonic::metadata::AsciiMetadataValue> = None;
+    if master_args.iter().any(|a| a == "--acl") {
+        let boot = api
+            .post("/v1/acl/bootstrap", &serde_json::json!({}))
+            .await?;
+        let secret = boot.body["secret"]
+            .as_str()
+            .context("bootstrap")?
+            .to_string();
+        api = api.with_token(&secret);
+        auth = Some(format!("Bearer {secret}").parse()?);
+        eprintln!("ACLs on: submissions carry a token");
+    }
     // Leader changes are counted by term: leadership may move away and
     // back within a run.
     let term0 = api.metric("ocean_raft_term").await.unwrap_or(0.0) as u64;
@@ -444,18 +459,21 @@ pub async fn schedule(
     futures::stream::iter(specs)
         .map(|s| {
             let mut client = client.clone();
+            let auth = auth.clone();
             async move {
                 // As any client: a write caught by a leader change is
                 // retried (puts are idempotent).
                 let mut tries = 0;
                 loop {
-                    let r = client
-                        .put_job(PutJobRequest {
-                            spec: s.clone(),
-                            format: "json".into(),
-                            expected_spec_version: None,
-                        })
-                        .await;
+                    let mut req = tonic::Request::new(PutJobRequest {
+                        spec: s.clone(),
+                        format: "json".into(),
+                        expected_spec_version: None,
+                    });
+                    if let Some(a) = &auth {
+                        req.metadata_mut().insert("authorization", a.clone());
+                    }
+                    let r = client.put_job(req).await;
                     match r {
                         Err(e)
                             if tries < 20
