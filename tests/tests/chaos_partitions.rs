@@ -44,3 +44,73 @@ fn seeded_schedules_with_partitions_keep_every_promise() {
     assert!(report.acked_writes > 0, "no write was acknowledged");
     assert!(report.looks > 10, "the watcher hardly looked ({})", report.looks);
 }
+
+/// A regression test for what the schedules found: agents stayed on a
+/// SIGSTOPped leader until HTTP/2 keepalive gave up on it (3–5 s), past the
+/// 2.5 s the new leader gives every agent at the start of its term, so
+/// every task was declared lost and replaced by a leader change. Agents
+/// must move to the new leader in time, and every task must survive.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_leader_costs_no_task() {
+    use ocean_tests::http::job_id;
+    use ocean_tests::tasks::{bounded, running, submit, tasks, wait_connected, wait_tasks};
+    use ocean_tests::Cluster;
+
+    bounded(120, async {
+        let c = Cluster::start(3, &[])?;
+        let leader = c.wait_leader(&[1, 2, 3], Duration::from_secs(30)).await?;
+        let api = c.master(leader).api();
+        let mut agents = Vec::new();
+        for n in ["a", "b"] {
+            let mut a = c.new_agent(n, &["--hostname", &format!("stop-{n}")]);
+            a.start()?;
+            agents.push(a);
+        }
+        wait_connected(&api, 2, Duration::from_secs(30)).await?;
+        let job = job_id("survivor");
+        submit(
+            &api,
+            &serde_json::json!({
+                "id": job, "cmd": "sleep 600", "instances": 4,
+                "resources": {"cpus": 0.01, "mem": 16},
+            }),
+        )
+        .await?;
+        let list = wait_tasks(&api, &job, "4 RUNNING", Duration::from_secs(30), |l| {
+            running(l).len() == 4
+        })
+        .await?;
+        let ids = |l: &[serde_json::Value]| -> Vec<(String, i64)> {
+            let mut v: Vec<(String, i64)> = running(l)
+                .iter()
+                .map(|t| {
+                    (
+                        t["id"].as_str().unwrap_or_default().to_string(),
+                        t["pid"].as_i64().unwrap_or(0),
+                    )
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        let before = ids(&list);
+        c.master(leader).signal(nix::sys::signal::Signal::SIGSTOP);
+        let others: Vec<u64> = [1, 2, 3].into_iter().filter(|i| *i != leader).collect();
+        let new_leader = c.wait_leader(&others, Duration::from_secs(30)).await?;
+        // Longer than the new leader's grace for every agent.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        c.master(leader).signal(nix::sys::signal::Signal::SIGCONT);
+        let api = c.master(new_leader).api();
+        wait_connected(&api, 2, Duration::from_secs(30)).await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let after = ids(&tasks(&api, &job).await);
+        anyhow::ensure!(
+            after == before,
+            "a stopped leader replaced tasks: {before:?} -> {after:?}"
+        );
+        let lost = api.metric("ocean_agents_unreachable_total").await?;
+        anyhow::ensure!(lost == 0.0, "{lost} agents declared unreachable");
+        Ok(())
+    })
+    .await;
+}

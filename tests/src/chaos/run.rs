@@ -65,7 +65,7 @@ fn workload_spec(id: &str, instances: u64) -> Value {
         "placement_policy": "spread",
         // Task kills are failures: with the default flapping rules a job
         // would rightly stop relaunching and never settle.
-        "flapping": {"max_failures": 100000},
+        "flapping": {"max_failures": 1000},
         "backoff": {"backoff_seconds": 0.2, "max_launch_delay_seconds": 2},
     })
 }
@@ -135,6 +135,12 @@ async fn run_in(mut c: NsCluster, opts: Options) -> anyhow::Result<Report> {
             .map(|_| ALL[rng.below(ALL.len() as u64) as usize])
             .collect();
         let masters_only = schedule.iter().all(|f| f.masters_only());
+        if opts.verbose {
+            eprintln!(
+                "schedule {s} at {:.1} s: {schedule:?}",
+                t0.elapsed().as_secs_f64()
+            );
+        }
         let before = match task_pids(&leader_api(&c).await?).await {
             Some(t) => t,
             None => anyhow::bail!("schedule {s}: no consistent task list"),
@@ -179,7 +185,9 @@ async fn run_in(mut c: NsCluster, opts: Options) -> anyhow::Result<Report> {
                 }
             }
             faults::heal(&mut c, applied)?;
-            tokio::time::sleep(Duration::from_millis(300 + rng.below(1200))).await;
+            if i + 1 < schedule.len() {
+                tokio::time::sleep(Duration::from_millis(300 + rng.below(1200))).await;
+            }
         }
         let healed = Instant::now();
         let settled = settle(&c, &acked, opts.settle_timeout).await;
@@ -200,9 +208,14 @@ async fn run_in(mut c: NsCluster, opts: Options) -> anyhow::Result<Report> {
                     && o.outcome == linearizability::Outcome::Ok
             })
             .count();
+        let checking = Instant::now();
         for a in linearizability::check(&history) {
+            if opts.verbose {
+                eprintln!("schedule {s}: {a}");
+            }
             report.anomalies.push(format!("schedule {s} {done:?}: {a}"));
         }
+        let checked = checking.elapsed();
         if masters_only {
             report.task_checks += 1;
             let after = task_pids(&leader_api(&c).await?).await.unwrap_or_default();
@@ -217,9 +230,10 @@ async fn run_in(mut c: NsCluster, opts: Options) -> anyhow::Result<Report> {
         }
         if opts.verbose {
             eprintln!(
-                "schedule {s}: {done:?} settled in {:.1} s, {} ops",
+                "schedule {s}: {done:?} settled in {:.1} s, {} ops checked in {:.1} s",
                 took.as_secs_f64(),
-                history.len()
+                history.len(),
+                checked.as_secs_f64()
             );
         }
         report.schedules += 1;
@@ -275,14 +289,13 @@ async fn bring_up(c: &NsCluster) -> anyhow::Result<()> {
 /// says run.
 async fn settle(c: &NsCluster, acked: &BTreeMap<String, u64>, timeout: Duration) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
-    let mut last = String::new();
     loop {
-        match settled_once(c, acked).await {
+        let why = match settled_once(c, acked).await {
             Ok(()) => return Ok(()),
-            Err(e) => last = e,
-        }
+            Err(e) => e,
+        };
         if Instant::now() > deadline {
-            return Err(last);
+            return Err(why);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
