@@ -272,7 +272,10 @@ mod tests {
         let lost = vec![op(0, w("a"), 0, 10, Done), op(1, r(None), 20, 30, Done)];
         assert_eq!(check(&lost).len(), 1);
         // A value nobody wrote.
-        let invented = vec![op(0, w("a"), 0, 10, Done), op(1, r(Some("z")), 20, 30, Done)];
+        let invented = vec![
+            op(0, w("a"), 0, 10, Done),
+            op(1, r(Some("z")), 20, 30, Done),
+        ];
         assert_eq!(check(&invented).len(), 1);
     }
 
@@ -288,7 +291,11 @@ mod tests {
         assert!(check(&h).is_empty());
         // And the same with a read that only an unread write could explain.
         h.push(op(0, r(Some("a")), 420, 430, Done));
-        assert_eq!(check(&h).len(), 1, "a after b, with nothing writing a again");
+        assert_eq!(
+            check(&h).len(),
+            1,
+            "a after b, with nothing writing a again"
+        );
     }
 
     #[test]

@@ -176,7 +176,10 @@ pub fn reap_orphans() {
         let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
         if !alive && name.matches('-').count() >= 2 {
             if let Ok(pids) = run("ip", &["netns", "pids", name]) {
-                for p in pids.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+                for p in pids
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok())
+                {
                     let _ = nix::sys::signal::kill(
                         nix::unistd::Pid::from_raw(p),
                         nix::sys::signal::Signal::SIGKILL,

@@ -39,10 +39,22 @@ fn seeded_schedules_with_partitions_keep_every_promise() {
     );
     assert_eq!(report.schedules, schedules, "every schedule ran");
     let injected: usize = report.faults.values().sum();
-    assert!(injected >= schedules, "faults injected: {:?}", report.faults);
-    assert!(report.ops > 50, "the clients hardly ran: {} ops", report.ops);
+    assert!(
+        injected >= schedules,
+        "faults injected: {:?}",
+        report.faults
+    );
+    assert!(
+        report.ops > 50,
+        "the clients hardly ran: {} ops",
+        report.ops
+    );
     assert!(report.acked_writes > 0, "no write was acknowledged");
-    assert!(report.looks > 10, "the watcher hardly looked ({})", report.looks);
+    assert!(
+        report.looks > 10,
+        "the watcher hardly looked ({})",
+        report.looks
+    );
 }
 
 /// A regression test for what the schedules found: agents stayed on a

@@ -118,17 +118,14 @@ async fn client(
         // A client whose master did not answer waits before trying again
         // (as a real one backs off), which also keeps the history small.
         let pause = if outcome == Outcome::Info { 300 } else { 20 };
-        history
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Op {
-                key,
-                client: id,
-                call,
-                invoke: micros(invoke),
-                complete: micros(complete),
-                outcome,
-            });
+        history.lock().unwrap_or_else(|p| p.into_inner()).push(Op {
+            key,
+            client: id,
+            call,
+            invoke: micros(invoke),
+            complete: micros(complete),
+            outcome,
+        });
         tokio::time::sleep(Duration::from_millis(pause + rng.below(60))).await;
     }
 }

@@ -39,12 +39,12 @@ impl NsCluster {
             .collect::<Vec<_>>()
             .join(",");
         let mut masters = Vec::new();
-        for i in 0..MASTERS {
+        for (i, g) in grpc.iter().enumerate() {
             let id = i as u64 + 1;
             let mut m = MasterProc {
                 id,
                 http: format!("{}:7700", addr(i)).parse()?,
-                grpc: grpc[i].parse()?,
+                grpc: g.parse()?,
                 data_dir: dir.path().join(format!("m{id}")),
                 args: vec!["--peers".into(), peers.clone()],
                 process: Process::in_netns(dir.path().join(format!("m{id}.log")), net.ns(i)),
@@ -67,10 +67,7 @@ impl NsCluster {
                     "--ports".into(),
                     agent_ports(),
                 ],
-                process: Process::in_netns(
-                    dir.path().join(format!("agent-{k}.log")),
-                    net.ns(node),
-                ),
+                process: Process::in_netns(dir.path().join(format!("agent-{k}.log")), net.ns(node)),
             };
             a.start()?;
             agents.push(a);

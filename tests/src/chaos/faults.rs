@@ -164,7 +164,10 @@ pub async fn apply(
             let k = rng.below(AGENTS as u64) as usize;
             c.agents[k].kill();
             reap_cgroups(&c.agents[k].cgroup_parent());
-            (Applied::RestartAgent(k), format!("killed agent {k} and its tasks"))
+            (
+                Applied::RestartAgent(k),
+                format!("killed agent {k} and its tasks"),
+            )
         }
         Fault::KillTask => {
             let apis = c.apis();

@@ -31,7 +31,7 @@ pub struct Rng(pub u64);
 
 impl Rng {
     /// The next number.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -40,7 +40,7 @@ impl Rng {
 
     /// A number in `0..n`.
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.next_u64() % n.max(1)
     }
 }
 
@@ -163,8 +163,10 @@ pub async fn task_pids(api: &Api) -> Option<BTreeMap<String, BTreeSet<(String, i
     for t in running(r.body["tasks"].as_array()?) {
         out.entry(t["job"].as_str()?.to_string())
             .or_default()
-            .insert((t["id"].as_str()?.to_string(), t["pid"].as_i64().unwrap_or(0)));
+            .insert((
+                t["id"].as_str()?.to_string(),
+                t["pid"].as_i64().unwrap_or(0),
+            ));
     }
     Some(out)
 }
-

@@ -107,8 +107,12 @@ async fn run_in(mut c: NsCluster, opts: Options) -> anyhow::Result<Report> {
     let stop = Arc::new(AtomicBool::new(false));
     let looks = Arc::new(AtomicU64::new(0));
     let watcher = {
-        let (apis, violations, stop, looks) =
-            (apis.clone(), violations.clone(), stop.clone(), looks.clone());
+        let (apis, violations, stop, looks) = (
+            apis.clone(),
+            violations.clone(),
+            stop.clone(),
+            looks.clone(),
+        );
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 if let Some(api) = answering(&apis).await {
@@ -145,10 +149,8 @@ async fn run_in(mut c: NsCluster, opts: Options) -> anyhow::Result<Report> {
             Some(t) => t,
             None => anyhow::bail!("schedule {s}: no consistent task list"),
         };
-        let keys: Vec<String> = (0..2)
-            .map(|k| job_id(&format!("chaos-r{s}-{k}")))
-            .collect();
-        let clients = Clients::start(3, &apis, &keys, rng.next(), t0);
+        let keys: Vec<String> = (0..2).map(|k| job_id(&format!("chaos-r{s}-{k}"))).collect();
+        let clients = Clients::start(3, &apis, &keys, rng.next_u64(), t0);
         let mut done = Vec::new();
         let mut submit_at = rng.below(schedule.len() as u64) as usize;
         for (i, f) in schedule.iter().enumerate() {
@@ -287,7 +289,11 @@ async fn bring_up(c: &NsCluster) -> anyhow::Result<()> {
 /// every acknowledged job exists with its instances and runs exactly that
 /// many tasks, and the agents' cgroups hold exactly the tasks the state
 /// says run.
-async fn settle(c: &NsCluster, acked: &BTreeMap<String, u64>, timeout: Duration) -> Result<(), String> {
+async fn settle(
+    c: &NsCluster,
+    acked: &BTreeMap<String, u64>,
+    timeout: Duration,
+) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     loop {
         let why = match settled_once(c, acked).await {
