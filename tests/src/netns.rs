@@ -142,18 +142,7 @@ impl Drop for Netns {
             let _ = c.wait();
         }
         // Anything else still inside (a process's own children).
-        if let Ok(pids) = run("ip", &["netns", "pids", &self.name]) {
-            for pid in pids
-                .split_whitespace()
-                .filter_map(|p| p.parse::<i32>().ok())
-            {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
-        let _ = run("ip", &["netns", "del", &self.name]);
+        delete(&self.name);
     }
 }
 
@@ -175,20 +164,25 @@ pub fn reap_orphans() {
         };
         let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
         if !alive && name.matches('-').count() >= 2 {
-            if let Ok(pids) = run("ip", &["netns", "pids", name]) {
-                for p in pids
-                    .split_whitespace()
-                    .filter_map(|p| p.parse::<i32>().ok())
-                {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(p),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
-            }
-            let _ = run("ip", &["netns", "del", name]);
+            delete(name);
         }
     }
+}
+
+/// SIGKILLs every process in namespace `name`, then deletes it.
+fn delete(name: &str) {
+    if let Ok(pids) = run("ip", &["netns", "pids", name]) {
+        for pid in pids
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    let _ = run("ip", &["netns", "del", name]);
 }
 
 /// Runs `f` on a thread that has entered network namespace `name`.

@@ -11,26 +11,16 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ocean_tests::chaos::{answering, census, over_count, seed_from_env, settle_problems, Rng};
+use ocean_tests::chaos::{
+    answering, census, over_count, seed_from_env, settle_problems, workload_spec, Rng,
+};
 use ocean_tests::tasks::{bounded, reap_cgroups, submit, wait_connected};
 use ocean_tests::{http::job_id, AgentProc, Api, Cluster};
-use serde_json::{json, Value};
+use serde_json::Value;
 
+/// The chaos's job (its flapping rules allow the kills' failures).
 fn spec(name: &str, instances: u32) -> Value {
-    json!({
-        "id": job_id(name),
-        "cmd": "sleep 600",
-        "instances": instances,
-        "resources": {"cpus": 0.01, "mem": 16},
-        "kill_grace_period_seconds": 1,
-        "placement_policy": "spread",
-        // The chaos SIGKILLs tasks, which are failures: with the default
-        // rules (3 in 10 minutes) a job would rightly stop relaunching as
-        // flapping and never settle. Flapping has its own test
-        // (tests/tests/health.rs); here the failures must only be retried.
-        "flapping": {"max_failures": 1000},
-        "backoff": {"backoff_seconds": 0.2, "max_launch_delay_seconds": 2},
-    })
+    workload_spec(&job_id(name), u64::from(instances))
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -22,7 +22,7 @@ use crate::Api;
 
 pub use cluster::NsCluster;
 pub use faults::Fault;
-pub use run::{run, Options, Report};
+pub use run::{run, workload_spec, Options, Report};
 
 /// A small deterministic generator (xorshift64*): the choices replay from
 /// the printed seed.

@@ -55,7 +55,7 @@ pub struct Report {
 }
 
 /// A workload job: real tasks, retried fast after failures.
-fn workload_spec(id: &str, instances: u64) -> Value {
+pub fn workload_spec(id: &str, instances: u64) -> Value {
     json!({
         "id": id,
         "cmd": "sleep 600",
