@@ -13,6 +13,9 @@ pub const MASTERS: usize = 3;
 pub const AGENTS: usize = 3;
 /// The clients' node.
 pub const CLIENT: usize = MASTERS + AGENTS;
+/// Where each agent serves its tasks' logs: what the clients reach an agent
+/// at while it is cut from the masters.
+pub const AGENT_HTTP_PORT: u16 = 7702;
 
 /// The cluster (its processes die before their namespaces go).
 #[derive(Debug)]
@@ -64,6 +67,8 @@ impl NsCluster {
                     format!("chaos-a{k}"),
                     "--address".into(),
                     addr(node),
+                    "--http".into(),
+                    format!("{}:{AGENT_HTTP_PORT}", addr(node)),
                     "--ports".into(),
                     agent_ports(),
                 ],

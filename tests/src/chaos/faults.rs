@@ -2,8 +2,9 @@
 
 use nix::sys::signal::Signal;
 
-use super::cluster::{NsCluster, AGENTS, MASTERS};
+use super::cluster::{NsCluster, AGENTS, AGENT_HTTP_PORT, MASTERS};
 use super::{answering, get_within, Rng};
+use crate::partition::addr;
 use crate::tasks::reap_cgroups;
 
 /// One kind of fault.
@@ -136,6 +137,17 @@ pub async fn apply(
             let k = rng.below(AGENTS as u64) as usize;
             let masters: Vec<usize> = (0..MASTERS).collect();
             c.net.isolate(MASTERS + k, &masters)?;
+            // The cut must leave the agent reachable from the clients.
+            let at = format!("{}:{AGENT_HTTP_PORT}", addr(MASTERS + k));
+            let reach = tokio::time::timeout(
+                std::time::Duration::from_secs(2),
+                tokio::net::TcpStream::connect(&at),
+            )
+            .await;
+            anyhow::ensure!(
+                matches!(reach, Ok(Ok(_))),
+                "the harness cut agent {k} from the clients too: {at} unreachable ({reach:?})"
+            );
             (Applied::Heal, format!("cut agent {k} from the masters"))
         }
         Fault::OneWayLoss => {
