@@ -154,19 +154,27 @@ pub async fn run(
     }
     let mut next = 0usize;
     let mut redirect: Option<String> = None;
+    let mut last: Option<String> = None;
     loop {
         if *shutdown.borrow() {
             return Ok(());
         }
-        let addr = redirect
-            .take()
-            .unwrap_or_else(|| masters[next % masters.len()].clone());
+        let addr = redirect.take().unwrap_or_else(|| {
+            // Not straight back to the master that just failed: a stopped
+            // one still accepts connections and would hold the agent for
+            // another keepalive round.
+            if masters.len() > 1 && Some(&masters[next % masters.len()]) == last.as_ref() {
+                next += 1;
+            }
+            masters[next % masters.len()].clone()
+        });
         next += 1;
         let outcome = tokio::select! {
             o = one_session(handler.as_ref(), &addr, tls.as_ref(), &state) => o,
             _ = stopped(&mut shutdown) => return Ok(()),
         };
         state.send_modify(|s| s.leader = 0);
+        last = Some(addr.clone());
         match outcome {
             Ended::Redirect(to) if !to.is_empty() => {
                 redirect = Some(to);
@@ -232,6 +240,10 @@ enum Ended {
 /// reports does not stall reading the leader's commands.
 const OUTBOUND_QUEUE: usize = 256;
 
+/// How long the session waits for any frame from its master before it
+/// pings, and then for the ping's answer.
+const KEEPALIVE: Duration = Duration::from_secs(1);
+
 async fn one_session(
     handler: &dyn SessionHandler,
     addr: &str,
@@ -243,8 +255,13 @@ async fn one_session(
         Ok(e) => e
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(2))
-            .keep_alive_timeout(Duration::from_secs(3)),
+            // A master that stops answering (SIGSTOP, a dead host, a cut
+            // link) must be left within 2 s: a new leader gives every agent
+            // only the heartbeat timeout (2.5 s by default) from the start
+            // of its term before it declares it unreachable and replaces
+            // its tasks.
+            .http2_keep_alive_interval(KEEPALIVE)
+            .keep_alive_timeout(KEEPALIVE),
         Err(e) => return Ended::Failed(format!("bad master address: {e}")),
     };
     let endpoint = match tls {

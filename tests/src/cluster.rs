@@ -80,6 +80,9 @@ pub fn free_addr() -> SocketAddr {
 pub struct Process {
     log: PathBuf,
     child: Option<Child>,
+    /// The network namespace (`ip netns` name) it runs in, if not the
+    /// test's own.
+    netns: Option<String>,
 }
 
 impl Process {
@@ -90,7 +93,21 @@ impl Process {
 
     /// A process that logs to `log` once started.
     pub fn new(log: PathBuf) -> Self {
-        Process { log, child: None }
+        Process {
+            log,
+            child: None,
+            netns: None,
+        }
+    }
+
+    /// A process that runs in network namespace `netns` (entered with
+    /// `nsenter`, which then executes `ocean`, so the pid is ocean's).
+    pub fn in_netns(log: PathBuf, netns: &str) -> Self {
+        Process {
+            log,
+            child: None,
+            netns: Some(netns.to_string()),
+        }
     }
 
     /// Starts `ocean ARGS...`, appending its output to the log.
@@ -100,7 +117,17 @@ impl Process {
             .append(true)
             .open(&self.log)
             .context("open log")?;
-        let child = Command::new(ocean_bin())
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/var/run/netns/{ns}"))
+                    .arg("--")
+                    .arg(ocean_bin());
+                c
+            }
+            None => Command::new(ocean_bin()),
+        };
+        let child = cmd
             .args(args)
             // A test or benchmark killed before its handles drop must not
             // leave masters and agents running.

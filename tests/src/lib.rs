@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod caches;
+pub mod chaos;
 pub mod cluster;
 pub mod databases;
 pub mod dns;
@@ -13,7 +14,9 @@ pub mod docker;
 pub mod elb_net;
 pub mod events;
 pub mod http;
+pub mod linearizability;
 pub mod netns;
+pub mod partition;
 pub mod tasks;
 pub mod tls;
 

@@ -62,6 +62,33 @@ impl Netns {
         run("ip", &a)
     }
 
+    /// Loads an nftables script inside (`nft -f -`): its tables are the
+    /// namespace's own and go with it.
+    pub fn nft(&self, script: &str) -> anyhow::Result<()> {
+        use std::io::Write;
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.name, "nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("spawning nft")?;
+        child
+            .stdin
+            .take()
+            .context("nft stdin")?
+            .write_all(script.as_bytes())?;
+        let out = child.wait_with_output().context("waiting for nft")?;
+        if !out.status.success() {
+            bail!(
+                "nft in {}: {}\n{script}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
     /// Starts a command inside; killed when the namespace drops.
     pub fn spawn(&mut self, args: &[&str]) -> anyhow::Result<u32> {
         let child = Command::new("ip")
@@ -115,19 +142,47 @@ impl Drop for Netns {
             let _ = c.wait();
         }
         // Anything else still inside (a process's own children).
-        if let Ok(pids) = run("ip", &["netns", "pids", &self.name]) {
-            for pid in pids
-                .split_whitespace()
-                .filter_map(|p| p.parse::<i32>().ok())
-            {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
-        let _ = run("ip", &["netns", "del", &self.name]);
+        delete(&self.name);
     }
+}
+
+/// Deletes the namespaces [`Netns::new`] made in test processes that no
+/// longer run (`o<pid>-...` with that pid gone): a test killed by its
+/// runner's time limit never runs its drop guards. Namespaces of live
+/// processes, and any not named so, are never touched.
+pub fn reap_orphans() {
+    let Ok(list) = run("ip", &["netns", "list"]) else {
+        return;
+    };
+    for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
+        let Some(pid) = name
+            .strip_prefix('o')
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
+        if !alive && name.matches('-').count() >= 2 {
+            delete(name);
+        }
+    }
+}
+
+/// SIGKILLs every process in namespace `name`, then deletes it.
+fn delete(name: &str) {
+    if let Ok(pids) = run("ip", &["netns", "pids", name]) {
+        for pid in pids
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    let _ = run("ip", &["netns", "del", name]);
 }
 
 /// Runs `f` on a thread that has entered network namespace `name`.

@@ -7,82 +7,20 @@
 //! agents' cgroups hold exactly those tasks. The seed is printed, and
 //! `OCEAN_CHAOS_SEED` replays a run's choices.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ocean_tests::tasks::{
-    bounded, live_task_cgroups, reap_cgroups, running, submit, wait_connected,
+use ocean_tests::chaos::{
+    answering, census, over_count, seed_from_env, settle_problems, workload_spec, Rng,
 };
+use ocean_tests::tasks::{bounded, reap_cgroups, submit, wait_connected};
 use ocean_tests::{http::job_id, AgentProc, Api, Cluster};
-use serde_json::{json, Value};
+use serde_json::Value;
 
-/// A small deterministic generator (xorshift64*): the choices replay from
-/// the printed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
+/// The chaos's job (its flapping rules allow the kills' failures).
 fn spec(name: &str, instances: u32) -> Value {
-    json!({
-        "id": job_id(name),
-        "cmd": "sleep 600",
-        "instances": instances,
-        "resources": {"cpus": 0.01, "mem": 16},
-        "kill_grace_period_seconds": 1,
-        "placement_policy": "spread",
-        // The chaos SIGKILLs tasks, which are failures: with the default
-        // rules (3 in 10 minutes) a job would rightly stop relaunching as
-        // flapping and never settle. Flapping has its own test
-        // (tests/tests/health.rs); here the failures must only be retried.
-        "flapping": {"max_failures": 1000},
-        "backoff": {"backoff_seconds": 0.2, "max_launch_delay_seconds": 2},
-    })
-}
-
-/// The first master among `apis` that answers with a known leader.
-async fn answering(apis: &[Api]) -> Option<Api> {
-    for api in apis {
-        if let Ok(r) = api.get("/v1/leader").await {
-            if r.status == 200 {
-                return Some(api.clone());
-            }
-        }
-    }
-    None
-}
-
-/// Jobs' instances and their RUNNING (not stopping) tasks, as one master
-/// sees them at one version.
-async fn census(api: &Api) -> Option<BTreeMap<String, (u64, BTreeSet<String>)>> {
-    let jobs = api.get("/v1/jobs").await.ok()?;
-    let version = jobs.body["version"].as_u64()?;
-    let tasks = api
-        .get(&format!("/v1/tasks?min_version={version}"))
-        .await
-        .ok()?;
-    let mut out: BTreeMap<String, (u64, BTreeSet<String>)> = BTreeMap::new();
-    for j in jobs.body["jobs"].as_array()? {
-        let id = j["id"].as_str()?.to_string();
-        out.insert(id, (j["spec"]["instances"].as_u64()?, BTreeSet::new()));
-    }
-    for t in running(tasks.body["tasks"].as_array()?) {
-        if let Some(entry) = out.get_mut(t["job"].as_str()?) {
-            entry.1.insert(t["id"].as_str()?.to_string());
-        }
-    }
-    Some(out)
+    workload_spec(&job_id(name), u64::from(instances))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -93,16 +31,7 @@ async fn chaos_never_runs_more_than_asked_and_loses_no_acknowledged_job() {
         .unwrap_or(60);
     // Within nextest's 180 s limit (.config/nextest.toml) at the default 60 s.
     bounded(secs + 110, async move {
-        let seed = std::env::var("OCEAN_CHAOS_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos() as u64)
-                    .unwrap_or(1)
-                    | 1
-            });
+        let seed = seed_from_env();
         eprintln!("chaos seed {seed} (OCEAN_CHAOS_SEED={seed} replays it)");
         let mut rng = Rng(seed);
         let mut c = Cluster::start(3, &[])?;
@@ -135,16 +64,10 @@ async fn chaos_never_runs_more_than_asked_and_loses_no_acknowledged_job() {
                     if let Some(api) = answering(&apis).await {
                         if let Some(jobs) = census(&api).await {
                             looks += 1;
-                            for (job, (want, running)) in jobs {
-                                if running.len() as u64 > want {
-                                    violations.lock().unwrap_or_else(|p| p.into_inner()).push(
-                                        format!(
-                                            "{job}: {} RUNNING > {want}: {running:?}",
-                                            running.len()
-                                        ),
-                                    );
-                                }
-                            }
+                            violations
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .extend(over_count(&jobs));
                         }
                     }
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -238,32 +161,7 @@ async fn chaos_never_runs_more_than_asked_and_loses_no_acknowledged_job() {
         let mut last = String::new();
         loop {
             if let Some(jobs) = census(&api).await {
-                let mut problems = Vec::new();
-                for (job, want) in &acknowledged {
-                    match jobs.get(job) {
-                        None => problems.push(format!("acknowledged job {job} is gone")),
-                        Some((w, _)) if w != want => {
-                            problems.push(format!("{job} asks {w}, acknowledged {want}"))
-                        }
-                        Some((_, r)) if r.len() as u64 != *want => {
-                            problems.push(format!("{job}: {} RUNNING, wants {want}", r.len()))
-                        }
-                        _ => {}
-                    }
-                }
-                let expected: BTreeSet<String> =
-                    jobs.values().flat_map(|(_, r)| r.iter().cloned()).collect();
-                let real: BTreeSet<String> = agents
-                    .iter()
-                    .flat_map(|a| live_task_cgroups(&a.cgroup_parent()))
-                    .collect();
-                if real != expected {
-                    problems.push(format!(
-                        "processes differ: only in cgroups {:?}, only in the state {:?}",
-                        real.difference(&expected).collect::<Vec<_>>(),
-                        expected.difference(&real).collect::<Vec<_>>()
-                    ));
-                }
+                let problems = settle_problems(&jobs, &acknowledged, &agents);
                 if problems.is_empty() {
                     break;
                 }

@@ -36,7 +36,13 @@
 //! - `docker-launch`: submit-to-RUNNING of one-instance container jobs,
 //!   side by side with `docker run -d` of the same image.
 //!
-//! Everything runs on loopback and stops by itself.
+//! - `chaos`: seeded schedules of faults (leader kill, SIGSTOP, network
+//!   partitions, agent and task kills, full restarts) against masters and
+//!   agents in network namespaces: anomalies found (none expected), time
+//!   to settle.
+//!
+//! Everything runs on loopback (or, for `chaos`, in namespaces it makes)
+//! and stops by itself.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,6 +58,7 @@ use ocean_tests::http::{job_id, job_spec};
 use ocean_tests::Cluster;
 use tonic::transport::{Channel, Endpoint};
 
+mod chaos;
 mod dashboard;
 mod deploy;
 mod dns;
@@ -102,6 +109,15 @@ enum Cmd {
         /// The job's upgrade_strategy.max_surge.
         #[arg(long, default_value = "10%")]
         max_surge: String,
+    },
+    /// Seeded fault schedules with partitions; anomalies and settle times.
+    Chaos {
+        /// How many schedules.
+        #[arg(long, default_value_t = 100)]
+        schedules: usize,
+        /// The seed (default: `OCEAN_CHAOS_SEED`, else the clock).
+        #[arg(long)]
+        seed: Option<u64>,
     },
     /// SIGKILL the leader repeatedly and time the first acknowledged write.
     Failover {
@@ -292,6 +308,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     match args.cmd {
         Cmd::Failover { kills } => failover(kills).await,
+        Cmd::Chaos { schedules, seed } => chaos::chaos(schedules, seed).await,
         Cmd::Writes {
             clients,
             seconds,
