@@ -491,10 +491,23 @@ pub async fn run_mounted(
         wait_stop(stop_rx.clone()),
     );
     let extra = mount(master.clone());
-    let http_server =
-        crate::api::http::serve_mounted(master.clone(), http, extra, rest_tls, wait_stop(stop_rx));
+    let http_server = crate::api::http::serve_mounted(
+        master.clone(),
+        http,
+        extra,
+        rest_tls,
+        wait_stop(stop_rx.clone()),
+    );
     info!(id = config.id, http = %config.http, grpc = %config.grpc, "master serving");
-    let (g, h, r) = tokio::join!(grpc_server, http_server, raft_server);
+    // Graceful shutdown waits for open connections, and some never end by
+    // themselves (peers' raft streams, agents' sessions, event streams):
+    // after the drain time the rest are dropped, or SIGTERM would not stop
+    // a master at all.
+    let (g, h, r) = tokio::join!(
+        drained(grpc_server, stop_rx.clone(), "gRPC"),
+        drained(http_server, stop_rx.clone(), "REST"),
+        drained(raft_server, stop_rx.clone(), "raft"),
+    );
     // The leader's controllers (and the hosted frameworks, which release
     // their leases) stop while the raft driver still runs.
     let _ = tokio::time::timeout(Duration::from_secs(3), host).await;
@@ -523,6 +536,33 @@ async fn serve_raft_listener(
 
 async fn wait_stop(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
+}
+
+/// How long a stopping master lets open requests and streams finish.
+const DRAIN_TIME: Duration = Duration::from_secs(3);
+
+/// Runs `server` until it ends by itself, or until [`DRAIN_TIME`] after
+/// `stop`; then drops it (closing what is still open).
+async fn drained(
+    server: impl Future<Output = Result<()>>,
+    stop: watch::Receiver<bool>,
+    name: &'static str,
+) -> Result<()> {
+    tokio::pin!(server);
+    tokio::select! {
+        r = &mut server => return r,
+        () = wait_stop(stop) => {}
+    }
+    match tokio::time::timeout(DRAIN_TIME, &mut server).await {
+        Ok(r) => r,
+        Err(_) => {
+            warn!(
+                server = name,
+                "connections still open after the drain time; closing them"
+            );
+            Ok(())
+        }
+    }
 }
 
 /// Binds a listener, naming the address on failure.

@@ -292,12 +292,29 @@ async fn masters_without_a_valid_certificate_cannot_join_or_send_raft_messages()
             m.start()?;
             joiners.push(m);
         }
+        // The one with an agent's certificate does not even start (the
+        // raft listener's own refusal of agent certificates is checked
+        // with a raw client above).
         wait_log(
             joiners[1].process.log_path(),
-            "master certificates only",
+            "tls.cert",
             Duration::from_secs(20),
         )
         .await?;
+        let log = std::fs::read_to_string(joiners[1].process.log_path())?;
+        anyhow::ensure!(
+            log.contains("agent:m3, not a master's"),
+            "the refusal names the certificate's identity: {log}"
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !joiners[1].process.exited() {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "a master with an agent's certificate runs"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _refused = joiners.pop();
         tokio::time::sleep(Duration::from_secs(3)).await;
         let members = c.master(1).api().get("/v1/members").await?;
         let ids: Vec<Value> = members.body["members"]

@@ -60,7 +60,13 @@ async fn a_certified_cluster_serves_rest_and_the_dashboard_over_https() {
         let apis = (1..=3)
             .map(|id| Api::https(&c.master(id).http.to_string(), &ca, None))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let leader = wait_leader(&apis[0], Duration::from_secs(30)).await?;
+        // Every master must know the leader: followers relay to it.
+        let mut leader = 0;
+        for api in &apis {
+            let l = wait_leader(api, Duration::from_secs(30)).await?;
+            anyhow::ensure!(leader == 0 || l == leader, "masters disagree: {leader} vs {l}");
+            leader = l;
+        }
 
         // A follower relays usage from the leader over the masters' own
         // HTTPS client (CA-checked, with the master's certificate).
