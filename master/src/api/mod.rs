@@ -23,6 +23,8 @@ pub mod summary;
 pub mod tasks;
 pub mod tree;
 pub mod usage;
+pub mod grpc_usage;
+pub mod usage_latest;
 pub mod usage_report;
 pub mod watch;
 
