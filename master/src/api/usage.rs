@@ -35,7 +35,7 @@ pub fn routes() -> axum::Router<Master> {
         .route("/v1/usage/report", get(super::usage_report::report))
         .route(
             "/v1/usage/latest",
-            axum::routing::post(super::usage_latest::handler),
+            axum::routing::post(super::usage_latest::latest_usage),
         )
 }
 

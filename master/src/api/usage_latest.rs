@@ -137,7 +137,7 @@ async fn ask_leader(
 #[utoipa::path(post, path = "/v1/usage/latest", tag = "usage",
     request_body(content = Object, description = "`{\"tasks\": [ids], \"agents\": [ids]}`"),
     responses((status = 200, description = "the samples held, by id", body = Object)))]
-pub(super) async fn handler(
+pub(super) async fn latest_usage(
     State(m): State<Master>,
     headers: axum::http::HeaderMap,
     body: Body,

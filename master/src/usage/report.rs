@@ -365,6 +365,7 @@ pub fn build(
             tasks: 1,
             allocated,
             used,
+            series: None,
         };
         let listed = below(&t.job, node);
         let job_parent = listed.last().map_or(node, |p| *p);
