@@ -481,7 +481,12 @@ async fn memory_above_fires_for_a_task_over_its_share_of_its_limit_and_resolves(
         let mut ids = Vec::new();
         for job in [&tight, &roomy] {
             let l = wait_tasks(&api, job, "one RUNNING", WAIT, |l| running(l).len() == 1).await?;
-            ids.push(running(&l)[0]["id"].as_str().unwrap_or_default().to_string());
+            ids.push(
+                running(&l)[0]["id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
         }
         let (tight_task, roomy_task) = (ids[0].clone(), ids[1].clone());
         // The holder's RSS is over 60% of its limit once it touched its
@@ -516,8 +521,12 @@ async fn memory_above_fires_for_a_task_over_its_share_of_its_limit_and_resolves(
             "100 MiB of 128 MiB is about 78%: {message}"
         );
         let alert = &fired.body["alert"];
-        let held_ms = alert["fired_ms"].as_u64().unwrap_or(0) - alert["since_ms"].as_u64().unwrap_or(0);
-        assert!(held_ms >= 2000, "fired after {held_ms} ms of the rule's 2 s: {alert}");
+        let held_ms =
+            alert["fired_ms"].as_u64().unwrap_or(0) - alert["since_ms"].as_u64().unwrap_or(0);
+        assert!(
+            held_ms >= 2000,
+            "fired after {held_ms} ms of the rule's 2 s: {alert}"
+        );
         eprintln!(
             "memory_above fired {:?} after the API first showed the RSS ({message})",
             fired.at.saturating_duration_since(seen_at)
@@ -621,7 +630,10 @@ async fn task_flapping_fires_past_max_restarts_and_resolves_when_the_job_is_fixe
             .next()
             .and_then(|n| n.parse().ok())
             .with_context(|| format!("message {message:?}"))?;
-        assert!(failures > 2, "fired at {failures} failures, not more than 2: {message}");
+        assert!(
+            failures > 2,
+            "fired at {failures} failures, not more than 2: {message}"
+        );
         // The replicated state agrees: the job's back-off holds them.
         let job = api.get(&format!("/v1/jobs/{flappy}")).await?.body;
         let recent = job["backoff"]["recent_failures"].as_u64().unwrap_or(0);
@@ -644,7 +656,13 @@ async fn task_flapping_fires_past_max_restarts_and_resolves_when_the_job_is_fixe
             .as_array()
             .and_then(|l| l.iter().find(|a| a["subject"] == flappy.as_str()))
             .context("the alert through REST")?;
-        assert_eq!((g.id.as_str(), g.fired_ms), (r["id"].as_str().unwrap_or(""), r["fired_ms"].as_u64().unwrap_or(0)));
+        assert_eq!(
+            (g.id.as_str(), g.fired_ms),
+            (
+                r["id"].as_str().unwrap_or(""),
+                r["fired_ms"].as_u64().unwrap_or(0)
+            )
+        );
         assert_eq!(g.state, "firing");
         eprintln!(
             "task_flapping fired {:?} after the job was created ({message})",
@@ -657,7 +675,10 @@ async fn task_flapping_fires_past_max_restarts_and_resolves_when_the_job_is_fixe
                 b["transition"] == "resolved" && b["alert"]["subject"] == flappy.as_str()
             })
             .await?;
-        wait_tasks(&api, &flappy, "one RUNNING", WAIT, |l| running(l).len() == 1).await?;
+        wait_tasks(&api, &flappy, "one RUNNING", WAIT, |l| {
+            running(l).len() == 1
+        })
+        .await?;
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(
             transitions(&receiver, &flappy),

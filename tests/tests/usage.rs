@@ -588,12 +588,10 @@ async fn a_follower_answers_usage_from_the_leader() {
             agents["agents"][0]["usage"]["memory_rss_bytes"].as_u64() > Some(15 << 20),
             "a follower's agent list: {agents}"
         );
-        let channel = tonic::transport::Endpoint::from_shared(format!(
-            "http://{}",
-            c.master(follower).grpc
-        ))?
-        .connect()
-        .await?;
+        let channel =
+            tonic::transport::Endpoint::from_shared(format!("http://{}", c.master(follower).grpc))?
+                .connect()
+                .await?;
         let mut grpc = ocean_proto::v1::ocean_api_client::OceanApiClient::new(channel.clone());
         let g = grpc
             .get_task(ocean_proto::v1::TaskRef {
@@ -602,7 +600,10 @@ async fn a_follower_answers_usage_from_the_leader() {
             })
             .await?
             .into_inner();
-        let g_rss = g.usage.context("gRPC Task.usage on a follower")?.memory_rss_bytes;
+        let g_rss = g
+            .usage
+            .context("gRPC Task.usage on a follower")?
+            .memory_rss_bytes;
         assert!(g_rss > 15 << 20, "gRPC on a follower: {g_rss}");
         let g = grpc
             .get_agent(ocean_proto::v1::AgentRef {
@@ -611,7 +612,10 @@ async fn a_follower_answers_usage_from_the_leader() {
             })
             .await?
             .into_inner();
-        assert_eq!(g.usage.context("gRPC AgentInfo.usage on a follower")?.tasks, 1);
+        assert_eq!(
+            g.usage.context("gRPC AgentInfo.usage on a follower")?.tasks,
+            1
+        );
 
         // The rows' own rings: a snapshot every 5 s, so two within 15 s.
         let report = wait_usage(
@@ -623,7 +627,11 @@ async fn a_follower_answers_usage_from_the_leader() {
         .await?;
         let series = &report["total"]["series"];
         let history = series["history"].as_array().context("history")?;
-        assert_eq!(Some(history.len() as u64), series["points"].as_u64(), "{series}");
+        assert_eq!(
+            Some(history.len() as u64),
+            series["points"].as_u64(),
+            "{series}"
+        );
         assert!(
             series["memory_rss_peak_bytes"].as_u64() > Some(15 << 20),
             "the line's ring holds the task's memory: {series}"
@@ -651,7 +659,11 @@ async fn a_follower_answers_usage_from_the_leader() {
             .into_inner();
         assert_eq!(g.leader, leader);
         assert_eq!(g.node, "pdl.ocean");
-        let g_row = g.tasks.iter().find(|r| r.id == task).context("gRPC task row")?;
+        let g_row = g
+            .tasks
+            .iter()
+            .find(|r| r.id == task)
+            .context("gRPC task row")?;
         assert!(g_row.memory_rss_bytes > 15 << 20, "{g_row:?}");
         assert_eq!(g.total.as_ref().map(|t| t.tasks), Some(1));
         let bad = usage

@@ -90,7 +90,9 @@ impl Mounts {
         }
         let dir = under(self.v2.as_ref()?, v2_path?)?;
         // A v2 hierarchy without the memory controller has no counters.
-        dir.join("memory.events").exists().then_some(MemoryDir::V2(dir))
+        dir.join("memory.events")
+            .exists()
+            .then_some(MemoryDir::V2(dir))
     }
 }
 
@@ -170,7 +172,11 @@ pub struct Cgroups {
 impl Cgroups {
     /// The container's memory cgroup, found from its main process `pid`
     /// (asked only the first time: `pid` is called once per container).
-    pub fn dir(&mut self, container: &str, pid: impl FnOnce() -> Option<i64>) -> Option<&MemoryDir> {
+    pub fn dir(
+        &mut self,
+        container: &str,
+        pid: impl FnOnce() -> Option<i64>,
+    ) -> Option<&MemoryDir> {
         if !self.dirs.contains_key(container) {
             let pid = pid().filter(|p| *p > 0)?;
             let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
@@ -210,14 +216,18 @@ mod tests {
         let cgroups = "12:pids:/docker/abc\n4:memory:/docker/abc\n0::/docker/abc\n";
         assert_eq!(
             m.memory_dir(cgroups),
-            Some(MemoryDir::V1(PathBuf::from("/sys/fs/cgroup/memory/docker/abc")))
+            Some(MemoryDir::V1(PathBuf::from(
+                "/sys/fs/cgroup/memory/docker/abc"
+            )))
         );
         // Without a v1 memory mount, a v2 path is used only if its memory
         // controller is there (it is not in this fake one).
-        let only_v2 = Mounts::parse(
-            "40 31 0:37 / /nonexistent/unified rw,relatime - cgroup2 cgroup2 rw\n",
+        let only_v2 =
+            Mounts::parse("40 31 0:37 / /nonexistent/unified rw,relatime - cgroup2 cgroup2 rw\n");
+        assert_eq!(
+            only_v2.memory_dir("0::/system.slice/docker-abc.scope\n"),
+            None
         );
-        assert_eq!(only_v2.memory_dir("0::/system.slice/docker-abc.scope\n"), None);
     }
 
     #[test]

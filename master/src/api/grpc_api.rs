@@ -357,7 +357,10 @@ impl OceanApi for Api {
                 .iter()
                 .map(|(a, l)| {
                     let mut info = convert::agent_info(a, *l);
-                    info.usage = latest.agents.remove(&a.id).map(|u| convert::agent_usage(&u));
+                    info.usage = latest
+                        .agents
+                        .remove(&a.id)
+                        .map(|u| convert::agent_usage(&u));
                     info.host_checks = crate::api::host_checks_of(&self.0, &a.id)
                         .map(|h| crate::host_checks::to_proto(&h));
                     info
@@ -377,7 +380,10 @@ impl OceanApi for Api {
             .map_err(to_status)?;
         let mut info = convert::agent_info(&a, l);
         let mut latest = usage_latest::latest(&self.0, Vec::new(), vec![a.id.clone()], auth).await;
-        info.usage = latest.agents.remove(&a.id).map(|u| convert::agent_usage(&u));
+        info.usage = latest
+            .agents
+            .remove(&a.id)
+            .map(|u| convert::agent_usage(&u));
         info.host_checks =
             crate::api::host_checks_of(&self.0, &a.id).map(|h| crate::host_checks::to_proto(&h));
         ok(info)

@@ -38,7 +38,12 @@ impl Usage {
 
     /// `GET path?query` on the REST router, as the caller: the body of a
     /// 2xx answer, else a status carrying the REST error.
-    async fn rest<T>(&self, req: &Request<T>, path: &str, query: &[(&str, &str)]) -> Result<Vec<u8>, Status> {
+    async fn rest<T>(
+        &self,
+        req: &Request<T>,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<Vec<u8>, Status> {
         let query = serde_urlencoded::to_string(query)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let mut http = axum::http::Request::get(format!("{path}?{query}"));
@@ -187,7 +192,11 @@ fn alert(a: AlertRecord) -> Alert {
 
 /// Empty strings are left out of a REST query (its defaults apply).
 fn query<'a>(pairs: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
-    pairs.iter().filter(|(_, v)| !v.is_empty()).copied().collect()
+    pairs
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .copied()
+        .collect()
 }
 
 #[tonic::async_trait]
@@ -214,7 +223,10 @@ impl OceanUsage for Usage {
         }))
     }
 
-    async fn get_usage_report(&self, req: Request<UsageReportRequest>) -> Answer<UsageReportResponse> {
+    async fn get_usage_report(
+        &self,
+        req: Request<UsageReportRequest>,
+    ) -> Answer<UsageReportResponse> {
         let r = req.get_ref();
         let q = query(&[("node", r.node.as_str()), ("window", r.window.as_str())]);
         let body = self.rest(&req, "/v1/usage/report", &q).await?;
@@ -254,7 +266,10 @@ impl OceanUsage for Usage {
         Ok(Response::new(rule(made)))
     }
 
-    async fn list_alert_rules(&self, req: Request<ListAlertRulesRequest>) -> Answer<ListAlertRulesResponse> {
+    async fn list_alert_rules(
+        &self,
+        req: Request<ListAlertRulesRequest>,
+    ) -> Answer<ListAlertRulesResponse> {
         let r = req.into_inner();
         let list = self
             .0

@@ -161,7 +161,9 @@ mod tests {
         assert!(job.window.points >= 3, "{job:?}");
         assert!((job.window.cpu_cores_max - 1.0).abs() < 1e-9, "{job:?}");
         assert_eq!(job.window.rss_bytes_max, 30 << 20);
-        let pdl = store.node_window("cop.c_owt.o_pdl.p", since).expect("pdl ring");
+        let pdl = store
+            .node_window("cop.c_owt.o_pdl.p", since)
+            .expect("pdl ring");
         assert_eq!(pdl.window, job.window, "pdl.p holds job a only");
         let root = store.node_window(ROOT, since).expect("root ring");
         assert!((root.window.cpu_cores_max - 1.25).abs() < 1e-9, "{root:?}");

@@ -399,7 +399,10 @@ pub fn build(
     // The rows' own rings. Agents' cover all their tasks, so only a
     // reader of the whole tree sees them.
     let total_key = ring_key(node, tasks.first().map(|t| t.job.as_str()));
-    let agent_ids = agents.iter().filter(|_| node.is_empty()).map(|a| a.id.as_str());
+    let agent_ids = agents
+        .iter()
+        .filter(|_| node.is_empty())
+        .map(|a| a.id.as_str());
     let node_keys = nodes
         .iter()
         .chain(jobs.iter())
