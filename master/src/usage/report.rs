@@ -470,6 +470,27 @@ mod tests {
     }
 
     #[test]
+    fn the_ring_of_a_node_asked_by_its_tags_is_found_through_a_job() {
+        assert_eq!(ring_key("", Some(JOB_A)).as_deref(), Some(ROOT));
+        assert_eq!(
+            ring_key("pdl.p", Some(JOB_A)).as_deref(),
+            Some("cop.c_owt.o_pdl.p")
+        );
+        assert_eq!(
+            ring_key("cop.c_owt.o", Some(JOB_A)).as_deref(),
+            Some("cop.c_owt.o")
+        );
+        assert_eq!(ring_key(JOB_A, Some(JOB_A)).as_deref(), Some(JOB_A));
+        // `job.a` names jobs wherever they sit: no one ring.
+        assert_eq!(ring_key("job.a", Some(JOB_A)), None);
+        // Without a task under it, the node as given.
+        assert_eq!(
+            ring_key("cop.c_owt.o_pdl.p", None).as_deref(),
+            Some("cop.c_owt.o_pdl.p")
+        );
+    }
+
+    #[test]
     fn nodes_below_a_node_given_by_any_of_its_tags() {
         assert_eq!(below(JOB_A, "pdl.p"), vec!["cop.c_owt.o_pdl.p_service.s"]);
         assert_eq!(below(JOB_A, "").len(), 4);
