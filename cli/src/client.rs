@@ -22,17 +22,28 @@ pub struct Client {
     /// The token it sends (`--token`): a client for another master
     /// (the leader) sends the same.
     pub token: ocean_client::Secret,
+    /// Its TLS flags, which a client for another master keeps too.
+    pub tls: crate::client_tls::ClientTlsArgs,
 }
 
 impl Client {
     /// Parses `addr` (comma-separated, with or without `http://`).
-    pub fn new(addr: &str, json: bool, token: ocean_client::Secret) -> anyhow::Result<Self> {
+    pub fn new(
+        addr: &str,
+        json: bool,
+        token: ocean_client::Secret,
+        tls: &crate::client_tls::ClientTlsArgs,
+    ) -> anyhow::Result<Self> {
         let addrs = addr
             .split(',')
             .map(str::trim)
             .filter(|a| !a.is_empty())
             .map(str::to_string);
-        let rest = RestClient::new(addrs)
+        let options = ocean_client::RestOptions {
+            tls: tls.rest()?,
+            ..ocean_client::RestOptions::default()
+        };
+        let rest = RestClient::with_options(addrs, options)
             .map_err(|e| match e {
                 Error::Invalid { errors, .. } if errors.iter().any(|f| f.field == "addrs") => {
                     anyhow!("--addr: no master address given")
@@ -40,7 +51,12 @@ impl Client {
                 e => anyhow!("--addr: {}", e.message()),
             })?
             .with_token(token.clone());
-        Ok(Client { rest, json, token })
+        Ok(Client {
+            rest,
+            json,
+            token,
+            tls: tls.clone(),
+        })
     }
 
     /// Sends a request to the first master that answers; an error answer

@@ -35,8 +35,8 @@ pub struct DnsArgs {
 }
 
 impl DnsArgs {
-    fn config(self) -> DnsConfig {
-        DnsConfig {
+    fn config(self, tls: &crate::client_tls::ClientTlsArgs) -> anyhow::Result<DnsConfig> {
+        Ok(DnsConfig {
             masters: self
                 .master
                 .into_iter()
@@ -49,13 +49,14 @@ impl DnsArgs {
             ttl: self.ttl,
             udp_workers: self.udp_workers,
             token: self.token.unwrap_or_default(),
-        }
+            tls: tls.grpc()?,
+        })
     }
 }
 
 /// `ocean dns`.
-pub async fn dns(args: DnsArgs) -> anyhow::Result<()> {
-    let cfg = args.config();
+pub async fn dns(args: DnsArgs, tls: &crate::client_tls::ClientTlsArgs) -> anyhow::Result<()> {
+    let cfg = args.config(tls)?;
     cfg.validate().context("invalid flag")?;
     ocean_dns::run(cfg, crate::cmd_server::shutdown_signal()).await?;
     Ok(())

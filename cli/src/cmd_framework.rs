@@ -97,7 +97,13 @@ pub fn grpc_client(master: &str) -> anyhow::Result<ocean_client::GrpcClient> {
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .collect();
-    let client = ocean_client::GrpcClient::new(addrs).context("--master")?;
+    let options = ocean_client::GrpcOptions {
+        tls: crate::client_tls::ClientTlsArgs::from_env()
+            .grpc()
+            .context("OCEAN_CACERT")?,
+        ..ocean_client::GrpcOptions::default()
+    };
+    let client = ocean_client::GrpcClient::with_options(addrs, options).context("--master")?;
     // Masters with ACLs on need a token; a standalone framework or ELB
     // agent reads it from the environment, never from its command line
     // (which `ps` shows).

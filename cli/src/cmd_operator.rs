@@ -88,7 +88,7 @@ async fn leader(client: &Client) -> anyhow::Result<Client> {
         .as_str()
         .filter(|a| !a.is_empty())
         .context("the leader has no REST address")?;
-    Client::new(addr, client.json, client.token.clone())
+    Client::new(addr, client.json, client.token.clone(), &client.tls)
 }
 
 async fn save(leader: &Client, file: &Path, json: bool) -> anyhow::Result<()> {

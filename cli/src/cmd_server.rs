@@ -92,6 +92,10 @@ pub struct MasterArgs {
     /// talk mTLS on --raft-addr.
     #[command(flatten)]
     tls: crate::cmd_tls::TlsArgs,
+    /// Serve the REST API and the dashboard over HTTPS with the master's
+    /// certificate (clients trust the CA: `ocean --ca-cert CA.pem`).
+    #[arg(long)]
+    tls_http: bool,
 }
 
 /// Flags of `ocean dev`.
@@ -130,6 +134,14 @@ pub struct DevArgs {
     /// then needs a token; `ocean acl bootstrap` makes the first.
     #[arg(long)]
     acl: bool,
+    /// Run with certificates from a CA kept in the data dir (`tls/`): REST
+    /// and the dashboard over HTTPS, gRPC with TLS, the agent with its own
+    /// certificate, raft on its own mTLS listener (--raft-addr).
+    #[arg(long)]
+    tls: bool,
+    /// The raft listener with --tls.
+    #[arg(long, default_value = "127.0.0.1:7702")]
+    raft_addr: SocketAddr,
 }
 
 fn config_from(args: MasterArgs) -> anyhow::Result<MasterConfig> {
@@ -234,7 +246,16 @@ fn config_from(args: MasterArgs) -> anyhow::Result<MasterConfig> {
             cert: f.cert,
             key: f.key,
             ca: f.ca,
+            http: args.tls_http,
         });
+    }
+    if args.tls_http {
+        match cfg.tls.as_mut() {
+            Some(tls) => tls.http = true,
+            None => anyhow::bail!(
+                "--tls-http: needs the master's certificate (--tls-dir, or tls in the config)"
+            ),
+        }
     }
     cfg.validate()?;
     Ok(cfg)
@@ -321,6 +342,17 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         // own secret: it needs no token from the user.
         cfg.acl.local_secret = ocean_master::service::acl::store::new_local_secret();
     }
+    let pki = if args.tls {
+        let pki = crate::dev_tls::DevPki::ensure(&data_dir.join("tls"), &data_dir.join("agent"))?;
+        let mut tls = ocean_master::config::TlsSettings::from_dir(&pki.master);
+        tls.http = true;
+        cfg.tls = Some(tls);
+        cfg.raft_addr = Some(args.raft_addr);
+        cfg.raft_peers = std::collections::BTreeMap::from([(1, args.raft_addr.to_string())]);
+        Some(pki)
+    } else {
+        None
+    };
     cfg.validate()?;
     if !args.no_dns {
         // The DNS server follows this master like any `ocean dns` would.
@@ -328,6 +360,10 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         dns.domain = args.dns_domain.clone();
         dns.upstreams = args.dns_upstream.clone();
         dns.token = cfg.acl.local_secret.clone();
+        if let Some(pki) = &pki {
+            dns.tls =
+                Some(ocean_tls::TlsFiles::client_without_cert(&pki.ca_cert()).context("--tls")?);
+        }
         dns.validate().context("--dns")?;
         let sockets = ocean_dns::bind(&dns)
             .await
@@ -360,7 +396,9 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         docker: crate::cmd_agent::DockerOptions::default(),
         usage: Default::default(),
         host_checks: Default::default(),
-        tls: None,
+        tls: pki
+            .as_ref()
+            .map(|p| ocean_tls::TlsFiles::from_dir(&p.agent)),
     };
     tokio::spawn(async move {
         // Stops on the same signal as the master, closing its stream so the
@@ -370,13 +408,22 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
             tracing::error!(error = %format!("{e:#}"), "the dev agent stopped");
         }
     });
+    let scheme = if pki.is_some() { "https" } else { "http" };
     eprintln!(
-        "ocean dev: master 1 on http://{} (gRPC {}), data in {}",
+        "ocean dev: master 1 on {scheme}://{} (gRPC {}), data in {}",
         args.http,
         args.grpc,
         data_dir.display()
     );
-    eprintln!("ocean dev: dashboard on http://{}/ui/", args.http);
+    eprintln!("ocean dev: dashboard on {scheme}://{}/ui/", args.http);
+    if let Some(pki) = &pki {
+        eprintln!(
+            "ocean dev: TLS is ON (raft on {}); clients trust the dev CA: export OCEAN_ADDR=https://{} OCEAN_CACERT={}",
+            args.raft_addr,
+            args.http,
+            pki.ca_cert().display()
+        );
+    }
     if args.acl {
         eprintln!(
             "ocean dev: access control is ON: every request needs a token; \

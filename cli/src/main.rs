@@ -3,6 +3,7 @@
 
 mod agent_host_checks;
 mod client;
+mod client_tls;
 mod cmd_acl;
 mod cmd_agent;
 mod cmd_alert;
@@ -23,6 +24,7 @@ mod cmd_tls;
 mod cmd_top;
 mod cmd_tree;
 mod cmd_usage;
+mod dev_tls;
 mod heap;
 
 use clap::{Parser, Subcommand};
@@ -47,6 +49,8 @@ struct Cli {
     /// first); sent as `Authorization: Bearer`.
     #[arg(long, global = true, env = "OCEAN_TOKEN", hide_env_values = true)]
     token: Option<ocean_client::Secret>,
+    #[command(flatten)]
+    tls: client_tls::ClientTlsArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -152,7 +156,8 @@ fn main() {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let token = cli.token.clone().unwrap_or_default();
-    let client = || client::Client::new(&cli.addr, cli.json, token.clone());
+    let tls = cli.tls.clone();
+    let client = || client::Client::new(&cli.addr, cli.json, token.clone(), &tls);
     match cli.command {
         Command::Dev(args) => cmd_server::dev(args).await,
         Command::Master(args) => cmd_server::master(args).await,
@@ -164,7 +169,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Operator(cmd) => cmd_operator::operator(&client()?, cmd).await,
         Command::Task(cmd) => cmd_task::task(&client()?, cmd).await,
         Command::Agent(cmd) => cmd_agent::agent(client, cmd).await,
-        Command::Dns(args) => cmd_dns::dns(args).await,
+        Command::Dns(args) => cmd_dns::dns(args, &cli.tls).await,
         Command::Cron(cmd) => cmd_cron::cron(&client()?, cmd).await,
         Command::Cache(cmd) => cmd_cache::cache(&client()?, cmd).await,
         Command::Ticket(cmd) => cmd_ticket::ticket(&client()?, cmd).await,

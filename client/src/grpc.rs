@@ -85,6 +85,9 @@ pub struct GrpcOptions {
     /// Pings that find a frozen master (default every 1 s, 2 s to answer);
     /// `None` for none.
     pub keep_alive: Option<KeepAlive>,
+    /// TLS to masters with certificates: trust their CA (and present a
+    /// client certificate if the config has one). `None`: plain HTTP/2.
+    pub tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 impl Default for GrpcOptions {
@@ -93,6 +96,7 @@ impl Default for GrpcOptions {
             timeout: DEFAULT_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             keep_alive: DEFAULT_KEEP_ALIVE,
+            tls: None,
         }
     }
 }
@@ -275,10 +279,21 @@ fn fails_over(status: &Status) -> bool {
 /// Checks one master address and turns it into its endpoint.
 fn endpoint(addr: &str, options: &GrpcOptions) -> std::result::Result<(String, Endpoint), String> {
     let trimmed = addr.trim();
-    let hostport = trimmed.strip_prefix("http://").unwrap_or(trimmed);
+    let (scheme, prefix) = match options.tls {
+        Some(_) => ("https", "https://"),
+        None => ("http", "http://"),
+    };
+    let hostport = trimmed.strip_prefix(prefix).unwrap_or(trimmed);
     let hostport = hostport.strip_suffix('/').unwrap_or(hostport);
     if hostport.contains("://") {
-        return Err(format!("'{addr}': only http:// is supported"));
+        return Err(format!(
+            "'{addr}': only {prefix} is supported{}",
+            if options.tls.is_some() {
+                " with TLS"
+            } else {
+                " without a CA"
+            }
+        ));
     }
     let bad = || format!("'{addr}' is not HOST:PORT");
     let (host, port) = hostport.rsplit_once(':').ok_or_else(bad)?;
@@ -293,11 +308,16 @@ fn endpoint(addr: &str, options: &GrpcOptions) -> std::result::Result<(String, E
         Ok(p) if p > 0 => {}
         _ => return Err(format!("'{addr}': the port must be 1-65535")),
     }
-    let url = format!("http://{hostport}");
+    let url = format!("{scheme}://{hostport}");
     let mut ep = Endpoint::from_shared(url.clone())
         .map_err(|e| format!("'{addr}': {e}"))?
         .connect_timeout(options.connect_timeout)
         .tcp_nodelay(true);
+    if let Some(tls) = &options.tls {
+        ep = ep
+            .tls_config(tls.clone())
+            .map_err(|e| format!("'{addr}': {e}"))?;
+    }
     if let Some(k) = options.keep_alive {
         ep = ep
             .http2_keep_alive_interval(k.interval)

@@ -43,7 +43,7 @@ pub use error::{Error, FieldError, Result};
 pub use follow::{follow, follow_versions};
 pub use grpc::{GrpcClient, GrpcOptions, KeepAlive};
 #[cfg(feature = "rest")]
-pub use rest::{RestClient, RestError, RestOptions};
+pub use rest::{RestClient, RestError, RestOptions, RestTls};
 pub use secret::Secret;
 
 use async_trait::async_trait;

@@ -135,6 +135,28 @@ pub struct RestOptions {
     pub connect_timeout: Duration,
     /// Idle connections kept per master (default: reqwest's).
     pub max_idle_per_master: Option<usize>,
+    /// HTTPS settings for masters that serve REST over TLS.
+    pub tls: Option<RestTls>,
+}
+
+/// How a [`RestClient`] checks masters that serve HTTPS, and what it
+/// presents to them.
+#[derive(Clone, Default)]
+pub struct RestTls {
+    /// The CA's certificate (PEM): the only root trusted.
+    pub ca_pem: Vec<u8>,
+    /// A client certificate and its key (PEM, concatenated), if any.
+    pub identity_pem: Option<Vec<u8>>,
+}
+
+impl fmt::Debug for RestTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the key.
+        f.debug_struct("RestTls")
+            .field("ca_pem_bytes", &self.ca_pem.len())
+            .field("identity", &self.identity_pem.is_some())
+            .finish()
+    }
 }
 
 impl Default for RestOptions {
@@ -143,6 +165,7 @@ impl Default for RestOptions {
             timeout: DEFAULT_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             max_idle_per_master: None,
+            tls: None,
         }
     }
 }
@@ -162,8 +185,14 @@ impl RestClient {
     ) -> crate::Result<Self> {
         let mut masters = Vec::new();
         let mut errors = Vec::new();
+        // With a CA given, an address without a scheme means HTTPS.
+        let scheme = if options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         for (i, addr) in addrs.into_iter().enumerate() {
-            match base_url(&addr) {
+            match base_url(&addr, scheme) {
                 Ok(url) => masters.push(url),
                 Err(reason) => errors.push(FieldError::new(format!("addrs[{i}]"), reason)),
             }
@@ -174,12 +203,24 @@ impl RestClient {
         if !errors.is_empty() {
             return Err(crate::grpc::invalid_addrs(errors));
         }
+        let tls = match &options.tls {
+            Some(tls) => Some(tls_parts(tls)?),
+            None => None,
+        };
         let builder = || {
-            let b = reqwest::Client::builder().connect_timeout(options.connect_timeout);
-            match options.max_idle_per_master {
-                Some(n) => b.pool_max_idle_per_host(n),
-                None => b,
+            let mut b = reqwest::Client::builder().connect_timeout(options.connect_timeout);
+            if let Some(n) = options.max_idle_per_master {
+                b = b.pool_max_idle_per_host(n);
             }
+            if let Some((ca, identity)) = &tls {
+                b = b
+                    .tls_built_in_root_certs(false)
+                    .add_root_certificate(ca.clone());
+                if let Some(identity) = identity {
+                    b = b.identity(identity.clone());
+                }
+            }
+            b
         };
         let built = |r: reqwest::Result<reqwest::Client>| {
             r.map_err(|e| Error::Other {
@@ -419,7 +460,34 @@ async fn read(resp: reqwest::Response) -> Result<Reply, RestError> {
 
 /// `http://HOST:PORT` of one master address (`http://` optional; `https://`
 /// kept as given).
-fn base_url(addr: &str) -> Result<String, String> {
+/// The CA and client identity of `tls` as reqwest takes them; a file that
+/// holds no certificate is [`Error::Invalid`] naming `tls.ca_pem` or
+/// `tls.identity_pem`.
+fn tls_parts(tls: &RestTls) -> crate::Result<(reqwest::Certificate, Option<reqwest::Identity>)> {
+    let invalid = |field: &str, reason: String| Error::Invalid {
+        message: format!("{field}: {reason}"),
+        errors: vec![FieldError::new(field, reason)],
+    };
+    // reqwest reads the PEM only when the client is built, and skips what
+    // is not a certificate: check here so a wrong file is named.
+    if !String::from_utf8_lossy(&tls.ca_pem).contains("-----BEGIN CERTIFICATE-----") {
+        return Err(invalid("tls.ca_pem", "not a PEM certificate".into()));
+    }
+    let ca = reqwest::Certificate::from_pem(&tls.ca_pem)
+        .map_err(|e| invalid("tls.ca_pem", format!("not a PEM certificate: {e}")))?;
+    let identity = match &tls.identity_pem {
+        Some(pem) => Some(reqwest::Identity::from_pem(pem).map_err(|e| {
+            invalid(
+                "tls.identity_pem",
+                format!("not a PEM certificate and key: {e}"),
+            )
+        })?),
+        None => None,
+    };
+    Ok((ca, identity))
+}
+
+fn base_url(addr: &str, scheme: &str) -> Result<String, String> {
     let a = addr.trim().trim_end_matches('/');
     if a.is_empty() {
         return Err(format!("'{addr}' is not HOST:PORT"));
@@ -427,9 +495,9 @@ fn base_url(addr: &str) -> Result<String, String> {
     let url = if a.starts_with("http://") || a.starts_with("https://") {
         a.to_string()
     } else if a.contains("://") {
-        return Err(format!("'{addr}': only http:// is supported"));
+        return Err(format!("'{addr}': only http:// and https:// are supported"));
     } else {
-        format!("http://{a}")
+        format!("{scheme}://{a}")
     };
     let rest = url.split_once("://").map_or("", |(_, r)| r);
     if rest.is_empty() || rest.contains('/') || rest.contains(char::is_whitespace) {
@@ -588,5 +656,25 @@ mod tests {
         let c = RestClient::new(["127.0.0.1:7700/".into(), "http://m2:7700".into()]).unwrap();
         assert_eq!(c.addrs(), ["http://127.0.0.1:7700", "http://m2:7700"]);
         assert_eq!(c.current_addr(), "http://127.0.0.1:7700");
+    }
+
+    #[test]
+    fn tls_settings_are_checked_and_default_to_https() {
+        let bad = RestOptions {
+            tls: Some(RestTls {
+                ca_pem: b"not a certificate".to_vec(),
+                identity_pem: None,
+            }),
+            ..RestOptions::default()
+        };
+        match RestClient::with_options(["127.0.0.1:7700".to_string()], bad) {
+            Err(Error::Invalid { errors, .. }) => assert_eq!(errors[0].field, "tls.ca_pem"),
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+        assert_eq!(base_url("m1:7700", "https").unwrap(), "https://m1:7700");
+        assert_eq!(
+            base_url("http://m1:7700", "https").unwrap(),
+            "http://m1:7700"
+        );
     }
 }

@@ -25,6 +25,8 @@ pub struct DnsConfig {
     /// The token the watch is opened with when the masters run with ACLs
     /// on (read on the root); empty for none.
     pub token: ocean_client::Secret,
+    /// TLS to masters with certificates (trust their CA); `None`: plain.
+    pub tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 /// Default for [`DnsConfig::ttl`]: short, because tasks move.
@@ -49,6 +51,7 @@ impl DnsConfig {
             ttl: default_ttl(),
             udp_workers: 0,
             token: Default::default(),
+            tls: None,
         }
     }
 

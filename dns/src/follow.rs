@@ -46,8 +46,9 @@ const REFUSED_PAUSE: Duration = Duration::from_secs(5);
 
 /// How the DNS server connects: a master that does not accept a connection
 /// in 500 ms is skipped, and pings find a frozen one within 3 s.
-fn options() -> GrpcOptions {
+fn options(tls: Option<&tonic::transport::ClientTlsConfig>) -> GrpcOptions {
     GrpcOptions {
+        tls: tls.cloned(),
         connect_timeout: Duration::from_millis(500),
         keep_alive: Some(KeepAlive {
             interval: Duration::from_secs(1),
@@ -88,12 +89,13 @@ impl Follower {
     /// Followers of `masters` (gRPC HOST:PORT) feeding `authority`. A bad
     /// address is a config error naming `masters`.
     pub fn new(masters: &[String], domain: &str, authority: Arc<Authority>) -> Result<Arc<Self>> {
-        let client = GrpcClient::with_options(masters.iter().cloned(), options()).map_err(|e| {
-            Error::Config {
-                field: "masters",
-                reason: e.to_string(),
-            }
-        })?;
+        let client =
+            GrpcClient::with_options(masters.iter().cloned(), options(None)).map_err(|e| {
+                Error::Config {
+                    field: "masters",
+                    reason: e.to_string(),
+                }
+            })?;
         Ok(Self::with_client(client, domain, authority))
     }
 
@@ -105,7 +107,19 @@ impl Follower {
         authority: Arc<Authority>,
         token: &ocean_client::Secret,
     ) -> Result<Arc<Self>> {
-        let client = GrpcClient::with_options(masters.iter().cloned(), options())
+        Self::connect(masters, domain, authority, token, None)
+    }
+
+    /// [`Follower::with_token`], over TLS when `tls` is given (masters with
+    /// certificates).
+    pub fn connect(
+        masters: &[String],
+        domain: &str,
+        authority: Arc<Authority>,
+        token: &ocean_client::Secret,
+        tls: Option<&tonic::transport::ClientTlsConfig>,
+    ) -> Result<Arc<Self>> {
+        let client = GrpcClient::with_options(masters.iter().cloned(), options(tls))
             .map_err(|e| Error::Config {
                 field: "masters",
                 reason: e.to_string(),

@@ -119,7 +119,13 @@ pub async fn serve(
     let authority = Arc::new(Authority::new(zone, !cfg.upstreams.is_empty()));
     let forwarder = Forwarder::new(cfg.upstreams.clone());
 
-    let follower = Follower::with_token(&cfg.masters, &cfg.domain, authority.clone(), &cfg.token)?;
+    let follower = Follower::connect(
+        &cfg.masters,
+        &cfg.domain,
+        authority.clone(),
+        &cfg.token,
+        cfg.tls.as_ref(),
+    )?;
     let watch = tokio::spawn(follower.clone().watch());
     let poll = tokio::spawn(follower.poll_masters());
 

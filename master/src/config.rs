@@ -91,6 +91,11 @@ pub struct TlsSettings {
     /// The CA's certificate (PEM): peers' and agents' certificates must
     /// chain to it.
     pub ca: PathBuf,
+    /// Serve the REST API (and the dashboard) over HTTPS with the same
+    /// certificate. Off by default so existing HTTP clients keep working;
+    /// with it, clients must trust the CA (`ocean --ca-cert`).
+    #[serde(default)]
+    pub http: bool,
 }
 
 impl TlsSettings {
@@ -101,6 +106,7 @@ impl TlsSettings {
             cert: f.cert,
             key: f.key,
             ca: f.ca,
+            http: false,
         }
     }
 
@@ -349,6 +355,22 @@ impl MasterConfig {
             }
             if let Err(e) = tls.files().check() {
                 return bad("tls", e.to_string());
+            }
+            // Its peers would refuse it anyway; saying so at start names
+            // the file instead of leaving a master that never joins.
+            let pem = std::fs::read_to_string(&tls.cert).unwrap_or_default();
+            match ocean_tls::identity_of_pem(&pem) {
+                Ok(id) if id.role == ocean_tls::Role::Master => {}
+                Ok(id) => {
+                    return bad(
+                        "tls.cert",
+                        format!(
+                            "{} is the certificate of {id}, not a master's (ocean tls cert --role master)",
+                            tls.cert.display()
+                        ),
+                    )
+                }
+                Err(e) => return bad("tls.cert", format!("{}: {e}", tls.cert.display())),
             }
         }
         if self.raft_addr.is_some()
@@ -606,6 +628,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("cpu"), "{e}");
+    }
+
+    #[test]
+    fn a_master_refuses_a_certificate_that_is_not_a_masters() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca");
+        ocean_tls::new_ca(&ca, "test").unwrap();
+        let issue = |role, name: &str| {
+            let out = dir.path().join(name);
+            let who = ocean_tls::Identity::new(role, name).unwrap();
+            ocean_tls::issue(&ca, &who, &[], &out).unwrap();
+            out
+        };
+        let mut c = MasterConfig::single(1, "/tmp/x".into(), default_http(), default_grpc());
+        c.raft_addr = Some("127.0.0.1:7702".parse().unwrap());
+        c.raft_peers = parse_peers("1=127.0.0.1:7702").unwrap();
+        c.tls = Some(TlsSettings::from_dir(&issue(ocean_tls::Role::Agent, "a1")));
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("tls.cert") && e.contains("agent:a1"), "{e}");
+        c.tls = Some(TlsSettings::from_dir(&issue(ocean_tls::Role::Master, "m1")));
+        assert!(c.validate().is_ok());
     }
 
     #[test]

@@ -58,6 +58,9 @@ pub(crate) struct Inner {
     /// Agents' usage samples (meaningful on the leader; never replicated).
     pub(crate) usage: crate::usage::UsageStore,
     pub(crate) agent_http: reqwest::Client,
+    /// Other masters' REST listeners: plain, or HTTPS trusting the CA when
+    /// masters serve REST over TLS (`[tls] http = true`).
+    pub(crate) peer_rest: PeerRest,
     /// The DNS zone, for jobs' `dns_name`.
     pub(crate) dns_domain: String,
     /// Whether API requests need a token (`acl.enabled`).
@@ -174,6 +177,16 @@ impl Master {
     /// The HTTP client for agents' log servers.
     pub fn agent_http(&self) -> &reqwest::Client {
         &self.inner.agent_http
+    }
+
+    /// The URL of `path` on another master's REST listener at `addr`.
+    pub fn peer_rest_url(&self, addr: &str, path: &str) -> String {
+        format!("{}://{addr}{path}", self.inner.peer_rest.scheme)
+    }
+
+    /// The HTTP client for other masters' REST listeners.
+    pub fn peer_rest(&self) -> &reqwest::Client {
+        &self.inner.peer_rest.client
     }
 
     /// A receiver of status changes.
@@ -425,4 +438,55 @@ impl Master {
 enum Routed<T> {
     Local(T),
     Forwarded(ForwardResponse),
+}
+
+/// How a master calls other masters' REST listeners.
+#[derive(Debug, Clone)]
+pub struct PeerRest {
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// Trusts only the cluster's CA and presents this master's certificate
+    /// when the listeners serve TLS.
+    pub client: reqwest::Client,
+}
+
+impl PeerRest {
+    /// Plain HTTP.
+    pub fn plain() -> Self {
+        PeerRest {
+            scheme: "http",
+            client: reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(2))
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+
+    /// HTTPS with the cluster's CA and this master's certificate.
+    pub fn tls(files: &ocean_tls::TlsFiles) -> crate::error::Result<Self> {
+        let bad = |reason: String| crate::error::Error::Config {
+            field: "tls".into(),
+            reason,
+        };
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| bad(format!("{}: {e}", path.display())))
+        };
+        let ca = reqwest::Certificate::from_pem(&read(&files.ca)?)
+            .map_err(|e| bad(format!("{}: {e}", files.ca.display())))?;
+        let mut identity = read(&files.cert)?;
+        identity.extend_from_slice(&read(&files.key)?);
+        let identity = reqwest::Identity::from_pem(&identity)
+            .map_err(|e| bad(format!("{}: {e}", files.cert.display())))?;
+        let client = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(2))
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(ca)
+            .identity(identity)
+            .build()
+            .map_err(|e| bad(format!("building the HTTPS client: {e}")))?;
+        Ok(PeerRest {
+            scheme: "https",
+            client,
+        })
+    }
 }

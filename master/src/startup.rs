@@ -215,6 +215,10 @@ pub async fn start(config: &MasterConfig) -> Result<Started> {
                 .connect_timeout(std::time::Duration::from_secs(2))
                 .build()
                 .unwrap_or_default(),
+            peer_rest: match config.tls.as_ref().filter(|t| t.http) {
+                Some(tls) => crate::master::PeerRest::tls(&tls.files())?,
+                None => crate::master::PeerRest::plain(),
+            },
             accepting_raft: std::sync::atomic::AtomicBool::new(!fresh || seeds.is_empty()),
             dns_domain: config.dns_domain.clone(),
             acl_enabled: config.acl.enabled,
@@ -441,6 +445,14 @@ pub async fn run_mounted(
         Some(addr) => Some(bind(addr).await?),
         None => None,
     };
+    // Read before starting, so bad certificate files fail the start.
+    let rest_tls = match config.tls.as_ref().filter(|t| t.http) {
+        Some(tls) => Some(tls.files().rest_server().map_err(|e| Error::Config {
+            field: "tls".into(),
+            reason: e.to_string(),
+        })?),
+        None => None,
+    };
     let started = start(&config).await?;
     let master = started.master.clone();
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -478,7 +490,8 @@ pub async fn run_mounted(
         wait_stop(stop_rx.clone()),
     );
     let extra = mount(master.clone());
-    let http_server = crate::api::http::serve_with(master.clone(), http, extra, wait_stop(stop_rx));
+    let http_server =
+        crate::api::http::serve_mounted(master.clone(), http, extra, rest_tls, wait_stop(stop_rx));
     info!(id = config.id, http = %config.http, grpc = %config.grpc, "master serving");
     let (g, h, r) = tokio::join!(grpc_server, http_server, raft_server);
     // The leader's controllers (and the hosted frameworks, which release

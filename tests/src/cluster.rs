@@ -461,3 +461,42 @@ impl Cluster {
         self.dir.path()
     }
 }
+
+/// An `ocean dev` process on a data dir of the test's, killed on drop with
+/// its agent's tasks and cgroups (they outlive the agent by design).
+#[derive(Debug)]
+pub struct DevProc {
+    child: std::process::Child,
+    data_dir: PathBuf,
+}
+
+impl DevProc {
+    /// Starts `ocean dev ARGS` with `OCEAN_DATA_DIR=data_dir`, output
+    /// discarded.
+    pub fn spawn(data_dir: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        let child = std::process::Command::new(ocean_bin())
+            .arg("dev")
+            .args(args)
+            .env("OCEAN_EXIT_WITH_PARENT", "1")
+            .env("OCEAN_DATA_DIR", data_dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("spawn ocean dev")?;
+        Ok(DevProc {
+            child,
+            data_dir: data_dir.to_path_buf(),
+        })
+    }
+}
+
+impl Drop for DevProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Ok(id) = std::fs::read_to_string(self.data_dir.join("agent/agent-id")) {
+            crate::tasks::reap_cgroups(&format!("ocean-{}", id.trim()));
+        }
+    }
+}

@@ -20,14 +20,48 @@ pub struct Api {
 impl Api {
     /// A client for `http://addr`.
     pub fn new(addr: &str) -> Self {
-        let options = RestOptions {
+        Api {
+            rest: RestClient::with_options([addr.to_string()], Self::options())
+                .expect("master address"),
+        }
+    }
+
+    fn options() -> RestOptions {
+        RestOptions {
             timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_millis(500),
             max_idle_per_master: Some(512),
-        };
-        Api {
-            rest: RestClient::with_options([addr.to_string()], options).expect("master address"),
+            tls: None,
         }
+    }
+
+    /// A client for `https://addr` (a master with `--tls-http`) that
+    /// trusts only the CA certificate at `ca` and presents `identity` (a
+    /// `--tls-dir` of `ocean tls cert`), if given.
+    pub fn https(
+        addr: &str,
+        ca: &std::path::Path,
+        identity: Option<&std::path::Path>,
+    ) -> anyhow::Result<Self> {
+        let identity_pem = match identity {
+            Some(dir) => {
+                let mut pem = std::fs::read(dir.join(ocean_tls::CERT))?;
+                pem.push(b'\n');
+                pem.extend(std::fs::read(dir.join(ocean_tls::KEY))?);
+                Some(pem)
+            }
+            None => None,
+        };
+        let options = RestOptions {
+            tls: Some(ocean_client::RestTls {
+                ca_pem: std::fs::read(ca).with_context(|| format!("read {}", ca.display()))?,
+                identity_pem,
+            }),
+            ..Self::options()
+        };
+        Ok(Api {
+            rest: RestClient::with_options([addr.to_string()], options)?,
+        })
     }
 
     /// The same client sending `token` (masters with ACLs on).

@@ -176,17 +176,36 @@ fn pids_under(parent: &str) -> Vec<i32> {
     out
 }
 
-fn cgroup_roots() -> Vec<PathBuf> {
-    let base = Path::new("/sys/fs/cgroup");
-    let mut roots: Vec<PathBuf> = ["cpu", "memory", "pids", "cpu,cpuacct"]
-        .iter()
-        .map(|c| base.join(c))
-        .filter(|p| p.exists())
-        .collect();
-    if roots.is_empty() {
-        roots.push(base.to_path_buf());
-    }
+/// Every mounted cgroup hierarchy (each v1 controller mount, and cgroup2),
+/// read from the mount table rather than a fixed list: a hierarchy the list
+/// forgot (cpuacct mounted apart from cpu) kept every test agent's cgroups.
+pub fn cgroup_roots() -> Vec<PathBuf> {
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut roots: Vec<PathBuf> = table.lines().filter_map(cgroup_mount_point).collect();
+    roots.sort();
+    roots.dedup();
     roots
+}
+
+/// The mount point of one `/proc/self/mountinfo` line if it mounts a
+/// cgroup hierarchy (`... <mount point> ... - cgroup|cgroup2 ...`).
+fn cgroup_mount_point(line: &str) -> Option<PathBuf> {
+    let (mount, fs) = line.split_once(" - ")?;
+    let fs_type = fs.split_whitespace().next()?;
+    if fs_type != "cgroup" && fs_type != "cgroup2" {
+        return None;
+    }
+    mount.split_whitespace().nth(4).map(PathBuf::from)
+}
+
+/// The directories named `parent` that still exist in any hierarchy: empty
+/// once an agent's cgroups are all gone.
+pub fn cgroup_parents_left(parent: &str) -> Vec<PathBuf> {
+    cgroup_roots()
+        .into_iter()
+        .map(|root| root.join(parent))
+        .filter(|dir| dir.exists())
+        .collect()
 }
 
 fn walk(dir: &Path, f: &mut impl FnMut(&Path)) {
@@ -394,4 +413,31 @@ pub async fn submit(api: &Api, spec: &Value) -> anyhow::Result<()> {
     let r = api.post("/v1/jobs", spec).await?;
     anyhow::ensure!(r.status < 300, "submit failed: {} {}", r.status, r.body);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroup_mounts_are_read_from_the_mount_table() {
+        let lines = [
+            "34 25 0:30 / /sys/fs/cgroup/cpuacct rw,nosuid - cgroup cgroup rw,cpuacct",
+            "32 25 0:28 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct",
+            "30 25 0:26 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw",
+            "25 1 0:22 / /sys/fs/cgroup ro - tmpfs tmpfs ro,mode=755",
+            "26 1 8:1 / / rw,relatime - ext4 /dev/vda rw",
+        ];
+        let found: Vec<Option<PathBuf>> = lines.iter().map(|l| cgroup_mount_point(l)).collect();
+        assert_eq!(
+            found,
+            vec![
+                Some(PathBuf::from("/sys/fs/cgroup/cpuacct")),
+                Some(PathBuf::from("/sys/fs/cgroup/cpu,cpuacct")),
+                Some(PathBuf::from("/sys/fs/cgroup/unified")),
+                None,
+                None,
+            ]
+        );
+    }
 }

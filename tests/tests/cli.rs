@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use ocean_tests::cluster::{agent_ports, free_addr};
+use ocean_tests::cluster::{agent_ports, free_addr, DevProc};
 use ocean_tests::ocean_bin;
 
 fn ocean(args: &[&str], addr: Option<&str>) -> Output {
@@ -31,19 +31,6 @@ fn repo_file(rel: &str) -> String {
         .join(rel)
         .display()
         .to_string()
-}
-
-struct Dev(std::process::Child, PathBuf);
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-        // The dev agent's tasks outlive it by design.
-        if let Ok(id) = std::fs::read_to_string(self.1.join("agent/agent-id")) {
-            ocean_tests::tasks::reap_cgroups(&format!("ocean-{}", id.trim()));
-        }
-    }
 }
 
 /// `ocean --json task list --job <id>`, RUNNING tasks only.
@@ -100,19 +87,13 @@ fn dev_runs_the_tour() {
     let dns = free_addr();
     let dns_flag = dns.to_string();
     let ports = agent_ports();
-    let _dev = Dev(
-        Command::new(ocean_bin())
-            .args(["dev", "--http", &http, "--grpc", &grpc, "--dns", &dns_flag])
-            .args(["--ports", &ports])
-            .env("OCEAN_EXIT_WITH_PARENT", "1")
-            .env("OCEAN_DATA_DIR", dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-        dir.path().to_path_buf(),
-    );
+    let _dev = DevProc::spawn(
+        dir.path(),
+        &[
+            "--http", &http, "--grpc", &grpc, "--dns", &dns_flag, "--ports", &ports,
+        ],
+    )
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let o = ocean(&["status"], Some(&http));

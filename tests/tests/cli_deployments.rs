@@ -4,11 +4,11 @@
 //! is replaced (and none is), and `deployment list|status|pause|resume`
 //! round trip.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use ocean_tests::cluster::{agent_ports, free_addr};
+use ocean_tests::cluster::{agent_ports, free_addr, DevProc};
 use ocean_tests::ocean_bin;
 use serde_json::{json, Value};
 
@@ -31,36 +31,18 @@ fn text(o: &Output) -> String {
     )
 }
 
-struct Dev(std::process::Child, PathBuf);
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-        // The dev agent's tasks outlive it by design.
-        if let Ok(id) = std::fs::read_to_string(self.1.join("agent/agent-id")) {
-            ocean_tests::tasks::reap_cgroups(&format!("ocean-{}", id.trim()));
-        }
-    }
-}
-
-fn start_dev(dir: &Path) -> (Dev, String) {
+fn start_dev(dir: &Path) -> (DevProc, String) {
     let http = free_addr().to_string();
     let grpc = free_addr().to_string();
     let dns = free_addr().to_string();
-    let dev = Dev(
-        Command::new(ocean_bin())
-            .args(["dev", "--http", &http, "--grpc", &grpc, "--dns", &dns])
-            .args(["--ports", &agent_ports()])
-            .env("OCEAN_EXIT_WITH_PARENT", "1")
-            .env("OCEAN_DATA_DIR", dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-        dir.to_path_buf(),
-    );
+    let ports = agent_ports();
+    let dev = DevProc::spawn(
+        dir,
+        &[
+            "--http", &http, "--grpc", &grpc, "--dns", &dns, "--ports", &ports,
+        ],
+    )
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let o = ocean(&["agent", "list"], &http);

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use ocean_tests::tasks::{
-    alive, cgroup_value, cgroups_under, live, pids, running, wait_job, wait_tasks,
+    alive, cgroup_parents_left, cgroup_value, cgroups_under, live, pids, running, wait_job,
+    wait_tasks,
 };
 use ocean_tests::tasks::{bounded, submit};
 use ocean_tests::{http::job_id, AgentProc, Api, Cluster};
@@ -98,6 +99,17 @@ async fn tasks_run_in_cgroups_with_their_limits_and_stop_cleanly() {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+
+        // A test agent killed with a task still running takes its cgroups
+        // with it, in every mounted hierarchy (cpuacct apart from cpu too).
+        let job2 = job_id("left-running");
+        submit(&api, &spec("left-running", "sleep 600", 1, 16)).await?;
+        let list = wait_tasks(&api, &job2, "1 RUNNING", WAIT, |l| running(l).len() == 1).await?;
+        let pid = ocean_tests::tasks::pids(&running(&list))[0];
+        drop(agents);
+        assert!(!alive(pid), "task pid {pid} outlived its test agent");
+        let left = cgroup_parents_left(&parent);
+        assert!(left.is_empty(), "cgroups left after the agent: {left:?}");
         Ok(())
     })
     .await;
@@ -143,7 +155,7 @@ async fn oom_is_reported_and_fork_bombs_are_contained() {
             running(l).len() == 1
         })
         .await?;
-        let pid = pids(&running(&list))[0];
+        let pid = ocean_tests::tasks::pids(&running(&list))[0];
         assert!(alive(pid), "the bomb's shell is gone: {list:?}");
         let max: u64 = cgroup_value(pid, "pids", "pids.max")
             .unwrap_or_default()

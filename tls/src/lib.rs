@@ -11,6 +11,7 @@ mod error;
 mod files;
 mod identity;
 mod issue;
+mod rest;
 
 pub use error::TlsError;
 pub use files::TlsFiles;

@@ -107,6 +107,17 @@ pub async fn serve_with(
     extra: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    serve_mounted(master, listener, extra, None, shutdown).await
+}
+
+/// [`serve_with`], over TLS when `tls` is given (`[tls] http = true`).
+pub async fn serve_mounted(
+    master: Master,
+    listener: TcpListener,
+    extra: Router,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     // Authentication wraps the dashboard and frameworks' routes too: the
     // service calls they make act for the request's token.
     let app = extra
@@ -115,6 +126,10 @@ pub async fn serve_with(
             master,
             super::auth::authenticate,
         ));
+    if let Some(tls) = tls {
+        super::https::serve(listener, app, tls, shutdown).await;
+        return Ok(());
+    }
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -16,6 +16,7 @@ pub mod grpc;
 pub mod grpc_api;
 pub mod grpc_usage;
 pub mod http;
+pub mod https;
 pub mod in_process;
 pub mod jobs;
 pub mod openapi;

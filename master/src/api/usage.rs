@@ -160,8 +160,8 @@ pub(super) async fn forward(
     auth: Option<axum::http::HeaderValue>,
 ) -> ApiResult<Response> {
     let leader = m.service().leader()?;
-    let url = format!("http://{}{path}", leader.http_addr);
-    let mut req = m.agent_http().get(&url);
+    let url = m.peer_rest_url(&leader.http_addr, path);
+    let mut req = m.peer_rest().get(&url);
     if let Some(a) = auth {
         // The leader checks the same token.
         req = req.header(reqwest::header::AUTHORIZATION, a.as_bytes());
