@@ -120,8 +120,8 @@ async fn ask_leader(
     auth: Option<HeaderValue>,
 ) -> std::result::Result<LatestUsage, String> {
     let leader = m.service().leader().map_err(|e| e.to_string())?;
-    let url = format!("http://{}/v1/usage/latest", leader.http_addr);
-    let mut r = m.agent_http().post(&url).json(req).timeout(TIMEOUT);
+    let url = m.peer_rest_url(&leader.http_addr, "/v1/usage/latest");
+    let mut r = m.peer_rest().post(&url).json(req).timeout(TIMEOUT);
     if let Some(a) = auth {
         r = r.header(reqwest::header::AUTHORIZATION, a.as_bytes());
     }
