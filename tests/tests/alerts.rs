@@ -17,6 +17,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
 use ocean_client::api::event;
+use ocean_proto::v1::ocean_usage_client::OceanUsageClient;
+use ocean_proto::v1::{AlertRuleRef, AlertRuleRequest, ListAlertRulesRequest, ListAlertsRequest};
 use ocean_tests::events::EventLog;
 use ocean_tests::http::{job_id, job_spec, Api};
 use ocean_tests::tasks::{bounded, running, submit, wait_connected, wait_tasks};
@@ -427,6 +429,293 @@ async fn a_lost_agent_under_the_node_fires_and_resolves_when_it_returns() {
             })
             .await?;
         assert_eq!(receiver.got().len(), 2, "{:?}", receiver.got());
+        Ok(())
+    })
+    .await;
+}
+
+/// The webhook requests about `subject`, by transition.
+fn transitions(receiver: &Receiver, subject: &str) -> Vec<String> {
+    receiver
+        .got()
+        .into_iter()
+        .filter(|r| r.body["alert"]["subject"] == subject)
+        .map(|r| r.body["transition"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+/// A `memory_above` rule on a product line, with a real agent and real
+/// tasks: a task holding 100 MiB under a 128 MiB limit (78%) fires a rule
+/// at 60%, after the rule's duration; a task holding as much under a
+/// 512 MiB limit (20%) does not; stopping the task resolves the alert.
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_above_fires_for_a_task_over_its_share_of_its_limit_and_resolves() {
+    bounded(180, async {
+        let receiver = Receiver::start().await?;
+        let c = Cluster::start(1, &[])?;
+        let api = c.master(1).api();
+        c.wait_leader(&[1], WAIT).await?;
+        let r = api
+            .post(
+                "/v1/alerts/rules",
+                &json!({"id": "mem", "node": PDL, "kind": "memory_above",
+                        "percent": 60, "for_seconds": 2, "webhook": &receiver.url}),
+            )
+            .await?;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let mut agent = c.new_agent("a", &["--usage-interval", "1s"]);
+        agent.start()?;
+        wait_connected(&api, 1, WAIT).await?;
+        let load = ocean_bin().with_file_name("ocean-load");
+        anyhow::ensure!(load.is_file(), "{} is not built", load.display());
+        let (tight, roomy) = (job_id("memtight"), job_id("memroomy"));
+        for (job, mem) in [(&tight, 128), (&roomy, 512)] {
+            submit(
+                &api,
+                &json!({"id": job, "cmd": format!("exec {} --mib 100", load.display()),
+                        "resources": {"cpus": 0.05, "mem": mem},
+                        "kill_grace_period_seconds": 1}),
+            )
+            .await?;
+        }
+        let mut ids = Vec::new();
+        for job in [&tight, &roomy] {
+            let l = wait_tasks(&api, job, "one RUNNING", WAIT, |l| running(l).len() == 1).await?;
+            ids.push(
+                running(&l)[0]["id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+        }
+        let (tight_task, roomy_task) = (ids[0].clone(), ids[1].clone());
+        // The holder's RSS is over 60% of its limit once it touched its
+        // memory: the API shows it before the alert can fire.
+        let deadline = Instant::now() + WAIT;
+        let seen_at = loop {
+            let t = api.get(&format!("/v1/tasks/{tight_task}")).await?.body;
+            let rss = t["usage"]["memory_rss_bytes"].as_u64().unwrap_or(0);
+            if rss > 90 << 20 {
+                break Instant::now();
+            }
+            if Instant::now() > deadline {
+                bail!("the holder never read 90 MiB RSS: {t}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let fired = receiver
+            .wait("firing", |b| {
+                b["transition"] == "firing" && b["alert"]["subject"] == tight_task.as_str()
+            })
+            .await?;
+        assert_eq!(fired.body["alert"]["kind"], "memory_above");
+        assert_eq!(fired.body["alert"]["rule"], "mem");
+        let message = fired.body["alert"]["message"].as_str().unwrap_or("");
+        let percent: f64 = message
+            .strip_prefix("RSS ")
+            .and_then(|m| m.split('%').next())
+            .and_then(|p| p.parse().ok())
+            .with_context(|| format!("message {message:?}"))?;
+        assert!(
+            (70.0..=85.0).contains(&percent),
+            "100 MiB of 128 MiB is about 78%: {message}"
+        );
+        let alert = &fired.body["alert"];
+        let held_ms =
+            alert["fired_ms"].as_u64().unwrap_or(0) - alert["since_ms"].as_u64().unwrap_or(0);
+        assert!(
+            held_ms >= 2000,
+            "fired after {held_ms} ms of the rule's 2 s: {alert}"
+        );
+        eprintln!(
+            "memory_above fired {:?} after the API first showed the RSS ({message})",
+            fired.at.saturating_duration_since(seen_at)
+        );
+        // The roomy task, at 20% of its limit, never fires.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(
+            transitions(&receiver, &roomy_task).is_empty(),
+            "20% of the limit is not above 60%: {:?}",
+            receiver.got()
+        );
+        // The holder stops: the alert resolves, and each transition came once.
+        let d = api.delete(&format!("/v1/jobs/{tight}")).await?;
+        assert!(d.status < 300, "{}", d.body);
+        receiver
+            .wait("resolved", |b| {
+                b["transition"] == "resolved" && b["alert"]["subject"] == tight_task.as_str()
+            })
+            .await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            transitions(&receiver, &tight_task),
+            vec!["firing", "resolved"],
+            "{:?}",
+            receiver.got()
+        );
+        drop(agent);
+        Ok(())
+    })
+    .await;
+}
+
+/// A `task_flapping` rule on a product line, with a real agent: a job
+/// whose task exits at once is restarted (short back-off) and fires the
+/// rule once it failed more than `max_restarts` times; a healthy job
+/// beside it does not; replacing the failing job's spec with one that
+/// runs (which clears its back-off) resolves the alert. The rule is made
+/// and the alerts listed through gRPC (`OceanUsage`), and agree with REST.
+#[tokio::test(flavor = "multi_thread")]
+async fn task_flapping_fires_past_max_restarts_and_resolves_when_the_job_is_fixed() {
+    bounded(180, async {
+        let receiver = Receiver::start().await?;
+        let c = Cluster::start(1, &[])?;
+        let api = c.master(1).api();
+        c.wait_leader(&[1], WAIT).await?;
+        let channel =
+            tonic::transport::Endpoint::from_shared(format!("http://{}", c.master(1).grpc))?
+                .connect()
+                .await?;
+        let mut grpc = OceanUsageClient::new(channel);
+        let bad = grpc
+            .create_alert_rule(AlertRuleRequest {
+                node: "pdl.ocean".into(),
+                kind: "task_flapping".into(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("a flapping rule needs max_restarts");
+        assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad:?}");
+        assert!(bad.message().contains("max_restarts"), "{bad:?}");
+        let made = grpc
+            .create_alert_rule(AlertRuleRequest {
+                id: Some("flap".into()),
+                node: "pdl.ocean".into(),
+                kind: "task_flapping".into(),
+                max_restarts: Some(2),
+                window_minutes: Some(5),
+                webhook: Some(receiver.url.clone()),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        assert_eq!((made.id.as_str(), made.max_restarts), ("flap", Some(2)));
+        let r = api.get("/v1/alerts/rules/flap").await?;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body["kind"], "task_flapping");
+        assert_eq!(r.body["node"], made.node);
+        let mut agent = c.new_agent("a", &[]);
+        agent.start()?;
+        wait_connected(&api, 1, WAIT).await?;
+        let (flappy, steady) = (job_id("flappy"), job_id("steady"));
+        let spec = |cmd: &str, id: &str| {
+            json!({"id": id, "cmd": cmd, "instances": 1,
+                   "resources": {"cpus": 0.01, "mem": 16},
+                   "backoff": {"backoff_seconds": 0.2, "backoff_factor": 1.0,
+                               "max_launch_delay_seconds": 0.2},
+                   "flapping": {"max_failures": 20, "window_seconds": 600}})
+        };
+        submit(&api, &spec("sleep 3600", &steady)).await?;
+        let started = Instant::now();
+        submit(&api, &spec("exit 1", &flappy)).await?;
+        let fired = receiver
+            .wait("firing", |b| {
+                b["transition"] == "firing" && b["alert"]["subject"] == flappy.as_str()
+            })
+            .await?;
+        assert_eq!(fired.body["alert"]["kind"], "task_flapping");
+        let message = fired.body["alert"]["message"].as_str().unwrap_or("");
+        let failures: u64 = message
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .with_context(|| format!("message {message:?}"))?;
+        assert!(
+            failures > 2,
+            "fired at {failures} failures, not more than 2: {message}"
+        );
+        // The replicated state agrees: the job's back-off holds them.
+        let job = api.get(&format!("/v1/jobs/{flappy}")).await?.body;
+        let recent = job["backoff"]["recent_failures"].as_u64().unwrap_or(0);
+        assert!(recent >= failures, "the job holds {recent} failures: {job}");
+        // gRPC lists the firing alert as REST does.
+        let listed = grpc
+            .list_alerts(ListAlertsRequest {
+                state: "firing".into(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        let rest = api.get("/v1/alerts?state=firing").await?.body;
+        let g = listed
+            .alerts
+            .iter()
+            .find(|a| a.subject == flappy)
+            .context("the alert through gRPC")?;
+        let r = rest["alerts"]
+            .as_array()
+            .and_then(|l| l.iter().find(|a| a["subject"] == flappy.as_str()))
+            .context("the alert through REST")?;
+        assert_eq!(
+            (g.id.as_str(), g.fired_ms),
+            (
+                r["id"].as_str().unwrap_or(""),
+                r["fired_ms"].as_u64().unwrap_or(0)
+            )
+        );
+        assert_eq!(g.state, "firing");
+        eprintln!(
+            "task_flapping fired {:?} after the job was created ({message})",
+            fired.at - started
+        );
+        // Fixed: the new spec runs, its back-off is cleared, the alert resolves.
+        submit(&api, &spec("sleep 3600", &flappy)).await?;
+        receiver
+            .wait("resolved", |b| {
+                b["transition"] == "resolved" && b["alert"]["subject"] == flappy.as_str()
+            })
+            .await?;
+        wait_tasks(&api, &flappy, "one RUNNING", WAIT, |l| {
+            running(l).len() == 1
+        })
+        .await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            transitions(&receiver, &flappy),
+            vec!["firing", "resolved"],
+            "{:?}",
+            receiver.got()
+        );
+        assert!(
+            transitions(&receiver, &steady).is_empty(),
+            "a job that runs does not flap: {:?}",
+            receiver.got()
+        );
+        let rules = grpc
+            .list_alert_rules(ListAlertRulesRequest {
+                node: "pdl.ocean".into(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        assert_eq!(rules.rules.len(), 1, "{rules:?}");
+        let deleted = grpc
+            .delete_alert_rule(AlertRuleRef {
+                id: "flap".into(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        assert_eq!(deleted.outcome, "deleted");
+        let gone = grpc
+            .get_alert_rule(AlertRuleRef {
+                id: "flap".into(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("deleted");
+        assert_eq!(gone.code(), tonic::Code::NotFound);
+        drop(agent);
         Ok(())
     })
     .await;

@@ -396,7 +396,10 @@ fn keyed(text: &str, key: &str) -> Option<f64> {
 
 /// A container task's usage comes from the Docker engine's stats: a
 /// container spinning under a 0.5-core quota and holding ~60 MiB reads
-/// what the kernel's cgroup of the container says.
+/// what the kernel's cgroup of the container says. What the stats lack is
+/// read from the container's own cgroup: the periods its quota throttled
+/// it, and the OOM kills of a second container whose `dd` asks for more
+/// than its 32 MiB limit (its shell lives on).
 #[tokio::test(flavor = "multi_thread")]
 async fn container_usage_comes_from_the_engine_stats() {
     use ocean_tests::docker::{containers, ensure_busybox, ContainerReaper, BUSYBOX, LABEL_TASK};
@@ -423,8 +426,19 @@ async fn container_usage_comes_from_the_engine_stats() {
                     "container": {"docker": {"image": BUSYBOX}}}),
         )
         .await?;
+        let oom_job = job_id("oomed");
+        submit(
+            &api,
+            &json!({"id": oom_job,
+                    "cmd": "dd if=/dev/zero of=/dev/null bs=128M count=1; exec sleep 3600",
+                    "resources": {"cpus": 0.05, "mem": 32}, "kill_grace_period_seconds": 1,
+                    "container": {"docker": {"image": BUSYBOX}}}),
+        )
+        .await?;
         let l = wait_tasks(&api, &job, "one RUNNING", WAIT, |l| running(l).len() == 1).await?;
         let task = running(&l)[0]["id"].as_str().unwrap_or_default().to_string();
+        let l = wait_tasks(&api, &oom_job, "one RUNNING", WAIT, |l| running(l).len() == 1).await?;
+        let oom_task = running(&l)[0]["id"].as_str().unwrap_or_default().to_string();
         let ids = containers(LABEL_TASK, &task);
         anyhow::ensure!(ids.len() == 1, "one container for {task}: {ids:?}");
         let id = ids[0].clone();
@@ -459,6 +473,47 @@ async fn container_usage_comes_from_the_engine_stats() {
             (rss - kernel_rss).abs() <= 0.1 * kernel_rss,
             "{rss} MiB read, the cgroup says {kernel_rss} MiB"
         );
+
+        // Throttled periods: counted, and never more than the kernel's
+        // count read after them.
+        let sample = api.get(&format!("/v1/tasks/{task}")).await?.body;
+        let periods = sample["usage"]["cpu_throttled_periods"].as_u64().unwrap_or(0);
+        let cpu_stat = docker_cgroup("cpu", &id, "cpu.stat").context("cpu.stat")?;
+        let kernel_periods = keyed(&cpu_stat, "nr_throttled").context("nr_throttled")?;
+        assert!(
+            periods > 0 && periods as f64 <= kernel_periods,
+            "a busy loop under a 0.5-core quota: {periods} throttled periods read, the \
+             kernel counts {kernel_periods}: {sample}"
+        );
+        // OOM kills: the container's dd was killed, its sleep runs on.
+        let oom_ids = containers(LABEL_TASK, &oom_task);
+        anyhow::ensure!(oom_ids.len() == 1, "one container for {oom_task}: {oom_ids:?}");
+        let deadline = Instant::now() + WAIT;
+        let oom_usage = loop {
+            let t = api.get(&format!("/v1/tasks/{oom_task}")).await?.body;
+            if t["usage"]["oom_kills"].as_u64().unwrap_or(0) >= 1 {
+                break t;
+            }
+            if Instant::now() > deadline {
+                let control = docker_cgroup("memory", &oom_ids[0], "memory.oom_control");
+                bail!("no OOM kill read for {oom_task}: {t}; the cgroup says {control:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        };
+        let control = docker_cgroup("memory", &oom_ids[0], "memory.oom_control")
+            .context("memory.oom_control")?;
+        let kernel_kills = keyed(&control, "oom_kill").context("oom_kill")?;
+        assert_eq!(
+            oom_usage["usage"]["oom_kills"].as_u64().map(|n| n as f64),
+            Some(kernel_kills),
+            "{oom_usage} vs {control}"
+        );
+        assert_eq!(oom_usage["state"], "RUNNING", "the shell lives on: {oom_usage}");
+        let report = wait_usage(&api, "window=5s", "the OOM kill in the report", |r| {
+            row(r, "tasks", &oom_task).is_some_and(|t| t["used"]["oom_kills"].as_u64() >= Some(1))
+        })
+        .await?;
+        assert!(report["total"]["used"]["oom_kills"].as_u64() >= Some(1), "{report}");
         drop(agent);
         drop(reaper);
         Ok(())
@@ -468,7 +523,10 @@ async fn container_usage_comes_from_the_engine_stats() {
 
 /// Any master answers `/v1/usage`: a follower relays the leader's answer
 /// (the samples live in the leader's memory), and bad input is refused by
-/// whichever master is asked, naming the field.
+/// whichever master is asked, naming the field. A follower's task and
+/// agent answers carry `usage` too (REST and gRPC), asked of the leader;
+/// gRPC's `OceanUsage` answers the same report; tree nodes, jobs and the
+/// total carry their own rings (`series`, with `history=true` the points).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_follower_answers_usage_from_the_leader() {
     bounded(120, async {
@@ -511,6 +569,123 @@ async fn a_follower_answers_usage_from_the_leader() {
             "{}",
             bad.body
         );
+
+        // Task and agent answers on the follower carry the leader's samples.
+        let rss_of = |v: &Value| v["usage"]["memory_rss_bytes"].as_u64().unwrap_or(0);
+        let t = other.get(&format!("/v1/tasks/{task}")).await?.body;
+        assert!(rss_of(&t) > 15 << 20, "a follower's task answer: {t}");
+        let list = other.get(&format!("/v1/tasks?job={job}")).await?.body;
+        let listed = list["tasks"]
+            .as_array()
+            .and_then(|l| l.iter().find(|x| x["id"] == task.as_str()))
+            .context("the task in the follower's list")?;
+        assert!(rss_of(listed) > 15 << 20, "a follower's task list: {list}");
+        let agent_id = agent.id().context("agent id")?;
+        let a = other.get(&format!("/v1/agents/{agent_id}")).await?.body;
+        assert_eq!(a["usage"]["tasks"], 1, "a follower's agent answer: {a}");
+        let agents = other.get("/v1/agents").await?.body;
+        assert!(
+            agents["agents"][0]["usage"]["memory_rss_bytes"].as_u64() > Some(15 << 20),
+            "a follower's agent list: {agents}"
+        );
+        let channel =
+            tonic::transport::Endpoint::from_shared(format!("http://{}", c.master(follower).grpc))?
+                .connect()
+                .await?;
+        let mut grpc = ocean_proto::v1::ocean_api_client::OceanApiClient::new(channel.clone());
+        let g = grpc
+            .get_task(ocean_proto::v1::TaskRef {
+                id: task.clone(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        let g_rss = g
+            .usage
+            .context("gRPC Task.usage on a follower")?
+            .memory_rss_bytes;
+        assert!(g_rss > 15 << 20, "gRPC on a follower: {g_rss}");
+        let g = grpc
+            .get_agent(ocean_proto::v1::AgentRef {
+                id: agent_id.clone(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        assert_eq!(
+            g.usage.context("gRPC AgentInfo.usage on a follower")?.tasks,
+            1
+        );
+
+        // The rows' own rings: a snapshot every 5 s, so two within 15 s.
+        let report = wait_usage(
+            &other,
+            "node=pdl.ocean&window=30s&history=true",
+            "two snapshots of the product line",
+            |r| r["total"]["series"]["points"].as_u64() >= Some(2),
+        )
+        .await?;
+        let series = &report["total"]["series"];
+        let history = series["history"].as_array().context("history")?;
+        assert_eq!(
+            Some(history.len() as u64),
+            series["points"].as_u64(),
+            "{series}"
+        );
+        assert!(
+            series["memory_rss_peak_bytes"].as_u64() > Some(15 << 20),
+            "the line's ring holds the task's memory: {series}"
+        );
+        let job_row = row(&report, "jobs", &job).context("job row")?;
+        assert!(job_row["series"]["points"].as_u64() >= Some(1), "{job_row}");
+        assert!(row(&report, "tasks", &task).context("task row")?["series"].is_null());
+        // Agents' rings cover all their tasks: only the whole tree shows them.
+        assert!(row(&report, "agents", &agent_id).context("agent row")?["series"].is_null());
+        let whole = wait_usage(&other, "window=30s", "the agent's ring", |r| {
+            row(r, "agents", &agent_id).is_some_and(|a| a["series"]["points"].as_u64() >= Some(1))
+        })
+        .await?;
+        assert!(whole["total"]["series"].is_object(), "{whole}");
+
+        // gRPC's OceanUsage on the follower: the same report.
+        let mut usage = ocean_proto::v1::ocean_usage_client::OceanUsageClient::new(channel);
+        let g = usage
+            .get_usage(ocean_proto::v1::UsageRequest {
+                node: "pdl.ocean".into(),
+                window: "10s".into(),
+                history: false,
+            })
+            .await?
+            .into_inner();
+        assert_eq!(g.leader, leader);
+        assert_eq!(g.node, "pdl.ocean");
+        let g_row = g
+            .tasks
+            .iter()
+            .find(|r| r.id == task)
+            .context("gRPC task row")?;
+        assert!(g_row.memory_rss_bytes > 15 << 20, "{g_row:?}");
+        assert_eq!(g.total.as_ref().map(|t| t.tasks), Some(1));
+        let bad = usage
+            .get_usage(ocean_proto::v1::UsageRequest {
+                window: "0s".into(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("a zero window is refused");
+        assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad:?}");
+        assert!(bad.message().starts_with("window"), "{bad:?}");
+        let lines = usage
+            .get_usage_report(ocean_proto::v1::UsageReportRequest {
+                node: "pdl.ocean".into(),
+                window: "10s".into(),
+            })
+            .await?
+            .into_inner();
+        assert_eq!(lines.lines.len(), 1, "{lines:?}");
+        assert_eq!(lines.lines[0].pdl, "cop.test_owt.qa_pdl.ocean");
+        assert!(lines.csv.starts_with("pdl,tasks,"), "{}", lines.csv);
+        drop(agent);
         Ok(())
     })
     .await;

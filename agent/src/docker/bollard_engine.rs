@@ -157,12 +157,11 @@ impl ContainerEngine for BollardEngine {
         let stat = memory.stats.unwrap_or_default();
         let key = |v1: &str, v2: &str| stat.get(v1).or_else(|| stat.get(v2)).copied();
         let usage = memory.usage.unwrap_or(0);
+        let throttling = cpu.throttling_data.unwrap_or_default();
         Ok(ContainerStats {
             cpu_usage_ns: cpu.cpu_usage.and_then(|u| u.total_usage),
-            cpu_throttled_ns: cpu
-                .throttling_data
-                .and_then(|t| t.throttled_time)
-                .unwrap_or(0),
+            cpu_throttled_ns: throttling.throttled_time.unwrap_or(0),
+            cpu_throttled_periods: throttling.throttled_periods.unwrap_or(0),
             memory_rss_bytes: key("rss", "anon").unwrap_or(0),
             memory_cache_bytes: key("cache", "file").unwrap_or(0),
             memory_peak_bytes: memory.max_usage.unwrap_or(usage),

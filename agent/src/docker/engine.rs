@@ -92,6 +92,8 @@ pub struct ContainerStats {
     pub cpu_usage_ns: Option<u64>,
     /// Time its cpu quota held it back, ns.
     pub cpu_throttled_ns: u64,
+    /// Periods in which its cpu quota held it back.
+    pub cpu_throttled_periods: u64,
     /// Anonymous memory (`rss` on cgroup v1, `anon` on v2), bytes.
     pub memory_rss_bytes: u64,
     /// Page cache (`cache` on v1, `file` on v2), bytes.

@@ -47,6 +47,12 @@ const METRICS: &[Metric] = &[
         value: |u| Some(u.cpu_throttled_ns as f64 / 1e9),
     },
     Metric {
+        name: "ocean_task_cpu_throttled_periods_total",
+        kind: "counter",
+        help: "Periods in which the task's cpu quota held it back.",
+        value: |u| Some(u.cpu_throttled_periods as f64),
+    },
+    Metric {
         name: "ocean_task_cpu_limit_cores",
         kind: "gauge",
         help: "The task's cpu quota in cores (0 = none).",

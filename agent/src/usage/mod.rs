@@ -15,6 +15,7 @@
 //! Reading a cgroup is a handful of small file reads, done on a blocking
 //! thread so a slow filesystem never holds the runtime.
 
+mod container;
 mod disk;
 pub mod metrics;
 mod rate;
@@ -120,6 +121,7 @@ pub async fn run(
     latest: Arc<Latest>,
 ) {
     let mut sampler = Sampler::default();
+    let mut container_cgroups = container::Cgroups::default();
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -128,7 +130,7 @@ pub async fn run(
         // Containers first, through the engine's stats (network calls, so
         // not on the blocking thread).
         let containers = match &docker {
-            Some(d) => container_stats(d).await,
+            Some(d) => container_stats(d, &mut container_cgroups).await,
             None => Vec::new(),
         };
         let tasks = executor.tasks();
@@ -137,16 +139,18 @@ pub async fn run(
             // One instant for the whole sample, so the interval is one.
             let now = Instant::now();
             let mut report = sample(&mut sampler, cgroups.as_ref(), &tasks, now);
-            for (task, stats) in containers {
+            for (task, stats, memory) in containers {
                 let usage = CgroupUsage {
                     cpu_usage_ns: stats.cpu_usage_ns,
                     cpu_throttled_ns: stats.cpu_throttled_ns,
-                    cpu_throttled_periods: 0,
+                    cpu_throttled_periods: stats.cpu_throttled_periods,
                     memory_rss_bytes: stats.memory_rss_bytes,
                     memory_cache_bytes: stats.memory_cache_bytes,
                     memory_peak_bytes: stats.memory_peak_bytes,
                     memory_limit_bytes: stats.memory_limit_bytes,
-                    oom_kills: 0,
+                    // The engine's stats have no count: the container's
+                    // own memory cgroup does.
+                    oom_kills: memory.and_then(|m| m.oom_kills()).unwrap_or(0),
                     pids: stats.pids,
                 };
                 report
@@ -178,20 +182,38 @@ pub async fn run(
     }
 }
 
-/// The engine's stats of every running container task; a container that
-/// cannot be read (it just ended) is left out of this sample.
-async fn container_stats(docker: &DockerExecutor) -> Vec<(String, ContainerStats)> {
+/// The engine's stats of every running container task, with its memory
+/// cgroup (found once per container, from the pid `inspect` gives); a
+/// container that cannot be read (it just ended) is left out of this
+/// sample.
+async fn container_stats(
+    docker: &DockerExecutor,
+    cgroups: &mut container::Cgroups,
+) -> Vec<(String, ContainerStats, Option<container::MemoryDir>)> {
     let engine = docker.engine();
     let mut out = Vec::new();
+    let mut running = std::collections::HashSet::new();
     for task in docker.tasks() {
         let Some(id) = docker.running_container(&task) else {
             continue;
         };
-        match engine.stats(&id).await {
-            Ok(stats) => out.push((task, stats)),
-            Err(error) => debug!(%task, %error, "cannot read the container's stats"),
-        }
+        let stats = match engine.stats(&id).await {
+            Ok(stats) => stats,
+            Err(error) => {
+                debug!(%task, %error, "cannot read the container's stats");
+                continue;
+            }
+        };
+        let pid = if cgroups.known(&id) {
+            None
+        } else {
+            engine.inspect(&id).await.ok().map(|i| i.pid)
+        };
+        let memory = cgroups.dir(&id, || pid).cloned();
+        running.insert(id);
+        out.push((task, stats, memory));
     }
+    cgroups.retain(|id| running.contains(id));
     out
 }
 
@@ -210,6 +232,7 @@ fn task_usage(
         cpu_cores,
         cpu_usage_ns: usage.cpu_usage_ns.unwrap_or(0),
         cpu_throttled_ns: usage.cpu_throttled_ns,
+        cpu_throttled_periods: usage.cpu_throttled_periods,
         memory_rss_bytes: usage.memory_rss_bytes,
         memory_cache_bytes: usage.memory_cache_bytes,
         memory_peak_bytes: usage.memory_peak_bytes,

@@ -112,11 +112,10 @@ pub fn agent_info(a: &int::Agent, l: Option<AgentLiveness>) -> api::AgentInfo {
     }
 }
 
-/// A task's newest usage sample, if this master holds one.
-pub fn task_usage(store: &crate::usage::UsageStore, id: &str) -> Option<api::UsageSample> {
-    let (at, u) = store.task(id)?;
-    Some(api::UsageSample {
-        received_ms: at,
+/// A task's newest usage sample.
+pub fn task_usage(u: &crate::usage::report::TaskUsageView) -> api::UsageSample {
+    api::UsageSample {
+        received_ms: u.received_ms,
         cpu_cores: u.cpu_cores,
         cpu_usage_ns: u.cpu_usage_ns,
         cpu_throttled_ns: u.cpu_throttled_ns,
@@ -127,19 +126,19 @@ pub fn task_usage(store: &crate::usage::UsageStore, id: &str) -> Option<api::Usa
         oom_kills: u.oom_kills,
         pids: u.pids,
         disk_bytes: u.disk_bytes,
-    })
+        cpu_throttled_periods: u.cpu_throttled_periods,
+    }
 }
 
-/// The sums of an agent's newest usage report, if this master holds one.
-pub fn agent_usage(store: &crate::usage::UsageStore, id: &str) -> Option<api::AgentUsage> {
-    let (at, tasks, p) = store.agent(id)?;
-    Some(api::AgentUsage {
-        received_ms: at,
-        tasks: tasks as u64,
-        cpu_cores: f64::from(p.cpu_milli) / 1000.0,
-        memory_rss_bytes: u64::from(p.rss_kib) * 1024,
-        memory_cache_bytes: u64::from(p.cache_kib) * 1024,
-    })
+/// The sums of an agent's newest usage report.
+pub fn agent_usage(u: &crate::usage::report::AgentUsageView) -> api::AgentUsage {
+    api::AgentUsage {
+        received_ms: u.received_ms,
+        tasks: u.tasks as u64,
+        cpu_cores: u.cpu_cores,
+        memory_rss_bytes: u.memory_rss_bytes,
+        memory_cache_bytes: u.memory_cache_bytes,
+    }
 }
 
 pub fn kv(e: &int::KvEntry) -> api::KvEntry {

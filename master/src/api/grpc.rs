@@ -45,6 +45,7 @@ pub async fn serve(
     builder
         .layer(super::auth::GrpcAuthLayer::new(master.clone()))
         .add_service(api)
+        .add_service(super::grpc_usage::Usage::server(master.clone()))
         .add_optional_service(transport)
         .add_service(super::agent::AgentService::server(leading))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)

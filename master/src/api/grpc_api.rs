@@ -27,6 +27,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{self, read_options};
 use super::error::to_status;
+use super::usage_latest;
 use super::watch::{watch, WatchFilter, WatchItem};
 use crate::error::Error;
 use crate::kernel::state::Change;
@@ -261,6 +262,7 @@ impl OceanApi for Api {
     }
 
     async fn list_tasks(&self, req: Request<ListTasksRequest>) -> Answer<ListTasksResponse> {
+        let auth = auth_of(&req);
         let req = req.into_inner();
         let some = |s: String| (!s.is_empty()).then_some(s);
         let filter = TaskFilter {
@@ -276,13 +278,15 @@ impl OceanApi for Api {
             .list_tasks(&filter, read_options(req.read))
             .await
             .map_err(to_status)?;
+        let ids = tasks.iter().map(|t| t.id.clone()).collect();
+        let mut latest = usage_latest::latest(&self.0, ids, Vec::new(), auth).await;
         ok(ListTasksResponse {
             version,
             tasks: tasks
                 .iter()
                 .map(|t| {
                     let mut task = convert::task(t);
-                    task.usage = convert::task_usage(self.0.usage(), &t.id);
+                    task.usage = latest.tasks.remove(&t.id).map(|u| convert::task_usage(&u));
                     task
                 })
                 .collect(),
@@ -290,6 +294,7 @@ impl OceanApi for Api {
     }
 
     async fn get_task(&self, req: Request<TaskRef>) -> Answer<Task> {
+        let auth = auth_of(&req);
         let req = req.into_inner();
         let (_, t) = self
             .0
@@ -298,7 +303,8 @@ impl OceanApi for Api {
             .await
             .map_err(to_status)?;
         let mut task = convert::task(&t);
-        task.usage = convert::task_usage(self.0.usage(), &t.id);
+        let mut latest = usage_latest::latest(&self.0, vec![t.id.clone()], Vec::new(), auth).await;
+        task.usage = latest.tasks.remove(&t.id).map(|u| convert::task_usage(&u));
         ok(task)
     }
 
@@ -336,19 +342,25 @@ impl OceanApi for Api {
     }
 
     async fn list_agents(&self, req: Request<ListAgentsRequest>) -> Answer<ListAgentsResponse> {
+        let auth = auth_of(&req);
         let (version, agents) = self
             .0
             .service()
             .list_agents(read_options(req.into_inner().read))
             .await
             .map_err(to_status)?;
+        let ids = agents.iter().map(|(a, _)| a.id.clone()).collect();
+        let mut latest = usage_latest::latest(&self.0, Vec::new(), ids, auth).await;
         ok(ListAgentsResponse {
             version,
             agents: agents
                 .iter()
                 .map(|(a, l)| {
                     let mut info = convert::agent_info(a, *l);
-                    info.usage = convert::agent_usage(self.0.usage(), &a.id);
+                    info.usage = latest
+                        .agents
+                        .remove(&a.id)
+                        .map(|u| convert::agent_usage(&u));
                     info.host_checks = crate::api::host_checks_of(&self.0, &a.id)
                         .map(|h| crate::host_checks::to_proto(&h));
                     info
@@ -358,6 +370,7 @@ impl OceanApi for Api {
     }
 
     async fn get_agent(&self, req: Request<AgentRef>) -> Answer<AgentInfo> {
+        let auth = auth_of(&req);
         let req = req.into_inner();
         let (_, a, l) = self
             .0
@@ -366,7 +379,11 @@ impl OceanApi for Api {
             .await
             .map_err(to_status)?;
         let mut info = convert::agent_info(&a, l);
-        info.usage = convert::agent_usage(self.0.usage(), &a.id);
+        let mut latest = usage_latest::latest(&self.0, Vec::new(), vec![a.id.clone()], auth).await;
+        info.usage = latest
+            .agents
+            .remove(&a.id)
+            .map(|u| convert::agent_usage(&u));
         info.host_checks =
             crate::api::host_checks_of(&self.0, &a.id).map(|h| crate::host_checks::to_proto(&h));
         ok(info)
@@ -662,4 +679,11 @@ impl OceanApi for Api {
             plan_json: serde_json::to_vec(&plan).unwrap_or_default(),
         })
     }
+}
+
+/// The caller's token, for a follower's question to the leader
+/// (`usage_latest.rs`).
+fn auth_of<T>(req: &Request<T>) -> Option<axum::http::HeaderValue> {
+    let v = req.metadata().get("authorization")?;
+    axum::http::HeaderValue::from_bytes(v.as_bytes()).ok()
 }

@@ -192,7 +192,11 @@ pub(super) struct AgentsQuery {
 /// Agents, with liveness as the leader sees it; `q` selects by tags.
 #[utoipa::path(get, path = "/v1/agents", tag = "agents", params(AgentsQuery),
     responses((status = 200, body = AgentList)))]
-async fn list_agents(State(m): State<Master>, Query(q): Query<AgentsQuery>) -> ApiResult<Response> {
+async fn list_agents(
+    State(m): State<Master>,
+    Query(q): Query<AgentsQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     let opts = crate::service::ReadOptions {
         min_version: q.min_version,
         consistent: q.consistent == Some(true),
@@ -201,11 +205,12 @@ async fn list_agents(State(m): State<Master>, Query(q): Query<AgentsQuery>) -> A
     let agents = agents
         .iter()
         .map(|(a, l)| {
-            let mut d = agent_usage(&m, AgentDetail::new(a, *l));
+            let mut d = AgentDetail::new(a, *l);
             d.host_checks = crate::api::host_checks_of(&m, &a.id).map(|h| (*h).clone());
             d
         })
         .collect();
+    let agents = agent_usage(&m, agents, &headers).await;
     Ok(with_version(version, AgentList { version, agents }))
 }
 
@@ -217,20 +222,29 @@ async fn get_agent(
     State(m): State<Master>,
     Path(id): Path<String>,
     Query(q): Query<ReadQuery>,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
     let (version, a, l) = m.service().get_agent(&id, q.options()).await?;
-    let mut d = agent_usage(&m, AgentDetail::new(&a, l));
+    let mut d = AgentDetail::new(&a, l);
     d.host_checks = crate::api::host_checks_of(&m, &a.id).map(|h| (*h).clone());
-    Ok(with_version(version, d))
+    let mut d = agent_usage(&m, vec![d], &headers).await;
+    Ok(with_version(version, d.remove(0)))
 }
 
-/// The sums of the agent's newest usage report, if this master holds one.
-fn agent_usage(m: &Master, mut detail: AgentDetail) -> AgentDetail {
-    detail.usage = m
-        .usage()
-        .agent(&detail.agent.id)
-        .map(|(at, n, p)| crate::usage::report::AgentUsageView::new(at, n, &p));
-    detail
+/// The sums of the agents' newest usage reports, as the leader holds them
+/// (a follower asks it: `usage_latest.rs`).
+async fn agent_usage(
+    m: &Master,
+    mut details: Vec<AgentDetail>,
+    headers: &HeaderMap,
+) -> Vec<AgentDetail> {
+    let ids = details.iter().map(|d| d.agent.id.clone()).collect();
+    let auth = super::usage_latest::auth_of(headers);
+    let mut latest = super::usage_latest::latest(m, Vec::new(), ids, auth).await;
+    for d in &mut details {
+        d.usage = latest.agents.remove(&d.agent.id);
+    }
+    details
 }
 
 /// The masters and whether each votes.

@@ -14,6 +14,7 @@ pub mod extract;
 pub mod frameworks;
 pub mod grpc;
 pub mod grpc_api;
+pub mod grpc_usage;
 pub mod http;
 pub mod https;
 pub mod in_process;
@@ -24,6 +25,7 @@ pub mod summary;
 pub mod tasks;
 pub mod tree;
 pub mod usage;
+pub mod usage_latest;
 pub mod usage_report;
 pub mod watch;
 

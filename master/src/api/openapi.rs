@@ -93,6 +93,7 @@ pub struct FieldError {
         super::frameworks::release_lease,
         super::usage::usage,
         super::usage_report::report,
+        super::usage_latest::latest_usage,
         super::alerts::create_rule,
         super::alerts::list_rules,
         super::alerts::get_rule,

@@ -21,7 +21,6 @@ use crate::master::Master;
 use crate::service::tasks::TaskFilter;
 use crate::service::views::{TaskList, TaskView};
 use crate::service::ReadOptions;
-use crate::usage::report::TaskUsageView;
 
 type ApiResult<T> = std::result::Result<T, ApiError>;
 
@@ -52,7 +51,11 @@ pub(super) struct TasksQuery {
 /// Tasks, filtered.
 #[utoipa::path(get, path = "/v1/tasks", tag = "tasks", params(TasksQuery),
     responses((status = 200, body = TaskList)))]
-async fn list_tasks(State(m): State<Master>, Query(q): Query<TasksQuery>) -> ApiResult<Response> {
+async fn list_tasks(
+    State(m): State<Master>,
+    Query(q): Query<TasksQuery>,
+    headers: axum::http::HeaderMap,
+) -> ApiResult<Response> {
     let filter = TaskFilter {
         job: q.job,
         agent: q.agent,
@@ -65,10 +68,8 @@ async fn list_tasks(State(m): State<Master>, Query(q): Query<TasksQuery>) -> Api
         consistent: q.consistent == Some(true),
     };
     let (version, tasks) = m.service().list_tasks(&filter, opts).await?;
-    let tasks = tasks
-        .iter()
-        .map(|t| with_usage(&m, TaskView::from(t.as_ref())))
-        .collect();
+    let tasks = tasks.iter().map(|t| TaskView::from(t.as_ref())).collect();
+    let tasks = with_usage(&m, tasks, &headers).await;
     Ok(with_version(version, TaskList { version, tasks }))
 }
 
@@ -88,25 +89,31 @@ async fn get_task(
     State(m): State<Master>,
     Path(id): Path<String>,
     Query(q): Query<ReadOnly>,
+    headers: axum::http::HeaderMap,
 ) -> ApiResult<Response> {
     let opts = ReadOptions {
         min_version: q.min_version,
         consistent: q.consistent == Some(true),
     };
     let (version, t) = m.service().get_task(&id, opts).await?;
-    Ok(with_version(
-        version,
-        with_usage(&m, TaskView::from(t.as_ref())),
-    ))
+    let mut views = with_usage(&m, vec![TaskView::from(t.as_ref())], &headers).await;
+    Ok(with_version(version, views.remove(0)))
 }
 
-/// The task's newest usage sample, if this master holds one.
-fn with_usage(m: &Master, mut view: TaskView) -> TaskView {
-    view.usage = m
-        .usage()
-        .task(&view.id)
-        .map(|(at, u)| Box::new(TaskUsageView::new(at, &u)));
-    view
+/// The tasks' newest usage samples, as the leader holds them (a follower
+/// asks it: `usage_latest.rs`).
+async fn with_usage(
+    m: &Master,
+    mut views: Vec<TaskView>,
+    headers: &axum::http::HeaderMap,
+) -> Vec<TaskView> {
+    let ids = views.iter().map(|v| v.id.clone()).collect();
+    let auth = super::usage_latest::auth_of(headers);
+    let mut latest = super::usage_latest::latest(m, ids, Vec::new(), auth).await;
+    for v in &mut views {
+        v.usage = latest.tasks.remove(&v.id).map(Box::new);
+    }
+    views
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

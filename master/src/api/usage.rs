@@ -1,8 +1,8 @@
 //! `GET /v1/usage?node=&window=`: allocated against used for every tree
 //! node, job, task and agent under `node` (default: the whole tree) over
-//! the last `window` (default `1m`; `30s`, `5m`, `1h`, or seconds). The
-//! samples live in the leader's memory, so a follower asks the leader and
-//! relays its answer.
+//! the last `window` (default `1m`; `30s`, `5m`, `1h`, or seconds), with
+//! each row's own ring points when `history=true`. The samples live in the
+//! leader's memory, so a follower asks the leader and relays its answer.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -33,6 +33,10 @@ pub fn routes() -> axum::Router<Master> {
     Router::new()
         .route("/v1/usage", get(usage))
         .route("/v1/usage/report", get(super::usage_report::report))
+        .route(
+            "/v1/usage/latest",
+            axum::routing::post(super::usage_latest::latest_usage),
+        )
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -45,6 +49,8 @@ pub(super) struct UsageQuery {
         pattern = "^(([1-9][0-9]{0,2}|[1-2][0-9]{3}|3[0-5][0-9]{2}|3600)s?|([1-9]|[1-5][0-9]|60)m|1h)$"
     )]
     window: Option<String>,
+    /// Each row's ring points too (`series.history`); default false.
+    history: Option<bool>,
 }
 
 /// `30s`, `5m`, `1h` or a number of seconds, from 1 s to an hour.
@@ -95,11 +101,24 @@ async fn usage(
     if m.status().leader != m.id() {
         let auth = headers.get(axum::http::header::AUTHORIZATION).cloned();
         let window = format!("{window_s}s");
-        let query = [("node", node_text.as_str()), ("window", window.as_str())];
+        let history = q.history.unwrap_or(false).to_string();
+        let query = [
+            ("node", node_text.as_str()),
+            ("window", window.as_str()),
+            ("history", history.as_str()),
+        ];
         return forward(&m, "/v1/usage", &query, auth).await;
     }
     let tasks = allocations(&m, &node);
-    let report = build(m.usage(), &node_text, &tasks, window_s, now_ms(), m.id());
+    let report = build(
+        m.usage(),
+        &node_text,
+        &tasks,
+        window_s,
+        now_ms(),
+        m.id(),
+        q.history.unwrap_or(false),
+    );
     Ok(Json(report).into_response())
 }
 

@@ -11,28 +11,28 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::report::{used, Allocation};
 use super::UsageStore;
 use crate::kernel::state::tree::pdl_of;
 
 /// Cores and memory.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Amount {
     pub cpu_cores: f64,
     pub memory_mib: f64,
 }
 
 /// The part of the allocation not used (0..1); `null` with no allocation.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IdleShare {
     pub cpu: Option<f64>,
     pub memory: Option<f64>,
 }
 
 /// One product line's row.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LineRow {
     /// `cop.<c>_owt.<o>_pdl.<p>` (or `(total)`).
     pub pdl: String,
@@ -49,7 +49,7 @@ pub struct LineRow {
 }
 
 /// The whole report.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LinesReport {
     /// The node asked for (empty: the whole tree).
     pub node: String,

@@ -7,17 +7,22 @@
 //!  agent stream ─► UsageStore::record(agent, report)  (api/agent.rs)
 //!                    per task: the newest sample + a ring of RING points
 //!                    per agent: a ring of its tasks' sums per report
+//!                    per job, tree node and the root: a ring of their
+//!                      tasks' totals every SNAPSHOT_S (nodes.rs)
 //!  GET /v1/usage ─► report::build(store, tasks under the node, window)
 //!                    task ─► job ─► tree nodes up to the one asked (sums)
 //!                    task ─► agent (sums)
+//!                    + each row's own ring (`series`)
 //! ```
 //!
-//! Tree nodes and jobs are summed from the task rings when asked, not kept
-//! as rings of their own: a parent is then the sum of its children by
-//! construction, whatever arrived between two agents' samples, and a task
-//! costs one ring however deep its job sits in the tree.
+//! A row's `used` is summed from its live tasks' rings when asked: a
+//! parent is then the sum of its children by construction, whatever
+//! arrived between two agents' samples. The rings of jobs, nodes and
+//! agents add what sums cannot say: the row's total at one instant (its
+//! true peak) and the part of tasks that ended within the window.
 
 pub mod lines;
+pub mod nodes;
 pub mod report;
 mod ring;
 
@@ -27,11 +32,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use ocean_proto::agent::{TaskUsage, UsageReport};
 
-pub use ring::{Point, Ring, NO_RATE, RING};
+pub use ring::{Point, Ring, Window, NO_RATE, RING};
 
 /// Tasks not heard of for this long are forgotten (their rings are past
 /// any window a query may ask).
-const FORGET_AFTER_MS: u64 = 15 * 60 * 1000;
+pub(crate) const FORGET_AFTER_MS: u64 = 15 * 60 * 1000;
 
 /// How often `record` looks for forgotten tasks.
 const PRUNE_EVERY_MS: u64 = 30 * 1000;
@@ -46,7 +51,20 @@ pub struct UsageStore {
 struct Inner {
     tasks: HashMap<Arc<str>, TaskEntry, foldhash::fast::RandomState>,
     agents: HashMap<String, AgentEntry>,
+    /// Jobs, tree nodes and the root ([`nodes::ROOT`]), by id or path.
+    nodes: HashMap<Arc<str>, nodes::NodeEntry, foldhash::fast::RandomState>,
     last_prune_ms: u64,
+    /// The [`nodes::SNAPSHOT_S`] bucket of the last node snapshot.
+    last_snapshot: u64,
+}
+
+/// A row's own ring over a window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// Means and maxima of its points in the window.
+    pub window: Window,
+    /// The points, oldest first.
+    pub points: Vec<Point>,
 }
 
 /// One task's samples.
@@ -70,6 +88,8 @@ pub struct AgentEntry {
     pub received_ms: u64,
     /// Tasks in the newest report.
     pub tasks: usize,
+    /// The agent's sampling interval, as its newest report says, ms.
+    pub interval_ms: u64,
     /// The sums of its tasks' samples, per report.
     pub ring: Ring,
 }
@@ -88,6 +108,7 @@ fn without_id(t: &TaskUsage) -> TaskUsage {
         cpu_cores: t.cpu_cores,
         cpu_usage_ns: t.cpu_usage_ns,
         cpu_throttled_ns: t.cpu_throttled_ns,
+        cpu_throttled_periods: t.cpu_throttled_periods,
         memory_rss_bytes: t.memory_rss_bytes,
         memory_cache_bytes: t.memory_cache_bytes,
         memory_peak_bytes: t.memory_peak_bytes,
@@ -119,6 +140,18 @@ impl UsageStore {
             .collect();
         let agent_id: Arc<str> = Arc::from(agent);
         let mut inner = self.lock();
+        let bucket = now_ms / 1000 / nodes::SNAPSHOT_S;
+        if bucket != inner.last_snapshot {
+            // Before this report: the point closes the bucket that ended.
+            inner.last_snapshot = bucket;
+            let Inner {
+                tasks,
+                agents,
+                nodes,
+                ..
+            } = &mut *inner;
+            nodes::snapshot(nodes, tasks, agents, now_ms, FORGET_AFTER_MS);
+        }
         for (t, p) in report.tasks.iter().zip(points) {
             match inner.tasks.get_mut(t.task_id.as_str()) {
                 Some(e) => {
@@ -148,6 +181,7 @@ impl UsageStore {
         let entry = inner.agents.entry(agent.to_string()).or_default();
         entry.received_ms = now_ms;
         entry.tasks = report.tasks.len();
+        entry.interval_ms = report.interval_ms;
         entry.ring.push(sum);
         if now_ms.saturating_sub(inner.last_prune_ms) >= PRUNE_EVERY_MS {
             inner.last_prune_ms = now_ms;
@@ -172,6 +206,37 @@ impl UsageStore {
         Some((e.received_ms, e.tasks, *e.ring.last()?))
     }
 
+    /// The ring of a job, tree node (its full path) or the root
+    /// ([`nodes::ROOT`]) since `since_s`.
+    pub fn node_window(&self, key: &str, since_s: u32) -> Option<Series> {
+        let inner = self.lock();
+        inner.nodes.get(key).map(|n| series(&n.ring, since_s))
+    }
+
+    /// The ring of an agent (the sums of its reports) since `since_s`.
+    pub fn agent_window(&self, id: &str, since_s: u32) -> Option<Series> {
+        let inner = self.lock();
+        inner.agents.get(id).map(|a| series(&a.ring, since_s))
+    }
+
+    /// The rings of many rows at once (one lock): nodes and jobs by key,
+    /// then agents by id.
+    pub fn windows<'a>(
+        &self,
+        nodes: impl Iterator<Item = &'a str>,
+        agents: impl Iterator<Item = &'a str>,
+        since_s: u32,
+    ) -> (HashMap<String, Series>, HashMap<String, Series>) {
+        let inner = self.lock();
+        let n = nodes
+            .filter_map(|k| Some((k.to_string(), series(&inner.nodes.get(k)?.ring, since_s))))
+            .collect();
+        let a = agents
+            .filter_map(|k| Some((k.to_string(), series(&inner.agents.get(k)?.ring, since_s))))
+            .collect();
+        (n, a)
+    }
+
     /// Copies of the entries of `ids` (those that have any), for a report.
     pub fn tasks<'a>(&self, ids: impl Iterator<Item = &'a str>) -> HashMap<String, TaskEntry> {
         let inner = self.lock();
@@ -183,6 +248,18 @@ impl UsageStore {
     pub fn len(&self) -> (usize, usize) {
         let inner = self.lock();
         (inner.tasks.len(), inner.agents.len())
+    }
+
+    /// Jobs, tree nodes and the root held, with a ring each.
+    pub fn nodes_len(&self) -> usize {
+        self.lock().nodes.len()
+    }
+}
+
+fn series(ring: &Ring, since_s: u32) -> Series {
+    Series {
+        window: ring.window(since_s),
+        points: ring.since(since_s),
     }
 }
 

@@ -1,13 +1,16 @@
 //! `GET /v1/usage`: allocated against used for every tree node, job, task
 //! and agent under a node, over a window. Tasks are the leaves; a job sums
 //! its tasks, a tree node its jobs and child nodes, an agent the tasks it
-//! runs; so every parent is the sum of its children.
+//! runs; so every parent is the sum of its children. Tree nodes, jobs, the
+//! total and (for the whole tree) agents also carry their own ring over
+//! the window (`series`): their total at each instant.
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::{TaskEntry, UsageStore};
+use super::nodes::ROOT;
+use super::{Point, Series, TaskEntry, UsageStore};
 
 /// A live task as the state knows it: what it asked for, where it runs.
 #[derive(Debug, Clone)]
@@ -92,6 +95,72 @@ pub struct Row {
     pub tasks: u64,
     pub allocated: Allocated,
     pub used: Used,
+    /// The row's own ring over the window (nodes, jobs, the total; agents
+    /// when the whole tree is asked): absent for tasks and for rows the
+    /// leader has no ring of yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub series: Option<SeriesView>,
+}
+
+/// A row's own ring over the window: its total at each snapshot (every
+/// 5 s for nodes and jobs; each report for agents). Unlike `used`, whose
+/// peaks sum the children's own peaks, `cpu_cores_peak` here is the most
+/// the row used at one instant; and it counts tasks that ended within the
+/// window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeriesView {
+    /// Points in the window.
+    pub points: usize,
+    /// Mean of the totals.
+    pub cpu_cores: f64,
+    /// The highest total.
+    pub cpu_cores_peak: f64,
+    pub memory_rss_bytes: u64,
+    pub memory_rss_peak_bytes: u64,
+    pub memory_cache_bytes: u64,
+    /// The points themselves, oldest first, with `history=true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<Vec<HistoryPoint>>,
+}
+
+/// One point of a row's ring.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct HistoryPoint {
+    /// When (leader clock), ms since the epoch, to the second.
+    pub at_ms: u64,
+    pub cpu_cores: f64,
+    pub memory_rss_bytes: u64,
+    pub memory_cache_bytes: u64,
+}
+
+impl SeriesView {
+    fn new(s: &Series, history: bool) -> Self {
+        let w = &s.window;
+        SeriesView {
+            points: w.points,
+            cpu_cores: round3(w.cpu_cores),
+            cpu_cores_peak: round3(w.cpu_cores_max),
+            memory_rss_bytes: w.rss_bytes as u64,
+            memory_rss_peak_bytes: w.rss_bytes_max,
+            memory_cache_bytes: w.cache_bytes as u64,
+            history: history.then(|| s.points.iter().map(HistoryPoint::from).collect()),
+        }
+    }
+}
+
+impl From<&Point> for HistoryPoint {
+    fn from(p: &Point) -> Self {
+        HistoryPoint {
+            at_ms: u64::from(p.at_s) * 1000,
+            cpu_cores: if p.cpu_milli == super::NO_RATE {
+                0.0
+            } else {
+                f64::from(p.cpu_milli) / 1000.0
+            },
+            memory_rss_bytes: u64::from(p.rss_kib) * 1024,
+            memory_cache_bytes: u64::from(p.cache_kib) * 1024,
+        }
+    }
 }
 
 /// The answer of `GET /v1/usage`.
@@ -115,7 +184,7 @@ pub struct UsageReportView {
 }
 
 /// `usage` on a task's REST answer: its newest sample.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskUsageView {
     /// When the leader received it, ms since the epoch.
     pub received_ms: u64,
@@ -123,6 +192,9 @@ pub struct TaskUsageView {
     pub cpu_cores: Option<f64>,
     pub cpu_usage_ns: u64,
     pub cpu_throttled_ns: u64,
+    /// Periods in which the cpu quota held it back (cumulative).
+    #[serde(default)]
+    pub cpu_throttled_periods: u64,
     pub memory_rss_bytes: u64,
     pub memory_cache_bytes: u64,
     pub memory_peak_bytes: u64,
@@ -141,6 +213,7 @@ impl TaskUsageView {
             cpu_cores: u.cpu_cores.map(round3),
             cpu_usage_ns: u.cpu_usage_ns,
             cpu_throttled_ns: u.cpu_throttled_ns,
+            cpu_throttled_periods: u.cpu_throttled_periods,
             memory_rss_bytes: u.memory_rss_bytes,
             memory_cache_bytes: u.memory_cache_bytes,
             memory_peak_bytes: u.memory_peak_bytes,
@@ -153,7 +226,7 @@ impl TaskUsageView {
 }
 
 /// `usage` on an agent's REST answer: the sums of its newest report.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentUsageView {
     pub received_ms: u64,
     /// Tasks in the report.
@@ -235,9 +308,28 @@ fn below<'a>(job: &'a str, node: &str) -> Vec<&'a str> {
     }
 }
 
+/// The key of the ring of `node` (as asked: a full path or any of its
+/// tags), found through a job under it; `None` when the node names jobs
+/// (`job.` or `cluster.` tags), which have no one tree node.
+fn ring_key(node: &str, job: Option<&str>) -> Option<String> {
+    if node.is_empty() {
+        return Some(ROOT.to_string());
+    }
+    let Some(job) = job else {
+        return Some(node.to_string());
+    };
+    let last = node.rsplit('_').next()?;
+    let suffix = format!("_{last}");
+    ancestors(job)
+        .into_iter()
+        .find(|a| *a == last || a.ends_with(&suffix))
+        .map(str::to_string)
+        .or_else(|| (job == node).then(|| job.to_string()))
+}
+
 /// Builds the answer for `node` (its string form; empty for the whole
 /// tree) from the live tasks under it, over the last `window_s` seconds
-/// before `now_ms`.
+/// before `now_ms`; with `history`, each row's ring points too.
 pub fn build(
     store: &UsageStore,
     node: &str,
@@ -245,6 +337,7 @@ pub fn build(
     window_s: u64,
     now_ms: u64,
     leader: u64,
+    history: bool,
 ) -> UsageReportView {
     let since_s = (now_ms / 1000).saturating_sub(window_s) as u32;
     let entries = store.tasks(tasks.iter().map(|t| t.task.as_str()));
@@ -272,6 +365,7 @@ pub fn build(
             tasks: 1,
             allocated,
             used,
+            series: None,
         };
         let listed = below(&t.job, node);
         let job_parent = listed.last().map_or(node, |p| *p);
@@ -300,6 +394,30 @@ pub fn build(
     }
     let mut nodes: Vec<Row> = nodes.into_values().collect();
     nodes.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut jobs: Vec<Row> = jobs.into_values().collect();
+    let mut agents: Vec<Row> = agents.into_values().collect();
+    // The rows' own rings. Agents' cover all their tasks, so only a
+    // reader of the whole tree sees them.
+    let total_key = ring_key(node, tasks.first().map(|t| t.job.as_str()));
+    let agent_ids = agents
+        .iter()
+        .filter(|_| node.is_empty())
+        .map(|a| a.id.as_str());
+    let node_keys = nodes
+        .iter()
+        .chain(jobs.iter())
+        .map(|r| r.id.as_str())
+        .chain(total_key.as_deref());
+    let (node_series, agent_series) = store.windows(node_keys, agent_ids, since_s);
+    for r in nodes.iter_mut().chain(jobs.iter_mut()) {
+        r.series = node_series.get(&r.id).map(|s| SeriesView::new(s, history));
+    }
+    if let Some(k) = &total_key {
+        total.series = node_series.get(k).map(|s| SeriesView::new(s, history));
+    }
+    for a in &mut agents {
+        a.series = agent_series.get(&a.id).map(|s| SeriesView::new(s, history));
+    }
     UsageReportView {
         node: node.to_string(),
         window_seconds: window_s,
@@ -307,9 +425,9 @@ pub fn build(
         leader,
         total,
         nodes,
-        jobs: jobs.into_values().collect(),
+        jobs,
         tasks: rows,
-        agents: agents.into_values().collect(),
+        agents,
     }
 }
 
@@ -348,6 +466,27 @@ mod tests {
                 "cop.c_owt.o_pdl.p",
                 "cop.c_owt.o_pdl.p_service.s"
             ]
+        );
+    }
+
+    #[test]
+    fn the_ring_of_a_node_asked_by_its_tags_is_found_through_a_job() {
+        assert_eq!(ring_key("", Some(JOB_A)).as_deref(), Some(ROOT));
+        assert_eq!(
+            ring_key("pdl.p", Some(JOB_A)).as_deref(),
+            Some("cop.c_owt.o_pdl.p")
+        );
+        assert_eq!(
+            ring_key("cop.c_owt.o", Some(JOB_A)).as_deref(),
+            Some("cop.c_owt.o")
+        );
+        assert_eq!(ring_key(JOB_A, Some(JOB_A)).as_deref(), Some(JOB_A));
+        // `job.a` names jobs wherever they sit: no one ring.
+        assert_eq!(ring_key("job.a", Some(JOB_A)), None);
+        // Without a task under it, the node as given.
+        assert_eq!(
+            ring_key("cop.c_owt.o_pdl.p", None).as_deref(),
+            Some("cop.c_owt.o_pdl.p")
         );
     }
 
@@ -395,7 +534,7 @@ mod tests {
             alloc(&ta2, JOB_A, "ag2"),
             alloc(&tb1, JOB_B, "ag1"),
         ];
-        let r = build(&store, "cop.c_owt.o", &tasks, 60, now, 1);
+        let r = build(&store, "cop.c_owt.o", &tasks, 60, now, 1, false);
         assert_eq!(r.total.tasks, 3);
         assert!((r.total.used.cpu_cores - 1.75).abs() < 1e-9);
         assert_eq!(r.total.allocated.cpus, 3.0);
@@ -434,7 +573,7 @@ mod tests {
         assert!((ag1.used.cpu_cores - 1.25).abs() < 1e-9);
         assert_eq!(ag1.used.pids, 4);
         // A window that ends before the samples sees none of them.
-        let stale = build(&store, "", &tasks, 1, now + 10_000, 1);
+        let stale = build(&store, "", &tasks, 1, now + 10_000, 1, false);
         assert_eq!(stale.total.used.sampled_tasks, 0);
         assert_eq!(stale.nodes[0].id, "cop.c");
         assert_eq!(stale.nodes[0].parent, "");

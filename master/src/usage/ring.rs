@@ -110,6 +110,12 @@ impl Ring {
         self.0.is_empty()
     }
 
+    /// The points that arrived at or after `since_s`, oldest first.
+    pub fn since(&self, since_s: u32) -> Vec<Point> {
+        let skip = self.0.iter().take_while(|p| p.at_s < since_s).count();
+        self.0.iter().skip(skip).copied().collect()
+    }
+
     /// Means and maxima of the points that arrived at or after `since_s`.
     pub fn window(&self, since_s: u32) -> Window {
         let mut w = Window::default();
