@@ -127,6 +127,27 @@ fn executors(r: &Register) -> Vec<AgentExecutor> {
         .collect()
 }
 
+/// The agent record a (validated) registration commits.
+pub fn agent_of(reg: &Register) -> Agent {
+    let res = reg.resources.clone().unwrap_or_default();
+    Agent {
+        id: reg.agent_id.clone(),
+        hostname: reg.hostname.clone(),
+        attributes: reg.attributes.clone(),
+        cpus: res.cpus,
+        mem_mib: res.mem_mib,
+        disk_mib: res.disk_mib,
+        port_low: reg.port_low,
+        port_high: reg.port_high,
+        address: reg.address.clone(),
+        registered_version: 0,
+        http_addr: reg.http_addr.clone(),
+        executors: executors(reg),
+        // The operator's status is the masters' record, never the agent's.
+        ..Default::default()
+    }
+}
+
 type SessionStream = Pin<Box<dyn Stream<Item = Result<MasterMessage, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -162,23 +183,7 @@ impl AgentApi for AgentService {
         if let Some(cert) = &cert {
             bound_to(cert, &reg.agent_id)?;
         }
-        let res = reg.resources.unwrap_or_default();
-        let agent = Agent {
-            id: reg.agent_id.clone(),
-            hostname: reg.hostname.clone(),
-            attributes: reg.attributes.clone(),
-            cpus: res.cpus,
-            mem_mib: res.mem_mib,
-            disk_mib: res.disk_mib,
-            port_low: reg.port_low,
-            port_high: reg.port_high,
-            address: reg.address.clone(),
-            registered_version: 0,
-            http_addr: reg.http_addr.clone(),
-            executors: executors(&reg),
-            // The operator's status is the masters' record, never the agent's.
-            ..Default::default()
-        };
+        let agent = agent_of(&reg);
         // A re-registration with the same facts (every agent, after every
         // leader change) would commit nothing: skip the raft round trip.
         let known = master.read(|st| {
