@@ -45,10 +45,15 @@ fn batch(body: &[u8]) {
             // The transport refuses the rest of the batch.
             return;
         };
-        // What the driver gets is what was sent: encoding it again and
-        // decoding gives the same message.
+        // What raft reads of a message survives encoding it again (a
+        // follower persists the entries it receives): every known field,
+        // as the text format shows them. Not `==`: rust-protobuf keeps
+        // unknown fields, and a nested message's unknown fields once
+        // compared unequal after a round trip although no known field
+        // differed (fuzz/corpus/raft_envelope/unknown-fields-round-trip).
         let again = msg.write_to_bytes().expect("encode a decoded message");
-        assert_eq!(raft_message(&again).expect("decode again"), msg);
+        let again = raft_message(&again).expect("decode again");
+        assert_eq!(format!("{again:?}"), format!("{msg:?}"));
     }
 }
 
