@@ -22,7 +22,10 @@ fuzz_target!(|raw: &[u8]| {
         assert_eq!(first, again, "a cached answer differs from the first");
         assert_eq!(first[..2], raw[..2], "the reply keeps the query's id");
         if transport == Transport::Udp {
-            assert!(first.len() <= usize::from(EDNS_PAYLOAD), "UDP reply too big");
+            assert!(
+                first.len() <= usize::from(EDNS_PAYLOAD),
+                "UDP reply too big"
+            );
         }
         let reply = Message::from_vec(&first).expect("the reply parses");
         assert_eq!(reply.metadata.message_type, MessageType::Response);

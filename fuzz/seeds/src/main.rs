@@ -139,7 +139,8 @@ impl Cluster {
                     heartbeat_tick: 3,
                     ..Default::default()
                 };
-                let storage = MemStorage::new_with_conf_state(ConfState::from((vec![1, 2, 3], vec![])));
+                let storage =
+                    MemStorage::new_with_conf_state(ConfState::from((vec![1, 2, 3], vec![])));
                 (id, RawNode::new(&cfg, storage, &logger).expect("raft node"))
             })
             .collect();
@@ -212,7 +213,11 @@ impl Cluster {
 
 fn raft_seeds(dir: &Path) {
     let mut c = Cluster::new();
-    c.nodes.get_mut(&1).expect("node 1").campaign().expect("campaign");
+    c.nodes
+        .get_mut(&1)
+        .expect("node 1")
+        .campaign()
+        .expect("campaign");
     c.settle();
     for cmd in commands().into_iter().take(4) {
         c.nodes
@@ -314,10 +319,14 @@ fn register(tasks: Vec<TaskStatus>, docker: bool) -> AgentMessage {
         kind: Some(agent_message::Kind::Register(Register {
             agent_id: AGENT.into(),
             hostname: "host-agent-1".into(),
-            attributes: [("idc", "dc1"), ("loc", "rack-7"), ("hostname", "host-agent-1")]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            attributes: [
+                ("idc", "dc1"),
+                ("loc", "rack-7"),
+                ("hostname", "host-agent-1"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
             resources: Some(Resources {
                 cpus: 8.0,
                 mem_mib: 16_384,
@@ -393,7 +402,11 @@ fn agent_seeds(dir: &Path) {
             max_clock_skew_ms: 500,
         })),
     };
-    let all = vec![status(1, "STARTING"), status(2, "RUNNING"), status(3, "RUNNING")];
+    let all = vec![
+        status(1, "STARTING"),
+        status(2, "RUNNING"),
+        status(3, "RUNNING"),
+    ];
     let sessions: Vec<(&str, Vec<AgentMessage>)> = vec![
         ("register-empty", vec![register(Vec::new(), false)]),
         (
@@ -416,7 +429,10 @@ fn agent_seeds(dir: &Path) {
                 heartbeat,
             ],
         ),
-        ("session-usage", vec![register(Vec::new(), false), usage, checks]),
+        (
+            "session-usage",
+            vec![register(Vec::new(), false), usage, checks],
+        ),
     ];
     for (name, msgs) in sessions {
         write(dir, name, &session(&msgs));

@@ -143,7 +143,7 @@ fn executors(r: &Register) -> Vec<AgentExecutor> {
 
 /// The agent record a (validated) registration commits.
 pub fn agent_of(reg: &Register) -> Agent {
-    let res = reg.resources.clone().unwrap_or_default();
+    let res = reg.resources.unwrap_or_default();
     Agent {
         id: reg.agent_id.clone(),
         hostname: reg.hostname.clone(),
