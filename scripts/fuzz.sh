@@ -62,5 +62,5 @@ for t in "${targets[@]}"; do
     echo "fuzz: $t failed; the input is in fuzz/artifacts/$t/" >&2
     exit 1
   }
-  grep -E '^#[0-9]+ +DONE|stat::number_of_executed_units|stat::average_exec_per_sec' "$scratch/$t.log" || true
+  grep -E '^#[0-9]+[[:space:]]+DONE|stat::number_of_executed_units|stat::average_exec_per_sec' "$scratch/$t.log" || true
 done
