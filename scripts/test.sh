@@ -51,3 +51,10 @@ cargo test --workspace --doc --locked --quiet
 
 log "test"
 cargo nextest run --workspace --locked --no-fail-fast "$@"
+
+# A short, bounded cargo-fuzz run of every target over its committed corpus
+# (docs/fuzzing.md): in CI, or when asked with OCEAN_FUZZ=1.
+if [ "${CI:-}" = "true" ] || [ -n "${OCEAN_FUZZ:-}" ]; then
+  log "fuzz"
+  OCEAN_FUZZ_CGU="${OCEAN_FUZZ_CGU:-16}" ./scripts/fuzz.sh "${OCEAN_FUZZ_SECONDS:-10}"
+fi

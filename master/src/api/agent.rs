@@ -51,6 +51,14 @@ fn is_label(s: &str, max: usize) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
+/// Most CPUs an agent may offer. Far above any machine; what matters is
+/// that a million agents' totals stay far from overflowing a u64 (the
+/// cluster summary adds them up in millicores).
+const MAX_CPUS: f64 = 65_536.0;
+/// Most memory or disk an agent may offer, in MiB (1 EiB), for the same
+/// reason.
+const MAX_MIB: u64 = 1 << 40;
+
 /// Checks a registration, naming the first wrong field.
 pub fn validate(r: &Register) -> Result<(), Status> {
     let bad = |field: &str, reason: &str| {
@@ -70,11 +78,17 @@ pub fn validate(r: &Register) -> Result<(), Status> {
     let Some(res) = &r.resources else {
         return bad("resources", "missing");
     };
-    if !(res.cpus.is_finite() && res.cpus > 0.0) {
-        return bad("resources.cpus", "must be a positive number");
+    if !(res.cpus.is_finite() && res.cpus > 0.0 && res.cpus <= MAX_CPUS) {
+        return bad("resources.cpus", "must be a positive number at most 65536");
     }
-    if res.mem_mib == 0 {
-        return bad("resources.mem_mib", "must be positive");
+    if res.mem_mib == 0 || res.mem_mib > MAX_MIB {
+        return bad(
+            "resources.mem_mib",
+            "must be positive, at most 2^40 (1 EiB)",
+        );
+    }
+    if res.disk_mib > MAX_MIB {
+        return bad("resources.disk_mib", "must be at most 2^40 (1 EiB)");
     }
     if r.port_low == 0 || r.port_high > 65_535 || r.port_low > r.port_high {
         return bad("port_low", "ports must be a range LOW-HIGH within 1-65535");
@@ -127,6 +141,27 @@ fn executors(r: &Register) -> Vec<AgentExecutor> {
         .collect()
 }
 
+/// The agent record a (validated) registration commits.
+pub fn agent_of(reg: &Register) -> Agent {
+    let res = reg.resources.unwrap_or_default();
+    Agent {
+        id: reg.agent_id.clone(),
+        hostname: reg.hostname.clone(),
+        attributes: reg.attributes.clone(),
+        cpus: res.cpus,
+        mem_mib: res.mem_mib,
+        disk_mib: res.disk_mib,
+        port_low: reg.port_low,
+        port_high: reg.port_high,
+        address: reg.address.clone(),
+        registered_version: 0,
+        http_addr: reg.http_addr.clone(),
+        executors: executors(reg),
+        // The operator's status is the masters' record, never the agent's.
+        ..Default::default()
+    }
+}
+
 type SessionStream = Pin<Box<dyn Stream<Item = Result<MasterMessage, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -162,23 +197,7 @@ impl AgentApi for AgentService {
         if let Some(cert) = &cert {
             bound_to(cert, &reg.agent_id)?;
         }
-        let res = reg.resources.unwrap_or_default();
-        let agent = Agent {
-            id: reg.agent_id.clone(),
-            hostname: reg.hostname.clone(),
-            attributes: reg.attributes.clone(),
-            cpus: res.cpus,
-            mem_mib: res.mem_mib,
-            disk_mib: res.disk_mib,
-            port_low: reg.port_low,
-            port_high: reg.port_high,
-            address: reg.address.clone(),
-            registered_version: 0,
-            http_addr: reg.http_addr.clone(),
-            executors: executors(&reg),
-            // The operator's status is the masters' record, never the agent's.
-            ..Default::default()
-        };
+        let agent = agent_of(&reg);
         // A re-registration with the same facts (every agent, after every
         // leader change) would commit nothing: skip the raft round trip.
         let known = master.read(|st| {
@@ -311,4 +330,44 @@ async fn follow(
         }
     }
     master.sessions().close(&id, generation);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ocean_proto::agent::Resources;
+
+    fn register(cpus: f64, mem_mib: u64, disk_mib: u64) -> Register {
+        Register {
+            agent_id: "agent-1".into(),
+            hostname: "host-1".into(),
+            resources: Some(Resources {
+                cpus,
+                mem_mib,
+                disk_mib,
+            }),
+            port_low: 31_000,
+            port_high: 32_000,
+            ..Default::default()
+        }
+    }
+
+    fn refusal(r: &Register) -> String {
+        validate(r).unwrap_err().message().to_string()
+    }
+
+    /// Found by `cargo fuzz run agent_message`: `cpus` 1.6e39 was
+    /// accepted, and the cluster summary's capacity total overflowed when
+    /// the registration was applied.
+    #[test]
+    fn absurd_resources_are_refused_naming_the_field() {
+        assert!(validate(&register(8.0, 16_384, 100_000)).is_ok());
+        assert!(validate(&register(65_536.0, 1 << 40, 1 << 40)).is_ok());
+        assert!(refusal(&register(1.6e39, 16_384, 0)).starts_with("register.resources.cpus:"));
+        assert!(refusal(&register(f64::NAN, 16_384, 0)).starts_with("register.resources.cpus:"));
+        assert!(refusal(&register(8.0, u64::MAX, 0)).starts_with("register.resources.mem_mib:"));
+        assert!(refusal(&register(8.0, 0, 0)).starts_with("register.resources.mem_mib:"));
+        assert!(refusal(&register(8.0, 1024, (1 << 40) + 1))
+            .starts_with("register.resources.disk_mib:"));
+    }
 }

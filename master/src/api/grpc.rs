@@ -125,7 +125,7 @@ pub struct Transport(pub Master);
 /// agents' registrations are proposed by the leader itself; a forwarded one
 /// did not come from a follower doing its job. A job's spec is validated
 /// again, so nothing invalid reaches the log through this port.
-fn check_forwarded(cmd: &Command) -> std::result::Result<(), Status> {
+pub fn check_forwarded(cmd: &Command) -> std::result::Result<(), Status> {
     match &cmd.kind {
         Some(command::Kind::PutJob(p)) => {
             let spec = ocean_spec::parse_job_spec(&p.spec_json, ocean_spec::Format::Json)
@@ -157,6 +157,21 @@ fn check_forwarded(cmd: &Command) -> std::result::Result<(), Status> {
     }
 }
 
+/// Decodes a command a follower forwarded and checks it may be proposed
+/// ([`check_forwarded`]).
+pub fn forwarded_command(bytes: &[u8]) -> std::result::Result<Command, Status> {
+    let cmd =
+        Command::decode(bytes).map_err(|e| Status::invalid_argument(format!("command: {e}")))?;
+    check_forwarded(&cmd)?;
+    Ok(cmd)
+}
+
+/// Decodes one raft message of a peer's batch.
+pub fn raft_message(bytes: &[u8]) -> std::result::Result<raft::eraftpb::Message, Status> {
+    raft::eraftpb::Message::parse_from_bytes(bytes)
+        .map_err(|e| Status::invalid_argument(format!("messages: not a raft message: {e}")))
+}
+
 fn command_name(kind: &command::Kind) -> &'static str {
     match kind {
         command::Kind::PutAgent(_) => "put_agent",
@@ -175,9 +190,7 @@ impl Transport {
             return Ok(());
         }
         for bytes in batch.messages {
-            let msg = raft::eraftpb::Message::parse_from_bytes(&bytes).map_err(|e| {
-                Status::invalid_argument(format!("messages: not a raft message: {e}"))
-            })?;
+            let msg = raft_message(&bytes)?;
             self.0
                 .driver()
                 .send(Msg::Raft(Box::new(msg)))
@@ -221,9 +234,7 @@ impl RaftTransport for Transport {
         }
         match req.into_inner().kind {
             Some(forward_request::Kind::Command(bytes)) => {
-                let cmd = Command::decode(&*bytes)
-                    .map_err(|e| Status::invalid_argument(format!("command: {e}")))?;
-                check_forwarded(&cmd)?;
+                let cmd = forwarded_command(&bytes)?;
                 let applied = master.propose_local(cmd).await.map_err(to_status)?;
                 Ok(Response::new(ForwardResponse {
                     version: applied.version,

@@ -187,6 +187,23 @@ impl Capacity {
             disk_mib: a.disk_mib,
         }
     }
+
+    // Wrapping, not checked: apply must not panic on an agent record the
+    // log already holds (registrations are bounded since; one with
+    // `cpus` 1.6e39 overflowed here), and wrapping sums stay exact when
+    // the same amount is taken away again, so the kept total still equals
+    // a recount.
+    fn add(&mut self, c: &Capacity) {
+        self.millicores = self.millicores.wrapping_add(c.millicores);
+        self.mem_mib = self.mem_mib.wrapping_add(c.mem_mib);
+        self.disk_mib = self.disk_mib.wrapping_add(c.disk_mib);
+    }
+
+    fn remove(&mut self, c: &Capacity) {
+        self.millicores = self.millicores.wrapping_sub(c.millicores);
+        self.mem_mib = self.mem_mib.wrapping_sub(c.mem_mib);
+        self.disk_mib = self.disk_mib.wrapping_sub(c.disk_mib);
+    }
 }
 
 /// One job's counts, as a list row shows them.
@@ -319,14 +336,10 @@ impl Summary {
             }
             let old = old.clone();
             bump(&mut self.agents_by_status, old.status, false);
-            self.capacity.millicores -= old.capacity.millicores;
-            self.capacity.mem_mib -= old.capacity.mem_mib;
-            self.capacity.disk_mib -= old.capacity.disk_mib;
+            self.capacity.remove(&old.capacity);
         }
         bump(&mut self.agents_by_status, facts.status.clone(), true);
-        self.capacity.millicores += facts.capacity.millicores;
-        self.capacity.mem_mib += facts.capacity.mem_mib;
-        self.capacity.disk_mib += facts.capacity.disk_mib;
+        self.capacity.add(&facts.capacity);
         self.agents.insert(a.id.clone(), facts);
     }
 
@@ -554,6 +567,32 @@ mod tests {
             states_seen,
             BTreeSet::from(["running", "starting", "waiting", "idle", "flapping"]),
         );
+    }
+
+    /// Found by `cargo fuzz run agent_message`: an agent registered with
+    /// `cpus` 1.6e39 (millicores saturate at u64::MAX) next to another
+    /// overflowed the capacity total, a panic in apply in debug builds.
+    #[test]
+    fn huge_agents_never_overflow_the_capacity_total() {
+        let mut st = ClusterState::default();
+        let agent = |id: &str, cpus: f64, mem_mib: u64| {
+            put_agent_command(Agent {
+                id: id.into(),
+                hostname: id.into(),
+                cpus,
+                mem_mib,
+                disk_mib: u64::MAX,
+                ..Default::default()
+            })
+        };
+        st.apply(&agent("a1", 8.0, 16_384));
+        st.apply(&agent("a2", 1.6e39, u64::MAX));
+        assert_eq!(st.summary, Summary::recount(&st));
+        // Back to sane numbers: the total is exact again.
+        st.apply(&agent("a2", 4.0, 1024));
+        assert_eq!(st.summary, Summary::recount(&st));
+        assert_eq!(st.summary.capacity.millicores, 12_000);
+        assert_eq!(st.summary.capacity.mem_mib, 17_408);
     }
 
     #[test]
