@@ -39,6 +39,12 @@ cgu=()
 if [ -n "${OCEAN_FUZZ_CGU:-}" ]; then
   cgu=(--codegen-units "$OCEAN_FUZZ_CGU")
 fi
+# OCEAN_FUZZ_DEV=1 (CI): unoptimised, instrumented build. Seconds of
+# fuzzing over the committed corpus do not need speed, and an optimised
+# build from nothing took over half an hour on the 2-core machine.
+if [ -n "${OCEAN_FUZZ_DEV:-}" ]; then
+  cgu+=(--dev)
+fi
 
 log "fuzz build (${targets[*]})"
 start=$(date +%s)

@@ -56,5 +56,6 @@ cargo nextest run --workspace --locked --no-fail-fast "$@"
 # (docs/fuzzing.md): in CI, or when asked with OCEAN_FUZZ=1.
 if [ "${CI:-}" = "true" ] || [ -n "${OCEAN_FUZZ:-}" ]; then
   log "fuzz"
-  OCEAN_FUZZ_CGU="${OCEAN_FUZZ_CGU:-16}" ./scripts/fuzz.sh "${OCEAN_FUZZ_SECONDS:-10}"
+  OCEAN_FUZZ_CGU="${OCEAN_FUZZ_CGU:-16}" OCEAN_FUZZ_DEV="${OCEAN_FUZZ_DEV:-1}" \
+    ./scripts/fuzz.sh "${OCEAN_FUZZ_SECONDS:-10}"
 fi
