@@ -64,7 +64,10 @@ async fn a_certified_cluster_serves_rest_and_the_dashboard_over_https() {
         let mut leader = 0;
         for api in &apis {
             let l = wait_leader(api, Duration::from_secs(30)).await?;
-            anyhow::ensure!(leader == 0 || l == leader, "masters disagree: {leader} vs {l}");
+            anyhow::ensure!(
+                leader == 0 || l == leader,
+                "masters disagree: {leader} vs {l}"
+            );
             leader = l;
         }
 
