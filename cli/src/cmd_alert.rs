@@ -46,7 +46,8 @@ pub struct AddArgs {
     /// left out.
     #[arg(long, default_value = "")]
     node: String,
-    /// `job_below_instances`, `task_flapping`, `memory_above` or `agent_lost`.
+    /// `job_below_instances`, `task_flapping`, `memory_above`, `agent_lost`
+    /// or `failover`.
     #[arg(long)]
     kind: String,
     /// Seconds the condition must hold before the alert fires.
@@ -55,7 +56,8 @@ pub struct AddArgs {
     /// task_flapping: restarts allowed in the window.
     #[arg(long)]
     max_restarts: Option<u32>,
-    /// task_flapping: the window, minutes.
+    /// task_flapping: the window, minutes; failover: how long the alert
+    /// stays firing after the newest failover (default 10).
     #[arg(long)]
     window_minutes: Option<u32>,
     /// memory_above: percent of the task's memory limit.

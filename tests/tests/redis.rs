@@ -3,7 +3,8 @@
 //! serves every slot to a cluster-aware client; a primary SIGKILLed under
 //! `WAIT 1` writes loses no acknowledged write and comes back as a
 //! replica with the data; a lost host (agent SIGKILLed, its Redis processes
-//! frozen) fails over and its instances are placed on other hosts.
+//! frozen) fails over and its instances are placed on other hosts. A
+//! failover raises the `failover` alert of a rule on the product line.
 
 use std::time::{Duration, Instant};
 
@@ -148,6 +149,17 @@ async fn a_killed_primary_loses_no_acknowledged_write_and_rejoins_as_a_replica()
         create_cache(&api, "sessions", 3, 1).await?;
         let detail = wait_cache(&api, "sessions", FORM, "formed", formed(3, 1)).await?;
         let seeds = addrs(&detail);
+        // Failover alert rules: one on the cache's product line, one on a
+        // sibling that must stay quiet.
+        for (id, node) in [("qa-failover", "pdl.qa"), ("qa2-failover", "pdl.qa2")] {
+            let r = api
+                .post(
+                    "/v1/alerts/rules",
+                    &json!({"id": id, "node": node, "kind": "failover", "window_minutes": 5}),
+                )
+                .await?;
+            assert_eq!(r.status, 201, "{}", r.body);
+        }
 
         // A writer on one shard's slots; then its primary is SIGKILLed.
         let tag = "w".to_string();
@@ -232,9 +244,41 @@ async fn a_killed_primary_loses_no_acknowledged_write_and_rejoins_as_a_replica()
             .await?;
         assert_ne!(id, dead_id);
         let _ = cache(&api, "sessions").await?;
+
+        // The failover raised the product line's alert, naming the cache
+        // and the promoted replica; the sibling line heard nothing.
+        let firing = wait_firing(&api, "qa-failover/redis:sessions").await?;
+        assert_eq!(firing["kind"], "failover");
+        let message = firing["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with("cache failover (primary lost)")
+                && message.contains(&format!("node {dead_id}")),
+            "{firing}"
+        );
+        let all = api.get("/v1/alerts").await?.body;
+        assert!(
+            !all.to_string().contains("qa2-failover"),
+            "a rule on pdl.qa2 does not cover pdl.qa: {all}"
+        );
         Ok(())
     })
     .await;
+}
+
+/// Polls `GET /v1/alerts?state=firing` until alert `id` is listed.
+async fn wait_firing(api: &ocean_tests::http::Api, id: &str) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let body = api.get("/v1/alerts?state=firing").await?.body;
+        if let Some(a) = body["alerts"]
+            .as_array()
+            .and_then(|l| l.iter().find(|a| a["id"] == id))
+        {
+            return Ok(a.clone());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "alert {id} not firing: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

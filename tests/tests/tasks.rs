@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use ocean_tests::tasks::{
-    alive, cgroup_parents_left, cgroup_value, cgroups_under, live, pids, running, wait_job,
-    wait_tasks,
+    alive, cgroup_parents_left, cgroup_roots, cgroup_value, cgroups_under, live, pids, running,
+    wait_job, wait_tasks,
 };
 use ocean_tests::tasks::{bounded, submit};
 use ocean_tests::{http::job_id, AgentProc, Api, Cluster};
@@ -348,7 +348,7 @@ async fn scaling_up_and_down_counts_processes() {
                     .into_iter()
                     .filter(|p| alive(*p))
                     .count();
-                let groups = cgroups_under(&parent).len() / cgroup_hierarchies();
+                let groups = cgroups_under(&parent).len() / cgroup_hierarchies(&parent);
                 if alive_pids == n && groups == n {
                     break;
                 }
@@ -376,13 +376,15 @@ async fn scaling_up_and_down_counts_processes() {
     .await;
 }
 
-/// How many hierarchies a task cgroup appears in (v1: cpu, memory, pids).
-fn cgroup_hierarchies() -> usize {
-    if std::path::Path::new("/sys/fs/cgroup/memory").exists() {
-        3
-    } else {
-        1
-    }
+/// How many hierarchies the agent's tasks appear in: every mounted one
+/// holding its parent directory (v1: cpu, memory, pids, and cpuacct where
+/// it is mounted apart; v2: one).
+fn cgroup_hierarchies(parent: &str) -> usize {
+    cgroup_roots()
+        .iter()
+        .filter(|r| r.join(parent).is_dir())
+        .count()
+        .max(1)
 }
 
 /// Logs of a task are readable through the master, with tail and follow;

@@ -73,13 +73,23 @@ async fn a_certified_cluster_serves_rest_and_the_dashboard_over_https() {
 
         // A follower relays usage from the leader over the masters' own
         // HTTPS client (CA-checked, with the master's certificate).
+        // Just after the election the follower may not know the leader's
+        // REST address yet (announced through the log): a 503 to retry.
         let follower = if leader == 1 { 2 } else { 1 };
-        let r = apis[follower as usize - 1].get("/v1/usage").await?;
-        assert_eq!(
-            r.status, 200,
-            "usage through follower {follower}: {}",
-            r.body
-        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = apis[follower as usize - 1].get("/v1/usage").await?;
+            if r.status == 200 {
+                break;
+            }
+            assert!(
+                r.status == 503 && r.body["code"] == "no_leader" && Instant::now() < deadline,
+                "usage through follower {follower}: {} {}",
+                r.status,
+                r.body
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
 
         // The dashboard is served on the same listener.
         let page = apis[0].get_text("/ui/").await?;

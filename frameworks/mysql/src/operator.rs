@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use ocean_client::api::KvPutRequest;
 use ocean_client::Client;
+use ocean_framework::failover::{self, FailoverRecord};
 use ocean_framework::runner::now_ms;
 use ocean_framework::View;
 use tokio::sync::watch;
@@ -277,6 +278,19 @@ impl Operator {
                     };
                     if !self.put_topology(name, t.clone(), rev).await {
                         return None;
+                    }
+                    let fo = FailoverRecord {
+                        kind: "database".into(),
+                        name: name.clone(),
+                        job: job_id(&rec.spec),
+                        from: old.primary.clone(),
+                        to: t.primary.clone(),
+                        reason: "primary lost".into(),
+                        at_ms: t.since_ms,
+                        count: 0,
+                    };
+                    if let Err(e) = failover::record(self.client.as_ref(), NAME, fo).await {
+                        warn!(database = %name, error = %e, "failover record not written");
                     }
                     let cmds = steady(rec.spec.instances, &p, &candidates);
                     execute_all(admin.as_ref(), name, &cmds, secrets).await;

@@ -38,8 +38,8 @@ fn task(n: u32, port: u32, state: &str) -> Task {
     }
 }
 
-/// Keeps the keys written (`kv_put`, compare-and-set honoured); every
-/// other call fails.
+/// Keeps the keys written (`kv_put`, compare-and-set honoured) and reads
+/// them back (`kv_get`); every other call fails.
 #[derive(Debug, Default)]
 struct Keys {
     keys: Mutex<BTreeMap<String, KvEntry>>,
@@ -76,14 +76,20 @@ impl Keys {
     }
 
     fn call<Q: Any, R: Any>(&self, name: &str, req: Q) -> Result<R> {
-        if name == "kv_put" {
-            let req: Box<dyn Any> = Box::new(req);
-            if let Ok(req) = req.downcast::<KvPutRequest>() {
-                let resp: Box<dyn Any> = Box::new(self.put(*req)?);
-                if let Ok(r) = resp.downcast::<R>() {
-                    return Ok(*r);
+        let req: Box<dyn Any> = Box::new(req);
+        let resp: Box<dyn Any> = match req.downcast::<KvPutRequest>() {
+            Ok(put) if name == "kv_put" => Box::new(self.put(*put)?),
+            Ok(_) => return Err(Error::Unavailable(format!("{name}: not in this double"))),
+            Err(req) => match req.downcast::<KvKeyRequest>() {
+                Ok(get) if name == "kv_get" => {
+                    let got = self.keys.lock().unwrap().get(&get.key).cloned();
+                    Box::new(got.ok_or_else(|| Error::NotFound(get.key.clone()))?)
                 }
-            }
+                _ => return Err(Error::Unavailable(format!("{name}: not in this double"))),
+            },
+        };
+        if let Ok(r) = resp.downcast::<R>() {
+            return Ok(*r);
         }
         Err(Error::Unavailable(format!("{name}: not in this double")))
     }
@@ -218,6 +224,18 @@ async fn bootstrap_then_a_lost_primary_is_fenced_and_the_most_advanced_standby_p
     assert_eq!(
         (topo.primary.as_str(), topo.epoch),
         (tasks[2].id.as_str(), 1)
+    );
+    // The failover is recorded where the masters' alert rules read it.
+    let fo: FailoverRecord =
+        serde_json::from_slice(&keys.keys.lock().unwrap()["failovers/browser-key"].value).unwrap();
+    assert_eq!(
+        (fo.from.as_str(), fo.to.as_str(), fo.count, fo.job.as_str()),
+        (
+            tasks[0].id.as_str(),
+            tasks[2].id.as_str(),
+            1,
+            crate::jobs::job_id(&rec().spec).as_str()
+        )
     );
 
     // The old primary's replacement starts read-only and is made a standby.

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use ocean_client::api::KvPutRequest;
 use ocean_client::Client;
+use ocean_framework::failover::{self, FailoverRecord};
 use ocean_framework::runner::now_ms;
 use ocean_framework::View;
 use tokio::sync::watch;
@@ -132,11 +133,47 @@ impl Operator {
                 forced.insert(replaces.clone(), since);
             }
         }
+        for cmd in &sent {
+            if let AdminCmd::FailoverForce { on, replaces }
+            | AdminCmd::FailoverTakeover { on, replaces } = cmd
+            {
+                if !self.forced.contains_key(replaces) {
+                    self.record_failover(view, on, replaces, now).await;
+                }
+            }
+        }
         self.forced = forced;
         for (name, st) in statuses {
             self.write_status(&name, st).await;
         }
         sent
+    }
+
+    /// Records the failover the first forced promotion of the replica at
+    /// `on` starts (the masters' `failover` alert rules read it).
+    async fn record_failover(&self, view: &View, on: &str, replaces: &str, now: u64) {
+        let found = caches(view).into_iter().find_map(|(rec, _)| {
+            let m = members_of(view, &rec.spec)
+                .into_iter()
+                .find(|m| m.addr() == on)?;
+            Some((rec.spec, m))
+        });
+        let Some((spec, m)) = found else {
+            return;
+        };
+        let fo = FailoverRecord {
+            kind: "cache".into(),
+            name: spec.name.clone(),
+            job: shard_job_id(&spec, m.shard),
+            from: format!("node {replaces}"),
+            to: m.task,
+            reason: "primary lost".into(),
+            at_ms: now,
+            count: 0,
+        };
+        if let Err(e) = failover::record(self.client.as_ref(), NAME, fo).await {
+            warn!(cache = %spec.name, error = %e, "failover record not written");
+        }
     }
 
     async fn write_status(&mut self, name: &str, st: CacheStatus) {

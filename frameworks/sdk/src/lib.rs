@@ -17,9 +17,12 @@
 //! - [`view`]: [`View`], the state a framework sees, built from events;
 //! - [`runner`]: [`Runner`], which takes the lease (active/standby across
 //!   instances: in-process on the leader, or standalone), follows the
-//!   watch, reconciles and executes.
+//!   watch, reconciles and executes;
+//! - [`failover`]: the one record of a failover every framework writes, so
+//!   the masters' `failover` alert rules can read it.
 
 pub mod api_error;
+pub mod failover;
 pub mod follow;
 pub mod framework;
 pub mod runner;

@@ -48,12 +48,30 @@ pub struct AgentFact {
     pub connected: bool,
 }
 
+/// The newest failover of a database or cache, as a framework recorded it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailoverFact {
+    /// `<framework namespace>:<name>`, e.g. `redis:sessions`.
+    pub subject: String,
+    /// The job whose tasks failed over (what tree nodes cover).
+    pub job: String,
+    /// `database`, `cache`.
+    pub kind: String,
+    pub from: String,
+    pub to: String,
+    pub reason: String,
+    /// When, the framework's clock.
+    pub at_ms: u64,
+    pub count: u64,
+}
+
 /// The cluster as one evaluation sees it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Facts {
     pub jobs: Vec<JobFact>,
     pub tasks: Vec<TaskFact>,
     pub agents: Vec<AgentFact>,
+    pub failovers: Vec<FailoverFact>,
 }
 
 /// A change to write: the record as it must be stored.
@@ -135,6 +153,25 @@ pub fn holding(rule: &Rule, facts: &Facts, now_ms: u64) -> Vec<(String, String)>
             .filter(|a| !a.connected && agent_under(&node, &a.tags))
             .map(|a| (a.id.clone(), "not connected to the leader".to_string()))
             .collect(),
+        Kind::Failover => {
+            let window_ms = u64::from(rule.window_minutes.unwrap_or(1)) * 60_000;
+            facts
+                .failovers
+                .iter()
+                // A record stamped ahead of this clock (skew) counts as now.
+                .filter(|f| node.covers_id(&f.job) && now_ms.saturating_sub(f.at_ms) < window_ms)
+                .map(|f| {
+                    let from = if f.from.is_empty() { "?" } else { &f.from };
+                    (
+                        f.subject.clone(),
+                        format!(
+                            "{} failover ({}): primary {from} -> {}; {} failover(s) so far",
+                            f.kind, f.reason, f.to, f.count
+                        ),
+                    )
+                })
+                .collect()
+        }
     }
 }
 
@@ -365,6 +402,7 @@ mod tests {
                     connected: false,
                 },
             ],
+            failovers: Vec::new(),
         };
         // 3 failures within the minute before 65 s: more than 2.
         assert_eq!(holding(&flap, &facts, 65_000).len(), 1);
@@ -380,5 +418,43 @@ mod tests {
         assert_eq!(held, vec!["a1".to_string()]);
         let everywhere = rule(Kind::AgentLost, "", 0);
         assert_eq!(holding(&everywhere, &facts, 0).len(), 2);
+    }
+
+    #[test]
+    fn a_failover_fires_for_its_window_under_the_node_only() {
+        let fo = |subject: &str, job: &str, at_ms: u64| FailoverFact {
+            subject: subject.into(),
+            job: job.into(),
+            kind: "cache".into(),
+            from: String::new(),
+            to: "t2".into(),
+            reason: "primary lost".into(),
+            at_ms,
+            count: 1,
+        };
+        let facts = Facts {
+            failovers: vec![fo("redis:a", JOB, 100_000), fo("redis:b", OTHER, 100_000)],
+            ..Default::default()
+        };
+        let mut r = rule(Kind::Failover, "pdl.web", 0);
+        r.window_minutes = Some(1);
+        let held = holding(&r, &facts, 130_000);
+        assert_eq!(held.len(), 1, "pdl.web covers a, never pdl.web2's b");
+        assert_eq!(held[0].0, "redis:a");
+        assert!(held[0].1.contains("primary ? -> t2"), "{}", held[0].1);
+        // Clock skew: a record stamped ahead of the leader's clock holds.
+        assert_eq!(holding(&r, &facts, 90_000).len(), 1);
+        // The window passed: the alert resolves.
+        let rules = vec![r];
+        let mut ev = Evaluator::default();
+        let mut records = HashMap::new();
+        let t = ev.step(&rules, &facts, &records, 130_000);
+        apply(&mut records, t);
+        assert_eq!(records.len(), 1);
+        assert!(ev.step(&rules, &facts, &records, 159_000).is_empty());
+        match &ev.step(&rules, &facts, &records, 160_000)[..] {
+            [Transition::Resolve(a)] => assert_eq!(a.subject, "redis:a"),
+            other => panic!("expected a resolution, got {other:?}"),
+        }
     }
 }

@@ -36,15 +36,22 @@ pub enum Kind {
     MemoryAbove,
     /// An agent is not connected to the leader.
     AgentLost,
+    /// A database or cache moved its primary within the last
+    /// `window_minutes` (the frameworks' `failovers/` records).
+    Failover,
 }
 
 /// Every kind, as the API names them.
-pub const KINDS: [(&str, Kind); 4] = [
+pub const KINDS: [(&str, Kind); 5] = [
     ("job_below_instances", Kind::JobBelowInstances),
     ("task_flapping", Kind::TaskFlapping),
     ("memory_above", Kind::MemoryAbove),
     ("agent_lost", Kind::AgentLost),
+    ("failover", Kind::Failover),
 ];
+
+/// A `failover` rule's window when none is given, minutes.
+pub const DEFAULT_FAILOVER_WINDOW_MINUTES: u32 = 10;
 
 impl Kind {
     /// The API's name.
@@ -69,7 +76,8 @@ pub struct Rule {
     /// `task_flapping`: restarts allowed in the window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_restarts: Option<u32>,
-    /// `task_flapping`: the window, minutes.
+    /// `task_flapping`: the window, minutes; `failover`: how long an
+    /// alert stays firing after the newest failover.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_minutes: Option<u32>,
     /// `memory_above`: percent of the task's memory limit.
@@ -92,7 +100,8 @@ pub struct RuleRequest {
     pub id: Option<String>,
     #[serde(default)]
     pub node: String,
-    /// `job_below_instances`, `task_flapping`, `memory_above` or `agent_lost`.
+    /// `job_below_instances`, `task_flapping`, `memory_above`, `agent_lost`
+    /// or `failover`.
     pub kind: String,
     #[serde(default)]
     pub for_seconds: u64,
@@ -149,12 +158,23 @@ pub fn check_rule(req: RuleRequest, id: String, now_ms: u64) -> Result<Rule> {
     };
     if kind != Kind::TaskFlapping {
         only("max_restarts", req.max_restarts.is_some(), "task_flapping")?;
+    }
+    if !matches!(kind, Kind::TaskFlapping | Kind::Failover) {
         only(
             "window_minutes",
             req.window_minutes.is_some(),
-            "task_flapping",
+            "task_flapping and failover",
         )?;
     }
+    let window = |w: u32| -> Result<u32> {
+        if w == 0 || w > MAX_WINDOW_MINUTES {
+            return Err(invalid(
+                "window_minutes",
+                format!("{w} must be from 1 to {MAX_WINDOW_MINUTES}"),
+            ));
+        }
+        Ok(w)
+    };
     if kind != Kind::MemoryAbove {
         only("percent", req.percent.is_some(), "memory_above")?;
     }
@@ -168,13 +188,13 @@ pub fn check_rule(req: RuleRequest, id: String, now_ms: u64) -> Result<Rule> {
             let w = req
                 .window_minutes
                 .ok_or_else(|| invalid("window_minutes", "required for task_flapping"))?;
-            if w == 0 || w > MAX_WINDOW_MINUTES {
-                return Err(invalid(
-                    "window_minutes",
-                    format!("{w} must be from 1 to {MAX_WINDOW_MINUTES}"),
-                ));
-            }
-            window_minutes = Some(w);
+            window_minutes = Some(window(w)?);
+        }
+        Kind::Failover => {
+            window_minutes = Some(window(
+                req.window_minutes
+                    .unwrap_or(DEFAULT_FAILOVER_WINDOW_MINUTES),
+            )?);
         }
         Kind::MemoryAbove => {
             let p = req
@@ -402,6 +422,27 @@ mod tests {
                 },
                 "for_seconds",
             ),
+            (
+                RuleRequest {
+                    window_minutes: Some(5),
+                    ..req("agent_lost")
+                },
+                "window_minutes",
+            ),
+            (
+                RuleRequest {
+                    window_minutes: Some(MAX_WINDOW_MINUTES + 1),
+                    ..req("failover")
+                },
+                "window_minutes",
+            ),
+            (
+                RuleRequest {
+                    max_restarts: Some(1),
+                    ..req("failover")
+                },
+                "max_restarts",
+            ),
         ];
         for (r, field) in cases {
             match check_rule(r, "r1".into(), 0) {
@@ -409,6 +450,21 @@ mod tests {
                 other => panic!("expected invalid {field}, got {other:?}"),
             }
         }
+        let f = check_rule(req("failover"), "f".into(), 0).unwrap();
+        assert_eq!(
+            (f.kind, f.window_minutes),
+            (Kind::Failover, Some(DEFAULT_FAILOVER_WINDOW_MINUTES))
+        );
+        let f = check_rule(
+            RuleRequest {
+                window_minutes: Some(2),
+                ..req("failover")
+            },
+            "f".into(),
+            0,
+        )
+        .unwrap();
+        assert_eq!(f.window_minutes, Some(2));
         match check_rule(req("agent_lost"), "Bad_Id".into(), 0) {
             Err(Error::Invalid { field, .. }) => assert_eq!(field, "id"),
             other => panic!("expected invalid id, got {other:?}"),

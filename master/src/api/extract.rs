@@ -74,6 +74,15 @@ pub fn is_empty_body(body: &[u8]) -> bool {
 /// A JSON body deserialised into `T`, naming the field at fault
 /// (`instances: invalid type: string "x", expected u32`).
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    // serde fills a struct from an array too (its fields in order), so
+    // `[[]]` would pass for `{"tasks": []}`; every body parsed here is an
+    // object.
+    if body.trim_ascii_start().first() == Some(&b'[') {
+        return Err(ApiError::bad_request(
+            "body",
+            "must be a JSON object, not an array",
+        ));
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -138,6 +147,8 @@ mod tests {
             "instance"
         );
         assert_eq!(field(parse_json::<B>(b"{").unwrap_err()), "body");
+        // An array would fill the struct's fields in order.
+        assert_eq!(field(parse_json::<B>(b" [1]").unwrap_err()), "body");
         assert_eq!(field(parse_json::<B>(b"{}").unwrap_err()), "instances");
     }
 }

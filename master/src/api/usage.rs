@@ -151,6 +151,22 @@ pub(super) fn allocations(m: &Master, node: &TreeNode) -> Vec<Allocation> {
     })
 }
 
+/// The leader, once its REST address is known. Each master announces that
+/// address through the log just after an election, so for a moment a
+/// follower may know who leads but not where: a retryable 503, not a
+/// request to an empty address.
+pub(super) fn leader_rest(m: &Master) -> Result<crate::service::members::LeaderView, Error> {
+    let leader = m.service().leader()?;
+    if leader.http_addr.is_empty() {
+        return Err(Error::NoLeader(format!(
+            "master {} knows master {} leads but not yet its REST address (announced through the log after an election); retry",
+            m.id(),
+            leader.id
+        )));
+    }
+    Ok(leader)
+}
+
 /// Asks the leader, which holds the samples, for `path` with `query`, and
 /// relays its answer (status, content type and body).
 pub(super) async fn forward(
@@ -159,7 +175,7 @@ pub(super) async fn forward(
     query: &[(&str, &str)],
     auth: Option<axum::http::HeaderValue>,
 ) -> ApiResult<Response> {
-    let leader = m.service().leader()?;
+    let leader = leader_rest(m)?;
     let url = m.peer_rest_url(&leader.http_addr, path);
     let mut req = m.peer_rest().get(&url);
     if let Some(a) = auth {

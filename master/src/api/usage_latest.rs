@@ -119,7 +119,7 @@ async fn ask_leader(
     req: &LatestRequest,
     auth: Option<HeaderValue>,
 ) -> std::result::Result<LatestUsage, String> {
-    let leader = m.service().leader().map_err(|e| e.to_string())?;
+    let leader = super::usage::leader_rest(m).map_err(|e| e.to_string())?;
     let url = m.peer_rest_url(&leader.http_addr, "/v1/usage/latest");
     let mut r = m.peer_rest().post(&url).json(req).timeout(TIMEOUT);
     if let Some(a) = auth {

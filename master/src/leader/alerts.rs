@@ -7,7 +7,8 @@
 //! ```text
 //!  state (jobs, back-off, agents) ─┐
 //!  usage rings (RSS, limits) ──────┼─► Facts ─► Evaluator::step ─► PutKv firing/<id>
-//!  sessions (agents connected) ────┘                                   │ (watch: KvPut)
+//!  sessions (agents connected) ────┤                                   │ (watch: KvPut)
+//!  frameworks' failovers/ keys ────┘
 //!  records with undelivered transitions ─► POST webhook ─► 2xx ─► PutKv delivered
 //! ```
 //!
@@ -18,12 +19,15 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use ocean_framework::failover::{self, FailoverRecord};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use crate::alerts::deliver::{self, Outbox};
-use crate::alerts::eval::{AgentFact, Evaluator, Facts, JobFact, TaskFact, Transition};
+use crate::alerts::eval::{
+    AgentFact, Evaluator, Facts, FailoverFact, JobFact, TaskFact, Transition,
+};
 use crate::alerts::record::{records, rules, AlertRecord, AlertState, Kind, Rule, NAMESPACE};
 use crate::kernel::now_ms;
 use crate::kernel::state::{
@@ -186,6 +190,9 @@ fn from_state(st: &ClusterState, rules: &[Rule]) -> Facts {
             }
         }
     }
+    if rules.iter().any(|r| r.kind == Kind::Failover) {
+        facts.failovers = failovers(st);
+    }
     if !agent_nodes.is_empty() {
         // Agents taken out of service are expected to go.
         for a in st.agents.values().filter(|a| agent_status(a) != "offline") {
@@ -201,6 +208,28 @@ fn from_state(st: &ClusterState, rules: &[Rule]) -> Facts {
         }
     }
     facts
+}
+
+/// Every framework's `failovers/` records (the namespaces are few and so
+/// are their keys; a record that does not decode is skipped).
+fn failovers(st: &ClusterState) -> Vec<FailoverFact> {
+    st.kv
+        .values()
+        .filter(|e| e.key.starts_with(failover::KEY_PREFIX))
+        .filter_map(|e| {
+            let r: FailoverRecord = serde_json::from_slice(&e.value).ok()?;
+            Some(FailoverFact {
+                subject: format!("{}:{}", e.namespace, r.name),
+                job: r.job,
+                kind: r.kind,
+                from: r.from,
+                to: r.to,
+                reason: r.reason,
+                at_ms: r.at_ms,
+                count: r.count,
+            })
+        })
+        .collect()
 }
 
 /// Writes `r` over the revision `rev` read (0: it must not exist).
