@@ -155,6 +155,22 @@ async fn agent_json(api: &Api, id: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// Waits (10 s at most) until the agent's operator status is `status`.
+/// The healing operator writes a ticket before it sets the host's status
+/// (a deposed operator's ticket write fails, so it never acts), so the
+/// status follows the ticket within a round.
+async fn wait_agent_status(api: &Api, id: &str, status: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let a = agent_json(api, id).await;
+        if a["status"] == status {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "not {status} within 10 s: {a}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Watches that `job` never runs fewer than `floor` tasks once it has:
 /// the least seen, until stopped.
 struct CapacityWatch {
@@ -348,8 +364,7 @@ async fn a_full_data_dir_is_drained_cleaned_and_returned_with_every_step_in_its_
             "the first cause names the disk: {t}"
         );
         // Back in service, with passing checks.
-        let a = agent_json(&api, &victim).await;
-        anyhow::ensure!(a["status"] == "online", "{a}");
+        wait_agent_status(&api, &victim, "online").await?;
         // The repair job is gone once done.
         let jobs = api.get("/v1/jobs?prefix=pdl.healing").await?;
         let left = jobs.body["jobs"].as_array().map_or(0, Vec::len);
@@ -676,8 +691,7 @@ async fn failed_repairs_take_the_host_offline_with_its_ticket_open_for_a_person(
             verdicts.len() == 2 && verdicts.iter().all(|v| v.starts_with("failed")),
             "verdicts {verdicts:?}"
         );
-        let a = agent_json(&api, &victim).await;
-        anyhow::ensure!(a["status"] == "offline", "{a}");
+        wait_agent_status(&api, &victim, "offline").await?;
         let list = tasks(&api, &job).await;
         anyhow::ensure!(
             running(&list).len() == 3 && live(&list).iter().all(|t| t["agent"] != victim.as_str()),
