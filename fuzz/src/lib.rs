@@ -59,6 +59,7 @@ pub fn base_state() -> &'static ClusterState {
                 spec_json: spec_json(),
                 ..Default::default()
             })),
+            ..Default::default()
         });
         for (i, id) in [AGENT, "agent-2"].into_iter().enumerate() {
             st.apply(&put_agent_command(Agent {

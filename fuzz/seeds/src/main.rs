@@ -119,7 +119,10 @@ fn commands() -> Vec<Command> {
     ];
     kinds
         .into_iter()
-        .map(|k| Command { kind: Some(k) })
+        .map(|k| Command {
+            kind: Some(k),
+            ..Default::default()
+        })
         .collect()
 }
 
