@@ -160,15 +160,13 @@ async fn agent_json(api: &Api, id: &str) -> Value {
 /// (a deposed operator's ticket write fails, so it never acts), so the
 /// status follows the ticket within a round.
 async fn wait_agent_status(api: &Api, id: &str, status: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let a = agent_json(api, id).await;
-        if a["status"] == status {
-            return Ok(());
-        }
-        anyhow::ensure!(Instant::now() < deadline, "not {status} within 10 s: {a}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let what = format!("agent {id} {status}");
+    let agent = || async { vec![agent_json(api, id).await] };
+    wait_newest(&what, Duration::from_secs(10), agent, |a| {
+        a["status"] == status
+    })
+    .await?;
+    Ok(())
 }
 
 /// Watches that `job` never runs fewer than `floor` tasks once it has:

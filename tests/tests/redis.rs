@@ -14,7 +14,7 @@ use ocean_tests::caches::{
     addrs, cache, cluster_client, connect, create_cache, formed, lost_writes, nodes_with, owner,
     slot, start, tag_per_slot, wait_cache, write_load,
 };
-use ocean_tests::tasks::bounded;
+use ocean_tests::tasks::{bounded, wait_newest};
 use serde_json::{json, Value};
 
 const FORM: Duration = Duration::from_secs(60);
@@ -267,18 +267,26 @@ async fn a_killed_primary_loses_no_acknowledged_write_and_rejoins_as_a_replica()
 
 /// Polls `GET /v1/alerts?state=firing` until alert `id` is listed.
 async fn wait_firing(api: &ocean_tests::http::Api, id: &str) -> anyhow::Result<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let body = api.get("/v1/alerts?state=firing").await?.body;
-        if let Some(a) = body["alerts"]
+    let firing = || async {
+        let body = match api.get("/v1/alerts?state=firing").await {
+            Ok(r) => r.body,
+            Err(_) => Value::Null,
+        };
+        body["alerts"]
             .as_array()
-            .and_then(|l| l.iter().find(|a| a["id"] == id))
-        {
-            return Ok(a.clone());
-        }
-        anyhow::ensure!(Instant::now() < deadline, "alert {id} not firing: {body}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+            .into_iter()
+            .flatten()
+            .filter(|a| a["id"] == id)
+            .cloned()
+            .collect()
+    };
+    wait_newest(
+        &format!("alert {id} firing"),
+        Duration::from_secs(10),
+        firing,
+        |_| true,
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -76,22 +76,18 @@ impl Keys {
     }
 
     fn call<Q: Any, R: Any>(&self, name: &str, req: Q) -> Result<R> {
+        let absent = || Error::Unavailable(format!("{name}: not in this double"));
         let req: Box<dyn Any> = Box::new(req);
-        let resp: Box<dyn Any> = match req.downcast::<KvPutRequest>() {
-            Ok(put) if name == "kv_put" => Box::new(self.put(*put)?),
-            Ok(_) => return Err(Error::Unavailable(format!("{name}: not in this double"))),
-            Err(req) => match req.downcast::<KvKeyRequest>() {
-                Ok(get) if name == "kv_get" => {
-                    let got = self.keys.lock().unwrap().get(&get.key).cloned();
-                    Box::new(got.ok_or_else(|| Error::NotFound(get.key.clone()))?)
-                }
-                _ => return Err(Error::Unavailable(format!("{name}: not in this double"))),
-            },
+        let resp: Box<dyn Any> = match name {
+            "kv_put" => Box::new(self.put(*req.downcast::<KvPutRequest>().map_err(|_| absent())?)?),
+            "kv_get" => {
+                let get = req.downcast::<KvKeyRequest>().map_err(|_| absent())?;
+                let got = self.keys.lock().unwrap().get(&get.key).cloned();
+                Box::new(got.ok_or_else(|| Error::NotFound(get.key.clone()))?)
+            }
+            _ => return Err(absent()),
         };
-        if let Ok(r) = resp.downcast::<R>() {
-            return Ok(*r);
-        }
-        Err(Error::Unavailable(format!("{name}: not in this double")))
+        resp.downcast::<R>().map(|r| *r).map_err(|_| absent())
     }
 }
 

@@ -122,24 +122,21 @@ impl Operator {
         if sent.iter().any(|c| matches!(c, AdminCmd::Failover { .. })) {
             self.spread_ms = now;
         }
-        // Remember when each failover was first forced; forget those no
-        // longer needed.
+        // Remember when each failover was first forced (recording it then);
+        // forget those no longer needed.
         let mut forced = BTreeMap::new();
-        for cmd in &sent {
-            if let AdminCmd::FailoverForce { replaces, .. }
-            | AdminCmd::FailoverTakeover { replaces, .. } = cmd
-            {
-                let since = self.forced.get(replaces).copied().unwrap_or(now);
-                forced.insert(replaces.clone(), since);
-            }
-        }
         for cmd in &sent {
             if let AdminCmd::FailoverForce { on, replaces }
             | AdminCmd::FailoverTakeover { on, replaces } = cmd
             {
-                if !self.forced.contains_key(replaces) {
-                    self.record_failover(view, on, replaces, now).await;
-                }
+                let since = match self.forced.get(replaces) {
+                    Some(since) => *since,
+                    None => {
+                        self.record_failover(view, on, replaces, now).await;
+                        now
+                    }
+                };
+                forced.insert(replaces.clone(), since);
             }
         }
         self.forced = forced;

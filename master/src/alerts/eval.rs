@@ -14,9 +14,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use ocean_framework::failover::FailoverRecord;
 use ocean_spec::TreeNode;
 
-use super::record::{AlertRecord, AlertState, Kind, Rule};
+use super::record::{AlertRecord, AlertState, Kind, Rule, DEFAULT_FAILOVER_WINDOW_MINUTES};
 
 /// A job as the rules see it.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,16 +54,7 @@ pub struct AgentFact {
 pub struct FailoverFact {
     /// `<framework namespace>:<name>`, e.g. `redis:sessions`.
     pub subject: String,
-    /// The job whose tasks failed over (what tree nodes cover).
-    pub job: String,
-    /// `database`, `cache`.
-    pub kind: String,
-    pub from: String,
-    pub to: String,
-    pub reason: String,
-    /// When, the framework's clock.
-    pub at_ms: u64,
-    pub count: u64,
+    pub record: FailoverRecord,
 }
 
 /// The cluster as one evaluation sees it.
@@ -154,19 +146,26 @@ pub fn holding(rule: &Rule, facts: &Facts, now_ms: u64) -> Vec<(String, String)>
             .map(|a| (a.id.clone(), "not connected to the leader".to_string()))
             .collect(),
         Kind::Failover => {
-            let window_ms = u64::from(rule.window_minutes.unwrap_or(1)) * 60_000;
+            let window_ms = u64::from(
+                rule.window_minutes
+                    .unwrap_or(DEFAULT_FAILOVER_WINDOW_MINUTES),
+            ) * 60_000;
             facts
                 .failovers
                 .iter()
                 // A record stamped ahead of this clock (skew) counts as now.
-                .filter(|f| node.covers_id(&f.job) && now_ms.saturating_sub(f.at_ms) < window_ms)
+                .filter(|f| {
+                    node.covers_id(&f.record.job)
+                        && now_ms.saturating_sub(f.record.at_ms) < window_ms
+                })
                 .map(|f| {
-                    let from = if f.from.is_empty() { "?" } else { &f.from };
+                    let r = &f.record;
+                    let from = if r.from.is_empty() { "?" } else { &r.from };
                     (
                         f.subject.clone(),
                         format!(
                             "{} failover ({}): primary {from} -> {}; {} failover(s) so far",
-                            f.kind, f.reason, f.to, f.count
+                            r.kind, r.reason, r.to, r.count
                         ),
                     )
                 })
@@ -424,13 +423,16 @@ mod tests {
     fn a_failover_fires_for_its_window_under_the_node_only() {
         let fo = |subject: &str, job: &str, at_ms: u64| FailoverFact {
             subject: subject.into(),
-            job: job.into(),
-            kind: "cache".into(),
-            from: String::new(),
-            to: "t2".into(),
-            reason: "primary lost".into(),
-            at_ms,
-            count: 1,
+            record: FailoverRecord {
+                kind: "cache".into(),
+                name: subject.into(),
+                job: job.into(),
+                from: String::new(),
+                to: "t2".into(),
+                reason: "primary lost".into(),
+                at_ms,
+                count: 1,
+            },
         };
         let facts = Facts {
             failovers: vec![fo("redis:a", JOB, 100_000), fo("redis:b", OTHER, 100_000)],

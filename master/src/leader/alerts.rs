@@ -210,23 +210,18 @@ fn from_state(st: &ClusterState, rules: &[Rule]) -> Facts {
     facts
 }
 
-/// Every framework's `failovers/` records (the namespaces are few and so
-/// are their keys; a record that does not decode is skipped).
+/// Every framework's `failovers/` records: one pass over the frameworks'
+/// keys, made only while some `failover` rule exists (a record that does
+/// not decode is skipped).
 fn failovers(st: &ClusterState) -> Vec<FailoverFact> {
     st.kv
         .values()
         .filter(|e| e.key.starts_with(failover::KEY_PREFIX))
         .filter_map(|e| {
-            let r: FailoverRecord = serde_json::from_slice(&e.value).ok()?;
+            let record: FailoverRecord = serde_json::from_slice(&e.value).ok()?;
             Some(FailoverFact {
-                subject: format!("{}:{}", e.namespace, r.name),
-                job: r.job,
-                kind: r.kind,
-                from: r.from,
-                to: r.to,
-                reason: r.reason,
-                at_ms: r.at_ms,
-                count: r.count,
+                subject: format!("{}:{}", e.namespace, record.name),
+                record,
             })
         })
         .collect()
