@@ -10,6 +10,7 @@ use redis::aio::MultiplexedConnection;
 use tokio::sync::Mutex;
 
 use crate::decide::AdminCmd;
+use crate::reshard::{slots_of, SlotLoad};
 use crate::topology::{apply_info, parse_nodes, Observed};
 
 /// A node could not be observed or commanded.
@@ -32,7 +33,47 @@ pub trait RedisAdmin: Send + Sync + std::fmt::Debug {
     async fn observe(&self, addr: &str) -> Result<Observed>;
     /// Sends `cmd` to its node.
     async fn execute(&self, cmd: &AdminCmd) -> Result<()>;
+    /// Keys and estimated bytes of every slot in `ranges` held by the node
+    /// at `addr` (a replica's copy serves: the heavy reading stays off the
+    /// primary).
+    async fn slot_loads(&self, addr: &str, ranges: &[(u16, u16)]) -> Result<Vec<SlotLoad>>;
+    /// Moves one slot and its keys between primaries; returns the keys
+    /// moved. Re-entrant: a move interrupted at any step is finished by
+    /// sending it again.
+    async fn move_slot(&self, m: &SlotMigration) -> Result<u64>;
 }
+
+/// One slot moving from the primary at `from` to the primary at `to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotMigration {
+    /// The hash slot.
+    pub slot: u16,
+    /// The serving primary's `ip:port`.
+    pub from: String,
+    /// Its node id.
+    pub from_id: String,
+    /// The receiving primary's `ip:port`.
+    pub to: String,
+    /// Its node id.
+    pub to_id: String,
+    /// The other primaries (`ip:port`), told the new owner at once rather
+    /// than by gossip, so clients they redirect go straight there.
+    pub others: Vec<String>,
+}
+
+/// Keys per `MIGRATE` call: large enough to amortise the round trip,
+/// small enough that one call never blocks the primary for long.
+pub const MIGRATE_BATCH: usize = 256;
+
+/// How long one `MIGRATE` may take (ms): Redis' own timeout for the
+/// transfer, well under the cluster node timeout's multiples.
+pub const MIGRATE_TIMEOUT_MS: u64 = 5_000;
+
+/// Keys sampled per slot for its size.
+pub const SAMPLES_PER_SLOT: usize = 4;
+
+/// Commands per pipeline while sampling slots.
+const PIPELINE: usize = 1_024;
 
 /// The real thing: one multiplexed connection per node, dropped on error;
 /// every call bounded by `timeout` (a hung node must not stall the
@@ -71,8 +112,17 @@ impl RealAdmin {
     }
 
     async fn query<T: redis::FromRedisValue>(&self, addr: &str, cmd: redis::Cmd) -> Result<T> {
+        self.query_within(addr, self.timeout, cmd).await
+    }
+
+    async fn query_within<T: redis::FromRedisValue>(
+        &self,
+        addr: &str,
+        timeout: Duration,
+        cmd: redis::Cmd,
+    ) -> Result<T> {
         let mut c = self.conn(addr).await?;
-        let out = tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut c)).await;
+        let out = tokio::time::timeout(timeout, cmd.query_async::<T>(&mut c)).await;
         let reason = match out {
             Ok(Ok(v)) => return Ok(v),
             Ok(Err(e)) => {
@@ -92,6 +142,25 @@ impl RealAdmin {
             addr: addr.to_string(),
             reason,
         })
+    }
+
+    async fn pipeline<T: redis::FromRedisValue>(&self, addr: &str, p: redis::Pipeline) -> Result<T> {
+        let mut c = self.conn(addr).await?;
+        let err = |reason: String| AdminError {
+            addr: addr.to_string(),
+            reason,
+        };
+        match tokio::time::timeout(self.timeout * 4, p.query_async::<T>(&mut c)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                self.conns.lock().await.remove(addr);
+                Err(err(e.to_string()))
+            }
+            Err(_) => {
+                self.conns.lock().await.remove(addr);
+                Err(err("timed out".into()))
+            }
+        }
     }
 }
 
@@ -145,5 +214,100 @@ impl RedisAdmin for RealAdmin {
             AdminCmd::ResetHard { .. } => cluster(&["RESET", "HARD"]),
         };
         self.query::<redis::Value>(cmd.on(), c).await.map(|_| ())
+    }
+
+    async fn slot_loads(&self, addr: &str, ranges: &[(u16, u16)]) -> Result<Vec<SlotLoad>> {
+        // Key commands on a replica need READONLY on the connection.
+        self.query::<()>(addr, redis::cmd("READONLY")).await?;
+        let slots: Vec<u16> = slots_of(ranges).collect();
+        let mut out = Vec::with_capacity(slots.len());
+        for chunk in slots.chunks(PIPELINE) {
+            let mut p = redis::pipe();
+            for s in chunk {
+                p.cmd("CLUSTER").arg("COUNTKEYSINSLOT").arg(*s);
+            }
+            let counts: Vec<u64> = self.pipeline(addr, p).await?;
+            out.extend(chunk.iter().zip(counts).map(|(&slot, keys)| SlotLoad {
+                slot,
+                keys,
+                bytes: 0,
+            }));
+        }
+        let full: Vec<usize> = (0..out.len()).filter(|&i| out[i].keys > 0).collect();
+        for chunk in full.chunks(PIPELINE / SAMPLES_PER_SLOT) {
+            let mut p = redis::pipe();
+            for &i in chunk {
+                p.cmd("CLUSTER")
+                    .arg("GETKEYSINSLOT")
+                    .arg(out[i].slot)
+                    .arg(SAMPLES_PER_SLOT);
+            }
+            let keys: Vec<Vec<Vec<u8>>> = self.pipeline(addr, p).await?;
+            if keys.iter().all(Vec::is_empty) {
+                continue;
+            }
+            let mut p = redis::pipe();
+            for k in keys.iter().flatten() {
+                p.cmd("MEMORY").arg("USAGE").arg(k.as_slice());
+            }
+            let sizes: Vec<Option<u64>> = self.pipeline(addr, p).await?;
+            let mut sizes = sizes.into_iter();
+            for (&i, sample) in chunk.iter().zip(&keys) {
+                let got: Vec<u64> = sizes.by_ref().take(sample.len()).flatten().collect();
+                if !got.is_empty() {
+                    let avg = got.iter().sum::<u64>() / got.len() as u64;
+                    out[i].bytes = avg * out[i].keys;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn move_slot(&self, m: &SlotMigration) -> Result<u64> {
+        let setslot = |state: &str, id: &str| {
+            let mut c = cluster(&["SETSLOT"]);
+            c.arg(m.slot).arg(state).arg(id);
+            c
+        };
+        self.query::<()>(&m.to, setslot("IMPORTING", &m.from_id))
+            .await?;
+        self.query::<()>(&m.from, setslot("MIGRATING", &m.to_id))
+            .await?;
+        let (ip, port) = m.to.rsplit_once(':').unwrap_or((m.to.as_str(), "0"));
+        let mut moved = 0u64;
+        loop {
+            let mut get = cluster(&["GETKEYSINSLOT"]);
+            get.arg(m.slot).arg(MIGRATE_BATCH);
+            let keys: Vec<Vec<u8>> = self.query(&m.from, get).await?;
+            if keys.is_empty() {
+                break;
+            }
+            // REPLACE: a move resumed after an interruption may find some
+            // keys already copied; the source's copy is the live one.
+            let mut mig = redis::cmd("MIGRATE");
+            mig.arg(ip)
+                .arg(port)
+                .arg("")
+                .arg(0)
+                .arg(MIGRATE_TIMEOUT_MS)
+                .arg("REPLACE")
+                .arg("KEYS");
+            for k in &keys {
+                mig.arg(k.as_slice());
+            }
+            let wait = Duration::from_millis(MIGRATE_TIMEOUT_MS) + self.timeout;
+            self.query_within::<redis::Value>(&m.from, wait, mig)
+                .await?;
+            moved += keys.len() as u64;
+        }
+        // The receiver first: once it owns the slot, the source's
+        // redirections lead somewhere that answers.
+        self.query::<()>(&m.to, setslot("NODE", &m.to_id)).await?;
+        self.query::<()>(&m.from, setslot("NODE", &m.to_id)).await?;
+        for other in &m.others {
+            // Gossip tells them anyway; this only saves a redirection.
+            let _ = self.query::<()>(other, setslot("NODE", &m.to_id)).await;
+        }
+        Ok(moved)
     }
 }

@@ -7,8 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
-use crate::admin::{AdminError, RedisAdmin, Result};
+use crate::admin::{AdminError, RedisAdmin, Result, SlotMigration};
 use crate::decide::AdminCmd;
+use crate::reshard::{ranges_of, slots_of, SlotLoad};
 use crate::topology::{NodeLine, Observed};
 
 #[derive(Debug, Clone)]
@@ -22,6 +23,8 @@ struct Node {
     slots: Vec<(u16, u16)>,
     primary_id: Option<String>,
     offset: u64,
+    /// Keys and bytes per slot it holds.
+    data: BTreeMap<u16, (u64, u64)>,
 }
 
 /// The in-memory cluster, nodes by `ip:port`.
@@ -49,6 +52,7 @@ impl MemAdmin {
             slots: Vec::new(),
             primary_id: None,
             offset: 0,
+            data: BTreeMap::new(),
         };
         self.nodes
             .lock()
@@ -78,6 +82,31 @@ impl MemAdmin {
         {
             n.offset = offset;
         }
+    }
+
+    /// Puts `keys` keys of `bytes` bytes in all into `slot` on the node at
+    /// `addr` (and its replicas, as replication would).
+    pub fn put(&self, addr: &str, slot: u16, keys: u64, bytes: u64) {
+        let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(id) = nodes.get(addr).map(|n| n.id.clone()) else {
+            return;
+        };
+        for n in nodes.values_mut() {
+            if n.id == id || n.primary_id.as_deref() == Some(id.as_str()) {
+                n.data.insert(slot, (keys, bytes));
+            }
+        }
+    }
+
+    /// Keys and bytes the node at `addr` serves (as primary).
+    pub fn served(&self, addr: &str) -> (u64, u64) {
+        let nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(n) = nodes.get(addr) else {
+            return (0, 0);
+        };
+        slots_of(&n.slots)
+            .filter_map(|s| n.data.get(&s))
+            .fold((0, 0), |(k, b), (dk, db)| (k + dk, b + db))
     }
 
     fn err(addr: &str, reason: &str) -> AdminError {
@@ -112,6 +141,8 @@ impl RedisAdmin for MemAdmin {
                 handshake: false,
                 primary_id: n.primary_id.clone(),
                 slots: n.slots.clone(),
+                migrating: Vec::new(),
+                importing: Vec::new(),
             })
             .collect();
         Ok(Observed {
@@ -156,12 +187,17 @@ impl RedisAdmin for MemAdmin {
                 }
             }
             AdminCmd::Replicate { primary, .. } => {
+                // A full sync: the replica ends with its primary's data.
+                let data = id_at(&nodes, primary)
+                    .map(|a| nodes[&a].data.clone())
+                    .unwrap_or_default();
                 if let Some(n) = nodes.get_mut(&on) {
                     if !n.knows.contains(primary) {
                         return Err(Self::err(&on, "ERR Unknown node"));
                     }
                     n.primary_id = Some(primary.clone());
                     n.slots.clear();
+                    n.data = data;
                 }
             }
             AdminCmd::FailoverForce { .. }
@@ -208,5 +244,54 @@ impl RedisAdmin for MemAdmin {
             }
         }
         Ok(())
+    }
+
+    async fn slot_loads(&self, addr: &str, ranges: &[(u16, u16)]) -> Result<Vec<SlotLoad>> {
+        let nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        let n = nodes
+            .get(addr)
+            .filter(|n| n.up)
+            .ok_or_else(|| Self::err(addr, "connection refused"))?;
+        Ok(slots_of(ranges)
+            .map(|slot| {
+                let (keys, bytes) = n.data.get(&slot).copied().unwrap_or_default();
+                SlotLoad { slot, keys, bytes }
+            })
+            .collect())
+    }
+
+    async fn move_slot(&self, m: &SlotMigration) -> Result<u64> {
+        let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        for a in [&m.from, &m.to] {
+            if !nodes.get(a).is_some_and(|n| n.up) {
+                return Err(Self::err(a, "connection refused"));
+            }
+        }
+        let owned: BTreeSet<u16> = slots_of(&nodes[&m.from].slots).collect();
+        if !owned.contains(&m.slot) {
+            return Err(Self::err(&m.from, "ERR I'm not the owner of hash slot"));
+        }
+        let from = nodes.get_mut(&m.from).expect("checked above");
+        let mut rest = owned;
+        rest.remove(&m.slot);
+        from.slots = ranges_of(&rest);
+        let data = from.data.remove(&m.slot);
+        let from_id = from.id.clone();
+        let to = nodes.get_mut(&m.to).expect("checked above");
+        let mut mine: BTreeSet<u16> = slots_of(&to.slots).collect();
+        mine.insert(m.slot);
+        to.slots = ranges_of(&mine);
+        let to_id = to.id.clone();
+        for n in nodes.values_mut() {
+            if n.primary_id.as_deref() == Some(from_id.as_str()) {
+                n.data.remove(&m.slot);
+            }
+            if let Some(d) = data {
+                if n.id == to_id || n.primary_id.as_deref() == Some(to_id.as_str()) {
+                    n.data.insert(m.slot, d);
+                }
+            }
+        }
+        Ok(data.map_or(0, |(k, _)| k))
     }
 }

@@ -6,7 +6,8 @@
 //!  GET    /v1/caches[?product_line=] list with each cache's state
 //!  GET    /v1/caches/{id}            spec, state, shards, roles, hosts, memory, offsets
 //!  DELETE /v1/caches/{id}            delete (the framework removes its jobs)
-//!  POST   /v1/caches/{id}/scale      {"replicas": n} (shards: not yet, 501)
+//!  POST   /v1/caches/{id}/scale      {"shards": n, "replicas": n}: shards move slots
+//!                                    online, balanced by bytes (status.resharding)
 //!  POST   /v1/caches/{id}/failover   {"shard": n[, "task": replica]}: graceful, waits
 //!                                    (bounded) until the replica serves the slots
 //!  POST   /v1/caches/{id}/rebuild    {"task": replica}: its data dropped and resynced -> 202
@@ -30,7 +31,7 @@ use serde_json::{json, Value};
 
 use crate::admin::{RealAdmin, RedisAdmin};
 use crate::decide::AdminCmd;
-use crate::framework::{CacheRecord, CACHES, HOLDS, NAME, STATUSES};
+use crate::framework::{CacheRecord, Resharding, CACHES, HOLDS, NAME, STATUSES};
 use crate::jobs::shard_job_id;
 use crate::manual::{failover_target, rebuild_target, Refused};
 use crate::spec::{self, CacheSpec, InvalidCache};
@@ -122,6 +123,7 @@ pub async fn create_cache(c: &Arc<dyn Client>, spec: CacheSpec) -> ApiResult<Cac
     let rec = CacheRecord {
         spec,
         created_ms: now_ms(),
+        resharding: None,
     };
     let put = c
         .kv_put(KvPutRequest {
@@ -278,10 +280,11 @@ pub async fn list_all(
 /// A cache in full (the detail page's too).
 pub fn detail(rec: &CacheRecord, st: Option<&CacheStatus>) -> Value {
     let mut v = summary(rec, st);
-    let jobs: Vec<String> = (0..rec.spec.shards)
+    let jobs: Vec<String> = (0..rec.job_shards())
         .map(|i| shard_job_id(&rec.spec, i))
         .collect();
     v["jobs"] = json!(jobs);
+    v["resharding"] = json!(rec.resharding);
     v["spec"] = json!(rec.spec);
     v["status"] = json!(st);
     v
@@ -382,26 +385,44 @@ async fn action(
     }
 }
 
-/// Scales cache `id`'s replicas per shard.
+/// Scales cache `id`: replicas per shard, and shards. A new shard count
+/// starts a resharding (the record says so until the operator has moved
+/// the slots); it is refused while the cache cannot serve every slot.
 pub async fn scale(c: &Arc<dyn Client>, id: &str, s: Scale) -> ApiResult<Value> {
     let (rec, revision) = record(c, id).await?;
     let mut spec: CacheSpec = rec.spec.clone();
+    let mut resharding = rec.resharding.clone();
     if let Some(shards) = s.shards.filter(|n| *n != spec.shards) {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "not_implemented",
-            "shards",
-            format!(
-                "changing shards ({} -> {shards}) needs slot migration, which is not built yet; replicas can be scaled",
-                spec.shards
-            ),
-        ));
+        spec.shards = shards;
+        spec.validate()?;
+        let st = observed_status(c, id).await?;
+        if st.state == "failing" || st.state == "creating" {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "shards",
+                format!(
+                    "the cache is {}: slots move only while every slot is served",
+                    st.state
+                ),
+            ));
+        }
+        // A shard count changed again mid-way keeps every shard that
+        // still has jobs until the slots have settled.
+        resharding = Some(Resharding {
+            from_shards: rec.job_shards(),
+            started_ms: now_ms(),
+        });
     }
     if let Some(r) = s.replicas {
         spec.replicas = r;
     }
     spec.validate()?;
-    let rec = CacheRecord { spec, ..rec };
+    let rec = CacheRecord {
+        spec,
+        resharding,
+        ..rec
+    };
     c.kv_put(KvPutRequest {
         namespace: NAME.into(),
         key: format!("{CACHES}{id}"),
@@ -557,6 +578,15 @@ async fn backups(State(api): State<Api>, Path(id): Path<String>) -> ApiResult<Js
 pub async fn backup(api: &Api, id: &str) -> ApiResult<Value> {
     use crate::backup::{connect, digest, dir_of, dump_all, encode, write_atomically};
     let (rec, _) = record(&api.client, id).await?;
+    if rec.resharding.is_some() {
+        // A slot moving between shards could be read twice or not at all.
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "id",
+            format!("cache {id} is resharding: back it up once its slots have settled"),
+        ));
+    }
     let st = observed_status(&api.client, id).await?;
     let created_ms = now_ms();
     let bid = format!("b-{created_ms}");

@@ -8,7 +8,8 @@
 //!    2. MEET            a live node the anchor does not know yet
 //!    3. ADDSLOTS        nothing serves slots yet and every shard has a node:
 //!                       the first node of each shard takes its even range
-//!    4. REPLICATE       a shard's other nodes follow its slot-serving node
+//!    4. REPLICATE       a shard's other nodes follow its slot-serving node (a shard
+//!                       added by a scale-out: the primary chosen for it)
 //!    5. FORGET          a node no running task answers for (and serving no slots)
 //! ```
 //!
@@ -108,6 +109,41 @@ fn alive(members: &[Member], line: &NodeLine) -> bool {
     members.iter().any(|m| {
         m.ip == line.ip && m.port == line.port && m.obs.as_ref().is_none_or(|o| o.id() == line.id)
     })
+}
+
+/// The primary of a shard that serves no slots and is not failing over
+/// (none of its nodes replicates a node with slots): the empty primary
+/// most of its nodes already follow, else one on a host without another
+/// shard's primary, else the first by task id.
+fn new_shard_primary<'a>(
+    in_shard: &[&'a (&'a Member, &'a Observed)],
+    lines: &[&NodeLine],
+    primary_hosts: &BTreeSet<&str>,
+) -> Option<&'a (&'a Member, &'a Observed)> {
+    let failing_over = in_shard.iter().any(|(_, o)| {
+        o.replicates()
+            .is_some_and(|p| lines.iter().any(|l| l.id == p && !l.slots.is_empty()))
+    });
+    if failing_over {
+        return None;
+    }
+    let followers = |id: &str| {
+        in_shard
+            .iter()
+            .filter(|(_, o)| o.replicates() == Some(id))
+            .count()
+    };
+    in_shard
+        .iter()
+        .filter(|(_, o)| o.me().is_some_and(|n| n.primary))
+        .min_by_key(|(m, o)| {
+            (
+                std::cmp::Reverse(followers(o.id())),
+                primary_hosts.contains(m.host.as_str()),
+                m.task.clone(),
+            )
+        })
+        .copied()
 }
 
 /// How long a forced failover may wait for the primaries' votes before
@@ -225,10 +261,19 @@ pub fn decide(
         return out;
     }
 
-    // 4. Replicate: a shard's other nodes follow its slot-serving node.
+    // 4. Replicate: a shard's other nodes follow its slot-serving node,
+    // or, in a shard added by a scale-out that serves nothing yet, the
+    // primary chosen for it (resharding then moves slots to it).
+    let primary_hosts: BTreeSet<&str> = live
+        .iter()
+        .filter(|(_, o)| o.serves_slots())
+        .map(|(m, _)| m.host.as_str())
+        .collect();
     for shard in 0..shards {
         let in_shard: Vec<_> = live.iter().filter(|(m, _)| m.shard == shard).collect();
-        let Some((_, p)) = in_shard.iter().find(|(_, o)| o.serves_slots()) else {
+        let serving = in_shard.iter().find(|(_, o)| o.serves_slots()).copied();
+        let Some((_, p)) = serving.or_else(|| new_shard_primary(&in_shard, &lines, &primary_hosts))
+        else {
             continue;
         };
         let pid = p.id();

@@ -17,6 +17,7 @@ fn line(id: &str, port: u16, role: &str, slots: &[(u16, u16)]) -> NodeLine {
         handshake: false,
         primary_id: (role != "m").then(|| role.to_string()),
         slots: slots.to_vec(),
+        ..Default::default()
     }
 }
 

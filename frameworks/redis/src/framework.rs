@@ -34,6 +34,30 @@ pub struct CacheRecord {
     pub spec: CacheSpec,
     /// When it was created (ms since the epoch, the API's clock).
     pub created_ms: u64,
+    /// A change of shard count in progress: set by the API, cleared by the
+    /// operator once the slots are where they belong.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resharding: Option<Resharding>,
+}
+
+/// A change of shard count in progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resharding {
+    /// Shards that had jobs when it started (with `spec.shards`, the
+    /// jobs kept until it ends: a shard being removed keeps its instances
+    /// until its slots have moved).
+    pub from_shards: u32,
+    /// When it was asked for (ms since the epoch, the API's clock).
+    pub started_ms: u64,
+}
+
+impl CacheRecord {
+    /// Shards that have jobs: the spec's, plus those being drained.
+    pub fn job_shards(&self) -> u32 {
+        self.resharding
+            .as_ref()
+            .map_or(self.spec.shards, |r| r.from_shards.max(self.spec.shards))
+    }
 }
 
 /// The caches of a view, by name (records that do not parse are skipped:
@@ -82,7 +106,7 @@ impl Framework for RedisFramework {
                 continue;
             }
             names.insert(rec.spec.name.clone());
-            for shard in 0..rec.spec.shards {
+            for shard in 0..rec.job_shards() {
                 let id = shard_job_id(&rec.spec, shard);
                 let job = shard_job(&rec.spec, shard);
                 let digest = &job["labels"][LABEL_DIGEST];
@@ -103,22 +127,18 @@ impl Framework for RedisFramework {
                 wanted.insert(id);
             }
         }
-        // A deleted cache takes its jobs and its status with it.
+        // A deleted cache takes its jobs and its status with it; a cache
+        // whose resharding ended, the jobs of the shards it removed.
         for (id, job) in &view.jobs {
             if !id.starts_with(JOB_PREFIX) || wanted.contains(id) {
                 continue;
             }
-            let owner = labels_of(&job.spec_json).and_then(|l| {
-                l.get(LABEL_CACHE)
-                    .and_then(|v| v.as_str().map(String::from))
-            });
-            if let Some(owner) = owner {
-                if !names.contains(&owner) {
-                    actions.push(Action::DeleteJob {
-                        id: id.clone(),
-                        expected_spec_version: None,
-                    });
-                }
+            let owned = labels_of(&job.spec_json).is_some_and(|l| l.contains_key(LABEL_CACHE));
+            if owned {
+                actions.push(Action::DeleteJob {
+                    id: id.clone(),
+                    expected_spec_version: None,
+                });
             }
         }
         for e in view.keys_under(STATUSES) {
@@ -168,6 +188,7 @@ mod tests {
         let rec = CacheRecord {
             spec: s,
             created_ms: 1,
+            resharding: None,
         };
         v.keys.insert(
             "caches/c".into(),
@@ -219,6 +240,7 @@ mod tests {
         let rec = CacheRecord {
             spec: more.clone(),
             created_ms: 1,
+            resharding: None,
         };
         v.keys.insert(
             "caches/c".into(),

@@ -26,9 +26,9 @@ use tracing::{debug, info, warn};
 
 use crate::admin::RedisAdmin;
 use crate::decide::{decide, AdminCmd, Member};
-use crate::framework::{caches, NAME, STATUSES};
+use crate::framework::{caches, CacheRecord, CACHES, NAME, STATUSES};
 use crate::jobs::shard_job_id;
-use crate::spec::CacheSpec;
+use crate::mover::{Mover, Step};
 use crate::status::{status, CacheStatus};
 
 /// How often the operator looks, and how often it writes.
@@ -40,6 +40,9 @@ pub struct OperatorOptions {
     pub every: Duration,
     /// How often a status whose shape did not change is written again.
     pub status_every: Duration,
+    /// How long a round may spend moving slots for a cache being
+    /// resharded (failovers of other caches wait at most this long).
+    pub reshard_budget: Duration,
 }
 
 impl OperatorOptions {
@@ -50,6 +53,7 @@ impl OperatorOptions {
             holder: holder.into(),
             every: Duration::from_millis(250),
             status_every: Duration::from_secs(2),
+            reshard_budget: Duration::from_millis(500),
         }
     }
 }
@@ -66,6 +70,8 @@ pub struct Operator {
     forced: BTreeMap<String, u64>,
     /// When (ms) primaries were last spread (a graceful failover sent).
     spread_ms: u64,
+    /// Resharding plans and progress.
+    mover: Mover,
 }
 
 /// How long after spreading primaries the operator waits before it spreads
@@ -73,10 +79,12 @@ pub struct Operator {
 /// reads must show the result first).
 pub const SPREAD_EVERY_MS: u64 = 5_000;
 
-/// The running tasks of a cache as members (not yet observed).
-pub fn members_of(view: &View, spec: &CacheSpec) -> Vec<Member> {
+/// The running tasks of a cache as members (not yet observed), in the
+/// shards that have jobs (a shard being drained included).
+pub fn members_of(view: &View, rec: &CacheRecord) -> Vec<Member> {
+    let spec = &rec.spec;
     let mut out = Vec::new();
-    for shard in 0..spec.shards {
+    for shard in 0..rec.job_shards() {
         let job = shard_job_id(spec, shard);
         for t in view.tasks_of(&job) {
             if t.state != "RUNNING" || t.ports.len() < 2 || t.kill_requested {
@@ -107,6 +115,7 @@ impl Operator {
             written: BTreeMap::new(),
             forced: BTreeMap::new(),
             spread_ms: 0,
+            mover: Mover::default(),
         }
     }
 
@@ -118,7 +127,25 @@ impl Operator {
     pub async fn round(&mut self, view: &View) -> Vec<AdminCmd> {
         let now = now_ms();
         let spread_ok = now.saturating_sub(self.spread_ms) >= SPREAD_EVERY_MS;
-        let (sent, statuses) = round(self.admin.as_ref(), view, &self.forced, now, spread_ok).await;
+        let budget = self.opts.reshard_budget;
+        let out = round(
+            self.admin.as_ref(),
+            view,
+            &self.forced,
+            now,
+            spread_ok,
+            &mut self.mover,
+            budget,
+        )
+        .await;
+        let RoundOut {
+            sent,
+            statuses,
+            resharded,
+        } = out;
+        for (rec, revision) in resharded {
+            self.end_resharding(rec, revision).await;
+        }
         if sent.iter().any(|c| matches!(c, AdminCmd::Failover { .. })) {
             self.spread_ms = now;
         }
@@ -150,7 +177,7 @@ impl Operator {
     /// `on` starts (the masters' `failover` alert rules read it).
     async fn record_failover(&self, view: &View, on: &str, replaces: &str, now: u64) {
         let found = caches(view).into_iter().find_map(|(rec, _)| {
-            let m = members_of(view, &rec.spec)
+            let m = members_of(view, &rec)
                 .into_iter()
                 .find(|m| m.addr() == on)?;
             Some((rec.spec, m))
@@ -170,6 +197,33 @@ impl Operator {
         };
         if let Err(e) = failover::record(self.client.as_ref(), NAME, fo).await {
             warn!(cache = %spec.name, error = %e, "failover record not written");
+        }
+    }
+
+    /// Clears a finished resharding from the cache's record (compare and
+    /// set: a newer change of shard count is kept); the framework then
+    /// removes the jobs of shards that were drained.
+    async fn end_resharding(&mut self, rec: CacheRecord, revision: u64) {
+        let name = rec.spec.name.clone();
+        let done = CacheRecord {
+            resharding: None,
+            ..rec
+        };
+        let put = self
+            .client
+            .kv_put(KvPutRequest {
+                namespace: NAME.into(),
+                key: format!("{CACHES}{name}"),
+                value: serde_json::to_vec(&done).unwrap_or_default(),
+                expected_revision: Some(revision),
+            })
+            .await;
+        match put {
+            Ok(_) => {
+                info!(cache = %name, shards = done.spec.shards, "resharding done");
+                self.mover.forget(&name);
+            }
+            Err(e) => warn!(cache = %name, error = %e, "resharding not marked done"),
         }
     }
 
@@ -246,30 +300,51 @@ async fn observe(admin: &dyn RedisAdmin, addr: String) -> Option<crate::topology
     }
 }
 
+/// What one [`round`] did.
+#[derive(Debug, Default)]
+pub struct RoundOut {
+    /// The admin commands sent.
+    pub sent: Vec<AdminCmd>,
+    /// Each cache's status as observed before them (with its resharding
+    /// progress).
+    pub statuses: Vec<(String, CacheStatus)>,
+    /// Caches whose resharding is done, with their record's revision.
+    pub resharded: Vec<(CacheRecord, u64)>,
+}
+
 /// One round over every cache of `view`: observe its running tasks (in
 /// parallel), decide, send the commands in order; with nothing else to
-/// do and `spread_ok`, spread its primaries over hosts (one graceful
-/// failover at most). Returns the commands sent and each cache's status as
-/// observed before them.
+/// do, move slots of a cache being resharded (within `budget`), or, with
+/// `spread_ok`, spread its primaries over hosts (one graceful failover at
+/// most).
 pub async fn round(
     admin: &dyn RedisAdmin,
     view: &View,
     forced: &BTreeMap<String, u64>,
     now_ms: u64,
     mut spread_ok: bool,
-) -> (Vec<AdminCmd>, Vec<(String, CacheStatus)>) {
-    let mut sent = Vec::new();
-    let mut statuses = Vec::new();
-    for (rec, _) in caches(view) {
-        let spec = rec.spec;
-        let mut members = members_of(view, &spec);
+    mover: &mut Mover,
+    budget: Duration,
+) -> RoundOut {
+    let mut out = RoundOut::default();
+    for (rec, revision) in caches(view) {
+        let spec = rec.spec.clone();
+        let mut members = members_of(view, &rec);
         let seen =
             futures::future::join_all(members.iter().map(|m| observe(admin, m.addr()))).await;
         for (m, obs) in members.iter_mut().zip(seen) {
             m.obs = obs;
         }
-        let mut cmds = decide(spec.shards, &members, forced, now_ms);
-        if cmds.is_empty() && spread_ok && now_ms >= crate::framework::held_until(view, &spec.name)
+        let mut cmds = decide(rec.job_shards(), &members, forced, now_ms);
+        let mut st = status(&spec, &members, now_ms);
+        if rec.resharding.is_some() {
+            if cmds.is_empty() && mover.step(admin, &rec, &members, budget).await == Step::Done {
+                out.resharded.push((rec.clone(), revision));
+            }
+            st.resharding = mover.progress(&spec.name);
+        } else if cmds.is_empty()
+            && spread_ok
+            && now_ms >= crate::framework::held_until(view, &spec.name)
         {
             if let Some(c) = crate::spread::spread(spec.shards, &members) {
                 cmds.push(c);
@@ -281,11 +356,11 @@ pub async fn round(
                 Ok(()) => info!(cache = %spec.name, ?cmd, "redis admin"),
                 Err(e) => warn!(cache = %spec.name, ?cmd, error = %e, "redis admin failed"),
             }
-            sent.push(cmd);
+            out.sent.push(cmd);
         }
-        statuses.push((spec.name.clone(), status(&spec, &members, now_ms)));
+        out.statuses.push((spec.name.clone(), st));
     }
-    (sent, statuses)
+    out
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::decide::Member;
+use crate::mover::ReshardStatus;
 use crate::spec::CacheSpec;
 use crate::topology::SLOTS;
 
@@ -62,6 +63,9 @@ pub struct CacheStatus {
     pub nodes: Vec<NodeStatus>,
     /// When it was observed (ms since the epoch).
     pub observed_ms: u64,
+    /// A change of shard count in progress, and how far it got.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resharding: Option<ReshardStatus>,
 }
 
 impl CacheStatus {
@@ -80,6 +84,14 @@ impl CacheStatus {
                     ..n.clone()
                 })
                 .collect(),
+            // Progress counters move all the time too; what it waits for
+            // does not.
+            resharding: self.resharding.as_ref().map(|r| ReshardStatus {
+                slots_moved: 0,
+                keys_moved: 0,
+                bytes_moved: 0,
+                ..r.clone()
+            }),
             ..self.clone()
         }
     }
@@ -142,6 +154,7 @@ pub fn status(spec: &CacheSpec, members: &[Member], now_ms: u64) -> CacheStatus 
         slots_served,
         nodes,
         observed_ms: now_ms,
+        resharding: None,
     }
 }
 

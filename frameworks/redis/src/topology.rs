@@ -34,6 +34,14 @@ pub struct NodeLine {
     pub primary_id: Option<String>,
     /// Slot ranges it serves, inclusive.
     pub slots: Vec<(u16, u16)>,
+    /// Slots it is moving out, each with the id of the node importing it
+    /// (`[slot->-id]`, shown on the node's own line only).
+    #[serde(default)]
+    pub migrating: Vec<(u16, String)>,
+    /// Slots it is taking in, each with the id of the node it imports
+    /// from (`[slot-<-id]`).
+    #[serde(default)]
+    pub importing: Vec<(u16, String)>,
 }
 
 impl NodeLine {
@@ -76,6 +84,19 @@ fn parse_line(line: &str) -> Option<NodeLine> {
             None => s.parse().ok().map(|x| (x, x)),
         })
         .collect();
+    let mut migrating = Vec::new();
+    let mut importing = Vec::new();
+    for m in f[8..].iter().filter_map(|s| s.strip_prefix('[')?.strip_suffix(']')) {
+        if let Some((slot, id)) = m.split_once("->-") {
+            if let Ok(slot) = slot.parse() {
+                migrating.push((slot, id.to_string()));
+            }
+        } else if let Some((slot, id)) = m.split_once("-<-") {
+            if let Ok(slot) = slot.parse() {
+                importing.push((slot, id.to_string()));
+            }
+        }
+    }
     Some(NodeLine {
         id: f[0].to_string(),
         ip: ip.to_string(),
@@ -88,6 +109,8 @@ fn parse_line(line: &str) -> Option<NodeLine> {
         handshake: has("handshake"),
         primary_id: (f[3] != "-").then(|| f[3].to_string()),
         slots,
+        migrating,
+        importing,
     })
 }
 
@@ -199,9 +222,22 @@ e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 myself,master - 0
         );
         assert!(n[2].myself && n[2].primary);
         assert_eq!(n[2].slots, vec![(0, 5460)]);
+        assert_eq!(
+            n[2].migrating,
+            vec![(5461, "67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1".to_string())]
+        );
         assert_eq!(n[2].slot_count(), 5461);
         assert!(n[3].failing);
         assert_eq!(n[3].slots, vec![(10923, 10923), (16383, 16383)]);
+        let importing = parse_line(
+            "67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1 127.0.0.1:30002@31002 myself,master - 0 0 2 connected 5462-10922 [5461-<-e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca]",
+        )
+        .unwrap();
+        assert_eq!(
+            importing.importing,
+            vec![(5461, "e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca".to_string())]
+        );
+        assert_eq!(importing.slots, vec![(5462, 10922)]);
         let obs = Observed {
             nodes: n,
             ..Default::default()
