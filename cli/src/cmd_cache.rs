@@ -43,8 +43,9 @@ pub enum CacheCommand {
         /// The cache's name.
         name: String,
     },
-    /// Change a cache's replicas per shard (or shards, once slot
-    /// migration is built).
+    /// Change a cache's replicas per shard, or its shards: slots move
+    /// online to the new shards (or off the removed ones), balanced by
+    /// bytes; `ocean cache status` shows the progress.
     Scale {
         /// The cache's name.
         name: String,
@@ -232,6 +233,21 @@ fn print_status(v: &Value) {
         v["instances"],
         v["status"]["slots_served"],
     );
+    let r = &v["status"]["resharding"];
+    if r.is_object() {
+        println!(
+            "resharding {} -> {} shards: {} of {} slots moved, {} keys{}",
+            r["from_shards"],
+            r["to_shards"],
+            r["slots_moved"],
+            r["slots_planned"],
+            r["keys_moved"],
+            r["waiting"]
+                .as_str()
+                .map(|w| format!(" (waiting: {w})"))
+                .unwrap_or_default(),
+        );
+    }
     println!(
         "{:>5} {:<8} {:<12} {:<22} {:>6} {:>12} {:>10} {:>8}",
         "SHARD", "ROLE", "HOST", "ADDRESS", "SLOTS", "OFFSET", "MEMORY", "KEYS"

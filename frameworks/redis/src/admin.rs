@@ -144,7 +144,11 @@ impl RealAdmin {
         })
     }
 
-    async fn pipeline<T: redis::FromRedisValue>(&self, addr: &str, p: redis::Pipeline) -> Result<T> {
+    async fn pipeline<T: redis::FromRedisValue>(
+        &self,
+        addr: &str,
+        p: redis::Pipeline,
+    ) -> Result<T> {
         let mut c = self.conn(addr).await?;
         let err = |reason: String| AdminError {
             addr: addr.to_string(),

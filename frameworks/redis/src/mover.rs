@@ -200,7 +200,9 @@ impl Mover {
             };
             match admin.move_slot(&m).await {
                 Ok(_) => info!(cache = %name, slot, "finished a slot move left half-done"),
-                Err(e) => warn!(cache = %name, slot, error = %e, "half-done slot move not finished"),
+                Err(e) => {
+                    warn!(cache = %name, slot, error = %e, "half-done slot move not finished")
+                }
             }
             // Ownership changed under any plan: plan again next round.
             self.plans.remove(&name);
@@ -304,10 +306,10 @@ impl Mover {
         // Nothing left to move: done once removed shards serve nothing
         // and no slot is mid-move anywhere.
         let drained = owner.values().all(|s| *s < target);
-        let settled = prim
-            .iter()
-            .flatten()
-            .all(|(_, o)| o.me().is_some_and(|n| n.migrating.is_empty() && n.importing.is_empty()));
+        let settled = prim.iter().flatten().all(|(_, o)| {
+            o.me()
+                .is_some_and(|n| n.migrating.is_empty() && n.importing.is_empty())
+        });
         if drained && settled {
             Step::Done
         } else {

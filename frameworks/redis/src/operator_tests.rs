@@ -2,9 +2,9 @@
 //! primary's task ending, its replacement rejoining.
 
 use super::*;
-use crate::mover::Mover;
 use crate::admin_mem::MemAdmin;
 use crate::framework::{CacheRecord, Resharding};
+use crate::mover::Mover;
 use crate::spec::{CacheSpec, Persistence};
 use ocean_client::api::{KvEntry, Task, TaskPort};
 
@@ -220,7 +220,11 @@ async fn shards_added_then_removed_take_and_give_back_slots_by_bytes() {
     until(&mem, &view(&tasks), "ok").await;
     // Skewed data: the first quarter of the slots is 40 times heavier.
     for slot in 0..16384u16 {
-        let at = if slot < 8192 { "127.0.0.1:100" } else { "127.0.0.1:300" };
+        let at = if slot < 8192 {
+            "127.0.0.1:100"
+        } else {
+            "127.0.0.1:300"
+        };
         mem.put(at, slot, 1, if slot < 4096 { 4_000 } else { 100 });
     }
 
@@ -254,7 +258,12 @@ async fn shards_added_then_removed_take_and_give_back_slots_by_bytes() {
     let fair = b.iter().sum::<u64>() / 3;
     assert!(b.iter().all(|x| x.abs_diff(fair) <= fair / 20), "{b:?}");
     // Not an even slot split: the new shard took heavy slots, few of them.
-    let slots: Vec<u32> = st.nodes.iter().filter(|n| n.role == "primary").map(|n| n.slots).collect();
+    let slots: Vec<u32> = st
+        .nodes
+        .iter()
+        .filter(|n| n.role == "primary")
+        .map(|n| n.slots)
+        .collect();
     assert!(slots[2] < 16384 / 3 - 1000, "{slots:?}");
     let keys: u64 = primaries.iter().map(|a| mem.served(a).0).sum();
     assert_eq!(keys, 16384, "a key was lost on the way");

@@ -245,7 +245,9 @@ mod tests {
     #[test]
     fn scale_in_drains_the_removed_shards_and_keeps_bytes_even() {
         let owner = owners(&[(0, 0, 5460), (1, 5461, 10922), (2, 10923, 16383)]);
-        let bytes: BTreeMap<u16, u64> = (0..16384u16).map(|s| (s, 10 + u64::from(s % 7) * 50)).collect();
+        let bytes: BTreeMap<u16, u64> = (0..16384u16)
+            .map(|s| (s, 10 + u64::from(s % 7) * 50))
+            .collect();
         let moves = plan(&owner, &bytes, 2);
         let after = apply(&owner, &moves);
         assert!(after.values().all(|s| *s < 2), "shard 2 keeps slots");

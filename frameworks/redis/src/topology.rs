@@ -86,7 +86,10 @@ fn parse_line(line: &str) -> Option<NodeLine> {
         .collect();
     let mut migrating = Vec::new();
     let mut importing = Vec::new();
-    for m in f[8..].iter().filter_map(|s| s.strip_prefix('[')?.strip_suffix(']')) {
+    for m in f[8..]
+        .iter()
+        .filter_map(|s| s.strip_prefix('[')?.strip_suffix(']'))
+    {
         if let Some((slot, id)) = m.split_once("->-") {
             if let Ok(slot) = slot.parse() {
                 migrating.push((slot, id.to_string()));

@@ -275,6 +275,19 @@ fn number<T: std::str::FromStr>(errors: &mut FieldErrors, field: &str, text: &st
     }
 }
 
+/// A number that may be left empty (unchanged).
+fn optional_number<T: std::str::FromStr>(
+    errors: &mut FieldErrors,
+    field: &str,
+    text: &str,
+) -> Option<T> {
+    if text.trim().is_empty() {
+        None
+    } else {
+        number(errors, field, text)
+    }
+}
+
 fn refused(e: &ApiError) -> FieldErrors {
     let (field, reason) = e.field_reason();
     FieldErrors::one(&field, reason)
@@ -436,6 +449,9 @@ pub struct ActionForm {
     pub confirm: String,
     #[serde(default)]
     pub replicas: String,
+    /// The scale form's new shard count (empty: unchanged).
+    #[serde(default)]
+    pub shards: String,
     #[serde(default)]
     pub shard: String,
     #[serde(default)]
@@ -457,11 +473,14 @@ pub async fn action(
         errors.add("confirm", "tick the box to confirm");
     }
     let outcome = match action.as_str() {
-        "scale" => match number::<u32>(&mut errors, "replicas", &f.replicas) {
-            Some(replicas) if errors.is_empty() => {
+        "scale" => match (
+            number::<u32>(&mut errors, "replicas", &f.replicas),
+            optional_number(&mut errors, "shards", &f.shards),
+        ) {
+            (Some(replicas), shards) if errors.is_empty() => {
                 let s = caches_api::Scale {
                     replicas: Some(replicas),
-                    shards: None,
+                    shards,
                 };
                 Some(
                     caches_api::scale(&api.client, &id, s)
