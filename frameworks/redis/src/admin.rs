@@ -37,17 +37,17 @@ pub trait RedisAdmin: Send + Sync + std::fmt::Debug {
     /// at `addr` (a replica's copy serves: the heavy reading stays off the
     /// primary).
     async fn slot_loads(&self, addr: &str, ranges: &[(u16, u16)]) -> Result<Vec<SlotLoad>>;
-    /// Moves one slot and its keys between primaries; returns the keys
-    /// moved. Re-entrant: a move interrupted at any step is finished by
-    /// sending it again.
-    async fn move_slot(&self, m: &SlotMigration) -> Result<u64>;
+    /// Moves slots and their keys from one primary to another; returns
+    /// the keys moved. Re-entrant: a move interrupted at any step is
+    /// finished by sending it again.
+    async fn move_slots(&self, m: &SlotMigration) -> Result<u64>;
 }
 
-/// One slot moving from the primary at `from` to the primary at `to`.
+/// Slots moving from the primary at `from` to the primary at `to`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlotMigration {
-    /// The hash slot.
-    pub slot: u16,
+    /// The hash slots.
+    pub slots: Vec<u16>,
     /// The serving primary's `ip:port`.
     pub from: String,
     /// Its node id.
@@ -149,12 +149,21 @@ impl RealAdmin {
         addr: &str,
         p: redis::Pipeline,
     ) -> Result<T> {
+        self.pipeline_within(addr, self.timeout * 4, p).await
+    }
+
+    async fn pipeline_within<T: redis::FromRedisValue>(
+        &self,
+        addr: &str,
+        timeout: Duration,
+        p: redis::Pipeline,
+    ) -> Result<T> {
         let mut c = self.conn(addr).await?;
         let err = |reason: String| AdminError {
             addr: addr.to_string(),
             reason,
         };
-        match tokio::time::timeout(self.timeout * 4, p.query_async::<T>(&mut c)).await {
+        match tokio::time::timeout(timeout, p.query_async::<T>(&mut c)).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 self.conns.lock().await.remove(addr);
@@ -267,50 +276,78 @@ impl RedisAdmin for RealAdmin {
         Ok(out)
     }
 
-    async fn move_slot(&self, m: &SlotMigration) -> Result<u64> {
-        let setslot = |state: &str, id: &str| {
-            let mut c = cluster(&["SETSLOT"]);
-            c.arg(m.slot).arg(state).arg(id);
-            c
+    async fn move_slots(&self, m: &SlotMigration) -> Result<u64> {
+        // Each SETSLOT makes Redis save (and fsync) its cluster config
+        // before its next sleep; pipelined, a batch of slots costs one
+        // save per node instead of one per slot.
+        let setslots = |state: &str, id: &str| {
+            let mut p = redis::pipe();
+            for s in &m.slots {
+                p.cmd("CLUSTER")
+                    .arg("SETSLOT")
+                    .arg(*s)
+                    .arg(state)
+                    .arg(id)
+                    .ignore();
+            }
+            p
         };
-        self.query::<()>(&m.to, setslot("IMPORTING", &m.from_id))
+        self.pipeline::<()>(&m.to, setslots("IMPORTING", &m.from_id))
             .await?;
-        self.query::<()>(&m.from, setslot("MIGRATING", &m.to_id))
+        self.pipeline::<()>(&m.from, setslots("MIGRATING", &m.to_id))
             .await?;
         let (ip, port) = m.to.rsplit_once(':').unwrap_or((m.to.as_str(), "0"));
         let mut moved = 0u64;
         loop {
-            let mut get = cluster(&["GETKEYSINSLOT"]);
-            get.arg(m.slot).arg(MIGRATE_BATCH);
-            let keys: Vec<Vec<u8>> = self.query(&m.from, get).await?;
-            if keys.is_empty() {
+            let mut get = redis::pipe();
+            for s in &m.slots {
+                get.cmd("CLUSTER")
+                    .arg("GETKEYSINSLOT")
+                    .arg(*s)
+                    .arg(MIGRATE_BATCH);
+            }
+            let keys: Vec<Vec<Vec<u8>>> = self.pipeline(&m.from, get).await?;
+            if keys.iter().all(Vec::is_empty) {
                 break;
             }
-            // REPLACE: a move resumed after an interruption may find some
-            // keys already copied; the source's copy is the live one.
-            let mut mig = redis::cmd("MIGRATE");
-            mig.arg(ip)
-                .arg(port)
-                .arg("")
-                .arg(0)
-                .arg(MIGRATE_TIMEOUT_MS)
-                .arg("REPLACE")
-                .arg("KEYS");
-            for k in &keys {
-                mig.arg(k.as_slice());
+            // One MIGRATE per slot (Redis refuses keys of several slots in
+            // one), all of them pipelined.
+            let mut mig = redis::pipe();
+            let mut calls = 0u32;
+            for slot_keys in keys.iter().filter(|k| !k.is_empty()) {
+                // REPLACE: a move resumed after an interruption may find
+                // some keys already copied; the source's copy is the live
+                // one.
+                let c = mig
+                    .cmd("MIGRATE")
+                    .arg(ip)
+                    .arg(port)
+                    .arg("")
+                    .arg(0)
+                    .arg(MIGRATE_TIMEOUT_MS)
+                    .arg("REPLACE")
+                    .arg("KEYS");
+                for k in slot_keys {
+                    c.arg(k.as_slice());
+                }
+                c.ignore();
+                calls += 1;
+                moved += slot_keys.len() as u64;
             }
-            let wait = Duration::from_millis(MIGRATE_TIMEOUT_MS) + self.timeout;
-            self.query_within::<redis::Value>(&m.from, wait, mig)
-                .await?;
-            moved += keys.len() as u64;
+            let wait = Duration::from_millis(MIGRATE_TIMEOUT_MS) * calls.min(8) + self.timeout;
+            self.pipeline_within::<()>(&m.from, wait, mig).await?;
         }
-        // The receiver first: once it owns the slot, the source's
+        // The receiver first: once it owns the slots, the source's
         // redirections lead somewhere that answers.
-        self.query::<()>(&m.to, setslot("NODE", &m.to_id)).await?;
-        self.query::<()>(&m.from, setslot("NODE", &m.to_id)).await?;
+        self.pipeline::<()>(&m.to, setslots("NODE", &m.to_id))
+            .await?;
+        self.pipeline::<()>(&m.from, setslots("NODE", &m.to_id))
+            .await?;
         for other in &m.others {
             // Gossip tells them anyway; this only saves a redirection.
-            let _ = self.query::<()>(other, setslot("NODE", &m.to_id)).await;
+            let _ = self
+                .pipeline::<()>(other, setslots("NODE", &m.to_id))
+                .await;
         }
         Ok(moved)
     }

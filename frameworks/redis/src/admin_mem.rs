@@ -260,38 +260,42 @@ impl RedisAdmin for MemAdmin {
             .collect())
     }
 
-    async fn move_slot(&self, m: &SlotMigration) -> Result<u64> {
+    async fn move_slots(&self, m: &SlotMigration) -> Result<u64> {
         let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
         for a in [&m.from, &m.to] {
             if !nodes.get(a).is_some_and(|n| n.up) {
                 return Err(Self::err(a, "connection refused"));
             }
         }
-        let owned: BTreeSet<u16> = slots_of(&nodes[&m.from].slots).collect();
-        if !owned.contains(&m.slot) {
-            return Err(Self::err(&m.from, "ERR I'm not the owner of hash slot"));
-        }
-        let from = nodes.get_mut(&m.from).expect("checked above");
-        let mut rest = owned;
-        rest.remove(&m.slot);
-        from.slots = ranges_of(&rest);
-        let data = from.data.remove(&m.slot);
-        let from_id = from.id.clone();
-        let to = nodes.get_mut(&m.to).expect("checked above");
-        let mut mine: BTreeSet<u16> = slots_of(&to.slots).collect();
-        mine.insert(m.slot);
-        to.slots = ranges_of(&mine);
-        let to_id = to.id.clone();
-        for n in nodes.values_mut() {
-            if n.primary_id.as_deref() == Some(from_id.as_str()) {
-                n.data.remove(&m.slot);
+        let mut keys = 0;
+        for &slot in &m.slots {
+            let owned: BTreeSet<u16> = slots_of(&nodes[&m.from].slots).collect();
+            if !owned.contains(&slot) {
+                return Err(Self::err(&m.from, "ERR I'm not the owner of hash slot"));
             }
-            if let Some(d) = data {
-                if n.id == to_id || n.primary_id.as_deref() == Some(to_id.as_str()) {
-                    n.data.insert(m.slot, d);
+            let from = nodes.get_mut(&m.from).expect("checked above");
+            let mut rest = owned;
+            rest.remove(&slot);
+            from.slots = ranges_of(&rest);
+            let data = from.data.remove(&slot);
+            let from_id = from.id.clone();
+            let to = nodes.get_mut(&m.to).expect("checked above");
+            let mut mine: BTreeSet<u16> = slots_of(&to.slots).collect();
+            mine.insert(slot);
+            to.slots = ranges_of(&mine);
+            let to_id = to.id.clone();
+            for n in nodes.values_mut() {
+                if n.primary_id.as_deref() == Some(from_id.as_str()) {
+                    n.data.remove(&slot);
+                }
+                if let Some(d) = data {
+                    if n.id == to_id || n.primary_id.as_deref() == Some(to_id.as_str()) {
+                        n.data.insert(slot, d);
+                    }
                 }
             }
+            keys += data.map_or(0, |(k, _)| k);
         }
-        Ok(data.map_or(0, |(k, _)| k))
+        Ok(keys)
     }
 }

@@ -28,6 +28,12 @@ use crate::framework::CacheRecord;
 use crate::reshard::{bytes_per_shard, plan, slots_of, SlotMove};
 use crate::topology::{Observed, SLOTS};
 
+/// Most slots moved in one batch (one pipeline of `SETSLOT`s per node).
+pub const BATCH_SLOTS: usize = 128;
+/// A batch stops growing past this many estimated bytes, so one batch
+/// never holds a round for long.
+pub const BATCH_BYTES: u64 = 32 << 20;
+
 /// A resharding as the status shows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReshardStatus {
@@ -175,8 +181,15 @@ impl Mover {
         for (node, obs) in prim.iter().flatten() {
             let Some(me) = obs.me() else { continue };
             for (slot, to_id) in &me.migrating {
-                if let Some(to) = by_id(to_id) {
-                    half_done.push((*slot, (*node, *obs), to));
+                match by_id(to_id) {
+                    Some(to) => half_done.push((*slot, (*node, *obs), to)),
+                    // Its keys already moved went with that node (or its
+                    // replica): a person decides where the slot goes.
+                    None => {
+                        progress.waiting = format!(
+                            "slot {slot} is migrating to node {to_id}, which is no longer a primary"
+                        );
+                    }
                 }
             }
             for (slot, from_id) in &me.importing {
@@ -189,20 +202,26 @@ impl Mover {
                 }
             }
         }
-        if let Some((slot, (from, fo), (to, to_obs))) = half_done.into_iter().next() {
+        if let Some(&(_, (from, fo), (to, to_obs))) = half_done.first() {
+            // The slots half-done between the first such pair, together.
+            let mut slots: Vec<u16> = half_done
+                .iter()
+                .filter(|(_, f, t)| f.0.task == from.task && t.0.task == to.task)
+                .map(|(s, _, _)| *s)
+                .collect();
+            slots.sort_unstable();
+            slots.dedup();
             let m = SlotMigration {
-                slot,
+                slots,
                 from: from.addr(),
                 from_id: fo.id().to_string(),
                 to: to.addr(),
                 to_id: to_obs.id().to_string(),
                 others: others(from, to),
             };
-            match admin.move_slot(&m).await {
-                Ok(_) => info!(cache = %name, slot, "finished a slot move left half-done"),
-                Err(e) => {
-                    warn!(cache = %name, slot, error = %e, "half-done slot move not finished")
-                }
+            match admin.move_slots(&m).await {
+                Ok(_) => info!(cache = %name, slots = ?m.slots, "finished slot moves left half-done"),
+                Err(e) => warn!(cache = %name, slots = ?m.slots, error = %e, "half-done slot moves not finished"),
             }
             // Ownership changed under any plan: plan again next round.
             self.plans.remove(&name);
@@ -260,45 +279,70 @@ impl Mover {
         }
         let planned = self.plans.get_mut(&name).expect("inserted above");
         let progress = self.progress.get_mut(&name).expect("inserted above");
-        while let Some(mv) = planned.moves.front().copied() {
+        while let Some(first) = planned.moves.front().copied() {
             if Instant::now() >= deadline {
                 return Step::Moving;
             }
-            match owner.get(&mv.slot) {
-                Some(s) if *s == mv.to => {
-                    planned.moves.pop_front();
-                    continue;
+            // A batch: the next moves between the same two shards.
+            let mut batch: Vec<SlotMove> = Vec::new();
+            let mut bytes = 0u64;
+            while let Some(mv) = planned.moves.front().copied() {
+                let same = mv.from == first.from && mv.to == first.to;
+                if !same || batch.len() >= BATCH_SLOTS || (bytes >= BATCH_BYTES && !batch.is_empty())
+                {
+                    break;
                 }
-                Some(s) if *s == mv.from => {}
-                _ => {
-                    // Someone else moved it: the plan no longer fits.
-                    self.plans.remove(&name);
-                    return Step::Moving;
+                match owner.get(&mv.slot) {
+                    Some(s) if *s == mv.to => {
+                        planned.moves.pop_front();
+                        continue;
+                    }
+                    Some(s) if *s == mv.from => {}
+                    _ => {
+                        // Someone else moved it: the plan no longer fits.
+                        self.plans.remove(&name);
+                        return Step::Moving;
+                    }
                 }
+                planned.moves.pop_front();
+                bytes += mv.bytes;
+                batch.push(mv);
+            }
+            if batch.is_empty() {
+                continue;
             }
             let (Some((from, fo)), Some((to, to_obs))) =
-                (prim[mv.from as usize], prim[mv.to as usize])
+                (prim[first.from as usize], prim[first.to as usize])
             else {
+                // Back in the queue for when the shard has its primary.
+                for mv in batch.into_iter().rev() {
+                    planned.moves.push_front(mv);
+                }
                 return Step::Waiting;
             };
             let m = SlotMigration {
-                slot: mv.slot,
+                slots: batch.iter().map(|mv| mv.slot).collect(),
                 from: from.addr(),
                 from_id: fo.id().to_string(),
                 to: to.addr(),
                 to_id: to_obs.id().to_string(),
                 others: others(from, to),
             };
-            match admin.move_slot(&m).await {
+            match admin.move_slots(&m).await {
                 Ok(keys) => {
-                    planned.moves.pop_front();
-                    owner.insert(mv.slot, mv.to);
-                    progress.slots_moved += 1;
+                    for mv in &batch {
+                        owner.insert(mv.slot, mv.to);
+                    }
+                    progress.slots_moved += batch.len() as u32;
                     progress.keys_moved += keys;
-                    progress.bytes_moved += mv.bytes;
+                    progress.bytes_moved += bytes;
                 }
                 Err(e) => {
-                    warn!(cache = %name, slot = mv.slot, error = %e, "slot not moved");
+                    warn!(cache = %name, slots = batch.len(), error = %e, "slots not moved");
+                    // Whatever part was done shows as MIGRATING/IMPORTING
+                    // next round and is finished first; the rest is planned
+                    // again from what is observed then.
+                    self.plans.remove(&name);
                     return Step::Moving;
                 }
             }

@@ -27,6 +27,8 @@
 //!   open and changes flowing, the open tab's JS heap over time.
 //! - `redis`: Redis caches: provisioning, primary crash and host loss to
 //!   writes succeeding again, acknowledged writes lost (none expected).
+//! - `reshard`: a cache scaled out 3 -> 4 shards: MiB/s Ocean's operator
+//!   moves, beside `redis-cli --cluster rebalance` on the same data.
 //! - `usage`: the cost of usage collection: a real agent's CPU with N tasks
 //!   sampled every 5 s, and the leader's CPU and memory with N simulated
 //!   agents pushing M tasks' samples every 5 s.
@@ -67,6 +69,7 @@ mod health;
 mod lost;
 mod mysql;
 mod redis;
+mod reshard;
 mod schedule;
 mod tasks;
 mod usage;
@@ -186,6 +189,18 @@ enum Cmd {
         kills: usize,
         #[arg(long, default_value_t = 3)]
         host_losses: usize,
+    },
+    /// Redis scale-out 3 -> 4 shards: MiB/s moved by Ocean's operator and
+    /// by `redis-cli --cluster rebalance` on the same data, side by side.
+    Reshard {
+        /// MiB of data in the cache before the scale-out.
+        #[arg(long, default_value_t = 256)]
+        mb: usize,
+        /// Replicas per shard of the Ocean cache (the peer has none).
+        #[arg(long, default_value_t = 0)]
+        replicas: u32,
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
     },
     /// MySQL databases: provisioning 3 instances -> first write via DNS,
     /// primary SIGKILL -> writable via DNS (0 acknowledged commits lost).
@@ -389,6 +404,11 @@ async fn main() -> anyhow::Result<()> {
         }
         Cmd::Health { trials } => health::health(trials).await,
         Cmd::Redis { kills, host_losses } => redis::redis(kills, host_losses).await,
+        Cmd::Reshard {
+            mb,
+            replicas,
+            rounds,
+        } => reshard::reshard(mb, replicas, rounds).await,
         Cmd::Mysql { provisions, kills } => mysql::mysql(provisions, kills).await,
         Cmd::LostAgent { trials, instances } => lost::lost_agent(trials, instances).await,
         Cmd::FalseLost { minutes, agents } => lost::false_lost(minutes, agents).await,
