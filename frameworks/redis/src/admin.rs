@@ -225,6 +225,9 @@ impl RedisAdmin for RealAdmin {
             AdminCmd::Forget { id, .. } => cluster(&["FORGET", id]),
             AdminCmd::Failover { .. } => cluster(&["FAILOVER"]),
             AdminCmd::ResetHard { .. } => cluster(&["RESET", "HARD"]),
+            AdminCmd::SetSlotStable { slot, .. } => {
+                cluster(&["SETSLOT", &slot.to_string(), "STABLE"])
+            }
         };
         self.query::<redis::Value>(cmd.on(), c).await.map(|_| ())
     }
@@ -345,9 +348,7 @@ impl RedisAdmin for RealAdmin {
             .await?;
         for other in &m.others {
             // Gossip tells them anyway; this only saves a redirection.
-            let _ = self
-                .pipeline::<()>(other, setslots("NODE", &m.to_id))
-                .await;
+            let _ = self.pipeline::<()>(other, setslots("NODE", &m.to_id)).await;
         }
         Ok(moved)
     }

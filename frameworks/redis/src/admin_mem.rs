@@ -228,6 +228,8 @@ impl RedisAdmin for MemAdmin {
                     n.knows.remove(id);
                 }
             }
+            // The double does not model slots mid-move.
+            AdminCmd::SetSlotStable { .. } => {}
             AdminCmd::ResetHard { .. } => {
                 let n = nodes.get_mut(&on).expect("looked up above");
                 if n.primary_id.is_none() && !n.slots.is_empty() {

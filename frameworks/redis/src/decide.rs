@@ -79,6 +79,10 @@ pub enum AdminCmd {
     /// `CLUSTER RESET HARD`: an operator's rebuild of a replica (its data
     /// and node id dropped; the rounds that follow make it a replica again).
     ResetHard { on: String },
+    /// `CLUSTER SETSLOT slot STABLE`: clears a slot's MIGRATING or
+    /// IMPORTING state (a move that cannot go on: the receiver never
+    /// learned who serves the slot, so it would refuse every key).
+    SetSlotStable { on: String, slot: u16 },
 }
 
 impl AdminCmd {
@@ -92,7 +96,8 @@ impl AdminCmd {
             | AdminCmd::FailoverTakeover { on, .. }
             | AdminCmd::Forget { on, .. }
             | AdminCmd::Failover { on }
-            | AdminCmd::ResetHard { on } => on,
+            | AdminCmd::ResetHard { on }
+            | AdminCmd::SetSlotStable { on, .. } => on,
         }
     }
 }

@@ -15,7 +15,7 @@
 //! The plan lives in memory: a new leader plans again from what it
 //! observes, so the moves already made are kept and none is made twice.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -23,6 +23,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::admin::{RedisAdmin, SlotMigration};
+use crate::decide::AdminCmd;
 use crate::decide::Member;
 use crate::framework::CacheRecord;
 use crate::reshard::{bytes_per_shard, plan, slots_of, SlotMove};
@@ -100,6 +101,19 @@ fn primaries(members: &[Member], shards: u32) -> Vec<Option<(&Member, &Observed)
             }
         })
         .collect()
+}
+
+/// Whether `to` already knows that the node `from_id` serves every one of
+/// `slots`. A node learns owners by gossip, and stops listening for the
+/// owner of a slot once it imports it: moving a slot to a node that does
+/// not know its owner yet would leave it refusing the slot's keys
+/// (`CLUSTERDOWN Hash slot not served`) for good.
+fn knows_owner(to: &Observed, from_id: &str, slots: &[u16]) -> bool {
+    let Some(line) = to.nodes.iter().find(|n| n.id == from_id) else {
+        return false;
+    };
+    let owned: BTreeSet<u16> = slots_of(&line.slots).collect();
+    slots.iter().all(|s| owned.contains(s))
 }
 
 impl Mover {
@@ -219,9 +233,31 @@ impl Mover {
                 to_id: to_obs.id().to_string(),
                 others: others(from, to),
             };
+            if !knows_owner(to_obs, fo.id(), &m.slots) {
+                // It can never take these keys: undo the move's marks on
+                // both ends; the slots are planned again.
+                for &slot in &m.slots {
+                    for on in [&m.to, &m.from] {
+                        let cmd = AdminCmd::SetSlotStable {
+                            on: on.clone(),
+                            slot,
+                        };
+                        if let Err(e) = admin.execute(&cmd).await {
+                            warn!(cache = %name, slot, error = %e, "slot not made stable");
+                        }
+                    }
+                }
+                warn!(cache = %name, slots = ?m.slots, "undid slot moves to a node that did not know their owner");
+                self.plans.remove(&name);
+                return Step::Moving;
+            }
             match admin.move_slots(&m).await {
-                Ok(_) => info!(cache = %name, slots = ?m.slots, "finished slot moves left half-done"),
-                Err(e) => warn!(cache = %name, slots = ?m.slots, error = %e, "half-done slot moves not finished"),
+                Ok(_) => {
+                    info!(cache = %name, slots = ?m.slots, "finished slot moves left half-done")
+                }
+                Err(e) => {
+                    warn!(cache = %name, slots = ?m.slots, error = %e, "half-done slot moves not finished")
+                }
             }
             // Ownership changed under any plan: plan again next round.
             self.plans.remove(&name);
@@ -288,7 +324,9 @@ impl Mover {
             let mut bytes = 0u64;
             while let Some(mv) = planned.moves.front().copied() {
                 let same = mv.from == first.from && mv.to == first.to;
-                if !same || batch.len() >= BATCH_SLOTS || (bytes >= BATCH_BYTES && !batch.is_empty())
+                if !same
+                    || batch.len() >= BATCH_SLOTS
+                    || (bytes >= BATCH_BYTES && !batch.is_empty())
                 {
                     break;
                 }
@@ -320,8 +358,19 @@ impl Mover {
                 }
                 return Step::Waiting;
             };
+            let slots: Vec<u16> = batch.iter().map(|mv| mv.slot).collect();
+            if !knows_owner(to_obs, fo.id(), &slots) {
+                for mv in batch.into_iter().rev() {
+                    planned.moves.push_front(mv);
+                }
+                progress.waiting = format!(
+                    "shard {}'s primary has not learned who serves the slots yet",
+                    first.to
+                );
+                return Step::Waiting;
+            }
             let m = SlotMigration {
-                slots: batch.iter().map(|mv| mv.slot).collect(),
+                slots,
                 from: from.addr(),
                 from_id: fo.id().to_string(),
                 to: to.addr(),

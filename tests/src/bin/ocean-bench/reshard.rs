@@ -103,7 +103,9 @@ async fn ocean(mb: usize, replicas: u32) -> anyhow::Result<()> {
     let done = loop {
         anyhow::ensure!(asked.elapsed() < WAIT, "resharding not done in {WAIT:?}");
         let d = cache(&api, "bench").await?;
-        let moved = d["status"]["resharding"]["slots_moved"].as_u64().unwrap_or(0);
+        let moved = d["status"]["resharding"]["slots_moved"]
+            .as_u64()
+            .unwrap_or(0);
         if moved > 0 && first_move.is_none() {
             first_move = Some(Instant::now());
         }
@@ -145,8 +147,27 @@ fn node(dir: &std::path::Path, mb: usize) -> anyhow::Result<(Child, String)> {
     let child = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--cluster-enabled", "yes"])
         .args(["--cluster-port", &bus.to_string()])
-        .args(["--cluster-config-file", "nodes.conf", "--save", "", "--appendonly", "no"])
-        .args(["--maxmemory", &format!("{}mb", mb + 64), "--protected-mode", "no"])
+        .args([
+            "--cluster-config-file",
+            "nodes.conf",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args([
+            "--maxmemory",
+            &format!("{}mb", mb + 64),
+            "--protected-mode",
+            "no",
+        ])
+        // As Ocean runs its instances (crate ocean-redis, jobs.rs).
+        .args([
+            "--cluster-node-timeout",
+            "1000",
+            "--cluster-require-full-coverage",
+            "no",
+        ])
         .arg("--dir")
         .arg(&d)
         .stdout(Stdio::null())
@@ -156,11 +177,35 @@ fn node(dir: &std::path::Path, mb: usize) -> anyhow::Result<(Child, String)> {
     Ok((child, format!("127.0.0.1:{port}")))
 }
 
+/// Waits until every node of `addrs` says `cluster_state:ok` (a master
+/// that just joined waits out a rejoin delay first, and refuses keys
+/// until then).
+async fn cluster_ok(addrs: &[&String]) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for a in addrs {
+        loop {
+            let mut con = connect(a, Duration::from_secs(2)).await?;
+            let info: String = redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query_async(&mut con)
+                .await?;
+            if info.contains("cluster_state:ok") {
+                break;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "{a}: cluster state not ok");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
+}
+
 fn cli(args: &[&str]) -> anyhow::Result<()> {
     let out = Command::new("redis-cli").args(args).output()?;
     anyhow::ensure!(
         out.status.success(),
-        "redis-cli {args:?}: {}",
+        "redis-cli {args:?}: {}: {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(())
@@ -181,12 +226,21 @@ async fn peer(mb: usize) -> anyhow::Result<()> {
             }
         }
         let (a, b, c, d) = (&nodes[0].1, &nodes[1].1, &nodes[2].1, &nodes[3].1);
-        cli(&["--cluster", "create", a, b, c, "--cluster-replicas", "0", "--cluster-yes"])?;
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        cli(&[
+            "--cluster",
+            "create",
+            a,
+            b,
+            c,
+            "--cluster-replicas",
+            "0",
+            "--cluster-yes",
+        ])?;
+        cluster_ok(&[a, b, c]).await?;
         let keys = fill(&[a.clone(), b.clone(), c.clone()], mb).await?;
         println!("redis-cli: 3 primaries, {keys} keys of {VALUE} bytes");
         cli(&["--cluster", "add-node", d, a])?;
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        cluster_ok(&[a, b, c, d]).await?;
         let t = Instant::now();
         cli(&["--cluster", "rebalance", a, "--cluster-use-empty-masters"])?;
         let took = t.elapsed();
