@@ -99,8 +99,23 @@ async fn caches_are_created_listed_scaled_and_deleted_from_the_dashboard() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{html}");
     assert!(!text(&html, "#replicas-error").is_empty(), "{html}");
+    // A shard count that is not a number, or out of range, is named.
+    for bad in ["many", "0"] {
+        let (status, _, html) = c
+            .post_form(
+                "/ui/caches/carts/scale",
+                &form(&[("replicas", "1"), ("shards", bad)]),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {html}");
+        assert!(!text(&html, "#shards-error").is_empty(), "{bad}: {html}");
+    }
+    // The same shard count (the form's default) changes replicas only.
     let (status, location, _) = c
-        .post_form("/ui/caches/carts/scale", &form(&[("replicas", "2")]))
+        .post_form(
+            "/ui/caches/carts/scale",
+            &form(&[("replicas", "2"), ("shards", "2")]),
+        )
         .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(location.as_deref(), Some("/ui/caches/carts?done=scaled"));
