@@ -13,6 +13,8 @@
 //! both move about a quarter of the data.
 
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -39,6 +41,51 @@ async fn fill(seeds: &[String], mb: usize) -> anyhow::Result<usize> {
             .await?;
     }
     Ok(keys)
+}
+
+/// A client writing small keys through a cluster-aware client until
+/// stopped, as an application would during the move: writes acknowledged,
+/// and every error it saw.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<(u64, Vec<String>)>,
+}
+
+impl Writer {
+    async fn start(seeds: Vec<String>) -> anyhow::Result<Writer> {
+        let mut con = cluster_client(&seeds).await?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            let (mut acked, mut errors) = (0u64, Vec::new());
+            let mut i = 0u64;
+            while !flag.load(Ordering::Relaxed) {
+                i += 1;
+                let r = redis::cmd("SET")
+                    .arg(format!("w:{i}"))
+                    .arg(i)
+                    .query_async::<()>(&mut con)
+                    .await;
+                match r {
+                    Ok(()) => acked += 1,
+                    Err(e) => errors.push(e.to_string()),
+                }
+            }
+            (acked, errors)
+        });
+        Ok(Writer { stop, task })
+    }
+
+    async fn stop(self, who: &str) -> anyhow::Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        let (acked, errors) = self.task.await?;
+        println!(
+            "{who}: client during the move: {acked} writes acknowledged, {} errors {:?}",
+            errors.len(),
+            errors.iter().take(3).collect::<Vec<_>>()
+        );
+        Ok(())
+    }
 }
 
 /// Bytes of the keys the node at `addr` holds (`MEMORY USAGE` summed).
@@ -94,6 +141,7 @@ async fn ocean(mb: usize, replicas: u32) -> anyhow::Result<()> {
     let keys = fill(&addrs(&d), mb).await?;
     println!("ocean: 3 shards x {replicas} replicas, {keys} keys of {VALUE} bytes");
 
+    let writer = Writer::start(addrs(&d)).await?;
     let asked = Instant::now();
     let r = api
         .post("/v1/caches/bench/scale", &json!({"shards": 4}))
@@ -115,6 +163,7 @@ async fn ocean(mb: usize, replicas: u32) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let end = Instant::now();
+    writer.stop("ocean").await?;
     let formed4 = |v: &Value| formed(4, replicas as usize)(v);
     let d = ocean_tests::caches::wait_cache(&api, "bench", WAIT, "formed", formed4).await?;
     let new = nodes_with(&d, "primary")
@@ -241,9 +290,16 @@ async fn peer(mb: usize) -> anyhow::Result<()> {
         println!("redis-cli: 3 primaries, {keys} keys of {VALUE} bytes");
         cli(&["--cluster", "add-node", d, a])?;
         cluster_ok(&[a, b, c, d]).await?;
+        let writer = Writer::start(vec![a.clone(), b.clone(), c.clone()]).await?;
         let t = Instant::now();
-        cli(&["--cluster", "rebalance", a, "--cluster-use-empty-masters"])?;
+        let moved = tokio::task::spawn_blocking({
+            let a = a.clone();
+            move || cli(&["--cluster", "rebalance", &a, "--cluster-use-empty-masters"])
+        })
+        .await?;
         let took = t.elapsed();
+        writer.stop("redis-cli").await?;
+        moved?;
         let bytes = held_bytes(d).await?;
         println!("redis-cli --cluster rebalance: {}", rate(bytes, took));
         Ok(())
