@@ -45,6 +45,25 @@ pub enum DbCommand {
         /// The database's name.
         name: String,
     },
+    /// Hand the primary's role to a replica, losslessly: writes stop on
+    /// the primary, the replica applies everything, then it is promoted
+    /// and DNS follows. Returns once it is done.
+    Switchover {
+        /// The database's name.
+        name: String,
+        /// The replica's task (default: the replicating one furthest ahead).
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Change a database's number of instances (new ones join as
+    /// replicas; a scale-in never stops the primary).
+    Scale {
+        /// The database's name.
+        name: String,
+        /// Instances, 1..=9, at most one per host.
+        #[arg(long)]
+        instances: u32,
+    },
     /// Delete a database and its instances (the data on the agents' volumes stays).
     Delete {
         /// The database's name.
@@ -95,6 +114,26 @@ pub async fn db(c: &Client, cmd: DbCommand) -> anyhow::Result<()> {
                 return Ok(());
             }
             v
+        }
+        DbCommand::Switchover { name, to } => {
+            let mut body = json!({});
+            if let Some(t) = to {
+                body["to"] = t.into();
+            }
+            c.request(
+                Method::POST,
+                &format!("{}/switchover", path(&name)),
+                Body::Json(body),
+            )
+            .await?
+        }
+        DbCommand::Scale { name, instances } => {
+            c.request(
+                Method::POST,
+                &format!("{}/scale", path(&name)),
+                Body::Json(json!({ "instances": instances })),
+            )
+            .await?
         }
         DbCommand::Delete { name } => c.request(Method::DELETE, &path(&name), Body::None).await?,
         DbCommand::Templates => {

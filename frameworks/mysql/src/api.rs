@@ -6,7 +6,9 @@
 //!  GET    /v1/databases[?product_line=]  list with each database's state
 //!  GET    /v1/databases/{id}             spec, template, state, topology, DNS name, credentials
 //!  DELETE /v1/databases/{id}             delete (the framework removes its job)
-//!  POST   /v1/databases/{id}/{scale,switchover,backup,restore,rebuild}   not yet: 501
+//!  POST   /v1/databases/{id}/switchover  {"to"?: task}: planned, lossless; waits for the operator
+//!  POST   /v1/databases/{id}/scale       {"instances": n}: the primary is never stopped
+//!  POST   /v1/databases/{id}/{backup,restore,rebuild}   not yet: 501
 //!  GET    /v1/database-templates         the templates
 //! ```
 
@@ -23,6 +25,7 @@ use rand::Rng;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::actions;
 use crate::admin::Secrets;
 use crate::framework::{DatabaseRecord, DATABASES, NAME, STATUSES, TEMPLATES};
 use crate::jobs::{job_id, primary_dns_name, APP_SCHEMA, APP_USER};
@@ -295,13 +298,28 @@ async fn remove(
     Ok(Json(json!({"deleted": id})))
 }
 
+fn body<T: serde::de::DeserializeOwned + Default>(bytes: &[u8]) -> ApiResult<T> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(bytes).map_err(|e| ApiError::invalid("body", e.to_string()))
+}
+
 async fn action(
     State(c): State<Arc<dyn Client>>,
     Path((id, action)): Path<(String, String)>,
+    bytes: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
-    record(&c, &id).await?;
+    let (rec, revision) = record(&c, &id).await?;
     match action.as_str() {
-        "scale" | "switchover" | "backup" | "restore" | "rebuild" => Err(ApiError::new(
+        "switchover" => Ok(Json(
+            actions::switchover(&c, &id, body::<actions::Switchover>(&bytes)?).await?,
+        )),
+        "scale" => {
+            let s = actions::Scale::parse(&bytes)?;
+            Ok(Json(actions::scale(&c, &id, rec, revision, s).await?))
+        }
+        "backup" | "restore" | "rebuild" => Err(ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
             "not_implemented",
             "action",

@@ -8,6 +8,9 @@
 //!  databases/<name>  the database (DatabaseRecord: spec, template, secrets), by the API
 //!  topology/<name>   which task is primary (Topology), by the operator
 //!  status/<name>     what the operator last observed (DatabaseStatus)
+//!  switchover/<name> the newest switchover asked for and its outcome (SwitchoverRequest)
+//!  rebuild/<name>    the newest rebuild asked for through the API (RebuildRequest)
+//!  seeds/<name>/<task> a seed under way (SeedRecord), by the operator: a batch job each
 //!  templates/<name>  the templates (Template)
 //!  jobs              one per database, cop.ocean_owt.<dept>_pdl.<pdl>_servicegroup.rds_...
 //! ```
@@ -19,7 +22,10 @@ use serde::{Deserialize, Serialize};
 use ocean_framework::{Action, Framework, Plan, View};
 
 use crate::admin::Secrets;
-use crate::jobs::{database_job, job_id, labels_of, LABEL_DATABASE, LABEL_DIGEST};
+use crate::jobs::{
+    database_job, job_id, labels_of, seed_job, LABEL_DATABASE, LABEL_DIGEST, LABEL_SEED,
+};
+use crate::seed::{SeedRecord, REBUILDS, SEEDS};
 use crate::spec::DatabaseSpec;
 use crate::templates::{builtin, Template};
 
@@ -111,6 +117,22 @@ impl Framework for MysqlFramework {
                 continue;
             }
             names.insert(rec.spec.name.clone());
+            // Its seeds under way: a batch job each, made once (a job
+            // that ran to its end stays until the operator ends the seed).
+            for e in view.keys_under(&format!("{SEEDS}{}/", rec.spec.name)) {
+                let Ok(seed) = serde_json::from_slice::<SeedRecord>(&e.value) else {
+                    continue;
+                };
+                let job = seed_job(&rec.spec, &seed, &rec.secrets);
+                let id = job["id"].as_str().unwrap_or_default().to_string();
+                if !view.jobs.contains_key(&id) {
+                    actions.push(Action::PutJob {
+                        spec_json: job.to_string().into_bytes(),
+                        expected_spec_version: Some(0),
+                    });
+                }
+                wanted.insert(id);
+            }
             let id = job_id(&rec.spec);
             let job = database_job(
                 &rec.spec,
@@ -138,20 +160,31 @@ impl Framework for MysqlFramework {
             if !id.contains(MARK) || wanted.contains(id) {
                 continue;
             }
-            let owner = labels_of(&job.spec_json).and_then(|l| {
+            let labels = labels_of(&job.spec_json);
+            let owner = labels.as_ref().and_then(|l| {
                 l.get(LABEL_DATABASE)
                     .and_then(|v| v.as_str().map(String::from))
             });
-            if owner.is_some_and(|o| !names.contains(&o)) {
+            // A seed job whose seed ended goes too.
+            let seed = labels.as_ref().is_some_and(|l| l.contains_key(LABEL_SEED));
+            if seed || owner.is_some_and(|o| !names.contains(&o)) {
                 actions.push(Action::DeleteJob {
                     id: id.clone(),
                     expected_spec_version: None,
                 });
             }
         }
-        for prefix in [STATUSES, TOPOLOGIES] {
+        for prefix in [
+            STATUSES,
+            TOPOLOGIES,
+            crate::switchover::SWITCHOVERS,
+            REBUILDS,
+            SEEDS,
+        ] {
             for e in view.keys_under(prefix) {
-                if !names.contains(&e.key[prefix.len()..]) {
+                // seeds/<db>/<task>: the database is the first part.
+                let db = e.key[prefix.len()..].split('/').next().unwrap_or_default();
+                if !names.contains(db) {
                     actions.push(Action::DeleteKey {
                         key: e.key.clone(),
                         expected_revision: Some(e.revision),

@@ -24,6 +24,8 @@
 
 use serde_json::{json, Value};
 
+use crate::admin::Secrets;
+use crate::seed::SeedRecord;
 use crate::spec::DatabaseSpec;
 use crate::templates::Template;
 
@@ -33,6 +35,12 @@ pub const LABEL_DATABASE: &str = "mysql.database";
 pub const LABEL_DIGEST: &str = "mysql.digest";
 /// The job's port name.
 pub const PORT_NAME: &str = "mysql";
+/// The second port: where an instance that waits for a seed listens.
+pub const SEED_PORT_NAME: &str = "seed";
+/// The unlogged schema that condemns an instance's datadir: created by
+/// the operator before it shuts the instance down, seen by the command
+/// at the next start (a schema is a directory of the datadir).
+pub const REBUILD_MARK: &str = "ocean_rebuild";
 /// The administrator the operator connects as (created, unlogged, on
 /// every instance at start by `--init-file`).
 pub const ADMIN_USER: &str = "ocean_admin";
@@ -78,13 +86,33 @@ if [ ! -f "$V/initialized" ]; then
   mariadb-install-db --no-defaults --datadir="$D" --user="$ME" --auth-root-authentication-method=normal --skip-test-db --skip-name-resolve >"$V/install.log" 2>&1
   touch "$V/initialized"
 fi
+# A datadir that is gone, or that the operator condemned (the unlogged
+# schema {REBUILD_MARK}), is replaced by a seed: a mariadb-backup stream
+# from a healthy instance, received on the seed port ($PORT1) and checked
+# by a token only the database's instances can compute. An open seed
+# port is how the operator knows this instance waits for one.
+if [ ! -d "$D/mysql" ] || [ -d "$D/{REBUILD_MARK}" ]; then
+  TOKEN=$(printf %s "ocean-seed:$DB_REPL_PASSWORD" | sha256sum | cut -d' ' -f1)
+  while :; do
+    rm -rf "$V/seed"; mkdir -p "$V/seed"
+    socat -u TCP-LISTEN:"$PORT1",reuseaddr STDOUT | {{ IFS= read -r got && [ "$got" = "$TOKEN" ] && mbstream -x -C "$V/seed"; }} || continue
+    mariadb-backup --prepare --target-dir="$V/seed" >"$V/prepare.log" 2>&1 && [ -s "$V/seed/xtrabackup_binlog_info" ] && break
+  done
+  cut -f3 "$V/seed/xtrabackup_binlog_info" >"$V/seed-gtid"
+  rm -rf "$D"; mv "$V/seed" "$D"
+fi
 umask 077
+# A seeded datadir has no binlog until its first start: its position is
+# the backup's.
+SEEDPOS=""
+if [ -s "$V/seed-gtid" ] && [ ! -e "$D/binlog.index" ]; then SEEDPOS="SET GLOBAL gtid_slave_pos='$(cat "$V/seed-gtid")';"; fi
 cat >"$V/init.sql" <<SQL
 SET sql_log_bin=0;
 CREATE USER IF NOT EXISTS '{ADMIN_USER}'@'%' IDENTIFIED BY '$DB_ADMIN_PASSWORD';
 GRANT ALL PRIVILEGES ON *.* TO '{ADMIN_USER}'@'%' WITH GRANT OPTION;
 CREATE USER IF NOT EXISTS '{REPL_USER}'@'%' IDENTIFIED BY '$DB_REPL_PASSWORD';
 GRANT REPLICATION SLAVE, REPLICATION SLAVE ADMIN, BINLOG MONITOR ON *.* TO '{REPL_USER}'@'%';
+$SEEDPOS
 SQL
 # One server id per instance for its life, not per task: a restarted
 # former primary must recognise its own transactions in its binlog.
@@ -119,6 +147,72 @@ pub fn primary_check() -> String {
     )
 }
 
+/// Label naming the task a seed job seeds.
+pub const LABEL_SEED: &str = "mysql.seed";
+
+/// The seed job of `target`: `..._job.seed-<digest of the task id>_cluster.<cluster>`
+/// (a task id is too long for a service-tree value).
+pub fn seed_job_id(spec: &DatabaseSpec, target: &str) -> String {
+    format!(
+        "cop.ocean_owt.{}_pdl.{}_servicegroup.rds_service.{}_job.seed-{:08x}_cluster.{}",
+        spec.department,
+        spec.product_line,
+        spec.name,
+        fnv1a(target.as_bytes()) as u32,
+        spec.cluster
+    )
+}
+
+/// The seed's command, on the source's host: the token line, then
+/// `mariadb-backup --backup --stream=xbstream` of the source instance
+/// (it finds the datadir through the server), sent with `socat` (a
+/// dependency of Debian's mariadb-server) to the waiting instance, which
+/// retries its connection while the instance gets ready to listen. A
+/// backup that failed fails the task (and the stream is cut short, which
+/// the receiver's `mbstream`/`--prepare` refuse).
+pub fn seed_command() -> String {
+    format!(
+        r#"set -e
+umask 077
+W="$OCEAN_SANDBOX/seed"
+mkdir -p "$W/tmp"
+rm -f "$W/failed"
+TOKEN=$(printf %s "ocean-seed:$DB_REPL_PASSWORD" | sha256sum | cut -d' ' -f1)
+printf '[client]
+user=%s
+password=%s
+host=127.0.0.1
+port=%s
+' "{ADMIN_USER}" "$DB_ADMIN_PASSWORD" "$SEED_FROM_PORT" >"$W/my.cnf"
+{{ printf '%s
+' "$TOKEN"
+  mariadb-backup --defaults-file="$W/my.cnf" --backup --stream=xbstream --target-dir="$W/tmp" 2>"$W/backup.log" || : >"$W/failed"
+}} | socat -u STDIN TCP:"$SEED_TO",retry=120,interval=0.5
+if [ -e "$W/failed" ]; then tail -n 20 "$W/backup.log" >&2; exit 1; fi
+tail -n 1 "$W/backup.log"
+"#
+    )
+}
+
+/// The seed's batch job: one task pinned to the source's host.
+pub fn seed_job(spec: &DatabaseSpec, seed: &SeedRecord, secrets: &Secrets) -> Value {
+    json!({
+        "id": seed_job_id(spec, &seed.target),
+        "type": "batch",
+        "instances": 1,
+        "cmd": seed_command(),
+        "resources": {"cpus": 0.1, "mem": 128},
+        "constraints": [["hostname", "CLUSTER", seed.source_host]],
+        "env": {
+            "DB_ADMIN_PASSWORD": secrets.admin_password,
+            "DB_REPL_PASSWORD": secrets.repl_password,
+            "SEED_FROM_PORT": seed.source_port.to_string(),
+            "SEED_TO": seed.to,
+        },
+        "labels": { LABEL_DATABASE: spec.name, LABEL_SEED: seed.target },
+    })
+}
+
 /// FNV-1a, 64 bits: a stable digest (stored in job labels).
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
@@ -138,7 +232,7 @@ pub fn database_job(
         "cmd": command(t),
         "instances": spec.instances,
         "resources": {"cpus": 0.2, "mem": t.memory_mb, "disk": t.disk_mb},
-        "ports": [{"name": PORT_NAME}],
+        "ports": [{"name": PORT_NAME}, {"name": SEED_PORT_NAME}],
         "constraints": [["hostname", "UNIQUE"]],
         "placement_policy": "spread",
         "persistent_volume": true,
@@ -207,7 +301,56 @@ mod tests {
         ] {
             assert!(cmd.contains(flag), "{flag} missing from {cmd}");
         }
+        assert_eq!(j["ports"], json!([{"name": "mysql"}, {"name": "seed"}]));
+        for step in [
+            "socat -u TCP-LISTEN:\"$PORT1\"",
+            "mbstream -x",
+            "--prepare",
+            "gtid_slave_pos",
+        ] {
+            assert!(cmd.contains(step), "{step} missing from {cmd}");
+        }
         let other = database_job(&spec, &builtin()[1], "a", "r");
         assert_ne!(j["labels"][LABEL_DIGEST], other["labels"][LABEL_DIGEST]);
+    }
+}
+
+#[cfg(test)]
+mod seed_tests {
+    use super::*;
+
+    #[test]
+    fn a_seed_is_a_batch_job_pinned_to_the_source_s_host() {
+        let spec = crate::spec::tests::ok();
+        let seed = SeedRecord {
+            database: spec.name.clone(),
+            target: "t.1".into(),
+            to: "10.0.0.2:31001".into(),
+            source: "t.2".into(),
+            source_host: "host-b".into(),
+            source_port: 31000,
+            started_ms: 1,
+        };
+        let j = seed_job(&spec, &seed, &Secrets::default());
+        assert_eq!(j["type"], "batch");
+        assert_eq!(j["constraints"], json!([["hostname", "CLUSTER", "host-b"]]));
+        assert_eq!(j["env"]["SEED_TO"], "10.0.0.2:31001");
+        assert_eq!(j["env"]["SEED_FROM_PORT"], "31000");
+        assert_eq!(j["labels"][LABEL_SEED], "t.1");
+        let id = j["id"].as_str().unwrap_or_default();
+        assert!(
+            id.contains("_service.browser-key_job.seed-") && id.ends_with("_cluster.staging"),
+            "{id}"
+        );
+        assert_ne!(seed_job_id(&spec, "t.1"), seed_job_id(&spec, "t.2"));
+        let cmd = j["cmd"].as_str().unwrap_or_default();
+        assert!(
+            cmd.contains("--backup --stream=xbstream") && cmd.contains("socat -u STDIN"),
+            "{cmd}"
+        );
+        assert!(
+            !cmd.contains("--password="),
+            "the password stays off the command line"
+        );
     }
 }

@@ -12,6 +12,7 @@ use ocean_client::{Error, Result};
 use super::*;
 use crate::admin::{Observed, ReplicaObs};
 use crate::admin_mem::MemAdmin;
+use crate::switchover::SwitchoverRequest;
 
 fn rec() -> DatabaseRecord {
     DatabaseRecord {
@@ -268,4 +269,158 @@ async fn a_silent_primary_is_replaced_only_after_the_probe_deadline() {
     op.round(&view(&tasks, &keys)).await;
     assert!(!admin.get("10.0.0.1:102").unwrap().read_only, "promoted");
     assert_eq!(status_of(&keys).primary, tasks[1].id);
+}
+
+/// A formed 3-instance database: task 1 primary at `0-1-9`, task 2 a
+/// replica that applied everything, task 3 one at `lagging`.
+async fn formed(op: &mut Operator, admin: &MemAdmin, keys: &Keys, lagging: &str) -> Vec<Task> {
+    let tasks = vec![
+        task(1, 101, "RUNNING"),
+        task(2, 102, "RUNNING"),
+        task(3, 103, "RUNNING"),
+    ];
+    for p in [101, 102, 103] {
+        admin.set(&format!("10.0.0.1:{p}"), fresh());
+    }
+    op.round(&view(&tasks, keys)).await;
+    let set = |port: u16, pos: &str| {
+        let mut o = admin.get(&format!("10.0.0.1:{port}")).unwrap();
+        o.gtid_current_pos = pos.into();
+        o.gtid_binlog_pos = pos.into();
+        if let Some(r) = o.replica.as_mut() {
+            r.gtid_io_pos = pos.into();
+        }
+        if port == 101 {
+            o.semi_sync_clients = 2;
+            o.app_ready = true;
+        }
+        admin.set(&format!("10.0.0.1:{port}"), Some(o));
+    };
+    set(101, "0-1-9");
+    set(102, "0-1-9");
+    set(103, lagging);
+    tasks
+}
+
+fn ask_switchover(keys: &Keys, from: &Task, to: &Task) {
+    let req = SwitchoverRequest {
+        id: "s-1".into(),
+        to: to.id.clone(),
+        from: from.id.clone(),
+        epoch: 0,
+        requested_ms: now_ms(),
+        state: "requested".into(),
+        ..Default::default()
+    };
+    keys.put(KvPutRequest {
+        namespace: NAME.into(),
+        key: "switchover/browser-key".into(),
+        value: serde_json::to_vec(&req).unwrap(),
+        expected_revision: Some(0),
+    })
+    .unwrap();
+}
+
+fn stored<T: serde::de::DeserializeOwned>(keys: &Keys, key: &str) -> T {
+    serde_json::from_slice(&keys.keys.lock().unwrap()[key].value).unwrap()
+}
+
+#[tokio::test]
+async fn a_switchover_stops_writes_waits_for_the_target_then_promotes_it_and_repoints_the_rest() {
+    let admin = Arc::new(MemAdmin::default());
+    let keys = Arc::new(Keys::default());
+    let mut op = Operator::new(keys.clone(), admin.clone(), OperatorOptions::new("me"));
+    let tasks = formed(&mut op, &admin, &keys, "0-1-9").await;
+    admin.sent.lock().unwrap().clear();
+    ask_switchover(&keys, &tasks[0], &tasks[1]);
+    op.round(&view(&tasks, &keys)).await;
+    let sent = admin.sent.lock().unwrap().clone();
+    assert_eq!(
+        sent,
+        vec![
+            AdminCmd::Demote {
+                on: "10.0.0.1:101".into()
+            },
+            AdminCmd::Promote {
+                on: "10.0.0.1:102".into(),
+                alone: false
+            },
+            AdminCmd::Follow {
+                on: "10.0.0.1:101".into(),
+                host: "10.0.0.1".into(),
+                port: 102
+            },
+            AdminCmd::Follow {
+                on: "10.0.0.1:103".into(),
+                host: "10.0.0.1".into(),
+                port: 102
+            },
+        ]
+    );
+    let topo: Topology = stored(&keys, "topology/browser-key");
+    assert_eq!(
+        (topo.primary.as_str(), topo.epoch),
+        (tasks[1].id.as_str(), 1)
+    );
+    let req: SwitchoverRequest = stored(&keys, "switchover/browser-key");
+    assert_eq!(req.state, "done", "{req:?}");
+    let fo: FailoverRecord = stored(&keys, "failovers/browser-key");
+    assert_eq!(
+        (fo.reason.as_str(), fo.to.as_str()),
+        ("switchover", tasks[1].id.as_str())
+    );
+    // The view still shows the request as asked for: it is not done twice.
+    admin.sent.lock().unwrap().clear();
+    let mut stale = view(&tasks, &keys);
+    let mut old: SwitchoverRequest = req.clone();
+    old.state = "requested".into();
+    stale.keys.get_mut("switchover/browser-key").unwrap().value = serde_json::to_vec(&old).unwrap();
+    op.round(&stale).await;
+    assert!(
+        !admin
+            .sent
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|c| matches!(c, AdminCmd::Demote { .. })),
+        "{:?}",
+        admin.sent.lock().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_switchover_to_a_replica_that_does_not_catch_up_is_abandoned_and_the_old_primary_writes_again(
+) {
+    let admin = Arc::new(MemAdmin::default());
+    let keys = Arc::new(Keys::default());
+    let mut opts = OperatorOptions::new("me");
+    opts.switchover_budget = Duration::from_millis(100);
+    let mut op = Operator::new(keys.clone(), admin.clone(), opts);
+    let tasks = formed(&mut op, &admin, &keys, "0-1-8").await;
+    // Task 3 has applied 8 of the primary's 9 and stays there.
+    if let Some(mut o) = admin.get("10.0.0.1:103") {
+        if let Some(r) = o.replica.as_mut() {
+            r.sql_running = true;
+        }
+        admin.set("10.0.0.1:103", Some(o));
+    }
+    ask_switchover(&keys, &tasks[0], &tasks[2]);
+    op.round(&view(&tasks, &keys)).await;
+    let req: SwitchoverRequest = stored(&keys, "switchover/browser-key");
+    assert_eq!(req.state, "failed");
+    assert!(req.message.contains("did not catch up"), "{}", req.message);
+    let topo: Topology = stored(&keys, "topology/browser-key");
+    assert_eq!(
+        (topo.primary.as_str(), topo.epoch),
+        (tasks[0].id.as_str(), 0)
+    );
+    assert!(
+        admin.get("10.0.0.1:101").unwrap().read_only,
+        "demoted for the try"
+    );
+    op.round(&view(&tasks, &keys)).await;
+    assert!(
+        !admin.get("10.0.0.1:101").unwrap().read_only,
+        "writable again"
+    );
 }
