@@ -64,6 +64,15 @@ pub enum DbCommand {
         #[arg(long)]
         instances: u32,
     },
+    /// Rebuild an instance: its data is dropped and streamed again from a
+    /// healthy one (mariadb-backup); returns once that started.
+    Rebuild {
+        /// The database's name.
+        name: String,
+        /// The instance's task (not the primary).
+        #[arg(long)]
+        task: String,
+    },
     /// Delete a database and its instances (the data on the agents' volumes stays).
     Delete {
         /// The database's name.
@@ -132,6 +141,14 @@ pub async fn db(c: &Client, cmd: DbCommand) -> anyhow::Result<()> {
                 Method::POST,
                 &format!("{}/scale", path(&name)),
                 Body::Json(json!({ "instances": instances })),
+            )
+            .await?
+        }
+        DbCommand::Rebuild { name, task } => {
+            c.request(
+                Method::POST,
+                &format!("{}/rebuild", path(&name)),
+                Body::Json(json!({ "task": task })),
             )
             .await?
         }

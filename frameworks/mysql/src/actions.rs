@@ -6,6 +6,8 @@
 //!  scale {"instances": n}    1..=9, at most one per online agent; a scale-in that would stop
 //!                            the primary's task switches over to a replica that stays first;
 //!                            then databases/<db> (CAS) ─► the framework resizes the job
+//!  rebuild {"task": id}      a non-primary that answers (manual.rs) ─► rebuild/<db> ─► the
+//!                            operator condemns it ─► 202 once it did; the seed follows (seed.rs)
 //! ```
 
 use std::sync::Arc;
@@ -20,7 +22,10 @@ use serde_json::{json, Value};
 
 use crate::framework::{DatabaseRecord, Topology, DATABASES, NAME, STATUSES, TOPOLOGIES};
 use crate::jobs::job_id;
-use crate::manual::{keeper, scale_in_victims, switchover_target, JobTask, Refused};
+use crate::manual::{
+    keeper, rebuild_target, scale_in_victims, switchover_target, JobTask, Refused,
+};
+use crate::seed::{RebuildRequest, REBUILDS};
 use crate::status::DatabaseStatus;
 use crate::switchover::{SwitchoverRequest, SWITCHOVERS};
 
@@ -215,6 +220,96 @@ pub async fn switchover(c: &Arc<dyn Client>, id: &str, s: Switchover) -> ApiResu
                     "the operator did not finish the switchover to '{}' within {} s; GET the database for its state",
                     req.to,
                     SWITCHOVER_WAIT.as_secs()
+                ),
+            ));
+        }
+    }
+}
+
+/// `POST /v1/databases/{id}/rebuild`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rebuild {
+    /// The instance's task.
+    #[serde(default)]
+    pub task: Option<String>,
+}
+
+/// How long `POST .../rebuild` waits for the operator to condemn the
+/// instance (the seed itself takes as long as the data takes).
+pub const REBUILD_WAIT: Duration = Duration::from_secs(5);
+
+/// Rebuilds instance `r.task` of database `id` from a healthy one: the
+/// operator condemns its data and shuts it down, its next task waits for
+/// a seed. Returns once the operator did (the seed follows).
+pub async fn rebuild(c: &Arc<dyn Client>, id: &str, r: Rebuild) -> ApiResult<Value> {
+    let task = r
+        .task
+        .ok_or_else(|| Refused::bad("task", "missing: the instance's task to rebuild"))?;
+    let st = observed(c, id).await?;
+    let node = rebuild_target(&st, &task)?;
+    let now = ocean_framework::runner::now_ms();
+    let existing = key::<RebuildRequest>(c, format!("{REBUILDS}{id}")).await?;
+    if let Some((r, _)) = &existing {
+        if r.state == "requested" && now.saturating_sub(r.requested_ms) < 30_000 {
+            return Err(Refused::conflict(
+                "id",
+                format!("a rebuild of '{}' is being started", r.task),
+            )
+            .into());
+        }
+    }
+    let req = RebuildRequest {
+        id: format!("r-{now}"),
+        task: node.task.clone(),
+        requested_ms: now,
+        state: "requested".into(),
+        message: String::new(),
+    };
+    let put = c
+        .kv_put(KvPutRequest {
+            namespace: NAME.into(),
+            key: format!("{REBUILDS}{id}"),
+            value: serde_json::to_vec(&req).unwrap_or_default(),
+            expected_revision: Some(existing.map_or(0, |(_, rev)| rev)),
+        })
+        .await;
+    match put {
+        Ok(_) => {}
+        Err(Error::VersionConflict { .. }) => {
+            return Err(Refused::conflict("id", "another rebuild was asked for meanwhile").into())
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let started = std::time::Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Some((r, _)) = key::<RebuildRequest>(c, format!("{REBUILDS}{id}")).await? {
+            if r.id == req.id {
+                match r.state.as_str() {
+                    "started" => {
+                        tracing::info!(database = %id, task = %r.task, "rebuild started");
+                        return Ok(json!({
+                            "database": id,
+                            "rebuilding": r.task,
+                            "addr": node.addr,
+                            "message": r.message,
+                        }));
+                    }
+                    "failed" => return Err(Refused::conflict("task", r.message).into()),
+                    _ => {}
+                }
+            }
+        }
+        if started.elapsed() >= REBUILD_WAIT {
+            return Err(ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                "task",
+                format!(
+                    "the operator did not start rebuilding '{}' within {} s",
+                    req.task,
+                    REBUILD_WAIT.as_secs()
                 ),
             ));
         }

@@ -8,7 +8,9 @@
 //!  DELETE /v1/databases/{id}             delete (the framework removes its job)
 //!  POST   /v1/databases/{id}/switchover  {"to"?: task}: planned, lossless; waits for the operator
 //!  POST   /v1/databases/{id}/scale       {"instances": n}: the primary is never stopped
-//!  POST   /v1/databases/{id}/{backup,restore,rebuild}   not yet: 501
+//!  POST   /v1/databases/{id}/rebuild     {"task": id}: its data condemned, reseeded from a
+//!                                        healthy instance (mariadb-backup stream) -> 202
+//!  POST   /v1/databases/{id}/{backup,restore}   not yet: 501
 //!  GET    /v1/database-templates         the templates
 //! ```
 
@@ -309,17 +311,22 @@ async fn action(
     State(c): State<Arc<dyn Client>>,
     Path((id, action)): Path<(String, String)>,
     bytes: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<(StatusCode, Json<Value>)> {
     let (rec, revision) = record(&c, &id).await?;
+    let ok = |v| Ok((StatusCode::OK, Json(v)));
     match action.as_str() {
-        "switchover" => Ok(Json(
-            actions::switchover(&c, &id, body::<actions::Switchover>(&bytes)?).await?,
-        )),
+        "switchover" => {
+            ok(actions::switchover(&c, &id, body::<actions::Switchover>(&bytes)?).await?)
+        }
         "scale" => {
             let s = actions::Scale::parse(&bytes)?;
-            Ok(Json(actions::scale(&c, &id, rec, revision, s).await?))
+            ok(actions::scale(&c, &id, rec, revision, s).await?)
         }
-        "backup" | "restore" | "rebuild" => Err(ApiError::new(
+        "rebuild" => Ok((
+            StatusCode::ACCEPTED,
+            Json(actions::rebuild(&c, &id, body::<actions::Rebuild>(&bytes)?).await?),
+        )),
+        "backup" | "restore" => Err(ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
             "not_implemented",
             "action",

@@ -7,9 +7,7 @@
 //!   instances go down (they mirror the masters' own choice: tasks not
 //!   running first, the newest first, then running ones by greatest id),
 //!   so the API can hand the primary's role away before its task goes;
-//! - **rebuild**: the instance to reseed, and the healthy one to seed it
-//!   from (a replica when there is one: the primary's clients never wait
-//!   on a backup).
+//! - **rebuild**: the instance to reseed (never the primary).
 
 use crate::gtid::GtidPos;
 use crate::status::{DatabaseStatus, NodeStatus};
@@ -172,6 +170,35 @@ pub fn keeper<'a>(st: &'a DatabaseStatus, victims: &[String]) -> Option<&'a Node
         .find(|n| !victims.contains(&n.task))
 }
 
+/// The instance a rebuild acts on: a replica (or a diverged, fenced or
+/// starting instance) that answers, in a database whose primary serves
+/// (the seed's source). The primary is refused: it holds the
+/// authoritative copy; an instance that does not answer is rebuilt by
+/// itself once its next task waits for a seed.
+pub fn rebuild_target<'a>(st: &'a DatabaseStatus, task: &str) -> Result<&'a NodeStatus, Refused> {
+    let n = st.nodes.iter().find(|n| n.task == task).ok_or_else(|| {
+        Refused::missing(
+            "task",
+            format!("no task '{task}' among the database's instances"),
+        )
+    })?;
+    match n.role.as_str() {
+        "primary" => Err(Refused::conflict(
+            "task",
+            format!("'{task}' is the primary: it holds the authoritative copy; switch over first"),
+        )),
+        "unreachable" | "rebuilding" => Err(Refused::conflict(
+            "task",
+            format!("'{task}' is {}: it does not answer (an instance without its data waits for a seed by itself)", n.role),
+        )),
+        _ if primary_of(st).is_none() => Err(Refused::conflict(
+            "id",
+            "no primary is serving: nothing to seed from",
+        )),
+        _ => Ok(n),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,5 +282,21 @@ mod tests {
             Some("j.2")
         );
         assert_eq!(keeper(&s, &["j.2".into(), "j.3".into()]), None);
+    }
+
+    #[test]
+    fn a_rebuild_takes_an_answering_non_primary_and_names_the_field_otherwise() {
+        let mut s = st();
+        assert_eq!(rebuild_target(&s, "j.2").unwrap().task, "j.2");
+        let e = rebuild_target(&s, "j.1").unwrap_err();
+        assert_eq!((e.field, e.conflict), ("task", true));
+        let e = rebuild_target(&s, "j.9").unwrap_err();
+        assert_eq!((e.field, e.missing), ("task", true));
+        s.nodes[2].role = "unreachable".into();
+        assert!(rebuild_target(&s, "j.3").unwrap_err().conflict);
+        s.nodes[2].role = "diverged".into();
+        assert_eq!(rebuild_target(&s, "j.3").unwrap().task, "j.3");
+        s.nodes[0].role = "unreachable".into();
+        assert_eq!(rebuild_target(&s, "j.3").unwrap_err().field, "id");
     }
 }

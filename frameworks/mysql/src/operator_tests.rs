@@ -12,6 +12,7 @@ use ocean_client::{Error, Result};
 use super::*;
 use crate::admin::{Observed, ReplicaObs};
 use crate::admin_mem::MemAdmin;
+use crate::seed::{RebuildRequest, SeedRecord};
 use crate::switchover::SwitchoverRequest;
 
 fn rec() -> DatabaseRecord {
@@ -39,8 +40,9 @@ fn task(n: u32, port: u32, state: &str) -> Task {
     }
 }
 
-/// Keeps the keys written (`kv_put`, compare-and-set honoured) and reads
-/// them back (`kv_get`); every other call fails.
+/// Keeps the keys written (`kv_put`, compare-and-set honoured), reads
+/// them back (`kv_get`) and deletes them (`kv_delete`); every other call
+/// fails.
 #[derive(Debug, Default)]
 struct Keys {
     keys: Mutex<BTreeMap<String, KvEntry>>,
@@ -85,6 +87,20 @@ impl Keys {
                 let get = req.downcast::<KvKeyRequest>().map_err(|_| absent())?;
                 let got = self.keys.lock().unwrap().get(&get.key).cloned();
                 Box::new(got.ok_or_else(|| Error::NotFound(get.key.clone()))?)
+            }
+            "kv_delete" => {
+                let del = req.downcast::<KvKeyRequest>().map_err(|_| absent())?;
+                let mut keys = self.keys.lock().unwrap();
+                let actual = keys.get(&del.key).map_or(0, |e| e.revision);
+                if del.expected_revision.is_some_and(|e| e != actual) {
+                    return Err(Error::VersionConflict {
+                        message: "stale".into(),
+                        expected: del.expected_revision.unwrap_or(0),
+                        actual,
+                    });
+                }
+                keys.remove(&del.key);
+                Box::new(WriteResponse::default())
             }
             _ => return Err(absent()),
         };
@@ -423,4 +439,95 @@ async fn a_switchover_to_a_replica_that_does_not_catch_up_is_abandoned_and_the_o
         !admin.get("10.0.0.1:101").unwrap().read_only,
         "writable again"
     );
+}
+
+#[tokio::test]
+async fn an_instance_waiting_for_a_seed_gets_one_from_a_replica_and_the_seed_ends_when_it_answers()
+{
+    let admin = Arc::new(MemAdmin::default());
+    let keys = Arc::new(Keys::default());
+    let mut op = Operator::new(keys.clone(), admin.clone(), OperatorOptions::new("me"));
+    let mut tasks = formed(&mut op, &admin, &keys, "0-1-9").await;
+    // Task 3's datadir is gone: its replacement, task 4, listens on its
+    // seed port instead of serving.
+    tasks[2].state = "FAILED".into();
+    let mut t4 = task(4, 104, "RUNNING");
+    t4.ports.push(TaskPort {
+        name: "seed".into(),
+        port: 1104,
+    });
+    tasks.push(t4.clone());
+    admin.set("10.0.0.1:104", None);
+    admin.seeding.lock().unwrap().insert("10.0.0.1:1104".into());
+    op.round(&view(&tasks, &keys)).await;
+    let key = format!("seeds/browser-key/{}", t4.id);
+    let seed: SeedRecord = stored(&keys, &key);
+    assert_eq!(
+        (
+            seed.source.as_str(),
+            seed.source_host.as_str(),
+            seed.source_port,
+            seed.to.as_str()
+        ),
+        (tasks[1].id.as_str(), "host-2", 102, "10.0.0.1:1104")
+    );
+    let st = status_of(&keys);
+    let n = st.nodes.iter().find(|n| n.task == t4.id).unwrap();
+    assert_eq!(n.role, "rebuilding");
+    // Seeded: it answers, the seed ends, and it is made a replica.
+    admin.seeding.lock().unwrap().clear();
+    admin.set("10.0.0.1:104", fresh());
+    op.round(&view(&tasks, &keys)).await;
+    assert!(!keys.keys.lock().unwrap().contains_key(&key));
+    let r = admin.get("10.0.0.1:104").unwrap().replica.unwrap();
+    assert_eq!(r.master_port, 101);
+}
+
+#[tokio::test]
+async fn a_rebuild_asked_for_condemns_the_replica_and_never_the_primary() {
+    let admin = Arc::new(MemAdmin::default());
+    let keys = Arc::new(Keys::default());
+    let mut op = Operator::new(keys.clone(), admin.clone(), OperatorOptions::new("me"));
+    let tasks = formed(&mut op, &admin, &keys, "0-1-9").await;
+    let ask = |id: &str, task: &Task| {
+        let rev = keys
+            .keys
+            .lock()
+            .unwrap()
+            .get("rebuild/browser-key")
+            .map_or(0, |e| e.revision);
+        let req = RebuildRequest {
+            id: id.into(),
+            task: task.id.clone(),
+            requested_ms: now_ms(),
+            state: "requested".into(),
+            message: String::new(),
+        };
+        keys.put(KvPutRequest {
+            namespace: NAME.into(),
+            key: "rebuild/browser-key".into(),
+            value: serde_json::to_vec(&req).unwrap(),
+            expected_revision: Some(rev),
+        })
+        .unwrap();
+    };
+    ask("r-1", &tasks[0]);
+    admin.sent.lock().unwrap().clear();
+    op.round(&view(&tasks, &keys)).await;
+    let req: RebuildRequest = stored(&keys, "rebuild/browser-key");
+    assert_eq!(req.state, "failed", "{req:?}");
+    assert!(!admin
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|c| matches!(c, AdminCmd::Condemn { .. })));
+    ask("r-2", &tasks[2]);
+    op.round(&view(&tasks, &keys)).await;
+    let req: RebuildRequest = stored(&keys, "rebuild/browser-key");
+    assert_eq!(req.state, "started", "{req:?}");
+    assert!(admin.sent.lock().unwrap().contains(&AdminCmd::Condemn {
+        on: "10.0.0.1:103".into()
+    }));
+    assert_eq!(admin.get("10.0.0.1:103"), None, "shut down");
 }
