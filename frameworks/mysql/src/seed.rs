@@ -209,7 +209,7 @@ mod tests {
         let alone = vec![p.clone(), m("d", 4, None)];
         assert_eq!(seed_source(&p, &alone, "d").unwrap().task, "a");
         let gone = m("a", 1, None);
-        assert_eq!(seed_source(&gone, &[gone.clone()], "d"), None);
+        assert_eq!(seed_source(&gone, std::slice::from_ref(&gone), "d"), None);
     }
 
     #[test]
