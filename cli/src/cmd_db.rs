@@ -73,6 +73,39 @@ pub enum DbCommand {
         #[arg(long)]
         task: String,
     },
+    /// Back a database up with mariadb-backup on a replica, with a
+    /// checksum-verified second copy; prints the backup once done.
+    Backup {
+        /// The database's name.
+        name: String,
+        /// Base directory on the agents' hosts (a shared mount).
+        #[arg(long)]
+        dir: Option<String>,
+        /// Base directory of the second copy (off-site).
+        #[arg(long)]
+        offsite_dir: Option<String>,
+        /// List the database's backups instead.
+        #[arg(long)]
+        list: bool,
+    },
+    /// Restore a backup into a new database (its instances start from the
+    /// backup, checked against its checksums).
+    Restore {
+        /// The database the backup was taken of.
+        name: String,
+        /// The backup's id (`ocean db backup NAME --list`).
+        #[arg(long)]
+        backup: String,
+        /// The new database's name.
+        #[arg(long)]
+        into: String,
+        /// Its full name (default: the original's with the last part replaced).
+        #[arg(long)]
+        full_name: Option<String>,
+        /// Its instances (default: the original's).
+        #[arg(long)]
+        instances: Option<u32>,
+    },
     /// Delete a database and its instances (the data on the agents' volumes stays).
     Delete {
         /// The database's name.
@@ -149,6 +182,53 @@ pub async fn db(c: &Client, cmd: DbCommand) -> anyhow::Result<()> {
                 Method::POST,
                 &format!("{}/rebuild", path(&name)),
                 Body::Json(json!({ "task": task })),
+            )
+            .await?
+        }
+        DbCommand::Backup {
+            name, list: true, ..
+        } => {
+            c.request(Method::GET, &format!("{}/backups", path(&name)), Body::None)
+                .await?
+        }
+        DbCommand::Backup {
+            name,
+            dir,
+            offsite_dir,
+            list: false,
+        } => {
+            let mut body = json!({});
+            if let Some(d) = dir {
+                body["dir"] = d.into();
+            }
+            if let Some(d) = offsite_dir {
+                body["offsite_dir"] = d.into();
+            }
+            c.request(
+                Method::POST,
+                &format!("{}/backup", path(&name)),
+                Body::Json(body),
+            )
+            .await?
+        }
+        DbCommand::Restore {
+            name,
+            backup,
+            into,
+            full_name,
+            instances,
+        } => {
+            let mut body = json!({ "backup": backup, "name": into });
+            if let Some(f) = full_name {
+                body["full_name"] = f.into();
+            }
+            if let Some(n) = instances {
+                body["instances"] = n.into();
+            }
+            c.request(
+                Method::POST,
+                &format!("{}/restore", path(&name)),
+                Body::Json(body),
             )
             .await?
         }

@@ -98,7 +98,7 @@ impl Scale {
     }
 }
 
-async fn key<T: serde::de::DeserializeOwned>(
+pub(crate) async fn key<T: serde::de::DeserializeOwned>(
     c: &Arc<dyn Client>,
     key: String,
 ) -> ApiResult<Option<(T, u64)>> {
@@ -121,7 +121,7 @@ async fn key<T: serde::de::DeserializeOwned>(
 
 /// The status the operator last wrote, or a 409 while it has not
 /// observed the database.
-async fn observed(c: &Arc<dyn Client>, id: &str) -> ApiResult<DatabaseStatus> {
+pub(crate) async fn observed(c: &Arc<dyn Client>, id: &str) -> ApiResult<DatabaseStatus> {
     key(c, format!("{STATUSES}{id}"))
         .await?
         .map(|(s, _)| s)

@@ -10,7 +10,10 @@
 //!  POST   /v1/databases/{id}/scale       {"instances": n}: the primary is never stopped
 //!  POST   /v1/databases/{id}/rebuild     {"task": id}: its data condemned, reseeded from a
 //!                                        healthy instance (mariadb-backup stream) -> 202
-//!  POST   /v1/databases/{id}/{backup,restore}   not yet: 501
+//!  POST   /v1/databases/{id}/backup      {"dir"?, "offsite_dir"?}: mariadb-backup on a replica,
+//!                                        a verified second copy -> 201 (202 still running)
+//!  GET    /v1/databases/{id}/backups     its backups
+//!  POST   /v1/databases/{id}/restore     {"backup", "name", ...}: a new database from it -> 201
 //!  GET    /v1/database-templates         the templates
 //! ```
 
@@ -29,6 +32,7 @@ use serde_json::{json, Value};
 
 use crate::actions;
 use crate::admin::Secrets;
+use crate::backup_api;
 use crate::framework::{DatabaseRecord, DATABASES, NAME, STATUSES, TEMPLATES};
 use crate::jobs::{job_id, primary_dns_name, APP_SCHEMA, APP_USER};
 use crate::spec::{self, InvalidDatabase};
@@ -46,6 +50,7 @@ pub fn router(client: Arc<dyn Client>) -> Router {
     Router::new()
         .route("/v1/databases", get(list).post(create))
         .route("/v1/databases/{id}", get(show).delete(remove))
+        .route("/v1/databases/{id}/backups", get(backups))
         .route("/v1/databases/{id}/{action}", post(action))
         .route("/v1/database-templates", get(templates))
         .with_state(client)
@@ -132,6 +137,7 @@ async fn create(
             app_password: password(),
         },
         created_ms: ocean_framework::runner::now_ms(),
+        restore: None,
     };
     let put = c
         .kv_put(KvPutRequest {
@@ -300,6 +306,14 @@ async fn remove(
     Ok(Json(json!({"deleted": id})))
 }
 
+async fn backups(
+    State(c): State<Arc<dyn Client>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    record(&c, &id).await?;
+    Ok(Json(backup_api::list(&c, &id).await?))
+}
+
 fn body<T: serde::de::DeserializeOwned + Default>(bytes: &[u8]) -> ApiResult<T> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
@@ -326,12 +340,14 @@ async fn action(
             StatusCode::ACCEPTED,
             Json(actions::rebuild(&c, &id, body::<actions::Rebuild>(&bytes)?).await?),
         )),
-        "backup" | "restore" => Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "not_implemented",
-            "action",
-            format!("'{action}' is not built yet"),
-        )),
+        "backup" => {
+            let (status, v) = backup_api::backup(&c, &id, body(&bytes)?).await?;
+            Ok((status, Json(v)))
+        }
+        "restore" => {
+            let new = backup_api::restore(&c, &id, rec, body(&bytes)?).await?;
+            Ok((StatusCode::CREATED, Json(detail(&new, None))))
+        }
         other => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",

@@ -11,6 +11,7 @@
 //!  switchover/<name> the newest switchover asked for and its outcome (SwitchoverRequest)
 //!  rebuild/<name>    the newest rebuild asked for through the API (RebuildRequest)
 //!  seeds/<name>/<task> a seed under way (SeedRecord), by the operator: a batch job each
+//!  backups/<name>/<id> a backup (BackupRecord): a batch job while it runs
 //!  templates/<name>  the templates (Template)
 //!  jobs              one per database, cop.ocean_owt.<dept>_pdl.<pdl>_servicegroup.rds_...
 //! ```
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use ocean_framework::{Action, Framework, Plan, View};
 
 use crate::admin::Secrets;
+use crate::backup::{backup_job, BackupRecord, BACKUPS, LABEL_BACKUP};
 use crate::jobs::{
     database_job, job_id, labels_of, seed_job, LABEL_DATABASE, LABEL_DIGEST, LABEL_SEED,
 };
@@ -53,6 +55,24 @@ pub struct DatabaseRecord {
     pub secrets: Secrets,
     /// When it was created (ms since the epoch, the API's clock).
     pub created_ms: u64,
+    /// The backup it was restored from, if any: its instances start from
+    /// it instead of an empty datadir.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreSource>,
+}
+
+/// Where a restored database comes from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreSource {
+    /// The database backed up.
+    pub database: String,
+    /// The backup's id.
+    pub backup: String,
+    /// Its directory (on the agents' hosts).
+    pub path: String,
+    /// The GTID position it holds.
+    #[serde(default)]
+    pub gtid: String,
 }
 
 /// Which task is the primary (`topology/<name>`), written by the operator
@@ -133,12 +153,31 @@ impl Framework for MysqlFramework {
                 }
                 wanted.insert(id);
             }
+            // Its backups being taken: a batch job each.
+            for e in view.keys_under(&format!("{BACKUPS}{}/", rec.spec.name)) {
+                let Ok(b) = serde_json::from_slice::<BackupRecord>(&e.value) else {
+                    continue;
+                };
+                if b.state != "running" {
+                    continue;
+                }
+                let job = backup_job(&rec.spec, &b, &rec.secrets);
+                let id = job["id"].as_str().unwrap_or_default().to_string();
+                if !view.jobs.contains_key(&id) {
+                    actions.push(Action::PutJob {
+                        spec_json: job.to_string().into_bytes(),
+                        expected_spec_version: Some(0),
+                    });
+                }
+                wanted.insert(id);
+            }
             let id = job_id(&rec.spec);
             let job = database_job(
                 &rec.spec,
                 &rec.template,
                 &rec.secrets.admin_password,
                 &rec.secrets.repl_password,
+                rec.restore.as_ref().map(|r| r.path.as_str()),
             );
             let digest = &job["labels"][LABEL_DIGEST];
             let current = view
@@ -165,8 +204,10 @@ impl Framework for MysqlFramework {
                 l.get(LABEL_DATABASE)
                     .and_then(|v| v.as_str().map(String::from))
             });
-            // A seed job whose seed ended goes too.
-            let seed = labels.as_ref().is_some_and(|l| l.contains_key(LABEL_SEED));
+            // A seed or backup job whose seed or backup ended goes too.
+            let seed = labels
+                .as_ref()
+                .is_some_and(|l| l.contains_key(LABEL_SEED) || l.contains_key(LABEL_BACKUP));
             if seed || owner.is_some_and(|o| !names.contains(&o)) {
                 actions.push(Action::DeleteJob {
                     id: id.clone(),
@@ -220,6 +261,7 @@ mod tests {
             template: builtin()[0].clone(),
             secrets: Secrets::default(),
             created_ms: 1,
+            restore: None,
         }
     }
 
@@ -250,7 +292,7 @@ mod tests {
         let k = format!("{DATABASES}{}", rec.spec.name);
         v.keys
             .insert(k.clone(), key(&k, serde_json::to_vec(&rec).unwrap()));
-        let job = database_job(&rec.spec, &rec.template, "", "");
+        let job = database_job(&rec.spec, &rec.template, "", "", None);
         assert_eq!(
             MysqlFramework.reconcile(&v, 0).actions,
             vec![Action::PutJob {

@@ -82,8 +82,17 @@ V="${{OCEAN_VOLUME:?the job needs its persistent volume}}"
 D="$V/data"
 ME="$(id -un)"
 if [ ! -f "$V/initialized" ]; then
-  rm -rf "$D"
-  mariadb-install-db --no-defaults --datadir="$D" --user="$ME" --auth-root-authentication-method=normal --skip-test-db --skip-name-resolve >"$V/install.log" 2>&1
+  rm -rf "$D" "$D.restore"
+  if [ -n "${{DB_RESTORE_FROM:-}}" ]; then
+    # A database restored from a backup starts from it (checked first).
+    (cd "$DB_RESTORE_FROM" && sha256sum -c --quiet MANIFEST.sha256) >"$V/restore.log" 2>&1
+    cp -a "$DB_RESTORE_FROM" "$D.restore"
+    rm -f "$D.restore/MANIFEST.sha256"
+    cut -f3 "$D.restore/xtrabackup_binlog_info" >"$V/seed-gtid"
+    mv "$D.restore" "$D"
+  else
+    mariadb-install-db --no-defaults --datadir="$D" --user="$ME" --auth-root-authentication-method=normal --skip-test-db --skip-name-resolve >"$V/install.log" 2>&1
+  fi
   touch "$V/initialized"
 fi
 # A datadir that is gone, or that the operator condemned (the unlogged
@@ -214,7 +223,7 @@ pub fn seed_job(spec: &DatabaseSpec, seed: &SeedRecord, secrets: &Secrets) -> Va
 }
 
 /// FNV-1a, 64 bits: a stable digest (stored in job labels).
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })
@@ -226,6 +235,7 @@ pub fn database_job(
     t: &Template,
     admin_password: &str,
     repl_password: &str,
+    restore_from: Option<&str>,
 ) -> Value {
     let mut job = json!({
         "id": job_id(spec),
@@ -252,6 +262,9 @@ pub fn database_job(
         "flapping": {"max_failures": 1000, "window_seconds": 60},
         "labels": { LABEL_DATABASE: spec.name },
     });
+    if let Some(dir) = restore_from {
+        job["env"]["DB_RESTORE_FROM"] = dir.into();
+    }
     let digest = format!("{:016x}", fnv1a(job.to_string().as_bytes()));
     job["labels"][LABEL_DIGEST] = digest.into();
     job
@@ -271,7 +284,7 @@ mod tests {
     #[test]
     fn a_database_is_one_unique_host_job_with_a_volume_and_lossless_flags() {
         let spec = crate::spec::tests::ok();
-        let j = database_job(&spec, &builtin()[0], "a", "r");
+        let j = database_job(&spec, &builtin()[0], "a", "r", None);
         assert_eq!(
             j["id"],
             "cop.ocean_owt.miui_pdl.browser_servicegroup.rds_service.browser-key_job.primary_cluster.staging"
@@ -310,8 +323,11 @@ mod tests {
         ] {
             assert!(cmd.contains(step), "{step} missing from {cmd}");
         }
-        let other = database_job(&spec, &builtin()[1], "a", "r");
+        let other = database_job(&spec, &builtin()[1], "a", "r", None);
         assert_ne!(j["labels"][LABEL_DIGEST], other["labels"][LABEL_DIGEST]);
+        let restored = database_job(&spec, &builtin()[0], "a", "r", Some("/b/x/b-1"));
+        assert_eq!(restored["env"]["DB_RESTORE_FROM"], "/b/x/b-1");
+        assert!(j["env"].get("DB_RESTORE_FROM").is_none());
     }
 }
 

@@ -29,6 +29,9 @@
 //!   the operator's pure step;
 //! - [`manual`]: what a manual action (switchover, scale-in, rebuild)
 //!   acts on, chosen from the observed status;
+//! - [`backup`]: full backups by `mariadb-backup` on a replica, their
+//!   off-site copy and checksums, and restores into a new database
+//!   ([`backup_api`]: its REST side);
 //! - [`seed`]: rebuilding an instance from a healthy one's
 //!   `mariadb-backup` stream (the pure side; the operator's in
 //!   `operator_seed.rs`);
@@ -39,6 +42,8 @@ pub mod actions;
 pub mod admin;
 pub mod admin_mem;
 pub mod api;
+pub mod backup;
+pub mod backup_api;
 pub mod decide;
 pub mod framework;
 pub mod gtid;

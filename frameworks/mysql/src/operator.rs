@@ -14,6 +14,7 @@
 //!        ─► topology/<db> (CAS, epoch+1) ─► Promote, Follow ─► switchover/<db> done | failed
 //!     rebuilds (primary answers) ─► seeds/<db>/<task> for instances waiting for a seed,
 //!        Condemn for replicas broken for good or asked for (operator_seed.rs)
+//!     backups/<db>/<id> running, its batch task ended ─► done | failed (operator_backup.rs)
 //!     status() ─► status/<db>
 //! ```
 
@@ -200,6 +201,7 @@ impl Operator {
         for (rec, _) in dbs {
             let st = self.round_db(view, &rec).await;
             self.write_status(&rec.spec.name, st).await;
+            self.tend_backups(view, &rec).await;
         }
     }
 
@@ -409,6 +411,9 @@ mod switchover_run;
 
 #[path = "operator_seed.rs"]
 mod seed_run;
+
+#[path = "operator_backup.rs"]
+mod backup_run;
 
 #[cfg(test)]
 #[path = "operator_tests.rs"]

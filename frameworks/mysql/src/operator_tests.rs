@@ -21,6 +21,7 @@ fn rec() -> DatabaseRecord {
         template: crate::templates::builtin()[0].clone(),
         secrets: Secrets::default(),
         created_ms: 0,
+        restore: None,
     }
 }
 

@@ -1,0 +1,170 @@
+//! Backups and restores end to end, on a real master, real agents, real
+//! `mariadbd` tasks and Ocean's DNS: a backup taken by `mariadb-backup`
+//! on a replica lands in a backup directory and a second ("off-site")
+//! one, each file matching the manifest's SHA-256; a restore of it into a
+//! new database forms (one primary, a replica) and holds exactly the data
+//! the original held when the backup was taken (`CHECKSUM TABLE`), and
+//! takes writes through its own DNS name. Bad requests name their field.
+
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::Queryable;
+use ocean_tests::databases::{
+    addr_of, app_password, connect, create_database, have_mariadb, healthy, nodes, start,
+    wait_database, wait_writable,
+};
+use ocean_tests::tasks::bounded;
+use serde_json::json;
+
+const FORM: Duration = Duration::from_secs(60);
+
+async fn checksum(addr: &str, pw: &str) -> anyhow::Result<Vec<(String, u64)>> {
+    let mut c = connect(addr, "app", pw, Duration::from_secs(2)).await?;
+    let rows: Vec<(String, Option<u64>)> = c.query("CHECKSUM TABLE app.big, app.acks").await?;
+    Ok(rows.into_iter().map(|(t, s)| (t, s.unwrap_or(0))).collect())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_on_a_replica_restores_into_a_new_database_with_equal_checksums() {
+    if !have_mariadb() {
+        return;
+    }
+    bounded(240, async {
+        let (c, _agents, dns) = start(&["a", "b", "c"]).await?;
+        let api = c.master(1).api();
+        create_database(&api, "orig", 2).await?;
+        let d = wait_database(&api, "orig", "formed", FORM, healthy(2)).await?;
+        let pw = app_password(&d);
+        wait_writable(dns.addr, "orig", &pw, FORM).await?;
+        let primary = addr_of(&d, "primary").expect("a primary");
+        let mut p = connect(&primary, "app", &pw, Duration::from_secs(2)).await?;
+        p.query_drop("CREATE TABLE app.big (id INT PRIMARY KEY, pad VARCHAR(1024)) ENGINE=InnoDB")
+            .await?;
+        p.query_drop(
+            "INSERT INTO app.big SELECT seq, REPEAT(MD5(seq), 30) FROM app.seq_1_to_20000",
+        )
+        .await?;
+        p.query_drop("INSERT INTO app.acks (id) SELECT seq FROM app.seq_1_to_500")
+            .await?;
+        let before = checksum(&primary, &pw).await?;
+        drop(p);
+
+        let dir = c.dir().join("backups");
+        let offsite = c.dir().join("offsite");
+        let (dir_s, off_s) = (dir.display().to_string(), offsite.display().to_string());
+        let path = "/v1/databases/orig/backup";
+        for (body, field) in [
+            (json!({"dir": "relative/dir"}), "dir"),
+            (json!({"dir": dir_s, "offsite_dir": dir_s}), "offsite_dir"),
+            (json!({"offsite_dir": "/a/../b"}), "offsite_dir"),
+            (json!({"where": "/x"}), "body"),
+        ] {
+            let r = api.post(path, &body).await?;
+            assert_eq!(r.status, 400, "{body}: {}", r.body);
+            assert_eq!(r.body["errors"][0]["field"], field, "{}", r.body);
+        }
+
+        let t = Instant::now();
+        let r = api
+            .post(path, &json!({"dir": dir_s, "offsite_dir": off_s}))
+            .await?;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let took = t.elapsed();
+        let b = r.body;
+        assert_eq!(b["state"], "done", "{b}");
+        let replica = nodes(&d)
+            .into_iter()
+            .find(|n| n["role"] == "replica")
+            .and_then(|n| n["task"].as_str().map(String::from));
+        assert_eq!(
+            b["source"].as_str(),
+            replica.as_deref(),
+            "taken on the replica: {b}"
+        );
+        let bid = b["id"].as_str().unwrap_or_default().to_string();
+        let bytes = b["bytes"].as_u64().unwrap_or(0);
+        assert!(bytes > 20_000_000, "{b}");
+        assert!(b["gtid"].as_str().is_some_and(|g| !g.is_empty()), "{b}");
+        println!(
+            "backup of a {:.1} MB datadir on a replica, copied and verified: {took:?}",
+            bytes as f64 / 1e6
+        );
+        // Both copies hold every file the manifest names, with its SHA-256.
+        for base in [&dir, &offsite] {
+            let copy = base.join("orig").join(&bid);
+            let out = std::process::Command::new("sha256sum")
+                .args(["-c", "--quiet", "MANIFEST.sha256"])
+                .current_dir(&copy)
+                .output()?;
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                copy.display(),
+                String::from_utf8_lossy(&out.stdout)
+            );
+            let manifest = std::fs::read_to_string(copy.join("MANIFEST.sha256"))?;
+            assert!(manifest.contains("./app/big.ibd"), "{manifest}");
+        }
+        let r = api.get("/v1/databases/orig/backups").await?;
+        assert_eq!(r.body["backups"][0]["id"], bid.as_str(), "{}", r.body);
+
+        // Writes after the backup are not in the restore.
+        let mut p = connect(&primary, "app", &pw, Duration::from_secs(2)).await?;
+        p.query_drop("INSERT INTO app.acks (id) VALUES (100000)")
+            .await?;
+        drop(p);
+
+        let rpath = "/v1/databases/orig/restore";
+        for (body, status, field) in [
+            (json!({"backup": "b-0", "name": "copy"}), 404, "backup"),
+            (json!({"name": "copy"}), 400, "backup"),
+            (json!({"backup": bid}), 400, "name"),
+            (json!({"backup": bid, "name": "orig"}), 409, "name"),
+            (json!({"backup": bid, "name": "Bad_Name"}), 400, "name"),
+        ] {
+            let r = api.post(rpath, &body).await?;
+            assert_eq!(r.status, status, "{body}: {}", r.body);
+            assert_eq!(r.body["errors"][0]["field"], field, "{}", r.body);
+        }
+        let t = Instant::now();
+        let r = api
+            .post(rpath, &json!({"backup": bid, "name": "copy"}))
+            .await?;
+        assert_eq!(r.status, 201, "{}", r.body);
+        assert_eq!(r.body["full_name"], "/miui/browser/copy", "{}", r.body);
+        let d = wait_database(&api, "copy", "restored", FORM, healthy(2)).await?;
+        let copy_pw = app_password(&d);
+        wait_writable(dns.addr, "copy", &copy_pw, FORM).await?;
+        println!(
+            "restore into a new 2-instance database, writable through DNS: {:?}",
+            t.elapsed()
+        );
+        let copy_primary = addr_of(&d, "primary").expect("a primary");
+        // wait_writable wrote one probe row (a negative id) into app.acks:
+        // compare the big table, and app.acks without probes.
+        let got = checksum(&copy_primary, &copy_pw).await?;
+        assert_eq!(got[0], before[0], "app.big differs after the restore");
+        let mut cc = connect(&copy_primary, "app", &copy_pw, Duration::from_secs(2)).await?;
+        let (n, max): (u64, Option<i64>) = cc
+            .query_first("SELECT COUNT(*), MAX(id) FROM app.acks WHERE id > 0")
+            .await?
+            .unwrap_or_default();
+        assert_eq!(
+            (n, max),
+            (500, Some(500)),
+            "the restore holds what the backup held"
+        );
+        // The replica of the copy holds the same.
+        let replica = addr_of(&d, "replica").expect("a replica");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if checksum(&replica, &copy_pw).await? == checksum(&copy_primary, &copy_pw).await? {
+                break;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "the copy's replica differs");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(())
+    })
+    .await;
+}
