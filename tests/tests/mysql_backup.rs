@@ -4,7 +4,9 @@
 //! one, each file matching the manifest's SHA-256; a restore of it into a
 //! new database forms (one primary, a replica) and holds exactly the data
 //! the original held when the backup was taken (`CHECKSUM TABLE`), and
-//! takes writes through its own DNS name. Bad requests name their field.
+//! takes writes through its own DNS name. Scaled out, the copy's new
+//! instance starts from the backup too (its job carries it) and
+//! replicates what the copy wrote since. Bad requests name their field.
 
 use std::time::{Duration, Instant};
 
@@ -29,7 +31,7 @@ async fn a_backup_on_a_replica_restores_into_a_new_database_with_equal_checksums
     if !have_mariadb() {
         return;
     }
-    bounded(240, async {
+    bounded(300, async {
         let (c, _agents, dns) = start(&["a", "b", "c"]).await?;
         let api = c.master(1).api();
         create_database(&api, "orig", 2).await?;
@@ -163,6 +165,40 @@ async fn a_backup_on_a_replica_restores_into_a_new_database_with_equal_checksums
             }
             anyhow::ensure!(Instant::now() < deadline, "the copy's replica differs");
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+
+        // Scaled out: the copy's binlog starts at the backup, so a new
+        // instance could not replicate from scratch; it starts from the
+        // backup like the others and replicates the rest.
+        let t = Instant::now();
+        let r = api
+            .post("/v1/databases/copy/scale", &json!({"instances": 3}))
+            .await?;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let d = wait_database(
+            &api,
+            "copy",
+            "scaled out",
+            Duration::from_secs(90),
+            healthy(3),
+        )
+        .await?;
+        println!(
+            "restored copy scaled 2 -> 3 (1236, condemned, seeded): {:?}",
+            t.elapsed()
+        );
+        let copy_primary = addr_of(&d, "primary").expect("a primary");
+        let want = checksum(&copy_primary, &copy_pw).await?;
+        for n in nodes(&d) {
+            let addr = n["addr"].as_str().unwrap_or_default();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while checksum(addr, &copy_pw).await? != want {
+                anyhow::ensure!(
+                    Instant::now() < deadline,
+                    "{addr} differs from the copy's primary"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
         }
         Ok(())
     })
