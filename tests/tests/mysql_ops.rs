@@ -3,7 +3,8 @@
 //! switchover under a writer that records every acknowledged commit (none
 //! lost, DNS follows, the old primary back as a replica), and scaling out
 //! and in (new instances join as replicas with every row; the primary's
-//! task is never the one stopped; bad sizes name their field).
+//! task is never the one stopped; bad sizes name their field), partly
+//! through the `ocean db` CLI.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -213,10 +214,34 @@ async fn scaling_adds_replicas_with_every_row_and_a_scale_in_never_stops_the_pri
             assert_eq!(r.body["errors"][0]["field"], field, "{}", r.body);
         }
 
-        // Out: the new instance joins as a replica with every row.
+        // The CLI: a field error comes back as a failure naming it.
+        let http = format!("http://{}", c.master(1).http);
+        let cli = |args: &[&str]| {
+            std::process::Command::new(ocean_tests::ocean_bin())
+                .args(args)
+                .env("OCEAN_ADDR", &http)
+                .stdin(std::process::Stdio::null())
+                .output()
+        };
+        let out = cli(&["db", "scale", "grow", "--instances", "0"])?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("instances"), "{err}");
+
+        // Out (through the CLI): the new instance joins as a replica with
+        // every row.
         let t = Instant::now();
-        let r = api.post(path, &json!({"instances": 3})).await?;
-        assert_eq!(r.status, 200, "{}", r.body);
+        let out = cli(&["--json", "db", "scale", "grow", "--instances", "3"])?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout)?;
+        assert_eq!(
+            (v["was"].as_u64(), v["instances"].as_u64()),
+            (Some(2), Some(3)),
+            "{v}"
+        );
         let d = wait_database(&api, "grow", "scaled out", FORM, healthy(3)).await?;
         println!("scale-out 2 -> 3: all replicating after {:?}", t.elapsed());
         for a in nodes(&d).iter().filter_map(|n| n["addr"].as_str()) {
