@@ -198,6 +198,11 @@ impl Operator {
         let dbs = databases(view);
         self.topos
             .retain(|n, _| dbs.iter().any(|(r, _)| &r.spec.name == n));
+        // Ids are `<kind>-<ms>`: the smallest are the oldest of their
+        // kind, long finished once a thousand more came.
+        while self.handled.len() > 1024 {
+            self.handled.pop_first();
+        }
         for (rec, _) in dbs {
             let st = self.round_db(view, &rec).await;
             self.write_status(&rec.spec.name, st).await;
