@@ -105,6 +105,19 @@ pub enum DbCommand {
         /// Its instances (default: the original's).
         #[arg(long)]
         instances: Option<u32>,
+        /// A point in time: replay the archived binlogs up to this GTID
+        /// (domain-server-seq) after the backup.
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// Archive a database's binlogs continuously (for restores to a point
+    /// in time).
+    Archive {
+        /// The database's name.
+        name: String,
+        /// Base directory on the agents' hosts (a shared mount).
+        #[arg(long)]
+        dir: Option<String>,
     },
     /// Delete a database and its instances (the data on the agents' volumes stays).
     Delete {
@@ -217,8 +230,12 @@ pub async fn db(c: &Client, cmd: DbCommand) -> anyhow::Result<()> {
             into,
             full_name,
             instances,
+            until,
         } => {
             let mut body = json!({ "backup": backup, "name": into });
+            if let Some(u) = until {
+                body["until"] = u.into();
+            }
             if let Some(f) = full_name {
                 body["full_name"] = f.into();
             }
@@ -228,6 +245,18 @@ pub async fn db(c: &Client, cmd: DbCommand) -> anyhow::Result<()> {
             c.request(
                 Method::POST,
                 &format!("{}/restore", path(&name)),
+                Body::Json(body),
+            )
+            .await?
+        }
+        DbCommand::Archive { name, dir } => {
+            let mut body = json!({});
+            if let Some(d) = dir {
+                body["dir"] = d.into();
+            }
+            c.request(
+                Method::POST,
+                &format!("{}/archive", path(&name)),
                 Body::Json(body),
             )
             .await?

@@ -6,7 +6,9 @@
 //! the original held when the backup was taken (`CHECKSUM TABLE`), and
 //! takes writes through its own DNS name. Scaled out, the copy's new
 //! instance starts from the backup too (its job carries it) and
-//! replicates what the copy wrote since. Bad requests name their field.
+//! replicates what the copy wrote since. With the original's binlogs
+//! archived, a restore to a point in time (a GTID after the backup) holds
+//! exactly the writes up to it. Bad requests name their field.
 
 use std::time::{Duration, Instant};
 
@@ -50,6 +52,14 @@ async fn a_backup_on_a_replica_restores_into_a_new_database_with_equal_checksums
             .await?;
         let before = checksum(&primary, &pw).await?;
         drop(p);
+        let arch = c.dir().join("archive");
+        let r = api
+            .post(
+                "/v1/databases/orig/archive",
+                &json!({"dir": arch.display().to_string()}),
+            )
+            .await?;
+        assert_eq!(r.status, 200, "{}", r.body);
 
         let dir = c.dir().join("backups");
         let offsite = c.dir().join("offsite");
@@ -110,10 +120,20 @@ async fn a_backup_on_a_replica_restores_into_a_new_database_with_equal_checksums
         let r = api.get("/v1/databases/orig/backups").await?;
         assert_eq!(r.body["backups"][0]["id"], bid.as_str(), "{}", r.body);
 
-        // Writes after the backup are not in the restore.
+        // Writes after the backup are not in the restore; up to a point
+        // in time they are in a restore to it.
         let mut p = connect(&primary, "app", &pw, Duration::from_secs(2)).await?;
         p.query_drop("INSERT INTO app.acks (id) VALUES (100000)")
             .await?;
+        let mut point = String::new();
+        for i in 100_001..=100_010u64 {
+            p.query_drop(format!("INSERT INTO app.acks (id) VALUES ({i})"))
+                .await?;
+            if i == 100_005 {
+                let g: Option<String> = p.query_first("SELECT @@gtid_binlog_pos").await?;
+                point = g.unwrap_or_default();
+            }
+        }
         drop(p);
 
         let rpath = "/v1/databases/orig/restore";
@@ -183,10 +203,7 @@ async fn a_backup_on_a_replica_restores_into_a_new_database_with_equal_checksums
             healthy(3),
         )
         .await?;
-        println!(
-            "restored copy scaled 2 -> 3 (1236, condemned, seeded): {:?}",
-            t.elapsed()
-        );
+        println!("restored copy scaled 2 -> 3: {:?}", t.elapsed());
         let copy_primary = addr_of(&d, "primary").expect("a primary");
         let want = checksum(&copy_primary, &copy_pw).await?;
         for n in nodes(&d) {
@@ -200,6 +217,54 @@ async fn a_backup_on_a_replica_restores_into_a_new_database_with_equal_checksums
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
+
+        // To a point in time: the backup, then the archived binlogs up to
+        // the GTID of row 100,005.
+        for (body, field) in [
+            (
+                json!({"backup": bid, "name": "pitr", "until": "junk"}),
+                "until",
+            ),
+            (
+                json!({"backup": bid, "name": "pitr", "until": "0-1-1"}),
+                "until",
+            ),
+        ] {
+            let r = api.post(rpath, &body).await?;
+            assert_eq!(r.status, 400, "{body}: {}", r.body);
+            assert_eq!(r.body["errors"][0]["field"], field, "{}", r.body);
+        }
+        let t = Instant::now();
+        let r = api
+            .post(
+                rpath,
+                &json!({"backup": bid, "name": "pitr", "until": point}),
+            )
+            .await?;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let d = wait_database(&api, "pitr", "restored to a point", FORM, healthy(2)).await?;
+        println!(
+            "restore to {point} (backup + archived binlogs), formed: {:?}",
+            t.elapsed()
+        );
+        let pitr_primary = addr_of(&d, "primary").expect("a primary");
+        let mut pc = connect(&pitr_primary, "app", &copy_pw, Duration::from_secs(2)).await?;
+        let (n, max): (u64, Option<i64>) = pc
+            .query_first("SELECT COUNT(*), MAX(id) FROM app.acks WHERE id > 0")
+            .await?
+            .unwrap_or_default();
+        assert_eq!(
+            (n, max),
+            (506, Some(100_005)),
+            "rows up to the point, none after"
+        );
+        let got = checksum(&pitr_primary, &copy_pw).await?;
+        assert_eq!(
+            got[0], before[0],
+            "app.big differs after the point-in-time restore"
+        );
+        let g: Option<String> = pc.query_first("SELECT @@gtid_current_pos").await?;
+        assert_eq!(g.as_deref(), Some(point.as_str()));
         Ok(())
     })
     .await;

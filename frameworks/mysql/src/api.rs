@@ -13,7 +13,9 @@
 //!  POST   /v1/databases/{id}/backup      {"dir"?, "offsite_dir"?}: mariadb-backup on a replica,
 //!                                        a verified second copy -> 201 (202 still running)
 //!  GET    /v1/databases/{id}/backups     its backups
-//!  POST   /v1/databases/{id}/restore     {"backup", "name", ...}: a new database from it -> 201
+//!  POST   /v1/databases/{id}/restore     {"backup", "name", "until"?, ...}: a new database
+//!                                        from it (to a point in time with `until`) -> 201
+//!  POST   /v1/databases/{id}/archive     {"dir"?}: archive its binlogs continuously
 //!  GET    /v1/database-templates         the templates
 //! ```
 
@@ -344,6 +346,7 @@ async fn action(
             let (status, v) = backup_api::backup(&c, &id, body(&bytes)?).await?;
             Ok((status, Json(v)))
         }
+        "archive" => ok(backup_api::archive(&c, &id, body(&bytes)?).await?),
         "restore" => {
             let new = backup_api::restore(&c, &id, rec, body(&bytes)?).await?;
             Ok((StatusCode::CREATED, Json(detail(&new, None))))
@@ -352,7 +355,7 @@ async fn action(
             StatusCode::NOT_FOUND,
             "not_found",
             "action",
-            format!("'{other}' is not one of scale, switchover, backup, restore, rebuild"),
+            format!("'{other}' is not one of scale, switchover, backup, restore, rebuild, archive"),
         )),
     }
 }

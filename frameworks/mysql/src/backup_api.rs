@@ -5,8 +5,10 @@
 //!                                  (the primary of a one-instance database) -> 201 done,
 //!                                  502 failed, 202 still running after 120 s
 //!  GET  /v1/databases/{id}/backups the backups, oldest first
-//!  POST /v1/databases/{id}/restore {"backup", "name", "full_name"?, "instances"?}: a new
-//!                                  database started from the backup -> 201
+//!  POST /v1/databases/{id}/restore {"backup", "name", "full_name"?, "instances"?, "until"?}:
+//!                                  a new database started from the backup (and, with
+//!                                  `until`, the archived binlogs replayed up to that GTID) -> 201
+//!  POST /v1/databases/{id}/archive {"dir"?}: archive its binlogs continuously -> 200
 //! ```
 
 use std::sync::Arc;
@@ -20,10 +22,12 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::actions::{key, observed};
+use crate::archive::{is_gtid, ArchiveRecord, ARCHIVES};
 use crate::backup::{
     backup_key, valid_dir, BackupRecord, BACKUPS, DEFAULT_DIR, DEFAULT_OFFSITE_DIR,
 };
 use crate::framework::{DatabaseRecord, RestoreSource, DATABASES, NAME};
+use crate::gtid::GtidPos;
 use crate::manual::{primary_of, replicas_by_position, Refused};
 
 /// How long `POST .../backup` waits for the backup to finish before it
@@ -61,6 +65,38 @@ pub struct Restore {
     /// Its instances (default: this one's).
     #[serde(default)]
     pub instances: Option<u32>,
+    /// A point in time: the GTID (`domain-server-seq`) to replay the
+    /// archived binlogs up to, at or after the backup's.
+    #[serde(default)]
+    pub until: Option<String>,
+}
+
+/// `POST /v1/databases/{id}/archive`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Archive {
+    /// Base directory on the agents' hosts (default
+    /// `/var/tmp/ocean-mysql-backups`).
+    #[serde(default)]
+    pub dir: Option<String>,
+}
+
+/// Turns on (or moves) database `id`'s binlog archive.
+pub async fn archive(c: &Arc<dyn Client>, id: &str, a: Archive) -> ApiResult<Value> {
+    let dir = dir_field("dir", a.dir, DEFAULT_DIR)?;
+    let rec = ArchiveRecord {
+        dir,
+        since_ms: ocean_framework::runner::now_ms(),
+    };
+    c.kv_put(KvPutRequest {
+        namespace: NAME.into(),
+        key: format!("{ARCHIVES}{id}"),
+        value: serde_json::to_vec(&rec).unwrap_or_default(),
+        expected_revision: None,
+    })
+    .await?;
+    tracing::info!(database = %id, dir = %rec.dir, "binlog archive on");
+    Ok(json!({ "database": id, "dir": rec.dir, "path": rec.path(id), "since_ms": rec.since_ms }))
 }
 
 fn dir_field(field: &'static str, v: Option<String>, default: &str) -> Result<String, Refused> {
@@ -198,6 +234,42 @@ pub async fn restore(
         )
         .into());
     }
+    let (until, binlogs) = match r.until {
+        None => (None, String::new()),
+        Some(u) => {
+            if !is_gtid(&u) {
+                return Err(Refused::bad(
+                    "until",
+                    format!("'{u}' is not one GTID (domain-server-seq, e.g. 0-123-456)"),
+                )
+                .into());
+            }
+            let (from, to) = (GtidPos::parse(&b.gtid), GtidPos::parse(&u));
+            if to != from && from.contains(&to) {
+                return Err(Refused::bad(
+                    "until",
+                    format!(
+                        "{u} is before backup '{bid}' ({}): restore an older backup",
+                        b.gtid
+                    ),
+                )
+                .into());
+            }
+            let (a, _) = key::<ArchiveRecord>(c, format!("{ARCHIVES}{id}"))
+                .await?
+                .ok_or_else(|| {
+                    Refused::conflict(
+                        "until",
+                        format!("database '{id}' has no binlog archive (POST .../archive)"),
+                    )
+                })?;
+            if to == from {
+                (None, String::new())
+            } else {
+                (Some(u), a.path(id))
+            }
+        }
+    };
     let mut spec = src.spec.clone();
     spec.full_name = r.full_name.unwrap_or_else(|| {
         let parent = spec.full_name.rsplit_once('/').map_or("", |(p, _)| p);
@@ -218,6 +290,8 @@ pub async fn restore(
             backup: bid,
             path: b.path(),
             gtid: b.gtid,
+            until,
+            binlogs,
         }),
     };
     let put = c

@@ -12,6 +12,7 @@
 //!  rebuild/<name>    the newest rebuild asked for through the API (RebuildRequest)
 //!  seeds/<name>/<task> a seed under way (SeedRecord), by the operator: a batch job each
 //!  backups/<name>/<id> a backup (BackupRecord): a batch job while it runs
+//!  archive/<name>    its binlog archive (ArchiveRecord): one archiver task
 //!  templates/<name>  the templates (Template)
 //!  jobs              one per database, cop.ocean_owt.<dept>_pdl.<pdl>_servicegroup.rds_...
 //! ```
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use ocean_framework::{Action, Framework, Plan, View};
 
 use crate::admin::Secrets;
+use crate::archive::{archive_job, archive_job_id, ArchiveRecord, ARCHIVES, LABEL_ARCHIVE};
 use crate::backup::{backup_job, BackupRecord, BACKUPS, LABEL_BACKUP};
 use crate::jobs::{
     database_job, job_id, labels_of, seed_job, LABEL_DATABASE, LABEL_DIGEST, LABEL_SEED,
@@ -73,6 +75,13 @@ pub struct RestoreSource {
     /// The GTID position it holds.
     #[serde(default)]
     pub gtid: String,
+    /// A point in time: replay the archived binlogs up to this GTID
+    /// (from `binlogs`) after the backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// The binlog archive to replay from.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub binlogs: String,
 }
 
 /// Which task is the primary (`topology/<name>`), written by the operator
@@ -153,6 +162,28 @@ impl Framework for MysqlFramework {
                 }
                 wanted.insert(id);
             }
+            // Its binlog archiver, following the recorded primary.
+            let archive = view
+                .keys
+                .get(&format!("{ARCHIVES}{}", rec.spec.name))
+                .and_then(|e| serde_json::from_slice::<ArchiveRecord>(&e.value).ok());
+            if let (Some(a), (Some(t), _)) = (archive, topology(view, &rec.spec.name)) {
+                let job = archive_job(&rec.spec, &a, &t.addr, &rec.secrets);
+                let id = archive_job_id(&rec.spec);
+                let current = view
+                    .jobs
+                    .get(&id)
+                    .and_then(|j| labels_of(&j.spec_json))
+                    .and_then(|l| l.get(LABEL_DIGEST).cloned());
+                match current {
+                    Some(d) if d == job["labels"][LABEL_DIGEST] => {}
+                    found => actions.push(Action::PutJob {
+                        spec_json: job.to_string().into_bytes(),
+                        expected_spec_version: found.is_none().then_some(0),
+                    }),
+                }
+                wanted.insert(id);
+            }
             // Its backups being taken: a batch job each.
             for e in view.keys_under(&format!("{BACKUPS}{}/", rec.spec.name)) {
                 let Ok(b) = serde_json::from_slice::<BackupRecord>(&e.value) else {
@@ -177,7 +208,7 @@ impl Framework for MysqlFramework {
                 &rec.template,
                 &rec.secrets.admin_password,
                 &rec.secrets.repl_password,
-                rec.restore.as_ref().map(|r| r.path.as_str()),
+                rec.restore.as_ref(),
             );
             let digest = &job["labels"][LABEL_DIGEST];
             let current = view
@@ -204,10 +235,13 @@ impl Framework for MysqlFramework {
                 l.get(LABEL_DATABASE)
                     .and_then(|v| v.as_str().map(String::from))
             });
-            // A seed or backup job whose seed or backup ended goes too.
-            let seed = labels
-                .as_ref()
-                .is_some_and(|l| l.contains_key(LABEL_SEED) || l.contains_key(LABEL_BACKUP));
+            // A seed, backup or archiver job whose seed, backup or archive
+            // ended goes too.
+            let seed = labels.as_ref().is_some_and(|l| {
+                l.contains_key(LABEL_SEED)
+                    || l.contains_key(LABEL_BACKUP)
+                    || l.contains_key(LABEL_ARCHIVE)
+            });
             if seed || owner.is_some_and(|o| !names.contains(&o)) {
                 actions.push(Action::DeleteJob {
                     id: id.clone(),
@@ -219,6 +253,7 @@ impl Framework for MysqlFramework {
             STATUSES,
             TOPOLOGIES,
             crate::switchover::SWITCHOVERS,
+            ARCHIVES,
             REBUILDS,
             SEEDS,
         ] {

@@ -25,6 +25,7 @@
 use serde_json::{json, Value};
 
 use crate::admin::Secrets;
+use crate::framework::RestoreSource;
 use crate::seed::SeedRecord;
 use crate::spec::DatabaseSpec;
 use crate::templates::Template;
@@ -89,6 +90,35 @@ if [ ! -f "$V/initialized" ]; then
     cp -a "$DB_RESTORE_FROM" "$D.restore"
     rm -f "$D.restore/MANIFEST.sha256"
     cut -f3 "$D.restore/xtrabackup_binlog_info" >"$V/seed-gtid"
+    if [ -n "${{DB_RESTORE_UNTIL:-}}" ]; then
+      # To a point in time: the archived binlogs from the backup's GTID to
+      # DB_RESTORE_UNTIL, from a source whose archive starts at or before
+      # the backup and reaches it, replayed on a private server (no
+      # network, no binlog of its own).
+      G=$(cat "$V/seed-gtid"); U="$DB_RESTORE_UNTIL"
+      rm -f "$V/replay.sql"
+      for a in "$DB_RESTORE_BINLOGS"/*/; do
+        F=$(ls "$a"binlog.[0-9]* 2>/dev/null | sort | head -n 1)
+        [ -n "$F" ] || continue
+        L=$(mariadb-binlog "$F" 2>/dev/null | sed -n 's/.*Gtid list \[\(.*\)\].*/\1/p' | head -n 1)
+        if [ -n "$L" ] && [ "${{L##*-}}" -gt "${{G##*-}}" ]; then continue; fi
+        mariadb-binlog --start-position="$G" --stop-position="$U" $(ls "$a"binlog.[0-9]* | sort) >"$V/replay.try" 2>>"$V/replay.log" || :
+        if grep -q "GTID $U " "$V/replay.try"; then mv "$V/replay.try" "$V/replay.sql"; break; fi
+      done
+      if [ ! -s "$V/replay.sql" ]; then echo "no archived binlog leads from $G to $U" >&2; exit 1; fi
+      printf '[client]\nuser=%s\npassword=%s\n' "{ADMIN_USER}" "$DB_ADMIN_PASSWORD" >"$V/replay.cnf"
+      RS="/tmp/ocean-mysqld-$PORT0-replay.sock"
+      mariadbd --no-defaults --user="$ME" --datadir="$D.restore" --skip-networking --socket="$RS" \
+        --pid-file="$V/replay.pid" --skip-log-error --innodb-log-file-size=48M &
+      RP=$!
+      i=0
+      until mariadb --defaults-file="$V/replay.cnf" --protocol=socket --socket="$RS" -e 'SELECT 1' >/dev/null 2>&1; do
+        i=$((i+1)); if [ "$i" -gt 600 ]; then kill "$RP"; exit 1; fi; sleep 0.1
+      done
+      mariadb --defaults-file="$V/replay.cnf" --protocol=socket --socket="$RS" <"$V/replay.sql" >"$V/replay.log" 2>&1 || {{ kill "$RP"; wait "$RP" || :; cat "$V/replay.log" >&2; exit 1; }}
+      kill "$RP"; wait "$RP" || :
+      printf %s "$U" >"$V/seed-gtid"
+    fi
     mv "$D.restore" "$D"
   else
     mariadb-install-db --no-defaults --datadir="$D" --user="$ME" --auth-root-authentication-method=normal --skip-test-db --skip-name-resolve >"$V/install.log" 2>&1
@@ -235,7 +265,7 @@ pub fn database_job(
     t: &Template,
     admin_password: &str,
     repl_password: &str,
-    restore_from: Option<&str>,
+    restore: Option<&RestoreSource>,
 ) -> Value {
     let mut job = json!({
         "id": job_id(spec),
@@ -262,8 +292,12 @@ pub fn database_job(
         "flapping": {"max_failures": 1000, "window_seconds": 60},
         "labels": { LABEL_DATABASE: spec.name },
     });
-    if let Some(dir) = restore_from {
-        job["env"]["DB_RESTORE_FROM"] = dir.into();
+    if let Some(r) = restore {
+        job["env"]["DB_RESTORE_FROM"] = r.path.clone().into();
+        if let Some(until) = &r.until {
+            job["env"]["DB_RESTORE_UNTIL"] = until.clone().into();
+            job["env"]["DB_RESTORE_BINLOGS"] = r.binlogs.clone().into();
+        }
     }
     let digest = format!("{:016x}", fnv1a(job.to_string().as_bytes()));
     job["labels"][LABEL_DIGEST] = digest.into();
@@ -325,7 +359,11 @@ mod tests {
         }
         let other = database_job(&spec, &builtin()[1], "a", "r", None);
         assert_ne!(j["labels"][LABEL_DIGEST], other["labels"][LABEL_DIGEST]);
-        let restored = database_job(&spec, &builtin()[0], "a", "r", Some("/b/x/b-1"));
+        let from = RestoreSource {
+            path: "/b/x/b-1".into(),
+            ..Default::default()
+        };
+        let restored = database_job(&spec, &builtin()[0], "a", "r", Some(&from));
         assert_eq!(restored["env"]["DB_RESTORE_FROM"], "/b/x/b-1");
         assert!(j["env"].get("DB_RESTORE_FROM").is_none());
     }

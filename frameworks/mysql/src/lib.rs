@@ -29,6 +29,8 @@
 //!   the operator's pure step;
 //! - [`manual`]: what a manual action (switchover, scale-in, rebuild)
 //!   acts on, chosen from the observed status;
+//! - [`archive`]: continuous binlog archiving and the replay of a
+//!   restore to a point in time;
 //! - [`backup`]: full backups by `mariadb-backup` on a replica, their
 //!   off-site copy and checksums, and restores into a new database
 //!   ([`backup_api`]: its REST side);
@@ -42,6 +44,7 @@ pub mod actions;
 pub mod admin;
 pub mod admin_mem;
 pub mod api;
+pub mod archive;
 pub mod backup;
 pub mod backup_api;
 pub mod decide;
