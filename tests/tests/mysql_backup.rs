@@ -8,7 +8,8 @@
 //! instance starts from the backup too (its job carries it) and
 //! replicates what the copy wrote since. With the original's binlogs
 //! archived, a restore to a point in time (a GTID after the backup) holds
-//! exactly the writes up to it. Bad requests name their field.
+//! exactly the writes up to it, also when the primary failed over in
+//! between (the archive follows it). Bad requests name their field.
 
 use std::time::{Duration, Instant};
 
@@ -265,6 +266,122 @@ async fn a_backup_on_a_replica_restores_into_a_new_database_with_equal_checksums
         );
         let g: Option<String> = pc.query_first("SELECT @@gtid_current_pos").await?;
         assert_eq!(g.as_deref(), Some(point.as_str()));
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_binlog_archive_follows_a_failover_and_a_restore_to_a_point_after_it_holds_every_row_up_to_it(
+) {
+    if !have_mariadb() {
+        return;
+    }
+    bounded(240, async {
+        let (c, _agents, dns) = start(&["a", "b", "c"]).await?;
+        let api = c.master(1).api();
+        create_database(&api, "moving", 3).await?;
+        let d = wait_database(&api, "moving", "formed", FORM, healthy(3)).await?;
+        let pw = app_password(&d);
+        wait_writable(dns.addr, "moving", &pw, FORM).await?;
+        let arch = c.dir().join("archive").display().to_string();
+        let dir = c.dir().join("backups").display().to_string();
+        let off = c.dir().join("offsite").display().to_string();
+        let r = api
+            .post("/v1/databases/moving/archive", &json!({ "dir": arch }))
+            .await?;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let mut p = connect(
+            &addr_of(&d, "primary").expect("a primary"),
+            "app",
+            &pw,
+            Duration::from_secs(2),
+        )
+        .await?;
+        p.query_drop("CREATE TABLE app.big (id INT PRIMARY KEY, pad VARCHAR(1024)) ENGINE=InnoDB")
+            .await?;
+        p.query_drop("INSERT INTO app.big SELECT seq, MD5(seq) FROM app.seq_1_to_1000")
+            .await?;
+        drop(p);
+        let r = api
+            .post(
+                "/v1/databases/moving/backup",
+                &json!({"dir": dir, "offsite_dir": off}),
+            )
+            .await?;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let bid = r.body["id"].as_str().unwrap_or_default().to_string();
+
+        let write = |from: u64, to: u64| {
+            let pw = pw.clone();
+            async move {
+                let addr = ocean_tests::databases::resolve_primary(dns.addr, "moving")
+                    .await
+                    .ok_or_else(|| anyhow::anyhow!("no primary in DNS"))?;
+                let mut p = connect(&addr, "app", &pw, Duration::from_secs(2)).await?;
+                for i in from..=to {
+                    p.query_drop(format!("INSERT INTO app.acks (id) VALUES ({i})"))
+                        .await?;
+                }
+                let g: Option<String> = p.query_first("SELECT @@gtid_binlog_pos").await?;
+                anyhow::Ok(g.unwrap_or_default())
+            }
+        };
+        write(1, 20).await?;
+
+        // The primary is killed; the archiver moves to the new one.
+        let old = d["status"]["primary"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let job =
+            "cop.ocean_owt.miui_pdl.browser_servicegroup.rds_service.moving_job.primary_cluster.qa";
+        let pid = ocean_tests::tasks::tasks(&api, job)
+            .await
+            .iter()
+            .find(|t| t["id"] == old.as_str())
+            .and_then(|t| t["pid"].as_i64())
+            .expect("the primary's pid");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )?;
+        wait_database(&api, "moving", "failed over", FORM, |d| {
+            d["status"]["epoch"] == 1 && d["status"]["primary"] != old.as_str()
+        })
+        .await?;
+        wait_writable(dns.addr, "moving", &pw, FORM).await?;
+        write(21, 30).await?;
+        let point = write(31, 35).await?;
+        write(36, 40).await?;
+
+        let t = Instant::now();
+        let r = api
+            .post(
+                "/v1/databases/moving/restore",
+                &json!({"backup": bid, "name": "before", "until": point}),
+            )
+            .await?;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let d = wait_database(&api, "before", "restored to a point", FORM, healthy(3)).await?;
+        println!(
+            "restore to {point}, after a failover, formed: {:?}",
+            t.elapsed()
+        );
+        let primary = addr_of(&d, "primary").expect("a primary");
+        let mut pc = connect(&primary, "app", &pw, Duration::from_secs(2)).await?;
+        let (n, max): (u64, Option<i64>) = pc
+            .query_first("SELECT COUNT(*), MAX(id) FROM app.acks WHERE id > 0")
+            .await?
+            .unwrap_or_default();
+        assert_eq!((n, max), (35, Some(35)), "rows up to the point, none after");
+        let big: Option<u64> = pc.query_first("SELECT COUNT(*) FROM app.big").await?;
+        assert_eq!(big, Some(1000));
+        // The archive holds a directory per primary it followed.
+        let dirs = std::fs::read_dir(c.dir().join("archive").join("moving").join("binlogs"))?
+            .flatten()
+            .count();
+        assert_eq!(dirs, 2, "one archive per primary");
         Ok(())
     })
     .await;
