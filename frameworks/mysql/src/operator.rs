@@ -84,8 +84,9 @@ pub struct Operator {
     /// Topologies this operator wrote, with their revisions: newer than
     /// the view until the watch brings them.
     topos: BTreeMap<String, (Topology, u64)>,
-    /// Switchover requests this operator finished: the view may still
-    /// show them as requested until the watch brings the outcome.
+    /// Ids of the switchover, rebuild and backup requests this operator
+    /// acted on: the view may still show them as pending until the watch
+    /// brings the outcome it wrote.
     handled: BTreeSet<String>,
     /// Seeds this operator started, by target task: newer than the view
     /// until the watch brings them.
@@ -198,8 +199,8 @@ impl Operator {
         let dbs = databases(view);
         self.topos
             .retain(|n, _| dbs.iter().any(|(r, _)| &r.spec.name == n));
-        // Ids are `<kind>-<ms>`: the smallest are the oldest of their
-        // kind, long finished once a thousand more came.
+        // Bounded: an id matters only until the watch brings the outcome
+        // written for it, long past once a thousand more came.
         while self.handled.len() > 1024 {
             self.handled.pop_first();
         }
