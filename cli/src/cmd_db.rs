@@ -110,6 +110,24 @@ pub enum DbCommand {
         #[arg(long)]
         until: Option<String>,
     },
+    /// Take backups on a schedule: one every EVERY_HOURS, each kept
+    /// RETENTION_DAYS (never the newest); replaces any schedule.
+    Schedule {
+        /// The database's name.
+        name: String,
+        /// Hours between backups (fractions allowed).
+        #[arg(long)]
+        every_hours: f64,
+        /// Days a backup is kept (fractions allowed).
+        #[arg(long)]
+        retention_days: f64,
+        /// Base directory on the agents' hosts (a shared mount).
+        #[arg(long)]
+        dir: Option<String>,
+        /// Base directory of the second copy (off-site).
+        #[arg(long)]
+        offsite_dir: Option<String>,
+    },
     /// Archive a database's binlogs continuously (for restores to a point
     /// in time).
     Archive {
@@ -245,6 +263,27 @@ pub async fn db(c: &Client, cmd: DbCommand) -> anyhow::Result<()> {
             c.request(
                 Method::POST,
                 &format!("{}/restore", path(&name)),
+                Body::Json(body),
+            )
+            .await?
+        }
+        DbCommand::Schedule {
+            name,
+            every_hours,
+            retention_days,
+            dir,
+            offsite_dir,
+        } => {
+            let mut body = json!({ "every_hours": every_hours, "retention_days": retention_days });
+            if let Some(d) = dir {
+                body["dir"] = d.into();
+            }
+            if let Some(d) = offsite_dir {
+                body["offsite_dir"] = d.into();
+            }
+            c.request(
+                Method::POST,
+                &format!("{}/schedule", path(&name)),
                 Body::Json(body),
             )
             .await?

@@ -9,7 +9,9 @@
 //! replicates what the copy wrote since. With the original's binlogs
 //! archived, a restore to a point in time (a GTID after the backup) holds
 //! exactly the writes up to it, also when the primary failed over in
-//! between (the archive follows it). Bad requests name their field.
+//! between (the archive follows it). Scheduled backups come on time and
+//! those past their retention go, files and records. Bad requests name
+//! their field.
 
 use std::time::{Duration, Instant};
 
@@ -382,6 +384,75 @@ async fn the_binlog_archive_follows_a_failover_and_a_restore_to_a_point_after_it
             .flatten()
             .count();
         assert_eq!(dirs, 2, "one archive per primary");
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scheduled_backups_come_on_time_and_those_past_retention_go_with_their_files() {
+    if !have_mariadb() {
+        return;
+    }
+    bounded(240, async {
+        let (c, _agents, dns) = start(&["a", "b", "c"]).await?;
+        let api = c.master(1).api();
+        create_database(&api, "daily", 2).await?;
+        let d = wait_database(&api, "daily", "formed", FORM, healthy(2)).await?;
+        wait_writable(dns.addr, "daily", &app_password(&d), FORM).await?;
+        let dir = c.dir().join("backups");
+        let off = c.dir().join("offsite");
+        let path = "/v1/databases/daily/schedule";
+        for (body, field) in [
+            (json!({"every_hours": 0, "retention_days": 1}), "every_hours"),
+            (json!({"every_hours": 1, "retention_days": 0}), "retention_days"),
+            (json!({"every_hours": 1, "retention_days": 1, "dir": "x"}), "dir"),
+            (json!({"every_hours": 1}), "body"),
+        ] {
+            let r = api.post(path, &body).await?;
+            assert_eq!(r.status, 400, "{body}: {}", r.body);
+            assert_eq!(r.body["errors"][0]["field"], field, "{}", r.body);
+        }
+        // Every 7.2 s, each kept 8.64 s (never the newest).
+        let r = api
+            .post(
+                path,
+                &json!({"every_hours": 0.002, "retention_days": 0.0001,
+                        "dir": dir.display().to_string(), "offsite_dir": off.display().to_string()}),
+            )
+            .await?;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let t = Instant::now();
+        let mut first: Option<String> = None;
+        loop {
+            let list = api.get("/v1/databases/daily/backups").await?.body;
+            let all = list["backups"].as_array().cloned().unwrap_or_default();
+            if first.is_none() {
+                first = all.first().and_then(|b| b["id"].as_str().map(String::from));
+            }
+            let done = all.iter().filter(|b| b["state"] == "done").count();
+            if let Some(f) = &first {
+                let gone = !all.iter().any(|b| b["id"] == f.as_str());
+                let files_gone = !dir.join("daily").join(f).exists() && !off.join("daily").join(f).exists();
+                if gone && files_gone && done >= 2 {
+                    assert!(
+                        all.iter().all(|b| b["by"] == "schedule" && b["state"] != "failed"),
+                        "{list}"
+                    );
+                    println!(
+                        "scheduled backups: {} listed ({done} done) after {:?}; the first, {f}, pruned with its files",
+                        all.len(),
+                        t.elapsed()
+                    );
+                    break;
+                }
+            }
+            anyhow::ensure!(
+                t.elapsed() < Duration::from_secs(150),
+                "the first scheduled backup was not pruned: {list}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
         Ok(())
     })
     .await;

@@ -16,6 +16,7 @@
 //!  POST   /v1/databases/{id}/restore     {"backup", "name", "until"?, ...}: a new database
 //!                                        from it (to a point in time with `until`) -> 201
 //!  POST   /v1/databases/{id}/archive     {"dir"?}: archive its binlogs continuously
+//!  POST   /v1/databases/{id}/schedule    {"every_hours", "retention_days", ...}: scheduled backups
 //!  GET    /v1/database-templates         the templates
 //! ```
 
@@ -347,6 +348,7 @@ async fn action(
             Ok((status, Json(v)))
         }
         "archive" => ok(backup_api::archive(&c, &id, body(&bytes)?).await?),
+        "schedule" => ok(backup_api::schedule(&c, &id, &bytes).await?),
         "restore" => {
             let new = backup_api::restore(&c, &id, rec, body(&bytes)?).await?;
             Ok((StatusCode::CREATED, Json(detail(&new, None))))
@@ -355,7 +357,7 @@ async fn action(
             StatusCode::NOT_FOUND,
             "not_found",
             "action",
-            format!("'{other}' is not one of scale, switchover, backup, restore, rebuild, archive"),
+            format!("'{other}' is not one of scale, switchover, backup, restore, rebuild, archive, schedule"),
         )),
     }
 }

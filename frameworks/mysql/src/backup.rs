@@ -65,6 +65,108 @@ pub struct BackupRecord {
     /// When it finished (ms since the epoch).
     #[serde(default)]
     pub finished_ms: u64,
+    /// Older backups (of the same directories) past their retention that
+    /// this backup's task deletes first; their records go once it is done.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prune: Vec<String>,
+    /// `schedule` or `request`.
+    #[serde(default)]
+    pub by: String,
+}
+
+/// Prefix of the backup schedules: `schedule/<db>`.
+pub const SCHEDULES: &str = "schedule/";
+
+/// A database's backup schedule (`POST .../schedule`): a backup every
+/// `every_hours`, each kept `retention_days`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    /// Hours between backups (fractions allowed), at least 0.001 (3.6 s).
+    pub every_hours: f64,
+    /// Days a done backup is kept (fractions allowed), more than 0.
+    pub retention_days: f64,
+    /// Base directories, as for a backup asked for.
+    #[serde(default)]
+    pub dir: Option<String>,
+    #[serde(default)]
+    pub offsite_dir: Option<String>,
+}
+
+impl Schedule {
+    /// The field that is wrong, if any.
+    pub fn invalid(&self) -> Option<(&'static str, String)> {
+        if !(self.every_hours.is_finite() && self.every_hours >= 0.001) {
+            return Some((
+                "every_hours",
+                format!("{} is not a number of hours >= 0.001", self.every_hours),
+            ));
+        }
+        if !(self.retention_days.is_finite() && self.retention_days > 0.0) {
+            return Some((
+                "retention_days",
+                format!("{} is not a number of days > 0", self.retention_days),
+            ));
+        }
+        for (f, d) in [("dir", &self.dir), ("offsite_dir", &self.offsite_dir)] {
+            if let Some(d) = d {
+                if !valid_dir(d.trim_end_matches('/')) {
+                    return Some((f, format!("'{d}' is not an absolute plain path")));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Whether a scheduled backup is due: none of `backups` is running, the
+/// newest done one was asked for `every_hours` ago or more (or there is
+/// none), and no attempt was made in the last `min(every_hours, 5 min)`
+/// (a failing backup is retried, not in a tight loop).
+pub fn due(s: &Schedule, backups: &[BackupRecord], now_ms: u64) -> bool {
+    if backups.iter().any(|b| b.state == "running") {
+        return false;
+    }
+    let every = (s.every_hours * 3_600_000.0) as u64;
+    let newest = |done_only: bool| {
+        backups
+            .iter()
+            .filter(|b| !done_only || b.state == "done")
+            .map(|b| b.requested_ms)
+            .max()
+    };
+    let retry = every.min(300_000);
+    newest(true).is_none_or(|last| now_ms.saturating_sub(last) >= every)
+        && newest(false).is_none_or(|last| now_ms.saturating_sub(last) >= retry)
+}
+
+/// The done backups in `dir`/`offsite_dir` past their retention, never the
+/// newest done one (a schedule that stopped still keeps one backup).
+pub fn expired(
+    s: &Schedule,
+    backups: &[BackupRecord],
+    dir: &str,
+    offsite_dir: &str,
+    now_ms: u64,
+) -> Vec<String> {
+    let keep = (s.retention_days * 86_400_000.0) as u64;
+    let newest = backups
+        .iter()
+        .filter(|b| b.state == "done")
+        .map(|b| b.requested_ms)
+        .max()
+        .unwrap_or(0);
+    backups
+        .iter()
+        .filter(|b| {
+            b.state == "done"
+                && b.requested_ms != newest
+                && b.dir == dir
+                && b.offsite_dir == offsite_dir
+                && now_ms.saturating_sub(b.requested_ms) > keep
+        })
+        .map(|b| b.id.clone())
+        .collect()
 }
 
 impl BackupRecord {
@@ -118,6 +220,8 @@ mkdir -p "$W"
 printf '[client]\nuser=%s\npassword=%s\nhost=127.0.0.1\nport=%s\n' "{ADMIN_USER}" "$DB_ADMIN_PASSWORD" "$BACKUP_FROM_PORT" >"$W/my.cnf"
 B="$BACKUP_DIR"; O="$OFFSITE_DIR"
 rm -rf "$B.partial" "$O.partial"
+# Backups past their retention (ids the operator chose, b-<digits>).
+for old in $PRUNE; do rm -rf "$(dirname "$B")/$old" "$(dirname "$O")/$old"; done
 mkdir -p "$(dirname "$B")" "$(dirname "$O")"
 if ! mariadb-backup --defaults-file="$W/my.cnf" --backup --target-dir="$B.partial" 2>"$W/backup.log"; then
   tail -n 20 "$W/backup.log" >&2; exit 1
@@ -149,6 +253,7 @@ pub fn backup_job(spec: &DatabaseSpec, b: &BackupRecord, secrets: &Secrets) -> V
             "BACKUP_FROM_PORT": b.source_port.to_string(),
             "BACKUP_DIR": b.path(),
             "OFFSITE_DIR": b.offsite_path(),
+            "PRUNE": b.prune.join(" "),
         },
         "labels": { LABEL_DATABASE: spec.name, LABEL_BACKUP: b.id },
     })
@@ -221,6 +326,65 @@ mod tests {
             assert!(cmd.contains(step), "{step} missing");
         }
         assert!(!cmd.contains("--password="));
+    }
+
+    #[test]
+    fn a_schedule_is_due_after_its_interval_and_prunes_all_but_the_newest_past_retention() {
+        let s = Schedule {
+            every_hours: 1.0,
+            retention_days: 1.0,
+            ..Default::default()
+        };
+        let b = |id: &str, at: u64, state: &str| BackupRecord {
+            id: id.into(),
+            requested_ms: at,
+            state: state.into(),
+            dir: "/d".into(),
+            offsite_dir: "/o".into(),
+            ..Default::default()
+        };
+        let h = 3_600_000;
+        assert!(due(&s, &[], 0));
+        assert!(!due(&s, &[b("b-1", 0, "done")], h - 1));
+        assert!(due(&s, &[b("b-1", 0, "done")], h));
+        assert!(!due(
+            &s,
+            &[b("b-1", 0, "done"), b("b-2", h, "running")],
+            3 * h
+        ));
+        let all = [
+            b("b-1", 0, "done"),
+            b("b-2", h, "done"),
+            b("b-3", 30 * h, "failed"),
+        ];
+        assert_eq!(
+            expired(&s, &all, "/d", "/o", 26 * h),
+            vec!["b-1".to_string()]
+        );
+        // The newest done backup stays, however old.
+        assert_eq!(
+            expired(&s, &all, "/d", "/o", 100 * h),
+            vec!["b-1".to_string()]
+        );
+        assert_eq!(
+            expired(&s, &all, "/elsewhere", "/o", 100 * h),
+            Vec::<String>::new()
+        );
+        let bad = Schedule {
+            every_hours: 0.0,
+            ..s.clone()
+        };
+        assert_eq!(bad.invalid().map(|(f, _)| f), Some("every_hours"));
+        let bad = Schedule {
+            retention_days: -1.0,
+            ..s.clone()
+        };
+        assert_eq!(bad.invalid().map(|(f, _)| f), Some("retention_days"));
+        let bad = Schedule {
+            dir: Some("rel".into()),
+            ..s
+        };
+        assert_eq!(bad.invalid().map(|(f, _)| f), Some("dir"));
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //!                                  a new database started from the backup (and, with
 //!                                  `until`, the archived binlogs replayed up to that GTID) -> 201
 //!  POST /v1/databases/{id}/archive {"dir"?}: archive its binlogs continuously -> 200
+//!  POST /v1/databases/{id}/schedule {"every_hours", "retention_days", "dir"?, "offsite_dir"?}:
+//!                                  scheduled backups, older ones deleted -> 200
 //! ```
 
 use std::sync::Arc;
@@ -24,7 +26,8 @@ use serde_json::{json, Value};
 use crate::actions::{key, observed};
 use crate::archive::{is_gtid, ArchiveRecord, ARCHIVES};
 use crate::backup::{
-    backup_key, valid_dir, BackupRecord, BACKUPS, DEFAULT_DIR, DEFAULT_OFFSITE_DIR,
+    backup_key, valid_dir, BackupRecord, Schedule, BACKUPS, DEFAULT_DIR, DEFAULT_OFFSITE_DIR,
+    SCHEDULES,
 };
 use crate::framework::{DatabaseRecord, RestoreSource, DATABASES, NAME};
 use crate::gtid::GtidPos;
@@ -79,6 +82,26 @@ pub struct Archive {
     /// `/var/tmp/ocean-mysql-backups`).
     #[serde(default)]
     pub dir: Option<String>,
+}
+
+/// Sets database `id`'s backup schedule (replacing any): the operator
+/// takes a backup every `every_hours` and deletes those older than
+/// `retention_days` (never the newest).
+pub async fn schedule(c: &Arc<dyn Client>, id: &str, bytes: &[u8]) -> ApiResult<Value> {
+    let s: Schedule =
+        serde_json::from_slice(bytes).map_err(|e| Refused::bad("body", e.to_string()))?;
+    if let Some((field, reason)) = s.invalid() {
+        return Err(Refused::bad(field, reason).into());
+    }
+    c.kv_put(KvPutRequest {
+        namespace: NAME.into(),
+        key: format!("{SCHEDULES}{id}"),
+        value: serde_json::to_vec(&s).unwrap_or_default(),
+        expected_revision: None,
+    })
+    .await?;
+    tracing::info!(database = %id, every_hours = s.every_hours, retention_days = s.retention_days, "backup schedule set");
+    Ok(json!({ "database": id, "schedule": s }))
 }
 
 /// Turns on (or moves) database `id`'s binlog archive.
@@ -147,6 +170,7 @@ pub async fn backup(c: &Arc<dyn Client>, id: &str, b: Backup) -> ApiResult<(Stat
         offsite_dir,
         requested_ms: now,
         state: "running".into(),
+        by: "request".into(),
         ..Default::default()
     };
     let put = c

@@ -13,6 +13,7 @@
 //!  seeds/<name>/<task> a seed under way (SeedRecord), by the operator: a batch job each
 //!  backups/<name>/<id> a backup (BackupRecord): a batch job while it runs
 //!  archive/<name>    its binlog archive (ArchiveRecord): one archiver task
+//!  schedule/<name>   its backup schedule (Schedule), by the API; the operator acts on it
 //!  templates/<name>  the templates (Template)
 //!  jobs              one per database, cop.ocean_owt.<dept>_pdl.<pdl>_servicegroup.rds_...
 //! ```
@@ -254,6 +255,7 @@ impl Framework for MysqlFramework {
             TOPOLOGIES,
             crate::switchover::SWITCHOVERS,
             ARCHIVES,
+            crate::backup::SCHEDULES,
             REBUILDS,
             SEEDS,
         ] {

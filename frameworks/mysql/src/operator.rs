@@ -15,6 +15,7 @@
 //!     rebuilds (primary answers) ─► seeds/<db>/<task> for instances waiting for a seed,
 //!        Condemn for replicas broken for good or asked for (operator_seed.rs)
 //!     backups/<db>/<id> running, its batch task ended ─► done | failed (operator_backup.rs)
+//!     schedule/<db>, a backup due ─► backups/<db>/<id> (pruning those past retention)
 //!     status() ─► status/<db>
 //! ```
 
@@ -93,6 +94,9 @@ pub struct Operator {
     seeding: BTreeMap<String, Instant>,
     /// Since when (ms) each replica has been broken for good.
     broken_since: BTreeMap<String, u64>,
+    /// The newest scheduled backup this operator started, per database
+    /// (ms): newer than the view until the watch brings it.
+    scheduled: BTreeMap<String, u64>,
 }
 
 /// The running tasks of a database's job as members (not yet observed).
@@ -154,6 +158,7 @@ impl Operator {
             handled: BTreeSet::new(),
             seeding: BTreeMap::new(),
             broken_since: BTreeMap::new(),
+            scheduled: BTreeMap::new(),
         }
     }
 
@@ -274,6 +279,7 @@ impl Operator {
                         execute_all(admin.as_ref(), &name, &cmds, secrets).await;
                         if p.obs.is_some() {
                             rebuilding = self.tend_seeds(view, rec, p, &members).await;
+                            self.schedule_backups(view, rec, p, &members).await;
                         }
                     }
                 }
