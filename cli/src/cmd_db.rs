@@ -45,6 +45,98 @@ pub enum DbCommand {
         /// The database's name.
         name: String,
     },
+    /// Hand the primary's role to a replica, losslessly: writes stop on
+    /// the primary, the replica applies everything, then it is promoted
+    /// and DNS follows. Returns once it is done.
+    Switchover {
+        /// The database's name.
+        name: String,
+        /// The replica's task (default: the replicating one furthest ahead).
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Change a database's number of instances (new ones join as
+    /// replicas; a scale-in never stops the primary).
+    Scale {
+        /// The database's name.
+        name: String,
+        /// Instances, 1..=9, at most one per host.
+        #[arg(long)]
+        instances: u32,
+    },
+    /// Rebuild an instance: its data is dropped and streamed again from a
+    /// healthy one (mariadb-backup); returns once that started.
+    Rebuild {
+        /// The database's name.
+        name: String,
+        /// The instance's task (not the primary).
+        #[arg(long)]
+        task: String,
+    },
+    /// Back a database up with mariadb-backup on a replica, with a
+    /// checksum-verified second copy; prints the backup once done.
+    Backup {
+        /// The database's name.
+        name: String,
+        /// Base directory on the agents' hosts (a shared mount).
+        #[arg(long)]
+        dir: Option<String>,
+        /// Base directory of the second copy (off-site).
+        #[arg(long)]
+        offsite_dir: Option<String>,
+        /// List the database's backups instead.
+        #[arg(long)]
+        list: bool,
+    },
+    /// Restore a backup into a new database (its instances start from the
+    /// backup, checked against its checksums).
+    Restore {
+        /// The database the backup was taken of.
+        name: String,
+        /// The backup's id (`ocean db backup NAME --list`).
+        #[arg(long)]
+        backup: String,
+        /// The new database's name.
+        #[arg(long)]
+        into: String,
+        /// Its full name (default: the original's with the last part replaced).
+        #[arg(long)]
+        full_name: Option<String>,
+        /// Its instances (default: the original's).
+        #[arg(long)]
+        instances: Option<u32>,
+        /// A point in time: replay the archived binlogs up to this GTID
+        /// (domain-server-seq) after the backup.
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// Take backups on a schedule: one every EVERY_HOURS, each kept
+    /// RETENTION_DAYS (never the newest); replaces any schedule.
+    Schedule {
+        /// The database's name.
+        name: String,
+        /// Hours between backups (fractions allowed).
+        #[arg(long)]
+        every_hours: f64,
+        /// Days a backup is kept (fractions allowed).
+        #[arg(long)]
+        retention_days: f64,
+        /// Base directory on the agents' hosts (a shared mount).
+        #[arg(long)]
+        dir: Option<String>,
+        /// Base directory of the second copy (off-site).
+        #[arg(long)]
+        offsite_dir: Option<String>,
+    },
+    /// Archive a database's binlogs continuously (for restores to a point
+    /// in time).
+    Archive {
+        /// The database's name.
+        name: String,
+        /// Base directory on the agents' hosts (a shared mount).
+        #[arg(long)]
+        dir: Option<String>,
+    },
     /// Delete a database and its instances (the data on the agents' volumes stays).
     Delete {
         /// The database's name.
@@ -95,6 +187,118 @@ pub async fn db(c: &Client, cmd: DbCommand) -> anyhow::Result<()> {
                 return Ok(());
             }
             v
+        }
+        DbCommand::Switchover { name, to } => {
+            let mut body = json!({});
+            if let Some(t) = to {
+                body["to"] = t.into();
+            }
+            c.request(
+                Method::POST,
+                &format!("{}/switchover", path(&name)),
+                Body::Json(body),
+            )
+            .await?
+        }
+        DbCommand::Scale { name, instances } => {
+            c.request(
+                Method::POST,
+                &format!("{}/scale", path(&name)),
+                Body::Json(json!({ "instances": instances })),
+            )
+            .await?
+        }
+        DbCommand::Rebuild { name, task } => {
+            c.request(
+                Method::POST,
+                &format!("{}/rebuild", path(&name)),
+                Body::Json(json!({ "task": task })),
+            )
+            .await?
+        }
+        DbCommand::Backup {
+            name, list: true, ..
+        } => {
+            c.request(Method::GET, &format!("{}/backups", path(&name)), Body::None)
+                .await?
+        }
+        DbCommand::Backup {
+            name,
+            dir,
+            offsite_dir,
+            list: false,
+        } => {
+            let mut body = json!({});
+            if let Some(d) = dir {
+                body["dir"] = d.into();
+            }
+            if let Some(d) = offsite_dir {
+                body["offsite_dir"] = d.into();
+            }
+            c.request(
+                Method::POST,
+                &format!("{}/backup", path(&name)),
+                Body::Json(body),
+            )
+            .await?
+        }
+        DbCommand::Restore {
+            name,
+            backup,
+            into,
+            full_name,
+            instances,
+            until,
+        } => {
+            let mut body = json!({ "backup": backup, "name": into });
+            if let Some(u) = until {
+                body["until"] = u.into();
+            }
+            if let Some(f) = full_name {
+                body["full_name"] = f.into();
+            }
+            if let Some(n) = instances {
+                body["instances"] = n.into();
+            }
+            c.request(
+                Method::POST,
+                &format!("{}/restore", path(&name)),
+                Body::Json(body),
+            )
+            .await?
+        }
+        DbCommand::Schedule {
+            name,
+            every_hours,
+            retention_days,
+            dir,
+            offsite_dir,
+        } => {
+            let mut body = json!({ "every_hours": every_hours, "retention_days": retention_days });
+            if let Some(d) = dir {
+                body["dir"] = d.into();
+            }
+            if let Some(d) = offsite_dir {
+                body["offsite_dir"] = d.into();
+            }
+            c.request(
+                Method::POST,
+                &format!("{}/schedule", path(&name)),
+                Body::Json(body),
+            )
+            .await?
+        }
+        DbCommand::Archive { name, dir } => {
+            let mut body = json!({});
+            if let Some(d) = dir {
+                body["dir"] = d.into();
+            }
+            c.request(
+                Method::POST,
+                &format!("{}/archive", path(&name)),
+                Body::Json(body),
+            )
+            .await?
         }
         DbCommand::Delete { name } => c.request(Method::DELETE, &path(&name), Body::None).await?,
         DbCommand::Templates => {

@@ -10,7 +10,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Row};
 use tokio::sync::Mutex;
 
-use crate::jobs::{ADMIN_USER, APP_SCHEMA, APP_USER, REPL_USER};
+use crate::jobs::{ADMIN_USER, APP_SCHEMA, APP_USER, REBUILD_MARK, REPL_USER};
 
 /// An instance could not be observed or commanded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,6 +69,9 @@ pub struct ReplicaObs {
     /// `Last_IO_Errno` (1236: the primary cannot serve its position, a
     /// diverged history).
     pub last_io_errno: u32,
+    /// `Last_SQL_Errno`: the SQL thread stopped on this error (its data
+    /// differs from the primary's).
+    pub last_sql_errno: u32,
 }
 
 /// What an instance answered.
@@ -82,6 +85,9 @@ pub struct Observed {
     pub gtid_binlog_pos: String,
     /// Its replication, when configured.
     pub replica: Option<ReplicaObs>,
+    /// `@@rpl_semi_sync_master_enabled`: its commits wait for a
+    /// standby's acknowledgement.
+    pub semi_sync_enabled: bool,
     /// `Rpl_semi_sync_master_clients`: standbys acknowledging to it.
     pub semi_sync_clients: u32,
     /// `Rpl_semi_sync_master_wait_sessions`: commits waiting for an
@@ -109,6 +115,14 @@ pub enum AdminCmd {
     /// The application's schema and user (through the primary: binlogged,
     /// so the standbys get them too).
     EnsureApp { on: String },
+    /// Semi-sync's primary side on or off on the primary: on while the
+    /// database has standbys, off when it is scaled to one instance
+    /// (nobody could acknowledge).
+    SemiSync { on: String, enabled: bool },
+    /// Condemns the instance's datadir and shuts it down: the unlogged
+    /// schema [`crate::jobs::REBUILD_MARK`], then `SHUTDOWN`; its next task
+    /// waits for a seed (see [`crate::seed`]).
+    Condemn { on: String },
 }
 
 impl AdminCmd {
@@ -119,7 +133,9 @@ impl AdminCmd {
             | AdminCmd::Follow { on, .. }
             | AdminCmd::StopIo { on }
             | AdminCmd::Demote { on }
-            | AdminCmd::EnsureApp { on } => on,
+            | AdminCmd::EnsureApp { on }
+            | AdminCmd::SemiSync { on, .. }
+            | AdminCmd::Condemn { on } => on,
         }
     }
 }
@@ -131,6 +147,9 @@ pub trait MysqlAdmin: Send + Sync + std::fmt::Debug {
     async fn observe(&self, addr: &str, secrets: &Secrets) -> Result<Observed>;
     /// Sends `cmd` to its instance.
     async fn execute(&self, cmd: &AdminCmd, secrets: &Secrets) -> Result<()>;
+    /// Whether something listens at `addr` (an instance's seed port: it
+    /// waits for a seed).
+    async fn awaits_seed(&self, addr: &str) -> bool;
 }
 
 /// The real thing: one connection per instance, dropped on error; every
@@ -233,8 +252,11 @@ impl MysqlAdmin for RealAdmin {
     async fn observe(&self, addr: &str, secrets: &Secrets) -> Result<Observed> {
         self.with(addr, secrets, |c| {
             Box::pin(async move {
-                let (ro, cur, bin): (i64, String, String) = c
-                    .query_first("SELECT @@read_only, @@gtid_current_pos, @@gtid_binlog_pos")
+                let (ro, cur, bin, semi): (i64, String, String, i64) = c
+                    .query_first(
+                        "SELECT @@read_only, @@gtid_current_pos, @@gtid_binlog_pos, \
+                         @@rpl_semi_sync_master_enabled",
+                    )
                     .await?
                     .unwrap_or_default();
                 let replica = c
@@ -263,6 +285,10 @@ impl MysqlAdmin for RealAdmin {
                                 .get_opt::<u32, _>("Last_IO_Errno")
                                 .and_then(|v| v.ok())
                                 .unwrap_or(0),
+                            last_sql_errno: r
+                                .get_opt::<u32, _>("Last_SQL_Errno")
+                                .and_then(|v| v.ok())
+                                .unwrap_or(0),
                         }
                     })
                     .filter(|r| !r.master_host.is_empty());
@@ -289,6 +315,7 @@ impl MysqlAdmin for RealAdmin {
                     read_only: ro != 0,
                     gtid_current_pos: cur,
                     gtid_binlog_pos: bin,
+                    semi_sync_enabled: semi != 0,
                     replica,
                     semi_sync_clients: num("Rpl_semi_sync_master_clients"),
                     semi_sync_waiting: num("Rpl_semi_sync_master_wait_sessions"),
@@ -329,6 +356,15 @@ impl MysqlAdmin for RealAdmin {
             ],
             AdminCmd::StopIo { .. } => vec!["STOP SLAVE IO_THREAD".into()],
             AdminCmd::Demote { .. } => vec!["SET GLOBAL read_only=1".into()],
+            AdminCmd::Condemn { .. } => vec![
+                "SET SESSION sql_log_bin=0".into(),
+                format!("CREATE DATABASE IF NOT EXISTS `{REBUILD_MARK}`"),
+                "SHUTDOWN".into(),
+            ],
+            AdminCmd::SemiSync { enabled, .. } => vec![format!(
+                "SET GLOBAL rpl_semi_sync_master_enabled={}",
+                u8::from(*enabled)
+            )],
             AdminCmd::EnsureApp { .. } => vec![
                 format!("CREATE DATABASE IF NOT EXISTS `{APP_SCHEMA}`"),
                 format!(
@@ -357,7 +393,19 @@ impl MysqlAdmin for RealAdmin {
                 Ok(())
             })
         })
-        .await
+        .await?;
+        if matches!(cmd, AdminCmd::Condemn { .. }) {
+            // Its server is going away, and the session does not log.
+            self.conns.lock().await.remove(cmd.on());
+        }
+        Ok(())
+    }
+
+    async fn awaits_seed(&self, addr: &str) -> bool {
+        matches!(
+            tokio::time::timeout(self.timeout, tokio::net::TcpStream::connect(addr)).await,
+            Ok(Ok(_))
+        )
     }
 }
 

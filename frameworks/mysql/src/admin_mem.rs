@@ -3,7 +3,7 @@
 //! way mariadbd would (as far as the operator can tell); instances can be
 //! made unreachable, and every command sent is recorded.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use crate::admin::{AdminCmd, AdminError, MysqlAdmin, Observed, ReplicaObs, Result, Secrets};
@@ -15,6 +15,8 @@ pub struct MemAdmin {
     pub nodes: Mutex<BTreeMap<String, Option<Observed>>>,
     /// Every command executed, in order.
     pub sent: Mutex<Vec<AdminCmd>>,
+    /// Seed ports (`ip:port`) that listen: instances waiting for a seed.
+    pub seeding: Mutex<BTreeSet<String>>,
 }
 
 impl MemAdmin {
@@ -46,6 +48,13 @@ fn gone(addr: &str) -> AdminError {
 
 #[async_trait::async_trait]
 impl MysqlAdmin for MemAdmin {
+    async fn awaits_seed(&self, addr: &str) -> bool {
+        self.seeding
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(addr)
+    }
+
     async fn observe(&self, addr: &str, _: &Secrets) -> Result<Observed> {
         self.get(addr).ok_or_else(|| gone(addr))
     }
@@ -55,13 +64,25 @@ impl MysqlAdmin for MemAdmin {
         let Some(Some(o)) = nodes.get_mut(cmd.on()) else {
             return Err(gone(cmd.on()));
         };
+        if let AdminCmd::Condemn { on } = cmd {
+            // Shut down: it answers no more.
+            nodes.insert(on.clone(), None);
+            drop(nodes);
+            self.sent
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(cmd.clone());
+            return Ok(());
+        }
         match cmd {
-            AdminCmd::Promote { .. } => {
+            AdminCmd::Promote { alone, .. } => {
                 o.replica = None;
                 o.read_only = false;
+                o.semi_sync_enabled = !alone;
             }
             AdminCmd::Follow { host, port, .. } => {
                 o.read_only = true;
+                o.semi_sync_enabled = false;
                 o.replica = Some(ReplicaObs {
                     master_host: host.clone(),
                     master_port: *port,
@@ -78,6 +99,8 @@ impl MysqlAdmin for MemAdmin {
             }
             AdminCmd::Demote { .. } => o.read_only = true,
             AdminCmd::EnsureApp { .. } => o.app_ready = true,
+            AdminCmd::SemiSync { enabled, .. } => o.semi_sync_enabled = *enabled,
+            AdminCmd::Condemn { .. } => {}
         }
         drop(nodes);
         self.sent

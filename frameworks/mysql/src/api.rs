@@ -6,7 +6,17 @@
 //!  GET    /v1/databases[?product_line=]  list with each database's state
 //!  GET    /v1/databases/{id}             spec, template, state, topology, DNS name, credentials
 //!  DELETE /v1/databases/{id}             delete (the framework removes its job)
-//!  POST   /v1/databases/{id}/{scale,switchover,backup,restore,rebuild}   not yet: 501
+//!  POST   /v1/databases/{id}/switchover  {"to"?: task}: planned, lossless; waits for the operator
+//!  POST   /v1/databases/{id}/scale       {"instances": n}: the primary is never stopped
+//!  POST   /v1/databases/{id}/rebuild     {"task": id}: its data condemned, reseeded from a
+//!                                        healthy instance (mariadb-backup stream) -> 202
+//!  POST   /v1/databases/{id}/backup      {"dir"?, "offsite_dir"?}: mariadb-backup on a replica,
+//!                                        a verified second copy -> 201 (202 still running)
+//!  GET    /v1/databases/{id}/backups     its backups
+//!  POST   /v1/databases/{id}/restore     {"backup", "name", "until"?, ...}: a new database
+//!                                        from it (to a point in time with `until`) -> 201
+//!  POST   /v1/databases/{id}/archive     {"dir"?}: archive its binlogs continuously
+//!  POST   /v1/databases/{id}/schedule    {"every_hours", "retention_days", ...}: scheduled backups
 //!  GET    /v1/database-templates         the templates
 //! ```
 
@@ -23,7 +33,9 @@ use rand::Rng;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::actions;
 use crate::admin::Secrets;
+use crate::backup_api;
 use crate::framework::{DatabaseRecord, DATABASES, NAME, STATUSES, TEMPLATES};
 use crate::jobs::{job_id, primary_dns_name, APP_SCHEMA, APP_USER};
 use crate::spec::{self, InvalidDatabase};
@@ -41,6 +53,7 @@ pub fn router(client: Arc<dyn Client>) -> Router {
     Router::new()
         .route("/v1/databases", get(list).post(create))
         .route("/v1/databases/{id}", get(show).delete(remove))
+        .route("/v1/databases/{id}/backups", get(backups))
         .route("/v1/databases/{id}/{action}", post(action))
         .route("/v1/database-templates", get(templates))
         .with_state(client)
@@ -127,6 +140,7 @@ async fn create(
             app_password: password(),
         },
         created_ms: ocean_framework::runner::now_ms(),
+        restore: None,
     };
     let put = c
         .kv_put(KvPutRequest {
@@ -295,23 +309,55 @@ async fn remove(
     Ok(Json(json!({"deleted": id})))
 }
 
+async fn backups(
+    State(c): State<Arc<dyn Client>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    record(&c, &id).await?;
+    Ok(Json(backup_api::list(&c, &id).await?))
+}
+
+fn body<T: serde::de::DeserializeOwned + Default>(bytes: &[u8]) -> ApiResult<T> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(bytes).map_err(|e| ApiError::invalid("body", e.to_string()))
+}
+
 async fn action(
     State(c): State<Arc<dyn Client>>,
     Path((id, action)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
-    record(&c, &id).await?;
+    bytes: axum::body::Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let (rec, revision) = record(&c, &id).await?;
+    let ok = |v| Ok((StatusCode::OK, Json(v)));
     match action.as_str() {
-        "scale" | "switchover" | "backup" | "restore" | "rebuild" => Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "not_implemented",
-            "action",
-            format!("'{action}' is not built yet"),
+        "switchover" => {
+            ok(actions::switchover(&c, &id, body::<actions::Switchover>(&bytes)?).await?)
+        }
+        "scale" => {
+            let s = actions::Scale::parse(&bytes)?;
+            ok(actions::scale(&c, &id, rec, revision, s).await?)
+        }
+        "rebuild" => Ok((
+            StatusCode::ACCEPTED,
+            Json(actions::rebuild(&c, &id, body::<actions::Rebuild>(&bytes)?).await?),
         )),
+        "backup" => {
+            let (status, v) = backup_api::backup(&c, &id, body(&bytes)?).await?;
+            Ok((status, Json(v)))
+        }
+        "archive" => ok(backup_api::archive(&c, &id, body(&bytes)?).await?),
+        "schedule" => ok(backup_api::schedule(&c, &id, &bytes).await?),
+        "restore" => {
+            let new = backup_api::restore(&c, &id, rec, body(&bytes)?).await?;
+            Ok((StatusCode::CREATED, Json(detail(&new, None))))
+        }
         other => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
             "action",
-            format!("'{other}' is not one of scale, switchover, backup, restore, rebuild"),
+            format!("'{other}' is not one of scale, switchover, backup, restore, rebuild, archive, schedule"),
         )),
     }
 }

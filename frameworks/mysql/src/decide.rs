@@ -6,6 +6,7 @@
 //!                          enough answer (2, or 1 for a one-instance database)
 //!  primary answers     ──► steady(): Promote it if still read-only, Follow for
 //!                          standbys not replicating from it, Demote strays,
+//!                          semi-sync on with standbys (off at one instance),
 //!                          EnsureApp once a standby acknowledges
 //!  primary lost        ──► failover_step(), repeated until it says Promote:
 //!   (task ended, or        1. StopIo: fence, no standby acknowledges the old
@@ -35,6 +36,9 @@ pub struct Member {
     pub ip: String,
     /// The mysql port.
     pub port: u16,
+    /// The seed port (0: none), where it listens while it waits for a
+    /// seed (see [`crate::seed`]).
+    pub seed_port: u16,
     /// What it answered (`None`: unreachable this round).
     pub obs: Option<Observed>,
 }
@@ -117,6 +121,20 @@ pub fn steady(instances: u32, p: &Member, members: &[Member]) -> Vec<AdminCmd> {
                 port: p.port,
             });
         }
+    }
+    // Semi-sync on while there are standbys; off for a one-instance
+    // database (scaled in to one: nobody could acknowledge). Turned on
+    // after a scale-out only once a standby replicates, so the primary's
+    // commits do not wait while the new instances start.
+    let want = instances > 1;
+    if !po.read_only
+        && po.semi_sync_enabled != want
+        && (!want || members.iter().any(|m| m.task != p.task && follows(m, p)))
+    {
+        out.push(AdminCmd::SemiSync {
+            on: p.addr(),
+            enabled: want,
+        });
     }
     if !po.read_only && !po.app_ready && (po.semi_sync_clients > 0 || instances == 1) {
         out.push(AdminCmd::EnsureApp { on: p.addr() });

@@ -7,6 +7,7 @@ fn m(task: &str, port: u16, obs: Option<Observed>) -> Member {
         host: format!("h-{task}"),
         ip: "10.0.0.1".into(),
         port,
+        seed_port: 0,
         obs,
     }
 }
@@ -15,6 +16,7 @@ fn primary(pos: &str) -> Observed {
     Observed {
         read_only: false,
         gtid_current_pos: pos.into(),
+        semi_sync_enabled: true,
         semi_sync_clients: 1,
         app_ready: true,
         ..Default::default()
@@ -93,6 +95,40 @@ fn steady_promotes_a_read_only_primary_points_standbys_and_creates_the_app_user(
                 on: "10.0.0.1:1".into()
             },
         ]
+    );
+}
+
+#[test]
+fn semi_sync_is_off_at_one_instance_and_on_again_once_a_standby_replicates() {
+    let alone = [m("a", 1, Some(primary("0-1-5")))];
+    assert_eq!(
+        steady(1, &alone[0], &alone),
+        vec![AdminCmd::SemiSync {
+            on: "10.0.0.1:1".into(),
+            enabled: false
+        }]
+    );
+    let mut off = primary("0-1-5");
+    off.semi_sync_enabled = false;
+    // Scaled out: the new instance does not replicate yet; commits must
+    // not wait for it.
+    let ms = [
+        m("a", 1, Some(off.clone())),
+        m("b", 2, Some(Observed::default())),
+    ];
+    assert!(!steady(2, &ms[0], &ms)
+        .iter()
+        .any(|c| matches!(c, AdminCmd::SemiSync { .. })));
+    let ms = [
+        m("a", 1, Some(off)),
+        m("b", 2, Some(standby(1, "0-1-5", "0-1-5", true))),
+    ];
+    assert_eq!(
+        steady(2, &ms[0], &ms),
+        vec![AdminCmd::SemiSync {
+            on: "10.0.0.1:1".into(),
+            enabled: true
+        }]
     );
 }
 

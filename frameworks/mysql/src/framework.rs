@@ -8,6 +8,12 @@
 //!  databases/<name>  the database (DatabaseRecord: spec, template, secrets), by the API
 //!  topology/<name>   which task is primary (Topology), by the operator
 //!  status/<name>     what the operator last observed (DatabaseStatus)
+//!  switchover/<name> the newest switchover asked for and its outcome (SwitchoverRequest)
+//!  rebuild/<name>    the newest rebuild asked for through the API (RebuildRequest)
+//!  seeds/<name>/<task> a seed under way (SeedRecord), by the operator: a batch job each
+//!  backups/<name>/<id> a backup (BackupRecord): a batch job while it runs
+//!  archive/<name>    its binlog archive (ArchiveRecord): one archiver task
+//!  schedule/<name>   its backup schedule (Schedule), by the API; the operator acts on it
 //!  templates/<name>  the templates (Template)
 //!  jobs              one per database, cop.ocean_owt.<dept>_pdl.<pdl>_servicegroup.rds_...
 //! ```
@@ -19,7 +25,12 @@ use serde::{Deserialize, Serialize};
 use ocean_framework::{Action, Framework, Plan, View};
 
 use crate::admin::Secrets;
-use crate::jobs::{database_job, job_id, labels_of, LABEL_DATABASE, LABEL_DIGEST};
+use crate::archive::{archive_job, archive_job_id, ArchiveRecord, ARCHIVES, LABEL_ARCHIVE};
+use crate::backup::{backup_job, BackupRecord, BACKUPS, LABEL_BACKUP};
+use crate::jobs::{
+    database_job, job_id, labels_of, seed_job, LABEL_DATABASE, LABEL_DIGEST, LABEL_SEED,
+};
+use crate::seed::{SeedRecord, REBUILDS, SEEDS};
 use crate::spec::DatabaseSpec;
 use crate::templates::{builtin, Template};
 
@@ -47,6 +58,31 @@ pub struct DatabaseRecord {
     pub secrets: Secrets,
     /// When it was created (ms since the epoch, the API's clock).
     pub created_ms: u64,
+    /// The backup it was restored from, if any: its instances start from
+    /// it instead of an empty datadir.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreSource>,
+}
+
+/// Where a restored database comes from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreSource {
+    /// The database backed up.
+    pub database: String,
+    /// The backup's id.
+    pub backup: String,
+    /// Its directory (on the agents' hosts).
+    pub path: String,
+    /// The GTID position it holds.
+    #[serde(default)]
+    pub gtid: String,
+    /// A point in time: replay the archived binlogs up to this GTID
+    /// (from `binlogs`) after the backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// The binlog archive to replay from.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub binlogs: String,
 }
 
 /// Which task is the primary (`topology/<name>`), written by the operator
@@ -111,12 +147,69 @@ impl Framework for MysqlFramework {
                 continue;
             }
             names.insert(rec.spec.name.clone());
+            // Its seeds under way: a batch job each, made once (a job
+            // that ran to its end stays until the operator ends the seed).
+            for e in view.keys_under(&format!("{SEEDS}{}/", rec.spec.name)) {
+                let Ok(seed) = serde_json::from_slice::<SeedRecord>(&e.value) else {
+                    continue;
+                };
+                let job = seed_job(&rec.spec, &seed, &rec.secrets);
+                let id = job["id"].as_str().unwrap_or_default().to_string();
+                if !view.jobs.contains_key(&id) {
+                    actions.push(Action::PutJob {
+                        spec_json: job.to_string().into_bytes(),
+                        expected_spec_version: Some(0),
+                    });
+                }
+                wanted.insert(id);
+            }
+            // Its binlog archiver, following the recorded primary.
+            let archive = view
+                .keys
+                .get(&format!("{ARCHIVES}{}", rec.spec.name))
+                .and_then(|e| serde_json::from_slice::<ArchiveRecord>(&e.value).ok());
+            if let (Some(a), (Some(t), _)) = (archive, topology(view, &rec.spec.name)) {
+                let job = archive_job(&rec.spec, &a, &t.addr, &rec.secrets);
+                let id = archive_job_id(&rec.spec);
+                let current = view
+                    .jobs
+                    .get(&id)
+                    .and_then(|j| labels_of(&j.spec_json))
+                    .and_then(|l| l.get(LABEL_DIGEST).cloned());
+                match current {
+                    Some(d) if d == job["labels"][LABEL_DIGEST] => {}
+                    found => actions.push(Action::PutJob {
+                        spec_json: job.to_string().into_bytes(),
+                        expected_spec_version: found.is_none().then_some(0),
+                    }),
+                }
+                wanted.insert(id);
+            }
+            // Its backups being taken: a batch job each.
+            for e in view.keys_under(&format!("{BACKUPS}{}/", rec.spec.name)) {
+                let Ok(b) = serde_json::from_slice::<BackupRecord>(&e.value) else {
+                    continue;
+                };
+                if b.state != "running" {
+                    continue;
+                }
+                let job = backup_job(&rec.spec, &b, &rec.secrets);
+                let id = job["id"].as_str().unwrap_or_default().to_string();
+                if !view.jobs.contains_key(&id) {
+                    actions.push(Action::PutJob {
+                        spec_json: job.to_string().into_bytes(),
+                        expected_spec_version: Some(0),
+                    });
+                }
+                wanted.insert(id);
+            }
             let id = job_id(&rec.spec);
             let job = database_job(
                 &rec.spec,
                 &rec.template,
                 &rec.secrets.admin_password,
                 &rec.secrets.repl_password,
+                rec.restore.as_ref(),
             );
             let digest = &job["labels"][LABEL_DIGEST];
             let current = view
@@ -138,20 +231,38 @@ impl Framework for MysqlFramework {
             if !id.contains(MARK) || wanted.contains(id) {
                 continue;
             }
-            let owner = labels_of(&job.spec_json).and_then(|l| {
+            let labels = labels_of(&job.spec_json);
+            let owner = labels.as_ref().and_then(|l| {
                 l.get(LABEL_DATABASE)
                     .and_then(|v| v.as_str().map(String::from))
             });
-            if owner.is_some_and(|o| !names.contains(&o)) {
+            // A seed, backup or archiver job whose seed, backup or archive
+            // ended goes too.
+            let seed = labels.as_ref().is_some_and(|l| {
+                l.contains_key(LABEL_SEED)
+                    || l.contains_key(LABEL_BACKUP)
+                    || l.contains_key(LABEL_ARCHIVE)
+            });
+            if seed || owner.is_some_and(|o| !names.contains(&o)) {
                 actions.push(Action::DeleteJob {
                     id: id.clone(),
                     expected_spec_version: None,
                 });
             }
         }
-        for prefix in [STATUSES, TOPOLOGIES] {
+        for prefix in [
+            STATUSES,
+            TOPOLOGIES,
+            crate::switchover::SWITCHOVERS,
+            ARCHIVES,
+            crate::backup::SCHEDULES,
+            REBUILDS,
+            SEEDS,
+        ] {
             for e in view.keys_under(prefix) {
-                if !names.contains(&e.key[prefix.len()..]) {
+                // seeds/<db>/<task>: the database is the first part.
+                let db = e.key[prefix.len()..].split('/').next().unwrap_or_default();
+                if !names.contains(db) {
                     actions.push(Action::DeleteKey {
                         key: e.key.clone(),
                         expected_revision: Some(e.revision),
@@ -187,6 +298,7 @@ mod tests {
             template: builtin()[0].clone(),
             secrets: Secrets::default(),
             created_ms: 1,
+            restore: None,
         }
     }
 
@@ -217,7 +329,7 @@ mod tests {
         let k = format!("{DATABASES}{}", rec.spec.name);
         v.keys
             .insert(k.clone(), key(&k, serde_json::to_vec(&rec).unwrap()));
-        let job = database_job(&rec.spec, &rec.template, "", "");
+        let job = database_job(&rec.spec, &rec.template, "", "", None);
         assert_eq!(
             MysqlFramework.reconcile(&v, 0).actions,
             vec![Action::PutJob {

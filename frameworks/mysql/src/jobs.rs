@@ -24,6 +24,9 @@
 
 use serde_json::{json, Value};
 
+use crate::admin::Secrets;
+use crate::framework::RestoreSource;
+use crate::seed::SeedRecord;
 use crate::spec::DatabaseSpec;
 use crate::templates::Template;
 
@@ -33,6 +36,12 @@ pub const LABEL_DATABASE: &str = "mysql.database";
 pub const LABEL_DIGEST: &str = "mysql.digest";
 /// The job's port name.
 pub const PORT_NAME: &str = "mysql";
+/// The second port: where an instance that waits for a seed listens.
+pub const SEED_PORT_NAME: &str = "seed";
+/// The unlogged schema that condemns an instance's datadir: created by
+/// the operator before it shuts the instance down, seen by the command
+/// at the next start (a schema is a directory of the datadir).
+pub const REBUILD_MARK: &str = "ocean_rebuild";
 /// The administrator the operator connects as (created, unlogged, on
 /// every instance at start by `--init-file`).
 pub const ADMIN_USER: &str = "ocean_admin";
@@ -74,17 +83,75 @@ V="${{OCEAN_VOLUME:?the job needs its persistent volume}}"
 D="$V/data"
 ME="$(id -un)"
 if [ ! -f "$V/initialized" ]; then
-  rm -rf "$D"
-  mariadb-install-db --no-defaults --datadir="$D" --user="$ME" --auth-root-authentication-method=normal --skip-test-db --skip-name-resolve >"$V/install.log" 2>&1
+  rm -rf "$D" "$D.restore"
+  if [ -n "${{DB_RESTORE_FROM:-}}" ]; then
+    # A database restored from a backup starts from it (checked first).
+    (cd "$DB_RESTORE_FROM" && sha256sum -c --quiet MANIFEST.sha256) >"$V/restore.log" 2>&1
+    cp -a "$DB_RESTORE_FROM" "$D.restore"
+    rm -f "$D.restore/MANIFEST.sha256"
+    cut -f3 "$D.restore/xtrabackup_binlog_info" >"$V/seed-gtid"
+    if [ -n "${{DB_RESTORE_UNTIL:-}}" ]; then
+      # To a point in time: the archived binlogs from the backup's GTID to
+      # DB_RESTORE_UNTIL, from a source whose archive starts at or before
+      # the backup and reaches it, replayed on a private server (no
+      # network, no binlog of its own).
+      G=$(cat "$V/seed-gtid"); U="$DB_RESTORE_UNTIL"
+      rm -f "$V/replay.sql"
+      for a in "$DB_RESTORE_BINLOGS"/*/; do
+        F=$(ls "$a"binlog.[0-9]* 2>/dev/null | sort | head -n 1)
+        [ -n "$F" ] || continue
+        L=$(mariadb-binlog "$F" 2>/dev/null | sed -n 's/.*Gtid list \[\(.*\)\].*/\1/p' | head -n 1)
+        if [ -n "$L" ] && [ "${{L##*-}}" -gt "${{G##*-}}" ]; then continue; fi
+        mariadb-binlog --start-position="$G" --stop-position="$U" $(ls "$a"binlog.[0-9]* | sort) >"$V/replay.try" 2>>"$V/replay.log" || :
+        if grep -q "GTID $U " "$V/replay.try"; then mv "$V/replay.try" "$V/replay.sql"; break; fi
+      done
+      if [ ! -s "$V/replay.sql" ]; then echo "no archived binlog leads from $G to $U" >&2; exit 1; fi
+      printf '[client]\nuser=%s\npassword=%s\n' "{ADMIN_USER}" "$DB_ADMIN_PASSWORD" >"$V/replay.cnf"
+      RS="/tmp/ocean-mysqld-$PORT0-replay.sock"
+      mariadbd --no-defaults --user="$ME" --datadir="$D.restore" --skip-networking --socket="$RS" \
+        --pid-file="$V/replay.pid" --skip-log-error --innodb-log-file-size=48M &
+      RP=$!
+      i=0
+      until mariadb --defaults-file="$V/replay.cnf" --protocol=socket --socket="$RS" -e 'SELECT 1' >/dev/null 2>&1; do
+        i=$((i+1)); if [ "$i" -gt 600 ]; then kill "$RP"; exit 1; fi; sleep 0.1
+      done
+      mariadb --defaults-file="$V/replay.cnf" --protocol=socket --socket="$RS" <"$V/replay.sql" >"$V/replay.log" 2>&1 || {{ kill "$RP"; wait "$RP" || :; cat "$V/replay.log" >&2; exit 1; }}
+      kill "$RP"; wait "$RP" || :
+      printf %s "$U" >"$V/seed-gtid"
+    fi
+    mv "$D.restore" "$D"
+  else
+    mariadb-install-db --no-defaults --datadir="$D" --user="$ME" --auth-root-authentication-method=normal --skip-test-db --skip-name-resolve >"$V/install.log" 2>&1
+  fi
   touch "$V/initialized"
 fi
+# A datadir that is gone, or that the operator condemned (the unlogged
+# schema {REBUILD_MARK}), is replaced by a seed: a mariadb-backup stream
+# from a healthy instance, received on the seed port ($PORT1) and checked
+# by a token only the database's instances can compute. An open seed
+# port is how the operator knows this instance waits for one.
+if [ ! -d "$D/mysql" ] || [ -d "$D/{REBUILD_MARK}" ]; then
+  TOKEN=$(printf %s "ocean-seed:$DB_REPL_PASSWORD" | sha256sum | cut -d' ' -f1)
+  while :; do
+    rm -rf "$V/seed"; mkdir -p "$V/seed"
+    socat -u TCP-LISTEN:"$PORT1",reuseaddr STDOUT | {{ IFS= read -r got && [ "$got" = "$TOKEN" ] && mbstream -x -C "$V/seed"; }} || continue
+    mariadb-backup --prepare --target-dir="$V/seed" >"$V/prepare.log" 2>&1 && [ -s "$V/seed/xtrabackup_binlog_info" ] && break
+  done
+  cut -f3 "$V/seed/xtrabackup_binlog_info" >"$V/seed-gtid"
+  rm -rf "$D"; mv "$V/seed" "$D"
+fi
 umask 077
+# A seeded datadir has no binlog until its first start: its position is
+# the backup's.
+SEEDPOS=""
+if [ -s "$V/seed-gtid" ] && [ ! -e "$D/binlog.index" ]; then SEEDPOS="SET GLOBAL gtid_slave_pos='$(cat "$V/seed-gtid")';"; fi
 cat >"$V/init.sql" <<SQL
 SET sql_log_bin=0;
 CREATE USER IF NOT EXISTS '{ADMIN_USER}'@'%' IDENTIFIED BY '$DB_ADMIN_PASSWORD';
 GRANT ALL PRIVILEGES ON *.* TO '{ADMIN_USER}'@'%' WITH GRANT OPTION;
 CREATE USER IF NOT EXISTS '{REPL_USER}'@'%' IDENTIFIED BY '$DB_REPL_PASSWORD';
 GRANT REPLICATION SLAVE, REPLICATION SLAVE ADMIN, BINLOG MONITOR ON *.* TO '{REPL_USER}'@'%';
+$SEEDPOS
 SQL
 # One server id per instance for its life, not per task: a restarted
 # former primary must recognise its own transactions in its binlog.
@@ -119,8 +186,74 @@ pub fn primary_check() -> String {
     )
 }
 
+/// Label naming the task a seed job seeds.
+pub const LABEL_SEED: &str = "mysql.seed";
+
+/// The seed job of `target`: `..._job.seed-<digest of the task id>_cluster.<cluster>`
+/// (a task id is too long for a service-tree value).
+pub fn seed_job_id(spec: &DatabaseSpec, target: &str) -> String {
+    format!(
+        "cop.ocean_owt.{}_pdl.{}_servicegroup.rds_service.{}_job.seed-{:08x}_cluster.{}",
+        spec.department,
+        spec.product_line,
+        spec.name,
+        fnv1a(target.as_bytes()) as u32,
+        spec.cluster
+    )
+}
+
+/// The seed's command, on the source's host: the token line, then
+/// `mariadb-backup --backup --stream=xbstream` of the source instance
+/// (it finds the datadir through the server), sent with `socat` (a
+/// dependency of Debian's mariadb-server) to the waiting instance, which
+/// retries its connection while the instance gets ready to listen. A
+/// backup that failed fails the task (and the stream is cut short, which
+/// the receiver's `mbstream`/`--prepare` refuse).
+pub fn seed_command() -> String {
+    format!(
+        r#"set -e
+umask 077
+W="$OCEAN_SANDBOX/seed"
+mkdir -p "$W/tmp"
+rm -f "$W/failed"
+TOKEN=$(printf %s "ocean-seed:$DB_REPL_PASSWORD" | sha256sum | cut -d' ' -f1)
+printf '[client]
+user=%s
+password=%s
+host=127.0.0.1
+port=%s
+' "{ADMIN_USER}" "$DB_ADMIN_PASSWORD" "$SEED_FROM_PORT" >"$W/my.cnf"
+{{ printf '%s
+' "$TOKEN"
+  mariadb-backup --defaults-file="$W/my.cnf" --backup --stream=xbstream --target-dir="$W/tmp" 2>"$W/backup.log" || : >"$W/failed"
+}} | socat -u STDIN TCP:"$SEED_TO",retry=120,interval=0.5
+if [ -e "$W/failed" ]; then tail -n 20 "$W/backup.log" >&2; exit 1; fi
+tail -n 1 "$W/backup.log"
+"#
+    )
+}
+
+/// The seed's batch job: one task pinned to the source's host.
+pub fn seed_job(spec: &DatabaseSpec, seed: &SeedRecord, secrets: &Secrets) -> Value {
+    json!({
+        "id": seed_job_id(spec, &seed.target),
+        "type": "batch",
+        "instances": 1,
+        "cmd": seed_command(),
+        "resources": {"cpus": 0.1, "mem": 128},
+        "constraints": [["hostname", "CLUSTER", seed.source_host]],
+        "env": {
+            "DB_ADMIN_PASSWORD": secrets.admin_password,
+            "DB_REPL_PASSWORD": secrets.repl_password,
+            "SEED_FROM_PORT": seed.source_port.to_string(),
+            "SEED_TO": seed.to,
+        },
+        "labels": { LABEL_DATABASE: spec.name, LABEL_SEED: seed.target },
+    })
+}
+
 /// FNV-1a, 64 bits: a stable digest (stored in job labels).
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })
@@ -132,13 +265,14 @@ pub fn database_job(
     t: &Template,
     admin_password: &str,
     repl_password: &str,
+    restore: Option<&RestoreSource>,
 ) -> Value {
     let mut job = json!({
         "id": job_id(spec),
         "cmd": command(t),
         "instances": spec.instances,
         "resources": {"cpus": 0.2, "mem": t.memory_mb, "disk": t.disk_mb},
-        "ports": [{"name": PORT_NAME}],
+        "ports": [{"name": PORT_NAME}, {"name": SEED_PORT_NAME}],
         "constraints": [["hostname", "UNIQUE"]],
         "placement_policy": "spread",
         "persistent_volume": true,
@@ -158,6 +292,13 @@ pub fn database_job(
         "flapping": {"max_failures": 1000, "window_seconds": 60},
         "labels": { LABEL_DATABASE: spec.name },
     });
+    if let Some(r) = restore {
+        job["env"]["DB_RESTORE_FROM"] = r.path.clone().into();
+        if let Some(until) = &r.until {
+            job["env"]["DB_RESTORE_UNTIL"] = until.clone().into();
+            job["env"]["DB_RESTORE_BINLOGS"] = r.binlogs.clone().into();
+        }
+    }
     let digest = format!("{:016x}", fnv1a(job.to_string().as_bytes()));
     job["labels"][LABEL_DIGEST] = digest.into();
     job
@@ -177,7 +318,7 @@ mod tests {
     #[test]
     fn a_database_is_one_unique_host_job_with_a_volume_and_lossless_flags() {
         let spec = crate::spec::tests::ok();
-        let j = database_job(&spec, &builtin()[0], "a", "r");
+        let j = database_job(&spec, &builtin()[0], "a", "r", None);
         assert_eq!(
             j["id"],
             "cop.ocean_owt.miui_pdl.browser_servicegroup.rds_service.browser-key_job.primary_cluster.staging"
@@ -207,7 +348,63 @@ mod tests {
         ] {
             assert!(cmd.contains(flag), "{flag} missing from {cmd}");
         }
-        let other = database_job(&spec, &builtin()[1], "a", "r");
+        assert_eq!(j["ports"], json!([{"name": "mysql"}, {"name": "seed"}]));
+        for step in [
+            "socat -u TCP-LISTEN:\"$PORT1\"",
+            "mbstream -x",
+            "--prepare",
+            "gtid_slave_pos",
+        ] {
+            assert!(cmd.contains(step), "{step} missing from {cmd}");
+        }
+        let other = database_job(&spec, &builtin()[1], "a", "r", None);
         assert_ne!(j["labels"][LABEL_DIGEST], other["labels"][LABEL_DIGEST]);
+        let from = RestoreSource {
+            path: "/b/x/b-1".into(),
+            ..Default::default()
+        };
+        let restored = database_job(&spec, &builtin()[0], "a", "r", Some(&from));
+        assert_eq!(restored["env"]["DB_RESTORE_FROM"], "/b/x/b-1");
+        assert!(j["env"].get("DB_RESTORE_FROM").is_none());
+    }
+}
+
+#[cfg(test)]
+mod seed_tests {
+    use super::*;
+
+    #[test]
+    fn a_seed_is_a_batch_job_pinned_to_the_source_s_host() {
+        let spec = crate::spec::tests::ok();
+        let seed = SeedRecord {
+            database: spec.name.clone(),
+            target: "t.1".into(),
+            to: "10.0.0.2:31001".into(),
+            source: "t.2".into(),
+            source_host: "host-b".into(),
+            source_port: 31000,
+            started_ms: 1,
+        };
+        let j = seed_job(&spec, &seed, &Secrets::default());
+        assert_eq!(j["type"], "batch");
+        assert_eq!(j["constraints"], json!([["hostname", "CLUSTER", "host-b"]]));
+        assert_eq!(j["env"]["SEED_TO"], "10.0.0.2:31001");
+        assert_eq!(j["env"]["SEED_FROM_PORT"], "31000");
+        assert_eq!(j["labels"][LABEL_SEED], "t.1");
+        let id = j["id"].as_str().unwrap_or_default();
+        assert!(
+            id.contains("_service.browser-key_job.seed-") && id.ends_with("_cluster.staging"),
+            "{id}"
+        );
+        assert_ne!(seed_job_id(&spec, "t.1"), seed_job_id(&spec, "t.2"));
+        let cmd = j["cmd"].as_str().unwrap_or_default();
+        assert!(
+            cmd.contains("--backup --stream=xbstream") && cmd.contains("socat -u STDIN"),
+            "{cmd}"
+        );
+        assert!(
+            !cmd.contains("--password="),
+            "the password stays off the command line"
+        );
     }
 }

@@ -23,20 +23,40 @@
 //! - [`decide`](mod@decide): the operator's pure decisions;
 //! - [`admin`]: [`MysqlAdmin`], the I/O boundary, and [`RealAdmin`];
 //!   [`admin_mem`]: the in-memory double;
-//! - [`operator`]: [`Operator`], the loop and the failover;
+//! - [`operator`]: [`Operator`], the loop, the failover and carrying out
+//!   switchovers;
+//! - [`switchover`]: a planned change of primary, as a stored request and
+//!   the operator's pure step;
+//! - [`manual`]: what a manual action (switchover, scale-in, rebuild)
+//!   acts on, chosen from the observed status;
+//! - [`archive`]: continuous binlog archiving and the replay of a
+//!   restore to a point in time;
+//! - [`backup`]: full backups by `mariadb-backup` on a replica, their
+//!   off-site copy and checksums, and restores into a new database
+//!   ([`backup_api`]: its REST side);
+//! - [`seed`]: rebuilding an instance from a healthy one's
+//!   `mariadb-backup` stream (the pure side; the operator's in
+//!   `operator_seed.rs`);
 //! - [`status`]: what a database looks like now;
-//! - [`api`]: the REST routes.
+//! - [`api`]: the REST routes; [`actions`]: switchover and scale.
 
+pub mod actions;
 pub mod admin;
 pub mod admin_mem;
 pub mod api;
+pub mod archive;
+pub mod backup;
+pub mod backup_api;
 pub mod decide;
 pub mod framework;
 pub mod gtid;
 pub mod jobs;
+pub mod manual;
 pub mod operator;
+pub mod seed;
 pub mod spec;
 pub mod status;
+pub mod switchover;
 pub mod templates;
 
 use std::sync::Arc;

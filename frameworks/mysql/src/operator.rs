@@ -10,10 +10,16 @@
 //!     primary answers ─► steady() ─► commands
 //!     primary lost (task ended, or unanswered for `hung_after`)
 //!        ─► failover_step() until Promote ─► topology/<db> (CAS, epoch+1) ─► Promote, Follow
+//!     switchover/<db> requested (primary answers) ─► switchover::step() until Promote
+//!        ─► topology/<db> (CAS, epoch+1) ─► Promote, Follow ─► switchover/<db> done | failed
+//!     rebuilds (primary answers) ─► seeds/<db>/<task> for instances waiting for a seed,
+//!        Condemn for replicas broken for good or asked for (operator_seed.rs)
+//!     backups/<db>/<id> running, its batch task ended ─► done | failed (operator_backup.rs)
+//!     schedule/<db>, a backup due ─► backups/<db>/<id> (pruning those past retention)
 //!     status() ─► status/<db>
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,6 +53,9 @@ pub struct OperatorOptions {
     /// How long one failover may take before it gives up (and is tried
     /// again next round).
     pub failover_budget: Duration,
+    /// How long a switchover may wait for its target to catch up before
+    /// it is abandoned (the old primary is made writable again).
+    pub switchover_budget: Duration,
 }
 
 impl OperatorOptions {
@@ -59,6 +68,7 @@ impl OperatorOptions {
             status_every: Duration::from_secs(2),
             hung_after: Duration::from_millis(600),
             failover_budget: Duration::from_secs(10),
+            switchover_budget: Duration::from_secs(10),
         }
     }
 }
@@ -75,6 +85,18 @@ pub struct Operator {
     /// Topologies this operator wrote, with their revisions: newer than
     /// the view until the watch brings them.
     topos: BTreeMap<String, (Topology, u64)>,
+    /// Ids of the switchover, rebuild and backup requests this operator
+    /// acted on: the view may still show them as pending until the watch
+    /// brings the outcome it wrote.
+    handled: BTreeSet<String>,
+    /// Seeds this operator started, by target task: newer than the view
+    /// until the watch brings them.
+    seeding: BTreeMap<String, Instant>,
+    /// Since when (ms) each replica has been broken for good.
+    broken_since: BTreeMap<String, u64>,
+    /// The newest scheduled backup this operator started, per database
+    /// (ms): newer than the view until the watch brings it.
+    scheduled: BTreeMap<String, u64>,
 }
 
 /// The running tasks of a database's job as members (not yet observed).
@@ -87,6 +109,7 @@ pub fn members_of(view: &View, rec: &DatabaseRecord) -> Vec<Member> {
             host: t.host.clone(),
             ip: t.address.clone(),
             port: t.ports[0].port as u16,
+            seed_port: t.ports.get(1).map_or(0, |p| p.port as u16),
             obs: None,
         })
         .collect()
@@ -132,6 +155,10 @@ impl Operator {
             written: BTreeMap::new(),
             silent_since: BTreeMap::new(),
             topos: BTreeMap::new(),
+            handled: BTreeSet::new(),
+            seeding: BTreeMap::new(),
+            broken_since: BTreeMap::new(),
+            scheduled: BTreeMap::new(),
         }
     }
 
@@ -177,9 +204,15 @@ impl Operator {
         let dbs = databases(view);
         self.topos
             .retain(|n, _| dbs.iter().any(|(r, _)| &r.spec.name == n));
+        // Bounded: an id matters only until the watch brings the outcome
+        // written for it, long past once a thousand more came.
+        while self.handled.len() > 1024 {
+            self.handled.pop_first();
+        }
         for (rec, _) in dbs {
             let st = self.round_db(view, &rec).await;
             self.write_status(&rec.spec.name, st).await;
+            self.tend_backups(view, &rec).await;
         }
     }
 
@@ -189,6 +222,7 @@ impl Operator {
         let secrets = &rec.secrets;
         let admin = self.admin.clone();
         let mut members = members_of(view, rec);
+        let mut rebuilding = BTreeSet::new();
         observe_all(admin.as_ref(), &mut members, secrets).await;
         let now = Instant::now();
         for m in &members {
@@ -234,12 +268,30 @@ impl Operator {
                         return status(instances, Some(&new), &members, now_ms());
                     }
                 } else if let Some(p) = &p {
-                    let cmds = steady(instances, p, &members);
-                    execute_all(admin.as_ref(), &name, &cmds, secrets).await;
+                    if let Some((req, req_rev)) = self.switchover_request(view, &name).await {
+                        if let Some(new) =
+                            self.switch_over(rec, t, rev, &members, req, req_rev).await
+                        {
+                            return status(instances, Some(&new), &members, now_ms());
+                        }
+                    } else {
+                        let cmds = steady(instances, p, &members);
+                        execute_all(admin.as_ref(), &name, &cmds, secrets).await;
+                        if p.obs.is_some() {
+                            rebuilding = self.tend_seeds(view, rec, p, &members).await;
+                            self.schedule_backups(view, rec, p, &members).await;
+                        }
+                    }
                 }
             }
         }
-        status(instances, topo.as_ref(), &members, now_ms())
+        let mut st = status(instances, topo.as_ref(), &members, now_ms());
+        for n in &mut st.nodes {
+            if rebuilding.contains(&n.task) && n.role == "unreachable" {
+                n.role = "rebuilding".into();
+            }
+        }
+        st
     }
 
     /// Fences the standbys off the lost primary `old`, waits until they
@@ -365,6 +417,15 @@ impl Operator {
         }
     }
 }
+
+#[path = "operator_switchover.rs"]
+mod switchover_run;
+
+#[path = "operator_seed.rs"]
+mod seed_run;
+
+#[path = "operator_backup.rs"]
+mod backup_run;
 
 #[cfg(test)]
 #[path = "operator_tests.rs"]

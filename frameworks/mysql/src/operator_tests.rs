@@ -19,6 +19,7 @@ fn rec() -> DatabaseRecord {
         template: crate::templates::builtin()[0].clone(),
         secrets: Secrets::default(),
         created_ms: 0,
+        restore: None,
     }
 }
 
@@ -38,8 +39,9 @@ fn task(n: u32, port: u32, state: &str) -> Task {
     }
 }
 
-/// Keeps the keys written (`kv_put`, compare-and-set honoured) and reads
-/// them back (`kv_get`); every other call fails.
+/// Keeps the keys written (`kv_put`, compare-and-set honoured), reads
+/// them back (`kv_get`) and deletes them (`kv_delete`); every other call
+/// fails.
 #[derive(Debug, Default)]
 struct Keys {
     keys: Mutex<BTreeMap<String, KvEntry>>,
@@ -84,6 +86,20 @@ impl Keys {
                 let get = req.downcast::<KvKeyRequest>().map_err(|_| absent())?;
                 let got = self.keys.lock().unwrap().get(&get.key).cloned();
                 Box::new(got.ok_or_else(|| Error::NotFound(get.key.clone()))?)
+            }
+            "kv_delete" => {
+                let del = req.downcast::<KvKeyRequest>().map_err(|_| absent())?;
+                let mut keys = self.keys.lock().unwrap();
+                let actual = keys.get(&del.key).map_or(0, |e| e.revision);
+                if del.expected_revision.is_some_and(|e| e != actual) {
+                    return Err(Error::VersionConflict {
+                        message: "stale".into(),
+                        expected: del.expected_revision.unwrap_or(0),
+                        actual,
+                    });
+                }
+                keys.remove(&del.key);
+                Box::new(WriteResponse::default())
             }
             _ => return Err(absent()),
         };
@@ -269,3 +285,6 @@ async fn a_silent_primary_is_replaced_only_after_the_probe_deadline() {
     assert!(!admin.get("10.0.0.1:102").unwrap().read_only, "promoted");
     assert_eq!(status_of(&keys).primary, tasks[1].id);
 }
+
+#[path = "operator_ops_tests.rs"]
+mod ops;

@@ -19,7 +19,8 @@ pub struct NodeStatus {
     /// `primary`, `replica` (replicating from the primary), `diverged`
     /// (stopped on an error: needs a rebuild), `fenced` (writable but
     /// replaced: a former primary that woke up), `starting` (answers, not
-    /// replicating yet) or `unreachable`.
+    /// replicating yet), `rebuilding` (waiting for or receiving a seed)
+    /// or `unreachable`.
     pub role: String,
     /// `@@gtid_current_pos`.
     #[serde(default)]
@@ -176,6 +177,7 @@ mod tests {
             host: "h".into(),
             ip: "10.0.0.1".into(),
             port,
+            seed_port: 0,
             obs,
         }
     }
