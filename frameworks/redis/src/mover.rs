@@ -42,6 +42,9 @@ pub struct ReshardStatus {
     pub from_shards: u32,
     /// Shards after.
     pub to_shards: u32,
+    /// When it was asked for (ms since the epoch).
+    #[serde(default)]
+    pub started_ms: u64,
     /// Slots the current plan moves.
     pub slots_planned: u32,
     /// Slots moved so far by this operator.
@@ -143,15 +146,17 @@ impl Mover {
         let name = rec.spec.name.clone();
         let target = rec.spec.shards;
         let all = rec.job_shards();
-        let progress = self
-            .progress
-            .entry(name.clone())
-            .or_insert_with(|| ReshardStatus {
-                from_shards: r.from_shards,
-                to_shards: target,
-                ..Default::default()
-            });
-        progress.to_shards = target;
+        let fresh = || ReshardStatus {
+            from_shards: r.from_shards,
+            to_shards: target,
+            started_ms: r.started_ms,
+            ..Default::default()
+        };
+        let progress = self.progress.entry(name.clone()).or_insert_with(fresh);
+        if progress.started_ms != r.started_ms {
+            // Another change of shard count: its own counters.
+            *progress = fresh();
+        }
         let prim = primaries(members, all);
         if let Some(shard) = (0..target).find(|s| prim[*s as usize].is_none()) {
             progress.waiting = format!("shard {shard} has no single primary yet");
