@@ -323,7 +323,9 @@ async fn a_rule_on_a_pdl_fires_and_resolves_once_each_across_a_leader_failover()
             for (col, cell) in header.iter().zip(row) {
                 let json = match *col {
                     "pdl" => line["pdl"].clone(),
-                    "tasks" | "sampled_tasks" => line[*col].clone(),
+                    "tasks" | "sampled_tasks" | "concurrent_peak_seconds" => line[*col].clone(),
+                    "concurrent_peak_cpu_cores" => line["concurrent_peak"]["cpu_cores"].clone(),
+                    "concurrent_peak_memory_mib" => line["concurrent_peak"]["memory_mib"].clone(),
                     _ => {
                         let (part, what) = col.split_once('_').context("column")?;
                         let what = what.trim_end_matches("_share");

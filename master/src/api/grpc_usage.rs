@@ -155,6 +155,9 @@ fn usage_line(l: &LineRow) -> UsageLine {
         peak_memory_mib: l.peak.memory_mib,
         idle_cpu_share: l.idle_share.cpu,
         idle_memory_share: l.idle_share.memory,
+        concurrent_peak_cpu_cores: l.concurrent_peak.map(|a| a.cpu_cores),
+        concurrent_peak_memory_mib: l.concurrent_peak.map(|a| a.memory_mib),
+        concurrent_peak_seconds: l.concurrent_peak_seconds,
     }
 }
 

@@ -7,12 +7,17 @@
 //! The peak of a line is the sum of its tasks' own peaks in the window:
 //! tasks are sampled at different instants, so their highest points need
 //! not coincide, and the sum is an upper bound of the line's true peak.
+//! The concurrent peak is the true one: the highest point of the line's
+//! own ring (its tasks' fresh samples summed every 5 s, see
+//! [`super::nodes`]), over the part of the window that ring holds (64
+//! points, about 5 minutes), which `concurrent_peak_seconds` says.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
 
+use super::nodes::SNAPSHOT_S;
 use super::report::{used, Allocation};
 use super::UsageStore;
 use crate::kernel::state::tree::pdl_of;
@@ -46,6 +51,12 @@ pub struct LineRow {
     /// The sum of the tasks' highest samples in the window.
     pub peak: Amount,
     pub idle_share: IdleShare,
+    /// The most the line used at one instant (its node's ring); `null`
+    /// without a ring point in the window.
+    pub concurrent_peak: Option<Amount>,
+    /// Seconds of the window the concurrent peak covers (the ring's
+    /// points in the window times their 5 s spacing).
+    pub concurrent_peak_seconds: u64,
 }
 
 /// The whole report.
@@ -70,7 +81,11 @@ const MIB: f64 = 1024.0 * 1024.0;
 
 impl LineRow {
     fn finish(&mut self) {
-        for a in [&mut self.allocated, &mut self.used, &mut self.peak] {
+        let concurrent = self.concurrent_peak.as_mut();
+        for a in [&mut self.allocated, &mut self.used, &mut self.peak]
+            .into_iter()
+            .chain(concurrent)
+        {
             a.cpu_cores = round3(a.cpu_cores);
             a.memory_mib = round3(a.memory_mib);
         }
@@ -95,6 +110,23 @@ impl LineRow {
             a.memory_mib += b.memory_mib;
         }
     }
+}
+
+/// Fills `row`'s concurrent peak from the ring of tree node `key`, if
+/// the leader keeps one with points in the window.
+fn concurrent(store: &UsageStore, key: &str, since_s: u32, window_s: u64, row: &mut LineRow) {
+    let Some(s) = store.node_window(key, since_s) else {
+        return;
+    };
+    let w = &s.window;
+    if w.points == 0 {
+        return;
+    }
+    row.concurrent_peak = Some(Amount {
+        cpu_cores: w.cpu_cores_max,
+        memory_mib: w.rss_bytes_max as f64 / MIB,
+    });
+    row.concurrent_peak_seconds = (w.points as u64 * SNAPSHOT_S).min(window_s);
 }
 
 /// Builds the report for `node` from the live tasks under it over the last
@@ -132,7 +164,7 @@ pub fn build(
                 cpu_cores: u.cpu_cores_peak,
                 memory_mib: u.memory_rss_peak_bytes as f64 / MIB,
             },
-            idle_share: IdleShare::default(),
+            ..Default::default()
         };
         lines
             .entry(pdl.clone())
@@ -149,8 +181,12 @@ pub fn build(
     let mut lines: Vec<LineRow> = lines.into_values().collect();
     for l in &mut lines {
         total.add(l);
+        let key = l.pdl.clone();
+        concurrent(store, &key, since_s, window_s, l);
         l.finish();
     }
+    // The total's ring is the asked node's (the root for the whole tree).
+    concurrent(store, node, since_s, window_s, &mut total);
     total.finish();
     LinesReport {
         node: node.to_string(),
@@ -163,7 +199,7 @@ pub fn build(
 }
 
 /// The CSV header.
-pub const CSV_HEADER: &str = "pdl,tasks,sampled_tasks,allocated_cpu_cores,used_cpu_cores,peak_cpu_cores,idle_cpu_share,allocated_memory_mib,used_memory_mib,peak_memory_mib,idle_memory_share";
+pub const CSV_HEADER: &str = "pdl,tasks,sampled_tasks,allocated_cpu_cores,used_cpu_cores,peak_cpu_cores,idle_cpu_share,allocated_memory_mib,used_memory_mib,peak_memory_mib,idle_memory_share,concurrent_peak_cpu_cores,concurrent_peak_memory_mib,concurrent_peak_seconds";
 
 /// The report as CSV: the header, one row per line, then the total.
 pub fn to_csv(r: &LinesReport) -> String {
@@ -175,7 +211,7 @@ pub fn to_csv(r: &LinesReport) -> String {
         // Product-line ids hold no comma or quote (DNS labels and dots).
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             l.pdl,
             l.tasks,
             l.sampled_tasks,
@@ -187,6 +223,9 @@ pub fn to_csv(r: &LinesReport) -> String {
             l.used.memory_mib,
             l.peak.memory_mib,
             opt(l.idle_share.memory),
+            opt(l.concurrent_peak.map(|a| a.cpu_cores)),
+            opt(l.concurrent_peak.map(|a| a.memory_mib)),
+            l.concurrent_peak_seconds,
         );
     }
     out
@@ -248,10 +287,60 @@ mod tests {
         let rows: Vec<&str> = csv.lines().collect();
         assert_eq!(rows[0], CSV_HEADER);
         assert_eq!(rows.len(), 4);
+        // Both reports fell in one 5 s bucket: no ring point yet.
         assert_eq!(
             rows[1],
-            "cop.c_owt.o_pdl.p,2,2,4,1.25,1.75,0.688,400,150,150,0.625"
+            "cop.c_owt.o_pdl.p,2,2,4,1.25,1.75,0.688,400,150,150,0.625,,,0"
         );
         assert!(rows[3].starts_with("(total),3,3,6,"));
+    }
+
+    #[test]
+    fn the_concurrent_peak_is_the_lines_most_at_one_instant() {
+        let store = UsageStore::default();
+        // On a 5 s boundary, so each report opens a bucket of its own.
+        let t0 = 2_000_000_000u64 / 5_000 * 5_000;
+        let s = |id: &str, cores: f64| TaskUsage {
+            task_id: id.into(),
+            cpu_cores: Some(cores),
+            memory_rss_bytes: 100 << 20,
+            ..Default::default()
+        };
+        let (a1, a2) = (format!("{A}.1"), format!("{A}.2"));
+        // a1 peaks first, a2 later: never both at once.
+        for (i, (c1, c2)) in [(2.0, 0.1), (0.1, 2.0), (0.1, 0.1), (0.1, 0.1)]
+            .into_iter()
+            .enumerate()
+        {
+            store.record(
+                "ag",
+                &UsageReport {
+                    timestamp_ms: 0,
+                    interval_ms: 5000,
+                    tasks: vec![s(&a1, c1), s(&a2, c2)],
+                },
+                t0 + i as u64 * 5_000,
+            );
+        }
+        let alloc = |task: &str| Allocation {
+            task: task.into(),
+            job: A.into(),
+            agent: "ag".into(),
+            cpus: 2.0,
+            mem_mib: 200,
+            disk_mib: 0,
+        };
+        let now = t0 + 15_000;
+        let r = build(&store, "", &[alloc(&a1), alloc(&a2)], 60, now, 1);
+        let p = &r.lines[0];
+        // The sum of the tasks' own peaks counts 2 + 2 cores that never
+        // ran together; the line's ring saw 2.1 at most.
+        assert_eq!(p.peak.cpu_cores, 4.0);
+        let c = p.concurrent_peak.expect("the line's ring has points");
+        assert_eq!(c.cpu_cores, 2.1);
+        assert_eq!(c.memory_mib, 200.0);
+        assert_eq!(p.concurrent_peak_seconds, 15);
+        assert_eq!(r.total.concurrent_peak.map(|a| a.cpu_cores), Some(2.1));
+        assert!(to_csv(&r).lines().nth(1).unwrap().ends_with(",2.1,200,15"));
     }
 }
