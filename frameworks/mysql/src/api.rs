@@ -407,3 +407,30 @@ async fn action(
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_templates_are_the_stored_then_the_builtin_ones_not_stored() {
+        let names = |ts: Vec<Template>| ts.into_iter().map(|t| t.name).collect::<Vec<_>>();
+        assert_eq!(
+            names(known_templates(Vec::new())),
+            ["mysql-general", "mysql-large"]
+        );
+        // A stored template of a built-in name replaces it (a DBA resized it).
+        let mut general = builtin().remove(0);
+        general.memory_mb *= 2;
+        let tiny = Template {
+            name: "mysql-tiny".into(),
+            ..general.clone()
+        };
+        let known = known_templates(vec![general.clone(), tiny]);
+        assert_eq!(
+            names(known.clone()),
+            ["mysql-general", "mysql-tiny", "mysql-large"]
+        );
+        assert_eq!(known[0], general);
+    }
+}

@@ -376,3 +376,32 @@ pub async fn action(
         Err(e) => refuse(Refusal::api(&e, &action, &f.task)).await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(role: &str, lag: Option<u64>) -> NodeStatus {
+        NodeStatus {
+            task: "t".into(),
+            role: role.into(),
+            lag_seconds: lag,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn lag_is_the_status_seconds_or_what_the_role_says() {
+        let lag = |role, l| NodeView::of(&node(role, l)).lag;
+        assert_eq!(lag("replica", Some(4)), "4 s");
+        assert_eq!(lag("replica", None), "unknown");
+        assert_eq!(lag("primary", None), "— (primary)");
+        assert_eq!(lag("diverged", None), "— (diverged)");
+        // Only instances that answer and are not the primary are offered a rebuild.
+        let rebuildable = |role| NodeView::of(&node(role, None)).rebuildable;
+        assert!(rebuildable("replica") && rebuildable("diverged") && rebuildable("fenced"));
+        assert!(
+            !rebuildable("primary") && !rebuildable("unreachable") && !rebuildable("rebuilding")
+        );
+    }
+}
