@@ -207,6 +207,14 @@ async fn every_page_passes_axe_and_is_kept_as_a_screenshot() {
             "listeners": [{"port": 80, "protocol": "tcp", "backend_job": JOB, "backend_port_name": "http"}]});
         let made = dev.api.post("/v1/elbs", &elb).await.expect("create an ELB");
         assert_eq!(made.status, 201, "{made:?}");
+        let db = serde_json::json!({"name": "axe", "cluster": "dev", "product_line": "qa",
+            "department": "inf", "full_name": "/inf/qa/axe", "template": "mysql-general", "instances": 1});
+        let made = dev
+            .api
+            .post("/v1/databases", &db)
+            .await
+            .expect("create a database");
+        assert_eq!(made.status, 201, "{made:?}");
         let pages = [
             ("overview", "/ui/".to_string()),
             ("jobs", "/ui/jobs".to_string()),
@@ -216,6 +224,8 @@ async fn every_page_passes_axe_and_is_kept_as_a_screenshot() {
             ("hosts", "/ui/hosts".to_string()),
             ("caches", "/ui/caches".to_string()),
             ("cache", "/ui/caches/axe".to_string()),
+            ("databases", "/ui/databases".to_string()),
+            ("database", "/ui/databases/axe".to_string()),
             ("tickets", "/ui/tickets".to_string()),
             ("elbs", "/ui/elbs".to_string()),
         ];

@@ -16,8 +16,8 @@
 //! ```
 //!
 //! - [`pages`]: one module per page (overview, jobs, job, hosts, hosts
-//!   map, task, service tree, product line, new job) and the job page's
-//!   deployments part;
+//!   map, task, service tree, product line, new job, caches, databases,
+//!   load balancers, tickets) and the job page's deployments part;
 //! - [`summary`]: what several pages count (job states, capacity);
 //! - [`tree`]: service-tree nodes' sums, quotas and weights;
 //! - [`history`] and [`chart`]: product lines' usage over time, as SVG;
@@ -108,6 +108,12 @@ pub fn routes(state: UiState) -> Router {
             get(pages::caches::page).post(pages::caches::create),
         )
         .route("/ui/caches/{id}", get(pages::caches::detail))
+        .route(
+            "/ui/databases",
+            get(pages::databases::page).post(pages::databases::create),
+        )
+        .route("/ui/databases/{id}", get(pages::database::detail))
+        .route("/ui/databases/{id}/{action}", post(pages::database::action))
         .route("/ui/elbs", get(pages::elbs::page).post(pages::elbs::create))
         .route("/ui/elbs/{name}/delete", post(pages::elbs::delete))
         .route("/ui/caches/{id}/{action}", post(pages::caches::action))

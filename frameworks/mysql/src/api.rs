@@ -19,6 +19,11 @@
 //!  POST   /v1/databases/{id}/schedule    {"every_hours", "retention_days", ...}: scheduled backups
 //!  GET    /v1/database-templates         the templates
 //! ```
+//!
+//! The dashboard's forms call the same functions as these routes, not
+//! HTTP ([`create_database`], [`delete`], [`scale`], and
+//! `actions::{switchover, rebuild}`, `backup_api::backup`), so a form is
+//! refused exactly as the API refuses the request, naming the same field.
 
 use std::sync::Arc;
 
@@ -28,7 +33,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use ocean_client::api::{KvKeyRequest, KvListRequest, KvPutRequest};
 use ocean_client::{Client, Error};
-use ocean_framework::{ApiError, ApiResult};
+pub use ocean_framework::{ApiError, ApiResult};
 use rand::Rng;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -38,7 +43,7 @@ use crate::admin::Secrets;
 use crate::backup_api;
 use crate::framework::{DatabaseRecord, DATABASES, NAME, STATUSES, TEMPLATES};
 use crate::jobs::{job_id, primary_dns_name, APP_SCHEMA, APP_USER};
-use crate::spec::{self, InvalidDatabase};
+use crate::spec::{self, DatabaseSpec, InvalidDatabase};
 use crate::status::DatabaseStatus;
 use crate::templates::{builtin, Template};
 
@@ -117,7 +122,17 @@ async fn create(
     body: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let spec = spec::parse(&body)?;
-    let templates = stored_templates(&c).await?;
+    let rec = create_database(&c, spec).await?;
+    Ok((StatusCode::CREATED, Json(detail(&rec, None))))
+}
+
+/// Stores a new database (`POST /v1/databases` without the JSON, for the
+/// dashboard's form): the spec validated, its template looked up among
+/// the stored ones, the secrets made; refusals name their field
+/// (`template` unknown, `name` taken: 409).
+pub async fn create_database(c: &Arc<dyn Client>, spec: DatabaseSpec) -> ApiResult<DatabaseRecord> {
+    spec.validate()?;
+    let templates = stored_templates(c).await?;
     let Some(template) = templates.iter().find(|t| t.name == spec.template).cloned() else {
         let names: Vec<&str> = templates.iter().map(|t| t.name.as_str()).collect();
         return Err(ApiError::new(
@@ -151,7 +166,7 @@ async fn create(
         })
         .await;
     match put {
-        Ok(_) => Ok((StatusCode::CREATED, Json(detail(&rec, None)))),
+        Ok(_) => Ok(rec),
         Err(Error::VersionConflict { .. }) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "conflict",
@@ -163,7 +178,7 @@ async fn create(
 }
 
 /// A database's record and revision, or a 404 naming it.
-async fn record(c: &Arc<dyn Client>, id: &str) -> ApiResult<(DatabaseRecord, u64)> {
+pub async fn record(c: &Arc<dyn Client>, id: &str) -> ApiResult<(DatabaseRecord, u64)> {
     let e = c
         .kv_get(KvKeyRequest {
             namespace: NAME.into(),
@@ -192,7 +207,8 @@ async fn record(c: &Arc<dyn Client>, id: &str) -> ApiResult<(DatabaseRecord, u64
     Ok((rec, e.revision))
 }
 
-async fn status_of(c: &Arc<dyn Client>, id: &str) -> Option<DatabaseStatus> {
+/// The status the operator last stored for database `id`, if any.
+pub async fn status_of(c: &Arc<dyn Client>, id: &str) -> Option<DatabaseStatus> {
     let e = c
         .kv_get(KvKeyRequest {
             namespace: NAME.into(),
@@ -203,6 +219,24 @@ async fn status_of(c: &Arc<dyn Client>, id: &str) -> Option<DatabaseStatus> {
         .await
         .ok()?;
     serde_json::from_slice(&e.value).ok()
+}
+
+/// A database's state in one word: the status's, `creating` until the
+/// operator has observed it.
+pub fn state_of(st: Option<&DatabaseStatus>) -> &str {
+    st.map_or("creating", |st| st.state.as_str())
+}
+
+/// The templates a request may name, from those `stored` without writing:
+/// the stored ones, then the built-in ones not stored yet (the first
+/// create or `GET /v1/database-templates` stores those).
+pub fn known_templates(mut stored: Vec<Template>) -> Vec<Template> {
+    for t in builtin() {
+        if !stored.iter().any(|s| s.name == t.name) {
+            stored.push(t);
+        }
+    }
+    stored
 }
 
 /// One row of the list.
@@ -219,7 +253,7 @@ pub fn summary(rec: &DatabaseRecord, st: Option<&DatabaseStatus>) -> Value {
         "job": job_id(s),
         "primary_dns": primary_dns_name(s),
         "created_ms": rec.created_ms,
-        "state": st.map_or("creating", |st| st.state.as_str()),
+        "state": state_of(st),
         "running": st.map_or(0, |st| st.running),
     })
 }
@@ -298,7 +332,13 @@ async fn remove(
     State(c): State<Arc<dyn Client>>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let (_, revision) = record(&c, &id).await?;
+    Ok(Json(delete(&c, &id).await?))
+}
+
+/// Deletes database `id` (`DELETE /v1/databases/{id}`): its record goes,
+/// compare-and-set on the revision read; the framework removes its job.
+pub async fn delete(c: &Arc<dyn Client>, id: &str) -> ApiResult<Value> {
+    let (_, revision) = record(c, id).await?;
     c.kv_delete(KvKeyRequest {
         namespace: NAME.into(),
         key: format!("{DATABASES}{id}"),
@@ -306,7 +346,13 @@ async fn remove(
         expected_revision: Some(revision),
     })
     .await?;
-    Ok(Json(json!({"deleted": id})))
+    Ok(json!({"deleted": id}))
+}
+
+/// Resizes database `id` (`POST .../scale`, its record read first).
+pub async fn scale(c: &Arc<dyn Client>, id: &str, s: actions::Scale) -> ApiResult<Value> {
+    let (rec, revision) = record(c, id).await?;
+    actions::scale(c, id, rec, revision, s).await
 }
 
 async fn backups(
@@ -359,5 +405,32 @@ async fn action(
             "action",
             format!("'{other}' is not one of scale, switchover, backup, restore, rebuild, archive, schedule"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_templates_are_the_stored_then_the_builtin_ones_not_stored() {
+        let names = |ts: Vec<Template>| ts.into_iter().map(|t| t.name).collect::<Vec<_>>();
+        assert_eq!(
+            names(known_templates(Vec::new())),
+            ["mysql-general", "mysql-large"]
+        );
+        // A stored template of a built-in name replaces it (a DBA resized it).
+        let mut general = builtin().remove(0);
+        general.memory_mb *= 2;
+        let tiny = Template {
+            name: "mysql-tiny".into(),
+            ..general.clone()
+        };
+        let known = known_templates(vec![general.clone(), tiny]);
+        assert_eq!(
+            names(known.clone()),
+            ["mysql-general", "mysql-tiny", "mysql-large"]
+        );
+        assert_eq!(known[0], general);
     }
 }

@@ -4,6 +4,8 @@
 //! service writes as the REST API.
 
 pub mod caches;
+pub mod database;
+pub mod databases;
 pub mod deployments;
 pub mod elbs;
 pub mod hosts;

@@ -1,9 +1,10 @@
 //! A real master for the dashboard's tests: raft on RocksDB in a temp dir,
-//! a cluster of one, the dashboard and the REST API on one in-process
-//! router (no sockets). The leader's controllers are not started: the
-//! tests play the reconciler and the agents by committing the same
-//! commands they would (placements, status reports), so what a page shows
-//! is exactly what the test put in the replicated state.
+//! a cluster of one, the dashboard and the REST API (with the ELB and
+//! databases routes) on one in-process router (no sockets). The leader's
+//! controllers are not started: the tests play the reconciler and the
+//! agents by committing the same commands they would (placements, status
+//! reports), so what a page shows is exactly what the test put in the
+//! replicated state.
 
 #![allow(dead_code)]
 
@@ -66,6 +67,11 @@ impl Cluster {
         // The ELB framework's REST routes, as `ocean server` mounts them:
         // its page must show what its API shows.
         .merge(ocean_elb::http::router(Arc::new(
+            ocean_master::api::in_process::InProcess::new(master.clone()),
+        )))
+        // And the databases' (`/v1/databases`): the RDS pages must show
+        // what it shows.
+        .merge(ocean_mysql::api::router(Arc::new(
             ocean_master::api::in_process::InProcess::new(master.clone()),
         )));
         Cluster {
