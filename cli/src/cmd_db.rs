@@ -148,7 +148,6 @@ pub enum DbCommand {
 
 /// Runs `ocean db ...`.
 pub async fn db(c: &Client, cmd: DbCommand) -> anyhow::Result<()> {
-    let path = |name: &str| format!("/v1/databases/{}", urlencode(name));
     let out = match cmd {
         DbCommand::Create {
             name,
@@ -188,33 +187,15 @@ pub async fn db(c: &Client, cmd: DbCommand) -> anyhow::Result<()> {
             }
             v
         }
+        // Optional fields go as null, which the API reads as absent.
         DbCommand::Switchover { name, to } => {
-            let mut body = json!({});
-            if let Some(t) = to {
-                body["to"] = t.into();
-            }
-            c.request(
-                Method::POST,
-                &format!("{}/switchover", path(&name)),
-                Body::Json(body),
-            )
-            .await?
+            act(c, &name, "switchover", json!({ "to": to })).await?
         }
         DbCommand::Scale { name, instances } => {
-            c.request(
-                Method::POST,
-                &format!("{}/scale", path(&name)),
-                Body::Json(json!({ "instances": instances })),
-            )
-            .await?
+            act(c, &name, "scale", json!({ "instances": instances })).await?
         }
         DbCommand::Rebuild { name, task } => {
-            c.request(
-                Method::POST,
-                &format!("{}/rebuild", path(&name)),
-                Body::Json(json!({ "task": task })),
-            )
-            .await?
+            act(c, &name, "rebuild", json!({ "task": task })).await?
         }
         DbCommand::Backup {
             name, list: true, ..
@@ -228,19 +209,8 @@ pub async fn db(c: &Client, cmd: DbCommand) -> anyhow::Result<()> {
             offsite_dir,
             list: false,
         } => {
-            let mut body = json!({});
-            if let Some(d) = dir {
-                body["dir"] = d.into();
-            }
-            if let Some(d) = offsite_dir {
-                body["offsite_dir"] = d.into();
-            }
-            c.request(
-                Method::POST,
-                &format!("{}/backup", path(&name)),
-                Body::Json(body),
-            )
-            .await?
+            let body = json!({ "dir": dir, "offsite_dir": offsite_dir });
+            act(c, &name, "backup", body).await?
         }
         DbCommand::Restore {
             name,
@@ -250,22 +220,11 @@ pub async fn db(c: &Client, cmd: DbCommand) -> anyhow::Result<()> {
             instances,
             until,
         } => {
-            let mut body = json!({ "backup": backup, "name": into });
-            if let Some(u) = until {
-                body["until"] = u.into();
-            }
-            if let Some(f) = full_name {
-                body["full_name"] = f.into();
-            }
-            if let Some(n) = instances {
-                body["instances"] = n.into();
-            }
-            c.request(
-                Method::POST,
-                &format!("{}/restore", path(&name)),
-                Body::Json(body),
-            )
-            .await?
+            let body = json!({
+                "backup": backup, "name": into, "until": until,
+                "full_name": full_name, "instances": instances,
+            });
+            act(c, &name, "restore", body).await?
         }
         DbCommand::Schedule {
             name,
@@ -274,32 +233,13 @@ pub async fn db(c: &Client, cmd: DbCommand) -> anyhow::Result<()> {
             dir,
             offsite_dir,
         } => {
-            let mut body = json!({ "every_hours": every_hours, "retention_days": retention_days });
-            if let Some(d) = dir {
-                body["dir"] = d.into();
-            }
-            if let Some(d) = offsite_dir {
-                body["offsite_dir"] = d.into();
-            }
-            c.request(
-                Method::POST,
-                &format!("{}/schedule", path(&name)),
-                Body::Json(body),
-            )
-            .await?
+            let body = json!({
+                "every_hours": every_hours, "retention_days": retention_days,
+                "dir": dir, "offsite_dir": offsite_dir,
+            });
+            act(c, &name, "schedule", body).await?
         }
-        DbCommand::Archive { name, dir } => {
-            let mut body = json!({});
-            if let Some(d) = dir {
-                body["dir"] = d.into();
-            }
-            c.request(
-                Method::POST,
-                &format!("{}/archive", path(&name)),
-                Body::Json(body),
-            )
-            .await?
-        }
+        DbCommand::Archive { name, dir } => act(c, &name, "archive", json!({ "dir": dir })).await?,
         DbCommand::Delete { name } => c.request(Method::DELETE, &path(&name), Body::None).await?,
         DbCommand::Templates => {
             c.request(Method::GET, "/v1/database-templates", Body::None)
@@ -308,6 +248,21 @@ pub async fn db(c: &Client, cmd: DbCommand) -> anyhow::Result<()> {
     };
     print_json(&out);
     Ok(())
+}
+
+/// `/v1/databases/{name}`.
+fn path(name: &str) -> String {
+    format!("/v1/databases/{}", urlencode(name))
+}
+
+/// `POST /v1/databases/{name}/{action}` with `body`.
+async fn act(c: &Client, name: &str, action: &str, body: Value) -> anyhow::Result<Value> {
+    c.request(
+        Method::POST,
+        &format!("{}/{action}", path(name)),
+        Body::Json(body),
+    )
+    .await
 }
 
 fn s(v: &Value) -> &str {

@@ -305,6 +305,49 @@ pub async fn lost_writes(seeds: &[String], tag: &str, acked: &[u64]) -> anyhow::
     }
 }
 
+/// redis-server must be there; in CI its absence fails the test.
+pub fn have_redis() -> bool {
+    let ok = std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok && std::env::var_os("CI").is_some() {
+        panic!("redis-server is missing (scripts/test.sh installs redis-server)");
+    }
+    ok
+}
+
+/// Bytes (`MEMORY USAGE`, summed) of the keys the node at `addr` holds,
+/// but for those starting with `skip` (when given).
+pub async fn held_bytes(addr: &str, skip: Option<&str>) -> anyhow::Result<u64> {
+    let mut con = connect(addr, Duration::from_secs(10)).await?;
+    let mut cursor = 0u64;
+    let mut bytes = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut con)
+            .await?;
+        for k in keys
+            .iter()
+            .filter(|k| skip.is_none_or(|p| !k.starts_with(p)))
+        {
+            let b: Option<u64> = redis::cmd("MEMORY")
+                .arg("USAGE")
+                .arg(k)
+                .query_async(&mut con)
+                .await?;
+            bytes += b.unwrap_or(0);
+        }
+        if next == 0 {
+            return Ok(bytes);
+        }
+        cursor = next;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

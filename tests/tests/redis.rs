@@ -11,25 +11,13 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use ocean_tests::caches::{
-    addrs, cache, cluster_client, connect, create_cache, formed, lost_writes, nodes_with, owner,
-    slot, start, tag_per_slot, wait_cache, write_load,
+    addrs, cache, cluster_client, connect, create_cache, formed, have_redis, lost_writes,
+    nodes_with, owner, slot, start, tag_per_slot, wait_cache, write_load,
 };
 use ocean_tests::tasks::{bounded, wait_newest};
 use serde_json::{json, Value};
 
 const FORM: Duration = Duration::from_secs(60);
-
-/// redis-server must be there; in CI its absence fails the test.
-fn have_redis() -> bool {
-    let ok = std::process::Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok && std::env::var_os("CI").is_some() {
-        panic!("redis-server is missing (scripts/test.sh installs redis-server)");
-    }
-    ok
-}
 
 /// Every shard's instances are on distinct hosts.
 fn assert_anti_affinity(detail: &Value) {

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ocean_tests::caches::{
-    addrs, cache, cluster_client, connect, create_cache, formed, nodes_with, slot, start,
-    tag_per_slot, wait_cache,
+    addrs, cache, cluster_client, create_cache, formed, have_redis, held_bytes, nodes_with, slot,
+    start, tag_per_slot, wait_cache,
 };
 use ocean_tests::tasks::bounded;
 use serde_json::{json, Value};
@@ -25,17 +25,6 @@ const RESHARD: Duration = Duration::from_secs(120);
 const HEAVY: usize = 2_000;
 /// Bytes of the others.
 const LIGHT: usize = 100;
-
-fn have_redis() -> bool {
-    let ok = std::process::Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok && std::env::var_os("CI").is_some() {
-        panic!("redis-server is missing (scripts/test.sh installs redis-server)");
-    }
-    ok
-}
 
 fn value_of(s: usize) -> String {
     let n = if s < 4096 { HEAVY } else { LIGHT };
@@ -67,40 +56,18 @@ async fn writer(seeds: Vec<String>, stop: Arc<AtomicBool>) -> (Vec<u64>, Vec<Str
     (acked, errors)
 }
 
-/// Bytes (`MEMORY USAGE`) and slots of each primary, by shard.
+/// Bytes (`MEMORY USAGE`, the writer's keys left out) and slots of each
+/// primary, by shard.
 async fn bytes_by_shard(detail: &Value) -> anyhow::Result<Vec<(u64, u64, u64)>> {
     let mut out = Vec::new();
     let mut primaries = nodes_with(detail, "primary");
     primaries.sort_by_key(|n| n["shard"].as_u64());
     for n in primaries {
-        let addr = n["addr"].as_str().unwrap_or_default().to_string();
-        let mut con = connect(&addr, Duration::from_secs(5)).await?;
-        let mut cursor = 0u64;
-        let mut bytes = 0u64;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut con)
-                .await?;
-            for k in keys.iter().filter(|k| !k.starts_with("w:")) {
-                let b: Option<u64> = redis::cmd("MEMORY")
-                    .arg("USAGE")
-                    .arg(k)
-                    .query_async(&mut con)
-                    .await?;
-                bytes += b.unwrap_or(0);
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
+        let addr = n["addr"].as_str().unwrap_or_default();
         out.push((
             n["shard"].as_u64().unwrap_or(0),
             n["slots"].as_u64().unwrap_or(0),
-            bytes,
+            held_bytes(addr, Some("w:")).await?,
         ));
     }
     Ok(out)

@@ -84,6 +84,9 @@ pub struct Mover {
     progress: BTreeMap<String, ReshardStatus>,
 }
 
+/// A node as observed this round.
+type Node<'a> = (&'a Member, &'a Observed);
+
 /// The primary of each shard: the one node serving slots, or, for a
 /// shard serving none, its only primary (others follow it). `None` for a
 /// shard not settled yet.
@@ -180,12 +183,19 @@ impl Mover {
         }
         progress.waiting.clear();
         let deadline = Instant::now() + budget;
-        let others = |from: &Member, to: &Member| -> Vec<String> {
-            prim.iter()
+        // A move of `slots` between two primaries, the others told too.
+        let migration = |slots: Vec<u16>, (from, fo): Node, (to, to_obs): Node| SlotMigration {
+            slots,
+            from: from.addr(),
+            from_id: fo.id().to_string(),
+            to: to.addr(),
+            to_id: to_obs.id().to_string(),
+            others: prim
+                .iter()
                 .flatten()
                 .map(|(m, _)| m.addr())
                 .filter(|a| *a != from.addr() && *a != to.addr())
-                .collect()
+                .collect(),
         };
         let by_id = |id: &str| {
             prim.iter()
@@ -230,14 +240,7 @@ impl Mover {
                 .collect();
             slots.sort_unstable();
             slots.dedup();
-            let m = SlotMigration {
-                slots,
-                from: from.addr(),
-                from_id: fo.id().to_string(),
-                to: to.addr(),
-                to_id: to_obs.id().to_string(),
-                others: others(from, to),
-            };
+            let m = migration(slots, (from, fo), (to, to_obs));
             if !knows_owner(to_obs, fo.id(), &m.slots) {
                 // It can never take these keys: undo the move's marks on
                 // both ends; the slots are planned again.
@@ -374,14 +377,7 @@ impl Mover {
                 );
                 return Step::Waiting;
             }
-            let m = SlotMigration {
-                slots,
-                from: from.addr(),
-                from_id: fo.id().to_string(),
-                to: to.addr(),
-                to_id: to_obs.id().to_string(),
-                others: others(from, to),
-            };
+            let m = migration(slots, (from, fo), (to, to_obs));
             match admin.move_slots(&m).await {
                 Ok(keys) => {
                     for mv in &batch {

@@ -104,10 +104,10 @@ async fn until(mem: &MemAdmin, v: &View, state: &str) -> (Vec<AdminCmd>, CacheSt
     panic!("not {state} after 10 rounds; sent {all:?}");
 }
 
-#[tokio::test]
-async fn a_cache_forms_fails_over_at_once_and_the_replacement_rejoins_as_a_replica() {
-    let mem = MemAdmin::new();
-    let mut tasks = vec![
+/// The cache of [`spec`] (2 shards x 1 replica) on four fresh nodes,
+/// formed: its tasks and status.
+async fn formed(mem: &MemAdmin) -> (Vec<Task>, CacheStatus) {
+    let tasks = vec![
         task(0, 1, 100, "RUNNING"),
         task(0, 2, 200, "RUNNING"),
         task(1, 3, 300, "RUNNING"),
@@ -116,7 +116,14 @@ async fn a_cache_forms_fails_over_at_once_and_the_replacement_rejoins_as_a_repli
     for (i, p) in [100, 200, 300, 400].iter().enumerate() {
         mem.start(&format!("n{i}"), "127.0.0.1", *p, p + 1);
     }
-    let (_, st) = until(&mem, &view(&tasks), "ok").await;
+    let (_, st) = until(mem, &view(&tasks), "ok").await;
+    (tasks, st)
+}
+
+#[tokio::test]
+async fn a_cache_forms_fails_over_at_once_and_the_replacement_rejoins_as_a_replica() {
+    let mem = MemAdmin::new();
+    let (mut tasks, st) = formed(&mem).await;
     let roles: Vec<(&str, &str, u32)> = st
         .nodes
         .iter()
@@ -208,16 +215,7 @@ fn bytes_of(mem: &MemAdmin, addrs: &[&str]) -> Vec<u64> {
 #[tokio::test]
 async fn shards_added_then_removed_take_and_give_back_slots_by_bytes() {
     let mem = MemAdmin::new();
-    let mut tasks = vec![
-        task(0, 1, 100, "RUNNING"),
-        task(0, 2, 200, "RUNNING"),
-        task(1, 3, 300, "RUNNING"),
-        task(1, 4, 400, "RUNNING"),
-    ];
-    for (i, p) in [100, 200, 300, 400].iter().enumerate() {
-        mem.start(&format!("n{i}"), "127.0.0.1", *p, p + 1);
-    }
-    until(&mem, &view(&tasks), "ok").await;
+    let (mut tasks, _) = formed(&mem).await;
     // Skewed data: the first quarter of the slots is 40 times heavier.
     for slot in 0..16384u16 {
         let at = if slot < 8192 {

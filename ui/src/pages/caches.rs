@@ -13,7 +13,7 @@ use std::sync::Arc;
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::{Extension, Form};
 use ocean_master::Master;
 use ocean_redis::api::{self as caches_api, Api, ApiError};
@@ -21,6 +21,8 @@ use ocean_redis::framework::{CACHES, NAME, STATUSES};
 use ocean_redis::{CacheRecord, CacheSpec, CacheStatus, NodeStatus, Persistence};
 use serde::Deserialize;
 
+pub use super::framework_forms::utc;
+use super::framework_forms::{done, number, optional_number, refused};
 use super::{path_segment, Done, Frame, Seen};
 use crate::csrf::{check, CsrfToken};
 use crate::error::{render, Result};
@@ -142,28 +144,6 @@ impl ListPage {
     }
 }
 
-/// `ms` since the epoch as `YYYY-MM-DD HH:MM UTC`.
-pub fn utc(ms: u64) -> String {
-    let secs = ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Days to a civil date (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        rem / 3600,
-        (rem % 3600) / 60
-    )
-}
-
 fn persistence(p: Persistence) -> &'static str {
     match p {
         Persistence::Off => "off",
@@ -265,34 +245,6 @@ pub async fn page(
     list_page(&m, &csrf, &q, form, FieldErrors::none()).await
 }
 
-fn number<T: std::str::FromStr>(errors: &mut FieldErrors, field: &str, text: &str) -> Option<T> {
-    match text.trim().parse() {
-        Ok(n) => Some(n),
-        Err(_) => {
-            errors.add(field, format!("'{}' is not a whole number", text.trim()));
-            None
-        }
-    }
-}
-
-/// A number that may be left empty (unchanged).
-fn optional_number<T: std::str::FromStr>(
-    errors: &mut FieldErrors,
-    field: &str,
-    text: &str,
-) -> Option<T> {
-    if text.trim().is_empty() {
-        None
-    } else {
-        number(errors, field, text)
-    }
-}
-
-fn refused(e: &ApiError) -> FieldErrors {
-    let (field, reason) = e.field_reason();
-    FieldErrors::one(&field, reason)
-}
-
 /// `POST /ui/caches`: the create form.
 pub async fn create(
     State(m): State<Master>,
@@ -352,10 +304,6 @@ async fn bad_form(
 ) -> Result<Response> {
     let page = list_page(m, csrf, &Done::default(), f, errors).await?;
     Ok((status, page).into_response())
-}
-
-fn done(path: &str, what: &str) -> Redirect {
-    Redirect::to(&format!("{path}?done={what}"))
 }
 
 async fn detail_page(

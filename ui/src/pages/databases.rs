@@ -13,18 +13,18 @@ use std::sync::Arc;
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::{Extension, Form};
 use ocean_client::Client;
 use ocean_master::Master;
-use ocean_mysql::api::{self as db_api, ApiError};
+use ocean_mysql::api as db_api;
 use ocean_mysql::framework::{DATABASES, NAME, STATUSES, TEMPLATES};
 use ocean_mysql::jobs::primary_dns_name;
 use ocean_mysql::status::NodeStatus;
 use ocean_mysql::{DatabaseRecord, DatabaseSpec, DatabaseStatus};
 use serde::Deserialize;
 
-use super::caches::utc;
+use super::framework_forms::{done, number, refused, utc};
 use super::{path_segment, Done, Frame, Seen};
 use crate::csrf::{check, CsrfToken};
 use crate::error::{render, Result};
@@ -207,28 +207,6 @@ pub(crate) async fn read_all(
 /// The framework's API functions' client: this master, in process.
 pub(crate) fn client(m: &Master) -> Arc<dyn Client> {
     Arc::new(ocean_master::api::in_process::InProcess::new(m.clone()))
-}
-
-/// The API's refusal as the error of the field it names.
-pub(crate) fn refused(e: &ApiError) -> FieldErrors {
-    let (field, reason) = e.field_reason();
-    FieldErrors::one(&field, reason)
-}
-
-/// `text` as a whole number, or an error on `field`.
-pub(crate) fn number(errors: &mut FieldErrors, field: &str, text: &str) -> Option<u32> {
-    match text.trim().parse() {
-        Ok(n) => Some(n),
-        Err(_) => {
-            errors.add(field, format!("'{}' is not a whole number", text.trim()));
-            None
-        }
-    }
-}
-
-/// After a form: `path` with its notice.
-pub(crate) fn done(path: &str, what: &str) -> Redirect {
-    Redirect::to(&format!("{path}?done={what}"))
 }
 
 /// The templates the form offers: the stored ones and the built-in ones

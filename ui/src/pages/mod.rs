@@ -8,6 +8,7 @@ pub mod database;
 pub mod databases;
 pub mod deployments;
 pub mod elbs;
+pub mod framework_forms;
 pub mod hosts;
 pub mod hosts_map;
 pub mod job;

@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use ocean_tests::caches::{addrs, cache, cluster_client, connect, formed, nodes_with, start};
+use ocean_tests::caches::{
+    addrs, cache, cluster_client, connect, formed, held_bytes, nodes_with, start,
+};
 use ocean_tests::cluster::free_addr;
 use serde_json::{json, Value};
 
@@ -88,33 +90,6 @@ impl Writer {
     }
 }
 
-/// Bytes of the keys the node at `addr` holds (`MEMORY USAGE` summed).
-async fn held_bytes(addr: &str) -> anyhow::Result<u64> {
-    let mut con = connect(addr, Duration::from_secs(10)).await?;
-    let mut cursor = 0u64;
-    let mut bytes = 0u64;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut con)
-            .await?;
-        for k in keys {
-            let b: Option<u64> = redis::cmd("MEMORY")
-                .arg("USAGE")
-                .arg(k)
-                .query_async(&mut con)
-                .await?;
-            bytes += b.unwrap_or(0);
-        }
-        if next == 0 {
-            return Ok(bytes);
-        }
-        cursor = next;
-    }
-}
-
 fn rate(bytes: u64, took: Duration) -> String {
     format!(
         "{:.1} MiB in {} = {:.1} MiB/s",
@@ -170,7 +145,7 @@ async fn ocean(mb: usize, replicas: u32) -> anyhow::Result<()> {
         .into_iter()
         .find(|n| n["shard"] == 3)
         .context("shard 3 has no primary")?;
-    let bytes = held_bytes(new["addr"].as_str().unwrap_or_default()).await?;
+    let bytes = held_bytes(new["addr"].as_str().unwrap_or_default(), None).await?;
     let first = first_move.unwrap_or(asked);
     println!(
         "ocean: request -> first slot moved {}, moving {}",
@@ -300,7 +275,7 @@ async fn peer(mb: usize) -> anyhow::Result<()> {
         let took = t.elapsed();
         writer.stop("redis-cli").await?;
         moved?;
-        let bytes = held_bytes(d).await?;
+        let bytes = held_bytes(d, None).await?;
         println!("redis-cli --cluster rebalance: {}", rate(bytes, took));
         Ok(())
     }
