@@ -168,6 +168,31 @@ impl Operator {
 
     /// The newest topology of `name`: the view's or the one this operator
     /// wrote after it.
+    /// Records a primary change of `rec` from `old_primary` to `now`'s
+    /// (the masters' `failover` alert rules read it); a failed write is
+    /// logged, never fatal: the change itself has happened.
+    async fn record_failover(
+        &self,
+        rec: &DatabaseRecord,
+        old_primary: &str,
+        now: &Topology,
+        reason: &str,
+    ) {
+        let fo = FailoverRecord {
+            kind: "database".into(),
+            name: rec.spec.name.clone(),
+            job: job_id(&rec.spec),
+            from: old_primary.to_string(),
+            to: now.primary.clone(),
+            reason: reason.into(),
+            at_ms: now.since_ms,
+            count: 0,
+        };
+        if let Err(e) = failover::record(self.client.as_ref(), NAME, fo).await {
+            warn!(database = %rec.spec.name, reason, error = %e, "failover record not written");
+        }
+    }
+
     fn topology(&self, view: &View, name: &str) -> (Option<Topology>, u64) {
         let (t, rev) = topology(view, name);
         match self.topos.get(name) {
@@ -331,19 +356,8 @@ impl Operator {
                     if !self.put_topology(name, t.clone(), rev).await {
                         return None;
                     }
-                    let fo = FailoverRecord {
-                        kind: "database".into(),
-                        name: name.clone(),
-                        job: job_id(&rec.spec),
-                        from: old.primary.clone(),
-                        to: t.primary.clone(),
-                        reason: "primary lost".into(),
-                        at_ms: t.since_ms,
-                        count: 0,
-                    };
-                    if let Err(e) = failover::record(self.client.as_ref(), NAME, fo).await {
-                        warn!(database = %name, error = %e, "failover record not written");
-                    }
+                    self.record_failover(rec, &old.primary, &t, "primary lost")
+                        .await;
                     let cmds = steady(rec.spec.instances, &p, &candidates);
                     execute_all(admin.as_ref(), name, &cmds, secrets).await;
                     info!(database = %name, primary = %t.primary, took_ms = started.elapsed().as_millis() as u64, "failover done");

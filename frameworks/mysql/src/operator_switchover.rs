@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use ocean_client::api::KvPutRequest;
-use ocean_framework::failover::{self, FailoverRecord};
 use ocean_framework::runner::now_ms;
 use ocean_framework::View;
 use tokio::time::Instant;
@@ -15,7 +14,6 @@ use tracing::{debug, info, warn};
 use super::{execute_all, observe_all, Operator};
 use crate::decide::{steady, Member};
 use crate::framework::{DatabaseRecord, Topology, NAME};
-use crate::jobs::job_id;
 use crate::switchover::{self, SwitchStep, SwitchoverRequest, SWITCHOVERS};
 
 impl Operator {
@@ -126,19 +124,8 @@ impl Operator {
                     if !self.put_topology(name, t.clone(), rev).await {
                         break Err("the topology changed meanwhile".into());
                     }
-                    let fo = FailoverRecord {
-                        kind: "database".into(),
-                        name: name.clone(),
-                        job: job_id(&rec.spec),
-                        from: old.primary.clone(),
-                        to: t.primary.clone(),
-                        reason: "switchover".into(),
-                        at_ms: t.since_ms,
-                        count: 0,
-                    };
-                    if let Err(e) = failover::record(self.client.as_ref(), NAME, fo).await {
-                        warn!(database = %name, error = %e, "switchover record not written");
-                    }
+                    self.record_failover(rec, &old.primary, &t, "switchover")
+                        .await;
                     let cmds = steady(rec.spec.instances, &target, &members);
                     execute_all(admin.as_ref(), name, &cmds, secrets).await;
                     break Ok(t);
