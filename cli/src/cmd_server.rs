@@ -298,7 +298,7 @@ async fn serve(
             // ELB objects (/v1/elbs), caches (/v1/caches), tickets
             // (/v1/tickets) and databases (/v1/databases) through the
             // in-process client.
-            ocean_ui::router_with(m, scheduler)
+            ocean_ui::router_full(m, scheduler, redis_backups.clone())
                 .merge(ocean_elb::http::router(client.clone()))
                 .merge(ocean_redis::api::router_with(
                     ocean_redis::api::Api::new(client.clone()).with_backups(redis_backups),

@@ -61,6 +61,20 @@ pub fn router(master: Master) -> Router {
 /// the cluster's scheduler settings (quotas and weights the service tree
 /// and product-line pages show). Starts the product-line sampler.
 pub fn router_with(master: Master, scheduler: SchedulerSettings) -> Router {
+    let backups = ocean_redis::api::Api::new(Arc::new(
+        ocean_master::api::in_process::InProcess::new(master.clone()),
+    ))
+    .backups;
+    router_full(master, scheduler, backups)
+}
+
+/// [`router_with`], the caches pages backing up into `cache_backups` (the
+/// directory the redis framework's REST API is given).
+pub fn router_full(
+    master: Master,
+    scheduler: SchedulerSettings,
+    cache_backups: std::path::PathBuf,
+) -> Router {
     let history = Arc::new(history::History::new(
         history::DEFAULT_INTERVAL,
         history::DEFAULT_SAMPLES,
@@ -70,6 +84,7 @@ pub fn router_with(master: Master, scheduler: SchedulerSettings) -> Router {
         master,
         scheduler: Arc::new(scheduler),
         history,
+        cache_backups: state::CacheBackups(Arc::new(cache_backups)),
     })
 }
 

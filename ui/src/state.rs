@@ -16,6 +16,19 @@ pub struct UiState {
     pub master: Master,
     pub scheduler: Arc<SchedulerSettings>,
     pub history: Arc<History>,
+    /// Where the redis framework's backups live on this master (the same
+    /// directory its REST API writes to and lists).
+    pub cache_backups: CacheBackups,
+}
+
+/// The directory of the redis framework's backups.
+#[derive(Debug, Clone)]
+pub struct CacheBackups(pub Arc<std::path::PathBuf>);
+
+impl FromRef<UiState> for CacheBackups {
+    fn from_ref(s: &UiState) -> CacheBackups {
+        s.cache_backups.clone()
+    }
 }
 
 impl FromRef<UiState> for Master {

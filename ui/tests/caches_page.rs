@@ -94,6 +94,16 @@ async fn caches_are_created_listed_scaled_and_deleted_from_the_dashboard() {
         text(&html, "#action-error").contains("not been observed"),
         "{html}"
     );
+    // Backing up needs no box, and is refused as the API refuses it while
+    // the operator has not observed the cache; the page lists no backup.
+    let (status, _, html) = c.post_form("/ui/caches/carts/backup", "").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{html}");
+    assert!(
+        text(&html, "#action-error").contains("not been observed"),
+        "{html}"
+    );
+    assert!(!text(&html, "#no-backups").is_empty(), "{html}");
+    assert!(html.contains("id=\"backup-cache\""), "{html}");
     let (status, _, html) = c
         .post_form("/ui/caches/carts/scale", &form(&[("replicas", "9")]))
         .await;

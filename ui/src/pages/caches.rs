@@ -27,6 +27,7 @@ use super::{path_segment, Done, Frame, Seen};
 use crate::csrf::{check, CsrfToken};
 use crate::error::{render, Result};
 use crate::forms::FieldErrors;
+use crate::state::CacheBackups;
 
 /// The notices after a form (`?done=`).
 const NOTICES: &[(&str, &str)] = &[
@@ -46,6 +47,10 @@ const NOTICES: &[(&str, &str)] = &[
     (
         "rebuild",
         "Rebuild started: the replica's data was dropped; it resyncs from its primary.",
+    ),
+    (
+        "backup",
+        "Backup taken: every shard read from a synced replica, its manifest written.",
     ),
 ];
 
@@ -110,10 +115,21 @@ struct DetailPage {
     row: CacheRow,
     status: Option<CacheStatus>,
     shards: Vec<ShardView>,
+    /// Its backups on this master, newest first.
+    backups: Vec<BackupView>,
     notice: Option<&'static str>,
     /// A refused action: what it was and why.
     error: Option<String>,
     errors: FieldErrors,
+}
+
+/// One backup on the detail page.
+#[derive(Debug, Clone)]
+pub struct BackupView {
+    pub id: String,
+    pub created: String,
+    pub shards: usize,
+    pub keys: u64,
 }
 
 /// One shard of the detail page.
@@ -194,10 +210,11 @@ async fn read_all(
     Ok((parsed, statuses, recs.version.min(sts.version)))
 }
 
-fn api(m: &Master) -> Api {
+fn api(m: &Master, backups: &CacheBackups) -> Api {
     Api::new(Arc::new(ocean_master::api::in_process::InProcess::new(
         m.clone(),
     )))
+    .with_backups(backups.0.as_ref().clone())
 }
 
 async fn list_page(
@@ -278,7 +295,8 @@ pub async fn create(
         memory_mb,
         persistence,
     };
-    let c = api(&m).client;
+    let c: Arc<dyn ocean_client::Client> =
+        Arc::new(ocean_master::api::in_process::InProcess::new(m.clone()));
     match caches_api::create_cache(&c, spec).await {
         Ok(rec) => {
             tracing::info!(cache = %rec.spec.name, "cache created from the dashboard");
@@ -308,6 +326,7 @@ async fn bad_form(
 
 async fn detail_page(
     m: &Master,
+    backups: &CacheBackups,
     csrf: &CsrfToken,
     id: &str,
     q: &Done,
@@ -333,11 +352,22 @@ async fn detail_page(
                 .collect(),
         })
         .collect();
+    let backups = ocean_redis::backup::list(&backups.0, id)
+        .into_iter()
+        .rev()
+        .map(|b| BackupView {
+            created: utc(b.created_ms),
+            shards: b.shards.len(),
+            keys: b.keys,
+            id: b.id,
+        })
+        .collect();
     let page = DetailPage {
         frame: Frame::new(m, "caches", version, &q.seen()).with_csrf(csrf),
         row: row(rec, st.as_ref()),
         status: st,
         shards,
+        backups,
         notice: q.notice(NOTICES),
         error: refusal.as_ref().map(|r| r.message.clone()),
         errors: refusal
@@ -381,11 +411,12 @@ impl Refusal {
 /// `GET /ui/caches/{id}`.
 pub async fn detail(
     State(m): State<Master>,
+    State(backups): State<CacheBackups>,
     Extension(csrf): Extension<CsrfToken>,
     Path(id): Path<String>,
     Query(q): Query<Done>,
 ) -> Result<(StatusCode, Html<String>)> {
-    detail_page(&m, &csrf, &id, &q, None).await
+    detail_page(&m, &backups, &csrf, &id, &q, None).await
 }
 
 /// Every action form: the token, the confirmation box, and what it acts on.
@@ -409,15 +440,17 @@ pub struct ActionForm {
 /// `POST /ui/caches/{id}/{action}`: scale, failover, rebuild, delete.
 pub async fn action(
     State(m): State<Master>,
+    State(backups): State<CacheBackups>,
     Extension(csrf): Extension<CsrfToken>,
     Path((id, action)): Path<(String, String)>,
     Form(f): Form<ActionForm>,
 ) -> Result<Response> {
     check(&csrf, &f.csrf)?;
     let here = format!("/ui/caches/{}", path_segment(&id));
-    let api = api(&m);
+    let api = api(&m, &backups);
     let mut errors = FieldErrors::none();
-    if action != "scale" && f.confirm != "yes" {
+    // Scaling and backing up lose nothing: no confirmation box.
+    if action != "scale" && action != "backup" && f.confirm != "yes" {
         errors.add("confirm", "tick the box to confirm");
     }
     let outcome = match action.as_str() {
@@ -452,6 +485,7 @@ pub async fn action(
             }
             _ => None,
         },
+        "backup" => Some(caches_api::backup(&api, &id).await.map(|_| "backup")),
         "rebuild" if errors.is_empty() => {
             let req = caches_api::Rebuild {
                 task: f.task.clone(),
@@ -466,6 +500,7 @@ pub async fn action(
                 }
                 Err(e) => Ok(detail_page(
                     &m,
+                    &backups,
                     &csrf,
                     &id,
                     &Done::default(),
@@ -491,6 +526,7 @@ pub async fn action(
         }
         Some(Err(e)) => Ok(detail_page(
             &m,
+            &backups,
             &csrf,
             &id,
             &Done::default(),
@@ -501,6 +537,7 @@ pub async fn action(
         // The form's own errors (a box not ticked, not a number).
         None => Ok(detail_page(
             &m,
+            &backups,
             &csrf,
             &id,
             &Done::default(),

@@ -62,6 +62,9 @@ impl Cluster {
             master: master.clone(),
             scheduler: Arc::new(scheduler),
             history: history.clone(),
+            cache_backups: ocean_ui::state::CacheBackups(Arc::new(
+                dir.path().join("redis-backups"),
+            )),
         })
         .merge(ocean_master::api::http::router(master.clone()))
         // The ELB framework's REST routes, as `ocean server` mounts them:
