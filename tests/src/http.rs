@@ -64,6 +64,20 @@ impl Api {
         })
     }
 
+    /// The same master (plain HTTP, no token), waiting up to `timeout` for
+    /// an answer: for calls the API itself holds open until the work is
+    /// done, such as a database backup (up to 120 s) or switchover (20 s).
+    pub fn waiting(&self, timeout: Duration) -> Self {
+        let options = RestOptions {
+            timeout,
+            ..Self::options()
+        };
+        Api {
+            rest: RestClient::with_options(self.rest.addrs().to_vec(), options)
+                .expect("addresses the client was built from"),
+        }
+    }
+
     /// The same client sending `token` (masters with ACLs on).
     pub fn with_token(&self, token: &str) -> Self {
         Api {

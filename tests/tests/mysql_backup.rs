@@ -38,7 +38,8 @@ async fn a_backup_on_a_replica_restores_into_a_new_database_with_equal_checksums
     }
     bounded(300, async {
         let (c, _agents, dns) = start(&["a", "b", "c"]).await?;
-        let api = c.master(1).api();
+        // Backups, restores and switchovers answer when done.
+        let api = c.master(1).api().waiting(Duration::from_secs(150));
         create_database(&api, "orig", 2).await?;
         let d = wait_database(&api, "orig", "formed", FORM, healthy(2)).await?;
         let pw = app_password(&d);
@@ -281,7 +282,8 @@ async fn the_binlog_archive_follows_a_failover_and_a_restore_to_a_point_after_it
     }
     bounded(240, async {
         let (c, _agents, dns) = start(&["a", "b", "c"]).await?;
-        let api = c.master(1).api();
+        // Backups, restores and switchovers answer when done.
+        let api = c.master(1).api().waiting(Duration::from_secs(150));
         create_database(&api, "moving", 3).await?;
         let d = wait_database(&api, "moving", "formed", FORM, healthy(3)).await?;
         let pw = app_password(&d);
@@ -396,7 +398,8 @@ async fn scheduled_backups_come_on_time_and_those_past_retention_go_with_their_f
     }
     bounded(240, async {
         let (c, _agents, dns) = start(&["a", "b", "c"]).await?;
-        let api = c.master(1).api();
+        // Backups, restores and switchovers answer when done.
+        let api = c.master(1).api().waiting(Duration::from_secs(150));
         create_database(&api, "daily", 2).await?;
         let d = wait_database(&api, "daily", "formed", FORM, healthy(2)).await?;
         wait_writable(dns.addr, "daily", &app_password(&d), FORM).await?;

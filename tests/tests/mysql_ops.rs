@@ -67,7 +67,8 @@ async fn a_switchover_under_writes_loses_nothing_and_dns_follows_the_new_primary
     }
     bounded(150, async {
         let (c, _agents, dns) = start(&["a", "b", "c"]).await?;
-        let api = c.master(1).api();
+        // Backups, restores and switchovers answer when done.
+        let api = c.master(1).api().waiting(Duration::from_secs(150));
         create_database(&api, "shift", 3).await?;
         let d = wait_database(&api, "shift", "formed", FORM, healthy(3)).await?;
         let pw = app_password(&d);
@@ -187,7 +188,8 @@ async fn scaling_adds_replicas_with_every_row_and_a_scale_in_never_stops_the_pri
     }
     bounded(180, async {
         let (c, _agents, dns) = start(&["a", "b", "c"]).await?;
-        let api = c.master(1).api();
+        // Backups, restores and switchovers answer when done.
+        let api = c.master(1).api().waiting(Duration::from_secs(150));
         create_database(&api, "grow", 2).await?;
         let d = wait_database(&api, "grow", "formed", FORM, healthy(2)).await?;
         let pw = app_password(&d);

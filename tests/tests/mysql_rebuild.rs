@@ -84,7 +84,8 @@ async fn replicas_whose_data_is_lost_or_condemned_are_reseeded_from_a_healthy_in
         .unwrap_or(30_000);
     bounded(300, async {
         let (c, agents, dns) = start(&["a", "b", "c"]).await?;
-        let api = c.master(1).api();
+        // Backups, restores and switchovers answer when done.
+        let api = c.master(1).api().waiting(Duration::from_secs(150));
         create_database(&api, "heal", 3).await?;
         let d = wait_database(&api, "heal", "formed", FORM, healthy(3)).await?;
         let pw = app_password(&d);
