@@ -82,6 +82,8 @@ struct Planned {
 pub struct Mover {
     plans: BTreeMap<String, Planned>,
     progress: BTreeMap<String, ReshardStatus>,
+    /// Reshardings this operator ended, by cache: their `started_ms`.
+    ended: BTreeMap<String, u64>,
 }
 
 /// A node as observed this round.
@@ -128,10 +130,14 @@ impl Mover {
         self.progress.get(name).cloned()
     }
 
-    /// Forgets cache `name` (its resharding ended or it is gone).
-    pub fn forget(&mut self, name: &str) {
+    /// Cache `name`'s resharding asked for at `started_ms` is over (its
+    /// record says so): its plan and progress go, and until the watch
+    /// shows the cleared record, steps for it do nothing (no second
+    /// sampling, no second write of the record).
+    pub fn ended(&mut self, name: &str, started_ms: u64) {
         self.plans.remove(name);
         self.progress.remove(name);
+        self.ended.insert(name.to_string(), started_ms);
     }
 
     /// One step for the cache of `rec` (which must be resharding) whose
@@ -147,6 +153,9 @@ impl Mover {
             return Step::Done;
         };
         let name = rec.spec.name.clone();
+        if self.ended.get(&name) == Some(&r.started_ms) {
+            return Step::Waiting;
+        }
         let target = rec.spec.shards;
         let all = rec.job_shards();
         let fresh = || ReshardStatus {

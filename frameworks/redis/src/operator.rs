@@ -205,6 +205,7 @@ impl Operator {
     /// removes the jobs of shards that were drained.
     async fn end_resharding(&mut self, rec: CacheRecord, revision: u64) {
         let name = rec.spec.name.clone();
+        let started_ms = rec.resharding.as_ref().map_or(0, |r| r.started_ms);
         let done = CacheRecord {
             resharding: None,
             ..rec
@@ -221,7 +222,7 @@ impl Operator {
         match put {
             Ok(_) => {
                 info!(cache = %name, shards = done.spec.shards, "resharding done");
-                self.mover.forget(&name);
+                self.mover.ended(&name, started_ms);
             }
             Err(e) => warn!(cache = %name, error = %e, "resharding not marked done"),
         }
