@@ -29,19 +29,6 @@ use crate::seed::{RebuildRequest, REBUILDS};
 use crate::status::DatabaseStatus;
 use crate::switchover::{SwitchoverRequest, SWITCHOVERS};
 
-impl From<Refused> for ApiError {
-    fn from(r: Refused) -> Self {
-        let (status, code) = if r.missing {
-            (StatusCode::NOT_FOUND, "not_found")
-        } else if r.conflict {
-            (StatusCode::CONFLICT, "conflict")
-        } else {
-            (StatusCode::BAD_REQUEST, "invalid_request")
-        };
-        ApiError::new(status, code, r.field, r.reason)
-    }
-}
-
 /// How long `POST .../switchover` waits for the operator's outcome: its
 /// budget for the target to catch up (10 s), plus rounds on either side.
 pub const SWITCHOVER_WAIT: Duration = Duration::from_secs(20);
@@ -189,38 +176,67 @@ pub async fn switchover(c: &Arc<dyn Client>, id: &str, s: Switchover) -> ApiResu
         Err(e) => return Err(e.into()),
     }
     tracing::info!(database = %id, from = %req.from, to = %req.to, "switchover asked for");
+    let late = format!(
+        "the operator did not finish the switchover to '{}' within {} s; GET the database for its state",
+        req.to,
+        SWITCHOVER_WAIT.as_secs()
+    );
+    outcome(
+        c,
+        format!("{SWITCHOVERS}{id}"),
+        SWITCHOVER_WAIT,
+        "to",
+        late,
+        |r: SwitchoverRequest| {
+            if r.id != req.id {
+                return Some(Err(Refused::conflict(
+                    "id",
+                    "the request was replaced meanwhile",
+                )
+                .into()));
+            }
+            match r.state.as_str() {
+                "done" => Some(Ok(json!({
+                    "database": id,
+                    "from": r.from,
+                    "to": r.to,
+                    "epoch": topo.epoch + 1,
+                    "took_ms": r.took_ms,
+                    "message": r.message,
+                }))),
+                "failed" => Some(Err(Refused::conflict("to", r.message).into())),
+                _ => None,
+            }
+        },
+    )
+    .await
+}
+
+/// Polls the request at `key` (every 50 ms, up to `wait`) until `settled`
+/// gives the operator's outcome; past `wait`, a 504 on `field` saying
+/// `late`.
+async fn outcome<T: serde::de::DeserializeOwned>(
+    c: &Arc<dyn Client>,
+    key_name: String,
+    wait: Duration,
+    field: &str,
+    late: String,
+    mut settled: impl FnMut(T) -> Option<ApiResult<Value>>,
+) -> ApiResult<Value> {
     let started = std::time::Instant::now();
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        if let Some((r, _)) = key::<SwitchoverRequest>(c, format!("{SWITCHOVERS}{id}")).await? {
-            if r.id != req.id {
-                return Err(Refused::conflict("id", "the request was replaced meanwhile").into());
-            }
-            match r.state.as_str() {
-                "done" => {
-                    return Ok(json!({
-                        "database": id,
-                        "from": r.from,
-                        "to": r.to,
-                        "epoch": topo.epoch + 1,
-                        "took_ms": r.took_ms,
-                        "message": r.message,
-                    }))
-                }
-                "failed" => return Err(Refused::conflict("to", r.message).into()),
-                _ => {}
+        if let Some((r, _)) = key::<T>(c, key_name.clone()).await? {
+            if let Some(out) = settled(r) {
+                return out;
             }
         }
-        if started.elapsed() >= SWITCHOVER_WAIT {
+        if started.elapsed() >= wait {
             return Err(ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "timeout",
-                "to",
-                format!(
-                    "the operator did not finish the switchover to '{}' within {} s; GET the database for its state",
-                    req.to,
-                    SWITCHOVER_WAIT.as_secs()
-                ),
+                field,
+                late,
             ));
         }
     }
@@ -281,39 +297,37 @@ pub async fn rebuild(c: &Arc<dyn Client>, id: &str, r: Rebuild) -> ApiResult<Val
         }
         Err(e) => return Err(e.into()),
     }
-    let started = std::time::Instant::now();
-    loop {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        if let Some((r, _)) = key::<RebuildRequest>(c, format!("{REBUILDS}{id}")).await? {
-            if r.id == req.id {
-                match r.state.as_str() {
-                    "started" => {
-                        tracing::info!(database = %id, task = %r.task, "rebuild started");
-                        return Ok(json!({
-                            "database": id,
-                            "rebuilding": r.task,
-                            "addr": node.addr,
-                            "message": r.message,
-                        }));
-                    }
-                    "failed" => return Err(Refused::conflict("task", r.message).into()),
-                    _ => {}
-                }
+    let late = format!(
+        "the operator did not start rebuilding '{}' within {} s",
+        req.task,
+        REBUILD_WAIT.as_secs()
+    );
+    outcome(
+        c,
+        format!("{REBUILDS}{id}"),
+        REBUILD_WAIT,
+        "task",
+        late,
+        |r: RebuildRequest| {
+            if r.id != req.id {
+                return None;
             }
-        }
-        if started.elapsed() >= REBUILD_WAIT {
-            return Err(ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "timeout",
-                "task",
-                format!(
-                    "the operator did not start rebuilding '{}' within {} s",
-                    req.task,
-                    REBUILD_WAIT.as_secs()
-                ),
-            ));
-        }
-    }
+            match r.state.as_str() {
+                "started" => {
+                    tracing::info!(database = %id, task = %r.task, "rebuild started");
+                    Some(Ok(json!({
+                        "database": id,
+                        "rebuilding": r.task,
+                        "addr": node.addr,
+                        "message": r.message,
+                    })))
+                }
+                "failed" => Some(Err(Refused::conflict("task", r.message).into())),
+                _ => None,
+            }
+        },
+    )
+    .await
 }
 
 /// Resizes database `id` to `s.instances`. A scale-in never stops the

@@ -12,52 +12,7 @@
 use crate::gtid::GtidPos;
 use crate::status::{DatabaseStatus, NodeStatus};
 
-/// Why a manual action was refused: the field it is about and the
-/// reason; `conflict`: well-formed, but the database's state does not
-/// allow it now (409); `missing`: the thing named does not exist (404);
-/// neither: a bad request (400).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {reason}")]
-pub struct Refused {
-    /// The field, as named in the request.
-    pub field: &'static str,
-    /// What is wrong.
-    pub reason: String,
-    /// 409.
-    pub conflict: bool,
-    /// 404.
-    pub missing: bool,
-}
-
-impl Refused {
-    /// A 400.
-    pub fn bad(field: &'static str, reason: impl Into<String>) -> Self {
-        Refused {
-            field,
-            reason: reason.into(),
-            conflict: false,
-            missing: false,
-        }
-    }
-    /// A 409.
-    pub fn conflict(field: &'static str, reason: impl Into<String>) -> Self {
-        Refused {
-            field,
-            reason: reason.into(),
-            conflict: true,
-            missing: false,
-        }
-    }
-    /// A 404.
-    pub fn missing(field: &'static str, reason: impl Into<String>) -> Self {
-        Refused {
-            field,
-            reason: reason.into(),
-            conflict: false,
-            missing: true,
-        }
-    }
-}
+pub use ocean_framework::Refused;
 
 /// The node that is primary now.
 pub fn primary_of(st: &DatabaseStatus) -> Option<&NodeStatus> {

@@ -33,26 +33,13 @@ use crate::admin::{RealAdmin, RedisAdmin};
 use crate::decide::AdminCmd;
 use crate::framework::{CacheRecord, Resharding, CACHES, HOLDS, NAME, STATUSES};
 use crate::jobs::shard_job_id;
-use crate::manual::{failover_target, rebuild_target, Refused};
+use crate::manual::{failover_target, rebuild_target};
 use crate::spec::{self, CacheSpec, InvalidCache};
 use crate::status::CacheStatus;
 
 impl From<InvalidCache> for ApiError {
     fn from(e: InvalidCache) -> Self {
         ApiError::invalid(e.field, e.reason)
-    }
-}
-
-impl From<Refused> for ApiError {
-    fn from(r: Refused) -> Self {
-        let (status, code) = if r.missing {
-            (StatusCode::NOT_FOUND, "not_found")
-        } else if r.conflict {
-            (StatusCode::CONFLICT, "conflict")
-        } else {
-            (StatusCode::BAD_REQUEST, "invalid_request")
-        };
-        ApiError::new(status, code, r.field, r.reason)
     }
 }
 
@@ -66,6 +53,12 @@ pub struct Api {
     pub backups: std::path::PathBuf,
 }
 
+/// Where backups go when no directory is named: under the system's
+/// temporary directory.
+pub fn default_backups() -> std::path::PathBuf {
+    std::env::temp_dir().join("ocean-redis-backups")
+}
+
 impl Api {
     /// Over `client`, with the real admin; backups under the system's
     /// temporary directory until [`Api::with_backups`] names a place.
@@ -73,7 +66,7 @@ impl Api {
         Api {
             client,
             admin: Arc::new(RealAdmin::new(crate::ADMIN_TIMEOUT)),
-            backups: std::env::temp_dir().join("ocean-redis-backups"),
+            backups: default_backups(),
         }
     }
 

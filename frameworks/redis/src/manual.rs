@@ -13,45 +13,7 @@
 
 use crate::status::{CacheStatus, NodeStatus};
 
-/// Why a manual action was refused: the field it is about and the reason;
-/// `conflict` says the request is well-formed but the cache's state does
-/// not allow it now (409, not 400).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {reason}")]
-pub struct Refused {
-    pub field: &'static str,
-    pub reason: String,
-    pub conflict: bool,
-    /// The thing named does not exist (404).
-    pub missing: bool,
-}
-
-impl Refused {
-    fn bad(field: &'static str, reason: String) -> Self {
-        Refused {
-            field,
-            reason,
-            conflict: false,
-            missing: false,
-        }
-    }
-    fn conflict(field: &'static str, reason: String) -> Self {
-        Refused {
-            field,
-            reason,
-            conflict: true,
-            missing: false,
-        }
-    }
-    fn missing(field: &'static str, reason: String) -> Self {
-        Refused {
-            field,
-            reason,
-            conflict: false,
-            missing: true,
-        }
-    }
-}
+pub use ocean_framework::Refused;
 
 /// The node serving `shard`'s slots now.
 pub fn primary_of(st: &CacheStatus, shard: u32) -> Option<&NodeStatus> {

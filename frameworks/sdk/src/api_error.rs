@@ -97,3 +97,59 @@ mod tests {
         assert_eq!(e.field_reason().0, "master");
     }
 }
+
+/// Why a framework refused an operator's action, decided by pure code
+/// before any I/O: the field it is about and the reason; `conflict`:
+/// well-formed, but the state does not allow it now (409); `missing`: the
+/// thing named does not exist (404); neither: a bad request (400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct Refused {
+    /// The field, as named in the request.
+    pub field: &'static str,
+    /// What is wrong.
+    pub reason: String,
+    /// 409.
+    pub conflict: bool,
+    /// 404.
+    pub missing: bool,
+}
+
+impl Refused {
+    /// A 400.
+    pub fn bad(field: &'static str, reason: impl Into<String>) -> Self {
+        Refused {
+            field,
+            reason: reason.into(),
+            conflict: false,
+            missing: false,
+        }
+    }
+    /// A 409.
+    pub fn conflict(field: &'static str, reason: impl Into<String>) -> Self {
+        Refused {
+            conflict: true,
+            ..Refused::bad(field, reason)
+        }
+    }
+    /// A 404.
+    pub fn missing(field: &'static str, reason: impl Into<String>) -> Self {
+        Refused {
+            missing: true,
+            ..Refused::bad(field, reason)
+        }
+    }
+}
+
+impl From<Refused> for ApiError {
+    fn from(r: Refused) -> Self {
+        let (status, code) = if r.missing {
+            (StatusCode::NOT_FOUND, "not_found")
+        } else if r.conflict {
+            (StatusCode::CONFLICT, "conflict")
+        } else {
+            (StatusCode::BAD_REQUEST, "invalid_request")
+        };
+        ApiError::new(status, code, r.field, r.reason)
+    }
+}

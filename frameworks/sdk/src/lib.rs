@@ -28,7 +28,7 @@ pub mod framework;
 pub mod runner;
 pub mod view;
 
-pub use api_error::{ApiError, ApiResult};
+pub use api_error::{ApiError, ApiResult, Refused};
 pub use follow::{holds_lease, ViewFollower};
 pub use framework::{Action, Framework, Plan};
 pub use runner::{Runner, RunnerOptions};
