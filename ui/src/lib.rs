@@ -61,11 +61,7 @@ pub fn router(master: Master) -> Router {
 /// the cluster's scheduler settings (quotas and weights the service tree
 /// and product-line pages show). Starts the product-line sampler.
 pub fn router_with(master: Master, scheduler: SchedulerSettings) -> Router {
-    let backups = ocean_redis::api::Api::new(Arc::new(
-        ocean_master::api::in_process::InProcess::new(master.clone()),
-    ))
-    .backups;
-    router_full(master, scheduler, backups)
+    router_full(master, scheduler, ocean_redis::api::default_backups())
 }
 
 /// [`router_with`], the caches pages backing up into `cache_backups` (the

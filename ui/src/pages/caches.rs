@@ -8,7 +8,6 @@
 //! would refuse it, with the reason beside the field.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -21,8 +20,7 @@ use ocean_redis::framework::{CACHES, NAME, STATUSES};
 use ocean_redis::{CacheRecord, CacheSpec, CacheStatus, NodeStatus, Persistence};
 use serde::Deserialize;
 
-pub use super::framework_forms::utc;
-use super::framework_forms::{done, number, optional_number, refused};
+use super::framework_forms::{client, done, number, optional_number, refused, utc};
 use super::{path_segment, Done, Frame, Seen};
 use crate::csrf::{check, CsrfToken};
 use crate::error::{render, Result};
@@ -211,10 +209,7 @@ async fn read_all(
 }
 
 fn api(m: &Master, backups: &CacheBackups) -> Api {
-    Api::new(Arc::new(ocean_master::api::in_process::InProcess::new(
-        m.clone(),
-    )))
-    .with_backups(backups.0.as_ref().clone())
+    Api::new(client(m)).with_backups(backups.0.as_ref().clone())
 }
 
 async fn list_page(
@@ -295,9 +290,7 @@ pub async fn create(
         memory_mb,
         persistence,
     };
-    let c: Arc<dyn ocean_client::Client> =
-        Arc::new(ocean_master::api::in_process::InProcess::new(m.clone()));
-    match caches_api::create_cache(&c, spec).await {
+    match caches_api::create_cache(&client(&m), spec).await {
         Ok(rec) => {
             tracing::info!(cache = %rec.spec.name, "cache created from the dashboard");
             Ok(done(
@@ -545,18 +538,5 @@ pub async fn action(
         )
         .await?
         .into_response()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::utc;
-
-    #[test]
-    fn times_are_civil_utc() {
-        assert_eq!(utc(0), "1970-01-01 00:00 UTC");
-        // 2026-12-06 20:30:00 UTC.
-        assert_eq!(utc(1_796_589_000_000), "2026-12-06 20:30 UTC");
-        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00 UTC");
     }
 }

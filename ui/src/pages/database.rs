@@ -21,8 +21,8 @@ use ocean_mysql::backup_api::{self, Backup};
 use ocean_mysql::{DatabaseStatus, NodeStatus};
 use serde::Deserialize;
 
-use super::databases::{client, database_href, read_all, read_keys, row, DatabaseRow, NOTICES};
-use super::framework_forms::{done, number, refused, utc};
+use super::databases::{database_href, read_all, read_keys, row, DatabaseRow, NOTICES};
+use super::framework_forms::{client, done, number, refused, utc};
 use super::{path_segment, Done, Frame};
 use crate::csrf::{check, CsrfToken};
 use crate::error::{render, Result};

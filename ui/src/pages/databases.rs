@@ -8,14 +8,12 @@
 //! One database's page and its actions are in [`super::database`].
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::{Extension, Form};
-use ocean_client::Client;
 use ocean_master::Master;
 use ocean_mysql::api as db_api;
 use ocean_mysql::framework::{DATABASES, NAME, STATUSES, TEMPLATES};
@@ -24,7 +22,7 @@ use ocean_mysql::status::NodeStatus;
 use ocean_mysql::{DatabaseRecord, DatabaseSpec, DatabaseStatus};
 use serde::Deserialize;
 
-use super::framework_forms::{done, number, refused, utc};
+use super::framework_forms::{client, done, number, refused, utc};
 use super::{path_segment, Done, Frame, Seen};
 use crate::csrf::{check, CsrfToken};
 use crate::error::{render, Result};
@@ -202,11 +200,6 @@ pub(crate) async fn read_all(
         sts.into_iter().collect(),
         v1.min(v2),
     ))
-}
-
-/// The framework's API functions' client: this master, in process.
-pub(crate) fn client(m: &Master) -> Arc<dyn Client> {
-    Arc::new(ocean_master::api::in_process::InProcess::new(m.clone()))
 }
 
 /// The templates the form offers: the stored ones and the built-in ones

@@ -1,12 +1,22 @@
-//! What the framework pages' forms share (caches, databases): numbers
+//! What the framework pages' forms share (caches, databases): the
+//! in-process client their API calls go through, numbers
 //! read from form fields, the API's refusal as a field error, the redirect
 //! after a form, and times as UTC.
 
+use std::sync::Arc;
+
 use axum::response::Redirect;
+use ocean_client::Client;
+use ocean_master::Master;
 // The SDK's one error shape, as every framework's API re-exports it.
 use ocean_redis::api::ApiError;
 
 use crate::forms::FieldErrors;
+
+/// The frameworks' API functions' client: this master, in process.
+pub fn client(m: &Master) -> Arc<dyn Client> {
+    Arc::new(ocean_master::api::in_process::InProcess::new(m.clone()))
+}
 
 /// `text` as a whole number, or an error on `field`.
 pub fn number<T: std::str::FromStr>(
@@ -67,4 +77,17 @@ pub fn utc(ms: u64) -> String {
         rem / 3600,
         (rem % 3600) / 60
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc;
+
+    #[test]
+    fn times_are_civil_utc() {
+        assert_eq!(utc(0), "1970-01-01 00:00 UTC");
+        // 2026-12-06 20:30:00 UTC.
+        assert_eq!(utc(1_796_589_000_000), "2026-12-06 20:30 UTC");
+        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00 UTC");
+    }
 }
