@@ -375,7 +375,7 @@ mod tests {
             ] {
                 let mut cluster = Cluster::new(&snap_agents, &[], std::iter::empty());
                 let mut filters = Filters::default();
-                let eligible = filters.eligible(&cluster, &[], &[]);
+                let eligible = filters.eligible(&cluster, &[], &[], false);
                 let c = Constraint::new("k", op, value);
                 let running = [3usize, 3, 5];
                 let mut d = DynConstraint::new(

@@ -47,7 +47,7 @@ pub(crate) struct Filters {
     tables: Vec<StaticTable>,
     table_by_key: FxHashMap<(String, Operator, Option<String>), Result<usize, ConstraintError>>,
     sets: Vec<Rc<[u64]>>,
-    set_by_key: FxHashMap<(Vec<usize>, Vec<String>), usize>,
+    set_by_key: FxHashMap<(Vec<usize>, Vec<String>, bool), usize>,
     groups: FxHashMap<(usize, usize), Rc<Group>>,
 }
 
@@ -139,15 +139,15 @@ impl Filters {
         Ok(t)
     }
 
-    /// The eligibility bitset (online and passing every table), shared by
-    /// all jobs with the same static constraints.
-    /// Online agents passing the static `tables` and offering every
-    /// executor in `needs`, as a bitset shared by jobs asking the same.
+    /// Online agents (also out-of-service ones for `maintenance` jobs)
+    /// passing the static `tables` and offering every executor in
+    /// `needs`, as a bitset shared by jobs asking the same.
     pub(crate) fn eligible(
         &mut self,
         cluster: &Cluster<'_>,
         tables: &[usize],
         needs: &[String],
+        maintenance: bool,
     ) -> Eligible {
         let mut key = tables.to_vec();
         key.sort_unstable();
@@ -155,7 +155,7 @@ impl Filters {
         let mut needs = needs.to_vec();
         needs.sort_unstable();
         needs.dedup();
-        let key = (key, needs);
+        let key = (key, needs, maintenance);
         if let Some(&id) = self.set_by_key.get(&key) {
             return Eligible {
                 id,
@@ -165,7 +165,7 @@ impl Filters {
         let n = cluster.agents.len();
         let mut words = vec![0u64; n.div_ceil(64)];
         for (i, &on) in cluster.online.iter().enumerate() {
-            let ok = on
+            let ok = (on || maintenance && cluster.agents[i].is_maintainable())
                 && key
                     .1
                     .iter()

@@ -116,7 +116,7 @@ impl<'s> JobState<'s> {
                 self.checks.push(Check::Dynamic(usize::MAX)); // set below
             }
         }
-        let eligible = filters.eligible(cluster, &tables, &self.req.needs);
+        let eligible = filters.eligible(cluster, &tables, &self.req.needs, self.req.maintenance);
         self.eligible = Rc::clone(&eligible.bits);
         for (k, c) in self.req.constraints.iter().enumerate() {
             if let Check::Dynamic(_) = self.checks[k] {
@@ -206,7 +206,8 @@ impl<'s> JobState<'s> {
         let mut unavailable: std::collections::BTreeMap<&str, u32> = Default::default();
         let r = &self.req.resources;
         'agents: for i in 0..cluster.agents.len() {
-            if !cluster.online[i] {
+            let maintainable = self.req.maintenance && cluster.agents[i].is_maintainable();
+            if !cluster.online[i] && !maintainable {
                 counts[0] += 1;
                 continue;
             }

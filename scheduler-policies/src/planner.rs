@@ -160,6 +160,11 @@ impl<'s, 'p> Round<'s, 'p> {
             return false;
         }
         let chosen = match self.policies.by_index(job.policy) {
+            // Rare, and pinned to one host: the agent index holds online
+            // agents only, so the eligible set is walked instead.
+            Some(_) if job.req.maintenance => {
+                (0..self.cluster.agents.len()).find(|&i| job.fits(&self.cluster, i))
+            }
             Some(policy) => match policy.scan_order() {
                 Some(order) => self.scan_for(j, order),
                 None => {

@@ -19,6 +19,10 @@ pub const ATTR_HOSTNAME: &str = "hostname";
 pub const ATTR_STATUS: &str = "status";
 /// The only [`ATTR_STATUS`] value that receives new tasks.
 pub const STATUS_ONLINE: &str = "online";
+/// Out-of-service [`ATTR_STATUS`] values that still receive maintenance
+/// tasks ([`JobRequest::maintenance`]): a host being healed is repaired
+/// where it stands; an `offline` one is a person's.
+pub const STATUS_MAINTAINABLE: [&str; 3] = [STATUS_ONLINE, "problem", "draining"];
 
 /// One agent (host) as the master knows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -92,6 +96,12 @@ impl Agent {
     pub fn is_online(&self) -> bool {
         self.attribute(ATTR_STATUS) == Some(STATUS_ONLINE)
     }
+
+    /// True when the agent may receive maintenance tasks.
+    pub fn is_maintainable(&self) -> bool {
+        self.attribute(ATTR_STATUS)
+            .is_some_and(|s| STATUS_MAINTAINABLE.contains(&s))
+    }
 }
 
 /// A task already running (or launched) somewhere in the cluster.
@@ -146,6 +156,11 @@ pub struct JobRequest {
     /// Executors and features every agent of the job must offer (see
     /// [`Agent::executors`]); empty for plain processes.
     pub needs: Vec<String>,
+    /// A host's own maintenance (healing's repairs): its tasks may go to
+    /// agents out of service ([`Agent::is_maintainable`]) that its
+    /// constraints allow, where nothing else is placed.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub maintenance: bool,
 }
 
 /// A quota on a service-tree node: the sum of cpus and memory of all tasks

@@ -181,6 +181,7 @@ pub fn workload(spec: &WorkloadSpec) -> Snapshot {
             ),
             policy,
             needs: Vec::new(),
+            maintenance: false,
         });
     }
     snap

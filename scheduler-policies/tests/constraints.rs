@@ -277,6 +277,41 @@ fn only_online_agents_receive_tasks() {
 }
 
 #[test]
+fn maintenance_tasks_reach_hosts_out_of_service_but_not_offline_ones() {
+    let mut snap = Snapshot {
+        agents: vec![
+            agent("h1", 8.0, 8192).with_attr("status", "problem"),
+            agent("h2", 8.0, 8192).with_attr("status", "draining"),
+            agent("h3", 8.0, 8192).with_attr("status", "offline"),
+            agent("h4", 8.0, 8192),
+        ],
+        ..Snapshot::default()
+    };
+    for (name, host) in [("r1", "h1"), ("r2", "h2"), ("r3", "h3")] {
+        let mut j = job(name, 1, 0.1, 32);
+        j.maintenance = true;
+        j.constraints
+            .push(c("hostname", Operator::Cluster, Some(host)));
+        snap.pending.push(j);
+    }
+    // The same pin without the flag: the host being healed stays closed.
+    let mut plain = job("plain", 1, 0.1, 32);
+    plain
+        .constraints
+        .push(c("hostname", Operator::Cluster, Some("h1")));
+    snap.pending.push(plain);
+    let plan = run(&snap);
+    assert_eq!(agents_of(&plan, "r1"), vec!["h1"]);
+    assert_eq!(agents_of(&plan, "r2"), vec!["h2"]);
+    assert!(agents_of(&plan, "r3").is_empty());
+    assert_eq!(
+        plan.unplaced_of("r3").unwrap().reason.to_string(),
+        "0 of 4 agents fit: 3 hostname:CLUSTER:h3, 1 not online"
+    );
+    assert!(agents_of(&plan, "plain").is_empty());
+}
+
+#[test]
 fn invalid_constraints_are_reported_not_placed() {
     let mut snap = Snapshot {
         agents: cluster(&[("h1", "a")]),

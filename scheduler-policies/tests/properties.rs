@@ -138,6 +138,7 @@ fn snapshot_from(bytes: &[u8]) -> Snapshot {
             service_path: format!("cop.x_pdl.{pdl}_job.{k}"),
             policy: [None, Some("binpack"), Some("spread")][t.next(3) as usize].map(str::to_string),
             needs: Vec::new(),
+            maintenance: false,
         });
     }
     if t.chance(30) {

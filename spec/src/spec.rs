@@ -103,6 +103,12 @@ pub struct JobSpec {
     /// left. Native tasks only. Left out of the canonical form when false.
     #[serde(default, skip_serializing_if = "is_false")]
     pub persistent_volume: bool,
+    /// A host's own maintenance (a repair): its task may be placed on the
+    /// host it is pinned to (`["hostname", "CLUSTER", host]`) while that
+    /// host is out of service (`problem` or `draining`; never `offline`),
+    /// where no other task goes. Left out of the canonical form when false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub maintenance: bool,
 }
 
 /// What keeping a job means (Nomad's `type`).
@@ -176,6 +182,7 @@ impl JobSpec {
             artifacts: Vec::new(),
             templates: Vec::new(),
             persistent_volume: false,
+            maintenance: false,
         }
     }
 

@@ -141,12 +141,30 @@ impl JobSpec {
             }
         }
         crate::template::check_templates(&self.templates, &mut errors);
+        if self.maintenance && !self.pinned_to_one_host() {
+            errors.push(
+                "maintenance",
+                "needs a [\"hostname\", \"CLUSTER\", HOST] constraint: a maintenance task \
+                 may enter an out-of-service host only when pinned to it",
+            );
+        }
         let errors = errors.into_vec();
         if errors.is_empty() {
             Ok(())
         } else {
             Err(SpecError { errors })
         }
+    }
+}
+
+impl JobSpec {
+    /// True when a constraint pins every task to one host by name.
+    fn pinned_to_one_host(&self) -> bool {
+        self.constraints.iter().any(|c| {
+            c.attribute == "hostname"
+                && c.operator == crate::constraint::ConstraintOperator::Cluster
+                && c.value.as_deref().is_some_and(|v| !v.is_empty())
+        })
     }
 }
 

@@ -328,6 +328,13 @@ fn schema_docs_and_code_name_the_same_fields() {
     let kept: Value = serde_json::from_slice(&kept.to_canonical_json()).expect("json");
     assert_eq!(kept["persistent_volume"], true);
     used.insert("persistent_volume".to_owned());
+    // `maintenance` too is left out while false.
+    assert!(canonical.get("maintenance").is_none());
+    let mut kept = spec.clone();
+    kept.maintenance = true;
+    let kept: Value = serde_json::from_slice(&kept.to_canonical_json()).expect("json");
+    assert_eq!(kept["maintenance"], true);
+    used.insert("maintenance".to_owned());
     assert_eq!(declared, used, "schema properties vs. the code's fields");
 
     let doc = std::fs::read_to_string(docs().join("job-spec.md")).expect("doc");

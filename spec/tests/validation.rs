@@ -516,3 +516,22 @@ fn artifact_and_template_rules() {
     let err = container.validate().unwrap_err();
     assert!(err.has_field("artifacts"), "{err}");
 }
+
+#[test]
+fn maintenance_needs_a_pin_to_one_host() {
+    let mut spec = base();
+    spec.maintenance = true;
+    assert_rejects(&spec, "maintenance");
+    spec.constraints = vec![Constraint {
+        attribute: "hostname".into(),
+        operator: ConstraintOperator::Like,
+        value: Some("h.*".into()),
+    }];
+    assert_rejects(&spec, "maintenance");
+    spec.constraints = vec![Constraint {
+        attribute: "hostname".into(),
+        operator: ConstraintOperator::Cluster,
+        value: Some("h1".into()),
+    }];
+    assert!(spec.validate().is_ok());
+}

@@ -146,6 +146,7 @@ impl JobView {
                     .and_then(|v| v.as_str().map(str::to_string))
             }),
             needs: self.needs(),
+            maintenance: self.spec.maintenance,
         }
     }
 

@@ -195,7 +195,7 @@ pub fn check_plan(snap: &Snapshot, plan: &Plan<'_>) {
         let i = *first_agent.get(p.agent).expect("placed on a known agent");
         let a = &snap.agents[i];
         assert!(
-            a.is_online(),
+            a.is_online() || j.maintenance && a.is_maintainable(),
             "{} placed on agent {} which is not online",
             p.task,
             a.id
@@ -226,7 +226,7 @@ pub fn check_plan(snap: &Snapshot, plan: &Plan<'_>) {
                 .filter(|&k| {
                     let b = &snap.agents[k];
                     first_agent[b.id.as_str()] == k
-                        && b.is_online()
+                        && (b.is_online() || j.maintenance && b.is_maintainable())
                         && j.needs.iter().all(|n| b.executors.contains(n))
                         && j.constraints.iter().all(|c| static_ok(b, c))
                 })
