@@ -31,6 +31,8 @@ struct Node {
 #[derive(Debug, Default)]
 pub struct MemAdmin {
     nodes: Mutex<BTreeMap<String, Node>>,
+    /// `move_slots` calls and the slots they carried.
+    migrations: Mutex<(u64, u64)>,
 }
 
 impl MemAdmin {
@@ -96,6 +98,11 @@ impl MemAdmin {
                 n.data.insert(slot, (keys, bytes));
             }
         }
+    }
+
+    /// Slot migrations asked so far, and the slots they carried.
+    pub fn migrations(&self) -> (u64, u64) {
+        *self.migrations.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Keys and bytes the node at `addr` serves (as primary).
@@ -263,6 +270,11 @@ impl RedisAdmin for MemAdmin {
     }
 
     async fn move_slots(&self, m: &SlotMigration) -> Result<u64> {
+        {
+            let mut n = self.migrations.lock().unwrap_or_else(|p| p.into_inner());
+            n.0 += 1;
+            n.1 += m.slots.len() as u64;
+        }
         let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
         for a in [&m.from, &m.to] {
             if !nodes.get(a).is_some_and(|n| n.up) {

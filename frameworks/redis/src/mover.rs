@@ -336,22 +336,26 @@ impl Mover {
             if Instant::now() >= deadline {
                 return Step::Moving;
             }
-            // A batch: the next moves between the same two shards.
+            // A batch: the next moves between the same two shards, taken
+            // from anywhere in the plan (it alternates between pairs as it
+            // balances, and each batch costs every node involved a config
+            // save: batches of one or two slots made a loaded machine's
+            // resharding crawl). A slot moves once in a plan, so the order
+            // between pairs does not change where slots end up.
             let mut batch: Vec<SlotMove> = Vec::new();
             let mut bytes = 0u64;
-            while let Some(mv) = planned.moves.front().copied() {
+            let mut rest = std::collections::VecDeque::with_capacity(planned.moves.len());
+            while let Some(mv) = planned.moves.pop_front() {
                 let same = mv.from == first.from && mv.to == first.to;
                 if !same
                     || batch.len() >= BATCH_SLOTS
                     || (bytes >= BATCH_BYTES && !batch.is_empty())
                 {
-                    break;
+                    rest.push_back(mv);
+                    continue;
                 }
                 match owner.get(&mv.slot) {
-                    Some(s) if *s == mv.to => {
-                        planned.moves.pop_front();
-                        continue;
-                    }
+                    Some(s) if *s == mv.to => continue,
                     Some(s) if *s == mv.from => {}
                     _ => {
                         // Someone else moved it: the plan no longer fits.
@@ -359,10 +363,10 @@ impl Mover {
                         return Step::Moving;
                     }
                 }
-                planned.moves.pop_front();
                 bytes += mv.bytes;
                 batch.push(mv);
             }
+            planned.moves = rest;
             if batch.is_empty() {
                 continue;
             }
