@@ -333,7 +333,50 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         host_checks: args.host_checks,
         tls: args.tls.files()?,
     };
-    run_agent(options, crate::cmd_server::shutdown_signal()).await
+    let restart = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    run_agent(options, stop_or_restart(restart.clone())).await?;
+    if restart.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(re_exec());
+    }
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C (stop), or on SIGHUP (restart: `restart`
+/// is set).
+async fn stop_or_restart(restart: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let hup = async {
+        match signal(SignalKind::hangup()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = crate::cmd_server::shutdown_signal() => {}
+        _ = hup => {
+            tracing::info!("SIGHUP: restarting the agent (its tasks keep running)");
+            restart.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+/// Replaces this process with a fresh start of the same agent. The pid
+/// stays, so its tasks stay its children: the new start re-adopts them and
+/// still learns their exit codes. Every descriptor Rust opened is
+/// close-on-exec, so nothing of the old start leaks into the new one.
+/// `/proc/self/exe` rather than the path: the running binary even if its
+/// file was replaced or removed since.
+fn re_exec() -> anyhow::Error {
+    use std::os::unix::process::CommandExt;
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_else(|| "ocean".into());
+    let error = std::process::Command::new("/proc/self/exe")
+        .arg0(arg0)
+        .args(args)
+        .exec();
+    anyhow::Error::new(error).context("SIGHUP: cannot start the agent again")
 }
 
 /// Checks that this host's cgroups can hold tasks, naming what is missing:

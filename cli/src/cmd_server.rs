@@ -400,6 +400,16 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
             .as_ref()
             .map(|p| ocean_tls::TlsFiles::from_dir(&p.agent)),
     };
+    // The dev agent shares the master's process and cannot restart alone:
+    // a SIGHUP meant for it (healing's `restart-agent` repair) is logged,
+    // not left to end the whole cluster.
+    if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::warn!("SIGHUP ignored: the agent of ocean dev cannot restart alone");
+            }
+        });
+    }
     tokio::spawn(async move {
         // Stops on the same signal as the master, closing its stream so the
         // master's graceful shutdown is not kept waiting; its tasks keep

@@ -14,6 +14,7 @@ use serde::Serialize;
 const MAX_CHECKS: usize = 64;
 const MAX_NAME: usize = 128;
 const MAX_MESSAGE: usize = 1024;
+const MAX_JOBS: usize = 32;
 
 /// One check, as `GET /v1/agents/{id}` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -23,6 +24,12 @@ pub struct HostCheckView {
     pub value: f64,
     pub limit: f64,
     pub message: String,
+    /// `at_least`, `at_most`, or empty: how `value` meets `limit`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub bound: String,
+    /// `launch_failures`: the job of each failed launch.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub jobs: Vec<String>,
 }
 
 /// An agent's latest host checks.
@@ -59,6 +66,16 @@ pub fn from_report(r: &pb::HostChecks, received_ms: u64) -> HostChecksView {
             value: c.value,
             limit: c.limit,
             message: cut(&c.message, MAX_MESSAGE),
+            bound: match c.bound.as_str() {
+                b @ ("at_least" | "at_most") => b.to_string(),
+                _ => String::new(),
+            },
+            jobs: c
+                .jobs
+                .iter()
+                .take(MAX_JOBS)
+                .map(|j| cut(j, MAX_NAME * 2))
+                .collect(),
         })
         .collect();
     let skew = r.timestamp_ms as i64 - received_ms as i64;
@@ -69,6 +86,9 @@ pub fn from_report(r: &pb::HostChecks, received_ms: u64) -> HostChecksView {
             ok,
             value: skew as f64,
             limit: r.max_clock_skew_ms as f64,
+            // Judged on the absolute value; nothing to judge again.
+            bound: String::new(),
+            jobs: Vec::new(),
             message: format!(
                 "the agent's clock is {skew} ms off the leader's, at most {} ms accepted",
                 r.max_clock_skew_ms
@@ -102,6 +122,8 @@ pub fn to_proto(v: &HostChecksView) -> api::AgentHostChecks {
                 value: c.value,
                 limit: c.limit,
                 message: c.message.clone(),
+                bound: c.bound.clone(),
+                jobs: c.jobs.clone(),
             })
             .collect(),
     }
@@ -144,6 +166,8 @@ mod tests {
                 value: 50.0,
                 limit: 10.0,
                 message: "x".repeat(5000),
+                bound: "at_least".into(),
+                jobs: vec!["j".repeat(1000); 100],
             }],
             interval_ms: 1000,
             data_dir: "/d".into(),
@@ -158,6 +182,10 @@ mod tests {
         assert_eq!(v.clock_skew_ms, -200);
         assert_eq!(v.checks.len(), 2);
         assert_eq!(v.checks[0].message.len(), MAX_MESSAGE);
+        // An agent cannot make the leader hold unbounded job lists.
+        assert_eq!(v.checks[0].bound, "at_least");
+        assert_eq!(v.checks[0].jobs.len(), MAX_JOBS);
+        assert!(v.checks[0].jobs.iter().all(|j| j.len() <= MAX_NAME * 2));
         let v = from_report(&report(10_000, true), 11_000);
         assert!(!v.ok);
         let skew = &v.checks[1];

@@ -49,6 +49,9 @@ pub fn task_env(
     env.insert("OCEAN_TASK_ID".into(), spec.task_id.clone());
     env.insert("OCEAN_JOB_ID".into(), spec.job_id.clone());
     env.insert("OCEAN_SANDBOX".into(), sandbox.display().to_string());
+    // Lets a maintenance task ask the agent to restart itself (SIGHUP:
+    // healing's built-in `restart-agent` repair).
+    env.insert("OCEAN_AGENT_PID".into(), std::process::id().to_string());
     if spec.persistent_volume {
         if let Some(v) = crate::sandbox::volume_of_sandbox(sandbox, &spec.job_id) {
             env.insert("OCEAN_VOLUME".into(), v.display().to_string());
@@ -104,6 +107,7 @@ mod tests {
         assert_eq!(env["PORT_HTTP"], "31000");
         assert_eq!(env["PORT_ADMIN_UI"], "31001");
         assert_eq!(env["OCEAN_TASK_ID"], "t1");
+        assert_eq!(env["OCEAN_AGENT_PID"], std::process::id().to_string());
         assert!(!env.contains_key("OCEAN_VOLUME"));
         let kept = TaskSpec {
             persistent_volume: true,

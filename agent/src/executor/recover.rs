@@ -6,11 +6,10 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
-use super::supervise::{finish, Waiter};
+use super::supervise::{adopted_exit, finish, Waiter};
 use super::{Executor, Recovery, RunningTask};
 use crate::checkpoint;
 use crate::error::Result;
-use crate::procfs;
 use crate::sandbox;
 use crate::task::{ExitInfo, Reason, TaskState, TaskStatus};
 
@@ -30,7 +29,8 @@ impl Executor {
             if self.inner.tasks().contains_key(&task) {
                 continue;
             }
-            if procfs::is_alive(checkpoint.pid, checkpoint.start_time) {
+            let ended = adopted_exit(checkpoint.pid, checkpoint.start_time);
+            if ended.is_none() {
                 self.inner.ports().reserve(&checkpoint.ports);
                 let info = RunningTask {
                     task_id: task.clone(),
@@ -55,7 +55,8 @@ impl Executor {
             } else {
                 info!(%task, pid = checkpoint.pid, "task ended while the agent was down");
                 self.inner.ports().reserve(&checkpoint.ports);
-                let status = finish(&self.inner, &checkpoint, ExitInfo::Unknown, true).await;
+                let exit = ended.unwrap_or(ExitInfo::Unknown);
+                let status = finish(&self.inner, &checkpoint, exit, true).await;
                 recovery.ended.push(status);
             }
         }

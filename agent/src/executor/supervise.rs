@@ -58,12 +58,33 @@ impl Waiter {
                 }
             },
             Waiter::Adopted => loop {
-                if !procfs::is_alive(pid, start_time) {
-                    return ExitInfo::Unknown;
+                if let Some(exit) = adopted_exit(pid, start_time) {
+                    return exit;
                 }
                 sleep(poll).await;
             },
         }
+    }
+}
+
+/// `None` while a re-adopted process runs; once it ended, its exit when it
+/// is this process's own child (an agent that re-executed itself keeps its
+/// children, and reaps them here), else [`ExitInfo::Unknown`]. A zombie is
+/// reaped only when its start time is the task's, so a recycled pid of
+/// another child is never taken.
+pub(crate) fn adopted_exit(pid: i32, start_time: u64) -> Option<ExitInfo> {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    match procfs::read_stat(pid) {
+        Some(s) if s.start_time == start_time && !matches!(s.state, 'Z' | 'X') => None,
+        Some(s) if s.start_time == start_time => Some(
+            match waitpid(nix::unistd::Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(_, code)) => ExitInfo::Code(code),
+                Ok(WaitStatus::Signaled(_, signal, _)) => ExitInfo::Signal(signal as i32),
+                // Not our child (its parent reaps it), or not yet waitable.
+                _ => ExitInfo::Unknown,
+            },
+        ),
+        _ => Some(ExitInfo::Unknown),
     }
 }
 

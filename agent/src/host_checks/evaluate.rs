@@ -24,6 +24,8 @@ pub struct Readings {
     /// Task launches that failed on this host among the tasks it still
     /// reports.
     pub launch_failures: u64,
+    /// The job of each of those failed launches.
+    pub failed_launch_jobs: Vec<String>,
     /// Kernel OOM kills within the window that were not of this agent's
     /// tasks; `None` when the kernel does not count them.
     pub oom_kills_outside_tasks: Option<u64>,
@@ -31,18 +33,52 @@ pub struct Readings {
     pub command: Option<Result<(), String>>,
 }
 
-fn check(name: impl Into<String>, ok: bool, value: f64, limit: f64, message: String) -> HostCheck {
+/// Most job ids a `launch_failures` check names.
+const MAX_FAILED_JOBS: usize = 32;
+
+/// [`HostCheck::bound`]: the value must stay at or above the limit.
+pub const AT_LEAST: &str = "at_least";
+/// [`HostCheck::bound`]: the value must stay at or below the limit.
+pub const AT_MOST: &str = "at_most";
+
+/// A check judged by a number against a limit (`bound` is [`AT_LEAST`] or
+/// [`AT_MOST`]), so the masters' side can judge it again with another
+/// limit (healing's limits per tree node).
+fn judged(
+    name: impl Into<String>,
+    bound: &'static str,
+    value: f64,
+    limit: f64,
+    message: String,
+) -> HostCheck {
+    let ok = if bound == AT_LEAST {
+        value >= limit
+    } else {
+        value <= limit
+    };
     HostCheck {
         name: name.into(),
         ok,
         value,
         limit,
         message,
+        bound: bound.into(),
+        jobs: Vec::new(),
+    }
+}
+
+/// A check without a number: only its verdict can be judged.
+fn verdict_only(name: impl Into<String>, ok: bool, message: String) -> HostCheck {
+    HostCheck {
+        name: name.into(),
+        ok,
+        message,
+        ..HostCheck::default()
     }
 }
 
 fn failed(name: impl Into<String>, message: String) -> HostCheck {
-    check(name, false, 0.0, 0.0, message)
+    verdict_only(name, false, message)
 }
 
 fn percent(part: u64, whole: u64) -> f64 {
@@ -65,10 +101,9 @@ pub fn evaluate(cfg: &HostChecksConfig, r: &Readings) -> Vec<HostCheck> {
         match space {
             Ok(s) => {
                 let free = percent(s.avail_bytes, s.total_bytes);
-                let ok = free >= cfg.min_free_disk_percent;
-                out.push(check(
+                out.push(judged(
                     disk,
-                    ok,
+                    AT_LEAST,
                     free,
                     cfg.min_free_disk_percent,
                     format!(
@@ -79,9 +114,9 @@ pub fn evaluate(cfg: &HostChecksConfig, r: &Readings) -> Vec<HostCheck> {
                     ),
                 ));
                 let free = percent(s.free_inodes, s.total_inodes);
-                out.push(check(
+                out.push(judged(
                     inodes,
-                    free >= cfg.min_free_inodes_percent,
+                    AT_LEAST,
                     free,
                     cfg.min_free_inodes_percent,
                     format!(
@@ -97,9 +132,9 @@ pub fn evaluate(cfg: &HostChecksConfig, r: &Readings) -> Vec<HostCheck> {
         }
     }
     out.push(match (&r.pressure, &r.meminfo) {
-        (Ok(Some(p)), _) => check(
+        (Ok(Some(p)), _) => judged(
             "memory",
-            *p <= cfg.max_memory_pressure_percent,
+            AT_MOST,
             *p,
             cfg.max_memory_pressure_percent,
             format!(
@@ -109,9 +144,9 @@ pub fn evaluate(cfg: &HostChecksConfig, r: &Readings) -> Vec<HostCheck> {
         ),
         (Ok(None), Ok(m)) | (Err(_), Ok(m)) => {
             let avail = percent(m.available_kib, m.total_kib);
-            check(
+            judged(
                 "memory",
-                avail >= cfg.min_available_memory_percent,
+                AT_LEAST,
                 avail,
                 cfg.min_available_memory_percent,
                 format!(
@@ -127,9 +162,9 @@ pub fn evaluate(cfg: &HostChecksConfig, r: &Readings) -> Vec<HostCheck> {
     out.push(match &r.load1 {
         Ok(l) => {
             let per_cpu = l / r.cpus.max(1) as f64;
-            check(
+            judged(
                 "load",
-                per_cpu <= cfg.max_load_per_cpu,
+                AT_MOST,
                 per_cpu,
                 cfg.max_load_per_cpu,
                 format!(
@@ -140,9 +175,9 @@ pub fn evaluate(cfg: &HostChecksConfig, r: &Readings) -> Vec<HostCheck> {
         }
         Err(e) => failed("load", format!("cannot read the load: {e}")),
     });
-    out.push(check(
+    out.push(judged(
         "restarts",
-        r.restarts <= cfg.max_restarts,
+        AT_MOST,
         r.restarts as f64,
         cfg.max_restarts as f64,
         format!(
@@ -152,20 +187,29 @@ pub fn evaluate(cfg: &HostChecksConfig, r: &Readings) -> Vec<HostCheck> {
             cfg.max_restarts
         ),
     ));
-    out.push(check(
+    let mut launches = judged(
         "launch_failures",
-        r.launch_failures <= cfg.max_launch_failures,
+        AT_MOST,
         r.launch_failures as f64,
         cfg.max_launch_failures as f64,
         format!(
             "{} recent task launch(es) failed on this host, at most {} accepted",
             r.launch_failures, cfg.max_launch_failures
         ),
-    ));
+    );
+    // Which jobs failed, so launches failing on every host (a bad job, not
+    // a bad host) can be told apart from this host's own.
+    launches.jobs = r
+        .failed_launch_jobs
+        .iter()
+        .take(MAX_FAILED_JOBS)
+        .cloned()
+        .collect();
+    out.push(launches);
     if let Some(n) = r.oom_kills_outside_tasks {
-        out.push(check(
+        out.push(judged(
             "oom_kills",
-            n <= cfg.max_oom_kills_outside_tasks,
+            AT_MOST,
             n as f64,
             cfg.max_oom_kills_outside_tasks as f64,
             format!(
@@ -177,13 +221,7 @@ pub fn evaluate(cfg: &HostChecksConfig, r: &Readings) -> Vec<HostCheck> {
     }
     if let Some(result) = &r.command {
         out.push(match result {
-            Ok(()) => check(
-                "command",
-                true,
-                0.0,
-                0.0,
-                "the check command exited 0".into(),
-            ),
+            Ok(()) => verdict_only("command", true, "the check command exited 0".into()),
             Err(e) => failed("command", e.clone()),
         });
     }
@@ -214,9 +252,29 @@ mod tests {
             cpus: 2,
             restarts: 0,
             launch_failures: 0,
+            failed_launch_jobs: Vec::new(),
             oom_kills_outside_tasks: Some(0),
             command: None,
         }
+    }
+
+    #[test]
+    fn numbers_carry_their_direction_and_launches_their_jobs() {
+        let mut r = readings();
+        r.launch_failures = 2;
+        r.failed_launch_jobs = vec!["web".into(), "db".into()];
+        r.command = Some(Err("exit 1".into()));
+        let checks = evaluate(&HostChecksConfig::new("/data".into()), &r);
+        assert_eq!(verdict(&checks, "disk:/data").bound, AT_LEAST);
+        assert_eq!(verdict(&checks, "load").bound, AT_MOST);
+        let launches = verdict(&checks, "launch_failures");
+        assert_eq!((launches.bound.as_str(), launches.value), (AT_MOST, 2.0));
+        assert_eq!(launches.jobs, ["web", "db"]);
+        // No number: nothing the masters' side could judge again.
+        assert_eq!(verdict(&checks, "command").bound, "");
+        r.meminfo = Err("gone".into());
+        let checks = evaluate(&HostChecksConfig::new("/data".into()), &r);
+        assert_eq!(verdict(&checks, "memory").bound, "");
     }
 
     fn verdict<'a>(checks: &'a [HostCheck], name: &str) -> &'a HostCheck {

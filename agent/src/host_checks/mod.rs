@@ -116,6 +116,7 @@ pub fn read(cfg: &HostChecksConfig, reads: &dyn HostReads) -> Readings {
         cpus: reads.cpus(),
         restarts: 0,
         launch_failures: 0,
+        failed_launch_jobs: Vec::new(),
         oom_kills_outside_tasks: None,
         command: None,
     }
@@ -166,7 +167,18 @@ pub async fn round(
     };
     r.restarts = restarts::restarts_within(starts, now_ms, cfg.restart_window);
     let known = tasks();
-    r.launch_failures = known.iter().filter(|t| t.reason == "launch_failed").count() as u64;
+    // A task id is `<job>.<suffix>` (the masters name them so).
+    r.failed_launch_jobs = known
+        .iter()
+        .filter(|t| t.reason == "launch_failed")
+        .map(|t| {
+            t.task_id
+                .rsplit_once('.')
+                .map_or(t.task_id.as_str(), |(job, _)| job)
+                .to_string()
+        })
+        .collect();
+    r.launch_failures = r.failed_launch_jobs.len() as u64;
     // Ended tasks stay in the table about as long as the window, so the
     // tasks' own OOM kills are subtracted over the same span.
     let task_ooms = known.iter().filter(|t| t.reason == "oom_killed").count() as u64;

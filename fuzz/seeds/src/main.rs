@@ -391,6 +391,8 @@ fn agent_seeds(dir: &Path) {
                     value: 42.0,
                     limit: 90.0,
                     message: String::new(),
+                    bound: "at_least".into(),
+                    jobs: Vec::new(),
                 },
                 HostCheck {
                     name: "load".into(),
@@ -398,6 +400,8 @@ fn agent_seeds(dir: &Path) {
                     value: 12.5,
                     limit: 8.0,
                     message: "load 12.5 over 8".into(),
+                    bound: "at_most".into(),
+                    jobs: Vec::new(),
                 },
             ],
             interval_ms: 30_000,
