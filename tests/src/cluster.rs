@@ -347,7 +347,13 @@ impl Cluster {
     }
 
     fn try_start(n: u64, extra: &impl Fn(u64) -> Vec<String>) -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
+        let mut dir = tempfile::tempdir()?;
+        // `OCEAN_TEST_KEEP=1` keeps the dir (the processes' logs, data
+        // dirs) after the test, when chasing a failure.
+        if std::env::var_os("OCEAN_TEST_KEEP").is_some() {
+            dir.disable_cleanup(true);
+            eprintln!("OCEAN_TEST_KEEP: keeping {}", dir.path().display());
+        }
         let addrs: Vec<(SocketAddr, SocketAddr)> =
             (0..n).map(|_| (free_addr(), free_addr())).collect();
         let peers = addrs

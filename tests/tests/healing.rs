@@ -210,6 +210,39 @@ impl CapacityWatch {
     }
 }
 
+/// Records the statuses an agent goes through (each change once), until
+/// stopped.
+struct StatusWatch {
+    stop: Arc<AtomicBool>,
+    handle: tokio::task::JoinHandle<Vec<String>>,
+}
+
+impl StatusWatch {
+    fn start(api: Api, agent: String) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let handle = tokio::spawn(async move {
+            let mut seen: Vec<String> = Vec::new();
+            while !s.load(Ordering::Relaxed) {
+                let a = agent_json(&api, &agent).await;
+                if let Some(status) = a["status"].as_str() {
+                    if seen.last().map(String::as_str) != Some(status) {
+                        seen.push(status.to_string());
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            seen
+        });
+        StatusWatch { stop, handle }
+    }
+
+    async fn seen(self) -> Vec<String> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.await.unwrap_or_default()
+    }
+}
+
 fn kinds(t: &Value, field: &str, key: &str) -> Vec<String> {
     t[field]
         .as_array()
@@ -325,6 +358,7 @@ async fn a_full_data_dir_is_drained_cleaned_and_returned_with_every_step_in_its_
             "spread placed nothing on the victim: {list:?}"
         );
         let watch = CapacityWatch::start(vec![api.clone()], job.clone());
+        let statuses = StatusWatch::start(api.clone(), victim.clone());
 
         let (drained, t) = heal_once(
             std::slice::from_ref(&api),
@@ -363,6 +397,17 @@ async fn a_full_data_dir_is_drained_cleaned_and_returned_with_every_step_in_its_
         );
         // Back in service, with passing checks.
         wait_agent_status(&api, &victim, "online").await?;
+        // Closed to new tasks from the problem until the ticket closed:
+        // the repair was placed on the closed host (a maintenance job),
+        // never by opening the host to everything.
+        let seen = statuses.seen().await;
+        anyhow::ensure!(
+            seen.first().map(String::as_str) == Some("online")
+                && seen.last().map(String::as_str) == Some("online")
+                && seen.len() >= 3
+                && seen[1..seen.len() - 1].iter().all(|s| s != "online"),
+            "the victim's statuses: {seen:?}"
+        );
         // The repair job is gone once done.
         let jobs = api.get("/v1/jobs?prefix=pdl.healing").await?;
         let left = jobs.body["jobs"].as_array().map_or(0, Vec::len);
@@ -526,6 +571,111 @@ async fn three_of_four_ill_hosts_stop_healing_at_the_guard_and_raise_an_alert() 
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        stop_all(&mut agents);
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_run_opens_tickets_and_touches_nothing() {
+    // The victim falls ill by a limit its tree node alone is given in the
+    // settings (no agent flag changes): free disk at least 100% on
+    // `idc.c1`, which no real disk meets.
+    bounded(120, async {
+        let c = Cluster::start(1, &["--frameworks", "healing"])?;
+        let api = c.master(1).api();
+        let settings = |limits: Value| {
+            json!({"dry_run": true, "problem_after_seconds": 1, "check_limits": limits})
+        };
+        put_config(&api, &settings(json!({}))).await?;
+        let mut agents = new_agents(&c, &["a", "b", "c"], &|n| {
+            let idc = if n == "a" { "c1" } else { "c2" };
+            vec![
+                "--attr".into(),
+                format!("idc={idc}"),
+                // The test machine's disk fill is not this test's business.
+                "--host-check-min-free-disk-pct".into(),
+                "0".into(),
+            ]
+        });
+        for a in agents.iter_mut() {
+            a.start()?;
+        }
+        let victim = agent_id(&agents[0]).await?;
+        wait_connected(&api, 3, WAIT).await?;
+        let job = job_id("dry-web");
+        submit(&api, &spec("dry-web", 3)).await?;
+        let list = wait_tasks(&api, &job, "3 RUNNING", WAIT, |l| running(l).len() == 3).await?;
+        let before: Vec<Value> = running(&list).iter().map(|t| t["id"].clone()).collect();
+        anyhow::ensure!(
+            live(&list).iter().any(|t| t["agent"] == victim.as_str()),
+            "spread placed nothing on the victim: {list:?}"
+        );
+        let statuses = StatusWatch::start(api.clone(), victim.clone());
+
+        put_config(&api, &settings(json!({"idc.c1": {"disk:": 100.0}}))).await?;
+        let t = wait_ticket(
+            std::slice::from_ref(&api),
+            &victim,
+            "a dry-run ticket saying what it would do",
+            WAIT,
+            |t| t["dry_run"] == true && t["state"] == "problem" && !t["actions"].as_array().is_none_or(Vec::is_empty),
+        )
+        .await?;
+        anyhow::ensure!(
+            kinds(&t, "actions", "kind") == ["dry_run"],
+            "a dry run records only what it would do: {t}"
+        );
+        anyhow::ensure!(
+            t["actions"][0]["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("would drain")),
+            "{t}"
+        );
+        anyhow::ensure!(
+            t["node"] == "idc.c1"
+                && t["failing"][0]
+                    .as_str()
+                    .is_some_and(|f| f.starts_with("disk:") && f.contains("judged against 100 for idc.c1")),
+            "the node's limit is named: {t}"
+        );
+        // The other node's hosts, same disk, are not ill.
+        let open = api.get("/v1/tickets?open=true").await?;
+        anyhow::ensure!(
+            open.body["tickets"].as_array().map_or(0, Vec::len) == 1,
+            "{}",
+            open.body
+        );
+        // Well past the problem grace: still nothing done.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let now: Vec<Value> = running(&tasks(&api, &job).await)
+            .iter()
+            .map(|t| t["id"].clone())
+            .collect();
+        anyhow::ensure!(now == before, "a dry run moved tasks: {before:?} -> {now:?}");
+        let jobs = api.get("/v1/jobs?prefix=pdl.healing").await?;
+        let repairs = jobs.body["jobs"].as_array().map_or(0, Vec::len);
+        anyhow::ensure!(repairs == 0, "a dry run started a repair: {}", jobs.body);
+        let newest = tickets_of(std::slice::from_ref(&api), &victim).await;
+        anyhow::ensure!(
+            newest.first().is_some_and(|t| t["state"] == "problem"
+                && kinds(t, "actions", "kind") == ["dry_run"]),
+            "{newest:?}"
+        );
+
+        // The limit is lifted: the ticket closes; the status never moved.
+        put_config(&api, &settings(json!({}))).await?;
+        wait_ticket(
+            std::slice::from_ref(&api),
+            &victim,
+            "the dry-run ticket closed",
+            WAIT,
+            |t| t["state"] == "online" && !t["closed_ms"].is_null(),
+        )
+        .await?;
+        let seen = statuses.seen().await;
+        anyhow::ensure!(seen == ["online"], "a dry run changed the status: {seen:?}");
         stop_all(&mut agents);
         Ok(())
     })
@@ -711,6 +861,97 @@ async fn failed_repairs_take_the_host_offline_with_its_ticket_open_for_a_person(
             jobs.body["jobs"].as_array().map_or(0, Vec::len) == 0,
             "repair jobs left: {}",
             jobs.body
+        );
+        stop_all(&mut agents);
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_built_in_restart_repairs_a_host_that_a_restart_heals() {
+    // The victim's check command fails once `ill` exists until the agent
+    // has started twice: a fault a restart of the agent cures.
+    bounded(150, async {
+        let c = Cluster::start(1, &["--frameworks", "healing"])?;
+        let api = c.master(1).api();
+        put_config(
+            &api,
+            &json!({"problem_after_seconds": 1, "verify_seconds": 20,
+                    "actions": [{"name": "restart-agent", "timeout_seconds": 30}]}),
+        )
+        .await?;
+        let ill = c.dir().join("ill");
+        let data_a = c.dir().join("agent-a");
+        let (flag, data) = (ill.clone(), data_a.clone());
+        let mut agents = new_agents(&c, &["a", "b", "c"], &move |n| {
+            let mut args = vec!["--host-check-min-free-disk-pct".into(), "0".into()];
+            if n == "a" {
+                args.push("--host-check-command".into());
+                args.push(format!(
+                    "test ! -e {} || test $(wc -l < {}/agent-starts) -ge 2",
+                    flag.display(),
+                    data.display()
+                ));
+            }
+            args
+        });
+        anyhow::ensure!(
+            agents[0].data_dir == data_a,
+            "the agents' data dirs moved: {}",
+            agents[0].data_dir.display()
+        );
+        for a in agents.iter_mut() {
+            a.start()?;
+        }
+        let victim = agent_id(&agents[0]).await?;
+        let pid = agents[0]
+            .process
+            .pid()
+            .ok_or_else(|| anyhow::anyhow!("no agent pid"))?;
+        wait_connected(&api, 3, WAIT).await?;
+        let job = job_id("restart-web");
+        submit(&api, &spec("restart-web", 3)).await?;
+        let list = wait_tasks(&api, &job, "3 RUNNING", WAIT, |l| running(l).len() == 3).await?;
+        anyhow::ensure!(
+            live(&list).iter().any(|t| t["agent"] == victim.as_str()),
+            "spread placed nothing on the victim: {list:?}"
+        );
+        let watch = CapacityWatch::start(vec![api.clone()], job.clone());
+        std::fs::write(&ill, b"")?;
+        let t = wait_ticket(
+            std::slice::from_ref(&api),
+            &victim,
+            "closed after the restart",
+            Duration::from_secs(90),
+            |t| t["state"] == "online" && !t["closed_ms"].is_null(),
+        )
+        .await?;
+        let states = kinds(&t, "transitions", "to");
+        anyhow::ensure!(
+            states == ["suspect", "problem", "draining", "repairing", "online"],
+            "transitions {states:?}: {t}"
+        );
+        let repair = t["actions"]
+            .as_array()
+            .and_then(|a| a.iter().find(|a| a["kind"] == "repair:restart-agent"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        anyhow::ensure!(repair["verdict"] == "succeeded", "repair {repair}: {t}");
+        // Restarted in place: the same process, started twice. The verdict
+        // above is the repair task's own exit 0, learnt by the agent's new
+        // start, which had launched it before restarting.
+        anyhow::ensure!(
+            agents[0].process.pid() == Some(pid) && !agents[0].process.exited(),
+            "the agent is not the same running process"
+        );
+        let starts = std::fs::read_to_string(data_a.join("agent-starts"))?;
+        anyhow::ensure!(starts.lines().count() == 2, "agent-starts: {starts}");
+        wait_agent_status(&api, &victim, "online").await?;
+        let least = watch.least().await;
+        anyhow::ensure!(
+            least >= 3,
+            "the job ran only {least} of 3 tasks at some point"
         );
         stop_all(&mut agents);
         Ok(())

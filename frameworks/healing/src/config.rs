@@ -20,8 +20,9 @@ pub struct RepairAction {
     /// label.
     pub name: String,
     /// The command (`/bin/sh -c`). `{data_dir}` is replaced by the agent's
-    /// data dir. Empty for `clean`: the built-in cleanup of the agent's
-    /// cache and rotated sandbox logs.
+    /// data dir. Empty for the built-ins: `clean` (the agent's cache and
+    /// rotated sandbox logs) and `restart-agent` (the agent starts again
+    /// in place, its tasks kept).
     #[serde(default)]
     pub cmd: String,
     /// How long it may run before it counts as failed.
@@ -78,6 +79,15 @@ pub struct HealingConfig {
     /// (`load`) or by prefix ending in `:` (`disk:`).
     #[serde(default)]
     pub ignore_checks: std::collections::BTreeMap<String, Vec<String>>,
+    /// Limits per tree node (`node_attribute` value, e.g. `idc.c3`; `*`
+    /// for every node) and check (a name such as `load`, or a prefix
+    /// ending in `:` such as `disk:`): the value the agent measured is
+    /// judged again against this limit, in the agent's direction (at least
+    /// for free space, at most for pressure, load and counts). The node's
+    /// own entry wins over `*`; an exact name over a prefix, a longer
+    /// prefix over a shorter.
+    #[serde(default)]
+    pub check_limits: std::collections::BTreeMap<String, std::collections::BTreeMap<String, f64>>,
 }
 
 fn default_action_timeout() -> u64 {
@@ -133,6 +143,7 @@ impl Default for HealingConfig {
             max_ill_share: default_ill_share(),
             min_hosts_for_storm: default_min_storm(),
             ignore_checks: Default::default(),
+            check_limits: Default::default(),
         }
     }
 }
@@ -160,6 +171,20 @@ impl HealingConfig {
                     name == i
                 }
             })
+    }
+
+    /// The limit set for the check `name` on hosts of `node`, if any.
+    pub fn limit_for(&self, node: &str, name: &str) -> Option<f64> {
+        [node, "*"].iter().find_map(|n| {
+            let limits = self.check_limits.get(*n)?;
+            limits.get(name).copied().or_else(|| {
+                limits
+                    .iter()
+                    .filter(|(k, _)| k.ends_with(':') && name.starts_with(k.as_str()))
+                    .max_by_key(|(k, _)| k.len())
+                    .map(|(_, v)| *v)
+            })
+        })
     }
 
     /// Parses and validates a stored config.
@@ -205,10 +230,10 @@ impl HealingConfig {
                     "a lowercase DNS label of at most 40 characters",
                 );
             }
-            if a.cmd.trim().is_empty() && a.name != "clean" {
+            if a.cmd.trim().is_empty() && !crate::repair::BUILT_IN.contains(&a.name.as_str()) {
                 return bad(
                     &format!("actions[{i}].cmd"),
-                    "a command (only the built-in `clean` may omit it)",
+                    "a command (only the built-in `clean` and `restart-agent` may omit it)",
                 );
             }
             if a.timeout_seconds == 0 || a.timeout_seconds > 86_400 {
@@ -222,6 +247,27 @@ impl HealingConfig {
                         &format!("ignore_checks.{node}[{i}]"),
                         "a check name or a prefix ending in ':' (1 to 128 bytes)",
                     );
+                }
+            }
+        }
+        for (node, limits) in &self.check_limits {
+            for (name, limit) in limits {
+                let field = format!("check_limits.{node}.{name}");
+                if name.is_empty() || name.len() > 128 {
+                    return bad(
+                        &field,
+                        "a check name or a prefix ending in ':' (1 to 128 bytes)",
+                    );
+                }
+                if matches!(name.as_str(), "command" | "clock_skew") {
+                    return bad(
+                        &field,
+                        "has no number to judge again (the command's exit, the agent's \
+                         --host-check-max-clock-skew-ms)",
+                    );
+                }
+                if !(limit.is_finite() && *limit >= 0.0) {
+                    return bad(&field, "a finite number, at least 0");
                 }
             }
         }
@@ -254,6 +300,21 @@ mod tests {
                 .expect("valid");
         assert!(cfg.ignores("idc.x", "disk:/data") && cfg.ignores("idc.y", "load"));
         assert!(!cfg.ignores("idc.y", "disk:/data") && !cfg.ignores("idc.x", "loadx"));
+        let e =
+            HealingConfig::parse(br#"{"check_limits": {"idc.x": {"command": 1}}}"#).unwrap_err();
+        assert_eq!(e.field, "check_limits.idc.x.command");
+        let e = HealingConfig::parse(br#"{"check_limits": {"*": {"load": -1}}}"#).unwrap_err();
+        assert_eq!(e.field, "check_limits.*.load");
+        let cfg = HealingConfig::parse(
+            br#"{"check_limits": {"idc.x": {"disk:": 20, "disk:/data/sandboxes": 30},
+                                  "*": {"load": 4, "disk:": 5}}}"#,
+        )
+        .expect("valid");
+        assert_eq!(cfg.limit_for("idc.x", "disk:/data"), Some(20.0));
+        assert_eq!(cfg.limit_for("idc.x", "disk:/data/sandboxes"), Some(30.0));
+        assert_eq!(cfg.limit_for("idc.y", "disk:/data"), Some(5.0));
+        assert_eq!(cfg.limit_for("idc.x", "load"), Some(4.0));
+        assert_eq!(cfg.limit_for("idc.x", "memory"), None);
         let e = HealingConfig::parse(br#"{"dry_rn": true}"#).unwrap_err();
         assert!(e.reason.contains("unknown field"), "{e}");
     }

@@ -17,6 +17,7 @@
 //! - [`config`]: [`HealingConfig`] (the `config` key) and its validation;
 //! - [`machine`]: the pure per-host state machine;
 //! - [`guard`]: storm, node and job shares (pure);
+//! - [`judge`]: checks judged again per tree node, launches failing on several hosts (pure);
 //! - [`repair`]: repair jobs pinned to the host;
 //! - [`operator`]: [`Operator`], the loop that reads, steps and executes;
 //! - [`framework`]: [`HealingFramework`], the SDK side (lease, stray repair jobs);
@@ -26,6 +27,7 @@ pub mod api;
 pub mod config;
 pub mod framework;
 pub mod guard;
+pub mod judge;
 pub mod machine;
 pub mod operator;
 pub mod repair;

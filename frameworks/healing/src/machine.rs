@@ -92,7 +92,7 @@ pub enum Command {
 
 /// The status the master should show for a ticket's state, `None` when
 /// healing does not set one (suspect, dry-run, closed by a person).
-fn required_status(t: &Ticket, repair: &RepairSeen, storm: bool) -> Option<&'static str> {
+fn required_status(t: &Ticket, storm: bool) -> Option<&'static str> {
     if t.dry_run || t.closed_ms.is_some() && t.state != HostState::Online {
         return None;
     }
@@ -104,13 +104,9 @@ fn required_status(t: &Ticket, repair: &RepairSeen, storm: bool) -> Option<&'sta
         HostState::Problem if storm => None,
         HostState::Problem => Some("problem"),
         HostState::Draining => Some("draining"),
-        // The master places nothing on a host that is not online, so the
-        // repair's task is let in by putting the host online until it is
-        // placed, then the host is closed again (`problem` keeps it).
-        HostState::Repairing => match repair {
-            RepairSeen::Waiting if t.current_repair().is_some() => Some("online"),
-            _ => Some("problem"),
-        },
+        // Closed to new tasks; the repair is a maintenance job, which the
+        // master places on a closed host it is pinned to.
+        HostState::Repairing => Some("problem"),
         HostState::Offline => Some("offline"),
     }
 }
@@ -250,7 +246,7 @@ pub fn step(
         HostState::Repairing => repairing(&mut t, obs, allowed, cfg, now_ms, &mut cmds),
         HostState::Offline => {}
     }
-    if let Some(status) = required_status(&t, &obs.repair, allowed.storm.is_some()) {
+    if let Some(status) = required_status(&t, allowed.storm.is_some()) {
         // A ticket that just closed puts its host back in service.
         if obs.status != status {
             cmds.push(Command::SetStatus {

@@ -78,7 +78,8 @@ fn an_ill_host_is_drained_repaired_and_returned() {
     o.status = "draining".into();
     let (t2, cmds) = step(Some(&t), &o, &ok, &cfg, 13_000);
     assert!(t2.is_none() && cmds.is_empty(), "{cmds:?}");
-    // Drained: the first repair starts, and the host is let in for it.
+    // Drained: the first repair starts, a maintenance job the master
+    // places on the host while it stays closed to every other task.
     o.live_tasks = 0;
     let (t, cmds) = go(&t, &o, &ok, &cfg, 14_000);
     assert_eq!(t.state, HostState::Repairing);
@@ -90,13 +91,13 @@ fn an_ill_host_is_drained_repaired_and_returned() {
     assert!(
         matches!(&cmds[0], Command::StartRepair { job_id, hostname, .. } if *job_id == job && hostname == "h1")
     );
-    assert_eq!(statuses(&cmds), ["online"]);
-    // The repair task is placed: the host is closed to other tasks again.
-    o.status = "online".into();
+    assert_eq!(statuses(&cmds), ["problem"]);
+    // The repair task is placed: nothing more to ask of the master.
+    o.status = "problem".into();
     o.repair = RepairSeen::Running;
     let (t2, cmds) = step(Some(&t), &o, &ok, &cfg, 15_000);
     assert!(t2.is_none());
-    assert_eq!(statuses(&cmds), ["problem"]);
+    assert!(statuses(&cmds).is_empty());
     assert!(!cmds
         .iter()
         .any(|c| matches!(c, Command::StartRepair { .. })));
@@ -311,7 +312,7 @@ fn a_step_repeated_by_a_new_instance_repeats_nothing() {
     o.status = "draining".into();
     o.live_tasks = 0;
     let (stored, first) = go(&t, &o, &ok, &cfg, 11_000);
-    o.status = "online".into();
+    o.status = "problem".into();
     let (again, cmds) = step(Some(&stored), &o, &ok, &cfg, 11_500);
     assert!(again.is_none(), "nothing new to record");
     let starts = |c: &[Command]| -> Vec<String> {

@@ -15,7 +15,7 @@
 //! change) repeats nothing: it finds the ticket where it stood and the
 //! repair job under its name.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +31,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::HealingConfig;
 use crate::guard::{self, TasksByJob};
+use crate::judge;
 use crate::machine::{step, Checks, Command, Observation, RepairSeen};
 use crate::repair::{is_repair_job, repair_spec};
 use crate::ticket::{Ticket, TICKETS};
@@ -83,28 +84,29 @@ fn is_live(t: &Task) -> bool {
     !ENDED.contains(&t.state.as_str())
 }
 
-/// How the master shows a host.
+/// How the master shows a host. `failing_elsewhere`: the jobs whose
+/// launches fail on several hosts ([`judge::jobs_failing_on_several_hosts`]).
 pub fn observe(
     a: &AgentInfo,
     tasks: &[Task],
     repair_job: Option<&str>,
     cfg: &HealingConfig,
     now: u64,
+    failing_elsewhere: &BTreeSet<String>,
 ) -> Option<Observation> {
     let agent = a.agent.as_ref()?;
-    let fresh = a.connected != Some(false) && a.unreachable != Some(true);
     let node = agent
         .attributes
         .get(&cfg.node_attribute)
         .map(|v| format!("{}.{v}", cfg.node_attribute))
         .unwrap_or_else(|| "-".into());
     let checks = match &a.host_checks {
-        Some(h) if fresh && now.saturating_sub(h.received_ms) <= cfg.stale_after_seconds * 1000 => {
+        Some(h) if judge::fresh(a, cfg, now) => {
             let failing: Vec<String> = h
                 .checks
                 .iter()
-                .filter(|c| !c.ok && !cfg.ignores(&node, &c.name))
-                .map(|c| format!("{}: {}", c.name, c.message))
+                .filter(|c| !cfg.ignores(&node, &c.name))
+                .filter_map(|c| judge::judge(c, &node, cfg, failing_elsewhere).err())
                 .collect();
             if failing.is_empty() {
                 Checks::Pass {
@@ -308,6 +310,7 @@ impl Operator {
                 Err(e) => return Err(e.to_string()),
             }
         }
+        let failing_elsewhere = judge::jobs_failing_on_several_hosts(&agents, &cfg, now);
         let hosts: Vec<Observation> = agents
             .iter()
             .filter_map(|a| {
@@ -316,7 +319,7 @@ impl Operator {
                     .get(id)
                     .and_then(|(t, _)| t.current_repair())
                     .and_then(|r| r.job_id.clone());
-                observe(a, &tasks, job.as_deref(), &cfg, now)
+                observe(a, &tasks, job.as_deref(), &cfg, now, &failing_elsewhere)
             })
             .collect();
         let mut by_job: TasksByJob = BTreeMap::new();

@@ -36,6 +36,10 @@ fn info(received_ms: u64, failing: &[&str]) -> AgentInfo {
     }
 }
 
+fn none() -> std::collections::BTreeSet<String> {
+    std::collections::BTreeSet::new()
+}
+
 fn task(job: &str, agent: &str, state: &str, exit: Option<i32>) -> Task {
     Task {
         id: format!("{job}.1"),
@@ -51,21 +55,45 @@ fn task(job: &str, agent: &str, state: &str, exit: Option<i32>) -> Task {
 #[test]
 fn observations_follow_checks_ignores_and_freshness() {
     let mut cfg = HealingConfig::default();
-    let o = observe(&info(1_000, &["disk:/d", "load"]), &[], None, &cfg, 2_000).expect("obs");
+    let o = observe(
+        &info(1_000, &["disk:/d", "load"]),
+        &[],
+        None,
+        &cfg,
+        2_000,
+        &none(),
+    )
+    .expect("obs");
     assert_eq!(o.node, "idc.x");
     assert_eq!(o.data_dir, "/d");
     assert!(
         matches!(&o.checks, Checks::Fail { failing, .. } if failing == &["disk:/d: disk:/d says so", "load: load says so"])
     );
     cfg.ignore_checks.insert("*".into(), vec!["load".into()]);
-    let o = observe(&info(1_000, &["disk:/d", "load"]), &[], None, &cfg, 2_000).expect("obs");
+    let o = observe(
+        &info(1_000, &["disk:/d", "load"]),
+        &[],
+        None,
+        &cfg,
+        2_000,
+        &none(),
+    )
+    .expect("obs");
     assert!(matches!(&o.checks, Checks::Fail { failing, .. } if failing.len() == 1));
     cfg.ignore_checks
         .insert("idc.x".into(), vec!["disk:".into()]);
-    let o = observe(&info(1_000, &["disk:/d", "load"]), &[], None, &cfg, 2_000).expect("obs");
+    let o = observe(
+        &info(1_000, &["disk:/d", "load"]),
+        &[],
+        None,
+        &cfg,
+        2_000,
+        &none(),
+    )
+    .expect("obs");
     assert_eq!(o.checks, Checks::Pass { received_ms: 1_000 });
     // Older than stale_after: not trusted.
-    let o = observe(&info(1_000, &[]), &[], None, &cfg, 1_000 + 31_000).expect("obs");
+    let o = observe(&info(1_000, &[]), &[], None, &cfg, 1_000 + 31_000, &none()).expect("obs");
     assert_eq!(o.checks, Checks::Unknown);
 }
 
@@ -79,7 +107,7 @@ fn live_tasks_leave_out_repairs_and_repairs_get_verdicts() {
         task(&repair, "a1", "RUNNING", None),
         task("web3", "a2", "RUNNING", None),
     ];
-    let o = observe(&info(1, &[]), &tasks, Some(&repair), &cfg, 1).expect("obs");
+    let o = observe(&info(1, &[]), &tasks, Some(&repair), &cfg, 1, &none()).expect("obs");
     assert_eq!(o.live_tasks, 1);
     assert_eq!(o.repair, RepairSeen::Running);
     let done = [task(&repair, "a1", "FINISHED", Some(0))];
