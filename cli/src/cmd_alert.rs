@@ -46,8 +46,8 @@ pub struct AddArgs {
     /// left out.
     #[arg(long, default_value = "")]
     node: String,
-    /// `job_below_instances`, `task_flapping`, `memory_above`, `agent_lost`
-    /// or `failover`.
+    /// `job_below_instances`, `task_flapping`, `memory_above`, `agent_lost`,
+    /// `failover` or `healing_storm`.
     #[arg(long)]
     kind: String,
     /// Seconds the condition must hold before the alert fires.

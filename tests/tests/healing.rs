@@ -243,6 +243,19 @@ impl StatusWatch {
     }
 }
 
+/// Polls the masters' alerts until the healing storm's satisfies `ok`.
+async fn storm_alert(api: &Api, ok: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+    let alerts = || async {
+        let r = api.get("/v1/alerts").await;
+        r.map(|r| r.body["alerts"].as_array().cloned().unwrap_or_default())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| a["subject"] == "healing:storm")
+            .collect::<Vec<_>>()
+    };
+    wait_newest("the healing_storm alert", WAIT, alerts, ok).await
+}
+
 fn kinds(t: &Value, field: &str, key: &str) -> Vec<String> {
     t[field]
         .as_array()
@@ -489,6 +502,14 @@ async fn three_of_four_ill_hosts_stop_healing_at_the_guard_and_raise_an_alert() 
             ids.push(agent_id(a).await?);
         }
         wait_connected(&api, 4, WAIT).await?;
+        // The page: a masters' alert rule on the framework's storm.
+        let r = api
+            .post(
+                "/v1/alerts/rules",
+                &json!({"id": "storm", "kind": "healing_storm"}),
+            )
+            .await?;
+        anyhow::ensure!(r.status < 300, "alert rule: {} {}", r.status, r.body);
         let job = job_id("storm-web");
         submit(&api, &spec("storm-web", 4)).await?;
         let list = wait_tasks(&api, &job, "4 RUNNING", WAIT, |l| running(l).len() == 4).await?;
@@ -517,6 +538,13 @@ async fn three_of_four_ill_hosts_stop_healing_at_the_guard_and_raise_an_alert() 
             }
             anyhow::bail!("{alert}; host checks {seen:?}");
         }
+        let paged = storm_alert(&api, |a| a["state"] == "firing").await?;
+        anyhow::ensure!(
+            paged["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("3 of the ill hosts under the tree")),
+            "{paged}"
+        );
         // Past the problem grace, and then some: nothing is drained.
         tokio::time::sleep(Duration::from_secs(4)).await;
         for id in &ids[..3] {
@@ -571,6 +599,7 @@ async fn three_of_four_ill_hosts_stop_healing_at_the_guard_and_raise_an_alert() 
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        storm_alert(&api, |a| a["state"] == "resolved").await?;
         stop_all(&mut agents);
         Ok(())
     })

@@ -57,6 +57,15 @@ pub struct FailoverFact {
     pub record: FailoverRecord,
 }
 
+/// The healing framework's storm alert while it is raised.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StormFact {
+    /// What the framework says (how many hosts of how many are ill).
+    pub message: String,
+    /// The service-tree tags of each ill host.
+    pub ill_hosts: Vec<BTreeMap<String, String>>,
+}
+
 /// The cluster as one evaluation sees it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Facts {
@@ -64,7 +73,11 @@ pub struct Facts {
     pub tasks: Vec<TaskFact>,
     pub agents: Vec<AgentFact>,
     pub failovers: Vec<FailoverFact>,
+    pub storm: Option<StormFact>,
 }
+
+/// The subject of a `healing_storm` alert.
+pub const STORM_SUBJECT: &str = "healing:storm";
 
 /// A change to write: the record as it must be stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -144,6 +157,31 @@ pub fn holding(rule: &Rule, facts: &Facts, now_ms: u64) -> Vec<(String, String)>
             .iter()
             .filter(|a| !a.connected && agent_under(&node, &a.tags))
             .map(|a| (a.id.clone(), "not connected to the leader".to_string()))
+            .collect(),
+        Kind::HealingStorm => facts
+            .storm
+            .iter()
+            .filter_map(|s| {
+                let under = s
+                    .ill_hosts
+                    .iter()
+                    .filter(|tags| agent_under(&node, tags))
+                    .count();
+                (under > 0).then(|| {
+                    (
+                        STORM_SUBJECT.to_string(),
+                        format!(
+                            "{}; {under} of the ill hosts under {}",
+                            s.message,
+                            if rule.node.is_empty() {
+                                "the tree"
+                            } else {
+                                &rule.node
+                            }
+                        ),
+                    )
+                })
+            })
             .collect(),
         Kind::Failover => {
             let window_ms = u64::from(
@@ -402,6 +440,7 @@ mod tests {
                 },
             ],
             failovers: Vec::new(),
+            storm: None,
         };
         // 3 failures within the minute before 65 s: more than 2.
         assert_eq!(holding(&flap, &facts, 65_000).len(), 1);
@@ -456,6 +495,44 @@ mod tests {
         assert!(ev.step(&rules, &facts, &records, 159_000).is_empty());
         match &ev.step(&rules, &facts, &records, 160_000)[..] {
             [Transition::Resolve(a)] => assert_eq!(a.subject, "redis:a"),
+            other => panic!("expected a resolution, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_healing_storm_fires_under_the_nodes_of_its_ill_hosts() {
+        let tags = |pdl: &str| BTreeMap::from([("pdl".to_string(), pdl.to_string())]);
+        let mut facts = Facts {
+            storm: Some(StormFact {
+                message: "3 of 4 hosts ill".into(),
+                ill_hosts: vec![tags("web"), tags("web"), tags("db")],
+            }),
+            ..Default::default()
+        };
+        let web = rule(Kind::HealingStorm, "pdl.web", 0);
+        let held = holding(&web, &facts, 0);
+        assert_eq!(held.len(), 1);
+        assert_eq!(held[0].0, STORM_SUBJECT);
+        assert!(
+            held[0].1.contains("2 of the ill hosts under pdl.web"),
+            "{}",
+            held[0].1
+        );
+        assert!(holding(&rule(Kind::HealingStorm, "pdl.web2", 0), &facts, 0).is_empty());
+        assert_eq!(
+            holding(&rule(Kind::HealingStorm, "", 0), &facts, 0).len(),
+            1
+        );
+        // The storm ends: the alert resolves.
+        let rules = vec![web];
+        let mut ev = Evaluator::default();
+        let mut records = HashMap::new();
+        let t = ev.step(&rules, &facts, &records, 1_000);
+        apply(&mut records, t);
+        assert_eq!(records.len(), 1);
+        facts.storm = None;
+        match &ev.step(&rules, &facts, &records, 2_000)[..] {
+            [Transition::Resolve(a)] => assert_eq!(a.subject, STORM_SUBJECT),
             other => panic!("expected a resolution, got {other:?}"),
         }
     }

@@ -39,15 +39,19 @@ pub enum Kind {
     /// A database or cache moved its primary within the last
     /// `window_minutes` (the frameworks' `failovers/` records).
     Failover,
+    /// The healing framework stopped acting because many hosts fell ill
+    /// at once (its `alert` key), and an ill host lies under the node.
+    HealingStorm,
 }
 
 /// Every kind, as the API names them.
-pub const KINDS: [(&str, Kind); 5] = [
+pub const KINDS: [(&str, Kind); 6] = [
     ("job_below_instances", Kind::JobBelowInstances),
     ("task_flapping", Kind::TaskFlapping),
     ("memory_above", Kind::MemoryAbove),
     ("agent_lost", Kind::AgentLost),
     ("failover", Kind::Failover),
+    ("healing_storm", Kind::HealingStorm),
 ];
 
 /// A `failover` rule's window when none is given, minutes.
@@ -100,8 +104,8 @@ pub struct RuleRequest {
     pub id: Option<String>,
     #[serde(default)]
     pub node: String,
-    /// `job_below_instances`, `task_flapping`, `memory_above`, `agent_lost`
-    /// or `failover`.
+    /// `job_below_instances`, `task_flapping`, `memory_above`, `agent_lost`,
+    /// `failover` or `healing_storm`.
     pub kind: String,
     #[serde(default)]
     pub for_seconds: u64,
@@ -208,7 +212,7 @@ pub fn check_rule(req: RuleRequest, id: String, now_ms: u64) -> Result<Rule> {
             }
             percent = Some(p);
         }
-        Kind::JobBelowInstances | Kind::AgentLost => {}
+        Kind::JobBelowInstances | Kind::AgentLost | Kind::HealingStorm => {}
     }
     let webhook = match req.webhook.filter(|w| !w.trim().is_empty()) {
         Some(w) => Some(check_webhook(w.trim())?),

@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 
 use crate::alerts::deliver::{self, Outbox};
 use crate::alerts::eval::{
-    AgentFact, Evaluator, Facts, FailoverFact, JobFact, TaskFact, Transition,
+    AgentFact, Evaluator, Facts, FailoverFact, JobFact, StormFact, TaskFact, Transition,
 };
 use crate::alerts::record::{records, rules, AlertRecord, AlertState, Kind, Rule, NAMESPACE};
 use crate::kernel::now_ms;
@@ -193,6 +193,9 @@ fn from_state(st: &ClusterState, rules: &[Rule]) -> Facts {
     if rules.iter().any(|r| r.kind == Kind::Failover) {
         facts.failovers = failovers(st);
     }
+    if rules.iter().any(|r| r.kind == Kind::HealingStorm) {
+        facts.storm = storm(st);
+    }
     if !agent_nodes.is_empty() {
         // Agents taken out of service are expected to go.
         for a in st.agents.values().filter(|a| agent_status(a) != "offline") {
@@ -226,6 +229,40 @@ fn failovers(st: &ClusterState) -> Vec<FailoverFact> {
         })
         .collect()
 }
+
+/// The healing framework's `alert` key while a storm is raised, with the
+/// tree tags of its ill hosts. The framework's record is read as plain
+/// JSON: the masters do not link the framework.
+fn storm(st: &ClusterState) -> Option<StormFact> {
+    #[derive(serde::Deserialize)]
+    struct Alert {
+        active: bool,
+        #[serde(default)]
+        message: String,
+        #[serde(default)]
+        ill_hosts: Vec<String>,
+    }
+    let e = st.kv_get(HEALING_NAMESPACE, HEALING_ALERT_KEY)?;
+    let alert: Alert = serde_json::from_slice(&e.value).ok()?;
+    alert.active.then(|| StormFact {
+        message: alert.message,
+        ill_hosts: alert
+            .ill_hosts
+            .iter()
+            .filter_map(|id| st.agents.get(id))
+            .map(|a| {
+                a.attributes
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .collect(),
+    })
+}
+
+/// Where the healing framework keeps its storm alert.
+const HEALING_NAMESPACE: &str = "healing";
+const HEALING_ALERT_KEY: &str = "alert";
 
 /// Writes `r` over the revision `rev` read (0: it must not exist).
 async fn write(master: &Leading, r: &AlertRecord, rev: u64) -> bool {
