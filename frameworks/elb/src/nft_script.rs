@@ -19,9 +19,11 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write;
+use std::net::Ipv4Addr;
 
 use crate::maglev::SIZES;
 use crate::plane::{DataPlane, Dispatch, RealServer, Service, SlotTable, VsKey};
+use crate::plane_state::Delta;
 
 /// The table's name (family `ip`).
 pub const TABLE: &str = "ocean_elb";
@@ -138,13 +140,16 @@ fn all_slots(plane: &DataPlane) -> Vec<String> {
         .collect()
 }
 
-/// The slots to delete (keys) and to add (elements) from `inst` to `want`:
-/// only VS whose tables differ are walked, so a change costs its VS.
-fn slot_diff(inst: &DataPlane, want: &DataPlane) -> (Vec<String>, Vec<String>) {
+/// The slots of `vs` to delete (keys) and to add (elements) from `inst`
+/// to `want`: a VS whose table is the very one installed is skipped.
+fn slot_diff(
+    inst: &DataPlane,
+    want: &DataPlane,
+    vs: &BTreeSet<VsKey>,
+) -> (Vec<String>, Vec<String>) {
     let empty = SlotTable::default();
     let (mut del, mut add) = (Vec::new(), Vec::new());
-    let keys: BTreeSet<&VsKey> = inst.slots.keys().chain(want.slots.keys()).collect();
-    for vs in keys {
+    for vs in vs {
         let old = inst.slots.get(vs).unwrap_or(&empty);
         let new = want.slots.get(vs).unwrap_or(&empty);
         if old == new {
@@ -204,49 +209,93 @@ pub fn script(installed: Option<&DataPlane>, desired: &DataPlane) -> Script {
             full: true,
         };
     };
+    // Every VS either side has, and the addresses on one side only.
+    let vs: BTreeSet<VsKey> = [&inst.services, &desired.services]
+        .into_iter()
+        .flat_map(|m| m.keys())
+        .chain(inst.slots.keys())
+        .chain(desired.slots.keys())
+        .chain(inst.empty.iter())
+        .chain(desired.empty.iter())
+        .copied()
+        .collect();
+    let addrs: BTreeSet<Ipv4Addr> = inst
+        .rs_addrs
+        .symmetric_difference(&desired.rs_addrs)
+        .copied()
+        .collect();
+    diff(inst, desired, &vs, &addrs)
+}
+
+/// The script from `installed` to `desired` when they can differ only in
+/// the keys `delta` names (what [`crate::plane_state::PlaneState`]
+/// reports): a change costs its VS, not a walk of the whole plane.
+pub fn script_delta(installed: &DataPlane, desired: &DataPlane, delta: &Delta) -> Script {
+    diff(installed, desired, &delta.vs, &delta.addrs)
+}
+
+/// The elements of `vs` and `addrs` that differ, deletes (including the
+/// old value of a changed key) before adds.
+fn diff(
+    inst: &DataPlane,
+    desired: &DataPlane,
+    vs: &BTreeSet<VsKey>,
+    addrs: &BTreeSet<Ipv4Addr>,
+) -> Script {
+    let mut out = String::new();
     let mut changes = 0;
     let mut del = |set: &str, elems: Vec<String>, out: &mut String| {
         changes += elems.len();
         emit(out, "delete", set, &elems);
     };
-    // Deletes (including the old value of a changed key) ...
-    let services: Vec<String> = inst
-        .services
+    let services: Vec<String> = vs
         .iter()
-        .filter(|(k, s)| desired.services.get(k) != Some(s))
-        .map(|(k, _)| vs_elem(k))
+        .filter(|k| {
+            inst.services
+                .get(k)
+                .is_some_and(|s| desired.services.get(k) != Some(s))
+        })
+        .map(vs_elem)
         .collect();
     del("services", services, &mut out);
-    let (slot_dels, slot_adds) = slot_diff(inst, desired);
+    let (slot_dels, slot_adds) = slot_diff(inst, desired, vs);
     del("slots", slot_dels, &mut out);
-    let empty: Vec<String> = inst.empty.difference(&desired.empty).map(vs_elem).collect();
+    let empty: Vec<String> = vs
+        .iter()
+        .filter(|k| inst.empty.contains(k) && !desired.empty.contains(k))
+        .map(vs_elem)
+        .collect();
     del("empty", empty, &mut out);
-    let rs: Vec<String> = inst
-        .rs_addrs
-        .difference(&desired.rs_addrs)
+    let rs: Vec<String> = addrs
+        .iter()
+        .filter(|a| inst.rs_addrs.contains(a) && !desired.rs_addrs.contains(a))
         .map(|a| a.to_string())
         .collect();
     del("rs_addrs", rs, &mut out);
-    // ... then adds.
     let mut add = |set: &str, elems: Vec<String>, out: &mut String| {
         changes += elems.len();
         emit(out, "add", set, &elems);
     };
-    let rs: Vec<String> = desired
-        .rs_addrs
-        .difference(&inst.rs_addrs)
+    let rs: Vec<String> = addrs
+        .iter()
+        .filter(|a| desired.rs_addrs.contains(a) && !inst.rs_addrs.contains(a))
         .map(|a| a.to_string())
         .collect();
     add("rs_addrs", rs, &mut out);
     add("slots", slot_adds, &mut out);
-    let services: Vec<String> = desired
-        .services
+    let services: Vec<String> = vs
         .iter()
-        .filter(|(k, s)| inst.services.get(k) != Some(s))
-        .map(|(k, s)| service_elem(k, s))
+        .filter_map(|k| {
+            let s = desired.services.get(k)?;
+            (inst.services.get(k) != Some(s)).then(|| service_elem(k, s))
+        })
         .collect();
     add("services", services, &mut out);
-    let empty: Vec<String> = desired.empty.difference(&inst.empty).map(vs_elem).collect();
+    let empty: Vec<String> = vs
+        .iter()
+        .filter(|k| desired.empty.contains(k) && !inst.empty.contains(k))
+        .map(vs_elem)
+        .collect();
     add("empty", empty, &mut out);
     Script {
         text: out,

@@ -153,6 +153,11 @@ impl DataPlane {
         self.slots.values().map(|t| t.slots.len()).sum()
     }
 
+    /// How `vs` serves, if it has real servers.
+    pub fn serving(&self, vs: &VsKey) -> Option<(&Service, &SlotTable)> {
+        Some((self.services.get(vs)?, self.slots.get(vs)?))
+    }
+
     /// The real server behind one slot of a VS.
     pub fn slot(&self, vs: &VsKey, slot: u32) -> Option<RealServer> {
         self.slots.get(vs)?.slots.get(&slot).copied()
@@ -233,33 +238,17 @@ pub fn desired(vss: &[VirtualServer], installed: Option<&DataPlane>) -> DataPlan
     let mut plane = DataPlane::default();
     let mut addrs = Vec::new();
     for vs in vss {
-        if vs.real_servers.is_empty() {
-            plane.empty.insert(vs.key);
-            continue;
+        let current = installed.and_then(|p| p.serving(&vs.key));
+        match serving(vs, current) {
+            None => {
+                plane.empty.insert(vs.key);
+            }
+            Some((service, table)) => {
+                plane.slots.insert(vs.key, table);
+                plane.services.insert(vs.key, service);
+                addrs.extend(vs.real_servers.iter().map(|(rs, _)| rs.addr));
+            }
         }
-        let weights: Vec<u32> = vs.real_servers.iter().map(|(_, w)| *w).collect();
-        let current = installed
-            .and_then(|p| p.services.get(&vs.key))
-            .map(|s| s.size);
-        let size = maglev::table_size(&weights, current);
-        let inputs = &vs.real_servers;
-        let kept = installed
-            .filter(|_| current == Some(size))
-            .and_then(|p| p.slots.get(&vs.key))
-            .filter(|t| t.built_from.as_deref() == Some(inputs));
-        let table = match kept {
-            Some(t) => t.clone(),
-            None => slot_table(inputs.clone(), size),
-        };
-        plane.slots.insert(vs.key, table);
-        plane.services.insert(
-            vs.key,
-            Service {
-                dispatch: Dispatch::of(vs.algorithm),
-                size,
-            },
-        );
-        addrs.extend(vs.real_servers.iter().map(|(rs, _)| rs.addr));
     }
     // Built in bulk from sorted addresses: far cheaper than inserting
     // each of tens of thousands one by one on every change.
@@ -267,6 +256,33 @@ pub fn desired(vss: &[VirtualServer], installed: Option<&DataPlane>) -> DataPlan
     addrs.dedup();
     plane.rs_addrs = addrs.into_iter().collect();
     plane
+}
+
+/// How `vs` serves (`None`: it has no real server and refuses), given how
+/// it serves now (`current`, from the installed plane): the current table
+/// size is kept while it fits, and the current table itself when the
+/// real servers are the ones it was built from.
+pub(crate) fn serving(
+    vs: &VirtualServer,
+    current: Option<(&Service, &SlotTable)>,
+) -> Option<(Service, SlotTable)> {
+    if vs.real_servers.is_empty() {
+        return None;
+    }
+    let weights: Vec<u32> = vs.real_servers.iter().map(|(_, w)| *w).collect();
+    let size = maglev::table_size(&weights, current.map(|(s, _)| s.size));
+    let inputs = &vs.real_servers;
+    let kept = current
+        .filter(|(s, t)| s.size == size && t.built_from.as_deref() == Some(inputs))
+        .map(|(_, t)| t.clone());
+    let table = kept.unwrap_or_else(|| slot_table(inputs.clone(), size));
+    Some((
+        Service {
+            dispatch: Dispatch::of(vs.algorithm),
+            size,
+        },
+        table,
+    ))
 }
 
 fn slot_table(inputs: Vec<(RealServer, u32)>, size: u32) -> SlotTable {
