@@ -14,7 +14,8 @@
 //!
 //! - [`spec`]: the ELB object, validation naming the field, conflicts.
 //! - [`backends`]: which tasks take traffic (the one rule).
-//! - [`maglev`]: consistent-hash slot tables.
+//! - [`maglev`]: consistent-hash slot tables (client-hash VS).
+//! - [`rr`]: exact weighted tables (counter-dispatched VS).
 //! - [`plane`]: the desired data plane (pure).
 //! - [`plane_state`], [`model`]: the plane kept up to date per VS, and
 //!   the agent's model that recomputes only what a watch event touched.
@@ -39,6 +40,7 @@ pub mod nft_script;
 pub mod plane;
 pub mod plane_state;
 pub mod programmer;
+pub mod rr;
 pub mod spec;
 pub mod status;
 pub mod store;

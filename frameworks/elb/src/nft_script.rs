@@ -11,8 +11,9 @@
 //!  reject_in/_fwd:     daddr . l4proto . dport in @empty ──► TCP RST / ICMP unreachable
 //! ```
 //!
-//! Chains exist once per slot-table size (`maglev::SIZES`), so the rules do
-//! not grow with the number of virtual servers; VS and real servers are
+//! Chains exist once per slot-table size (`rr::conn_sizes` for the
+//! counter, `maglev::SIZES` for the client hash), so the rules do not grow
+//! with the number of virtual servers; VS and real servers are
 //! elements of the sets and maps. A change is the elements that differ,
 //! deletes before adds, in one script `nft -f` applies as one transaction:
 //! the kernel holds the old state or the new, never a mix.
@@ -22,6 +23,7 @@ use std::fmt::Write;
 use std::net::Ipv4Addr;
 
 use crate::maglev::SIZES;
+use crate::rr;
 use crate::plane::{DataPlane, Dispatch, RealServer, Service, SlotTable, VsKey};
 use crate::plane_state::Delta;
 
@@ -48,8 +50,10 @@ pub struct Script {
 /// installed table against, with each chain's rule count.
 pub fn chain_names() -> Vec<(String, usize)> {
     let mut out = Vec::new();
-    for size in SIZES {
+    for size in rr::conn_sizes() {
         out.push((format!("conn_{size}"), 2));
+    }
+    for size in SIZES {
         out.push((format!("source_{size}"), 2));
     }
     for (name, rules) in [
@@ -75,22 +79,22 @@ pub fn skeleton() -> String {
         "  map slots { typeof ip daddr . meta l4proto . th dport . numgen inc mod 7 : ip daddr . th dport; }\n",
     );
     let vs = "ip daddr . meta l4proto . th dport";
-    for size in SIZES {
-        for (d, pick) in [
-            (Dispatch::Conn, format!("numgen inc mod {size}")),
-            (
-                Dispatch::Source,
-                format!("jhash ip saddr mod {size} seed 0x0"),
-            ),
-        ] {
-            let _ = writeln!(s, "  chain {}_{size} {{", d.as_str());
-            let _ = writeln!(
-                s,
-                "    ip saddr @rs_addrs meta mark set meta mark or {MASQ_MARK:#x}"
-            );
-            let _ = writeln!(s, "    dnat ip to {vs} . {pick} map @slots");
-            s.push_str("  }\n");
-        }
+    let conn = rr::conn_sizes().map(|size| (Dispatch::Conn, size, format!("numgen inc mod {size}")));
+    let source = SIZES.into_iter().map(|size| {
+        (
+            Dispatch::Source,
+            size,
+            format!("jhash ip saddr mod {size} seed 0x0"),
+        )
+    });
+    for (d, size, pick) in conn.chain(source) {
+        let _ = writeln!(s, "  chain {}_{size} {{", d.as_str());
+        let _ = writeln!(
+            s,
+            "    ip saddr @rs_addrs meta mark set meta mark or {MASQ_MARK:#x}"
+        );
+        let _ = writeln!(s, "    dnat ip to {vs} . {pick} map @slots");
+        s.push_str("  }\n");
     }
     for (name, hook, prio) in [
         ("nat_pre", "prerouting", "dstnat"),
@@ -396,8 +400,9 @@ mod tests {
             .text
             .ends_with("add element ip ocean_elb empty { 10.0.0.2 . tcp . 80 }\n"));
         assert_eq!(s.changes, 1 + 7 + 1 + 1);
-        // 20 dispatch chains, 5 hooks: constant whatever the VS count.
-        assert_eq!(s.text.matches("  chain ").count(), 25);
-        assert_eq!(chain_names().len(), 25);
+        // 70 counter and 10 hash dispatch chains, 5 hooks: constant
+        // whatever the VS count.
+        assert_eq!(s.text.matches("  chain ").count(), 85);
+        assert_eq!(chain_names().len(), 85);
     }
 }

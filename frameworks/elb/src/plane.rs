@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use crate::backends::{real_server_of, JobTasks};
 use crate::maglev::{self, Member};
+use crate::rr;
 use crate::spec::{Algorithm, ElbSpec, Protocol};
 
 /// A virtual server: VIP, protocol, port.
@@ -109,6 +110,19 @@ impl SlotTable {
         SlotTable {
             slots: Arc::new(slots),
             built_from: None,
+        }
+    }
+
+    /// The table whose slot `i` is `inputs[owners[i]]`.
+    fn built(inputs: Vec<(RealServer, u32)>, owners: Vec<usize>) -> Self {
+        let slots = owners
+            .into_iter()
+            .enumerate()
+            .map(|(slot, owner)| (slot as u32, inputs[owner].0))
+            .collect();
+        SlotTable {
+            slots: Arc::new(slots),
+            built_from: Some(Arc::new(inputs)),
         }
     }
 
@@ -270,19 +284,22 @@ pub(crate) fn serving(
         return None;
     }
     let weights: Vec<u32> = vs.real_servers.iter().map(|(_, w)| *w).collect();
-    let size = maglev::table_size(&weights, current.map(|(s, _)| s.size));
+    let dispatch = Dispatch::of(vs.algorithm);
+    // A counter needs no consistent hashing: an exact table (see rr).
+    let exact = match dispatch {
+        Dispatch::Conn => rr::exact_size(&weights),
+        Dispatch::Source => None,
+    };
+    let size = exact.unwrap_or_else(|| maglev::table_size(&weights, current.map(|(s, _)| s.size)));
     let inputs = &vs.real_servers;
     let kept = current
         .filter(|(s, t)| s.size == size && t.built_from.as_deref() == Some(inputs))
         .map(|(_, t)| t.clone());
-    let table = kept.unwrap_or_else(|| slot_table(inputs.clone(), size));
-    Some((
-        Service {
-            dispatch: Dispatch::of(vs.algorithm),
-            size,
-        },
-        table,
-    ))
+    let table = kept.unwrap_or_else(|| match exact {
+        Some(_) => SlotTable::built(inputs.clone(), rr::table(&weights)),
+        None => slot_table(inputs.clone(), size),
+    });
+    Some((Service { dispatch, size }, table))
 }
 
 fn slot_table(inputs: Vec<(RealServer, u32)>, size: u32) -> SlotTable {
@@ -295,15 +312,8 @@ fn slot_table(inputs: Vec<(RealServer, u32)>, size: u32) -> SlotTable {
             weight: *weight,
         })
         .collect();
-    let slots = maglev::table(&members, size)
-        .into_iter()
-        .enumerate()
-        .map(|(slot, owner)| (slot as u32, inputs[owner].0))
-        .collect();
-    SlotTable {
-        slots: Arc::new(slots),
-        built_from: Some(Arc::new(inputs)),
-    }
+    let owners = maglev::table(&members, size);
+    SlotTable::built(inputs, owners)
 }
 
 #[cfg(test)]
@@ -356,7 +366,7 @@ mod tests {
     }
 
     #[test]
-    fn two_healthy_backends_fill_seven_slots_and_the_rest_stay_out() {
+    fn two_healthy_backends_fill_one_exact_slot_each_and_the_rest_stay_out() {
         let tasks = [
             task(1, "10.1.0.2", "RUNNING", Some(true)),
             task(2, "10.1.0.3", "RUNNING", None),
@@ -380,7 +390,7 @@ mod tests {
                 vip("10.0.0.1"),
                 Service {
                     dispatch: Dispatch::Conn,
-                    size: 7
+                    size: 2
                 }
             )])
         );
@@ -389,15 +399,11 @@ mod tests {
             .values()
             .copied()
             .collect();
-        assert_eq!(slots.len(), 7);
-        assert_eq!(
-            slots.iter().filter(|r| **r == a).count() + slots.iter().filter(|r| **r == b).count(),
-            7
-        );
-        assert!(slots.contains(&a) && slots.contains(&b));
+        // rr: a counter picks the slot, so one slot each, in order.
+        assert_eq!(slots, vec![a, b]);
         assert_eq!(plane.rs_addrs, BTreeSet::from([a.addr, b.addr]));
         assert!(plane.empty.is_empty());
-        assert_eq!(plane.elements(), 1 + 7 + 2);
+        assert_eq!(plane.elements(), 1 + 2 + 2);
     }
 
     #[test]
@@ -446,10 +452,17 @@ mod tests {
 
     #[test]
     fn a_vs_whose_real_servers_are_unchanged_keeps_its_very_table() {
+        // Exact rr tables and Maglev ones alike.
+        for alg in [Algorithm::Rr, Algorithm::Hash] {
+            unchanged_real_servers_keep_their_table(alg);
+        }
+    }
+
+    fn unchanged_real_servers_keep_their_table(alg: Algorithm) {
         let mut tasks: Vec<Task> = (0..4)
             .map(|i| task(i, &format!("10.1.0.{}", i + 10), "RUNNING", Some(true)))
             .collect();
-        let e = [elb(&["10.0.0.1", "10.0.0.2"], Algorithm::Rr)];
+        let e = [elb(&["10.0.0.1", "10.0.0.2"], alg)];
         let before = desired(&virtual_servers(&e, &|_| tasks.iter().collect()), None);
         let again = desired(
             &virtual_servers(&e, &|_| tasks.iter().collect()),
@@ -512,12 +525,12 @@ mod tests {
         });
         assert_eq!(vss.len(), 1);
         let plane = desired(&vss, None);
-        assert_eq!(plane.services[&vip("10.0.0.1")].size, 13);
+        assert_eq!(plane.services[&vip("10.0.0.1")].size, 10);
         let to_canary = plane.slots[&vip("10.0.0.1")]
             .slots
             .values()
             .filter(|r| r.addr.to_string() == "10.1.0.3")
             .count();
-        assert_eq!(to_canary, 1, "1 of 13 slots at weight 1:9");
+        assert_eq!(to_canary, 1, "1 of 10 slots at weight 1:9");
     }
 }

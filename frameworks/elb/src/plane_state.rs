@@ -198,16 +198,21 @@ mod tests {
     fn a_new_state_keeps_the_installed_table_size() {
         // 20 backends need 61 slots; installed at 127 (it had more), the
         // table stays at 127 rather than reshuffling to 61.
+        // (A client-hash VS: a counter's table is exact, any size.)
+        let hashed = |b: &[u8]| VirtualServer {
+            algorithm: Algorithm::Hash,
+            ..vs(1, b)
+        };
         let backends: Vec<u8> = (10..30).collect();
         let many: Vec<u8> = (10..40).collect();
-        let installed = desired(&[vs(1, &many)], None);
-        assert_eq!(installed.services[&vs(1, &many).key].size, 127);
+        let installed = desired(&[hashed(&many)], None);
+        assert_eq!(installed.services[&hashed(&many).key].size, 127);
         let mut s = PlaneState::default();
-        s.set(&vs(1, &backends), Some(&installed), &mut Delta::default());
-        assert_eq!(s.plane().services[&vs(1, &backends).key].size, 127);
+        s.set(&hashed(&backends), Some(&installed), &mut Delta::default());
+        assert_eq!(s.plane().services[&hashed(&backends).key].size, 127);
         assert_eq!(
             s.plane(),
-            &desired(&[vs(1, &backends)], Some(&installed))
+            &desired(&[hashed(&backends)], Some(&installed))
         );
     }
 }
