@@ -4,7 +4,8 @@
 //! ```text
 //!  ElbSpec ─┐ per VIP × listener port/protocol: a virtual server (VS)
 //!  tasks ───┼─► backends(): RUNNING, not unhealthy, not stopping ─► real servers
-//!  installed sizes ─► maglev::table_size ─► maglev::table ─► slots (VS, i) → RS
+//!  rr/wrr: rr::table (exact, one slot per weight unit) ─┐
+//!  hash: installed sizes ─► maglev::table_size ─► maglev::table ─► slots (VS, i) → RS
 //!                   ▼
 //!  DataPlane { services: VS → (dispatch, size), slots, empty, rs_addrs }
 //! ```
