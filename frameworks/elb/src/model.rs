@@ -246,7 +246,7 @@ impl Model {
                 .owner
                 .entry(vs.key)
                 .or_insert_with(|| key.to_string());
-            if owner == key {
+            if owner.as_str() == key {
                 self.state.set(vs, installed, delta);
             } else {
                 warn!(vs = %vs.key, elb = key, owner = %owner, "VS claimed by another ELB; skipped");

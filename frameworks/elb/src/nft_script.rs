@@ -254,7 +254,7 @@ fn diff(
     };
     let services: Vec<String> = vs
         .iter()
-        .filter(|k| {
+        .filter(|&k| {
             inst.services
                 .get(k)
                 .is_some_and(|s| desired.services.get(k) != Some(s))
@@ -266,13 +266,13 @@ fn diff(
     del("slots", slot_dels, &mut out);
     let empty: Vec<String> = vs
         .iter()
-        .filter(|k| inst.empty.contains(k) && !desired.empty.contains(k))
+        .filter(|&k| inst.empty.contains(k) && !desired.empty.contains(k))
         .map(vs_elem)
         .collect();
     del("empty", empty, &mut out);
     let rs: Vec<String> = addrs
         .iter()
-        .filter(|a| inst.rs_addrs.contains(a) && !desired.rs_addrs.contains(a))
+        .filter(|&a| inst.rs_addrs.contains(a) && !desired.rs_addrs.contains(a))
         .map(|a| a.to_string())
         .collect();
     del("rs_addrs", rs, &mut out);
@@ -282,7 +282,7 @@ fn diff(
     };
     let rs: Vec<String> = addrs
         .iter()
-        .filter(|a| desired.rs_addrs.contains(a) && !inst.rs_addrs.contains(a))
+        .filter(|&a| desired.rs_addrs.contains(a) && !inst.rs_addrs.contains(a))
         .map(|a| a.to_string())
         .collect();
     add("rs_addrs", rs, &mut out);
@@ -297,7 +297,7 @@ fn diff(
     add("services", services, &mut out);
     let empty: Vec<String> = vs
         .iter()
-        .filter(|k| desired.empty.contains(k) && !inst.empty.contains(k))
+        .filter(|&k| desired.empty.contains(k) && !inst.empty.contains(k))
         .map(vs_elem)
         .collect();
     add("empty", empty, &mut out);

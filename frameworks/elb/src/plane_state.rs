@@ -41,7 +41,7 @@ pub struct PlaneState {
     plane: DataPlane,
     /// Each VS as last set: a VS set again unchanged costs a comparison.
     vss: HashMap<VsKey, VirtualServer>,
-    /// How many serving VS use each real-server address.
+    /// How many real servers of the VS held use each address.
     addr_refs: HashMap<Ipv4Addr, u32>,
 }
 
@@ -69,25 +69,24 @@ impl PlaneState {
             None => installed.and_then(|p| p.serving(&vs.key)),
         };
         let next = serving(vs, current);
-        self.remove(&vs.key, delta);
+        // The new addresses are counted before the old ones are let go, so
+        // an address the VS keeps never leaves rs_addrs (nor the delta).
+        self.count(vs, delta);
+        if let Some(old) = self.vss.insert(vs.key, vs.clone()) {
+            self.uncount(&old, delta);
+        }
         match next {
             None => {
+                self.plane.services.remove(&vs.key);
+                self.plane.slots.remove(&vs.key);
                 self.plane.empty.insert(vs.key);
             }
             Some((service, table)) => {
+                self.plane.empty.remove(&vs.key);
                 self.plane.services.insert(vs.key, service);
                 self.plane.slots.insert(vs.key, table);
-                for (rs, _) in &vs.real_servers {
-                    let n = self.addr_refs.entry(rs.addr).or_insert(0);
-                    *n += 1;
-                    if *n == 1 {
-                        self.plane.rs_addrs.insert(rs.addr);
-                        delta.addrs.insert(rs.addr);
-                    }
-                }
             }
         }
-        self.vss.insert(vs.key, vs.clone());
         delta.vs.insert(vs.key);
     }
 
@@ -96,21 +95,35 @@ impl PlaneState {
         let Some(old) = self.vss.remove(key) else {
             return;
         };
+        self.uncount(&old, delta);
         self.plane.empty.remove(key);
-        if self.plane.services.remove(key).is_some() {
-            self.plane.slots.remove(key);
-            for (rs, _) in &old.real_servers {
-                if let Some(n) = self.addr_refs.get_mut(&rs.addr) {
-                    *n -= 1;
-                    if *n == 0 {
-                        self.addr_refs.remove(&rs.addr);
-                        self.plane.rs_addrs.remove(&rs.addr);
-                        delta.addrs.insert(rs.addr);
-                    }
+        self.plane.services.remove(key);
+        self.plane.slots.remove(key);
+        delta.vs.insert(*key);
+    }
+
+    fn count(&mut self, vs: &VirtualServer, delta: &mut Delta) {
+        for (rs, _) in &vs.real_servers {
+            let n = self.addr_refs.entry(rs.addr).or_insert(0);
+            *n += 1;
+            if *n == 1 {
+                self.plane.rs_addrs.insert(rs.addr);
+                delta.addrs.insert(rs.addr);
+            }
+        }
+    }
+
+    fn uncount(&mut self, vs: &VirtualServer, delta: &mut Delta) {
+        for (rs, _) in &vs.real_servers {
+            if let Some(n) = self.addr_refs.get_mut(&rs.addr) {
+                *n -= 1;
+                if *n == 0 {
+                    self.addr_refs.remove(&rs.addr);
+                    self.plane.rs_addrs.remove(&rs.addr);
+                    delta.addrs.insert(rs.addr);
                 }
             }
         }
-        delta.vs.insert(*key);
     }
 }
 
