@@ -325,6 +325,8 @@ mod tests {
             job_id: job(v),
             state: "RUNNING".into(),
             address: format!("10.1.{v}.{}", n + 10),
+            // No job record in these views: its tasks wait for a verdict.
+            healthy: Some(true),
             ports: vec![TaskPort {
                 name: "http".into(),
                 port: 8080,
