@@ -53,7 +53,12 @@ fn plane_of(others: usize) -> anyhow::Result<Vec<VirtualServer>> {
             .map(|r| {
                 let n = v * 20 + r;
                 RealServer {
-                    addr: std::net::Ipv4Addr::new(10, 201 + (n / 65536) as u8, (n / 256) as u8, n as u8),
+                    addr: std::net::Ipv4Addr::new(
+                        10,
+                        201 + (n / 65536) as u8,
+                        (n / 256) as u8,
+                        n as u8,
+                    ),
                     port: 8080,
                 }
             })
@@ -89,11 +94,8 @@ fn connect_latency_at_2000_vs_is_within_5_percent_of_10_vs() -> anyhow::Result<(
     let mut net = setup(1, false)?;
     let echo = ocean_bin().with_file_name("ocean-echo");
     net.backends[0].spawn(&[&echo.to_string_lossy(), "b0", "8080"])?;
-    net.client.exec(&[
-        "sysctl",
-        "-qw",
-        "net.ipv4.ip_local_port_range=1024 65535",
-    ])?;
+    net.client
+        .exec(&["sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65535"])?;
     let mut p = Programmer::new(Box::new(NftLib::open(Some(&net.lb.name))?));
     let small = desired(&plane_of(9)?, None);
     let large = desired(&plane_of(1_999)?, None);

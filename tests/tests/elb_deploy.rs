@@ -90,11 +90,8 @@ fn load(ns: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<anyhow::Re
 async fn a_rolling_deploy_behind_the_elb_fails_no_connection() -> anyhow::Result<()> {
     let net = setup(3, false)?;
     // Thousands of short connections to one VIP:port: every source port.
-    net.client.exec(&[
-        "sysctl",
-        "-qw",
-        "net.ipv4.ip_local_port_range=1024 65535",
-    ])?;
+    net.client
+        .exec(&["sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65535"])?;
     let dir = tempfile::tempdir()?;
     for (i, b) in net.backends.iter().enumerate() {
         std::fs::write(dir.path().join(format!("ns-b{i}")), &b.name)?;

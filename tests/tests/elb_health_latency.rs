@@ -123,7 +123,10 @@ async fn health_changes_reach_the_data_plane_within_300_ms_p99() -> anyhow::Resu
             }
             let deadline = flipped + Duration::from_secs(10);
             while holds()? == red {
-                anyhow::ensure!(Instant::now() < deadline, "flip {n}: the plane did not follow");
+                anyhow::ensure!(
+                    Instant::now() < deadline,
+                    "flip {n}: the plane did not follow"
+                );
                 std::thread::sleep(Duration::from_millis(1));
             }
             marks.push((flipped, Instant::now()));

@@ -234,7 +234,8 @@ impl Model {
         }
         let mut released = Vec::new();
         for k in &old.vs {
-            if !vss.iter().any(|v| v.key == *k) && self.owner.get(k).map(String::as_str) == Some(key)
+            if !vss.iter().any(|v| v.key == *k)
+                && self.owner.get(k).map(String::as_str) == Some(key)
             {
                 self.owner.remove(k);
                 self.state.remove(k, delta);
@@ -242,10 +243,7 @@ impl Model {
             }
         }
         for vs in &vss {
-            let owner = self
-                .owner
-                .entry(vs.key)
-                .or_insert_with(|| key.to_string());
+            let owner = self.owner.entry(vs.key).or_insert_with(|| key.to_string());
             if owner.as_str() == key {
                 self.state.set(vs, installed, delta);
             } else {
@@ -358,10 +356,7 @@ mod tests {
             .filter_map(|e| decode(&e.key, &e.value).ok())
             .filter(|s| idc.is_none_or(|i| s.idc == i))
             .collect();
-        desired(
-            &virtual_servers(&elbs, &|j| m.tasks_of(view, j)),
-            installed,
-        )
+        desired(&virtual_servers(&elbs, &|j| m.tasks_of(view, j)), installed)
     }
 
     fn snapshot(elbs: &[ElbSpec], tasks: Vec<Task>) -> Event {
@@ -379,7 +374,9 @@ mod tests {
     #[test]
     fn a_task_change_recomputes_its_elb_only_and_matches_a_full_computation() {
         let elbs: Vec<ElbSpec> = (0..3).map(|v| elb(v, "c3")).collect();
-        let tasks = (0..3).flat_map(|v| (0..4).map(move |n| task(v, n))).collect();
+        let tasks = (0..3)
+            .flat_map(|v| (0..4).map(move |n| task(v, n)))
+            .collect();
         let mut view = View::new(NAMESPACE);
         let mut m = Model::new(None);
         apply(&mut m, &mut view, snapshot(&elbs, tasks));
@@ -394,8 +391,14 @@ mod tests {
         apply(&mut m, &mut view, ev(2, event::Kind::TaskPut(t.clone())));
         let c = m.update(&view, None);
         assert!(!c.full);
-        assert_eq!(c.delta.vs, BTreeSet::from([elb(1, "c3").endpoints_keys()[0]]));
-        assert_eq!(c.delta.addrs, BTreeSet::from(["10.1.1.12".parse().unwrap()]));
+        assert_eq!(
+            c.delta.vs,
+            BTreeSet::from([elb(1, "c3").endpoints_keys()[0]])
+        );
+        assert_eq!(
+            c.delta.addrs,
+            BTreeSet::from(["10.1.1.12".parse().unwrap()])
+        );
         assert_eq!(m.plane(), &from_scratch(&view, None, Some(&before)));
         // Its tables are the very ones of before, but ELB 1's.
         for v in [0, 2] {
@@ -415,7 +418,10 @@ mod tests {
         other.id = "cop.other_job.x.1".into();
         apply(&mut m, &mut view, ev(4, event::Kind::TaskPut(other)));
         let c = m.update(&view, None);
-        assert_eq!(c.delta.vs, BTreeSet::from([elb(2, "c3").endpoints_keys()[0]]));
+        assert_eq!(
+            c.delta.vs,
+            BTreeSet::from([elb(2, "c3").endpoints_keys()[0]])
+        );
         assert_eq!(m.plane(), &from_scratch(&view, None, Some(&mid)));
 
         // Nothing noted: nothing to do.
@@ -425,14 +431,24 @@ mod tests {
     #[test]
     fn elbs_come_go_and_move_between_idcs() {
         let elbs: Vec<ElbSpec> = (0..2).map(|v| elb(v, "c3")).collect();
-        let tasks = (0..3).flat_map(|v| (0..2).map(move |n| task(v, n))).collect();
+        let tasks = (0..3)
+            .flat_map(|v| (0..2).map(move |n| task(v, n)))
+            .collect();
         let mut view = View::new(NAMESPACE);
         let mut m = Model::new(Some("c3".into()));
         apply(&mut m, &mut view, snapshot(&elbs, tasks));
         m.update(&view, None);
         // A new ELB of this idc, one moved to another idc, one deleted.
-        apply(&mut m, &mut view, ev(2, event::Kind::KvPut(kv(&elb(2, "c3"), 2))));
-        apply(&mut m, &mut view, ev(3, event::Kind::KvPut(kv(&elb(1, "c4"), 3))));
+        apply(
+            &mut m,
+            &mut view,
+            ev(2, event::Kind::KvPut(kv(&elb(2, "c3"), 2))),
+        );
+        apply(
+            &mut m,
+            &mut view,
+            ev(3, event::Kind::KvPut(kv(&elb(1, "c4"), 3))),
+        );
         let c = m.update(&view, None);
         assert_eq!(
             c.delta.vs,
@@ -444,7 +460,11 @@ mod tests {
         let before = m.plane().clone();
         assert_eq!(m.plane(), &from_scratch(&view, Some("c3"), None));
         assert_eq!(m.plane().services.len(), 2);
-        apply(&mut m, &mut view, ev(4, event::Kind::KvDeleted(kv(&elb(0, "c3"), 4))));
+        apply(
+            &mut m,
+            &mut view,
+            ev(4, event::Kind::KvDeleted(kv(&elb(0, "c3"), 4))),
+        );
         m.update(&view, None);
         assert_eq!(m.plane(), &from_scratch(&view, Some("c3"), Some(&before)));
         assert_eq!(m.plane().services.len(), 1);
@@ -457,7 +477,9 @@ mod tests {
         let a = elb(0, "c3");
         let mut b = elb(1, "c3");
         b.vips = a.vips.clone();
-        let tasks = (0..2).flat_map(|v| (0..2).map(move |n| task(v, n))).collect();
+        let tasks = (0..2)
+            .flat_map(|v| (0..2).map(move |n| task(v, n)))
+            .collect();
         let mut view = View::new(NAMESPACE);
         let mut m = Model::new(None);
         apply(&mut m, &mut view, snapshot(&[a.clone(), b.clone()], tasks));

@@ -23,9 +23,9 @@ use std::fmt::Write;
 use std::net::Ipv4Addr;
 
 use crate::maglev::SIZES;
-use crate::rr;
 use crate::plane::{DataPlane, Dispatch, RealServer, Service, SlotTable, VsKey};
 use crate::plane_state::Delta;
+use crate::rr;
 
 /// The table's name (family `ip`).
 pub const TABLE: &str = "ocean_elb";
@@ -79,7 +79,8 @@ pub fn skeleton() -> String {
         "  map slots { typeof ip daddr . meta l4proto . th dport . numgen inc mod 7 : ip daddr . th dport; }\n",
     );
     let vs = "ip daddr . meta l4proto . th dport";
-    let conn = rr::conn_sizes().map(|size| (Dispatch::Conn, size, format!("numgen inc mod {size}")));
+    let conn =
+        rr::conn_sizes().map(|size| (Dispatch::Conn, size, format!("numgen inc mod {size}")));
     let source = SIZES.into_iter().map(|size| {
         (
             Dispatch::Source,

@@ -223,9 +223,6 @@ mod tests {
         let mut s = PlaneState::default();
         s.set(&hashed(&backends), Some(&installed), &mut Delta::default());
         assert_eq!(s.plane().services[&hashed(&backends).key].size, 127);
-        assert_eq!(
-            s.plane(),
-            &desired(&[hashed(&backends)], Some(&installed))
-        );
+        assert_eq!(s.plane(), &desired(&[hashed(&backends)], Some(&installed)));
     }
 }

@@ -92,7 +92,11 @@ impl Programmer {
     /// plane synced only in the keys `delta` names: the diff and the
     /// bookkeeping cost those keys. Falls back to the whole diff when the
     /// kernel must be read back first (at start, after a failed apply).
-    pub fn sync_delta(&mut self, desired: &DataPlane, delta: &Delta) -> Result<Applied, ProgramError> {
+    pub fn sync_delta(
+        &mut self,
+        desired: &DataPlane,
+        delta: &Delta,
+    ) -> Result<Applied, ProgramError> {
         if !self.read || self.fresh {
             return self.sync(desired);
         }
