@@ -494,6 +494,111 @@ mod tests {
         assert_eq!(m.plane().rs_addrs.len(), 2);
     }
 
+    /// Random watch events against a model of idc c3: after every update
+    /// the plane equals a computation from scratch, and the delta's script
+    /// equals the whole diff's (nothing the change touched is missed).
+    #[test]
+    fn random_events_keep_the_incremental_plane_and_script_exact() {
+        use crate::nft::MemoryNft;
+        use crate::nft_script::{script, script_delta};
+        use crate::programmer::Programmer;
+        use ocean_client::api::Job;
+
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rnd = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let elbs: Vec<ElbSpec> = (0..6)
+            .map(|v| elb(v, if v % 3 == 2 { "c4" } else { "c3" }))
+            .collect();
+        let mut tasks: Vec<Task> = (0..6)
+            .flat_map(|v| (0..4).map(move |n| task(v, n)))
+            .collect();
+        let mut view = View::new(NAMESPACE);
+        let mut m = Model::new(Some("c3".into()));
+        apply(&mut m, &mut view, snapshot(&elbs, tasks.clone()));
+        let mut prog = Programmer::new(Box::new(MemoryNft::default()));
+        let c = m.update(&view, prog.installed());
+        assert!(c.full);
+        prog.sync(m.plane()).unwrap();
+        let mut version = 2;
+        let mut rev = 2;
+        let mut next_task = 10;
+        for step in 0..400 {
+            for _ in 0..=rnd(3) {
+                version += 1;
+                let kind = match rnd(7) {
+                    0 | 1 => {
+                        let i = rnd(tasks.len());
+                        let t = &mut tasks[i];
+                        t.healthy = Some(t.healthy != Some(true));
+                        event::Kind::TaskPut(t.clone())
+                    }
+                    2 if tasks.len() > 4 => {
+                        let t = tasks.swap_remove(rnd(tasks.len()));
+                        event::Kind::TaskRemoved(t.id)
+                    }
+                    2 | 3 => {
+                        let v = rnd(6);
+                        let mut t = task(v, next_task);
+                        t.address = format!("10.2.{v}.{}", next_task % 250);
+                        // Without a verdict yet: in only if its job has
+                        // no health checks.
+                        if rnd(2) == 0 {
+                            t.healthy = None;
+                        }
+                        next_task += 1;
+                        tasks.push(t.clone());
+                        event::Kind::TaskPut(t)
+                    }
+                    4 => {
+                        // An ELB changes idc or the job it fronts.
+                        let v = rnd(6);
+                        let mut e = elb(v, if rnd(3) == 0 { "c4" } else { "c3" });
+                        e.listeners[0].backend_job = job(rnd(6));
+                        rev += 1;
+                        event::Kind::KvPut(kv(&e, rev))
+                    }
+                    5 => {
+                        rev += 1;
+                        event::Kind::KvDeleted(kv(&elb(rnd(6), "c3"), rev))
+                    }
+                    _ => {
+                        // A job gains or loses health checks: its tasks
+                        // without a verdict come or go.
+                        let v = rnd(6);
+                        let checks = if rnd(2) == 0 { "[{}]" } else { "[]" };
+                        event::Kind::JobPut(Job {
+                            id: job(v),
+                            spec_json: format!(r#"{{"health_checks":{checks}}}"#).into_bytes(),
+                            updated_version: version,
+                            ..Default::default()
+                        })
+                    }
+                };
+                apply(&mut m, &mut view, ev(version, kind));
+            }
+            let before = prog.installed().cloned().unwrap();
+            let c = m.update(&view, prog.installed());
+            assert!(!c.full);
+            assert_eq!(
+                m.plane(),
+                &from_scratch(&view, Some("c3"), Some(&before)),
+                "step {step}"
+            );
+            assert_eq!(
+                script_delta(&before, m.plane(), &c.delta),
+                script(Some(&before), m.plane()),
+                "step {step}"
+            );
+            prog.sync_delta(m.plane(), &c.delta).unwrap();
+            assert_eq!(prog.installed(), Some(m.plane()), "step {step}");
+        }
+    }
+
     trait Keys {
         fn endpoints_keys(&self) -> Vec<VsKey>;
     }
