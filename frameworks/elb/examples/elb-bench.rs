@@ -7,7 +7,7 @@
 //! docs/benchmarks.md records.
 //!
 //! ```text
-//! cargo run -p ocean-elb --release --example elb-bench -- --vs 2000 --rs 20 --changes 200 [--nft-binary 1]
+//! cargo run -p ocean-elb --release --example elb-bench -- --vs 2000 --rs 20 --changes 200 [--nft-binary 1] [--hash 1]
 //! ```
 
 use std::time::{Duration, Instant};
@@ -59,6 +59,13 @@ fn main() -> anyhow::Result<()> {
     let n_vs = arg("--vs", 2000);
     let n_rs = arg("--rs", 20);
     let changes = arg("--changes", 200);
+    // `--hash 1`: client-hash VS (Maglev tables) instead of rr (exact).
+    let algorithm = if arg("--hash", 0) == 1 {
+        Algorithm::Hash
+    } else {
+        Algorithm::Rr
+    };
+    println!("algorithm: {algorithm:?}");
     let ns = format!("elb-bench-{}", std::process::id());
     let ok = std::process::Command::new("ip")
         .args(["netns", "add", &ns])
@@ -90,7 +97,7 @@ fn main() -> anyhow::Result<()> {
                 protocol: Protocol::Tcp,
                 backend_job: job(v),
                 backend_port_name: "http".into(),
-                algorithm: Algorithm::Rr,
+                algorithm,
                 weight: 1,
             }],
             domain: None,
