@@ -2,20 +2,25 @@
 //! apply of `--vs` virtual servers with `--rs` real servers each, then
 //! `--changes` one-VS changes (one real server of a random VS turns
 //! unhealthy or back), each computed (model, diff) and applied by the real
-//! `nft`. Prints the figures docs/benchmarks.md records.
+//! `nft`. The changes take the agent's path: a watch event noted by the
+//! model, which recomputes only the ELB it touches. Prints the figures
+//! docs/benchmarks.md records.
 //!
 //! ```text
-//! cargo run -p ocean-elb --release --example elb-bench -- --vs 2000 --rs 20 --changes 200 [--nft-binary 1]
+//! cargo run -p ocean-elb --release --example elb-bench -- --vs 2000 --rs 20 --changes 200 [--nft-binary 1] [--hash 1]
 //! ```
 
 use std::time::{Duration, Instant};
 
-use ocean_client::api::{Task, TaskPort};
+use ocean_client::api::event::Kind;
+use ocean_client::api::{Event, KvEntry, Snapshot, Task, TaskPort};
+use ocean_elb::model::Model;
 use ocean_elb::nft::NftCommand;
 use ocean_elb::nft_lib::NftLib;
-use ocean_elb::plane::{desired, virtual_servers};
 use ocean_elb::programmer::Programmer;
 use ocean_elb::spec::{Algorithm, ElbSpec, Listener, Network, Protocol};
+use ocean_elb::{store, NAMESPACE};
+use ocean_framework::View;
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
@@ -54,6 +59,13 @@ fn main() -> anyhow::Result<()> {
     let n_vs = arg("--vs", 2000);
     let n_rs = arg("--rs", 20);
     let changes = arg("--changes", 200);
+    // `--hash 1`: client-hash VS (Maglev tables) instead of rr (exact).
+    let algorithm = if arg("--hash", 0) == 1 {
+        Algorithm::Hash
+    } else {
+        Algorithm::Rr
+    };
+    println!("algorithm: {algorithm:?}");
     let ns = format!("elb-bench-{}", std::process::id());
     let ok = std::process::Command::new("ip")
         .args(["netns", "add", &ns])
@@ -85,40 +97,58 @@ fn main() -> anyhow::Result<()> {
                 protocol: Protocol::Tcp,
                 backend_job: job(v),
                 backend_port_name: "http".into(),
-                algorithm: Algorithm::Rr,
+                algorithm,
                 weight: 1,
             }],
             domain: None,
         })
         .collect();
-    let mut tasks: Vec<Vec<Task>> = (0..n_vs)
-        .map(|v| {
-            (0..n_rs)
-                .map(|r| {
-                    let n = v * n_rs + r;
-                    Task {
-                        id: format!("{}.{r}", job(v)),
-                        job_id: job(v),
-                        state: "RUNNING".into(),
-                        address: format!("10.{}.{}.{}", n / 65536, (n / 256) % 256, n % 256),
-                        healthy: Some(true),
-                        ports: vec![TaskPort {
-                            name: "http".into(),
-                            port: 8080,
-                        }],
-                        ..Default::default()
-                    }
-                })
-                .collect()
+    let mut tasks: Vec<Task> = (0..n_vs)
+        .flat_map(|v| {
+            (0..n_rs).map(move |r| {
+                let n = v * n_rs + r;
+                Task {
+                    id: format!("{}.{r}", job(v)),
+                    job_id: job(v),
+                    state: "RUNNING".into(),
+                    address: format!("10.{}.{}.{}", n / 65536, (n / 256) % 256, n % 256),
+                    healthy: Some(true),
+                    ports: vec![TaskPort {
+                        name: "http".into(),
+                        port: 8080,
+                    }],
+                    ..Default::default()
+                }
+            })
         })
         .collect();
-    let index = |j: &str| -> usize {
-        j.split("_job.j")
-            .nth(1)
-            .and_then(|s| s.split('_').next())
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0)
+    // The agent's own path: a view fed by watch events, the model noting
+    // what each event touched.
+    let ev = |version: u64, kind: Kind| Event {
+        version,
+        kind: Some(kind),
+        last_of_version: true,
     };
+    let snapshot = Snapshot {
+        version: 1,
+        tasks: tasks.clone(),
+        kv: elbs
+            .iter()
+            .map(|e| KvEntry {
+                namespace: NAMESPACE.into(),
+                key: store::key(&e.name),
+                value: serde_json::to_vec(e).expect("an ELB serialises"),
+                revision: 1,
+                created_revision: 1,
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let mut view = View::new(NAMESPACE);
+    let mut model = Model::new(None);
+    let first = ev(1, Kind::Snapshot(snapshot));
+    model.note(&view, &first);
+    view.apply(first);
     // `--nft-binary 1` measures the `nft` binary instead of the library.
     let mut p = if arg("--nft-binary", 0) == 1 {
         println!("nft: the binary");
@@ -131,17 +161,17 @@ fn main() -> anyhow::Result<()> {
     };
 
     let t0 = Instant::now();
-    let vss = virtual_servers(&elbs, &|j| tasks[index(j)].iter().collect());
-    let plane = desired(&vss, p.installed());
-    let model = t0.elapsed();
-    let applied = p.sync(&plane)?;
+    model.update(&view, p.installed());
+    let plane = model.plane();
+    let model_took = t0.elapsed();
+    let applied = p.sync(plane)?;
     let cold = t0.elapsed();
     println!(
         "cold apply: {n_vs} VS / {} RS, {} elements: {:?} total (model {:?}, nft {:?})",
         n_vs * n_rs,
         plane.elements(),
         cold,
-        model,
+        model_took,
         applied.took
     );
 
@@ -149,19 +179,21 @@ fn main() -> anyhow::Result<()> {
     let mut nft_times = Vec::new();
     let mut cpu_times = Vec::new();
     let mut seed = 0x2545_f491_4f6c_dd1du64;
-    for _ in 0..changes {
+    for i in 0..changes {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let v = (seed as usize) % n_vs;
         let r = (seed as usize / n_vs) % n_rs;
-        let t = &mut tasks[v][r];
+        let t = &mut tasks[v * n_rs + r];
         t.healthy = Some(t.healthy != Some(true));
+        let e = ev(2 + i as u64, Kind::TaskPut(t.clone()));
         let start = Instant::now();
         let cpu0 = cpu();
-        let vss = virtual_servers(&elbs, &|j| tasks[index(j)].iter().collect());
-        let plane = desired(&vss, p.installed());
-        let a = p.sync(&plane)?;
+        model.note(&view, &e);
+        view.apply(e);
+        let c = model.update(&view, p.installed());
+        let a = p.sync_delta(model.plane(), &c.delta)?;
         times.push(start.elapsed());
         cpu_times.push(cpu() - cpu0);
         nft_times.push(a.took);

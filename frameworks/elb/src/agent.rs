@@ -3,13 +3,12 @@
 //! hold the data plane they imply.
 //!
 //! ```text
-//!  follow_versions ─► View ─► (ELBs of this idc, tasks) ─► plane::desired ─► Programmer::sync
+//!  follow_versions ─► Model::note(event) ─► View ─► Model::update (the ELBs the events
+//!                     touched) ─► Programmer::sync_delta (those VS only)
 //!        ▲ versions that arrived meanwhile are folded in before the sync
 //!        └── resync: read the kernel back every `resync`, repair drift
 //! ```
 
-use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,11 +19,8 @@ use ocean_framework::View;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::backends::{has_health_checks, JobTasks};
-use crate::plane::{desired, virtual_servers, DataPlane};
+use crate::model::Model;
 use crate::programmer::{Applied, ProgramError, Programmer};
-use crate::spec::ElbSpec;
-use crate::store::{decode, PREFIX};
 use crate::NAMESPACE;
 
 /// How the agent runs.
@@ -58,97 +54,36 @@ pub struct SyncReport {
     pub elements: usize,
 }
 
-/// What the agent keeps between syncs so that a change costs what
-/// changed: each ELB decoded once per revision of its key, and whether
-/// each backend job has health checks once per update of the job.
-#[derive(Debug, Default)]
-pub struct Model {
-    /// By key, in key order (as the view lists them).
-    elbs: BTreeMap<String, (u64, Option<ElbSpec>)>,
-    checked: RefCell<HashMap<String, (u64, bool)>>,
-}
-
-impl Model {
-    /// Brings the decoded ELBs up to `view`: a key decodes again only
-    /// when its revision moved; unreadable ones are kept as `None` (and
-    /// logged once per revision); deleted keys are dropped.
-    fn refresh_elbs(&mut self, view: &View) {
-        let mut seen = HashSet::new();
-        for e in view.keys_under(PREFIX) {
-            seen.insert(e.key.as_str());
-            if self
-                .elbs
-                .get(&e.key)
-                .is_some_and(|(rev, _)| *rev == e.revision)
-            {
-                continue;
-            }
-            let spec = decode(&e.key, &e.value)
-                .map_err(|error| warn!(%error, "skipping an ELB"))
-                .ok();
-            self.elbs.insert(e.key.clone(), (e.revision, spec));
-        }
-        self.elbs.retain(|k, _| seen.contains(k.as_str()));
-    }
-
-    /// The tasks of `job` in `view` (task ids are `<job id>.<suffix>`),
-    /// and whether the job has health checks (unknown job: assumed to).
-    pub fn tasks_of<'v>(&self, view: &'v View, job: &str) -> JobTasks<'v> {
-        let prefix = format!("{job}.");
-        let tasks = view
-            .tasks
-            .range(prefix.clone()..)
-            .take_while(|(k, _)| k.starts_with(&prefix))
-            .map(|(_, t)| t)
-            .filter(|t| t.job_id == job)
-            .collect();
-        let checked = match view.jobs.get(job) {
-            None => true,
-            Some(j) => {
-                let mut cache = self.checked.borrow_mut();
-                match cache.get(job) {
-                    Some((v, c)) if *v == j.updated_version => *c,
-                    _ => {
-                        let c = has_health_checks(&j.spec_json);
-                        cache.insert(job.to_string(), (j.updated_version, c));
-                        c
-                    }
-                }
-            }
-        };
-        JobTasks { tasks, checked }
-    }
-
-    /// The data plane `view` implies, given what is installed.
-    pub fn plane(
-        &mut self,
-        view: &View,
-        idc: Option<&str>,
-        installed: Option<&DataPlane>,
-    ) -> DataPlane {
-        self.refresh_elbs(view);
-        // Borrowed, not cloned: a sync walks every ELB, a change touches one.
-        let elbs = self
-            .elbs
-            .values()
-            .filter_map(|(_, spec)| spec.as_ref())
-            .filter(|s| idc.is_none_or(|i| s.idc == i));
-        let vss = virtual_servers(elbs, &|job| self.tasks_of(view, job));
-        self.checked
-            .borrow_mut()
-            .retain(|job, _| view.jobs.contains_key(job));
-        desired(&vss, installed)
-    }
-}
-
-async fn sync(
+/// What the nft worker thread takes and hands back on every sync: moved,
+/// not cloned, so a change costs what changed.
+struct Worker {
     programmer: Programmer,
-    plane: DataPlane,
-) -> (Programmer, Result<Applied, ProgramError>) {
-    let mut p = programmer;
+    model: Model,
+    view: View,
+}
+
+impl Worker {
+    /// Brings the model up to the view and the kernel up to the model.
+    fn sync(&mut self) -> (Result<Applied, ProgramError>, usize) {
+        let changes = self.model.update(&self.view, self.programmer.installed());
+        let plane = self.model.plane();
+        let r = if changes.full {
+            self.programmer.sync(plane)
+        } else {
+            self.programmer.sync_delta(plane, &changes.delta)
+        };
+        (r, plane.elements())
+    }
+}
+
+/// Runs `f` on the worker in a blocking thread (nft waits on netlink).
+async fn on_worker<T: Send + 'static>(
+    mut w: Worker,
+    f: impl FnOnce(&mut Worker) -> T + Send + 'static,
+) -> (Worker, T) {
     match tokio::task::spawn_blocking(move || {
-        let r = p.sync(&plane);
-        (p, r)
+        let out = f(&mut w);
+        (w, out)
     })
     .await
     {
@@ -161,7 +96,7 @@ async fn sync(
 /// (if given).
 pub async fn run(
     client: Arc<dyn Client>,
-    mut programmer: Programmer,
+    programmer: Programmer,
     opts: AgentOptions,
     mut shutdown: watch::Receiver<bool>,
     reports: Option<tokio::sync::mpsc::UnboundedSender<SyncReport>>,
@@ -174,8 +109,11 @@ pub async fn run(
         ..Default::default()
     };
     let mut versions = ocean_client::follow_versions(client, req);
-    let mut view = View::new(NAMESPACE);
-    let mut model = Model::default();
+    let mut w = Worker {
+        programmer,
+        model: Model::new(opts.idc.clone()),
+        view: View::new(NAMESPACE),
+    };
     let mut ready = false;
     let mut resync = tokio::time::interval(opts.resync);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -189,12 +127,8 @@ pub async fn run(
                 }
                 arrived = Instant::now();
                 // Repair drift: read the kernel back before the diff.
-                let (p, r) = tokio::task::spawn_blocking(move || {
-                    let mut p = programmer;
-                    let r = p.refresh();
-                    (p, r)
-                }).await.unwrap_or_else(|e| panic!("the nft worker panicked: {e}"));
-                programmer = p;
+                let (back, r) = on_worker(w, |w| w.programmer.refresh()).await;
+                w = back;
                 if let Err(error) = r {
                     warn!(%error, "reading the data plane back failed");
                 }
@@ -204,12 +138,14 @@ pub async fn run(
                     arrived = Instant::now();
                     for ev in events {
                         ready |= matches!(ev.kind, Some(ocean_client::api::event::Kind::Snapshot(_)));
-                        view.apply(ev);
+                        w.model.note(&w.view, &ev);
+                        w.view.apply(ev);
                     }
                     // Fold in whatever else already arrived: one sync for a burst.
                     while let Some(Some(Ok(more))) = versions.next().now_or_never() {
                         for ev in more {
-                            view.apply(ev);
+                            w.model.note(&w.view, &ev);
+                            w.view.apply(ev);
                         }
                     }
                     if !ready {
@@ -223,16 +159,14 @@ pub async fn run(
                 None => return,
             },
         }
-        let plane = model.plane(&view, opts.idc.as_deref(), programmer.installed());
-        let elements = plane.elements();
-        let (p, r) = sync(programmer, plane).await;
-        programmer = p;
+        let (back, (r, elements)) = on_worker(w, Worker::sync).await;
+        w = back;
         match r {
             Ok(applied) => {
                 let latency = arrived.elapsed();
                 if applied.changes > 0 {
                     info!(
-                        version = view.version,
+                        version = w.view.version,
                         changes = applied.changes,
                         full = applied.full,
                         latency_ms = latency.as_millis() as u64,
@@ -241,14 +175,14 @@ pub async fn run(
                 }
                 if let Some(tx) = &reports {
                     let _ = tx.send(SyncReport {
-                        version: view.version,
+                        version: w.view.version,
                         latency,
                         applied,
                         elements,
                     });
                 }
             }
-            Err(error) => warn!(%error, version = view.version, "data plane not updated"),
+            Err(error) => warn!(%error, version = w.view.version, "data plane not updated"),
         }
     }
 }

@@ -6,15 +6,19 @@
 //! ```text
 //!  REST /v1/elbs (http) ──► store (kv `elb/elbs/<name>`, CAS) ──► masters
 //!                                                                  │ watch
-//!  agent: View (ELBs + tasks) ─► plane::virtual_servers ─► plane::desired (maglev)
-//!         ─► programmer: nft_script::script(installed, desired) ─► nft -f (one transaction)
+//!  agent: View (ELBs + tasks) ─► model: only the ELBs an event touched ─► plane::virtual_servers
+//!         ─► plane_state (per VS, maglev) ─► programmer: nft_script::script_delta(installed,
+//!            desired, the keys that changed) ─► libnftables (one transaction)
 //!  keepalived: VRRP config for the VIPs; LVS export of the same VS/RS
 //! ```
 //!
 //! - [`spec`]: the ELB object, validation naming the field, conflicts.
 //! - [`backends`]: which tasks take traffic (the one rule).
-//! - [`maglev`]: consistent-hash slot tables.
+//! - [`maglev`]: consistent-hash slot tables (client-hash VS).
+//! - [`rr`]: exact weighted tables (counter-dispatched VS).
 //! - [`plane`]: the desired data plane (pure).
+//! - [`plane_state`], [`model`]: the plane kept up to date per VS, and
+//!   the agent's model that recomputes only what a watch event touched.
 //! - [`nft_script`], [`nft_read`]: the table as text, diffs, and reading back.
 //! - [`nft`]: the OS boundary (real `nft`, a test double).
 //! - [`programmer`]: one transaction per change, read back on failure.
@@ -28,12 +32,15 @@ pub mod backends;
 pub mod http;
 pub mod keepalived;
 pub mod maglev;
+pub mod model;
 pub mod nft;
 pub mod nft_lib;
 pub mod nft_read;
 pub mod nft_script;
 pub mod plane;
+pub mod plane_state;
 pub mod programmer;
+pub mod rr;
 pub mod spec;
 pub mod status;
 pub mod store;

@@ -11,17 +11,21 @@
 //!  reject_in/_fwd:     daddr . l4proto . dport in @empty ──► TCP RST / ICMP unreachable
 //! ```
 //!
-//! Chains exist once per slot-table size (`maglev::SIZES`), so the rules do
-//! not grow with the number of virtual servers; VS and real servers are
+//! Chains exist once per slot-table size (`rr::conn_sizes` for the
+//! counter, `maglev::SIZES` for the client hash), so the rules do not grow
+//! with the number of virtual servers; VS and real servers are
 //! elements of the sets and maps. A change is the elements that differ,
 //! deletes before adds, in one script `nft -f` applies as one transaction:
 //! the kernel holds the old state or the new, never a mix.
 
 use std::collections::BTreeSet;
 use std::fmt::Write;
+use std::net::Ipv4Addr;
 
 use crate::maglev::SIZES;
 use crate::plane::{DataPlane, Dispatch, RealServer, Service, SlotTable, VsKey};
+use crate::plane_state::Delta;
+use crate::rr;
 
 /// The table's name (family `ip`).
 pub const TABLE: &str = "ocean_elb";
@@ -46,8 +50,10 @@ pub struct Script {
 /// installed table against, with each chain's rule count.
 pub fn chain_names() -> Vec<(String, usize)> {
     let mut out = Vec::new();
-    for size in SIZES {
+    for size in rr::conn_sizes() {
         out.push((format!("conn_{size}"), 2));
+    }
+    for size in SIZES {
         out.push((format!("source_{size}"), 2));
     }
     for (name, rules) in [
@@ -73,22 +79,23 @@ pub fn skeleton() -> String {
         "  map slots { typeof ip daddr . meta l4proto . th dport . numgen inc mod 7 : ip daddr . th dport; }\n",
     );
     let vs = "ip daddr . meta l4proto . th dport";
-    for size in SIZES {
-        for (d, pick) in [
-            (Dispatch::Conn, format!("numgen inc mod {size}")),
-            (
-                Dispatch::Source,
-                format!("jhash ip saddr mod {size} seed 0x0"),
-            ),
-        ] {
-            let _ = writeln!(s, "  chain {}_{size} {{", d.as_str());
-            let _ = writeln!(
-                s,
-                "    ip saddr @rs_addrs meta mark set meta mark or {MASQ_MARK:#x}"
-            );
-            let _ = writeln!(s, "    dnat ip to {vs} . {pick} map @slots");
-            s.push_str("  }\n");
-        }
+    let conn =
+        rr::conn_sizes().map(|size| (Dispatch::Conn, size, format!("numgen inc mod {size}")));
+    let source = SIZES.into_iter().map(|size| {
+        (
+            Dispatch::Source,
+            size,
+            format!("jhash ip saddr mod {size} seed 0x0"),
+        )
+    });
+    for (d, size, pick) in conn.chain(source) {
+        let _ = writeln!(s, "  chain {}_{size} {{", d.as_str());
+        let _ = writeln!(
+            s,
+            "    ip saddr @rs_addrs meta mark set meta mark or {MASQ_MARK:#x}"
+        );
+        let _ = writeln!(s, "    dnat ip to {vs} . {pick} map @slots");
+        s.push_str("  }\n");
     }
     for (name, hook, prio) in [
         ("nat_pre", "prerouting", "dstnat"),
@@ -138,13 +145,16 @@ fn all_slots(plane: &DataPlane) -> Vec<String> {
         .collect()
 }
 
-/// The slots to delete (keys) and to add (elements) from `inst` to `want`:
-/// only VS whose tables differ are walked, so a change costs its VS.
-fn slot_diff(inst: &DataPlane, want: &DataPlane) -> (Vec<String>, Vec<String>) {
+/// The slots of `vs` to delete (keys) and to add (elements) from `inst`
+/// to `want`: a VS whose table is the very one installed is skipped.
+fn slot_diff(
+    inst: &DataPlane,
+    want: &DataPlane,
+    vs: &BTreeSet<VsKey>,
+) -> (Vec<String>, Vec<String>) {
     let empty = SlotTable::default();
     let (mut del, mut add) = (Vec::new(), Vec::new());
-    let keys: BTreeSet<&VsKey> = inst.slots.keys().chain(want.slots.keys()).collect();
-    for vs in keys {
+    for vs in vs {
         let old = inst.slots.get(vs).unwrap_or(&empty);
         let new = want.slots.get(vs).unwrap_or(&empty);
         if old == new {
@@ -204,49 +214,93 @@ pub fn script(installed: Option<&DataPlane>, desired: &DataPlane) -> Script {
             full: true,
         };
     };
+    // Every VS either side has, and the addresses on one side only.
+    let vs: BTreeSet<VsKey> = [&inst.services, &desired.services]
+        .into_iter()
+        .flat_map(|m| m.keys())
+        .chain(inst.slots.keys())
+        .chain(desired.slots.keys())
+        .chain(inst.empty.iter())
+        .chain(desired.empty.iter())
+        .copied()
+        .collect();
+    let addrs: BTreeSet<Ipv4Addr> = inst
+        .rs_addrs
+        .symmetric_difference(&desired.rs_addrs)
+        .copied()
+        .collect();
+    diff(inst, desired, &vs, &addrs)
+}
+
+/// The script from `installed` to `desired` when they can differ only in
+/// the keys `delta` names (what [`crate::plane_state::PlaneState`]
+/// reports): a change costs its VS, not a walk of the whole plane.
+pub fn script_delta(installed: &DataPlane, desired: &DataPlane, delta: &Delta) -> Script {
+    diff(installed, desired, &delta.vs, &delta.addrs)
+}
+
+/// The elements of `vs` and `addrs` that differ, deletes (including the
+/// old value of a changed key) before adds.
+fn diff(
+    inst: &DataPlane,
+    desired: &DataPlane,
+    vs: &BTreeSet<VsKey>,
+    addrs: &BTreeSet<Ipv4Addr>,
+) -> Script {
+    let mut out = String::new();
     let mut changes = 0;
     let mut del = |set: &str, elems: Vec<String>, out: &mut String| {
         changes += elems.len();
         emit(out, "delete", set, &elems);
     };
-    // Deletes (including the old value of a changed key) ...
-    let services: Vec<String> = inst
-        .services
+    let services: Vec<String> = vs
         .iter()
-        .filter(|(k, s)| desired.services.get(k) != Some(s))
-        .map(|(k, _)| vs_elem(k))
+        .filter(|&k| {
+            inst.services
+                .get(k)
+                .is_some_and(|s| desired.services.get(k) != Some(s))
+        })
+        .map(vs_elem)
         .collect();
     del("services", services, &mut out);
-    let (slot_dels, slot_adds) = slot_diff(inst, desired);
+    let (slot_dels, slot_adds) = slot_diff(inst, desired, vs);
     del("slots", slot_dels, &mut out);
-    let empty: Vec<String> = inst.empty.difference(&desired.empty).map(vs_elem).collect();
+    let empty: Vec<String> = vs
+        .iter()
+        .filter(|&k| inst.empty.contains(k) && !desired.empty.contains(k))
+        .map(vs_elem)
+        .collect();
     del("empty", empty, &mut out);
-    let rs: Vec<String> = inst
-        .rs_addrs
-        .difference(&desired.rs_addrs)
+    let rs: Vec<String> = addrs
+        .iter()
+        .filter(|&a| inst.rs_addrs.contains(a) && !desired.rs_addrs.contains(a))
         .map(|a| a.to_string())
         .collect();
     del("rs_addrs", rs, &mut out);
-    // ... then adds.
     let mut add = |set: &str, elems: Vec<String>, out: &mut String| {
         changes += elems.len();
         emit(out, "add", set, &elems);
     };
-    let rs: Vec<String> = desired
-        .rs_addrs
-        .difference(&inst.rs_addrs)
+    let rs: Vec<String> = addrs
+        .iter()
+        .filter(|&a| desired.rs_addrs.contains(a) && !inst.rs_addrs.contains(a))
         .map(|a| a.to_string())
         .collect();
     add("rs_addrs", rs, &mut out);
     add("slots", slot_adds, &mut out);
-    let services: Vec<String> = desired
-        .services
+    let services: Vec<String> = vs
         .iter()
-        .filter(|(k, s)| inst.services.get(k) != Some(s))
-        .map(|(k, s)| service_elem(k, s))
+        .filter_map(|k| {
+            let s = desired.services.get(k)?;
+            (inst.services.get(k) != Some(s)).then(|| service_elem(k, s))
+        })
         .collect();
     add("services", services, &mut out);
-    let empty: Vec<String> = desired.empty.difference(&inst.empty).map(vs_elem).collect();
+    let empty: Vec<String> = vs
+        .iter()
+        .filter(|&k| desired.empty.contains(k) && !inst.empty.contains(k))
+        .map(vs_elem)
+        .collect();
     add("empty", empty, &mut out);
     Script {
         text: out,
@@ -347,8 +401,9 @@ mod tests {
             .text
             .ends_with("add element ip ocean_elb empty { 10.0.0.2 . tcp . 80 }\n"));
         assert_eq!(s.changes, 1 + 7 + 1 + 1);
-        // 20 dispatch chains, 5 hooks: constant whatever the VS count.
-        assert_eq!(s.text.matches("  chain ").count(), 25);
-        assert_eq!(chain_names().len(), 25);
+        // 70 counter and 10 hash dispatch chains, 5 hooks: constant
+        // whatever the VS count.
+        assert_eq!(s.text.matches("  chain ").count(), 85);
+        assert_eq!(chain_names().len(), 85);
     }
 }

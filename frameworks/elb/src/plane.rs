@@ -4,7 +4,8 @@
 //! ```text
 //!  ElbSpec ─┐ per VIP × listener port/protocol: a virtual server (VS)
 //!  tasks ───┼─► backends(): RUNNING, not unhealthy, not stopping ─► real servers
-//!  installed sizes ─► maglev::table_size ─► maglev::table ─► slots (VS, i) → RS
+//!  rr/wrr: rr::table (exact, one slot per weight unit) ─┐
+//!  hash: installed sizes ─► maglev::table_size ─► maglev::table ─► slots (VS, i) → RS
 //!                   ▼
 //!  DataPlane { services: VS → (dispatch, size), slots, empty, rs_addrs }
 //! ```
@@ -19,6 +20,7 @@ use std::sync::Arc;
 
 use crate::backends::{real_server_of, JobTasks};
 use crate::maglev::{self, Member};
+use crate::rr;
 use crate::spec::{Algorithm, ElbSpec, Protocol};
 
 /// A virtual server: VIP, protocol, port.
@@ -112,6 +114,19 @@ impl SlotTable {
         }
     }
 
+    /// The table whose slot `i` is `inputs[owners[i]]`.
+    fn built(inputs: Vec<(RealServer, u32)>, owners: Vec<usize>) -> Self {
+        let slots = owners
+            .into_iter()
+            .enumerate()
+            .map(|(slot, owner)| (slot as u32, inputs[owner].0))
+            .collect();
+        SlotTable {
+            slots: Arc::new(slots),
+            built_from: Some(Arc::new(inputs)),
+        }
+    }
+
     /// Whether both are the same shared table (cheap; equal tables may
     /// still be different allocations).
     pub fn same(&self, other: &SlotTable) -> bool {
@@ -151,6 +166,11 @@ impl DataPlane {
     /// Slots over every VS.
     pub fn slot_count(&self) -> usize {
         self.slots.values().map(|t| t.slots.len()).sum()
+    }
+
+    /// How `vs` serves, if it has real servers.
+    pub fn serving(&self, vs: &VsKey) -> Option<(&Service, &SlotTable)> {
+        Some((self.services.get(vs)?, self.slots.get(vs)?))
     }
 
     /// The real server behind one slot of a VS.
@@ -233,33 +253,17 @@ pub fn desired(vss: &[VirtualServer], installed: Option<&DataPlane>) -> DataPlan
     let mut plane = DataPlane::default();
     let mut addrs = Vec::new();
     for vs in vss {
-        if vs.real_servers.is_empty() {
-            plane.empty.insert(vs.key);
-            continue;
+        let current = installed.and_then(|p| p.serving(&vs.key));
+        match serving(vs, current) {
+            None => {
+                plane.empty.insert(vs.key);
+            }
+            Some((service, table)) => {
+                plane.slots.insert(vs.key, table);
+                plane.services.insert(vs.key, service);
+                addrs.extend(vs.real_servers.iter().map(|(rs, _)| rs.addr));
+            }
         }
-        let weights: Vec<u32> = vs.real_servers.iter().map(|(_, w)| *w).collect();
-        let current = installed
-            .and_then(|p| p.services.get(&vs.key))
-            .map(|s| s.size);
-        let size = maglev::table_size(&weights, current);
-        let inputs = &vs.real_servers;
-        let kept = installed
-            .filter(|_| current == Some(size))
-            .and_then(|p| p.slots.get(&vs.key))
-            .filter(|t| t.built_from.as_deref() == Some(inputs));
-        let table = match kept {
-            Some(t) => t.clone(),
-            None => slot_table(inputs.clone(), size),
-        };
-        plane.slots.insert(vs.key, table);
-        plane.services.insert(
-            vs.key,
-            Service {
-                dispatch: Dispatch::of(vs.algorithm),
-                size,
-            },
-        );
-        addrs.extend(vs.real_servers.iter().map(|(rs, _)| rs.addr));
     }
     // Built in bulk from sorted addresses: far cheaper than inserting
     // each of tens of thousands one by one on every change.
@@ -267,6 +271,36 @@ pub fn desired(vss: &[VirtualServer], installed: Option<&DataPlane>) -> DataPlan
     addrs.dedup();
     plane.rs_addrs = addrs.into_iter().collect();
     plane
+}
+
+/// How `vs` serves (`None`: it has no real server and refuses), given how
+/// it serves now (`current`, from the installed plane): the current table
+/// size is kept while it fits, and the current table itself when the
+/// real servers are the ones it was built from.
+pub(crate) fn serving(
+    vs: &VirtualServer,
+    current: Option<(&Service, &SlotTable)>,
+) -> Option<(Service, SlotTable)> {
+    if vs.real_servers.is_empty() {
+        return None;
+    }
+    let weights: Vec<u32> = vs.real_servers.iter().map(|(_, w)| *w).collect();
+    let dispatch = Dispatch::of(vs.algorithm);
+    // A counter needs no consistent hashing: an exact table (see rr).
+    let exact = match dispatch {
+        Dispatch::Conn => rr::exact_size(&weights),
+        Dispatch::Source => None,
+    };
+    let size = exact.unwrap_or_else(|| maglev::table_size(&weights, current.map(|(s, _)| s.size)));
+    let inputs = &vs.real_servers;
+    let kept = current
+        .filter(|(s, t)| s.size == size && t.built_from.as_deref() == Some(inputs))
+        .map(|(_, t)| t.clone());
+    let table = kept.unwrap_or_else(|| match exact {
+        Some(_) => SlotTable::built(inputs.clone(), rr::table(&weights)),
+        None => slot_table(inputs.clone(), size),
+    });
+    Some((Service { dispatch, size }, table))
 }
 
 fn slot_table(inputs: Vec<(RealServer, u32)>, size: u32) -> SlotTable {
@@ -279,15 +313,8 @@ fn slot_table(inputs: Vec<(RealServer, u32)>, size: u32) -> SlotTable {
             weight: *weight,
         })
         .collect();
-    let slots = maglev::table(&members, size)
-        .into_iter()
-        .enumerate()
-        .map(|(slot, owner)| (slot as u32, inputs[owner].0))
-        .collect();
-    SlotTable {
-        slots: Arc::new(slots),
-        built_from: Some(Arc::new(inputs)),
-    }
+    let owners = maglev::table(&members, size);
+    SlotTable::built(inputs, owners)
 }
 
 #[cfg(test)]
@@ -340,7 +367,7 @@ mod tests {
     }
 
     #[test]
-    fn two_healthy_backends_fill_seven_slots_and_the_rest_stay_out() {
+    fn two_healthy_backends_fill_one_exact_slot_each_and_the_rest_stay_out() {
         let tasks = [
             task(1, "10.1.0.2", "RUNNING", Some(true)),
             task(2, "10.1.0.3", "RUNNING", None),
@@ -364,7 +391,7 @@ mod tests {
                 vip("10.0.0.1"),
                 Service {
                     dispatch: Dispatch::Conn,
-                    size: 7
+                    size: 2
                 }
             )])
         );
@@ -373,15 +400,11 @@ mod tests {
             .values()
             .copied()
             .collect();
-        assert_eq!(slots.len(), 7);
-        assert_eq!(
-            slots.iter().filter(|r| **r == a).count() + slots.iter().filter(|r| **r == b).count(),
-            7
-        );
-        assert!(slots.contains(&a) && slots.contains(&b));
+        // rr: a counter picks the slot, so one slot each, in order.
+        assert_eq!(slots, vec![a, b]);
         assert_eq!(plane.rs_addrs, BTreeSet::from([a.addr, b.addr]));
         assert!(plane.empty.is_empty());
-        assert_eq!(plane.elements(), 1 + 7 + 2);
+        assert_eq!(plane.elements(), 1 + 2 + 2);
     }
 
     #[test]
@@ -430,10 +453,17 @@ mod tests {
 
     #[test]
     fn a_vs_whose_real_servers_are_unchanged_keeps_its_very_table() {
+        // Exact rr tables and Maglev ones alike.
+        for alg in [Algorithm::Rr, Algorithm::Hash] {
+            unchanged_real_servers_keep_their_table(alg);
+        }
+    }
+
+    fn unchanged_real_servers_keep_their_table(alg: Algorithm) {
         let mut tasks: Vec<Task> = (0..4)
             .map(|i| task(i, &format!("10.1.0.{}", i + 10), "RUNNING", Some(true)))
             .collect();
-        let e = [elb(&["10.0.0.1", "10.0.0.2"], Algorithm::Rr)];
+        let e = [elb(&["10.0.0.1", "10.0.0.2"], alg)];
         let before = desired(&virtual_servers(&e, &|_| tasks.iter().collect()), None);
         let again = desired(
             &virtual_servers(&e, &|_| tasks.iter().collect()),
@@ -496,12 +526,12 @@ mod tests {
         });
         assert_eq!(vss.len(), 1);
         let plane = desired(&vss, None);
-        assert_eq!(plane.services[&vip("10.0.0.1")].size, 13);
+        assert_eq!(plane.services[&vip("10.0.0.1")].size, 10);
         let to_canary = plane.slots[&vip("10.0.0.1")]
             .slots
             .values()
             .filter(|r| r.addr.to_string() == "10.1.0.3")
             .count();
-        assert_eq!(to_canary, 1, "1 of 13 slots at weight 1:9");
+        assert_eq!(to_canary, 1, "1 of 10 slots at weight 1:9");
     }
 }

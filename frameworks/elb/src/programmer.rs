@@ -14,6 +14,7 @@ use crate::nft::{Nft, NftError};
 use crate::nft_read::{self, ReadError};
 use crate::nft_script;
 use crate::plane::DataPlane;
+use crate::plane_state::Delta;
 
 /// Programming the kernel failed.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +46,9 @@ pub struct Programmer {
     /// the table must be rebuilt.
     installed: Option<DataPlane>,
     read: bool,
+    /// Read back since the last sync: the next diffs the whole plane
+    /// (the kernel may have drifted anywhere).
+    fresh: bool,
 }
 
 impl Programmer {
@@ -54,6 +58,7 @@ impl Programmer {
             nft,
             installed: None,
             read: false,
+            fresh: false,
         }
     }
 
@@ -69,6 +74,7 @@ impl Programmer {
             None => None,
         };
         self.read = true;
+        self.fresh = true;
         Ok(())
     }
 
@@ -77,7 +83,39 @@ impl Programmer {
         if !self.read {
             self.refresh()?;
         }
+        self.fresh = false;
         let script = nft_script::script(self.installed.as_ref(), desired);
+        self.run(script, |installed| *installed = Some(desired.clone()))
+    }
+
+    /// Like [`Programmer::sync`], when `desired` can differ from the last
+    /// plane synced only in the keys `delta` names: the diff and the
+    /// bookkeeping cost those keys. Falls back to the whole diff when the
+    /// kernel must be read back first (at start, after a failed apply).
+    pub fn sync_delta(
+        &mut self,
+        desired: &DataPlane,
+        delta: &Delta,
+    ) -> Result<Applied, ProgramError> {
+        if !self.read || self.fresh {
+            return self.sync(desired);
+        }
+        let Some(inst) = self.installed.as_ref() else {
+            return self.sync(desired);
+        };
+        let script = nft_script::script_delta(inst, desired, delta);
+        self.run(script, |installed| {
+            if let Some(inst) = installed {
+                patch(inst, desired, delta);
+            }
+        })
+    }
+
+    fn run(
+        &mut self,
+        script: nft_script::Script,
+        applied: impl FnOnce(&mut Option<DataPlane>),
+    ) -> Result<Applied, ProgramError> {
         if script.changes == 0 && !script.full {
             return Ok(Applied {
                 changes: 0,
@@ -89,7 +127,7 @@ impl Programmer {
         match self.nft.apply(&script.text) {
             Ok(()) => {
                 let took = start.elapsed();
-                self.installed = Some(desired.clone());
+                applied(&mut self.installed);
                 debug!(
                     changes = script.changes,
                     full = script.full,
@@ -107,6 +145,32 @@ impl Programmer {
                 self.read = false;
                 Err(e.into())
             }
+        }
+    }
+}
+
+/// Makes `inst` equal to `desired` in the keys `delta` names.
+fn patch(inst: &mut DataPlane, desired: &DataPlane, delta: &Delta) {
+    for k in &delta.vs {
+        match desired.services.get(k) {
+            Some(s) => inst.services.insert(*k, *s),
+            None => inst.services.remove(k),
+        };
+        match desired.slots.get(k) {
+            Some(t) => inst.slots.insert(*k, t.clone()),
+            None => inst.slots.remove(k),
+        };
+        if desired.empty.contains(k) {
+            inst.empty.insert(*k);
+        } else {
+            inst.empty.remove(k);
+        }
+    }
+    for a in &delta.addrs {
+        if desired.rs_addrs.contains(a) {
+            inst.rs_addrs.insert(*a);
+        } else {
+            inst.rs_addrs.remove(a);
         }
     }
 }
