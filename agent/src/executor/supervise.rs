@@ -248,3 +248,67 @@ pub(crate) async fn finish(
     inner.emit(status.clone());
     status
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start_time(pid: i32) -> u64 {
+        procfs::read_stat(pid).map(|s| s.start_time).unwrap_or(0)
+    }
+
+    /// A child of this process (as a task is of an agent restarted in
+    /// place): running is `None`, ended is its real exit once reaped here.
+    #[test]
+    fn an_own_childs_end_is_reaped_with_its_exit() {
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep");
+        let pid = sleeper.id() as i32;
+        let start = start_time(pid);
+        assert_eq!(adopted_exit(pid, start), None, "running");
+        let _ = sleeper.kill();
+        let mut exit = None;
+        for _ in 0..200 {
+            exit = adopted_exit(pid, start);
+            if exit.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(exit, Some(ExitInfo::Signal(9)));
+        // Reaped here, so the handle finds nothing left to wait for.
+        assert!(sleeper.try_wait().is_err());
+
+        let quits = std::process::Command::new("sh")
+            .args(["-c", "exit 3"])
+            .spawn()
+            .expect("sh");
+        let pid = quits.id() as i32;
+        let start = start_time(pid);
+        let mut exit = None;
+        for _ in 0..200 {
+            exit = adopted_exit(pid, start);
+            if exit.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        // A zombie keeps its start time, so even an end before the first
+        // look is read back with its code.
+        assert_eq!(exit, Some(ExitInfo::Code(3)));
+    }
+
+    /// Not our child, or a recycled pid: never reaped, never mistaken.
+    #[test]
+    fn another_process_or_start_time_is_not_taken() {
+        let me = std::process::id() as i32;
+        assert_eq!(adopted_exit(me, start_time(me)), None, "alive");
+        assert_eq!(
+            adopted_exit(me, start_time(me) + 1),
+            Some(ExitInfo::Unknown),
+            "same pid, another start: that task is gone"
+        );
+    }
+}

@@ -63,18 +63,23 @@ async fn a_restarted_executor_readopts_survivors_and_reports_the_dead() -> anyho
         assert_eq!(recovery.ended.len(), 1, "{recovery:?}");
         let ended = &recovery.ended[0];
         assert_eq!(ended.task_id, "victim");
-        assert_eq!(ended.state, TaskState::Lost);
-        assert_eq!(ended.reason, Some(Reason::ExitedWhileAgentDown));
+        // This "agent" is the tasks' parent process throughout (as an agent
+        // restarted in place is): when recovery reaps the victim itself, its
+        // real end is known; when the dropped executor's runtime reaped it
+        // first, only that it ended while the agent was down.
+        let known = ended.state == TaskState::Failed
+            && ended.reason == Some(Reason::Signal)
+            && ended.signal == Some(9);
+        let unknown =
+            ended.state == TaskState::Lost && ended.reason == Some(Reason::ExitedWhileAgentDown);
+        assert!(known || unknown, "{ended:?}");
         for dir in victim.cgroup.dirs() {
             assert!(!dir.exists(), "victim's {} left behind", dir.display());
         }
 
         let seen = wait_each(
             &mut rx,
-            &[
-                ("survivor", TaskState::Running),
-                ("victim", TaskState::Lost),
-            ],
+            &[("survivor", TaskState::Running), ("victim", ended.state)],
             Duration::from_secs(5),
         )
         .await?;
