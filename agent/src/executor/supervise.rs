@@ -281,7 +281,7 @@ mod tests {
         // Reaped here, so the handle finds nothing left to wait for.
         assert!(sleeper.try_wait().is_err());
 
-        let quits = std::process::Command::new("sh")
+        let mut quits = std::process::Command::new("sh")
             .args(["-c", "exit 3"])
             .spawn()
             .expect("sh");
@@ -298,6 +298,7 @@ mod tests {
         // A zombie keeps its start time, so even an end before the first
         // look is read back with its code.
         assert_eq!(exit, Some(ExitInfo::Code(3)));
+        assert!(quits.try_wait().is_err(), "reaped here");
     }
 
     /// Not our child, or a recycled pid: never reaped, never mistaken.
