@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::admin::RedisAdmin;
-use crate::decide::{decide, AdminCmd, Member};
+use crate::decide::{decide_restored, AdminCmd, Member};
 use crate::framework::{caches, CacheRecord, CACHES, NAME, STATUSES};
 use crate::jobs::shard_job_id;
 use crate::mover::{Mover, Step};
@@ -336,7 +336,8 @@ pub async fn round(
         for (m, obs) in members.iter_mut().zip(seen) {
             m.obs = obs;
         }
-        let mut cmds = decide(rec.job_shards(), &members, forced, now_ms);
+        let restore = rec.restore.as_ref().map(|r| r.shards.as_slice());
+        let mut cmds = decide_restored(rec.job_shards(), restore, &members, forced, now_ms);
         let mut st = status(&spec, &members, now_ms);
         if rec.resharding.is_some() {
             if cmds.is_empty() && mover.step(admin, &rec, &members, budget).await == Step::Done {

@@ -47,6 +47,7 @@ fn view(tasks: &[Task]) -> View {
             spec: spec(),
             created_ms: 1,
             resharding: None,
+            restore: None,
         },
         tasks,
     )
@@ -241,6 +242,7 @@ async fn shards_added_then_removed_take_and_give_back_slots_by_bytes() {
             from_shards: 2,
             started_ms: 5,
         }),
+        restore: None,
     };
     let mut mover = Mover::default();
     let st = reshard(&mem, &view_of(three.clone(), &tasks), &mut mover).await;
@@ -274,6 +276,7 @@ async fn shards_added_then_removed_take_and_give_back_slots_by_bytes() {
             from_shards: 3,
             started_ms: 9,
         }),
+        restore: None,
     };
     reshard(&mem, &view_of(two, &tasks), &mut mover).await;
     assert_eq!(mem.served("127.0.0.1:500"), (0, 0), "shard 2 still serves");
