@@ -299,7 +299,13 @@ pub async fn restore(api: &Api, id: &str, r: Restore) -> ApiResult<Value> {
     }
     tracing::info!(cache = %id, from = %r.from, backup = %r.backup, "redis restore started");
     let started = Instant::now();
-    let st = wait_formed(api, id, &manifest).await?;
+    let deadline = started + RESTORE_WAIT;
+    let st = wait_formed(api, id, &manifest, deadline).await?;
+    for s in 0..rec.spec.shards {
+        if let Some(p) = primary_of(&st, s) {
+            wait_state_ok(id, &p.addr, deadline).await?;
+        }
+    }
     let shards = verify(id, &st, &manifest).await?;
     if rec.spec.persistence == Persistence::Aof {
         // The loading nodes started with AOF off (redis-server ignores the
@@ -326,8 +332,12 @@ pub async fn restore(api: &Api, id: &str, r: Restore) -> ApiResult<Value> {
 
 /// Until the new cache serves every slot and every backed-up shard has a
 /// primary (bounded by [`RESTORE_WAIT`]).
-async fn wait_formed(api: &Api, id: &str, m: &Manifest) -> ApiResult<CacheStatus> {
-    let deadline = Instant::now() + RESTORE_WAIT;
+async fn wait_formed(
+    api: &Api,
+    id: &str,
+    m: &Manifest,
+    deadline: Instant,
+) -> ApiResult<CacheStatus> {
     loop {
         let st = status_of(&api.client, id).await;
         let missing: Vec<u32> = match &st {
@@ -354,6 +364,38 @@ async fn wait_formed(api: &Api, id: &str, m: &Manifest) -> ApiResult<CacheStatus
             ));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Until node `addr` says `cluster_state:ok`: a primary that just started
+/// keeps its cluster state `fail` (and answers CLUSTERDOWN) for two
+/// seconds (Redis' writable delay), even once its slots are assigned.
+async fn wait_state_ok(id: &str, addr: &str, deadline: Instant) -> ApiResult<()> {
+    loop {
+        let info = async {
+            let mut con = connect(addr, Duration::from_secs(2)).await.ok()?;
+            redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query_async::<String>(&mut con)
+                .await
+                .ok()
+        }
+        .await;
+        if info.is_some_and(|i| i.contains("cluster_state:ok")) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "restore_timeout",
+                "id",
+                format!(
+                    "restored cache '{id}': {addr} did not report cluster_state:ok within \
+                     {RESTORE_WAIT:?}; it is left for inspection"
+                ),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
