@@ -613,7 +613,11 @@ async fn a_backup_restores_into_a_new_cache_verified_by_its_manifest() {
             // A real RDB file, as the manifest describes it.
             let file = dir.join(s["file"].as_str().unwrap_or_default());
             let bytes = std::fs::read(&file)?;
-            assert!(bytes.starts_with(b"REDIS0"), "{} is an RDB file", file.display());
+            assert!(
+                bytes.starts_with(b"REDIS0"),
+                "{} is an RDB file",
+                file.display()
+            );
             assert_eq!(s["bytes"], bytes.len() as u64, "{s}");
             assert_eq!(s["sha256"].as_str().map(str::len), Some(64), "{s}");
             assert!(s["keys"].as_u64().unwrap_or(0) > 0, "{s}");

@@ -554,4 +554,3 @@ async fn backups(State(api): State<Api>, Path(id): Path<String>) -> ApiResult<Js
     let list = crate::backup::list(&api.backups, &id);
     Ok(Json(json!({ "backups": list })))
 }
-

@@ -163,7 +163,10 @@ async fn slots_of(addr: &str) -> crate::backup::Result<Vec<(u16, u16)>> {
 }
 
 /// The cache's status, or a 409 while the operator has not observed it.
-async fn observed(c: &std::sync::Arc<dyn ocean_client::Client>, id: &str) -> ApiResult<CacheStatus> {
+async fn observed(
+    c: &std::sync::Arc<dyn ocean_client::Client>,
+    id: &str,
+) -> ApiResult<CacheStatus> {
     status_of(c, id).await.ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,

@@ -418,9 +418,9 @@ fn restored_slots(
             None if layout[shard as usize].keys > 0 => continue,
             None => {
                 let empty = || {
-                    in_shard
-                        .iter()
-                        .filter(|(_, o)| o.me().is_some_and(|n| n.primary) && o.replicates().is_none())
+                    in_shard.iter().filter(|(_, o)| {
+                        o.me().is_some_and(|n| n.primary) && o.replicates().is_none()
+                    })
                 };
                 let Some(p) = empty()
                     .find(|(m, _)| !used.contains(m.host.as_str()))

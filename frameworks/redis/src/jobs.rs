@@ -213,7 +213,10 @@ mod tests {
         let out = run("n1", &sha, "shard-0");
         assert!(out.status.success(), "{out:?}");
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains("R=--dbfilename dump.rdb --appendonly no"), "{text}");
+        assert!(
+            text.contains("R=--dbfilename dump.rdb --appendonly no"),
+            "{text}"
+        );
         assert_eq!(
             std::fs::read(dir.join("n1/dump.rdb")).unwrap(),
             b"REDIS0010 a snapshot"
@@ -221,7 +224,10 @@ mod tests {
         // A second node (or a replacement) starts empty.
         let out = run("n2", &sha, "shard-0");
         assert!(out.status.success(), "{out:?}");
-        assert!(String::from_utf8_lossy(&out.stdout).contains("R=\n"), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("R=\n"),
+            "{out:?}"
+        );
         assert!(!dir.join("n2/dump.rdb").exists());
         // A file that is not what the manifest says is refused, and the
         // claim given back.
@@ -247,9 +253,15 @@ mod tests {
             }],
         };
         let j = shard_job_restoring(&spec(), 0, Some(&r));
-        assert_eq!(j["env"]["REDIS_RESTORE_RDB"], "/backups/src/b-1/shard-0.rdb");
+        assert_eq!(
+            j["env"]["REDIS_RESTORE_RDB"],
+            "/backups/src/b-1/shard-0.rdb"
+        );
         assert_eq!(j["env"]["REDIS_RESTORE_SHA256"], "ab");
-        assert_eq!(j["env"]["REDIS_RESTORE_CLAIM"], "/backups/src/b-1/claims/dst-5/shard-0");
+        assert_eq!(
+            j["env"]["REDIS_RESTORE_CLAIM"],
+            "/backups/src/b-1/claims/dst-5/shard-0"
+        );
         assert!(j["cmd"].as_str().unwrap().ends_with(" $R"));
         // A shard the backup did not have (a later scale-out) loads nothing.
         let j = shard_job_restoring(&spec(), 1, Some(&r));

@@ -280,7 +280,9 @@ mod tests {
         let (mut tx, mut rx) = tokio::io::duplex(977);
         let writer = tokio::spawn(async move { tx.write_all(&wire).await });
         let (mut out, p) = sink(&dir);
-        copy_until_mark(&mut rx, &mark, &mut out, "n").await.unwrap();
+        copy_until_mark(&mut rx, &mark, &mut out, "n")
+            .await
+            .unwrap();
         out.file.flush().await.unwrap();
         writer.await.unwrap().unwrap();
         assert_eq!(out.bytes, body.len() as u64);
@@ -293,7 +295,9 @@ mod tests {
         let dir = scratch("cut");
         let (mut out, _) = sink(&dir);
         let mut short: &[u8] = b"REDIS0010 and then nothing";
-        let e = copy_exact(&mut short, 100, &mut out, "n").await.unwrap_err();
+        let e = copy_exact(&mut short, 100, &mut out, "n")
+            .await
+            .unwrap_err();
         assert!(e.to_string().contains("bytes to go"), "{e}");
         std::fs::remove_dir_all(dir).unwrap();
     }
