@@ -152,6 +152,41 @@ fn new_shard_primary<'a>(
         .copied()
 }
 
+/// Whether primary `line` is down by Redis' own rule, read straight from
+/// every primary's view: its node did not answer the operator this round,
+/// and a majority of the primaries that serve slots (it counts among
+/// them) each flag it failing (`fail?` or `fail`), i.e. each saw no pong
+/// within the node timeout. Redis marks it `fail` on this same majority,
+/// but only once the failure reports have reached one of them by gossip;
+/// the operator sees every view at once. The promotion is still a
+/// `FAILOVER FORCE`, elected by a majority of primaries, so two replicas
+/// cannot both win one epoch; a primary that was only cut off stops
+/// taking writes on its minority side after the node timeout, as with
+/// Redis' own failover, and none of its writes could be acknowledged by
+/// `WAIT` (its replica left it).
+fn suspected(
+    members: &[Member],
+    live: &[(&Member, &Observed)],
+    lines: &[&NodeLine],
+    line: &NodeLine,
+) -> bool {
+    let silent = members
+        .iter()
+        .any(|m| m.ip == line.ip && m.port == line.port && m.obs.is_none());
+    if !silent {
+        return false;
+    }
+    let voters = lines
+        .iter()
+        .filter(|l| l.primary && !l.slots.is_empty())
+        .count();
+    let reports = live
+        .iter()
+        .filter(|(_, o)| o.serves_slots() && o.nodes.iter().any(|n| n.id == line.id && n.failing))
+        .count();
+    reports * 2 > voters
+}
+
 /// How long a forced failover may wait for the primaries' votes before
 /// the replica takes over without them.
 pub const TAKEOVER_AFTER_MS: u64 = 1_500;
@@ -212,11 +247,13 @@ pub fn decide_restored(
                 // Its task ended, or (host or network loss) the cluster
                 // agreed it is down: promote now instead of waiting out
                 // the replicas' own election delay (0.5-1 s and more).
-                let down = !alive(members, line) || line.failed;
-                (!line.slots.is_empty() && down).then_some((m, o, p))
+                let down =
+                    !alive(members, line) || line.failed || suspected(members, &live, &lines, line);
+                (!line.slots.is_empty() && down).then_some((m, o, line))
             })
             .max_by(|a, b| a.1.offset.cmp(&b.1.offset).then(b.0.task.cmp(&a.0.task)));
-        if let Some((m, _, p)) = best {
+        if let Some((m, _, line)) = best {
+            let p = line.id.as_str();
             promoting.insert(p.to_string());
             let (on, replaces) = (m.addr(), p.to_string());
             let waited = forced

@@ -381,3 +381,46 @@ fn a_restored_cluster_assigns_nothing_until_its_nodes_have_met() {
         "{cmds:?}"
     );
 }
+
+#[test]
+fn a_silent_primary_most_primaries_suspect_is_replaced_before_the_gossip_agrees() {
+    // a (shard 0) is on a lost host: unreachable; its replica r, and the
+    // primaries b and c of the other shards answer.
+    let base = vec![
+        line("a", 1, "m", &[(0, 5460)]),
+        line("b", 2, "m", &[(5461, 10922)]),
+        line("c", 3, "m", &[(10923, 16383)]),
+        line("r", 4, "a", &[]),
+    ];
+    let view = |suspects: &[usize]| {
+        // Each of `suspects` (indices of b, c) flags a `fail?` in its own view.
+        let mut ms = vec![member(0, "t0", 1, None)];
+        for (i, port) in [(1usize, 2u16), (2, 3), (3, 4)] {
+            let mut l = base.clone();
+            l[0].failing = suspects.contains(&i);
+            ms.push(member(
+                i.min(2) as u32,
+                &format!("t{i}"),
+                port,
+                obs(&l, i, 5),
+            ));
+        }
+        ms[3].shard = 0;
+        ms
+    };
+    // Both other primaries suspect it (2 of 3): promote now.
+    assert_eq!(
+        decide(3, &view(&[1, 2]), &BTreeMap::new(), 0),
+        vec![AdminCmd::FailoverForce {
+            on: addr(4),
+            replaces: "a".into()
+        }]
+    );
+    // One primary's suspicion (and the replica's) is not a majority.
+    assert_eq!(decide(3, &view(&[1, 3]), &BTreeMap::new(), 0), vec![]);
+    // A primary that answers the operator is not replaced, whatever the
+    // others suspect (a slow bus, not a lost host).
+    let mut ms = view(&[1, 2]);
+    ms[0].obs = obs(&base, 0, 9);
+    assert_eq!(decide(3, &ms, &BTreeMap::new(), 0), vec![]);
+}

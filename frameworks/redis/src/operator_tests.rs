@@ -69,6 +69,7 @@ async fn round(
         spread,
         &mut Mover::default(),
         Duration::from_secs(1),
+        &BTreeSet::new(),
     )
     .await;
     (out.sent, out.statuses)
@@ -194,6 +195,7 @@ async fn reshard(mem: &MemAdmin, v: &View, mover: &mut Mover) -> CacheStatus {
             false,
             mover,
             Duration::from_secs(10),
+            &BTreeSet::new(),
         )
         .await;
         let st = out.statuses[0].1.clone();
