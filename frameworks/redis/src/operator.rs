@@ -143,12 +143,14 @@ impl Operator {
         let out = round(
             self.admin.as_ref(),
             view,
-            &self.forced,
+            &Past {
+                forced: self.forced.clone(),
+                silent: self.silent.clone(),
+            },
             now,
             spread_ok,
             &mut self.mover,
             budget,
-            &self.silent,
         )
         .await;
         let RoundOut {
@@ -339,6 +341,17 @@ pub struct RoundOut {
     pub silent: BTreeSet<String>,
 }
 
+/// What earlier rounds left for the next one.
+#[derive(Debug, Clone, Default)]
+pub struct Past {
+    /// Since when (ms) a forced failover has been asked for in place of
+    /// each primary id.
+    pub forced: BTreeMap<String, u64>,
+    /// Nodes that did not answer last round (asked within
+    /// [`SILENT_TIMEOUT`]).
+    pub silent: BTreeSet<String>,
+}
+
 /// One round over every cache of `view`: observe its running tasks (in
 /// parallel), decide, send the commands in order; with nothing else to
 /// do, move slots of a cache being resharded (within `budget`), or, with
@@ -347,13 +360,13 @@ pub struct RoundOut {
 pub async fn round(
     admin: &dyn RedisAdmin,
     view: &View,
-    forced: &BTreeMap<String, u64>,
+    past: &Past,
     now_ms: u64,
     mut spread_ok: bool,
     mover: &mut Mover,
     budget: Duration,
-    silent: &BTreeSet<String>,
 ) -> RoundOut {
+    let (forced, silent) = (&past.forced, &past.silent);
     let mut out = RoundOut::default();
     for (rec, revision) in caches(view) {
         let spec = rec.spec.clone();

@@ -61,15 +61,18 @@ async fn round(
     now: u64,
     spread: bool,
 ) -> (Vec<AdminCmd>, Vec<(String, CacheStatus)>) {
+    let past = Past {
+        forced: forced.clone(),
+        ..Default::default()
+    };
     let out = super::round(
         mem,
         v,
-        forced,
+        &past,
         now,
         spread,
         &mut Mover::default(),
         Duration::from_secs(1),
-        &BTreeSet::new(),
     )
     .await;
     (out.sent, out.statuses)
@@ -190,12 +193,11 @@ async fn reshard(mem: &MemAdmin, v: &View, mover: &mut Mover) -> CacheStatus {
         let out = super::round(
             mem,
             v,
-            &BTreeMap::new(),
+            &Past::default(),
             3,
             false,
             mover,
             Duration::from_secs(10),
-            &BTreeSet::new(),
         )
         .await;
         let st = out.statuses[0].1.clone();
