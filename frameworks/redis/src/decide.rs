@@ -3,9 +3,12 @@
 //!
 //! ```text
 //!  Members (task, shard, address, Observed?) ──► decide() ──► [AdminCmd]
-//!    1. FAILOVER FORCE  a shard's primary task ended, or the cluster flagged it `fail`:
+//!    1. FAILOVER FORCE  a shard's primary task ended, or the cluster flagged it `fail`,
+//!                       or most primaries suspect it (`fail?`) and it is silent:
 //!                       its most up-to-date replica
 //!    2. MEET            a live node the anchor does not know yet
+//!    3a. ADDSLOTS       a restored cache: unserved slots to their backed-up shard, once
+//!                       each shard's loading node serves the slots of its keys
 //!    3. ADDSLOTS        nothing serves slots yet and every shard has a node:
 //!                       the first node of each shard takes its even range
 //!    4. REPLICATE       a shard's other nodes follow its slot-serving node (a shard
