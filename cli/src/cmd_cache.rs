@@ -76,8 +76,9 @@ pub enum CacheCommand {
         #[arg(long)]
         task: String,
     },
-    /// Back a cache up (each shard from a synced replica), with a
-    /// manifest of key counts and digests; prints the manifest.
+    /// Back a cache up: an RDB snapshot per shard, taken on a synced
+    /// replica, and a manifest of key counts, slots and digests; prints
+    /// the manifest.
     Backup {
         /// The cache's name.
         name: String,
@@ -85,10 +86,11 @@ pub enum CacheCommand {
         #[arg(long)]
         list: bool,
     },
-    /// Restore a backup into a new, empty cache, verified against the
-    /// backup's manifest.
+    /// Restore a backup into a new cache of the backed-up shape (one node
+    /// per shard starts from its shard's RDB snapshot), verified against
+    /// the backup's manifest.
     Restore {
-        /// The (new, empty) cache to restore into.
+        /// The cache to create (must not exist).
         name: String,
         /// The cache the backup was taken of.
         #[arg(long)]

@@ -136,37 +136,46 @@ pub async fn cluster_client(
     Ok(c.get_async_connection().await?)
 }
 
-/// The address of the primary serving `key`'s slot, asked of any of
-/// `addrs` that answers.
+/// The address of the primary serving `key`'s slot, asked of every one
+/// of `addrs` at once: the first that answers naming a primary not
+/// flagged failing wins. At once, not in turn: after a host loss some
+/// seeds hang until the timeout, and asking them one after the other
+/// would add 300 ms per hung seed to every rediscovery (cluster clients
+/// refresh their slot map from several nodes too).
 pub async fn owner(addrs: &[String], key: &str) -> Option<String> {
+    use futures::stream::{FuturesUnordered, StreamExt};
     let s = slot(key);
-    for a in addrs {
-        let Ok(mut c) = connect(a, Duration::from_millis(300)).await else {
+    let mut asks: FuturesUnordered<_> = addrs.iter().map(|a| owner_per(a, s)).collect();
+    while let Some(answer) = asks.next().await {
+        if answer.is_some() {
+            return answer;
+        }
+    }
+    None
+}
+
+/// What node `a` says serves slot `s` (a primary not flagged failing).
+async fn owner_per(a: &str, s: u16) -> Option<String> {
+    let mut c = connect(a, Duration::from_millis(300)).await.ok()?;
+    let text = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query_async::<String>(&mut c)
+        .await
+        .ok()?;
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 9 || !f[2].contains("master") || f[2].contains("fail") {
             continue;
-        };
-        let Ok(text) = redis::cmd("CLUSTER")
-            .arg("NODES")
-            .query_async::<String>(&mut c)
-            .await
-        else {
-            continue;
-        };
-        for line in text.lines() {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if f.len() < 9 || !f[2].contains("master") || f[2].contains("fail") {
-                continue;
+        }
+        let serves = f[8..].iter().any(|r| match r.split_once('-') {
+            Some((lo, hi)) => {
+                lo.parse::<u16>().is_ok_and(|lo| lo <= s)
+                    && hi.parse::<u16>().is_ok_and(|hi| s <= hi)
             }
-            let serves = f[8..].iter().any(|r| match r.split_once('-') {
-                Some((lo, hi)) => {
-                    lo.parse::<u16>().is_ok_and(|lo| lo <= s)
-                        && hi.parse::<u16>().is_ok_and(|hi| s <= hi)
-                }
-                None => r.parse::<u16>() == Ok(s),
-            });
-            if serves {
-                let addr = f[1].split('@').next().unwrap_or("");
-                return Some(addr.to_string());
-            }
+            None => r.parse::<u16>() == Ok(s),
+        });
+        if serves {
+            return Some(f[1].split('@').next().unwrap_or("").to_string());
         }
     }
     None

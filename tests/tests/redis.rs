@@ -552,7 +552,7 @@ async fn a_backup_restores_into_a_new_cache_verified_by_its_manifest() {
     if !have_redis() {
         return;
     }
-    bounded(180, async {
+    bounded(240, async {
         let (c, _agents) = start(&["a", "b", "c"]).await?;
         let api = c.master(1).api();
         create_cache(&api, "src", 2, 1).await?;
@@ -600,19 +600,43 @@ async fn a_backup_restores_into_a_new_cache_verified_by_its_manifest() {
         assert_eq!(r.status, 201, "{}", r.body);
         let m = r.body.clone();
         assert_eq!(m["keys"], total, "{m}");
+        assert_eq!(m["format"], "rdb", "{m}");
         let shards = m["shards"].as_array().cloned().unwrap_or_default();
         assert_eq!(shards.len(), 2, "{m}");
         assert!(
             shards.iter().all(|s| s["role"] == "replica"),
             "taken on replicas: {m}"
         );
+        let dir = std::path::PathBuf::from(m["dir"].as_str().unwrap_or_default());
+        let mut slots = 0u64;
+        for s in &shards {
+            // A real RDB file, as the manifest describes it.
+            let file = dir.join(s["file"].as_str().unwrap_or_default());
+            let bytes = std::fs::read(&file)?;
+            assert!(
+                bytes.starts_with(b"REDIS0"),
+                "{} is an RDB file",
+                file.display()
+            );
+            assert_eq!(s["bytes"], bytes.len() as u64, "{s}");
+            assert_eq!(s["sha256"].as_str().map(str::len), Some(64), "{s}");
+            assert!(s["keys"].as_u64().unwrap_or(0) > 0, "{s}");
+            for r in s["slots"].as_array().cloned().unwrap_or_default() {
+                slots += r[1].as_u64().unwrap_or(0) + 1 - r[0].as_u64().unwrap_or(1);
+            }
+        }
+        assert_eq!(slots, 16384, "the shards' slots cover the cluster: {m}");
         let bid = m["id"].as_str().unwrap().to_string();
         let listed = api.get("/v1/caches/src/backups").await?.body;
         assert_eq!(listed["backups"][0]["id"], bid.as_str(), "{listed}");
+        // Written after the snapshot: not in the restored cache.
+        redis::cmd("SET")
+            .arg("k0")
+            .arg("after")
+            .query_async::<()>(&mut con)
+            .await?;
 
-        // Restore into a new cache of another shape; verified by digest.
-        create_cache(&api, "dst", 3, 0).await?;
-        let d = wait_cache(&api, "dst", FORM, "formed", formed(3, 0)).await?;
+        // Restore into a new cache, started from the snapshots.
         let bad = api
             .post(
                 "/v1/caches/dst/restore",
@@ -635,13 +659,24 @@ async fn a_backup_restores_into_a_new_cache_verified_by_its_manifest() {
                 &json!({"from": "src", "backup": bid}),
             )
             .await?;
-        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.status, 201, "{}", r.body);
         assert_eq!(r.body["verified"], true, "{}", r.body);
         assert_eq!(r.body["restored"], total, "{}", r.body);
         assert_eq!(r.body["digest"], m["digest"], "{}", r.body);
+        let restored = r.body["shards"].as_array().cloned().unwrap_or_default();
+        assert_eq!(restored.len(), 2, "{}", r.body);
+        for (got, want) in restored.iter().zip(&shards) {
+            assert_eq!(
+                (&got["keys"], &got["digest"]),
+                (&want["keys"], &want["digest"])
+            );
+        }
+        let d = wait_cache(&api, "dst", FORM, "formed", formed(2, 1)).await?;
         let mut dst = cluster_client(&addrs(&d)).await?;
         let v: Option<String> = redis::cmd("GET").arg("k1999").query_async(&mut dst).await?;
         assert_eq!(v.as_deref(), Some("value-1999"));
+        let v: Option<String> = redis::cmd("GET").arg("k0").query_async(&mut dst).await?;
+        assert_eq!(v.as_deref(), Some("value-0"), "the snapshot's value");
         let f: Option<String> = redis::cmd("HGET")
             .arg("h7")
             .arg("f")
@@ -650,7 +685,12 @@ async fn a_backup_restores_into_a_new_cache_verified_by_its_manifest() {
         assert_eq!(f.as_deref(), Some("7"));
         let ttl: i64 = redis::cmd("TTL").arg("ttl").query_async(&mut dst).await?;
         assert!((1..=600).contains(&ttl), "the ttl is kept: {ttl}");
-        // Never into a cache that holds data.
+        redis::cmd("SET")
+            .arg("new")
+            .arg("1")
+            .query_async::<()>(&mut dst)
+            .await?;
+        // Never into a cache that exists.
         let again = api
             .post(
                 "/v1/caches/dst/restore",
@@ -658,6 +698,54 @@ async fn a_backup_restores_into_a_new_cache_verified_by_its_manifest() {
             )
             .await?;
         assert_eq!(again.status, 409, "{}", again.body);
+
+        // A manifest whose digest is not what loads: the restore reads
+        // the new cache back and names the shard that differs.
+        let manifest_path = dir.join("manifest.json");
+        let original = std::fs::read(&manifest_path)?;
+        let mut wrong: Value = serde_json::from_slice(&original)?;
+        wrong["shards"][0]["digest"] = json!("0".repeat(64));
+        std::fs::write(&manifest_path, serde_json::to_vec(&wrong)?)?;
+        let r = api
+            .post(
+                "/v1/caches/dst2/restore",
+                &json!({"from": "src", "backup": bid}),
+            )
+            .await?;
+        std::fs::write(&manifest_path, &original)?;
+        assert_eq!(r.status, 500, "{}", r.body);
+        let reason = r.body["errors"][0]["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.contains("shard 0") && reason.contains("digest"),
+            "{}",
+            r.body
+        );
+
+        // A tampered file is refused before anything starts.
+        let file = dir.join(shards[1]["file"].as_str().unwrap_or_default());
+        let mut bytes = std::fs::read(&file)?;
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x55;
+        std::fs::write(&file, &bytes)?;
+        let r = api
+            .post(
+                "/v1/caches/dst3/restore",
+                &json!({"from": "src", "backup": bid}),
+            )
+            .await?;
+        assert_eq!(
+            (r.status, &r.body["errors"][0]["field"]),
+            (422, &json!("backup")),
+            "{}",
+            r.body
+        );
+        let reason = r.body["errors"][0]["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.contains("shard 1") && reason.contains("sha256"),
+            "{}",
+            r.body
+        );
+        assert_eq!(api.get("/v1/caches/dst3").await?.status, 404);
         Ok(())
     })
     .await;

@@ -31,6 +31,11 @@ pub type Result<T> = std::result::Result<T, AdminError>;
 pub trait RedisAdmin: Send + Sync + std::fmt::Debug {
     /// What the node at `addr` (`ip:port`) knows and holds.
     async fn observe(&self, addr: &str) -> Result<Observed>;
+    /// [`RedisAdmin::observe`], each call bounded by `timeout` instead of
+    /// the admin's own limit (a node that did not answer last round).
+    async fn observe_within(&self, addr: &str, _timeout: Duration) -> Result<Observed> {
+        self.observe(addr).await
+    }
     /// Sends `cmd` to its node.
     async fn execute(&self, cmd: &AdminCmd) -> Result<()>;
     /// Keys and estimated bytes of every slot in `ranges` held by the node
@@ -93,7 +98,11 @@ impl RealAdmin {
         }
     }
 
-    async fn conn(&self, addr: &str) -> Result<MultiplexedConnection> {
+    /// A cached connection to `addr`, or a new one made within `timeout`
+    /// (a frozen process still completes the TCP handshake, so connecting
+    /// hangs in the client's own setup commands: it needs the same bound
+    /// as the call it is for).
+    async fn conn(&self, addr: &str, timeout: Duration) -> Result<MultiplexedConnection> {
         if let Some(c) = self.conns.lock().await.get(addr) {
             return Ok(c.clone());
         }
@@ -103,7 +112,7 @@ impl RealAdmin {
         };
         let client =
             redis::Client::open(format!("redis://{addr}/")).map_err(|e| err(e.to_string()))?;
-        let c = tokio::time::timeout(self.timeout, client.get_multiplexed_async_connection())
+        let c = tokio::time::timeout(timeout, client.get_multiplexed_async_connection())
             .await
             .map_err(|_| err("connect timed out".into()))?
             .map_err(|e| err(e.to_string()))?;
@@ -121,7 +130,7 @@ impl RealAdmin {
         timeout: Duration,
         cmd: redis::Cmd,
     ) -> Result<T> {
-        let mut c = self.conn(addr).await?;
+        let mut c = self.conn(addr, timeout).await?;
         let out = tokio::time::timeout(timeout, cmd.query_async::<T>(&mut c)).await;
         let reason = match out {
             Ok(Ok(v)) => return Ok(v),
@@ -158,7 +167,7 @@ impl RealAdmin {
         timeout: Duration,
         p: redis::Pipeline,
     ) -> Result<T> {
-        let mut c = self.conn(addr).await?;
+        let mut c = self.conn(addr, self.timeout).await?;
         let err = |reason: String| AdminError {
             addr: addr.to_string(),
             reason,
@@ -188,10 +197,17 @@ fn cluster(args: &[&str]) -> redis::Cmd {
 #[async_trait::async_trait]
 impl RedisAdmin for RealAdmin {
     async fn observe(&self, addr: &str) -> Result<Observed> {
-        let nodes: String = self.query(addr, cluster(&["NODES"])).await?;
+        self.observe_within(addr, self.timeout).await
+    }
+
+    async fn observe_within(&self, addr: &str, timeout: Duration) -> Result<Observed> {
+        let nodes: String = self
+            .query_within(addr, timeout, cluster(&["NODES"]))
+            .await?;
         let info: String = self
-            .query(
+            .query_within(
                 addr,
+                timeout,
                 redis::cmd("INFO")
                     .arg("replication")
                     .arg("memory")

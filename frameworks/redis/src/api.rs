@@ -11,10 +11,11 @@
 //!  POST   /v1/caches/{id}/failover   {"shard": n[, "task": replica]}: graceful, waits
 //!                                    (bounded) until the replica serves the slots
 //!  POST   /v1/caches/{id}/rebuild    {"task": replica}: its data dropped and resynced -> 202
-//!  POST   /v1/caches/{id}/backup     -> 201 the manifest (each shard read from a synced replica)
+//!  POST   /v1/caches/{id}/backup     -> 201 the manifest (an RDB snapshot per shard, taken
+//!                                    on a synced replica; see backup_api)
 //!  GET    /v1/caches/{id}/backups    the manifests, oldest first
-//!  POST   /v1/caches/{id}/restore    {"from": cache, "backup": id} into this (empty) cache,
-//!                                    verified against the manifest
+//!  POST   /v1/caches/{id}/restore    {"from": cache, "backup": id}: a NEW cache {id} started
+//!                                    from the snapshots, verified against the manifest -> 201
 //! ```
 
 use std::sync::Arc;
@@ -36,6 +37,8 @@ use crate::jobs::shard_job_id;
 use crate::manual::{failover_target, rebuild_target};
 use crate::spec::{self, CacheSpec, InvalidCache};
 use crate::status::CacheStatus;
+
+pub use crate::backup_api::{backup, restore, Restore};
 
 impl From<InvalidCache> for ApiError {
     fn from(e: InvalidCache) -> Self {
@@ -117,6 +120,7 @@ pub async fn create_cache(c: &Arc<dyn Client>, spec: CacheSpec) -> ApiResult<Cac
         spec,
         created_ms: now_ms(),
         resharding: None,
+        restore: None,
     };
     let put = c
         .kv_put(KvPutRequest {
@@ -368,7 +372,10 @@ async fn action(
             Json(rebuild(&api, &id, body(&bytes)?).await?),
         )),
         "backup" => Ok((StatusCode::CREATED, Json(backup(&api, &id).await?))),
-        "restore" => ok(restore(&api, &id, body(&bytes)?).await?),
+        "restore" => Ok((
+            StatusCode::CREATED,
+            Json(restore(&api, &id, body(&bytes)?).await?),
+        )),
         other => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -542,208 +549,8 @@ pub async fn rebuild(api: &Api, id: &str, r: Rebuild) -> ApiResult<Value> {
     }))
 }
 
-/// `POST /v1/caches/{id}/restore`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Restore {
-    /// The cache the backup was taken of.
-    pub from: String,
-    /// The backup's id.
-    pub backup: String,
-}
-
-fn backup_error(e: crate::backup::BackupError) -> ApiError {
-    let status = match e {
-        crate::backup::BackupError::Node { .. } => StatusCode::BAD_GATEWAY,
-        crate::backup::BackupError::File { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    ApiError::new(status, "backup_failed", "backup", e.to_string())
-}
-
 async fn backups(State(api): State<Api>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     record(&api.client, &id).await?;
     let list = crate::backup::list(&api.backups, &id);
     Ok(Json(json!({ "backups": list })))
-}
-
-/// Backs cache `id` up: each shard from its synced replica furthest ahead
-/// (its primary when it has none), then the manifest.
-pub async fn backup(api: &Api, id: &str) -> ApiResult<Value> {
-    use crate::backup::{connect, digest, dir_of, dump_all, encode, write_atomically};
-    let (rec, _) = record(&api.client, id).await?;
-    if rec.resharding.is_some() {
-        // A slot moving between shards could be read twice or not at all.
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            "id",
-            format!("cache {id} is resharding: back it up once its slots have settled"),
-        ));
-    }
-    let st = observed_status(&api.client, id).await?;
-    let created_ms = now_ms();
-    let bid = format!("b-{created_ms}");
-    let dir = dir_of(&api.backups, id, &bid);
-    std::fs::create_dir_all(&dir).map_err(|e| {
-        backup_error(crate::backup::BackupError::File {
-            path: dir.display().to_string(),
-            reason: e.to_string(),
-        })
-    })?;
-    let mut shards = Vec::new();
-    let mut all = Vec::new();
-    for shard in 0..rec.spec.shards {
-        let primary = crate::manual::primary_of(&st, shard).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                "shard",
-                format!("shard {shard} has no reachable primary: not backed up"),
-            )
-        })?;
-        // The synced replica furthest ahead, as a failover would pick;
-        // the primary itself when the shard has none.
-        let source = failover_target(&st, rec.spec.shards, shard, None)
-            .map_or(primary, |(replica, _)| replica);
-        let mut con = connect(&source.addr, std::time::Duration::from_secs(10))
-            .await
-            .map_err(backup_error)?;
-        let mut records = dump_all(&mut con, &source.addr)
-            .await
-            .map_err(backup_error)?;
-        let d = digest(&mut records);
-        let file = format!("shard-{shard}.dump");
-        let bytes = encode(&records);
-        write_atomically(&dir.join(&file), &bytes).map_err(backup_error)?;
-        shards.push(crate::backup::ShardManifest {
-            shard,
-            task: source.task.clone(),
-            role: source.role.clone(),
-            keys: records.len() as u64,
-            bytes: bytes.len() as u64,
-            digest: d,
-            file,
-        });
-        all.extend(records);
-    }
-    let manifest = crate::backup::Manifest {
-        cache: id.to_string(),
-        id: bid,
-        created_ms,
-        keys: all.len() as u64,
-        digest: digest(&mut all),
-        shards,
-    };
-    let m = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
-    write_atomically(&dir.join("manifest.json"), &m).map_err(backup_error)?;
-    tracing::info!(cache = %id, backup = %manifest.id, keys = manifest.keys, "redis backup");
-    Ok(json!(manifest))
-}
-
-/// Restores backup `r.backup` of cache `r.from` into the empty cache
-/// `id`, then reads it back and compares it with the manifest.
-pub async fn restore(api: &Api, id: &str, r: Restore) -> ApiResult<Value> {
-    use crate::backup::{connect, digest, dir_of, dump_all, load, read_manifest, restore_all};
-    record(&api.client, id).await?;
-    let st = observed_status(&api.client, id).await?;
-    if st.slots_served < crate::topology::SLOTS {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            "id",
-            format!(
-                "cache '{id}' serves {} of {} slots: restore into a formed cache",
-                st.slots_served,
-                crate::topology::SLOTS
-            ),
-        ));
-    }
-    let primaries: Vec<String> = st
-        .nodes
-        .iter()
-        .filter(|n| n.role == "primary")
-        .map(|n| n.addr.clone())
-        .collect();
-    let dir = dir_of(&api.backups, &r.from, &r.backup);
-    let manifest = read_manifest(&dir).map_err(|e| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "backup",
-            format!("no backup '{}' of cache '{}' here: {e}", r.backup, r.from),
-        )
-    })?;
-    let records = load(&dir, &manifest).map_err(backup_error)?;
-    // Into an empty cache only: a restore never mixes with live data.
-    for a in &primaries {
-        let mut con = connect(a, std::time::Duration::from_secs(5))
-            .await
-            .map_err(backup_error)?;
-        let n: u64 = redis::cmd("DBSIZE")
-            .query_async(&mut con)
-            .await
-            .map_err(|e| {
-                backup_error(crate::backup::BackupError::Node {
-                    addr: a.clone(),
-                    reason: e.to_string(),
-                })
-            })?;
-        if n > 0 {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                "id",
-                format!("cache '{id}' is not empty ({a} holds {n} keys): restore into a new cache"),
-            ));
-        }
-    }
-    let started = std::time::Instant::now();
-    let urls: Vec<String> = primaries.iter().map(|a| format!("redis://{a}/")).collect();
-    let write = async {
-        let cluster = redis::cluster::ClusterClientBuilder::new(urls)
-            .connection_timeout(std::time::Duration::from_secs(2))
-            .response_timeout(std::time::Duration::from_secs(5))
-            .build()?;
-        let mut con = cluster.get_async_connection().await?;
-        restore_all(&mut con, &records).await
-    };
-    write.await.map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "restore_failed",
-            "id",
-            format!("writing into cache '{id}': {e}"),
-        )
-    })?;
-    // Verify: read the target back, every primary's keys.
-    let mut back = Vec::new();
-    for a in &primaries {
-        let mut con = connect(a, std::time::Duration::from_secs(10))
-            .await
-            .map_err(backup_error)?;
-        back.extend(dump_all(&mut con, a).await.map_err(backup_error)?);
-    }
-    let got = digest(&mut back);
-    if got != manifest.digest || back.len() as u64 != manifest.keys {
-        return Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "verify_failed",
-            "backup",
-            format!(
-                "cache '{id}' holds {} keys with digest {got} after the restore; the manifest says {} keys with {}",
-                back.len(),
-                manifest.keys,
-                manifest.digest
-            ),
-        ));
-    }
-    tracing::info!(cache = %id, from = %r.from, backup = %r.backup, keys = manifest.keys, "redis restore verified");
-    Ok(json!({
-        "restored": manifest.keys,
-        "from": r.from,
-        "backup": r.backup,
-        "digest": got,
-        "verified": true,
-        "took_ms": started.elapsed().as_millis() as u64,
-    }))
 }

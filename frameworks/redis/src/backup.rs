@@ -1,17 +1,25 @@
-//! Backups of a cache and their restore, verified by digest.
+//! Backups of a cache as RDB snapshots, and what verifies them.
 //!
 //! A backup takes each shard from one node (a synced replica when the
-//! shard has one, so the primary's clients never wait on it): every key
-//! with `SCAN`, its value with `DUMP` (Redis' own RDB serialisation of the
-//! value, checksummed) and its remaining time to live with `PTTL`. The
-//! records go to `shard-<i>.dump` under the backup's directory, beside a
-//! `manifest.json` with each shard's key count, bytes and digest (SHA-256
-//! over the records sorted by key), and the whole cache's.
+//! shard has one, so the primary's clients never wait on it): its RDB
+//! snapshot streamed over the replication protocol ([`crate::rdb`]) into
+//! `shard-<i>.rdb` under the backup's directory. Each file is then loaded
+//! into a throwaway `redis-server` ([`crate::rdb_check`]), which proves it
+//! loads and gives the shard's key count and content digest. The
+//! `manifest.json` beside the files holds, per shard, the file's SHA-256
+//! and size, its slot ranges, its key count and its content digest, and
+//! the source cache's spec.
 //!
-//! A restore writes every record into another cache with `RESTORE` through
-//! a cluster-aware client (each key to the shard that owns its slot, so
-//! the target may have any number of shards), then reads the target back
-//! the same way and compares key count and digest with the manifest.
+//! The content digest is SHA-256 over every key's name and `DUMP` payload
+//! (Redis' own serialisation of the value), sorted by key: independent of
+//! the order keys are read in, and any changed byte of any value changes
+//! it. Both sides compute it the same way from a server that loaded the
+//! same file with the same `redis-server`, so the payloads' encodings
+//! agree.
+//!
+//! A restore ([`crate::backup_api`]) starts a new cache whose shards'
+//! first nodes load these files as their RDB at start, and then compares
+//! each shard's keys and digest with the manifest.
 //!
 //! Files are written to a temporary name and renamed, so a backup that
 //! failed halfway leaves no manifest, and a manifest always names whole
@@ -24,12 +32,12 @@ use redis::aio::ConnectionLike;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// One key as backed up.
+use crate::spec::CacheSpec;
+
+/// One key as read for a digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub key: Vec<u8>,
-    /// Milliseconds left to live; 0: none.
-    pub ttl_ms: u64,
     /// `DUMP`'s payload.
     pub payload: Vec<u8>,
 }
@@ -41,11 +49,20 @@ pub struct ShardManifest {
     /// The task it was read from, and that task's role then.
     pub task: String,
     pub role: String,
+    /// Keys in the snapshot (once loaded: keys already expired are not
+    /// loaded).
     pub keys: u64,
+    /// The RDB file's size.
     pub bytes: u64,
+    /// The content digest (see the module's documentation).
     pub digest: String,
-    /// The file, relative to the backup's directory.
+    /// The RDB file, relative to the backup's directory.
     pub file: String,
+    /// The RDB file's SHA-256: a restore refuses a file that differs.
+    pub sha256: String,
+    /// The slot ranges the shard served, inclusive: its keys' slots lie
+    /// in them, and a restored shard serves the same.
+    pub slots: Vec<(u16, u16)>,
 }
 
 /// A backup's manifest.
@@ -54,10 +71,25 @@ pub struct Manifest {
     pub cache: String,
     pub id: String,
     pub created_ms: u64,
+    /// `rdb`: one RDB snapshot per shard.
+    pub format: String,
+    /// The cache's spec when it was backed up (a restore's default shape).
+    pub spec: CacheSpec,
     pub shards: Vec<ShardManifest>,
     /// Over every key of the cache.
     pub keys: u64,
+    /// SHA-256 over the shards' digests in shard order.
     pub digest: String,
+}
+
+/// The whole cache's digest from its shards' (in shard order).
+pub fn cache_digest<'a>(shard_digests: impl IntoIterator<Item = &'a str>) -> String {
+    let mut h = Sha256::new();
+    for d in shard_digests {
+        h.update(d.as_bytes());
+        h.update(b"\n");
+    }
+    format!("{:x}", h.finalize())
 }
 
 /// A backup or restore step failed.
@@ -67,9 +99,12 @@ pub enum BackupError {
     Node { addr: String, reason: String },
     #[error("backup file {path}: {reason}")]
     File { path: String, reason: String },
+    /// The throwaway server that checks a snapshot failed.
+    #[error("checking {path} in a throwaway redis-server: {reason}")]
+    Check { path: String, reason: String },
 }
 
-type Result<T> = std::result::Result<T, BackupError>;
+pub type Result<T> = std::result::Result<T, BackupError>;
 
 fn node_err(addr: &str, e: impl std::fmt::Display) -> BackupError {
     // A pipeline's error lists every command's: keep the message readable.
@@ -95,7 +130,8 @@ fn file_err(path: &Path, e: impl std::fmt::Display) -> BackupError {
     }
 }
 
-/// The digest of `records` (sorted by key first).
+/// The digest of `records` (sorted by key first): over each key's and
+/// payload's length and bytes, so boundaries count.
 pub fn digest(records: &mut [Record]) -> String {
     records.sort_by(|a, b| a.key.cmp(&b.key));
     let mut h = Sha256::new();
@@ -108,56 +144,21 @@ pub fn digest(records: &mut [Record]) -> String {
     format!("{:x}", h.finalize())
 }
 
-/// The records as a file: per record the key's length (u32, big-endian),
-/// the key, the ttl (u64), the payload's length (u32) and the payload.
-pub fn encode(records: &[Record]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for r in records {
-        out.extend_from_slice(&(r.key.len() as u32).to_be_bytes());
-        out.extend_from_slice(&r.key);
-        out.extend_from_slice(&r.ttl_ms.to_be_bytes());
-        out.extend_from_slice(&(r.payload.len() as u32).to_be_bytes());
-        out.extend_from_slice(&r.payload);
+/// Every key of the connection's node, dumped (`SCAN` then `DUMP`
+/// pipelined, a thousand keys at a time). Keys that expire between the
+/// scan and the dump are left out. `replica`: the node is a cluster
+/// replica, which redirects reads to its primary unless told `READONLY`.
+pub async fn dump_all<C: ConnectionLike + Send>(
+    con: &mut C,
+    addr: &str,
+    replica: bool,
+) -> Result<Vec<Record>> {
+    if replica {
+        redis::cmd("READONLY")
+            .query_async::<()>(con)
+            .await
+            .map_err(|e| node_err(addr, e))?;
     }
-    out
-}
-
-/// The inverse of [`encode`]; `None` if the bytes are cut short.
-pub fn decode(mut b: &[u8]) -> Option<Vec<Record>> {
-    fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-        if b.len() < n {
-            return None;
-        }
-        let (head, rest) = b.split_at(n);
-        *b = rest;
-        Some(head)
-    }
-    let mut out = Vec::new();
-    while !b.is_empty() {
-        let klen = u32::from_be_bytes(take(&mut b, 4)?.try_into().ok()?) as usize;
-        let key = take(&mut b, klen)?.to_vec();
-        let ttl_ms = u64::from_be_bytes(take(&mut b, 8)?.try_into().ok()?);
-        let plen = u32::from_be_bytes(take(&mut b, 4)?.try_into().ok()?) as usize;
-        let payload = take(&mut b, plen)?.to_vec();
-        out.push(Record {
-            key,
-            ttl_ms,
-            payload,
-        });
-    }
-    Some(out)
-}
-
-/// Every key of the connection's node, dumped (`SCAN` then `DUMP` and
-/// `PTTL` pipelined, a thousand keys at a time). Keys that expire between
-/// the scan and the dump are left out.
-pub async fn dump_all<C: ConnectionLike + Send>(con: &mut C, addr: &str) -> Result<Vec<Record>> {
-    // A replica of a cluster redirects reads to its primary unless the
-    // connection says it may read stale data (it is a backup's source).
-    redis::cmd("READONLY")
-        .query_async::<()>(con)
-        .await
-        .map_err(|e| node_err(addr, e))?;
     let mut out = Vec::new();
     let mut cursor: u64 = 0;
     loop {
@@ -171,23 +172,15 @@ pub async fn dump_all<C: ConnectionLike + Send>(con: &mut C, addr: &str) -> Resu
         if !keys.is_empty() {
             let mut p = redis::pipe();
             for k in &keys {
-                p.cmd("DUMP").arg(k).cmd("PTTL").arg(k);
+                p.cmd("DUMP").arg(k);
             }
             let replies: Vec<redis::Value> =
                 p.query_async(con).await.map_err(|e| node_err(addr, e))?;
-            for (k, pair) in keys.into_iter().zip(replies.chunks(2)) {
-                let (redis::Value::BulkString(payload), Some(ttl)) = (&pair[0], pair.get(1)) else {
-                    continue;
-                };
-                let ttl: i64 = redis::from_redis_value(ttl.clone()).unwrap_or(-1);
-                if ttl == -2 {
-                    continue;
+            for (k, reply) in keys.into_iter().zip(replies) {
+                // Nil: expired or deleted since the scan.
+                if let redis::Value::BulkString(payload) = reply {
+                    out.push(Record { key: k, payload });
                 }
-                out.push(Record {
-                    key: k,
-                    ttl_ms: u64::try_from(ttl).unwrap_or(0),
-                    payload: payload.clone(),
-                });
             }
         }
         cursor = next;
@@ -240,49 +233,6 @@ pub fn list(root: &Path, cache: &str) -> Vec<Manifest> {
     out
 }
 
-/// Every record of a backup, read from its files and checked against the
-/// manifest's per-shard digests.
-pub fn load(dir: &Path, m: &Manifest) -> Result<Vec<Record>> {
-    let mut all = Vec::new();
-    for s in &m.shards {
-        let path = dir.join(&s.file);
-        let bytes = std::fs::read(&path).map_err(|e| file_err(&path, e))?;
-        let mut records =
-            decode(&bytes).ok_or_else(|| file_err(&path, "cut short or not a backup file"))?;
-        let d = digest(&mut records);
-        if d != s.digest || records.len() as u64 != s.keys {
-            return Err(file_err(
-                &path,
-                format!(
-                    "holds {} keys with digest {d}, the manifest says {} keys with {}",
-                    records.len(),
-                    s.keys,
-                    s.digest
-                ),
-            ));
-        }
-        all.extend(records);
-    }
-    Ok(all)
-}
-
-/// Writes `records` into the cluster `con` reaches (`RESTORE`, keeping
-/// each key's remaining ttl), a thousand at a time.
-pub async fn restore_all<C: ConnectionLike + Send>(
-    con: &mut C,
-    records: &[Record],
-) -> std::result::Result<(), redis::RedisError> {
-    for r in records {
-        redis::cmd("RESTORE")
-            .arg(&r.key)
-            .arg(r.ttl_ms)
-            .arg(&r.payload)
-            .query_async::<()>(con)
-            .await?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,18 +240,8 @@ mod tests {
     fn r(key: &str, payload: &[u8]) -> Record {
         Record {
             key: key.as_bytes().to_vec(),
-            ttl_ms: 7,
             payload: payload.to_vec(),
         }
-    }
-
-    #[test]
-    fn files_round_trip_and_a_cut_file_is_refused() {
-        let recs = vec![r("a", b"\x00\x01x"), r("bb", b""), r("", b"y")];
-        let bytes = encode(&recs);
-        assert_eq!(decode(&bytes), Some(recs));
-        assert_eq!(decode(&bytes[..bytes.len() - 1]), None);
-        assert_eq!(decode(&[]), Some(vec![]));
     }
 
     #[test]
@@ -311,9 +251,18 @@ mod tests {
         assert_eq!(digest(&mut one), digest(&mut two));
         let mut changed = vec![r("a", b"1"), r("b", b"3")];
         assert_ne!(digest(&mut one), digest(&mut changed));
+        let mut fewer = vec![r("a", b"1")];
+        assert_ne!(digest(&mut one), digest(&mut fewer));
         // Key and value boundaries count: "ab"+"" is not "a"+"b".
         let mut x = vec![r("ab", b"")];
         let mut y = vec![r("a", b"b")];
         assert_ne!(digest(&mut x), digest(&mut y));
+    }
+
+    #[test]
+    fn the_cache_digest_follows_its_shards_in_order() {
+        assert_eq!(cache_digest(["a", "b"]), cache_digest(["a", "b"]));
+        assert_ne!(cache_digest(["a", "b"]), cache_digest(["b", "a"]));
+        assert_ne!(cache_digest(["ab"]), cache_digest(["a", "b"]));
     }
 }

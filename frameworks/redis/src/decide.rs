@@ -3,9 +3,12 @@
 //!
 //! ```text
 //!  Members (task, shard, address, Observed?) ──► decide() ──► [AdminCmd]
-//!    1. FAILOVER FORCE  a shard's primary task ended, or the cluster flagged it `fail`:
+//!    1. FAILOVER FORCE  a shard's primary task ended, or the cluster flagged it `fail`,
+//!                       or most primaries suspect it (`fail?`) and it is silent:
 //!                       its most up-to-date replica
 //!    2. MEET            a live node the anchor does not know yet
+//!    3a. ADDSLOTS       a restored cache: unserved slots to their backed-up shard, once
+//!                       each shard's loading node serves the slots of its keys
 //!    3. ADDSLOTS        nothing serves slots yet and every shard has a node:
 //!                       the first node of each shard takes its even range
 //!    4. REPLICATE       a shard's other nodes follow its slot-serving node (a shard
@@ -23,7 +26,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::topology::{initial_range, NodeLine, Observed};
+use crate::framework::RestoreShard;
+use crate::topology::{initial_range, NodeLine, Observed, SLOTS};
 
 /// One task of a cache as the operator sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,6 +155,41 @@ fn new_shard_primary<'a>(
         .copied()
 }
 
+/// Whether primary `line` is down by Redis' own rule, read straight from
+/// every primary's view: its node did not answer the operator this round,
+/// and a majority of the primaries that serve slots (it counts among
+/// them) each flag it failing (`fail?` or `fail`), i.e. each saw no pong
+/// within the node timeout. Redis marks it `fail` on this same majority,
+/// but only once the failure reports have reached one of them by gossip;
+/// the operator sees every view at once. The promotion is still a
+/// `FAILOVER FORCE`, elected by a majority of primaries, so two replicas
+/// cannot both win one epoch; a primary that was only cut off stops
+/// taking writes on its minority side after the node timeout, as with
+/// Redis' own failover, and none of its writes could be acknowledged by
+/// `WAIT` (its replica left it).
+fn suspected(
+    members: &[Member],
+    live: &[(&Member, &Observed)],
+    lines: &[&NodeLine],
+    line: &NodeLine,
+) -> bool {
+    let silent = members
+        .iter()
+        .any(|m| m.ip == line.ip && m.port == line.port && m.obs.is_none());
+    if !silent {
+        return false;
+    }
+    let voters = lines
+        .iter()
+        .filter(|l| l.primary && !l.slots.is_empty())
+        .count();
+    let reports = live
+        .iter()
+        .filter(|(_, o)| o.serves_slots() && o.nodes.iter().any(|n| n.id == line.id && n.failing))
+        .count();
+    reports * 2 > voters
+}
+
 /// How long a forced failover may wait for the primaries' votes before
 /// the replica takes over without them.
 pub const TAKEOVER_AFTER_MS: u64 = 1_500;
@@ -161,6 +200,21 @@ pub const TAKEOVER_AFTER_MS: u64 = 1_500;
 /// primary id.
 pub fn decide(
     shards: u32,
+    members: &[Member],
+    forced: &BTreeMap<String, u64>,
+    now_ms: u64,
+) -> Vec<AdminCmd> {
+    decide_restored(shards, None, members, forced, now_ms)
+}
+
+/// [`decide`] for a cache restored from a backup (`restore`: the backed-up
+/// shards, in order): one node of each shard loaded its shard's RDB at
+/// start and took the slots it has keys in, so the cluster does not start
+/// without slots; the slots no node serves go to their backed-up shard
+/// (see [`restored_slots`]) before anything else is assigned.
+pub fn decide_restored(
+    shards: u32,
+    restore: Option<&[RestoreShard]>,
     members: &[Member],
     forced: &BTreeMap<String, u64>,
     now_ms: u64,
@@ -196,11 +250,13 @@ pub fn decide(
                 // Its task ended, or (host or network loss) the cluster
                 // agreed it is down: promote now instead of waiting out
                 // the replicas' own election delay (0.5-1 s and more).
-                let down = !alive(members, line) || line.failed;
-                (!line.slots.is_empty() && down).then_some((m, o, p))
+                let down =
+                    !alive(members, line) || line.failed || suspected(members, &live, &lines, line);
+                (!line.slots.is_empty() && down).then_some((m, o, line))
             })
             .max_by(|a, b| a.1.offset.cmp(&b.1.offset).then(b.0.task.cmp(&a.0.task)));
-        if let Some((m, _, p)) = best {
+        if let Some((m, _, line)) = best {
+            let p = line.id.as_str();
             promoting.insert(p.to_string());
             let (on, replaces) = (m.addr(), p.to_string());
             let waited = forced
@@ -230,6 +286,15 @@ pub fn decide(
                 port: m.port,
                 bus: m.bus,
             });
+        }
+    }
+
+    // 3a. A restored cluster: the slots nobody serves yet go to their
+    // shard as the backup had them.
+    if let Some(layout) = restore {
+        if let Some(cmds) = restored_slots(shards, layout, &live, &lines, meeting) {
+            out.extend(cmds);
+            return out;
         }
     }
 
@@ -319,6 +384,100 @@ pub fn decide(
         }
     }
     out
+}
+
+/// The slots of `ranges` no line serves, as inclusive ranges.
+fn unserved(ranges: &[(u16, u16)], served: &[bool]) -> Vec<(u16, u16)> {
+    let mut out: Vec<(u16, u16)> = Vec::new();
+    for &(lo, hi) in ranges {
+        for slot in lo..=hi.min((SLOTS - 1) as u16) {
+            if served[slot as usize] {
+                continue;
+            }
+            match out.last_mut() {
+                Some((_, end)) if *end + 1 == slot => *end = slot,
+                _ => out.push((slot, slot)),
+            }
+        }
+    }
+    out
+}
+
+/// A restored cluster's slot assignment: `None` once every slot of the
+/// layout is served (nothing left to do here); else the `ADDSLOTSRANGE`s
+/// due now, possibly none while waiting. Waits until every node knows
+/// every other (as step 3 does) and, per shard, until the node that
+/// loads its file serves the slots its keys are in (a shard whose file
+/// has keys never gets them on an empty node: its loading node would
+/// hold keys of slots another node serves, and could never become a
+/// replica). A shard whose file has no keys takes a primary as step 3
+/// would.
+fn restored_slots(
+    shards: u32,
+    layout: &[RestoreShard],
+    live: &[(&Member, &Observed)],
+    lines: &[&NodeLine],
+    meeting: bool,
+) -> Option<Vec<AdminCmd>> {
+    let mut served = vec![false; SLOTS as usize];
+    for l in lines {
+        for &(lo, hi) in &l.slots {
+            for slot in lo..=hi {
+                if let Some(s) = served.get_mut(slot as usize) {
+                    *s = true;
+                }
+            }
+        }
+    }
+    let todo: Vec<(u32, Vec<(u16, u16)>)> = layout
+        .iter()
+        .zip(0..shards)
+        .map(|(s, i)| (i, unserved(&s.slots, &served)))
+        .filter(|(_, r)| !r.is_empty())
+        .collect();
+    if todo.is_empty() {
+        return None;
+    }
+    let all_known = live
+        .iter()
+        .all(|(_, o)| live.iter().all(|(_, p)| o.knows(p.id())));
+    if meeting || !all_known {
+        return Some(Vec::new());
+    }
+    let mut used: BTreeSet<&str> = live
+        .iter()
+        .filter(|(_, o)| o.serves_slots())
+        .map(|(m, _)| m.host.as_str())
+        .collect();
+    let mut out = Vec::new();
+    for (shard, ranges) in todo {
+        let in_shard: Vec<_> = live.iter().filter(|(m, _)| m.shard == shard).collect();
+        let serving = in_shard.iter().find(|(_, o)| o.serves_slots());
+        let pick = match serving {
+            Some(p) => p,
+            None if layout[shard as usize].keys > 0 => continue,
+            None => {
+                let empty = || {
+                    in_shard.iter().filter(|(_, o)| {
+                        o.me().is_some_and(|n| n.primary) && o.replicates().is_none()
+                    })
+                };
+                let Some(p) = empty()
+                    .find(|(m, _)| !used.contains(m.host.as_str()))
+                    .or_else(|| empty().next())
+                else {
+                    continue;
+                };
+                p
+            }
+        };
+        used.insert(pick.0.host.as_str());
+        out.push(AdminCmd::AddSlots {
+            on: pick.0.addr(),
+            ranges,
+        });
+    }
+    Some(out)
 }
 
 #[cfg(test)]

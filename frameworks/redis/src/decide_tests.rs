@@ -288,3 +288,139 @@ fn primaries_go_to_distinct_hosts_when_they_can() {
         ]
     );
 }
+
+fn layout(shards: &[(&[(u16, u16)], u64)]) -> Vec<RestoreShard> {
+    shards
+        .iter()
+        .map(|(slots, keys)| RestoreShard {
+            file: String::new(),
+            sha256: String::new(),
+            slots: slots.to_vec(),
+            keys: *keys,
+        })
+        .collect()
+}
+
+#[test]
+fn a_restored_shard_waits_for_its_loading_node_then_gets_its_unserved_slots() {
+    // Shard 0's file has keys; its loading node ("a") has not loaded yet
+    // (no slots). Shard 1's file has none.
+    let plan = layout(&[(&[(0, 9999)], 40), (&[(10000, 16383)], 0)]);
+    let l = vec![
+        line("a", 1, "m", &[]),
+        line("b", 2, "m", &[]),
+        line("c", 3, "m", &[]),
+    ];
+    let ms = vec![
+        member(0, "t0", 1, obs(&l, 0, 0)),
+        member(0, "t1", 2, obs(&l, 1, 0)),
+        member(1, "t2", 3, obs(&l, 2, 0)),
+    ];
+    // No even split (step 3), nothing for shard 0's empty node: only
+    // shard 1, whose file is empty, takes its slots.
+    assert_eq!(
+        decide_restored(2, Some(&plan), &ms, &BTreeMap::new(), 0),
+        vec![AdminCmd::AddSlots {
+            on: addr(3),
+            ranges: vec![(10000, 16383)]
+        }]
+    );
+
+    // "a" loaded its file: it took the slots its keys are in; the rest of
+    // its shard's range goes to it, not to "b".
+    let l = vec![
+        line("a", 1, "m", &[(5, 5), (700, 701)]),
+        line("b", 2, "m", &[]),
+        line("c", 3, "m", &[(10000, 16383)]),
+    ];
+    let ms = vec![
+        member(0, "t0", 1, obs(&l, 0, 0)),
+        member(0, "t1", 2, obs(&l, 1, 0)),
+        member(1, "t2", 3, obs(&l, 2, 0)),
+    ];
+    assert_eq!(
+        decide_restored(2, Some(&plan), &ms, &BTreeMap::new(), 0),
+        vec![AdminCmd::AddSlots {
+            on: addr(1),
+            ranges: vec![(0, 4), (6, 699), (702, 9999)]
+        }]
+    );
+
+    // Every slot served: the ordinary steps (here, "b" follows "a").
+    let l = vec![
+        line("a", 1, "m", &[(0, 9999)]),
+        line("b", 2, "m", &[]),
+        line("c", 3, "m", &[(10000, 16383)]),
+    ];
+    let ms = vec![
+        member(0, "t0", 1, obs(&l, 0, 0)),
+        member(0, "t1", 2, obs(&l, 1, 0)),
+        member(1, "t2", 3, obs(&l, 2, 0)),
+    ];
+    assert_eq!(
+        decide_restored(2, Some(&plan), &ms, &BTreeMap::new(), 0),
+        vec![AdminCmd::Replicate {
+            on: addr(2),
+            primary: "a".into()
+        }]
+    );
+}
+
+#[test]
+fn a_restored_cluster_assigns_nothing_until_its_nodes_have_met() {
+    let plan = layout(&[(&[(0, 16383)], 0)]);
+    let a = line("a", 1, "m", &[]);
+    let b = line("b", 2, "m", &[]);
+    let ms = vec![
+        member(0, "t0", 1, obs(std::slice::from_ref(&a), 0, 0)),
+        member(0, "t1", 2, obs(std::slice::from_ref(&b), 0, 0)),
+    ];
+    let cmds = decide_restored(1, Some(&plan), &ms, &BTreeMap::new(), 0);
+    assert!(
+        cmds.iter().all(|c| matches!(c, AdminCmd::Meet { .. })),
+        "{cmds:?}"
+    );
+}
+
+#[test]
+fn a_silent_primary_most_primaries_suspect_is_replaced_before_the_gossip_agrees() {
+    // a (shard 0) is on a lost host: unreachable; its replica r, and the
+    // primaries b and c of the other shards answer.
+    let base = vec![
+        line("a", 1, "m", &[(0, 5460)]),
+        line("b", 2, "m", &[(5461, 10922)]),
+        line("c", 3, "m", &[(10923, 16383)]),
+        line("r", 4, "a", &[]),
+    ];
+    let view = |suspects: &[usize]| {
+        // Each of `suspects` (indices of b, c) flags a `fail?` in its own view.
+        let mut ms = vec![member(0, "t0", 1, None)];
+        for (i, port) in [(1usize, 2u16), (2, 3), (3, 4)] {
+            let mut l = base.clone();
+            l[0].failing = suspects.contains(&i);
+            ms.push(member(
+                i.min(2) as u32,
+                &format!("t{i}"),
+                port,
+                obs(&l, i, 5),
+            ));
+        }
+        ms[3].shard = 0;
+        ms
+    };
+    // Both other primaries suspect it (2 of 3): promote now.
+    assert_eq!(
+        decide(3, &view(&[1, 2]), &BTreeMap::new(), 0),
+        vec![AdminCmd::FailoverForce {
+            on: addr(4),
+            replaces: "a".into()
+        }]
+    );
+    // One primary's suspicion (and the replica's) is not a majority.
+    assert_eq!(decide(3, &view(&[1, 3]), &BTreeMap::new(), 0), vec![]);
+    // A primary that answers the operator is not replaced, whatever the
+    // others suspect (a slow bus, not a lost host).
+    let mut ms = view(&[1, 2]);
+    ms[0].obs = obs(&base, 0, 9);
+    assert_eq!(decide(3, &ms, &BTreeMap::new(), 0), vec![]);
+}

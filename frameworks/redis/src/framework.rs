@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use ocean_framework::{Action, Framework, Plan, View};
 
-use crate::jobs::{labels_of, shard_job, shard_job_id, LABEL_CACHE, LABEL_DIGEST};
+use crate::jobs::{labels_of, shard_job_id, shard_job_restoring, LABEL_CACHE, LABEL_DIGEST};
 use crate::spec::CacheSpec;
 
 /// The framework's name: its namespace and lease.
@@ -38,6 +38,42 @@ pub struct CacheRecord {
     /// operator once the slots are where they belong.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resharding: Option<Resharding>,
+    /// The backup it was restored from, if any: one node of each shard
+    /// starts from that shard's RDB file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreSource>,
+}
+
+/// Where a restored cache comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreSource {
+    /// The cache backed up.
+    pub cache: String,
+    /// The backup's id.
+    pub backup: String,
+    /// The backup's directory: a path on the agents' hosts as well (a
+    /// shared mount, or every agent on the master's machine).
+    pub dir: String,
+    /// Where each shard's one loading node claims the file (`mkdir`
+    /// `<claims>/shard-<i>`): the first node to start loads it, the others
+    /// and every later replacement start empty and sync as replicas.
+    pub claims: String,
+    /// Per shard, in order.
+    pub shards: Vec<RestoreShard>,
+}
+
+/// One shard of a restore.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreShard {
+    /// The RDB file, relative to `dir`.
+    pub file: String,
+    /// Its SHA-256, checked by the node before it loads it.
+    pub sha256: String,
+    /// The slots the shard serves (those of the backed-up shard).
+    pub slots: Vec<(u16, u16)>,
+    /// Keys in the file: a shard with keys waits for its loading node
+    /// before any slot is assigned.
+    pub keys: u64,
 }
 
 /// A change of shard count in progress.
@@ -108,7 +144,7 @@ impl Framework for RedisFramework {
             names.insert(rec.spec.name.clone());
             for shard in 0..rec.job_shards() {
                 let id = shard_job_id(&rec.spec, shard);
-                let job = shard_job(&rec.spec, shard);
+                let job = shard_job_restoring(&rec.spec, shard, rec.restore.as_ref());
                 let digest = &job["labels"][LABEL_DIGEST];
                 let current = view
                     .jobs
@@ -159,6 +195,7 @@ impl Framework for RedisFramework {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jobs::shard_job;
     use crate::spec::Persistence;
     use ocean_client::api::{Job, KvEntry};
 
@@ -189,6 +226,7 @@ mod tests {
             spec: s,
             created_ms: 1,
             resharding: None,
+            restore: None,
         };
         v.keys.insert(
             "caches/c".into(),
@@ -241,6 +279,7 @@ mod tests {
             spec: more.clone(),
             created_ms: 1,
             resharding: None,
+            restore: None,
         };
         v.keys.insert(
             "caches/c".into(),

@@ -9,6 +9,7 @@
 
 use serde_json::{json, Value};
 
+use crate::framework::RestoreSource;
 use crate::spec::CacheSpec;
 
 /// Label naming the cache a job belongs to.
@@ -35,8 +36,35 @@ pub fn shard_job_id(spec: &CacheSpec, shard: u32) -> String {
 /// The redis-server command line (a `/bin/sh -c` line: the ports come
 /// from the task's environment).
 pub fn command(spec: &CacheSpec) -> String {
+    format!("exec {}", server_line(spec))
+}
+
+/// What a node of a restored cache runs first: the shard's one node that
+/// wins the claim (`mkdir` is atomic) checks the backup's RDB file
+/// against its SHA-256 and starts from it (AOF off for that start: with
+/// it on, redis-server would ignore the RDB; the restore turns it on once
+/// verified). Every other node, and any later replacement (the claim is
+/// taken, or its `nodes.conf` exists), starts empty and syncs as a
+/// replica.
+const RESTORE_PREFIX: &str = r#"R=""
+if [ -n "${REDIS_RESTORE_RDB:-}" ] && [ ! -e nodes.conf ] && mkdir "$REDIS_RESTORE_CLAIM" 2>/dev/null; then
+  if ! echo "$REDIS_RESTORE_SHA256  $REDIS_RESTORE_RDB" | sha256sum -c --quiet - >&2; then
+    echo "restore: $REDIS_RESTORE_RDB does not match its manifest's sha256" >&2
+    rmdir "$REDIS_RESTORE_CLAIM"; exit 1
+  fi
+  cp "$REDIS_RESTORE_RDB" dump.rdb.part && mv dump.rdb.part dump.rdb
+  R="--dbfilename dump.rdb --appendonly no"
+fi
+"#;
+
+/// The command of a restored cache's node (see [`RESTORE_PREFIX`]).
+pub fn restoring_command(spec: &CacheSpec) -> String {
+    format!("{RESTORE_PREFIX}exec {} $R", server_line(spec))
+}
+
+fn server_line(spec: &CacheSpec) -> String {
     format!(
-        "exec redis-server --port \"$PORT0\" --protected-mode no \
+        "redis-server --port \"$PORT0\" --protected-mode no \
          --cluster-enabled yes --cluster-port \"$PORT1\" --cluster-config-file nodes.conf \
          --cluster-node-timeout {NODE_TIMEOUT_MS} --cluster-require-full-coverage no \
          --cluster-allow-replica-migration no \
@@ -58,6 +86,13 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 /// The job spec of shard `shard` (JSON), with its digest label.
 pub fn shard_job(spec: &CacheSpec, shard: u32) -> Value {
+    shard_job_restoring(spec, shard, None)
+}
+
+/// The job spec of shard `shard` of a cache restored from `restore` (a
+/// plain one without): the shard's file, its SHA-256 and its claim in the
+/// environment.
+pub fn shard_job_restoring(spec: &CacheSpec, shard: u32, restore: Option<&RestoreSource>) -> Value {
     let mut job = json!({
         "id": shard_job_id(spec, shard),
         "cmd": command(spec),
@@ -81,6 +116,15 @@ pub fn shard_job(spec: &CacheSpec, shard: u32) -> Value {
             LABEL_SHARD: shard.to_string(),
         },
     });
+    if let Some(r) = restore {
+        let file = r.shards.get(shard as usize);
+        job["cmd"] = restoring_command(spec).into();
+        job["env"] = json!({
+            "REDIS_RESTORE_RDB": file.map_or(String::new(), |f| format!("{}/{}", r.dir, f.file)),
+            "REDIS_RESTORE_SHA256": file.map_or("", |f| f.sha256.as_str()),
+            "REDIS_RESTORE_CLAIM": format!("{}/shard-{shard}", r.claims),
+        });
+    }
     let digest = format!("{:016x}", fnv1a(job.to_string().as_bytes()));
     job["labels"][LABEL_DIGEST] = digest.into();
     job
@@ -141,5 +185,88 @@ mod tests {
             ..spec()
         };
         assert_ne!(a, shard_job(&more, 0)["labels"][LABEL_DIGEST]);
+    }
+
+    #[test]
+    fn one_node_per_shard_starts_from_the_checked_file() {
+        use sha2::{Digest, Sha256};
+        let dir = std::env::temp_dir().join(format!("ocean-redis-claim-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for d in ["claims", "n1", "n2", "n3"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        let rdb = dir.join("shard-0.rdb");
+        std::fs::write(&rdb, b"REDIS0010 a snapshot").unwrap();
+        let sha = format!("{:x}", Sha256::digest(b"REDIS0010 a snapshot"));
+        let run = |node: &str, sha: &str, claim: &str| {
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("{RESTORE_PREFIX}echo \"R=$R\""))
+                .current_dir(dir.join(node))
+                .env("REDIS_RESTORE_RDB", &rdb)
+                .env("REDIS_RESTORE_SHA256", sha)
+                .env("REDIS_RESTORE_CLAIM", dir.join("claims").join(claim))
+                .output()
+                .unwrap()
+        };
+        // The first node claims and loads the file.
+        let out = run("n1", &sha, "shard-0");
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("R=--dbfilename dump.rdb --appendonly no"),
+            "{text}"
+        );
+        assert_eq!(
+            std::fs::read(dir.join("n1/dump.rdb")).unwrap(),
+            b"REDIS0010 a snapshot"
+        );
+        // A second node (or a replacement) starts empty.
+        let out = run("n2", &sha, "shard-0");
+        assert!(out.status.success(), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("R=\n"),
+            "{out:?}"
+        );
+        assert!(!dir.join("n2/dump.rdb").exists());
+        // A file that is not what the manifest says is refused, and the
+        // claim given back.
+        let out = run("n3", &"0".repeat(64), "shard-1");
+        assert!(!out.status.success(), "{out:?}");
+        assert!(!dir.join("n3/dump.rdb").exists());
+        assert!(!dir.join("claims/shard-1").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_restoring_job_names_its_shards_file_and_claim() {
+        let r = RestoreSource {
+            cache: "src".into(),
+            backup: "b-1".into(),
+            dir: "/backups/src/b-1".into(),
+            claims: "/backups/src/b-1/claims/dst-5".into(),
+            shards: vec![crate::framework::RestoreShard {
+                file: "shard-0.rdb".into(),
+                sha256: "ab".into(),
+                slots: vec![(0, 16383)],
+                keys: 3,
+            }],
+        };
+        let j = shard_job_restoring(&spec(), 0, Some(&r));
+        assert_eq!(
+            j["env"]["REDIS_RESTORE_RDB"],
+            "/backups/src/b-1/shard-0.rdb"
+        );
+        assert_eq!(j["env"]["REDIS_RESTORE_SHA256"], "ab");
+        assert_eq!(
+            j["env"]["REDIS_RESTORE_CLAIM"],
+            "/backups/src/b-1/claims/dst-5/shard-0"
+        );
+        assert!(j["cmd"].as_str().unwrap().ends_with(" $R"));
+        // A shard the backup did not have (a later scale-out) loads nothing.
+        let j = shard_job_restoring(&spec(), 1, Some(&r));
+        assert_eq!(j["env"]["REDIS_RESTORE_RDB"], "");
+        // A plain cache's job is unchanged.
+        assert_eq!(shard_job_restoring(&spec(), 0, None), shard_job(&spec(), 0));
     }
 }

@@ -11,7 +11,7 @@
 //!                                               or every `status_every`)
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::admin::RedisAdmin;
-use crate::decide::{decide, AdminCmd, Member};
+use crate::decide::{decide_restored, AdminCmd, Member};
 use crate::framework::{caches, CacheRecord, CACHES, NAME, STATUSES};
 use crate::jobs::shard_job_id;
 use crate::mover::{Mover, Step};
@@ -46,12 +46,15 @@ pub struct OperatorOptions {
 }
 
 impl OperatorOptions {
-    /// Defaults for `holder`: a round every 250 ms, the status at least
+    /// Defaults for `holder`: a round every 100 ms (a silent primary's
+    /// failover is decided on the round after most primaries suspect it,
+    /// and must land before the cluster's own `fail` schedules the
+    /// replica's slower election), the status at least
     /// every 2 s.
     pub fn new(holder: impl Into<String>) -> Self {
         OperatorOptions {
             holder: holder.into(),
-            every: Duration::from_millis(250),
+            every: Duration::from_millis(100),
             status_every: Duration::from_secs(2),
             reshard_budget: Duration::from_millis(500),
         }
@@ -72,7 +75,15 @@ pub struct Operator {
     spread_ms: u64,
     /// Resharding plans and progress.
     mover: Mover,
+    /// Nodes that did not answer last round (asked within
+    /// [`SILENT_TIMEOUT`] next).
+    silent: BTreeSet<String>,
 }
+
+/// How long a node that did not answer last round is waited for: a frozen
+/// host's nodes would otherwise hold every round for the full admin limit
+/// (500 ms), and with it the failover of the primary they lost.
+pub const SILENT_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// How long after spreading primaries the operator waits before it spreads
 /// again (a graceful failover takes well under a second; the status it
@@ -116,6 +127,7 @@ impl Operator {
             forced: BTreeMap::new(),
             spread_ms: 0,
             mover: Mover::default(),
+            silent: BTreeSet::new(),
         }
     }
 
@@ -131,7 +143,10 @@ impl Operator {
         let out = round(
             self.admin.as_ref(),
             view,
-            &self.forced,
+            &Past {
+                forced: self.forced.clone(),
+                silent: self.silent.clone(),
+            },
             now,
             spread_ok,
             &mut self.mover,
@@ -142,7 +157,9 @@ impl Operator {
             sent,
             statuses,
             resharded,
+            silent,
         } = out;
+        self.silent = silent;
         for (rec, revision) in resharded {
             self.end_resharding(rec, revision).await;
         }
@@ -290,9 +307,18 @@ impl Operator {
     }
 }
 
-/// [`RedisAdmin::observe`] with the error logged and dropped.
-async fn observe(admin: &dyn RedisAdmin, addr: String) -> Option<crate::topology::Observed> {
-    match admin.observe(&addr).await {
+/// [`RedisAdmin::observe`] (within `timeout` if given) with the error
+/// logged and dropped.
+async fn observe(
+    admin: &dyn RedisAdmin,
+    addr: String,
+    timeout: Option<Duration>,
+) -> Option<crate::topology::Observed> {
+    let seen = match timeout {
+        Some(t) => admin.observe_within(&addr, t).await,
+        None => admin.observe(&addr).await,
+    };
+    match seen {
         Ok(o) => Some(o),
         Err(e) => {
             debug!(error = %e, "redis node not observed");
@@ -311,6 +337,19 @@ pub struct RoundOut {
     pub statuses: Vec<(String, CacheStatus)>,
     /// Caches whose resharding is done, with their record's revision.
     pub resharded: Vec<(CacheRecord, u64)>,
+    /// Nodes that did not answer.
+    pub silent: BTreeSet<String>,
+}
+
+/// What earlier rounds left for the next one.
+#[derive(Debug, Clone, Default)]
+pub struct Past {
+    /// Since when (ms) a forced failover has been asked for in place of
+    /// each primary id.
+    pub forced: BTreeMap<String, u64>,
+    /// Nodes that did not answer last round (asked within
+    /// [`SILENT_TIMEOUT`]).
+    pub silent: BTreeSet<String>,
 }
 
 /// One round over every cache of `view`: observe its running tasks (in
@@ -321,22 +360,31 @@ pub struct RoundOut {
 pub async fn round(
     admin: &dyn RedisAdmin,
     view: &View,
-    forced: &BTreeMap<String, u64>,
+    past: &Past,
     now_ms: u64,
     mut spread_ok: bool,
     mover: &mut Mover,
     budget: Duration,
 ) -> RoundOut {
+    let (forced, silent) = (&past.forced, &past.silent);
     let mut out = RoundOut::default();
     for (rec, revision) in caches(view) {
         let spec = rec.spec.clone();
         let mut members = members_of(view, &rec);
-        let seen =
-            futures::future::join_all(members.iter().map(|m| observe(admin, m.addr()))).await;
+        let seen = futures::future::join_all(members.iter().map(|m| {
+            let addr = m.addr();
+            let t = silent.contains(&addr).then_some(SILENT_TIMEOUT);
+            observe(admin, addr, t)
+        }))
+        .await;
         for (m, obs) in members.iter_mut().zip(seen) {
+            if obs.is_none() {
+                out.silent.insert(m.addr());
+            }
             m.obs = obs;
         }
-        let mut cmds = decide(rec.job_shards(), &members, forced, now_ms);
+        let restore = rec.restore.as_ref().map(|r| r.shards.as_slice());
+        let mut cmds = decide_restored(rec.job_shards(), restore, &members, forced, now_ms);
         let mut st = status(&spec, &members, now_ms);
         if rec.resharding.is_some() {
             if cmds.is_empty() && mover.step(admin, &rec, &members, budget).await == Step::Done {

@@ -47,6 +47,7 @@ fn view(tasks: &[Task]) -> View {
             spec: spec(),
             created_ms: 1,
             resharding: None,
+            restore: None,
         },
         tasks,
     )
@@ -60,10 +61,14 @@ async fn round(
     now: u64,
     spread: bool,
 ) -> (Vec<AdminCmd>, Vec<(String, CacheStatus)>) {
+    let past = Past {
+        forced: forced.clone(),
+        ..Default::default()
+    };
     let out = super::round(
         mem,
         v,
-        forced,
+        &past,
         now,
         spread,
         &mut Mover::default(),
@@ -188,7 +193,7 @@ async fn reshard(mem: &MemAdmin, v: &View, mover: &mut Mover) -> CacheStatus {
         let out = super::round(
             mem,
             v,
-            &BTreeMap::new(),
+            &Past::default(),
             3,
             false,
             mover,
@@ -241,6 +246,7 @@ async fn shards_added_then_removed_take_and_give_back_slots_by_bytes() {
             from_shards: 2,
             started_ms: 5,
         }),
+        restore: None,
     };
     let mut mover = Mover::default();
     let st = reshard(&mem, &view_of(three.clone(), &tasks), &mut mover).await;
@@ -281,6 +287,7 @@ async fn shards_added_then_removed_take_and_give_back_slots_by_bytes() {
             from_shards: 3,
             started_ms: 9,
         }),
+        restore: None,
     };
     reshard(&mem, &view_of(two, &tasks), &mut mover).await;
     assert_eq!(mem.served("127.0.0.1:500"), (0, 0), "shard 2 still serves");

@@ -48,7 +48,7 @@ const NOTICES: &[(&str, &str)] = &[
     ),
     (
         "backup",
-        "Backup taken: every shard read from a synced replica, its manifest written.",
+        "Backup taken: an RDB snapshot of every shard from a synced replica, checked and listed in its manifest.",
     ),
 ];
 

@@ -75,6 +75,64 @@ fn primaries_spread(detail: &serde_json::Value) -> bool {
 
 /// One crash or host-loss trial on the shard serving `tag`; the time to
 /// writes and the acknowledged writes lost.
+/// When (after the loss) a surviving primary first flagged the victim
+/// `fail?` and `fail`, and first named another node as the slot's owner.
+#[derive(Debug, Default)]
+struct Phases {
+    pfail: Option<Duration>,
+    fail: Option<Duration>,
+    promoted: Option<Duration>,
+}
+
+impl Phases {
+    fn show(&self) -> String {
+        let f = |d: Option<Duration>| d.map_or("-".to_string(), ms);
+        format!(
+            "seen by a surviving primary: fail? {}, fail {}, new owner {}",
+            f(self.pfail),
+            f(self.fail),
+            f(self.promoted)
+        )
+    }
+}
+
+/// Polls `observer`'s `CLUSTER NODES` every 10 ms from `since` until
+/// `stop` (the phases of a host loss as the cluster lived them).
+async fn watch_phases(observer: String, victim: String, since: Instant, stop: Instant) -> Phases {
+    let mut out = Phases::default();
+    let Ok(mut con) = ocean_tests::caches::connect(&observer, Duration::from_millis(300)).await
+    else {
+        return out;
+    };
+    while Instant::now() < stop && out.promoted.is_none() {
+        if let Ok(text) = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query_async::<String>(&mut con)
+            .await
+        {
+            let at = since.elapsed();
+            for line in text.lines() {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                if f.len() < 3 || !f[1].starts_with(&format!("{victim}@")) {
+                    continue;
+                }
+                if f[2].contains("fail?") {
+                    out.pfail.get_or_insert(at);
+                } else if f[2].contains("fail") {
+                    out.pfail.get_or_insert(at);
+                    out.fail.get_or_insert(at);
+                }
+                if f[2].contains("fail") && f.len() <= 8 {
+                    // Its slots went to the promoted replica.
+                    out.promoted.get_or_insert(at);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    out
+}
+
 async fn trial(
     c: &Cluster,
     agents: &mut Vec<ocean_tests::AgentProc>,
@@ -110,11 +168,28 @@ async fn trial(
             }
         }
     }
+    // A primary on another host watches the phases of a host loss.
+    let observer = detail["status"]["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|n| n["host"] != host.as_str() && n["role"] == "primary")
+        .and_then(|n| n["addr"].as_str())
+        .map(str::to_string);
     let (tx, rx) = tokio::sync::watch::channel(None);
     let stop = Instant::now() + Duration::from_millis(if host_loss { 7_000 } else { 3_000 });
     let writer = tokio::spawn(write_load(seeds.clone(), tag.to_string(), rx, stop));
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut phases = None;
     if host_loss {
+        if let Some(o) = observer {
+            phases = Some(tokio::spawn(watch_phases(
+                o,
+                victim_addr.clone(),
+                Instant::now(),
+                stop,
+            )));
+        }
         let idx = names
             .iter()
             .position(|n| format!("host-{n}") == host)
@@ -128,6 +203,9 @@ async fn trial(
     }
     let _ = tx.send(Some(Instant::now()));
     let w = writer.await?;
+    if let Some(p) = phases {
+        println!("  {}", p.await?.show());
+    }
     let resumed = w.resumed_after.context("writes never resumed")?;
     let lost = lost_writes(&seeds, tag, &w.acked).await?.len();
     if host_loss {
