@@ -257,6 +257,17 @@ mod tests {
         procfs::read_stat(pid).map(|s| s.start_time).unwrap_or(0)
     }
 
+    /// Polls [`adopted_exit`] for up to 2 s.
+    fn ended(pid: i32, start: u64) -> Option<ExitInfo> {
+        for _ in 0..200 {
+            if let Some(exit) = adopted_exit(pid, start) {
+                return Some(exit);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        None
+    }
+
     /// A child of this process (as a task is of an agent restarted in
     /// place): running is `None`, ended is its real exit once reaped here.
     #[test]
@@ -269,15 +280,7 @@ mod tests {
         let start = start_time(pid);
         assert_eq!(adopted_exit(pid, start), None, "running");
         let _ = sleeper.kill();
-        let mut exit = None;
-        for _ in 0..200 {
-            exit = adopted_exit(pid, start);
-            if exit.is_some() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        assert_eq!(exit, Some(ExitInfo::Signal(9)));
+        assert_eq!(ended(pid, start), Some(ExitInfo::Signal(9)));
         // Reaped here, so the handle finds nothing left to wait for.
         assert!(sleeper.try_wait().is_err());
 
@@ -286,18 +289,9 @@ mod tests {
             .spawn()
             .expect("sh");
         let pid = quits.id() as i32;
-        let start = start_time(pid);
-        let mut exit = None;
-        for _ in 0..200 {
-            exit = adopted_exit(pid, start);
-            if exit.is_some() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
         // A zombie keeps its start time, so even an end before the first
         // look is read back with its code.
-        assert_eq!(exit, Some(ExitInfo::Code(3)));
+        assert_eq!(ended(pid, start_time(pid)), Some(ExitInfo::Code(3)));
         assert!(quits.try_wait().is_err(), "reaped here");
     }
 
