@@ -434,7 +434,7 @@ pub async fn scale(c: &Arc<dyn Client>, id: &str, s: Scale) -> ApiResult<Value> 
 }
 
 /// The cache's status, or a 409 while the operator has not observed it.
-async fn observed_status(c: &Arc<dyn Client>, id: &str) -> ApiResult<CacheStatus> {
+pub(crate) async fn observed_status(c: &Arc<dyn Client>, id: &str) -> ApiResult<CacheStatus> {
     status_of(c, id).await.ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,

@@ -20,7 +20,7 @@ use ocean_client::Error;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::api::{record, status_of, Api, ApiError, ApiResult};
+use crate::api::{observed_status, record, status_of, Api, ApiError, ApiResult};
 use crate::backup::{
     cache_digest, connect, digest, dir_of, dump_all, read_manifest, write_atomically, BackupError,
     Manifest, ShardManifest,
@@ -74,7 +74,7 @@ pub async fn backup(api: &Api, id: &str) -> ApiResult<Value> {
             format!("cache {id} is resharding: back it up once its slots have settled"),
         ));
     }
-    let st = observed(&api.client, id).await?;
+    let st = observed_status(&api.client, id).await?;
     let created_ms = now_ms();
     let bid = format!("b-{created_ms}");
     let dir = dir_of(&api.backups, id, &bid);
@@ -160,21 +160,6 @@ async fn slots_of(addr: &str) -> crate::backup::Result<Vec<(u16, u16)>> {
         None => me,
     };
     Ok(owner.map(|l| l.slots.clone()).unwrap_or_default())
-}
-
-/// The cache's status, or a 409 while the operator has not observed it.
-async fn observed(
-    c: &std::sync::Arc<dyn ocean_client::Client>,
-    id: &str,
-) -> ApiResult<CacheStatus> {
-    status_of(c, id).await.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            "id",
-            format!("cache '{id}' has not been observed by the operator yet"),
-        )
-    })
 }
 
 /// Each shard's file must still be what the manifest says it is.
@@ -356,18 +341,23 @@ async fn wait_formed(
             }
         }
         if Instant::now() >= deadline {
-            return Err(ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "restore_timeout",
-                "id",
-                format!(
-                    "restored cache '{id}' serves {served} of {SLOTS} slots after {RESTORE_WAIT:?} \
-                     (shards without a primary: {missing:?}); it is left for inspection"
-                ),
-            ));
+            return Err(restore_timeout(format!(
+                "restored cache '{id}' serves {served} of {SLOTS} slots after {RESTORE_WAIT:?} \
+                 (shards without a primary: {missing:?})"
+            )));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// A restore that did not settle in time: 504, the cache left as it is.
+fn restore_timeout(what: String) -> ApiError {
+    ApiError::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        "restore_timeout",
+        "id",
+        format!("{what}; it is left for inspection"),
+    )
 }
 
 /// Until node `addr` says `cluster_state:ok`: a primary that just started
@@ -388,15 +378,10 @@ async fn wait_state_ok(id: &str, addr: &str, deadline: Instant) -> ApiResult<()>
             return Ok(());
         }
         if Instant::now() >= deadline {
-            return Err(ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "restore_timeout",
-                "id",
-                format!(
-                    "restored cache '{id}': {addr} did not report cluster_state:ok within \
-                     {RESTORE_WAIT:?}; it is left for inspection"
-                ),
-            ));
+            return Err(restore_timeout(format!(
+                "restored cache '{id}': {addr} did not report cluster_state:ok within \
+                 {RESTORE_WAIT:?}"
+            )));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
