@@ -157,6 +157,13 @@ fn is_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
+/// What a key naming checks must be (`ignore_checks`, `check_limits`).
+const CHECK_NAME: &str = "a check name or a prefix ending in ':' (1 to 128 bytes)";
+
+fn is_check_name(n: &str) -> bool {
+    !n.is_empty() && n.len() <= 128
+}
+
 impl HealingConfig {
     /// Whether the failing check `name` is ignored on hosts of `node`.
     pub fn ignores(&self, node: &str, name: &str) -> bool {
@@ -242,22 +249,16 @@ impl HealingConfig {
         }
         for (node, names) in &self.ignore_checks {
             for (i, n) in names.iter().enumerate() {
-                if n.is_empty() || n.len() > 128 {
-                    return bad(
-                        &format!("ignore_checks.{node}[{i}]"),
-                        "a check name or a prefix ending in ':' (1 to 128 bytes)",
-                    );
+                if !is_check_name(n) {
+                    return bad(&format!("ignore_checks.{node}[{i}]"), CHECK_NAME);
                 }
             }
         }
         for (node, limits) in &self.check_limits {
             for (name, limit) in limits {
                 let field = format!("check_limits.{node}.{name}");
-                if name.is_empty() || name.len() > 128 {
-                    return bad(
-                        &field,
-                        "a check name or a prefix ending in ':' (1 to 128 bytes)",
-                    );
+                if !is_check_name(name) {
+                    return bad(&field, CHECK_NAME);
                 }
                 if matches!(name.as_str(), "command" | "clock_skew") {
                     return bad(
