@@ -71,6 +71,32 @@ pub fn backend_addr(i: usize) -> String {
     format!("10.{}.0.2", 11 + i)
 }
 
+/// Starts `n` agents `b0..` of `cluster`, each announcing backend `i`'s
+/// address (its tasks serve from that backend's namespace), with the flags
+/// `extra(i)` adds (`--attr slot=s{i}`, `--hostname b{i}`, ...).
+pub fn backend_agents(
+    cluster: &crate::Cluster,
+    n: usize,
+    extra: impl Fn(usize) -> Vec<String>,
+) -> anyhow::Result<Vec<crate::AgentProc>> {
+    let mut agents = Vec::new();
+    for i in 0..n {
+        let mut args = extra(i);
+        args.extend([
+            "--address".to_string(),
+            backend_addr(i),
+            "--http".into(),
+            "127.0.0.1:0".into(),
+            "--no-docker".into(),
+        ]);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut a = cluster.new_agent(&format!("b{i}"), &refs);
+        a.start()?;
+        agents.push(a);
+    }
+    Ok(agents)
+}
+
 /// The LB, a client and `n` backends; with `servers`, an echo server
 /// (`SERVER`) on port 8080 in each backend.
 pub fn setup(n: usize, servers: bool) -> anyhow::Result<Net> {

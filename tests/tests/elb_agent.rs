@@ -14,7 +14,7 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
 use ocean_tests::dns::{addrs, rcode, wait_answer, DnsProc};
-use ocean_tests::elb_net::{backend_addr, setup, spray, wait_for, SERVER, VIP};
+use ocean_tests::elb_net::{backend_agents, setup, spray, wait_for, SERVER, VIP};
 use ocean_tests::Cluster;
 use serde_json::json;
 
@@ -35,24 +35,7 @@ async fn the_elb_agent_follows_real_tasks_and_their_health() -> anyhow::Result<(
     std::fs::write(&script, SERVER)?;
     let cluster = Cluster::start(1, &[])?;
     let api = cluster.master(1).api();
-    let mut agents = Vec::new();
-    for i in 0..3 {
-        let addr = backend_addr(i);
-        let mut a = cluster.new_agent(
-            &format!("b{i}"),
-            &[
-                "--attr",
-                &format!("slot=s{i}"),
-                "--address",
-                &addr,
-                "--http",
-                "127.0.0.1:0",
-                "--no-docker",
-            ],
-        );
-        a.start()?;
-        agents.push(a);
-    }
+    let agents = backend_agents(&cluster, 3, |i| vec!["--attr".into(), format!("slot=s{i}")])?;
     let sick = |i: usize| dir.path().join(format!("sick{i}"));
     for (i, b) in net.backends.iter().enumerate() {
         let spec = json!({

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ocean_tests::cluster::ocean_bin;
-use ocean_tests::elb_net::{backend_addr, hello, setup, spray, wait_for, VIP};
+use ocean_tests::elb_net::{backend_agents, hello, setup, spray, wait_for, VIP};
 use ocean_tests::netns::in_netns;
 use ocean_tests::tasks::{submit, wait_deployment};
 use ocean_tests::Cluster;
@@ -103,23 +103,7 @@ async fn a_rolling_deploy_behind_the_elb_fails_no_connection() -> anyhow::Result
     }
     let cluster = Cluster::start(1, &[])?;
     let api = cluster.master(1).api();
-    let mut agents = Vec::new();
-    for i in 0..3 {
-        let mut a = cluster.new_agent(
-            &format!("b{i}"),
-            &[
-                "--hostname",
-                &format!("b{i}"),
-                "--address",
-                &backend_addr(i),
-                "--http",
-                "127.0.0.1:0",
-                "--no-docker",
-            ],
-        );
-        a.start()?;
-        agents.push(a);
-    }
+    let agents = backend_agents(&cluster, 3, |i| vec!["--hostname".into(), format!("b{i}")])?;
     submit(&api, &spec(dir.path(), 1)).await?;
     let elb = json!({"name": "pdl.web_service.front", "idc": "c3", "network": "internal",
         "vips": [VIP], "listeners": [{"port": 80, "protocol": "tcp", "backend_job": JOB,

@@ -29,7 +29,7 @@ use ocean_elb::nft::Nft;
 use ocean_elb::nft_lib::NftLib;
 use ocean_elb::nft_read;
 use ocean_tests::cluster::{ocean_bin, Process};
-use ocean_tests::elb_net::{backend_addr, setup, spray, wait_for, Net, VIP};
+use ocean_tests::elb_net::{backend_addr, backend_agents, setup, spray, wait_for, Net, VIP};
 use ocean_tests::events::EventLog;
 use ocean_tests::tasks::{running, wait_tasks};
 use ocean_tests::{AgentProc, Cluster};
@@ -66,23 +66,7 @@ impl Rig {
         let cluster = Cluster::start(1, &[])?;
         let api = cluster.master(1).api();
         let grpc = cluster.master(1).grpc;
-        let mut agents = Vec::new();
-        for i in 0..3 {
-            let mut a = cluster.new_agent(
-                &format!("b{i}"),
-                &[
-                    "--attr",
-                    &format!("slot=s{i}"),
-                    "--address",
-                    &backend_addr(i),
-                    "--http",
-                    "127.0.0.1:0",
-                    "--no-docker",
-                ],
-            );
-            a.start()?;
-            agents.push(a);
-        }
+        let agents = backend_agents(&cluster, 3, |i| vec!["--attr".into(), format!("slot=s{i}")])?;
         let echo = ocean_bin().with_file_name("ocean-echo");
         for (i, b) in net.backends.iter().enumerate() {
             let spec = json!({
