@@ -113,6 +113,36 @@ async fn agent_id(a: &AgentProc) -> anyhow::Result<String> {
     }
 }
 
+/// Starts `agents`; their ids, in order.
+async fn start_agents(agents: &mut [AgentProc]) -> anyhow::Result<Vec<String>> {
+    for a in agents.iter_mut() {
+        a.start()?;
+    }
+    let mut ids = Vec::new();
+    for a in agents.iter() {
+        ids.push(agent_id(a).await?);
+    }
+    Ok(ids)
+}
+
+/// Submits the job `name` of `n` instances; its tasks once `n` run.
+async fn run_job(api: &Api, name: &str, n: usize) -> anyhow::Result<Vec<Value>> {
+    submit(api, &spec(name, n as u32)).await?;
+    wait_tasks(api, &job_id(name), &format!("{n} RUNNING"), WAIT, |l| {
+        running(l).len() == n
+    })
+    .await
+}
+
+/// Fails unless one of `list`'s live tasks runs on `victim`.
+fn on_victim(list: &[Value], victim: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        live(list).iter().any(|t| t["agent"] == victim),
+        "spread placed nothing on the victim: {list:?}"
+    );
+    Ok(())
+}
+
 async fn put_config(api: &Api, cfg: &Value) -> anyhow::Result<()> {
     let r = api
         .put_raw(
@@ -334,10 +364,7 @@ async fn a_full_data_dir_is_drained_cleaned_and_returned_with_every_step_in_its_
             .iter()
             .map(|a| Tmpfs::mount(&a.data_dir, 32))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        for a in agents.iter_mut() {
-            a.start()?;
-        }
-        let victim = agent_id(&agents[0]).await?;
+        let victim = start_agents(&mut agents).await?.remove(0);
         wait_connected(&api, 4, WAIT).await?;
         // The leader shows each agent's host checks.
         let deadline = Instant::now() + WAIT;
@@ -364,12 +391,8 @@ async fn a_full_data_dir_is_drained_cleaned_and_returned_with_every_step_in_its_
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let job = job_id("heal-web");
-        submit(&api, &spec("heal-web", 4)).await?;
-        let list = wait_tasks(&api, &job, "4 RUNNING", WAIT, |l| running(l).len() == 4).await?;
-        anyhow::ensure!(
-            live(&list).iter().any(|t| t["agent"] == victim.as_str()),
-            "spread placed nothing on the victim: {list:?}"
-        );
+        let list = run_job(&api, "heal-web", 4).await?;
+        on_victim(&list, &victim)?;
         let watch = CapacityWatch::start(vec![api.clone()], job.clone());
         let statuses = StatusWatch::start(api.clone(), victim.clone());
 
@@ -494,13 +517,7 @@ async fn three_of_four_ill_hosts_stop_healing_at_the_guard_and_raise_an_alert() 
                 "0".into(),
             ]
         });
-        for a in agents.iter_mut() {
-            a.start()?;
-        }
-        let mut ids = Vec::new();
-        for a in &agents {
-            ids.push(agent_id(a).await?);
-        }
+        let ids = start_agents(&mut agents).await?;
         wait_connected(&api, 4, WAIT).await?;
         // The page: a masters' alert rule on the framework's storm.
         let r = api
@@ -511,8 +528,7 @@ async fn three_of_four_ill_hosts_stop_healing_at_the_guard_and_raise_an_alert() 
             .await?;
         anyhow::ensure!(r.status < 300, "alert rule: {} {}", r.status, r.body);
         let job = job_id("storm-web");
-        submit(&api, &spec("storm-web", 4)).await?;
-        let list = wait_tasks(&api, &job, "4 RUNNING", WAIT, |l| running(l).len() == 4).await?;
+        let list = run_job(&api, "storm-web", 4).await?;
         let before: Vec<Value> = running(&list).iter().map(|t| t["id"].clone()).collect();
         let watch = CapacityWatch::start(vec![api.clone()], job.clone());
 
@@ -628,19 +644,12 @@ async fn dry_run_opens_tickets_and_touches_nothing() {
                 "0".into(),
             ]
         });
-        for a in agents.iter_mut() {
-            a.start()?;
-        }
-        let victim = agent_id(&agents[0]).await?;
+        let victim = start_agents(&mut agents).await?.remove(0);
         wait_connected(&api, 3, WAIT).await?;
         let job = job_id("dry-web");
-        submit(&api, &spec("dry-web", 3)).await?;
-        let list = wait_tasks(&api, &job, "3 RUNNING", WAIT, |l| running(l).len() == 3).await?;
+        let list = run_job(&api, "dry-web", 3).await?;
         let before: Vec<Value> = running(&list).iter().map(|t| t["id"].clone()).collect();
-        anyhow::ensure!(
-            live(&list).iter().any(|t| t["agent"] == victim.as_str()),
-            "spread placed nothing on the victim: {list:?}"
-        );
+        on_victim(&list, &victim)?;
         let statuses = StatusWatch::start(api.clone(), victim.clone());
 
         put_config(&api, &settings(json!({"idc.c1": {"disk:": 100.0}}))).await?;
@@ -745,14 +754,10 @@ async fn a_leader_change_mid_repair_resumes_the_ticket_and_does_nothing_twice() 
                 "0".into(),
             ]
         });
-        for a in agents.iter_mut() {
-            a.start()?;
-        }
-        let victim = agent_id(&agents[0]).await?;
+        let victim = start_agents(&mut agents).await?.remove(0);
         wait_connected(&api, 3, WAIT).await?;
         let job = job_id("failover-web");
-        submit(&api, &spec("failover-web", 3)).await?;
-        wait_tasks(&api, &job, "3 RUNNING", WAIT, |l| running(l).len() == 3).await?;
+        run_job(&api, "failover-web", 3).await?;
         let watch = CapacityWatch::start(apis.clone(), job.clone());
 
         std::fs::write(&ill, b"")?;
@@ -837,14 +842,10 @@ async fn failed_repairs_take_the_host_offline_with_its_ticket_open_for_a_person(
                 "0".into(),
             ]
         });
-        for a in agents.iter_mut() {
-            a.start()?;
-        }
-        let victim = agent_id(&agents[0]).await?;
+        let victim = start_agents(&mut agents).await?.remove(0);
         wait_connected(&api, 3, WAIT).await?;
         let job = job_id("offline-web");
-        submit(&api, &spec("offline-web", 3)).await?;
-        wait_tasks(&api, &job, "3 RUNNING", WAIT, |l| running(l).len() == 3).await?;
+        run_job(&api, "offline-web", 3).await?;
         let watch = CapacityWatch::start(vec![api.clone()], job.clone());
         std::fs::write(flags.join("ill-a"), b"")?;
         let t = wait_ticket(
@@ -930,22 +931,15 @@ async fn the_built_in_restart_repairs_a_host_that_a_restart_heals() {
             "the agents' data dirs moved: {}",
             agents[0].data_dir.display()
         );
-        for a in agents.iter_mut() {
-            a.start()?;
-        }
-        let victim = agent_id(&agents[0]).await?;
+        let victim = start_agents(&mut agents).await?.remove(0);
         let pid = agents[0]
             .process
             .pid()
             .ok_or_else(|| anyhow::anyhow!("no agent pid"))?;
         wait_connected(&api, 3, WAIT).await?;
         let job = job_id("restart-web");
-        submit(&api, &spec("restart-web", 3)).await?;
-        let list = wait_tasks(&api, &job, "3 RUNNING", WAIT, |l| running(l).len() == 3).await?;
-        anyhow::ensure!(
-            live(&list).iter().any(|t| t["agent"] == victim.as_str()),
-            "spread placed nothing on the victim: {list:?}"
-        );
+        let list = run_job(&api, "restart-web", 3).await?;
+        on_victim(&list, &victim)?;
         let watch = CapacityWatch::start(vec![api.clone()], job.clone());
         std::fs::write(&ill, b"")?;
         let t = wait_ticket(
@@ -1005,14 +999,10 @@ async fn measure_fault_to_drained() {
             .iter()
             .map(|a| Tmpfs::mount(&a.data_dir, 32))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        for a in agents.iter_mut() {
-            a.start()?;
-        }
-        let victim = agent_id(&agents[0]).await?;
+        let victim = start_agents(&mut agents).await?.remove(0);
         wait_connected(&api, 4, WAIT).await?;
         let job = job_id("heal-bench");
-        submit(&api, &spec("heal-bench", 4)).await?;
-        wait_tasks(&api, &job, "4 RUNNING", WAIT, |l| running(l).len() == 4).await?;
+        run_job(&api, "heal-bench", 4).await?;
         let mut times = Vec::new();
         let mut lost = 0;
         for run in 0..10 {
