@@ -30,7 +30,7 @@ pub fn port_env_name(name: &str) -> String {
 /// Builds the task's environment.
 ///
 /// `PATH` (the agent's, else a default) < the job's `env` < `OCEAN_TASK_ID`,
-/// `OCEAN_JOB_ID`, `OCEAN_SANDBOX`, `OCEAN_VOLUME` (with a persistent
+/// `OCEAN_JOB_ID`, `OCEAN_SANDBOX`, `OCEAN_AGENT_PID`, `OCEAN_VOLUME` (with a persistent
 /// volume), `HOST`, `PORT` (= `PORT0`), `PORT0..N`,
 /// `PORT_<NAME>`.
 pub fn task_env(
