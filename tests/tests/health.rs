@@ -315,6 +315,17 @@ async fn an_unhealthy_task_is_replaced_and_killed_only_after_its_replacement_is_
         let ok = reqwest::get(format!("http://127.0.0.1:{new_port}/health")).await?;
         assert_eq!(ok.status().as_u16(), 200);
 
+        // The API answers from the state, the log from a watch that may
+        // trail it: wait until the log holds the old task's end.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !events
+            .task_puts(&old_id)
+            .iter()
+            .any(|p| p.object.state == "KILLED")
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         // Order in the feed: unhealthy, replacement marked, replacement
         // healthy, and only then the old one's kill requested.
         let version_of = |task: &str, what: &dyn Fn(&Task) -> bool| {
