@@ -19,7 +19,9 @@ pub enum ElbCommand {
     /// Create an ELB from a JSON or YAML file ('-' for stdin): `{"name",
     /// "idc", "network": "internal|external", "vips": [..], "listeners":
     /// [{"port", "protocol", "backend_job", "backend_port_name",
-    /// "algorithm": "rr|wrr|hash", "weight"}], "domain"}`.
+    /// "algorithm": "rr|wrr|hash", "weight"}], "domain", "views": [{"name",
+    /// "subnets": ["58.32.0.0/11"], "vips": [..]}]}` (views: the VIPs the
+    /// domain answers to clients of those networks; docs/dns.md).
     Create {
         /// The ELB file.
         file: PathBuf,

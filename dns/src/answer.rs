@@ -4,12 +4,14 @@
 //! made; the cache (`cache.rs`) keeps their encodings.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, NS, SOA, SRV};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use crate::model::Node;
+use crate::views::{ViewId, Views};
 use crate::zone::{ns_name, Lookup, Zone};
 
 /// SOA timers: secondaries are not expected (the zone is built from the
@@ -68,10 +70,33 @@ fn wants(qtype: RecordType, t: RecordType) -> bool {
     qtype == t || qtype == RecordType::ANY
 }
 
-/// Appends the records of `node` that answer `qtype`, and the addresses of
-/// SRV targets as additional records.
-fn node_answers(zone: &Zone, node: &Node, qname: &Name, qtype: RecordType, msg: &mut Message) {
-    for addr in &node.addrs {
+/// An answer, and the views it was chosen by.
+#[derive(Debug)]
+pub struct Answer {
+    /// The response (id, RD and CD are the caller's).
+    pub msg: Message,
+    /// The name's views and the client's view, when the name has views:
+    /// the same question from another network may get other records.
+    pub views: Option<(Arc<Views>, ViewId)>,
+}
+
+/// Appends the records of `node` that answer `qtype` (the addresses of
+/// `view` when it has some), and the addresses of SRV targets as
+/// additional records.
+fn node_answers(
+    zone: &Zone,
+    node: &Node,
+    view: ViewId,
+    qname: &Name,
+    qtype: RecordType,
+    msg: &mut Message,
+) {
+    let addrs = node
+        .views
+        .as_ref()
+        .and_then(|v| v.addrs(view))
+        .unwrap_or(&node.addrs);
+    for addr in addrs {
         let t = match addr {
             IpAddr::V4(_) => RecordType::A,
             IpAddr::V6(_) => RecordType::AAAA,
@@ -100,10 +125,10 @@ fn node_answers(zone: &Zone, node: &Node, qname: &Name, qtype: RecordType, msg: 
     }
 }
 
-/// The authoritative answer to `query`, or `None` when the name is not in
-/// the zone (it is forwarded or refused). The id and the RD/CD flags are
-/// the caller's.
-pub fn answer(zone: &Zone, query: &Query) -> Option<Message> {
+/// The authoritative answer to `query` from a client at `client` (for
+/// names with views), or `None` when the name is not in the zone (it is
+/// forwarded or refused).
+pub fn answer(zone: &Zone, query: &Query, client: Option<IpAddr>) -> Option<Answer> {
     let key = lower_key(query.name());
     let found = zone.lookup(&key);
     if found == Lookup::OutOfZone {
@@ -114,6 +139,7 @@ pub fn answer(zone: &Zone, query: &Query) -> Option<Message> {
     msg.add_query(query.clone());
     let qname = query.name();
     let qtype = query.query_type();
+    let mut views = None;
     match found {
         Lookup::Apex => {
             if wants(qtype, RecordType::SOA) {
@@ -136,7 +162,14 @@ pub fn answer(zone: &Zone, query: &Query) -> Option<Message> {
                 }
             }
         }
-        Lookup::Node(node) => node_answers(zone, node, qname, qtype, &mut msg),
+        Lookup::Node(node) => {
+            if let Some(v) = &node.views {
+                let view = client.and_then(|c| v.select(c));
+                views = Some((v.clone(), view));
+            }
+            let view = views.as_ref().and_then(|(_, id)| *id);
+            node_answers(zone, node, view, qname, qtype, &mut msg);
+        }
         Lookup::NxDomain => msg.metadata.response_code = ResponseCode::NXDomain,
         Lookup::Empty | Lookup::OutOfZone => {}
     }
@@ -146,7 +179,7 @@ pub fn answer(zone: &Zone, query: &Query) -> Option<Message> {
             msg.add_authority(r);
         }
     }
-    Some(msg)
+    Some(Answer { msg, views })
 }
 
 #[cfg(test)]
@@ -165,6 +198,7 @@ mod tests {
                     Node {
                         addrs: vec!["10.0.0.1".parse().unwrap(), "::1".parse().unwrap()],
                         srv: Vec::new(),
+                        views: None,
                     },
                 ),
                 (
@@ -172,6 +206,7 @@ mod tests {
                     Node {
                         addrs: vec!["10.0.0.1".parse().unwrap()],
                         srv: Vec::new(),
+                        views: None,
                     },
                 ),
                 (
@@ -182,6 +217,7 @@ mod tests {
                             port: 31000,
                             target: "t1.web.ocean".into(),
                         }],
+                        views: None,
                     },
                 ),
             ],
@@ -190,7 +226,7 @@ mod tests {
     }
 
     fn ask(z: &Zone, name: &str, t: RecordType) -> Option<Message> {
-        answer(z, &Query::query(Name::from_ascii(name).unwrap(), t))
+        answer(z, &Query::query(Name::from_ascii(name).unwrap(), t), None).map(|a| a.msg)
     }
 
     #[test]
@@ -240,5 +276,47 @@ mod tests {
         assert_eq!(m.additionals.len(), 1);
         let m = ask(&z, "ns.ocean.", RecordType::A).unwrap();
         assert_eq!(m.answers.len(), 1);
+    }
+
+    #[test]
+    fn a_name_with_views_answers_by_the_client_network() {
+        let mut z = zone();
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let views = Views::new([(vec!["58.32.0.0/11".parse().unwrap()], vec![ip("10.9.0.1")])]);
+        z.replace(
+            Owner::Elb("front".into()),
+            vec![(
+                "front.ocean".into(),
+                Node {
+                    addrs: vec![ip("10.9.0.1"), ip("10.9.0.2")],
+                    srv: Vec::new(),
+                    views: views.map(Arc::new),
+                },
+            )],
+        );
+        let q = Query::query(Name::from_ascii("front.ocean.").unwrap(), RecordType::A);
+        let got = |client: Option<IpAddr>| {
+            let a = answer(&z, &q, client).unwrap();
+            let addrs: Vec<String> = a.msg.answers.iter().map(|r| r.data.to_string()).collect();
+            (addrs, a.views.map(|(_, id)| id))
+        };
+        assert_eq!(
+            got(Some(ip("58.33.0.7"))),
+            (vec!["10.9.0.1".to_string()], Some(Some(0)))
+        );
+        assert_eq!(
+            got(Some(ip("192.0.2.1"))),
+            (
+                vec!["10.9.0.1".to_string(), "10.9.0.2".to_string()],
+                Some(None)
+            )
+        );
+        assert_eq!(got(None).1, Some(None));
+        // Names without views say so.
+        let q = Query::query(Name::from_ascii("web.ocean.").unwrap(), RecordType::A);
+        assert!(answer(&z, &q, Some(ip("58.33.0.7")))
+            .unwrap()
+            .views
+            .is_none());
     }
 }

@@ -31,6 +31,7 @@ pub mod model;
 pub mod query;
 pub mod tcp;
 pub mod udp;
+pub mod views;
 pub mod zone;
 
 use std::future::Future;

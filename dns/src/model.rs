@@ -8,10 +8,13 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ocean_proto::v1::{event, Agent, Event, Job, Task};
 use ocean_spec::dns::{self as names, AGENTS_LABEL};
 use ocean_spec::{JobSpec, PortProtocol};
+
+use crate::views::Views;
 
 /// Who a set of records belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -27,7 +30,7 @@ pub enum Owner {
 }
 
 /// The ELB framework's namespace and key prefix: its objects are read here
-/// as plain JSON (`domain`, `vips`), so the DNS server needs nothing of the
+/// as plain JSON (`domain`, `vips`, `views`), so the DNS server needs nothing of the
 /// framework's crate.
 pub const ELB_NAMESPACE: &str = "elb";
 const ELB_PREFIX: &str = "elbs/";
@@ -39,6 +42,8 @@ struct ElbInfo {
     domain: String,
     /// Its VIPs, sorted.
     vips: Vec<IpAddr>,
+    /// Its answers by client network.
+    views: Option<Arc<Views>>,
 }
 
 /// One SRV target.
@@ -57,6 +62,9 @@ pub struct Node {
     pub addrs: Vec<IpAddr>,
     /// SRV.
     pub srv: Vec<Srv>,
+    /// Other A/AAAA answers for some client networks (`addrs` is the
+    /// answer for the rest).
+    pub views: Option<Arc<Views>>,
 }
 
 /// What the DNS server keeps of a job.
@@ -258,16 +266,38 @@ impl Model {
             domain: Option<String>,
             #[serde(default)]
             vips: Vec<String>,
+            #[serde(default)]
+            views: Vec<View>,
+        }
+        #[derive(serde::Deserialize)]
+        struct View {
+            #[serde(default)]
+            subnets: Vec<String>,
+            #[serde(default)]
+            vips: Vec<String>,
+        }
+        fn parsed<T: std::str::FromStr>(v: &[String]) -> Vec<T> {
+            v.iter().filter_map(|x| x.parse().ok()).collect()
         }
         let info = serde_json::from_slice::<Elb>(value).ok().and_then(|e| {
             let domain = e.domain?.trim_end_matches('.').to_ascii_lowercase();
             let in_zone = domain
                 .strip_suffix(&self.domain)
                 .is_some_and(|head| head.ends_with('.') && head.len() > 1);
-            let mut vips: Vec<IpAddr> = e.vips.iter().filter_map(|v| v.parse().ok()).collect();
+            let mut vips: Vec<IpAddr> = parsed(&e.vips);
             vips.sort();
             vips.dedup();
-            in_zone.then_some(ElbInfo { domain, vips })
+            let views = Views::new(
+                e.views
+                    .iter()
+                    .map(|v| (parsed(&v.subnets), parsed(&v.vips))),
+            )
+            .map(Arc::new);
+            in_zone.then_some(ElbInfo {
+                domain,
+                vips,
+                views,
+            })
         });
         let mut dirty = self.delete_kv(namespace, key);
         if let Some(info) = info {
@@ -341,6 +371,7 @@ impl Model {
             Node {
                 addrs: elb.vips.clone(),
                 srv: Vec::new(),
+                views: elb.views.clone(),
             },
         )]
     }
@@ -398,6 +429,7 @@ impl Model {
                 Node {
                     addrs: vec![addr],
                     srv: Vec::new(),
+                    views: None,
                 },
             ));
         }
@@ -425,6 +457,7 @@ impl Model {
                 Node {
                     addrs: vec![addr],
                     srv: Vec::new(),
+                    views: None,
                 },
             )],
             None => Vec::new(),
@@ -439,6 +472,7 @@ impl Model {
                 Node {
                     addrs: vec![l],
                     srv: Vec::new(),
+                    views: None,
                 },
             ));
         }
@@ -448,6 +482,7 @@ impl Model {
                 Node {
                     addrs: self.masters.clone(),
                     srv: Vec::new(),
+                    views: None,
                 },
             ));
         }
@@ -576,6 +611,38 @@ mod tests {
         let dirty = m.apply(ev(event::Kind::JobPut(job(JOB, false))));
         assert!(dirty.contains(&Owner::Elb("pdl.j".into())), "{dirty:?}");
         assert!(elb_records(&m, "pdl.j").is_empty());
+    }
+
+    #[test]
+    fn an_elb_with_views_gives_its_domain_views() {
+        let mut m = Model::new("ocean");
+        let mut put = elb("pdl.web", "front.ocean", &["10.9.0.1", "10.9.0.2"]);
+        if let event::Kind::KvPut(kv) = &mut put {
+            kv.value = serde_json::to_vec(&serde_json::json!({
+                "name": "pdl.web", "domain": "front.ocean", "vips": ["10.9.0.1", "10.9.0.2"],
+                "listeners": [],
+                "views": [
+                    {"name": "telecom", "subnets": ["58.32.0.0/11", "bad"], "vips": ["10.9.0.1"]},
+                    {"name": "empty", "subnets": [], "vips": ["10.9.0.2"]}
+                ]
+            }))
+            .unwrap();
+        }
+        m.apply(ev(put));
+        let recs = m.records(&Owner::Elb("pdl.web".into()));
+        let views = recs[0].1.views.as_ref().expect("views");
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            views.addrs(views.select(ip("58.40.1.1"))),
+            Some(&[ip("10.9.0.1")][..])
+        );
+        assert_eq!(views.select(ip("9.9.9.9")), None);
+        // Without views: none.
+        m.apply(ev(elb("pdl.web", "front.ocean", &["10.9.0.1"])));
+        assert!(m.records(&Owner::Elb("pdl.web".into()))[0]
+            .1
+            .views
+            .is_none());
     }
 
     #[test]

@@ -7,16 +7,22 @@
 //!       stored in the cache, then served like a hit
 //!   --> not in the zone: Forward (upstreams configured) or REFUSED
 //! ```
+//!
+//! Names with views (an ELB's lines per ISP) answer by the client's
+//! network: the EDNS client subnet when the query has one (echoed in the
+//! answer, RFC 7871), else the packet's source address.
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::RwLock;
 
 use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::DNSClass;
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
 use crate::answer::answer;
-use crate::cache::{wire_name, Cache};
+use crate::cache::{self, wire_name, Asker, Cache};
 use crate::zone::Zone;
 
 /// Queries longer than this get FORMERR: a question with EDNS fits in a
@@ -115,8 +121,15 @@ impl Authority {
         f(&self.zone.read().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Handles one query; the response, if any, is written to `out`.
-    pub fn handle(&self, raw: &[u8], transport: Transport, out: &mut Vec<u8>) -> Action {
+    /// Handles one query from `client` (the packet's source, when known);
+    /// the response, if any, is written to `out`.
+    pub fn handle(
+        &self,
+        raw: &[u8],
+        transport: Transport,
+        client: Option<IpAddr>,
+        out: &mut Vec<u8>,
+    ) -> Action {
         out.clear();
         let mut dec = BinDecoder::new(raw);
         let Ok(header) = Header::read(&mut dec) else {
@@ -192,39 +205,47 @@ impl Authority {
         let key = &key[..key_len];
         let qtype = u16::from(query.query_type());
         let has_edns = edns.is_some();
-        let hit = self.cache.with(key, qtype, has_edns, limit, |wire| {
+        let subnet = edns.as_ref().and_then(client_subnet);
+        let asker = Asker {
+            addr: subnet
+                .filter(|s| s.source_prefix() > 0)
+                .map(|s| s.addr())
+                .or(client),
+            subnet: subnet.is_some(),
+        };
+        let hit = self.cache.with(key, qtype, has_edns, limit, asker, |wire| {
             patch_into(out, wire, raw, question_end)
         });
         if hit.is_some() {
             return Action::Reply;
         }
-        self.slow(
-            raw,
-            &header,
-            &query,
-            edns.as_ref(),
+        let question = Question {
+            header: &header,
+            query: &query,
+            edns: edns.as_ref(),
+            subnet,
+            asker,
             key,
             question_end,
             limit,
-            out,
-        )
+        };
+        self.slow(raw, &question, out)
     }
 
     /// Builds the answer from the zone, caches its encoding, serves it.
-    #[allow(clippy::too_many_arguments)]
-    fn slow(
-        &self,
-        raw: &[u8],
-        header: &Header,
-        query: &Query,
-        edns: Option<&Edns>,
-        key: &[u8],
-        question_end: usize,
-        limit: usize,
-        out: &mut Vec<u8>,
-    ) -> Action {
+    fn slow(&self, raw: &[u8], q: &Question<'_>, out: &mut Vec<u8>) -> Action {
+        let Question {
+            header,
+            query,
+            edns,
+            subnet,
+            asker,
+            key,
+            question_end,
+            limit,
+        } = *q;
         let generation = self.cache.generation();
-        let Some(mut msg) = self.with_zone(|z| answer(z, query)) else {
+        let Some(made) = self.with_zone(|z| answer(z, query, asker.addr)) else {
             if self.forwarding {
                 return Action::Forward;
             }
@@ -233,8 +254,21 @@ impl Authority {
         if !self.ready.load(Ordering::Acquire) {
             return error(header, Some(query), edns, ResponseCode::ServFail, out);
         }
+        let mut msg = made.msg;
+        // Chosen by the client's subnet: say so, for as many bits as the
+        // resolver sent (its cache keys the answer by them).
+        let tailored = subnet.filter(|_| made.views.is_some());
         if edns.is_some() {
-            msg.set_edns(our_edns());
+            let mut ours = our_edns();
+            if let Some(s) = tailored {
+                ours.options_mut()
+                    .insert(EdnsOption::Subnet(ClientSubnet::new(
+                        s.addr(),
+                        s.source_prefix(),
+                        s.source_prefix(),
+                    )));
+            }
+            msg.set_edns(ours);
         }
         let Ok(full) = msg.to_vec() else {
             return error(header, Some(query), edns, ResponseCode::ServFail, out);
@@ -262,18 +296,38 @@ impl Authority {
         };
         patch_into(out, wire, raw, question_end);
         // Only a question sent without compression has the canonical key.
-        if wire_name(&query.name().to_ascii()) == key {
-            let qtype = u16::from(query.query_type());
-            self.cache.insert(
-                generation,
-                key.to_vec(),
-                qtype,
-                edns.is_some(),
+        if tailored.is_none() && wire_name(&query.name().to_ascii()) == key {
+            let answer = cache::Answer {
+                qtype: u16::from(query.query_type()),
+                edns: edns.is_some(),
+                views: made.views,
                 full,
                 truncated,
-            );
+            };
+            self.cache.insert(generation, key.to_vec(), answer);
         }
         Action::Reply
+    }
+}
+
+/// One parsed question and who asked it.
+#[derive(Clone, Copy)]
+struct Question<'a> {
+    header: &'a Header,
+    query: &'a Query,
+    edns: Option<&'a Edns>,
+    subnet: Option<ClientSubnet>,
+    asker: Asker,
+    key: &'a [u8],
+    question_end: usize,
+    limit: usize,
+}
+
+/// The query's EDNS client subnet option, if any.
+fn client_subnet(edns: &Edns) -> Option<ClientSubnet> {
+    match edns.option(EdnsCode::Subnet)? {
+        EdnsOption::Subnet(s) => Some(*s),
+        _ => None,
     }
 }
 
@@ -344,6 +398,7 @@ mod tests {
                     Node {
                         addrs: vec!["10.0.0.1".parse().unwrap()],
                         srv: Vec::new(),
+                        views: None,
                     },
                 )],
             )
@@ -363,7 +418,7 @@ mod tests {
 
     fn ask(a: &Authority, raw: &[u8]) -> (Action, Option<Message>) {
         let mut out = Vec::new();
-        let action = a.handle(raw, Transport::Udp, &mut out);
+        let action = a.handle(raw, Transport::Udp, None, &mut out);
         (action, Message::from_vec(&out).ok())
     }
 
@@ -410,6 +465,7 @@ mod tests {
                     Node {
                         addrs: vec![format!("10.0.1.{i}").parse().unwrap()],
                         srv: Vec::new(),
+                        views: None,
                     },
                 )
             })
@@ -422,6 +478,7 @@ mod tests {
                     target: target(i),
                 })
                 .collect(),
+            views: None,
         };
         recs.push(("_a._tcp.web.ocean".into(), srv(8)));
         recs.push(("_b._tcp.web.ocean".into(), srv(40)));
@@ -438,7 +495,7 @@ mod tests {
         assert!(m.metadata.truncation);
         assert!(m.answers.is_empty());
         let mut out = Vec::new();
-        a.handle(&raw, Transport::Tcp, &mut out);
+        a.handle(&raw, Transport::Tcp, None, &mut out);
         let m = Message::from_vec(&out).unwrap();
         assert!(!m.metadata.truncation);
         assert_eq!((m.answers.len(), m.additionals.len()), (40, 40));

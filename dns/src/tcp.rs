@@ -32,11 +32,15 @@ impl RequestHandler for TcpHandler {
     ) -> ResponseInfo {
         let raw = request.as_slice();
         let mut out = Vec::new();
-        let bytes = match self.authority.handle(raw, Transport::Tcp, &mut out) {
-            Action::Reply => Some(out),
-            Action::Forward => self.forwarder.forward(raw, true).await,
-            Action::Drop => None,
-        };
+        let bytes =
+            match self
+                .authority
+                .handle(raw, Transport::Tcp, Some(request.src().ip()), &mut out)
+            {
+                Action::Reply => Some(out),
+                Action::Forward => self.forwarder.forward(raw, true).await,
+                Action::Drop => None,
+            };
         let msg = bytes
             .and_then(|b| Message::from_vec(&b).ok())
             .or_else(|| servfail(raw).and_then(|b| Message::from_vec(&b).ok()));

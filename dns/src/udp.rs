@@ -123,10 +123,11 @@ pub fn worker(
             let Some(addr) = addr else { continue };
             let raw = &bufs[i][..*len];
             let out = &mut outs[to.len()];
-            match authority.handle(raw, Transport::Udp, out) {
+            let src = std_addr(addr);
+            match authority.handle(raw, Transport::Udp, src.map(|s| s.ip()), out) {
                 Action::Reply => to.push(Some(*addr)),
                 Action::Forward => {
-                    let Some(src) = std_addr(addr) else { continue };
+                    let Some(src) = src else { continue };
                     if forward
                         .try_send((raw.to_vec(), src, socket.clone()))
                         .is_err()

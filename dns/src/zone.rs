@@ -63,6 +63,7 @@ impl Zone {
                 Node {
                     addrs: vec![addr],
                     srv: Vec::new(),
+                    views: None,
                 },
             );
         }
@@ -176,6 +177,7 @@ mod tests {
         Node {
             addrs: vec![ip.parse().unwrap()],
             srv: Vec::new(),
+            views: None,
         }
     }
 

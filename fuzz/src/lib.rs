@@ -141,7 +141,14 @@ fn zone_records() -> &'static Records {
                 }],
                 agents,
                 tasks,
-                kv: Vec::new(),
+                // An ELB whose domain has a view (the query path picks
+                // answers by client network for it).
+                kv: vec![ocean_proto::v1::KvEntry {
+                    namespace: "elb".into(),
+                    key: "elbs/pdl.front".into(),
+                    value: br#"{"domain":"front.ocean","vips":["10.9.0.1","10.9.0.2"],"views":[{"subnets":["58.32.0.0/11"],"vips":["10.9.0.1"]}]}"#.to_vec(),
+                    ..Default::default()
+                }],
             })),
             last_of_version: true,
         });

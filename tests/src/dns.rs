@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::{Name, RData, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
@@ -149,6 +150,67 @@ pub async fn ask(
         "wrong id"
     );
     Ok(m)
+}
+
+/// Asks `server` from the local address `src` (a loopback address other
+/// than 127.0.0.1 stands for another client network), over UDP or TCP,
+/// with an EDNS client subnet option when `subnet` is given (as a resolver
+/// would send it).
+pub async fn ask_from(
+    server: SocketAddr,
+    src: std::net::IpAddr,
+    name: &str,
+    t: RecordType,
+    tcp: bool,
+    subnet: Option<ClientSubnet>,
+) -> anyhow::Result<Message> {
+    let mut m = Message::new(rand_id(), MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_ascii(name)?, t));
+    if let Some(s) = subnet {
+        let mut e = Edns::new();
+        e.options_mut().insert(EdnsOption::Subnet(s));
+        m.set_edns(e);
+    }
+    let q = m.to_vec()?;
+    let bytes = if tcp {
+        let work = async {
+            let sock = tokio::net::TcpSocket::new_v4()?;
+            sock.bind(SocketAddr::new(src, 0))?;
+            let mut s = sock.connect(server).await?;
+            let len = u16::try_from(q.len())?;
+            s.write_all(&len.to_be_bytes()).await?;
+            s.write_all(&q).await?;
+            let mut len = [0u8; 2];
+            s.read_exact(&mut len).await?;
+            let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            s.read_exact(&mut buf).await?;
+            anyhow::Ok(buf)
+        };
+        tokio::time::timeout(Duration::from_secs(5), work)
+            .await
+            .context("TCP query timed out")??
+    } else {
+        let sock = UdpSocket::bind(SocketAddr::new(src, 0)).await?;
+        sock.send_to(&q, server).await?;
+        let mut buf = vec![0u8; 65_535];
+        let n = tokio::time::timeout(Duration::from_secs(2), sock.recv(&mut buf))
+            .await
+            .with_context(|| format!("no answer from {server} for {name} {t} from {src}"))??;
+        buf.truncate(n);
+        buf
+    };
+    let a = Message::from_vec(&bytes)?;
+    anyhow::ensure!(a.metadata.id == m.metadata.id, "wrong id");
+    Ok(a)
+}
+
+/// The EDNS client subnet option of an answer.
+pub fn answer_subnet(m: &Message) -> Option<ClientSubnet> {
+    match m.edns.as_ref()?.option(EdnsCode::Subnet)? {
+        EdnsOption::Subnet(s) => Some(*s),
+        _ => None,
+    }
 }
 
 /// Asks until `check` holds for the answer (bounded), returning it.

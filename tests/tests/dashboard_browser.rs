@@ -204,6 +204,7 @@ async fn every_page_passes_axe_and_is_kept_as_a_screenshot() {
         assert_eq!(made.status, 201, "{made:?}");
         let elb = serde_json::json!({"name": "pdl.qa_service.axe", "idc": "c1", "network": "internal",
             "vips": ["10.99.7.1"], "domain": "axe.qa.ocean",
+            "views": [{"name": "lo", "subnets": ["127.0.0.0/8"], "vips": ["10.99.7.1"]}],
             "listeners": [{"port": 80, "protocol": "tcp", "backend_job": JOB, "backend_port_name": "http"}]});
         let made = dev.api.post("/v1/elbs", &elb).await.expect("create an ELB");
         assert_eq!(made.status, 201, "{made:?}");

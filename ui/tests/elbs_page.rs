@@ -6,8 +6,11 @@
 mod support;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::http::StatusCode;
+use ocean_elb::store::Store;
+use ocean_master::api::in_process::InProcess;
 use serde_json::json;
 use support::{form, task, text, texts, Cluster, CSRF};
 
@@ -125,6 +128,31 @@ async fn load_balancers_are_created_listed_and_deleted_from_the_dashboard() {
     // The page and the API agree.
     let api = c.api("/v1/elbs/pdl.web_service.front").await;
     assert_eq!(api["virtual_servers"][0]["in_rotation"], 1, "{api}");
+    assert!(
+        html.matches("class=\"elb-views\"").count() == 0,
+        "no views, no list: {html}"
+    );
+
+    // DNS views (set through the API) are listed with their networks.
+    let store = Store::new(Arc::new(InProcess::new(c.master.clone())));
+    let yaml = format!(
+        "name: pdl.web_service.lines\nidc: c3\nnetwork: external\nvips: [10.99.1.1, 10.99.1.2]\n\
+         domain: lines.web.ocean\nlisteners: [{{port: 80, protocol: tcp, backend_job: {JOB}, backend_port_name: http}}]\n\
+         views: [{{name: telecom, subnets: [58.32.0.0/11, 58.64.0.0/10], vips: [10.99.1.2]}}]\n"
+    );
+    let spec = ocean_elb::spec::parse(yaml.as_bytes()).expect("valid ELB");
+    store.create(&spec).await.expect("created");
+    let (_, html) = c.get("/ui/elbs").await;
+    let lines = "section[data-elb='pdl.web_service.lines'] li[data-view='telecom']";
+    assert_eq!(
+        text(&html, &format!("{lines} .subnets")),
+        "58.32.0.0/11, 58.64.0.0/10"
+    );
+    assert_eq!(text(&html, &format!("{lines} .view-vips")), "10.99.1.2");
+    store
+        .delete("pdl.web_service.lines")
+        .await
+        .expect("deleted");
 
     // Delete needs its confirm box, and the page's CSRF token.
     let path = "/ui/elbs/pdl.web_service.front/delete";

@@ -101,6 +101,7 @@ fn main() -> anyhow::Result<()> {
                 weight: 1,
             }],
             domain: None,
+            views: Vec::new(),
         })
         .collect();
     let mut tasks: Vec<Task> = (0..n_vs)

@@ -304,6 +304,7 @@ mod tests {
                 weight: 1,
             }],
             domain: None,
+            views: Vec::new(),
         }
     }
 

@@ -340,6 +340,7 @@ mod tests {
                 weight: 1,
             }],
             domain: None,
+            views: Vec::new(),
         }
     }
 

@@ -6,6 +6,8 @@
 //! network: internal            # internal | external
 //! vips: [10.20.0.10]
 //! domain: front.web.example    # optional: resolves to the VIPs
+//! views:                       # optional: the answer by the client's network
+//!   - { name: telecom, subnets: [58.32.0.0/11], vips: [10.20.0.10] }
 //! listeners:
 //!   - { port: 80, protocol: tcp, backend_job: <job id>, backend_port_name: http,
 //!       algorithm: rr, weight: 1 }
@@ -18,6 +20,11 @@
 //! Parsing reports the field path of a syntax or type error;
 //! [`ElbSpec::validate`] then reports every bad value at once, each naming
 //! its field; [`conflicts`] refuses a VIP:port another ELB already serves.
+//!
+//! `views` are the seed's lines per ISP: Ocean's DNS answers the ELB's
+//! domain with a view's VIPs to clients in one of its subnets (the longest
+//! matching prefix over all views wins; the EDNS client subnet a resolver
+//! sends counts as the client's address), and with every VIP to the rest.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -49,7 +56,27 @@ pub struct ElbSpec {
     /// A DNS name resolving to its VIPs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
+    /// DNS answers by the client's network; needs `domain`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub views: Vec<DnsView>,
 }
+
+/// The VIPs that clients from some networks get for the ELB's domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsView {
+    /// Its name (an ISP line such as `telecom`).
+    pub name: String,
+    /// Client networks in CIDR form (`58.32.0.0/11`, `2001:db8::/32`).
+    pub subnets: Vec<String>,
+    /// What they get: some of the ELB's `vips`.
+    pub vips: Vec<String>,
+}
+
+/// Most views an ELB may have, and subnets one view may list.
+pub const MAX_VIEWS: usize = 64;
+/// Most subnets in one view.
+pub const MAX_VIEW_SUBNETS: usize = 1024;
 
 /// Which network an ELB's VIPs are on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -296,10 +323,98 @@ impl ElbSpec {
                 );
             }
         }
+        self.validate_views(&mut err);
         if errors.is_empty() {
             Ok(())
         } else {
             Err(InvalidElb { errors })
+        }
+    }
+
+    fn validate_views(&self, err: &mut impl FnMut(String, String)) {
+        if self.views.is_empty() {
+            return;
+        }
+        if self.domain.is_none() {
+            err(
+                "views".into(),
+                "needs `domain`: views choose the answer for the ELB's DNS name".into(),
+            );
+        }
+        if self.views.len() > MAX_VIEWS {
+            err(
+                "views".into(),
+                format!("has {} views; at most {MAX_VIEWS}", self.views.len()),
+            );
+        }
+        let mut names = BTreeSet::new();
+        let mut nets: Vec<(ipnet::IpNet, usize)> = Vec::new();
+        for (i, v) in self.views.iter().enumerate() {
+            let f = |name: &str| format!("views[{i}].{name}");
+            if !is_label(&v.name) {
+                err(
+                    f("name"),
+                    format!(
+                        "'{}' is not a view name (lowercase letters, digits, '-')",
+                        v.name
+                    ),
+                );
+            } else if !names.insert(v.name.as_str()) {
+                err(f("name"), format!("'{}' is used by another view", v.name));
+            }
+            if v.subnets.is_empty() {
+                err(f("subnets"), "needs at least one subnet".into());
+            }
+            if v.subnets.len() > MAX_VIEW_SUBNETS {
+                err(
+                    f("subnets"),
+                    format!(
+                        "has {} subnets; at most {MAX_VIEW_SUBNETS}",
+                        v.subnets.len()
+                    ),
+                );
+            }
+            for (j, s) in v.subnets.iter().enumerate() {
+                let field = format!("views[{i}].subnets[{j}]");
+                match s.parse::<ipnet::IpNet>() {
+                    Err(_) => err(
+                        field,
+                        format!("'{s}' is not a subnet in CIDR form (such as 58.32.0.0/11)"),
+                    ),
+                    Ok(n) if n.trunc() != n => err(
+                        field,
+                        format!(
+                            "'{s}' has bits set past its prefix; did you mean {}?",
+                            n.trunc()
+                        ),
+                    ),
+                    Ok(n) => match nets.iter().find(|(m, _)| *m == n) {
+                        Some((_, k)) if *k == i => err(field, format!("{n} is listed twice")),
+                        Some((_, k)) => err(
+                            field,
+                            format!(
+                                "{n} is also in view '{}': a client must map to one view",
+                                self.views[*k].name
+                            ),
+                        ),
+                        None => nets.push((n, i)),
+                    },
+                }
+            }
+            if v.vips.is_empty() {
+                err(f("vips"), "needs at least one VIP".into());
+            }
+            for (j, vip) in v.vips.iter().enumerate() {
+                let mine = vip
+                    .parse::<Ipv4Addr>()
+                    .is_ok_and(|a| self.vip_addrs().contains(&a));
+                if !mine {
+                    err(
+                        format!("views[{i}].vips[{j}]"),
+                        format!("'{vip}' is not one of this ELB's vips"),
+                    );
+                }
+            }
         }
     }
 
@@ -404,6 +519,7 @@ mod tests {
                 weight: 1,
             }],
             domain: Some("front.web.example".into()),
+            views: Vec::new(),
         }
     }
 
@@ -509,5 +625,75 @@ mod tests {
         b.listeners[0].protocol = Protocol::Udp;
         conflicts(&b, [&a]).unwrap();
         conflicts(&a, [&a]).unwrap();
+    }
+
+    #[test]
+    fn views_parse_and_every_bad_one_names_its_field() {
+        let yaml = format!(
+            "name: cop.x_owt.y_pdl.web_servicegroup.g_service.front\nidc: c3\nnetwork: external\n\
+             vips: [10.20.0.10, 10.20.0.11]\ndomain: front.web.example\nlisteners:\n  - {{port: 80, protocol: tcp, backend_job: {JOB}, backend_port_name: http}}\n\
+             views:\n  - {{name: telecom, subnets: [58.32.0.0/11, '2001:db8::/32'], vips: [10.20.0.10]}}\n  - {{name: unicom, subnets: [58.32.0.0/16], vips: [10.20.0.11]}}\n"
+        );
+        let s = parse(yaml.as_bytes()).unwrap();
+        assert_eq!(s.views.len(), 2);
+        assert_eq!(s.views[0].subnets[1], "2001:db8::/32");
+
+        let mut bad = s.clone();
+        bad.domain = None;
+        bad.views[0].name = "Tele Com".into();
+        bad.views[1].name = "unicom".into();
+        bad.views[0].subnets = vec!["58.32.1.0/11".into(), "nope".into()];
+        bad.views[1].subnets = vec!["10.0.0.0/8".into(), "10.0.0.0/8".into()];
+        bad.views[1].vips = vec!["10.20.0.99".into()];
+        assert_eq!(
+            fields(bad.validate().unwrap_err()),
+            vec![
+                (
+                    "views".to_string(),
+                    "needs `domain`: views choose the answer for the ELB's DNS name".to_string()
+                ),
+                (
+                    "views[0].name".to_string(),
+                    "'Tele Com' is not a view name (lowercase letters, digits, '-')".to_string()
+                ),
+                (
+                    "views[0].subnets[0]".to_string(),
+                    "'58.32.1.0/11' has bits set past its prefix; did you mean 58.32.0.0/11?"
+                        .to_string()
+                ),
+                (
+                    "views[0].subnets[1]".to_string(),
+                    "'nope' is not a subnet in CIDR form (such as 58.32.0.0/11)".to_string()
+                ),
+                (
+                    "views[1].subnets[1]".to_string(),
+                    "10.0.0.0/8 is listed twice".to_string()
+                ),
+                (
+                    "views[1].vips[0]".to_string(),
+                    "'10.20.0.99' is not one of this ELB's vips".to_string()
+                ),
+            ]
+        );
+        let mut twice = s.clone();
+        twice.views[1].subnets = vec!["58.32.0.0/11".into()];
+        assert_eq!(
+            fields(twice.validate().unwrap_err()),
+            vec![(
+                "views[1].subnets[0]".to_string(),
+                "58.32.0.0/11 is also in view 'telecom': a client must map to one view".to_string()
+            )]
+        );
+        let mut empty = s;
+        empty.views[0].subnets.clear();
+        empty.views[0].vips.clear();
+        empty.views[1].name = "telecom".into();
+        assert_eq!(
+            fields(empty.validate().unwrap_err())
+                .into_iter()
+                .map(|(f, _)| f)
+                .collect::<Vec<_>>(),
+            vec!["views[0].subnets", "views[0].vips", "views[1].name"]
+        );
     }
 }

@@ -123,6 +123,7 @@ mod tests {
                 weight: 1,
             }],
             domain: None,
+            views: Vec::new(),
         };
         let t = |id: &str, healthy: Option<bool>| Task {
             id: id.into(),

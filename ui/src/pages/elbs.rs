@@ -1,7 +1,8 @@
 //! `/ui/elbs`: the ELB framework's load balancers, each virtual server
 //! with its real servers and why any is out of rotation, a create form
 //! (data center, internal or external network, VIP, one L4 listener bound
-//! to a job's named port, algorithm, domain) and a delete action. Reads
+//! to a job's named port, algorithm, domain; DNS views are set through the
+//! API or `ocean elb create`, and listed here) and a delete action. Reads
 //! and writes go through the framework's own store over the in-process
 //! client, so the page shows exactly what `GET /v1/elbs/{name}` shows and
 //! refuses a form exactly as the API refuses the object, naming the field.
