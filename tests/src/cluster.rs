@@ -159,6 +159,9 @@ impl Process {
     pub fn signal(&self, sig: Signal) {
         if let Some(c) = &self.child {
             let _ = kill(Pid::from_raw(c.id() as i32), sig);
+            if sig == Signal::SIGSTOP {
+                wait_stopped(c.id());
+            }
         }
     }
 
@@ -531,5 +534,34 @@ impl Drop for DevProc {
         if let Ok(id) = std::fs::read_to_string(self.data_dir.join("agent/agent-id")) {
             crate::tasks::reap_cgroups(&format!("ocean-{}", id.trim()));
         }
+    }
+}
+
+/// Waits (up to 5 s) until every thread of `pid` is stopped. A SIGSTOP
+/// stops a multi-threaded process only once the thread that takes it
+/// runs and stops the others: on a loaded machine its other threads can
+/// go on working for milliseconds after `kill` returns (a raft follower
+/// acknowledged a write that way, so a test meant to find no quorum found
+/// one).
+pub fn wait_stopped(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let tasks = format!("/proc/{pid}/task");
+    while Instant::now() < deadline {
+        let Ok(dir) = std::fs::read_dir(&tasks) else {
+            return;
+        };
+        let all = dir.flatten().all(|t| {
+            std::fs::read_to_string(t.path().join("stat")).map_or(true, |stat| {
+                // The state follows the command name, which may hold ')'.
+                let state = stat
+                    .rfind(')')
+                    .and_then(|i| stat[i + 1..].split_whitespace().next());
+                matches!(state, Some("T" | "t" | "Z" | "X"))
+            })
+        });
+        if all {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
     }
 }

@@ -303,7 +303,15 @@ async fn releases_are_laid_out_by_version_and_a_rollback_downloads_nothing() {
             "version 1 was fetched again"
         );
         assert_eq!(server.hits("/app-2.tar.gz"), 1);
-        let stdout = std::fs::read_to_string(data.join("sandboxes").join(&task).join("stdout"))?;
+        // RUNNING is reported when the process starts; its `cat` may not
+        // have written yet on a loaded machine.
+        let out = data.join("sandboxes").join(&task).join("stdout");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut stdout = std::fs::read_to_string(&out)?;
+        while stdout.is_empty() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            stdout = std::fs::read_to_string(&out)?;
+        }
         assert_eq!(stdout, "one\n", "the task ran in its release");
         Ok(())
     })
