@@ -21,7 +21,8 @@ pub struct ReportArgs {
     /// The node to report under; the whole tree when left out.
     #[arg(long, default_value = "")]
     node: String,
-    /// `30s`, `5m`, `1h` (at most an hour: the leader keeps recent samples).
+    /// `30s`, `5m`, `6h` (at most a day: the leader keeps a day of product
+    /// lines' minutes; longer windows than ~5 min are read from them).
     #[arg(long, default_value = "5m")]
     window: String,
     /// `table`, `json` or `csv`.

@@ -308,6 +308,30 @@ async fn a_rule_on_a_pdl_fires_and_resolves_once_each_across_a_leader_failover()
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         };
+        // Longer than the rings (up to a day): read from the product
+        // line's minutes, covering what the leader has seen of it.
+        let long = api
+            .get(&format!("/v1/usage/report?node={PDL}&window=2h"))
+            .await?;
+        assert_eq!(long.status, 200, "{}", long.body);
+        assert_eq!(long.body["window_seconds"], 7200, "{}", long.body);
+        let line = &long.body["lines"][0];
+        let seen = line["concurrent_peak_seconds"].as_u64().unwrap_or(0);
+        assert!(seen > 0 && seen < 7200, "{}", long.body);
+        assert_eq!(line["peak"], line["concurrent_peak"], "{}", long.body);
+        let too_long = api
+            .get(&format!("/v1/usage/report?node={PDL}&window=25h"))
+            .await?;
+        assert_eq!(too_long.status, 400, "{}", too_long.body);
+        assert!(
+            too_long.body["error"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("window:"),
+            "{}",
+            too_long.body
+        );
+
         let rows: Vec<Vec<&str>> = csv.lines().map(|l| l.split(',').collect()).collect();
         let header = &rows[0];
         let lines: Vec<&Value> = report["lines"]

@@ -55,6 +55,18 @@ pub(super) struct UsageQuery {
 
 /// `30s`, `5m`, `1h` or a number of seconds, from 1 s to an hour.
 pub fn parse_window(s: &str) -> std::result::Result<u64, String> {
+    parse_window_up_to(s, MAX_WINDOW_S)
+}
+
+/// The longest report window: a day (the product lines' minutes).
+pub const MAX_REPORT_WINDOW_S: u64 = crate::usage::minutes::MINUTES as u64 * 60;
+
+/// A report's window: as [`parse_window`], up to a day (`24h`, `1440m`).
+pub fn parse_report_window(s: &str) -> std::result::Result<u64, String> {
+    parse_window_up_to(s, MAX_REPORT_WINDOW_S)
+}
+
+fn parse_window_up_to(s: &str, max_s: u64) -> std::result::Result<u64, String> {
     let s = s.trim();
     let (number, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => s.split_at(i),
@@ -69,10 +81,12 @@ pub fn parse_window(s: &str) -> std::result::Result<u64, String> {
         "h" => n.saturating_mul(3600),
         _ => return Err(format!("{s:?}: the unit must be s, m or h")),
     };
-    if secs == 0 || secs > MAX_WINDOW_S {
-        return Err(format!(
-            "{s:?}: must be from 1s to 1h (samples are kept {RING} per task)"
-        ));
+    if secs == 0 || secs > max_s {
+        return Err(if max_s == MAX_WINDOW_S {
+            format!("{s:?}: must be from 1s to 1h (samples are kept {RING} per task)")
+        } else {
+            format!("{s:?}: must be from 1s to 24h (product lines' history is kept a day)")
+        });
     }
     Ok(secs)
 }
@@ -224,5 +238,11 @@ mod tests {
         assert!(parse_window("2h").is_err());
         assert!(parse_window("5d").is_err());
         assert!(parse_window("abc").is_err());
+        assert_eq!(parse_report_window("24h"), Ok(86_400));
+        assert_eq!(parse_report_window("90m"), Ok(5_400));
+        assert!(parse_report_window("25h")
+            .unwrap_err()
+            .contains("from 1s to 24h"));
+        assert!(parse_report_window("1d").is_err());
     }
 }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::extract::Query;
-use super::usage::{allocations, forward, parse_window, DEFAULT_WINDOW_S};
+use super::usage::{allocations, forward, parse_report_window, DEFAULT_WINDOW_S};
 use crate::master::Master;
 use crate::usage::lines::{build, to_csv, LinesReport};
 use crate::usage::now_ms;
@@ -22,9 +22,9 @@ type ApiResult<T> = std::result::Result<T, ApiError>;
 #[serde(deny_unknown_fields)]
 pub(super) struct ReportQuery {
     node: Option<String>,
-    /// `30s`, `5m`, `1h` or seconds, from 1 s to an hour.
+    /// `30s`, `5m`, `6h` or seconds, from 1 s to a day.
     #[param(
-        pattern = "^(([1-9][0-9]{0,2}|[1-2][0-9]{3}|3[0-5][0-9]{2}|3600)s?|([1-9]|[1-5][0-9]|60)m|1h)$"
+        pattern = "^(([1-9][0-9]{0,3}|[1-7][0-9]{4}|8[0-5][0-9]{3}|86[0-3][0-9]{2}|86400)s?|([1-9][0-9]{0,2}|1[0-3][0-9]{2}|14[0-3][0-9]|1440)m|([1-9]|1[0-9]|2[0-4])h)$"
     )]
     window: Option<String>,
     /// `json` (default) or `csv`.
@@ -42,7 +42,9 @@ pub(super) async fn report(
     headers: axum::http::HeaderMap,
 ) -> ApiResult<Response> {
     let window_s = match q.window.as_deref() {
-        Some(w) => parse_window(w).map_err(|reason| ApiError::bad_request("window", reason))?,
+        Some(w) => {
+            parse_report_window(w).map_err(|reason| ApiError::bad_request("window", reason))?
+        }
         None => DEFAULT_WINDOW_S,
     };
     let csv = match q.format.as_deref().unwrap_or("json") {

@@ -11,6 +11,12 @@
 //! own ring (its tasks' fresh samples summed every 5 s, see
 //! [`super::nodes`]), over the part of the window that ring holds (64
 //! points, about 5 minutes), which `concurrent_peak_seconds` says.
+//!
+//! A window longer than the rings (up to a day) is read from the lines'
+//! minutes ([`super::minutes`]) instead: `used` is the mean of every 5 s
+//! total in the window, `peak` and `concurrent_peak` the highest of them,
+//! and `concurrent_peak_seconds` how much of the window the leader has
+//! seen. `allocated` is always what the live tasks hold now.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -19,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::nodes::SNAPSHOT_S;
 use super::report::{used, Allocation};
-use super::UsageStore;
+use super::{UsageStore, RING};
 use crate::kernel::state::tree::pdl_of;
 
 /// Cores and memory.
@@ -79,6 +85,9 @@ fn round3(x: f64) -> f64 {
 
 const MIB: f64 = 1024.0 * 1024.0;
 
+/// What the rings span: longer windows come from the minutes.
+pub const RING_SPAN_S: u64 = RING as u64 * SNAPSHOT_S;
+
 impl LineRow {
     fn finish(&mut self) {
         let concurrent = self.concurrent_peak.as_mut();
@@ -127,6 +136,29 @@ fn concurrent(store: &UsageStore, key: &str, since_s: u32, window_s: u64, row: &
         memory_mib: w.rss_bytes_max as f64 / MIB,
     });
     row.concurrent_peak_seconds = (w.points as u64 * SNAPSHOT_S).min(window_s);
+}
+
+/// Fills `row`'s used, peak and concurrent peak from the minutes of tree
+/// node `key` (a window longer than the rings). Without minutes (a leader
+/// that just took over) the row keeps what the rings say, and its
+/// `concurrent_peak_seconds` shows how little that covers.
+fn from_minutes(store: &UsageStore, key: &str, since_s: u32, window_s: u64, row: &mut LineRow) {
+    match store.minutes_window(key, since_s) {
+        Some(w) if w.snapshots > 0 => {
+            row.used = Amount {
+                cpu_cores: w.cpu_cores,
+                memory_mib: w.rss_bytes / MIB,
+            };
+            let peak = Amount {
+                cpu_cores: w.cpu_cores_max,
+                memory_mib: w.rss_bytes_max as f64 / MIB,
+            };
+            row.peak = peak;
+            row.concurrent_peak = Some(peak);
+            row.concurrent_peak_seconds = (w.snapshots * SNAPSHOT_S).min(window_s);
+        }
+        _ => concurrent(store, key, since_s, window_s, row),
+    }
 }
 
 /// Builds the report for `node` from the live tasks under it over the last
@@ -178,15 +210,24 @@ pub fn build(
         pdl: "(total)".into(),
         ..Default::default()
     };
+    let long = window_s > RING_SPAN_S;
     let mut lines: Vec<LineRow> = lines.into_values().collect();
     for l in &mut lines {
-        total.add(l);
         let key = l.pdl.clone();
-        concurrent(store, &key, since_s, window_s, l);
+        if long {
+            from_minutes(store, &key, since_s, window_s, l);
+        } else {
+            concurrent(store, &key, since_s, window_s, l);
+        }
+        total.add(l);
         l.finish();
     }
     // The total's ring is the asked node's (the root for the whole tree).
-    concurrent(store, node, since_s, window_s, &mut total);
+    if long {
+        from_minutes(store, node, since_s, window_s, &mut total);
+    } else {
+        concurrent(store, node, since_s, window_s, &mut total);
+    }
     total.finish();
     LinesReport {
         node: node.to_string(),
@@ -342,5 +383,69 @@ mod tests {
         assert_eq!(p.concurrent_peak_seconds, 15);
         assert_eq!(r.total.concurrent_peak.map(|a| a.cpu_cores), Some(2.1));
         assert!(to_csv(&r).lines().nth(1).unwrap().ends_with(",2.1,200,15"));
+    }
+
+    #[test]
+    fn windows_longer_than_the_rings_come_from_the_minutes() {
+        let store = UsageStore::default();
+        let t0 = 2_000_000_000u64 / 60_000 * 60_000;
+        let s = |id: &str, cores: f64, mib: u64| TaskUsage {
+            task_id: id.into(),
+            cpu_cores: Some(cores),
+            memory_rss_bytes: mib << 20,
+            ..Default::default()
+        };
+        let a1 = format!("{A}.1");
+        // Two hours of reports every 5 s: 1 core and 100 MiB, a burst to
+        // 3 cores and 300 MiB in the first hour, then 0.5 core.
+        let n = 2 * 720;
+        for i in 0..n {
+            let (c, m) = match i {
+                100 => (3.0, 300),
+                0..720 => (1.0, 100),
+                _ => (0.5, 100),
+            };
+            store.record(
+                "ag",
+                &UsageReport {
+                    timestamp_ms: 0,
+                    interval_ms: 5000,
+                    tasks: vec![s(&a1, c, m)],
+                },
+                t0 + i * 5_000,
+            );
+        }
+        let now = t0 + n * 5_000;
+        let alloc = Allocation {
+            task: a1.clone(),
+            job: A.into(),
+            agent: "ag".into(),
+            cpus: 4.0,
+            mem_mib: 400,
+            disk_mib: 0,
+        };
+        let two_hours = build(&store, "", std::slice::from_ref(&alloc), 7200, now, 1);
+        let p = &two_hours.lines[0];
+        // Each snapshot holds the samples before its report: 1,439
+        // snapshots of samples 0..1438 (719 at 1 core, the burst, 719 at
+        // 0.5).
+        let mean = (719.0 * 1.0 + 3.0 + 719.0 * 0.5) / 1439.0;
+        assert!((p.used.cpu_cores - round3(mean)).abs() < 1e-9, "{p:?}");
+        assert_eq!(p.peak.cpu_cores, 3.0);
+        assert_eq!(p.concurrent_peak.map(|a| a.memory_mib), Some(300.0));
+        assert_eq!(p.concurrent_peak_seconds, 1439 * 5);
+        assert_eq!(p.idle_share.cpu, Some(round3(1.0 - round3(mean) / 4.0)));
+        assert_eq!(two_hours.total.peak.cpu_cores, 3.0);
+        // The last hour: the burst is out; its first snapshot still holds
+        // the first hour's last sample (1 core), the other 719 hold 0.5.
+        let hour = build(&store, "", std::slice::from_ref(&alloc), 3600, now, 1);
+        let p = &hour.lines[0];
+        let mean = round3((1.0 + 719.0 * 0.5) / 720.0);
+        assert_eq!((p.used.cpu_cores, p.peak.cpu_cores), (mean, 1.0));
+        assert_eq!(p.concurrent_peak_seconds, 3600);
+        // Five minutes still come from the rings.
+        let short = build(&store, "", std::slice::from_ref(&alloc), 300, now, 1);
+        assert_eq!(short.lines[0].peak.cpu_cores, 0.5);
+        assert_eq!(short.lines[0].concurrent_peak_seconds, 300);
     }
 }

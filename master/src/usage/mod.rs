@@ -9,6 +9,9 @@
 //!                    per agent: a ring of its tasks' sums per report
 //!                    per job, tree node and the root: a ring of their
 //!                      tasks' totals every SNAPSHOT_S (nodes.rs)
+//!                    per node at or above product lines: a day of those
+//!                      totals folded per minute (minutes.rs), for reports
+//!                      over windows longer than the rings
 //!  GET /v1/usage ─► report::build(store, tasks under the node, window)
 //!                    task ─► job ─► tree nodes up to the one asked (sums)
 //!                    task ─► agent (sums)
@@ -22,6 +25,7 @@
 //! true peak) and the part of tasks that ended within the window.
 
 pub mod lines;
+pub mod minutes;
 pub mod nodes;
 pub mod report;
 mod ring;
@@ -53,6 +57,8 @@ struct Inner {
     agents: HashMap<String, AgentEntry>,
     /// Jobs, tree nodes and the root ([`nodes::ROOT`]), by id or path.
     nodes: HashMap<Arc<str>, nodes::NodeEntry, foldhash::fast::RandomState>,
+    /// The root, `cop`, `owt` and product-line nodes' minutes.
+    minutes: HashMap<Arc<str>, minutes::Minutes>,
     last_prune_ms: u64,
     /// The [`nodes::SNAPSHOT_S`] bucket of the last node snapshot.
     last_snapshot: u64,
@@ -120,6 +126,26 @@ fn without_id(t: &TaskUsage) -> TaskUsage {
     }
 }
 
+/// Folds the snapshot just taken at `now_ms` into the minutes of the
+/// nodes that keep them, and forgets minutes older than a day.
+fn fold_minutes(
+    nodes: &HashMap<Arc<str>, nodes::NodeEntry, foldhash::fast::RandomState>,
+    minutes: &mut HashMap<Arc<str>, minutes::Minutes>,
+    now_ms: u64,
+) {
+    let now_s = (now_ms / 1000) as u32;
+    for (key, n) in nodes {
+        let Some(p) = n.ring.last().filter(|p| p.at_s == now_s) else {
+            continue;
+        };
+        if minutes::keeps_minutes(key) {
+            minutes.entry(Arc::clone(key)).or_default().add(p);
+        }
+    }
+    let day = (minutes::MINUTES * 60) as u32;
+    minutes.retain(|_, m| m.newest_s().is_some_and(|s| s.saturating_add(day) >= now_s));
+}
+
 impl UsageStore {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
@@ -148,9 +174,11 @@ impl UsageStore {
                 tasks,
                 agents,
                 nodes,
+                minutes,
                 ..
             } = &mut *inner;
             nodes::snapshot(nodes, tasks, agents, now_ms, FORGET_AFTER_MS);
+            fold_minutes(nodes, minutes, now_ms);
         }
         for (t, p) in report.tasks.iter().zip(points) {
             match inner.tasks.get_mut(t.task_id.as_str()) {
@@ -211,6 +239,17 @@ impl UsageStore {
     pub fn node_window(&self, key: &str, since_s: u32) -> Option<Series> {
         let inner = self.lock();
         inner.nodes.get(key).map(|n| series(&n.ring, since_s))
+    }
+
+    /// The minutes of a node at or above product lines (or the root) since
+    /// `since_s`, when the leader has any.
+    pub fn minutes_window(&self, key: &str, since_s: u32) -> Option<minutes::MinuteWindow> {
+        let inner = self.lock();
+        inner
+            .minutes
+            .get(key)
+            .filter(|m| !m.is_empty())
+            .map(|m| m.window(since_s))
     }
 
     /// The ring of an agent (the sums of its reports) since `since_s`.
