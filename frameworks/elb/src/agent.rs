@@ -9,6 +9,7 @@
 //!        └── resync: read the kernel back every `resync`, repair drift
 //! ```
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,9 @@ use ocean_framework::View;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::keepalived_run::Keepalived;
+use crate::metrics::{self, Counter};
+use crate::plane::VsKey;
 use crate::model::Model;
 use crate::programmer::{Applied, ProgramError, Programmer};
 use crate::NAMESPACE;
@@ -63,8 +67,9 @@ struct Worker {
 }
 
 impl Worker {
-    /// Brings the model up to the view and the kernel up to the model.
-    fn sync(&mut self) -> (Result<Applied, ProgramError>, usize) {
+    /// Brings the model up to the view and the kernel up to the model;
+    /// also whether an ELB object changed.
+    fn sync(&mut self) -> (Result<Applied, ProgramError>, usize, bool) {
         let changes = self.model.update(&self.view, self.programmer.installed());
         let plane = self.model.plane();
         let r = if changes.full {
@@ -72,7 +77,32 @@ impl Worker {
         } else {
             self.programmer.sync_delta(plane, &changes.delta)
         };
-        (r, plane.elements())
+        (r, plane.elements(), changes.elbs_changed)
+    }
+}
+
+impl Worker {
+    /// The `/metrics` text: the kernel's counters, the model's VS.
+    fn metrics(&self) -> String {
+        let nft = self.programmer.nft();
+        let read = |set: &str| -> Result<BTreeMap<VsKey, Counter>, String> {
+            match nft.list_set(set).map_err(|e| e.to_string())? {
+                Some(json) => metrics::parse_counters(&json).map_err(|e| e.to_string()),
+                // No table yet: nothing counted.
+                None => Ok(BTreeMap::new()),
+            }
+        };
+        let counters = match (read("vs_new"), read("vs_traffic")) {
+            (Ok(new), Ok(traffic)) => Some((new, traffic)),
+            (Err(error), _) | (_, Err(error)) => {
+                warn!(%error, "reading the per-VS counters failed");
+                None
+            }
+        };
+        metrics::render(
+            self.model.virtual_servers(),
+            counters.as_ref().map(|(n, t)| (n, t)),
+        )
     }
 }
 
@@ -92,14 +122,63 @@ async fn on_worker<T: Send + 'static>(
     }
 }
 
-/// Runs until `shutdown` turns true. Every sync is reported on `reports`
-/// (if given).
+/// What the agent runs beside the data plane.
+#[derive(Debug, Default)]
+pub struct Extras {
+    /// Every sync is reported here.
+    pub reports: Option<tokio::sync::mpsc::UnboundedSender<SyncReport>>,
+    /// Handed the VIPs of the ELBs served whenever they may have changed;
+    /// stopped on the way out.
+    pub keepalived: Option<Keepalived>,
+    /// Serves `GET /metrics` (per-VS series, see [`crate::metrics`]).
+    pub metrics: Option<tokio::net::TcpListener>,
+}
+
+/// Runs until `shutdown` turns true.
 pub async fn run(
+    client: Arc<dyn Client>,
+    programmer: Programmer,
+    opts: AgentOptions,
+    shutdown: watch::Receiver<bool>,
+    extras: Extras,
+) {
+    let (scrape_tx, scrapes) = tokio::sync::mpsc::channel(4);
+    let server = extras.metrics.map(|listener| {
+        let router = metrics::router(scrape_tx.clone());
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, router).await {
+                warn!(%error, "the /metrics server stopped");
+            }
+        })
+    });
+    follow(
+        client,
+        programmer,
+        opts,
+        shutdown,
+        extras.reports,
+        extras.keepalived.as_ref(),
+        scrapes,
+    )
+    .await;
+    // Held until here: without a server, scrapes never arrive.
+    drop(scrape_tx);
+    if let Some(s) = server {
+        s.abort();
+    }
+    if let Some(k) = extras.keepalived {
+        k.stop().await;
+    }
+}
+
+async fn follow(
     client: Arc<dyn Client>,
     programmer: Programmer,
     opts: AgentOptions,
     mut shutdown: watch::Receiver<bool>,
     reports: Option<tokio::sync::mpsc::UnboundedSender<SyncReport>>,
+    keepalived: Option<&Keepalived>,
+    mut scrapes: tokio::sync::mpsc::Receiver<metrics::Scrape>,
 ) {
     let req = WatchRequest {
         // Jobs too: whether a job has health checks decides when its new
@@ -121,6 +200,12 @@ pub async fn run(
         let arrived;
         tokio::select! {
             _ = shutdown.changed() => return,
+            Some(reply) = scrapes.recv() => {
+                let (back, text) = on_worker(w, |w| w.metrics()).await;
+                w = back;
+                let _ = reply.send(text);
+                continue;
+            }
             _ = resync.tick() => {
                 if !ready {
                     continue;
@@ -159,8 +244,11 @@ pub async fn run(
                 None => return,
             },
         }
-        let (back, (r, elements)) = on_worker(w, Worker::sync).await;
+        let (back, (r, elements, elbs_changed)) = on_worker(w, Worker::sync).await;
         w = back;
+        if let (true, Some(k)) = (elbs_changed, keepalived) {
+            k.set_vips(&w.model.vips());
+        }
         match r {
             Ok(applied) => {
                 let latency = arrived.elapsed();

@@ -158,9 +158,15 @@ pub struct DataPlane {
 }
 
 impl DataPlane {
-    /// Elements in the kernel's sets and maps (the apply's size).
+    /// Elements in the kernel's sets and maps (the apply's size): each
+    /// VS is also an element of the two counter sets.
     pub fn elements(&self) -> usize {
-        self.services.len() + self.slot_count() + self.empty.len() + self.rs_addrs.len()
+        3 * (self.services.len() + self.empty.len()) + self.slot_count() + self.rs_addrs.len()
+    }
+
+    /// Every VS, with real servers or without (the counter sets' keys).
+    pub fn vs_keys(&self) -> impl Iterator<Item = &VsKey> {
+        self.services.keys().chain(self.empty.iter())
     }
 
     /// Slots over every VS.

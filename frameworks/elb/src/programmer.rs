@@ -62,6 +62,11 @@ impl Programmer {
         }
     }
 
+    /// The table's nft (to read the per-VS counters).
+    pub fn nft(&self) -> &dyn Nft {
+        self.nft.as_ref()
+    }
+
     /// What the kernel holds, as last read or installed.
     pub fn installed(&self) -> Option<&DataPlane> {
         self.installed.as_ref()
@@ -192,6 +197,9 @@ mod tests {
         }
         fn apply(&self, s: &str) -> Result<(), NftError> {
             self.0.apply(s)
+        }
+        fn list_set(&self, set: &str) -> Result<Option<String>, NftError> {
+            self.0.list_set(set)
         }
     }
 
