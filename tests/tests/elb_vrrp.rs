@@ -342,13 +342,19 @@ async fn the_lb_agents_keepalived_moves_the_vip_and_cleans_stale_ones() -> anyho
 
     // The master's agent again: the stale VIP goes before its keepalived
     // runs, which then wins the VIP back.
+    let removals = || -> anyhow::Result<usize> {
+        Ok(std::fs::read_to_string(a.dir.join("elb-agent.log"))?
+            .lines()
+            .filter(|l| l.contains("removed a stale VIP") && l.contains(VIP))
+            .count())
+    };
+    let removed_before = removals()?;
     let mut agent_a = a.agent(grpc)?;
     wait("the VIP back on the master", Duration::from_secs(30), || {
         holds(&a.ns, VIP) && !holds(&b.ns, VIP)
     })
     .map_err(|e| anyhow::anyhow!("{e}\n{}", agent_a.log_tail()))?;
-    let log = std::fs::read_to_string(a.dir.join("elb-agent.log"))?;
-    assert!(log.contains("removed a stale VIP"), "{log}");
+    assert_eq!(removals()?, removed_before + 1, "{}", agent_a.log_tail());
     wait_for("traffic through the master again", Duration::from_secs(10), || {
         Ok(who(&cl, VIP)?.as_deref() == Some("lba"))
     })

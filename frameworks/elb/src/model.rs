@@ -399,6 +399,25 @@ mod tests {
     }
 
     #[test]
+    fn the_vips_are_those_of_the_idc_served_and_follow_the_elbs() {
+        let elbs = [elb(0, "c3"), elb(1, "c4"), elb(2, "c3")];
+        let mut view = View::new(NAMESPACE);
+        let mut m = Model::new(Some("c3".into()));
+        apply(&mut m, &mut view, snapshot(&elbs, vec![]));
+        assert!(m.update(&view, None).elbs_changed);
+        let ips = |m: &Model| m.vips().iter().map(|v| v.to_string()).collect::<Vec<_>>();
+        assert_eq!(ips(&m), ["10.0.0.1", "10.0.0.3"]);
+        // A task change touches no ELB object.
+        apply(&mut m, &mut view, ev(2, event::Kind::TaskPut(task(0, 0))));
+        assert!(!m.update(&view, None).elbs_changed);
+        // An ELB deleted: its VIP goes.
+        let gone = kv(&elbs[2], 1);
+        apply(&mut m, &mut view, ev(3, event::Kind::KvDeleted(gone)));
+        assert!(m.update(&view, None).elbs_changed);
+        assert_eq!(ips(&m), ["10.0.0.1"]);
+    }
+
+    #[test]
     fn a_task_change_recomputes_its_elb_only_and_matches_a_full_computation() {
         let elbs: Vec<ElbSpec> = (0..3).map(|v| elb(v, "c3")).collect();
         let tasks = (0..3)

@@ -447,6 +447,26 @@ mod tests {
     }
 
     #[test]
+    fn a_vs_keeps_its_counters_while_it_exists() {
+        let before = plane(&["10.1.0.2"]);
+        // 10.0.0.2 goes away, 10.0.0.3 arrives; 10.0.0.1 changes nothing.
+        let mut after = before.clone();
+        after.empty.remove(&vs("10.0.0.2"));
+        after.empty.insert(vs("10.0.0.3"));
+        let s = script(Some(&before), &after);
+        assert_eq!(
+            s.text,
+            "delete element ip ocean_elb empty { 10.0.0.2 . tcp . 80 }\n\
+             delete element ip ocean_elb vs_new { 10.0.0.2 . tcp . 80 }\n\
+             delete element ip ocean_elb vs_traffic { 10.0.0.2 . tcp . 80 }\n\
+             add element ip ocean_elb empty { 10.0.0.3 . tcp . 80 }\n\
+             add element ip ocean_elb vs_new { 10.0.0.3 . tcp . 80 }\n\
+             add element ip ocean_elb vs_traffic { 10.0.0.3 . tcp . 80 }\n"
+        );
+        assert_eq!(s.changes, 6);
+    }
+
+    #[test]
     fn without_a_table_the_script_builds_it_whole() {
         let p = plane(&["10.1.0.2"]);
         let s = script(None, &p);
@@ -460,11 +480,16 @@ mod tests {
             .contains("add element ip ocean_elb services { 10.0.0.1 . tcp . 80 : goto conn_7 }\n"));
         assert!(s
             .text
-            .ends_with("add element ip ocean_elb empty { 10.0.0.2 . tcp . 80 }\n"));
-        assert_eq!(s.changes, 1 + 7 + 1 + 1);
-        // 70 counter and 10 hash dispatch chains, 5 hooks: constant
+            .contains("add element ip ocean_elb empty { 10.0.0.2 . tcp . 80 }\n"));
+        // Every VS, served or empty, has its counters.
+        assert!(s.text.ends_with(
+            "add element ip ocean_elb vs_new { 10.0.0.1 . tcp . 80, 10.0.0.2 . tcp . 80 }\n\
+             add element ip ocean_elb vs_traffic { 10.0.0.1 . tcp . 80, 10.0.0.2 . tcp . 80 }\n"
+        ));
+        assert_eq!(s.changes, 1 + 7 + 1 + 1 + 2 * 2);
+        // 70 counter and 10 hash dispatch chains, 8 hooks: constant
         // whatever the VS count.
-        assert_eq!(s.text.matches("  chain ").count(), 85);
-        assert_eq!(chain_names().len(), 85);
+        assert_eq!(s.text.matches("  chain ").count(), 88);
+        assert_eq!(chain_names().len(), 88);
     }
 }

@@ -410,7 +410,8 @@ mod tests {
         assert_eq!(slots, vec![a, b]);
         assert_eq!(plane.rs_addrs, BTreeSet::from([a.addr, b.addr]));
         assert!(plane.empty.is_empty());
-        assert_eq!(plane.elements(), 1 + 2 + 2);
+        // The service, its slots, the addresses, its two counters.
+        assert_eq!(plane.elements(), 1 + 2 + 2 + 2);
     }
 
     #[test]
@@ -422,7 +423,8 @@ mod tests {
             plane.empty,
             BTreeSet::from([vip("10.0.0.1"), vip("10.0.0.2")])
         );
-        assert_eq!(plane.elements(), 2);
+        // Each in `empty` and in the two counter sets.
+        assert_eq!(plane.elements(), 2 * 3);
     }
 
     #[test]

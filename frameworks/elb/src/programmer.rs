@@ -232,7 +232,8 @@ mod tests {
         let mut p = Programmer::new(Box::new(Shared(mem.clone())));
         let a = p.sync(&plane(8080)).unwrap();
         assert!(a.full);
-        assert_eq!(a.changes, 8);
+        // 8 elements, and the VS in the two counter sets.
+        assert_eq!(a.changes, 8 + 2);
         assert_eq!(p.sync(&plane(8080)).unwrap().changes, 0);
         let b = p.sync(&plane(8081)).unwrap();
         assert_eq!((b.changes, b.full), (14, false));
