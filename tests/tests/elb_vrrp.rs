@@ -154,7 +154,16 @@ fn lb(client: &Netns, dir: &Path, role: &str, addr: &str, priority: u16) -> anyh
     let ns = Netns::new(role)?;
     let port = format!("p{role}");
     ns.ip(&[
-        "link", "add", "eth0", "type", "veth", "peer", "name", &port, "netns", &client.name,
+        "link",
+        "add",
+        "eth0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &port,
+        "netns",
+        &client.name,
     ])?;
     ns.ip(&["addr", "add", &format!("{addr}/24"), "dev", "eth0"])?;
     ns.ip(&["link", "set", "eth0", "up"])?;
@@ -162,7 +171,13 @@ fn lb(client: &Netns, dir: &Path, role: &str, addr: &str, priority: u16) -> anyh
     client.ip(&["link", "set", &port, "up"])?;
     // The real server's address is each LB's own: the task's servers
     // listen there, so a connection is answered by the LB that took it.
-    ns.ip(&["addr", "add", &format!("{}/32", backend_addr(0)), "dev", "lo"])?;
+    ns.ip(&[
+        "addr",
+        "add",
+        &format!("{}/32", backend_addr(0)),
+        "dev",
+        "lo",
+    ])?;
     let dir = dir.join(role);
     std::fs::create_dir_all(&dir)?;
     Ok(Lb {
@@ -204,8 +219,24 @@ async fn the_lb_agents_keepalived_moves_the_vip_and_cleans_stale_ones() -> anyho
 
     // Stale VIPs, as a crashed run leaves them: the ELB's VIP on the
     // backup, a VIP of no ELB on the master; and an operator's address.
-    b.ns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "eth0", "label", "eth0:elb"])?;
-    a.ns.ip(&["addr", "add", "10.60.0.77/32", "dev", "eth0", "label", "eth0:elb"])?;
+    b.ns.ip(&[
+        "addr",
+        "add",
+        &format!("{VIP}/32"),
+        "dev",
+        "eth0",
+        "label",
+        "eth0:elb",
+    ])?;
+    a.ns.ip(&[
+        "addr",
+        "add",
+        "10.60.0.77/32",
+        "dev",
+        "eth0",
+        "label",
+        "eth0:elb",
+    ])?;
     a.ns.ip(&["addr", "add", "10.60.0.55/32", "dev", "eth0"])?;
 
     let cluster = Cluster::start(1, &[])?;
@@ -234,15 +265,19 @@ async fn the_lb_agents_keepalived_moves_the_vip_and_cleans_stale_ones() -> anyho
         json!({"name": name, "idc": "c3", "network": "internal", "vips": [vip],
             "listeners": [{"port": 80, "protocol": "tcp", "backend_job": JOB, "backend_port_name": "http"}]})
     };
-    let r = api.post("/v1/elbs", &elb("pdl.web_service.front", VIP)).await?;
+    let r = api
+        .post("/v1/elbs", &elb("pdl.web_service.front", VIP))
+        .await?;
     assert_eq!(r.status, 201, "{:?}", r.body);
 
     let grpc = cluster.master(1).grpc;
     let mut agent_a = a.agent(grpc)?;
     let cl = client.name.clone();
-    wait_for("the VIP through the master LB", Duration::from_secs(60), || {
-        Ok(who(&cl, VIP)?.as_deref() == Some("lba"))
-    })
+    wait_for(
+        "the VIP through the master LB",
+        Duration::from_secs(60),
+        || Ok(who(&cl, VIP)?.as_deref() == Some("lba")),
+    )
     .await
     .map_err(|e| anyhow::anyhow!("{e}\n{}", agent_a.log_tail()))?;
     let on_a = addrs(&a.ns)?;
@@ -251,7 +286,10 @@ async fn the_lb_agents_keepalived_moves_the_vip_and_cleans_stale_ones() -> anyho
         "{on_a:?}"
     );
     assert!(!holds(&a.ns, "10.60.0.77"), "stale VIP kept: {on_a:?}");
-    assert!(holds(&a.ns, "10.60.0.55"), "operator's address removed: {on_a:?}");
+    assert!(
+        holds(&a.ns, "10.60.0.55"),
+        "operator's address removed: {on_a:?}"
+    );
 
     // Per-VS metrics: connections through the VS raise its counters.
     assert_eq!(scrape(&a, "ocean_elb_vs_real_servers").await?, 1);
@@ -284,7 +322,11 @@ async fn the_lb_agents_keepalived_moves_the_vip_and_cleans_stale_ones() -> anyho
     .map_err(|e| anyhow::anyhow!("{e}\n{}", agent_b.log_tail()))?;
     // The backup hears the master's adverts and stays backup.
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(!holds(&b.ns, VIP), "the backup kept the stale VIP or took it: {:?}", addrs(&b.ns)?);
+    assert!(
+        !holds(&b.ns, VIP),
+        "the backup kept the stale VIP or took it: {:?}",
+        addrs(&b.ns)?
+    );
     assert!(holds(&a.ns, VIP));
     let log = std::fs::read_to_string(b.dir.join("elb-agent.log"))?;
     assert!(log.contains("removed a stale VIP"), "{log}");
@@ -295,14 +337,26 @@ async fn the_lb_agents_keepalived_moves_the_vip_and_cleans_stale_ones() -> anyho
 
     // A second ELB: its VIP joins by a reload, not a restart.
     let ka_pid = a.pid_file();
-    let r = api.post("/v1/elbs", &elb("pdl.web_service.second", VIP2)).await?;
+    let r = api
+        .post("/v1/elbs", &elb("pdl.web_service.second", VIP2))
+        .await?;
     assert_eq!(r.status, 201, "{:?}", r.body);
-    wait("the second VIP on the master", Duration::from_secs(15), || holds(&a.ns, VIP2))?;
-    assert_eq!(a.pid_file(), ka_pid, "keepalived restarted instead of reloading");
+    wait(
+        "the second VIP on the master",
+        Duration::from_secs(15),
+        || holds(&a.ns, VIP2),
+    )?;
+    assert_eq!(
+        a.pid_file(),
+        ka_pid,
+        "keepalived restarted instead of reloading"
+    );
     assert_eq!(who(&client.name, VIP2)?.as_deref(), Some("lba"));
     let r = api.delete("/v1/elbs/pdl.web_service.second").await?;
     assert!(r.is_success(), "{:?}", r.body);
-    wait("the second VIP gone", Duration::from_secs(15), || !holds(&a.ns, VIP2))?;
+    wait("the second VIP gone", Duration::from_secs(15), || {
+        !holds(&a.ns, VIP2)
+    })?;
 
     // SIGKILL of the master's keepalived: the backup takes the VIP; the
     // agent starts keepalived again, which takes it back.
@@ -310,18 +364,29 @@ async fn the_lb_agents_keepalived_moves_the_vip_and_cleans_stale_ones() -> anyho
     assert!(!pids.is_empty());
     let killed = Instant::now();
     kill_all(&pids);
-    wait("the VIP on the backup", Duration::from_secs(2), || holds(&b.ns, VIP))?;
-    eprintln!("keepalived SIGKILLed: VIP on the backup after {:?}", killed.elapsed());
-    wait("keepalived restarted by the agent", Duration::from_secs(15), || {
-        a.pid_file().is_some_and(|p| !pids.contains(&p)) && !keepalived_pids(&a.ns).is_empty()
-    })
-    .map_err(|e| anyhow::anyhow!("{e}\n{}", agent_a.log_tail()))?;
-    wait("the VIP back on the master", Duration::from_secs(10), || {
-        holds(&a.ns, VIP) && !holds(&b.ns, VIP)
+    wait("the VIP on the backup", Duration::from_secs(2), || {
+        holds(&b.ns, VIP)
     })?;
-    wait_for("traffic through the master again", Duration::from_secs(10), || {
-        Ok(who(&cl, VIP)?.as_deref() == Some("lba"))
-    })
+    eprintln!(
+        "keepalived SIGKILLed: VIP on the backup after {:?}",
+        killed.elapsed()
+    );
+    wait(
+        "keepalived restarted by the agent",
+        Duration::from_secs(15),
+        || a.pid_file().is_some_and(|p| !pids.contains(&p)) && !keepalived_pids(&a.ns).is_empty(),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", agent_a.log_tail()))?;
+    wait(
+        "the VIP back on the master",
+        Duration::from_secs(10),
+        || holds(&a.ns, VIP) && !holds(&b.ns, VIP),
+    )?;
+    wait_for(
+        "traffic through the master again",
+        Duration::from_secs(10),
+        || Ok(who(&cl, VIP)?.as_deref() == Some("lba")),
+    )
     .await?;
 
     // SIGKILL of the master's whole agent and its keepalived: the VIP
@@ -331,14 +396,22 @@ async fn the_lb_agents_keepalived_moves_the_vip_and_cleans_stale_ones() -> anyho
     let killed = Instant::now();
     agent_a.kill();
     kill_all(&pids);
-    let took = wait("the VIP on the backup", Duration::from_secs(2), || holds(&b.ns, VIP))?;
+    let took = wait("the VIP on the backup", Duration::from_secs(2), || {
+        holds(&b.ns, VIP)
+    })?;
     eprintln!("LB agent and keepalived SIGKILLed: VIP on the backup after {took:?}");
     wait_for("traffic through the backup", Duration::from_secs(5), || {
         Ok(who(&cl, VIP)?.as_deref() == Some("lbb"))
     })
     .await?;
-    eprintln!("traffic through the backup {:?} after the kill", killed.elapsed());
-    assert!(holds(&a.ns, VIP), "the killed keepalived's VIP should still be there");
+    eprintln!(
+        "traffic through the backup {:?} after the kill",
+        killed.elapsed()
+    );
+    assert!(
+        holds(&a.ns, VIP),
+        "the killed keepalived's VIP should still be there"
+    );
 
     // The master's agent again: the stale VIP goes before its keepalived
     // runs, which then wins the VIP back.
@@ -350,29 +423,45 @@ async fn the_lb_agents_keepalived_moves_the_vip_and_cleans_stale_ones() -> anyho
     };
     let removed_before = removals()?;
     let mut agent_a = a.agent(grpc)?;
-    wait("the VIP back on the master", Duration::from_secs(30), || {
-        holds(&a.ns, VIP) && !holds(&b.ns, VIP)
-    })
+    wait(
+        "the VIP back on the master",
+        Duration::from_secs(30),
+        || holds(&a.ns, VIP) && !holds(&b.ns, VIP),
+    )
     .map_err(|e| anyhow::anyhow!("{e}\n{}", agent_a.log_tail()))?;
     assert_eq!(removals()?, removed_before + 1, "{}", agent_a.log_tail());
-    wait_for("traffic through the master again", Duration::from_secs(10), || {
-        Ok(who(&cl, VIP)?.as_deref() == Some("lba"))
-    })
+    wait_for(
+        "traffic through the master again",
+        Duration::from_secs(10),
+        || Ok(who(&cl, VIP)?.as_deref() == Some("lba")),
+    )
     .await?;
 
     // A stopped agent stops its keepalived, which drops the VIP.
     agent_a.signal(Signal::SIGTERM);
-    wait("the agent stopped", Duration::from_secs(15), || agent_a.exited())?;
-    assert!(keepalived_pids(&a.ns).is_empty(), "keepalived outlived its agent");
+    wait("the agent stopped", Duration::from_secs(15), || {
+        agent_a.exited()
+    })?;
+    assert!(
+        keepalived_pids(&a.ns).is_empty(),
+        "keepalived outlived its agent"
+    );
     assert!(!holds(&a.ns, VIP));
-    wait("the VIP on the backup", Duration::from_secs(3), || holds(&b.ns, VIP))?;
+    wait("the VIP on the backup", Duration::from_secs(3), || {
+        holds(&b.ns, VIP)
+    })?;
     wait_for("traffic through the backup", Duration::from_secs(5), || {
         Ok(who(&cl, VIP)?.as_deref() == Some("lbb"))
     })
     .await?;
 
     agent_b.signal(Signal::SIGTERM);
-    wait("the backup agent stopped", Duration::from_secs(15), || agent_b.exited())?;
-    assert!(keepalived_pids(&b.ns).is_empty(), "keepalived outlived its agent");
+    wait("the backup agent stopped", Duration::from_secs(15), || {
+        agent_b.exited()
+    })?;
+    assert!(
+        keepalived_pids(&b.ns).is_empty(),
+        "keepalived outlived its agent"
+    );
     Ok(())
 }

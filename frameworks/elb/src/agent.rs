@@ -22,8 +22,8 @@ use tracing::{info, warn};
 
 use crate::keepalived_run::Keepalived;
 use crate::metrics::{self, Counter};
-use crate::plane::VsKey;
 use crate::model::Model;
+use crate::plane::VsKey;
 use crate::programmer::{Applied, ProgramError, Programmer};
 use crate::NAMESPACE;
 

@@ -378,7 +378,10 @@ impl Host {
     /// SIGTERM, then SIGKILL after the grace period.
     async fn terminate(&self, mut child: Child) {
         signal(&child, Signal::SIGTERM);
-        if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
+        if tokio::time::timeout(STOP_GRACE, child.wait())
+            .await
+            .is_err()
+        {
             warn!("keepalived did not stop after SIGTERM; killing it");
             let _ = child.kill().await;
         }
@@ -391,9 +394,7 @@ fn runs_config(pid: i32, conf: &Path) -> bool {
         return false;
     };
     let mut args = cmdline.split(|b| *b == 0);
-    let is_keepalived = args
-        .next()
-        .is_some_and(|a| a.ends_with(b"keepalived"));
+    let is_keepalived = args.next().is_some_and(|a| a.ends_with(b"keepalived"));
     let conf = conf.as_os_str().as_encoded_bytes();
     is_keepalived && cmdline.split(|b| *b == 0).any(|a| a == conf)
 }

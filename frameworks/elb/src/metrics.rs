@@ -52,7 +52,11 @@ pub fn parse_counters(json: &str) -> Result<BTreeMap<VsKey, Counter>, ReadError>
         for e in elems(set) {
             let key = vs(concat(counted(e))?)?;
             let c = e.pointer("/elem/counter");
-            let n = |f: &str| c.and_then(|c| c.get(f)).and_then(Value::as_u64).unwrap_or(0);
+            let n = |f: &str| {
+                c.and_then(|c| c.get(f))
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0)
+            };
             out.insert(
                 key,
                 Counter {

@@ -152,7 +152,15 @@ pub fn parse(json: &str) -> Result<Option<DataPlane>, ReadError> {
     let want: BTreeMap<String, usize> = nft_script::chain_names().into_iter().collect();
     sets.sort();
     if chains != want
-        || sets != ["empty", "rs_addrs", "services", "slots", "vs_new", "vs_traffic"]
+        || sets
+            != [
+                "empty",
+                "rs_addrs",
+                "services",
+                "slots",
+                "vs_new",
+                "vs_traffic",
+            ]
     {
         return Ok(None);
     }

@@ -163,16 +163,32 @@ mod tests {
     #[test]
     fn each_bad_setting_names_its_flag() {
         let cases: [(fn(&mut VrrpConfig), &str, &str); 7] = [
-            (|c| c.interface = "".into(), "--vrrp-interface", "is not an interface name"),
-            (|c| c.interface = "eth 0".into(), "--vrrp-interface", "is not an interface name"),
+            (
+                |c| c.interface = "".into(),
+                "--vrrp-interface",
+                "is not an interface name",
+            ),
+            (
+                |c| c.interface = "eth 0".into(),
+                "--vrrp-interface",
+                "is not an interface name",
+            ),
             (
                 |c| c.interface = "averylongname0".into(),
                 "--vrrp-interface",
                 "longer than 11",
             ),
-            (|c| c.virtual_router_id = 0, "--vrrp-router-id", "not in 1..=255"),
+            (
+                |c| c.virtual_router_id = 0,
+                "--vrrp-router-id",
+                "not in 1..=255",
+            ),
             (|c| c.priority = 255, "--vrrp-priority", "address owner"),
-            (|c| c.advert_int_ms = 205, "--vrrp-advert-ms", "multiple of 10"),
+            (
+                |c| c.advert_int_ms = 205,
+                "--vrrp-advert-ms",
+                "multiple of 10",
+            ),
             (|c| c.name = "a b".into(), "--vrrp-name", "spaces"),
         ];
         for (edit, field, reason) in cases {
