@@ -75,11 +75,15 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// The Prometheus text for `vss` with the counters read (`None`: they
-/// could not be read; `ocean_elb_counters_up` says so).
+/// The counters of one counter set, by VS.
+pub type Counters = BTreeMap<VsKey, Counter>;
+
+/// The Prometheus text for `vss` with the counters read, `vs_new`'s then
+/// `vs_traffic`'s (`None`: they could not be read;
+/// `ocean_elb_counters_up` says so).
 pub fn render<'a>(
     vss: impl IntoIterator<Item = &'a VirtualServer>,
-    counters: Option<(&BTreeMap<VsKey, Counter>, &BTreeMap<VsKey, Counter>)>,
+    counters: Option<(&Counters, &Counters)>,
 ) -> String {
     let mut vss: Vec<&VirtualServer> = vss.into_iter().collect();
     vss.sort_by_key(|v| v.key);

@@ -97,7 +97,7 @@ impl VrrpConfig {
                 ),
             );
         }
-        if !(10..=40_950).contains(&self.advert_int_ms) || self.advert_int_ms % 10 != 0 {
+        if !(10..=40_950).contains(&self.advert_int_ms) || !self.advert_int_ms.is_multiple_of(10) {
             return err(
                 "--vrrp-advert-ms",
                 format!(
@@ -162,7 +162,8 @@ mod tests {
 
     #[test]
     fn each_bad_setting_names_its_flag() {
-        let cases: [(fn(&mut VrrpConfig), &str, &str); 7] = [
+        type Case = (fn(&mut VrrpConfig), &'static str, &'static str);
+        let cases: [Case; 7] = [
             (
                 |c| c.interface = "".into(),
                 "--vrrp-interface",
