@@ -219,11 +219,12 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     };
     // Bound first: a taken port fails the start naming the flag.
     let metrics = match args.metrics_addr {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
+        Some(addr) => Some(ocean_elb::metrics::MetricsServer {
+            listener: tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("--metrics-addr {addr}: cannot listen"))?,
-        ),
+            nft: ocean_elb::nft_lib::best(args.netns.as_deref()).into(),
+        }),
         None => None,
     };
     let keepalived = match args.vrrp_interface {

@@ -9,7 +9,6 @@
 //!        └── resync: read the kernel back every `resync`, repair drift
 //! ```
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,9 +20,10 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::keepalived_run::Keepalived;
-use crate::metrics::{self, Counter};
+use crate::metrics::{self, MetricsServer};
 use crate::model::Model;
-use crate::plane::VsKey;
+use crate::nft::Nft;
+use crate::plane::VirtualServer;
 use crate::programmer::{Applied, ProgramError, Programmer};
 use crate::NAMESPACE;
 
@@ -81,31 +81,6 @@ impl Worker {
     }
 }
 
-impl Worker {
-    /// The `/metrics` text: the kernel's counters, the model's VS.
-    fn metrics(&self) -> String {
-        let nft = self.programmer.nft();
-        let read = |set: &str| -> Result<BTreeMap<VsKey, Counter>, String> {
-            match nft.list_set(set).map_err(|e| e.to_string())? {
-                Some(json) => metrics::parse_counters(&json).map_err(|e| e.to_string()),
-                // No table yet: nothing counted.
-                None => Ok(BTreeMap::new()),
-            }
-        };
-        let counters = match (read("vs_new"), read("vs_traffic")) {
-            (Ok(new), Ok(traffic)) => Some((new, traffic)),
-            (Err(error), _) | (_, Err(error)) => {
-                warn!(%error, "reading the per-VS counters failed");
-                None
-            }
-        };
-        metrics::render(
-            self.model.virtual_servers(),
-            counters.as_ref().map(|(n, t)| (n, t)),
-        )
-    }
-}
-
 /// Runs `f` on the worker in a blocking thread (nft waits on netlink).
 async fn on_worker<T: Send + 'static>(
     mut w: Worker,
@@ -131,7 +106,7 @@ pub struct Extras {
     /// stopped on the way out.
     pub keepalived: Option<Keepalived>,
     /// Serves `GET /metrics` (per-VS series, see [`crate::metrics`]).
-    pub metrics: Option<tokio::net::TcpListener>,
+    pub metrics: Option<MetricsServer>,
 }
 
 /// Runs until `shutdown` turns true.
@@ -143,7 +118,9 @@ pub async fn run(
     extras: Extras,
 ) {
     let (scrape_tx, scrapes) = tokio::sync::mpsc::channel(4);
-    let server = extras.metrics.map(|listener| {
+    let counters = extras.metrics.as_ref().map(|m| Arc::clone(&m.nft));
+    let server = extras.metrics.map(|m| {
+        let listener = m.listener;
         let router = metrics::router(scrape_tx.clone());
         tokio::spawn(async move {
             if let Err(error) = axum::serve(listener, router).await {
@@ -158,7 +135,7 @@ pub async fn run(
         shutdown,
         extras.reports,
         extras.keepalived.as_ref(),
-        scrapes,
+        (scrapes, counters),
     )
     .await;
     // Held until here: without a server, scrapes never arrive.
@@ -178,7 +155,10 @@ async fn follow(
     mut shutdown: watch::Receiver<bool>,
     reports: Option<tokio::sync::mpsc::UnboundedSender<SyncReport>>,
     keepalived: Option<&Keepalived>,
-    mut scrapes: tokio::sync::mpsc::Receiver<metrics::Scrape>,
+    (mut scrapes, counters): (
+        tokio::sync::mpsc::Receiver<metrics::Scrape>,
+        Option<Arc<dyn Nft>>,
+    ),
 ) {
     let req = WatchRequest {
         // Jobs too: whether a job has health checks decides when its new
@@ -201,9 +181,15 @@ async fn follow(
         tokio::select! {
             _ = shutdown.changed() => return,
             Some(reply) = scrapes.recv() => {
-                let (back, text) = on_worker(w, |w| w.metrics()).await;
-                w = back;
-                let _ = reply.send(text);
+                // The VS from the model now; the counters read on their own
+                // nft context, off this loop (a read takes tens of ms at
+                // 2,000 VS; syncs must not wait for it).
+                let vss: Vec<VirtualServer> = w.model.virtual_servers().cloned().collect();
+                if let Some(nft) = counters.clone() {
+                    tokio::task::spawn_blocking(move || {
+                        let _ = reply.send(metrics::scrape(nft.as_ref(), &vss));
+                    });
+                }
                 continue;
             }
             _ = resync.tick() => {

@@ -9,9 +9,9 @@
 //! - `ocean_elb_vs_real_servers`: real servers in rotation (healthy).
 //!
 //! The counters are read from the kernel at scrape time (two `list set`s
-//! through the agent's nft context); the real servers from the agent's
-//! model. The HTTP side only forwards a scrape to the agent's loop, which
-//! owns both.
+//! through an nft context of their own, on a blocking thread); the real
+//! servers from the agent's model, which the HTTP side asks the agent's
+//! loop for (a copy of its VS).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -24,7 +24,11 @@ use axum::Router;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
+use tracing::warn;
+
+use crate::nft::Nft;
 use crate::nft_read::{concat, counted, elems, vs, ReadError};
+use crate::nft_script::STATS_SETS;
 use crate::plane::{VirtualServer, VsKey};
 
 /// Packets and bytes one counter holds.
@@ -37,7 +41,7 @@ pub struct Counter {
 }
 
 /// The counters of a counter set's listing (`nft -j list set`), by VS.
-pub fn parse_counters(json: &str) -> Result<BTreeMap<VsKey, Counter>, ReadError> {
+pub fn parse_counters(json: &str) -> Result<Counters, ReadError> {
     let doc: Value = serde_json::from_str(json).map_err(|e| ReadError(e.to_string()))?;
     let mut out = BTreeMap::new();
     for item in doc
@@ -146,6 +150,36 @@ pub fn render<'a>(
         }
     }
     s
+}
+
+/// The `/metrics` listener and the nft context it reads the counters
+/// through (its own: a read does not wait for, or delay, the agent's
+/// syncs).
+#[derive(Debug)]
+pub struct MetricsServer {
+    /// Where `GET /metrics` is served.
+    pub listener: tokio::net::TcpListener,
+    /// The LB table's nft (in its namespace).
+    pub nft: std::sync::Arc<dyn Nft>,
+}
+
+/// The `/metrics` text for `vss`, the counters read through `nft` now.
+pub fn scrape(nft: &dyn Nft, vss: &[VirtualServer]) -> String {
+    let read = |set: &str| -> Result<Counters, String> {
+        match nft.list_set(set).map_err(|e| e.to_string())? {
+            Some(json) => parse_counters(&json).map_err(|e| e.to_string()),
+            // No table yet: nothing counted.
+            None => Ok(Counters::new()),
+        }
+    };
+    let counters = match (read(STATS_SETS[0]), read(STATS_SETS[1])) {
+        (Ok(new), Ok(traffic)) => Some((new, traffic)),
+        (Err(error), _) | (_, Err(error)) => {
+            warn!(%error, "reading the per-VS counters failed");
+            None
+        }
+    };
+    render(vss, counters.as_ref().map(|(n, t)| (n, t)))
 }
 
 /// A scrape handed to the agent's loop: it answers with the text.
