@@ -7,6 +7,8 @@
 //!                     touched) ─► Programmer::sync_delta (those VS only)
 //!        ▲ versions that arrived meanwhile are folded in before the sync
 //!        └── resync: read the kernel back every `resync`, repair drift
+//!  an ELB object changed ─► Keepalived::set_vips(Model::vips) (rewrite + SIGHUP)
+//!  GET /metrics ─► a copy of the model's VS ─► counters read on their own nft context
 //! ```
 
 use std::sync::Arc;
