@@ -58,6 +58,31 @@ pub struct AgentArgs {
     /// Seconds between read-backs of the kernel's table (drift repair).
     #[arg(long, default_value_t = 30)]
     pub resync_seconds: u64,
+    /// Run keepalived (VRRP only) for the VIPs of the ELBs served, on this
+    /// interface (of `--netns` if given); without it keepalived is not run.
+    #[arg(long)]
+    pub vrrp_interface: Option<String>,
+    /// The VRRP router id (1..=255), the same on the LB hosts of a pair.
+    #[arg(long, default_value_t = 51)]
+    pub vrrp_router_id: u16,
+    /// This host's VRRP priority (1..=254): the highest holds the VIPs.
+    #[arg(long, default_value_t = 100)]
+    pub vrrp_priority: u16,
+    /// VRRP advertisement interval in ms (a multiple of 10): the backup
+    /// takes over after about three missed adverts.
+    #[arg(long, default_value_t = 200)]
+    pub vrrp_advert_ms: u32,
+    /// keepalived's router_id (default: the host name).
+    #[arg(long)]
+    pub vrrp_name: Option<String>,
+    /// Serve Prometheus `/metrics` (per-VS connections, packets, bytes,
+    /// real servers in rotation) on this address.
+    #[arg(long)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Where keepalived.conf, its pid files and its log are kept (one per
+    /// agent).
+    #[arg(long, default_value = "/var/lib/ocean/elb")]
+    pub data_dir: PathBuf,
 }
 
 fn read(file: &PathBuf) -> anyhow::Result<Vec<u8>> {
@@ -194,11 +219,47 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         idc: args.idc,
         resync: Duration::from_secs(args.resync_seconds.max(1)),
     };
+    // Bound first: a taken port fails the start naming the flag.
+    let metrics = match args.metrics_addr {
+        Some(addr) => Some(ocean_elb::metrics::MetricsServer {
+            listener: tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("--metrics-addr {addr}: cannot listen"))?,
+            nft: ocean_elb::nft_lib::best(args.netns.as_deref()).into(),
+        }),
+        None => None,
+    };
+    let keepalived = match args.vrrp_interface {
+        None => None,
+        Some(interface) => {
+            let name = match args.vrrp_name {
+                Some(n) => n,
+                None => nix::unistd::gethostname()
+                    .context("reading the host name (or give --vrrp-name)")?
+                    .to_string_lossy()
+                    .into_owned(),
+            };
+            let config = ocean_elb::vrrp::VrrpConfig {
+                interface,
+                virtual_router_id: args.vrrp_router_id,
+                priority: args.vrrp_priority,
+                advert_int_ms: args.vrrp_advert_ms,
+                data_dir: args.data_dir.join("keepalived"),
+                name,
+            };
+            Some(ocean_elb::keepalived_run::Keepalived::start(config, args.netns.clone()).await?)
+        }
+    };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         crate::cmd_server::shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
-    ocean_elb::agent::run(Arc::new(client), programmer, opts, stop_rx, None).await;
+    let extras = ocean_elb::agent::Extras {
+        reports: None,
+        keepalived,
+        metrics,
+    };
+    ocean_elb::agent::run(Arc::new(client), programmer, opts, stop_rx, extras).await;
     Ok(())
 }

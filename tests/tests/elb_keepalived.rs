@@ -125,6 +125,8 @@ fn a_vrrp_vip_moves_to_the_backup_within_two_seconds() -> anyhow::Result<()> {
                 priority,
                 advert_int_ms: 200,
                 vips: vec![("10.60.0.100".parse()?, 24)],
+                excluded_vips: vec![],
+                label: None,
             }],
         );
         let d = dir.path().join(name);

@@ -217,5 +217,23 @@ fn main() -> anyhow::Result<()> {
             pct(&cpu_times, 0.99)
         );
     }
+    // What a `/metrics` scrape costs: both counter sets read back and parsed.
+    let mut scrapes = Vec::new();
+    for _ in 0..10 {
+        let start = Instant::now();
+        let mut series = 0;
+        for set in ocean_elb::nft_script::STATS_SETS {
+            let json = p.nft().list_set(set)?.unwrap_or_default();
+            series += ocean_elb::metrics::parse_counters(&json)?.len();
+        }
+        scrapes.push(start.elapsed());
+        assert_eq!(series, 2 * model.plane().vs_keys().count());
+    }
+    scrapes.sort();
+    println!(
+        "counters read for /metrics (10): p50 {:?} max {:?}",
+        pct(&scrapes, 0.5),
+        scrapes[scrapes.len() - 1]
+    );
     Ok(())
 }

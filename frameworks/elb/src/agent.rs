@@ -7,6 +7,8 @@
 //!                     touched) ─► Programmer::sync_delta (those VS only)
 //!        ▲ versions that arrived meanwhile are folded in before the sync
 //!        └── resync: read the kernel back every `resync`, repair drift
+//!  an ELB object changed ─► Keepalived::set_vips(Model::vips) (rewrite + SIGHUP)
+//!  GET /metrics ─► a copy of the model's VS ─► counters read on their own nft context
 //! ```
 
 use std::sync::Arc;
@@ -19,7 +21,11 @@ use ocean_framework::View;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::keepalived_run::Keepalived;
+use crate::metrics::{self, MetricsServer};
 use crate::model::Model;
+use crate::nft::Nft;
+use crate::plane::VirtualServer;
 use crate::programmer::{Applied, ProgramError, Programmer};
 use crate::NAMESPACE;
 
@@ -63,8 +69,9 @@ struct Worker {
 }
 
 impl Worker {
-    /// Brings the model up to the view and the kernel up to the model.
-    fn sync(&mut self) -> (Result<Applied, ProgramError>, usize) {
+    /// Brings the model up to the view and the kernel up to the model;
+    /// also whether an ELB object changed.
+    fn sync(&mut self) -> (Result<Applied, ProgramError>, usize, bool) {
         let changes = self.model.update(&self.view, self.programmer.installed());
         let plane = self.model.plane();
         let r = if changes.full {
@@ -72,7 +79,7 @@ impl Worker {
         } else {
             self.programmer.sync_delta(plane, &changes.delta)
         };
-        (r, plane.elements())
+        (r, plane.elements(), changes.elbs_changed)
     }
 }
 
@@ -92,14 +99,68 @@ async fn on_worker<T: Send + 'static>(
     }
 }
 
-/// Runs until `shutdown` turns true. Every sync is reported on `reports`
-/// (if given).
+/// What the agent runs beside the data plane.
+#[derive(Debug, Default)]
+pub struct Extras {
+    /// Every sync is reported here.
+    pub reports: Option<tokio::sync::mpsc::UnboundedSender<SyncReport>>,
+    /// Handed the VIPs of the ELBs served whenever they may have changed;
+    /// stopped on the way out.
+    pub keepalived: Option<Keepalived>,
+    /// Serves `GET /metrics` (per-VS series, see [`crate::metrics`]).
+    pub metrics: Option<MetricsServer>,
+}
+
+/// Runs until `shutdown` turns true.
 pub async fn run(
+    client: Arc<dyn Client>,
+    programmer: Programmer,
+    opts: AgentOptions,
+    shutdown: watch::Receiver<bool>,
+    extras: Extras,
+) {
+    let (scrape_tx, scrapes) = tokio::sync::mpsc::channel(4);
+    let counters = extras.metrics.as_ref().map(|m| Arc::clone(&m.nft));
+    let server = extras.metrics.map(|m| {
+        let listener = m.listener;
+        let router = metrics::router(scrape_tx.clone());
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, router).await {
+                warn!(%error, "the /metrics server stopped");
+            }
+        })
+    });
+    follow(
+        client,
+        programmer,
+        opts,
+        shutdown,
+        extras.reports,
+        extras.keepalived.as_ref(),
+        (scrapes, counters),
+    )
+    .await;
+    // Held until here: without a server, scrapes never arrive.
+    drop(scrape_tx);
+    if let Some(s) = server {
+        s.abort();
+    }
+    if let Some(k) = extras.keepalived {
+        k.stop().await;
+    }
+}
+
+async fn follow(
     client: Arc<dyn Client>,
     programmer: Programmer,
     opts: AgentOptions,
     mut shutdown: watch::Receiver<bool>,
     reports: Option<tokio::sync::mpsc::UnboundedSender<SyncReport>>,
+    keepalived: Option<&Keepalived>,
+    (mut scrapes, counters): (
+        tokio::sync::mpsc::Receiver<metrics::Scrape>,
+        Option<Arc<dyn Nft>>,
+    ),
 ) {
     let req = WatchRequest {
         // Jobs too: whether a job has health checks decides when its new
@@ -121,6 +182,18 @@ pub async fn run(
         let arrived;
         tokio::select! {
             _ = shutdown.changed() => return,
+            Some(reply) = scrapes.recv() => {
+                // The VS from the model now; the counters read on their own
+                // nft context, off this loop (a read takes tens of ms at
+                // 2,000 VS; syncs must not wait for it).
+                let vss: Vec<VirtualServer> = w.model.virtual_servers().cloned().collect();
+                if let Some(nft) = counters.clone() {
+                    tokio::task::spawn_blocking(move || {
+                        let _ = reply.send(metrics::scrape(nft.as_ref(), &vss));
+                    });
+                }
+                continue;
+            }
             _ = resync.tick() => {
                 if !ready {
                     continue;
@@ -159,8 +232,11 @@ pub async fn run(
                 None => return,
             },
         }
-        let (back, (r, elements)) = on_worker(w, Worker::sync).await;
+        let (back, (r, elements, elbs_changed)) = on_worker(w, Worker::sync).await;
         w = back;
+        if let (true, Some(k)) = (elbs_changed, keepalived) {
+            k.set_vips(&w.model.vips());
+        }
         match r {
             Ok(applied) => {
                 let latency = arrived.elapsed();

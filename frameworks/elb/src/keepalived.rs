@@ -23,8 +23,12 @@ pub struct VrrpInstance {
     pub priority: u8,
     /// Advertisement interval in milliseconds (VRRPv3 allows < 1 s).
     pub advert_int_ms: u32,
-    /// The VIPs with their prefix length.
+    /// The VIPs with their prefix length (advertised: at most 20).
     pub vips: Vec<(Ipv4Addr, u8)>,
+    /// More VIPs moved with the instance but not advertised.
+    pub excluded_vips: Vec<(Ipv4Addr, u8)>,
+    /// The address label put on every VIP (`<interface>:<tag>`), if any.
+    pub label: Option<String>,
 }
 
 /// keepalived.conf for VRRP only (run with `-P`). Every host of a group
@@ -44,11 +48,25 @@ pub fn render_vrrp(router_id: &str, instances: &[VrrpInstance]) -> String {
         let _ = writeln!(s, "  virtual_router_id {}", i.virtual_router_id);
         let _ = writeln!(s, "  priority {}", i.priority);
         let _ = writeln!(s, "  advert_int {:.2}", f64::from(i.advert_int_ms) / 1000.0);
-        s.push_str("  virtual_ipaddress {\n");
-        for (vip, len) in &i.vips {
-            let _ = writeln!(s, "    {vip}/{len} dev {}", i.interface);
+        let label = i
+            .label
+            .as_ref()
+            .map(|l| format!(" label {l}"))
+            .unwrap_or_default();
+        for (block, vips) in [
+            ("virtual_ipaddress", &i.vips),
+            ("virtual_ipaddress_excluded", &i.excluded_vips),
+        ] {
+            if vips.is_empty() && block != "virtual_ipaddress" {
+                continue;
+            }
+            let _ = writeln!(s, "  {block} {{");
+            for (vip, len) in vips {
+                let _ = writeln!(s, "    {vip}/{len} dev {}{label}", i.interface);
+            }
+            s.push_str("  }\n");
         }
-        s.push_str("  }\n}\n");
+        s.push_str("}\n");
     }
     s
 }
@@ -194,6 +212,8 @@ mod tests {
                 priority: 150,
                 advert_int_ms: 200,
                 vips: vec![("10.0.0.1".parse().unwrap(), 24)],
+                excluded_vips: vec![],
+                label: None,
             }],
         );
         assert!(conf.ends_with(

@@ -9,7 +9,7 @@
 //!  agent: View (ELBs + tasks) ─► model: only the ELBs an event touched ─► plane::virtual_servers
 //!         ─► plane_state (per VS, maglev) ─► programmer: nft_script::script_delta(installed,
 //!            desired, the keys that changed) ─► libnftables (one transaction)
-//!  keepalived: VRRP config for the VIPs; LVS export of the same VS/RS
+//!  keepalived: VRRP config for the VIPs (run by the agent); LVS export of the same VS/RS
 //! ```
 //!
 //! - [`spec`]: the ELB object, validation naming the field, conflicts.
@@ -25,13 +25,19 @@
 //! - [`status`]: each VS with its real servers and their health.
 //! - [`store`], [`http`]: the objects through the masters, the REST API.
 //! - [`agent`]: the LB host's loop.
+//! - [`metrics`]: per-VS series on the agent's `/metrics`.
 //! - [`keepalived`]: VRRP and LVS configuration.
+//! - [`vrrp`], [`keepalived_run`]: the LB host's VRRP settings, and
+//!   keepalived run by the agent as a supervised child (stale VIPs removed
+//!   before it starts).
 
 pub mod agent;
 pub mod backends;
 pub mod http;
 pub mod keepalived;
+pub mod keepalived_run;
 pub mod maglev;
+pub mod metrics;
 pub mod model;
 pub mod nft;
 pub mod nft_lib;
@@ -44,6 +50,7 @@ pub mod rr;
 pub mod spec;
 pub mod status;
 pub mod store;
+pub mod vrrp;
 
 /// The framework namespace ELB objects are kept in.
 pub const NAMESPACE: &str = "elb";

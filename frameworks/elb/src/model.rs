@@ -32,6 +32,8 @@ pub struct Changes {
     pub full: bool,
     /// Otherwise the only keys that may differ.
     pub delta: Delta,
+    /// An ELB object itself changed (so may its VIPs).
+    pub elbs_changed: bool,
 }
 
 /// What one ELB contributes, as last computed.
@@ -166,9 +168,14 @@ impl Model {
             for key in &keys {
                 self.recompute(view, key, installed, &mut delta);
             }
-            return Changes { full: true, delta };
+            return Changes {
+                full: true,
+                delta,
+                elbs_changed: true,
+            };
         }
         let mut todo = std::mem::take(&mut self.dirty_elbs);
+        let elbs_changed = !todo.is_empty();
         for key in &todo {
             self.refresh_elb(view, key);
         }
@@ -180,7 +187,27 @@ impl Model {
         for key in &todo {
             self.recompute(view, key, installed, &mut delta);
         }
-        Changes { full: false, delta }
+        Changes {
+            full: false,
+            delta,
+            elbs_changed,
+        }
+    }
+
+    /// Every VS of the plane with its ELB and real servers in rotation.
+    pub fn virtual_servers(&self) -> impl Iterator<Item = &VirtualServer> {
+        self.state.virtual_servers()
+    }
+
+    /// The VIPs of the ELBs this model serves (its idc's), as of the last
+    /// update: what the LB host's keepalived moves.
+    pub fn vips(&self) -> BTreeSet<std::net::Ipv4Addr> {
+        self.elbs
+            .values()
+            .filter_map(|(_, s)| s.as_ref())
+            .filter(|s| self.idc.as_deref().is_none_or(|i| s.idc == i))
+            .flat_map(|s| s.vip_addrs())
+            .collect()
     }
 
     /// Decodes the ELB under `key` again if its revision moved; drops it
@@ -370,6 +397,25 @@ mod tests {
                 ..Default::default()
             }),
         )
+    }
+
+    #[test]
+    fn the_vips_are_those_of_the_idc_served_and_follow_the_elbs() {
+        let elbs = [elb(0, "c3"), elb(1, "c4"), elb(2, "c3")];
+        let mut view = View::new(NAMESPACE);
+        let mut m = Model::new(Some("c3".into()));
+        apply(&mut m, &mut view, snapshot(&elbs, vec![]));
+        assert!(m.update(&view, None).elbs_changed);
+        let ips = |m: &Model| m.vips().iter().map(|v| v.to_string()).collect::<Vec<_>>();
+        assert_eq!(ips(&m), ["10.0.0.1", "10.0.0.3"]);
+        // A task change touches no ELB object.
+        apply(&mut m, &mut view, ev(2, event::Kind::TaskPut(task(0, 0))));
+        assert!(!m.update(&view, None).elbs_changed);
+        // An ELB deleted: its VIP goes.
+        let gone = kv(&elbs[2], 1);
+        apply(&mut m, &mut view, ev(3, event::Kind::KvDeleted(gone)));
+        assert!(m.update(&view, None).elbs_changed);
+        assert_eq!(ips(&m), ["10.0.0.1"]);
     }
 
     #[test]

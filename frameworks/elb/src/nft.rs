@@ -34,6 +34,9 @@ pub trait Nft: Send + Sync + std::fmt::Debug {
     fn list(&self) -> Result<Option<String>, NftError>;
     /// `nft -f` of `script`: all of it or nothing.
     fn apply(&self, script: &str) -> Result<(), NftError>;
+    /// `nft -j list set ip ocean_elb SET` (its elements with their
+    /// counters); `None` when there is no such set.
+    fn list_set(&self, set: &str) -> Result<Option<String>, NftError>;
 }
 
 /// The real `nft`, in the current network namespace or in `netns`.
@@ -56,12 +59,9 @@ impl NftCommand {
     }
 }
 
-impl Nft for NftCommand {
-    fn list(&self) -> Result<Option<String>, NftError> {
-        let out = self
-            .command()
-            .args(["-j", "list", "table", "ip", TABLE])
-            .output()?;
+impl NftCommand {
+    fn list_json(&self, what: &[&str]) -> Result<Option<String>, NftError> {
+        let out = self.command().arg("-j").arg("list").args(what).output()?;
         if out.status.success() {
             return Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()));
         }
@@ -73,6 +73,16 @@ impl Nft for NftCommand {
             action: "list",
             stderr,
         })
+    }
+}
+
+impl Nft for NftCommand {
+    fn list(&self) -> Result<Option<String>, NftError> {
+        self.list_json(&["table", "ip", TABLE])
+    }
+
+    fn list_set(&self, set: &str) -> Result<Option<String>, NftError> {
+        self.list_json(&["set", "ip", TABLE, set])
     }
 
     fn apply(&self, script: &str) -> Result<(), NftError> {
@@ -110,11 +120,17 @@ pub struct MemoryNft {
     pub listing: Mutex<Option<String>>,
     /// When true, `apply` fails (and records nothing).
     pub fail: Mutex<bool>,
+    /// What `list_set` answers, by set.
+    pub sets: Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 impl Nft for MemoryNft {
     fn list(&self) -> Result<Option<String>, NftError> {
         Ok(self.listing.lock().map(|l| l.clone()).unwrap_or(None))
+    }
+
+    fn list_set(&self, set: &str) -> Result<Option<String>, NftError> {
+        Ok(self.sets.lock().ok().and_then(|s| s.get(set).cloned()))
     }
 
     fn apply(&self, script: &str) -> Result<(), NftError> {

@@ -133,7 +133,8 @@ impl Drop for Ctx {
 }
 
 enum Req {
-    List(mpsc::Sender<Result<Option<String>, NftError>>),
+    /// `list <what>` in JSON.
+    List(String, mpsc::Sender<Result<Option<String>, NftError>>),
     Apply(String, mpsc::Sender<Result<(), NftError>>),
 }
 
@@ -166,8 +167,8 @@ impl NftLib {
                 };
                 for req in rx {
                     match req {
-                        Req::List(reply) => {
-                            let _ = reply.send(list(&mut ctx));
+                        Req::List(what, reply) => {
+                            let _ = reply.send(list(&mut ctx, &what));
                         }
                         Req::Apply(script, reply) => {
                             let r = ctx.run(&script, false).map(drop).map_err(|mut stderr| {
@@ -189,6 +190,13 @@ impl NftLib {
         }
     }
 
+    fn list_json(&self, what: String) -> Result<Option<String>, NftError> {
+        let (tx, rx) = mpsc::channel();
+        self.send(Req::List(what, tx))?;
+        rx.recv()
+            .map_err(|_| NftError::Library("the nft worker ended".into()))?
+    }
+
     fn send(&self, req: Req) -> Result<(), NftError> {
         let tx = self
             .tx
@@ -207,8 +215,8 @@ fn join(netns: Option<&str>) -> Result<(), String> {
         .map_err(|e| format!("joining network namespace {ns}: {e}"))
 }
 
-fn list(ctx: &mut Ctx) -> Result<Option<String>, NftError> {
-    match ctx.run(&format!("list table ip {TABLE}"), true) {
+fn list(ctx: &mut Ctx, what: &str) -> Result<Option<String>, NftError> {
+    match ctx.run(&format!("list {what}"), true) {
         Ok(json) => Ok(Some(json)),
         Err(stderr) if stderr.contains("No such file or directory") => Ok(None),
         Err(stderr) => Err(NftError::Failed {
@@ -220,10 +228,11 @@ fn list(ctx: &mut Ctx) -> Result<Option<String>, NftError> {
 
 impl Nft for NftLib {
     fn list(&self) -> Result<Option<String>, NftError> {
-        let (tx, rx) = mpsc::channel();
-        self.send(Req::List(tx))?;
-        rx.recv()
-            .map_err(|_| NftError::Library("the nft worker ended".into()))?
+        self.list_json(format!("table ip {TABLE}"))
+    }
+
+    fn list_set(&self, set: &str) -> Result<Option<String>, NftError> {
+        self.list_json(format!("set ip {TABLE} {set}"))
     }
 
     fn apply(&self, script: &str) -> Result<(), NftError> {

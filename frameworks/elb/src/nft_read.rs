@@ -6,7 +6,7 @@
 //! (another version of the agent, or hand edits) reads as `None`: the next
 //! apply rebuilds it whole.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use serde_json::Value;
@@ -45,13 +45,13 @@ fn proto(v: &Value) -> Result<Protocol, ReadError> {
     }
 }
 
-fn concat(v: &Value) -> Result<&Vec<Value>, ReadError> {
+pub(crate) fn concat(v: &Value) -> Result<&Vec<Value>, ReadError> {
     v.get("concat")
         .and_then(Value::as_array)
         .ok_or_else(|| err(format!("{v} is not a concatenation")))
 }
 
-fn vs(parts: &[Value]) -> Result<VsKey, ReadError> {
+pub(crate) fn vs(parts: &[Value]) -> Result<VsKey, ReadError> {
     if parts.len() < 3 {
         return Err(err("a VS key has three parts"));
     }
@@ -62,7 +62,7 @@ fn vs(parts: &[Value]) -> Result<VsKey, ReadError> {
     })
 }
 
-fn elems(obj: &Value) -> &[Value] {
+pub(crate) fn elems(obj: &Value) -> &[Value] {
     obj.get("elem")
         .and_then(Value::as_array)
         .map(Vec::as_slice)
@@ -81,6 +81,7 @@ pub fn parse(json: &str) -> Result<Option<DataPlane>, ReadError> {
     let mut chains: BTreeMap<String, usize> = BTreeMap::new();
     let mut sets = Vec::new();
     let mut slots: BTreeMap<VsKey, BTreeMap<u32, RealServer>> = BTreeMap::new();
+    let mut stats: BTreeMap<String, BTreeSet<VsKey>> = BTreeMap::new();
     for item in items {
         if let Some(c) = item.get("chain") {
             if let Some(name) = c.get("name").and_then(Value::as_str) {
@@ -134,6 +135,12 @@ pub fn parse(json: &str) -> Result<Option<DataPlane>, ReadError> {
                         plane.rs_addrs.insert(ip(e)?);
                     }
                 }
+                "vs_new" | "vs_traffic" => {
+                    let keys = stats.entry(name.to_string()).or_default();
+                    for e in elems(s) {
+                        keys.insert(vs(concat(counted(e))?)?);
+                    }
+                }
                 _ => return Ok(None),
             }
         }
@@ -144,10 +151,35 @@ pub fn parse(json: &str) -> Result<Option<DataPlane>, ReadError> {
         .collect();
     let want: BTreeMap<String, usize> = nft_script::chain_names().into_iter().collect();
     sets.sort();
-    if chains != want || sets != ["empty", "rs_addrs", "services", "slots"] {
+    if chains != want
+        || sets
+            != [
+                "empty",
+                "rs_addrs",
+                "services",
+                "slots",
+                "vs_new",
+                "vs_traffic",
+            ]
+    {
+        return Ok(None);
+    }
+    // Counter sets missing a VS (or holding one no longer there) are
+    // repaired by a rebuild: rare (hand edits), and the diff stays simple.
+    let keys: BTreeSet<VsKey> = plane.vs_keys().copied().collect();
+    if nft_script::STATS_SETS
+        .iter()
+        .any(|set| stats.get(*set).unwrap_or(&BTreeSet::new()) != &keys)
+    {
         return Ok(None);
     }
     Ok(Some(plane))
+}
+
+/// An element of a set declared with `counter` is listed as
+/// `{"elem": {"val": ..., "counter": ...}}`; others as the value itself.
+pub fn counted(e: &Value) -> &Value {
+    e.pointer("/elem/val").unwrap_or(e)
 }
 
 fn parse_target(t: &str) -> Option<Service> {
@@ -187,7 +219,11 @@ mod tests {
     const SETS: &str = r#"{"map": {"name": "services", "elem": [[{"concat": ["10.0.0.1", "tcp", 80]}, {"goto": {"target": "source_7"}}]]}},
         {"set": {"name": "empty", "elem": [{"concat": ["10.0.0.2", "udp", 53]}]}},
         {"set": {"name": "rs_addrs", "elem": ["10.1.0.2"]}},
-        {"map": {"name": "slots", "elem": [[{"concat": ["10.0.0.1", "tcp", 80, 3]}, {"concat": ["10.1.0.2", 8080]}]]}}"#;
+        {"map": {"name": "slots", "elem": [[{"concat": ["10.0.0.1", "tcp", 80, 3]}, {"concat": ["10.1.0.2", 8080]}]]}},
+        {"set": {"name": "vs_new", "elem": [{"elem": {"val": {"concat": ["10.0.0.1", "tcp", 80]}, "counter": {"packets": 1, "bytes": 60}}},
+            {"elem": {"val": {"concat": ["10.0.0.2", "udp", 53]}, "counter": {"packets": 0, "bytes": 0}}}]}},
+        {"set": {"name": "vs_traffic", "elem": [{"elem": {"val": {"concat": ["10.0.0.1", "tcp", 80]}, "counter": {"packets": 9, "bytes": 600}}},
+            {"elem": {"val": {"concat": ["10.0.0.2", "udp", 53]}, "counter": {"packets": 0, "bytes": 0}}}]}}"#;
 
     #[test]
     fn a_listing_reads_back_as_the_plane_it_holds() {
@@ -224,6 +260,15 @@ mod tests {
         assert_eq!(parse(&listing(&extra)).unwrap(), None);
         let other_set = format!(r#"{SETS}, {{"set": {{"name": "mine"}}}}"#);
         assert_eq!(parse(&listing(&other_set)).unwrap(), None);
+        // A counter set missing a VS: rebuilt.
+        let short = SETS.replacen(
+            r#",
+            {"elem": {"val": {"concat": ["10.0.0.2", "udp", 53]}, "counter": {"packets": 0, "bytes": 0}}}"#,
+            "",
+            1,
+        );
+        assert_ne!(short, SETS);
+        assert_eq!(parse(&listing(&short)).unwrap(), None);
         assert!(parse("{}").is_err());
     }
 }

@@ -9,7 +9,20 @@
 //!  source_<size>:      dnat to  daddr . l4proto . dport . (jhash saddr mod size)     map @slots
 //!  nat_post:           marked ──► masquerade (hairpin)
 //!  reject_in/_fwd:     daddr . l4proto . dport in @empty ──► TCP RST / ICMP unreachable
+//!  stats_pre / _out:   daddr . l4proto . dport in @vs_traffic, new ones in @vs_new (counters)
+//!  stats_post:         saddr . l4proto . sport in @vs_traffic (replies, after the un-NAT)
 //! ```
+//!
+//! Per-VS counters: `vs_new` and `vs_traffic` are sets declared with
+//! `counter`, holding every VS key (with or without real servers); a
+//! lookup that matches counts the packet on the element. `vs_new` counts
+//! the first packet of each connection (`ct state new`: new
+//! connections), `vs_traffic` every packet and byte of the VS's
+//! connections both ways (client to VIP before the DNAT, mangle priority;
+//! VIP back to the client after the un-NAT, postrouting priority 150).
+//! Two elements per VS, no chain or set per VS. (A verdict map's element
+//! counters are not updated by `vmap` lookups, so the counters cannot
+//! ride on `services`.)
 //!
 //! Chains exist once per slot-table size (`rr::conn_sizes` for the
 //! counter, `maglev::SIZES` for the client hash), so the rules do not grow
@@ -62,6 +75,9 @@ pub fn chain_names() -> Vec<(String, usize)> {
         ("nat_post", 1),
         ("reject_in", 2),
         ("reject_fwd", 2),
+        ("stats_pre", 2),
+        ("stats_out", 2),
+        ("stats_post", 1),
     ] {
         out.push((name.to_string(), rules));
     }
@@ -75,6 +91,12 @@ pub fn skeleton() -> String {
     s.push_str("  map services { type ipv4_addr . inet_proto . inet_service : verdict; }\n");
     s.push_str("  set empty { type ipv4_addr . inet_proto . inet_service; }\n");
     s.push_str("  set rs_addrs { type ipv4_addr; }\n");
+    for set in STATS_SETS {
+        let _ = writeln!(
+            s,
+            "  set {set} {{ type ipv4_addr . inet_proto . inet_service; counter; }}"
+        );
+    }
     s.push_str(
         "  map slots { typeof ip daddr . meta l4proto . th dport . numgen inc mod 7 : ip daddr . th dport; }\n",
     );
@@ -116,8 +138,26 @@ pub fn skeleton() -> String {
             "  chain {name} {{\n    type filter hook {hook} priority filter; policy accept;\n    {vs} @empty reject with tcp reset\n    {vs} @empty reject\n  }}"
         );
     }
+    for (name, hook) in [("stats_pre", "prerouting"), ("stats_out", "output")] {
+        let _ = writeln!(
+            s,
+            "  chain {name} {{\n    type filter hook {hook} priority mangle; policy accept;\n    {vs} @vs_traffic\n    ct state new {vs} @vs_new\n  }}"
+        );
+    }
+    let _ = writeln!(
+        s,
+        "  chain stats_post {{\n    type filter hook postrouting priority 150; policy accept;\n    ip saddr . meta l4proto . th sport @vs_traffic\n  }}"
+    );
     s.push_str("}\n");
     s
+}
+
+/// The counter sets, each holding every VS key (see the module docs).
+pub const STATS_SETS: [&str; 2] = ["vs_new", "vs_traffic"];
+
+/// Whether `plane` has VS `k` (with real servers or without).
+fn has_vs(plane: &DataPlane, k: &VsKey) -> bool {
+    plane.services.contains_key(k) || plane.empty.contains(k)
 }
 
 fn vs_elem(k: &VsKey) -> String {
@@ -208,6 +248,10 @@ pub fn script(installed: Option<&DataPlane>, desired: &DataPlane) -> Script {
         emit(&mut out, "add", "slots", &slots);
         emit(&mut out, "add", "services", &services);
         emit(&mut out, "add", "empty", &empty);
+        let stats: Vec<String> = desired.vs_keys().map(vs_elem).collect();
+        for set in STATS_SETS {
+            emit(&mut out, "add", set, &stats);
+        }
         return Script {
             text: out,
             changes: desired.elements(),
@@ -277,6 +321,15 @@ fn diff(
         .map(|a| a.to_string())
         .collect();
     del("rs_addrs", rs, &mut out);
+    // A VS keeps its counters while it exists, with or without real servers.
+    let gone: Vec<String> = vs
+        .iter()
+        .filter(|&k| has_vs(inst, k) && !has_vs(desired, k))
+        .map(vs_elem)
+        .collect();
+    for set in STATS_SETS {
+        del(set, gone.clone(), &mut out);
+    }
     let mut add = |set: &str, elems: Vec<String>, out: &mut String| {
         changes += elems.len();
         emit(out, "add", set, &elems);
@@ -302,6 +355,14 @@ fn diff(
         .map(vs_elem)
         .collect();
     add("empty", empty, &mut out);
+    let new: Vec<String> = vs
+        .iter()
+        .filter(|&k| has_vs(desired, k) && !has_vs(inst, k))
+        .map(vs_elem)
+        .collect();
+    for set in STATS_SETS {
+        add(set, new.clone(), &mut out);
+    }
     Script {
         text: out,
         changes,
@@ -386,6 +447,26 @@ mod tests {
     }
 
     #[test]
+    fn a_vs_keeps_its_counters_while_it_exists() {
+        let before = plane(&["10.1.0.2"]);
+        // 10.0.0.2 goes away, 10.0.0.3 arrives; 10.0.0.1 changes nothing.
+        let mut after = before.clone();
+        after.empty.remove(&vs("10.0.0.2"));
+        after.empty.insert(vs("10.0.0.3"));
+        let s = script(Some(&before), &after);
+        assert_eq!(
+            s.text,
+            "delete element ip ocean_elb empty { 10.0.0.2 . tcp . 80 }\n\
+             delete element ip ocean_elb vs_new { 10.0.0.2 . tcp . 80 }\n\
+             delete element ip ocean_elb vs_traffic { 10.0.0.2 . tcp . 80 }\n\
+             add element ip ocean_elb empty { 10.0.0.3 . tcp . 80 }\n\
+             add element ip ocean_elb vs_new { 10.0.0.3 . tcp . 80 }\n\
+             add element ip ocean_elb vs_traffic { 10.0.0.3 . tcp . 80 }\n"
+        );
+        assert_eq!(s.changes, 6);
+    }
+
+    #[test]
     fn without_a_table_the_script_builds_it_whole() {
         let p = plane(&["10.1.0.2"]);
         let s = script(None, &p);
@@ -399,11 +480,16 @@ mod tests {
             .contains("add element ip ocean_elb services { 10.0.0.1 . tcp . 80 : goto conn_7 }\n"));
         assert!(s
             .text
-            .ends_with("add element ip ocean_elb empty { 10.0.0.2 . tcp . 80 }\n"));
-        assert_eq!(s.changes, 1 + 7 + 1 + 1);
-        // 70 counter and 10 hash dispatch chains, 5 hooks: constant
+            .contains("add element ip ocean_elb empty { 10.0.0.2 . tcp . 80 }\n"));
+        // Every VS, served or empty, has its counters.
+        assert!(s.text.ends_with(
+            "add element ip ocean_elb vs_new { 10.0.0.1 . tcp . 80, 10.0.0.2 . tcp . 80 }\n\
+             add element ip ocean_elb vs_traffic { 10.0.0.1 . tcp . 80, 10.0.0.2 . tcp . 80 }\n"
+        ));
+        assert_eq!(s.changes, 1 + 7 + 1 + 1 + 2 * 2);
+        // 70 counter and 10 hash dispatch chains, 8 hooks: constant
         // whatever the VS count.
-        assert_eq!(s.text.matches("  chain ").count(), 85);
-        assert_eq!(chain_names().len(), 85);
+        assert_eq!(s.text.matches("  chain ").count(), 88);
+        assert_eq!(chain_names().len(), 88);
     }
 }

@@ -158,9 +158,15 @@ pub struct DataPlane {
 }
 
 impl DataPlane {
-    /// Elements in the kernel's sets and maps (the apply's size).
+    /// Elements in the kernel's sets and maps (the apply's size): each
+    /// VS is also an element of the two counter sets.
     pub fn elements(&self) -> usize {
-        self.services.len() + self.slot_count() + self.empty.len() + self.rs_addrs.len()
+        3 * (self.services.len() + self.empty.len()) + self.slot_count() + self.rs_addrs.len()
+    }
+
+    /// Every VS, with real servers or without (the counter sets' keys).
+    pub fn vs_keys(&self) -> impl Iterator<Item = &VsKey> {
+        self.services.keys().chain(self.empty.iter())
     }
 
     /// Slots over every VS.
@@ -405,7 +411,8 @@ mod tests {
         assert_eq!(slots, vec![a, b]);
         assert_eq!(plane.rs_addrs, BTreeSet::from([a.addr, b.addr]));
         assert!(plane.empty.is_empty());
-        assert_eq!(plane.elements(), 1 + 2 + 2);
+        // The service, its slots, the addresses, its two counters.
+        assert_eq!(plane.elements(), 1 + 2 + 2 + 2);
     }
 
     #[test]
@@ -417,7 +424,8 @@ mod tests {
             plane.empty,
             BTreeSet::from([vip("10.0.0.1"), vip("10.0.0.2")])
         );
-        assert_eq!(plane.elements(), 2);
+        // Each in `empty` and in the two counter sets.
+        assert_eq!(plane.elements(), 2 * 3);
     }
 
     #[test]

@@ -51,6 +51,11 @@ impl PlaneState {
         &self.plane
     }
 
+    /// Every VS held, in no order.
+    pub fn virtual_servers(&self) -> impl Iterator<Item = &VirtualServer> {
+        self.vss.values()
+    }
+
     /// The VS set under `key`, if any.
     pub fn get(&self, key: &VsKey) -> Option<&VirtualServer> {
         self.vss.get(key)

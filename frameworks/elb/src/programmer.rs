@@ -62,6 +62,11 @@ impl Programmer {
         }
     }
 
+    /// The table's nft (to read the per-VS counters).
+    pub fn nft(&self) -> &dyn Nft {
+        self.nft.as_ref()
+    }
+
     /// What the kernel holds, as last read or installed.
     pub fn installed(&self) -> Option<&DataPlane> {
         self.installed.as_ref()
@@ -193,6 +198,9 @@ mod tests {
         fn apply(&self, s: &str) -> Result<(), NftError> {
             self.0.apply(s)
         }
+        fn list_set(&self, set: &str) -> Result<Option<String>, NftError> {
+            self.0.list_set(set)
+        }
     }
 
     fn plane(port: u16) -> DataPlane {
@@ -224,7 +232,8 @@ mod tests {
         let mut p = Programmer::new(Box::new(Shared(mem.clone())));
         let a = p.sync(&plane(8080)).unwrap();
         assert!(a.full);
-        assert_eq!(a.changes, 8);
+        // 8 elements, and the VS in the two counter sets.
+        assert_eq!(a.changes, 8 + 2);
         assert_eq!(p.sync(&plane(8080)).unwrap().changes, 0);
         let b = p.sync(&plane(8081)).unwrap();
         assert_eq!((b.changes, b.full), (14, false));
