@@ -309,16 +309,33 @@ async fn a_rule_on_a_pdl_fires_and_resolves_once_each_across_a_leader_failover()
             tokio::time::sleep(Duration::from_millis(300)).await;
         };
         // Longer than the rings (up to a day): read from the product
-        // line's minutes, covering what the leader has seen of it.
-        let long = api
-            .get(&format!("/v1/usage/report?node={PDL}&window=2h"))
-            .await?;
-        assert_eq!(long.status, 200, "{}", long.body);
-        assert_eq!(long.body["window_seconds"], 7200, "{}", long.body);
-        let line = &long.body["lines"][0];
+        // line's minutes, covering what the leader has seen of it (the
+        // new leader's first 5 s snapshot with the task may still come).
+        let deadline = Instant::now() + WAIT;
+        let long = loop {
+            let long = api
+                .get(&format!("/v1/usage/report?node={PDL}&window=2h"))
+                .await?;
+            assert_eq!(long.status, 200, "{}", long.body);
+            let seen = long.body["lines"][0]["concurrent_peak_seconds"]
+                .as_u64()
+                .unwrap_or(0);
+            if seen > 0 {
+                break long.body;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "no minutes of the product line within {WAIT:?}: {}",
+                    long.body
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        assert_eq!(long["window_seconds"], 7200, "{long}");
+        let line = &long["lines"][0];
         let seen = line["concurrent_peak_seconds"].as_u64().unwrap_or(0);
-        assert!(seen > 0 && seen < 7200, "{}", long.body);
-        assert_eq!(line["peak"], line["concurrent_peak"], "{}", long.body);
+        assert!(seen < 7200, "only what this leader saw: {long}");
+        assert_eq!(line["peak"], line["concurrent_peak"], "{long}");
         let too_long = api
             .get(&format!("/v1/usage/report?node={PDL}&window=25h"))
             .await?;
