@@ -154,6 +154,30 @@ pub async fn owner(addrs: &[String], key: &str) -> Option<String> {
     None
 }
 
+/// [`owner`], but done `grace` after the first seed that names no owner:
+/// healthy seeds answer together, so a writer polling for the owner after
+/// a host loss asks again every `grace` or so instead of waiting out a
+/// hung seed's 300 ms on every ask. The writer's policy (a client's),
+/// not Ocean's.
+pub async fn owner_soon(addrs: &[String], key: &str, grace: Duration) -> Option<String> {
+    use futures::stream::{FuturesUnordered, StreamExt};
+    let s = slot(key);
+    let mut asks: FuturesUnordered<_> = addrs.iter().map(|a| owner_per(a, s)).collect();
+    let mut until: Option<tokio::time::Instant> = None;
+    loop {
+        let next = match until {
+            Some(t) => tokio::time::timeout_at(t, asks.next()).await.ok()?,
+            None => asks.next().await,
+        };
+        match next? {
+            Some(a) => return Some(a),
+            None => {
+                until.get_or_insert_with(|| tokio::time::Instant::now() + grace);
+            }
+        }
+    }
+}
+
 /// What node `a` says serves slot `s` (a primary not flagged failing).
 async fn owner_per(a: &str, s: u16) -> Option<String> {
     let mut c = connect(a, Duration::from_millis(300)).await.ok()?;
@@ -191,6 +215,10 @@ pub struct Written {
     pub resumed_after: Option<Duration>,
 }
 
+/// How long [`write_load`]'s writer waits for more seeds once one named
+/// no owner (see [`owner_soon`]).
+pub const REDISCOVER_GRACE: Duration = Duration::from_millis(50);
+
 /// Writes `{tag}:i` = i, each followed by `WAIT 1 200`, until `stop`;
 /// after an error it finds the slot's owner again.
 pub async fn write_load(
@@ -205,7 +233,7 @@ pub async fn write_load(
     let mut i = 0u64;
     while Instant::now() < stop {
         if con.is_none() {
-            if let Some(a) = owner(&seeds, &key0).await {
+            if let Some(a) = owner_soon(&seeds, &key0, REDISCOVER_GRACE).await {
                 con = connect(&a, Duration::from_millis(300)).await.ok();
             }
             if con.is_none() {

@@ -4,7 +4,8 @@
 //! ```text
 //!  Members (task, shard, address, Observed?) ──► decide() ──► [AdminCmd]
 //!    1. FAILOVER FORCE  a shard's primary task ended, or the cluster flagged it `fail`,
-//!                       or most primaries suspect it (`fail?`) and it is silent:
+//!                       or it is silent and most primaries suspect it (`fail?`), or
+//!                       it is silent for the node timeout and one node suspects it:
 //!                       its most up-to-date replica
 //!    2. MEET            a live node the anchor does not know yet
 //!    3a. ADDSLOTS       a restored cache: unserved slots to their backed-up shard, once
@@ -20,9 +21,11 @@
 //! process with a new id and no slots, so step 4 makes it a replica of
 //! whichever node serves the shard now; a crashed primary never comes back
 //! as an empty primary. Host or network loss (tasks still `RUNNING` but
-//! unreachable) is left to Redis' own detection until the cluster agrees it
-//! is down (`fail`, a majority of primaries): then the operator promotes at
-//! once rather than waiting out the replica's election delay.
+//! unreachable) is left to Redis' own detection until the cluster suspects
+//! it (`fail?` from a majority of primaries, or from one node once the
+//! operator too has not reached it for the node timeout): then the
+//! operator promotes at once, before the cluster's `fail` schedules the
+//! replica's slower election.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -46,6 +49,9 @@ pub struct Member {
     pub bus: u16,
     /// What the node answered (`None`: unreachable this round).
     pub obs: Option<Observed>,
+    /// How long (ms) it has not answered the operator, from the first
+    /// round it missed (0: it answered this round).
+    pub silent_ms: u64,
 }
 
 impl Member {
@@ -155,40 +161,59 @@ fn new_shard_primary<'a>(
         .copied()
 }
 
-/// Whether primary `line` is down by Redis' own rule, read straight from
-/// every primary's view: its node did not answer the operator this round,
-/// and a majority of the primaries that serve slots (it counts among
-/// them) each flag it failing (`fail?` or `fail`), i.e. each saw no pong
-/// within the node timeout. Redis marks it `fail` on this same majority,
-/// but only once the failure reports have reached one of them by gossip;
-/// the operator sees every view at once. The promotion is still a
-/// `FAILOVER FORCE`, elected by a majority of primaries, so two replicas
-/// cannot both win one epoch; a primary that was only cut off stops
-/// taking writes on its minority side after the node timeout, as with
-/// Redis' own failover, and none of its writes could be acknowledged by
-/// `WAIT` (its replica left it).
+/// Whether primary `line` is down, read straight from every node's view
+/// while its node does not answer the operator, by either of two rules:
+///
+/// - Redis' own: a majority of the primaries that serve slots (it counts
+///   among them) each flag it failing (`fail?` or `fail`), i.e. each saw
+///   no pong within the node timeout. Redis marks it `fail` on this same
+///   majority, but only once the failure reports have reached one of them
+///   by gossip; the operator sees every view at once.
+/// - Two witnesses: it has not answered the operator for
+///   [`SILENT_FOR_MS`] (the node timeout) and at least one live node of
+///   the cluster (a primary or a replica) flags it failing. This is what
+///   beats the cluster's own `fail`: once the replica has seen `fail` it
+///   schedules its election 0.5-1 s out, and a `FAILOVER FORCE` arriving
+///   after that waits for it (Redis starts a forced election at once only
+///   when none is scheduled); the majority rule fires at about the moment
+///   the cluster agrees, so it lost that race about half the time, the
+///   first node's suspicion comes up to 0.5 s earlier.
+///
+/// The promotion is still a `FAILOVER FORCE`, elected by a majority of
+/// primaries, so two replicas cannot both win one epoch; a primary that
+/// was only cut off stops taking writes on its minority side after the
+/// node timeout, as with Redis' own failover, and none of its writes
+/// could be acknowledged by `WAIT` (its replica left it).
 fn suspected(
     members: &[Member],
     live: &[(&Member, &Observed)],
     lines: &[&NodeLine],
     line: &NodeLine,
 ) -> bool {
-    let silent = members
+    let silent_ms = members
         .iter()
-        .any(|m| m.ip == line.ip && m.port == line.port && m.obs.is_none());
-    if !silent {
+        .filter(|m| m.ip == line.ip && m.port == line.port && m.obs.is_none())
+        .map(|m| m.silent_ms)
+        .max();
+    let Some(silent_ms) = silent_ms else {
         return false;
-    }
+    };
+    let flags = |o: &Observed| o.nodes.iter().any(|n| n.id == line.id && n.failing);
     let voters = lines
         .iter()
         .filter(|l| l.primary && !l.slots.is_empty())
         .count();
     let reports = live
         .iter()
-        .filter(|(_, o)| o.serves_slots() && o.nodes.iter().any(|n| n.id == line.id && n.failing))
+        .filter(|(_, o)| o.serves_slots() && flags(o))
         .count();
-    reports * 2 > voters
+    reports * 2 > voters || (silent_ms >= SILENT_FOR_MS && live.iter().any(|(_, o)| flags(o)))
 }
+
+/// How long a primary must not have answered the operator before one
+/// node's suspicion is enough to replace it (see [`suspected`]): the
+/// cluster's node timeout, the time Redis itself gives a node.
+pub const SILENT_FOR_MS: u64 = crate::jobs::NODE_TIMEOUT_MS;
 
 /// How long a forced failover may wait for the primaries' votes before
 /// the replica takes over without them.

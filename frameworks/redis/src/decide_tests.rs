@@ -30,6 +30,7 @@ fn member(shard: u32, task: &str, port: u16, obs: Option<Observed>) -> Member {
         port,
         bus: port + 1000,
         obs,
+        silent_ms: 0,
     }
 }
 
@@ -423,4 +424,48 @@ fn a_silent_primary_most_primaries_suspect_is_replaced_before_the_gossip_agrees(
     let mut ms = view(&[1, 2]);
     ms[0].obs = obs(&base, 0, 9);
     assert_eq!(decide(3, &ms, &BTreeMap::new(), 0), vec![]);
+}
+
+#[test]
+fn a_primary_silent_for_the_node_timeout_is_replaced_on_one_nodes_suspicion() {
+    // a (shard 0) is on a lost host; only its replica r flags it `fail?`
+    // so far (b and c have not missed its pongs long enough yet).
+    let mut l = vec![
+        line("a", 1, "m", &[(0, 5460)]),
+        line("b", 2, "m", &[(5461, 10922)]),
+        line("c", 3, "m", &[(10923, 16383)]),
+        line("r", 4, "a", &[]),
+    ];
+    let clean = l.clone();
+    l[0].failing = true;
+    let ms = |silent_ms: u64, r_view: &[NodeLine]| {
+        let mut a = member(0, "t0", 1, None);
+        a.silent_ms = silent_ms;
+        vec![
+            a,
+            member(1, "t1", 2, obs(&clean, 1, 5)),
+            member(2, "t2", 3, obs(&clean, 2, 5)),
+            member(0, "t3", 4, obs(r_view, 3, 5)),
+        ]
+    };
+    let force = vec![AdminCmd::FailoverForce {
+        on: addr(4),
+        replaces: "a".into(),
+    }];
+    assert_eq!(
+        decide(3, &ms(SILENT_FOR_MS, &l), &BTreeMap::new(), 0),
+        force
+    );
+    // Silent to the operator for less than the node timeout: one node's
+    // suspicion is not enough yet.
+    assert_eq!(
+        decide(3, &ms(SILENT_FOR_MS - 1, &l), &BTreeMap::new(), 0),
+        vec![]
+    );
+    // Silent for long, but no node of the cluster misses it: the operator
+    // alone does not decide (its own link may be what failed).
+    assert_eq!(
+        decide(3, &ms(10 * SILENT_FOR_MS, &clean), &BTreeMap::new(), 0),
+        vec![]
+    );
 }

@@ -11,7 +11,7 @@
 //!                                               or every `status_every`)
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -76,8 +76,9 @@ pub struct Operator {
     /// Resharding plans and progress.
     mover: Mover,
     /// Nodes that did not answer last round (asked within
-    /// [`SILENT_TIMEOUT`] next).
-    silent: BTreeSet<String>,
+    /// [`SILENT_TIMEOUT`] next), with the time (ms) of the first round
+    /// they missed.
+    silent: BTreeMap<String, u64>,
 }
 
 /// How long a node that did not answer last round is waited for: a frozen
@@ -109,6 +110,7 @@ pub fn members_of(view: &View, rec: &CacheRecord) -> Vec<Member> {
                 port: t.ports[0].port as u16,
                 bus: t.ports[1].port as u16,
                 obs: None,
+                silent_ms: 0,
             });
         }
     }
@@ -127,7 +129,7 @@ impl Operator {
             forced: BTreeMap::new(),
             spread_ms: 0,
             mover: Mover::default(),
-            silent: BTreeSet::new(),
+            silent: BTreeMap::new(),
         }
     }
 
@@ -337,8 +339,9 @@ pub struct RoundOut {
     pub statuses: Vec<(String, CacheStatus)>,
     /// Caches whose resharding is done, with their record's revision.
     pub resharded: Vec<(CacheRecord, u64)>,
-    /// Nodes that did not answer.
-    pub silent: BTreeSet<String>,
+    /// Nodes that did not answer, with the time (ms) of the first round
+    /// they missed.
+    pub silent: BTreeMap<String, u64>,
 }
 
 /// What earlier rounds left for the next one.
@@ -348,8 +351,9 @@ pub struct Past {
     /// each primary id.
     pub forced: BTreeMap<String, u64>,
     /// Nodes that did not answer last round (asked within
-    /// [`SILENT_TIMEOUT`]).
-    pub silent: BTreeSet<String>,
+    /// [`SILENT_TIMEOUT`]), with the time (ms) of the first round they
+    /// missed.
+    pub silent: BTreeMap<String, u64>,
 }
 
 /// One round over every cache of `view`: observe its running tasks (in
@@ -373,13 +377,16 @@ pub async fn round(
         let mut members = members_of(view, &rec);
         let seen = futures::future::join_all(members.iter().map(|m| {
             let addr = m.addr();
-            let t = silent.contains(&addr).then_some(SILENT_TIMEOUT);
+            let t = silent.contains_key(&addr).then_some(SILENT_TIMEOUT);
             observe(admin, addr, t)
         }))
         .await;
         for (m, obs) in members.iter_mut().zip(seen) {
             if obs.is_none() {
-                out.silent.insert(m.addr());
+                let addr = m.addr();
+                let since = silent.get(&addr).copied().unwrap_or(now_ms);
+                m.silent_ms = now_ms.saturating_sub(since);
+                out.silent.insert(addr, since);
             }
             m.obs = obs;
         }

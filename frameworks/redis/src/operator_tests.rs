@@ -297,3 +297,27 @@ async fn shards_added_then_removed_take_and_give_back_slots_by_bytes() {
     let keys: u64 = primaries.iter().map(|a| mem.served(a).0).sum();
     assert_eq!(keys, 16384);
 }
+
+#[tokio::test]
+async fn a_silent_node_is_remembered_from_the_first_round_it_missed() {
+    let mem = MemAdmin::new();
+    let (tasks, _) = formed(&mem).await;
+    let v = view(&tasks);
+    let addr = "127.0.0.1:100";
+    mem.kill(addr);
+    let mut past = Past::default();
+    for now in [1_000, 1_100, 1_250] {
+        let out = super::round(
+            &mem,
+            &v,
+            &past,
+            now,
+            false,
+            &mut Mover::default(),
+            Duration::from_secs(1),
+        )
+        .await;
+        assert_eq!(out.silent.get(addr), Some(&1_000), "at {now}");
+        past.silent = out.silent;
+    }
+}

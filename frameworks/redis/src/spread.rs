@@ -80,6 +80,7 @@ mod tests {
                 link_up: role != "m",
                 ..Default::default()
             }),
+            silent_ms: 0,
         }
     }
 

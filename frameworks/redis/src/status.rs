@@ -181,6 +181,7 @@ mod tests {
                 keys: 3,
                 link_up: true,
             }),
+            silent_ms: 0,
         }
     }
 

@@ -73,58 +73,94 @@ fn primaries_spread(detail: &serde_json::Value) -> bool {
     hosts.len() == n
 }
 
-/// One crash or host-loss trial on the shard serving `tag`; the time to
-/// writes and the acknowledged writes lost.
 /// When (after the loss) a surviving primary first flagged the victim
-/// `fail?` and `fail`, and first named another node as the slot's owner.
+/// `fail?` and `fail` and first named another node as the slot's owner;
+/// when the victim's replica first flagged it `fail` (from then on the
+/// replica's own election is scheduled and a `FAILOVER FORCE` no longer
+/// brings it forward); when the operator first forced the failover (its
+/// failover record).
 #[derive(Debug, Default)]
 struct Phases {
     pfail: Option<Duration>,
     fail: Option<Duration>,
     promoted: Option<Duration>,
+    replica_fail: Option<Duration>,
+    forced: Option<Duration>,
 }
 
 impl Phases {
     fn show(&self) -> String {
         let f = |d: Option<Duration>| d.map_or("-".to_string(), ms);
         format!(
-            "seen by a surviving primary: fail? {}, fail {}, new owner {}",
+            "seen by a surviving primary: fail? {}, fail {}, new owner {}; replica saw fail {}; operator FORCE {}",
             f(self.pfail),
             f(self.fail),
-            f(self.promoted)
+            f(self.promoted),
+            f(self.replica_fail),
+            f(self.forced),
         )
     }
 }
 
-/// Polls `observer`'s `CLUSTER NODES` every 10 ms from `since` until
-/// `stop` (the phases of a host loss as the cluster lived them).
-async fn watch_phases(observer: String, victim: String, since: Instant, stop: Instant) -> Phases {
+/// The flags of `victim`'s line in `addr`'s `CLUSTER NODES`, and whether
+/// it still lists slots.
+async fn victim_flags(
+    con: &mut redis::aio::MultiplexedConnection,
+    victim: &str,
+) -> Option<(String, bool)> {
+    let text = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query_async::<String>(con)
+        .await
+        .ok()?;
+    text.lines().find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (f.len() >= 8 && f[1].starts_with(&format!("{victim}@")))
+            .then(|| (f[2].to_string(), f.len() > 8))
+    })
+}
+
+/// Polls `observer`'s and `replica`'s `CLUSTER NODES` every 10 ms from
+/// `since` until `stop` (the phases of a host loss as the cluster lived
+/// them).
+async fn watch_phases(
+    observer: String,
+    replica: Option<String>,
+    victim: String,
+    since: Instant,
+    stop: Instant,
+) -> Phases {
     let mut out = Phases::default();
     let Ok(mut con) = ocean_tests::caches::connect(&observer, Duration::from_millis(300)).await
     else {
         return out;
     };
-    while Instant::now() < stop && out.promoted.is_none() {
-        if let Ok(text) = redis::cmd("CLUSTER")
-            .arg("NODES")
-            .query_async::<String>(&mut con)
+    let mut rep = match replica {
+        Some(r) => ocean_tests::caches::connect(&r, Duration::from_millis(300))
             .await
-        {
+            .ok(),
+        None => None,
+    };
+    while Instant::now() < stop && out.promoted.is_none() {
+        if let Some((flags, slots)) = victim_flags(&mut con, &victim).await {
             let at = since.elapsed();
-            for line in text.lines() {
-                let f: Vec<&str> = line.split_whitespace().collect();
-                if f.len() < 3 || !f[1].starts_with(&format!("{victim}@")) {
-                    continue;
-                }
-                if f[2].contains("fail?") {
-                    out.pfail.get_or_insert(at);
-                } else if f[2].contains("fail") {
-                    out.pfail.get_or_insert(at);
-                    out.fail.get_or_insert(at);
-                }
-                if f[2].contains("fail") && f.len() <= 8 {
-                    // Its slots went to the promoted replica.
-                    out.promoted.get_or_insert(at);
+            if flags.contains("fail?") {
+                out.pfail.get_or_insert(at);
+            } else if flags.contains("fail") {
+                out.pfail.get_or_insert(at);
+                out.fail.get_or_insert(at);
+            }
+            if flags.contains("fail") && !slots {
+                // Its slots went to the promoted replica.
+                out.promoted.get_or_insert(at);
+            }
+        }
+        if let Some(r) = rep.as_mut() {
+            if out.replica_fail.is_none() {
+                if let Some((flags, _)) = victim_flags(r, &victim).await {
+                    if flags.contains("fail") && !flags.contains("fail?") {
+                        out.replica_fail.get_or_insert(since.elapsed());
+                    }
                 }
             }
         }
@@ -133,6 +169,27 @@ async fn watch_phases(observer: String, victim: String, since: Instant, stop: In
     out
 }
 
+/// Wall-clock milliseconds now (the operator's failover record is in
+/// them).
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// When the operator first forced the failover of `cache`, if it did
+/// after `lost_ms` (wall clock): its failover record's `at_ms`.
+async fn forced_after(api: &Api, cache: &str, lost_ms: u64) -> Option<Duration> {
+    let r = api
+        .get(&format!("/v1/frameworks/redis/kv/failovers/{cache}"))
+        .await
+        .ok()?;
+    let at = r.body["value"]["at_ms"].as_u64()?;
+    (at >= lost_ms).then(|| Duration::from_millis(at - lost_ms))
+}
+
+/// One crash or host-loss trial on the shard serving `tag`; the time to
+/// writes and the acknowledged writes lost.
 async fn trial(
     c: &Cluster,
     agents: &mut Vec<ocean_tests::AgentProc>,
@@ -176,15 +233,25 @@ async fn trial(
         .find(|n| n["host"] != host.as_str() && n["role"] == "primary")
         .and_then(|n| n["addr"].as_str())
         .map(str::to_string);
+    // The victim's replica (it takes over).
+    let replica = detail["status"]["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|n| n["primary_id"] == victim["node_id"] && n["role"] == "replica")
+        .and_then(|n| n["addr"].as_str())
+        .map(str::to_string);
     let (tx, rx) = tokio::sync::watch::channel(None);
     let stop = Instant::now() + Duration::from_millis(if host_loss { 7_000 } else { 3_000 });
     let writer = tokio::spawn(write_load(seeds.clone(), tag.to_string(), rx, stop));
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut phases = None;
+    let lost_ms = wall_ms();
     if host_loss {
         if let Some(o) = observer {
             phases = Some(tokio::spawn(watch_phases(
                 o,
+                replica,
                 victim_addr.clone(),
                 Instant::now(),
                 stop,
@@ -204,7 +271,9 @@ async fn trial(
     let _ = tx.send(Some(Instant::now()));
     let w = writer.await?;
     if let Some(p) = phases {
-        println!("  {}", p.await?.show());
+        let mut p = p.await?;
+        p.forced = forced_after(&api, cache, lost_ms).await;
+        println!("  {}", p.show());
     }
     let resumed = w.resumed_after.context("writes never resumed")?;
     let lost = lost_writes(&seeds, tag, &w.acked).await?.len();
