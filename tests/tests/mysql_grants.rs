@@ -10,7 +10,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use ocean_tests::databases::{addr_of, have_mariadb, healthy, spec, start_at, wait_database};
+use mysql_async::prelude::Queryable;
+use ocean_tests::databases::{
+    addr_of, connect, have_mariadb, healthy, spec, start_at, wait_database,
+};
 use ocean_tests::http::Api;
 use ocean_tests::tasks::{bounded, submit};
 use serde_json::{json, Value};
@@ -49,48 +52,62 @@ fn granted(d: &Value, job: &str) -> Vec<String> {
         .collect()
 }
 
-/// Logs in to `addr` as `user` from `from` (the `mariadb` client bound to
-/// that address) and writes a row; the client's error when refused.
+/// Logs in to `addr` as `user` from the address `from` and writes a row;
+/// the server's error when refused. The connection goes through a relay
+/// whose socket to the server is bound to `from`, so the server sees
+/// that host's address.
 async fn login_from(from: &str, addr: &str, user: &str, pw: &str) -> Result<(), String> {
-    let (ip, port) = addr.rsplit_once(':').ok_or("ip:port")?;
-    let out = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio::process::Command::new("/usr/bin/mariadb")
-            .args([
-                "--no-defaults",
-                "--protocol=TCP",
-                "--connect-timeout=3",
-                &format!("--bind-address={from}"),
-                "-h",
-                ip,
-                "-P",
-                port,
-                "-u",
-                user,
-                "-e",
-                "CREATE TABLE IF NOT EXISTS app.seen (host VARCHAR(64)); \
-                 INSERT INTO app.seen VALUES (SUBSTRING_INDEX(USER(), '@', -1))",
-            ])
-            .env("MYSQL_PWD", pw)
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .map_err(|_| "mariadb client timed out".to_string())?
-    .map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    let relay = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let local = relay.local_addr().map_err(|e| e.to_string())?;
+    let target: std::net::SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
+    let source: std::net::SocketAddr = format!("{from}:0")
+        .parse()
+        .map_err(|e| format!("{from}: {e}"))?;
+    let pipe = tokio::spawn(async move {
+        let (mut inbound, _) = relay.accept().await?;
+        let s = tokio::net::TcpSocket::new_v4()?;
+        s.bind(source)?;
+        let mut outbound = s.connect(target).await?;
+        tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await?;
+        Ok::<(), std::io::Error>(())
+    });
+    let r = async {
+        let mut c = connect(&local.to_string(), user, pw, Duration::from_secs(5))
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        c.query_drop(
+            "CREATE TABLE IF NOT EXISTS app.seen (host VARCHAR(64)); \
+             INSERT INTO app.seen VALUES (SUBSTRING_INDEX(USER(), '@', -1))",
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let who: Option<String> = c
+            .query_first("SELECT USER()")
+            .await
+            .map_err(|e| e.to_string())?;
+        drop(c.disconnect().await);
+        match who {
+            Some(w) if w == format!("{user}@{from}") => Ok(()),
+            w => Err(format!("logged in as {w:?}, not {user}@{from}")),
+        }
     }
+    .await;
+    pipe.abort();
+    r
 }
 
 /// Waits until the status shows `hosts` for `job`; the detail then.
 async fn wait_granted(api: &Api, db: &str, job: &str, hosts: &[&str]) -> anyhow::Result<Value> {
     let want: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
-    wait_database(api, db, &format!("{job} granted on {hosts:?}"), FOLLOW, |d| {
-        granted(d, job) == want
-    })
+    wait_database(
+        api,
+        db,
+        &format!("{job} granted on {hosts:?}"),
+        FOLLOW,
+        |d| granted(d, job) == want,
+    )
     .await
 }
 
@@ -142,10 +159,15 @@ async fn assert_job_accounts(addr: &str, user: &str, hosts: &[&str]) -> anyhow::
     for h in hosts {
         let g = as_root(addr, &format!("SHOW GRANTS FOR '{user}'@'{h}'")).await?;
         assert!(
-            g.contains(&format!("GRANT ALL PRIVILEGES ON `app`.* TO `{user}`@`{h}`")),
+            g.contains(&format!(
+                "GRANT ALL PRIVILEGES ON `app`.* TO `{user}`@`{h}`"
+            )),
             "{g}"
         );
-        assert!(g.contains(&format!("GRANT USAGE ON *.* TO `{user}`@`{h}`")), "{g}");
+        assert!(
+            g.contains(&format!("GRANT USAGE ON *.* TO `{user}`@`{h}`")),
+            "{g}"
+        );
     }
     Ok(())
 }
@@ -189,12 +211,22 @@ async fn grants_follow_the_allowed_jobs_tasks_across_a_scale_up_and_a_move() {
         s["allowed_jobs"] = json!([app]);
         let r = api.post("/v1/databases", &s).await?;
         assert_eq!(r.status, 201, "{}", r.body);
-        submit(&api, &client_job("app", 1, json!([["hostname", "CLUSTER", "host-a"]]))).await?;
-        submit(&api, &client_job("other", 1, json!([["hostname", "CLUSTER", "host-b"]]))).await?;
+        submit(
+            &api,
+            &client_job("app", 1, json!([["hostname", "CLUSTER", "host-a"]])),
+        )
+        .await?;
+        submit(
+            &api,
+            &client_job("other", 1, json!([["hostname", "CLUSTER", "host-b"]])),
+        )
+        .await?;
 
         let d = wait_database(&api, "ledger", "formed", FORM, healthy(2)).await?;
         let d2 = wait_granted(&api, "ledger", &app, &[A]).await?;
-        let primary = addr_of(&d2, "primary").or_else(|| addr_of(&d, "primary")).context("primary")?;
+        let primary = addr_of(&d2, "primary")
+            .or_else(|| addr_of(&d, "primary"))
+            .context("primary")?;
         let replica = addr_of(&d2, "replica").context("replica")?;
 
         // The credentials: for the allowed job only.
@@ -203,10 +235,16 @@ async fn grants_follow_the_allowed_jobs_tasks_across_a_scale_up_and_a_move() {
             .await?;
         assert_eq!(creds.status, 200, "{}", creds.body);
         let user = creds.body["user"].as_str().context("user")?.to_string();
-        let pw = creds.body["password"].as_str().context("password")?.to_string();
+        let pw = creds.body["password"]
+            .as_str()
+            .context("password")?
+            .to_string();
         assert!(user.starts_with("oj_"), "{user}");
         let detail = api.get("/v1/databases/ledger").await?.body.to_string();
-        assert!(!detail.contains(&pw), "a job's password is only in its credentials");
+        assert!(
+            !detail.contains(&pw),
+            "a job's password is only in its credentials"
+        );
         let r = api
             .get(&format!("/v1/databases/ledger/credentials?job={other}"))
             .await?;
@@ -222,16 +260,28 @@ async fn grants_follow_the_allowed_jobs_tasks_across_a_scale_up_and_a_move() {
             .await
             .map_err(|e| anyhow::anyhow!("login from {A}: {e}"))?;
         let refused = login_from(B, &primary, &user, &pw).await;
-        assert!(refused.as_ref().is_err_and(|e| e.contains("Access denied")), "{refused:?}");
+        assert!(
+            refused.as_ref().is_err_and(|e| e.contains("Access denied")),
+            "{refused:?}"
+        );
         let g = api.get("/v1/databases/ledger/grants").await?;
-        assert_eq!(g.body["grants"].as_array().map(Vec::len), Some(1), "{}", g.body);
+        assert_eq!(
+            g.body["grants"].as_array().map(Vec::len),
+            Some(1),
+            "{}",
+            g.body
+        );
         assert_eq!(g.body["grants"][0]["hosts"], json!([A]), "{}", g.body);
         assert_job_accounts(&primary, &user, &[A]).await?;
 
         // Scale-up onto host-b: host-b gets access too.
         submit(
             &api,
-            &client_job("app", 2, json!([["hostname", "LIKE", "host-[ab]"], ["hostname", "UNIQUE"]])),
+            &client_job(
+                "app",
+                2,
+                json!([["hostname", "LIKE", "host-[ab]"], ["hostname", "UNIQUE"]]),
+            ),
         )
         .await?;
         wait_granted(&api, "ledger", &app, &[A, B]).await?;
@@ -243,14 +293,21 @@ async fn grants_follow_the_allowed_jobs_tasks_across_a_scale_up_and_a_move() {
         wait_job_accounts(&replica, &user, &[A, B]).await?;
 
         // A move to host-c: c gets access, a and b lose it.
-        submit(&api, &client_job("app", 1, json!([["hostname", "CLUSTER", "host-c"]]))).await?;
+        submit(
+            &api,
+            &client_job("app", 1, json!([["hostname", "CLUSTER", "host-c"]])),
+        )
+        .await?;
         wait_granted(&api, "ledger", &app, &[C]).await?;
         login_from(C, &primary, &user, &pw)
             .await
             .map_err(|e| anyhow::anyhow!("login from {C} after the move: {e}"))?;
         for gone in [A, B] {
             let r = login_from(gone, &primary, &user, &pw).await;
-            assert!(r.as_ref().is_err_and(|e| e.contains("Access denied")), "{gone}: {r:?}");
+            assert!(
+                r.as_ref().is_err_and(|e| e.contains("Access denied")),
+                "{gone}: {r:?}"
+            );
         }
         assert_job_accounts(&primary, &user, &[C]).await?;
 

@@ -390,12 +390,17 @@ impl MysqlAdmin for RealAdmin {
                 "SET GLOBAL rpl_semi_sync_master_enabled={}",
                 u8::from(*enabled)
             )],
-            AdminCmd::Grant { job, user, host, .. } => {
+            AdminCmd::Grant {
+                job, user, host, ..
+            } => {
                 let Some(cred) = secrets.jobs.get(job) else {
                     return Err(Self::err(cmd.on(), format!("no credential for job {job}")));
                 };
                 if cred.user != *user {
-                    return Err(Self::err(cmd.on(), format!("job {job}'s user is not {user}")));
+                    return Err(Self::err(
+                        cmd.on(),
+                        format!("job {job}'s user is not {user}"),
+                    ));
                 }
                 vec![
                     format!(

@@ -45,8 +45,8 @@ use serde_json::{json, Value};
 use crate::actions;
 use crate::admin::Secrets;
 use crate::backup_api;
-use crate::grants_api;
 use crate::framework::{DatabaseRecord, DATABASES, NAME, STATUSES, TEMPLATES};
+use crate::grants_api;
 use crate::jobs::{job_id, primary_dns_name, APP_SCHEMA, APP_USER};
 use crate::spec::{self, DatabaseSpec, InvalidDatabase};
 use crate::status::DatabaseStatus;
@@ -68,7 +68,10 @@ pub fn router(client: Arc<dyn Client>) -> Router {
             "/v1/databases/{id}/grants",
             get(grants_api::show).put(grants_api::put),
         )
-        .route("/v1/databases/{id}/credentials", get(grants_api::credentials))
+        .route(
+            "/v1/databases/{id}/credentials",
+            get(grants_api::credentials),
+        )
         .route("/v1/databases/{id}/{action}", post(action))
         .route("/v1/database-templates", get(templates))
         .with_state(client)

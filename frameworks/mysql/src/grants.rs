@@ -102,8 +102,10 @@ pub fn wanted<'a>(
     allowed: &[String],
     tasks: impl IntoIterator<Item = &'a Task>,
 ) -> BTreeMap<String, BTreeSet<String>> {
-    let mut out: BTreeMap<String, BTreeSet<String>> =
-        allowed.iter().map(|j| (j.clone(), BTreeSet::new())).collect();
+    let mut out: BTreeMap<String, BTreeSet<String>> = allowed
+        .iter()
+        .map(|j| (j.clone(), BTreeSet::new()))
+        .collect();
     for t in tasks {
         if !live(t) || t.address.is_empty() {
             continue;

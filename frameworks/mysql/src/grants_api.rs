@@ -125,12 +125,18 @@ pub async fn credentials(
     Query(q): Query<CredentialsQuery>,
 ) -> ApiResult<Json<Value>> {
     let Some(job) = q.job.filter(|j| !j.is_empty()) else {
-        return Err(ApiError::invalid("job", "required: the id of an allowed job"));
+        return Err(ApiError::invalid(
+            "job",
+            "required: the id of an allowed job",
+        ));
     };
     let (rec, _) = record(&c, &id).await?;
-    c.get_job(JobRef { id: job.clone() })
-        .await
-        .map_err(|e| job_error(&job, e))?;
+    c.get_job(JobRef {
+        id: job.clone(),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| job_error(&job, e))?;
     let cred = rec
         .spec
         .allowed_jobs

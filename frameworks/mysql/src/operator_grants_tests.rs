@@ -56,40 +56,75 @@ async fn job_accounts_follow_the_tasks_on_the_primary_and_go_with_the_job() {
     }
     let mut app = vec![app_task(1, "RUNNING", "10.0.1.1")];
     let all = |app: &[Task]| [db.clone(), app.to_vec()].concat();
-    // Bootstrap round: the primary is made writable; the next one makes
-    // its schema; grants follow once it has both.
-    for _ in 0..3 {
-        op.round(&view_with(&all(&app), &keys, &[APP_JOB])).await;
-    }
+    // Bootstrap round: the primary is made writable; once a standby
+    // acknowledges, the next one makes its schema; grants follow once it
+    // has both.
+    op.round(&view_with(&all(&app), &keys, &[APP_JOB])).await;
+    let mut p = admin.get("10.0.0.1:101").unwrap();
+    p.semi_sync_clients = 1;
+    admin.set("10.0.0.1:101", Some(p));
+    op.round(&view_with(&all(&app), &keys, &[APP_JOB])).await;
+    assert!(
+        held(&admin, "10.0.0.1:101").is_empty(),
+        "not before the schema"
+    );
+    op.round(&view_with(&all(&app), &keys, &[APP_JOB])).await;
     assert_eq!(held(&admin, "10.0.0.1:101"), ["oj_app@10.0.1.1"]);
-    assert!(held(&admin, "10.0.0.1:102").is_empty(), "standbys get them by replication");
+    assert!(
+        held(&admin, "10.0.0.1:102").is_empty(),
+        "standbys get them by replication"
+    );
     let st = status_of(&keys);
     assert_eq!(st.grants.len(), 1);
-    assert_eq!((st.grants[0].user.as_str(), &st.grants[0].hosts[..]), ("oj_app", &["10.0.1.1".to_string()][..]));
+    assert_eq!(
+        (st.grants[0].user.as_str(), &st.grants[0].hosts[..]),
+        ("oj_app", &["10.0.1.1".to_string()][..])
+    );
 
     // Scale-up: a second host; then the first task moves away.
     app.push(app_task(2, "STARTING", "10.0.1.2"));
     op.round(&view_with(&all(&app), &keys, &[APP_JOB])).await;
-    assert_eq!(held(&admin, "10.0.0.1:101"), ["oj_app@10.0.1.1", "oj_app@10.0.1.2"]);
+    assert_eq!(
+        held(&admin, "10.0.0.1:101"),
+        ["oj_app@10.0.1.1", "oj_app@10.0.1.2"]
+    );
     app[0].state = "KILLED".into();
     app.push(app_task(3, "RUNNING", "10.0.1.3"));
     op.round(&view_with(&all(&app), &keys, &[APP_JOB])).await;
-    assert_eq!(held(&admin, "10.0.0.1:101"), ["oj_app@10.0.1.2", "oj_app@10.0.1.3"]);
+    assert_eq!(
+        held(&admin, "10.0.0.1:101"),
+        ["oj_app@10.0.1.2", "oj_app@10.0.1.3"]
+    );
     // In step: a round sends nothing.
     admin.sent.lock().unwrap().clear();
     op.round(&view_with(&all(&app), &keys, &[APP_JOB])).await;
     assert!(
-        !admin.sent.lock().unwrap().iter().any(|c| matches!(c, AdminCmd::Grant { .. } | AdminCmd::Revoke { .. })),
+        !admin
+            .sent
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|c| matches!(c, AdminCmd::Grant { .. } | AdminCmd::Revoke { .. })),
         "{:?}",
         admin.sent.lock().unwrap()
     );
 
     // A stray account of the job prefix (a job removed earlier) and the
     // job taken off the list: every account goes.
-    admin.accounts.lock().unwrap().get_mut("10.0.0.1:101").unwrap().insert(Account {
-        user: "oj_old".into(),
-        host: "10.9.9.9".into(),
-    });
+    admin
+        .accounts
+        .lock()
+        .unwrap()
+        .get_mut("10.0.0.1:101")
+        .unwrap()
+        .insert(Account {
+            user: "oj_old".into(),
+            host: "10.9.9.9".into(),
+        });
     op.round(&view_with(&all(&app), &keys, &[])).await;
-    assert!(held(&admin, "10.0.0.1:101").is_empty(), "{:?}", held(&admin, "10.0.0.1:101"));
+    assert!(
+        held(&admin, "10.0.0.1:101").is_empty(),
+        "{:?}",
+        held(&admin, "10.0.0.1:101")
+    );
 }

@@ -186,7 +186,8 @@ pub(crate) mod tests {
         }
     }
 
-    pub(crate) const APP_JOB: &str = "cop.miui_owt.miui_pdl.browser_service.api_job.web_cluster.staging";
+    pub(crate) const APP_JOB: &str =
+        "cop.miui_owt.miui_pdl.browser_service.api_job.web_cluster.staging";
 
     #[test]
     fn every_bad_field_is_named() {
@@ -300,7 +301,10 @@ pub(crate) mod tests {
     fn allowed_jobs_are_optional_and_their_errors_say_which_entry() {
         let mut v = serde_json::to_value(ok()).unwrap();
         v.as_object_mut().unwrap().remove("allowed_jobs");
-        assert_eq!(parse(v.to_string().as_bytes()).unwrap().allowed_jobs, Vec::<String>::new());
+        assert_eq!(
+            parse(v.to_string().as_bytes()).unwrap().allowed_jobs,
+            Vec::<String>::new()
+        );
         v["allowed_jobs"] = serde_json::json!([APP_JOB, "job.x"]);
         let e = parse(v.to_string().as_bytes()).unwrap_err();
         assert_eq!(e.field, "allowed_jobs");

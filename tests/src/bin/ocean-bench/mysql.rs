@@ -24,11 +24,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use ocean_tests::databases::resolve_primary;
 use ocean_tests::databases::{
     app_password, create_database, healthy, missing, start, wait_database, wait_writable,
     write_load,
 };
-use ocean_tests::databases::resolve_primary;
 use ocean_tests::http::{Api, Body, Method};
 
 use crate::{ms, percentile};
@@ -62,7 +62,13 @@ struct Phases {
 
 /// Polls until every phase after the kill of task `old` (at `old_addr`)
 /// was seen, or 30 s.
-async fn phases(api: Api, dns: std::net::SocketAddr, old: String, old_addr: String, killed: Instant) -> Phases {
+async fn phases(
+    api: Api,
+    dns: std::net::SocketAddr,
+    old: String,
+    old_addr: String,
+    killed: Instant,
+) -> Phases {
     let mut p = Phases::default();
     let mut new = String::new();
     while killed.elapsed() < Duration::from_secs(30) {
