@@ -178,3 +178,52 @@ fn failover_refuses_histories_that_do_not_contain_each_other() {
     ];
     assert_eq!(failover_step(&c), FailoverStep::NoCandidate);
 }
+
+/// A standby at `applied` that received `received`, fenced, whose SQL
+/// thread has read all of its relay log.
+fn idle(applied: &str, received: &str) -> Observed {
+    let mut o = standby(1, applied, received, false);
+    if let Some(r) = o.replica.as_mut() {
+        r.sql_idle = true;
+    }
+    o
+}
+
+#[test]
+fn an_unapplied_head_is_not_waited_for_once_the_sql_thread_read_everything() {
+    // b received the head of 0-1-7 that the dead primary never finished
+    // sending: its SQL thread read its whole relay log, so 0-1-7 was
+    // never acknowledged and c (which has 0-1-6 too) may be promoted at
+    // once; b alone would be promoted too.
+    let c = [
+        m("b", 2, Some(idle("0-1-6", "0-1-7"))),
+        m("c", 3, Some(idle("0-1-6", "0-1-6"))),
+    ];
+    assert_eq!(failover_step(&c), FailoverStep::Promote("b".into()));
+    assert_eq!(
+        failover_step(&[m("b", 2, Some(idle("0-1-6", "0-1-7")))]),
+        FailoverStep::Promote("b".into())
+    );
+    // Still applying (not idle), or the IO thread still receiving: wait,
+    // or fence first.
+    let c = [
+        m("b", 2, Some(standby(1, "0-1-6", "0-1-7", false))),
+        m("c", 3, Some(idle("0-1-6", "0-1-6"))),
+    ];
+    assert!(matches!(failover_step(&c), FailoverStep::Wait(_)));
+    let mut receiving = idle("0-1-6", "0-1-7");
+    if let Some(r) = receiving.replica.as_mut() {
+        r.io_running = true;
+    }
+    assert!(matches!(
+        failover_step(&[m("b", 2, Some(receiving))]),
+        FailoverStep::StopIo(_)
+    ));
+    // One that applied more wins; one idle behind another's applied
+    // position never holds it.
+    let c = [
+        m("b", 2, Some(idle("0-1-5", "0-1-6"))),
+        m("c", 3, Some(idle("0-1-7", "0-1-7"))),
+    ];
+    assert_eq!(failover_step(&c), FailoverStep::Promote("c".into()));
+}
