@@ -77,15 +77,7 @@ pub struct ReplicaObs {
     /// `Last_SQL_Errno`: the SQL thread stopped on this error (its data
     /// differs from the primary's).
     pub last_sql_errno: u32,
-    /// `Slave_SQL_Running_State` says it has read all of its relay log:
-    /// whatever of the received position it has not applied is an
-    /// incomplete transaction (the primary died sending it), never
-    /// acknowledged.
-    pub sql_idle: bool,
 }
-
-/// `Slave_SQL_Running_State` of an SQL thread with nothing left to apply.
-pub const SQL_IDLE_STATE: &str = "Slave has read all relay log";
 
 /// What an instance answered.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -322,8 +314,6 @@ impl MysqlAdmin for RealAdmin {
                                 .get_opt::<u32, _>("Last_SQL_Errno")
                                 .and_then(|v| v.ok())
                                 .unwrap_or(0),
-                            sql_idle: text(&r, "Slave_SQL_Running_State")
-                                .starts_with(SQL_IDLE_STATE),
                         }
                     })
                     .filter(|r| !r.master_host.is_empty());

@@ -156,24 +156,6 @@ pub enum FailoverStep {
     NoCandidate,
 }
 
-/// What a fenced standby holds that a failover must not lose: its
-/// received position (`Gtid_IO_Pos`), except when its SQL thread has read
-/// its whole relay log and its IO thread is stopped: then what it has
-/// not applied is the head of a transaction the primary died sending,
-/// which no client was told is committed (semi-sync acknowledges a whole
-/// transaction, AFTER_SYNC), and its applied position is all it holds.
-/// (Waiting for that head to be applied would wait for the IO thread's
-/// next reconnect, up to a second, to discard it.)
-fn received(o: &Observed) -> GtidPos {
-    match &o.replica {
-        Some(r) if r.sql_running && r.sql_idle && !r.io_running => {
-            GtidPos::parse(&o.gtid_current_pos)
-        }
-        Some(r) => GtidPos::parse(&r.gtid_io_pos),
-        None => GtidPos::default(),
-    }
-}
-
 /// The next step of a failover (see the module docs).
 pub fn failover_step(candidates: &[Member]) -> FailoverStep {
     let live: Vec<(&Member, &Observed)> = candidates
@@ -195,7 +177,11 @@ pub fn failover_step(candidates: &[Member]) -> FailoverStep {
     let mut best: Option<(&Member, GtidPos)> = None;
     for (m, o) in &live {
         let applied = GtidPos::parse(&o.gtid_current_pos);
-        let received = received(o);
+        let received = o
+            .replica
+            .as_ref()
+            .map(|r| GtidPos::parse(&r.gtid_io_pos))
+            .unwrap_or_default();
         let sql_stopped_on_error = o
             .replica
             .as_ref()
@@ -218,7 +204,10 @@ pub fn failover_step(candidates: &[Member]) -> FailoverStep {
     }
     let holds_all = |pos: &GtidPos| {
         live.iter().all(|(_, o)| {
-            pos.contains(&GtidPos::parse(&o.gtid_current_pos)) && pos.contains(&received(o))
+            pos.contains(&GtidPos::parse(&o.gtid_current_pos))
+                && o.replica
+                    .as_ref()
+                    .is_none_or(|r| pos.contains(&GtidPos::parse(&r.gtid_io_pos)))
         })
     };
     match best {
