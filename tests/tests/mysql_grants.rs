@@ -5,7 +5,8 @@
 //! where its tasks run, across a scale-up and a move (checked in
 //! `mysql.user`, `SHOW GRANTS` and by logging in from each address with
 //! the `mariadb` client bound to it). A job not allowed gets nothing;
-//! taking the job off the list drops its accounts.
+//! taking the job off the list drops its accounts. With access control
+//! on, a job's credentials go only to a token that may read the job.
 
 use std::time::{Duration, Instant};
 
@@ -343,6 +344,67 @@ async fn grants_follow_the_allowed_jobs_tasks_across_a_scale_up_and_a_move() {
             .get(&format!("/v1/databases/ledger/credentials?job={app}"))
             .await?;
         assert_eq!(r.status, 403, "{}", r.body);
+        Ok(())
+    })
+    .await;
+}
+
+/// Makes a policy with one rule and a token bound to it; the secret.
+async fn token(admin: &Api, name: &str, node: &str, rights: &str) -> anyhow::Result<String> {
+    let r = admin
+        .post(
+            "/v1/acl/policies",
+            &json!({"name": name, "rules": [{"node": node, "rights": rights}]}),
+        )
+        .await?;
+    anyhow::ensure!(r.status == 201, "policy {name}: {} {}", r.status, r.body);
+    let r = admin
+        .post("/v1/acl/tokens", &json!({"name": name, "policies": [name]}))
+        .await?;
+    anyhow::ensure!(r.status == 201, "token {name}: {} {}", r.status, r.body);
+    Ok(r.body["secret"].as_str().unwrap_or_default().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_jobs_credentials_are_given_only_to_who_may_read_the_job() {
+    bounded(60, async {
+        let c = ocean_tests::Cluster::start(1, &["--acl", "--frameworks", "mysql"])?;
+        c.wait_leader(&[1], Duration::from_secs(15)).await?;
+        let anon = c.master(1).api();
+        let boot = anon.post("/v1/acl/bootstrap", &json!({})).await?;
+        assert_eq!(boot.status, 201, "{}", boot.body);
+        let admin = anon.with_token(boot.body["secret"].as_str().unwrap_or_default());
+        let app = job("app");
+        submit(&admin, &client_job("app", 1, json!([]))).await?;
+        let mut s = spec("ledger", 1);
+        s["allowed_jobs"] = json!([app]);
+        let r = admin.post("/v1/databases", &s).await?;
+        assert_eq!(r.status, 201, "{}", r.body);
+        // No instance needs to run: the credential is made with the record.
+        let path = format!("/v1/databases/ledger/credentials?job={app}");
+        let r = admin.get(&path).await?;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let pw = r.body["password"].as_str().unwrap_or_default().to_string();
+        assert_eq!(pw.len(), 24, "{}", r.body);
+
+        let reader = anon.with_token(&token(&admin, "browser-read", "pdl.browser", "read").await?);
+        let r = reader.get(&path).await?;
+        assert_eq!(r.status, 200, "read on the job's node: {}", r.body);
+        assert_eq!(r.body["password"], pw.as_str());
+
+        let other = anon.with_token(&token(&admin, "other-read", "pdl.other", "read").await?);
+        let r = other.get(&path).await?;
+        assert_eq!(r.status, 403, "no right on the job's node: {}", r.body);
+        assert_eq!(r.body["errors"][0]["field"], "job", "{}", r.body);
+        assert!(!r.body.to_string().contains(&pw));
+        let r = anon.get(&path).await?;
+        assert!(
+            matches!(r.status, 401 | 403),
+            "no token: {} {}",
+            r.status,
+            r.body
+        );
+        assert!(!r.body.to_string().contains(&pw));
         Ok(())
     })
     .await;

@@ -9,7 +9,10 @@
 //! How a job learns its credentials: it (or its deploy tooling) asks
 //! `credentials` with a token that may read the job: the route reads the
 //! job through the caller's own client, so the masters' access control
-//! decides (`403` without read right on the job's service-tree node).
+//! decides (`403` without read right on the job's service-tree node);
+//! only then does it read the database's record, as the framework (a
+//! token scoped to the job's node may not read the cluster-wide mysql
+//! keys itself).
 //! Passwords are never logged and never in the database's detail.
 
 use std::sync::Arc;
@@ -130,13 +133,32 @@ pub async fn credentials(
             "required: the id of an allowed job",
         ));
     };
-    let (rec, _) = record(&c, &id).await?;
+    // The caller's right: reading the job, through the caller's own
+    // client (the masters' access control, with its token).
     c.get_job(JobRef {
         id: job.clone(),
         ..Default::default()
     })
     .await
     .map_err(|e| job_error(&job, e))?;
+    // The record then, as the framework: a token scoped to the job's node
+    // may not read the mysql keys (cluster-wide), and the right checked
+    // above is the one this route grants on. A spawned task runs outside
+    // the request's caller scope, so the masters see the system caller
+    // (ARCHITECTURE.md, "Access control").
+    let (rec, _) = {
+        let (c, db) = (c.clone(), id.clone());
+        tokio::spawn(async move { record(&c, &db).await })
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "id",
+                    format!("reading database '{id}' failed: {e}"),
+                )
+            })??
+    };
     let cred = rec
         .spec
         .allowed_jobs
