@@ -34,6 +34,11 @@ pub struct HealthCheck {
     /// Seconds between two checks.
     #[serde(default = "default_interval_seconds")]
     pub interval_seconds: u32,
+    /// Milliseconds between two checks, `100..=86_400_000`: when set, it
+    /// replaces `interval_seconds` (a check that must notice a change
+    /// within a second, e.g. a database's new primary entering DNS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_ms: Option<u32>,
     /// A check that takes longer than this fails.
     #[serde(default = "default_timeout_seconds")]
     pub timeout_seconds: u32,
@@ -41,6 +46,15 @@ pub struct HealthCheck {
     /// 0 = never kill, only report.
     #[serde(default = "default_max_consecutive_failures")]
     pub max_consecutive_failures: u32,
+}
+
+impl HealthCheck {
+    /// The time between two checks, ms: `interval_ms` if set, else
+    /// `interval_seconds`.
+    pub fn interval_ms(&self) -> u64 {
+        self.interval_ms
+            .map_or(u64::from(self.interval_seconds) * 1000, u64::from)
+    }
 }
 
 /// Default for [`HealthCheck::path`].
@@ -185,6 +199,12 @@ pub(crate) fn check_health(
             86_400,
         ),
         ("interval_seconds", check.interval_seconds, 1, 86_400),
+        (
+            "interval_ms",
+            check.interval_ms.unwrap_or(100),
+            100,
+            86_400_000,
+        ),
         ("timeout_seconds", check.timeout_seconds, 1, 86_400),
         (
             "max_consecutive_failures",

@@ -156,6 +156,7 @@ impl crate::JobSpec {
         for h in &mut s.health_checks {
             h.grace_period_seconds = crate::health::default_grace_period_seconds();
             h.interval_seconds = crate::health::default_interval_seconds();
+            h.interval_ms = None;
             h.timeout_seconds = crate::health::default_timeout_seconds();
             h.max_consecutive_failures = crate::health::default_max_consecutive_failures();
         }

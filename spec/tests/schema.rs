@@ -335,6 +335,13 @@ fn schema_docs_and_code_name_the_same_fields() {
     let kept: Value = serde_json::from_slice(&kept.to_canonical_json()).expect("json");
     assert_eq!(kept["maintenance"], true);
     used.insert("maintenance".to_owned());
+    // A health check's `interval_ms` too is left out while unset.
+    assert!(canonical["health_checks"][0].get("interval_ms").is_none());
+    let mut fast = spec.clone();
+    fast.health_checks[0].interval_ms = Some(250);
+    let fast: Value = serde_json::from_slice(&fast.to_canonical_json()).expect("json");
+    assert_eq!(fast["health_checks"][0]["interval_ms"], 250);
+    used.insert("interval_ms".to_owned());
     assert_eq!(declared, used, "schema properties vs. the code's fields");
 
     let doc = std::fs::read_to_string(docs().join("job-spec.md")).expect("doc");

@@ -207,6 +207,7 @@ fn health_check_rules() {
     bad_http.status_min = 500;
     bad_http.status_max = 200;
     bad_http.interval_seconds = 0;
+    bad_http.interval_ms = Some(50);
     bad_http.timeout_seconds = 0;
     let mut mixed = cmd.clone();
     mixed.port_name = Some("http".into());
@@ -220,6 +221,7 @@ fn health_check_rules() {
             "health_checks[3].path",
             "health_checks[3].status_max",
             "health_checks[3].interval_seconds",
+            "health_checks[3].interval_ms",
             "health_checks[3].timeout_seconds",
             "health_checks[4].port_name",
         ]

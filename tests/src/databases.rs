@@ -38,16 +38,28 @@ pub fn have_mariadb() -> bool {
 /// A master hosting the mysql framework, agents `host-<name>` and a DNS
 /// server following the master.
 pub async fn start(agents: &[&str]) -> anyhow::Result<(Cluster, Vec<AgentProc>, DnsProc)> {
+    let at: Vec<(&str, &str)> = agents.iter().map(|a| (*a, "127.0.0.1")).collect();
+    start_at(&at).await
+}
+
+/// [`start`] with each agent `(name, address)` reporting its own address
+/// (a loopback address of its own stands for a host's: tasks' grants are
+/// by the address their agent reports).
+pub async fn start_at(
+    agents: &[(&str, &str)],
+) -> anyhow::Result<(Cluster, Vec<AgentProc>, DnsProc)> {
     let c = Cluster::start(1, &["--frameworks", "mysql"])?;
     c.wait_leader(&[1], Duration::from_secs(15)).await?;
     let mut out = Vec::new();
-    for name in agents {
+    for (name, address) in agents {
         let host = format!("host-{name}");
         let mut a = c.new_agent(
             name,
             &[
                 "--hostname",
                 &host,
+                "--address",
+                address,
                 "--resources",
                 "cpus=4,mem=4096,disk=50000",
             ],

@@ -226,6 +226,7 @@ async fn a_database_page_shows_its_topology_and_backups_and_its_actions_are_guar
         full_name: "/miui/browser/browser-key".into(),
         template: "mysql-general".into(),
         instances: 3,
+        allowed_jobs: Vec::new(),
     };
     let job = job_id(&spec);
     let (t1, t2, t3) = (format!("{job}.1"), format!("{job}.2"), format!("{job}.3"));

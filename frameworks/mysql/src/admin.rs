@@ -3,13 +3,14 @@
 //! the MySQL protocol through `mysql_async`;
 //! [`crate::admin_mem::MemAdmin`] is the in-memory double for unit tests.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Row};
 use tokio::sync::Mutex;
 
+use crate::grants::{Account, JobCredential, JOB_USER_PREFIX};
 use crate::jobs::{ADMIN_USER, APP_SCHEMA, APP_USER, REBUILD_MARK, REPL_USER};
 
 /// An instance could not be observed or commanded.
@@ -36,6 +37,9 @@ pub struct Secrets {
     pub repl_password: String,
     /// The application user's password.
     pub app_password: String,
+    /// The users of the jobs allowed to use the database, by job id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub jobs: BTreeMap<String, JobCredential>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -45,6 +49,7 @@ impl std::fmt::Debug for Secrets {
             .field("admin_password", &redacted)
             .field("repl_password", &redacted)
             .field("app_password", &redacted)
+            .field("jobs", &self.jobs)
             .finish()
     }
 }
@@ -123,6 +128,21 @@ pub enum AdminCmd {
     /// schema [`crate::jobs::REBUILD_MARK`], then `SHUTDOWN`; its next task
     /// waits for a seed (see [`crate::seed`]).
     Condemn { on: String },
+    /// `user@host` with all rights on the application's schema, its
+    /// password the one `job` has in the secrets (through the primary:
+    /// binlogged, so the standbys get it too).
+    Grant {
+        on: String,
+        job: String,
+        user: String,
+        host: String,
+    },
+    /// `DROP USER user@host` (through the primary, like a grant).
+    Revoke {
+        on: String,
+        user: String,
+        host: String,
+    },
 }
 
 impl AdminCmd {
@@ -135,7 +155,9 @@ impl AdminCmd {
             | AdminCmd::Demote { on }
             | AdminCmd::EnsureApp { on }
             | AdminCmd::SemiSync { on, .. }
-            | AdminCmd::Condemn { on } => on,
+            | AdminCmd::Condemn { on }
+            | AdminCmd::Grant { on, .. }
+            | AdminCmd::Revoke { on, .. } => on,
         }
     }
 }
@@ -150,6 +172,9 @@ pub trait MysqlAdmin: Send + Sync + std::fmt::Debug {
     /// Whether something listens at `addr` (an instance's seed port: it
     /// waits for a seed).
     async fn awaits_seed(&self, addr: &str) -> bool;
+    /// The jobs' accounts (users starting with
+    /// [`crate::grants::JOB_USER_PREFIX`]) the instance at `addr` holds.
+    async fn job_accounts(&self, addr: &str, secrets: &Secrets) -> Result<BTreeSet<Account>>;
 }
 
 /// The real thing: one connection per instance, dropped on error; every
@@ -365,6 +390,35 @@ impl MysqlAdmin for RealAdmin {
                 "SET GLOBAL rpl_semi_sync_master_enabled={}",
                 u8::from(*enabled)
             )],
+            AdminCmd::Grant {
+                job, user, host, ..
+            } => {
+                let Some(cred) = secrets.jobs.get(job) else {
+                    return Err(Self::err(cmd.on(), format!("no credential for job {job}")));
+                };
+                if cred.user != *user {
+                    return Err(Self::err(
+                        cmd.on(),
+                        format!("job {job}'s user is not {user}"),
+                    ));
+                }
+                vec![
+                    format!(
+                        "CREATE USER IF NOT EXISTS {}@{} IDENTIFIED BY {}",
+                        lit(user),
+                        lit(host),
+                        lit(&cred.password)
+                    ),
+                    format!(
+                        "GRANT ALL PRIVILEGES ON `{APP_SCHEMA}`.* TO {}@{}",
+                        lit(user),
+                        lit(host)
+                    ),
+                ]
+            }
+            AdminCmd::Revoke { user, host, .. } => {
+                vec![format!("DROP USER IF EXISTS {}@{}", lit(user), lit(host))]
+            }
             AdminCmd::EnsureApp { .. } => vec![
                 format!("CREATE DATABASE IF NOT EXISTS `{APP_SCHEMA}`"),
                 format!(
@@ -399,6 +453,24 @@ impl MysqlAdmin for RealAdmin {
             self.conns.lock().await.remove(cmd.on());
         }
         Ok(())
+    }
+
+    async fn job_accounts(&self, addr: &str, secrets: &Secrets) -> Result<BTreeSet<Account>> {
+        self.with(addr, secrets, |c| {
+            Box::pin(async move {
+                let rows: Vec<(String, String)> = c
+                    .query(format!(
+                        "SELECT User, Host FROM mysql.user WHERE User LIKE {}",
+                        lit(&format!("{}%", JOB_USER_PREFIX.replace('_', "\\_")))
+                    ))
+                    .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(user, host)| Account { user, host })
+                    .collect())
+            })
+        })
+        .await
     }
 
     async fn awaits_seed(&self, addr: &str) -> bool {
@@ -453,6 +525,7 @@ mod secrets_tests {
             admin_password: "adm1n-pw".into(),
             repl_password: "r3pl-pw".into(),
             app_password: "app-pw".into(),
+            ..Default::default()
         };
         let printed = format!("{s:?} {s:#?}");
         for pw in ["adm1n-pw", "r3pl-pw", "app-pw"] {

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use crate::admin::{AdminCmd, AdminError, MysqlAdmin, Observed, ReplicaObs, Result, Secrets};
+use crate::grants::Account;
 
 /// The double (see the module docs).
 #[derive(Debug, Default)]
@@ -17,6 +18,9 @@ pub struct MemAdmin {
     pub sent: Mutex<Vec<AdminCmd>>,
     /// Seed ports (`ip:port`) that listen: instances waiting for a seed.
     pub seeding: Mutex<BTreeSet<String>>,
+    /// The job accounts each instance (`ip:port`) holds. Not replicated:
+    /// a test that promotes another instance sets its accounts itself.
+    pub accounts: Mutex<BTreeMap<String, BTreeSet<Account>>>,
 }
 
 impl MemAdmin {
@@ -53,6 +57,17 @@ impl MysqlAdmin for MemAdmin {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains(addr)
+    }
+
+    async fn job_accounts(&self, addr: &str, _: &Secrets) -> Result<BTreeSet<Account>> {
+        self.get(addr).ok_or_else(|| gone(addr))?;
+        Ok(self
+            .accounts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(addr)
+            .cloned()
+            .unwrap_or_default())
     }
 
     async fn observe(&self, addr: &str, _: &Secrets) -> Result<Observed> {
@@ -101,6 +116,19 @@ impl MysqlAdmin for MemAdmin {
             AdminCmd::EnsureApp { .. } => o.app_ready = true,
             AdminCmd::SemiSync { enabled, .. } => o.semi_sync_enabled = *enabled,
             AdminCmd::Condemn { .. } => {}
+            AdminCmd::Grant { on, user, host, .. } | AdminCmd::Revoke { on, user, host } => {
+                let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+                let held = accounts.entry(on.clone()).or_default();
+                let a = Account {
+                    user: user.clone(),
+                    host: host.clone(),
+                };
+                if matches!(cmd, AdminCmd::Grant { .. }) {
+                    held.insert(a);
+                } else {
+                    held.remove(&a);
+                }
+            }
         }
         drop(nodes);
         self.sent

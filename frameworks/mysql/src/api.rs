@@ -17,6 +17,10 @@
 //!                                        from it (to a point in time with `until`) -> 201
 //!  POST   /v1/databases/{id}/archive     {"dir"?}: archive its binlogs continuously
 //!  POST   /v1/databases/{id}/schedule    {"every_hours", "retention_days", ...}: scheduled backups
+//!  GET    /v1/databases/{id}/grants      the allowed jobs and the hosts each is granted on
+//!  PUT    /v1/databases/{id}/grants      {"allowed_jobs": [job id, ...]}: replaces the list
+//!  GET    /v1/databases/{id}/credentials?job=  that allowed job's user and password (who
+//!                                        may read the job may read them)
 //!  GET    /v1/database-templates         the templates
 //! ```
 //!
@@ -42,6 +46,7 @@ use crate::actions;
 use crate::admin::Secrets;
 use crate::backup_api;
 use crate::framework::{DatabaseRecord, DATABASES, NAME, STATUSES, TEMPLATES};
+use crate::grants_api;
 use crate::jobs::{job_id, primary_dns_name, APP_SCHEMA, APP_USER};
 use crate::spec::{self, DatabaseSpec, InvalidDatabase};
 use crate::status::DatabaseStatus;
@@ -59,6 +64,14 @@ pub fn router(client: Arc<dyn Client>) -> Router {
         .route("/v1/databases", get(list).post(create))
         .route("/v1/databases/{id}", get(show).delete(remove))
         .route("/v1/databases/{id}/backups", get(backups))
+        .route(
+            "/v1/databases/{id}/grants",
+            get(grants_api::show).put(grants_api::put),
+        )
+        .route(
+            "/v1/databases/{id}/credentials",
+            get(grants_api::credentials),
+        )
         .route("/v1/databases/{id}/{action}", post(action))
         .route("/v1/database-templates", get(templates))
         .with_state(client)
@@ -146,14 +159,16 @@ pub async fn create_database(c: &Arc<dyn Client>, spec: DatabaseSpec) -> ApiResu
             ),
         ));
     };
+    let secrets = Secrets {
+        admin_password: password(),
+        repl_password: password(),
+        app_password: password(),
+        ..Default::default()
+    };
     let rec = DatabaseRecord {
+        secrets: crate::grants::credentials_for(&spec.allowed_jobs, &secrets),
         spec,
         template,
-        secrets: Secrets {
-            admin_password: password(),
-            repl_password: password(),
-            app_password: password(),
-        },
         created_ms: ocean_framework::runner::now_ms(),
         restore: None,
     };
@@ -265,6 +280,7 @@ pub fn detail(rec: &DatabaseRecord, st: Option<&DatabaseStatus>) -> Value {
     let mut v = summary(rec, st);
     v["template_sizes"] = json!(rec.template);
     v["status"] = json!(st);
+    v["allowed_jobs"] = json!(rec.spec.allowed_jobs);
     v["credentials"] = json!({
         "user": APP_USER,
         "password": rec.secrets.app_password,

@@ -38,7 +38,11 @@
 //!   `mariadb-backup` stream (the pure side; the operator's in
 //!   `operator_seed.rs`);
 //! - [`status`]: what a database looks like now;
-//! - [`api`]: the REST routes; [`actions`]: switchover and scale.
+//! - [`grants`]: the users of the jobs allowed to use a database, kept
+//!   at the hosts where those jobs' tasks run (the operator's side in
+//!   `operator_grants.rs`);
+//! - [`api`]: the REST routes; [`actions`]: switchover and scale;
+//!   [`grants_api`]: the allowed jobs and their credentials.
 
 pub mod actions;
 pub mod admin;
@@ -49,6 +53,8 @@ pub mod backup;
 pub mod backup_api;
 pub mod decide;
 pub mod framework;
+pub mod grants;
+pub mod grants_api;
 pub mod gtid;
 pub mod jobs;
 pub mod manual;

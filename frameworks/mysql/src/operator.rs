@@ -16,6 +16,8 @@
 //!        Condemn for replicas broken for good or asked for (operator_seed.rs)
 //!     backups/<db>/<id> running, its batch task ended ─► done | failed (operator_backup.rs)
 //!     schedule/<db>, a backup due ─► backups/<db>/<id> (pruning those past retention)
+//!     allowed jobs (primary writable) ─► job accounts on the primary follow their
+//!        tasks' hosts (operator_grants.rs)
 //!     status() ─► status/<db>
 //! ```
 
@@ -97,6 +99,8 @@ pub struct Operator {
     /// The newest scheduled backup this operator started, per database
     /// (ms): newer than the view until the watch brings it.
     scheduled: BTreeMap<String, u64>,
+    /// The job accounts each database's primary held when last seen.
+    grants_seen: BTreeMap<String, Vec<crate::grants::JobGrants>>,
 }
 
 /// The running tasks of a database's job as members (not yet observed).
@@ -159,6 +163,7 @@ impl Operator {
             seeding: BTreeMap::new(),
             broken_since: BTreeMap::new(),
             scheduled: BTreeMap::new(),
+            grants_seen: BTreeMap::new(),
         }
     }
 
@@ -229,13 +234,20 @@ impl Operator {
         let dbs = databases(view);
         self.topos
             .retain(|n, _| dbs.iter().any(|(r, _)| &r.spec.name == n));
+        self.grants_seen
+            .retain(|n, _| dbs.iter().any(|(r, _)| &r.spec.name == n));
         // Bounded: an id matters only until the watch brings the outcome
         // written for it, long past once a thousand more came.
         while self.handled.len() > 1024 {
             self.handled.pop_first();
         }
         for (rec, _) in dbs {
-            let st = self.round_db(view, &rec).await;
+            let mut st = self.round_db(view, &rec).await;
+            st.grants = self
+                .grants_seen
+                .get(&rec.spec.name)
+                .cloned()
+                .unwrap_or_default();
             self.write_status(&rec.spec.name, st).await;
             self.tend_backups(view, &rec).await;
         }
@@ -303,6 +315,7 @@ impl Operator {
                         let cmds = steady(instances, p, &members);
                         execute_all(admin.as_ref(), &name, &cmds, secrets).await;
                         if p.obs.is_some() {
+                            self.tend_grants(view, rec, p).await;
                             rebuilding = self.tend_seeds(view, rec, p, &members).await;
                             self.schedule_backups(view, rec, p, &members).await;
                         }
@@ -440,6 +453,9 @@ mod seed_run;
 
 #[path = "operator_backup.rs"]
 mod backup_run;
+
+#[path = "operator_grants.rs"]
+mod grants_run;
 
 #[cfg(test)]
 #[path = "operator_tests.rs"]

@@ -288,3 +288,6 @@ async fn a_silent_primary_is_replaced_only_after_the_probe_deadline() {
 
 #[path = "operator_ops_tests.rs"]
 mod ops;
+
+#[path = "operator_grants_tests.rs"]
+mod grants;

@@ -29,6 +29,11 @@ pub struct DatabaseSpec {
     pub template: String,
     /// Instances, `1..=9`: one primary, the rest standbys.
     pub instances: u32,
+    /// The jobs (service-tree ids) allowed to use it: each gets a MySQL
+    /// user of its own, granted at the hosts where its tasks run (see
+    /// [`crate::grants`]). Changed later with `PUT /v1/databases/{id}/grants`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_jobs: Vec<String>,
 }
 
 /// A spec that cannot be run: the field and why.
@@ -124,8 +129,35 @@ impl DatabaseSpec {
                 format!("must be 1..={MAX_INSTANCES}; got {}", self.instances),
             ));
         }
-        Ok(())
+        validate_allowed_jobs(&self.allowed_jobs)
     }
+}
+
+/// Checks a list of allowed jobs: at most
+/// [`crate::grants::MAX_ALLOWED_JOBS`] service-tree job ids, none twice.
+pub fn validate_allowed_jobs(jobs: &[String]) -> Result<(), InvalidDatabase> {
+    const MAX: usize = crate::grants::MAX_ALLOWED_JOBS;
+    if jobs.len() > MAX {
+        return Err(invalid(
+            "allowed_jobs",
+            format!("at most {MAX} jobs; got {}", jobs.len()),
+        ));
+    }
+    for (i, job) in jobs.iter().enumerate() {
+        if let Err(e) = ocean_spec::ServiceTreeId::parse(job) {
+            return Err(invalid(
+                "allowed_jobs",
+                format!("[{i}] '{job}' is not a job id: {}", e.reason),
+            ));
+        }
+        if jobs[..i].contains(job) {
+            return Err(invalid(
+                "allowed_jobs",
+                format!("[{i}] '{job}' is listed twice"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Parses and validates a spec from JSON, naming the field of a bad value
@@ -150,8 +182,12 @@ pub(crate) mod tests {
             full_name: "/miui/browser/key".into(),
             template: "mysql-general".into(),
             instances: 3,
+            allowed_jobs: vec![APP_JOB.into()],
         }
     }
+
+    pub(crate) const APP_JOB: &str =
+        "cop.miui_owt.miui_pdl.browser_service.api_job.web_cluster.staging";
 
     #[test]
     fn every_bad_field_is_named() {
@@ -234,10 +270,45 @@ pub(crate) mod tests {
                 },
                 "instances",
             ),
+            (
+                DatabaseSpec {
+                    allowed_jobs: vec!["pdl.browser".into()],
+                    ..ok()
+                },
+                "allowed_jobs",
+            ),
+            (
+                DatabaseSpec {
+                    allowed_jobs: vec![APP_JOB.into(), APP_JOB.into()],
+                    ..ok()
+                },
+                "allowed_jobs",
+            ),
+            (
+                DatabaseSpec {
+                    allowed_jobs: vec![APP_JOB.into(); 65],
+                    ..ok()
+                },
+                "allowed_jobs",
+            ),
         ];
         for (spec, field) in cases {
             assert_eq!(spec.validate().unwrap_err().field, field, "{spec:?}");
         }
+    }
+
+    #[test]
+    fn allowed_jobs_are_optional_and_their_errors_say_which_entry() {
+        let mut v = serde_json::to_value(ok()).unwrap();
+        v.as_object_mut().unwrap().remove("allowed_jobs");
+        assert_eq!(
+            parse(v.to_string().as_bytes()).unwrap().allowed_jobs,
+            Vec::<String>::new()
+        );
+        v["allowed_jobs"] = serde_json::json!([APP_JOB, "job.x"]);
+        let e = parse(v.to_string().as_bytes()).unwrap_err();
+        assert_eq!(e.field, "allowed_jobs");
+        assert!(e.reason.starts_with("[1] 'job.x' is not a job id"), "{e}");
     }
 
     #[test]

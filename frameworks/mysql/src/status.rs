@@ -65,6 +65,10 @@ pub struct DatabaseStatus {
     pub nodes: Vec<NodeStatus>,
     /// When it was observed (ms since the epoch).
     pub observed_ms: u64,
+    /// Each allowed job, its user and the hosts it is granted on (as the
+    /// primary holds them, last time it answered).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<crate::grants::JobGrants>,
 }
 
 impl DatabaseStatus {
@@ -163,6 +167,7 @@ pub fn status(
         waiting_commits: po.map_or(0, |o| o.semi_sync_waiting),
         nodes,
         observed_ms: now_ms,
+        grants: Vec::new(),
     }
 }
 

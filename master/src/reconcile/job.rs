@@ -218,7 +218,7 @@ fn health_check(h: &ocean_spec::HealthCheck) -> HealthCheck {
         status_max: u32::from(h.status_max),
         command: h.command.clone().unwrap_or_default(),
         grace_period_ms: ms(h.grace_period_seconds),
-        interval_ms: ms(h.interval_seconds),
+        interval_ms: h.interval_ms(),
         timeout_ms: ms(h.timeout_seconds),
         max_consecutive_failures: h.max_consecutive_failures,
     }

@@ -285,6 +285,7 @@ pub async fn create(
         full_name: f.full_name.trim().to_string(),
         template: f.template.trim().to_string(),
         instances,
+        allowed_jobs: Vec::new(),
     };
     match db_api::create_database(&client(&m), spec).await {
         Ok(rec) => {

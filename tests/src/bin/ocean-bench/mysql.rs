@@ -10,6 +10,12 @@
 //!   connection to what DNS names takes an acknowledged write; every
 //!   commit the writer had acknowledged checked on the new primary. The next trial waits until the database is healed (the old
 //!   primary's replacement a replica again).
+//! - where a failover's time goes: a poller (REST every 5 ms, DNS)
+//!   notes, after each kill, when the masters record the old primary's
+//!   task ended (the agent saw the exit), when the operator records the
+//!   new primary (`topology/<db>`), when the new primary's task is
+//!   healthy (its health check passed and the agent reported it), and
+//!   when DNS names it; each phase's percentiles are printed.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,11 +24,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use ocean_tests::databases::resolve_primary;
 use ocean_tests::databases::{
     app_password, create_database, healthy, missing, start, wait_database, wait_writable,
     write_load,
 };
-use ocean_tests::http::{Body, Method};
+use ocean_tests::http::{Api, Body, Method};
 
 use crate::{ms, percentile};
 
@@ -38,6 +45,70 @@ fn report(what: &str, mut times: Vec<Duration>) {
         ms(percentile(&times, 0.99)),
         ms(times.last().copied().unwrap_or_default()),
     );
+}
+
+/// When each step of a failover was seen, from the kill.
+#[derive(Debug, Default, Clone, Copy)]
+struct Phases {
+    /// The masters hold the old primary's task as ended.
+    ended: Option<Duration>,
+    /// The operator recorded another primary.
+    recorded: Option<Duration>,
+    /// That primary's task is healthy.
+    healthy: Option<Duration>,
+    /// DNS names another address.
+    dns: Option<Duration>,
+}
+
+/// Polls until every phase after the kill of task `old` (at `old_addr`)
+/// was seen, or 30 s.
+async fn phases(
+    api: Api,
+    dns: std::net::SocketAddr,
+    old: String,
+    old_addr: String,
+    killed: Instant,
+) -> Phases {
+    let mut p = Phases::default();
+    let mut new = String::new();
+    while killed.elapsed() < Duration::from_secs(30) {
+        let at = killed.elapsed();
+        if p.ended.is_none() {
+            if let Ok(r) = api.get(&format!("/v1/tasks/{old}")).await {
+                if r.body["state"] != "RUNNING" {
+                    p.ended = Some(at);
+                }
+            }
+        }
+        if p.recorded.is_none() {
+            if let Ok(r) = api.get("/v1/frameworks/mysql/kv/topology/bench").await {
+                let primary = r.body["value"]["primary"].as_str().unwrap_or_default();
+                if !primary.is_empty() && primary != old {
+                    new = primary.to_string();
+                    p.recorded = Some(at);
+                }
+            }
+        }
+        if p.healthy.is_none() && !new.is_empty() {
+            if let Ok(r) = api.get(&format!("/v1/tasks/{new}")).await {
+                if r.body["healthy"] == true {
+                    p.healthy = Some(at);
+                }
+            }
+        }
+        if p.dns.is_none() {
+            if let Some(a) = resolve_primary(dns, "bench").await {
+                if a != old_addr {
+                    p.dns = Some(at);
+                }
+            }
+        }
+        if p.ended.is_some() && p.recorded.is_some() && p.healthy.is_some() && p.dns.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    p
 }
 
 /// Runs the benchmark: `provisions` databases created, `kills` primaries
@@ -74,6 +145,7 @@ pub async fn mysql(provisions: usize, kills: usize) -> anyhow::Result<()> {
     let pw = app_password(&d);
     wait_writable(dns.addr, "bench", &pw, WAIT).await?;
     let mut times = Vec::new();
+    let mut seen: Vec<Phases> = Vec::new();
     let (mut acked, mut lost, mut failed) = (0usize, 0usize, 0usize);
     for i in 0..kills {
         let d = wait_database(&api, "bench", "healed", WAIT, healthy(3)).await?;
@@ -93,8 +165,10 @@ pub async fn mysql(provisions: usize, kills: usize) -> anyhow::Result<()> {
             stop.clone(),
         ));
         tokio::time::sleep(Duration::from_secs(2)).await;
+        let old_addr = ocean_tests::databases::addr_of(&d, "primary").unwrap_or_default();
         let killed = Instant::now();
         kill(Pid::from_raw(pid as i32), Signal::SIGKILL)?;
+        let poller = tokio::spawn(phases(api.clone(), dns.addr, old.clone(), old_addr, killed));
         // Writable through DNS: a fresh connection to what DNS names takes
         // an acknowledged write.
         let r = wait_writable(dns.addr, "bench", &pw, Duration::from_secs(30)).await;
@@ -102,6 +176,9 @@ pub async fn mysql(provisions: usize, kills: usize) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         stop.store(true, Ordering::Relaxed);
         let w = writer.await?;
+        let ph = poller.await?;
+        println!("kill {i}: phases {ph:?}");
+        seen.push(ph);
         if let Err(e) = r {
             println!("kill {i}: not writable: {e:#}");
             failed += 1;
@@ -121,6 +198,16 @@ pub async fn mysql(provisions: usize, kills: usize) -> anyhow::Result<()> {
     }
     println!("trials not writable within 30 s: {failed}");
     report("primary SIGKILL -> writable via DNS", times);
+    type Pick = fn(&Phases) -> Option<Duration>;
+    let steps: [(&str, Pick); 4] = [
+        ("  kill -> masters hold the task ended", |p| p.ended),
+        ("  kill -> new primary recorded", |p| p.recorded),
+        ("  kill -> new primary's task healthy", |p| p.healthy),
+        ("  kill -> DNS names it", |p| p.dns),
+    ];
+    for (what, pick) in steps {
+        report(what, seen.iter().filter_map(pick).collect());
+    }
     println!("acknowledged commits: {acked}, lost: {lost}");
     drop(dns);
     Ok(())
