@@ -149,7 +149,8 @@ mod tests {
     #[test]
     fn snapshots_fold_into_minutes_and_windows_cover_whole_minutes() {
         let mut m = Minutes::default();
-        let t0 = 1_800_000_000u32 - 1_800_000_000 % 60;
+        // A minute boundary (1,800,000,000 is one: 30,000,000 minutes).
+        let t0 = 1_800_000_000u32;
         // Two hours of snapshots every 5 s: 1 core and 1 GiB in the first
         // hour, 3 cores and 2 GiB for one snapshot, then 0.5 core.
         for i in 0..(2 * 720) {
