@@ -190,3 +190,21 @@ pub fn spray(ns: &str, n: usize) -> anyhow::Result<(BTreeMap<String, usize>, Vec
         (seen, errors)
     })
 }
+
+/// Whether keepalived is installed; in CI its absence is a failure (the
+/// test script installs it), elsewhere the test says it skips.
+pub fn need_keepalived() -> bool {
+    if std::process::Command::new("keepalived")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "keepalived is not installed (scripts/deps.sh)"
+    );
+    eprintln!("skipping: keepalived is not installed");
+    false
+}

@@ -172,3 +172,23 @@ pub fn job_spec(name: &str) -> Value {
 pub fn job_id(name: &str) -> String {
     format!("cop.test_owt.qa_pdl.ocean_service.itest_job.{name}_cluster.local")
 }
+
+/// Makes an ACL policy `name` with one rule (`rights` on `node`) and a
+/// token bound to it; the token's answer, whose `secret` is shown once.
+pub async fn acl_token(admin: &Api, name: &str, node: &str, rights: &str) -> anyhow::Result<Value> {
+    let r = admin
+        .post(
+            "/v1/acl/policies",
+            &serde_json::json!({"name": name, "rules": [{"node": node, "rights": rights}]}),
+        )
+        .await?;
+    anyhow::ensure!(r.status == 201, "policy {name}: {} {}", r.status, r.body);
+    let r = admin
+        .post(
+            "/v1/acl/tokens",
+            &serde_json::json!({"name": name, "policies": [name]}),
+        )
+        .await?;
+    anyhow::ensure!(r.status == 201, "token {name}: {} {}", r.status, r.body);
+    Ok(r.body)
+}

@@ -9,6 +9,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use ocean_client::api::{event, JobRef, ListJobsRequest, PutJobRequest, WatchRequest};
 use ocean_client::{Client, Error, GrpcClient, Secret};
+use ocean_tests::http::acl_token;
 use ocean_tests::tasks::bounded;
 use ocean_tests::{Api, Cluster};
 use serde_json::{json, Value};
@@ -35,22 +36,12 @@ const CALLERS: [&str; 5] = ["none", "read demo", "read demo2", "write demo", "ad
 
 /// Makes a policy with one rule and a token bound to it; the secret.
 async fn token(admin: &Api, name: &str, node: &str, rights: &str) -> anyhow::Result<String> {
-    let r = admin
-        .post(
-            "/v1/acl/policies",
-            &json!({"name": name, "rules": [{"node": node, "rights": rights}]}),
-        )
-        .await?;
-    anyhow::ensure!(r.status == 201, "policy {name}: {} {}", r.status, r.body);
-    let r = admin
-        .post("/v1/acl/tokens", &json!({"name": name, "policies": [name]}))
-        .await?;
-    anyhow::ensure!(r.status == 201, "token {name}: {} {}", r.status, r.body);
+    let body = acl_token(admin, name, node, rights).await?;
     anyhow::ensure!(
-        r.body.get("secret_sha256").is_none(),
+        body.get("secret_sha256").is_none(),
         "the answer shows the secret, never its hash"
     );
-    Ok(r.body["secret"].as_str().unwrap_or_default().to_string())
+    Ok(body["secret"].as_str().unwrap_or_default().to_string())
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -7,23 +7,8 @@ use std::time::{Duration, Instant};
 use ocean_elb::keepalived::{render_lvs, render_vrrp, LbKind, VrrpInstance};
 use ocean_elb::plane::{RealServer, VirtualServer, VsKey};
 use ocean_elb::spec::{Algorithm, Protocol};
+use ocean_tests::elb_net::need_keepalived;
 use ocean_tests::netns::Netns;
-
-fn need_keepalived() -> bool {
-    if std::process::Command::new("keepalived")
-        .arg("--version")
-        .output()
-        .is_ok()
-    {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "keepalived is not installed (scripts/deps.sh)"
-    );
-    eprintln!("skipping: keepalived is not installed");
-    false
-}
 
 fn vs(proto: Protocol, algorithm: Algorithm, rs_port: u16) -> VirtualServer {
     VirtualServer {

@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use ocean_tests::cluster::Process;
-use ocean_tests::elb_net::{backend_addr, backend_agents, hello, wait_for, SERVER};
+use ocean_tests::elb_net::{
+    backend_addr, backend_agents, hello, need_keepalived, wait_for, SERVER,
+};
 use ocean_tests::http::Api;
 use ocean_tests::netns::{in_netns, Netns};
 use ocean_tests::Cluster;
@@ -31,22 +33,6 @@ use serde_json::json;
 const VIP: &str = "10.60.0.100";
 const VIP2: &str = "10.60.0.101";
 const JOB: &str = "cop.x_owt.y_pdl.web_servicegroup.g_service.front_job.api_cluster.c3";
-
-fn need_keepalived() -> bool {
-    if std::process::Command::new("keepalived")
-        .arg("--version")
-        .output()
-        .is_ok()
-    {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "keepalived is not installed (scripts/deps.sh)"
-    );
-    eprintln!("skipping: keepalived is not installed");
-    false
-}
 
 /// The IPv4 addresses on `ns`'s eth0 with their labels.
 fn addrs(ns: &Netns) -> anyhow::Result<Vec<(String, String)>> {

@@ -15,7 +15,7 @@ use mysql_async::prelude::Queryable;
 use ocean_tests::databases::{
     addr_of, connect, have_mariadb, healthy, spec, start_at, wait_database,
 };
-use ocean_tests::http::Api;
+use ocean_tests::http::{acl_token, Api};
 use ocean_tests::tasks::{bounded, submit};
 use serde_json::{json, Value};
 
@@ -351,18 +351,8 @@ async fn grants_follow_the_allowed_jobs_tasks_across_a_scale_up_and_a_move() {
 
 /// Makes a policy with one rule and a token bound to it; the secret.
 async fn token(admin: &Api, name: &str, node: &str, rights: &str) -> anyhow::Result<String> {
-    let r = admin
-        .post(
-            "/v1/acl/policies",
-            &json!({"name": name, "rules": [{"node": node, "rights": rights}]}),
-        )
-        .await?;
-    anyhow::ensure!(r.status == 201, "policy {name}: {} {}", r.status, r.body);
-    let r = admin
-        .post("/v1/acl/tokens", &json!({"name": name, "policies": [name]}))
-        .await?;
-    anyhow::ensure!(r.status == 201, "token {name}: {} {}", r.status, r.body);
-    Ok(r.body["secret"].as_str().unwrap_or_default().to_string())
+    let r = acl_token(admin, name, node, rights).await?;
+    Ok(r["secret"].as_str().unwrap_or_default().to_string())
 }
 
 #[tokio::test(flavor = "multi_thread")]
