@@ -288,13 +288,25 @@ pub async fn restore(api: &Api, id: &str, r: Restore) -> ApiResult<Value> {
     tracing::info!(cache = %id, from = %r.from, backup = %r.backup, "redis restore started");
     let started = Instant::now();
     let deadline = started + RESTORE_WAIT;
-    let st = wait_formed(api, id, &manifest, deadline).await?;
-    for s in 0..rec.spec.shards {
-        if let Some(p) = primary_of(&st, s) {
-            wait_state_ok(id, &p.addr, deadline).await?;
+    // The status is the operator's latest observation: a node it named a
+    // shard's primary may have handed the slots on since, and then answers
+    // the read-back with MOVED (a node error, 502). Observe again and read
+    // again until the deadline; a digest that differs is final.
+    let (st, shards) = loop {
+        let st = wait_formed(api, id, &manifest, deadline).await?;
+        for s in 0..rec.spec.shards {
+            if let Some(p) = primary_of(&st, s) {
+                wait_state_ok(id, &p.addr, deadline).await?;
+            }
         }
-    }
-    let shards = verify(id, &st, &manifest).await?;
+        match verify(id, &st, &manifest).await {
+            Err(e) if e.status() == StatusCode::BAD_GATEWAY && Instant::now() < deadline => {
+                tracing::debug!(cache = %id, error = ?e, "restore read-back failed; observing again");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            done => break (st, done?),
+        }
+    };
     if rec.spec.persistence == Persistence::Aof {
         // The loading nodes started with AOF off (redis-server ignores the
         // RDB file when it is on); their data is in now.
