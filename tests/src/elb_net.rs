@@ -208,3 +208,18 @@ pub fn need_keepalived() -> bool {
     eprintln!("skipping: keepalived is not installed");
     false
 }
+
+/// Polls `f` every 20 ms (blocking: for tests timing a failover to the
+/// millisecond off the async runtime); how long it took to hold.
+pub fn wait_sync(
+    what: &str,
+    timeout: std::time::Duration,
+    mut f: impl FnMut() -> bool,
+) -> anyhow::Result<std::time::Duration> {
+    let start = std::time::Instant::now();
+    while !f() {
+        anyhow::ensure!(start.elapsed() < timeout, "{what}: not within {timeout:?}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Ok(start.elapsed())
+}

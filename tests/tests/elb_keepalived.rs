@@ -2,12 +2,12 @@
 //! passes the real `keepalived -t -e`, and a VRRP VIP moves to the backup
 //! namespace within 2 s of the master's keepalived being SIGKILLed.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ocean_elb::keepalived::{render_lvs, render_vrrp, LbKind, VrrpInstance};
 use ocean_elb::plane::{RealServer, VirtualServer, VsKey};
 use ocean_elb::spec::{Algorithm, Protocol};
-use ocean_tests::elb_net::need_keepalived;
+use ocean_tests::elb_net::{need_keepalived, wait_sync};
 use ocean_tests::netns::Netns;
 
 fn vs(proto: Protocol, algorithm: Algorithm, rs_port: u16) -> VirtualServer {
@@ -82,15 +82,6 @@ fn has_vip(ns: &Netns) -> bool {
         .unwrap_or(false)
 }
 
-fn wait(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> anyhow::Result<Duration> {
-    let start = Instant::now();
-    while !f() {
-        anyhow::ensure!(start.elapsed() < timeout, "{what}: not within {timeout:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(start.elapsed())
-}
-
 #[test]
 fn a_vrrp_vip_moves_to_the_backup_within_two_seconds() -> anyhow::Result<()> {
     if !need_keepalived() {
@@ -133,7 +124,7 @@ fn a_vrrp_vip_moves_to_the_backup_within_two_seconds() -> anyhow::Result<()> {
         ])
     };
     start(&mut a, "lba", 150)?;
-    wait("VIP on the master", Duration::from_secs(10), || has_vip(&a))?;
+    wait_sync("VIP on the master", Duration::from_secs(10), || has_vip(&a))?;
     start(&mut b, "lbb", 100)?;
     // Let the backup hear the master before the crash.
     std::thread::sleep(Duration::from_millis(800));
@@ -147,7 +138,7 @@ fn a_vrrp_vip_moves_to_the_backup_within_two_seconds() -> anyhow::Result<()> {
             nix::sys::signal::Signal::SIGKILL,
         );
     }
-    wait("VIP on the backup", Duration::from_secs(2), || has_vip(&b))?;
+    wait_sync("VIP on the backup", Duration::from_secs(2), || has_vip(&b))?;
     eprintln!("VIP moved in {:?}", killed.elapsed());
     Ok(())
 }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use ocean_tests::cluster::Process;
 use ocean_tests::elb_net::{
-    backend_addr, backend_agents, hello, need_keepalived, wait_for, SERVER,
+    backend_addr, backend_agents, hello, need_keepalived, wait_for, wait_sync, SERVER,
 };
 use ocean_tests::http::Api;
 use ocean_tests::netns::{in_netns, Netns};
@@ -78,16 +78,6 @@ fn kill_all(pids: &[i32]) {
 fn who(client: &str, vip: &str) -> anyhow::Result<Option<String>> {
     let addr: SocketAddr = format!("{vip}:80").parse()?;
     in_netns(client, move || hello(addr).ok())
-}
-
-/// Polls `f` every 20 ms; how long it took to hold.
-fn wait(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> anyhow::Result<Duration> {
-    let start = Instant::now();
-    while !f() {
-        anyhow::ensure!(start.elapsed() < timeout, "{what}: not within {timeout:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(start.elapsed())
 }
 
 struct Lb {
@@ -302,7 +292,7 @@ async fn the_lb_agents_keepalived_moves_the_vip_and_cleans_stale_ones() -> anyho
     );
 
     let mut agent_b = b.agent(grpc)?;
-    wait("the backup's keepalived", Duration::from_secs(30), || {
+    wait_sync("the backup's keepalived", Duration::from_secs(30), || {
         b.pid_file().is_some()
     })
     .map_err(|e| anyhow::anyhow!("{e}\n{}", agent_b.log_tail()))?;
@@ -327,7 +317,7 @@ async fn the_lb_agents_keepalived_moves_the_vip_and_cleans_stale_ones() -> anyho
         .post("/v1/elbs", &elb("pdl.web_service.second", VIP2))
         .await?;
     assert_eq!(r.status, 201, "{:?}", r.body);
-    wait(
+    wait_sync(
         "the second VIP on the master",
         Duration::from_secs(15),
         || holds(&a.ns, VIP2),
@@ -340,7 +330,7 @@ async fn the_lb_agents_keepalived_moves_the_vip_and_cleans_stale_ones() -> anyho
     assert_eq!(who(&client.name, VIP2)?.as_deref(), Some("lba"));
     let r = api.delete("/v1/elbs/pdl.web_service.second").await?;
     assert!(r.is_success(), "{:?}", r.body);
-    wait("the second VIP gone", Duration::from_secs(15), || {
+    wait_sync("the second VIP gone", Duration::from_secs(15), || {
         !holds(&a.ns, VIP2)
     })?;
 
@@ -350,20 +340,20 @@ async fn the_lb_agents_keepalived_moves_the_vip_and_cleans_stale_ones() -> anyho
     assert!(!pids.is_empty());
     let killed = Instant::now();
     kill_all(&pids);
-    wait("the VIP on the backup", Duration::from_secs(2), || {
+    wait_sync("the VIP on the backup", Duration::from_secs(2), || {
         holds(&b.ns, VIP)
     })?;
     eprintln!(
         "keepalived SIGKILLed: VIP on the backup after {:?}",
         killed.elapsed()
     );
-    wait(
+    wait_sync(
         "keepalived restarted by the agent",
         Duration::from_secs(15),
         || a.pid_file().is_some_and(|p| !pids.contains(&p)) && !keepalived_pids(&a.ns).is_empty(),
     )
     .map_err(|e| anyhow::anyhow!("{e}\n{}", agent_a.log_tail()))?;
-    wait(
+    wait_sync(
         "the VIP back on the master",
         Duration::from_secs(10),
         || holds(&a.ns, VIP) && !holds(&b.ns, VIP),
@@ -382,7 +372,7 @@ async fn the_lb_agents_keepalived_moves_the_vip_and_cleans_stale_ones() -> anyho
     let killed = Instant::now();
     agent_a.kill();
     kill_all(&pids);
-    let took = wait("the VIP on the backup", Duration::from_secs(2), || {
+    let took = wait_sync("the VIP on the backup", Duration::from_secs(2), || {
         holds(&b.ns, VIP)
     })?;
     eprintln!("LB agent and keepalived SIGKILLed: VIP on the backup after {took:?}");
@@ -409,7 +399,7 @@ async fn the_lb_agents_keepalived_moves_the_vip_and_cleans_stale_ones() -> anyho
     };
     let removed_before = removals()?;
     let mut agent_a = a.agent(grpc)?;
-    wait(
+    wait_sync(
         "the VIP back on the master",
         Duration::from_secs(30),
         || holds(&a.ns, VIP) && !holds(&b.ns, VIP),
@@ -425,7 +415,7 @@ async fn the_lb_agents_keepalived_moves_the_vip_and_cleans_stale_ones() -> anyho
 
     // A stopped agent stops its keepalived, which drops the VIP.
     agent_a.signal(Signal::SIGTERM);
-    wait("the agent stopped", Duration::from_secs(15), || {
+    wait_sync("the agent stopped", Duration::from_secs(15), || {
         agent_a.exited()
     })?;
     assert!(
@@ -433,7 +423,7 @@ async fn the_lb_agents_keepalived_moves_the_vip_and_cleans_stale_ones() -> anyho
         "keepalived outlived its agent"
     );
     assert!(!holds(&a.ns, VIP));
-    wait("the VIP on the backup", Duration::from_secs(3), || {
+    wait_sync("the VIP on the backup", Duration::from_secs(3), || {
         holds(&b.ns, VIP)
     })?;
     wait_for("traffic through the backup", Duration::from_secs(5), || {
@@ -442,7 +432,7 @@ async fn the_lb_agents_keepalived_moves_the_vip_and_cleans_stale_ones() -> anyho
     .await?;
 
     agent_b.signal(Signal::SIGTERM);
-    wait("the backup agent stopped", Duration::from_secs(15), || {
+    wait_sync("the backup agent stopped", Duration::from_secs(15), || {
         agent_b.exited()
     })?;
     assert!(
