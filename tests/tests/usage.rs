@@ -713,6 +713,25 @@ async fn ocean_logs_greps_running_and_ended_tasks() {
             .as_str()
             .unwrap_or_default()
             .to_string();
+        // RUNNING is reported when the shell starts, before its echo: wait
+        // for the line, or the replacement may kill the task before it writes.
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let out = Command::new(ocean_bin())
+                .args(["--addr", &format!("http://{}", c.master(1).http)])
+                .args(["logs", &job, "--grep", "needle-one"])
+                .output()?;
+            if out.status.success() && String::from_utf8_lossy(&out.stdout).contains("needle-one") {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the first task never wrote its line: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         // A new version replaces the task: the first one ends.
         submit(&api, &spec("two")).await?;
         wait_tasks(&api, &job, "the first task ended", WAIT, |l| {
