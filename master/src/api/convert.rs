@@ -13,7 +13,7 @@ use crate::service::types::{JobDetail, JobVersions, LeaseView, WriteResult};
 pub fn job(j: &int::Job) -> api::Job {
     api::Job {
         id: j.id.clone(),
-        spec_json: j.spec_json.clone(),
+        spec_json: j.spec_json.to_vec(),
         created_version: j.created_version,
         updated_version: j.updated_version,
         waiting: j.waiting.clone(),
@@ -254,7 +254,7 @@ mod tests {
         assert_eq!(decoded, task(&t));
         let j = int::Job {
             id: "j".into(),
-            spec_json: b"{}".to_vec(),
+            spec_json: b"{}".to_vec().into(),
             spec_version: 4,
             history: vec![int::JobSpecVersion::default()],
             spec_since: 7,

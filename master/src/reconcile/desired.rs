@@ -361,7 +361,7 @@ mod tests {
         spec.job_type = ocean_spec::JobType::Batch;
         JobView::parse(&ocean_proto::internal::Job {
             id: ID.into(),
-            spec_json: spec.to_canonical_json(),
+            spec_json: spec.to_canonical_json().into(),
             created_version: 1,
             updated_version: 100,
             spec_since: 100,

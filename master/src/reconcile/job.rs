@@ -367,7 +367,7 @@ pub(crate) fn test_view(id: &str, instances: u32, cmd: &str) -> JobView {
     spec.instances = instances;
     JobView::parse(&Job {
         id: id.into(),
-        spec_json: spec.to_canonical_json(),
+        spec_json: spec.to_canonical_json().into(),
         created_version: 1,
         updated_version: 1,
         ..Default::default()
@@ -418,13 +418,13 @@ mod tests {
         let (current, since) = specs[0];
         Job {
             id: current.id.clone(),
-            spec_json: current.to_canonical_json(),
+            spec_json: current.to_canonical_json().into(),
             created_version: 1,
             spec_since: since,
             history: specs[1..]
                 .iter()
                 .map(|(s, v)| ocean_proto::internal::JobSpecVersion {
-                    spec_json: s.to_canonical_json(),
+                    spec_json: s.to_canonical_json().into(),
                     version: *v,
                     ..Default::default()
                 })
@@ -490,7 +490,7 @@ mod tests {
         spec.constraints = serde_json::from_str(r#"[["hostname","UNIQUE"]]"#).unwrap();
         let job = Job {
             id: spec.id.clone(),
-            spec_json: spec.to_canonical_json(),
+            spec_json: spec.to_canonical_json().into(),
             created_version: 1,
             updated_version: 1,
             ..Default::default()
@@ -518,7 +518,7 @@ mod tests {
         spec.instances = 2;
         let job = Job {
             id: spec.id.clone(),
-            spec_json: spec.to_canonical_json(),
+            spec_json: spec.to_canonical_json().into(),
             spec_version: 7,
             ..Default::default()
         };
@@ -554,7 +554,7 @@ mod tests {
         spec.labels.insert("team".into(), "a".into());
         let job = Job {
             id: spec.id.clone(),
-            spec_json: spec.to_canonical_json(),
+            spec_json: spec.to_canonical_json().into(),
             ..Default::default()
         };
         let v = JobView::parse(&job).unwrap();

@@ -278,7 +278,7 @@ fn dry_run(
     // The job as it would be stored: the new spec at the next version.
     let mut stored = job.cloned().unwrap_or_default();
     stored.id = new.id.clone();
-    stored.spec_json = new.to_canonical_json();
+    stored.spec_json = new.to_canonical_json().into();
     stored.updated_version = st.version + 1;
     let Some(view) = JobView::parse(&stored) else {
         return PlacementOutcome::default();

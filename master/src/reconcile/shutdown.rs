@@ -105,7 +105,7 @@ mod tests {
         spec.shutdown_delay_seconds = delay;
         JobView::parse(&Job {
             id: ID.into(),
-            spec_json: spec.to_canonical_json(),
+            spec_json: spec.to_canonical_json().into(),
             created_version: 1,
             updated_version: 1,
             spec_version: 1,

@@ -174,7 +174,7 @@ impl<K: Kernel> Service<K> {
                 .waiting
                 .iter()
                 .map(|(reason, w)| WaitingReason {
-                    reason: reason.clone(),
+                    reason: reason.to_string(),
                     jobs: w.jobs(),
                     tasks: w.tasks,
                     example: w.example().to_string(),

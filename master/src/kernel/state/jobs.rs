@@ -21,6 +21,12 @@ pub fn spec_version(job: &Job) -> u64 {
     job.spec_version.max(1)
 }
 
+/// A spec as stored: its own exact-size buffer, shared by every later
+/// version of the record that keeps it.
+fn bytes_of(spec_json: &[u8]) -> prost::bytes::Bytes {
+    prost::bytes::Bytes::copy_from_slice(spec_json)
+}
+
 /// Whether two canonical specs differ in more than `instances`. Specs that
 /// do not parse as JSON objects are compared as bytes.
 fn differs_beyond_instances(a: &[u8], b: &[u8]) -> bool {
@@ -119,7 +125,7 @@ impl ClusterState {
                     job.spec_version = spec_version(existing) + 1;
                     job.spec_since = next;
                 }
-                job.spec_json = spec_json.to_vec();
+                job.spec_json = bytes_of(spec_json);
                 job.updated_version = next;
                 if !keep_backoff {
                     job.backoff = None;
@@ -136,7 +142,7 @@ impl ClusterState {
             }
             None => Job {
                 id: id.to_string(),
-                spec_json: spec_json.to_vec(),
+                spec_json: bytes_of(spec_json),
                 created_version: next,
                 updated_version: next,
                 spec_version: 1,

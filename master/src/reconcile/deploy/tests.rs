@@ -14,7 +14,7 @@ fn job(instances: u32, f: impl FnOnce(&mut JobSpec)) -> JobView {
     f(&mut spec);
     JobView::parse(&Job {
         id: ID.into(),
-        spec_json: spec.to_canonical_json(),
+        spec_json: spec.to_canonical_json().into(),
         created_version: 1,
         updated_version: 10,
         spec_version: 2,
