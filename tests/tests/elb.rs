@@ -184,3 +184,89 @@ fn a_failed_transaction_leaves_the_previous_state() -> anyhow::Result<()> {
     assert_eq!(seen.get("b0"), Some(&5));
     Ok(())
 }
+
+/// Two listeners of one ELB, each its own VS and job, on the backends'
+/// echo port: `80` → job 0 (b0), `81` → job 1 (b1).
+fn two_vs() -> ElbSpec {
+    let yaml = format!(
+        "name: pdl.web_service.front\nidc: c3\nnetwork: internal\nvips: [{VIP}]\n\
+         listeners: [{{port: 80, protocol: tcp, backend_job: {JOB}0, backend_port_name: http}},\n\
+         {{port: 81, protocol: tcp, backend_job: {JOB}1, backend_port_name: http}}]\n"
+    );
+    parse(yaml.as_bytes()).expect("valid ELB")
+}
+
+#[test]
+fn a_restarted_programmer_keeps_the_vs_ids_and_changes_nothing() -> anyhow::Result<()> {
+    let net = setup(2, true)?;
+    let elbs = [two_vs()];
+    let tasks_of = |healthy: [bool; 2]| -> Vec<Task> {
+        (0..2)
+            .map(|i| Task {
+                job_id: format!("{JOB}{i}"),
+                id: format!("{JOB}{i}.0"),
+                ..task(i, Some(healthy[i]))
+            })
+            .collect()
+    };
+    let sync_with = |p: &mut Programmer, tasks: &[Task]| -> anyhow::Result<usize> {
+        let vss = virtual_servers(&elbs, &|job| {
+            tasks.iter().filter(|t| t.job_id == job).collect()
+        });
+        let plane = desired(&vss, p.installed());
+        Ok(p.sync(&plane)?.changes)
+    };
+    let key = |port: u16| ocean_elb::plane::VsKey {
+        vip: VIP.parse().expect("an address"),
+        proto: ocean_elb::spec::Protocol::Tcp,
+        port,
+    };
+    let mut p = Programmer::new(Box::new(NftLib::open(Some(&net.lb.name))?));
+    // Port 81 is served first and takes id 1; port 80 joins later and
+    // takes 2: ids out of key order, as a long-running agent has them.
+    sync_with(&mut p, &tasks_of([false, true]))?;
+    let tasks = tasks_of([true, true]);
+    assert!(sync_with(&mut p, &tasks)? > 0);
+    assert_eq!(
+        (p.ids().get(&key(80)), p.ids().get(&key(81))),
+        (Some(2), Some(1))
+    );
+    let before = listing(&net.lb)?;
+    assert!(
+        before.contains(r#""0.0.0.2""#),
+        "ids as addresses: {before}"
+    );
+
+    // The agent restarts: a fresh programmer reads the table (and its
+    // ids) back and has nothing to do; the kernel is byte-identical.
+    let mut again = Programmer::new(Box::new(NftLib::open(Some(&net.lb.name))?));
+    assert_eq!(
+        sync_with(&mut again, &tasks)?,
+        0,
+        "a restart changed the table"
+    );
+    assert_eq!(again.ids(), p.ids());
+    assert_eq!(listing(&net.lb)?, before);
+
+    // Traffic through both VS, from the client and from the LB host
+    // itself (its own connections take the output hook).
+    for ns in [&net.client.name, &net.lb.name] {
+        let (seen, errors) = spray(ns, 10)?;
+        assert!(errors.is_empty(), "{ns}: {errors:?}");
+        assert_eq!(seen.get("b0"), Some(&10), "{ns}: {seen:?}");
+        let b1: SocketAddr = format!("{VIP}:81").parse()?;
+        let name = in_netns(ns, move || ocean_tests::elb_net::hello(b1))??;
+        assert_eq!(name, "b1");
+    }
+
+    // A change after the restart is the minimal diff: b1 leaves VS 81
+    // (its service, id, slot, address out; the empty entry in), and
+    // VS 80 keeps id 2.
+    assert_eq!(sync_with(&mut again, &tasks_of([true, false]))?, 5);
+    assert_eq!(again.ids().get(&key(80)), Some(2));
+    assert_eq!(again.ids().get(&key(81)), None);
+    let (seen, errors) = spray(&net.client.name, 5)?;
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(seen.get("b0"), Some(&5));
+    Ok(())
+}

@@ -5,6 +5,8 @@
 //! in-memory planes rather than a read of the whole table; it reads the
 //! kernel back at start and after any failed apply (a failed transaction
 //! leaves the kernel as it was, and the next diff starts from the truth).
+//! The VS ids of the slot keys ([`crate::vs_ids`]) are part of what it
+//! reads back, so a restarted agent keeps them and changes nothing.
 
 use std::time::{Duration, Instant};
 
@@ -15,6 +17,7 @@ use crate::nft_read::{self, ReadError};
 use crate::nft_script;
 use crate::plane::DataPlane;
 use crate::plane_state::Delta;
+use crate::vs_ids::VsIds;
 
 /// Programming the kernel failed.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +48,8 @@ pub struct Programmer {
     /// What the kernel holds, as far as we know; `None` until read or when
     /// the table must be rebuilt.
     installed: Option<DataPlane>,
+    /// The ids the installed plane's served VS hold.
+    ids: VsIds,
     read: bool,
     /// Read back since the last sync: the next diffs the whole plane
     /// (the kernel may have drifted anywhere).
@@ -57,6 +62,7 @@ impl Programmer {
         Programmer {
             nft,
             installed: None,
+            ids: VsIds::default(),
             read: false,
             fresh: false,
         }
@@ -72,11 +78,20 @@ impl Programmer {
         self.installed.as_ref()
     }
 
+    /// The ids of the installed plane's served VS.
+    pub fn ids(&self) -> &VsIds {
+        &self.ids
+    }
+
     /// Reads the kernel's table back.
     pub fn refresh(&mut self) -> Result<(), ProgramError> {
-        self.installed = match self.nft.list()? {
-            Some(json) => nft_read::parse(&json)?,
+        let read = match self.nft.list()? {
+            Some(json) => nft_read::parse_installed(&json)?,
             None => None,
+        };
+        (self.installed, self.ids) = match read {
+            Some((plane, ids)) => (Some(plane), ids),
+            None => (None, VsIds::default()),
         };
         self.read = true;
         self.fresh = true;
@@ -89,7 +104,8 @@ impl Programmer {
             self.refresh()?;
         }
         self.fresh = false;
-        let script = nft_script::script(self.installed.as_ref(), desired);
+        let installed = self.installed.as_ref().map(|p| (p, &self.ids));
+        let script = nft_script::script(installed, desired);
         self.run(script, |installed| *installed = Some(desired.clone()))
     }
 
@@ -108,7 +124,7 @@ impl Programmer {
         let Some(inst) = self.installed.as_ref() else {
             return self.sync(desired);
         };
-        let script = nft_script::script_delta(inst, desired, delta);
+        let script = nft_script::script_delta(inst, &self.ids, desired, delta);
         self.run(script, |installed| {
             if let Some(inst) = installed {
                 patch(inst, desired, delta);
@@ -133,6 +149,10 @@ impl Programmer {
             Ok(()) => {
                 let took = start.elapsed();
                 applied(&mut self.installed);
+                if script.full {
+                    self.ids = VsIds::default();
+                }
+                self.ids.apply(&script.ids);
                 debug!(
                     changes = script.changes,
                     full = script.full,
@@ -232,8 +252,9 @@ mod tests {
         let mut p = Programmer::new(Box::new(Shared(mem.clone())));
         let a = p.sync(&plane(8080)).unwrap();
         assert!(a.full);
-        // 8 elements, and the VS in the two counter sets.
-        assert_eq!(a.changes, 8 + 2);
+        // The service, its id, 7 slots, and the VS in the two counter sets.
+        assert_eq!(a.changes, 1 + 1 + 7 + 2);
+        assert_eq!(p.ids().len(), 1);
         assert_eq!(p.sync(&plane(8080)).unwrap().changes, 0);
         let b = p.sync(&plane(8081)).unwrap();
         assert_eq!((b.changes, b.full), (14, false));
