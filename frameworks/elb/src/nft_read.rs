@@ -13,7 +13,7 @@ use std::net::Ipv4Addr;
 
 use serde_json::Value;
 
-use crate::nft_script;
+use crate::nft_script::{self, Capacity};
 use crate::plane::{DataPlane, Dispatch, RealServer, Service, SlotTable, VsKey};
 use crate::spec::Protocol;
 use crate::vs_ids::VsIds;
@@ -75,11 +75,22 @@ pub(crate) fn elems(obj: &Value) -> &[Value] {
 /// Parses a listing; `Ok(None)` when the table is not as this version
 /// builds it.
 pub fn parse(json: &str) -> Result<Option<DataPlane>, ReadError> {
-    Ok(parse_installed(json)?.map(|(plane, _)| plane))
+    Ok(parse_installed(json)?.map(|i| i.plane))
 }
 
-/// Like [`parse`], with the id each served VS holds in the kernel.
-pub fn parse_installed(json: &str) -> Result<Option<(DataPlane, VsIds)>, ReadError> {
+/// What the kernel's table holds, as the programmer diffs against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installed {
+    /// The data plane.
+    pub plane: DataPlane,
+    /// The id each served VS holds.
+    pub ids: VsIds,
+    /// The sizes the big sets are declared with.
+    pub capacity: Capacity,
+}
+
+/// Like [`parse`], with the VS ids and the declared set sizes.
+pub fn parse_installed(json: &str) -> Result<Option<Installed>, ReadError> {
     let doc: Value = serde_json::from_str(json).map_err(|e| err(e.to_string()))?;
     let items = doc
         .get("nftables")
@@ -89,6 +100,7 @@ pub fn parse_installed(json: &str) -> Result<Option<(DataPlane, VsIds)>, ReadErr
     // keys may have other parts) are not read at all.
     let mut chains: BTreeMap<String, usize> = BTreeMap::new();
     let mut sets = Vec::new();
+    let (mut slots_size, mut rs_size) = (None, None);
     for item in items {
         if let Some(c) = item.get("chain") {
             if let Some(name) = c.get("name").and_then(Value::as_str) {
@@ -99,7 +111,14 @@ pub fn parse_installed(json: &str) -> Result<Option<(DataPlane, VsIds)>, ReadErr
                 *chains.entry(name.to_string()).or_default() += 1;
             }
         } else if let Some(s) = item.get("set").or_else(|| item.get("map")) {
-            sets.push(s.get("name").and_then(Value::as_str).unwrap_or(""));
+            let name = s.get("name").and_then(Value::as_str).unwrap_or("");
+            let size = s.get("size").and_then(Value::as_u64);
+            match name {
+                "slots" => slots_size = size,
+                "rs_addrs" => rs_size = size,
+                _ => {}
+            }
+            sets.push(name);
         }
     }
     let want: BTreeMap<String, usize> = nft_script::chain_names().into_iter().collect();
@@ -118,6 +137,13 @@ pub fn parse_installed(json: &str) -> Result<Option<(DataPlane, VsIds)>, ReadErr
     {
         return Ok(None);
     }
+    let (Some(slots_size), Some(rs_size)) = (slots_size, rs_size) else {
+        return Ok(None);
+    };
+    let capacity = Capacity {
+        slots: usize::try_from(slots_size).map_err(|_| err("size out of range"))?,
+        rs_addrs: usize::try_from(rs_size).map_err(|_| err("size out of range"))?,
+    };
     let mut plane = DataPlane::default();
     // Slots by id, resolved to their VS once `ids` is read.
     let mut by_id: BTreeMap<u32, BTreeMap<u32, RealServer>> = BTreeMap::new();
@@ -207,7 +233,11 @@ pub fn parse_installed(json: &str) -> Result<Option<(DataPlane, VsIds)>, ReadErr
     {
         return Ok(None);
     }
-    Ok(Some((plane, VsIds::from_map(ids))))
+    Ok(Some(Installed {
+        plane,
+        ids: VsIds::from_map(ids),
+        capacity,
+    }))
 }
 
 /// An element of a set declared with `counter` is listed as
@@ -252,8 +282,8 @@ mod tests {
 
     const SETS: &str = r#"{"map": {"name": "services", "elem": [[{"concat": ["10.0.0.1", "tcp", 80]}, {"goto": {"target": "source_7"}}]]}},
         {"set": {"name": "empty", "elem": [{"concat": ["10.0.0.2", "udp", 53]}]}},
-        {"set": {"name": "rs_addrs", "elem": ["10.1.0.2"]}},
-        {"map": {"name": "slots", "elem": [[{"concat": ["0.0.0.9", 3]}, {"concat": ["10.1.0.2", 8080]}]]}},
+        {"set": {"name": "rs_addrs", "size": 65536, "elem": ["10.1.0.2"]}},
+        {"map": {"name": "slots", "size": 131072, "elem": [[{"concat": ["0.0.0.9", 3]}, {"concat": ["10.1.0.2", 8080]}]]}},
         {"map": {"name": "ids", "elem": [[{"concat": ["10.0.0.1", "tcp", 80]}, "0.0.0.9"]]}},
         {"set": {"name": "vs_new", "elem": [{"elem": {"val": {"concat": ["10.0.0.1", "tcp", 80]}, "counter": {"packets": 1, "bytes": 60}}},
             {"elem": {"val": {"concat": ["10.0.0.2", "udp", 53]}, "counter": {"packets": 0, "bytes": 0}}}]}},
@@ -262,7 +292,18 @@ mod tests {
 
     #[test]
     fn a_listing_reads_back_as_the_plane_it_holds() {
-        let (p, ids) = parse_installed(&listing(SETS)).unwrap().unwrap();
+        let Installed {
+            plane: p,
+            ids,
+            capacity,
+        } = parse_installed(&listing(SETS)).unwrap().unwrap();
+        assert_eq!(
+            capacity,
+            Capacity {
+                slots: 131072,
+                rs_addrs: 65536
+            }
+        );
         let key = VsKey {
             vip: "10.0.0.1".parse().unwrap(),
             proto: Protocol::Tcp,
@@ -330,6 +371,10 @@ mod tests {
             );
         assert_ne!(old, SETS);
         assert_eq!(parse(&listing(&old)).unwrap(), None);
+        // Big sets declared without a size: rebuilt.
+        let unsized_ = SETS.replace(r#""size": 131072, "#, "");
+        assert_ne!(unsized_, SETS);
+        assert_eq!(parse(&listing(&unsized_)).unwrap(), None);
         assert!(parse("{}").is_err());
     }
 }

@@ -73,6 +73,43 @@ pub struct Script {
     pub full: bool,
     /// The VS ids it gives and takes ([`VsIds::apply`] once it landed).
     pub ids: IdChanges,
+    /// The sizes the big sets are declared with, when it (re)creates the
+    /// table.
+    pub capacity: Option<Capacity>,
+}
+
+/// How many elements the two big sets, `slots` and `rs_addrs`, are
+/// declared to hold (nft's `size`). A declared size lets the kernel size
+/// the set's hash table once instead of growing it insert by insert
+/// (measured: the cold apply's kernel time a quarter lower), but it is
+/// also a hard limit: a plane that outgrows it is applied by rebuilding
+/// the table with room for it ([`crate::programmer::Programmer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capacity {
+    /// Slot elements.
+    pub slots: usize,
+    /// Real-server addresses.
+    pub rs_addrs: usize,
+}
+
+/// The least either set is declared with.
+const MIN_CAPACITY: usize = 1 << 16;
+
+impl Capacity {
+    /// Room for twice what `plane` holds, in powers of two, at least
+    /// [`MIN_CAPACITY`] each: growth rebuilds rarely.
+    pub fn for_plane(plane: &DataPlane) -> Self {
+        let room = |n: usize| (2 * n).next_power_of_two().max(MIN_CAPACITY);
+        Capacity {
+            slots: room(plane.slot_count()),
+            rs_addrs: room(plane.rs_addrs.len()),
+        }
+    }
+
+    /// Whether `plane` fits.
+    pub fn fits(&self, plane: &DataPlane) -> bool {
+        plane.slot_count() <= self.slots && plane.rs_addrs.len() <= self.rs_addrs
+    }
 }
 
 /// The chains of the table, by name: what [`crate::nft_read`] checks an
@@ -100,13 +137,17 @@ pub fn chain_names() -> Vec<(String, usize)> {
     out
 }
 
-/// The table without elements.
-pub fn skeleton() -> String {
+/// The table without elements, its big sets declared with `cap`.
+pub fn skeleton(cap: Capacity) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "table ip {TABLE} {{");
     s.push_str("  map services { type ipv4_addr . inet_proto . inet_service : verdict; }\n");
     s.push_str("  set empty { type ipv4_addr . inet_proto . inet_service; }\n");
-    s.push_str("  set rs_addrs { type ipv4_addr; }\n");
+    let _ = writeln!(
+        s,
+        "  set rs_addrs {{ type ipv4_addr; size {}; }}",
+        cap.rs_addrs
+    );
     s.push_str("  map ids { type ipv4_addr . inet_proto . inet_service : ipv4_addr; }\n");
     for set in STATS_SETS {
         let _ = writeln!(
@@ -114,7 +155,11 @@ pub fn skeleton() -> String {
             "  set {set} {{ type ipv4_addr . inet_proto . inet_service; counter; }}"
         );
     }
-    s.push_str("  map slots { typeof ip daddr . numgen inc mod 7 : ip daddr . th dport; }\n");
+    let _ = writeln!(
+        s,
+        "  map slots {{ typeof ip daddr . numgen inc mod 7 : ip daddr . th dport; size {}; }}",
+        cap.slots
+    );
     let vs = "ip daddr . meta l4proto . th dport";
     let conn =
         rr::conn_sizes().map(|size| (Dispatch::Conn, size, format!("numgen inc mod {size}")));
@@ -262,7 +307,8 @@ pub fn script(installed: Option<(&DataPlane, &VsIds)>, desired: &DataPlane) -> S
         // Declaring the table first makes the delete succeed when there is
         // none; all of it is still one transaction.
         let _ = writeln!(out, "table ip {TABLE}\ndelete table ip {TABLE}");
-        out.push_str(&skeleton());
+        let capacity = Capacity::for_plane(desired);
+        out.push_str(&skeleton(capacity));
         let services: Vec<String> = desired
             .services
             .iter()
@@ -295,6 +341,7 @@ pub fn script(installed: Option<(&DataPlane, &VsIds)>, desired: &DataPlane) -> S
             changes: desired.elements(),
             full: true,
             ids: given,
+            capacity: Some(capacity),
         };
     };
     // Every VS either side has, and the addresses on one side only.
@@ -422,6 +469,7 @@ fn diff(
         changes,
         full: false,
         ids: id_changes,
+        capacity: None,
     }
 }
 

@@ -14,7 +14,7 @@ use tracing::{debug, warn};
 
 use crate::nft::{Nft, NftError};
 use crate::nft_read::{self, ReadError};
-use crate::nft_script;
+use crate::nft_script::{self, Capacity};
 use crate::plane::DataPlane;
 use crate::plane_state::Delta;
 use crate::vs_ids::VsIds;
@@ -50,6 +50,8 @@ pub struct Programmer {
     installed: Option<DataPlane>,
     /// The ids the installed plane's served VS hold.
     ids: VsIds,
+    /// The sizes its big sets are declared with.
+    capacity: Option<Capacity>,
     read: bool,
     /// Read back since the last sync: the next diffs the whole plane
     /// (the kernel may have drifted anywhere).
@@ -63,6 +65,7 @@ impl Programmer {
             nft,
             installed: None,
             ids: VsIds::default(),
+            capacity: None,
             read: false,
             fresh: false,
         }
@@ -89,9 +92,9 @@ impl Programmer {
             Some(json) => nft_read::parse_installed(&json)?,
             None => None,
         };
-        (self.installed, self.ids) = match read {
-            Some((plane, ids)) => (Some(plane), ids),
-            None => (None, VsIds::default()),
+        (self.installed, self.ids, self.capacity) = match read {
+            Some(i) => (Some(i.plane), i.ids, Some(i.capacity)),
+            None => (None, VsIds::default(), None),
         };
         self.read = true;
         self.fresh = true;
@@ -104,7 +107,13 @@ impl Programmer {
             self.refresh()?;
         }
         self.fresh = false;
-        let installed = self.installed.as_ref().map(|p| (p, &self.ids));
+        // A plane that outgrew the declared sizes takes a new table.
+        let fits = self.capacity.is_some_and(|c| c.fits(desired));
+        let installed = self
+            .installed
+            .as_ref()
+            .filter(|_| fits)
+            .map(|p| (p, &self.ids));
         let script = nft_script::script(installed, desired);
         self.run(script, |installed| *installed = Some(desired.clone()))
     }
@@ -124,6 +133,9 @@ impl Programmer {
         let Some(inst) = self.installed.as_ref() else {
             return self.sync(desired);
         };
+        if !self.capacity.is_some_and(|c| c.fits(desired)) {
+            return self.sync(desired);
+        }
         let script = nft_script::script_delta(inst, &self.ids, desired, delta);
         self.run(script, |installed| {
             if let Some(inst) = installed {
@@ -151,6 +163,7 @@ impl Programmer {
                 applied(&mut self.installed);
                 if script.full {
                     self.ids = VsIds::default();
+                    self.capacity = script.capacity;
                 }
                 self.ids.apply(&script.ids);
                 debug!(
@@ -259,6 +272,26 @@ mod tests {
         let b = p.sync(&plane(8081)).unwrap();
         assert_eq!((b.changes, b.full), (14, false));
         assert_eq!(mem.applied.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_plane_outgrowing_the_declared_sizes_rebuilds_the_table_with_room() {
+        let mem = Arc::new(MemoryNft::default());
+        let mut p = Programmer::new(Box::new(Shared(mem.clone())));
+        assert!(p.sync(&plane(8080)).unwrap().full);
+        assert!(mem.applied.lock().unwrap()[0].contains("; size 65536; }"));
+        // One VS of 70,000 slots: more than the 65,536 declared.
+        let mut big = plane(8080);
+        let k = *big.slots.keys().next().unwrap();
+        let rs = big.slot(&k, 0).unwrap();
+        big.slots
+            .insert(k, SlotTable::of((0..70_000).map(|s| (s, rs)).collect()));
+        let a = p.sync(&big).unwrap();
+        assert!(a.full, "not rebuilt");
+        assert!(mem.applied.lock().unwrap()[1].contains("; size 262144; }"));
+        // Then diffs again.
+        assert_eq!(p.sync(&big).unwrap().changes, 0);
+        assert!(!p.sync(&plane(8080)).unwrap().full);
     }
 
     #[test]
