@@ -160,9 +160,9 @@ fn a_failed_transaction_leaves_the_previous_state() -> anyhow::Result<()> {
     let mut p = Programmer::new(Box::new(binary.clone()));
     sync(&mut p, &[task(0, Some(true))])?;
     let before = listing(&net.lb)?;
-    // A valid change followed by one the kernel refuses (a map element
-    // whose key has no slot part): nothing of it may land, through the
-    // binary or the library.
+    // A valid change followed by one nft refuses (a slot element whose
+    // key is a VS key, not an id and a slot): nothing of it may land,
+    // through the binary or the library.
     let bad = format!(
         "delete element ip ocean_elb rs_addrs {{ {} }}\nadd element ip ocean_elb slots {{ {VIP} . tcp . 80 : 10.1.1.1 . 80 }}\n",
         backend_addr(0)
