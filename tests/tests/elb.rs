@@ -270,3 +270,106 @@ fn a_restarted_programmer_keeps_the_vs_ids_and_changes_nothing() -> anyhow::Resu
     assert_eq!(seen.get("b0"), Some(&5));
     Ok(())
 }
+
+/// `vs` virtual servers of 20 real servers each on VIPs 10.98.x.y:80,
+/// plus the test VIP's VS on backend 0.
+fn many(vs: u32) -> Vec<ocean_elb::plane::VirtualServer> {
+    use ocean_elb::plane::{RealServer, VirtualServer, VsKey};
+    use ocean_elb::spec::{Algorithm, Protocol};
+    let server = |addr: std::net::Ipv4Addr| (RealServer { addr, port: 8080 }, 1);
+    let key = |vip: std::net::Ipv4Addr| VsKey {
+        vip,
+        proto: Protocol::Tcp,
+        port: 80,
+    };
+    let mut out = vec![VirtualServer {
+        key: key(VIP.parse().expect("an address")),
+        elb: "pdl.web_service.front".into(),
+        algorithm: Algorithm::Rr,
+        real_servers: vec![server(backend_addr(0).parse().expect("an address"))],
+    }];
+    for v in 0..vs {
+        out.push(VirtualServer {
+            key: key(std::net::Ipv4Addr::new(
+                10,
+                98,
+                (v / 256) as u8,
+                (v % 256) as u8,
+            )),
+            elb: format!("pdl.web_service.s{v}"),
+            algorithm: Algorithm::Rr,
+            real_servers: (0..20)
+                .map(|r| server(std::net::Ipv4Addr::from(0x0a60_0000 + v * 20 + r)))
+                .collect(),
+        });
+    }
+    out
+}
+
+#[test]
+fn a_programmer_killed_mid_apply_leaves_the_old_table_or_the_new() -> anyhow::Result<()> {
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+
+    let net = setup(1, true)?;
+    let mut p = Programmer::new(Box::new(NftCommand {
+        netns: Some(net.lb.name.clone()),
+    }));
+    let old = desired(&many(0), None);
+    let new = desired(&many(1_000), None);
+    p.sync(&old)?;
+    let read = || -> anyhow::Result<ocean_elb::nft_read::Installed> {
+        let json = listing(&net.lb)?;
+        ocean_elb::nft_read::parse_installed(&json)?
+            .ok_or_else(|| anyhow::anyhow!("the table reads as another shape: mixed?"))
+    };
+    let ids = read()?.ids;
+    // The change a programmer would send: 1,000 VS and their 20,000
+    // slots, ids and addresses added to the installed table.
+    let script = ocean_elb::nft_script::script(Some((&old, &ids)), &new);
+    assert!(!script.full && script.changes > 40_000);
+    let (mut kept, mut landed) = (0, 0);
+    for delay_ms in [5u64, 30, 80, 150, 250, 400] {
+        // The programmer's `nft -f` process, killed outright after `delay`.
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &net.lb.name, "nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let mut stdin = child.stdin.take().expect("piped");
+        let text = script.text.clone();
+        let writer = std::thread::spawn(move || {
+            // A broken pipe is what a kill mid-write gives.
+            let _ = stdin.write_all(text.as_bytes());
+        });
+        let start = Instant::now();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        child.wait()?;
+        let _ = writer.join();
+        let now = read()?;
+        if now.plane == old {
+            kept += 1;
+        } else if now.plane == new {
+            landed += 1;
+            // Back to the old state for the next round.
+            p.refresh()?;
+            p.sync(&old)?;
+        } else {
+            anyhow::bail!("killed after {:?}: neither old nor new", start.elapsed());
+        }
+        // The old VS still serves.
+        let (seen, errors) = spray(&net.client.name, 3)?;
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(seen.get("b0"), Some(&3));
+    }
+    eprintln!("kills mid-apply: {kept} left the old table, {landed} came after the commit");
+    // Some kills came before the end of the transaction, or this proved
+    // nothing.
+    assert!(
+        kept > 0,
+        "every apply finished before its kill ({landed} landed)"
+    );
+    Ok(())
+}
