@@ -373,3 +373,51 @@ fn a_programmer_killed_mid_apply_leaves_the_old_table_or_the_new() -> anyhow::Re
     );
     Ok(())
 }
+
+/// A UDP echo server (`b0:` + the datagram) on port 8080.
+const UDP_ECHO: &str = r#"
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(('0.0.0.0', 8080))
+while True:
+    d, a = s.recvfrom(4096)
+    s.sendto(b'b0:' + d, a)
+"#;
+
+#[test]
+fn udp_through_the_vip_reaches_the_real_server_and_answers() -> anyhow::Result<()> {
+    use std::net::UdpSocket;
+
+    let mut net = setup(1, false)?;
+    net.backends[0].spawn(&["python3", "-c", UDP_ECHO])?;
+    let yaml = format!(
+        "name: pdl.web_service.dns\nidc: c3\nnetwork: internal\nvips: [{VIP}]\n\
+         listeners: [{{port: 53, protocol: udp, backend_job: {JOB}, backend_port_name: http}}]\n"
+    );
+    let elbs = [parse(yaml.as_bytes()).expect("valid ELB")];
+    let tasks = [task(0, Some(true))];
+    let vss = virtual_servers(&elbs, &|_| tasks.iter().collect());
+    let mut p = Programmer::new(Box::new(NftLib::open(Some(&net.lb.name))?));
+    p.sync(&desired(&vss, None))?;
+    // The id rewrite and the DNAT keep the UDP checksum right (a wrong
+    // one is dropped silently), from a client and from the LB host.
+    let vip: SocketAddr = format!("{VIP}:53").parse()?;
+    for ns in [&net.client.name, &net.lb.name] {
+        let answer = in_netns(ns, move || -> anyhow::Result<String> {
+            let s = UdpSocket::bind("0.0.0.0:0")?;
+            s.set_read_timeout(Some(Duration::from_millis(500)))?;
+            let mut buf = [0u8; 64];
+            // The server may still be starting: a few tries.
+            for _ in 0..20 {
+                s.send_to(b"hi", vip)?;
+                if let Ok((n, from)) = s.recv_from(&mut buf) {
+                    anyhow::ensure!(from == vip, "answered from {from}");
+                    return Ok(String::from_utf8_lossy(&buf[..n]).into_owned());
+                }
+            }
+            anyhow::bail!("no answer through {vip}")
+        })??;
+        assert_eq!(answer, "b0:hi", "{ns}");
+    }
+    Ok(())
+}
