@@ -161,19 +161,22 @@ fn main() -> anyhow::Result<()> {
         Programmer::new(Box::new(NftLib::open(Some(&ns))?))
     };
 
+    let cpu_cold = cpu();
     let t0 = Instant::now();
     model.update(&view, p.installed());
     let plane = model.plane();
     let model_took = t0.elapsed();
     let applied = p.sync(plane)?;
     let cold = t0.elapsed();
+    let cold_cpu = cpu() - cpu_cold;
     println!(
-        "cold apply: {n_vs} VS / {} RS, {} elements: {:?} total (model {:?}, nft {:?})",
+        "cold apply: {n_vs} VS / {} RS, {} elements: {:?} total (model {:?}, nft {:?}); CPU {:?}",
         n_vs * n_rs,
         plane.elements(),
         cold,
         model_took,
-        applied.took
+        applied.took,
+        cold_cpu
     );
 
     let mut times = Vec::new();

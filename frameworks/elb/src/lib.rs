@@ -20,6 +20,7 @@
 //! - [`plane_state`], [`model`]: the plane kept up to date per VS, and
 //!   the agent's model that recomputes only what a watch event touched.
 //! - [`nft_script`], [`nft_read`]: the table as text, diffs, and reading back.
+//! - [`vs_ids`]: the small id per served VS that keys its slots.
 //! - [`nft`]: the OS boundary (real `nft`, a test double).
 //! - [`programmer`]: one transaction per change, read back on failure.
 //! - [`status`]: each VS with its real servers and their health.
@@ -51,6 +52,7 @@ pub mod spec;
 pub mod status;
 pub mod store;
 pub mod vrrp;
+pub mod vs_ids;
 
 /// The framework namespace ELB objects are kept in.
 pub const NAMESPACE: &str = "elb";

@@ -629,6 +629,7 @@ mod tests {
                 apply(&mut m, &mut view, ev(version, kind));
             }
             let before = prog.installed().cloned().unwrap();
+            let ids = prog.ids().clone();
             let c = m.update(&view, prog.installed());
             assert!(!c.full);
             assert_eq!(
@@ -637,8 +638,8 @@ mod tests {
                 "step {step}"
             );
             assert_eq!(
-                script_delta(&before, m.plane(), &c.delta),
-                script(Some(&before), m.plane()),
+                script_delta(&before, &ids, m.plane(), &c.delta),
+                script(Some((&before, &ids)), m.plane()),
                 "step {step}"
             );
             prog.sync_delta(m.plane(), &c.delta).unwrap();

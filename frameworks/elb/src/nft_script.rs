@@ -5,8 +5,9 @@
 //! ```text
 //!  nat_pre / nat_out:  ip daddr . l4proto . dport  vmap @services ──► goto conn_<size> | source_<size>
 //!  conn_<size>:        (from a real server: mark for masquerade)
-//!                      dnat to  daddr . l4proto . dport . (numgen inc mod size)      map @slots
-//!  source_<size>:      dnat to  daddr . l4proto . dport . (jhash saddr mod size)     map @slots
+//!                      daddr := daddr . l4proto . dport  map @ids   (the VS's id, 0.0.0.0/8)
+//!                      dnat to  daddr . (numgen inc mod size)                         map @slots
+//!  source_<size>:      the same, slot = jhash saddr mod size
 //!  nat_post:           marked ──► masquerade (hairpin)
 //!  reject_in/_fwd:     daddr . l4proto . dport in @empty ──► TCP RST / ICMP unreachable
 //!  stats_pre / _out:   daddr . l4proto . dport in @vs_traffic, new ones in @vs_new (counters)
@@ -24,6 +25,18 @@
 //! counters are not updated by `vmap` lookups, so the counters cannot
 //! ride on `services`.)
 //!
+//! Slot keys: `id . slot`, the id a small number per served VS
+//! ([`crate::vs_ids`]), rather than the VS's own `vip . protocol . port`:
+//! nft's cost per element grows with its fields, and slots are most of
+//! the table. The dispatch rule looks the id up in `ids` and carries it
+//! to the slot lookup in the packet's destination address, which the
+//! DNAT of the same rule rewrites at once: no packet mark or other
+//! state another program could see or use is touched (nft 1.0 can
+//! neither combine two looked-up values in one key nor nest lookups, so
+//! the id needs a carrier; the destination is the one field the DNAT
+//! replaces anyway). A lookup in `ids` that misses leaves the packet
+//! alone, as a VS without a service would.
+//!
 //! Chains exist once per slot-table size (`rr::conn_sizes` for the
 //! counter, `maglev::SIZES` for the client hash), so the rules do not grow
 //! with the number of virtual servers; VS and real servers are
@@ -39,6 +52,7 @@ use crate::maglev::SIZES;
 use crate::plane::{DataPlane, Dispatch, RealServer, Service, SlotTable, VsKey};
 use crate::plane_state::Delta;
 use crate::rr;
+use crate::vs_ids::{IdChanges, VsIds};
 
 /// The table's name (family `ip`).
 pub const TABLE: &str = "ocean_elb";
@@ -57,6 +71,45 @@ pub struct Script {
     pub changes: usize,
     /// Whether it (re)creates the table.
     pub full: bool,
+    /// The VS ids it gives and takes ([`VsIds::apply`] once it landed).
+    pub ids: IdChanges,
+    /// The sizes the big sets are declared with, when it (re)creates the
+    /// table.
+    pub capacity: Option<Capacity>,
+}
+
+/// How many elements the two big sets, `slots` and `rs_addrs`, are
+/// declared to hold (nft's `size`). A declared size lets the kernel size
+/// the set's hash table once instead of growing it insert by insert
+/// (measured: the cold apply's kernel time a quarter lower), but it is
+/// also a hard limit: a plane that outgrows it is applied by rebuilding
+/// the table with room for it ([`crate::programmer::Programmer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capacity {
+    /// Slot elements.
+    pub slots: usize,
+    /// Real-server addresses.
+    pub rs_addrs: usize,
+}
+
+/// The least either set is declared with.
+const MIN_CAPACITY: usize = 1 << 16;
+
+impl Capacity {
+    /// Room for twice what `plane` holds, in powers of two, at least
+    /// [`MIN_CAPACITY`] each: growth rebuilds rarely.
+    pub fn for_plane(plane: &DataPlane) -> Self {
+        let room = |n: usize| (2 * n).next_power_of_two().max(MIN_CAPACITY);
+        Capacity {
+            slots: room(plane.slot_count()),
+            rs_addrs: room(plane.rs_addrs.len()),
+        }
+    }
+
+    /// Whether `plane` fits.
+    pub fn fits(&self, plane: &DataPlane) -> bool {
+        plane.slot_count() <= self.slots && plane.rs_addrs.len() <= self.rs_addrs
+    }
 }
 
 /// The chains of the table, by name: what [`crate::nft_read`] checks an
@@ -84,21 +137,28 @@ pub fn chain_names() -> Vec<(String, usize)> {
     out
 }
 
-/// The table without elements.
-pub fn skeleton() -> String {
+/// The table without elements, its big sets declared with `cap`.
+pub fn skeleton(cap: Capacity) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "table ip {TABLE} {{");
     s.push_str("  map services { type ipv4_addr . inet_proto . inet_service : verdict; }\n");
     s.push_str("  set empty { type ipv4_addr . inet_proto . inet_service; }\n");
-    s.push_str("  set rs_addrs { type ipv4_addr; }\n");
+    let _ = writeln!(
+        s,
+        "  set rs_addrs {{ type ipv4_addr; size {}; }}",
+        cap.rs_addrs
+    );
+    s.push_str("  map ids { type ipv4_addr . inet_proto . inet_service : ipv4_addr; }\n");
     for set in STATS_SETS {
         let _ = writeln!(
             s,
             "  set {set} {{ type ipv4_addr . inet_proto . inet_service; counter; }}"
         );
     }
-    s.push_str(
-        "  map slots { typeof ip daddr . meta l4proto . th dport . numgen inc mod 7 : ip daddr . th dport; }\n",
+    let _ = writeln!(
+        s,
+        "  map slots {{ typeof ip daddr . numgen inc mod 7 : ip daddr . th dport; size {}; }}",
+        cap.slots
     );
     let vs = "ip daddr . meta l4proto . th dport";
     let conn =
@@ -116,7 +176,11 @@ pub fn skeleton() -> String {
             s,
             "    ip saddr @rs_addrs meta mark set meta mark or {MASQ_MARK:#x}"
         );
-        let _ = writeln!(s, "    dnat ip to {vs} . {pick} map @slots");
+        // The transport match is what nft asks of a DNAT with a port.
+        let _ = writeln!(
+            s,
+            "    meta l4proto {{ tcp, udp }} ip daddr set {vs} map @ids dnat ip to ip daddr . {pick} map @slots"
+        );
         s.push_str("  }\n");
     }
     for (name, hook, prio) in [
@@ -168,28 +232,27 @@ fn service_elem(k: &VsKey, s: &Service) -> String {
     format!("{} : goto {}_{}", vs_elem(k), s.dispatch.as_str(), s.size)
 }
 
-fn slot_key(vs: &VsKey, slot: u32) -> String {
-    format!("{} . {}", vs_elem(vs), slot)
+fn id_elem(vs: &VsKey, id: u32) -> String {
+    // nft takes a number for an address: shorter, and parsed as fast.
+    format!("{} : {id}", vs_elem(vs))
 }
 
-fn slot_elem(vs: &VsKey, slot: u32, rs: &RealServer) -> String {
-    format!("{} : {} . {}", slot_key(vs, slot), rs.addr, rs.port)
+fn slot_key(id: u32, slot: u32) -> String {
+    format!("{id} . {slot}")
 }
 
-/// Every slot of `plane`, as elements.
-fn all_slots(plane: &DataPlane) -> Vec<String> {
-    plane
-        .slots
-        .iter()
-        .flat_map(|(vs, t)| t.slots.iter().map(move |(i, rs)| slot_elem(vs, *i, rs)))
-        .collect()
+fn slot_elem(id: u32, slot: u32, rs: &RealServer) -> String {
+    format!("{id} . {slot} : {} . {}", rs.addr, rs.port)
 }
 
 /// The slots of `vs` to delete (keys) and to add (elements) from `inst`
-/// to `want`: a VS whose table is the very one installed is skipped.
+/// (whose VS hold `ids`) to `want` (after `changes`): a VS whose table is
+/// the very one installed under the same id is skipped.
 fn slot_diff(
     inst: &DataPlane,
+    ids: &VsIds,
     want: &DataPlane,
+    changes: &IdChanges,
     vs: &BTreeSet<VsKey>,
 ) -> (Vec<String>, Vec<String>) {
     let empty = SlotTable::default();
@@ -197,18 +260,30 @@ fn slot_diff(
     for vs in vs {
         let old = inst.slots.get(vs).unwrap_or(&empty);
         let new = want.slots.get(vs).unwrap_or(&empty);
-        if old == new {
+        let (old_id, new_id) = (ids.get(vs), ids.after(changes, vs));
+        if old_id == new_id {
+            let Some(id) = old_id else { continue };
+            if old == new {
+                continue;
+            }
+            for (i, rs) in old.slots.iter() {
+                if new.slots.get(i) != Some(rs) {
+                    del.push(slot_key(id, *i));
+                }
+            }
+            for (i, rs) in new.slots.iter() {
+                if old.slots.get(i) != Some(rs) {
+                    add.push(slot_elem(id, *i, rs));
+                }
+            }
             continue;
         }
-        for (i, rs) in old.slots.iter() {
-            if new.slots.get(i) != Some(rs) {
-                del.push(slot_key(vs, *i));
-            }
+        // Served on one side only: all its slots go or come.
+        if let Some(id) = old_id {
+            del.extend(old.slots.keys().map(|i| slot_key(id, *i)));
         }
-        for (i, rs) in new.slots.iter() {
-            if old.slots.get(i) != Some(rs) {
-                add.push(slot_elem(vs, *i, rs));
-            }
+        if let Some(id) = new_id {
+            add.extend(new.slots.iter().map(|(i, rs)| slot_elem(id, *i, rs)));
         }
     }
     (del, add)
@@ -224,27 +299,36 @@ fn emit(out: &mut String, verb: &str, set: &str, elems: &[String]) {
     }
 }
 
-/// The script from `installed` (`None`: no table, or not ours as expected)
-/// to `desired`.
-pub fn script(installed: Option<&DataPlane>, desired: &DataPlane) -> Script {
+/// The script from `installed` (`None`: no table, or not ours as expected),
+/// whose served VS hold `ids`, to `desired`.
+pub fn script(installed: Option<(&DataPlane, &VsIds)>, desired: &DataPlane) -> Script {
     let mut out = String::new();
-    let Some(inst) = installed else {
+    let Some((inst, ids)) = installed else {
         // Declaring the table first makes the delete succeed when there is
         // none; all of it is still one transaction.
         let _ = writeln!(out, "table ip {TABLE}\ndelete table ip {TABLE}");
-        out.push_str(&skeleton());
+        let capacity = Capacity::for_plane(desired);
+        out.push_str(&skeleton(capacity));
         let services: Vec<String> = desired
             .services
             .iter()
             .map(|(k, s)| service_elem(k, s))
             .collect();
-        let slots = all_slots(desired);
+        let given = VsIds::default().plan(desired, desired.services.keys());
+        let id_elems: Vec<String> = given.given.iter().map(|(k, id)| id_elem(k, *id)).collect();
+        let slots: Vec<String> = desired
+            .slots
+            .iter()
+            .filter_map(|(vs, t)| Some((given.given.get(vs)?, t)))
+            .flat_map(|(id, t)| t.slots.iter().map(move |(i, rs)| slot_elem(*id, *i, rs)))
+            .collect();
         let empty: Vec<String> = desired.empty.iter().map(vs_elem).collect();
         let rs: Vec<String> = desired.rs_addrs.iter().map(|a| a.to_string()).collect();
         // Real servers and slots first: a service is only reachable once
         // its slots exist (within the transaction the order does not
         // matter to traffic, but nft checks references in order).
         emit(&mut out, "add", "rs_addrs", &rs);
+        emit(&mut out, "add", "ids", &id_elems);
         emit(&mut out, "add", "slots", &slots);
         emit(&mut out, "add", "services", &services);
         emit(&mut out, "add", "empty", &empty);
@@ -256,6 +340,8 @@ pub fn script(installed: Option<&DataPlane>, desired: &DataPlane) -> Script {
             text: out,
             changes: desired.elements(),
             full: true,
+            ids: given,
+            capacity: Some(capacity),
         };
     };
     // Every VS either side has, and the addresses on one side only.
@@ -273,24 +359,31 @@ pub fn script(installed: Option<&DataPlane>, desired: &DataPlane) -> Script {
         .symmetric_difference(&desired.rs_addrs)
         .copied()
         .collect();
-    diff(inst, desired, &vs, &addrs)
+    diff(inst, ids, desired, &vs, &addrs)
 }
 
 /// The script from `installed` to `desired` when they can differ only in
 /// the keys `delta` names (what [`crate::plane_state::PlaneState`]
 /// reports): a change costs its VS, not a walk of the whole plane.
-pub fn script_delta(installed: &DataPlane, desired: &DataPlane, delta: &Delta) -> Script {
-    diff(installed, desired, &delta.vs, &delta.addrs)
+pub fn script_delta(
+    installed: &DataPlane,
+    ids: &VsIds,
+    desired: &DataPlane,
+    delta: &Delta,
+) -> Script {
+    diff(installed, ids, desired, &delta.vs, &delta.addrs)
 }
 
 /// The elements of `vs` and `addrs` that differ, deletes (including the
 /// old value of a changed key) before adds.
 fn diff(
     inst: &DataPlane,
+    ids: &VsIds,
     desired: &DataPlane,
     vs: &BTreeSet<VsKey>,
     addrs: &BTreeSet<Ipv4Addr>,
 ) -> Script {
+    let id_changes = ids.plan(desired, vs);
     let mut out = String::new();
     let mut changes = 0;
     let mut del = |set: &str, elems: Vec<String>, out: &mut String| {
@@ -307,8 +400,10 @@ fn diff(
         .map(vs_elem)
         .collect();
     del("services", services, &mut out);
-    let (slot_dels, slot_adds) = slot_diff(inst, desired, vs);
+    let (slot_dels, slot_adds) = slot_diff(inst, ids, desired, &id_changes, vs);
     del("slots", slot_dels, &mut out);
+    let taken: Vec<String> = id_changes.taken.keys().map(vs_elem).collect();
+    del("ids", taken, &mut out);
     let empty: Vec<String> = vs
         .iter()
         .filter(|&k| inst.empty.contains(k) && !desired.empty.contains(k))
@@ -340,6 +435,12 @@ fn diff(
         .map(|a| a.to_string())
         .collect();
     add("rs_addrs", rs, &mut out);
+    let given: Vec<String> = id_changes
+        .given
+        .iter()
+        .map(|(k, id)| id_elem(k, *id))
+        .collect();
+    add("ids", given, &mut out);
     add("slots", slot_adds, &mut out);
     let services: Vec<String> = vs
         .iter()
@@ -367,6 +468,8 @@ fn diff(
         text: out,
         changes,
         full: false,
+        ids: id_changes,
+        capacity: None,
     }
 }
 
@@ -409,25 +512,31 @@ mod tests {
         p
     }
 
+    /// The ids `plane` installed with: 10.0.0.1 holds 1.
+    fn ids() -> VsIds {
+        VsIds::from_map(BTreeMap::from([(vs("10.0.0.1"), 1)]))
+    }
+
     #[test]
     fn the_same_state_twice_is_no_change() {
         let p = plane(&["10.1.0.2", "10.1.0.3"]);
-        assert_eq!(script(Some(&p), &p), Script::default());
+        assert_eq!(script(Some((&p, &ids())), &p), Script::default());
     }
 
     #[test]
     fn a_removed_backend_is_exactly_its_slots_and_address() {
         let before = plane(&["10.1.0.2", "10.1.0.3"]);
         let after = plane(&["10.1.0.2"]);
-        let s = script(Some(&before), &after);
+        let s = script(Some((&before, &ids())), &after);
         assert_eq!(
             s.text,
-            "delete element ip ocean_elb slots { 10.0.0.1 . tcp . 80 . 1, 10.0.0.1 . tcp . 80 . 3, 10.0.0.1 . tcp . 80 . 5 }\n\
+            "delete element ip ocean_elb slots { 1 . 1, 1 . 3, 1 . 5 }\n\
              delete element ip ocean_elb rs_addrs { 10.1.0.3 }\n\
-             add element ip ocean_elb slots { 10.0.0.1 . tcp . 80 . 1 : 10.1.0.2 . 8080, 10.0.0.1 . tcp . 80 . 3 : 10.1.0.2 . 8080, 10.0.0.1 . tcp . 80 . 5 : 10.1.0.2 . 8080 }\n"
+             add element ip ocean_elb slots { 1 . 1 : 10.1.0.2 . 8080, 1 . 3 : 10.1.0.2 . 8080, 1 . 5 : 10.1.0.2 . 8080 }\n"
         );
         assert_eq!(s.changes, 7);
         assert!(!s.full);
+        assert!(s.ids.is_empty());
     }
 
     #[test]
@@ -436,14 +545,46 @@ mod tests {
         let mut after = DataPlane::default();
         after.empty.insert(vs("10.0.0.1"));
         after.empty.insert(vs("10.0.0.2"));
-        let s = script(Some(&before), &after);
+        let s = script(Some((&before, &ids())), &after);
         assert!(s
             .text
             .starts_with("delete element ip ocean_elb services { 10.0.0.1 . tcp . 80 }\n"));
         assert!(s
             .text
+            .contains("delete element ip ocean_elb ids { 10.0.0.1 . tcp . 80 }\n"));
+        assert!(s
+            .text
             .ends_with("add element ip ocean_elb empty { 10.0.0.1 . tcp . 80 }\n"));
-        assert_eq!(s.changes, 1 + 7 + 1 + 1);
+        // Service, slots, id, address; the empty entry.
+        assert_eq!(s.changes, 1 + 7 + 1 + 1 + 1);
+        assert_eq!(s.ids.taken, BTreeMap::from([(vs("10.0.0.1"), 1)]));
+    }
+
+    #[test]
+    fn a_vs_gaining_real_servers_takes_a_free_id_and_its_slots_are_under_it() {
+        let before = plane(&["10.1.0.2"]);
+        let mut after = before.clone();
+        after.empty.remove(&vs("10.0.0.2"));
+        after.services.insert(
+            vs("10.0.0.2"),
+            Service {
+                dispatch: Dispatch::Conn,
+                size: 2,
+            },
+        );
+        let table = (0..2u32).map(|i| (i, rs("10.1.0.9"))).collect();
+        after.slots.insert(vs("10.0.0.2"), SlotTable::of(table));
+        after.rs_addrs.insert("10.1.0.9".parse().unwrap());
+        let s = script(Some((&before, &ids())), &after);
+        assert_eq!(
+            s.text,
+            "delete element ip ocean_elb empty { 10.0.0.2 . tcp . 80 }\n\
+             add element ip ocean_elb rs_addrs { 10.1.0.9 }\n\
+             add element ip ocean_elb ids { 10.0.0.2 . tcp . 80 : 2 }\n\
+             add element ip ocean_elb slots { 2 . 0 : 10.1.0.9 . 8080, 2 . 1 : 10.1.0.9 . 8080 }\n\
+             add element ip ocean_elb services { 10.0.0.2 . tcp . 80 : goto conn_2 }\n"
+        );
+        assert_eq!(s.ids.given, BTreeMap::from([(vs("10.0.0.2"), 2)]));
     }
 
     #[test]
@@ -453,7 +594,7 @@ mod tests {
         let mut after = before.clone();
         after.empty.remove(&vs("10.0.0.2"));
         after.empty.insert(vs("10.0.0.3"));
-        let s = script(Some(&before), &after);
+        let s = script(Some((&before, &ids())), &after);
         assert_eq!(
             s.text,
             "delete element ip ocean_elb empty { 10.0.0.2 . tcp . 80 }\n\
@@ -474,7 +615,11 @@ mod tests {
         assert!(s
             .text
             .starts_with("table ip ocean_elb\ndelete table ip ocean_elb\ntable ip ocean_elb {\n"));
-        assert!(s.text.contains("  chain conn_61 {\n    ip saddr @rs_addrs meta mark set meta mark or 0x4000\n    dnat ip to ip daddr . meta l4proto . th dport . numgen inc mod 61 map @slots\n  }\n"));
+        assert!(s.text.contains("  chain conn_61 {\n    ip saddr @rs_addrs meta mark set meta mark or 0x4000\n    meta l4proto { tcp, udp } ip daddr set ip daddr . meta l4proto . th dport map @ids dnat ip to ip daddr . numgen inc mod 61 map @slots\n  }\n"));
+        assert!(s
+            .text
+            .contains("add element ip ocean_elb ids { 10.0.0.1 . tcp . 80 : 1 }\nadd element ip ocean_elb slots { 1 . 0 : 10.1.0.2 . 8080, 1 . 1 : 10.1.0.2 . 8080, "));
+        assert_eq!(s.ids.given, ids().iter().map(|(k, v)| (*k, *v)).collect());
         assert!(s
             .text
             .contains("add element ip ocean_elb services { 10.0.0.1 . tcp . 80 : goto conn_7 }\n"));
@@ -486,7 +631,8 @@ mod tests {
             "add element ip ocean_elb vs_new { 10.0.0.1 . tcp . 80, 10.0.0.2 . tcp . 80 }\n\
              add element ip ocean_elb vs_traffic { 10.0.0.1 . tcp . 80, 10.0.0.2 . tcp . 80 }\n"
         ));
-        assert_eq!(s.changes, 1 + 7 + 1 + 1 + 2 * 2);
+        // Service, id, slots, address, empty, two counters each.
+        assert_eq!(s.changes, 1 + 1 + 7 + 1 + 1 + 2 * 2);
         // 70 counter and 10 hash dispatch chains, 8 hooks: constant
         // whatever the VS count.
         assert_eq!(s.text.matches("  chain ").count(), 88);

@@ -159,9 +159,13 @@ pub struct DataPlane {
 
 impl DataPlane {
     /// Elements in the kernel's sets and maps (the apply's size): each
-    /// VS is also an element of the two counter sets.
+    /// VS is also an element of the two counter sets, and each served VS
+    /// of `ids`.
     pub fn elements(&self) -> usize {
-        3 * (self.services.len() + self.empty.len()) + self.slot_count() + self.rs_addrs.len()
+        3 * (self.services.len() + self.empty.len())
+            + self.services.len()
+            + self.slot_count()
+            + self.rs_addrs.len()
     }
 
     /// Every VS, with real servers or without (the counter sets' keys).
@@ -411,8 +415,8 @@ mod tests {
         assert_eq!(slots, vec![a, b]);
         assert_eq!(plane.rs_addrs, BTreeSet::from([a.addr, b.addr]));
         assert!(plane.empty.is_empty());
-        // The service, its slots, the addresses, its two counters.
-        assert_eq!(plane.elements(), 1 + 2 + 2 + 2);
+        // The service, its id, its slots, the addresses, its two counters.
+        assert_eq!(plane.elements(), 1 + 1 + 2 + 2 + 2);
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! in-memory planes rather than a read of the whole table; it reads the
 //! kernel back at start and after any failed apply (a failed transaction
 //! leaves the kernel as it was, and the next diff starts from the truth).
+//! The VS ids of the slot keys ([`crate::vs_ids`]) are part of what it
+//! reads back, so a restarted agent keeps them and changes nothing.
 
 use std::time::{Duration, Instant};
 
@@ -12,9 +14,10 @@ use tracing::{debug, warn};
 
 use crate::nft::{Nft, NftError};
 use crate::nft_read::{self, ReadError};
-use crate::nft_script;
+use crate::nft_script::{self, Capacity};
 use crate::plane::DataPlane;
 use crate::plane_state::Delta;
+use crate::vs_ids::VsIds;
 
 /// Programming the kernel failed.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +48,10 @@ pub struct Programmer {
     /// What the kernel holds, as far as we know; `None` until read or when
     /// the table must be rebuilt.
     installed: Option<DataPlane>,
+    /// The ids the installed plane's served VS hold.
+    ids: VsIds,
+    /// The sizes its big sets are declared with.
+    capacity: Option<Capacity>,
     read: bool,
     /// Read back since the last sync: the next diffs the whole plane
     /// (the kernel may have drifted anywhere).
@@ -57,6 +64,8 @@ impl Programmer {
         Programmer {
             nft,
             installed: None,
+            ids: VsIds::default(),
+            capacity: None,
             read: false,
             fresh: false,
         }
@@ -72,11 +81,20 @@ impl Programmer {
         self.installed.as_ref()
     }
 
+    /// The ids of the installed plane's served VS.
+    pub fn ids(&self) -> &VsIds {
+        &self.ids
+    }
+
     /// Reads the kernel's table back.
     pub fn refresh(&mut self) -> Result<(), ProgramError> {
-        self.installed = match self.nft.list()? {
-            Some(json) => nft_read::parse(&json)?,
+        let read = match self.nft.list()? {
+            Some(json) => nft_read::parse_installed(&json)?,
             None => None,
+        };
+        (self.installed, self.ids, self.capacity) = match read {
+            Some(i) => (Some(i.plane), i.ids, Some(i.capacity)),
+            None => (None, VsIds::default(), None),
         };
         self.read = true;
         self.fresh = true;
@@ -89,7 +107,14 @@ impl Programmer {
             self.refresh()?;
         }
         self.fresh = false;
-        let script = nft_script::script(self.installed.as_ref(), desired);
+        // A plane that outgrew the declared sizes takes a new table.
+        let fits = self.capacity.is_some_and(|c| c.fits(desired));
+        let installed = self
+            .installed
+            .as_ref()
+            .filter(|_| fits)
+            .map(|p| (p, &self.ids));
+        let script = nft_script::script(installed, desired);
         self.run(script, |installed| *installed = Some(desired.clone()))
     }
 
@@ -108,7 +133,10 @@ impl Programmer {
         let Some(inst) = self.installed.as_ref() else {
             return self.sync(desired);
         };
-        let script = nft_script::script_delta(inst, desired, delta);
+        if !self.capacity.is_some_and(|c| c.fits(desired)) {
+            return self.sync(desired);
+        }
+        let script = nft_script::script_delta(inst, &self.ids, desired, delta);
         self.run(script, |installed| {
             if let Some(inst) = installed {
                 patch(inst, desired, delta);
@@ -133,6 +161,11 @@ impl Programmer {
             Ok(()) => {
                 let took = start.elapsed();
                 applied(&mut self.installed);
+                if script.full {
+                    self.ids = VsIds::default();
+                    self.capacity = script.capacity;
+                }
+                self.ids.apply(&script.ids);
                 debug!(
                     changes = script.changes,
                     full = script.full,
@@ -232,12 +265,33 @@ mod tests {
         let mut p = Programmer::new(Box::new(Shared(mem.clone())));
         let a = p.sync(&plane(8080)).unwrap();
         assert!(a.full);
-        // 8 elements, and the VS in the two counter sets.
-        assert_eq!(a.changes, 8 + 2);
+        // The service, its id, 7 slots, and the VS in the two counter sets.
+        assert_eq!(a.changes, 1 + 1 + 7 + 2);
+        assert_eq!(p.ids().len(), 1);
         assert_eq!(p.sync(&plane(8080)).unwrap().changes, 0);
         let b = p.sync(&plane(8081)).unwrap();
         assert_eq!((b.changes, b.full), (14, false));
         assert_eq!(mem.applied.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_plane_outgrowing_the_declared_sizes_rebuilds_the_table_with_room() {
+        let mem = Arc::new(MemoryNft::default());
+        let mut p = Programmer::new(Box::new(Shared(mem.clone())));
+        assert!(p.sync(&plane(8080)).unwrap().full);
+        assert!(mem.applied.lock().unwrap()[0].contains("; size 65536; }"));
+        // One VS of 70,000 slots: more than the 65,536 declared.
+        let mut big = plane(8080);
+        let k = *big.slots.keys().next().unwrap();
+        let rs = big.slot(&k, 0).unwrap();
+        big.slots
+            .insert(k, SlotTable::of((0..70_000).map(|s| (s, rs)).collect()));
+        let a = p.sync(&big).unwrap();
+        assert!(a.full, "not rebuilt");
+        assert!(mem.applied.lock().unwrap()[1].contains("; size 262144; }"));
+        // Then diffs again.
+        assert_eq!(p.sync(&big).unwrap().changes, 0);
+        assert!(!p.sync(&plane(8080)).unwrap().full);
     }
 
     #[test]
