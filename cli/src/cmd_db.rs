@@ -106,21 +106,26 @@ pub enum DbCommand {
         #[arg(long)]
         instances: Option<u32>,
         /// A point in time: replay the archived binlogs up to this GTID
-        /// (domain-server-seq) after the backup.
+        /// (domain-server-seq) after the backup, or up to the last commit
+        /// before this RFC 3339 time (2026-12-08T01:02:03Z).
         #[arg(long)]
         until: Option<String>,
     },
     /// Take backups on a schedule: one every EVERY_HOURS, each kept
-    /// RETENTION_DAYS (never the newest); replaces any schedule.
+    /// RETENTION_DAYS (never the newest); replaces any schedule. With
+    /// --off, no more scheduled backups (those taken stay).
     Schedule {
         /// The database's name.
         name: String,
         /// Hours between backups (fractions allowed).
-        #[arg(long)]
-        every_hours: f64,
+        #[arg(long, required_unless_present = "off")]
+        every_hours: Option<f64>,
         /// Days a backup is kept (fractions allowed).
-        #[arg(long)]
-        retention_days: f64,
+        #[arg(long, required_unless_present = "off")]
+        retention_days: Option<f64>,
+        /// Turn the schedule off (`DELETE .../schedule`).
+        #[arg(long, conflicts_with_all = ["every_hours", "retention_days", "dir", "offsite_dir"])]
+        off: bool,
         /// Base directory on the agents' hosts (a shared mount).
         #[arg(long)]
         dir: Option<String>,
@@ -136,6 +141,28 @@ pub enum DbCommand {
         /// Base directory on the agents' hosts (a shared mount).
         #[arg(long)]
         dir: Option<String>,
+        /// Days an archived binlog file is kept after its last write
+        /// (fractions allowed; default: for ever); never one a kept backup
+        /// needs for a restore to a point in time.
+        #[arg(long)]
+        retention_days: Option<f64>,
+        /// Turn the archive off (`DELETE .../archive`): the archiver
+        /// stops, the files stay.
+        #[arg(long, conflicts_with_all = ["dir", "retention_days"])]
+        off: bool,
+    },
+    /// The jobs allowed to use a database, each with its MySQL user and the
+    /// hosts it is granted on; with --allow/--deny, change the list first
+    /// (`PUT .../grants`: the others stay as they are).
+    Grants {
+        /// The database's name.
+        name: String,
+        /// A job (service-tree id) to allow; repeat for more.
+        #[arg(long = "allow", value_name = "JOB")]
+        allow: Vec<String>,
+        /// A job to take off the list (its credential is dropped); repeat for more.
+        #[arg(long = "deny", value_name = "JOB")]
+        deny: Vec<String>,
     },
     /// Delete a database and its instances (the data on the agents' volumes stays).
     Delete {
@@ -227,11 +254,18 @@ pub async fn db(c: &Client, cmd: DbCommand) -> anyhow::Result<()> {
             act(c, &name, "restore", body).await?
         }
         DbCommand::Schedule {
+            name, off: true, ..
+        } => {
+            let p = format!("{}/schedule", path(&name));
+            c.request(Method::DELETE, &p, Body::None).await?
+        }
+        DbCommand::Schedule {
             name,
             every_hours,
             retention_days,
             dir,
             offsite_dir,
+            off: false,
         } => {
             let body = json!({
                 "every_hours": every_hours, "retention_days": retention_days,
@@ -239,7 +273,32 @@ pub async fn db(c: &Client, cmd: DbCommand) -> anyhow::Result<()> {
             });
             act(c, &name, "schedule", body).await?
         }
-        DbCommand::Archive { name, dir } => act(c, &name, "archive", json!({ "dir": dir })).await?,
+        DbCommand::Archive {
+            name, off: true, ..
+        } => {
+            let p = format!("{}/archive", path(&name));
+            c.request(Method::DELETE, &p, Body::None).await?
+        }
+        DbCommand::Archive {
+            name,
+            dir,
+            retention_days,
+            off: false,
+        } => {
+            let body = json!({ "dir": dir, "retention_days": retention_days });
+            act(c, &name, "archive", body).await?
+        }
+        DbCommand::Grants { name, allow, deny } => {
+            let p = format!("{}/grants", path(&name));
+            let now = c.request(Method::GET, &p, Body::None).await?;
+            if allow.is_empty() && deny.is_empty() {
+                now
+            } else {
+                let jobs = allowed_after(&now, &allow, &deny)?;
+                let body = json!({ "allowed_jobs": jobs });
+                c.request(Method::PUT, &p, Body::Json(body)).await?
+            }
+        }
         DbCommand::Delete { name } => c.request(Method::DELETE, &path(&name), Body::None).await?,
         DbCommand::Templates => {
             c.request(Method::GET, "/v1/database-templates", Body::None)
@@ -248,6 +307,29 @@ pub async fn db(c: &Client, cmd: DbCommand) -> anyhow::Result<()> {
     };
     print_json(&out);
     Ok(())
+}
+
+/// The allowed jobs of `GET .../grants` (`now`) with `allow` added (at
+/// the end, each once) and `deny` taken off; a job in both is refused.
+fn allowed_after(now: &Value, allow: &[String], deny: &[String]) -> anyhow::Result<Vec<String>> {
+    if let Some(j) = allow.iter().find(|j| deny.contains(j)) {
+        anyhow::bail!("--allow and --deny both name {j}");
+    }
+    let mut jobs: Vec<String> = now["allowed_jobs"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|j| j.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    jobs.retain(|j| !deny.contains(j));
+    for j in allow {
+        if !jobs.contains(j) {
+            jobs.push(j.clone());
+        }
+    }
+    Ok(jobs)
 }
 
 /// `/v1/databases/{name}`.
@@ -320,5 +402,25 @@ fn print_status(v: &Value) {
             n["lag_seconds"],
             s(&n["last_error"]),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_adds_once_at_the_end_and_deny_takes_off() {
+        let now = json!({"allowed_jobs": ["a", "b"]});
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            allowed_after(&now, &s(&["c", "a"]), &s(&["b"])).unwrap_or_default(),
+            s(&["a", "c"])
+        );
+        assert_eq!(
+            allowed_after(&json!({}), &s(&["x"]), &[]).unwrap_or_default(),
+            s(&["x"])
+        );
+        assert!(allowed_after(&now, &s(&["a"]), &s(&["a"])).is_err());
     }
 }

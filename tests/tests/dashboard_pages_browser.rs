@@ -3,8 +3,13 @@
 //! the new-job form (a field error first, then a valid submit), its task
 //! turning RUNNING on the job page without a reload, the task's log tail
 //! showing lines the task prints after the page loaded, the service tree
-//! walked down to the job by its links, and the hosts map drawn on its
-//! canvas. Each test is bounded (60 s) and leaves nothing running.
+//! walked down to the job by its links, the hosts map drawn on its
+//! canvas, and a database created through its form (a field error first),
+//! its allowed jobs edited on its page (a bad job id refused naming the
+//! field, then saved and shown with the user made for it, as
+//! `GET .../grants` has it), a backup refused with the API's reason, and
+//! the database deleted through its confirmed form. Each test is bounded
+//! (60 s) and leaves nothing running.
 
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
@@ -299,6 +304,162 @@ async fn the_hosts_map_draws_every_agent_on_its_canvas() {
             c.dispatchEvent(new MouseEvent('mousemove', {clientX: r.left + 2, clientY: r.top + 2})); return true").await;
         assert_eq!(text_of(&c, "#map-hover").await, format!("{hostname} · online"));
         assert_eq!(text_of(&c, "[data-status-count=online]").await, "1");
+    })
+    .await;
+}
+
+async fn submit(c: &Client, form: &str) {
+    c.find(Locator::Css(&format!("#{form} button[type=submit]")))
+        .await
+        .unwrap_or_else(|e| panic!("{form}'s submit: {e}"))
+        .click()
+        .await
+        .expect("click");
+}
+
+async fn shows(c: &Client, what: &str, script: &str, wanted: impl Fn(&str) -> bool) {
+    eventually(Duration::from_secs(10), what, || async {
+        js(c, script).await.as_str().is_some_and(&wanted)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_is_created_its_allowed_jobs_edited_and_deleted_through_its_pages() {
+    if !available() {
+        return;
+    }
+    let dev = Dev::start().await.expect("ocean dev");
+    let _browser = Browser::start().await.expect("chromium");
+    let c = _browser.client.clone();
+    let base = format!("http://{}", dev.http);
+    let allowed = "cop.acme_owt.inf_pdl.ui_servicegroup.web_service.web_job.api_cluster.dev";
+    bounded(&dev, c.clone(), async {
+        // 1. The create form: 0 instances first, refused naming the field.
+        c.goto(&format!("{base}/ui/databases"))
+            .await
+            .expect("open /ui/databases");
+        for (id, v) in [
+            ("name", "uikey"),
+            ("full_name", "/miui/browser/uikey"),
+            ("cluster", "staging"),
+            ("product_line", "browser"),
+            ("department", "miui"),
+            ("instances", "0"),
+        ] {
+            set(&c, id, v).await;
+        }
+        submit(&c, "new-database").await;
+        shows(
+            &c,
+            "the instances error",
+            "const e = document.getElementById('instances-error'); return e ? e.textContent : ''",
+            |t| !t.is_empty(),
+        )
+        .await;
+        assert_eq!(
+            attr(&c, "#instances", "aria-invalid").await.as_deref(),
+            Some("true")
+        );
+        let r = dev.api.get("/v1/databases/uikey").await.expect("get");
+        assert_eq!(r.status, 404, "nothing was created: {r:?}");
+        assert_eq!(attr(&c, "#name", "value").await.as_deref(), Some("uikey"));
+        set(&c, "instances", "3").await;
+        submit(&c, "new-database").await;
+        eventually(Duration::from_secs(10), "the database is listed", || async {
+            dev.api
+                .get("/v1/databases/uikey")
+                .await
+                .is_ok_and(|r| r.status == 200)
+        })
+        .await;
+        let d = dev.api.get("/v1/databases/uikey").await.expect("get").body;
+        assert_eq!(d["full_name"], "/miui/browser/uikey", "{d}");
+        assert_eq!(d["instances"], 3, "{d}");
+
+        // 2. Its page: no job allowed; a bad job id is refused, kept in
+        //    the box, and nothing changes.
+        c.goto(&format!("{base}/ui/databases/uikey"))
+            .await
+            .expect("open the database");
+        assert!(text_of(&c, "#no-grants").await.contains("No job"));
+        set(&c, "allowed_jobs", "not a job").await;
+        submit(&c, "grants-database").await;
+        shows(
+            &c,
+            "the allowed jobs error",
+            "const e = document.getElementById('allowed_jobs-error'); return e ? e.textContent : ''",
+            |t| t.contains("not a job id"),
+        )
+        .await;
+        assert_eq!(
+            attr(&c, "#allowed_jobs", "aria-invalid").await.as_deref(),
+            Some("true")
+        );
+        assert!(text_of(&c, "#action-error").await.contains("400"));
+        assert_eq!(
+            js(&c, "return document.getElementById('allowed_jobs').value").await,
+            json!("not a job")
+        );
+        let g = dev.api.get("/v1/databases/uikey/grants").await.expect("grants");
+        assert_eq!(g.body["allowed_jobs"], json!([]), "{}", g.body);
+
+        // 3. A valid job is saved and shown with its user.
+        set(&c, "allowed_jobs", &format!("{allowed}\n")).await;
+        submit(&c, "grants-database").await;
+        shows(
+            &c,
+            "the grants notice",
+            "const e = document.getElementById('notice'); return e ? e.textContent : ''",
+            |t| t.contains("Allowed jobs changed"),
+        )
+        .await;
+        let g = dev.api.get("/v1/databases/uikey/grants").await.expect("grants").body;
+        assert_eq!(g["allowed_jobs"], json!([allowed]), "{g}");
+        let user = g["grants"][0]["user"].as_str().expect("a user").to_string();
+        assert!(user.starts_with("oj_"), "{g}");
+        let row = format!("#grants tr[data-job='{allowed}']");
+        assert_eq!(text_of(&c, &format!("{row} .user")).await, user);
+        assert_eq!(
+            js(&c, "return document.getElementById('allowed_jobs').value").await,
+            json!(allowed)
+        );
+
+        // 4. Back up now: no operator runs here, so the API refuses and
+        //    the page says why.
+        submit(&c, "backup-database").await;
+        shows(
+            &c,
+            "the backup refusal",
+            "const e = document.getElementById('action-error'); return e ? e.textContent : ''",
+            |t| t.contains("backup refused (409") && t.contains("not been observed"),
+        )
+        .await;
+
+        // 5. Delete: refused without the box, then done with it.
+        submit(&c, "delete-database").await;
+        shows(
+            &c,
+            "the confirm error",
+            "const e = document.getElementById('confirm-error'); return e ? e.textContent : ''",
+            |t| t.contains("tick the box"),
+        )
+        .await;
+        c.find(Locator::Css("#delete-confirm"))
+            .await
+            .expect("the box")
+            .click()
+            .await
+            .expect("tick");
+        submit(&c, "delete-database").await;
+        eventually(Duration::from_secs(10), "back on the list", || async {
+            c.current_url()
+                .await
+                .is_ok_and(|u| u.path() == "/ui/databases")
+        })
+        .await;
+        let r = dev.api.get("/v1/databases/uikey").await.expect("get");
+        assert_eq!(r.status, 404, "deleted: {r:?}");
     })
     .await;
 }

@@ -14,9 +14,14 @@
 //!                                        a verified second copy -> 201 (202 still running)
 //!  GET    /v1/databases/{id}/backups     its backups
 //!  POST   /v1/databases/{id}/restore     {"backup", "name", "until"?, ...}: a new database
-//!                                        from it (to a point in time with `until`) -> 201
-//!  POST   /v1/databases/{id}/archive     {"dir"?}: archive its binlogs continuously
+//!                                        from it (to a point in time with `until`: a GTID or
+//!                                        an RFC 3339 time) -> 201
+//!  POST   /v1/databases/{id}/archive     {"dir"?, "retention_days"?}: archive its binlogs
+//!                                        continuously (files past the retention go, never
+//!                                        one a kept backup needs)
+//!  DELETE /v1/databases/{id}/archive     turn the archive off (the files stay)
 //!  POST   /v1/databases/{id}/schedule    {"every_hours", "retention_days", ...}: scheduled backups
+//!  DELETE /v1/databases/{id}/schedule    turn scheduled backups off
 //!  GET    /v1/databases/{id}/grants      the allowed jobs and the hosts each is granted on
 //!  PUT    /v1/databases/{id}/grants      {"allowed_jobs": [job id, ...]}: replaces the list
 //!  GET    /v1/databases/{id}/credentials?job=  that allowed job's user and password (who
@@ -44,6 +49,7 @@ use serde_json::{json, Value};
 
 use crate::actions;
 use crate::admin::Secrets;
+use crate::archive_api;
 use crate::backup_api;
 use crate::framework::{DatabaseRecord, DATABASES, NAME, STATUSES, TEMPLATES};
 use crate::grants_api;
@@ -72,7 +78,10 @@ pub fn router(client: Arc<dyn Client>) -> Router {
             "/v1/databases/{id}/credentials",
             get(grants_api::credentials),
         )
-        .route("/v1/databases/{id}/{action}", post(action))
+        .route(
+            "/v1/databases/{id}/{action}",
+            post(action).delete(action_off),
+        )
         .route("/v1/database-templates", get(templates))
         .with_state(client)
 }
@@ -379,6 +388,24 @@ async fn backups(
     Ok(Json(backup_api::list(&c, &id).await?))
 }
 
+/// `DELETE /v1/databases/{id}/{archive,schedule}`: turns it off.
+async fn action_off(
+    State(c): State<Arc<dyn Client>>,
+    Path((id, action)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    record(&c, &id).await?;
+    match action.as_str() {
+        "archive" => Ok(Json(archive_api::archive_off(&c, &id).await?)),
+        "schedule" => Ok(Json(backup_api::schedule_off(&c, &id).await?)),
+        other => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "action",
+            format!("'{other}' is not one of archive, schedule (what DELETE turns off)"),
+        )),
+    }
+}
+
 fn body<T: serde::de::DeserializeOwned + Default>(bytes: &[u8]) -> ApiResult<T> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
@@ -409,7 +436,7 @@ async fn action(
             let (status, v) = backup_api::backup(&c, &id, body(&bytes)?).await?;
             Ok((status, Json(v)))
         }
-        "archive" => ok(backup_api::archive(&c, &id, body(&bytes)?).await?),
+        "archive" => ok(archive_api::archive(&c, &id, body(&bytes)?).await?),
         "schedule" => ok(backup_api::schedule(&c, &id, &bytes).await?),
         "restore" => {
             let new = backup_api::restore(&c, &id, rec, body(&bytes)?).await?;

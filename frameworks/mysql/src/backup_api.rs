@@ -7,8 +7,10 @@
 //!  GET  /v1/databases/{id}/backups the backups, oldest first
 //!  POST /v1/databases/{id}/restore {"backup", "name", "full_name"?, "instances"?, "until"?}:
 //!                                  a new database started from the backup (and, with
-//!                                  `until`, the archived binlogs replayed up to that GTID) -> 201
-//!  POST /v1/databases/{id}/archive {"dir"?}: archive its binlogs continuously -> 200
+//!                                  `until`, the archived binlogs replayed up to that GTID, or to the
+//!                                  last commit before that RFC 3339 time) -> 201
+//!  DELETE /v1/databases/{id}/schedule no more scheduled backups -> 200
+//!  (the archive's routes: [`crate::archive_api`])
 //!  POST /v1/databases/{id}/schedule {"every_hours", "retention_days", "dir"?, "offsite_dir"?}:
 //!                                  scheduled backups, older ones deleted -> 200
 //! ```
@@ -17,20 +19,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use ocean_client::api::{KvListRequest, KvPutRequest};
+use ocean_client::api::{KvKeyRequest, KvListRequest, KvPutRequest};
 use ocean_client::{Client, Error};
 use ocean_framework::{ApiError, ApiResult};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::actions::{key, observed};
-use crate::archive::{is_gtid, ArchiveRecord, ARCHIVES};
+use crate::archive_api::{until_point, Point};
 use crate::backup::{
     backup_key, valid_dir, BackupRecord, Schedule, BACKUPS, DEFAULT_DIR, DEFAULT_OFFSITE_DIR,
     SCHEDULES,
 };
 use crate::framework::{DatabaseRecord, RestoreSource, DATABASES, NAME};
-use crate::gtid::GtidPos;
 use crate::manual::{primary_of, replicas_by_position, Refused};
 
 /// How long `POST .../backup` waits for the backup to finish before it
@@ -69,19 +70,11 @@ pub struct Restore {
     #[serde(default)]
     pub instances: Option<u32>,
     /// A point in time: the GTID (`domain-server-seq`) to replay the
-    /// archived binlogs up to, at or after the backup's.
+    /// archived binlogs up to, at or after the backup's; or an RFC 3339
+    /// time (`2026-12-08T01:02:03Z`), after the backup finished and not in
+    /// the future: every transaction committed in a second before it.
     #[serde(default)]
     pub until: Option<String>,
-}
-
-/// `POST /v1/databases/{id}/archive`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Archive {
-    /// Base directory on the agents' hosts (default
-    /// `/var/tmp/ocean-mysql-backups`).
-    #[serde(default)]
-    pub dir: Option<String>,
 }
 
 /// Sets database `id`'s backup schedule (replacing any): the operator
@@ -104,25 +97,33 @@ pub async fn schedule(c: &Arc<dyn Client>, id: &str, bytes: &[u8]) -> ApiResult<
     Ok(json!({ "database": id, "schedule": s }))
 }
 
-/// Turns on (or moves) database `id`'s binlog archive.
-pub async fn archive(c: &Arc<dyn Client>, id: &str, a: Archive) -> ApiResult<Value> {
-    let dir = dir_field("dir", a.dir, DEFAULT_DIR)?;
-    let rec = ArchiveRecord {
-        dir,
-        since_ms: ocean_framework::runner::now_ms(),
-    };
-    c.kv_put(KvPutRequest {
+/// Turns database `id`'s backup schedule off (`DELETE .../schedule`): no
+/// more scheduled backups, and none deleted by retention; the backups
+/// taken stay. 404 naming `schedule` if it has none.
+pub async fn schedule_off(c: &Arc<dyn Client>, id: &str) -> ApiResult<Value> {
+    let key_name = format!("{SCHEDULES}{id}");
+    let (s, revision) = key::<Schedule>(c, key_name.clone()).await?.ok_or_else(|| {
+        Refused::missing(
+            "schedule",
+            format!("database '{id}' has no backup schedule"),
+        )
+    })?;
+    c.kv_delete(KvKeyRequest {
         namespace: NAME.into(),
-        key: format!("{ARCHIVES}{id}"),
-        value: serde_json::to_vec(&rec).unwrap_or_default(),
-        expected_revision: None,
+        key: key_name,
+        read: None,
+        expected_revision: Some(revision),
     })
     .await?;
-    tracing::info!(database = %id, dir = %rec.dir, "binlog archive on");
-    Ok(json!({ "database": id, "dir": rec.dir, "path": rec.path(id), "since_ms": rec.since_ms }))
+    tracing::info!(database = %id, "backup schedule off");
+    Ok(json!({ "database": id, "schedule": null, "was": s }))
 }
 
-fn dir_field(field: &'static str, v: Option<String>, default: &str) -> Result<String, Refused> {
+pub(crate) fn dir_field(
+    field: &'static str,
+    v: Option<String>,
+    default: &str,
+) -> Result<String, Refused> {
     let d = v.unwrap_or_else(|| default.to_string());
     let d = d.trim_end_matches('/').to_string();
     if valid_dir(&d) {
@@ -258,41 +259,9 @@ pub async fn restore(
         )
         .into());
     }
-    let (until, binlogs) = match r.until {
-        None => (None, String::new()),
-        Some(u) => {
-            if !is_gtid(&u) {
-                return Err(Refused::bad(
-                    "until",
-                    format!("'{u}' is not one GTID (domain-server-seq, e.g. 0-123-456)"),
-                )
-                .into());
-            }
-            let (from, to) = (GtidPos::parse(&b.gtid), GtidPos::parse(&u));
-            if to != from && from.contains(&to) {
-                return Err(Refused::bad(
-                    "until",
-                    format!(
-                        "{u} is before backup '{bid}' ({}): restore an older backup",
-                        b.gtid
-                    ),
-                )
-                .into());
-            }
-            let (a, _) = key::<ArchiveRecord>(c, format!("{ARCHIVES}{id}"))
-                .await?
-                .ok_or_else(|| {
-                    Refused::conflict(
-                        "until",
-                        format!("database '{id}' has no binlog archive (POST .../archive)"),
-                    )
-                })?;
-            if to == from {
-                (None, String::new())
-            } else {
-                (Some(u), a.path(id))
-            }
-        }
+    let point = match r.until {
+        None => Point::default(),
+        Some(u) => until_point(c, id, &bid, &b, &u).await?,
     };
     let mut spec = src.spec.clone();
     spec.full_name = r.full_name.unwrap_or_else(|| {
@@ -314,8 +283,10 @@ pub async fn restore(
             backup: bid,
             path: b.path(),
             gtid: b.gtid,
-            until,
-            binlogs,
+            until: point.until,
+            binlogs: point.binlogs,
+            until_ms: point.until_ms,
+            reach: point.reach,
         }),
     };
     let put = c

@@ -25,7 +25,9 @@ use serde::{Deserialize, Serialize};
 use ocean_framework::{Action, Framework, Plan, View};
 
 use crate::admin::Secrets;
-use crate::archive::{archive_job, archive_job_id, ArchiveRecord, ARCHIVES, LABEL_ARCHIVE};
+use crate::archive::{
+    archive_job, archive_job_id, keep_from, ArchiveRecord, ARCHIVES, LABEL_ARCHIVE,
+};
 use crate::backup::{backup_job, BackupRecord, BACKUPS, LABEL_BACKUP};
 use crate::jobs::{
     database_job, job_id, labels_of, seed_job, LABEL_DATABASE, LABEL_DIGEST, LABEL_SEED,
@@ -83,6 +85,16 @@ pub struct RestoreSource {
     /// The binlog archive to replay from.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub binlogs: String,
+    /// A point in time given as a time (ms since the epoch): replay the
+    /// archived binlogs from the backup up to the last transaction
+    /// committed before it (each instance finds it in the archive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<u64>,
+    /// With `until_ms`: a GTID the archive must hold before it is trusted
+    /// to hold everything up to the time (the primary's position observed
+    /// at or after it); empty when the archive was turned off.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reach: String,
 }
 
 /// Which task is the primary (`topology/<name>`), written by the operator
@@ -168,8 +180,13 @@ impl Framework for MysqlFramework {
                 .keys
                 .get(&format!("{ARCHIVES}{}", rec.spec.name))
                 .and_then(|e| serde_json::from_slice::<ArchiveRecord>(&e.value).ok());
+            let archive = archive.filter(|a| a.stopped_ms.is_none());
             if let (Some(a), (Some(t), _)) = (archive, topology(view, &rec.spec.name)) {
-                let job = archive_job(&rec.spec, &a, &t.addr, &rec.secrets);
+                let backups: Vec<BackupRecord> = view
+                    .keys_under(&format!("{BACKUPS}{}/", rec.spec.name))
+                    .filter_map(|e| serde_json::from_slice(&e.value).ok())
+                    .collect();
+                let job = archive_job(&rec.spec, &a, &t.addr, &keep_from(&backups), &rec.secrets);
                 let id = archive_job_id(&rec.spec);
                 let current = view
                     .jobs

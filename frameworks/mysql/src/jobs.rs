@@ -90,12 +90,35 @@ if [ ! -f "$V/initialized" ]; then
     cp -a "$DB_RESTORE_FROM" "$D.restore"
     rm -f "$D.restore/MANIFEST.sha256"
     cut -f3 "$D.restore/xtrabackup_binlog_info" >"$V/seed-gtid"
-    if [ -n "${{DB_RESTORE_UNTIL:-}}" ]; then
-      # To a point in time: the archived binlogs from the backup's GTID to
-      # DB_RESTORE_UNTIL, from a source whose archive starts at or before
-      # the backup and reaches it, replayed on a private server (no
-      # network, no binlog of its own).
-      G=$(cat "$V/seed-gtid"); U="$DB_RESTORE_UNTIL"
+    G=$(cat "$V/seed-gtid"); U="${{DB_RESTORE_UNTIL:-}}"
+    if [ -n "${{DB_RESTORE_UNTIL_TIME:-}}" ]; then
+      # To a time (YYMMDDHHMMSS, UTC): the last transaction committed in a
+      # second before it, from an archive that starts at or before the
+      # backup and holds DB_RESTORE_REACH (the primary's position seen
+      # after the time) or a transaction from the time on; none: the
+      # backup as it is.
+      R=""
+      for a in "$DB_RESTORE_BINLOGS"/*/; do
+        F=$(ls "$a"binlog.[0-9]* 2>/dev/null | sort | head -n 1)
+        [ -n "$F" ] || continue
+        L=$(mariadb-binlog "$F" 2>/dev/null | sed -n 's/.*Gtid list \[\(.*\)\].*/\1/p' | head -n 1)
+        if [ -n "$L" ] && [ "${{L##*-}}" -gt "${{G##*-}}" ]; then continue; fi
+        R=$(TZ=UTC mariadb-binlog --start-position="$G" $(ls "$a"binlog.[0-9]* | sort) 2>>"$V/replay.log" | awk -v t="$DB_RESTORE_UNTIL_TIME" -v r="${{DB_RESTORE_REACH:-}}" '
+          /^#[0-9]+ +[0-9]+:[0-9]+:[0-9]+ server id .*[ \t]GTID [0-9]+-[0-9]+-[0-9]+/ {{
+            split($2, h, ":"); k = substr($1, 2) * 1000000 + h[1] * 10000 + h[2] * 100 + h[3]
+            for (i = 1; i < NF; i++) if ($i == "GTID") g = $(i + 1)
+            if (g == r) reached = 1
+            if (!past && k < t + 0) last = g; else past = 1
+          }}
+          END {{ if (past || reached || r == "") print "ok " last; else print "no" }}')
+        case "$R" in ok*) U="${{R#ok}}"; U="${{U# }}"; break;; esac
+      done
+      case "$R" in ok*) ;; *) echo "no archived binlog from $G reaches $DB_RESTORE_UNTIL_TIME (UTC) yet" >&2; exit 1;; esac
+    fi
+    if [ -n "$U" ]; then
+      # To a point: the archived binlogs from the backup's GTID to U, from
+      # a source whose archive starts at or before the backup and reaches
+      # it, replayed on a private server (no network, no binlog of its own).
       rm -f "$V/replay.sql"
       for a in "$DB_RESTORE_BINLOGS"/*/; do
         F=$(ls "$a"binlog.[0-9]* 2>/dev/null | sort | head -n 1)
@@ -302,6 +325,11 @@ pub fn database_job(
         job["env"]["DB_RESTORE_FROM"] = r.path.clone().into();
         if let Some(until) = &r.until {
             job["env"]["DB_RESTORE_UNTIL"] = until.clone().into();
+            job["env"]["DB_RESTORE_BINLOGS"] = r.binlogs.clone().into();
+        }
+        if let Some(ms) = r.until_ms {
+            job["env"]["DB_RESTORE_UNTIL_TIME"] = crate::archive::binlog_second(ms).into();
+            job["env"]["DB_RESTORE_REACH"] = r.reach.clone().into();
             job["env"]["DB_RESTORE_BINLOGS"] = r.binlogs.clone().into();
         }
     }

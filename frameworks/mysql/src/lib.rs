@@ -49,6 +49,7 @@ pub mod admin;
 pub mod admin_mem;
 pub mod api;
 pub mod archive;
+pub mod archive_api;
 pub mod backup;
 pub mod backup_api;
 pub mod decide;

@@ -1,11 +1,13 @@
 //! `/ui/databases/{id}`: one database's topology (each instance's task,
 //! host, address, role, GTID position and replication lag, from the
 //! operator's last observation), the primary's DNS name, its last backup,
-//! backup schedule and binlog archive, and its actions: switch over to a
-//! chosen replica, rebuild a replica, scale, back up now, delete. Every
-//! action calls the function behind its REST route
-//! (`POST /v1/databases/{id}/...`), so a refusal is the API's: the page
-//! comes back with its status, its reason, and the field it names marked.
+//! backup schedule and binlog archive, the jobs allowed to use it (each
+//! with its MySQL user and the hosts it is granted on), and its actions:
+//! switch over to a chosen replica, rebuild a replica, scale, back up now,
+//! edit the allowed jobs, delete. Every action calls the function behind
+//! its REST route (`POST /v1/databases/{id}/...`, `PUT .../grants`), so a
+//! refusal is the API's: the page comes back with its status, its reason,
+//! and the field it names marked.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -18,6 +20,7 @@ use ocean_mysql::api::{self as db_api, ApiError};
 use ocean_mysql::archive::{ArchiveRecord, ARCHIVES};
 use ocean_mysql::backup::{BackupRecord, Schedule, BACKUPS, SCHEDULES};
 use ocean_mysql::backup_api::{self, Backup};
+use ocean_mysql::grants_api::{self, Grants};
 use ocean_mysql::{DatabaseStatus, NodeStatus};
 use serde::Deserialize;
 
@@ -106,6 +109,15 @@ impl BackupView {
     }
 }
 
+/// One allowed job: its user (none until the record has its credential)
+/// and the host addresses the operator last saw it granted on.
+#[derive(Debug, Clone)]
+pub struct GrantView {
+    pub job: String,
+    pub user: String,
+    pub hosts: String,
+}
+
 #[derive(Template)]
 #[template(path = "database.html")]
 struct DetailPage {
@@ -123,6 +135,10 @@ struct DetailPage {
     last_done: Option<BackupView>,
     schedule: Option<Schedule>,
     archive: Option<ArchiveRecord>,
+    grants: Vec<GrantView>,
+    /// The allowed jobs' form: one job id a line (what was sent, after a
+    /// refusal).
+    allowed_text: String,
     notice: Option<&'static str>,
     /// A refused action: what it was, the status and why.
     error: Option<String>,
@@ -146,6 +162,9 @@ impl DetailPage {
     fn when(ms: &u64) -> String {
         utc(*ms)
     }
+    fn days(d: &f64) -> String {
+        format!("{d}")
+    }
 }
 
 /// An action the page shows as refused.
@@ -155,6 +174,8 @@ struct Refusal {
     message: String,
     errors: FieldErrors,
     status: StatusCode,
+    /// The allowed jobs' text as sent, to show it again.
+    allowed_text: Option<String>,
 }
 
 impl Refusal {
@@ -165,6 +186,7 @@ impl Refusal {
             message: format!("{action} refused ({}): {}", e.status(), e.message()),
             errors: refused(e),
             status: e.status(),
+            allowed_text: None,
         }
     }
 
@@ -181,6 +203,7 @@ impl Refusal {
             message: format!("{action} refused ({status}): {why}"),
             errors,
             status,
+            allowed_text: None,
         }
     }
 }
@@ -214,6 +237,30 @@ async fn detail_page(
     let (schedules, v3) = read_keys::<Schedule>(m, SCHEDULES, &seen).await?;
     let (archives, v4) = read_keys::<ArchiveRecord>(m, ARCHIVES, &seen).await?;
     let t = &rec.template;
+    let seen_grants = st.as_ref().map(|s| s.grants.as_slice()).unwrap_or_default();
+    let grants: Vec<GrantView> = rec
+        .spec
+        .allowed_jobs
+        .iter()
+        .map(|job| GrantView {
+            job: job.clone(),
+            user: rec
+                .secrets
+                .jobs
+                .get(job)
+                .map(|c| c.user.clone())
+                .unwrap_or_default(),
+            hosts: seen_grants
+                .iter()
+                .find(|g| &g.job == job)
+                .map(|g| g.hosts.join(", "))
+                .unwrap_or_default(),
+        })
+        .collect();
+    let allowed_text = refusal
+        .as_ref()
+        .and_then(|r| r.allowed_text.clone())
+        .unwrap_or_else(|| rec.spec.allowed_jobs.join("\n"));
     let page = DetailPage {
         frame: Frame::new(m, "databases", v1.min(v2).min(v3).min(v4), &seen).with_csrf(csrf),
         row: row(rec, st.as_ref()),
@@ -239,6 +286,8 @@ async fn detail_page(
         last_done: last_done.map(BackupView::of),
         schedule: schedules.into_iter().find(|(k, _)| k == id).map(|(_, s)| s),
         archive: archives.into_iter().find(|(k, _)| k == id).map(|(_, a)| a),
+        grants,
+        allowed_text,
         notice: q.notice(NOTICES),
         error: refusal.as_ref().map(|r| r.message.clone()),
         refused_action: refusal
@@ -280,13 +329,16 @@ pub struct ActionForm {
     /// Scale: the new number of instances.
     #[serde(default)]
     pub instances: String,
+    /// Grants: the allowed jobs, one job id a line (blank lines skipped).
+    #[serde(default)]
+    pub allowed_jobs: String,
 }
 
 /// The actions that change who serves or lose data: they need the box.
 const NEEDS_CONFIRM: &[&str] = &["switchover", "rebuild", "delete"];
 
 /// `POST /ui/databases/{id}/{action}`: switchover, rebuild, scale,
-/// backup, delete.
+/// backup, grants, delete.
 pub async fn action(
     State(m): State<Master>,
     Extension(csrf): Extension<CsrfToken>,
@@ -296,7 +348,7 @@ pub async fn action(
     check(&csrf, &f.csrf)?;
     if !matches!(
         action.as_str(),
-        "switchover" | "rebuild" | "scale" | "backup" | "delete"
+        "switchover" | "rebuild" | "scale" | "backup" | "grants" | "delete"
     ) {
         return Err(ocean_master::Error::NotFound {
             kind: "database action",
@@ -315,7 +367,9 @@ pub async fn action(
     } else {
         None
     };
-    let refuse = |r: Refusal| async {
+    let sent = (action == "grants").then(|| f.allowed_jobs.clone());
+    let refuse = |mut r: Refusal| async {
+        r.allowed_text = sent.clone();
         Ok::<_, crate::error::UiError>(
             detail_page(&m, &csrf, &id, &Done::default(), Some(r))
                 .await?
@@ -359,6 +413,14 @@ pub async fn action(
                     "backed-up"
                 }
             }),
+        "grants" => {
+            let g = Grants {
+                allowed_jobs: allowed_lines(&f.allowed_jobs),
+            };
+            grants_api::set_allowed_jobs(&c, &id, g)
+                .await
+                .map(|_| "grants")
+        }
         _ => db_api::delete(&c, &id).await.map(|_| "deleted"),
     };
     match outcome {
@@ -375,9 +437,27 @@ pub async fn action(
     }
 }
 
+/// The form's allowed jobs: one a line, trimmed, blank lines skipped.
+fn allowed_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_allowed_jobs_are_one_a_line() {
+        assert_eq!(
+            allowed_lines(" a \r\n\n b\n"),
+            vec!["a".to_string(), "b".to_string()]
+        );
+        assert!(allowed_lines("\n  \n").is_empty());
+    }
 
     fn node(role: &str, lag: Option<u64>) -> NodeStatus {
         NodeStatus {

@@ -55,6 +55,10 @@ pub(crate) const NOTICES: &[(&str, &str)] = &[
         "deleted",
         "Database deleted: its instances are being stopped.",
     ),
+    (
+        "grants",
+        "Allowed jobs changed: the operator grants and drops their hosts within a round.",
+    ),
 ];
 
 /// One database in the list (and the facts of its page).

@@ -33,8 +33,9 @@
 //!   sampled every 5 s, and the leader's CPU and memory with N simulated
 //!   agents pushing M tasks' samples every 5 s.
 //! - `mysql`: MySQL databases: provisioning 3 instances to the first
-//!   write through DNS, primary SIGKILL to writable through DNS,
-//!   acknowledged commits lost (none expected).
+//!   write through DNS, primary faults (a seeded mix of SIGKILL, SIGSTOP
+//!   and its host's agent killed) to writable through DNS, acknowledged
+//!   commits lost (none expected).
 //! - `docker-launch`: submit-to-RUNNING of one-instance container jobs,
 //!   side by side with `docker run -d` of the same image.
 //!
@@ -203,12 +204,23 @@ enum Cmd {
         rounds: usize,
     },
     /// MySQL databases: provisioning 3 instances -> first write via DNS,
-    /// primary SIGKILL -> writable via DNS (0 acknowledged commits lost).
+    /// primary faults -> writable via DNS (0 acknowledged commits lost).
     Mysql {
         #[arg(long, default_value_t = 20)]
         provisions: usize,
+        /// Faults on the primary, one after another (the database healed
+        /// between them).
         #[arg(long, default_value_t = 20)]
         kills: usize,
+        /// Which faults, chosen at random among these for each trial:
+        /// `sigkill` (the primary's mariadbd), `sigstop` (hung, woken once
+        /// the database wrote through its new primary), `agent` (the
+        /// primary's host's agent SIGKILLed, started again after).
+        #[arg(long, value_delimiter = ',', default_value = "sigkill")]
+        faults: Vec<String>,
+        /// Seed of the faults' choice and of the wait before each.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
     /// Health check failing to healthy replacement serving (1 s interval,
     /// 3 failures), in `ocean dev`.
@@ -409,7 +421,12 @@ async fn main() -> anyhow::Result<()> {
             replicas,
             rounds,
         } => reshard::reshard(mb, replicas, rounds).await,
-        Cmd::Mysql { provisions, kills } => mysql::mysql(provisions, kills).await,
+        Cmd::Mysql {
+            provisions,
+            kills,
+            faults,
+            seed,
+        } => mysql::mysql(provisions, kills, &faults, seed).await,
         Cmd::LostAgent { trials, instances } => lost::lost_agent(trials, instances).await,
         Cmd::FalseLost { minutes, agents } => lost::false_lost(minutes, agents).await,
         Cmd::Dns {

@@ -4,12 +4,17 @@
 //! - provisioning: `POST /v1/databases` of 3 instances to the first write
 //!   acknowledged through the primary's DNS name (a new database per
 //!   trial, deleted after);
-//! - primary crash: a writer inserting through DNS (reconnecting and
+//! - primary faults: a writer inserting through DNS (reconnecting and
 //!   re-resolving after each error) records every acknowledged commit;
-//!   the primary is SIGKILLed 2 s later; time from the kill until a fresh
+//!   1-3 s later (seeded) the primary gets a fault chosen with the seed
+//!   among `--faults`: SIGKILL of its mariadbd, SIGSTOP (SIGCONT once it
+//!   is writable again through DNS), or SIGKILL of its host's agent
+//!   (down 3-8 s, seeded: past the masters' heartbeat timeout, so its
+//!   tasks are lost to them while the primary's mariadbd still runs); time from the fault until a fresh
 //!   connection to what DNS names takes an acknowledged write; every
-//!   commit the writer had acknowledged checked on the new primary. The next trial waits until the database is healed (the old
-//!   primary's replacement a replica again).
+//!   commit the writer had acknowledged checked on the new primary. The
+//!   next trial waits until the database is healed (the old primary, or
+//!   its replacement, a replica again).
 //! - where a failover's time goes: a poller (REST every 5 ms, DNS)
 //!   notes, after each kill, when the masters record the old primary's
 //!   task ended (the agent saw the exit), when the operator records the
@@ -26,7 +31,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use ocean_tests::databases::resolve_primary;
 use ocean_tests::databases::{
-    app_password, create_database, healthy, missing, start, wait_database, wait_writable,
+    app_password, create_database, healthy, missing, nodes, start, wait_database, wait_writable,
     write_load,
 };
 use ocean_tests::http::{Api, Body, Method};
@@ -111,10 +116,39 @@ async fn phases(
     p
 }
 
-/// Runs the benchmark: `provisions` databases created, `kills` primaries
-/// SIGKILLed.
-pub async fn mysql(provisions: usize, kills: usize) -> anyhow::Result<()> {
-    let (c, _agents, dns) = start(&["a", "b", "c"]).await?;
+/// The faults a trial may inject.
+const FAULTS: [&str; 3] = ["sigkill", "sigstop", "agent"];
+
+/// A small seeded generator (xorshift64*): the same seed, the same
+/// faults and waits.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
+    }
+}
+
+/// Runs the benchmark: `provisions` databases created, `kills` faults
+/// on the primary, each chosen among `faults` with `seed`.
+pub async fn mysql(
+    provisions: usize,
+    kills: usize,
+    faults: &[String],
+    seed: u64,
+) -> anyhow::Result<()> {
+    if let Some(f) = faults.iter().find(|f| !FAULTS.contains(&f.as_str())) {
+        anyhow::bail!("--faults: '{f}' is not one of {}", FAULTS.join(", "));
+    }
+    anyhow::ensure!(!faults.is_empty(), "--faults: none given");
+    let mut rng = Rng::new(seed);
+    let (c, mut agents, dns) = start(&["a", "b", "c"]).await?;
     let api = c.master(1).api();
 
     let mut times = Vec::new();
@@ -144,10 +178,13 @@ pub async fn mysql(provisions: usize, kills: usize) -> anyhow::Result<()> {
     let d = create_database(&api, "bench", 3).await?;
     let pw = app_password(&d);
     wait_writable(dns.addr, "bench", &pw, WAIT).await?;
-    let mut times = Vec::new();
+    let mut times: Vec<(String, Duration)> = Vec::new();
     let mut seen: Vec<Phases> = Vec::new();
     let (mut acked, mut lost, mut failed) = (0usize, 0usize, 0usize);
     for i in 0..kills {
+        let fault = faults[rng.below(faults.len() as u64) as usize].clone();
+        let before = Duration::from_millis(1_000 + rng.below(2_000));
+        let down = Duration::from_millis(3_000 + rng.below(5_000));
         let d = wait_database(&api, "bench", "healed", WAIT, healthy(3)).await?;
         let old = d["status"]["primary"]
             .as_str()
@@ -164,23 +201,52 @@ pub async fn mysql(provisions: usize, kills: usize) -> anyhow::Result<()> {
             1 + i as u64 * 1_000_000,
             stop.clone(),
         ));
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::time::sleep(before).await;
         let old_addr = ocean_tests::databases::addr_of(&d, "primary").unwrap_or_default();
+        let host = nodes(&d)
+            .iter()
+            .find(|n| n["task"] == old.as_str())
+            .and_then(|n| n["host"].as_str().map(String::from))
+            .unwrap_or_default();
+        let agent = agents
+            .iter()
+            .position(|a| a.args.contains(&host))
+            .context("the primary's host's agent")?;
         let killed = Instant::now();
-        kill(Pid::from_raw(pid as i32), Signal::SIGKILL)?;
+        match fault.as_str() {
+            "sigkill" => kill(Pid::from_raw(pid as i32), Signal::SIGKILL)?,
+            "sigstop" => kill(Pid::from_raw(pid as i32), Signal::SIGSTOP)?,
+            _ => agents[agent].kill(),
+        }
         let poller = tokio::spawn(phases(api.clone(), dns.addr, old.clone(), old_addr, killed));
         // Writable through DNS: a fresh connection to what DNS names takes
         // an acknowledged write.
         let r = wait_writable(dns.addr, "bench", &pw, Duration::from_secs(30)).await;
         let took = killed.elapsed();
+        // Whatever happened, nothing stays stopped or down.
+        match fault.as_str() {
+            "sigstop" => {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGCONT);
+            }
+            "agent" => {
+                // Down past the masters' heartbeat timeout (2.5 s): its
+                // tasks are lost to them and the primary is replaced
+                // while its mariadbd still runs; then the agent comes
+                // back and the writer goes on through whatever DNS names.
+                tokio::time::sleep(down).await;
+                agents[agent].start()?;
+                wait_writable(dns.addr, "bench", &pw, Duration::from_secs(30)).await?;
+            }
+            _ => {}
+        }
         tokio::time::sleep(Duration::from_millis(1500)).await;
         stop.store(true, Ordering::Relaxed);
         let w = writer.await?;
         let ph = poller.await?;
-        println!("kill {i}: phases {ph:?}");
+        println!("fault {i} ({fault}): phases {ph:?}");
         seen.push(ph);
         if let Err(e) = r {
-            println!("kill {i}: not writable: {e:#}");
+            println!("fault {i} ({fault}): not writable: {e:#}");
             failed += 1;
             continue;
         }
@@ -188,16 +254,25 @@ pub async fn mysql(provisions: usize, kills: usize) -> anyhow::Result<()> {
         let primary = ocean_tests::databases::addr_of(&d, "primary").context("no primary")?;
         let gone = missing(&primary, &pw, &w.acked).await?.len();
         println!(
-            "kill {i}: writable via DNS after {}, {} acknowledged by the writer, {gone} lost",
+            "fault {i} ({fault}): writable via DNS after {}, {} acknowledged by the writer, {gone} lost",
             ms(took),
             w.acked.len()
         );
-        times.push(took);
+        times.push((fault, took));
         acked += w.acked.len();
         lost += gone;
     }
-    println!("trials not writable within 30 s: {failed}");
-    report("primary SIGKILL -> writable via DNS", times);
+    println!("seed {seed}, faults {faults:?}: {kills} trials, not writable within 30 s: {failed}");
+    for f in FAULTS {
+        let these: Vec<Duration> = times
+            .iter()
+            .filter(|(k, _)| k == f)
+            .map(|(_, t)| *t)
+            .collect();
+        if !these.is_empty() {
+            report(&format!("primary {f} -> writable via DNS"), these);
+        }
+    }
     type Pick = fn(&Phases) -> Option<Duration>;
     let steps: [(&str, Pick); 4] = [
         ("  kill -> masters hold the task ended", |p| p.ended),
