@@ -1,5 +1,16 @@
 //! The one crypto provider of every Ocean process: ring (as tonic's
-//! `tls-ring`), with AES-128-GCM preferred.
+//! `tls-ring`), with X25519 key exchange and AES-128-GCM preferred.
+//!
+//! rustls 0.23's ring provider lists secp384r1 first among its key
+//! exchange groups, and a client sends its key share for the first one, so
+//! every handshake between Ocean processes did two P-384 scalar
+//! multiplications a side in ring's generic (non-assembly) field code:
+//! about 1 ms of CPU each. Profiled on the schedule benchmark (1,000
+//! certified agents registering), P-384 arithmetic (`bn_mul_mont_nohw`,
+//! `p384_point_mul`) was over a quarter of all the CPU of the masters and
+//! the agents. X25519 is a few tens of microseconds, and at the same
+//! 128-bit security level as the P-256 certificates and AES-128; P-256
+//! and P-384 stay offered after it.
 //!
 //! rustls's ring provider offers AES-256-GCM first, and a server follows
 //! the client's order, so every connection between Ocean processes used
@@ -14,8 +25,9 @@ use std::sync::Arc;
 
 use rustls::crypto::{ring, CryptoProvider};
 
-/// ring with TLS 1.3 AES-128-GCM, then the rest of ring's suites in
-/// ring's order.
+/// ring with X25519 first among key exchange groups, TLS 1.3
+/// AES-128-GCM first among suites, then the rest of ring's in ring's
+/// order.
 // rustls deprecates ring's provider for its lack of post-quantum key
 // exchange, which needs aws-lc-rs (a C/CMake build) instead.
 #[allow(deprecated)]
@@ -24,6 +36,9 @@ pub fn provider() -> CryptoProvider {
     let first = ring::cipher_suite::TLS13_AES_128_GCM_SHA256;
     p.cipher_suites.retain(|s| s.suite() != first.suite());
     p.cipher_suites.insert(0, first);
+    let x25519 = ring::kx_group::X25519;
+    p.kx_groups.retain(|g| g.name() != x25519.name());
+    p.kx_groups.insert(0, x25519);
     p
 }
 
@@ -54,10 +69,16 @@ mod tests {
         a.sort_by_key(|s| u16::from(*s));
         b.sort_by_key(|s| u16::from(*s));
         assert_eq!(a, b);
+        assert_eq!(ours.kx_groups[0].name(), rustls::NamedGroup::X25519);
+        let mut a: Vec<_> = ring.kx_groups.iter().map(|g| u16::from(g.name())).collect();
+        let mut b: Vec<_> = ours.kx_groups.iter().map(|g| u16::from(g.name())).collect();
+        a.sort();
+        b.sort();
+        assert_eq!(a, b);
     }
     /// tonic's channels take the process default and its servers
     /// `ServerConfig::builder()`: a handshake between two such configs,
-    /// after `install`, settles on AES-128-GCM.
+    /// after `install`, settles on X25519 and AES-128-GCM.
     #[test]
     fn installed_configs_negotiate_aes_128_gcm() -> anyhow::Result<()> {
         use rustls::pki_types::pem::PemObject;
@@ -99,6 +120,11 @@ mod tests {
         }
         let suite = c.negotiated_cipher_suite().expect("negotiated").suite();
         assert_eq!(suite, rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+        let group = c
+            .negotiated_key_exchange_group()
+            .expect("negotiated")
+            .name();
+        assert_eq!(group, rustls::NamedGroup::X25519);
         Ok(())
     }
 }
