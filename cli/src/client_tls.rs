@@ -79,6 +79,7 @@ impl ClientTlsArgs {
 
     /// The gRPC client's TLS settings.
     pub fn grpc(&self) -> anyhow::Result<Option<tonic::transport::ClientTlsConfig>> {
+        ocean_tls::install_provider();
         Ok(self.pems()?.map(|Pems { ca, identity }| {
             let config = tonic::transport::ClientTlsConfig::new()
                 .ca_certificate(tonic::transport::Certificate::from_pem(ca));

@@ -1,5 +1,7 @@
 //! A certificate directory (or three files) turned into the TLS settings
-//! of a gRPC server or channel.
+//! of a gRPC server or channel. tonic builds them with the process's
+//! default crypto provider, so each installs Ocean's first
+//! ([`crate::provider`]).
 
 use std::path::{Path, PathBuf};
 
@@ -63,6 +65,7 @@ impl TlsFiles {
     /// certificates against the CA: required when `require_client_cert`,
     /// else optional (checked if presented; services decide what they need).
     pub fn server(&self, require_client_cert: bool) -> Result<ServerTlsConfig, TlsError> {
+        crate::provider::install();
         Ok(ServerTlsConfig::new()
             .identity(self.identity()?)
             .client_ca_root(self.ca()?)
@@ -71,6 +74,7 @@ impl TlsFiles {
 
     /// A channel that trusts only the CA and presents this certificate.
     pub fn client(&self) -> Result<ClientTlsConfig, TlsError> {
+        crate::provider::install();
         Ok(ClientTlsConfig::new()
             .ca_certificate(self.ca()?)
             .identity(self.identity()?))
@@ -79,6 +83,7 @@ impl TlsFiles {
     /// A channel that trusts only the CA at `ca` and presents no
     /// certificate (an API client without one).
     pub fn client_without_cert(ca: &Path) -> Result<ClientTlsConfig, TlsError> {
+        crate::provider::install();
         Ok(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca)?)))
     }
 }

@@ -11,9 +11,11 @@ mod error;
 mod files;
 mod identity;
 mod issue;
+mod provider;
 mod rest;
 
 pub use error::TlsError;
 pub use files::TlsFiles;
 pub use identity::{identity_of, identity_of_pem, peer_identity, Identity, Role};
 pub use issue::{issue, new_ca, CA_CERT, CA_KEY, CERT, KEY};
+pub use provider::{install as install_provider, provider};

@@ -34,12 +34,8 @@ impl TlsFiles {
     /// The REST listener's TLS: this certificate, client certificates
     /// optional (verified against the CA when a client sends one).
     pub fn rest_server(&self) -> Result<Arc<ServerConfig>, TlsError> {
-        // ring, as tonic's `tls-ring` for gRPC: one crypto backend in the
-        // binary. rustls deprecates ring's provider for its lack of
-        // post-quantum key exchange, which needs aws-lc-rs (a C/CMake
-        // build) instead.
-        #[allow(deprecated)]
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        // The gRPC servers' provider: one crypto backend in the binary.
+        let provider = crate::provider::install();
         let mut roots = RootCertStore::empty();
         for ca in certs(&self.ca)? {
             roots.add(ca).map_err(|e| bad(&self.ca, e))?;
