@@ -281,10 +281,7 @@ mod tests {
             .iter()
             .map(|p| p.start_s)
             .collect();
-        assert_eq!(
-            hours,
-            vec![T0 + MINUTES_KEPT_S, T0 + HOURS_KEPT_S + HOUR_S]
-        );
+        assert_eq!(hours, vec![T0 + MINUTES_KEPT_S, T0 + HOURS_KEPT_S + HOUR_S]);
         assert_eq!(
             st.usage_minute_span(),
             Some((T0 + HOURS_KEPT_S + HOUR_S, T0 + HOURS_KEPT_S + HOUR_S))
