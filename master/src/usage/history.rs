@@ -111,6 +111,16 @@ mod tests {
         let last = window(&st, &store, "cop.c", newest + MINUTE_S - HOUR_S);
         assert_eq!(last.snapshots, 60 * 12);
         assert_eq!(last.cpu_cores, 2.0);
+        // A history younger than an hour, not starting on one (a fresh
+        // cluster): its hour holds it all, and no minute comes twice.
+        let mut young = ClusterState::default();
+        for i in 2..10 {
+            record(&mut young, T0 + i * MINUTE_S, 1000);
+        }
+        let w = window(&young, &store, "cop.c", T0 + 30);
+        assert_eq!(w.snapshots, 8 * 12);
+        let w = window(&young, &store, "cop.c", T0 + 5 * MINUTE_S);
+        assert_eq!(w.snapshots, 5 * 12);
         // Another node: nothing.
         assert_eq!(window(&st, &store, "cop.d", T0).snapshots, 0);
     }

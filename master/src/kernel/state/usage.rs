@@ -169,6 +169,9 @@ impl ClusterState {
     /// The stored periods under `prefix` (`m/` or `h/`) that start at or
     /// after `from_s` and before `to_s`, oldest first.
     pub fn usage_periods(&self, prefix: &str, from_s: u64, to_s: u64) -> Vec<UsagePeriod> {
+        if from_s >= to_s {
+            return Vec::new();
+        }
         let start = kv_map_key(NAMESPACE, &format!("{prefix}{from_s:012}"));
         let end = kv_map_key(NAMESPACE, &format!("{prefix}{to_s:012}"));
         self.kv
