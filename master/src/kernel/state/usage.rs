@@ -89,7 +89,7 @@ pub fn minute_problem(m: &UsagePeriod) -> Option<String> {
     if m.length_s as u64 != MINUTE_S {
         return Some(format!("record_usage: length_s {} is not 60", m.length_s));
     }
-    if m.start_s % MINUTE_S != 0 {
+    if !m.start_s.is_multiple_of(MINUTE_S) {
         return Some(format!(
             "record_usage: start_s {} is not a minute boundary",
             m.start_s
