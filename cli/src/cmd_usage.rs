@@ -21,8 +21,9 @@ pub struct ReportArgs {
     /// The node to report under; the whole tree when left out.
     #[arg(long, default_value = "")]
     node: String,
-    /// `30s`, `5m`, `6h` (at most a day: the leader keeps a day of product
-    /// lines' minutes; longer windows than ~5 min are read from them).
+    /// `30s`, `5m`, `6h`, `30d` (at most 400 days: the masters keep product
+    /// lines' minutes two days and hours 400; windows longer than ~5 min
+    /// are read from them).
     #[arg(long, default_value = "5m")]
     window: String,
     /// `table`, `json` or `csv`.

@@ -308,9 +308,10 @@ async fn a_rule_on_a_pdl_fires_and_resolves_once_each_across_a_leader_failover()
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         };
-        // Longer than the rings (up to a day): read from the product
-        // line's minutes, covering what the leader has seen of it (the
-        // new leader's first 5 s snapshot with the task may still come).
+        // Longer than the rings (up to 400 days): read from the product
+        // line's history, covering what the leaders have seen of it (the
+        // new leader's first 5 s snapshot with the task may still come;
+        // usage_history.rs checks the history outlives a failover).
         let deadline = Instant::now() + WAIT;
         let long = loop {
             let long = api
@@ -334,10 +335,10 @@ async fn a_rule_on_a_pdl_fires_and_resolves_once_each_across_a_leader_failover()
         assert_eq!(long["window_seconds"], 7200, "{long}");
         let line = &long["lines"][0];
         let seen = line["concurrent_peak_seconds"].as_u64().unwrap_or(0);
-        assert!(seen < 7200, "only what this leader saw: {long}");
+        assert!(seen < 7200, "only what the leaders saw: {long}");
         assert_eq!(line["peak"], line["concurrent_peak"], "{long}");
         let too_long = api
-            .get(&format!("/v1/usage/report?node={PDL}&window=25h"))
+            .get(&format!("/v1/usage/report?node={PDL}&window=401d"))
             .await?;
         assert_eq!(too_long.status, 400, "{}", too_long.body);
         assert!(

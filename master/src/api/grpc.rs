@@ -178,6 +178,7 @@ fn command_name(kind: &command::Kind) -> &'static str {
         command::Kind::PlanTasks(_) => "plan_tasks",
         command::Kind::TaskUpdates(_) => "task_updates",
         command::Kind::AgentUnreachable(_) => "agent_unreachable",
+        command::Kind::RecordUsage(_) => "record_usage",
         _ => "this command",
     }
 }

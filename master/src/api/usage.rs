@@ -58,10 +58,12 @@ pub fn parse_window(s: &str) -> std::result::Result<u64, String> {
     parse_window_up_to(s, MAX_WINDOW_S)
 }
 
-/// The longest report window: a day (the product lines' minutes).
-pub const MAX_REPORT_WINDOW_S: u64 = crate::usage::minutes::MINUTES as u64 * 60;
+/// The longest report window: as long as the replicated hours are kept
+/// (400 days).
+pub const MAX_REPORT_WINDOW_S: u64 = crate::kernel::state::usage::HOURS_KEPT_S;
 
-/// A report's window: as [`parse_window`], up to a day (`24h`, `1440m`).
+/// A report's window: as [`parse_window`], or in days (`30d`), up to 400
+/// days.
 pub fn parse_report_window(s: &str) -> std::result::Result<u64, String> {
     parse_window_up_to(s, MAX_REPORT_WINDOW_S)
 }
@@ -79,13 +81,17 @@ fn parse_window_up_to(s: &str, max_s: u64) -> std::result::Result<u64, String> {
         "s" => n,
         "m" => n.saturating_mul(60),
         "h" => n.saturating_mul(3600),
+        "d" if max_s == MAX_REPORT_WINDOW_S => n.saturating_mul(86_400),
+        _ if max_s == MAX_REPORT_WINDOW_S => {
+            return Err(format!("{s:?}: the unit must be s, m, h or d"))
+        }
         _ => return Err(format!("{s:?}: the unit must be s, m or h")),
     };
     if secs == 0 || secs > max_s {
         return Err(if max_s == MAX_WINDOW_S {
             format!("{s:?}: must be from 1s to 1h (samples are kept {RING} per task)")
         } else {
-            format!("{s:?}: must be from 1s to 24h (product lines' history is kept a day)")
+            format!("{s:?}: must be from 1s to 400d (product lines' hours are kept 400 days)")
         });
     }
     Ok(secs)
@@ -240,9 +246,16 @@ mod tests {
         assert!(parse_window("abc").is_err());
         assert_eq!(parse_report_window("24h"), Ok(86_400));
         assert_eq!(parse_report_window("90m"), Ok(5_400));
-        assert!(parse_report_window("25h")
+        assert_eq!(parse_report_window("25h"), Ok(90_000));
+        assert_eq!(parse_report_window("1d"), Ok(86_400));
+        assert_eq!(parse_report_window("400d"), Ok(400 * 86_400));
+        assert!(parse_report_window("401d")
             .unwrap_err()
-            .contains("from 1s to 24h"));
-        assert!(parse_report_window("1d").is_err());
+            .contains("from 1s to 400d"));
+        assert!(parse_report_window("9601h").is_err());
+        assert!(parse_report_window("1w")
+            .unwrap_err()
+            .contains("s, m, h or d"));
+        assert!(parse_window("1d").is_err());
     }
 }

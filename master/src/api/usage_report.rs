@@ -1,6 +1,7 @@
 //! `GET /v1/usage/report?node=&window=&format=json|csv`: utilisation per
-//! product line under `node` over `window` (`usage::lines`). The samples
-//! live in the leader's memory, so a follower relays the leader's answer.
+//! product line under `node` over `window` (`usage::lines`). The recent
+//! samples live in the leader's memory, so a follower relays the leader's
+//! answer; longer windows read the replicated history (`usage::history`).
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -22,9 +23,9 @@ type ApiResult<T> = std::result::Result<T, ApiError>;
 #[serde(deny_unknown_fields)]
 pub(super) struct ReportQuery {
     node: Option<String>,
-    /// `30s`, `5m`, `6h` or seconds, from 1 s to a day.
+    /// `30s`, `5m`, `6h`, `30d` or seconds, from 1 s to 400 days.
     #[param(
-        pattern = "^(([1-9][0-9]{0,3}|[1-7][0-9]{4}|8[0-5][0-9]{3}|86[0-3][0-9]{2}|86400)s?|([1-9][0-9]{0,2}|1[0-3][0-9]{2}|14[0-3][0-9]|1440)m|([1-9]|1[0-9]|2[0-4])h)$"
+        pattern = "^(([1-9][0-9]{0,6}|[12][0-9]{7}|3[0-3][0-9]{6}|34[0-4][0-9]{5}|345[0-5][0-9]{4}|34560000)s?|([1-9][0-9]{0,4}|[1-4][0-9]{5}|5[0-6][0-9]{4}|57[0-5][0-9]{3}|576000)m|([1-9][0-9]{0,2}|[1-8][0-9]{3}|9[0-5][0-9]{2}|9600)h|([1-9][0-9]?|[1-3][0-9]{2}|400)d)$"
     )]
     window: Option<String>,
     /// `json` (default) or `csv`.
@@ -74,7 +75,18 @@ pub(super) async fn report(
         return forward(&m, "/v1/usage/report", &query, auth).await;
     }
     let tasks = allocations(&m, &node);
-    let r = build(m.usage(), &node_text, &tasks, window_s, now_ms(), m.id());
+    let r = {
+        let state = m.state().read().unwrap_or_else(|p| p.into_inner());
+        build(
+            m.usage(),
+            Some(&state),
+            &node_text,
+            &tasks,
+            window_s,
+            now_ms(),
+            m.id(),
+        )
+    };
     if csv {
         Ok((
             [(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],

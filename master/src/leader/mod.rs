@@ -10,6 +10,7 @@
 //!                     │        liveness::run         silent agents declared unreachable
 //!                     │        reports::batch_updates agents' statuses to raft entries
 //!                     │        alerts::run           alert rules, records, webhooks
+//!                     │        usage::run            finished usage minutes to raft
 //!                     │        a Runner per hosted framework (in-process client)
 //!                     ▼
 //!                  leads(T) no longer, or shutdown ──► signal stop ──► join within
@@ -22,6 +23,7 @@
 //! wait for the next one instead of being dropped with a stopped task.
 
 pub mod alerts;
+pub mod usage;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,6 +119,7 @@ fn start(
         stop.clone(),
     ));
     set.spawn(alerts::run(master.clone(), term, stop.clone()));
+    set.spawn(usage::run(master.clone(), term, stop.clone()));
     if !frameworks.is_empty() {
         for fw in frameworks {
             let opts = RunnerOptions::new(format!("master-{}", master.id()));

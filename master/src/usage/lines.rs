@@ -12,11 +12,12 @@
 //! [`super::nodes`]), over the part of the window that ring holds (64
 //! points, about 5 minutes), which `concurrent_peak_seconds` says.
 //!
-//! A window longer than the rings (up to a day) is read from the lines'
-//! minutes ([`super::minutes`]) instead: `used` is the mean of every 5 s
-//! total in the window, `peak` and `concurrent_peak` the highest of them,
-//! and `concurrent_peak_seconds` how much of the window the leader has
-//! seen. `allocated` is always what the live tasks hold now.
+//! A window longer than the rings (up to 400 days) is read from the
+//! lines' replicated history ([`super::history`]: minutes for two days,
+//! hours before) instead: `used` is the mean of every 5 s total in the
+//! window, `peak` and `concurrent_peak` the highest of them, and
+//! `concurrent_peak_seconds` how much of the window the history covers.
+//! `allocated` is always what the live tasks hold now.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -27,6 +28,7 @@ use super::nodes::SNAPSHOT_S;
 use super::report::{used, Allocation};
 use super::{UsageStore, RING};
 use crate::kernel::state::tree::pdl_of;
+use crate::kernel::state::ClusterState;
 
 /// Cores and memory.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -138,12 +140,24 @@ fn concurrent(store: &UsageStore, key: &str, since_s: u32, window_s: u64, row: &
     row.concurrent_peak_seconds = (w.points as u64 * SNAPSHOT_S).min(window_s);
 }
 
-/// Fills `row`'s used, peak and concurrent peak from the minutes of tree
-/// node `key` (a window longer than the rings). Without minutes (a leader
-/// that just took over) the row keeps what the rings say, and its
-/// `concurrent_peak_seconds` shows how little that covers.
-fn from_minutes(store: &UsageStore, key: &str, since_s: u32, window_s: u64, row: &mut LineRow) {
-    match store.minutes_window(key, since_s) {
+/// Fills `row`'s used, peak and concurrent peak from the history of tree
+/// node `key` (a window longer than the rings): the replicated one when
+/// `state` is given, else the leader's in-memory minutes. Without history
+/// the row keeps what the rings say, and its `concurrent_peak_seconds`
+/// shows how little that covers.
+fn from_minutes(
+    store: &UsageStore,
+    state: Option<&ClusterState>,
+    key: &str,
+    since_s: u32,
+    window_s: u64,
+    row: &mut LineRow,
+) {
+    let w = match state {
+        Some(st) => Some(super::history::window(st, store, key, u64::from(since_s))),
+        None => store.minutes_window(key, since_s),
+    };
+    match w {
         Some(w) if w.snapshots > 0 => {
             row.used = Amount {
                 cpu_cores: w.cpu_cores,
@@ -165,6 +179,7 @@ fn from_minutes(store: &UsageStore, key: &str, since_s: u32, window_s: u64, row:
 /// `window_s` seconds before `now_ms`.
 pub fn build(
     store: &UsageStore,
+    state: Option<&ClusterState>,
     node: &str,
     tasks: &[Allocation],
     window_s: u64,
@@ -215,7 +230,7 @@ pub fn build(
     for l in &mut lines {
         let key = l.pdl.clone();
         if long {
-            from_minutes(store, &key, since_s, window_s, l);
+            from_minutes(store, state, &key, since_s, window_s, l);
         } else {
             concurrent(store, &key, since_s, window_s, l);
         }
@@ -224,7 +239,7 @@ pub fn build(
     }
     // The total's ring is the asked node's (the root for the whole tree).
     if long {
-        from_minutes(store, node, since_s, window_s, &mut total);
+        from_minutes(store, state, node, since_s, window_s, &mut total);
     } else {
         concurrent(store, node, since_s, window_s, &mut total);
     }
@@ -276,6 +291,7 @@ pub fn to_csv(r: &LinesReport) -> String {
 mod tests {
     use super::*;
     use ocean_proto::agent::{TaskUsage, UsageReport};
+    use ocean_proto::internal::{command, Command, RecordUsage};
 
     const A: &str = "cop.c_owt.o_pdl.p_service.s_job.a_cluster.dev";
     const B: &str = "cop.c_owt.o_pdl.q_service.s_job.b_cluster.dev";
@@ -311,7 +327,7 @@ mod tests {
             disk_mib: 0,
         };
         let tasks = vec![alloc(&a1, A), alloc(&a2, A), alloc(&b1, B)];
-        let r = build(&store, "", &tasks, 60, now, 1);
+        let r = build(&store, None, "", &tasks, 60, now, 1);
         assert_eq!(r.lines.len(), 2);
         let p = &r.lines[0];
         assert_eq!((p.pdl.as_str(), p.tasks), ("cop.c_owt.o_pdl.p", 2));
@@ -372,7 +388,7 @@ mod tests {
             disk_mib: 0,
         };
         let now = t0 + 15_000;
-        let r = build(&store, "", &[alloc(&a1), alloc(&a2)], 60, now, 1);
+        let r = build(&store, None, "", &[alloc(&a1), alloc(&a2)], 60, now, 1);
         let p = &r.lines[0];
         // The sum of the tasks' own peaks counts 2 + 2 cores that never
         // ran together; the line's ring saw 2.1 at most.
@@ -388,6 +404,8 @@ mod tests {
     #[test]
     fn windows_longer_than_the_rings_come_from_the_minutes() {
         let store = UsageStore::default();
+        // The minutes go through the replicated state as on a leader.
+        let mut state = ClusterState::default();
         let t0 = 2_000_000_000u64 / 60_000 * 60_000;
         let s = |id: &str, cores: f64, mib: u64| TaskUsage {
             task_id: id.into(),
@@ -414,7 +432,16 @@ mod tests {
                 },
                 t0 + i * 5_000,
             );
+            for minute in store.finished_minutes(t0 + i * 5_000) {
+                state.apply(&Command {
+                    kind: Some(command::Kind::RecordUsage(RecordUsage {
+                        minute: Some(minute),
+                    })),
+                    min_version: 0,
+                });
+            }
         }
+        let history = Some(&state);
         let now = t0 + n * 5_000;
         let alloc = Allocation {
             task: a1.clone(),
@@ -424,7 +451,15 @@ mod tests {
             mem_mib: 400,
             disk_mib: 0,
         };
-        let two_hours = build(&store, "", std::slice::from_ref(&alloc), 7200, now, 1);
+        let two_hours = build(
+            &store,
+            history,
+            "",
+            std::slice::from_ref(&alloc),
+            7200,
+            now,
+            1,
+        );
         let p = &two_hours.lines[0];
         // Each snapshot holds the samples before its report: 1,439
         // snapshots of samples 0..1438 (719 at 1 core, the burst, 719 at
@@ -438,13 +473,29 @@ mod tests {
         assert_eq!(two_hours.total.peak.cpu_cores, 3.0);
         // The last hour: the burst is out; its first snapshot still holds
         // the first hour's last sample (1 core), the other 719 hold 0.5.
-        let hour = build(&store, "", std::slice::from_ref(&alloc), 3600, now, 1);
+        let hour = build(
+            &store,
+            history,
+            "",
+            std::slice::from_ref(&alloc),
+            3600,
+            now,
+            1,
+        );
         let p = &hour.lines[0];
         let mean = round3((1.0 + 719.0 * 0.5) / 720.0);
         assert_eq!((p.used.cpu_cores, p.peak.cpu_cores), (mean, 1.0));
         assert_eq!(p.concurrent_peak_seconds, 3600);
         // Five minutes still come from the rings.
-        let short = build(&store, "", std::slice::from_ref(&alloc), 300, now, 1);
+        let short = build(
+            &store,
+            history,
+            "",
+            std::slice::from_ref(&alloc),
+            300,
+            now,
+            1,
+        );
         assert_eq!(short.lines[0].peak.cpu_cores, 0.5);
         assert_eq!(short.lines[0].concurrent_peak_seconds, 300);
     }

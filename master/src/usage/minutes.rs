@@ -1,21 +1,26 @@
-//! A day of per-minute history for the upper tree (the root, `cop`, `owt`
-//! and product-line nodes), so utilisation reports can cover windows far
+//! Per-minute history of the upper tree (the root, `cop`, `owt` and
+//! product-line nodes), so utilisation reports can cover windows far
 //! longer than the 5-second rings (about five minutes).
 //!
 //! Each minute folds the node's snapshots (one every
 //! [`super::nodes::SNAPSHOT_S`]): their sums for means, their highest
 //! point for the concurrent peak. Only nodes at or above product lines keep
-//! minutes: there are few of them, so a day costs ~60 KB per node, where
-//! the same for every job would not fit. Like the rings it lives in the
-//! leader's memory: a new leader starts its history afresh, and a report
-//! says how much of its window it covers.
+//! minutes: there are few of them, where the same for every job would not
+//! fit. The leader keeps the last [`MINUTES`] in memory: each finished
+//! minute is proposed through raft (`RecordUsage`, see
+//! `kernel/state/usage.rs` and [`super::history`]), which keeps minutes
+//! for two days and hours for 400 on every master; memory only holds the
+//! minute being filled and the few not yet recorded.
 
 use std::collections::VecDeque;
 
+use ocean_proto::internal::UsageRollup;
+
 use super::ring::{Point, NO_RATE};
 
-/// Minutes kept per node: a day.
-pub const MINUTES: usize = 24 * 60;
+/// Minutes kept per node in the leader's memory: enough to retry
+/// recording them through a short loss of quorum.
+pub const MINUTES: usize = 15;
 
 /// One minute of a node's snapshots.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -49,6 +54,42 @@ pub struct MinuteWindow {
     pub rss_bytes: f64,
     /// The highest snapshot's anonymous memory, bytes.
     pub rss_bytes_max: u64,
+}
+
+impl Minute {
+    /// The replicated form of this minute of node `node`.
+    pub fn rollup(&self, node: &str) -> UsageRollup {
+        UsageRollup {
+            node: node.to_string(),
+            snapshots: u32::from(self.snapshots),
+            cpu_snapshots: u32::from(self.cpu_snapshots),
+            cpu_milli_sum: self.cpu_milli_sum,
+            cpu_milli_max: self.cpu_milli_max,
+            rss_kib_sum: self.rss_kib_sum,
+            rss_kib_max: self.rss_kib_max,
+        }
+    }
+}
+
+/// Means and maxima over rollups (minutes or hours) of one node.
+pub fn window_of<'a>(rollups: impl Iterator<Item = &'a UsageRollup>) -> MinuteWindow {
+    let mut w = MinuteWindow::default();
+    let (mut cpu_n, mut cpu, mut rss) = (0u64, 0u64, 0u64);
+    for m in rollups {
+        w.snapshots += u64::from(m.snapshots);
+        cpu_n += u64::from(m.cpu_snapshots);
+        cpu += m.cpu_milli_sum;
+        rss += m.rss_kib_sum;
+        w.cpu_cores_max = w.cpu_cores_max.max(f64::from(m.cpu_milli_max) / 1000.0);
+        w.rss_bytes_max = w.rss_bytes_max.max(u64::from(m.rss_kib_max) * 1024);
+    }
+    if cpu_n > 0 {
+        w.cpu_cores = cpu as f64 / 1000.0 / cpu_n as f64;
+    }
+    if w.snapshots > 0 {
+        w.rss_bytes = rss as f64 * 1024.0 / w.snapshots as f64;
+    }
+    w
 }
 
 /// A node's minutes, oldest first, at most [`MINUTES`].
@@ -113,23 +154,18 @@ impl Minutes {
     /// Means and maxima of the minutes that end after `since_s` (a window
     /// is covered to the minute).
     pub fn window(&self, since_s: u32) -> MinuteWindow {
-        let mut w = MinuteWindow::default();
-        let (mut cpu_n, mut cpu, mut rss) = (0u64, 0u64, 0u64);
-        for m in self.0.iter().rev().take_while(|m| m.start_s + 60 > since_s) {
-            w.snapshots += u64::from(m.snapshots);
-            cpu_n += u64::from(m.cpu_snapshots);
-            cpu += m.cpu_milli_sum;
-            rss += m.rss_kib_sum;
-            w.cpu_cores_max = w.cpu_cores_max.max(f64::from(m.cpu_milli_max) / 1000.0);
-            w.rss_bytes_max = w.rss_bytes_max.max(u64::from(m.rss_kib_max) * 1024);
-        }
-        if cpu_n > 0 {
-            w.cpu_cores = cpu as f64 / 1000.0 / cpu_n as f64;
-        }
-        if w.snapshots > 0 {
-            w.rss_bytes = rss as f64 * 1024.0 / w.snapshots as f64;
-        }
-        w
+        let rollups: Vec<UsageRollup> = self
+            .0
+            .iter()
+            .filter(|m| m.start_s + 60 > since_s)
+            .map(|m| m.rollup(""))
+            .collect();
+        window_of(rollups.iter())
+    }
+
+    /// The minutes, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &Minute> {
+        self.0.iter()
     }
 }
 
@@ -151,35 +187,35 @@ mod tests {
         let mut m = Minutes::default();
         // A minute boundary (1,800,000,000 is one: 30,000,000 minutes).
         let t0 = 1_800_000_000u32;
-        // Two hours of snapshots every 5 s: 1 core and 1 GiB in the first
-        // hour, 3 cores and 2 GiB for one snapshot, then 0.5 core.
-        for i in 0..(2 * 720) {
+        // Twelve minutes of snapshots every 5 s: 1 core and 1 GiB in the
+        // first six, 3 cores and 2 GiB for one snapshot, then 0.5 core.
+        for i in 0..(2 * 72) {
             let at = t0 + i * 5;
             let (cpu, rss) = match i {
-                0..720 => (1000, 1 << 20),
-                720 => (3000, 2 << 20),
+                0..72 => (1000, 1 << 20),
+                72 => (3000, 2 << 20),
                 _ => (500, 1 << 20),
             };
             m.add(&point(at, cpu, rss));
         }
-        assert_eq!(m.len(), 120);
+        assert_eq!(m.len(), 12);
         let all = m.window(t0);
-        assert_eq!(all.snapshots, 1440);
+        assert_eq!(all.snapshots, 144);
         assert_eq!(all.cpu_cores_max, 3.0);
         assert_eq!(all.rss_bytes_max, 2 << 30);
-        let mean = (720.0 * 1.0 + 3.0 + 719.0 * 0.5) / 1440.0;
+        let mean = (72.0 * 1.0 + 3.0 + 71.0 * 0.5) / 144.0;
         assert!((all.cpu_cores - mean).abs() < 1e-9, "{all:?}");
-        // The last hour alone: the peak snapshot is its first.
-        let last = m.window(t0 + 3600);
-        assert_eq!(last.snapshots, 720);
+        // The last six minutes alone: the peak snapshot is their first.
+        let last = m.window(t0 + 360);
+        assert_eq!(last.snapshots, 72);
         assert_eq!(last.cpu_cores_max, 3.0);
         // A window starting mid-minute covers that whole minute.
-        assert_eq!(m.window(t0 + 7170).snapshots, 12);
-        assert_eq!(m.window(t0 + 7200).snapshots, 0);
+        assert_eq!(m.window(t0 + 690).snapshots, 12);
+        assert_eq!(m.window(t0 + 720).snapshots, 0);
     }
 
     #[test]
-    fn a_day_is_kept_unknown_rates_count_for_memory_only_and_old_points_are_dropped() {
+    fn the_last_minutes_are_kept_unknown_rates_count_for_memory_only_and_old_points_are_dropped() {
         let mut m = Minutes::default();
         for i in 0..(MINUTES as u32 + 5) {
             m.add(&point(i * 60, 1000, 10));

@@ -1,6 +1,8 @@
 //! What tasks use, as their agents push it (`AgentMessage::Usage`, every
-//! few seconds): kept by the leader in memory only, never through raft.
-//! Losing it with the leader loses a few minutes of history, which the
+//! few seconds): kept by the leader in memory, never through raft, but
+//! for one rollup per finished minute of the upper tree (history.rs),
+//! which the leader proposes so reports survive a leader change. Losing
+//! the rest with the leader loses a few minutes of samples, which the
 //! agents refill at their next samples.
 //!
 //! ```text
@@ -9,9 +11,10 @@
 //!                    per agent: a ring of its tasks' sums per report
 //!                    per job, tree node and the root: a ring of their
 //!                      tasks' totals every SNAPSHOT_S (nodes.rs)
-//!                    per node at or above product lines: a day of those
-//!                      totals folded per minute (minutes.rs), for reports
-//!                      over windows longer than the rings
+//!                    per node at or above product lines: those totals
+//!                      folded per minute (minutes.rs) ──► each finished
+//!                      minute proposed as RecordUsage (leader/usage.rs),
+//!                      kept two days, hours 400 days (kernel/state/usage.rs)
 //!  GET /v1/usage ─► report::build(store, tasks under the node, window)
 //!                    task ─► job ─► tree nodes up to the one asked (sums)
 //!                    task ─► agent (sums)
@@ -24,23 +27,29 @@
 //! agents add what sums cannot say: the row's total at one instant (its
 //! true peak) and the part of tasks that ended within the window.
 
+pub mod history;
 pub mod lines;
 pub mod minutes;
 pub mod nodes;
 pub mod report;
 mod ring;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ocean_proto::agent::{TaskUsage, UsageReport};
+use ocean_proto::internal::{UsagePeriod, UsageRollup};
 
 pub use ring::{Point, Ring, Window, NO_RATE, RING};
 
 /// Tasks not heard of for this long are forgotten (their rings are past
 /// any window a query may ask).
 pub(crate) const FORGET_AFTER_MS: u64 = 15 * 60 * 1000;
+
+/// How long after its end a minute is handed out to be recorded: a
+/// snapshot stamped just before the boundary may still be folding in.
+const FINISHED_GRACE_S: u32 = 5;
 
 /// How often `record` looks for forgotten tasks.
 const PRUNE_EVERY_MS: u64 = 30 * 1000;
@@ -62,6 +71,8 @@ struct Inner {
     last_prune_ms: u64,
     /// The [`nodes::SNAPSHOT_S`] bucket of the last node snapshot.
     last_snapshot: u64,
+    /// The newest minute handed out to be recorded through raft.
+    handed_s: u32,
 }
 
 /// A row's own ring over a window.
@@ -127,7 +138,7 @@ fn without_id(t: &TaskUsage) -> TaskUsage {
 }
 
 /// Folds the snapshot just taken at `now_ms` into the minutes of the
-/// nodes that keep them, and forgets minutes older than a day.
+/// nodes that keep them, and forgets nodes silent for [`minutes::MINUTES`].
 fn fold_minutes(
     nodes: &HashMap<Arc<str>, nodes::NodeEntry, foldhash::fast::RandomState>,
     minutes: &mut HashMap<Arc<str>, minutes::Minutes>,
@@ -142,8 +153,11 @@ fn fold_minutes(
             minutes.entry(Arc::clone(key)).or_default().add(p);
         }
     }
-    let day = (minutes::MINUTES * 60) as u32;
-    minutes.retain(|_, m| m.newest_s().is_some_and(|s| s.saturating_add(day) >= now_s));
+    let kept = (minutes::MINUTES * 60) as u32;
+    minutes.retain(|_, m| {
+        m.newest_s()
+            .is_some_and(|s| s.saturating_add(kept) >= now_s)
+    });
 }
 
 impl UsageStore {
@@ -250,6 +264,54 @@ impl UsageStore {
             .get(key)
             .filter(|m| !m.is_empty())
             .map(|m| m.window(since_s))
+    }
+
+    /// The minutes finished by `now_ms` (with a few seconds' grace for
+    /// a snapshot in flight) not handed out before, each as the period
+    /// to record, nodes in name order, oldest first.
+    pub fn finished_minutes(&self, now_ms: u64) -> Vec<UsagePeriod> {
+        let now_s = (now_ms / 1000) as u32;
+        let mut inner = self.lock();
+        let handed = inner.handed_s;
+        let mut periods: BTreeMap<u32, Vec<UsageRollup>> = BTreeMap::new();
+        for (key, m) in &inner.minutes {
+            for minute in m.iter() {
+                let done = minute.start_s + 60 + FINISHED_GRACE_S <= now_s;
+                if done && minute.start_s > handed {
+                    periods
+                        .entry(minute.start_s)
+                        .or_default()
+                        .push(minute.rollup(key));
+                }
+            }
+        }
+        if let Some(newest) = periods.keys().next_back() {
+            inner.handed_s = *newest;
+        }
+        periods
+            .into_iter()
+            .map(|(start_s, mut nodes)| {
+                nodes.sort_by(|a, b| a.node.cmp(&b.node));
+                UsagePeriod {
+                    start_s: u64::from(start_s),
+                    length_s: 60,
+                    nodes,
+                }
+            })
+            .collect()
+    }
+
+    /// The in-memory minutes of node `key` starting after `after_s` and
+    /// at or after `since_s` (those the replicated history lacks yet).
+    pub fn unrecorded(&self, key: &str, after_s: Option<u64>, since_s: u64) -> Vec<UsageRollup> {
+        let inner = self.lock();
+        inner.minutes.get(key).map_or_else(Vec::new, |m| {
+            m.iter()
+                .filter(|x| after_s.is_none_or(|a| u64::from(x.start_s) > a))
+                .filter(|x| u64::from(x.start_s) + 60 > since_s)
+                .map(|x| x.rollup(key))
+                .collect()
+        })
     }
 
     /// The ring of an agent (the sums of its reports) since `since_s`.

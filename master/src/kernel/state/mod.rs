@@ -15,6 +15,7 @@ mod restore;
 pub mod summary;
 mod tasks;
 pub mod tree;
+pub mod usage;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -195,6 +196,7 @@ impl ClusterState {
             Some(command::Kind::DeleteKv(del)) => self.delete_kv(del),
             Some(command::Kind::Lease(lease)) => self.lease(lease),
             Some(command::Kind::DeploymentAction(a)) => self.deployment_action(a),
+            Some(command::Kind::RecordUsage(r)) => self.record_usage(r),
             // The summary is recounted over the restored state, not observed.
             Some(command::Kind::RestoreState(r)) => return self.restore(r),
             Some(command::Kind::Noop(_)) | None => (Outcome::Noop, Vec::new()),

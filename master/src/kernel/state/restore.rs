@@ -22,7 +22,12 @@ impl ClusterState {
             version: st.version,
             changes: Vec::new(),
         };
-        let holds_data = !self.jobs.is_empty() || !self.tasks.is_empty() || !self.kv.is_empty();
+        // The usage history a fresh cluster records from its first minute
+        // is not data a restore would lose by mistake.
+        let usage = format!("{}/", super::usage::NAMESPACE);
+        let holds_data = !self.jobs.is_empty()
+            || !self.tasks.is_empty()
+            || self.kv.keys().any(|k| !k.starts_with(&usage));
         if holds_data && !r.force {
             return refused(
                 self,
