@@ -255,10 +255,7 @@ pub async fn db(c: &Client, cmd: DbCommand) -> anyhow::Result<()> {
         }
         DbCommand::Schedule {
             name, off: true, ..
-        } => {
-            let p = format!("{}/schedule", path(&name));
-            c.request(Method::DELETE, &p, Body::None).await?
-        }
+        } => turn_off(c, &name, "schedule").await?,
         DbCommand::Schedule {
             name,
             every_hours,
@@ -275,10 +272,7 @@ pub async fn db(c: &Client, cmd: DbCommand) -> anyhow::Result<()> {
         }
         DbCommand::Archive {
             name, off: true, ..
-        } => {
-            let p = format!("{}/archive", path(&name));
-            c.request(Method::DELETE, &p, Body::None).await?
-        }
+        } => turn_off(c, &name, "archive").await?,
         DbCommand::Archive {
             name,
             dir,
@@ -343,6 +337,16 @@ async fn act(c: &Client, name: &str, action: &str, body: Value) -> anyhow::Resul
         Method::POST,
         &format!("{}/{action}", path(name)),
         Body::Json(body),
+    )
+    .await
+}
+
+/// `DELETE /v1/databases/{name}/{what}`: a schedule or an archive off.
+async fn turn_off(c: &Client, name: &str, what: &str) -> anyhow::Result<Value> {
+    c.request(
+        Method::DELETE,
+        &format!("{}/{what}", path(name)),
+        Body::None,
     )
     .await
 }
